@@ -1,0 +1,146 @@
+"""aurora-storage: one repository API over embedded key-value engines.
+
+Quick start::
+
+    import aurora_storage
+
+    with aurora_storage.open("memory://") as repo:
+        repo.put("acme", ("order", 1), {"status": "created"})
+        repo.get("acme", ("order", 1))
+
+Backends are chosen by URL (``memory://``, ``rocksdb:///abs/path``, ``lmdb:///abs/path``,
+``tiered://?hot=...&cold=...``) and found as plugins through entry points.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import errors
+from ._async import AsyncBatch, AsyncRepository, AsyncTenantView
+from ._keys import MAX_KEY_SIZE, decode_key, encode_key
+from ._registry import registry as _registry
+from ._repository import FORMAT_VERSION, Batch, Repository, TenantView
+from .backend import Backend, Capabilities
+from .codecs import Codec, available_codecs, get_codec, register_codec
+from .config import URL
+from .errors import (
+    BackendNotFoundError,
+    ConfigurationError,
+    CorruptionError,
+    InvalidKeyError,
+    InvalidTenantError,
+    InvalidURLError,
+    KeyExistsError,
+    KeyTooLargeError,
+    ReadOnlyError,
+    RepositoryClosedError,
+    SerializationError,
+    StorageError,
+    StorageFullError,
+    StoreLockedError,
+)
+from .plugins import BackendSpec, installed_schemes, register_backend, register_plugin
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_KEY_SIZE",
+    "URL",
+    "AsyncBatch",
+    "AsyncRepository",
+    "AsyncTenantView",
+    "Backend",
+    "BackendNotFoundError",
+    "BackendSpec",
+    "Batch",
+    "Capabilities",
+    "Codec",
+    "ConfigurationError",
+    "CorruptionError",
+    "InvalidKeyError",
+    "InvalidTenantError",
+    "InvalidURLError",
+    "KeyExistsError",
+    "KeyTooLargeError",
+    "ReadOnlyError",
+    "Repository",
+    "RepositoryClosedError",
+    "SerializationError",
+    "StorageError",
+    "StorageFullError",
+    "StoreLockedError",
+    "TenantView",
+    "TieredRepository",
+    "__version__",
+    "available_codecs",
+    "decode_key",
+    "encode_key",
+    "errors",
+    "get_codec",
+    "installed_schemes",
+    "open",
+    "open_async",
+    "register_backend",
+    "register_codec",
+    "register_plugin",
+]
+
+
+def open(url: str | URL, *, codec: str | Codec | None = None, **options: Any) -> Repository[Any, Any]:  # noqa: A001 - the contract's name
+    """Open the repository a URL names.
+
+    Args:
+        url: ``scheme://...`` (see :class:`URL`); its query string holds options.
+        codec: value codec name or object; default: the store's recorded codec, or
+            ``json`` for a new store. Also accepted as ``?codec=`` in the URL.
+        **options: backend options; they override the query string's.
+
+    Raises:
+        InvalidURLError: malformed URL, or an unknown/malformed option (the message
+            lists the valid ones).
+        BackendNotFoundError: no installed plugin for the scheme.
+        ConfigurationError: conflicting options, or a codec/format mismatch with the store.
+    """
+    parsed = URL.parse(url)
+    spec = _registry.lookup(parsed.scheme)
+    opts: dict[str, Any] = dict(parsed.options)
+    url_codec = opts.pop("codec", None)
+    opts.update(options)
+    chosen = codec if codec is not None else url_codec
+    result = spec.open(parsed, opts)
+    if isinstance(result, Repository):
+        if chosen is not None and result.codec.name != get_codec(chosen).name:
+            result.close()
+            raise ConfigurationError(
+                f"{parsed} uses codec {result.codec.name!r}; codec={chosen!r} does not apply"
+            )
+        return result
+    if not isinstance(result, Backend):
+        raise BackendNotFoundError(
+            f"the plugin for {parsed.scheme!r} returned {type(result).__name__}, not a Backend",
+            backend=parsed.scheme,
+        )
+    repo_cls: type[Repository[Any, Any]] = getattr(result, "repository_class", Repository)
+    return repo_cls._from_backend(result, codec=chosen, url=parsed)
+
+
+def open_async(
+    url: str | URL, *, codec: str | Codec | None = None, **options: Any
+) -> AsyncRepository[Any, Any]:
+    """Like :func:`open`, returning an :class:`AsyncRepository`.
+
+    Opening is synchronous (it is quick and happens once); every data method of the
+    result is a coroutine or an async iterator.
+    """
+    return AsyncRepository(open(url, codec=codec, **options))
+
+
+def __getattr__(name: str) -> Any:
+    # TieredRepository is imported on first use so `import aurora_storage` stays light.
+    if name == "TieredRepository":
+        from .tiered import TieredRepository
+
+        return TieredRepository
+    raise AttributeError(f"module 'aurora_storage' has no attribute {name!r}")

@@ -1,0 +1,392 @@
+"""Order-preserving, canonical key encoding (I/O-free; shared by every backend).
+
+The layout of a stored record key is::
+
+    NS_DATA | tenant-string | key-element
+
+* ``NS_DATA`` (``0x01``) separates user data from the store's own records (``0x00``:
+  metadata, change logs), which therefore never show up in a tenant's scans.
+* The tenant is a string element without its type code: UTF-8 with every ``0x00``
+  written as ``0x00 0xFF`` and a terminating ``0x00``. No element type code is
+  ``0xFF``, so the range ``[P, P + 0xFF)`` with ``P`` the encoded tenant contains
+  exactly that tenant's records, whatever the tenant ids look like (``a`` vs ``a:b``,
+  ``a`` vs ``a\\x00b``).
+* The key is one element, encoded so that byte order equals value order.
+
+Element type codes, which also give the cross-type order::
+
+    None < False < True < numbers < str < bytes < tuples/lists < dicts
+
+Numbers (``int`` and ``float``) share one ordering: ``-inf < negatives < 0 <
+positives < inf``; ``2 < 2.5 < 10``. Integral floats are the same key as the int
+(``1.0`` is ``1``; ``-0.0`` is ``0``) and decode as ``int``. A positive finite number
+``v`` is encoded as its integer part ``n`` (a length byte, then ``n`` big-endian) and,
+when ``v`` is not integral, its fraction in 7-bit groups whose low bit says "more
+follows"; an integral number ends with ``0x00``. Negative numbers are the bitwise
+complement of the encoding of ``|v|`` (the encoding is prefix-free, so complementing it
+reverses the order). ``bool`` is its own type, not a number (``True`` is not ``1``).
+Strings and bytes use the escape-and-terminate rule above; tuples and lists are the same
+key (they decode as tuples); dicts are canonical (items sorted by encoded key).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import InvalidKeyError, InvalidTenantError, KeyTooLargeError
+
+__all__ = [
+    "MAX_KEY_SIZE",
+    "NS_DATA",
+    "NS_DATA_END",
+    "NS_SYSTEM",
+    "decode_key",
+    "decode_tenant_key",
+    "encode_key",
+    "encode_prefix",
+    "encode_tenant",
+    "prefix_successor",
+]
+
+#: The one key-size rule shared by every backend: LMDB 0.9's limit on a stored key.
+MAX_KEY_SIZE = 511
+
+NS_SYSTEM = b"\x00"
+NS_DATA = b"\x01"
+NS_DATA_END = b"\x02"
+
+_NONE = 0x05
+_FALSE = 0x06
+_TRUE = 0x07
+_NEG_INF = 0x10
+_NEG = 0x11
+_ZERO = 0x12
+_POS = 0x13
+_POS_INF = 0x14
+_STR = 0x20
+_BYTES = 0x21
+_SEQ = 0x30
+_DICT = 0x40
+_END = 0x00
+
+_B_NONE = bytes((_NONE,))
+_B_FALSE = bytes((_FALSE,))
+_B_TRUE = bytes((_TRUE,))
+_B_ZERO = bytes((_ZERO,))
+_B_NEG_INF = bytes((_NEG_INF,))
+_B_POS_INF = bytes((_POS_INF,))
+_B_STR = bytes((_STR,))
+_B_BYTES = bytes((_BYTES,))
+_B_POS = bytes((_POS,))
+_B_NEG = bytes((_NEG,))
+_B_END = b"\x00"
+_INVERT = bytes(255 - i for i in range(256))
+_SMALL = 1 << 64
+_POS_HEAD = [bytes((_POS, n)) for n in range(9)]
+
+# Positive ints up to 2**2040 fit the one-byte length; beyond that a key is absurdly large.
+_MAX_INT_BYTES = 255
+
+
+def _esc(raw: bytes) -> bytes:
+    # ``0 in raw`` is several times faster than ``b"\x00" in raw`` on CPython.
+    if 0 in raw:
+        raw = raw.replace(b"\x00", b"\x00\xff")
+    return raw
+
+
+def _utf8(s: str) -> bytes:
+    try:
+        return s.encode()
+    except UnicodeEncodeError:
+        # Lone surrogates are legal in a Python str; generalized UTF-8 keeps code point order.
+        return s.encode("utf-8", "surrogatepass")
+
+
+def _positive(v: int | float) -> bytes:
+    """Prefix-free encoding of a positive finite number (without the type code)."""
+    if type(v) is int:
+        n = v
+        frac: float = 0.0
+    else:
+        fl = float(v)
+        n = math.floor(fl)
+        frac = fl - n  # exact: the fraction's bits are a subset of v's bits
+    nb = (n.bit_length() + 7) >> 3
+    if nb > _MAX_INT_BYTES:
+        raise KeyTooLargeError(
+            f"a number key of {nb} bytes is too large (at most {_MAX_INT_BYTES} bytes, "
+            f"about 2**{_MAX_INT_BYTES * 8})",
+            size=nb,
+            limit=_MAX_INT_BYTES,
+        )
+    head = bytes((nb,)) + n.to_bytes(nb, "big")
+    if not frac:
+        return head + _B_END
+    p, q = frac.as_integer_ratio()  # q is a power of two
+    k = q.bit_length() - 1
+    groups = (k + 6) // 7
+    bits = p << (groups * 7 - k)
+    out = bytearray(groups)
+    for i in range(groups - 1, -1, -1):
+        out[i] = ((bits & 0x7F) << 1) | (1 if i < groups - 1 else 0)
+        bits >>= 7
+    return head + bytes(out)
+
+
+def _number(v: int | float) -> bytes:
+    if type(v) is float:
+        if v != v:
+            raise InvalidKeyError("NaN cannot be a key: it is not equal to itself")
+        if v == math.inf:
+            return _B_POS_INF
+        if v == -math.inf:
+            return _B_NEG_INF
+        if v.is_integer():
+            v = int(v)
+    if v > 0:
+        return _B_POS + _positive(v)
+    if v < 0:
+        return _B_NEG + _positive(-v).translate(_INVERT)
+    return _B_ZERO
+
+
+def _element(key: Any) -> bytes:
+    t = type(key)
+    if t is str:
+        return _B_STR + _esc(_utf8(key)) + _B_END
+    if t is int or t is float:
+        return _number(key)
+    if t is bytes:
+        return _B_BYTES + _esc(key) + _B_END
+    if t is tuple or t is list:
+        return b"\x30" + b"".join([encode_key(e) for e in key]) + _B_END
+    if key is None:
+        return _B_NONE
+    if t is bool:
+        return _B_TRUE if key else _B_FALSE
+    if t is dict:
+        pairs = sorted((_element(k), _element(v)) for k, v in key.items())
+        return bytes((_DICT,)) + b"".join([k + v for k, v in pairs]) + _B_END
+    # Subclasses (IntEnum, str subclasses, bytearray, memoryview) are normalised once here
+    # so the fast checks above stay exact-type checks.
+    if isinstance(key, bool):
+        return _B_TRUE if key else _B_FALSE
+    if isinstance(key, str):
+        return _element(str(key))
+    if isinstance(key, int):
+        return _number(int(key))
+    if isinstance(key, float):
+        return _number(float(key))
+    if isinstance(key, bytes | bytearray | memoryview):
+        return _element(bytes(key))
+    raise InvalidKeyError(
+        f"unsupported key type {t.__name__}: keys are str, int, float, bool, None, bytes, "
+        "and tuples/lists/dicts of these"
+    )
+
+
+def encode_key(key: Any) -> bytes:
+    """Encode one key (without tenant) into its canonical, order-preserving bytes.
+
+    Raises:
+        InvalidKeyError: unsupported type, NaN, or a number too large to encode.
+    """
+    t = type(key)
+    if t is str:
+        # Hot path, inlined: most keys are short strings.
+        try:
+            raw = key.encode()
+        except UnicodeEncodeError:
+            raw = key.encode("utf-8", "surrogatepass")
+        if 0 in raw:
+            raw = raw.replace(b"\x00", b"\x00\xff")
+        return _B_STR + raw + _B_END
+    if t is int:
+        if 0 < key < _SMALL:
+            nb = (key.bit_length() + 7) >> 3
+            return _POS_HEAD[nb] + key.to_bytes(nb, "big") + _B_END
+        return _number(key)
+    try:
+        return _element(key)
+    except RecursionError:
+        raise InvalidKeyError("key nests too deeply (or contains itself)") from None
+
+
+def encode_tenant(tenant: str) -> bytes:
+    """The encoded prefix ``NS_DATA | tenant`` shared by all of a tenant's records.
+
+    Raises:
+        InvalidTenantError: ``tenant`` is not a non-empty ``str``.
+    """
+    if type(tenant) is not str:
+        if not isinstance(tenant, str):
+            raise InvalidTenantError(
+                f"tenant must be a non-empty str, got {type(tenant).__name__}",
+            )
+        tenant = str(tenant)
+    if not tenant:
+        raise InvalidTenantError("tenant must be a non-empty str, got ''")
+    return NS_DATA + _esc(_utf8(tenant)) + _B_END
+
+
+def encode_prefix(prefix: Any) -> bytes:
+    """Encode a key prefix for ``keys(prefix=...)``.
+
+    A ``str`` or ``bytes`` prefix matches keys of that type starting with it; a tuple or
+    list prefix matches tuple keys whose leading elements equal it.
+
+    Raises:
+        InvalidKeyError: the prefix is of another type.
+    """
+    t = type(prefix)
+    if t is str or isinstance(prefix, str):
+        return _B_STR + _esc(_utf8(str(prefix)))
+    if t is bytes or isinstance(prefix, bytes | bytearray | memoryview):
+        return _B_BYTES + _esc(bytes(prefix))
+    if t is tuple or t is list or isinstance(prefix, tuple | list):
+        return bytes((_SEQ,)) + b"".join([encode_key(e) for e in prefix])
+    raise InvalidKeyError(
+        f"a prefix must be a str, bytes or tuple/list, got {t.__name__}",
+    )
+
+
+def prefix_successor(prefix: bytes) -> bytes:
+    """The smallest byte string greater than every string starting with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        raise ValueError("prefix of only 0xff bytes has no successor")
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
+
+
+def check_size(full: bytes, tenant: str, key: Any) -> None:
+    """Raise KeyTooLargeError if the full stored key exceeds :data:`MAX_KEY_SIZE`."""
+    if len(full) > MAX_KEY_SIZE:
+        raise KeyTooLargeError(
+            f"encoded tenant + key is {len(full)} bytes; the limit on every backend is "
+            f"{MAX_KEY_SIZE} bytes (LMDB's key limit). Use a shorter key or tenant, or "
+            "store long identifiers in the value",
+            size=len(full),
+            limit=MAX_KEY_SIZE,
+            tenant=tenant,
+            key=key,
+        )
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+class _Reader:
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes, pos: int = 0) -> None:
+        self.buf = buf
+        self.pos = pos
+
+
+def _read_escaped(r: _Reader) -> bytes:
+    buf = r.buf
+    out = bytearray()
+    pos = r.pos
+    while True:
+        i = buf.index(b"\x00", pos)
+        out += buf[pos:i]
+        if i + 1 < len(buf) and buf[i + 1] == 0xFF:
+            out.append(0)
+            pos = i + 2
+        else:
+            r.pos = i + 1
+            return bytes(out)
+
+
+def _read_positive(buf: bytes, pos: int) -> tuple[int | float, int]:
+    nb = buf[pos]
+    n = int.from_bytes(buf[pos + 1 : pos + 1 + nb], "big")
+    pos += 1 + nb
+    if buf[pos] == 0:
+        return n, pos + 1
+    bits = 0
+    k = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        bits = (bits << 7) | (b >> 1)
+        k += 7
+        if not b & 1:
+            break
+    return n + math.ldexp(bits, -k), pos
+
+
+def _read_element(r: _Reader) -> Any:
+    buf = r.buf
+    code = buf[r.pos]
+    r.pos += 1
+    if code == _STR:
+        return _read_escaped(r).decode("utf-8", "surrogatepass")
+    if code == _POS:
+        v, r.pos = _read_positive(buf, r.pos)
+        return v
+    if code == _NEG:
+        # Complemented bytes: undo on a bounded slice; the encoding is at most the key size.
+        inv = buf[r.pos :].translate(_INVERT)
+        v, used = _read_positive(inv, 0)
+        r.pos += used
+        return -v
+    if code == _ZERO:
+        return 0
+    if code == _BYTES:
+        return _read_escaped(r)
+    if code == _SEQ:
+        items = []
+        while buf[r.pos] != _END:
+            items.append(_read_element(r))
+        r.pos += 1
+        return tuple(items)
+    if code == _NONE:
+        return None
+    if code == _FALSE:
+        return False
+    if code == _TRUE:
+        return True
+    if code == _POS_INF:
+        return math.inf
+    if code == _NEG_INF:
+        return -math.inf
+    if code == _DICT:
+        d = {}
+        while buf[r.pos] != _END:
+            k = _read_element(r)
+            d[k] = _read_element(r)
+        r.pos += 1
+        return d
+    raise ValueError(f"unknown key type code 0x{code:02x}")
+
+
+def decode_key(encoded: bytes, offset: int = 0) -> Any:
+    """Decode one key element starting at ``offset``.
+
+    Raises:
+        ValueError: the bytes are not a valid encoding (callers translate this into
+            :class:`~aurora_storage.errors.CorruptionError`).
+    """
+    r = _Reader(encoded, offset)
+    try:
+        key = _read_element(r)
+    except (IndexError, UnicodeDecodeError, TypeError) as exc:
+        raise ValueError(f"malformed key encoding: {exc}") from exc
+    if r.pos != len(encoded):
+        raise ValueError("malformed key encoding: trailing bytes")
+    return key
+
+
+def decode_tenant_key(full: bytes) -> tuple[str, int]:
+    """Split a full stored key: return the tenant and the offset where the key starts."""
+    if full[:1] != NS_DATA:
+        raise ValueError("not a data key")
+    r = _Reader(full, 1)
+    try:
+        tenant = _read_escaped(r).decode("utf-8", "surrogatepass")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"malformed tenant encoding: {exc}") from exc
+    return tenant, r.pos

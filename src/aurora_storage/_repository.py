@@ -1,0 +1,679 @@
+"""The synchronous Repository: tenancy, key encoding, codecs and validation over a Backend."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+import orjson
+
+from . import _keys
+from ._keys import (
+    MAX_KEY_SIZE,
+    NS_DATA,
+    NS_DATA_END,
+    NS_SYSTEM,
+    check_size,
+    decode_tenant_key,
+    encode_key,
+    encode_prefix,
+    encode_tenant,
+    prefix_successor,
+)
+from .backend import Backend, Capabilities, Op
+from .codecs import Codec, get_codec
+from .errors import (
+    ConfigurationError,
+    CorruptionError,
+    InvalidTenantError,
+    KeyExistsError,
+    ReadOnlyError,
+    RepositoryClosedError,
+    SerializationError,
+    StorageError,
+)
+
+if TYPE_CHECKING:
+    from .config import URL
+
+__all__ = ["FORMAT_VERSION", "META_KEY", "Batch", "Repository", "TenantView"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+
+#: Version of the on-disk layout (key encoding + metadata). Newer stores are refused.
+FORMAT_VERSION = 1
+#: The reserved record holding the store's format version and codec.
+META_KEY = NS_SYSTEM + b"aurora:meta"
+
+_PREFIX_CACHE_MAX = 65_536
+_TENANT_END = b"\xff"
+
+
+def _decode_key_at(full: bytes, offset: int) -> Any:
+    # Fast path for the common str key: type code, body without NUL, terminator.
+    if full[offset] == 0x20 and full[-1] == 0:
+        body = full[offset + 1 : -1]
+        if 0 not in body:
+            try:
+                return body.decode()
+            except UnicodeDecodeError:
+                pass
+    try:
+        return _keys.decode_key(full, offset)
+    except ValueError as exc:
+        raise CorruptionError(f"a stored key is not a valid encoding: {exc}") from exc
+
+
+class Repository(Generic[K, V]):
+    """A tenant-scoped, ordered key-value repository over one backend.
+
+    Every record lives under a ``(tenant, key)`` pair. Tenants are non-empty strings and
+    are isolated absolutely. Keys are str, int, float, bool, None, bytes, and
+    tuples/lists/dicts of these; they are stored with an order-preserving canonical
+    encoding, so scans return keys in their natural order. Values go through the store's
+    codec (``json`` by default).
+
+    Open one with :func:`aurora_storage.open`, or construct a plugin's subclass directly
+    (``RocksDBRepository(path=...)``). Repositories are thread-safe where the backend's
+    ``capabilities.thread_safe`` says so, and are context managers.
+
+    Args:
+        backend: the bytes-level engine adapter; the repository owns and closes it.
+        codec: codec name or object. ``None`` uses the codec recorded in the store, or
+            ``json`` for a new store.
+        url: the URL it was opened from, for messages.
+
+    Raises:
+        ConfigurationError: ``codec`` differs from the store's recorded codec, or the
+            store's format version is newer than this library supports.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        codec: str | Codec | None = None,
+        url: URL | None = None,
+    ) -> None:
+        self._backend = backend
+        self._url = url
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._prefixes: dict[str, bytes] = {}
+        try:
+            self._codec = self._check_metadata(codec)
+        except BaseException:
+            backend.close()
+            raise
+        self._encode: Callable[[Any], bytes] = self._codec.encode
+        self._decode: Callable[[bytes], Any] = self._codec.decode
+        # Bound once: the hot paths call these without attribute lookups on the backend.
+        self._bget = backend.get
+        self._bput = backend.put
+        self._read_only = backend.capabilities.read_only
+
+    @classmethod
+    def _from_backend(
+        cls, backend: Backend, *, codec: str | Codec | None = None, url: URL | None = None
+    ) -> Repository[K, V]:
+        """Wrap an opened backend (used by :func:`aurora_storage.open`); subclasses with
+        their own constructor signature are built through here too."""
+        repo = cls.__new__(cls)
+        Repository.__init__(repo, backend, codec=codec, url=url)
+        return repo
+
+    # ------------------------------------------------------------------ metadata
+
+    def _check_metadata(self, codec: str | Codec | None) -> Codec:
+        raw = self._backend.get(META_KEY)
+        if raw is None:
+            chosen = get_codec(codec if codec is not None else "json")
+            if not self._backend.capabilities.read_only:
+                self._backend.put(
+                    META_KEY,
+                    orjson.dumps({"format": FORMAT_VERSION, "codec": chosen.name}),
+                )
+            return chosen
+        try:
+            meta = orjson.loads(raw)
+            fmt = int(meta["format"])
+            recorded = str(meta["codec"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptionError(
+                f"the metadata record of {self._backend.describe()} is damaged: {exc}",
+                backend=self._backend.scheme,
+            ) from exc
+        if fmt > FORMAT_VERSION:
+            raise ConfigurationError(
+                f"{self._backend.describe()} has format version {fmt}, newer than the "
+                f"{FORMAT_VERSION} this aurora-storage supports; upgrade aurora-storage",
+                backend=self._backend.scheme,
+            )
+        if codec is not None:
+            wanted = get_codec(codec)
+            if wanted.name != recorded:
+                raise ConfigurationError(
+                    f"{self._backend.describe()} was created with codec {recorded!r}, not "
+                    f"{wanted.name!r}; open it without a codec (or with codec={recorded!r})",
+                    backend=self._backend.scheme,
+                )
+            return wanted
+        return get_codec(recorded)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _prefix(self, tenant: str) -> bytes:
+        """Encoded, cached prefix of ``tenant`` (validates it)."""
+        try:
+            return self._prefixes[tenant]
+        except KeyError:
+            pass
+        except TypeError:
+            raise InvalidTenantError(
+                f"tenant must be a non-empty str, got {type(tenant).__name__}"
+            ) from None
+        p = encode_tenant(tenant)
+        if len(self._prefixes) >= _PREFIX_CACHE_MAX:
+            self._prefixes.clear()
+        self._prefixes[tenant] = p
+        return p
+
+    def _full(self, tenant: str, key: Any) -> bytes:
+        try:
+            p = self._prefixes[tenant]
+        except (KeyError, TypeError):
+            p = self._prefix(tenant)
+        full = p + encode_key(key)
+        if len(full) > MAX_KEY_SIZE:
+            check_size(full, tenant, key)
+        return full
+
+    def _value(self, value: Any, tenant: str, key: Any) -> bytes:
+        try:
+            return self._encode(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"the {self._codec.name} codec cannot encode a value of type "
+                f"{type(value).__name__} ({exc}); nothing was written",
+                tenant=tenant,
+                key=key,
+                backend=self._backend.scheme,
+            ) from exc
+
+    def _load(self, raw: bytes, tenant: str, key: Any) -> Any:
+        try:
+            return self._decode(raw)
+        except Exception as exc:
+            raise CorruptionError(
+                f"the stored value of key {key!r} (tenant {tenant!r}) cannot be decoded "
+                f"by the {self._codec.name} codec: {exc}",
+                tenant=tenant,
+                key=key,
+                backend=self._backend.scheme,
+            ) from exc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RepositoryClosedError(
+                f"the repository {self._describe()} is closed; open it again",
+                backend=self._backend.scheme,
+            )
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyError(
+                f"the repository {self._describe()} was opened read-only",
+                backend=self._backend.scheme,
+            )
+
+    def _describe(self) -> str:
+        return str(self._url) if self._url is not None else self._backend.describe()
+
+    def _bounds(
+        self, tenant: str, prefix: Any, start: Any, stop: Any
+    ) -> tuple[bytes, bytes, int]:
+        p = self._prefix(tenant)
+        lo, hi = p, p + _TENANT_END
+        if prefix is not None:
+            pp = p + encode_prefix(prefix)
+            lo, hi = max(lo, pp), min(hi, prefix_successor(pp))
+        if start is not None:
+            lo = max(lo, p + encode_key(start))
+        if stop is not None:
+            hi = min(hi, p + encode_key(stop))
+        return lo, hi, len(p)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def backend(self) -> Backend:
+        """The bytes-level backend (for plugins and advanced use)."""
+        return self._backend
+
+    @property
+    def codec(self) -> Codec:
+        """The value codec of this store."""
+        return self._codec
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the backend supports (ordered scans, atomic batches, multi-process ...)."""
+        return self._backend.capabilities
+
+    @property
+    def url(self) -> URL | None:
+        """The URL this repository was opened from, if any (secrets hidden when printed)."""
+        return self._url
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    # ------------------------------------------------------------------ point ops
+
+    def put(self, tenant: str, key: K, value: V) -> None:
+        """Store ``value`` under ``(tenant, key)``, replacing any previous value.
+
+        Raises:
+            InvalidTenantError, InvalidKeyError, KeyTooLargeError: bad tenant or key.
+            SerializationError: the codec cannot encode ``value``; nothing was written.
+            ReadOnlyError, RepositoryClosedError.
+        """
+        if self._closed or self._read_only:
+            self._check_writable()
+        full = self._full(tenant, key)
+        try:
+            data = self._encode(value)
+        except Exception:
+            data = self._value(value, tenant, key)
+        self._bput(full, data)
+
+    def get(self, tenant: str, key: K, default: V | None = None) -> V | None:
+        """The value under ``(tenant, key)``, or ``default`` when absent."""
+        if self._closed:
+            self._check_open()
+        raw = self._bget(self._full(tenant, key))
+        if raw is None:
+            return default
+        try:
+            return self._decode(raw)  # type: ignore[no-any-return]
+        except Exception:
+            return self._load(raw, tenant, key)  # type: ignore[no-any-return]
+
+    def has(self, tenant: str, key: K) -> bool:
+        """Whether ``(tenant, key)`` holds a value."""
+        if self._closed:
+            self._check_open()
+        return self._bget(self._full(tenant, key)) is not None
+
+    def delete(self, tenant: str, key: K) -> bool:
+        """Remove ``(tenant, key)``; return whether it existed."""
+        self._check_writable()
+        return self._backend.delete(self._full(tenant, key))
+
+    def insert(self, tenant: str, key: K, value: V) -> None:
+        """Store ``value`` only if ``(tenant, key)`` is absent.
+
+        Raises:
+            KeyExistsError: the key exists; nothing was written.
+        """
+        self._check_writable()
+        full = self._full(tenant, key)
+        data = self._value(value, tenant, key)
+        if not self._backend.insert(full, data):
+            raise KeyExistsError(
+                f"key {key!r} already exists for tenant {tenant!r}; use put() to overwrite",
+                tenant=tenant,
+                key=key,
+                backend=self._backend.scheme,
+            )
+
+    # ------------------------------------------------------------------ batches
+
+    def put_many(self, tenant: str, items: Mapping[K, V] | Iterable[tuple[K, V]]) -> int:
+        """Store many values atomically (all or nothing); return how many.
+
+        Every key and value is validated and encoded before anything is written.
+        """
+        self._check_writable()
+        pairs = items.items() if isinstance(items, Mapping) else items
+        enc = self._encode
+        ops: list[Op] = []
+        append = ops.append
+        full = self._full
+        for key, value in pairs:
+            k = full(tenant, key)
+            try:
+                append((k, enc(value)))
+            except Exception:
+                append((k, self._value(value, tenant, key)))
+        if ops:
+            self._backend.write(ops)
+        return len(ops)
+
+    def get_many(self, tenant: str, keys: Iterable[K], default: V | None = None) -> list[V | None]:
+        """Values for ``keys`` in order; ``default`` for absent ones."""
+        self._check_open()
+        key_list = list(keys)
+        raws = self._backend.get_many([self._full(tenant, k) for k in key_list])
+        out: list[V | None] = []
+        for key, raw in zip(key_list, raws, strict=True):
+            out.append(default if raw is None else self._load(raw, tenant, key))
+        return out
+
+    def delete_many(self, tenant: str, keys: Iterable[K]) -> int:
+        """Remove ``keys`` in one atomic batch; return how many existed."""
+        self._check_writable()
+        fulls = list(dict.fromkeys(self._full(tenant, k) for k in keys))
+        if not fulls:
+            return 0
+        present = sum(1 for raw in self._backend.get_many(fulls) if raw is not None)
+        self._backend.write([(k, None) for k in fulls])
+        return present
+
+    def batch(self) -> Batch[K, V]:
+        """A batch of puts and deletes across tenants, committed atomically when the
+        ``with`` block ends and discarded if it raises::
+
+            with repo.batch() as b:
+                b.put("acme", "order-1", {...})
+                b.delete("acme", "order-0")
+        """
+        self._check_writable()
+        return Batch(self)
+
+    def _write(self, ops: list[Op]) -> None:
+        self._check_writable()
+        if ops:
+            self._backend.write(ops)
+
+    # ------------------------------------------------------------------ scans
+
+    def keys(
+        self,
+        tenant: str,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[K]:
+        """Stream the tenant's keys in key order (``start`` inclusive, ``stop`` exclusive).
+
+        Args:
+            prefix: a str/bytes prefix of str/bytes keys, or a tuple of leading elements
+                of tuple keys.
+            reverse: descending order.
+            limit: at most this many keys.
+        """
+        self._check_open()
+        lo, hi, plen = self._bounds(tenant, prefix, start, stop)
+        _check_limit(limit)
+        return self._iter(self._backend.scan_keys(lo, hi, reverse=reverse), limit, plen, 0)
+
+    def values(
+        self,
+        tenant: str,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[V]:
+        """Stream the tenant's values in key order (same arguments as :meth:`keys`)."""
+        self._check_open()
+        lo, hi, plen = self._bounds(tenant, prefix, start, stop)
+        _check_limit(limit)
+        return self._iter(self._backend.scan(lo, hi, reverse=reverse), limit, plen, 1)
+
+    def items(
+        self,
+        tenant: str,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[K, V]]:
+        """Stream ``(key, value)`` pairs in key order (same arguments as :meth:`keys`)."""
+        self._check_open()
+        lo, hi, plen = self._bounds(tenant, prefix, start, stop)
+        _check_limit(limit)
+        return self._iter(self._backend.scan(lo, hi, reverse=reverse), limit, plen, 2)
+
+    def _iter(self, source: Iterator[Any], limit: int | None, plen: int, mode: int) -> Iterator[Any]:
+        remaining = -1 if limit is None else limit
+        if remaining == 0:
+            return
+        decode = self._decode
+        try:
+            for item in source:
+                if self._closed:
+                    self._check_open()
+                if mode == 0:
+                    yield _decode_key_at(item, plen)
+                else:
+                    k, raw = item
+                    try:
+                        value = decode(raw)
+                    except Exception:
+                        value = self._load(raw, "?", _decode_key_at(k, plen))
+                    yield value if mode == 1 else (_decode_key_at(k, plen), value)
+                remaining -= 1
+                if remaining == 0:
+                    return
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    def list(self, tenant: str, prefix: Any = None) -> list[K]:
+        """All of the tenant's keys (optionally under ``prefix``), in key order."""
+        return list(self.keys(tenant, prefix=prefix))
+
+    def count(self, tenant: str, *, prefix: Any = None) -> int:
+        """Number of the tenant's keys (optionally under ``prefix``)."""
+        self._check_open()
+        lo, hi, _ = self._bounds(tenant, prefix, None, None)
+        return self._backend.count_range(lo, hi)
+
+    def tenants(self) -> Iterator[str]:
+        """Stream the ids of the tenants that hold data, in tenant order."""
+        self._check_open()
+        return self._tenants()
+
+    def _tenants(self) -> Iterator[str]:
+        lo = NS_DATA
+        while True:
+            self._check_open()
+            first = self._backend.first_key(lo, NS_DATA_END)
+            if first is None:
+                return
+            try:
+                tenant, end = decode_tenant_key(first)
+            except ValueError as exc:
+                raise CorruptionError(f"a stored key has a damaged tenant: {exc}") from exc
+            yield tenant
+            lo = first[:end] + _TENANT_END
+
+    def drop_tenant(self, tenant: str) -> int:
+        """Delete every record of ``tenant``; return how many there were."""
+        self._check_writable()
+        p = self._prefix(tenant)
+        return self._backend.delete_range(p, p + _TENANT_END)
+
+    def tenant(self, tenant: str) -> TenantView[K, V]:
+        """A view bound to one tenant: the same methods without the tenant argument."""
+        self._prefix(tenant)
+        return TenantView(self, tenant)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stats(self) -> dict[str, Any]:
+        """Engine figures (size on disk, key counts, engine properties) plus the codec."""
+        self._check_open()
+        out: dict[str, Any] = {"backend": self._backend.scheme, "codec": self._codec.name}
+        out.update(self._backend.stats())
+        return out
+
+    def flush(self) -> None:
+        """Make every acknowledged write durable against an OS crash."""
+        self._check_open()
+        self._backend.flush()
+
+    def close(self) -> None:
+        """Close the repository and its backend. Idempotent; any later use (including
+        iterators created before) raises :class:`RepositoryClosedError`."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._backend.close()
+
+    def __enter__(self) -> Repository[K, V]:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} {self._describe()} codec={self._codec.name} {state}>"
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
+
+
+class Batch(Generic[K, V]):
+    """Puts and deletes collected for one atomic commit (see :meth:`Repository.batch`).
+
+    Keys and values are validated and encoded as they are added, so a bad one raises at
+    the call and the whole batch is discarded when the ``with`` block exits by exception.
+    Reads through the repository do not see a batch's writes before it commits.
+    """
+
+    def __init__(self, repo: Repository[K, V]) -> None:
+        self._repo = repo
+        self._ops: list[Op] = []
+        self._done = False
+
+    def put(self, tenant: str, key: K, value: V) -> None:
+        """Add a put."""
+        self._check()
+        full = self._repo._full(tenant, key)
+        self._ops.append((full, self._repo._value(value, tenant, key)))
+
+    def delete(self, tenant: str, key: K) -> None:
+        """Add a delete (of a key that may or may not exist)."""
+        self._check()
+        self._ops.append((self._repo._full(tenant, key), None))
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def _check(self) -> None:
+        if self._done:
+            raise StorageError("this batch was already committed or discarded; start a new one")
+
+    def commit(self) -> None:
+        """Write everything atomically now (the ``with`` block does this for you)."""
+        self._check()
+        self._done = True
+        self._repo._write(self._ops)
+
+    def discard(self) -> None:
+        """Drop everything collected."""
+        self._done = True
+        self._ops.clear()
+
+    def __enter__(self) -> Batch[K, V]:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            if not self._done:
+                self.commit()
+        else:
+            self.discard()
+
+
+class TenantView(Generic[K, V]):
+    """A repository bound to one tenant (see :meth:`Repository.tenant`)."""
+
+    def __init__(self, repo: Repository[K, V], tenant: str) -> None:
+        self.repository = repo
+        self.tenant = tenant
+
+    def put(self, key: K, value: V) -> None:
+        """See :meth:`Repository.put`."""
+        self.repository.put(self.tenant, key, value)
+
+    @overload
+    def get(self, key: K) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V) -> V: ...
+    def get(self, key: K, default: V | None = None) -> V | None:
+        """See :meth:`Repository.get`."""
+        return self.repository.get(self.tenant, key, default)
+
+    def has(self, key: K) -> bool:
+        """See :meth:`Repository.has`."""
+        return self.repository.has(self.tenant, key)
+
+    def delete(self, key: K) -> bool:
+        """See :meth:`Repository.delete`."""
+        return self.repository.delete(self.tenant, key)
+
+    def insert(self, key: K, value: V) -> None:
+        """See :meth:`Repository.insert`."""
+        self.repository.insert(self.tenant, key, value)
+
+    def put_many(self, items: Mapping[K, V] | Iterable[tuple[K, V]]) -> int:
+        """See :meth:`Repository.put_many`."""
+        return self.repository.put_many(self.tenant, items)
+
+    def get_many(self, keys: Iterable[K], default: V | None = None) -> list[V | None]:
+        """See :meth:`Repository.get_many`."""
+        return self.repository.get_many(self.tenant, keys, default)
+
+    def delete_many(self, keys: Iterable[K]) -> int:
+        """See :meth:`Repository.delete_many`."""
+        return self.repository.delete_many(self.tenant, keys)
+
+    def keys(self, **scan: Any) -> Iterator[K]:
+        """See :meth:`Repository.keys` (``prefix``, ``start``, ``stop``, ``reverse``, ``limit``)."""
+        return self.repository.keys(self.tenant, **scan)
+
+    def values(self, **scan: Any) -> Iterator[V]:
+        """See :meth:`Repository.values`."""
+        return self.repository.values(self.tenant, **scan)
+
+    def items(self, **scan: Any) -> Iterator[tuple[K, V]]:
+        """See :meth:`Repository.items`."""
+        return self.repository.items(self.tenant, **scan)
+
+    def list(self, prefix: Any = None) -> list[K]:
+        """See :meth:`Repository.list`."""
+        return self.repository.list(self.tenant, prefix)
+
+    def count(self, *, prefix: Any = None) -> int:
+        """See :meth:`Repository.count`."""
+        return self.repository.count(self.tenant, prefix=prefix)
+
+    def drop(self) -> int:
+        """Delete all of this tenant's records (see :meth:`Repository.drop_tenant`)."""
+        return self.repository.drop_tenant(self.tenant)
+
+    def __repr__(self) -> str:
+        return f"<TenantView {self.tenant!r} of {self.repository!r}>"

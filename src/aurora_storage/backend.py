@@ -1,0 +1,153 @@
+"""The small bytes-level interface an engine implements.
+
+A backend stores opaque byte keys and values in byte order. Everything users touch -
+tenancy, key encoding, codecs, validation, batches, views, async, tiering - lives in
+:class:`~aurora_storage.Repository`, written once. An engine plugin implements the six
+abstract methods below, may override the documented defaults where the engine does
+better, and translates its engine's exceptions into :mod:`aurora_storage.errors`
+(chaining the cause) at this boundary.
+
+Keys reaching a backend are at most :data:`~aurora_storage.MAX_KEY_SIZE` bytes and never
+empty. The repository never calls a backend after :meth:`Backend.close`, except through
+iterators the user still holds: a scan iterator must then raise
+:class:`~aurora_storage.errors.RepositoryClosedError` (not crash) when advanced.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Backend", "Capabilities", "Op"]
+
+#: One write in an atomic batch: ``(key, value)`` puts, ``(key, None)`` deletes.
+Op = tuple[bytes, bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend supports. Compositions check these up front; the conformance
+    suite skips the tests of anything not declared, with the reason.
+
+    Attributes:
+        ordered_scans: scans return keys in byte order, with start/stop bounds.
+        atomic_batches: :meth:`Backend.write` applies all operations or none.
+        persistent: data survives close and reopen.
+        multi_process: several processes may open the same store for writing.
+        thread_safe: one instance may be used from several threads at once.
+        blocking_writes: a single write may block for long (fsync, network); async
+            callers run writes in a worker thread instead of inline.
+        read_only: this instance refuses writes with ReadOnlyError.
+    """
+
+    ordered_scans: bool = True
+    atomic_batches: bool = True
+    persistent: bool = False
+    multi_process: bool = False
+    thread_safe: bool = True
+    blocking_writes: bool = False
+    read_only: bool = False
+
+
+class Backend(ABC):
+    """Bytes in, bytes out, ordered scans, atomic batches, close.
+
+    Subclasses set :attr:`scheme` and :attr:`capabilities` and implement the abstract
+    methods. Every method may raise only :mod:`aurora_storage.errors` exceptions.
+    """
+
+    #: The URL scheme this backend serves (used in messages and ``stats()``).
+    scheme: str = "?"
+    #: What this instance supports.
+    capabilities: Capabilities = Capabilities()
+
+    def __init__(self) -> None:
+        # Serialises the default read-then-write insert(); engines with a native
+        # create-only write (LMDB's overwrite=False) override insert() instead.
+        self._insert_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ required
+
+    @abstractmethod
+    def get(self, key: bytes) -> bytes | None:
+        """The value stored at ``key``, or ``None`` if absent."""
+
+    @abstractmethod
+    def put(self, key: bytes, value: bytes) -> None:
+        """Store ``value`` at ``key``, replacing any previous value. Durable per the
+        backend's documented settings once it returns."""
+
+    @abstractmethod
+    def delete(self, key: bytes) -> bool:
+        """Remove ``key``; return whether it was present."""
+
+    @abstractmethod
+    def write(self, ops: Sequence[Op]) -> None:
+        """Apply puts (``(k, v)``) and deletes (``(k, None)``) in order, atomically if
+        ``capabilities.atomic_batches``: after a crash either all are visible or none."""
+
+    @abstractmethod
+    def scan(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(key, value)`` for ``start <= key < stop`` in byte order (descending if
+        ``reverse``). A scan must never end early silently: an engine error (corruption)
+        raises :class:`~aurora_storage.errors.CorruptionError` from the iterator."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store (locks, files, maps). Idempotent. Live scan iterators must
+        afterwards raise RepositoryClosedError rather than keep the store open."""
+
+    # ------------------------------------------------------------------ defaults
+
+    def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
+        """Like :meth:`scan` but keys only. Override when the engine can skip values."""
+        for k, _ in self.scan(start, stop, reverse=reverse):
+            yield k
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Values for ``keys`` in order, ``None`` for absent ones."""
+        get = self.get
+        return [get(k) for k in keys]
+
+    def insert(self, key: bytes, value: bytes) -> bool:
+        """Store ``value`` only if ``key`` is absent; return whether it was stored.
+
+        The default is correct for backends owned by one process (a read then a write
+        under a lock); multi-process engines must override it with a native operation.
+        """
+        with self._insert_lock:
+            if self.get(key) is not None:
+                return False
+            self.put(key, value)
+            return True
+
+    def delete_range(self, start: bytes, stop: bytes) -> int:
+        """Delete every key in ``[start, stop)``; return how many there were."""
+        keys = list(self.scan_keys(start, stop))
+        for i in range(0, len(keys), 10_000):
+            self.write([(k, None) for k in keys[i : i + 10_000]])
+        return len(keys)
+
+    def count_range(self, start: bytes, stop: bytes) -> int:
+        """Number of keys in ``[start, stop)``."""
+        return sum(1 for _ in self.scan_keys(start, stop))
+
+    def first_key(self, start: bytes, stop: bytes) -> bytes | None:
+        """The smallest key in ``[start, stop)``, or ``None``."""
+        for k in self.scan_keys(start, stop):
+            return k
+        return None
+
+    def flush(self) -> None:
+        """Make every acknowledged write durable against an OS crash (fsync)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Engine figures: size on disk, key counts, engine-specific properties."""
+        return {}
+
+    def describe(self) -> str:
+        """Short text naming this store in messages (e.g. its path)."""
+        return self.scheme

@@ -1,0 +1,392 @@
+"""URLs and option parsing shared by every backend.
+
+A backend's options live in one frozen dataclass. :func:`config_from_options` fills it
+from a URL's query string and keyword overrides, coercing each option by the field's
+type (``bool`` accepts ``true/false/1/0/yes/no/on/off``; fields marked with
+:func:`size_field` accept ``64MiB``/``1GiB``; ``Literal[...]`` fields accept their
+choices) and rejecting anything unknown or malformed with
+:class:`~aurora_storage.errors.InvalidURLError` listing the valid options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, Union
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from .errors import ConfigurationError, InvalidURLError
+
+__all__ = [
+    "URL",
+    "config_from_options",
+    "describe_options",
+    "parse_bool",
+    "parse_size",
+    "size_field",
+]
+
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "api_key", "apikey")
+
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class URL:
+    """An immutable, parsed storage URL: ``scheme://[user[:password]@][host[:port]]/path?opt=v``.
+
+    Printing it (``str``/``repr``) hides passwords and secret-looking options; use
+    :meth:`render` with ``hide_secrets=False`` for the real text. Change it with the
+    copy-on-write :meth:`set`, :meth:`with_options` and :meth:`without_options`.
+
+    Paths: ``rocksdb:///abs/path`` is absolute; ``rocksdb:relative/path`` (no slashes) and
+    ``rocksdb://./relative/path`` are relative to the current directory.
+    """
+
+    scheme: str
+    path: str = ""
+    host: str | None = None
+    port: int | None = None
+    username: str | None = None
+    password: str | None = None
+    query: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | URL) -> URL:
+        """Parse ``text`` into a URL.
+
+        Raises:
+            InvalidURLError: no scheme, a malformed port or query, or a repeated option.
+        """
+        if isinstance(text, URL):
+            return text
+        if not isinstance(text, str):
+            raise InvalidURLError(f"a URL must be a str, got {type(text).__name__}")
+        if ":" not in text:
+            raise InvalidURLError(
+                f"{_hide_text(text)!r} is not a URL: expected scheme://..., e.g. 'memory://', "
+                "'rocksdb:///var/data/events' or 'lmdb:///var/data/projections'"
+            )
+        scheme = text.split(":", 1)[0]
+        if not _SCHEME_RE.match(scheme):
+            raise InvalidURLError(f"{_hide_text(text)!r} has an invalid scheme {scheme!r}")
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError as exc:
+            raise InvalidURLError(f"malformed URL {_hide_text(text)!r}: {exc}") from exc
+        netloc_host = parts.hostname
+        path = unquote(parts.path)
+        if parts.netloc in (".", "..", "~"):
+            # rocksdb://./data/events: a relative path written with slashes.
+            path = parts.netloc + path
+            netloc_host = None
+        try:
+            pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        except ValueError as exc:
+            raise InvalidURLError(
+                f"malformed query string in {_hide_text(text)!r}: {exc}"
+            ) from exc
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise InvalidURLError(f"option {name!r} is given twice in {_hide_text(text)!r}")
+            seen.add(name)
+        return cls(
+            scheme=parts.scheme.lower(),
+            path=path,
+            host=netloc_host if netloc_host else None,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            query=tuple(pairs),
+        )
+
+    @property
+    def options(self) -> dict[str, str]:
+        """The query options as a new dict."""
+        return dict(self.query)
+
+    def set(self, **changes: Any) -> URL:
+        """A copy with the given attributes replaced."""
+        return dataclasses.replace(self, **changes)
+
+    def with_options(self, **options: Any) -> URL:
+        """A copy with these options added or replaced (values are turned into text)."""
+        merged = dict(self.query)
+        for name, value in options.items():
+            merged[name] = _option_text(value)
+        return dataclasses.replace(self, query=tuple(merged.items()))
+
+    def without_options(self, *names: str) -> URL:
+        """A copy without the named options."""
+        return dataclasses.replace(self, query=tuple(p for p in self.query if p[0] not in names))
+
+    def render(self, *, hide_secrets: bool = True) -> str:
+        """The URL as text; passwords and secret options are ``***`` unless asked."""
+        out = self.scheme + ":"
+        netloc = ""
+        if self.username is not None:
+            netloc = quote(self.username, safe="")
+            if self.password is not None:
+                netloc += ":" + ("***" if hide_secrets else quote(self.password, safe=""))
+            netloc += "@"
+        if self.host:
+            netloc += self.host
+        if self.port is not None:
+            netloc += f":{self.port}"
+        path = quote(self.path, safe="/~.-_")
+        if netloc or self.path.startswith("/") or not self.path:
+            out += "//" + netloc + path
+        else:
+            out += path
+        if self.query:
+            out += "?" + "&".join(
+                f"{quote(k, safe='')}="
+                + ("***" if hide_secrets and _is_secret(k) else quote(v, safe=""))
+                for k, v in self.query
+            )
+        return out
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        return f"URL({self.render()!r})"
+
+
+def _is_secret(name: str) -> bool:
+    low = name.lower()
+    return any(w in low for w in _SECRET_WORDS)
+
+
+def _hide_text(text: str) -> str:
+    """Best-effort hiding of secrets in an unparsed URL string (for error messages)."""
+    text = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", text)
+    return re.sub(
+        r"([?&][^=&]*(?:" + "|".join(_SECRET_WORDS) + r")[^=&]*=)[^&]*",
+        r"\1***",
+        text,
+        flags=re.IGNORECASE,
+    )
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# ------------------------------------------------------------------ option coercion
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "ki": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "mi": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "gi": 1024**3,
+    "t": 1024**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+    "ti": 1024**4,
+    "p": 1024**5,
+    "pb": 1000**5,
+    "pib": 1024**5,
+    "pi": 1024**5,
+}
+
+
+def parse_bool(text: str) -> bool:
+    """``true/false/1/0/yes/no/on/off`` (any case) to a bool.
+
+    Raises:
+        ValueError: anything else.
+    """
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean (true/false/1/0), got {text!r}")
+
+
+def parse_size(text: str | int) -> int:
+    """A byte size: an int, or text like ``4096``, ``64MiB``, ``1GiB``, ``10MB``, ``1.5GiB``.
+
+    Binary units (KiB, MiB, GiB, TiB; also K, M, G, T) are powers of 1024; decimal units
+    (KB, MB, GB, TB) are powers of 1000.
+
+    Raises:
+        ValueError: malformed text or a negative number.
+    """
+    if isinstance(text, bool):
+        raise ValueError("expected a size, got a bool")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"a size cannot be negative, got {text}")
+        return text
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise ValueError(f"expected a size like 4096, 64MiB or 1GiB, got {text!r}")
+    number, unit = m.group(1), (m.group(2) or "").lower()
+    value = float(number) * _UNITS[unit] if "." in number else int(number) * _UNITS[unit]
+    return int(value)
+
+
+def size_field(default: int | None, *, help: str = "") -> Any:
+    """A dataclass field holding a byte size, accepting ``64MiB``-style text."""
+    return field(default=default, metadata={"parser": parse_size, "help": help})
+
+
+def _describe_type(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "|".join(str(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe_type(a) for a in typing.get_args(tp) if a is not type(None))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(name: str, tp: Any, parser: Callable[[Any], Any] | None, value: Any) -> Any:
+    """Coerce one option value (text from a URL, or a typed keyword) to the field's type."""
+    if parser is not None:
+        if value is None and _allows_none(tp):
+            return None
+        return parser(value)
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+            if len(args) < len(typing.get_args(tp)):
+                return None
+        errors = []
+        for arg in args:
+            try:
+                return _coerce(name, arg, None, value)
+            except (ValueError, TypeError) as exc:
+                errors.append(str(exc))
+        raise ValueError("; ".join(errors))
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if isinstance(value, str):
+            low = value.strip().lower()
+            for c in choices:
+                if str(c).lower() == low:
+                    return c
+        elif value in choices:
+            return value
+        raise ValueError(f"expected one of {', '.join(map(str, choices))}, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return parse_bool(value)
+        raise TypeError(f"expected a bool, got {type(value).__name__}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise TypeError("expected an int, got a bool")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise ValueError(f"expected an integer, got {value!r}") from None
+        raise TypeError(f"expected an int, got {type(value).__name__}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f"expected a number, got {value!r}") from None
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError(f"expected a str, got {type(value).__name__}")
+    return value
+
+
+def _allows_none(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+C = TypeVar("C")
+
+
+def describe_options(config_cls: type[Any], *, exclude: tuple[str, ...] = ()) -> str:
+    """A one-line list of a config class's options and their types, for error messages."""
+    hints = typing.get_type_hints(config_cls)
+    return ", ".join(
+        f"{f.name} ({'size' if f.metadata.get('parser') is parse_size else _describe_type(hints[f.name])})"
+        for f in dataclasses.fields(config_cls)
+        if f.name not in exclude and f.init
+    )
+
+
+def config_from_options(
+    config_cls: type[C],
+    options: Mapping[str, Any],
+    *,
+    backend: str,
+    fixed: Mapping[str, Any] | None = None,
+) -> C:
+    """Build a frozen config dataclass from URL options and keyword overrides.
+
+    Args:
+        config_cls: the backend's frozen dataclass.
+        options: option name -> text (from the URL) or typed value (from keywords).
+        backend: the scheme, for messages.
+        fixed: values set by other parts of the URL (e.g. ``path``), not options.
+
+    Raises:
+        InvalidURLError: an unknown option (listing the valid ones) or a malformed value.
+        ConfigurationError: the config's own validation failed (conflicting options).
+    """
+    fixed = dict(fixed or {})
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for name, value in options.items():
+        f = fields.get(name)
+        if f is None or name in fixed:
+            valid = describe_options(config_cls, exclude=tuple(fixed))
+            raise InvalidURLError(
+                f"unknown option {name!r} for the {backend} backend; valid options: {valid}",
+                backend=backend,
+            )
+        try:
+            kwargs[name] = _coerce(name, hints[name], f.metadata.get("parser"), value)
+        except (ValueError, TypeError) as exc:
+            raise InvalidURLError(
+                f"bad value for option {name!r} of the {backend} backend: {exc}",
+                backend=backend,
+            ) from exc
+    kwargs.update(fixed)
+    try:
+        return config_cls(**kwargs)
+    except ConfigurationError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"invalid {backend} configuration: {exc}", backend=backend
+        ) from exc

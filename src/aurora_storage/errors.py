@@ -1,0 +1,139 @@
+"""The error tree of aurora-storage.
+
+Every failure a user can cause raises one of these; engine exceptions are translated at
+the backend boundary and chained as ``__cause__``. Where a user's ``except`` clause for a
+builtin would naturally expect the error, the builtin is mixed in::
+
+    StorageError
+    ├── InvalidKeyError            (ValueError)   key of an unsupported type, NaN, ...
+    │   └── KeyTooLargeError                      encoded key over the size limit
+    ├── InvalidTenantError         (ValueError)   tenant not a non-empty str
+    ├── KeyExistsError             (KeyError)     insert() on an existing key
+    ├── SerializationError         (ValueError)   value the codec cannot encode/decode
+    ├── ConfigurationError         (ValueError)   bad or conflicting options, codec mismatch
+    │   └── InvalidURLError                       malformed URL, unknown/malformed option
+    ├── BackendNotFoundError       (LookupError)  no plugin for the URL scheme
+    ├── RepositoryClosedError      (RuntimeError) use after close()
+    ├── ReadOnlyError              (PermissionError) write to a read-only repository
+    ├── StoreLockedError           (OSError)      another writer holds the store
+    ├── StorageFullError           (OSError)      disk or map full and cannot grow
+    └── CorruptionError                           damaged data detected
+
+Errors carry context as attributes (``tenant``, ``key``, ``backend``, ``path``) where it
+is known, so handlers need not parse messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BackendNotFoundError",
+    "ConfigurationError",
+    "CorruptionError",
+    "InvalidKeyError",
+    "InvalidTenantError",
+    "InvalidURLError",
+    "KeyExistsError",
+    "KeyTooLargeError",
+    "ReadOnlyError",
+    "RepositoryClosedError",
+    "SerializationError",
+    "StorageError",
+    "StorageFullError",
+    "StoreLockedError",
+]
+
+
+class StorageError(Exception):
+    """Root of every error raised by aurora-storage.
+
+    Args:
+        message: what went wrong and how to fix it.
+        tenant: the tenant involved, if any.
+        key: the key involved, if any.
+        backend: the URL scheme of the backend involved, if any.
+        path: the filesystem path involved, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tenant: str | None = None,
+        key: Any = None,
+        backend: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.tenant = tenant
+        self.key = key
+        self.backend = backend
+        self.path = path
+
+    def __str__(self) -> str:
+        # KeyError's default __str__ repr-quotes the message; keep messages readable.
+        return self.message
+
+
+class InvalidKeyError(StorageError, ValueError):
+    """A key of an unsupported type or value (NaN, a set, an object, ...)."""
+
+
+class KeyTooLargeError(InvalidKeyError):
+    """The encoded tenant + key is larger than the limit every backend shares.
+
+    Attributes:
+        size: the encoded size in bytes.
+        limit: the maximum encoded size in bytes.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.size = size
+        self.limit = limit
+
+
+class InvalidTenantError(StorageError, ValueError):
+    """A tenant id that is not a non-empty ``str``."""
+
+
+class KeyExistsError(StorageError, KeyError):
+    """``insert()`` found the key already present; nothing was written."""
+
+
+class SerializationError(StorageError, ValueError):
+    """The value codec could not encode (nothing written) or decode a value."""
+
+
+class ConfigurationError(StorageError, ValueError):
+    """Options that are invalid, conflicting, or disagree with the store's metadata."""
+
+
+class InvalidURLError(ConfigurationError):
+    """A malformed URL, or an unknown or malformed option in it."""
+
+
+class BackendNotFoundError(StorageError, LookupError):
+    """No installed plugin handles the URL scheme (or its plugin failed to load)."""
+
+
+class RepositoryClosedError(StorageError, RuntimeError):
+    """The repository (or the iterator's repository) was closed."""
+
+
+class ReadOnlyError(StorageError, PermissionError):
+    """A write was attempted on a repository opened read-only."""
+
+
+class StoreLockedError(StorageError, OSError):
+    """Another writer (this process or another) holds the store's lock."""
+
+
+class StorageFullError(StorageError, OSError):
+    """The disk (or a map that cannot grow further) is full; the write was not applied."""
+
+
+class CorruptionError(StorageError):
+    """Stored data failed an integrity check; it is never returned as if it were valid."""

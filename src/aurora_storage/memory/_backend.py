@@ -1,0 +1,175 @@
+"""The in-memory backend: a dict plus a lazily sorted key list."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aurora_storage.backend import Backend, Capabilities, Op
+from aurora_storage.config import URL, config_from_options
+from aurora_storage.errors import InvalidURLError, RepositoryClosedError
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryConfig:
+    """Options of ``memory://`` (none yet; the class exists so unknown options are
+    refused like on every other backend)."""
+
+
+class MemoryBackend(Backend):
+    """Reference backend: correct, thread-safe, not persistent.
+
+    Scans see the keys present when the scan started (a snapshot of the key list) and the
+    values current at the time each item is produced; keys deleted meanwhile are skipped.
+    """
+
+    scheme = "memory"
+    capabilities = Capabilities(persistent=False, thread_safe=True)
+
+    def __init__(self, config: MemoryConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or MemoryConfig()
+        self._data: dict[bytes, bytes] = {}
+        self._sorted: list[bytes] | None = []
+        self._lock = threading.RLock()
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: URL, options: Mapping[str, Any]) -> MemoryBackend:
+        """Build from ``memory://`` and its options."""
+        if url.path not in ("", "/") or url.host:
+            raise InvalidURLError(
+                f"memory URLs take no path or host: use 'memory://', not {url}",
+                backend="memory",
+            )
+        return cls(config_from_options(MemoryConfig, options, backend="memory"))
+
+    def _check(self) -> None:
+        if self._closed:
+            raise RepositoryClosedError("the memory store is closed", backend="memory")
+
+    def _keys(self) -> list[bytes]:
+        keys = self._sorted
+        if keys is None:
+            keys = self._sorted = sorted(self._data)
+        return keys
+
+    def get(self, key: bytes) -> bytes | None:
+        """See :meth:`Backend.get`."""
+        if self._closed:
+            self._check()
+        return self._data.get(key)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """See :meth:`Backend.get_many`."""
+        self._check()
+        get = self._data.get
+        return [get(k) for k in keys]
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """See :meth:`Backend.put`."""
+        with self._lock:
+            self._check()
+            if key not in self._data:
+                self._sorted = None
+            self._data[key] = value
+
+    def insert(self, key: bytes, value: bytes) -> bool:
+        """See :meth:`Backend.insert`."""
+        with self._lock:
+            self._check()
+            if key in self._data:
+                return False
+            self._sorted = None
+            self._data[key] = value
+            return True
+
+    def delete(self, key: bytes) -> bool:
+        """See :meth:`Backend.delete`."""
+        with self._lock:
+            self._check()
+            if self._data.pop(key, None) is None:
+                return False
+            self._sorted = None
+            return True
+
+    def write(self, ops: Sequence[Op]) -> None:
+        """See :meth:`Backend.write`; atomic under the store's lock."""
+        with self._lock:
+            self._check()
+            data = self._data
+            for k, v in ops:
+                if v is None:
+                    if data.pop(k, None) is not None:
+                        self._sorted = None
+                else:
+                    if k not in data:
+                        self._sorted = None
+                    data[k] = v
+
+    def _range(self, start: bytes, stop: bytes) -> list[bytes]:
+        with self._lock:
+            self._check()
+            keys = self._keys()
+            return keys[bisect.bisect_left(keys, start) : bisect.bisect_left(keys, stop)]
+
+    def scan(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """See :meth:`Backend.scan`."""
+        keys = self._range(start, stop)
+        return self._scan(keys, reverse)
+
+    def _scan(self, keys: list[bytes], reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+        data = self._data
+        for k in reversed(keys) if reverse else keys:
+            if self._closed:
+                self._check()
+            v = data.get(k)
+            if v is not None:
+                yield k, v
+
+    def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
+        """See :meth:`Backend.scan_keys`."""
+        for k, _ in self.scan(start, stop, reverse=reverse):
+            yield k
+
+    def count_range(self, start: bytes, stop: bytes) -> int:
+        """See :meth:`Backend.count_range`."""
+        return len(self._range(start, stop))
+
+    def first_key(self, start: bytes, stop: bytes) -> bytes | None:
+        """See :meth:`Backend.first_key`."""
+        keys = self._range(start, stop)
+        return keys[0] if keys else None
+
+    def delete_range(self, start: bytes, stop: bytes) -> int:
+        """See :meth:`Backend.delete_range`."""
+        with self._lock:
+            keys = self._range(start, stop)
+            for k in keys:
+                del self._data[k]
+            if keys:
+                self._sorted = None
+            return len(keys)
+
+    def stats(self) -> dict[str, Any]:
+        """Record count and payload bytes."""
+        with self._lock:
+            self._check()
+            return {
+                "keys": len(self._data),
+                "bytes": sum(len(k) + len(v) for k, v in self._data.items()),
+            }
+
+    def close(self) -> None:
+        """Drop the data. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._data = {}
+            self._sorted = []
+
+    def describe(self) -> str:
+        """``memory://``."""
+        return "memory://"

@@ -1,0 +1,131 @@
+"""Plugin hooks: how backends and codecs join aurora-storage.
+
+A plugin is a module (or object) with pluggy hook implementations, announced through
+the entry-point group ``aurora_storage`` where the entry-point *name* is the URL scheme
+it serves, so that nothing is imported until a URL of that scheme is opened::
+
+    # pyproject.toml of a plugin
+    [project.entry-points.aurora_storage]
+    mykv = "aurora_storage_mykv._plugin"
+
+    # aurora_storage_mykv/_plugin.py  (light: imports no engine)
+    from aurora_storage.plugins import BackendSpec, hookimpl
+
+    def _open(url, options):
+        from ._backend import MyKVBackend   # the engine is imported only here
+        return MyKVBackend.from_url(url, options)
+
+    @hookimpl
+    def aurora_storage_backends():
+        return [BackendSpec(scheme="mykv", open=_open, package="aurora-storage-mykv")]
+
+Tests and frozen applications can skip entry points: :func:`register_backend` and
+:func:`register_plugin` do the same at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .codecs import Codec
+    from .config import URL
+
+__all__ = [
+    "PROJECT",
+    "BackendSpec",
+    "hookimpl",
+    "hookspec",
+    "installed_schemes",
+    "plugin_failures",
+    "register_backend",
+    "register_plugin",
+    "unregister_backend",
+]
+
+#: The pluggy project name and the entry-point group.
+PROJECT = "aurora_storage"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    """How to open one URL scheme.
+
+    Attributes:
+        scheme: the URL scheme, lower case.
+        open: ``open(url, options) -> Backend`` where ``options`` merges the URL's query
+            options (text) with keyword overrides (typed values, taking precedence),
+            minus the core's own options (``codec``). It parses them into the backend's
+            frozen config (see :func:`aurora_storage.config.config_from_options`). It may
+            also return a ready :class:`~aurora_storage.Repository` (composite backends).
+        description: one line for ``aurora-storage backends``.
+        package: the distribution that provides it, for install hints.
+    """
+
+    scheme: str
+    open: Callable[[URL, Mapping[str, Any]], Backend | Any]
+    description: str = ""
+    package: str | None = None
+
+
+class HookSpecs:
+    """The hooks a plugin may implement (all optional)."""
+
+    @hookspec
+    def aurora_storage_backends(self) -> list[BackendSpec]:  # type: ignore[empty-body]
+        """Return the backends this plugin provides."""
+
+    @hookspec
+    def aurora_storage_codecs(self) -> list[Codec]:  # type: ignore[empty-body]
+        """Return the value codecs this plugin provides."""
+
+
+def register_backend(spec: BackendSpec, *, replace: bool = False) -> None:
+    """Register a backend at run time (tests, frozen apps).
+
+    Raises:
+        ConfigurationError: the scheme is already registered and ``replace`` is false.
+    """
+    from ._registry import registry
+
+    registry.register_spec(spec, replace=replace)
+
+
+def unregister_backend(scheme: str) -> None:
+    """Remove a runtime-registered scheme (no error if absent)."""
+    from ._registry import registry
+
+    registry.unregister_spec(scheme)
+
+
+def register_plugin(plugin: object, *, name: str | None = None) -> None:
+    """Register a module or object holding hook implementations, as an entry point would.
+
+    Raises:
+        ConfigurationError: one of its schemes is already registered.
+    """
+    from ._registry import registry
+
+    registry.register_plugin(plugin, name=name)
+
+
+def installed_schemes() -> list[str]:
+    """Every scheme known: registered ones plus those announced by entry points."""
+    from ._registry import registry
+
+    return registry.schemes()
+
+
+def plugin_failures() -> dict[str, str]:
+    """Plugins that failed to load so far: entry-point name -> error text."""
+    from ._registry import registry
+
+    return {k: f"{type(v).__name__}: {v}" for k, v in registry.failures.items()}

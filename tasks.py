@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Set up a virtual environment and run one of the project's jobs.
+
+    python3 tasks.py demo    # event -> history (RocksDB) -> projection (LMDB) demo
+    python3 tasks.py test    # the whole test suite, slow tier included
+    python3 tasks.py lint    # ruff format --check, ruff check, mypy --strict
+    python3 tasks.py bench [--quick]   # benchmarks/ (see docs/performance.md)
+
+Needs only Python >= 3.11 and pip. The environment lives in ``.venv`` and is refreshed
+when ``pyproject.toml`` changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".aurora-installed"
+
+
+def _run(*cmd: str | Path, check: bool = True) -> int:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    return subprocess.run([str(c) for c in cmd], cwd=ROOT, check=check).returncode
+
+
+def ensure_env() -> None:
+    """Create .venv and install the project with its dev extras (once per pyproject)."""
+    if sys.version_info < (3, 11):
+        sys.exit("aurora-storage needs Python >= 3.11")
+    if not PY.exists():
+        try:
+            _run(sys.executable, "-m", "venv", VENV)
+        except subprocess.CalledProcessError:
+            # Some distributions ship Python without the venv module; virtualenv from pip
+            # does the same job.
+            _run(sys.executable, "-m", "pip", "install", "--user", "--quiet", "virtualenv")
+            _run(sys.executable, "-m", "virtualenv", VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest:
+        return
+    _run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    _run(PY, "-m", "pip", "install", "--quiet", "-e", ".[dev,bench]")
+    STAMP.write_text(digest)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test", "lint", "bench"}:
+        print(__doc__)
+        return 2
+    job, rest = argv[0], argv[1:]
+    ensure_env()
+    if job == "demo":
+        return _run(BIN / "aurora-storage", "demo", *rest, check=False)
+    if job == "test":
+        return _run(PY, "-m", "pytest", *rest, check=False)
+    if job == "lint":
+        rc = _run(PY, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", check=False)
+        rc |= _run(PY, "-m", "ruff", "check", "src", "tests", "benchmarks", check=False)
+        rc |= _run(PY, "-m", "mypy", "--strict", "src", check=False)
+        return rc
+    return _run(PY, "benchmarks/run.py", *rest, check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
