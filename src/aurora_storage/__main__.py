@@ -1,0 +1,5 @@
+"""``python -m aurora_storage`` runs the command line."""
+
+from .cli import main
+
+main()
