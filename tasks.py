@@ -32,7 +32,7 @@ def _run(*cmd: str | Path, check: bool = True) -> int:
 
 def ensure_env() -> None:
     """Create .venv and install the project with its dev extras (once per pyproject)."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - tasks.py may be run by an older python3
         sys.exit("aurora-storage needs Python >= 3.11")
     if not PY.exists():
         try:

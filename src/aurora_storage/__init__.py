@@ -88,7 +88,9 @@ __all__ = [
 ]
 
 
-def open(url: str | URL, *, codec: str | Codec | None = None, **options: Any) -> Repository[Any, Any]:  # noqa: A001 - the contract's name
+def open(
+    url: str | URL, *, codec: str | Codec | None = None, **options: Any
+) -> Repository[Any, Any]:
     """Open the repository a URL names.
 
     Args:
@@ -140,7 +142,7 @@ def open_async(
 def __getattr__(name: str) -> Any:
     # TieredRepository is imported on first use so `import aurora_storage` stays light.
     if name == "TieredRepository":
-        from .tiered import TieredRepository
+        from . import tiered
 
-        return TieredRepository
+        return tiered.TieredRepository  # type: ignore[attr-defined,unused-ignore]
     raise AttributeError(f"module 'aurora_storage' has no attribute {name!r}")

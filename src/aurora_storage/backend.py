@@ -90,7 +90,9 @@ class Backend(ABC):
         ``capabilities.atomic_batches``: after a crash either all are visible or none."""
 
     @abstractmethod
-    def scan(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self, start: bytes, stop: bytes, *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Yield ``(key, value)`` for ``start <= key < stop`` in byte order (descending if
         ``reverse``). A scan must never end early silently: an engine error (corruption)
         raises :class:`~aurora_storage.errors.CorruptionError` from the iterator."""
@@ -141,7 +143,7 @@ class Backend(ABC):
             return k
         return None
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # noqa: B027 - optional hook; a no-op is right for memory
         """Make every acknowledged write durable against an OS crash (fsync)."""
 
     def stats(self) -> dict[str, Any]:
