@@ -233,9 +233,7 @@ class Repository(Generic[K, V]):
     def _describe(self) -> str:
         return str(self._url) if self._url is not None else self._backend.describe()
 
-    def _bounds(
-        self, tenant: str, prefix: Any, start: Any, stop: Any
-    ) -> tuple[bytes, bytes, int]:
+    def _bounds(self, tenant: str, prefix: Any, start: Any, stop: Any) -> tuple[bytes, bytes, int]:
         p = self._prefix(tenant)
         lo, hi = p, p + _TENANT_END
         if prefix is not None:
@@ -449,7 +447,9 @@ class Repository(Generic[K, V]):
         _check_limit(limit)
         return self._iter(self._backend.scan(lo, hi, reverse=reverse), limit, plen, 2)
 
-    def _iter(self, source: Iterator[Any], limit: int | None, plen: int, mode: int) -> Iterator[Any]:
+    def _iter(
+        self, source: Iterator[Any], limit: int | None, plen: int, mode: int
+    ) -> Iterator[Any]:
         remaining = -1 if limit is None else limit
         if remaining == 0:
             return
@@ -552,7 +552,8 @@ class Repository(Generic[K, V]):
 
 def _check_limit(limit: int | None) -> None:
     if limit is not None and (type(limit) is not int or limit < 0):
-        raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
+        # A typed error (ConfigurationError is a ValueError) like every other bad argument.
+        raise ConfigurationError(f"limit must be a non-negative int or None, got {limit!r}")
 
 
 class Batch(Generic[K, V]):

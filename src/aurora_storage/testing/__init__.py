@@ -1,0 +1,66 @@
+"""The conformance suite: pytest test classes every backend must pass.
+
+A backend's test file subclasses :class:`RepositoryTestSuite` and provides one fixture,
+``store_url``, returning the URL of a fresh, empty store (unique per test)::
+
+    import pytest
+    from aurora_storage.testing import RepositoryTestSuite
+
+    class TestMyKVConformance(RepositoryTestSuite):
+        @pytest.fixture
+        def store_url(self, tmp_path):
+            return f"mykv://{tmp_path}/store"
+
+The suite opens (and, for persistence, reopens) the store with
+:func:`aurora_storage.open`. Tests of a capability the backend does not declare in
+:class:`~aurora_storage.Capabilities` (``persistent``, ``atomic_batches``,
+``thread_safe``, ``ordered_scans``) are skipped with the reason. The individual mixins
+can be combined instead of the whole suite. Needs ``pytest`` and ``hypothesis``
+(the ``aurora-storage[test]`` extra).
+"""
+
+from __future__ import annotations
+
+from ._statemachine import RepositoryStateMachine, StateMachineTests
+from ._suite import (
+    AsyncTests,
+    BadInputTests,
+    BatchTests,
+    LifecycleTests,
+    PersistenceTests,
+    PointOpsTests,
+    ScanTests,
+    TenantTests,
+    ThreadTests,
+)
+
+__all__ = [
+    "AsyncTests",
+    "BadInputTests",
+    "BatchTests",
+    "LifecycleTests",
+    "PersistenceTests",
+    "PointOpsTests",
+    "RepositoryStateMachine",
+    "RepositoryTestSuite",
+    "ScanTests",
+    "StateMachineTests",
+    "TenantTests",
+    "ThreadTests",
+]
+
+
+class RepositoryTestSuite(
+    PointOpsTests,
+    ScanTests,
+    BatchTests,
+    TenantTests,
+    BadInputTests,
+    LifecycleTests,
+    PersistenceTests,
+    ThreadTests,
+    AsyncTests,
+    StateMachineTests,
+):
+    """Every conformance test. Subclass it (name the subclass ``Test...``) and define the
+    ``store_url`` fixture. Set ``state_machine_settings`` to tune the random runs."""
