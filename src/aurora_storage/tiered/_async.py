@@ -1,0 +1,53 @@
+"""The async twin: AsyncRepository plus the tiered-only operations."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Generic, TypeVar
+
+from .._async import AsyncRepository
+from ._repository import TieredRepository
+from ._types import ProgressCallback
+
+__all__ = ["AsyncTieredRepository"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class AsyncTieredRepository(AsyncRepository[K, V], Generic[K, V]):
+    """:class:`~aurora_storage.AsyncRepository` over a :class:`TieredRepository`, plus
+    :meth:`rebuild` and :meth:`catch_up` as coroutines (run in a worker thread).
+
+    ``AsyncRepository(tiered)`` also works for the common API; this class adds the
+    tiered operations. Point writes run in a worker thread when either tier declares
+    ``blocking_writes``, as for any repository.
+    """
+
+    def __init__(self, repository: TieredRepository[K, V]) -> None:
+        super().__init__(repository)
+        self._tiered = repository
+
+    @property
+    def sync(self) -> TieredRepository[K, V]:
+        """The underlying synchronous :class:`TieredRepository`."""
+        return self._tiered
+
+    @property
+    def lag(self) -> int:
+        """See :attr:`TieredRepository.lag`."""
+        return self._tiered.lag
+
+    async def catch_up(self) -> int:
+        """See :meth:`TieredRepository.catch_up`."""
+        return await asyncio.to_thread(self._tiered.catch_up)
+
+    async def rebuild(
+        self, tenant: str | None = None, *, progress: ProgressCallback | None = None
+    ) -> int:
+        """See :meth:`TieredRepository.rebuild` (``progress`` is called from the worker
+        thread)."""
+        return await asyncio.to_thread(lambda: self._tiered.rebuild(tenant, progress=progress))
+
+    def __repr__(self) -> str:
+        return f"<AsyncTieredRepository of {self._tiered!r}>"

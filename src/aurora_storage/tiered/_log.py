@@ -1,0 +1,76 @@
+"""The change log and the tiers' bookkeeping records (I/O-free helpers).
+
+Every tiered write puts, in the SAME atomic batch as the records it writes to the cold
+tier, one change-log entry under ``LOG + seq`` (``seq``: 8-byte big-endian, so byte order
+is sequence order). The hot tier stores, in the same batch as the updates it applies, the
+sequence number it has applied up to (``POS``). Everything lives in the system namespace
+(keys starting with ``0x00``), so user scans, counts and ``tenants()`` never see it.
+
+An entry names what changed, never the values: replaying it reads the cold tier's current
+value of each key. In cache mode that makes replay idempotent and order-safe (the latest
+cold value always wins); in projection mode history records are immutable, so the value
+read back is the value written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+LOG = b"\x00tiered:log:"
+LOG_END = b"\x00tiered:log;"
+#: hot: last applied sequence number (8 bytes big-endian)
+POS = b"\x00tiered:pos"
+#: hot: which tiered pair (and mode) this hot store belongs to
+PAIR = b"\x00tiered:pair"
+#: hot: a rebuild in progress (``*`` for all tenants, else the tenant's encoded prefix)
+REBUILD = b"\x00tiered:rebuild"
+#: cold: the pair's identity and mode
+COLD_META = b"\x00tiered:meta"
+
+#: entry kinds
+ONE = 0x6B  # b"k": one key
+MANY = 0x4B  # b"K": several keys, each 2-byte length + key
+DROP_INTENT = 0x44  # b"D": drop_tenant started in cold (prefix follows)
+DROP_DONE = 0x64  # b"d": drop_tenant finished in cold (prefix follows)
+
+
+def seq_bytes(seq: int) -> bytes:
+    """The 8-byte big-endian form of a sequence number."""
+    return seq.to_bytes(8, "big")
+
+
+def log_key(seq: int) -> bytes:
+    """The cold key of change-log entry ``seq``."""
+    return LOG + seq.to_bytes(8, "big")
+
+
+def seq_of(log_key_: bytes) -> int:
+    """The sequence number of a change-log key."""
+    return int.from_bytes(log_key_[len(LOG) :], "big")
+
+
+def one(full: bytes) -> bytes:
+    """An entry naming one key."""
+    return b"k" + full
+
+
+def many(fulls: list[bytes]) -> bytes:
+    """An entry naming several keys."""
+    parts = [b"K"]
+    for k in fulls:
+        parts.append(len(k).to_bytes(2, "big"))
+        parts.append(k)
+    return b"".join(parts)
+
+
+def keys_of(entry: bytes) -> Iterator[bytes]:
+    """The keys a ONE or MANY entry names."""
+    kind = entry[0]
+    if kind == ONE:
+        yield entry[1:]
+        return
+    pos, end = 1, len(entry)
+    while pos < end:
+        n = int.from_bytes(entry[pos : pos + 2], "big")
+        yield entry[pos + 2 : pos + 2 + n]
+        pos += 2 + n

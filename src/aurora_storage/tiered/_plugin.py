@@ -1,0 +1,96 @@
+"""Entry point of the ``tiered`` scheme (light: the tiers' engines load on open).
+
+``tiered://?hot=<url-encoded URL>&cold=<url-encoded URL>`` plus, optionally,
+``&projection=pkg.mod:func`` and ``&fill=read|none``.
+
+Each tier's own options go inside its URL. Keyword arguments to
+:func:`aurora_storage.open` override the query: ``projection=`` may then be the function
+itself, ``hot=``/``cold=`` may be URLs or already opened repositories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aurora_storage.config import URL
+from aurora_storage.errors import InvalidURLError
+from aurora_storage.plugins import BackendSpec, hookimpl
+
+_OPTIONS = ("hot", "cold", "projection", "fill", "trim_every", "rebuild_chunk")
+
+
+def _open(url: URL, options: Mapping[str, Any]) -> Any:
+    import aurora_storage
+
+    from ._repository import TieredRepository, resolve_projection
+
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise InvalidURLError(
+            f"unknown option {unknown[0]!r} for the tiered backend; valid options: "
+            f"{', '.join(_OPTIONS)} (a tier's own options go inside its URL)",
+            backend="tiered",
+        )
+    if url.path not in ("", "/") or url.host:
+        raise InvalidURLError(
+            f"tiered URLs take no path or host: use 'tiered://?hot=...&cold=...', not {url}",
+            backend="tiered",
+        )
+    for name in ("hot", "cold"):
+        if not options.get(name):
+            raise InvalidURLError(
+                f"the tiered backend needs option {name!r}: "
+                "tiered://?hot=<url-encoded URL>&cold=<url-encoded URL>",
+                backend="tiered",
+            )
+    projection = options.get("projection")
+    if isinstance(projection, str):
+        projection = resolve_projection(projection) if projection else None
+    fill = options.get("fill", "read")
+    kwargs: dict[str, Any] = {}
+    for name in ("trim_every", "rebuild_chunk"):
+        if name in options:
+            try:
+                kwargs[name] = int(options[name])
+            except (TypeError, ValueError) as exc:
+                raise InvalidURLError(
+                    f"bad value for option {name!r} of the tiered backend: {options[name]!r} "
+                    "is not an integer",
+                    backend="tiered",
+                ) from exc
+
+    def _tier(value: Any) -> Any:
+        if isinstance(value, aurora_storage.Repository):
+            return value
+        return aurora_storage.open(value)
+
+    cold = _tier(options["cold"])
+    try:
+        hot = _tier(options["hot"])
+    except BaseException:
+        cold.close()
+        raise
+    try:
+        return TieredRepository(
+            hot=hot, cold=cold, projection=projection, fill=fill, url=url, **kwargs
+        )
+    except BaseException:
+        try:
+            hot.close()
+        finally:
+            cold.close()
+        raise
+
+
+@hookimpl
+def aurora_storage_backends() -> list[BackendSpec]:
+    """The ``tiered`` scheme."""
+    return [
+        BackendSpec(
+            scheme="tiered",
+            open=_open,
+            description="hot tier in front of a durable cold tier: cache or projection",
+            package="aurora-storage",
+        )
+    ]
