@@ -881,7 +881,7 @@ class PersistenceTests(_Base):
     def test_data_survives_reopen(self, repo: Repo, store_url: str) -> None:
         require(repo, "persistent", "reopen tests need a persistent store")
         for t in HOSTILE_TENANTS[:6]:
-            repo.put_many(t, {k: i for i, k in enumerate(SAMPLE_KEYS)})
+            repo.put_many(t, [(k, i) for i, k in enumerate(SAMPLE_KEYS)])
         repo.put("gone", "k", 1)
         repo.delete("gone", "k")
         repo.put("dropped", "k", 1)
