@@ -1,0 +1,943 @@
+"""The LMDB backend: py-lmdb behind the small bytes-level Backend interface.
+
+Design choices (each is a reason, see docs/backends/lmdb.md for the user's view):
+
+* One environment, the main DB only (``max_dbs=0``): keys already carry their tenant
+  prefix, so named DBs would add nothing but a fixed limit.
+* The on-disk format is pinned (``lib_version=0``: LMDB 0.9, data format v1) so an
+  environment variable cannot switch new stores to another format.
+* LMDB keeps no checksums, so each value is stored as ``crc32(key, value) || value``
+  (4 bytes, little endian). A flipped byte raises CorruptionError instead of returning
+  wrong data. The core's metadata record goes through the same envelope.
+* Point reads are one short read transaction on the caller's thread (no thread hop).
+* A write transaction is bound to the OS thread that began it, so every write begins
+  and commits inside one call, under a process lock. The lock also guarantees that no
+  write transaction of this process is open while the map grows.
+* Scans read chunks in short read transactions and re-seek after the last key, so a
+  caller pausing mid-scan pins no pages and close() is always safe.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import threading
+import time
+import weakref
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import orjson
+
+import lmdb
+from aurora_storage import Repository
+from aurora_storage.backend import Backend, Capabilities, Op
+from aurora_storage.codecs import Codec
+from aurora_storage.config import URL
+from aurora_storage.errors import (
+    ConfigurationError,
+    CorruptionError,
+    InvalidKeyError,
+    ReadOnlyError,
+    RepositoryClosedError,
+    StorageError,
+    StorageFullError,
+    StoreLockedError,
+)
+
+from ._config import LMDBConfig
+
+__all__ = ["LMDBBackend", "LMDBRepository", "create_lmdb_repository"]
+
+T = TypeVar("T")
+
+#: The LMDB engine this plugin writes: 0 = LMDB 0.9 (data format v1).
+LIB_VERSION = 0
+#: The data format (mm_version) that engine writes into the meta pages.
+LMDB_DATA_VERSION = 1
+#: Version of this plugin's value envelope; stores with another one are refused.
+ENVELOPE_VERSION = 1
+#: The plugin's own record (system namespace), next to the core's metadata record.
+PLUGIN_META_KEY = b"\x00aurora:lmdb"
+
+_MDB_MAGIC = 0xBEEFC0DE
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_HDR = struct.Struct("<I")
+_crc = zlib.crc32
+_pack = _HDR.pack
+_unpack = _HDR.unpack_from
+_RETRIES = 64
+# Maps beyond this are pointless on today's 64-bit systems (47-bit address space).
+_ADDRESS_LIMIT = 1 << 46
+
+# Backends alive in this process, so a fork() can poison the child's copies.
+_LIVE: weakref.WeakSet[LMDBBackend] = weakref.WeakSet()
+# Environments inherited across fork() that could not be closed safely: kept referenced
+# so their deallocation never touches the parent's shared lock-file state.
+_ORPHANS: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_LIVE):
+        backend._forked_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _wrap(key: bytes, value: bytes) -> bytes:
+    """The stored form of ``value``: CRC32 over key and value, then the value."""
+    return _pack(_crc(value, _crc(key))) + value
+
+
+class LMDBBackend(Backend):
+    """A py-lmdb environment as an aurora-storage backend (see the module docstring).
+
+    Build it with :meth:`from_url` or ``LMDBBackend(LMDBConfig(path=...))``; users
+    normally go through :func:`aurora_storage.open` or :class:`LMDBRepository`.
+
+    Raises (at construction):
+        ConfigurationError: missing store with ``create=false``/``read_only``, or a store
+            written by another LMDB data format or another envelope version.
+        CorruptionError: the data file is truncated or not an LMDB file.
+        StoreLockedError: the environment is already open in this process.
+    """
+
+    scheme = "lmdb"
+
+    def __init__(self, config: LMDBConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.path = os.path.abspath(config.path)
+        self.capabilities = Capabilities(
+            persistent=True,
+            multi_process=True,
+            thread_safe=True,
+            blocking_writes=config.sync,
+            read_only=config.read_only,
+        )
+        self._wlock = threading.Lock()
+        self._closed = False
+        self._forked = False
+        # One flag the hot paths test: closed or inherited across fork().
+        self._dead = False
+        self._pid = os.getpid()
+        self._chunk = config.scan_chunk
+        self._data_file = os.path.join(self.path, "data.mdb") if config.subdir else self.path
+        self._grow_lock_file = (
+            os.path.join(self.path, "aurora-grow.lock") if config.subdir else self.path + "-grow"
+        )
+        self._env = self._open_env()
+        self._begin = self._env.begin
+        _LIVE.add(self)
+        try:
+            self._check_plugin_meta()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_url(cls, url: URL, options: Mapping[str, Any]) -> LMDBBackend:
+        """Build from ``lmdb:///abs/path?...`` (or ``lmdb:relative/path``)."""
+        return cls(LMDBConfig.from_url(url, options))
+
+    # ------------------------------------------------------------------ opening
+
+    def _open_env(self) -> Any:
+        cfg = self.config
+        exists = os.path.exists(self._data_file)
+        if not exists and not cfg.create:
+            raise ConfigurationError(
+                f"no LMDB store at {self.path}"
+                + (" (opened read-only, so it is not created)" if cfg.read_only else ""),
+                backend="lmdb",
+                path=self.path,
+            )
+        if exists:
+            self._precheck()
+            if cfg.verify:
+                self._verify()
+        if cfg.create and cfg.subdir:
+            os.makedirs(self.path, exist_ok=True)
+        try:
+            env = lmdb.open(
+                self.path,
+                map_size=cfg.map_size,
+                subdir=cfg.subdir,
+                readonly=cfg.read_only,
+                metasync=cfg.metasync,
+                sync=cfg.sync,
+                create=cfg.create,
+                readahead=cfg.readahead,
+                lock=cfg.lock,
+                max_readers=cfg.max_readers,
+                max_dbs=0,
+                max_spare_txns=0,
+                lib_version=LIB_VERSION,
+            )
+        except lmdb.InvalidError as exc:
+            raise CorruptionError(
+                f"{self._data_file} is not a valid LMDB data file: {exc}",
+                backend="lmdb",
+                path=self.path,
+            ) from exc
+        except lmdb.VersionMismatchError as exc:
+            raise ConfigurationError(
+                f"the LMDB store at {self.path} (or its lock file) was written by an "
+                f"incompatible LMDB version: {exc}",
+                backend="lmdb",
+                path=self.path,
+            ) from exc
+        except lmdb.Error as exc:
+            if "already open in this process" in str(exc):
+                raise StoreLockedError(
+                    f"the LMDB store at {self.path} is already open in this process; "
+                    "share that repository (it is thread-safe) instead of opening it twice",
+                    backend="lmdb",
+                    path=self.path,
+                ) from exc
+            raise self._translate(exc, "open") from exc
+        except OSError as exc:
+            raise StorageError(
+                f"cannot open the LMDB store at {self.path}: {exc}",
+                backend="lmdb",
+                path=self.path,
+            ) from exc
+        try:
+            # Reclaim the reader slots of processes that died without ending their
+            # read transactions (SIGKILL): they would otherwise fill the table.
+            if cfg.lock:
+                env.reader_check()
+        except lmdb.Error:  # pragma: no cover - best effort, never fatal at open
+            pass
+        return env
+
+    def _precheck(self) -> None:
+        """Refuse a truncated or foreign data file before liblmdb maps it.
+
+        liblmdb trusts the file: pages past its end fault with SIGBUS and kill the
+        process. Reading the two meta pages and comparing the file size with the last
+        page in use catches truncation (a copy cut short, a disk full during a restore).
+        The meta pages are read before the size so a concurrent writer can only make the
+        file look longer, never shorter.
+        """
+        try:
+            with open(self._data_file, "rb") as f:
+                head = f.read(4096 + 160)
+                if not head:
+                    return  # an empty file is initialised by liblmdb like a new one
+                if len(head) < 160:
+                    self._corrupt(f"{self._data_file} is truncated ({len(head)} bytes)")
+                magic, version = _U32.unpack_from(head, 16)[0], _U32.unpack_from(head, 20)[0]
+                if magic != _MDB_MAGIC:
+                    for off in range(8, 64, 8):
+                        if _U32.unpack_from(head, off)[0] == _MDB_MAGIC:
+                            foreign = _U32.unpack_from(head, off + 4)[0]
+                            raise ConfigurationError(
+                                f"the LMDB store at {self.path} uses LMDB data format "
+                                f"v{foreign}; this plugin pins format v{LMDB_DATA_VERSION} "
+                                "(LMDB 0.9). Convert it with a copy through a matching "
+                                "LMDB, or open it with the tool that wrote it",
+                                backend="lmdb",
+                                path=self.path,
+                            )
+                    self._corrupt(f"{self._data_file} is not an LMDB data file (no magic)")
+                if version != LMDB_DATA_VERSION:
+                    raise ConfigurationError(
+                        f"the LMDB store at {self.path} uses data format v{version}; this "
+                        f"plugin pins format v{LMDB_DATA_VERSION} (LMDB 0.9)",
+                        backend="lmdb",
+                        path=self.path,
+                    )
+                psize = _U32.unpack_from(head, 40)[0]
+                if psize < 512 or psize > 65536 or psize & (psize - 1):
+                    self._corrupt(f"{self._data_file} has an invalid page size {psize}")
+                metas = [(_U64.unpack_from(head, 144)[0], _U64.unpack_from(head, 136)[0])]
+                f.seek(psize)
+                second = f.read(160)
+                if len(second) == 160 and _U32.unpack_from(second, 16)[0] == _MDB_MAGIC:
+                    metas.append(
+                        (_U64.unpack_from(second, 144)[0], _U64.unpack_from(second, 136)[0])
+                    )
+                _, last_pgno = max(metas)
+                size = os.fstat(f.fileno()).st_size
+        except OSError as exc:
+            raise StorageError(
+                f"cannot read {self._data_file}: {exc}", backend="lmdb", path=self.path
+            ) from exc
+        needed = (last_pgno + 1) * psize
+        if size < needed:
+            self._corrupt(
+                f"{self._data_file} is truncated: {size} bytes, but its meta page says "
+                f"pages up to {last_pgno} ({needed} bytes) are in use. Restore it from a "
+                "backup (repo.copy() makes consistent ones)"
+            )
+
+    def _verify(self) -> None:
+        from lmdb import verify as lmdb_verify
+
+        try:
+            problems = lmdb_verify.verify(self.path, self.config.subdir)  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            raise CorruptionError(
+                f"{self._data_file} cannot be verified: {exc}", backend="lmdb", path=self.path
+            ) from exc
+        if problems:
+            shown = "; ".join(str(p) for p in problems[:5])
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            self._corrupt(f"{self._data_file} failed verification: {shown}{more}")
+
+    def _corrupt(self, message: str) -> None:
+        raise CorruptionError(message, backend="lmdb", path=self.path)
+
+    def _check_plugin_meta(self) -> None:
+        raw = self.get(PLUGIN_META_KEY)
+        if raw is None:
+            if not self.config.read_only:
+                self.put(
+                    PLUGIN_META_KEY,
+                    orjson.dumps({"envelope": ENVELOPE_VERSION, "lmdb_format": LMDB_DATA_VERSION}),
+                )
+            return
+        try:
+            envelope = int(orjson.loads(raw)["envelope"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self._corrupt(f"the LMDB plugin record of {self.path} is damaged: {exc}")
+        if envelope != ENVELOPE_VERSION:
+            raise ConfigurationError(
+                f"the LMDB store at {self.path} uses value envelope v{envelope}; this "
+                f"aurora-storage reads v{ENVELOPE_VERSION}. Upgrade aurora-storage",
+                backend="lmdb",
+                path=self.path,
+            )
+
+    # ------------------------------------------------------------------ state
+
+    def _forked_in_child(self) -> None:
+        self._forked = True
+        self._dead = True
+        env = self.__dict__.get("_env")
+        if env is None:
+            return
+        if self._wlock.locked():
+            # A parent thread was inside a write transaction: touching it here could
+            # release the parent's writer state. Keep the copy referenced, untouched.
+            _ORPHANS.append(env)
+            return
+        try:
+            # Closing the inherited copy frees the path for a fresh open in the child;
+            # liblmdb only clears reader slots owned by the closing (child) pid.
+            env.close()
+        except Exception:  # pragma: no cover - best effort
+            _ORPHANS.append(env)
+
+    def _check(self) -> None:
+        if self._forked:
+            raise StorageError(
+                f"this LMDB repository ({self.path}) was opened in process {self._pid} and "
+                f"inherited by process {os.getpid()} through fork(); LMDB forbids using an "
+                "inherited environment. Open the store again in the child (or use the "
+                "'spawn' start method)",
+                backend="lmdb",
+                path=self.path,
+            )
+        if self._closed:
+            raise RepositoryClosedError(
+                f"the LMDB store at {self.path} is closed", backend="lmdb", path=self.path
+            )
+
+    def _translate(self, exc: Exception, what: str) -> StorageError:
+        """The aurora-storage error for an engine error (the caller chains it)."""
+        if self._dead:
+            try:
+                self._check()
+            except StorageError as err:
+                return err
+        where = f"{what} on the LMDB store at {self.path}"
+        if isinstance(exc, lmdb.ReadonlyError):
+            return ReadOnlyError(f"{where}: the store is read-only", backend="lmdb", path=self.path)
+        if isinstance(exc, lmdb.MapFullError | lmdb.TxnFullError | lmdb.DiskError):
+            return StorageFullError(f"{where}: {exc}", backend="lmdb", path=self.path)
+        if isinstance(exc, lmdb.ReadersFullError):
+            return StorageFullError(
+                f"{where}: all {self.config.max_readers} reader slots are in use by live "
+                "processes/threads; raise max_readers (fixed by the first process to open "
+                "the store)",
+                backend="lmdb",
+                path=self.path,
+            )
+        if isinstance(
+            exc,
+            lmdb.CorruptedError | lmdb.PageNotFoundError | lmdb.PanicError | lmdb.InvalidError,
+        ):
+            return CorruptionError(f"{where}: {exc}", backend="lmdb", path=self.path)
+        if isinstance(exc, lmdb.BadValsizeError):
+            return InvalidKeyError(f"{where}: {exc}", backend="lmdb", path=self.path)
+        if isinstance(exc, lmdb.LockError):
+            return StoreLockedError(f"{where}: {exc}", backend="lmdb", path=self.path)
+        if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
+            return StorageFullError(f"{where}: disk full: {exc}", backend="lmdb", path=self.path)
+        return StorageError(f"{where}: {exc}", backend="lmdb", path=self.path)
+
+    # ------------------------------------------------------------------ retries
+
+    def _recover(self, exc: BaseException, attempt: int, *, writing: bool) -> None:
+        """Make the failed unit of work retryable, or raise the user-facing error.
+
+        Called with no transaction of this call open. ``writing`` tells whether the
+        caller already holds the process write lock.
+        """
+        if self._dead:
+            self._check()
+        if attempt >= _RETRIES:
+            raise self._translate(exc, "retrying") from exc  # type: ignore[arg-type]
+        if isinstance(exc, lmdb.MapFullError):
+            self._grow()
+        elif isinstance(exc, lmdb.MapResizedError):
+            # Another process grew the map: adopt its size (needs no write txn here).
+            self._adopt_map_size(writing)
+        elif isinstance(exc, lmdb.ReadersFullError):
+            # Slots of killed processes are reclaimed; live readers just need a moment.
+            self._env.reader_check()
+            time.sleep(min(0.001 * (attempt + 1), 0.05))
+        elif not writing and attempt < 3 and type(exc) in _RACE_ERRORS:
+            # A read racing a resize of the map by another thread of this process fails
+            # fast (py-lmdb >= 2.3: "closed/deleted/dropped object", or EINVAL from
+            # mdb_txn_begin). Growth holds the write lock: wait for it, then retry.
+            with self._wlock:
+                pass
+        else:
+            raise self._translate(exc, "operation") from exc  # type: ignore[arg-type]
+
+    def _adopt_map_size(self, writing: bool) -> None:
+        if writing:
+            self._env.set_mapsize(0)
+            return
+        with self._wlock:
+            if self._dead:
+                self._check()
+            self._env.set_mapsize(0)
+
+    def _grow(self) -> None:
+        """Grow the map geometrically (the caller holds the write lock; no write
+        transaction is open). Growth is serialised across processes by a lock file."""
+        env = self._env
+        old = env.info()["map_size"]
+        fd = os.open(self._grow_lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # Another process may have grown it already: adopt the recorded size first.
+            # (The recorded size only changes at a commit, so it may also be smaller
+            # than ours: a grown but not yet committed map.)
+            env.set_mapsize(0)
+            adopted = env.info()["map_size"]
+            if adopted > old:
+                return
+            current = old
+            limit = self.config.max_map_size or _ADDRESS_LIMIT
+            if current >= limit:
+                raise StorageFullError(
+                    f"the LMDB store at {self.path} is full: its map reached "
+                    f"max_map_size ({limit} bytes); raise max_map_size",
+                    backend="lmdb",
+                    path=self.path,
+                )
+            page = 1 << 20
+            new = min(limit, -(-int(current * self.config.growth_factor) // page) * page)
+            env.set_mapsize(max(new, current + page) if new <= current else new)
+        finally:
+            os.close(fd)
+
+    def _write_txn(self, fn: Callable[[Any], T], first: BaseException | None = None) -> T:
+        """Run ``fn(txn)`` in one write transaction, retrying the whole unit after the
+        map grows (or adopting another process's growth). Takes the write lock."""
+        attempt = 0
+        with self._wlock:
+            if self._dead:
+                self._check()
+            if first is not None:
+                self._recover(first, attempt, writing=True)
+                attempt += 1
+            while True:
+                try:
+                    with self._begin(write=True) as txn:
+                        return fn(txn)
+                except lmdb.Error as exc:
+                    self._recover(exc, attempt, writing=True)
+                    attempt += 1
+
+    def _read_txn(self, fn: Callable[[Any], T], first: BaseException | None = None) -> T:
+        """Run ``fn(txn)`` in one read transaction, retrying transient failures."""
+        attempt = 0
+        if first is not None:
+            self._recover(first, attempt, writing=False)
+            attempt += 1
+        while True:
+            if self._dead:
+                self._check()
+            try:
+                with self._begin() as txn:
+                    return fn(txn)
+            except lmdb.Error as exc:
+                self._recover(exc, attempt, writing=False)
+                attempt += 1
+
+    def _unwrap(self, key: bytes, raw: bytes) -> bytes:
+        value = raw[4:]
+        if len(raw) < 4 or _crc(value, _crc(key)) != _unpack(raw)[0]:
+            raise CorruptionError(
+                f"the value stored at key {key!r} in the LMDB store at {self.path} fails "
+                "its checksum: the data file is damaged. Restore it from a backup",
+                backend="lmdb",
+                path=self.path,
+                key=key,
+            )
+        return value
+
+    # ------------------------------------------------------------------ point ops
+
+    def get(self, key: bytes) -> bytes | None:
+        """See :meth:`Backend.get`: one short read transaction, on this thread."""
+        if self._dead:
+            self._check()
+        try:
+            with self._begin() as txn:
+                raw = txn.get(key)
+        except lmdb.Error as exc:
+            raw = self._read_txn(lambda txn: txn.get(key), exc)
+        if raw is None:
+            return None
+        value = raw[4:]
+        if _crc(value, _crc(key)) != _unpack(raw)[0]:
+            return self._unwrap(key, raw)
+        return value  # type: ignore[no-any-return]
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """See :meth:`Backend.get_many`: all keys in one read transaction."""
+        if self._dead:
+            self._check()
+        unwrap = self._unwrap
+
+        def work(txn: Any) -> list[bytes | None]:
+            get = txn.get
+            return [None if (raw := get(k)) is None else unwrap(k, raw) for k in keys]
+
+        return self._read_txn(work)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """See :meth:`Backend.put`: one write transaction (durable per ``sync``)."""
+        if self._dead:
+            self._check()
+        data = _pack(_crc(value, _crc(key))) + value
+        with self._wlock:
+            try:
+                with self._begin(write=True) as txn:
+                    txn.put(key, data)
+                return
+            except lmdb.Error as exc:
+                first = exc
+        self._write_txn(lambda txn: txn.put(key, data), first)
+
+    def insert(self, key: bytes, value: bytes) -> bool:
+        """See :meth:`Backend.insert`: LMDB's native create-only put, so it is atomic
+        across processes too."""
+        if self._dead:
+            self._check()
+        data = _wrap(key, value)
+        return bool(self._write_txn(lambda txn: txn.put(key, data, overwrite=False)))
+
+    def delete(self, key: bytes) -> bool:
+        """See :meth:`Backend.delete`."""
+        if self._dead:
+            self._check()
+        return bool(self._write_txn(lambda txn: txn.delete(key)))
+
+    def write(self, ops: Sequence[Op]) -> None:
+        """See :meth:`Backend.write`: every operation in one write transaction."""
+        if self._dead:
+            self._check()
+        items: list[tuple[bytes, bytes | None]] = [
+            (k, None if v is None else _pack(_crc(v, _crc(k))) + v) for k, v in ops
+        ]
+        if all(v is not None for _, v in items):
+
+            def put_all(txn: Any) -> None:
+                txn.cursor().putmulti(items)
+
+            self._write_txn(put_all)
+            return
+
+        def apply(txn: Any) -> None:
+            put, delete = txn.put, txn.delete
+            for k, v in items:
+                if v is None:
+                    delete(k)
+                else:
+                    put(k, v)
+
+        self._write_txn(apply)
+
+    def delete_range(self, start: bytes, stop: bytes) -> int:
+        """See :meth:`Backend.delete_range`: cursor deletes, in bounded transactions
+        (one huge transaction could exceed LMDB's dirty-page limit)."""
+        if self._dead:
+            self._check()
+        total = 0
+        while True:
+
+            def work(txn: Any) -> int:
+                cur = txn.cursor()
+                n = 0
+                if not cur.set_range(start):
+                    return 0
+                while n < 50_000:
+                    k = cur.key()
+                    if k >= stop:
+                        break
+                    cur.delete()
+                    n += 1
+                    if not cur.key():
+                        break
+                return n
+
+            n = self._write_txn(work)
+            total += n
+            if n < 50_000:
+                return total
+
+    # ------------------------------------------------------------------ scans
+
+    def scan(
+        self, start: bytes, stop: bytes, *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """See :meth:`Backend.scan`: chunks read in short read transactions with a
+        re-seek after the last key, so no transaction stays open between items."""
+        if self._dead:
+            self._check()
+        return self._scan(start, stop, reverse, True)
+
+    def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
+        """See :meth:`Backend.scan_keys` (keys only; values are neither copied nor
+        checked)."""
+        if self._dead:
+            self._check()
+        return self._scan(start, stop, reverse, False)
+
+    def _chunk_fn(
+        self, start: bytes, stop: bytes, reverse: bool, values: bool, after: bytes | None, n: int
+    ) -> Callable[[Any], list[Any]]:
+        def forward(txn: Any) -> list[Any]:
+            cur = txn.cursor()
+            if not cur.set_range(after if after is not None else start):
+                return []
+            if after is not None and cur.key() == after and not cur.next():
+                return []
+            out: list[Any] = []
+            append = out.append
+            if values:
+                for k, v in cur.iternext(keys=True, values=True):
+                    if k >= stop:
+                        break
+                    append((k, v))
+                    if len(out) >= n:
+                        break
+            else:
+                for k in cur.iternext(keys=True, values=False):
+                    if k >= stop:
+                        break
+                    append(k)
+                    if len(out) >= n:
+                        break
+            return out
+
+        def backward(txn: Any) -> list[Any]:
+            cur = txn.cursor()
+            bound = after if after is not None else stop
+            # Position on the largest key < bound.
+            if cur.set_range(bound):
+                if not cur.prev():
+                    return []
+            elif not cur.last():
+                return []
+            out: list[Any] = []
+            append = out.append
+            if values:
+                for k, v in cur.iterprev(keys=True, values=True):
+                    if k < start:
+                        break
+                    append((k, v))
+                    if len(out) >= n:
+                        break
+            else:
+                for k in cur.iterprev(keys=True, values=False):
+                    if k < start:
+                        break
+                    append(k)
+                    if len(out) >= n:
+                        break
+            return out
+
+        return backward if reverse else forward
+
+    def _scan(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Any]:
+        if start >= stop:
+            return
+        after: bytes | None = None
+        # Small first chunk: a scan with limit=1 (first key, exists) stays cheap.
+        n = min(32, self._chunk)
+        unwrap = self._unwrap
+        while True:
+            if self._dead:
+                self._check()
+            chunk = self._read_txn(self._chunk_fn(start, stop, reverse, values, after, n))
+            if not chunk:
+                return
+            if values:
+                for k, raw in chunk:
+                    value = raw[4:]
+                    if _crc(value, _crc(k)) != _unpack(raw)[0]:
+                        value = unwrap(k, raw)
+                    yield k, value
+                after = chunk[-1][0]
+            else:
+                yield from chunk
+                after = chunk[-1]
+            if len(chunk) < n:
+                return
+            n = min(n * 4, self._chunk)
+
+    def count_range(self, start: bytes, stop: bytes) -> int:
+        """See :meth:`Backend.count_range` (a key-only cursor walk, one transaction)."""
+        if self._dead:
+            self._check()
+        if start >= stop:
+            return 0
+
+        def work(txn: Any) -> int:
+            cur = txn.cursor()
+            if not cur.set_range(start):
+                return 0
+            n = 0
+            for k in cur.iternext(keys=True, values=False):
+                if k >= stop:
+                    break
+                n += 1
+            return n
+
+        return self._read_txn(work)
+
+    def first_key(self, start: bytes, stop: bytes) -> bytes | None:
+        """See :meth:`Backend.first_key` (one cursor seek)."""
+        if self._dead:
+            self._check()
+
+        def work(txn: Any) -> bytes | None:
+            cur = txn.cursor()
+            if cur.set_range(start):
+                k: bytes = cur.key()
+                if k < stop:
+                    return k
+            return None
+
+        return self._read_txn(work)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def flush(self) -> None:
+        """Force the data and meta pages to disk (useful with ``sync=false``)."""
+        if self._dead:
+            self._check()
+        if self.config.read_only:
+            return
+        try:
+            self._env.sync(True)
+        except lmdb.Error as exc:
+            raise self._translate(exc, "sync") from exc
+
+    def stats(self) -> dict[str, Any]:
+        """Map size, pages used, headroom, entries, reader slots, file size, format."""
+        if self._dead:
+            self._check()
+        try:
+            info = self._env.info()
+            stat = self._env.stat()
+        except lmdb.Error as exc:
+            raise self._translate(exc, "stats") from exc
+        psize = stat["psize"]
+        used = (info["last_pgno"] + 1) * psize
+        try:
+            file_size = os.path.getsize(self._data_file)
+        except OSError:
+            file_size = None
+        return {
+            "path": self.path,
+            "map_size": info["map_size"],
+            "max_map_size": self.config.max_map_size,
+            "page_size": psize,
+            "used_pages": info["last_pgno"] + 1,
+            "used_bytes": used,
+            "headroom_bytes": info["map_size"] - used,
+            "entries": stat["entries"],
+            "depth": stat["depth"],
+            "branch_pages": stat["branch_pages"],
+            "leaf_pages": stat["leaf_pages"],
+            "overflow_pages": stat["overflow_pages"],
+            "reader_slots_used": info["num_readers"],
+            "max_readers": info["max_readers"],
+            "last_txnid": info["last_txnid"],
+            "file_size": file_size,
+            "lmdb_version": ".".join(map(str, self._env.lib_version())),
+            "lmdb_data_format": LMDB_DATA_VERSION,
+            "envelope_version": ENVELOPE_VERSION,
+            "sync": self.config.sync,
+        }
+
+    def copy(self, path: str | os.PathLike[str], *, compact: bool = True) -> str:
+        """Write a consistent copy of the store to the directory ``path`` (created if
+        missing, must not already hold a store) while it stays in use.
+
+        Args:
+            compact: omit free pages and renumber (smaller, slower, and the copy's map is
+                no larger than its data).
+
+        Returns:
+            The absolute path of the copy's directory.
+        """
+        if self._dead:
+            self._check()
+        target = os.path.abspath(os.fspath(path))
+        if os.path.exists(os.path.join(target, "data.mdb")):
+            raise ConfigurationError(
+                f"{target} already holds an LMDB store; copy into an empty directory",
+                backend="lmdb",
+                path=target,
+            )
+        try:
+            os.makedirs(target, exist_ok=True)
+            self._env.copy(target, compact=compact)
+        except lmdb.Error as exc:
+            raise self._translate(exc, f"copy to {target}") from exc
+        except OSError as exc:
+            raise StorageError(
+                f"cannot copy the LMDB store at {self.path} to {target}: {exc}",
+                backend="lmdb",
+                path=target,
+            ) from exc
+        return target
+
+    def reader_check(self) -> int:
+        """Free the reader slots of dead processes now; return how many were freed."""
+        if self._dead:
+            self._check()
+        try:
+            return int(self._env.reader_check())
+        except lmdb.Error as exc:
+            raise self._translate(exc, "reader_check") from exc
+
+    def close(self) -> None:
+        """Close the environment. Idempotent. Iterators still held raise
+        RepositoryClosedError when advanced. An inherited copy (after fork) is only
+        marked closed: the parent owns it."""
+        with self._wlock if not self._forked else _NULL_LOCK:
+            if self._closed:
+                return
+            self._closed = True
+            self._dead = True
+            _LIVE.discard(self)
+            if self._forked:
+                return
+            try:
+                self._env.close()
+            except lmdb.Error:  # pragma: no cover - py-lmdb's close does not fail
+                pass
+
+    def describe(self) -> str:
+        """``lmdb://<path>``."""
+        return f"lmdb://{self.path}"
+
+
+class _NullLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NULL_LOCK = _NullLock()
+
+
+# Errors a read may see when it races a resize on another thread (retried).
+_RACE_ERRORS = (lmdb.Error, lmdb.InvalidParameterError, lmdb.BadTxnError, lmdb.BadRslotError)
+
+
+# --------------------------------------------------------------------------- repository
+
+
+class LMDBRepository(Repository[Any, Any]):
+    """A :class:`~aurora_storage.Repository` on LMDB, with LMDB extras (:meth:`copy`,
+    :meth:`reader_check`).
+
+    ``LMDBRepository(path="./data/projections", map_size="64MiB", sync=False)`` is the
+    same as ``aurora_storage.open("lmdb:data/projections?map_size=64MiB&sync=false")``.
+
+    Args:
+        path: the environment directory.
+        map_size: initial map size (int or ``"64MiB"``); the map grows automatically.
+        codec: value codec (default: the store's recorded one, else ``json``).
+        **options: any other :class:`LMDBConfig` option.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        map_size: int | str | None = None,
+        *,
+        codec: str | Codec | None = None,
+        **options: Any,
+    ) -> None:
+        from aurora_storage.config import config_from_options
+
+        opts = dict(options)
+        if map_size is not None:
+            opts["map_size"] = map_size
+        config = config_from_options(
+            LMDBConfig, opts, backend="lmdb", fixed={"path": os.fspath(path)}
+        )
+        backend = LMDBBackend(config)
+        url = URL(scheme="lmdb", path=backend.path)
+        Repository.__init__(self, backend, codec=codec, url=url)
+
+    @property
+    def lmdb_backend(self) -> LMDBBackend:
+        """The LMDB backend (typed)."""
+        backend = self._backend
+        assert isinstance(backend, LMDBBackend)
+        return backend
+
+    def copy(self, path: str | os.PathLike[str], *, compact: bool = True) -> str:
+        """A consistent backup of the live store into the directory ``path``; open it
+        like any store. See :meth:`LMDBBackend.copy`."""
+        self._check_open()
+        return self.lmdb_backend.copy(path, compact=compact)
+
+    def reader_check(self) -> int:
+        """Reclaim reader slots left by killed processes; return how many."""
+        self._check_open()
+        return self.lmdb_backend.reader_check()
+
+
+LMDBBackend.repository_class = LMDBRepository  # type: ignore[attr-defined]
+
+
+def create_lmdb_repository(
+    path: str | os.PathLike[str], *, codec: str | Codec | None = None, **options: Any
+) -> LMDBRepository:
+    """Open (creating if missing) the LMDB repository at ``path``.
+
+    Keyword options are those of :class:`LMDBConfig` (``map_size``, ``sync``, ...).
+    """
+    return LMDBRepository(path, codec=codec, **options)

@@ -1,0 +1,116 @@
+"""The typed, frozen configuration of the LMDB backend (parsed in one place)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aurora_storage.config import URL, config_from_options, size_field
+from aurora_storage.errors import ConfigurationError, InvalidURLError
+
+__all__ = ["DEFAULT_MAP_SIZE", "LMDBConfig"]
+
+#: Initial map size. On 64-bit systems the map costs address space, not disk: the data
+#: file only grows as pages are written, and the map grows on demand anyway.
+DEFAULT_MAP_SIZE = 1 << 30
+#: LMDB never accepts a map smaller than a handful of pages.
+_MIN_MAP_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LMDBConfig:
+    """Options of ``lmdb:///abs/path?option=value`` (or ``lmdb:relative/path``).
+
+    Attributes:
+        path: the environment directory (or the data file with ``subdir=false``).
+        map_size: initial map size (``64MiB``, ``1GiB``); the map grows automatically.
+        max_map_size: upper bound for automatic growth; ``None`` = grow while the disk
+            has room. A write that would need more raises ``StorageFullError``.
+        growth_factor: the map is multiplied by this (at least) each time it fills.
+        max_readers: reader-slot table size; fixed by the first process to open the
+            environment.
+        sync: fsync the data at each commit (durable against an OS crash). With false,
+            a process crash loses nothing, an OS crash may lose the last commits.
+        metasync: fsync the meta page at each commit (false: an OS crash may undo the
+            last commit, integrity is kept).
+        read_only: refuse writes; the environment must exist.
+        create: create the environment if missing.
+        subdir: ``path`` is a directory holding ``data.mdb``/``lock.mdb`` (true) or the
+            data file itself (false; the lock file is ``<path>-lock``).
+        readahead: OS readahead on the map; false helps random reads of stores larger
+            than RAM.
+        lock: LMDB's own locking. Only turn off when one process and one thread use the
+            store and nothing else reads it.
+        verify: run LMDB's offline structural verifier over the data file before
+            opening it (slow for big stores; for files copied or restored from
+            untrusted places).
+        scan_chunk: most records read per read transaction by a scan (scans re-seek
+            between chunks so no read transaction stays open while the caller pauses).
+    """
+
+    path: str
+    map_size: int = size_field(DEFAULT_MAP_SIZE, help="initial map size")
+    max_map_size: int | None = size_field(None, help="upper bound of automatic growth")
+    growth_factor: float = 2.0
+    max_readers: int = 126
+    sync: bool = True
+    metasync: bool = True
+    read_only: bool = False
+    create: bool = True
+    subdir: bool = True
+    readahead: bool = True
+    lock: bool = True
+    verify: bool = False
+    scan_chunk: int = 1024
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigurationError("the lmdb backend needs a path", backend="lmdb")
+        if self.map_size < _MIN_MAP_SIZE:
+            raise ConfigurationError(
+                f"map_size must be at least {_MIN_MAP_SIZE} bytes, got {self.map_size}",
+                backend="lmdb",
+            )
+        if self.max_map_size is not None and self.max_map_size < self.map_size:
+            raise ConfigurationError(
+                f"max_map_size ({self.max_map_size}) is smaller than map_size ({self.map_size})",
+                backend="lmdb",
+            )
+        if not self.growth_factor > 1.0:
+            raise ConfigurationError(
+                f"growth_factor must be greater than 1, got {self.growth_factor}",
+                backend="lmdb",
+            )
+        if self.max_readers < 1:
+            raise ConfigurationError(
+                f"max_readers must be at least 1, got {self.max_readers}", backend="lmdb"
+            )
+        if self.scan_chunk < 1:
+            raise ConfigurationError(
+                f"scan_chunk must be at least 1, got {self.scan_chunk}", backend="lmdb"
+            )
+        if self.read_only and self.create:
+            # create=True is the default; read-only simply never creates.
+            object.__setattr__(self, "create", False)
+
+    @classmethod
+    def from_url(cls, url: URL, options: Mapping[str, Any]) -> LMDBConfig:
+        """Parse ``lmdb:///abs/path`` (or ``lmdb:relative/path``) and its options.
+
+        Raises:
+            InvalidURLError: a host in the URL, no path, or an unknown/malformed option.
+            ConfigurationError: conflicting options.
+        """
+        if url.host or url.port is not None or url.username is not None:
+            raise InvalidURLError(
+                f"lmdb URLs take no host: use 'lmdb:///absolute/path' or "
+                f"'lmdb:relative/path', not {url}",
+                backend="lmdb",
+            )
+        if url.path in ("", "/"):
+            raise InvalidURLError(
+                f"{url} names no path: use 'lmdb:///absolute/path' or 'lmdb:relative/path'",
+                backend="lmdb",
+            )
+        return config_from_options(cls, options, backend="lmdb", fixed={"path": url.path})
