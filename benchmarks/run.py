@@ -1,0 +1,609 @@
+"""aurora-storage benchmarks: the framework next to the raw engines and the alternatives.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/run.py            # full run (see docs/performance.md)
+    .venv/bin/python benchmarks/run.py --quick    # tiny sizes: proves the runner works
+
+Every contender does the same work (see contenders.py) in one process; the contenders
+are interleaved inside each round (their order rotates) and the rounds repeat, and the
+tables report the median over rounds with the spread (min-max) beside it. Results are
+written to benchmarks/results/ as JSON, and the tables are printed as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import glob
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from contenders import (  # noqa: E402
+    Contender,
+    DictOrjson,
+    DiskCache,
+    Framework,
+    PlainDict,
+    RawLMDB,
+    RawRocksDB,
+    Shelve,
+    SqliteDictAlt,
+)
+from workload import SCAN_TENANT_RECORDS, TENANT, dataset, event, key_of  # noqa: E402
+
+OPS = (
+    "put",
+    "get_hit",
+    "get_miss",
+    "has",
+    "insert",
+    "delete",
+    "put_many",
+    "async_get",
+    "async_put",
+    "scan_keys",
+    "scan_items",
+)
+POINT_OPS = ("put", "get_hit", "get_miss", "has", "insert", "delete")
+WRITE_OPS = ("put", "insert", "delete", "async_put", "put_many")
+ENGINES = ("memory", "rocksdb", "lmdb", "tiered", "alt")
+#: Ratio targets of aurora-storage / raw engine.
+POINT_TARGET, SCAN_TARGET, ASYNC_TARGET = 1.3, 1.5, 1.5
+DISKCACHE_FACTOR, SCAN_RSS_MB = 10.0, 50.0
+BATCH = 1000
+
+
+# --------------------------------------------------------------------------- contenders
+
+
+def _file_url(scheme: str, query: str = "") -> Callable[[str], str]:
+    def url(path: str) -> str:
+        return f"{scheme}://{path}" + (f"?{query}" if query else "")
+
+    return url
+
+
+def _tiered_url(path: str) -> str:
+    hot = quote(f"lmdb://{path}/hot", safe="")
+    cold = quote(f"rocksdb://{path}/cold", safe="")
+    return f"tiered://?hot={hot}&cold={cold}"
+
+
+def build_contenders(engines: set[str]) -> list[Contender]:
+    """The contenders of the selected engine families, in table order."""
+    out: list[Contender] = []
+    if "memory" in engines:
+        out += [Framework("aurora memory", "memory", lambda _p: "memory://"), DictOrjson()]
+    if "rocksdb" in engines:
+        out += [Framework("aurora rocksdb", "rocksdb", _file_url("rocksdb")), RawRocksDB()]
+    if "lmdb" in engines:
+        # Each LMDB write commits with fsync (the plugin's default sync=true): fewer ops.
+        out += [
+            Framework("aurora lmdb", "lmdb", _file_url("lmdb"), write_scale=0.05),
+            RawLMDB(write_scale=0.05),
+        ]
+    if "tiered" in engines:
+        out += [Framework("aurora tiered", "tiered", _tiered_url, write_scale=0.05)]
+    if "alt" in engines:
+        out += [
+            PlainDict(),
+            DiskCache(write_scale=0.25),
+            SqliteDictAlt(write_scale=0.02, read_scale=0.25),
+            Shelve(write_scale=0.02, read_scale=0.5),
+        ]
+    return out
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def try_open(c: Contender, workdir: str) -> str | None:
+    """Open ``c`` in a fresh directory; return why it cannot run, or None."""
+    d = os.path.join(workdir, c.name.replace(" ", "_").replace("+", "_"))
+    os.makedirs(d, exist_ok=True)
+    c.dir = d  # type: ignore[attr-defined]
+    try:
+        c.open(d)
+    except Exception as exc:
+        return _why(exc)
+    return None
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    gc.collect()
+    t0 = time.perf_counter_ns()
+    result = fn(*args)
+    return (time.perf_counter_ns() - t0) / 1e3, result
+
+
+def round_inputs(r: int, size: int, m: int, pool: list[Any]) -> dict[str, Any]:
+    rnd = random.Random(1000 + r)
+    tenant_n = min(size, SCAN_TENANT_RECORDS)
+    hits = [key_of(rnd.randrange(tenant_n)) for _ in range(m)]
+    return {
+        "hits": hits,
+        "misses": [f"miss-{r:02d}-{i:06d}" for i in range(m)],
+        "new": [f"new-{r:02d}-{i:06d}" for i in range(m)],
+        "values": [pool[(r * 7919 + i) % len(pool)] for i in range(m)],
+        "batches": [
+            [(key_of(rnd.randrange(tenant_n)), pool[(i + j) % len(pool)]) for j in range(BATCH)]
+            for i in range(max(1, m // BATCH))
+        ],
+    }
+
+
+def run_op(c: Contender, op: str, inp: dict[str, Any], tenant_n: int) -> tuple[float, int]:
+    """Run ``op`` once on ``c``; return (total microseconds, operations done)."""
+    scale = c.write_scale if op in WRITE_OPS else c.read_scale
+    m = max(10, int(len(inp["hits"]) * scale))
+    hits, vals, new = inp["hits"][:m], inp["values"][:m], inp["new"][:m]
+    if op == "put":
+        return timed(c.put, hits, vals)[0], m
+    if op == "get_hit":
+        return timed(c.get, hits)[0], m
+    if op == "get_miss":
+        return timed(c.get, inp["misses"][:m])[0], m
+    if op == "has":
+        return timed(c.has, hits)[0], m
+    if op == "insert":
+        return timed(c.insert, new, vals)[0], m
+    if op == "delete":
+        return timed(c.delete, new)[0], m
+    if op == "put_many":
+        nb = max(1, m // BATCH)
+        total = 0.0
+        for batch in inp["batches"][:nb]:
+            total += timed(c.put_many, TENANT, batch)[0]
+        return total, nb * BATCH
+    if op == "async_get":
+        return timed(c.aget, hits)[0], m
+    if op == "async_put":
+        return timed(c.aput, hits, vals)[0], m
+    if op in ("scan_keys", "scan_items"):
+        us, n = timed(c.scan_keys if op == "scan_keys" else c.scan_items)
+        if n != tenant_n:
+            raise RuntimeError(f"{c.name} {op} returned {n} records, expected {tenant_n}")
+        return us, n
+    raise ValueError(op)
+
+
+def supports(c: Contender, op: str) -> bool:
+    return c.has_async or not op.startswith("async_")
+
+
+def load(c: Contender, size: int, data: list[tuple[str, Any]]) -> float:
+    """Preload: the scanned tenant gets the first 100k records, the rest other tenants."""
+    t0 = time.perf_counter()
+    tenant_n = min(size, SCAN_TENANT_RECORDS)
+    c.load(TENANT, data[:tenant_n])
+    rest = data[tenant_n:]
+    for i in range(0, len(rest), SCAN_TENANT_RECORDS):
+        c.load(f"tenant-{i // SCAN_TENANT_RECORDS:03d}", rest[i : i + SCAN_TENANT_RECORDS])
+    return time.perf_counter() - t0
+
+
+def du(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def bench_ops(
+    contenders: list[Contender], ops: list[str], size: int, m: int, rounds: int, workdir: str
+) -> tuple[dict[str, Any], dict[str, str], dict[str, int]]:
+    """Preload every contender with ``size`` records, then run ``rounds`` interleaved
+    rounds of ``ops``; return us/op per contender/op/round, skip reasons, disk sizes."""
+    skipped: dict[str, str] = {}
+    live: list[Contender] = []
+    for c in contenders:
+        why = try_open(c, workdir)
+        if why is None:
+            live.append(c)
+        else:
+            skipped[c.name] = why
+            print(f"  skip {c.name}: {why}", flush=True)
+    data = dataset(size)
+    pool = [event(i, random.Random(i)) for i in range(997)]
+    tenant_n = min(size, SCAN_TENANT_RECORDS)
+    results: dict[str, Any] = {c.name: {"load_s": 0.0, "ops": {}} for c in live}
+    for c in list(live):
+        try:
+            results[c.name]["load_s"] = load(c, size, data)
+            print(f"  loaded {c.name}: {results[c.name]['load_s']:.1f} s", flush=True)
+        except Exception as exc:
+            skipped[c.name] = f"load failed: {_why(exc)}"
+            print(f"  skip {c.name}: {skipped[c.name]}", flush=True)
+            traceback.print_exc()
+            live.remove(c)
+            results.pop(c.name)
+    del data
+    for r in range(rounds):
+        inp = round_inputs(r, size, m, pool)
+        t0 = time.perf_counter()
+        for op in ops:
+            order = live[r % len(live) :] + live[: r % len(live)] if live else []
+            for c in order:
+                if not supports(c, op) or c.name in skipped:
+                    continue
+                try:
+                    us, n = run_op(c, op, inp, tenant_n)
+                except Exception as exc:
+                    skipped[c.name] = f"{op} failed: {_why(exc)}"
+                    print(f"  {c.name}: {skipped[c.name]}", flush=True)
+                    traceback.print_exc()
+                    continue
+                results[c.name]["ops"].setdefault(op, []).append(us / n)
+        print(f"  round {r + 1}/{rounds}: {time.perf_counter() - t0:.1f} s", flush=True)
+    sizes: dict[str, int] = {}
+    for c in live:
+        try:
+            c.close()
+        except Exception as exc:
+            print(f"  close {c.name}: {type(exc).__name__}: {exc}")
+        if c.on_disk:
+            sizes[c.name] = du(c.dir)  # type: ignore[attr-defined]
+    for name in skipped:
+        results.pop(name, None)
+    return results, skipped, sizes
+
+
+def disk_sizes(size: int, workdir: str) -> dict[str, Any]:
+    """Size on disk of ``size`` records per engine and compression, written through the
+    framework in batches and measured after close and a reopen (RocksDB flushes its
+    memtable to SST files then, so compression shows)."""
+    import aurora_storage
+
+    urls = {
+        f"rocksdb compression={c}": f"rocksdb://{{}}?compression={c}"
+        for c in ("none", "snappy", "zstd", "lz4")
+    }
+    urls["lmdb"] = "lmdb://{}"
+    out: dict[str, Any] = {}
+    data = dataset(size)
+    for label, pattern in urls.items():
+        d = os.path.join(workdir, "disk-" + label.replace(" ", "_").replace("=", "_"))
+        url = pattern.format(os.path.join(d, "store"))
+        try:
+            with aurora_storage.open(url) as repo:
+                for i in range(0, size, 10_000):
+                    repo.put_many(TENANT, data[i : i + 10_000])
+            with aurora_storage.open(url):
+                pass
+        except Exception as exc:
+            out[label] = f"skipped: {_why(exc)}"
+            continue
+        out[label] = du(d)
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+def mem_scans(engines: set[str], n: int, workdir: str) -> dict[str, Any]:
+    """Peak memory growth of a scan over ``n`` records, one fresh process per engine."""
+    out: dict[str, Any] = {}
+    script = os.path.join(HERE, "memscan.py")
+    targets = {"memory": "memory://", "rocksdb": "rocksdb://{}", "lmdb": "lmdb://{}"}
+    for engine, pattern in targets.items():
+        if engine not in engines:
+            continue
+        d = os.path.join(workdir, f"memscan-{engine}")
+        url = pattern.format(os.path.join(d, "store"))
+        steps = ["both"] if engine == "memory" else ["build", "scan"]
+        row: dict[str, Any] = {}
+        for step in steps:
+            proc = subprocess.run(
+                [sys.executable, script, step, url, str(n)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                tail = (proc.stderr.strip().splitlines() or ["?"])[-1][:200]
+                row = {"skipped": f"{step} failed: {tail}"}
+                break
+            row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if "skipped" not in row and engine != "memory":
+            row["disk_bytes"] = du(d)
+        out[engine] = row
+        print(f"  {engine}: {row}", flush=True)
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def fmt(xs: list[float] | None) -> str:
+    if not xs:
+        return "-"
+    m = med(xs)
+    spread = (max(xs) - min(xs)) / m * 100 if m else 0.0
+    digits = 2 if m < 10 else 1 if m < 100 else 0
+    return f"{m:.{digits}f} ±{spread / 2:.0f}%"
+
+
+def report(doc: dict[str, Any]) -> str:
+    """The Markdown tables of a run."""
+    res = doc["ops"]
+    lines: list[str] = []
+    families = [
+        ("memory", "aurora memory", "dict+orjson"),
+        ("rocksdb", "aurora rocksdb", "raw rocksdict"),
+        ("lmdb", "aurora lmdb", "raw lmdb"),
+    ]
+    checks: list[tuple[str, float | None, str, bool | None]] = []
+    lines.append(
+        f"### Microseconds per operation ({doc['config']['size']:,} records, "
+        f"median of {doc['config']['rounds']} rounds ± half the min-max spread)\n"
+    )
+    for fam, fw, raw in families:
+        if fw not in res and raw not in res:
+            continue
+        lines.append(f"**{fam}**: aurora-storage vs {raw}\n")
+        lines.append(f"| operation | {fw} | {raw} | ratio | target |")
+        lines.append("| --- | ---: | ---: | ---: | --- |")
+        for op in doc["config"]["ops"]:
+            a = res.get(fw, {}).get("ops", {}).get(op)
+            b = res.get(raw, {}).get("ops", {}).get(op)
+            ratio = med(a) / med(b) if a and b else None
+            target = None
+            if op in POINT_OPS or op == "put_many":
+                target = POINT_TARGET
+            elif op.startswith("scan"):
+                target = SCAN_TARGET
+            rtxt = f"{ratio:.2f}" if ratio is not None else "-"
+            if target is not None and ratio is not None and fam != "memory":
+                ok = ratio <= target
+                checks.append((f"{fam} {op}: aurora/raw <= {target}", ratio, rtxt, ok))
+                ttxt = f"<= {target} {'ok' if ok else 'MISSED'}"
+            elif fam == "memory":
+                ttxt = "report"
+            else:
+                ttxt = ""
+            label = f"{op} (per item, batches of {BATCH})" if op == "put_many" else op
+            label = f"{op} (per item)" if op.startswith("scan") else label
+            lines.append(f"| {label} | {fmt(a)} | {fmt(b)} | {rtxt} | {ttxt} |")
+        lines.append("")
+    # async next to sync
+    fws = [n for n in res if n.startswith("aurora ")]
+    if fws:
+        lines.append("**async vs sync** (aurora-storage, same store)\n")
+        lines.append("| store | get | async get | ratio | put | async put | ratio |")
+        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for n in fws:
+            o = res[n]["ops"]
+            cells = [n]
+            for s, a in (("get_hit", "async_get"), ("put", "async_put")):
+                if o.get(s) and o.get(a):
+                    r = med(o[a]) / med(o[s])
+                    checks.append(
+                        (f"{n} {a} / {s} <= {ASYNC_TARGET}", r, f"{r:.2f}", r <= ASYNC_TARGET)
+                    )
+                    cells += [fmt(o[s]), fmt(o[a]), f"{r:.2f}"]
+                else:
+                    cells += ["-", "-", "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    # everything side by side
+    names = list(res)
+    lines.append("**All contenders** (us/op, median)\n")
+    lines.append("| operation | " + " | ".join(names) + " |")
+    lines.append("| --- |" + " ---: |" * len(names))
+    for op in doc["config"]["ops"]:
+        cells = []
+        for n in names:
+            xs = res[n]["ops"].get(op)
+            cells.append(f"{med(xs):.2f}" if xs else "-")
+        lines.append(f"| {op} | " + " | ".join(cells) + " |")
+    lines.append("")
+    dc = res.get("diskcache", {}).get("ops", {}).get("put")
+    if dc:
+        for n in fws:
+            p = res[n]["ops"].get("put")
+            if p:
+                f = med(dc) / med(p)
+                checks.append(
+                    (
+                        f"{n} put throughput >= {DISKCACHE_FACTOR:.0f}x diskcache's",
+                        f,
+                        f"{f:.1f}x",
+                        f >= DISKCACHE_FACTOR,
+                    )
+                )
+    if doc.get("disk"):
+        lines.append(f"**Size on disk** ({doc['config']['size']:,} records of ~200-byte events)\n")
+        lines.append("| store | MiB | bytes/record |")
+        lines.append("| --- | ---: | ---: |")
+        for label, b in doc["disk"].items():
+            if isinstance(b, int):
+                lines.append(f"| {label} | {b / 2**20:.1f} | {b / doc['config']['size']:.0f} |")
+            else:
+                lines.append(f"| {label} | {b} | |")
+        lines.append("")
+    if doc.get("memscan"):
+        n = doc["config"]["scan_size"]
+        lines.append(f"**Scan of {n:,} records** (fresh process; RSS growth at the peak)\n")
+        lines.append(
+            "| engine | us/item | RSS growth MiB | anonymous (heap) MiB | file-backed "
+            "MiB | build s | disk MiB |"
+        )
+        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for eng, row in doc["memscan"].items():
+            if "skipped" in row:
+                lines.append(f"| {eng} | {row['skipped']} | | | | | |")
+                continue
+            disk = f"{row['disk_bytes'] / 2**20:.0f}" if "disk_bytes" in row else "-"
+            lines.append(
+                f"| {eng} | {row['us_per_item']:.2f} | {row['rss_growth_mb']:.1f} | "
+                f"{row['anon_growth_mb']:.1f} | {row['file_growth_mb']:.1f} | "
+                f"{row['build_s']:.1f} | {disk} |"
+            )
+            if eng != "memory":
+                g = row["anon_growth_mb"]
+                checks.append(
+                    (
+                        f"{eng} scan of {n:,}: heap growth < {SCAN_RSS_MB:.0f} MiB",
+                        g,
+                        f"{g:.1f} MiB",
+                        g < SCAN_RSS_MB,
+                    )
+                )
+        lines.append("")
+    if checks:
+        lines.append("**Targets**\n")
+        lines.append("| target | measured | result |")
+        lines.append("| --- | ---: | --- |")
+        for label, _v, txt, ok in checks:
+            lines.append(f"| {label} | {txt} | {'ok' if ok else 'MISSED'} |")
+        lines.append("")
+    if doc.get("skipped"):
+        lines.append("**Skipped**\n")
+        for name, why in doc["skipped"].items():
+            lines.append(f"- {name}: {why}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    mem = 0
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) * 1024
+    except OSError:
+        pass
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import orjson
+    import rocksdict
+
+    import lmdb
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "rocksdict": getattr(rocksdict, "__version__", "?"),
+        "lmdb": lmdb.__version__,
+        "orjson": orjson.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run)")
+    ap.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help=f"comma-separated subset of {','.join(ENGINES)}",
+    )
+    ap.add_argument("--ops", default=",".join(OPS), help=f"subset of {','.join(OPS)}")
+    ap.add_argument("--size", type=int, help="records preloaded for the timed ops [100000]")
+    ap.add_argument("--scan-size", type=int, help="records of the memory scan [1000000]")
+    ap.add_argument("--ops-per-round", type=int, help="point operations per round [20000]")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds [5]")
+    ap.add_argument("--no-disk", action="store_true", help="skip the size-on-disk table")
+    ap.add_argument("--no-memscan", action="store_true", help="skip the memory scan")
+    ap.add_argument("--workdir", help="where stores are created [a temporary directory]")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="results directory")
+    a = ap.parse_args(argv)
+    size = a.size or (2_000 if a.quick else 100_000)
+    scan_size = a.scan_size or (5_000 if a.quick else 1_000_000)
+    m = a.ops_per_round or (1_000 if a.quick else 20_000)
+    rounds = a.rounds or (2 if a.quick else 5)
+    engines = {e.strip() for e in a.engines.split(",") if e.strip()}
+    ops = [o.strip() for o in a.ops.split(",") if o.strip()]
+    for bad in (engines - set(ENGINES)) | (set(ops) - set(OPS)):
+        ap.error(f"unknown engine or operation {bad!r}")
+    workdir = a.workdir or tempfile.mkdtemp(prefix="aurora-bench-")
+    os.makedirs(workdir, exist_ok=True)
+    started = time.time()
+    doc: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "machine": machine(),
+        "config": {
+            "size": size,
+            "scan_size": scan_size,
+            "ops_per_round": m,
+            "rounds": rounds,
+            "ops": ops,
+            "engines": sorted(engines),
+            "quick": a.quick,
+            "batch": BATCH,
+        },
+    }
+    try:
+        print(f"# timed operations: {size:,} records, {m:,} ops/round, {rounds} rounds", flush=True)
+        results, skipped, sizes = bench_ops(
+            build_contenders(engines), ops, size, m, rounds, workdir
+        )
+        doc["ops"], doc["skipped"] = results, skipped
+        doc["disk"] = {f"{n} (after the run)": b for n, b in sizes.items()}
+        if not a.no_disk and engines & {"rocksdb", "lmdb"}:
+            print(f"# size on disk per compression: {size:,} records", flush=True)
+            doc["disk"].update(disk_sizes(size, workdir))
+        if not a.no_memscan:
+            print(f"# memory of a scan over {scan_size:,} records", flush=True)
+            doc["memscan"] = mem_scans(engines, scan_size, workdir)
+    finally:
+        if not a.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        for leftover in glob.glob(os.path.join(workdir, "memscan-*")):
+            shutil.rmtree(leftover, ignore_errors=True)
+    doc["elapsed_s"] = round(time.time() - started, 1)
+    table = report(doc)
+    doc["table"] = table
+    os.makedirs(a.out, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
+    name = f"bench-{'quick-' if a.quick else ''}{stamp}.json"
+    for path in (os.path.join(a.out, name), os.path.join(a.out, "latest.json")):
+        with open(path, "w") as f:
+            json.dump(doc, f, indent=1)
+    print()
+    print(table)
+    print(f"elapsed {doc['elapsed_s']} s; results in {os.path.join(a.out, name)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
