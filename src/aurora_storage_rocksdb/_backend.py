@@ -1,0 +1,697 @@
+"""The RocksDB backend: a thin adapter from the Backend interface to rocksdict (raw mode).
+
+Design points (see the project's engine notes for the verified facts behind them):
+
+* Always ``Options(raw_mode=True)``: our key encoding already orders bytes correctly and
+  values are encoded by the repository's codec; the binding's default mode pickles.
+* Scans read in chunks: an engine iterator lives only while one chunk is read, then the
+  next chunk seeks past the last key. rocksdict keeps the database (and its LOCK) alive
+  while any iterator exists, so long-lived engine iterators would stop ``close()`` from
+  releasing the store. Chunks use the binding's native iterators for speed; those swallow
+  engine errors, so a chunk that ends short is confirmed with an ``RdictIter`` whose
+  ``status()`` raises on corruption: a scan never just stops early.
+* ``ReadOptions.set_iterate_lower_bound`` of rocksdict 0.3.29 sets the *upper* bound, so
+  only the upper bound is used and lower bounds are checked here.
+* A handle inherited across ``fork()`` is poisoned in the child (writes through it would
+  be lost silently, and dropping it would flush into the parent's files).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import tempfile
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import rocksdict
+
+from aurora_storage.backend import Backend, Capabilities, Op
+from aurora_storage.errors import (
+    ConfigurationError,
+    CorruptionError,
+    ReadOnlyError,
+    RepositoryClosedError,
+    StorageError,
+    StorageFullError,
+    StoreLockedError,
+)
+
+from ._config import RocksDBConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from aurora_storage.config import URL
+
+__all__ = ["InheritedHandleError", "RocksDBBackend"]
+
+_FIRST_CHUNK = 64
+_MAX_CHUNK = 4096
+
+_COMPRESSION = {
+    "none": rocksdict.DBCompressionType.none,
+    "snappy": rocksdict.DBCompressionType.snappy,
+    "zstd": rocksdict.DBCompressionType.zstd,
+    "lz4": rocksdict.DBCompressionType.lz4,
+}
+
+#: Properties reported by stats(): the figures a user tunes with.
+_INT_PROPERTIES = (
+    "rocksdb.estimate-num-keys",
+    "rocksdb.total-sst-files-size",
+    "rocksdb.live-sst-files-size",
+    "rocksdb.estimate-live-data-size",
+    "rocksdb.cur-size-all-mem-tables",
+    "rocksdb.size-all-mem-tables",
+    "rocksdb.num-immutable-mem-table",
+    "rocksdb.num-entries-active-mem-table",
+    "rocksdb.num-deletes-active-mem-table",
+    "rocksdb.estimate-pending-compaction-bytes",
+    "rocksdb.num-running-compactions",
+    "rocksdb.num-running-flushes",
+    "rocksdb.compaction-pending",
+    "rocksdb.mem-table-flush-pending",
+    "rocksdb.background-errors",
+    "rocksdb.estimate-table-readers-mem",
+    "rocksdb.block-cache-usage",
+    "rocksdb.block-cache-capacity",
+    "rocksdb.num-live-versions",
+    "rocksdb.is-write-stopped",
+    "rocksdb.actual-delayed-write-rate",
+)
+_LEVELS = 7
+
+
+class InheritedHandleError(RepositoryClosedError):
+    """A RocksDB repository was used in a child process that inherited it through
+    ``fork()``; open the store again in the child (or use the ``spawn`` start method)."""
+
+
+# Live backends, so a fork() child can poison the handles it inherited.
+_LIVE: weakref.WeakSet[RocksDBBackend] = weakref.WeakSet()
+_LEAKED: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_LIVE):
+        backend._poison_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _translate(exc: BaseException, backend: RocksDBBackend, doing: str) -> StorageError:
+    """The typed error for an engine exception (the caller chains it)."""
+    if isinstance(exc, StorageError):
+        return exc
+    path = backend.config.path
+    if isinstance(exc, rocksdict.DbClosedError):
+        return RepositoryClosedError(
+            f"the RocksDB store {path} is closed; open it again", backend="rocksdb", path=path
+        )
+    text = str(exc)
+    low = text.lower()
+    if "lock hold by current process" in low or (
+        "/lock" in low
+        and "lock" in low
+        and ("resource temporarily unavailable" in low or "no locks available" in low)
+    ):
+        return StoreLockedError(
+            f"the RocksDB store {path} is locked by another writer "
+            f"({'this process' if 'current process' in low else 'another process'}); RocksDB "
+            "allows one writer at a time. Close the other repository, or open this one with "
+            "mode=read_only (a view as of open time) or mode=secondary (follows the writer, "
+            f"call catch_up()). Engine message: {text}",
+            backend="rocksdb",
+            path=path,
+        )
+    if "corruption" in low or "checksum mismatch" in low:
+        return CorruptionError(
+            f"the RocksDB store {path} is damaged ({doing}): {text}",
+            backend="rocksdb",
+            path=path,
+        )
+    if "no space left" in low or "disk full" in low:
+        return StorageFullError(
+            f"no space left for the RocksDB store {path} ({doing}); the write was not "
+            f"applied: {text}",
+            backend="rocksdb",
+            path=path,
+        )
+    if "read only mode" in low or "not supported operation in read only" in low:
+        return ReadOnlyError(
+            f"the RocksDB store {path} was opened {backend.config.mode}; it refuses writes",
+            backend="rocksdb",
+            path=path,
+        )
+    return StorageError(f"RocksDB error on {path} ({doing}): {text}", backend="rocksdb", path=path)
+
+
+def _closed_op(*_args: Any, **_kwargs: Any) -> NoReturn:
+    raise rocksdict.DbClosedError("DB instance already closed")
+
+
+class RocksDBBackend(Backend):
+    """RocksDB through rocksdict, raw mode.
+
+    Build one with :meth:`open` (or :meth:`from_url`); the repository owns and closes it.
+    """
+
+    scheme = "rocksdb"
+
+    def __init__(self, config: RocksDBConfig, db: Any, secondary_tmp: str | None) -> None:
+        super().__init__()
+        self.config = config
+        self.capabilities = Capabilities(
+            persistent=True,
+            multi_process=False,
+            thread_safe=True,
+            blocking_writes=config.sync,
+            read_only=config.mode != "read_write",
+        )
+        self._db = db
+        self._secondary_tmp = secondary_tmp
+        self._pid = os.getpid()
+        self._closed = False
+        self._poisoned: str | None = None
+        # Serialises chunk reads with close(), so close() never races an engine iterator.
+        self._lock = threading.RLock()
+        # Bound once: the hot paths call these directly (swapped out on close and fork).
+        self._get: Callable[[bytes], bytes | None] = db.get
+        self._put: Callable[[bytes, bytes], None] = db.put
+        _LIVE.add(self)
+
+    @property
+    def repository_class(self) -> type[Any]:
+        """What :func:`aurora_storage.open` wraps this backend in."""
+        from ._repository import RocksDBRepository
+
+        return RocksDBRepository
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def from_url(cls, url: URL, options: Mapping[str, Any]) -> RocksDBBackend:
+        """Open the store a ``rocksdb://`` URL names."""
+        from ._config import config_from_url
+
+        return cls.open(config_from_url(url, options))
+
+    @classmethod
+    def open(cls, config: RocksDBConfig) -> RocksDBBackend:
+        """Open (or create) the store ``config`` describes.
+
+        Raises:
+            ConfigurationError: no store at the path while ``create_if_missing`` is false or
+                the mode is read-only/secondary (no directory is left behind), a store
+                exists while ``error_if_exists`` is true, or the store was written by
+                rocksdict in pickle mode.
+            StoreLockedError: another writer holds the store.
+            CorruptionError: the store's files are damaged.
+        """
+        path = config.path
+        exists = os.path.exists(os.path.join(path, "CURRENT"))
+        if not exists and (not config.create_if_missing or config.mode != "read_write"):
+            why = (
+                f"mode={config.mode} opens only an existing store"
+                if config.mode != "read_write"
+                else "create_if_missing is false"
+            )
+            raise ConfigurationError(
+                f"no RocksDB store at {path} ({why})", backend="rocksdb", path=path
+            )
+        if exists and config.error_if_exists:
+            raise ConfigurationError(
+                f"a RocksDB store already exists at {path} (error_if_exists is true)",
+                backend="rocksdb",
+                path=path,
+            )
+        _check_raw_mode(path)
+        created = _missing_dirs(path)
+        secondary_tmp = None
+        try:
+            opts = _engine_options(config)
+            if config.mode == "read_only":
+                access = rocksdict.AccessType.read_only()
+            elif config.mode == "secondary":
+                sec = config.secondary_path
+                if sec is None:
+                    sec = secondary_tmp = tempfile.mkdtemp(prefix="aurora-rocksdb-secondary-")
+                access = rocksdict.AccessType.secondary(sec)
+            else:
+                access = rocksdict.AccessType.read_write()
+            db = rocksdict.Rdict(path, options=opts, access_type=access)
+            if config.sync:
+                wo = rocksdict.WriteOptions()
+                wo.sync = True
+                db.set_write_options(wo)
+        except Exception as exc:
+            # rocksdict creates the directory before RocksDB validates anything.
+            for d in reversed(created):
+                shutil.rmtree(d, ignore_errors=True)
+            if secondary_tmp is not None:
+                shutil.rmtree(secondary_tmp, ignore_errors=True)
+            probe = cls.__new__(cls)
+            probe.config = config
+            raise _translate(exc, probe, "opening") from exc
+        return cls(config, db, secondary_tmp)
+
+    # ------------------------------------------------------------------ state
+
+    def _unusable(self) -> StorageError:
+        if self._poisoned is not None:
+            return InheritedHandleError(self._poisoned, backend="rocksdb", path=self.config.path)
+        return RepositoryClosedError(
+            f"the RocksDB store {self.config.path} is closed; open it again",
+            backend="rocksdb",
+            path=self.config.path,
+        )
+
+    def _check(self) -> None:
+        if self._closed:
+            raise self._unusable()
+
+    def _error(self, exc: BaseException, doing: str) -> StorageError:
+        if self._closed:
+            return self._unusable()
+        return _translate(exc, self, doing)
+
+    def _poison_after_fork(self) -> None:
+        if self._closed:
+            return
+        # Keep the inherited engine object alive forever in the child: dropping it would
+        # flush the parent's memtable into the parent's files from this process.
+        _LEAKED.append(self._db)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(self._db))
+        self._poisoned = (
+            f"this RocksDB repository ({self.config.path}) was opened in process {self._pid} "
+            f"and inherited by fork() into process {os.getpid()}; RocksDB handles cannot "
+            "cross fork() (the child's writes would be lost). Open the store after forking, "
+            "or use the 'spawn' multiprocessing start method"
+        )
+        self._closed = True
+        self._get = self._put = _closed_op
+        self._secondary_tmp = None
+
+    # ------------------------------------------------------------------ point ops
+
+    def get(self, key: bytes) -> bytes | None:
+        """See :meth:`Backend.get`."""
+        try:
+            return self._get(key)
+        except Exception as exc:
+            raise self._error(exc, "get") from exc
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """See :meth:`Backend.put`."""
+        try:
+            self._put(key, value)
+        except Exception as exc:
+            raise self._error(exc, "put") from exc
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """See :meth:`Backend.get_many`: one multi-get."""
+        self._check()
+        if not keys:
+            return []
+        try:
+            return list(self._db[list(keys)])
+        except Exception as exc:
+            raise self._error(exc, "get_many") from exc
+
+    def delete(self, key: bytes) -> bool:
+        """See :meth:`Backend.delete`."""
+        self._check()
+        try:
+            with self._insert_lock:
+                if self._db.get(key) is None:
+                    return False
+                self._db.delete(key)
+                return True
+        except Exception as exc:
+            raise self._error(exc, "delete") from exc
+
+    def insert(self, key: bytes, value: bytes) -> bool:
+        """See :meth:`Backend.insert`: read then write under this process's lock (RocksDB
+        has one writer process, so the lock covers every writer)."""
+        self._check()
+        try:
+            with self._insert_lock:
+                if self._get(key) is not None:
+                    return False
+                self._put(key, value)
+                return True
+        except Exception as exc:
+            raise self._error(exc, "insert") from exc
+
+    def write(self, ops: Sequence[Op]) -> None:
+        """See :meth:`Backend.write`: one atomic WriteBatch."""
+        self._check()
+        try:
+            wb = rocksdict.WriteBatch(raw_mode=True)
+            put, delete = wb.put, wb.delete
+            for k, v in ops:
+                if v is None:
+                    delete(k)
+                else:
+                    put(k, v)
+            self._db.write(wb)
+        except Exception as exc:
+            raise self._error(exc, "write batch") from exc
+
+    # ------------------------------------------------------------------ scans
+
+    def _chunk(
+        self, lo: bytes, hi: bytes, reverse: bool, n: int, values: bool
+    ) -> tuple[list[Any], bool]:
+        """Up to ``n`` entries of ``[lo, hi)``; the flag says whether more may follow."""
+        with self._lock:
+            self._check()
+            db = self._db
+            try:
+                ro = rocksdict.ReadOptions()
+                ro.set_iterate_upper_bound(hi)
+                if reverse:
+                    src = (db.items if values else db.keys)(
+                        backwards=True, from_key=hi, read_opt=ro
+                    )
+                    out = list(islice(src, n))
+                    del src
+                    # No working lower bound in the binding: stop at lo here.
+                    if out:
+                        last = out[-1][0] if values else out[-1]
+                        if last < lo:
+                            if values:
+                                out = [kv for kv in out if kv[0] >= lo]
+                            else:
+                                out = [k for k in out if k >= lo]
+                            return out, False
+                else:
+                    src = (db.items if values else db.keys)(from_key=lo, read_opt=ro)
+                    out = list(islice(src, n))
+                    del src
+                if len(out) == n:
+                    return out, True
+                # Ended short: the native iterator swallows errors, so confirm the end
+                # with one that reports them.
+                if out:
+                    last = out[-1][0] if values else out[-1]
+                    lo2, hi2 = (lo, last) if reverse else (last + b"\x00", hi)
+                else:
+                    lo2, hi2 = lo, hi
+                return out, self._more(lo2, hi2, reverse)
+            except Exception as exc:
+                raise self._error(exc, "scan") from exc
+
+    def _more(self, lo: bytes, hi: bytes, reverse: bool) -> bool:
+        """Whether ``[lo, hi)`` still holds a key; raises the engine's error if the
+        iterator stopped because of one."""
+        if lo >= hi:
+            return False
+        ro = rocksdict.ReadOptions()
+        ro.set_iterate_upper_bound(hi)
+        it = self._db.iter(ro)
+        try:
+            if reverse:
+                it.seek_for_prev(hi)
+                if it.valid():
+                    k = it.key()
+                    if k >= hi:
+                        it.prev()
+                if it.valid():
+                    return bool(it.key() >= lo)
+            else:
+                it.seek(lo)
+                if it.valid():
+                    return True
+            it.status()
+            return False
+        finally:
+            del it
+
+    def _scan(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Any]:
+        lo, hi, n = start, stop, _FIRST_CHUNK
+        chunk = self._chunk
+        while lo < hi:
+            out, more = chunk(lo, hi, reverse, n, values)
+            yield from out
+            if not more:
+                return
+            if out:
+                last = out[-1][0] if values else out[-1]
+                if reverse:
+                    hi = last
+                else:
+                    lo = last + b"\x00"
+            if n < _MAX_CHUNK:
+                n *= 2
+            if self._closed:
+                raise self._unusable()
+
+    def scan(
+        self, start: bytes, stop: bytes, *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """See :meth:`Backend.scan`."""
+        self._check()
+        return self._scan(start, stop, reverse, True)
+
+    def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
+        """See :meth:`Backend.scan_keys`."""
+        self._check()
+        return self._scan(start, stop, reverse, False)
+
+    def first_key(self, start: bytes, stop: bytes) -> bytes | None:
+        """See :meth:`Backend.first_key`."""
+        out, _ = self._chunk(start, stop, False, 1, False)
+        return out[0] if out else None
+
+    def count_range(self, start: bytes, stop: bytes) -> int:
+        """See :meth:`Backend.count_range`."""
+        self._check()
+        n = 0
+        for _ in self._scan(start, stop, False, False):
+            n += 1
+        return n
+
+    def delete_range(self, start: bytes, stop: bytes) -> int:
+        """See :meth:`Backend.delete_range`: one range tombstone over the key range."""
+        self._check()
+        count = self.count_range(start, stop)
+        if count:
+            try:
+                wb = rocksdict.WriteBatch(raw_mode=True)
+                wb.delete_range(start, stop)
+                self._db.write(wb)
+            except Exception as exc:
+                raise self._error(exc, "delete_range") from exc
+        return count
+
+    # ------------------------------------------------------------------ maintenance
+
+    def flush(self, *, memtables: bool = False) -> None:
+        """fsync the write-ahead log, so every acknowledged write survives an OS crash;
+        with ``memtables`` also write the memtables out as table files."""
+        self._check()
+        if self.capabilities.read_only:
+            return
+        try:
+            self._db.flush_wal(True)
+            if memtables:
+                self._db.flush(True)
+        except Exception as exc:
+            raise self._error(exc, "flush") from exc
+
+    def compact(self) -> None:
+        """Compact the whole key range (drops deleted and overwritten data)."""
+        self._check()
+        if self.capabilities.read_only:
+            raise ReadOnlyError(
+                f"the RocksDB store {self.config.path} was opened {self.config.mode}; "
+                "compact it from the writer",
+                backend="rocksdb",
+                path=self.config.path,
+            )
+        try:
+            self._db.compact_range(None, None)
+        except Exception as exc:
+            raise self._error(exc, "compact") from exc
+
+    def checkpoint(self, path: str | os.PathLike[str]) -> str:
+        """A consistent online copy at ``path`` (hard links where possible) that opens as
+        a store; ``path`` must not exist. Returns the absolute path."""
+        self._check()
+        target = os.path.abspath(os.fspath(path))
+        if os.path.exists(target):
+            raise ConfigurationError(
+                f"the checkpoint target {target} already exists; pick a new directory",
+                backend="rocksdb",
+                path=target,
+            )
+        try:
+            cp = rocksdict.Checkpoint(self._db)
+            try:
+                cp.create_checkpoint(target)
+            finally:
+                # A live Checkpoint keeps the database (and its LOCK) alive.
+                del cp
+        except Exception as exc:
+            raise self._error(exc, "checkpoint") from exc
+        return target
+
+    def catch_up(self) -> None:
+        """A secondary: replay what the primary wrote since the last catch-up."""
+        self._check()
+        if self.config.mode != "secondary":
+            raise ConfigurationError(
+                f"catch_up() needs mode=secondary; this store is {self.config.mode}",
+                backend="rocksdb",
+                path=self.config.path,
+            )
+        try:
+            self._db.try_catch_up_with_primary()
+        except Exception as exc:
+            raise self._error(exc, "catch up") from exc
+
+    def stats(self) -> dict[str, Any]:
+        """Size on disk, estimated keys, and the RocksDB properties used for tuning."""
+        self._check()
+        db = self._db
+        props: dict[str, Any] = {}
+        try:
+            for name in _INT_PROPERTIES:
+                props[name] = db.property_int_value(name)
+            for level in range(_LEVELS):
+                props[f"rocksdb.num-files-at-level{level}"] = db.property_int_value(
+                    f"rocksdb.num-files-at-level{level}"
+                )
+            seq = db.latest_sequence_number()
+        except Exception as exc:
+            raise self._error(exc, "stats") from exc
+        files = _dir_files(self.config.path)
+        return {
+            "path": self.config.path,
+            "mode": self.config.mode,
+            "compression": self.config.compression,
+            "sync": self.config.sync,
+            "size_on_disk": sum(files.values()),
+            "sst_files": sum(1 for f in files if f.endswith(".sst")),
+            "wal_files": sum(1 for f in files if f.endswith(".log")),
+            "estimated_keys": props["rocksdb.estimate-num-keys"],
+            "latest_sequence_number": seq,
+            "properties": props,
+        }
+
+    def property(self, name: str) -> str | None:
+        """Any RocksDB property as text (``rocksdb.stats``, ``rocksdb.levelstats`` ...);
+        ``None`` if unknown."""
+        self._check()
+        try:
+            value = self._db.property_value(name)
+        except Exception as exc:
+            raise self._error(exc, "property") from exc
+        return None if value is None else str(value)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """See :meth:`Backend.close`. Releases the LOCK at once: no engine iterator or
+        snapshot outlives a chunk read."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._get = self._put = _closed_op
+            db, self._db = self._db, None
+            _LIVE.discard(self)
+            try:
+                if os.getpid() == self._pid:
+                    db.close()
+            except Exception as exc:
+                raise _translate(exc, self, "close") from exc
+            finally:
+                del db
+                if self._secondary_tmp is not None:
+                    shutil.rmtree(self._secondary_tmp, ignore_errors=True)
+                    self._secondary_tmp = None
+
+    def describe(self) -> str:
+        """``rocksdb://<path>``."""
+        return f"rocksdb://{self.config.path}"
+
+
+def _engine_options(config: RocksDBConfig) -> Any:
+    opts = rocksdict.Options(raw_mode=True)
+    opts.create_if_missing(config.create_if_missing)
+    if config.error_if_exists:
+        opts.set_error_if_exists(True)
+    opts.set_compression_type(_COMPRESSION[config.compression]())
+    opts.set_write_buffer_size(config.write_buffer_size)
+    opts.set_max_write_buffer_number(config.max_write_buffer_number)
+    opts.set_max_open_files(config.max_open_files)
+    opts.set_max_background_jobs(config.max_background_jobs)
+    # Corruption found while reading is reported instead of skipped.
+    opts.set_paranoid_checks(True)
+    table = rocksdict.BlockBasedOptions()
+    if config.bloom_filter:
+        table.set_bloom_filter(config.bloom_bits_per_key, False)
+    table.set_block_cache(rocksdict.Cache(config.block_cache_size))
+    opts.set_block_based_table_factory(table)
+    return opts
+
+
+def _check_raw_mode(path: str) -> None:
+    """Refuse a store written by rocksdict in its default (pickle) mode: opening it in raw
+    mode would rewrite its side file and hand back pickled bytes."""
+    side = os.path.join(path, "rocksdict-config.json")
+    try:
+        with open(side, "rb") as f:
+            text = f.read()
+    except OSError:
+        return
+    import json
+
+    try:
+        raw = json.loads(text).get("raw_mode", True)
+    except (ValueError, AttributeError):
+        return
+    if raw is False:
+        raise ConfigurationError(
+            f"{path} was written by rocksdict in its default (pickle) mode, not by "
+            "aurora-storage; it cannot be opened as an aurora-storage store",
+            backend="rocksdb",
+            path=path,
+        )
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The directories from the first missing ancestor of ``path`` down to it."""
+    out: list[str] = []
+    cur = path
+    while cur and not os.path.exists(cur):
+        out.append(cur)
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            break
+        cur = parent
+    out.reverse()
+    return out
+
+
+def _dir_files(path: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with os.scandir(path) as entries:
+            for e in entries:
+                try:
+                    if e.is_file(follow_symlinks=False):
+                        out[e.name] = e.stat(follow_symlinks=False).st_size
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    return out
