@@ -1,0 +1,151 @@
+"""Shared helpers of the tiered tests: a fault-injecting memory backend, the seed's
+order projection, and model checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from aurora_storage import Repository
+from aurora_storage.backend import Op
+from aurora_storage.errors import StorageError
+from aurora_storage.memory._backend import MemoryBackend
+from aurora_storage.tiered import HistoryRecord, ProjectionState
+
+
+class Crash(BaseException):
+    """Stands for SIGKILL inside one backend call: nothing after it runs (not even
+    ``except Exception`` handlers), like a process that dies there."""
+
+
+class Broken(StorageError):
+    """A run-time failure of a tier (full disk, I/O error)."""
+
+
+class FlakyBackend(MemoryBackend):
+    """The memory reference backend with scheduled failures.
+
+    ``fail("write", after=2, exc=Crash)`` makes the third ``write`` call raise ``Crash``
+    (before applying anything); ``partial=True`` on ``delete_range`` deletes half the
+    range first, ``applied=True`` on ``write`` applies the batch, then raises.
+    """
+
+    def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
+        super().__init__()
+        if data:
+            self._data.update(data)
+            self._sorted = None
+        self._plans: dict[str, list[Any]] = {}
+
+    def fail(
+        self,
+        method: str,
+        *,
+        after: int = 0,
+        exc: type[BaseException] = Crash,
+        partial: bool = False,
+        applied: bool = False,
+    ) -> None:
+        self._plans[method] = [after, exc, partial, applied]
+
+    def heal(self) -> None:
+        self._plans.clear()
+
+    def _trip(self, method: str) -> tuple[type[BaseException], bool, bool] | None:
+        plan = self._plans.get(method)
+        if plan is None:
+            return None
+        if plan[0] > 0:
+            plan[0] -= 1
+            return None
+        del self._plans[method]
+        return plan[1], plan[2], plan[3]
+
+    def snapshot(self) -> dict[bytes, bytes]:
+        return dict(self._data)
+
+    def write(self, ops: Sequence[Op]) -> None:
+        trip = self._trip("write")
+        if trip is not None:
+            exc, _, applied = trip
+            if applied:
+                super().write(ops)
+            raise exc("injected write failure")
+        super().write(ops)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        trip = self._trip("put")
+        if trip is not None:
+            raise trip[0]("injected put failure")
+        super().put(key, value)
+
+    def delete_range(self, start: bytes, stop: bytes) -> int:
+        trip = self._trip("delete_range")
+        if trip is not None:
+            exc, partial, _ = trip
+            if partial:
+                keys = self._range(start, stop)
+                for k in keys[: len(keys) // 2]:
+                    super().delete(k)
+            raise exc("injected delete_range failure")
+        return super().delete_range(start, stop)
+
+
+def flaky_repo(data: dict[bytes, bytes] | None = None) -> Repository[Any, Any]:
+    return Repository(FlakyBackend(data))
+
+
+def flaky(repo: Repository[Any, Any]) -> FlakyBackend:
+    backend = repo.backend
+    assert isinstance(backend, FlakyBackend)
+    return backend
+
+
+STATUS = {
+    "OrderCreated": "created",
+    "OrderPaid": "paid",
+    "OrderShipped": "shipped",
+    "OrderCancelled": "cancelled",
+}
+
+
+def orders(record: HistoryRecord, state: ProjectionState) -> None:
+    """The seed's projection: events keyed (time, id) in history -> each order's current
+    status, keyed by order id. ``events`` counts applications (exactly-once check)."""
+    event = record.value
+    order = state.get(event["order"], {"events": 0, "total": 0})
+    order["status"] = STATUS[event["type"]]
+    order["events"] += 1
+    order["total"] += event.get("amount", 0)
+    state.put(event["order"], order)
+
+
+def event(kind: str, order: str, amount: int = 0) -> dict[str, Any]:
+    return {"type": kind, "order": order, "amount": amount}
+
+
+def dump(repo: Repository[Any, Any]) -> dict[tuple[str, Any], Any]:
+    """Every (tenant, key) -> value of a plain repository."""
+    return {(t, k): v for t in list(repo.tenants()) for k, v in repo.items(t)}
+
+
+def fold_orders(history: Repository[Any, Any]) -> dict[tuple[str, Any], Any]:
+    """What the projection must hold: the history folded in key order, from scratch."""
+    out: dict[tuple[str, Any], Any] = {}
+    for tenant in list(history.tenants()):
+        for _, ev in history.items(tenant):
+            cur = out.get((tenant, ev["order"]), {"events": 0, "total": 0})
+            cur = {**cur, "status": STATUS[ev["type"]]}
+            cur["events"] += 1
+            cur["total"] += ev.get("amount", 0)
+            out[(tenant, ev["order"])] = cur
+    return out
+
+
+def iter_events(
+    n: int, tenants: Sequence[str] = ("acme", "globex")
+) -> Iterator[tuple[str, Any, Any]]:
+    kinds = list(STATUS)
+    for i in range(n):
+        tenant = tenants[i % len(tenants)]
+        yield tenant, (i, "e"), event(kinds[(i // 7) % 4], f"o-{i % 5}", i)
