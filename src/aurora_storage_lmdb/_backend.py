@@ -6,7 +6,7 @@ Design choices (each is a reason, see docs/backends/lmdb.md for the user's view)
   prefix, so named DBs would add nothing but a fixed limit.
 * The on-disk format is pinned (``lib_version=0``: LMDB 0.9, data format v1) so an
   environment variable cannot switch new stores to another format.
-* LMDB keeps no checksums, so each value is stored as ``crc32(key, value) || value``
+* LMDB keeps no checksums, so each value is stored as ``crc32(value) || value``
   (4 bytes, little endian). A flipped byte raises CorruptionError instead of returning
   wrong data. The core's metadata record goes through the same envelope.
 * Point reads are one short read transaction on the caller's thread (no thread hop).
@@ -19,6 +19,7 @@ Design choices (each is a reason, see docs/backends/lmdb.md for the user's view)
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import struct
@@ -26,7 +27,10 @@ import threading
 import time
 import weakref
 import zlib
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import islice, repeat
+from operator import getitem, itemgetter
 from typing import Any, TypeVar
 
 import orjson
@@ -69,15 +73,25 @@ _HDR = struct.Struct("<I")
 _crc = zlib.crc32
 _pack = _HDR.pack
 _unpack = _HDR.unpack_from
+_first = itemgetter(0)
+_second = itemgetter(1)
+_PAYLOAD = slice(4, None)
 _RETRIES = 64
 # Maps beyond this are pointless on today's 64-bit systems (47-bit address space).
 _ADDRESS_LIMIT = 1 << 46
 
 # Backends alive in this process, so a fork() can poison the child's copies.
 _LIVE: weakref.WeakSet[LMDBBackend] = weakref.WeakSet()
-# Environments inherited across fork() that could not be closed safely: kept referenced
-# so their deallocation never touches the parent's shared lock-file state.
-_ORPHANS: list[Any] = []
+
+
+def _leak(env: Any) -> None:
+    """Make an environment inherited across fork() immortal in this (child) process.
+
+    Deallocating it would end its cached read transaction and clear the *parent's*
+    reader slot in the shared lock file; a leaked reference (never released, not even
+    at interpreter shutdown) keeps it untouched until the process exits.
+    """
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(env))
 
 
 def _after_fork_in_child() -> None:
@@ -89,8 +103,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _wrap(key: bytes, value: bytes) -> bytes:
-    """The stored form of ``value``: CRC32 over key and value, then the value."""
-    return _pack(_crc(value, _crc(key))) + value
+    """The stored form of ``value``: its CRC32, then the value."""
+    return _pack(_crc(value)) + value
 
 
 class LMDBBackend(Backend):
@@ -175,7 +189,7 @@ class LMDBBackend(Backend):
                 lock=cfg.lock,
                 max_readers=cfg.max_readers,
                 max_dbs=0,
-                max_spare_txns=0,
+                max_spare_txns=1 if cfg.reader_cache else 0,
                 lib_version=LIB_VERSION,
             )
         except lmdb.InvalidError as exc:
@@ -195,7 +209,10 @@ class LMDBBackend(Backend):
             if "already open in this process" in str(exc):
                 raise StoreLockedError(
                     f"the LMDB store at {self.path} is already open in this process; "
-                    "share that repository (it is thread-safe) instead of opening it twice",
+                    "share that repository (it is thread-safe) instead of opening it twice. "
+                    "If this process is the child of a fork() and the parent had it open "
+                    "(with reader_cache=true), open it only after the fork, use the "
+                    "'spawn' start method, or set reader_cache=false",
                     backend="lmdb",
                     path=self.path,
                 ) from exc
@@ -322,17 +339,19 @@ class LMDBBackend(Backend):
         env = self.__dict__.get("_env")
         if env is None:
             return
-        if self._wlock.locked():
-            # A parent thread was inside a write transaction: touching it here could
-            # release the parent's writer state. Keep the copy referenced, untouched.
-            _ORPHANS.append(env)
+        if self._wlock.locked() or self.config.reader_cache:
+            # A parent thread was inside a write transaction, or a cached read
+            # transaction holds one of the parent's reader slots: closing the copy here
+            # would release the parent's writer or reader slot in the shared lock file.
+            # Keep the copy untouched and never deallocated.
+            _leak(env)
             return
         try:
             # Closing the inherited copy frees the path for a fresh open in the child;
             # liblmdb only clears reader slots owned by the closing (child) pid.
             env.close()
         except Exception:  # pragma: no cover - best effort
-            _ORPHANS.append(env)
+            _leak(env)
 
     def _check(self) -> None:
         if self._forked:
@@ -487,7 +506,7 @@ class LMDBBackend(Backend):
 
     def _unwrap(self, key: bytes, raw: bytes) -> bytes:
         value = raw[4:]
-        if len(raw) < 4 or _crc(value, _crc(key)) != _unpack(raw)[0]:
+        if len(raw) < 4 or _crc(value) != _unpack(raw)[0]:
             raise CorruptionError(
                 f"the value stored at key {key!r} in the LMDB store at {self.path} fails "
                 "its checksum: the data file is damaged. Restore it from a backup",
@@ -511,7 +530,11 @@ class LMDBBackend(Backend):
         if raw is None:
             return None
         value = raw[4:]
-        if _crc(value, _crc(key)) != _unpack(raw)[0]:
+        try:
+            intact = _crc(value) == _unpack(raw)[0]
+        except struct.error:
+            intact = False
+        if not intact:
             return self._unwrap(key, raw)
         return value  # type: ignore[no-any-return]
 
@@ -531,7 +554,7 @@ class LMDBBackend(Backend):
         """See :meth:`Backend.put`: one write transaction (durable per ``sync``)."""
         if self._dead:
             self._check()
-        data = _pack(_crc(value, _crc(key))) + value
+        data = _pack(_crc(value)) + value
         with self._wlock:
             try:
                 with self._begin(write=True) as txn:
@@ -560,7 +583,7 @@ class LMDBBackend(Backend):
         if self._dead:
             self._check()
         items: list[tuple[bytes, bytes | None]] = [
-            (k, None if v is None else _pack(_crc(v, _crc(k))) + v) for k, v in ops
+            (k, None if v is None else _pack(_crc(v)) + v) for k, v in ops
         ]
         if all(v is not None for _, v in items):
 
@@ -629,28 +652,19 @@ class LMDBBackend(Backend):
     def _chunk_fn(
         self, start: bytes, stop: bytes, reverse: bool, values: bool, after: bytes | None, n: int
     ) -> Callable[[Any], list[Any]]:
+        # Each chunk is read at C speed (islice over the cursor iterator) and cut at the
+        # bound afterwards with a binary search: the Python loop stays out of the read.
         def forward(txn: Any) -> list[Any]:
             cur = txn.cursor()
             if not cur.set_range(after if after is not None else start):
                 return []
             if after is not None and cur.key() == after and not cur.next():
                 return []
-            out: list[Any] = []
-            append = out.append
-            if values:
-                for k, v in cur.iternext(keys=True, values=True):
-                    if k >= stop:
-                        break
-                    append((k, v))
-                    if len(out) >= n:
-                        break
-            else:
-                for k in cur.iternext(keys=True, values=False):
-                    if k >= stop:
-                        break
-                    append(k)
-                    if len(out) >= n:
-                        break
+            out = list(islice(cur.iternext(keys=True, values=values), n))
+            last = out[-1][0] if values else out[-1]
+            if last >= stop:
+                cut = bisect_left(out, stop, key=_first) if values else bisect_left(out, stop)
+                del out[cut:]
             return out
 
         def backward(txn: Any) -> list[Any]:
@@ -662,22 +676,19 @@ class LMDBBackend(Backend):
                     return []
             elif not cur.last():
                 return []
-            out: list[Any] = []
-            append = out.append
-            if values:
-                for k, v in cur.iterprev(keys=True, values=True):
+            out = list(islice(cur.iterprev(keys=True, values=values), n))
+            last = out[-1][0] if values else out[-1]
+            if last < start:
+                # Descending: find the first element below ``start``.
+                lo, hi = 0, len(out)
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    k = out[mid][0] if values else out[mid]
                     if k < start:
-                        break
-                    append((k, v))
-                    if len(out) >= n:
-                        break
-            else:
-                for k in cur.iterprev(keys=True, values=False):
-                    if k < start:
-                        break
-                    append(k)
-                    if len(out) >= n:
-                        break
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                del out[lo:]
             return out
 
         return backward if reverse else forward
@@ -688,7 +699,6 @@ class LMDBBackend(Backend):
         after: bytes | None = None
         # Small first chunk: a scan with limit=1 (first key, exists) stays cheap.
         n = min(32, self._chunk)
-        unwrap = self._unwrap
         while True:
             if self._dead:
                 self._check()
@@ -696,11 +706,18 @@ class LMDBBackend(Backend):
             if not chunk:
                 return
             if values:
-                for k, raw in chunk:
-                    value = raw[4:]
-                    if _crc(value, _crc(k)) != _unpack(raw)[0]:
-                        value = unwrap(k, raw)
-                    yield k, value
+                # Checked a chunk at a time with C-level maps (one pass per step, no
+                # Python loop per item): the CRCs of all payloads against all headers.
+                raws = list(map(_second, chunk))
+                vals = list(map(getitem, raws, repeat(_PAYLOAD)))
+                try:
+                    intact = list(map(_unpack, raws)) == list(zip(map(_crc, vals)))
+                except struct.error:
+                    intact = False
+                if not intact:
+                    for k, raw in chunk:
+                        self._unwrap(k, raw)  # raises for the first damaged value
+                yield from zip(map(_first, chunk), vals, strict=True)
                 after = chunk[-1][0]
             else:
                 yield from chunk

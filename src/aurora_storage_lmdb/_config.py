@@ -47,6 +47,11 @@ class LMDBConfig:
             untrusted places).
         scan_chunk: most records read per read transaction by a scan (scans re-seek
             between chunks so no read transaction stays open while the caller pauses).
+        reader_cache: keep one reset read transaction (and its reader slot) cached for
+            reuse: point reads cost about half. Its price: a process that fork()s
+            while the store is open cannot open the store again in the child (the
+            inherited copy must stay untouched there). Set false if children of a
+            fork() must reopen a store the parent still has open.
     """
 
     path: str
@@ -63,6 +68,7 @@ class LMDBConfig:
     lock: bool = True
     verify: bool = False
     scan_chunk: int = 1024
+    reader_cache: bool = True
 
     def __post_init__(self) -> None:
         if not self.path:
