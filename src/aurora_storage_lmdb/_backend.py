@@ -708,8 +708,8 @@ class LMDBBackend(Backend):
             if values:
                 # Checked a chunk at a time with C-level maps (one pass per step, no
                 # Python loop per item): the CRCs of all payloads against all headers.
-                raws = list(map(_second, chunk))
-                vals = list(map(getitem, raws, repeat(_PAYLOAD)))
+                raws: list[bytes] = list(map(_second, chunk))
+                vals: list[bytes] = list(map(getitem, raws, repeat(_PAYLOAD)))
                 try:
                     intact = list(map(_unpack, raws)) == list(zip(map(_crc, vals)))
                 except struct.error:
