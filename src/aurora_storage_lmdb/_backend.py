@@ -29,8 +29,8 @@ import weakref
 import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from itertools import islice, repeat
-from operator import getitem, itemgetter
+from itertools import islice
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import orjson
@@ -75,7 +75,7 @@ _pack = _HDR.pack
 _unpack = _HDR.unpack_from
 _first = itemgetter(0)
 _second = itemgetter(1)
-_PAYLOAD = slice(4, None)
+_payload = itemgetter(slice(4, None))
 _RETRIES = 64
 # Maps beyond this are pointless on today's 64-bit systems (47-bit address space).
 _ADDRESS_LIMIT = 1 << 46
@@ -709,7 +709,7 @@ class LMDBBackend(Backend):
                 # Checked a chunk at a time with C-level maps (one pass per step, no
                 # Python loop per item): the CRCs of all payloads against all headers.
                 raws: list[bytes] = list(map(_second, chunk))
-                vals: list[bytes] = list(map(getitem, raws, repeat(_PAYLOAD)))
+                vals: list[bytes] = list(map(_payload, raws))
                 try:
                     intact = list(map(_unpack, raws)) == list(zip(map(_crc, vals)))
                 except struct.error:
