@@ -47,6 +47,7 @@ from ._types import (
     ProjectionError,
     ProjectionState,
     RebuildProgress,
+    _HotReadError,
 )
 
 __all__ = ["TieredRepository"]
@@ -442,7 +443,7 @@ class TieredRepository(Repository[K, V]):
 
     def _catch_up_or_raise(self, seq: int) -> None:
         try:
-            self._catch_up_locked()
+            self._catch_up_locked(1)
         except ProjectionError:
             raise
         except Exception as exc:
@@ -492,6 +493,8 @@ class TieredRepository(Repository[K, V]):
             ) from exc
         try:
             self._projection(HistoryRecord(tenant, key, value, seq), state._bind(tenant))
+        except _HotReadError as exc:
+            raise exc.cause from exc.cause.__cause__
         except Exception as exc:
             raise ProjectionError(
                 f"the projection failed on history record {key!r} of tenant {tenant!r}"
@@ -528,8 +531,15 @@ class TieredRepository(Repository[K, V]):
             # Hot is current: project first, so a failing projection writes nothing.
             overlay = {}
             state = ProjectionState(self._hot, overlay)
-            for tenant, offset, full, data in records:
-                self._project(state, tenant, offset, full, data, seq)
+            try:
+                for tenant, offset, full, data in records:
+                    self._project(state, tenant, offset, full, data, seq)
+            except ProjectionError:
+                raise
+            except Exception:
+                # Hot failed to read: history is still written; hot catches up later
+                # (the catch-up below fails the same way and reports HotTierError).
+                overlay = None
         ops: list[Op] = [(f, d) for _, _, f, d in records]
         ops.append((log_key(seq), entry))
         self._cold_write(ops, seq)
@@ -558,11 +568,14 @@ class TieredRepository(Repository[K, V]):
             self._cb.delete_range(prefix, prefix + _TENANT_END)
             self._cb.put(k, b"d" + prefix)
 
-    def _catch_up_locked(self) -> int:
+    def _catch_up_locked(self, group: int = _GROUP) -> int:
+        # ``group`` starts small when a write retries a failed hot tier: a hot tier that
+        # is still down then costs one entry's work per write, not a whole group's.
         applied = 0
         projecting = self._projection is not None
         while self._pos < self._seq:
-            entries = _take(self._cb.scan(log_key(self._pos + 1), LOG_END), _GROUP)
+            entries = _take(self._cb.scan(log_key(self._pos + 1), LOG_END), group)
+            group = min(group * 4, _GROUP)
             if not entries:
                 raise CorruptionError(
                     f"the change log of the cold tier {_describe_tier(self._cold)} ends at "

@@ -65,6 +65,14 @@ class HistoryRecord:
     seq: int | None = None
 
 
+class _HotReadError(Exception):
+    """A hot-tier read failed while a projection ran (not the projection's fault)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class ProjectionState:
     """The projection's view of one tenant's hot state while it projects a record.
 
@@ -91,7 +99,10 @@ class ProjectionState:
         full = self._hot._full(self.tenant, key)
         raw = self._overlay.get(full, _MISSING)
         if raw is _MISSING:
-            raw = self._hot.backend.get(full)
+            try:
+                raw = self._hot.backend.get(full)
+            except Exception as exc:
+                raise _HotReadError(exc) from exc
         if raw is None:
             return default
         return self._hot._load(raw, self.tenant, key)
