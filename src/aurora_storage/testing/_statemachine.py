@@ -123,6 +123,10 @@ class RepositoryStateMachine(RuleBasedStateMachine):
         super().__init__()
         for t in list(self.repo.tenants()):
             self.repo.drop_tenant(t)
+        # A backend whose drop leaves records behind would leak state between examples
+        # and surface as a confusing "flaky" error; fail plainly here instead.
+        left = list(self.repo.tenants())
+        assert left == [], f"drop_tenant() left records behind in tenants {left!r}"
         self.model: dict[str, dict[bytes, tuple[Any, Any]]] = {}
         self.ordered = self.repo.capabilities.ordered_scans
 
