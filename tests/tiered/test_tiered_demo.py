@@ -18,6 +18,7 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     assert "30 writes reported HotTierError" in out
     assert "applied 30 change-log entries" in out
     assert "identical to the incrementally maintained one" in out
+    assert "every event applied exactly once" in out
     assert "lag 0" in out
     assert (tmp_path / "history").is_dir()
     assert (tmp_path / "projection").is_dir()
