@@ -7,9 +7,15 @@
 ``docs/backends/rocksdb.md`` for the options, tuning and durability.
 """
 
-from ._backend import InheritedHandleError, RocksDBBackend
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ._config import RocksDBConfig
-from ._repository import RocksDBRepository, create_rocksdb_repository
+
+if TYPE_CHECKING:
+    from ._backend import InheritedHandleError, RocksDBBackend
+    from ._repository import RocksDBRepository, create_rocksdb_repository
 
 __all__ = [
     "InheritedHandleError",
@@ -18,3 +24,23 @@ __all__ = [
     "RocksDBRepository",
     "create_rocksdb_repository",
 ]
+
+_LAZY = {
+    "InheritedHandleError": "._backend",
+    "RocksDBBackend": "._backend",
+    "RocksDBRepository": "._repository",
+    "create_rocksdb_repository": "._repository",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The engine is imported on first use, so the entry point (``._plugin``, which
+    # imports this package) and URL validation stay light.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aurora_storage_rocksdb' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

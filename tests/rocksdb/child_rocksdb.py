@@ -1,0 +1,65 @@
+"""Helper process for the RocksDB multi-process and crash tests (not a test module).
+
+python child_rocksdb.py try-open URL
+    open URL, print "opened" or "<ErrorClass>: <message>" and exit.
+python child_rocksdb.py read URL
+    open URL, print the JSON list of [tenant, key, value] of tenant "t", then wait for
+    lines on stdin: "catch_up" -> catch up and print the list again; "quit" -> exit.
+python child_rocksdb.py crash-writer URL FIRST K
+    write batches FIRST, FIRST+1, ... of K records each (spread over three tenants,
+    plus a delete of the previous batch's marker) through repo.batch(), printing
+    "ack <n>" after each commit returns, until killed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import aurora_storage
+
+
+def _dump(repo: aurora_storage.Repository) -> str:
+    return json.dumps([[k, v] for k, v in repo.items("t")])
+
+
+def main(argv: list[str]) -> int:
+    cmd, url = argv[0], argv[1]
+    if cmd == "try-open":
+        try:
+            repo = aurora_storage.open(url)
+        except aurora_storage.StorageError as exc:
+            print(f"{type(exc).__name__}: {exc}", flush=True)
+            return 0
+        print("opened", flush=True)
+        repo.close()
+        return 0
+    if cmd == "read":
+        with aurora_storage.open(url) as repo:
+            print(_dump(repo), flush=True)
+            for line in sys.stdin:
+                if line.strip() == "catch_up":
+                    repo.catch_up()  # type: ignore[attr-defined]
+                    print(_dump(repo), flush=True)
+                else:
+                    break
+        return 0
+    if cmd == "crash-writer":
+        first, k = int(argv[2]), int(argv[3])
+        repo = aurora_storage.open(url)
+        n = first
+        out = sys.stdout
+        while True:
+            with repo.batch() as b:
+                for j in range(k):
+                    b.put(f"t{j % 3}", (n, j), {"batch": n, "item": j, "pad": "x" * 64})
+                b.put("markers", n, n)
+                b.delete("markers", n - 1)
+            out.write(f"ack {n}\n")
+            out.flush()
+            n += 1
+    raise SystemExit(f"unknown command {cmd!r}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
