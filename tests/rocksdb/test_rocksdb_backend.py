@@ -80,7 +80,8 @@ def test_open_returns_rocksdb_repository_with_every_option(tmp_path: Path) -> No
         assert cfg.block_cache_size == 16 * 1024**2
         assert cfg.sync is True
         assert repo.codec.name == "msgpack"
-        assert repo.capabilities.persistent and not repo.capabilities.multi_process
+        assert repo.capabilities.persistent
+        assert not repo.capabilities.multi_process
         assert not repo.capabilities.read_only
         repo.put("t", 1, {"a": 1})
         assert repo.get("t", 1) == {"a": 1}
@@ -158,7 +159,8 @@ def test_bad_urls(url: str) -> None:
 def test_unknown_option_lists_valid_ones(tmp_path: Path) -> None:
     with pytest.raises(InvalidURLError, match="compression") as info:
         aurora_storage.open(f"rocksdb://{tmp_path}/s?colour=blue")
-    assert "sync" in str(info.value) and "mode" in str(info.value)
+    assert "sync" in str(info.value)
+    assert "mode" in str(info.value)
 
 
 def test_relative_path_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -379,7 +381,8 @@ def test_second_writer_in_same_process_is_refused(tmp_path: Path) -> None:
             aurora_storage.open(f"rocksdb://{path}")
         msg = str(info.value)
         assert str(path) in msg
-        assert "read_only" in msg and "secondary" in msg
+        assert "read_only" in msg
+        assert "secondary" in msg
         assert info.value.path == str(path)
         assert isinstance(info.value.__cause__, Exception)
 
@@ -395,7 +398,8 @@ def test_second_writer_in_another_process_is_refused(tmp_path: Path) -> None:
             check=True,
         )
     assert out.stdout.startswith("StoreLockedError: "), out.stdout + out.stderr
-    assert str(path) in out.stdout and "read_only" in out.stdout
+    assert str(path) in out.stdout
+    assert "read_only" in out.stdout
     # Once the writer is gone, the other process can open it.
     out = subprocess.run(
         [sys.executable, CHILD, "try-open", f"rocksdb://{path}"],
@@ -414,7 +418,8 @@ def test_read_only_and_secondary_readers_in_other_processes(tmp_path: Path) -> N
         reader = _child("read", f"rocksdb://{path}?mode=read_only")
         follower = _child("read", f"rocksdb://{path}?mode=secondary")
         try:
-            assert reader.stdout is not None and follower.stdout is not None
+            assert reader.stdout is not None
+            assert follower.stdout is not None
             expected = [[i, f"v{i}"] for i in range(5)]
             assert json.loads(reader.stdout.readline()) == expected
             assert json.loads(follower.stdout.readline()) == expected
@@ -529,7 +534,7 @@ def test_handle_inherited_across_fork_is_refused_in_child(tmp_path: Path) -> Non
 def _corrupt_store(tmp_path: Path) -> Path:
     path = tmp_path / "s"
     with aurora_storage.open(f"rocksdb://{path}?compression=none") as repo:
-        repo.put_many("t", [(i, "payload-%06d" % i * 8) for i in range(3000)])
+        repo.put_many("t", [(i, f"payload-{i:06d}" * 8) for i in range(3000)])
         repo.flush(memtables=True)
         repo.compact()
     ssts = sorted(path.glob("*.sst"), key=lambda p: p.stat().st_size)
