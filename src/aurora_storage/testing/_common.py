@@ -95,8 +95,10 @@ def has_list(key: Any) -> bool:
 def require(repo: Repository[Any, Any], capability: str, why: str) -> None:
     """Skip the calling test, with the reason, unless the backend declares ``capability``."""
     if not getattr(repo.capabilities, capability):
-        pytest.skip(
-            f"backend {repo.backend.scheme!r} does not declare capabilities.{capability}; {why}"
+        # Reported at the test's own location (not this helper's) in the skip summary.
+        raise pytest.skip.Exception(
+            f"backend {repo.backend.scheme!r} does not declare capabilities.{capability}; {why}",
+            _use_item_location=True,
         )
 
 

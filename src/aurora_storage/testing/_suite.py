@@ -785,6 +785,11 @@ class BadInputTests(_Base):
         with pytest.raises(InvalidURLError, match="no_such_option"):
             aurora_storage.open(store_url, no_such_option=1)
 
+    def test_repeated_option_in_url(self, store_url: str) -> None:
+        url = with_option(with_option(store_url, "codec", "json"), "codec", "json")
+        with pytest.raises(InvalidURLError, match="codec"):
+            aurora_storage.open(url)
+
     def test_unknown_codec(self, store_url: str) -> None:
         with pytest.raises(ConfigurationError, match="no-such-codec"):
             aurora_storage.open(store_url, codec="no-such-codec")
