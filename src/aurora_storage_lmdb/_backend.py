@@ -176,6 +176,28 @@ class LMDBBackend(Backend):
                 self._verify()
         if cfg.create and cfg.subdir:
             os.makedirs(self.path, exist_ok=True)
+        for attempt in range(20):
+            try:
+                return self._open_env_once()
+            except lmdb.ReadersFullError as exc:
+                # py-lmdb needs a read transaction (a reader slot) to open, so a table
+                # full of dead readers cannot be cleaned from here; live readers may
+                # still finish, so wait a little before giving up.
+                if attempt == 19:
+                    raise StorageFullError(
+                        f"cannot open the LMDB store at {self.path}: all of its reader "
+                        "slots are taken. Slots of killed processes are reclaimed by any "
+                        "process that has the store open (LMDBRepository.reader_check(), "
+                        "done automatically when a read finds the table full) and when "
+                        "every process has closed it; otherwise raise max_readers",
+                        backend="lmdb",
+                        path=self.path,
+                    ) from exc
+                time.sleep(0.05)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _open_env_once(self) -> Any:
+        cfg = self.config
         try:
             env = lmdb.open(
                 self.path,
@@ -198,6 +220,8 @@ class LMDBBackend(Backend):
                 backend="lmdb",
                 path=self.path,
             ) from exc
+        except lmdb.ReadersFullError:
+            raise
         except lmdb.VersionMismatchError as exc:
             raise ConfigurationError(
                 f"the LMDB store at {self.path} (or its lock file) was written by an "
@@ -803,6 +827,7 @@ class LMDBBackend(Backend):
             "leaf_pages": stat["leaf_pages"],
             "overflow_pages": stat["overflow_pages"],
             "reader_slots_used": info["num_readers"],
+            "readers_active": _count_readers(self._env.readers()),
             "max_readers": info["max_readers"],
             "last_txnid": info["last_txnid"],
             "file_size": file_size,
@@ -885,6 +910,11 @@ class _NullLock:
 
 
 _NULL_LOCK = _NullLock()
+
+
+def _count_readers(table: str) -> int:
+    """Rows of ``env.readers()`` (a text table: a header, then one line per slot)."""
+    return sum(1 for line in table.splitlines()[1:] if line.strip()[:1].isdigit())
 
 
 # Errors a read may see when it races a resize on another thread (retried).
