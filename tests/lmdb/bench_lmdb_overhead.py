@@ -13,10 +13,10 @@ import tempfile
 import time
 from collections.abc import Callable
 
-import lmdb
 import orjson
 
 import aurora_storage
+import lmdb
 
 N = 20_000
 VALUE = {"name": "projection", "count": 12, "tags": ["a", "b"], "ok": True}
@@ -40,7 +40,7 @@ def main() -> None:
     keys = [f"key-{i:08d}" for i in range(N)]
     # The same key bytes the framework stores, so both B-trees have the same shape.
     fulls = [repo._full("tenant", k) for k in keys]
-    repo.put_many("tenant", {k: VALUE for k in keys})
+    repo.put_many("tenant", dict.fromkeys(keys, VALUE))
     with raw.begin(write=True) as txn:
         for f in fulls:
             txn.put(f, orjson.dumps(VALUE))

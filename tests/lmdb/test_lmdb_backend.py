@@ -10,10 +10,10 @@ import sys
 import zlib
 from pathlib import Path
 
-import lmdb
 import pytest
 
 import aurora_storage
+import lmdb
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
@@ -59,11 +59,14 @@ def test_open_returns_lmdb_repository_with_parsed_options(tmp_path: Path) -> Non
             False,
             False,
         )
-        assert repo.capabilities.multi_process and repo.capabilities.persistent
+        assert repo.capabilities.multi_process
+        assert repo.capabilities.persistent
         assert not repo.capabilities.blocking_writes  # sync=false: no fsync per write
         st = repo.stats()
-        assert st["map_size"] == 2 << 20 and st["max_readers"] == 20
-        assert st["lmdb_version"].startswith("0.9") and st["lmdb_data_format"] == 1
+        assert st["map_size"] == 2 << 20
+        assert st["max_readers"] == 20
+        assert st["lmdb_version"].startswith("0.9")
+        assert st["lmdb_data_format"] == 1
 
 
 def test_relative_path_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,9 +123,11 @@ def test_missing_store_with_create_false_or_read_only(tmp_path: Path) -> None:
 
 
 def test_second_open_in_one_process_is_store_locked(tmp_path: Path) -> None:
-    with aurora_storage.open(f"lmdb://{tmp_path}/s"):
-        with pytest.raises(StoreLockedError, match="already open"):
-            aurora_storage.open(f"lmdb://{tmp_path}/s")
+    with (
+        aurora_storage.open(f"lmdb://{tmp_path}/s"),
+        pytest.raises(StoreLockedError, match="already open"),
+    ):
+        aurora_storage.open(f"lmdb://{tmp_path}/s")
 
 
 def test_subdir_false_uses_a_single_file(tmp_path: Path) -> None:
@@ -145,14 +150,15 @@ def test_growth_from_64kib_to_hundreds_of_mb(tmp_path: Path) -> None:
         for i in range(50):
             repo.put("t", i, value)
         for start in range(50, 2550, 250):
-            repo.put_many("t", {i: value for i in range(start, start + 250)})
+            repo.put_many("t", dict.fromkeys(range(start, start + 250), value))
         st = repo.stats()
         assert st["map_size"] >= 250 * 2**20
         assert st["used_bytes"] >= 240 * 2**20
         assert repo.count("t") == 2550
     with aurora_storage.open(f"lmdb://{tmp_path}/s?map_size=64KiB") as repo:
         assert repo.count("t") == 2550
-        assert repo.get("t", 2549) == value and repo.get("t", 0) == value
+        assert repo.get("t", 2549) == value
+        assert repo.get("t", 0) == value
 
 
 def test_growth_stops_at_max_map_size(tmp_path: Path) -> None:
@@ -160,7 +166,7 @@ def test_growth_stops_at_max_map_size(tmp_path: Path) -> None:
     with aurora_storage.open(url) as repo:
         repo.put("t", "small", 1)
         with pytest.raises(StorageFullError, match="max_map_size"):
-            repo.put_many("t", {i: "y" * 10_000 for i in range(200)})
+            repo.put_many("t", dict.fromkeys(range(200), "y" * 10000))
         # The failed batch left nothing behind and the store still works.
         assert repo.count("t") == 1
         repo.put("t", "after", 2)
@@ -192,7 +198,8 @@ def test_reader_in_another_process_sees_committed_writes(tmp_path: Path) -> None
     with aurora_storage.open(f"lmdb://{path}") as repo:
         repo.put("t", "other", 0)
         reader = child("wait-read", path, "k")
-        assert reader.stdout is not None and reader.stdin is not None
+        assert reader.stdout is not None
+        assert reader.stdin is not None
         assert reader.stdout.readline().strip() == "ready"
         repo.put("t", "k", {"seen": True})
         out, err = reader.communicate("go\n", timeout=30)
@@ -310,7 +317,7 @@ def test_flipped_byte_in_a_value_raises_corruption(tmp_path: Path) -> None:
 def test_truncated_data_file_is_a_clear_error_not_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "s"
     with aurora_storage.open(f"lmdb://{path}?sync=false") as repo:
-        repo.put_many("t", {i: "z" * 500 for i in range(2000)})
+        repo.put_many("t", dict.fromkeys(range(2000), "z" * 500))
     data = path / "data.mdb"
     data.write_bytes(data.read_bytes()[: 8 * 4096])
     # In a child process too, so a SIGBUS would show as a signal exit rather than
@@ -417,7 +424,8 @@ def test_repository_inherited_across_fork_is_refused_in_the_child(
     assert os.waitstatus_to_exitcode(status) == (10 if reader_cache else 11)
     # The parent is unaffected.
     repo.put("t", "k2", 2)
-    assert repo.get("t", "k") == 1 and repo.get("t", "k2") == 2
+    assert repo.get("t", "k") == 1
+    assert repo.get("t", "k2") == 2
     repo.close()
 
 
@@ -430,7 +438,8 @@ def test_copy_makes_a_consistent_backup(tmp_path: Path) -> None:
         with pytest.raises(ConfigurationError, match="already holds"):
             repo.copy(tmp_path / "backup")
     with aurora_storage.open(f"lmdb://{target}") as copy:
-        assert copy.list("u") == list(range(10)) and copy.count("t") == 0
+        assert copy.list("u") == list(range(10))
+        assert copy.count("t") == 0
 
 
 def test_use_after_close_and_read_only(tmp_path: Path) -> None:
@@ -459,5 +468,6 @@ def test_drop_tenant_deletes_only_its_range(tmp_path: Path) -> None:
         repo.put_many("b", {i: i for i in range(5)})
         assert repo.drop_tenant("a") == 120_000
         assert sorted(repo.tenants()) == ["a:b", "b"]
-        assert repo.count("a:b") == 5 and repo.count("b") == 5
+        assert repo.count("a:b") == 5
+        assert repo.count("b") == 5
         assert repo.stats()["entries"] == 12  # 10 records + 2 metadata records
