@@ -97,6 +97,8 @@ def test_plugin_options_are_checked(site_packages: Path, tmp_path: Path) -> None
         aurora_storage.open(f"tinykv://{tmp_path}/x.db?synchronous=sometimes")
     with pytest.raises(InvalidURLError, match="timeout"):
         aurora_storage.open(f"tinykv://{tmp_path}/x.db?bogus=1")
+    with pytest.raises(InvalidURLError, match="path"):
+        aurora_storage.open(f"tinykv://{tmp_path}/x.db?path=/elsewhere.db")
 
 
 def test_broken_plugin_does_not_break_others(site_packages: Path, tmp_path: Path) -> None:

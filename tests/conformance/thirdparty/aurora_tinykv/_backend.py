@@ -67,8 +67,9 @@ class TinyKVBackend(Backend):
         """Parse ``tinykv:///abs/file.db?timeout=5&synchronous=normal``."""
         if not url.path:
             raise InvalidURLError(f"{url} names no file: use tinykv:///path/to/file.db")
+        # The path comes from the URL itself, not from an option ("?path=" is refused).
         return cls(
-            config_from_options(TinyKVConfig, {**options, "path": url.path}, backend="tinykv")
+            config_from_options(TinyKVConfig, options, backend="tinykv", fixed={"path": url.path})
         )
 
     # --------------------------------------------------------------- error mapping
