@@ -196,6 +196,7 @@ def encode_key(key: Any) -> bytes:
     t = type(key)
     if t is str:
         # Hot path, inlined: most keys are short strings.
+        raw: bytes
         try:
             raw = key.encode()
         except UnicodeEncodeError:
@@ -205,8 +206,9 @@ def encode_key(key: Any) -> bytes:
         return _B_STR + raw + _B_END
     if t is int:
         if 0 < key < _SMALL:
-            nb = (key.bit_length() + 7) >> 3
-            return _POS_HEAD[nb] + key.to_bytes(nb, "big") + _B_END
+            nb: int = (key.bit_length() + 7) >> 3
+            body: bytes = key.to_bytes(nb, "big")
+            return _POS_HEAD[nb] + body + _B_END
         return _number(key)
     try:
         return _element(key)
@@ -277,33 +279,30 @@ def check_size(full: bytes, tenant: str, key: Any) -> None:
 # --------------------------------------------------------------------------- decoding
 
 
-class _Reader:
-    __slots__ = ("buf", "pos")
-
-    def __init__(self, buf: bytes, pos: int = 0) -> None:
-        self.buf = buf
-        self.pos = pos
-
-
-def _read_escaped(r: _Reader) -> bytes:
-    buf = r.buf
+def _read_escaped(buf: bytes, pos: int) -> tuple[bytes, int]:
+    """Read an escaped, terminated byte string at ``pos``; return it and the next offset."""
+    i = buf.index(0, pos)
+    if i + 1 >= len(buf) or buf[i + 1] != 0xFF:
+        # Common case: no escaped NUL inside, one slice.
+        return buf[pos:i], i + 1
     out = bytearray()
-    pos = r.pos
     while True:
-        i = buf.index(b"\x00", pos)
         out += buf[pos:i]
         if i + 1 < len(buf) and buf[i + 1] == 0xFF:
             out.append(0)
             pos = i + 2
+            i = buf.index(0, pos)
         else:
-            r.pos = i + 1
-            return bytes(out)
+            return bytes(out), i + 1
 
 
 def _read_positive(buf: bytes, pos: int) -> tuple[int | float, int]:
     nb = buf[pos]
-    n = int.from_bytes(buf[pos + 1 : pos + 1 + nb], "big")
-    pos += 1 + nb
+    end = pos + 1 + nb
+    if end >= len(buf):
+        raise ValueError("truncated number")
+    n = int.from_bytes(buf[pos + 1 : end], "big")
+    pos = end
     if buf[pos] == 0:
         return n, pos + 1
     bits = 0
@@ -318,64 +317,74 @@ def _read_positive(buf: bytes, pos: int) -> tuple[int | float, int]:
     return n + math.ldexp(bits, -k), pos
 
 
-def _read_element(r: _Reader) -> Any:
-    buf = r.buf
-    code = buf[r.pos]
-    r.pos += 1
+def _read_element(buf: bytes, pos: int) -> tuple[Any, int]:
+    code = buf[pos]
+    pos += 1
     if code == _STR:
-        return _read_escaped(r).decode("utf-8", "surrogatepass")
+        raw, pos = _read_escaped(buf, pos)
+        return raw.decode("utf-8", "surrogatepass"), pos
     if code == _POS:
-        v, r.pos = _read_positive(buf, r.pos)
-        return v
+        return _read_positive(buf, pos)
     if code == _NEG:
-        # Complemented bytes: undo on a bounded slice; the encoding is at most the key size.
-        inv = buf[r.pos :].translate(_INVERT)
-        v, used = _read_positive(inv, 0)
-        r.pos += used
-        return -v
+        # Complemented bytes: undo them on the rest of the buffer (at most the key size).
+        v, used = _read_positive(buf[pos:].translate(_INVERT), 0)
+        return -v, pos + used
     if code == _ZERO:
-        return 0
+        return 0, pos
     if code == _BYTES:
-        return _read_escaped(r)
+        return _read_escaped(buf, pos)
     if code == _SEQ:
         items = []
-        while buf[r.pos] != _END:
-            items.append(_read_element(r))
-        r.pos += 1
-        return tuple(items)
+        while buf[pos] != _END:
+            item, pos = _read_element(buf, pos)
+            items.append(item)
+        return tuple(items), pos + 1
     if code == _NONE:
-        return None
+        return None, pos
     if code == _FALSE:
-        return False
+        return False, pos
     if code == _TRUE:
-        return True
+        return True, pos
     if code == _POS_INF:
-        return math.inf
+        return math.inf, pos
     if code == _NEG_INF:
-        return -math.inf
+        return -math.inf, pos
     if code == _DICT:
         d = {}
-        while buf[r.pos] != _END:
-            k = _read_element(r)
-            d[k] = _read_element(r)
-        r.pos += 1
-        return d
+        while buf[pos] != _END:
+            k, pos = _read_element(buf, pos)
+            d[k], pos = _read_element(buf, pos)
+        return d, pos + 1
     raise ValueError(f"unknown key type code 0x{code:02x}")
 
 
 def decode_key(encoded: bytes, offset: int = 0) -> Any:
-    """Decode one key element starting at ``offset``.
+    """Decode one key element starting at ``offset`` (the inverse of :func:`encode_key`).
+
+    Integral numbers decode as ``int``, lists as tuples.
 
     Raises:
         ValueError: the bytes are not a valid encoding (callers translate this into
             :class:`~aurora_storage.errors.CorruptionError`).
     """
-    r = _Reader(encoded, offset)
     try:
-        key = _read_element(r)
-    except (IndexError, UnicodeDecodeError, TypeError) as exc:
-        raise ValueError(f"malformed key encoding: {exc}") from exc
-    if r.pos != len(encoded):
+        # Fast paths for the common keys, used per scanned item: a str without NUL and
+        # a small positive int.
+        code = encoded[offset]
+        if code == _STR and encoded[-1] == 0:
+            body = encoded[offset + 1 : -1]
+            if 0 not in body:
+                return body.decode("utf-8", "surrogatepass")
+        elif code == _POS:
+            nb = encoded[offset + 1]
+            if len(encoded) == offset + nb + 3 and encoded[-1] == 0:
+                return int.from_bytes(encoded[offset + 2 : -1], "big")
+        key, pos = _read_element(encoded, offset)
+    except (IndexError, UnicodeDecodeError, TypeError, OverflowError) as exc:
+        raise ValueError(f"malformed key encoding: {type(exc).__name__}: {exc}") from exc
+    except RecursionError:
+        raise ValueError("malformed key encoding: nested too deeply") from None
+    if pos != len(encoded):
         raise ValueError("malformed key encoding: trailing bytes")
     return key
 
@@ -384,9 +393,9 @@ def decode_tenant_key(full: bytes) -> tuple[str, int]:
     """Split a full stored key: return the tenant and the offset where the key starts."""
     if full[:1] != NS_DATA:
         raise ValueError("not a data key")
-    r = _Reader(full, 1)
     try:
-        tenant = _read_escaped(r).decode("utf-8", "surrogatepass")
+        raw, pos = _read_escaped(full, 1)
+        tenant = raw.decode("utf-8", "surrogatepass")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed tenant encoding: {exc}") from exc
-    return tenant, r.pos
+    return tenant, pos
