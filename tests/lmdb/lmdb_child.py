@@ -13,7 +13,8 @@ Modes:
                                       whether a put is refused.
     crash-writer <path> <seed>        write forever, printing one line per acknowledged
                                       commit: "P <key>" (single put) or "B <id> <n>"
-                                      (a put_many of n keys under batch id).
+                                      (a put_many of n keys (id, j), each value
+                                      [n, padding]).
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def main() -> None:
             if rng.random() < 0.5:
                 size = rng.randint(2, 200)
                 bid = f"{sys.argv[3]}-{n}"
-                repo.put_many("b", {(bid, j): "x" * rng.randint(1, 2000) for j in range(size)})
+                repo.put_many(
+                    "b", {(bid, j): [size, "x" * rng.randint(1, 2000)] for j in range(size)}
+                )
                 out.write(f"B {bid} {size}\n")
             else:
                 key = f"{sys.argv[3]}-{n}"
