@@ -512,6 +512,7 @@ class Repository(Generic[K, V]):
 
     def tenant(self, tenant: str) -> TenantView[K, V]:
         """A view bound to one tenant: the same methods without the tenant argument."""
+        self._check_open()
         self._prefix(tenant)
         return TenantView(self, tenant)
 

@@ -819,8 +819,7 @@ def _every_operation(repo: Repo) -> list[tuple[str, Callable[[], Any]]]:
         ("stats", lambda: repo.stats()),
         ("flush", lambda: repo.flush()),
         ("enter", lambda: repo.__enter__()),
-        ("view.get", lambda: repo.tenant("t").get("k")),
-        ("view.put", lambda: repo.tenant("t").put("k", 1)),
+        ("tenant", lambda: repo.tenant("t")),
     ]
 
 
@@ -866,15 +865,16 @@ class LifecycleTests(_Base):
             with pytest.raises(RepositoryClosedError):
                 list(it)
 
-    def test_batch_made_before_close(self, repo: Repo) -> None:
+    def test_batch_and_view_made_before_close(self, repo: Repo) -> None:
         b = repo.batch()
         b.put("t", "k", 1)
         view = repo.tenant("t")
         repo.close()
         with pytest.raises(RepositoryClosedError):
             b.commit()
-        with pytest.raises(RepositoryClosedError):
-            view.list()
+        for call in (view.list, lambda: view.get("k"), lambda: view.put("k", 1), view.drop):
+            with pytest.raises(RepositoryClosedError):
+                call()
 
     def test_with_block_closes(self, store_url: str) -> None:
         with aurora_storage.open(store_url) as r:
