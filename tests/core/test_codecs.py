@@ -1,0 +1,204 @@
+"""Value codecs: the built-in three round-trip their documented values; the registry is
+extensible at run time and through the plugin hook, and never silently replaces a name."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import aurora_storage
+from aurora_storage import (
+    Codec,
+    ConfigurationError,
+    SerializationError,
+    available_codecs,
+    get_codec,
+    register_codec,
+)
+from aurora_storage import codecs as codecs_module
+from aurora_storage._registry import registry
+from aurora_storage.plugins import hookimpl
+
+PURE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+_text = st.text(st.characters(codec="utf-8"), max_size=10)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=12,
+)
+msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | _text
+    | st.binary(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(_text | st.integers(-100, 100), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@pytest.fixture
+def clean_codecs() -> Iterator[None]:
+    """Restore the codec registry (module state) after a test that registers codecs."""
+    before = dict(codecs_module._codecs)
+    yield
+    codecs_module._codecs.clear()
+    codecs_module._codecs.update(before)
+
+
+@PURE
+@given(json_values)
+def test_json_round_trip(value: Any) -> None:
+    codec = get_codec("json")
+    data = codec.encode(value)
+    assert isinstance(data, bytes)
+    assert codec.decode(data) == value
+    # It is plain JSON: other tools can read the stored values.
+    assert json.loads(data) == value
+
+
+@PURE
+@given(msgpack_values)
+def test_msgpack_round_trip(value: Any) -> None:
+    codec = get_codec("msgpack")
+    data = codec.encode(value)
+    assert isinstance(data, bytes)
+    assert codec.decode(data) == value
+
+
+@PURE
+@given(st.binary(max_size=64))
+def test_raw_round_trip(value: bytes) -> None:
+    codec = get_codec("raw")
+    assert codec.encode(value) == value
+    assert codec.encode(bytearray(value)) == value
+    assert codec.encode(memoryview(value)) == value
+    assert codec.decode(codec.encode(value)) == value
+
+
+@pytest.mark.parametrize("value", ["text", 1, None, {"a": b"x"}])
+def test_raw_codec_refuses_non_bytes(value: Any) -> None:
+    with pytest.raises(TypeError, match="bytes only"):
+        get_codec("raw").encode(value)
+    with aurora_storage.open("memory://", codec="raw") as repo:
+        with pytest.raises(SerializationError, match="raw codec"):
+            repo.put("t", "k", value)
+        assert repo.count("t") == 0
+
+
+def test_json_unencodable_value_is_a_serialization_error_and_writes_nothing() -> None:
+    with aurora_storage.open("memory://") as repo:
+        for bad in ({1, 2}, object(), 2**64, b"bytes"):
+            with pytest.raises(SerializationError) as info:
+                repo.put("t", "k", bad)
+            assert info.value.tenant == "t"
+            assert info.value.key == "k"
+            assert info.value.__cause__ is not None
+        assert repo.get("t", "k") is None
+
+
+def test_builtin_codecs_are_available() -> None:
+    assert {"json", "msgpack", "raw"} <= set(available_codecs())
+    assert available_codecs() == sorted(available_codecs())
+    for name in ("json", "msgpack", "raw"):
+        assert get_codec(name).name == name
+    codec = get_codec("json")
+    assert get_codec(codec) is codec
+
+
+def test_unknown_codec_lists_known_ones() -> None:
+    with pytest.raises(ConfigurationError, match="unknown codec 'nope'") as info:
+        get_codec("nope")
+    for name in ("json", "msgpack", "raw"):
+        assert name in str(info.value)
+    with pytest.raises(ConfigurationError, match="unknown codec"):
+        aurora_storage.open("memory://", codec="nope")
+    with pytest.raises(ConfigurationError, match="unknown codec"):
+        aurora_storage.open("memory://?codec=nope")
+
+
+def test_codec_is_frozen() -> None:
+    codec = get_codec("json")
+    with pytest.raises(AttributeError):
+        codec.name = "other"  # type: ignore[misc]
+
+
+def test_register_codec_and_use_it(clean_codecs: None) -> None:
+    upper = Codec("upper", lambda v: str(v).upper().encode(), lambda b: b.decode())
+    register_codec(upper)
+    assert "upper" in available_codecs()
+    # Registering the very same object again is harmless.
+    register_codec(upper)
+    with aurora_storage.open("memory://", codec="upper") as repo:
+        repo.put("t", "k", "hello")
+        assert repo.backend.get(repo._full("t", "k")) == b"HELLO"
+        assert repo.get("t", "k") == "HELLO"
+        assert repo.codec is upper
+
+
+def test_register_codec_never_silently_replaces(clean_codecs: None) -> None:
+    first = Codec("twice", repr, lambda b: b)  # type: ignore[arg-type]
+    second = Codec("twice", str, lambda b: b)  # type: ignore[arg-type]
+    register_codec(first)
+    with pytest.raises(ConfigurationError, match="already registered"):
+        register_codec(second)
+    assert get_codec("twice") is first
+    register_codec(second, replace=True)
+    assert get_codec("twice") is second
+    with pytest.raises(ConfigurationError, match="already registered"):
+        register_codec(Codec("json", repr, repr))  # type: ignore[arg-type]
+    assert get_codec("json") is codecs_module.JSON
+
+
+class _CodecPlugin:
+    """A plugin object providing a codec through the ``aurora_storage_codecs`` hook."""
+
+    codec = Codec("reversed", lambda v: bytes(v)[::-1], lambda b: b[::-1])
+
+    @hookimpl
+    def aurora_storage_codecs(self) -> list[Codec]:
+        return [self.codec]
+
+
+def test_plugin_codec_hook(clean_codecs: None) -> None:
+    plugin = _CodecPlugin()
+    assert "reversed" not in available_codecs()
+    registry.register_plugin(plugin, name="test-codec-plugin")
+    try:
+        assert get_codec("reversed") is plugin.codec
+        assert "reversed" in available_codecs()
+        with aurora_storage.open("memory://", codec="reversed") as repo:
+            repo.put("t", "k", b"abc")
+            assert repo.backend.get(repo._full("t", "k")) == b"cba"
+            assert repo.get("t", "k") == b"abc"
+    finally:
+        registry.pm.unregister(plugin)
+
+
+def test_plugin_codec_does_not_override_a_builtin(clean_codecs: None) -> None:
+    class Hostile:
+        @hookimpl
+        def aurora_storage_codecs(self) -> list[Codec]:
+            return [Codec("json", repr, repr)]  # type: ignore[arg-type]
+
+    plugin = Hostile()
+    registry.register_plugin(plugin, name="test-hostile-codec")
+    try:
+        available_codecs()
+        assert get_codec("json") is codecs_module.JSON
+    finally:
+        registry.pm.unregister(plugin)
