@@ -16,6 +16,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal, TypeVar, Union
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -88,9 +89,7 @@ class URL:
         try:
             pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
         except ValueError as exc:
-            raise InvalidURLError(
-                f"malformed query string in {_hide_text(text)!r}: {exc}"
-            ) from exc
+            raise InvalidURLError(f"malformed query string in {_hide_text(text)!r}: {exc}") from exc
         seen: set[str] = set()
         for name, _ in pairs:
             if name in seen:
@@ -246,7 +245,10 @@ def parse_size(text: str | int) -> int:
     if not m:
         raise ValueError(f"expected a size like 4096, 64MiB or 1GiB, got {text!r}")
     number, unit = m.group(1), (m.group(2) or "").lower()
-    value = float(number) * _UNITS[unit] if "." in number else int(number) * _UNITS[unit]
+    # Exact arithmetic: 0.1KB is 100 bytes, not 100.00000000000001 truncated.
+    value = Fraction(number) * _UNITS[unit]
+    if value.denominator != 1:
+        raise ValueError(f"{text!r} is not a whole number of bytes")
     return int(value)
 
 
@@ -273,9 +275,11 @@ def _coerce(name: str, tp: Any, parser: Callable[[Any], Any] | None, value: Any)
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
-            if len(args) < len(typing.get_args(tp)):
-                return None
+        is_none = value is None or (
+            isinstance(value, str) and value.lower() in ("", "none", "null")
+        )
+        if is_none and len(args) < len(typing.get_args(tp)):
+            return None
         errors = []
         for arg in args:
             try:
@@ -336,11 +340,13 @@ C = TypeVar("C")
 def describe_options(config_cls: type[Any], *, exclude: tuple[str, ...] = ()) -> str:
     """A one-line list of a config class's options and their types, for error messages."""
     hints = typing.get_type_hints(config_cls)
-    return ", ".join(
-        f"{f.name} ({'size' if f.metadata.get('parser') is parse_size else _describe_type(hints[f.name])})"
-        for f in dataclasses.fields(config_cls)
-        if f.name not in exclude and f.init
-    )
+    parts = []
+    for f in dataclasses.fields(config_cls):
+        if f.name in exclude or not f.init:
+            continue
+        kind = "size" if f.metadata.get("parser") is parse_size else _describe_type(hints[f.name])
+        parts.append(f"{f.name} ({kind})")
+    return ", ".join(parts)
 
 
 def config_from_options(
