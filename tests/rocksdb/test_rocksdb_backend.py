@@ -466,12 +466,11 @@ def test_error_if_exists(tmp_path: Path) -> None:
     aurora_storage.open(f"rocksdb://{tmp_path}/new?error_if_exists=true").close()
 
 
-def test_failed_open_removes_the_directory_it_created(tmp_path: Path) -> None:
-    # A file where a parent directory should be: the engine fails after the binding has
-    # started creating directories.
+def test_open_below_a_file_raises_a_typed_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    with pytest.raises(aurora_storage.StorageError):
+    with pytest.raises(aurora_storage.StorageError) as info:
         aurora_storage.open(f"rocksdb://{tmp_path}/file/sub/store")
+    assert not isinstance(info.value, RepositoryClosedError)
     assert (tmp_path / "file").read_text() == "x"
 
 
