@@ -50,6 +50,9 @@ class Registry:
         """Forget the entry-point scan (after installing a plugin at run time)."""
         with self._lock:
             self._entry_points = None
+            # A plugin that failed (say, a missing dependency since installed) is tried
+            # again; plugins that loaded stay registered.
+            self._loaded -= set(self.failures)
             self.failures.clear()
 
     def _load_entry_point(self, name: str) -> None:
@@ -87,8 +90,7 @@ class Registry:
             existing = self._specs.get(spec.scheme)
             if existing is not None and existing != spec and not replace:
                 raise ConfigurationError(
-                    f"scheme {spec.scheme!r} is already registered; pass replace=True to "
-                    "replace it"
+                    f"scheme {spec.scheme!r} is already registered; pass replace=True to replace it"
                 )
             self._specs[spec.scheme] = spec
 
