@@ -6,7 +6,7 @@ Design choices (each is a reason, see docs/backends/lmdb.md for the user's view)
   prefix, so named DBs would add nothing but a fixed limit.
 * The on-disk format is pinned (``lib_version=0``: LMDB 0.9, data format v1) so an
   environment variable cannot switch new stores to another format.
-* LMDB keeps no checksums, so each value is stored as ``crc32(value) || value``
+* LMDB keeps no checksums, so each value is stored as ``value || crc32(value)``
   (4 bytes, little endian). A flipped byte raises CorruptionError instead of returning
   wrong data. The core's metadata record goes through the same envelope.
 * Point reads are one short read transaction on the caller's thread (no thread hop).
@@ -69,13 +69,15 @@ PLUGIN_META_KEY = b"\x00aurora:lmdb"
 _MDB_MAGIC = 0xBEEFC0DE
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-_HDR = struct.Struct("<I")
 _crc = zlib.crc32
-_pack = _HDR.pack
-_unpack = _HDR.unpack_from
+_pack = struct.Struct("<I").pack
+# CRC-32 of any message followed by its own CRC (little endian) is this constant, so a
+# stored value is checked with one crc32 call over the stored bytes.
+_RESIDUE = 0x2144DF1C
+_INTACT = {_RESIDUE}
 _first = itemgetter(0)
 _second = itemgetter(1)
-_payload = itemgetter(slice(4, None))
+_payload = itemgetter(slice(None, -4))
 _RETRIES = 64
 # Maps beyond this are pointless on today's 64-bit systems (47-bit address space).
 _ADDRESS_LIMIT = 1 << 46
@@ -104,7 +106,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def _wrap(key: bytes, value: bytes) -> bytes:
     """The stored form of ``value``: its CRC32, then the value."""
-    return _pack(_crc(value)) + value
+    return value + _pack(_crc(value))
 
 
 class LMDBBackend(Backend):
@@ -529,8 +531,8 @@ class LMDBBackend(Backend):
                 attempt += 1
 
     def _unwrap(self, key: bytes, raw: bytes) -> bytes:
-        value = raw[4:]
-        if len(raw) < 4 or _crc(value) != _unpack(raw)[0]:
+        value = raw[:-4]
+        if len(raw) < 4 or _crc(raw) != _RESIDUE:
             raise CorruptionError(
                 f"the value stored at key {key!r} in the LMDB store at {self.path} fails "
                 "its checksum: the data file is damaged. Restore it from a backup",
@@ -546,21 +548,25 @@ class LMDBBackend(Backend):
         """See :meth:`Backend.get`: one short read transaction, on this thread."""
         if self._dead:
             self._check()
+        txn = None
         try:
-            with self._begin() as txn:
-                raw = txn.get(key)
+            # Explicit begin/abort: cheaper than the context manager on this hot path.
+            txn = self._begin()
+            raw = txn.get(key)
+            txn.abort()
         except lmdb.Error as exc:
-            raw = self._read_txn(lambda txn: txn.get(key), exc)
+            if txn is not None:
+                txn.abort()
+            raw = self._get_slow(key, exc)
         if raw is None:
             return None
-        value = raw[4:]
-        try:
-            intact = _crc(value) == _unpack(raw)[0]
-        except struct.error:
-            intact = False
-        if not intact:
+        if _crc(raw) != _RESIDUE or len(raw) < 4:
             return self._unwrap(key, raw)
-        return value  # type: ignore[no-any-return]
+        return raw[:-4]  # type: ignore[no-any-return]
+
+    def _get_slow(self, key: bytes, exc: BaseException) -> bytes | None:
+        raw: bytes | None = self._read_txn(lambda txn: txn.get(key), exc)
+        return raw
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """See :meth:`Backend.get_many`: all keys in one read transaction."""
@@ -578,7 +584,7 @@ class LMDBBackend(Backend):
         """See :meth:`Backend.put`: one write transaction (durable per ``sync``)."""
         if self._dead:
             self._check()
-        data = _pack(_crc(value)) + value
+        data = value + _pack(_crc(value))
         with self._wlock:
             try:
                 with self._begin(write=True) as txn:
@@ -586,7 +592,10 @@ class LMDBBackend(Backend):
                 return
             except lmdb.Error as exc:
                 first = exc
-        self._write_txn(lambda txn: txn.put(key, data), first)
+        self._put_slow(key, data, first)
+
+    def _put_slow(self, key: bytes, data: bytes, exc: BaseException) -> None:
+        self._write_txn(lambda txn: txn.put(key, data), exc)
 
     def insert(self, key: bytes, value: bytes) -> bool:
         """See :meth:`Backend.insert`: LMDB's native create-only put, so it is atomic
@@ -606,16 +615,28 @@ class LMDBBackend(Backend):
         """See :meth:`Backend.write`: every operation in one write transaction."""
         if self._dead:
             self._check()
-        items: list[tuple[bytes, bytes | None]] = [
-            (k, None if v is None else _pack(_crc(v)) + v) for k, v in ops
-        ]
-        if all(v is not None for _, v in items):
+        vals = list(map(_second, ops))
+        try:
+            # All puts (the usual case): envelopes built with C-level maps.
+            wrapped = list(map(bytes.__add__, vals, map(_pack, map(_crc, vals))))
+        except TypeError:  # a delete (None) among the operations
+            wrapped = None
+        if wrapped is not None:
+            puts = list(zip(map(_first, ops), wrapped, strict=True))
 
             def put_all(txn: Any) -> None:
-                txn.cursor().putmulti(items)
+                consumed, _ = txn.cursor().putmulti(puts)
+                if consumed != len(puts):  # py-lmdb#140: never let a short write pass
+                    raise StorageError(
+                        f"LMDB stored {consumed} of {len(puts)} records of a batch; "
+                        "the batch was rolled back",
+                        backend="lmdb",
+                        path=self.path,
+                    )
 
             self._write_txn(put_all)
             return
+        items = [(k, None if v is None else v + _pack(_crc(v))) for k, v in ops]
 
         def apply(txn: Any) -> None:
             put, delete = txn.put, txn.delete
@@ -730,18 +751,13 @@ class LMDBBackend(Backend):
             if not chunk:
                 return
             if values:
-                # Checked a chunk at a time with C-level maps (one pass per step, no
-                # Python loop per item): the CRCs of all payloads against all headers.
+                # Checked a chunk at a time with C-level maps (no Python loop per
+                # item): every stored value, trailer included, has the CRC residue.
                 raws: list[bytes] = list(map(_second, chunk))
-                vals: list[bytes] = list(map(_payload, raws))
-                try:
-                    intact = list(map(_unpack, raws)) == list(zip(map(_crc, vals)))
-                except struct.error:
-                    intact = False
-                if not intact:
+                if set(map(_crc, raws)) != _INTACT or min(map(len, raws)) < 4:
                     for k, raw in chunk:
                         self._unwrap(k, raw)  # raises for the first damaged value
-                yield from zip(map(_first, chunk), vals, strict=True)
+                yield from zip(map(_first, chunk), map(_payload, raws), strict=True)
                 after = chunk[-1][0]
             else:
                 yield from chunk

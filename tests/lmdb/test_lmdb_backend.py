@@ -387,7 +387,7 @@ def test_other_envelope_version_is_refused(tmp_path: Path) -> None:
     env = lmdb.open(str(path), lib_version=0)
     record = b'{"envelope":99}'
     with env.begin(write=True) as txn:
-        txn.put(b"\x00aurora:lmdb", zlib.crc32(record).to_bytes(4, "little") + record)
+        txn.put(b"\x00aurora:lmdb", record + zlib.crc32(record).to_bytes(4, "little"))
     env.close()
     with pytest.raises(ConfigurationError, match="envelope v99"):
         aurora_storage.open(f"lmdb://{path}")
