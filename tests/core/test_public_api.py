@@ -1,0 +1,154 @@
+"""The public names are the contract: pinned here so a change is a deliberate one, and
+every public name (and every public method of a public class) carries a docstring."""
+
+from __future__ import annotations
+
+import inspect
+import types
+from typing import Any
+
+import pytest
+
+import aurora_storage
+from aurora_storage import backend, codecs, config, errors, plugins
+
+AURORA_ALL = {
+    "FORMAT_VERSION",
+    "MAX_KEY_SIZE",
+    "URL",
+    "AsyncBatch",
+    "AsyncRepository",
+    "AsyncTenantView",
+    "Backend",
+    "BackendNotFoundError",
+    "BackendSpec",
+    "Batch",
+    "Capabilities",
+    "Codec",
+    "ConfigurationError",
+    "CorruptionError",
+    "InvalidKeyError",
+    "InvalidTenantError",
+    "InvalidURLError",
+    "KeyExistsError",
+    "KeyTooLargeError",
+    "ReadOnlyError",
+    "Repository",
+    "RepositoryClosedError",
+    "SerializationError",
+    "StorageError",
+    "StorageFullError",
+    "StoreLockedError",
+    "TenantView",
+    "TieredRepository",
+    "__version__",
+    "available_codecs",
+    "decode_key",
+    "encode_key",
+    "errors",
+    "get_codec",
+    "installed_schemes",
+    "open",
+    "open_async",
+    "register_backend",
+    "register_codec",
+    "register_plugin",
+}
+
+ERRORS_ALL = {
+    "BackendNotFoundError",
+    "ConfigurationError",
+    "CorruptionError",
+    "InvalidKeyError",
+    "InvalidTenantError",
+    "InvalidURLError",
+    "KeyExistsError",
+    "KeyTooLargeError",
+    "ReadOnlyError",
+    "RepositoryClosedError",
+    "SerializationError",
+    "StorageError",
+    "StorageFullError",
+    "StoreLockedError",
+}
+
+#: Which builtin each error mixes in, so a user's ``except ValueError`` etc. catches it.
+BUILTIN_MIXINS = {
+    "InvalidKeyError": ValueError,
+    "KeyTooLargeError": ValueError,
+    "InvalidTenantError": ValueError,
+    "KeyExistsError": KeyError,
+    "SerializationError": ValueError,
+    "ConfigurationError": ValueError,
+    "InvalidURLError": ValueError,
+    "BackendNotFoundError": LookupError,
+    "RepositoryClosedError": RuntimeError,
+    "ReadOnlyError": PermissionError,
+    "StoreLockedError": OSError,
+    "StorageFullError": OSError,
+}
+
+
+def test_top_level_all_is_pinned() -> None:
+    assert set(aurora_storage.__all__) == AURORA_ALL
+    assert len(aurora_storage.__all__) == len(AURORA_ALL)
+    for name in aurora_storage.__all__:
+        assert getattr(aurora_storage, name) is not None
+
+
+def test_errors_all_is_pinned() -> None:
+    assert set(errors.__all__) == ERRORS_ALL
+    for name in ERRORS_ALL:
+        # The same classes are re-exported at the top level.
+        assert getattr(aurora_storage, name) is getattr(errors, name)
+
+
+def test_error_tree() -> None:
+    for name in ERRORS_ALL:
+        cls = getattr(errors, name)
+        assert issubclass(cls, errors.StorageError)
+        if name in BUILTIN_MIXINS:
+            assert issubclass(cls, BUILTIN_MIXINS[name]), name
+    assert issubclass(errors.KeyTooLargeError, errors.InvalidKeyError)
+    assert issubclass(errors.InvalidURLError, errors.ConfigurationError)
+    exc = errors.KeyExistsError("key 'k' exists", tenant="t", key="k")
+    assert str(exc) == "key 'k' exists"  # not KeyError's repr-quoted text
+    assert (exc.tenant, exc.key, exc.backend, exc.path) == ("t", "k", None, None)
+
+
+def _public_objects() -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for module in (aurora_storage, errors, plugins, config, codecs, backend):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, types.ModuleType) or not callable(obj):
+                continue  # constants (FORMAT_VERSION, PROJECT, ...) and re-exported modules
+            out.append((f"{module.__name__}.{name}", obj))
+    return out
+
+
+@pytest.mark.parametrize(("qualname", "obj"), _public_objects(), ids=lambda v: str(v))
+def test_public_names_have_docstrings(qualname: str, obj: Any) -> None:
+    assert inspect.getdoc(obj), f"{qualname} has no docstring"
+    if inspect.isclass(obj):
+        # A class's own docstring, not one inherited from a base.
+        assert obj.__dict__.get("__doc__"), f"{qualname} has no docstring of its own"
+        missing = []
+        for attr, value in vars(obj).items():
+            if attr.startswith("_"):
+                continue
+            func = value.fget if isinstance(value, property) else value
+            func = getattr(func, "__func__", func)
+            if inspect.isfunction(func) and not inspect.getdoc(func):
+                missing.append(attr)
+        assert not missing, f"{qualname}: public methods without a docstring: {missing}"
+
+
+def test_modules_have_docstrings() -> None:
+    for module in (aurora_storage, errors, plugins, config, codecs, backend):
+        assert (module.__doc__ or "").strip(), module.__name__
+
+
+def test_version_is_text() -> None:
+    assert isinstance(aurora_storage.__version__, str)
+    assert aurora_storage.__version__.count(".") >= 2
