@@ -46,7 +46,7 @@ def main() -> None:
         print("done", flush=True)
     elif mode == "wait-read":
         key = sys.argv[3]
-        with aurora_storage.open(url) as repo:
+        with aurora_storage.open(url, map_size="64KiB") as repo:
             repo.get("t", "warm-up")
             print("ready", flush=True)
             sys.stdin.readline()

@@ -195,13 +195,16 @@ def test_several_processes_write_one_environment(tmp_path: Path) -> None:
 
 def test_reader_in_another_process_sees_committed_writes(tmp_path: Path) -> None:
     path = str(tmp_path / "s")
-    with aurora_storage.open(f"lmdb://{path}") as repo:
+    with aurora_storage.open(f"lmdb://{path}?map_size=64KiB&sync=false") as repo:
         repo.put("t", "other", 0)
         reader = child("wait-read", path, "k")
         assert reader.stdout is not None
         assert reader.stdin is not None
         assert reader.stdout.readline().strip() == "ready"
+        # Grow the map well past the reader's 64 KiB map: its next read must adopt it.
+        repo.put_many("u", dict.fromkeys(range(2000), "w" * 2000))
         repo.put("t", "k", {"seen": True})
+        assert repo.stats()["map_size"] > 4 << 20
         out, err = reader.communicate("go\n", timeout=30)
         assert reader.returncode == 0, err
         assert json.loads(out) == {"seen": True}
@@ -471,3 +474,22 @@ def test_drop_tenant_deletes_only_its_range(tmp_path: Path) -> None:
         assert repo.count("a:b") == 5
         assert repo.count("b") == 5
         assert repo.stats()["entries"] == 12  # 10 records + 2 metadata records
+
+
+def test_asyncio_writes_from_worker_threads_and_reads_inline(tmp_path: Path) -> None:
+    import asyncio
+
+    arepo = aurora_storage.open_async(f"lmdb://{tmp_path}/s?sync=true&map_size=64KiB")
+    assert arepo.capabilities.blocking_writes  # sync=true: writes leave the event loop
+
+    async def main() -> None:
+        # Concurrent writes land on different worker threads; each write transaction
+        # begins and commits on one of them, and the map grows meanwhile.
+        await asyncio.gather(*(arepo.put("t", i, "v" * 2000) for i in range(60)))
+        await arepo.put_many("t", {i: i for i in range(60, 100)})
+        assert await arepo.get("t", 5) == "v" * 2000
+        assert await arepo.count("t") == 100
+        assert [k async for k in arepo.keys("t", limit=3)] == [0, 1, 2]
+        await arepo.close()
+
+    asyncio.run(main())
