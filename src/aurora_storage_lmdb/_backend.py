@@ -470,20 +470,23 @@ class LMDBBackend(Backend):
         """Grow the map geometrically (the caller holds the write lock; no write
         transaction is open). Growth is serialised across processes by a lock file."""
         env = self._env
-        old = env.info()["map_size"]
-        fd = os.open(self._grow_lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd: int | None = os.open(self._grow_lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            fd = None  # a read-only directory: growth is then only serialised in-process
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            old = env.info()["map_size"]
             # Another process may have grown it already: adopt the recorded size first.
             # (The recorded size only changes at a commit, so it may also be smaller
             # than ours: a grown but not yet committed map.)
             env.set_mapsize(0)
-            adopted = env.info()["map_size"]
-            if adopted > old:
+            if env.info()["map_size"] > old:
                 return
-            current = old
             limit = self.config.max_map_size or _ADDRESS_LIMIT
-            if current >= limit:
+            if old >= limit:
+                env.set_mapsize(old)
                 raise StorageFullError(
                     f"the LMDB store at {self.path} is full: its map reached "
                     f"max_map_size ({limit} bytes); raise max_map_size",
@@ -491,10 +494,16 @@ class LMDBBackend(Backend):
                     path=self.path,
                 )
             page = 1 << 20
-            new = min(limit, -(-int(current * self.config.growth_factor) // page) * page)
-            env.set_mapsize(max(new, current + page) if new <= current else new)
+            env.set_mapsize(min(limit, -(-int(old * self.config.growth_factor) // page) * page))
+        except lmdb.Error as exc:
+            raise StorageFullError(
+                f"cannot grow the map of the LMDB store at {self.path}: {exc}",
+                backend="lmdb",
+                path=self.path,
+            ) from exc
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
     def _write_txn(self, fn: Callable[[Any], T], first: BaseException | None = None) -> T:
         """Run ``fn(txn)`` in one write transaction, retrying the whole unit after the
