@@ -80,6 +80,7 @@ _B_STR = bytes((_STR,))
 _B_BYTES = bytes((_BYTES,))
 _B_POS = bytes((_POS,))
 _B_NEG = bytes((_NEG,))
+_B_SEQ = bytes((_SEQ,))
 _B_END = b"\x00"
 _INVERT = bytes(255 - i for i in range(256))
 _SMALL = 1 << 64
@@ -161,7 +162,7 @@ def _element(key: Any) -> bytes:
     if t is bytes:
         return _B_BYTES + _esc(key) + _B_END
     if t is tuple or t is list:
-        return b"\x30" + b"".join([encode_key(e) for e in key]) + _B_END
+        return _B_SEQ + b"".join([encode_key(e) for e in key]) + _B_END
     if key is None:
         return _B_NONE
     if t is bool:
@@ -211,6 +212,9 @@ def encode_key(key: Any) -> bytes:
             return _POS_HEAD[nb] + body + _B_END
         return _number(key)
     try:
+        if t is tuple:
+            # Composite keys like ("order", 42) are common: skip _element's dispatch.
+            return _B_SEQ + b"".join([encode_key(e) for e in key]) + _B_END
         return _element(key)
     except RecursionError:
         raise InvalidKeyError("key nests too deeply (or contains itself)") from None
