@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import threading
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from .config import _SCHEME_RE
 from .errors import BackendNotFoundError, ConfigurationError
 from .plugins import PROJECT, BackendSpec, HookSpecs
 
@@ -73,7 +75,7 @@ class Registry:
             if self.pm.is_registered(plugin):
                 return
             caller = getattr(plugin, "aurora_storage_backends", None)
-            specs: list[BackendSpec] = list(caller() if callable(caller) else [])
+            specs = [_normalized(s) for s in (caller() if callable(caller) else [])]
             for spec in specs:
                 existing = self._specs.get(spec.scheme)
                 if existing is not None and existing != spec:
@@ -86,6 +88,7 @@ class Registry:
                 self._specs[spec.scheme] = spec
 
     def register_spec(self, spec: BackendSpec, *, replace: bool) -> None:
+        spec = _normalized(spec)
         with self._lock:
             existing = self._specs.get(spec.scheme)
             if existing is not None and existing != spec and not replace:
@@ -96,7 +99,7 @@ class Registry:
 
     def unregister_spec(self, scheme: str) -> None:
         with self._lock:
-            self._specs.pop(scheme, None)
+            self._specs.pop(scheme.lower(), None)
 
     # -------------------------------------------------------------- lookup
 
@@ -150,6 +153,22 @@ class Registry:
             for result in self.pm.hook.aurora_storage_codecs():
                 out.extend(result)
             return out
+
+
+def _normalized(spec: object) -> BackendSpec:
+    """Check a spec and lower-case its scheme (URL schemes are case-insensitive)."""
+    if not isinstance(spec, BackendSpec):
+        raise ConfigurationError(f"expected a BackendSpec, got {type(spec).__name__}")
+    if not isinstance(spec.scheme, str) or not _SCHEME_RE.match(spec.scheme):
+        raise ConfigurationError(
+            f"invalid URL scheme {spec.scheme!r} in {spec!r}: letters, digits, '+', '-' "
+            "and '.', starting with a letter"
+        )
+    if not callable(spec.open):
+        raise ConfigurationError(f"the open of scheme {spec.scheme!r} is not callable")
+    if spec.scheme != spec.scheme.lower():
+        spec = dataclasses.replace(spec, scheme=spec.scheme.lower())
+    return spec
 
 
 registry = Registry()

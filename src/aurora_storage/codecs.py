@@ -71,8 +71,12 @@ def register_codec(codec: Codec, *, replace: bool = False) -> None:
 
     Raises:
         ConfigurationError: the name is taken and ``replace`` is false (a registered name
-            is never silently replaced).
+            is never silently replaced), or ``codec`` is not a named :class:`Codec`.
     """
+    if not isinstance(codec, Codec):
+        raise ConfigurationError(f"register_codec() takes a Codec, got {type(codec).__name__}")
+    if not isinstance(codec.name, str) or not codec.name:
+        raise ConfigurationError(f"a codec needs a non-empty str name, got {codec.name!r}")
     with _lock:
         if codec.name in _codecs and not replace and _codecs[codec.name] is not codec:
             raise ConfigurationError(
@@ -94,10 +98,16 @@ def get_codec(codec: str | Codec) -> Codec:
     """Return the codec registered as ``codec`` (a :class:`Codec` passes through).
 
     Raises:
-        ConfigurationError: no codec of that name, listing the known ones.
+        ConfigurationError: no codec of that name (listing the known ones), or
+            ``codec`` is neither a name nor a :class:`Codec`.
     """
     if isinstance(codec, Codec):
         return codec
+    if not isinstance(codec, str):
+        raise ConfigurationError(
+            f"a codec is a name or a Codec, got {type(codec).__name__}; "
+            f"known codecs: {', '.join(sorted(_codecs))}"
+        )
     found = _codecs.get(codec)
     if found is None:
         _load_plugin_codecs()

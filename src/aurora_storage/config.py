@@ -135,7 +135,8 @@ class URL:
                 netloc += ":" + ("***" if hide_secrets else quote(self.password, safe=""))
             netloc += "@"
         if self.host:
-            netloc += self.host
+            # An IPv6 literal needs its brackets back, or the port would be ambiguous.
+            netloc += f"[{self.host}]" if ":" in self.host else self.host
         if self.port is not None:
             netloc += f":{self.port}"
         path = quote(self.path, safe="/~.-_")

@@ -202,3 +202,19 @@ def test_plugin_codec_does_not_override_a_builtin(clean_codecs: None) -> None:
         assert get_codec("json") is codecs_module.JSON
     finally:
         registry.pm.unregister(plugin)
+
+
+@pytest.mark.parametrize("bad", [5, ["json"], None, b"json"])
+def test_get_codec_rejects_non_names(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="a codec is a name or a Codec"):
+        get_codec(bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["json", Codec("", repr, repr), Codec(1, repr, repr)],  # type: ignore[arg-type]
+    ids=["not-a-codec", "empty-name", "int-name"],
+)
+def test_register_codec_rejects_malformed(bad: Any, clean_codecs: None) -> None:
+    with pytest.raises(ConfigurationError):
+        register_codec(bad)

@@ -299,3 +299,28 @@ def test_lazy_top_level_attribute() -> None:
         aurora_storage.nope  # noqa: B018
     tiered_cls: Any = aurora_storage.TieredRepository
     assert tiered_cls.__name__ == "TieredRepository"
+
+
+def test_schemes_are_normalised_to_lower_case() -> None:
+    register_backend(_spec("MixedKV"))
+    try:
+        assert "mixedkv" in installed_schemes()
+        with aurora_storage.open("mixedkv://") as repo:
+            repo.put("t", "k", 1)
+    finally:
+        unregister_backend("MixedKV")
+    assert "mixedkv" not in installed_schemes()
+
+
+@pytest.mark.parametrize("scheme", ["", "1kv", "my kv", "kv/x", "kv:"])
+def test_invalid_schemes_are_refused(scheme: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid URL scheme"):
+        register_backend(_spec(scheme))
+    assert scheme.lower() not in installed_schemes()
+
+
+def test_malformed_specs_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="expected a BackendSpec"):
+        register_backend("memory")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="not callable"):
+        register_backend(BackendSpec("nocallkv", "open"))  # type: ignore[arg-type]

@@ -349,3 +349,11 @@ def test_unknown_option_through_open(demo_backend: list[DemoConfig]) -> None:
         aurora_storage.open("memory://?bogus=1")
     with pytest.raises(InvalidURLError, match="unknown option 'bogus'"):
         aurora_storage.open("memory://", bogus=1)
+
+
+@pytest.mark.parametrize("text", ["x://[::1]:4222/p", "x://u:pw@[fe80::1]/", "x://[::1]"])
+def test_ipv6_hosts_round_trip(text: str) -> None:
+    url = URL.parse(text)
+    assert ":" in (url.host or "")
+    assert url.render(hide_secrets=False) == text
+    assert URL.parse(url.render(hide_secrets=False)) == url
