@@ -234,7 +234,8 @@ def parse_size(text: str | int) -> int:
     (KB, MB, GB, TB) are powers of 1000.
 
     Raises:
-        ValueError: malformed text or a negative number.
+        ValueError: malformed text, a negative number, or a fraction of a byte
+            (``1.5`` bytes; ``1.5KiB`` is fine).
     """
     if isinstance(text, bool):
         raise ValueError("expected a size, got a bool")
