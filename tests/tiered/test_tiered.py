@@ -433,7 +433,9 @@ def test_crash_in_cold_step_leaves_nothing(mode: str) -> None:
     with pytest.raises(Crash):
         t.put("acme", (2, "e"), event("OrderPaid", "o-1"))
     t2 = TieredRepository(hot=hot, cold=cold, projection=t.projection)
-    assert t2.recovered_on_open == 0
+    # cache mode records hot's position lazily and re-applies (idempotently) the
+    # entries after the recorded one: here the first put
+    assert t2.recovered_on_open == (0 if mode == "projection" else 1)
     assert not t2.cold.has("acme", (2, "e"))
     check = assert_projection_consistent if mode == "projection" else assert_cache_consistent
     check(t2)
@@ -463,11 +465,13 @@ def test_crash_between_cold_and_hot_is_caught_up_on_open(mode: str, op: str) -> 
     t, hot, cold = proj_pair() if mode == "projection" else cache_pair()
     for tenant, key, ev in iter_events(20):
         t.put(tenant, key, ev)
-    flaky(hot).fail("write")
+    flaky(hot).fail_writes()
     with pytest.raises(Crash):
         _write_op(t, op)
     t2 = TieredRepository(hot=hot, cold=cold, projection=t.projection)
-    assert t2.recovered_on_open == 1
+    # projection: exactly the one entry; cache: every entry after hot's recorded
+    # position, re-applied idempotently (20 puts + the crashed one)
+    assert t2.recovered_on_open == (1 if mode == "projection" else 21)
     if mode == "projection":
         assert_projection_consistent(t2)
     else:
@@ -479,7 +483,7 @@ def test_crash_between_cold_and_hot_is_caught_up_on_open(mode: str, op: str) -> 
 def test_hot_failure_at_run_time_is_durable_and_repaired(mode: str) -> None:
     t, hot, cold = proj_pair() if mode == "projection" else cache_pair()
     t.put("acme", (1, "e"), event("OrderCreated", "o-1"))
-    flaky(hot).fail("write", exc=Broken)
+    flaky(hot).fail_writes(exc=Broken)
     with pytest.raises(HotTierError, match="durable in the cold tier") as info:
         t.put("acme", (2, "e"), event("OrderPaid", "o-1", 5))
     assert info.value.seq == 2
@@ -488,7 +492,7 @@ def test_hot_failure_at_run_time_is_durable_and_repaired(mode: str) -> None:
     assert cold.has("acme", (2, "e"))
     assert t.lag == 1
     # hot still broken for the next write: that one is durable too, order is kept
-    flaky(hot).fail("write", exc=Broken)
+    flaky(hot).fail_writes(exc=Broken)
     with pytest.raises(HotTierError):
         t.put("acme", (3, "e"), event("OrderShipped", "o-1"))
     assert t.lag == 2
@@ -607,7 +611,7 @@ def test_cold_error_after_apply_does_not_reuse_the_sequence_number() -> None:
     t.put("acme", 3, 3)  # must get seq 3, not overwrite entry 2
     assert t.stats()["cold_seq"] == 3
     t2 = TieredRepository(hot=hot, cold=cold)
-    assert t2.recovered_on_open == 0  # hot caught up entry 2 as part of the write of 3
+    assert t2.recovered_on_open == 0  # the catch-up inside the write of 3 recorded POS
     assert dump(hot) == dump(cold) == {("acme", 1): 1, ("acme", 2): 2, ("acme", 3): 3}
 
 
@@ -694,3 +698,16 @@ def test_replayed_drop_never_deletes_later_history() -> None:
     assert cold.list("acme") == [(2, "e")]  # the drop's replay kept the later record
     assert t2.list("acme") == ["o-2"]
     assert_projection_consistent(t2)
+
+
+def test_cache_mode_records_hot_position_lazily() -> None:
+    t, hot, cold = cache_pair(trim_every=10)
+    for i in range(25):
+        t.put("acme", i, i)
+    # a crash now: at most trim_every entries are re-applied, idempotently
+    t2 = TieredRepository(hot=hot, cold=cold, trim_every=10)
+    assert 0 < t2.recovered_on_open <= 10
+    assert dump(hot) == dump(cold)
+    t2.close()  # a clean close records the position: nothing to re-apply
+    hot2, cold2 = flaky_repo(flaky(hot).snapshot()), flaky_repo(flaky(cold).snapshot())
+    assert TieredRepository(hot=hot2, cold=cold2).recovered_on_open == 0

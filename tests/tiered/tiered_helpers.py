@@ -48,11 +48,18 @@ class FlakyBackend(MemoryBackend):
     ) -> None:
         self._plans[method] = [after, exc, partial, applied]
 
+    def fail_writes(self, *, exc: type[BaseException] = Crash) -> None:
+        """Fail the next write of any kind (put, delete or batch)."""
+        self.fail("any", exc=exc)
+
     def heal(self) -> None:
         self._plans.clear()
 
     def _trip(self, method: str) -> tuple[type[BaseException], bool, bool] | None:
         plan = self._plans.get(method)
+        if plan is None and method in ("put", "delete", "write"):
+            method = "any"
+            plan = self._plans.get(method)
         if plan is None:
             return None
         if plan[0] > 0:
@@ -60,6 +67,11 @@ class FlakyBackend(MemoryBackend):
             return None
         del self._plans[method]
         return plan[1], plan[2], plan[3]
+
+    def close(self) -> None:
+        # Keep the data, so a test can "reopen" it: flaky_repo(backend.snapshot()).
+        with self._lock:
+            self._closed = True
 
     def snapshot(self) -> dict[bytes, bytes]:
         return dict(self._data)
@@ -78,6 +90,12 @@ class FlakyBackend(MemoryBackend):
         if trip is not None:
             raise trip[0]("injected put failure")
         super().put(key, value)
+
+    def delete(self, key: bytes) -> bool:
+        trip = self._trip("delete")
+        if trip is not None:
+            raise trip[0]("injected delete failure")
+        return super().delete(key)
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
         trip = self._trip("delete_range")

@@ -197,6 +197,7 @@ class TieredRepository(Repository[K, V]):
         self._hot: Repository[Any, Any] = hot
         self._cold: Repository[Any, Any] = cold
         self._hb: Backend = hot.backend
+        self._hot_get = hot.get
         self._cb: Backend = cold.backend
         self._projection = projection
         self._mode: Mode = "cache" if projection is None else "projection"
@@ -216,7 +217,8 @@ class TieredRepository(Repository[K, V]):
         self._read_only = hot.capabilities.read_only or cold.capabilities.read_only
         self._lock = threading.RLock()
         self._seq = 0
-        self._pos = 0
+        self._pos = 0  # applied to hot (in memory)
+        self._saved = 0  # applied to hot and recorded there (POS)
         self._trimmed = 0
         self._needs_recovery = False
         self._recovered = 0
@@ -243,7 +245,7 @@ class TieredRepository(Repository[K, V]):
         self._pair = orjson.dumps({"id": pair_id, "mode": self._mode})
         self._seq = self._last_seq()
         pos = self._hb.get(POS)
-        self._pos = int.from_bytes(pos, "big") if pos is not None else 0
+        self._pos = self._saved = int.from_bytes(pos, "big") if pos is not None else 0
         if self._read_only:
             return
         hot_pair = self._hb.get(PAIR)
@@ -300,7 +302,7 @@ class TieredRepository(Repository[K, V]):
         self._hb.write([(REBUILD, b"*"), (PAIR, self._pair)])
         self._clear_hot(NS_DATA, NS_DATA_END)
         self._hb.write([(REBUILD, None), (POS, seq_bytes(self._seq))])
-        self._pos = self._seq
+        self._pos = self._saved = self._seq
 
     def _last_seq(self) -> int:
         k = _first(self._cb.scan_keys(LOG, LOG_END, reverse=True))
@@ -428,18 +430,42 @@ class TieredRepository(Repository[K, V]):
         )
 
     def _hot_apply(self, ops: list[Op], seq: int) -> None:
-        """Step 2 for cache mode (``ops`` are the same puts/deletes as in cold)."""
+        """Step 2 for cache mode (``ops`` are the same puts/deletes as in cold).
+
+        Cache updates are idempotent (replay writes cold's current value), so hot's
+        position is recorded only every ``trim_every`` writes and at close: a direct hot
+        write per tiered write, and at most ``trim_every`` entries re-applied after a
+        crash. Projection mode records it with every update (exactly once).
+        """
         if self._pos != seq - 1:
             self._catch_up_or_raise(seq)
             return
-        ops.append((POS, seq_bytes(seq)))
+        hb = self._hb
         try:
-            self._hb.write(ops)
+            if len(ops) == 1:
+                k, v = ops[0]
+                if v is None:
+                    hb.delete(k)
+                else:
+                    hb.put(k, v)
+            else:
+                hb.write(ops)
         except Exception as exc:
             raise self._hot_failed(seq, exc) from exc
         self._pos = seq
-        if seq - self._trimmed >= self._trim_every:
-            self._trim()
+        if seq - self._saved >= self._trim_every:
+            self._save_pos()
+
+    def _save_pos(self) -> None:
+        """Record hot's position in hot (cache mode), then trim the log behind it."""
+        if self._pos == self._saved:
+            return
+        try:
+            self._hb.put(POS, seq_bytes(self._pos))
+        except Exception as exc:
+            raise self._hot_failed(self._pos, exc) from exc
+        self._saved = self._pos
+        self._trim()
 
     def _catch_up_or_raise(self, seq: int) -> None:
         try:
@@ -450,8 +476,9 @@ class TieredRepository(Repository[K, V]):
             raise self._hot_failed(seq, exc) from exc
 
     def _trim(self) -> None:
-        # Entries up to POS are applied; keep the last one, whose key tells the next seq.
-        upto = min(self._pos, self._seq)
+        # Entries up to the recorded POS are applied; keep the last one, whose key tells
+        # the next seq.
+        upto = min(self._saved, self._seq)
         if upto <= self._trimmed:
             return
         try:
@@ -552,7 +579,7 @@ class TieredRepository(Repository[K, V]):
             self._hb.write(hot_ops)
         except Exception as exc:
             raise self._hot_failed(seq, exc) from exc
-        self._pos = seq
+        self._pos = self._saved = seq
         if seq - self._trimmed >= self._trim_every:
             self._trim()
 
@@ -596,7 +623,7 @@ class TieredRepository(Repository[K, V]):
                         self._cb.put(k, b"d" + prefix)
                     self._clear_hot(prefix, prefix + _TENANT_END)
                     self._hb.write([(POS, seq_bytes(s))])
-                    self._pos = last = s
+                    self._pos = self._saved = last = s
                     applied += 1
                     continue
                 for full in _log.keys_of(entry):
@@ -624,7 +651,7 @@ class TieredRepository(Repository[K, V]):
         ops.append((POS, seq_bytes(last)))
         self._hb.write(ops)
         overlay.clear()
-        self._pos = last
+        self._pos = self._saved = last
 
     def catch_up(self) -> int:
         """Apply to hot every change-log entry it has not seen; return how many.
@@ -675,7 +702,7 @@ class TieredRepository(Repository[K, V]):
         self._clear_hot(lo, hi)
         done = self._replay_range(lo, hi, total, tenant, progress)
         self._hb.write([(REBUILD, None), (POS, seq_bytes(self._seq))])
-        self._pos = self._seq
+        self._pos = self._saved = self._seq
         return done
 
     def _replay_range(
@@ -895,7 +922,7 @@ class TieredRepository(Repository[K, V]):
                 self._hb.write([(POS, seq_bytes(seq))])
             except Exception as exc:
                 raise self._hot_failed(seq, exc) from exc
-            self._pos = seq
+            self._pos = self._saved = seq
             return n
 
     # ------------------------------------------------------------------ reads
@@ -905,7 +932,7 @@ class TieredRepository(Repository[K, V]):
         when ``fill="read"``)."""
         if self._projection is not None:
             return self._hot.get(tenant, key, default)
-        value = self._hot.get(tenant, key, _MISSING)
+        value = self._hot_get(tenant, key, _MISSING)
         if value is not _MISSING:
             return value
         return self._miss(tenant, key, default)  # type: ignore[no-any-return]
@@ -1025,8 +1052,13 @@ class TieredRepository(Repository[K, V]):
         with self._close_lock:
             if self._closed:
                 return
-            self._closed = True
             with self._lock:
+                if not self._read_only and not self._hot.closed and self._pos == self._seq:
+                    try:
+                        self._save_pos()
+                    except StorageError:
+                        pass  # hot is failing: the next open catches up from its POS
+                self._closed = True
                 try:
                     self._hot.close()
                 finally:

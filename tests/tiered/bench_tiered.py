@@ -1,0 +1,126 @@
+"""Tiered overhead and rebuild memory (not a test: run it by hand).
+
+    python tests/tiered/bench_tiered.py            # write/read overhead
+    python tests/tiered/bench_tiered.py rebuild    # 250k vs 1M-record rebuild, peak RSS
+
+Write: a tiered write vs the sum of the same write done directly on each tier.
+Read: a tiered read that hits hot vs a direct read of the hot tier. Best of 5 interleaved
+rounds, per-operation microseconds.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aurora_storage
+from aurora_storage.tiered import HistoryRecord, ProjectionState, TieredRepository
+
+N = 20_000
+ROUNDS = 5
+VALUE = {"type": "OrderPaid", "order": "o-123", "amount": 42, "note": "x" * 40}
+
+
+def latest(record: HistoryRecord, state: ProjectionState) -> None:
+    state.put(record.value["order"], record.value)
+
+
+def timed(fn: Callable[[int], None], n: int) -> float:
+    t = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return (time.perf_counter() - t) / n * 1e6
+
+
+def overhead(hot_opts: str, n: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        hot = aurora_storage.open(f"lmdb://{d}/hot{hot_opts}")
+        cold = aurora_storage.open(f"rocksdb://{d}/cold")
+        hot_d = aurora_storage.open(f"lmdb://{d}/hot_direct{hot_opts}")
+        cold_d = aurora_storage.open(f"rocksdb://{d}/cold_direct")
+        cache = TieredRepository(hot=hot, cold=cold)
+        hot2 = aurora_storage.open(f"lmdb://{d}/hot2{hot_opts}")
+        cold2 = aurora_storage.open(f"rocksdb://{d}/cold2")
+        proj = TieredRepository(hot=hot2, cold=cold2, projection=latest)
+        res: dict[str, list[float]] = {}
+        for r in range(ROUNDS):
+            base = r * n
+
+            def add(name: str, fn: Callable[[int], None]) -> None:
+                res.setdefault(name, []).append(timed(fn, n))
+
+            add("direct cold put", lambda i, b=base: cold_d.put("acme", ("e", b + i), VALUE))
+            add("direct hot put", lambda i, b=base: hot_d.put("acme", ("e", b + i), VALUE))
+            add("tiered cache put", lambda i, b=base: cache.put("acme", ("e", b + i), VALUE))
+            add("tiered projection put", lambda i, b=base: proj.put("acme", ("e", b + i), VALUE))
+            add("direct hot get", lambda i, b=base: hot_d.get("acme", ("e", b + i)))
+            add("tiered cache get (hot hit)", lambda i, b=base: cache.get("acme", ("e", b + i)))
+            add("direct hot get (projection)", lambda i, b=base: hot2.get("acme", "o-123"))
+            add("tiered projection get", lambda i, b=base: proj.get("acme", "o-123"))
+        best = {k: min(v) for k, v in res.items()}
+        for k, v in best.items():
+            print(f"  {k:32s} {v:8.2f} us")
+        direct = best["direct cold put"] + best["direct hot put"]
+        print(f"  cache write ratio      {best['tiered cache put'] / direct:.2f}x (target <= 1.3x)")
+        print(f"  projection write ratio {best['tiered projection put'] / direct:.2f}x")
+        print(
+            f"  cache read ratio       "
+            f"{best['tiered cache get (hot hit)'] / best['direct hot get']:.2f}x (target <= 1.3x)"
+        )
+        print(
+            f"  projection read ratio  "
+            f"{best['tiered projection get'] / best['direct hot get (projection)']:.2f}x"
+        )
+        for repo in (cache, proj, hot_d, cold_d):
+            repo.close()
+
+
+def rebuild_child(n: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        cold = aurora_storage.open(f"rocksdb://{d}/cold")
+        batch: list[tuple[Any, Any]] = []
+        for i in range(n):
+            batch.append(((i, "e"), {"order": f"o-{i % 50_000}", "n": i}))
+            if len(batch) == 10_000:
+                cold.put_many("acme", batch)
+                batch = []
+        cold.put_many("acme", batch)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        repo = TieredRepository(
+            hot=aurora_storage.open(f"lmdb://{d}/hot?sync=false"), cold=cold, projection=latest
+        )
+        t = time.perf_counter()
+        done = repo.rebuild()
+        dt = time.perf_counter() - t
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(
+            f"  {n:>9,} records: rebuild {dt:6.1f} s ({done / dt:,.0f} records/s), peak RSS "
+            f"{peak / 1024:6.1f} MiB (before the rebuild {before / 1024:6.1f} MiB)"
+        )
+        repo.close()
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["rebuild-child"]:
+        rebuild_child(int(sys.argv[2]))
+        return
+    if sys.argv[1:2] == ["rebuild"]:
+        for n in (250_000, 1_000_000):
+            subprocess.run(
+                [sys.executable, str(Path(__file__)), "rebuild-child", str(n)], check=True
+            )
+        return
+    # sync=true fsyncs every LMDB commit (~1 ms): fewer operations suffice there.
+    for opts, n in (("?sync=false", N), ("", N // 20)):
+        print(f"hot = lmdb{opts or ' (default: sync=true)'}, cold = rocksdb (default), {n} ops")
+        overhead(opts, n)
+
+
+if __name__ == "__main__":
+    main()
