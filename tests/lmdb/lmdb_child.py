@@ -11,8 +11,9 @@ Modes:
                                       "ready", sleep until killed.
     read-only <path>                  open read_only, print the count of tenant t and
                                       whether a put is refused.
-    crash-writer <path> <seed>        write forever, printing one line per acknowledged
-                                      commit: "P <key>" (single put) or "B <id> <n>"
+    crash-writer <path> <seed>        write forever (tenants p<seed> and b<seed>), printing
+                                      one line per acknowledged commit: "P <key>"
+                                      (single put) or "B <id> <n>"
                                       (a put_many of n keys (id, j), each value
                                       [n, padding]).
 """
@@ -79,12 +80,13 @@ def main() -> None:
                 size = rng.randint(2, 200)
                 bid = f"{sys.argv[3]}-{n}"
                 repo.put_many(
-                    "b", {(bid, j): [size, "x" * rng.randint(1, 2000)] for j in range(size)}
+                    f"b{sys.argv[3]}",
+                    {(bid, j): [size, "x" * rng.randint(1, 2000)] for j in range(size)},
                 )
                 out.write(f"B {bid} {size}\n")
             else:
                 key = f"{sys.argv[3]}-{n}"
-                repo.put("p", key, n)
+                repo.put(f"p{sys.argv[3]}", key, n)
                 out.write(f"P {key}\n")
             out.flush()
     else:
