@@ -341,14 +341,27 @@ C = TypeVar("C")
 
 def describe_options(config_cls: type[Any], *, exclude: tuple[str, ...] = ()) -> str:
     """A one-line list of a config class's options and their types, for error messages."""
-    hints = typing.get_type_hints(config_cls)
-    parts = []
-    for f in dataclasses.fields(config_cls):
-        if f.name in exclude or not f.init:
-            continue
-        kind = "size" if f.metadata.get("parser") is parse_size else _describe_type(hints[f.name])
-        parts.append(f"{f.name} ({kind})")
-    return ", ".join(parts)
+    hints = _hints(config_cls)
+    return ", ".join(
+        f"{f.name} ({_field_kind(f, hints)})"
+        for f in dataclasses.fields(config_cls)
+        if f.name not in exclude and f.init
+    )
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(config_cls: type[Any]) -> dict[str, Any]:
+    # get_type_hints evaluates the annotations each call; a config class never changes.
+    hints = _HINTS.get(config_cls)
+    if hints is None:
+        hints = _HINTS[config_cls] = typing.get_type_hints(config_cls)
+    return hints
+
+
+def _field_kind(f: dataclasses.Field[Any], hints: Mapping[str, Any]) -> str:
+    return "size" if f.metadata.get("parser") is parse_size else _describe_type(hints[f.name])
 
 
 def config_from_options(
@@ -371,7 +384,7 @@ def config_from_options(
         ConfigurationError: the config's own validation failed (conflicting options).
     """
     fixed = dict(fixed or {})
-    hints = typing.get_type_hints(config_cls)
+    hints = _hints(config_cls)
     fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     for name, value in options.items():
@@ -385,8 +398,10 @@ def config_from_options(
         try:
             kwargs[name] = _coerce(name, hints[name], f.metadata.get("parser"), value)
         except (ValueError, TypeError) as exc:
+            valid = describe_options(config_cls, exclude=tuple(fixed))
             raise InvalidURLError(
-                f"bad value for option {name!r} of the {backend} backend: {exc}",
+                f"bad value for option {name!r} ({_field_kind(f, hints)}) of the {backend} "
+                f"backend: {exc}; valid options: {valid}",
                 backend=backend,
             ) from exc
     kwargs.update(fixed)

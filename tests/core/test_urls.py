@@ -270,9 +270,14 @@ def test_other_field_kinds() -> None:
     ],
 )
 def test_malformed_option_values_name_the_option(option: str, value: Any) -> None:
-    with pytest.raises(InvalidURLError, match=f"option '{option}' of the demo backend") as info:
+    with pytest.raises(InvalidURLError, match=f"bad value for option '{option}' ") as info:
         _config({option: value})
     assert info.value.backend == "demo"
+    message = str(info.value)
+    # The option's expected type, then every valid option, so the fix is in the message.
+    kinds = dict(part.split(" (") for part in describe_options(DemoConfig).split(", "))
+    assert f"'{option}' ({kinds[option]}" in message
+    assert all(name in message.split("valid options:")[1] for name in OPTION_NAMES)
 
 
 @PURE
