@@ -187,3 +187,9 @@ def test_read_only_open_of_a_new_store_writes_nothing() -> None:
     with aurora_storage.open("dictkv:///r", ro=True) as repo:
         assert repo.codec.name == "json"
     assert DISK["/r"] == {}
+
+
+def test_codec_keyword_overrides_the_query_string() -> None:
+    with aurora_storage.open("dictkv:///k?codec=json", codec="msgpack") as repo:
+        assert repo.codec.name == "msgpack"
+    assert _meta("/k")["codec"] == "msgpack"
