@@ -98,7 +98,9 @@ def test_planted_bug_is_caught(pytester: pytest.Pytester, bug: str) -> None:
     )
     pytester.makepyfile(test_broken=source)
     selection = " or ".join(must_fail)
-    result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "-k", selection)
+    result = pytester.runpytest_inprocess(
+        "-q", "-p", "no:cacheprovider", "--tb=no", "-k", selection
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= len(must_fail), (bug, result.stdout.str()[-3000:])
     for name in must_fail:
