@@ -213,8 +213,26 @@ def encode_key(key: Any) -> bytes:
         return _number(key)
     try:
         if t is tuple:
-            # Composite keys like ("order", 42) are common: skip _element's dispatch.
-            return _B_SEQ + b"".join([encode_key(e) for e in key]) + _B_END
+            # Composite keys like ("order", 42) are common: their str and small int
+            # elements are encoded inline, without a call per element.
+            parts = [_B_SEQ]
+            for e in key:
+                te = type(e)
+                if te is str:
+                    try:
+                        raw = e.encode()
+                    except UnicodeEncodeError:
+                        raw = e.encode("utf-8", "surrogatepass")
+                    if 0 in raw:
+                        raw = raw.replace(b"\x00", b"\x00\xff")
+                    parts += (_B_STR, raw, _B_END)
+                elif te is int and 0 < e < _SMALL:
+                    n: int = (e.bit_length() + 7) >> 3
+                    parts += (_POS_HEAD[n], e.to_bytes(n, "big"), _B_END)
+                else:
+                    parts.append(encode_key(e))
+            parts.append(_B_END)
+            return b"".join(parts)
         return _element(key)
     except RecursionError:
         raise InvalidKeyError("key nests too deeply (or contains itself)") from None
