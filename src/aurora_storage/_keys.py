@@ -356,11 +356,27 @@ def _read_element(buf: bytes, pos: int) -> tuple[Any, int]:
     if code == _BYTES:
         return _read_escaped(buf, pos)
     if code == _SEQ:
-        items = []
-        while buf[pos] != _END:
+        items: list[Any] = []
+        while True:
+            c = buf[pos]
+            if c == _END:
+                return tuple(items), pos + 1
+            # Inline the common elements of composite keys: a str without NUL and a
+            # small positive int; anything else takes the general path.
+            if c == _STR:
+                i = buf.index(0, pos + 1)
+                if i + 1 >= len(buf) or buf[i + 1] != 0xFF:
+                    items.append(buf[pos + 1 : i].decode("utf-8", "surrogatepass"))
+                    pos = i + 1
+                    continue
+            elif c == _POS:
+                end = pos + 2 + buf[pos + 1]
+                if end < len(buf) and buf[end] == 0:
+                    items.append(int.from_bytes(buf[pos + 2 : end], "big"))
+                    pos = end + 1
+                    continue
             item, pos = _read_element(buf, pos)
             items.append(item)
-        return tuple(items), pos + 1
     if code == _NONE:
         return None, pos
     if code == _FALSE:
