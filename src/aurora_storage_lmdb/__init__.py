@@ -4,10 +4,39 @@
 :class:`LMDBRepository`; so does ``LMDBRepository(path=..., map_size=...)``. The map
 grows automatically, values carry a CRC32 so on-disk damage raises
 :class:`~aurora_storage.errors.CorruptionError`, and several processes may read and
-write one store. See ``docs/backends/lmdb.md``.
+write one store. It registers the ``lmdb`` URL scheme through the ``aurora_storage``
+entry point exactly as an outside plugin would. See ``docs/backends/lmdb.md``.
 """
 
-from ._backend import LMDBBackend, LMDBRepository, create_lmdb_repository
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._config import LMDBConfig
 
+if TYPE_CHECKING:
+    from ._backend import LMDBBackend, LMDBRepository, create_lmdb_repository
+
 __all__ = ["LMDBBackend", "LMDBConfig", "LMDBRepository", "create_lmdb_repository"]
+
+_LAZY = {
+    "LMDBBackend": "._backend",
+    "LMDBRepository": "._backend",
+    "create_lmdb_repository": "._backend",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # py-lmdb is imported on first use, so the entry point (``._plugin``, which imports
+    # this package) stays light: listing or loading plugins imports no engine.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
