@@ -4,7 +4,7 @@
     python tests/tiered/bench_tiered.py rebuild    # 250k vs 1M-record rebuild, peak RSS
 
 Write: a tiered write vs the sum of the same write done directly on each tier.
-Read: a tiered read that hits hot vs a direct read of the hot tier. Best of 5 interleaved
+Read: a tiered read that hits hot vs a direct read of the hot tier. Best of 7 interleaved
 rounds, per-operation microseconds.
 """
 
@@ -23,7 +23,7 @@ import aurora_storage
 from aurora_storage.tiered import HistoryRecord, ProjectionState, TieredRepository
 
 N = 20_000
-ROUNDS = 5
+ROUNDS = 7
 VALUE = {"type": "OrderPaid", "order": "o-123", "amount": 42, "note": "x" * 40}
 
 

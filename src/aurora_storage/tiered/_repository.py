@@ -197,7 +197,11 @@ class TieredRepository(Repository[K, V]):
         self._hot: Repository[Any, Any] = hot
         self._cold: Repository[Any, Any] = cold
         self._hb: Backend = hot.backend
+        # Bound once for the hot paths.
         self._hot_get = hot.get
+        self._hb_put = hot.backend.put
+        self._cb_write = cold.backend.write
+        self._cold_encode = cold.codec.encode
         self._cb: Backend = cold.backend
         self._projection = projection
         self._mode: Mode = "cache" if projection is None else "projection"
@@ -409,15 +413,18 @@ class TieredRepository(Repository[K, V]):
         try:
             self._cb.write(ops)
         except BaseException:
-            # The batch is atomic, but an error can come after it was applied (e.g. a
-            # failed fsync): take the sequence number from the log itself so the next
-            # entry never overwrites one that exists.
-            try:
-                self._seq = self._last_seq()
-            except Exception:  # the original error is the one to raise
-                pass
+            self._resync_seq()
             raise
         self._seq = seq
+
+    def _resync_seq(self) -> None:
+        # The batch is atomic, but an error can come after it was applied (e.g. a failed
+        # fsync): take the sequence number from the log itself so the next entry never
+        # overwrites one that exists.
+        try:
+            self._seq = self._last_seq()
+        except Exception:  # the original error is the one to raise
+            pass
 
     def _hot_failed(self, seq: int, exc: BaseException) -> HotTierError:
         return HotTierError(
@@ -534,13 +541,16 @@ class TieredRepository(Repository[K, V]):
 
     def _append(self, records: list[tuple[str, int, bytes, bytes]], entry: bytes) -> None:
         """Projection mode: append history records (tenant, key offset, full key, value)."""
-        fulls = [r[2] for r in records]
-        if len(set(fulls)) != len(fulls):
-            raise KeyExistsError(
-                "the same history key is given twice in one write; history is append-only",
-                backend="tiered",
-            )
-        existing = [self._cb.get(fulls[0])] if len(fulls) == 1 else self._cb.get_many(fulls)
+        if len(records) == 1:
+            existing = [self._cb.get(records[0][2])]
+        else:
+            fulls = [r[2] for r in records]
+            if len(set(fulls)) != len(fulls):
+                raise KeyExistsError(
+                    "the same history key is given twice in one write; history is append-only",
+                    backend="tiered",
+                )
+            existing = self._cb.get_many(fulls)
         for rec, raw in zip(records, existing, strict=True):
             if raw is not None:
                 tenant = rec[0]
@@ -759,15 +769,34 @@ class TieredRepository(Repository[K, V]):
         """
         cold = self._cold
         full = cold._full(tenant, key)
-        data = cold._value(value, tenant, key)
+        try:
+            data = self._cold_encode(value)
+        except Exception:
+            data = cold._value(value, tenant, key)
         with self._lock:
-            self._check_write()
+            if self._closed or self._read_only or self._needs_recovery:
+                self._check_write()
             if self._projection is not None:
                 self._append([(tenant, len(cold._prefix(tenant)), full, data)], b"k" + full)
                 return
+            # The hot path, inlined: cold batch (record + log entry), then hot put.
             seq = self._seq + 1
-            self._cold_write([(full, data), (log_key(seq), b"k" + full)], seq)
-            self._hot_apply([(full, data)], seq)
+            try:
+                self._cb_write([(full, data), (LOG + seq.to_bytes(8, "big"), b"k" + full)])
+            except BaseException:
+                self._resync_seq()
+                raise
+            self._seq = seq
+            if self._pos != seq - 1:
+                self._catch_up_or_raise(seq)
+                return
+            try:
+                self._hb_put(full, data)
+            except Exception as exc:
+                raise self._hot_failed(seq, exc) from exc
+            self._pos = seq
+            if seq - self._saved >= self._trim_every:
+                self._save_pos()
 
     def insert(self, tenant: str, key: K, value: V) -> None:
         """Store only if ``(tenant, key)`` is absent (checked in cold, the truth).
