@@ -277,7 +277,18 @@ def encode_prefix(prefix: Any) -> bytes:
 
 
 def prefix_successor(prefix: bytes) -> bytes:
-    """The smallest byte string greater than every string starting with ``prefix``."""
+    """The exclusive upper bound of the encoded keys that start with ``prefix``.
+
+    ``prefix`` is an encoded prefix (a tenant and :func:`encode_prefix`'s output). When
+    it ends with a complete element (its last byte is a terminator ``0x00``; no other
+    encoded prefix ends with a lone ``0x00``), the bound is ``prefix + 0xFF``: a key
+    continuing with further elements has a type code or ``0x00`` next, never ``0xFF``,
+    whereas a longer str/bytes element (``"a\\x00"`` after ``"a"``) continues with the
+    ``0xFF`` of its escaped NUL and must not match. Otherwise it is the smallest byte
+    string greater than every string starting with ``prefix``.
+    """
+    if prefix[-1:] == _B_END:
+        return prefix + b"\xff"
     stripped = prefix.rstrip(b"\xff")
     if not stripped:
         raise ValueError("prefix of only 0xff bytes has no successor")

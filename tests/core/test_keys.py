@@ -441,3 +441,25 @@ def test_malformed_encodings_raise_value_error(data: bytes) -> None:
 def test_deeply_nested_garbage_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="malformed"):
         decode_key(b"\x30" * 5000)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "outside"),
+    [
+        (("a",), ("a\x00",)),
+        ((b"",), (b"\x00",)),
+        (("a", b"x"), ("a", b"x\x00y")),
+        (((),), ((None,),)),
+    ],
+)
+def test_tuple_prefix_does_not_match_a_longer_str_element(
+    prefix: tuple[Any, ...], outside: tuple[Any, ...]
+) -> None:
+    # Regression: "a" encodes as a byte prefix of "a\x00", so the naive successor range of
+    # the prefix ("a",) also held ("a\x00",), whose first element is not "a".
+    with aurora_storage.open("memory://") as repo:
+        repo.put("t", prefix, 1)
+        repo.put("t", outside, 2)
+        repo.put("t", (*prefix, "more"), 3)
+        assert repo.list("t", prefix=prefix) == [prefix, (*prefix, "more")]
+        assert repo.count("t", prefix=prefix) == 2

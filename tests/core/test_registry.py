@@ -276,11 +276,6 @@ def test_using_memory_does_not_import_engines() -> None:
     assert _engines_loaded_after(code) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aurora_storage_lmdb/__init__.py imports _backend (and py-lmdb) eagerly, so "
-    "loading its light entry-point module imports the engine; reported to the LMDB owner",
-)
 def test_loading_every_plugin_imports_no_engine() -> None:
     # An unknown scheme makes the registry load every entry-point module, which must be
     # light: engines are imported only when a store of that scheme opens.
