@@ -111,6 +111,8 @@ def open(
     url_codec = opts.pop("codec", None)
     opts.update(options)
     chosen = codec if codec is not None else url_codec
+    if spec.accepts_codec and chosen is not None:
+        opts["codec"] = chosen
     result = spec.open(parsed, opts)
     if isinstance(result, Repository):
         if chosen is not None and result.codec.name != get_codec(chosen).name:

@@ -68,12 +68,15 @@ class BackendSpec:
             also return a ready :class:`~aurora_storage.Repository` (composite backends).
         description: one line for ``aurora-storage backends``.
         package: the distribution that provides it, for install hints.
+        accepts_codec: composite schemes (``tiered``) that open other repositories set
+            this; ``open`` then receives the chosen codec as the ``codec`` option.
     """
 
     scheme: str
     open: Callable[[URL, Mapping[str, Any]], Backend | Any]
     description: str = ""
     package: str | None = None
+    accepts_codec: bool = False
 
 
 class HookSpecs:
