@@ -116,7 +116,9 @@ class MemoryBackend(Backend):
             keys = self._keys()
             return keys[bisect.bisect_left(keys, start) : bisect.bisect_left(keys, stop)]
 
-    def scan(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self, start: bytes, stop: bytes, *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
         """See :meth:`Backend.scan`."""
         keys = self._range(start, stop)
         return self._scan(keys, reverse)
@@ -136,13 +138,19 @@ class MemoryBackend(Backend):
             yield k
 
     def count_range(self, start: bytes, stop: bytes) -> int:
-        """See :meth:`Backend.count_range`."""
-        return len(self._range(start, stop))
+        """See :meth:`Backend.count_range` (two bisections, no copy)."""
+        with self._lock:
+            self._check()
+            keys = self._keys()
+            return max(0, bisect.bisect_left(keys, stop) - bisect.bisect_left(keys, start))
 
     def first_key(self, start: bytes, stop: bytes) -> bytes | None:
-        """See :meth:`Backend.first_key`."""
-        keys = self._range(start, stop)
-        return keys[0] if keys else None
+        """See :meth:`Backend.first_key` (one bisection, no copy)."""
+        with self._lock:
+            self._check()
+            keys = self._keys()
+            i = bisect.bisect_left(keys, start)
+            return keys[i] if i < len(keys) and keys[i] < stop else None
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`."""
