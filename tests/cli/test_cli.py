@@ -33,7 +33,10 @@ def test_bad_option_names_the_valid_ones() -> None:
 def test_put_get_keys_delete_round_trip_on_a_persistent_store(tmp_path) -> None:
     url = f"rocksdb://{tmp_path}/store"
     runner = CliRunner()
-    assert runner.invoke(cli, ["put", url, "acme", '["order", 2]', '{"status": "paid"}']).exit_code == 0
+    assert (
+        runner.invoke(cli, ["put", url, "acme", '["order", 2]', '{"status": "paid"}']).exit_code
+        == 0
+    )
     assert runner.invoke(cli, ["put", url, "acme", '["order", 10]', '"created"']).exit_code == 0
     assert runner.invoke(cli, ["put", url, "acme-corp", "other", "1"]).exit_code == 0
 
@@ -43,7 +46,10 @@ def test_put_get_keys_delete_round_trip_on_a_persistent_store(tmp_path) -> None:
 
     keys = runner.invoke(cli, ["keys", url, "acme"])
     assert keys.exit_code == 0, keys.output
-    assert [orjson.loads(line) for line in keys.output.splitlines()] == [["order", 2], ["order", 10]]
+    assert [orjson.loads(line) for line in keys.output.splitlines()] == [
+        ["order", 2],
+        ["order", 10],
+    ]
 
     tenants = runner.invoke(cli, ["tenants", url])
     assert tenants.output.splitlines() == ["acme", "acme-corp"]
