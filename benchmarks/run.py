@@ -593,10 +593,13 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    import orjson
-    import rocksdict
+    from importlib.metadata import PackageNotFoundError, version
 
-    import lmdb
+    def ver(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
 
     return {
         "cpu": cpu,
@@ -604,9 +607,10 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem / 2**30, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "rocksdict": getattr(rocksdict, "__version__", "?"),
-        "lmdb": lmdb.__version__,
-        "orjson": orjson.__version__,
+        **{
+            d: ver(d)
+            for d in ("aurora-storage", "rocksdict", "lmdb", "orjson", "diskcache", "sqlitedict")
+        },
     }
 
 
