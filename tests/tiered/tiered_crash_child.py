@@ -1,7 +1,7 @@
 """Child process of the SIGKILL campaign: opens the tiered pair (RocksDB history, LMDB
 projection), which catches up, then writes order events until it is killed.
 
-Usage: python tiered_crash_child.py DATA_DIR SEED
+Usage: python tiered_crash_child.py DATA_DIR SEED MODE   (MODE: projection | cache)
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ KINDS = ("OrderCreated", "OrderPaid", "OrderShipped", "OrderCancelled")
 
 
 def main() -> None:
-    data, seed = Path(sys.argv[1]), int(sys.argv[2])
+    data, seed, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     rnd = random.Random(seed)
     repo = TieredRepository(
-        hot=aurora_storage.open(f"lmdb://{data}/projection"),
+        # sync=false on the derived tier, as docs/tiered.md recommends: a kill loses
+        # nothing from LMDB's page cache, and more writes happen between kills.
+        hot=aurora_storage.open(f"lmdb://{data}/projection?sync=false"),
         cold=aurora_storage.open(f"rocksdb://{data}/history"),
-        projection=orders,
+        projection=orders if mode == "projection" else None,
         trim_every=64,
         rebuild_chunk=50,
     )
@@ -37,7 +39,7 @@ def main() -> None:
     while True:
         tenant = rnd.choice(TENANTS)
         roll = rnd.random()
-        if roll < 0.6:
+        if roll < 0.6 or 0.981 <= roll < 0.998:
             repo.put(tenant, (n, "e"), event(rnd.choice(KINDS), f"o-{n % 7}", n % 10))
             n += 1
         elif roll < 0.9:
@@ -50,12 +52,15 @@ def main() -> None:
                 ],
             )
             n += size
-        elif roll < 0.95:
+        elif roll < 0.96:
             with repo.batch() as b:
                 for t in TENANTS:
                     b.put(t, (n, "e"), event("OrderCreated", f"o-{n % 7}", 2))
             n += 1
         elif roll < 0.98:
+            if mode == "cache":
+                repo.delete_many(tenant, [(n - i, "e") for i in range(1, 4)])
+        elif roll < 0.981:
             repo.drop_tenant(tenant)
         else:
             repo.rebuild(rnd.choice([None, tenant]))

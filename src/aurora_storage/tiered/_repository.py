@@ -60,6 +60,9 @@ _TENANT_END = b"\xff"
 _GROUP = 256
 #: keys deleted per hot transaction when clearing a range (flat memory)
 _CLEAR_CHUNK = 10_000
+#: REBUILD marker values besides a tenant prefix (data prefixes start with 0x01)
+_ALL = b"*"  # a full rebuild is under way
+_CLEARING = b"-"  # cache mode: hot is being emptied (reset)
 #: the modes
 Mode = Literal["cache", "projection"]
 
@@ -282,15 +285,19 @@ class TieredRepository(Repository[K, V]):
         marker = self._hb.get(REBUILD)
         if (
             hot_mode != self._mode
-            or marker == b"*"
+            or marker == _CLEARING
             or self._pos > self._seq
             or (first is not None and self._pos < first - 1)
         ):
-            # Hot is ours but cannot be caught up (mode changed, an interrupted full
-            # rebuild, hot restored from an older or newer backup): derive it again.
+            # Hot is ours but cannot be caught up (mode changed, an interrupted reset,
+            # hot restored from an older or newer backup): derive it again.
             self._reset_hot()
             return
         self._finish_cold_drops()
+        if marker == _ALL:
+            # An interrupted full rebuild: redo it (it reads all of cold, log included).
+            self._rebuild_range(NS_DATA, NS_DATA_END, _ALL, None, None)
+            return
         self._recovered = self._catch_up_locked()
         if marker is not None:
             self._rebuild_range(marker, marker + _TENANT_END, marker, None, None)
@@ -301,9 +308,9 @@ class TieredRepository(Repository[K, V]):
         """Hot from scratch: a full rebuild in projection mode, an empty cache otherwise."""
         self._finish_cold_drops()
         if self._mode == "projection":
-            self._rebuild_range(NS_DATA, NS_DATA_END, b"*", None, None)
+            self._rebuild_range(NS_DATA, NS_DATA_END, _ALL, None, None)
             return
-        self._hb.write([(REBUILD, b"*"), (PAIR, self._pair)])
+        self._hb.write([(REBUILD, _CLEARING), (PAIR, self._pair)])
         self._clear_hot(NS_DATA, NS_DATA_END)
         self._hb.write([(REBUILD, None), (POS, seq_bytes(self._seq))])
         self._pos = self._saved = self._seq
@@ -388,8 +395,9 @@ class TieredRepository(Repository[K, V]):
     def _full(self, tenant: str, key: Any) -> bytes:
         return self._cold._full(tenant, key)
 
-    def _value(self, value: Any, tenant: str, key: Any) -> bytes:
-        return self._cold._value(value, tenant, key)
+    def _value(self, value: Any, tenant: str, key: Any, **options: Any) -> bytes:
+        # ``options``: whatever the core's Repository._value accepts (e.g. ``held``).
+        return self._cold._value(value, tenant, key, **options)
 
     def _load(self, raw: bytes, tenant: str, key: Any) -> Any:
         return self._cold._load(raw, tenant, key)
@@ -691,7 +699,7 @@ class TieredRepository(Repository[K, V]):
         with self._lock:
             self._check_write()
             if tenant is None:
-                lo, hi, marker = NS_DATA, NS_DATA_END, b"*"
+                lo, hi, marker = NS_DATA, NS_DATA_END, _ALL
             else:
                 lo = self._cold._prefix(tenant)
                 hi, marker = lo + _TENANT_END, lo
