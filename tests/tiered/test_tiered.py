@@ -628,6 +628,19 @@ def test_crash_during_rebuild_is_redone_on_open(tenant: str | None, after: int) 
     assert_projection_consistent(t2)
 
 
+@pytest.mark.parametrize("after", [1, 3])  # 0 would be the marker itself: no rebuild yet
+def test_crash_during_cache_rebuild_is_redone_on_open(after: int) -> None:
+    t, hot, cold = cache_pair(rebuild_chunk=10)
+    t.put_many("acme", {i: i for i in range(50)})
+    cold.put_many("acme", {i: -i for i in range(50, 80)})  # history the cache never saw
+    flaky(hot).fail("write", after=after)
+    with pytest.raises(Crash):
+        t.rebuild()
+    t2 = TieredRepository(hot=hot, cold=cold, rebuild_chunk=10)
+    assert dump(hot) == dump(cold)  # the warm-up was finished, not dropped
+    assert t2.lag == 0
+
+
 def test_fresh_hot_is_rebuilt_from_history() -> None:
     t, _hot, cold = proj_pair()
     for tn, key, ev in iter_events(30):
