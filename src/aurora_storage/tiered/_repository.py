@@ -203,6 +203,7 @@ class TieredRepository(Repository[K, V]):
         # Bound once for the hot paths.
         self._hot_get = hot.get
         self._hb_put = hot.backend.put
+        self._hb_get = hot.backend.get
         self._cb_write = cold.backend.write
         self._cold_encode = cold.codec.encode
         self._cb: Backend = cold.backend
@@ -969,13 +970,22 @@ class TieredRepository(Repository[K, V]):
         when ``fill="read"``)."""
         if self._projection is not None:
             return self._hot.get(tenant, key, default)
-        value = self._hot_get(tenant, key, _MISSING)
-        if value is not _MISSING:
-            return value
-        return self._miss(tenant, key, default)  # type: ignore[no-any-return]
-
-    def _miss(self, tenant: str, key: Any, default: Any) -> Any:
+        # Inlined hot read (both tiers share the key encoding and, in cache mode, the
+        # codec): a hit costs what a direct hot get costs.
+        if self._closed:
+            self._check_open()
         full = self._cold._full(tenant, key)
+        raw = self._hb_get(full)
+        if raw is not None:
+            try:
+                return self._decode(raw)  # type: ignore[no-any-return]
+            except Exception:
+                return self._hot._load(raw, tenant, key)  # type: ignore[no-any-return]
+        return self._miss(tenant, key, default, full)  # type: ignore[no-any-return]
+
+    def _miss(self, tenant: str, key: Any, default: Any, full: bytes | None = None) -> Any:
+        if full is None:
+            full = self._cold._full(tenant, key)
         raw = self._cb.get(full)
         if raw is None:
             return default
