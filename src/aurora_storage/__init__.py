@@ -136,9 +136,10 @@ def open_async(
     """Like :func:`open`, returning an :class:`AsyncRepository`.
 
     Opening is synchronous (it is quick and happens once); every data method of the
-    result is a coroutine or an async iterator.
+    result is a coroutine or an async iterator. A ``tiered://`` URL gives an
+    :class:`~aurora_storage.tiered.AsyncTieredRepository` (with ``rebuild``/``catch_up``).
     """
-    return AsyncRepository(open(url, codec=codec, **options))
+    return open(url, codec=codec, **options).as_async()
 
 
 def __getattr__(name: str) -> Any:

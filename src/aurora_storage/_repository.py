@@ -36,6 +36,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from ._async import AsyncRepository
     from .config import URL
 
 __all__ = ["FORMAT_VERSION", "META_KEY", "Batch", "Repository", "TenantView"]
@@ -551,6 +552,13 @@ class Repository(Generic[K, V]):
         self._check_writable()
         p = self._prefix(tenant)
         return self._backend.delete_range(p, p + _TENANT_END)
+
+    def as_async(self) -> AsyncRepository[K, V]:
+        """The asynchronous twin over this repository (what :func:`open_async` returns).
+        Subclasses with extra operations return their own async class."""
+        from ._async import AsyncRepository
+
+        return AsyncRepository(self)
 
     def tenant(self, tenant: str) -> TenantView[K, V]:
         """A view bound to one tenant: the same methods without the tenant argument."""

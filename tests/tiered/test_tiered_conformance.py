@@ -18,10 +18,3 @@ class TestTieredMemoryConformance(RepositoryTestSuite):
     @pytest.fixture
     def store_url(self) -> str:
         return tiered_url("memory://", "memory://")
-
-    def test_new_store_with_other_codec(self, store_url: str) -> None:
-        pytest.skip(
-            "aurora_storage.open() keeps codec= for itself and does not pass it to a "
-            "composite plugin, so tiered:// cannot create its tiers with it; put "
-            "?codec= inside each tier's URL instead (reported to the core)"
-        )

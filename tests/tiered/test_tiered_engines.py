@@ -132,9 +132,3 @@ class TestTieredEnginesConformance(
     @pytest.fixture
     def store_url(self, tmp_path: Path) -> str:
         return url(tmp_path)
-
-    def test_new_store_with_other_codec(self, store_url: str) -> None:
-        pytest.skip(
-            "aurora_storage.open() keeps codec= for itself and does not pass it to a "
-            "composite plugin; put ?codec= inside each tier's URL (reported to the core)"
-        )

@@ -17,7 +17,7 @@ from aurora_storage.config import URL
 from aurora_storage.errors import InvalidURLError
 from aurora_storage.plugins import BackendSpec, hookimpl
 
-_OPTIONS = ("hot", "cold", "projection", "fill", "trim_every", "rebuild_chunk")
+_OPTIONS = ("hot", "cold", "projection", "fill", "trim_every", "rebuild_chunk", "codec")
 
 
 def _open(url: URL, options: Mapping[str, Any]) -> Any:
@@ -60,10 +60,14 @@ def _open(url: URL, options: Mapping[str, Any]) -> Any:
                     backend="tiered",
                 ) from exc
 
+    # open(url, codec=...) reaches us as the "codec" option (accepts_codec below): a new
+    # pair is created with it in both tiers; an existing tier with another codec refuses.
+    codec = options.get("codec")
+
     def _tier(value: Any) -> Any:
         if isinstance(value, aurora_storage.Repository):
             return value
-        return aurora_storage.open(value)
+        return aurora_storage.open(value, codec=codec)
 
     cold = _tier(options["cold"])
     try:
@@ -92,5 +96,6 @@ def aurora_storage_backends() -> list[BackendSpec]:
             open=_open,
             description="hot tier in front of a durable cold tier: cache or projection",
             package="aurora-storage",
+            accepts_codec=True,
         )
     ]

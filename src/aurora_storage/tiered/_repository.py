@@ -19,7 +19,7 @@ import importlib
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
@@ -37,6 +37,9 @@ from ..errors import (
     StorageError,
 )
 from . import _log
+
+if TYPE_CHECKING:
+    from ._async import AsyncTieredRepository
 from ._log import COLD_META, LOG, LOG_END, PAIR, POS, REBUILD, log_key, seq_bytes, seq_of
 from ._types import (
     _MISSING,
@@ -1093,6 +1096,12 @@ class TieredRepository(Repository[K, V]):
         self._check_open()
         self._cold.flush()
         self._hot.flush()
+
+    def as_async(self) -> AsyncTieredRepository[K, V]:
+        """The asynchronous twin, with :meth:`rebuild` and :meth:`catch_up` as coroutines."""
+        from ._async import AsyncTieredRepository
+
+        return AsyncTieredRepository(self)
 
     def close(self) -> None:
         """Close both tiers. Idempotent."""
