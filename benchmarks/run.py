@@ -694,6 +694,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     print(f"elapsed {doc['elapsed_s']} s; results in {os.path.join(a.out, name)}")
+    # A backend that is not installed is skipped; one that breaks during the run fails it.
+    broken = [n for n, why in doc["skipped"].items() if " failed: " in why]
+    if broken:
+        print(f"FAILED during the run: {', '.join(broken)}", file=sys.stderr)
+        return 1
     return 0
 
 
