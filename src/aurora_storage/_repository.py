@@ -126,6 +126,9 @@ class Repository(Generic[K, V]):
         # Bound once: the hot paths call these without attribute lookups on the backend.
         self._bget = backend.get
         self._bput = backend.put
+        self._bdelete = backend.delete
+        self._binsert = backend.insert
+        self._bcontains = backend.contains
         self._read_only = backend.capabilities.read_only
 
     @classmethod
@@ -342,12 +345,13 @@ class Repository(Generic[K, V]):
         """Whether ``(tenant, key)`` holds a value."""
         if self._closed:
             self._check_open()
-        return self._bget(self._full(tenant, key)) is not None
+        return self._bcontains(self._full(tenant, key))
 
     def delete(self, tenant: str, key: K) -> bool:
         """Remove ``(tenant, key)``; return whether it existed."""
-        self._check_writable()
-        return self._backend.delete(self._full(tenant, key))
+        if self._closed or self._read_only:
+            self._check_writable()
+        return self._bdelete(self._full(tenant, key))
 
     def insert(self, tenant: str, key: K, value: V) -> None:
         """Store ``value`` only if ``(tenant, key)`` is absent.
@@ -355,10 +359,14 @@ class Repository(Generic[K, V]):
         Raises:
             KeyExistsError: the key exists; nothing was written.
         """
-        self._check_writable()
+        if self._closed or self._read_only:
+            self._check_writable()
         full = self._full(tenant, key)
-        data = self._value(value, tenant, key)
-        if not self._backend.insert(full, data):
+        try:
+            data = self._encode(value)
+        except Exception:
+            data = self._value(value, tenant, key)
+        if not self._binsert(full, data):
             raise KeyExistsError(
                 f"key {key!r} already exists for tenant {tenant!r}; use put() to overwrite",
                 tenant=tenant,
@@ -490,9 +498,21 @@ class Repository(Generic[K, V]):
         decode = self._decode
         try:
             if mode == 0:
+                body_at = plen + 1
                 for k in it:
                     if self._closed:
                         self._check_open()
+                    # _decode_key_at's str fast path, inlined: keys-only scans are cheap
+                    # enough on the engine side that a call per item shows.
+                    if k[plen] == 0x20 and k[-1] == 0:
+                        body = k[body_at:-1]
+                        if 0 not in body:
+                            try:
+                                key = body.decode()
+                            except UnicodeDecodeError:
+                                key = _decode_key_at(k, plen)
+                            yield key
+                            continue
                     yield _decode_key_at(k, plen)
             elif mode == 1:
                 for k, raw in it:

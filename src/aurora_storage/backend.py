@@ -109,6 +109,11 @@ class Backend(ABC):
         for k, _ in self.scan(start, stop, reverse=reverse):
             yield k
 
+    def contains(self, key: bytes) -> bool:
+        """Whether ``key`` is present. Override when the engine can answer without
+        reading (or verifying) the value."""
+        return self.get(key) is not None
+
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """Values for ``keys`` in order, ``None`` for absent ones."""
         get = self.get

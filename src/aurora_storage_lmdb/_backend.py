@@ -573,6 +573,22 @@ class LMDBBackend(Backend):
             return self._unwrap(key, raw)
         return raw[:-4]  # type: ignore[no-any-return]
 
+    def contains(self, key: bytes) -> bool:
+        """See :meth:`Backend.contains`: presence only, so the value's CRC is not checked
+        (nothing is returned that could be wrong)."""
+        if self._dead:
+            self._check()
+        txn = None
+        try:
+            txn = self._begin()
+            raw = txn.get(key)
+            txn.abort()
+        except lmdb.Error as exc:
+            if txn is not None:
+                txn.abort()
+            raw = self._get_slow(key, exc)
+        return raw is not None
+
     def _get_slow(self, key: bytes, exc: BaseException) -> bytes | None:
         raw: bytes | None = self._read_txn(lambda txn: txn.get(key), exc)
         return raw

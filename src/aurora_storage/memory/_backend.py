@@ -19,6 +19,12 @@ class MemoryConfig:
     refused like on every other backend)."""
 
 
+def _own(value: bytes) -> bytes:
+    # orjson >= 3.12 returns small bytes objects that keep ~4 KiB of allocation behind
+    # them; a store that holds values for long keeps an exact-size copy instead.
+    return bytes(memoryview(value))
+
+
 class MemoryBackend(Backend):
     """Reference backend: correct, thread-safe, not persistent.
 
@@ -75,7 +81,7 @@ class MemoryBackend(Backend):
             self._check()
             if key not in self._data:
                 self._sorted = None
-            self._data[key] = value
+            self._data[key] = _own(value)
 
     def insert(self, key: bytes, value: bytes) -> bool:
         """See :meth:`Backend.insert`."""
@@ -84,7 +90,7 @@ class MemoryBackend(Backend):
             if key in self._data:
                 return False
             self._sorted = None
-            self._data[key] = value
+            self._data[key] = _own(value)
             return True
 
     def delete(self, key: bytes) -> bool:
@@ -108,7 +114,7 @@ class MemoryBackend(Backend):
                 else:
                     if k not in data:
                         self._sorted = None
-                    data[k] = v
+                    data[k] = _own(v)
 
     def _range(self, start: bytes, stop: bytes) -> list[bytes]:
         with self._lock:
