@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 import orjson
 
@@ -609,7 +609,7 @@ class Repository(Generic[K, V]):
             self._closed = True
             self._backend.close()
 
-    def __enter__(self) -> Repository[K, V]:
+    def __enter__(self) -> Self:
         self._check_open()
         return self
 

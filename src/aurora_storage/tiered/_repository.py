@@ -1120,13 +1120,6 @@ class TieredRepository(Repository[K, V]):
                 finally:
                     self._cold.close()
 
-    def __enter__(self) -> TieredRepository[K, V]:
-        self._check_open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<TieredRepository {self._mode} {self._describe()} {state}>"
