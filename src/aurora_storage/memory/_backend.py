@@ -69,6 +69,12 @@ class MemoryBackend(Backend):
             self._check()
         return self._data.get(key)
 
+    def contains(self, key: bytes) -> bool:
+        """See :meth:`Backend.contains`."""
+        if self._closed:
+            self._check()
+        return key in self._data
+
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """See :meth:`Backend.get_many`."""
         self._check()
