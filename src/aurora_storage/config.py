@@ -364,6 +364,13 @@ def _field_kind(f: dataclasses.Field[Any], hints: Mapping[str, Any]) -> str:
     return "size" if f.metadata.get("parser") is parse_size else _describe_type(hints[f.name])
 
 
+def _with_core_options(valid: str) -> str:
+    # `codec` is taken by the core before a backend sees its options, but it is valid on
+    # every URL, so every list of valid options names it.
+    core = "codec (json|msgpack|raw|...)"
+    return f"{valid}, {core}" if valid else core
+
+
 def config_from_options(
     config_cls: type[C],
     options: Mapping[str, Any],
@@ -390,7 +397,7 @@ def config_from_options(
     for name, value in options.items():
         f = fields.get(name)
         if f is None or name in fixed:
-            valid = describe_options(config_cls, exclude=tuple(fixed))
+            valid = _with_core_options(describe_options(config_cls, exclude=tuple(fixed)))
             raise InvalidURLError(
                 f"unknown option {name!r} for the {backend} backend; valid options: {valid}",
                 backend=backend,
@@ -398,7 +405,7 @@ def config_from_options(
         try:
             kwargs[name] = _coerce(name, hints[name], f.metadata.get("parser"), value)
         except (ValueError, TypeError) as exc:
-            valid = describe_options(config_cls, exclude=tuple(fixed))
+            valid = _with_core_options(describe_options(config_cls, exclude=tuple(fixed)))
             raise InvalidURLError(
                 f"bad value for option {name!r} ({_field_kind(f, hints)}) of the {backend} "
                 f"backend: {exc}; valid options: {valid}",

@@ -362,3 +362,12 @@ def test_ipv6_hosts_round_trip(text: str) -> None:
     assert ":" in (url.host or "")
     assert url.render(hide_secrets=False) == text
     assert URL.parse(url.render(hide_secrets=False)) == url
+
+
+def test_unknown_option_lists_codec_even_for_a_backend_without_options() -> None:
+    import aurora_storage
+
+    with pytest.raises(aurora_storage.InvalidURLError) as info:
+        aurora_storage.open("memory://?sync=1")
+    assert "'sync'" in str(info.value)
+    assert "codec" in str(info.value)
