@@ -145,7 +145,7 @@ def open_async(
 def __getattr__(name: str) -> Any:
     # TieredRepository is imported on first use so `import aurora_storage` stays light.
     if name == "TieredRepository":
-        from . import tiered
+        from .tiered import TieredRepository
 
-        return tiered.TieredRepository  # type: ignore[attr-defined,unused-ignore]
+        return TieredRepository
     raise AttributeError(f"module 'aurora_storage' has no attribute {name!r}")

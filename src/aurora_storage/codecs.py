@@ -30,11 +30,17 @@ class Codec:
         encode: value -> bytes; raise any exception for a value it cannot encode (the
             repository turns it into :class:`~aurora_storage.errors.SerializationError`).
         decode: bytes -> value.
+        encode_held: optional variant of ``encode`` for values kept alive in bulk until
+            one write (``put_many``, batches); ``None`` means ``encode``. The json codec
+            sets it because orjson's output holds ~4 KiB of allocation per small value
+            while alive (100k held values: ~390 MiB, and slow to allocate); an exact-size
+            copy costs ~0.1 us.
     """
 
     name: str
     encode: Callable[[Any], bytes]
     decode: Callable[[bytes], Any]
+    encode_held: Callable[[Any], bytes] | None = None
 
 
 def _raw_encode(value: Any) -> bytes:
@@ -58,7 +64,11 @@ def _msgpack_decode(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
-JSON = Codec("json", orjson.dumps, orjson.loads)
+def _json_encode_held(value: Any) -> bytes:
+    return bytes(memoryview(orjson.dumps(value)))
+
+
+JSON = Codec("json", orjson.dumps, orjson.loads, _json_encode_held)
 MSGPACK = Codec("msgpack", _msgpack_encode, _msgpack_decode)
 RAW = Codec("raw", _raw_encode, _raw_decode)
 

@@ -218,3 +218,13 @@ def test_get_codec_rejects_non_names(bad: Any) -> None:
 def test_register_codec_rejects_malformed(bad: Any, clean_codecs: None) -> None:
     with pytest.raises(ConfigurationError):
         register_codec(bad)
+
+
+def test_json_held_encoding_gives_the_same_bytes_as_encode() -> None:
+    from aurora_storage.codecs import get_codec
+
+    json = get_codec("json")
+    assert json.encode_held is not None
+    value = {"type": "OrderCreated", "items": [1, 2.5, None], "note": "é"}
+    assert json.encode_held(value) == json.encode(value)
+    assert get_codec("msgpack").encode_held is None  # falls back to encode

@@ -85,7 +85,7 @@ def cli() -> None:
 @_errors
 def demo(data_dir: Path | None, events: int) -> None:
     """Run the event -> history (RocksDB) -> projection (LMDB) demo."""
-    from ._demo import run_demo  # type: ignore[import-not-found,unused-ignore]
+    from ._demo import run_demo
 
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
