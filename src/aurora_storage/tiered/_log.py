@@ -63,6 +63,16 @@ def many(fulls: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+def drop_intent(prefix: bytes) -> bytes:
+    """An entry recording that drop_tenant of ``prefix`` started in cold."""
+    return b"D" + prefix
+
+
+def drop_done(prefix: bytes) -> bytes:
+    """An entry recording that drop_tenant of ``prefix`` finished in cold."""
+    return b"d" + prefix
+
+
 def keys_of(entry: bytes) -> Iterator[bytes]:
     """The keys a ONE or MANY entry names."""
     kind = entry[0]

@@ -95,10 +95,6 @@ def _take(it: Iterator[Any], n: int) -> list[Any]:
     return out
 
 
-def _describe_tier(repo: Repository[Any, Any]) -> str:
-    return str(repo.url) if repo.url is not None else repo.backend.describe()
-
-
 def resolve_projection(spec: str) -> Projection:
     """Import a projection named ``package.module:function`` (the URL's ``projection=``).
 
@@ -204,7 +200,6 @@ class TieredRepository(Repository[K, V]):
         self._cold: Repository[Any, Any] = cold
         self._hb: Backend = hot.backend
         # Bound once for the hot paths.
-        self._hot_get = hot.get
         self._hb_put = hot.backend.put
         self._hb_get = hot.backend.get
         self._cb_write = cold.backend.write
@@ -221,9 +216,7 @@ class TieredRepository(Repository[K, V]):
         self._url = url
         self._closed = False
         self._close_lock = threading.Lock()
-        self._prefixes: dict[str, bytes] = {}
         self._codec = cold.codec if projection is None else hot.codec
-        self._encode: Callable[[Any], bytes] = self._codec.encode
         self._decode: Callable[[bytes], Any] = self._codec.decode
         self._read_only = hot.capabilities.read_only or cold.capabilities.read_only
         self._lock = threading.RLock()
@@ -248,11 +241,10 @@ class TieredRepository(Repository[K, V]):
                 pair_id = str(orjson.loads(raw)["id"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise CorruptionError(
-                    f"the tiered metadata of the cold tier {_describe_tier(self._cold)} is "
+                    f"the tiered metadata of the cold tier {self._cold._describe()} is "
                     f"damaged: {exc}",
                     backend="tiered",
                 ) from exc
-        self._pair_id = pair_id
         self._pair = orjson.dumps({"id": pair_id, "mode": self._mode})
         self._seq = self._last_seq()
         pos = self._hb.get(POS)
@@ -263,7 +255,7 @@ class TieredRepository(Repository[K, V]):
         if hot_pair is None:
             if self._hb.first_key(NS_DATA, NS_DATA_END) is not None:
                 raise ConfigurationError(
-                    f"the hot tier {_describe_tier(self._hot)} holds data that this tiered "
+                    f"the hot tier {self._hot._describe()} holds data that this tiered "
                     "repository did not write; give it an empty store (hot is derived from "
                     "cold and is overwritten)",
                     backend="tiered",
@@ -275,13 +267,13 @@ class TieredRepository(Repository[K, V]):
             hot_id, hot_mode = str(hot_meta["id"]), str(hot_meta["mode"])
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptionError(
-                f"the tiered marker of the hot tier {_describe_tier(self._hot)} is damaged: {exc}",
+                f"the tiered marker of the hot tier {self._hot._describe()} is damaged: {exc}",
                 backend="tiered",
             ) from exc
         if hot_id != pair_id:
             raise ConfigurationError(
-                f"the hot tier {_describe_tier(self._hot)} belongs to another tiered pair "
-                f"(cold tier {_describe_tier(self._cold)} is a different history); use an "
+                f"the hot tier {self._hot._describe()} belongs to another tiered pair "
+                f"(cold tier {self._cold._describe()} is a different history); use an "
                 "empty hot store",
                 backend="tiered",
             )
@@ -324,7 +316,7 @@ class TieredRepository(Repository[K, V]):
         return 0 if k is None else seq_of(k)
 
     def _first_log_seq(self) -> int | None:
-        k = _first(self._cb.scan_keys(LOG, LOG_END))
+        k = self._cb.first_key(LOG, LOG_END)
         return None if k is None else seq_of(k)
 
     # ------------------------------------------------------------------ properties
@@ -391,7 +383,7 @@ class TieredRepository(Repository[K, V]):
     def _describe(self) -> str:
         if self._url is not None:
             return str(self._url)
-        return f"tiered(hot={_describe_tier(self._hot)}, cold={_describe_tier(self._cold)})"
+        return f"tiered(hot={self._hot._describe()}, cold={self._cold._describe()})"
 
     def _prefix(self, tenant: str) -> bytes:
         return self._cold._prefix(tenant)
@@ -440,8 +432,8 @@ class TieredRepository(Repository[K, V]):
 
     def _hot_failed(self, seq: int, exc: BaseException) -> HotTierError:
         return HotTierError(
-            f"the write is durable in the cold tier {_describe_tier(self._cold)} (history, "
-            f"change-log seq {seq}) but the hot tier {_describe_tier(self._hot)} failed to "
+            f"the write is durable in the cold tier {self._cold._describe()} (history, "
+            f"change-log seq {seq}) but the hot tier {self._hot._describe()} failed to "
             f"apply it: {type(exc).__name__}: {exc}. Nothing is lost: hot catches up on the "
             "next write, catch_up() or open",
             seq=seq,
@@ -610,12 +602,14 @@ class TieredRepository(Repository[K, V]):
     def _finish_cold_drops(self) -> None:
         """Complete in cold every drop_tenant whose intent is logged but not done."""
         intents = [
-            (k, e) for k, e in self._cb.scan(log_key(self._pos + 1), LOG_END) if e[:1] == b"D"
+            (k, e)
+            for k, e in self._cb.scan(log_key(self._pos + 1), LOG_END)
+            if e[0] == _log.DROP_INTENT
         ]
         for k, entry in intents:
             prefix = entry[1:]
             self._cb.delete_range(prefix, prefix + _TENANT_END)
-            self._cb.put(k, b"d" + prefix)
+            self._cb.put(k, _log.drop_done(prefix))
 
     def _catch_up_locked(self, group: int = _GROUP) -> int:
         # ``group`` starts small when a write retries a failed hot tier: a hot tier that
@@ -627,7 +621,7 @@ class TieredRepository(Repository[K, V]):
             group = min(group * 4, _GROUP)
             if not entries:
                 raise CorruptionError(
-                    f"the change log of the cold tier {_describe_tier(self._cold)} ends at "
+                    f"the change log of the cold tier {self._cold._describe()} ends at "
                     f"{self._pos}, before its last entry {self._seq}",
                     backend="tiered",
                 )
@@ -642,7 +636,7 @@ class TieredRepository(Repository[K, V]):
                     prefix = entry[1:]
                     if kind == _log.DROP_INTENT:
                         self._cb.delete_range(prefix, prefix + _TENANT_END)
-                        self._cb.put(k, b"d" + prefix)
+                        self._cb.put(k, _log.drop_done(prefix))
                     self._clear_hot(prefix, prefix + _TENANT_END)
                     self._hb.write([(POS, seq_bytes(s))])
                     self._pos = self._saved = last = s
@@ -789,7 +783,7 @@ class TieredRepository(Repository[K, V]):
             if self._closed or self._read_only or self._needs_recovery:
                 self._check_write()
             if self._projection is not None:
-                self._append([(tenant, len(cold._prefix(tenant)), full, data)], b"k" + full)
+                self._append([(tenant, len(cold._prefix(tenant)), full, data)], _log.one(full))
                 return
             # The hot path, inlined: cold batch (record + log entry), then hot put.
             seq = self._seq + 1
@@ -822,7 +816,7 @@ class TieredRepository(Repository[K, V]):
         with self._lock:
             self._check_write()
             if self._projection is not None:
-                self._append([(tenant, len(cold._prefix(tenant)), full, data)], b"k" + full)
+                self._append([(tenant, len(cold._prefix(tenant)), full, data)], _log.one(full))
                 return
             if self._cb.get(full) is not None:
                 raise KeyExistsError(
@@ -832,7 +826,7 @@ class TieredRepository(Repository[K, V]):
                     backend="tiered",
                 )
             seq = self._seq + 1
-            self._cold_write([(full, data), (log_key(seq), b"k" + full)], seq)
+            self._cold_write([(full, data), (log_key(seq), _log.one(full))], seq)
             self._hot_apply([(full, data)], seq)
 
     def delete(self, tenant: str, key: K) -> bool:
@@ -848,7 +842,7 @@ class TieredRepository(Repository[K, V]):
                 self._no_history_deletes()
             existed = self._cb.get(full) is not None
             seq = self._seq + 1
-            self._cold_write([(full, None), (log_key(seq), b"k" + full)], seq)
+            self._cold_write([(full, None), (log_key(seq), _log.one(full))], seq)
             self._hot_apply([(full, None)], seq)
             return existed
 
@@ -858,7 +852,9 @@ class TieredRepository(Repository[K, V]):
         are projected in the order given."""
         cold = self._cold
         pairs = items.items() if isinstance(items, Mapping) else items
-        ops: list[Op] = [(cold._full(tenant, k), cold._value(v, tenant, k)) for k, v in pairs]
+        ops: list[Op] = [
+            (cold._full(tenant, k), cold._value(v, tenant, k, held=True)) for k, v in pairs
+        ]
         if not ops:
             cold._prefix(tenant)
             return 0
@@ -871,9 +867,8 @@ class TieredRepository(Repository[K, V]):
             return self._hot.get_many(tenant, keys, default)
         key_list = list(keys)
         out: list[Any] = self._hot.get_many(tenant, key_list, _MISSING)
-        missing = [i for i, v in enumerate(out) if v is _MISSING]
-        if missing:
-            for i in missing:
+        for i, v in enumerate(out):
+            if v is _MISSING:
                 out[i] = self._miss(tenant, key_list[i], default)
         return out
 
@@ -884,14 +879,12 @@ class TieredRepository(Repository[K, V]):
             ReadOnlyError: projection mode (history is append-only).
         """
         fulls = list(dict.fromkeys(self._cold._full(tenant, k) for k in keys))
-        if self._projection is not None:
-            self._check_write()
-            self._no_history_deletes()
-        if not fulls:
-            self._check_write()
-            return 0
         with self._lock:
             self._check_write()
+            if self._projection is not None:
+                self._no_history_deletes()
+            if not fulls:
+                return 0
             present = sum(1 for raw in self._cb.get_many(fulls) if raw is not None)
             self._write_locked([(k, None) for k in fulls], None)
         return present
@@ -948,10 +941,10 @@ class TieredRepository(Repository[K, V]):
         with self._lock:
             self._check_write()
             seq = self._seq + 1
-            self._cold_write([(log_key(seq), b"D" + prefix)], seq)
+            self._cold_write([(log_key(seq), _log.drop_intent(prefix))], seq)
             try:
                 n = self._cb.delete_range(prefix, prefix + _TENANT_END)
-                self._cb.put(log_key(seq), b"d" + prefix)
+                self._cb.put(log_key(seq), _log.drop_done(prefix))
             except BaseException:
                 self._needs_recovery = True  # the next write finishes the drop first
                 raise
@@ -1149,7 +1142,7 @@ def _check_tier(name: str, repo: Any) -> None:
             backend="tiered",
         )
     if repo.closed:
-        raise RepositoryClosedError(f"the {name} tier {_describe_tier(repo)} is closed")
+        raise RepositoryClosedError(f"the {name} tier {repo._describe()} is closed")
     caps = repo.capabilities
     missing = [
         what
@@ -1164,7 +1157,7 @@ def _check_tier(name: str, repo: Any) -> None:
     ]
     if missing:
         raise ConfigurationError(
-            f"the {name} tier {_describe_tier(repo)} ({repo.backend.scheme}) cannot be "
+            f"the {name} tier {repo._describe()} ({repo.backend.scheme}) cannot be "
             f"tiered: it lacks {' and '.join(missing)}",
             backend=repo.backend.scheme,
         )

@@ -81,17 +81,15 @@ class ProjectionState:
     atomically together with the change-log position they correspond to.
     """
 
-    __slots__ = ("_hot", "_overlay", "_prefix", "tenant")
+    __slots__ = ("_hot", "_overlay", "tenant")
 
     def __init__(self, hot: Repository[Any, Any], overlay: dict[bytes, bytes | None]) -> None:
         self._hot = hot
         self._overlay = overlay
         self.tenant = ""
-        self._prefix = b""
 
     def _bind(self, tenant: str) -> ProjectionState:
         self.tenant = tenant
-        self._prefix = self._hot._prefix(tenant)
         return self
 
     def get(self, key: Any, default: Any = None) -> Any:
