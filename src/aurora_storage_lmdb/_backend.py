@@ -19,6 +19,7 @@ Design choices (each is a reason, see docs/backends/lmdb.md for the user's view)
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -39,7 +40,7 @@ import lmdb
 from aurora_storage import Repository
 from aurora_storage.backend import Backend, Capabilities, Op
 from aurora_storage.codecs import Codec
-from aurora_storage.config import URL
+from aurora_storage.config import URL, config_from_options
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
@@ -70,7 +71,7 @@ _MDB_MAGIC = 0xBEEFC0DE
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _crc = zlib.crc32
-_pack = struct.Struct("<I").pack
+_pack = _U32.pack
 # CRC-32 of any message followed by its own CRC (little endian) is this constant, so a
 # stored value is checked with one crc32 call over the stored bytes.
 _RESIDUE = 0x2144DF1C
@@ -104,8 +105,9 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _wrap(key: bytes, value: bytes) -> bytes:
-    """The stored form of ``value``: its CRC32, then the value."""
+def _wrap(value: bytes) -> bytes:
+    """The stored form of ``value``: the value, then its CRC32 (little endian). put()
+    and write() build it inline (hot paths)."""
     return value + _pack(_crc(value))
 
 
@@ -429,7 +431,7 @@ class LMDBBackend(Backend):
 
     # ------------------------------------------------------------------ retries
 
-    def _recover(self, exc: BaseException, attempt: int, *, writing: bool) -> None:
+    def _recover(self, exc: Exception, attempt: int, *, writing: bool) -> None:
         """Make the failed unit of work retryable, or raise the user-facing error.
 
         Called with no transaction of this call open. ``writing`` tells whether the
@@ -438,7 +440,7 @@ class LMDBBackend(Backend):
         if self._dead:
             self._check()
         if attempt >= _RETRIES:
-            raise self._translate(exc, "retrying") from exc  # type: ignore[arg-type]
+            raise self._translate(exc, "retrying") from exc
         if isinstance(exc, lmdb.MapFullError):
             self._grow()
         elif isinstance(exc, lmdb.MapResizedError):
@@ -455,7 +457,7 @@ class LMDBBackend(Backend):
             with self._wlock:
                 pass
         else:
-            raise self._translate(exc, "operation") from exc  # type: ignore[arg-type]
+            raise self._translate(exc, "operation") from exc
 
     def _adopt_map_size(self, writing: bool) -> None:
         if writing:
@@ -505,7 +507,7 @@ class LMDBBackend(Backend):
             if fd is not None:
                 os.close(fd)
 
-    def _write_txn(self, fn: Callable[[Any], T], first: BaseException | None = None) -> T:
+    def _write_txn(self, fn: Callable[[Any], T], first: Exception | None = None) -> T:
         """Run ``fn(txn)`` in one write transaction, retrying the whole unit after the
         map grows (or adopting another process's growth). Takes the write lock."""
         attempt = 0
@@ -523,7 +525,7 @@ class LMDBBackend(Backend):
                     self._recover(exc, attempt, writing=True)
                     attempt += 1
 
-    def _read_txn(self, fn: Callable[[Any], T], first: BaseException | None = None) -> T:
+    def _read_txn(self, fn: Callable[[Any], T], first: Exception | None = None) -> T:
         """Run ``fn(txn)`` in one read transaction, retrying transient failures."""
         attempt = 0
         if first is not None:
@@ -580,6 +582,7 @@ class LMDBBackend(Backend):
             self._check()
         txn = None
         try:
+            # The same inlined read as get() (a hot path too), minus the CRC check.
             txn = self._begin()
             raw = txn.get(key)
             txn.abort()
@@ -589,7 +592,7 @@ class LMDBBackend(Backend):
             raw = self._get_slow(key, exc)
         return raw is not None
 
-    def _get_slow(self, key: bytes, exc: BaseException) -> bytes | None:
+    def _get_slow(self, key: bytes, exc: Exception) -> bytes | None:
         raw: bytes | None = self._read_txn(lambda txn: txn.get(key), exc)
         return raw
 
@@ -619,7 +622,7 @@ class LMDBBackend(Backend):
                 first = exc
         self._put_slow(key, data, first)
 
-    def _put_slow(self, key: bytes, data: bytes, exc: BaseException) -> None:
+    def _put_slow(self, key: bytes, data: bytes, exc: Exception) -> None:
         self._write_txn(lambda txn: txn.put(key, data), exc)
 
     def insert(self, key: bytes, value: bytes) -> bool:
@@ -627,7 +630,7 @@ class LMDBBackend(Backend):
         across processes too."""
         if self._dead:
             self._check()
-        data = _wrap(key, value)
+        data = _wrap(value)
         return bool(self._write_txn(lambda txn: txn.put(key, data, overwrite=False)))
 
     def delete(self, key: bytes) -> bool:
@@ -749,16 +752,9 @@ class LMDBBackend(Backend):
             out = list(islice(cur.iterprev(keys=True, values=values), n))
             last = out[-1][0] if values else out[-1]
             if last < start:
-                # Descending: find the first element below ``start``.
-                lo, hi = 0, len(out)
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    k = out[mid][0] if values else out[mid]
-                    if k < start:
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                del out[lo:]
+                # Descending: cut at the first element below ``start``.
+                below = (lambda e: e[0] < start) if values else (lambda k: k < start)
+                del out[bisect_left(out, True, key=below) :]
             return out
 
         return backward if reverse else forward
@@ -770,8 +766,6 @@ class LMDBBackend(Backend):
         # Small first chunk: a scan with limit=1 (first key, exists) stays cheap.
         n = min(32, self._chunk)
         while True:
-            if self._dead:
-                self._check()
             chunk = self._read_txn(self._chunk_fn(start, stop, reverse, values, after, n))
             if not chunk:
                 return
@@ -924,7 +918,7 @@ class LMDBBackend(Backend):
         """Close the environment. Idempotent. Iterators still held raise
         RepositoryClosedError when advanced. An inherited copy (after fork) is only
         marked closed: the parent owns it."""
-        with self._wlock if not self._forked else _NULL_LOCK:
+        with self._wlock if not self._forked else contextlib.nullcontext():
             if self._closed:
                 return
             self._closed = True
@@ -940,17 +934,6 @@ class LMDBBackend(Backend):
     def describe(self) -> str:
         """``lmdb://<path>``."""
         return f"lmdb://{self.path}"
-
-
-class _NullLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NULL_LOCK = _NullLock()
 
 
 def _count_readers(table: str) -> int:
@@ -987,8 +970,6 @@ class LMDBRepository(Repository[Any, Any]):
         codec: str | Codec | None = None,
         **options: Any,
     ) -> None:
-        from aurora_storage.config import config_from_options
-
         opts = dict(options)
         if map_size is not None:
             opts["map_size"] = map_size
