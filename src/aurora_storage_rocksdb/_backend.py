@@ -41,7 +41,7 @@ from aurora_storage.errors import (
     StoreLockedError,
 )
 
-from ._config import RocksDBConfig
+from ._config import RocksDBConfig, config_from_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -94,7 +94,6 @@ class InheritedHandleError(RepositoryClosedError):
 
 # Live backends, so a fork() child can poison the handles it inherited.
 _LIVE: weakref.WeakSet[RocksDBBackend] = weakref.WeakSet()
-_LEAKED: list[Any] = []
 
 
 def _after_fork_in_child() -> None:
@@ -105,11 +104,11 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _translate(exc: BaseException, backend: RocksDBBackend, doing: str) -> StorageError:
+def _translate(exc: BaseException, config: RocksDBConfig, doing: str) -> StorageError:
     """The typed error for an engine exception (the caller chains it)."""
     if isinstance(exc, StorageError):
         return exc
-    path = backend.config.path
+    path = config.path
     if isinstance(exc, rocksdict.DbClosedError):
         return RepositoryClosedError(
             f"the RocksDB store {path} is closed; open it again", backend="rocksdb", path=path
@@ -118,7 +117,6 @@ def _translate(exc: BaseException, backend: RocksDBBackend, doing: str) -> Stora
     low = text.lower()
     if "lock hold by current process" in low or (
         "/lock" in low
-        and "lock" in low
         and ("resource temporarily unavailable" in low or "no locks available" in low)
     ):
         return StoreLockedError(
@@ -145,7 +143,7 @@ def _translate(exc: BaseException, backend: RocksDBBackend, doing: str) -> Stora
         )
     if "read only mode" in low or "not supported operation in read only" in low:
         return ReadOnlyError(
-            f"the RocksDB store {path} was opened {backend.config.mode}; it refuses writes",
+            f"the RocksDB store {path} was opened {config.mode}; it refuses writes",
             backend="rocksdb",
             path=path,
         )
@@ -198,8 +196,6 @@ class RocksDBBackend(Backend):
     @classmethod
     def from_url(cls, url: URL, options: Mapping[str, Any]) -> RocksDBBackend:
         """Open the store a ``rocksdb://`` URL names."""
-        from ._config import config_from_url
-
         return cls.open(config_from_url(url, options))
 
     @classmethod
@@ -256,9 +252,7 @@ class RocksDBBackend(Backend):
                 shutil.rmtree(d, ignore_errors=True)
             if secondary_tmp is not None:
                 shutil.rmtree(secondary_tmp, ignore_errors=True)
-            probe = cls.__new__(cls)
-            probe.config = config
-            raise _translate(exc, probe, "opening") from exc
+            raise _translate(exc, config, "opening") from exc
         return cls(config, db, secondary_tmp)
 
     # ------------------------------------------------------------------ state
@@ -279,14 +273,13 @@ class RocksDBBackend(Backend):
     def _error(self, exc: BaseException, doing: str) -> StorageError:
         if self._closed:
             return self._unusable()
-        return _translate(exc, self, doing)
+        return _translate(exc, self.config, doing)
 
     def _poison_after_fork(self) -> None:
         if self._closed:
             return
         # Keep the inherited engine object alive forever in the child: dropping it would
         # flush the parent's memtable into the parent's files from this process.
-        _LEAKED.append(self._db)
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(self._db))
         self._poisoned = (
             f"this RocksDB repository ({self.config.path}) was opened in process {self._pid} "
@@ -336,19 +329,6 @@ class RocksDBBackend(Backend):
         except Exception as exc:
             raise self._error(exc, "delete") from exc
 
-    def insert(self, key: bytes, value: bytes) -> bool:
-        """See :meth:`Backend.insert`: read then write under this process's lock (RocksDB
-        has one writer process, so the lock covers every writer)."""
-        self._check()
-        try:
-            with self._insert_lock:
-                if self._get(key) is not None:
-                    return False
-                self._put(key, value)
-                return True
-        except Exception as exc:
-            raise self._error(exc, "insert") from exc
-
     def write(self, ops: Sequence[Op]) -> None:
         """See :meth:`Backend.write`: one atomic WriteBatch."""
         self._check()
@@ -376,34 +356,24 @@ class RocksDBBackend(Backend):
             try:
                 ro = rocksdict.ReadOptions()
                 ro.set_iterate_upper_bound(hi)
+                read = db.items if values else db.keys
                 if reverse:
-                    src = (db.items if values else db.keys)(
-                        backwards=True, from_key=hi, read_opt=ro
-                    )
-                    out = list(islice(src, n))
-                    del src
-                    # No working lower bound in the binding: stop at lo here.
-                    if out:
-                        last = out[-1][0] if values else out[-1]
-                        if last < lo:
-                            if values:
-                                out = [kv for kv in out if kv[0] >= lo]
-                            else:
-                                out = [k for k in out if k >= lo]
-                            return out, False
+                    src = read(backwards=True, from_key=hi, read_opt=ro)
                 else:
-                    src = (db.items if values else db.keys)(from_key=lo, read_opt=ro)
-                    out = list(islice(src, n))
-                    del src
+                    src = read(from_key=lo, read_opt=ro)
+                out = list(islice(src, n))
+                del src
+                # A chunk that ends short (here or below) is confirmed with an iterator
+                # that reports errors: the native one swallows them.
+                if not out:
+                    return out, self._more(lo, hi, reverse)
+                last = out[-1][0] if values else out[-1]
+                if reverse and last < lo:
+                    # No working lower bound in the binding: stop at lo here.
+                    return [e for e in out if (e[0] if values else e) >= lo], False
                 if len(out) == n:
                     return out, True
-                # Ended short: the native iterator swallows errors, so confirm the end
-                # with one that reports them.
-                if out:
-                    last = out[-1][0] if values else out[-1]
-                    lo2, hi2 = (lo, last) if reverse else (last + b"\x00", hi)
-                else:
-                    lo2, hi2 = lo, hi
+                lo2, hi2 = (lo, last) if reverse else (last + b"\x00", hi)
                 return out, self._more(lo2, hi2, reverse)
             except Exception as exc:
                 raise self._error(exc, "scan") from exc
@@ -469,14 +439,6 @@ class RocksDBBackend(Backend):
         """See :meth:`Backend.first_key`."""
         out, _ = self._chunk(start, stop, False, 1, False)
         return out[0] if out else None
-
-    def count_range(self, start: bytes, stop: bytes) -> int:
-        """See :meth:`Backend.count_range`."""
-        self._check()
-        n = 0
-        for _ in self._scan(start, stop, False, False):
-            n += 1
-        return n
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`: one range tombstone over the key range."""
@@ -612,7 +574,7 @@ class RocksDBBackend(Backend):
                 if os.getpid() == self._pid:
                     db.close()
             except Exception as exc:
-                raise _translate(exc, self, "close") from exc
+                raise _translate(exc, self.config, "close") from exc
             finally:
                 del db
                 if self._secondary_tmp is not None:
