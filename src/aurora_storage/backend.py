@@ -19,9 +19,12 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 __all__ = ["Backend", "Capabilities", "Op"]
+
+_RANGE_CHUNK = 10_000
 
 #: One write in an atomic batch: ``(key, value)`` puts, ``(key, None)`` deletes.
 Op = tuple[bytes, bytes | None]
@@ -132,11 +135,19 @@ class Backend(ABC):
             return True
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
-        """Delete every key in ``[start, stop)``; return how many there were."""
-        keys = list(self.scan_keys(start, stop))
-        for i in range(0, len(keys), 10_000):
-            self.write([(k, None) for k in keys[i : i + 10_000]])
-        return len(keys)
+        """Delete every key in ``[start, stop)``; return how many there were.
+
+        The default deletes in batches of 10,000 keys, re-seeking after each, so memory
+        stays flat however large the range (it is therefore not one atomic batch)."""
+        total, lo = 0, start
+        while True:
+            keys = list(islice(self.scan_keys(lo, stop), _RANGE_CHUNK))
+            if keys:
+                self.write([(k, None) for k in keys])
+                total += len(keys)
+            if len(keys) < _RANGE_CHUNK:
+                return total
+            lo = keys[-1] + b"\x00"
 
     def count_range(self, start: bytes, stop: bytes) -> int:
         """Number of keys in ``[start, stop)``."""

@@ -218,3 +218,17 @@ def test_unordered_backend_still_lists_every_tenant(dictkv: None) -> None:
         for t in ["zeta", "alpha", "mid", "a", "a:b"]:
             repo.put(t, "k", 1)
         assert sorted(repo.tenants()) == ["a", "a:b", "alpha", "mid", "zeta"]
+
+
+def test_default_delete_range_deletes_across_chunks() -> None:
+    """Backend.delete_range's default works in chunks of 10,000 keys; a range larger than
+    one chunk is deleted whole and counted exactly."""
+    from aurora_storage.backend import Backend
+    from aurora_storage.memory import MemoryBackend
+
+    backend = MemoryBackend()
+    backend.write([(b"k%06d" % i, b"v") for i in range(25_001)])
+    backend.write([(b"z", b"outside")])
+    assert Backend.delete_range(backend, b"k", b"l") == 25_001
+    assert backend.count_range(b"k", b"l") == 0
+    assert backend.get(b"z") == b"outside"
