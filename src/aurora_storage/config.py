@@ -26,6 +26,7 @@ __all__ = [
     "URL",
     "config_from_options",
     "describe_options",
+    "local_path",
     "parse_bool",
     "parse_size",
     "size_field",
@@ -157,6 +158,24 @@ class URL:
 
     def __repr__(self) -> str:
         return f"URL({self.render()!r})"
+
+
+def local_path(url: URL, *, backend: str) -> str:
+    """The filesystem path of a URL naming a local store (``scheme:///abs/path`` or
+    ``scheme:relative/path``), for file-based backends.
+
+    Raises:
+        InvalidURLError: the URL has a host, port or user, or names no path.
+    """
+    forms = f"'{backend}:///abs/path' or '{backend}:relative/path'"
+    if url.host or url.port is not None or url.username is not None:
+        raise InvalidURLError(
+            f"{backend} URLs name a local store and take no host: use {forms}, not {url}",
+            backend=backend,
+        )
+    if url.path in ("", "/"):
+        raise InvalidURLError(f"{url} names no path: use {forms}", backend=backend)
+    return url.path
 
 
 def _is_secret(name: str) -> bool:

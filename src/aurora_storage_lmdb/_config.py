@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aurora_storage.config import URL, config_from_options, size_field
-from aurora_storage.errors import ConfigurationError, InvalidURLError
+from aurora_storage.config import URL, config_from_options, local_path, size_field
+from aurora_storage.errors import ConfigurationError
 
 __all__ = ["DEFAULT_MAP_SIZE", "LMDBConfig"]
 
@@ -108,15 +108,5 @@ class LMDBConfig:
             InvalidURLError: a host in the URL, no path, or an unknown/malformed option.
             ConfigurationError: conflicting options.
         """
-        if url.host or url.port is not None or url.username is not None:
-            raise InvalidURLError(
-                f"lmdb URLs take no host: use 'lmdb:///absolute/path' or "
-                f"'lmdb:relative/path', not {url}",
-                backend="lmdb",
-            )
-        if url.path in ("", "/"):
-            raise InvalidURLError(
-                f"{url} names no path: use 'lmdb:///absolute/path' or 'lmdb:relative/path'",
-                backend="lmdb",
-            )
-        return config_from_options(cls, options, backend="lmdb", fixed={"path": url.path})
+        path = local_path(url, backend="lmdb")
+        return config_from_options(cls, options, backend="lmdb", fixed={"path": path})

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aurora_storage.config import URL, config_from_options, parse_bool, size_field
-from aurora_storage.errors import ConfigurationError, InvalidURLError
+from aurora_storage.config import URL, config_from_options, local_path, parse_bool, size_field
+from aurora_storage.errors import ConfigurationError
 
 __all__ = ["COMPRESSIONS", "MODES", "RocksDBConfig", "config_from_url"]
 
@@ -172,15 +172,4 @@ def config_from_url(url: URL, options: Mapping[str, Any]) -> RocksDBConfig:
         InvalidURLError: a host in the URL, no path, or a bad option.
         ConfigurationError: conflicting options.
     """
-    if url.host or url.port is not None or url.username is not None:
-        raise InvalidURLError(
-            f"rocksdb URLs name a local directory and take no host: use "
-            f"'rocksdb:///abs/path' or 'rocksdb:relative/path', not {url}",
-            backend="rocksdb",
-        )
-    if not url.path:
-        raise InvalidURLError(
-            f"{url} names no directory: use 'rocksdb:///abs/path' or 'rocksdb:relative/path'",
-            backend="rocksdb",
-        )
-    return RocksDBConfig.from_options(url.path, options)
+    return RocksDBConfig.from_options(local_path(url, backend="rocksdb"), options)

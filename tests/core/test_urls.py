@@ -371,3 +371,21 @@ def test_unknown_option_lists_codec_even_for_a_backend_without_options() -> None
         aurora_storage.open("memory://?sync=1")
     assert "'sync'" in str(info.value)
     assert "codec" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [("x:///abs/store", "/abs/store"), ("x:rel/store", "rel/store"), ("x://./rel", "./rel")],
+)
+def test_local_path_gives_the_store_path(text: str, path: str) -> None:
+    from aurora_storage.config import URL, local_path
+
+    assert local_path(URL.parse(text), backend="x") == path
+
+
+@pytest.mark.parametrize("text", ["x://host/abs", "x://user@/abs", "x:///", "x://"])
+def test_local_path_refuses_hosts_and_missing_paths(text: str) -> None:
+    from aurora_storage.config import URL, local_path
+
+    with pytest.raises(InvalidURLError, match="x:///abs/path"):
+        local_path(URL.parse(text), backend="x")
