@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from itertools import islice
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 import orjson
@@ -22,7 +21,7 @@ from ._keys import (
     encode_tenant,
     prefix_successor,
 )
-from .backend import Backend, Capabilities, Op
+from .backend import Backend, Capabilities, Chunk, Op
 from .codecs import Codec, get_codec
 from .errors import (
     ConfigurationError,
@@ -67,6 +66,42 @@ def _decode_key_at(full: bytes, offset: int) -> Any:
         return _keys.decode_key(full, offset)
     except ValueError as exc:
         raise CorruptionError(f"a stored key is not a valid encoding: {exc}") from exc
+
+
+def _decode_keys(keys: list[bytes], plen: int) -> list[Any]:
+    """Decode a chunk of stored keys that share one tenant prefix of ``plen`` bytes.
+
+    The common chunk, all plain ``str`` keys, is decoded with a handful of C-level calls
+    over the joined bytes instead of a Python call per key. With ``P`` the tenant prefix,
+    ``z`` its zero bytes, ``n`` keys and ``sep = 0x00 P 0x20``, the joined bytes split
+    into exactly the ``n`` key bodies when they start with ``P 0x20``, end with ``0x00``,
+    hold exactly ``n * (z + 1)`` zero bytes and split into ``n`` parts at ``sep``: a str
+    element holds one zero byte (its terminator) unless its body has an escaped NUL, and
+    any other element type either starts no ``sep`` at its key boundary or pays two zero
+    bytes for every ``sep`` inside it, so no mix of other keys passes both counts.
+    Anything else (other key types, escaped NULs, lone surrogates) is decoded key by key.
+    """
+    n = len(keys)
+    if n > 1:
+        joined = b"".join(keys)
+        head = keys[0][: plen + 1]
+        if (
+            joined[-1] == 0
+            and joined.startswith(head)
+            and head[-1] == 0x20
+            and joined.count(0) == n * head.count(0) + n
+        ):
+            try:
+                text = joined.decode()
+                lead = head.decode()
+            except UnicodeDecodeError:
+                pass
+            else:
+                # Offsets in characters: a non-ASCII tenant is longer in bytes.
+                parts = text[len(lead) : -1].split("\x00" + lead)
+                if len(parts) == n:
+                    return parts
+    return [_decode_key_at(k, plen) for k in keys]
 
 
 class Repository(Generic[K, V]):
@@ -448,7 +483,9 @@ class Repository(Generic[K, V]):
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         _check_limit(limit)
-        return self._iter(self._backend.scan_keys(lo, hi, reverse=reverse), limit, plen, 0)
+        return self._iter(
+            self._backend.scan_chunks(lo, hi, reverse=reverse, values=False), limit, plen, 0
+        )
 
     def values(
         self,
@@ -464,7 +501,9 @@ class Repository(Generic[K, V]):
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         _check_limit(limit)
-        return self._iter(self._backend.scan(lo, hi, reverse=reverse), limit, plen, 1)
+        return self._iter(
+            self._backend.scan_chunks(lo, hi, reverse=reverse, values=True), limit, plen, 1
+        )
 
     def items(
         self,
@@ -480,53 +519,56 @@ class Repository(Generic[K, V]):
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         _check_limit(limit)
-        return self._iter(self._backend.scan(lo, hi, reverse=reverse), limit, plen, 2)
+        return self._iter(
+            self._backend.scan_chunks(lo, hi, reverse=reverse, values=True), limit, plen, 2
+        )
 
     def _iter(
-        self, source: Iterator[Any], limit: int | None, plen: int, mode: int
+        self, chunks: Iterator[Chunk], limit: int | None, plen: int, mode: int
     ) -> Iterator[Any]:
-        # One loop per mode keeps per-item work to: closed check, key decode, value decode.
-        it = source if limit is None else islice(source, limit)
+        # Per item, only the closed check, the value decode and the yield remain in
+        # Python: keys are decoded a chunk at a time (_decode_keys).
         decode = self._decode
+        left = limit
         try:
-            if mode == 0:
-                body_at = plen + 1
-                for k in it:
-                    if self._closed:
-                        self._check_open()
-                    # _decode_key_at's str fast path, inlined: keys-only scans are cheap
-                    # enough on the engine side that a call per item shows.
-                    if k[plen] == 0x20 and k[-1] == 0:
-                        body = k[body_at:-1]
-                        if 0 not in body:
-                            try:
-                                key = body.decode()
-                            except UnicodeDecodeError:
-                                key = _decode_key_at(k, plen)
-                            yield key
-                            continue
-                    yield _decode_key_at(k, plen)
-            elif mode == 1:
-                for k, raw in it:
-                    if self._closed:
-                        self._check_open()
-                    try:
-                        value = decode(raw)
-                    except Exception:
-                        value = self._load(raw, "?", _decode_key_at(k, plen))
-                    yield value
-            else:
-                for k, raw in it:
-                    if self._closed:
-                        self._check_open()
-                    key = _decode_key_at(k, plen)
-                    try:
-                        value = decode(raw)
-                    except Exception:
-                        value = self._load(raw, "?", key)
-                    yield key, value
+            if left == 0:
+                return
+            for keys, raws in chunks:
+                if left is not None:
+                    if len(keys) > left:
+                        keys = keys[:left]
+                        if raws is not None:
+                            raws = raws[:left]
+                    left -= len(keys)
+                if mode == 0:
+                    for key in _decode_keys(keys, plen):
+                        if self._closed:
+                            self._check_open()
+                        yield key
+                elif mode == 1:
+                    assert raws is not None
+                    for k, raw in zip(keys, raws, strict=True):
+                        if self._closed:
+                            self._check_open()
+                        try:
+                            value = decode(raw)
+                        except Exception:
+                            value = self._load(raw, "?", _decode_key_at(k, plen))
+                        yield value
+                else:
+                    assert raws is not None
+                    for key, raw in zip(_decode_keys(keys, plen), raws, strict=True):
+                        if self._closed:
+                            self._check_open()
+                        try:
+                            value = decode(raw)
+                        except Exception:
+                            value = self._load(raw, "?", key)
+                        yield key, value
+                if left == 0:
+                    return
         finally:
-            close = getattr(source, "close", None)
+            close = getattr(chunks, "close", None)
             if close is not None:
                 close()
 

@@ -38,7 +38,7 @@ import orjson
 
 import lmdb
 from aurora_storage import Repository
-from aurora_storage.backend import Backend, Capabilities, Op
+from aurora_storage.backend import Backend, Capabilities, Chunk, Op
 from aurora_storage.codecs import Codec
 from aurora_storage.config import URL, config_from_options
 from aurora_storage.errors import (
@@ -713,14 +713,31 @@ class LMDBBackend(Backend):
         re-seek after the last key, so no transaction stays open between items."""
         if self._dead:
             self._check()
-        return self._scan(start, stop, reverse, True)
+        return self._flat(start, stop, reverse)
+
+    def _flat(self, start: bytes, stop: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+        for keys, vals in self._chunks(start, stop, reverse, True):
+            yield from zip(keys, vals, strict=True)  # type: ignore[arg-type]
 
     def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
         """See :meth:`Backend.scan_keys` (keys only; values are neither copied nor
         checked)."""
         if self._dead:
             self._check()
-        return self._scan(start, stop, reverse, False)
+        return self._flat_keys(start, stop, reverse)
+
+    def _flat_keys(self, start: bytes, stop: bytes, reverse: bool) -> Iterator[bytes]:
+        for keys, _ in self._chunks(start, stop, reverse, False):
+            yield from keys
+
+    def scan_chunks(
+        self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
+    ) -> Iterator[Chunk]:
+        """See :meth:`Backend.scan_chunks`: the chunks the scan reads anyway, values
+        checked and unwrapped."""
+        if self._dead:
+            self._check()
+        return self._chunks(start, stop, reverse, values)
 
     def _chunk_fn(
         self, start: bytes, stop: bytes, reverse: bool, values: bool, after: bytes | None, n: int
@@ -759,7 +776,7 @@ class LMDBBackend(Backend):
 
         return backward if reverse else forward
 
-    def _scan(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Any]:
+    def _chunks(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Chunk]:
         if start >= stop:
             return
         after: bytes | None = None
@@ -770,18 +787,21 @@ class LMDBBackend(Backend):
             if not chunk:
                 return
             if values:
+                keys: list[bytes] = list(map(_first, chunk))
+                raws: list[bytes] = list(map(_second, chunk))
+                del chunk
                 # Checked a chunk at a time with C-level maps (no Python loop per
                 # item): every stored value, trailer included, has the CRC residue.
-                raws: list[bytes] = list(map(_second, chunk))
                 if set(map(_crc, raws)) != _INTACT or min(map(len, raws)) < 4:
-                    for k, raw in chunk:
+                    for k, raw in zip(keys, raws, strict=True):
                         self._unwrap(k, raw)  # raises for the first damaged value
-                yield from zip(map(_first, chunk), map(_payload, raws), strict=True)
-                after = chunk[-1][0]
+                after = keys[-1]
+                yield keys, list(map(_payload, raws))
             else:
-                yield from chunk
-                after = chunk[-1]
-            if len(chunk) < n:
+                keys = chunk
+                after = keys[-1]
+                yield keys, None
+            if len(keys) < n:
                 return
             n = min(n * 4, self._chunk)
 

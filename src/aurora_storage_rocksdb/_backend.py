@@ -26,11 +26,12 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import rocksdict
 
-from aurora_storage.backend import Backend, Capabilities, Op
+from aurora_storage.backend import Backend, Capabilities, Chunk, Op
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
@@ -52,6 +53,8 @@ __all__ = ["InheritedHandleError", "RocksDBBackend"]
 
 _FIRST_CHUNK = 64
 _MAX_CHUNK = 4096
+_first = itemgetter(0)
+_second = itemgetter(1)
 
 _COMPRESSION = {
     "none": rocksdict.DBCompressionType.none,
@@ -404,12 +407,14 @@ class RocksDBBackend(Backend):
         finally:
             del it
 
-    def _scan(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Any]:
+    def _chunks(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Any]:
+        """The engine's chunks of ``[start, stop)``: lists of keys or of (key, value)."""
         lo, hi, n = start, stop, _FIRST_CHUNK
         chunk = self._chunk
         while lo < hi:
             out, more = chunk(lo, hi, reverse, n, values)
-            yield from out
+            if out:
+                yield out
             if not more:
                 return
             if out:
@@ -423,17 +428,33 @@ class RocksDBBackend(Backend):
             if self._closed:
                 raise self._unusable()
 
+    def _flat(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Any]:
+        for out in self._chunks(start, stop, reverse, values):
+            yield from out
+
     def scan(
         self, start: bytes, stop: bytes, *, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """See :meth:`Backend.scan`."""
         self._check()
-        return self._scan(start, stop, reverse, True)
+        return self._flat(start, stop, reverse, True)
 
     def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
         """See :meth:`Backend.scan_keys`."""
         self._check()
-        return self._scan(start, stop, reverse, False)
+        return self._flat(start, stop, reverse, False)
+
+    def scan_chunks(
+        self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
+    ) -> Iterator[Chunk]:
+        """See :meth:`Backend.scan_chunks`: the chunks the engine is read in anyway."""
+        self._check()
+        if values:
+            return (
+                (list(map(_first, out)), list(map(_second, out)))
+                for out in self._chunks(start, stop, reverse, True)
+            )
+        return ((out, None) for out in self._chunks(start, stop, reverse, False))
 
     def first_key(self, start: bytes, stop: bytes) -> bytes | None:
         """See :meth:`Backend.first_key`."""

@@ -6,9 +6,9 @@ import bisect
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from aurora_storage.backend import Backend, Capabilities, Op
+from aurora_storage.backend import Backend, Capabilities, Chunk, Op
 from aurora_storage.config import URL, config_from_options
 from aurora_storage.errors import InvalidURLError, RepositoryClosedError
 
@@ -17,6 +17,9 @@ from aurora_storage.errors import InvalidURLError, RepositoryClosedError
 class MemoryConfig:
     """Options of ``memory://`` (none yet; the class exists so unknown options are
     refused like on every other backend)."""
+
+
+_CHUNK = 1024
 
 
 def _own(value: bytes) -> bytes:
@@ -29,7 +32,8 @@ class MemoryBackend(Backend):
     """Reference backend: correct, thread-safe, not persistent.
 
     Scans see the keys present when the scan started (a snapshot of the key list) and the
-    values current at the time each item is produced; keys deleted meanwhile are skipped.
+    values current when each item (or, for the repository's chunked scans, each chunk of
+    up to 1024 items) is read; keys deleted meanwhile are skipped.
     """
 
     scheme = "memory"
@@ -143,6 +147,34 @@ class MemoryBackend(Backend):
             v = data.get(k)
             if v is not None:
                 yield k, v
+
+    def scan_chunks(
+        self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
+    ) -> Iterator[Chunk]:
+        """See :meth:`Backend.scan_chunks`: slices of the key snapshot, with the values
+        current when each slice is read."""
+        keys = self._range(start, stop)
+        if reverse:
+            keys.reverse()
+        return self._chunks(keys, values)
+
+    def _chunks(self, keys: list[bytes], values: bool) -> Iterator[Chunk]:
+        data = self._data
+        for i in range(0, len(keys), _CHUNK):
+            if self._closed:
+                self._check()
+            part = keys[i : i + _CHUNK]
+            if values:
+                got = list(map(data.get, part))
+                if None in got:  # deleted since the scan started
+                    part = [k for k, v in zip(part, got, strict=True) if v is not None]
+                    got = [v for v in got if v is not None]
+                if part:
+                    yield part, cast("list[bytes]", got)
+            else:
+                part = list(filter(data.__contains__, part))
+                if part:
+                    yield part, None
 
     def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
         """See :meth:`Backend.scan_keys`."""

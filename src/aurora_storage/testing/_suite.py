@@ -449,6 +449,37 @@ class ScanTests(_Base):
         assert list(repo.items("nobody", reverse=True)) == []
         assert repo.count("nobody") == 0
 
+    def test_backend_scan_paths_agree(self, repo: Repo) -> None:
+        # The repository reads through Backend.scan_chunks; compositions (tiered) and the
+        # Backend defaults read through scan / scan_keys. All must return the same
+        # records in the same order, and chunks are never empty or ragged.
+        require(repo, "ordered_scans", "compares scan orders")
+        rng = random.Random(11)
+        for tenant in ("a", "a\x00b", "b"):
+            repo.put_many(tenant, {f"k{i:04d}": i for i in range(rng.randint(300, 700))})
+            repo.put_many(tenant, [(k, 0) for k in ORDERED_KEYS])
+        be = repo.backend
+        p = encode_tenant("a\x00b")
+        for lo, hi in [(b"\x01", b"\x02"), (p, p + b"\xff"), (p + b"\x20k0100", p + b"\x20k0300")]:
+            for reverse in (False, True):
+                flat = list(be.scan(lo, hi, reverse=reverse))
+                assert flat, (lo, hi)
+                assert [k for k, _ in flat] == sorted(k for k, _ in flat)[:: -1 if reverse else 1]
+                assert list(be.scan_keys(lo, hi, reverse=reverse)) == [k for k, _ in flat]
+                chunked: list[tuple[bytes, bytes]] = []
+                for keys, vals in be.scan_chunks(lo, hi, reverse=reverse):
+                    assert keys, "scan_chunks yielded an empty chunk"
+                    assert vals is not None
+                    assert len(keys) == len(vals)
+                    chunked += zip(keys, vals, strict=True)
+                assert chunked == flat
+                only_keys: list[bytes] = []
+                for keys, vals in be.scan_chunks(lo, hi, reverse=reverse, values=False):
+                    assert keys, "scan_chunks yielded an empty chunk"
+                    assert vals is None
+                    only_keys += keys
+                assert only_keys == [k for k, _ in flat]
+
     def test_iterator_can_be_abandoned(self, repo: Repo) -> None:
         repo.put_many("t", {i: i for i in range(50)})
         it = repo.keys("t")
