@@ -406,23 +406,25 @@ class Repository(Generic[K, V]):
     def put_many(self, tenant: str, items: Mapping[K, V] | Iterable[tuple[K, V]]) -> int:
         """Store many values atomically (all or nothing); return how many.
 
-        Every key and value is validated and encoded before anything is written.
+        A bad key or value anywhere in ``items`` raises before anything is written.
         """
         self._check_writable()
         pairs = items.items() if isinstance(items, Mapping) else items
-        enc = self._encode_held
-        ops: list[Op] = []
-        append = ops.append
+        backend = self._backend
+        enc = self._encode if backend.streams_writes else self._encode_held
+        return backend.write_iter(self._encoded(tenant, pairs, enc))
+
+    def _encoded(
+        self, tenant: str, pairs: Iterable[tuple[K, V]], enc: Callable[[Any], bytes]
+    ) -> Iterator[tuple[bytes, bytes]]:
         full = self._full
         for key, value in pairs:
             k = full(tenant, key)
             try:
-                append((k, enc(value)))
+                v = enc(value)
             except Exception:
-                append((k, self._value(value, tenant, key)))
-        if ops:
-            self._backend.write(ops)
-        return len(ops)
+                v = self._value(value, tenant, key)
+            yield k, v
 
     def get_many(self, tenant: str, keys: Iterable[K], default: V | None = None) -> list[V | None]:
         """Values for ``keys`` in order; ``default`` for absent ones."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -71,6 +71,11 @@ class Backend(ABC):
     scheme: str = "?"
     #: What this instance supports.
     capabilities: Capabilities = Capabilities()
+    #: Whether :meth:`write_iter` copies each operation into the engine's own batch as
+    #: it is produced (RocksDB's WriteBatch). The repository then hands it freshly
+    #: encoded values it does not keep, instead of the exact-size copies it makes for
+    #: values held until one write (see :attr:`~aurora_storage.codecs.Codec.encode_held`).
+    streams_writes: bool = False
 
     def __init__(self) -> None:
         # Serialises the default read-then-write insert(); engines with a native
@@ -116,6 +121,20 @@ class Backend(ABC):
         """Like :meth:`scan` but keys only. Override when the engine can skip values."""
         for k, _ in self.scan(start, stop, reverse=reverse):
             yield k
+
+    def write_iter(self, ops: Iterable[Op]) -> int:
+        """Like :meth:`write`, for operations produced one at a time: ``ops`` is consumed
+        once, and if producing it raises, nothing is written and that exception propagates
+        unchanged. Returns how many operations were applied.
+
+        ``put_many`` writes through this method, so its keys and values are encoded while
+        the batch is built. The default collects ``ops`` and calls :meth:`write`; engines
+        with a batch object of their own override it (and set :attr:`streams_writes`).
+        """
+        batch = list(ops)
+        if batch:
+            self.write(batch)
+        return len(batch)
 
     def scan_chunks(
         self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True

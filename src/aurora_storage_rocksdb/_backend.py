@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -164,6 +164,7 @@ class RocksDBBackend(Backend):
     """
 
     scheme = "rocksdb"
+    streams_writes = True
 
     def __init__(self, config: RocksDBConfig, db: Any, secondary_tmp: str | None) -> None:
         super().__init__()
@@ -334,18 +335,28 @@ class RocksDBBackend(Backend):
 
     def write(self, ops: Sequence[Op]) -> None:
         """See :meth:`Backend.write`: one atomic WriteBatch."""
+        self.write_iter(ops)
+
+    def write_iter(self, ops: Iterable[Op]) -> int:
+        """See :meth:`Backend.write_iter`: each operation goes into the WriteBatch as it
+        is produced; the batch is written only once ``ops`` is exhausted."""
         self._check()
-        try:
-            wb = rocksdict.WriteBatch(raw_mode=True)
-            put, delete = wb.put, wb.delete
-            for k, v in ops:
-                if v is None:
-                    delete(k)
-                else:
-                    put(k, v)
-            self._db.write(wb)
-        except Exception as exc:
-            raise self._error(exc, "write batch") from exc
+        wb = rocksdict.WriteBatch(raw_mode=True)
+        put, delete = wb.put, wb.delete
+        # Outside the engine-error translation: an exception from producing ``ops`` (a
+        # bad key or value) reaches the caller unchanged, and the batch is dropped.
+        for k, v in ops:
+            if v is None:
+                delete(k)
+            else:
+                put(k, v)
+        n: int = wb.len()
+        if n:
+            try:
+                self._db.write(wb)
+            except Exception as exc:
+                raise self._error(exc, "write batch") from exc
+        return n
 
     # ------------------------------------------------------------------ scans
 
