@@ -321,6 +321,19 @@ class RocksDBBackend(Backend):
         except Exception as exc:
             raise self._error(exc, "get_many") from exc
 
+    def insert(self, key: bytes, value: bytes) -> bool:
+        """See :meth:`Backend.insert`: the default's read-then-write under the insert
+        lock (one writer process per store), calling the engine directly instead of
+        through :meth:`get` and :meth:`put` (two Python frames of a ~5 us operation)."""
+        try:
+            with self._insert_lock:
+                if self._get(key) is not None:
+                    return False
+                self._put(key, value)
+                return True
+        except Exception as exc:
+            raise self._error(exc, "insert") from exc
+
     def delete(self, key: bytes) -> bool:
         """See :meth:`Backend.delete`."""
         self._check()
