@@ -29,7 +29,7 @@ import time
 import weakref
 import zlib
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from operator import itemgetter
 from typing import Any, TypeVar
@@ -72,6 +72,8 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _crc = zlib.crc32
 _pack = _U32.pack
+# put_many values are wrapped this many at a time (see write_iter).
+_WRAP_SLICE = 1024
 # CRC-32 of any message followed by its own CRC (little endian) is this constant, so a
 # stored value is checked with one crc32 call over the stored bytes.
 _RESIDUE = 0x2144DF1C
@@ -125,6 +127,8 @@ class LMDBBackend(Backend):
     """
 
     scheme = "lmdb"
+    # write_iter wraps each value in a new exact-size envelope as it arrives.
+    streams_writes = True
 
     def __init__(self, config: LMDBConfig) -> None:
         super().__init__()
@@ -641,16 +645,30 @@ class LMDBBackend(Backend):
 
     def write(self, ops: Sequence[Op]) -> None:
         """See :meth:`Backend.write`: every operation in one write transaction."""
+        self.write_iter(ops)
+
+    def write_iter(self, ops: Iterable[Op]) -> int:
+        """See :meth:`Backend.write_iter`: ``ops`` is read in slices whose values are
+        wrapped in their CRC envelopes (exact-size copies) at once, so the caller's
+        encoded values are never held in bulk; then one write transaction."""
         if self._dead:
             self._check()
-        vals = list(map(_second, ops))
-        try:
-            # All puts (the usual case): envelopes built with C-level maps.
-            wrapped = list(map(bytes.__add__, vals, map(_pack, map(_crc, vals))))
-        except TypeError:  # a delete (None) among the operations
-            wrapped = None
-        if wrapped is not None:
-            puts = list(zip(map(_first, ops), wrapped, strict=True))
+        it = iter(ops)
+        puts: list[tuple[bytes, bytes | None]] = []
+        only_puts = True
+        while part := list(islice(it, _WRAP_SLICE)):
+            vals = list(map(_second, part))
+            wrapped: list[bytes | None]
+            try:
+                # All puts (the usual case): envelopes built with C-level maps.
+                wrapped = list(map(bytes.__add__, vals, map(_pack, map(_crc, vals))))
+            except TypeError:  # a delete (None) among the operations
+                wrapped = [None if v is None else _wrap(v) for v in vals]
+                only_puts = False
+            puts += zip(map(_first, part), wrapped, strict=True)
+        if not puts:
+            return 0
+        if only_puts:
 
             def put_all(txn: Any) -> None:
                 consumed, _ = txn.cursor().putmulti(puts)
@@ -663,18 +681,18 @@ class LMDBBackend(Backend):
                     )
 
             self._write_txn(put_all)
-            return
-        items = [(k, None if v is None else v + _pack(_crc(v))) for k, v in ops]
+            return len(puts)
 
         def apply(txn: Any) -> None:
             put, delete = txn.put, txn.delete
-            for k, v in items:
+            for k, v in puts:
                 if v is None:
                     delete(k)
                 else:
                     put(k, v)
 
         self._write_txn(apply)
+        return len(puts)
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`: cursor deletes, in bounded transactions
