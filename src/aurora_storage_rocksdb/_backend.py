@@ -25,8 +25,7 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice
-from operator import itemgetter
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import rocksdict
@@ -53,8 +52,6 @@ __all__ = ["InheritedHandleError", "RocksDBBackend"]
 
 _FIRST_CHUNK = 64
 _MAX_CHUNK = 4096
-_first = itemgetter(0)
-_second = itemgetter(1)
 
 _COMPRESSION = {
     "none": rocksdict.DBCompressionType.none,
@@ -375,8 +372,9 @@ class RocksDBBackend(Backend):
 
     def _chunk(
         self, lo: bytes, hi: bytes, reverse: bool, n: int, values: bool
-    ) -> tuple[list[Any], bool]:
-        """Up to ``n`` entries of ``[lo, hi)``; the flag says whether more may follow."""
+    ) -> tuple[list[bytes], list[bytes] | None, bool]:
+        """Up to ``n`` keys (and their values) of ``[lo, hi)``; the flag says whether
+        more may follow."""
         with self._lock:
             self._check()
             db = self._db
@@ -388,20 +386,31 @@ class RocksDBBackend(Backend):
                     src = read(backwards=True, from_key=hi, read_opt=ro)
                 else:
                     src = read(from_key=lo, read_opt=ro)
-                out = list(islice(src, n))
+                if values:
+                    # Flattened as they are read: each (key, value) tuple dies at once.
+                    # A chunk of live tuples would set off the garbage collector
+                    # (gen 0/1 passes every 700 of them, 0.14 us per scanned item).
+                    flat = list(chain.from_iterable(islice(src, n)))
+                    keys: list[bytes] = flat[0::2]
+                    vals: list[bytes] | None = flat[1::2]
+                    del flat
+                else:
+                    keys, vals = list(islice(src, n)), None
                 del src
                 # A chunk that ends short (here or below) is confirmed with an iterator
                 # that reports errors: the native one swallows them.
-                if not out:
-                    return out, self._more(lo, hi, reverse)
-                last = out[-1][0] if values else out[-1]
+                if not keys:
+                    return keys, vals, self._more(lo, hi, reverse)
+                last = keys[-1]
                 if reverse and last < lo:
-                    # No working lower bound in the binding: stop at lo here.
-                    return [e for e in out if (e[0] if values else e) >= lo], False
-                if len(out) == n:
-                    return out, True
+                    # No working lower bound in the binding: stop at lo here (keys
+                    # descend, so the ones to keep come first).
+                    cut = sum(1 for k in keys if k >= lo)
+                    return keys[:cut], None if vals is None else vals[:cut], False
+                if len(keys) == n:
+                    return keys, vals, True
                 lo2, hi2 = (lo, last) if reverse else (last + b"\x00", hi)
-                return out, self._more(lo2, hi2, reverse)
+                return keys, vals, self._more(lo2, hi2, reverse)
             except Exception as exc:
                 raise self._error(exc, "scan") from exc
 
@@ -431,59 +440,56 @@ class RocksDBBackend(Backend):
         finally:
             del it
 
-    def _chunks(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Any]:
-        """The engine's chunks of ``[start, stop)``: lists of keys or of (key, value)."""
+    def _chunks(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Chunk]:
+        """The engine's chunks of ``[start, stop)``, as (keys, values or None)."""
         lo, hi, n = start, stop, _FIRST_CHUNK
         chunk = self._chunk
         while lo < hi:
-            out, more = chunk(lo, hi, reverse, n, values)
-            if out:
-                yield out
+            keys, vals, more = chunk(lo, hi, reverse, n, values)
+            if keys:
+                if reverse:
+                    hi = keys[-1]
+                else:
+                    lo = keys[-1] + b"\x00"
+                yield keys, vals
             if not more:
                 return
-            if out:
-                last = out[-1][0] if values else out[-1]
-                if reverse:
-                    hi = last
-                else:
-                    lo = last + b"\x00"
             if n < _MAX_CHUNK:
                 n *= 2
             if self._closed:
                 raise self._unusable()
 
-    def _flat(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Any]:
-        for out in self._chunks(start, stop, reverse, values):
-            yield from out
+    def _flat(self, start: bytes, stop: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+        for keys, vals in self._chunks(start, stop, reverse, True):
+            yield from zip(keys, vals, strict=True)  # type: ignore[arg-type]
+
+    def _flat_keys(self, start: bytes, stop: bytes, reverse: bool) -> Iterator[bytes]:
+        for keys, _ in self._chunks(start, stop, reverse, False):
+            yield from keys
 
     def scan(
         self, start: bytes, stop: bytes, *, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """See :meth:`Backend.scan`."""
         self._check()
-        return self._flat(start, stop, reverse, True)
+        return self._flat(start, stop, reverse)
 
     def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
         """See :meth:`Backend.scan_keys`."""
         self._check()
-        return self._flat(start, stop, reverse, False)
+        return self._flat_keys(start, stop, reverse)
 
     def scan_chunks(
         self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
     ) -> Iterator[Chunk]:
         """See :meth:`Backend.scan_chunks`: the chunks the engine is read in anyway."""
         self._check()
-        if values:
-            return (
-                (list(map(_first, out)), list(map(_second, out)))
-                for out in self._chunks(start, stop, reverse, True)
-            )
-        return ((out, None) for out in self._chunks(start, stop, reverse, False))
+        return self._chunks(start, stop, reverse, values)
 
     def first_key(self, start: bytes, stop: bytes) -> bytes | None:
         """See :meth:`Backend.first_key`."""
-        out, _ = self._chunk(start, stop, False, 1, False)
-        return out[0] if out else None
+        keys, _, _ = self._chunk(start, stop, False, 1, False)
+        return keys[0] if keys else None
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`: one range tombstone over the key range."""
