@@ -41,6 +41,17 @@ def _stats(xs: list[float], per: int) -> tuple[float, float]:
     return xs[0] / per * 1e6, xs[len(xs) // 10] / per * 1e6
 
 
+def _fw_get(repo: Any) -> Callable[[list[str]], None]:
+    """The aurora-storage side of a get comparison, bound to ``repo``."""
+
+    def run(keys: list[str]) -> None:
+        get = repo.get
+        for k in keys:
+            get(TENANT, k)
+
+    return run
+
+
 def _compare(
     name: str, sides: dict[str, Callable[[Any], None]], inputs: list[Any], per: int, trials: int
 ) -> None:
@@ -96,11 +107,6 @@ def main() -> None:
             raw = repo.backend._db  # type: ignore[attr-defined]
             prefix = repo._prefix(TENANT) + b"\x20"
 
-            def fw_get(keys: list[str]) -> None:
-                get = repo.get
-                for k in keys:
-                    get(TENANT, k)
-
             def raw_get(keys: list[str]) -> None:
                 get = raw.get
                 for k in keys:
@@ -118,7 +124,7 @@ def main() -> None:
                     put(prefix + k.encode() + b"\x00", dumps(v))
                 raw.write(wb)
 
-            sides = {"fw": fw_get, "raw": raw_get}
+            sides = {"fw": _fw_get(repo), "raw": raw_get}
             _compare("rocksdb get (hit)", sides, hits, GETS, a.trials)
             _compare("rocksdb get (miss)", sides, misses, GETS, a.trials)
             _compare(
@@ -143,11 +149,6 @@ def main() -> None:
                     for k, v in data[i : i + 10_000]:
                         txn.put(prefix + k.encode() + b"\x00", dumps(v))
 
-            def lfw_get(keys: list[str]) -> None:
-                get = repo.get
-                for k in keys:
-                    get(TENANT, k)
-
             def lraw_get(keys: list[str]) -> None:
                 begin = env.begin
                 for k in keys:
@@ -156,7 +157,7 @@ def main() -> None:
                     if r is not None:
                         loads(r)
 
-            sides = {"fw": lfw_get, "raw": lraw_get}
+            sides = {"fw": _fw_get(repo), "raw": lraw_get}
             _compare("lmdb get (hit)", sides, hits, GETS, a.trials)
             _compare("lmdb get (miss)", sides, misses, GETS, a.trials)
             repo.close()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-__all__ = ["Backend", "Capabilities", "Chunk", "Op"]
+__all__ = ["Backend", "Capabilities", "Chunk", "Op", "chunk_items", "chunk_keys"]
 
 _RANGE_CHUNK = 10_000
 _SCAN_CHUNK = 256
@@ -33,6 +33,19 @@ Op = tuple[bytes, bytes | None]
 #: One piece of a chunked scan: the keys, and the values at the same positions (``None``
 #: for a keys-only scan).
 Chunk = tuple[list[bytes], list[bytes] | None]
+
+
+def chunk_items(chunks: Iterator[Chunk]) -> Iterator[tuple[bytes, bytes]]:
+    """The ``(key, value)`` pairs of a chunked scan, one at a time: :meth:`Backend.scan`
+    for an engine that implements :meth:`Backend.scan_chunks` natively."""
+    for keys, vals in chunks:
+        yield from zip(keys, vals, strict=True)  # type: ignore[arg-type]
+
+
+def chunk_keys(chunks: Iterator[Chunk]) -> Iterator[bytes]:
+    """The keys of a chunked scan, one at a time (:meth:`Backend.scan_keys` likewise)."""
+    for keys, _ in chunks:
+        yield from keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,24 +161,21 @@ class Backend(ABC):
         override it to hand their chunks over directly. The default cuts :meth:`scan` /
         :meth:`scan_keys` into chunks of 256 records.
         """
-        if values:
-            src = self.scan(start, stop, reverse=reverse)
-            try:
-                while pairs := list(islice(src, _SCAN_CHUNK)):
-                    yield [k for k, _ in pairs], [v for _, v in pairs]
-            finally:
-                close = getattr(src, "close", None)
-                if close is not None:
-                    close()
-        else:
-            ksrc = self.scan_keys(start, stop, reverse=reverse)
-            try:
-                while keys := list(islice(ksrc, _SCAN_CHUNK)):
-                    yield keys, None
-            finally:
-                close = getattr(ksrc, "close", None)
-                if close is not None:
-                    close()
+        src: Iterator[Any] = (
+            self.scan(start, stop, reverse=reverse)
+            if values
+            else self.scan_keys(start, stop, reverse=reverse)
+        )
+        try:
+            while part := list(islice(src, _SCAN_CHUNK)):
+                if values:
+                    yield [k for k, _ in part], [v for _, v in part]
+                else:
+                    yield part, None
+        finally:
+            close = getattr(src, "close", None)
+            if close is not None:
+                close()
 
     def contains(self, key: bytes) -> bool:
         """Whether ``key`` is present. Override when the engine can answer without

@@ -38,7 +38,7 @@ import orjson
 
 import lmdb
 from aurora_storage import Repository
-from aurora_storage.backend import Backend, Capabilities, Chunk, Op
+from aurora_storage.backend import Backend, Capabilities, Chunk, Op, chunk_items, chunk_keys
 from aurora_storage.codecs import Codec
 from aurora_storage.config import URL, config_from_options
 from aurora_storage.errors import (
@@ -731,22 +731,14 @@ class LMDBBackend(Backend):
         re-seek after the last key, so no transaction stays open between items."""
         if self._dead:
             self._check()
-        return self._flat(start, stop, reverse)
-
-    def _flat(self, start: bytes, stop: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
-        for keys, vals in self._chunks(start, stop, reverse, True):
-            yield from zip(keys, vals, strict=True)  # type: ignore[arg-type]
+        return chunk_items(self._chunks(start, stop, reverse, True))
 
     def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
         """See :meth:`Backend.scan_keys` (keys only; values are neither copied nor
         checked)."""
         if self._dead:
             self._check()
-        return self._flat_keys(start, stop, reverse)
-
-    def _flat_keys(self, start: bytes, stop: bytes, reverse: bool) -> Iterator[bytes]:
-        for keys, _ in self._chunks(start, stop, reverse, False):
-            yield from keys
+        return chunk_keys(self._chunks(start, stop, reverse, False))
 
     def scan_chunks(
         self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import rocksdict
 
-from aurora_storage.backend import Backend, Capabilities, Chunk, Op
+from aurora_storage.backend import Backend, Capabilities, Chunk, Op, chunk_items, chunk_keys
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
@@ -466,25 +466,17 @@ class RocksDBBackend(Backend):
             if self._closed:
                 raise self._unusable()
 
-    def _flat(self, start: bytes, stop: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
-        for keys, vals in self._chunks(start, stop, reverse, True):
-            yield from zip(keys, vals, strict=True)  # type: ignore[arg-type]
-
-    def _flat_keys(self, start: bytes, stop: bytes, reverse: bool) -> Iterator[bytes]:
-        for keys, _ in self._chunks(start, stop, reverse, False):
-            yield from keys
-
     def scan(
         self, start: bytes, stop: bytes, *, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """See :meth:`Backend.scan`."""
         self._check()
-        return self._flat(start, stop, reverse)
+        return chunk_items(self._chunks(start, stop, reverse, True))
 
     def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
         """See :meth:`Backend.scan_keys`."""
         self._check()
-        return self._flat_keys(start, stop, reverse)
+        return chunk_keys(self._chunks(start, stop, reverse, False))
 
     def scan_chunks(
         self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
