@@ -21,6 +21,7 @@ from ._keys import (
     encode_tenant,
     prefix_successor,
 )
+from ._stores import read_marker, write_marker
 from .backend import Backend, Capabilities, Chunk, Op
 from .codecs import Codec, get_codec
 from .errors import (
@@ -171,14 +172,35 @@ class Repository(Generic[K, V]):
     # ------------------------------------------------------------------ metadata
 
     def _check_metadata(self, codec: str | Codec | None) -> Codec:
-        raw = self._backend.get(META_KEY)
+        backend = self._backend
+        raw = backend.get(META_KEY)
+        marker = backend.marker_path
         if raw is None:
+            if marker is not None and read_marker(marker) is not None:
+                # The store was initialised once (the marker is written only after its
+                # metadata record was durable) and its engine now shows nothing: its
+                # files lost data (a truncated MANIFEST, a replaced data file). Writing a
+                # fresh metadata record would make the loss permanent.
+                raise CorruptionError(
+                    f"{backend.describe()} was initialised (its marker {marker} exists) but "
+                    "its engine holds no metadata record: the store's files are damaged or "
+                    "were replaced. Restore it from a backup; if you mean to start afresh, "
+                    "delete the whole store directory",
+                    backend=backend.scheme,
+                    path=marker,
+                )
             chosen = get_codec(codec if codec is not None else "json")
-            if not self._backend.capabilities.read_only:
-                self._backend.put(
+            if not backend.capabilities.read_only:
+                backend.put(
                     META_KEY,
                     orjson.dumps({"format": FORMAT_VERSION, "codec": chosen.name}),
                 )
+                if marker is not None:
+                    # The marker must never exist without a durable metadata record, or
+                    # an OS crash right after creation would leave a store that reads as
+                    # damaged.
+                    backend.flush()
+                    write_marker(marker, _marker_info(backend, chosen))
             return chosen
         try:
             meta = orjson.loads(raw)
@@ -203,8 +225,16 @@ class Repository(Generic[K, V]):
                     f"{wanted.name!r}; open it without a codec (or with codec={recorded!r})",
                     backend=self._backend.scheme,
                 )
-            return wanted
-        return get_codec(recorded)
+        else:
+            wanted = get_codec(recorded)
+        # Stores created before markers existed get theirs on the first writable open.
+        if (
+            marker is not None
+            and not backend.capabilities.read_only
+            and read_marker(marker) is None
+        ):
+            write_marker(marker, _marker_info(backend, wanted))
+        return wanted
 
     # ------------------------------------------------------------------ helpers
 
@@ -655,6 +685,19 @@ class Repository(Generic[K, V]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} {self._describe()} codec={self._codec.name} {state}>"
+
+
+def _marker_info(backend: Backend, codec: Codec) -> dict[str, Any]:
+    import datetime
+
+    return {
+        "what": "aurora-storage store marker: this store was initialised; see "
+        "docs/concepts (a store whose engine lost its metadata record is reported damaged)",
+        "backend": backend.scheme,
+        "format": FORMAT_VERSION,
+        "codec": codec.name,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def _check_limit(limit: int | None) -> None:

@@ -22,7 +22,31 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-__all__ = ["Backend", "Capabilities", "Chunk", "Op", "chunk_items", "chunk_keys"]
+from ._stores import (
+    StoreHandles,
+    config_signature,
+    create_store_dir,
+    marker_path,
+    open_stores,
+    plan_store_dir,
+    remove_created,
+)
+
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "Chunk",
+    "Op",
+    "StoreHandles",
+    "chunk_items",
+    "chunk_keys",
+    "config_signature",
+    "create_store_dir",
+    "marker_path",
+    "open_stores",
+    "plan_store_dir",
+    "remove_created",
+]
 
 _RANGE_CHUNK = 10_000
 _SCAN_CHUNK = 256
@@ -89,6 +113,12 @@ class Backend(ABC):
     #: encoded values it does not keep, instead of the exact-size copies it makes for
     #: values held until one write (see :attr:`~aurora_storage.codecs.Codec.encode_held`).
     streams_writes: bool = False
+    #: Where this store's initialisation marker lives (a file-based engine sets it,
+    #: usually ``aurora_storage.backend.marker_path(store_path)``); ``None`` for engines
+    #: that keep no files. The repository writes the marker when it creates the store's
+    #: metadata record, and refuses with CorruptionError a store whose marker exists but
+    #: whose metadata record is gone, instead of initialising it again.
+    marker_path: str | None = None
 
     def __init__(self) -> None:
         # Serialises the default read-then-write insert(); engines with a native

@@ -11,6 +11,7 @@ choices) and rejecting anything unknown or malformed with
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -26,6 +27,7 @@ __all__ = [
     "URL",
     "config_from_options",
     "describe_options",
+    "expand_store_path",
     "local_path",
     "parse_bool",
     "parse_size",
@@ -161,11 +163,13 @@ class URL:
 
 
 def local_path(url: URL, *, backend: str) -> str:
-    """The filesystem path of a URL naming a local store (``scheme:///abs/path`` or
-    ``scheme:relative/path``), for file-based backends.
+    """The filesystem path of a URL naming a local store (``scheme:///abs/path``,
+    ``scheme:relative/path``, ``scheme://./relative/path`` or ``scheme://~/in/home``), for
+    file-based backends, checked and ``~``-expanded by :func:`expand_store_path`.
 
     Raises:
-        InvalidURLError: the URL has a host, port or user, or names no path.
+        InvalidURLError: the URL has a host, port or user, names no path, or its path
+            cannot name a file (see :func:`expand_store_path`).
     """
     forms = f"'{backend}:///abs/path' or '{backend}:relative/path'"
     if url.host or url.port is not None or url.username is not None:
@@ -175,7 +179,92 @@ def local_path(url: URL, *, backend: str) -> str:
         )
     if url.path in ("", "/"):
         raise InvalidURLError(f"{url} names no path: use {forms}", backend=backend)
-    return url.path
+    return expand_store_path(url.path, backend=backend)
+
+
+#: Longest path this module lets through (Linux PATH_MAX, counting the final NUL).
+_PATH_MAX = 4095
+
+
+def expand_store_path(path: str | os.PathLike[str], *, backend: str) -> str:
+    """The one rule every file-based backend applies to a store path (from a URL or a
+    constructor argument):
+
+    * a leading ``~`` or ``~user`` component means that user's home directory (as in a
+      shell): ``rocksdb://~/data``, ``lmdb:~/data`` and ``path="~/data"`` all name
+      ``$HOME/data``. A ``~`` anywhere else (``/srv/~/x``, ``data/~``) is an ordinary
+      name. Other variables (``$HOME``) are not expanded;
+    * the path must be text without NUL characters, each component at most the
+      filesystem's name limit (255 bytes on common filesystems) and the whole at most
+      4095 bytes.
+
+    Relative paths stay relative (to the current directory when opened).
+
+    Raises:
+        InvalidURLError: a NUL character, an over-long component or path, or a ``~user``
+            whose home directory is unknown. The message says what to change.
+    """
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):
+        raise InvalidURLError(
+            f"a {backend} store path must be a str or os.PathLike, got {type(path).__name__}",
+            backend=backend,
+        )
+    if "\x00" in path:
+        raise InvalidURLError(
+            f"the {backend} store path {path!r} contains a NUL character, which no file "
+            "name can hold; remove it",
+            backend=backend,
+        )
+    if path.startswith("~"):
+        expanded = os.path.expanduser(path)
+        if expanded.startswith("~"):
+            user = path[1:].split("/", 1)[0]
+            who = f"user {user!r}" if user else "this user (HOME is not set)"
+            raise InvalidURLError(
+                f"the {backend} store path {path!r} starts with ~, but the home directory "
+                f"of {who} is unknown; write the path out in full",
+                backend=backend,
+            )
+        path = expanded
+    try:
+        encoded = os.fsencode(path)
+    except UnicodeError as exc:
+        raise InvalidURLError(
+            f"the {backend} store path {path!r} cannot be encoded as a file name: {exc}",
+            backend=backend,
+        ) from exc
+    if len(encoded) > _PATH_MAX:
+        raise InvalidURLError(
+            f"the {backend} store path is {len(encoded)} bytes long; the limit is "
+            f"{_PATH_MAX}: choose a shorter path",
+            backend=backend,
+        )
+    limit = _name_max(path)
+    for part in encoded.split(b"/"):
+        if len(part) > limit:
+            raise InvalidURLError(
+                f"the component {os.fsdecode(part)[:40]!r}... of the {backend} store path "
+                f"is {len(part)} bytes long; file names are limited to {limit} bytes here: "
+                "choose a shorter name",
+                backend=backend,
+            )
+    return path
+
+
+def _name_max(path: str) -> int:
+    """The longest file name the filesystem holding ``path`` (or its nearest existing
+    ancestor) accepts; 255 if it cannot be asked."""
+    cur = os.path.abspath(path)
+    while True:
+        try:
+            return int(os.pathconf(cur, "PC_NAME_MAX"))
+        except (OSError, ValueError):
+            parent = os.path.dirname(cur)
+            if parent == cur:
+                return 255
+            cur = parent
 
 
 def _is_secret(name: str) -> bool:
