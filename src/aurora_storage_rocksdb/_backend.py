@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice
@@ -30,6 +31,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import rocksdict
 
+from aurora_storage._stores import (
+    MARKER_NAME,
+    config_signature,
+    create_store_dir,
+    open_stores,
+    remove_created,
+)
 from aurora_storage.backend import Backend, Capabilities, Chunk, Op, chunk_items, chunk_keys
 from aurora_storage.errors import (
     ConfigurationError,
@@ -85,6 +93,11 @@ _INT_PROPERTIES = (
     "rocksdb.actual-delayed-write-rate",
 )
 _LEVELS = 7
+#: Seconds close() waits for calls in flight on other threads before giving up.
+_CLOSE_WAIT = 300.0
+#: Options that matter only when a store is opened, not to the live handle: a second
+#: open of a store already open in this process may differ in them.
+_OPEN_ONLY_OPTIONS = ("create_if_missing", "error_if_exists")
 
 
 class InheritedHandleError(RepositoryClosedError):
@@ -177,6 +190,7 @@ class RocksDBBackend(Backend):
         self._secondary_tmp = secondary_tmp
         self._pid = os.getpid()
         self._closed = False
+        self.marker_path = os.path.join(config.path, MARKER_NAME)
         self._poisoned: str | None = None
         # Serialises chunk reads with close(), so close() never races an engine iterator.
         self._lock = threading.RLock()
@@ -201,18 +215,36 @@ class RocksDBBackend(Backend):
 
     @classmethod
     def open(cls, config: RocksDBConfig) -> RocksDBBackend:
-        """Open (or create) the store ``config`` describes.
+        """Open (or create) the store ``config`` describes, or share the handle already
+        open on it in this process.
+
+        A writer (``mode=read_write``) is one live handle per store per process, whatever
+        the path's spelling (symlinks, ``..``, relative or absolute): a second open of the
+        same store returns the same backend with one more user, and :meth:`close`
+        closes the engine when its last user closes. ``mode=read_only`` and
+        ``mode=secondary`` write nothing into the store, so each gets its own engine
+        handle, beside a writer in this process or another (as RocksDB allows).
 
         Raises:
             ConfigurationError: no store at the path while ``create_if_missing`` is false or
                 the mode is read-only/secondary (no directory is left behind), a store
-                exists while ``error_if_exists`` is true, or the store was written by
-                rocksdict in pickle mode.
+                exists while ``error_if_exists`` is true, the path cannot be a store
+                directory, the store is already open in this process with other options
+                (named in the message), or the store was written by rocksdict in pickle
+                mode.
             StoreLockedError: another writer holds the store.
-            CorruptionError: the store's files are damaged.
+            CorruptionError: the store's files are damaged (the message names the file).
+            StorageFullError: no space left to create the store.
         """
         path = config.path
         exists = os.path.exists(os.path.join(path, "CURRENT"))
+        if not exists and os.path.exists(os.path.join(path, MARKER_NAME)):
+            raise CorruptionError(
+                f"the RocksDB store {path} was initialised (it holds {MARKER_NAME}) but its "
+                "CURRENT file is missing; the store is damaged: restore it from a backup",
+                backend="rocksdb",
+                path=os.path.join(path, "CURRENT"),
+            )
         if not exists and (not config.create_if_missing or config.mode != "read_write"):
             why = (
                 f"mode={config.mode} opens only an existing store"
@@ -228,8 +260,20 @@ class RocksDBBackend(Backend):
                 backend="rocksdb",
                 path=path,
             )
+        if config.mode != "read_write":
+            return cls._open_engine(config)
+        return open_stores.acquire(
+            path,
+            config_signature(config, ignore=_OPEN_ONLY_OPTIONS),
+            lambda: cls._open_engine(config),
+            backend="rocksdb",
+        )
+
+    @classmethod
+    def _open_engine(cls, config: RocksDBConfig) -> RocksDBBackend:
+        path = config.path
         _check_raw_mode(path)
-        created = _missing_dirs(path)
+        created = create_store_dir(path, backend="rocksdb") if config.mode == "read_write" else []
         secondary_tmp = None
         try:
             opts = _engine_options(config)
@@ -249,8 +293,7 @@ class RocksDBBackend(Backend):
                 db.set_write_options(wo)
         except Exception as exc:
             # rocksdict creates the directory before RocksDB validates anything.
-            for d in reversed(created):
-                shutil.rmtree(d, ignore_errors=True)
+            remove_created(created)
             if secondary_tmp is not None:
                 shutil.rmtree(secondary_tmp, ignore_errors=True)
             raise _translate(exc, config, "opening") from exc
@@ -611,8 +654,25 @@ class RocksDBBackend(Backend):
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """See :meth:`Backend.close`. Releases the LOCK at once: no engine iterator or
-        snapshot outlives a chunk read."""
+        """See :meth:`Backend.close`. Reference counted: a writer's handle shared by
+        several opens in this process (see :meth:`open`) closes its engine when the last
+        of them closes. Releases the LOCK at once: no engine iterator or snapshot
+        outlives a chunk read.
+
+        Safe while other threads are inside calls on this store: calls already inside
+        the engine finish (or raise RepositoryClosedError), then the engine closes; later
+        calls raise RepositoryClosedError.
+
+        Raises:
+            StorageFullError: the engine could not write its memtable out for lack of
+                space; every acknowledged write is still in the write-ahead log and is
+                recovered by the next open.
+        """
+        if self._closed:
+            return
+        open_stores.release(self, self._close_engine)
+
+    def _close_engine(self) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -622,7 +682,7 @@ class RocksDBBackend(Backend):
             _LIVE.discard(self)
             try:
                 if os.getpid() == self._pid:
-                    db.close()
+                    _close_when_free(db)
             except Exception as exc:
                 raise _translate(exc, self.config, "close") from exc
             finally:
@@ -634,6 +694,27 @@ class RocksDBBackend(Backend):
     def describe(self) -> str:
         """``rocksdb://<path>``."""
         return f"rocksdb://{self.config.path}"
+
+
+def _close_when_free(db: Any) -> None:
+    """Close the engine once no other thread is inside a call on it.
+
+    rocksdict refuses ``close()`` with "Already borrowed" while another thread is inside
+    a call that released the GIL (a multi-get, an iterator step). New calls can no
+    longer reach the engine (the backend dropped its reference before calling this), so
+    the calls in flight finish and the close then goes through.
+    """
+    deadline = time.monotonic() + _CLOSE_WAIT
+    delay = 0.0005
+    while True:
+        try:
+            db.close()
+            return
+        except Exception as exc:
+            if "already borrowed" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _engine_options(config: RocksDBConfig) -> Any:
@@ -678,20 +759,6 @@ def _check_raw_mode(path: str) -> None:
             backend="rocksdb",
             path=path,
         )
-
-
-def _missing_dirs(path: str) -> list[str]:
-    """The directories from the first missing ancestor of ``path`` down to it."""
-    out: list[str] = []
-    cur = path
-    while cur and not os.path.exists(cur):
-        out.append(cur)
-        parent = os.path.dirname(cur)
-        if parent == cur:
-            break
-        cur = parent
-    out.reverse()
-    return out
 
 
 def _dir_files(path: str) -> dict[str, int]:

@@ -10,7 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aurora_storage.config import URL, config_from_options, local_path, parse_bool, size_field
+from aurora_storage.config import (
+    URL,
+    config_from_options,
+    expand_store_path,
+    local_path,
+    parse_bool,
+    size_field,
+)
 from aurora_storage.errors import ConfigurationError
 
 __all__ = ["COMPRESSIONS", "MODES", "RocksDBConfig", "config_from_url"]
@@ -132,10 +139,15 @@ class RocksDBConfig:
                 path=self.path,
             )
         # One canonical absolute path: lock messages, checkpoints and comparisons use it.
-        object.__setattr__(self, "path", os.path.abspath(os.path.expanduser(self.path)))
+        # `~` follows the one rule of every file-based backend (expand_store_path).
+        object.__setattr__(
+            self, "path", os.path.abspath(expand_store_path(self.path, backend="rocksdb"))
+        )
         if self.secondary_path is not None:
             object.__setattr__(
-                self, "secondary_path", os.path.abspath(os.path.expanduser(self.secondary_path))
+                self,
+                "secondary_path",
+                os.path.abspath(expand_store_path(self.secondary_path, backend="rocksdb")),
             )
 
     @classmethod

@@ -22,7 +22,6 @@ from aurora_storage.errors import (
     KeyExistsError,
     ReadOnlyError,
     RepositoryClosedError,
-    StoreLockedError,
 )
 from aurora_storage_rocksdb import (
     InheritedHandleError,
@@ -374,17 +373,17 @@ def test_close_releases_lock_while_iterators_are_referenced(tmp_path: Path) -> N
             call()
 
 
-def test_second_writer_in_same_process_is_refused(tmp_path: Path) -> None:
+def test_second_writer_in_same_process_shares_the_handle(tmp_path: Path) -> None:
+    # One live handle per store per process (see test_rocksdb_shared.py for spellings).
     path = tmp_path / "s"
-    with aurora_storage.open(f"rocksdb://{path}"):
-        with pytest.raises(StoreLockedError) as info:
-            aurora_storage.open(f"rocksdb://{path}")
-        msg = str(info.value)
-        assert str(path) in msg
-        assert "read_only" in msg
-        assert "secondary" in msg
-        assert info.value.path == str(path)
-        assert isinstance(info.value.__cause__, Exception)
+    with aurora_storage.open(f"rocksdb://{path}") as first:
+        with aurora_storage.open(f"rocksdb://{path}") as second:
+            assert second.backend is first.backend
+            second.put("t", 1, "one")
+            assert first.get("t", 1) == "one"
+        first.put("t", 2, "two")  # the second close left the engine open
+    with aurora_storage.open(f"rocksdb://{path}") as again:
+        assert again.list("t") == [1, 2]
 
 
 def test_second_writer_in_another_process_is_refused(tmp_path: Path) -> None:
