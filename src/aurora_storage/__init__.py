@@ -18,9 +18,19 @@ from typing import Any
 
 from . import errors
 from ._async import AsyncBatch, AsyncRepository, AsyncTenantView
+from ._eventstore import AsyncWatch
 from ._keys import MAX_KEY_SIZE, decode_key, encode_key
 from ._registry import registry as _registry
-from ._repository import FORMAT_VERSION, Batch, Repository, TenantView
+from ._repository import (
+    FORMAT_VERSION,
+    Batch,
+    Change,
+    Repository,
+    Slot,
+    TenantView,
+    Version,
+    Watch,
+)
 from .backend import Backend, Capabilities
 from .codecs import Codec, available_codecs, get_codec, register_codec
 from .config import URL
@@ -33,12 +43,15 @@ from .errors import (
     InvalidURLError,
     KeyExistsError,
     KeyTooLargeError,
+    NotSupportedError,
+    PositionExpiredError,
     ReadOnlyError,
     RepositoryClosedError,
     SerializationError,
     StorageError,
     StorageFullError,
     StoreLockedError,
+    VersionConflictError,
 )
 from .plugins import BackendSpec, installed_schemes, register_backend, register_plugin
 
@@ -51,11 +64,13 @@ __all__ = [
     "AsyncBatch",
     "AsyncRepository",
     "AsyncTenantView",
+    "AsyncWatch",
     "Backend",
     "BackendNotFoundError",
     "BackendSpec",
     "Batch",
     "Capabilities",
+    "Change",
     "Codec",
     "ConfigurationError",
     "CorruptionError",
@@ -64,15 +79,21 @@ __all__ = [
     "InvalidURLError",
     "KeyExistsError",
     "KeyTooLargeError",
+    "NotSupportedError",
+    "PositionExpiredError",
     "ReadOnlyError",
     "Repository",
     "RepositoryClosedError",
     "SerializationError",
+    "Slot",
     "StorageError",
     "StorageFullError",
     "StoreLockedError",
     "TenantView",
     "TieredRepository",
+    "Version",
+    "VersionConflictError",
+    "Watch",
     "__version__",
     "available_codecs",
     "decode_key",

@@ -19,6 +19,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
+from ._eventstore import AsyncWatch, Slot, Version
 from ._repository import Batch, Repository
 from .backend import Capabilities
 from .codecs import Codec
@@ -175,6 +176,42 @@ class AsyncRepository(Generic[K, V]):
         """See :meth:`Repository.tenants`."""
         return _stream(self._repo.tenants())
 
+    # event store: point operations inline (like get/put), watch waits without a thread
+    async def get_versioned(self, tenant: str, key: K) -> tuple[V | None, Version | None]:
+        """See :meth:`Repository.get_versioned`."""
+        return self._repo.get_versioned(tenant, key)
+
+    async def compare_and_set(
+        self, tenant: str, key: K, value: V, *, version: Version | None
+    ) -> Version:
+        """See :meth:`Repository.compare_and_set`."""
+        if self._offload_writes:
+            return await asyncio.to_thread(
+                lambda: self._repo.compare_and_set(tenant, key, value, version=version)
+            )
+        return self._repo.compare_and_set(tenant, key, value, version=version)
+
+    async def last_sequence(self, tenant: str, sequence: str) -> int:
+        """See :meth:`Repository.last_sequence`."""
+        return self._repo.last_sequence(tenant, sequence)
+
+    async def last_position(self) -> int:
+        """See :meth:`Repository.last_position`."""
+        return self._repo.last_position()
+
+    def watch(
+        self,
+        tenant: str,
+        *,
+        prefix: Any = None,
+        after: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncWatch[K, V]:
+        """See :meth:`Repository.watch`: an async iterator of the same
+        :class:`~aurora_storage.Change` objects. Waiting for changes never blocks the
+        event loop (the feed wakes it when a commit lands)."""
+        return AsyncWatch(self._repo.watch(tenant, prefix=prefix, after=after, timeout=timeout))
+
     def batch(self) -> AsyncBatch[K, V]:
         """``async with arepo.batch() as b: b.put(...)``; commits in a worker thread."""
         return AsyncBatch(self._repo.batch())
@@ -212,6 +249,18 @@ class AsyncBatch(Generic[K, V]):
     def delete(self, tenant: str, key: K) -> None:
         """See :meth:`Batch.delete`."""
         self._batch.delete(tenant, key)
+
+    def insert(self, tenant: str, key: K, value: V) -> None:
+        """See :meth:`Batch.insert`."""
+        self._batch.insert(tenant, key, value)
+
+    def compare_and_set(self, tenant: str, key: K, value: V, *, version: Version | None) -> None:
+        """See :meth:`Batch.compare_and_set`."""
+        self._batch.compare_and_set(tenant, key, value, version=version)
+
+    def append(self, tenant: str, sequence: str, value: V) -> Slot:
+        """See :meth:`Batch.append`."""
+        return self._batch.append(tenant, sequence, value)
 
     def __len__(self) -> int:
         return len(self._batch)
@@ -292,3 +341,21 @@ class AsyncTenantView(Generic[K, V]):
     async def drop(self) -> int:
         """See :meth:`Repository.drop_tenant`."""
         return await self.repository.drop_tenant(self.tenant)
+
+    async def get_versioned(self, key: K) -> tuple[V | None, Version | None]:
+        """See :meth:`Repository.get_versioned`."""
+        return await self.repository.get_versioned(self.tenant, key)
+
+    async def compare_and_set(self, key: K, value: V, *, version: Version | None) -> Version:
+        """See :meth:`Repository.compare_and_set`."""
+        return await self.repository.compare_and_set(self.tenant, key, value, version=version)
+
+    async def last_sequence(self, sequence: str) -> int:
+        """See :meth:`Repository.last_sequence`."""
+        return await self.repository.last_sequence(self.tenant, sequence)
+
+    def watch(
+        self, *, prefix: Any = None, after: int | None = None, timeout: float | None = None
+    ) -> AsyncWatch[K, V]:
+        """See :meth:`AsyncRepository.watch`."""
+        return self.repository.watch(self.tenant, prefix=prefix, after=after, timeout=timeout)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 import orjson
 
-from . import _keys
+from . import _eventstore, _keys
+from ._eventstore import Change, Slot, Version, Watch
 from ._keys import (
     MAX_KEY_SIZE,
     NS_DATA,
@@ -22,7 +23,7 @@ from ._keys import (
     prefix_successor,
 )
 from ._stores import read_marker, write_marker
-from .backend import Backend, Capabilities, Chunk, Op
+from .backend import Append, Backend, Capabilities, Chunk, Condition, ConditionFailed, Op
 from .codecs import Codec, get_codec
 from .errors import (
     ConfigurationError,
@@ -33,13 +34,24 @@ from .errors import (
     RepositoryClosedError,
     SerializationError,
     StorageError,
+    VersionConflictError,
 )
 
 if TYPE_CHECKING:
     from ._async import AsyncRepository
     from .config import URL
 
-__all__ = ["FORMAT_VERSION", "META_KEY", "Batch", "Repository", "TenantView"]
+__all__ = [
+    "FORMAT_VERSION",
+    "META_KEY",
+    "Batch",
+    "Change",
+    "Repository",
+    "Slot",
+    "TenantView",
+    "Version",
+    "Watch",
+]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -129,6 +141,9 @@ class Repository(Generic[K, V]):
             store's format version is newer than this library supports.
     """
 
+    #: Whether the backend's scan_chunks takes ``limit`` (set per instance at open).
+    _scan_limit = False
+
     def __init__(
         self,
         backend: Backend,
@@ -158,6 +173,9 @@ class Repository(Generic[K, V]):
         self._binsert = backend.insert
         self._bcontains = backend.contains
         self._read_only = backend.capabilities.read_only
+        # An older third-party scan_chunks override may not take ``limit``: the
+        # repository then cuts the stream itself (see Backend.scan_chunks).
+        self._scan_limit = _accepts_limit(backend)
 
     @classmethod
     def _from_backend(
@@ -515,9 +533,7 @@ class Repository(Generic[K, V]):
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         _check_limit(limit)
-        return self._iter(
-            self._backend.scan_chunks(lo, hi, reverse=reverse, values=False), limit, plen, 0
-        )
+        return self._iter(self._chunks(lo, hi, reverse, False, limit), limit, plen, 0)
 
     def values(
         self,
@@ -533,9 +549,7 @@ class Repository(Generic[K, V]):
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         _check_limit(limit)
-        return self._iter(
-            self._backend.scan_chunks(lo, hi, reverse=reverse, values=True), limit, plen, 1
-        )
+        return self._iter(self._chunks(lo, hi, reverse, True, limit), limit, plen, 1)
 
     def items(
         self,
@@ -551,9 +565,14 @@ class Repository(Generic[K, V]):
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         _check_limit(limit)
-        return self._iter(
-            self._backend.scan_chunks(lo, hi, reverse=reverse, values=True), limit, plen, 2
-        )
+        return self._iter(self._chunks(lo, hi, reverse, True, limit), limit, plen, 2)
+
+    def _chunks(
+        self, lo: bytes, hi: bytes, reverse: bool, values: bool, limit: int | None
+    ) -> Iterator[Chunk]:
+        if limit is not None and self._scan_limit:
+            return self._backend.scan_chunks(lo, hi, reverse=reverse, values=values, limit=limit)
+        return self._backend.scan_chunks(lo, hi, reverse=reverse, values=values)
 
     def _iter(
         self, chunks: Iterator[Chunk], limit: int | None, plen: int, mode: int
@@ -652,6 +671,166 @@ class Repository(Generic[K, V]):
         self._prefix(tenant)
         return TenantView(self, tenant)
 
+    # ------------------------------------------------------------------ event store
+
+    def get_versioned(self, tenant: str, key: K) -> tuple[V | None, Version | None]:
+        """The value under ``(tenant, key)`` and its :class:`Version`, for
+        :meth:`compare_and_set`; ``(None, None)`` when absent.
+
+        Raises:
+            NotSupportedError: the backend does not declare ``conditional_writes``
+                (versions exist for compare-and-set).
+            InvalidTenantError, InvalidKeyError, RepositoryClosedError.
+        """
+        if self._closed:
+            self._check_open()
+        _eventstore.require(self, "conditional_writes", "get_versioned()")
+        got = self._backend.get_versioned(self._full(tenant, key))
+        if got is None:
+            return None, None
+        raw, version = got
+        return self._load(raw, tenant, key), Version(version)
+
+    def compare_and_set(self, tenant: str, key: K, value: V, *, version: Version | None) -> Version:
+        """Store ``value`` only if the record's current version is ``version``
+        (``None``: only if the key is absent), atomically in the engine.
+
+        Returns:
+            The record's new version (hand it to the next ``compare_and_set``).
+
+        Raises:
+            VersionConflictError: the current version differs; nothing was written.
+            NotSupportedError: the backend does not declare ``conditional_writes``.
+            SerializationError, InvalidTenantError, InvalidKeyError, ReadOnlyError,
+            RepositoryClosedError.
+        """
+        self._check_writable()
+        _eventstore.require(self, "conditional_writes", "compare_and_set()")
+        with self.batch() as b:
+            b.compare_and_set(tenant, key, value, version=version)
+        return b._versions[0]
+
+    def last_sequence(self, tenant: str, sequence: str) -> int:
+        """The last number :meth:`Batch.append` assigned in ``(tenant, sequence)``; 0 if
+        nothing was appended yet. Numbers are never reused (not even after
+        :meth:`drop_tenant` or deleting records).
+
+        Raises:
+            NotSupportedError: the backend does not declare ``sequences``.
+        """
+        self._check_open()
+        _eventstore.require(self, "sequences", "last_sequence()")
+        name = _eventstore.check_sequence(sequence)
+        key = _eventstore.counter_key(_eventstore.sequence_prefix(self._prefix(tenant), name))
+        from .backend import decode_counter
+
+        return decode_counter(self._backend.get(key), key)
+
+    def last_position(self) -> int:
+        """The change feed's newest position: ``watch(t, after=repo.last_position())``
+        sees exactly the changes committed after this call.
+
+        Raises:
+            NotSupportedError: the backend does not declare ``change_feed``.
+        """
+        self._check_open()
+        _eventstore.require(self, "change_feed", "last_position()")
+        return self._backend.change_feed().last_position()
+
+    def watch(
+        self,
+        tenant: str,
+        *,
+        prefix: Any = None,
+        after: int | None = None,
+        timeout: float | None = None,
+    ) -> Watch[K, V]:
+        """The committed changes of ``tenant`` (optionally only keys under ``prefix``),
+        in commit order, as an iterator that waits for new ones::
+
+            with repo.watch("acme", prefix=("order",), timeout=5) as changes:
+                for change in changes:
+                    print(change.position, change.key, change.value)
+
+        Args:
+            after: ``None``: only changes committed after this call. ``N``: every change
+                with position > N (resume with the last position seen, or
+                :attr:`Watch.position`: nothing missed, nothing repeated).
+            timeout: seconds to wait for the next change before the iteration ends
+                (``None``: wait forever; close the watch from another thread to stop).
+
+        Which changes a feed sees: every change committed through this repository's
+        backend; with ``capabilities.multi_process_change_feed`` also those of other
+        processes.
+
+        Raises:
+            NotSupportedError: the backend does not declare ``change_feed``.
+            PositionExpiredError: (when iterating) ``after`` is older than the feed keeps.
+            InvalidTenantError, InvalidKeyError (bad prefix), ConfigurationError (bad
+            ``after``/``timeout``), RepositoryClosedError.
+        """
+        self._check_open()
+        _eventstore.require(self, "change_feed", "watch()")
+        lo, hi, plen = self._bounds(tenant, prefix, None, None)
+        if after is not None and (type(after) is not int or after < 0):
+            raise ConfigurationError(f"after must be a non-negative int or None, got {after!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+        ):
+            raise ConfigurationError(
+                f"timeout must be a non-negative number of seconds or None, got {timeout!r}"
+            )
+        feed = self._backend.change_feed()
+        start = feed.last_position() if after is None else after
+        return Watch(self, tenant, lo, hi, plen, feed, start, timeout)
+
+    def _commit(
+        self,
+        ops: Sequence[Op],
+        conditions: Sequence[Condition],
+        kinds: Sequence[tuple[str, Any, Version | None]],
+        appends: Sequence[Append],
+    ) -> Sequence[int]:
+        """A conditional commit, with the backend's condition failures translated."""
+        self._check_writable()
+        try:
+            return self._backend.commit(ops, conditions=conditions, appends=appends)
+        except ConditionFailed as exc:
+            raise self._conflict(kinds, exc.failed) from None
+
+    def _conflict(
+        self,
+        kinds: Sequence[tuple[str, Any, Version | None]],
+        failed: Sequence[tuple[int, bytes | None]],
+    ) -> StorageError:
+        existing = [kinds[i] for i, _ in failed if kinds[i][0] == "insert"]
+        if existing:
+            keys = [key for _, (tenant, key), _ in existing]
+            tenant = existing[0][1][0]
+            return KeyExistsError(
+                f"{len(keys)} key(s) inserted by the batch already exist: "
+                f"{', '.join(f'{k!r} (tenant {t!r})' for _, (t, k), _ in existing[:5])}"
+                f"{' ...' if len(keys) > 5 else ''}; nothing of the batch was written",
+                tenant=tenant,
+                key=keys[0],
+                keys=keys,
+                backend=self._backend.scheme,
+            )
+        i, actual = failed[0]
+        _, (tenant, key), expected = kinds[i]
+        got = None if actual is None else Version(actual)
+        return VersionConflictError(
+            f"compare_and_set of key {key!r} (tenant {tenant!r}) expected "
+            f"{'absence' if expected is None else expected} but found "
+            f"{'absence' if got is None else got}; nothing was written. Read it again "
+            "with get_versioned() and retry",
+            tenant=tenant,
+            key=key,
+            expected=expected,
+            actual=got,
+            backend=self._backend.scheme,
+        )
+
     # ------------------------------------------------------------------ lifecycle
 
     def stats(self) -> dict[str, Any]:
@@ -700,6 +879,16 @@ def _marker_info(backend: Backend, codec: Codec) -> dict[str, Any]:
     }
 
 
+def _accepts_limit(backend: Backend) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(backend.scan_chunks).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+    return "limit" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 def _check_limit(limit: int | None) -> None:
     if limit is not None and (type(limit) is not int or limit < 0):
         # A typed error (ConfigurationError is a ValueError) like every other bad argument.
@@ -707,7 +896,10 @@ def _check_limit(limit: int | None) -> None:
 
 
 class Batch(Generic[K, V]):
-    """Puts and deletes collected for one atomic commit (see :meth:`Repository.batch`).
+    """Writes collected for one atomic commit (see :meth:`Repository.batch`): puts and
+    deletes on any backend; create-only inserts, compare-and-set conditions and
+    sequence appends where the backend declares ``conditional_writes`` / ``sequences``
+    (all evaluated and assigned atomically with the writes, in the engine).
 
     Keys and values are validated and encoded as they are added, so a bad one raises at
     the call and the whole batch is discarded when the ``with`` block exits by exception.
@@ -718,6 +910,13 @@ class Batch(Generic[K, V]):
         self._repo = repo
         self._ops: list[Op] = []
         self._done = False
+        # Conditions (insert, compare_and_set), what each means for the error, the
+        # conditioned writes' values (for the returned versions), and the appends.
+        self._conditions: list[Condition] = []
+        self._kinds: list[tuple[str, Any, Version | None]] = []
+        self._cvalues: list[bytes] = []
+        self._versions: list[Version] = []
+        self._appends: dict[bytes, tuple[Append, list[Slot], list[bytes]]] = {}
 
     def put(self, tenant: str, key: K, value: V) -> None:
         """Add a put."""
@@ -730,8 +929,85 @@ class Batch(Generic[K, V]):
         self._check()
         self._ops.append((self._repo._full(tenant, key), None))
 
+    def insert(self, tenant: str, key: K, value: V) -> None:
+        """Add a create-only put: at commit, if the key exists (or the batch inserts it
+        twice), the whole batch fails with :class:`KeyExistsError` naming every such key
+        and nothing is written.
+
+        Raises:
+            NotSupportedError: the backend does not declare ``conditional_writes``.
+            InvalidTenantError, InvalidKeyError, SerializationError (at this call).
+        """
+        self._condition("insert", tenant, key, value, None)
+
+    def compare_and_set(self, tenant: str, key: K, value: V, *, version: Version | None) -> None:
+        """Add a conditional put: at commit, the record must still have ``version``
+        (``None``: be absent), else the whole batch fails with
+        :class:`VersionConflictError` and nothing is written. Conditions are checked
+        against the state before the batch.
+
+        Raises:
+            NotSupportedError: the backend does not declare ``conditional_writes``.
+            ConfigurationError: ``version`` is not a :class:`Version` or ``None``.
+            InvalidTenantError, InvalidKeyError, SerializationError (at this call).
+        """
+        if version is not None and not isinstance(version, Version):
+            raise ConfigurationError(
+                f"version must be a Version (from get_versioned()) or None, got {version!r}"
+            )
+        self._condition("cas", tenant, key, value, version)
+
+    def _condition(self, kind: str, tenant: str, key: K, value: V, version: Version | None) -> None:
+        self._check()
+        repo = self._repo
+        _eventstore.require(repo, "conditional_writes", f"Batch.{kind}()")
+        full = repo._full(tenant, key)
+        data = repo._value(value, tenant, key, held=True)
+        self._ops.append((full, data))
+        self._conditions.append((full, None if version is None else version.token))
+        self._kinds.append((kind, (tenant, key), version))
+        self._cvalues.append(data)
+
+    def append(self, tenant: str, sequence: str, value: V) -> Slot:
+        """Add a record numbered by the gap-free sequence ``(tenant, sequence)``: it is
+        stored under the key ``(sequence, n)`` with ``n = last + 1`` (the batch's appends
+        to one sequence get consecutive numbers in call order), atomically with the rest
+        of the batch. Read them back in order with ``items(tenant, prefix=(sequence,))``.
+
+        Returns:
+            A :class:`Slot`; its ``number`` is readable after the commit.
+
+        Raises:
+            NotSupportedError: the backend does not declare ``sequences``.
+            InvalidTenantError, InvalidKeyError (``sequence`` not a non-empty str, or too
+            long), SerializationError (at this call).
+        """
+        self._check()
+        repo = self._repo
+        _eventstore.require(repo, "sequences", "Batch.append()")
+        name = _eventstore.check_sequence(sequence)
+        seq_prefix = _eventstore.sequence_prefix(repo._prefix(tenant), name)
+        entry = self._appends.get(seq_prefix)
+        if entry is None:
+            # Sized for the largest number the 64-bit counter can reach.
+            repo._full(tenant, (name, _eventstore._MAX_NUMBER))
+            values: list[bytes] = []
+            entry = self._appends[seq_prefix] = (
+                Append(
+                    _eventstore.counter_key(seq_prefix),
+                    _eventstore.record_key_fn(seq_prefix),
+                    values,
+                ),
+                [],
+                values,
+            )
+        entry[2].append(repo._value(value, tenant, (name, 0), held=True))
+        slot = Slot(tenant, name)
+        entry[1].append(slot)
+        return slot
+
     def __len__(self) -> int:
-        return len(self._ops)
+        return len(self._ops) + sum(len(v) for _, _, v in self._appends.values())
 
     def _check(self) -> None:
         if self._done:
@@ -741,12 +1017,62 @@ class Batch(Generic[K, V]):
         """Write everything atomically now (the ``with`` block does this for you)."""
         self._check()
         self._done = True
-        self._repo._write(self._ops)
+        if not self._conditions and not self._appends:
+            self._repo._write(self._ops)
+            return
+        self._check_duplicates()
+        appends = list(self._appends.values())
+        firsts = self._repo._commit(
+            self._ops, self._conditions, self._kinds, [a for a, _, _ in appends]
+        )
+        version_of = self._repo._backend.version_of
+        self._versions = [Version(version_of(v)) for v in self._cvalues]
+        for first, (_, slots, _) in zip(firsts, appends, strict=True):
+            for i, slot in enumerate(slots):
+                slot._number = first + i
+
+    def _check_duplicates(self) -> None:
+        """A key conditioned twice in one batch cannot satisfy both conditions (they are
+        checked against the state before the batch): fail as the second would."""
+        seen: set[bytes] = set()
+        dup_inserts: list[int] = []
+        for i, (full, _) in enumerate(self._conditions):
+            if full in seen:
+                if self._kinds[i][0] == "insert":
+                    dup_inserts.append(i)
+                else:
+                    _, (tenant, key), expected = self._kinds[i]
+                    raise VersionConflictError(
+                        f"compare_and_set of key {key!r} (tenant {tenant!r}) appears twice "
+                        "in one batch; the second cannot hold once the first is written. "
+                        "Nothing was written",
+                        tenant=tenant,
+                        key=key,
+                        expected=expected,
+                        actual=None,
+                        backend=self._repo._backend.scheme,
+                    )
+            seen.add(full)
+        if dup_inserts:
+            # The batch fails anyway; for a complete error also name the inserted keys
+            # that exist already (a plain read: nothing is written either way).
+            dups = set(dup_inserts)
+            firsts = [
+                i
+                for i, (full, _) in enumerate(self._conditions)
+                if self._kinds[i][0] == "insert" and i not in dups
+            ]
+            present = self._repo._backend.get_many([self._conditions[i][0] for i in firsts])
+            failed = [i for i, raw in zip(firsts, present, strict=True) if raw is not None]
+            failed = sorted(failed + dup_inserts)
+            raise self._repo._conflict(self._kinds, [(i, None) for i in failed])
 
     def discard(self) -> None:
         """Drop everything collected."""
         self._done = True
         self._ops.clear()
+        self._conditions.clear()
+        self._appends.clear()
 
     def __enter__(self) -> Batch[K, V]:
         return self
@@ -825,6 +1151,24 @@ class TenantView(Generic[K, V]):
     def drop(self) -> int:
         """Delete all of this tenant's records (see :meth:`Repository.drop_tenant`)."""
         return self.repository.drop_tenant(self.tenant)
+
+    def get_versioned(self, key: K) -> tuple[V | None, Version | None]:
+        """See :meth:`Repository.get_versioned`."""
+        return self.repository.get_versioned(self.tenant, key)
+
+    def compare_and_set(self, key: K, value: V, *, version: Version | None) -> Version:
+        """See :meth:`Repository.compare_and_set`."""
+        return self.repository.compare_and_set(self.tenant, key, value, version=version)
+
+    def last_sequence(self, sequence: str) -> int:
+        """See :meth:`Repository.last_sequence`."""
+        return self.repository.last_sequence(self.tenant, sequence)
+
+    def watch(
+        self, *, prefix: Any = None, after: int | None = None, timeout: float | None = None
+    ) -> Watch[K, V]:
+        """See :meth:`Repository.watch`."""
+        return self.repository.watch(self.tenant, prefix=prefix, after=after, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"<TenantView {self.tenant!r} of {self.repository!r}>"

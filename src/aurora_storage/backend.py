@@ -7,6 +7,15 @@ abstract methods below, may override the documented defaults where the engine do
 better, and translates its engine's exceptions into :mod:`aurora_storage.errors`
 (chaining the cause) at this boundary.
 
+Event-store primitives are optional and declared in :class:`Capabilities`: a conditional
+atomic commit (:meth:`Backend.commit`: puts and deletes, conditions "absent" / "has version
+V", and gap-free sequence numbers, all applied atomically in the engine), versioned reads
+(:meth:`Backend.get_versioned`) and a change feed (:meth:`Backend.change_feed`). The
+repository raises :class:`~aurora_storage.errors.NotSupportedError` for any that a backend
+does not declare; it never emulates one with a check-then-write race. :func:`plan_commit`
+and :class:`RecentChanges` are the I/O-free pieces an engine composes its implementation
+from.
+
 Keys reaching a backend are at most :data:`~aurora_storage.MAX_KEY_SIZE` bytes and never
 empty. The repository never calls a backend after :meth:`Backend.close`, except through
 iterators the user still holds: a scan iterator must then raise
@@ -15,9 +24,13 @@ iterators the user still holds: a scan iterator must then raise
 
 from __future__ import annotations
 
+import hashlib
+import struct
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -31,21 +44,38 @@ from ._stores import (
     plan_store_dir,
     remove_created,
 )
+from .errors import (
+    CorruptionError,
+    NotSupportedError,
+    PositionExpiredError,
+    RepositoryClosedError,
+    StorageError,
+)
 
 __all__ = [
+    "Append",
     "Backend",
     "Capabilities",
+    "ChangeFeed",
+    "ChangeRecord",
     "Chunk",
+    "Condition",
+    "ConditionFailed",
     "Op",
+    "RecentChanges",
     "StoreHandles",
     "chunk_items",
     "chunk_keys",
     "config_signature",
     "create_store_dir",
+    "decode_counter",
+    "encode_counter",
     "marker_path",
     "open_stores",
+    "plan_commit",
     "plan_store_dir",
     "remove_created",
+    "value_version",
 ]
 
 _RANGE_CHUNK = 10_000
@@ -53,6 +83,14 @@ _SCAN_CHUNK = 256
 
 #: One write in an atomic batch: ``(key, value)`` puts, ``(key, None)`` deletes.
 Op = tuple[bytes, bytes | None]
+
+#: One condition of a conditional commit: ``(key, version)``; the key must currently have
+#: that version (:meth:`Backend.get_versioned`), or be absent when ``version`` is ``None``.
+Condition = tuple[bytes, bytes | None]
+
+#: One committed change of a change feed: ``(position, key, value)``, ``value`` ``None``
+#: for a delete. Positions are strictly increasing in commit order (not consecutive).
+ChangeRecord = tuple[int, bytes, bytes | None]
 
 #: One piece of a chunked scan: the keys, and the values at the same positions (``None``
 #: for a keys-only scan).
@@ -72,6 +110,292 @@ def chunk_keys(chunks: Iterator[Chunk]) -> Iterator[bytes]:
         yield from keys
 
 
+def value_version(value: bytes) -> bytes:
+    """The version of a stored value for engines without native revisions: a 128-bit
+    BLAKE2b digest of its bytes. A value that goes A -> B -> A has A's version again
+    (fine for the forward-only records compare-and-set is meant for; a collision of two
+    different values is as likely as guessing a random 128-bit number)."""
+    return hashlib.blake2b(value, digest_size=16).digest()
+
+
+_COUNTER = struct.Struct(">Q")
+
+
+def encode_counter(n: int) -> bytes:
+    """The stored form of a sequence counter (8 bytes, big endian)."""
+    return _COUNTER.pack(n)
+
+
+def decode_counter(raw: bytes | None, key: bytes = b"") -> int:
+    """The value of a stored sequence counter (0 when absent).
+
+    Raises:
+        CorruptionError: the record is not 8 bytes.
+    """
+    if raw is None:
+        return 0
+    if len(raw) != 8:
+        raise CorruptionError(
+            f"the sequence counter record {key!r} is damaged ({len(raw)} bytes, not 8)"
+        )
+    n: int = _COUNTER.unpack(raw)[0]
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Records to number with the next values of one gap-free sequence, inside a
+    :meth:`Backend.commit`.
+
+    Attributes:
+        counter: the key of the sequence's counter record (its last assigned number,
+            :func:`encode_counter`; absent means 0).
+        key: the stored key of record number ``n`` (built by the repository).
+        values: the encoded values; they get numbers ``last + 1, last + 2, ...`` in order.
+    """
+
+    counter: bytes
+    key: Callable[[int], bytes]
+    values: Sequence[bytes]
+
+
+class ConditionFailed(StorageError):
+    """Raised by :meth:`Backend.commit` when conditions fail; nothing was written. The
+    repository turns it into ``KeyExistsError`` / ``VersionConflictError``.
+
+    Attributes:
+        failed: ``(index into conditions, actual version or None when absent)`` of every
+            failed condition, in order.
+    """
+
+    def __init__(self, failed: list[tuple[int, bytes | None]]) -> None:
+        super().__init__(f"{len(failed)} condition(s) of a conditional commit failed")
+        self.failed = failed
+
+
+def plan_commit(
+    read: Callable[[bytes], bytes | None],
+    ops: Sequence[Op],
+    conditions: Sequence[Condition],
+    appends: Sequence[Append],
+    *,
+    version: Callable[[bytes], bytes] = value_version,
+) -> tuple[list[Op], list[int]]:
+    """The I/O-free core of a conditional commit, for engines that evaluate it under
+    their own write lock or inside one write transaction.
+
+    ``read`` reads the current state (inside the lock or transaction). Every condition
+    is checked against the state before the commit (all of them, so the error can name
+    every conflict); then each :class:`Append` reads its counter and numbers its values.
+
+    Returns:
+        The operations to apply atomically (``ops``, then the numbered records, then the
+        counter updates), and the first number assigned to each append.
+
+    Raises:
+        ConditionFailed: one or more conditions failed; nothing may be written.
+    """
+    failed: list[tuple[int, bytes | None]] = []
+    for i, (key, expected) in enumerate(conditions):
+        raw = read(key)
+        actual = None if raw is None else version(raw)
+        if actual != expected:
+            failed.append((i, actual))
+    if failed:
+        raise ConditionFailed(failed)
+    out = list(ops)
+    firsts: list[int] = []
+    counters: dict[bytes, int] = {}
+    for app in appends:
+        last = counters.get(app.counter)
+        if last is None:
+            last = decode_counter(read(app.counter), app.counter)
+        firsts.append(last + 1)
+        for v in app.values:
+            last += 1
+            out.append((app.key(last), v))
+        counters[app.counter] = last
+    out += [(k, encode_counter(n)) for k, n in counters.items()]
+    return out, firsts
+
+
+class ChangeFeed(ABC):
+    """The committed changes of a store, in commit order (see :meth:`Backend.change_feed`).
+
+    Positions are ints, strictly increasing in commit order, not consecutive. The
+    repository's ``watch()`` reads through this interface and filters by tenant and prefix.
+    """
+
+    @abstractmethod
+    def last_position(self) -> int:
+        """The position of the newest committed change (a watch started now sees only
+        changes after it)."""
+
+    @abstractmethod
+    def read(self, after: int, limit: int) -> list[ChangeRecord]:
+        """Up to ``limit`` changes with position > ``after``, in order.
+
+        Raises:
+            PositionExpiredError: some change after ``after`` is no longer retained.
+        """
+
+    @abstractmethod
+    def wait(self, after: int, timeout: float | None) -> bool:
+        """Block until a change with position > ``after`` exists (True), the timeout (in
+        seconds; ``None``: no limit) passes, the feed is closed, or :meth:`wake` is called
+        (False)."""
+
+    @abstractmethod
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` (from any thread, quickly, never raising) after new changes
+        are committed; returns the function that unsubscribes it. Async watchers wake up
+        this way instead of blocking a thread."""
+
+    @abstractmethod
+    def wake(self) -> None:
+        """Wake every thread blocked in :meth:`wait` (a watch being closed)."""
+
+
+class RecentChanges(ChangeFeed):
+    """An in-process change feed: the most recent changes in memory.
+
+    The backend calls :meth:`record` under its write lock, in commit order, with a
+    strictly increasing ``commit`` number per commit (an engine sequence number,
+    transaction id, or a counter); the changes of commit ``c`` get positions
+    ``(c << 32) + i``. Only user data (keys from ``0x01``) is recorded; the store's own
+    records (``0x00...``: metadata, counters) are not changes.
+
+    At most ``max_changes`` changes and ``max_bytes`` of keys and values are kept; reading
+    after an older position raises :class:`~aurora_storage.errors.PositionExpiredError`.
+
+    Args:
+        start: the last commit number before recording starts (positions after
+            ``(start << 32) + 0xFFFFFFFF`` are the first ones a watcher can resume from).
+    """
+
+    def __init__(
+        self, *, start: int = 0, max_changes: int = 100_000, max_bytes: int = 64 << 20
+    ) -> None:
+        self._log: deque[ChangeRecord] = deque()
+        self._bytes = 0
+        self._max_changes = max_changes
+        self._max_bytes = max_bytes
+        self._last = (start << 32) | 0xFFFFFFFF if start else 0
+        #: Everything up to this position is gone (or was never recorded).
+        self._floor = self._last
+        self._cond = threading.Condition(threading.Lock())
+        self._subscribers: dict[int, Callable[[], None]] = {}
+        self._next_id = 0
+        self._closed = False
+        self._wakes = 0
+
+    def record(self, commit: int, changes: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Record the changes of one commit (the caller serialises commits)."""
+        base = commit << 32
+        with self._cond:
+            if base <= self._last:
+                # Never reuse a position, whatever the caller's numbering did.
+                base = (self._last | 0xFFFFFFFF) + 1
+            log = self._log
+            i = 0
+            size = self._bytes
+            for k, v in changes:
+                if k[:1] == b"\x00":
+                    continue
+                log.append((base + i, k, v))
+                size += len(k) + (0 if v is None else len(v)) + 64
+                i += 1
+            if not i:
+                return
+            self._last = base + i - 1
+            while log and (len(log) > self._max_changes or size > self._max_bytes):
+                pos, k, v = log.popleft()
+                size -= len(k) + (0 if v is None else len(v)) + 64
+                self._floor = pos
+            self._bytes = size
+            self._cond.notify_all()
+            subscribers = list(self._subscribers.values())
+        for cb in subscribers:
+            cb()
+
+    def last_position(self) -> int:
+        """See :meth:`ChangeFeed.last_position`."""
+        return self._last
+
+    def read(self, after: int, limit: int) -> list[ChangeRecord]:
+        """See :meth:`ChangeFeed.read`."""
+        with self._cond:
+            if self._closed:
+                raise RepositoryClosedError("the change feed's store is closed")
+            if after < self._floor:
+                raise PositionExpiredError(
+                    f"the changes after position {after} are no longer retained (this "
+                    f"in-process feed keeps the latest {self._max_changes} changes of this "
+                    f"session, from position {self._floor}); re-read the state with a scan, "
+                    "then watch from last_position()",
+                    position=after,
+                    oldest=self._floor,
+                )
+            log = self._log
+            if not log or log[-1][0] <= after:
+                return []
+            # Binary search on the positions (a deque supports indexing).
+            lo, hi = 0, len(log)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if log[mid][0] <= after:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            return [log[j] for j in range(lo, min(lo + limit, len(log)))]
+
+    def wait(self, after: int, timeout: float | None) -> bool:
+        """See :meth:`ChangeFeed.wait`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            wakes = self._wakes
+            while self._last <= after and not self._closed and self._wakes == wakes:
+                if deadline is None:
+                    self._cond.wait()
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+            return self._last > after
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """See :meth:`ChangeFeed.subscribe`."""
+        with self._cond:
+            token = self._next_id
+            self._next_id += 1
+            self._subscribers[token] = callback
+
+        def unsubscribe() -> None:
+            with self._cond:
+                self._subscribers.pop(token, None)
+
+        return unsubscribe
+
+    def wake(self) -> None:
+        """See :meth:`ChangeFeed.wake`."""
+        with self._cond:
+            self._wakes += 1
+            self._cond.notify_all()
+        for cb in list(self._subscribers.values()):
+            cb()
+
+    def close(self) -> None:
+        """Wake every waiter for good (the store is closing); later reads raise."""
+        with self._cond:
+            self._closed = True
+            self._log.clear()
+            self._cond.notify_all()
+            subscribers = list(self._subscribers.values())
+        for cb in subscribers:
+            cb()
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a backend supports. Compositions check these up front; the conformance
@@ -86,6 +410,15 @@ class Capabilities:
         blocking_writes: a single write may block for long (fsync, network); async
             callers run writes in a worker thread instead of inline.
         read_only: this instance refuses writes with ReadOnlyError.
+        conditional_writes: :meth:`Backend.commit` checks conditions (create-only,
+            compare-and-set on :meth:`Backend.get_versioned` versions) atomically with
+            its writes, in the engine (across processes too if ``multi_process``).
+        sequences: :meth:`Backend.commit` assigns gap-free sequence numbers atomically
+            with its writes.
+        change_feed: :meth:`Backend.change_feed` delivers every change committed through
+            this instance (in-process).
+        multi_process_change_feed: the change feed also delivers the changes other
+            processes commit to the same store.
     """
 
     ordered_scans: bool = True
@@ -95,6 +428,10 @@ class Capabilities:
     thread_safe: bool = True
     blocking_writes: bool = False
     read_only: bool = False
+    conditional_writes: bool = False
+    sequences: bool = False
+    change_feed: bool = False
+    multi_process_change_feed: bool = False
 
 
 class Backend(ABC):
@@ -180,10 +517,22 @@ class Backend(ABC):
         return len(batch)
 
     def scan_chunks(
-        self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
+        self,
+        start: bytes,
+        stop: bytes,
+        *,
+        reverse: bool = False,
+        values: bool = True,
+        limit: int | None = None,
     ) -> Iterator[Chunk]:
         """The same records as :meth:`scan` (or :meth:`scan_keys` when ``values`` is
         false), as a stream of ``(keys, values)`` list pairs. Never yields an empty chunk.
+        With ``limit``, at most that many records in all: an engine reads no more than
+        it needs (``keys(t, prefix=p, reverse=True, limit=1)`` is one seek).
+
+        The repository passes ``limit`` only to overrides that accept it (an older
+        third-party override without the parameter still works: the repository then
+        cuts the stream itself).
 
         The repository's scans read through this method: per-item work then happens in
         one Python loop (the repository's) instead of two stacked generators, and keys are
@@ -196,8 +545,15 @@ class Backend(ABC):
             if values
             else self.scan_keys(start, stop, reverse=reverse)
         )
+        left = limit
         try:
-            while part := list(islice(src, _SCAN_CHUNK)):
+            while left is None or left > 0:
+                n = _SCAN_CHUNK if left is None else min(_SCAN_CHUNK, left)
+                part = list(islice(src, n))
+                if not part:
+                    return
+                if left is not None:
+                    left -= len(part)
                 if values:
                     yield [k for k, _ in part], [v for _, v in part]
                 else:
@@ -253,6 +609,70 @@ class Backend(ABC):
         for k in self.scan_keys(start, stop):
             return k
         return None
+
+    # ------------------------------------------------------------------ event store
+
+    def get_versioned(self, key: bytes) -> tuple[bytes, bytes] | None:
+        """The value at ``key`` and its version, or ``None`` if absent.
+
+        A version is opaque bytes that :meth:`commit` conditions compare with ``==``. The
+        default derives it from the value (:func:`value_version`), which is what
+        :func:`plan_commit` checks against; an engine with native revisions overrides
+        both. Called by ``Repository.get_versioned``.
+        """
+        raw = self.get(key)
+        return None if raw is None else (raw, value_version(raw))
+
+    def version_of(self, value: bytes) -> bytes:
+        """The version a conditionally written ``value`` has after :meth:`commit` (the
+        repository returns it from ``compare_and_set``). Default: :func:`value_version`."""
+        return value_version(value)
+
+    def commit(
+        self,
+        ops: Sequence[Op],
+        *,
+        conditions: Sequence[Condition] = (),
+        appends: Sequence[Append] = (),
+    ) -> list[int]:
+        """Apply ``ops`` atomically, only if every condition holds, numbering the records
+        of ``appends`` with gap-free sequence numbers - all in one atomic step of the
+        engine (one transaction, or under the write lock every write of the store takes).
+
+        Conditions are evaluated against the state before the commit; ``ops`` then apply
+        in order, then each append's records, then the counter updates. A backend that
+        implements this declares ``capabilities.conditional_writes`` (and ``sequences``
+        for appends); :func:`plan_commit` does the checking and numbering.
+
+        Called by ``Batch.commit`` when the batch holds an ``insert``,
+        ``compare_and_set`` or ``append``, and by ``Repository.compare_and_set``.
+
+        Returns:
+            The first number assigned to each append, in order.
+
+        Raises:
+            ConditionFailed: conditions failed; nothing was written.
+            NotSupportedError: the default (the backend does not implement it).
+        """
+        raise NotSupportedError(
+            f"the {self.scheme} backend does not support conditional commits or sequences "
+            "(capabilities.conditional_writes / sequences are false)",
+            backend=self.scheme,
+        )
+
+    def change_feed(self) -> ChangeFeed:
+        """The store's change feed (``capabilities.change_feed``): every change committed
+        after the feed starts, in commit order. Called by ``Repository.watch`` and
+        ``Repository.last_position``; must return the same object on every call.
+
+        Raises:
+            NotSupportedError: the default (no change feed).
+        """
+        raise NotSupportedError(
+            f"the {self.scheme} backend has no change feed (capabilities.change_feed is "
+            "false); poll with scans instead",
+            backend=self.scheme,
+        )
 
     def flush(self) -> None:  # noqa: B027 - optional hook; a no-op is right for memory
         """Make every acknowledged write durable against an OS crash (fsync)."""

@@ -9,6 +9,9 @@ builtin would naturally expect the error, the builtin is mixed in::
     │   └── KeyTooLargeError                      encoded key over the size limit
     ├── InvalidTenantError         (ValueError)   tenant not a non-empty str
     ├── KeyExistsError             (KeyError)     insert() on an existing key
+    ├── VersionConflictError                      compare-and-set found another version
+    ├── NotSupportedError          (NotImplementedError) the backend does not declare it
+    ├── PositionExpiredError       (LookupError)  watch(after=N): N is no longer retained
     ├── SerializationError         (ValueError)   value the codec cannot encode/decode
     ├── ConfigurationError         (ValueError)   bad or conflicting options, codec mismatch
     │   └── InvalidURLError                       malformed URL, unknown/malformed option
@@ -36,12 +39,15 @@ __all__ = [
     "InvalidURLError",
     "KeyExistsError",
     "KeyTooLargeError",
+    "NotSupportedError",
+    "PositionExpiredError",
     "ReadOnlyError",
     "RepositoryClosedError",
     "SerializationError",
     "StorageError",
     "StorageFullError",
     "StoreLockedError",
+    "VersionConflictError",
 ]
 
 
@@ -100,7 +106,57 @@ class InvalidTenantError(StorageError, ValueError):
 
 
 class KeyExistsError(StorageError, KeyError):
-    """``insert()`` found the key already present; nothing was written."""
+    """``insert()`` (or a batch's ``insert``) found the key already present; nothing was
+    written.
+
+    Attributes:
+        keys: every user key that existed (a batch reports all of its conflicts; ``key``
+            is the first of them).
+    """
+
+    def __init__(self, message: str, *, keys: list[Any] | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.keys: list[Any] = list(keys) if keys is not None else [self.key]
+
+
+class VersionConflictError(StorageError):
+    """A compare-and-set condition failed: the record's current version is not the
+    expected one. Nothing was written (for a batch: nothing of the whole batch).
+
+    Attributes:
+        expected: the version the caller expected (``None``: "absent").
+        actual: the version found (``None``: the key is absent).
+    """
+
+    def __init__(
+        self, message: str, *, expected: Any = None, actual: Any = None, **context: Any
+    ) -> None:
+        super().__init__(message, **context)
+        self.expected = expected
+        self.actual = actual
+
+
+class NotSupportedError(StorageError, NotImplementedError):
+    """The backend does not declare the capability an operation needs (conditional
+    writes, sequences, a change feed). The core never emulates one with a racy
+    check-then-write; choose a backend whose ``capabilities`` declare it."""
+
+
+class PositionExpiredError(StorageError, LookupError):
+    """``watch(after=N)``: the changes after position ``N`` are no longer all retained
+    (the change log was trimmed, or ``N`` comes from an earlier session of an in-process
+    feed). Re-read the current state with a scan, then watch from
+    :meth:`~aurora_storage.Repository.last_position`.
+
+    Attributes:
+        position: the requested position.
+        oldest: the oldest position from which the feed can resume.
+    """
+
+    def __init__(self, message: str, *, position: int, oldest: int, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.position = position
+        self.oldest = oldest
 
 
 class SerializationError(StorageError, ValueError):

@@ -741,13 +741,19 @@ class LMDBBackend(Backend):
         return chunk_keys(self._chunks(start, stop, reverse, False))
 
     def scan_chunks(
-        self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
+        self,
+        start: bytes,
+        stop: bytes,
+        *,
+        reverse: bool = False,
+        values: bool = True,
+        limit: int | None = None,
     ) -> Iterator[Chunk]:
         """See :meth:`Backend.scan_chunks`: the chunks the scan reads anyway, values
-        checked and unwrapped."""
+        checked and unwrapped (no chunk reads past ``limit`` records)."""
         if self._dead:
             self._check()
-        return self._chunks(start, stop, reverse, values)
+        return self._chunks(start, stop, reverse, values, limit)
 
     def _chunk_fn(
         self, start: bytes, stop: bytes, reverse: bool, values: bool, after: bytes | None, n: int
@@ -786,13 +792,21 @@ class LMDBBackend(Backend):
 
         return backward if reverse else forward
 
-    def _chunks(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Chunk]:
+    def _chunks(
+        self, start: bytes, stop: bytes, reverse: bool, values: bool, limit: int | None = None
+    ) -> Iterator[Chunk]:
         if start >= stop:
             return
         after: bytes | None = None
         # Small first chunk: a scan with limit=1 (first key, exists) stays cheap.
         n = min(32, self._chunk)
+        left = limit
         while True:
+            if left is not None:
+                if left <= 0:
+                    return
+                n = min(n, left)
+                left -= n
             chunk = self._read_txn(self._chunk_fn(start, stop, reverse, values, after, n))
             if not chunk:
                 return

@@ -490,17 +490,27 @@ class RocksDBBackend(Backend):
         finally:
             del it
 
-    def _chunks(self, start: bytes, stop: bytes, reverse: bool, values: bool) -> Iterator[Chunk]:
-        """The engine's chunks of ``[start, stop)``, as (keys, values or None)."""
+    def _chunks(
+        self, start: bytes, stop: bytes, reverse: bool, values: bool, limit: int | None = None
+    ) -> Iterator[Chunk]:
+        """The engine's chunks of ``[start, stop)``, as (keys, values or None); at most
+        ``limit`` records in all (no chunk reads past it)."""
         lo, hi, n = start, stop, _FIRST_CHUNK
+        left = limit
         chunk = self._chunk
         while lo < hi:
+            if left is not None:
+                if left <= 0:
+                    return
+                n = min(n, left)
             keys, vals, more = chunk(lo, hi, reverse, n, values)
             if keys:
                 if reverse:
                     hi = keys[-1]
                 else:
                     lo = keys[-1] + b"\x00"
+                if left is not None:
+                    left -= len(keys)
                 yield keys, vals
             if not more:
                 return
@@ -522,11 +532,18 @@ class RocksDBBackend(Backend):
         return chunk_keys(self._chunks(start, stop, reverse, False))
 
     def scan_chunks(
-        self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
+        self,
+        start: bytes,
+        stop: bytes,
+        *,
+        reverse: bool = False,
+        values: bool = True,
+        limit: int | None = None,
     ) -> Iterator[Chunk]:
-        """See :meth:`Backend.scan_chunks`: the chunks the engine is read in anyway."""
+        """See :meth:`Backend.scan_chunks`: the chunks the engine is read in anyway (the
+        first of at most ``limit`` records)."""
         self._check()
-        return self._chunks(start, stop, reverse, values)
+        return self._chunks(start, stop, reverse, values, limit)
 
     def first_key(self, start: bytes, stop: bytes) -> bytes | None:
         """See :meth:`Backend.first_key`."""

@@ -28,6 +28,7 @@ from aurora_storage.errors import (
     ConfigurationError,
     InvalidURLError,
     KeyExistsError,
+    NotSupportedError,
     ReadOnlyError,
     RepositoryClosedError,
     StorageError,
@@ -146,8 +147,21 @@ def test_every_public_repository_method_is_overridden_or_works() -> None:
     public = [n for n in dir(Repository) if not n.startswith("_")]
     inherited = [n for n in public if n not in TieredRepository.__dict__]
     # What is inherited must be generic over the overridden methods: check each works.
-    assert set(inherited) <= {"tenant", "url", "closed", "backend"}, inherited
+    # The event-store primitives are inherited and refuse (NotSupportedError): a tiered
+    # pair declares none of their capabilities (the cold tier's would bypass hot).
+    event_store = {"get_versioned", "compare_and_set", "last_sequence", "last_position", "watch"}
+    assert set(inherited) <= {"tenant", "url", "closed", "backend"} | event_store, inherited
     t, _, cold = cache_pair()
+    calls = {
+        "get_versioned": lambda: t.get_versioned("acme", "k"),
+        "compare_and_set": lambda: t.compare_and_set("acme", "k", 1, version=None),
+        "last_sequence": lambda: t.last_sequence("acme", "log"),
+        "last_position": t.last_position,
+        "watch": lambda: t.watch("acme"),
+    }
+    for name in sorted(event_store & set(inherited)):
+        with pytest.raises(NotSupportedError):
+            calls[name]()
     view = t.tenant("acme")
     view.put("k", 1)
     assert view.get("k") == 1

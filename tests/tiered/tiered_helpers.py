@@ -34,7 +34,7 @@ class FlakyBackend(MemoryBackend):
         super().__init__()
         if data:
             self._data.update(data)
-            self._sorted = None
+            self._sorted.update(data)
         self._plans: dict[str, list[Any]] = {}
 
     def fail(

@@ -1,14 +1,26 @@
-"""The in-memory backend: a dict plus a lazily sorted key list."""
+"""The in-memory backend: a dict plus a sorted key list (``sortedcontainers``), so a new
+key costs O(log n) and no scan ever re-sorts; the newest key of a prefix is a bisection."""
 
 from __future__ import annotations
 
-import bisect
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from aurora_storage.backend import Backend, Capabilities, Chunk, Op
+from sortedcontainers import SortedList
+
+from aurora_storage.backend import (
+    Append,
+    Backend,
+    Capabilities,
+    ChangeFeed,
+    Chunk,
+    Condition,
+    Op,
+    RecentChanges,
+    plan_commit,
+)
 from aurora_storage.config import URL, config_from_options
 from aurora_storage.errors import InvalidURLError, RepositoryClosedError
 
@@ -34,18 +46,30 @@ class MemoryBackend(Backend):
     Scans see the keys present when the scan started (a snapshot of the key list) and the
     values current when each item (or, for the repository's chunked scans, each chunk of
     up to 1024 items) is read; keys deleted meanwhile are skipped.
+
+    Every write runs under one lock, so conditional commits and sequence numbers are
+    atomic with it, and the change feed (:class:`~aurora_storage.backend.RecentChanges`,
+    the latest 100,000 changes) records each commit in commit order.
     """
 
     scheme = "memory"
-    capabilities = Capabilities(persistent=False, thread_safe=True)
+    capabilities = Capabilities(
+        persistent=False,
+        thread_safe=True,
+        conditional_writes=True,
+        sequences=True,
+        change_feed=True,
+    )
 
     def __init__(self, config: MemoryConfig | None = None) -> None:
         super().__init__()
         self.config = config or MemoryConfig()
         self._data: dict[bytes, bytes] = {}
-        self._sorted: list[bytes] | None = []
+        self._sorted: SortedList = SortedList()
         self._lock = threading.RLock()
         self._closed = False
+        self._feed = RecentChanges()
+        self._commits = 0
 
     @classmethod
     def from_url(cls, url: URL, options: Mapping[str, Any]) -> MemoryBackend:
@@ -61,11 +85,10 @@ class MemoryBackend(Backend):
         if self._closed:
             raise RepositoryClosedError("the memory store is closed", backend="memory")
 
-    def _keys(self) -> list[bytes]:
-        keys = self._sorted
-        if keys is None:
-            keys = self._sorted = sorted(self._data)
-        return keys
+    def _record(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
+        # Under self._lock: commit numbers follow the order writes are applied in.
+        self._commits += 1
+        self._feed.record(self._commits, changes)
 
     def get(self, key: bytes) -> bytes | None:
         """See :meth:`Backend.get`."""
@@ -90,8 +113,9 @@ class MemoryBackend(Backend):
         with self._lock:
             self._check()
             if key not in self._data:
-                self._sorted = None
-            self._data[key] = _own(value)
+                self._sorted.add(key)
+            v = self._data[key] = _own(value)
+            self._record(((key, v),))
 
     def insert(self, key: bytes, value: bytes) -> bool:
         """See :meth:`Backend.insert`."""
@@ -99,8 +123,9 @@ class MemoryBackend(Backend):
             self._check()
             if key in self._data:
                 return False
-            self._sorted = None
-            self._data[key] = _own(value)
+            self._sorted.add(key)
+            v = self._data[key] = _own(value)
+            self._record(((key, v),))
             return True
 
     def delete(self, key: bytes) -> bool:
@@ -109,28 +134,64 @@ class MemoryBackend(Backend):
             self._check()
             if self._data.pop(key, None) is None:
                 return False
-            self._sorted = None
+            self._sorted.remove(key)
+            self._record(((key, None),))
             return True
 
     def write(self, ops: Sequence[Op]) -> None:
         """See :meth:`Backend.write`; atomic under the store's lock."""
         with self._lock:
             self._check()
-            data = self._data
-            for k, v in ops:
-                if v is None:
-                    if data.pop(k, None) is not None:
-                        self._sorted = None
-                else:
-                    if k not in data:
-                        self._sorted = None
-                    data[k] = _own(v)
+            self._apply(ops)
 
-    def _range(self, start: bytes, stop: bytes) -> list[bytes]:
+    def _apply(self, ops: Sequence[Op]) -> None:
+        data, keys = self._data, self._sorted
+        changes: list[tuple[bytes, bytes | None]] = []
+        for k, v in ops:
+            if v is None:
+                if data.pop(k, None) is not None:
+                    keys.remove(k)
+                    changes.append((k, None))
+            else:
+                if k not in data:
+                    keys.add(k)
+                v = data[k] = _own(v)
+                changes.append((k, v))
+        if changes:
+            self._record(changes)
+
+    def commit(
+        self,
+        ops: Sequence[Op],
+        *,
+        conditions: Sequence[Condition] = (),
+        appends: Sequence[Append] = (),
+    ) -> list[int]:
+        """See :meth:`Backend.commit`: checked, numbered and applied under the lock."""
         with self._lock:
             self._check()
-            keys = self._keys()
-            return keys[bisect.bisect_left(keys, start) : bisect.bisect_left(keys, stop)]
+            final, firsts = plan_commit(self._data.get, ops, conditions, appends)
+            self._apply(final)
+            return firsts
+
+    def change_feed(self) -> ChangeFeed:
+        """See :meth:`Backend.change_feed`: the in-process feed of this store."""
+        self._check()
+        return self._feed
+
+    def _range(
+        self, start: bytes, stop: bytes, limit: int | None = None, reverse: bool = False
+    ) -> list[bytes]:
+        with self._lock:
+            self._check()
+            keys = self._sorted
+            i, j = keys.bisect_left(start), keys.bisect_left(stop)
+            if limit is not None and j - i > limit:
+                if reverse:
+                    i = j - limit
+                else:
+                    j = i + limit
+            return cast("list[bytes]", keys[i:j]) if i < j else []
 
     def scan(
         self, start: bytes, stop: bytes, *, reverse: bool = False
@@ -149,11 +210,18 @@ class MemoryBackend(Backend):
                 yield k, v
 
     def scan_chunks(
-        self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
+        self,
+        start: bytes,
+        stop: bytes,
+        *,
+        reverse: bool = False,
+        values: bool = True,
+        limit: int | None = None,
     ) -> Iterator[Chunk]:
-        """See :meth:`Backend.scan_chunks`: slices of the key snapshot, with the values
-        current when each slice is read."""
-        keys = self._range(start, stop)
+        """See :meth:`Backend.scan_chunks`: slices of the key snapshot (of at most
+        ``limit`` keys: a bisection and a slice), with the values current when each
+        slice is read."""
+        keys = self._range(start, stop, limit, reverse)
         if reverse:
             keys.reverse()
         return self._chunks(keys, values)
@@ -185,16 +253,21 @@ class MemoryBackend(Backend):
         """See :meth:`Backend.count_range` (two bisections, no copy)."""
         with self._lock:
             self._check()
-            keys = self._keys()
-            return max(0, bisect.bisect_left(keys, stop) - bisect.bisect_left(keys, start))
+            keys = self._sorted
+            n: int = keys.bisect_left(stop) - keys.bisect_left(start)
+            return max(0, n)
 
     def first_key(self, start: bytes, stop: bytes) -> bytes | None:
         """See :meth:`Backend.first_key` (one bisection, no copy)."""
         with self._lock:
             self._check()
-            keys = self._keys()
-            i = bisect.bisect_left(keys, start)
-            return keys[i] if i < len(keys) and keys[i] < stop else None
+            keys = self._sorted
+            i = keys.bisect_left(start)
+            if i < len(keys):
+                k: bytes = keys[i]
+                if k < stop:
+                    return k
+            return None
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`."""
@@ -203,7 +276,9 @@ class MemoryBackend(Backend):
             for k in keys:
                 del self._data[k]
             if keys:
-                self._sorted = None
+                sl = self._sorted
+                del sl[sl.bisect_left(start) : sl.bisect_left(stop)]
+                self._record([(k, None) for k in keys])
             return len(keys)
 
     def stats(self) -> dict[str, Any]:
@@ -220,7 +295,8 @@ class MemoryBackend(Backend):
         with self._lock:
             self._closed = True
             self._data = {}
-            self._sorted = []
+            self._sorted = SortedList()
+            self._feed.close()
 
     def describe(self) -> str:
         """``memory://``."""

@@ -14,13 +14,24 @@ A backend's test file subclasses :class:`RepositoryTestSuite` and provides one f
 The suite opens (and, for persistence, reopens) the store with
 :func:`aurora_storage.open`. Tests of a capability the backend does not declare in
 :class:`~aurora_storage.Capabilities` (``persistent``, ``atomic_batches``,
-``thread_safe``, ``ordered_scans``) are skipped with the reason. The individual mixins
+``thread_safe``, ``ordered_scans``, and the event-store primitives'
+``conditional_writes``, ``sequences``, ``change_feed``, ``multi_process``) are skipped
+with the reason. The individual mixins
 can be combined instead of the whole suite. Needs ``pytest`` and ``hypothesis``
 (the ``aurora-storage[test]`` extra).
 """
 
 from __future__ import annotations
 
+from ._eventstore import (
+    ChangeFeedTests,
+    ConditionalWriteStateMachine,
+    ConditionalWriteTests,
+    EventStoreTests,
+    MultiProcessAppendTests,
+    PushDownTests,
+    SequenceTests,
+)
 from ._statemachine import RepositoryStateMachine, StateMachineTests
 from ._suite import (
     AsyncTests,
@@ -38,12 +49,19 @@ __all__ = [
     "AsyncTests",
     "BadInputTests",
     "BatchTests",
+    "ChangeFeedTests",
+    "ConditionalWriteStateMachine",
+    "ConditionalWriteTests",
+    "EventStoreTests",
     "LifecycleTests",
+    "MultiProcessAppendTests",
     "PersistenceTests",
     "PointOpsTests",
+    "PushDownTests",
     "RepositoryStateMachine",
     "RepositoryTestSuite",
     "ScanTests",
+    "SequenceTests",
     "StateMachineTests",
     "TenantTests",
     "ThreadTests",
@@ -61,6 +79,7 @@ class RepositoryTestSuite(
     ThreadTests,
     AsyncTests,
     StateMachineTests,
+    EventStoreTests,
 ):
     """Every conformance test. Subclass it (name the subclass ``Test...``) and define the
     ``store_url`` fixture. Set ``state_machine_settings`` to tune the random runs."""

@@ -1,0 +1,317 @@
+"""Event-store primitives of the repository: versions, sequence slots, the change feed.
+
+I/O-free pieces and the ``watch()`` iterators; :class:`~aurora_storage.Repository` and
+:class:`~aurora_storage.Batch` hold the public methods and call into here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+
+from ._keys import NS_SYSTEM, encode_key, encode_prefix
+from .backend import ChangeFeed, ChangeRecord
+from .errors import InvalidKeyError, NotSupportedError, StorageError
+
+if TYPE_CHECKING:
+    from ._repository import Repository
+
+__all__ = ["AsyncWatch", "Change", "Slot", "Version", "Watch"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+#: Changes read from the feed per call.
+_READ = 1024
+#: The largest sequence number a record key is sized for (the counter is 64-bit).
+_MAX_NUMBER = (1 << 64) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """The opaque version of a stored record, for compare-and-set.
+
+    Get one from :meth:`Repository.get_versioned` (or ``compare_and_set``'s return
+    value), compare it with ``==`` and hand it back; never build one. On the embedded
+    engines it is derived from the stored bytes, so a value that goes A -> B -> A has
+    A's version again (fine for forward-only records such as a projection's tracking
+    position); engines with native revisions use those.
+    """
+
+    token: bytes
+
+    def __repr__(self) -> str:
+        return f"Version({self.token.hex()[:16]})"
+
+
+@dataclass(frozen=True, slots=True)
+class Change(Generic[K, V]):
+    """One committed change, as ``watch()`` delivers it.
+
+    Attributes:
+        position: strictly increasing per store in commit order (not consecutive); pass
+            the last one seen as ``watch(after=...)`` to resume without missing or
+            repeating a change.
+        tenant: the tenant of the record.
+        key: the record's key.
+        value: the new value, ``None`` for a delete.
+        deleted: whether the change removed the record.
+    """
+
+    position: int
+    tenant: str
+    key: K
+    value: V | None
+    deleted: bool
+
+
+class Slot:
+    """The number :meth:`Batch.append` reserves: readable as :attr:`number` once the
+    batch committed."""
+
+    __slots__ = ("_number", "sequence", "tenant")
+
+    def __init__(self, tenant: str, sequence: str) -> None:
+        self.tenant = tenant
+        self.sequence = sequence
+        self._number: int | None = None
+
+    @property
+    def number(self) -> int:
+        """The record's gap-free number ``n`` (its key is ``(sequence, n)``).
+
+        Raises:
+            StorageError: the batch has not committed (yet, or it failed).
+        """
+        if self._number is None:
+            raise StorageError(
+                f"the number of this append to sequence {self.sequence!r} (tenant "
+                f"{self.tenant!r}) is assigned when its batch commits; that has not "
+                "happened (the batch is still open, or it failed and wrote nothing)",
+                tenant=self.tenant,
+            )
+        return self._number
+
+    def __repr__(self) -> str:
+        n = "uncommitted" if self._number is None else self._number
+        return f"<Slot {self.tenant!r}/{self.sequence!r} {n}>"
+
+
+def require(repo: Repository[Any, Any], capability: str, what: str) -> None:
+    """Raise NotSupportedError unless ``repo`` declares ``capability`` (the repository's
+    capabilities: a composition such as the tiered repository declares its own)."""
+    if not getattr(repo.capabilities, capability):
+        raise NotSupportedError(
+            f"{what} needs a repository whose capabilities declare {capability}; "
+            f"{repo._describe()} does not. Use memory://, lmdb:// or rocksdb:// "
+            "(aurora-storage never emulates it with a racy check-then-write)",
+            backend=repo.backend.scheme,
+        )
+
+
+def check_sequence(sequence: Any) -> str:
+    """A sequence name is a non-empty ``str``."""
+    if type(sequence) is not str or not sequence:
+        raise InvalidKeyError(
+            f"a sequence name must be a non-empty str, got {sequence!r}",
+        )
+    return sequence
+
+
+def sequence_prefix(tenant_prefix: bytes, sequence: str) -> bytes:
+    """The stored-key prefix of the records of one sequence: ``(sequence, n)`` keys."""
+    return tenant_prefix + encode_prefix((sequence,))
+
+
+def counter_key(seq_prefix: bytes) -> bytes:
+    """The key of a sequence's counter record (the store's own namespace: never in a
+    tenant's scans, and not removed by ``drop_tenant``, so numbers are never reused)."""
+    return NS_SYSTEM + b"aurora:seq:" + seq_prefix
+
+
+def record_key_fn(seq_prefix: bytes) -> Callable[[int], bytes]:
+    """Builds the stored key of record ``n`` of a sequence: ``(sequence, n)``."""
+
+    def key(n: int) -> bytes:
+        return seq_prefix + encode_key(n) + b"\x00"
+
+    return key
+
+
+class Watch(Generic[K, V]):
+    """The iterator :meth:`Repository.watch` returns: committed changes of one tenant
+    (optionally under a prefix) in commit order, waiting for new ones.
+
+    Iteration ends (``StopIteration``) when ``timeout`` seconds pass without a matching
+    change, or after :meth:`close`. :attr:`position` is the feed position up to which
+    changes have been examined: resume with ``watch(..., after=w.position)``.
+
+    Raises (when advanced):
+        PositionExpiredError: the changes after ``after`` are no longer retained.
+        RepositoryClosedError: the repository was closed.
+    """
+
+    def __init__(
+        self,
+        repo: Repository[K, V],
+        tenant: str,
+        lo: bytes,
+        hi: bytes,
+        plen: int,
+        feed: ChangeFeed,
+        after: int,
+        timeout: float | None,
+    ) -> None:
+        self._repo = repo
+        self._tenant = tenant
+        self._lo, self._hi, self._plen = lo, hi, plen
+        self._feed = feed
+        self._after = after
+        self._timeout = timeout
+        self._buf: deque[Change[K, V]] = deque()
+        self._closed = False
+
+    @property
+    def position(self) -> int:
+        """Position up to which changes were examined (delivered or filtered out)."""
+        if self._buf:
+            return self._buf[0].position - 1
+        return self._after
+
+    def _fill(self) -> bool:
+        """Read the next changes into the buffer; whether any were read at all."""
+        records = self._feed.read(self._after, _READ)
+        if not records:
+            return False
+        self._after = records[-1][0]
+        self._buf.extend(self._decode(records))
+        return True
+
+    def _decode(self, records: list[ChangeRecord]) -> Iterator[Change[K, V]]:
+        from ._repository import _decode_key_at
+
+        lo, hi, plen, tenant, repo = self._lo, self._hi, self._plen, self._tenant, self._repo
+        for pos, k, raw in records:
+            if lo <= k < hi:
+                key = _decode_key_at(k, plen)
+                if raw is None:
+                    yield Change(pos, tenant, key, None, True)
+                else:
+                    yield Change(pos, tenant, key, repo._load(raw, tenant, key), False)
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Change[K, V]:
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while True:
+            if self._closed:
+                raise StopIteration
+            self._repo._check_open()
+            if self._buf:
+                return self._buf.popleft()
+            if self._fill():
+                continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise StopIteration
+            self._feed.wait(self._after, left)
+
+    def close(self) -> None:
+        """Stop: iteration ends, and a thread blocked in ``next()`` wakes up."""
+        self._closed = True
+        self._feed.wake()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Watch {self._tenant!r} after {self.position}>"
+
+
+class AsyncWatch(Generic[K, V]):
+    """The async iterator :meth:`AsyncRepository.watch` returns: the same changes as
+    :class:`Watch`. Waiting never blocks the event loop or holds a thread: the feed
+    wakes the loop (``call_soon_threadsafe``) when changes are committed."""
+
+    def __init__(self, watch: Watch[K, V]) -> None:
+        self._watch = watch
+        self._event: asyncio.Event | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    @property
+    def position(self) -> int:
+        """See :attr:`Watch.position`."""
+        return self._watch.position
+
+    def _subscribe(self) -> asyncio.Event:
+        event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+        self._unsubscribe = self._watch._feed.subscribe(wake)
+        self._event = event
+        return event
+
+    def __aiter__(self) -> AsyncIterator[Change[K, V]]:
+        return self
+
+    async def __anext__(self) -> Change[K, V]:
+        w = self._watch
+        event = self._event or self._subscribe()
+        deadline = None if w._timeout is None else time.monotonic() + w._timeout
+        while True:
+            if w._closed:
+                self._stop()
+                raise StopAsyncIteration
+            w._repo._check_open()
+            if w._buf:
+                return w._buf.popleft()
+            # Cleared before reading: a commit after the read sets it again, so no
+            # wakeup is lost between the read and the wait.
+            event.clear()
+            if w._fill():
+                continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                self._stop()
+                raise StopAsyncIteration
+            try:
+                await asyncio.wait_for(event.wait(), left)
+            except TimeoutError:
+                pass
+
+    def _stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    async def aclose(self) -> None:
+        """Stop the iteration (see :meth:`Watch.close`)."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop the iteration; a pending ``__anext__`` ends with StopAsyncIteration."""
+        self._watch.close()
+        self._stop()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncWatch {self._watch._tenant!r} after {self.position}>"
