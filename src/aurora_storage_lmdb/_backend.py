@@ -38,7 +38,18 @@ import orjson
 
 import lmdb
 from aurora_storage import Repository
-from aurora_storage.backend import Backend, Capabilities, Chunk, Op, chunk_items, chunk_keys
+from aurora_storage.backend import (
+    Append,
+    Backend,
+    Capabilities,
+    ChangeFeed,
+    Chunk,
+    Condition,
+    Op,
+    RecentChanges,
+    chunk_items,
+    chunk_keys,
+)
 from aurora_storage.codecs import Codec
 from aurora_storage.config import URL, config_from_options
 from aurora_storage.errors import (
@@ -52,6 +63,7 @@ from aurora_storage.errors import (
     StoreLockedError,
 )
 
+from . import _eventstore
 from ._config import LMDBConfig
 
 __all__ = ["LMDBBackend", "LMDBRepository", "create_lmdb_repository"]
@@ -140,8 +152,14 @@ class LMDBBackend(Backend):
             thread_safe=True,
             blocking_writes=config.sync,
             read_only=config.read_only,
+            # One write transaction each, across processes (see _eventstore).
+            conditional_writes=not config.read_only,
+            sequences=not config.read_only,
+            change_feed=not config.read_only,
         )
         self._wlock = threading.Lock()
+        # The in-process change feed, created by the first watch() (see _eventstore).
+        self._feed: RecentChanges | None = None
         self._closed = False
         self._forked = False
         # One flag the hot paths test: closed or inherited across fork().
@@ -511,9 +529,17 @@ class LMDBBackend(Backend):
             if fd is not None:
                 os.close(fd)
 
-    def _write_txn(self, fn: Callable[[Any], T], first: Exception | None = None) -> T:
+    def _write_txn(
+        self,
+        fn: Callable[[Any], T],
+        first: Exception | None = None,
+        *,
+        on_commit: Callable[[T, int], None] | None = None,
+    ) -> T:
         """Run ``fn(txn)`` in one write transaction, retrying the whole unit after the
-        map grows (or adopting another process's growth). Takes the write lock."""
+        map grows (or adopting another process's growth). Takes the write lock.
+        ``on_commit(result, txn_id)`` runs after the commit, still under the lock (the
+        change feed records commits in commit order)."""
         attempt = 0
         with self._wlock:
             if self._dead:
@@ -524,7 +550,11 @@ class LMDBBackend(Backend):
             while True:
                 try:
                     with self._begin(write=True) as txn:
-                        return fn(txn)
+                        result = fn(txn)
+                        tid = txn.id()
+                    if on_commit is not None:
+                        on_commit(result, tid)
+                    return result
                 except lmdb.Error as exc:
                     self._recover(exc, attempt, writing=True)
                     attempt += 1
@@ -621,13 +651,32 @@ class LMDBBackend(Backend):
             try:
                 with self._begin(write=True) as txn:
                     txn.put(key, data)
+                    tid = txn.id()
+                if self._feed is not None:
+                    self._feed.record(tid, ((key, value),))
                 return
             except lmdb.Error as exc:
                 first = exc
         self._put_slow(key, data, first)
 
     def _put_slow(self, key: bytes, data: bytes, exc: Exception) -> None:
-        self._write_txn(lambda txn: txn.put(key, data), exc)
+        self._write_txn(
+            lambda txn: txn.put(key, data), exc, on_commit=self._recorder(((key, data[:-4]),))
+        )
+
+    def _recorder(
+        self, changes: Sequence[tuple[bytes, bytes | None]]
+    ) -> Callable[[Any, int], None] | None:
+        """An ``on_commit`` that records ``changes`` if the write took effect (a truthy
+        or ``None`` result), or ``None`` while no change feed records."""
+        if self._feed is None:
+            return None
+
+        def on_commit(result: Any, tid: int) -> None:
+            if result is not False and self._feed is not None:
+                self._feed.record(tid, changes)
+
+        return on_commit
 
     def insert(self, key: bytes, value: bytes) -> bool:
         """See :meth:`Backend.insert`: LMDB's native create-only put, so it is atomic
@@ -635,13 +684,20 @@ class LMDBBackend(Backend):
         if self._dead:
             self._check()
         data = _wrap(value)
-        return bool(self._write_txn(lambda txn: txn.put(key, data, overwrite=False)))
+        return bool(
+            self._write_txn(
+                lambda txn: txn.put(key, data, overwrite=False),
+                on_commit=self._recorder(((key, value),)),
+            )
+        )
 
     def delete(self, key: bytes) -> bool:
         """See :meth:`Backend.delete`."""
         if self._dead:
             self._check()
-        return bool(self._write_txn(lambda txn: txn.delete(key)))
+        return bool(
+            self._write_txn(lambda txn: txn.delete(key), on_commit=self._recorder(((key, None),)))
+        )
 
     def write(self, ops: Sequence[Op]) -> None:
         """See :meth:`Backend.write`: every operation in one write transaction."""
@@ -680,18 +736,28 @@ class LMDBBackend(Backend):
                         path=self.path,
                     )
 
-            self._write_txn(put_all)
+            self._write_txn(
+                put_all,
+                on_commit=self._recorder([(k, v[:-4]) for k, v in puts if v is not None])
+                if self._feed is not None
+                else None,
+            )
             return len(puts)
+
+        changes: list[tuple[bytes, bytes | None]] = []
 
         def apply(txn: Any) -> None:
             put, delete = txn.put, txn.delete
+            changes.clear()
             for k, v in puts:
                 if v is None:
-                    delete(k)
+                    if delete(k):
+                        changes.append((k, None))
                 else:
                     put(k, v)
+                    changes.append((k, v[:-4]))
 
-        self._write_txn(apply)
+        self._write_txn(apply, on_commit=self._recorder(changes))
         return len(puts)
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
@@ -700,27 +766,50 @@ class LMDBBackend(Backend):
         if self._dead:
             self._check()
         total = 0
+        deleted: list[tuple[bytes, bytes | None]] = []
+        recording = self._feed is not None
         while True:
 
             def work(txn: Any) -> int:
                 cur = txn.cursor()
                 n = 0
+                deleted.clear()
                 if not cur.set_range(start):
                     return 0
                 while n < 50_000:
                     k = cur.key()
                     if k >= stop:
                         break
+                    if recording:
+                        deleted.append((k, None))
                     cur.delete()
                     n += 1
                     if not cur.key():
                         break
                 return n
 
-            n = self._write_txn(work)
+            n: int = self._write_txn(work, on_commit=self._recorder(deleted))
             total += n
             if n < 50_000:
                 return total
+
+    # ------------------------------------------------------------------ event store
+
+    def commit(
+        self,
+        ops: Sequence[Op],
+        *,
+        conditions: Sequence[Condition] = (),
+        appends: Sequence[Append] = (),
+    ) -> list[int]:
+        """See :meth:`Backend.commit`: one write transaction, so atomic across threads
+        and processes (see :mod:`aurora_storage_lmdb._eventstore`)."""
+        return _eventstore.commit(self, ops, conditions, appends)
+
+    def change_feed(self) -> ChangeFeed:
+        """See :meth:`Backend.change_feed`: in-process, recording from the first call."""
+        feed = self._feed
+        return feed if feed is not None else _eventstore.start_feed(self)
 
     # ------------------------------------------------------------------ scans
 
@@ -968,6 +1057,8 @@ class LMDBBackend(Backend):
             self._closed = True
             self._dead = True
             _LIVE.discard(self)
+            if self._feed is not None:
+                self._feed.close()
             if self._forked:
                 return
             try:

@@ -38,7 +38,18 @@ from aurora_storage._stores import (
     open_stores,
     remove_created,
 )
-from aurora_storage.backend import Backend, Capabilities, Chunk, Op, chunk_items, chunk_keys
+from aurora_storage.backend import (
+    Append,
+    Backend,
+    Capabilities,
+    ChangeFeed,
+    Chunk,
+    Condition,
+    Op,
+    RecentChanges,
+    chunk_items,
+    chunk_keys,
+)
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
@@ -49,6 +60,7 @@ from aurora_storage.errors import (
     StoreLockedError,
 )
 
+from . import _eventstore
 from ._config import RocksDBConfig, config_from_url
 
 if TYPE_CHECKING:
@@ -185,7 +197,14 @@ class RocksDBBackend(Backend):
             thread_safe=True,
             blocking_writes=config.sync,
             read_only=config.mode != "read_write",
+            # Atomic under the write lock every write takes (one writer process per
+            # store); see _eventstore.
+            conditional_writes=config.mode == "read_write",
+            sequences=config.mode == "read_write",
+            change_feed=config.mode == "read_write",
         )
+        # The in-process change feed, created by the first watch() (see _eventstore).
+        self._feed: RecentChanges | None = None
         self._db = db
         self._secondary_tmp = secondary_tmp
         self._pid = os.getpid()
@@ -347,7 +366,11 @@ class RocksDBBackend(Backend):
     def put(self, key: bytes, value: bytes) -> None:
         """See :meth:`Backend.put`."""
         try:
-            self._put(key, value)
+            # Under the write lock: a conditional commit reads then writes under it.
+            with self._insert_lock:
+                self._put(key, value)
+                if self._feed is not None:
+                    _eventstore.record(self, ((key, value),))
         except Exception as exc:
             raise self._error(exc, "put") from exc
 
@@ -378,6 +401,8 @@ class RocksDBBackend(Backend):
                 if self._get(key) is not None:
                     return False
                 self._put(key, value)
+                if self._feed is not None:
+                    _eventstore.record(self, ((key, value),))
                 return True
         except Exception as exc:
             raise self._error(exc, "insert") from exc
@@ -389,6 +414,8 @@ class RocksDBBackend(Backend):
                 if self._get(key) is None:
                     return False
                 self._db.delete(key)
+                if self._feed is not None:
+                    _eventstore.record(self, ((key, None),))
                 return True
         except Exception as exc:
             raise self._error(exc, "delete") from exc
@@ -403,6 +430,8 @@ class RocksDBBackend(Backend):
         self._check()
         wb = rocksdict.WriteBatch(raw_mode=True)
         put, delete = wb.put, wb.delete
+        # Kept for the change feed only while one is recording.
+        changes: list[Op] | None = [] if self._feed is not None else None
         # Outside the engine-error translation: an exception from producing ``ops`` (a
         # bad key or value) reaches the caller unchanged, and the batch is dropped.
         for k, v in ops:
@@ -410,10 +439,15 @@ class RocksDBBackend(Backend):
                 delete(k)
             else:
                 put(k, v)
+            if changes is not None:
+                changes.append((k, v))
         n: int = wb.len()
         if n:
             try:
-                self._db.write(wb)
+                with self._insert_lock:
+                    self._db.write(wb)
+                    if changes is not None:
+                        _eventstore.record(self, changes)
             except Exception as exc:
                 raise self._error(exc, "write batch") from exc
         return n
@@ -553,15 +587,38 @@ class RocksDBBackend(Backend):
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`: one range tombstone over the key range."""
         self._check()
-        count = self.count_range(start, stop)
-        if count:
-            try:
-                wb = rocksdict.WriteBatch(raw_mode=True)
-                wb.delete_range(start, stop)
-                self._db.write(wb)
-            except Exception as exc:
-                raise self._error(exc, "delete_range") from exc
+        with self._insert_lock:
+            # A recording feed needs the keys (one delete change each).
+            keys = list(self.scan_keys(start, stop)) if self._feed is not None else None
+            count = len(keys) if keys is not None else self.count_range(start, stop)
+            if count:
+                try:
+                    wb = rocksdict.WriteBatch(raw_mode=True)
+                    wb.delete_range(start, stop)
+                    self._db.write(wb)
+                    if keys is not None:
+                        _eventstore.record(self, [(k, None) for k in keys])
+                except Exception as exc:
+                    raise self._error(exc, "delete_range") from exc
         return count
+
+    # ------------------------------------------------------------------ event store
+
+    def commit(
+        self,
+        ops: Sequence[Op],
+        *,
+        conditions: Sequence[Condition] = (),
+        appends: Sequence[Append] = (),
+    ) -> list[int]:
+        """See :meth:`Backend.commit`: planned and written as one WriteBatch under the
+        write lock (see :mod:`aurora_storage_rocksdb._eventstore`)."""
+        return _eventstore.commit(self, ops, conditions, appends)
+
+    def change_feed(self) -> ChangeFeed:
+        """See :meth:`Backend.change_feed`: in-process, recording from the first call."""
+        feed = self._feed
+        return feed if feed is not None else _eventstore.start_feed(self)
 
     # ------------------------------------------------------------------ maintenance
 
@@ -697,6 +754,8 @@ class RocksDBBackend(Backend):
             self._get = self._put = _closed_op
             db, self._db = self._db, None
             _LIVE.discard(self)
+            if self._feed is not None:
+                self._feed.close()
             try:
                 if os.getpid() == self._pid:
                     _close_when_free(db)
