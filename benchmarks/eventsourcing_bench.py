@@ -1,0 +1,226 @@
+"""Events per second through aurora_storage.eventsourcing vs eventsourcing's own SQLite
+recorder, on the same machine in the same run, at the same durability.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/eventsourcing_bench.py           # the figures in docs
+    .venv/bin/python benchmarks/eventsourcing_bench.py --quick   # smoke run (tests use it)
+
+What is measured: ``ApplicationRecorder.insert_events`` - what an eventsourcing
+``Application.save()`` calls - writing new aggregates' events *with* their notification
+ids (the application sequence), one call per aggregate, ``--batch`` events per call
+(1 and 10 by default). Each contender gets a fresh store in a temporary directory on
+the same file system. The contenders run interleaved: every round runs each of them
+once, in a rotating order, and the table reports the median over rounds with the
+spread (min-max).
+
+Durability, matched per mode:
+
+``fsync``
+    every commit is on disk before ``insert_events`` returns: SQLite in WAL mode with
+    ``synchronous=FULL`` (eventsourcing's default: one fsync of the WAL per commit);
+    LMDB ``sync=true`` (data and meta page synced per commit); RocksDB ``sync=true``
+    (one fsync of its write-ahead log per write).
+``nofsync``
+    every commit is handed to the operating system but not synced, so it survives a
+    process crash, not an OS crash: SQLite ``synchronous=OFF``; LMDB ``sync=false``;
+    RocksDB ``sync=false``.
+
+aurora-storage stores use the ``msgpack`` codec (records stored as plain msgpack lists:
+the layout the module prefers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import uuid4
+
+from eventsourcing import sqlite as es_sqlite
+from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, StoredEvent
+from eventsourcing.utils import Environment
+
+MODES = ("fsync", "nofsync")
+STATE = json.dumps(
+    {"name": "Fido", "tricks": ["roll over", "play dead"], "owner": "x" * 120}
+).encode()
+
+
+@contextmanager
+def _sqlite_synchronous(level: str) -> Iterator[None]:
+    # eventsourcing's SQLite module has no setting for PRAGMA synchronous; set it on
+    # every pooled connection as the connection is created.
+    original = es_sqlite.SQLiteConnectionPool._create_connection
+
+    def create(self: Any) -> Any:
+        conn = original(self)
+        conn._sqlite_conn.execute(f"PRAGMA synchronous={level}")
+        return conn
+
+    es_sqlite.SQLiteConnectionPool._create_connection = create  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        es_sqlite.SQLiteConnectionPool._create_connection = original  # type: ignore[method-assign]
+
+
+def _open(name: str, mode: str, directory: str) -> tuple[InfrastructureFactory[Any], Any]:
+    """A factory and its application recorder for contender ``name`` in ``mode``."""
+    sync = "true" if mode == "fsync" else "false"
+    if name == "sqlite":
+        level = "FULL" if mode == "fsync" else "OFF"
+        with _sqlite_synchronous(level):
+            env = Environment(
+                "Bench",
+                {
+                    "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                    "SQLITE_DBNAME": os.path.join(directory, "events.sqlite"),
+                },
+            )
+            factory = InfrastructureFactory.construct(env)
+            recorder = factory.application_recorder()
+            # Create the pool's first connection now, under the pragma.
+            recorder.max_notification_id()
+        return factory, recorder
+    if name == "aurora-lmdb":
+        url = f"lmdb://{directory}/store?codec=msgpack&sync={sync}"
+    elif name == "aurora-rocksdb":
+        url = f"rocksdb://{directory}/store?codec=msgpack&sync={sync}"
+    else:
+        raise SystemExit(f"unknown contender {name!r}")
+    env = Environment(
+        "Bench", {"PERSISTENCE_MODULE": "aurora_storage.eventsourcing", "AURORA_URL": url}
+    )
+    factory = InfrastructureFactory.construct(env)
+    return factory, factory.application_recorder()
+
+
+def _workload(calls: int, batch: int) -> list[list[StoredEvent]]:
+    out = []
+    for _ in range(calls):
+        oid = uuid4()
+        out.append(
+            [
+                StoredEvent(
+                    originator_id=oid, originator_version=v, topic="bench:Event", state=STATE
+                )
+                for v in range(1, batch + 1)
+            ]
+        )
+    return out
+
+
+def _run_once(recorder: ApplicationRecorder, work: list[list[StoredEvent]]) -> float:
+    insert: Callable[..., Any] = recorder.insert_events
+    start = time.perf_counter()
+    for events in work:
+        insert(events)
+    elapsed = time.perf_counter() - start
+    return sum(len(e) for e in work) / elapsed
+
+
+def bench(
+    contenders: list[str], modes: list[str], batches: list[int], calls: int, rounds: int
+) -> list[dict[str, Any]]:
+    """Median events/s (and min, max) per (mode, batch, contender)."""
+    rows = []
+    for mode in modes:
+        for batch in batches:
+            rates: dict[str, list[float]] = {c: [] for c in contenders}
+            for r in range(rounds):
+                order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
+                for name in order:
+                    directory = tempfile.mkdtemp(prefix=f"esbench-{name}-", dir=_workdir())
+                    factory, recorder = _open(name, mode, directory)
+                    try:
+                        recorder.insert_events(_workload(1, batch)[0])  # warm up
+                        rates[name].append(_run_once(recorder, _workload(calls, batch)))
+                    finally:
+                        factory.close()
+                        shutil.rmtree(directory, ignore_errors=True)
+            for name in contenders:
+                values = rates[name]
+                rows.append(
+                    {
+                        "mode": mode,
+                        "batch": batch,
+                        "contender": name,
+                        "events_per_s": statistics.median(values),
+                        "min": min(values),
+                        "max": max(values),
+                        "rounds": len(values),
+                    }
+                )
+    return rows
+
+
+_WORKDIR: str | None = None
+
+
+def _workdir() -> str:
+    return _WORKDIR or tempfile.gettempdir()
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table, with each contender's ratio to SQLite."""
+    base = {
+        (r["mode"], r["batch"]): r["events_per_s"] for r in rows if r["contender"] == "sqlite"
+    }
+    out = [
+        "| durability | events per insert | contender | events/s (median) | min-max | vs SQLite |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        ref = base.get((r["mode"], r["batch"]))
+        ratio = f"{r['events_per_s'] / ref:.2f}x" if ref else "-"
+        out.append(
+            f"| {r['mode']} | {r['batch']} | {r['contender']} | {r['events_per_s']:,.0f} | "
+            f"{r['min']:,.0f}-{r['max']:,.0f} | {ratio} |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _WORKDIR
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
+    ap.add_argument("--calls", type=int, help="insert_events calls per round (default 2000)")
+    ap.add_argument("--rounds", type=int, help="rounds (default 5)")
+    ap.add_argument("--batches", default="1,10", help="events per call, comma-separated")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--contenders", default="sqlite,aurora-lmdb,aurora-rocksdb")
+    ap.add_argument("--dir", help="directory for the stores (default: the temp dir)")
+    ap.add_argument("--json", help="also write the rows to this JSON file")
+    a = ap.parse_args(argv)
+    _WORKDIR = a.dir
+    calls = a.calls or (20 if a.quick else 2000)
+    rounds = a.rounds or (1 if a.quick else 5)
+    contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
+    modes = [m.strip() for m in a.modes.split(",") if m.strip()]
+    if unknown := set(modes) - set(MODES):
+        raise SystemExit(f"unknown mode(s) {sorted(unknown)}; use {', '.join(MODES)}")
+    batches = [int(b) for b in a.batches.split(",")]
+    rows = bench(contenders, modes, batches, calls, rounds)
+    print(
+        f"eventsourcing insert_events, {calls} calls x {rounds} rounds; "
+        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    print(table(rows))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"calls": calls, "rounds": rounds, "rows": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

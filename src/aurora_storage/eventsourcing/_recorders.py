@@ -1,0 +1,394 @@
+"""eventsourcing's recorders on aurora-storage's event-store primitives.
+
+Every guarantee eventsourcing asks of a recorder is delegated to one atomic
+primitive, evaluated in the engine (one LMDB write transaction, the RocksDB backend's
+write lock, the memory backend's lock), never to a read followed by a write under a
+Python lock:
+
+* an aggregate event is written with ``Batch.insert`` under ``(originator_id, version)``:
+  two writers of one version cannot both succeed, and a conflict fails the whole batch
+  (``IntegrityError``, nothing written);
+* its notification is written in the same batch with ``Batch.append``, which numbers it
+  gap-free and in commit order, so notification ids and aggregate events commit together
+  or not at all;
+* a tracking record moves forward only, by ``compare_and_set`` against the version read
+  with it (``version=None``: "only if absent"), in the same batch as a process's events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    IntegrityError,
+    Notification,
+    ProcessRecorder,
+    StoredEvent,
+    Subscription,
+    Tracking,
+    TrackingRecorder,
+)
+
+from aurora_storage import Repository
+from aurora_storage.errors import StorageError, VersionConflictError
+
+from ._errors import translate
+from ._records import EVENT, SEQUENCE, TRACKING, OriginatorIdType, ValueLayout, id_reader, id_text
+
+__all__ = [
+    "AuroraAggregateRecorder",
+    "AuroraApplicationRecorder",
+    "AuroraDatastore",
+    "AuroraProcessRecorder",
+    "AuroraRecorder",
+    "AuroraTrackingRecorder",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class AuroraDatastore:
+    """What the recorders of one application share: the repository and the tenant.
+
+    Built by :class:`~aurora_storage.eventsourcing.AuroraFactory`; construct one
+    directly to put recorders on a repository you opened yourself.
+
+    Attributes:
+        repository: an open :class:`aurora_storage.Repository` whose backend declares
+            ``conditional_writes`` and ``sequences`` (and ``change_feed`` for waiting
+            without polling).
+        tenant: the tenant holding this application's records.
+        originator_id_type: ``"uuid"`` (ids read back as :class:`uuid.UUID`) or
+            ``"text"`` (as str).
+        layout: how records become values of the store's codec (see
+            :func:`~aurora_storage.eventsourcing._records.value_layout`).
+    """
+
+    repository: Repository[Any, Any]
+    tenant: str
+    originator_id_type: OriginatorIdType
+    layout: ValueLayout
+
+
+class AuroraRecorder:
+    """Base of the aurora recorders: holds the datastore.
+
+    Args:
+        datastore: the repository and tenant the recorder works on.
+    """
+
+    def __init__(self, datastore: AuroraDatastore) -> None:
+        self.datastore = datastore
+        self._repo = datastore.repository
+        self._tenant = datastore.tenant
+        self._pack = datastore.layout.pack
+        self._unpack = datastore.layout.unpack
+        self._pack_int = datastore.layout.pack_int
+        self._unpack_int = datastore.layout.unpack_int
+        self._read_id = id_reader(datastore.originator_id_type)
+
+    def _check_tracking(self, tracking: Tracking) -> Any:
+        """The version of the tracking record to compare-and-set against; raises
+        IntegrityError if the record is at or past ``tracking`` already."""
+        try:
+            current, version = self._repo.get_versioned(
+                self._tenant, (TRACKING, tracking.application_name)
+            )
+        except StorageError as exc:
+            raise translate(exc, "read a tracking record") from exc
+        if current is not None:
+            current = self._unpack_int(current)
+        if current is not None and current >= tracking.notification_id:
+            raise IntegrityError(
+                f"tracking record of {tracking.application_name!r} is at notification "
+                f"{current}, not below {tracking.notification_id}: that notification was "
+                "processed already"
+            )
+        return version
+
+
+class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
+    """Records stored events in aggregate sequences (eventsourcing's
+    :class:`~eventsourcing.persistence.AggregateRecorder`).
+
+    Args:
+        datastore: the repository and tenant.
+        purpose: the name of this sequence of aggregate records: ``"events"`` for an
+            application's events, ``"snapshots"`` for its snapshots.
+    """
+
+    def __init__(self, datastore: AuroraDatastore, purpose: str = "events") -> None:
+        super().__init__(datastore)
+        self.purpose = purpose
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Write ``stored_events`` atomically: all of them or, if any
+        ``(originator_id, originator_version)`` is recorded already (or repeated in
+        ``stored_events``), none.
+
+        Returns:
+            ``None`` (aggregate recorders assign no notification ids).
+
+        Raises:
+            IntegrityError: a version exists already or is repeated; nothing written.
+            PersistenceError: any other failure of the store (see ``_errors``).
+        """
+        self._write(stored_events, None, notify=False)
+        return None
+
+    def _write(
+        self, stored_events: Sequence[StoredEvent], tracking: Tracking | None, *, notify: bool
+    ) -> list[int] | None:
+        """One atomic batch: the events (create-only), their notifications if ``notify``,
+        and the tracking record if given. Returns the notification ids if ``notify``."""
+        if not stored_events and tracking is None:
+            return [] if notify else None
+        repo, tenant, pack, purpose = self._repo, self._tenant, self._pack, self.purpose
+        rows = []
+        seen = set()
+        for s in stored_events:
+            oid = id_text(s.originator_id)
+            version = s.originator_version
+            seen.add((oid, version))
+            rows.append((oid, version, s.topic, s.state))
+        if len(seen) < len(rows):
+            # Validation of the argument, not a check of the store: one batch cannot hold
+            # two records under one key.
+            raise IntegrityError(
+                "the stored events repeat an (originator_id, originator_version): "
+                f"{[(s.originator_id, s.originator_version) for s in stored_events]}"
+            )
+        while True:
+            tracking_version: Any = None
+            if tracking is not None:
+                tracking_version = self._check_tracking(tracking)
+            slots = []
+            try:
+                with repo.batch() as b:
+                    for oid, version, topic, state in rows:
+                        b.insert(tenant, (EVENT, purpose, oid, version), pack([topic, state]))
+                        if notify:
+                            slots.append(
+                                b.append(tenant, SEQUENCE, pack([oid, version, topic, state]))
+                            )
+                    if tracking is not None:
+                        b.compare_and_set(
+                            tenant,
+                            (TRACKING, tracking.application_name),
+                            self._pack_int(tracking.notification_id),
+                            version=tracking_version,
+                        )
+            except VersionConflictError as exc:
+                if tracking is None:  # pragma: no cover - only tracking records are conditional
+                    raise translate(exc, "insert events") from exc
+                # Another writer moved the tracking record between our read and our
+                # batch; nothing was written. Read it again: either it is now at or past
+                # ours (IntegrityError above) or we try once more.
+                continue
+            except StorageError as exc:
+                raise translate(exc, "insert events") from exc
+            if not notify:
+                return None
+            try:
+                return [slot.number for slot in slots]
+            except StorageError as exc:  # pragma: no cover - committed slots have numbers
+                raise translate(exc, "read notification ids") from exc
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        """The stored events of one aggregate with ``gt < version <= lte``, ascending
+        (descending if ``desc``), at most ``limit``: one ordered scan of the
+        aggregate's key range, with ``reverse`` and ``limit`` handed to the engine."""
+        oid = id_text(originator_id)
+        prefix = (EVENT, self.purpose, oid)
+        start = None if gt is None else (EVENT, self.purpose, oid, gt + 1)
+        stop = None if lte is None else (EVENT, self.purpose, oid, lte + 1)
+        unpack = self._unpack
+        try:
+            items = list(
+                self._repo.items(
+                    self._tenant, prefix=prefix, start=start, stop=stop, reverse=desc, limit=limit
+                )
+            )
+        except StorageError as exc:
+            raise translate(exc, "select events") from exc
+        if not items:
+            return []
+        originator_id_read = self._read_id(oid)
+        out = []
+        for key, value in items:
+            topic, state = unpack(value)
+            out.append(
+                StoredEvent(
+                    originator_id=originator_id_read, originator_version=key[3], topic=topic, state=state
+                )
+            )
+        return out
+
+
+class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
+    """Records stored events in aggregate sequences and in the application sequence
+    (eventsourcing's :class:`~eventsourcing.persistence.ApplicationRecorder`).
+
+    Notification ids are gap-free and increase in commit order: 1, 2, 3, ... in the
+    tenant, across every process writing to the store.
+    """
+
+    def __init__(self, datastore: AuroraDatastore, purpose: str = "events") -> None:
+        super().__init__(datastore, purpose)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Write ``stored_events`` and their notifications atomically.
+
+        Returns:
+            the notification ids assigned, in the order of ``stored_events``.
+
+        Raises:
+            IntegrityError: a version exists already or is repeated; nothing written.
+        """
+        return self._write(stored_events, None, notify=True)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """Notifications with ``start <= id`` (``start < id`` unless
+        ``inclusive_of_start``) and ``id <= stop``, in id order, at most ``limit``,
+        only of ``topics`` if given."""
+        first = 1 if start is None else (start if inclusive_of_start else start + 1)
+        first = max(first, 1)
+        lo = (SEQUENCE, first)
+        hi = None if stop is None else (SEQUENCE, stop + 1)
+        wanted = frozenset(topics)
+        unpack, read_id = self._unpack, self._read_id
+        out: list[Notification] = []
+        if limit <= 0:
+            return out
+        try:
+            # With topics the scan filters; without, the engine stops at `limit`.
+            scan = self._repo.items(
+                self._tenant,
+                prefix=(SEQUENCE,),
+                start=lo,
+                stop=hi,
+                limit=None if wanted else limit,
+            )
+            for key, value in scan:
+                oid, version, topic, state = unpack(value)
+                if wanted and topic not in wanted:
+                    continue
+                out.append(
+                    Notification(
+                        id=key[1],
+                        originator_id=read_id(oid),
+                        originator_version=version,
+                        topic=topic,
+                        state=state,
+                    )
+                )
+                if len(out) >= limit:
+                    break
+        except StorageError as exc:
+            raise translate(exc, "select notifications") from exc
+        return out
+
+    def max_notification_id(self) -> int | None:
+        """The highest notification id recorded, or ``None``: one reverse seek to the
+        newest key of the sequence."""
+        try:
+            newest = list(
+                self._repo.keys(self._tenant, prefix=(SEQUENCE,), reverse=True, limit=1)
+            )
+        except StorageError as exc:
+            raise translate(exc, "read the highest notification id") from exc
+        return int(newest[0][1]) if newest else None
+
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        """An iterator of the notifications after ``gt`` (all if ``None``) that blocks
+        for new ones as they are recorded (woken by the store's change feed); stop it
+        with ``stop()`` or by leaving its ``with`` block."""
+        from ._subscription import AuroraSubscription
+
+        return AuroraSubscription(self, gt=gt, topics=topics)
+
+
+class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
+    """Records how far an application has processed another's notifications
+    (eventsourcing's :class:`~eventsourcing.persistence.TrackingRecorder`): one record
+    per upstream application name that only moves forward."""
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        """Move the tracking record of ``tracking.application_name`` to
+        ``tracking.notification_id``.
+
+        Raises:
+            IntegrityError: the record is at or past that id already.
+        """
+        while True:
+            version = self._check_tracking(tracking)
+            try:
+                self._repo.compare_and_set(
+                    self._tenant,
+                    (TRACKING, tracking.application_name),
+                    self._pack_int(tracking.notification_id),
+                    version=version,
+                )
+            except VersionConflictError:
+                continue  # moved meanwhile: re-read (see AuroraAggregateRecorder._write)
+            except StorageError as exc:
+                raise translate(exc, "insert a tracking record") from exc
+            return
+
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        """The highest notification id of ``application_name`` recorded as processed,
+        or ``None``."""
+        try:
+            value = self._repo.get(self._tenant, (TRACKING, application_name))
+        except StorageError as exc:
+            raise translate(exc, "read a tracking record") from exc
+        return None if value is None else self._unpack_int(value)
+
+
+class AuroraProcessRecorder(AuroraTrackingRecorder, AuroraApplicationRecorder, ProcessRecorder):
+    """An application recorder that also records tracking, atomically with the events
+    a process application writes for the notification it processed (eventsourcing's
+    :class:`~eventsourcing.persistence.ProcessRecorder`)."""
+
+    def __init__(self, datastore: AuroraDatastore) -> None:
+        super().__init__(datastore)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Write ``stored_events``, their notifications and, if ``tracking=`` is
+        given, the tracking record, in one atomic batch.
+
+        Raises:
+            IntegrityError: a version exists already, or the tracking record is at or
+                past ``tracking.notification_id``; nothing written.
+        """
+        tracking: Tracking | None = kwargs.get("tracking")
+        return self._write(stored_events, tracking, notify=True)

@@ -1,0 +1,169 @@
+"""How eventsourcing's records are laid out in an aurora-storage tenant.
+
+One application (one eventsourcing ``Environment`` name, or the ``AURORA_TENANT``
+setting) owns one tenant. Inside it, tuple keys whose first element names the kind of
+record keep the kinds apart and give each one its natural order:
+
+=============================================  =========================================
+key                                            value
+=============================================  =========================================
+``("e", purpose, originator_id, version)``     ``[topic, state]`` - an aggregate event
+                                               (``purpose`` is ``"events"`` or
+                                               ``"snapshots"``, as eventsourcing names
+                                               its aggregate recorders)
+``("n", notification_id)``                     ``[originator_id, version, topic, state]``
+                                               - the application sequence, written with
+                                               ``Batch.append(tenant, "n", ...)``
+``("t", application_name)``                    the highest notification id of
+                                               ``application_name`` processed (tracking)
+=============================================  =========================================
+
+``originator_id`` is a UUID's 32-digit hex text or the str id itself, as in
+eventsourcing's SQLite and PostgreSQL recorders (so both spellings of one UUID name one
+aggregate), and the ``ORIGINATOR_ID_TYPE`` setting (``uuid``, the default, or ``text``)
+says which type reads return.
+
+Values go through the store's codec. ``state`` is bytes, which not every codec holds:
+:func:`value_layout` probes the codec once and picks the cheapest layout that round-trips
+(``msgpack``: plain lists; ``raw``: lists packed with msgpack here; ``json`` and other
+text codecs: ``state`` as base64 text).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from uuid import UUID
+
+import msgpack
+from eventsourcing.persistence import DataError
+
+from aurora_storage.codecs import Codec
+
+__all__ = [
+    "EVENT",
+    "SEQUENCE",
+    "TRACKING",
+    "OriginatorIdType",
+    "ValueLayout",
+    "id_text",
+    "value_layout",
+]
+
+EVENT = "e"
+SEQUENCE = "n"
+TRACKING = "t"
+
+OriginatorIdType = Literal["uuid", "text"]
+
+
+def id_text(originator_id: UUID | str) -> str:
+    """The key element of an originator id: a UUID's hex text, or the str itself."""
+    return originator_id.hex if isinstance(originator_id, UUID) else originator_id
+
+
+def id_reader(kind: OriginatorIdType) -> Callable[[str], UUID | str]:
+    """The function turning a stored id back into the type ``kind`` names."""
+    if kind == "text":
+        return _as_text
+
+    def as_uuid(text: str) -> UUID | str:
+        try:
+            return UUID(text)
+        except ValueError as exc:
+            raise DataError(
+                f"originator id {text!r} is not a UUID; set ORIGINATOR_ID_TYPE=text for "
+                "applications whose aggregates have str ids"
+            ) from exc
+
+    return as_uuid
+
+
+def _as_text(text: str) -> UUID | str:
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class ValueLayout:
+    """Turns event records into values the store's codec holds exactly, and back.
+
+    Attributes:
+        name: ``"native"``, ``"packed"`` or ``"text"`` (see the module docstring).
+        pack: a record (a list of str/int values ending with the bytes ``state``) ->
+            the value handed to the repository.
+        unpack: the value read back -> the same list.
+        pack_int: a tracking record's notification id (int) -> the value stored.
+        unpack_int: the value read back -> the int.
+    """
+
+    name: str
+    pack: Callable[[list[Any]], Any]
+    unpack: Callable[[Any], list[Any]]
+    pack_int: Callable[[int], Any]
+    unpack_int: Callable[[Any], int]
+
+
+def _same(value: list[Any]) -> Any:
+    return value
+
+
+def _same_list(value: Any) -> list[Any]:
+    return value  # type: ignore[no-any-return]  # the codec returns what was stored: a list
+
+
+def _msgpack_pack(value: list[Any]) -> bytes:
+    out: bytes = msgpack.packb(value, use_bin_type=True)
+    return out
+
+
+def _msgpack_unpack(data: Any) -> list[Any]:
+    out: list[Any] = msgpack.unpackb(data, raw=False)
+    return out
+
+
+def _text_pack(value: list[Any]) -> Any:
+    # The state is the last element of every record layout; only it is bytes.
+    return [*value[:-1], base64.b64encode(value[-1]).decode("ascii")]
+
+
+def _text_unpack(value: Any) -> list[Any]:
+    return [*value[:-1], base64.b64decode(value[-1])]
+
+
+def _int(value: Any) -> int:
+    return int(value)
+
+
+def _int_pack(value: int) -> bytes:
+    out: bytes = msgpack.packb(value)
+    return out
+
+
+def _int_unpack(data: Any) -> int:
+    return int(msgpack.unpackb(data))
+
+
+NATIVE = ValueLayout("native", _same, _same_list, _int, _int)
+PACKED = ValueLayout("packed", _msgpack_pack, _msgpack_unpack, _int_pack, _int_unpack)
+TEXT = ValueLayout("text", _text_pack, _text_unpack, _int, _int)
+
+_PROBE: list[Any] = ["a-topic", 1, "\u00e9", b"\x00\xff state"]
+
+
+def _round_trips(codec: Codec, value: Any) -> bool:
+    try:
+        back = codec.decode(codec.encode(value))
+    except Exception:  # any failure means "not this layout"; the probe is ours
+        return False
+    return type(back) is type(value) and bool(back == value)
+
+
+def value_layout(codec: Codec) -> ValueLayout:
+    """The cheapest :class:`ValueLayout` that ``codec`` round-trips exactly."""
+    if _round_trips(codec, _PROBE):
+        return NATIVE
+    if _round_trips(codec, _msgpack_pack(_PROBE)):
+        return PACKED
+    return TEXT

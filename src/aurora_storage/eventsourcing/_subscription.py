@@ -1,0 +1,135 @@
+"""Subscriptions to an application sequence, woken by the store's change feed.
+
+eventsourcing's :class:`~eventsourcing.persistence.ListenNotifySubscription` already
+does the reading: a thread pulls pages of notifications after the last one it delivered
+whenever its "notified" event is set, and the iterator hands them out. What a store adds
+is the notifying. Here a second thread follows ``repository.watch()`` on the tenant's
+sequence keys and sets the event for every committed notification, in this process or
+(on LMDB) in any other.
+
+The notifications themselves are always read from the sequence (``select_notifications``),
+never from the change records, so delivery is gap-free and in id order whatever the feed
+does; the feed only says "there is something new". No change can slip between the
+initial read and the feed: the watch is opened before the reader's first pull, so a
+notification committed in between is both read and reported (and the extra pull finds
+nothing). One watch serves the whole subscription: iterating it again after a timeout
+resumes after the last change it examined. Backends without a change feed (or whose
+feed does not cover other processes' writes to a multi-process store) are polled every
+``WAKE_INTERVAL`` seconds instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.persistence import ListenNotifySubscription
+
+from aurora_storage.errors import RepositoryClosedError, StorageError
+
+from ._errors import translate
+from ._records import SEQUENCE
+
+if TYPE_CHECKING:
+    from ._recorders import AuroraApplicationRecorder
+
+__all__ = ["WAKE_INTERVAL", "AuroraSubscription"]
+
+#: Seconds a watcher waits for a change before it reopens its watch (and, where the
+#: feed cannot see every writer, polls): also the longest a stop() waits for it.
+WAKE_INTERVAL = 0.2
+
+
+class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
+    """An iterator of :class:`~eventsourcing.persistence.Notification` objects after
+    ``gt``, which blocks for new ones (see the module docstring).
+
+    Args:
+        recorder: the application recorder to read from.
+        gt: deliver notifications with ids above this (all if ``None``).
+        topics: deliver only notifications of these topics (all if empty).
+
+    Raises (from ``__next__``):
+        PersistenceError: the store failed while reading or watching; the subscription
+            is stopped.
+    """
+
+    def __init__(
+        self,
+        recorder: AuroraApplicationRecorder,
+        gt: int | None = None,
+        topics: Sequence[str] = (),
+    ) -> None:
+        self._repo = recorder.datastore.repository
+        self._tenant = recorder.datastore.tenant
+        caps = self._repo.capabilities
+        self._feed = bool(getattr(caps, "change_feed", False))
+        # A feed that misses other processes' commits to a store they share is only a
+        # hint; keep polling then (see the module docstring).
+        self._feed_is_complete = self._feed and (
+            not caps.multi_process or bool(getattr(caps, "multi_process_change_feed", False))
+        )
+        self._stopped = threading.Event()
+        self._watch: Any = self._open_watch() if self._feed else None
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        self._watcher = threading.Thread(
+            target=self._follow, name="aurora-subscription-watcher", daemon=True
+        )
+        self._watcher.start()
+
+    def _open_watch(self) -> Any:
+        try:
+            return self._repo.watch(self._tenant, prefix=(SEQUENCE,), timeout=WAKE_INTERVAL)
+        except StorageError as exc:
+            raise translate(exc, "watch the application sequence") from exc
+
+    def _follow(self) -> None:
+        watch = self._watch
+        try:
+            while not self._has_been_stopped:
+                if watch is None:
+                    # No change feed: poll.
+                    if self._stopped.wait(WAKE_INTERVAL):
+                        return
+                    # The reader's next pull reports a closed repository itself.
+                    self._has_been_notified.set()
+                    continue
+                # Ends after WAKE_INTERVAL without a change, or when stop() closes the
+                # watch; iterating again resumes after the last change examined.
+                for _change in watch:
+                    self._has_been_notified.set()
+                if not self._feed_is_complete:
+                    self._has_been_notified.set()
+                if self._repo.closed:
+                    raise RepositoryClosedError(
+                        "the repository of this subscription was closed (its factory or "
+                        "application was closed)"
+                    )
+        except BaseException as exc:
+            if self._thread_error is None:
+                self._thread_error = (
+                    translate(exc, "follow the application sequence")
+                    if isinstance(exc, StorageError)
+                    else exc
+                )
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the subscription: iteration ends (after raising the error that stopped
+        it, if one did), and the watch is closed."""
+        self._stopped.set()
+        super().stop()
+        watch = self._watch
+        if watch is not None:
+            try:
+                watch.close()  # wakes the watcher thread if it is waiting
+            except StorageError:
+                pass  # the repository is closed already: nothing left to release
+
+    def __exit__(self, *args: object, **kwargs: Any) -> None:
+        try:
+            super().__exit__(*args, **kwargs)
+        finally:
+            if self._watcher is not threading.current_thread():
+                self._watcher.join(timeout=10 * WAKE_INTERVAL)

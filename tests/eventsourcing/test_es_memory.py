@@ -1,0 +1,35 @@
+"""eventsourcing's recorder test cases on ``memory://`` (the json codec: base64 state)."""
+
+from __future__ import annotations
+
+import es_cases as cases
+
+URL = "memory://"
+
+
+class TestAggregateRecorder(cases.AggregateRecorderCases):
+    URL = URL
+
+
+class TestApplicationRecorder(cases.ApplicationRecorderCases):
+    URL = URL
+
+
+class TestTrackingRecorder(cases.TrackingRecorderCases):
+    URL = URL
+
+
+class TestProcessRecorder(cases.ProcessRecorderCases):
+    URL = URL
+
+
+class TestNonInterleavingNotificationIDs(cases.NonInterleavingCases):
+    URL = URL
+
+
+class TestInfrastructureFactory(cases.FactoryCases):
+    URL = URL
+
+
+class TestExampleApplication(cases.ExampleApplicationCases):
+    URL = URL
