@@ -173,9 +173,7 @@ def _workdir() -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table, with each contender's ratio to SQLite."""
-    base = {
-        (r["mode"], r["batch"]): r["events_per_s"] for r in rows if r["contender"] == "sqlite"
-    }
+    base = {(r["mode"], r["batch"]): r["events_per_s"] for r in rows if r["contender"] == "sqlite"}
     out = [
         "| durability | events per insert | contender | events/s (median) | min-max | vs SQLite |",
         "| --- | ---: | --- | ---: | ---: | ---: |",

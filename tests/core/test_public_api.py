@@ -165,3 +165,40 @@ def test_modules_have_docstrings() -> None:
 def test_version_is_text() -> None:
     assert isinstance(aurora_storage.__version__, str)
     assert aurora_storage.__version__.count(".") >= 2
+
+
+EVENTSOURCING_ALL = {
+    "AuroraAggregateRecorder",
+    "AuroraApplicationRecorder",
+    "AuroraDatastore",
+    "AuroraFactory",
+    "AuroraProcessRecorder",
+    "AuroraRecorder",
+    "AuroraSubscription",
+    "AuroraTrackingRecorder",
+    "Factory",
+    "ViewState",
+}
+
+
+def test_eventsourcing_module_all_is_pinned() -> None:
+    from aurora_storage import eventsourcing as es_module
+
+    assert set(es_module.__all__) == EVENTSOURCING_ALL
+    assert (es_module.__doc__ or "").strip()
+    for name in es_module.__all__:
+        obj = getattr(es_module, name)
+        assert obj.__dict__.get("__doc__"), f"aurora_storage.eventsourcing.{name}: no docstring"
+        for attr, value in vars(obj).items():
+            func = getattr(value, "__func__", value)
+            if not attr.startswith("_") and inspect.isfunction(func):
+                assert inspect.getdoc(func), f"aurora_storage.eventsourcing.{name}.{attr}"
+    # eventsourcing's PERSISTENCE_MODULE lookup needs exactly one factory class here.
+    from eventsourcing.persistence import InfrastructureFactory
+
+    factories = {
+        v
+        for v in vars(es_module).values()
+        if isinstance(v, type) and issubclass(v, InfrastructureFactory)
+    }
+    assert factories == {es_module.AuroraFactory}

@@ -38,6 +38,7 @@ from ._recorders import (
     AuroraProcessRecorder,
     AuroraRecorder,
     AuroraTrackingRecorder,
+    ViewState,
 )
 from ._subscription import AuroraSubscription
 
@@ -54,4 +55,5 @@ __all__ = [
     "AuroraSubscription",
     "AuroraTrackingRecorder",
     "Factory",
+    "ViewState",
 ]

@@ -42,6 +42,7 @@ _MAP: dict[type[BaseException], type[PersistenceError]] = {
     aerr.StorageError: OperationalError,
 }
 
+
 def translate(exc: BaseException, doing: str) -> PersistenceError:
     """The eventsourcing error for an aurora-storage error ``exc``.
 

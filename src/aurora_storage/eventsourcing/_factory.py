@@ -200,8 +200,11 @@ def _check_capabilities(repo: Repository[Any, Any]) -> None:
     caps = repo.capabilities
     missing = [
         name
-        for name in ("conditional_writes", "sequences")
-        if not getattr(caps, name, False)
+        for name, declared in (
+            ("conditional_writes", caps.conditional_writes),
+            ("sequences", caps.sequences),
+        )
+        if not declared
     ]
     if missing:
         raise InfrastructureFactoryError(

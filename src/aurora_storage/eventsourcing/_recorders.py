@@ -17,7 +17,7 @@ Python lock:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -34,11 +34,20 @@ from eventsourcing.persistence import (
     TrackingRecorder,
 )
 
-from aurora_storage import Repository
+from aurora_storage import Repository, encode_key
 from aurora_storage.errors import StorageError, VersionConflictError
 
 from ._errors import translate
-from ._records import EVENT, SEQUENCE, TRACKING, OriginatorIdType, ValueLayout, id_reader, id_text
+from ._records import (
+    EVENT,
+    SEQUENCE,
+    TRACKING,
+    VIEW,
+    OriginatorIdType,
+    ValueLayout,
+    id_reader,
+    id_text,
+)
 
 __all__ = [
     "AuroraAggregateRecorder",
@@ -47,6 +56,7 @@ __all__ = [
     "AuroraProcessRecorder",
     "AuroraRecorder",
     "AuroraTrackingRecorder",
+    "ViewState",
 ]
 
 
@@ -233,7 +243,10 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
             topic, state = unpack(value)
             out.append(
                 StoredEvent(
-                    originator_id=originator_id_read, originator_version=key[3], topic=topic, state=state
+                    originator_id=originator_id_read,
+                    originator_version=key[3],
+                    topic=topic,
+                    state=state,
                 )
             )
         return out
@@ -316,9 +329,7 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
         """The highest notification id recorded, or ``None``: one reverse seek to the
         newest key of the sequence."""
         try:
-            newest = list(
-                self._repo.keys(self._tenant, prefix=(SEQUENCE,), reverse=True, limit=1)
-            )
+            newest = list(self._repo.keys(self._tenant, prefix=(SEQUENCE,), reverse=True, limit=1))
         except StorageError as exc:
             raise translate(exc, "read the highest notification id") from exc
         return int(newest[0][1]) if newest else None
@@ -334,10 +345,52 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
         return AuroraSubscription(self, gt=gt, topics=topics)
 
 
+_DELETED: Any = object()
+
+
+class ViewState:
+    """The view records :meth:`AuroraTrackingRecorder.track` reads and writes: reads see
+    the store plus this update's own writes; writes are applied when ``track`` commits.
+
+    Values go through the store's codec as they are (so a ``raw`` store holds bytes
+    only); keys are any aurora-storage keys.
+    """
+
+    def __init__(self, repository: Repository[Any, Any], tenant: str) -> None:
+        self._repo = repository
+        self._tenant = tenant
+        # Keyed by the canonical key encoding: equal keys (1 and 1.0, dicts in any
+        # order) are one record, and unhashable keys (lists, dicts) work.
+        self._pending: dict[bytes, tuple[Any, Any]] = {}
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The record's value (as this update left it), or ``default``."""
+        pending = self._pending.get(encode_key(key))
+        if pending is not None:
+            return default if pending[1] is _DELETED else pending[1]
+        try:
+            return self._repo.get(self._tenant, (VIEW, key), default)
+        except StorageError as exc:
+            raise translate(exc, "read a view record") from exc
+
+    def put(self, key: Any, value: Any) -> None:
+        """Set the record ``key`` to ``value`` when the update commits."""
+        self._pending[encode_key(key)] = (key, value)
+
+    def delete(self, key: Any) -> None:
+        """Remove the record ``key`` (if present) when the update commits."""
+        self._pending[encode_key(key)] = (key, _DELETED)
+
+
 class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
     """Records how far an application has processed another's notifications
     (eventsourcing's :class:`~eventsourcing.persistence.TrackingRecorder`): one record
-    per upstream application name that only moves forward."""
+    per upstream application name that only moves forward.
+
+    It is also the base of a materialised view (an eventsourcing ``Projection``'s
+    ``view_class``): :meth:`track` writes the view's records and the tracking record in
+    one atomic batch, and :meth:`get` reads them back.
+    """
 
     def insert_tracking(self, tracking: Tracking) -> None:
         """Move the tracking record of ``tracking.application_name`` to
@@ -361,6 +414,56 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
                 raise translate(exc, "insert a tracking record") from exc
             return
 
+    def track(self, tracking: Tracking, update: Callable[[ViewState], None]) -> None:
+        """Apply ``update`` to this recorder's view records and move the tracking record
+        to ``tracking``, in one atomic batch: a materialised view whose state and
+        position can never disagree, even across a crash.
+
+        ``update`` receives a :class:`ViewState` to read and write the view's records.
+        The batch is conditional on the tracking record being unchanged since it was
+        read (compare-and-set): if another writer moved it meanwhile, nothing is
+        written and ``update`` runs again on fresh state, so it must only read and
+        write through the :class:`ViewState` (no other side effects).
+
+        Raises:
+            IntegrityError: the tracking record is at or past
+                ``tracking.notification_id`` (that event was processed already);
+                ``update`` was not called.
+            PersistenceError: the store failed; nothing was written.
+        """
+        while True:
+            version = self._check_tracking(tracking)
+            state = ViewState(self._repo, self._tenant)
+            update(state)
+            try:
+                with self._repo.batch() as b:
+                    for key, value in state._pending.values():
+                        if value is _DELETED:
+                            b.delete(self._tenant, (VIEW, key))
+                        else:
+                            b.put(self._tenant, (VIEW, key), value)
+                    b.compare_and_set(
+                        self._tenant,
+                        (TRACKING, tracking.application_name),
+                        self._pack_int(tracking.notification_id),
+                        version=version,
+                    )
+            except VersionConflictError:
+                continue  # moved meanwhile: re-read (see AuroraAggregateRecorder._write)
+            except StorageError as exc:
+                raise translate(exc, "record a view update") from exc
+            return
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """A view record written through :meth:`track`, or ``default``.
+
+        Args:
+            key: any aurora-storage key (str, int, tuples of these, ...).
+        """
+        try:
+            return self._repo.get(self._tenant, (VIEW, key), default)
+        except StorageError as exc:
+            raise translate(exc, "read a view record") from exc
 
     def max_tracking_id(self, application_name: str) -> int | None:
         """The highest notification id of ``application_name`` recorded as processed,

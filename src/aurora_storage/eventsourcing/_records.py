@@ -16,6 +16,8 @@ key                                            value
                                                ``Batch.append(tenant, "n", ...)``
 ``("t", application_name)``                    the highest notification id of
                                                ``application_name`` processed (tracking)
+``("v", key)``                                 a materialised view's record, written by
+                                               ``AuroraTrackingRecorder.track()``
 =============================================  =========================================
 
 ``originator_id`` is a UUID's 32-digit hex text or the str id itself, as in
@@ -46,6 +48,7 @@ __all__ = [
     "EVENT",
     "SEQUENCE",
     "TRACKING",
+    "VIEW",
     "OriginatorIdType",
     "ValueLayout",
     "id_text",
@@ -55,6 +58,7 @@ __all__ = [
 EVENT = "e"
 SEQUENCE = "n"
 TRACKING = "t"
+VIEW = "v"
 
 OriginatorIdType = Literal["uuid", "text"]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import ListenNotifySubscription
 
-from aurora_storage.errors import RepositoryClosedError, StorageError
+from aurora_storage.errors import PositionExpiredError, RepositoryClosedError, StorageError
 
 from ._errors import translate
 from ._records import SEQUENCE
@@ -64,11 +64,11 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
         self._repo = recorder.datastore.repository
         self._tenant = recorder.datastore.tenant
         caps = self._repo.capabilities
-        self._feed = bool(getattr(caps, "change_feed", False))
+        self._feed = caps.change_feed
         # A feed that misses other processes' commits to a store they share is only a
         # hint; keep polling then (see the module docstring).
         self._feed_is_complete = self._feed and (
-            not caps.multi_process or bool(getattr(caps, "multi_process_change_feed", False))
+            not caps.multi_process or caps.multi_process_change_feed
         )
         self._stopped = threading.Event()
         self._watch: Any = self._open_watch() if self._feed else None
@@ -97,8 +97,16 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
                     continue
                 # Ends after WAKE_INTERVAL without a change, or when stop() closes the
                 # watch; iterating again resumes after the last change examined.
-                for _change in watch:
+                try:
+                    for _change in watch:
+                        self._has_been_notified.set()
+                except PositionExpiredError:
+                    # The feed dropped changes this watch had not examined yet (it
+                    # retains a bounded number). Nothing is lost to the reader, which
+                    # reads the sequence itself: watch afresh and pull once more.
+                    watch = self._watch = self._open_watch()
                     self._has_been_notified.set()
+                    continue
                 if not self._feed_is_complete:
                     self._has_been_notified.set()
                 if self._repo.closed:

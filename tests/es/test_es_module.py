@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID, uuid4
 
 import pytest
@@ -34,6 +35,7 @@ from aurora_storage.eventsourcing import (
     AuroraApplicationRecorder,
     AuroraFactory,
     AuroraProcessRecorder,
+    ViewState,
 )
 from aurora_storage.eventsourcing._records import value_layout
 
@@ -196,7 +198,8 @@ def test_uuid_and_its_hex_name_one_aggregate(factories: list[AuroraFactory]) -> 
     with pytest.raises(IntegrityError):
         recorder.insert_events([_event(oid.hex, 1)])
     (got,) = recorder.select_events(oid.hex)
-    assert got.originator_id == oid and isinstance(got.originator_id, UUID)
+    assert got.originator_id == oid
+    assert isinstance(got.originator_id, UUID)
 
 
 def test_text_ids_need_originator_id_type_text(factories: list[AuroraFactory]) -> None:
@@ -213,7 +216,7 @@ def test_text_ids_need_originator_id_type_text(factories: list[AuroraFactory]) -
 def test_select_events_bounds_order_and_limit(factories: list[AuroraFactory]) -> None:
     recorder = _factory(factories, "memory://").aggregate_recorder()
     oid, other = uuid4(), uuid4()
-    recorder.insert_events([_event(oid, v, str(v).encode()) for v in range(0, 12)])
+    recorder.insert_events([_event(oid, v, str(v).encode()) for v in range(12)])
     recorder.insert_events([_event(other, 5)])
     versions = lambda **kw: [e.originator_version for e in recorder.select_events(oid, **kw)]  # noqa: E731
     assert versions() == list(range(12))
@@ -429,3 +432,67 @@ def test_subscription_polls_a_store_without_a_change_feed(
         assert subscription._watch is None  # polling, not watching
         recorder.insert_events([_event(uuid4(), 1)])
         assert next(subscription).id == 1
+
+
+def test_a_store_without_the_primitives_is_refused_at_construction() -> None:
+    url = "tiered://?hot=" + quote("memory://", safe="") + "&cold=" + quote("memory://", safe="")
+    with pytest.raises(InfrastructureFactoryError, match="conditional_writes and sequences"):
+        AuroraFactory(Environment(env={"AURORA_URL": url}))
+
+
+# ---------------------------------------------------------------- materialised views
+
+
+def test_track_writes_view_and_position_together(factories: list[AuroraFactory]) -> None:
+    view = _factory(factories, "memory://", "Counts").tracking_recorder()
+    calls: list[int] = []
+
+    def bump(state: ViewState) -> None:
+        calls.append(1)
+        state.put(("n",), state.get(("n",), 0) + 1)
+        state.put([1, "list key"], "unhashable keys work")
+        assert state.get([1, "list key"]) == "unhashable keys work"  # reads its own writes
+        state.delete("gone")
+        assert state.get("gone", "absent") == "absent"
+
+    view.track(Tracking("up", 1), bump)
+    assert (view.get(("n",)), view.max_tracking_id("up")) == (1, 1)
+    assert view.get([1, "list key"]) == "unhashable keys work"
+    # Processed already: IntegrityError, and the update is not even run.
+    with pytest.raises(IntegrityError):
+        view.track(Tracking("up", 1), bump)
+    assert (len(calls), view.get(("n",))) == (1, 1)
+    # A failing write (a value the codec refuses) writes neither view nor position.
+    with pytest.raises(DataError):
+        view.track(Tracking("up", 2), lambda state: state.put(("n",), object()))
+    assert (view.get(("n",)), view.max_tracking_id("up")) == (1, 1)
+
+
+def test_racing_view_updaters_count_each_notification_once(
+    factories: list[AuroraFactory],
+) -> None:
+    """Four threads process the same 100 notifications into one counter view: each
+    notification is counted exactly once (the tracking compare-and-set guards the
+    whole batch, and a loser re-runs its update on fresh state)."""
+    view = _factory(factories, "memory://", "Counts").tracking_recorder()
+    start = threading.Barrier(4)
+
+    def run() -> None:
+        start.wait()
+        for n in range(1, 101):
+            try:
+                view.track(
+                    Tracking("up", n),
+                    lambda state: state.put("count", state.get("count", 0) + 1),
+                )
+            except IntegrityError:
+                pass
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert view.max_tracking_id("up") == 100
+    # Every thread walks 1..100 in order, so each id is tracked once: count == ids won.
+    assert view.get("count") == 100

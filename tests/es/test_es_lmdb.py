@@ -1,4 +1,5 @@
-"""eventsourcing's recorder test cases on ``lmdb://`` (raw codec: records packed by the module; no fsync)."""
+"""eventsourcing's recorder test cases on ``lmdb://`` (raw codec: records packed by the
+module; no fsync)."""
 
 from __future__ import annotations
 
