@@ -8,6 +8,7 @@ import types
 from pathlib import Path
 
 import pytest
+from es_cases import require_primitives
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "eventsourcing.md"
 
@@ -24,6 +25,7 @@ def test_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     code = _worked_example()
     assert "/var/data/dogschool" in code
     code = code.replace("/var/data/dogschool", str(tmp_path / "dogschool"))
+    require_primitives(f"lmdb://{tmp_path / 'probe'}")
     # The example sets these in os.environ; monkeypatch restores them afterwards.
     monkeypatch.delenv("PERSISTENCE_MODULE", raising=False)
     monkeypatch.delenv("AURORA_URL", raising=False)

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from uuid import UUID, uuid4
 
 import pytest
+from es_cases import require_primitives
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import (
@@ -75,7 +76,9 @@ class CatSchool(DogSchool):
 
 @pytest.fixture
 def lmdb_url(tmp_path: Path) -> str:
-    return f"lmdb://{tmp_path / 'store'}?codec=msgpack&sync=false"
+    url = f"lmdb://{tmp_path / 'store'}?codec=msgpack&sync=false"
+    require_primitives(url)
+    return url
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from uuid import uuid4
 
+from es_cases import require_primitives
 from eventsourcing.persistence import InfrastructureFactory, Notification
 from eventsourcing.utils import Environment
 
@@ -27,6 +28,7 @@ AGGREGATES = 6
 
 def test_four_writer_processes_lose_nothing(tmp_path: Path) -> None:
     url = f"lmdb://{tmp_path / 'store'}?codec=msgpack&sync=false"
+    require_primitives(url)
     ids_file = tmp_path / "ids"
     ids_file.write_text("\n".join(uuid4().hex for _ in range(AGGREGATES)))
     go = tmp_path / "go"
