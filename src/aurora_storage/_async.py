@@ -11,16 +11,28 @@ All logic (validation, encoding, codecs, tenancy) lives in the sync
 * Scans are async iterators: the first small chunk is read inline (a tiny scan costs no
   thread hop), later chunks are read in a worker thread, so a big scan never blocks the
   loop for long.
+
+Cancellation (docs/concepts/async.md): a worker thread cannot be interrupted, so a
+cancelled call never leaves one running unsupervised. A cancelled scan closes its
+iterator once the worker's chunk is done (closing it while the worker runs it would fail
+with "generator already executing"). A cancelled write tells its worker to give up at
+the commit point and waits for it: the write is either discarded whole (cancelled before
+the commit point) or committed whole (the engine's commit had begun), and it is settled
+when the ``CancelledError`` reaches the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
+from ._args import key_list
 from ._eventstore import AsyncWatch, Slot, Version
-from ._repository import Batch, Repository
+from ._repository import Batch, Repository, _Aborted
 from .backend import Capabilities
 from .codecs import Codec
 
@@ -44,7 +56,23 @@ def _take(it: Iterator[Any], n: int) -> list[Any]:
     return out
 
 
+def _close(it: Iterator[Any]) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
+
+
+def _in_thread(fn: Callable[..., R], *args: Any) -> asyncio.Future[R]:
+    """``fn(*args)`` in the default executor with the caller's context (as
+    :func:`asyncio.to_thread`), returning the future itself so that a cancelled caller
+    can still wait for, or attach to, the work it started."""
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    return loop.run_in_executor(None, functools.partial(ctx.run, fn, *args))
+
+
 async def _stream(it: Iterator[Any]) -> AsyncIterator[Any]:
+    worker: asyncio.Future[list[Any]] | None = None
     try:
         size = FIRST_CHUNK
         chunk = _take(it, size)
@@ -54,11 +82,55 @@ async def _stream(it: Iterator[Any]) -> AsyncIterator[Any]:
             if len(chunk) < size:
                 return
             size = CHUNK
-            chunk = await asyncio.to_thread(_take, it, size)
+            worker = _in_thread(_take, it, size)
+            # Shielded: cancelling the caller must not cancel the future of a chunk the
+            # worker is still reading, or the iterator would be closed under it.
+            chunk = await asyncio.shield(worker)
+            worker = None
     finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
+        if worker is not None and not worker.done():
+            # Cancelled while a worker reads a chunk: close the iterator when it is done
+            # (on the loop thread; the chunk is dropped).
+            worker.add_done_callback(lambda _f: _close(it))
+        else:
+            _close(it)
+
+
+async def _write(fn: Callable[..., R], *args: Any) -> R:
+    """Run the write ``fn(*args, abort)`` in a worker thread; on cancellation ask it to
+    stop at its commit point, wait until it has either discarded or committed the whole
+    write, then let the cancellation go on."""
+    stop = threading.Event()
+    worker = _in_thread(fn, *args, stop.is_set)
+    try:
+        return await asyncio.shield(worker)
+    except asyncio.CancelledError:
+        stop.set()
+        while not worker.done():
+            try:
+                await asyncio.shield(worker)
+            except asyncio.CancelledError:
+                continue  # cancelled again: still settle the write first
+            except BaseException:
+                break
+        if not worker.cancelled():
+            # Retrieved so asyncio does not report it: an aborted or failed write wrote
+            # nothing, a finished one committed whole; the caller gets the cancellation.
+            worker.exception()
+        raise
+
+
+def _guarded(fn: Callable[..., R]) -> Callable[..., R]:
+    """``fn`` with a trailing ``abort`` argument checked once before it starts (for
+    writes that are one engine call, so their commit point is their start)."""
+
+    def run(*args: Any) -> R:
+        abort = args[-1]
+        if abort():
+            raise _Aborted
+        return fn(*args[:-1])
+
+    return run
 
 
 class AsyncRepository(Generic[K, V]):
@@ -107,37 +179,46 @@ class AsyncRepository(Generic[K, V]):
     async def put(self, tenant: str, key: K, value: V) -> None:
         """See :meth:`Repository.put`."""
         if self._offload_writes:
-            await self._run(self._repo.put, tenant, key, value)
+            await _write(_guarded(self._repo.put), tenant, key, value)
         else:
             self._repo.put(tenant, key, value)
 
     async def delete(self, tenant: str, key: K) -> bool:
         """See :meth:`Repository.delete`."""
         if self._offload_writes:
-            return await self._run(self._repo.delete, tenant, key)
+            return await _write(_guarded(self._repo.delete), tenant, key)
         return self._repo.delete(tenant, key)
 
     async def insert(self, tenant: str, key: K, value: V) -> None:
         """See :meth:`Repository.insert`."""
         if self._offload_writes:
-            await self._run(self._repo.insert, tenant, key, value)
+            await _write(_guarded(self._repo.insert), tenant, key, value)
         else:
             self._repo.insert(tenant, key, value)
 
     # long work: a worker thread
     async def put_many(self, tenant: str, items: Mapping[K, V] | Iterable[tuple[K, V]]) -> int:
-        """See :meth:`Repository.put_many`."""
-        return await self._run(self._repo.put_many, tenant, items)
+        """See :meth:`Repository.put_many`. Cancelled, it writes all or nothing (see
+        docs/concepts/async.md)."""
+        repo = self._repo
+        if type(repo).put_many is Repository.put_many:
+            return await _write(repo._put_many, tenant, items)
+        # A subclass's own put_many (tiered): its commit point is its start.
+        return await _write(_guarded(repo.put_many), tenant, items)
 
     async def get_many(
         self, tenant: str, keys: Iterable[K], default: V | None = None
     ) -> list[V | None]:
         """See :meth:`Repository.get_many`."""
-        return await self._run(self._repo.get_many, tenant, list(keys), default)
+        return await self._run(self._repo.get_many, tenant, key_list(keys, "get_many"), default)
 
     async def delete_many(self, tenant: str, keys: Iterable[K]) -> int:
-        """See :meth:`Repository.delete_many`."""
-        return await self._run(self._repo.delete_many, tenant, list(keys))
+        """See :meth:`Repository.delete_many`. Cancelled, it deletes all or nothing."""
+        repo = self._repo
+        wanted = key_list(keys, "delete_many")
+        if type(repo).delete_many is Repository.delete_many:
+            return await _write(repo._delete_many, tenant, wanted)
+        return await _write(_guarded(repo.delete_many), tenant, wanted)
 
     async def count(self, tenant: str, *, prefix: Any = None) -> int:
         """See :meth:`Repository.count`."""
@@ -149,7 +230,7 @@ class AsyncRepository(Generic[K, V]):
 
     async def drop_tenant(self, tenant: str) -> int:
         """See :meth:`Repository.drop_tenant`."""
-        return await self._run(self._repo.drop_tenant, tenant)
+        return await _write(_guarded(self._repo.drop_tenant), tenant)
 
     async def stats(self) -> dict[str, Any]:
         """See :meth:`Repository.stats`."""
@@ -160,17 +241,56 @@ class AsyncRepository(Generic[K, V]):
         await self._run(self._repo.flush)
 
     # scans: async iterators; arguments are validated when called, not at first item
-    def keys(self, tenant: str, **scan: Any) -> AsyncIterator[K]:
-        """See :meth:`Repository.keys` (``prefix``, ``start``, ``stop``, ``reverse``, ``limit``)."""
-        return _stream(self._repo.keys(tenant, **scan))
+    def keys(
+        self,
+        tenant: str,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[K]:
+        """See :meth:`Repository.keys`."""
+        return _stream(
+            self._repo.keys(
+                tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+            )
+        )
 
-    def values(self, tenant: str, **scan: Any) -> AsyncIterator[V]:
+    def values(
+        self,
+        tenant: str,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[V]:
         """See :meth:`Repository.values`."""
-        return _stream(self._repo.values(tenant, **scan))
+        return _stream(
+            self._repo.values(
+                tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+            )
+        )
 
-    def items(self, tenant: str, **scan: Any) -> AsyncIterator[tuple[K, V]]:
+    def items(
+        self,
+        tenant: str,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[tuple[K, V]]:
         """See :meth:`Repository.items`."""
-        return _stream(self._repo.items(tenant, **scan))
+        return _stream(
+            self._repo.items(
+                tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+            )
+        )
 
     def tenants(self) -> AsyncIterator[str]:
         """See :meth:`Repository.tenants`."""
@@ -186,9 +306,8 @@ class AsyncRepository(Generic[K, V]):
     ) -> Version:
         """See :meth:`Repository.compare_and_set`."""
         if self._offload_writes:
-            return await asyncio.to_thread(
-                lambda: self._repo.compare_and_set(tenant, key, value, version=version)
-            )
+            cas = functools.partial(self._repo.compare_and_set, version=version)
+            return await _write(_guarded(cas), tenant, key, value)
         return self._repo.compare_and_set(tenant, key, value, version=version)
 
     async def last_sequence(self, tenant: str, sequence: str) -> int:
@@ -218,8 +337,7 @@ class AsyncRepository(Generic[K, V]):
 
     def tenant(self, tenant: str) -> AsyncTenantView[K, V]:
         """A view bound to one tenant."""
-        self._repo.tenant(tenant)
-        return AsyncTenantView(self, tenant)
+        return AsyncTenantView(self, self._repo.tenant(tenant).tenant)
 
     async def close(self) -> None:
         """See :meth:`Repository.close`."""
@@ -266,8 +384,9 @@ class AsyncBatch(Generic[K, V]):
         return len(self._batch)
 
     async def commit(self) -> None:
-        """Write everything atomically now."""
-        await asyncio.to_thread(self._batch.commit)
+        """Write everything atomically now. Cancelled, it writes all or nothing (see
+        docs/concepts/async.md)."""
+        await _write(self._batch._commit)
 
     async def __aenter__(self) -> AsyncBatch[K, V]:
         return self
@@ -318,17 +437,47 @@ class AsyncTenantView(Generic[K, V]):
         """See :meth:`Repository.delete_many`."""
         return await self.repository.delete_many(self.tenant, keys)
 
-    def keys(self, **scan: Any) -> AsyncIterator[K]:
+    def keys(
+        self,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[K]:
         """See :meth:`Repository.keys`."""
-        return self.repository.keys(self.tenant, **scan)
+        return self.repository.keys(
+            self.tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+        )
 
-    def values(self, **scan: Any) -> AsyncIterator[V]:
+    def values(
+        self,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[V]:
         """See :meth:`Repository.values`."""
-        return self.repository.values(self.tenant, **scan)
+        return self.repository.values(
+            self.tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+        )
 
-    def items(self, **scan: Any) -> AsyncIterator[tuple[K, V]]:
+    def items(
+        self,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[tuple[K, V]]:
         """See :meth:`Repository.items`."""
-        return self.repository.items(self.tenant, **scan)
+        return self.repository.items(
+            self.tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+        )
 
     async def list(self, prefix: Any = None) -> list[K]:
         """See :meth:`Repository.list`."""

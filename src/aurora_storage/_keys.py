@@ -174,14 +174,16 @@ def _element(key: Any) -> bytes:
     # so the fast checks above stay exact-type checks.
     if isinstance(key, bool):
         return _B_TRUE if key else _B_FALSE
+    # Through the base classes' own conversions: a subclass's __str__, __int__,
+    # __float__ or __bytes__ cannot change what is stored (a key is its value).
     if isinstance(key, str):
-        return _element(str(key))
+        return _element(str.__str__(key))
     if isinstance(key, int):
-        return _number(int(key))
+        return _number(int.__int__(key))
     if isinstance(key, float):
-        return _number(float(key))
+        return _number(float.__float__(key))
     if isinstance(key, bytes | bytearray | memoryview):
-        return _element(bytes(key))
+        return _element(bytes(memoryview(key)))
     raise InvalidKeyError(
         f"unsupported key type {t.__name__}: keys are str, int, float, bool, None, bytes, "
         "and tuples/lists/dicts of these"
@@ -249,7 +251,7 @@ def encode_tenant(tenant: str) -> bytes:
             raise InvalidTenantError(
                 f"tenant must be a non-empty str, got {type(tenant).__name__}",
             )
-        tenant = str(tenant)
+        tenant = str.__str__(tenant)  # its value, whatever the subclass's __str__ says
     if not tenant:
         raise InvalidTenantError("tenant must be a non-empty str, got ''")
     return NS_DATA + _esc(_utf8(tenant)) + _B_END
@@ -266,9 +268,9 @@ def encode_prefix(prefix: Any) -> bytes:
     """
     t = type(prefix)
     if t is str or isinstance(prefix, str):
-        return _B_STR + _esc(_utf8(str(prefix)))
+        return _B_STR + _esc(_utf8(str.__str__(prefix)))
     if t is bytes or isinstance(prefix, bytes | bytearray | memoryview):
-        return _B_BYTES + _esc(bytes(prefix))
+        return _B_BYTES + _esc(bytes(memoryview(prefix)))
     if t is tuple or t is list or isinstance(prefix, tuple | list):
         return bytes((_SEQ,)) + b"".join([encode_key(e) for e in prefix])
     raise InvalidKeyError(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 import orjson
 
 from . import _eventstore, _keys
+from ._args import check_scan, key_list, pair, pairs
 from ._eventstore import Change, Slot, Version, Watch
 from ._keys import (
     MAX_KEY_SIZE,
@@ -24,7 +25,7 @@ from ._keys import (
 )
 from ._stores import read_marker, write_marker
 from .backend import Append, Backend, Capabilities, Chunk, Condition, ConditionFailed, Op
-from .codecs import Codec, get_codec
+from .codecs import Codec, get_codec, locate_unencodable
 from .errors import (
     ConfigurationError,
     CorruptionError,
@@ -270,7 +271,8 @@ class Repository(Generic[K, V]):
         if len(self._prefixes) >= _PREFIX_CACHE_MAX:
             self._prefixes.clear()
             self._str_prefixes.clear()
-        self._prefixes[tenant] = p
+        # Cached under the plain str: a str subclass is stored as its string value.
+        self._prefixes[str.__str__(tenant)] = p
         return p
 
     def _full(self, tenant: str, key: Any) -> bytes:
@@ -286,7 +288,7 @@ class Repository(Generic[K, V]):
                 ps = self._str_prefixes[tenant]
             except (KeyError, TypeError):
                 ps = self._prefix(tenant) + b"\x20"
-                self._str_prefixes[tenant] = ps
+                self._str_prefixes[str.__str__(tenant)] = ps
             try:
                 raw = key.encode()
             except UnicodeEncodeError:
@@ -308,12 +310,14 @@ class Repository(Generic[K, V]):
         try:
             return (self._encode_held if held else self._encode)(value)
         except Exception as exc:
+            path, reason = locate_unencodable(self._codec, value, exc)
             raise SerializationError(
-                f"the {self._codec.name} codec cannot encode a value of type "
-                f"{type(value).__name__} ({exc}); nothing was written",
+                f"the {self._codec.name} codec cannot store the value for key {key!r} "
+                f"(tenant {tenant!r}): {path}: {reason}; nothing was written",
                 tenant=tenant,
                 key=key,
                 backend=self._backend.scheme,
+                value_path=path,
             ) from exc
 
     def _load(self, raw: bytes, tenant: str, key: Any) -> Any:
@@ -456,41 +460,71 @@ class Repository(Generic[K, V]):
 
         A bad key or value anywhere in ``items`` raises before anything is written.
         """
+        return self._put_many(tenant, items, None)
+
+    def _put_many(
+        self,
+        tenant: str,
+        items: Mapping[K, V] | Iterable[tuple[K, V]],
+        abort: Callable[[], bool] | None,
+    ) -> int:
+        """put_many; ``abort`` (the async twin's cancellation) is asked before the commit
+        point and makes the whole call write nothing (:class:`_Aborted`)."""
         self._check_writable()
-        pairs = items.items() if isinstance(items, Mapping) else items
+        self._prefix(tenant)  # a bad tenant fails even with no items
+        source = pairs(items, "put_many")
         backend = self._backend
         enc = self._encode if backend.streams_writes else self._encode_held
-        return backend.write_iter(self._encoded(tenant, pairs, enc))
+        return backend.write_iter(self._encoded(tenant, source, enc, abort))
 
     def _encoded(
-        self, tenant: str, pairs: Iterable[tuple[K, V]], enc: Callable[[Any], bytes]
+        self,
+        tenant: str,
+        source: Iterable[Any],
+        enc: Callable[[Any], bytes],
+        abort: Callable[[], bool] | None = None,
     ) -> Iterator[tuple[bytes, bytes]]:
         full = self._full
-        for key, value in pairs:
+        for i, item in enumerate(source):
+            if type(item) is tuple and len(item) == 2:
+                key, value = item
+            else:
+                key, value = pair(item, i, "put_many")
             k = full(tenant, key)
             try:
                 v = enc(value)
             except Exception:
                 v = self._value(value, tenant, key)
+            if abort is not None and abort():
+                raise _Aborted
             yield k, v
+        # The last chance to write nothing: the backend commits after this generator ends.
+        if abort is not None and abort():
+            raise _Aborted
 
     def get_many(self, tenant: str, keys: Iterable[K], default: V | None = None) -> list[V | None]:
         """Values for ``keys`` in order; ``default`` for absent ones."""
         self._check_open()
-        key_list = list(keys)
-        raws = self._backend.get_many([self._full(tenant, k) for k in key_list])
+        wanted = key_list(keys, "get_many")
+        raws = self._backend.get_many([self._full(tenant, k) for k in wanted])
         out: list[V | None] = []
-        for key, raw in zip(key_list, raws, strict=True):
+        for key, raw in zip(wanted, raws, strict=True):
             out.append(default if raw is None else self._load(raw, tenant, key))
         return out
 
     def delete_many(self, tenant: str, keys: Iterable[K]) -> int:
         """Remove ``keys`` in one atomic batch; return how many existed."""
+        return self._delete_many(tenant, keys, None)
+
+    def _delete_many(self, tenant: str, keys: Iterable[K], abort: Callable[[], bool] | None) -> int:
         self._check_writable()
-        fulls = list(dict.fromkeys(self._full(tenant, k) for k in keys))
+        self._prefix(tenant)  # a bad tenant fails even with no keys
+        fulls = list(dict.fromkeys(self._full(tenant, k) for k in key_list(keys, "delete_many")))
         if not fulls:
             return 0
         present = sum(1 for raw in self._backend.get_many(fulls) if raw is not None)
+        if abort is not None and abort():
+            raise _Aborted
         self._backend.write([(k, None) for k in fulls])
         return present
 
@@ -532,7 +566,7 @@ class Repository(Generic[K, V]):
         """
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
-        _check_limit(limit)
+        check_scan(reverse, limit)
         return self._iter(self._chunks(lo, hi, reverse, False, limit), limit, plen, 0)
 
     def values(
@@ -548,7 +582,7 @@ class Repository(Generic[K, V]):
         """Stream the tenant's values in key order (same arguments as :meth:`keys`)."""
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
-        _check_limit(limit)
+        check_scan(reverse, limit)
         return self._iter(self._chunks(lo, hi, reverse, True, limit), limit, plen, 1)
 
     def items(
@@ -564,7 +598,7 @@ class Repository(Generic[K, V]):
         """Stream ``(key, value)`` pairs in key order (same arguments as :meth:`keys`)."""
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
-        _check_limit(limit)
+        check_scan(reverse, limit)
         return self._iter(self._chunks(lo, hi, reverse, True, limit), limit, plen, 2)
 
     def _chunks(
@@ -666,10 +700,14 @@ class Repository(Generic[K, V]):
         return AsyncRepository(self)
 
     def tenant(self, tenant: str) -> TenantView[K, V]:
-        """A view bound to one tenant: the same methods without the tenant argument."""
+        """A view bound to one tenant: the same methods without the tenant argument.
+
+        Raises:
+            InvalidTenantError: ``tenant`` is not a non-empty str.
+        """
         self._check_open()
         self._prefix(tenant)
-        return TenantView(self, tenant)
+        return TenantView(self, str.__str__(tenant))
 
     # ------------------------------------------------------------------ event store
 
@@ -890,9 +928,12 @@ def _accepts_limit(backend: Backend) -> bool:
 
 
 def _check_limit(limit: int | None) -> None:
-    if limit is not None and (type(limit) is not int or limit < 0):
-        # A typed error (ConfigurationError is a ValueError) like every other bad argument.
-        raise ConfigurationError(f"limit must be a non-negative int or None, got {limit!r}")
+    check_scan(False, limit)
+
+
+class _Aborted(Exception):
+    """Raised inside a write the async twin's caller cancelled before its commit point;
+    the backend discards the write. Never reaches users (the cancellation does)."""
 
 
 class Batch(Generic[K, V]):
@@ -1015,7 +1056,14 @@ class Batch(Generic[K, V]):
 
     def commit(self) -> None:
         """Write everything atomically now (the ``with`` block does this for you)."""
+        self._commit(None)
+
+    def _commit(self, abort: Callable[[], bool] | None) -> None:
         self._check()
+        if abort is not None and abort():
+            # Cancelled (async twin) before the commit point: discard it whole.
+            self.discard()
+            raise _Aborted
         self._done = True
         if not self._conditions and not self._appends:
             self._repo._write(self._ops)
@@ -1128,17 +1176,47 @@ class TenantView(Generic[K, V]):
         """See :meth:`Repository.delete_many`."""
         return self.repository.delete_many(self.tenant, keys)
 
-    def keys(self, **scan: Any) -> Iterator[K]:
-        """See :meth:`Repository.keys` (``prefix``, ``start``, ``stop``, ``reverse``, ``limit``)."""
-        return self.repository.keys(self.tenant, **scan)
+    def keys(
+        self,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[K]:
+        """See :meth:`Repository.keys`."""
+        return self.repository.keys(
+            self.tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+        )
 
-    def values(self, **scan: Any) -> Iterator[V]:
+    def values(
+        self,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[V]:
         """See :meth:`Repository.values`."""
-        return self.repository.values(self.tenant, **scan)
+        return self.repository.values(
+            self.tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+        )
 
-    def items(self, **scan: Any) -> Iterator[tuple[K, V]]:
+    def items(
+        self,
+        *,
+        prefix: Any = None,
+        start: K | None = None,
+        stop: K | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[K, V]]:
         """See :meth:`Repository.items`."""
-        return self.repository.items(self.tenant, **scan)
+        return self.repository.items(
+            self.tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+        )
 
     def list(self, prefix: Any = None) -> list[K]:
         """See :meth:`Repository.list`."""

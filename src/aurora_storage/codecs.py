@@ -8,8 +8,11 @@ later open with no codec uses it and a different one is refused.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +30,10 @@ class Codec:
 
     Attributes:
         name: the registry name recorded in each store's metadata.
-        encode: value -> bytes; raise any exception for a value it cannot encode (the
-            repository turns it into :class:`~aurora_storage.errors.SerializationError`).
+        encode: value -> bytes; raise any exception for a value it cannot encode, or
+            whose encoding would not decode to an equal value (round-trip or refuse; the
+            repository turns it into :class:`~aurora_storage.errors.SerializationError`
+            naming the offending path inside the value).
         decode: bytes -> value.
         encode_held: optional variant of ``encode`` for values kept alive in bulk until
             one write (``put_many``, batches); ``None`` means ``encode``. The json codec
@@ -43,11 +48,26 @@ class Codec:
     encode_held: Callable[[Any], bytes] | None = None
 
 
+class UnreadableValueError(ValueError):
+    """A codec's refusal of a value it could encode but not return equal.
+
+    Attributes:
+        value_path: where the offending part sits inside the value, e.g.
+            ``value["temp"]`` or ``value[(1, 2)]`` (a map key).
+    """
+
+    def __init__(self, message: str, *, value_path: str) -> None:
+        super().__init__(f"{value_path}: {message}")
+        self.reason = message
+        self.value_path = value_path
+
+
 def _raw_encode(value: Any) -> bytes:
     if type(value) is bytes:
         return value
     if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
+        # Through memoryview: a subclass's __bytes__ cannot change what is stored.
+        return bytes(memoryview(value))
     raise TypeError(f"the raw codec stores bytes only, got {type(value).__name__}")
 
 
@@ -55,20 +75,185 @@ def _raw_decode(data: bytes) -> bytes:
     return data
 
 
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+
+
 def _msgpack_encode(value: Any) -> bytes:
-    out: bytes = msgpack.packb(value, use_bin_type=True)
+    out: bytes = _packb(value, use_bin_type=True)
+    # Round-trip or refuse: msgpack packs values it cannot unpack (a tuple map key packs
+    # as an array and unpacks as an unhashable list; an ext type reserved by msgpack may
+    # not decode). Unpacking is C code, about as fast as packing, and catches every such
+    # case; what does unpack is the documented conversion (tuple -> list ...).
+    try:
+        _unpackb(out, raw=False, strict_map_key=False)
+    except Exception as exc:
+        path, reason = _locate(_msgpack_encode_only, value)
+        raise UnreadableValueError(
+            f"msgpack can write it but not read it back ({reason or exc})", value_path=path
+        ) from exc
+    return out
+
+
+def _msgpack_encode_only(value: Any) -> bytes:
+    out: bytes = _packb(value, use_bin_type=True)
+    _unpackb(out, raw=False, strict_map_key=False)
     return out
 
 
 def _msgpack_decode(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    return _unpackb(data, raw=False, strict_map_key=False)
+
+
+_dumps = orjson.dumps
+_find = bytes.find
+
+
+def _json_encode(value: Any) -> bytes:
+    data = _dumps(value)
+    # orjson writes NaN and the infinities as null, which reads back as None. None is
+    # the only other source of null outside strings, so only an output that holds
+    # b"null" needs a look at the value. ``int in bytes`` is a memchr, far cheaper than
+    # a substring search (a method call), so the letters of null filter first.
+    if 0x6E in data and 0x75 in data and 0x6C in data and _find(data, b"null") != -1:
+        _json_check_finite(value)
+    return data
 
 
 def _json_encode_held(value: Any) -> bytes:
-    return bytes(memoryview(orjson.dumps(value)))
+    data = _dumps(value)
+    if 0x6E in data and 0x75 in data and 0x6C in data and _find(data, b"null") != -1:
+        _json_check_finite(value)
+    return bytes(memoryview(data))
 
 
-JSON = Codec("json", orjson.dumps, orjson.loads, _json_encode_held)
+def _nonfinite(v: Any) -> bool:
+    """Whether ``v`` holds a float orjson writes as null (NaN, +-inf). Fast, no paths."""
+    t = type(v)
+    if t is dict:
+        items: Iterable[Any] = v.values()
+    elif t is list or t is tuple:
+        items = v
+    elif isinstance(v, float):
+        return v - v != 0.0  # NaN for NaN and +-inf, 0.0 for every finite float
+    elif isinstance(v, dict):
+        items = v.values()
+    elif isinstance(v, list | tuple):
+        items = v
+    elif isinstance(v, enum.Enum):
+        return _nonfinite(v.value)
+    elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+        items = [getattr(v, f.name) for f in dataclasses.fields(v)]
+    else:
+        return False
+    for x in items:
+        tx = type(x)
+        if tx is float:
+            if x - x != 0.0:
+                return True
+        elif tx is str or tx is int or x is None or tx is bool:
+            continue
+        elif _nonfinite(x):
+            return True
+    return False
+
+
+def _json_check_finite(value: Any) -> None:
+    """Raise UnreadableValueError at the first non-finite float orjson turned into null.
+
+    Walks what orjson serialises (it already accepted the value): dicts, lists, tuples,
+    dataclass fields, enum values and floats.
+    """
+    if not _nonfinite(value):
+        return
+    stack: list[tuple[Any, str]] = [(value, "value")]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise UnreadableValueError(
+                    f"float {v!r} has no JSON form (orjson would write null, read back as "
+                    "None); store it as a string or use the msgpack codec",
+                    value_path=path,
+                )
+        elif isinstance(v, dict):
+            stack.extend((x, path + _step(k)) for k, x in reversed(v.items()))
+        elif isinstance(v, list | tuple):
+            stack.extend((x, f"{path}[{i}]") for i, x in reversed(list(enumerate(v))))
+        elif isinstance(v, enum.Enum):
+            stack.append((v.value, f"{path}.value"))
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            stack.extend(
+                (getattr(v, f.name), f"{path}.{f.name}") for f in reversed(dataclasses.fields(v))
+            )
+
+
+def _step(key: Any) -> str:
+    """The path step of a map key: ``["temp"]`` for a str (as in JSON), else its repr."""
+    if isinstance(key, str):
+        text = repr(str.__str__(key))
+        if text[0] == "'":
+            text = '"' + text[1:-1].replace("\\'", "'").replace('"', '\\"') + '"'
+        return f"[{text}]"
+    return f"[{key!r}]"
+
+
+def _children(value: Any) -> Iterator[tuple[str, Any, bool]]:
+    """``(path step, part, is_map_key)`` of the parts a codec may serialise separately."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            step = _step(k)
+            yield step, k, True
+            yield step, v, False
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield f"[{i}]", v, False
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield f".{f.name}", getattr(value, f.name), False
+
+
+def _locate(encode: Callable[[Any], bytes], value: Any) -> tuple[str, str]:
+    """Find the part of ``value`` that ``encode`` refuses: its path and the reason.
+
+    Only used once a write has failed. Descends into the first part that fails on its
+    own; a map key is tried alone as ``{key: None}``. Works for any codec, including
+    plugins' codecs, because it only calls ``encode``.
+    """
+    path = "value"
+    reason = ""
+    current = value
+    for _ in range(1000):  # deep enough for any value a codec accepts to nest
+        for step, part, is_key in _children(current):
+            try:
+                encode({part: None} if is_key else part)
+            except Exception as exc:
+                reason = str(exc.reason if isinstance(exc, UnreadableValueError) else exc)
+                if is_key:
+                    return (
+                        path + step,
+                        f"a map key of type {type(part).__name__} cannot be stored: {reason}",
+                    )
+                path += step
+                current = part
+                break
+        else:
+            return path, reason
+    return path, reason
+
+
+def locate_unencodable(codec: Codec, value: Any, exc: BaseException) -> tuple[str, str]:
+    """The path inside ``value`` and the reason ``codec`` refused it with ``exc``."""
+    if isinstance(exc, UnreadableValueError):
+        return exc.value_path, exc.reason
+    try:
+        path, reason = _locate(codec.encode, value)
+    except Exception:  # a codec that fails oddly still gets a message
+        return "value", str(exc)
+    return path, reason or str(exc)
+
+
+JSON = Codec("json", _json_encode, orjson.loads, _json_encode_held)
 MSGPACK = Codec("msgpack", _msgpack_encode, _msgpack_decode)
 RAW = Codec("raw", _raw_encode, _raw_decode)
 

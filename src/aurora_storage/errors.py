@@ -8,6 +8,7 @@ builtin would naturally expect the error, the builtin is mixed in::
     ├── InvalidKeyError            (ValueError)   key of an unsupported type, NaN, ...
     │   └── KeyTooLargeError                      encoded key over the size limit
     ├── InvalidTenantError         (ValueError)   tenant not a non-empty str
+    ├── InvalidArgumentError (TypeError, ValueError) a str where keys are expected, ...
     ├── KeyExistsError             (KeyError)     insert() on an existing key
     ├── VersionConflictError                      compare-and-set found another version
     ├── NotSupportedError          (NotImplementedError) the backend does not declare it
@@ -34,6 +35,7 @@ __all__ = [
     "BackendNotFoundError",
     "ConfigurationError",
     "CorruptionError",
+    "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidTenantError",
     "InvalidURLError",
@@ -105,6 +107,15 @@ class InvalidTenantError(StorageError, ValueError):
     """A tenant id that is not a non-empty ``str``."""
 
 
+class InvalidArgumentError(StorageError, TypeError, ValueError):
+    """An argument of the wrong type or value other than a tenant or key: a ``str`` where
+    an iterable of keys is expected, an item of ``put_many`` that is not a ``(key,
+    value)`` pair, a scan ``limit`` that is not a non-negative int, ``reverse`` that is
+    not a bool. It is a ``TypeError`` and a ``ValueError``, so either ``except`` catches
+    it; nothing was written.
+    """
+
+
 class KeyExistsError(StorageError, KeyError):
     """``insert()`` (or a batch's ``insert``) found the key already present; nothing was
     written.
@@ -160,7 +171,20 @@ class PositionExpiredError(StorageError, LookupError):
 
 
 class SerializationError(StorageError, ValueError):
-    """The value codec could not encode (nothing written) or decode a value."""
+    """The value codec could not encode (nothing written) or decode a value.
+
+    A value is stored only if the codec returns an equal one (round-trip or refuse), so
+    this is also raised for values a codec could write but not read back (a NaN in
+    JSON, a tuple map key in msgpack).
+
+    Attributes:
+        value_path: where the offending part sits inside the value (``value["temp"]``,
+            ``value[0]``, ``value[(1, 2)]`` for a map key), or ``None`` if unknown.
+    """
+
+    def __init__(self, message: str, *, value_path: str | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.value_path = value_path
 
 
 class ConfigurationError(StorageError, ValueError):

@@ -29,6 +29,7 @@ AURORA_ALL = {
     "Codec",
     "ConfigurationError",
     "CorruptionError",
+    "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidTenantError",
     "InvalidURLError",
@@ -67,6 +68,7 @@ ERRORS_ALL = {
     "BackendNotFoundError",
     "ConfigurationError",
     "CorruptionError",
+    "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidTenantError",
     "InvalidURLError",
@@ -86,6 +88,7 @@ ERRORS_ALL = {
 #: Which builtin each error mixes in, so a user's ``except ValueError`` etc. catches it.
 BUILTIN_MIXINS = {
     "InvalidKeyError": ValueError,
+    "InvalidArgumentError": (TypeError, ValueError),
     "KeyTooLargeError": ValueError,
     "InvalidTenantError": ValueError,
     "KeyExistsError": KeyError,
