@@ -226,10 +226,18 @@ def test_int_subclasses_and_bools_are_canonical(repo: Repository[Any, Any]) -> N
 
 
 def test_batch_arguments_are_checked_and_discard_the_batch(repo: Repository[Any, Any]) -> None:
-    with pytest.raises(InvalidKeyError), repo.batch() as b:
-        b.put("t", "c", 3)
-        b.put("t", object(), 1)
-    with pytest.raises(InvalidTenantError), repo.batch() as b:
-        b.delete("t", "a")
-        b.delete(None, "a")  # type: ignore[arg-type]
+    def bad_key() -> None:
+        with repo.batch() as b:
+            b.put("t", "c", 3)
+            b.put("t", object(), 1)
+
+    def bad_tenant() -> None:
+        with repo.batch() as b:
+            b.delete("t", "a")
+            b.delete(None, "a")  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidKeyError):
+        bad_key()
+    with pytest.raises(InvalidTenantError):
+        bad_tenant()
     _unchanged(repo)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
+from .. import _args
 from .._keys import NS_DATA, NS_DATA_END, decode_tenant_key
 from .._repository import Batch, Repository, _decode_key_at
 from ..backend import Backend, Capabilities, Op
@@ -851,10 +852,10 @@ class TieredRepository(Repository[K, V]):
         between them); return how many. Projection mode: append history records, which
         are projected in the order given."""
         cold = self._cold
-        pairs = items.items() if isinstance(items, Mapping) else items
-        ops: list[Op] = [
-            (cold._full(tenant, k), cold._value(v, tenant, k, held=True)) for k, v in pairs
-        ]
+        ops: list[Op] = []
+        for i, item in enumerate(_args.pairs(items, "put_many")):
+            k, v = _args.pair(item, i, "put_many")
+            ops.append((cold._full(tenant, k), cold._value(v, tenant, k, held=True)))
         if not ops:
             cold._prefix(tenant)
             return 0
@@ -865,7 +866,7 @@ class TieredRepository(Repository[K, V]):
         """Values for ``keys`` in order; cache mode fills hot with cold hits."""
         if self._projection is not None:
             return self._hot.get_many(tenant, keys, default)
-        key_list = list(keys)
+        key_list = _args.key_list(keys, "get_many")
         out: list[Any] = self._hot.get_many(tenant, key_list, _MISSING)
         for i, v in enumerate(out):
             if v is _MISSING:
@@ -878,7 +879,8 @@ class TieredRepository(Repository[K, V]):
         Raises:
             ReadOnlyError: projection mode (history is append-only).
         """
-        fulls = list(dict.fromkeys(self._cold._full(tenant, k) for k in keys))
+        wanted = _args.key_list(keys, "delete_many")
+        fulls = list(dict.fromkeys(self._cold._full(tenant, k) for k in wanted))
         with self._lock:
             self._check_write()
             if self._projection is not None:
