@@ -505,6 +505,7 @@ class Repository(Generic[K, V]):
     def get_many(self, tenant: str, keys: Iterable[K], default: V | None = None) -> list[V | None]:
         """Values for ``keys`` in order; ``default`` for absent ones."""
         self._check_open()
+        self._prefix(tenant)  # a bad tenant fails even with no keys
         wanted = key_list(keys, "get_many")
         raws = self._backend.get_many([self._full(tenant, k) for k in wanted])
         out: list[V | None] = []

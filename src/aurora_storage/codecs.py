@@ -213,6 +213,22 @@ def _children(value: Any) -> Iterator[tuple[str, Any, bool]]:
             yield f".{f.name}", getattr(value, f.name), False
 
 
+def _takes_containers_like(encode: Callable[[Any], bytes], value: Any) -> bool:
+    """Whether ``encode`` takes an empty container of ``value``'s kind (raw does not)."""
+    empty: Any
+    if isinstance(value, Mapping):
+        empty = {}
+    elif isinstance(value, list | tuple):
+        empty = []
+    else:
+        return True
+    try:
+        encode(empty)
+    except Exception:
+        return False
+    return True
+
+
 def _locate(encode: Callable[[Any], bytes], value: Any) -> tuple[str, str]:
     """Find the part of ``value`` that ``encode`` refuses: its path and the reason.
 
@@ -224,6 +240,8 @@ def _locate(encode: Callable[[Any], bytes], value: Any) -> tuple[str, str]:
     reason = ""
     current = value
     for _ in range(1000):  # deep enough for any value a codec accepts to nest
+        if not _takes_containers_like(encode, current):
+            return path, reason  # the container itself is refused (raw), not a part
         for step, part, is_key in _children(current):
             try:
                 encode({part: None} if is_key else part)
