@@ -36,6 +36,7 @@ from aurora_storage.errors import (
 from aurora_storage.memory._backend import MemoryBackend
 from aurora_storage.tiered import (
     AsyncTieredRepository,
+    DurableWriteError,
     HistoryRecord,
     HotTierError,
     ProjectionError,
@@ -147,10 +148,10 @@ def test_every_public_repository_method_is_overridden_or_works() -> None:
     public = [n for n in dir(Repository) if not n.startswith("_")]
     inherited = [n for n in public if n not in TieredRepository.__dict__]
     # What is inherited must be generic over the overridden methods: check each works.
-    # The event-store primitives are inherited and refuse (NotSupportedError): a tiered
-    # pair declares none of their capabilities (the cold tier's would bypass hot).
+    # Every public name is the class's own: the event-store primitives refuse
+    # (NotSupportedError) rather than run inherited code around the change log.
+    assert inherited == [], inherited
     event_store = {"get_versioned", "compare_and_set", "last_sequence", "last_position", "watch"}
-    assert set(inherited) <= {"tenant", "url", "closed", "backend"} | event_store, inherited
     t, _, cold = cache_pair()
     calls = {
         "get_versioned": lambda: t.get_versioned("acme", "k"),
@@ -159,7 +160,7 @@ def test_every_public_repository_method_is_overridden_or_works() -> None:
         "last_position": t.last_position,
         "watch": lambda: t.watch("acme"),
     }
-    for name in sorted(event_store & set(inherited)):
+    for name in sorted(event_store):
         with pytest.raises(NotSupportedError):
             calls[name]()
     view = t.tenant("acme")
@@ -182,7 +183,7 @@ def test_open_by_url_and_options() -> None:
         assert repo.mode == "cache"
         repo.put("acme", "k", {"v": 1})
         assert repo.get("acme", "k") == {"v": 1}
-    purl = url + "&projection=tiered_helpers:orders"
+    purl = url + "&projection=orders"  # registered by tiered_helpers
     with aurora_storage.open(purl) as repo:
         assert isinstance(repo, TieredRepository)
         assert repo.projection is orders
@@ -195,10 +196,8 @@ def test_open_by_url_and_options() -> None:
         aurora_storage.open(url + "&bogus=1")
     with pytest.raises(InvalidURLError, match="needs option 'cold'"):
         aurora_storage.open(f"tiered://?hot={quote('memory://', safe='')}")
-    with pytest.raises(ConfigurationError, match=r"package\.module:function"):
-        aurora_storage.open(url + "&projection=nocolon")
-    with pytest.raises(ConfigurationError, match="cannot load projection"):
-        aurora_storage.open(url + "&projection=tiered_helpers:nothing")
+    with pytest.raises(ConfigurationError, match="no projection named 'nothing'"):
+        aurora_storage.open(url + "&projection=nothing")
 
 
 # --------------------------------------------------------------------------- cache mode
@@ -530,7 +529,7 @@ def test_hot_failure_repaired_by_next_write() -> None:
     assert_projection_consistent(t)
 
 
-def test_projection_failing_in_catch_up_keeps_hot_at_last_good_record() -> None:
+def test_projection_failing_in_catch_up_stops_its_tenant_until_retried() -> None:
     calls = {"fail": False}
 
     def proj(record: HistoryRecord, state: ProjectionState) -> None:
@@ -544,13 +543,17 @@ def test_projection_failing_in_catch_up_keeps_hot_at_last_good_record() -> None:
     with pytest.raises(HotTierError):
         t.put("acme", 1, "bad")
     calls["fail"] = True
-    with pytest.raises(ProjectionError, match="change-log seq 1"):
-        t.catch_up()
-    assert t.lag == 1
+    assert t.catch_up() == 1  # the entry is consumed: the record is parked, acme stopped
+    assert t.lag == 0
+    [parked] = t.parked()
+    assert (parked.tenant, parked.key, parked.seq, parked.reason) == ("acme", 1, 1, "raised")
+    assert "cannot project" in parked.cause
     assert cold.get("acme", 1) == "bad"
+    assert t.get("acme", "last") is None
     calls["fail"] = False  # the projection is fixed
-    assert t.catch_up() == 1
+    assert t.retry_parked() == 1
     assert t.get("acme", "last") == "bad"
+    assert t.parked() == []
 
 
 def test_crash_during_catch_up_resumes_exactly_once() -> None:
@@ -620,8 +623,11 @@ def test_cold_error_after_apply_does_not_reuse_the_sequence_number() -> None:
     t, hot, cold = cache_pair()
     t.put("acme", 1, 1)
     flaky(cold).fail("write", exc=Broken, applied=True)  # e.g. fsync failed after the write
-    with pytest.raises(Broken):
+    with pytest.raises(DurableWriteError, match="durable in history") as info:
         t.put("acme", 2, 2)
+    assert info.value.durable
+    assert info.value.seq == 2
+    assert isinstance(info.value.__cause__, Broken)
     t.put("acme", 3, 3)  # must get seq 3, not overwrite entry 2
     assert t.stats()["cold_seq"] == 3
     t2 = TieredRepository(hot=hot, cold=cold)
@@ -651,8 +657,11 @@ def test_crash_during_cache_rebuild_is_redone_on_open(after: int) -> None:
     with pytest.raises(Crash):
         t.rebuild()
     t2 = TieredRepository(hot=hot, cold=cold, rebuild_chunk=10)
-    assert dump(hot) == dump(cold)  # the warm-up was finished, not dropped
+    # The shadow warm-up was dropped: the old cache is served, still exact.
+    assert dump(hot) == {("acme", i): i for i in range(50)}
     assert t2.lag == 0
+    t2.rebuild()
+    assert dump(hot) == dump(cold)
 
 
 def test_fresh_hot_is_rebuilt_from_history() -> None:
@@ -661,8 +670,10 @@ def test_fresh_hot_is_rebuilt_from_history() -> None:
         t.put(tn, key, ev)
     t2 = TieredRepository(hot=flaky_repo(), cold=cold, projection=orders)
     assert_projection_consistent(t2)
-    # cache mode over an existing history: an empty cache, filled by reads
-    c = TieredRepository(hot=flaky_repo(), cold=flaky_repo(flaky(cold).snapshot()))
+    # cache mode over an existing cold store: an empty cache, filled by reads
+    c0, _, ccold = cache_pair()
+    c0.put("acme", (0, "e"), event("OrderCreated", "o-0", 0))
+    c = TieredRepository(hot=flaky_repo(), cold=flaky_repo(flaky(ccold).snapshot()))
     assert dump(c.hot) == {}
     assert c.get("acme", (0, "e")) == event("OrderCreated", "o-0", 0)
 
@@ -689,14 +700,23 @@ def test_hot_behind_the_trimmed_log_is_rebuilt() -> None:
     assert_projection_consistent(t2)
 
 
-def test_mode_change_rederives_hot() -> None:
-    t, hot, cold = cache_pair()
+def test_mode_is_recorded_in_the_store() -> None:
+    # Case 5: forgetting projection= on a projection-mode store used to switch it to
+    # cache mode and wipe the projection.
+    t, hot, cold = proj_pair()
     for tn, key, ev in iter_events(10):
         t.put(tn, key, ev)
+    before = dump(hot)
+    with pytest.raises(ConfigurationError, match="created in projection mode"):
+        TieredRepository(hot=hot, cold=cold)
+    assert dump(hot) == before  # nothing wiped
     t2 = TieredRepository(hot=hot, cold=cold, projection=orders)
+    assert t2.recovered_on_open == 0
     assert_projection_consistent(t2)
-    t3 = TieredRepository(hot=hot, cold=cold)
-    assert_cache_consistent(t3)
+    c, chot, ccold = cache_pair()
+    c.put("acme", 1, 1)
+    with pytest.raises(ConfigurationError, match="created in cache mode"):
+        TieredRepository(hot=chot, cold=ccold, projection=orders)
 
 
 def test_read_only_tier_makes_a_read_only_pair() -> None:

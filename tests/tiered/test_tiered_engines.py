@@ -94,12 +94,12 @@ def test_rebuild_streams_history_with_progress(tmp_path: Path) -> None:
 
 
 def test_open_by_url_with_tier_options(tmp_path: Path) -> None:
-    with aurora_storage.open(url(tmp_path, projection="tiered_helpers:orders")) as repo:
+    with aurora_storage.open(url(tmp_path, projection="orders")) as repo:
         assert isinstance(repo, TieredRepository)
         assert repo.hot.backend.scheme == "lmdb"
         assert repo.cold.backend.scheme == "rocksdb"
         repo.put("acme", (1, "e"), event("OrderShipped", "o-1"))
-    with aurora_storage.open(url(tmp_path, projection="tiered_helpers:orders")) as repo:
+    with aurora_storage.open(url(tmp_path, projection="orders")) as repo:
         assert repo.get("acme", "o-1")["status"] == "shipped"
 
 

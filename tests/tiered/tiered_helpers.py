@@ -3,14 +3,15 @@ order projection, and model checks."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from aurora_storage import Repository
-from aurora_storage.backend import Op
+from aurora_storage.backend import Backend, Op
 from aurora_storage.errors import StorageError
 from aurora_storage.memory._backend import MemoryBackend
-from aurora_storage.tiered import HistoryRecord, ProjectionState
+from aurora_storage.tiered import HistoryRecord, ProjectionState, register_projection
 
 
 class Crash(BaseException):
@@ -138,6 +139,10 @@ def orders(record: HistoryRecord, state: ProjectionState) -> None:
     state.put(event["order"], order)
 
 
+# URLs name projections (they never import code): register the test projection.
+register_projection("orders", orders, replace=True)
+
+
 def event(kind: str, order: str, amount: int = 0) -> dict[str, Any]:
     return {"type": kind, "order": order, "amount": amount}
 
@@ -167,3 +172,138 @@ def iter_events(
     for i in range(n):
         tenant = tenants[i % len(tenants)]
         yield tenant, (i, "e"), event(kinds[(i // 7) % 4], f"o-{i % 5}", i)
+
+
+class FaultBackend(Backend):
+    """A wrapping backend that injects faults into the commits of any inner backend.
+
+    ``fail(when=...)`` schedules the next commit (``write``, ``put`` or ``delete``, after
+    ``after`` clean ones) to raise ``exc``: ``"before"`` the inner commit (nothing
+    applied), or ``"after"`` it (applied, then reported as failed: a lost
+    acknowledgement or a timeout). ``chaos(rate, rnd)`` makes every commit fail with
+    probability ``rate``, before or after at random. Reads pass through.
+    """
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__()
+        self.inner = inner
+        self.scheme = inner.scheme
+        self.capabilities = inner.capabilities
+        self._plan: list[Any] | None = None
+        self._rate = 0.0
+        self._rnd: random.Random | None = None
+        self.injected = 0
+
+    def fail(
+        self, *, when: str = "before", after: int = 0, exc: type[BaseException] = Broken
+    ) -> None:
+        assert when in ("before", "after")
+        self._plan = [after, when, exc]
+
+    def chaos(self, rate: float, rnd: random.Random) -> None:
+        self._rate, self._rnd = rate, rnd
+
+    def heal(self) -> None:
+        self._plan, self._rate = None, 0.0
+
+    def _trip(self) -> tuple[str, type[BaseException]] | None:
+        if self._plan is not None:
+            if self._plan[0] > 0:
+                self._plan[0] -= 1
+                return None
+            _, when, exc = self._plan
+            self._plan = None
+            return when, exc
+        if self._rate and self._rnd is not None and self._rnd.random() < self._rate:
+            return self._rnd.choice(("before", "after")), Broken
+        return None
+
+    def _commit(self, fn: Any, *args: Any) -> Any:
+        trip = self._trip()
+        if trip is None:
+            return fn(*args)
+        when, exc = trip
+        self.injected += 1
+        if when == "after":
+            fn(*args)
+        raise exc(f"injected hot-tier fault ({when} the commit)")
+
+    def write(self, ops: Sequence[Op]) -> None:
+        self._commit(self.inner.write, list(ops))
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._commit(self.inner.put, key, value)
+
+    def delete(self, key: bytes) -> bool:
+        return bool(self._commit(self.inner.delete, key))
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.inner.get(key)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return self.inner.get_many(keys)
+
+    def scan(
+        self, start: bytes, stop: bytes, *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        return self.inner.scan(start, stop, reverse=reverse)
+
+    def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
+        return self.inner.scan_keys(start, stop, reverse=reverse)
+
+    def count_range(self, start: bytes, stop: bytes) -> int:
+        return self.inner.count_range(start, stop)
+
+    def first_key(self, start: bytes, stop: bytes) -> bytes | None:
+        return self.inner.first_key(start, stop)
+
+    def contains(self, key: bytes) -> bool:
+        return self.inner.contains(key)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def describe(self) -> str:
+        return "faulty " + self.inner.describe()
+
+
+def faulty_repo(inner: Backend | None = None) -> tuple[Repository[Any, Any], FaultBackend]:
+    """A repository over a fault-injecting wrapper (of a fresh memory backend)."""
+    fb = FaultBackend(inner if inner is not None else MemoryBackend())
+    return Repository(fb), fb
+
+
+class Counting:
+    """A projection that counts, in the projection itself, how often each history record
+    was applied (``("seen", key)``, and ``"n"`` in all): the exactly-once check. It can
+    be told to raise on chosen records (by their value's ``mark``)."""
+
+    def __init__(self) -> None:
+        self.poison: set[Any] = set()
+        self.calls = 0
+
+    def __call__(self, record: HistoryRecord, state: ProjectionState) -> None:
+        self.calls += 1
+        if record.value.get("mark") in self.poison:
+            raise ValueError(f"poison record {record.key!r}")
+        state.put("n", state.get("n", 0) + 1)
+        seen = ("seen", record.key)
+        state.put(seen, state.get(seen, 0) + 1)
+
+
+def fold_counting(
+    history: Repository[Any, Any], skip: set[tuple[str, Any]]
+) -> dict[tuple[str, Any], Any]:
+    """What a Counting projection of ``history`` holds, leaving out ``skip`` records:
+    every record seen exactly once."""
+    out: dict[tuple[str, Any], Any] = {}
+    for tenant in list(history.tenants()):
+        n = 0
+        for key in history.keys(tenant):
+            if (tenant, key) in skip:
+                continue
+            n += 1
+            out[(tenant, ("seen", key))] = 1
+        if n:
+            out[(tenant, "n")] = n
+    return out

@@ -7,7 +7,7 @@ from typing import Generic, TypeVar
 
 from .._async import AsyncRepository
 from ._repository import TieredRepository
-from ._types import ProgressCallback
+from ._types import ParkedRecord, ProgressCallback
 
 __all__ = ["AsyncTieredRepository"]
 
@@ -17,7 +17,8 @@ V = TypeVar("V")
 
 class AsyncTieredRepository(AsyncRepository[K, V], Generic[K, V]):
     """:class:`~aurora_storage.AsyncRepository` over a :class:`TieredRepository`, plus
-    :meth:`rebuild` and :meth:`catch_up` as coroutines (run in a worker thread).
+    :meth:`rebuild`, :meth:`catch_up`, :meth:`parked` and :meth:`retry_parked` as
+    coroutines (run in a worker thread). No logic of its own.
 
     ``AsyncRepository(tiered)`` also works for the common API; this class adds the
     tiered operations. Point writes run in a worker thread when either tier declares
@@ -48,6 +49,14 @@ class AsyncTieredRepository(AsyncRepository[K, V], Generic[K, V]):
         """See :meth:`TieredRepository.rebuild` (``progress`` is called from the worker
         thread)."""
         return await asyncio.to_thread(lambda: self._tiered.rebuild(tenant, progress=progress))
+
+    async def parked(self, tenant: str | None = None) -> list[ParkedRecord]:
+        """See :meth:`TieredRepository.parked`."""
+        return await asyncio.to_thread(self._tiered.parked, tenant)
+
+    async def retry_parked(self, tenant: str | None = None) -> int:
+        """See :meth:`TieredRepository.retry_parked`."""
+        return await asyncio.to_thread(self._tiered.retry_parked, tenant)
 
     def __repr__(self) -> str:
         return f"<AsyncTieredRepository of {self._tiered!r}>"

@@ -22,10 +22,20 @@ LOG_END = b"\x00tiered:log;"
 POS = b"\x00tiered:pos"
 #: hot: which tiered pair (and mode) this hot store belongs to
 PAIR = b"\x00tiered:pair"
-#: hot: a rebuild in progress (``*`` for all tenants, else the tenant's encoded prefix)
+#: hot: a rebuild in progress: phase (1 byte) + target seq (8 bytes) + scope (``*`` for
+#: all tenants, else the tenant's encoded prefix); see _rebuild.py
 REBUILD = b"\x00tiered:rebuild"
 #: cold: the pair's identity and mode
 COLD_META = b"\x00tiered:meta"
+#: hot: parked history records, ``PARKED + full history key`` -> JSON (seq, reason, cause)
+PARKED = b"\x00tiered:parked:"
+PARKED_END = b"\x00tiered:parked;"
+#: hot: stopped tenants (policy "stop"), ``STOPPED + tenant prefix`` -> JSON (key, cause)
+STOPPED = b"\x00tiered:stopped:"
+STOPPED_END = b"\x00tiered:stopped;"
+#: hot: the shadow namespace a rebuild builds in; ``SHADOW + live hot key``
+SHADOW = b"\x00tiered:shadow:"
+SHADOW_END = b"\x00tiered:shadow;"
 
 #: entry kinds
 ONE = 0x6B  # b"k": one key

@@ -1,9 +1,12 @@
 """Entry point of the ``tiered`` scheme (light: the tiers' engines load on open).
 
 ``tiered://?hot=<url-encoded URL>&cold=<url-encoded URL>`` plus, optionally,
-``&projection=pkg.mod:func`` and ``&fill=read|none``.
+``&projection=<name>``, ``&on_poison=stop|park``, ``&fill=read|none``,
+``&trim_every=N`` and ``&rebuild_chunk=N``.
 
-Each tier's own options go inside its URL. Keyword arguments to
+Each tier's own options go inside its URL. A projection is named: registered with
+:func:`aurora_storage.tiered.register_projection` or published in the entry point group
+``aurora_storage.projections``; a URL never imports a module. Keyword arguments to
 :func:`aurora_storage.open` override the query: ``projection=`` may then be the function
 itself, ``hot=``/``cold=`` may be URLs or already opened repositories.
 """
@@ -14,17 +17,28 @@ from collections.abc import Mapping
 from typing import Any
 
 from aurora_storage.config import URL
-from aurora_storage.errors import InvalidURLError
+from aurora_storage.errors import ConfigurationError, InvalidURLError
 from aurora_storage.plugins import BackendSpec, hookimpl
 
-_OPTIONS = ("hot", "cold", "projection", "fill", "trim_every", "rebuild_chunk", "codec")
+_OPTIONS = (
+    "hot",
+    "cold",
+    "projection",
+    "on_poison",
+    "fill",
+    "trim_every",
+    "rebuild_chunk",
+    "codec",
+)
 
 
 def _open(url: URL, options: Mapping[str, Any]) -> Any:
     import aurora_storage
 
-    from ._repository import TieredRepository, resolve_projection
+    from ._config import TieredURL, resolve_projection, same_store, store_path
+    from ._repository import TieredRepository
 
+    url = TieredURL.of(url)  # every message below prints it with the tiers' secrets hidden
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise InvalidURLError(
@@ -47,8 +61,10 @@ def _open(url: URL, options: Mapping[str, Any]) -> Any:
     projection = options.get("projection")
     if isinstance(projection, str):
         projection = resolve_projection(projection) if projection else None
-    fill = options.get("fill", "read")
     kwargs: dict[str, Any] = {}
+    for name in ("fill", "on_poison"):
+        if name in options:
+            kwargs[name] = options[name]
     for name in ("trim_every", "rebuild_chunk"):
         if name in options:
             try:
@@ -59,6 +75,13 @@ def _open(url: URL, options: Mapping[str, Any]) -> Any:
                     "is not an integer",
                     backend="tiered",
                 ) from exc
+    if same_store(store_path(options["hot"]), store_path(options["cold"])):
+        # Checked before opening: the second open would fail on the engine's lock.
+        raise ConfigurationError(
+            "the hot and cold tiers must be two different stores: both name "
+            f"{store_path(options['hot'])}",
+            backend="tiered",
+        )
 
     # open(url, codec=...) reaches us as the "codec" option (accepts_codec below): a new
     # pair is created with it in both tiers; an existing tier with another codec refuses.
@@ -76,9 +99,7 @@ def _open(url: URL, options: Mapping[str, Any]) -> Any:
         cold.close()
         raise
     try:
-        return TieredRepository(
-            hot=hot, cold=cold, projection=projection, fill=fill, url=url, **kwargs
-        )
+        return TieredRepository(hot=hot, cold=cold, projection=projection, url=url, **kwargs)
     except BaseException:
         try:
             hot.close()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import StorageError
+from ._errors import HotTierError, ProjectionError
 
 if TYPE_CHECKING:
     from .._repository import Repository
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HistoryRecord",
     "HotTierError",
+    "ParkedRecord",
     "Projection",
     "ProjectionError",
     "ProjectionState",
@@ -21,30 +22,6 @@ __all__ = [
 ]
 
 _MISSING: Any = object()
-
-
-class HotTierError(StorageError):
-    """The write reached the durable cold tier (history) but the hot tier failed to
-    apply it (disk full, closed, broken).
-
-    Nothing is lost: the record is durable in cold, and the hot tier catches up on the
-    next open, on :meth:`TieredRepository.catch_up`, or before the next tiered write.
-
-    Attributes:
-        seq: the change-log sequence number of the durable write.
-        durable: always ``True`` (the record is in cold).
-    """
-
-    def __init__(self, message: str, *, seq: int, **context: Any) -> None:
-        super().__init__(message, **context)
-        self.seq = seq
-        self.durable = True
-
-
-class ProjectionError(StorageError):
-    """The user's projection function raised. When this comes from a write, nothing was
-    written to either tier; from ``catch_up()``/``rebuild()``, hot stays at the last
-    record that projected cleanly (fix the projection, then call ``catch_up()``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,27 +55,46 @@ class ProjectionState:
 
     Reads see the hot tier plus the updates made earlier in the same group of records
     (so a projection can read-modify-write); writes are collected and committed to hot
-    atomically together with the change-log position they correspond to.
+    atomically together with the change-log position they correspond to. The updates of
+    a record that raises are dropped whole: a record is applied entirely or not at all.
     """
 
-    __slots__ = ("_hot", "_overlay", "tenant")
+    __slots__ = ("_base", "_hot", "_pending", "_space", "tenant")
 
-    def __init__(self, hot: Repository[Any, Any], overlay: dict[bytes, bytes | None]) -> None:
+    def __init__(
+        self,
+        hot: Repository[Any, Any],
+        overlay: dict[bytes, bytes | None],
+        *,
+        space: bytes = b"",
+    ) -> None:
         self._hot = hot
-        self._overlay = overlay
+        self._base = overlay
+        self._pending: dict[bytes, bytes | None] = {}
+        # b"" for the live projection, the shadow namespace during a rebuild.
+        self._space = space
         self.tenant = ""
 
     def _bind(self, tenant: str) -> ProjectionState:
         self.tenant = tenant
+        self._pending = {}
         return self
+
+    def _commit(self) -> None:
+        """Merge the current record's updates into the group's overlay."""
+        if self._pending:
+            self._base.update(self._pending)
+            self._pending = {}
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The projected value under ``key`` (this tenant), or ``default``."""
         full = self._hot._full(self.tenant, key)
-        raw = self._overlay.get(full, _MISSING)
+        raw = self._pending.get(full, _MISSING)
+        if raw is _MISSING:
+            raw = self._base.get(full, _MISSING)
         if raw is _MISSING:
             try:
-                raw = self._hot.backend.get(full)
+                raw = self._hot.backend.get(self._space + full)
             except Exception as exc:
                 raise _HotReadError(exc) from exc
         if raw is None:
@@ -110,12 +106,16 @@ class ProjectionState:
         return self.get(key, _MISSING) is not _MISSING
 
     def put(self, key: Any, value: Any) -> None:
-        """Set the projected value under ``key``."""
-        self._overlay[self._hot._full(self.tenant, key)] = self._hot._value(value, self.tenant, key)
+        """Set the projected value under ``key``.
+
+        Raises:
+            SerializationError: the hot tier's codec cannot encode ``value``.
+        """
+        self._pending[self._hot._full(self.tenant, key)] = self._hot._value(value, self.tenant, key)
 
     def delete(self, key: Any) -> None:
         """Remove ``key`` from the projection (no error if absent)."""
-        self._overlay[self._hot._full(self.tenant, key)] = None
+        self._pending[self._hot._full(self.tenant, key)] = None
 
     def __repr__(self) -> str:
         return f"<ProjectionState tenant={self.tenant!r}>"
@@ -146,6 +146,28 @@ class RebuildProgress:
     done: int
     total: int
     tenant: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRecord:
+    """A history record the projection could not apply, set aside by the poison policy
+    (see :meth:`TieredRepository.parked`).
+
+    Attributes:
+        tenant: its tenant.
+        key: its history key, or ``None`` when the key itself cannot be decoded.
+        seq: its change-log sequence number, or ``None`` when a rebuild parked it.
+        reason: ``"raised"`` (the projection raised), ``"undecodable"`` (the record
+            cannot be decoded) or ``"held"`` (policy ``stop``: it waits behind its
+            tenant's first poison record).
+        cause: the error, as text (``TypeName: message``).
+    """
+
+    tenant: str
+    key: Any
+    seq: int | None
+    reason: str
+    cause: str
 
 
 ProgressCallback = Callable[[RebuildProgress], None]

@@ -1,0 +1,111 @@
+"""Projection-mode writes: append history records and project them.
+
+The rule for a projection that raises on a new event: **the projection runs before
+anything is written**, so a raising projection *rejects* the event
+(:class:`ProjectionError`, ``durable=False``, nothing in either tier). For that, hot must
+be current first: a write catches hot up (with the poison policy) before projecting.
+
+If hot cannot be brought current or read (the hot tier is failing), the event is still
+appended to history - a failing hot tier never blocks history - and the caller gets
+:class:`HotTierError` (``durable=True``); the projection then runs at catch-up, where a
+raising projection is handled by the poison policy. An event for a tenant stopped by a
+poison record is appended and parked behind it: :class:`TenantStoppedError`
+(``durable=True``).
+"""
+
+from __future__ import annotations
+
+from ..backend import Op
+from ..errors import KeyExistsError
+from . import _recovery
+from ._apply import Applier
+from ._core import Pair
+from ._errors import ProjectionError, TenantStoppedError
+from ._log import POS, log_key, seq_bytes
+
+__all__ = ["Record", "append"]
+
+#: (tenant, key offset in the full key, full key, encoded value)
+Record = tuple[str, int, bytes, bytes]
+
+
+def _check_absent(p: Pair, records: list[Record]) -> None:
+    from .._repository import _decode_key_at
+
+    if len(records) == 1:
+        existing = [p.cb.get(records[0][2])]
+    else:
+        fulls = [r[2] for r in records]
+        if len(set(fulls)) != len(fulls):
+            raise KeyExistsError(
+                "the same history key is given twice in one write; history is append-only",
+                backend="tiered",
+            )
+        existing = p.cb.get_many(fulls)
+    for (tenant, offset, full, _), raw in zip(records, existing, strict=True):
+        if raw is not None:
+            key = _decode_key_at(full, offset)
+            raise KeyExistsError(
+                f"history record {key!r} of tenant {tenant!r} already exists; history is "
+                "append-only in projection mode (write each event under a new key)",
+                tenant=tenant,
+                key=key,
+                backend="tiered",
+            )
+
+
+def append(p: Pair, records: list[Record], entry: bytes) -> None:
+    """Append ``records`` to history (one cold batch with change-log ``entry``) and
+    apply them to the projection (one hot batch with the new position).
+
+    Raises:
+        KeyExistsError: a history key exists; nothing was written.
+        ProjectionError: the projection raised on a new record; nothing was written.
+        HotTierError: durable in history; hot catches up later.
+        TenantStoppedError: durable in history; parked behind its tenant's stop.
+        DurableWriteError: cold reported an error after committing; durable.
+    """
+    _check_absent(p, records)
+    seq = p.seq + 1
+    cause: BaseException | None = None
+    ap: Applier | None = None
+    try:
+        if not p.pos_known or p.pos < p.seq:
+            _recovery.catch_up(p, 1)
+        ap = Applier(p, "reject")
+        for tenant, offset, full, data in records:
+            ap.apply(full, data, seq, tenant, offset)
+    except ProjectionError:
+        raise
+    except Exception as exc:
+        # Hot could not be brought current or read: history is still written; the
+        # projection runs at catch-up.
+        cause, ap = exc, None
+    ops: list[Op] = [(full, data) for _, _, full, data in records]
+    ops.append((log_key(seq), entry))
+    p.cold_write(ops, seq)
+    if ap is None:
+        assert cause is not None
+        raise p.hot_failed(seq, cause) from cause
+    hot_ops = ap.ops()
+    hot_ops.append((POS, seq_bytes(seq)))
+    try:
+        p.hot_write(hot_ops)
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            raise
+        raise p.hot_failed(seq, exc) from exc
+    p.pos = p.saved = seq
+    if seq - p.trimmed >= p.config.trim_every:
+        p.trim()
+    if ap.held:
+        tenant, key = ap.held[0]
+        raise TenantStoppedError(
+            f"the write is durable in history (change-log seq {seq}), but tenant "
+            f"{tenant!r}'s projection is stopped by an earlier poison record, so record "
+            f"{key!r} is parked behind it; fix the projection, then call retry_parked()",
+            seq=seq,
+            tenant=tenant,
+            key=key,
+            backend="tiered",
+        )

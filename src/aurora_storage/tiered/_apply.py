@@ -1,0 +1,199 @@
+"""Applying history records to a projection, one group per hot transaction, with the
+poison policy.
+
+A *poison* record is one the projection cannot apply: it cannot be decoded, or the
+projection raises on it. What happens then depends on who applies it:
+
+- a new write (``reject``): the write is refused before anything is written;
+- catch-up (the pair's ``on_poison``): ``park`` sets the record aside and goes on;
+  ``stop`` also stops its tenant, whose later records wait (parked as ``held``) behind
+  it. Other tenants go on either way, and the parked list and the stop are committed in
+  the same hot batch as the position, so they are exact after any fault;
+- a rebuild under ``stop`` (``abort``): the rebuild is abandoned, the old projection
+  stays; under ``park`` it parks like catch-up;
+- a retry of parked records (``raise``): reported to the retry, which keeps it parked.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import orjson
+
+from .._repository import _decode_key_at
+from ..backend import Op
+from ._core import Pair
+from ._errors import ProjectionError
+from ._log import PARKED, STOPPED
+from ._types import HistoryRecord, ProjectionState, _HotReadError
+
+__all__ = ["Applier", "PoisonError"]
+
+log = logging.getLogger("aurora_storage.tiered")
+
+Policy = Literal["stop", "park", "reject", "abort", "raise"]
+
+
+class PoisonError(Exception):
+    """Internal: a record could not be applied under policy ``raise``."""
+
+    def __init__(self, reason: str, cause: str) -> None:
+        super().__init__(cause)
+        self.reason = reason
+        self.cause = cause
+
+
+class Applier:
+    """Collects the hot updates of a group of records (plus parked/stopped entries).
+
+    Args:
+        pair: the pair.
+        policy: see the module docstring.
+        space: ``b""`` for the live projection, the shadow prefix during a rebuild.
+        stopped: tenant prefix -> stop record, the tenants whose records are held.
+    """
+
+    def __init__(
+        self,
+        pair: Pair,
+        policy: Policy,
+        *,
+        space: bytes = b"",
+        stopped: dict[bytes, bytes] | None = None,
+    ) -> None:
+        self.p = pair
+        self.policy = policy
+        self.space = space
+        self.stopped = pair.stopped if stopped is None else stopped
+        self.overlay: dict[bytes, bytes | None] = {}
+        self.extra: dict[bytes, bytes | None] = {}
+        self.new_stopped: dict[bytes, bytes] = {}
+        self.held: list[tuple[str, Any]] = []
+        self.parked = 0
+        self.state = ProjectionState(pair.hot, self.overlay, space=space)
+        self._decode = pair.cold.codec.decode
+
+    def empty(self) -> bool:
+        return not self.overlay and not self.extra
+
+    def ops(self) -> list[Op]:
+        """The hot operations collected so far (in this applier's key space)."""
+        sp = self.space
+        out: list[Op] = [(sp + k, v) for k, v in self.overlay.items()]
+        out.extend((sp + k, v) for k, v in self.extra.items())
+        return out
+
+    def reset(self) -> None:
+        """After the collected operations were committed (the new stops now hold)."""
+        self.overlay.clear()
+        self.extra.clear()
+        self.stopped.update(self.new_stopped)
+        self.new_stopped.clear()
+
+    def apply(
+        self,
+        full: bytes,
+        raw: bytes,
+        seq: int | None,
+        tenant: str | None = None,
+        offset: int = 0,
+    ) -> None:
+        """Project one history record (its full key and raw value) into the group.
+
+        Raises:
+            ProjectionError: policy ``reject`` (durable=False) or ``abort`` (durable=True).
+            PoisonError: policy ``raise``.
+            the hot tier's error: a hot read failed (not the record's fault).
+        """
+        projection = self.p.projection
+        assert projection is not None
+        if tenant is None:
+            tenant, offset = self.p.split(full)
+        prefix = full[:offset]
+        if (self.stopped and prefix in self.stopped) or prefix in self.new_stopped:
+            self._hold(full, tenant, offset, seq)
+            return
+        try:
+            key = _decode_key_at(full, offset)
+            value = self._decode(raw)
+        except Exception as exc:
+            self._poison(full, tenant, offset, seq, "undecodable", exc)
+            return
+        state = self.state._bind(tenant)
+        try:
+            projection(HistoryRecord(tenant, key, value, seq), state)
+        except _HotReadError as exc:
+            raise exc.cause from exc.cause.__cause__
+        except Exception as exc:
+            self._poison(full, tenant, offset, seq, "raised", exc)
+            return
+        state._commit()
+
+    def _key(self, full: bytes, offset: int) -> Any:
+        try:
+            return _decode_key_at(full, offset)
+        except Exception:
+            return None
+
+    def _hold(self, full: bytes, tenant: str, offset: int, seq: int | None) -> None:
+        cause = "its tenant's projection is stopped at an earlier record"
+        self.extra[PARKED + full] = orjson.dumps({"seq": seq, "reason": "held", "cause": cause})
+        self.held.append((tenant, self._key(full, offset)))
+
+    def _poison(
+        self,
+        full: bytes,
+        tenant: str,
+        offset: int,
+        seq: int | None,
+        reason: str,
+        exc: BaseException,
+    ) -> None:
+        key = self._key(full, offset)
+        cause = f"{type(exc).__name__}: {exc}"
+        where = f"history record {key!r} of tenant {tenant!r}" + (
+            "" if seq is None else f" (change-log seq {seq})"
+        )
+        what = "cannot be decoded" if reason == "undecodable" else "made the projection raise"
+        if self.policy == "raise":
+            raise PoisonError(reason, cause) from exc
+        if self.policy in ("reject", "abort"):
+            durable = self.policy == "abort"
+            raise ProjectionError(
+                f"the projection failed on {where}: {cause}"
+                + (
+                    "; the event was rejected, nothing was written"
+                    if not durable
+                    else "; the rebuild was abandoned and the previous projection is "
+                    "still served (fix the projection, or open with on_poison='park')"
+                ),
+                durable=durable,
+                seq=seq,
+                tenant=tenant,
+                key=key,
+                backend="tiered",
+            ) from exc
+        self.extra[PARKED + full] = orjson.dumps({"seq": seq, "reason": reason, "cause": cause})
+        self.parked += 1
+        if self.policy == "stop":
+            prefix = full[:offset]
+            stop = self.p.stop_record(full, seq, cause)
+            self.new_stopped[prefix] = stop
+            self.extra[STOPPED + prefix] = stop
+            log.error(
+                "tiered %s: %s %s; policy 'stop': tenant %r's projection is stopped there "
+                "(other tenants go on); fix the projection, then call retry_parked()",
+                self.p.describe(),
+                where,
+                what,
+                tenant,
+            )
+        else:
+            log.error(
+                "tiered %s: %s %s; policy 'park': the record is parked (see parked(), "
+                "retry_parked())",
+                self.p.describe(),
+                where,
+                what,
+            )

@@ -1,0 +1,108 @@
+"""Cache-mode writes and read fills: both tiers hold the same records.
+
+A write is cold first (the record(s) + a change-log entry, one batch), then the same
+puts/deletes in hot. Replaying an entry writes cold's *current* value, so cache updates
+are idempotent: hot records its position only every ``trim_every`` writes and at close.
+After a hot-tier error the position is uncertain and is re-read before the next write
+applies anything (replaying from there is harmless).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import Op
+from ..errors import KeyExistsError, StorageError
+from . import _log, _recovery
+from ._core import Pair
+from ._log import LOG
+
+__all__ = ["insert", "miss", "put", "write"]
+
+
+def put(p: Pair, full: bytes, data: bytes) -> None:
+    """One record: the hot path (cold batch, then one hot put)."""
+    seq = p.seq + 1
+    p.cold_write([(full, data), (LOG + seq.to_bytes(8, "big"), b"k" + full)], seq)
+    if not p.pos_known or p.pos != seq - 1:
+        _catch_up_or_raise(p, seq)
+        return
+    try:
+        p.hb.put(full, data)
+    except BaseException as exc:
+        p.pos_known = False
+        if not isinstance(exc, Exception):
+            raise
+        raise p.hot_failed(seq, exc) from exc
+    p.pos = seq
+    if seq - p.saved >= p.config.trim_every:
+        p.save_pos()
+
+
+def insert(p: Pair, full: bytes, data: bytes, tenant: str, key: Any) -> None:
+    """Store only if absent in cold (the truth).
+
+    Raises:
+        KeyExistsError: the key exists; nothing was written.
+    """
+    if p.cb.get(full) is not None:
+        raise KeyExistsError(
+            f"key {key!r} already exists for tenant {tenant!r}; use put() to overwrite",
+            tenant=tenant,
+            key=key,
+            backend="tiered",
+        )
+    write(p, [(full, data)])
+
+
+def write(p: Pair, ops: list[Op]) -> None:
+    """Puts and deletes, atomically in each tier (recovery completes a crash between)."""
+    fulls = [k for k, _ in ops]
+    entry = _log.one(fulls[0]) if len(fulls) == 1 else _log.many(fulls)
+    seq = p.seq + 1
+    p.cold_write([*ops, (_log.log_key(seq), entry)], seq)
+    if not p.pos_known or p.pos != seq - 1:
+        _catch_up_or_raise(p, seq)
+        return
+    hb = p.hb
+    try:
+        if len(ops) == 1:
+            k, v = ops[0]
+            if v is None:
+                hb.delete(k)
+            else:
+                hb.put(k, v)
+        else:
+            hb.write(ops)
+    except BaseException as exc:
+        p.pos_known = False
+        if not isinstance(exc, Exception):
+            raise
+        raise p.hot_failed(seq, exc) from exc
+    p.pos = seq
+    if seq - p.saved >= p.config.trim_every:
+        p.save_pos()
+
+
+def _catch_up_or_raise(p: Pair, seq: int) -> None:
+    try:
+        _recovery.catch_up(p, 1)
+    except Exception as exc:
+        raise p.hot_failed(seq, exc) from exc
+
+
+def miss(p: Pair, full: bytes) -> bytes | None:
+    """A read that missed hot: cold's value, copied into hot when ``fill="read"``."""
+    raw = p.cb.get(full)
+    if raw is None or p.config.fill != "read" or p.read_only:
+        return raw
+    with p.lock:
+        # Re-read under the writers' lock: a write between the two reads must not be
+        # overwritten in hot by the older value.
+        fresh = p.cb.get(full)
+        if fresh is not None and not p.closed:
+            try:
+                p.hb.put(full, fresh)
+            except StorageError:
+                pass  # a fill is an optimisation; the read itself succeeded
+        return fresh

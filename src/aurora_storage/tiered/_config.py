@@ -1,0 +1,252 @@
+"""The frozen configuration of a tiered pair, its URL, and the named projections.
+
+A URL is configuration that often comes from the environment, so it may only *name* a
+projection: one registered at run time with :func:`register_projection`, or published by
+an installed distribution in the entry point group ``aurora_storage.projections``. It can
+never import a module (``projection=os:system`` is refused). Python callers pass the
+function itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import threading
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Literal
+
+from ..config import URL, _hide_text
+from ..errors import ConfigurationError
+from ._types import Projection
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Policy",
+    "TieredConfig",
+    "TieredURL",
+    "register_projection",
+    "resolve_projection",
+    "same_store",
+    "store_path",
+    "unregister_projection",
+]
+
+#: The entry point group a distribution publishes named projections in.
+ENTRY_POINT_GROUP = "aurora_storage.projections"
+#: What happens to a history record that cannot be decoded or projected.
+Policy = Literal["stop", "park"]
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_registry: dict[str, Projection] = {}
+_registry_lock = threading.Lock()
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        hint = (
+            " (import paths such as 'package.module:function' are not accepted: a URL "
+            "must not be able to import code; register the function with "
+            "aurora_storage.tiered.register_projection(name, function) or publish it in "
+            f"the entry point group {ENTRY_POINT_GROUP!r})"
+            if isinstance(name, str) and ":" in name
+            else ""
+        )
+        raise ConfigurationError(
+            f"projection name {name!r} is not valid: use letters, digits, '_', '.', '-', "
+            f"starting with a letter or '_'{hint}",
+            backend="tiered",
+        )
+    return name
+
+
+def register_projection(name: str, projection: Projection, *, replace: bool = False) -> None:
+    """Make ``projection`` available to URLs as ``projection=<name>``.
+
+    Args:
+        name: letters, digits, ``_``, ``.``, ``-`` (no ``:``: it is a name, not a path).
+        projection: the function ``projection(record, state)``.
+        replace: allow replacing a function registered under the same name.
+
+    Raises:
+        ConfigurationError: a bad name, a non-callable, or the name is taken (and
+            ``replace`` is false).
+    """
+    _check_name(name)
+    if not callable(projection):
+        raise ConfigurationError(
+            f"projection {name!r} must be callable, got {type(projection).__name__}",
+            backend="tiered",
+        )
+    with _registry_lock:
+        old = _registry.get(name)
+        if old is not None and old is not projection and not replace:
+            raise ConfigurationError(
+                f"a projection is already registered as {name!r}; pass replace=True to replace it",
+                backend="tiered",
+            )
+        _registry[name] = projection
+
+
+def unregister_projection(name: str) -> None:
+    """Forget the projection registered as ``name`` (no error if there is none)."""
+    with _registry_lock:
+        _registry.pop(name, None)
+
+
+def resolve_projection(name: str) -> Projection:
+    """The projection named ``name``: registered at run time, else found in the entry
+    point group ``aurora_storage.projections``.
+
+    Raises:
+        ConfigurationError: the name is malformed (an import path is refused), unknown,
+            or its entry point fails to load or is not callable.
+    """
+    _check_name(name)
+    with _registry_lock:
+        found = _registry.get(name)
+    if found is not None:
+        return found
+    eps = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not eps:
+        known = sorted(set(_registry) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+        raise ConfigurationError(
+            f"no projection named {name!r}: register it with "
+            f"aurora_storage.tiered.register_projection({name!r}, function) or publish it "
+            f"in the entry point group {ENTRY_POINT_GROUP!r} (known: "
+            f"{', '.join(known) or 'none'})",
+            backend="tiered",
+        )
+    try:
+        obj: Any = eps[0].load()
+    except Exception as exc:
+        raise ConfigurationError(
+            f"the projection entry point {name!r} failed to load: {type(exc).__name__}: {exc}",
+            backend="tiered",
+        ) from exc
+    if not callable(obj):
+        raise ConfigurationError(
+            f"the projection entry point {name!r} is not callable", backend="tiered"
+        )
+    return obj  # type: ignore[no-any-return]  # checked callable: a Projection by contract
+
+
+def _hide_tier(text: str) -> str:
+    try:
+        return URL.parse(text).render()
+    except Exception:  # not a URL we can parse: hide what looks secret anyway
+        return _hide_text(text)
+
+
+@dataclass(frozen=True, slots=True)
+class TieredURL(URL):
+    """A ``tiered://`` URL whose printed forms also hide the secrets *inside* its
+    ``hot=`` and ``cold=`` options (each is a whole URL, with its own password)."""
+
+    @classmethod
+    def of(cls, url: URL) -> TieredURL:
+        """The same URL, printed with nested secrets hidden."""
+        if isinstance(url, TieredURL):
+            return url
+        return cls(**{f.name: getattr(url, f.name) for f in dataclasses.fields(URL)})
+
+    def render(self, *, hide_secrets: bool = True) -> str:
+        """The URL as text; with ``hide_secrets`` the tiers' passwords and secret options
+        are ``***`` too."""
+        plain = URL(**{f.name: getattr(self, f.name) for f in dataclasses.fields(URL)})
+        if not hide_secrets:
+            return plain.render(hide_secrets=False)
+        query = tuple((k, _hide_tier(v) if k in ("hot", "cold") else v) for k, v in self.query)
+        return dataclasses.replace(plain, query=query).render()
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        return f"URL({self.render()!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class TieredConfig:
+    """The options of a tiered pair, checked once (frozen).
+
+    Attributes:
+        projection: the projection function, or ``None`` for cache mode.
+        fill: cache mode: ``"read"`` copies a record found only in cold into hot on
+            reads; ``"none"`` never does.
+        on_poison: projection mode: what a history record that cannot be decoded or
+            projected does: ``"stop"`` stops that tenant's projection at it (later
+            records of the tenant wait, parked), ``"park"`` parks it and goes on.
+            Other tenants are never affected.
+        trim_every: trim the applied change log every this many writes.
+        rebuild_chunk: history records per hot transaction during a rebuild.
+    """
+
+    projection: Projection | None = None
+    fill: Literal["read", "none"] = "read"
+    on_poison: Policy = "stop"
+    trim_every: int = 1024
+    rebuild_chunk: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.projection is not None and not callable(self.projection):
+            raise ConfigurationError(
+                f"projection must be callable, got {type(self.projection).__name__}",
+                backend="tiered",
+            )
+        if self.fill not in ("read", "none"):
+            raise ConfigurationError(
+                f"fill must be 'read' or 'none', got {self.fill!r}", backend="tiered"
+            )
+        if self.on_poison not in ("stop", "park"):
+            raise ConfigurationError(
+                f"on_poison must be 'stop' or 'park', got {self.on_poison!r}", backend="tiered"
+            )
+        for name in ("trim_every", "rebuild_chunk"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ConfigurationError(
+                    f"{name} must be a positive int, got {value!r}", backend="tiered"
+                )
+
+    @property
+    def mode(self) -> Literal["cache", "projection"]:
+        """``"cache"`` without a projection, else ``"projection"``."""
+        return "cache" if self.projection is None else "projection"
+
+
+def _identity(path: str) -> tuple[int, int] | str:
+    """A directory's identity (device, inode) after resolving symlinks; the resolved path
+    when it does not exist yet."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return real
+    return (st.st_dev, st.st_ino)
+
+
+def same_store(a: str | None, b: str | None) -> bool:
+    """Whether two local store paths name the same store (same directory identity)."""
+    if not a or not b:
+        return False
+    return _identity(a) == _identity(b)
+
+
+def store_path(tier: Any) -> str | None:
+    """The local directory a tier names (a URL or an opened repository), or ``None``
+    (an in-memory or remote store)."""
+    backend = getattr(tier, "backend", None)
+    if backend is not None:
+        path = getattr(backend, "path", None)
+        return str(path) if path else None
+    if not isinstance(tier, str | URL):
+        return None
+    try:
+        url = URL.parse(tier)
+    except Exception:
+        return None
+    if url.scheme in ("memory", "tiered") or url.host or url.path in ("", "/"):
+        return None
+    return url.path

@@ -1,0 +1,250 @@
+"""The state one tiered pair shares between its parts, and the primitives they all use.
+
+:class:`Pair` holds the two tiers, the frozen config, the change-log positions and the
+writers' lock. The rule that makes every record apply exactly once under any fault lives
+here: **after any error from the hot tier** - raised before, during or after its commit,
+so hot may or may not hold the batch - ``pos_known`` becomes false, and
+:meth:`Pair.ensure_position` re-reads the position from hot (where it is committed in
+the same batch as the updates) before anything is applied again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
+
+import orjson
+
+from .._keys import decode_tenant_key
+from .._repository import Repository
+from ..backend import Backend, Op
+from ..errors import CorruptionError, StorageError, StorageFullError
+from ._config import TieredConfig, TieredURL
+from ._errors import DurableWriteError, HotTierError, HotTierFullError
+from ._log import LOG, LOG_END, POS, STOPPED, STOPPED_END, log_key, seq_bytes, seq_of
+
+__all__ = ["Pair", "first", "take"]
+
+#: keys deleted (or moved) per hot transaction when clearing a range (flat memory)
+CLEAR_CHUNK = 10_000
+TENANT_END = b"\xff"
+
+
+def first(it: Iterator[Any]) -> Any:
+    """The first item of an iterator (closing it), or ``None``."""
+    try:
+        for item in it:
+            return item
+        return None
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
+def take(it: Iterator[Any], n: int) -> list[Any]:
+    """Up to ``n`` items of an iterator (closing it)."""
+    out: list[Any] = []
+    try:
+        for item in it:
+            out.append(item)
+            if len(out) >= n:
+                break
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+    return out
+
+
+class Pair:
+    """Two tiers, their config, and where each stands in the change log.
+
+    Attributes:
+        seq: the last change-log sequence number in cold.
+        pos: the last one applied to hot (valid only while ``pos_known``).
+        saved: the last one recorded in hot (``POS``); cache mode records it lazily.
+        pos_known: false after any hot-tier error, until the position is re-read.
+        stopped: tenant prefix -> stop record, for tenants stopped by a poison record.
+    """
+
+    def __init__(
+        self,
+        hot: Repository[Any, Any],
+        cold: Repository[Any, Any],
+        config: TieredConfig,
+        url: TieredURL | None,
+    ) -> None:
+        self.hot = hot
+        self.cold = cold
+        self.hb: Backend = hot.backend
+        self.cb: Backend = cold.backend
+        self.config = config
+        self.projection = config.projection
+        self.mode = config.mode
+        self.url = url
+        self.read_only = hot.capabilities.read_only or cold.capabilities.read_only
+        self.lock = threading.RLock()
+        self.closed = False
+        self.seq = 0
+        self.pos = 0
+        self.saved = 0
+        self.pos_known = True
+        self.trimmed = 0
+        self.needs_drop_finish = False
+        self.stopped: dict[bytes, bytes] = {}
+        self.pair_meta = b""
+        self.recovered = 0
+
+    # ------------------------------------------------------------------ naming
+
+    def describe(self) -> str:
+        """The pair in messages (secrets hidden, nested tier URLs included)."""
+        if self.url is not None:
+            return str(self.url)
+        return f"tiered(hot={self.hot._describe()}, cold={self.cold._describe()})"
+
+    def hot_name(self) -> str:
+        return self.hot._describe()
+
+    def cold_name(self) -> str:
+        return self.cold._describe()
+
+    # ------------------------------------------------------------------ positions
+
+    def last_seq(self) -> int:
+        """The last change-log sequence number in cold (0 if none)."""
+        k = first(self.cb.scan_keys(LOG, LOG_END, reverse=True))
+        return 0 if k is None else seq_of(k)
+
+    def first_log_seq(self) -> int | None:
+        k = self.cb.first_key(LOG, LOG_END)
+        return None if k is None else seq_of(k)
+
+    def reload_position(self) -> None:
+        """Read hot's recorded position and stopped tenants (what hot really holds)."""
+        raw = self.hb.get(POS)
+        self.pos = self.saved = int.from_bytes(raw, "big") if raw is not None else 0
+        stopped = {k[len(STOPPED) :]: v for k, v in self.hb.scan(STOPPED, STOPPED_END)}
+        self.stopped.clear()  # in place: appliers hold this dict
+        self.stopped.update(stopped)
+        self.pos_known = True
+
+    def ensure_position(self) -> None:
+        """Re-read the position from hot if a hot-tier error made it uncertain.
+
+        Cache mode keeps its in-memory position: it is never ahead of what hot holds,
+        and replaying a cache entry writes cold's current value (idempotent), whereas
+        hot's recorded position is saved lazily and would only replay more.
+        """
+        if not self.pos_known:
+            if self.mode == "cache":
+                self.pos_known = True
+            else:
+                self.reload_position()
+
+    # ------------------------------------------------------------------ tier writes
+
+    def hot_write(self, ops: Sequence[Op]) -> None:
+        """One atomic hot batch; any error leaves the position uncertain."""
+        try:
+            self.hb.write(ops)
+        except BaseException:
+            self.pos_known = False
+            raise
+
+    def cold_write(self, ops: Sequence[Op], seq: int) -> None:
+        """Step 1 of a write: one atomic cold batch holding change-log entry ``seq``.
+
+        Raises:
+            DurableWriteError: cold reported an error but the batch is there (e.g. a
+                failed sync after the commit): the write is durable.
+            the cold tier's error: nothing was written.
+        """
+        try:
+            self.cb.write(ops)
+        except BaseException as exc:
+            # Take the sequence number from the log itself, so the next entry never
+            # overwrites one that exists, and tell the truth about this one.
+            try:
+                self.seq = self.last_seq()
+            except Exception:
+                raise exc from None
+            if self.seq >= seq and isinstance(exc, Exception):
+                raise DurableWriteError(
+                    f"the cold tier {self.cold_name()} reported {type(exc).__name__}: {exc}, "
+                    f"but the write is durable in history (change-log seq {seq}); do not "
+                    "write it again. Hot catches up on the next write, catch_up() or open",
+                    seq=seq,
+                    backend="tiered",
+                ) from exc
+            raise
+        self.seq = seq
+
+    def hot_failed(self, seq: int, exc: BaseException) -> HotTierError:
+        """The error for a write that is in cold but not applied to hot."""
+        cls = HotTierFullError if isinstance(exc, StorageFullError) else HotTierError
+        return cls(
+            f"the write is durable in the cold tier {self.cold_name()} (history, "
+            f"change-log seq {seq}) but the hot tier {self.hot_name()} failed to apply "
+            f"it: {type(exc).__name__}: {exc}. Nothing is lost: hot catches up on the "
+            "next write, catch_up() or open",
+            seq=seq,
+            backend="tiered",
+        )
+
+    def save_pos(self) -> None:
+        """Cache mode: record hot's position in hot, then trim the log behind it."""
+        if self.pos == self.saved or not self.pos_known:
+            return
+        try:
+            self.hot_write([(POS, seq_bytes(self.pos))])
+        except Exception as exc:
+            raise self.hot_failed(self.pos, exc) from exc
+        self.saved = self.pos
+        self.trim()
+
+    def trim(self) -> None:
+        """Delete the applied change log (up to hot's recorded position), keeping the last
+        entry, whose key tells the next sequence number."""
+        upto = min(self.saved, self.seq)
+        if upto <= self.trimmed:
+            return
+        try:
+            self.cb.delete_range(log_key(self.trimmed), log_key(upto))
+        except StorageError:
+            return  # housekeeping only: retried at the next trim
+        self.trimmed = upto
+
+    def clear_hot(self, lo: bytes, hi: bytes) -> None:
+        """Delete a hot key range in bounded transactions."""
+        while True:
+            keys = take(self.hb.scan_keys(lo, hi), CLEAR_CHUNK)
+            if not keys:
+                return
+            self.hot_write([(k, None) for k in keys])
+            if len(keys) < CLEAR_CHUNK:
+                return
+            lo = keys[-1] + b"\x00"
+
+    # ------------------------------------------------------------------ helpers
+
+    def split(self, full: bytes) -> tuple[str, int]:
+        """(tenant, key offset) of a stored data key."""
+        try:
+            return decode_tenant_key(full)
+        except ValueError as exc:
+            raise CorruptionError(f"a history key has a damaged tenant: {exc}") from exc
+
+    def no_history_deletes(self) -> NoReturn:
+        from ..errors import ReadOnlyError
+
+        raise ReadOnlyError(
+            "history is append-only in projection mode: records cannot be deleted or "
+            "overwritten (drop_tenant() removes a tenant's history and projection)",
+            backend="tiered",
+        )
+
+    def stop_record(self, key: bytes, seq: int | None, cause: str) -> bytes:
+        return orjson.dumps({"key": key.hex(), "seq": seq, "cause": cause})

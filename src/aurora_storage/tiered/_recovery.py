@@ -1,0 +1,324 @@
+"""Opening a pair, catching hot up with the change log, drop_tenant, and parked records.
+
+Opening checks what the stores record (the pair's identity and *mode* live in cold, so a
+projection-mode store opened without its projection is refused rather than silently
+turned into a cache), completes what a crash interrupted (a drop_tenant in cold, a
+rebuild's swap), then applies every change-log entry after hot's position, each group of
+entries in one hot batch together with the new position: each record exactly once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from .._keys import NS_DATA, NS_DATA_END
+from ..backend import Op
+from ..errors import ConfigurationError, CorruptionError
+from . import _log, _rebuild
+from ._apply import Applier, PoisonError
+from ._core import TENANT_END, Pair, take
+from ._log import (
+    COLD_META,
+    LOG_END,
+    PAIR,
+    PARKED,
+    PARKED_END,
+    POS,
+    REBUILD,
+    STOPPED,
+    log_key,
+    seq_bytes,
+    seq_of,
+)
+from ._types import ParkedRecord
+
+__all__ = ["catch_up", "drop_tenant", "open_pair", "parked", "retry_parked"]
+
+#: change-log entries applied per hot transaction during catch-up
+GROUP = 256
+
+
+def _load_meta(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        meta = orjson.loads(raw)
+        if not isinstance(meta, dict) or not isinstance(meta["id"], str):
+            raise TypeError("not a record with an id")
+        return meta
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptionError(f"the tiered metadata of {where} is damaged: {exc}") from exc
+
+
+def open_pair(p: Pair) -> None:
+    """Check the stores' records and bring hot to exactly what cold implies.
+
+    Raises:
+        ConfigurationError: the store was created in the other mode, or hot belongs to
+            another pair or holds foreign data.
+        CorruptionError: the tiered metadata is damaged.
+    """
+    raw_hot = p.hb.get(PAIR)
+    hot_meta = None if raw_hot is None else _load_meta(raw_hot, f"the hot tier {p.hot_name()}")
+    raw = p.cb.get(COLD_META)
+    recorded: Any
+    if raw is None:
+        pair_id, recorded = uuid.uuid4().hex, p.mode
+        if not p.read_only:
+            p.cb.put(COLD_META, orjson.dumps({"id": pair_id, "mode": recorded}))
+    else:
+        meta = _load_meta(raw, f"the cold tier {p.cold_name()}")
+        pair_id, recorded = meta["id"], meta.get("mode")
+        if recorded is None:
+            # Recorded by an older version, which kept the mode in hot only.
+            same = hot_meta is not None and hot_meta["id"] == pair_id
+            recorded = str(hot_meta.get("mode", p.mode)) if same and hot_meta else p.mode
+            if not p.read_only:
+                p.cb.put(COLD_META, orjson.dumps({"id": pair_id, "mode": recorded}))
+    if recorded != p.mode:
+        raise ConfigurationError(_mode_message(p, str(recorded)), backend="tiered")
+    p.pair_meta = orjson.dumps({"id": pair_id, "mode": p.mode})
+    p.seq = p.last_seq()
+    p.reload_position()
+    if p.read_only:
+        return
+    if hot_meta is None:
+        if p.hb.first_key(NS_DATA, NS_DATA_END) is not None:
+            raise ConfigurationError(
+                f"the hot tier {p.hot_name()} holds data that this tiered repository did "
+                "not write; give it an empty store (hot is derived from cold and is "
+                "overwritten)",
+                backend="tiered",
+            )
+        reset_hot(p)
+        return
+    if hot_meta["id"] != pair_id:
+        raise ConfigurationError(
+            f"the hot tier {p.hot_name()} belongs to another tiered pair (cold tier "
+            f"{p.cold_name()} is a different history); use an empty hot store",
+            backend="tiered",
+        )
+    first = p.first_log_seq()
+    marker = p.hb.get(REBUILD)
+    if (
+        hot_meta.get("mode") != p.mode
+        or (marker is not None and not _rebuild.is_marker(marker))
+        or p.pos > p.seq
+        or (first is not None and p.pos < first - 1)
+    ):
+        # Hot is ours but cannot be caught up (an interrupted reset, or hot restored from
+        # an older or newer backup): derive it again.
+        reset_hot(p)
+        return
+    finish_cold_drops(p)
+    if marker is not None:
+        _rebuild.recover(p, marker)
+    p.recovered = catch_up(p)
+    if p.seq - p.trimmed >= p.config.trim_every:
+        p.trim()
+
+
+def _mode_message(p: Pair, recorded: str) -> str:
+    if recorded == "projection":
+        return (
+            f"the tiered store {p.cold_name()} was created in projection mode: open it "
+            "with its projection (projection=<function>, or projection=<registered name> "
+            "in the URL); without it the projection would be lost"
+        )
+    return (
+        f"the tiered store {p.cold_name()} was created in cache mode: it holds no "
+        "history to project; give a projection its own (new) cold store"
+    )
+
+
+def reset_hot(p: Pair) -> None:
+    """Hot from scratch: a full build in projection mode, an empty cache otherwise."""
+    finish_cold_drops(p)
+    if p.mode == "projection":
+        _rebuild.fresh(p)
+        return
+    p.hot_write([(REBUILD, _rebuild.FRESH + seq_bytes(p.seq) + _rebuild.ALL), (PAIR, p.pair_meta)])
+    p.clear_hot(NS_DATA, NS_DATA_END)
+    p.hot_write([(REBUILD, None), (POS, seq_bytes(p.seq))])
+    p.reload_position()
+
+
+def finish_cold_drops(p: Pair) -> None:
+    """Complete in cold every drop_tenant whose intent is logged but not done."""
+    start = log_key(p.pos + 1) if p.pos_known else log_key(0)
+    intents = [(k, e) for k, e in p.cb.scan(start, LOG_END) if e[0] == _log.DROP_INTENT]
+    for k, entry in intents:
+        prefix = entry[1:]
+        p.cb.delete_range(prefix, prefix + TENANT_END)
+        p.cb.put(k, _log.drop_done(prefix))
+    p.needs_drop_finish = False
+
+
+def catch_up(p: Pair, group: int = GROUP) -> int:
+    """Apply every change-log entry after hot's position; return how many.
+
+    ``group`` starts small when a write retries a failed hot tier: a hot tier that is
+    still down then costs one entry's work per write, not a whole group's.
+
+    Raises:
+        the hot or cold tier's error: nothing past the last committed group is applied;
+            the position is re-read from hot before the next attempt.
+    """
+    p.ensure_position()
+    applied = 0
+    projecting = p.projection is not None
+    while p.pos < p.seq:
+        entries = take(p.cb.scan(log_key(p.pos + 1), LOG_END), group)
+        group = min(group * 4, GROUP)
+        if not entries:
+            raise CorruptionError(
+                f"the change log of the cold tier {p.cold_name()} ends at {p.pos}, before "
+                f"its last entry {p.seq}",
+                backend="tiered",
+            )
+        ap = Applier(p, p.config.on_poison)
+        last = p.pos
+        for k, entry in entries:
+            s = seq_of(k)
+            kind = entry[0]
+            if kind in (_log.DROP_INTENT, _log.DROP_DONE):
+                _flush(p, ap, last)
+                prefix = entry[1:]
+                if kind == _log.DROP_INTENT:
+                    p.cb.delete_range(prefix, prefix + TENANT_END)
+                    p.cb.put(k, _log.drop_done(prefix))
+                _drop_hot(p, prefix, s)
+                last = s
+                applied += 1
+                continue
+            for full in _log.keys_of(entry):
+                raw = p.cb.get(full)
+                if not projecting:
+                    ap.overlay[full] = raw
+                elif raw is not None:  # None: the tenant's history was dropped since
+                    ap.apply(full, raw, s)
+            last = s
+            applied += 1
+        _flush(p, ap, last)
+    return applied
+
+
+def _flush(p: Pair, ap: Applier, last: int) -> None:
+    if last == p.pos and ap.empty():
+        return
+    ops = ap.ops()
+    ops.append((POS, seq_bytes(last)))
+    p.hot_write(ops)
+    p.pos = p.saved = last
+    ap.reset()
+
+
+def _drop_hot(p: Pair, prefix: bytes, seq: int) -> None:
+    p.clear_hot(prefix, prefix + TENANT_END)
+    p.clear_hot(PARKED + prefix, PARKED + prefix + TENANT_END)
+    p.hot_write([(STOPPED + prefix, None), (POS, seq_bytes(seq))])
+    p.stopped.pop(prefix, None)
+    p.pos = p.saved = seq
+
+
+def drop_tenant(p: Pair, prefix: bytes) -> int:
+    """Delete a tenant in both tiers (its history, projection and parked records);
+    return how many records cold held. An intent is logged in cold first, so a crash in
+    the middle is completed on the next open (or write).
+
+    Raises:
+        HotTierError: done in cold (durable); hot catches up.
+    """
+    seq = p.seq + 1
+    p.cold_write([(log_key(seq), _log.drop_intent(prefix))], seq)
+    try:
+        n = p.cb.delete_range(prefix, prefix + TENANT_END)
+        p.cb.put(log_key(seq), _log.drop_done(prefix))
+    except BaseException:
+        p.needs_drop_finish = True  # the next write finishes the drop first
+        raise
+    try:
+        p.ensure_position()
+        if p.pos != seq - 1:
+            catch_up(p, 1)
+        else:
+            _drop_hot(p, prefix, seq)
+    except Exception as exc:
+        raise p.hot_failed(seq, exc) from exc
+    return n
+
+
+def _parked_range(prefix: bytes | None) -> tuple[bytes, bytes]:
+    if prefix is None:
+        return PARKED, PARKED_END
+    return PARKED + prefix, PARKED + prefix + TENANT_END
+
+
+def parked(p: Pair, prefix: bytes | None) -> list[ParkedRecord]:
+    """The parked records (of one tenant prefix, or all), in history key order."""
+    p.ensure_position()
+    lo, hi = _parked_range(prefix)
+    out: list[ParkedRecord] = []
+    for k, v in p.hb.scan(lo, hi):
+        full = k[len(PARKED) :]
+        tenant, offset = p.split(full)
+        meta = orjson.loads(v)
+        try:
+            from .._repository import _decode_key_at
+
+            key: Any = _decode_key_at(full, offset)
+        except Exception:
+            key = None
+        out.append(ParkedRecord(tenant, key, meta.get("seq"), meta["reason"], meta["cause"]))
+    return out
+
+
+def retry_parked(p: Pair, prefix: bytes | None) -> int:
+    """Apply the parked records again (after the projection was fixed), per tenant in
+    history key order; return how many applied.
+
+    A record that still fails stays parked (with its new cause); under ``stop`` its
+    tenant stays stopped there and its later records stay held. A tenant whose parked
+    records all apply is no longer stopped.
+    """
+    catch_up(p)
+    lo, hi = _parked_range(prefix)
+    by_tenant: dict[bytes, list[tuple[bytes, bytes]]] = {}
+    for k, v in p.hb.scan(lo, hi):
+        _, offset = p.split(k[len(PARKED) :])
+        by_tenant.setdefault(k[len(PARKED) : len(PARKED) + offset], []).append((k, v))
+    applied = 0
+    for tprefix, records in by_tenant.items():
+        blocked = False
+        for pkey, meta_raw in records:
+            full = pkey[len(PARKED) :]
+            meta = orjson.loads(meta_raw)
+            raw = p.cb.get(full)
+            if raw is None:  # its history is gone (drop_tenant)
+                p.hot_write([(pkey, None)])
+                continue
+            if blocked:
+                continue
+            ap = Applier(p, "raise", stopped={})
+            try:
+                ap.apply(full, raw, meta.get("seq"))
+            except PoisonError as exc:
+                meta.update(reason=exc.reason, cause=exc.cause)
+                ops: list[Op] = [(pkey, orjson.dumps(meta))]
+                if p.config.on_poison == "stop":
+                    blocked = True
+                    stop = p.stop_record(full, meta.get("seq"), exc.cause)
+                    ops.append((STOPPED + tprefix, stop))
+                p.hot_write(ops)
+                if blocked:
+                    p.stopped[tprefix] = stop
+                continue
+            done = ap.ops()
+            done.append((pkey, None))
+            p.hot_write(done)
+            applied += 1
+        if not blocked and tprefix in p.stopped:
+            p.hot_write([(STOPPED + tprefix, None)])
+            p.stopped.pop(tprefix, None)
+    return applied
