@@ -6,6 +6,9 @@ history implies: every record applied once, hot never ahead of cold.
 Projection mode is checked against the history folded from scratch; cache mode against
 cold (the child never reads, so hot must equal cold). AURORA_TIERED_CRASH_KILLS sets the
 number of kills per mode (default 15: about 25 s for both modes).
+
+A second campaign kills a child that rebuilds the projection (AURORA_TIERED_REBUILD_KILLS,
+default 20): the reopened pair serves the old projection or the complete new one.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from tiered_helpers import dump, fold_orders, orders
+from tiered_helpers import dump, event, fold_orders, fold_versioned, orders, versioned
 
 import aurora_storage
 from aurora_storage.tiered import TieredRepository
-from aurora_storage.tiered._log import LOG, LOG_END, POS
+from aurora_storage.tiered._log import LOG, LOG_END, POS, REBUILD
 
 HERE = Path(__file__).resolve().parent
 KILLS = int(os.environ.get("AURORA_TIERED_CRASH_KILLS", "15"))
@@ -95,3 +99,81 @@ def test_sigkill_campaign(tmp_path: Path, mode: str) -> None:
         f"{recovered_total} change-log entries recovered on open"
     )
     assert history > 0
+
+
+REBUILD_KILLS = int(os.environ.get("AURORA_TIERED_REBUILD_KILLS", "20"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60 + REBUILD_KILLS * 10)
+def test_sigkill_during_rebuild_serves_old_or_complete_new(tmp_path: Path) -> None:
+    """SIGKILL a child that rebuilds the projection with a new version, over and over, at
+    random moments; after each kill the reopened pair must serve exactly the previous
+    version's projection or the complete new one - never an empty or partial one."""
+    rnd = random.Random(int(os.environ.get("AURORA_TIERED_CRASH_SEED", "7")))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    )
+
+    def open_pair(version: int) -> TieredRepository[Any, Any]:
+        return TieredRepository(
+            hot=aurora_storage.open(f"lmdb://{tmp_path}/projection?sync=false"),
+            cold=aurora_storage.open(f"rocksdb://{tmp_path}/history"),
+            projection=versioned(version),
+            rebuild_chunk=100,
+        )
+
+    with open_pair(1) as repo:
+        for i in range(3000):
+            repo.put(
+                ("acme", "globex", "initech")[i % 3], (i, "e"), event("OrderPaid", f"o-{i % 50}")
+            )
+    served = 1
+    outcomes = {"old": 0, "new": 0}
+    phases: dict[str, int] = {}
+    for i in range(REBUILD_KILLS):
+        version = i + 2
+        child = subprocess.Popen(
+            [sys.executable, str(HERE / "tiered_rebuild_child.py"), str(tmp_path), str(version)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        assert child.stdout is not None
+        assert child.stderr is not None
+        line = child.stdout.readline()
+        assert line == b"ready\n", (line, child.stderr.read())
+        # a rebuild of 3,000 records takes a few tenths of a second: land anywhere in it
+        time.sleep(rnd.uniform(0.0, 0.8))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        err = child.stderr.read()
+        child.stderr.close()
+        assert child.returncode == -signal.SIGKILL, err.decode()
+        hot = aurora_storage.open(f"lmdb://{tmp_path}/projection?sync=false")
+        marker = hot.backend.get(REBUILD)
+        hot.close()
+        phase = (
+            "between rebuilds"
+            if marker is None
+            else {b"B": "building", b"C": "swapping", b"M": "swapping"}[marker[:1]]
+        )
+        phases[phase] = phases.get(phase, 0) + 1
+        with open_pair(version) as repo:
+            assert repo.lag == 0
+            got = dump(repo.hot)
+            assert got, f"kill {i}: an empty projection is served"
+            versions = {v["v"] for v in got.values()}
+            assert len(versions) == 1, f"kill {i}: a partial projection mixes {versions}"
+            now = versions.pop()
+            assert now in (served, version), f"kill {i}: served version {now}"
+            assert got == fold_versioned(repo.history, now), f"kill {i}: incomplete"
+            outcomes["old" if now == served else "new"] += 1
+            served = now
+    print(
+        f"\nrebuild: {REBUILD_KILLS} kills (landed: {phases}), "
+        f"old served {outcomes['old']}, new {outcomes['new']}"
+    )
+    assert outcomes["old"]
+    assert outcomes["new"]

@@ -70,7 +70,7 @@ def append(p: Pair, records: list[Record], entry: bytes) -> None:
     cause: BaseException | None = None
     ap: Applier | None = None
     try:
-        if not p.pos_known or p.pos < p.seq:
+        if not p.pos_known or p.pos < p.seq or p.swap_pending is not None:
             _recovery.catch_up(p, 1)
         ap = Applier(p, "reject")
         for tenant, offset, full, data in records:

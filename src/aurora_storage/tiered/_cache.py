@@ -24,7 +24,7 @@ def put(p: Pair, full: bytes, data: bytes) -> None:
     """One record: the hot path (cold batch, then one hot put)."""
     seq = p.seq + 1
     p.cold_write([(full, data), (LOG + seq.to_bytes(8, "big"), b"k" + full)], seq)
-    if not p.pos_known or p.pos != seq - 1:
+    if not p.pos_known or p.pos != seq - 1 or p.swap_pending is not None:
         _catch_up_or_raise(p, seq)
         return
     try:
@@ -61,7 +61,7 @@ def write(p: Pair, ops: list[Op]) -> None:
     entry = _log.one(fulls[0]) if len(fulls) == 1 else _log.many(fulls)
     seq = p.seq + 1
     p.cold_write([*ops, (_log.log_key(seq), entry)], seq)
-    if not p.pos_known or p.pos != seq - 1:
+    if not p.pos_known or p.pos != seq - 1 or p.swap_pending is not None:
         _catch_up_or_raise(p, seq)
         return
     hb = p.hb

@@ -93,6 +93,8 @@ class Pair:
         self.pos_known = True
         self.trimmed = 0
         self.needs_drop_finish = False
+        #: the REBUILD marker of a swap a hot failure interrupted in this process
+        self.swap_pending: bytes | None = None
         self.stopped: dict[bytes, bytes] = {}
         self.pair_meta = b""
         self.recovered = 0

@@ -11,7 +11,10 @@ tells recovery where a crash stopped:
 - ``C`` (clearing the live scope) and ``M`` (moving the shadow in): the new projection
   is complete in the shadow. Recovery finishes the swap (clearing is idempotent, and a
   chunk is moved and removed from the shadow in one batch), then sets ``POS`` to the
-  target seq in the batch that removes the marker.
+  target seq in the batch that removes the marker. If the hot tier fails in the middle
+  of a swap in a running process, the next write, ``catch_up()``, ``rebuild()`` or open
+  finishes it before anything else is applied (reads in between may see the swap half
+  done; they never see it once any write has returned).
 - ``F`` (a fresh build straight into an empty or unusable hot): redone from scratch.
 
 Scope ``*`` is every tenant (with the parked and stopped records); otherwise it is one
@@ -37,7 +40,7 @@ from ._log import (
 )
 from ._types import ProgressCallback, RebuildProgress
 
-__all__ = ["ALL", "FRESH", "fresh", "is_marker", "rebuild", "recover"]
+__all__ = ["ALL", "FRESH", "finish_pending", "fresh", "is_marker", "rebuild", "recover"]
 
 BUILD, CLEAR, MOVE, FRESH = b"B", b"C", b"M", b"F"
 ALL = b"*"
@@ -83,7 +86,10 @@ def rebuild(p: Pair, scope: bytes, tenant: str | None, progress: ProgressCallbac
             except Exception:  # hot is failing: the next open discards the shadow
                 pass
         raise
-    p.hot_write([(REBUILD, CLEAR + seq_bytes(target) + scope)])
+    # From here the new projection is complete: a failure no longer abandons it, the
+    # swap is finished first thing by the next write, catch_up() or open.
+    p.swap_pending = CLEAR + seq_bytes(target) + scope
+    p.hot_write([(REBUILD, p.swap_pending)])
     _finish_swap(p, CLEAR, target, scope)
     return done
 
@@ -111,6 +117,12 @@ def recover(p: Pair, marker: bytes) -> None:
         _finish_swap(p, phase, target, scope)
 
 
+def finish_pending(p: Pair) -> None:
+    """Finish a swap that failed in this process (hot failed in the middle of it)."""
+    if p.swap_pending is not None:
+        recover(p, p.swap_pending)
+
+
 def _discard(p: Pair) -> None:
     p.clear_hot(SHADOW, SHADOW_END)
     p.hot_write([(REBUILD, None)])
@@ -121,6 +133,8 @@ def _finish_swap(p: Pair, phase: bytes, target: int, scope: bytes) -> None:
         for lo, hi in _ranges(scope):
             p.clear_hot(lo, hi)
         p.hot_write([(REBUILD, MOVE + seq_bytes(target) + scope)])
+    # Redoing the clear phase after a move started would delete moved keys.
+    p.swap_pending = MOVE + seq_bytes(target) + scope
     while True:
         chunk = take(p.hb.scan(SHADOW, SHADOW_END), CLEAR_CHUNK)
         if not chunk:
@@ -129,6 +143,7 @@ def _finish_swap(p: Pair, phase: bytes, target: int, scope: bytes) -> None:
         ops.extend((k, None) for k, _ in chunk)
         p.hot_write(ops)
     p.hot_write([(REBUILD, None), (POS, seq_bytes(target))])
+    p.swap_pending = None
     p.reload_position()
 
 

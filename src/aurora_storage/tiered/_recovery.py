@@ -165,6 +165,8 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
         the hot or cold tier's error: nothing past the last committed group is applied;
             the position is re-read from hot before the next attempt.
     """
+    if p.swap_pending is not None:  # a swap a hot failure interrupted: finish it first
+        _rebuild.finish_pending(p)
     p.ensure_position()
     applied = 0
     projecting = p.projection is not None
@@ -240,7 +242,7 @@ def drop_tenant(p: Pair, prefix: bytes) -> int:
         raise
     try:
         p.ensure_position()
-        if p.pos != seq - 1:
+        if p.pos != seq - 1 or p.swap_pending is not None:
             catch_up(p, 1)
         else:
             _drop_hot(p, prefix, seq)
