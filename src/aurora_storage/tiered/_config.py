@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Literal
 
-from ..config import URL, _hide_text
+from ..config import URL, _hide_text, local_path
 from ..errors import ConfigurationError
 from ._types import Projection
 
@@ -249,4 +249,7 @@ def store_path(tier: Any) -> str | None:
         return None
     if url.scheme in ("memory", "tiered") or url.host or url.path in ("", "/"):
         return None
-    return url.path
+    try:  # the engines' own path rule (``~`` expansion, ...)
+        return local_path(url, backend=url.scheme)
+    except Exception:  # the engine will report a bad path itself
+        return None
