@@ -495,3 +495,56 @@ def test_case9_same_store_as_hot_and_cold(tmp_path: Any) -> None:
     mem = flaky_repo()
     with pytest.raises(ConfigurationError, match="two different stores"):
         TieredRepository(hot=mem, cold=mem)
+
+
+# --------------------------------------------------------------------------- around the cases
+
+
+def test_drop_tenant_removes_its_parked_records_and_stop() -> None:
+    t, _hot, fb, _cold, proj = pair(on_poison="stop")
+    t.put("globex", (1, "e"), ev(1))
+    _poison_in_history(t, fb, proj)
+    t.catch_up()
+    with pytest.raises(TenantStoppedError):
+        t.put("acme", (3, "e"), ev(3))
+    assert len(t.parked("acme")) == 2
+    t.drop_tenant("acme")
+    assert t.parked() == []
+    t.put("acme", (4, "e"), ev(4))  # a new acme starts clean: not stopped
+    assert t.get("acme", "n") == 1
+    assert_exact(t, proj)
+
+
+def test_stores_of_the_previous_version_keep_their_mode() -> None:
+    """A cold tier whose metadata has no mode (written before it was recorded) takes
+    the mode its hot tier recorded; an old-format rebuild marker is rebuilt from scratch."""
+    import orjson
+
+    t, hot, _fb, cold, proj = pair()
+    t.put("acme", (1, "e"), ev(1))
+    meta = orjson.loads(cold.backend.get(tlog.COLD_META))
+    cold.backend.put(tlog.COLD_META, orjson.dumps({"id": meta["id"]}))
+    with pytest.raises(ConfigurationError, match="created in projection mode"):
+        TieredRepository(hot=hot, cold=cold)
+    assert orjson.loads(cold.backend.get(tlog.COLD_META))["mode"] == "projection"
+    hot.backend.put(tlog.REBUILD, b"*")  # an interrupted rebuild of the previous layout
+    t2 = reopen(t, proj)
+    assert hot.backend.get(tlog.REBUILD) is None
+    assert_exact(t2, proj)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"on_poison": "ignore"}, "on_poison must be"),
+        ({"fill": "always"}, "fill must be"),
+        ({"trim_every": "0"}, "trim_every must be a positive int"),
+        ({"rebuild_chunk": "many"}, "not an integer"),
+        ({"projection": "nothing-registered"}, "no projection named"),
+    ],
+)
+def test_config_is_checked_once_from_the_url(options: dict[str, str], match: str) -> None:
+    from aurora_storage.tiered import TieredConfig
+
+    with pytest.raises(ConfigurationError, match=match):
+        TieredConfig.from_options(options)

@@ -13,12 +13,13 @@ import dataclasses
 import os
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Literal
 
 from ..config import URL, _hide_text, local_path
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, InvalidURLError
 from ._types import Projection
 
 __all__ = [
@@ -209,6 +210,36 @@ class TieredConfig:
                 raise ConfigurationError(
                     f"{name} must be a positive int, got {value!r}", backend="tiered"
                 )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> TieredConfig:
+        """The config of a ``tiered://`` URL's options (merged with ``open()``'s keyword
+        overrides): ``projection`` (a registered name, or a function from a keyword),
+        ``fill``, ``on_poison``, ``trim_every``, ``rebuild_chunk``. Other keys are
+        ignored (the caller checks for unknown options).
+
+        Raises:
+            InvalidURLError: a number option that is not an integer.
+            ConfigurationError: an unknown projection name or a bad value.
+        """
+        projection = options.get("projection")
+        if isinstance(projection, str):
+            projection = resolve_projection(projection) if projection else None
+        kwargs: dict[str, Any] = {"projection": projection}
+        for name in ("fill", "on_poison"):
+            if name in options:
+                kwargs[name] = options[name]
+        for name in ("trim_every", "rebuild_chunk"):
+            if name in options:
+                try:
+                    kwargs[name] = int(options[name])
+                except (TypeError, ValueError) as exc:
+                    raise InvalidURLError(
+                        f"bad value for option {name!r} of the tiered backend: "
+                        f"{options[name]!r} is not an integer",
+                        backend="tiered",
+                    ) from exc
+        return cls(**kwargs)
 
     @property
     def mode(self) -> Literal["cache", "projection"]:

@@ -35,7 +35,7 @@ _OPTIONS = (
 def _open(url: URL, options: Mapping[str, Any]) -> Any:
     import aurora_storage
 
-    from ._config import TieredURL, resolve_projection, same_store, store_path
+    from ._config import TieredConfig, TieredURL, same_store, store_path
     from ._repository import TieredRepository
 
     url = TieredURL.of(url)  # every message below prints it with the tiers' secrets hidden
@@ -58,23 +58,7 @@ def _open(url: URL, options: Mapping[str, Any]) -> Any:
                 "tiered://?hot=<url-encoded URL>&cold=<url-encoded URL>",
                 backend="tiered",
             )
-    projection = options.get("projection")
-    if isinstance(projection, str):
-        projection = resolve_projection(projection) if projection else None
-    kwargs: dict[str, Any] = {}
-    for name in ("fill", "on_poison"):
-        if name in options:
-            kwargs[name] = options[name]
-    for name in ("trim_every", "rebuild_chunk"):
-        if name in options:
-            try:
-                kwargs[name] = int(options[name])
-            except (TypeError, ValueError) as exc:
-                raise InvalidURLError(
-                    f"bad value for option {name!r} of the tiered backend: {options[name]!r} "
-                    "is not an integer",
-                    backend="tiered",
-                ) from exc
+    config = TieredConfig.from_options(options)  # parsed once, frozen
     if same_store(store_path(options["hot"]), store_path(options["cold"])):
         # Checked before opening: the second open would fail on the engine's lock.
         raise ConfigurationError(
@@ -99,7 +83,7 @@ def _open(url: URL, options: Mapping[str, Any]) -> Any:
         cold.close()
         raise
     try:
-        return TieredRepository(hot=hot, cold=cold, projection=projection, url=url, **kwargs)
+        return TieredRepository(hot=hot, cold=cold, config=config, url=url)
     except BaseException:
         try:
             hot.close()

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from .. import _args
-from .._repository import Batch, Repository, TenantView
+from .._repository import Batch, Repository
 from ..backend import Backend, Capabilities, Op
 from ..codecs import Codec
 from ..config import URL
@@ -39,7 +39,8 @@ from ..errors import (
 from . import _append, _cache, _log, _rebuild, _recovery
 from ._config import Policy, TieredConfig, TieredURL, same_store, store_path
 from ._core import Pair
-from ._types import _MISSING, ParkedRecord, ProgressCallback, Projection
+from ._reads import TieredReads
+from ._types import ParkedRecord, ProgressCallback, Projection
 
 if TYPE_CHECKING:
     from ._async import AsyncTieredRepository
@@ -52,7 +53,7 @@ V = TypeVar("V")
 Mode = Literal["cache", "projection"]
 
 
-class TieredRepository(Repository[K, V]):
+class TieredRepository(TieredReads[K, V], Repository[K, V]):
     """A hot repository in front of a durable cold one, kept exact under every fault.
 
     **Cache mode** (no ``projection``): both tiers hold the same records. Writes go to
@@ -91,6 +92,8 @@ class TieredRepository(Repository[K, V]):
         url: the URL it was opened from, for messages (secrets hidden, tiers' included).
         trim_every: trim the applied change log every this many writes.
         rebuild_chunk: history records per hot transaction during a rebuild.
+        config: all of the options above at once (a :class:`TieredConfig`, e.g. from
+            :meth:`TieredConfig.from_options`); when given, they are ignored.
 
     Raises:
         ConfigurationError: a tier lacks atomic batches or ordered scans (the message
@@ -110,6 +113,7 @@ class TieredRepository(Repository[K, V]):
         url: URL | None = None,
         trim_every: int = 1024,
         rebuild_chunk: int = 2000,
+        config: TieredConfig | None = None,
     ) -> None:
         # Not Repository.__init__: that wraps one backend; this class composes two.
         _check_tier("hot", hot)
@@ -124,13 +128,15 @@ class TieredRepository(Repository[K, V]):
                 f"store: {hot._describe()})",
                 backend="tiered",
             )
-        config = TieredConfig(
-            projection=projection,
-            fill=fill,
-            on_poison=on_poison,
-            trim_every=trim_every,
-            rebuild_chunk=rebuild_chunk,
-        )
+        if config is None:
+            config = TieredConfig(
+                projection=projection,
+                fill=fill,
+                on_poison=on_poison,
+                trim_every=trim_every,
+                rebuild_chunk=rebuild_chunk,
+            )
+        projection = config.projection
         if projection is None and hot.codec.name != cold.codec.name:
             raise ConfigurationError(
                 f"in cache mode both tiers must use the same codec: hot uses "
@@ -233,12 +239,6 @@ class TieredRepository(Repository[K, V]):
     # ------------------------------------------------------------------ helpers
     # The Repository hooks that Batch and TenantView call.
 
-    def _describe(self) -> str:
-        return self._p.describe()
-
-    def _prefix(self, tenant: str) -> bytes:
-        return self._p.cold._prefix(tenant)
-
     def _full(self, tenant: str, key: Any) -> bytes:
         return self._p.cold._full(tenant, key)
 
@@ -248,13 +248,6 @@ class TieredRepository(Repository[K, V]):
 
     def _load(self, raw: bytes, tenant: str, key: Any) -> Any:
         return self._p.cold._load(raw, tenant, key)
-
-    def _check_open(self) -> None:
-        if self._p.closed:
-            raise RepositoryClosedError(
-                f"the repository {self._describe()} is closed; open it again",
-                backend="tiered",
-            )
 
     def _check_writable(self) -> None:
         self._check_open()
@@ -417,117 +410,6 @@ class TieredRepository(Repository[K, V]):
             self._check_write()
             return _recovery.drop_tenant(p, prefix)
 
-    # ------------------------------------------------------------------ reads
-
-    def get(self, tenant: str, key: K, default: V | None = None) -> V | None:
-        """Projection mode: the projected value. Cache mode: hot, else cold (filling hot
-        when ``fill="read"``)."""
-        p = self._p
-        if p.closed:
-            self._check_open()
-        if p.projection is not None:
-            return p.hot.get(tenant, key, default)
-        full = p.cold._full(tenant, key)
-        raw = p.hb.get(full)
-        if raw is None:
-            raw = _cache.miss(p, full)
-            if raw is None:
-                return default
-        try:
-            return self._decode(raw)  # type: ignore[no-any-return]
-        except Exception:
-            return p.cold._load(raw, tenant, key)  # type: ignore[no-any-return]
-
-    def has(self, tenant: str, key: K) -> bool:
-        """Whether ``(tenant, key)`` holds a value (projection mode: in the projection)."""
-        self._check_open()
-        p = self._p
-        if p.projection is not None:
-            return p.hot.has(tenant, key)
-        return p.hot.has(tenant, key) or p.cold.has(tenant, key)
-
-    def get_many(self, tenant: str, keys: Iterable[K], default: V | None = None) -> list[V | None]:
-        """Values for ``keys`` in order; cache mode fills hot with cold hits."""
-        self._check_open()
-        p = self._p
-        if p.projection is not None:
-            return p.hot.get_many(tenant, keys, default)
-        key_list = _args.key_list(keys, "get_many")
-        out: list[Any] = p.hot.get_many(tenant, key_list, _MISSING)
-        for i, v in enumerate(out):
-            if v is _MISSING:
-                raw = _cache.miss(p, p.cold._full(tenant, key_list[i]))
-                out[i] = default if raw is None else p.cold._load(raw, tenant, key_list[i])
-        return out
-
-    def _reader(self) -> Repository[Any, Any]:
-        self._check_open()
-        # Cache mode: cold holds every record, hot only a subset.
-        return self._p.cold if self._p.projection is None else self._p.hot
-
-    def keys(
-        self,
-        tenant: str,
-        *,
-        prefix: Any = None,
-        start: K | None = None,
-        stop: K | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[K]:
-        """See :meth:`Repository.keys` (cache mode reads cold, projection mode hot)."""
-        return self._reader().keys(
-            tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
-        )
-
-    def values(
-        self,
-        tenant: str,
-        *,
-        prefix: Any = None,
-        start: K | None = None,
-        stop: K | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[V]:
-        """See :meth:`Repository.values`."""
-        return self._reader().values(
-            tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
-        )
-
-    def items(
-        self,
-        tenant: str,
-        *,
-        prefix: Any = None,
-        start: K | None = None,
-        stop: K | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[K, V]]:
-        """See :meth:`Repository.items`."""
-        return self._reader().items(
-            tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
-        )
-
-    def list(self, tenant: str, prefix: Any = None) -> list[K]:
-        """See :meth:`Repository.list`."""
-        return self._reader().list(tenant, prefix)
-
-    def count(self, tenant: str, *, prefix: Any = None) -> int:
-        """See :meth:`Repository.count`."""
-        return self._reader().count(tenant, prefix=prefix)
-
-    def tenants(self) -> Iterator[str]:
-        """See :meth:`Repository.tenants` (projection mode: tenants with projected data)."""
-        return self._reader().tenants()
-
-    def tenant(self, tenant: str) -> TenantView[K, V]:
-        """A view bound to one tenant: the same methods without the tenant argument."""
-        self._check_open()
-        self._prefix(tenant)
-        return TenantView(self, tenant)
-
     # ------------------------------------------------------------------ maintenance
 
     def catch_up(self) -> int:
@@ -678,7 +560,7 @@ def _refuse(name: str) -> Any:
 for _name in dir(Repository):
     if (
         not _name.startswith("_")
-        and _name not in TieredRepository.__dict__
+        and getattr(TieredRepository, _name) is getattr(Repository, _name)
         and callable(getattr(Repository, _name))
     ):
         setattr(TieredRepository, _name, _refuse(_name))
