@@ -110,10 +110,11 @@ class Applier:
         assert projection is not None
         if tenant is None:
             tenant, offset = self.p.split(full)
-        prefix = full[:offset]
-        if (self.stopped and prefix in self.stopped) or prefix in self.new_stopped:
-            self._hold(full, tenant, offset, seq)
-            return
+        if self.stopped or self.new_stopped:
+            prefix = full[:offset]
+            if prefix in self.stopped or prefix in self.new_stopped:
+                self._hold(full, tenant, offset, seq)
+                return
         try:
             key = _decode_key_at(full, offset)
             value = self._decode(raw)
@@ -124,8 +125,10 @@ class Applier:
         try:
             projection(HistoryRecord(tenant, key, value, seq), state)
         except _HotReadError as exc:
+            state._drop()
             raise exc.cause from exc.cause.__cause__
         except Exception as exc:
+            state._drop()
             self._poison(full, tenant, offset, seq, "raised", exc)
             return
         state._commit()

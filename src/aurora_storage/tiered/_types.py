@@ -76,9 +76,13 @@ class ProjectionState:
         self.tenant = ""
 
     def _bind(self, tenant: str) -> ProjectionState:
+        # ``_pending`` is empty here: _commit() moves it into the group, _drop() clears it.
         self.tenant = tenant
-        self._pending = {}
         return self
+
+    def _drop(self) -> None:
+        """Forget the updates of a record that raised (it is applied whole or not at all)."""
+        self._pending = {}
 
     def _commit(self) -> None:
         """Merge the current record's updates into the group's overlay."""
