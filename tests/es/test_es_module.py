@@ -499,3 +499,40 @@ def test_racing_view_updaters_count_each_notification_once(
     assert view.max_tracking_id("up") == 100
     # Every thread walks 1..100 in order, so each id is tracked once: count == ids won.
     assert view.get("count") == 100
+
+
+@pytest.mark.parametrize("url", ["memory://", "lmdb://{path}?sync=false"])
+def test_wait_is_woken_by_the_commit(
+    url: str, tmp_path: Path, factories: list[AuroraFactory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With re-reads 30 s apart, a wait of 20 s can only succeed if the commit's change
+    wakes it (otherwise it times out)."""
+    from aurora_storage.eventsourcing import _recorders
+
+    monkeypatch.setattr(_recorders, "_WAIT_SLICE", 30.0)
+    url = url.format(path=tmp_path / "store")
+    require_primitives(url)
+    factory = _factory(factories, url)  # one store (each memory:// open is a new one)
+    waiter, writer = factory.tracking_recorder(), factory.process_recorder()
+    timer = threading.Timer(0.3, lambda: writer.insert_events([], tracking=Tracking("up", 7)))
+    timer.start()
+    try:
+        waiter.wait("up", 7, timeout=20)
+    finally:
+        timer.join()
+    assert waiter.max_tracking_id("up") == 7
+
+
+def test_wait_without_a_change_feed_polls(
+    factories: list[AuroraFactory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = _factory(factories, "memory://").tracking_recorder()
+    repo: Any = recorder.datastore.repository
+    no_feed = dataclasses.replace(repo.capabilities, change_feed=False)
+    monkeypatch.setattr(type(repo), "capabilities", property(lambda self: no_feed))
+    timer = threading.Timer(0.2, lambda: recorder.insert_tracking(Tracking("up", 3)))
+    timer.start()
+    recorder.wait("up", 3, timeout=20)
+    timer.join()
+    with pytest.raises(TimeoutError):
+        recorder.wait("up", 4, timeout=0.1)

@@ -17,6 +17,8 @@ Python lock:
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +34,11 @@ from eventsourcing.persistence import (
     Subscription,
     Tracking,
     TrackingRecorder,
+    WaitInterruptedError,
 )
 
 from aurora_storage import Repository, encode_key
-from aurora_storage.errors import StorageError, VersionConflictError
+from aurora_storage.errors import PositionExpiredError, StorageError, VersionConflictError
 
 from ._errors import translate
 from ._records import (
@@ -347,6 +350,9 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
 
 _DELETED: Any = object()
 
+#: Seconds between re-reads of a tracking record in ``wait()`` (see there).
+_WAIT_SLICE = 0.1
+
 
 class ViewState:
     """The view records :meth:`AuroraTrackingRecorder.track` reads and writes: reads see
@@ -464,6 +470,57 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
             return self._repo.get(self._tenant, (VIEW, key), default)
         except StorageError as exc:
             raise translate(exc, "read a view record") from exc
+
+    def wait(
+        self,
+        application_name: str,
+        notification_id: int | None,
+        timeout: float = 1.0,
+        interrupt: threading.Event | None = None,
+    ) -> None:
+        """Block until the tracking record of ``application_name`` reaches
+        ``notification_id`` (at once if it is ``None``).
+
+        eventsourcing's default polls with a backoff of up to 0.8 s; here a
+        ``watch()`` on the tracking record wakes the wait as soon as a commit moves it
+        (through this process; the record is re-read every 0.1 s in any case, so other
+        processes' commits are seen too).
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+            WaitInterruptedError: ``interrupt`` was set first.
+        """
+        if notification_id is None:
+            return
+        if not self._repo.capabilities.change_feed:
+            super().wait(application_name, notification_id, timeout, interrupt)
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            # Opened before the first read: a commit after that read wakes the loop.
+            watch = self._repo.watch(
+                self._tenant, prefix=(TRACKING, application_name), timeout=_WAIT_SLICE
+            )
+        except StorageError as exc:
+            raise translate(exc, "watch a tracking record") from exc
+        with watch:
+            while True:
+                if self.has_tracking_id(application_name, notification_id):
+                    return
+                if interrupt is not None and interrupt.is_set():
+                    raise WaitInterruptedError
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"Timed out waiting for notification {notification_id} "
+                        f"from application '{application_name}' to be processed"
+                    )
+                try:
+                    for _change in watch:
+                        break  # a commit moved the record: read it again
+                except PositionExpiredError:
+                    pass  # the feed moved on without us: just read again
+                except StorageError as exc:
+                    raise translate(exc, "watch a tracking record") from exc
 
     def max_tracking_id(self, application_name: str) -> int | None:
         """The highest notification id of ``application_name`` recorded as processed,
