@@ -104,7 +104,10 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
                     # The feed dropped changes this watch had not examined yet (it
                     # retains a bounded number). Nothing is lost to the reader, which
                     # reads the sequence itself: watch afresh and pull once more.
+                    watch.close()
                     watch = self._watch = self._open_watch()
+                    if self._has_been_stopped:  # stop() may have closed the old one
+                        watch.close()
                     self._has_been_notified.set()
                     continue
                 if not self._feed_is_complete:
