@@ -165,8 +165,12 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         repo, tenant, pack, purpose = self._repo, self._tenant, self._pack, self.purpose
         rows = []
         seen = set()
+        last_id: Any = None
+        oid = ""
         for s in stored_events:
-            oid = id_text(s.originator_id)
+            if s.originator_id is not last_id:  # one call's events share one aggregate
+                last_id = s.originator_id
+                oid = id_text(last_id)
             version = s.originator_version
             seen.add((oid, version))
             rows.append((oid, version, s.topic, s.state))
