@@ -106,7 +106,7 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
                     # reads the sequence itself: watch afresh and pull once more.
                     watch.close()
                     watch = self._watch = self._open_watch()
-                    if self._has_been_stopped:  # stop() may have closed the old one
+                    if self._stopped.is_set():  # stop() may have closed the old one
                         watch.close()
                     self._has_been_notified.set()
                     continue
