@@ -105,6 +105,8 @@ _INT_PROPERTIES = (
     "rocksdb.actual-delayed-write-rate",
 )
 _LEVELS = 7
+#: Info log files (LOG and LOG.old.*) RocksDB keeps; older ones are deleted at open.
+_KEEP_INFO_LOGS = 3
 #: Seconds close() waits for calls in flight on other threads before giving up.
 _CLOSE_WAIT = 300.0
 #: Options that matter only when a store is opened, not to the live handle: a second
@@ -805,6 +807,9 @@ def _engine_options(config: RocksDBConfig) -> Any:
     opts.set_max_background_jobs(config.max_background_jobs)
     # Corruption found while reading is reported instead of skipped.
     opts.set_paranoid_checks(True)
+    # Every read-write open starts a new info LOG and renames the old one to LOG.old.*;
+    # without a bound, one file per open piles up (38 after 38 command-line writes).
+    opts.set_keep_log_file_num(_KEEP_INFO_LOGS)
     table = rocksdict.BlockBasedOptions()
     if config.bloom_filter:
         table.set_bloom_filter(config.bloom_bits_per_key, False)

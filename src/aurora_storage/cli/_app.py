@@ -1,0 +1,856 @@
+"""The commands of ``aurora-storage`` (see docs/cli.md, the operator's guide)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+
+from .. import errors
+from ._common import (
+    KEY_FORMATS,
+    VALUE_FORMATS,
+    ExitCode,
+    NoStoreError,
+    open_read,
+    open_write,
+    parse_key,
+    parse_value,
+    progress,
+    say,
+    write_json,
+    write_line,
+)
+from ._tagged import to_tagged
+
+__all__ = ["cli"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_EPILOG_URLS = """
+\b
+URLs: memory://, rocksdb:///abs/path, rocksdb:relative/path, lmdb:///abs/path,
+tiered://?hot=...&cold=... (see `aurora-storage backends`).
+"""
+
+
+def _key_options(fn: F) -> F:
+    fn = click.option(
+        "--key-format",
+        "-K",
+        type=click.Choice(KEY_FORMATS),
+        default="text",
+        show_default=True,
+        help="How KEY (and --prefix/--start/--stop) are written: text as is, json "
+        '(tagged JSON: ["order", 7], {"$bytes": "AAE="}), int, hex or base64 (bytes).',
+    )(fn)
+    return click.option(
+        "--key-json", is_flag=True, help="Same as --key-format json."
+    )(fn)
+
+
+def _key_format(key_format: str, key_json: bool) -> str:
+    return "json" if key_json else key_format
+
+
+def _json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(
+        fn
+    )
+
+
+def _quiet_option(fn: F) -> F:
+    return click.option(
+        "--quiet", "-q", is_flag=True, help="No progress or status lines on stderr."
+    )(fn)
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Ask before a destructive step, unless ``--yes``; refuse when nobody can answer."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"{question} - pass --yes to confirm (stdin is not a terminal)")
+    if not click.confirm(question, err=True):
+        raise click.exceptions.Exit(int(ExitCode.USAGE))
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=_EPILOG_URLS,
+)
+@click.version_option(package_name="aurora-storage")
+@click.option("--verbose", "-v", count=True, help="Log to stderr (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """aurora-storage: inspect, export, copy, verify and back up stores.
+
+    \b
+    Read commands (info, tenants, keys, items, get, count, export, verify, backup)
+    never create or change a store: RocksDB opens read-only, LMDB read-only, so they
+    work beside a live writer. Exit codes: 0 ok, 1 not found, 2 usage, 3 store error,
+    4 no store at the URL, 5 damaged or different, 130 interrupted.
+
+    \b
+    Examples:
+      aurora-storage info rocksdb:///var/data/events
+      aurora-storage keys lmdb:///var/data/proj acme --prefix order --limit 10
+      aurora-storage get rocksdb:///var/data/events acme '["order", 7]' --key-json
+      aurora-storage export rocksdb:///var/data/events -o events.jsonl
+      aurora-storage copy rocksdb:///var/data/events lmdb:///var/data/copy
+    """
+    if verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            stream=sys.stderr,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+
+
+# -------------------------------------------------------------------------- demo
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to create the stores (default: a temporary directory, removed afterwards).",
+)
+@click.option("--events", default=2000, show_default=True, help="Order events to write.")
+def demo(data_dir: Path | None, events: int) -> None:
+    """Run the event -> history (RocksDB) -> projection (LMDB) demo."""
+    from ._demo import run_demo
+
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        run_demo(data_dir, events=events)
+        return
+    with tempfile.TemporaryDirectory(prefix="aurora-demo-") as tmp:
+        run_demo(Path(tmp), events=events)
+
+
+# ------------------------------------------------------------------- inspection
+
+
+@cli.command()
+@_json_option
+def backends(as_json: bool) -> None:
+    """List the installed backends, with plugins that failed to load and why.
+
+    \b
+    Example:
+      aurora-storage backends --json
+    """
+    from .._registry import registry
+
+    rows: list[dict[str, Any]] = []
+    for scheme in registry.schemes():
+        try:
+            spec = registry.lookup(scheme)
+        except errors.StorageError as exc:
+            rows.append({"scheme": scheme, "status": "broken", "error": str(exc)})
+            continue
+        rows.append(
+            {
+                "scheme": scheme,
+                "status": "ok",
+                "description": spec.description,
+                "package": spec.package or "",
+            }
+        )
+    for name, exc in registry.failures.items():
+        if not any(r["scheme"] == name and r["status"] == "broken" for r in rows):
+            rows = [r for r in rows if r["scheme"] != name]
+            rows.append(
+                {"scheme": name, "status": "broken", "error": f"{type(exc).__name__}: {exc}"}
+            )
+    rows.sort(key=lambda r: r["scheme"])
+    if as_json:
+        write_json(rows)
+        return
+    for r in rows:
+        detail = r.get("error") or f"{r['description']} ({r['package']})"
+        write_line(f"{r['scheme']}\t{r['status']}\t{detail}")
+
+
+def _info(repo: Any) -> dict[str, Any]:
+    return {
+        "url": str(repo.url) if repo.url is not None else None,
+        "codec": repo.codec.name,
+        "capabilities": dataclasses.asdict(repo.capabilities),
+        "stats": repo.stats(),
+    }
+
+
+def _flat(prefix: str, value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        out: list[tuple[str, Any]] = []
+        for k, v in value.items():
+            out.extend(_flat(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return [(prefix, value)]
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--tenants", "with_tenants", is_flag=True, help="Also count each tenant's keys.")
+@_json_option
+def info(url: str, with_tenants: bool, as_json: bool) -> None:
+    """Show a store's codec, capabilities and engine statistics (sizes, estimated key
+    counts, LMDB map use, RocksDB levels and pending compaction). Also named `stats`.
+
+    \b
+    Example:
+      aurora-storage info lmdb:///var/data/proj --tenants --json
+    """
+    with open_read(url) as repo:
+        doc = _info(repo)
+        if with_tenants:
+            doc["tenants"] = {t: repo.count(t) for t in repo.tenants()}
+    if as_json:
+        write_json(doc)
+        return
+    for name, value in _flat("", doc):
+        write_line(f"{name}\t{value}")
+
+
+cli.add_command(info, "stats")
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--counts", is_flag=True, help="Also count each tenant's keys.")
+@_json_option
+def tenants(url: str, counts: bool, as_json: bool) -> None:
+    """List the tenants that hold data (one per line, or JSON Lines with --json).
+
+    \b
+    Example:
+      aurora-storage tenants rocksdb:///var/data/events --counts
+    """
+    with open_read(url) as repo:
+        for tenant in repo.tenants():
+            n = repo.count(tenant) if counts else None
+            if as_json:
+                write_json({"tenant": tenant, "count": n} if counts else {"tenant": tenant})
+            elif counts:
+                write_line(f"{tenant}\t{n}")
+            else:
+                write_line(tenant)
+
+
+def _scan_options(fn: F) -> F:
+    for opt in reversed(
+        [
+            click.option("--prefix", default=None, help="Only keys starting with this."),
+            click.option("--start", default=None, help="First key (inclusive)."),
+            click.option("--stop", default=None, help="End key (exclusive)."),
+            click.option("--reverse", is_flag=True, help="Descending key order."),
+            click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N."),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+def _scan_args(
+    fmt: str, prefix: str | None, start: str | None, stop: str | None, reverse: bool, limit: int | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"reverse": reverse, "limit": limit}
+    for name, text in (("prefix", prefix), ("start", start), ("stop", stop)):
+        if text is not None:
+            out[name] = parse_key(text, fmt)
+    return out
+
+
+def _key_text(key: Any) -> bytes:
+    import orjson
+
+    return key.encode("utf-8", "surrogateescape") if type(key) is str else orjson.dumps(
+        to_tagged(key)
+    )
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("tenant")
+@_scan_options
+@_key_options
+@_json_option
+def keys(url: str, tenant: str, key_format: str, key_json: bool, as_json: bool, **scan: Any) -> None:
+    """List a tenant's keys in key order, one per line.
+
+    Text output prints string keys as they are and other keys as tagged JSON; --json
+    prints every key as tagged JSON (feed it back with --key-json).
+
+    \b
+    Examples:
+      aurora-storage keys rocksdb:///var/data/events acme --prefix order --limit 10
+      aurora-storage keys lmdb:///var/data/proj acme --start '["order", 5]' --key-json
+    """
+    import orjson
+
+    args = _scan_args(_key_format(key_format, key_json), **scan)
+    with open_read(url) as repo:
+        for key in repo.keys(tenant, **args):
+            write_line(orjson.dumps(to_tagged(key)) if as_json else _key_text(key))
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("tenant")
+@_scan_options
+@_key_options
+def items(url: str, tenant: str, key_format: str, key_json: bool, **scan: Any) -> None:
+    """Stream a tenant's records as JSON Lines: {"key": ..., "value": ...}.
+
+    \b
+    Example:
+      aurora-storage items lmdb:///var/data/proj acme --prefix order --limit 5
+    """
+    import orjson
+
+    args = _scan_args(_key_format(key_format, key_json), **scan)
+    with open_read(url) as repo:
+        for key, value in repo.items(tenant, **args):
+            write_line(orjson.dumps({"key": to_tagged(key), "value": to_tagged(value)}))
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("tenant")
+@click.argument("key")
+@_key_options
+@click.option(
+    "--raw", is_flag=True, help="Write a str value as text and a bytes value as its bytes."
+)
+def get(url: str, tenant: str, key: str, key_format: str, key_json: bool, raw: bool) -> int:
+    """Print one value as (tagged) JSON; exit 1 if the key is absent.
+
+    \b
+    Examples:
+      aurora-storage get rocksdb:///var/data/events acme order-7
+      aurora-storage get rocksdb:///var/data/events acme '["order", 7]' --key-json
+      aurora-storage get lmdb:///var/data/blobs acme 0001ff --key-format hex --raw > blob
+    """
+    k = parse_key(key, _key_format(key_format, key_json))
+    missing = object()
+    with open_read(url) as repo:
+        value = repo.get(tenant, k, missing)
+    if value is missing:
+        click.echo(f"not found: key {k!r} of tenant {tenant!r}", err=True)
+        return int(ExitCode.NOT_FOUND)
+    if raw and isinstance(value, bytes):
+        sys.stdout.buffer.write(value)
+    elif raw and isinstance(value, str):
+        write_line(value)
+    else:
+        write_json(value)
+    return 0
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("tenant")
+@click.option("--prefix", default=None, help="Only keys starting with this.")
+@_key_options
+@_json_option
+def count(
+    url: str, tenant: str, prefix: str | None, key_format: str, key_json: bool, as_json: bool
+) -> None:
+    """Count a tenant's keys (all, or those under --prefix)."""
+    p = None if prefix is None else parse_key(prefix, _key_format(key_format, key_json))
+    with open_read(url) as repo:
+        n = repo.count(tenant, prefix=p)
+    if as_json:
+        write_json({"tenant": tenant, "count": n})
+    else:
+        write_line(str(n))
+
+
+# ---------------------------------------------------------------------- writing
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("tenant")
+@click.argument("key")
+@click.argument("value")
+@_key_options
+@click.option(
+    "--value-format",
+    "-V",
+    type=click.Choice(VALUE_FORMATS),
+    default="text",
+    show_default=True,
+    help="How VALUE is written: text as is, json (tagged JSON), hex or base64 (bytes).",
+)
+@click.option("--value-json", is_flag=True, help="Same as --value-format json.")
+@_quiet_option
+def put(
+    url: str,
+    tenant: str,
+    key: str,
+    value: str,
+    key_format: str,
+    key_json: bool,
+    value_format: str,
+    value_json: bool,
+    quiet: bool,
+) -> None:
+    """Store one value (creates the store if there is none).
+
+    \b
+    Examples:
+      aurora-storage put rocksdb:///var/data/events acme greeting hello
+      aurora-storage put lmdb:///var/data/proj acme '["order", 7]' '{"paid": true}' \\
+          --key-json --value-json
+    """
+    k = parse_key(key, _key_format(key_format, key_json))
+    v = parse_value(value, "json" if value_json else value_format)
+    with open_write(url) as repo:
+        repo.put(tenant, k, v)
+    say(f"stored key {k!r} of tenant {tenant!r}", quiet=quiet)
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("tenant")
+@click.argument("key")
+@_key_options
+@_quiet_option
+def delete(url: str, tenant: str, key: str, key_format: str, key_json: bool, quiet: bool) -> int:
+    """Delete one key; exit 1 if it was absent."""
+    k = parse_key(key, _key_format(key_format, key_json))
+    with open_write(url, create=False) as repo:
+        existed = repo.delete(tenant, k)
+    if not existed:
+        click.echo(f"not found: key {k!r} of tenant {tenant!r}", err=True)
+        return int(ExitCode.NOT_FOUND)
+    say(f"deleted key {k!r} of tenant {tenant!r}", quiet=quiet)
+    return 0
+
+
+@cli.command("drop-tenant")
+@click.argument("url")
+@click.argument("tenant")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def drop_tenant(url: str, tenant: str, yes: bool) -> None:
+    """Delete every record of one tenant (asks first unless --yes)."""
+    with open_write(url, create=False) as repo:
+        n = repo.count(tenant)
+        _confirm(f"delete all {n} records of tenant {tenant!r} in {repo.url}?", yes)
+        count = repo.drop_tenant(tenant)
+    click.echo(f"deleted {count} records of tenant {tenant!r}")
+
+
+# ------------------------------------------------------------- export / import
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--tenant", "-t", default=None, help="Only this tenant (default: all).")
+@click.option(
+    "--output", "-o", type=click.Path(allow_dash=True), default="-", help="File (default: stdout)."
+)
+@_quiet_option
+def export(url: str, tenant: str | None, output: str, quiet: bool) -> None:
+    """Write a store (or one tenant) as JSON Lines, streaming in constant memory.
+
+    The first line is a header naming the codec; each record is
+    {"tenant": ..., "key": <tagged JSON>, "value": ...}. See docs/cli.md.
+
+    \b
+    Examples:
+      aurora-storage export rocksdb:///var/data/events -o events.jsonl
+      aurora-storage export lmdb:///var/data/proj --tenant acme | gzip > acme.jsonl.gz
+    """
+    from ._transfer import export_store
+
+    with open_read(url) as repo:
+        total = _estimate(repo, tenant)
+        with _output(output) as out, progress("export", total=total, quiet=quiet) as bar:
+            n = export_store(repo, out, tenant=tenant, advance=bar.advance)
+    if output != "-":
+        say(f"exported {n} records to {output}", quiet=quiet)
+
+
+def _estimate(repo: Any, tenant: str | None) -> int | None:
+    """A record count for a progress bar, where it is cheap to know."""
+    if tenant is not None:
+        return None
+    stats = repo.stats()
+    for name in ("estimated_keys", "entries", "keys", "records"):
+        if isinstance(stats.get(name), int):
+            return int(stats[name])
+    return None
+
+
+class _output:
+    """stdout's binary stream or a file opened for writing."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.file: IO[bytes] | None = None
+
+    def __enter__(self) -> IO[bytes]:
+        if self.name == "-":
+            return sys.stdout.buffer
+        self.file = open(self.name, "wb")  # noqa: SIM115 - closed in __exit__
+        return self.file
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+@cli.command("import")
+@click.argument("url")
+@click.argument("source", type=click.File("rb"), default="-")
+@click.option("--tenant", "-t", default=None, help="Only this tenant's records.")
+@_quiet_option
+def import_(url: str, source: IO[bytes], tenant: str | None, quiet: bool) -> None:
+    """Read an export (a file, or stdin) into a store, one atomic batch per 2000 records.
+
+    Existing keys are overwritten; an interrupted import can simply be run again.
+
+    \b
+    Example:
+      aurora-storage import lmdb:///var/data/restored events.jsonl
+    """
+    from ._transfer import import_store
+
+    with open_write(url) as repo, progress("import", total=None, quiet=quiet) as bar:
+        n = import_store(repo, source, tenant=tenant, advance=bar.advance)
+    say(f"imported {n} records into {url}", quiet=quiet)
+
+
+# ------------------------------------------------------------------------ copy
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("target")
+@click.option("--tenant", "-t", default=None, help="Only this tenant (default: all).")
+@click.option(
+    "--resume", is_flag=True, help="Continue an interrupted copy into a non-empty target."
+)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Compare the target with the source afterwards (exit 5 on a difference).",
+)
+@_quiet_option
+def copy(
+    source: str, target: str, tenant: str | None, resume: bool, verify: bool, quiet: bool
+) -> None:
+    """Copy every record (or one tenant's) from SOURCE to TARGET, any two URLs.
+
+    Records go in key order, a chunk per atomic batch, so an interrupted copy (even
+    killed) continues where it stopped with --resume. A non-empty target is refused
+    without --resume. Then the target is compared with the source.
+
+    \b
+    Examples:
+      aurora-storage copy rocksdb:///var/data/events lmdb:///var/data/events-lmdb
+      aurora-storage copy rocksdb:///var/data/events lmdb:///var/data/events-lmdb --resume
+    """
+    from ._transfer import compare, copy_store
+
+    with open_read(source) as src, open_write(target) as dst:
+        if not resume:
+            scope = [tenant] if tenant is not None else None
+            busy = any(
+                True for t in (scope or dst.tenants()) for _ in dst.keys(t, limit=1)
+            )
+            if busy:
+                raise click.UsageError(
+                    f"the target {target} already holds records; pass --resume to continue "
+                    "an interrupted copy into it, or pick an empty target"
+                )
+        say(f"copying {src.url} -> {dst.url}", quiet=quiet)
+        total = _estimate(src, tenant)
+        with progress("copy", total=total, quiet=quiet) as bar:
+            n = copy_store(src, dst, tenant=tenant, resume=resume, advance=bar.advance)
+        dst.flush()
+        say(f"copied {n} records", quiet=quiet)
+        if verify:
+            with progress("verify", total=total, quiet=quiet) as bar:
+                m = compare(src, dst, tenant=tenant, advance=bar.advance)
+            say(f"verified: the target holds the source's {m} records", quiet=quiet)
+
+
+# ---------------------------------------------------------------------- verify
+
+
+@cli.command()
+@click.argument("url")
+@_json_option
+@_quiet_option
+def verify(url: str, as_json: bool, quiet: bool) -> int:
+    """Check a whole store: the engine's structure where it can be checked, every
+    record's checksum, keys canonical, values decodable. Exit 0 healthy, 5 damaged.
+
+    \b
+    Example:
+      aurora-storage verify lmdb:///var/data/proj --json
+    """
+    with open_read(url) as repo:
+        report = _verify(repo, quiet=quiet)
+    problems = [
+        {
+            "message": p["message"],
+            "tenant": p.get("tenant"),
+            "key": to_tagged(p.get("key")) if p.get("key") is not None else None,
+            "path": p.get("path"),
+        }
+        for p in report["problems"]
+    ]
+    doc = {
+        "ok": report["ok"],
+        "records": report["records"],
+        "problem_count": report["problem_count"],
+        "structure_checked": report["structure_checked"],
+        "problems": problems,
+    }
+    if as_json:
+        write_json(doc)
+    else:
+        for p in problems:
+            where = ""
+            if p["tenant"] is not None:
+                where += f" tenant={p['tenant']!r}"
+            if p["key"] is not None:
+                where += f" key={_key_text(p['key']).decode('utf-8', 'replace')}"
+            if p["path"] is not None:
+                where += f" file={p['path']}"
+            write_line(f"problem:{where} {p['message']}")
+        state = "healthy" if doc["ok"] else f"DAMAGED ({doc['problem_count']} problems)"
+        write_line(f"{state}: {doc['records']} records checked")
+    return 0 if doc["ok"] else int(ExitCode.DAMAGED)
+
+
+def _verify(repo: Any, *, quiet: bool) -> dict[str, Any]:
+    """The store's own full check (``Repository.verify()``) where there is one, else a
+    read of every record through the public API."""
+    check = getattr(repo, "verify", None)
+    if callable(check):
+        report = check()
+        return {
+            "ok": report.ok,
+            "records": report.records,
+            "problem_count": report.problem_count or len(report.problems),
+            "structure_checked": report.structure_checked,
+            "problems": [
+                {"message": p.message, "tenant": p.tenant, "key": p.key, "path": p.path}
+                for p in report.problems
+            ],
+        }
+    problems: list[dict[str, Any]] = []
+    n = 0
+    with progress("verify", total=_estimate(repo, None), quiet=quiet) as bar:
+        for tenant in repo.tenants():
+            last: Any = None
+            try:
+                for key, _ in repo.items(tenant):
+                    last = key
+                    n += 1
+                    if n % 2000 == 0:
+                        bar.advance(2000)
+            except errors.CorruptionError as exc:
+                problems.append(
+                    {
+                        "message": f"{exc} (after key {last!r})" if exc.key is None else str(exc),
+                        "tenant": exc.tenant or tenant,
+                        "key": exc.key,
+                        "path": exc.path,
+                    }
+                )
+    return {
+        "ok": not problems,
+        "records": n,
+        "problem_count": len(problems),
+        "structure_checked": False,
+        "problems": problems,
+    }
+
+
+# --------------------------------------------------------------- backup/restore
+
+
+def _backup(repo: Any, target: str) -> str:
+    if hasattr(repo, "checkpoint"):
+        return str(repo.checkpoint(target))
+    if hasattr(repo, "copy"):
+        os.makedirs(target)
+        return str(repo.copy(target, compact=True))
+    raise errors.NotSupportedError(
+        f"{repo.url} has no backup of its own; use `aurora-storage copy` to another store "
+        "or `export` instead"
+    )
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("directory", type=click.Path(file_okay=False))
+@_quiet_option
+def backup(url: str, directory: str, quiet: bool) -> None:
+    """Write a consistent backup of a live store into a new DIRECTORY (a RocksDB
+    checkpoint, an LMDB compacting copy); the backup opens as a store of the same engine.
+
+    \b
+    Example:
+      aurora-storage backup rocksdb:///var/data/events /backups/events-2026-12-01
+    """
+    target = os.path.abspath(directory)
+    if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
+        raise click.UsageError(f"the backup target {target} exists and is not empty")
+    if os.path.isdir(target):
+        os.rmdir(target)
+    with open_read(url) as repo:
+        done = _backup(repo, target)
+    say(f"backup of {url} written to {done}", quiet=quiet)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("url")
+@click.option("--yes", "-y", is_flag=True, help="Replace an existing store without asking.")
+@_quiet_option
+def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
+    """Restore a backup DIRECTORY as the store at URL (same engine; the store must not
+    be open anywhere). An existing store at URL is replaced, after confirmation.
+
+    \b
+    Example:
+      aurora-storage restore /backups/events-2026-12-01 rocksdb:///var/data/events
+    """
+    from ..config import URL
+    from ._common import _engine_at, _store_path
+
+    parsed = URL.parse(url)
+    path = _store_path(parsed)
+    if path is None:
+        raise click.UsageError(
+            f"restore writes a store directory; {parsed.scheme}:// has none (use import/copy)"
+        )
+    engine = _engine_at(os.path.abspath(directory))
+    if engine != parsed.scheme:
+        raise NoStoreError(
+            f"{directory} holds {'no store' if engine is None else 'a ' + engine + ' store'}, "
+            f"not a {parsed.scheme} backup",
+            path=directory,
+        )
+    # The backup must open cleanly before anything at the target is touched.
+    with open_read(f"{parsed.scheme}://{os.path.abspath(directory)}") as check:
+        records = sum(check.count(t) for t in check.tenants())
+    if os.path.exists(path) and os.listdir(path):
+        _confirm(f"replace the store at {path} with the backup ({records} records)?", yes)
+    staging = path + ".restoring"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(directory, staging, ignore=shutil.ignore_patterns("LOCK", "lock.mdb"))
+    if os.path.exists(path):
+        old = path + ".replaced"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(path, old)
+        os.rename(staging, path)
+        shutil.rmtree(old)
+    else:
+        os.rename(staging, path)
+    with open_read(url) as repo:
+        got = sum(repo.count(t) for t in repo.tenants())
+    say(f"restored {got} records into {path}", quiet=quiet)
+
+
+@cli.command()
+@click.argument("url")
+@_quiet_option
+def compact(url: str, quiet: bool) -> None:
+    """Compact a store (RocksDB: the whole key range; reclaims the space of deleted and
+    overwritten records). Needs the store's write access: stop the writer first."""
+    with open_write(url, create=False) as repo:
+        fn = getattr(repo, "compact", None)
+        if fn is None:
+            raise errors.NotSupportedError(
+                f"{repo.url} has no compaction (LMDB reuses freed pages itself; "
+                "`backup` writes a compacted copy)"
+            )
+        fn()
+    say(f"compacted {url}", quiet=quiet)
+
+
+# ---------------------------------------------------------------------- tiered
+
+
+@cli.group()
+def tiered() -> None:
+    """Maintain a tiered pair (history -> projection): status, catch-up, rebuild."""
+
+
+def _open_tiered(url: str) -> Any:
+    repo = open_write(url, create=False)
+    if not hasattr(repo, "rebuild"):
+        repo.close()
+        raise click.UsageError(f"{url} is not a tiered:// store")
+    return repo
+
+
+@tiered.command("status")
+@click.argument("url")
+@_json_option
+def tiered_status(url: str, as_json: bool) -> None:
+    """Positions of both tiers, lag and parked records."""
+    with _open_tiered(url) as repo:
+        doc = dict(repo.stats())
+        parked = getattr(repo, "parked", None)
+        if callable(parked):
+            doc["parked"] = len(parked())
+    if as_json:
+        write_json(doc)
+        return
+    for name, value in _flat("", doc):
+        write_line(f"{name}\t{value}")
+
+
+@tiered.command("catch-up")
+@click.argument("url")
+@_quiet_option
+def tiered_catch_up(url: str, quiet: bool) -> None:
+    """Apply history records the projection has not seen yet."""
+    with _open_tiered(url) as repo:
+        n = repo.catch_up()
+    say(f"applied {n} records", quiet=quiet)
+
+
+@tiered.command("rebuild")
+@click.argument("url")
+@click.option("--tenant", "-t", default=None, help="Only this tenant (default: all).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_quiet_option
+def tiered_rebuild(url: str, tenant: str | None, yes: bool, quiet: bool) -> None:
+    """Recompute the projection from history (built aside, then swapped in)."""
+    _confirm(f"rebuild the projection of {url}?", yes)
+    with _open_tiered(url) as repo, progress("rebuild", total=None, quiet=quiet) as bar:
+        seen = [0]
+
+        def step(p: Any) -> None:
+            done = int(getattr(p, "records", getattr(p, "applied", 0)) or 0)
+            bar.advance(max(0, done - seen[0]))
+            seen[0] = max(seen[0], done)
+
+        import inspect
+
+        if "progress" in inspect.signature(repo.rebuild).parameters:
+            n = repo.rebuild(tenant, progress=step)
+        else:  # a tiered repository without progress reports
+            n = repo.rebuild(tenant)
+    say(f"rebuilt: {n} records applied", quiet=quiet)

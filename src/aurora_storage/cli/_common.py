@@ -1,0 +1,297 @@
+"""What every command shares: exit codes, opening stores safely, keys and values from
+the command line, output that scripts can read, progress on stderr."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import enum
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+import orjson
+
+from .. import errors
+from ..config import URL, expand_store_path, local_path
+from ._tagged import TaggedJSONError, from_tagged, to_tagged
+
+__all__ = [
+    "ExitCode",
+    "NoStoreError",
+    "StoreDiffersError",
+    "exit_code_for",
+    "open_read",
+    "open_write",
+    "parse_key",
+    "parse_value",
+    "progress",
+    "write_json",
+    "write_line",
+]
+
+
+class ExitCode(enum.IntEnum):
+    """The documented exit statuses (docs/cli.md, "Exit codes")."""
+
+    OK = 0
+    NOT_FOUND = 1  # the key (or tenant) asked for is absent
+    USAGE = 2  # bad arguments, URL, option, key or value syntax
+    STORE_ERROR = 3  # the store could not do it: locked, read-only, full, engine error
+    NO_STORE = 4  # no store at the URL, or another engine's store there
+    DAMAGED = 5  # verify found damage; copy's verification found a difference
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class NoStoreError(errors.StorageError, FileNotFoundError):
+    """No store at the URL (a read command never creates one), or a folder holding
+    another engine's store."""
+
+
+class StoreDiffersError(errors.StorageError):
+    """A copy's verification found the target different from the source."""
+
+
+def exit_code_for(exc: errors.StorageError) -> ExitCode:
+    """The exit status for an aurora-storage error."""
+    if isinstance(exc, NoStoreError):
+        return ExitCode.NO_STORE
+    if isinstance(exc, errors.CorruptionError | StoreDiffersError):
+        return ExitCode.DAMAGED
+    if isinstance(
+        exc,
+        errors.InvalidURLError
+        | errors.BackendNotFoundError
+        | errors.InvalidKeyError
+        | errors.InvalidTenantError,
+    ):
+        return ExitCode.USAGE
+    return ExitCode.STORE_ERROR
+
+
+# ----------------------------------------------------------------------- opening stores
+
+#: Files that identify each engine's store directory.
+_SIGNS = {
+    "rocksdb": ("CURRENT", "IDENTITY"),
+    "lmdb": ("data.mdb",),
+}
+#: How each file engine is told to open read-only: option and value.
+_READ_ONLY = {"rocksdb": ("mode", "read_only"), "lmdb": ("read_only", "true")}
+
+
+def _engine_at(path: str) -> str | None:
+    """Which engine's store a directory (or LMDB single file) holds, or None."""
+    if os.path.isfile(path):
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            # An LMDB data file starts with a meta page whose magic is 0xBEEFC0DE.
+            head = f.read(32)
+            if b"\xde\xc0\xef\xbe" in head:
+                return "lmdb"
+        return None
+    if not os.path.isdir(path):
+        return None
+    from .._stores import MARKER_NAME, read_marker
+
+    with contextlib.suppress(errors.StorageError):
+        marker = read_marker(os.path.join(path, MARKER_NAME))
+        if marker is not None and isinstance(marker.get("backend"), str):
+            return str(marker["backend"])
+    for engine, names in _SIGNS.items():
+        if any(os.path.exists(os.path.join(path, n)) for n in names):
+            return engine
+    return None
+
+
+def _store_path(url: URL) -> str | None:
+    """The local path of a file engine's URL, or None for other schemes."""
+    if url.scheme not in _SIGNS:
+        return None
+    return os.path.abspath(expand_store_path(local_path(url, backend=url.scheme), backend=url.scheme))
+
+
+def _check_engine(url: URL, *, must_exist: bool) -> None:
+    path = _store_path(url)
+    if path is None:
+        return
+    found = _engine_at(path)
+    if found is not None and found != url.scheme:
+        raise NoStoreError(
+            f"{path} holds a {found} store, not a {url.scheme} one; use {found}://{path}",
+            backend=url.scheme,
+            path=path,
+        )
+    if found is None and must_exist:
+        what = "does not exist" if not os.path.exists(path) else "holds no store"
+        raise NoStoreError(
+            f"no {url.scheme} store at {path} (the path {what}); read commands never create "
+            "one - check the path, or write to it first (put, import, copy, restore)",
+            backend=url.scheme,
+            path=path,
+        )
+
+
+def open_read(url_text: str) -> Any:
+    """Open a store for reading: never creates or changes it.
+
+    RocksDB opens ``mode=read_only`` (a view as of open time that works beside a live
+    writer in another process, and writes no files) and LMDB ``read_only=true``, unless
+    the URL chooses a mode itself (``mode=secondary``).
+
+    Raises:
+        NoStoreError: nothing at the path, or another engine's store.
+        StorageError: what the open raised.
+    """
+    import aurora_storage
+
+    url = URL.parse(url_text)
+    _check_engine(url, must_exist=True)
+    if url.scheme in _READ_ONLY:
+        name, value = _READ_ONLY[url.scheme]
+        if name not in url.options:
+            url = url.with_options(**{name: value})
+    return aurora_storage.open(url)
+
+
+def open_write(url_text: str, *, create: bool = True) -> Any:
+    """Open a store for writing (creating it when ``create``).
+
+    Raises:
+        NoStoreError: another engine's store at the path, or none while not ``create``.
+        StorageError: what the open raised.
+    """
+    import aurora_storage
+
+    url = URL.parse(url_text)
+    _check_engine(url, must_exist=not create)
+    return aurora_storage.open(url)
+
+
+# ------------------------------------------------------------------ keys and values
+
+KEY_FORMATS = ("text", "json", "int", "hex", "base64")
+VALUE_FORMATS = ("text", "json", "hex", "base64")
+
+
+def _decode_bytes(text: str, fmt: str, what: str) -> bytes:
+    try:
+        if fmt == "hex":
+            return bytes.fromhex(text)
+        return base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise click.BadParameter(f"{what} {text!r} is not {fmt}: {exc}") from exc
+
+
+def parse_key(text: str, fmt: str) -> Any:
+    """A key from the command line. ``text`` (default): the string itself; ``json``:
+    tagged JSON (arrays are tuples, ``{"$bytes": "..."}`` is bytes); ``int``; ``hex`` /
+    ``base64``: bytes.
+
+    Raises:
+        click.BadParameter: the text does not parse in that format (exit status 2).
+    """
+    if fmt == "text":
+        return text
+    if fmt == "int":
+        try:
+            return int(text)
+        except ValueError as exc:
+            raise click.BadParameter(f"key {text!r} is not an integer") from exc
+    if fmt == "json":
+        try:
+            return from_tagged(orjson.loads(text), as_key=True)
+        except (orjson.JSONDecodeError, TaggedJSONError) as exc:
+            raise click.BadParameter(f"key {text!r} is not (tagged) JSON: {exc}") from exc
+    return _decode_bytes(text, fmt, "key")
+
+
+def parse_value(text: str, fmt: str) -> Any:
+    """A value from the command line: ``text`` (default), ``json`` (tagged JSON),
+    ``hex`` or ``base64`` (bytes).
+
+    Raises:
+        click.BadParameter: the text does not parse in that format (exit status 2).
+    """
+    if fmt == "text":
+        return text
+    if fmt == "json":
+        try:
+            return from_tagged(orjson.loads(text))
+        except (orjson.JSONDecodeError, TaggedJSONError) as exc:
+            raise click.BadParameter(f"value {text!r} is not (tagged) JSON: {exc}") from exc
+    return _decode_bytes(text, fmt, "value")
+
+
+# ------------------------------------------------------------------------ output
+
+
+def dumps(obj: Any) -> bytes:
+    """One line of (tagged) JSON."""
+    return orjson.dumps(to_tagged(obj))
+
+
+def write_line(data: bytes | str) -> None:
+    """Write one line to stdout (bytes-level: no wrapping, no markup)."""
+    out = sys.stdout.buffer
+    out.write(data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape"))
+    out.write(b"\n")
+
+
+def write_json(obj: Any, *, indent: bool = False) -> None:
+    """Write one JSON document (tagged where plain JSON cannot carry a value)."""
+    option = orjson.OPT_INDENT_2 if indent else 0
+    write_line(orjson.dumps(to_tagged(obj), option=option, default=str))
+
+
+def stderr_is_terminal() -> bool:
+    """Whether progress bars make sense."""
+    return sys.stderr.isatty()
+
+
+class _Progress:
+    """A rich progress bar on stderr, or nothing."""
+
+    def __init__(self, bar: Any, task: Any) -> None:
+        self._bar = bar
+        self._task = task
+
+    def advance(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+
+@contextlib.contextmanager
+def progress(description: str, *, total: int | None, quiet: bool) -> Iterator[_Progress]:
+    """A progress bar on stderr while the block runs; none when stderr is not a terminal
+    or ``quiet``."""
+    if quiet or not stderr_is_terminal():
+        yield _Progress(None, None)
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    with bar:
+        yield _Progress(bar, bar.add_task(description, total=total))
+
+
+def say(message: str, *, quiet: bool = False) -> None:
+    """A status line on stderr (what a writing command did or will do)."""
+    if not quiet:
+        click.echo(message, err=True)

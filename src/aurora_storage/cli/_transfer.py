@@ -1,0 +1,341 @@
+"""Streaming work over whole stores: export, import, copy (resumable) and comparison.
+
+Everything here holds at most one chunk of records in memory, whatever the store's size.
+
+**Export format** (JSON Lines, UTF-8). The first line is a header::
+
+    {"aurora-storage-export": 1, "codec": "json", "values": "json"}
+
+then one record per line, in key order (tenant by tenant)::
+
+    {"tenant": "acme", "key": ["order", 7], "value": {"status": "paid"}}
+
+Keys are tagged JSON (see :mod:`._tagged`). With the ``json`` codec a value is the
+stored JSON document itself, copied byte for byte. With any other codec
+(``"values": "base64"``) a value is the base64 of the codec's stored bytes, so an
+import into a store with the same codec restores every value exactly (msgpack's bytes
+and maps with non-string keys included); importing into a store with another codec
+decodes and re-encodes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import orjson
+
+from .. import errors
+from .._keys import NS_DATA, NS_DATA_END, NS_SYSTEM, decode_key, decode_tenant_key
+from ..backend import Backend
+from ..codecs import get_codec
+from ._common import StoreDiffersError
+from ._tagged import TaggedJSONError, from_tagged, to_tagged
+
+__all__ = ["compare", "copy_store", "export_store", "import_store", "raw_records"]
+
+FORMAT = 1
+#: Where the event-store sequence counters live (copied with a whole store).
+_SEQ = NS_SYSTEM + b"aurora:seq:"
+#: Records per chunk: per atomic write of an import or copy, per progress step.
+CHUNK = 2000
+
+Progress = Callable[[int], None]
+
+
+def _is_plain(repo: Any) -> bool:
+    """Whether ``repo`` is a core repository over one backend (raw records readable)."""
+    from .._repository import Repository
+
+    backend = getattr(repo, "_backend", None)
+    return isinstance(repo, Repository) and isinstance(backend, Backend)
+
+
+def _tenant_range(tenant: str) -> tuple[bytes, bytes]:
+    from .._keys import encode_tenant
+
+    p = encode_tenant(tenant)
+    return p, p + b"\xff"
+
+
+def raw_records(
+    repo: Any, *, tenant: str | None = None, after: bytes | None = None
+) -> Iterator[tuple[list[bytes], list[bytes]]]:
+    """Chunks of stored ``(keys, values)`` of the user data, in byte order, optionally
+    one tenant's and only keys after ``after``."""
+    start, stop = _tenant_range(tenant) if tenant is not None else (NS_DATA, NS_DATA_END)
+    if after is not None and after >= start:
+        start = after + b"\x00"
+    backend: Backend = repo._backend
+    for keys, vals in backend.scan_chunks(start, stop):
+        yield keys, vals  # type: ignore[misc]  # values are present in an items scan
+
+
+def _split(full: bytes) -> tuple[str, Any]:
+    try:
+        tenant, offset = decode_tenant_key(full)
+        return tenant, decode_key(full, offset)
+    except ValueError as exc:
+        raise errors.CorruptionError(
+            f"the stored key {full!r} is not a valid key encoding: {exc}"
+        ) from exc
+
+
+# ------------------------------------------------------------------------ export
+
+
+def export_store(
+    repo: Any, out: IO[bytes], *, tenant: str | None = None, advance: Progress | None = None
+) -> int:
+    """Write ``repo``'s records (one tenant's, or all) to ``out`` as JSON Lines.
+
+    Returns:
+        How many records were written.
+
+    Raises:
+        CorruptionError: a stored key or value cannot be read (the export stops there).
+        StorageError: the store failed.
+    """
+    codec = repo.codec.name
+    as_json = codec == "json"
+    header = {"aurora-storage-export": FORMAT, "codec": codec, "values": "json" if as_json else "base64"}
+    out.write(orjson.dumps(header) + b"\n")
+    n = 0
+    if not _is_plain(repo):
+        # A composed repository (tiered, ...): through its public scans.
+        tenants = [tenant] if tenant is not None else list(repo.tenants())
+        enc = repo.codec.encode
+        for t in tenants:
+            it = iter(repo.items(t))
+            while chunk := list(itertools.islice(it, CHUNK)):
+                out.write(b"".join(_line(t, k, enc(v), as_json) for k, v in chunk))
+                n += len(chunk)
+                if advance is not None:
+                    advance(len(chunk))
+        return n
+    loads = orjson.loads
+    for keys, vals in raw_records(repo, tenant=tenant):
+        lines = []
+        for full, raw in zip(keys, vals, strict=True):
+            t, key = _split(full)
+            if as_json:
+                try:
+                    loads(raw)  # the value goes in verbatim: it must be a JSON document
+                except orjson.JSONDecodeError as exc:
+                    raise errors.CorruptionError(
+                        f"the stored value of key {key!r} (tenant {t!r}) is not JSON: {exc}",
+                        tenant=t,
+                        key=key,
+                    ) from exc
+            lines.append(_line(t, key, raw, as_json))
+        out.write(b"".join(lines))
+        n += len(keys)
+        if advance is not None:
+            advance(len(keys))
+    return n
+
+
+_T = orjson.dumps
+
+
+def _line(tenant: str, key: Any, raw: bytes, as_json: bool) -> bytes:
+    k = key if type(key) is str else to_tagged(key)
+    if as_json:
+        # The stored JSON document goes in as it is: no decode, no re-encode.
+        return b'{"tenant":' + _T(tenant) + b',"key":' + _T(k) + b',"value":' + raw + b"}\n"
+    v = base64.b64encode(raw).decode("ascii")
+    return b'{"tenant":' + _T(tenant) + b',"key":' + _T(k) + b',"value":' + _T(v) + b"}\n"
+
+
+# ------------------------------------------------------------------------ import
+
+
+class ImportFormatError(errors.SerializationError):
+    """An import file that is not an aurora-storage export (names the line)."""
+
+
+def import_store(
+    repo: Any,
+    lines: IO[bytes],
+    *,
+    tenant: str | None = None,
+    advance: Progress | None = None,
+) -> int:
+    """Read an export (see the module docstring) into ``repo``, a chunk per atomic batch.
+
+    Args:
+        tenant: import only this tenant's records.
+
+    Returns:
+        How many records were written.
+
+    Raises:
+        ImportFormatError: a line that is not part of an export (its number named);
+            the chunks before it are written.
+        SerializationError: a value the store's codec refuses.
+    """
+    first = lines.readline()
+    try:
+        header = orjson.loads(first)
+        if not isinstance(header, dict) or header.get("aurora-storage-export") != FORMAT:
+            raise ValueError("no export header")
+        codec_name = header["codec"]
+        base64_values = header["values"] == "base64"
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ImportFormatError(
+            f"line 1 is not an aurora-storage export header ({exc}); expected "
+            '{"aurora-storage-export": 1, "codec": ..., "values": ...}'
+        ) from exc
+    source_codec = get_codec(codec_name)
+    n = 0
+    lineno = 1
+
+    def records() -> Iterator[tuple[str, Any, Any]]:
+        nonlocal lineno
+        for line in lines:
+            lineno += 1
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+                t = rec["tenant"]
+                key = from_tagged(rec["key"], as_key=True)
+                value = rec["value"]
+                if base64_values:
+                    value = source_codec.decode(base64.b64decode(value, validate=True))
+            except (ValueError, KeyError, TypeError, TaggedJSONError) as exc:
+                raise ImportFormatError(
+                    f"line {lineno} is not an export record ({type(exc).__name__}: {exc})"
+                ) from exc
+            if tenant is None or t == tenant:
+                yield t, key, value
+
+    it = records()
+    while chunk := list(itertools.islice(it, CHUNK)):
+        with repo.batch() as b:
+            for t, key, value in chunk:
+                b.put(t, key, value)
+        n += len(chunk)
+        if advance is not None:
+            advance(len(chunk))
+    return n
+
+
+# -------------------------------------------------------------------------- copy
+
+
+def _last_raw_key(repo: Any, tenant: str | None) -> bytes | None:
+    start, stop = _tenant_range(tenant) if tenant is not None else (NS_DATA, NS_DATA_END)
+    backend: Backend = repo._backend
+    for k in backend.scan_keys(start, stop, reverse=True):
+        return k
+    return None
+
+
+def copy_store(
+    src: Any,
+    dst: Any,
+    *,
+    tenant: str | None = None,
+    resume: bool = False,
+    advance: Progress | None = None,
+) -> int:
+    """Copy ``src``'s records (one tenant's, or all) into ``dst`` in key order, one
+    atomic batch per chunk.
+
+    Resumable without any state file: records are written in key order, so after an
+    interruption the target's last key says where to continue (``resume``). Between
+    two plain repositories with the same codec the stored bytes are copied as they are
+    (no decode, no re-encode); otherwise records go through the public API.
+
+    Returns:
+        How many records were written by this run.
+
+    Raises:
+        StorageError: what either store raised.
+    """
+    n = 0
+    if _is_plain(src) and _is_plain(dst) and src.codec.name == dst.codec.name:
+        after = _last_raw_key(dst, tenant) if resume else None
+        target: Backend = dst._backend
+        for keys, vals in raw_records(src, tenant=tenant, after=after):
+            target.write(list(zip(keys, vals, strict=True)))
+            n += len(keys)
+            if advance is not None:
+                advance(len(keys))
+        if tenant is None:
+            # Event-store sequence counters (last_sequence) live beside the data.
+            seq = src._backend.scan(_SEQ, _SEQ + b"\xff")
+            while part := list(itertools.islice(seq, CHUNK)):
+                target.write(part)
+        return n
+    tenants = [tenant] if tenant is not None else list(src.tenants())
+    for t in tenants:
+        start = None
+        skip = None
+        if resume:
+            for last in dst.keys(t, reverse=True, limit=1):
+                start = skip = last
+        it = iter(src.items(t, start=start) if start is not None else src.items(t))
+        while chunk := list(itertools.islice(it, CHUNK)):
+            if skip is not None and chunk[0][0] == skip:
+                chunk = chunk[1:]
+                skip = None
+            if chunk:
+                dst.put_many(t, chunk)
+            n += len(chunk)
+            if advance is not None:
+                advance(len(chunk))
+    return n
+
+
+# ----------------------------------------------------------------------- compare
+
+
+def compare(src: Any, dst: Any, *, tenant: str | None = None, advance: Progress | None = None) -> int:
+    """Check that ``dst`` holds exactly ``src``'s records (one tenant's, or all).
+
+    Returns:
+        How many records were compared.
+
+    Raises:
+        StoreDiffersError: the first difference, named (tenant and key).
+    """
+    if _is_plain(src) and _is_plain(dst) and src.codec.name == dst.codec.name:
+        a: Iterator[tuple[Any, Any]] = (
+            p for ks, vs in raw_records(src, tenant=tenant) for p in zip(ks, vs, strict=True)
+        )
+        b: Iterator[tuple[Any, Any]] = (
+            p for ks, vs in raw_records(dst, tenant=tenant) for p in zip(ks, vs, strict=True)
+        )
+        name: Callable[[Any], str] = lambda k: "tenant {!r} key {!r}".format(*_split(k))  # noqa: E731 - one-line namer
+    else:
+        tenants = sorted(
+            {tenant} if tenant is not None else set(src.tenants()) | set(dst.tenants())
+        )
+        a = ((t, k, v) for t in tenants for k, v in src.items(t))  # type: ignore[misc]
+        b = ((t, k, v) for t in tenants for k, v in dst.items(t))  # type: ignore[misc]
+        name = lambda k: f"tenant {k[0]!r} key {k[1]!r}"  # noqa: E731 - one-line namer
+        a = (((t, k), v) for t, k, v in a)  # type: ignore[misc]
+        b = (((t, k), v) for t, k, v in b)  # type: ignore[misc]
+    n = 0
+    missing = object()
+    for x, y in itertools.zip_longest(a, b, fillvalue=(missing, missing)):
+        if x[0] is missing:
+            raise StoreDiffersError(f"the target has a record the source lacks: {name(y[0])}")
+        if y[0] is missing:
+            raise StoreDiffersError(f"the target lacks {name(x[0])}")
+        if x[0] != y[0]:
+            raise StoreDiffersError(
+                f"record {n + 1} differs: the source has {name(x[0])}, the target {name(y[0])}"
+            )
+        if x[1] != y[1]:
+            raise StoreDiffersError(f"the value of {name(x[0])} differs")
+        n += 1
+        if advance is not None and n % CHUNK == 0:
+            advance(CHUNK)
+    if advance is not None:
+        advance(n % CHUNK)
+    return n
