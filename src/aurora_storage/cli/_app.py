@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -15,6 +16,7 @@ from typing import IO, Any, TypeVar
 import click
 
 from .. import errors
+from .._keys import NS_DATA
 from ._common import (
     KEY_FORMATS,
     VALUE_FORMATS,
@@ -30,6 +32,7 @@ from ._common import (
     write_line,
 )
 from ._tagged import to_tagged
+from ._transfer import _split
 
 __all__ = ["cli"]
 
@@ -52,9 +55,7 @@ def _key_options(fn: F) -> F:
         help="How KEY (and --prefix/--start/--stop) are written: text as is, json "
         '(tagged JSON: ["order", 7], {"$bytes": "AAE="}), int, hex or base64 (bytes).',
     )(fn)
-    return click.option(
-        "--key-json", is_flag=True, help="Same as --key-format json."
-    )(fn)
+    return click.option("--key-json", is_flag=True, help="Same as --key-format json.")(fn)
 
 
 def _key_format(key_format: str, key_json: bool) -> str:
@@ -62,9 +63,7 @@ def _key_format(key_format: str, key_json: bool) -> str:
 
 
 def _json_option(fn: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(
-        fn
-    )
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(fn)
 
 
 def _quiet_option(fn: F) -> F:
@@ -83,7 +82,22 @@ def _confirm(question: str, yes: bool) -> None:
         raise click.exceptions.Exit(int(ExitCode.USAGE))
 
 
+class _Group(click.Group):
+    """The command group; a closed stdout (``| head``) ends the command quietly."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away: not a failure of ours (click itself would exit 1).
+            # Point stdout at devnull so the interpreter's final flush stays quiet.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise click.exceptions.Exit(0) from None
+
+
 @click.group(
+    cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=_EPILOG_URLS,
 )
@@ -152,7 +166,13 @@ def backends(as_json: bool) -> None:
     from .._registry import registry
 
     rows: list[dict[str, Any]] = []
+    registry.specs()  # loads every plugin, so failures are known
     for scheme in registry.schemes():
+        failure = registry.failures.get(scheme)
+        if failure is not None:
+            why = f"{type(failure).__name__}: {failure}"
+            rows.append({"scheme": scheme, "status": "broken", "error": why})
+            continue
         try:
             spec = registry.lookup(scheme)
         except errors.StorageError as exc:
@@ -166,12 +186,11 @@ def backends(as_json: bool) -> None:
                 "package": spec.package or "",
             }
         )
-    for name, exc in registry.failures.items():
+    for name, err in registry.failures.items():
         if not any(r["scheme"] == name and r["status"] == "broken" for r in rows):
             rows = [r for r in rows if r["scheme"] != name]
-            rows.append(
-                {"scheme": name, "status": "broken", "error": f"{type(exc).__name__}: {exc}"}
-            )
+            why = f"{type(err).__name__}: {err}"
+            rows.append({"scheme": name, "status": "broken", "error": why})
     rows.sort(key=lambda r: r["scheme"])
     if as_json:
         write_json(rows)
@@ -262,7 +281,12 @@ def _scan_options(fn: F) -> F:
 
 
 def _scan_args(
-    fmt: str, prefix: str | None, start: str | None, stop: str | None, reverse: bool, limit: int | None
+    fmt: str,
+    prefix: str | None,
+    start: str | None,
+    stop: str | None,
+    reverse: bool,
+    limit: int | None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"reverse": reverse, "limit": limit}
     for name, text in (("prefix", prefix), ("start", start), ("stop", stop)):
@@ -274,8 +298,8 @@ def _scan_args(
 def _key_text(key: Any) -> bytes:
     import orjson
 
-    return key.encode("utf-8", "surrogateescape") if type(key) is str else orjson.dumps(
-        to_tagged(key)
+    return (
+        key.encode("utf-8", "surrogateescape") if type(key) is str else orjson.dumps(to_tagged(key))
     )
 
 
@@ -285,7 +309,9 @@ def _key_text(key: Any) -> bytes:
 @_scan_options
 @_key_options
 @_json_option
-def keys(url: str, tenant: str, key_format: str, key_json: bool, as_json: bool, **scan: Any) -> None:
+def keys(
+    url: str, tenant: str, key_format: str, key_json: bool, as_json: bool, **scan: Any
+) -> None:
     """List a tenant's keys in key order, one per line.
 
     Text output prints string keys as they are and other keys as tagged JSON; --json
@@ -504,7 +530,7 @@ class _output:
     def __enter__(self) -> IO[bytes]:
         if self.name == "-":
             return sys.stdout.buffer
-        self.file = open(self.name, "wb")  # noqa: SIM115 - closed in __exit__
+        self.file = open(self.name, "wb")
         return self.file
 
     def __exit__(self, *exc: object) -> None:
@@ -569,9 +595,7 @@ def copy(
     with open_read(source) as src, open_write(target) as dst:
         if not resume:
             scope = [tenant] if tenant is not None else None
-            busy = any(
-                True for t in (scope or dst.tenants()) for _ in dst.keys(t, limit=1)
-            )
+            busy = any(True for t in (scope or dst.tenants()) for _ in dst.keys(t, limit=1))
             if busy:
                 raise click.UsageError(
                     f"the target {target} already holds records; pass --resume to continue "
@@ -610,7 +634,7 @@ def verify(url: str, as_json: bool, quiet: bool) -> int:
         {
             "message": p["message"],
             "tenant": p.get("tenant"),
-            "key": to_tagged(p.get("key")) if p.get("key") is not None else None,
+            "key": p.get("key"),
             "path": p.get("path"),
         }
         for p in report["problems"]
@@ -667,11 +691,16 @@ def _verify(repo: Any, *, quiet: bool) -> dict[str, Any]:
                     if n % 2000 == 0:
                         bar.advance(2000)
             except errors.CorruptionError as exc:
+                key = exc.key
+                if isinstance(key, bytes) and key[:1] == NS_DATA:
+                    # A stored key: name it as the tenant and key it encodes.
+                    with contextlib.suppress(errors.StorageError):
+                        tenant, key = _split(key)
                 problems.append(
                     {
-                        "message": f"{exc} (after key {last!r})" if exc.key is None else str(exc),
+                        "message": f"{exc} (after key {last!r})" if key is None else str(exc),
                         "tenant": exc.tenant or tenant,
-                        "key": exc.key,
+                        "key": key,
                         "path": exc.path,
                     }
                 )

@@ -110,7 +110,9 @@ def _store_path(url: URL) -> str | None:
     """The local path of a file engine's URL, or None for other schemes."""
     if url.scheme not in _SIGNS:
         return None
-    return os.path.abspath(expand_store_path(local_path(url, backend=url.scheme), backend=url.scheme))
+    return os.path.abspath(
+        expand_store_path(local_path(url, backend=url.scheme), backend=url.scheme)
+    )
 
 
 def _check_engine(url: URL, *, must_exist: bool) -> None:

@@ -118,9 +118,7 @@ def _untag(name: str, body: Any, *, as_key: bool) -> Any:
             return -math.inf
         raise TaggedJSONError('"$float" takes "inf" or "-inf"')
     if name == "$dict":
-        if not isinstance(body, list) or not all(
-            isinstance(p, list) and len(p) == 2 for p in body
-        ):
+        if not isinstance(body, list) or not all(isinstance(p, list) and len(p) == 2 for p in body):
             raise TaggedJSONError('"$dict" takes a list of [key, value] pairs')
         out: dict[Any, Any] = {}
         for k, v in body:

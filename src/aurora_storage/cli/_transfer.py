@@ -69,8 +69,7 @@ def raw_records(
     if after is not None and after >= start:
         start = after + b"\x00"
     backend: Backend = repo._backend
-    for keys, vals in backend.scan_chunks(start, stop):
-        yield keys, vals  # type: ignore[misc]  # values are present in an items scan
+    yield from backend.scan_chunks(start, stop)  # type: ignore[misc]  # values are present in an items scan
 
 
 def _split(full: bytes) -> tuple[str, Any]:
@@ -100,7 +99,11 @@ def export_store(
     """
     codec = repo.codec.name
     as_json = codec == "json"
-    header = {"aurora-storage-export": FORMAT, "codec": codec, "values": "json" if as_json else "base64"}
+    header = {
+        "aurora-storage-export": FORMAT,
+        "codec": codec,
+        "values": "json" if as_json else "base64",
+    }
     out.write(orjson.dumps(header) + b"\n")
     n = 0
     if not _is_plain(repo):
@@ -294,7 +297,9 @@ def copy_store(
 # ----------------------------------------------------------------------- compare
 
 
-def compare(src: Any, dst: Any, *, tenant: str | None = None, advance: Progress | None = None) -> int:
+def compare(
+    src: Any, dst: Any, *, tenant: str | None = None, advance: Progress | None = None
+) -> int:
     """Check that ``dst`` holds exactly ``src``'s records (one tenant's, or all).
 
     Returns:
