@@ -133,6 +133,8 @@ def open(
     opts: dict[str, Any] = dict(parsed.options)
     url_codec = opts.pop("codec", None)
     opts.update(options)
+    # ?otel=true (or otel=True): the observability layer, for any scheme.
+    otel = opts.pop("otel", None)
     chosen = codec if codec is not None else url_codec
     if spec.accepts_codec and chosen is not None:
         opts["codec"] = chosen
@@ -143,14 +145,36 @@ def open(
             raise ConfigurationError(
                 f"{parsed} uses codec {result.codec.name!r}; codec={chosen!r} does not apply"
             )
-        return result
+        return _observed(result, otel)
     if not isinstance(result, Backend):
         raise BackendNotFoundError(
             f"the plugin for {parsed.scheme!r} returned {type(result).__name__}, not a Backend",
             backend=parsed.scheme,
         )
     repo_cls: type[Repository[Any, Any]] = getattr(result, "repository_class", Repository)
-    return repo_cls._from_backend(result, codec=chosen, url=parsed)
+    return _observed(repo_cls._from_backend(result, codec=chosen, url=parsed), otel)
+
+
+def _observed(repo: Repository[Any, Any], otel: Any) -> Repository[Any, Any]:
+    """``repo`` instrumented when the URL says ``otel=true``."""
+    if otel is None:
+        return repo
+    from .config import parse_bool
+
+    try:
+        wanted = otel if isinstance(otel, bool) else parse_bool(str(otel))
+    except ValueError as exc:
+        repo.close()
+        raise InvalidURLError(f"otel: expected true or false, got {otel!r}") from exc
+    if not wanted:
+        return repo
+    from .observability import instrument
+
+    try:
+        return instrument(repo)
+    except BaseException:
+        repo.close()
+        raise
 
 
 def open_async(
