@@ -55,6 +55,7 @@ def _fill(url: str, records: list[tuple[str, Any, Any]], **kw: Any) -> None:
             b.put(t, k, v)
 
 
+@pytest.mark.slow
 def test_export_import_round_trip_of_100000_mixed_records(tmp_path: Path) -> None:
     src = f"rocksdb://{tmp_path / 'src'}"
     _fill(src, _mixed_records(100_000), codec="msgpack")
