@@ -872,14 +872,10 @@ def tiered_rebuild(url: str, tenant: str | None, yes: bool, quiet: bool) -> None
         seen = [0]
 
         def step(p: Any) -> None:
-            done = int(getattr(p, "records", getattr(p, "applied", 0)) or 0)
-            bar.advance(max(0, done - seen[0]))
-            seen[0] = max(seen[0], done)
+            # A RebuildProgress after each committed chunk: done of total records.
+            bar.total(p.total)
+            bar.advance(max(0, p.done - seen[0]))
+            seen[0] = max(seen[0], p.done)
 
-        import inspect
-
-        if "progress" in inspect.signature(repo.rebuild).parameters:
-            n = repo.rebuild(tenant, progress=step)
-        else:  # a tiered repository without progress reports
-            n = repo.rebuild(tenant)
+        n = repo.rebuild(tenant, progress=step)
     say(f"rebuilt: {n} records applied", quiet=quiet)

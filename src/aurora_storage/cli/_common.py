@@ -264,6 +264,11 @@ class _Progress:
         if self._bar is not None:
             self._bar.advance(self._task, n)
 
+    def total(self, total: int | None) -> None:
+        """Set (or correct) the expected total."""
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
+
 
 @contextlib.contextmanager
 def progress(description: str, *, total: int | None, quiet: bool) -> Iterator[_Progress]:
