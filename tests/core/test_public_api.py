@@ -205,3 +205,24 @@ def test_eventsourcing_module_all_is_pinned() -> None:
         if isinstance(v, type) and issubclass(v, InfrastructureFactory)
     }
     assert factories == {es_module.AuroraFactory}
+
+
+@pytest.mark.parametrize(
+    ("module_name", "pinned"),
+    [
+        (
+            "aurora_storage.observability",
+            {"InstrumentedBackend", "Telemetry", "instrument", "uninstrument"},
+        ),
+        ("aurora_storage.cli", {"ExitCode", "cli", "main", "run"}),
+    ],
+)
+def test_observability_and_cli_all_are_pinned(module_name: str, pinned: set[str]) -> None:
+    import importlib
+
+    module = importlib.import_module(module_name)
+    assert set(module.__all__) == pinned
+    assert (module.__doc__ or "").strip()
+    for name in module.__all__:
+        obj = getattr(module, name)
+        assert inspect.getdoc(obj), f"{module_name}.{name}: no docstring"
