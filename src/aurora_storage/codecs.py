@@ -239,7 +239,11 @@ def _locate(encode: Callable[[Any], bytes], value: Any) -> tuple[str, str]:
     path = "value"
     reason = ""
     current = value
+    seen: set[int] = set()
     for _ in range(1000):  # deep enough for any value a codec accepts to nest
+        if id(current) in seen:
+            return path, "the value contains itself"
+        seen.add(id(current))
         if not _takes_containers_like(encode, current):
             return path, reason  # the container itself is refused (raw), not a part
         for step, part, is_key in _children(current):

@@ -166,3 +166,36 @@ def test_codec_encode_itself_refuses(name: str) -> None:
     if codec.encode_held is not None:
         with pytest.raises(ValueError, match="value"):
             codec.encode_held(bad)
+
+
+def test_json_finds_non_finite_floats_inside_what_orjson_converts() -> None:
+    import dataclasses
+    import enum
+
+    @dataclasses.dataclass
+    class Reading:
+        sensor: str
+        temp: float
+
+    class Limit(enum.Enum):
+        TOP = math.inf
+
+    with aurora_storage.open("memory://") as repo:
+        with pytest.raises(SerializationError) as info:
+            repo.put("acme", "r", {"readings": [Reading("s1", 1.0), Reading("s2", math.nan)]})
+        assert info.value.value_path == 'value["readings"][1].temp'
+        with pytest.raises(SerializationError) as info:
+            repo.put("acme", "r", [Limit.TOP])
+        assert info.value.value_path == "value[0].value"
+        assert repo.count("acme") == 0
+
+
+def test_a_self_containing_value_is_refused_with_a_bounded_message() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    for codec in ("json", "msgpack"):
+        with aurora_storage.open("memory://", codec=codec) as repo:
+            with pytest.raises(SerializationError) as info:
+                repo.put("acme", "r", loop)
+            assert len(str(info.value)) < 10_000
+            assert repo.count("acme") == 0
