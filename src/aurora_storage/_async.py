@@ -62,6 +62,14 @@ def _close(it: Iterator[Any]) -> None:
         close()
 
 
+def _close_after(worker: asyncio.Future[Any], it: Iterator[Any]) -> None:
+    """Close ``it`` once the worker reading it is done; the chunk (or the error) it read
+    is dropped: the scan was cancelled."""
+    if not worker.cancelled():
+        worker.exception()  # retrieved, so asyncio does not log it as never retrieved
+    _close(it)
+
+
 def _in_thread(fn: Callable[..., R], *args: Any) -> asyncio.Future[R]:
     """``fn(*args)`` in the default executor with the caller's context (as
     :func:`asyncio.to_thread`), returning the future itself so that a cancelled caller
@@ -91,7 +99,7 @@ async def _stream(it: Iterator[Any]) -> AsyncIterator[Any]:
         if worker is not None and not worker.done():
             # Cancelled while a worker reads a chunk: close the iterator when it is done
             # (on the loop thread; the chunk is dropped).
-            worker.add_done_callback(lambda _f: _close(it))
+            worker.add_done_callback(lambda f: _close_after(f, it))
         else:
             _close(it)
 
