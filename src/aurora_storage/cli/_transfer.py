@@ -41,6 +41,8 @@ FORMAT = 1
 _SEQ = NS_SYSTEM + b"aurora:seq:"
 #: Records per chunk: per atomic write of an import or copy, per progress step.
 CHUNK = 2000
+#: Records per atomic write of a raw copy (each commit may fsync: fewer, larger ones).
+COPY_CHUNK = 10_000
 
 Progress = Callable[[int], None]
 
@@ -118,11 +120,26 @@ def export_store(
                 if advance is not None:
                     advance(len(chunk))
         return n
-    loads = orjson.loads
+    loads, dumps, b64 = orjson.loads, orjson.dumps, base64.b64encode
+    # Records of one tenant share its encoded prefix: decode it once per run of keys.
+    prefix = b"\x00"  # matches no data key
+    head = b""
+    offset = 0
+    t = ""
     for keys, vals in raw_records(repo, tenant=tenant):
         lines = []
         for full, raw in zip(keys, vals, strict=True):
-            t, key = _split(full)
+            if not full.startswith(prefix):
+                t, offset = _split_tenant(full)
+                prefix = full[:offset]
+                head = b'{"tenant":' + dumps(t) + b',"key":'
+            try:
+                key = decode_key(full, offset)
+            except ValueError as exc:
+                raise errors.CorruptionError(
+                    f"the stored key {full!r} is not a valid key encoding: {exc}", tenant=t
+                ) from exc
+            k = dumps(key) if type(key) is str else dumps(to_tagged(key))
             if as_json:
                 try:
                     loads(raw)  # the value goes in verbatim: it must be a JSON document
@@ -132,12 +149,23 @@ def export_store(
                         tenant=t,
                         key=key,
                     ) from exc
-            lines.append(_line(t, key, raw, as_json))
+                lines.append(head + k + b',"value":' + raw + b"}\n")
+            else:
+                lines.append(head + k + b',"value":"' + b64(raw) + b'"}\n')
         out.write(b"".join(lines))
         n += len(keys)
         if advance is not None:
             advance(len(keys))
     return n
+
+
+def _split_tenant(full: bytes) -> tuple[str, int]:
+    try:
+        return decode_tenant_key(full)
+    except ValueError as exc:
+        raise errors.CorruptionError(
+            f"the stored key {full!r} is not a valid key encoding: {exc}"
+        ) from exc
 
 
 _T = orjson.dumps
@@ -263,11 +291,20 @@ def copy_store(
     if _is_plain(src) and _is_plain(dst) and src.codec.name == dst.codec.name:
         after = _last_raw_key(dst, tenant) if resume else None
         target: Backend = dst._backend
+        pending: list[tuple[bytes, bytes | None]] = []
         for keys, vals in raw_records(src, tenant=tenant, after=after):
-            target.write(list(zip(keys, vals, strict=True)))
-            n += len(keys)
+            pending.extend(zip(keys, vals, strict=True))
+            if len(pending) >= COPY_CHUNK:
+                target.write(pending)
+                n += len(pending)
+                if advance is not None:
+                    advance(len(pending))
+                pending = []
+        if pending:
+            target.write(pending)
+            n += len(pending)
             if advance is not None:
-                advance(len(keys))
+                advance(len(pending))
         if tenant is None:
             # Event-store sequence counters (last_sequence) live beside the data.
             seq = src._backend.scan(_SEQ, _SEQ + b"\xff")
