@@ -548,3 +548,23 @@ def test_config_is_checked_once_from_the_url(options: dict[str, str], match: str
 
     with pytest.raises(ConfigurationError, match=match):
         TieredConfig.from_options(options)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("after", [0, 1])
+def test_case1_hot_fault_inside_drop_tenant(when: str, after: int) -> None:
+    """Case 1's kind for a multi-commit write: drop_tenant clears hot in several
+    commits; a fault at any of them (before or after applying) leaves a pair that the
+    next write repairs exactly."""
+    t, _hot, fb, cold, proj = pair()
+    for i in range(6):
+        t.put("acme" if i % 2 else "globex", (i, "e"), ev(i))
+    fb.fail(when=when, after=after)
+    with pytest.raises(HotTierError) as info:
+        t.drop_tenant("acme")
+    assert info.value.durable
+    assert cold.count("acme") == 0
+    t.put("acme", (9, "e"), ev(9))  # the new acme is not the dropped one plus one
+    assert t.get("acme", "n") == 1
+    assert_exact(t, proj)
+    assert_exact(reopen(t, proj), proj)
