@@ -19,7 +19,9 @@ Design points (see the project's engine notes for the verified facts behind them
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -62,6 +64,7 @@ from aurora_storage.errors import (
 
 from . import _eventstore
 from ._config import RocksDBConfig, config_from_url
+from ._damage import LogTail, damaged_files, dropped_in_info_log, scan_log, wal_files
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -107,6 +110,7 @@ _INT_PROPERTIES = (
 _LEVELS = 7
 #: Info log files (LOG and LOG.old.*) RocksDB keeps; older ones are deleted at open.
 _KEEP_INFO_LOGS = 3
+_log = logging.getLogger("aurora_storage.rocksdb")
 #: Seconds close() waits for calls in flight on other threads before giving up.
 _CLOSE_WAIT = 300.0
 #: Options that matter only when a store is opened, not to the live handle: a second
@@ -156,10 +160,11 @@ def _translate(exc: BaseException, config: RocksDBConfig, doing: str) -> Storage
             path=path,
         )
     if "corruption" in low or "checksum mismatch" in low:
+        files = damaged_files(text)
         return CorruptionError(
             f"the RocksDB store {path} is damaged ({doing}): {text}",
             backend="rocksdb",
-            path=path,
+            path=files[0] if len(files) == 1 else path,
         )
     if "no space left" in low or "disk full" in low:
         return StorageFullError(
@@ -212,6 +217,9 @@ class RocksDBBackend(Backend):
         self._pid = os.getpid()
         self._closed = False
         self.marker_path = os.path.join(config.path, MARKER_NAME)
+        #: What opening recovered from (a crash's torn log tail, or what
+        #: ``wal_recovery=point_in_time`` dropped), or ``None``; also in :meth:`stats`.
+        self.recovery: dict[str, Any] | None = None
         self._poisoned: str | None = None
         # Serialises chunk reads with close(), so close() never races an engine iterator.
         self._lock = threading.RLock()
@@ -296,8 +304,10 @@ class RocksDBBackend(Backend):
         _check_raw_mode(path)
         created = create_store_dir(path, backend="rocksdb") if config.mode == "read_write" else []
         secondary_tmp = None
+        recovery: dict[str, Any] | None = None
         try:
-            opts = _engine_options(config)
+            if config.mode != "secondary" and os.path.exists(os.path.join(path, "CURRENT")):
+                _check_manifest(config)
             if config.mode == "read_only":
                 access = rocksdict.AccessType.read_only()
             elif config.mode == "secondary":
@@ -307,7 +317,52 @@ class RocksDBBackend(Backend):
                 access = rocksdict.AccessType.secondary(sec)
             else:
                 access = rocksdict.AccessType.read_write()
-            db = rocksdict.Rdict(path, options=opts, access_type=access)
+            try:
+                db = rocksdict.Rdict(path, options=_engine_options(config), access_type=access)
+            except Exception as exc:
+                if config.mode == "secondary" or not _is_corruption(exc):
+                    raise
+                if config.wal_recovery == "point_in_time" or config.mode == "read_only":
+                    raise _corruption(exc, config) from exc
+                # Strict: the engine refused any damage in the logs. A crash's torn tail
+                # is no damage: drop it (as RocksDB's default mode does) and say so.
+                tail = None if damaged_files(str(exc)) else _crash_torn_tail(path)
+                if tail is None:
+                    raise _corruption(exc, config) from exc
+                db = rocksdict.Rdict(
+                    path, options=_engine_options(config, tolerate_tail=True), access_type=access
+                )
+                recovery = {
+                    "mode": "strict",
+                    "torn_tail": {
+                        "file": tail.path,
+                        "bytes_dropped": tail.size - tail.complete_end,
+                    },
+                }
+                _log.info(
+                    "RocksDB store %s: dropped the torn tail of %s (%d bytes: the record "
+                    "being written when the process died)",
+                    path,
+                    tail.path,
+                    tail.size - tail.complete_end,
+                )
+            if config.wal_recovery == "point_in_time" and config.mode != "secondary":
+                dropped = dropped_in_info_log(path)
+                if dropped:
+                    recovery = {
+                        "mode": "point_in_time",
+                        "dropped": [
+                            {"file": f, "bytes": n, "reason": why} for f, n, why in dropped
+                        ],
+                        "bytes_dropped": sum(n for _, n, _ in dropped),
+                    }
+                    _log.warning(
+                        "RocksDB store %s opened with wal_recovery=point_in_time dropped "
+                        "%d bytes of its write-ahead log: %s",
+                        path,
+                        recovery["bytes_dropped"],
+                        "; ".join(f"{f}: {n} bytes ({why})" for f, n, why in dropped),
+                    )
             if config.sync:
                 wo = rocksdict.WriteOptions()
                 wo.sync = True
@@ -317,8 +372,12 @@ class RocksDBBackend(Backend):
             remove_created(created)
             if secondary_tmp is not None:
                 shutil.rmtree(secondary_tmp, ignore_errors=True)
+            if not isinstance(exc, StorageError) and _is_corruption(exc):
+                raise _corruption(exc, config) from exc
             raise _translate(exc, config, "opening") from exc
-        return cls(config, db, secondary_tmp)
+        backend = cls(config, db, secondary_tmp)
+        backend.recovery = recovery
+        return backend
 
     # ------------------------------------------------------------------ state
 
@@ -714,6 +773,7 @@ class RocksDBBackend(Backend):
             "wal_files": sum(1 for f in files if f.endswith(".log")),
             "estimated_keys": props["rocksdb.estimate-num-keys"],
             "latest_sequence_number": seq,
+            "recovery": self.recovery,
             "properties": props,
         }
 
@@ -795,7 +855,96 @@ def _close_when_free(db: Any) -> None:
         delay = min(delay * 2, 0.05)
 
 
-def _engine_options(config: RocksDBConfig) -> Any:
+def _is_corruption(exc: BaseException) -> bool:
+    low = str(exc).lower()
+    return "corruption" in low or "checksum mismatch" in low
+
+
+def _corruption(exc: BaseException, config: RocksDBConfig) -> CorruptionError:
+    """The CorruptionError of a refused open, naming the damaged file(s)."""
+    path = config.path
+    text = str(exc)
+    files = damaged_files(text)
+    wal = False
+    if not files:
+        files = list(dict.fromkeys(f for f, _, _ in dropped_in_info_log(path)))
+        wal = bool(files)
+    if not files and ("record" in text or "checksum mismatch" in text.lower()):
+        files, wal = wal_files(path), True
+    named = ", ".join(files) if files else "(the engine named no file)"
+    hint = "Restore the store from a backup"
+    if wal and config.mode == "read_write" and config.wal_recovery == "strict":
+        hint += (
+            ", or open it with wal_recovery=point_in_time to keep every record before the "
+            "damage and drop the rest (what is dropped is logged and reported in "
+            "stats()['recovery'])"
+        )
+    return CorruptionError(
+        f"the RocksDB store {path} is damaged: {named}: {text}. {hint}",
+        backend="rocksdb",
+        path=files[0] if len(files) == 1 else path,
+    )
+
+
+def _crash_torn_tail(path: str) -> LogTail | None:
+    """The torn tail a crash left in the newest write-ahead log, if that is the only
+    thing wrong with the logs (every older log complete), else ``None``."""
+    logs = wal_files(path)
+    if not logs:
+        return None
+    try:
+        tails = [scan_log(f) for f in logs]
+    except OSError:
+        return None
+    *older, newest = tails
+    if any(t.torn or t.problem for t in older):
+        return None
+    if newest.problem or not newest.torn or not newest.crash_shaped:
+        return None
+    return newest
+
+
+def _check_manifest(config: RocksDBConfig) -> None:
+    """Refuse a MANIFEST that was cut short: RocksDB would open the state of its last
+    complete record without a word - and then delete the table files the lost records
+    listed (a store of 20,000 records reopened with a fraction of them, or none)."""
+    path = config.path
+    try:
+        with open(os.path.join(path, "CURRENT"), encoding="utf-8", errors="replace") as f:
+            name = f.read().strip()
+    except OSError:
+        return  # the engine reports a missing or unreadable CURRENT itself
+    if not re.fullmatch(r"MANIFEST-\d+", name):
+        raise CorruptionError(
+            f"the RocksDB store {path} is damaged: its CURRENT file does not name a "
+            f"MANIFEST ({name[:40]!r}). Restore the store from a backup",
+            backend="rocksdb",
+            path=os.path.join(path, "CURRENT"),
+        )
+    manifest = os.path.join(path, name)
+    for attempt in range(3):
+        try:
+            tail = scan_log(manifest)
+        except OSError:
+            return  # the engine reports a missing MANIFEST itself
+        if tail.problem is None and (not tail.torn or tail.crash_shaped):
+            return
+        if config.mode != "read_only" or attempt == 2:
+            break
+        # A read-only open beside a live writer may see its MANIFEST mid-append.
+        time.sleep(0.05)
+    what = tail.problem or (
+        f"it ends inside a record ({tail.size} bytes, the last complete record ends at "
+        f"{tail.complete_end}): the file was cut short"
+    )
+    raise CorruptionError(
+        f"the RocksDB store {path} is damaged: {manifest}: {what}. Restore the store from a backup",
+        backend="rocksdb",
+        path=manifest,
+    )
+
+
+def _engine_options(config: RocksDBConfig, *, tolerate_tail: bool = False) -> Any:
     opts = rocksdict.Options(raw_mode=True)
     opts.create_if_missing(config.create_if_missing)
     if config.error_if_exists:
@@ -810,6 +959,19 @@ def _engine_options(config: RocksDBConfig) -> Any:
     # Every read-write open starts a new info LOG and renames the old one to LOG.old.*;
     # without a bound, one file per open piles up (38 after 38 command-line writes).
     opts.set_keep_log_file_num(_KEEP_INFO_LOGS)
+    modes = rocksdict.DBRecoveryMode
+    if config.mode == "secondary":
+        pass  # a secondary follows the live logs of its primary: the engine's default
+    elif config.mode == "read_only" or tolerate_tail:
+        # A read-only open may run beside a live writer whose newest record is still
+        # being written; damage before the tail is still refused.
+        opts.set_wal_recovery_mode(modes.tolerate_corrupted_tail_records())
+    elif config.wal_recovery == "point_in_time":
+        opts.set_wal_recovery_mode(modes.point_in_time())
+    else:
+        # Strict: every record of every log must be whole; open() tells a crash's torn
+        # tail from damage itself (see _damage.py).
+        opts.set_wal_recovery_mode(modes.absolute_consistency())
     table = rocksdict.BlockBasedOptions()
     if config.bloom_filter:
         table.set_bloom_filter(config.bloom_bits_per_key, False)

@@ -28,6 +28,7 @@ COMPRESSIONS = ("none", "snappy", "zstd", "lz4")
 MODES = ("read_write", "read_only", "secondary")
 
 Mode = Literal["read_write", "read_only", "secondary"]
+WalRecovery = Literal["strict", "point_in_time"]
 
 
 def parse_compression(value: Any) -> str:
@@ -78,6 +79,13 @@ class RocksDBConfig:
             ``catch_up()`` to see its newer writes).
         secondary_path: where a secondary keeps its own logs; default: a temporary
             directory removed at close.
+        wal_recovery: what opening does with a damaged write-ahead log. ``strict``
+            (default): a log torn by a crash (the record being written when the process
+            died) is dropped as RocksDB always does, and any other damage raises
+            CorruptionError naming the file - never fewer records without an error.
+            ``point_in_time``: open anyway with every record before the damage and
+            none after it; what was dropped is logged (logger ``aurora_storage.rocksdb``)
+            and reported in ``stats()["recovery"]``.
     """
 
     path: str = ""
@@ -94,6 +102,7 @@ class RocksDBConfig:
     sync: bool = False
     mode: Mode = "read_write"
     secondary_path: str | None = None
+    wal_recovery: WalRecovery = "strict"
 
     def __post_init__(self) -> None:
         if not self.path:

@@ -5,6 +5,10 @@ python child_rocksdb.py try-open URL
 python child_rocksdb.py read URL
     open URL, print the JSON list of [tenant, key, value] of tenant "t", then wait for
     lines on stdin: "catch_up" -> catch up and print the list again; "quit" -> exit.
+python child_rocksdb.py fill-and-die URL F W B
+    write F records to tenant "t" and flush them to table files, W more left only in the
+    write-ahead log, and a batch of B 2,000-byte records to tenant "big"; print "acked"
+    and SIGKILL itself.
 python child_rocksdb.py crash-writer URL FIRST K
     write batches FIRST, FIRST+1, ... of K records each (spread over three tenants,
     plus a delete of the previous batch's marker) through repo.batch(), printing
@@ -58,6 +62,24 @@ def main(argv: list[str]) -> int:
             out.write(f"ack {n}\n")
             out.flush()
             n += 1
+    if cmd == "fill-and-die":
+        # Records 0..F-1 flushed to table files, F..F+W-1 only in the write-ahead log,
+        # then (if B > 0) one batch of B large records; "acked" once all returned, then
+        # SIGKILL: nothing is flushed at exit.
+        flushed, in_wal, big = int(argv[2]), int(argv[3]), int(argv[4])
+        repo = aurora_storage.open(url)
+        for i in range(flushed):
+            repo.put("t", i, {"i": i, "pad": "p" * 40})
+        repo.flush(memtables=True)  # type: ignore[call-arg]
+        for i in range(flushed, flushed + in_wal):
+            repo.put("t", i, {"i": i, "pad": "w" * 40})
+        if big:
+            repo.put_many("big", [(j, "b" * 2000) for j in range(big)])
+        print("acked", flush=True)
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
     raise SystemExit(f"unknown command {cmd!r}")
 
 
