@@ -113,6 +113,8 @@ _KEEP_INFO_LOGS = 3
 _log = logging.getLogger("aurora_storage.rocksdb")
 #: Seconds close() waits for calls in flight on other threads before giving up.
 _CLOSE_WAIT = 300.0
+#: Free bytes below which a store that hit a full disk does not try to reopen yet.
+_REVIVE_MIN_FREE = 256 * 1024
 #: Options that matter only when a store is opened, not to the live handle: a second
 #: open of a store already open in this process may differ in them.
 _OPEN_ONLY_OPTIONS = ("create_if_missing", "error_if_exists")
@@ -216,6 +218,7 @@ class RocksDBBackend(Backend):
         self._secondary_tmp = secondary_tmp
         self._pid = os.getpid()
         self._closed = False
+        self._full = False
         self.marker_path = os.path.join(config.path, MARKER_NAME)
         #: What opening recovered from (a crash's torn log tail, or what
         #: ``wal_recovery=point_in_time`` dropped), or ``None``; also in :meth:`stats`.
@@ -304,77 +307,16 @@ class RocksDBBackend(Backend):
         _check_raw_mode(path)
         created = create_store_dir(path, backend="rocksdb") if config.mode == "read_write" else []
         secondary_tmp = None
-        recovery: dict[str, Any] | None = None
         try:
-            if config.mode != "secondary" and os.path.exists(os.path.join(path, "CURRENT")):
-                _check_manifest(config)
-            if config.mode == "read_only":
-                access = rocksdict.AccessType.read_only()
-            elif config.mode == "secondary":
-                sec = config.secondary_path
-                if sec is None:
-                    sec = secondary_tmp = tempfile.mkdtemp(prefix="aurora-rocksdb-secondary-")
-                access = rocksdict.AccessType.secondary(sec)
-            else:
-                access = rocksdict.AccessType.read_write()
-            try:
-                db = rocksdict.Rdict(path, options=_engine_options(config), access_type=access)
-            except Exception as exc:
-                if config.mode == "secondary" or not _is_corruption(exc):
-                    raise
-                if config.wal_recovery == "point_in_time" or config.mode == "read_only":
-                    raise _corruption(exc, config) from exc
-                # Strict: the engine refused any damage in the logs. A crash's torn tail
-                # is no damage: drop it (as RocksDB's default mode does) and say so.
-                tail = None if damaged_files(str(exc)) else _crash_torn_tail(path)
-                if tail is None:
-                    raise _corruption(exc, config) from exc
-                db = rocksdict.Rdict(
-                    path, options=_engine_options(config, tolerate_tail=True), access_type=access
-                )
-                recovery = {
-                    "mode": "strict",
-                    "torn_tail": {
-                        "file": tail.path,
-                        "bytes_dropped": tail.size - tail.complete_end,
-                    },
-                }
-                _log.info(
-                    "RocksDB store %s: dropped the torn tail of %s (%d bytes: the record "
-                    "being written when the process died)",
-                    path,
-                    tail.path,
-                    tail.size - tail.complete_end,
-                )
-            if config.wal_recovery == "point_in_time" and config.mode != "secondary":
-                dropped = dropped_in_info_log(path)
-                if dropped:
-                    recovery = {
-                        "mode": "point_in_time",
-                        "dropped": [
-                            {"file": f, "bytes": n, "reason": why} for f, n, why in dropped
-                        ],
-                        "bytes_dropped": sum(n for _, n, _ in dropped),
-                    }
-                    _log.warning(
-                        "RocksDB store %s opened with wal_recovery=point_in_time dropped "
-                        "%d bytes of its write-ahead log: %s",
-                        path,
-                        recovery["bytes_dropped"],
-                        "; ".join(f"{f}: {n} bytes ({why})" for f, n, why in dropped),
-                    )
-            if config.sync:
-                wo = rocksdict.WriteOptions()
-                wo.sync = True
-                db.set_write_options(wo)
-        except Exception as exc:
+            if config.mode == "secondary" and config.secondary_path is None:
+                secondary_tmp = tempfile.mkdtemp(prefix="aurora-rocksdb-secondary-")
+            db, recovery = _open_db(config, secondary_tmp)
+        except BaseException:
             # rocksdict creates the directory before RocksDB validates anything.
             remove_created(created)
             if secondary_tmp is not None:
                 shutil.rmtree(secondary_tmp, ignore_errors=True)
-            if not isinstance(exc, StorageError) and _is_corruption(exc):
-                raise _corruption(exc, config) from exc
-            raise _translate(exc, config, "opening") from exc
+            raise
         backend = cls(config, db, secondary_tmp)
         backend.recovery = recovery
         return backend
@@ -393,11 +335,98 @@ class RocksDBBackend(Backend):
     def _check(self) -> None:
         if self._closed:
             raise self._unusable()
+        if self._full:
+            self._revive()
 
     def _error(self, exc: BaseException, doing: str) -> StorageError:
         if self._closed:
             return self._unusable()
-        return _translate(exc, self.config, doing)
+        err = _translate(exc, self.config, doing)
+        if isinstance(err, StorageFullError) or (
+            self._full and "previous error" in str(exc).lower()
+        ):
+            self._mark_full()
+            if not isinstance(err, StorageFullError):
+                err = StorageFullError(
+                    f"no space left for the RocksDB store {self.config.path} ({doing}); "
+                    f"the call was not applied: {exc}",
+                    backend="rocksdb",
+                    path=self.config.path,
+                )
+        return err
+
+    # ------------------------------------------------------------------ full disks
+    #
+    # After a write fails for lack of space, RocksDB's write-ahead log writer refuses
+    # every later write ("Writer has previous error") until the engine is reopened -
+    # even once space is free. So the backend reopens the engine itself: the next call
+    # after a full disk closes the broken engine and opens it again (every acknowledged
+    # write is in the log and is recovered), and raises StorageFullError while the disk
+    # is still full. Calls in flight hold self._lock or go through the swapped-in
+    # point-call wrappers, so no thread sees the engine half reopened.
+
+    def _mark_full(self) -> None:
+        if self._full or self._closed:
+            return
+        self._full = True
+        self._get = self._reviving_get
+        self._put = self._reviving_put
+
+    def _reviving_get(self, key: bytes) -> bytes | None:
+        self._revive()
+        return self._get(key)
+
+    def _reviving_put(self, key: bytes, value: bytes) -> None:
+        self._revive()
+        self._put(key, value)
+
+    def _revive(self) -> None:
+        """Reopen the engine after a full disk; StorageFullError while still full."""
+        with self._lock:
+            if self._closed:
+                raise self._unusable()
+            if not self._full:
+                return
+            path = self.config.path
+            try:
+                st = os.statvfs(path)
+                free = st.f_bavail * st.f_frsize
+            except OSError:
+                free = _REVIVE_MIN_FREE
+            if free < _REVIVE_MIN_FREE:
+                # Reopening needs room (a MANIFEST, a log, the memtable's table file);
+                # trying on a full disk would only litter it with info logs.
+                raise StorageFullError(
+                    f"no space left for the RocksDB store {path} ({free} bytes free): free "
+                    "some space and retry; the store reopens itself then, with every "
+                    "acknowledged write",
+                    backend="rocksdb",
+                    path=path,
+                )
+            old, self._db = self._db, None
+            if old is not None:
+                try:
+                    _close_when_free(old)
+                except Exception:
+                    pass  # the broken engine cannot flush; its log holds every write
+                del old
+            try:
+                db, recovery = _open_db(self.config, None)
+            except StorageFullError:
+                raise
+            except StorageError as exc:
+                if "no space" in str(exc).lower():
+                    raise StorageFullError(
+                        str(exc), backend="rocksdb", path=self.config.path
+                    ) from exc
+                raise
+            self._db = db
+            self._get = db.get
+            self._put = db.put
+            self._full = False
+            if recovery is not None:
+                self.recovery = recovery
+            _log.info("RocksDB store %s reopened after its disk was full", self.config.path)
 
     def _poison_after_fork(self) -> None:
         if self._closed:
@@ -474,7 +503,7 @@ class RocksDBBackend(Backend):
             with self._insert_lock:
                 if self._get(key) is None:
                     return False
-                self._db.delete(key)
+                self._db.delete(key)  # after _get: a full disk's reopen is done
                 if self._feed is not None:
                     _eventstore.record(self, ((key, None),))
                 return True
@@ -819,10 +848,20 @@ class RocksDBBackend(Backend):
             if self._feed is not None:
                 self._feed.close()
             try:
-                if os.getpid() == self._pid:
+                if db is not None and os.getpid() == self._pid:
                     _close_when_free(db)
             except Exception as exc:
-                raise _translate(exc, self.config, "close") from exc
+                err = _translate(exc, self.config, "close")
+                if self._full or isinstance(err, StorageFullError):
+                    raise StorageFullError(
+                        f"no space left to close the RocksDB store {self.config.path} "
+                        "cleanly; it is closed anyway, and every acknowledged write is in "
+                        "its write-ahead log: the next open (with space free) recovers "
+                        f"them. Engine message: {exc}",
+                        backend="rocksdb",
+                        path=self.config.path,
+                    ) from exc
+                raise err from exc
             finally:
                 del db
                 if self._secondary_tmp is not None:
@@ -855,6 +894,82 @@ def _close_when_free(db: Any) -> None:
         delay = min(delay * 2, 0.05)
 
 
+def _open_db(config: RocksDBConfig, secondary_tmp: str | None) -> tuple[Any, dict[str, Any] | None]:
+    """Open the engine on ``config.path`` (which exists): the damage checks, strict
+    write-ahead log recovery with a crash's torn tail dropped, or point-in-time recovery
+    when asked. Returns the engine and what recovery did (``None``: nothing).
+
+    Raises:
+        CorruptionError: damaged files (named), StoreLockedError, StorageFullError, ...
+    """
+    path = config.path
+    recovery: dict[str, Any] | None = None
+    try:
+        if config.mode != "secondary" and os.path.exists(os.path.join(path, "CURRENT")):
+            _check_manifest(config)
+        if config.mode == "read_only":
+            access = rocksdict.AccessType.read_only()
+        elif config.mode == "secondary":
+            sec = config.secondary_path or secondary_tmp
+            assert sec is not None  # _open_engine makes a temporary one
+            access = rocksdict.AccessType.secondary(sec)
+        else:
+            access = rocksdict.AccessType.read_write()
+        try:
+            db = rocksdict.Rdict(path, options=_engine_options(config), access_type=access)
+        except Exception as exc:
+            if config.mode == "secondary" or not _is_corruption(exc):
+                raise
+            if config.wal_recovery == "point_in_time" or config.mode == "read_only":
+                raise _corruption(exc, config) from exc
+            # Strict: the engine refused any damage in the logs. A crash's torn tail
+            # is no damage: drop it (as RocksDB's default mode does) and say so.
+            tail = None if damaged_files(str(exc)) else _crash_torn_tail(path)
+            if tail is None:
+                raise _corruption(exc, config) from exc
+            db = rocksdict.Rdict(
+                path, options=_engine_options(config, tolerate_tail=True), access_type=access
+            )
+            recovery = {
+                "mode": "strict",
+                "torn_tail": {
+                    "file": tail.path,
+                    "bytes_dropped": tail.size - tail.complete_end,
+                },
+            }
+            _log.info(
+                "RocksDB store %s: dropped the torn tail of %s (%d bytes: the record "
+                "being written when the process died)",
+                path,
+                tail.path,
+                tail.size - tail.complete_end,
+            )
+        if config.wal_recovery == "point_in_time" and config.mode != "secondary":
+            dropped = dropped_in_info_log(path)
+            if dropped:
+                recovery = {
+                    "mode": "point_in_time",
+                    "dropped": [{"file": f, "bytes": n, "reason": why} for f, n, why in dropped],
+                    "bytes_dropped": sum(n for _, n, _ in dropped),
+                }
+                _log.warning(
+                    "RocksDB store %s opened with wal_recovery=point_in_time dropped "
+                    "%d bytes of its write-ahead log: %s",
+                    path,
+                    recovery["bytes_dropped"],
+                    "; ".join(f"{f}: {n} bytes ({why})" for f, n, why in dropped),
+                )
+        if config.sync:
+            wo = rocksdict.WriteOptions()
+            wo.sync = True
+            db.set_write_options(wo)
+    except Exception as exc:
+        if not isinstance(exc, StorageError) and _is_corruption(exc):
+            raise _corruption(exc, config) from exc
+        raise _translate(exc, config, "opening") from exc
+    return db, recovery
+
+
 def _is_corruption(exc: BaseException) -> bool:
     low = str(exc).lower()
     return "corruption" in low or "checksum mismatch" in low
@@ -866,6 +981,8 @@ def _corruption(exc: BaseException, config: RocksDBConfig) -> CorruptionError:
     text = str(exc)
     files = damaged_files(text)
     wal = False
+    if not files and "CURRENT" in text:
+        files = [os.path.join(path, "CURRENT")]
     if not files:
         files = list(dict.fromkeys(f for f, _, _ in dropped_in_info_log(path)))
         wal = bool(files)
@@ -922,6 +1039,14 @@ def _check_manifest(config: RocksDBConfig) -> None:
             path=os.path.join(path, "CURRENT"),
         )
     manifest = os.path.join(path, name)
+    if not os.path.exists(manifest):
+        raise CorruptionError(
+            f"the RocksDB store {path} is damaged: its CURRENT file names {name}, which does "
+            "not exist (CURRENT or the MANIFEST is damaged or was deleted). Restore the store "
+            "from a backup",
+            backend="rocksdb",
+            path=os.path.join(path, "CURRENT"),
+        )
     for attempt in range(3):
         try:
             tail = scan_log(manifest)

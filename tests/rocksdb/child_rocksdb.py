@@ -9,6 +9,9 @@ python child_rocksdb.py fill-and-die URL F W B
     write F records to tenant "t" and flush them to table files, W more left only in the
     write-ahead log, and a batch of B 2,000-byte records to tenant "big"; print "acked"
     and SIGKILL itself.
+python child_rocksdb.py verify URL N F
+    open URL, read records 0..N-1 written by fill-and-die with F flushed, and print a JSON
+    count of ok / missing / wrong / reported (CorruptionError) records.
 python child_rocksdb.py crash-writer URL FIRST K
     write batches FIRST, FIRST+1, ... of K records each (spread over three tenants,
     plus a delete of the previous batch's marker) through repo.batch(), printing
@@ -80,6 +83,40 @@ def main(argv: list[str]) -> int:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
+    if cmd == "verify":
+        # Open URL and read records 0..N-1 of tenant "t" written by fill-and-die; print
+        # one JSON object counting them: ok, missing, wrong, reported (CorruptionError).
+        n, flushed = int(argv[2]), int(argv[3])
+        counts = {"ok": 0, "missing": 0, "wrong": 0, "reported": 0}
+        try:
+            repo = aurora_storage.open(url)
+        except aurora_storage.StorageError as exc:
+            print(json.dumps({"open": type(exc).__name__, "message": str(exc)[:300]}), flush=True)
+            return 0
+        for i in range(n):
+            try:
+                value = repo.get("t", i)
+            except aurora_storage.CorruptionError:
+                counts["reported"] += 1
+                continue
+            if value is None:
+                counts["missing"] += 1
+            elif value != {"i": i, "pad": ("p" if i < flushed else "w") * 40}:
+                counts["wrong"] += 1
+            else:
+                counts["ok"] += 1
+        scan: str
+        try:
+            keys = repo.list("t")
+            scan = "ok" if keys == [i for i in range(n) if i in set(keys)] else "misordered"
+        except aurora_storage.CorruptionError:
+            scan = "reported"
+        try:
+            repo.close()
+        except aurora_storage.StorageError as exc:
+            scan += f"; close: {type(exc).__name__}"
+        print(json.dumps({"open": "ok", **counts, "scan": scan}), flush=True)
+        return 0
     raise SystemExit(f"unknown command {cmd!r}")
 
 

@@ -1,0 +1,117 @@
+"""RocksDB on a full filesystem: StorageFullError on creation, write, flush and close;
+once space is free the same handle accepts writes again, and every acknowledged write
+is readable. Uses a small tmpfs mounted in tmp_path (needs root; skipped otherwise)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import aurora_storage
+from aurora_storage.errors import StorageFullError
+
+SIZE = "4m"
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"a small filesystem needs mount (root): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def _fill(path: Path, leave: int = 0) -> None:
+    """Fill the filesystem of ``path`` with a file, leaving about ``leave`` bytes."""
+    st = os.statvfs(path.parent)
+    room = st.f_bavail * st.f_frsize - leave
+    with open(path, "wb") as f:
+        chunk = b"\xa5" * 65536
+        try:
+            while room > 0:
+                f.write(chunk[: min(len(chunk), room)])
+                room -= len(chunk)
+            f.flush()
+        except OSError:
+            pass
+
+
+def _write_until_full(repo: aurora_storage.Repository) -> int:
+    acked = 0
+    error: StorageFullError | None = None
+    try:
+        for i in range(1_000_000):
+            repo.put("t", i, "v" * 1000)
+            acked = i + 1
+    except StorageFullError as exc:
+        error = exc
+    assert error is not None, "the filesystem never filled"
+    assert "no space" in str(error).lower()
+    assert acked > 0
+    return acked
+
+
+def test_creating_a_store_on_a_full_filesystem(small_fs: Path) -> None:
+    _fill(small_fs / "filler")
+    with pytest.raises(StorageFullError) as info:
+        aurora_storage.open(f"rocksdb://{small_fs}/new/s")
+    assert str(small_fs / "new" / "s") in str(info.value)
+    assert sorted(os.listdir(small_fs)) == ["filler"]  # nothing left behind
+    os.unlink(small_fs / "filler")
+    with aurora_storage.open(f"rocksdb://{small_fs}/new/s") as repo:
+        repo.put("t", 1, 1)
+
+
+def test_the_same_handle_writes_again_once_space_is_free(small_fs: Path) -> None:
+    repo = aurora_storage.open(f"rocksdb://{small_fs}/s")
+    _fill(small_fs / "filler", leave=2 * 1024 * 1024)
+    acked = _write_until_full(repo)
+    # While full: writes, batches and flushes raise StorageFullError; reads work or
+    # raise it too, never anything else.
+    with pytest.raises(StorageFullError):
+        repo.put("t", -1, "x")
+    with pytest.raises(StorageFullError):
+        repo.put_many("t", [(-2, "a"), (-3, "b")])
+    with pytest.raises(StorageFullError):
+        repo.flush()
+    os.unlink(small_fs / "filler")
+    # Same handle, no reopen by the user.
+    repo.put("t", "after", "yes")
+    repo.put_many("t", [("b1", 1), ("b2", 2)])
+    repo.flush()
+    assert repo.get("t", "after") == "yes"
+    for i in range(acked):
+        assert repo.get("t", i) == "v" * 1000
+    assert repo.get("t", -1) is None
+    assert repo.get("t", -2) is None  # the refused batch wrote nothing
+    repo.close()
+    with aurora_storage.open(f"rocksdb://{small_fs}/s") as again:
+        assert again.count("t") == acked + 3
+
+
+def test_close_on_a_full_filesystem_then_reopen(small_fs: Path) -> None:
+    repo = aurora_storage.open(f"rocksdb://{small_fs}/s")
+    _fill(small_fs / "filler", leave=2 * 1024 * 1024)
+    acked = _write_until_full(repo)
+    with pytest.raises(StorageFullError, match="closed anyway"):
+        repo.close()
+    assert repo.closed
+    repo.close()  # idempotent
+    os.unlink(small_fs / "filler")
+    with aurora_storage.open(f"rocksdb://{small_fs}/s") as again:
+        assert again.count("t") == acked
+        for i in range(acked):
+            assert again.get("t", i) == "v" * 1000
