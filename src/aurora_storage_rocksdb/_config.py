@@ -27,6 +27,21 @@ COMPRESSIONS = ("none", "snappy", "zstd", "lz4")
 #: Access modes.
 MODES = ("read_write", "read_only", "secondary")
 
+_MIN_WRITE_BUFFER = 64 * 1024
+_MAX_WRITE_BUFFER = 64 * 1024**3
+_MAX_WRITE_BUFFERS = 1024
+_INT32_MAX = 2**31 - 1
+_MAX_BACKGROUND_JOBS = 256
+
+
+def _max_cache() -> int:
+    """The machine's physical memory in bytes (2**62 if the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
+
 Mode = Literal["read_write", "read_only", "secondary"]
 WalRecovery = Literal["strict", "point_in_time"]
 
@@ -127,23 +142,38 @@ class RocksDBConfig:
                 problems.append(f"sync=true makes no sense with mode={self.mode} (no writes)")
         if self.secondary_path is not None and self.mode != "secondary":
             problems.append("secondary_path is only used with mode=secondary")
-        if self.write_buffer_size < 64 * 1024:
+        if not _MIN_WRITE_BUFFER <= self.write_buffer_size <= _MAX_WRITE_BUFFER:
+            # RocksDB silently clips larger values to 64 GiB.
             problems.append(
-                f"write_buffer_size must be at least 64KiB, got {self.write_buffer_size}"
+                f"write_buffer_size must be 64KiB..64GiB, got {self.write_buffer_size}"
             )
-        if self.max_write_buffer_number < 2:
-            problems.append("max_write_buffer_number must be at least 2")
-        if self.max_open_files == 0 or self.max_open_files < -1:
+        if not 2 <= self.max_write_buffer_number <= _MAX_WRITE_BUFFERS:
             problems.append(
-                f"max_open_files must be -1 (unlimited) or positive, got {self.max_open_files}"
+                f"max_write_buffer_number must be 2..{_MAX_WRITE_BUFFERS}, got "
+                f"{self.max_write_buffer_number}"
+            )
+        if self.max_open_files == 0 or not -1 <= self.max_open_files <= _INT32_MAX:
+            problems.append(
+                f"max_open_files must be -1 (unlimited) or 1..{_INT32_MAX}, got "
+                f"{self.max_open_files}"
             )
         if not 1 <= self.bloom_bits_per_key <= 64:
             problems.append(f"bloom_bits_per_key must be 1..64, got {self.bloom_bits_per_key}")
-        if self.max_background_jobs < 1:
-            problems.append("max_background_jobs must be at least 1")
+        if not 0 <= self.block_cache_size <= _max_cache():
+            problems.append(
+                f"block_cache_size must be at most this machine's memory "
+                f"({_max_cache()} bytes), got {self.block_cache_size}"
+            )
+        if not 1 <= self.max_background_jobs <= _MAX_BACKGROUND_JOBS:
+            # Each job is an engine thread; far too many abort the process inside
+            # RocksDB instead of raising.
+            problems.append(
+                f"max_background_jobs must be 1..{_MAX_BACKGROUND_JOBS}, got "
+                f"{self.max_background_jobs}"
+            )
         if problems:
             raise ConfigurationError(
-                f"conflicting RocksDB options for {self.path}: " + "; ".join(problems),
+                f"invalid RocksDB options for {self.path}: " + "; ".join(problems),
                 backend="rocksdb",
                 path=self.path,
             )
