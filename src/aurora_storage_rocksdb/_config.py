@@ -144,9 +144,7 @@ class RocksDBConfig:
             problems.append("secondary_path is only used with mode=secondary")
         if not _MIN_WRITE_BUFFER <= self.write_buffer_size <= _MAX_WRITE_BUFFER:
             # RocksDB silently clips larger values to 64 GiB.
-            problems.append(
-                f"write_buffer_size must be 64KiB..64GiB, got {self.write_buffer_size}"
-            )
+            problems.append(f"write_buffer_size must be 64KiB..64GiB, got {self.write_buffer_size}")
         if not 2 <= self.max_write_buffer_number <= _MAX_WRITE_BUFFERS:
             problems.append(
                 f"max_write_buffer_number must be 2..{_MAX_WRITE_BUFFERS}, got "

@@ -117,6 +117,10 @@ def test_point_in_time_recovery_is_explicit_and_reports_what_it_dropped(
         assert rec["bytes_dropped"] > 0
         assert rec["dropped"][0]["file"] == wal
     assert any("point_in_time" in r.message and wal in r.message for r in caplog.records)
+    # The damaged log was replaced: a strict open now finds a whole store.
+    with aurora_storage.open(f"rocksdb://{store}") as again:
+        assert again.count("t") == kept
+        assert again.stats()["recovery"] is None
 
 
 def test_wal_cut_inside_a_record_is_reported(store: Path) -> None:
