@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 CHILD = str(Path(__file__).with_name("child_rocksdb.py"))
-FLUSHED, IN_WAL = 1500, 2500
-FLIPS, TRUNCATIONS = 22, 10
+FLUSHED, IN_WAL = 1000, 2000
+FLIPS, TRUNCATIONS = 20, 10
 SEED = 20261201
 
 
