@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
@@ -195,7 +196,8 @@ class Repository(Generic[K, V]):
         raw = backend.get(META_KEY)
         marker = backend.marker_path
         if raw is None:
-            if marker is not None and read_marker(marker) is not None:
+            # A marker that exists, even damaged, proves the store was initialised.
+            if marker is not None and os.path.lexists(marker):
                 # The store was initialised once (the marker is written only after its
                 # metadata record was durable) and its engine now shows nothing: its
                 # files lost data (a truncated MANIFEST, a replaced data file). Writing a
@@ -247,11 +249,7 @@ class Repository(Generic[K, V]):
         else:
             wanted = get_codec(recorded)
         # Stores created before markers existed get theirs on the first writable open.
-        if (
-            marker is not None
-            and not backend.capabilities.read_only
-            and read_marker(marker) is None
-        ):
+        if marker is not None and not backend.capabilities.read_only and not _marker_intact(marker):
             write_marker(marker, _marker_info(backend, wanted))
         return wanted
 
@@ -903,6 +901,15 @@ class Repository(Generic[K, V]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} {self._describe()} codec={self._codec.name} {state}>"
+
+
+def _marker_intact(marker: str) -> bool:
+    """Whether ``marker`` exists and reads back; a damaged one is rewritten by the caller
+    (the metadata record it vouches for is there)."""
+    try:
+        return read_marker(marker) is not None
+    except CorruptionError:
+        return False
 
 
 def _marker_info(backend: Backend, codec: Codec) -> dict[str, Any]:

@@ -62,7 +62,8 @@ def test_damage_campaign_loses_nothing_silently(tmp_path: Path) -> None:
     plan: list[tuple[str, str, int]] = []
     for n in range(FLIPS + TRUNCATIONS):
         kind = "flip" if n < FLIPS else "truncate"
-        name = files[n % len(files)] if n < 2 * len(files) else rng.choice(files)
+        i = n if kind == "flip" else n - FLIPS
+        name = files[i % len(files)] if i < 2 * len(files) else rng.choice(files)
         size = os.path.getsize(base / name)
         plan.append((kind, name, rng.randrange(size)))
 
