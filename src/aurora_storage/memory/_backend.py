@@ -4,6 +4,7 @@ key costs O(log n) and no scan ever re-sorts; the newest key of a prefix is a bi
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -182,16 +183,52 @@ class MemoryBackend(Backend):
     def _range(
         self, start: bytes, stop: bytes, limit: int | None = None, reverse: bool = False
     ) -> list[bytes]:
+        """The keys of ``[start, stop)`` (the first ``limit`` of them in scan order), in
+        ascending order. Walks the SortedList's sublists directly: its positional
+        indexing (``sl[i:j]``) costs ~14 us at 100,000 keys even for one key, against
+        ~1 us for two bisections and a short walk (O(log n + k))."""
         with self._lock:
             self._check()
-            keys = self._sorted
-            i, j = keys.bisect_left(start), keys.bisect_left(stop)
-            if limit is not None and j - i > limit:
-                if reverse:
-                    i = j - limit
-                else:
-                    j = i + limit
-            return cast("list[bytes]", keys[i:j]) if i < j else []
+            lists: list[list[bytes]] = self._sorted._lists
+            maxes: list[bytes] = self._sorted._maxes
+            if not lists or start >= stop:
+                return []
+            # (sublist, offset) of the first key >= start, and of the first key >= stop.
+            li = bisect_left(maxes, start)
+            if li == len(lists):
+                return []
+            lo = bisect_left(lists[li], start)
+            hj = bisect_left(maxes, stop)
+            if hj == len(lists):
+                hj, hi = len(lists) - 1, len(lists[-1])
+            else:
+                hi = bisect_left(lists[hj], stop)
+            out: list[bytes] = []
+            if not reverse:
+                for n in range(li, hj + 1):
+                    a = lo if n == li else 0
+                    b = hi if n == hj else len(lists[n])
+                    if limit is not None:
+                        b = min(b, a + limit - len(out))
+                    out += lists[n][a:b]
+                    if limit is not None and len(out) >= limit:
+                        break
+                return out
+            parts: list[list[bytes]] = []
+            got = 0
+            for n in range(hj, li - 1, -1):
+                a = lo if n == li else 0
+                b = hi if n == hj else len(lists[n])
+                if limit is not None:
+                    a = max(a, b - (limit - got))
+                if a < b:
+                    parts.append(lists[n][a:b])
+                    got += b - a
+                if limit is not None and got >= limit:
+                    break
+            for part in reversed(parts):
+                out += part
+            return out
 
     def scan(
         self, start: bytes, stop: bytes, *, reverse: bool = False
