@@ -158,8 +158,11 @@ class LMDBBackend(Backend):
             change_feed=not config.read_only,
         )
         self._wlock = threading.Lock()
-        # The in-process change feed, created by the first watch() (see _eventstore).
+        # The in-process change feed, created by the first watch(), or the store's change
+        # log (change_log=true); writes record changes while either exists.
         self._feed: RecentChanges | None = None
+        self._log: _eventstore.StoreChangeLog | None = None
+        self._recording = False
         self._closed = False
         self._forked = False
         # One flag the hot paths test: closed or inherited across fork().
@@ -175,6 +178,7 @@ class LMDBBackend(Backend):
         _LIVE.add(self)
         try:
             self._check_plugin_meta()
+            _eventstore.open_change_log(self)
         except BaseException:
             self.close()
             raise
@@ -534,12 +538,13 @@ class LMDBBackend(Backend):
         fn: Callable[[Any], T],
         first: Exception | None = None,
         *,
-        on_commit: Callable[[T, int], None] | None = None,
+        changes: Callable[[T], Sequence[tuple[bytes, bytes | None]] | None] | None = None,
     ) -> T:
         """Run ``fn(txn)`` in one write transaction, retrying the whole unit after the
         map grows (or adopting another process's growth). Takes the write lock.
-        ``on_commit(result, txn_id)`` runs after the commit, still under the lock (the
-        change feed records commits in commit order)."""
+        ``changes(result)`` names the changes the transaction made (for the change log,
+        written in the same transaction, and the in-process feed, recorded after the
+        commit, still under the lock: in commit order)."""
         attempt = 0
         with self._wlock:
             if self._dead:
@@ -551,9 +556,13 @@ class LMDBBackend(Backend):
                 try:
                     with self._begin(write=True) as txn:
                         result = fn(txn)
-                        tid = txn.id()
-                    if on_commit is not None:
-                        on_commit(result, tid)
+                        made = changes(result) if changes is not None else None
+                        if made:
+                            if self._log is not None:
+                                self._log.write(txn, made)
+                            tid = txn.id()
+                    if made:
+                        self._committed(tid, made)
                     return result
                 except lmdb.Error as exc:
                     self._recover(exc, attempt, writing=True)
@@ -651,9 +660,12 @@ class LMDBBackend(Backend):
             try:
                 with self._begin(write=True) as txn:
                     txn.put(key, data)
-                    tid = txn.id()
-                if self._feed is not None:
-                    self._feed.record(tid, ((key, value),))
+                    if self._recording:
+                        if self._log is not None:
+                            self._log.write(txn, ((key, value),))
+                        tid = txn.id()
+                if self._recording:
+                    self._committed(tid, ((key, value),))
                 return
             except lmdb.Error as exc:
                 first = exc
@@ -661,22 +673,24 @@ class LMDBBackend(Backend):
 
     def _put_slow(self, key: bytes, data: bytes, exc: Exception) -> None:
         self._write_txn(
-            lambda txn: txn.put(key, data), exc, on_commit=self._recorder(((key, data[:-4]),))
+            lambda txn: txn.put(key, data), exc, changes=self._recorder(((key, data[:-4]),))
         )
 
     def _recorder(
         self, changes: Sequence[tuple[bytes, bytes | None]]
-    ) -> Callable[[Any, int], None] | None:
-        """An ``on_commit`` that records ``changes`` if the write took effect (a truthy
-        or ``None`` result), or ``None`` while no change feed records."""
-        if self._feed is None:
+    ) -> Callable[[Any], Sequence[tuple[bytes, bytes | None]] | None] | None:
+        """A ``changes`` provider for :meth:`_write_txn`: ``changes`` if the write took
+        effect (a result other than ``False``); ``None`` while nothing records."""
+        if not self._recording:
             return None
+        return lambda result: None if result is False else changes
 
-        def on_commit(result: Any, tid: int) -> None:
-            if result is not False and self._feed is not None:
-                self._feed.record(tid, changes)
-
-        return on_commit
+    def _committed(self, tid: int, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
+        # Under the write lock, right after the commit of transaction ``tid``.
+        if self._feed is not None:
+            self._feed.record(tid, changes)
+        if self._log is not None:
+            self._log.notify()
 
     def insert(self, key: bytes, value: bytes) -> bool:
         """See :meth:`Backend.insert`: LMDB's native create-only put, so it is atomic
@@ -687,7 +701,7 @@ class LMDBBackend(Backend):
         return bool(
             self._write_txn(
                 lambda txn: txn.put(key, data, overwrite=False),
-                on_commit=self._recorder(((key, value),)),
+                changes=self._recorder(((key, value),)),
             )
         )
 
@@ -696,7 +710,7 @@ class LMDBBackend(Backend):
         if self._dead:
             self._check()
         return bool(
-            self._write_txn(lambda txn: txn.delete(key), on_commit=self._recorder(((key, None),)))
+            self._write_txn(lambda txn: txn.delete(key), changes=self._recorder(((key, None),)))
         )
 
     def write(self, ops: Sequence[Op]) -> None:
@@ -738,8 +752,8 @@ class LMDBBackend(Backend):
 
             self._write_txn(
                 put_all,
-                on_commit=self._recorder([(k, v[:-4]) for k, v in puts if v is not None])
-                if self._feed is not None
+                changes=self._recorder([(k, v[:-4]) for k, v in puts if v is not None])
+                if self._recording
                 else None,
             )
             return len(puts)
@@ -757,7 +771,7 @@ class LMDBBackend(Backend):
                     put(k, v)
                     changes.append((k, v[:-4]))
 
-        self._write_txn(apply, on_commit=self._recorder(changes))
+        self._write_txn(apply, changes=self._recorder(changes))
         return len(puts)
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
@@ -767,7 +781,7 @@ class LMDBBackend(Backend):
             self._check()
         total = 0
         deleted: list[tuple[bytes, bytes | None]] = []
-        recording = self._feed is not None
+        recording = self._recording
         while True:
 
             def work(txn: Any) -> int:
@@ -788,7 +802,7 @@ class LMDBBackend(Backend):
                         break
                 return n
 
-            n: int = self._write_txn(work, on_commit=self._recorder(deleted))
+            n: int = self._write_txn(work, changes=self._recorder(deleted))
             total += n
             if n < 50_000:
                 return total
@@ -808,6 +822,8 @@ class LMDBBackend(Backend):
 
     def change_feed(self) -> ChangeFeed:
         """See :meth:`Backend.change_feed`: in-process, recording from the first call."""
+        if self._log is not None:
+            return self._log
         feed = self._feed
         return feed if feed is not None else _eventstore.start_feed(self)
 
@@ -1059,6 +1075,8 @@ class LMDBBackend(Backend):
             _LIVE.discard(self)
             if self._feed is not None:
                 self._feed.close()
+            if self._log is not None:
+                self._log.close()
             if self._forked:
                 return
             try:

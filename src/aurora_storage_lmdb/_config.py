@@ -52,6 +52,15 @@ class LMDBConfig:
             while the store is open cannot open the store again in the child (the
             inherited copy must stay untouched there). Set false if children of a
             fork() must reopen a store the parent still has open.
+        change_log: keep a change log in the store, written in the same transaction as
+            every write, so ``watch()`` sees the changes of every process (capability
+            ``multi_process_change_feed``). Only when the store is created: once
+            enabled it is recorded in the store and every process logs (a process
+            writing without logging would make watchers miss changes); an existing
+            store without a log refuses ``change_log=true``. Costs one extra record per
+            changed key.
+        change_log_retention: how many write transactions the change log keeps;
+            resuming from an older position raises ``PositionExpiredError``.
     """
 
     path: str
@@ -69,6 +78,8 @@ class LMDBConfig:
     verify: bool = False
     scan_chunk: int = 1024
     reader_cache: bool = True
+    change_log: bool = False
+    change_log_retention: int = 100_000
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -95,6 +106,11 @@ class LMDBConfig:
         if self.scan_chunk < 1:
             raise ConfigurationError(
                 f"scan_chunk must be at least 1, got {self.scan_chunk}", backend="lmdb"
+            )
+        if self.change_log_retention < 1:
+            raise ConfigurationError(
+                f"change_log_retention must be at least 1, got {self.change_log_retention}",
+                backend="lmdb",
             )
         if self.read_only and self.create:
             # create=True is the default; read-only simply never creates.

@@ -6,22 +6,62 @@ allows one write transaction at a time per environment, across processes (its ow
 file), so the commit is atomic against every other writer of the store - other threads
 and other processes alike - with no lock file of ours.
 
-The change feed is in-process: recording starts at the first ``watch()`` /
-``last_position()``, and a commit's number is its LMDB transaction id (strictly
-increasing across processes and reopens, so positions never repeat).
+Change feeds. Positions are ``(txn_id << 32) + i``: LMDB transaction ids are strictly
+increasing across processes and reopens, so positions never repeat.
+
+* By default the feed is in-process (:class:`~aurora_storage.backend.RecentChanges`),
+  recording from the first ``watch()`` / ``last_position()``: a write pays one flag test
+  until then, and nothing is stored.
+* With ``change_log=true`` (chosen when the store is created, then recorded in it) every
+  write also stores its changes as log records, in the same transaction, under
+  ``0x00 "aurora:log:" txn_id(8) index(4)``; :class:`StoreChangeLog` reads them, so a
+  watcher sees the changes of every process. Other processes' commits are noticed by
+  polling the environment's last transaction id every few milliseconds while someone
+  waits (no lock file, no extra process); this process's commits wake waiters at once.
+  The log keeps the last ``change_log_retention`` write transactions (trimmed in the
+  writing transaction every 256 transactions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from aurora_storage.backend import Append, Condition, Op, RecentChanges, plan_commit
+import orjson
+
+from aurora_storage.backend import (
+    Append,
+    ChangeFeed,
+    ChangeRecord,
+    Condition,
+    Op,
+    RecentChanges,
+    plan_commit,
+)
+from aurora_storage.errors import (
+    ConfigurationError,
+    CorruptionError,
+    PositionExpiredError,
+    RepositoryClosedError,
+)
 
 if TYPE_CHECKING:
     from ._backend import LMDBBackend
 
-__all__ = ["commit", "record", "start_feed"]
+__all__ = ["StoreChangeLog", "commit", "open_change_log", "start_feed"]
+
+#: The record that says the store keeps a change log (JSON: the trimmed-up-to position).
+CHANGELOG_KEY = b"\x00aurora:lmdb:changelog"
+LOG_PREFIX = b"\x00aurora:log:"
+LOG_END = b"\x00aurora:log;"
+_POS = struct.Struct(">QI")
+_KLEN = struct.Struct(">H")
+#: Seconds between checks for other processes' commits while someone waits.
+POLL_INTERVAL = 0.002
+_TRIM_EVERY = 256
 
 
 def commit(
@@ -34,7 +74,7 @@ def commit(
     from ._backend import _wrap
 
     unwrap = backend._unwrap
-    done: list[Any] = []
+    done: list[Op] = []
 
     def work(txn: Any) -> list[int]:
         get = txn.get
@@ -45,34 +85,277 @@ def commit(
 
         final, firsts = plan_commit(read, ops, conditions, appends)
         put, delete = txn.put, txn.delete
+        done.clear()  # a retried transaction starts over
         for k, v in final:
             if v is None:
-                delete(k)
+                if delete(k):
+                    done.append((k, None))
             else:
                 put(k, _wrap(v))
-        done[:] = [txn.id(), final]  # a retried transaction overwrites its first try
+                done.append((k, v))
         return firsts
 
-    def on_commit(_result: list[int], _tid: int) -> None:
-        # Still under the process write lock: the feed sees commits in commit order.
-        record(backend, done[0], done[1])
-
-    return backend._write_txn(work, on_commit=on_commit)
-
-
-def record(backend: LMDBBackend, tid: int, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
-    """Record a committed write transaction ``tid`` in the in-process feed."""
-    feed = backend._feed
-    if feed is not None:
-        feed.record(tid, changes)
+    return backend._write_txn(work, changes=(lambda _: done) if backend._recording else None)
 
 
 def start_feed(backend: LMDBBackend) -> RecentChanges:
-    """The backend's feed, created (under the write lock) on first use; it starts after
-    the store's last committed transaction."""
+    """The in-process feed, created (under the write lock) on first use; it starts
+    after the store's last committed transaction."""
     with backend._wlock:
         if backend._dead:
             backend._check()
         if backend._feed is None:
             backend._feed = RecentChanges(start=backend._env.info()["last_txnid"])
+            backend._recording = True
         return backend._feed
+
+
+def open_change_log(backend: LMDBBackend) -> None:
+    """At open: adopt the store's change log if it has one; create it if
+    ``change_log=true`` and the store is new (its core metadata record is not written
+    yet). Sets the capability ``multi_process_change_feed`` accordingly."""
+    import dataclasses
+
+    from aurora_storage._repository import META_KEY
+
+    recorded = backend.get(CHANGELOG_KEY) is not None
+    if not recorded and backend.config.change_log:
+        if backend.config.read_only or backend.get(META_KEY) is not None:
+            raise ConfigurationError(
+                f"change_log=true: the LMDB store at {backend.path} was created without a "
+                "change log, and one cannot be added later (a process already writing "
+                "it would not log, and watchers would miss its changes). Create a new "
+                "store with change_log=true and copy the data into it",
+                backend="lmdb",
+                path=backend.path,
+            )
+
+        def enable(txn: Any) -> None:
+            from ._backend import _wrap
+
+            floor = (txn.id() << 32) | 0xFFFFFFFF
+            txn.put(CHANGELOG_KEY, _wrap(orjson.dumps({"floor": floor})))
+
+        backend._write_txn(enable)
+        recorded = True
+    if recorded:
+        backend._log = StoreChangeLog(backend)
+        backend._recording = True
+        backend.capabilities = dataclasses.replace(
+            backend.capabilities, multi_process_change_feed=True
+        )
+
+
+def _encode(key: bytes, value: bytes | None) -> bytes:
+    head = _KLEN.pack(len(key)) + key
+    return b"\x00" + head if value is None else b"\x01" + head + value
+
+
+class StoreChangeLog(ChangeFeed):
+    """The change feed of an LMDB store with ``change_log=true``: the log records in the
+    store, shared by every process (see the module docstring)."""
+
+    def __init__(self, backend: LMDBBackend) -> None:
+        self._backend = backend
+        self._retention = backend.config.change_log_retention
+        self._cond = threading.Condition(threading.Lock())
+        self._wakes = 0
+        self._closed = False
+        self._subscribers: dict[int, Callable[[], None]] = {}
+        self._next_id = 0
+        self._poller: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- writing
+
+    def write(self, txn: Any, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """Store ``changes`` as log records inside the writing transaction ``txn``."""
+        from ._backend import _wrap
+
+        tid = txn.id()
+        put = txn.put
+        i = 0
+        for k, v in changes:
+            if k[:1] == b"\x00":
+                continue  # the store's own records are not changes
+            put(LOG_PREFIX + _POS.pack(tid, i), _wrap(_encode(k, v)))
+            i += 1
+        if tid % _TRIM_EVERY == 0 and tid > self._retention:
+            self._trim(txn, tid - self._retention)
+
+    def _trim(self, txn: Any, below_tid: int) -> None:
+        from ._backend import _wrap
+
+        cur = txn.cursor()
+        end = LOG_PREFIX + _POS.pack(below_tid, 0)
+        if cur.set_range(LOG_PREFIX):
+            while cur.key() and cur.key() < end:
+                if not cur.delete():
+                    break
+        floor = (below_tid << 32) - 1
+        txn.put(CHANGELOG_KEY, _wrap(orjson.dumps({"floor": floor})))
+
+    def notify(self) -> None:
+        """This process committed: wake local waiters and subscribers now."""
+        with self._cond:
+            self._cond.notify_all()
+            subscribers = list(self._subscribers.values())
+        for cb in subscribers:
+            cb()
+
+    # ---------------------------------------------------------------- reading
+
+    def _floor(self, txn: Any) -> int:
+        raw = txn.get(CHANGELOG_KEY)
+        if raw is None:
+            return 0
+        data = self._backend._unwrap(CHANGELOG_KEY, raw)
+        try:
+            return int(orjson.loads(data)["floor"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptionError(
+                f"the change-log record of the LMDB store at {self._backend.path} is "
+                f"damaged: {exc}",
+                backend="lmdb",
+                path=self._backend.path,
+            ) from exc
+
+    def _check(self) -> None:
+        if self._closed:
+            raise RepositoryClosedError("the change feed's store is closed", backend="lmdb")
+
+    def last_position(self) -> int:
+        """See :meth:`ChangeFeed.last_position`: the newest log record (or the floor)."""
+        self._check()
+
+        def work(txn: Any) -> int:
+            cur = txn.cursor()
+            # The last record below the log's end: prev() of the first key after it.
+            found = cur.prev() if cur.set_range(LOG_END) else cur.last()
+            if found:
+                k: bytes = cur.key()
+                if k.startswith(LOG_PREFIX):
+                    tid, i = _POS.unpack(k[len(LOG_PREFIX) :])
+                    return int((tid << 32) + i)
+            return self._floor(txn)
+
+        return self._backend._read_txn(work)
+
+    def read(self, after: int, limit: int) -> list[ChangeRecord]:
+        """See :meth:`ChangeFeed.read`."""
+        self._check()
+        backend = self._backend
+        nxt = after + 1
+
+        def work(txn: Any) -> list[ChangeRecord]:
+            floor = self._floor(txn)
+            if after < floor:
+                raise PositionExpiredError(
+                    f"the changes after position {after} are no longer in the change log "
+                    f"of {backend.path} (it keeps the last {self._retention} write "
+                    f"transactions, from position {floor}); re-read the state with a scan, "
+                    "then watch from last_position()",
+                    position=after,
+                    oldest=floor,
+                    backend="lmdb",
+                    path=backend.path,
+                )
+            out: list[ChangeRecord] = []
+            cur = txn.cursor()
+            if not cur.set_range(LOG_PREFIX + _POS.pack(nxt >> 32, nxt & 0xFFFFFFFF)):
+                return out
+            for k, raw in cur.iternext():
+                if not k.startswith(LOG_PREFIX) or len(out) >= limit:
+                    break
+                tid, i = _POS.unpack(k[len(LOG_PREFIX) :])
+                data = backend._unwrap(k, raw)
+                (klen,) = _KLEN.unpack_from(data, 1)
+                key = data[3 : 3 + klen]
+                value = data[3 + klen :] if data[0] == 1 else None
+                out.append(((tid << 32) + i, key, value))
+            return out
+
+        return backend._read_txn(work)
+
+    def wait(self, after: int, timeout: float | None) -> bool:
+        """See :meth:`ChangeFeed.wait`: this process's commits wake at once; other
+        processes' are noticed within :data:`POLL_INTERVAL` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        env = self._backend._env
+        with self._cond:
+            wakes = self._wakes
+        seen = -1
+        while True:
+            if self._closed:
+                return False
+            txnid = env.info()["last_txnid"]
+            if txnid != seen:
+                seen = txnid
+                if self.last_position() > after:
+                    return True
+            left = POLL_INTERVAL
+            if deadline is not None:
+                left = min(left, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+            with self._cond:
+                if self._wakes != wakes:
+                    return False
+                self._cond.wait(left)
+                if self._wakes != wakes:
+                    return False
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """See :meth:`ChangeFeed.subscribe`: a poller thread watches for other
+        processes' commits while anyone is subscribed."""
+        with self._cond:
+            token = self._next_id
+            self._next_id += 1
+            self._subscribers[token] = callback
+            if self._poller is None or not self._poller.is_alive():
+                self._poller = threading.Thread(
+                    target=self._poll, name="aurora-lmdb-changelog", daemon=True
+                )
+                self._poller.start()
+
+        def unsubscribe() -> None:
+            with self._cond:
+                self._subscribers.pop(token, None)
+
+        return unsubscribe
+
+    def _poll(self) -> None:
+        env = self._backend._env
+        seen = None
+        while True:
+            with self._cond:
+                if self._closed or not self._subscribers:
+                    self._poller = None
+                    return
+                subscribers = list(self._subscribers.values())
+            try:
+                txnid = env.info()["last_txnid"]
+            except Exception:  # the environment closed under us: stop quietly
+                return
+            if seen is not None and txnid != seen:
+                for cb in subscribers:
+                    cb()
+            seen = txnid
+            time.sleep(POLL_INTERVAL)
+
+    def wake(self) -> None:
+        """See :meth:`ChangeFeed.wake`."""
+        with self._cond:
+            self._wakes += 1
+            self._cond.notify_all()
+            subscribers = list(self._subscribers.values())
+        for cb in subscribers:
+            cb()
+
+    def close(self) -> None:
+        """The store is closing: waiters wake, the poller stops."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            subscribers = list(self._subscribers.values())
+        for cb in subscribers:
+            cb()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aurora_storage.testing import RepositoryTestSuite
+from aurora_storage.testing import EventStoreTests, RepositoryTestSuite
 
 
 class TestLMDBConformance(RepositoryTestSuite):
@@ -10,3 +10,11 @@ class TestLMDBConformance(RepositoryTestSuite):
     def store_url(self, tmp_path):
         # A small initial map: the suite then also exercises automatic growth.
         return f"lmdb://{tmp_path}/store?map_size=256KiB&sync=false"
+
+
+class TestLMDBChangeLogConformance(EventStoreTests):
+    """The event-store sections again on a store with the cross-process change log."""
+
+    @pytest.fixture
+    def store_url(self, tmp_path):
+        return f"lmdb://{tmp_path}/store?map_size=256KiB&sync=false&change_log=true"

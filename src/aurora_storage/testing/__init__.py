@@ -29,6 +29,7 @@ from ._eventstore import (
     ConditionalWriteTests,
     EventStoreTests,
     MultiProcessAppendTests,
+    MultiProcessChangeFeedTests,
     PushDownTests,
     SequenceTests,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "EventStoreTests",
     "LifecycleTests",
     "MultiProcessAppendTests",
+    "MultiProcessChangeFeedTests",
     "PersistenceTests",
     "PointOpsTests",
     "PushDownTests",

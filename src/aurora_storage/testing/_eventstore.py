@@ -38,6 +38,7 @@ __all__ = [
     "ConditionalWriteTests",
     "EventStoreTests",
     "MultiProcessAppendTests",
+    "MultiProcessChangeFeedTests",
     "PushDownTests",
     "SequenceTests",
 ]
@@ -737,12 +738,81 @@ class MultiProcessAppendTests(_Base):
             assert sorted(tuple(v) for _, v in notes) == sorted(k for k, _ in events)
 
 
+def _feed_writer(url: str, n: int) -> None:
+    """A writer process for the cross-process feed test."""
+    with aurora_storage.open(url) as repo:
+        for i in range(n):
+            if i % 3 == 2:
+                with repo.batch() as b:
+                    b.put("t", ("w", i), i)
+                    b.delete("t", ("w", i - 1))
+            else:
+                repo.put("t", ("w", i), i)
+            time.sleep(0.001)
+
+
+class MultiProcessChangeFeedTests(_Base):
+    """``watch()`` sees another process's commits (``multi_process_change_feed``)."""
+
+    def test_watch_sees_other_processes(self, repo: Repo, store_url: str) -> None:
+        require(repo, "multi_process_change_feed", "the feed must see other processes")
+        n = 60
+        expected: list[Any] = []
+        for i in range(n):
+            expected.append((("w", i), i, False))
+            if i % 3 == 2:
+                expected.append((("w", i - 1), None, True))
+        start = repo.last_position()
+        proc = multiprocessing.get_context("spawn").Process(
+            target=_feed_writer, args=(store_url, n)
+        )
+        proc.start()
+        got: list[Any] = []
+        try:
+            with repo.watch("t", after=start, timeout=60) as w:
+                for c in w:
+                    got.append((c.key, c.value, c.deleted))
+                    if len(got) == len(expected):
+                        break
+        finally:
+            proc.join(60)
+        assert proc.exitcode == 0
+        assert got == expected
+        # Resuming from the start replays the same changes, in the same order.
+        with repo.watch("t", after=start, timeout=0.2) as w:
+            assert [(c.key, c.value, c.deleted) for c in w] == expected
+
+    def test_async_watch_sees_other_processes(self, repo: Repo, store_url: str) -> None:
+        require(repo, "multi_process_change_feed", "the feed must see other processes")
+        n = 15
+
+        async def main() -> list[Any]:
+            arepo = repo.as_async()
+            got: list[Any] = []
+            proc = multiprocessing.get_context("spawn").Process(
+                target=_feed_writer, args=(store_url, n)
+            )
+            async with arepo.watch("t", timeout=60) as w:
+                proc.start()
+                async for c in w:
+                    if not c.deleted:
+                        got.append(c.key)
+                    if len(got) == n:
+                        break
+            await asyncio.to_thread(proc.join, 60)
+            assert proc.exitcode == 0
+            return got
+
+        assert asyncio.run(main()) == [("w", i) for i in range(n)]
+
+
 class EventStoreTests(
     ConditionalWriteTests,
     SequenceTests,
     ChangeFeedTests,
     PushDownTests,
     MultiProcessAppendTests,
+    MultiProcessChangeFeedTests,
 ):
     """Every event-store conformance test, plus the conditional-write state machine."""
 

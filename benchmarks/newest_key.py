@@ -1,0 +1,151 @@
+"""The newest key of a prefix: aurora-storage against the raw engine's seek (not a test).
+
+    python benchmarks/newest_key.py [--trials 300] [--aggregates 2000] [--events 20]
+
+``keys(t, prefix=(agg,), reverse=True, limit=1)`` - "the current version of this
+aggregate", "the highest notification id" - against the raw engine's own seek to the
+last key below the prefix's successor (RocksDB: an ``RdictIter`` ``seek_for_prev``;
+LMDB: a cursor ``set_range`` + ``prev`` in a read transaction). Many short trials
+(200 lookups of random aggregates each), alternating which side goes first, each side on
+its own random sample; reported: the minimum and the tenth percentile per lookup, and
+their ratio. Also ``memory://``: append one key, then read the newest (the case that
+used to re-sort every key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aurora_storage
+from aurora_storage._keys import encode_prefix, prefix_successor
+
+PER_TRIAL = 200
+
+
+def _stats(xs: list[float]) -> tuple[float, float]:
+    xs = sorted(xs)
+    return xs[0] / PER_TRIAL * 1e6, xs[len(xs) // 10] / PER_TRIAL * 1e6
+
+
+def _compare(
+    name: str, sides: dict[str, Callable[[list[int]], None]], aggs: int, trials: int
+) -> None:
+    times: dict[str, list[float]] = {s: [] for s in sides}
+    names = list(sides)
+    for t in range(trials):
+        order = names if t % 2 == 0 else names[::-1]
+        for side in order:
+            sample = [random.randrange(aggs) for _ in range(PER_TRIAL)]
+            t0 = time.perf_counter()
+            sides[side](sample)
+            times[side].append(time.perf_counter() - t0)
+    (a_min, a_p10), (r_min, r_p10) = (_stats(times[s]) for s in names)
+    print(
+        f"{name:8} aurora {a_min:6.2f} us (p10 {a_p10:6.2f})   raw {r_min:6.2f} us "
+        f"(p10 {r_p10:6.2f})   ratio {a_min / r_min:4.2f}x (p10 {a_p10 / r_p10:4.2f}x)"
+    )
+
+
+def _fill(repo: Any, aggs: int, events: int) -> None:
+    for a in range(aggs):
+        repo.put_many("bank", [((f"agg-{a}", v), {"v": v}) for v in range(1, events + 1)])
+
+
+def _bounds(repo: Any, a: int) -> bytes:
+    p = repo._prefix("bank") + encode_prefix((f"agg-{a}",))
+    return prefix_successor(p)
+
+
+def bench_rocksdb(tmp: str, aggs: int, events: int, trials: int) -> None:
+    import rocksdict
+
+    repo = aurora_storage.open(f"rocksdb://{tmp}/rocks")
+    _fill(repo, aggs, events)
+    db = repo.backend._db
+    his = [_bounds(repo, a) for a in range(aggs)]
+
+    def aurora(sample: list[int]) -> None:
+        keys = repo.keys
+        for a in sample:
+            (last,) = keys("bank", prefix=(f"agg-{a}",), reverse=True, limit=1)
+            assert last[1] == events
+
+    def raw(sample: list[int]) -> None:
+        for a in sample:
+            ro = rocksdict.ReadOptions()
+            hi = his[a]
+            ro.set_iterate_upper_bound(hi)
+            it = db.iter(ro)
+            it.seek_for_prev(hi)
+            if it.valid() and it.key() >= hi:
+                it.prev()
+            assert it.valid()
+            del it
+
+    _compare("rocksdb", {"aurora": aurora, "raw": raw}, aggs, trials)
+    repo.close()
+
+
+def bench_lmdb(tmp: str, aggs: int, events: int, trials: int) -> None:
+    repo = aurora_storage.open(f"lmdb://{tmp}/lmdb")
+    _fill(repo, aggs, events)
+    env = repo.backend._env
+    his = [_bounds(repo, a) for a in range(aggs)]
+
+    def aurora(sample: list[int]) -> None:
+        keys = repo.keys
+        for a in sample:
+            (last,) = keys("bank", prefix=(f"agg-{a}",), reverse=True, limit=1)
+            assert last[1] == events
+
+    def raw(sample: list[int]) -> None:
+        for a in sample:
+            with env.begin() as txn:
+                cur = txn.cursor()
+                if cur.set_range(his[a]):
+                    cur.prev()
+                else:
+                    cur.last()
+                assert cur.key()
+
+    _compare("lmdb", {"aurora": aurora, "raw": raw}, aggs, trials)
+    repo.close()
+
+
+def bench_memory(n: int) -> None:
+    repo = aurora_storage.open("memory://")
+    repo.put_many("t", [(("log", i), i) for i in range(n)])
+    t0 = time.perf_counter()
+    rounds = 2000
+    for i in range(n, n + rounds):
+        repo.put("t", ("log", i), i)
+        (last,) = repo.keys("t", prefix=("log",), reverse=True, limit=1)
+        assert last[1] == i
+    per = (time.perf_counter() - t0) / rounds * 1e6
+    print(f"memory   append + newest key at {n:,} keys: {per:.1f} us per round")
+    repo.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=300)
+    ap.add_argument("--aggregates", type=int, default=2000)
+    ap.add_argument("--events", type=int, default=20)
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="aurora-newest-")
+    try:
+        bench_rocksdb(tmp, args.aggregates, args.events, args.trials)
+        bench_lmdb(tmp, args.aggregates, args.events, args.trials)
+        bench_memory(100_000)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
