@@ -65,18 +65,40 @@ FORMAT_VERSION = 1
 META_KEY = NS_SYSTEM + b"aurora:meta"
 
 _PREFIX_CACHE_MAX = 65_536
+#: Scan bounds of recent ``(tenant, prefix)`` pairs for the newest-key lookup: a pure
+#: function of the two (the key encoding), so one cache serves every repository.
+_BOUNDS_CACHE: dict[tuple[str, Any], tuple[bytes, bytes, int]] = {}
 _TENANT_END = b"\xff"
 
 
 def _decode_key_at(full: bytes, offset: int) -> Any:
     # Fast path for the common str key: type code, body without NUL, terminator.
-    if full[offset] == 0x20 and full[-1] == 0:
+    code = full[offset]
+    if code == 0x20 and full[-1] == 0:
         body = full[offset + 1 : -1]
         if 0 not in body:
             try:
                 return body.decode()
             except UnicodeDecodeError:
                 pass
+    elif code == 0x30 and full[offset + 1] == 0x20:
+        # Fast path for (str, positive int) keys - (aggregate id, version), (sequence, n):
+        # 0x30 0x20 <str without NUL> 0x00 0x13 <n> <n bytes> 0x00 0x00, nothing after.
+        end = full.find(0, offset + 2)
+        n = len(full) - end - 5
+        if (
+            end > 0
+            and 0 < n <= 8
+            and full[end + 1] == 0x13
+            and full[end + 2] == n
+            and full[-2:] == b"\x00\x00"
+        ):
+            try:
+                text = full[offset + 2 : end].decode()
+            except UnicodeDecodeError:
+                pass
+            else:
+                return (text, int.from_bytes(full[end + 3 : end + 3 + n], "big"))
     try:
         return _keys.decode_key(full, offset)
     except ValueError as exc:
@@ -563,10 +585,35 @@ class Repository(Generic[K, V]):
             reverse: descending order.
             limit: at most this many keys.
         """
+        if limit == 1 and start is None and stop is None and type(limit) is int:
+            if self._closed:
+                self._check_open()
+            return self._one_key(tenant, prefix, reverse)
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         check_scan(reverse, limit)
         return self._iter(self._chunks(lo, hi, reverse, False, limit), limit, plen, 0)
+
+    def _one_key(self, tenant: str, prefix: Any, reverse: bool) -> Iterator[K]:
+        """``keys(t, prefix=p, reverse=..., limit=1)``: the first or newest key of a
+        prefix ("the aggregate's current version", "the highest notification id") as
+        one engine seek (:meth:`Backend.first_key` / :meth:`Backend.last_key`), with the
+        prefix's bounds cached for the common ``str`` and ``(str,)`` prefixes."""
+        t = type(prefix)
+        cacheable = t is str or (t is tuple and len(prefix) == 1 and type(prefix[0]) is str)
+        got = _BOUNDS_CACHE.get((tenant, prefix)) if cacheable else None
+        if got is None:
+            got = self._bounds(tenant, prefix, None, None)
+            if cacheable:
+                if len(_BOUNDS_CACHE) >= _PREFIX_CACHE_MAX:
+                    _BOUNDS_CACHE.clear()
+                _BOUNDS_CACHE[(tenant, prefix)] = got
+        lo, hi, plen = got
+        backend = self._backend
+        if not backend.capabilities.ordered_scans:
+            return self._iter(self._chunks(lo, hi, reverse, False, 1), 1, plen, 0)
+        k = backend.last_key(lo, hi) if reverse else backend.first_key(lo, hi)
+        return iter(()) if k is None else iter((_decode_key_at(k, plen),))
 
     def values(
         self,

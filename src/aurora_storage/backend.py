@@ -674,6 +674,15 @@ class Backend(ABC):
             backend=self.scheme,
         )
 
+    def last_key(self, start: bytes, stop: bytes) -> bytes | None:
+        """The largest key in ``[start, stop)``, or ``None``: "the newest key of this
+        prefix", what ``Repository.keys(..., reverse=True, limit=1)`` asks. Override
+        with the engine's seek-for-previous when the engine has one. Default: the first
+        key of a reverse :meth:`scan_keys`."""
+        for k in self.scan_keys(start, stop, reverse=True):
+            return k
+        return None
+
     def flush(self) -> None:  # noqa: B027 - optional hook; a no-op is right for memory
         """Make every acknowledged write durable against an OS crash (fsync)."""
 

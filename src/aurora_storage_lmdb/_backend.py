@@ -969,6 +969,22 @@ class LMDBBackend(Backend):
 
         return self._read_txn(work)
 
+    def last_key(self, start: bytes, stop: bytes) -> bytes | None:
+        """See :meth:`Backend.last_key`: one short read transaction, one cursor seek
+        (inlined like :meth:`get`: the newest-key lookup is a hot path)."""
+        if self._dead:
+            self._check()
+        txn = None
+        try:
+            txn = self._begin()
+            k = _last_in(txn, stop)
+            txn.abort()
+        except lmdb.Error as exc:
+            if txn is not None:
+                txn.abort()
+            k = self._read_txn(lambda t: _last_in(t, stop), exc)
+        return k if k is not None and k >= start else None
+
     # ------------------------------------------------------------------ lifecycle
 
     def flush(self) -> None:
@@ -1087,6 +1103,13 @@ class LMDBBackend(Backend):
     def describe(self) -> str:
         """``lmdb://<path>``."""
         return f"lmdb://{self.path}"
+
+
+def _last_in(txn: Any, stop: bytes) -> bytes | None:
+    """The largest key below ``stop`` in ``txn``, or None."""
+    cur = txn.cursor()
+    found = cur.prev() if cur.set_range(stop) else cur.last()
+    return cur.key() if found else None
 
 
 def _count_readers(table: str) -> int:

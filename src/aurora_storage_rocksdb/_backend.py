@@ -674,6 +674,30 @@ class RocksDBBackend(Backend):
         keys, _, _ = self._chunk(start, stop, False, 1, False)
         return keys[0] if keys else None
 
+    def last_key(self, start: bytes, stop: bytes) -> bytes | None:
+        """See :meth:`Backend.last_key`: one ``seek_for_prev`` of an engine iterator
+        bounded above by ``stop``, whose ``status()`` raises on corruption."""
+        with self._lock:
+            self._check()
+            try:
+                ro = rocksdict.ReadOptions()
+                ro.set_iterate_upper_bound(stop)
+                it = self._db.iter(ro)
+                try:
+                    it.seek_for_prev(stop)
+                    if it.valid() and it.key() >= stop:
+                        it.prev()
+                    if it.valid():
+                        k: bytes = it.key()
+                        return k if k >= start else None
+                    it.status()
+                    return None
+                finally:
+                    # A live iterator keeps the database (and its LOCK) alive.
+                    del it
+            except Exception as exc:
+                raise self._error(exc, "last_key") from exc
+
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`: one range tombstone over the key range."""
         self._check()

@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 import aurora_storage
+from aurora_storage._keys import decode_key, encode_tenant
+from aurora_storage._repository import _decode_key_at
 from aurora_storage.backend import Chunk, RecentChanges, plan_commit, value_version
 from aurora_storage.errors import NotSupportedError, PositionExpiredError
 from aurora_storage.memory._backend import MemoryBackend
@@ -97,3 +101,25 @@ def test_tiered_refuses_instead_of_bypassing_its_tiers() -> None:
         assert not repo.has("t", "k")
     finally:
         repo.close()
+
+
+_ELEM = st.one_of(
+    st.text(max_size=4),
+    st.integers(-(2**70), 2**70),
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.binary(max_size=3),
+)
+_KEYS = st.recursive(
+    _ELEM, lambda c: st.tuples(c, c) | st.tuples(c, c, c) | st.tuples(c), max_leaves=6
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.tuples(st.text(max_size=5), st.integers(0, 2**66)), _KEYS))
+def test_key_decoding_fast_paths_agree_with_the_decoder(key: Any) -> None:
+    # (str, int) keys - aggregate versions, sequence numbers - take a fast path.
+    prefix = encode_tenant("t")
+    full = prefix + aurora_storage.encode_key(key)
+    assert repr(_decode_key_at(full, len(prefix))) == repr(decode_key(full, len(prefix)))

@@ -306,6 +306,27 @@ class MemoryBackend(Backend):
                     return k
             return None
 
+    def last_key(self, start: bytes, stop: bytes) -> bytes | None:
+        """See :meth:`Backend.last_key` (two bisections on the sublists, no copy)."""
+        with self._lock:
+            self._check()
+            lists: list[list[bytes]] = self._sorted._lists
+            maxes: list[bytes] = self._sorted._maxes
+            li = bisect_left(maxes, stop)  # the first sublist holding a key >= stop
+            if li < len(lists):
+                pos = bisect_left(lists[li], stop)
+                if pos:
+                    k = lists[li][pos - 1]
+                elif li:
+                    k = maxes[li - 1]
+                else:
+                    return None
+            elif maxes:
+                k = maxes[-1]
+            else:
+                return None
+            return k if k >= start else None
+
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`."""
         with self._lock:
