@@ -30,6 +30,7 @@ from .codecs import Codec, get_codec, locate_unencodable
 from .errors import (
     ConfigurationError,
     CorruptionError,
+    InvalidArgumentError,
     InvalidTenantError,
     KeyExistsError,
     ReadOnlyError,
@@ -850,18 +851,20 @@ class Repository(Generic[K, V]):
         Raises:
             NotSupportedError: the backend does not declare ``change_feed``.
             PositionExpiredError: (when iterating) ``after`` is older than the feed keeps.
-            InvalidTenantError, InvalidKeyError (bad prefix), ConfigurationError (bad
+            InvalidTenantError, InvalidKeyError (bad prefix), InvalidArgumentError (bad
             ``after``/``timeout``), RepositoryClosedError.
         """
         self._check_open()
         _eventstore.require(self, "change_feed", "watch()")
         lo, hi, plen = self._bounds(tenant, prefix, None, None)
         if after is not None and (type(after) is not int or after < 0):
-            raise ConfigurationError(f"after must be a non-negative int or None, got {after!r}")
+            raise InvalidArgumentError(
+                f"after must be a non-negative int (a Change.position) or None, got {after!r}"
+            )
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
         ):
-            raise ConfigurationError(
+            raise InvalidArgumentError(
                 f"timeout must be a non-negative number of seconds or None, got {timeout!r}"
             )
         feed = self._backend.change_feed()
@@ -1044,11 +1047,11 @@ class Batch(Generic[K, V]):
 
         Raises:
             NotSupportedError: the backend does not declare ``conditional_writes``.
-            ConfigurationError: ``version`` is not a :class:`Version` or ``None``.
+            InvalidArgumentError: ``version`` is not a :class:`Version` or ``None``.
             InvalidTenantError, InvalidKeyError, SerializationError (at this call).
         """
         if version is not None and not isinstance(version, Version):
-            raise ConfigurationError(
+            raise InvalidArgumentError(
                 f"version must be a Version (from get_versioned()) or None, got {version!r}"
             )
         self._condition("cas", tenant, key, value, version)
