@@ -881,9 +881,13 @@ class Repository(Generic[K, V]):
         """A conditional commit, with the backend's condition failures translated."""
         self._check_writable()
         try:
-            return self._backend.commit(ops, conditions=conditions, appends=appends)
+            return list(self._backend.commit(ops, conditions=conditions, appends=appends))
         except ConditionFailed as exc:
-            raise self._conflict(kinds, exc.failed) from None
+            failed = exc.failed
+            # Drop the backend's frames: the user's error must not keep engine objects
+            # (and the store) alive for as long as it is held.
+            exc.__traceback__ = None
+        raise self._conflict(kinds, failed) from None
 
     def _conflict(
         self,

@@ -34,10 +34,17 @@ def commit(
     appends: Sequence[Append],
 ) -> list[int]:
     """:meth:`Backend.commit` for RocksDB: plan and write under the write lock."""
+
+    def read(key: bytes) -> bytes | None:
+        # Not backend._get itself: that is a method of the engine object, and a failed
+        # condition's traceback would keep the engine alive after close() (a fork()
+        # child collecting it would then flush from a process without RocksDB's threads).
+        return backend._get(key)
+
     with backend._insert_lock:
         backend._check()
         try:
-            final, firsts = plan_commit(backend._get, ops, conditions, appends)
+            final, firsts = plan_commit(read, ops, conditions, appends)
             wb = rocksdict.WriteBatch(raw_mode=True)
             for k, v in final:
                 if v is None:
