@@ -586,7 +586,13 @@ class Repository(Generic[K, V]):
             reverse: descending order.
             limit: at most this many keys.
         """
-        if limit == 1 and start is None and stop is None and type(limit) is int:
+        if (
+            limit == 1
+            and type(limit) is int
+            and start is None
+            and stop is None
+            and (reverse is True or reverse is False)
+        ):
             if self._closed:
                 self._check_open()
             return self._one_key(tenant, prefix, reverse)
