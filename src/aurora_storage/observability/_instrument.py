@@ -311,6 +311,10 @@ class InstrumentedBackend(Backend):
         """See :meth:`Backend.first_key`."""
         return self._call("first_key", lambda: self.inner.first_key(start, stop), key=start)
 
+    def last_key(self, start: bytes, stop: bytes) -> bytes | None:
+        """See :meth:`Backend.last_key` (the newest-key lookup stays one engine seek)."""
+        return self._call("last_key", lambda: self.inner.last_key(start, stop), key=start)
+
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`."""
         return self._call("delete_range", lambda: self.inner.delete_range(start, stop), key=start)
