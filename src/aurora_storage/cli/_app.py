@@ -554,7 +554,7 @@ def import_(url: str, source: IO[bytes], tenant: str | None, quiet: bool) -> Non
     """
     from ._transfer import import_store
 
-    with open_write(url) as repo, progress("import", total=None, quiet=quiet) as bar:
+    with open_write(url, bulk=True) as repo, progress("import", total=None, quiet=quiet) as bar:
         n = import_store(repo, source, tenant=tenant, advance=bar.advance)
     say(f"imported {n} records into {url}", quiet=quiet)
 
@@ -592,7 +592,7 @@ def copy(
     """
     from ._transfer import compare, copy_store
 
-    with open_read(source) as src, open_write(target) as dst:
+    with open_read(source) as src, open_write(target, bulk=True) as dst:
         if not resume:
             scope = [tenant] if tenant is not None else None
             busy = any(True for t in (scope or dst.tenants()) for _ in dst.keys(t, limit=1))
