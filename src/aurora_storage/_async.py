@@ -19,6 +19,12 @@ with "generator already executing"). A cancelled write tells its worker to give 
 the commit point and waits for it: the write is either discarded whole (cancelled before
 the commit point) or committed whole (the engine's commit had begun), and it is settled
 when the ``CancelledError`` reaches the caller.
+
+A backend whose client is asyncio itself (a network engine) offers a native-async form
+(:meth:`~aurora_storage.backend.Backend.native_async`): point operations, ``put_many``,
+``get_many``, plain batches and scans then await it directly on the caller's loop (a
+cancelled call is then the engine client's own cancellation); the rest goes through the
+sync backend in a worker thread.
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from ._args import key_list
+from ._args import check_scan, key_list, pairs
 from ._eventstore import AsyncWatch, Slot, Version
-from ._repository import Batch, Repository, _Aborted
-from .backend import Capabilities
+from ._repository import Batch, Repository, _Aborted, _decode_keys
+from .backend import AsyncBackend, Capabilities, Chunk
 from .codecs import Codec
+from .errors import KeyExistsError
 
 __all__ = ["AsyncBatch", "AsyncRepository", "AsyncTenantView"]
 
@@ -151,6 +158,8 @@ class AsyncRepository(Generic[K, V]):
     def __init__(self, repository: Repository[K, V]) -> None:
         self._repo = repository
         self._offload_writes = repository.capabilities.blocking_writes
+        #: The backend's native-async form, awaited directly when there is one.
+        self._native: AsyncBackend | None = repository.backend.native_async()
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.to_thread(fn, *args)
@@ -178,28 +187,55 @@ class AsyncRepository(Generic[K, V]):
     # point operations: inline (microseconds), writes offloaded if the backend blocks
     async def get(self, tenant: str, key: K, default: V | None = None) -> V | None:
         """See :meth:`Repository.get`."""
+        if self._native is not None:
+            repo = self._repo
+            repo._check_open()
+            raw = await self._native.get(repo._full(tenant, key))
+            return default if raw is None else repo._load(raw, tenant, key)  # type: ignore[no-any-return]
         return self._repo.get(tenant, key, default)
 
     async def has(self, tenant: str, key: K) -> bool:
         """See :meth:`Repository.has`."""
+        if self._native is not None:
+            self._repo._check_open()
+            return await self._native.get(self._repo._full(tenant, key)) is not None
         return self._repo.has(tenant, key)
 
     async def put(self, tenant: str, key: K, value: V) -> None:
         """See :meth:`Repository.put`."""
-        if self._offload_writes:
+        if self._native is not None:
+            repo = self._repo
+            repo._check_writable()
+            full = repo._full(tenant, key)
+            await self._native.put(full, repo._value(value, tenant, key))
+        elif self._offload_writes:
             await _write(_guarded(self._repo.put), tenant, key, value)
         else:
             self._repo.put(tenant, key, value)
 
     async def delete(self, tenant: str, key: K) -> bool:
         """See :meth:`Repository.delete`."""
+        if self._native is not None:
+            self._repo._check_writable()
+            return await self._native.delete(self._repo._full(tenant, key))
         if self._offload_writes:
             return await _write(_guarded(self._repo.delete), tenant, key)
         return self._repo.delete(tenant, key)
 
     async def insert(self, tenant: str, key: K, value: V) -> None:
         """See :meth:`Repository.insert`."""
-        if self._offload_writes:
+        if self._native is not None:
+            repo = self._repo
+            repo._check_writable()
+            full = repo._full(tenant, key)
+            if not await self._native.insert(full, repo._value(value, tenant, key)):
+                raise KeyExistsError(
+                    f"key {key!r} already exists for tenant {tenant!r}; use put() to overwrite",
+                    tenant=tenant,
+                    key=key,
+                    backend=repo.backend.scheme,
+                )
+        elif self._offload_writes:
             await _write(_guarded(self._repo.insert), tenant, key, value)
         else:
             self._repo.insert(tenant, key, value)
@@ -209,6 +245,14 @@ class AsyncRepository(Generic[K, V]):
         """See :meth:`Repository.put_many`. Cancelled, it writes all or nothing (see
         docs/concepts/async.md)."""
         repo = self._repo
+        if self._native is not None and type(repo).put_many is Repository.put_many:
+            repo._check_writable()
+            repo._prefix(tenant)  # a bad tenant fails even with no items
+            ops: list[tuple[bytes, bytes | None]] = list(
+                repo._encoded(tenant, pairs(items, "put_many"), repo._encode_held)
+            )
+            await self._native.write(ops)
+            return len(ops)
         if type(repo).put_many is Repository.put_many:
             return await _write(repo._put_many, tenant, items)
         # A subclass's own put_many (tiered): its commit point is its start.
@@ -218,6 +262,16 @@ class AsyncRepository(Generic[K, V]):
         self, tenant: str, keys: Iterable[K], default: V | None = None
     ) -> list[V | None]:
         """See :meth:`Repository.get_many`."""
+        if self._native is not None:
+            repo = self._repo
+            repo._check_open()
+            repo._prefix(tenant)  # a bad tenant fails even with no keys
+            wanted = key_list(keys, "get_many")
+            raws = await self._native.get_many([repo._full(tenant, k) for k in wanted])
+            return [
+                default if raw is None else repo._load(raw, tenant, k)
+                for k, raw in zip(wanted, raws, strict=True)
+            ]
         return await self._run(self._repo.get_many, tenant, key_list(keys, "get_many"), default)
 
     async def delete_many(self, tenant: str, keys: Iterable[K]) -> int:
@@ -260,6 +314,8 @@ class AsyncRepository(Generic[K, V]):
         limit: int | None = None,
     ) -> AsyncIterator[K]:
         """See :meth:`Repository.keys`."""
+        if self._native is not None:
+            return self._native_scan(tenant, 0, prefix, start, stop, reverse, limit)
         return _stream(
             self._repo.keys(
                 tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
@@ -277,6 +333,8 @@ class AsyncRepository(Generic[K, V]):
         limit: int | None = None,
     ) -> AsyncIterator[V]:
         """See :meth:`Repository.values`."""
+        if self._native is not None:
+            return self._native_scan(tenant, 1, prefix, start, stop, reverse, limit)
         return _stream(
             self._repo.values(
                 tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
@@ -294,11 +352,57 @@ class AsyncRepository(Generic[K, V]):
         limit: int | None = None,
     ) -> AsyncIterator[tuple[K, V]]:
         """See :meth:`Repository.items`."""
+        if self._native is not None:
+            return self._native_scan(tenant, 2, prefix, start, stop, reverse, limit)
         return _stream(
             self._repo.items(
                 tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
             )
         )
+
+    def _native_scan(
+        self,
+        tenant: str,
+        mode: int,
+        prefix: Any,
+        start: Any,
+        stop: Any,
+        reverse: bool,
+        limit: int | None,
+    ) -> AsyncIterator[Any]:
+        # Validated now (like the sync scans), read when iterated.
+        repo = self._repo
+        repo._check_open()
+        lo, hi, plen = repo._bounds(tenant, prefix, start, stop)
+        check_scan(reverse, limit)
+        assert self._native is not None
+        chunks = self._native.scan_chunks(lo, hi, reverse=reverse, values=mode != 0, limit=limit)
+        return self._native_items(chunks, plen, mode, limit, tenant)
+
+    async def _native_items(
+        self, chunks: AsyncIterator[Chunk], plen: int, mode: int, limit: int | None, tenant: str
+    ) -> AsyncIterator[Any]:
+        repo = self._repo
+        left = limit
+        if left == 0:
+            return
+        async for keys, raws in chunks:
+            if left is not None:
+                keys = keys[:left]
+                left -= len(keys)
+            decoded = _decode_keys(keys, plen)
+            if mode == 0:
+                for key in decoded:
+                    repo._check_open()
+                    yield key
+            else:
+                assert raws is not None
+                for key, raw in zip(decoded, raws, strict=False):
+                    repo._check_open()
+                    value = repo._load(raw, tenant, key)
+                    yield value if mode == 1 else (key, value)
+            if left == 0:
+                return
 
     def tenants(self) -> AsyncIterator[str]:
         """See :meth:`Repository.tenants`."""
@@ -340,8 +444,9 @@ class AsyncRepository(Generic[K, V]):
         return AsyncWatch(self._repo.watch(tenant, prefix=prefix, after=after, timeout=timeout))
 
     def batch(self) -> AsyncBatch[K, V]:
-        """``async with arepo.batch() as b: b.put(...)``; commits in a worker thread."""
-        return AsyncBatch(self._repo.batch())
+        """``async with arepo.batch() as b: b.put(...)``; commits in a worker thread (a
+        plain batch on a native-async backend: awaited directly)."""
+        return AsyncBatch(self._repo.batch(), self._native)
 
     def tenant(self, tenant: str) -> AsyncTenantView[K, V]:
         """A view bound to one tenant."""
@@ -349,6 +454,8 @@ class AsyncRepository(Generic[K, V]):
 
     async def close(self) -> None:
         """See :meth:`Repository.close`."""
+        if self._native is not None:
+            await self._native.aclose()
         await self._run(self._repo.close)
 
     async def __aenter__(self) -> AsyncRepository[K, V]:
@@ -365,8 +472,9 @@ class AsyncBatch(Generic[K, V]):
     """An async context manager around a :class:`~aurora_storage.Batch`. Adding
     operations is synchronous (it only encodes); the commit runs in a worker thread."""
 
-    def __init__(self, batch: Batch[K, V]) -> None:
+    def __init__(self, batch: Batch[K, V], native: AsyncBackend | None = None) -> None:
         self._batch = batch
+        self._native = native
 
     def put(self, tenant: str, key: K, value: V) -> None:
         """See :meth:`Batch.put`."""
@@ -394,6 +502,14 @@ class AsyncBatch(Generic[K, V]):
     async def commit(self) -> None:
         """Write everything atomically now. Cancelled, it writes all or nothing (see
         docs/concepts/async.md)."""
+        b = self._batch
+        if self._native is not None and not b._conditions and not b._appends:
+            b._check()
+            b._done = True
+            b._repo._check_writable()
+            if b._ops:
+                await self._native.write(b._ops)
+            return
         await _write(self._batch._commit)
 
     async def __aenter__(self) -> AsyncBatch[K, V]:

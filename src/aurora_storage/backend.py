@@ -30,7 +30,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -54,6 +54,7 @@ from .errors import (
 
 __all__ = [
     "Append",
+    "AsyncBackend",
     "Backend",
     "Capabilities",
     "ChangeFeed",
@@ -434,6 +435,61 @@ class Capabilities:
     multi_process_change_feed: bool = False
 
 
+class AsyncBackend(ABC):
+    """The optional native-async form of a backend whose engine client is asyncio (a
+    network engine such as NATS): :class:`~aurora_storage.AsyncRepository` awaits these
+    coroutines directly on the caller's event loop, with no thread hop per call.
+
+    A backend offers it by returning an instance from :meth:`Backend.native_async`; the
+    methods mean exactly what the synchronous ones of :class:`Backend` mean, and raise
+    the same errors. Everything else the async repository does (counts, tenant drops,
+    event-store calls) goes through the synchronous backend in a worker thread, so the
+    backend must accept synchronous calls from a worker thread while its async form is
+    in use on a loop. Embedded engines do not implement it: their calls take
+    microseconds and run inline (see ``docs/concepts/async.md``).
+    """
+
+    @abstractmethod
+    async def get(self, key: bytes) -> bytes | None:
+        """See :meth:`Backend.get`."""
+
+    @abstractmethod
+    async def put(self, key: bytes, value: bytes) -> None:
+        """See :meth:`Backend.put`."""
+
+    @abstractmethod
+    async def delete(self, key: bytes) -> bool:
+        """See :meth:`Backend.delete`."""
+
+    @abstractmethod
+    async def insert(self, key: bytes, value: bytes) -> bool:
+        """See :meth:`Backend.insert`."""
+
+    @abstractmethod
+    async def write(self, ops: Sequence[Op]) -> None:
+        """See :meth:`Backend.write`."""
+
+    @abstractmethod
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """See :meth:`Backend.get_many`."""
+
+    @abstractmethod
+    def scan_chunks(
+        self,
+        start: bytes,
+        stop: bytes,
+        *,
+        reverse: bool = False,
+        values: bool = True,
+        limit: int | None = None,
+    ) -> AsyncIterator[Chunk]:
+        """See :meth:`Backend.scan_chunks` (an async iterator)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook; nothing to release by default
+        """Release what this form holds on the running loop (the async repository's
+        close calls it before closing the backend)."""
+
+
 class Backend(ABC):
     """Bytes in, bytes out, ordered scans, atomic batches, close.
 
@@ -681,6 +737,11 @@ class Backend(ABC):
         key of a reverse :meth:`scan_keys`."""
         for k in self.scan_keys(start, stop, reverse=True):
             return k
+        return None
+
+    def native_async(self) -> AsyncBackend | None:
+        """The backend's native-async form (:class:`AsyncBackend`), or ``None`` (the
+        default): the async repository then runs calls inline or in worker threads."""
         return None
 
     def flush(self) -> None:  # noqa: B027 - optional hook; a no-op is right for memory

@@ -43,6 +43,9 @@ _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
 class URL:
     """An immutable, parsed storage URL: ``scheme://[user[:password]@][host[:port]]/path?opt=v``.
 
+    A comma-separated server list (``nats://h1:4222,h2:4222/bucket``) is kept verbatim
+    in :attr:`host` (with :attr:`port` ``None``) for the backend to split.
+
     Printing it (``str``/``repr``) hides passwords and secret-looking options; use
     :meth:`render` with ``hide_secrets=False`` for the real text. Change it with the
     copy-on-write :meth:`set`, :meth:`with_options` and :meth:`without_options`.
@@ -80,10 +83,13 @@ class URL:
             raise InvalidURLError(f"{_hide_text(text)!r} has an invalid scheme {scheme!r}")
         try:
             parts = urlsplit(text)
-            port = parts.port
+            hosts = parts.netloc.rpartition("@")[2]
+            # A server list (nats://h1:4222,h2:4222/...) stays verbatim in ``host``; the
+            # backend splits it. Everything else must have a valid port.
+            port = None if "," in hosts else parts.port
         except ValueError as exc:
             raise InvalidURLError(f"malformed URL {_hide_text(text)!r}: {exc}") from exc
-        netloc_host = parts.hostname
+        netloc_host = hosts if "," in hosts else parts.hostname
         path = unquote(parts.path)
         if parts.netloc in (".", "..", "~"):
             # rocksdb://./data/events: a relative path written with slashes.
@@ -139,7 +145,8 @@ class URL:
             netloc += "@"
         if self.host:
             # An IPv6 literal needs its brackets back, or the port would be ambiguous.
-            netloc += f"[{self.host}]" if ":" in self.host else self.host
+            # (A comma-separated server list is written back as it was given.)
+            netloc += f"[{self.host}]" if ":" in self.host and "," not in self.host else self.host
         if self.port is not None:
             netloc += f":{self.port}"
         path = quote(self.path, safe="/~.-_")

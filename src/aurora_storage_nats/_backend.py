@@ -1,0 +1,421 @@
+"""NATSBackend: the bytes-level backend over a JetStream key-value bucket.
+
+The synchronous methods run the asyncio client (:class:`._client.NATSCore`) on the
+process's private event-loop thread (:mod:`._loop`) and wait for the result; the
+native-async form (:meth:`NATSBackend.native_async`) awaits a client of the caller's own
+loop instead. Scans list the subjects of one tenant server-side, then decode and sort
+the keys client-side (JetStream does not keep keys in order).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from aurora_storage.backend import (
+    Append,
+    AsyncBackend,
+    Backend,
+    Capabilities,
+    Chunk,
+    Condition,
+    Op,
+    value_version,
+)
+from aurora_storage.config import URL
+from aurora_storage.errors import RepositoryClosedError
+
+from . import _loop
+from ._client import NATSCore
+from ._config import NATSConfig, config_from_url
+from ._subjects import scan_filter, tenant_token
+
+__all__ = ["NATSAsyncBackend", "NATSBackend"]
+
+T = TypeVar("T")
+
+_CHUNK = 1024
+
+
+def _select(
+    items: list[tuple[bytes, bytes | None]],
+    start: bytes,
+    stop: bytes,
+    reverse: bool,
+    limit: int | None,
+) -> list[tuple[bytes, bytes | None]]:
+    """The listed records within ``[start, stop)``, in byte order (or reversed), cut to
+    ``limit``."""
+    sel = [kv for kv in items if start <= kv[0] < stop]
+    sel.sort(reverse=reverse)
+    return sel if limit is None else sel[:limit]
+
+
+def _chunks(sel: list[tuple[bytes, bytes | None]], values: bool) -> Iterator[Chunk]:
+    for i in range(0, len(sel), _CHUNK):
+        part = sel[i : i + _CHUNK]
+        keys = [k for k, _ in part]
+        if values:
+            yield keys, [v if v is not None else b"" for _, v in part]
+        else:
+            yield keys, None
+
+
+class NATSBackend(Backend):
+    """A JetStream key-value bucket as an aurora-storage backend.
+
+    Open it with :meth:`open` (a :class:`NATSConfig`) or :meth:`from_url`; usually
+    through ``aurora_storage.open("nats://host:4222/bucket")``.
+    """
+
+    scheme = "nats"
+
+    def __init__(self, config: NATSConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.capabilities = Capabilities(
+            ordered_scans=True,
+            atomic_batches=True,
+            persistent=config.storage == "file",
+            multi_process=True,
+            thread_safe=True,
+            blocking_writes=True,
+            read_only=config.read_only,
+            conditional_writes=True,
+            sequences=True,
+        )
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._lt = _loop.acquire()
+        self._core = NATSCore(config)
+        try:
+            self._run(self._core.connect())
+        except BaseException:
+            _loop.release(self._lt)
+            raise
+        self._native: NATSAsyncBackend | None = None
+
+    @classmethod
+    def open(cls, config: NATSConfig) -> NATSBackend:
+        """Connect to the servers and open (or create) the bucket.
+
+        Raises:
+            NATSConnectionError: no server reachable within ``connect_timeout``.
+            ConfigurationError: the bucket is missing and may not be created, or cannot
+                be created with these options.
+        """
+        return cls(config)
+
+    @classmethod
+    def from_url(cls, url: URL, options: Mapping[str, Any]) -> NATSBackend:
+        """Open from a ``nats://`` URL and options (see :func:`config_from_url`)."""
+        return cls.open(config_from_url(url, options))
+
+    @property
+    def repository_class(self) -> type[Any]:
+        """The repository class ``aurora_storage.open`` wraps this backend in."""
+        from ._repository import NATSRepository
+
+        return NATSRepository
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise RepositoryClosedError(
+                f"the NATS repository {self.config.describe()} is closed", backend="nats"
+            )
+        return self._lt.submit(coro).result()
+
+    # ------------------------------------------------------------------ required
+
+    def get(self, key: bytes) -> bytes | None:
+        """See :meth:`Backend.get` (one direct get)."""
+        return self._run(self._core.get(key))
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """See :meth:`Backend.put` (one publish, acknowledged by the stream)."""
+        self._run(self._core.put(key, value))
+
+    def delete(self, key: bytes) -> bool:
+        """See :meth:`Backend.delete` (a read, then a delete marker conditional on it)."""
+        return self._run(self._core.delete(key))
+
+    def insert(self, key: bytes, value: bytes) -> bool:
+        """See :meth:`Backend.insert`: the server checks the key's last sequence."""
+        return self._run(self._core.insert(key, value))
+
+    def write(self, ops: Sequence[Op]) -> None:
+        """See :meth:`Backend.write`: one JetStream atomic batch publish.
+
+        Raises:
+            BatchTooLargeError: more operations than ``max_batch``; nothing written.
+            NotSupportedError: the server or stream has no atomic publish.
+        """
+        if ops:
+            self._run(self._core.write(ops))
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """See :meth:`Backend.get_many` (the gets in flight together)."""
+        return self._run(self._core.get_many(keys))
+
+    def scan(
+        self, start: bytes, stop: bytes, *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """See :meth:`Backend.scan`."""
+        for keys, vals in self.scan_chunks(start, stop, reverse=reverse):
+            assert vals is not None
+            yield from zip(keys, vals, strict=True)
+
+    def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
+        """See :meth:`Backend.scan_keys` (the server sends headers only)."""
+        for keys, _ in self.scan_chunks(start, stop, reverse=reverse, values=False):
+            yield from keys
+
+    def scan_chunks(
+        self,
+        start: bytes,
+        stop: bytes,
+        *,
+        reverse: bool = False,
+        values: bool = True,
+        limit: int | None = None,
+    ) -> Iterator[Chunk]:
+        """See :meth:`Backend.scan_chunks`. The records are read when the scan starts
+        (one listing of the tenant's subjects), then handed out in order; a scan
+        advanced after close raises RepositoryClosedError."""
+        items = self._run(self._core.listing(scan_filter(start, stop), values))
+        sel = _select(items, start, stop, reverse, limit)
+        for chunk in _chunks(sel, values):
+            if self._closed:
+                raise RepositoryClosedError(
+                    f"the NATS repository {self.config.describe()} was closed during a scan",
+                    backend="nats",
+                )
+            yield chunk
+
+    def count_range(self, start: bytes, stop: bytes) -> int:
+        """See :meth:`Backend.count_range` (keys only)."""
+        items = self._run(self._core.listing(scan_filter(start, stop), False))
+        return sum(1 for k, _ in items if start <= k < stop)
+
+    def first_key(self, start: bytes, stop: bytes) -> bytes | None:
+        """See :meth:`Backend.first_key`."""
+        items = self._run(self._core.listing(scan_filter(start, stop), False))
+        inside = [k for k, _ in items if start <= k < stop]
+        return min(inside) if inside else None
+
+    def list_keys(self, start: bytes, stop: bytes) -> list[bytes]:
+        """Every key in ``[start, stop)``, sorted (one listing)."""
+        items = self._run(self._core.listing(scan_filter(start, stop), False))
+        return sorted(k for k, _ in items if start <= k < stop)
+
+    def delete_range(self, start: bytes, stop: bytes) -> int:
+        """See :meth:`Backend.delete_range`. A whole tenant's range is purged
+        server-side (no delete markers are left, so watchers see no deletes); any other
+        range is deleted in atomic batches of ``max_batch``."""
+        self._check_writable()
+        token = tenant_token(start, stop)
+        keys = self.list_keys(start, stop)
+        if not keys:
+            return 0
+        if token is not None and stop == start + b"\xff" and start[-1:] == b"\x00":
+            self._run(self._core.purge(token))
+            return len(keys)
+        step = self.config.max_batch
+        for i in range(0, len(keys), step):
+            self.write([(k, None) for k in keys[i : i + step]])
+        return len(keys)
+
+    def _check_writable(self) -> None:
+        self._core._writable()
+
+    # ------------------------------------------------------------------ event store
+
+    def get_versioned(self, key: bytes) -> tuple[bytes, bytes] | None:
+        """See :meth:`Backend.get_versioned` (versions derive from the value, like the
+        embedded engines'; the engine's revision check makes commits atomic)."""
+        raw = self.get(key)
+        return None if raw is None else (raw, value_version(raw))
+
+    def commit(
+        self,
+        ops: Sequence[Op],
+        *,
+        conditions: Sequence[Condition] = (),
+        appends: Sequence[Append] = (),
+    ) -> list[int]:
+        """See :meth:`Backend.commit`: one atomic batch whose conditioned keys and
+        sequence counters carry the subject sequences read before, so the server
+        refuses the batch if any changed (checked across processes and servers)."""
+        return self._run(self._core.commit(ops, conditions, appends, value_version))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def native_async(self) -> NATSAsyncBackend:
+        """The native-async form: awaits a client connected on the caller's loop."""
+        if self._native is None:
+            self._native = NATSAsyncBackend(self)
+        return self._native
+
+    def stats(self) -> dict[str, Any]:
+        """The bucket's stream state: messages, bytes, first/last sequence, cluster."""
+        info = self._run(self._core.stream_state())
+        out: dict[str, Any] = {
+            "servers": list(self.config.servers),
+            "bucket": self.config.bucket,
+            "messages": info.state.messages,
+            "bytes": info.state.bytes,
+            "first_seq": info.state.first_seq,
+            "last_seq": info.state.last_seq,
+            "replicas": info.config.num_replicas,
+            "history": info.config.max_msgs_per_subject,
+            "atomic_batches": bool(info.config.allow_atomic),
+        }
+        if info.cluster is not None:
+            out["leader"] = info.cluster.leader
+        return out
+
+    def describe(self) -> str:
+        """``nats://servers/bucket`` (secrets hidden)."""
+        return self.config.describe()
+
+    def close(self) -> None:
+        """Close the connection(s) and release the loop thread. Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            if self._native is not None:
+                self._native.close_from_thread()
+            self._lt.submit(self._core.close()).result()
+        finally:
+            _loop.release(self._lt)
+
+
+async def _closer(core: NATSCore) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await core.close()
+
+
+class NATSAsyncBackend(AsyncBackend):
+    """The native-async form of a :class:`NATSBackend`: each event loop that uses it
+    gets its own client connection (asyncio objects belong to one loop), made on first
+    use and closed by :meth:`aclose` (or when the backend closes)."""
+
+    def __init__(self, backend: NATSBackend) -> None:
+        self._backend = backend
+        self._cores: dict[Any, NATSCore] = {}
+        self._guards: dict[Any, AsyncGenerator[None, None]] = {}
+        self._lock = threading.Lock()
+
+    async def _core(self) -> NATSCore:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        core = self._cores.get(loop)
+        if core is None:
+            if self._backend._closed:
+                raise RepositoryClosedError(
+                    f"the NATS repository {self._backend.config.describe()} is closed",
+                    backend="nats",
+                )
+            core = NATSCore(self._backend.config)
+            await core.connect()
+            with self._lock:
+                if loop in self._cores:
+                    await core.close()
+                    return self._cores[loop]
+                self._cores[loop] = core
+            # asyncio.run() finalises live async generators before closing its loop:
+            # this one closes the connection then, if the repository was not closed.
+            guard = _closer(core)
+            await guard.__anext__()
+            self._guards[loop] = guard
+        return core
+
+    async def get(self, key: bytes) -> bytes | None:
+        """See :meth:`Backend.get`."""
+        return await (await self._core()).get(key)
+
+    async def put(self, key: bytes, value: bytes) -> None:
+        """See :meth:`Backend.put`."""
+        await (await self._core()).put(key, value)
+
+    async def delete(self, key: bytes) -> bool:
+        """See :meth:`Backend.delete`."""
+        return await (await self._core()).delete(key)
+
+    async def insert(self, key: bytes, value: bytes) -> bool:
+        """See :meth:`Backend.insert`."""
+        return await (await self._core()).insert(key, value)
+
+    async def write(self, ops: Sequence[Op]) -> None:
+        """See :meth:`Backend.write`."""
+        if ops:
+            await (await self._core()).write(ops)
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """See :meth:`Backend.get_many`."""
+        return await (await self._core()).get_many(keys)
+
+    async def scan_chunks(
+        self,
+        start: bytes,
+        stop: bytes,
+        *,
+        reverse: bool = False,
+        values: bool = True,
+        limit: int | None = None,
+    ) -> AsyncIterator[Chunk]:
+        """See :meth:`Backend.scan_chunks`."""
+        core = await self._core()
+        items = await core.listing(scan_filter(start, stop), values)
+        for chunk in _chunks(_select(items, start, stop, reverse, limit), values):
+            if self._backend._closed:
+                raise RepositoryClosedError(
+                    f"the NATS repository {self._backend.config.describe()} was closed "
+                    "during a scan",
+                    backend="nats",
+                )
+            yield chunk
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop (the async repository's close)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        core = self._cores.pop(loop, None)
+        guard = self._guards.pop(loop, None)
+        if core is not None:
+            await core.close()
+        if guard is not None:
+            await guard.aclose()
+
+    def close_from_thread(self) -> None:
+        """Close the clients of other loops (best effort: a loop that has stopped has
+        closed its sockets with it)."""
+        import asyncio
+
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for loop, core in list(self._cores.items()):
+            self._cores.pop(loop, None)
+            self._guards.pop(loop, None)
+            if loop.is_closed() or not loop.is_running():
+                continue
+            if here is not None and loop is here:
+                # Waiting here would block the loop the close must run on.
+                loop.create_task(core.close())
+                continue
+            try:
+                asyncio.run_coroutine_threadsafe(core.close(), loop).result(timeout=5)
+            except Exception:
+                pass

@@ -1,0 +1,763 @@
+"""The asyncio core of the NATS backend: one connected client and every engine
+operation as a coroutine, with the client's and server's errors translated at this
+boundary.
+
+The synchronous backend runs these coroutines on the process's private loop thread
+(:mod:`._loop`); the native-async form awaits them directly on the caller's loop. The
+bucket is a JetStream key-value bucket (stream ``KV_<bucket>``, subjects
+``$KV.<bucket>.<key>``), read and written at the JetStream level: direct gets for reads,
+publishes with ``Nats-Expected-Last-Subject-Sequence`` for create-only and conditional
+writes, atomic batch publish (``Nats-Batch-Id``/``-Sequence``/``-Commit``, server 2.12+)
+for batches, and an ordered consumer over one tenant's subjects for scans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import nats.errors
+import nats.js.errors
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import api
+
+import nats
+from aurora_storage.backend import Append, Condition, Op, plan_commit
+from aurora_storage.errors import (
+    ConfigurationError,
+    NotSupportedError,
+    ReadOnlyError,
+    StorageError,
+    StorageFullError,
+)
+
+from ._config import NATSConfig
+from ._errors import BatchTooLargeError, NATSConnectionError, NATSTimeoutError, ValueTooLargeError
+from ._subjects import decode_key, encode_key
+
+__all__ = ["Client", "NATSCore"]
+
+_KV_OP = "KV-Operation"
+_MARKER = "Nats-Marker-Reason"
+_EXPECT = "Nats-Expected-Last-Subject-Sequence"
+_DEL_HDR = {_KV_OP: "DEL"}
+# JetStream error codes (server/errors.json).
+_WRONG_LAST_SEQ = (10071, 10164)
+_STREAM_NOT_FOUND = 10059
+_MSG_TOO_BIG = 10054
+_BATCH_TOO_LARGE = 10199
+_ATOMIC_DISABLED = (10174,)
+_STORE_FULL = (10027, 10028, 10047, 10048)  # max bytes / msgs exceeded, insufficient resources
+_REPLICAS = 10074
+_CONFLICT = 10058
+
+
+async def _quiet(_exc: Exception) -> None:
+    # The client reports connection trouble here (and logs a traceback by default);
+    # failures reach the caller as typed errors instead.
+    return None
+
+
+class NATSCore:
+    """One client connection to the bucket; every method is a coroutine on the loop the
+    connection was made on."""
+
+    def __init__(self, config: NATSConfig) -> None:
+        self.config = config
+        self.nc: Client | None = None
+        self.js: Any = None
+        self.pre = f"$KV.{config.bucket}."
+        self.stream = config.stream
+        self._get_pre = f"$JS.API.DIRECT.GET.{self.stream}.{self.pre}"
+        self.atomic = False
+        self.timeout = config.timeout
+
+    # ------------------------------------------------------------------ errors
+
+    def fail(self, exc: BaseException, what: str) -> NoReturn:
+        """Raise the aurora error for a client or server error ``exc`` (chained)."""
+        where = self.config.describe()
+        if isinstance(exc, StorageError):
+            raise exc
+        if isinstance(exc, nats.js.errors.APIError):
+            code = exc.err_code
+            desc = exc.description or str(exc)
+            if code == _STREAM_NOT_FOUND or isinstance(exc, nats.js.errors.NotFoundError):
+                raise ConfigurationError(
+                    f"{what}: the bucket {self.config.bucket!r} does not exist on {where} "
+                    "(was it deleted?); open it again with create_if_missing=true",
+                    backend="nats",
+                ) from exc
+            if code == _MSG_TOO_BIG:
+                raise ValueTooLargeError(
+                    f"{what}: a value is larger than the bucket {self.config.bucket!r} "
+                    f"allows ({desc}); store smaller values or raise max_value_size",
+                    backend="nats",
+                ) from exc
+            if code == _BATCH_TOO_LARGE:
+                raise BatchTooLargeError(
+                    f"{what}: the server refused the atomic batch ({desc}); nothing was "
+                    "written. Lower max_batch to the server's "
+                    "jetstream.limits.batch.max_msgs, or split the batch",
+                    size=-1,
+                    limit=self.config.max_batch,
+                ) from exc
+            if code in _ATOMIC_DISABLED:
+                raise NotSupportedError(
+                    f"{what}: atomic batch publish is disabled on the stream {self.stream} "
+                    "(allow_atomic is false, or the server is older than 2.12); nothing "
+                    "was written. Open the bucket writable once so it is enabled, or "
+                    "upgrade the server",
+                    backend="nats",
+                ) from exc
+            if code in _STORE_FULL:
+                raise StorageFullError(
+                    f"{what}: the bucket {self.config.bucket!r} is full ({desc}); nothing "
+                    "was written. Raise max_bytes or free space",
+                    backend="nats",
+                ) from exc
+            if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+                raise NATSConnectionError(
+                    f"{what}: JetStream is unavailable on {where} ({desc}): is JetStream "
+                    "enabled, and does the cluster have a leader?",
+                    backend="nats",
+                ) from exc
+            raise StorageError(
+                f"{what}: the JetStream server refused the request on {where}: {desc} "
+                f"(err_code {code})",
+                backend="nats",
+            ) from exc
+        if isinstance(exc, nats.errors.MaxPayloadError):
+            raise ValueTooLargeError(
+                f"{what}: a message is larger than the server's max_payload on {where}; "
+                "store smaller values",
+                backend="nats",
+            ) from exc
+        if isinstance(exc, nats.errors.NoRespondersError | nats.js.errors.NoStreamResponseError):
+            raise NATSConnectionError(
+                f"{what}: no JetStream server answered for the bucket "
+                f"{self.config.bucket!r} on {where} (the bucket was deleted, JetStream is "
+                "off, or the cluster has no leader)",
+                backend="nats",
+            ) from exc
+        if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError | TimeoutError):
+            raise NATSTimeoutError(
+                f"{what}: no answer from {where} within {self.timeout} s (a leader "
+                "election, or an overloaded server); a write may or may not have been "
+                "applied",
+                backend="nats",
+            ) from exc
+        if isinstance(
+            exc,
+            nats.errors.ConnectionClosedError
+            | nats.errors.StaleConnectionError
+            | nats.errors.NoServersError
+            | nats.errors.ConnectionReconnectingError
+            | nats.errors.OutboundBufferLimitError
+            | nats.errors.UnexpectedEOF
+            | OSError,
+        ):
+            raise NATSConnectionError(
+                f"{what}: the connection to {where} is lost ({type(exc).__name__}: {exc}); "
+                "a write may or may not have been applied",
+                backend="nats",
+            ) from exc
+        if isinstance(exc, nats.errors.Error):
+            raise StorageError(f"{what} on {where}: {exc}", backend="nats") from exc
+        raise exc
+
+    # ------------------------------------------------------------------ open/close
+
+    async def connect(self) -> None:
+        """Connect, then find (or create) the bucket.
+
+        Raises:
+            NATSConnectionError: no server reachable within ``connect_timeout``.
+            ConfigurationError: the bucket is missing and may not be created, or it
+                cannot be created with these options.
+        """
+        c = self.config
+        kwargs: dict[str, Any] = {
+            "servers": c.server_urls(),
+            "connect_timeout": c.connect_timeout,
+            "max_reconnect_attempts": c.max_reconnect_attempts,
+            "reconnect_time_wait": c.reconnect_time_wait,
+            "allow_reconnect": True,
+            "error_cb": _quiet,
+            "name": "aurora-storage",
+        }
+        if c.user is not None:
+            kwargs["user"] = c.user
+            kwargs["password"] = c.password or ""
+        if c.token is not None:
+            kwargs["token"] = c.token
+        if c.credentials is not None:
+            kwargs["user_credentials"] = c.credentials
+        if c.use_tls:
+            ctx = ssl.create_default_context(cafile=c.tls_ca_file)
+            if c.tls_cert_file is not None:
+                ctx.load_cert_chain(c.tls_cert_file, c.tls_key_file)
+            kwargs["tls"] = ctx
+        # Bound the whole connect: the client would otherwise keep retrying the list.
+        nc = Client()
+        try:
+            await asyncio.wait_for(nc.connect(**kwargs), c.connect_timeout + 0.5)
+        except BaseException as exc:
+            try:
+                await asyncio.wait_for(nc.close(), 1)
+            except BaseException:
+                pass
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else repr(exc)
+            raise NATSConnectionError(
+                f"cannot reach any NATS server of {c.describe()} within "
+                f"{c.connect_timeout} s ({detail}); check the servers are running and the "
+                "credentials are right",
+                backend="nats",
+            ) from exc
+        self.nc = nc
+        self.js = nc.jetstream(timeout=c.timeout)
+        try:
+            await self._ensure_bucket()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _ensure_bucket(self) -> None:
+        c = self.config
+        try:
+            info = await self.js.stream_info(self.stream)
+        except nats.js.errors.NotFoundError:
+            info = None
+        except Exception as exc:
+            self.fail(exc, "opening the bucket")
+        if info is None:
+            if not c.create_if_missing or c.read_only:
+                raise ConfigurationError(
+                    f"the bucket {c.bucket!r} does not exist on {c.describe()}; create it "
+                    "(open with create_if_missing=true, the default, and without read_only)",
+                    backend="nats",
+                )
+            info = await self._create()
+        cfg = info.config
+        if f"{self.pre}>" not in (cfg.subjects or []) or (cfg.max_msgs_per_subject or 0) < 1:
+            raise ConfigurationError(
+                f"the stream {self.stream} on {c.describe()} is not a key-value bucket "
+                f"(subjects {cfg.subjects}); choose another bucket name",
+                backend="nats",
+            )
+        self.atomic = bool(cfg.allow_atomic)
+        if (not self.atomic or not cfg.allow_direct) and not c.read_only:
+            # A bucket made by other tools (nats kv add) may lack atomic publish and
+            # direct gets; allowing them changes nothing else (both are updatable).
+            cfg.allow_atomic = True
+            cfg.allow_direct = True
+            try:
+                info = await self.js.update_stream(cfg)
+                cfg = info.config
+                self.atomic = bool(cfg.allow_atomic)
+            except Exception:
+                self.atomic = False
+        if not cfg.allow_direct:
+            raise ConfigurationError(
+                f"the bucket {c.bucket!r} on {c.describe()} does not allow direct gets "
+                "(allow_direct), which reads need; open it once without read_only so it "
+                "is enabled",
+                backend="nats",
+            )
+
+    async def _create(self) -> Any:  # noqa: RET503 - the loop returns or self.fail raises
+        c = self.config
+        cfg = api.StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.pre}>"],
+            allow_direct=True,
+            allow_rollup_hdrs=True,
+            allow_atomic=True,
+            deny_delete=True,
+            discard=api.DiscardPolicy.NEW,
+            duplicate_window=120.0,
+            max_bytes=c.max_bytes if c.max_bytes is not None else -1,
+            max_consumers=-1,
+            max_msg_size=c.max_value_size if c.max_value_size is not None else -1,
+            max_msgs=-1,
+            max_msgs_per_subject=c.history,
+            num_replicas=c.replicas,
+            storage=api.StorageType.FILE if c.storage == "file" else api.StorageType.MEMORY,
+        )
+        last: Exception | None = None
+        # A cluster electing its meta leader answers "unavailable" for a moment.
+        for attempt in range(20):
+            try:
+                return await self.js.add_stream(cfg)
+            except nats.js.errors.APIError as exc:
+                last = exc
+                if exc.err_code == _CONFLICT:
+                    # Created meanwhile by another process with other options: use it.
+                    return await self.js.stream_info(self.stream)
+                if exc.err_code == _REPLICAS:
+                    raise ConfigurationError(
+                        f"cannot create the bucket {c.bucket!r} with replicas={c.replicas} "
+                        f"on {c.describe()}: {exc.description} (a single server holds one "
+                        "replica; use replicas=1 or a cluster)",
+                        backend="nats",
+                    ) from exc
+                if not isinstance(exc, nats.js.errors.ServiceUnavailableError):
+                    self.fail(exc, f"creating the bucket {c.bucket!r}")
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+                last = exc
+            await asyncio.sleep(min(0.05 * (attempt + 1), 0.5))
+        assert last is not None
+        self.fail(last, f"creating the bucket {c.bucket!r}")
+
+    async def close(self) -> None:
+        """Close the connection (pending publishes are flushed first)."""
+        nc, self.nc = self.nc, None
+        if nc is not None and not nc.is_closed:
+            try:
+                await asyncio.wait_for(nc.close(), self.timeout)
+            except BaseException:
+                pass
+
+    # ------------------------------------------------------------------ reads
+
+    def _conn(self) -> Client:
+        nc = self.nc
+        if nc is None:
+            from aurora_storage.errors import RepositoryClosedError
+
+            raise RepositoryClosedError(
+                f"the NATS repository {self.config.describe()} is closed", backend="nats"
+            )
+        return nc
+
+    async def _last(self, kv: str) -> Msg | None:
+        """The last message on a key's subject (a value or a delete marker), or None."""
+        try:
+            msg = await self._conn().request(self._get_pre + kv, b"", timeout=self.timeout)
+        except Exception as exc:
+            self.fail(exc, "reading")
+        if not msg.data:
+            hdrs = msg.headers
+            if hdrs is not None:
+                status = hdrs.get("Status")
+                if status == "404":
+                    return None
+                if status:
+                    self.fail(
+                        nats.js.errors.APIError.from_msg(msg),
+                        "reading",
+                    )
+        return msg
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The value at ``key`` (None if absent or deleted)."""
+        msg = await self._last(encode_key(key))
+        if msg is None:
+            return None
+        hdrs = msg.headers
+        if hdrs is not None and (_KV_OP in hdrs or _MARKER in hdrs):
+            return None
+        return msg.data
+
+    async def read_state(self, key: bytes) -> tuple[bytes | None, int]:
+        """``(value or None, last sequence of the key's subject, 0 if none)``."""
+        msg = await self._last(encode_key(key))
+        if msg is None:
+            return None, 0
+        hdrs = msg.headers or {}
+        seq = int(hdrs.get("Nats-Sequence", 0))
+        if _KV_OP in hdrs or _MARKER in hdrs:
+            return None, seq
+        return msg.data, seq
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Values for ``keys`` in order (requests in flight together)."""
+        return list(await asyncio.gather(*(self.get(k) for k in keys)))
+
+    async def listing(self, filt: str, values: bool) -> list[tuple[bytes, bytes | None]]:
+        """Every live ``(key, value)`` under the subject filter ``filt`` (below the
+        bucket's prefix, see :func:`._subjects.scan_filter`), unordered, as of one
+        consistent cut of the stream.
+
+        An ordered consumer delivers the last message per subject under a server-side
+        subject filter (headers only unless ``values``), then new messages in stream
+        order. The server stores an atomic batch's messages one after the other, so a
+        listing can meet a batch half-applied; the stored messages keep their
+        ``Nats-Batch-Id`` headers, so the listing recognises a batch it saw only part of,
+        finds where that batch ends in the stream (:meth:`_batch_end`), and cuts after
+        it - never in the middle of a batch.
+        """
+        self._conn()
+        js = self.js
+        pre = self.pre
+        plen = len(pre)
+        subject = pre + filt
+        # subject -> (stream sequence, data, deleted, batch id, batch commit)
+        latest: dict[str, tuple[int, bytes | None, bool]] = {}
+        # batch id -> first sequence seen, for batches seen without their commit
+        open_batches: dict[str, int] = {}
+        progress = asyncio.Event()
+        caught_up = asyncio.Event()
+        last = [0]
+
+        async def on_msg(msg: Msg) -> None:
+            meta = msg.metadata
+            seq = meta.sequence.stream
+            hdrs = msg.headers
+            deleted = False
+            if hdrs:
+                deleted = _KV_OP in hdrs or _MARKER in hdrs
+                bid = hdrs.get("Nats-Batch-Id")
+                if open_batches:
+                    # Batches are stored contiguously: a later message of anything
+                    # else proves an open batch ended before it.
+                    for b, first in list(open_batches.items()):
+                        if b != bid and first < seq:
+                            del open_batches[b]
+                if bid is not None:
+                    if hdrs.get("Nats-Batch-Commit"):
+                        open_batches.pop(bid, None)
+                    else:
+                        open_batches.setdefault(bid, seq)
+            elif open_batches:
+                open_batches.clear()
+            latest[msg.subject] = (seq, msg.data if values else None, deleted)
+            last[0] = seq
+            progress.set()
+            if meta.num_pending == 0:
+                caught_up.set()
+
+        try:
+            sub = await js.subscribe(
+                subject,
+                stream=self.stream,
+                cb=on_msg,
+                ordered_consumer=True,
+                deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                headers_only=not values,
+                # A backstop: the consumer is deleted below; one recreated by the
+                # client after a gap is removed by the server soon after.
+                inactive_threshold=5.0,
+            )
+        except Exception as exc:
+            self.fail(exc, "scanning")
+        name: str | None = None
+        try:
+            info = await sub.consumer_info()
+            name = info.name
+            # Nothing to deliver at all (the server delivered nothing and has nothing
+            # pending); otherwise the callback sees the last message (num_pending 0).
+            if info.num_pending == 0 and info.delivered.consumer_seq == 0:
+                caught_up.set()
+            await self._wait(caught_up, progress)
+            cut = last[0]
+            while True:
+                pending = [(b, first) for b, first in open_batches.items() if first <= cut]
+                if not pending:
+                    break
+                for bid, first in pending:
+                    cut = max(cut, await self._batch_end(bid, first))
+                    # Its end is known (and within the cut) even if that end lies
+                    # outside this filter.
+                    open_batches.pop(bid, None)
+                # Everything of ours up to the cut is stored: wait until it is delivered.
+                while True:
+                    nxt = await self._next_seq(last[0] + 1, subject)
+                    if nxt is None or nxt > cut:
+                        break
+                    progress.clear()
+                    while last[0] < nxt:
+                        await self._wait(progress, progress)
+                        progress.clear()
+                for b, first in list(open_batches.items()):
+                    if first > cut:
+                        del open_batches[b]
+        except Exception as exc:
+            self.fail(exc, "scanning")
+        finally:
+            try:
+                await sub.unsubscribe()
+                if name is not None:
+                    # Ephemeral consumers count against the server's limit until they
+                    # are deleted (a scan a millisecond would exhaust it).
+                    await js.delete_consumer(self.stream, name)
+            except Exception:
+                pass
+        out: list[tuple[bytes, bytes | None]] = []
+        for subj, (seq, data, deleted) in latest.items():
+            if deleted or seq > cut:
+                continue
+            try:
+                out.append((decode_key(subj[plen:]), data))
+            except ValueError:
+                continue  # another application's key in the bucket: not ours to list
+        return out
+
+    async def _wait(self, event: asyncio.Event, progress: asyncio.Event) -> None:
+        """Wait for ``event``; the timeout applies to progress (``progress`` set by
+        each delivered message), not to the whole, possibly large, scan."""
+        while not event.is_set():
+            progress.clear()
+            waiter = asyncio.ensure_future(event.wait())
+            ticker = asyncio.ensure_future(progress.wait())
+            done, _ = await asyncio.wait(
+                {waiter, ticker}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            ticker.cancel()
+            if not done:
+                raise nats.errors.TimeoutError
+
+    async def _direct(self, seq: int, subject: str) -> Msg | None:
+        """The first stored message with sequence >= ``seq`` on ``subject`` (a
+        wildcard), or None."""
+        req = orjson.dumps({"seq": seq, "next_by_subj": subject})
+        msg = await self._conn().request(
+            f"$JS.API.DIRECT.GET.{self.stream}", req, timeout=self.timeout
+        )
+        if not msg.data and msg.headers and msg.headers.get("Status"):
+            if msg.headers.get("Status") == "404":
+                return None
+            self.fail(nats.js.errors.APIError.from_msg(msg), "scanning")
+        return msg
+
+    async def _next_seq(self, seq: int, subject: str) -> int | None:
+        msg = await self._direct(seq, subject)
+        return None if msg is None else int((msg.headers or {}).get("Nats-Sequence", 0))
+
+    async def _batch_end(self, bid: str, first: int) -> int:
+        """A stream sequence at or after the end of the batch ``bid`` (holding message
+        ``first``): its commit, or (if that was overwritten since) just before the first
+        later message of something else. Waits while the batch is still being stored."""
+        seq = first
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            msg = await self._direct(seq + 1, f"{self.pre}>")
+            if msg is None:
+                # Nothing stored after: either the rest of the batch is being stored,
+                # or it was stored and removed since (overwritten, or its tenant
+                # purged). In the second case the stream's last sequence has moved on.
+                info = await self.js.stream_info(self.stream)
+                if info.state.last_seq > seq:
+                    return int(info.state.last_seq)
+                if loop.time() > deadline:
+                    raise nats.errors.TimeoutError
+                await asyncio.sleep(0.001)
+                continue
+            hdrs = msg.headers or {}
+            mseq = int(hdrs.get("Nats-Sequence", 0))
+            if hdrs.get("Nats-Batch-Id") != bid:
+                return mseq - 1
+            if hdrs.get("Nats-Batch-Commit"):
+                return mseq
+            seq = mseq
+
+    async def stream_state(self) -> Any:
+        """The stream's info (state, config, cluster)."""
+        try:
+            return await self.js.stream_info(self.stream)
+        except Exception as exc:
+            self.fail(exc, "reading the bucket's state")
+
+    # ------------------------------------------------------------------ writes
+
+    def _writable(self) -> None:
+        if self.config.read_only:
+            raise ReadOnlyError(
+                f"the NATS repository {self.config.describe()} was opened read-only",
+                backend="nats",
+            )
+
+    async def _publish(self, kv: str, data: bytes, headers: dict[str, str] | None) -> Any:
+        try:
+            msg = await self._conn().request(
+                self.pre + kv, data, timeout=self.timeout, headers=headers
+            )
+        except Exception as exc:
+            self.fail(exc, "writing")
+        return self._ack(msg, "writing")
+
+    def _ack(self, msg: Msg, what: str) -> Any:
+        if not msg.data and msg.headers and msg.headers.get("Status") == "503":
+            self.fail(nats.errors.NoRespondersError(), what)
+        try:
+            resp = orjson.loads(msg.data)
+        except orjson.JSONDecodeError as exc:
+            raise StorageError(
+                f"{what}: unexpected answer from {self.config.describe()}: {msg.data[:80]!r}",
+                backend="nats",
+            ) from exc
+        err = resp.get("error")
+        if err is not None:
+            try:
+                # The client's helper raises the matching subclass; keep it as a value.
+                nats.js.errors.APIError.from_error(err)
+            except nats.js.errors.APIError as exc:
+                return exc
+            return nats.js.errors.APIError(**err)
+        return resp
+
+    async def put(self, key: bytes, value: bytes) -> None:
+        """Store ``value`` at ``key``."""
+        self._writable()
+        resp = await self._publish(encode_key(key), value, None)
+        if isinstance(resp, Exception):
+            self.fail(resp, "writing")
+
+    async def delete(self, key: bytes) -> bool:
+        """Delete ``key`` (a delete marker); whether it was present. Conditional on the
+        revision read, so two concurrent deletes do not both report it present."""
+        self._writable()
+        kv = encode_key(key)
+        while True:
+            value, seq = await self.read_state(key)
+            if value is None:
+                return False
+            resp = await self._publish(kv, b"", {_KV_OP: "DEL", _EXPECT: str(seq)})
+            if not isinstance(resp, Exception):
+                return True
+            if getattr(resp, "err_code", None) not in _WRONG_LAST_SEQ:
+                self.fail(resp, "deleting")
+
+    async def insert(self, key: bytes, value: bytes) -> bool:
+        """Store ``value`` only if ``key`` is absent (the server checks the subject's last
+        sequence, so this holds across processes); whether it was stored."""
+        self._writable()
+        kv = encode_key(key)
+        while True:
+            current, seq = await self.read_state(key)
+            if current is not None:
+                return False
+            resp = await self._publish(kv, value, {_EXPECT: str(seq)})
+            if not isinstance(resp, Exception):
+                return True
+            if getattr(resp, "err_code", None) not in _WRONG_LAST_SEQ:
+                self.fail(resp, "inserting")
+
+    async def write(self, ops: Sequence[Op], expect: dict[bytes, int] | None = None) -> int:
+        """Apply ``ops`` atomically (one atomic batch publish; a single operation is one
+        publish). ``expect`` maps keys to the subject sequence their first write requires.
+
+        Returns:
+            The stream sequence of the last message.
+
+        Raises:
+            BatchTooLargeError: more than ``max_batch`` operations; nothing written.
+            NotSupportedError: atomic publish is not available; nothing written.
+            ConditionFailed: (via the caller) an expected sequence did not hold.
+        """
+        self._writable()
+        n = len(ops)
+        if n > self.config.max_batch:
+            raise BatchTooLargeError(
+                f"an atomic batch of {n} operations is larger than max_batch="
+                f"{self.config.max_batch} (one JetStream atomic publish); nothing was "
+                "written. Split it, or raise the server's jetstream.limits.batch.max_msgs "
+                "and max_batch together",
+                size=n,
+                limit=self.config.max_batch,
+            )
+        pending = dict(expect) if expect else {}
+
+        def headers(key: bytes, value: bytes | None) -> dict[str, str] | None:
+            h: dict[str, str] | None = None
+            if value is None:
+                h = dict(_DEL_HDR)
+            if pending:
+                seq = pending.pop(key, None)
+                if seq is not None:
+                    h = h if h is not None else {}
+                    h[_EXPECT] = str(seq)
+            return h
+
+        if n == 1:
+            k, v = ops[0]
+            resp = await self._publish(encode_key(k), b"" if v is None else v, headers(k, v))
+            return self._written(resp, expect)
+        if not self.atomic:
+            raise NotSupportedError(
+                f"the stream {self.stream} of {self.config.describe()} does not allow atomic "
+                "batch publish (nats-server 2.12+ with allow_atomic); nothing was written. "
+                "Upgrade the server, or open the bucket once without read_only so it is "
+                "enabled",
+                backend="nats",
+            )
+        nc = self._conn()
+        bid = uuid.uuid4().hex
+        pre = self.pre
+        try:
+            for i, (k, v) in enumerate(ops, 1):
+                h = headers(k, v) or {}
+                h["Nats-Batch-Id"] = bid
+                h["Nats-Batch-Sequence"] = str(i)
+                data = b"" if v is None else v
+                if i < n:
+                    await nc.publish(pre + encode_key(k), data, headers=h)
+                else:
+                    h["Nats-Batch-Commit"] = "1"
+                    msg = await nc.request(
+                        pre + encode_key(k), data, timeout=self.timeout, headers=h
+                    )
+        except Exception as exc:
+            self.fail(exc, "committing a batch")
+        return self._written(self._ack(msg, "committing a batch"), expect)
+
+    def _written(self, resp: Any, expect: dict[bytes, int] | None) -> int:
+        if isinstance(resp, Exception):
+            if expect and getattr(resp, "err_code", None) in _WRONG_LAST_SEQ:
+                raise resp  # the conditional commit re-plans on fresh state
+            self.fail(resp, "writing")
+        return int(resp["seq"])
+
+    async def commit(
+        self,
+        ops: Sequence[Op],
+        conditions: Sequence[Condition],
+        appends: Sequence[Append],
+        version: Callable[[bytes], bytes],
+    ) -> list[int]:
+        """A conditional commit: read the conditioned keys and counters, plan it
+        (:func:`~aurora_storage.backend.plan_commit`), then publish one atomic batch in
+        which every conditioned key's and counter's first write carries the subject
+        sequence that was read. If anything changed meanwhile the server refuses the
+        whole batch; the commit is then planned again on fresh state (a changed counter
+        just gets the next numbers; a failed condition raises)."""
+        self._writable()
+        watched = list(dict.fromkeys([k for k, _ in conditions] + [a.counter for a in appends]))
+        written = {k for k, _ in ops}
+        for k, _ in conditions:
+            if k not in written:
+                raise NotSupportedError(
+                    "a condition on a key the commit does not write cannot be checked "
+                    "atomically by JetStream",
+                    backend="nats",
+                )
+        while True:
+            states = await asyncio.gather(*(self.read_state(k) for k in watched))
+            state = dict(zip(watched, states, strict=True))
+            now = {k: v for k, (v, _) in state.items()}
+            out, firsts = plan_commit(now.get, ops, conditions, appends, version=version)
+            expect = {k: seq for k, (_, seq) in state.items()}
+            try:
+                await self.write(out, expect)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code in _WRONG_LAST_SEQ:
+                    continue
+                self.fail(exc, "committing")
+            return firsts
+
+    async def purge(self, token: str) -> None:
+        """Remove every message of one tenant's subjects (server-side)."""
+        self._writable()
+        try:
+            await self.js.purge_stream(self.stream, subject=f"{self.pre}{token}.>")
+        except Exception as exc:
+            self.fail(exc, "dropping a tenant")

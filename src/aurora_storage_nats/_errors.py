@@ -1,0 +1,47 @@
+"""The NATS plugin's own error types (light: imports no client).
+
+They extend the core tree (:mod:`aurora_storage.errors`), so ``except StorageError``
+still catches everything; the builtin mixed in is the one a caller would naturally
+catch (``ConnectionError``, ``TimeoutError``, ``ValueError``).
+"""
+
+from __future__ import annotations
+
+from aurora_storage.errors import StorageError
+
+__all__ = ["BatchTooLargeError", "NATSConnectionError", "NATSTimeoutError", "ValueTooLargeError"]
+
+
+class NATSConnectionError(StorageError, ConnectionError):
+    """No NATS server of the configured list could be reached (within
+    ``connect_timeout``), the connection was lost and could not be re-established, or no
+    JetStream server answered (no responders). The message names the server list
+    (passwords hidden). Whether a write that raised this was applied is unknown: read it
+    back, or repeat it (puts are idempotent; a compare-and-set reports a conflict)."""
+
+
+class NATSTimeoutError(StorageError, TimeoutError):
+    """A request to the JetStream server got no answer within ``timeout`` seconds (a
+    leader election in a cluster, an overloaded server). Whether a write that raised this
+    was applied is unknown (see :class:`NATSConnectionError`)."""
+
+
+class BatchTooLargeError(StorageError, ValueError):
+    """An atomic batch holds more operations than one JetStream atomic publish allows
+    (``max_batch``, the server's ``jetstream.limits.batch.max_msgs``, 1000 by default).
+    Nothing was written; split the batch, or raise both limits together.
+
+    Attributes:
+        size: operations in the batch.
+        limit: the largest batch allowed.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int, backend: str = "nats") -> None:
+        super().__init__(message, backend=backend)
+        self.size = size
+        self.limit = limit
+
+
+class ValueTooLargeError(StorageError, ValueError):
+    """A value (or a message) is larger than the bucket's ``max_value_size`` or the
+    server's ``max_payload`` (1 MiB by default). Nothing was written."""

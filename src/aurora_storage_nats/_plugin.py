@@ -1,0 +1,30 @@
+"""Entry point of the NATS JetStream backend (light: nats-py is imported only when a
+``nats://`` URL is opened)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aurora_storage.config import URL
+from aurora_storage.plugins import BackendSpec, hookimpl
+
+
+def _open(url: URL, options: Mapping[str, Any]) -> Any:
+    from ._backend import NATSBackend
+
+    return NATSBackend.from_url(url, options)
+
+
+@hookimpl
+def aurora_storage_backends() -> list[BackendSpec]:
+    """The ``nats`` scheme."""
+    return [
+        BackendSpec(
+            scheme="nats",
+            open=_open,
+            description="NATS JetStream key-value (nats-py): replicated, shared by many "
+            "processes and machines",
+            package="aurora-storage[nats]",
+        )
+    ]
