@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 # Schemes we know of but do not ship: the hint names the package to install.
 KNOWN_PACKAGES: dict[str, str] = {
-    "nats": "aurora-storage-nats",
+    "nats": "'aurora-storage[nats]'",
     "redis": "aurora-storage-redis",
     "sqlite": "aurora-storage-sqlite",
 }

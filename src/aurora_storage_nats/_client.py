@@ -75,6 +75,9 @@ class NATSCore:
         self.stream = config.stream
         self._get_pre = f"$JS.API.DIRECT.GET.{self.stream}.{self.pre}"
         self.atomic = False
+        # Direct gets (any replica answers) for a single replica; a replicated bucket
+        # reads through its leader so a read sees every acknowledged write.
+        self.direct = True
         self.timeout = config.timeout
 
     # ------------------------------------------------------------------ errors
@@ -264,7 +267,8 @@ class NATSCore:
                 self.atomic = bool(cfg.allow_atomic)
             except Exception:
                 self.atomic = False
-        if not cfg.allow_direct:
+        self.direct = (cfg.num_replicas or 1) <= 1
+        if not cfg.allow_direct and self.direct:
             raise ConfigurationError(
                 f"the bucket {c.bucket!r} on {c.describe()} does not allow direct gets "
                 "(allow_direct), which reads need; open it once without read_only so it "
@@ -339,6 +343,8 @@ class NATSCore:
 
     async def _last(self, kv: str) -> Msg | None:
         """The last message on a key's subject (a value or a delete marker), or None."""
+        if not self.direct:
+            return await self._leader_get({"last_by_subj": self.pre + kv})
         try:
             msg = await self._conn().request(self._get_pre + kv, b"", timeout=self.timeout)
         except Exception as exc:
@@ -515,9 +521,44 @@ class NATSCore:
             if not done:
                 raise nats.errors.TimeoutError
 
+    async def _leader_get(self, req: dict[str, Any]) -> Msg | None:
+        """A message read through the stream leader (``STREAM.MSG.GET``): what a
+        replicated bucket's reads use, since direct gets may be answered by a replica
+        that has not applied the latest writes yet. The answer is shaped like a direct
+        get's (headers with ``Nats-Sequence``), or None when there is no such message."""
+        import base64
+
+        from nats.aio.msg import Msg as _Msg
+
+        try:
+            msg = await self._conn().request(
+                f"$JS.API.STREAM.MSG.GET.{self.stream}", orjson.dumps(req), timeout=self.timeout
+            )
+        except Exception as exc:
+            self.fail(exc, "reading")
+        resp = self._ack(msg, "reading")
+        if isinstance(resp, Exception):
+            if getattr(resp, "err_code", None) == 10037 or getattr(resp, "code", None) == 404:
+                return None  # no message found
+            self.fail(resp, "reading")
+        m = resp["message"]
+        hdrs: dict[str, str] = {}
+        raw_hdrs = m.get("hdrs")
+        if raw_hdrs:
+            for line in base64.b64decode(raw_hdrs).decode().split("\r\n")[1:]:
+                name, sep, value = line.partition(":")
+                if sep:
+                    hdrs[name.strip()] = value.strip()
+        hdrs["Nats-Sequence"] = str(m["seq"])
+        hdrs["Nats-Subject"] = m["subject"]
+        data = base64.b64decode(m.get("data") or b"")
+        return _Msg(self._conn(), subject=m["subject"], data=data, headers=hdrs)
+
     async def _direct(self, seq: int, subject: str) -> Msg | None:
         """The first stored message with sequence >= ``seq`` on ``subject`` (a
         wildcard), or None."""
+        if not self.direct:
+            return await self._leader_get({"seq": seq, "next_by_subj": subject})
         req = orjson.dumps({"seq": seq, "next_by_subj": subject})
         msg = await self._conn().request(
             f"$JS.API.DIRECT.GET.{self.stream}", req, timeout=self.timeout

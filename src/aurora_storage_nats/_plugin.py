@@ -11,8 +11,16 @@ from aurora_storage.plugins import BackendSpec, hookimpl
 
 
 def _open(url: URL, options: Mapping[str, Any]) -> Any:
-    from ._backend import NATSBackend
+    try:
+        from ._backend import NATSBackend
+    except ImportError as exc:
+        from aurora_storage.errors import BackendNotFoundError
 
+        raise BackendNotFoundError(
+            f"the nats:// backend needs the NATS client (nats-py), which is not installed "
+            f"({exc}); install it with: pip install 'aurora-storage[nats]'",
+            backend="nats",
+        ) from exc
     return NATSBackend.from_url(url, options)
 
 

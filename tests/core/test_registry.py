@@ -156,13 +156,13 @@ def test_fixed_plugin_loads_after_refresh(site: Path) -> None:
 
 def test_not_found_names_installed_schemes_and_install_hint() -> None:
     with pytest.raises(BackendNotFoundError) as info:
-        aurora_storage.open("nats://localhost:4222/bucket")
+        aurora_storage.open("redis://localhost:6379/0")
     message = str(info.value)
-    assert "no backend for URL scheme 'nats'" in message
-    assert "pip install aurora-storage-nats" in message
+    assert "no backend for URL scheme 'redis'" in message
+    assert "pip install aurora-storage-redis" in message
     for scheme in ("memory", "rocksdb", "lmdb", "tiered"):
         assert scheme in message
-    assert info.value.backend == "nats"
+    assert info.value.backend == "redis"
     assert isinstance(info.value, LookupError)
     with pytest.raises(BackendNotFoundError) as info2:
         aurora_storage.open("unheardof://")

@@ -1,0 +1,137 @@
+"""A three-node JetStream cluster (bucket with 3 replicas, sync_interval: always): a
+writer loops put_many batches while the test SIGKILLs the stream leader 5 times and
+restarts it. After each kill every acknowledged batch is readable, no batch is partial,
+and writes resume; a reader connected to another node sees every acknowledged write."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+from nats_servers import cluster
+
+import aurora_storage
+from aurora_storage.errors import StorageError
+
+T = TypeVar("T")
+
+BATCH = 20
+KILLS = 5
+#: The issue's bound on how long writes may stall after a leader is killed.
+RESUME_WITHIN = 10.0
+
+
+def _retry(fn: Callable[[], T], *, seconds: float = 30.0) -> T:
+    """Call ``fn`` until it stops raising StorageError (a cluster electing leaders)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return fn()
+        except StorageError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _check(repo: Any, acked: list[int]) -> None:
+    """Every acknowledged batch is readable in full, and no batch is partial."""
+    items = _retry(lambda: list(repo.items("camp")))
+    per_batch = Counter(k[0] for k, _ in items)
+    partial = {n: c for n, c in per_batch.items() if c != BATCH}
+    assert not partial, f"partial batches: {partial}"
+    missing = [n for n in acked if per_batch.get(n) != BATCH]
+    assert not missing, f"acknowledged batches lost: {missing[:10]}"
+    for (n, i), v in items:
+        assert v == [n, i]
+
+
+@pytest.mark.slow
+def test_leader_kills_lose_no_acknowledged_batch(tmp_path) -> None:
+    nodes = cluster(tmp_path)
+    for node in nodes:
+        node.start()
+    servers = ",".join(n.address for n in nodes)
+    opts = "timeout=2&connect_timeout=5&max_reconnect_attempts=-1&reconnect_time_wait=0.1"
+    url = f"nats://{servers}/camp?replicas=3&{opts}"
+    repo = _retry(lambda: aurora_storage.open(url), seconds=60)
+    acked: list[int] = []
+    ack_times: list[float] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        n = 0
+        try:
+            while not stop.is_set():
+                try:
+                    repo.put_many("camp", [((n, i), [n, i]) for i in range(BATCH)])
+                except StorageError:
+                    # Failover: the batch may or may not be stored; retrying it is
+                    # idempotent. It only counts once acknowledged.
+                    time.sleep(0.05)
+                    continue
+                with lock:
+                    acked.append(n)
+                    ack_times.append(time.monotonic())
+                n += 1
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    stalls: list[float] = []
+    try:
+        for _ in range(KILLS):
+            with lock:
+                seen = len(acked)
+            deadline = time.monotonic() + 30
+            while len(acked) < seen + 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            leader = _retry(lambda: repo.stats()["leader"])
+            node = next(n for n in nodes if n.name == leader)
+            killed_at = time.monotonic()
+            node.kill()
+            time.sleep(0.5)
+            node.start()
+            deadline = killed_at + 30
+            while time.monotonic() < deadline:
+                with lock:
+                    after = [t for t in ack_times if t > killed_at + 0.5]
+                if after:
+                    break
+                time.sleep(0.05)
+            assert after, "writes did not resume within 30 s of the leader kill"
+            stalls.append(after[0] - killed_at)
+            with lock:
+                snapshot = list(acked)
+            _check(repo, snapshot)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not failures, failures
+    with lock:
+        final = list(acked)
+    _check(repo, final)
+    print(
+        f"\ncluster campaign: {len(final)} batches of {BATCH} acknowledged, "
+        f"{KILLS} leader kills, write stalls (s): {[round(s, 2) for s in stalls]}"
+    )
+    assert max(stalls) < RESUME_WITHIN, stalls
+    # A reader connected to another node only sees every acknowledged write.
+    leader = _retry(lambda: repo.stats()["leader"])
+    other = next(n for n in nodes if n.name != leader)
+    reader = _retry(lambda: aurora_storage.open(f"nats://{other.address}/camp?{opts}"))
+    try:
+        keys = [(n, i) for n in final for i in range(BATCH)]
+        got = _retry(lambda: reader.get_many("camp", keys))
+        assert got == [[n, i] for n, i in keys]
+    finally:
+        reader.close()
+        repo.close()
+        for node in nodes:
+            node.stop()
