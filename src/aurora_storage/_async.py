@@ -191,7 +191,7 @@ class AsyncRepository(Generic[K, V]):
             repo = self._repo
             repo._check_open()
             raw = await self._native.get(repo._full(tenant, key))
-            return default if raw is None else repo._load(raw, tenant, key)  # type: ignore[no-any-return]
+            return default if raw is None else repo._load(raw, tenant, key)
         return self._repo.get(tenant, key, default)
 
     async def has(self, tenant: str, key: K) -> bool:
