@@ -377,6 +377,9 @@ def _child_uses_inherited(repo: NATSRepository, url: str, q: multiprocessing.Que
         q.put(fresh.get("t", "k"))
 
 
+# The point of the test is forking a process that runs the loop thread; Python 3.12+
+# warns about any fork of a multi-threaded process.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fork_child_reopens_instead_of_sharing_the_loop(nats_url: str) -> None:
     with aurora_storage.open(nats_url) as repo:
         repo.put("t", "k", 7)
