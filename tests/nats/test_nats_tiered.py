@@ -56,7 +56,7 @@ def _read_projection(url: str, q: Any) -> None:
 
 
 def test_projection_is_shared_with_other_processes(nats_url: str, tmp_path: Path) -> None:
-    url = tiered_url(nats_url, tmp_path, projection="tiered_helpers:orders")
+    url = tiered_url(nats_url, tmp_path, projection="orders")  # registered by tiered_helpers
     with aurora_storage.open(url) as repo:
         for tenant, key, ev in iter_events(120, ("acme", "globex")):
             repo.put(tenant, key, ev)
