@@ -44,9 +44,11 @@ def _own(value: bytes) -> bytes:
 class MemoryBackend(Backend):
     """Reference backend: correct, thread-safe, not persistent.
 
-    Scans see the keys present when the scan started (a snapshot of the key list) and the
-    values current when each item (or, for the repository's chunked scans, each chunk of
-    up to 1024 items) is read; keys deleted meanwhile are skipped.
+    Scans read the key list a part of up to 1,024 keys at a time, each part from where
+    the previous one ended, with the values current when the part is read: a key
+    present for the whole scan is returned exactly once, in order; a key written or
+    deleted during the scan is seen only if the scan has not yet passed it. (A
+    snapshot of the whole range would cost O(range) before the first item.)
 
     Every write runs under one lock, so conditional commits and sequence numbers are
     atomic with it, and the change feed (:class:`~aurora_storage.backend.RecentChanges`,
@@ -230,21 +232,38 @@ class MemoryBackend(Backend):
                 out += part
             return out
 
+    def _parts(
+        self, start: bytes, stop: bytes, limit: int | None, reverse: bool
+    ) -> Iterator[list[bytes]]:
+        """The keys of ``[start, stop)`` in scan order, at most ``_CHUNK`` at a time,
+        each part read under the lock from where the previous one ended.
+
+        Why not one snapshot of the whole range: copying a million keys holds the lock
+        and, for an async scan, the event loop for tens of milliseconds before the first
+        item. A part costs O(log n + _CHUNK) however large the range is."""
+        left = limit
+        while left is None or left > 0:
+            want = _CHUNK if left is None else min(_CHUNK, left)
+            part = self._range(start, stop, want, reverse)  # ascending
+            if not part:
+                return
+            if reverse:
+                part.reverse()
+                stop = part[-1]  # the next part: keys below the smallest one seen
+            else:
+                start = part[-1] + b"\x00"  # the next part: keys above the largest seen
+            if left is not None:
+                left -= len(part)
+            yield part
+            if len(part) < want:
+                return
+
     def scan(
         self, start: bytes, stop: bytes, *, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """See :meth:`Backend.scan`."""
-        keys = self._range(start, stop)
-        return self._scan(keys, reverse)
-
-    def _scan(self, keys: list[bytes], reverse: bool) -> Iterator[tuple[bytes, bytes]]:
-        data = self._data
-        for k in reversed(keys) if reverse else keys:
-            if self._closed:
-                self._check()
-            v = data.get(k)
-            if v is not None:
-                yield k, v
+        for keys, vals in self._chunks(self._parts(start, stop, None, reverse), True):
+            yield from zip(keys, cast("list[bytes]", vals), strict=True)
 
     def scan_chunks(
         self,
@@ -255,23 +274,19 @@ class MemoryBackend(Backend):
         values: bool = True,
         limit: int | None = None,
     ) -> Iterator[Chunk]:
-        """See :meth:`Backend.scan_chunks`: slices of the key snapshot (of at most
-        ``limit`` keys: a bisection and a slice), with the values current when each
-        slice is read."""
-        keys = self._range(start, stop, limit, reverse)
-        if reverse:
-            keys.reverse()
-        return self._chunks(keys, values)
+        """See :meth:`Backend.scan_chunks`: parts of up to 1,024 keys, each read from
+        where the previous one ended (a bisection and a slice), with the values current
+        when the part is read."""
+        return self._chunks(self._parts(start, stop, limit, reverse), values)
 
-    def _chunks(self, keys: list[bytes], values: bool) -> Iterator[Chunk]:
+    def _chunks(self, parts: Iterator[list[bytes]], values: bool) -> Iterator[Chunk]:
         data = self._data
-        for i in range(0, len(keys), _CHUNK):
+        for part in parts:
             if self._closed:
                 self._check()
-            part = keys[i : i + _CHUNK]
             if values:
                 got = list(map(data.get, part))
-                if None in got:  # deleted since the scan started
+                if None in got:  # deleted since the part was read
                     part = [k for k, v in zip(part, got, strict=True) if v is not None]
                     got = [v for v in got if v is not None]
                 if part:
