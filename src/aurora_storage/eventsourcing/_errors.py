@@ -31,6 +31,7 @@ _MAP: dict[type[BaseException], type[PersistenceError]] = {
     aerr.NotSupportedError: NotSupportedError,
     aerr.InvalidKeyError: DataError,  # includes KeyTooLargeError (a very long originator id)
     aerr.InvalidTenantError: ProgrammingError,
+    aerr.InvalidArgumentError: ProgrammingError,
     aerr.SerializationError: DataError,
     aerr.ConfigurationError: ProgrammingError,
     aerr.BackendNotFoundError: InterfaceError,
