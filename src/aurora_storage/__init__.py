@@ -31,7 +31,7 @@ from ._repository import (
     Version,
     Watch,
 )
-from .backend import Backend, Capabilities
+from .backend import Backend, Capabilities, VerifyProblem, VerifyReport
 from .codecs import Codec, available_codecs, get_codec, register_codec
 from .config import URL
 from .errors import (
@@ -93,6 +93,8 @@ __all__ = [
     "StoreLockedError",
     "TenantView",
     "TieredRepository",
+    "VerifyProblem",
+    "VerifyReport",
     "Version",
     "VersionConflictError",
     "Watch",

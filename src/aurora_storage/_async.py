@@ -39,7 +39,7 @@ from typing import Any, Generic, TypeVar
 from ._args import check_scan, key_list, pairs
 from ._eventstore import AsyncWatch, Slot, Version
 from ._repository import Batch, Repository, _Aborted, _decode_keys
-from .backend import AsyncBackend, Capabilities, Chunk
+from .backend import AsyncBackend, Capabilities, Chunk, VerifyReport
 from .codecs import Codec
 from .errors import KeyExistsError
 
@@ -301,6 +301,10 @@ class AsyncRepository(Generic[K, V]):
     async def flush(self) -> None:
         """See :meth:`Repository.flush`."""
         await self._run(self._repo.flush)
+
+    async def verify(self) -> VerifyReport:
+        """See :meth:`Repository.verify` (runs in a worker thread: it reads everything)."""
+        return await self._run(self._repo.verify)
 
     # scans: async iterators; arguments are validated when called, not at first item
     def keys(

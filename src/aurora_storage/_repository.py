@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -25,7 +26,17 @@ from ._keys import (
     prefix_successor,
 )
 from ._stores import read_marker, write_marker
-from .backend import Append, Backend, Capabilities, Chunk, Condition, ConditionFailed, Op
+from .backend import (
+    Append,
+    Backend,
+    Capabilities,
+    Chunk,
+    Condition,
+    ConditionFailed,
+    Op,
+    VerifyProblem,
+    VerifyReport,
+)
 from .codecs import Codec, get_codec, locate_unencodable
 from .errors import (
     ConfigurationError,
@@ -942,6 +953,44 @@ class Repository(Generic[K, V]):
         self._check_open()
         self._backend.flush()
 
+    def verify(self) -> VerifyReport:
+        """Check the whole store now: the engine's own structure where the backend can
+        check it (LMDB: its structural verifier), every record's integrity check (LMDB:
+        the envelope checksum), and that every key and value decodes. Reads everything,
+        so it takes time in proportion to the store's size (see the backend's page).
+
+        Returns:
+            A frozen :class:`~aurora_storage.backend.VerifyReport`: ``records``
+            checked, and ``problems`` with the tenant and key of each damaged record
+            where they can be told. ``report.ok`` for a healthy store.
+
+        Raises:
+            RepositoryClosedError: the repository is closed. Damage is reported in
+                the result, not raised.
+        """
+        self._check_open()
+        decode = self._decode
+        codec = self._codec.name
+
+        def check(k: bytes, v: bytes) -> str | None:
+            if k[:1] == NS_SYSTEM:
+                return None  # the store's own records (checked by the backend)
+            if k[:1] != NS_DATA:
+                return f"the stored key {k!r} lies outside aurora-storage's key space"
+            try:
+                _, offset = decode_tenant_key(k)
+                _keys.decode_key(k, offset)
+            except ValueError as exc:
+                return f"the stored key {k!r} is not a valid key encoding: {exc}"
+            try:
+                decode(v)
+            except Exception as exc:
+                return f"the stored value cannot be decoded by the {codec} codec: {exc}"
+            return None
+
+        report = self._backend.verify(check=check)
+        return dataclasses.replace(report, problems=tuple(map(_locate, report.problems)))
+
     def close(self) -> None:
         """Close the repository and its backend. Idempotent; any later use (including
         iterators created before) raises :class:`RepositoryClosedError`."""
@@ -993,6 +1042,23 @@ def _accepts_limit(backend: Backend) -> bool:
     except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
         return False
     return "limit" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _locate(problem: VerifyProblem) -> VerifyProblem:
+    """A backend's problem with its stored key replaced by the tenant and key, where
+    they decode."""
+    k = problem.key
+    if not isinstance(k, bytes) or k[:1] != NS_DATA:
+        return problem
+    try:
+        tenant, offset = decode_tenant_key(k)
+    except ValueError:
+        return problem
+    try:
+        key = _keys.decode_key(k, offset)
+    except ValueError:
+        key = k
+    return dataclasses.replace(problem, tenant=tenant, key=key)
 
 
 def _check_limit(limit: int | None) -> None:

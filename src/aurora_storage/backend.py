@@ -33,8 +33,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
+from ._keys import MAX_KEY_SIZE
 from ._stores import (
     StoreHandles,
     config_signature,
@@ -64,7 +65,10 @@ __all__ = [
     "ConditionFailed",
     "Op",
     "RecentChanges",
+    "RecordCheck",
     "StoreHandles",
+    "VerifyProblem",
+    "VerifyReport",
     "chunk_items",
     "chunk_keys",
     "config_signature",
@@ -81,6 +85,19 @@ __all__ = [
 
 _RANGE_CHUNK = 10_000
 _SCAN_CHUNK = 256
+#: Upper bound of the whole key space: every stored key sorts below it.
+KEY_SPACE_END = b"\xff" * (MAX_KEY_SIZE + 1)
+#: A verification stops listing problems after this many (the count goes on).
+MAX_REPORTED_PROBLEMS = 1000
+
+
+class RecordCheck(Protocol):
+    """A per-record check run by :meth:`Backend.verify`: called with a stored key and
+    value (bytes), it returns a description of what is wrong with them, or ``None`` if
+    they are fine."""
+
+    def __call__(self, key: bytes, value: bytes, /) -> str | None: ...
+
 
 #: One write in an atomic batch: ``(key, value)`` puts, ``(key, None)`` deletes.
 Op = tuple[bytes, bytes | None]
@@ -395,6 +412,48 @@ class RecentChanges(ChangeFeed):
             subscribers = list(self._subscribers.values())
         for cb in subscribers:
             cb()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyProblem:
+    """One problem found by a verification.
+
+    Attributes:
+        message: what is wrong, in words.
+        key: the record's key where known: the stored key (bytes) in a backend's
+            report, the decoded key in :meth:`Repository.verify`'s (the stored bytes
+            when they do not decode).
+        tenant: the record's tenant where known (repository reports only).
+        path: the file involved, where known.
+    """
+
+    message: str
+    key: Any = None
+    tenant: str | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The result of a verification (:meth:`Backend.verify`, ``Repository.verify()``).
+
+    Attributes:
+        records: how many records were read and checked.
+        problems: what was found (at most :data:`MAX_REPORTED_PROBLEMS` of them).
+        problem_count: how many problems were found in all.
+        structure_checked: whether the engine's own file structure was checked too
+            (not only the records read through it).
+    """
+
+    records: int
+    problems: tuple[VerifyProblem, ...] = ()
+    problem_count: int = 0
+    structure_checked: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing was found."""
+        return self.problem_count == 0 and not self.problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -750,6 +809,71 @@ class Backend(ABC):
     def stats(self) -> dict[str, Any]:
         """Engine figures: size on disk, key counts, engine-specific properties."""
         return {}
+
+    def verify(self, *, check: RecordCheck | None = None) -> VerifyReport:
+        """Read and check every record of the store; report what is damaged.
+
+        Optional: the default scans the whole key space through :meth:`scan_chunks`,
+        so every integrity check the engine makes on a read runs on every record, and
+        calls ``check(key, value)`` on each (the repository passes one that decodes
+        every key and value). A :class:`~aurora_storage.errors.CorruptionError` from the
+        scan becomes a problem, and the scan resumes after the damaged key when the
+        error names it. Engines that can check their file structure offline override
+        this and run that check first (LMDB: its structural verifier).
+
+        Returns:
+            A :class:`VerifyReport`; a healthy store gives ``report.ok``.
+
+        Raises:
+            RepositoryClosedError: the backend is closed. Damage is reported, not
+                raised, unless it stops the scan before it can begin.
+        """
+        records = 0
+        problems: list[VerifyProblem] = []
+        count = 0
+
+        def found(problem: VerifyProblem) -> None:
+            nonlocal count
+            count += 1
+            if len(problems) < MAX_REPORTED_PROBLEMS:
+                problems.append(problem)
+
+        start = b""  # everything below it has been read and counted
+
+        def read(hi: bytes) -> None:
+            # Check the records of [start, hi), moving start along chunk by chunk.
+            nonlocal records, start
+            for keys, values in self.scan_chunks(start, hi):
+                assert values is not None
+                records += len(keys)
+                if check is not None:
+                    for k, v in zip(keys, values, strict=True):
+                        message = check(k, v)
+                        if message is not None:
+                            found(VerifyProblem(message, key=k))
+                start = keys[-1] + b"\x00"
+
+        while True:
+            try:
+                read(KEY_SPACE_END)
+                break
+            except CorruptionError as exc:
+                bad = exc.key
+                if not isinstance(bad, bytes) or bad < start:
+                    # The damage has no known place: what lies after it is unreachable.
+                    found(VerifyProblem(str(exc), key=bad, path=exc.path))
+                    break
+                # A chunk fails as a whole: read the records before the damaged one
+                # again (a forward scan reports the first damaged key of a chunk).
+                try:
+                    read(bad)
+                except CorruptionError as again:  # an engine that reports out of order
+                    found(VerifyProblem(str(again), key=again.key, path=again.path))
+                    break
+                found(VerifyProblem(str(exc), key=bad, path=exc.path))
+                records += 1
+                start = bad + b"\x00"
+        return VerifyReport(records=records, problems=tuple(problems), problem_count=count)
 
     def describe(self) -> str:
         """Short text naming this store in messages (e.g. its path)."""

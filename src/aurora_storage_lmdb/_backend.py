@@ -6,9 +6,12 @@ Design choices (each is a reason, see docs/backends/lmdb.md for the user's view)
   prefix, so named DBs would add nothing but a fixed limit.
 * The on-disk format is pinned (``lib_version=0``: LMDB 0.9, data format v1) so an
   environment variable cannot switch new stores to another format.
-* LMDB keeps no checksums, so each value is stored as ``value || crc32(value)``
-  (4 bytes, little endian). A flipped byte raises CorruptionError instead of returning
-  wrong data. The core's metadata record goes through the same envelope.
+* LMDB keeps no checksums, so each value is stored as
+  ``value || crc32(key || value)`` (envelope v2: 4 bytes, little endian). A flipped
+  byte in the value *or the key* raises CorruptionError instead of returning wrong
+  data. Stores written with envelope v1 (``value || crc32(value)``) keep it and are
+  read and written as before. The core's metadata record goes through the same
+  envelope.
 * Point reads are one short read transaction on the caller's thread (no thread hop).
 * A write transaction is bound to the OS thread that began it, so every write begins
   and commits inside one call, under a process lock. The lock also guarantees that no
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import os
 import struct
@@ -47,6 +51,9 @@ from aurora_storage.backend import (
     Condition,
     Op,
     RecentChanges,
+    RecordCheck,
+    VerifyProblem,
+    VerifyReport,
     chunk_items,
     chunk_keys,
 )
@@ -65,6 +72,16 @@ from aurora_storage.errors import (
 
 from . import _eventstore
 from ._config import LMDBConfig
+from ._disk import (
+    Created,
+    OpenRecord,
+    check_path,
+    disk_nearly_full,
+    lock_file_exclusive,
+    lock_file_size,
+    os_error,
+    preallocate,
+)
 
 __all__ = ["LMDBBackend", "LMDBRepository", "create_lmdb_repository"]
 
@@ -74,8 +91,11 @@ T = TypeVar("T")
 LIB_VERSION = 0
 #: The data format (mm_version) that engine writes into the meta pages.
 LMDB_DATA_VERSION = 1
-#: Version of this plugin's value envelope; stores with another one are refused.
-ENVELOPE_VERSION = 1
+#: Version of the value envelope new stores get (2: the CRC covers key and value).
+#: A store keeps the envelope it was created with; others are refused.
+ENVELOPE_VERSION = 2
+#: Envelopes this plugin reads and writes (1: the CRC covers the value only).
+READABLE_ENVELOPES = (1, 2)
 #: The plugin's own record (system namespace), next to the core's metadata record.
 PLUGIN_META_KEY = b"\x00aurora:lmdb"
 
@@ -119,10 +139,14 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _wrap(value: bytes) -> bytes:
-    """The stored form of ``value``: the value, then its CRC32 (little endian). put()
-    and write() build it inline (hot paths)."""
-    return value + _pack(_crc(value))
+def _v1_seed(key: bytes) -> int:
+    """The CRC seed of envelope v1 for any key: 0 (its CRC covers the value only)."""
+    return 0
+
+
+# Envelope version -> the CRC seed of a key. The envelope's CRC is
+# crc32(value, seed(key)), which for v2 equals crc32(key || value) without a copy.
+_SEEDS: dict[int, Callable[[bytes], int]] = {1: _v1_seed, 2: _crc}
 
 
 class LMDBBackend(Backend):
@@ -165,22 +189,44 @@ class LMDBBackend(Backend):
         self._recording = False
         self._closed = False
         self._forked = False
-        # One flag the hot paths test: closed or inherited across fork().
+        # One flag the hot paths test: closed, inherited across fork(), or the writer's
+        # gate is shut (see _gated); _check() sorts out which.
         self._dead = False
+        # The writer-preferring gate: while a writer of this process aborts a write
+        # transaction or remaps the map, py-lmdb waits until no thread is inside an
+        # LMDB call. Readers looping on get() would starve it (a moment with none of
+        # them inside may never come), so new calls wait at the gate instead.
+        self._gate = threading.Condition(threading.Lock())
+        self._gate_shut = False
+        # The envelope of this store (decided by its plugin record) and its CRC seed.
+        self._envelope = ENVELOPE_VERSION
+        self._kseed: Callable[[bytes], int] = _SEEDS[ENVELOPE_VERSION]
         self._pid = os.getpid()
         self._chunk = config.scan_chunk
         self._data_file = os.path.join(self.path, "data.mdb") if config.subdir else self.path
         self._grow_lock_file = (
             os.path.join(self.path, "aurora-grow.lock") if config.subdir else self.path + "-grow"
         )
-        self._env = self._open_env()
-        self._begin = self._env.begin
-        _LIVE.add(self)
+        self._lock_file = (
+            os.path.join(self.path, "lock.mdb") if config.subdir else self.path + "-lock"
+        )
+        # Who has the store open and whether it was closed cleanly (see _disk.OpenRecord);
+        # the growth lock doubles as the store's coordination lock.
+        self._record = OpenRecord(
+            os.path.join(self.path, "aurora-open.lock") if config.subdir else self.path + "-open",
+            self._grow_lock_file,
+            self._data_file,
+        )
+        self._created = Created()
+        self._verified_at_open = False
         try:
+            self._env = self._open_env()
+            self._begin = self._env.begin
+            _LIVE.add(self)
             self._check_plugin_meta()
             _eventstore.open_change_log(self)
         except BaseException:
-            self.close()
+            self._abandon()
             raise
 
     @classmethod
@@ -192,6 +238,7 @@ class LMDBBackend(Backend):
 
     def _open_env(self) -> Any:
         cfg = self.config
+        check_path(self.path, subdir=cfg.subdir)
         exists = os.path.exists(self._data_file)
         if not exists and not cfg.create:
             raise ConfigurationError(
@@ -200,20 +247,39 @@ class LMDBBackend(Backend):
                 backend="lmdb",
                 path=self.path,
             )
+        if cfg.create:
+            self._created.makedirs(self.path if cfg.subdir else os.path.dirname(self.path))
+            self._created.note(
+                self._data_file, self._lock_file, self._grow_lock_file, self._record.record_file
+            )
         if exists:
             self._precheck()
-            if cfg.verify:
+        with self._record.entering() as clean:
+            # verify=auto: the structural check runs when the file was not closed
+            # cleanly and no other process has it open (a live writer would make an
+            # outside walk of the file meaningless: liblmdb's own lock on lock.mdb
+            # tells, for processes that do not use this library too). A damaged page
+            # would otherwise kill this process (SIGABRT in an engine assertion) on
+            # the first scan.
+            wanted = cfg.verify is True or (cfg.verify == "auto" and clean is False)
+            if exists and wanted and clean is not None and lock_file_exclusive(self._lock_file):
                 self._verify()
-        if cfg.create and cfg.subdir:
-            os.makedirs(self.path, exist_ok=True)
-        for attempt in range(20):
+                self._verified_at_open = True
+            if cfg.lock:
+                self._reserve_lock_file()
+        for attempt in range(_RETRIES):
             try:
                 return self._open_env_once()
+            except lmdb.MapResizedError as exc:
+                # Another process grew the map between our open and the first read
+                # transaction of py-lmdb's constructor: open again (adopts the size).
+                if attempt == _RETRIES - 1:
+                    raise self._translate(exc, "open") from exc
             except lmdb.ReadersFullError as exc:
                 # py-lmdb needs a read transaction (a reader slot) to open, so a table
                 # full of dead readers cannot be cleaned from here; live readers may
                 # still finish, so wait a little before giving up.
-                if attempt == 19:
+                if attempt >= 19:
                     raise StorageFullError(
                         f"cannot open the LMDB store at {self.path}: all of its reader "
                         "slots are taken. Slots of killed processes are reclaimed by any "
@@ -225,6 +291,35 @@ class LMDBBackend(Backend):
                     ) from exc
                 time.sleep(0.05)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reserve_lock_file(self) -> None:
+        """Give lock.mdb real blocks before liblmdb maps it. liblmdb sizes it with
+        ftruncate (a sparse file) and writes through the map: on a full filesystem
+        that is SIGBUS, not an error. Only a process with exclusive access may size
+        it (others map it at its current size); the others just fill its holes."""
+        size = lock_file_size(self.config.max_readers)
+        if not lock_file_exclusive(self._lock_file):
+            size = 0  # keep the size; only allocate what is there
+        try:
+            preallocate(self._lock_file, size)
+        except StorageError:
+            if not self.config.read_only:
+                raise
+            # Read-only, maybe on a read-only filesystem: liblmdb then runs without
+            # a lock file, or reports its own error.
+
+    def _abandon(self) -> None:
+        """Undo a failed open: close the engine, leave the open record unclean, and
+        remove the files and directories this open created."""
+        env = self.__dict__.get("_env")
+        self._closed = True
+        self._dead = True
+        _LIVE.discard(self)
+        if env is not None:
+            with contextlib.suppress(lmdb.Error):
+                env.close()
+        self._record.leave(clean=False)
+        self._created.remove()
 
     def _open_env_once(self) -> Any:
         cfg = self.config
@@ -250,8 +345,16 @@ class LMDBBackend(Backend):
                 backend="lmdb",
                 path=self.path,
             ) from exc
-        except lmdb.ReadersFullError:
+        except (lmdb.ReadersFullError, lmdb.MapResizedError):
             raise
+        except lmdb.MemoryError as exc:
+            raise ConfigurationError(
+                f"cannot map the LMDB store at {self.path} with map_size={cfg.map_size}: "
+                f"{exc}. This process may not map that much address space (ulimit -v, "
+                "container limits): lower map_size (the map grows on demand)",
+                backend="lmdb",
+                path=self.path,
+            ) from exc
         except lmdb.VersionMismatchError as exc:
             raise ConfigurationError(
                 f"the LMDB store at {self.path} (or its lock file) was written by an "
@@ -272,11 +375,7 @@ class LMDBBackend(Backend):
                 ) from exc
             raise self._translate(exc, "open") from exc
         except OSError as exc:
-            raise StorageError(
-                f"cannot open the LMDB store at {self.path}: {exc}",
-                backend="lmdb",
-                path=self.path,
-            ) from exc
+            raise os_error(exc, f"cannot open the LMDB store at {self.path}", self.path) from exc
         try:
             # Reclaim the reader slots of processes that died without ending their
             # read transactions (SIGKILL): they would otherwise fill the table.
@@ -347,25 +446,72 @@ class LMDBBackend(Backend):
                 "backup (repo.copy() makes consistent ones)"
             )
 
-    def _verify(self) -> None:
+    def _structure_problems(self) -> list[str]:
+        """Problems LMDB's offline structural verifier finds in the data file (a
+        pure-Python walk of every page: it never hands the file to liblmdb, so damage
+        cannot crash it)."""
         from lmdb import verify as lmdb_verify
 
         try:
             problems = lmdb_verify.verify(self.path, self.config.subdir)  # type: ignore[no-untyped-call]
         except Exception as exc:
-            raise CorruptionError(
-                f"{self._data_file} cannot be verified: {exc}", backend="lmdb", path=self.path
-            ) from exc
+            return [f"cannot be verified: {exc}"]
+        return [str(p) for p in problems]
+
+    def _verify(self) -> None:
+        problems = self._structure_problems()
         if problems:
-            shown = "; ".join(str(p) for p in problems[:5])
+            shown = "; ".join(problems[:5])
             more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
             self._corrupt(f"{self._data_file} failed verification: {shown}{more}")
+
+    def verify(self, *, check: RecordCheck | None = None) -> VerifyReport:
+        """See :meth:`Backend.verify`. First LMDB's structural verifier walks every
+        page of the data file (a read transaction is held meanwhile, so the pages it
+        walks cannot be reused by writers); only a sound structure is then read
+        through the engine (a damaged page could abort the process in an engine
+        assertion), checking every record's envelope (key and value) and ``check``.
+        Costs about 20 s per GiB for the walk plus the read (see
+        benchmarks/lmdb_verify_cost.py)."""
+        if self._dead:
+            self._check()
+        try:
+            pin = self._begin()
+        except lmdb.Error as exc:
+            raise self._translate(exc, "verify") from exc
+        try:
+            problems = self._structure_problems()
+            if problems:
+                # A commit of another process racing the walk (the meta page it
+                # read being rewritten) can look like damage: confirm once.
+                problems = self._structure_problems()
+        finally:
+            pin.abort()
+        if problems:
+            return VerifyReport(
+                records=0,
+                problems=tuple(
+                    VerifyProblem(f"{self._data_file}: {p}", path=self._data_file)
+                    for p in problems[:1000]
+                ),
+                problem_count=len(problems),
+                structure_checked=True,
+            )
+        report = super().verify(check=check)
+        return VerifyReport(
+            records=report.records,
+            problems=report.problems,
+            problem_count=report.problem_count,
+            structure_checked=True,
+        )
 
     def _corrupt(self, message: str) -> None:
         raise CorruptionError(message, backend="lmdb", path=self.path)
 
     def _check_plugin_meta(self) -> None:
-        raw = self.get(PLUGIN_META_KEY)
+        """Read the plugin's record: it decides the store's envelope version (the
+        record is itself wrapped in that envelope), or write it for a new store."""
+        raw: bytes | None = self._read_txn(lambda txn: txn.get(PLUGIN_META_KEY))
         if raw is None:
             if not self.config.read_only:
                 self.put(
@@ -373,17 +519,35 @@ class LMDBBackend(Backend):
                     orjson.dumps({"envelope": ENVELOPE_VERSION, "lmdb_format": LMDB_DATA_VERSION}),
                 )
             return
+        wrapped = next(
+            (
+                v
+                for v in sorted(_SEEDS, reverse=True)
+                if _crc(raw, _SEEDS[v](PLUGIN_META_KEY)) == _RESIDUE
+            ),
+            None,
+        )
+        if wrapped is None or len(raw) < 4:
+            self._corrupt(f"the LMDB plugin record of {self.path} fails its checksum")
         try:
-            envelope = int(orjson.loads(raw)["envelope"])
+            envelope = int(orjson.loads(raw[:-4])["envelope"])
         except (ValueError, KeyError, TypeError) as exc:
             self._corrupt(f"the LMDB plugin record of {self.path} is damaged: {exc}")
-        if envelope != ENVELOPE_VERSION:
+        if envelope not in READABLE_ENVELOPES:
             raise ConfigurationError(
                 f"the LMDB store at {self.path} uses value envelope v{envelope}; this "
-                f"aurora-storage reads v{ENVELOPE_VERSION}. Upgrade aurora-storage",
+                f"aurora-storage reads v{', v'.join(map(str, READABLE_ENVELOPES))}. "
+                "Upgrade aurora-storage",
                 backend="lmdb",
                 path=self.path,
             )
+        if envelope != wrapped:
+            self._corrupt(
+                f"the LMDB plugin record of {self.path} names envelope v{envelope} but is "
+                f"wrapped in v{wrapped}: the record is damaged"
+            )
+        self._envelope = envelope
+        self._kseed = _SEEDS[envelope]
 
     # ------------------------------------------------------------------ state
 
@@ -408,6 +572,10 @@ class LMDBBackend(Backend):
             _leak(env)
 
     def _check(self) -> None:
+        if self._gate_shut:
+            with self._gate:
+                while self._gate_shut:
+                    self._gate.wait()
         if self._forked:
             raise StorageError(
                 f"this LMDB repository ({self.path}) was opened in process {self._pid} and "
@@ -421,6 +589,7 @@ class LMDBBackend(Backend):
             raise RepositoryClosedError(
                 f"the LMDB store at {self.path} is closed", backend="lmdb", path=self.path
             )
+        # Otherwise the gate was shut and is open again: the call goes on.
 
     def _translate(self, exc: Exception, what: str) -> StorageError:
         """The aurora-storage error for an engine error (the caller chains it)."""
@@ -434,6 +603,15 @@ class LMDBBackend(Backend):
             return ReadOnlyError(f"{where}: the store is read-only", backend="lmdb", path=self.path)
         if isinstance(exc, lmdb.MapFullError | lmdb.TxnFullError | lmdb.DiskError):
             return StorageFullError(f"{where}: {exc}", backend="lmdb", path=self.path)
+        if _EIO_TEXT in str(exc) and disk_nearly_full(self.path):
+            # liblmdb reports a write cut short (the disk filled during the commit)
+            # as EIO. The transaction was rolled back; the store is intact.
+            return StorageFullError(
+                f"{where}: the filesystem is full (a write was cut short: {exc}); nothing "
+                "of this write was stored. Free space and retry",
+                backend="lmdb",
+                path=self.path,
+            )
         if isinstance(exc, lmdb.ReadersFullError):
             return StorageFullError(
                 f"{where}: all {self.config.max_readers} reader slots are in use by live "
@@ -487,12 +665,14 @@ class LMDBBackend(Backend):
 
     def _adopt_map_size(self, writing: bool) -> None:
         if writing:
-            self._env.set_mapsize(0)
+            with self._gated():
+                self._env.set_mapsize(0)
             return
         with self._wlock:
             if self._dead:
                 self._check()
-            self._env.set_mapsize(0)
+            with self._gated():
+                self._env.set_mapsize(0)
 
     def _grow(self) -> None:
         """Grow the map geometrically (the caller holds the write lock; no write
@@ -505,24 +685,8 @@ class LMDBBackend(Backend):
         try:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            old = env.info()["map_size"]
-            # Another process may have grown it already: adopt the recorded size first.
-            # (The recorded size only changes at a commit, so it may also be smaller
-            # than ours: a grown but not yet committed map.)
-            env.set_mapsize(0)
-            if env.info()["map_size"] > old:
-                return
-            limit = self.config.max_map_size or _ADDRESS_LIMIT
-            if old >= limit:
-                env.set_mapsize(old)
-                raise StorageFullError(
-                    f"the LMDB store at {self.path} is full: its map reached "
-                    f"max_map_size ({limit} bytes); raise max_map_size",
-                    backend="lmdb",
-                    path=self.path,
-                )
-            page = 1 << 20
-            env.set_mapsize(min(limit, -(-int(old * self.config.growth_factor) // page) * page))
+            with self._gated():
+                self._grow_locked(env)
         except lmdb.Error as exc:
             raise StorageFullError(
                 f"cannot grow the map of the LMDB store at {self.path}: {exc}",
@@ -532,6 +696,27 @@ class LMDBBackend(Backend):
         finally:
             if fd is not None:
                 os.close(fd)
+
+    def _grow_locked(self, env: Any) -> None:
+        """The growth itself: the grow lock is held and the gate is shut."""
+        old = env.info()["map_size"]
+        # Another process may have grown it already: adopt the recorded size first.
+        # (The recorded size only changes at a commit, so it may also be smaller
+        # than ours: a grown but not yet committed map.)
+        env.set_mapsize(0)
+        if env.info()["map_size"] > old:
+            return
+        limit = self.config.max_map_size or _ADDRESS_LIMIT
+        if old >= limit:
+            env.set_mapsize(old)
+            raise StorageFullError(
+                f"the LMDB store at {self.path} is full: its map reached "
+                f"max_map_size ({limit} bytes); raise max_map_size",
+                backend="lmdb",
+                path=self.path,
+            )
+        page = 1 << 20
+        env.set_mapsize(min(limit, -(-int(old * self.config.growth_factor) // page) * page))
 
     def _write_txn(
         self,
@@ -554,19 +739,46 @@ class LMDBBackend(Backend):
                 attempt += 1
             while True:
                 try:
-                    with self._begin(write=True) as txn:
+                    txn = self._begin(write=True)
+                    try:
                         result = fn(txn)
                         made = changes(result) if changes is not None else None
                         if made:
                             if self._log is not None:
                                 self._log.write(txn, made)
                             tid = txn.id()
+                    except BaseException:
+                        self._abort_write(txn)
+                        raise
+                    txn.commit()  # a failed commit aborts inside LMDB (no wait)
                     if made:
                         self._committed(tid, made)
                     return result
                 except lmdb.Error as exc:
                     self._recover(exc, attempt, writing=True)
                     attempt += 1
+
+    @contextlib.contextmanager
+    def _gated(self) -> Iterator[None]:
+        """Shut the gate: calls of other threads of this process wait at their entry
+        (in _check()) until the block ends. The caller holds the write lock."""
+        with self._gate:
+            self._gate_shut = True
+            self._dead = True
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._gate_shut = False
+                self._dead = self._closed or self._forked
+                self._gate.notify_all()
+
+    def _abort_write(self, txn: Any) -> None:
+        """Abort a write transaction behind the gate: py-lmdb's abort waits until no
+        thread is inside an LMDB call, which readers in a loop would otherwise never
+        let happen (finding: one put_many blocked 16.9 s)."""
+        with self._gated():
+            txn.abort()
 
     def _read_txn(self, fn: Callable[[Any], T], first: Exception | None = None) -> T:
         """Run ``fn(txn)`` in one read transaction, retrying transient failures."""
@@ -584,12 +796,18 @@ class LMDBBackend(Backend):
                 self._recover(exc, attempt, writing=False)
                 attempt += 1
 
+    def _wrap(self, key: bytes, value: bytes) -> bytes:
+        """The stored form of ``value`` at ``key``: the value, then the CRC32 of the
+        store's envelope (little endian). put() and write_iter() build it inline."""
+        return value + _pack(_crc(value, self._kseed(key)))
+
     def _unwrap(self, key: bytes, raw: bytes) -> bytes:
         value = raw[:-4]
-        if len(raw) < 4 or _crc(raw) != _RESIDUE:
+        if len(raw) < 4 or _crc(raw, self._kseed(key)) != _RESIDUE:
             raise CorruptionError(
-                f"the value stored at key {key!r} in the LMDB store at {self.path} fails "
-                "its checksum: the data file is damaged. Restore it from a backup",
+                f"the record stored at key {key!r} in the LMDB store at {self.path} fails "
+                "its checksum (its key or value is damaged): the data file is damaged. "
+                "Restore it from a backup",
                 backend="lmdb",
                 path=self.path,
                 key=key,
@@ -614,7 +832,7 @@ class LMDBBackend(Backend):
             raw = self._get_slow(key, exc)
         if raw is None:
             return None
-        if _crc(raw) != _RESIDUE or len(raw) < 4:
+        if _crc(raw, self._kseed(key)) != _RESIDUE or len(raw) < 4:
             return self._unwrap(key, raw)
         return raw[:-4]  # type: ignore[no-any-return]
 
@@ -655,20 +873,31 @@ class LMDBBackend(Backend):
         """See :meth:`Backend.put`: one write transaction (durable per ``sync``)."""
         if self._dead:
             self._check()
-        data = value + _pack(_crc(value))
+        data = value + _pack(_crc(value, self._kseed(key)))
         with self._wlock:
             try:
-                with self._begin(write=True) as txn:
+                txn = self._begin(write=True)
+            except lmdb.Error as exc:
+                first: Exception = exc
+            else:
+                try:
                     txn.put(key, data)
                     if self._recording:
                         if self._log is not None:
                             self._log.write(txn, ((key, value),))
                         tid = txn.id()
-                if self._recording:
-                    self._committed(tid, ((key, value),))
-                return
-            except lmdb.Error as exc:
-                first = exc
+                except lmdb.Error as exc:
+                    self._abort_write(txn)
+                    first = exc
+                else:
+                    try:
+                        txn.commit()
+                    except lmdb.Error as exc:
+                        first = exc
+                    else:
+                        if self._recording:
+                            self._committed(tid, ((key, value),))
+                        return
         self._put_slow(key, data, first)
 
     def _put_slow(self, key: bytes, data: bytes, exc: Exception) -> None:
@@ -697,7 +926,7 @@ class LMDBBackend(Backend):
         across processes too."""
         if self._dead:
             self._check()
-        data = _wrap(value)
+        data = self._wrap(key, value)
         return bool(
             self._write_txn(
                 lambda txn: txn.put(key, data, overwrite=False),
@@ -727,15 +956,20 @@ class LMDBBackend(Backend):
         puts: list[tuple[bytes, bytes | None]] = []
         only_puts = True
         while part := list(islice(it, _WRAP_SLICE)):
+            keys = list(map(_first, part))
             vals = list(map(_second, part))
             wrapped: list[bytes | None]
             try:
                 # All puts (the usual case): envelopes built with C-level maps.
-                wrapped = list(map(bytes.__add__, vals, map(_pack, map(_crc, vals))))
+                seeds = map(self._kseed, keys)
+                wrapped = list(map(bytes.__add__, vals, map(_pack, map(_crc, vals, seeds))))
             except TypeError:  # a delete (None) among the operations
-                wrapped = [None if v is None else _wrap(v) for v in vals]
+                wrap = self._wrap
+                wrapped = [
+                    None if v is None else wrap(k, v) for k, v in zip(keys, vals, strict=True)
+                ]
                 only_puts = False
-            puts += zip(map(_first, part), wrapped, strict=True)
+            puts += zip(keys, wrapped, strict=True)
         if not puts:
             return 0
         if only_puts:
@@ -921,7 +1155,10 @@ class LMDBBackend(Backend):
                 del chunk
                 # Checked a chunk at a time with C-level maps (no Python loop per
                 # item): every stored value, trailer included, has the CRC residue.
-                if set(map(_crc, raws)) != _INTACT or min(map(len, raws)) < 4:
+                if (
+                    set(map(_crc, raws, map(self._kseed, keys))) != _INTACT
+                    or min(map(len, raws)) < 4
+                ):
                     for k, raw in zip(keys, raws, strict=True):
                         self._unwrap(k, raw)  # raises for the first damaged value
                 after = keys[-1]
@@ -1033,7 +1270,8 @@ class LMDBBackend(Backend):
             "file_size": file_size,
             "lmdb_version": ".".join(map(str, self._env.lib_version())),
             "lmdb_data_format": LMDB_DATA_VERSION,
-            "envelope_version": ENVELOPE_VERSION,
+            "envelope_version": self._envelope,
+            "verified_at_open": self._verified_at_open,
             "sync": self.config.sync,
         }
 
@@ -1094,11 +1332,15 @@ class LMDBBackend(Backend):
             if self._log is not None:
                 self._log.close()
             if self._forked:
+                self._record.abandon_in_child()
                 return
             try:
                 self._env.close()
             except lmdb.Error:  # pragma: no cover - py-lmdb's close does not fail
                 pass
+            # The last process to close records the data file as cleanly closed, so
+            # the next open (verify=auto) can skip the structural check.
+            self._record.leave(clean=True)
 
     def describe(self) -> str:
         """``lmdb://<path>``."""
@@ -1116,6 +1358,9 @@ def _count_readers(table: str) -> int:
     """Rows of ``env.readers()`` (a text table: a header, then one line per slot)."""
     return sum(1 for line in table.splitlines()[1:] if line.strip()[:1].isdigit())
 
+
+# liblmdb's text for EIO (it raises a plain lmdb.Error with no errno attached).
+_EIO_TEXT = os.strerror(errno.EIO)
 
 # Errors a read may see when it races a resize on another thread (retried).
 _RACE_ERRORS = (lmdb.Error, lmdb.InvalidParameterError, lmdb.BadTxnError, lmdb.BadRslotError)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aurora_storage.config import URL, config_from_options, local_path, size_field
 from aurora_storage.errors import ConfigurationError
@@ -16,6 +18,16 @@ __all__ = ["DEFAULT_MAP_SIZE", "LMDBConfig"]
 DEFAULT_MAP_SIZE = 1 << 30
 #: LMDB never accepts a map smaller than a handful of pages.
 _MIN_MAP_SIZE = 64 * 1024
+#: The largest map: 64 TiB. Today's x86-64 and arm64 processes have 128 TiB of user
+#: address space (47 bits); a map must fit in it with room to spare.
+MAX_MAP_SIZE = 1 << 46
+#: The largest reader table. liblmdb keeps one 64-byte slot per reader in lock.mdb,
+#: which every process maps (65,536 slots = 4 MiB); its counters are 32-bit.
+MAX_READERS = 1 << 16
+#: Growth is geometric; a larger factor only wastes address space in one step.
+MAX_GROWTH_FACTOR = 64.0
+#: Longest path component most filesystems accept (bytes).
+_NAME_MAX = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +54,15 @@ class LMDBConfig:
             than RAM.
         lock: LMDB's own locking. Only turn off when one process and one thread use the
             store and nothing else reads it.
-        verify: run LMDB's offline structural verifier over the data file before
-            opening it (slow for big stores; for files copied or restored from
-            untrusted places).
+        verify: when to run LMDB's offline structural verifier over the data file
+            before the engine maps it (a damaged page would otherwise abort the process
+            in an engine assertion). ``auto`` (default): when the file was not closed
+            cleanly by this library (after a crash, or copied, restored or modified by
+            something else). ``true``: at every open. ``false``: never. Either way
+            only when no other process has the store open (those already trust it,
+            and a live writer makes a walk of the file from outside meaningless).
+            It reads the whole file (about 20 s per GiB). ``Repository.verify()``
+            runs the full check on demand.
         scan_chunk: most records read per read transaction by a scan (scans re-seek
             between chunks so no read transaction stays open while the caller pauses).
         reader_cache: keep one reset read transaction (and its reader slot) cached for
@@ -75,7 +93,7 @@ class LMDBConfig:
     subdir: bool = True
     readahead: bool = True
     lock: bool = True
-    verify: bool = False
+    verify: bool | Literal["auto"] = "auto"
     scan_chunk: int = 1024
     reader_cache: bool = True
     change_log: bool = False
@@ -84,24 +102,38 @@ class LMDBConfig:
     def __post_init__(self) -> None:
         if not self.path:
             raise ConfigurationError("the lmdb backend needs a path", backend="lmdb")
+        _check_path_text(self.path)
         if self.map_size < _MIN_MAP_SIZE:
             raise ConfigurationError(
                 f"map_size must be at least {_MIN_MAP_SIZE} bytes, got {self.map_size}",
                 backend="lmdb",
             )
+        for name in ("map_size", "max_map_size"):
+            size = getattr(self, name)
+            if size is not None and size > MAX_MAP_SIZE:
+                raise ConfigurationError(
+                    f"{name} must be at most {MAX_MAP_SIZE} bytes (64TiB, what a 64-bit "
+                    f"process can map), got {size}; the map grows on demand, so start "
+                    "smaller",
+                    backend="lmdb",
+                )
         if self.max_map_size is not None and self.max_map_size < self.map_size:
             raise ConfigurationError(
                 f"max_map_size ({self.max_map_size}) is smaller than map_size ({self.map_size})",
                 backend="lmdb",
             )
-        if not self.growth_factor > 1.0:
+        if not (
+            math.isfinite(self.growth_factor) and 1.0 < self.growth_factor <= MAX_GROWTH_FACTOR
+        ):
             raise ConfigurationError(
-                f"growth_factor must be greater than 1, got {self.growth_factor}",
+                f"growth_factor must be a number greater than 1 and at most "
+                f"{MAX_GROWTH_FACTOR:g}, got {self.growth_factor}",
                 backend="lmdb",
             )
-        if self.max_readers < 1:
+        if not 1 <= self.max_readers <= MAX_READERS:
             raise ConfigurationError(
-                f"max_readers must be at least 1, got {self.max_readers}", backend="lmdb"
+                f"max_readers must be between 1 and {MAX_READERS}, got {self.max_readers}",
+                backend="lmdb",
             )
         if self.scan_chunk < 1:
             raise ConfigurationError(
@@ -126,3 +158,27 @@ class LMDBConfig:
         """
         path = local_path(url, backend="lmdb")
         return config_from_options(cls, options, backend="lmdb", fixed={"path": path})
+
+
+def _check_path_text(path: str) -> None:
+    """Refuse a path no filesystem accepts (before anything is created).
+
+    Raises:
+        ConfigurationError: a NUL byte, or a component longer than 255 bytes.
+    """
+    if "\x00" in path:
+        raise ConfigurationError(
+            f"the store path {path!r} contains a NUL byte, which no filesystem path may "
+            "hold; remove it",
+            backend="lmdb",
+            path=path,
+        )
+    for part in path.split(os.sep):
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > _NAME_MAX:
+            raise ConfigurationError(
+                f"a component of the store path is {size} bytes long ({part[:40]}...); "
+                f"filesystems accept at most {_NAME_MAX}: shorten it",
+                backend="lmdb",
+                path=path,
+            )

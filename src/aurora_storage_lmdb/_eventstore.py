@@ -71,9 +71,7 @@ def commit(
     appends: Sequence[Append],
 ) -> list[int]:
     """:meth:`Backend.commit` for LMDB: everything in one write transaction."""
-    from ._backend import _wrap
-
-    unwrap = backend._unwrap
+    wrap, unwrap = backend._wrap, backend._unwrap
     done: list[Op] = []
 
     def work(txn: Any) -> list[int]:
@@ -91,7 +89,7 @@ def commit(
                 if delete(k):
                     done.append((k, None))
             else:
-                put(k, _wrap(v))
+                put(k, wrap(k, v))
                 done.append((k, v))
         return firsts
 
@@ -131,10 +129,8 @@ def open_change_log(backend: LMDBBackend) -> None:
             )
 
         def enable(txn: Any) -> None:
-            from ._backend import _wrap
-
             floor = (txn.id() << 32) | 0xFFFFFFFF
-            txn.put(CHANGELOG_KEY, _wrap(orjson.dumps({"floor": floor})))
+            txn.put(CHANGELOG_KEY, backend._wrap(CHANGELOG_KEY, orjson.dumps({"floor": floor})))
 
         backend._write_txn(enable)
         recorded = True
@@ -169,22 +165,20 @@ class StoreChangeLog(ChangeFeed):
 
     def write(self, txn: Any, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
         """Store ``changes`` as log records inside the writing transaction ``txn``."""
-        from ._backend import _wrap
-
+        wrap = self._backend._wrap
         tid = txn.id()
         put = txn.put
         i = 0
         for k, v in changes:
             if k[:1] == b"\x00":
                 continue  # the store's own records are not changes
-            put(LOG_PREFIX + _POS.pack(tid, i), _wrap(_encode(k, v)))
+            log_key = LOG_PREFIX + _POS.pack(tid, i)
+            put(log_key, wrap(log_key, _encode(k, v)))
             i += 1
         if tid % _TRIM_EVERY == 0 and tid > self._retention:
             self._trim(txn, tid - self._retention)
 
     def _trim(self, txn: Any, below_tid: int) -> None:
-        from ._backend import _wrap
-
         cur = txn.cursor()
         end = LOG_PREFIX + _POS.pack(below_tid, 0)
         if cur.set_range(LOG_PREFIX):
@@ -192,7 +186,7 @@ class StoreChangeLog(ChangeFeed):
                 if not cur.delete():
                     break
         floor = (below_tid << 32) - 1
-        txn.put(CHANGELOG_KEY, _wrap(orjson.dumps({"floor": floor})))
+        txn.put(CHANGELOG_KEY, self._backend._wrap(CHANGELOG_KEY, orjson.dumps({"floor": floor})))
 
     def notify(self) -> None:
         """This process committed: wake local waiters and subscribers now."""

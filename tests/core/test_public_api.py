@@ -47,6 +47,8 @@ AURORA_ALL = {
     "StoreLockedError",
     "TenantView",
     "TieredRepository",
+    "VerifyProblem",
+    "VerifyReport",
     "Version",
     "VersionConflictError",
     "Watch",

@@ -21,13 +21,14 @@ again, and catch-up re-applies every entry after ``POS``: each record exactly on
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from .. import _args
 from .._repository import Batch, Repository
-from ..backend import Backend, Capabilities, Op
+from ..backend import Backend, Capabilities, Op, VerifyReport
 from ..codecs import Codec
 from ..config import URL
 from ..errors import (
@@ -502,6 +503,23 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         self._check_open()
         self._p.cold.flush()
         self._p.hot.flush()
+
+    def verify(self) -> VerifyReport:
+        """Verify both tiers (cold first; see :meth:`Repository.verify`): one report,
+        each problem's message saying which tier it is in."""
+        self._check_open()
+        reports = {"cold": self._p.cold.verify(), "hot": self._p.hot.verify()}
+        problems = tuple(
+            dataclasses.replace(p, message=f"{tier} tier: {p.message}")
+            for tier, report in reports.items()
+            for p in report.problems
+        )
+        return VerifyReport(
+            records=sum(r.records for r in reports.values()),
+            problems=problems,
+            problem_count=sum(r.problem_count for r in reports.values()),
+            structure_checked=all(r.structure_checked for r in reports.values()),
+        )
 
     def as_async(self) -> AsyncTieredRepository[K, V]:
         """The asynchronous twin, with :meth:`rebuild` and :meth:`catch_up` as coroutines."""

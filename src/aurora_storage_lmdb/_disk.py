@@ -1,0 +1,317 @@
+"""The LMDB store's files around the engine: checks before liblmdb maps anything, the
+clean-close record, and cleaning up after a refused open.
+
+liblmdb trusts its files and the disk: it maps ``lock.mdb`` after growing it with
+``ftruncate`` (a sparse file: on a full filesystem the first touch of a page kills the
+process with SIGBUS), and a damaged page of ``data.mdb`` can trip one of its assertions
+(SIGABRT). Everything here runs before the engine sees the files, so such damage
+becomes a typed error instead of a dead process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+
+import orjson
+
+from aurora_storage.errors import ConfigurationError, StorageError, StorageFullError
+
+__all__ = [
+    "Created",
+    "OpenRecord",
+    "check_path",
+    "disk_nearly_full",
+    "lock_file_size",
+    "os_error",
+    "preallocate",
+]
+
+# liblmdb 0.9 (x86-64): a lock file is two 64-byte header cache lines plus one 64-byte
+# line per reader slot (verified against the files it creates).
+_LOCK_HEADER = 128
+_READER_SLOT = 64
+# Below this much free space an EIO from a commit is taken for a full disk: liblmdb
+# reports a short write (the disk filled during the write) as EIO.
+_NEARLY_FULL = 1 << 20
+
+
+def lock_file_size(max_readers: int) -> int:
+    """The size liblmdb gives a new ``lock.mdb`` with ``max_readers`` slots (bytes)."""
+    return _LOCK_HEADER + _READER_SLOT * max_readers
+
+
+def os_error(exc: OSError, what: str, path: str) -> StorageError:
+    """The aurora-storage error for an OSError raised while preparing the store's files
+    (the caller chains ``exc``): what to fix, by errno."""
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFullError(
+            f"{what}: the filesystem is full ({exc}); free space and retry",
+            backend="lmdb",
+            path=path,
+        )
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ConfigurationError(
+            f"{what}: {exc.strerror}; choose a path this process may write, or open the "
+            "store with read_only=true",
+            backend="lmdb",
+            path=path,
+        )
+    if code in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return ConfigurationError(
+            f"{what}: {exc.strerror} (a file is where a directory is needed, or the "
+            "reverse); choose another path",
+            backend="lmdb",
+            path=path,
+        )
+    if code == errno.ENAMETOOLONG:
+        return ConfigurationError(
+            f"{what}: the path is too long for this filesystem; choose a shorter one",
+            backend="lmdb",
+            path=path,
+        )
+    return StorageError(f"{what}: {exc}", backend="lmdb", path=path)
+
+
+def check_path(path: str, *, subdir: bool) -> None:
+    """Refuse a store path that cannot work, before anything is created.
+
+    Raises:
+        ConfigurationError: a regular file where the store directory should be (or a
+            directory where ``subdir=false`` expects the data file).
+    """
+    if subdir and os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigurationError(
+            f"{path} is a file, not a directory: an LMDB store is a directory holding "
+            "data.mdb and lock.mdb. Choose another path, or open the file itself with "
+            "subdir=false",
+            backend="lmdb",
+            path=path,
+        )
+    if not subdir and os.path.isdir(path):
+        raise ConfigurationError(
+            f"{path} is a directory, but subdir=false names the data file itself; "
+            "drop subdir=false or name a file",
+            backend="lmdb",
+            path=path,
+        )
+
+
+def preallocate(path: str, size: int) -> None:
+    """Give ``path`` real disk blocks for its first ``size`` bytes (creating it if
+    missing), so a later mapping of it never faults for lack of space.
+
+    Raises:
+        StorageFullError: the filesystem has no room; ConfigurationError/StorageError
+        for other failures (see :func:`os_error`).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise os_error(exc, f"cannot create {path}", path) from exc
+    try:
+        current = os.fstat(fd).st_size
+        if current > size:
+            size = current  # never shrink: a live process may map all of it
+        if size:
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):
+                    # No fallocate on this filesystem: write the bytes instead (zeros
+                    # only where the file is shorter; existing content is kept).
+                    if current < size:
+                        os.pwrite(fd, bytes(size - current), current)
+                else:
+                    raise
+    except OSError as exc:
+        raise os_error(exc, f"cannot reserve {size} bytes for {path}", path) from exc
+    finally:
+        os.close(fd)
+
+
+def lock_file_exclusive(path: str) -> bool:
+    """Whether no process has the LMDB environment of lock file ``path`` open (probed
+    with the same fcntl lock liblmdb takes on its first byte). A missing file counts as
+    exclusive."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return True
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+    except OSError:
+        return False
+    else:
+        # (Closing the descriptor drops the probe lock; this process has no other
+        # descriptor of this lock file, since the store is not open here.)
+        return True
+    finally:
+        os.close(fd)
+
+
+def disk_nearly_full(path: str) -> bool:
+    """Whether the filesystem holding ``path`` has (almost) no space left for this
+    process (root may use the reserved blocks)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return blocks * st.f_frsize < _NEARLY_FULL
+
+
+class Created:
+    """The files and directories one open() created, removed again if it fails (a
+    refused open leaves nothing behind)."""
+
+    def __init__(self) -> None:
+        self._paths: list[str] = []
+
+    def makedirs(self, path: str) -> None:
+        """``os.makedirs(path)``, recording each directory it creates."""
+        missing: list[str] = []
+        p = os.path.abspath(path)
+        while not os.path.exists(p):
+            missing.append(p)
+            parent = os.path.dirname(p)
+            if parent == p:
+                break
+            p = parent
+        try:
+            for d in reversed(missing):
+                os.mkdir(d)
+                self._paths.append(d)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+        except OSError as exc:
+            raise os_error(exc, f"cannot create the directory {d}", path) from exc
+
+    def note(self, *paths: str) -> list[str]:
+        """Of ``paths``, those that do not exist yet; they are removed on failure if
+        something creates them meanwhile."""
+        new = [p for p in paths if not os.path.lexists(p)]
+        self._paths.extend(new)
+        return new
+
+    def remove(self) -> None:
+        """Remove what was created, newest first (best effort: a directory someone
+        else filled meanwhile stays)."""
+        for p in reversed(self._paths):
+            with contextlib.suppress(OSError):
+                if os.path.isdir(p) and not os.path.islink(p):
+                    os.rmdir(p)
+                else:
+                    os.unlink(p)
+        self._paths.clear()
+
+
+class OpenRecord:
+    """Who has the store open, and whether its last user closed it cleanly.
+
+    Each process holds a shared ``flock`` on the record file while the store is open.
+    The open and close checks run under the store's coordination lock (the growth
+    lock file), so they never interleave. The process that closes last writes the data
+    file's identity (inode, size, modification time) into the record; the first to
+    open removes it (so a crash leaves none). A data file that does not match the
+    record was not closed cleanly by this library: written after a crash, copied,
+    restored or modified by something else.
+    """
+
+    def __init__(self, record_file: str, gate_file: str, data_file: str) -> None:
+        self.record_file = record_file
+        self.gate_file = gate_file
+        self.data_file = data_file
+        self._fd: int | None = None
+
+    @contextlib.contextmanager
+    def _gate(self) -> Iterator[bool]:
+        try:
+            fd = os.open(self.gate_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield False  # a read-only directory: no coordination possible
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield True
+        finally:
+            os.close(fd)
+
+    def _identity(self) -> dict[str, int] | None:
+        try:
+            st = os.stat(self.data_file)
+        except OSError:
+            return None
+        return {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    @contextlib.contextmanager
+    def entering(self) -> Iterator[bool | None]:
+        """Register this process as a user of the store. Yields whether the data file
+        is known clean: True (closed cleanly, untouched since), False (not known
+        clean, and no other process has the store open, so it may be checked now),
+        or None (another process has it open, or no coordination is possible: it is
+        in use and must not be checked from outside the engine). The body runs the
+        check; if it raises, the registration is undone."""
+        with self._gate() as gated:
+            if not gated:
+                yield None
+                return
+            try:
+                fd = os.open(self.record_file, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                yield None
+                return
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    fcntl.flock(fd, fcntl.LOCK_SH)  # others have it open: join them
+                    yield None
+                else:
+                    try:
+                        recorded = orjson.loads(os.pread(fd, 4096, 0) or b"null")
+                    except orjson.JSONDecodeError:
+                        recorded = None
+                    yield recorded is not None and recorded == self._identity()
+                    # In use from now on: a crash must leave no clean record behind.
+                    os.ftruncate(fd, 0)
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+
+    def leave(self, *, clean: bool) -> None:
+        """Unregister; if this was the last user and ``clean``, record the data file's
+        identity (call after the engine closed it)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            if not clean:
+                return
+            with self._gate() as gated:
+                if not gated:
+                    return
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    return  # another process still has the store open
+                identity = self._identity()
+                if identity is not None:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, orjson.dumps(identity), 0)
+        except OSError:
+            pass  # best effort: without a record the next open checks the file
+        finally:
+            os.close(fd)
+
+    def abandon_in_child(self) -> None:
+        """Forget the descriptor without closing it (a fork() child: the parent's lock
+        must stay)."""
+        self._fd = None

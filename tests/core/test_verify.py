@@ -1,0 +1,100 @@
+"""Repository.verify() over the default Backend.verify(): every record is read through
+the backend's own checks and decoded; damage is reported with tenant and key, never
+raised, and the check goes on past it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+import aurora_storage
+from aurora_storage import Repository, VerifyProblem, VerifyReport, encode_key
+from aurora_storage._keys import encode_tenant
+from aurora_storage.backend import Chunk
+from aurora_storage.errors import CorruptionError, RepositoryClosedError
+from aurora_storage.memory import MemoryBackend
+
+
+class DamagedBackend(MemoryBackend):
+    """The memory backend with some records "failing their checksum": a chunk that
+    holds one raises CorruptionError naming its first damaged key, as LMDB does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.damaged: set[bytes] = set()
+
+    def scan_chunks(
+        self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
+    ) -> Iterator[Chunk]:
+        for keys, vals in super().scan_chunks(start, stop, reverse=reverse, values=values):
+            bad = [k for k in keys if k in self.damaged]
+            if bad and values:
+                raise CorruptionError(f"checksum of {bad[0]!r} fails", key=bad[0])
+            yield keys, vals
+
+
+def stored(tenant: str, key: object) -> bytes:
+    return encode_tenant(tenant) + encode_key(key)
+
+
+def test_a_healthy_store_verifies_ok() -> None:
+    with aurora_storage.open("memory://") as repo:
+        repo.put_many("a", {i: {"n": i} for i in range(2500)})
+        repo.put_many("a:b", {"x": 1, "y": [1, 2]})
+        report = repo.verify()
+    assert report == VerifyReport(records=2503, problems=(), problem_count=0)
+    assert report.ok
+    assert not report.structure_checked  # the memory backend has no file structure
+
+
+def test_damage_is_reported_with_tenant_and_key_and_the_rest_is_checked() -> None:
+    backend = DamagedBackend()
+    repo: Repository[object, object] = Repository(backend)
+    repo.put_many("acme", {i: i for i in range(3000)})
+    repo.put_many("acme-corp", {("o", i): i for i in range(10)})
+    backend.damaged |= {stored("acme", 5), stored("acme", 6), stored("acme", 2999)}
+    backend.damaged.add(stored("acme-corp", ("o", 3)))
+    # A value its codec cannot read (written below the codec) and a key outside the
+    # repository's key space.
+    backend.put(stored("acme", 1500), b"\xff\xfe not json")
+    backend.put(b"\x07stray", b"1")
+    report = repo.verify()
+    assert not report.ok
+    assert report.problem_count == 6
+    assert report.records == 3000 + 10 + 1 + 1  # the metadata record and the stray key
+    located = sorted((p.tenant or "", repr(p.key)) for p in report.problems)
+    assert located == sorted(
+        [
+            ("acme", "5"),
+            ("acme", "6"),
+            ("acme", "1500"),
+            ("acme", "2999"),
+            ("acme-corp", "('o', 3)"),
+            ("", repr(b"\x07stray")),
+        ]
+    )
+    decode_problem = next(p for p in report.problems if p.key == 1500)
+    assert "json codec" in decode_problem.message
+    assert all(isinstance(p, VerifyProblem) for p in report.problems)
+    # Reads still refuse the damaged records.
+    with pytest.raises(CorruptionError):
+        list(repo.items("acme"))
+    repo.close()
+    with pytest.raises(RepositoryClosedError):
+        repo.verify()
+
+
+def test_report_is_frozen_and_async_twin() -> None:
+    async def main() -> VerifyReport:
+        arepo = aurora_storage.open_async("memory://")
+        await arepo.put("t", "k", 1)
+        report = await arepo.verify()
+        await arepo.close()
+        return report
+
+    report = asyncio.run(main())
+    assert report.records == 2
+    with pytest.raises(AttributeError):
+        report.records = 3  # type: ignore[misc]
