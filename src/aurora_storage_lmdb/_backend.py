@@ -42,6 +42,7 @@ import orjson
 
 import lmdb
 from aurora_storage import Repository
+from aurora_storage._stores import MARKER_NAME, config_signature, open_stores
 from aurora_storage.backend import (
     Append,
     Backend,
@@ -116,6 +117,8 @@ _payload = itemgetter(slice(None, -4))
 _RETRIES = 64
 # Maps beyond this are pointless on today's 64-bit systems (47-bit address space).
 _ADDRESS_LIMIT = 1 << 46
+# Options that matter only while opening: two opens of one store may differ in them.
+_OPEN_ONLY_OPTIONS = ("create", "verify")
 
 # Backends alive in this process, so a fork() can poison the child's copies.
 _LIVE: weakref.WeakSet[LMDBBackend] = weakref.WeakSet()
@@ -219,6 +222,11 @@ class LMDBBackend(Backend):
         )
         self._created = Created()
         self._verified_at_open = False
+        # The core writes this marker once the store is initialised, and reports a store
+        # whose marker exists but whose metadata record is gone as damaged.
+        self.marker_path = (
+            os.path.join(self.path, MARKER_NAME) if config.subdir else f"{self.path}-{MARKER_NAME}"
+        )
         try:
             self._env = self._open_env()
             self._begin = self._env.begin
@@ -231,8 +239,32 @@ class LMDBBackend(Backend):
 
     @classmethod
     def from_url(cls, url: URL, options: Mapping[str, Any]) -> LMDBBackend:
-        """Build from ``lmdb:///abs/path?...`` (or ``lmdb:relative/path``)."""
-        return cls(LMDBConfig.from_url(url, options))
+        """Open from ``lmdb:///abs/path?...`` (or ``lmdb:relative/path``); see
+        :meth:`open`."""
+        return cls.open(LMDBConfig.from_url(url, options))
+
+    @classmethod
+    def open(cls, config: LMDBConfig) -> LMDBBackend:
+        """Open (or create) the store ``config`` describes, or share the handle already
+        open on it in this process.
+
+        A store has one live handle per process, whatever the spelling of its path
+        (symlinks, ``..``, relative or absolute: the directory's device and inode decide,
+        see :data:`aurora_storage.backend.open_stores`): a second open returns the same
+        backend with one more user, and :meth:`close` closes the environment when its
+        last user closes. LMDB itself refuses a second environment on one store in a
+        process (its locks are per process).
+
+        Raises:
+            ConfigurationError: the store is already open in this process with other
+                options (named in the message); and everything the constructor raises.
+        """
+        return open_stores.acquire(
+            config.path,
+            config_signature(config, ignore=_OPEN_ONLY_OPTIONS),
+            lambda: cls(config),
+            backend="lmdb",
+        )
 
     # ------------------------------------------------------------------ opening
 
@@ -240,6 +272,14 @@ class LMDBBackend(Backend):
         cfg = self.config
         check_path(self.path, subdir=cfg.subdir)
         exists = os.path.exists(self._data_file)
+        if not exists and os.path.exists(self.marker_path):
+            raise CorruptionError(
+                f"the LMDB store {self.path} was initialised (it has {self.marker_path}) but "
+                f"its data file {self._data_file} is missing; the store is damaged: restore "
+                "it from a backup",
+                backend="lmdb",
+                path=self._data_file,
+            )
         if not exists and not cfg.create:
             raise ConfigurationError(
                 f"no LMDB store at {self.path}"
@@ -1318,9 +1358,16 @@ class LMDBBackend(Backend):
             raise self._translate(exc, "reader_check") from exc
 
     def close(self) -> None:
-        """Close the environment. Idempotent. Iterators still held raise
-        RepositoryClosedError when advanced. An inherited copy (after fork) is only
-        marked closed: the parent owns it."""
+        """Close the environment. Idempotent. Reference counted: a handle shared by
+        several opens in this process (see :meth:`open`) closes the environment when the
+        last of them closes. Iterators still held raise RepositoryClosedError when
+        advanced. An inherited copy (after fork) is only marked closed: the parent owns
+        it."""
+        if self._closed:
+            return
+        open_stores.release(self, self._close_env)
+
+    def _close_env(self) -> None:
         with self._wlock if not self._forked else contextlib.nullcontext():
             if self._closed:
                 return
@@ -1397,7 +1444,7 @@ class LMDBRepository(Repository[Any, Any]):
         config = config_from_options(
             LMDBConfig, opts, backend="lmdb", fixed={"path": os.fspath(path)}
         )
-        backend = LMDBBackend(config)
+        backend = LMDBBackend.open(config)
         url = URL(scheme="lmdb", path=backend.path)
         Repository.__init__(self, backend, codec=codec, url=url)
 

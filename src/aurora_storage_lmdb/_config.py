@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aurora_storage.config import URL, config_from_options, local_path, size_field
+from aurora_storage.config import (
+    URL,
+    config_from_options,
+    expand_store_path,
+    local_path,
+    size_field,
+)
 from aurora_storage.errors import ConfigurationError
 
 __all__ = ["DEFAULT_MAP_SIZE", "LMDBConfig"]
@@ -26,8 +31,6 @@ MAX_MAP_SIZE = 1 << 46
 MAX_READERS = 1 << 16
 #: Growth is geometric; a larger factor only wastes address space in one step.
 MAX_GROWTH_FACTOR = 64.0
-#: Longest path component most filesystems accept (bytes).
-_NAME_MAX = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,9 @@ class LMDBConfig:
     def __post_init__(self) -> None:
         if not self.path:
             raise ConfigurationError("the lmdb backend needs a path", backend="lmdb")
-        _check_path_text(self.path)
+        # The core's one rule for store paths: a leading ~ is the home directory; NUL
+        # characters and over-long names are refused (InvalidURLError).
+        object.__setattr__(self, "path", expand_store_path(self.path, backend="lmdb"))
         if self.map_size < _MIN_MAP_SIZE:
             raise ConfigurationError(
                 f"map_size must be at least {_MIN_MAP_SIZE} bytes, got {self.map_size}",
@@ -158,27 +163,3 @@ class LMDBConfig:
         """
         path = local_path(url, backend="lmdb")
         return config_from_options(cls, options, backend="lmdb", fixed={"path": path})
-
-
-def _check_path_text(path: str) -> None:
-    """Refuse a path no filesystem accepts (before anything is created).
-
-    Raises:
-        ConfigurationError: a NUL byte, or a component longer than 255 bytes.
-    """
-    if "\x00" in path:
-        raise ConfigurationError(
-            f"the store path {path!r} contains a NUL byte, which no filesystem path may "
-            "hold; remove it",
-            backend="lmdb",
-            path=path,
-        )
-    for part in path.split(os.sep):
-        size = len(part.encode("utf-8", "surrogateescape"))
-        if size > _NAME_MAX:
-            raise ConfigurationError(
-                f"a component of the store path is {size} bytes long ({part[:40]}...); "
-                f"filesystems accept at most {_NAME_MAX}: shorten it",
-                backend="lmdb",
-                path=path,
-            )

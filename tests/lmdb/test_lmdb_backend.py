@@ -22,7 +22,6 @@ from aurora_storage.errors import (
     RepositoryClosedError,
     StorageError,
     StorageFullError,
-    StoreLockedError,
 )
 from aurora_storage_lmdb import (
     LMDBBackend,
@@ -122,12 +121,13 @@ def test_missing_store_with_create_false_or_read_only(tmp_path: Path) -> None:
     assert not (tmp_path / "nope").exists()
 
 
-def test_second_open_in_one_process_is_store_locked(tmp_path: Path) -> None:
+def test_second_open_in_one_process_shares_the_handle(tmp_path: Path) -> None:
+    # (More spellings and the reference counting: test_lmdb_shared.py.)
     with (
-        aurora_storage.open(f"lmdb://{tmp_path}/s"),
-        pytest.raises(StoreLockedError, match="already open"),
+        aurora_storage.open(f"lmdb://{tmp_path}/s") as a,
+        aurora_storage.open(f"lmdb://{tmp_path}/s") as b,
     ):
-        aurora_storage.open(f"lmdb://{tmp_path}/s")
+        assert a.backend is b.backend
 
 
 def test_subdir_false_uses_a_single_file(tmp_path: Path) -> None:
