@@ -272,9 +272,10 @@ class LMDBBackend(Backend):
         cfg = self.config
         check_path(self.path, subdir=cfg.subdir)
         exists = os.path.exists(self._data_file)
-        if not exists and os.path.exists(self.marker_path):
+        marker = self.marker_path
+        if not exists and marker is not None and os.path.exists(marker):
             raise CorruptionError(
-                f"the LMDB store {self.path} was initialised (it has {self.marker_path}) but "
+                f"the LMDB store {self.path} was initialised (it has {marker}) but "
                 f"its data file {self._data_file} is missing; the store is damaged: restore "
                 "it from a backup",
                 backend="lmdb",
