@@ -98,3 +98,15 @@ def test_report_is_frozen_and_async_twin() -> None:
     assert report.records == 2
     with pytest.raises(AttributeError):
         report.records = 3  # type: ignore[misc]
+
+
+def test_tiered_verify_covers_both_tiers() -> None:
+    from urllib.parse import quote
+
+    url = f"tiered://?hot={quote('memory://', safe='')}&cold={quote('memory://', safe='')}"
+    with aurora_storage.open(url) as repo:
+        repo.put_many("t", {i: i for i in range(10)})
+        report = repo.verify()
+    assert report.ok
+    # Both tiers' records are counted (each with its own metadata and bookkeeping).
+    assert report.records >= 20
