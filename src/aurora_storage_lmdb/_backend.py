@@ -219,6 +219,7 @@ class LMDBBackend(Backend):
             os.path.join(self.path, "aurora-open.lock") if config.subdir else self.path + "-open",
             self._grow_lock_file,
             self._data_file,
+            read_only=config.read_only,
         )
         self._created = Created()
         self._verified_at_open = False

@@ -223,16 +223,23 @@ class OpenRecord:
     restored or modified by something else.
     """
 
-    def __init__(self, record_file: str, gate_file: str, data_file: str) -> None:
+    def __init__(
+        self, record_file: str, gate_file: str, data_file: str, *, read_only: bool = False
+    ) -> None:
         self.record_file = record_file
         self.gate_file = gate_file
         self.data_file = data_file
+        # A read-only user changes neither the data file nor these files: it creates
+        # none of them (read commands never create or change a store), and leaves the
+        # record as it found it (the data file's identity still matches it).
+        self.read_only = read_only
+        self._flags = os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT
         self._fd: int | None = None
 
     @contextlib.contextmanager
     def _gate(self) -> Iterator[bool]:
         try:
-            fd = os.open(self.gate_file, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.gate_file, self._flags, 0o644)
         except OSError:
             yield False  # a read-only directory: no coordination possible
             return
@@ -262,7 +269,7 @@ class OpenRecord:
                 yield None
                 return
             try:
-                fd = os.open(self.record_file, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(self.record_file, self._flags, 0o644)
             except OSError:
                 yield None
                 return
@@ -278,8 +285,9 @@ class OpenRecord:
                     except orjson.JSONDecodeError:
                         recorded = None
                     yield recorded is not None and recorded == self._identity()
-                    # In use from now on: a crash must leave no clean record behind.
-                    os.ftruncate(fd, 0)
+                    if not self.read_only:
+                        # In use from now on: a crash must leave no clean record behind.
+                        os.ftruncate(fd, 0)
                     fcntl.flock(fd, fcntl.LOCK_SH)
             except BaseException:
                 os.close(fd)
@@ -293,7 +301,7 @@ class OpenRecord:
         if fd is None:
             return
         try:
-            if not clean:
+            if not clean or self.read_only:
                 return
             with self._gate() as gated:
                 if not gated:

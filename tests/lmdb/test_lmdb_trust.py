@@ -631,3 +631,18 @@ def test_a_map_the_process_may_not_have_is_a_configuration_error(tmp_path: Path)
     assert lines[0].startswith("refused:"), proc
     assert "lower map_size" in lines[0]
     assert lines[1] == "False"
+
+
+def test_read_only_opens_create_and_change_no_side_files(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    _store_with_records(path, 50)
+    # A store from before the clean-close record and the growth lock existed.
+    for name in ("aurora-open.lock", "aurora-grow.lock"):
+        (path / name).unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
+    with aurora_storage.open(f"lmdb://{path}?read_only=true") as repo:
+        assert repo.count("t") == 50
+    after = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
+    before.pop("lock.mdb")  # liblmdb's reader table
+    after.pop("lock.mdb")
+    assert after == before
