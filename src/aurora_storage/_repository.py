@@ -961,7 +961,8 @@ class Repository(Generic[K, V]):
 
         Returns:
             A frozen :class:`~aurora_storage.backend.VerifyReport`: ``records``
-            checked, and ``problems`` with the tenant and key of each damaged record
+            checked (the user's records; the store's own records are checked but not
+            counted), and ``problems`` with the tenant and key of each damaged record
             where they can be told. ``report.ok`` for a healthy store.
 
         Raises:
@@ -971,9 +972,12 @@ class Repository(Generic[K, V]):
         self._check_open()
         decode = self._decode
         codec = self._codec.name
+        own = 0
 
         def check(k: bytes, v: bytes) -> str | None:
+            nonlocal own
             if k[:1] == NS_SYSTEM:
+                own += 1
                 return None  # the store's own records (checked by the backend)
             if k[:1] != NS_DATA:
                 return f"the stored key {k!r} lies outside aurora-storage's key space"
@@ -989,7 +993,13 @@ class Repository(Generic[K, V]):
             return None
 
         report = self._backend.verify(check=check)
-        return dataclasses.replace(report, problems=tuple(map(_locate, report.problems)))
+        # ``records`` counts the user's records: the store's own bookkeeping records are
+        # checked too, but not counted.
+        return dataclasses.replace(
+            report,
+            records=max(0, report.records - own),
+            problems=tuple(map(_locate, report.problems)),
+        )
 
     def close(self) -> None:
         """Close the repository and its backend. Idempotent; any later use (including
@@ -1048,6 +1058,10 @@ def _locate(problem: VerifyProblem) -> VerifyProblem:
     """A backend's problem with its stored key replaced by the tenant and key, where
     they decode."""
     k = problem.key
+    if k is None and isinstance(problem.after, bytes) and problem.after[:1] == NS_DATA:
+        # Damage at an unknown place: name the tenant and key it follows.
+        after = _locate(dataclasses.replace(problem, key=problem.after))
+        return dataclasses.replace(after, key=None, after=after.key)
     if not isinstance(k, bytes) or k[:1] != NS_DATA:
         return problem
     try:

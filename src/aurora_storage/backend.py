@@ -423,14 +423,19 @@ class VerifyProblem:
         key: the record's key where known: the stored key (bytes) in a backend's
             report, the decoded key in :meth:`Repository.verify`'s (the stored bytes
             when they do not decode).
-        tenant: the record's tenant where known (repository reports only).
+        tenant: the record's tenant where known (repository reports only; for damage
+            with no known key, the tenant of ``after``).
         path: the file involved, where known.
+        after: for damage whose key is unknown (the engine only says a read failed),
+            the last intact key read before it (stored bytes, or decoded in a
+            repository's report).
     """
 
     message: str
     key: Any = None
     tenant: str | None = None
     path: str | None = None
+    after: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -839,10 +844,11 @@ class Backend(ABC):
                 problems.append(problem)
 
         start = b""  # everything below it has been read and counted
+        last: bytes | None = None  # the last key read intact
 
         def read(hi: bytes) -> None:
             # Check the records of [start, hi), moving start along chunk by chunk.
-            nonlocal records, start
+            nonlocal records, start, last
             for keys, values in self.scan_chunks(start, hi):
                 assert values is not None
                 records += len(keys)
@@ -851,7 +857,8 @@ class Backend(ABC):
                         message = check(k, v)
                         if message is not None:
                             found(VerifyProblem(message, key=k))
-                start = keys[-1] + b"\x00"
+                last = keys[-1]
+                start = last + b"\x00"
 
         while True:
             try:
@@ -861,7 +868,7 @@ class Backend(ABC):
                 bad = exc.key
                 if not isinstance(bad, bytes) or bad < start:
                     # The damage has no known place: what lies after it is unreachable.
-                    found(VerifyProblem(str(exc), key=bad, path=exc.path))
+                    found(VerifyProblem(str(exc), key=bad, path=exc.path, after=last))
                     break
                 # A chunk fails as a whole: read the records before the damaged one
                 # again (a forward scan reports the first damaged key of a chunk).
