@@ -9,6 +9,7 @@ later open with no codec uses it and a different one is refused.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import math
 import threading
@@ -107,10 +108,44 @@ def _msgpack_decode(data: bytes) -> Any:
 
 _dumps = orjson.dumps
 _find = bytes.find
+_DATETIME, _DATE, _TIME = datetime.datetime, datetime.date, datetime.time
+#: Datetimes, dates and times go to :func:`_json_default` instead of orjson's own writer.
+_PASSTHROUGH_DATETIME = orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _json_default(obj: Any) -> str:
+    """Write a datetime, date or time as Python's ``isoformat()``; refuse anything else.
+
+    orjson's own writer loses data in two cases, silently: a ``time`` whose microseconds
+    are 10000-99999 loses the leading zero (``.013040`` as ``.13040``, read back as
+    130400 us), and a UTC offset with seconds is rounded to minutes (a historic zone's
+    ``+00:19:32`` as ``+00:20``, another instant). ``isoformat()`` writes the same text
+    as orjson in every other case and keeps those exactly. Only the exact types are
+    taken, as orjson does (a subclass is refused); an aware ``time`` stays refused.
+    """
+    t = type(obj)
+    if t is _DATETIME or t is _DATE:
+        return obj.isoformat()  # type: ignore[no-any-return]
+    if t is _TIME:
+        if obj.tzinfo is not None:
+            raise TypeError("datetime.time must not have tzinfo set")
+        return obj.isoformat()  # type: ignore[no-any-return]
+    raise TypeError  # orjson then raises its own "Type is not JSON serializable: <type>"
+
+
+def _json_refusal(exc: orjson.JSONEncodeError) -> TypeError | orjson.JSONEncodeError:
+    """The error to raise for ``exc``: :func:`_json_default`'s own reason if it gave one."""
+    cause = exc.__cause__
+    if isinstance(cause, TypeError) and cause.args:
+        return TypeError(*cause.args)
+    return exc
 
 
 def _json_encode(value: Any) -> bytes:
-    data = _dumps(value)
+    try:
+        data = _dumps(value, default=_json_default, option=_PASSTHROUGH_DATETIME)
+    except orjson.JSONEncodeError as exc:
+        raise _json_refusal(exc) from exc
     # orjson writes NaN and the infinities as null, which reads back as None. None is
     # the only other source of null outside strings, so only an output that holds
     # b"null" needs a look at the value. ``int in bytes`` is a memchr, far cheaper than
@@ -121,14 +156,36 @@ def _json_encode(value: Any) -> bytes:
 
 
 def _json_encode_held(value: Any) -> bytes:
-    data = _dumps(value)
+    try:
+        data = _dumps(value, default=_json_default, option=_PASSTHROUGH_DATETIME)
+    except orjson.JSONEncodeError as exc:
+        raise _json_refusal(exc) from exc
     if 0x6E in data and 0x75 in data and 0x6C in data and _find(data, b"null") != -1:
         _json_check_finite(value)
     return bytes(memoryview(data))
 
 
+def _dataclass_items(v: Any) -> list[tuple[str, Any]]:
+    """The ``(name, value)`` pairs orjson writes for a dataclass instance.
+
+    orjson writes the instance's ``__dict__`` (fields and any other attribute) or, for a
+    slotted one, its fields - in both cases only names that do not start with ``_``.
+    """
+    try:
+        attrs = object.__getattribute__(v, "__dict__")
+    except AttributeError:
+        names = [f.name for f in dataclasses.fields(v)]
+        return [(n, getattr(v, n)) for n in names if not n.startswith("_")]
+    return [(n, x) for n, x in dict.items(attrs) if not n.startswith("_")]
+
+
 def _nonfinite(v: Any) -> bool:
-    """Whether ``v`` holds a float orjson writes as null (NaN, +-inf). Fast, no paths."""
+    """Whether ``v`` holds a float orjson writes as null (NaN, +-inf). Fast, no paths.
+
+    Reads containers the way orjson does: a dict or list subclass through the base
+    class's own storage (an overriding ``items``/``__iter__`` cannot hide a part), a
+    dataclass through :func:`_dataclass_items`.
+    """
     t = type(v)
     if t is dict:
         items: Iterable[Any] = v.values()
@@ -137,13 +194,15 @@ def _nonfinite(v: Any) -> bool:
     elif isinstance(v, float):
         return v - v != 0.0  # NaN for NaN and +-inf, 0.0 for every finite float
     elif isinstance(v, dict):
-        items = v.values()
-    elif isinstance(v, list | tuple):
-        items = v
+        items = dict.values(v)
+    elif isinstance(v, list):
+        items = list.__iter__(v)
+    elif isinstance(v, tuple):
+        items = tuple.__iter__(v)
     elif isinstance(v, enum.Enum):
         return _nonfinite(v.value)
     elif dataclasses.is_dataclass(v) and not isinstance(v, type):
-        items = [getattr(v, f.name) for f in dataclasses.fields(v)]
+        items = [x for _, x in _dataclass_items(v)]
     else:
         return False
     for x in items:
@@ -161,8 +220,9 @@ def _nonfinite(v: Any) -> bool:
 def _json_check_finite(value: Any) -> None:
     """Raise UnreadableValueError at the first non-finite float orjson turned into null.
 
-    Walks what orjson serialises (it already accepted the value): dicts, lists, tuples,
-    dataclass fields, enum values and floats.
+    Walks what orjson serialises (it already accepted the value), the way it reads it:
+    dicts, lists and tuples through their own storage, a dataclass's public attributes,
+    enum values and floats.
     """
     if not _nonfinite(value):
         return
@@ -177,15 +237,19 @@ def _json_check_finite(value: Any) -> None:
                     value_path=path,
                 )
         elif isinstance(v, dict):
-            stack.extend((x, path + _step(k)) for k, x in reversed(v.items()))
-        elif isinstance(v, list | tuple):
-            stack.extend((x, f"{path}[{i}]") for i, x in reversed(list(enumerate(v))))
+            stack.extend((x, path + _step(k)) for k, x in reversed(dict.items(v)))
+        elif isinstance(v, list):
+            stack.extend(
+                (x, f"{path}[{i}]") for i, x in reversed(list(enumerate(list.__iter__(v))))
+            )
+        elif isinstance(v, tuple):
+            stack.extend(
+                (x, f"{path}[{i}]") for i, x in reversed(list(enumerate(tuple.__iter__(v))))
+            )
         elif isinstance(v, enum.Enum):
             stack.append((v.value, f"{path}.value"))
         elif dataclasses.is_dataclass(v) and not isinstance(v, type):
-            stack.extend(
-                (getattr(v, f.name), f"{path}.{f.name}") for f in reversed(dataclasses.fields(v))
-            )
+            stack.extend((x, f"{path}.{n}") for n, x in reversed(_dataclass_items(v)))
 
 
 def _step(key: Any) -> str:
@@ -209,8 +273,8 @@ def _children(value: Any) -> Iterator[tuple[str, Any, bool]]:
         for i, v in enumerate(value):
             yield f"[{i}]", v, False
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            yield f".{f.name}", getattr(value, f.name), False
+        for name, v in _dataclass_items(value):
+            yield f".{name}", v, False
 
 
 def _takes_containers_like(encode: Callable[[Any], bytes], value: Any) -> bool:

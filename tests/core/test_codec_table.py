@@ -85,9 +85,13 @@ SAMPLES: dict[str, list[Any]] = {
     "named tuple": [Pair(1, 2)],
     "`dict`, `dict` subclass": [{"a": [1]}, Record(b=2)],
     "`set`, `frozenset`": [{1}, frozenset({1})],
-    "`datetime.datetime`": [DT, datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=PARIS)],
+    "`datetime.datetime`": [
+        DT,
+        datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=PARIS),
+        datetime.datetime(1900, 1, 1, 12, tzinfo=zoneinfo.ZoneInfo("Europe/Amsterdam")),
+    ],
     "`datetime.date`": [datetime.date(2026, 1, 2)],
-    "`datetime.time`": [datetime.time(3, 4, 5)],
+    "`datetime.time`": [datetime.time(3, 4, 5), datetime.time(3, 4, 5, 13040)],
     "`datetime.timedelta`": [datetime.timedelta(seconds=1)],
     "`uuid.UUID`": [UID],
     "`decimal.Decimal`": [decimal.Decimal("1.5")],
@@ -113,9 +117,13 @@ SAMPLES: dict[str, list[Any]] = {
 
 #: What a converted sample reads back as, where the table gives the rule in words.
 CONVERTED: dict[str, Any] = {
-    "json:`datetime.datetime`": ["2026-01-02T03:04:05.000006", "2026-01-02T03:04:05+01:00"],
+    "json:`datetime.datetime`": [
+        "2026-01-02T03:04:05.000006",
+        "2026-01-02T03:04:05+01:00",
+        "1900-01-01T12:00:00+00:19:32",
+    ],
     "json:`datetime.date`": ["2026-01-02"],
-    "json:`datetime.time`": ["03:04:05"],
+    "json:`datetime.time`": ["03:04:05", "03:04:05.013040"],
     "json:`uuid.UUID`": ["00000000-0000-0000-0000-000000000001"],
     "json:dataclass instance": [{"x": 1, "label": "p"}],
     "json:`enum.Enum` member (str value)": ["red"],
