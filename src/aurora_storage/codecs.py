@@ -277,13 +277,24 @@ def _children(value: Any) -> Iterator[tuple[str, Any, bool]]:
             yield f".{name}", v, False
 
 
+@dataclass
+class _EmptyDataclass:
+    """A dataclass with nothing in it: whether a codec stores dataclasses at all."""
+
+
 def _takes_containers_like(encode: Callable[[Any], bytes], value: Any) -> bool:
-    """Whether ``encode`` takes an empty container of ``value``'s kind (raw does not)."""
+    """Whether ``encode`` takes an empty container of ``value``'s kind.
+
+    raw takes no container; msgpack and raw take no dataclass (only json does), so the
+    path names the dataclass rather than an attribute that also fails on its own.
+    """
     empty: Any
     if isinstance(value, Mapping):
         empty = {}
     elif isinstance(value, list | tuple):
         empty = []
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        empty = _EmptyDataclass()
     else:
         return True
     try:

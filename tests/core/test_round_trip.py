@@ -199,3 +199,28 @@ def test_a_self_containing_value_is_refused_with_a_bounded_message() -> None:
                 repo.put("acme", "r", loop)
             assert len(str(info.value)) < 10_000
             assert repo.count("acme") == 0
+
+
+@pytest.mark.parametrize("codec", ["msgpack", "raw"])
+def test_a_dataclass_a_codec_cannot_store_is_named_not_one_of_its_attributes(
+    codec: str,
+) -> None:
+    # msgpack and raw store no dataclass at all: the error names the dataclass, not an
+    # attribute that happens to fail on its own (was value.temp: "Integer value out of
+    # range" for msgpack, "the raw codec stores bytes only, got float" for raw).
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Reading:
+        temp: Any
+
+    with aurora_storage.open("memory://", codec=codec) as repo:
+        cases: list[tuple[Any, str]] = [(Reading(2**70), "value")]
+        if codec == "msgpack":  # raw refuses the dict itself
+            cases.append(({"r": [Reading(2**70)]}, 'value["r"][0]'))
+        for value, path in cases:
+            with pytest.raises(SerializationError) as info:
+                repo.put("acme", "r", value)
+            assert info.value.value_path == path, value
+            assert "Reading" in str(info.value), str(info.value)
+        assert repo.count("acme") == 0
