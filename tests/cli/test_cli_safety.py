@@ -144,3 +144,48 @@ def test_read_commands_work_beside_a_live_writer_in_another_process(
         finally:
             writer.kill()
             writer.wait()
+
+
+def _tiered_url(hot: Path, cold: Path, extra: str = "") -> str:
+    from urllib.parse import quote
+
+    return (
+        f"tiered://?hot={quote(f'lmdb://{hot}', safe='')}"
+        f"&cold={quote(f'rocksdb://{cold}', safe='')}{extra}"
+    )
+
+
+@pytest.mark.parametrize("args", READ_COMMANDS, ids=lambda a: a[0])
+def test_read_command_on_a_tiered_url_with_missing_tiers_creates_nothing(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # Issue 12 review: the tiers inside tiered:// were opened read-write, so `info`
+    # created both stores (exit 0).
+    url = _tiered_url(tmp_path / "hot", tmp_path / "cold")
+    result = run_cli(*(a.format(url=url) for a in args))
+    assert result.returncode == 4, result.stderr
+    assert "read commands never create one" in result.stderr.decode()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_commands_on_a_tiered_url_never_catch_up_or_project(tmp_path: Path) -> None:
+    # Issue 12 review: `info` opened the tiers read-write and ran the pair's catch-up with
+    # the projection named in the URL, applying (or parking) pending history records.
+    hot, cold = tmp_path / "hot", tmp_path / "cold"
+    with aurora_storage.open(_tiered_url(hot, cold)) as pair:  # cache mode
+        pair.put("acme", "k", "v")
+    # A second pair over the same history (its own hot) appends a record: the first
+    # hot is now behind cold's change log.
+    with aurora_storage.open(_tiered_url(tmp_path / "other-hot", cold)) as other:
+        other.put("acme", "late", "v")
+    before = listing(hot)
+    for args in READ_COMMANDS:
+        result = run_cli(*(a.format(url=_tiered_url(hot, cold)) for a in args))
+        assert result.returncode == 0, (args, result.stderr)
+    after = listing(hot)
+    touched = {"lock.mdb"}
+    assert {k: v for k, v in after.items() if k not in touched} == {
+        k: v for k, v in before.items() if k not in touched
+    }
+    with aurora_storage.open(f"lmdb://{hot}?read_only=true") as raw_hot:
+        assert not raw_hot.has("acme", "late")  # not caught up by a read command

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -434,6 +435,25 @@ def test_case8_urls_never_import_code(spec: str) -> None:
         aurora_storage.open(url + "&projection=" + quote(spec, safe=""))
     if ":" in spec:
         assert "register_projection" in str(info.value)
+
+
+def test_case8_an_empty_projection_name_is_refused(tmp_path: Path) -> None:
+    """Review of issue 12: ``projection=`` with an empty value (an unset environment
+    variable) silently opened a new store in cache mode, recorded as such."""
+    from urllib.parse import quote
+
+    import aurora_storage
+
+    url = (
+        f"tiered://?hot={quote(f'lmdb://{tmp_path}/hot', safe='')}"
+        f"&cold={quote(f'rocksdb://{tmp_path}/cold', safe='')}"
+    )
+    with pytest.raises(ConfigurationError, match="projection= is empty"):
+        aurora_storage.open(url + "&projection=")
+    assert not (tmp_path / "hot").exists()
+    assert not (tmp_path / "cold").exists()
+    with aurora_storage.open(url) as repo:  # leaving the option out still means cache mode
+        assert repo.stats()["mode"] == "cache"
 
 
 def test_case8_projections_by_name() -> None:

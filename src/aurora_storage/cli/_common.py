@@ -149,13 +149,32 @@ def open_read(url_text: str) -> Any:
     """
     import aurora_storage
 
-    url = URL.parse(url_text)
+    return aurora_storage.open(_read_only_url(URL.parse(url_text)))
+
+
+def _read_only_url(url: URL) -> URL:
+    """``url`` made read-only, after checking that its store exists.
+
+    A ``tiered://`` URL is handled tier by tier: each tier URL inside ``hot=``/``cold=``
+    must name an existing store and opens read-only, so a read command neither creates a
+    tier nor lets the pair catch up, project or rebuild hot when it opens.
+
+    Raises:
+        NoStoreError: nothing at a path, or another engine's store.
+    """
+    if url.scheme == "tiered":
+        tiers = {}
+        for name in ("hot", "cold"):
+            text = url.options.get(name)
+            if isinstance(text, str) and text:  # (a missing tier: the backend says so)
+                tiers[name] = _read_only_url(URL.parse(text)).render(hide_secrets=False)
+        return url.with_options(**tiers) if tiers else url
     _check_engine(url, must_exist=True)
     if url.scheme in _READ_ONLY:
         name, value = _READ_ONLY[url.scheme]
         if name not in url.options:
             url = url.with_options(**{name: value})
-    return aurora_storage.open(url)
+    return url
 
 
 #: Bulk writes (import, copy) into RocksDB use smaller memtables unless the URL says

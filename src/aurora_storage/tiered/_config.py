@@ -220,11 +220,18 @@ class TieredConfig:
 
         Raises:
             InvalidURLError: a number option that is not an integer.
-            ConfigurationError: an unknown projection name or a bad value.
+            ConfigurationError: an unknown or empty projection name, or a bad value.
         """
         projection = options.get("projection")
         if isinstance(projection, str):
-            projection = resolve_projection(projection) if projection else None
+            if not projection:
+                # An unset environment variable must not silently make a cache pair.
+                raise ConfigurationError(
+                    "projection= is empty: name a registered projection "
+                    "(projection=<name>), or leave the option out for a cache-mode pair",
+                    backend="tiered",
+                )
+            projection = resolve_projection(projection)
         kwargs: dict[str, Any] = {"projection": projection}
         for name in ("fill", "on_poison"):
             if name in options:
