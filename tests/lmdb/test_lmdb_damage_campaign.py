@@ -6,7 +6,7 @@ SIGBUS or SIGABRT shows as a death instead of ending the test run. A copy must e
 raise a typed aurora-storage error (damage reported) or return every acknowledged
 record intact: "silently lost or wrong records" must be 0, and so must deaths.
 
-    pytest tests/lmdb/test_damage_campaign.py -s      # prints the figures
+    pytest tests/lmdb/test_lmdb_damage_campaign.py -s      # prints the figures
 
 ``AURORA_DAMAGE_SEED`` picks another campaign; ``AURORA_DAMAGE_SCALE=n`` runs n times
 as many flips and truncations.

@@ -7,7 +7,7 @@ The figure that must be 0: records that are silently missing or wrong (the store
 and the record read back absent or different, with no CorruptionError). Deaths of the
 reading process must be 0 too. Reproduce (and see the figures) with::
 
-    .venv/bin/python -m pytest tests/rocksdb/test_damage_campaign.py -s
+    .venv/bin/python -m pytest tests/rocksdb/test_rocksdb_damage_campaign.py -s
 """
 
 from __future__ import annotations
