@@ -168,6 +168,10 @@ def test_case2_rejected_event_writes_nothing_even_after_a_hot_fault(when: str) -
     with pytest.raises(ProjectionError) as info:
         t.put("acme", (3, "e"), ev(3, "bad"))
     assert info.value.durable is False
+    # A rejected event has no place in history: no change-log number, and the message
+    # does not call it a history record (docs/tiered.md: `seq` means "in history").
+    assert info.value.seq is None
+    assert "history record" not in str(info.value)
     assert not cold.has("acme", (3, "e"))  # the truth: nothing written
     # no wedge: later writes, catch_up and reopen work
     t.put("acme", (4, "e"), ev(4))

@@ -163,6 +163,10 @@ class Applier:
             raise PoisonError(reason, cause) from exc
         if self.policy in ("reject", "abort"):
             durable = self.policy == "abort"
+            if not durable:
+                # A rejected event never reaches history: it has no change-log number, and
+                # calling it a history record would say it is durable.
+                where, seq = f"the new event {key!r} of tenant {tenant!r}", None
             raise ProjectionError(
                 f"the projection failed on {where}: {cause}"
                 + (
