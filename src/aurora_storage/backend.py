@@ -204,7 +204,9 @@ def plan_commit(
 
     ``read`` reads the current state (inside the lock or transaction). Every condition
     is checked against the state before the commit (all of them, so the error can name
-    every conflict); then each :class:`Append` reads its counter and numbers its values.
+    every conflict); then each :class:`Append` reads its counter and numbers its values,
+    past any record that already occupies a number (written without an append, say by
+    an import): an append never replaces a record.
 
     Returns:
         The operations to apply atomically (``ops``, then the numbered records, then the
@@ -224,14 +226,28 @@ def plan_commit(
     out = list(ops)
     firsts: list[int] = []
     counters: dict[bytes, int] = {}
+    written = {op[0] for op in ops}
     for app in appends:
         last = counters.get(app.counter)
         if last is None:
             last = decode_counter(read(app.counter), app.counter)
+        # A counter can be behind its records (records written at (sequence, n)
+        # without append: an import, a put): the numbers go past every occupied slot,
+        # so an append never replaces a record and a batch's numbers stay consecutive.
+        n = len(app.values)
+        i = 1
+        while i <= n:
+            slot = app.key(last + i)
+            if slot in written or read(slot) is not None:
+                last += i
+                i = 1
+            else:
+                i += 1
         firsts.append(last + 1)
         for v in app.values:
             last += 1
             out.append((app.key(last), v))
+            written.add(app.key(last))
         counters[app.counter] = last
     out += [(k, encode_counter(n)) for k, n in counters.items()]
     return out, firsts

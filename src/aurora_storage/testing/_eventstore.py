@@ -302,6 +302,30 @@ class SequenceTests(_Base):
             slot = b.append("t", "log", 3)
         assert slot.number == 3
 
+    def test_append_never_overwrites_existing_records(self, repo: Repo) -> None:
+        # Records at (sequence, n) written without append (an `aurora-storage import`,
+        # a put_many restoring a tenant) leave the counter behind: an append must take
+        # the next free numbers, never replace a record.
+        require(repo, "sequences", "appends need sequences")
+        repo.put_many("t", {("log", 1): "old1", ("log", 2): "old2", ("log", 4): "old4"})
+        with repo.batch() as b:
+            first = b.append("t", "log", "new-a")
+        assert first.number == 3
+        with repo.batch() as b:
+            b.put("t", ("log", 6), "put-in-batch")
+            slots = [b.append("t", "log", v) for v in ("new-b", "new-c")]
+        assert [s.number for s in slots] == [7, 8]
+        assert repo.last_sequence("t", "log") == 8
+        assert list(repo.items("t", prefix=("log",))) == [
+            (("log", 1), "old1"),
+            (("log", 2), "old2"),
+            (("log", 3), "new-a"),
+            (("log", 4), "old4"),
+            (("log", 6), "put-in-batch"),
+            (("log", 7), "new-b"),
+            (("log", 8), "new-c"),
+        ]
+
     def test_bad_sequence_name(self, repo: Repo) -> None:
         require(repo, "sequences", "appends need sequences")
         for bad in ("", 1, None, ("a",)):
