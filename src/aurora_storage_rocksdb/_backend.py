@@ -64,7 +64,14 @@ from aurora_storage.errors import (
 
 from . import _eventstore
 from ._config import RocksDBConfig, config_from_url
-from ._damage import LogTail, damaged_files, dropped_in_info_log, scan_log, wal_files
+from ._damage import (
+    LogTail,
+    damaged_files,
+    dropped_in_info_log,
+    manifest_log_number,
+    scan_log,
+    wal_files,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -930,7 +937,9 @@ def _open_db(config: RocksDBConfig, secondary_tmp: str | None) -> tuple[Any, dic
     recovery: dict[str, Any] | None = None
     try:
         if config.mode != "secondary" and os.path.exists(os.path.join(path, "CURRENT")):
-            _check_manifest(config)
+            missing_wal = _check_manifest(config)
+        else:
+            missing_wal = None
         if config.mode == "read_only":
             access = rocksdict.AccessType.read_only()
         elif config.mode == "secondary":
@@ -970,6 +979,10 @@ def _open_db(config: RocksDBConfig, secondary_tmp: str | None) -> tuple[Any, dic
             )
         if config.wal_recovery == "point_in_time" and config.mode != "secondary":
             dropped = dropped_in_info_log(path)
+            if missing_wal is not None:
+                dropped.insert(
+                    0, (os.path.join(path, f"{missing_wal:06d}.log"), 0, "the log file is missing")
+                )
             if dropped:
                 recovery = {
                     "mode": "point_in_time",
@@ -1045,7 +1058,7 @@ def _crash_torn_tail(path: str) -> LogTail | None:
     return newest
 
 
-def _check_manifest(config: RocksDBConfig) -> None:
+def _check_manifest(config: RocksDBConfig) -> int | None:
     """Refuse a MANIFEST that was cut short: RocksDB would open the state of its last
     complete record without a word - and then delete the table files the lost records
     listed (a store of 20,000 records reopened with a fraction of them, or none)."""
@@ -1054,7 +1067,7 @@ def _check_manifest(config: RocksDBConfig) -> None:
         with open(os.path.join(path, "CURRENT"), encoding="utf-8", errors="replace") as f:
             name = f.read().strip()
     except OSError:
-        return  # the engine reports a missing or unreadable CURRENT itself
+        return None  # the engine reports a missing or unreadable CURRENT itself
     if not re.fullmatch(r"MANIFEST-\d+", name):
         raise CorruptionError(
             f"the RocksDB store {path} is damaged: its CURRENT file does not name a "
@@ -1075,9 +1088,9 @@ def _check_manifest(config: RocksDBConfig) -> None:
         try:
             tail = scan_log(manifest)
         except OSError:
-            return  # the engine reports a missing MANIFEST itself
+            return None  # the engine reports a missing MANIFEST itself
         if tail.problem is None and (not tail.torn or tail.crash_shaped):
-            return
+            return _check_wal_present(config, manifest)
         if config.mode != "read_only" or attempt == 2:
             break
         # A read-only open beside a live writer may see its MANIFEST mid-append.
@@ -1090,6 +1103,29 @@ def _check_manifest(config: RocksDBConfig) -> None:
         f"the RocksDB store {path} is damaged: {manifest}: {what}. Restore the store from a backup",
         backend="rocksdb",
         path=manifest,
+    )
+
+
+def _check_wal_present(config: RocksDBConfig, manifest: str) -> int | None:
+    """Refuse a store whose write-ahead log was deleted: the MANIFEST names the oldest
+    log that still holds data (its ``log_number``; RocksDB keeps that log, or a newer
+    one, on disk at all times), and RocksDB would open without it - every acknowledged
+    write only in that log gone, without a word. With ``wal_recovery=point_in_time``
+    the open goes on; the missing log's number is returned for the recovery report."""
+    number = manifest_log_number(manifest)
+    if number is None or number == 0:
+        return None
+    if any(int(os.path.basename(f)[:-4]) >= number for f in wal_files(config.path)):
+        return None
+    if config.wal_recovery == "point_in_time" and config.mode == "read_write":
+        return number
+    raise CorruptionError(
+        f"the RocksDB store {config.path} is damaged: its write-ahead log {number:06d}.log "
+        f"(named by {os.path.basename(manifest)}) is missing, so the writes acknowledged "
+        "since the last flush to table files are gone. Restore the store from a backup, or "
+        "open it with wal_recovery=point_in_time to keep what the table files hold",
+        backend="rocksdb",
+        path=os.path.join(config.path, f"{number:06d}.log"),
     )
 
 

@@ -26,7 +26,7 @@ import os
 import re
 from dataclasses import dataclass
 
-__all__ = ["LogTail", "damaged_files", "scan_log", "wal_files"]
+__all__ = ["LogTail", "damaged_files", "manifest_log_number", "scan_log", "wal_files"]
 
 _BLOCK = 32 * 1024
 _PAGE = 4096
@@ -159,3 +159,137 @@ def dropped_in_info_log(path: str) -> list[tuple[str, int, str]]:
     except OSError:
         pass
     return out
+
+
+def _records(data: bytes) -> list[bytes] | None:
+    """The logical records of a log file's bytes, or ``None`` if its framing is not
+    understood (the caller then checks nothing)."""
+    out: list[bytes] = []
+    pos, size = 0, len(data)
+    parts: list[bytes] | None = None
+    while pos < size:
+        left_in_block = _BLOCK - pos % _BLOCK
+        if left_in_block < _HEADER:
+            pos += left_in_block
+            continue
+        if size - pos < _HEADER:
+            break
+        length = data[pos + 4] | (data[pos + 5] << 8)
+        rtype = data[pos + 6]
+        if rtype == 0 and length == 0:
+            break
+        if rtype not in _KNOWN_TYPES:
+            return None
+        header = _RECYCLABLE_HEADER if rtype in (5, 6, 7, 8, 11, 12) else _HEADER
+        if pos + header + length > size:
+            break
+        payload = data[pos + header : pos + header + length]
+        pos += header + length
+        kind = rtype - 4 if 5 <= rtype <= 8 else rtype
+        if kind == _FULL:
+            out.append(payload)
+        elif kind == _FIRST:
+            parts = [payload]
+        elif kind == _MIDDLE and parts is not None:
+            parts.append(payload)
+        elif kind == _LAST and parts is not None:
+            parts.append(payload)
+            out.append(b"".join(parts))
+            parts = None
+    return out
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("bad varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _slice(data: bytes, pos: int) -> int:
+    length, pos = _varint(data, pos)
+    if pos + length > len(data):
+        raise ValueError("bad slice")
+    return pos + length
+
+
+# VersionEdit tags (RocksDB db/version_edit.h).
+_LOG_NUMBER = 2
+_SAFE_IGNORE = 1 << 13
+
+
+def _edit_log_number(edit: bytes) -> int | None:
+    """The ``log_number`` field of one VersionEdit of the default column family, if it
+    has one. Raises ``ValueError`` on a tag it does not know how to skip."""
+    pos, found, family = 0, None, 0
+    while pos < len(edit):
+        tag, pos = _varint(edit, pos)
+        if tag in (_LOG_NUMBER, 3, 4, 9, 10):  # log, next file, last seq, prev log, min log
+            value, pos = _varint(edit, pos)
+            if tag == _LOG_NUMBER:
+                found = value
+        elif tag == 1 or tag == 201:  # comparator name, column family add
+            pos = _slice(edit, pos)
+        elif tag in (5,):  # compact cursor: level, key
+            _, pos = _varint(edit, pos)
+            pos = _slice(edit, pos)
+        elif tag == 6:  # deleted file: level, number
+            _, pos = _varint(edit, pos)
+            _, pos = _varint(edit, pos)
+        elif tag in (7, 100, 102, 103):  # new file
+            _, pos = _varint(edit, pos)  # level
+            _, pos = _varint(edit, pos)  # number
+            if tag == 102:
+                _, pos = _varint(edit, pos)  # path id
+            _, pos = _varint(edit, pos)  # size
+            pos = _slice(edit, pos)  # smallest
+            pos = _slice(edit, pos)  # largest
+            if tag != 7:
+                _, pos = _varint(edit, pos)  # smallest seqno
+                _, pos = _varint(edit, pos)  # largest seqno
+            if tag == 103:
+                while True:
+                    field, pos = _varint(edit, pos)
+                    if field == 1:  # kTerminate
+                        break
+                    pos = _slice(edit, pos)
+        elif tag in (200, 203, 300):  # column family, max column family, atomic group
+            value, pos = _varint(edit, pos)
+            if tag == 200:
+                family = value
+        elif tag == 202:  # column family drop
+            pass
+        elif tag & _SAFE_IGNORE:
+            pos = _slice(edit, pos)
+        else:
+            raise ValueError(f"unknown VersionEdit tag {tag}")
+    return found if family == 0 else None
+
+
+def manifest_log_number(manifest: str) -> int | None:
+    """The oldest write-ahead log the MANIFEST says still holds data of the default
+    column family (its latest ``log_number``), or ``None`` if the file cannot be read or
+    parsed completely (then nothing is concluded from it)."""
+    try:
+        with open(manifest, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    records = _records(data)
+    if records is None:
+        return None
+    number = None
+    try:
+        for edit in records:
+            found = _edit_log_number(edit)
+            if found is not None:
+                number = found if number is None else max(number, found)
+    except ValueError:
+        return None
+    return number

@@ -123,6 +123,35 @@ def test_point_in_time_recovery_is_explicit_and_reports_what_it_dropped(
         assert again.stats()["recovery"] is None
 
 
+def test_deleted_wal_is_reported_not_opened_without_its_records(store: Path) -> None:
+    # Reviewer finding: with the write-ahead log deleted the store opened with only the
+    # FLUSHED records - every acknowledged write held only in the log gone, no error.
+    wal = _wal(store)
+    os.remove(wal)
+    (store / "aurora-store.json").unlink()  # the marker does not matter here
+    before = sorted(os.listdir(store))
+    with pytest.raises(CorruptionError) as info:
+        aurora_storage.open(f"rocksdb://{store}")
+    assert "write-ahead log" in str(info.value)
+    assert "is missing" in str(info.value)
+    assert info.value.path == wal
+    assert "wal_recovery=point_in_time" in str(info.value)
+    with pytest.raises(CorruptionError):
+        aurora_storage.open(f"rocksdb://{store}?mode=read_only")
+    after = sorted(os.listdir(store))
+    assert [f for f in after if not f.startswith("LOG")] == [
+        f for f in before if not f.startswith("LOG")
+    ]
+    # The explicit choice keeps what the table files hold and says what was lost.
+    with aurora_storage.open(f"rocksdb://{store}?wal_recovery=point_in_time") as repo:
+        assert repo.count("t") == FLUSHED
+        rec = repo.stats()["recovery"]
+        assert rec["mode"] == "point_in_time"
+        assert rec["dropped"][0] == {"file": wal, "bytes": 0, "reason": "the log file is missing"}
+    with aurora_storage.open(f"rocksdb://{store}") as again:  # later opens are clean
+        assert again.count("t") == FLUSHED
+
+
 def test_wal_cut_inside_a_record_is_reported(store: Path) -> None:
     wal = _wal(store)
     size = os.path.getsize(wal)
