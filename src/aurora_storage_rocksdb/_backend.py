@@ -29,7 +29,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import rocksdict
 
@@ -339,11 +339,11 @@ class RocksDBBackend(Backend):
             path=self.config.path,
         )
 
-    def _check(self) -> None:
+    def _check(self, *, reading: bool = False) -> None:
         if self._closed:
             raise self._unusable()
         if self._full:
-            self._revive()
+            self._revive(reading=reading)
 
     def _error(self, exc: BaseException, doing: str) -> StorageError:
         if self._closed:
@@ -380,15 +380,20 @@ class RocksDBBackend(Backend):
         self._put = self._reviving_put
 
     def _reviving_get(self, key: bytes) -> bytes | None:
-        self._revive()
+        self._revive(reading=True)
+        if self._full:
+            # Still full: the broken engine refuses writes only; it reads as before.
+            return cast(bytes | None, self._db.get(key))
         return self._get(key)
 
     def _reviving_put(self, key: bytes, value: bytes) -> None:
         self._revive()
         self._put(key, value)
 
-    def _revive(self) -> None:
-        """Reopen the engine after a full disk; StorageFullError while still full."""
+    def _revive(self, *, reading: bool = False) -> None:
+        """Reopen the engine after a full disk; StorageFullError while still full -
+        except for a read (``reading``), which goes on through the broken engine: a full
+        disk stops writes, never reads."""
         with self._lock:
             if self._closed:
                 raise self._unusable()
@@ -401,6 +406,8 @@ class RocksDBBackend(Backend):
             except OSError:
                 free = _REVIVE_MIN_FREE
             if free < _REVIVE_MIN_FREE:
+                if reading and self._db is not None:
+                    return
                 # Reopening needs room (a MANIFEST, a log, the memtable's table file);
                 # trying on a full disk would only litter it with info logs.
                 raise StorageFullError(
@@ -481,7 +488,7 @@ class RocksDBBackend(Backend):
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """See :meth:`Backend.get_many`: one multi-get."""
-        self._check()
+        self._check(reading=True)
         if not keys:
             return []
         try:
@@ -557,7 +564,7 @@ class RocksDBBackend(Backend):
         """Up to ``n`` keys (and their values) of ``[lo, hi)``; the flag says whether
         more may follow."""
         with self._lock:
-            self._check()
+            self._check(reading=True)
             db = self._db
             try:
                 ro = rocksdict.ReadOptions()
@@ -654,12 +661,12 @@ class RocksDBBackend(Backend):
         self, start: bytes, stop: bytes, *, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """See :meth:`Backend.scan`."""
-        self._check()
+        self._check(reading=True)
         return chunk_items(self._chunks(start, stop, reverse, True))
 
     def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
         """See :meth:`Backend.scan_keys`."""
-        self._check()
+        self._check(reading=True)
         return chunk_keys(self._chunks(start, stop, reverse, False))
 
     def scan_chunks(
@@ -673,7 +680,7 @@ class RocksDBBackend(Backend):
     ) -> Iterator[Chunk]:
         """See :meth:`Backend.scan_chunks`: the chunks the engine is read in anyway (the
         first of at most ``limit`` records)."""
-        self._check()
+        self._check(reading=True)
         return self._chunks(start, stop, reverse, values, limit)
 
     def first_key(self, start: bytes, stop: bytes) -> bytes | None:
@@ -809,7 +816,7 @@ class RocksDBBackend(Backend):
 
     def stats(self) -> dict[str, Any]:
         """Size on disk, estimated keys, and the RocksDB properties used for tuning."""
-        self._check()
+        self._check(reading=True)
         db = self._db
         props: dict[str, Any] = {}
         try:
@@ -840,7 +847,7 @@ class RocksDBBackend(Backend):
     def property(self, name: str) -> str | None:
         """Any RocksDB property as text (``rocksdb.stats``, ``rocksdb.levelstats`` ...);
         ``None`` if unknown."""
-        self._check()
+        self._check(reading=True)
         try:
             value = self._db.property_value(name)
         except Exception as exc:

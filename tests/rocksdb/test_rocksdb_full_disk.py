@@ -79,8 +79,8 @@ def test_the_same_handle_writes_again_once_space_is_free(small_fs: Path) -> None
     repo = aurora_storage.open(f"rocksdb://{small_fs}/s")
     _fill(small_fs / "filler", leave=2 * 1024 * 1024)
     acked = _write_until_full(repo)
-    # While full: writes, batches and flushes raise StorageFullError; reads work or
-    # raise it too, never anything else.
+    # While full: writes, batches and flushes raise StorageFullError (reads work: see
+    # test_reads_go_on_while_the_disk_is_full).
     with pytest.raises(StorageFullError):
         repo.put("t", -1, "x")
     with pytest.raises(StorageFullError):
@@ -115,3 +115,27 @@ def test_close_on_a_full_filesystem_then_reopen(small_fs: Path) -> None:
         assert again.count("t") == acked
         for i in range(acked):
             assert again.get("t", i) == "v" * 1000
+
+
+def test_reads_go_on_while_the_disk_is_full(small_fs: Path) -> None:
+    # Reviewer finding: once a write had failed for lack of space, every read (get,
+    # get_many, count, scans, stats) raised StorageFullError too until space was freed,
+    # though the engine refuses writes only: a full disk must stop writes, not reads.
+    repo = aurora_storage.open(f"rocksdb://{small_fs}/s")
+    _fill(small_fs / "filler", leave=2 * 1024 * 1024)
+    acked = _write_until_full(repo)
+    with pytest.raises(StorageFullError):
+        repo.put("t", -1, "x")  # still full: the engine stays broken
+    assert repo.get("t", 0) == "v" * 1000
+    assert repo.get_many("t", [0, acked - 1, -1]) == ["v" * 1000, "v" * 1000, None]
+    assert repo.count("t") == acked
+    assert list(repo.keys("t", limit=3)) == [0, 1, 2]
+    assert list(repo.keys("t", reverse=True, limit=1)) == [acked - 1]
+    assert sum(1 for _ in repo.items("t")) == acked
+    assert repo.stats()["size_on_disk"] > 0
+    with pytest.raises(StorageFullError):
+        repo.put_many("t", [(-2, "a")])
+    os.unlink(small_fs / "filler")
+    repo.put("t", "after", "yes")  # and it writes again once space is free
+    assert repo.count("t") == acked + 1
+    repo.close()
