@@ -692,7 +692,7 @@ class RocksDBBackend(Backend):
         """See :meth:`Backend.last_key`: one ``seek_for_prev`` of an engine iterator
         bounded above by ``stop``, whose ``status()`` raises on corruption."""
         with self._lock:
-            self._check()
+            self._check(reading=True)
             try:
                 ro = rocksdict.ReadOptions()
                 ro.set_iterate_upper_bound(stop)
