@@ -179,6 +179,16 @@ def local_path(url: URL, *, backend: str) -> str:
             cannot name a file (see :func:`expand_store_path`).
     """
     forms = f"'{backend}:///abs/path' or '{backend}:relative/path'"
+    if (
+        url.host
+        and url.host.startswith("~")
+        and url.port is None
+        and url.username is None
+        and url.password is None
+    ):
+        # scheme://~user/x: the URL parser reads ``~user`` as a host; it is the leading
+        # ``~user`` component of the path (``scheme://~/x`` parses as a path already).
+        return expand_store_path(url.host + url.path, backend=backend)
     if url.host or url.port is not None or url.username is not None:
         raise InvalidURLError(
             f"{backend} URLs name a local store and take no host: use {forms}, not {url}",

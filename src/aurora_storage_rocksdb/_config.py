@@ -197,7 +197,12 @@ class RocksDBConfig:
             InvalidURLError: an unknown or malformed option (the message lists the valid ones).
             ConfigurationError: conflicting options.
         """
-        return config_from_options(cls, options, backend="rocksdb", fixed={"path": os.fspath(path)})
+        return config_from_options(
+            cls,
+            options,
+            backend="rocksdb",
+            fixed={"path": path if isinstance(path, str) else _path_text(path)},
+        )
 
     def to_url(self) -> URL:
         """The ``rocksdb://`` URL naming this store, with the options that differ from
@@ -222,3 +227,10 @@ def config_from_url(url: URL, options: Mapping[str, Any]) -> RocksDBConfig:
         ConfigurationError: conflicting options.
     """
     return RocksDBConfig.from_options(local_path(url, backend="rocksdb"), options)
+
+
+def _path_text(path: object) -> object:
+    """A ``path=`` argument as text; anything that is not a path is left for the
+    config's check, which raises a typed error naming it (``os.fspath`` raised a raw
+    ``TypeError``)."""
+    return os.fspath(path) if isinstance(path, os.PathLike) else path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -131,6 +132,42 @@ def test_tilde_is_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert sorted(os.listdir(tmp_path)) == ["a", "b", "c"]  # no directory named "~"
     with aurora_storage.open(f"rocksdb://{tmp_path}/a") as again:
         assert again.get("t", 1) == 1
+
+
+def test_tilde_user_is_that_users_home_in_every_url_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reviewer finding: rocksdb://~user/x (the URL parser reads ~user as a host) was
+    # refused as "take no host", though ~user means that user's home in every URL form.
+    import pwd
+
+    real = pwd.getpwnam
+
+    def getpwnam(name: str) -> Any:
+        if name == "aurora-i10-user":
+            fields = list(real("root"))
+            fields[5] = str(tmp_path / "home")  # pw_dir
+            return pwd.struct_passwd(fields)
+        return real(name)
+
+    monkeypatch.setattr(pwd, "getpwnam", getpwnam)
+    (tmp_path / "home").mkdir()
+    with aurora_storage.open("rocksdb://~aurora-i10-user/a") as a:
+        a.put("t", 1, 1)
+    with aurora_storage.open("rocksdb:~aurora-i10-user/b") as b:
+        b.put("t", 1, 1)
+    assert sorted(os.listdir(tmp_path / "home")) == ["a", "b"]
+    for url in ("rocksdb://~aurora-i10-user:1/a", "rocksdb://me@~aurora-i10-user/a"):
+        with pytest.raises(InvalidURLError, match="take no host"):
+            aurora_storage.open(url)
+
+
+@pytest.mark.parametrize("path", [None, 123, 1.5, ["/x"]])
+def test_a_path_argument_that_is_no_path_is_a_typed_error(path: Any) -> None:
+    # Reviewer finding: RocksDBRepository(path=None) or path=123 raised a raw TypeError
+    # from os.fspath.
+    with pytest.raises(ConfigurationError):
+        RocksDBRepository(path=path)
 
 
 def test_every_refusal_is_a_storage_error(tmp_path: Path) -> None:
