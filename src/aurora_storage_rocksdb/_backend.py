@@ -1119,6 +1119,11 @@ def _check_wal_present(config: RocksDBConfig, manifest: str) -> int | None:
     one, on disk at all times), and RocksDB would open without it - every acknowledged
     write only in that log gone, without a word. With ``wal_recovery=point_in_time``
     the open goes on; the missing log's number is returned for the recovery report."""
+    if not os.path.exists(os.path.join(config.path, MARKER_NAME)):
+        # Only a store this library initialised in place is known to keep a log: a
+        # RocksDB checkpoint (a backup) legitimately holds none when its memtables were
+        # flushed, and carries no marker; its first open here writes one.
+        return None
     number = manifest_log_number(manifest)
     if number is None or number == 0:
         return None
