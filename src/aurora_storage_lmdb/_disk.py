@@ -217,9 +217,9 @@ class OpenRecord:
     Each process holds a shared ``flock`` on the record file while the store is open.
     The open and close checks run under the store's coordination lock (the growth
     lock file), so they never interleave. The process that closes last writes the data
-    file's identity (inode, size, modification time) into the record; the first to
-    open removes it (so a crash leaves none). A data file that does not match the
-    record was not closed cleanly by this library: written after a crash, copied,
+    file's identity (device, inode, size, modification and change times) into the
+    record; the first to open removes it (so a crash leaves none). A data file that
+    does not match the record was not closed cleanly by this library: written after a crash, copied,
     restored or modified by something else.
     """
 
@@ -254,7 +254,15 @@ class OpenRecord:
             st = os.stat(self.data_file)
         except OSError:
             return None
-        return {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        # ctime_ns: a tool that writes into the file can put its mtime back (os.utime),
+        # but nothing a user can call sets the inode change time back.
+        return {
+            "dev": st.st_dev,
+            "ino": st.st_ino,
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns,
+        }
 
     @contextlib.contextmanager
     def entering(self) -> Iterator[bool | None]:

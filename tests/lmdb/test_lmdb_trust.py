@@ -406,6 +406,26 @@ def test_structural_damage_is_refused_at_open_after_an_unclean_close(tmp_path: P
         aurora_storage.open(f"lmdb://{path}")
 
 
+def test_damage_written_in_place_with_the_mtime_put_back_is_still_checked(
+    tmp_path: Path,
+) -> None:
+    """A tool that writes into the file and restores its modification time (os.utime)
+    must not get past the clean-close record: the inode change time, which no user
+    call can set back, is part of it."""
+    path = tmp_path / "s"
+    _store_with_records(path)
+    data_file = path / "data.mdb"
+    before = data_file.stat()
+    with open(data_file, "r+b") as f:  # in place: same inode, same size
+        for page in range(2, before.st_size // PAGE):
+            f.seek(page * PAGE)
+            f.write(bytes(PAGE))
+    os.utime(data_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert data_file.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(CorruptionError, match="failed verification"):
+        aurora_storage.open(f"lmdb://{path}")
+
+
 # ---------------------------------------------------------------------- keys and envelopes
 
 
