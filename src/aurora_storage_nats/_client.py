@@ -14,6 +14,7 @@ for batches, and an ordered consumer over one tenant's subjects for scans.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import uuid
 from collections.abc import Callable, Sequence
@@ -61,6 +62,21 @@ async def _quiet(_exc: Exception) -> None:
     # The client reports connection trouble here (and logs a traceback by default);
     # failures reach the caller as typed errors instead.
     return None
+
+
+class _Unread(Exception):
+    """plan_commit asked for a key the commit has not read from the server yet."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _known(state: dict[bytes, tuple[bytes | None, int]], key: bytes) -> bytes | None:
+    try:
+        return state[key][0]
+    except KeyError:
+        raise _Unread(key) from None
 
 
 class NATSCore:
@@ -784,8 +800,18 @@ class NATSCore:
         while True:
             states = await asyncio.gather(*(self.read_state(k) for k in watched))
             state = dict(zip(watched, states, strict=True))
-            now = {k: v for k, (v, _) in state.items()}
-            out, firsts = plan_commit(now.get, ops, conditions, appends, version=version)
+            while True:
+                # plan_commit also reads the slots its appends would take (an append
+                # never replaces a record): a slot not read yet is fetched and the plan
+                # made again. Every key read goes into `expect`, so a slot written
+                # meanwhile makes the server refuse the batch, as a changed counter does.
+                try:
+                    out, firsts = plan_commit(
+                        functools.partial(_known, state), ops, conditions, appends, version=version
+                    )
+                    break
+                except _Unread as miss:
+                    state[miss.key] = await self.read_state(miss.key)
             expect = {k: seq for k, (_, seq) in state.items()}
             try:
                 await self.write(out, expect)
