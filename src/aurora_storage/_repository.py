@@ -884,7 +884,7 @@ class Repository(Generic[K, V]):
             raise InvalidArgumentError(
                 f"timeout must be a non-negative number of seconds or None, got {timeout!r}"
             )
-        feed = self._backend.change_feed()
+        feed = self._backend.change_feed().scoped(lo, hi)
         start = feed.last_position() if after is None else after
         return Watch(self, tenant, lo, hi, plen, feed, start, timeout)
 

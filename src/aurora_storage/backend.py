@@ -289,6 +289,13 @@ class ChangeFeed(ABC):
     def wake(self) -> None:
         """Wake every thread blocked in :meth:`wait` (a watch being closed)."""
 
+    def scoped(self, start: bytes, stop: bytes) -> ChangeFeed:
+        """The feed one ``watch()`` reads: one holding at least the changes of the keys
+        in ``[start, stop)`` (one tenant, optionally a prefix), with the same positions.
+        The default is this feed (the watch filters). An engine that filters on the
+        server returns a feed reading only that range (NATS: the tenant's subjects)."""
+        return self
+
 
 class RecentChanges(ChangeFeed):
     """An in-process change feed: the most recent changes in memory.

@@ -9,7 +9,9 @@ the keys client-side (JetStream does not keep keys in order).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -29,7 +31,8 @@ from aurora_storage.errors import RepositoryClosedError
 from . import _loop
 from ._client import NATSCore
 from ._config import NATSConfig, config_from_url
-from ._subjects import scan_filter, tenant_token
+from ._feed import NATSChangeFeed
+from ._subjects import scan_filter
 
 __all__ = ["NATSAsyncBackend", "NATSBackend"]
 
@@ -95,6 +98,14 @@ class NATSBackend(Backend):
             _loop.release(self._lt)
             raise
         self._native: NATSAsyncBackend | None = None
+        # Feeds with a consumer to stop at close (scoped feeds live as long as a watch).
+        self._feeds: weakref.WeakSet[NATSChangeFeed] = weakref.WeakSet()
+        self._feed: NATSChangeFeed | None = None
+        if self._core.history >= 2:
+            # Positions are stream sequences, shared by every writer (see _feed).
+            self.capabilities = dataclasses.replace(
+                self.capabilities, change_feed=True, multi_process_change_feed=True
+            )
 
     @classmethod
     def open(cls, config: NATSConfig) -> NATSBackend:
@@ -213,17 +224,14 @@ class NATSBackend(Backend):
         return sorted(k for k, _ in items if start <= k < stop)
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
-        """See :meth:`Backend.delete_range`. A whole tenant's range is purged
-        server-side (no delete markers are left, so watchers see no deletes); any other
-        range is deleted in atomic batches of ``max_batch``."""
+        """See :meth:`Backend.delete_range`: delete markers in atomic batches of
+        ``max_batch`` (a whole tenant too: the stream is not purged, so watchers see
+        every delete; the values leave the stream as later changes push them out of the
+        per-key history)."""
         self._check_writable()
-        token = tenant_token(start, stop)
         keys = self.list_keys(start, stop)
         if not keys:
             return 0
-        if token is not None and stop == start + b"\xff" and start[-1:] == b"\x00":
-            self._run(self._core.purge(token))
-            return len(keys)
         step = self.config.max_batch
         for i in range(0, len(keys), step):
             self.write([(k, None) for k in keys[i : i + step]])
@@ -254,6 +262,15 @@ class NATSBackend(Backend):
 
     # ------------------------------------------------------------------ lifecycle
 
+    def change_feed(self) -> NATSChangeFeed:
+        """See :meth:`Backend.change_feed`: the bucket's stream (see :mod:`._feed`);
+        each watch reads a feed scoped to its tenant's subjects."""
+        if not self.capabilities.change_feed:
+            super().change_feed()  # raises NotSupportedError (history=1, see _feed)
+        if self._feed is None:
+            self._feed = NATSChangeFeed(self)
+        return self._feed
+
     def native_async(self) -> NATSAsyncBackend:
         """The native-async form: awaits a client connected on the caller's loop."""
         if self._native is None:
@@ -278,6 +295,10 @@ class NATSBackend(Backend):
             out["leader"] = info.cluster.leader
         return out
 
+    async def _close_feeds(self) -> None:
+        for feed in list(self._feeds):
+            await feed.close()
+
     def describe(self) -> str:
         """``nats://servers/bucket`` (secrets hidden)."""
         return self.config.describe()
@@ -291,6 +312,7 @@ class NATSBackend(Backend):
         try:
             if self._native is not None:
                 self._native.close_from_thread()
+            self._lt.submit(self._close_feeds()).result()
             self._lt.submit(self._core.close()).result()
         finally:
             _loop.release(self._lt)

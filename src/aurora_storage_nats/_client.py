@@ -95,6 +95,8 @@ class NATSCore:
         # reads through its leader so a read sees every acknowledged write.
         self.direct = True
         self.timeout = config.timeout
+        self.history = 1
+        self.head_expires = False
 
     # ------------------------------------------------------------------ errors
 
@@ -284,6 +286,9 @@ class NATSCore:
             except Exception:
                 self.atomic = False
         self.direct = (cfg.num_replicas or 1) <= 1
+        # What the change feed needs to know of the stream's retention (see _feed).
+        self.history = int(cfg.max_msgs_per_subject or 1)
+        self.head_expires = bool(cfg.max_age) or cfg.discard == api.DiscardPolicy.OLD
         if not cfg.allow_direct and self.direct:
             raise ConfigurationError(
                 f"the bucket {c.bucket!r} on {c.describe()} does not allow direct gets "
@@ -820,11 +825,3 @@ class NATSCore:
                     continue
                 self.fail(exc, "committing")
             return firsts
-
-    async def purge(self, token: str) -> None:
-        """Remove every message of one tenant's subjects (server-side)."""
-        self._writable()
-        try:
-            await self.js.purge_stream(self.stream, subject=f"{self.pre}{token}.>")
-        except Exception as exc:
-            self.fail(exc, "dropping a tenant")

@@ -58,7 +58,10 @@ class NATSConfig:
         replicas: copies of the bucket's stream (1 on a single server; 3 recommended in
             a cluster). Applies when the bucket is created.
         storage: ``file`` (durable, default) or ``memory``. Applies at creation.
-        history: values kept per key (1..64). Applies at creation.
+        history: changes kept per key (1..64; default 16). Applies at creation. The
+            change feed reads them: a watcher may fall behind by up to ``history``
+            changes of one key before its position expires; ``1`` turns ``watch()``
+            off (see docs/backends/nats.md).
         max_value_size: the largest value the bucket accepts (``None``: the server's
             maximum message size). Applies at creation.
         max_bytes: the bucket's size limit (``None``: unlimited). Applies at creation.
@@ -88,7 +91,7 @@ class NATSConfig:
     tls_key_file: str | None = None
     replicas: int = 1
     storage: Literal["file", "memory"] = "file"
-    history: int = 1
+    history: int = 16
     max_value_size: int | None = size_field(None, help="largest value")
     max_bytes: int | None = size_field(None, help="bucket size limit")
     max_batch: int = 1000

@@ -1,0 +1,366 @@
+"""The change feed of the NATS backend, on the bucket's JetStream stream itself.
+
+Positions are the stream's sequence numbers: strictly increasing in commit order, shared
+by every process and server, so a feed sees every writer's changes
+(``multi_process_change_feed``). A watch reads only its tenant's subjects (optionally a
+prefix's, see :func:`._subjects.scan_filter`): the server filters, with batched direct
+gets (``{"seq", "batch", "next_by_subj"}``, nats-server 2.11+), and a waiting watch is
+woken by an ordered push consumer on the same subjects (headers only, new messages
+only) - no polling.
+
+What the stream keeps, and :class:`~aurora_storage.errors.PositionExpiredError`.
+JetStream keeps the last ``history`` messages per subject (the bucket's
+``max_msgs_per_subject``): a key changed more than ``history`` times since a watcher's
+position has lost the oldest of those changes. The server does not say which message it
+removed, so the feed checks what a loss leaves behind: a key that lost a change after
+position ``p`` holds ``history`` messages, all after ``p``. Each read counts the
+retained messages of its subjects after ``p`` (the batch answer says how many are
+pending); fewer than ``history`` proves nothing was lost. Otherwise it asks the server
+for the per-key message counts of the subjects, and for each key at the limit, for its
+oldest retained message: if that is after ``p`` the read raises. That is exact except
+for one conservative case: a key changed exactly ``history`` times since ``p`` (nothing
+lost) also raises. A bucket whose stream removes old messages by age or size
+(``max_age``, or ``discard: old``, set by other tools) raises when its first retained
+message is after ``p``. A bucket with ``history=1`` declares no change feed: there, every
+change of a key removes the previous one, so a watcher that is behind could never tell.
+
+Deletes are delete markers (``KV-Operation: DEL``/``PURGE``, or a server marker), read
+as deletes. ``drop_tenant`` writes delete markers too (the stream is not purged), so
+watchers see every record of the tenant deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import nats.js.errors
+import orjson
+from nats.aio.msg import Msg
+from nats.js import api
+
+from aurora_storage.backend import ChangeFeed, ChangeRecord
+from aurora_storage.errors import PositionExpiredError, RepositoryClosedError
+
+from ._subjects import decode_key, scan_filter
+
+if TYPE_CHECKING:
+    from ._backend import NATSBackend
+    from ._client import NATSCore
+
+__all__ = ["NATSChangeFeed"]
+
+_KV_OP = "KV-Operation"
+_MARKER = "Nats-Marker-Reason"
+#: The key a record outside every tenant gets (another application's subject, or the
+#: store's own records in a whole-bucket feed): no watch range holds it, but its
+#: position still counts as examined.
+_OUTSIDE = b"\x00"
+
+
+async def batch_get(core: NATSCore, seq: int, batch: int, subject: str) -> tuple[list[Msg], int]:
+    """Up to ``batch`` stored messages with sequence >= ``seq`` on ``subject`` (a
+    wildcard), in order, and how many more such messages the stream holds after them.
+    One request (a batched direct get); the answer ends with an end-of-batch status."""
+    nc = core._conn()
+    queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def on_msg(msg: Msg) -> None:
+        queue.put_nowait(msg)
+
+    inbox = nc.new_inbox()
+    req = orjson.dumps({"seq": seq, "batch": batch, "next_by_subj": subject})
+    out: list[Msg] = []
+    try:
+        sub = await nc.subscribe(inbox, cb=on_msg)
+        try:
+            await nc.publish(f"$JS.API.DIRECT.GET.{core.stream}", req, reply=inbox)
+            while True:
+                msg = await asyncio.wait_for(queue.get(), core.timeout)
+                hdrs = msg.headers or {}
+                status = hdrs.get("Status")
+                if not status:
+                    out.append(msg)
+                    continue
+                if status == "204":  # end of batch
+                    return out, int(hdrs.get("Nats-Num-Pending", 0))
+                if status == "404":  # nothing (more) stored
+                    return out, 0
+                core.fail(nats.js.errors.APIError.from_msg(msg), "watching")
+        finally:
+            await sub.unsubscribe()
+    except Exception as exc:
+        core.fail(exc, "watching")
+
+
+def _record(core: NATSCore, msg: Msg) -> ChangeRecord:
+    hdrs = msg.headers or {}
+    seq = int(hdrs["Nats-Sequence"])
+    try:
+        key = decode_key(hdrs["Nats-Subject"][len(core.pre) :])
+    except (KeyError, ValueError):
+        return seq, _OUTSIDE, None
+    if key[:1] == b"\x00":
+        return seq, _OUTSIDE, None
+    if _KV_OP in hdrs or _MARKER in hdrs:
+        return seq, key, None
+    return seq, key, msg.data
+
+
+async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[ChangeRecord]:
+    """The changes on ``subject`` after position ``after`` (at most ``limit``).
+
+    Raises:
+        PositionExpiredError: a change after ``after`` may no longer be retained.
+    """
+    msgs, pending = await batch_get(core, after + 1, limit, subject)
+    # Checked after the read: a change removed before it leaves its traces (the key's
+    # later messages) until then and after.
+    await _check_retained(core, subject, after, len(msgs) + pending)
+    return [_record(core, m) for m in msgs]
+
+
+def _expired(core: NATSCore, after: int, oldest: int, why: str) -> PositionExpiredError:
+    return PositionExpiredError(
+        f"the changes after position {after} are no longer all retained by the bucket "
+        f"{core.config.bucket!r} ({why}); re-read the state with a scan, then watch from "
+        "last_position()",
+        position=after,
+        oldest=oldest,
+        backend="nats",
+    )
+
+
+async def _check_retained(core: NATSCore, subject: str, after: int, retained: int) -> None:
+    if core.head_expires:
+        info = await core.stream_state()
+        first = int(info.state.first_seq)
+        if first > after + 1:
+            raise _expired(
+                core,
+                after,
+                first - 1,
+                f"its stream removes old messages by age or size; the oldest kept is {first}",
+            )
+    history = core.history
+    if retained < history:
+        return
+    counts = await _subject_counts(core, subject)
+    full = [s for s, n in counts.items() if n >= history]
+    firsts = await asyncio.gather(*(core._direct(1, s) for s in full))
+    worst = 0
+    for msg in firsts:
+        if msg is None:
+            continue
+        seq = int((msg.headers or {}).get("Nats-Sequence", 0))
+        if seq > after:
+            worst = max(worst, seq)
+    if worst:
+        # From the newest of those oldest retained changes on, every such key holds
+        # fewer than `history` changes after the position: the feed resumes there.
+        raise _expired(
+            core,
+            after,
+            worst,
+            f"a key changed at least history={history} times since then, and the stream "
+            f"keeps the last {history} changes per key",
+        )
+
+
+async def _subject_counts(core: NATSCore, subject: str) -> dict[str, int]:
+    """Messages per subject under ``subject`` (stream info, paged by the server)."""
+    nc = core._conn()
+    out: dict[str, int] = {}
+    offset = 0
+    while True:
+        req = orjson.dumps({"subjects_filter": subject, "offset": offset})
+        try:
+            msg = await nc.request(f"$JS.API.STREAM.INFO.{core.stream}", req, timeout=core.timeout)
+        except Exception as exc:
+            core.fail(exc, "watching")
+        resp = core._ack(msg, "watching")
+        if isinstance(resp, Exception):
+            core.fail(resp, "watching")
+        page = (resp.get("state") or {}).get("subjects") or {}
+        out.update(page)
+        offset += len(page)
+        if not page or offset >= int(resp.get("total", 0)):
+            return out
+
+
+class _Waker:
+    """The ordered push consumer that wakes a feed's waiters (held apart from the feed
+    so a finaliser can stop it without keeping the feed alive)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Condition(threading.Lock())
+        self.seen = 0
+        self.wakes = 0
+        self.closed = False
+        self.subscribers: dict[int, Callable[[], None]] = {}
+        self.next_id = 0
+        self.sub: Any = None
+        self.starting: asyncio.Future[None] | None = None
+
+    def on_seq(self, seq: int) -> None:
+        with self.lock:
+            if seq > self.seen:
+                self.seen = seq
+            self.lock.notify_all()
+            subscribers = list(self.subscribers.values())
+        for cb in subscribers:
+            cb()
+
+    async def start(self, core: NATSCore, subject: str) -> None:
+        if self.sub is not None or self.closed:
+            return
+        if self.starting is not None:
+            await self.starting
+            return
+        self.starting = asyncio.get_running_loop().create_future()
+        try:
+
+            async def on_msg(msg: Msg) -> None:
+                self.on_seq(msg.metadata.sequence.stream)
+
+            try:
+                self.sub = await core.js.subscribe(
+                    subject,
+                    stream=core.stream,
+                    cb=on_msg,
+                    ordered_consumer=True,
+                    deliver_policy=api.DeliverPolicy.NEW,
+                    headers_only=True,
+                    inactive_threshold=30.0,
+                )
+            except Exception as exc:
+                core.fail(exc, "watching")
+        finally:
+            self.starting.set_result(None)
+            self.starting = None
+
+    async def stop(self, core: NATSCore) -> None:
+        sub, self.sub = self.sub, None
+        if sub is None:
+            return
+        try:
+            info = await sub.consumer_info()
+            await sub.unsubscribe()
+            await core.js.delete_consumer(core.stream, info.name)
+        except Exception:
+            pass  # the connection is closing, or the server removes it when inactive
+
+
+def _stop_later(backend_ref: weakref.ref[NATSBackend], waker: _Waker) -> None:
+    backend = backend_ref()
+    if backend is None or backend._closed or waker.sub is None:
+        return
+    try:
+        backend._lt.submit(waker.stop(backend._core))
+    except Exception:
+        pass
+
+
+class NATSChangeFeed(ChangeFeed):
+    """The change feed of a NATS bucket, or of one watch's subjects (:meth:`scoped`).
+
+    Thread-safe; the engine calls run on the backend's loop thread.
+    """
+
+    def __init__(self, backend: NATSBackend, filt: str = ">") -> None:
+        self._backend = backend
+        self._core = backend._core
+        self._subject = self._core.pre + filt
+        self._waker = _Waker()
+        weakref.finalize(self, _stop_later, weakref.ref(backend), self._waker)
+        backend._feeds.add(self)
+
+    def scoped(self, start: bytes, stop: bytes) -> NATSChangeFeed:
+        """A feed reading only the subjects of ``[start, stop)`` (server-side filter)."""
+        return NATSChangeFeed(self._backend, scan_filter(start, stop))
+
+    def last_position(self) -> int:
+        """The stream's last sequence (every acknowledged write is at or before it)."""
+        info = self._backend._run(self._core.stream_state())
+        return int(info.state.last_seq)
+
+    def read(self, after: int, limit: int) -> list[ChangeRecord]:
+        """See :meth:`ChangeFeed.read` (one batched direct get, see the module)."""
+        return self._backend._run(read(self._core, self._subject, after, limit))
+
+    def _start(self) -> None:
+        if self._waker.sub is None:
+            self._backend._run(self._waker.start(self._core, self._subject))
+
+    def _stored_after(self, after: int) -> bool:
+        msgs, _ = self._backend._run(batch_get(self._core, after + 1, 1, self._subject))
+        return bool(msgs)
+
+    def wait(self, after: int, timeout: float | None) -> bool:
+        """See :meth:`ChangeFeed.wait`: the consumer (started first, so nothing stored
+        later is missed) wakes it; a change stored before it started is found by one
+        direct get."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        w = self._waker
+        with w.lock:
+            wakes = w.wakes
+        self._start()
+        if w.seen > after or self._stored_after(after):
+            return True
+        with w.lock:
+            while w.seen <= after and w.wakes == wakes and not w.closed:
+                if self._backend._closed:
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                # Bounded so a repository closed meanwhile is noticed.
+                w.lock.wait(0.5 if left is None else min(left, 0.5))
+            return w.seen > after
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """See :meth:`ChangeFeed.subscribe` (starts the consumer)."""
+        w = self._waker
+        with w.lock:
+            token = w.next_id
+            w.next_id += 1
+            w.subscribers[token] = callback
+        self._start()
+
+        def unsubscribe() -> None:
+            with w.lock:
+                w.subscribers.pop(token, None)
+
+        return unsubscribe
+
+    def wake(self) -> None:
+        """See :meth:`ChangeFeed.wake`. A scoped feed belongs to one watch, which wakes
+        it only when it closes: its consumer is stopped too."""
+        w = self._waker
+        with w.lock:
+            w.wakes += 1
+            w.lock.notify_all()
+            subscribers = list(w.subscribers.values())
+        for cb in subscribers:
+            cb()
+        if w.sub is not None and not self._backend._closed:
+            try:
+                self._backend._run(w.stop(self._core))
+            except RepositoryClosedError:
+                pass
+
+    async def close(self) -> None:
+        """The repository is closing (on the loop): stop the consumer, wake everyone."""
+        w = self._waker
+        await w.stop(self._core)
+        with w.lock:
+            w.closed = True
+            w.lock.notify_all()
+            subscribers = list(w.subscribers.values())
+        for cb in subscribers:
+            cb()

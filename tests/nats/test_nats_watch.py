@@ -1,0 +1,243 @@
+"""watch() on NATS beyond the shared suite: positions are the stream's sequences, so a
+watch resumes across closes, connections and processes; what the stream no longer keeps
+(per-key history, age) raises PositionExpiredError; reads are filtered by the server;
+the wake-up consumers are removed. Real servers throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from typing import Any
+
+import pytest
+from nats_servers import Server
+
+import aurora_storage
+from aurora_storage.errors import NotSupportedError, PositionExpiredError
+
+
+def _open(url: str, **options: Any) -> Any:
+    return aurora_storage.open(url, **options)
+
+
+def _changes(repo: Any, tenant: str, after: int, **kw: Any) -> list[tuple[Any, Any, bool, int]]:
+    with repo.watch(tenant, after=after, timeout=0.3, **kw) as w:
+        return [(c.key, c.value, c.deleted, c.position) for c in w]
+
+
+def _raw_stream(address: str, bucket: str, **update: Any) -> dict[str, Any]:
+    """The bucket's stream state (and optionally change its config), with the raw
+    client: what another tool (the nats CLI) would do."""
+    import nats
+
+    async def main() -> dict[str, Any]:
+        nc = await nats.connect(f"nats://{address}")
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(f"KV_{bucket}")
+            if update:
+                cfg = info.config
+                for k, v in update.items():
+                    setattr(cfg, k, v)
+                info = await js.update_stream(cfg)
+            return {"consumers": info.state.consumer_count, "first": info.state.first_seq}
+        finally:
+            await nc.close()
+
+    return asyncio.run(main())
+
+
+def test_resume_after_close_with_another_connection_writing(nats_url: str) -> None:
+    writer = _open(nats_url)
+    reader = _open(nats_url)
+    try:
+        start = reader.last_position()
+        writer.put("t", "a", 1)
+        got = _changes(reader, "t", start)
+        assert [g[:3] for g in got] == [("a", 1, False)]
+        pos = got[-1][3]
+        reader.close()
+        # Written while no watcher is open, by another connection.
+        writer.put("t", "b", 2)
+        writer.delete("t", "a")
+        reader = _open(nats_url)
+        assert [g[:3] for g in _changes(reader, "t", pos)] == [
+            ("b", 2, False),
+            ("a", None, True),
+        ]
+    finally:
+        writer.close()
+        reader.close()
+
+
+def _write_in_child(url: str, n: int) -> None:
+    repo = aurora_storage.open(url)
+    try:
+        for i in range(n):
+            with repo.batch() as b:
+                b.put("t", ("e", i), i)
+                b.put("u", ("e", i), -i)
+    finally:
+        repo.close()
+
+
+def test_positions_are_shared_by_processes_and_resume_in_another(nats_url: str) -> None:
+    repo = _open(nats_url)
+    try:
+        start = repo.last_position()
+        proc = multiprocessing.get_context("spawn").Process(
+            target=_write_in_child, args=(nats_url, 20)
+        )
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == 0
+        first = _changes(repo, "t", start)
+        assert [k for k, *_ in first] == [("e", i) for i in range(20)]
+        # Resuming from the 10th position in a fresh process gives the other ten.
+        pos = first[9][3]
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            rest = pool.apply(_keys_after, (nats_url, pos))
+        assert rest == [["e", i] for i in range(10, 20)]
+    finally:
+        repo.close()
+
+
+def _keys_after(url: str, pos: int) -> list[Any]:
+    repo = aurora_storage.open(url)
+    try:
+        return [list(c.key) for c in repo.watch("t", after=pos, timeout=0.3)]
+    finally:
+        repo.close()
+
+
+def test_a_key_changed_more_than_history_times_expires_the_position(
+    nats_server: Server, bucket: str
+) -> None:
+    url = f"nats://{nats_server.address}/{bucket}?history=3"
+    repo = _open(url)
+    try:
+        start = repo.last_position()
+        for i in range(3):
+            repo.put("t", "hot", i)
+        repo.put("t", "cold", 0)
+        # Three changes of one key, three kept: every change is still there.
+        repo.put("t", "warm", 0)
+        repo.put("t", "warm", 1)
+        assert [g[:2] for g in _changes(repo, "t", start + 3)] == [
+            ("cold", 0),
+            ("warm", 0),
+            ("warm", 1),
+        ]
+        repo.put("t", "hot", 3)  # the first change of "hot" is gone now
+        with pytest.raises(PositionExpiredError) as info:
+            _changes(repo, "t", start)
+        assert info.value.position == start
+        # From the oldest position the error names, nothing is missing any more.
+        resumed = _changes(repo, "t", info.value.oldest)
+        assert info.value.oldest == start + 2  # the oldest change of "hot" kept
+        assert resumed[0][3] > info.value.oldest
+        assert ("hot", 3) in [g[:2] for g in resumed]
+        # Another tenant's churn does not expire this tenant's positions.
+        mark = repo.last_position()
+        for i in range(5):
+            repo.put("other", "hot", i)
+        repo.put("t", "z", 1)
+        assert [g[:2] for g in _changes(repo, "t", mark)] == [("z", 1)]
+    finally:
+        repo.close()
+
+
+def test_a_position_older_than_the_streams_max_age_expires(
+    nats_server: Server, bucket: str
+) -> None:
+    repo = _open(f"nats://{nats_server.address}/{bucket}")
+    try:
+        repo.put("t", "a", 1)
+        start = 0
+        # Another tool gives the bucket a two-second age limit: old messages go.
+        _raw_stream(nats_server.address, bucket, max_age=2.0, duplicate_window=1.0)
+        repo.close()
+        repo = _open(f"nats://{nats_server.address}/{bucket}")
+        deadline = time.monotonic() + 20
+        while _raw_stream(nats_server.address, bucket)["first"] <= 1:
+            assert time.monotonic() < deadline, "the server did not expire the message"
+            repo.put("t", "b", 2)
+            time.sleep(0.2)
+        with pytest.raises(PositionExpiredError):
+            _changes(repo, "t", start)
+        # A position inside what is kept still resumes.
+        pos = repo.last_position()
+        repo.put("t", "c", 3)
+        assert [g[:2] for g in _changes(repo, "t", pos)] == [("c", 3)]
+    finally:
+        repo.close()
+
+
+def test_history_one_declares_no_change_feed(nats_server: Server, bucket: str) -> None:
+    repo = _open(f"nats://{nats_server.address}/{bucket}?history=1")
+    try:
+        assert not repo.capabilities.change_feed
+        with pytest.raises(NotSupportedError):
+            repo.watch("t")
+    finally:
+        repo.close()
+
+
+def test_drop_tenant_is_seen_as_deletes(nats_url: str) -> None:
+    repo = _open(nats_url)
+    try:
+        repo.put_many("t", {("k", i): i for i in range(5)})
+        start = repo.last_position()
+        assert repo.drop_tenant("t") == 5
+        got = _changes(repo, "t", start)
+        assert sorted(g[0] for g in got) == [("k", i) for i in range(5)]
+        assert all(g[2] for g in got)
+        assert list(repo.keys("t")) == []
+    finally:
+        repo.close()
+
+
+def test_scoped_reads_are_filtered_by_the_server(nats_url: str) -> None:
+    repo = _open(nats_url)
+    try:
+        start = repo.last_position()
+        mine = "orders-of-customer-1"  # spans a whole 12-byte key chunk (a subject token)
+        repo.put("other", (mine, 1), "x" * 1000)
+        repo.put("t", (mine, 1), "mine")
+        repo.put("t", ("invoices-of-customer-1", 1), "other prefix")
+        lo, hi, _ = repo._bounds("t", (mine,), None, None)
+        records = repo.backend.change_feed().scoped(lo, hi).read(start, 100)
+        # Only the subjects of the tenant's prefix come back: the other tenant's value
+        # and the other prefix were never sent.
+        assert [r[0] for r in records] == [start + 2]
+        lo, hi, _ = repo._bounds("t", None, None, None)
+        records = repo.backend.change_feed().scoped(lo, hi).read(start, 100)
+        assert [r[0] for r in records] == [start + 2, start + 3]
+    finally:
+        repo.close()
+
+
+def test_watch_consumers_are_removed(nats_server: Server, bucket: str) -> None:
+    url = f"nats://{nats_server.address}/{bucket}"
+    repo = _open(url)
+    try:
+        for i in range(5):
+            with repo.watch("t", timeout=0.05) as w:
+                assert list(w) == []
+            repo.put("t", i, i)
+
+        async def main() -> None:
+            arepo = repo.as_async()
+            async with arepo.watch("t", timeout=0.05) as w:
+                assert [c async for c in w] == []
+
+        asyncio.run(main())
+        assert _raw_stream(nats_server.address, bucket)["consumers"] == 0
+        w = repo.watch("t", timeout=5)
+    finally:
+        repo.close()
+    # Closing the repository stops the consumer of a watch still open.
+    assert _raw_stream(nats_server.address, bucket)["consumers"] == 0
+    del w
