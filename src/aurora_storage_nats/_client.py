@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 import nats
-from aurora_storage.backend import Append, Condition, Op, plan_commit
+from aurora_storage.backend import Append, Condition, Op, decode_counter, plan_commit
 from aurora_storage.errors import (
     ConfigurationError,
     NotSupportedError,
@@ -77,6 +77,25 @@ def _known(state: dict[bytes, tuple[bytes | None, int]], key: bytes) -> bytes | 
         return state[key][0]
     except KeyError:
         raise _Unread(key) from None
+
+
+def _next_slots(
+    state: dict[bytes, tuple[bytes | None, int]], appends: Sequence[Append]
+) -> list[bytes]:
+    """The record keys ``appends`` take if nothing occupies them (from the counters in
+    ``state``); empty if a counter cannot be decoded (plan_commit then reports it)."""
+    after: dict[bytes, int] = {}
+    out: list[bytes] = []
+    try:
+        for a in appends:
+            last = after.get(a.counter)
+            if last is None:
+                last = decode_counter(state[a.counter][0], a.counter)
+            out += [a.key(last + i) for i in range(1, len(a.values) + 1)]
+            after[a.counter] = last + len(a.values)
+    except StorageError:
+        return []
+    return list(dict.fromkeys(out))
 
 
 class NATSCore:
@@ -805,6 +824,13 @@ class NATSCore:
         while True:
             states = await asyncio.gather(*(self.read_state(k) for k in watched))
             state = dict(zip(watched, states, strict=True))
+            # The slots the appends will take (the counters' next numbers): read together,
+            # so a batch of n appends costs one round of reads, not n in turn.
+            slots = [k for k in _next_slots(state, appends) if k not in state]
+            for k, st in zip(
+                slots, await asyncio.gather(*map(self.read_state, slots)), strict=True
+            ):
+                state[k] = st
             while True:
                 # plan_commit also reads the slots its appends would take (an append
                 # never replaces a record): a slot not read yet is fetched and the plan
