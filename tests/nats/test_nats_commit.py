@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 import aurora_storage
+from aurora_storage.backend import plan_commit
 from aurora_storage_nats import _client
 
 
 def test_a_batch_of_appends_plans_once(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = _client.plan_commit
+    real = plan_commit
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
