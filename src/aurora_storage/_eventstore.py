@@ -191,6 +191,15 @@ class Watch(Generic[K, V]):
         self._buf.extend(self._decode(records))
         return True
 
+    async def _fill_async(self) -> bool:
+        """:meth:`_fill` for the async watch (the feed's :meth:`ChangeFeed.read_async`)."""
+        records = await self._feed.read_async(self._after, _READ)
+        if not records:
+            return False
+        self._after = records[-1][0]
+        self._buf.extend(self._decode(records))
+        return True
+
     def _decode(self, records: list[ChangeRecord]) -> Iterator[Change[K, V]]:
         from ._repository import _decode_key_at
 
@@ -282,7 +291,7 @@ class AsyncWatch(Generic[K, V]):
             # Cleared before reading: a commit after the read sets it again, so no
             # wakeup is lost between the read and the wait.
             event.clear()
-            if w._fill():
+            if await w._fill_async():
                 continue
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:

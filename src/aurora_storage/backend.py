@@ -289,6 +289,12 @@ class ChangeFeed(ABC):
     def wake(self) -> None:
         """Wake every thread blocked in :meth:`wait` (a watch being closed)."""
 
+    async def read_async(self, after: int, limit: int) -> list[ChangeRecord]:
+        """:meth:`read` for an async watch, awaited on the watch's event loop. The
+        default calls :meth:`read` inline (embedded engines read in microseconds); a
+        network engine overrides it so the loop is not held for a round trip."""
+        return self.read(after, limit)
+
     def scoped(self, start: bytes, stop: bytes) -> ChangeFeed:
         """The feed one ``watch()`` reads: one holding at least the changes of the keys
         in ``[start, stop)`` (one tenant, optionally a prefix), with the same positions.

@@ -291,6 +291,12 @@ class NATSChangeFeed(ChangeFeed):
         """See :meth:`ChangeFeed.read` (one batched direct get, see the module)."""
         return self._backend._run(read(self._core, self._subject, after, limit))
 
+    async def read_async(self, after: int, limit: int) -> list[ChangeRecord]:
+        """:meth:`read` on the caller's loop, through the native-async client of that
+        loop (no thread hop, the loop is not held)."""
+        core = await self._backend.native_async()._core()
+        return await read(core, self._subject, after, limit)
+
     def _start(self) -> None:
         if self._waker.sub is None:
             self._backend._run(self._waker.start(self._core, self._subject))

@@ -241,3 +241,26 @@ def test_watch_consumers_are_removed(nats_server: Server, bucket: str) -> None:
     # Closing the repository stops the consumer of a watch still open.
     assert _raw_stream(nats_server.address, bucket)["consumers"] == 0
     del w
+
+
+def test_async_watch_reads_on_its_own_loop(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aurora_storage_nats._feed import NATSChangeFeed
+
+    def blocking_read(self: Any, after: int, limit: int) -> Any:
+        raise AssertionError("the async watch called the blocking read")
+
+    monkeypatch.setattr(NATSChangeFeed, "read", blocking_read)
+    repo = _open(nats_url)
+    try:
+
+        async def main() -> list[Any]:
+            arepo = repo.as_async()
+            start = await asyncio.to_thread(repo.last_position)
+            await arepo.put("t", "a", 1)
+            await arepo.delete("t", "a")
+            async with arepo.watch("t", after=start, timeout=0.3) as w:
+                return [(c.key, c.value, c.deleted) async for c in w]
+
+        assert asyncio.run(main()) == [("a", 1, False), ("a", None, True)]
+    finally:
+        repo.close()
