@@ -25,6 +25,7 @@ still decode and sort bytes, which is what RocksDB's order is.
 from __future__ import annotations
 
 import base64
+import functools
 
 __all__ = ["ALPHABET", "decode_key", "encode_key", "tenant_token", "token_decode", "token_encode"]
 
@@ -33,6 +34,10 @@ _STD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _TO = bytes.maketrans(_STD, ALPHABET)
 _FROM = bytes.maketrans(ALPHABET, _STD)
 _VALID = frozenset(ALPHABET)
+# The last character of an unpadded base64 text of 2 (3) characters in its final group
+# carries 4 (2) padding bits, which the encoder leaves zero: only these characters.
+_LAST_OF_2 = frozenset(ALPHABET[i] for i in range(0, 64, 16))
+_LAST_OF_3 = frozenset(ALPHABET[i] for i in range(0, 64, 4))
 
 
 def token_encode(raw: bytes) -> str:
@@ -47,13 +52,26 @@ def token_decode(text: str) -> bytes:
         ValueError: not an encoding :func:`token_encode` produces.
     """
     data = text.encode("ascii")
-    if len(data) % 4 == 1 or not _VALID.issuperset(data):
+    rem = len(data) % 4
+    if rem == 1 or not _VALID.issuperset(data):
         raise ValueError(f"{text[:40]!r} is not an aurora key token")
-    raw = base64.b64decode(data.translate(_FROM) + b"=" * (-len(data) % 4))
-    if token_encode(raw) != text:
+    if (rem == 2 and data[-1] not in _LAST_OF_2) or (rem == 3 and data[-1] not in _LAST_OF_3):
         # Non-zero padding bits: a text no encoder wrote (the mapping must stay injective).
         raise ValueError(f"{text[:40]!r} is not a canonical aurora key token")
-    return raw
+    return base64.b64decode(data.translate(_FROM) + b"=" * (-rem % 4))
+
+
+@functools.lru_cache(maxsize=4096)
+def _tenant_token(raw: bytes) -> str:
+    # Every key of a tenant starts with the same token: encode it once.
+    return f"t{token_encode(raw)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _tenant_raw(token: str) -> bytes:
+    if token[:1] != "t" or len(token) < 2:
+        raise ValueError(f"{token[:60]!r} is not a tenant token written by aurora-storage")
+    return token_decode(token[1:])
 
 
 def _tenant_end(key: bytes) -> int:
@@ -100,7 +118,7 @@ def encode_key(key: bytes) -> str:
     stored key."""
     end = _tenant_end(key)
     if end:
-        return f"t{token_encode(key[1:end])}.{_chunks(key[end:])}"
+        return f"{_tenant_token(key[1:end])}.{_chunks(key[end:])}"
     return f"s.{_chunks(key)}"
 
 
@@ -118,9 +136,7 @@ def decode_key(kv_key: str) -> bytes:
         if _tenant_end(rest):
             raise ValueError(f"{kv_key[:60]!r} is not a canonical aurora-storage key")
         return rest
-    if first[:1] != "t" or len(first) < 2:
-        raise ValueError(f"{kv_key[:60]!r} is not a key written by aurora-storage")
-    tenant = token_decode(first[1:])
+    tenant = _tenant_raw(first)
     full = b"\x01" + tenant + rest
     if _tenant_end(full) != len(tenant) + 1:
         raise ValueError(f"{kv_key[:60]!r} is not a canonical aurora-storage key")
