@@ -25,6 +25,7 @@ still decode and sort bytes, which is what RocksDB's order is.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 
 __all__ = ["ALPHABET", "decode_key", "encode_key", "tenant_token", "token_decode", "token_encode"]
@@ -42,7 +43,7 @@ _LAST_OF_3 = frozenset(ALPHABET[i] for i in range(0, 64, 4))
 
 def token_encode(raw: bytes) -> str:
     """``raw`` in the order-preserving base64 alphabet, unpadded (possibly empty)."""
-    return base64.b64encode(raw).rstrip(b"=").translate(_TO).decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).rstrip(b"=").translate(_TO).decode("ascii")
 
 
 def token_decode(text: str) -> bytes:
@@ -92,6 +93,8 @@ _CHUNK = 12
 
 
 def _chunks(raw: bytes) -> str:
+    if len(raw) < _CHUNK:  # most keys: one final token
+        return f"z{token_encode(raw)}"
     full = len(raw) - len(raw) % _CHUNK
     parts = [f"k{token_encode(raw[i : i + _CHUNK])}" for i in range(0, full, _CHUNK)]
     parts.append(f"z{token_encode(raw[full:])}")
