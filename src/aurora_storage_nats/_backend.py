@@ -9,10 +9,12 @@ the keys client-side (JetStream does not keep keys in order).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from aurora_storage.backend import (
@@ -101,6 +103,8 @@ class NATSBackend(Backend):
         # Feeds with a consumer to stop at close (scoped feeds live as long as a watch).
         self._feeds: weakref.WeakSet[NATSChangeFeed] = weakref.WeakSet()
         self._feed: NATSChangeFeed | None = None
+        # Consumer stops of collected watches, still running on the loop.
+        self._stopping: set[Future[None]] = set()
         if self._core.history >= 2:
             # Positions are stream sequences, shared by every writer (see _feed).
             self.capabilities = dataclasses.replace(
@@ -298,6 +302,8 @@ class NATSBackend(Backend):
     async def _close_feeds(self) -> None:
         for feed in list(self._feeds):
             await feed.close()
+        for fut in list(self._stopping):
+            await asyncio.wrap_future(fut)
 
     def describe(self) -> str:
         """``nats://servers/bucket`` (secrets hidden)."""

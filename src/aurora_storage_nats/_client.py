@@ -56,6 +56,8 @@ _ATOMIC_DISABLED = (10174,)
 _STORE_FULL = (10027, 10028, 10047, 10048)  # max bytes / msgs exceeded, insufficient resources
 _REPLICAS = 10074
 _CONFLICT = 10058
+#: Reads sent together by get_many and conditional commits.
+_IN_FLIGHT = 256
 
 
 async def _quiet(_exc: Exception) -> None:
@@ -424,8 +426,13 @@ class NATSCore:
         return msg.data, seq
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """Values for ``keys`` in order (requests in flight together)."""
-        return list(await asyncio.gather(*(self.get(k) for k in keys)))
+        """Values for ``keys`` in order (up to :data:`_IN_FLIGHT` requests in flight
+        together: a server's API queue drops requests beyond its limit, which then time
+        out)."""
+        out: list[bytes | None] = []
+        for i in range(0, len(keys), _IN_FLIGHT):
+            out += await asyncio.gather(*(self.get(k) for k in keys[i : i + _IN_FLIGHT]))
+        return out
 
     async def listing(self, filt: str, values: bool) -> list[tuple[bytes, bytes | None]]:
         """Every live ``(key, value)`` under the subject filter ``filt`` (below the
@@ -833,10 +840,10 @@ class NATSCore:
             # The slots the appends will take (the counters' next numbers): read together,
             # so a batch of n appends costs one round of reads, not n in turn.
             slots = [k for k in _next_slots(state, appends) if k not in state]
-            for k, st in zip(
-                slots, await asyncio.gather(*map(self.read_state, slots)), strict=True
-            ):
-                state[k] = st
+            for i in range(0, len(slots), _IN_FLIGHT):
+                part = slots[i : i + _IN_FLIGHT]
+                states = await asyncio.gather(*map(self.read_state, part))
+                state.update(zip(part, states, strict=True))
             while True:
                 # plan_commit also reads the slots its appends would take (an append
                 # never replaces a record): a slot not read yet is fetched and the plan

@@ -259,9 +259,12 @@ def _stop_later(backend_ref: weakref.ref[NATSBackend], waker: _Waker) -> None:
     if backend is None or backend._closed or waker.sub is None:
         return
     try:
-        backend._lt.submit(waker.stop(backend._core))
+        fut = backend._lt.submit(waker.stop(backend._core))
     except Exception:
-        pass
+        return
+    # close() waits for it, so the loop never stops with the stop half done.
+    backend._stopping.add(fut)
+    fut.add_done_callback(backend._stopping.discard)
 
 
 class NATSChangeFeed(ChangeFeed):

@@ -130,6 +130,18 @@ def test_leader_kills_lose_no_acknowledged_batch(tmp_path) -> None:
         keys = [(n, i) for n in final for i in range(BATCH)]
         got = _retry(lambda: reader.get_many("camp", keys))
         assert got == [[n, i] for n, i in keys]
+        # A watch from the start, through that node, sees every acknowledged batch in
+        # commit order (a batch retried after a failover may appear twice).
+        changes = _retry(
+            lambda: [(c.position, c.key) for c in reader.watch("camp", after=0, timeout=1)]
+        )
+        positions = [p for p, _ in changes]
+        assert positions == sorted(set(positions))
+        per_batch = Counter(k[0] for _, k in changes)
+        assert all(per_batch[n] >= BATCH for n in final)
+        firsts = list(dict.fromkeys(k[0] for _, k in changes))
+        assert firsts == sorted(firsts)
+        print(f"a watch through another node read {len(changes)} changes in order")
     finally:
         reader.close()
         repo.close()

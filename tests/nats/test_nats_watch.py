@@ -6,6 +6,7 @@ the wake-up consumers are removed. Real servers throughout."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import time
 from typing import Any
@@ -235,7 +236,14 @@ def test_watch_consumers_are_removed(nats_server: Server, bucket: str) -> None:
 
         asyncio.run(main())
         assert _raw_stream(nats_server.address, bucket)["consumers"] == 0
+        # A watch run to its end and dropped without close(): collected, it stops its
+        # consumer (the repository's close waits for that).
+        dropped = repo.watch("t", timeout=0.05)
+        assert list(dropped) == []
+        del dropped
+        gc.collect()
         w = repo.watch("t", timeout=5)
+        assert list(repo.watch("t", timeout=0.05)) == []
     finally:
         repo.close()
     # Closing the repository stops the consumer of a watch still open.
