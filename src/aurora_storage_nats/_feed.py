@@ -15,9 +15,11 @@ position has lost the oldest of those changes. The server does not say which mes
 removed, so the feed checks what a loss leaves behind: a key that lost a change after
 position ``p`` holds ``history`` messages, all after ``p``. Each read counts the
 retained messages of its subjects after ``p`` (the batch answer says how many are
-pending); fewer than ``history`` proves nothing was lost. Otherwise it asks the server
-for the per-key message counts of the subjects, and for each key at the limit, for its
-oldest retained message: if that is after ``p`` the read raises. That is exact except
+pending); fewer than ``history`` proves nothing was lost. Otherwise it counts the
+messages per key - among those it read when it read all of them (a key that lost one
+has all its kept messages there), else with the server's per-subject counts - and for
+each key at the limit asks for its oldest kept message: if that is after ``p`` the read
+raises. That is exact except
 for one conservative case: a key changed exactly ``history`` times since ``p`` (nothing
 lost) also raises. A bucket whose stream removes old messages by age or size
 (``max_age``, or ``discard: old``, set by other tools) raises when its first retained
@@ -34,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +122,7 @@ async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[Cha
     msgs, pending = await batch_get(core, after + 1, limit, subject)
     # Checked after the read: a change removed before it leaves its traces (the key's
     # later messages) until then and after.
-    await _check_retained(core, subject, after, len(msgs) + pending)
+    await _check_retained(core, subject, after, msgs, pending)
     return [_record(core, m) for m in msgs]
 
 
@@ -134,7 +137,9 @@ def _expired(core: NATSCore, after: int, oldest: int, why: str) -> PositionExpir
     )
 
 
-async def _check_retained(core: NATSCore, subject: str, after: int, retained: int) -> None:
+async def _check_retained(
+    core: NATSCore, subject: str, after: int, msgs: list[Msg], pending: int
+) -> None:
     if core.head_expires:
         info = await core.stream_state()
         first = int(info.state.first_seq)
@@ -146,9 +151,14 @@ async def _check_retained(core: NATSCore, subject: str, after: int, retained: in
                 f"its stream removes old messages by age or size; the oldest kept is {first}",
             )
     history = core.history
-    if retained < history:
+    if len(msgs) + pending < history:
         return
-    counts = await _subject_counts(core, subject)
+    if pending == 0:
+        # The read returned every message after the position: a key that lost one has
+        # all its `history` kept messages among them.
+        counts = Counter((m.headers or {}).get("Nats-Subject", "") for m in msgs)
+    else:
+        counts = Counter(await _subject_counts(core, subject))
     full = [s for s, n in counts.items() if n >= history]
     firsts = await asyncio.gather(*(core._direct(1, s) for s in full))
     worst = 0

@@ -131,7 +131,13 @@ def test_a_key_changed_more_than_history_times_expires_the_position(
             ("warm", 0),
             ("warm", 1),
         ]
+        lo, hi, _ = repo._bounds("t", None, None, None)
+        feed = repo.backend.change_feed().scoped(lo, hi)
+        # A read of part of what is pending (the per-key counts come from the server).
+        assert [r[0] for r in feed.read(start + 3, 2)] == [start + 4, start + 5]
         repo.put("t", "hot", 3)  # the first change of "hot" is gone now
+        with pytest.raises(PositionExpiredError):
+            feed.read(start, 2)
         with pytest.raises(PositionExpiredError) as info:
             _changes(repo, "t", start)
         assert info.value.position == start
