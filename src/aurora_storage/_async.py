@@ -160,6 +160,9 @@ class AsyncRepository(Generic[K, V]):
         self._offload_writes = repository.capabilities.blocking_writes
         #: The backend's native-async form, awaited directly when there is one.
         self._native: AsyncBackend | None = repository.backend.native_async()
+        #: Scans await the native form only on an ordered engine; an unordered one is
+        #: put in key order by the synchronous repository (aurora_storage._ordering).
+        self._native_scans = self._native is not None and repository.capabilities.ordered_scans
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.to_thread(fn, *args)
@@ -318,7 +321,7 @@ class AsyncRepository(Generic[K, V]):
         limit: int | None = None,
     ) -> AsyncIterator[K]:
         """See :meth:`Repository.keys`."""
-        if self._native is not None:
+        if self._native_scans:
             return self._native_scan(tenant, 0, prefix, start, stop, reverse, limit)
         return _stream(
             self._repo.keys(
@@ -337,7 +340,7 @@ class AsyncRepository(Generic[K, V]):
         limit: int | None = None,
     ) -> AsyncIterator[V]:
         """See :meth:`Repository.values`."""
-        if self._native is not None:
+        if self._native_scans:
             return self._native_scan(tenant, 1, prefix, start, stop, reverse, limit)
         return _stream(
             self._repo.values(
@@ -356,7 +359,7 @@ class AsyncRepository(Generic[K, V]):
         limit: int | None = None,
     ) -> AsyncIterator[tuple[K, V]]:
         """See :meth:`Repository.items`."""
-        if self._native is not None:
+        if self._native_scans:
             return self._native_scan(tenant, 2, prefix, start, stop, reverse, limit)
         return _stream(
             self._repo.items(

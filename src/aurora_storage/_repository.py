@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from ._keys import (
     encode_tenant,
     prefix_successor,
 )
+from ._ordering import ordered_chunks
 from ._stores import read_marker, write_marker
 from .backend import (
     Append,
@@ -179,6 +181,8 @@ class Repository(Generic[K, V]):
 
     #: Whether the backend's scan_chunks takes ``limit`` (set per instance at open).
     _scan_limit = False
+    #: Whether the engine returns keys in order (else the repository orders them).
+    _ordered = True
 
     def __init__(
         self,
@@ -212,6 +216,7 @@ class Repository(Generic[K, V]):
         # An older third-party scan_chunks override may not take ``limit``: the
         # repository then cuts the stream itself (see Backend.scan_chunks).
         self._scan_limit = _accepts_limit(backend)
+        self._ordered = backend.capabilities.ordered_scans
 
     @classmethod
     def _from_backend(
@@ -628,8 +633,6 @@ class Repository(Generic[K, V]):
                 _BOUNDS_CACHE[(tenant, prefix)] = got
         lo, hi, plen = got
         backend = self._backend
-        if not backend.capabilities.ordered_scans:
-            return self._iter(self._chunks(lo, hi, reverse, False, 1), 1, plen, 0)
         k = backend.last_key(lo, hi) if reverse else backend.first_key(lo, hi)
         return iter(()) if k is None else iter((_decode_key_at(k, plen),))
 
@@ -668,6 +671,17 @@ class Repository(Generic[K, V]):
     def _chunks(
         self, lo: bytes, hi: bytes, reverse: bool, values: bool, limit: int | None
     ) -> Iterator[Chunk]:
+        # The one read path of every scan: Backend.scan_chunks, put in key order here
+        # when the engine does not keep it (see aurora_storage._ordering for the cost).
+        if not self._ordered:
+            return ordered_chunks(
+                functools.partial(self._backend.scan_chunks, values=values),
+                lo,
+                hi,
+                reverse=reverse,
+                values=values,
+                limit=limit,
+            )
         if limit is not None and self._scan_limit:
             return self._backend.scan_chunks(lo, hi, reverse=reverse, values=values, limit=limit)
         return self._backend.scan_chunks(lo, hi, reverse=reverse, values=values)

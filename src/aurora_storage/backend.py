@@ -737,24 +737,44 @@ class Backend(ABC):
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """Delete every key in ``[start, stop)``; return how many there were.
 
-        The default deletes in batches of 10,000 keys, re-seeking after each, so memory
-        stays flat however large the range (it is therefore not one atomic batch)."""
+        Called by ``Repository.drop_tenant`` (and ``TenantView.drop``). The default
+        deletes in batches of 10,000 keys, so memory stays flat however large the range
+        (it is therefore not one atomic batch). After each batch an ordered engine
+        re-seeks after the batch's last key; an unordered one (``ordered_scans=False``)
+        scans the range again from ``start``, since its batch's keys are in no order and
+        the deleted ones are gone (``ceil(N / 10,000)`` scans of what is left)."""
         total, lo = 0, start
+        ordered = self.capabilities.ordered_scans
         while True:
-            keys = list(islice(self.scan_keys(lo, stop), _RANGE_CHUNK))
+            scan = self.scan_keys(lo, stop)
+            try:
+                keys = list(islice(scan, _RANGE_CHUNK))
+            finally:
+                # Released before writing: some engines refuse writes under a live
+                # iterator, and a dict-backed one would see its size change.
+                close = getattr(scan, "close", None)
+                if close is not None:
+                    close()
             if keys:
                 self.write([(k, None) for k in keys])
                 total += len(keys)
             if len(keys) < _RANGE_CHUNK:
                 return total
-            lo = keys[-1] + b"\x00"
+            if ordered:
+                lo = keys[-1] + b"\x00"
 
     def count_range(self, start: bytes, stop: bytes) -> int:
         """Number of keys in ``[start, stop)``."""
         return sum(1 for _ in self.scan_keys(start, stop))
 
     def first_key(self, start: bytes, stop: bytes) -> bytes | None:
-        """The smallest key in ``[start, stop)``, or ``None``."""
+        """The smallest key in ``[start, stop)``, or ``None``.
+
+        Called by ``Repository.tenants`` (one call per tenant) and by
+        ``keys(..., limit=1)``. The default takes the first key of :meth:`scan_keys` on
+        an ordered engine, and the smallest of the whole range on an unordered one."""
+        if not self.capabilities.ordered_scans:
+            return min(self.scan_keys(start, stop), default=None)
         for k in self.scan_keys(start, stop):
             return k
         return None
@@ -827,7 +847,10 @@ class Backend(ABC):
         """The largest key in ``[start, stop)``, or ``None``: "the newest key of this
         prefix", what ``Repository.keys(..., reverse=True, limit=1)`` asks. Override
         with the engine's seek-for-previous when the engine has one. Default: the first
-        key of a reverse :meth:`scan_keys`."""
+        key of a reverse :meth:`scan_keys` on an ordered engine, the largest of the whole
+        range on an unordered one."""
+        if not self.capabilities.ordered_scans:
+            return max(self.scan_keys(start, stop), default=None)
         for k in self.scan_keys(start, stop, reverse=True):
             return k
         return None

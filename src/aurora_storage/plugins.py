@@ -43,6 +43,7 @@ __all__ = [
     "hookspec",
     "installed_schemes",
     "plugin_failures",
+    "refresh_plugins",
     "register_backend",
     "register_plugin",
     "unregister_backend",
@@ -132,3 +133,18 @@ def plugin_failures() -> dict[str, str]:
     from ._registry import registry
 
     return {k: f"{type(v).__name__}: {v}" for k, v in registry.failures.items()}
+
+
+def refresh_plugins() -> None:
+    """Scan the installed entry points again, after installing or removing a plugin
+    while the process runs (``pip install`` in a notebook, a test that puts a temporary
+    site directory on ``sys.path``).
+
+    Plugins loaded from entry points are forgotten and loaded again on the next lookup,
+    and plugins that failed are tried again; backends registered at run time
+    (:func:`register_backend`, :func:`register_plugin`) stay. Repositories already open
+    are not affected.
+    """
+    from ._registry import registry
+
+    registry.refresh()

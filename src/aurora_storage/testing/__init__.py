@@ -33,6 +33,7 @@ from ._eventstore import (
     PushDownTests,
     SequenceTests,
 )
+from ._large import LargeRangeTests
 from ._statemachine import RepositoryStateMachine, StateMachineTests
 from ._suite import (
     AsyncTests,
@@ -54,6 +55,7 @@ __all__ = [
     "ConditionalWriteStateMachine",
     "ConditionalWriteTests",
     "EventStoreTests",
+    "LargeRangeTests",
     "LifecycleTests",
     "MultiProcessAppendTests",
     "MultiProcessChangeFeedTests",
@@ -75,6 +77,7 @@ class RepositoryTestSuite(
     ScanTests,
     BatchTests,
     TenantTests,
+    LargeRangeTests,
     BadInputTests,
     LifecycleTests,
     PersistenceTests,

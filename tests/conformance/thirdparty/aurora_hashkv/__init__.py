@@ -1,0 +1,1 @@
+"""aurora-hashkv: an unordered third-party backend (a hash table), written from the docs."""
