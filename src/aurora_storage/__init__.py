@@ -45,6 +45,8 @@ from .errors import (
     KeyExistsError,
     KeyTooLargeError,
     NotSupportedError,
+    PluginConflictError,
+    PluginError,
     PositionExpiredError,
     ReadOnlyError,
     RepositoryClosedError,
@@ -82,6 +84,8 @@ __all__ = [
     "KeyExistsError",
     "KeyTooLargeError",
     "NotSupportedError",
+    "PluginConflictError",
+    "PluginError",
     "PositionExpiredError",
     "ReadOnlyError",
     "Repository",
@@ -127,7 +131,11 @@ def open(
     Raises:
         InvalidURLError: malformed URL, or an unknown/malformed option (the message
             lists the valid ones).
-        BackendNotFoundError: no installed plugin for the scheme.
+        BackendNotFoundError: no installed plugin for the scheme;
+            :class:`~aurora_storage.errors.PluginError` (a subclass) when the installed
+            plugin is broken or its engine fails to import, and
+            :class:`~aurora_storage.errors.PluginConflictError` when two distributions
+            claim the scheme.
         ConfigurationError: conflicting options, or a codec/format mismatch with the store.
     """
     parsed = URL.parse(url)
@@ -140,7 +148,13 @@ def open(
     chosen = codec if codec is not None else url_codec
     if spec.accepts_codec and chosen is not None:
         opts["codec"] = chosen
-    result = spec.open(parsed, opts)
+    try:
+        result = spec.open(parsed, opts)
+    except ImportError as exc:
+        # The plugin's module loaded, its engine did not (a missing or broken
+        # dependency): a recorded plugin failure naming the distribution, not a raw
+        # ModuleNotFoundError.
+        raise _registry.engine_import_failed(parsed.scheme, spec, exc) from exc
     if isinstance(result, Repository):
         if chosen is not None and result.codec.name != get_codec(chosen).name:
             result.close()

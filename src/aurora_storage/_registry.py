@@ -4,24 +4,39 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import os
+import re
 import threading
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from .config import _SCHEME_RE
-from .errors import BackendNotFoundError, ConfigurationError
+from .errors import BackendNotFoundError, ConfigurationError, PluginConflictError, PluginError
 from .plugins import PROJECT, BackendSpec, HookSpecs
 
 if TYPE_CHECKING:
     from .codecs import Codec
 
-# Schemes we know of but do not ship: the hint names the package to install.
+# Schemes we know of but do not ship in the base install: the hint names the package to
+# install. Only packages that exist are named here (no guessed names).
 KNOWN_PACKAGES: dict[str, str] = {
     "nats": "'aurora-storage[nats]'",
-    "redis": "aurora-storage-redis",
-    "sqlite": "aurora-storage-sqlite",
 }
+
+#: Chooses among distributions that claim one scheme: ``scheme=distribution[,...]``.
+PREFER_ENV = "AURORA_STORAGE_PLUGINS"
+
+
+def _dist_key(name: str) -> str:
+    """A distribution name normalised as packaging does (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _dist_of(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    name = getattr(dist, "name", None) if dist is not None else None
+    return str(name) if name else f"(the distribution of {ep.value})"
 
 
 class Registry:
@@ -32,41 +47,185 @@ class Registry:
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(HookSpecs)
         self._specs: dict[str, BackendSpec] = {}
-        self._entry_points: dict[str, importlib.metadata.EntryPoint] | None = None
+        self._entry_points: dict[str, list[importlib.metadata.EntryPoint]] | None = None
         self._loaded: set[str] = set()
-        self.failures: dict[str, BaseException] = {}
+        #: Entry-point name -> the schemes its plugin registered (forgotten on refresh).
+        self._from_ep: dict[str, list[str]] = {}
+        #: Scheme -> the distribution that provides it (for messages).
+        self._dist: dict[str, str] = {}
+        #: Entry points whose plugin serves codecs only (not URL schemes).
+        self._codec_only: set[str] = set()
+        #: Scheme -> chosen distribution (prefer_plugin), over PREFER_ENV.
+        self._prefer: dict[str, str] = {}
+        #: Entry-point name (or scheme) -> what is wrong with its plugin.
+        self.failures: dict[str, PluginError] = {}
 
     # -------------------------------------------------------------- entry points
 
-    def _eps(self) -> dict[str, importlib.metadata.EntryPoint]:
+    def _eps(self) -> dict[str, list[importlib.metadata.EntryPoint]]:
         if self._entry_points is None:
-            found: dict[str, importlib.metadata.EntryPoint] = {}
+            found: dict[str, list[importlib.metadata.EntryPoint]] = {}
             for ep in importlib.metadata.entry_points(group=PROJECT):
-                # First wins: a duplicate name from a second distribution is ignored
-                # rather than silently replacing the first.
-                found.setdefault(ep.name.lower(), ep)
+                claims = found.setdefault(ep.name.lower(), [])
+                if not any(_dist_key(_dist_of(c)) == _dist_key(_dist_of(ep)) for c in claims):
+                    claims.append(ep)
             self._entry_points = found
         return self._entry_points
 
     def refresh(self) -> None:
-        """Forget the entry-point scan (after installing a plugin at run time)."""
+        """Forget the entry-point scan and what was loaded from it (plugins are loaded
+        again on the next lookup, failed ones tried again); runtime registrations stay."""
         with self._lock:
             self._entry_points = None
-            # A plugin that failed (say, a missing dependency since installed) is tried
-            # again; plugins that loaded stay registered.
-            self._loaded -= set(self.failures)
+            for name, schemes in self._from_ep.items():
+                for scheme in schemes:
+                    self._specs.pop(scheme, None)
+                    self._dist.pop(scheme, None)
+                plugin = self.pm.get_plugin(f"entrypoint:{name}")
+                if plugin is not None:
+                    self.pm.unregister(plugin)
+            self._from_ep.clear()
+            self._loaded.clear()
+            self._codec_only.clear()
             self.failures.clear()
 
+    def prefer(self, scheme: str, distribution: str | None) -> None:
+        """Choose ``distribution`` for ``scheme`` when several claim it (``None``:
+        forget the choice)."""
+        scheme = scheme.lower()
+        with self._lock:
+            if distribution is None:
+                self._prefer.pop(scheme, None)
+            else:
+                self._prefer[scheme] = distribution
+            # The choice changes which plugin serves the scheme: load it again.
+            self.refresh()
+
+    def _preferred(self, scheme: str) -> tuple[str, str] | None:
+        """The chosen distribution for ``scheme`` and where the choice comes from."""
+        chosen = self._prefer.get(scheme)
+        if chosen is not None:
+            return chosen, f"prefer_plugin({scheme!r}, {chosen!r})"
+        for item in os.environ.get(PREFER_ENV, "").split(","):
+            name, sep, dist = item.partition("=")
+            if sep and name.strip().lower() == scheme and dist.strip():
+                return dist.strip(), f"{PREFER_ENV}={os.environ[PREFER_ENV]!r}"
+        return None
+
+    def _claim(self, name: str) -> importlib.metadata.EntryPoint | None:
+        """The entry point that serves ``name``; a conflict is recorded as a failure."""
+        claims = self._eps().get(name)
+        if not claims:
+            return None
+        preferred = self._preferred(name)
+        if preferred is not None:
+            dist, source = preferred
+            for ep in claims:
+                if _dist_key(_dist_of(ep)) == _dist_key(dist):
+                    return ep
+            names = ", ".join(sorted(_dist_of(ep) for ep in claims))
+            self.failures[name] = PluginError(
+                f"{source} chooses distribution {dist!r} for scheme {name!r}, but it does "
+                f"not provide that scheme; it is provided by: {names}",
+                backend=name,
+                distribution=dist,
+            )
+            return None
+        if len(claims) == 1:
+            return claims[0]
+        dists = sorted(_dist_of(ep) for ep in claims)
+        listed = ", ".join(f"{_dist_of(ep)} ({ep.value})" for ep in claims)
+        self.failures[name] = PluginConflictError(
+            f"URL scheme {name!r} is claimed by {len(claims)} installed distributions: "
+            f"{listed}. Choose one with aurora_storage.plugins.prefer_plugin({name!r}, "
+            f"{dists[0]!r}) or the environment variable {PREFER_ENV}='{name}={dists[0]}', "
+            "or uninstall the others",
+            backend=name,
+            distributions=dists,
+        )
+        return None
+
     def _load_entry_point(self, name: str) -> None:
-        ep = self._eps().get(name)
-        if ep is None or name in self._loaded:
+        if name in self._loaded:
             return
         self._loaded.add(name)
+        ep = self._claim(name)
+        if ep is None:
+            return
+        dist = _dist_of(ep)
         try:
             module = ep.load()
-            self.register_plugin(module, name=f"entrypoint:{name}")
         except Exception as exc:  # a broken plugin must not break the others
-            self.failures[name] = exc
+            self._fail(
+                name, dist, f"is installed but failed to load: {type(exc).__name__}: {exc}", exc
+            )
+            return
+        backends = getattr(module, "aurora_storage_backends", None)
+        codecs = getattr(module, "aurora_storage_codecs", None)
+        if not callable(backends) and not callable(codecs):
+            self._fail(
+                name,
+                dist,
+                f"({ep.value}) implements no aurora_storage hook: define "
+                "aurora_storage_backends() (or aurora_storage_codecs()) with @hookimpl",
+            )
+            return
+        try:
+            offered = [_normalized(s) for s in (backends() if callable(backends) else [])]
+        except Exception as exc:
+            self._fail(name, dist, f"failed in aurora_storage_backends(): {exc}", exc)
+            return
+        schemes = [spec.scheme for spec in offered]
+        if not offered:
+            self._codec_only.add(name)
+        elif name not in schemes:
+            self._fail(
+                name,
+                dist,
+                f"({ep.value}) serves {', '.join(map(repr, schemes))} but not {name!r}: an "
+                "entry point's name must be the URL scheme its plugin serves; rename the "
+                "entry point or the scheme",
+            )
+            return
+        try:
+            self.register_plugin(module, name=f"entrypoint:{name}")
+        except Exception as exc:
+            self._fail(name, dist, f"could not be registered: {exc}", exc)
+            return
+        self._from_ep[name] = schemes
+        for scheme in schemes:
+            self._dist[scheme] = dist
+
+    def _fail(self, name: str, dist: str, what: str, cause: BaseException | None = None) -> None:
+        err = PluginError(
+            f"the plugin for scheme {name!r} (distribution {dist}) {what}",
+            backend=name,
+            distribution=dist,
+        )
+        err.__cause__ = cause
+        self.failures[name] = err
+
+    def engine_import_failed(self, scheme: str, spec: BackendSpec, exc: ImportError) -> PluginError:
+        """Record (and return, to raise) a plugin failure for an engine import that
+        failed inside the scheme's ``open``."""
+        dist = self._dist.get(scheme) or spec.package or "(registered at run time)"
+        missing = f"module {exc.name!r}" if exc.name else "a module"
+        hint = KNOWN_PACKAGES.get(scheme)
+        fix = (
+            f"install it with: pip install {hint}"
+            if hint
+            else f"install {dist} again with its dependencies"
+        )
+        err = PluginError(
+            f"the {scheme} backend (distribution {dist}) could not import {missing} its "
+            f"engine needs ({type(exc).__name__}: {exc}); {fix}",
+            backend=scheme,
+            distribution=dist,
+        )
+        err.__cause__ = exc
+        with self._lock:
+            self.failures[scheme] = err
+        return err
 
     # -------------------------------------------------------------- registration
 
@@ -120,24 +279,26 @@ class Registry:
         raise self._not_found(scheme)
 
     def _not_found(self, scheme: str) -> BackendNotFoundError:
-        msg = f"no backend for URL scheme {scheme!r}. Installed schemes: "
-        msg += ", ".join(self.schemes()) or "(none)"
         failure = self.failures.get(scheme)
         if failure is not None:
-            msg += (
-                f". The plugin for {scheme!r} is installed but failed to load: "
-                f"{type(failure).__name__}: {failure}"
-            )
-        elif scheme in KNOWN_PACKAGES:
+            # A fresh error each time (raising the recorded one would grow its traceback).
+            err: BackendNotFoundError = type(failure)(failure.message, **_context(failure))
+            err.__cause__ = failure.__cause__
+            return err
+        msg = f"no backend for URL scheme {scheme!r}. Installed schemes: "
+        msg += ", ".join(self.schemes()) or "(none)"
+        if scheme in KNOWN_PACKAGES:
             msg += f". Install it with: pip install {KNOWN_PACKAGES[scheme]}"
-        err = BackendNotFoundError(msg, backend=scheme)
-        if failure is not None:
-            err.__cause__ = failure
-        return err
+        return BackendNotFoundError(msg, backend=scheme)
 
     def schemes(self) -> list[str]:
         with self._lock:
-            return sorted(set(self._specs) | set(self._eps()))
+            return sorted((set(self._specs) | set(self._eps())) - self._codec_only)
+
+    def distribution(self, scheme: str) -> str | None:
+        """The distribution that provides ``scheme`` (entry points only)."""
+        with self._lock:
+            return self._dist.get(scheme.lower())
 
     def specs(self) -> dict[str, BackendSpec]:
         with self._lock:
@@ -172,3 +333,11 @@ def _normalized(spec: object) -> BackendSpec:
 
 
 registry = Registry()
+
+
+def _context(err: PluginError) -> dict[str, Any]:
+    """The keyword arguments that rebuild ``err`` (see Registry._not_found)."""
+    out: dict[str, Any] = {"backend": err.backend, "distribution": err.distribution}
+    if isinstance(err, PluginConflictError):
+        out["distributions"] = err.distributions
+    return out

@@ -17,6 +17,8 @@ builtin would naturally expect the error, the builtin is mixed in::
     ├── ConfigurationError         (ValueError)   bad or conflicting options, codec mismatch
     │   └── InvalidURLError                       malformed URL, unknown/malformed option
     ├── BackendNotFoundError       (LookupError)  no plugin for the URL scheme
+    │   └── PluginError                           an installed plugin is broken
+    │       └── PluginConflictError               two distributions claim one scheme
     ├── RepositoryClosedError      (RuntimeError) use after close()
     ├── ReadOnlyError              (PermissionError) write to a read-only repository
     ├── StoreLockedError           (OSError)      another writer holds the store
@@ -42,6 +44,8 @@ __all__ = [
     "KeyExistsError",
     "KeyTooLargeError",
     "NotSupportedError",
+    "PluginConflictError",
+    "PluginError",
     "PositionExpiredError",
     "ReadOnlyError",
     "RepositoryClosedError",
@@ -197,6 +201,38 @@ class InvalidURLError(ConfigurationError):
 
 class BackendNotFoundError(StorageError, LookupError):
     """No installed plugin handles the URL scheme (or its plugin failed to load)."""
+
+
+class PluginError(BackendNotFoundError):
+    """An installed plugin for the scheme is broken: its module failed to import, it
+    registers no hook, it serves another scheme than its entry point's name, or its
+    engine failed to import when a URL was opened. Recorded in
+    :func:`aurora_storage.plugins.plugin_failures` and listed by ``aurora-storage
+    backends``; the original error is chained.
+
+    Attributes:
+        backend: the scheme (the entry point's name).
+        distribution: the installed distribution that provides the plugin, if known.
+    """
+
+    def __init__(self, message: str, *, distribution: str | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.distribution = distribution
+
+
+class PluginConflictError(PluginError):
+    """Two or more installed distributions claim the same URL scheme. Choose one with
+    :func:`aurora_storage.plugins.prefer_plugin` or the ``AURORA_STORAGE_PLUGINS``
+    environment variable (``scheme=distribution``), or uninstall the other.
+
+    Attributes:
+        backend: the scheme.
+        distributions: the names of the distributions that claim it, sorted.
+    """
+
+    def __init__(self, message: str, *, distributions: list[str], **context: Any) -> None:
+        super().__init__(message, **context)
+        self.distributions = distributions
 
 
 class RepositoryClosedError(StorageError, RuntimeError):

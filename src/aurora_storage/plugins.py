@@ -43,6 +43,7 @@ __all__ = [
     "hookspec",
     "installed_schemes",
     "plugin_failures",
+    "prefer_plugin",
     "refresh_plugins",
     "register_backend",
     "register_plugin",
@@ -129,10 +130,33 @@ def installed_schemes() -> list[str]:
 
 
 def plugin_failures() -> dict[str, str]:
-    """Plugins that failed to load so far: entry-point name -> error text."""
+    """Plugins found broken so far: entry-point name (the scheme) -> what is wrong,
+    naming the distribution. A plugin is broken when its module fails to import, it
+    implements no hook, it serves another scheme than its entry point's name, two
+    distributions claim its scheme (:func:`prefer_plugin`), or its engine failed to
+    import when a URL was opened. Plugins are loaded lazily: this lists only what was
+    tried (``aurora-storage backends`` tries every plugin)."""
     from ._registry import registry
 
-    return {k: f"{type(v).__name__}: {v}" for k, v in registry.failures.items()}
+    with registry._lock:
+        return {k: str(v) for k, v in registry.failures.items()}
+
+
+def prefer_plugin(scheme: str, distribution: str | None) -> None:
+    """Choose which installed distribution serves ``scheme`` when several claim it
+    (otherwise opening the scheme raises
+    :class:`~aurora_storage.errors.PluginConflictError` naming them all).
+
+    The same choice can be made without code through the environment variable
+    ``AURORA_STORAGE_PLUGINS`` (``scheme=distribution[,scheme=distribution...]``); a
+    choice made here takes precedence. Distribution names compare as pip compares them
+    (case, ``-``, ``_`` and ``.`` do not matter). Pass ``None`` to forget the choice.
+    The registry is refreshed (:func:`refresh_plugins`), so the choice applies to the
+    next open.
+    """
+    from ._registry import registry
+
+    registry.prefer(scheme, distribution)
 
 
 def refresh_plugins() -> None:

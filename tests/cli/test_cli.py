@@ -36,14 +36,19 @@ def test_backends_lists_schemes_and_a_broken_plugin_with_why(tmp_path: Path) -> 
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[aurora_storage]\nbroken = no_such_module_xyz\n")
     result = run_cli("backends", "--json", env={"PYTHONPATH": str(site)})
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 6, result.stderr  # ExitCode.BROKEN_PLUGIN
     rows = {r["scheme"]: r for r in orjson.loads(result.stdout)}
     assert {"memory", "rocksdb", "lmdb", "tiered"} <= rows.keys()
     assert rows["rocksdb"]["status"] == "ok"
     assert rows["broken"]["status"] == "broken"
     assert "no_such_module_xyz" in rows["broken"]["error"]
+    assert rows["broken"]["package"] == "broken-plugin"
     text = run_cli("backends", env={"PYTHONPATH": str(site)})
-    assert b"broken\tbroken\tModuleNotFoundError" in text.stdout
+    assert text.returncode == 6
+    assert b"broken\tbroken\tthe plugin for scheme 'broken' (distribution broken-plugin)" in (
+        text.stdout
+    )
+    assert b"ModuleNotFoundError" in text.stdout
 
 
 def test_info_and_stats_as_json_and_text(store: str) -> None:

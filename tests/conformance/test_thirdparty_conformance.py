@@ -3,7 +3,7 @@
 * ``aurora_tinykv`` (a sqlite3 file backend in ``thirdparty/``) is "installed" as pip
   would: copied into a temporary directory on ``sys.path`` next to an
   ``aurora_tinykv-0.1.dist-info`` whose ``entry_points.txt`` names it in the
-  ``aurora_storage`` group. After ``registry.refresh()`` it opens by URL.
+  ``aurora_storage`` group. After ``refresh_plugins()`` it opens by URL.
 * ``DictKVBackend`` (below) joins through the runtime API, ``register_backend``. It
   declares neither ordered scans nor thread safety, so those tests skip with the reason.
 """
@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 import aurora_storage
-from aurora_storage._registry import registry
 from aurora_storage.backend import Backend, Capabilities, Op
 from aurora_storage.config import URL
 from aurora_storage.errors import (
@@ -34,6 +33,7 @@ from aurora_storage.plugins import (
     BackendSpec,
     installed_schemes,
     plugin_failures,
+    refresh_plugins,
     register_backend,
     unregister_backend,
 )
@@ -63,7 +63,7 @@ def site_packages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     _install(site, "aurora_broken", {"brokenkv": "aurora_broken_plugin"})
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
-    registry.refresh()
+    refresh_plugins()
     try:
         yield site
     finally:
@@ -72,7 +72,7 @@ def site_packages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             del sys.modules[name]
         unregister_backend("tinykv")
         importlib.invalidate_caches()
-        registry.refresh()
+        refresh_plugins()
 
 
 class TestTinyKVConformance(RepositoryTestSuite):

@@ -156,8 +156,13 @@ def demo(data_dir: Path | None, events: int) -> None:
 
 @cli.command()
 @_json_option
-def backends(as_json: bool) -> None:
-    """List the installed backends, with plugins that failed to load and why.
+def backends(as_json: bool) -> int:
+    """List the installed backends, with broken plugins and why they are broken.
+
+    Every plugin is loaded. A broken plugin (fails to import, implements no hook, serves
+    another scheme than its entry point's name, or its scheme is claimed by two
+    distributions) is a row with status ``broken`` and the reason naming its
+    distribution. Exit status 0 when every plugin loads, 6 when any is broken.
 
     \b
     Example:
@@ -170,34 +175,44 @@ def backends(as_json: bool) -> None:
     for scheme in registry.schemes():
         failure = registry.failures.get(scheme)
         if failure is not None:
-            why = f"{type(failure).__name__}: {failure}"
-            rows.append({"scheme": scheme, "status": "broken", "error": why})
+            rows.append(_broken(scheme, failure))
             continue
         try:
             spec = registry.lookup(scheme)
         except errors.StorageError as exc:
-            rows.append({"scheme": scheme, "status": "broken", "error": str(exc)})
+            rows.append(_broken(scheme, exc))
             continue
         rows.append(
             {
                 "scheme": scheme,
                 "status": "ok",
                 "description": spec.description,
-                "package": spec.package or "",
+                "package": registry.distribution(scheme) or spec.package or "",
             }
         )
+    listed = {r["scheme"] for r in rows}
     for name, err in registry.failures.items():
-        if not any(r["scheme"] == name and r["status"] == "broken" for r in rows):
-            rows = [r for r in rows if r["scheme"] != name]
-            why = f"{type(err).__name__}: {err}"
-            rows.append({"scheme": name, "status": "broken", "error": why})
+        if name not in listed:
+            rows.append(_broken(name, err))
     rows.sort(key=lambda r: r["scheme"])
     if as_json:
         write_json(rows)
-        return
-    for r in rows:
-        detail = r.get("error") or f"{r['description']} ({r['package']})"
-        write_line(f"{r['scheme']}\t{r['status']}\t{detail}")
+    else:
+        for r in rows:
+            detail = r.get("error") or f"{r['description']} ({r['package']})"
+            write_line(f"{r['scheme']}\t{r['status']}\t{detail}")
+    broken = any(r["status"] == "broken" for r in rows)
+    return int(ExitCode.BROKEN_PLUGIN if broken else ExitCode.OK)
+
+
+def _broken(scheme: str, err: BaseException) -> dict[str, Any]:
+    """The row of a broken plugin: the reason, and its distribution where known."""
+    return {
+        "scheme": scheme,
+        "status": "broken",
+        "error": str(err),
+        "package": getattr(err, "distribution", None) or "",
+    }
 
 
 def _info(repo: Any) -> dict[str, Any]:

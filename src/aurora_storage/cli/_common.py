@@ -43,6 +43,7 @@ class ExitCode(enum.IntEnum):
     STORE_ERROR = 3  # the store could not do it: locked, read-only, full, engine error
     NO_STORE = 4  # no store at the URL, or another engine's store there
     DAMAGED = 5  # verify found damage; copy's verification found a difference
+    BROKEN_PLUGIN = 6  # backends: an installed plugin is broken (listed with the reason)
     INTERRUPTED = 130  # Ctrl-C
 
 
