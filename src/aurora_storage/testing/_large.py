@@ -28,6 +28,14 @@ def _shuffled(n: int) -> list[int]:
     return keys
 
 
+def _fill(repo: Repo, tenant: str, keys: list[int], value: Any = None) -> None:
+    """Write ``keys`` (value ``-key``, or ``value``) in put_many calls of 1,000: an
+    engine may cap one atomic batch (NATS: 10,000 operations per atomic publish)."""
+    for i in range(0, len(keys), 1_000):
+        part = keys[i : i + 1_000]
+        repo.put_many(tenant, {k: -k if value is None else value for k in part})
+
+
 class LargeRangeTests(_Base):
     """``drop_tenant``, scans, ``reverse`` and ``limit`` over more than one chunk."""
 
@@ -36,7 +44,7 @@ class LargeRangeTests(_Base):
 
     def test_drop_tenant_larger_than_one_chunk(self, repo: Repo) -> None:
         n = self.large_range
-        repo.put_many("big", {k: k for k in _shuffled(n)})
+        _fill(repo, "big", _shuffled(n))
         repo.put("bif", 0, "before")
         repo.put("big:x", 0, "after, sharing the prefix")
         assert repo.drop_tenant("big") == n
@@ -48,7 +56,7 @@ class LargeRangeTests(_Base):
 
     def test_scans_larger_than_one_chunk(self, repo: Repo) -> None:
         n = self.large_range
-        repo.put_many("t", {k: -k for k in _shuffled(n)})
+        _fill(repo, "t", _shuffled(n))
         every = list(range(n))
         assert list(repo.keys("t")) == every
         assert list(repo.keys("t", reverse=True)) == every[::-1]
@@ -58,7 +66,7 @@ class LargeRangeTests(_Base):
 
     def test_limits_and_bounds_larger_than_one_chunk(self, repo: Repo) -> None:
         n = self.large_range
-        repo.put_many("t", dict.fromkeys(_shuffled(n), 0))
+        _fill(repo, "t", _shuffled(n), 0)
         every = list(range(n))
         assert list(repo.keys("t", limit=10_001)) == every[:10_001]
         assert list(repo.keys("t", reverse=True, limit=10_001)) == every[::-1][:10_001]
