@@ -23,8 +23,8 @@ def _worked_example() -> str:
 
 def test_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code = _worked_example()
-    assert "/var/data/dogschool" in code
-    code = code.replace("/var/data/dogschool", str(tmp_path / "dogschool"))
+    assert "lmdb://./data/dogschool" in code
+    code = code.replace("lmdb://./data/dogschool", f"lmdb://{tmp_path / 'dogschool'}")
     require_primitives(f"lmdb://{tmp_path / 'probe'}")
     # The example sets these in os.environ; monkeypatch restores them afterwards.
     monkeypatch.delenv("PERSISTENCE_MODULE", raising=False)
