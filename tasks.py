@@ -4,6 +4,7 @@
     python3 tasks.py demo    # event -> history (RocksDB) -> projection (LMDB) demo
     python3 tasks.py test    # the whole test suite, slow tier included
     python3 tasks.py lint    # ruff format --check, ruff check, mypy --strict
+    python3 tasks.py docs [--site-dir DIR]   # build the docs site with --strict (mkdocs.yml)
     python3 tasks.py bench [--quick]   # benchmarks/ (see docs/performance.md)
 
 Needs only Python >= 3.11 and pip. The environment lives in ``.venv`` and is refreshed
@@ -16,6 +17,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -51,7 +53,7 @@ def ensure_env() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "lint", "bench"}:
+    if not argv or argv[0] not in {"demo", "test", "lint", "bench", "docs"}:
         print(__doc__)
         return 2
     job, rest = argv[0], argv[1:]
@@ -61,11 +63,28 @@ def main(argv: list[str]) -> int:
     if job == "test":
         return _run(PY, "-m", "pytest", *rest, check=False)
     if job == "lint":
-        rc = _run(PY, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", check=False)
-        rc |= _run(PY, "-m", "ruff", "check", "src", "tests", "benchmarks", check=False)
+        # conftest.py (the docs check) and docs/hooks.py (the site's hook) are code too.
+        code = ("src", "tests", "benchmarks", "conftest.py", "docs/hooks.py")
+        rc = _run(PY, "-m", "ruff", "format", "--check", *code, check=False)
+        rc |= _run(PY, "-m", "ruff", "check", *code, check=False)
         rc |= _run(PY, "-m", "mypy", "--strict", "src", check=False)
         return rc
+    if job == "docs":
+        return _docs(rest)
     return _run(PY, "benchmarks/run.py", *rest, check=False)
+
+
+def _docs(rest: list[str]) -> int:
+    """Build the site with --strict (a broken link or reference fails), as CI does.
+
+    The site goes to a temporary directory unless ``--site-dir DIR`` is given; preview
+    while editing with ``.venv/bin/mkdocs serve``. The docs extra comes with the dev
+    extras that ``ensure_env`` installs.
+    """
+    if "--site-dir" in rest:
+        return _run(BIN / "mkdocs", "build", "--strict", *rest, check=False)
+    with tempfile.TemporaryDirectory(prefix="aurora-site-") as site:
+        return _run(BIN / "mkdocs", "build", "--strict", "--site-dir", site, *rest, check=False)
 
 
 if __name__ == "__main__":
