@@ -20,6 +20,7 @@ builtin would naturally expect the error, the builtin is mixed in::
     │   └── PluginError                           an installed plugin is broken
     │       └── PluginConflictError               two distributions claim one scheme
     ├── RepositoryClosedError      (RuntimeError) use after close()
+    │   └── InheritedHandleError                  a handle used in a fork() child
     ├── ReadOnlyError              (PermissionError) write to a read-only repository
     ├── StoreLockedError           (OSError)      another writer holds the store
     ├── StorageFullError           (OSError)      disk or map full and cannot grow
@@ -37,6 +38,7 @@ __all__ = [
     "BackendNotFoundError",
     "ConfigurationError",
     "CorruptionError",
+    "InheritedHandleError",
     "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidTenantError",
@@ -237,6 +239,16 @@ class PluginConflictError(PluginError):
 
 class RepositoryClosedError(StorageError, RuntimeError):
     """The repository (or the iterator's repository) was closed."""
+
+
+class InheritedHandleError(RepositoryClosedError):
+    """A repository opened before ``fork()`` was used in the child process.
+
+    Engine handles cannot cross ``fork()`` (a RocksDB child's writes would be lost, LMDB
+    forbids using an inherited environment), so every engine plugin refuses them through
+    the core's one fork guard (:mod:`aurora_storage._fork`). Open the store again in the
+    child, or use the ``spawn`` multiprocessing start method.
+    """
 
 
 class ReadOnlyError(StorageError, PermissionError):

@@ -70,8 +70,10 @@ class BackendSpec:
             also return a ready :class:`~aurora_storage.Repository` (composite backends).
         description: one line for ``aurora-storage backends``.
         package: the distribution that provides it, for install hints.
-        accepts_codec: composite schemes (``tiered``) that open other repositories set
-            this; ``open`` then receives the chosen codec as the ``codec`` option.
+        accepts_codec: schemes whose ``open`` returns a ready repository (``tiered``,
+            which opens other repositories; the RocksDB and LMDB plugins, which wrap
+            their backend in their own repository class) set this; ``open`` then
+            receives the chosen codec as the ``codec`` option.
     """
 
     scheme: str

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 from ._config import LMDBConfig
 
 if TYPE_CHECKING:
-    from ._backend import LMDBBackend, LMDBRepository, create_lmdb_repository
+    from ._backend import LMDBBackend
+    from ._repository import LMDBRepository, create_lmdb_repository
 
 __all__ = ["LMDBBackend", "LMDBConfig", "LMDBRepository", "create_lmdb_repository"]
 
 _LAZY = {
     "LMDBBackend": "._backend",
-    "LMDBRepository": "._backend",
-    "create_lmdb_repository": "._backend",
+    "LMDBRepository": "._repository",
+    "create_lmdb_repository": "._repository",
 }
 
 

@@ -6,11 +6,9 @@ Design choices (each is a reason, see docs/backends/lmdb.md for the user's view)
   prefix, so named DBs would add nothing but a fixed limit.
 * The on-disk format is pinned (``lib_version=0``: LMDB 0.9, data format v1) so an
   environment variable cannot switch new stores to another format.
-* LMDB keeps no checksums, so each value is stored as
-  ``value || crc32(key || value)`` (envelope v2: 4 bytes, little endian). A flipped
-  byte in the value *or the key* raises CorruptionError instead of returning wrong
-  data. Stores written with envelope v1 (``value || crc32(value)``) keep it and are
-  read and written as before. The core's metadata record goes through the same
+* LMDB keeps no checksums, so each value is stored in a CRC envelope (see
+  :mod:`._envelope`): a flipped byte in the value *or the key* raises CorruptionError
+  instead of returning wrong data. The core's metadata record goes through the same
   envelope.
 * Point reads are one short read transaction on the caller's thread (no thread hop).
 * A write transaction is bound to the OS thread that began it, so every write begins
@@ -18,30 +16,29 @@ Design choices (each is a reason, see docs/backends/lmdb.md for the user's view)
   write transaction of this process is open while the map grows.
 * Scans read chunks in short read transactions and re-seek after the last key, so a
   caller pausing mid-scan pins no pages and close() is always safe.
+
+The plugin's other modules: ``_config`` (options), ``_envelope`` (the value envelope),
+``_format`` (the data file's format and structure checks), ``_disk`` (the files around
+the engine), ``_errors`` (engine errors translated), ``_eventstore`` (conditional
+commits, change log), ``_repository`` (the repository class) and ``_plugin`` (the entry
+point).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import fcntl
 import os
-import struct
 import threading
 import time
-import weakref
-import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from operator import itemgetter
 from typing import Any, TypeVar
 
-import orjson
-
 import lmdb
-from aurora_storage import Repository
+from aurora_storage import _fork
 from aurora_storage._stores import MARKER_NAME, config_signature, open_stores
 from aurora_storage.backend import (
     Append,
@@ -58,13 +55,10 @@ from aurora_storage.backend import (
     chunk_items,
     chunk_keys,
 )
-from aurora_storage.codecs import Codec
-from aurora_storage.config import URL, config_from_options
+from aurora_storage.config import URL
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
-    InvalidKeyError,
-    ReadOnlyError,
     RepositoryClosedError,
     StorageError,
     StorageFullError,
@@ -77,40 +71,33 @@ from ._disk import (
     Created,
     OpenRecord,
     check_path,
-    disk_nearly_full,
     lock_file_exclusive,
     lock_file_size,
     os_error,
     preallocate,
 )
+from ._envelope import (
+    ENVELOPE_VERSION,
+    INTACT,
+    PLUGIN_META_KEY,
+    RESIDUE,
+    SEEDS,
+    envelope_of_plugin_record,
+    new_plugin_record,
+    unwrap,
+    wrap,
+)
+from ._envelope import crc as _crc
+from ._envelope import pack as _pack
+from ._errors import RACE_ERRORS, translate
+from ._format import LIB_VERSION, LMDB_DATA_VERSION, precheck, structure_problems, verify_or_raise
 
-__all__ = ["LMDBBackend", "LMDBRepository", "create_lmdb_repository"]
+__all__ = ["LMDBBackend"]
 
 T = TypeVar("T")
 
-#: The LMDB engine this plugin writes: 0 = LMDB 0.9 (data format v1).
-LIB_VERSION = 0
-#: The data format (mm_version) that engine writes into the meta pages.
-LMDB_DATA_VERSION = 1
-#: Version of the value envelope new stores get (2: the CRC covers key and value).
-#: A store keeps the envelope it was created with; others are refused.
-ENVELOPE_VERSION = 2
-#: Envelopes this plugin reads and writes (1: the CRC covers the value only).
-READABLE_ENVELOPES = (1, 2)
-#: The plugin's own record (system namespace), next to the core's metadata record.
-PLUGIN_META_KEY = b"\x00aurora:lmdb"
-
-_MDB_MAGIC = 0xBEEFC0DE
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-_crc = zlib.crc32
-_pack = _U32.pack
 # put_many values are wrapped this many at a time (see write_iter).
 _WRAP_SLICE = 1024
-# CRC-32 of any message followed by its own CRC (little endian) is this constant, so a
-# stored value is checked with one crc32 call over the stored bytes.
-_RESIDUE = 0x2144DF1C
-_INTACT = {_RESIDUE}
 _first = itemgetter(0)
 _second = itemgetter(1)
 _payload = itemgetter(slice(None, -4))
@@ -119,37 +106,6 @@ _RETRIES = 64
 _ADDRESS_LIMIT = 1 << 46
 # Options that matter only while opening: two opens of one store may differ in them.
 _OPEN_ONLY_OPTIONS = ("create", "verify")
-
-# Backends alive in this process, so a fork() can poison the child's copies.
-_LIVE: weakref.WeakSet[LMDBBackend] = weakref.WeakSet()
-
-
-def _leak(env: Any) -> None:
-    """Make an environment inherited across fork() immortal in this (child) process.
-
-    Deallocating it would end its cached read transaction and clear the *parent's*
-    reader slot in the shared lock file; a leaked reference (never released, not even
-    at interpreter shutdown) keeps it untouched until the process exits.
-    """
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(env))
-
-
-def _after_fork_in_child() -> None:
-    for backend in list(_LIVE):
-        backend._forked_in_child()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _v1_seed(key: bytes) -> int:
-    """The CRC seed of envelope v1 for any key: 0 (its CRC covers the value only)."""
-    return 0
-
-
-# Envelope version -> the CRC seed of a key. The envelope's CRC is
-# crc32(value, seed(key)), which for v2 equals crc32(key || value) without a copy.
-_SEEDS: dict[int, Callable[[bytes], int]] = {1: _v1_seed, 2: _crc}
 
 
 class LMDBBackend(Backend):
@@ -203,7 +159,7 @@ class LMDBBackend(Backend):
         self._gate_shut = False
         # The envelope of this store (decided by its plugin record) and its CRC seed.
         self._envelope = ENVELOPE_VERSION
-        self._kseed: Callable[[bytes], int] = _SEEDS[ENVELOPE_VERSION]
+        self._kseed: Callable[[bytes], int] = SEEDS[ENVELOPE_VERSION]
         self._pid = os.getpid()
         self._chunk = config.scan_chunk
         self._data_file = os.path.join(self.path, "data.mdb") if config.subdir else self.path
@@ -231,7 +187,7 @@ class LMDBBackend(Backend):
         try:
             self._env = self._open_env()
             self._begin = self._env.begin
-            _LIVE.add(self)
+            _fork.guard(self)
             self._check_plugin_meta()
             _eventstore.open_change_log(self)
         except BaseException:
@@ -295,7 +251,7 @@ class LMDBBackend(Backend):
                 self._data_file, self._lock_file, self._grow_lock_file, self._record.record_file
             )
         if exists:
-            self._precheck()
+            precheck(self.path, self._data_file)
         with self._record.entering() as clean:
             # verify=auto: the structural check runs when the file was not closed
             # cleanly and no other process has it open (a live writer would make an
@@ -305,7 +261,7 @@ class LMDBBackend(Backend):
             # the first scan.
             wanted = cfg.verify is True or (cfg.verify == "auto" and clean is False)
             if exists and wanted and clean is not None and lock_file_exclusive(self._lock_file):
-                self._verify()
+                verify_or_raise(self.path, cfg.subdir, self._data_file)
                 self._verified_at_open = True
             if cfg.lock:
                 self._reserve_lock_file()
@@ -356,7 +312,7 @@ class LMDBBackend(Backend):
         env = self.__dict__.get("_env")
         self._closed = True
         self._dead = True
-        _LIVE.discard(self)
+        _fork.release(self)
         if env is not None:
             with contextlib.suppress(lmdb.Error):
                 env.close()
@@ -427,86 +383,6 @@ class LMDBBackend(Backend):
             pass
         return env
 
-    def _precheck(self) -> None:
-        """Refuse a truncated or foreign data file before liblmdb maps it.
-
-        liblmdb trusts the file: pages past its end fault with SIGBUS and kill the
-        process. Reading the two meta pages and comparing the file size with the last
-        page in use catches truncation (a copy cut short, a disk full during a restore).
-        The meta pages are read before the size so a concurrent writer can only make the
-        file look longer, never shorter.
-        """
-        try:
-            with open(self._data_file, "rb") as f:
-                head = f.read(4096 + 160)
-                if not head:
-                    return  # an empty file is initialised by liblmdb like a new one
-                if len(head) < 160:
-                    self._corrupt(f"{self._data_file} is truncated ({len(head)} bytes)")
-                magic, version = _U32.unpack_from(head, 16)[0], _U32.unpack_from(head, 20)[0]
-                if magic != _MDB_MAGIC:
-                    for off in range(8, 64, 8):
-                        if _U32.unpack_from(head, off)[0] == _MDB_MAGIC:
-                            foreign = _U32.unpack_from(head, off + 4)[0]
-                            raise ConfigurationError(
-                                f"the LMDB store at {self.path} uses LMDB data format "
-                                f"v{foreign}; this plugin pins format v{LMDB_DATA_VERSION} "
-                                "(LMDB 0.9). Convert it with a copy through a matching "
-                                "LMDB, or open it with the tool that wrote it",
-                                backend="lmdb",
-                                path=self.path,
-                            )
-                    self._corrupt(f"{self._data_file} is not an LMDB data file (no magic)")
-                if version != LMDB_DATA_VERSION:
-                    raise ConfigurationError(
-                        f"the LMDB store at {self.path} uses data format v{version}; this "
-                        f"plugin pins format v{LMDB_DATA_VERSION} (LMDB 0.9)",
-                        backend="lmdb",
-                        path=self.path,
-                    )
-                psize = _U32.unpack_from(head, 40)[0]
-                if psize < 512 or psize > 65536 or psize & (psize - 1):
-                    self._corrupt(f"{self._data_file} has an invalid page size {psize}")
-                metas = [(_U64.unpack_from(head, 144)[0], _U64.unpack_from(head, 136)[0])]
-                f.seek(psize)
-                second = f.read(160)
-                if len(second) == 160 and _U32.unpack_from(second, 16)[0] == _MDB_MAGIC:
-                    metas.append(
-                        (_U64.unpack_from(second, 144)[0], _U64.unpack_from(second, 136)[0])
-                    )
-                _, last_pgno = max(metas)
-                size = os.fstat(f.fileno()).st_size
-        except OSError as exc:
-            raise StorageError(
-                f"cannot read {self._data_file}: {exc}", backend="lmdb", path=self.path
-            ) from exc
-        needed = (last_pgno + 1) * psize
-        if size < needed:
-            self._corrupt(
-                f"{self._data_file} is truncated: {size} bytes, but its meta page says "
-                f"pages up to {last_pgno} ({needed} bytes) are in use. Restore it from a "
-                "backup (repo.copy() makes consistent ones)"
-            )
-
-    def _structure_problems(self) -> list[str]:
-        """Problems LMDB's offline structural verifier finds in the data file (a
-        pure-Python walk of every page: it never hands the file to liblmdb, so damage
-        cannot crash it)."""
-        from lmdb import verify as lmdb_verify
-
-        try:
-            problems = lmdb_verify.verify(self.path, self.config.subdir)  # type: ignore[no-untyped-call]
-        except Exception as exc:
-            return [f"cannot be verified: {exc}"]
-        return [str(p) for p in problems]
-
-    def _verify(self) -> None:
-        problems = self._structure_problems()
-        if problems:
-            shown = "; ".join(problems[:5])
-            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-            self._corrupt(f"{self._data_file} failed verification: {shown}{more}")
-
     def verify(self, *, check: RecordCheck | None = None) -> VerifyReport:
         """See :meth:`Backend.verify`. First LMDB's structural verifier walks every
         page of the data file (a read transaction is held meanwhile, so the pages it
@@ -522,11 +398,11 @@ class LMDBBackend(Backend):
         except lmdb.Error as exc:
             raise self._translate(exc, "verify") from exc
         try:
-            problems = self._structure_problems()
+            problems = structure_problems(self.path, self.config.subdir)
             if problems:
                 # A commit of another process racing the walk (the meta page it
                 # read being rewritten) can look like damage: confirm once.
-                problems = self._structure_problems()
+                problems = structure_problems(self.path, self.config.subdir)
         finally:
             pin.abort()
         if problems:
@@ -547,53 +423,21 @@ class LMDBBackend(Backend):
             structure_checked=True,
         )
 
-    def _corrupt(self, message: str) -> None:
-        raise CorruptionError(message, backend="lmdb", path=self.path)
-
     def _check_plugin_meta(self) -> None:
         """Read the plugin's record: it decides the store's envelope version (the
         record is itself wrapped in that envelope), or write it for a new store."""
         raw: bytes | None = self._read_txn(lambda txn: txn.get(PLUGIN_META_KEY))
         if raw is None:
             if not self.config.read_only:
-                self.put(
-                    PLUGIN_META_KEY,
-                    orjson.dumps({"envelope": ENVELOPE_VERSION, "lmdb_format": LMDB_DATA_VERSION}),
-                )
+                self.put(PLUGIN_META_KEY, new_plugin_record(LMDB_DATA_VERSION))
             return
-        wrapped = next(
-            (
-                v
-                for v in sorted(_SEEDS, reverse=True)
-                if _crc(raw, _SEEDS[v](PLUGIN_META_KEY)) == _RESIDUE
-            ),
-            None,
-        )
-        if wrapped is None or len(raw) < 4:
-            self._corrupt(f"the LMDB plugin record of {self.path} fails its checksum")
-        try:
-            envelope = int(orjson.loads(raw[:-4])["envelope"])
-        except (ValueError, KeyError, TypeError) as exc:
-            self._corrupt(f"the LMDB plugin record of {self.path} is damaged: {exc}")
-        if envelope not in READABLE_ENVELOPES:
-            raise ConfigurationError(
-                f"the LMDB store at {self.path} uses value envelope v{envelope}; this "
-                f"aurora-storage reads v{', v'.join(map(str, READABLE_ENVELOPES))}. "
-                "Upgrade aurora-storage",
-                backend="lmdb",
-                path=self.path,
-            )
-        if envelope != wrapped:
-            self._corrupt(
-                f"the LMDB plugin record of {self.path} names envelope v{envelope} but is "
-                f"wrapped in v{wrapped}: the record is damaged"
-            )
-        self._envelope = envelope
-        self._kseed = _SEEDS[envelope]
+        self._envelope = envelope_of_plugin_record(raw, self.path)
+        self._kseed = SEEDS[self._envelope]
 
     # ------------------------------------------------------------------ state
 
     def _forked_in_child(self) -> None:
+        """See :class:`aurora_storage._fork.ForkAware`."""
         self._forked = True
         self._dead = True
         env = self.__dict__.get("_env")
@@ -604,14 +448,14 @@ class LMDBBackend(Backend):
             # transaction holds one of the parent's reader slots: closing the copy here
             # would release the parent's writer or reader slot in the shared lock file.
             # Keep the copy untouched and never deallocated.
-            _leak(env)
+            _fork.keep_forever(env)
             return
         try:
             # Closing the inherited copy frees the path for a fresh open in the child;
             # liblmdb only clears reader slots owned by the closing (child) pid.
             env.close()
         except Exception:  # pragma: no cover - best effort
-            _leak(env)
+            _fork.keep_forever(env)
 
     def _check(self) -> None:
         if self._gate_shut:
@@ -619,13 +463,12 @@ class LMDBBackend(Backend):
                 while self._gate_shut:
                     self._gate.wait()
         if self._forked:
-            raise StorageError(
-                f"this LMDB repository ({self.path}) was opened in process {self._pid} and "
-                f"inherited by process {os.getpid()} through fork(); LMDB forbids using an "
-                "inherited environment. Open the store again in the child (or use the "
-                "'spawn' start method)",
-                backend="lmdb",
+            raise _fork.inherited_error(
+                engine="LMDB",
+                scheme="lmdb",
                 path=self.path,
+                opened_pid=self._pid,
+                why="LMDB forbids using an inherited environment",
             )
         if self._closed:
             raise RepositoryClosedError(
@@ -640,40 +483,7 @@ class LMDBBackend(Backend):
                 self._check()
             except StorageError as err:
                 return err
-        where = f"{what} on the LMDB store at {self.path}"
-        if isinstance(exc, lmdb.ReadonlyError):
-            return ReadOnlyError(f"{where}: the store is read-only", backend="lmdb", path=self.path)
-        if isinstance(exc, lmdb.MapFullError | lmdb.TxnFullError | lmdb.DiskError):
-            return StorageFullError(f"{where}: {exc}", backend="lmdb", path=self.path)
-        if _EIO_TEXT in str(exc) and disk_nearly_full(self.path):
-            # liblmdb reports a write cut short (the disk filled during the commit)
-            # as EIO. The transaction was rolled back; the store is intact.
-            return StorageFullError(
-                f"{where}: the filesystem is full (a write was cut short: {exc}); nothing "
-                "of this write was stored. Free space and retry",
-                backend="lmdb",
-                path=self.path,
-            )
-        if isinstance(exc, lmdb.ReadersFullError):
-            return StorageFullError(
-                f"{where}: all {self.config.max_readers} reader slots are in use by live "
-                "processes/threads; raise max_readers (fixed by the first process to open "
-                "the store)",
-                backend="lmdb",
-                path=self.path,
-            )
-        if isinstance(
-            exc,
-            lmdb.CorruptedError | lmdb.PageNotFoundError | lmdb.PanicError | lmdb.InvalidError,
-        ):
-            return CorruptionError(f"{where}: {exc}", backend="lmdb", path=self.path)
-        if isinstance(exc, lmdb.BadValsizeError):
-            return InvalidKeyError(f"{where}: {exc}", backend="lmdb", path=self.path)
-        if isinstance(exc, lmdb.LockError):
-            return StoreLockedError(f"{where}: {exc}", backend="lmdb", path=self.path)
-        if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
-            return StorageFullError(f"{where}: disk full: {exc}", backend="lmdb", path=self.path)
-        return StorageError(f"{where}: {exc}", backend="lmdb", path=self.path)
+        return translate(exc, what, path=self.path, max_readers=self.config.max_readers)
 
     # ------------------------------------------------------------------ retries
 
@@ -696,7 +506,7 @@ class LMDBBackend(Backend):
             # Slots of killed processes are reclaimed; live readers just need a moment.
             self._env.reader_check()
             time.sleep(min(0.001 * (attempt + 1), 0.05))
-        elif not writing and attempt < 3 and type(exc) in _RACE_ERRORS:
+        elif not writing and attempt < 3 and type(exc) in RACE_ERRORS:
             # A read racing a resize of the map by another thread of this process fails
             # fast (py-lmdb >= 2.3: "closed/deleted/dropped object", or EINVAL from
             # mdb_txn_begin). Growth holds the write lock: wait for it, then retry.
@@ -841,20 +651,12 @@ class LMDBBackend(Backend):
     def _wrap(self, key: bytes, value: bytes) -> bytes:
         """The stored form of ``value`` at ``key``: the value, then the CRC32 of the
         store's envelope (little endian). put() and write_iter() build it inline."""
-        return value + _pack(_crc(value, self._kseed(key)))
+        return wrap(value, self._kseed(key))
 
     def _unwrap(self, key: bytes, raw: bytes) -> bytes:
-        value = raw[:-4]
-        if len(raw) < 4 or _crc(raw, self._kseed(key)) != _RESIDUE:
-            raise CorruptionError(
-                f"the record stored at key {key!r} in the LMDB store at {self.path} fails "
-                "its checksum (its key or value is damaged): the data file is damaged. "
-                "Restore it from a backup",
-                backend="lmdb",
-                path=self.path,
-                key=key,
-            )
-        return value
+        """The value inside the stored bytes ``raw`` at ``key``; CorruptionError if its
+        checksum fails (see :func:`._envelope.unwrap`)."""
+        return unwrap(raw, self._kseed(key), key=key, path=self.path)
 
     # ------------------------------------------------------------------ point ops
 
@@ -874,7 +676,7 @@ class LMDBBackend(Backend):
             raw = self._get_slow(key, exc)
         if raw is None:
             return None
-        if _crc(raw, self._kseed(key)) != _RESIDUE or len(raw) < 4:
+        if _crc(raw, self._kseed(key)) != RESIDUE or len(raw) < 4:
             return self._unwrap(key, raw)
         return raw[:-4]  # type: ignore[no-any-return]
 
@@ -1198,7 +1000,7 @@ class LMDBBackend(Backend):
                 # Checked a chunk at a time with C-level maps (no Python loop per
                 # item): every stored value, trailer included, has the CRC residue.
                 if (
-                    set(map(_crc, raws, map(self._kseed, keys))) != _INTACT
+                    set(map(_crc, raws, map(self._kseed, keys))) != INTACT
                     or min(map(len, raws)) < 4
                 ):
                     for k, raw in zip(keys, raws, strict=True):
@@ -1375,7 +1177,7 @@ class LMDBBackend(Backend):
                 return
             self._closed = True
             self._dead = True
-            _LIVE.discard(self)
+            _fork.release(self)
             if self._feed is not None:
                 self._feed.close()
             if self._log is not None:
@@ -1406,77 +1208,3 @@ def _last_in(txn: Any, stop: bytes) -> bytes | None:
 def _count_readers(table: str) -> int:
     """Rows of ``env.readers()`` (a text table: a header, then one line per slot)."""
     return sum(1 for line in table.splitlines()[1:] if line.strip()[:1].isdigit())
-
-
-# liblmdb's text for EIO (it raises a plain lmdb.Error with no errno attached).
-_EIO_TEXT = os.strerror(errno.EIO)
-
-# Errors a read may see when it races a resize on another thread (retried).
-_RACE_ERRORS = (lmdb.Error, lmdb.InvalidParameterError, lmdb.BadTxnError, lmdb.BadRslotError)
-
-
-# --------------------------------------------------------------------------- repository
-
-
-class LMDBRepository(Repository[Any, Any]):
-    """A :class:`~aurora_storage.Repository` on LMDB, with LMDB extras (:meth:`copy`,
-    :meth:`reader_check`).
-
-    ``LMDBRepository(path="./data/projections", map_size="64MiB", sync=False)`` is the
-    same as ``aurora_storage.open("lmdb:data/projections?map_size=64MiB&sync=false")``.
-
-    Args:
-        path: the environment directory.
-        map_size: initial map size (int or ``"64MiB"``); the map grows automatically.
-        codec: value codec (default: the store's recorded one, else ``json``).
-        **options: any other :class:`LMDBConfig` option.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        map_size: int | str | None = None,
-        *,
-        codec: str | Codec | None = None,
-        **options: Any,
-    ) -> None:
-        opts = dict(options)
-        if map_size is not None:
-            opts["map_size"] = map_size
-        config = config_from_options(
-            LMDBConfig, opts, backend="lmdb", fixed={"path": os.fspath(path)}
-        )
-        backend = LMDBBackend.open(config)
-        url = URL(scheme="lmdb", path=backend.path)
-        Repository.__init__(self, backend, codec=codec, url=url)
-
-    @property
-    def lmdb_backend(self) -> LMDBBackend:
-        """The LMDB backend (typed)."""
-        backend = self._backend
-        assert isinstance(backend, LMDBBackend)
-        return backend
-
-    def copy(self, path: str | os.PathLike[str], *, compact: bool = True) -> str:
-        """A consistent backup of the live store into the directory ``path``; open it
-        like any store. See :meth:`LMDBBackend.copy`."""
-        self._check_open()
-        return self.lmdb_backend.copy(path, compact=compact)
-
-    def reader_check(self) -> int:
-        """Reclaim reader slots left by killed processes; return how many."""
-        self._check_open()
-        return self.lmdb_backend.reader_check()
-
-
-LMDBBackend.repository_class = LMDBRepository  # type: ignore[attr-defined]
-
-
-def create_lmdb_repository(
-    path: str | os.PathLike[str], *, codec: str | Codec | None = None, **options: Any
-) -> LMDBRepository:
-    """Open (creating if missing) the LMDB repository at ``path``.
-
-    Keyword options are those of :class:`LMDBConfig` (``map_size``, ``sync``, ...).
-    """
-    return LMDBRepository(path, codec=codec, **options)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aurora_storage.errors import InheritedHandleError
+
 from ._config import RocksDBConfig
 
 if TYPE_CHECKING:
-    from ._backend import InheritedHandleError, RocksDBBackend
+    from ._backend import RocksDBBackend
     from ._repository import RocksDBRepository, create_rocksdb_repository
 
 __all__ = [
@@ -26,7 +28,6 @@ __all__ = [
 ]
 
 _LAZY = {
-    "InheritedHandleError": "._backend",
     "RocksDBBackend": "._backend",
     "RocksDBRepository": "._repository",
     "create_rocksdb_repository": "._repository",

@@ -12,27 +12,30 @@ Design points (see the project's engine notes for the verified facts behind them
   ``status()`` raises on corruption: a scan never just stops early.
 * ``ReadOptions.set_iterate_lower_bound`` of rocksdict 0.3.29 sets the *upper* bound, so
   only the upper bound is used and lower bounds are checked here.
-* A handle inherited across ``fork()`` is poisoned in the child (writes through it would
-  be lost silently, and dropping it would flush into the parent's files).
+* A handle inherited across ``fork()`` is poisoned in the child by the core's fork guard
+  (:mod:`aurora_storage._fork`): writes through it would be lost silently, and dropping
+  it would flush into the parent's files.
+
+The plugin's other modules: ``_config`` (options), ``_engine`` (opening and closing the
+engine, damage checks), ``_errors`` (engine errors translated), ``_damage`` (log files
+read), ``_eventstore`` (conditional commits, change feed), ``_repository`` (the
+repository class) and ``_plugin`` (the entry point).
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
-import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import rocksdict
 
+from aurora_storage import _fork
 from aurora_storage._stores import (
     MARKER_NAME,
     config_signature,
@@ -55,40 +58,29 @@ from aurora_storage.backend import (
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
+    InheritedHandleError,
     ReadOnlyError,
     RepositoryClosedError,
     StorageError,
     StorageFullError,
-    StoreLockedError,
 )
 
 from . import _eventstore
 from ._config import RocksDBConfig, config_from_url
-from ._damage import (
-    LogTail,
-    damaged_files,
-    dropped_in_info_log,
-    manifest_log_number,
-    scan_log,
-    wal_files,
-)
+from ._engine import check_raw_mode, close_when_free, open_db
+from ._errors import EngineCall, translate
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from aurora_storage.config import URL
 
+# InheritedHandleError is defined in aurora_storage.errors; the name stays importable
+# from here (and from aurora_storage_rocksdb) as before.
 __all__ = ["InheritedHandleError", "RocksDBBackend"]
 
 _FIRST_CHUNK = 64
 _MAX_CHUNK = 4096
-
-_COMPRESSION = {
-    "none": rocksdict.DBCompressionType.none,
-    "snappy": rocksdict.DBCompressionType.snappy,
-    "zstd": rocksdict.DBCompressionType.zstd,
-    "lz4": rocksdict.DBCompressionType.lz4,
-}
 
 #: Properties reported by stats(): the figures a user tunes with.
 _INT_PROPERTIES = (
@@ -115,80 +107,12 @@ _INT_PROPERTIES = (
     "rocksdb.actual-delayed-write-rate",
 )
 _LEVELS = 7
-#: Info log files (LOG and LOG.old.*) RocksDB keeps; older ones are deleted at open.
-_KEEP_INFO_LOGS = 3
 _log = logging.getLogger("aurora_storage.rocksdb")
-#: Seconds close() waits for calls in flight on other threads before giving up.
-_CLOSE_WAIT = 300.0
 #: Free bytes below which a store that hit a full disk does not try to reopen yet.
 _REVIVE_MIN_FREE = 256 * 1024
 #: Options that matter only when a store is opened, not to the live handle: a second
 #: open of a store already open in this process may differ in them.
 _OPEN_ONLY_OPTIONS = ("create_if_missing", "error_if_exists")
-
-
-class InheritedHandleError(RepositoryClosedError):
-    """A RocksDB repository was used in a child process that inherited it through
-    ``fork()``; open the store again in the child (or use the ``spawn`` start method)."""
-
-
-# Live backends, so a fork() child can poison the handles it inherited.
-_LIVE: weakref.WeakSet[RocksDBBackend] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for backend in list(_LIVE):
-        backend._poison_after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _translate(exc: BaseException, config: RocksDBConfig, doing: str) -> StorageError:
-    """The typed error for an engine exception (the caller chains it)."""
-    if isinstance(exc, StorageError):
-        return exc
-    path = config.path
-    if isinstance(exc, rocksdict.DbClosedError):
-        return RepositoryClosedError(
-            f"the RocksDB store {path} is closed; open it again", backend="rocksdb", path=path
-        )
-    text = str(exc)
-    low = text.lower()
-    if "lock hold by current process" in low or (
-        "/lock" in low
-        and ("resource temporarily unavailable" in low or "no locks available" in low)
-    ):
-        return StoreLockedError(
-            f"the RocksDB store {path} is locked by another writer "
-            f"({'this process' if 'current process' in low else 'another process'}); RocksDB "
-            "allows one writer at a time. Close the other repository, or open this one with "
-            "mode=read_only (a view as of open time) or mode=secondary (follows the writer, "
-            f"call catch_up()). Engine message: {text}",
-            backend="rocksdb",
-            path=path,
-        )
-    if "corruption" in low or "checksum mismatch" in low:
-        files = damaged_files(text)
-        return CorruptionError(
-            f"the RocksDB store {path} is damaged ({doing}): {text}",
-            backend="rocksdb",
-            path=files[0] if len(files) == 1 else path,
-        )
-    if "no space left" in low or "disk full" in low:
-        return StorageFullError(
-            f"no space left for the RocksDB store {path} ({doing}); the write was not "
-            f"applied: {text}",
-            backend="rocksdb",
-            path=path,
-        )
-    if "read only mode" in low or "not supported operation in read only" in low:
-        return ReadOnlyError(
-            f"the RocksDB store {path} was opened {config.mode}; it refuses writes",
-            backend="rocksdb",
-            path=path,
-        )
-    return StorageError(f"RocksDB error on {path} ({doing}): {text}", backend="rocksdb", path=path)
 
 
 def _closed_op(*_args: Any, **_kwargs: Any) -> NoReturn:
@@ -230,20 +154,13 @@ class RocksDBBackend(Backend):
         #: What opening recovered from (a crash's torn log tail, or what
         #: ``wal_recovery=point_in_time`` dropped), or ``None``; also in :meth:`stats`.
         self.recovery: dict[str, Any] | None = None
-        self._poisoned: str | None = None
+        self._forked = False
         # Serialises chunk reads with close(), so close() never races an engine iterator.
         self._lock = threading.RLock()
         # Bound once: the hot paths call these directly (swapped out on close and fork).
         self._get: Callable[[bytes], bytes | None] = db.get
         self._put: Callable[[bytes, bytes], None] = db.put
-        _LIVE.add(self)
-
-    @property
-    def repository_class(self) -> type[Any]:
-        """What :func:`aurora_storage.open` wraps this backend in."""
-        from ._repository import RocksDBRepository
-
-        return RocksDBRepository
+        _fork.guard(self)
 
     # ------------------------------------------------------------------ opening
 
@@ -311,13 +228,13 @@ class RocksDBBackend(Backend):
     @classmethod
     def _open_engine(cls, config: RocksDBConfig) -> RocksDBBackend:
         path = config.path
-        _check_raw_mode(path)
+        check_raw_mode(path)
         created = create_store_dir(path, backend="rocksdb") if config.mode == "read_write" else []
         secondary_tmp = None
         try:
             if config.mode == "secondary" and config.secondary_path is None:
                 secondary_tmp = tempfile.mkdtemp(prefix="aurora-rocksdb-secondary-")
-            db, recovery = _open_db(config, secondary_tmp)
+            db, recovery = open_db(config, secondary_tmp)
         except BaseException:
             # rocksdict creates the directory before RocksDB validates anything.
             remove_created(created)
@@ -331,8 +248,14 @@ class RocksDBBackend(Backend):
     # ------------------------------------------------------------------ state
 
     def _unusable(self) -> StorageError:
-        if self._poisoned is not None:
-            return InheritedHandleError(self._poisoned, backend="rocksdb", path=self.config.path)
+        if self._forked:
+            return _fork.inherited_error(
+                engine="RocksDB",
+                scheme="rocksdb",
+                path=self.config.path,
+                opened_pid=self._pid,
+                why="RocksDB handles cannot cross fork() (the child's writes would be lost)",
+            )
         return RepositoryClosedError(
             f"the RocksDB store {self.config.path} is closed; open it again",
             backend="rocksdb",
@@ -345,10 +268,18 @@ class RocksDBBackend(Backend):
         if self._full:
             self._revive(reading=reading)
 
+    def _engine(self, doing: str) -> EngineCall:
+        """``with self._engine("flush"): ...``: engine errors raised inside the block
+        become typed errors (:meth:`_error`), chained to the engine's."""
+        return EngineCall(self._error, doing)
+
     def _error(self, exc: BaseException, doing: str) -> StorageError:
+        """The typed error for an engine exception ``exc`` raised while ``doing``: the
+        store's state first (closed, inherited across fork), then the engine's message
+        (see :func:`._errors.translate`); a full disk also starts the reopen cycle."""
         if self._closed:
             return self._unusable()
-        err = _translate(exc, self.config, doing)
+        err = translate(exc, self.config, doing)
         if isinstance(err, StorageFullError) or (
             self._full and "previous error" in str(exc).lower()
         ):
@@ -420,12 +351,12 @@ class RocksDBBackend(Backend):
             old, self._db = self._db, None
             if old is not None:
                 try:
-                    _close_when_free(old)
+                    close_when_free(old)
                 except Exception:
                     pass  # the broken engine cannot flush; its log holds every write
                 del old
             try:
-                db, recovery = _open_db(self.config, None)
+                db, recovery = open_db(self.config, None)
             except StorageFullError:
                 raise
             except StorageError as exc:
@@ -442,18 +373,14 @@ class RocksDBBackend(Backend):
                 self.recovery = recovery
             _log.info("RocksDB store %s reopened after its disk was full", self.config.path)
 
-    def _poison_after_fork(self) -> None:
+    def _forked_in_child(self) -> None:
+        """See :class:`aurora_storage._fork.ForkAware`."""
         if self._closed:
             return
         # Keep the inherited engine object alive forever in the child: dropping it would
         # flush the parent's memtable into the parent's files from this process.
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(self._db))
-        self._poisoned = (
-            f"this RocksDB repository ({self.config.path}) was opened in process {self._pid} "
-            f"and inherited by fork() into process {os.getpid()}; RocksDB handles cannot "
-            "cross fork() (the child's writes would be lost). Open the store after forking, "
-            "or use the 'spawn' multiprocessing start method"
-        )
+        _fork.keep_forever(self._db)
+        self._forked = True
         self._closed = True
         self._get = self._put = _closed_op
         self._secondary_tmp = None
@@ -491,38 +418,30 @@ class RocksDBBackend(Backend):
         self._check(reading=True)
         if not keys:
             return []
-        try:
+        with self._engine("get_many"):
             return list(self._db[list(keys)])
-        except Exception as exc:
-            raise self._error(exc, "get_many") from exc
 
     def insert(self, key: bytes, value: bytes) -> bool:
         """See :meth:`Backend.insert`: the default's read-then-write under the insert
         lock (one writer process per store), calling the engine directly instead of
         through :meth:`get` and :meth:`put` (two Python frames of a ~5 us operation)."""
-        try:
-            with self._insert_lock:
-                if self._get(key) is not None:
-                    return False
-                self._put(key, value)
-                if self._feed is not None:
-                    _eventstore.record(self, ((key, value),))
-                return True
-        except Exception as exc:
-            raise self._error(exc, "insert") from exc
+        with self._engine("insert"), self._insert_lock:
+            if self._get(key) is not None:
+                return False
+            self._put(key, value)
+            if self._feed is not None:
+                _eventstore.record(self, ((key, value),))
+            return True
 
     def delete(self, key: bytes) -> bool:
         """See :meth:`Backend.delete`."""
-        try:
-            with self._insert_lock:
-                if self._get(key) is None:
-                    return False
-                self._db.delete(key)  # after _get: a full disk's reopen is done
-                if self._feed is not None:
-                    _eventstore.record(self, ((key, None),))
-                return True
-        except Exception as exc:
-            raise self._error(exc, "delete") from exc
+        with self._engine("delete"), self._insert_lock:
+            if self._get(key) is None:
+                return False
+            self._db.delete(key)  # after _get: a full disk's reopen is done
+            if self._feed is not None:
+                _eventstore.record(self, ((key, None),))
+            return True
 
     def write(self, ops: Sequence[Op]) -> None:
         """See :meth:`Backend.write`: one atomic WriteBatch."""
@@ -547,13 +466,10 @@ class RocksDBBackend(Backend):
                 changes.append((k, v))
         n: int = wb.len()
         if n:
-            try:
-                with self._insert_lock:
-                    self._db.write(wb)
-                    if changes is not None:
-                        _eventstore.record(self, changes)
-            except Exception as exc:
-                raise self._error(exc, "write batch") from exc
+            with self._engine("write batch"), self._insert_lock:
+                self._db.write(wb)
+                if changes is not None:
+                    _eventstore.record(self, changes)
         return n
 
     # ------------------------------------------------------------------ scans
@@ -566,7 +482,7 @@ class RocksDBBackend(Backend):
         with self._lock:
             self._check(reading=True)
             db = self._db
-            try:
+            with self._engine("scan"):
                 ro = rocksdict.ReadOptions()
                 ro.set_iterate_upper_bound(hi)
                 read = db.items if values else db.keys
@@ -599,8 +515,6 @@ class RocksDBBackend(Backend):
                     return keys, vals, True
                 lo2, hi2 = (lo, last) if reverse else (last + b"\x00", hi)
                 return keys, vals, self._more(lo2, hi2, reverse)
-            except Exception as exc:
-                raise self._error(exc, "scan") from exc
 
     def _more(self, lo: bytes, hi: bytes, reverse: bool) -> bool:
         """Whether ``[lo, hi)`` still holds a key; raises the engine's error if the
@@ -693,7 +607,7 @@ class RocksDBBackend(Backend):
         bounded above by ``stop``, whose ``status()`` raises on corruption."""
         with self._lock:
             self._check(reading=True)
-            try:
+            with self._engine("last_key"):
                 ro = rocksdict.ReadOptions()
                 ro.set_iterate_upper_bound(stop)
                 it = self._db.iter(ro)
@@ -709,8 +623,6 @@ class RocksDBBackend(Backend):
                 finally:
                     # A live iterator keeps the database (and its LOCK) alive.
                     del it
-            except Exception as exc:
-                raise self._error(exc, "last_key") from exc
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`: one range tombstone over the key range."""
@@ -720,14 +632,12 @@ class RocksDBBackend(Backend):
             keys = list(self.scan_keys(start, stop)) if self._feed is not None else None
             count = len(keys) if keys is not None else self.count_range(start, stop)
             if count:
-                try:
+                with self._engine("delete_range"):
                     wb = rocksdict.WriteBatch(raw_mode=True)
                     wb.delete_range(start, stop)
                     self._db.write(wb)
                     if keys is not None:
                         _eventstore.record(self, [(k, None) for k in keys])
-                except Exception as exc:
-                    raise self._error(exc, "delete_range") from exc
         return count
 
     # ------------------------------------------------------------------ event store
@@ -756,12 +666,10 @@ class RocksDBBackend(Backend):
         self._check()
         if self.capabilities.read_only:
             return
-        try:
+        with self._engine("flush"):
             self._db.flush_wal(True)
             if memtables:
                 self._db.flush(True)
-        except Exception as exc:
-            raise self._error(exc, "flush") from exc
 
     def compact(self) -> None:
         """Compact the whole key range (drops deleted and overwritten data)."""
@@ -773,10 +681,8 @@ class RocksDBBackend(Backend):
                 backend="rocksdb",
                 path=self.config.path,
             )
-        try:
+        with self._engine("compact"):
             self._db.compact_range(None, None)
-        except Exception as exc:
-            raise self._error(exc, "compact") from exc
 
     def checkpoint(self, path: str | os.PathLike[str]) -> str:
         """A consistent online copy at ``path`` (hard links where possible) that opens as
@@ -789,15 +695,13 @@ class RocksDBBackend(Backend):
                 backend="rocksdb",
                 path=target,
             )
-        try:
+        with self._engine("checkpoint"):
             cp = rocksdict.Checkpoint(self._db)
             try:
                 cp.create_checkpoint(target)
             finally:
                 # A live Checkpoint keeps the database (and its LOCK) alive.
                 del cp
-        except Exception as exc:
-            raise self._error(exc, "checkpoint") from exc
         return target
 
     def catch_up(self) -> None:
@@ -809,17 +713,15 @@ class RocksDBBackend(Backend):
                 backend="rocksdb",
                 path=self.config.path,
             )
-        try:
+        with self._engine("catch up"):
             self._db.try_catch_up_with_primary()
-        except Exception as exc:
-            raise self._error(exc, "catch up") from exc
 
     def stats(self) -> dict[str, Any]:
         """Size on disk, estimated keys, and the RocksDB properties used for tuning."""
         self._check(reading=True)
         db = self._db
         props: dict[str, Any] = {}
-        try:
+        with self._engine("stats"):
             for name in _INT_PROPERTIES:
                 props[name] = db.property_int_value(name)
             for level in range(_LEVELS):
@@ -827,8 +729,6 @@ class RocksDBBackend(Backend):
                     f"rocksdb.num-files-at-level{level}"
                 )
             seq = db.latest_sequence_number()
-        except Exception as exc:
-            raise self._error(exc, "stats") from exc
         files = _dir_files(self.config.path)
         return {
             "path": self.config.path,
@@ -848,10 +748,8 @@ class RocksDBBackend(Backend):
         """Any RocksDB property as text (``rocksdb.stats``, ``rocksdb.levelstats`` ...);
         ``None`` if unknown."""
         self._check(reading=True)
-        try:
+        with self._engine("property"):
             value = self._db.property_value(name)
-        except Exception as exc:
-            raise self._error(exc, "property") from exc
         return None if value is None else str(value)
 
     # ------------------------------------------------------------------ lifecycle
@@ -882,14 +780,14 @@ class RocksDBBackend(Backend):
             self._closed = True
             self._get = self._put = _closed_op
             db, self._db = self._db, None
-            _LIVE.discard(self)
+            _fork.release(self)
             if self._feed is not None:
                 self._feed.close()
             try:
                 if db is not None and os.getpid() == self._pid:
-                    _close_when_free(db)
+                    close_when_free(db)
             except Exception as exc:
-                err = _translate(exc, self.config, "close")
+                err = translate(exc, self.config, "close")
                 if self._full or isinstance(err, StorageFullError):
                     raise StorageFullError(
                         f"no space left to close the RocksDB store {self.config.path} "
@@ -909,296 +807,6 @@ class RocksDBBackend(Backend):
     def describe(self) -> str:
         """``rocksdb://<path>``."""
         return f"rocksdb://{self.config.path}"
-
-
-def _close_when_free(db: Any) -> None:
-    """Close the engine once no other thread is inside a call on it.
-
-    rocksdict refuses ``close()`` with "Already borrowed" while another thread is inside
-    a call that released the GIL (a multi-get, an iterator step). New calls can no
-    longer reach the engine (the backend dropped its reference before calling this), so
-    the calls in flight finish and the close then goes through.
-    """
-    deadline = time.monotonic() + _CLOSE_WAIT
-    delay = 0.0005
-    while True:
-        try:
-            db.close()
-            return
-        except Exception as exc:
-            if "already borrowed" not in str(exc).lower() or time.monotonic() > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def _open_db(config: RocksDBConfig, secondary_tmp: str | None) -> tuple[Any, dict[str, Any] | None]:
-    """Open the engine on ``config.path`` (which exists): the damage checks, strict
-    write-ahead log recovery with a crash's torn tail dropped, or point-in-time recovery
-    when asked. Returns the engine and what recovery did (``None``: nothing).
-
-    Raises:
-        CorruptionError: damaged files (named), StoreLockedError, StorageFullError, ...
-    """
-    path = config.path
-    recovery: dict[str, Any] | None = None
-    try:
-        if config.mode != "secondary" and os.path.exists(os.path.join(path, "CURRENT")):
-            missing_wal = _check_manifest(config)
-        else:
-            missing_wal = None
-        if config.mode == "read_only":
-            access = rocksdict.AccessType.read_only()
-        elif config.mode == "secondary":
-            sec = config.secondary_path or secondary_tmp
-            assert sec is not None  # _open_engine makes a temporary one
-            access = rocksdict.AccessType.secondary(sec)
-        else:
-            access = rocksdict.AccessType.read_write()
-        try:
-            db = rocksdict.Rdict(path, options=_engine_options(config), access_type=access)
-        except Exception as exc:
-            if config.mode == "secondary" or not _is_corruption(exc):
-                raise
-            if config.wal_recovery == "point_in_time" or config.mode == "read_only":
-                raise _corruption(exc, config) from exc
-            # Strict: the engine refused any damage in the logs. A crash's torn tail
-            # is no damage: drop it (as RocksDB's default mode does) and say so.
-            tail = None if damaged_files(str(exc)) else _crash_torn_tail(path)
-            if tail is None:
-                raise _corruption(exc, config) from exc
-            db = rocksdict.Rdict(
-                path, options=_engine_options(config, tolerate_tail=True), access_type=access
-            )
-            recovery = {
-                "mode": "strict",
-                "torn_tail": {
-                    "file": tail.path,
-                    "bytes_dropped": tail.size - tail.complete_end,
-                },
-            }
-            _log.info(
-                "RocksDB store %s: dropped the torn tail of %s (%d bytes: the record "
-                "being written when the process died)",
-                path,
-                tail.path,
-                tail.size - tail.complete_end,
-            )
-        if config.wal_recovery == "point_in_time" and config.mode != "secondary":
-            dropped = dropped_in_info_log(path)
-            if missing_wal is not None:
-                dropped.insert(
-                    0, (os.path.join(path, f"{missing_wal:06d}.log"), 0, "the log file is missing")
-                )
-            if dropped:
-                recovery = {
-                    "mode": "point_in_time",
-                    "dropped": [{"file": f, "bytes": n, "reason": why} for f, n, why in dropped],
-                    "bytes_dropped": sum(n for _, n, _ in dropped),
-                }
-                _log.warning(
-                    "RocksDB store %s opened with wal_recovery=point_in_time dropped "
-                    "%d bytes of its write-ahead log: %s",
-                    path,
-                    recovery["bytes_dropped"],
-                    "; ".join(f"{f}: {n} bytes ({why})" for f, n, why in dropped),
-                )
-        if config.sync:
-            wo = rocksdict.WriteOptions()
-            wo.sync = True
-            db.set_write_options(wo)
-    except Exception as exc:
-        if not isinstance(exc, StorageError) and _is_corruption(exc):
-            raise _corruption(exc, config) from exc
-        raise _translate(exc, config, "opening") from exc
-    return db, recovery
-
-
-def _is_corruption(exc: BaseException) -> bool:
-    low = str(exc).lower()
-    return "corruption" in low or "checksum mismatch" in low
-
-
-def _corruption(exc: BaseException, config: RocksDBConfig) -> CorruptionError:
-    """The CorruptionError of a refused open, naming the damaged file(s)."""
-    path = config.path
-    text = str(exc)
-    files = damaged_files(text)
-    wal = False
-    if not files and "CURRENT" in text:
-        files = [os.path.join(path, "CURRENT")]
-    if not files:
-        files = list(dict.fromkeys(f for f, _, _ in dropped_in_info_log(path)))
-        wal = bool(files)
-    if not files and ("record" in text or "checksum mismatch" in text.lower()):
-        files, wal = wal_files(path), True
-    named = ", ".join(files) if files else "(the engine named no file)"
-    hint = "Restore the store from a backup"
-    if wal and config.mode == "read_write" and config.wal_recovery == "strict":
-        hint += (
-            ", or open it with wal_recovery=point_in_time to keep every record before the "
-            "damage and drop the rest (what is dropped is logged and reported in "
-            "stats()['recovery'])"
-        )
-    return CorruptionError(
-        f"the RocksDB store {path} is damaged: {named}: {text}. {hint}",
-        backend="rocksdb",
-        path=files[0] if len(files) == 1 else path,
-    )
-
-
-def _crash_torn_tail(path: str) -> LogTail | None:
-    """The torn tail a crash left in the newest write-ahead log, if that is the only
-    thing wrong with the logs (every older log complete), else ``None``."""
-    logs = wal_files(path)
-    if not logs:
-        return None
-    try:
-        tails = [scan_log(f) for f in logs]
-    except OSError:
-        return None
-    *older, newest = tails
-    if any(t.torn or t.problem for t in older):
-        return None
-    if newest.problem or not newest.torn or not newest.crash_shaped:
-        return None
-    return newest
-
-
-def _check_manifest(config: RocksDBConfig) -> int | None:
-    """Refuse a MANIFEST that was cut short: RocksDB would open the state of its last
-    complete record without a word - and then delete the table files the lost records
-    listed (a store of 20,000 records reopened with a fraction of them, or none)."""
-    path = config.path
-    try:
-        with open(os.path.join(path, "CURRENT"), encoding="utf-8", errors="replace") as f:
-            name = f.read().strip()
-    except OSError:
-        return None  # the engine reports a missing or unreadable CURRENT itself
-    if not re.fullmatch(r"MANIFEST-\d+", name):
-        raise CorruptionError(
-            f"the RocksDB store {path} is damaged: its CURRENT file does not name a "
-            f"MANIFEST ({name[:40]!r}). Restore the store from a backup",
-            backend="rocksdb",
-            path=os.path.join(path, "CURRENT"),
-        )
-    manifest = os.path.join(path, name)
-    if not os.path.exists(manifest):
-        raise CorruptionError(
-            f"the RocksDB store {path} is damaged: its CURRENT file names {name}, which does "
-            "not exist (CURRENT or the MANIFEST is damaged or was deleted). Restore the store "
-            "from a backup",
-            backend="rocksdb",
-            path=os.path.join(path, "CURRENT"),
-        )
-    for attempt in range(3):
-        try:
-            tail = scan_log(manifest)
-        except OSError:
-            return None  # the engine reports a missing MANIFEST itself
-        if tail.problem is None and (not tail.torn or tail.crash_shaped):
-            return _check_wal_present(config, manifest)
-        if config.mode != "read_only" or attempt == 2:
-            break
-        # A read-only open beside a live writer may see its MANIFEST mid-append.
-        time.sleep(0.05)
-    what = tail.problem or (
-        f"it ends inside a record ({tail.size} bytes, the last complete record ends at "
-        f"{tail.complete_end}): the file was cut short"
-    )
-    raise CorruptionError(
-        f"the RocksDB store {path} is damaged: {manifest}: {what}. Restore the store from a backup",
-        backend="rocksdb",
-        path=manifest,
-    )
-
-
-def _check_wal_present(config: RocksDBConfig, manifest: str) -> int | None:
-    """Refuse a store whose write-ahead log was deleted: the MANIFEST names the oldest
-    log that still holds data (its ``log_number``; RocksDB keeps that log, or a newer
-    one, on disk at all times), and RocksDB would open without it - every acknowledged
-    write only in that log gone, without a word. With ``wal_recovery=point_in_time``
-    the open goes on; the missing log's number is returned for the recovery report."""
-    if not os.path.exists(os.path.join(config.path, MARKER_NAME)):
-        # Only a store this library initialised in place is known to keep a log: a
-        # RocksDB checkpoint (a backup) legitimately holds none when its memtables were
-        # flushed, and carries no marker; its first open here writes one.
-        return None
-    number = manifest_log_number(manifest)
-    if number is None or number == 0:
-        return None
-    if any(int(os.path.basename(f)[:-4]) >= number for f in wal_files(config.path)):
-        return None
-    if config.wal_recovery == "point_in_time" and config.mode == "read_write":
-        return number
-    raise CorruptionError(
-        f"the RocksDB store {config.path} is damaged: its write-ahead log {number:06d}.log "
-        f"(named by {os.path.basename(manifest)}) is missing, so the writes acknowledged "
-        "since the last flush to table files are gone. Restore the store from a backup, or "
-        "open it with wal_recovery=point_in_time to keep what the table files hold",
-        backend="rocksdb",
-        path=os.path.join(config.path, f"{number:06d}.log"),
-    )
-
-
-def _engine_options(config: RocksDBConfig, *, tolerate_tail: bool = False) -> Any:
-    opts = rocksdict.Options(raw_mode=True)
-    opts.create_if_missing(config.create_if_missing)
-    if config.error_if_exists:
-        opts.set_error_if_exists(True)
-    opts.set_compression_type(_COMPRESSION[config.compression]())
-    opts.set_write_buffer_size(config.write_buffer_size)
-    opts.set_max_write_buffer_number(config.max_write_buffer_number)
-    opts.set_max_open_files(config.max_open_files)
-    opts.set_max_background_jobs(config.max_background_jobs)
-    # Corruption found while reading is reported instead of skipped.
-    opts.set_paranoid_checks(True)
-    # Every read-write open starts a new info LOG and renames the old one to LOG.old.*;
-    # without a bound, one file per open piles up (38 after 38 command-line writes).
-    opts.set_keep_log_file_num(_KEEP_INFO_LOGS)
-    modes = rocksdict.DBRecoveryMode
-    if config.mode == "secondary":
-        pass  # a secondary follows the live logs of its primary: the engine's default
-    elif config.mode == "read_only" or tolerate_tail:
-        # A read-only open may run beside a live writer whose newest record is still
-        # being written; damage before the tail is still refused.
-        opts.set_wal_recovery_mode(modes.tolerate_corrupted_tail_records())
-    elif config.wal_recovery == "point_in_time":
-        opts.set_wal_recovery_mode(modes.point_in_time())
-    else:
-        # Strict: every record of every log must be whole; open() tells a crash's torn
-        # tail from damage itself (see _damage.py).
-        opts.set_wal_recovery_mode(modes.absolute_consistency())
-    table = rocksdict.BlockBasedOptions()
-    if config.bloom_filter:
-        table.set_bloom_filter(config.bloom_bits_per_key, False)
-    table.set_block_cache(rocksdict.Cache(config.block_cache_size))
-    opts.set_block_based_table_factory(table)
-    return opts
-
-
-def _check_raw_mode(path: str) -> None:
-    """Refuse a store written by rocksdict in its default (pickle) mode: opening it in raw
-    mode would rewrite its side file and hand back pickled bytes."""
-    side = os.path.join(path, "rocksdict-config.json")
-    try:
-        with open(side, "rb") as f:
-            text = f.read()
-    except OSError:
-        return
-    import json
-
-    try:
-        raw = json.loads(text).get("raw_mode", True)
-    except (ValueError, AttributeError):
-        return
-    if raw is False:
-        raise ConfigurationError(
-            f"{path} was written by rocksdict in its default (pickle) mode, not by "
-            "aurora-storage; it cannot be opened as an aurora-storage store",
-            backend="rocksdb",
-            path=path,
-        )
 
 
 def _dir_files(path: str) -> dict[str, int]:

@@ -1,0 +1,331 @@
+"""Opening and closing the RocksDB engine: the damage checks before an open (a MANIFEST
+cut short, a deleted write-ahead log, a store written in rocksdict's pickle mode), strict
+write-ahead log recovery that drops only a crash's torn tail, point-in-time recovery
+when asked, the engine's options, and a close that waits for calls in flight."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from typing import Any
+
+import rocksdict
+
+from aurora_storage._stores import MARKER_NAME
+from aurora_storage.errors import ConfigurationError, CorruptionError, StorageError
+
+from ._config import RocksDBConfig
+from ._damage import (
+    LogTail,
+    damaged_files,
+    dropped_in_info_log,
+    manifest_log_number,
+    scan_log,
+    wal_files,
+)
+from ._errors import translate
+
+__all__ = ["check_raw_mode", "close_when_free", "open_db"]
+
+_COMPRESSION = {
+    "none": rocksdict.DBCompressionType.none,
+    "snappy": rocksdict.DBCompressionType.snappy,
+    "zstd": rocksdict.DBCompressionType.zstd,
+    "lz4": rocksdict.DBCompressionType.lz4,
+}
+#: Info log files (LOG and LOG.old.*) RocksDB keeps; older ones are deleted at open.
+_KEEP_INFO_LOGS = 3
+_log = logging.getLogger("aurora_storage.rocksdb")
+#: Seconds close() waits for calls in flight on other threads before giving up.
+_CLOSE_WAIT = 300.0
+
+
+def close_when_free(db: Any) -> None:
+    """Close the engine once no other thread is inside a call on it.
+
+    rocksdict refuses ``close()`` with "Already borrowed" while another thread is inside
+    a call that released the GIL (a multi-get, an iterator step). New calls can no
+    longer reach the engine (the backend dropped its reference before calling this), so
+    the calls in flight finish and the close then goes through.
+    """
+    deadline = time.monotonic() + _CLOSE_WAIT
+    delay = 0.0005
+    while True:
+        try:
+            db.close()
+            return
+        except Exception as exc:
+            if "already borrowed" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def open_db(config: RocksDBConfig, secondary_tmp: str | None) -> tuple[Any, dict[str, Any] | None]:
+    """Open the engine on ``config.path`` (which exists): the damage checks, strict
+    write-ahead log recovery with a crash's torn tail dropped, or point-in-time recovery
+    when asked. Returns the engine and what recovery did (``None``: nothing).
+
+    Raises:
+        CorruptionError: damaged files (named), StoreLockedError, StorageFullError, ...
+    """
+    path = config.path
+    recovery: dict[str, Any] | None = None
+    try:
+        if config.mode != "secondary" and os.path.exists(os.path.join(path, "CURRENT")):
+            missing_wal = _check_manifest(config)
+        else:
+            missing_wal = None
+        if config.mode == "read_only":
+            access = rocksdict.AccessType.read_only()
+        elif config.mode == "secondary":
+            sec = config.secondary_path or secondary_tmp
+            assert sec is not None  # _open_engine makes a temporary one
+            access = rocksdict.AccessType.secondary(sec)
+        else:
+            access = rocksdict.AccessType.read_write()
+        try:
+            db = rocksdict.Rdict(path, options=_engine_options(config), access_type=access)
+        except Exception as exc:
+            if config.mode == "secondary" or not _is_corruption(exc):
+                raise
+            if config.wal_recovery == "point_in_time" or config.mode == "read_only":
+                raise _corruption(exc, config) from exc
+            # Strict: the engine refused any damage in the logs. A crash's torn tail
+            # is no damage: drop it (as RocksDB's default mode does) and say so.
+            tail = None if damaged_files(str(exc)) else _crash_torn_tail(path)
+            if tail is None:
+                raise _corruption(exc, config) from exc
+            db = rocksdict.Rdict(
+                path, options=_engine_options(config, tolerate_tail=True), access_type=access
+            )
+            recovery = {
+                "mode": "strict",
+                "torn_tail": {
+                    "file": tail.path,
+                    "bytes_dropped": tail.size - tail.complete_end,
+                },
+            }
+            _log.info(
+                "RocksDB store %s: dropped the torn tail of %s (%d bytes: the record "
+                "being written when the process died)",
+                path,
+                tail.path,
+                tail.size - tail.complete_end,
+            )
+        if config.wal_recovery == "point_in_time" and config.mode != "secondary":
+            dropped = dropped_in_info_log(path)
+            if missing_wal is not None:
+                dropped.insert(
+                    0, (os.path.join(path, f"{missing_wal:06d}.log"), 0, "the log file is missing")
+                )
+            if dropped:
+                recovery = {
+                    "mode": "point_in_time",
+                    "dropped": [{"file": f, "bytes": n, "reason": why} for f, n, why in dropped],
+                    "bytes_dropped": sum(n for _, n, _ in dropped),
+                }
+                _log.warning(
+                    "RocksDB store %s opened with wal_recovery=point_in_time dropped "
+                    "%d bytes of its write-ahead log: %s",
+                    path,
+                    recovery["bytes_dropped"],
+                    "; ".join(f"{f}: {n} bytes ({why})" for f, n, why in dropped),
+                )
+        if config.sync:
+            wo = rocksdict.WriteOptions()
+            wo.sync = True
+            db.set_write_options(wo)
+    except Exception as exc:
+        if not isinstance(exc, StorageError) and _is_corruption(exc):
+            raise _corruption(exc, config) from exc
+        raise translate(exc, config, "opening") from exc
+    return db, recovery
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    low = str(exc).lower()
+    return "corruption" in low or "checksum mismatch" in low
+
+
+def _corruption(exc: BaseException, config: RocksDBConfig) -> CorruptionError:
+    """The CorruptionError of a refused open, naming the damaged file(s)."""
+    path = config.path
+    text = str(exc)
+    files = damaged_files(text)
+    wal = False
+    if not files and "CURRENT" in text:
+        files = [os.path.join(path, "CURRENT")]
+    if not files:
+        files = list(dict.fromkeys(f for f, _, _ in dropped_in_info_log(path)))
+        wal = bool(files)
+    if not files and ("record" in text or "checksum mismatch" in text.lower()):
+        files, wal = wal_files(path), True
+    named = ", ".join(files) if files else "(the engine named no file)"
+    hint = "Restore the store from a backup"
+    if wal and config.mode == "read_write" and config.wal_recovery == "strict":
+        hint += (
+            ", or open it with wal_recovery=point_in_time to keep every record before the "
+            "damage and drop the rest (what is dropped is logged and reported in "
+            "stats()['recovery'])"
+        )
+    return CorruptionError(
+        f"the RocksDB store {path} is damaged: {named}: {text}. {hint}",
+        backend="rocksdb",
+        path=files[0] if len(files) == 1 else path,
+    )
+
+
+def _crash_torn_tail(path: str) -> LogTail | None:
+    """The torn tail a crash left in the newest write-ahead log, if that is the only
+    thing wrong with the logs (every older log complete), else ``None``."""
+    logs = wal_files(path)
+    if not logs:
+        return None
+    try:
+        tails = [scan_log(f) for f in logs]
+    except OSError:
+        return None
+    *older, newest = tails
+    if any(t.torn or t.problem for t in older):
+        return None
+    if newest.problem or not newest.torn or not newest.crash_shaped:
+        return None
+    return newest
+
+
+def _check_manifest(config: RocksDBConfig) -> int | None:
+    """Refuse a MANIFEST that was cut short: RocksDB would open the state of its last
+    complete record without a word - and then delete the table files the lost records
+    listed (a store of 20,000 records reopened with a fraction of them, or none)."""
+    path = config.path
+    try:
+        with open(os.path.join(path, "CURRENT"), encoding="utf-8", errors="replace") as f:
+            name = f.read().strip()
+    except OSError:
+        return None  # the engine reports a missing or unreadable CURRENT itself
+    if not re.fullmatch(r"MANIFEST-\d+", name):
+        raise CorruptionError(
+            f"the RocksDB store {path} is damaged: its CURRENT file does not name a "
+            f"MANIFEST ({name[:40]!r}). Restore the store from a backup",
+            backend="rocksdb",
+            path=os.path.join(path, "CURRENT"),
+        )
+    manifest = os.path.join(path, name)
+    if not os.path.exists(manifest):
+        raise CorruptionError(
+            f"the RocksDB store {path} is damaged: its CURRENT file names {name}, which does "
+            "not exist (CURRENT or the MANIFEST is damaged or was deleted). Restore the store "
+            "from a backup",
+            backend="rocksdb",
+            path=os.path.join(path, "CURRENT"),
+        )
+    for attempt in range(3):
+        try:
+            tail = scan_log(manifest)
+        except OSError:
+            return None  # the engine reports a missing MANIFEST itself
+        if tail.problem is None and (not tail.torn or tail.crash_shaped):
+            return _check_wal_present(config, manifest)
+        if config.mode != "read_only" or attempt == 2:
+            break
+        # A read-only open beside a live writer may see its MANIFEST mid-append.
+        time.sleep(0.05)
+    what = tail.problem or (
+        f"it ends inside a record ({tail.size} bytes, the last complete record ends at "
+        f"{tail.complete_end}): the file was cut short"
+    )
+    raise CorruptionError(
+        f"the RocksDB store {path} is damaged: {manifest}: {what}. Restore the store from a backup",
+        backend="rocksdb",
+        path=manifest,
+    )
+
+
+def _check_wal_present(config: RocksDBConfig, manifest: str) -> int | None:
+    """Refuse a store whose write-ahead log was deleted: the MANIFEST names the oldest
+    log that still holds data (its ``log_number``; RocksDB keeps that log, or a newer
+    one, on disk at all times), and RocksDB would open without it - every acknowledged
+    write only in that log gone, without a word. With ``wal_recovery=point_in_time``
+    the open goes on; the missing log's number is returned for the recovery report."""
+    if not os.path.exists(os.path.join(config.path, MARKER_NAME)):
+        # Only a store this library initialised in place is known to keep a log: a
+        # RocksDB checkpoint (a backup) legitimately holds none when its memtables were
+        # flushed, and carries no marker; its first open here writes one.
+        return None
+    number = manifest_log_number(manifest)
+    if number is None or number == 0:
+        return None
+    if any(int(os.path.basename(f)[:-4]) >= number for f in wal_files(config.path)):
+        return None
+    if config.wal_recovery == "point_in_time" and config.mode == "read_write":
+        return number
+    raise CorruptionError(
+        f"the RocksDB store {config.path} is damaged: its write-ahead log {number:06d}.log "
+        f"(named by {os.path.basename(manifest)}) is missing, so the writes acknowledged "
+        "since the last flush to table files are gone. Restore the store from a backup, or "
+        "open it with wal_recovery=point_in_time to keep what the table files hold",
+        backend="rocksdb",
+        path=os.path.join(config.path, f"{number:06d}.log"),
+    )
+
+
+def _engine_options(config: RocksDBConfig, *, tolerate_tail: bool = False) -> Any:
+    opts = rocksdict.Options(raw_mode=True)
+    opts.create_if_missing(config.create_if_missing)
+    if config.error_if_exists:
+        opts.set_error_if_exists(True)
+    opts.set_compression_type(_COMPRESSION[config.compression]())
+    opts.set_write_buffer_size(config.write_buffer_size)
+    opts.set_max_write_buffer_number(config.max_write_buffer_number)
+    opts.set_max_open_files(config.max_open_files)
+    opts.set_max_background_jobs(config.max_background_jobs)
+    # Corruption found while reading is reported instead of skipped.
+    opts.set_paranoid_checks(True)
+    # Every read-write open starts a new info LOG and renames the old one to LOG.old.*;
+    # without a bound, one file per open piles up (38 after 38 command-line writes).
+    opts.set_keep_log_file_num(_KEEP_INFO_LOGS)
+    modes = rocksdict.DBRecoveryMode
+    if config.mode == "secondary":
+        pass  # a secondary follows the live logs of its primary: the engine's default
+    elif config.mode == "read_only" or tolerate_tail:
+        # A read-only open may run beside a live writer whose newest record is still
+        # being written; damage before the tail is still refused.
+        opts.set_wal_recovery_mode(modes.tolerate_corrupted_tail_records())
+    elif config.wal_recovery == "point_in_time":
+        opts.set_wal_recovery_mode(modes.point_in_time())
+    else:
+        # Strict: every record of every log must be whole; open() tells a crash's torn
+        # tail from damage itself (see _damage.py).
+        opts.set_wal_recovery_mode(modes.absolute_consistency())
+    table = rocksdict.BlockBasedOptions()
+    if config.bloom_filter:
+        table.set_bloom_filter(config.bloom_bits_per_key, False)
+    table.set_block_cache(rocksdict.Cache(config.block_cache_size))
+    opts.set_block_based_table_factory(table)
+    return opts
+
+
+def check_raw_mode(path: str) -> None:
+    """Refuse a store written by rocksdict in its default (pickle) mode: opening it in raw
+    mode would rewrite its side file and hand back pickled bytes."""
+    side = os.path.join(path, "rocksdict-config.json")
+    try:
+        with open(side, "rb") as f:
+            text = f.read()
+    except OSError:
+        return
+    try:
+        raw = json.loads(text).get("raw_mode", True)
+    except (ValueError, AttributeError):
+        return
+    if raw is False:
+        raise ConfigurationError(
+            f"{path} was written by rocksdict in its default (pickle) mode, not by "
+            "aurora-storage; it cannot be opened as an aurora-storage store",
+            backend="rocksdb",
+            path=path,
+        )
