@@ -104,3 +104,34 @@ def test_a_broken_link_fails_the_strict_build(tmp_path: Path) -> None:
     assert proc.returncode != 0, out
     assert "no-such-page.md" in out, out
     assert "Aborted" in out, out
+
+
+def _load_tasks() -> Any:
+    spec = importlib.util.spec_from_file_location("aurora_tasks", ROOT / "tasks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_docs_job_builds_the_site_strictly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python3 tasks.py docs` (what CI runs) sets up the environment like the other jobs
+    and runs `mkdocs build --strict`. Commands are recorded instead of run, and the
+    install stamp lives in tmp_path, so the real .venv is left as it is."""
+    tasks = _load_tasks()
+    calls: list[tuple[str, ...]] = []
+
+    def record(*cmd: object, check: bool = True) -> int:
+        calls.append(tuple(str(c) for c in cmd))
+        return 0
+
+    monkeypatch.setattr(tasks, "_run", record)
+    monkeypatch.setattr(tasks, "STAMP", tmp_path / "stamp")
+    assert tasks.main(["docs"]) == 0
+    builds = [c for c in calls if c[0].endswith("mkdocs")]
+    assert len(builds) == 1, calls
+    assert builds[0][1:3] == ("build", "--strict")
+    assert "--site-dir" in builds[0]
