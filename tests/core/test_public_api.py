@@ -237,3 +237,26 @@ def test_observability_and_cli_all_are_pinned(module_name: str, pinned: set[str]
     for name in module.__all__:
         obj = getattr(module, name)
         assert inspect.getdoc(obj), f"{module_name}.{name}: no docstring"
+
+
+MIGRATE_ALL = {
+    "SeedImportReport",
+    "SeedKeyError",
+    "SeedProblem",
+    "SeedSourceError",
+    "SeedSplit",
+    "import_seed",
+    "split_seed_key",
+}
+
+
+def test_migrate_module_all_is_pinned() -> None:
+    from aurora_storage import migrate
+
+    assert set(migrate.__all__) == MIGRATE_ALL
+    assert (migrate.__doc__ or "").strip()
+    for name in migrate.__all__:
+        obj = getattr(migrate, name)
+        assert inspect.getdoc(obj), f"aurora_storage.migrate.{name}: no docstring"
+    assert issubclass(migrate.SeedKeyError, (errors.StorageError, ValueError))
+    assert issubclass(migrate.SeedSourceError, (errors.StorageError, FileNotFoundError))

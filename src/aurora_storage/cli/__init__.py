@@ -8,6 +8,7 @@
     aurora-storage keys|items URL TENANT [--prefix/--start/--stop/--reverse/--limit]
     aurora-storage get|put|delete|count URL TENANT ...
     aurora-storage export URL [-o FILE]  /  import URL [FILE]
+    aurora-storage import-seed SOURCE_DIR URL [--tenant-id T] [--dry-run] [--json]
     aurora-storage copy SOURCE TARGET [--resume]
     aurora-storage verify URL
     aurora-storage backup URL DIR  /  restore DIR URL
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 import click
 
 from ..errors import StorageError
+from . import _seed  # noqa: F401 - registers the import-seed command on cli
 from ._app import cli
 from ._common import ExitCode, exit_code_for
 

@@ -1,0 +1,117 @@
+"""``aurora-storage import-seed``: a store written by the TypeScript package, imported
+(see docs/migrating-from-typescript.md and :mod:`aurora_storage.migrate`)."""
+
+from __future__ import annotations
+
+from typing import IO
+
+import click
+
+from ._app import cli
+from ._common import ExitCode, NoStoreError, progress, say, write_json
+
+__all__ = ["import_seed_command"]
+
+#: Problems printed on stderr without --json (all are in the --json report, up to its cap).
+_SHOWN = 20
+
+
+def _read_tenants(file: IO[str] | None, given: tuple[str, ...]) -> frozenset[str] | None:
+    """The known tenants from ``--tenant-id`` and ``--tenants-file`` (one per line, blank
+    lines and lines starting with ``#`` skipped; a tenant id is the whole line)."""
+    tenants = set(given)
+    if file is not None:
+        for line in file.read().splitlines():
+            if line.strip() and not line.startswith("#"):
+                tenants.add(line)
+    if not tenants and file is None and not given:
+        return None
+    return frozenset(tenants)
+
+
+@cli.command("import-seed")
+@click.argument("source", type=click.Path(file_okay=False))
+@click.argument("target")
+@click.option(
+    "--tenant-id",
+    "tenant_ids",
+    multiple=True,
+    metavar="TENANT",
+    help="A tenant id the application uses (repeat it); keys must then split into one.",
+)
+@click.option(
+    "--tenants-file",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    help="Known tenant ids, one per line (blank lines and # comments skipped).",
+)
+@click.option("--dry-run", is_flag=True, help="Read and check everything; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or status lines on stderr.")
+def import_seed_command(
+    source: str,
+    target: str,
+    tenant_ids: tuple[str, ...],
+    tenants_file: IO[str] | None,
+    dry_run: bool,
+    as_json: bool,
+    quiet: bool,
+) -> int:
+    """Import a RocksDB store written by the TypeScript package into TARGET (any URL).
+
+    SOURCE is the store's directory (RocksDBConfig.path); it is only read. Keys are
+    tenantId:JSON(key), split at the one ':' followed by a JSON text; keys that cannot
+    be split without guessing, values that are not JSON and keys the target refuses are
+    reported and not imported (exit 5); everything else is imported, one atomic batch
+    per 2000 records, overwriting existing keys, so the command can be run again.
+
+    \b
+    Examples:
+      aurora-storage import-seed ./data/events rocksdb:///var/data/events --dry-run
+      aurora-storage import-seed ./data/events rocksdb:///var/data/events \\
+          --tenant-id acme --tenant-id globex --json
+    """
+    from ..migrate import SeedSourceError, import_seed
+
+    known = _read_tenants(tenants_file, tenant_ids)
+    try:
+        with progress("import-seed", total=None, quiet=quiet or as_json) as bar:
+            report = import_seed(
+                source,
+                None if dry_run else target,
+                known_tenants=known,
+                dry_run=dry_run,
+                progress=bar.advance,
+                total=bar.total,
+            )
+    except SeedSourceError as exc:
+        raise NoStoreError(str(exc), path=exc.path) from exc
+    if as_json:
+        out = report.to_json()
+        if dry_run:
+            out["target"] = target
+        write_json(out)
+    else:
+        verb = "would import" if dry_run else "imported"
+        where = f"into {report.target}" if report.target else f"(dry run, {target} untouched)"
+        say(
+            f"{verb} {report.imported} of {report.records} records {where}: "
+            + (", ".join(f"{t}={n}" for t, n in report.tenants.items()) or "no tenants"),
+            quiet=quiet,
+        )
+        if report.text_keys:
+            say(f"{report.text_keys} keys were not JSON and were imported as text", quiet=quiet)
+        for problem in report.problems[:_SHOWN]:
+            # Problems are printed even with --quiet: they are the result, not chatter.
+            click.echo(f"not imported ({problem.reason}): {problem.message}", err=True)
+    if not report.ok:
+        missing = sum(report.problem_count.values())
+        counts = ", ".join(f"{r}={n}" for r, n in report.problem_count.items())
+        click.echo(
+            f"{missing} records not imported ({counts})"
+            + ("" if as_json or missing <= _SHOWN else f"; the first {_SHOWN} are shown above")
+            + "; --tenant-id/--tenants-file resolve keys that name known tenants",
+            err=True,
+        )
+        return int(ExitCode.DAMAGED)
+    return int(ExitCode.OK)

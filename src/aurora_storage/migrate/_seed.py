@@ -1,0 +1,437 @@
+"""Import a RocksDB store written by the TypeScript package into any aurora-storage URL.
+
+The source is read, never written: RocksDB is opened read-only on a directory of
+symbolic links to the store's files (the binding would otherwise add its own side file
+to the store), so a store on a read-only mount or in a backup imports as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .. import errors
+from .._keys import encode_key, encode_tenant
+from ._split import SeedKeyError, SeedSplit, parse_json, split_seed_key
+
+__all__ = ["SeedImportReport", "SeedProblem", "SeedSourceError", "import_seed"]
+
+#: Records per atomic batch written to the target (and per progress step).
+CHUNK = 2000
+#: Problems kept in a report (all are counted).
+MAX_PROBLEMS = 1000
+#: Files of a RocksDB directory the read-only view must not share with the source: the
+#: lock and the info logs (RocksDB may create or rotate them) and rocksdict's side file.
+_PRIVATE = ("LOCK", "LOG", "rocksdict-config.json")
+#: The marker of an aurora-storage store (see aurora_storage._stores).
+_AURORA_MARKER = "aurora-store.json"
+
+
+class SeedSourceError(errors.StorageError, FileNotFoundError):
+    """No RocksDB store in the TypeScript package's layout at the source path: the path
+    is missing, holds no RocksDB store, or holds an aurora-storage store (copy that one
+    with ``aurora-storage copy``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedProblem:
+    """A stored record that was not imported, and why.
+
+    Attributes:
+        key: the stored key as text (bytes that are not UTF-8 as ``\\xNN`` escapes).
+        reason: ``unsplittable``, ``ambiguous``, ``unknown-tenant`` (see
+            :class:`~aurora_storage.migrate.SeedKeyError`), ``not-utf8`` (the key is not
+            UTF-8 text), ``bad-value`` (the value is not UTF-8 JSON), ``refused`` (the
+            target refuses the tenant, key or value: empty tenant, key too large,
+            integer beyond the codec's range ...), ``collision`` (another stored key
+            maps to the same aurora key: JSON objects with the same members in another
+            order, ``1`` and ``1.0``; the first in key order was imported).
+        message: what was wrong and what to do.
+        candidates: the tenant ids that fit, for ``ambiguous`` and ``unknown-tenant``.
+    """
+
+    key: str
+    reason: str
+    message: str
+    candidates: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The problem as a JSON-ready dict."""
+        return {
+            "key": self.key,
+            "reason": self.reason,
+            "message": self.message,
+            "candidates": list(self.candidates),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedImportReport:
+    """What :func:`import_seed` did.
+
+    Attributes:
+        source: the source directory.
+        target: the target URL (secrets hidden), or ``None`` for a dry run without one.
+        dry_run: nothing was written.
+        records: stored records read from the source.
+        imported: records written to the target (in a dry run: that would be written).
+        tenants: records imported per tenant.
+        text_keys: records whose key was resolved through a known tenant and imported
+            as text (their stored key held no JSON after the tenant).
+        problem_count: records not imported, by reason.
+        problems: the first :data:`MAX_PROBLEMS` problems, in source key order.
+    """
+
+    source: str
+    target: str | None
+    dry_run: bool
+    records: int
+    imported: int
+    tenants: dict[str, int]
+    text_keys: int
+    problem_count: dict[str, int]
+    problems: tuple[SeedProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every record was imported (or would be, in a dry run)."""
+        return not self.problem_count
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (the command line's ``--json`` output)."""
+        return {
+            "source": self.source,
+            "target": self.target,
+            "dry_run": self.dry_run,
+            "records": self.records,
+            "imported": self.imported,
+            "not_imported": sum(self.problem_count.values()),
+            "tenants": self.tenants,
+            "text_keys": self.text_keys,
+            "problem_count": self.problem_count,
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+# ----------------------------------------------------------------------- the source
+
+
+def _check_source(path: str) -> None:
+    if not os.path.isdir(path):
+        what = "does not exist" if not os.path.exists(path) else "is not a directory"
+        raise SeedSourceError(
+            f"no RocksDB store at {path} (the path {what}); give the directory the "
+            "TypeScript package's RocksDBConfig.path named",
+            path=path,
+        )
+    if os.path.exists(os.path.join(path, _AURORA_MARKER)):
+        raise SeedSourceError(
+            f"{path} is an aurora-storage store, not one written by the TypeScript package; "
+            "copy it with `aurora-storage copy rocksdb://... URL`",
+            backend="rocksdb",
+            path=path,
+        )
+    if not os.path.isfile(os.path.join(path, "CURRENT")):
+        raise SeedSourceError(
+            f"{path} holds no RocksDB store (no CURRENT file); give the directory the "
+            "TypeScript package's RocksDBConfig.path named",
+            path=path,
+        )
+
+
+@contextlib.contextmanager
+def _open_source(path: str) -> Iterator[Any]:
+    """A read-only rocksdict handle (raw bytes) on the store at ``path``, which is never
+    written: the handle's directory is a temporary one of symbolic links to the store's
+    files."""
+    import rocksdict
+
+    _check_source(path)
+    with tempfile.TemporaryDirectory(prefix="aurora-seed-view-") as view:
+        for name in os.listdir(path):
+            if name.startswith(_PRIVATE):
+                continue
+            os.symlink(os.path.join(path, name), os.path.join(view, name))
+        opts = rocksdict.Options(raw_mode=True)
+        opts.create_if_missing(False)
+        opts.set_paranoid_checks(True)
+        try:
+            db = rocksdict.Rdict(view, options=opts, access_type=rocksdict.AccessType.read_only())
+        except Exception as exc:  # rocksdict raises plain Exception for engine errors
+            raise errors.CorruptionError(
+                f"the RocksDB store at {path} cannot be opened read-only: {exc}",
+                backend="rocksdb",
+                path=path,
+            ) from exc
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+def _estimate(db: Any) -> int | None:
+    with contextlib.suppress(Exception):
+        n = db.property_int_value("rocksdb.estimate-num-keys")
+        return int(n) if n is not None else None
+    return None
+
+
+def _chunks(db: Any, path: str) -> Iterator[list[tuple[bytes, bytes]]]:
+    """The stored records in key order, :data:`CHUNK` at a time; a read error is a
+    :class:`CorruptionError`, never a shortened scan."""
+    import rocksdict
+
+    it = db.iter(rocksdict.ReadOptions())
+    it.seek_to_first()
+    chunk: list[tuple[bytes, bytes]] = []
+    while it.valid():
+        chunk.append((bytes(it.key()), bytes(it.value())))
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+        it.next()
+    try:
+        it.status()
+    except Exception as exc:  # rocksdict raises plain Exception for engine errors
+        raise errors.CorruptionError(
+            f"reading the RocksDB store at {path} failed after {len(chunk)} records of the "
+            f"last chunk: {exc}",
+            backend="rocksdb",
+            path=path,
+        ) from exc
+    if chunk:
+        yield chunk
+
+
+# ---------------------------------------------------------------------- conversion
+
+
+def _may_collide(split: SeedSplit, key_text: str) -> bool:
+    """Whether another stored key could map to the same aurora key: keys holding a JSON
+    object (members in another order are the same dict) or a non-integral number
+    (``1`` and ``1.0``), or whose JSON is not written as JSON.stringify would."""
+    if split.text_key:
+        return False
+
+    def walk(v: Any) -> bool:
+        if isinstance(v, dict | float):
+            return True
+        if isinstance(v, list):
+            return any(walk(x) for x in v)
+        return False
+
+    return walk(split.key) or not key_text.endswith(_compact(split.key))
+
+
+def _compact(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclasses.dataclass
+class _Tally:
+    records: int = 0
+    imported: int = 0
+    text_keys: int = 0
+    tenants: Counter[str] = dataclasses.field(default_factory=Counter)
+    reasons: Counter[str] = dataclasses.field(default_factory=Counter)
+    problems: list[SeedProblem] = dataclasses.field(default_factory=list)
+    #: aurora (tenant, key) -> the stored key that took it, for keys that may collide.
+    seen: dict[bytes, str] = dataclasses.field(default_factory=dict)
+
+    def problem(
+        self, key: str, reason: str, message: str, candidates: tuple[str, ...] = ()
+    ) -> None:
+        self.reasons[reason] += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(SeedProblem(key, reason, message, candidates))
+
+
+def _convert(
+    raw_key: bytes, raw_value: bytes, known: frozenset[str] | None, tally: _Tally
+) -> tuple[SeedSplit, Any] | None:
+    """One stored record as ``(split, value)``, or ``None`` after recording its problem."""
+    try:
+        text = raw_key.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        shown = raw_key.decode("utf-8", "backslashreplace")
+        tally.problem(shown, "not-utf8", f"the stored key is not UTF-8 text: {exc}")
+        return None
+    try:
+        split = split_seed_key(text, known_tenants=known)
+    except SeedKeyError as exc:
+        tally.problem(text, exc.reason, str(exc), exc.candidates)
+        return None
+    try:
+        value = parse_json(raw_value.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        tally.problem(
+            text,
+            "bad-value",
+            f"the value of {text!r} is not UTF-8 JSON text ({exc}); the TypeScript package "
+            "writes JSON.stringify(value)",
+        )
+        return None
+    return split, value
+
+
+def _write_chunk(repo: Any, records: list[tuple[str, SeedSplit, Any]], tally: _Tally) -> None:
+    """Write ``records`` to ``repo`` in one atomic batch, recording each record the
+    repository refuses, or that would overwrite an earlier one, as a problem."""
+    with repo.batch() as batch:
+        for text, split, value in records:
+            full = None
+            if _may_collide(split, text[len(split.tenant) + 1 :]):
+                try:
+                    full = encode_tenant(split.tenant) + encode_key(split.key)
+                except (errors.InvalidKeyError, errors.InvalidTenantError) as exc:
+                    tally.problem(text, "refused", f"{text!r}: {exc}")
+                    continue
+                earlier = tally.seen.get(full)
+                if earlier is not None:
+                    # Writing it would overwrite the earlier record silently.
+                    tally.problem(
+                        text,
+                        "collision",
+                        f"{text!r} is the same aurora key as {earlier!r} (imported): aurora "
+                        "keys compare by value (objects with the same members, 1 and 1.0); "
+                        "this record was not imported",
+                    )
+                    continue
+            try:
+                batch.put(split.tenant, split.key, value)
+            except (
+                errors.InvalidKeyError,
+                errors.InvalidTenantError,
+                errors.SerializationError,
+            ) as exc:
+                tally.problem(text, "refused", f"{text!r}: {exc}")
+                continue
+            if full is not None:
+                tally.seen[full] = text
+            tally.imported += 1
+            tally.text_keys += split.text_key
+            tally.tenants[split.tenant] += 1
+
+
+# ------------------------------------------------------------------------ the import
+
+
+def import_seed(
+    source: str | os.PathLike[str],
+    target: str | Any | None,
+    *,
+    known_tenants: Iterable[str] | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+    total: Callable[[int | None], None] | None = None,
+) -> SeedImportReport:
+    """Copy every record of a RocksDB store written by the TypeScript package
+    (``tenantId:JSON(key)`` keys, JSON values) into an aurora-storage store.
+
+    Each stored key is split by :func:`~aurora_storage.migrate.split_seed_key`; its JSON
+    key becomes the Python key (arrays are lists, objects dicts) and its JSON value the
+    value. Records that cannot be imported exactly are reported in the returned report,
+    never guessed or silently dropped; the others are written, one atomic batch per
+    :data:`CHUNK` records. Existing keys of the target are overwritten, so an import can
+    be run again (for example with more known tenants).
+
+    Args:
+        source: the directory of the TypeScript package's store (``RocksDBConfig.path``).
+            It is only read (see the module docstring); stop the application writing it
+            first, or import from a copy.
+        target: an aurora-storage URL (opened, and closed afterwards), or an open
+            repository (left open). May be ``None`` for a dry run.
+        known_tenants: the application's tenant ids; when given, each key must split
+            into one of them (see :func:`~aurora_storage.migrate.split_seed_key`).
+        dry_run: read and check everything, write nothing. Records are checked against
+            a ``memory://`` repository with the default ``json`` codec (the target is not
+            opened).
+        progress: called with the number of records read after each chunk.
+        total: called once with the source's estimated record count (``None`` when
+            unknown), for a progress bar.
+
+    Returns:
+        What was imported and what was not (:class:`SeedImportReport`).
+
+    Raises:
+        SeedSourceError: no RocksDB store at ``source``, or an aurora-storage store there.
+        CorruptionError: the source cannot be opened or read.
+        ConfigurationError: ``target`` names the source directory itself.
+        StorageError: what opening or writing the target raised.
+    """
+    import aurora_storage
+
+    path = os.path.abspath(os.fspath(source))
+    known = frozenset(known_tenants) if known_tenants is not None else None
+    if isinstance(target, str):
+        _refuse_same_store(path, target)
+    tally = _Tally()
+    with _open_source(path) as db, contextlib.ExitStack() as stack:
+        if total is not None:
+            total(_estimate(db))
+        repo: Any = None
+        if not dry_run:
+            if target is None:
+                raise errors.ConfigurationError("import_seed needs a target unless dry_run")
+            if isinstance(target, str):
+                repo = stack.enter_context(aurora_storage.open(target))
+            else:
+                repo = target
+        for chunk in _chunks(db, path):
+            tally.records += len(chunk)
+            records: list[tuple[str, SeedSplit, Any]] = []
+            for raw_key, raw_value in chunk:
+                converted = _convert(raw_key, raw_value, known, tally)
+                if converted is not None:
+                    records.append((raw_key.decode("utf-8"), *converted))
+            if dry_run:
+                # The same checks as a real write, against a scratch store.
+                with aurora_storage.open("memory://") as scratch:
+                    _write_chunk(scratch, records, tally)
+            else:
+                _write_chunk(repo, records, tally)
+            if progress is not None:
+                progress(len(chunk))
+        if repo is not None and hasattr(repo, "flush"):
+            repo.flush()
+    shown = None
+    if isinstance(target, str):
+        shown = aurora_storage.URL.parse(target).render()
+    elif target is not None:
+        shown = str(getattr(target, "url", None) or type(target).__name__)
+    return SeedImportReport(
+        source=path,
+        target=shown,
+        dry_run=dry_run,
+        records=tally.records,
+        imported=tally.imported,
+        tenants=dict(sorted(tally.tenants.items())),
+        text_keys=tally.text_keys,
+        problem_count=dict(sorted(tally.reasons.items())),
+        problems=tuple(tally.problems),
+    )
+
+
+def _refuse_same_store(path: str, target: str) -> None:
+    """Refuse a target URL naming the source directory (it would write into the store
+    being imported)."""
+    from ..config import URL, expand_store_path, local_path
+
+    url = URL.parse(target)
+    if url.scheme not in ("rocksdb", "lmdb"):
+        return
+    where = os.path.abspath(
+        expand_store_path(local_path(url, backend=url.scheme), backend=url.scheme)
+    )
+    if os.path.realpath(where) == os.path.realpath(path):
+        raise errors.ConfigurationError(
+            f"the target {target} is the source store itself; import into another path",
+            path=path,
+        )

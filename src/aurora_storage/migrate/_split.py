@@ -1,0 +1,176 @@
+"""Splitting a key of the TypeScript package's RocksDB layout into tenant and key.
+
+The TypeScript package (``@aurora/runtime-storage-rocksdb``) stores a record under the
+UTF-8 bytes of ``tenantId + ":" + JSON.stringify(key)``. A tenant may contain ``:`` and so
+may a JSON key, so neither the first nor the last ``:`` is the separator in general
+(``a:b:"c:d"`` is tenant ``a:b``, key ``"c:d"``).
+
+**The rule.** The separator is the ``:`` whose remainder is one JSON text. At most one
+``:`` of a key has that property, whatever the tenant: let ``S[p+1:]`` be a JSON text and
+``q > p`` another ``:``. That ``:`` lies inside the JSON text, so it is either
+
+* an object's name separator: the text after it closes at least one bracket it did not
+  open, so it is not a JSON text; or
+* inside a string: the text after it holds an odd number of unescaped quotes (the one
+  closing that string, then pairs; a quote's escaping depends only on the backslashes
+  just before it, and those lie after the ``:``), and a JSON text holds an even number.
+
+So every key the package wrote splits in exactly one way (``tests/cli`` checks this over
+random tenants and JSON keys with hypothesis). A key with no such ``:`` was not written
+as ``tenant:JSON(key)`` (``tenant:undefined`` from ``JSON.stringify(undefined)``, or a
+record another program put in the same database): it is reported, never guessed.
+
+**Known tenants.** Given the list of tenant ids the application uses, the split must name
+one of them: a key whose JSON reading names another tenant is reported
+(``unknown-tenant``, or ``ambiguous`` when a known tenant is also a prefix of it). A key
+with no JSON reading and exactly one known tenant as its prefix is *resolved*: that
+tenant, and the rest of the key as a text key (the report counts these). More than one
+known tenant as prefix of such a key is ``ambiguous``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Set
+from typing import Any
+
+from .. import errors
+
+__all__ = ["SeedKeyError", "SeedSplit", "parse_json", "split_seed_key"]
+
+#: The separator between tenant id and JSON key in the TypeScript package's layout.
+SEPARATOR = ":"
+_WHITESPACE = " \t\n\r"
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedSplit:
+    """One stored key of the TypeScript layout, split.
+
+    Attributes:
+        tenant: the tenant id (text before the separator).
+        key: the key as a Python value (JSON strings, numbers, booleans, null, arrays as
+            lists and objects as dicts), or the text after the separator when
+            ``text_key`` is true.
+        text_key: the part after the separator is not JSON; the key is that text, and
+            the tenant came from the list of known tenants.
+    """
+
+    tenant: str
+    key: Any
+    text_key: bool = False
+
+
+class SeedKeyError(errors.StorageError, ValueError):
+    """A stored key that cannot be split into tenant and key without guessing.
+
+    Attributes:
+        reason: ``unsplittable`` (no ``:`` is followed by a JSON text, and no known
+            tenant resolves it), ``ambiguous`` (more than one reading fits: the
+            ``candidates``), ``unknown-tenant`` (the only reading names a tenant that is
+            not in the list of known tenants).
+        candidates: the tenant ids of the readings that fit (may be empty).
+    """
+
+    def __init__(self, message: str, *, reason: str, candidates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.candidates = candidates
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str) -> Any:
+    """``text`` parsed as one strict JSON text (RFC 8259), as ``JSON.parse`` reads it.
+
+    Integers of any size stay exact (``json``, not orjson's 64-bit limit); ``NaN`` and
+    ``Infinity`` are refused.
+
+    Raises:
+        ValueError: ``text`` is not one JSON text.
+    """
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def _json_reading(text: str) -> SeedSplit | None:
+    """The split at the one ``:`` whose remainder is a JSON text (see the module
+    docstring for why there is at most one), or ``None``."""
+    at = text.find(SEPARATOR)
+    while at >= 0:
+        rest = text[at + 1 :]
+        # JSON.stringify writes no surrounding whitespace; a remainder with some is not
+        # the package's (and its JSON.stringify(key) would not give these bytes).
+        if rest and rest[0] not in _WHITESPACE and rest[-1] not in _WHITESPACE:
+            try:
+                key = parse_json(rest)
+            except (ValueError, RecursionError):
+                pass
+            else:
+                return SeedSplit(text[:at], key)
+        at = text.find(SEPARATOR, at + 1)
+    return None
+
+
+def split_seed_key(text: str, *, known_tenants: Set[str] | None = None) -> SeedSplit:
+    """Split one stored key of the TypeScript package's layout into tenant and key.
+
+    Args:
+        text: the stored key, decoded from UTF-8.
+        known_tenants: the application's tenant ids, if known; the split must name one
+            of them (see the module docstring).
+
+    Returns:
+        The tenant and the key.
+
+    Raises:
+        SeedKeyError: the key cannot be split without guessing; ``reason`` says why.
+    """
+    reading = _json_reading(text)
+    if known_tenants is None:
+        if reading is None:
+            raise SeedKeyError(
+                f"cannot split {text!r}: no ':' in it is followed by a JSON text, so it was "
+                "not written as tenant:JSON(key); pass the tenant ids (--tenant-id) to "
+                "import it with the rest as a text key",
+                reason="unsplittable",
+            )
+        return reading
+    if reading is not None and reading.tenant in known_tenants:
+        return reading
+    prefixes = tuple(
+        sorted(t for t in known_tenants if text.startswith(t + SEPARATOR) and len(t) < len(text))
+    )
+    if reading is not None:
+        if not prefixes:
+            raise SeedKeyError(
+                f"{text!r} reads as tenant {reading.tenant!r}, key {reading.key!r}, and "
+                f"{reading.tenant!r} is not a known tenant; add it to the known tenants to "
+                "import it",
+                reason="unknown-tenant",
+                candidates=(reading.tenant,),
+            )
+        raise SeedKeyError(
+            f"{text!r} reads as tenant {reading.tenant!r} (not a known tenant) with a JSON "
+            f"key, or as known tenant(s) {', '.join(map(repr, prefixes))} with a text key; "
+            "add the right tenant to the known tenants (or remove the wrong one)",
+            reason="ambiguous",
+            candidates=(reading.tenant, *prefixes),
+        )
+    if len(prefixes) == 1:
+        tenant = prefixes[0]
+        return SeedSplit(tenant, text[len(tenant) + 1 :], text_key=True)
+    if prefixes:
+        raise SeedKeyError(
+            f"{text!r} starts with more than one known tenant ({', '.join(map(repr, prefixes))}) "
+            "and what follows is not JSON, so nothing tells them apart",
+            reason="ambiguous",
+            candidates=prefixes,
+        )
+    raise SeedKeyError(
+        f"cannot split {text!r}: no ':' in it is followed by a JSON text, and it starts with "
+        "no known tenant",
+        reason="unsplittable",
+    )
