@@ -8,7 +8,9 @@
     python3 tasks.py bench [--quick]   # benchmarks/ (see docs/performance.md)
 
 Needs only Python >= 3.11 and pip. The environment lives in ``.venv`` and is refreshed
-when ``pyproject.toml`` changes.
+when ``pyproject.toml`` changes. ``demo`` installs only the package and its engines;
+``test``, ``lint`` and ``bench`` add the test, lint and benchmark tools (the extras
+``dev`` and ``bench``) to the same environment.
 """
 
 from __future__ import annotations
@@ -32,8 +34,24 @@ def _run(*cmd: str | Path, check: bool = True) -> int:
     return subprocess.run([str(c) for c in cmd], cwd=ROOT, check=check).returncode
 
 
-def ensure_env() -> None:
-    """Create .venv and install the project with its dev extras (once per pyproject)."""
+#: What each job installs into .venv. The demo needs only the package and its engines
+#: (the runtime dependencies); the other jobs need the test, lint and benchmark tools
+#: too. Levels are cumulative: a later `test` upgrades a demo's environment in place.
+LEVELS = {"runtime": ".", "full": ".[dev,bench]"}
+JOB_LEVEL = {"demo": "runtime", "test": "full", "lint": "full", "bench": "full"}
+
+
+def _installed() -> tuple[str, str] | None:
+    """(pyproject digest, level) recorded by the last install, or None."""
+    try:
+        digest, _, level = STAMP.read_text().partition(" ")
+    except OSError:
+        return None
+    return (digest, level) if level in LEVELS else None
+
+
+def ensure_env(job: str = "test") -> None:
+    """Create .venv and install what ``job`` needs (once per pyproject and level)."""
     if sys.version_info < (3, 11):  # noqa: UP036 - tasks.py may be run by an older python3
         sys.exit("aurora-storage needs Python >= 3.11")
     if not PY.exists():
@@ -45,11 +63,25 @@ def ensure_env() -> None:
             _run(sys.executable, "-m", "pip", "install", "--user", "--quiet", "virtualenv")
             _run(sys.executable, "-m", "virtualenv", VENV)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == digest:
+    wanted = JOB_LEVEL[job]
+    have = _installed()
+    if have is not None and have[0] == digest and (have[1] == wanted or have[1] == "full"):
         return
-    _run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    _run(PY, "-m", "pip", "install", "--quiet", "-e", ".[dev,bench]")
-    STAMP.write_text(digest)
+    if have is not None and have[1] == "full":
+        wanted = "full"  # pyproject changed: keep a test environment complete
+    # Python >= 3.11 ships a pip that installs editable pyproject projects (PEP 660), so
+    # pip is not upgraded first: that download alone took seconds of every first run.
+    _run(
+        PY,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-e",
+        LEVELS[wanted],
+    )
+    STAMP.write_text(f"{digest} {wanted}")
 
 
 def main(argv: list[str]) -> int:
@@ -57,7 +89,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     job, rest = argv[0], argv[1:]
-    ensure_env()
+    ensure_env(job)
     if job == "demo":
         return _run(BIN / "aurora-storage", "demo", *rest, check=False)
     if job == "test":

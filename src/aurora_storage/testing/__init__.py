@@ -23,6 +23,8 @@ can be combined instead of the whole suite. Needs ``pytest`` and ``hypothesis``
 
 from __future__ import annotations
 
+# First: a clear ImportError naming the extra when pytest or hypothesis is missing.
+from . import _requires  # noqa: F401 - imported for that check
 from ._eventstore import (
     ChangeFeedTests,
     ConditionalWriteStateMachine,
