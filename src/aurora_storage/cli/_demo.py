@@ -9,7 +9,10 @@ history with a progress bar. Every step prints what it did and how long it took.
 
 from __future__ import annotations
 
+import inspect
+import os
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -49,11 +52,36 @@ def order_projection(record: Any, state: Any) -> None:
     state.put(event["order"], order)
 
 
-def _events(n: int, start: int, rnd: random.Random) -> Iterator[tuple[str, Any, dict[str, Any]]]:
-    """``n`` order events across the tenants, keyed ``(timestamp, event id)``."""
+class _Orders:
+    """The generator's state: each tenant's open orders (id, lifecycle stage) and how
+    many orders it has had. Rebuilt from the projection when a data directory is used
+    again, so a second run continues the same orders."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, list[tuple[str, int]]] = {t: [] for t in TENANTS}
+        self.count = Counter[str]()
+
+    @classmethod
+    def from_projection(cls, repo: Any) -> _Orders:
+        state = cls()
+        for tenant in TENANTS:
+            for order in repo.values(tenant):
+                state.count[tenant] += 1
+                status = order["status"]
+                if status not in ("delivered", "cancelled"):
+                    stage = [STATUS[e] for e in LIFECYCLE].index(status)
+                    state.open[tenant].append((order["order"], stage))
+        return state
+
+
+def _events(
+    n: int, start: int, rnd: random.Random, orders: _Orders
+) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """``n`` order events across the tenants, keyed ``(timestamp, event id)``, event ids
+    from ``start``."""
     t0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-    open_orders: dict[str, list[tuple[str, int]]] = {t: [] for t in TENANTS}
-    next_order = Counter[str]()
+    open_orders = orders.open
+    next_order = orders.count
     for i in range(start, start + n):
         tenant = TENANTS[rnd.randrange(len(TENANTS))]
         # Fixed-width timestamps: key order must be time order (a rebuild replays
@@ -106,6 +134,29 @@ def _fold(records: Iterator[tuple[Any, Any]], tenant: str) -> dict[Any, Any]:
     return state.data
 
 
+def _console() -> Console:
+    """The terminal; when stdout is not one (a pipe, a file), a console wide enough that
+    no table is cut (rich would assume 80 columns), unless COLUMNS says otherwise."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=_PIPED_WIDTH)
+
+
+#: Columns of the output when it is not a terminal: the widest table fits.
+_PIPED_WIDTH = 140
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    """Where a function's code lives: ``module.name (file:line)``."""
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    try:
+        file = inspect.getsourcefile(fn)
+        line = inspect.getsourcelines(fn)[1]
+    except (OSError, TypeError):
+        return name
+    return f"{name} ({file}:{line}; registered as the named projection 'demo-orders')"
+
+
 class _Steps:
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -136,7 +187,7 @@ def run_demo(data_dir: Path, *, events: int = 2000, console: Console | None = No
     import aurora_storage
     from aurora_storage.tiered import HotTierError, RebuildProgress, TieredRepository
 
-    console = console or Console()
+    console = console or _console()
     rnd = random.Random(2026)
     history_url = f"rocksdb://{data_dir.resolve()}/history?compression=zstd"
     # The projection is derived data: it need not fsync each commit. A kill -9 loses
@@ -157,16 +208,26 @@ def run_demo(data_dir: Path, *, events: int = 2000, console: Console | None = No
         "projection of current order state (LMDB)"
     )
     console.print(f"  history:    {history_url}\n  projection: {projection_url}")
+    console.print(f"  projection: {_where(order_projection)}", soft_wrap=True)
 
     with steps.step("1. open the tiered pair") as note:
         repo = open_pair()
         note(f"mode={repo.mode}, hot={repo.hot.backend.scheme}, cold={repo.cold.backend.scheme}")
+        # A data directory used before holds that run's history: the demo continues it
+        # (event ids after the last one, the same open orders) instead of refusing it.
+        start = sum(repo.history.count(tn) for tn in TENANTS)
+        orders = _Orders.from_projection(repo) if start else _Orders()
+        if start:
+            note(
+                f"{data_dir} holds {start} history records from an earlier run: appending "
+                "after them (delete the directory to start fresh)"
+            )
 
     with steps.step(f"2. append {events} order events for {len(TENANTS)} tenants") as note:
         t = time.perf_counter()
-        for tenant, key, ev in _events(events, 0, rnd):
+        for tenant, key, ev in _events(events, start, rnd, orders):
             repo.put(tenant, key, ev)
-        dt = time.perf_counter() - t
+        dt = max(time.perf_counter() - t, 1e-9)
         note(
             f"{events} events: each one stored in history and projected in one call "
             f"({events / dt:,.0f} events/s, {dt / max(events, 1) * 1e6:.0f} us per event)"
@@ -192,19 +253,19 @@ def run_demo(data_dir: Path, *, events: int = 2000, console: Console | None = No
                 f"{revenue:,.2f}",
             )
         console.print(table)
-        sample_key = next(iter(repo.keys("acme", reverse=True, limit=1)))
-        note(f"acme's order {sample_key!r}: {repo.get('acme', sample_key)}")
+        for sample_key in repo.keys("acme", reverse=True, limit=1):
+            note(f"acme's order {sample_key!r}: {repo.get('acme', sample_key)}")
         latest = list(repo.history.items("acme", reverse=True, limit=3))
         note(
             "acme's 3 latest history records: "
-            + "; ".join(f"{k[0]} {v['type']} {v['order']}" for k, v in latest)
+            + ("; ".join(f"{k[0]} {v['type']} {v['order']}" for k, v in latest) or "none yet")
         )
 
-    lost = max(events // 10, 10)
+    lost = max(events // 10, 10) if events else 0
     with steps.step(f"4. lose the projection store, write {lost} more events, restart") as note:
         repo.hot.close()  # the LMDB store goes away under the writer (disk, crash ...)
         refused = 0
-        for tenant, key, ev in _events(lost, events, rnd):
+        for tenant, key, ev in _events(lost, start + events, rnd, orders):
             try:
                 repo.put(tenant, key, ev)
             except HotTierError:
