@@ -123,6 +123,10 @@ BAD: list[tuple[bytes, bytes, str]] = [
     (b'acme:"' + b"k" * 600 + b'"', b"1", "refused"),  # over the key-size limit
     (b'acme:{"x":1,"y":2}', b'"first"', ""),
     (b'acme:{"y":2,"x":1}', b'"second"', "collision"),  # the same dict, as aurora compares
+    (b"acme:0.5e1", b'"five, written 0.5e1"', "collision"),  # stored before acme:5, still loses
+    (b"acme:5", b'"five"', ""),
+    (b"acme:1", b'"one"', ""),
+    (b"acme:1.0", b'"one point zero"', "collision"),  # 1.0 is the key 1
 ]
 
 
@@ -134,7 +138,7 @@ def test_problems_are_reported_never_guessed(tmp_path: Path) -> None:
     reasons = [r for _, _, r in BAD if r]
     assert not report.ok
     assert report.problem_count == {r: reasons.count(r) for r in set(reasons)}
-    assert report.imported == len(GOOD) + 1
+    assert report.imported == len(GOOD) + 3
     assert report.records == len(GOOD) + len(BAD)
     by_key = {p.key: p for p in report.problems}
     assert by_key["\\xff\\xfe:1"].reason == "not-utf8"
@@ -143,6 +147,8 @@ def test_problems_are_reported_never_guessed(tmp_path: Path) -> None:
     with aurora_storage.open(target) as repo:
         # The first of the colliding keys (in stored key order) won; nothing overwrote it.
         assert repo.get("acme", {"y": 2, "x": 1}) == "first"
+        assert repo.get("acme", 5) == "five"
+        assert repo.get("acme", 1) == "one"
         assert not repo.has("acme", "undefined")
         assert not repo.has("acme", "order-7")
         assert sorted(repo.tenants()) == sorted({t for t, _, _ in GOOD})
@@ -181,6 +187,16 @@ def test_known_tenants_resolve_and_restrict(tmp_path: Path) -> None:
         assert repo.get("zeta", "k") == 4
         assert repo.get("acme", "x:junk") == 5
     assert fingerprint(src) == before
+
+
+def test_a_text_key_never_overwrites_the_json_string_key(tmp_path: Path) -> None:
+    src = tmp_path / "seed"
+    build_seed_store(src, [(b"acme:undefined", b"1"), seed_record("acme", "undefined", 2)])
+    report = import_seed(src, f"lmdb://{tmp_path}/out", known_tenants=["acme"])
+    assert report.problem_count == {"collision": 1}
+    assert report.problems[0].key == "acme:undefined"
+    with aurora_storage.open(f"lmdb://{tmp_path}/out") as repo:
+        assert dict(repo.items("acme")) == {"undefined": 2}
 
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:

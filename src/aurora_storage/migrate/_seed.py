@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import tempfile
 from collections import Counter
@@ -211,27 +213,29 @@ def _chunks(db: Any, path: str) -> Iterator[list[tuple[bytes, bytes]]]:
 # ---------------------------------------------------------------------- conversion
 
 
-def _may_collide(split: SeedSplit, key_text: str) -> bool:
-    """Whether another stored key could map to the same aurora key: keys holding a JSON
-    object (members in another order are the same dict) or a non-integral number
-    (``1`` and ``1.0``), or whose JSON is not written as JSON.stringify would."""
-    if split.text_key:
-        return False
-
-    def walk(v: Any) -> bool:
-        if isinstance(v, dict | float):
-            return True
-        if isinstance(v, list):
-            return any(walk(x) for x in v)
-        return False
-
-    return walk(split.key) or not key_text.endswith(_compact(split.key))
-
-
-def _compact(value: Any) -> str:
-    import json
-
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def _canonical(value: Any) -> str:
+    """One JSON text per aurora key: equal aurora keys (``1`` and ``1.0``, objects with
+    the same members in any order) give the same text, different ones different texts.
+    A stored key whose JSON is not this text may share its aurora key with another."""
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # aurora keys compare numbers by value: 1.0 is the key 1.
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    members = sorted(value.items())
+    return (
+        "{"
+        + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_canonical(v)}" for k, v in members)
+        + "}"
+    )
 
 
 @dataclasses.dataclass
@@ -242,7 +246,8 @@ class _Tally:
     tenants: Counter[str] = dataclasses.field(default_factory=Counter)
     reasons: Counter[str] = dataclasses.field(default_factory=Counter)
     problems: list[SeedProblem] = dataclasses.field(default_factory=list)
-    #: aurora (tenant, key) -> the stored key that took it, for keys that may collide.
+    #: Digest of the aurora (tenant, key) -> the stored key imported under it, for
+    #: stored keys not in canonical form (see _collision).
     seen: dict[bytes, str] = dataclasses.field(default_factory=dict)
 
     def problem(
@@ -281,30 +286,49 @@ def _convert(
     return split, value
 
 
-def _write_chunk(repo: Any, records: list[tuple[str, SeedSplit, Any]], tally: _Tally) -> None:
+def _collision(db: Any, text: str, split: SeedSplit, tally: _Tally) -> tuple[bytes, str | None]:
+    """Whether the record stored under ``text`` maps to the aurora key of another record:
+    ``(digest, that record's stored key or None)``; an empty digest when ``text`` is in
+    canonical form (:func:`_canonical`).
+
+    Of the stored keys sharing one aurora key at most one is canonical: a non-canonical
+    key looks that one up in the source (which always wins, whatever the key order), and
+    otherwise the non-canonical keys already imported (remembered by digest, so memory
+    grows only with keys written in a non-canonical form, such as objects whose members
+    are not in sorted order).
+    """
+    canonical = _canonical(split.key)
+    if not split.text_key and text[len(split.tenant) + 1 :] == canonical:
+        return b"", None
+    twin = f"{split.tenant}:{canonical}"
+    with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate: no such stored key
+        if db.get(twin.encode("utf-8")) is not None:
+            return b"", twin
+    digest = hashlib.blake2b(
+        encode_tenant(split.tenant) + encode_key(split.key), digest_size=16
+    ).digest()
+    return digest, tally.seen.get(digest)
+
+
+def _write_chunk(
+    db: Any, repo: Any, records: list[tuple[str, SeedSplit, Any]], tally: _Tally
+) -> None:
     """Write ``records`` to ``repo`` in one atomic batch, recording each record the
-    repository refuses, or that would overwrite an earlier one, as a problem."""
+    repository refuses, or that would overwrite another record, as a problem."""
     with repo.batch() as batch:
         for text, split, value in records:
-            full = None
-            if _may_collide(split, text[len(split.tenant) + 1 :]):
-                try:
-                    full = encode_tenant(split.tenant) + encode_key(split.key)
-                except (errors.InvalidKeyError, errors.InvalidTenantError) as exc:
-                    tally.problem(text, "refused", f"{text!r}: {exc}")
-                    continue
-                earlier = tally.seen.get(full)
+            try:
+                digest, earlier = _collision(db, text, split, tally)
                 if earlier is not None:
-                    # Writing it would overwrite the earlier record silently.
+                    # Writing it would overwrite the other record (or be overwritten).
                     tally.problem(
                         text,
                         "collision",
                         f"{text!r} is the same aurora key as {earlier!r} (imported): aurora "
-                        "keys compare by value (objects with the same members, 1 and 1.0); "
-                        "this record was not imported",
+                        "keys compare by value (objects with the same members, 1 and 1.0, "
+                        "a text key and the JSON string); this record was not imported",
                     )
                     continue
-            try:
                 batch.put(split.tenant, split.key, value)
             except (
                 errors.InvalidKeyError,
@@ -313,8 +337,8 @@ def _write_chunk(repo: Any, records: list[tuple[str, SeedSplit, Any]], tally: _T
             ) as exc:
                 tally.problem(text, "refused", f"{text!r}: {exc}")
                 continue
-            if full is not None:
-                tally.seen[full] = text
+            if digest:
+                tally.seen[digest] = text
             tally.imported += 1
             tally.text_keys += split.text_key
             tally.tenants[split.tenant] += 1
@@ -394,9 +418,9 @@ def import_seed(
             if dry_run:
                 # The same checks as a real write, against a scratch store.
                 with aurora_storage.open("memory://") as scratch:
-                    _write_chunk(scratch, records, tally)
+                    _write_chunk(db, scratch, records, tally)
             else:
-                _write_chunk(repo, records, tally)
+                _write_chunk(db, repo, records, tally)
             if progress is not None:
                 progress(len(chunk))
         if repo is not None and hasattr(repo, "flush"):
