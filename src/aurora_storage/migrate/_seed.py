@@ -52,7 +52,8 @@ class SeedProblem:
             target refuses the tenant, key or value: empty tenant, key too large,
             integer beyond the codec's range ...), ``collision`` (another stored key
             maps to the same aurora key: JSON objects with the same members in another
-            order, ``1`` and ``1.0``; the first in key order was imported).
+            order, ``1`` and ``1.0``, a text key and the same JSON string; the one in
+            canonical form was imported, or else the first in stored key order).
         message: what was wrong and what to do.
         candidates: the tenant ids that fit, for ``ambiguous`` and ``unknown-tenant``.
     """
