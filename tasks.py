@@ -50,18 +50,60 @@ def _installed() -> tuple[str, str] | None:
     return (digest, level) if level in LEVELS else None
 
 
+def _host_pip_can_target() -> bool:
+    """Whether the pip of the Python running this script can install into another
+    environment (``pip --python``, pip >= 22.3)."""
+    try:
+        import pip
+    except ImportError:
+        return False
+    try:
+        return tuple(int(p) for p in pip.__version__.split(".")[:2]) >= (22, 3)
+    except ValueError:
+        return False
+
+
+def _has_pip() -> bool:
+    return (
+        any((VENV / "lib").glob("python3*/site-packages/pip/__init__.py"))
+        or (VENV / "Lib" / "site-packages" / "pip" / "__init__.py").exists()
+    )
+
+
+def _create_env(*, with_pip: bool) -> None:
+    try:
+        if with_pip:
+            _run(sys.executable, "-m", "venv", VENV)
+        else:
+            # No pip inside: the venv module's own pip bootstrap (ensurepip: pip and
+            # setuptools, byte-compiled) cost about a third of a first demo run.
+            _run(sys.executable, "-m", "venv", "--without-pip", VENV)
+    except subprocess.CalledProcessError:
+        # Some distributions ship Python without the venv module; virtualenv from pip
+        # does the same job.
+        _run(sys.executable, "-m", "pip", "install", "--user", "--quiet", "virtualenv")
+        _run(sys.executable, "-m", "virtualenv", VENV)
+
+
+#: pip options of every install: quiet, and no byte-compiling of every installed module
+#: up front (Python compiles what it imports, when it first imports it).
+_PIP_OPTIONS = ("--quiet", "--disable-pip-version-check", "--no-compile")
+
+
 def ensure_env(job: str = "test") -> None:
-    """Create .venv and install what ``job`` needs (once per pyproject and level)."""
+    """Create .venv and install what ``job`` needs (once per pyproject and level).
+
+    With a pip of 22.3 or later beside the Python running this script, the environment is
+    created without a pip of its own and that pip installs into it (``pip --python``);
+    the jobs that need more than the demo give it its own pip too (tests build a wheel
+    with it, and developers use it). Otherwise the environment gets its pip from the
+    venv module and installs with it.
+    """
     if sys.version_info < (3, 11):  # noqa: UP036 - tasks.py may be run by an older python3
         sys.exit("aurora-storage needs Python >= 3.11")
+    host_pip = _host_pip_can_target()
     if not PY.exists():
-        try:
-            _run(sys.executable, "-m", "venv", VENV)
-        except subprocess.CalledProcessError:
-            # Some distributions ship Python without the venv module; virtualenv from pip
-            # does the same job.
-            _run(sys.executable, "-m", "pip", "install", "--user", "--quiet", "virtualenv")
-            _run(sys.executable, "-m", "virtualenv", VENV)
+        _create_env(with_pip=not host_pip)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     wanted = JOB_LEVEL[job]
     have = _installed()
@@ -69,18 +111,19 @@ def ensure_env(job: str = "test") -> None:
         return
     if have is not None and have[1] == "full":
         wanted = "full"  # pyproject changed: keep a test environment complete
+    own_pip = _has_pip()
+    if own_pip:
+        pip: tuple[str | Path, ...] = (PY, "-m", "pip")
+    elif host_pip:
+        pip = (sys.executable, "-m", "pip", "--python", PY)
+    else:
+        _run(PY, "-m", "ensurepip", "--default-pip")
+        pip = (PY, "-m", "pip")
+    if wanted == "full" and not own_pip:
+        _run(*pip, "install", *_PIP_OPTIONS, "pip")
     # Python >= 3.11 ships a pip that installs editable pyproject projects (PEP 660), so
     # pip is not upgraded first: that download alone took seconds of every first run.
-    _run(
-        PY,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "-e",
-        LEVELS[wanted],
-    )
+    _run(*pip, "install", *_PIP_OPTIONS, "-e", LEVELS[wanted])
     STAMP.write_text(f"{digest} {wanted}")
 
 
