@@ -9,8 +9,8 @@
 
 Needs only Python >= 3.11 and pip. The environment lives in ``.venv`` and is refreshed
 when ``pyproject.toml`` changes. ``demo`` installs only the package and its engines;
-``test``, ``lint`` and ``bench`` add the test, lint and benchmark tools (the extras
-``dev`` and ``bench``) to the same environment.
+``test``, ``lint``, ``docs`` and ``bench`` add the test, lint, docs and benchmark tools (the
+extras ``dev`` and ``bench``) to the same environment.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _run(*cmd: str | Path, check: bool = True) -> int:
 #: (the runtime dependencies); the other jobs need the test, lint and benchmark tools
 #: too. Levels are cumulative: a later `test` upgrades a demo's environment in place.
 LEVELS = {"runtime": ".", "full": ".[dev,bench]"}
-JOB_LEVEL = {"demo": "runtime", "test": "full", "lint": "full", "bench": "full"}
+JOB_LEVEL = {"demo": "runtime", "test": "full", "lint": "full", "bench": "full", "docs": "full"}
 
 
 def _installed() -> tuple[str, str] | None:
