@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
-from ._keys import NS_SYSTEM, encode_key, encode_prefix
+from ._keys import NS_SYSTEM, encode_key, encode_prefix, prefix_successor
 from .backend import ChangeFeed, ChangeRecord
 from .errors import InvalidKeyError, NotSupportedError, StorageError
 
@@ -140,6 +140,54 @@ def record_key_fn(seq_prefix: bytes) -> Callable[[int], bytes]:
         return seq_prefix + encode_key(n) + b"\x00"
 
     return key
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceKeys:
+    """The stored keys of one ``(tenant, sequence)``, computed once per repository.
+
+    Attributes:
+        prefix: the stored-key prefix of the records, ``(sequence, n)`` keys.
+        counter: the key of the sequence's counter record.
+        key: builds the stored key of record ``n``.
+        span: ``(prefix, successor)``: the range holding every key under ``prefix``.
+    """
+
+    prefix: bytes
+    counter: bytes
+    key: Callable[[int], bytes]
+    span: tuple[bytes, bytes]
+
+
+#: Sequences cached per repository before the cache starts over.
+_SEQUENCE_CACHE_MAX = 4096
+
+
+def sequence_keys(repo: Repository[Any, Any], tenant: str, sequence: str) -> SequenceKeys:
+    """The :class:`SequenceKeys` of ``(tenant, sequence)``: validated and encoded on
+    first use, then cached on the repository (``Batch.append`` calls this per record).
+
+    Raises:
+        InvalidTenantError, InvalidKeyError: a bad tenant or sequence name, or one so
+        long that a record key ``(sequence, 2**64 - 1)`` would exceed the key limit.
+    """
+    cache = repo._sequences
+    try:
+        return cache[(tenant, sequence)]
+    except (KeyError, TypeError):  # TypeError: unhashable; validated below
+        pass
+    name = check_sequence(sequence)
+    prefix = sequence_prefix(repo._prefix(tenant), name)
+    # Sized for the largest number the 64-bit counter can reach (raises KeyTooLargeError).
+    repo._full(tenant, (name, _MAX_NUMBER))
+    keys = SequenceKeys(
+        prefix, counter_key(prefix), record_key_fn(prefix), (prefix, prefix_successor(prefix))
+    )
+    if type(tenant) is str:
+        if len(cache) >= _SEQUENCE_CACHE_MAX:
+            cache.clear()
+        cache[(tenant, name)] = keys
+    return keys
 
 
 class Watch(Generic[K, V]):

@@ -197,6 +197,7 @@ class Repository(Generic[K, V]):
         self._close_lock = threading.Lock()
         self._prefixes: dict[str, bytes] = {}
         self._str_prefixes: dict[str, bytes] = {}
+        self._sequences: dict[tuple[str, str], _eventstore.SequenceKeys] = {}
         try:
             self._codec = self._check_metadata(codec)
         except BaseException:
@@ -824,7 +825,7 @@ class Repository(Generic[K, V]):
         _eventstore.require(self, "conditional_writes", "compare_and_set()")
         with self.batch() as b:
             b.compare_and_set(tenant, key, value, version=version)
-        return b._versions[0]
+        return b._version(0)
 
     def last_sequence(self, tenant: str, sequence: str) -> int:
         """The last number :meth:`Batch.append` assigned in ``(tenant, sequence)``; 0 if
@@ -1118,8 +1119,11 @@ class Batch(Generic[K, V]):
         self._conditions: list[Condition] = []
         self._kinds: list[tuple[str, Any, Version | None]] = []
         self._cvalues: list[bytes] = []
-        self._versions: list[Version] = []
         self._appends: dict[bytes, tuple[Append, list[Slot], list[bytes]]] = {}
+        # Read once: insert/append test a flag per call, not the capabilities object.
+        caps = repo.capabilities
+        self._conditional = caps.conditional_writes
+        self._sequential = caps.sequences
 
     def put(self, tenant: str, key: K, value: V) -> None:
         """Add a put."""
@@ -1161,11 +1165,16 @@ class Batch(Generic[K, V]):
         self._condition("cas", tenant, key, value, version)
 
     def _condition(self, kind: str, tenant: str, key: K, value: V, version: Version | None) -> None:
-        self._check()
+        if self._done:
+            self._check()
         repo = self._repo
-        _eventstore.require(repo, "conditional_writes", f"Batch.{kind}()")
+        if not self._conditional:
+            _eventstore.require(repo, "conditional_writes", f"Batch.{kind}()")
         full = repo._full(tenant, key)
-        data = repo._value(value, tenant, key, held=True)
+        try:
+            data = repo._encode_held(value)
+        except Exception:  # the typed error, with the value's path (re-encodes once)
+            data = repo._value(value, tenant, key, held=True)
         self._ops.append((full, data))
         self._conditions.append((full, None if version is None else version.token))
         self._kinds.append((kind, (tenant, key), version))
@@ -1185,27 +1194,26 @@ class Batch(Generic[K, V]):
             InvalidTenantError, InvalidKeyError (``sequence`` not a non-empty str, or too
             long), SerializationError (at this call).
         """
-        self._check()
+        if self._done:
+            self._check()
         repo = self._repo
-        _eventstore.require(repo, "sequences", "Batch.append()")
-        name = _eventstore.check_sequence(sequence)
-        seq_prefix = _eventstore.sequence_prefix(repo._prefix(tenant), name)
-        entry = self._appends.get(seq_prefix)
+        if not self._sequential:
+            _eventstore.require(repo, "sequences", "Batch.append()")
+        seq = _eventstore.sequence_keys(repo, tenant, sequence)
+        try:
+            data = repo._encode_held(value)
+        except Exception:  # the typed error, with the value's path (re-encodes once)
+            data = repo._value(value, tenant, (sequence, 0), held=True)
+        entry = self._appends.get(seq.prefix)
         if entry is None:
-            # Sized for the largest number the 64-bit counter can reach.
-            repo._full(tenant, (name, _eventstore._MAX_NUMBER))
             values: list[bytes] = []
-            entry = self._appends[seq_prefix] = (
-                Append(
-                    _eventstore.counter_key(seq_prefix),
-                    _eventstore.record_key_fn(seq_prefix),
-                    values,
-                ),
+            entry = self._appends[seq.prefix] = (
+                Append(seq.counter, seq.key, values, seq.span),
                 [],
                 values,
             )
-        entry[2].append(repo._value(value, tenant, (name, 0), held=True))
-        slot = Slot(tenant, name)
+        entry[2].append(data)
+        slot = Slot(tenant, sequence)
         entry[1].append(slot)
         return slot
 
@@ -1235,18 +1243,25 @@ class Batch(Generic[K, V]):
         firsts = self._repo._commit(
             self._ops, self._conditions, self._kinds, [a for a, _, _ in appends]
         )
-        version_of = self._repo._backend.version_of
-        self._versions = [Version(version_of(v)) for v in self._cvalues]
         for first, (_, slots, _) in zip(firsts, appends, strict=True):
-            for i, slot in enumerate(slots):
-                slot._number = first + i
+            for slot in slots:
+                slot._number = first
+                first += 1
+
+    def _version(self, i: int) -> Version:
+        """The version of the ``i``-th conditioned write after the commit (computed on
+        demand: a batch of inserts never pays for the digests)."""
+        return Version(self._repo._backend.version_of(self._cvalues[i]))
 
     def _check_duplicates(self) -> None:
         """A key conditioned twice in one batch cannot satisfy both conditions (they are
         checked against the state before the batch): fail as the second would."""
+        conditions = self._conditions
+        if len({full for full, _ in conditions}) == len(conditions):
+            return
         seen: set[bytes] = set()
         dup_inserts: list[int] = []
-        for i, (full, _) in enumerate(self._conditions):
+        for i, (full, _) in enumerate(conditions):
             if full in seen:
                 if self._kinds[i][0] == "insert":
                     dup_inserts.append(i)
@@ -1269,10 +1284,10 @@ class Batch(Generic[K, V]):
             dups = set(dup_inserts)
             firsts = [
                 i
-                for i, (full, _) in enumerate(self._conditions)
+                for i, (full, _) in enumerate(conditions)
                 if self._kinds[i][0] == "insert" and i not in dups
             ]
-            present = self._repo._backend.get_many([self._conditions[i][0] for i in firsts])
+            present = self._repo._backend.get_many([conditions[i][0] for i in firsts])
             failed = [i for i, raw in zip(firsts, present, strict=True) if raw is not None]
             failed = sorted(failed + dup_inserts)
             raise self._repo._conflict(self._kinds, [(i, None) for i in failed])

@@ -170,11 +170,15 @@ class Append:
             :func:`encode_counter`; absent means 0).
         key: the stored key of record number ``n`` (built by the repository).
         values: the encoded values; they get numbers ``last + 1, last + 2, ...`` in order.
+        span: ``(start, stop)``, the stored-key range holding every key of the sequence
+            (``key(n)`` for every ``n``, and any other key under the sequence's prefix),
+            or ``None``; lets :func:`plan_commit` prove the slots free with one seek.
     """
 
     counter: bytes
     key: Callable[[int], bytes]
     values: Sequence[bytes]
+    span: tuple[bytes, bytes] | None = None
 
 
 class ConditionFailed(StorageError):
@@ -198,6 +202,7 @@ def plan_commit(
     appends: Sequence[Append],
     *,
     version: Callable[[bytes], bytes] = value_version,
+    last: Callable[[bytes, bytes], bytes | None] | None = None,
 ) -> tuple[list[Op], list[int]]:
     """The I/O-free core of a conditional commit, for engines that evaluate it under
     their own write lock or inside one write transaction.
@@ -207,6 +212,14 @@ def plan_commit(
     every conflict); then each :class:`Append` reads its counter and numbers its values,
     past any record that already occupies a number (written without an append, say by
     an import): an append never replaces a record.
+
+    Whether a number is occupied is read slot by slot, unless the engine passes
+    ``last`` (its newest key in ``[start, stop)``, read in the same lock or transaction)
+    and the append of two or more values names its records' key range
+    (:attr:`Append.span`): then one seek proves every slot past the counter free when
+    the sequence's newest key is not past the counter's record (the usual case);
+    otherwise the slots are read as above. (A single value's one slot read is cheaper
+    than a seek on every engine measured.)
 
     Returns:
         The operations to apply atomically (``ops``, then the numbered records, then the
@@ -218,37 +231,49 @@ def plan_commit(
     failed: list[tuple[int, bytes | None]] = []
     for i, (key, expected) in enumerate(conditions):
         raw = read(key)
-        actual = None if raw is None else version(raw)
-        if actual != expected:
-            failed.append((i, actual))
+        if raw is None:
+            if expected is not None:
+                failed.append((i, None))
+        elif expected is None:  # create-only: any record fails it (no digest needed)
+            failed.append((i, version(raw)))
+        else:
+            actual = version(raw)
+            if actual != expected:
+                failed.append((i, actual))
     if failed:
         raise ConditionFailed(failed)
     out = list(ops)
+    if not appends:
+        return out, []
     firsts: list[int] = []
     counters: dict[bytes, int] = {}
     written = {op[0] for op in ops}
     for app in appends:
-        last = counters.get(app.counter)
-        if last is None:
-            last = decode_counter(read(app.counter), app.counter)
+        n_last = counters.get(app.counter)
+        if n_last is None:
+            n_last = decode_counter(read(app.counter), app.counter)
+        record, values, span = app.key, app.values, app.span
+        # Free past the counter: no stored key of the sequence sorts after its record.
+        n = len(values)
+        clear = False
+        if last is not None and span is not None and n > 1:  # one read beats a seek
+            top = last(span[0], span[1])
+            clear = top is None or top <= record(n_last)
         # A counter can be behind its records (records written at (sequence, n)
         # without append: an import, a put): the numbers go past every occupied slot,
         # so an append never replaces a record and a batch's numbers stay consecutive.
-        n = len(app.values)
-        i = 1
-        while i <= n:
-            slot = app.key(last + i)
-            if slot in written or read(slot) is not None:
-                last += i
-                i = 1
+        keys: list[bytes] = []
+        while len(keys) < n:
+            slot = record(n_last + len(keys) + 1)
+            if slot in written or (not clear and read(slot) is not None):
+                n_last += len(keys) + 1
+                keys = []
             else:
-                i += 1
-        firsts.append(last + 1)
-        for v in app.values:
-            last += 1
-            out.append((app.key(last), v))
-            written.add(app.key(last))
-        counters[app.counter] = last
+                keys.append(slot)
+        firsts.append(n_last + 1)
+        out += zip(keys, values, strict=True)
+        written.update(keys)
+        counters[app.counter] = n_last + n
     out += [(k, encode_counter(n)) for k, n in counters.items()]
     return out, firsts
 

@@ -48,6 +48,8 @@ from aurora_storage.errors import (
     RepositoryClosedError,
 )
 
+from ._envelope import crc, pack
+
 if TYPE_CHECKING:
     from ._backend import LMDBBackend
 
@@ -70,8 +72,13 @@ def commit(
     conditions: Sequence[Condition],
     appends: Sequence[Append],
 ) -> list[int]:
-    """:meth:`Backend.commit` for LMDB: everything in one write transaction."""
-    wrap, unwrap = backend._wrap, backend._unwrap
+    """:meth:`Backend.commit` for LMDB: everything in one write transaction.
+
+    This is the path of every event-store write (an eventsourcing ``save()``), so its
+    per-record work is inlined: each value's CRC envelope is built here rather than by
+    a method call, and the changes are collected only while a feed records them.
+    """
+    unwrap, kseed = backend._unwrap, backend._kseed
     done: list[Op] = []
 
     def work(txn: Any) -> list[int]:
@@ -81,19 +88,37 @@ def commit(
             raw = get(key)
             return None if raw is None else unwrap(key, raw)
 
-        final, firsts = plan_commit(read, ops, conditions, appends)
+        def last(start: bytes, stop: bytes) -> bytes | None:
+            # The sequence's newest key: one cursor seek in this transaction.
+            cur = txn.cursor()
+            found = cur.prev() if cur.set_range(stop) else cur.last()
+            if not found:
+                return None
+            k: bytes = cur.key()
+            return k if k >= start else None
+
+        final, firsts = plan_commit(read, ops, conditions, appends, last=last)
         put, delete = txn.put, txn.delete
         done.clear()  # a retried transaction starts over
+        # Read under the write lock (start_feed sets it there): a commit after the
+        # feed's start is always recorded.
+        if not backend._recording:
+            for k, v in final:
+                if v is None:
+                    delete(k)
+                else:
+                    put(k, v + pack(crc(v, kseed(k))))
+            return firsts
         for k, v in final:
             if v is None:
                 if delete(k):
                     done.append((k, None))
             else:
-                put(k, wrap(k, v))
+                put(k, v + pack(crc(v, kseed(k))))
                 done.append((k, v))
         return firsts
 
-    return backend._write_txn(work, changes=(lambda _: done) if backend._recording else None)
+    return backend._write_txn(work, changes=lambda _: done)
 
 
 def start_feed(backend: LMDBBackend) -> RecentChanges:

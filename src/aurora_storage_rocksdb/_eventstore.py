@@ -44,7 +44,7 @@ def commit(
     with backend._insert_lock:
         backend._check()
         try:
-            final, firsts = plan_commit(read, ops, conditions, appends)
+            final, firsts = plan_commit(read, ops, conditions, appends, last=backend.last_key)
             wb = rocksdict.WriteBatch(raw_mode=True)
             for k, v in final:
                 if v is None:

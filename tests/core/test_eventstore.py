@@ -3,7 +3,7 @@ backends old and new, and refusal (never emulation) where a capability is missin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import hypothesis.strategies as st
@@ -11,9 +11,17 @@ import pytest
 from hypothesis import given, settings
 
 import aurora_storage
-from aurora_storage._keys import decode_key, encode_tenant
+from aurora_storage import _eventstore
+from aurora_storage._keys import decode_key, encode_key, encode_tenant, prefix_successor
 from aurora_storage._repository import _decode_key_at
-from aurora_storage.backend import Chunk, RecentChanges, plan_commit, value_version
+from aurora_storage.backend import (
+    Append,
+    Chunk,
+    RecentChanges,
+    encode_counter,
+    plan_commit,
+    value_version,
+)
 from aurora_storage.errors import NotSupportedError, PositionExpiredError
 from aurora_storage.memory._backend import MemoryBackend
 
@@ -53,6 +61,86 @@ def test_plan_commit_reports_every_failed_condition() -> None:
             [],
         )
     assert info.value.failed == [(0, value_version(b"1")), (2, None)]
+
+
+_TENANT = encode_tenant("t")
+_SEQ = _eventstore.sequence_prefix(_TENANT, "log")
+_RECORD = _eventstore.record_key_fn(_SEQ)
+_COUNTER = _eventstore.counter_key(_SEQ)
+_SPAN = (_SEQ, prefix_successor(_SEQ))
+
+# Keys around one sequence's records: its slots, longer tuples and other element types
+# under its prefix (which sort among or after the slots), and a neighbouring sequence.
+_NEAR_KEYS = st.one_of(
+    st.integers(1, 12).map(_RECORD),
+    st.tuples(st.integers(0, 12), st.text(max_size=2)).map(
+        lambda t: _TENANT + encode_key(("log", *t))
+    ),
+    st.one_of(st.text(max_size=3), st.none(), st.floats(0, 20)).map(
+        lambda e: _TENANT + encode_key(("log", e))
+    ),
+    st.integers(1, 12).map(lambda n: _TENANT + encode_key(("lof", n))),
+    st.integers(1, 12).map(lambda n: _TENANT + encode_key(("logs", n))),
+)
+
+
+def _last_in(state: dict[bytes, bytes]) -> Callable[[bytes, bytes], bytes | None]:
+    def last(start: bytes, stop: bytes) -> bytes | None:
+        inside = [k for k in state if start <= k < stop]
+        return max(inside) if inside else None
+
+    return last
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    stored=st.sets(_NEAR_KEYS, max_size=8),
+    counter=st.integers(0, 10),
+    in_batch=st.sets(st.integers(1, 14), max_size=3),
+    sizes=st.lists(st.integers(1, 4), min_size=1, max_size=2),
+)
+def test_plan_commit_seek_agrees_with_reading_every_slot(
+    stored: set[bytes], counter: int, in_batch: set[int], sizes: list[int]
+) -> None:
+    # The one-seek proof that the slots past the counter are free must number exactly
+    # as reading slot by slot does, whatever else sits under the sequence's prefix.
+    state = dict.fromkeys(stored, b"v")
+    if counter:
+        state[_COUNTER] = encode_counter(counter)
+    ops: list[tuple[bytes, bytes | None]] = [(_RECORD(n), b"op") for n in sorted(in_batch)]
+    appends = [Append(_COUNTER, _RECORD, [b"a%d" % i for i in range(n)], _SPAN) for n in sizes]
+    by_seek = plan_commit(state.get, ops, [], appends, last=_last_in(state))
+    by_reads = plan_commit(state.get, ops, [], appends)
+    assert by_seek == by_reads
+    planned = dict(by_seek[0])
+    for key in stored:  # an append never replaces a stored record
+        if key in planned:
+            assert (key, planned[key]) in ops
+
+
+def test_plan_commit_seek_reads_no_slot_when_the_counter_is_ahead() -> None:
+    state = {_RECORD(n): b"v" for n in range(1, 6)}
+    state[_COUNTER] = encode_counter(5)
+    reads: list[bytes] = []
+
+    def read(key: bytes) -> bytes | None:
+        reads.append(key)
+        return state.get(key)
+
+    appends = [Append(_COUNTER, _RECORD, [b"a", b"b", b"c"], _SPAN)]
+    out, firsts = plan_commit(read, [], [], appends, last=_last_in(state))
+    assert firsts == [6]
+    assert reads == [_COUNTER]  # the counter only: the slots were proven free by one seek
+    assert out == [
+        (_RECORD(6), b"a"),
+        (_RECORD(7), b"b"),
+        (_RECORD(8), b"c"),
+        (_COUNTER, encode_counter(8)),
+    ]
+    # Without the seek every slot is read.
+    reads.clear()
+    assert plan_commit(read, [], [], appends) == (out, firsts)
+    assert reads == [_COUNTER, _RECORD(6), _RECORD(7), _RECORD(8)]
 
 
 class _OldStyleBackend(MemoryBackend):

@@ -162,25 +162,32 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         and the tracking record if given. Returns the notification ids if ``notify``."""
         if not stored_events and tracking is None:
             return [] if notify else None
-        repo, tenant, pack, purpose = self._repo, self._tenant, self._pack, self.purpose
-        rows = []
-        seen = set()
+        tenant, pack, purpose = self._tenant, self._pack, self.purpose
+        # Keys and values are built once, before the batch (a retry reuses them): the
+        # event record, and its notification record when notifying.
+        events: list[tuple[tuple[str, str, str, int], Any, Any]] = []
         last_id: Any = None
         oid = ""
         for s in stored_events:
             if s.originator_id is not last_id:  # one call's events share one aggregate
                 last_id = s.originator_id
                 oid = id_text(last_id)
-            version = s.originator_version
-            seen.add((oid, version))
-            rows.append((oid, version, s.topic, s.state))
-        if len(seen) < len(rows):
+            version, topic, state = s.originator_version, s.topic, s.state
+            events.append(
+                (
+                    (EVENT, purpose, oid, version),
+                    pack([topic, state]),
+                    pack([oid, version, topic, state]) if notify else None,
+                )
+            )
+        if len({key for key, _, _ in events}) < len(events):
             # Validation of the argument, not a check of the store: one batch cannot hold
             # two records under one key.
             raise IntegrityError(
                 "the stored events repeat an (originator_id, originator_version): "
                 f"{[(s.originator_id, s.originator_version) for s in stored_events]}"
             )
+        repo = self._repo
         while True:
             tracking_version: Any = None
             if tracking is not None:
@@ -188,12 +195,15 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
             slots = []
             try:
                 with repo.batch() as b:
-                    for oid, version, topic, state in rows:
-                        b.insert(tenant, (EVENT, purpose, oid, version), pack([topic, state]))
-                        if notify:
-                            slots.append(
-                                b.append(tenant, SEQUENCE, pack([oid, version, topic, state]))
-                            )
+                    insert = b.insert
+                    if notify:
+                        append = b.append
+                        for key, value, note in events:
+                            insert(tenant, key, value)
+                            slots.append(append(tenant, SEQUENCE, note))
+                    else:
+                        for key, value, _ in events:
+                            insert(tenant, key, value)
                     if tracking is not None:
                         b.compare_and_set(
                             tenant,

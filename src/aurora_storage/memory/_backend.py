@@ -173,7 +173,9 @@ class MemoryBackend(Backend):
         """See :meth:`Backend.commit`: checked, numbered and applied under the lock."""
         with self._lock:
             self._check()
-            final, firsts = plan_commit(self._data.get, ops, conditions, appends)
+            final, firsts = plan_commit(
+                self._data.get, ops, conditions, appends, last=self.last_key
+            )
             self._apply(final)
             return firsts
 

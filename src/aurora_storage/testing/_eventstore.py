@@ -326,6 +326,21 @@ class SequenceTests(_Base):
             (("log", 8), "new-c"),
         ]
 
+    def test_append_numbers_past_other_keys_under_the_sequence(self, repo: Repo) -> None:
+        # Keys of other shapes under the sequence's prefix (longer tuples, other element
+        # types) and a neighbouring sequence occupy no slot, and are never replaced.
+        require(repo, "sequences", "appends need sequences")
+        others = {("log", 3, "x"): "long", ("log", "z"): "str", ("logs", 9): "next"}
+        repo.put_many("t", {("log", 1): "old", **others})
+        with repo.batch() as b:
+            slots = [b.append("t", "log", v) for v in ("a", "b", "c")]
+        assert [s.number for s in slots] == [2, 3, 4]
+        with repo.batch() as b:
+            slots = [b.append("t", "log", v) for v in ("d", "e")]
+        assert [s.number for s in slots] == [5, 6]
+        assert [repo.get("t", ("log", n)) for n in range(1, 7)] == ["old", *"abcde"]
+        assert {k: repo.get("t", k) for k in others} == others
+
     def test_bad_sequence_name(self, repo: Repo) -> None:
         require(repo, "sequences", "appends need sequences")
         for bad in ("", 1, None, ("a",)):
