@@ -81,7 +81,7 @@ META_KEY = NS_SYSTEM + b"aurora:meta"
 _PREFIX_CACHE_MAX = 65_536
 #: Scan bounds of recent ``(tenant, prefix)`` pairs for the newest-key lookup: a pure
 #: function of the two (the key encoding), so one cache serves every repository.
-_BOUNDS_CACHE: dict[tuple[str, Any], tuple[bytes, bytes, int]] = {}
+_BOUNDS_CACHE: dict[tuple[str, Any], tuple[bytes, bytes, int, str | None]] = {}
 _TENANT_END = b"\xff"
 
 
@@ -610,32 +610,46 @@ class Repository(Generic[K, V]):
             and stop is None
             and (reverse is True or reverse is False)
         ):
+            # The first or newest key of a prefix ("the aggregate's current version",
+            # "the highest notification id"): one engine seek, inlined here (a hot path
+            # whose cost is mostly the calls around the seek).
             if self._closed:
                 self._check_open()
-            return self._one_key(tenant, prefix, reverse)
+            try:
+                lo, hi, plen, first = _BOUNDS_CACHE[(tenant, prefix)]
+            except (KeyError, TypeError):  # TypeError: an unhashable prefix (a list)
+                lo, hi, plen, first = self._one_key_bounds(tenant, prefix)
+            backend = self._backend
+            k = backend.last_key(lo, hi) if reverse else backend.first_key(lo, hi)
+            if k is None:
+                return iter(())
+            if first is not None:
+                # A key (first, n) with a small positive n - an aggregate's version, a
+                # sequence's number - is lo, then 0x13 <size> <n: size bytes> 0x00 0x00
+                # (see _keys); decoded from those bytes, the first element is the
+                # prefix's own str. Any other key goes to the decoder.
+                i = len(lo)
+                size = len(k) - i - 4
+                if 0 < size <= 8 and k[i] == 0x13 and k[i + 1] == size and k[-2:] == b"\x00\x00":
+                    return iter(((first, int.from_bytes(k[i + 2 : -2], "big")),))  # type: ignore[arg-type]  # K is this tuple key
+            return iter((_decode_key_at(k, plen),))
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         check_scan(reverse, limit)
         return self._iter(self._chunks(lo, hi, reverse, False, limit), limit, plen, 0)
 
-    def _one_key(self, tenant: str, prefix: Any, reverse: bool) -> Iterator[K]:
-        """``keys(t, prefix=p, reverse=..., limit=1)``: the first or newest key of a
-        prefix ("the aggregate's current version", "the highest notification id") as
-        one engine seek (:meth:`Backend.first_key` / :meth:`Backend.last_key`), with the
-        prefix's bounds cached for the common ``str`` and ``(str,)`` prefixes."""
+    def _one_key_bounds(self, tenant: str, prefix: Any) -> tuple[bytes, bytes, int, str | None]:
+        """The bounds of ``prefix`` for ``keys(..., limit=1)`` (validating it), and the
+        str ``s`` of a ``(s,)`` prefix; cached for ``str`` and ``(str,)`` prefixes."""
+        lo, hi, plen = self._bounds(tenant, prefix, None, None)
         t = type(prefix)
-        cacheable = t is str or (t is tuple and len(prefix) == 1 and type(prefix[0]) is str)
-        got = _BOUNDS_CACHE.get((tenant, prefix)) if cacheable else None
-        if got is None:
-            got = self._bounds(tenant, prefix, None, None)
-            if cacheable:
-                if len(_BOUNDS_CACHE) >= _PREFIX_CACHE_MAX:
-                    _BOUNDS_CACHE.clear()
-                _BOUNDS_CACHE[(tenant, prefix)] = got
-        lo, hi, plen = got
-        backend = self._backend
-        k = backend.last_key(lo, hi) if reverse else backend.first_key(lo, hi)
-        return iter(()) if k is None else iter((_decode_key_at(k, plen),))
+        if t is str or (t is tuple and len(prefix) == 1 and type(prefix[0]) is str):
+            got = (lo, hi, plen, prefix[0] if t is tuple else None)
+            if len(_BOUNDS_CACHE) >= _PREFIX_CACHE_MAX:
+                _BOUNDS_CACHE.clear()
+            _BOUNDS_CACHE[(tenant, prefix)] = got
+            return got
+        return lo, hi, plen, None
 
     def values(
         self,

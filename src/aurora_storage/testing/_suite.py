@@ -438,6 +438,33 @@ class ScanTests(_Base):
             got = list(repo.keys("t", prefix=("order",), reverse=True, limit=1))
             assert got == [("order", 2, "x")]
 
+    def test_first_and_newest_key_agree_with_scans(self, repo: Repo) -> None:
+        # keys(t, prefix=p, reverse=..., limit=1) takes a fast path (one engine seek, a
+        # cache of bounds, a shortcut decoding (s, n) keys): it must return what the
+        # full scan returns first, for every key shape and tenant, cached or not.
+        ints = [0, 1, 255, 256, 2**63, 2**64 - 1, 2**64, 2**70, -1, 1.5, True]
+        keys: list[Any] = [("s", n) for n in ints] + [("s",), ("s", 7, "x"), ("s", "z")]
+        keys += [("t", 3), ("t", 2**64), ("t\x00", 1), "s", "s1", b"s", ("s\x00", 5)]
+        keys += [(("s",), 1), ("u", None), ("", 4)]
+        for tenant in ("a", "a\x00b", "b"):
+            repo.put_many(tenant, [(k, 0) for k in keys])
+        repo.put_many("c", [(("s", 9), 0), (("s", 9, "x"), 0), (("s", 1, 2), 0)])
+        prefixes: list[Any] = ["s", ("s",), ("t",), ["s"], ("s", 7), b"s", (("s",),)]
+        prefixes += [("u",), ("",), "", (), ("nothing",), "zz", ("s\x00",), ("t\x00",)]
+        for _ in range(2):  # the second round reads the cached bounds
+            for tenant in ("a", "a\x00b", "b", "c", "empty"):
+                for prefix in prefixes:
+                    for reverse in (False, True):
+                        everything = list(repo.keys(tenant, prefix=prefix, reverse=reverse))
+                        got = list(repo.keys(tenant, prefix=prefix, reverse=reverse, limit=1))
+                        assert got == everything[:1], (tenant, prefix, reverse)
+                        assert [type(k) for k in got] == [type(k) for k in everything[:1]]
+        # Bad arguments fail as in every scan, cached prefix or not.
+        with pytest.raises(InvalidTenantError):
+            repo.keys("", prefix=("s",), reverse=True, limit=1)
+        with pytest.raises(InvalidKeyError):
+            repo.keys("a", prefix=1.5, reverse=True, limit=1)
+
     def test_prefix_with_bounds(self, repo: Repo) -> None:
         repo.put_many("t", {("p", i): i for i in range(10)})
         repo.put_many("t", {("q", i): i for i in range(3)})
