@@ -10,18 +10,44 @@ from pathlib import Path
 from es_cases import require_primitives
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "eventsourcing_bench.py"
+LAYERS = SCRIPT.with_name("eventsourcing_layers.py")
+CONTENDERS = ("sqlite", "aurora-lmdb", "aurora-rocksdb", "raw-lmdb", "raw-rocksdb")
 
 
 def test_benchmark_smoke_run(tmp_path: Path) -> None:
     require_primitives(f"lmdb://{tmp_path / 'probe-lmdb'}")
     require_primitives(f"rocksdb://{tmp_path / 'probe-rocksdb'}")
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--calls", "5", "--dir", str(tmp_path)],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--calls",
+            "5",
+            "--dir",
+            str(tmp_path),
+            "--contenders",
+            ",".join(CONTENDERS),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
-    for contender in ("sqlite", "aurora-lmdb", "aurora-rocksdb"):
+    for contender in CONTENDERS:
         for mode in ("fsync", "nofsync"):
             assert f"| {mode} | 1 | {contender} |" in out.stdout
+
+
+def test_layer_breakdown_smoke_run(tmp_path: Path) -> None:
+    require_primitives(f"lmdb://{tmp_path / 'probe-lmdb'}")
+    require_primitives(f"rocksdb://{tmp_path / 'probe-rocksdb'}")
+    out = subprocess.run(
+        [sys.executable, str(LAYERS), "--calls", "5", "--rounds", "1", "--batches", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| lmdb | 2 |" in out.stdout
+    assert "| rocksdb | 2 |" in out.stdout
