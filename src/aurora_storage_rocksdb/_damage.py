@@ -26,7 +26,16 @@ import os
 import re
 from dataclasses import dataclass
 
-__all__ = ["LogTail", "damaged_files", "manifest_log_number", "scan_log", "wal_files"]
+__all__ = [
+    "LogTail",
+    "damaged_files",
+    "log_chain_problem",
+    "log_sequence_span",
+    "manifest_log_number",
+    "manifest_numbers",
+    "scan_log",
+    "wal_files",
+]
 
 _BLOCK = 32 * 1024
 _PAGE = 4096
@@ -221,19 +230,23 @@ def _slice(data: bytes, pos: int) -> int:
 
 # VersionEdit tags (RocksDB db/version_edit.h).
 _LOG_NUMBER = 2
+_LAST_SEQUENCE = 4
 _SAFE_IGNORE = 1 << 13
 
 
-def _edit_log_number(edit: bytes) -> int | None:
-    """The ``log_number`` field of one VersionEdit of the default column family, if it
-    has one. Raises ``ValueError`` on a tag it does not know how to skip."""
-    pos, found, family = 0, None, 0
+def _edit_fields(edit: bytes) -> tuple[int | None, int | None]:
+    """The ``log_number`` field of one VersionEdit of the default column family and its
+    ``last_sequence`` field (database-wide), each ``None`` when absent. Raises
+    ``ValueError`` on a tag it does not know how to skip."""
+    pos, found, family, last_sequence = 0, None, 0, None
     while pos < len(edit):
         tag, pos = _varint(edit, pos)
         if tag in (_LOG_NUMBER, 3, 4, 9, 10):  # log, next file, last seq, prev log, min log
             value, pos = _varint(edit, pos)
             if tag == _LOG_NUMBER:
                 found = value
+            elif tag == _LAST_SEQUENCE:
+                last_sequence = value
         elif tag == 1 or tag == 201:  # comparator name, column family add
             pos = _slice(edit, pos)
         elif tag in (5,):  # compact cursor: level, key
@@ -269,27 +282,114 @@ def _edit_log_number(edit: bytes) -> int | None:
             pos = _slice(edit, pos)
         else:
             raise ValueError(f"unknown VersionEdit tag {tag}")
-    return found if family == 0 else None
+    return (found if family == 0 else None), last_sequence
 
 
 def manifest_log_number(manifest: str) -> int | None:
     """The oldest write-ahead log the MANIFEST says still holds data of the default
     column family (its latest ``log_number``), or ``None`` if the file cannot be read or
     parsed completely (then nothing is concluded from it)."""
+    return manifest_numbers(manifest)[0]
+
+
+def manifest_numbers(manifest: str) -> tuple[int | None, int | None]:
+    """``(log_number, last_sequence)`` of the MANIFEST's latest state: the oldest
+    write-ahead log still holding data of the default column family, and the last
+    sequence number the engine had given out when it last wrote the MANIFEST (every
+    write up to it is in a table file or a log at least as new as ``log_number``).
+    ``(None, None)`` if the file cannot be read or parsed completely."""
     try:
         with open(manifest, "rb") as f:
             data = f.read()
     except OSError:
-        return None
+        return None, None
     records = _records(data)
     if records is None:
-        return None
-    number = None
+        return None, None
+    number = last = None
     try:
         for edit in records:
-            found = _edit_log_number(edit)
+            found, seq = _edit_fields(edit)
             if found is not None:
                 number = found if number is None else max(number, found)
+            if seq is not None:
+                last = seq if last is None else max(last, seq)
     except ValueError:
+        return None, None
+    return number, last
+
+
+def log_sequence_span(path: str) -> tuple[int, int] | None:
+    """``(first, next)``: the sequence number of the first write batch in one
+    write-ahead log and the number just after its last batch's entries, or ``None`` for
+    an empty log or one whose framing is not understood.
+
+    Every logical record of a write-ahead log is one write batch whose first 12 bytes
+    are its sequence number (8 bytes) and entry count (4 bytes), little-endian (RocksDB
+    db/write_batch.cc); without ``seq_per_batch`` (not used here) a batch takes one
+    sequence number per entry, so the batches of consecutive logs number their entries
+    without a gap.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        records = _records(f.read())
+    batches = [r for r in records or () if len(r) >= 12]
+    if not batches:
         return None
-    return number
+    first = int.from_bytes(batches[0][:8], "little")
+    last = batches[-1]
+    return first, int.from_bytes(last[:8], "little") + int.from_bytes(last[8:12], "little")
+
+
+def log_chain_problem(
+    log_number: int, last_sequence: int | None, logs: list[str]
+) -> tuple[str, str] | None:
+    """Whether a write-ahead log between the oldest one the MANIFEST still needs and
+    the newest one on disk is missing: ``(the file to name, what is wrong)``, or
+    ``None`` when nothing is seen missing.
+
+    ``logs`` are the store's logs, oldest first (``wal_files``); ``log_number`` and
+    ``last_sequence`` come from ``manifest_numbers``. Two kinds of hole are seen, both
+    by sequence numbers (log file numbers are shared with table files, so they have
+    gaps; and RocksDB deletes a log that never held a write, so the log the MANIFEST
+    names may be absent without harm):
+
+    * the oldest log still holding data starts after ``last_sequence + 1``: the writes
+      between are in no table file (the MANIFEST had given them out when it was last
+      written) and in no log - the oldest needed log is gone;
+    * two logs that remain do not run on from one to the next: a log between is gone.
+
+    RocksDB replays whatever logs it finds without checking either, so the store would
+    open with the writes of the missing log gone and later writes kept. Not seen: the
+    newest log deleted (what remains is a whole, older chain: the same limit as a log
+    cut at a record boundary), and the oldest one deleted when the MANIFEST was written
+    after its successor started (``last_sequence`` then lies inside the successor).
+    """
+    needed = [f for f in logs if int(os.path.basename(f)[:-4]) >= log_number]
+    previous: tuple[str, int] | None = None
+    for log in needed:
+        try:
+            span = log_sequence_span(log)
+        except OSError:
+            return None  # unreadable: the engine reports it at open
+        if span is None:
+            continue
+        if previous is None:
+            if last_sequence is not None and span[0] > last_sequence + 1:
+                missing = os.path.join(os.path.dirname(log), f"{log_number:06d}.log")
+                return missing, (
+                    f"the writes with sequence numbers {last_sequence + 1} to "
+                    f"{span[0] - 1} are in no table file and no write-ahead log (the "
+                    f"oldest log, {os.path.basename(log)}, starts at {span[0]}): the "
+                    "log that held them is missing"
+                )
+        elif span[0] != previous[1]:
+            return log, (
+                f"the write-ahead logs have a gap: {os.path.basename(previous[0])} ends "
+                f"before sequence number {previous[1]} and {os.path.basename(log)} starts "
+                f"at {span[0]}, so a log between them is missing"
+            )
+        previous = (log, span[1])
+    return None

@@ -5,6 +5,7 @@ when asked, the engine's options, and a close that waits for calls in flight."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -15,14 +16,20 @@ from typing import Any
 import rocksdict
 
 from aurora_storage._stores import MARKER_NAME
-from aurora_storage.errors import ConfigurationError, CorruptionError, StorageError
+from aurora_storage.errors import (
+    ConfigurationError,
+    CorruptionError,
+    StorageError,
+    StoreLockedError,
+)
 
 from ._config import RocksDBConfig
 from ._damage import (
     LogTail,
     damaged_files,
     dropped_in_info_log,
-    manifest_log_number,
+    log_chain_problem,
+    manifest_numbers,
     scan_log,
     wal_files,
 )
@@ -41,6 +48,8 @@ _KEEP_INFO_LOGS = 3
 _log = logging.getLogger("aurora_storage.rocksdb")
 #: Seconds close() waits for calls in flight on other threads before giving up.
 _CLOSE_WAIT = 300.0
+#: Seconds a read_only open beside a live writer keeps trying for a consistent view.
+_READ_ONLY_PATIENCE = 10.0
 
 
 def close_when_free(db: Any) -> None:
@@ -65,6 +74,90 @@ def close_when_free(db: Any) -> None:
 
 
 def open_db(config: RocksDBConfig, secondary_tmp: str | None) -> tuple[Any, dict[str, Any] | None]:
+    """Open the engine (see ``_open_db_once``); a ``read_only`` open beside a live writer
+    is repeated until it is a consistent view.
+
+    RocksDB's read-only open reads the MANIFEST, then lists and replays the write-ahead
+    logs it names. A live writer that finishes a flush in between records the flushed
+    table file in a MANIFEST edit the open did not read and deletes the flushed log: the
+    view then lacks that log's writes while holding later ones (seen: 42 of 54 opens
+    beside a writer with 64 KiB memtables had holes, and some failed with "No such
+    file"). A flush always appends to the MANIFEST before it deletes a log, so an open
+    during which the MANIFEST did not change saw a whole chain; any other open is
+    closed and tried again.
+
+    Raises:
+        StoreLockedError: a ``read_only`` open beside a writer that flushes too often
+            for a consistent view within ``_READ_ONLY_PATIENCE`` seconds (use
+            ``mode=secondary``, built to follow a live writer).
+    """
+    if config.mode != "read_only":
+        return _open_db_once(config, secondary_tmp)
+    path = config.path
+    deadline = time.monotonic() + _READ_ONLY_PATIENCE
+    attempt = 0
+    last: StorageError | None = None
+    while True:
+        before = _manifest_state(path)
+        try:
+            db, recovery = _open_db_once(config, secondary_tmp)
+        except StorageError as exc:
+            if _no_live_writer(path):
+                raise
+            last = exc
+        else:
+            if _manifest_state(path) == before:
+                return db, recovery
+            close_when_free(db)
+        attempt += 1
+        if time.monotonic() > deadline:
+            break
+        time.sleep(min(0.002 * attempt, 0.05))
+    raise StoreLockedError(
+        f"the RocksDB store {path} is being written by another process that flushes too "
+        f"often for a consistent read-only view ({attempt} tries in "
+        f"{_READ_ONLY_PATIENCE:.0f} s). Open it with mode=secondary, which follows a live "
+        "writer, or try again when it is quieter",
+        backend="rocksdb",
+        path=path,
+    ) from last
+
+
+def _manifest_state(path: str) -> tuple[str, int, int] | None:
+    """The MANIFEST's identity and size (``CURRENT``'s text, size, modification time in
+    ns): what changes whenever a writer records a flush or compaction."""
+    try:
+        with open(os.path.join(path, "CURRENT"), encoding="utf-8", errors="replace") as f:
+            name = f.read().strip()
+        st = os.stat(os.path.join(path, name))
+    except OSError:
+        return None
+    return name, st.st_size, st.st_mtime_ns
+
+
+def _no_live_writer(path: str) -> bool:
+    """Whether no process holds the store's ``LOCK`` (RocksDB's fcntl lock) right now,
+    so its files are at rest. The probe is released at once; a process that already
+    holds a handle of this store shares it through ``open_stores`` and never gets here
+    (POSIX locks are per process: probing our own lock would release it)."""
+    try:
+        fd = os.open(os.path.join(path, "LOCK"), os.O_RDWR)
+    except OSError:
+        return True  # no LOCK file: nothing has it open
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _open_db_once(
+    config: RocksDBConfig, secondary_tmp: str | None
+) -> tuple[Any, dict[str, Any] | None]:
     """Open the engine on ``config.path`` (which exists): the damage checks, strict
     write-ahead log recovery with a crash's torn tail dropped, or point-in-time recovery
     when asked. Returns the engine and what recovery did (``None``: nothing).
@@ -256,11 +349,25 @@ def _check_wal_present(config: RocksDBConfig, manifest: str) -> int | None:
         # RocksDB checkpoint (a backup) legitimately holds none when its memtables were
         # flushed, and carries no marker; its first open here writes one.
         return None
-    number = manifest_log_number(manifest)
+    number, last_sequence = manifest_numbers(manifest)
     if number is None or number == 0:
         return None
-    if any(int(os.path.basename(f)[:-4]) >= number for f in wal_files(config.path)):
-        return None
+    logs = wal_files(config.path)
+    if any(int(os.path.basename(f)[:-4]) >= number for f in logs):
+        hole = log_chain_problem(number, last_sequence, logs)
+        if hole is None or not _no_live_writer(config.path):
+            # A live writer (holding LOCK) creates and deletes logs while we look; its
+            # own open checked the chain, and the engine reports the lock.
+            return None
+        file, what = hole
+        raise CorruptionError(
+            f"the RocksDB store {config.path} is damaged: {what}; the writes acknowledged "
+            "in the missing log are gone, while later ones are kept. Restore the store "
+            "from a backup. wal_recovery=point_in_time cannot help here: the engine would "
+            "replay the later logs over the hole instead of stopping at it",
+            backend="rocksdb",
+            path=file,
+        )
     if config.wal_recovery == "point_in_time" and config.mode == "read_write":
         return number
     raise CorruptionError(
