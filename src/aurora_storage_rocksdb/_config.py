@@ -81,6 +81,9 @@ class RocksDBConfig:
             ``none`` (``false``).
         write_buffer_size: bytes of memtable before it is flushed to an SST file.
         max_write_buffer_number: memtables kept in memory (one active, others flushing).
+        min_write_buffer_number_to_merge: full memtables that wait before a flush writes
+            them together (RocksDB's option of that name; 1 flushes each at once; less
+            than ``max_write_buffer_number``, or writes would stall forever).
         max_open_files: table files kept open; ``-1`` keeps them all open.
         bloom_filter: per-table bloom filters, so a get of an absent key rarely reads disk.
         bloom_bits_per_key: bloom filter size (10 bits gives about 1% false positives).
@@ -109,6 +112,7 @@ class RocksDBConfig:
     compression: str = _compression_field()
     write_buffer_size: int = size_field(64 * 1024**2, help="memtable size")
     max_write_buffer_number: int = 2
+    min_write_buffer_number_to_merge: int = 1
     max_open_files: int = -1
     bloom_filter: bool = True
     bloom_bits_per_key: int = 10
@@ -149,6 +153,14 @@ class RocksDBConfig:
             problems.append(
                 f"max_write_buffer_number must be 2..{_MAX_WRITE_BUFFERS}, got "
                 f"{self.max_write_buffer_number}"
+            )
+        if not 1 <= self.min_write_buffer_number_to_merge < self.max_write_buffer_number:
+            # Writes stop when max_write_buffer_number memtables are full; a flush that
+            # waits for as many or more would never start.
+            problems.append(
+                "min_write_buffer_number_to_merge must be 1..max_write_buffer_number-1 "
+                f"({self.max_write_buffer_number - 1}), got "
+                f"{self.min_write_buffer_number_to_merge}"
             )
         if self.max_open_files == 0 or not -1 <= self.max_open_files <= _INT32_MAX:
             problems.append(

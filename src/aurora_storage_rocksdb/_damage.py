@@ -378,7 +378,9 @@ def log_chain_problem(
             continue
         if previous is None:
             if last_sequence is not None and span[0] > last_sequence + 1:
-                missing = os.path.join(os.path.dirname(log), f"{log_number:06d}.log")
+                named = os.path.join(os.path.dirname(log), f"{log_number:06d}.log")
+                # log_number 0 (never flushed) names no log: name the one after the hole.
+                missing = named if log_number and named != log else log
                 return missing, (
                     f"the writes with sequence numbers {last_sequence + 1} to "
                     f"{span[0] - 1} are in no table file and no write-ahead log (the "

@@ -350,10 +350,12 @@ def _check_wal_present(config: RocksDBConfig, manifest: str) -> int | None:
         # flushed, and carries no marker; its first open here writes one.
         return None
     number, last_sequence = manifest_numbers(manifest)
-    if number is None or number == 0:
+    if number is None:
         return None
     logs = wal_files(config.path)
-    if any(int(os.path.basename(f)[:-4]) >= number for f in logs):
+    # log_number 0: nothing was ever flushed, every log is needed (and none at all is
+    # a store that never wrote, or one whose logs were all deleted - not told apart).
+    if number == 0 or any(int(os.path.basename(f)[:-4]) >= number for f in logs):
         hole = log_chain_problem(number, last_sequence, logs)
         if hole is None or not _no_live_writer(config.path):
             # A live writer (holding LOCK) creates and deletes logs while we look; its
@@ -388,6 +390,7 @@ def _engine_options(config: RocksDBConfig, *, tolerate_tail: bool = False) -> An
     opts.set_compression_type(_COMPRESSION[config.compression]())
     opts.set_write_buffer_size(config.write_buffer_size)
     opts.set_max_write_buffer_number(config.max_write_buffer_number)
+    opts.set_min_write_buffer_number_to_merge(config.min_write_buffer_number_to_merge)
     opts.set_max_open_files(config.max_open_files)
     opts.set_max_background_jobs(config.max_background_jobs)
     # Corruption found while reading is reported instead of skipped.
