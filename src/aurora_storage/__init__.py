@@ -169,7 +169,8 @@ def open(
             f"the plugin for {parsed.scheme!r} returned {type(result).__name__}, not a Backend",
             backend=parsed.scheme,
         )
-    repo_cls: type[Repository[Any, Any]] = getattr(result, "repository_class", Repository)
+    # Backend.repository_class: an engine's own Repository subclass, or None.
+    repo_cls: type[Repository[Any, Any]] = result.repository_class or Repository
     return _observed(repo_cls._from_backend(result, codec=chosen, url=parsed), otel)
 
 

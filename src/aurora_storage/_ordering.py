@@ -25,15 +25,16 @@ as an ordered engine's chunked iterator without a snapshot).
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .backend import Chunk
+    from .backend import Backend, Chunk
 
-__all__ = ["PASS_RECORDS", "ordered_chunks"]
+__all__ = ["PASS_RECORDS", "ordered_chunks", "scan_in_order"]
 
 #: How many records one pass over an unordered engine holds (and hands over sorted).
 PASS_RECORDS = 10_000
@@ -104,3 +105,21 @@ def ordered_chunks(
             hi = keys[-1]  # the smallest handed over; stop is exclusive
         else:
             lo = keys[-1] + b"\x00"  # the next key after the largest handed over
+
+
+def scan_in_order(
+    backend: Backend, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
+) -> Iterator[Chunk]:
+    """``backend.scan_chunks(start, stop, ...)`` in key order whatever the engine: as is on
+    an ordered engine, through :func:`ordered_chunks` on an unordered one. For readers
+    that need key order from a backend directly (the command line's ``export`` and
+    ``copy``)."""
+    if backend.capabilities.ordered_scans:
+        return backend.scan_chunks(start, stop, reverse=reverse, values=values)
+    return ordered_chunks(
+        functools.partial(backend.scan_chunks, values=values),
+        start,
+        stop,
+        reverse=reverse,
+        values=values,
+    )

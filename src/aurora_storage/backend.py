@@ -608,11 +608,57 @@ class AsyncBackend(ABC):
         close calls it before closing the backend)."""
 
 
+def _first(it: Iterator[bytes]) -> bytes | None:
+    """The first item of ``it`` (then closed), or ``None``."""
+    try:
+        return next(it, None)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
+def _takes_limit(backend: Backend) -> bool:
+    """Whether ``backend.scan_chunks`` accepts ``limit`` (an override written before
+    the parameter existed does not)."""
+    import inspect
+
+    try:
+        params = inspect.signature(backend.scan_chunks).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+    return "limit" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 class Backend(ABC):
     """Bytes in, bytes out, ordered scans, atomic batches, close.
 
-    Subclasses set :attr:`scheme` and :attr:`capabilities` and implement the abstract
-    methods. Every method may raise only :mod:`aurora_storage.errors` exceptions.
+    Subclasses set :attr:`scheme` and :attr:`capabilities` and implement the six abstract
+    methods (:meth:`get`, :meth:`put`, :meth:`delete`, :meth:`write`, :meth:`scan`,
+    :meth:`close`); the other methods have defaults built on those, which an engine
+    overrides where it does better. ``docs/extending/writing-a-backend.md`` has the whole
+    interface as one table (contract, errors, callers, default).
+
+    **Errors.** Every method may raise only :mod:`aurora_storage.errors` exceptions,
+    with the engine's exception chained. Besides what each method lists: every method
+    raises :class:`~aurora_storage.errors.RepositoryClosedError` once :meth:`close` ran,
+    :class:`~aurora_storage.errors.CorruptionError` when the engine detects damage, and
+    :class:`~aurora_storage.errors.StoreLockedError`,
+    :class:`~aurora_storage.errors.StorageFullError` or another
+    :class:`~aurora_storage.errors.StorageError` for engine failures; writes raise
+    :class:`~aurora_storage.errors.ReadOnlyError` on a read-only instance.
+
+    **One read path.** Every read of many records - the repository's scans (sync and
+    async), :meth:`verify`, ``tiered``'s reads of its tiers, the command line's export
+    and copy, and the defaults of :meth:`count_range`, :meth:`first_key`,
+    :meth:`last_key` and :meth:`delete_range` - goes through :meth:`scan_chunks`. Its
+    default is built on :meth:`scan`; an engine that reads in chunks anyway overrides it
+    and defines :meth:`scan` / :meth:`scan_keys` with :func:`chunk_items` /
+    :func:`chunk_keys` over it.
+
+    **Unordered engines** (``capabilities.ordered_scans`` false) still filter scans to
+    ``[start, stop)`` but return keys in any order; the repository orders them (see
+    ``aurora_storage._ordering``), and the defaults below are correct for them too.
     """
 
     #: The URL scheme this backend serves (used in messages and ``stats()``).
@@ -636,43 +682,81 @@ class Backend(ABC):
         # create-only write (LMDB's overwrite=False) override insert() instead.
         self._insert_lock = threading.Lock()
 
+    @property
+    def repository_class(self) -> type[Any] | None:
+        """The :class:`~aurora_storage.Repository` subclass that
+        :func:`aurora_storage.open` wraps this backend in, or ``None`` (the default) for
+        ``Repository`` itself. An engine plugin returns its own subclass to add
+        engine-specific methods (NATS's repository); the subclass is
+        built through ``Repository._from_backend(backend, codec=..., url=...)``, so its
+        ``__init__`` may take its own arguments. A class attribute of the same name works
+        too."""
+        return None
+
     # ------------------------------------------------------------------ required
 
     @abstractmethod
     def get(self, key: bytes) -> bytes | None:
-        """The value stored at ``key``, or ``None`` if absent."""
+        """The value stored at ``key``, or ``None`` if absent.
+
+        Called by ``Repository.get`` and ``last_sequence``, the store's metadata check
+        at open, and the defaults of :meth:`contains` (``has``), :meth:`insert` and
+        :meth:`get_versioned`. Required."""
 
     @abstractmethod
     def put(self, key: bytes, value: bytes) -> None:
         """Store ``value`` at ``key``, replacing any previous value. Durable per the
-        backend's documented settings once it returns."""
+        backend's documented settings once it returns.
+
+        Called by ``Repository.put``, the metadata record of a new store, and the
+        :meth:`insert` default. Required."""
 
     @abstractmethod
     def delete(self, key: bytes) -> bool:
-        """Remove ``key``; return whether it was present."""
+        """Remove ``key``; return whether it was present.
+
+        Called by ``Repository.delete``. Required."""
 
     @abstractmethod
     def write(self, ops: Sequence[Op]) -> None:
         """Apply puts (``(k, v)``) and deletes (``(k, None)``) in order, atomically if
-        ``capabilities.atomic_batches``: after a crash either all are visible or none."""
+        ``capabilities.atomic_batches``: after a crash either all are visible or none,
+        and a concurrent reader sees all or none.
+
+        Called by ``Batch.commit`` (a batch without conditions), ``delete_many``, and the
+        :meth:`write_iter` and :meth:`delete_range` defaults. Required."""
 
     @abstractmethod
     def scan(
         self, start: bytes, stop: bytes, *, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """Yield ``(key, value)`` for ``start <= key < stop`` in byte order (descending if
-        ``reverse``). A scan must never end early silently: an engine error (corruption)
-        raises :class:`~aurora_storage.errors.CorruptionError` from the iterator."""
+        ``reverse``); in any order when ``capabilities.ordered_scans`` is false, but
+        still only the keys of the range.
+
+        A scan must never end early silently: an engine error (corruption) raises
+        :class:`~aurora_storage.errors.CorruptionError` from the iterator, and an
+        iterator advanced after :meth:`close` raises
+        :class:`~aurora_storage.errors.RepositoryClosedError`.
+
+        The primitive of the read path: the :meth:`scan_chunks` and :meth:`scan_keys`
+        defaults call it; nothing else does. Required."""
 
     @abstractmethod
     def close(self) -> None:
         """Release the store (locks, files, maps). Idempotent. Live scan iterators must
-        afterwards raise RepositoryClosedError rather than keep the store open."""
+        afterwards raise RepositoryClosedError rather than keep the store open.
+
+        Called by ``Repository.close`` (and when an open fails after the backend was
+        created). Required."""
 
     # ------------------------------------------------------------------ defaults
 
     def scan_keys(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
-        """Like :meth:`scan` but keys only. Override when the engine can skip values."""
+        """Like :meth:`scan` but keys only. Override when the engine can skip values.
+
+        Called by the :meth:`scan_chunks` default for a keys-only scan. Default: the
+        keys of :meth:`scan`."""
         for k, _ in self.scan(start, stop, reverse=reverse):
             yield k
 
@@ -681,9 +765,9 @@ class Backend(ABC):
         once, and if producing it raises, nothing is written and that exception propagates
         unchanged. Returns how many operations were applied.
 
-        ``put_many`` writes through this method, so its keys and values are encoded while
-        the batch is built. The default collects ``ops`` and calls :meth:`write`; engines
-        with a batch object of their own override it (and set :attr:`streams_writes`).
+        Called by ``put_many``, so its keys and values are encoded while the batch is
+        built. The default collects ``ops`` and calls :meth:`write`; engines with a batch
+        object of their own override it (and set :attr:`streams_writes`).
         """
         batch = list(ops)
         if batch:
@@ -708,11 +792,17 @@ class Backend(ABC):
         third-party override without the parameter still works: the repository then
         cuts the stream itself).
 
-        The repository's scans read through this method: per-item work then happens in
-        one Python loop (the repository's) instead of two stacked generators, and keys are
-        decoded a chunk at a time. Engines that read in chunks anyway (RocksDB, LMDB)
-        override it to hand their chunks over directly. The default cuts :meth:`scan` /
-        :meth:`scan_keys` into chunks of 256 records.
+        **The read path** (see the class docstring): the repository's ``keys``,
+        ``values``, ``items`` and ``list`` (sync and async), :meth:`verify`, ``tiered``,
+        the command line's export and copy, and the defaults of :meth:`count_range`,
+        :meth:`first_key`, :meth:`last_key` and :meth:`delete_range` read through it.
+        Per-item work then happens in one Python loop (the caller's) instead of two
+        stacked generators, and keys are decoded a chunk at a time. Engines that read in
+        chunks anyway (RocksDB, LMDB, NATS) override it to hand their chunks over
+        directly. The default cuts :meth:`scan` / :meth:`scan_keys` into chunks of 256
+        records.
+
+        Raises what :meth:`scan` raises, from the iterator.
         """
         src: Iterator[Any] = (
             self.scan(start, stop, reverse=reverse)
@@ -739,19 +829,25 @@ class Backend(ABC):
 
     def contains(self, key: bytes) -> bool:
         """Whether ``key`` is present. Override when the engine can answer without
-        reading (or verifying) the value."""
+        reading (or verifying) the value.
+
+        Called by ``Repository.has``. Default: ``get(key) is not None``."""
         return self.get(key) is not None
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """Values for ``keys`` in order, ``None`` for absent ones."""
+        """Values for ``keys`` in order, ``None`` for absent ones.
+
+        Called by ``Repository.get_many`` and ``delete_many`` (to count what it deletes).
+        Default: :meth:`get` per key."""
         get = self.get
         return [get(k) for k in keys]
 
     def insert(self, key: bytes, value: bytes) -> bool:
         """Store ``value`` only if ``key`` is absent; return whether it was stored.
 
-        The default is correct for backends owned by one process (a read then a write
-        under a lock); multi-process engines must override it with a native operation.
+        Called by ``Repository.insert``. The default is correct for backends owned by one
+        process (a read then a write under a lock); multi-process engines must override
+        it with a native operation.
         """
         with self._insert_lock:
             if self.get(key) is not None:
@@ -759,19 +855,34 @@ class Backend(ABC):
             self.put(key, value)
             return True
 
+    def _keys(self, start: bytes, stop: bytes, reverse: bool = False) -> Iterator[bytes]:
+        """The keys of ``[start, stop)`` through the read path (:meth:`scan_chunks`)."""
+        return chunk_keys(self.scan_chunks(start, stop, reverse=reverse, values=False))
+
+    def _one_key(self, start: bytes, stop: bytes, reverse: bool) -> bytes | None:
+        """The first key of an ordered scan, reading one record where the engine's
+        :meth:`scan_chunks` takes ``limit`` (an older override without it reads one
+        chunk)."""
+        if _takes_limit(self):
+            chunks = self.scan_chunks(start, stop, reverse=reverse, values=False, limit=1)
+        else:
+            chunks = self.scan_chunks(start, stop, reverse=reverse, values=False)
+        return _first(chunk_keys(chunks))
+
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """Delete every key in ``[start, stop)``; return how many there were.
 
         Called by ``Repository.drop_tenant`` (and ``TenantView.drop``). The default
-        deletes in batches of 10,000 keys, so memory stays flat however large the range
-        (it is therefore not one atomic batch). After each batch an ordered engine
-        re-seeks after the batch's last key; an unordered one (``ordered_scans=False``)
-        scans the range again from ``start``, since its batch's keys are in no order and
-        the deleted ones are gone (``ceil(N / 10,000)`` scans of what is left)."""
+        reads the keys through :meth:`scan_chunks` and deletes them with :meth:`write`
+        in batches of 10,000, so memory stays flat however large the range (it is
+        therefore not one atomic batch). After each batch an ordered engine re-seeks
+        after the batch's last key; an unordered one (``ordered_scans=False``) scans the
+        range again from ``start``, since its batch's keys are in no order and the
+        deleted ones are gone (``ceil(N / 10,000)`` scans of what is left)."""
         total, lo = 0, start
         ordered = self.capabilities.ordered_scans
         while True:
-            scan = self.scan_keys(lo, stop)
+            scan = self._keys(lo, stop)
             try:
                 keys = list(islice(scan, _RANGE_CHUNK))
             finally:
@@ -789,20 +900,21 @@ class Backend(ABC):
                 lo = keys[-1] + b"\x00"
 
     def count_range(self, start: bytes, stop: bytes) -> int:
-        """Number of keys in ``[start, stop)``."""
-        return sum(1 for _ in self.scan_keys(start, stop))
+        """Number of keys in ``[start, stop)``.
+
+        Called by ``Repository.count``. Default: counts the keys of :meth:`scan_chunks`
+        chunk by chunk."""
+        return sum(len(keys) for keys, _ in self.scan_chunks(start, stop, values=False))
 
     def first_key(self, start: bytes, stop: bytes) -> bytes | None:
         """The smallest key in ``[start, stop)``, or ``None``.
 
         Called by ``Repository.tenants`` (one call per tenant) and by
-        ``keys(..., limit=1)``. The default takes the first key of :meth:`scan_keys` on
-        an ordered engine, and the smallest of the whole range on an unordered one."""
+        ``keys(..., limit=1)``. The default takes the first key of :meth:`scan_chunks`
+        on an ordered engine, and the smallest of the whole range on an unordered one."""
         if not self.capabilities.ordered_scans:
-            return min(self.scan_keys(start, stop), default=None)
-        for k in self.scan_keys(start, stop):
-            return k
-        return None
+            return min(self._keys(start, stop), default=None)
+        return self._one_key(start, stop, False)
 
     # ------------------------------------------------------------------ event store
 
@@ -872,28 +984,35 @@ class Backend(ABC):
         """The largest key in ``[start, stop)``, or ``None``: "the newest key of this
         prefix", what ``Repository.keys(..., reverse=True, limit=1)`` asks. Override
         with the engine's seek-for-previous when the engine has one. Default: the first
-        key of a reverse :meth:`scan_keys` on an ordered engine, the largest of the whole
-        range on an unordered one."""
+        key of a reverse :meth:`scan_chunks` on an ordered engine, the largest of the
+        whole range on an unordered one."""
         if not self.capabilities.ordered_scans:
-            return max(self.scan_keys(start, stop), default=None)
-        for k in self.scan_keys(start, stop, reverse=True):
-            return k
-        return None
+            return max(self._keys(start, stop), default=None)
+        return self._one_key(start, stop, True)
 
     def native_async(self) -> AsyncBackend | None:
         """The backend's native-async form (:class:`AsyncBackend`), or ``None`` (the
-        default): the async repository then runs calls inline or in worker threads."""
+        default): the async repository then runs calls inline or in worker threads.
+
+        Called once by ``AsyncRepository`` when it is created. An unordered engine's
+        scans still go through the synchronous repository (which orders them)."""
         return None
 
     def flush(self) -> None:  # noqa: B027 - optional hook; a no-op is right for memory
-        """Make every acknowledged write durable against an OS crash (fsync)."""
+        """Make every acknowledged write durable against an OS crash (fsync).
+
+        Called by ``Repository.flush``. Default: nothing (right for memory)."""
 
     def stats(self) -> dict[str, Any]:
-        """Engine figures: size on disk, key counts, engine-specific properties."""
+        """Engine figures: size on disk, key counts, engine-specific properties.
+
+        Called by ``Repository.stats`` and ``aurora-storage info``. Default: ``{}``."""
         return {}
 
     def verify(self, *, check: RecordCheck | None = None) -> VerifyReport:
         """Read and check every record of the store; report what is damaged.
+
+        Called by ``Repository.verify`` and ``aurora-storage verify``.
 
         Optional: the default scans the whole key space through :meth:`scan_chunks`,
         so every integrity check the engine makes on a read runs on every record, and
@@ -960,5 +1079,7 @@ class Backend(ABC):
         return VerifyReport(records=records, problems=tuple(problems), problem_count=count)
 
     def describe(self) -> str:
-        """Short text naming this store in messages (e.g. its path)."""
+        """Short text naming this store in messages (e.g. its path).
+
+        Called by the repository's error messages and ``repr``. Default: the scheme."""
         return self.scheme

@@ -29,7 +29,8 @@ import orjson
 
 from .. import errors
 from .._keys import NS_DATA, NS_DATA_END, NS_SYSTEM, decode_key, decode_tenant_key
-from ..backend import Backend
+from .._ordering import scan_in_order
+from ..backend import Backend, chunk_items
 from ..codecs import get_codec
 from ._common import StoreDiffersError
 from ._tagged import TaggedJSONError, from_tagged, to_tagged
@@ -71,7 +72,9 @@ def raw_records(
     if after is not None and after >= start:
         start = after + b"\x00"
     backend: Backend = repo._backend
-    yield from backend.scan_chunks(start, stop)  # type: ignore[misc]  # values are present in an items scan
+    # In key order on every engine (an unordered one is ordered in bounded passes):
+    # copy --resume continues after the last key the target holds.
+    yield from scan_in_order(backend, start, stop)  # type: ignore[misc]  # values are present in an items scan
 
 
 def _split(full: bytes) -> tuple[str, Any]:
@@ -260,9 +263,7 @@ def import_store(
 def _last_raw_key(repo: Any, tenant: str | None) -> bytes | None:
     start, stop = _tenant_range(tenant) if tenant is not None else (NS_DATA, NS_DATA_END)
     backend: Backend = repo._backend
-    for k in backend.scan_keys(start, stop, reverse=True):
-        return k
-    return None
+    return backend.last_key(start, stop)
 
 
 def copy_store(
@@ -307,7 +308,7 @@ def copy_store(
                 advance(len(pending))
         if tenant is None:
             # Event-store sequence counters (last_sequence) live beside the data.
-            seq = src._backend.scan(_SEQ, _SEQ + b"\xff")
+            seq = chunk_items(src._backend.scan_chunks(_SEQ, _SEQ + b"\xff"))
             while part := list(itertools.islice(seq, CHUNK)):
                 target.write(part)
         return n

@@ -18,13 +18,13 @@ import orjson
 
 from .._keys import decode_tenant_key
 from .._repository import Repository
-from ..backend import Backend, Op
+from ..backend import Backend, Op, chunk_items, chunk_keys
 from ..errors import CorruptionError, StorageError, StorageFullError
 from ._config import TieredConfig, TieredURL
 from ._errors import DurableWriteError, HotTierError, HotTierFullError
 from ._log import LOG, LOG_END, POS, STOPPED, STOPPED_END, log_key, seq_bytes, seq_of
 
-__all__ = ["Pair", "first", "take"]
+__all__ = ["Pair", "first", "items", "keys_of", "take"]
 
 #: keys deleted (or moved) per hot transaction when clearing a range (flat memory)
 CLEAR_CHUNK = 10_000
@@ -41,6 +41,17 @@ def first(it: Iterator[Any]) -> Any:
         close = getattr(it, "close", None)
         if close is not None:
             close()
+
+
+def items(backend: Backend, lo: bytes, hi: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The ``(key, value)`` records of ``[lo, hi)`` in key order, read through the one
+    read path of every backend (:meth:`Backend.scan_chunks`)."""
+    return chunk_items(backend.scan_chunks(lo, hi))
+
+
+def keys_of(backend: Backend, lo: bytes, hi: bytes) -> Iterator[bytes]:
+    """The keys of ``[lo, hi)`` in key order (:meth:`Backend.scan_chunks`, keys only)."""
+    return chunk_keys(backend.scan_chunks(lo, hi, values=False))
 
 
 def take(it: Iterator[Any], n: int) -> list[Any]:
@@ -117,7 +128,7 @@ class Pair:
 
     def last_seq(self) -> int:
         """The last change-log sequence number in cold (0 if none)."""
-        k = first(self.cb.scan_keys(LOG, LOG_END, reverse=True))
+        k = self.cb.last_key(LOG, LOG_END)
         return 0 if k is None else seq_of(k)
 
     def first_log_seq(self) -> int | None:
@@ -128,7 +139,7 @@ class Pair:
         """Read hot's recorded position and stopped tenants (what hot really holds)."""
         raw = self.hb.get(POS)
         self.pos = self.saved = int.from_bytes(raw, "big") if raw is not None else 0
-        stopped = {k[len(STOPPED) :]: v for k, v in self.hb.scan(STOPPED, STOPPED_END)}
+        stopped = {k[len(STOPPED) :]: v for k, v in items(self.hb, STOPPED, STOPPED_END)}
         self.stopped.clear()  # in place: appliers hold this dict
         self.stopped.update(stopped)
         self.pos_known = True
@@ -222,7 +233,7 @@ class Pair:
     def clear_hot(self, lo: bytes, hi: bytes) -> None:
         """Delete a hot key range in bounded transactions."""
         while True:
-            keys = take(self.hb.scan_keys(lo, hi), CLEAR_CHUNK)
+            keys = take(keys_of(self.hb, lo, hi), CLEAR_CHUNK)
             if not keys:
                 return
             self.hot_write([(k, None) for k in keys])

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from .._keys import NS_DATA, NS_DATA_END
 from ._apply import Applier
-from ._core import CLEAR_CHUNK, TENANT_END, Pair, take
+from ._core import CLEAR_CHUNK, TENANT_END, Pair, items, take
 from ._log import (
     PAIR,
     PARKED,
@@ -136,7 +136,7 @@ def _finish_swap(p: Pair, phase: bytes, target: int, scope: bytes) -> None:
     # Redoing the clear phase after a move started would delete moved keys.
     p.swap_pending = MOVE + seq_bytes(target) + scope
     while True:
-        chunk = take(p.hb.scan(SHADOW, SHADOW_END), CLEAR_CHUNK)
+        chunk = take(items(p.hb, SHADOW, SHADOW_END), CLEAR_CHUNK)
         if not chunk:
             break
         ops: list[tuple[bytes, bytes | None]] = [(k[len(SHADOW) :], v) for k, v in chunk]
@@ -170,7 +170,7 @@ def _replay(
     cur_prefix = b"\x00"  # never a data key's prefix
     cur_tenant, offset = "", 0
     done = pending = 0
-    for full, raw in p.cb.scan(lo, hi):
+    for full, raw in items(p.cb, lo, hi):
         if not projecting:
             ap.overlay[full] = raw
         else:

@@ -19,7 +19,7 @@ from ..backend import Op
 from ..errors import ConfigurationError, CorruptionError
 from . import _log, _rebuild
 from ._apply import Applier, PoisonError
-from ._core import TENANT_END, Pair, take
+from ._core import TENANT_END, Pair, items, take
 from ._log import (
     COLD_META,
     LOG_END,
@@ -147,7 +147,7 @@ def reset_hot(p: Pair) -> None:
 def finish_cold_drops(p: Pair) -> None:
     """Complete in cold every drop_tenant whose intent is logged but not done."""
     start = log_key(p.pos + 1) if p.pos_known else log_key(0)
-    intents = [(k, e) for k, e in p.cb.scan(start, LOG_END) if e[0] == _log.DROP_INTENT]
+    intents = [(k, e) for k, e in items(p.cb, start, LOG_END) if e[0] == _log.DROP_INTENT]
     for k, entry in intents:
         prefix = entry[1:]
         p.cb.delete_range(prefix, prefix + TENANT_END)
@@ -171,7 +171,7 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
     applied = 0
     projecting = p.projection is not None
     while p.pos < p.seq:
-        entries = take(p.cb.scan(log_key(p.pos + 1), LOG_END), group)
+        entries = take(items(p.cb, log_key(p.pos + 1), LOG_END), group)
         group = min(group * 4, GROUP)
         if not entries:
             raise CorruptionError(
@@ -262,7 +262,7 @@ def parked(p: Pair, prefix: bytes | None) -> list[ParkedRecord]:
     p.ensure_position()
     lo, hi = _parked_range(prefix)
     out: list[ParkedRecord] = []
-    for k, v in p.hb.scan(lo, hi):
+    for k, v in items(p.hb, lo, hi):
         full = k[len(PARKED) :]
         tenant, offset = p.split(full)
         meta = orjson.loads(v)
@@ -287,7 +287,7 @@ def retry_parked(p: Pair, prefix: bytes | None) -> int:
     catch_up(p)
     lo, hi = _parked_range(prefix)
     by_tenant: dict[bytes, list[tuple[bytes, bytes]]] = {}
-    for k, v in p.hb.scan(lo, hi):
+    for k, v in items(p.hb, lo, hi):
         _, offset = p.split(k[len(PARKED) :])
         by_tenant.setdefault(k[len(PARKED) : len(PARKED) + offset], []).append((k, v))
     applied = 0
