@@ -19,7 +19,14 @@ from typing import Any
 from . import errors
 from ._async import AsyncBatch, AsyncRepository, AsyncTenantView
 from ._eventstore import AsyncWatch
-from ._keys import MAX_KEY_SIZE, decode_key, encode_key
+from ._keys import (
+    MAX_KEY_SIZE,
+    decode_key,
+    decode_stored_key,
+    encode_key,
+    encode_stored_key,
+    tenant_range,
+)
 from ._registry import registry as _registry
 from ._repository import (
     FORMAT_VERSION,
@@ -107,7 +114,9 @@ __all__ = [
     "__version__",
     "available_codecs",
     "decode_key",
+    "decode_stored_key",
     "encode_key",
+    "encode_stored_key",
     "errors",
     "get_codec",
     "installed_schemes",
@@ -116,6 +125,7 @@ __all__ = [
     "register_backend",
     "register_codec",
     "register_plugin",
+    "tenant_range",
 ]
 
 

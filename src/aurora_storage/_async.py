@@ -38,7 +38,8 @@ from typing import Any, Generic, TypeVar
 
 from ._args import check_scan, key_list, pairs
 from ._eventstore import AsyncWatch, Slot, Version
-from ._repository import Batch, Repository, _Aborted, _decode_keys
+from ._keys import decode_keys
+from ._repository import Batch, Repository, _Aborted
 from .backend import AsyncBackend, Capabilities, Chunk, VerifyReport
 from .codecs import Codec
 from .errors import KeyExistsError
@@ -397,7 +398,7 @@ class AsyncRepository(Generic[K, V]):
             if left is not None:
                 keys = keys[:left]
                 left -= len(keys)
-            decoded = _decode_keys(keys, plen)
+            decoded = decode_keys(keys, plen)
             if mode == 0:
                 for key in decoded:
                     repo._check_open()

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
-from ._keys import NS_SYSTEM, encode_key, encode_prefix, prefix_successor
+from ._keys import NS_SYSTEM, decode_key_at, encode_key, encode_prefix, prefix_successor
 from .backend import ChangeFeed, ChangeRecord
 from .errors import InvalidKeyError, NotSupportedError, StorageError
 
@@ -249,12 +249,10 @@ class Watch(Generic[K, V]):
         return True
 
     def _decode(self, records: list[ChangeRecord]) -> Iterator[Change[K, V]]:
-        from ._repository import _decode_key_at
-
         lo, hi, plen, tenant, repo = self._lo, self._hi, self._plen, self._tenant, self._repo
         for pos, k, raw in records:
             if lo <= k < hi:
-                key = _decode_key_at(k, plen)
+                key = decode_key_at(k, plen)
                 if raw is None:
                     yield Change(pos, tenant, key, None, True)
                 else:

@@ -11,20 +11,19 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 import orjson
 
-from . import _eventstore, _keys
+from . import _eventstore
 from ._args import check_scan, key_list, pair, pairs
 from ._eventstore import Change, Slot, Version, Watch
 from ._keys import (
-    MAX_KEY_SIZE,
     NS_DATA,
     NS_DATA_END,
     NS_SYSTEM,
-    check_size,
+    TENANT_END,
+    TenantKeys,
+    decode_key,
+    decode_key_at,
+    decode_keys,
     decode_tenant_key,
-    encode_key,
-    encode_prefix,
-    encode_tenant,
-    prefix_successor,
 )
 from ._ordering import ordered_chunks
 from ._stores import read_marker, write_marker
@@ -44,7 +43,6 @@ from .errors import (
     ConfigurationError,
     CorruptionError,
     InvalidArgumentError,
-    InvalidTenantError,
     KeyExistsError,
     ReadOnlyError,
     RepositoryClosedError,
@@ -78,84 +76,13 @@ FORMAT_VERSION = 1
 #: The reserved record holding the store's format version and codec.
 META_KEY = NS_SYSTEM + b"aurora:meta"
 
-_PREFIX_CACHE_MAX = 65_536
+_BOUNDS_CACHE_MAX = 65_536
 #: Scan bounds of recent ``(tenant, prefix)`` pairs for the newest-key lookup: a pure
 #: function of the two (the key encoding), so one cache serves every repository.
 _BOUNDS_CACHE: dict[tuple[str, Any], tuple[bytes, bytes, int, str | None]] = {}
-_TENANT_END = b"\xff"
 
 
-def _decode_key_at(full: bytes, offset: int) -> Any:
-    # Fast path for the common str key: type code, body without NUL, terminator.
-    code = full[offset]
-    if code == 0x20 and full[-1] == 0:
-        body = full[offset + 1 : -1]
-        if 0 not in body:
-            try:
-                return body.decode()
-            except UnicodeDecodeError:
-                pass
-    elif code == 0x30 and full[offset + 1] == 0x20:
-        # Fast path for (str, positive int) keys - (aggregate id, version), (sequence, n):
-        # 0x30 0x20 <str without NUL> 0x00 0x13 <n> <n bytes> 0x00 0x00, nothing after.
-        end = full.find(0, offset + 2)
-        n = len(full) - end - 5
-        if (
-            end > 0
-            and 0 < n <= 8
-            and full[end + 1] == 0x13
-            and full[end + 2] == n
-            and full[-2:] == b"\x00\x00"
-        ):
-            try:
-                text = full[offset + 2 : end].decode()
-            except UnicodeDecodeError:
-                pass
-            else:
-                return (text, int.from_bytes(full[end + 3 : end + 3 + n], "big"))
-    try:
-        return _keys.decode_key(full, offset)
-    except ValueError as exc:
-        raise CorruptionError(f"a stored key is not a valid encoding: {exc}") from exc
-
-
-def _decode_keys(keys: list[bytes], plen: int) -> list[Any]:
-    """Decode a chunk of stored keys that share one tenant prefix of ``plen`` bytes.
-
-    The common chunk, all plain ``str`` keys, is decoded with a handful of C-level calls
-    over the joined bytes instead of a Python call per key. With ``P`` the tenant prefix,
-    ``z`` its zero bytes, ``n`` keys and ``sep = 0x00 P 0x20``, the joined bytes split
-    into exactly the ``n`` key bodies when they start with ``P 0x20``, end with ``0x00``,
-    hold exactly ``n * (z + 1)`` zero bytes and split into ``n`` parts at ``sep``: a str
-    element holds one zero byte (its terminator) unless its body has an escaped NUL, and
-    any other element type either starts no ``sep`` at its key boundary or pays two zero
-    bytes for every ``sep`` inside it, so no mix of other keys passes both counts.
-    Anything else (other key types, escaped NULs, lone surrogates) is decoded key by key.
-    """
-    n = len(keys)
-    if n > 1:
-        joined = b"".join(keys)
-        head = keys[0][: plen + 1]
-        if (
-            joined[-1] == 0
-            and joined.startswith(head)
-            and head[-1] == 0x20
-            and joined.count(0) == n * head.count(0) + n
-        ):
-            try:
-                text = joined.decode()
-                lead = head.decode()
-            except UnicodeDecodeError:
-                pass
-            else:
-                # Offsets in characters: a non-ASCII tenant is longer in bytes.
-                parts = text[len(lead) : -1].split("\x00" + lead)
-                if len(parts) == n:
-                    return parts
-    return [_decode_key_at(k, plen) for k in keys]
-
-
-class Repository(Generic[K, V]):
+class Repository(TenantKeys, Generic[K, V]):
     """A tenant-scoped, ordered key-value repository over one backend.
 
     Every record lives under a ``(tenant, key)`` pair. Tenants are non-empty strings and
@@ -195,8 +122,7 @@ class Repository(Generic[K, V]):
         self._url = url
         self._closed = False
         self._close_lock = threading.Lock()
-        self._prefixes: dict[str, bytes] = {}
-        self._str_prefixes: dict[str, bytes] = {}
+        self._init_keys()
         self._sequences: dict[tuple[str, str], _eventstore.SequenceKeys] = {}
         try:
             self._codec = self._check_metadata(codec)
@@ -295,55 +221,6 @@ class Repository(Generic[K, V]):
 
     # ------------------------------------------------------------------ helpers
 
-    def _prefix(self, tenant: str) -> bytes:
-        """Encoded, cached prefix of ``tenant`` (validates it)."""
-        try:
-            return self._prefixes[tenant]
-        except KeyError:
-            pass
-        except TypeError:
-            raise InvalidTenantError(
-                f"tenant must be a non-empty str, got {type(tenant).__name__}"
-            ) from None
-        p = encode_tenant(tenant)
-        if len(self._prefixes) >= _PREFIX_CACHE_MAX:
-            self._prefixes.clear()
-            self._str_prefixes.clear()
-        # Cached under the plain str: a str subclass is stored as its string value.
-        self._prefixes[str.__str__(tenant)] = p
-        return p
-
-    def _full(self, tenant: str, key: Any) -> bytes:
-        """The stored key of ``(tenant, key)``: validated, encoded, size-checked.
-
-        This is the hot path of every point operation. Short ``str`` keys dominate real
-        workloads, so their encoding (the same bytes ``_keys.encode_key`` produces: type
-        code 0x20, UTF-8 with NUL escaped, 0x00) is inlined here with the tenant prefix and
-        type code cached as one bytes object: one call and one concatenation fewer.
-        """
-        if type(key) is str:
-            try:
-                ps = self._str_prefixes[tenant]
-            except (KeyError, TypeError):
-                ps = self._prefix(tenant) + b"\x20"
-                self._str_prefixes[str.__str__(tenant)] = ps
-            try:
-                raw = key.encode()
-            except UnicodeEncodeError:
-                raw = key.encode("utf-8", "surrogatepass")
-            if 0 in raw:  # `0 in b` is much faster than `b"\x00" in b` on CPython
-                raw = raw.replace(b"\x00", b"\x00\xff")
-            full = ps + raw + b"\x00"
-        else:
-            try:
-                p = self._prefixes[tenant]
-            except (KeyError, TypeError):
-                p = self._prefix(tenant)
-            full = p + encode_key(key)
-        if len(full) > MAX_KEY_SIZE:
-            check_size(full, tenant, key)
-        return full
-
     def _value(self, value: Any, tenant: str, key: Any, *, held: bool = False) -> bytes:
         try:
             return (self._encode_held if held else self._encode)(value)
@@ -387,18 +264,6 @@ class Repository(Generic[K, V]):
 
     def _describe(self) -> str:
         return str(self._url) if self._url is not None else self._backend.describe()
-
-    def _bounds(self, tenant: str, prefix: Any, start: Any, stop: Any) -> tuple[bytes, bytes, int]:
-        p = self._prefix(tenant)
-        lo, hi = p, p + _TENANT_END
-        if prefix is not None:
-            pp = p + encode_prefix(prefix)
-            lo, hi = max(lo, pp), min(hi, prefix_successor(pp))
-        if start is not None:
-            lo = max(lo, p + encode_key(start))
-        if stop is not None:
-            hi = min(hi, p + encode_key(stop))
-        return lo, hi, len(p)
 
     # ------------------------------------------------------------------ properties
 
@@ -632,7 +497,7 @@ class Repository(Generic[K, V]):
                 size = len(k) - i - 4
                 if 0 < size <= 8 and k[i] == 0x13 and k[i + 1] == size and k[-2:] == b"\x00\x00":
                     return iter(((first, int.from_bytes(k[i + 2 : -2], "big")),))  # type: ignore[arg-type]  # K is this tuple key
-            return iter((_decode_key_at(k, plen),))
+            return iter((decode_key_at(k, plen),))
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         check_scan(reverse, limit)
@@ -645,7 +510,7 @@ class Repository(Generic[K, V]):
         t = type(prefix)
         if t is str or (t is tuple and len(prefix) == 1 and type(prefix[0]) is str):
             got = (lo, hi, plen, prefix[0] if t is tuple else None)
-            if len(_BOUNDS_CACHE) >= _PREFIX_CACHE_MAX:
+            if len(_BOUNDS_CACHE) >= _BOUNDS_CACHE_MAX:
                 _BOUNDS_CACHE.clear()
             _BOUNDS_CACHE[(tenant, prefix)] = got
             return got
@@ -705,7 +570,7 @@ class Repository(Generic[K, V]):
         self, chunks: Iterator[Chunk], limit: int | None, plen: int, mode: int
     ) -> Iterator[Any]:
         # Per item, only the closed check, the value decode and the yield remain in
-        # Python: keys are decoded a chunk at a time (_decode_keys).
+        # Python: keys are decoded a chunk at a time (decode_keys).
         decode = self._decode
         left = limit
         try:
@@ -719,7 +584,7 @@ class Repository(Generic[K, V]):
                             raws = raws[:left]
                     left -= len(keys)
                 if mode == 0:
-                    for key in _decode_keys(keys, plen):
+                    for key in decode_keys(keys, plen):
                         if self._closed:
                             self._check_open()
                         yield key
@@ -731,11 +596,11 @@ class Repository(Generic[K, V]):
                         try:
                             value = decode(raw)
                         except Exception:
-                            value = self._load(raw, "?", _decode_key_at(k, plen))
+                            value = self._load(raw, "?", decode_key_at(k, plen))
                         yield value
                 else:
                     assert raws is not None
-                    for key, raw in zip(_decode_keys(keys, plen), raws, strict=True):
+                    for key, raw in zip(decode_keys(keys, plen), raws, strict=True):
                         if self._closed:
                             self._check_open()
                         try:
@@ -777,13 +642,13 @@ class Repository(Generic[K, V]):
             except ValueError as exc:
                 raise CorruptionError(f"a stored key has a damaged tenant: {exc}") from exc
             yield tenant
-            lo = first[:end] + _TENANT_END
+            lo = first[:end] + TENANT_END
 
     def drop_tenant(self, tenant: str) -> int:
         """Delete every record of ``tenant``; return how many there were."""
         self._check_writable()
         p = self._prefix(tenant)
-        return self._backend.delete_range(p, p + _TENANT_END)
+        return self._backend.delete_range(p, p + TENANT_END)
 
     def as_async(self) -> AsyncRepository[K, V]:
         """The asynchronous twin over this repository (what :func:`open_async` returns).
@@ -1012,7 +877,7 @@ class Repository(Generic[K, V]):
                 return f"the stored key {k!r} lies outside aurora-storage's key space"
             try:
                 _, offset = decode_tenant_key(k)
-                _keys.decode_key(k, offset)
+                decode_key(k, offset)
             except ValueError as exc:
                 return f"the stored key {k!r} is not a valid key encoding: {exc}"
             try:
@@ -1098,7 +963,7 @@ def _locate(problem: VerifyProblem) -> VerifyProblem:
     except ValueError:
         return problem
     try:
-        key = _keys.decode_key(k, offset)
+        key = decode_key(k, offset)
     except ValueError:
         key = k
     return dataclasses.replace(problem, tenant=tenant, key=key)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol
 
-from ._keys import MAX_KEY_SIZE
+from ._keys import KEY_SPACE_END
 from ._stores import (
     StoreHandles,
     config_signature,
@@ -85,8 +85,6 @@ __all__ = [
 
 _RANGE_CHUNK = 10_000
 _SCAN_CHUNK = 256
-#: Upper bound of the whole key space: every stored key sorts below it.
-KEY_SPACE_END = b"\xff" * (MAX_KEY_SIZE + 1)
 #: A verification stops listing problems after this many (the count goes on).
 MAX_REPORTED_PROBLEMS = 1000
 

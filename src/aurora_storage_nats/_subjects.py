@@ -28,6 +28,8 @@ import base64
 import binascii
 import functools
 
+from aurora_storage._keys import NS_DATA, TENANT_END, tenant_end
+
 __all__ = ["ALPHABET", "decode_key", "encode_key", "tenant_token", "token_decode", "token_encode"]
 
 ALPHABET = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
@@ -75,20 +77,6 @@ def _tenant_raw(token: str) -> bytes:
     return token_decode(token[1:])
 
 
-def _tenant_end(key: bytes) -> int:
-    """The index just past the tenant's terminator in a data key, or 0 if ``key`` is not
-    a data key with a complete tenant (``0x00`` not followed by ``0xFF``)."""
-    if key[:1] != b"\x01":
-        return 0
-    i = key.find(0, 1)
-    n = len(key)
-    while i != -1:
-        if i + 1 == n or key[i + 1] != 0xFF:
-            return i + 1
-        i = key.find(0, i + 2)
-    return 0
-
-
 _CHUNK = 12
 
 
@@ -119,7 +107,7 @@ def _unchunk(tokens: list[str], kv_key: str) -> bytes:
 def encode_key(key: bytes) -> str:
     """The KV key (``t<tenant>.k<chunk>...z<rest>`` or ``s.k<chunk>...z<rest>``) of a
     stored key."""
-    end = _tenant_end(key)
+    end = tenant_end(key)
     if end:
         return f"{_tenant_token(key[1:end])}.{_chunks(key[end:])}"
     return f"s.{_chunks(key)}"
@@ -136,12 +124,12 @@ def decode_key(kv_key: str) -> bytes:
     first = tokens[0]
     rest = _unchunk(tokens[1:], kv_key)
     if first == "s":
-        if _tenant_end(rest):
+        if tenant_end(rest):
             raise ValueError(f"{kv_key[:60]!r} is not a canonical aurora-storage key")
         return rest
     tenant = _tenant_raw(first)
-    full = b"\x01" + tenant + rest
-    if _tenant_end(full) != len(tenant) + 1:
+    full = NS_DATA + tenant + rest
+    if tenant_end(full) != len(tenant) + 1:
         raise ValueError(f"{kv_key[:60]!r} is not a canonical aurora-storage key")
     return full
 
@@ -149,14 +137,14 @@ def decode_key(kv_key: str) -> bytes:
 def tenant_token(start: bytes, stop: bytes) -> str | None:
     """The first KV token shared by every stored key in ``[start, stop)``, when the
     range lies inside one tenant; ``None`` otherwise."""
-    end = _tenant_end(start)
+    end = tenant_end(start)
     if not end:
         return None
     prefix = start[:end]
-    if stop > prefix + b"\xff":
+    if stop > prefix + TENANT_END:
         return None
-    # Every key in [prefix, prefix + 0xFF) starts with prefix followed by a byte other
-    # than 0xFF (or nothing), so its tenant is exactly this one.
+    # Every key in [prefix, prefix + TENANT_END) starts with prefix followed by a byte
+    # other than 0xFF (or nothing), so its tenant is exactly this one.
     return f"t{token_encode(start[1:end])}"
 
 
@@ -168,7 +156,7 @@ def scan_filter(start: bytes, stop: bytes) -> str:
     token = tenant_token(start, stop)
     if token is None:
         return ">"
-    end = _tenant_end(start)
+    end = tenant_end(start)
     lo, hi = start[end:], stop[end:]
     n = 0
     limit = min(len(lo), len(hi))

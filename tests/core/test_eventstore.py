@@ -12,8 +12,13 @@ from hypothesis import given, settings
 
 import aurora_storage
 from aurora_storage import _eventstore
-from aurora_storage._keys import decode_key, encode_key, encode_tenant, prefix_successor
-from aurora_storage._repository import _decode_key_at
+from aurora_storage._keys import (
+    decode_key,
+    decode_key_at,
+    encode_key,
+    encode_tenant,
+    prefix_successor,
+)
 from aurora_storage.backend import (
     Append,
     Chunk,
@@ -210,4 +215,4 @@ def test_key_decoding_fast_paths_agree_with_the_decoder(key: Any) -> None:
     # (str, int) keys - aggregate versions, sequence numbers - take a fast path.
     prefix = encode_tenant("t")
     full = prefix + aurora_storage.encode_key(key)
-    assert repr(_decode_key_at(full, len(prefix))) == repr(decode_key(full, len(prefix)))
+    assert repr(decode_key_at(full, len(prefix))) == repr(decode_key(full, len(prefix)))

@@ -478,15 +478,15 @@ _chunk_keys = st.lists(
 @PURE
 @given(st.text(_chars, min_size=1, max_size=4), _chunk_keys, st.booleans())
 def test_chunk_decoding_matches_key_by_key(tenant: str, chunk: list[Any], reverse: bool) -> None:
-    # Repository scans decode a chunk of stored keys at once (_decode_keys), taking a
+    # Repository scans decode a chunk of stored keys at once (decode_keys), taking a
     # join-and-split shortcut when every key is a plain str; it must agree with decoding
     # each key on its own for any chunk a scan can produce (one tenant, in key order).
-    from aurora_storage._repository import _decode_keys
+    from aurora_storage._keys import decode_keys
 
     p = encode_tenant(tenant)
     fulls = sorted({p + encode_key(k) for k in chunk}, reverse=reverse)
     want = [decode_key(f[len(p) :]) for f in fulls]
-    got = _decode_keys(fulls, len(p))
+    got = decode_keys(fulls, len(p))
     assert len(got) == len(want)
     assert all(same_typed(g, w) for g, w in zip(got, want, strict=True))
 
@@ -494,11 +494,11 @@ def test_chunk_decoding_matches_key_by_key(tenant: str, chunk: list[Any], revers
 def test_chunk_decoding_is_not_fooled_by_zero_bytes_in_other_keys() -> None:
     # An int whose bytes spell "0x00 <tenant> 0x20" adds a separator and two zero bytes;
     # None keys take zero bytes away. The counts must still catch the mix.
-    from aurora_storage._repository import _decode_keys
+    from aurora_storage._keys import decode_keys
 
     p = encode_tenant("t")
     sep = b"\x00" + p + b"\x20"
     crafted = int.from_bytes(b"\x7f" + sep + b"x", "big")
     chunk = ["a", None, None, crafted, "b"]
     fulls = [p + encode_key(k) for k in chunk]
-    assert _decode_keys(fulls, len(p)) == chunk
+    assert decode_keys(fulls, len(p)) == chunk

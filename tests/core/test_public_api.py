@@ -58,7 +58,9 @@ AURORA_ALL = {
     "__version__",
     "available_codecs",
     "decode_key",
+    "decode_stored_key",
     "encode_key",
+    "encode_stored_key",
     "errors",
     "get_codec",
     "installed_schemes",
@@ -67,6 +69,7 @@ AURORA_ALL = {
     "register_backend",
     "register_codec",
     "register_plugin",
+    "tenant_range",
 }
 
 ERRORS_ALL = {

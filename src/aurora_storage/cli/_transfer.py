@@ -28,7 +28,15 @@ from typing import IO, Any
 import orjson
 
 from .. import errors
-from .._keys import NS_DATA, NS_DATA_END, NS_SYSTEM, decode_key, decode_tenant_key
+from .._keys import (
+    NS_DATA,
+    NS_DATA_END,
+    NS_SYSTEM,
+    decode_key,
+    decode_tenant_key,
+    prefix_successor,
+    tenant_range,
+)
 from .._ordering import scan_in_order
 from ..backend import Backend, chunk_items
 from ..codecs import get_codec
@@ -56,19 +64,12 @@ def _is_plain(repo: Any) -> bool:
     return isinstance(repo, Repository) and isinstance(backend, Backend)
 
 
-def _tenant_range(tenant: str) -> tuple[bytes, bytes]:
-    from .._keys import encode_tenant
-
-    p = encode_tenant(tenant)
-    return p, p + b"\xff"
-
-
 def raw_records(
     repo: Any, *, tenant: str | None = None, after: bytes | None = None
 ) -> Iterator[tuple[list[bytes], list[bytes]]]:
     """Chunks of stored ``(keys, values)`` of the user data, in byte order, optionally
     one tenant's and only keys after ``after``."""
-    start, stop = _tenant_range(tenant) if tenant is not None else (NS_DATA, NS_DATA_END)
+    start, stop = tenant_range(tenant) if tenant is not None else (NS_DATA, NS_DATA_END)
     if after is not None and after >= start:
         start = after + b"\x00"
     backend: Backend = repo._backend
@@ -261,7 +262,7 @@ def import_store(
 
 
 def _last_raw_key(repo: Any, tenant: str | None) -> bytes | None:
-    start, stop = _tenant_range(tenant) if tenant is not None else (NS_DATA, NS_DATA_END)
+    start, stop = tenant_range(tenant) if tenant is not None else (NS_DATA, NS_DATA_END)
     backend: Backend = repo._backend
     return backend.last_key(start, stop)
 
@@ -308,7 +309,7 @@ def copy_store(
                 advance(len(pending))
         if tenant is None:
             # Event-store sequence counters (last_sequence) live beside the data.
-            seq = chunk_items(src._backend.scan_chunks(_SEQ, _SEQ + b"\xff"))
+            seq = chunk_items(src._backend.scan_chunks(_SEQ, prefix_successor(_SEQ)))
             while part := list(itertools.islice(seq, CHUNK)):
                 target.write(part)
         return n

@@ -19,8 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 import aurora_storage
-from aurora_storage import Repository
-from aurora_storage._keys import MAX_KEY_SIZE, encode_tenant
+from aurora_storage import MAX_KEY_SIZE, Repository, tenant_range
 from aurora_storage.errors import KeyExistsError, KeyTooLargeError, SerializationError
 
 from ._common import HOSTILE_TENANTS, has_list, typed_list
@@ -139,7 +138,8 @@ class RepositoryStateMachine(RuleBasedStateMachine):
 
     @staticmethod
     def _too_big(tenant: str, key: Any) -> bool:
-        return len(encode_tenant(tenant)) + len(aurora_storage.encode_key(key)) > MAX_KEY_SIZE
+        head = len(tenant_range(tenant)[0])
+        return head + len(aurora_storage.encode_key(key)) > MAX_KEY_SIZE
 
     def _tenant(self, tenant: str) -> dict[bytes, tuple[Any, Any]]:
         return self.model.setdefault(tenant, {})

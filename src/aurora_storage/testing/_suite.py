@@ -17,8 +17,13 @@ from typing import Any
 import pytest
 
 import aurora_storage
-from aurora_storage import AsyncRepository, Repository
-from aurora_storage._keys import MAX_KEY_SIZE, encode_tenant
+from aurora_storage import (
+    MAX_KEY_SIZE,
+    AsyncRepository,
+    Repository,
+    encode_stored_key,
+    tenant_range,
+)
 from aurora_storage.errors import (
     ConfigurationError,
     InvalidKeyError,
@@ -486,8 +491,12 @@ class ScanTests(_Base):
             repo.put_many(tenant, {f"k{i:04d}": i for i in range(rng.randint(300, 700))})
             repo.put_many(tenant, [(k, 0) for k in ORDERED_KEYS])
         be = repo.backend
-        p = encode_tenant("a\x00b")
-        for lo, hi in [(b"\x01", b"\x02"), (p, p + b"\xff"), (p + b"\x20k0100", p + b"\x20k0300")]:
+        ranges = [
+            (tenant_range("a")[0], tenant_range("b")[1]),  # all three tenants
+            tenant_range("a\x00b"),
+            (encode_stored_key("a\x00b", "k0100"), encode_stored_key("a\x00b", "k0300")),
+        ]
+        for lo, hi in ranges:
             for reverse in (False, True):
                 flat = list(be.scan(lo, hi, reverse=reverse))
                 assert flat, (lo, hi)
@@ -789,7 +798,7 @@ class BadInputTests(_Base):
 
     def test_key_size_limit(self, repo: Repo) -> None:
         # The limit covers tenant + key; the largest allowed key must work on every backend.
-        overhead = len(encode_tenant("t")) + len(aurora_storage.encode_key(""))
+        overhead = len(encode_stored_key("t", ""))
         biggest = "x" * (MAX_KEY_SIZE - overhead)
         repo.put("t", biggest, "fits")
         assert repo.get("t", biggest) == "fits"

@@ -15,6 +15,7 @@ poison record is appended and parked behind it: :class:`TenantStoppedError`
 
 from __future__ import annotations
 
+from .._keys import decode_key_at
 from ..backend import Op
 from ..errors import KeyExistsError
 from . import _recovery
@@ -30,8 +31,6 @@ Record = tuple[str, int, bytes, bytes]
 
 
 def _check_absent(p: Pair, records: list[Record]) -> None:
-    from .._repository import _decode_key_at
-
     if len(records) == 1:
         existing = [p.cb.get(records[0][2])]
     else:
@@ -44,7 +43,7 @@ def _check_absent(p: Pair, records: list[Record]) -> None:
         existing = p.cb.get_many(fulls)
     for (tenant, offset, full, _), raw in zip(records, existing, strict=True):
         if raw is not None:
-            key = _decode_key_at(full, offset)
+            key = decode_key_at(full, offset)
             raise KeyExistsError(
                 f"history record {key!r} of tenant {tenant!r} already exists; history is "
                 "append-only in projection mode (write each event under a new key)",

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import orjson
 
-from .._repository import _decode_key_at
+from .._keys import decode_key_at
 from ..backend import Op
 from ._core import Pair
 from ._errors import ProjectionError
@@ -116,7 +116,7 @@ class Applier:
                 self._hold(full, tenant, offset, seq)
                 return
         try:
-            key = _decode_key_at(full, offset)
+            key = decode_key_at(full, offset)
             value = self._decode(raw)
         except Exception as exc:
             self._poison(full, tenant, offset, seq, "undecodable", exc)
@@ -135,7 +135,7 @@ class Applier:
 
     def _key(self, full: bytes, offset: int) -> Any:
         try:
-            return _decode_key_at(full, offset)
+            return decode_key_at(full, offset)
         except Exception:
             return None
 

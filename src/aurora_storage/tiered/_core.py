@@ -28,7 +28,6 @@ __all__ = ["Pair", "first", "items", "keys_of", "take"]
 
 #: keys deleted (or moved) per hot transaction when clearing a range (flat memory)
 CLEAR_CHUNK = 10_000
-TENANT_END = b"\xff"
 
 
 def first(it: Iterator[Any]) -> Any:

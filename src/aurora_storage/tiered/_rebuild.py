@@ -23,9 +23,9 @@ tenant's encoded prefix.
 
 from __future__ import annotations
 
-from .._keys import NS_DATA, NS_DATA_END
+from .._keys import NS_DATA, NS_DATA_END, TENANT_END, in_tenant
 from ._apply import Applier
-from ._core import CLEAR_CHUNK, TENANT_END, Pair, items, take
+from ._core import CLEAR_CHUNK, Pair, items, take
 from ._log import (
     PAIR,
     PARKED,
@@ -174,9 +174,7 @@ def _replay(
         if not projecting:
             ap.overlay[full] = raw
         else:
-            # A key of another tenant may start with this tenant's prefix (a vs a\x00b);
-            # element type codes are never 0xFF, the escape byte.
-            if not (full.startswith(cur_prefix) and full[offset] != 0xFF):
+            if not in_tenant(full, cur_prefix):
                 cur_tenant, offset = p.split(full)
                 cur_prefix = full[:offset]
             ap.apply(full, raw, None, cur_tenant, offset)

@@ -14,12 +14,12 @@ from typing import Any
 
 import orjson
 
-from .._keys import NS_DATA, NS_DATA_END
+from .._keys import NS_DATA, NS_DATA_END, TENANT_END, decode_key_at
 from ..backend import Op
 from ..errors import ConfigurationError, CorruptionError
 from . import _log, _rebuild
 from ._apply import Applier, PoisonError
-from ._core import TENANT_END, Pair, items, take
+from ._core import Pair, items, take
 from ._log import (
     COLD_META,
     LOG_END,
@@ -267,9 +267,7 @@ def parked(p: Pair, prefix: bytes | None) -> list[ParkedRecord]:
         tenant, offset = p.split(full)
         meta = orjson.loads(v)
         try:
-            from .._repository import _decode_key_at
-
-            key: Any = _decode_key_at(full, offset)
+            key: Any = decode_key_at(full, offset)
         except Exception:
             key = None
         out.append(ParkedRecord(tenant, key, meta.get("seq"), meta["reason"], meta["cause"]))
