@@ -38,6 +38,7 @@ from ._repository import (
     Version,
     Watch,
 )
+from ._version import __version__
 from .backend import Backend, Capabilities, VerifyProblem, VerifyReport
 from .codecs import Codec, available_codecs, get_codec, register_codec
 from .config import URL
@@ -65,8 +66,6 @@ from .errors import (
     VersionConflictError,
 )
 from .plugins import BackendSpec, installed_schemes, register_backend, register_plugin
-
-__version__ = "0.1.0"
 
 __all__ = [
     "FORMAT_VERSION",

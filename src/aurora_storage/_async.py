@@ -34,15 +34,20 @@ import contextvars
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._args import check_scan, key_list, pairs
+from ._cancel import Aborted
 from ._eventstore import AsyncWatch, Slot, Version
 from ._keys import decode_keys
-from ._repository import Batch, Repository, _Aborted
 from .backend import AsyncBackend, Capabilities, Chunk, VerifyReport
 from .codecs import Codec
 from .errors import KeyExistsError
+
+if TYPE_CHECKING:
+    # Types only: the sync repository imports this module (its as_async), never the
+    # other way round.
+    from ._repository import Batch, Repository
 
 __all__ = ["AsyncBatch", "AsyncRepository", "AsyncTenantView"]
 
@@ -143,7 +148,7 @@ def _guarded(fn: Callable[..., R]) -> Callable[..., R]:
     def run(*args: Any) -> R:
         abort = args[-1]
         if abort():
-            raise _Aborted
+            raise Aborted
         return fn(*args[:-1])
 
     return run
@@ -164,6 +169,10 @@ class AsyncRepository(Generic[K, V]):
         #: Scans await the native form only on an ordered engine; an unordered one is
         #: put in key order by the synchronous repository (aurora_storage._ordering).
         self._native_scans = self._native is not None and repository.capabilities.ordered_scans
+        # A subclass's own bulk writes (tiered) run as one step; the core's are
+        # cancellable up to their commit point.
+        self._own_put_many = type(repository)._overrides("put_many")
+        self._own_delete_many = type(repository)._overrides("delete_many")
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.to_thread(fn, *args)
@@ -249,7 +258,7 @@ class AsyncRepository(Generic[K, V]):
         """See :meth:`Repository.put_many`. Cancelled, it writes all or nothing (see
         docs/concepts/async.md)."""
         repo = self._repo
-        if self._native is not None and type(repo).put_many is Repository.put_many:
+        if self._native is not None and not self._own_put_many:
             repo._check_writable()
             repo._prefix(tenant)  # a bad tenant fails even with no items
             ops: list[tuple[bytes, bytes | None]] = list(
@@ -257,7 +266,7 @@ class AsyncRepository(Generic[K, V]):
             )
             await self._native.write(ops)
             return len(ops)
-        if type(repo).put_many is Repository.put_many:
+        if not self._own_put_many:
             return await _write(repo._put_many, tenant, items)
         # A subclass's own put_many (tiered): its commit point is its start.
         return await _write(_guarded(repo.put_many), tenant, items)
@@ -282,7 +291,7 @@ class AsyncRepository(Generic[K, V]):
         """See :meth:`Repository.delete_many`. Cancelled, it deletes all or nothing."""
         repo = self._repo
         wanted = key_list(keys, "delete_many")
-        if type(repo).delete_many is Repository.delete_many:
+        if not self._own_delete_many:
             return await _write(repo._delete_many, tenant, wanted)
         return await _write(_guarded(repo.delete_many), tenant, wanted)
 

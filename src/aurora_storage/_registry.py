@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from ._hookspecs import PROJECT, BackendSpec, HookSpecs
 from .config import _SCHEME_RE
 from .errors import BackendNotFoundError, ConfigurationError, PluginConflictError, PluginError
-from .plugins import PROJECT, BackendSpec, HookSpecs
 
 if TYPE_CHECKING:
     from .codecs import Codec

@@ -13,6 +13,8 @@ import orjson
 
 from . import _eventstore
 from ._args import check_scan, key_list, pair, pairs
+from ._async import AsyncRepository
+from ._cancel import Aborted
 from ._eventstore import Change, Slot, Version, Watch
 from ._keys import (
     NS_DATA,
@@ -52,7 +54,6 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from ._async import AsyncRepository
     from .config import URL
 
 __all__ = [
@@ -265,6 +266,12 @@ class Repository(TenantKeys, Generic[K, V]):
     def _describe(self) -> str:
         return str(self._url) if self._url is not None else self._backend.describe()
 
+    @classmethod
+    def _overrides(cls, name: str) -> bool:
+        """Whether this class replaces Repository's method ``name`` (the async twin
+        then runs the replacement as one step instead of the core's cancellable one)."""
+        return getattr(cls, name) is not getattr(Repository, name)
+
     # ------------------------------------------------------------------ properties
 
     @property
@@ -372,7 +379,7 @@ class Repository(TenantKeys, Generic[K, V]):
         abort: Callable[[], bool] | None,
     ) -> int:
         """put_many; ``abort`` (the async twin's cancellation) is asked before the commit
-        point and makes the whole call write nothing (:class:`_Aborted`)."""
+        point and makes the whole call write nothing (:class:`~aurora_storage._cancel.Aborted`)."""
         self._check_writable()
         self._prefix(tenant)  # a bad tenant fails even with no items
         source = pairs(items, "put_many")
@@ -399,11 +406,11 @@ class Repository(TenantKeys, Generic[K, V]):
             except Exception:
                 v = self._value(value, tenant, key)
             if abort is not None and abort():
-                raise _Aborted
+                raise Aborted
             yield k, v
         # The last chance to write nothing: the backend commits after this generator ends.
         if abort is not None and abort():
-            raise _Aborted
+            raise Aborted
 
     def get_many(self, tenant: str, keys: Iterable[K], default: V | None = None) -> list[V | None]:
         """Values for ``keys`` in order; ``default`` for absent ones."""
@@ -428,7 +435,7 @@ class Repository(TenantKeys, Generic[K, V]):
             return 0
         present = sum(1 for raw in self._backend.get_many(fulls) if raw is not None)
         if abort is not None and abort():
-            raise _Aborted
+            raise Aborted
         self._backend.write([(k, None) for k in fulls])
         return present
 
@@ -653,8 +660,6 @@ class Repository(TenantKeys, Generic[K, V]):
     def as_async(self) -> AsyncRepository[K, V]:
         """The asynchronous twin over this repository (what :func:`open_async` returns).
         Subclasses with extra operations return their own async class."""
-        from ._async import AsyncRepository
-
         return AsyncRepository(self)
 
     def tenant(self, tenant: str) -> TenantView[K, V]:
@@ -973,11 +978,6 @@ def _check_limit(limit: int | None) -> None:
     check_scan(False, limit)
 
 
-class _Aborted(Exception):
-    """Raised inside a write the async twin's caller cancelled before its commit point;
-    the backend discards the write. Never reaches users (the cancellation does)."""
-
-
 class Batch(Generic[K, V]):
     """Writes collected for one atomic commit (see :meth:`Repository.batch`): puts and
     deletes on any backend; create-only inserts, compare-and-set conditions and
@@ -1112,7 +1112,7 @@ class Batch(Generic[K, V]):
         if abort is not None and abort():
             # Cancelled (async twin) before the commit point: discard it whole.
             self.discard()
-            raise _Aborted
+            raise Aborted
         self._done = True
         if not self._conditions and not self._appends:
             self._repo._write(self._ops)

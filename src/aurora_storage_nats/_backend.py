@@ -127,13 +127,6 @@ class NATSBackend(Backend):
         """Open from a ``nats://`` URL and options (see :func:`config_from_url`)."""
         return cls.open(config_from_url(url, options))
 
-    @property
-    def repository_class(self) -> type[Any]:
-        """The repository class ``aurora_storage.open`` wraps this backend in."""
-        from ._repository import NATSRepository
-
-        return NATSRepository
-
     # ------------------------------------------------------------------ plumbing
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:

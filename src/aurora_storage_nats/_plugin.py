@@ -13,6 +13,7 @@ from aurora_storage.plugins import BackendSpec, hookimpl
 def _open(url: URL, options: Mapping[str, Any]) -> Any:
     try:
         from ._backend import NATSBackend
+        from ._repository import NATSRepository
     except ImportError as exc:
         from aurora_storage.errors import BackendNotFoundError
 
@@ -21,7 +22,13 @@ def _open(url: URL, options: Mapping[str, Any]) -> Any:
             f"({exc}); install it with: pip install 'aurora-storage[nats]'",
             backend="nats",
         ) from exc
-    return NATSBackend.from_url(url, options)
+    opts = dict(options)
+    # The codec the caller chose (accepts_codec below), for the repository's own check.
+    codec = opts.pop("codec", None)
+    # Built in one direction - config, backend, repository - so the backend need not
+    # know its repository class (and the two modules do not import each other).
+    backend = NATSBackend.from_url(url, opts)
+    return NATSRepository._from_backend(backend, codec=codec, url=url)
 
 
 @hookimpl
@@ -34,5 +41,6 @@ def aurora_storage_backends() -> list[BackendSpec]:
             description="NATS JetStream key-value (nats-py): replicated, shared by many "
             "processes and machines",
             package="aurora-storage[nats]",
+            accepts_codec=True,
         )
     ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .._repository import _accepts_limit
+from .._version import __version__
 from ..backend import Backend, Capabilities, Chunk, Op
 
 __all__ = ["InstrumentedBackend", "Telemetry", "instrument", "uninstrument"]
@@ -379,8 +380,6 @@ def _telemetry(
     spans: bool,
     metrics: bool,
 ) -> Telemetry:
-    from .. import __version__
-
     tracer = duration = rows = bytes_read = bytes_written = errors = None
     if spans or metrics:
         try:

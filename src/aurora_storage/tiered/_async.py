@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .._async import AsyncRepository
-from ._repository import TieredRepository
 from ._types import ParkedRecord, ProgressCallback
+
+if TYPE_CHECKING:
+    # Types only: the sync repository imports this module (its as_async).
+    from ._repository import TieredRepository
 
 __all__ = ["AsyncTieredRepository"]
 

@@ -24,7 +24,7 @@ import builtins
 import dataclasses
 import threading
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from .. import _args
 from .._repository import Batch, Repository
@@ -38,13 +38,11 @@ from ..errors import (
     StorageError,
 )
 from . import _append, _cache, _log, _rebuild, _recovery
+from ._async import AsyncTieredRepository
 from ._config import Policy, TieredConfig, TieredURL, same_store, store_path
 from ._core import Pair
 from ._reads import TieredReads
 from ._types import ParkedRecord, ProgressCallback, Projection
-
-if TYPE_CHECKING:
-    from ._async import AsyncTieredRepository
 
 __all__ = ["TieredRepository"]
 
@@ -523,8 +521,6 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
 
     def as_async(self) -> AsyncTieredRepository[K, V]:
         """The asynchronous twin, with :meth:`rebuild` and :meth:`catch_up` as coroutines."""
-        from ._async import AsyncTieredRepository
-
         return AsyncTieredRepository(self)
 
     def close(self) -> None:
