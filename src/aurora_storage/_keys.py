@@ -39,7 +39,13 @@ from ._element import (
     prefix_successor,
     read_escaped,
 )
-from .errors import CorruptionError, InvalidKeyError, InvalidTenantError, KeyTooLargeError
+from .errors import (
+    CorruptionError,
+    InvalidKeyError,
+    InvalidTenantError,
+    KeyTooLargeError,
+    StorageError,
+)
 
 __all__ = [
     "KEY_SPACE_END",
@@ -49,6 +55,7 @@ __all__ = [
     "NS_SYSTEM",
     "TENANT_END",
     "TenantKeys",
+    "add_context",
     "check_size",
     "decode_key",
     "decode_key_at",
@@ -151,7 +158,7 @@ def in_tenant(full: bytes, prefix: bytes) -> bool:
     return full.startswith(prefix) and len(full) > len(prefix) and full[len(prefix)] != ESCAPE
 
 
-def check_size(full: bytes, tenant: str, key: Any) -> None:
+def check_size(full: bytes, tenant: str, key: Any, backend: str | None = None) -> None:
     """Raise KeyTooLargeError if the full stored key exceeds :data:`MAX_KEY_SIZE`."""
     if len(full) > MAX_KEY_SIZE:
         raise KeyTooLargeError(
@@ -162,7 +169,20 @@ def check_size(full: bytes, tenant: str, key: Any) -> None:
             limit=MAX_KEY_SIZE,
             tenant=tenant,
             key=key,
+            backend=backend,
+            stored_key=full,
         )
+
+
+def add_context(exc: StorageError, tenant: Any, key: Any, backend: str | None) -> None:
+    """Fill the context attributes ``exc`` lacks: the user's tenant (when it is a str)
+    and key, and the backend's scheme."""
+    if exc.tenant is None and isinstance(tenant, str):
+        exc.tenant = str.__str__(tenant)
+    if exc.key is None:
+        exc.key = key
+    if exc.backend is None:
+        exc.backend = backend
 
 
 def encode_stored_key(tenant: str, key: Any) -> bytes:
@@ -285,8 +305,11 @@ class TenantKeys:
 
     _prefixes: dict[str, bytes]
     _str_prefixes: dict[str, bytes]
+    #: The backend's scheme, for the context of key and tenant errors.
+    _scheme: str | None
 
-    def _init_keys(self) -> None:
+    def _init_keys(self, scheme: str | None) -> None:
+        self._scheme = scheme
         self._prefixes = {}
         # The tenant prefix with the str type code appended: the common key's head.
         self._str_prefixes = {}
@@ -303,9 +326,14 @@ class TenantKeys:
             pass
         except TypeError:
             raise InvalidTenantError(
-                f"tenant must be a non-empty str, got {type(tenant).__name__}"
+                f"tenant must be a non-empty str, got {type(tenant).__name__}",
+                backend=self._scheme,
             ) from None
-        p = encode_tenant(tenant)
+        try:
+            p = encode_tenant(tenant)
+        except InvalidTenantError as exc:
+            add_context(exc, tenant, None, self._scheme)
+            raise
         if len(self._prefixes) >= _PREFIX_CACHE_MAX:
             self._prefixes.clear()
             self._str_prefixes.clear()
@@ -330,8 +358,7 @@ class TenantKeys:
             try:
                 ps = self._str_prefixes[tenant]
             except (KeyError, TypeError):
-                ps = self._prefix(tenant) + _B_STR
-                self._str_prefixes[str.__str__(tenant)] = ps
+                ps = self._str_prefix(tenant, key)
             try:
                 raw = key.encode()
             except UnicodeEncodeError:
@@ -341,13 +368,31 @@ class TenantKeys:
             full = ps + raw + _B_END
         else:
             try:
-                p = self._prefixes[tenant]
-            except (KeyError, TypeError):
-                p = self._prefix(tenant)
-            full = p + encode_key(key)
+                full = self._prefixes[tenant] + encode_key(key)
+            except (KeyError, TypeError, StorageError):
+                full = self._full_slow(tenant, key)
         if len(full) > MAX_KEY_SIZE:
-            check_size(full, tenant, key)
+            check_size(full, tenant, key, self._scheme)
         return full
+
+    def _str_prefix(self, tenant: str, key: str) -> bytes:
+        """:meth:`_full`'s first ``str`` key of a tenant: caches the tenant's head."""
+        try:
+            ps = self._prefix(tenant) + _B_STR
+        except StorageError as exc:
+            add_context(exc, tenant, key, self._scheme)
+            raise
+        self._str_prefixes[str.__str__(tenant)] = ps
+        return ps
+
+    def _full_slow(self, tenant: str, key: Any) -> bytes:
+        """:meth:`_full` for a non-``str`` key of an uncached tenant, or one that fails:
+        the error then carries the user's tenant, key and the backend."""
+        try:
+            return self._prefix(tenant) + encode_key(key)
+        except StorageError as exc:
+            add_context(exc, tenant, key, self._scheme)
+            raise
 
     def _bounds(self, tenant: str, prefix: Any, start: Any, stop: Any) -> tuple[bytes, bytes, int]:
         """The stored-key range ``[lo, hi)`` of a scan, and the tenant prefix's length

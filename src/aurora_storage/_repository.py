@@ -22,9 +22,11 @@ from ._keys import (
     NS_SYSTEM,
     TENANT_END,
     TenantKeys,
+    add_context,
     decode_key,
     decode_key_at,
     decode_keys,
+    decode_stored_key,
     decode_tenant_key,
 )
 from ._ordering import ordered_chunks
@@ -45,6 +47,7 @@ from .errors import (
     ConfigurationError,
     CorruptionError,
     InvalidArgumentError,
+    InvalidKeyError,
     KeyExistsError,
     ReadOnlyError,
     RepositoryClosedError,
@@ -123,7 +126,7 @@ class Repository(TenantKeys, Generic[K, V]):
         self._url = url
         self._closed = False
         self._close_lock = threading.Lock()
-        self._init_keys()
+        self._init_keys(backend.scheme)
         self._sequences: dict[tuple[str, str], _eventstore.SequenceKeys] = {}
         try:
             self._codec = self._check_metadata(codec)
@@ -322,7 +325,12 @@ class Repository(TenantKeys, Generic[K, V]):
         """The value under ``(tenant, key)``, or ``default`` when absent."""
         if self._closed:
             self._check_open()
-        raw = self._bget(self._full(tenant, key))
+        full = self._full(tenant, key)
+        try:
+            raw = self._bget(full)
+        except StorageError as exc:
+            add_context(exc, tenant, key, self._backend.scheme)
+            raise
         if raw is None:
             return default
         try:
@@ -334,7 +342,12 @@ class Repository(TenantKeys, Generic[K, V]):
         """Whether ``(tenant, key)`` holds a value."""
         if self._closed:
             self._check_open()
-        return self._bcontains(self._full(tenant, key))
+        full = self._full(tenant, key)
+        try:
+            return self._bcontains(full)
+        except StorageError as exc:
+            add_context(exc, tenant, key, self._backend.scheme)
+            raise
 
     def delete(self, tenant: str, key: K) -> bool:
         """Remove ``(tenant, key)``; return whether it existed."""
@@ -417,7 +430,11 @@ class Repository(TenantKeys, Generic[K, V]):
         self._check_open()
         self._prefix(tenant)  # a bad tenant fails even with no keys
         wanted = key_list(keys, "get_many")
-        raws = self._backend.get_many([self._full(tenant, k) for k in wanted])
+        try:
+            raws = self._backend.get_many([self._full(tenant, k) for k in wanted])
+        except StorageError as exc:
+            _locate_error(exc, self._backend.scheme)
+            raise
         out: list[V | None] = []
         for key, raw in zip(wanted, raws, strict=True):
             out.append(default if raw is None else self._load(raw, tenant, key))
@@ -508,7 +525,7 @@ class Repository(TenantKeys, Generic[K, V]):
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         check_scan(reverse, limit)
-        return self._iter(self._chunks(lo, hi, reverse, False, limit), limit, plen, 0)
+        return self._iter(self._chunks(lo, hi, reverse, False, limit), limit, plen, 0, tenant)
 
     def _one_key_bounds(self, tenant: str, prefix: Any) -> tuple[bytes, bytes, int, str | None]:
         """The bounds of ``prefix`` for ``keys(..., limit=1)`` (validating it), and the
@@ -537,7 +554,7 @@ class Repository(TenantKeys, Generic[K, V]):
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         check_scan(reverse, limit)
-        return self._iter(self._chunks(lo, hi, reverse, True, limit), limit, plen, 1)
+        return self._iter(self._chunks(lo, hi, reverse, True, limit), limit, plen, 1, tenant)
 
     def items(
         self,
@@ -553,7 +570,7 @@ class Repository(TenantKeys, Generic[K, V]):
         self._check_open()
         lo, hi, plen = self._bounds(tenant, prefix, start, stop)
         check_scan(reverse, limit)
-        return self._iter(self._chunks(lo, hi, reverse, True, limit), limit, plen, 2)
+        return self._iter(self._chunks(lo, hi, reverse, True, limit), limit, plen, 2, tenant)
 
     def _chunks(
         self, lo: bytes, hi: bytes, reverse: bool, values: bool, limit: int | None
@@ -574,7 +591,7 @@ class Repository(TenantKeys, Generic[K, V]):
         return self._backend.scan_chunks(lo, hi, reverse=reverse, values=values)
 
     def _iter(
-        self, chunks: Iterator[Chunk], limit: int | None, plen: int, mode: int
+        self, chunks: Iterator[Chunk], limit: int | None, plen: int, mode: int, tenant: str
     ) -> Iterator[Any]:
         # Per item, only the closed check, the value decode and the yield remain in
         # Python: keys are decoded a chunk at a time (decode_keys).
@@ -603,7 +620,7 @@ class Repository(TenantKeys, Generic[K, V]):
                         try:
                             value = decode(raw)
                         except Exception:
-                            value = self._load(raw, "?", decode_key_at(k, plen))
+                            value = self._load(raw, tenant, decode_key_at(k, plen))
                         yield value
                 else:
                     assert raws is not None
@@ -613,10 +630,13 @@ class Repository(TenantKeys, Generic[K, V]):
                         try:
                             value = decode(raw)
                         except Exception:
-                            value = self._load(raw, "?", key)
+                            value = self._load(raw, tenant, key)
                         yield key, value
                 if left == 0:
                     return
+        except StorageError as exc:
+            _locate_error(exc, self._backend.scheme)
+            raise
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
@@ -972,6 +992,19 @@ def _locate(problem: VerifyProblem) -> VerifyProblem:
     except ValueError:
         key = k
     return dataclasses.replace(problem, tenant=tenant, key=key)
+
+
+def _locate_error(exc: StorageError, scheme: str) -> None:
+    """Name the record of an error a backend raised with only its stored key: fill in
+    the user's tenant and key (and the backend's scheme) it lacks."""
+    stored = exc.stored_key
+    tenant = key = None
+    if exc.key is None and isinstance(stored, bytes) and stored[:1] == NS_DATA:
+        try:
+            tenant, key = decode_stored_key(stored)
+        except InvalidKeyError:
+            pass  # undecodable bytes: stored_key still names the record
+    add_context(exc, tenant, key, scheme)
 
 
 def _check_limit(limit: int | None) -> None:

@@ -46,11 +46,11 @@ from ._stores import (
     remove_created,
 )
 from .errors import (
+    ConditionFailed,
     CorruptionError,
     NotSupportedError,
     PositionExpiredError,
     RepositoryClosedError,
-    StorageError,
 )
 
 __all__ = [
@@ -177,20 +177,6 @@ class Append:
     key: Callable[[int], bytes]
     values: Sequence[bytes]
     span: tuple[bytes, bytes] | None = None
-
-
-class ConditionFailed(StorageError):
-    """Raised by :meth:`Backend.commit` when conditions fail; nothing was written. The
-    repository turns it into ``KeyExistsError`` / ``VersionConflictError``.
-
-    Attributes:
-        failed: ``(index into conditions, actual version or None when absent)`` of every
-            failed condition, in order.
-    """
-
-    def __init__(self, failed: list[tuple[int, bytes | None]]) -> None:
-        super().__init__(f"{len(failed)} condition(s) of a conditional commit failed")
-        self.failed = failed
 
 
 def plan_commit(
@@ -1059,7 +1045,7 @@ class Backend(ABC):
                 read(KEY_SPACE_END)
                 break
             except CorruptionError as exc:
-                bad = exc.key
+                bad = exc.stored_key
                 if not isinstance(bad, bytes) or bad < start:
                     # The damage has no known place: what lies after it is unreachable.
                     found(VerifyProblem(str(exc), key=bad, path=exc.path, after=last))

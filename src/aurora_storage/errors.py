@@ -1,4 +1,4 @@
-"""The error tree of aurora-storage.
+"""The error tree of aurora-storage: every error the core raises is defined here.
 
 Every failure a user can cause raises one of these; engine exceptions are translated at
 the backend boundary and chained as ``__cause__``. Where a user's ``except`` clause for a
@@ -11,6 +11,8 @@ builtin would naturally expect the error, the builtin is mixed in::
     ├── InvalidArgumentError (TypeError, ValueError) a str where keys are expected, ...
     ├── KeyExistsError             (KeyError)     insert() on an existing key
     ├── VersionConflictError                      compare-and-set found another version
+    ├── ConditionFailed                           backend -> repository only: a
+    │                                             conditional commit failed
     ├── NotSupportedError          (NotImplementedError) the backend does not declare it
     ├── PositionExpiredError       (LookupError)  watch(after=N): N is no longer retained
     ├── SerializationError         (ValueError)   value the codec cannot encode/decode
@@ -24,10 +26,28 @@ builtin would naturally expect the error, the builtin is mixed in::
     ├── ReadOnlyError              (PermissionError) write to a read-only repository
     ├── StoreLockedError           (OSError)      another writer holds the store
     ├── StorageFullError           (OSError)      disk or map full and cannot grow
-    └── CorruptionError                           damaged data detected
+    ├── CorruptionError                           damaged data detected
+    ├── DurableWriteError                         tiered: the event is durable in history
+    │   ├── HotTierError                          ... but the hot tier failed to apply it
+    │   │   └── HotTierFullError   (StorageFullError) ... because hot is full
+    │   └── TenantStoppedError                    ... but its tenant's projection is stopped
+    └── ProjectionError                           tiered: the projection raised
 
-Errors carry context as attributes (``tenant``, ``key``, ``backend``, ``path``) where it
-is known, so handlers need not parse messages.
+Engine plugins add their own subclasses in their packages, as a third party's would
+(``aurora_storage_nats``: ``NATSConnectionError``, ``NATSTimeoutError``,
+``BatchTooLargeError``, ``ValueTooLargeError``).
+
+Errors carry their context as attributes, so handlers need not parse messages:
+
+- ``tenant`` and ``key``: the user's tenant and key (never the encoded bytes), where known;
+- ``stored_key``: the encoded stored key (bytes), where an error comes from below the
+  repository (a backend names the record by its stored key; the repository then fills in
+  ``tenant`` and ``key``);
+- ``backend``: the URL scheme of the backend (``"memory"``, ``"rocksdb"``, ``"tiered"``...);
+- ``path``: the file or directory involved, where there is one.
+
+Tiered's rule for its errors (whether a failed write is durable in history) is in
+:mod:`aurora_storage.tiered`; its classes are defined here and re-exported there.
 """
 
 from __future__ import annotations
@@ -36,8 +56,12 @@ from typing import Any
 
 __all__ = [
     "BackendNotFoundError",
+    "ConditionFailed",
     "ConfigurationError",
     "CorruptionError",
+    "DurableWriteError",
+    "HotTierError",
+    "HotTierFullError",
     "InheritedHandleError",
     "InvalidArgumentError",
     "InvalidKeyError",
@@ -49,12 +73,14 @@ __all__ = [
     "PluginConflictError",
     "PluginError",
     "PositionExpiredError",
+    "ProjectionError",
     "ReadOnlyError",
     "RepositoryClosedError",
     "SerializationError",
     "StorageError",
     "StorageFullError",
     "StoreLockedError",
+    "TenantStoppedError",
     "VersionConflictError",
 ]
 
@@ -64,10 +90,13 @@ class StorageError(Exception):
 
     Args:
         message: what went wrong and how to fix it.
-        tenant: the tenant involved, if any.
-        key: the key involved, if any.
-        backend: the URL scheme of the backend involved, if any.
+        tenant: the user's tenant involved, if known.
+        key: the user's key involved, if known (never its encoding: see
+            ``stored_key``).
+        backend: the URL scheme of the backend involved, if known.
         path: the filesystem path involved, if any.
+        stored_key: the encoded stored key (bytes) of the record involved, when the
+            error comes from a backend (which sees only stored keys).
     """
 
     def __init__(
@@ -78,6 +107,7 @@ class StorageError(Exception):
         key: Any = None,
         backend: str | None = None,
         path: str | None = None,
+        stored_key: bytes | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -85,6 +115,7 @@ class StorageError(Exception):
         self.key = key
         self.backend = backend
         self.path = path
+        self.stored_key = stored_key
 
     def __str__(self) -> str:
         # KeyError's default __str__ repr-quotes the message; keep messages readable.
@@ -151,6 +182,21 @@ class VersionConflictError(StorageError):
         super().__init__(message, **context)
         self.expected = expected
         self.actual = actual
+
+
+class ConditionFailed(StorageError):
+    """Raised by :meth:`Backend.commit <aurora_storage.backend.Backend.commit>` when
+    conditions fail; nothing was written. The repository turns it into
+    :class:`KeyExistsError` / :class:`VersionConflictError`, so users never see it.
+
+    Attributes:
+        failed: ``(index into conditions, actual version or None when absent)`` of every
+            failed condition, in order.
+    """
+
+    def __init__(self, failed: list[tuple[int, bytes | None]], **context: Any) -> None:
+        super().__init__(f"{len(failed)} condition(s) of a conditional commit failed", **context)
+        self.failed = failed
 
 
 class NotSupportedError(StorageError, NotImplementedError):
@@ -265,3 +311,66 @@ class StorageFullError(StorageError, OSError):
 
 class CorruptionError(StorageError):
     """Stored data failed an integrity check; it is never returned as if it were valid."""
+
+
+# --------------------------------------------------------------------------- tiered
+
+
+class DurableWriteError(StorageError):
+    """The write is durable in history (the cold tier), but did not fully complete.
+
+    Never write the same event again after this error: it is in history. The message says
+    what did not complete and what repairs it.
+
+    Attributes:
+        seq: the change-log sequence number of the durable write.
+        durable: always ``True``.
+    """
+
+    def __init__(self, message: str, *, seq: int, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.seq = seq
+        self.durable = True
+
+
+class HotTierError(DurableWriteError):
+    """The write reached history (cold) but the hot tier failed to apply it (disk full,
+    closed, broken, or a commit that reported failure).
+
+    Nothing is lost: the pair re-reads its position from hot before applying anything
+    again, and hot catches up on the next write, on
+    :meth:`TieredRepository.catch_up`, or on the next open. Each record is applied once.
+    """
+
+
+class HotTierFullError(HotTierError, StorageFullError):
+    """A :class:`HotTierError` whose cause is a full hot tier: durable in history, not
+    applied to hot. Free space (or give LMDB a larger ``map_size``), then call
+    :meth:`TieredRepository.catch_up`. Also an ``OSError`` (via ``StorageFullError``)."""
+
+
+class TenantStoppedError(DurableWriteError):
+    """The write is durable in history, but the tenant's projection is stopped by an
+    earlier poison record (policy ``on_poison="stop"``), so the new record is parked
+    behind it. Fix the projection, then :meth:`TieredRepository.retry_parked`."""
+
+
+class ProjectionError(StorageError):
+    """The user's projection function raised (or could not decode a history record).
+
+    From a write (``durable is False``): the event was rejected, nothing was written to
+    either tier. From :meth:`TieredRepository.rebuild` (``durable is True``, the records
+    are in history): the rebuild was abandoned and the previous projection is still
+    served.
+
+    Attributes:
+        durable: whether the record the projection failed on is in history.
+        seq: its change-log sequence number when known, else ``None``.
+    """
+
+    def __init__(
+        self, message: str, *, durable: bool = False, seq: int | None = None, **context: Any
+    ) -> None:
+        super().__init__(message, **context)
+        self.durable = durable
+        self.seq = seq

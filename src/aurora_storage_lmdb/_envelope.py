@@ -88,7 +88,7 @@ def unwrap(raw: bytes, seed: int, *, key: bytes, path: str) -> bytes:
             "Restore it from a backup",
             backend="lmdb",
             path=path,
-            key=key,
+            stored_key=key,
         )
     return raw[:-4]
 

@@ -17,7 +17,12 @@ from pathlib import Path
 import aurora_storage
 
 SRC = Path(aurora_storage.__file__).resolve().parent.parent
-PACKAGES = ("aurora_storage", "aurora_storage_rocksdb", "aurora_storage_lmdb", "aurora_storage_nats")
+PACKAGES = (
+    "aurora_storage",
+    "aurora_storage_rocksdb",
+    "aurora_storage_lmdb",
+    "aurora_storage_nats",
+)
 
 #: Circles being removed by other work, each with who removes it. An entry that no
 #: longer exists fails the test too, so the list never outlives the circle.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -16,7 +15,6 @@ from typing import IO, Any, TypeVar
 import click
 
 from .. import errors
-from .._keys import NS_DATA
 from ._common import (
     KEY_FORMATS,
     VALUE_FORMATS,
@@ -32,7 +30,6 @@ from ._common import (
     write_line,
 )
 from ._tagged import to_tagged
-from ._transfer import _split
 
 __all__ = ["cli"]
 
@@ -706,11 +703,9 @@ def _verify(repo: Any, *, quiet: bool) -> dict[str, Any]:
                     if n % 2000 == 0:
                         bar.advance(2000)
             except errors.CorruptionError as exc:
-                key = exc.key
-                if isinstance(key, bytes) and key[:1] == NS_DATA:
-                    # A stored key: name it as the tenant and key it encodes.
-                    with contextlib.suppress(errors.StorageError):
-                        tenant, key = _split(key)
+                # The repository names the record by its tenant and key; the stored
+                # bytes when they do not decode.
+                key = exc.key if exc.key is not None else exc.stored_key
                 problems.append(
                     {
                         "message": f"{exc} (after key {last!r})" if key is None else str(exc),
