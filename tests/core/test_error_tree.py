@@ -255,4 +255,5 @@ def test_lmdb_checksum_damage_names_tenant_key_stored_key_and_path(tmp_path: Pat
             exc = info.value
             assert (exc.tenant, exc.key, exc.backend) == ("acme", "k1", "lmdb")
             assert exc.stored_key == encode_stored_key("acme", "k1")
-            assert exc.path is not None and Path(exc.path).resolve() == path.resolve()
+            assert exc.path is not None
+            assert Path(exc.path).resolve() == path.resolve()

@@ -153,7 +153,9 @@ def test_checker_finds_a_deliberate_circle(tmp_path: Path) -> None:
             "pkg/_a.py": "from . import _b\nA = 1\n",
             # The circle's closing edge is a lazy import inside a function.
             "pkg/_b.py": "def f() -> int:\n    from ._a import A\n    return A\n",
-            "pkg/_c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ._a import A\n",
+            "pkg/_c.py": (
+                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ._a import A\n"
+            ),
             "pkg/sub/__init__.py": "from .. import _c\nfrom pkg._a import A\nfrom pkg import A\n",
         },
     )
