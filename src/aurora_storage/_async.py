@@ -40,7 +40,7 @@ from ._args import check_scan, key_list, pairs
 from ._cancel import Aborted
 from ._eventstore import AsyncWatch, Slot, Version
 from ._keys import decode_keys
-from .backend import AsyncBackend, Capabilities, Chunk, VerifyReport
+from .backend import AsyncBackend, Backend, Capabilities, Chunk, VerifyReport
 from .codecs import Codec
 from .errors import KeyExistsError
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     # Types only: the sync repository imports this module (its as_async), never the
     # other way round.
     from ._repository import Batch, Repository
+    from .config import URL
 
 __all__ = ["AsyncBatch", "AsyncRepository", "AsyncTenantView"]
 
@@ -181,6 +182,16 @@ class AsyncRepository(Generic[K, V]):
     def sync(self) -> Repository[K, V]:
         """The underlying synchronous repository."""
         return self._repo
+
+    @property
+    def backend(self) -> Backend:
+        """See :attr:`Repository.backend`."""
+        return self._repo.backend
+
+    @property
+    def url(self) -> URL | None:
+        """See :attr:`Repository.url`."""
+        return self._repo.url
 
     @property
     def capabilities(self) -> Capabilities:
@@ -512,6 +523,10 @@ class AsyncBatch(Generic[K, V]):
     def append(self, tenant: str, sequence: str, value: V) -> Slot:
         """See :meth:`Batch.append`."""
         return self._batch.append(tenant, sequence, value)
+
+    def discard(self) -> None:
+        """See :meth:`Batch.discard`."""
+        self._batch.discard()
 
     def __len__(self) -> int:
         return len(self._batch)

@@ -25,6 +25,9 @@ from __future__ import annotations
 
 # First: a clear ImportError naming the extra when pytest or hypothesis is missing.
 from . import _requires  # noqa: F401 - imported for that check
+from ._badinput import BadInputTests
+from ._batches import BatchTests
+from ._concurrency import AsyncTests, ThreadTests
 from ._eventstore import (
     ChangeFeedTests,
     ConditionalWriteStateMachine,
@@ -36,18 +39,11 @@ from ._eventstore import (
     SequenceTests,
 )
 from ._large import LargeRangeTests
+from ._lifecycle import LifecycleTests, PersistenceTests
+from ._pointops import PointOpsTests
+from ._scans import ScanTests
 from ._statemachine import RepositoryStateMachine, StateMachineTests
-from ._suite import (
-    AsyncTests,
-    BadInputTests,
-    BatchTests,
-    LifecycleTests,
-    PersistenceTests,
-    PointOpsTests,
-    ScanTests,
-    TenantTests,
-    ThreadTests,
-)
+from ._tenants import TenantTests
 
 __all__ = [
     "AsyncTests",

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from aurora_storage import Repository
 
-from ._suite import _Base
+from ._base import Base
 
 Repo = Repository[Any, Any]
 
@@ -36,7 +36,7 @@ def _fill(repo: Repo, tenant: str, keys: list[int], value: Any = None) -> None:
         repo.put_many(tenant, {k: -k if value is None else value for k in part})
 
 
-class LargeRangeTests(_Base):
+class LargeRangeTests(Base):
     """``drop_tenant``, scans, ``reverse`` and ``limit`` over more than one chunk."""
 
     #: How many keys the large tenant holds: more than one 10,000-record chunk.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import inspect
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Self, TypeVar
@@ -562,6 +563,8 @@ def _refuse(name: str) -> Any:
         )
 
     refused.__name__ = name
+    # The refused method keeps the signature it refuses (help(), the parity check).
+    refused.__signature__ = inspect.signature(getattr(Repository, name))  # type: ignore[attr-defined]  # read by inspect.signature
     refused.__doc__ = (
         f"Not supported by a tiered repository: ``{name}()`` raises NotSupportedError."
     )
