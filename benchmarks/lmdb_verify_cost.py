@@ -24,8 +24,9 @@ import sys
 import tempfile
 import time
 
-import aurora_storage
 from lmdb import verify as lmdb_verify
+
+import aurora_storage
 
 
 def main(argv: list[str]) -> int:

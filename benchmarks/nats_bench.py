@@ -38,10 +38,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import nats
 from nats.js import api
 
 import aurora_storage
-import nats
 
 
 def _server(tmp: str) -> tuple[subprocess.Popen[bytes], int]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from ._hookspecs import PROJECT, BackendSpec, HookSpecs
-from .config import _SCHEME_RE
+from ._url import SCHEME_RE
 from .errors import BackendNotFoundError, ConfigurationError, PluginConflictError, PluginError
 
 if TYPE_CHECKING:
@@ -320,7 +320,7 @@ def _normalized(spec: object) -> BackendSpec:
     """Check a spec and lower-case its scheme (URL schemes are case-insensitive)."""
     if not isinstance(spec, BackendSpec):
         raise ConfigurationError(f"expected a BackendSpec, got {type(spec).__name__}")
-    if not isinstance(spec.scheme, str) or not _SCHEME_RE.match(spec.scheme):
+    if not isinstance(spec.scheme, str) or not SCHEME_RE.match(spec.scheme):
         raise ConfigurationError(
             f"invalid URL scheme {spec.scheme!r} in {spec!r}: letters, digits, '+', '-' "
             "and '.', starting with a letter"

@@ -38,6 +38,7 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 import lmdb
+
 from aurora_storage import _fork
 from aurora_storage._stores import MARKER_NAME, config_signature, open_stores
 from aurora_storage.backend import (

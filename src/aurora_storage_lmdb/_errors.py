@@ -8,6 +8,7 @@ import errno
 import os
 
 import lmdb
+
 from aurora_storage.errors import (
     CorruptionError,
     InvalidKeyError,

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+import nats
 import nats.errors
 import nats.js.errors
 import orjson
@@ -27,7 +28,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
 
-import nats
 from aurora_storage.backend import Append, Condition, Op, decode_counter, plan_commit
 from aurora_storage.errors import (
     ConfigurationError,

@@ -13,10 +13,10 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import lmdb
 import orjson
 
 import aurora_storage
-import lmdb
 
 N = 20_000
 VALUE = {"name": "projection", "count": 12, "tags": ["a", "b"], "ok": True}

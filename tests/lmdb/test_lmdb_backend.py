@@ -10,10 +10,10 @@ import sys
 import zlib
 from pathlib import Path
 
+import lmdb
 import pytest
 
 import aurora_storage
-import lmdb
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,

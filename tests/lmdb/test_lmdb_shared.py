@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import lmdb
 import pytest
 
 import aurora_storage
-import lmdb
 from aurora_storage.backend import open_stores
 from aurora_storage.errors import ConfigurationError, CorruptionError, RepositoryClosedError
 from aurora_storage_lmdb import LMDBRepository

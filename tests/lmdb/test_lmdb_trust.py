@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import lmdb
 import orjson
 import pytest
 
 import aurora_storage
-import lmdb
 from aurora_storage import encode_key
 from aurora_storage._keys import encode_tenant
 from aurora_storage.errors import (

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Literal
 
-from ..config import URL, _hide_text, local_path
+from .._url import hide_text
+from ..config import URL, local_path
 from ..errors import ConfigurationError, InvalidURLError
 from ._types import Projection
 
@@ -137,7 +138,7 @@ def _hide_tier(text: str) -> str:
     try:
         return URL.parse(text).render()
     except Exception:  # not a URL we can parse: hide what looks secret anyway
-        return _hide_text(text)
+        return hide_text(text)
 
 
 @dataclass(frozen=True, slots=True)
