@@ -329,7 +329,7 @@ class Repository(TenantKeys, Generic[K, V]):
         try:
             raw = self._bget(full)
         except StorageError as exc:
-            add_context(exc, tenant, key, self._backend.scheme)
+            _locate_error(exc, self._backend.scheme, tenant, key)
             raise
         if raw is None:
             return default
@@ -346,7 +346,7 @@ class Repository(TenantKeys, Generic[K, V]):
         try:
             return self._bcontains(full)
         except StorageError as exc:
-            add_context(exc, tenant, key, self._backend.scheme)
+            _locate_error(exc, self._backend.scheme, tenant, key)
             raise
 
     def delete(self, tenant: str, key: K) -> bool:
@@ -994,12 +994,16 @@ def _locate(problem: VerifyProblem) -> VerifyProblem:
     return dataclasses.replace(problem, tenant=tenant, key=key)
 
 
-def _locate_error(exc: StorageError, scheme: str) -> None:
+def _locate_error(exc: StorageError, scheme: str, tenant: Any = None, key: Any = None) -> None:
     """Name the record of an error a backend raised with only its stored key: fill in
-    the user's tenant and key (and the backend's scheme) it lacks."""
+    the user's tenant and key (given, or decoded from the stored key) and the backend's
+    scheme where it lacks them."""
+    if exc.stored_key is None and exc.tenant is None and isinstance(exc.key, bytes):
+        # A backend written before stored_key existed names the record by its stored
+        # bytes in ``key`` (a backend never sees the user's key): move them.
+        exc.stored_key, exc.key = exc.key, None
     stored = exc.stored_key
-    tenant = key = None
-    if exc.key is None and isinstance(stored, bytes) and stored[:1] == NS_DATA:
+    if key is None and exc.key is None and isinstance(stored, bytes) and stored[:1] == NS_DATA:
         try:
             tenant, key = decode_stored_key(stored)
         except InvalidKeyError:

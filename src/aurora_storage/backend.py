@@ -1046,6 +1046,8 @@ class Backend(ABC):
                 break
             except CorruptionError as exc:
                 bad = exc.stored_key
+                if bad is None and isinstance(exc.key, bytes):
+                    bad = exc.key  # a backend written before stored_key existed
                 if not isinstance(bad, bytes) or bad < start:
                     # The damage has no known place: what lies after it is unreachable.
                     found(VerifyProblem(str(exc), key=bad, path=exc.path, after=last))

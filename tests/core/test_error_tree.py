@@ -173,12 +173,16 @@ class _DamagedBackend(aurora_storage.Backend):
     """A memory backend wrapper whose one record fails its integrity check, reported
     the way engines report it: by stored key only."""
 
-    def __init__(self, inner: aurora_storage.Backend, bad: bytes) -> None:
-        self.inner, self.bad = inner, bad
+    def __init__(self, inner: aurora_storage.Backend, bad: bytes, *, legacy: bool) -> None:
+        self.inner, self.bad, self.legacy = inner, bad, legacy
         self.capabilities = inner.capabilities
         self.scheme = inner.scheme
 
     def _damage(self) -> CorruptionError:
+        if self.legacy:  # a backend written before stored_key: the bytes in ``key``
+            return CorruptionError(
+                "checksum mismatch", backend=self.scheme, path="/store", key=self.bad
+            )
         return CorruptionError(
             "checksum mismatch", backend=self.scheme, path="/store", stored_key=self.bad
         )
@@ -207,10 +211,11 @@ class _DamagedBackend(aurora_storage.Backend):
         self.inner.close()
 
 
-def test_backend_damage_is_named_by_the_users_tenant_and_key() -> None:
+@pytest.mark.parametrize("legacy", [False, True])
+def test_backend_damage_is_named_by_the_users_tenant_and_key(legacy: bool) -> None:
     bad = encode_stored_key("acme", ("order", 7))
     inner = aurora_storage.open("memory://").backend
-    repo: Repository[Any, Any] = Repository(_DamagedBackend(inner, bad))
+    repo: Repository[Any, Any] = Repository(_DamagedBackend(inner, bad, legacy=legacy))
     repo.put("acme", ("order", 6), 1)
     inner.put(bad, b"1")
     calls = {
