@@ -26,10 +26,7 @@ PACKAGES = (
 
 #: Circles being removed by other work, each with who removes it. An entry that no
 #: longer exists fails the test too, so the list never outlives the circle.
-KNOWN_CIRCLES: set[frozenset[str]] = {
-    # The RocksDB plugin's backend/repository split (issue #18, the engine-plugin part).
-    frozenset({"aurora_storage_rocksdb._backend", "aurora_storage_rocksdb._repository"}),
-}
+KNOWN_CIRCLES: set[frozenset[str]] = set()
 
 
 def _modules(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:

@@ -134,6 +134,15 @@ PINS: dict[str, set[str]] = {
         "value_version",
     },
     "aurora_storage.memory": {"MemoryBackend", "MemoryConfig"},
+    "aurora_storage.migrate": {
+        "SeedImportReport",
+        "SeedKeyError",
+        "SeedProblem",
+        "SeedSourceError",
+        "SeedSplit",
+        "import_seed",
+        "split_seed_key",
+    },
     "aurora_storage.pytest_plugin": set(),  # hooks only
 }
 
