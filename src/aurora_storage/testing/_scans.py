@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from aurora_storage import (
     encode_stored_key,
     tenant_range,
 )
+from aurora_storage.errors import InvalidKeyError, InvalidTenantError
 
 from ._base import (
     ORDERED_KEYS,
