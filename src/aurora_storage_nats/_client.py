@@ -100,6 +100,14 @@ def _next_slots(
     return list(dict.fromkeys(out))
 
 
+def _full_text(description: str) -> bool:
+    """Whether a server's error text says a stream limit is reached. The server sends
+    these with varying codes (a 503 with err_code 10077, "store failed", wrapping
+    "maximum bytes exceeded" or "maximum messages exceeded"), so the text decides."""
+    text = description.lower()
+    return "maximum bytes exceeded" in text or "maximum messages exceeded" in text
+
+
 class NATSCore:
     """One client connection to the bucket; every method is a coroutine on the loop the
     connection was made on."""
@@ -157,7 +165,7 @@ class NATSCore:
                     "upgrade the server",
                     backend="nats",
                 ) from exc
-            if code in _STORE_FULL:
+            if code in _STORE_FULL or _full_text(desc):
                 raise StorageFullError(
                     f"{what}: the bucket {self.config.bucket!r} is full ({desc}); nothing "
                     "was written. Raise max_bytes or free space",

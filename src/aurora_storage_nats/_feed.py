@@ -120,6 +120,22 @@ async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[Cha
         PositionExpiredError: a change after ``after`` may no longer be retained.
     """
     msgs, pending = await batch_get(core, after + 1, limit, subject)
+    if not msgs and not pending and after > 0:
+        # Nothing after the position: either the watch is caught up, or the position is
+        # beyond the stream's end - a bucket deleted and created again numbers its
+        # changes from 1, so resuming from an old position would skip every new change
+        # up to it without a word (as would a position from another bucket).
+        last = int((await core.stream_state()).state.last_seq)
+        if after > last:
+            raise PositionExpiredError(
+                f"position {after} is beyond the last change of the bucket "
+                f"{core.config.bucket!r} ({last}): the bucket was deleted and created "
+                "again, or the position belongs to another bucket; re-read the state with "
+                "a scan, then watch from last_position()",
+                position=after,
+                oldest=last,
+                backend="nats",
+            )
     # Checked after the read: a change removed before it leaves its traces (the key's
     # later messages) until then and after.
     await _check_retained(core, subject, after, msgs, pending)
@@ -209,6 +225,9 @@ class _Waker:
         self.lock = threading.Condition(threading.Lock())
         self.seen = 0
         self.wakes = 0
+        # Messages the consumer delivered: a waiter also returns on one numbered at or
+        # below its position (a bucket created again), so its next read can say so.
+        self.arrivals = 0
         self.closed = False
         self.subscribers: dict[int, Callable[[], None]] = {}
         self.next_id = 0
@@ -219,6 +238,7 @@ class _Waker:
         with self.lock:
             if seq > self.seen:
                 self.seen = seq
+            self.arrivals += 1
             self.lock.notify_all()
             subscribers = list(self.subscribers.values())
         for cb in subscribers:
@@ -327,12 +347,12 @@ class NATSChangeFeed(ChangeFeed):
         deadline = None if timeout is None else time.monotonic() + timeout
         w = self._waker
         with w.lock:
-            wakes = w.wakes
+            wakes, arrivals = w.wakes, w.arrivals
         self._start()
         if w.seen > after or self._stored_after(after):
             return True
         with w.lock:
-            while w.seen <= after and w.wakes == wakes and not w.closed:
+            while w.seen <= after and w.wakes == wakes and w.arrivals == arrivals and not w.closed:
                 if self._backend._closed:
                     return False
                 left = None if deadline is None else deadline - time.monotonic()

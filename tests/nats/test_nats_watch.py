@@ -278,3 +278,69 @@ def test_async_watch_reads_on_its_own_loop(nats_url: str, monkeypatch: pytest.Mo
         assert asyncio.run(main()) == [("a", 1, False), ("a", None, True)]
     finally:
         repo.close()
+
+
+def test_a_position_beyond_the_stream_is_refused_not_silently_skipped(
+    nats_server: Server, nats_url: str, bucket: str
+) -> None:
+    # Reviewer finding: a bucket deleted and created again numbers its changes from 1,
+    # so a watcher resuming from a position saved before skipped every new change up to
+    # it and returned nothing, without an error.
+    from conftest import delete_bucket
+
+    repo = _open(nats_url)
+    for i in range(10):
+        repo.put("t", ("old", i), i)
+    saved = repo.last_position()
+    repo.close()
+    delete_bucket(nats_server.address, bucket)
+    repo = _open(nats_url)
+    try:
+        for i in range(5):
+            repo.put("t", ("new", i), i)
+        assert repo.last_position() < saved
+        with pytest.raises(PositionExpiredError) as info:
+            _changes(repo, "t", saved)
+        assert info.value.position == saved
+        assert "created again" in str(info.value)
+
+        async def read_async() -> None:
+            async with repo.as_async().watch("t", after=saved, timeout=0.3) as w:
+                async for _ in w:
+                    pass
+
+        with pytest.raises(PositionExpiredError):
+            asyncio.run(read_async())
+        # A position within the stream still reads from there.
+        every = _changes(repo, "t", 0)
+        assert [c[0] for c in every] == [("new", i) for i in range(5)]
+        assert [c[0] for c in _changes(repo, "t", every[1][3])] == [
+            ("new", 2),
+            ("new", 3),
+            ("new", 4),
+        ]
+    finally:
+        repo.close()
+
+
+def test_a_full_bucket_raises_storage_full_not_a_connection_error(
+    nats_server: Server, bucket: str
+) -> None:
+    # Reviewer finding: with max_bytes reached the server's refusal (a 503 whose text
+    # says "maximum bytes exceeded") was reported as NATSConnectionError, whose message
+    # sent users looking for a missing leader.
+    from aurora_storage.errors import StorageFullError
+
+    repo = _open(f"nats://{nats_server.address}/{bucket}?max_bytes=4KiB")
+    try:
+
+        def fill() -> None:
+            for i in range(200):
+                repo.put("t", i, "x" * 100)
+
+        with pytest.raises(StorageFullError) as info:
+            fill()
+        assert "full" in str(info.value)
+        assert repo.count("t") < 200
+    finally:
+        repo.close()
