@@ -178,9 +178,11 @@ def _read_only_url(url: URL) -> URL:
     return url
 
 
-#: Bulk writes (import, copy) into RocksDB use smaller memtables unless the URL says
-#: otherwise: memory stays bounded (two 16 MiB memtables instead of two of 64 MiB).
-_BULK_OPTIONS = {"rocksdb": ("write_buffer_size", "16MiB")}
+#: Bulk writes (import, copy) into RocksDB use smaller memtables and block cache unless
+#: the URL says otherwise: memory stays bounded (two 16 MiB memtables instead of two of
+#: 64 MiB; an 8 MiB block cache instead of 32 MiB, which a copy's one-pass verify would
+#: fill for nothing: +58 MiB of growth for 1M records before, +37 MiB after).
+_BULK_OPTIONS = {"rocksdb": (("write_buffer_size", "16MiB"), ("block_cache_size", "8MiB"))}
 
 
 def open_write(url_text: str, *, create: bool = True, bulk: bool = False) -> Any:
@@ -196,9 +198,9 @@ def open_write(url_text: str, *, create: bool = True, bulk: bool = False) -> Any
     url = URL.parse(url_text)
     _check_engine(url, must_exist=not create)
     if bulk and url.scheme in _BULK_OPTIONS:
-        name, value = _BULK_OPTIONS[url.scheme]
-        if name not in url.options:
-            url = url.with_options(**{name: value})
+        for name, value in _BULK_OPTIONS[url.scheme]:
+            if name not in url.options:
+                url = url.with_options(**{name: value})
     return aurora_storage.open(url)
 
 
