@@ -47,7 +47,11 @@ class _SharedStores:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant: eventsourcing's Application.__del__ closes its factory, which gives
+        # the repository back here - and the garbage collector may run that finaliser
+        # in a thread that already holds this lock (an open() inside borrow allocates).
+        # With a plain Lock the thread waited for itself forever (the suite hung).
+        self._lock = threading.RLock()
         self._open: dict[tuple[int, str], tuple[Repository[Any, Any], int]] = {}
 
     def borrow(self, url: str) -> Repository[Any, Any]:
