@@ -217,6 +217,20 @@ def test_verify_finds_a_damaged_rocksdb_table(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["rocksdb", "lmdb"])
+def test_backup_into_a_missing_parent_folder_is_a_usage_error(tmp_path: Path, scheme: str) -> None:
+    # Reviewer finding: RocksDB's raw "IO error: No such file or directory: While mkdir"
+    # reached the user; the command now says which folder is missing, creating nothing.
+    url = f"{scheme}://{tmp_path / 'live'}"
+    _fill(url, [("t", "k", {"v": 1})])
+    target = tmp_path / "missing" / "backup"
+    done = run_cli("backup", url, str(target))
+    assert done.returncode == 2
+    assert str(tmp_path / "missing") in done.stderr.decode()
+    assert "IO error" not in done.stderr.decode()
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("scheme", ["rocksdb", "lmdb"])
 def test_backup_then_restore_equal(tmp_path: Path, scheme: str) -> None:
     url = f"{scheme}://{tmp_path / 'live'}"
     _fill(url, [(t, k, {"v": repr(v)}) for t, k, v in _mixed_records(2000)])

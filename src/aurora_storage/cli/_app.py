@@ -753,6 +753,14 @@ def backup(url: str, directory: str, quiet: bool) -> None:
     target = os.path.abspath(directory)
     if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
         raise click.UsageError(f"the backup target {target} exists and is not empty")
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        # The engines create the backup folder itself only; RocksDB's own message for a
+        # missing parent was a raw "IO error: ... While mkdir".
+        raise click.UsageError(
+            f"the folder {parent} that should hold the backup does not exist; create it "
+            f"first (mkdir -p {parent})"
+        )
     if os.path.isdir(target):
         os.rmdir(target)
     with open_read(url) as repo:
