@@ -120,13 +120,22 @@ async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[Cha
         PositionExpiredError: a change after ``after`` may no longer be retained.
     """
     msgs, pending = await batch_get(core, after + 1, limit, subject)
-    if not msgs and not pending and after > 0:
-        # Nothing after the position: either the watch is caught up, or the position is
-        # beyond the stream's end - a bucket deleted and created again numbers its
-        # changes from 1, so resuming from an old position would skip every new change
-        # up to it without a word (as would a position from another bucket).
+    if not msgs and not pending:
+        # Nothing after the position on these subjects: either the watch is caught up,
+        # or the position is beyond the stream's end - a bucket deleted and created
+        # again numbers its changes from 1, so resuming from an old position would skip
+        # every new change up to it without a word (as would a position from another
+        # bucket).
         last = int((await core.stream_state()).state.last_seq)
-        if after > last:
+        if last > after:
+            # Other subjects' changes (other tenants, outside the prefix) lie between:
+            # the server filtered them out, but the position counts them as examined
+            # (the feed's contract). Safe only if nothing of ours came in meanwhile, so
+            # read again now that `last` is known.
+            msgs, pending = await batch_get(core, after + 1, limit, subject)
+            if not msgs and not pending:
+                return [(last, _OUTSIDE, None)]
+        elif after > last:
             raise PositionExpiredError(
                 f"position {after} is beyond the last change of the bucket "
                 f"{core.config.bucket!r} ({last}): the bucket was deleted and created "

@@ -344,3 +344,33 @@ def test_a_full_bucket_raises_storage_full_not_a_connection_error(
         assert repo.count("t") < 200
     finally:
         repo.close()
+
+
+def test_the_position_moves_past_changes_the_server_filtered_out(nats_url: str) -> None:
+    # Reviewer finding: the position stayed at the watch's own last change while other
+    # tenants' changes (filtered out by the server) followed; the feed's contract counts
+    # them as examined, and a bucket with max_age then expired a quiet tenant's watch.
+    repo = _open(nats_url)
+    try:
+        start = repo.last_position()
+        repo.put("t", ("match", 1), 1)
+        repo.put("t", ("other", 1), 1)
+        repo.put("u", "x", 1)
+        with repo.watch("t", prefix=("match",), after=start, timeout=0.3) as w:
+            assert [c.key for c in w] == [("match", 1)]
+            assert w.position == repo.last_position()
+        # Resuming from there sees only what came after.
+        last = repo.last_position()
+        repo.put("t", ("match", 2), 2)
+        assert [c[0] for c in _changes(repo, "t", last, prefix=("match",))] == [("match", 2)]
+
+        async def read_async() -> int:
+            async with repo.as_async().watch("t", after=start, timeout=0.3) as w:
+                async for _ in w:
+                    pass
+                return int(w.position)
+
+        repo.put("u", "y", 2)
+        assert asyncio.run(read_async()) == repo.last_position()
+    finally:
+        repo.close()
