@@ -325,3 +325,104 @@ def test_cli_import_seed(tmp_path: Path) -> None:
     missing = run_cli("import-seed", str(tmp_path / "nope"), target)
     assert missing.returncode == 4
     assert missing.stderr.decode().startswith("error: NoStoreError: no RocksDB store at")
+
+
+# ------------------------------------------------------------- review findings
+
+
+def test_a_target_that_is_no_aurora_store_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "seed"
+    build_seed_store(src, [seed_record(*r) for r in GOOD])
+    other = tmp_path / "other-ts-store"  # another TypeScript store: never spoil it
+    build_seed_store(other, [seed_record("t", "k", 1)])
+    plain = tmp_path / "plain"  # any non-empty folder that holds no aurora store
+    plain.mkdir()
+    (plain / "notes.txt").write_text("mine")
+    for folder, scheme in ((other, "rocksdb"), (plain, "rocksdb"), (plain, "lmdb")):
+        before = fingerprint(folder)
+        with pytest.raises(errors.ConfigurationError, match="no aurora-storage store"):
+            import_seed(src, f"{scheme}://{folder}")
+        done = run_cli("import-seed", str(src), f"{scheme}://{folder}")
+        assert done.returncode == 4, done.stderr
+        err = done.stderr.decode()
+        assert str(folder) in err and "holds no aurora-storage store" in err
+        assert "empty directory" in err  # says what to do
+        assert fingerprint(folder) == before
+    # An empty folder, or one holding an aurora store of the same engine, is a target.
+    (tmp_path / "empty").mkdir()
+    assert import_seed(src, f"lmdb://{tmp_path}/empty").ok
+    assert import_seed(src, f"lmdb://{tmp_path}/empty").ok
+
+
+def test_a_target_holding_the_other_engines_store(tmp_path: Path) -> None:
+    src = tmp_path / "seed"
+    build_seed_store(src, [seed_record(*r) for r in GOOD])
+    with aurora_storage.open(f"rocksdb://{tmp_path}/rocks") as repo:
+        repo.put("t", "k", 1)
+    before = fingerprint(tmp_path / "rocks")
+    done = run_cli("import-seed", str(src), f"lmdb://{tmp_path}/rocks")
+    put = run_cli("put", f"lmdb://{tmp_path}/rocks", "t", "k", "2")
+    assert done.returncode == put.returncode == 4, done.stderr
+    assert "holds a rocksdb store, not a lmdb one" in done.stderr.decode()
+    assert "holds a rocksdb store, not a lmdb one" in put.stderr.decode()
+    assert fingerprint(tmp_path / "rocks") == before
+
+
+def test_lone_surrogates_in_keys_and_tenants_are_refused(tmp_path: Path) -> None:
+    src = tmp_path / "seed"
+    # JSON.stringify writes a lone surrogate as an escape: valid UTF-8 on disk.
+    lone = [
+        (b'acme:"\\ud800"', b"1"),
+        (b'acme:["x","\\udfff"]', b"2"),
+        (b'acme:{"\\ud83d":1}', b"3"),
+        ('bad\udc80tenant:"k"'.encode("utf-8", "surrogatepass"), b"4"),
+        (b'acme:"value"', b'"\\ud800"'),
+    ]
+    build_seed_store(src, [seed_record(*r) for r in GOOD] + lone)
+    target = f"lmdb://{tmp_path}/out"
+    report = import_seed(src, target)
+    assert report.imported == len(GOOD)
+    reasons = {p.key: p.reason for p in report.problems}
+    assert len(reasons) == len(lone)
+    assert set(report.problem_count) <= {"refused", "not-utf8"}
+    assert report.problem_count.get("refused", 0) >= 4
+    exported = run_cli("export", target)
+    assert exported.returncode == 0, exported.stderr
+    listed = run_cli("keys", target, "acme")
+    assert listed.returncode == 0, listed.stderr
+
+
+def _many_problems(tmp_path: Path, n: int) -> Path:
+    src = tmp_path / "seed"
+    build_seed_store(
+        src,
+        [seed_record("acme", "good", 1)] + [(f"bad-{i:05d}".encode(), b"1") for i in range(n)],
+    )
+    return src
+
+
+def test_problems_beyond_the_cap_are_marked_and_all_go_to_a_file(tmp_path: Path) -> None:
+    n = 1000 + 37
+    src = _many_problems(tmp_path, n)
+    report = import_seed(src, None, dry_run=True)
+    out = report.to_json()
+    assert out["problems_truncated"] is True and out["not_imported"] == n
+    assert len(out["problems"]) == 1000
+
+    problems = tmp_path / "problems.jsonl"
+    target = f"lmdb://{tmp_path}/out"
+    done = run_cli("import-seed", str(src), target, "--problems-file", str(problems))
+    assert done.returncode == 5
+    err = done.stderr.decode()
+    assert f"... and {n - 20} more (all are in {problems})" in err
+    lines = [json.loads(line) for line in problems.read_text().splitlines()]
+    assert [p["key"] for p in lines] == [f"bad-{i:05d}" for i in range(n)]
+    assert {p["reason"] for p in lines} == {"unsplittable"}
+
+    bare = run_cli("import-seed", str(src), target)
+    assert f"... and {n - 20} more (use --problems-file F to get all)" in bare.stderr.decode()
+    js = run_cli("import-seed", str(src), target, "--json")
+    got = json.loads(js.stdout)
+    assert got["problems_truncated"] is True and got["not_imported"] == n
+    few = run_cli("import-seed", str(_many_problems(tmp_path / "few", 3)), target, "--json")
+    assert json.loads(few.stdout)["problems_truncated"] is False

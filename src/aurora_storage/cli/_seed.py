@@ -8,7 +8,15 @@ from typing import IO
 import click
 
 from ._app import cli
-from ._common import ExitCode, NoStoreError, progress, say, write_json
+from ._common import (
+    ExitCode,
+    NoStoreError,
+    _check_engine,
+    _store_path,
+    progress,
+    say,
+    write_json,
+)
 
 __all__ = ["import_seed_command"]
 
@@ -71,9 +79,17 @@ def import_seed_command(
       aurora-storage import-seed ./data/events rocksdb:///var/data/events \\
           --tenant-id acme --tenant-id globex --json
     """
+    from ..config import URL
     from ..migrate import SeedSourceError, import_seed
+    from ..migrate._seed import foreign_target_message
 
     known = _read_tenants(tenants_file, tenant_ids)
+    # The same refusal as put/import/copy for another engine's store, and never into a
+    # folder holding something else (such as another TypeScript store).
+    _check_engine(URL.parse(target), must_exist=False)
+    foreign = foreign_target_message(target)
+    if foreign is not None:
+        raise NoStoreError(foreign, path=_store_path(URL.parse(target)))
     try:
         with progress("import-seed", total=None, quiet=quiet or as_json) as bar:
             report = import_seed(

@@ -388,7 +388,8 @@ def import_seed(
     Raises:
         SeedSourceError: no RocksDB store at ``source``, or an aurora-storage store there.
         CorruptionError: the source cannot be opened or read.
-        ConfigurationError: ``target`` names the source directory itself.
+        ConfigurationError: ``target`` names the source directory itself, or a
+            non-empty directory holding no aurora-storage store (nothing is written).
         StorageError: what opening or writing the target raised.
     """
     import aurora_storage
@@ -396,7 +397,7 @@ def import_seed(
     path = os.path.abspath(os.fspath(source))
     known = frozenset(known_tenants) if known_tenants is not None else None
     if isinstance(target, str):
-        _refuse_same_store(path, target)
+        _refuse_target(path, target)
     tally = _Tally()
     with _open_source(path) as db, contextlib.ExitStack() as stack:
         if total is not None:
@@ -444,19 +445,46 @@ def import_seed(
     )
 
 
-def _refuse_same_store(path: str, target: str) -> None:
-    """Refuse a target URL naming the source directory (it would write into the store
-    being imported)."""
+def _target_dir(target: str) -> str | None:
+    """The local directory of a file engine's target URL, or None for other schemes."""
     from ..config import URL, expand_store_path, local_path
 
     url = URL.parse(target)
     if url.scheme not in ("rocksdb", "lmdb"):
-        return
-    where = os.path.abspath(
+        return None
+    return os.path.abspath(
         expand_store_path(local_path(url, backend=url.scheme), backend=url.scheme)
     )
+
+
+def foreign_target_message(target: str) -> str | None:
+    """Why the directory of ``target`` must not be written, or None when it may be: an
+    existing, non-empty directory without an aurora-storage marker (another
+    application's data, or another TypeScript store that an import would spoil)."""
+    where = _target_dir(target)
+    if where is None or not os.path.isdir(where) or not os.listdir(where):
+        return None
+    if os.path.exists(os.path.join(where, _AURORA_MARKER)):
+        return None
+    return (
+        f"{where} is a non-empty directory that holds no aurora-storage store (no "
+        f"{_AURORA_MARKER}); importing would add files beside the ones there - import "
+        "into a new or empty directory, or into an aurora-storage store"
+    )
+
+
+def _refuse_target(path: str, target: str) -> None:
+    """Refuse a target URL naming the source directory (it would write into the store
+    being imported), or a directory that holds something other than an aurora-storage
+    store (:func:`foreign_target_message`)."""
+    where = _target_dir(target)
+    if where is None:
+        return
     if os.path.realpath(where) == os.path.realpath(path):
         raise errors.ConfigurationError(
             f"the target {target} is the source store itself; import into another path",
             path=path,
         )
+    message = foreign_target_message(target)
+    if message is not None:
+        raise errors.ConfigurationError(message, path=where)
