@@ -50,7 +50,8 @@ class SeedProblem:
             :class:`~aurora_storage.migrate.SeedKeyError`), ``not-utf8`` (the key is not
             UTF-8 text), ``bad-value`` (the value is not UTF-8 JSON), ``refused`` (the
             target refuses the tenant, key or value: empty tenant, key too large,
-            integer beyond the codec's range ...), ``collision`` (another stored key
+            integer beyond the codec's range, a lone surrogate such as ``"\\ud800"`` in a
+            key or value ...), ``collision`` (another stored key
             maps to the same aurora key: JSON objects with the same members in another
             order, ``1`` and ``1.0``, a text key and the same JSON string; the one in
             canonical form was imported, or else the first in stored key order).
@@ -274,6 +275,20 @@ def _convert(
     except SeedKeyError as exc:
         tally.problem(text, exc.reason, str(exc), exc.candidates)
         return None
+    for what, part in (("tenant", split.tenant), ("key", _canonical(split.key))):
+        try:
+            part.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # JSON.stringify writes a lone surrogate (half of a UTF-16 pair) as "\udXXX";
+            # it is no Unicode text, so export, keys and other languages could not read it.
+            tally.problem(
+                text,
+                "refused",
+                f"the {what} of {text!r} holds a lone surrogate ({exc.reason} at "
+                f"{exc.start}), which is not Unicode text; fix the record in the source "
+                "application and import again",
+            )
+            return None
     try:
         value = parse_json(raw_value.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
