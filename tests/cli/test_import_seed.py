@@ -345,7 +345,8 @@ def test_a_target_that_is_no_aurora_store_is_refused(tmp_path: Path) -> None:
         done = run_cli("import-seed", str(src), f"{scheme}://{folder}")
         assert done.returncode == 4, done.stderr
         err = done.stderr.decode()
-        assert str(folder) in err and "holds no aurora-storage store" in err
+        assert str(folder) in err
+        assert "holds no aurora-storage store" in err
         assert "empty directory" in err  # says what to do
         assert fingerprint(folder) == before
     # An empty folder, or one holding an aurora store of the same engine, is a target.
@@ -407,7 +408,8 @@ def test_problems_beyond_the_cap_are_marked_and_all_go_to_a_file(tmp_path: Path)
     src = _many_problems(tmp_path, n)
     report = import_seed(src, None, dry_run=True)
     out = report.to_json()
-    assert out["problems_truncated"] is True and out["not_imported"] == n
+    assert out["problems_truncated"] is True
+    assert out["not_imported"] == n
     assert len(out["problems"]) == 1000
 
     problems = tmp_path / "problems.jsonl"
@@ -424,6 +426,10 @@ def test_problems_beyond_the_cap_are_marked_and_all_go_to_a_file(tmp_path: Path)
     assert f"... and {n - 20} more (use --problems-file F to get all)" in bare.stderr.decode()
     js = run_cli("import-seed", str(src), target, "--json")
     got = json.loads(js.stdout)
-    assert got["problems_truncated"] is True and got["not_imported"] == n
+    assert got["problems_truncated"] is True
+    assert got["not_imported"] == n
     few = run_cli("import-seed", str(_many_problems(tmp_path / "few", 3)), target, "--json")
     assert json.loads(few.stdout)["problems_truncated"] is False
+    nowhere = run_cli("import-seed", str(src), target, "--problems-file", str(tmp_path / "no/p"))
+    assert nowhere.returncode == 2, nowhere.stderr
+    assert "--problems-file" in nowhere.stderr.decode()

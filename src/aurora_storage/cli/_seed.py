@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from typing import IO
+import contextlib
+from typing import IO, TYPE_CHECKING
 
 import click
+import orjson
 
 from ._app import cli
 from ._common import (
@@ -18,9 +20,13 @@ from ._common import (
     write_json,
 )
 
+if TYPE_CHECKING:
+    from ..migrate import SeedProblem
+
 __all__ = ["import_seed_command"]
 
-#: Problems printed on stderr without --json (all are in the --json report, up to its cap).
+#: Problems printed on stderr without --json (the --json report lists up to 1,000, and
+#: --problems-file all).
 _SHOWN = 20
 
 
@@ -53,6 +59,13 @@ def _read_tenants(file: IO[str] | None, given: tuple[str, ...]) -> frozenset[str
     default=None,
     help="Known tenant ids, one per line (blank lines and # comments skipped).",
 )
+@click.option(
+    "--problems-file",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    metavar="PATH",
+    help="Write every record not imported to PATH as JSON Lines (one problem a line).",
+)
 @click.option("--dry-run", is_flag=True, help="Read and check everything; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or status lines on stderr.")
@@ -61,6 +74,7 @@ def import_seed_command(
     target: str,
     tenant_ids: tuple[str, ...],
     tenants_file: IO[str] | None,
+    problems_file: str | None,
     dry_run: bool,
     as_json: bool,
     quiet: bool,
@@ -91,7 +105,22 @@ def import_seed_command(
     if foreign is not None:
         raise NoStoreError(foreign, path=_store_path(URL.parse(target)))
     try:
-        with progress("import-seed", total=None, quiet=quiet or as_json) as bar:
+        with contextlib.ExitStack() as stack:
+            on_problem = None
+            if problems_file is not None:
+                try:
+                    sink = stack.enter_context(open(problems_file, "wb"))
+                except OSError as exc:
+                    raise click.BadParameter(
+                        f"cannot write {problems_file}: {exc.strerror}",
+                        param_hint="--problems-file",
+                    ) from exc
+
+                def on_problem(problem: SeedProblem) -> None:
+                    # Streamed: one line per problem, however many there are.
+                    sink.write(orjson.dumps(problem.to_json()) + b"\n")
+
+            bar = stack.enter_context(progress("import-seed", total=None, quiet=quiet or as_json))
             report = import_seed(
                 source,
                 None if dry_run else target,
@@ -99,6 +128,7 @@ def import_seed_command(
                 dry_run=dry_run,
                 progress=bar.advance,
                 total=bar.total,
+                on_problem=on_problem,
             )
     except SeedSourceError as exc:
         raise NoStoreError(str(exc), path=exc.path) from exc
@@ -120,12 +150,19 @@ def import_seed_command(
         for problem in report.problems[:_SHOWN]:
             # Problems are printed even with --quiet: they are the result, not chatter.
             click.echo(f"not imported ({problem.reason}): {problem.message}", err=True)
+        more = sum(report.problem_count.values()) - _SHOWN
+        if more > 0:
+            where = (
+                f"all are in {problems_file}"
+                if problems_file is not None
+                else "use --problems-file F to get all"
+            )
+            click.echo(f"... and {more} more ({where})", err=True)
     if not report.ok:
         missing = sum(report.problem_count.values())
         counts = ", ".join(f"{r}={n}" for r, n in report.problem_count.items())
         click.echo(
             f"{missing} records not imported ({counts})"
-            + ("" if as_json or missing <= _SHOWN else f"; the first {_SHOWN} are shown above")
             + "; --tenant-id/--tenants-file resolve keys that name known tenants",
             err=True,
         )

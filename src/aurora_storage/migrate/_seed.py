@@ -88,7 +88,8 @@ class SeedImportReport:
         text_keys: records whose key was resolved through a known tenant and imported
             as text (their stored key held no JSON after the tenant).
         problem_count: records not imported, by reason.
-        problems: the first :data:`MAX_PROBLEMS` problems, in source key order.
+        problems: the first :data:`MAX_PROBLEMS` problems, in source key order (all of
+            them go to ``on_problem`` of :func:`import_seed`).
     """
 
     source: str
@@ -100,6 +101,11 @@ class SeedImportReport:
     text_keys: int
     problem_count: dict[str, int]
     problems: tuple[SeedProblem, ...]
+
+    @property
+    def problems_truncated(self) -> bool:
+        """Whether :attr:`problems` lists fewer problems than were counted."""
+        return len(self.problems) < sum(self.problem_count.values())
 
     @property
     def ok(self) -> bool:
@@ -119,6 +125,8 @@ class SeedImportReport:
             "text_keys": self.text_keys,
             "problem_count": self.problem_count,
             "problems": [p.to_json() for p in self.problems],
+            # Whether "problems" lists fewer than all (not_imported counts them all).
+            "problems_truncated": self.problems_truncated,
         }
 
 
@@ -248,6 +256,8 @@ class _Tally:
     tenants: Counter[str] = dataclasses.field(default_factory=Counter)
     reasons: Counter[str] = dataclasses.field(default_factory=Counter)
     problems: list[SeedProblem] = dataclasses.field(default_factory=list)
+    #: Called with every problem (the report keeps only the first MAX_PROBLEMS).
+    on_problem: Callable[[SeedProblem], None] | None = None
     #: Digest of the aurora (tenant, key) -> the stored key imported under it, for
     #: stored keys not in canonical form (see _collision).
     seen: dict[bytes, str] = dataclasses.field(default_factory=dict)
@@ -256,8 +266,11 @@ class _Tally:
         self, key: str, reason: str, message: str, candidates: tuple[str, ...] = ()
     ) -> None:
         self.reasons[reason] += 1
+        problem = SeedProblem(key, reason, message, candidates)
         if len(self.problems) < MAX_PROBLEMS:
-            self.problems.append(SeedProblem(key, reason, message, candidates))
+            self.problems.append(problem)
+        if self.on_problem is not None:
+            self.on_problem(problem)
 
 
 def _convert(
@@ -371,6 +384,7 @@ def import_seed(
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
     total: Callable[[int | None], None] | None = None,
+    on_problem: Callable[[SeedProblem], None] | None = None,
 ) -> SeedImportReport:
     """Copy every record of a RocksDB store written by the TypeScript package
     (``tenantId:JSON(key)`` keys, JSON values) into an aurora-storage store.
@@ -396,6 +410,8 @@ def import_seed(
         progress: called with the number of records read after each chunk.
         total: called once with the source's estimated record count (``None`` when
             unknown), for a progress bar.
+        on_problem: called with every problem as it is found, in source key order (the
+            report lists only the first :data:`MAX_PROBLEMS`); for a problems file.
 
     Returns:
         What was imported and what was not (:class:`SeedImportReport`).
@@ -413,7 +429,7 @@ def import_seed(
     known = frozenset(known_tenants) if known_tenants is not None else None
     if isinstance(target, str):
         _refuse_target(path, target)
-    tally = _Tally()
+    tally = _Tally(on_problem=on_problem)
     with _open_source(path) as db, contextlib.ExitStack() as stack:
         if total is not None:
             total(_estimate(db))
