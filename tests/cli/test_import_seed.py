@@ -433,3 +433,22 @@ def test_problems_beyond_the_cap_are_marked_and_all_go_to_a_file(tmp_path: Path)
     nowhere = run_cli("import-seed", str(src), target, "--problems-file", str(tmp_path / "no/p"))
     assert nowhere.returncode == 2, nowhere.stderr
     assert "--problems-file" in nowhere.stderr.decode()
+
+
+def test_known_tenants_are_checked(tmp_path: Path) -> None:
+    src = tmp_path / "seed"
+    build_seed_store(src, [seed_record("acme", "k", 1)])
+    for bad in ("acme", b"acme", ["acme", ""], ["acme", 7]):
+        with pytest.raises(errors.InvalidArgumentError, match="known_tenants"):
+            import_seed(src, None, dry_run=True, known_tenants=bad)  # type: ignore[arg-type]  # wrong on purpose
+    target = f"lmdb://{tmp_path}/out"
+    empty = run_cli("import-seed", str(src), target, "--tenant-id", "")
+    assert empty.returncode == 2, empty.stderr
+    assert "--tenant-id" in empty.stderr.decode()
+    assert not (tmp_path / "out").exists()
+    # A tenants file saved with a byte order mark (as some Windows editors do).
+    bom = tmp_path / "tenants.txt"
+    bom.write_bytes("\ufeffacme\n".encode())
+    done = run_cli("import-seed", str(src), target, "--tenants-file", str(bom), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tenants"] == {"acme": 1}

@@ -33,6 +33,8 @@ _SHOWN = 20
 def _read_tenants(file: IO[str] | None, given: tuple[str, ...]) -> frozenset[str] | None:
     """The known tenants from ``--tenant-id`` and ``--tenants-file`` (one per line, blank
     lines and lines starting with ``#`` skipped; a tenant id is the whole line)."""
+    if "" in given:
+        raise click.BadParameter("a tenant id is never empty", param_hint="--tenant-id")
     tenants = set(given)
     if file is not None:
         for line in file.read().splitlines():
@@ -55,7 +57,8 @@ def _read_tenants(file: IO[str] | None, given: tuple[str, ...]) -> frozenset[str
 )
 @click.option(
     "--tenants-file",
-    type=click.File("r", encoding="utf-8"),
+    # utf-8-sig: a byte order mark some editors write is not part of the first tenant id.
+    type=click.File("r", encoding="utf-8-sig"),
     default=None,
     help="Known tenant ids, one per line (blank lines and # comments skipped).",
 )

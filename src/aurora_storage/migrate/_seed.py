@@ -418,6 +418,8 @@ def import_seed(
 
     Raises:
         SeedSourceError: no RocksDB store at ``source``, or an aurora-storage store there.
+        InvalidArgumentError: ``known_tenants`` is a ``str`` (pass a list) or holds
+            something other than non-empty ``str`` tenant ids.
         CorruptionError: the source cannot be opened or read.
         ConfigurationError: ``target`` names the source directory itself, or a
             non-empty directory holding no aurora-storage store (nothing is written).
@@ -426,7 +428,7 @@ def import_seed(
     import aurora_storage
 
     path = os.path.abspath(os.fspath(source))
-    known = frozenset(known_tenants) if known_tenants is not None else None
+    known = _known_tenants(known_tenants)
     if isinstance(target, str):
         _refuse_target(path, target)
     tally = _Tally(on_problem=on_problem)
@@ -502,6 +504,25 @@ def foreign_target_message(target: str) -> str | None:
         f"{_AURORA_MARKER}); importing would add files beside the ones there - import "
         "into a new or empty directory, or into an aurora-storage store"
     )
+
+
+def _known_tenants(given: Iterable[str] | None) -> frozenset[str] | None:
+    """``known_tenants`` as a set of non-empty tenant ids; a ``str`` or ``bytes`` (which
+    would iterate to letters) or any other item is refused."""
+    if given is None:
+        return None
+    if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+        raise errors.InvalidArgumentError(
+            f"known_tenants must be an iterable of tenant ids, not {type(given).__name__}; "
+            f"pass [{given!r}] for one tenant"
+        )
+    known = frozenset(given)
+    for tenant in known:
+        if not isinstance(tenant, str) or not tenant:
+            raise errors.InvalidArgumentError(
+                f"known_tenants holds {tenant!r}: each tenant id is a non-empty str"
+            )
+    return known
 
 
 def _refuse_target(path: str, target: str) -> None:
