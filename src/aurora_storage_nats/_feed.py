@@ -165,8 +165,14 @@ def _expired(core: NATSCore, after: int, oldest: int, why: str) -> PositionExpir
 async def _check_retained(
     core: NATSCore, subject: str, after: int, msgs: list[Msg], pending: int
 ) -> None:
+    # Read the retention now rather than trust what the open saw: another tool (the nats
+    # CLI) may have lowered the bucket's history or set max_age since, and a watch
+    # judging by the old values would miss the dropped changes without a word.
+    info = await core.stream_state()
+    cfg = info.config
+    core.history = int(cfg.max_msgs_per_subject or 1)
+    core.head_expires = bool(cfg.max_age) or cfg.discard == api.DiscardPolicy.OLD
     if core.head_expires:
-        info = await core.stream_state()
         first = int(info.state.first_seq)
         if first > after + 1:
             raise _expired(
@@ -176,8 +182,8 @@ async def _check_retained(
                 f"its stream removes old messages by age or size; the oldest kept is {first}",
             )
     history = core.history
-    if len(msgs) + pending < history:
-        return
+    if history <= 0 or len(msgs) + pending < history:
+        return  # (history -1: every change of every key is kept)
     if pending == 0:
         # The read returned every message after the position: a key that lost one has
         # all its `history` kept messages among them.

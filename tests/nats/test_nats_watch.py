@@ -374,3 +374,23 @@ def test_the_position_moves_past_changes_the_server_filtered_out(nats_url: str) 
         assert asyncio.run(read_async()) == repo.last_position()
     finally:
         repo.close()
+
+
+def test_history_lowered_by_another_tool_while_open_expires_the_position(
+    nats_server: Server, bucket: str
+) -> None:
+    # Reviewer finding: the repository judged losses by the history it read at open;
+    # after the nats CLI lowered the bucket's history to 2, a lagging watch silently
+    # returned the last 2 of 6 changes of a key.
+    repo = _open(f"nats://{nats_server.address}/{bucket}")
+    try:
+        start = repo.last_position()
+        repo.put("t", "k", -1)
+        assert [c[1] for c in _changes(repo, "t", start)] == [-1]
+        _raw_stream(nats_server.address, bucket, max_msgs_per_subject=2)
+        for i in range(5):
+            repo.put("t", "k", i)
+        with pytest.raises(PositionExpiredError):
+            _changes(repo, "t", start)
+    finally:
+        repo.close()
