@@ -66,13 +66,9 @@ def _bounds(repo: Any, a: int) -> bytes:
     return prefix_successor(p)
 
 
-def bench_rocksdb(tmp: str, aggs: int, events: int, trials: int) -> None:
-    import rocksdict
-
-    repo = aurora_storage.open(f"rocksdb://{tmp}/rocks")
-    _fill(repo, aggs, events)
-    db = repo.backend._db
-    his = [_bounds(repo, a) for a in range(aggs)]
+def _aurora_side(repo: Any, aggs: int, events: int) -> Callable[[list[int]], None]:
+    """The aurora side of a trial: the newest key of each sampled aggregate's prefix
+    (the prefix tuples are built once, as the raw side's bounds are)."""
     prefixes = [(f"agg-{a}",) for a in range(aggs)]
 
     def aurora(sample: list[int]) -> None:
@@ -80,6 +76,18 @@ def bench_rocksdb(tmp: str, aggs: int, events: int, trials: int) -> None:
         for a in sample:
             (last,) = keys("bank", prefix=prefixes[a], reverse=True, limit=1)
             assert last[1] == events
+
+    return aurora
+
+
+def bench_rocksdb(tmp: str, aggs: int, events: int, trials: int) -> None:
+    import rocksdict
+
+    repo = aurora_storage.open(f"rocksdb://{tmp}/rocks")
+    _fill(repo, aggs, events)
+    db = repo.backend._db
+    his = [_bounds(repo, a) for a in range(aggs)]
+    aurora = _aurora_side(repo, aggs, events)
 
     def raw(sample: list[int]) -> None:
         for a in sample:
@@ -102,13 +110,7 @@ def bench_lmdb(tmp: str, aggs: int, events: int, trials: int) -> None:
     _fill(repo, aggs, events)
     env = repo.backend._env
     his = [_bounds(repo, a) for a in range(aggs)]
-    prefixes = [(f"agg-{a}",) for a in range(aggs)]
-
-    def aurora(sample: list[int]) -> None:
-        keys = repo.keys
-        for a in sample:
-            (last,) = keys("bank", prefix=prefixes[a], reverse=True, limit=1)
-            assert last[1] == events
+    aurora = _aurora_side(repo, aggs, events)
 
     def raw(sample: list[int]) -> None:
         for a in sample:
