@@ -134,6 +134,9 @@ async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[Cha
             # read again now that `last` is known.
             msgs, pending = await batch_get(core, after + 1, limit, subject)
             if not msgs and not pending:
+                # Still judged for loss first: a stream that drops by age or size can
+                # have removed every change of ours after the position.
+                await _check_retained(core, subject, after, msgs, pending)
                 return [(last, _OUTSIDE, None)]
         elif after > last:
             raise PositionExpiredError(

@@ -394,3 +394,30 @@ def test_history_lowered_by_another_tool_while_open_expires_the_position(
             _changes(repo, "t", start)
     finally:
         repo.close()
+
+
+def test_changes_all_dropped_by_age_expire_rather_than_advance_the_position(
+    nats_server: Server, bucket: str
+) -> None:
+    # Found on reading the change that moves a watch's position past filtered-out
+    # changes: when max_age had removed every change of the watched tenant after the
+    # position, the read found nothing of its own and moved the position past them
+    # silently. It must raise, as it did before.
+    url = f"nats://{nats_server.address}/{bucket}"
+    repo = _open(url)
+    try:
+        start = repo.last_position()
+        repo.put("t", "gone", 1)
+        gone = repo.last_position()
+        _raw_stream(nats_server.address, bucket, max_age=2.0, duplicate_window=1.0)
+        repo.close()
+        repo = _open(url)
+        deadline = time.monotonic() + 20
+        while _raw_stream(nats_server.address, bucket)["first"] <= gone:
+            assert time.monotonic() < deadline, "the server did not expire the message"
+            repo.put("u", "fresh", 1)  # the stream goes on past the dropped change
+            time.sleep(0.2)
+        with pytest.raises(PositionExpiredError):
+            _changes(repo, "t", start)
+    finally:
+        repo.close()
