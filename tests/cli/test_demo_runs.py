@@ -73,3 +73,12 @@ def test_demo_shows_where_the_projection_code_lives() -> None:
     source = Path(match.group(1)).read_text().splitlines()
     assert source[int(match.group(2)) - 1].startswith("def order_projection(")
     assert "demo-orders" in out
+
+
+def test_demo_refuses_a_negative_event_count(tmp_path: Path) -> None:
+    # A negative count is a usage error (exit 2) naming the option, and nothing is created.
+    result = run_cli("demo", "--data-dir", str(tmp_path / "d"), "--events", "-5")
+    assert result.returncode == 2, result.stderr.decode()
+    assert b"--events" in result.stderr
+    assert b"Traceback" not in result.stderr
+    assert not (tmp_path / "d").exists()

@@ -135,7 +135,13 @@ def cli(verbose: int) -> None:
     default=None,
     help="Where to create the stores (default: a temporary directory, removed afterwards).",
 )
-@click.option("--events", default=2000, show_default=True, help="Order events to write.")
+@click.option(
+    "--events",
+    type=click.IntRange(min=0),
+    default=2000,
+    show_default=True,
+    help="Order events to write (0 or more).",
+)
 def demo(data_dir: Path | None, events: int) -> None:
     """Run the event -> history (RocksDB) -> projection (LMDB) demo."""
     from ._demo import run_demo
