@@ -114,6 +114,17 @@ def _json_reading(text: str) -> SeedSplit | None:
     return None
 
 
+def _known_prefixes(text: str, known_tenants: Set[str]) -> set[str]:
+    """Every known tenant ``t`` such that ``text`` starts with ``t + ':'``."""
+    found: set[str] = set()
+    at = text.find(SEPARATOR)
+    while at >= 0:
+        if text[:at] in known_tenants:
+            found.add(text[:at])
+        at = text.find(SEPARATOR, at + 1)
+    return found
+
+
 def split_seed_key(text: str, *, known_tenants: Set[str] | None = None) -> SeedSplit:
     """Split one stored key of the TypeScript package's layout into tenant and key.
 
@@ -140,9 +151,10 @@ def split_seed_key(text: str, *, known_tenants: Set[str] | None = None) -> SeedS
         return reading
     if reading is not None and reading.tenant in known_tenants:
         return reading
-    prefixes = tuple(
-        sorted(t for t in known_tenants if text.startswith(t + SEPARATOR) and len(t) < len(text))
-    )
+    # The known tenants t with text.startswith(t + ':'): each is text[:at] for one of
+    # the key's own ':' positions, so looking those up costs O(len(text)) whatever the
+    # number of known tenants (a scan of 20,000 tenant ids cost ~7 ms per key).
+    prefixes = tuple(sorted(_known_prefixes(text, known_tenants)))
     if reading is not None:
         if not prefixes:
             raise SeedKeyError(
