@@ -38,6 +38,7 @@ from .errors import ConfigurationError, CorruptionError, StorageError, StorageFu
 __all__ = [
     "MARKER_NAME",
     "StoreHandles",
+    "check_marker_backend",
     "config_signature",
     "create_store_dir",
     "marker_path",
@@ -223,6 +224,39 @@ def read_marker(path: str) -> dict[str, Any] | None:
             path=path,
         ) from exc
     return data
+
+
+def check_marker_backend(marker: str | None, *, backend: str, store_path: str) -> None:
+    """Refuse to open another engine's store: the marker at ``marker`` (if any, and
+    readable) names the engine that initialised the store.
+
+    File engines call this before judging their own files missing as damage: an LMDB
+    store opened with a ``rocksdb://`` URL has a marker and no ``CURRENT`` file, which
+    is a wrong URL, not a damaged store to restore from a backup.
+
+    Args:
+        marker: the marker's path (:func:`marker_path`), or ``None`` for none.
+        backend: the scheme of the engine opening the store (``"rocksdb"``).
+        store_path: the store's path, for the message.
+
+    Raises:
+        ConfigurationError: the marker names another engine; the message says which and
+            the URL scheme to use. Nothing is written.
+    """
+    if marker is None:
+        return
+    try:
+        info = read_marker(marker)
+    except CorruptionError:
+        return  # a damaged marker: the engine's own checks tell what is wrong
+    found = info.get("backend") if info is not None else None
+    if isinstance(found, str) and found and found != backend:
+        raise ConfigurationError(
+            f"{store_path} holds a {found} store (its marker {marker} says so), not a "
+            f"{backend} one; open it with {found}://{store_path}",
+            backend=backend,
+            path=store_path,
+        )
 
 
 def write_marker(path: str, info: Mapping[str, Any]) -> None:

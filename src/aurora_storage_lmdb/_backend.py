@@ -40,7 +40,12 @@ from typing import Any, TypeVar
 import lmdb
 
 from aurora_storage import _fork
-from aurora_storage._stores import MARKER_NAME, config_signature, open_stores
+from aurora_storage._stores import (
+    MARKER_NAME,
+    check_marker_backend,
+    config_signature,
+    open_stores,
+)
 from aurora_storage.backend import (
     Append,
     Backend,
@@ -231,6 +236,8 @@ class LMDBBackend(Backend):
         check_path(self.path, subdir=cfg.subdir)
         exists = os.path.exists(self._data_file)
         marker = self.marker_path
+        if not exists:
+            check_marker_backend(marker, backend="lmdb", store_path=self.path)
         if not exists and marker is not None and os.path.exists(marker):
             raise CorruptionError(
                 f"the LMDB store {self.path} was initialised (it has {marker}) but "

@@ -38,6 +38,7 @@ import rocksdict
 from aurora_storage import _fork
 from aurora_storage._stores import (
     MARKER_NAME,
+    check_marker_backend,
     config_signature,
     create_store_dir,
     open_stores,
@@ -194,6 +195,10 @@ class RocksDBBackend(Backend):
         """
         path = config.path
         exists = os.path.exists(os.path.join(path, "CURRENT"))
+        if not exists:
+            check_marker_backend(
+                os.path.join(path, MARKER_NAME), backend="rocksdb", store_path=path
+            )
         if not exists and os.path.exists(os.path.join(path, MARKER_NAME)):
             raise CorruptionError(
                 f"the RocksDB store {path} was initialised (it holds {MARKER_NAME}) but its "
