@@ -14,7 +14,7 @@ Backends are chosen by URL (``memory://``, ``rocksdb:///abs/path``, ``lmdb:///ab
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 from . import errors
 from ._async import AsyncBatch, AsyncRepository, AsyncTenantView
@@ -128,8 +128,24 @@ __all__ = [
 ]
 
 
+#: The value type of a codec passed to :func:`open` (``Codec[T]`` gives ``Repository[Any, T]``).
+_T = TypeVar("_T")
+
+
+# Typing only: the value type follows the codec argument where it is known. Keys stay
+# ``Any``: a store may hold keys of every supported type, and ``Any`` lets a caller
+# declare their own (``repo: Repository[str, bytes] = open(url, codec="raw")``), which a
+# union of every key type would refuse (a repository's key type is invariant).
+@overload
+def open(url: str | URL, *, codec: Literal["raw"], **options: Any) -> Repository[Any, bytes]: ...
+@overload
+def open(url: str | URL, *, codec: Codec[_T], **options: Any) -> Repository[Any, _T]: ...
+@overload
 def open(
-    url: str | URL, *, codec: str | Codec | None = None, **options: Any
+    url: str | URL, *, codec: str | Codec[Any] | None = None, **options: Any
+) -> Repository[Any, Any]: ...
+def open(
+    url: str | URL, *, codec: str | Codec[Any] | None = None, **options: Any
 ) -> Repository[Any, Any]:
     """Open the repository a URL names.
 
@@ -137,6 +153,9 @@ def open(
         url: ``scheme://...`` (see :class:`URL`); its query string holds options.
         codec: value codec name or object; default: the store's recorded codec, or
             ``json`` for a new store. Also accepted as ``?codec=`` in the URL.
+            For type checkers the value type follows it: ``codec="raw"`` gives a
+            ``Repository[Any, bytes]``, a ``Codec[T]`` a ``Repository[Any, T]``, anything
+            else (``json``, ``msgpack``, a codec named in the URL) ``Repository[Any, Any]``.
         **options: backend options; they override the query string's.
 
     Raises:
@@ -205,8 +224,18 @@ def _observed(repo: Repository[Any, Any], otel: Any) -> Repository[Any, Any]:
         raise
 
 
+@overload
 def open_async(
-    url: str | URL, *, codec: str | Codec | None = None, **options: Any
+    url: str | URL, *, codec: Literal["raw"], **options: Any
+) -> AsyncRepository[Any, bytes]: ...
+@overload
+def open_async(url: str | URL, *, codec: Codec[_T], **options: Any) -> AsyncRepository[Any, _T]: ...
+@overload
+def open_async(
+    url: str | URL, *, codec: str | Codec[Any] | None = None, **options: Any
+) -> AsyncRepository[Any, Any]: ...
+def open_async(
+    url: str | URL, *, codec: str | Codec[Any] | None = None, **options: Any
 ) -> AsyncRepository[Any, Any]:
     """Like :func:`open`, returning an :class:`AsyncRepository`.
 

@@ -199,7 +199,7 @@ class AsyncRepository(Generic[K, V]):
         return self._repo.capabilities
 
     @property
-    def codec(self) -> Codec:
+    def codec(self) -> Codec[Any]:
         """See :attr:`Repository.codec`."""
         return self._repo.codec
 

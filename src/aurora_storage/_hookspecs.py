@@ -60,5 +60,5 @@ class HookSpecs:
         """Return the backends this plugin provides."""
 
     @hookspec
-    def aurora_storage_codecs(self) -> list[Codec]:  # type: ignore[empty-body]
+    def aurora_storage_codecs(self) -> list[Codec[Any]]:  # type: ignore[empty-body]
         """Return the value codecs this plugin provides."""

@@ -306,7 +306,7 @@ class Registry:
                 self._load_entry_point(name)
             return dict(self._specs)
 
-    def plugin_codecs(self) -> list[Codec]:
+    def plugin_codecs(self) -> list[Codec[Any]]:
         with self._lock:
             for name in list(self._eps()):
                 self._load_entry_point(name)

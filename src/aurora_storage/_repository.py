@@ -119,7 +119,7 @@ class Repository(TenantKeys, Generic[K, V]):
         self,
         backend: Backend,
         *,
-        codec: str | Codec | None = None,
+        codec: str | Codec[Any] | None = None,
         url: URL | None = None,
     ) -> None:
         self._backend = backend
@@ -151,7 +151,7 @@ class Repository(TenantKeys, Generic[K, V]):
 
     @classmethod
     def _from_backend(
-        cls, backend: Backend, *, codec: str | Codec | None = None, url: URL | None = None
+        cls, backend: Backend, *, codec: str | Codec[Any] | None = None, url: URL | None = None
     ) -> Repository[K, V]:
         """Wrap an opened backend (used by :func:`aurora_storage.open`); subclasses with
         their own constructor signature are built through here too."""
@@ -161,7 +161,7 @@ class Repository(TenantKeys, Generic[K, V]):
 
     # ------------------------------------------------------------------ metadata
 
-    def _check_metadata(self, codec: str | Codec | None) -> Codec:
+    def _check_metadata(self, codec: str | Codec[Any] | None) -> Codec[Any]:
         backend = self._backend
         raw = backend.get(META_KEY)
         marker = backend.marker_path
@@ -283,7 +283,7 @@ class Repository(TenantKeys, Generic[K, V]):
         return self._backend
 
     @property
-    def codec(self) -> Codec:
+    def codec(self) -> Codec[Any]:
         """The value codec of this store."""
         return self._codec
 
@@ -950,7 +950,7 @@ def _marker_intact(marker: str) -> bool:
         return False
 
 
-def _marker_info(backend: Backend, codec: Codec) -> dict[str, Any]:
+def _marker_info(backend: Backend, codec: Codec[Any]) -> dict[str, Any]:
     import datetime
 
     return {

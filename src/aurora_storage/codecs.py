@@ -15,7 +15,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgpack
 import orjson
@@ -24,10 +24,19 @@ from .errors import ConfigurationError
 
 __all__ = ["Codec", "available_codecs", "get_codec", "register_codec"]
 
+#: The value type a codec's ``decode`` returns.
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
-class Codec:
+class Codec(Generic[T]):
     """A named pair of functions turning values into bytes and back.
+
+    Generic over the value type ``decode`` returns (inferred from it:
+    ``Codec("proto", Order.SerializeToString, Order.FromString)`` is a
+    ``Codec[Order]``), so :func:`aurora_storage.open` with that codec returns a
+    ``Repository[Any, Order]``. The built-in ``raw`` codec is a ``Codec[bytes]``; ``json``
+    and ``msgpack`` are ``Codec[Any]``.
 
     Attributes:
         name: the registry name recorded in each store's metadata.
@@ -45,7 +54,7 @@ class Codec:
 
     name: str
     encode: Callable[[Any], bytes]
-    decode: Callable[[bytes], Any]
+    decode: Callable[[bytes], T]
     encode_held: Callable[[Any], bytes] | None = None
 
 
@@ -339,7 +348,7 @@ def _locate(encode: Callable[[Any], bytes], value: Any) -> tuple[str, str]:
     return path, reason
 
 
-def locate_unencodable(codec: Codec, value: Any, exc: BaseException) -> tuple[str, str]:
+def locate_unencodable(codec: Codec[Any], value: Any, exc: BaseException) -> tuple[str, str]:
     """The path inside ``value`` and the reason ``codec`` refused it with ``exc``."""
     if isinstance(exc, UnreadableValueError):
         return exc.value_path, exc.reason
@@ -350,15 +359,15 @@ def locate_unencodable(codec: Codec, value: Any, exc: BaseException) -> tuple[st
     return path, reason or str(exc)
 
 
-JSON = Codec("json", _json_encode, orjson.loads, _json_encode_held)
-MSGPACK = Codec("msgpack", _msgpack_encode, _msgpack_decode)
-RAW = Codec("raw", _raw_encode, _raw_decode)
+JSON: Codec[Any] = Codec("json", _json_encode, orjson.loads, _json_encode_held)
+MSGPACK: Codec[Any] = Codec("msgpack", _msgpack_encode, _msgpack_decode)
+RAW: Codec[bytes] = Codec("raw", _raw_encode, _raw_decode)
 
 _lock = threading.Lock()
-_codecs: dict[str, Codec] = {c.name: c for c in (JSON, MSGPACK, RAW)}
+_codecs: dict[str, Codec[Any]] = {c.name: c for c in (JSON, MSGPACK, RAW)}
 
 
-def register_codec(codec: Codec, *, replace: bool = False) -> None:
+def register_codec(codec: Codec[Any], *, replace: bool = False) -> None:
     """Register a codec under ``codec.name``.
 
     Raises:
@@ -386,7 +395,7 @@ def _load_plugin_codecs() -> None:
             _codecs.setdefault(codec.name, codec)
 
 
-def get_codec(codec: str | Codec) -> Codec:
+def get_codec(codec: str | Codec[Any]) -> Codec[Any]:
     """Return the codec registered as ``codec`` (a :class:`Codec` passes through).
 
     Raises:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypeVar
 
 from aurora_storage import Repository
 from aurora_storage.codecs import Codec
@@ -14,8 +14,11 @@ from ._config import LMDBConfig
 
 __all__ = ["LMDBRepository", "create_lmdb_repository"]
 
+K = TypeVar("K")
+V = TypeVar("V")
 
-class LMDBRepository(Repository[Any, Any]):
+
+class LMDBRepository(Repository[K, V]):
     """A :class:`~aurora_storage.Repository` on LMDB, with LMDB extras (:meth:`copy`,
     :meth:`reader_check`).
 
@@ -34,7 +37,7 @@ class LMDBRepository(Repository[Any, Any]):
         path: str | os.PathLike[str],
         map_size: int | str | None = None,
         *,
-        codec: str | Codec | None = None,
+        codec: str | Codec[Any] | None = None,
         **options: Any,
     ) -> None:
         opts = dict(options)
@@ -67,8 +70,8 @@ class LMDBRepository(Repository[Any, Any]):
 
 
 def create_lmdb_repository(
-    path: str | os.PathLike[str], *, codec: str | Codec | None = None, **options: Any
-) -> LMDBRepository:
+    path: str | os.PathLike[str], *, codec: str | Codec[Any] | None = None, **options: Any
+) -> LMDBRepository[Any, Any]:
     """Open (creating if missing) the LMDB repository at ``path``.
 
     Keyword options are those of :class:`LMDBConfig` (``map_size``, ``sync``, ...).

@@ -46,7 +46,7 @@ class NATSRepository(Repository[K, V]):
         servers: str | tuple[str, ...] | list[str],
         bucket: str,
         *,
-        codec: str | Codec | None = None,
+        codec: str | Codec[Any] | None = None,
         **options: Any,
     ) -> None:
         config = NATSConfig.from_options(servers, bucket, options)
@@ -79,7 +79,7 @@ class NATSRepository(Repository[K, V]):
 def create_nats_repository(
     config: NATSConfig | None = None,
     *,
-    codec: str | Codec | None = None,
+    codec: str | Codec[Any] | None = None,
     **options: Any,
 ) -> NATSRepository[Any, Any]:
     """Open a NATS repository from a config, or from ``servers=..., bucket=...`` and

@@ -44,7 +44,7 @@ class RocksDBRepository(Repository[K, V]):
         path: str | os.PathLike[str],
         *,
         compression: bool | str = "snappy",
-        codec: str | Codec | None = None,
+        codec: str | Codec[Any] | None = None,
         **options: Any,
     ) -> None:
         config = RocksDBConfig.from_options(path, {"compression": compression, **options})
@@ -106,7 +106,7 @@ class RocksDBRepository(Repository[K, V]):
 def create_rocksdb_repository(
     config: RocksDBConfig | None = None,
     *,
-    codec: str | Codec | None = None,
+    codec: str | Codec[Any] | None = None,
     **options: Any,
 ) -> RocksDBRepository[Any, Any]:
     """Open a RocksDB repository from a config, or from ``path=...`` and options.

@@ -156,7 +156,7 @@ TEXT = ValueLayout("text", _text_pack, _text_unpack, _int, _int)
 _PROBE: list[Any] = ["a-topic", 1, "\u00e9", b"\x00\xff state"]
 
 
-def _round_trips(codec: Codec, value: Any) -> bool:
+def _round_trips(codec: Codec[Any], value: Any) -> bool:
     try:
         back = codec.decode(codec.encode(value))
     except Exception:  # any failure means "not this layout"; the probe is ours
@@ -164,7 +164,7 @@ def _round_trips(codec: Codec, value: Any) -> bool:
     return type(back) is type(value) and bool(back == value)
 
 
-def value_layout(codec: Codec) -> ValueLayout:
+def value_layout(codec: Codec[Any]) -> ValueLayout:
     """The cheapest :class:`ValueLayout` that ``codec`` round-trips exactly."""
     if _round_trips(codec, _PROBE):
         return NATIVE

@@ -216,7 +216,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         )
 
     @property
-    def codec(self) -> Codec:
+    def codec(self) -> Codec[Any]:
         """The codec of the values users read: cold's in cache mode, hot's in projection
         mode (history values use cold's codec)."""
         return self._codec
