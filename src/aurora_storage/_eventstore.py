@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
+from ._element import _POS_HEAD, _SMALL
 from ._keys import NS_SYSTEM, decode_key_at, encode_key, encode_prefix, prefix_successor
 from .backend import ChangeFeed, ChangeRecord
 from .errors import InvalidKeyError, NotSupportedError, StorageError
@@ -136,7 +137,14 @@ def counter_key(seq_prefix: bytes) -> bytes:
 def record_key_fn(seq_prefix: bytes) -> Callable[[int], bytes]:
     """Builds the stored key of record ``n`` of a sequence: ``(sequence, n)``."""
 
+    heads = [seq_prefix + h for h in _POS_HEAD]
+
     def key(n: int) -> bytes:
+        if 0 < n < _SMALL:
+            # encode_key(n) inlined (POS, byte count, big-endian n, END), then the
+            # tuple's END: the key of every numbered record a commit writes.
+            nb = (n.bit_length() + 7) >> 3
+            return heads[nb] + n.to_bytes(nb, "big") + b"\x00\x00"
         return seq_prefix + encode_key(n) + b"\x00"
 
     return key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -15,8 +16,11 @@ from . import _eventstore
 from ._args import check_scan, key_list, pair, pairs
 from ._async import AsyncRepository
 from ._cancel import Aborted
+from ._element import _POS_HEAD as _POS_HEADS
+from ._element import _SMALL as _SMALL_INT
 from ._eventstore import Change, Slot, Version, Watch
 from ._keys import (
+    MAX_KEY_SIZE,
     NS_DATA,
     NS_DATA_END,
     NS_SYSTEM,
@@ -518,6 +522,9 @@ class Repository(TenantKeys, Generic[K, V]):
                 # (see _keys); decoded from those bytes, the first element is the
                 # prefix's own str. Any other key goes to the decoder.
                 i = len(lo)
+                if len(k) == i + 5 and k[i] == 0x13 and k[i + 1] == 1 and k[-2:] == b"\x00\x00":
+                    # n < 256, one byte: most aggregates' versions.
+                    return iter(((first, k[-3]),))  # type: ignore[arg-type]  # K is this tuple key
                 size = len(k) - i - 4
                 if 0 < size <= 8 and k[i] == 0x13 and k[i + 1] == size and k[-2:] == b"\x00\x00":
                     return iter(((first, int.from_bytes(k[i + 2 : -2], "big")),))  # type: ignore[arg-type]  # K is this tuple key
@@ -1036,6 +1043,8 @@ class Batch(Generic[K, V]):
         self._kinds: list[tuple[str, Any, Version | None]] = []
         self._cvalues: list[bytes] = []
         self._appends: dict[bytes, tuple[Append, list[Slot], list[bytes]]] = {}
+        # The last tuple key ending in a small positive int, for _tuple_full.
+        self._memo: tuple[str, int, tuple[Any, ...], bytes] | None = None
         # Read once: insert/append test a flag per call, not the capabilities object.
         caps = repo.capabilities
         self._conditional = caps.conditional_writes
@@ -1086,7 +1095,8 @@ class Batch(Generic[K, V]):
         repo = self._repo
         if not self._conditional:
             _eventstore.require(repo, "conditional_writes", f"Batch.{kind}()")
-        full = repo._full(tenant, key)
+        k: Any = key
+        full = self._tuple_full(tenant, k) if type(k) is tuple else repo._full(tenant, key)
         try:
             data = repo._encode_held(value)
         except Exception:  # the typed error, with the value's path (re-encodes once)
@@ -1095,6 +1105,32 @@ class Batch(Generic[K, V]):
         self._conditions.append((full, None if version is None else version.token))
         self._kinds.append((kind, (tenant, key), version))
         self._cvalues.append(data)
+
+    def _tuple_full(self, tenant: str, key: tuple[Any, ...]) -> bytes:
+        """``repo._full(tenant, key)`` for a tuple key, with the encoded head of the
+        batch's last key ``(a, b, ..., n)`` (``n`` a small positive int) remembered:
+        a batch's keys are usually one aggregate's ``(..., version)`` keys, which differ
+        in their last element only. The head is reused when every other element is the
+        *same object* as before (identity, not equality: ``1 == 1.0 == True`` encode
+        differently), and so is the tenant."""
+        memo = self._memo
+        n = key[-1] if key else None
+        if type(n) is not int or not 0 < n < _SMALL_INT:
+            return self._repo._full(tenant, key)
+        nb = (n.bit_length() + 7) >> 3
+        if (
+            memo is not None
+            and tenant is memo[0]
+            and len(key) == memo[1]
+            and all(map(operator.is_, key, memo[2]))
+        ):
+            full = memo[3] + _POS_HEADS[nb] + n.to_bytes(nb, "big") + b"\x00\x00"
+            if len(full) <= MAX_KEY_SIZE:
+                return full
+        full = self._repo._full(tenant, key)
+        # The element of n is POS, nb, n's nb bytes, END; then the tuple's END.
+        self._memo = (tenant, len(key), key[:-1], full[: -(nb + 4)])
+        return full
 
     def append(self, tenant: str, sequence: str, value: V) -> Slot:
         """Add a record numbered by the gap-free sequence ``(tenant, sequence)``: it is

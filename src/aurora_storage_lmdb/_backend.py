@@ -1066,7 +1066,9 @@ class LMDBBackend(Backend):
         txn = None
         try:
             txn = self._begin()
-            k = _last_in(txn, stop)
+            cur = txn.cursor()
+            # The last key below stop: prev() of the first key at or after it.
+            k = cur.key() if (cur.prev() if cur.set_range(stop) else cur.last()) else None
             txn.abort()
         except lmdb.Error as exc:
             if txn is not None:

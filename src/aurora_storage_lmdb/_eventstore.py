@@ -39,6 +39,8 @@ from aurora_storage.backend import (
     Condition,
     Op,
     RecentChanges,
+    decode_counter,
+    encode_counter,
     plan_commit,
 )
 from aurora_storage.errors import (
@@ -66,6 +68,11 @@ POLL_INTERVAL = 0.002
 _TRIM_EVERY = 256
 
 
+class _Occupied(Exception):
+    """The fast path of :func:`commit` met an occupied key: its transaction is aborted
+    and the general path decides (raises ConditionFailed, or numbers past the slot)."""
+
+
 def commit(
     backend: LMDBBackend,
     ops: Sequence[Op],
@@ -74,10 +81,104 @@ def commit(
 ) -> list[int]:
     """:meth:`Backend.commit` for LMDB: everything in one write transaction.
 
-    This is the path of every event-store write (an eventsourcing ``save()``), so its
-    per-record work is inlined: each value's CRC envelope is built here rather than by
-    a method call, and the changes are collected only while a feed records them.
+    This is the path of every event-store write (an eventsourcing ``save()``). The usual
+    batch - create-only conditions (``insert``, ``compare_and_set`` against absence) and
+    appends, no deletes - takes :func:`_commit_fast`: each create-only record and each
+    numbered record is written with LMDB's own no-overwrite put, which finds an existing
+    key in the same B-tree descent as the write, instead of a read before the write.
+    When such a put finds its key taken (a conflict, or a slot occupied by a record
+    written without an append), that transaction is aborted - nothing of it is written
+    - and the general path (:func:`_commit_general`, the conditions read first by
+    :func:`plan_commit`) runs in a new one and decides, exactly as if it had run alone.
     """
+    if conditions and all(expected is None for _, expected in conditions):
+        for _, v in ops:
+            if v is None:
+                break
+        else:
+            try:
+                return _commit_fast(backend, ops, conditions, appends)
+            except _Occupied:
+                pass
+    return _commit_general(backend, ops, conditions, appends)
+
+
+def _commit_fast(
+    backend: LMDBBackend,
+    ops: Sequence[Op],
+    conditions: Sequence[Condition],
+    appends: Sequence[Append],
+) -> list[int]:
+    """:func:`commit` of a batch whose conditions are all create-only and whose ops hold
+    no delete; raises :class:`_Occupied` (nothing written) when a key it must create is
+    taken.
+
+    Why it writes exactly what the general path would: with no delete in the batch, a
+    key absent before the transaction stays absent until this batch writes it, so a
+    no-overwrite put succeeds exactly when the key was absent before the batch and no
+    earlier write of the batch took it - the general path's condition (checked against
+    the state before the batch), and its rule for a free slot (not stored, not written
+    by the batch; the ops are applied first, as the general path orders them)."""
+    kseed = backend._kseed
+    unwrap = backend._unwrap
+    created = {key for key, _ in conditions}
+    done: list[Op] = []
+
+    def work(txn: Any) -> list[int]:
+        put = txn.put
+        done.clear()  # a retried transaction starts over
+        # Read under the write lock, as in the general path.
+        recording = backend._recording
+        for k, v in ops:
+            if v is None:  # pragma: no cover - commit() sends no deletes here
+                raise _Occupied
+            if k in created:
+                if not put(k, v + pack(crc(v, kseed(k))), overwrite=False):
+                    raise _Occupied
+            else:
+                put(k, v + pack(crc(v, kseed(k))))
+        if recording:
+            done.extend(ops)
+        firsts: list[int] = []
+        if not appends:
+            return firsts
+        get = txn.get
+        counters: dict[bytes, int] = {}
+        for app in appends:
+            counter = app.counter
+            n = counters.get(counter)
+            if n is None:
+                raw = get(counter)
+                n = 0 if raw is None else decode_counter(unwrap(counter, raw), counter)
+            firsts.append(n + 1)
+            record = app.key
+            for v in app.values:
+                n += 1
+                k = record(n)
+                if not put(k, v + pack(crc(v, kseed(k))), overwrite=False):
+                    raise _Occupied
+                if recording:
+                    done.append((k, v))
+            counters[counter] = n
+        for counter, n in counters.items():
+            v = encode_counter(n)
+            put(counter, v + pack(crc(v, kseed(counter))))
+            if recording:
+                done.append((counter, v))
+        return firsts
+
+    return backend._write_txn(work, changes=lambda _: done)
+
+
+def _commit_general(
+    backend: LMDBBackend,
+    ops: Sequence[Op],
+    conditions: Sequence[Condition],
+    appends: Sequence[Append],
+) -> list[int]:
+    """:func:`commit` of any batch: the conditions and slots read first (plan_commit),
+    then the writes, in one write transaction. Each value's CRC envelope is built
+    inline, and the changes are collected only while a feed records them."""
     unwrap, kseed = backend._unwrap, backend._kseed
     done: list[Op] = []
 

@@ -609,25 +609,32 @@ class RocksDBBackend(Backend):
 
     def last_key(self, start: bytes, stop: bytes) -> bytes | None:
         """See :meth:`Backend.last_key`: one ``seek_for_prev`` of an engine iterator
-        bounded above by ``stop``, whose ``status()`` raises on corruption."""
+        bounded above by ``stop``, whose ``status()`` raises on corruption.
+
+        The newest-key lookup's hot path: the engine's error translation is an inline
+        ``try`` (free until an error) rather than :meth:`_engine`'s context manager, and
+        the key is read once."""
         with self._lock:
-            self._check(reading=True)
-            with self._engine("last_key"):
+            if self._closed or self._full:
+                self._check(reading=True)
+            it = None
+            try:
                 ro = rocksdict.ReadOptions()
                 ro.set_iterate_upper_bound(stop)
                 it = self._db.iter(ro)
-                try:
-                    it.seek_for_prev(stop)
-                    if it.valid() and it.key() >= stop:
-                        it.prev()
-                    if it.valid():
-                        k: bytes = it.key()
-                        return k if k >= start else None
+                it.seek_for_prev(stop)
+                k: bytes | None = it.key() if it.valid() else None
+                if k is not None and k >= stop:
+                    it.prev()
+                    k = it.key() if it.valid() else None
+                if k is None:
                     it.status()
-                    return None
-                finally:
-                    # A live iterator keeps the database (and its LOCK) alive.
-                    del it
+            except Exception as exc:
+                raise self._error(exc, "last_key") from exc
+            finally:
+                # A live iterator keeps the database (and its LOCK) alive.
+                it = None
+        return k if k is not None and k >= start else None
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`: one range tombstone over the key range."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 import aurora_storage
 from aurora_storage import _eventstore
@@ -27,7 +27,7 @@ from aurora_storage.backend import (
     plan_commit,
     value_version,
 )
-from aurora_storage.errors import NotSupportedError, PositionExpiredError
+from aurora_storage.errors import KeyTooLargeError, NotSupportedError, PositionExpiredError
 from aurora_storage.memory._backend import MemoryBackend
 
 
@@ -216,3 +216,127 @@ def test_key_decoding_fast_paths_agree_with_the_decoder(key: Any) -> None:
     prefix = encode_tenant("t")
     full = prefix + aurora_storage.encode_key(key)
     assert repr(decode_key_at(full, len(prefix))) == repr(decode_key(full, len(prefix)))
+
+
+class _Str(str):
+    """A str subclass: the same key as its value."""
+
+
+# Element objects shared between keys, so that a batch's keys reuse the same objects
+# (identity) as well as equal ones (1, 1.0, True; "a" and a str subclass "a").
+# "y" * 497: (it, 1) fits the key limit with the tenant "t", (it, 2**63) does not.
+_POOL: list[Any] = [1, 1.0, True, "a", _Str("a"), "y" * 497, b"a", None, (1,), 0]
+# Mostly small positive ints (the memo's case); also its edges and non-ints.
+_LAST = st.one_of(
+    st.integers(1, 300),
+    st.integers(1, 300),
+    st.sampled_from([-1, 0, 2**63, 2**64 - 1, 2**64, 1.0, True, 2.5]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["t", "t", _Str("t"), "u"]),
+            st.lists(st.sampled_from(range(len(_POOL))), max_size=2),
+            _LAST,
+        ),
+        min_size=2,
+        max_size=8,
+    )
+)
+@example([("t", [0], 5), ("t", [2], 5)])  # (1, 5) then (True, 5): equal, not the same
+@example([("t", [5], 1), ("t", [5], 2**63)])  # the reused head, then too large
+def test_batch_key_memo_encodes_every_key_as_encode_stored_key(calls: list[Any]) -> None:
+    """Batch.insert reuses the encoded head of its last ``(..., n)`` key when the other
+    elements are the same objects: every key still gets exactly the bytes of
+    encode_stored_key (or its KeyTooLargeError), whatever the neighbours were."""
+    repo = aurora_storage.open("memory://")
+    batch = repo.batch()
+    for tenant, picks, last in calls:
+        key = (*(_POOL[i] for i in picks), last)
+        try:
+            expected: Any = aurora_storage.encode_stored_key(tenant, key)
+        except KeyTooLargeError:
+            expected = KeyTooLargeError
+        before = len(batch._conditions)
+        try:
+            batch.insert(tenant, key, 1)
+        except KeyTooLargeError:
+            assert expected is KeyTooLargeError
+            assert len(batch._conditions) == before
+        else:
+            assert batch._conditions[-1][0] == expected
+    batch.discard()
+
+
+# ------------------------------------------------------ the newest (first) key of a prefix
+
+_KEY_ELEM = st.one_of(
+    st.sampled_from(["", "a", "ab", "a\x00", "\uffff", "b"]),
+    st.integers(-300, 300),
+    st.sampled_from([0, 255, 256, 2**63, 2**64, 2**70, 1.5, -0.5]),
+    st.sampled_from([b"", b"\xff", b"\xff\xff", b"a"]),
+)
+_ONE_KEY = st.one_of(
+    # (str, positive int): an aggregate's version, a sequence's number (decoded inline)
+    st.tuples(st.sampled_from(["a", "ab"]), st.integers(1, 70_000)),
+    _KEY_ELEM,
+    st.tuples(_KEY_ELEM),
+    st.tuples(st.sampled_from(["", "a", "ab", "\uffff"]), _KEY_ELEM),
+    st.tuples(st.sampled_from(["a", "ab"]), _KEY_ELEM, _KEY_ELEM),
+)
+_ONE_PREFIX = st.one_of(
+    st.none(),
+    st.sampled_from(["", "a", "\uffff", b"", b"\xff", b"a", ()]),
+    st.tuples(st.sampled_from(["", "a", "ab", "\uffff"])),
+    st.tuples(st.sampled_from(["a", "ab"]), _KEY_ELEM),
+)
+# Neighbouring tenants: "a" ends where "a\x00b" and "a:b" begin.
+_NEIGHBOURS = ["a", "a\x00b", "a:b", "b"]
+
+
+@pytest.fixture(scope="module")
+def three_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Any]]:
+    base = tmp_path_factory.mktemp("newest")
+    repos = [
+        aurora_storage.open("memory://"),
+        aurora_storage.open(f"lmdb://{base}/l?sync=false"),
+        aurora_storage.open(f"rocksdb://{base}/r?sync=false"),
+    ]
+    yield repos
+    for r in repos:
+        r.close()
+
+
+_tenant_ids = iter(range(10**9))
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    keys=st.dictionaries(st.sampled_from(range(4)), st.lists(_ONE_KEY, max_size=6), max_size=4),
+    prefix=_ONE_PREFIX,
+    reverse=st.booleans(),
+)
+@example(keys={0: [("a", 5), ("a", 7), ("ab", 9)]}, prefix=("a",), reverse=True)
+@example(keys={0: [("a", 5), ("a", 300), ("ab", 1)]}, prefix=("a",), reverse=True)
+@example(keys={0: [("a", 5)], 1: [("a", 9)]}, prefix=("a",), reverse=False)
+def test_one_key_lookup_agrees_with_the_general_scan(
+    three_stores: list[Any], keys: dict[int, list[Any]], prefix: Any, reverse: bool
+) -> None:
+    """keys(t, prefix=p, reverse=r, limit=1) - one engine seek and one decode - returns
+    what the general scan returns first, on every engine: tuple keys, str/bytes
+    prefixes, prefixes whose range ends at the tenant's end, neighbouring tenants."""
+    run = next(_tenant_ids)
+    tenants = [f"{run}:{name}" for name in _NEIGHBOURS]
+    for repo in three_stores:
+        for i, ks in keys.items():
+            if ks:
+                repo.put_many(tenants[i], [(k, 1) for k in ks])
+        for tenant in tenants:
+            general = list(repo.keys(tenant, prefix=prefix, reverse=reverse))[:1]
+            one = list(repo.keys(tenant, prefix=prefix, reverse=reverse, limit=1))
+            assert repr(one) == repr(general), (repo, tenant)

@@ -1,11 +1,22 @@
-"""LMDB's change log: chosen at creation and recorded in the store, trimmed by
-retention (an expired position raises instead of skipping)."""
+"""LMDB's event-store primitives: the change log (chosen at creation and recorded in
+the store, trimmed by retention; an expired position raises instead of skipping), and
+the conditional commit's fast path."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import hypothesis.strategies as st
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 import aurora_storage
+import aurora_storage_lmdb._eventstore as lmdb_eventstore
+from aurora_storage import _eventstore
+from aurora_storage._keys import prefix_successor
+from aurora_storage.backend import Append, ConditionFailed, encode_counter, value_version
 from aurora_storage.errors import ConfigurationError, PositionExpiredError
 
 
@@ -46,3 +57,101 @@ def test_trimmed_log_raises_position_expired(tmp_path) -> None:
         got = [c.key for c in repo.watch("t", after=info.value.oldest, timeout=0.1)]
         assert got == list(range(300 - len(got), 300))
         assert len(got) >= 10
+
+
+# ---------------------------------------------------------------- the commit's fast path
+
+_SLOTS = 6  # numbers a test sequence can reach: 1..6
+
+
+@st.composite
+def _commit_case(draw: st.DrawFn) -> dict[str, Any]:
+    """A store state and a batch over a small key universe, so that conflicts (an
+    existing key, a key written twice, a slot taken by a record written without an
+    append, a delete of a conditioned key) are common."""
+    universe = [b"k%d" % i for i in range(5)]
+    values = st.binary(max_size=3)
+    state = draw(st.dictionaries(st.sampled_from(universe), values, max_size=3))
+    occupied = draw(st.lists(st.integers(1, _SLOTS), max_size=2, unique=True))
+    counter = draw(st.one_of(st.none(), st.integers(0, 3)))
+    ops = draw(
+        st.lists(st.tuples(st.sampled_from(universe), st.one_of(st.none(), values)), max_size=3)
+    )
+    # A condition's key is written by the batch (Batch.insert adds the put too).
+    conditioned = draw(st.lists(st.sampled_from(universe), max_size=3))
+    kinds = draw(st.lists(st.sampled_from(["absent", "current", "stale"]), min_size=3))
+    appends = draw(st.lists(st.lists(values, min_size=1, max_size=3), max_size=2))
+    return {
+        "state": state,
+        "occupied": occupied,
+        "counter": counter,
+        "ops": ops,
+        "conditioned": list(zip(conditioned, kinds, strict=False)),
+        "appends": appends,
+    }
+
+
+@pytest.fixture(scope="module")
+def two_lmdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    base = tmp_path_factory.mktemp("fastpath")
+    a = aurora_storage.open(f"lmdb://{base}/a?sync=false")
+    b = aurora_storage.open(f"lmdb://{base}/b?sync=false")
+    yield a.backend, b.backend
+    a.close()
+    b.close()
+
+
+_case_ids = itertools.count()
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=_commit_case())
+def test_commit_fast_path_writes_what_the_general_path_writes(
+    two_lmdb: tuple[Any, Any], case: dict[str, Any]
+) -> None:
+    """LMDB's commit tries no-overwrite puts first and falls back to the general path
+    (conditions and slots read first) when one finds its key taken: from any state, for
+    any batch, it returns, raises and writes exactly what the general path alone does
+    (including the appends' numbers past occupied slots, and a delete of a conditioned
+    key, which the fast path must not take)."""
+    # A fresh namespace per example: examples never see each other's records.
+    ns = b"\x01fp%d\x00" % next(_case_ids)
+    seq_prefix = ns + b"seq"
+    record = _eventstore.record_key_fn(seq_prefix)
+    counter = b"\x00test:seq:" + ns
+    outcomes = []
+    for backend, commit in zip(
+        two_lmdb, (lmdb_eventstore.commit, lmdb_eventstore._commit_general), strict=True
+    ):
+        setup: list[tuple[bytes, bytes | None]] = [(ns + k, v) for k, v in case["state"].items()]
+        setup += [(record(n), b"occupied") for n in case["occupied"]]
+        if case["counter"] is not None:
+            setup.append((counter, encode_counter(case["counter"])))
+        backend.write(setup)
+        ops = [(ns + k, v) for k, v in case["ops"]]
+        conditions = []
+        for k, kind in case["conditioned"]:
+            key = ns + k
+            current = backend.get(key)
+            if kind == "absent" or current is None:
+                expected = None
+            elif kind == "current":
+                expected = value_version(current)
+            else:
+                expected = value_version(current + b"stale")
+            conditions.append((key, expected))
+            ops.append((key, b"cond"))
+        appends = [
+            Append(counter, record, values, (seq_prefix, prefix_successor(seq_prefix)))
+            for values in case["appends"]
+        ]
+        try:
+            result: Any = commit(backend, ops, conditions, appends)
+        except ConditionFailed as exc:
+            result = ("failed", exc.failed)
+        keys = [ns + k for k in (b"k%d" % i for i in range(5))]
+        keys += [record(n) for n in range(1, _SLOTS + 10)] + [counter]
+        outcomes.append((result, backend.get_many(keys)))
+    assert outcomes[0] == outcomes[1]

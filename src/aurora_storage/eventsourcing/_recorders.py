@@ -99,6 +99,7 @@ class AuroraRecorder:
         self._repo = datastore.repository
         self._tenant = datastore.tenant
         self._pack = datastore.layout.pack
+        self._layout = datastore.layout
         self._unpack = datastore.layout.unpack
         self._pack_int = datastore.layout.pack_int
         self._unpack_int = datastore.layout.unpack_int
@@ -162,30 +163,29 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         and the tracking record if given. Returns the notification ids if ``notify``."""
         if not stored_events and tracking is None:
             return [] if notify else None
-        tenant, pack, purpose = self._tenant, self._pack, self.purpose
+        tenant, purpose = self._tenant, self.purpose
+        pack = self._layout.packer()
         # Keys and values are built once, before the batch (a retry reuses them): the
-        # event record, and its notification record when notifying.
+        # event record, and its notification record when notifying. One call's events
+        # usually share one aggregate: its key elements are then the same objects, which
+        # lets the batch reuse their encoding (see Batch.insert). A repeated
+        # (originator_id, version) is refused by the batch (KeyExistsError, nothing
+        # written): the argument's validation costs no pass of its own.
         events: list[tuple[tuple[str, str, str, int], Any, Any]] = []
+        add = events.append
         last_id: Any = None
         oid = ""
         for s in stored_events:
-            if s.originator_id is not last_id:  # one call's events share one aggregate
+            if s.originator_id is not last_id:
                 last_id = s.originator_id
                 oid = id_text(last_id)
             version, topic, state = s.originator_version, s.topic, s.state
-            events.append(
+            add(
                 (
                     (EVENT, purpose, oid, version),
                     pack([topic, state]),
                     pack([oid, version, topic, state]) if notify else None,
                 )
-            )
-        if len({key for key, _, _ in events}) < len(events):
-            # Validation of the argument, not a check of the store: one batch cannot hold
-            # two records under one key.
-            raise IntegrityError(
-                "the stored events repeat an (originator_id, originator_version): "
-                f"{[(s.originator_id, s.originator_version) for s in stored_events]}"
             )
         repo = self._repo
         while True:

@@ -100,6 +100,9 @@ class ValueLayout:
         unpack: the value read back -> the same list.
         pack_int: a tracking record's notification id (int) -> the value stored.
         unpack_int: the value read back -> the int.
+        packer: returns a ``pack`` for one call's records (the same values as
+            ``pack``); one thread uses it, for one call, so it may keep state (the
+            packed layout reuses one msgpack ``Packer``: a third of ``packb``'s cost).
     """
 
     name: str
@@ -107,6 +110,7 @@ class ValueLayout:
     unpack: Callable[[Any], list[Any]]
     pack_int: Callable[[int], Any]
     unpack_int: Callable[[Any], int]
+    packer: Callable[[], Callable[[list[Any]], Any]]
 
 
 def _same(value: list[Any]) -> Any:
@@ -120,6 +124,12 @@ def _same_list(value: Any) -> list[Any]:
 def _msgpack_pack(value: list[Any]) -> bytes:
     out: bytes = msgpack.packb(value, use_bin_type=True)
     return out
+
+
+def _msgpack_packer() -> Callable[[list[Any]], Any]:
+    # The bytes msgpack.packb(value, use_bin_type=True) returns (Packer's defaults).
+    pack: Callable[[list[Any]], Any] = msgpack.Packer(use_bin_type=True).pack
+    return pack
 
 
 def _msgpack_unpack(data: Any) -> list[Any]:
@@ -149,9 +159,19 @@ def _int_unpack(data: Any) -> int:
     return int(msgpack.unpackb(data))
 
 
-NATIVE = ValueLayout("native", _same, _same_list, _int, _int)
-PACKED = ValueLayout("packed", _msgpack_pack, _msgpack_unpack, _int_pack, _int_unpack)
-TEXT = ValueLayout("text", _text_pack, _text_unpack, _int, _int)
+def _native_packer() -> Callable[[list[Any]], Any]:
+    return _same
+
+
+def _text_packer() -> Callable[[list[Any]], Any]:
+    return _text_pack
+
+
+NATIVE = ValueLayout("native", _same, _same_list, _int, _int, _native_packer)
+PACKED = ValueLayout(
+    "packed", _msgpack_pack, _msgpack_unpack, _int_pack, _int_unpack, _msgpack_packer
+)
+TEXT = ValueLayout("text", _text_pack, _text_unpack, _int, _int, _text_packer)
 
 _PROBE: list[Any] = ["a-topic", 1, "\u00e9", b"\x00\xff state"]
 
