@@ -17,6 +17,7 @@ import asyncio
 import functools
 import ssl
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -126,6 +127,9 @@ class NATSCore:
         self.timeout = config.timeout
         self.history = 1
         self.head_expires = False
+        # Told when the client has reconnected (the change feed's consumers, see
+        # _feed._Waker: a restarted server has forgotten them).
+        self.reconnect_listeners: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # ------------------------------------------------------------------ errors
 
@@ -239,6 +243,7 @@ class NATSCore:
             "reconnect_time_wait": c.reconnect_time_wait,
             "allow_reconnect": True,
             "error_cb": _quiet,
+            "reconnected_cb": self._reconnected,
             "name": "aurora-storage",
         }
         if c.user is not None:
@@ -278,6 +283,10 @@ class NATSCore:
         except BaseException:
             await self.close()
             raise
+
+    async def _reconnected(self) -> None:
+        for listener in list(self.reconnect_listeners):
+            listener.reconnected()
 
     async def _ensure_bucket(self) -> None:
         c = self.config

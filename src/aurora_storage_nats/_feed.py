@@ -5,8 +5,9 @@ by every process and server, so a feed sees every writer's changes
 (``multi_process_change_feed``). A watch reads only its tenant's subjects (optionally a
 prefix's, see :func:`._subjects.scan_filter`): the server filters, with batched direct
 gets (``{"seq", "batch", "next_by_subj"}``, nats-server 2.11+), and a waiting watch is
-woken by an ordered push consumer on the same subjects (headers only, new messages
-only) - no polling.
+woken by a push consumer on the same subjects (headers only, new messages only) - no
+polling. That consumer is replaced when the client reconnects or its heartbeats stop
+(see :class:`_Waker`), and the waiters then read again.
 
 What the stream keeps, and :class:`~aurora_storage.errors.PositionExpiredError`.
 JetStream keeps the last ``history`` messages per subject (the bucket's
@@ -37,7 +38,7 @@ import asyncio
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import nats.js.errors
@@ -235,9 +236,25 @@ async def _subject_counts(core: NATSCore, subject: str) -> dict[str, int]:
             return out
 
 
+#: Seconds between the server's idle heartbeats on a wake-up consumer: a consumer that
+#: misses :data:`_MISSED` of them in a row is replaced (see :class:`_Waker`).
+HEARTBEAT = 2.0
+_MISSED = 3
+
+
 class _Waker:
-    """The ordered push consumer that wakes a feed's waiters (held apart from the feed
-    so a finaliser can stop it without keeping the feed alive)."""
+    """The consumer that wakes a feed's waiters (held apart from the feed so a
+    finaliser can stop it without keeping the feed alive).
+
+    A plain push consumer (new messages only, headers only, no acks) delivering to an
+    inbox of the connection, with idle heartbeats. A consumer does not outlive every
+    trouble: a server restarted (or a cluster node lost) forgets it, and the client's
+    reconnect does not bring it back. So a watchdog task replaces it - at once when
+    the client reconnects (the connection's reconnect callback), and when
+    :data:`_MISSED` heartbeats in a row did not come (a consumer lost without a
+    reconnect) - then wakes every waiter so it reads again: what was committed while
+    no consumer existed is found by that read, what comes later by the new consumer.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Condition(threading.Lock())
@@ -245,14 +262,21 @@ class _Waker:
         self.wakes = 0
         # Messages the consumer delivered: a waiter also returns on one numbered at or
         # below its position (a bucket created again), so its next read can say so.
+        # Bumped too when the consumer was replaced (a waiter then reads again).
         self.arrivals = 0
         self.closed = False
         self.subscribers: dict[int, Callable[[], None]] = {}
         self.next_id = 0
         self.sub: Any = None
+        self.consumer: str | None = None
+        self.heard = 0.0
+        self.core: NATSCore | None = None
+        self.subject = ""
+        self.kick: asyncio.Event | None = None
+        self.watchdog: asyncio.Task[None] | None = None
         self.starting: asyncio.Future[None] | None = None
 
-    def on_seq(self, seq: int) -> None:
+    def notify(self, seq: int = 0) -> None:
         with self.lock:
             if seq > self.seen:
                 self.seen = seq
@@ -262,49 +286,134 @@ class _Waker:
         for cb in subscribers:
             cb()
 
+    async def _on_msg(self, msg: Msg) -> None:
+        self.heard = asyncio.get_running_loop().time()
+        hdrs = msg.headers
+        if hdrs and hdrs.get("Status"):
+            return  # an idle heartbeat
+        try:
+            seq = msg.metadata.sequence.stream
+        except Exception:
+            return  # not a consumer's delivery (nothing else publishes to this inbox)
+        self.notify(seq)
+
+    async def _create(self) -> None:
+        """Subscribe a new inbox and make the consumer delivering to it."""
+        core = self.core
+        assert core is not None
+        nc = core._conn()
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, cb=self._on_msg)
+        cfg = api.ConsumerConfig(
+            deliver_subject=inbox,
+            deliver_policy=api.DeliverPolicy.NEW,
+            ack_policy=api.AckPolicy.NONE,
+            filter_subject=self.subject,
+            headers_only=True,
+            idle_heartbeat=HEARTBEAT,
+            # A backstop: the consumer is deleted when the watch stops; one left behind
+            # (a connection lost for good) is removed by the server once nobody listens.
+            inactive_threshold=30.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        try:
+            info = await core.js.add_consumer(core.stream, config=cfg, timeout=core.timeout)
+        except BaseException:
+            await _quietly(sub.unsubscribe())
+            raise
+        self.sub, self.consumer = sub, info.name
+        self.heard = asyncio.get_running_loop().time()
+
+    async def _drop(self) -> None:
+        """Unsubscribe and delete the consumer (best effort: it may be gone already)."""
+        sub, self.sub = self.sub, None
+        name, self.consumer = self.consumer, None
+        core = self.core
+        if sub is not None:
+            await _quietly(sub.unsubscribe())
+        if name is not None and core is not None and core.nc is not None:
+            await _quietly(core.js.delete_consumer(core.stream, name))
+
     async def start(self, core: NATSCore, subject: str) -> None:
-        if self.sub is not None or self.closed:
+        if self.watchdog is not None or self.closed:
             return
         if self.starting is not None:
             await self.starting
             return
         self.starting = asyncio.get_running_loop().create_future()
         try:
-
-            async def on_msg(msg: Msg) -> None:
-                self.on_seq(msg.metadata.sequence.stream)
-
+            self.core, self.subject = core, subject
             try:
-                self.sub = await core.js.subscribe(
-                    subject,
-                    stream=core.stream,
-                    cb=on_msg,
-                    ordered_consumer=True,
-                    deliver_policy=api.DeliverPolicy.NEW,
-                    headers_only=True,
-                    inactive_threshold=30.0,
-                )
+                await self._create()
             except Exception as exc:
                 core.fail(exc, "watching")
+            if self.watchdog is None:
+                self.kick = asyncio.Event()
+                core.reconnect_listeners.add(self)
+                self.watchdog = asyncio.get_running_loop().create_task(self._watchdog())
         finally:
             self.starting.set_result(None)
             self.starting = None
 
+    def reconnected(self) -> None:
+        """The connection was re-established (on the loop): replace the consumer now."""
+        if self.kick is not None:
+            self.kick.set()
+
+    async def _watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
+        kick, core = self.kick, self.core
+        assert kick is not None
+        assert core is not None
+        while True:
+            try:
+                await asyncio.wait_for(kick.wait(), HEARTBEAT)
+            except TimeoutError:
+                pass
+            nc = core.nc
+            if self.closed or nc is None or nc.is_closed:
+                return
+            if not nc.is_connected:
+                continue  # the reconnect callback kicks once the client is back
+            silent = loop.time() - self.heard > _MISSED * HEARTBEAT
+            if not kick.is_set() and not silent:
+                continue
+            kick.clear()
+            await self._drop()
+            try:
+                await self._create()
+            except Exception:
+                # JetStream not ready yet (a restarting server, a cluster without a
+                # leader): try again at the next beat.
+                self.heard = loop.time() - _MISSED * HEARTBEAT
+                kick.set()
+                await asyncio.sleep(HEARTBEAT / 4)
+                continue
+            # Changes committed while no consumer existed were not delivered: the
+            # waiters read again.
+            self.notify()
+
     async def stop(self, core: NATSCore) -> None:
-        sub, self.sub = self.sub, None
-        if sub is None:
-            return
-        try:
-            info = await sub.consumer_info()
-            await sub.unsubscribe()
-            await core.js.delete_consumer(core.stream, info.name)
-        except Exception:
-            pass  # the connection is closing, or the server removes it when inactive
+        dog, self.watchdog = self.watchdog, None
+        if dog is not None:
+            core.reconnect_listeners.discard(self)
+            if dog is not asyncio.current_task():
+                dog.cancel()
+                await asyncio.gather(dog, return_exceptions=True)
+        await self._drop()
+
+
+async def _quietly(aw: Awaitable[Any]) -> None:
+    try:
+        await aw
+    except Exception:
+        pass  # the connection is closing, or the consumer is gone already
 
 
 def _stop_later(backend_ref: weakref.ref[NATSBackend], waker: _Waker) -> None:
     backend = backend_ref()
-    if backend is None or backend._closed or waker.sub is None:
+    if backend is None or backend._closed or (waker.sub is None and waker.watchdog is None):
         return
     try:
         fut = backend._lt.submit(waker.stop(backend._core))
@@ -349,7 +458,7 @@ class NATSChangeFeed(ChangeFeed):
         return await read(core, self._subject, after, limit)
 
     def _start(self) -> None:
-        if self._waker.sub is None:
+        if self._waker.watchdog is None:
             self._backend._run(self._waker.start(self._core, self._subject))
 
     def _stored_after(self, after: int) -> bool:
@@ -405,7 +514,7 @@ class NATSChangeFeed(ChangeFeed):
             subscribers = list(w.subscribers.values())
         for cb in subscribers:
             cb()
-        if w.sub is not None and not self._backend._closed:
+        if w.watchdog is not None and not self._backend._closed:
             try:
                 self._backend._run(w.stop(self._core))
             except RepositoryClosedError:
