@@ -43,7 +43,24 @@ class LoopThread:
     def _main(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(ready.set)
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        # What asyncio.run() does before closing its loop: tasks still pending (the
+        # client's own - an ordered consumer's heartbeat check, a reconnect attempt -
+        # or one just cancelled that has not run since) are cancelled and run to their
+        # end, and async generators finalised. A loop closed with a pending task makes
+        # the interpreter print "Task was destroyed but it is pending!" at exit.
+        loop = self.loop
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Schedule ``coro`` on the loop.

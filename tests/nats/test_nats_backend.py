@@ -386,6 +386,32 @@ def test_one_loop_thread_per_process_stopped_by_the_last_close(nats_url: str) ->
         assert _loop._current.users == before
 
 
+def test_a_stopping_loop_ends_its_pending_tasks() -> None:
+    """Tasks still pending when the private loop stops (the client's own: a consumer's
+    heartbeat check, a fire-and-forget consumer re-creation) are cancelled and run to
+    their end, not destroyed pending (which prints "Task was destroyed but it is
+    pending!" at interpreter exit)."""
+    from aurora_storage_nats import _loop
+
+    lt = _loop.LoopThread()
+    cleaned: list[str] = []
+
+    async def client_task() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append("finally ran")
+
+    async def spawn() -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(client_task())
+
+    task = lt.submit(spawn()).result()
+    lt.stop()
+    assert lt.loop.is_closed()
+    assert task.cancelled()
+    assert cleaned == ["finally ran"]
+
+
 def _child_uses_inherited(repo: NATSRepository, url: str, q: multiprocessing.Queue) -> None:
     try:
         repo.get("t", "k")

@@ -6,6 +6,10 @@ on the same port and store directory."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -168,6 +172,64 @@ def test_a_waiting_async_watch_sees_a_change_committed_after_a_server_restart(
         assert asyncio.run(main()) == ("after", 1)
     finally:
         repo.close()
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import aurora_storage
+
+    url, ready, go = sys.argv[1], sys.argv[2], sys.argv[3]
+    repo = aurora_storage.open(url)
+    repo.put("t", "before", 1)
+    w = repo.watch("t", timeout=0.05)
+    assert list(w) == []
+    open(ready, "w").close()
+    import os
+    while not os.path.exists(go):
+        time.sleep(0.02)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            repo.put("t", "after", 2)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    assert repo.get("t", "after") == 2
+    assert [c.key for c in repo.watch("t", timeout=0.3)] == []
+    # A scan just before the close: its consumer's client tasks are cancelled as it
+    # ends, and the loop stops soon after.
+    assert repo.list("t") == ["after", "before"]
+    repo.close()
+    print("closed")
+    """
+)
+
+
+def test_process_exits_cleanly_after_a_reconnect(own_server: Server, tmp_path: Path) -> None:
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, _url(own_server), str(ready), str(go)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        _until("the child opened the repository", ready.exists, within=60)
+        _restart(own_server)
+        go.touch()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = err.decode()
+    assert proc.returncode == 0, text
+    assert out.decode().strip() == "closed"
+    assert "Task was destroyed" not in text, text
+    assert "Exception ignored" not in text, text
 
 
 def _delete_consumers(address: str, bucket: str) -> int:
