@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import ssl
 import uuid
 import weakref
@@ -154,13 +155,7 @@ class NATSCore:
                     backend="nats",
                 ) from exc
             if code == _BATCH_TOO_LARGE:
-                raise BatchTooLargeError(
-                    f"{what}: the server refused the atomic batch ({desc}); nothing was "
-                    "written. Lower max_batch to the server's "
-                    "jetstream.limits.batch.max_msgs, or split the batch",
-                    size=-1,
-                    limit=self.config.max_batch,
-                ) from exc
+                raise self.too_large(-1, 0, exc) from exc
             if code in _ATOMIC_DISABLED:
                 raise NotSupportedError(
                     f"{what}: atomic batch publish is disabled on the stream {self.stream} "
@@ -224,6 +219,46 @@ class NATSCore:
         if isinstance(exc, nats.errors.Error):
             raise StorageError(f"{what} on {where}: {exc}", backend="nats") from exc
         raise exc
+
+    def too_large(
+        self, size: int, internal: int, refused: BaseException | None = None
+    ) -> BatchTooLargeError:
+        """The error for an atomic batch of ``size`` caller operations plus ``internal``
+        records the repository adds (sequence counters) that is over ``max_batch``, or
+        that the server ``refused`` (its description names its own limit)."""
+        c = self.config
+        if refused is None:
+            limit = c.max_batch
+            over = f"larger than max_batch={limit} (the most one JetStream atomic publish holds)"
+        else:
+            desc = getattr(refused, "description", None) or str(refused)
+            found = re.search(r"(\d+)\s*$", desc)
+            limit = int(found.group(1)) if found else -1
+            told = f"{limit} messages" if found else "a smaller limit"
+            over = (
+                f"refused by the server, which allows {told} per atomic publish "
+                f"(its jetstream.limits.batch.max_msgs; max_batch={c.max_batch} is above it)"
+            )
+        what = "an atomic batch" if size < 0 else f"an atomic batch of {size} operations"
+        if internal:
+            counters = "counter" if internal == 1 else "counters"
+            what += (
+                f" plus {internal} internal record{'s' if internal > 1 else ''} (the "
+                f"sequence {counters} of its appends, one per sequence)"
+            )
+        room = limit - internal
+        split = (
+            f"Split it into batches of at most {room} operations"
+            if limit > 0 and size >= 0
+            else "Split it"
+        )
+        return BatchTooLargeError(
+            f"{what} is {over}; nothing was written. {split}, or raise the server's "
+            "jetstream.limits.batch.max_msgs and max_batch together",
+            size=size,
+            internal=internal,
+            limit=limit,
+        )
 
     # ------------------------------------------------------------------ open/close
 
@@ -747,9 +782,13 @@ class NATSCore:
             if getattr(resp, "err_code", None) not in _WRONG_LAST_SEQ:
                 self.fail(resp, "inserting")
 
-    async def write(self, ops: Sequence[Op], expect: dict[bytes, int] | None = None) -> int:
+    async def write(
+        self, ops: Sequence[Op], expect: dict[bytes, int] | None = None, internal: int = 0
+    ) -> int:
         """Apply ``ops`` atomically (one atomic batch publish; a single operation is one
-        publish). ``expect`` maps keys to the subject sequence their first write requires.
+        publish). ``expect`` maps keys to the subject sequence their first write requires;
+        ``internal`` of the ops are records the repository added (sequence counters, for
+        the error that names the caller's operations).
 
         Returns:
             The stream sequence of the last message.
@@ -762,14 +801,7 @@ class NATSCore:
         self._writable()
         n = len(ops)
         if n > self.config.max_batch:
-            raise BatchTooLargeError(
-                f"an atomic batch of {n} operations is larger than max_batch="
-                f"{self.config.max_batch} (one JetStream atomic publish); nothing was "
-                "written. Split it, or raise the server's jetstream.limits.batch.max_msgs "
-                "and max_batch together",
-                size=n,
-                limit=self.config.max_batch,
-            )
+            raise self.too_large(n - internal, internal)
         pending = dict(expect) if expect else {}
 
         def headers(key: bytes, value: bytes | None) -> dict[str, str] | None:
@@ -819,7 +851,10 @@ class NATSCore:
                     )
         except Exception as exc:
             self.fail(exc, "committing a batch")
-        return self._written(self._ack(msg, "committing a batch"), expect)
+        resp = self._ack(msg, "committing a batch")
+        if getattr(resp, "err_code", None) == _BATCH_TOO_LARGE:
+            raise self.too_large(n - internal, internal, resp) from resp
+        return self._written(resp, expect)
 
     def _written(self, resp: Any, expect: dict[bytes, int] | None) -> int:
         if isinstance(resp, Exception):
@@ -842,6 +877,12 @@ class NATSCore:
         whole batch; the commit is then planned again on fresh state (a changed counter
         just gets the next numbers; a failed condition raises)."""
         self._writable()
+        # Each sequence appended to adds its counter record to the batch: checked before
+        # any read, and named apart in the error (the caller counts only their own).
+        internal = len({a.counter for a in appends})
+        size = len(ops) + sum(len(a.values) for a in appends)
+        if size + internal > self.config.max_batch:
+            raise self.too_large(size, internal)
         watched = list(dict.fromkeys([k for k, _ in conditions] + [a.counter for a in appends]))
         written = {k for k, _ in ops}
         for k, _ in conditions:
@@ -875,7 +916,7 @@ class NATSCore:
                     state[miss.key] = await self.read_state(miss.key)
             expect = {k: seq for k, (_, seq) in state.items()}
             try:
-                await self.write(out, expect)
+                await self.write(out, expect, internal)
             except nats.js.errors.APIError as exc:
                 if exc.err_code in _WRONG_LAST_SEQ:
                     continue

@@ -31,14 +31,25 @@ class BatchTooLargeError(StorageError, ValueError):
     (``max_batch``, the server's ``jetstream.limits.batch.max_msgs``, 1000 by default).
     Nothing was written; split the batch, or raise both limits together.
 
+    A batch with appends (``Batch.append``, the event store) also writes one internal
+    record per sequence it appends to (the sequence's counter): those count against
+    the limit too, so such a batch holds at most ``limit - internal`` operations.
+
     Attributes:
-        size: operations in the batch.
-        limit: the largest batch allowed.
+        size: the caller's operations in the batch (puts, deletes, inserts,
+            compare-and-sets, appended records).
+        internal: records the repository adds to them (the sequence counters).
+        limit: the most messages one atomic publish may hold: ``max_batch``, or the
+            server's own limit when the server refused the batch (-1 if it did not
+            say).
     """
 
-    def __init__(self, message: str, *, size: int, limit: int, backend: str = "nats") -> None:
+    def __init__(
+        self, message: str, *, size: int, limit: int, internal: int = 0, backend: str = "nats"
+    ) -> None:
         super().__init__(message, backend=backend)
         self.size = size
+        self.internal = internal
         self.limit = limit
 
 

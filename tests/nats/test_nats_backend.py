@@ -285,22 +285,81 @@ def test_batch_larger_than_max_batch_writes_nothing(nats_server: Server, bucket:
         repo.put_many("t", [(i, i) for i in range(5)])
         with pytest.raises(BatchTooLargeError) as info:
             repo.put_many("t", [(i, -i) for i in range(10, 16)])
-        assert (info.value.size, info.value.limit) == (6, 5)
+        assert (info.value.size, info.value.internal, info.value.limit) == (6, 0, 5)
+        assert "of 6 operations" in str(info.value)
+        assert "max_batch=5" in str(info.value)
+        assert "internal" not in str(info.value)
         b = repo.batch()
         for i in range(6):
             b.put("u", i, i)
-        with pytest.raises(BatchTooLargeError):
+        with pytest.raises(BatchTooLargeError) as info:
             b.commit()
+        assert (info.value.size, info.value.internal, info.value.limit) == (6, 0, 5)
         assert repo.list("t") == [0, 1, 2, 3, 4]
         assert list(repo.tenants()) == ["t"]
+
+
+def test_batch_too_large_names_the_callers_operations_and_the_sequence_counters(
+    nats_server: Server, bucket: str
+) -> None:
+    """Appends add one internal record per sequence (its counter): the error counts the
+    caller's operations and names the counters apart, so the caller can size a batch.
+    (A reviewer saw 1000 appends reported as "1001 operations".)"""
+    with aurora_storage.open(f"nats://{nats_server.address}/{bucket}?max_batch=5") as repo:
+        # Five appends to one sequence: 5 operations + 1 counter, over 5.
+        b = repo.batch()
+        for i in range(5):
+            b.append("t", "s", i)
+        with pytest.raises(BatchTooLargeError) as info:
+            b.commit()
+        err = info.value
+        assert (err.size, err.internal, err.limit) == (5, 1, 5)
+        text = str(err)
+        assert "of 5 operations plus 1 internal record (the sequence counter" in text
+        assert "max_batch=5" in text
+        assert "at most 4 operations" in text
+        # What the message says fits does fit.
+        with repo.batch() as b:
+            slots = [b.append("t", "s", i) for i in range(4)]
+        assert [s.number for s in slots] == [1, 2, 3, 4]
+        # Two sequences and a put: 1 + 2 appends + 2 counters = 5 fits; one more does not.
+        with repo.batch() as b:
+            b.put("t", "k", 0)
+            b.append("t", "a", 0)
+            b.append("t", "b", 0)
+        b = repo.batch()
+        b.put("t", "k", 1)
+        b.append("t", "a", 1)
+        b.append("t", "b", 1)
+        b.append("t", "b", 2)
+        with pytest.raises(BatchTooLargeError) as info:
+            b.commit()
+        assert (info.value.size, info.value.internal) == (4, 2)
+        assert "of 4 operations plus 2 internal records (the sequence counters" in str(info.value)
+        assert repo.get("t", "k") == 0
+        assert repo.count("t", prefix=("b",)) == 1
 
 
 def test_the_servers_batch_limit_is_a_typed_error_too(nats_server: Server, bucket: str) -> None:
     # max_batch above the server's limit: the server refuses; nothing is written.
     url = f"nats://{nats_server.address}/{bucket}?max_batch={MAX_BATCH + 10}"
     with aurora_storage.open(url) as repo:
-        with pytest.raises(BatchTooLargeError):
+        with pytest.raises(BatchTooLargeError) as info:
             repo.put_many("t", [(i, i) for i in range(MAX_BATCH + 1)])
+        # The caller's count, and the server's own limit (from its answer).
+        assert (info.value.size, info.value.internal) == (MAX_BATCH + 1, 0)
+        assert info.value.limit == MAX_BATCH
+        assert f"of {MAX_BATCH + 1} operations" in str(info.value)
+        assert f"allows {MAX_BATCH} messages" in str(info.value)
+        assert repo.count("t") == 0
+        # With appends, the server's refusal names the counters too.
+        b = repo.batch()
+        for i in range(MAX_BATCH):
+            b.append("t", "s", i)
+        with pytest.raises(BatchTooLargeError) as info:
+            b.commit()
+        assert (info.value.size, info.value.internal, info.value.limit) == (MAX_BATCH, 1, MAX_BATCH)
+        assert "plus 1 internal record" in str(info.value)
         assert repo.count("t") == 0
 
 
