@@ -650,3 +650,156 @@ class Shelve(_MappingAlt):
         s, p = self.store, tenant + "/"
         for k, v in items:
             s[p + k] = v
+
+
+# --------------------------------------------------------------------------- same key bytes
+
+
+class _StoredKeys:
+    """Keys exactly as aurora-storage stores them (``aurora_storage.encode_stored_key``):
+    the tenant's prefix and the str type code, the key's UTF-8, the END byte. A raw side
+    using it writes and reads the very same key bytes as the framework; what it skips is
+    the framework's validation, NUL escaping, dispatch and value envelope.
+
+    The benchmark's keys hold no NUL byte, so ``head + key.encode() + b"\\x00"`` is the
+    stored key (checked against ``encode_stored_key`` when a tenant is first seen).
+    """
+
+    _heads: dict[str, bytes]
+
+    def _head(self, tenant: str) -> bytes:
+        try:
+            return self._heads[tenant]
+        except AttributeError:
+            self._heads = {}
+        except KeyError:
+            pass
+        from aurora_storage import encode_stored_key
+
+        head = encode_stored_key(tenant, "")[:-1]
+        if encode_stored_key(tenant, "k-1") != head + b"k-1\x00":
+            raise RuntimeError("aurora-storage's str key layout changed: update _StoredKeys")
+        self._heads[tenant] = head
+        return head
+
+    @staticmethod
+    def _bounds(tenant: str) -> tuple[bytes, bytes]:
+        from aurora_storage import tenant_range
+
+        return tenant_range(tenant)
+
+
+class StoredKeysRocksDB(_StoredKeys, RawRocksDB):
+    """:class:`RawRocksDB` (the plugin's default options and durability) writing and
+    reading aurora-storage's own key bytes: the raw side of benchmarks/workloads.py and
+    benchmarks/scaling.py."""
+
+    name = "raw rocksdict"
+
+    def put(self, keys: Sequence[str], values: Sequence[Any]) -> None:
+        put, h, dumps = self.db.put, self._head(TENANT), orjson.dumps
+        for k, v in zip(keys, values, strict=True):
+            put(h + k.encode() + b"\x00", dumps(v))
+
+    def get(self, keys: Sequence[str]) -> None:
+        g, h, loads = self.db.get, self._head(TENANT), orjson.loads
+        for k in keys:
+            raw = g(h + k.encode() + b"\x00")
+            if raw is not None:
+                loads(raw)
+
+    def put_many(self, tenant: str, items: Items) -> None:
+        from rocksdict import WriteBatch
+
+        wb = WriteBatch(raw_mode=True)
+        h, dumps, put = self._head(tenant), orjson.dumps, wb.put
+        for k, v in items:
+            put(h + k.encode() + b"\x00", dumps(v))
+        self.db.write(wb, self.wo)
+
+    def scan_items(self) -> int:
+        return self.scan_from(None, None)
+
+    def scan_from(self, start: str | None, limit: int | None) -> int:
+        """Decode keys and values of the tenant in key order from ``start``; return how
+        many (at most ``limit``)."""
+        lo, hi = self._bounds(TENANT)
+        h = self._head(TENANT)
+        if start is not None:
+            lo = h + start.encode() + b"\x00"
+        ro = self._ReadOptions()
+        ro.set_iterate_upper_bound(hi)
+        n, plen, loads = 0, len(h), orjson.loads
+        for k, v in self.db.items(from_key=lo, read_opt=ro):
+            k[plen:-1].decode()
+            loads(v)
+            n += 1
+            if n == limit:
+                break
+        return n
+
+
+class StoredKeysLMDB(_StoredKeys, RawLMDB):
+    """:class:`RawLMDB` (``sync=True, metasync=True`` unless told otherwise) writing and
+    reading aurora-storage's own key bytes in the main database, as the plugin does."""
+
+    name = "raw lmdb"
+
+    def __init__(self, write_scale: float = 1.0, sync: bool = True) -> None:
+        super().__init__(write_scale)
+        self.sync = sync
+
+    def open(self, workdir: str) -> None:
+        import lmdb
+
+        self.env = lmdb.open(
+            os.path.join(workdir, "store"),
+            map_size=64 * 1024**3,  # address space only; the file grows with the data
+            sync=self.sync,
+            metasync=self.sync,
+            max_dbs=0,
+        )
+
+    def put(self, keys: Sequence[str], values: Sequence[Any]) -> None:
+        begin, h, dumps = self.env.begin, self._head(TENANT), orjson.dumps
+        for k, v in zip(keys, values, strict=True):
+            with begin(write=True) as txn:
+                txn.put(h + k.encode() + b"\x00", dumps(v))
+
+    def get(self, keys: Sequence[str]) -> None:
+        begin, h, loads = self.env.begin, self._head(TENANT), orjson.loads
+        for k in keys:
+            with begin() as txn:
+                raw = txn.get(h + k.encode() + b"\x00")
+            if raw is not None:
+                loads(raw)
+
+    def put_many(self, tenant: str, items: Items) -> None:
+        h, dumps = self._head(tenant), orjson.dumps
+        with self.env.begin(write=True) as txn:
+            put = txn.put
+            for k, v in items:
+                put(h + k.encode() + b"\x00", dumps(v))
+
+    def scan_items(self) -> int:
+        return self.scan_from(None, None)
+
+    def scan_from(self, start: str | None, limit: int | None) -> int:
+        """As :meth:`StoredKeysRocksDB.scan_from`."""
+        lo, hi = self._bounds(TENANT)
+        h = self._head(TENANT)
+        if start is not None:
+            lo = h + start.encode() + b"\x00"
+        n, plen, loads = 0, len(h), orjson.loads
+        with self.env.begin() as txn:
+            cur = txn.cursor()
+            if cur.set_range(lo):
+                for k, v in cur:
+                    if k >= hi:
+                        break
+                    k[plen:-1].decode()
+                    loads(v)
+                    n += 1
+                    if n == limit:
+                        break
+        return n
