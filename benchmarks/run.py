@@ -9,6 +9,10 @@ Every contender does the same work (see contenders.py) in one process; the conte
 are interleaved inside each round (their order rotates) and the rounds repeat, and the
 tables report the median over rounds with the spread (min-max) beside it. Results are
 written to benchmarks/results/ as JSON, and the tables are printed as Markdown.
+
+Then, in a process of its own, workloads.py (the framework's cost by named workload, as
+paired trials; ``--no-workloads`` skips it); with ``--quick`` also scaling.py at 1,000
+and 2,000 records into a temporary directory (its full run takes long: run it alone).
 """
 
 from __future__ import annotations
@@ -644,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
         help="engines of the big scan (tiered: its rebuild); memory:// holds the whole "
         "store in RAM and is left out unless named",
     )
+    ap.add_argument(
+        "--no-workloads", action="store_true", help="skip workloads.py (and the scaling smoke)"
+    )
     ap.add_argument("--workdir", help="where stores are created [a temporary directory]")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="results directory")
     a = ap.parse_args(argv)
@@ -705,10 +712,50 @@ def main(argv: list[str] | None = None) -> int:
     print(f"elapsed {doc['elapsed_s']} s; results in {os.path.join(a.out, name)}")
     # A backend that is not installed is skipped; one that breaks during the run fails it.
     broken = [n for n, why in doc["skipped"].items() if " failed: " in why]
+    if not a.no_workloads:
+        broken += run_workloads(a.quick, engines, a.out)
     if broken:
         print(f"FAILED during the run: {', '.join(broken)}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_workloads(quick: bool, engines: set[str], out: str) -> list[str]:
+    """Run workloads.py (and, with ``quick``, scaling.py at tiny sizes into a temporary
+    directory, plot included) as child processes; return the names of those that failed."""
+    chosen = [e for e in ("rocksdb", "lmdb") if e in engines]
+    if not chosen:
+        return []
+    runs: list[tuple[str, list[str]]] = [
+        (
+            "workloads.py",
+            [os.path.join(HERE, "workloads.py"), "--engines", ",".join(chosen), "--out", out]
+            + (["--quick"] if quick else []),
+        )
+    ]
+    tmp = tempfile.mkdtemp(prefix="aurora-scaling-smoke-")
+    if quick:
+        runs.append(
+            (
+                "scaling.py",
+                [
+                    os.path.join(HERE, "scaling.py"),
+                    *("--sizes", "1k,2k", "--trials", "3", "--engines", ",".join(chosen)),
+                    *("--out", tmp, "--plot", os.path.join(tmp, "scaling.png")),
+                ],
+            )
+        )
+    failed: list[str] = []
+    try:
+        for name, args in runs:
+            print(f"\n# {name} {' '.join(args[1:])}", flush=True)
+            t0 = time.perf_counter()
+            if subprocess.run([sys.executable, *args], check=False).returncode != 0:
+                failed.append(name)
+            print(f"{name}: {time.perf_counter() - t0:.1f} s", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return failed
 
 
 if __name__ == "__main__":

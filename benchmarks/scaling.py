@@ -121,6 +121,27 @@ def grow(repo: Any, raw: Any, start: int, stop: int, rnd: random.Random) -> dict
     return {side: statistics.median(xs) for side, xs in took.items() if xs}
 
 
+_BUSY = (
+    "rocksdb.compaction-pending",
+    "rocksdb.num-running-compactions",
+    "rocksdb.num-running-flushes",
+)
+
+
+def settle(repo: Any, raw: Any, limit_s: float = 600.0) -> float:
+    """Wait until neither RocksDB store flushes or compacts in the background (a bulk
+    load leaves level-0 files that are compacted for a while, taking a core and making
+    reads slower meanwhile); return the seconds waited, at most ``limit_s``."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        busy = [int(repo.property(p) or 0) for p in _BUSY]
+        busy += [raw.db.property_int_value(p) or 0 for p in _BUSY]
+        if not any(busy):
+            break
+        time.sleep(0.5)
+    return time.perf_counter() - t0
+
+
 def measure(engine: str, repo: Any, raw: Any, size: int, trials: int) -> dict[str, Result]:
     """The four operations at ``size`` records, as paired trials."""
     pool = _value_pool()
@@ -343,12 +364,14 @@ def main(argv: list[str] | None = None) -> int:
                     build = grow(repo, raw, have, size, rnd)
                     have = size
                     built = time.perf_counter() - t0
+                    settled = settle(repo, raw) if engine == "rocksdb" else 0.0
                     results = measure(engine, repo, raw, size, a.trials)
                     step = {
                         "engine": engine,
                         "records": size,
                         "build": build,
                         "build_s": round(built, 1),
+                        "settle_s": round(settled, 1),
                         "load": os.getloadavg()[0],
                         "memory": memory(),
                         "disk_bytes": {
@@ -373,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
                         json.dump(doc | {"partial": True}, f, indent=1)
                     ops = ", ".join(f"{op} {cell(v)}" for op, v in step["ops"].items())
                     print(
-                        f"  {engine} {label(size)}: built in {built:.1f} s; {ops}; "
+                        f"  {engine} {label(size)}: built in {built:.1f} s, compactions "
+                        f"settled in {settled:.1f} s; {ops}; "
                         f"RSS {step['memory'].get('rss_mib', 0):.0f} MiB; load {step['load']:.1f}",
                         flush=True,
                     )
