@@ -231,7 +231,9 @@ class NATSBackend(Backend):
             return 0
         step = self.config.max_batch
         for i in range(0, len(keys), step):
-            self.write([(k, None) for k in keys[i : i + step]])
+            # Just listed: not read again one by one (a whole tenant would cost a read
+            # per key). A key another writer deletes in between gets a second marker.
+            self._run(self._core.write([(k, None) for k in keys[i : i + step]], present=True))
         return len(keys)
 
     def _check_writable(self) -> None:

@@ -19,7 +19,7 @@ import re
 import ssl
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, NoReturn
 
 import nats
@@ -49,6 +49,8 @@ _KV_OP = "KV-Operation"
 _MARKER = "Nats-Marker-Reason"
 _EXPECT = "Nats-Expected-Last-Subject-Sequence"
 _DEL_HDR = {_KV_OP: "DEL"}
+#: On a delete marker of a key that was already absent: no change (the feed skips it).
+UNCHANGED = "Aurora-Unchanged"
 # JetStream error codes (server/errors.json).
 _WRONG_LAST_SEQ = (10071, 10164)
 _STREAM_NOT_FOUND = 10059
@@ -783,25 +785,101 @@ class NATSCore:
                 self.fail(resp, "inserting")
 
     async def write(
-        self, ops: Sequence[Op], expect: dict[bytes, int] | None = None, internal: int = 0
-    ) -> int:
+        self,
+        ops: Sequence[Op],
+        expect: dict[bytes, int] | None = None,
+        internal: int = 0,
+        *,
+        state: dict[bytes, tuple[bytes | None, int]] | None = None,
+        present: bool = False,
+    ) -> None:
         """Apply ``ops`` atomically (one atomic batch publish; a single operation is one
-        publish). ``expect`` maps keys to the subject sequence their first write requires;
-        ``internal`` of the ops are records the repository added (sequence counters, for
-        the error that names the caller's operations).
+        publish). ``expect`` maps keys to the subject sequence their first write requires
+        (a conditional commit; ``state`` is what it read); ``internal`` of the ops are
+        records the repository added (sequence counters, for the error that names the
+        caller's operations).
 
-        Returns:
-            The stream sequence of the last message.
+        A delete of a key that does not exist changes nothing and is no change for a
+        watch (as on every engine). So the deleted keys are read first, and each delete
+        carries the key's last sequence as read (the server refuses the batch if the
+        key was written meanwhile; it is then read and published again). The marker of
+        an absent key is still published - the server checks the key is still absent
+        when the batch is stored - with ``Aurora-Unchanged``, which the change feed
+        skips. A write of nothing but such deletes publishes nothing (it takes effect
+        when the keys were read). ``present``: every deleted key was just listed (a
+        range delete), so nothing is read.
 
         Raises:
             BatchTooLargeError: more than ``max_batch`` operations; nothing written.
             NotSupportedError: atomic publish is not available; nothing written.
-            ConditionFailed: (via the caller) an expected sequence did not hold.
+            nats.js.errors.APIError: (``expect`` given) an expected sequence did not
+                hold; the conditional commit plans again.
         """
         self._writable()
         n = len(ops)
         if n > self.config.max_batch:
             raise self.too_large(n - internal, internal)
+        if present or all(v is not None for _, v in ops):
+            await self._publish_ops(ops, expect, internal, ())
+            return
+        while True:
+            known = dict(state) if state else {}
+            noop, guards = await self._unchanged(ops, known, expect)
+            if len(noop) == n:
+                return  # nothing would change
+            if expect is not None:
+                await self._publish_ops(ops, {**guards, **expect}, internal, noop)
+                return
+            try:
+                await self._publish_ops(ops, guards, internal, noop)
+                return
+            except nats.js.errors.APIError as exc:
+                if exc.err_code not in _WRONG_LAST_SEQ:
+                    self.fail(exc, "writing")
+                # A deleted key was written meanwhile: read again.
+
+    async def _unchanged(
+        self,
+        ops: Sequence[Op],
+        known: dict[bytes, tuple[bytes | None, int]],
+        expect: dict[bytes, int] | None,
+    ) -> tuple[set[int], dict[bytes, int]]:
+        """Which of ``ops`` are deletes of absent keys (their indexes), and the last
+        sequence each deleted key must still have when the batch is stored (on the
+        key's first write in the batch; ``expect`` already guards its own keys)."""
+        unread = list(dict.fromkeys(k for k, v in ops if v is None and k not in known))
+        for i in range(0, len(unread), _IN_FLIGHT):
+            part = unread[i : i + _IN_FLIGHT]
+            known.update(zip(part, await asyncio.gather(*map(self.read_state, part)), strict=True))
+        exists: dict[bytes, bool] = {}  # within the batch, as its operations apply
+        noop: set[int] = set()
+        guards: dict[bytes, int] = {}
+        for i, (k, v) in enumerate(ops):
+            if v is not None:
+                exists[k] = True
+                continue
+            now = exists.get(k)
+            if now is None:  # the key's first write in the batch
+                now = known[k][0] is not None
+                if expect is None or k not in expect:
+                    # A present key deleted by someone else meanwhile would be deleted
+                    # twice (a change reported that did not happen) - guarded alike.
+                    guards[k] = known[k][1]
+            if not now:
+                noop.add(i)
+            exists[k] = False
+        return noop, guards
+
+    async def _publish_ops(
+        self,
+        ops: Sequence[Op],
+        expect: dict[bytes, int] | None,
+        internal: int,
+        noop: Collection[int],
+    ) -> int:
+        """Publish ``ops`` (see :meth:`write`): the deletes at the indexes ``noop``
+        carry ``Aurora-Unchanged``."""
+        n = len(ops)
         pending = dict(expect) if expect else {}
 
         def headers(key: bytes, value: bytes | None) -> dict[str, str] | None:
@@ -841,6 +919,8 @@ class NATSCore:
                     h = headers(k, v) or {}
                     h["Nats-Batch-Id"] = bid
                     h["Nats-Batch-Sequence"] = str(i)
+                    if noop and i - 1 in noop:
+                        h[UNCHANGED] = "1"
                     data = b"" if v is None else v
                 if i < n:
                     await publish(pre + encode_key(k), data, headers=h)
@@ -916,7 +996,7 @@ class NATSCore:
                     state[miss.key] = await self.read_state(miss.key)
             expect = {k: seq for k, (_, seq) in state.items()}
             try:
-                await self.write(out, expect, internal)
+                await self.write(out, expect, internal, state=state)
             except nats.js.errors.APIError as exc:
                 if exc.err_code in _WRONG_LAST_SEQ:
                     continue

@@ -49,6 +49,7 @@ from nats.js import api
 from aurora_storage.backend import ChangeFeed, ChangeRecord
 from aurora_storage.errors import PositionExpiredError, RepositoryClosedError
 
+from ._client import UNCHANGED
 from ._subjects import decode_key, scan_filter
 
 if TYPE_CHECKING:
@@ -107,7 +108,8 @@ def _record(core: NATSCore, msg: Msg) -> ChangeRecord:
         key = decode_key(hdrs["Nats-Subject"][len(core.pre) :])
     except (KeyError, ValueError):
         return seq, _OUTSIDE, None
-    if key[:1] == b"\x00":
+    if key[:1] == b"\x00" or UNCHANGED in hdrs:
+        # (A delete of a key that was already absent: no change, see NATSCore.write.)
         return seq, _OUTSIDE, None
     if _KV_OP in hdrs or _MARKER in hdrs:
         return seq, key, None

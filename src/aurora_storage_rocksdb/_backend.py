@@ -472,9 +472,11 @@ class RocksDBBackend(Backend):
         n: int = wb.len()
         if n:
             with self._engine("write batch"), self._insert_lock:
+                # Read before the write: a delete of an absent key is no change.
+                recorded = None if changes is None else _eventstore.effective(self, changes)
                 self._db.write(wb)
-                if changes is not None:
-                    _eventstore.record(self, changes)
+                if recorded is not None:
+                    _eventstore.record(self, recorded)
         return n
 
     # ------------------------------------------------------------------ scans

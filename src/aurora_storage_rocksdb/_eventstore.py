@@ -45,6 +45,7 @@ def commit(
         backend._check()
         try:
             final, firsts = plan_commit(read, ops, conditions, appends, last=backend.last_key)
+            changes = effective(backend, final) if backend._feed is not None else final
             wb = rocksdict.WriteBatch(raw_mode=True)
             for k, v in final:
                 if v is None:
@@ -57,8 +58,30 @@ def commit(
         except Exception as exc:
             raise backend._error(exc, "conditional commit") from exc
         if backend._feed is not None:
-            record(backend, final)
+            record(backend, changes)
         return firsts
+
+
+def effective(backend: RocksDBBackend, ops: Sequence[Op]) -> Sequence[Op]:
+    """``ops`` as changes for the feed: without the deletes of keys that are absent when
+    they apply (a delete that removes nothing is not a change; a WriteBatch deletes
+    blindly). Read under the write lock, before the write."""
+    if all(v is not None for _, v in ops):
+        return ops
+    exists: dict[bytes, bool] = {}  # within the batch, as its operations apply
+    out: list[Op] = []
+    for k, v in ops:
+        if v is not None:
+            exists[k] = True
+            out.append((k, v))
+            continue
+        now = exists.get(k)
+        if now is None:
+            now = backend._get(k) is not None
+        if now:
+            out.append((k, None))
+        exists[k] = False
+    return out
 
 
 def record(backend: RocksDBBackend, changes: Sequence[tuple[bytes, bytes | None]]) -> None:

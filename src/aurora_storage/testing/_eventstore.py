@@ -495,6 +495,35 @@ class ChangeFeedTests(_Base):
                 b.insert("t", "taken", 2)
             assert list(w) == []
 
+    def test_deleting_a_missing_key_is_not_a_change(self, repo: Repo) -> None:
+        """The feed reports only changes that happened: deleting a key that does not
+        exist - with delete, delete_many, a batch's delete, alone or next to a real
+        change - changes nothing and is not seen by a watch."""
+        require(repo, "change_feed", "watch() needs a change feed")
+        repo.put("t", "present", 1)
+        with repo.watch("t", timeout=5) as w:
+            assert repo.delete("t", "missing") is False
+            assert repo.delete_many("t", ["missing", "absent"]) == 0
+            with repo.batch() as b:
+                b.delete("t", "missing")
+            with repo.batch() as b:
+                b.delete("t", "absent")
+                b.put("t", "new", 2)
+            assert repo.delete_many("t", ["missing", "present"]) == 1
+            expected = [("new", 2, False), ("present", None, True)]
+            if repo.capabilities.conditional_writes:
+                # A conditional batch (the engines' other commit path).
+                with repo.batch() as b:
+                    b.insert("t", "fresh", 4)
+                    b.delete("t", "missing")
+                expected.append(("fresh", 4, False))
+            repo.put("t", "last", 3)  # the end mark: everything before it was read
+            expected.append(("last", 3, False))
+            got = _collect(w, len(expected))
+        assert [(c.key, c.value, c.deleted) for c in got] == expected
+        positions = [c.position for c in got]
+        assert positions == sorted(set(positions))
+
     def test_close_wakes_a_blocked_watch(self, repo: Repo) -> None:
         require(repo, "change_feed", "watch() needs a change feed")
         w = repo.watch("t")
