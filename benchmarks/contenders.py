@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shelve
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
 
 import orjson
 
@@ -396,14 +396,17 @@ class RawRocksDB(Contender):
 
     def scan_keys(self) -> int:
         n, plen = 0, len(RAW_PREFIX)
-        for k in self.db.keys(from_key=RAW_PREFIX, read_opt=self._ro()):
+        # raw mode: every key is bytes (rocksdict's stubs type a key as any it may hold)
+        keys = cast("Iterator[bytes]", self.db.keys(from_key=RAW_PREFIX, read_opt=self._ro()))
+        for k in keys:
             k[plen:].decode()
             n += 1
         return n
 
     def scan_items(self) -> int:
         n, plen, loads = 0, len(RAW_PREFIX), orjson.loads
-        for k, v in self.db.items(from_key=RAW_PREFIX, read_opt=self._ro()):
+        items = self.db.items(from_key=RAW_PREFIX, read_opt=self._ro())
+        for k, v in cast("Iterator[tuple[bytes, bytes]]", items):  # raw mode: bytes
             k[plen:].decode()
             loads(v)
             n += 1

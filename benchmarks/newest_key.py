@@ -28,6 +28,8 @@ from typing import Any
 
 import aurora_storage
 from aurora_storage._keys import encode_prefix, prefix_successor
+from aurora_storage_lmdb import LMDBBackend
+from aurora_storage_rocksdb import RocksDBBackend
 
 PER_TRIAL = 200
 
@@ -85,7 +87,9 @@ def bench_rocksdb(tmp: str, aggs: int, events: int, trials: int) -> None:
 
     repo = aurora_storage.open(f"rocksdb://{tmp}/rocks")
     _fill(repo, aggs, events)
-    db = repo.backend._db
+    backend = repo.backend
+    assert isinstance(backend, RocksDBBackend)
+    db = backend._db  # the engine handle under the repository: the raw side of the pair
     his = [_bounds(repo, a) for a in range(aggs)]
     aurora = _aurora_side(repo, aggs, events)
 
@@ -108,7 +112,9 @@ def bench_rocksdb(tmp: str, aggs: int, events: int, trials: int) -> None:
 def bench_lmdb(tmp: str, aggs: int, events: int, trials: int) -> None:
     repo = aurora_storage.open(f"lmdb://{tmp}/lmdb")
     _fill(repo, aggs, events)
-    env = repo.backend._env
+    backend = repo.backend
+    assert isinstance(backend, LMDBBackend)
+    env = backend._env  # the engine handle under the repository: the raw side of the pair
     his = [_bounds(repo, a) for a in range(aggs)]
     aurora = _aurora_side(repo, aggs, events)
 

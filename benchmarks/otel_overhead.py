@@ -58,10 +58,10 @@ def _variants(tmp: str) -> dict[str, Callable[[], Any]]:
     }
 
 
-def _time(fn: Callable[[int], Any], ops: int) -> float:
+def _time(fn: Callable[[Any, int], Any], repo: Any, ops: int) -> float:
     start = time.perf_counter()
     for i in range(ops):
-        fn(i)
+        fn(repo, i)
     return (time.perf_counter() - start) / ops * 1e6
 
 
@@ -82,10 +82,8 @@ def main() -> int:
             order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
                 repo = repos[name]
-                gets[name].append(_time(lambda i, repo=repo: repo.get("acme", i), args.ops))
-                puts[name].append(
-                    _time(lambda i, repo=repo: repo.put("acme", i, {"i": i}), args.ops)
-                )
+                gets[name].append(_time(lambda r, i: r.get("acme", i), repo, args.ops))
+                puts[name].append(_time(lambda r, i: r.put("acme", i, {"i": i}), repo, args.ops))
         for repo in repos.values():
             repo.close()
         print(f"\nLMDB, {args.ops} operations x {args.rounds} rounds; median (min-max) us/op\n")

@@ -478,7 +478,7 @@ def report(doc: dict[str, Any]) -> str:
         lines.append("**tiered** (hot lmdb, cold rocksdb, cache mode) vs direct tier calls\n")
         lines.append("| operation | tiered | direct | ratio | target |")
         lines.append("| --- | ---: | ---: | ---: | --- |")
-        pairs = [
+        pairs: list[tuple[str, str, Callable[[str], float]]] = [
             ("put", "hot put + cold put", lambda o: med(hot[o]) + med(cold[o])),
             ("put_many", "hot + cold put_many", lambda o: med(hot[o]) + med(cold[o])),
             ("get_hit", "hot get", lambda o: med(hot[o])),
@@ -579,8 +579,8 @@ def report(doc: dict[str, Any]) -> str:
         lines.append("**Targets**\n")
         lines.append("| target | measured | result |")
         lines.append("| --- | ---: | --- |")
-        for label, _v, txt, ok in checks:
-            lines.append(f"| {label} | {txt} | {'ok' if ok else 'MISSED'} |")
+        for label, _v, txt, met in checks:
+            lines.append(f"| {label} | {txt} | {'ok' if met else 'MISSED'} |")
         lines.append("")
     if doc.get("skipped"):
         lines.append("**Skipped**\n")

@@ -31,10 +31,11 @@ def latest(record: HistoryRecord, state: ProjectionState) -> None:
     state.put(record.value["order"], record.value)
 
 
-def timed(fn: Callable[[int], None], n: int) -> float:
+def timed(fn: Callable[[int, int], object], base: int, n: int) -> float:
+    """Per-call microseconds of ``fn(base, i)`` for ``i`` in ``range(n)``."""
     t = time.perf_counter()
     for i in range(n):
-        fn(i)
+        fn(base, i)
     return (time.perf_counter() - t) / n * 1e6
 
 
@@ -44,25 +45,27 @@ def overhead(hot_opts: str, n: int) -> None:
         cold = aurora_storage.open(f"rocksdb://{d}/cold")
         hot_d = aurora_storage.open(f"lmdb://{d}/hot_direct{hot_opts}")
         cold_d = aurora_storage.open(f"rocksdb://{d}/cold_direct")
-        cache = TieredRepository(hot=hot, cold=cold)
+        cache: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold)
         hot2 = aurora_storage.open(f"lmdb://{d}/hot2{hot_opts}")
         cold2 = aurora_storage.open(f"rocksdb://{d}/cold2")
-        proj = TieredRepository(hot=hot2, cold=cold2, projection=latest)
+        proj: TieredRepository[Any, Any] = TieredRepository(hot=hot2, cold=cold2, projection=latest)
         res: dict[str, list[float]] = {}
+        # Each op is fn(base, i): a round's keys start at base (one round's puts do not
+        # overwrite the previous round's).
+        ops: dict[str, Callable[[int, int], object]] = {
+            "direct cold put": lambda b, i: cold_d.put("acme", ("e", b + i), VALUE),
+            "direct hot put": lambda b, i: hot_d.put("acme", ("e", b + i), VALUE),
+            "tiered cache put": lambda b, i: cache.put("acme", ("e", b + i), VALUE),
+            "tiered projection put": lambda b, i: proj.put("acme", ("e", b + i), VALUE),
+            "direct hot get": lambda b, i: hot_d.get("acme", ("e", b + i)),
+            "tiered cache get (hot hit)": lambda b, i: cache.get("acme", ("e", b + i)),
+            "direct hot get (projection)": lambda b, i: hot2.get("acme", "o-123"),
+            "tiered projection get": lambda b, i: proj.get("acme", "o-123"),
+        }
         for r in range(ROUNDS):
             base = r * n
-
-            def add(name: str, fn: Callable[[int], None]) -> None:
-                res.setdefault(name, []).append(timed(fn, n))
-
-            add("direct cold put", lambda i, b=base: cold_d.put("acme", ("e", b + i), VALUE))
-            add("direct hot put", lambda i, b=base: hot_d.put("acme", ("e", b + i), VALUE))
-            add("tiered cache put", lambda i, b=base: cache.put("acme", ("e", b + i), VALUE))
-            add("tiered projection put", lambda i, b=base: proj.put("acme", ("e", b + i), VALUE))
-            add("direct hot get", lambda i, b=base: hot_d.get("acme", ("e", b + i)))
-            add("tiered cache get (hot hit)", lambda i, b=base: cache.get("acme", ("e", b + i)))
-            add("direct hot get (projection)", lambda i, b=base: hot2.get("acme", "o-123"))
-            add("tiered projection get", lambda i, b=base: proj.get("acme", "o-123"))
+            for name, op in ops.items():
+                res.setdefault(name, []).append(timed(op, base, n))
         best = {k: min(v) for k, v in res.items()}
         for k, v in best.items():
             print(f"  {k:32s} {v:8.2f} us")
@@ -92,7 +95,7 @@ def rebuild_child(n: int) -> None:
                 batch = []
         cold.put_many("acme", batch)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        repo = TieredRepository(
+        repo: TieredRepository[Any, Any] = TieredRepository(
             hot=aurora_storage.open(f"lmdb://{d}/hot?sync=false"), cold=cold, projection=latest
         )
         t = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ from tiered_helpers import (
     fold_orders,
     iter_events,
     orders,
+    present,
 )
 
 import aurora_storage
@@ -122,8 +124,8 @@ def test_construction_refuses_bad_pairs() -> None:
 
 
 def test_mixed_codecs_allowed_in_projection_mode() -> None:
-    hot = Repository(MemoryBackend(), codec="msgpack")
-    t = TieredRepository(hot=hot, cold=flaky_repo(), projection=orders)
+    hot: Repository[Any, Any] = Repository(MemoryBackend(), codec="msgpack")
+    t: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=flaky_repo(), projection=orders)
     t.put("acme", (1, "e"), event("OrderCreated", "o-1", 5))
     assert t.get("acme", "o-1") == {"events": 1, "total": 5, "status": "created"}
     assert t.codec.name == "msgpack"
@@ -153,7 +155,7 @@ def test_every_public_repository_method_is_overridden_or_works() -> None:
     assert inherited == [], inherited
     event_store = {"get_versioned", "compare_and_set", "last_sequence", "last_position", "watch"}
     t, _, cold = cache_pair()
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "get_versioned": lambda: t.get_versioned("acme", "k"),
         "compare_and_set": lambda: t.compare_and_set("acme", "k", 1, version=None),
         "last_sequence": lambda: t.last_sequence("acme", "log"),
@@ -188,7 +190,7 @@ def test_open_by_url_and_options() -> None:
         assert isinstance(repo, TieredRepository)
         assert repo.projection is orders
         repo.put("acme", (1, "e"), event("OrderPaid", "o-9", 3))
-        assert repo.get("acme", "o-9")["status"] == "paid"
+        assert present(repo.get("acme", "o-9"))["status"] == "paid"
     with aurora_storage.open(url, projection=orders, fill="none") as repo:
         assert isinstance(repo, TieredRepository)
         assert repo.mode == "projection"
@@ -220,13 +222,13 @@ def test_cache_write_goes_to_cold_then_hot() -> None:
 def test_cache_read_falls_back_to_cold_and_fills_hot_by_policy() -> None:
     hot, cold = flaky_repo(), flaky_repo()
     cold.put("acme", "old", "from-history")  # written before the tiering existed
-    t = TieredRepository(hot=hot, cold=cold)
+    t: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold)
     assert not hot.has("acme", "old")
     assert t.get("acme", "old") == "from-history"
     assert hot.get("acme", "old") == "from-history"  # fill="read"
     assert t.get("acme", "absent", "dflt") == "dflt"
     assert not hot.has("acme", "absent")
-    nofill = TieredRepository(hot=flaky_repo(), cold=cold, fill="none")
+    nofill: TieredRepository[Any, Any] = TieredRepository(hot=flaky_repo(), cold=cold, fill="none")
     assert nofill.get("acme", "old") == "from-history"
     assert not nofill.hot.has("acme", "old")
     assert nofill.get_many("acme", ["old", "absent"], 0) == ["from-history", 0]
@@ -237,7 +239,7 @@ def test_cache_read_falls_back_to_cold_and_fills_hot_by_policy() -> None:
 def test_cache_fill_failure_does_not_fail_the_read() -> None:
     hot, cold = flaky_repo(), flaky_repo()
     cold.put("acme", "k", 1)
-    t = TieredRepository(hot=hot, cold=cold)
+    t: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold)
     flaky(hot).fail("put", exc=Broken)
     assert t.get("acme", "k") == 1
     assert t.get_many("acme", ["k"]) == [1]
@@ -294,7 +296,7 @@ def test_cache_full_api() -> None:
 def test_cache_rebuild_warms_hot_from_cold() -> None:
     hot, cold = flaky_repo(), flaky_repo()
     cold.put_many("acme", {i: i for i in range(50)})
-    t = TieredRepository(hot=hot, cold=cold, rebuild_chunk=7)
+    t: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, rebuild_chunk=7)
     seen: list[RebuildProgress] = []
     assert t.rebuild(progress=seen.append) == 50
     assert dump(hot) == dump(cold)
@@ -308,7 +310,7 @@ def test_log_is_trimmed() -> None:
         t.put("acme", i, i)
     assert log_size(cold) <= 11
     # the newest entry is kept: it tells a reopened pair the next sequence number
-    t2 = TieredRepository(hot=t.hot, cold=cold)
+    t2: TieredRepository[Any, Any] = TieredRepository(hot=t.hot, cold=cold)
     t2.put("acme", "after", 1)
     assert t2.stats()["cold_seq"] == 96
 
@@ -318,7 +320,7 @@ def test_async_twin() -> None:
         t, _, _ = proj_pair()
         a = AsyncTieredRepository(t)
         await a.put("acme", (1, "e"), event("OrderCreated", "o-1"))
-        assert (await a.get("acme", "o-1"))["status"] == "created"
+        assert present(await a.get("acme", "o-1"))["status"] == "created"
         assert await a.catch_up() == 0
         assert a.lag == 0
         assert await a.rebuild("acme") == 1
@@ -362,7 +364,9 @@ def test_projection_record_and_state() -> None:
         state.delete("tmp")
         assert not state.has("tmp")
 
-    t = TieredRepository(hot=flaky_repo(), cold=flaky_repo(), projection=proj)
+    t: TieredRepository[Any, Any] = TieredRepository(
+        hot=flaky_repo(), cold=flaky_repo(), projection=proj
+    )
     t.put_many("acme", [(("a", 1), "x"), (("a", 2), "y")])  # same group: read-your-writes
     assert t.get("acme", "n") == 2
     assert not t.has("acme", "tmp")
@@ -375,7 +379,8 @@ def test_projection_record_and_state() -> None:
     assert seen[-1].seq == 2
     assert seen[-1].tenant == "b"
     assert t.rebuild() == 4
-    assert seen[-1].seq is None  # rebuild reads history, not the change log
+    rebuilt = seen[-1]  # read again: the rebuild appended to ``seen``
+    assert rebuilt.seq is None  # rebuild reads history, not the change log
     assert t.get("acme", "n") == 3
 
 
@@ -394,7 +399,7 @@ def test_history_is_append_only() -> None:
         t.delete_many("acme", [(1, "e")])
     with pytest.raises(ReadOnlyError), t.batch() as b:
         b.delete("acme", (1, "e"))
-    assert t.get("acme", "o-1")["events"] == 1
+    assert present(t.get("acme", "o-1"))["events"] == 1
     assert_projection_consistent(t)
 
 
@@ -445,7 +450,7 @@ def test_crash_in_cold_step_leaves_nothing(mode: str) -> None:
     flaky(cold).fail("write")
     with pytest.raises(Crash):
         t.put("acme", (2, "e"), event("OrderPaid", "o-1"))
-    t2 = TieredRepository(hot=hot, cold=cold, projection=t.projection)
+    t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=t.projection)
     # cache mode records hot's position lazily and re-applies (idempotently) the
     # entries after the recorded one: here the first put
     assert t2.recovered_on_open == (0 if mode == "projection" else 1)
@@ -481,7 +486,7 @@ def test_crash_between_cold_and_hot_is_caught_up_on_open(mode: str, op: str) -> 
     flaky(hot).fail_writes()
     with pytest.raises(Crash):
         _write_op(t, op)
-    t2 = TieredRepository(hot=hot, cold=cold, projection=t.projection)
+    t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=t.projection)
     # projection: exactly the one entry; cache: every entry after hot's recorded
     # position, re-applied idempotently (20 puts + the crashed one)
     assert t2.recovered_on_open == (1 if mode == "projection" else 21)
@@ -525,7 +530,7 @@ def test_hot_failure_repaired_by_next_write() -> None:
     with pytest.raises(HotTierError):
         t.put("acme", (1, "e"), event("OrderCreated", "o-1"))
     t.put("acme", (2, "e"), event("OrderPaid", "o-1"))  # catches up first, in order
-    assert t.get("acme", "o-1")["events"] == 2
+    assert present(t.get("acme", "o-1"))["events"] == 2
     assert_projection_consistent(t)
 
 
@@ -538,7 +543,7 @@ def test_projection_failing_in_catch_up_stops_its_tenant_until_retried() -> None
         state.put("last", record.value)
 
     hot, cold = flaky_repo(), flaky_repo()
-    t = TieredRepository(hot=hot, cold=cold, projection=proj)
+    t: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=proj)
     flaky(hot).fail("write", exc=Broken)
     with pytest.raises(HotTierError):
         t.put("acme", 1, "bad")
@@ -570,7 +575,7 @@ def test_crash_during_catch_up_resumes_exactly_once() -> None:
     flaky(hot).fail("write", after=1)  # die after the first group of entries
     with pytest.raises(Crash):
         t.catch_up()
-    t2 = TieredRepository(hot=hot, cold=cold, projection=orders)
+    t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=orders)
     assert 0 < t2.recovered_on_open < 601
     assert_projection_consistent(t2)
 
@@ -593,14 +598,14 @@ def test_crash_inside_drop_tenant(mode: str, fault: tuple[str, str, dict[str, An
     flaky(hot if tier == "hot" else cold).fail(method, **kw)
     with pytest.raises(Crash):
         t.drop_tenant("acme")
-    t2 = TieredRepository(hot=hot, cold=cold, projection=t.projection)
+    t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=t.projection)
     assert "acme" not in list(cold.tenants())
     assert "acme" not in list(hot.tenants())
     assert cold.count("globex") == cold.count("acme-corp") == 100
     t2.put("acme", (1000, "e"), event("OrderCreated", "o-new"))
     t2.put("globex", (1000, "e"), event("OrderCreated", "o-new"))
     if mode == "projection":
-        assert t2.get("acme", "o-new")["events"] == 1
+        assert present(t2.get("acme", "o-new"))["events"] == 1
         assert_projection_consistent(t2)
     else:
         assert dump(hot) == dump(cold)
@@ -630,7 +635,7 @@ def test_cold_error_after_apply_does_not_reuse_the_sequence_number() -> None:
     assert isinstance(info.value.__cause__, Broken)
     t.put("acme", 3, 3)  # must get seq 3, not overwrite entry 2
     assert t.stats()["cold_seq"] == 3
-    t2 = TieredRepository(hot=hot, cold=cold)
+    t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold)
     assert t2.recovered_on_open == 0  # the catch-up inside the write of 3 recorded POS
     assert dump(hot) == dump(cold) == {("acme", 1): 1, ("acme", 2): 2, ("acme", 3): 3}
 
@@ -644,7 +649,9 @@ def test_crash_during_rebuild_is_redone_on_open(tenant: str | None, after: int) 
     flaky(hot).fail("write", after=after)  # 0: marker; then clearing/chunks
     with pytest.raises(Crash):
         t.rebuild(tenant)
-    t2 = TieredRepository(hot=hot, cold=cold, projection=orders, rebuild_chunk=10)
+    t2: TieredRepository[Any, Any] = TieredRepository(
+        hot=hot, cold=cold, projection=orders, rebuild_chunk=10
+    )
     assert_projection_consistent(t2)
 
 
@@ -656,7 +663,7 @@ def test_crash_during_cache_rebuild_is_redone_on_open(after: int) -> None:
     flaky(hot).fail("write", after=after)
     with pytest.raises(Crash):
         t.rebuild()
-    t2 = TieredRepository(hot=hot, cold=cold, rebuild_chunk=10)
+    t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, rebuild_chunk=10)
     # The shadow warm-up was dropped: the old cache is served, still exact.
     assert dump(hot) == {("acme", i): i for i in range(50)}
     assert t2.lag == 0
@@ -668,12 +675,16 @@ def test_fresh_hot_is_rebuilt_from_history() -> None:
     t, _hot, cold = proj_pair()
     for tn, key, ev in iter_events(30):
         t.put(tn, key, ev)
-    t2 = TieredRepository(hot=flaky_repo(), cold=cold, projection=orders)
+    t2: TieredRepository[Any, Any] = TieredRepository(
+        hot=flaky_repo(), cold=cold, projection=orders
+    )
     assert_projection_consistent(t2)
     # cache mode over an existing cold store: an empty cache, filled by reads
     c0, _, ccold = cache_pair()
     c0.put("acme", (0, "e"), event("OrderCreated", "o-0", 0))
-    c = TieredRepository(hot=flaky_repo(), cold=flaky_repo(flaky(ccold).snapshot()))
+    c: TieredRepository[Any, Any] = TieredRepository(
+        hot=flaky_repo(), cold=flaky_repo(flaky(ccold).snapshot())
+    )
     assert dump(c.hot) == {}
     assert c.get("acme", (0, "e")) == event("OrderCreated", "o-0", 0)
 
@@ -684,8 +695,8 @@ def test_hot_ahead_of_cold_is_rebuilt() -> None:
     old_cold = flaky(cold).snapshot()  # a backup of history taken here
     t.put("acme", (2, "e"), event("OrderPaid", "o-1"))
     restored = flaky_repo(old_cold)
-    t2 = TieredRepository(hot=hot, cold=restored, projection=orders)
-    assert t2.get("acme", "o-1")["status"] == "created"  # never ahead of cold
+    t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=restored, projection=orders)
+    assert present(t2.get("acme", "o-1"))["status"] == "created"  # never ahead of cold
     assert_projection_consistent(t2)
 
 
@@ -695,8 +706,10 @@ def test_hot_behind_the_trimmed_log_is_rebuilt() -> None:
     old_hot = flaky(hot).snapshot()  # a backup of the projection taken here
     for i in range(1, 30):
         t.put("acme", (i, "e"), event("OrderPaid", "o-1", 1))
-    t2 = TieredRepository(hot=flaky_repo(old_hot), cold=cold, projection=orders)
-    assert t2.get("acme", "o-1")["events"] == 30
+    t2: TieredRepository[Any, Any] = TieredRepository(
+        hot=flaky_repo(old_hot), cold=cold, projection=orders
+    )
+    assert present(t2.get("acme", "o-1"))["events"] == 30
     assert_projection_consistent(t2)
 
 
@@ -710,7 +723,7 @@ def test_mode_is_recorded_in_the_store() -> None:
     with pytest.raises(ConfigurationError, match="created in projection mode"):
         TieredRepository(hot=hot, cold=cold)
     assert dump(hot) == before  # nothing wiped
-    t2 = TieredRepository(hot=hot, cold=cold, projection=orders)
+    t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=orders)
     assert t2.recovered_on_open == 0
     assert_projection_consistent(t2)
     c, chot, ccold = cache_pair()
@@ -723,7 +736,7 @@ def test_read_only_tier_makes_a_read_only_pair() -> None:
     class _RO(MemoryBackend):
         capabilities = Capabilities(read_only=True)
 
-    t = TieredRepository(hot=flaky_repo(), cold=Repository(_RO()))
+    t: TieredRepository[Any, Any] = TieredRepository(hot=flaky_repo(), cold=Repository(_RO()))
     assert t.capabilities.read_only
     with pytest.raises(ReadOnlyError):
         t.put("acme", 1, 1)
@@ -740,7 +753,7 @@ def test_replayed_drop_never_deletes_later_history() -> None:
     flaky(hot).fail("write", exc=Broken)
     with pytest.raises(HotTierError):
         t.put("acme", (2, "e"), event("OrderCreated", "o-2"))
-    t2 = TieredRepository(hot=hot, cold=cold, projection=orders)
+    t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=orders)
     assert t2.recovered_on_open == 2
     assert cold.list("acme") == [(2, "e")]  # the drop's replay kept the later record
     assert t2.list("acme") == ["o-2"]
@@ -752,7 +765,7 @@ def test_cache_mode_records_hot_position_lazily() -> None:
     for i in range(25):
         t.put("acme", i, i)
     # a crash now: at most trim_every entries are re-applied, idempotently
-    t2 = TieredRepository(hot=hot, cold=cold, trim_every=10)
+    t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, trim_every=10)
     assert 0 < t2.recovered_on_open <= 10
     assert dump(hot) == dump(cold)
     t2.close()  # a clean close records the position: nothing to re-apply

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from tiered_helpers import Broken, Counting, dump, faulty_repo, flaky_repo, fold_counting
@@ -33,7 +33,7 @@ TENANTS = ("acme", "globex", "initech", "umbrella")
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(("policy", "seed"), [("stop", 1), ("park", 2), ("stop", 3)])
-def test_fault_campaign(policy: str, seed: int) -> None:
+def test_fault_campaign(policy: Literal["stop", "park"], seed: int) -> None:
     rnd = random.Random(seed)
     hot, fb = faulty_repo()
     cold = flaky_repo()
@@ -161,7 +161,7 @@ def test_fault_campaign(policy: str, seed: int) -> None:
     if policy == "park":
         assert left == undecodable
     else:  # a tenant stays stopped at its first undecodable record, the rest held
-        first = {}
+        first: dict[str, Any] = {}
         for tenant, key in sorted(undecodable):
             first.setdefault(tenant, key)
         assert left == {(tn, k) for tn in first for k in cold.keys(tn) if k >= first[tn]}

@@ -83,7 +83,7 @@ def test_sigkill_campaign(tmp_path: Path, mode: str) -> None:
         pos, seq = _raw_positions(tmp_path)
         assert pos <= seq, f"kill {i}: hot applied {pos}, ahead of cold's log {seq}"
         kills_with_lag += pos < seq
-        with TieredRepository(
+        with TieredRepository[Any, Any](
             hot=aurora_storage.open(f"lmdb://{tmp_path}/projection?sync=false"),
             cold=aurora_storage.open(f"rocksdb://{tmp_path}/history"),
             projection=orders if mode == "projection" else None,

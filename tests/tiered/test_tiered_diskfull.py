@@ -31,7 +31,7 @@ def test_full_hot_tier_is_a_typed_durable_error() -> None:
     hot, fb = faulty_repo()
     cold = flaky_repo()
     proj = Counting()
-    t = TieredRepository(hot=hot, cold=cold, projection=proj)
+    t: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=proj)
     fb.fail(when="before", exc=Full)
     with pytest.raises(StorageFullError) as info:  # also an OSError, like the engines'
         t.put("acme", 1, {"i": 1, "mark": ""})

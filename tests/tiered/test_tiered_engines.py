@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tiered_helpers import dump, event, fold_orders, iter_events, orders
+from tiered_helpers import dump, event, fold_orders, iter_events, orders, present
 
 import aurora_storage
 from aurora_storage.testing import (
@@ -100,7 +100,7 @@ def test_open_by_url_with_tier_options(tmp_path: Path) -> None:
         assert repo.cold.backend.scheme == "rocksdb"
         repo.put("acme", (1, "e"), event("OrderShipped", "o-1"))
     with aurora_storage.open(url(tmp_path, projection="orders")) as repo:
-        assert repo.get("acme", "o-1")["status"] == "shipped"
+        assert present(repo.get("acme", "o-1"))["status"] == "shipped"
 
 
 def test_async_over_engines(tmp_path: Path) -> None:

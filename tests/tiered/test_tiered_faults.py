@@ -19,6 +19,7 @@ from tiered_helpers import (
     faulty_repo,
     flaky_repo,
     fold_counting,
+    present,
 )
 
 from aurora_storage import Repository
@@ -140,7 +141,7 @@ def test_case1_cache_mode_kind() -> None:
     """Case 1 in cache mode: replays are idempotent; hot still ends equal to cold."""
     hot, fb = faulty_repo()
     cold = flaky_repo()
-    t = TieredRepository(hot=hot, cold=cold)
+    t: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold)
     t.put("acme", 1, 1)
     for when in ("before", "after"):
         fb.fail(when=when)
@@ -346,7 +347,8 @@ def test_case5_mode_is_recorded_open_by_url(tmp_path: Any) -> None:
     with pytest.raises(ConfigurationError, match="created in projection mode"):
         aurora_storage.open(url)
     with aurora_storage.open(url + "&projection=orders") as repo:
-        assert repo.get("acme", "o-1")["status"] == "paid"
+        assert isinstance(repo, TieredRepository)
+        assert present(repo.get("acme", "o-1"))["status"] == "paid"
         assert repo.recovered_on_open == 0
 
 
@@ -546,11 +548,11 @@ def test_stores_of_the_previous_version_keep_their_mode() -> None:
 
     t, hot, _fb, cold, proj = pair()
     t.put("acme", (1, "e"), ev(1))
-    meta = orjson.loads(cold.backend.get(tlog.COLD_META))
+    meta = orjson.loads(present(cold.backend.get(tlog.COLD_META)))
     cold.backend.put(tlog.COLD_META, orjson.dumps({"id": meta["id"]}))
     with pytest.raises(ConfigurationError, match="created in projection mode"):
         TieredRepository(hot=hot, cold=cold)
-    assert orjson.loads(cold.backend.get(tlog.COLD_META))["mode"] == "projection"
+    assert orjson.loads(present(cold.backend.get(tlog.COLD_META)))["mode"] == "projection"
     hot.backend.put(tlog.REBUILD, b"*")  # an interrupted rebuild of the previous layout
     t2 = reopen(t, proj)
     assert hot.backend.get(tlog.REBUILD) is None

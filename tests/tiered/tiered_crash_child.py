@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 from tiered_helpers import event, orders
 
@@ -22,7 +23,7 @@ KINDS = ("OrderCreated", "OrderPaid", "OrderShipped", "OrderCancelled")
 def main() -> None:
     data, seed, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     rnd = random.Random(seed)
-    repo = TieredRepository(
+    repo: TieredRepository[Any, Any] = TieredRepository(
         # sync=false on the derived tier, as docs/tiered.md recommends: a kill loses
         # nothing from LMDB's page cache, and more writes happen between kills.
         hot=aurora_storage.open(f"lmdb://{data}/projection?sync=false"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from aurora_storage import Repository
 from aurora_storage.backend import Backend, Op
@@ -21,6 +21,15 @@ class Crash(BaseException):
 
 class Broken(StorageError):
     """A run-time failure of a tier (full disk, I/O error)."""
+
+
+T = TypeVar("T")
+
+
+def present(value: T | None) -> T:
+    """``value``, asserted to be there (a read that must find its record)."""
+    assert value is not None
+    return value
 
 
 class FlakyBackend(MemoryBackend):

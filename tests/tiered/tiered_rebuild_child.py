@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from tiered_helpers import versioned
 
@@ -18,7 +19,7 @@ from aurora_storage.tiered import TieredRepository
 
 def main() -> None:
     data, version = Path(sys.argv[1]), int(sys.argv[2])
-    repo = TieredRepository(
+    repo: TieredRepository[Any, Any] = TieredRepository(
         hot=aurora_storage.open(f"lmdb://{data}/projection?sync=false"),
         cold=aurora_storage.open(f"rocksdb://{data}/history"),
         projection=versioned(version),
