@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 import aurora_storage
+from aurora_storage_rocksdb import RocksDBRepository
 
 from .conftest import command, run_cli
 
@@ -202,6 +203,7 @@ def test_verify_finds_a_damaged_rocksdb_table(tmp_path: Path) -> None:
     store = tmp_path / "r"
     url = f"rocksdb://{store}?compression=none"
     with aurora_storage.open(url) as repo:
+        assert isinstance(repo, RocksDBRepository)  # flush(memtables=) below
         repo.put_many("acme", ((f"k{i:04d}", {"s": f"value-{i:05d}"}) for i in range(2000)))
         repo.flush(memtables=True)
     sst = [p for p in store.iterdir() if p.suffix == ".sst"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import pytest
@@ -33,14 +34,14 @@ from aurora_storage_lmdb import (
 CHILD = str(Path(__file__).with_name("lmdb_child.py"))
 
 
-def child(*args: str, **kw: object) -> subprocess.Popen[str]:
+def child(*args: str, **kw: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, CHILD, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        **kw,  # type: ignore[call-overload]
+        **kw,
     )
 
 
@@ -103,7 +104,7 @@ def test_conflicting_options(tmp_path: Path) -> None:
 
 
 def test_direct_construction_and_factory(tmp_path: Path) -> None:
-    with LMDBRepository(path=tmp_path / "a", map_size="1MiB", sync=False) as repo:
+    with LMDBRepository[Any, Any](path=tmp_path / "a", map_size="1MiB", sync=False) as repo:
         repo.put("t", "k", {"v": 1})
     with create_lmdb_repository(tmp_path / "a") as repo:
         assert repo.get("t", "k") == {"v": 1}
@@ -248,6 +249,7 @@ def test_reader_slots_of_killed_processes_are_reclaimed_at_open(tmp_path: Path) 
         pids = [str(p.pid) for p in dead]
         _kill(dead)
         with aurora_storage.open(f"lmdb://{path}") as repo:
+            assert isinstance(repo, LMDBRepository)
             table = repo.lmdb_backend._env.readers()
             assert not any(pid in table for pid in pids)
             assert str(keeper.pid) in table
@@ -434,6 +436,7 @@ def test_repository_inherited_across_fork_is_refused_in_the_child(
 
 def test_copy_makes_a_consistent_backup(tmp_path: Path) -> None:
     with aurora_storage.open(f"lmdb://{tmp_path}/s") as repo:
+        assert isinstance(repo, LMDBRepository)
         repo.put_many("t", {i: {"n": i} for i in range(1000)})
         repo.drop_tenant("t")
         repo.put_many("u", {i: i for i in range(10)})

@@ -15,6 +15,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ ROUNDS = int(os.environ.get("AURORA_LMDB_CRASH_ROUNDS", "15"))
 
 
 def _verify(
-    repo: aurora_storage.Repository, seed: int, puts: set[str], batches: dict[str, int]
+    repo: aurora_storage.Repository[Any, Any], seed: int, puts: set[str], batches: dict[str, int]
 ) -> None:
     present = set(repo.keys(f"p{seed}"))
     missing = puts - present

@@ -64,7 +64,7 @@ def _build(path: Path) -> dict[str, dict[str, object]]:
     expected: dict[str, dict[str, object]] = {}
     with aurora_storage.open(f"lmdb://{path}?map_size=64KiB") as repo:
         for tenant in ("acme", "acme-corp", "a:b"):
-            records = {
+            records: dict[str, object] = {
                 f"{tenant}-{i:05}": {"n": i, "pad": "p" * rng.randint(1, 300)} for i in range(700)
             }
             repo.put_many(tenant, records)

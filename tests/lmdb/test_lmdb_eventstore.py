@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
@@ -20,7 +21,7 @@ from aurora_storage.backend import Append, ConditionFailed, encode_counter, valu
 from aurora_storage.errors import ConfigurationError, PositionExpiredError
 
 
-def test_change_log_is_recorded_in_the_store(tmp_path) -> None:
+def test_change_log_is_recorded_in_the_store(tmp_path: Path) -> None:
     url = f"lmdb://{tmp_path}/s?sync=false"
     with aurora_storage.open(url + "&change_log=true") as repo:
         assert repo.capabilities.multi_process_change_feed
@@ -33,7 +34,7 @@ def test_change_log_is_recorded_in_the_store(tmp_path) -> None:
         assert [(c.key, c.value) for c in repo.watch("t", after=start, timeout=0.1)] == [("k", 1)]
 
 
-def test_change_log_cannot_be_added_to_an_existing_store(tmp_path) -> None:
+def test_change_log_cannot_be_added_to_an_existing_store(tmp_path: Path) -> None:
     url = f"lmdb://{tmp_path}/s?sync=false"
     with aurora_storage.open(url) as repo:
         repo.put("t", "k", 1)
@@ -44,7 +45,7 @@ def test_change_log_cannot_be_added_to_an_existing_store(tmp_path) -> None:
         assert repo.get("t", "k") == 1
 
 
-def test_trimmed_log_raises_position_expired(tmp_path) -> None:
+def test_trimmed_log_raises_position_expired(tmp_path: Path) -> None:
     url = f"lmdb://{tmp_path}/s?sync=false&change_log=true&change_log_retention=10"
     with aurora_storage.open(url) as repo:
         start = repo.last_position()

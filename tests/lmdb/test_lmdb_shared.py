@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import pytest
@@ -62,7 +63,7 @@ def test_relative_path_and_direct_construction_share_the_handle(
     monkeypatch.chdir(tmp_path)
     with (
         aurora_storage.open("lmdb:proj") as a,
-        LMDBRepository(tmp_path / "proj") as b,
+        LMDBRepository[Any, Any](tmp_path / "proj") as b,
         aurora_storage.open(f"lmdb://{tmp_path}/proj") as c,
     ):
         assert a.backend is b.backend is c.backend
@@ -124,7 +125,7 @@ def test_tilde_is_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyP
         repo.put("t", "k", 1)
     with aurora_storage.open("lmdb://~/y") as repo:
         repo.put("t", "k", 2)
-    with LMDBRepository("~/z") as repo:
+    with LMDBRepository[Any, Any]("~/z") as repo:
         repo.put("t", "k", 3)
     assert sorted(p.name for p in home.iterdir()) == ["x", "y", "z"]
     assert not (tmp_path / "~").exists()

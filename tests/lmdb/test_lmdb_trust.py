@@ -19,6 +19,7 @@ import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import lmdb
@@ -146,14 +147,16 @@ def test_tiered_with_an_lmdb_hot_tier_on_a_full_filesystem_raises_storage_full(
 def test_a_disk_filling_during_commits_raises_storage_full_and_the_handle_recovers(
     fs: Path,
 ) -> None:
-    acked: dict[tuple[int, int], str] = {}
+    acked: dict[tuple[int | str, int], str] = {}
     errors: list[Exception] = []
     with aurora_storage.open(f"lmdb://{fs}/s?sync=false") as repo:
         repo.put("t", ("first", 0), "x")
-        acked[("first", 0)] = "x"  # type: ignore[index]
+        acked[("first", 0)] = "x"
         filler = fill(fs, leave=300_000)
         for b in range(120):
-            batch = {(b, i): f"{b}-{i}-" + "v" * 1000 for i in range(50)}
+            batch: dict[tuple[int | str, int], str] = {
+                (b, i): f"{b}-{i}-" + "v" * 1000 for i in range(50)
+            }
             try:
                 repo.put_many("t", batch)
             except StorageFullError as exc:
@@ -514,6 +517,7 @@ def test_new_stores_use_envelope_v2_covering_the_key(tmp_path: Path) -> None:
     with env.begin() as txn:
         raw = txn.get(key)
     env.close()
+    assert raw is not None
     assert raw[:-4] == b'"one"'
     assert zlib.crc32(key + raw[:-4]).to_bytes(4, "little") == raw[-4:]
 
@@ -593,7 +597,7 @@ def test_async_verify(tmp_path: Path) -> None:
     ],
 )
 def test_out_of_range_options_are_refused_and_leave_nothing(
-    tmp_path: Path, options: dict[str, object], match: str
+    tmp_path: Path, options: dict[str, Any], match: str
 ) -> None:
     with pytest.raises(ConfigurationError, match=match):
         aurora_storage.open(f"lmdb://{tmp_path}/a/s", **options)

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import aurora_storage
+from aurora_storage_rocksdb import RocksDBRepository
 
 
-def _dump(repo: aurora_storage.Repository) -> str:
+def _dump(repo: aurora_storage.Repository[Any, Any]) -> str:
     return json.dumps([[k, v] for k, v in repo.items("t")])
 
 
@@ -46,7 +48,8 @@ def main(argv: list[str]) -> int:
             print(_dump(repo), flush=True)
             for line in sys.stdin:
                 if line.strip() == "catch_up":
-                    repo.catch_up()  # type: ignore[attr-defined]
+                    assert isinstance(repo, RocksDBRepository)  # a secondary's catch_up
+                    repo.catch_up()
                     print(_dump(repo), flush=True)
                 else:
                     break
@@ -71,9 +74,10 @@ def main(argv: list[str]) -> int:
         # SIGKILL: nothing is flushed at exit.
         flushed, in_wal, big = int(argv[2]), int(argv[3]), int(argv[4])
         repo = aurora_storage.open(url)
+        assert isinstance(repo, RocksDBRepository)  # flush(memtables=) below
         for i in range(flushed):
             repo.put("t", i, {"i": i, "pad": "p" * 40})
-        repo.flush(memtables=True)  # type: ignore[call-arg]
+        repo.flush(memtables=True)
         for i in range(flushed, flushed + in_wal):
             repo.put("t", i, {"i": i, "pad": "w" * 40})
         if big:

@@ -4,6 +4,7 @@ test module)."""
 
 from __future__ import annotations
 
+import io
 import random
 import signal
 import subprocess
@@ -30,7 +31,8 @@ def run_and_kill(
     assert proc.stdout is not None
 
     def reader() -> None:
-        assert proc.stdout is not None
+        # A buffered pipe (bufsize=-1): read1 returns what arrived without waiting for more.
+        assert isinstance(proc.stdout, io.BufferedReader)
         while chunk := proc.stdout.read1(65536):
             buf.extend(chunk)
 

@@ -23,6 +23,7 @@ import orjson
 import rocksdict
 
 import aurora_storage
+from aurora_storage_rocksdb import RocksDBBackend
 
 
 def _best(fn: Callable[[], object], n_items: int, rounds: int) -> float:
@@ -41,7 +42,9 @@ def main(n: int = 5_000, rounds: int = 25, same_engine: bool = True) -> None:
     if same_engine:
         # The raw side writes to the same engine instance (keys outside aurora's data
         # namespace), so both sides see the same memtable, files and options.
-        raw = repo.backend._db  # type: ignore[attr-defined]
+        backend = repo.backend
+        assert isinstance(backend, RocksDBBackend)
+        raw = backend._db
     else:
         raw = rocksdict.Rdict(f"{tmp}/raw", rocksdict.Options(raw_mode=True))
     value = {"type": "order.created", "order": 12345, "amount": 99.5, "tags": ["a", "b"]}

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -33,7 +34,15 @@ from aurora_storage_rocksdb import (
 CHILD = str(Path(__file__).with_name("child_rocksdb.py"))
 
 
-def _child(*args: str, **kw) -> subprocess.Popen[str]:
+def _rocks(url: str) -> RocksDBRepository[Any, Any]:
+    """``aurora_storage.open(url)`` for a rocksdb:// URL, typed as what it returns (the
+    engine's repository, with flush(memtables=), compact, checkpoint, property)."""
+    repo = aurora_storage.open(url)
+    assert isinstance(repo, RocksDBRepository)
+    return repo
+
+
+def _child(*args: str, **kw: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, CHILD, *args],
         stdin=subprocess.PIPE,
@@ -44,7 +53,7 @@ def _child(*args: str, **kw) -> subprocess.Popen[str]:
     )
 
 
-def _event(i: int) -> dict:
+def _event(i: int) -> dict[str, Any]:
     # Realistic, compressible history: repeated field names and vocabulary.
     return {
         "type": "order.status_changed",
@@ -127,7 +136,7 @@ def test_defaults() -> None:
     ],
 )
 def test_conflicting_options_refused_when_config_is_built(
-    tmp_path: Path, options: dict, fragment: str
+    tmp_path: Path, options: dict[str, Any], fragment: str
 ) -> None:
     with pytest.raises(ConfigurationError, match=fragment):
         RocksDBConfig.from_options(tmp_path / "s", options)
@@ -172,7 +181,7 @@ def test_relative_path_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_direct_construction_and_factory(tmp_path: Path) -> None:
-    with RocksDBRepository(path=tmp_path / "a", compression=True, sync=False) as repo:
+    with RocksDBRepository[Any, Any](path=tmp_path / "a", compression=True, sync=False) as repo:
         assert repo.config.compression == "snappy"
         repo.put("t", 1, "x")
     with create_rocksdb_repository(RocksDBConfig(path=str(tmp_path / "a"))) as repo:
@@ -202,7 +211,7 @@ def test_entry_point_module_does_not_import_the_engine() -> None:
 
 def test_store_is_a_real_rocksdb_directory(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    repo = aurora_storage.open(f"rocksdb://{path}?write_buffer_size=64KiB")
+    repo = _rocks(f"rocksdb://{path}?write_buffer_size=64KiB")
     repo.put("t", 0, _event(0))
     names = os.listdir(path)
     assert "CURRENT" in names
@@ -235,7 +244,7 @@ def test_compression_shrinks_history(tmp_path: Path) -> None:
     sizes = {}
     for comp in ("none", "snappy", "zstd"):
         path = tmp_path / comp
-        with aurora_storage.open(f"rocksdb://{path}?compression={comp}") as repo:
+        with _rocks(f"rocksdb://{path}?compression={comp}") as repo:
             for start in range(0, 20_000, 2_000):
                 repo.put_many("acme", [(i, _event(i)) for i in range(start, start + 2_000)])
             repo.flush(memtables=True)
@@ -276,7 +285,7 @@ def test_sync_writes_persist(tmp_path: Path) -> None:
 
 
 def test_checkpoint_is_a_consistent_openable_copy(tmp_path: Path) -> None:
-    with aurora_storage.open(f"rocksdb://{tmp_path}/s") as repo:
+    with _rocks(f"rocksdb://{tmp_path}/s") as repo:
         repo.put_many("t", [(i, i) for i in range(500)])
         target = repo.checkpoint(tmp_path / "backup")
         repo.put("t", "after", 1)
@@ -289,7 +298,7 @@ def test_checkpoint_is_a_consistent_openable_copy(tmp_path: Path) -> None:
 
 
 def test_compact_and_drop_tenant_reclaim_space(tmp_path: Path) -> None:
-    with aurora_storage.open(f"rocksdb://{tmp_path}/s") as repo:
+    with _rocks(f"rocksdb://{tmp_path}/s") as repo:
         repo.put_many("big", [(i, _event(i)) for i in range(5000)])
         repo.put("small", 1, 1)
         repo.flush(memtables=True)
@@ -347,7 +356,7 @@ def test_scans_cross_chunk_boundaries_both_ways(tmp_path: Path) -> None:
 
 def test_close_releases_lock_while_iterators_are_referenced(tmp_path: Path) -> None:
     url = f"rocksdb://{tmp_path}/s"
-    repo = aurora_storage.open(url)
+    repo = _rocks(url)
     repo.put_many("t", [(i, i) for i in range(1000)])
     items = repo.items("t")
     keys = repo.keys("t", reverse=True)
@@ -438,7 +447,7 @@ def test_read_only_in_process_refuses_writes(tmp_path: Path) -> None:
     path = tmp_path / "s"
     with aurora_storage.open(f"rocksdb://{path}") as repo:
         repo.put("t", 1, 1)
-        with aurora_storage.open(f"rocksdb://{path}?mode=read_only") as ro:
+        with _rocks(f"rocksdb://{path}?mode=read_only") as ro:
             assert ro.capabilities.read_only
             assert ro.get("t", 1) == 1
             with pytest.raises(ReadOnlyError):
@@ -446,7 +455,7 @@ def test_read_only_in_process_refuses_writes(tmp_path: Path) -> None:
             with pytest.raises(ReadOnlyError):
                 ro.compact()
             with pytest.raises(ConfigurationError, match="secondary"):
-                ro.catch_up()  # type: ignore[attr-defined]
+                ro.catch_up()
 
 
 @pytest.mark.parametrize("query", ["create_if_missing=false", "mode=read_only", "mode=secondary"])
@@ -531,7 +540,7 @@ def test_handle_inherited_across_fork_is_refused_in_child(tmp_path: Path) -> Non
 
 def _corrupt_store(tmp_path: Path) -> Path:
     path = tmp_path / "s"
-    with aurora_storage.open(f"rocksdb://{path}?compression=none") as repo:
+    with _rocks(f"rocksdb://{path}?compression=none") as repo:
         repo.put_many("t", [(i, f"payload-{i:06d}" * 8) for i in range(3000)])
         repo.flush(memtables=True)
         repo.compact()

@@ -127,7 +127,7 @@ def test_tilde_is_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyP
         a.put("t", 1, 1)
     with aurora_storage.open("rocksdb:~/b") as b:
         b.put("t", 1, 1)
-    with RocksDBRepository(path="~/c") as c:
+    with RocksDBRepository[Any, Any](path="~/c") as c:
         c.put("t", 1, 1)
     assert sorted(os.listdir(tmp_path)) == ["a", "b", "c"]  # no directory named "~"
     with aurora_storage.open(f"rocksdb://{tmp_path}/a") as again:

@@ -74,7 +74,9 @@ def _flip(path: str, offset: int) -> None:
 def _all_records(url: str) -> tuple[int, int]:
     with aurora_storage.open(url) as repo:
         for i in range(FLUSHED + IN_WAL):
-            assert repo.get("t", i)["i"] == i
+            value = repo.get("t", i)
+            assert value is not None
+            assert value["i"] == i
         return repo.count("t"), repo.count("big")
 
 

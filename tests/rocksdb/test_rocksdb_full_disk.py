@@ -8,6 +8,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def _fill(path: Path, leave: int = 0) -> None:
             pass
 
 
-def _write_until_full(repo: aurora_storage.Repository) -> int:
+def _write_until_full(repo: aurora_storage.Repository[Any, Any]) -> int:
     acked = 0
     error: StorageFullError | None = None
     try:

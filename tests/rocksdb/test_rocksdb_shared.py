@@ -8,13 +8,14 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import aurora_storage
 from aurora_storage._stores import MARKER_NAME, open_stores
 from aurora_storage.errors import ConfigurationError, RepositoryClosedError, StorageError
-from aurora_storage_rocksdb import RocksDBRepository
+from aurora_storage_rocksdb import RocksDBBackend, RocksDBRepository
 
 CHILD = str(Path(__file__).with_name("child_rocksdb.py"))
 
@@ -42,7 +43,9 @@ def test_symlinked_second_open_shares_the_handle_and_loses_nothing(tmp_path: Pat
     for start in range(0, 4000, 500):
         a.put_many("t", [(i, {"by": "a", "i": i}) for i in range(start, start + 500)])
         b.put_many("t", [(i, {"by": "b", "i": i}) for i in range(10_000 + start, 10_500 + start)])
-    a.backend.flush(memtables=True)  # type: ignore[attr-defined]
+    backend = a.backend
+    assert isinstance(backend, RocksDBBackend)
+    backend.flush(memtables=True)
     a.close()
     b.put("t", "last", 1)
     b.close()
@@ -144,7 +147,9 @@ def test_read_only_handles_are_separate_readers(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- close() under threads
 
 
-def _reader(repo: aurora_storage.Repository, kind: int, start: threading.Barrier, out: list[str]):
+def _reader(
+    repo: aurora_storage.Repository[Any, Any], kind: int, start: threading.Barrier, out: list[str]
+) -> None:
     start.wait()
     try:
         while True:
