@@ -196,6 +196,7 @@ def test_table_says_what_the_codec_returns(codec: str) -> None:
                 repo.put("t", key, sample)
                 got = repo.get("t", key)
                 if is_key:
+                    assert got is not None
                     (got_key,) = got
                     (sample_key,) = sample
                     assert type(got_key).__name__ == want_type, (label, codec, got)

@@ -134,7 +134,7 @@ def test_unknown_codec_lists_known_ones() -> None:
 def test_codec_is_frozen() -> None:
     codec = get_codec("json")
     with pytest.raises(AttributeError):
-        codec.name = "other"  # type: ignore[misc]
+        codec.name = "other"  # type: ignore[misc]  # frozen: the point of the test
 
 
 def test_register_codec_and_use_it(clean_codecs: None) -> None:
@@ -151,8 +151,8 @@ def test_register_codec_and_use_it(clean_codecs: None) -> None:
 
 
 def test_register_codec_never_silently_replaces(clean_codecs: None) -> None:
-    first = Codec("twice", repr, lambda b: b)  # type: ignore[arg-type]
-    second = Codec("twice", str, lambda b: b)  # type: ignore[arg-type]
+    first = Codec("twice", repr, lambda b: b)  # type: ignore[arg-type]  # a stand-in: never encodes
+    second = Codec("twice", str, lambda b: b)  # type: ignore[arg-type]  # a stand-in: never encodes
     register_codec(first)
     with pytest.raises(ConfigurationError, match="already registered"):
         register_codec(second)
@@ -160,7 +160,7 @@ def test_register_codec_never_silently_replaces(clean_codecs: None) -> None:
     register_codec(second, replace=True)
     assert get_codec("twice") is second
     with pytest.raises(ConfigurationError, match="already registered"):
-        register_codec(Codec("json", repr, repr))  # type: ignore[arg-type]
+        register_codec(Codec("json", repr, repr))  # type: ignore[arg-type]  # a stand-in: refused
     assert get_codec("json") is codecs_module.JSON
 
 
@@ -170,7 +170,7 @@ class _CodecPlugin:
     codec = Codec("reversed", lambda v: bytes(v)[::-1], lambda b: b[::-1])
 
     @hookimpl
-    def aurora_storage_codecs(self) -> list[Codec]:
+    def aurora_storage_codecs(self) -> list[Codec[Any]]:
         return [self.codec]
 
 
@@ -192,8 +192,8 @@ def test_plugin_codec_hook(clean_codecs: None) -> None:
 def test_plugin_codec_does_not_override_a_builtin(clean_codecs: None) -> None:
     class Hostile:
         @hookimpl
-        def aurora_storage_codecs(self) -> list[Codec]:
-            return [Codec("json", repr, repr)]  # type: ignore[arg-type]
+        def aurora_storage_codecs(self) -> list[Codec[Any]]:
+            return [Codec("json", repr, repr)]  # type: ignore[arg-type]  # a stand-in: ignored
 
     plugin = Hostile()
     registry.register_plugin(plugin, name="test-hostile-codec")
@@ -212,7 +212,7 @@ def test_get_codec_rejects_non_names(bad: Any) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["json", Codec("", repr, repr), Codec(1, repr, repr)],  # type: ignore[arg-type]
+    ["json", Codec("", repr, repr), Codec(1, repr, repr)],  # type: ignore[arg-type]  # wrong on purpose
     ids=["not-a-codec", "empty-name", "int-name"],
 )
 def test_register_codec_rejects_malformed(bad: Any, clean_codecs: None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,8 @@ def _all_core_modules() -> list[str]:
     return names
 
 
-def _subclasses(cls: type) -> set[type]:
-    out: set[type] = set()
+def _subclasses(cls: type[object]) -> set[type[object]]:
+    out: set[type[object]] = set()
     for sub in cls.__subclasses__():
         out |= {sub, *_subclasses(sub)}
     return out
@@ -116,11 +117,12 @@ def _context(exc: StorageError) -> tuple[Any, Any, Any]:
 
 @pytest.mark.parametrize("tenant", ["", 3, None, b"t"])
 def test_a_bad_tenant_names_itself_the_key_and_the_backend(repo: Any, tenant: Any) -> None:
-    for call in (
+    calls: tuple[Callable[[], object], ...] = (
         lambda: repo.put(tenant, "k", 1),
         lambda: repo.put(tenant, ("k", 1), 1),
         lambda: repo.get(tenant, "k"),
-    ):
+    )
+    for call in calls:
         with pytest.raises(InvalidTenantError) as info:
             call()
         assert info.value.backend == "memory"
@@ -131,7 +133,11 @@ def test_a_bad_tenant_names_itself_the_key_and_the_backend(repo: Any, tenant: An
 
 @pytest.mark.parametrize("key", [float("nan"), object(), {1, 2}, ("ok", float("nan"))])
 def test_a_bad_key_names_the_tenant_the_key_and_the_backend(repo: Any, key: Any) -> None:
-    for call in (lambda: repo.put("acme", key, 1), lambda: repo.has("acme", key)):
+    key_calls: tuple[Callable[[], object], ...] = (
+        lambda: repo.put("acme", key, 1),
+        lambda: repo.has("acme", key),
+    )
+    for call in key_calls:
         with pytest.raises(InvalidKeyError) as info:
             call()
         assert _context(info.value) == ("acme", key, "memory")
@@ -219,7 +225,7 @@ def test_backend_damage_is_named_by_the_users_tenant_and_key(legacy: bool) -> No
     repo: Repository[Any, Any] = Repository(_DamagedBackend(inner, bad, legacy=legacy))
     repo.put("acme", ("order", 6), 1)
     inner.put(bad, b"1")
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "get": lambda: repo.get("acme", ("order", 7)),
         "get_many": lambda: repo.get_many("acme", [("order", 6), ("order", 7)]),
         "items": lambda: list(repo.items("acme")),

@@ -65,7 +65,7 @@ class HidingDict(dict[str, Any]):
 
 def _reading_with_extra() -> Reading:
     r = Reading(1.0)
-    r.extra = math.nan  # type: ignore[attr-defined]
+    r.extra = math.nan  # type: ignore[attr-defined]  # an undeclared attribute on purpose
     return r
 
 
@@ -106,8 +106,8 @@ def test_json_dataclass_is_stored_as_its_public_attributes() -> None:
     # What orjson writes, as codecs.md says: every attribute whose name does not start
     # with "_" (fields and others alike).
     r = Reading(2.5)
-    r.note = "n"  # type: ignore[attr-defined]
-    r._private = 1  # type: ignore[attr-defined]
+    r.note = "n"  # type: ignore[attr-defined]  # undeclared on purpose
+    r._private = 1  # type: ignore[attr-defined]  # undeclared on purpose
     with aurora_storage.open("memory://") as repo:
         repo.put("acme", "r", r)
         assert repo.get("acme", "r") == {"temp": 2.5, "note": "n"}
@@ -159,7 +159,9 @@ _zones = st.sampled_from(
 def test_json_datetime_date_time_read_back_as_their_isoformat(value: Any) -> None:
     with aurora_storage.open("memory://") as repo:
         repo.put("acme", "v", [value])
-        (got,) = repo.get("acme", "v")
+        stored = repo.get("acme", "v")
+        assert stored is not None
+        (got,) = stored
     assert got == value.isoformat()
     back = type(value).fromisoformat(got)
     if isinstance(value, datetime.datetime):

@@ -93,7 +93,7 @@ def _num(v: int | float) -> tuple[int, Fraction]:
 
 
 def _sign(x: Any) -> int:
-    return (x > 0) - (x < 0)
+    return int(x > 0) - int(x < 0)
 
 
 def ref_cmp(a: Any, b: Any) -> int:
@@ -107,7 +107,7 @@ def ref_cmp(a: Any, b: Any) -> int:
         na, nb = _num(a), _num(b)
         return (na > nb) - (na < nb)
     if ra in (4, 5):
-        return (a > b) - (a < b)  # str: code point order; bytes: byte order
+        return int(a > b) - int(a < b)  # str: code point order; bytes: byte order
     if ra == 6:
         return _seq_cmp(list(a), list(b))
     return _seq_cmp(_sorted_items(a), _sorted_items(b))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from urllib.parse import quote
 
 from aurora_storage import AsyncRepository, open, open_async
@@ -40,7 +41,7 @@ def test_open_async_gives_the_tiered_twin_with_its_extra_operations() -> None:
     assert asyncio.run(run()) == 1
 
 
-def test_open_passes_codec_to_a_composite_scheme_for_both_tiers(tmp_path) -> None:
+def test_open_passes_codec_to_a_composite_scheme_for_both_tiers(tmp_path: Path) -> None:
     url = _tiered(f"lmdb://{tmp_path}/hot", f"rocksdb://{tmp_path}/cold")
     repo = open(url, codec="msgpack")
     assert isinstance(repo, TieredRepository)

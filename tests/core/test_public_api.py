@@ -108,7 +108,7 @@ ERRORS_ALL = ERRORS_NOT_AT_TOP | {
 }
 
 #: Which builtin each error mixes in, so a user's ``except ValueError`` etc. catches it.
-BUILTIN_MIXINS = {
+BUILTIN_MIXINS: dict[str, type[Exception] | tuple[type[Exception], ...]] = {
     "InvalidKeyError": ValueError,
     "InvalidArgumentError": (TypeError, ValueError),
     "KeyTooLargeError": ValueError,

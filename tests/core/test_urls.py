@@ -129,13 +129,13 @@ def test_malformed_urls(text: str, message: str) -> None:
 
 def test_parse_rejects_non_text() -> None:
     with pytest.raises(InvalidURLError, match="must be a str"):
-        URL.parse(b"memory://")  # type: ignore[arg-type]
+        URL.parse(b"memory://")  # type: ignore[arg-type]  # wrong on purpose
 
 
 def test_url_is_immutable_and_copy_on_write() -> None:
     url = URL.parse("x:///p?a=1&b=2")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        url.path = "/other"  # type: ignore[misc]
+        url.path = "/other"  # type: ignore[misc]  # frozen: the point of the test
     assert url.with_options(b=3, c=True).options == {"a": "1", "b": "3", "c": "true"}
     assert url.without_options("a").options == {"b": "2"}
     assert url.set(path="/q").path == "/q"
@@ -243,7 +243,7 @@ def test_fractional_sizes_are_exact() -> None:
     with pytest.raises(ValueError):
         parse_size(-1)
     with pytest.raises(ValueError):
-        parse_size(True)  # type: ignore[arg-type]
+        parse_size(True)  # a bool is an int to the type checker, refused at run time
 
 
 def test_other_field_kinds() -> None:
@@ -307,7 +307,7 @@ def test_describe_options_names_types() -> None:
 def test_config_is_frozen() -> None:
     cfg = _config({"count": "2"})
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.count = 3  # type: ignore[misc]
+        cfg.count = 3  # type: ignore[misc]  # frozen: the point of the test
 
 
 # ------------------------------------------------------------------ through open()

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.types import AnyValue
 
 import aurora_storage
 from aurora_storage.observability import InstrumentedBackend, instrument, uninstrument
+
+
+def attrs(span: ReadableSpan) -> Mapping[str, AnyValue]:
+    """A finished span's attributes (optional in the SDK's types; every span of ours has
+    some)."""
+    assert span.attributes is not None
+    return span.attributes
+
+
+def instrumented(repo: Any) -> bool:
+    """Whether ``repo`` reads and writes through the observability layer."""
+    return isinstance(repo.backend, InstrumentedBackend)
 
 
 class Otel:
@@ -66,19 +79,19 @@ def test_a_span_per_operation_and_batch_with_db_client_conventions(otel: Otel, u
         assert list(repo.keys("acme")) == ["a", "b", "k"]
         repo.delete("acme", "a")
     spans = otel.spans.get_finished_spans()
-    ops = [s.attributes["db.operation.name"] for s in spans]
+    ops = [attrs(s)["db.operation.name"] for s in spans]
     assert ops[:2] == ["put", "get"]
     assert {"write", "scan", "delete"} <= set(ops)
     put = spans[0]
     scheme = url.split(":")[0]
     assert put.kind is SpanKind.CLIENT
-    assert put.attributes["db.system.name"] == scheme
+    assert attrs(put)["db.system.name"] == scheme
     assert put.name.startswith("put ")
-    assert "aurora_storage.tenant" not in put.attributes  # not by default
-    write = next(s for s in spans if s.attributes["db.operation.name"] == "write")
-    assert write.attributes["db.operation.batch.size"] == 2
-    scan = next(s for s in spans if s.attributes["db.operation.name"] == "scan")
-    assert scan.attributes["db.response.returned_rows"] == 3
+    assert "aurora_storage.tenant" not in attrs(put)  # not by default
+    write = next(s for s in spans if attrs(s)["db.operation.name"] == "write")
+    assert attrs(write)["db.operation.batch.size"] == 2
+    scan = next(s for s in spans if attrs(s)["db.operation.name"] == "scan")
+    assert attrs(scan)["db.response.returned_rows"] == 3
 
 
 def test_metrics_count_latency_bytes_and_errors_by_type(otel: Otel, tmp_path: Path) -> None:
@@ -116,7 +129,7 @@ def test_errors_are_counted_by_type_and_marked_on_the_span(otel: Otel, tmp_path:
     repo.close()
     spans = otel.spans.get_finished_spans()
     failed = [s for s in spans if s.status.status_code is StatusCode.ERROR]
-    assert [s.attributes["error.type"] for s in failed] == ["StorageFullError"]
+    assert [attrs(s)["error.type"] for s in failed] == ["StorageFullError"]
     errors = otel.metrics()["aurora_storage.client.errors"]
     assert [(p.attributes["error.type"], p.value) for p in errors] == [("StorageFullError", 1)]
 
@@ -125,17 +138,15 @@ def test_tenant_attribute_is_an_option(otel: Otel) -> None:
     with otel.instrument(aurora_storage.open("memory://"), include_tenant=True) as repo:
         repo.put("acme", "k", 1)
         list(repo.items("acme"))
-    assert {s.attributes["aurora_storage.tenant"] for s in otel.spans.get_finished_spans()} == {
-        "acme"
-    }
+    assert {attrs(s)["aurora_storage.tenant"] for s in otel.spans.get_finished_spans()} == {"acme"}
 
 
 def test_url_option_and_uninstrument(tmp_path: Path) -> None:
     repo = aurora_storage.open(f"lmdb://{tmp_path / 's'}?otel=true")
-    assert isinstance(repo.backend, InstrumentedBackend)
+    assert instrumented(repo)
     repo.put("acme", "k", 1)
     uninstrument(repo)
-    assert not isinstance(repo.backend, InstrumentedBackend)
+    assert not instrumented(repo)
     assert repo.get("acme", "k") == 1
     repo.close()
     with pytest.raises(aurora_storage.InvalidURLError):
