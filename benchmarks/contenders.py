@@ -60,6 +60,8 @@ class Contender:
 
     #: Whether it keeps data on disk (its directory's size is reported).
     on_disk = True
+    #: Its directory (set by the runner before ``open``).
+    dir: str
 
     def open(self, workdir: str) -> None:
         """Create or open the store in ``workdir``, a directory of its own."""

@@ -98,11 +98,11 @@ def _sqlite_synchronous(level: str) -> Iterator[None]:
         conn._sqlite_conn.execute(f"PRAGMA synchronous={level}")
         return conn
 
-    es_sqlite.SQLiteConnectionPool._create_connection = create  # type: ignore[method-assign]
+    es_sqlite.SQLiteConnectionPool._create_connection = create  # type: ignore[method-assign]  # patched for the run, restored below
     try:
         yield
     finally:
-        es_sqlite.SQLiteConnectionPool._create_connection = original  # type: ignore[method-assign]
+        es_sqlite.SQLiteConnectionPool._create_connection = original  # type: ignore[method-assign]  # the restore
 
 
 def _open(name: str, mode: str, directory: str) -> tuple[InfrastructureFactory[Any], Any]:

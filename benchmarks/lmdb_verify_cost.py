@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
         walk, full = [], []
         for _ in range(args.rounds):
             t = time.perf_counter()
-            problems = lmdb_verify.verify(path, True)  # type: ignore[no-untyped-call]
+            problems = lmdb_verify.verify(path, True)  # type: ignore[no-untyped-call]  # py-lmdb's verify module is untyped
             walk.append(time.perf_counter() - t)
             assert not problems, problems
             with aurora_storage.open(f"lmdb://{path}?verify=false") as repo:

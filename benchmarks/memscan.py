@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 import aurora_storage
+from aurora_storage.tiered import TieredRepository
 from workload import TENANT, dataset
 
 SAMPLE_EVERY = 10_000
@@ -32,17 +34,17 @@ def _status() -> dict[str, int]:
     return out
 
 
-def build(repo: object, n: int) -> None:
+def build(repo: aurora_storage.Repository[Any, Any], n: int) -> None:
     """Write ``n`` records in batches of 10k (the data is generated per batch so the
     builder itself stays small)."""
     step = 10_000
     for lo in range(0, n, step):
         items = dataset(min(step, n - lo), seed=lo)
         items = [(f"evt-{lo + i:08d}", v) for i, (_, v) in enumerate(items)]
-        repo.put_many(TENANT, items)  # type: ignore[attr-defined]
+        repo.put_many(TENANT, items)
 
 
-def scan(repo: object, n: int) -> dict[str, float]:
+def scan(repo: aurora_storage.Repository[Any, Any], n: int) -> dict[str, float]:
     """Scan all items of the tenant, sampling memory; return the figures."""
     import gc
 
@@ -51,7 +53,7 @@ def scan(repo: object, n: int) -> dict[str, float]:
     peak = dict(before)
     count = 0
     t0 = time.perf_counter()
-    for _k, _v in repo.items(TENANT):  # type: ignore[attr-defined]
+    for _k, _v in repo.items(TENANT):
         count += 1
         if count % SAMPLE_EVERY == 0:
             for name, value in _status().items():
@@ -75,6 +77,7 @@ def main() -> None:
     mode, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "build":
         with aurora_storage.open(url) as repo:
+            assert isinstance(repo, TieredRepository)  # a tiered:// URL
             t0 = time.perf_counter()
             build(repo, n)
             print(json.dumps({"build_s": time.perf_counter() - t0}))
@@ -84,12 +87,13 @@ def main() -> None:
     elif mode == "rebuild":
         # A tiered pair: build history through it, then recompute hot from cold.
         with aurora_storage.open(url) as repo:
+            assert isinstance(repo, TieredRepository)  # a tiered:// URL
             t0 = time.perf_counter()
             build(repo, n)
             out = {"build_s": time.perf_counter() - t0}
             before = _status()
             t0 = time.perf_counter()
-            done = repo.rebuild()  # type: ignore[attr-defined]
+            done = repo.rebuild()
             out["rebuild_s"] = time.perf_counter() - t0
             after = _status()
             if done != n:
@@ -99,6 +103,7 @@ def main() -> None:
             print(json.dumps(out))
     elif mode == "both":
         with aurora_storage.open(url) as repo:
+            assert isinstance(repo, TieredRepository)  # a tiered:// URL
             t0 = time.perf_counter()
             build(repo, n)
             out = {"build_s": time.perf_counter() - t0}

@@ -123,7 +123,7 @@ def try_open(c: Contender, workdir: str) -> str | None:
     """Open ``c`` in a fresh directory; return why it cannot run, or None."""
     d = os.path.join(workdir, c.name.replace(" ", "_").replace("+", "_"))
     os.makedirs(d, exist_ok=True)
-    c.dir = d  # type: ignore[attr-defined]
+    c.dir = d
     try:
         c.open(d)
     except Exception as exc:
@@ -301,7 +301,7 @@ def bench_ops(
         except Exception as exc:
             print(f"  close {c.name}: {type(exc).__name__}: {exc}")
         if c.on_disk:
-            sizes[c.name] = du(c.dir)  # type: ignore[attr-defined]
+            sizes[c.name] = du(c.dir)
     for name in skipped:
         results.pop(name, None)
     return results, skipped, sizes

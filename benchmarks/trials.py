@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 import aurora_storage
+from aurora_storage_rocksdb import RocksDBBackend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -104,7 +105,9 @@ def main() -> None:
             # The raw side reads and writes the same records through the same engine
             # instance (same options, memtable and files): the same key bytes, and
             # values that are plain orjson in a RocksDB store.
-            raw = repo.backend._db  # type: ignore[attr-defined]
+            backend = repo.backend
+            assert isinstance(backend, RocksDBBackend)
+            raw = backend._db
             prefix = repo._prefix(TENANT) + b"\x20"
 
             def raw_get(keys: list[str]) -> None:

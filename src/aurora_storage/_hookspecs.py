@@ -56,9 +56,9 @@ class HookSpecs:
     """The hooks a plugin may implement (all optional)."""
 
     @hookspec
-    def aurora_storage_backends(self) -> list[BackendSpec]:  # type: ignore[empty-body]
+    def aurora_storage_backends(self) -> list[BackendSpec]:  # type: ignore[empty-body]  # a spec: pluggy reads only its signature
         """Return the backends this plugin provides."""
 
     @hookspec
-    def aurora_storage_codecs(self) -> list[Codec[Any]]:  # type: ignore[empty-body]
+    def aurora_storage_codecs(self) -> list[Codec[Any]]:  # type: ignore[empty-body]  # a spec: pluggy reads only its signature
         """Return the value codecs this plugin provides."""

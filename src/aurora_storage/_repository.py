@@ -140,7 +140,7 @@ class Repository(TenantKeys, Generic[K, V]):
         self._encode: Callable[[Any], bytes] = self._codec.encode
         # put_many and batches hold every encoded value until one write: see Codec.encode_held.
         self._encode_held: Callable[[Any], bytes] = self._codec.encode_held or self._codec.encode
-        self._decode: Callable[[bytes], Any] = self._codec.decode
+        self._decode: Callable[[bytes], V] = self._codec.decode
         # Bound once: the hot paths call these without attribute lookups on the backend.
         self._bget = backend.get
         self._bput = backend.put
@@ -243,7 +243,7 @@ class Repository(TenantKeys, Generic[K, V]):
                 value_path=path,
             ) from exc
 
-    def _load(self, raw: bytes, tenant: str, key: Any) -> Any:
+    def _load(self, raw: bytes, tenant: str, key: Any) -> V:
         try:
             return self._decode(raw)
         except Exception as exc:
@@ -338,9 +338,9 @@ class Repository(TenantKeys, Generic[K, V]):
         if raw is None:
             return default
         try:
-            return self._decode(raw)  # type: ignore[no-any-return]
+            return self._decode(raw)
         except Exception:
-            return self._load(raw, tenant, key)  # type: ignore[no-any-return]
+            return self._load(raw, tenant, key)
 
     def has(self, tenant: str, key: K) -> bool:
         """Whether ``(tenant, key)`` holds a value."""

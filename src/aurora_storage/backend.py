@@ -117,7 +117,7 @@ def chunk_items(chunks: Iterator[Chunk]) -> Iterator[tuple[bytes, bytes]]:
     """The ``(key, value)`` pairs of a chunked scan, one at a time: :meth:`Backend.scan`
     for an engine that implements :meth:`Backend.scan_chunks` natively."""
     for keys, vals in chunks:
-        yield from zip(keys, vals, strict=True)  # type: ignore[arg-type]
+        yield from zip(keys, vals, strict=True)  # type: ignore[arg-type]  # vals is a list: scanned with values=True
 
 
 def chunk_keys(chunks: Iterator[Chunk]) -> Iterator[bytes]:

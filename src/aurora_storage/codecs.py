@@ -134,11 +134,11 @@ def _json_default(obj: Any) -> str:
     """
     t = type(obj)
     if t is _DATETIME or t is _DATE:
-        return obj.isoformat()  # type: ignore[no-any-return]
+        return obj.isoformat()  # type: ignore[no-any-return]  # a date or datetime (exact type checked)
     if t is _TIME:
         if obj.tzinfo is not None:
             raise TypeError("datetime.time must not have tzinfo set")
-        return obj.isoformat()  # type: ignore[no-any-return]
+        return obj.isoformat()  # type: ignore[no-any-return]  # a time (exact type checked)
     raise TypeError  # orjson then raises its own "Type is not JSON serializable: <type>"
 
 

@@ -19,10 +19,13 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import field
 from fractions import Fraction
-from typing import Any, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 from ._url import URL
 from .errors import ConfigurationError, InvalidURLError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "URL",
@@ -306,7 +309,8 @@ def _allows_none(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
 
 
-C = TypeVar("C")
+#: A config class: a dataclass (the option parser reads its fields).
+C = TypeVar("C", bound="DataclassInstance")
 
 
 def describe_options(config_cls: type[Any], *, exclude: tuple[str, ...] = ()) -> str:
@@ -362,7 +366,7 @@ def config_from_options(
     """
     fixed = dict(fixed or {})
     hints = _hints(config_cls)
-    fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
     kwargs: dict[str, Any] = {}
     for name, value in options.items():
         f = fields.get(name)

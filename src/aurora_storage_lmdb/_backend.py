@@ -676,7 +676,7 @@ class LMDBBackend(Backend):
         try:
             # Explicit begin/abort: cheaper than the context manager on this hot path.
             txn = self._begin()
-            raw = txn.get(key)
+            raw: bytes | None = txn.get(key)
             txn.abort()
         except lmdb.Error as exc:
             if txn is not None:
@@ -686,7 +686,7 @@ class LMDBBackend(Backend):
             return None
         if _crc(raw, self._kseed(key)) != RESIDUE or len(raw) < 4:
             return self._unwrap(key, raw)
-        return raw[:-4]  # type: ignore[no-any-return]
+        return raw[:-4]
 
     def contains(self, key: bytes) -> bool:
         """See :meth:`Backend.contains`: presence only, so the value's CRC is not checked
@@ -697,7 +697,7 @@ class LMDBBackend(Backend):
         try:
             # The same inlined read as get() (a hot path too), minus the CRC check.
             txn = self._begin()
-            raw = txn.get(key)
+            raw: bytes | None = txn.get(key)
             txn.abort()
         except lmdb.Error as exc:
             if txn is not None:

@@ -127,10 +127,10 @@ def test_two_distributions_claiming_a_scheme_are_named(site: Path) -> None:
 def test_prefer_plugin_chooses_one(site: Path) -> None:
     prefer_plugin("dupkv", "Aurora_KV.B")  # compared as pip compares names
     with aurora_storage.open("dupkv://") as repo:
-        assert repo.backend.served_by == "aurora-kv-b"  # type: ignore[attr-defined]
+        assert repo.backend.served_by == "aurora-kv-b"  # type: ignore[attr-defined]  # the test plugin's backend
     prefer_plugin("dupkv", "aurora-kv-a")
     with aurora_storage.open("dupkv://") as repo:
-        assert repo.backend.served_by == "aurora-kv-a"  # type: ignore[attr-defined]
+        assert repo.backend.served_by == "aurora-kv-a"  # type: ignore[attr-defined]  # the test plugin's backend
     prefer_plugin("dupkv", None)
     with pytest.raises(PluginConflictError):
         aurora_storage.open("dupkv://")
@@ -140,7 +140,7 @@ def test_environment_variable_chooses_one(site: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("AURORA_STORAGE_PLUGINS", "memory=aurora-storage, dupkv=aurora-kv-b")
     refresh_plugins()
     with aurora_storage.open("dupkv://") as repo:
-        assert repo.backend.served_by == "aurora-kv-b"  # type: ignore[attr-defined]
+        assert repo.backend.served_by == "aurora-kv-b"  # type: ignore[attr-defined]  # the test plugin's backend
 
 
 def test_a_choice_of_a_distribution_that_does_not_serve_the_scheme(
@@ -208,7 +208,7 @@ def test_refresh_plugins_finds_a_plugin_installed_while_running(tmp_path: Path) 
         _plugin(site, "aurora_late", "latekv", "plug_late", _SERVES, scheme="latekv", who="l")
         refresh_plugins()
         with aurora_storage.open("latekv://") as repo:
-            assert repo.backend.served_by == "l"  # type: ignore[attr-defined]
+            assert repo.backend.served_by == "l"  # type: ignore[attr-defined]  # the test plugin's backend
     # Uninstalled (off the path) and refreshed: forgotten, not served from a stale load.
     assert "latekv" not in installed_schemes()
     with pytest.raises(BackendNotFoundError):

@@ -87,7 +87,7 @@ def test_entry_point_plugin_is_discovered(site_packages: Path, tmp_path: Path) -
     assert "tinykv" in installed_schemes()
     with aurora_storage.open(f"tinykv://{tmp_path}/x.db", timeout="2.5") as repo:
         assert type(repo.backend).__module__ == "aurora_tinykv._backend"
-        assert repo.backend.config.timeout == 2.5  # type: ignore[attr-defined]
+        assert repo.backend.config.timeout == 2.5  # type: ignore[attr-defined]  # the plugin's backend
         # Loaded from the temporary site-packages, not from the source tree.
         assert Path(sys.modules["aurora_tinykv"].__file__ or "").is_relative_to(site_packages)
 

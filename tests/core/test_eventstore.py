@@ -152,7 +152,7 @@ class _OldStyleBackend(MemoryBackend):
     """A third-party backend written before ``limit``: its override has no such
     parameter (and must keep working)."""
 
-    def scan_chunks(  # type: ignore[override]
+    def scan_chunks(  # type: ignore[override]  # the older signature is the point
         self, start: bytes, stop: bytes, *, reverse: bool = False, values: bool = True
     ) -> Iterator[Chunk]:
         return super().scan_chunks(start, stop, reverse=reverse, values=values)

@@ -322,6 +322,6 @@ def test_invalid_schemes_are_refused(scheme: str) -> None:
 
 def test_malformed_specs_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="expected a BackendSpec"):
-        register_backend("memory")  # type: ignore[arg-type]
+        register_backend("memory")  # type: ignore[arg-type]  # wrong on purpose
     with pytest.raises(ConfigurationError, match="not callable"):
-        register_backend(BackendSpec("nocallkv", "open"))  # type: ignore[arg-type]
+        register_backend(BackendSpec("nocallkv", "open"))  # type: ignore[arg-type]  # wrong on purpose

@@ -109,7 +109,7 @@ def test_construction_refuses_bad_pairs() -> None:
     with pytest.raises(ConfigurationError, match="same codec"):
         TieredRepository(hot=Repository(MemoryBackend(), codec="msgpack"), cold=flaky_repo())
     with pytest.raises(ConfigurationError, match="must be an aurora_storage Repository"):
-        TieredRepository(hot={}, cold=flaky_repo())  # type: ignore[arg-type]
+        TieredRepository(hot={}, cold=flaky_repo())  # type: ignore[arg-type]  # wrong on purpose
     inner, _, _ = cache_pair()
     with pytest.raises(ConfigurationError, match="itself a TieredRepository"):
         TieredRepository(hot=inner, cold=flaky_repo())
@@ -118,9 +118,9 @@ def test_construction_refuses_bad_pairs() -> None:
     with pytest.raises(RepositoryClosedError):
         TieredRepository(hot=closed, cold=flaky_repo())
     with pytest.raises(ConfigurationError, match="fill"):
-        TieredRepository(hot=flaky_repo(), cold=flaky_repo(), fill="always")  # type: ignore[arg-type]
+        TieredRepository(hot=flaky_repo(), cold=flaky_repo(), fill="always")  # type: ignore[arg-type]  # wrong on purpose
     with pytest.raises(ConfigurationError, match="callable"):
-        TieredRepository(hot=flaky_repo(), cold=flaky_repo(), projection=42)  # type: ignore[arg-type]
+        TieredRepository(hot=flaky_repo(), cold=flaky_repo(), projection=42)  # type: ignore[arg-type]  # wrong on purpose
 
 
 def test_mixed_codecs_allowed_in_projection_mode() -> None:

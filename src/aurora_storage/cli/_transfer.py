@@ -359,11 +359,9 @@ def compare(
         tenants = sorted(
             {tenant} if tenant is not None else set(src.tenants()) | set(dst.tenants())
         )
-        a = ((t, k, v) for t in tenants for k, v in src.items(t))  # type: ignore[misc]
-        b = ((t, k, v) for t in tenants for k, v in dst.items(t))  # type: ignore[misc]
+        a = (((t, k), v) for t in tenants for k, v in src.items(t))
+        b = (((t, k), v) for t in tenants for k, v in dst.items(t))
         name = lambda k: f"tenant {k[0]!r} key {k[1]!r}"  # noqa: E731 - one-line namer
-        a = (((t, k), v) for t, k, v in a)  # type: ignore[misc]
-        b = (((t, k), v) for t, k, v in b)  # type: ignore[misc]
     n = 0
     missing = object()
     for x, y in itertools.zip_longest(a, b, fillvalue=(missing, missing)):

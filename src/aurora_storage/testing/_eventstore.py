@@ -192,7 +192,7 @@ class ConditionalWriteTests(_Base):
     def test_bad_version_argument(self, repo: Repo) -> None:
         require(repo, "conditional_writes", "compare-and-set needs conditional writes")
         with pytest.raises(ValueError, match="Version"):
-            repo.compare_and_set("t", "k", 1, version=b"raw")  # type: ignore[arg-type]
+            repo.compare_and_set("t", "k", 1, version=b"raw")  # type: ignore[arg-type]  # wrong on purpose
         assert not repo.has("t", "k")
 
     def test_concurrent_compare_and_set_loses_no_update(self, repo: Repo) -> None:
@@ -345,7 +345,7 @@ class SequenceTests(_Base):
         require(repo, "sequences", "appends need sequences")
         for bad in ("", 1, None, ("a",)):
             with pytest.raises(ValueError), repo.batch() as b:  # noqa: PT011 - any ValueError subclass is right here
-                b.append("t", bad, 1)  # type: ignore[arg-type]
+                b.append("t", bad, 1)  # type: ignore[arg-type]  # wrong on purpose
         assert repo.last_sequence("t", "x") == 0
 
     def test_concurrent_appends_are_gap_free(self, repo: Repo) -> None:

@@ -226,6 +226,6 @@ class ScanTests(Base):
         del it
         it2 = repo.items("t")
         next(it2)
-        it2.close()  # type: ignore[attr-defined]
+        it2.close()  # type: ignore[attr-defined]  # typed Iterator, a generator at run time
         repo.put("t", 99, 99)
         assert repo.count("t") == 51

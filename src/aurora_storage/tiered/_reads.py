@@ -27,7 +27,7 @@ class TieredReads(Generic[K, V]):
     """Read methods over the pair ``self._p`` (see :class:`TieredRepository`)."""
 
     _p: Pair
-    _decode: Callable[[bytes], Any]
+    _decode: Callable[[bytes], V]
 
     def _describe(self) -> str:
         return self._p.describe()
@@ -59,9 +59,9 @@ class TieredReads(Generic[K, V]):
             if raw is None:
                 return default
         try:
-            return self._decode(raw)  # type: ignore[no-any-return]
+            return self._decode(raw)
         except Exception:
-            return p.cold._load(raw, tenant, key)  # type: ignore[no-any-return]
+            return p.cold._load(raw, tenant, key)  # type: ignore[no-any-return]  # cold holds V values: cache mode keeps one codec for both tiers
 
     def has(self, tenant: str, key: K) -> bool:
         """Whether ``(tenant, key)`` holds a value (projection mode: in the projection)."""
