@@ -109,7 +109,7 @@ class _TrackingSubclass(AuroraTrackingRecorder):
     """A tracking recorder subclass, named by class and by topic in the factory cases."""
 
 
-class FactoryCases(AuroraStore, es.InfrastructureFactoryTestCase[AuroraFactory]):
+class FactoryCases(AuroraStore, es.InfrastructureFactoryTestCase[AuroraFactory]):  # type: ignore[misc]  # eventsourcing's case assigns self.factory (the factory under test) in setUp, over AuroraStore.factory(); its tests use only that
     def expected_factory_class(self) -> type[AuroraFactory]:
         return AuroraFactory
 

@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     Path(str(out) + ".ready").touch()
     while not go.exists():
         time.sleep(0.005)
-    lines = []
+    lines: list[dict[str, object]] = []
     for r in range(rounds):
         oid = ids[(worker * 7 + r) % len(ids)]
         last = recorder.select_events(oid, desc=True, limit=1)

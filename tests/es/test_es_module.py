@@ -36,6 +36,7 @@ from aurora_storage.eventsourcing import (
     AuroraApplicationRecorder,
     AuroraFactory,
     AuroraProcessRecorder,
+    AuroraSubscription,
     ViewState,
 )
 from aurora_storage.eventsourcing._records import value_layout
@@ -124,6 +125,8 @@ def test_applications_share_one_store_each_in_its_own_tenant(lmdb_url: str) -> N
         assert [n.id for n in dogs.recorder.select_notifications(None, 10)] == [1, 2]
         assert [n.id for n in cats.recorder.select_notifications(None, 10)] == [1]
         assert {n.originator_id for n in cats.recorder.select_notifications(None, 10)} == {tom}
+        assert isinstance(dogs.factory, AuroraFactory)
+        assert isinstance(cats.factory, AuroraFactory)
         repo = dogs.factory.datastore.repository
         assert cats.factory.datastore.repository is repo  # one open handle per store
         assert sorted(repo.tenants()) == ["CatSchool", "DogSchool"]
@@ -221,7 +224,10 @@ def test_select_events_bounds_order_and_limit(factories: list[AuroraFactory]) ->
     oid, other = uuid4(), uuid4()
     recorder.insert_events([_event(oid, v, str(v).encode()) for v in range(12)])
     recorder.insert_events([_event(other, 5)])
-    versions = lambda **kw: [e.originator_version for e in recorder.select_events(oid, **kw)]  # noqa: E731
+
+    def versions(**kw: Any) -> list[int]:
+        return [e.originator_version for e in recorder.select_events(oid, **kw)]
+
     assert versions() == list(range(12))
     assert versions(gt=3, lte=7) == [4, 5, 6, 7]
     assert versions(desc=True, limit=3) == [11, 10, 9]
@@ -345,9 +351,11 @@ def test_racing_writers_of_one_aggregate(factories: list[AuroraFactory]) -> None
             version = last[0].originator_version + 1 if last else 1
             state = f"{w}:{i}".encode()
             try:
-                (nid,) = recorder.insert_events([_event(oid, version, state)]) or [None]
+                nids = recorder.insert_events([_event(oid, version, state)])
             except IntegrityError:
                 continue
+            assert nids is not None  # an application recorder returns the ids
+            (nid,) = nids
             with lock:
                 acked.append((version, nid, state))
 
@@ -427,11 +435,13 @@ def test_subscription_polls_a_store_without_a_change_feed(
     factories: list[AuroraFactory], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorder = _factory(factories, "memory://").application_recorder()
+    assert isinstance(recorder, AuroraApplicationRecorder)
     repo: Any = recorder.datastore.repository
     caps = repo.capabilities
     no_feed = dataclasses.replace(caps, change_feed=False)
     monkeypatch.setattr(type(repo), "capabilities", property(lambda self: no_feed))
     with recorder.subscribe() as subscription:
+        assert isinstance(subscription, AuroraSubscription)
         assert subscription._watch is None  # polling, not watching
         recorder.insert_events([_event(uuid4(), 1)])
         assert next(subscription).id == 1

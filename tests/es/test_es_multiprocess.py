@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from es_cases import require_primitives
@@ -115,6 +115,7 @@ def test_four_writer_processes_lose_nothing(tmp_path: Path, options: str) -> Non
     told = {a[2]: a for a in acks}
     for n in log:
         oid, version, _, state = told[n.id]
+        assert isinstance(n.originator_id, UUID)  # the default: UUID ids
         assert (n.originator_id.hex, n.originator_version, n.state.decode()) == (
             oid,
             version,

@@ -9,6 +9,9 @@ import base64
 import multiprocessing
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
 
 import hypothesis.strategies as st
 import pytest
@@ -16,6 +19,7 @@ from hypothesis import given, settings
 from nats_servers import MAX_BATCH, Server
 
 import aurora_storage
+from aurora_storage import Repository
 from aurora_storage.errors import (
     ConfigurationError,
     InvalidURLError,
@@ -25,6 +29,7 @@ from aurora_storage.errors import (
 )
 from aurora_storage_nats import (
     BatchTooLargeError,
+    NATSBackend,
     NATSConfig,
     NATSConnectionError,
     NATSRepository,
@@ -99,7 +104,9 @@ def _matches(filt: str, subject: str) -> bool:
     ),
     st.one_of(st.text(max_size=30), st.tuples(st.text(max_size=20))),
 )
-def test_scan_filter_holds_every_key_of_the_range(tenant: str, keys: list, prefix) -> None:
+def test_scan_filter_holds_every_key_of_the_range(
+    tenant: str, keys: list[str | tuple[str, int]], prefix: str | tuple[str]
+) -> None:
     from aurora_storage._keys import encode_key as ek
     from aurora_storage._keys import encode_prefix, encode_tenant, prefix_successor
 
@@ -107,7 +114,9 @@ def test_scan_filter_holds_every_key_of_the_range(tenant: str, keys: list, prefi
     lo = p + encode_prefix(prefix)
     hi = min(p + b"\xff", prefix_successor(lo))
     filt = scan_filter(lo, hi)
-    assert filt.startswith(tenant_token(p, p + b"\xff") + ".")
+    token = tenant_token(p, p + b"\xff")
+    assert token is not None
+    assert filt.startswith(token + ".")
     for k in keys:
         full = p + ek(k)
         if lo <= full < hi:
@@ -119,7 +128,9 @@ def test_scan_filter_holds_every_key_of_the_range(tenant: str, keys: list, prefi
     st.text(min_size=1, max_size=8),
     st.lists(st.one_of(st.text(max_size=6), st.integers(), st.binary(max_size=4)), max_size=6),
 )
-def test_a_tenants_keys_share_its_token_and_no_other_tenants_do(tenant: str, keys: list) -> None:
+def test_a_tenants_keys_share_its_token_and_no_other_tenants_do(
+    tenant: str, keys: list[str | int | bytes]
+) -> None:
     from aurora_storage._keys import encode_key as ek
     from aurora_storage._keys import encode_tenant
 
@@ -159,7 +170,9 @@ _KEYS = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def twins(nats_server: Server, tmp_path_factory: pytest.TempPathFactory):
+def twins(
+    nats_server: Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Repository[Any, Any], Repository[Any, Any]]]:
     """A NATS bucket and a RocksDB store holding the same data."""
     bucket = "ord" + uuid.uuid4().hex[:10]
     n = aurora_storage.open(f"nats://{nats_server.address}/{bucket}?max_batch={MAX_BATCH}")
@@ -179,7 +192,13 @@ def twins(nats_server: Server, tmp_path_factory: pytest.TempPathFactory):
     limit=st.one_of(st.none(), st.integers(0, 10)),
 )
 def test_scans_return_exactly_what_rocksdb_returns(
-    twins, data, prefix, start, stop, reverse, limit
+    twins: tuple[Repository[Any, Any], Repository[Any, Any]],
+    data: list[tuple[Any, int]],
+    prefix: Any,
+    start: Any,
+    stop: Any,
+    reverse: bool,
+    limit: int | None,
 ) -> None:
     n, r = twins
     tenant = "t" + uuid.uuid4().hex[:6]
@@ -371,7 +390,7 @@ def test_value_larger_than_the_bucket_allows(nats_server: Server, bucket: str) -
         assert repo.get("t", "big") is None
 
 
-def test_server_lost_raises_a_typed_error(tmp_path) -> None:
+def test_server_lost_raises_a_typed_error(tmp_path: Path) -> None:
     server = Server(tmp_path, "lost")
     server.start()
     url = (
@@ -409,6 +428,7 @@ def test_bucket_made_by_other_tools_gets_atomic_batches(nats_server: Server, buc
 
 def test_sync_call_from_inside_the_private_loop_is_refused(nats_url: str) -> None:
     with aurora_storage.open(nats_url) as repo:
+        assert isinstance(repo.backend, NATSBackend)
         lt = repo.backend._lt
 
         async def inside() -> None:
@@ -471,7 +491,9 @@ def test_a_stopping_loop_ends_its_pending_tasks() -> None:
     assert cleaned == ["finally ran"]
 
 
-def _child_uses_inherited(repo: NATSRepository, url: str, q: multiprocessing.Queue) -> None:
+def _child_uses_inherited(
+    repo: NATSRepository[Any, Any], url: str, q: multiprocessing.Queue[object]
+) -> None:
     try:
         repo.get("t", "k")
         q.put("no error")
@@ -500,10 +522,12 @@ def test_fork_child_reopens_instead_of_sharing_the_loop(nats_url: str) -> None:
 # ---------------------------------------------------------------------------- native async
 
 
-def test_open_async_awaits_the_client_without_thread_hops(nats_url: str, monkeypatch) -> None:
+def test_open_async_awaits_the_client_without_thread_hops(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     arepo = aurora_storage.open_async(nats_url)
 
-    def no_threads(*args, **kwargs):
+    def no_threads(*args: Any, **kwargs: Any) -> NoReturn:
         raise AssertionError("a native-async call hopped to a worker thread")
 
     async def main() -> None:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -50,7 +51,7 @@ def _check(repo: Any, acked: list[int]) -> None:
 
 
 @pytest.mark.slow
-def test_leader_kills_lose_no_acknowledged_batch(tmp_path) -> None:
+def test_leader_kills_lose_no_acknowledged_batch(tmp_path: Path) -> None:
     nodes = cluster(tmp_path)
     for node in nodes:
         node.start()

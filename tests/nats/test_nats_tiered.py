@@ -21,6 +21,7 @@ from aurora_storage.testing import (
     ScanTests,
     TenantTests,
 )
+from aurora_storage.tiered import TieredRepository
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tiered"))
 from tiered_helpers import dump, fold_orders, iter_events
@@ -58,6 +59,7 @@ def _read_projection(url: str, q: Any) -> None:
 def test_projection_is_shared_with_other_processes(nats_url: str, tmp_path: Path) -> None:
     url = tiered_url(nats_url, tmp_path, projection="orders")  # registered by tiered_helpers
     with aurora_storage.open(url) as repo:
+        assert isinstance(repo, TieredRepository)
         for tenant, key, ev in iter_events(120, ("acme", "globex")):
             repo.put(tenant, key, ev)
         expected = fold_orders(repo.history)
