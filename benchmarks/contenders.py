@@ -735,7 +735,8 @@ class StoredKeysRocksDB(_StoredKeys, RawRocksDB):
         ro = self._ReadOptions()
         ro.set_iterate_upper_bound(hi)
         n, plen, loads = 0, len(h), orjson.loads
-        for k, v in self.db.items(from_key=lo, read_opt=ro):
+        items = self.db.items(from_key=lo, read_opt=ro)
+        for k, v in cast("Iterator[tuple[bytes, bytes]]", items):  # raw mode: bytes
             k[plen:-1].decode()
             loads(v)
             n += 1

@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                     built = time.perf_counter() - t0
                     settled = settle(repo, raw) if engine == "rocksdb" else 0.0
                     results = measure(engine, repo, raw, size, a.trials)
-                    step = {
+                    step: dict[str, Any] = {
                         "engine": engine,
                         "records": size,
                         "build": build,

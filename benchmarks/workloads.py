@@ -334,7 +334,7 @@ def tiered(workdir: str, cfg: Config, interleaved: bool) -> Result:
     record by record (what a tiered write does)."""
     d = os.path.join(workdir, "tiered-" + ("interleaved" if interleaved else "sum"))
     hot_url = f"lmdb://{d}/hot?sync=false"
-    tier = TieredRepository(
+    tier: TieredRepository[Any, Any] = TieredRepository(
         hot=aurora_storage.open(hot_url),
         cold=aurora_storage.open(f"rocksdb://{d}/cold"),
         projection=_actor,
