@@ -15,10 +15,11 @@ import pytest
 from nats_servers import Server
 
 import aurora_storage
+from aurora_storage import Repository
 from aurora_storage.errors import NotSupportedError, PositionExpiredError
 
 
-def _open(url: str, **options: Any) -> Any:
+def _open(url: str, **options: Any) -> Repository[Any, Any]:
     return aurora_storage.open(url, **options)
 
 
