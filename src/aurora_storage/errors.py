@@ -27,6 +27,8 @@ builtin would naturally expect the error, the builtin is mixed in::
     ├── StoreLockedError           (OSError)      another writer holds the store
     ├── StorageFullError           (OSError)      disk or map full and cannot grow
     ├── CorruptionError                           damaged data detected
+    ├── SeedKeyError               (ValueError)   import-seed: a stored key splits only by guessing
+    ├── SeedSourceError     (FileNotFoundError)   import-seed: no TypeScript store at the source
     ├── DurableWriteError                         tiered: the event is durable in history
     │   ├── HotTierError                          ... but the hot tier failed to apply it
     │   │   └── HotTierFullError   (StorageFullError) ... because hot is full
@@ -76,6 +78,8 @@ __all__ = [
     "ProjectionError",
     "ReadOnlyError",
     "RepositoryClosedError",
+    "SeedKeyError",
+    "SeedSourceError",
     "SerializationError",
     "StorageError",
     "StorageFullError",
@@ -311,6 +315,35 @@ class StorageFullError(StorageError, OSError):
 
 class CorruptionError(StorageError):
     """Stored data failed an integrity check; it is never returned as if it were valid."""
+
+
+# --------------------------------------------------------------------------- import-seed
+# Raised by aurora_storage.migrate (which re-exports them under the same names).
+
+
+class SeedKeyError(StorageError, ValueError):
+    """A stored key of a TypeScript store that cannot be split into tenant and key
+    without guessing (:func:`aurora_storage.migrate.split_seed_key`).
+
+    Attributes:
+        reason: ``unsplittable`` (no ``:`` is followed by a JSON text, and no known
+            tenant resolves it), ``ambiguous`` (more than one reading fits: the
+            ``candidates``), ``unknown-tenant`` (the only reading names a tenant that is
+            not in the list of known tenants).
+        candidates: the tenant ids of the readings that fit (may be empty).
+    """
+
+    def __init__(self, message: str, *, reason: str, candidates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.candidates = candidates
+
+
+class SeedSourceError(StorageError, FileNotFoundError):
+    """No RocksDB store in the TypeScript package's layout at the source path of
+    :func:`aurora_storage.migrate.import_seed`: the path is missing, holds no RocksDB
+    store, or holds an aurora-storage store (copy that one with ``aurora-storage
+    copy``)."""
 
 
 # --------------------------------------------------------------------------- tiered

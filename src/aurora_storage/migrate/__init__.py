@@ -15,8 +15,11 @@ See docs/migrating-from-typescript.md.
 
 from __future__ import annotations
 
-from ._seed import SeedImportReport, SeedProblem, SeedSourceError, import_seed
-from ._split import SeedKeyError, SeedSplit, split_seed_key
+# The two errors are defined in aurora_storage.errors with the rest of the error tree,
+# and stay importable from here, where they were first defined.
+from ..errors import SeedKeyError, SeedSourceError
+from ._seed import SeedImportReport, SeedProblem, import_seed
+from ._split import SeedSplit, split_seed_key
 
 __all__ = [
     "SeedImportReport",

@@ -19,9 +19,10 @@ from typing import Any
 
 from .. import errors
 from .._keys import encode_key, encode_tenant
-from ._split import SeedKeyError, SeedSplit, parse_json, split_seed_key
+from ..errors import SeedKeyError, SeedSourceError
+from ._split import SeedSplit, parse_json, split_seed_key
 
-__all__ = ["SeedImportReport", "SeedProblem", "SeedSourceError", "import_seed"]
+__all__ = ["SeedImportReport", "SeedProblem", "import_seed"]
 
 #: Records per atomic batch written to the target (and per progress step).
 CHUNK = 2000
@@ -32,12 +33,6 @@ MAX_PROBLEMS = 1000
 _PRIVATE = ("LOCK", "LOG", "rocksdict-config.json")
 #: The marker of an aurora-storage store (see aurora_storage._stores).
 _AURORA_MARKER = "aurora-store.json"
-
-
-class SeedSourceError(errors.StorageError, FileNotFoundError):
-    """No RocksDB store in the TypeScript package's layout at the source path: the path
-    is missing, holds no RocksDB store, or holds an aurora-storage store (copy that one
-    with ``aurora-storage copy``)."""
 
 
 @dataclasses.dataclass(frozen=True)

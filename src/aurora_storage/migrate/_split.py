@@ -35,9 +35,9 @@ import json
 from collections.abc import Set
 from typing import Any
 
-from .. import errors
+from ..errors import SeedKeyError
 
-__all__ = ["SeedKeyError", "SeedSplit", "parse_json", "split_seed_key"]
+__all__ = ["SeedSplit", "parse_json", "split_seed_key"]
 
 #: The separator between tenant id and JSON key in the TypeScript package's layout.
 SEPARATOR = ":"
@@ -60,23 +60,6 @@ class SeedSplit:
     tenant: str
     key: Any
     text_key: bool = False
-
-
-class SeedKeyError(errors.StorageError, ValueError):
-    """A stored key that cannot be split into tenant and key without guessing.
-
-    Attributes:
-        reason: ``unsplittable`` (no ``:`` is followed by a JSON text, and no known
-            tenant resolves it), ``ambiguous`` (more than one reading fits: the
-            ``candidates``), ``unknown-tenant`` (the only reading names a tenant that is
-            not in the list of known tenants).
-        candidates: the tenant ids of the readings that fit (may be empty).
-    """
-
-    def __init__(self, message: str, *, reason: str, candidates: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.candidates = candidates
 
 
 def _no_constant(name: str) -> Any:
