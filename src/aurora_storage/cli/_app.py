@@ -788,15 +788,15 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
       aurora-storage restore /backups/events-2026-12-01 rocksdb:///var/data/events
     """
     from ..config import URL
-    from ._common import _engine_at, _store_path
+    from ._common import engine_at, store_path
 
     parsed = URL.parse(url)
-    path = _store_path(parsed)
+    path = store_path(parsed)
     if path is None:
         raise click.UsageError(
             f"restore writes a store directory; {parsed.scheme}:// has none (use import/copy)"
         )
-    engine = _engine_at(os.path.abspath(directory))
+    engine = engine_at(os.path.abspath(directory))
     if engine != parsed.scheme:
         raise NoStoreError(
             f"{directory} holds {'no store' if engine is None else 'a ' + engine + ' store'}, "

@@ -23,12 +23,16 @@ __all__ = [
     "ExitCode",
     "NoStoreError",
     "StoreDiffersError",
+    "check_engine",
+    "engine_at",
     "exit_code_for",
     "open_read",
     "open_write",
     "parse_key",
     "parse_value",
     "progress",
+    "say",
+    "store_path",
     "write_json",
     "write_line",
 ]
@@ -84,7 +88,7 @@ _SIGNS = {
 _READ_ONLY = {"rocksdb": ("mode", "read_only"), "lmdb": ("read_only", "true")}
 
 
-def _engine_at(path: str) -> str | None:
+def engine_at(path: str) -> str | None:
     """Which engine's store a directory (or LMDB single file) holds, or None."""
     if os.path.isfile(path):
         with contextlib.suppress(OSError), open(path, "rb") as f:
@@ -107,7 +111,7 @@ def _engine_at(path: str) -> str | None:
     return None
 
 
-def _store_path(url: URL) -> str | None:
+def store_path(url: URL) -> str | None:
     """The local path of a file engine's URL, or None for other schemes."""
     if url.scheme not in _SIGNS:
         return None
@@ -116,11 +120,18 @@ def _store_path(url: URL) -> str | None:
     )
 
 
-def _check_engine(url: URL, *, must_exist: bool) -> None:
-    path = _store_path(url)
+def check_engine(url: URL, *, must_exist: bool) -> None:
+    """Refuse a file engine's URL whose path holds another engine's store (a command
+    must not open, or create files in, a store of another engine), and with
+    ``must_exist`` one whose path holds no store (read commands never create one).
+
+    Raises:
+        NoStoreError: another engine's store at the path, or (``must_exist``) none.
+    """
+    path = store_path(url)
     if path is None:
         return
-    found = _engine_at(path)
+    found = engine_at(path)
     if found is not None and found != url.scheme:
         raise NoStoreError(
             f"{path} holds a {found} store, not a {url.scheme} one; use {found}://{path}",
@@ -170,7 +181,7 @@ def _read_only_url(url: URL) -> URL:
             if isinstance(text, str) and text:  # (a missing tier: the backend says so)
                 tiers[name] = _read_only_url(URL.parse(text)).render(hide_secrets=False)
         return url.with_options(**tiers) if tiers else url
-    _check_engine(url, must_exist=True)
+    check_engine(url, must_exist=True)
     if url.scheme in _READ_ONLY:
         name, value = _READ_ONLY[url.scheme]
         if name not in url.options:
@@ -196,7 +207,7 @@ def open_write(url_text: str, *, create: bool = True, bulk: bool = False) -> Any
     import aurora_storage
 
     url = URL.parse(url_text)
-    _check_engine(url, must_exist=not create)
+    check_engine(url, must_exist=not create)
     if bulk and url.scheme in _BULK_OPTIONS:
         for name, value in _BULK_OPTIONS[url.scheme]:
             if name not in url.options:

@@ -13,10 +13,10 @@ from ._app import cli
 from ._common import (
     ExitCode,
     NoStoreError,
-    _check_engine,
-    _store_path,
+    check_engine,
     progress,
     say,
+    store_path,
     write_json,
 )
 
@@ -103,10 +103,10 @@ def import_seed_command(
     known = _read_tenants(tenants_file, tenant_ids)
     # The same refusal as put/import/copy for another engine's store, and never into a
     # folder holding something else (such as another TypeScript store).
-    _check_engine(URL.parse(target), must_exist=False)
+    check_engine(URL.parse(target), must_exist=False)
     foreign = foreign_target_message(target)
     if foreign is not None:
-        raise NoStoreError(foreign, path=_store_path(URL.parse(target)))
+        raise NoStoreError(foreign, path=store_path(URL.parse(target)))
     try:
         with contextlib.ExitStack() as stack:
             on_problem = None
