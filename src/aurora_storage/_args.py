@@ -10,15 +10,19 @@ pairs, and scan options. Each refusal is an
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["check_scan", "key_list", "pair", "pairs"]
+__all__ = ["check_scan", "key_list", "pair", "pairs", "split_pairs"]
 
 # A str or bytes is an iterable of characters, never meant as an iterable of keys:
 # delete_many("t", "ab") must not delete "a" and "b".
 _SCALARS = (str, bytes, bytearray, memoryview)
+_PAIR_TYPES = {tuple, list}
+_first = itemgetter(0)
+_second = itemgetter(1)
 
 
 def _short(value: Any) -> str:
@@ -84,6 +88,23 @@ def pair(item: Any, index: int, method: str) -> tuple[Any, Any]:
         f"{method}() takes (key, value) pairs; item {index} is {_short(item)} "
         f"({type(item).__name__}); nothing was written"
     )
+
+
+def split_pairs(items: Any, method: str) -> tuple[list[Any], list[Any]]:
+    """The keys and the values of a mapping or an iterable of ``(key, value)`` pairs, as
+    two lists in item order (the bulk form of :func:`pairs` and :func:`pair`: a list of
+    2-tuples is checked and split with a few C-level passes, not a call per item).
+
+    Raises:
+        InvalidArgumentError: ``items`` is a str, bytes-like or not iterable, or an item
+            is not a 2-tuple or 2-list (named by its index).
+    """
+    if type(items) is dict:
+        return list(items), list(items.values())
+    seq = items if type(items) is list else list(pairs(items, method))
+    if not set(map(type, seq)) <= _PAIR_TYPES or not set(map(len, seq)) <= {2}:
+        seq = [pair(item, i, method) for i, item in enumerate(seq)]
+    return list(map(_first, seq)), list(map(_second, seq))
 
 
 def check_scan(reverse: Any, limit: Any) -> None:

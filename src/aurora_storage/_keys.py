@@ -65,6 +65,7 @@ __all__ = [
     "encode_key",
     "encode_prefix",
     "encode_stored_key",
+    "encode_str_keys",
     "encode_tenant",
     "in_tenant",
     "prefix_successor",
@@ -296,6 +297,37 @@ def decode_keys(keys: list[bytes], plen: int) -> list[Any]:
     return [decode_key_at(k, plen) for k in keys]
 
 
+def encode_str_keys(head: bytes, keys: list[Any]) -> list[bytes] | None:
+    """The stored keys of many plain ``str`` keys of one tenant, in one pass.
+
+    ``head`` is the tenant's encoded prefix followed by the str type code
+    (``encode_tenant(t) + STR``). The result holds, for each key, the bytes
+    :func:`encode_stored_key` gives (``head``, the key's UTF-8, ``END``) - built with a
+    list comprehension instead of a call per key - provided every key is an exact
+    ``str`` without NUL or lone surrogate and no result exceeds :data:`MAX_KEY_SIZE`.
+    Otherwise it returns ``None`` and the caller encodes key by key (which raises the
+    precise error for a bad key, or escapes the NULs). Used by ``put_many``.
+    """
+    if not keys:
+        return []
+    types = set(map(type, keys))
+    if len(types) != 1 or str not in types:
+        return None
+    if "\x00" in "".join(keys):
+        return None
+    end = _B_END
+    try:
+        fulls = [head + k.encode() + end for k in keys]
+    except UnicodeEncodeError:  # a lone surrogate: encoded key by key (surrogatepass)
+        return None
+    # A UTF-8 character is at most 4 bytes: the exact lengths are needed only for long keys.
+    if len(head) + 1 + 4 * max(map(len, keys)) > MAX_KEY_SIZE and (
+        max(map(len, fulls)) > MAX_KEY_SIZE
+    ):
+        return None
+    return fulls
+
+
 class TenantKeys:
     """The stored-key encoder of one repository, with its caches of encoded tenants.
 
@@ -375,7 +407,25 @@ class TenantKeys:
             check_size(full, tenant, key, self._scheme)
         return full
 
-    def _str_prefix(self, tenant: str, key: str) -> bytes:
+    def _fulls(self, tenant: str, keys: list[Any]) -> list[bytes]:
+        """The stored keys of ``keys`` under ``tenant`` (validates the tenant even with
+        no keys): :func:`encode_str_keys` in one pass when all are plain ``str`` keys,
+        else :meth:`_full` key by key.
+
+        Raises:
+            InvalidTenantError, InvalidKeyError, KeyTooLargeError: as :meth:`_full`.
+        """
+        try:
+            head = self._str_prefixes[tenant]
+        except (KeyError, TypeError):
+            head = self._str_prefix(tenant, keys[0] if keys else None)
+        fulls = encode_str_keys(head, keys)
+        if fulls is None:
+            full = self._full
+            fulls = [full(tenant, k) for k in keys]
+        return fulls
+
+    def _str_prefix(self, tenant: str, key: Any) -> bytes:
         """:meth:`_full`'s first ``str`` key of a tenant: caches the tenant's head."""
         try:
             ps = self._prefix(tenant) + _B_STR

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 import orjson
 
 from . import _eventstore
-from ._args import check_scan, key_list, pair, pairs
+from ._args import check_scan, key_list, pair, pairs, split_pairs
 from ._async import AsyncRepository
 from ._cancel import Aborted
 from ._element import _POS_HEAD as _POS_HEADS
@@ -398,11 +398,32 @@ class Repository(TenantKeys, Generic[K, V]):
         """put_many; ``abort`` (the async twin's cancellation) is asked before the commit
         point and makes the whole call write nothing (:class:`~aurora_storage._cancel.Aborted`)."""
         self._check_writable()
-        self._prefix(tenant)  # a bad tenant fails even with no items
-        source = pairs(items, "put_many")
         backend = self._backend
         enc = self._encode if backend.streams_writes else self._encode_held
-        return backend.write_iter(self._encoded(tenant, source, enc, abort))
+        if abort is not None:
+            # The async twin: item by item, so a cancellation is seen between items.
+            self._prefix(tenant)  # a bad tenant fails even with no items
+            return backend.write_iter(self._encoded(tenant, pairs(items, "put_many"), enc, abort))
+        # The batch path: every key encoded in one pass (validating the tenant even with
+        # no items), then the engine gets the ready keys and the values as they are
+        # encoded (Backend.write_puts), without a Python frame per item.
+        keys, values = split_pairs(items, "put_many")
+        fulls = self._fulls(tenant, keys)
+        if not fulls:
+            return 0
+        try:
+            return backend.write_puts(fulls, map(enc, values))
+        except StorageError:
+            raise
+        except Exception:
+            # The codec refused a value (nothing was written): find which, for the
+            # typed error with the value's path.
+            for key, value in zip(keys, values, strict=True):
+                try:
+                    enc(value)
+                except Exception:
+                    self._value(value, tenant, key, held=not backend.streams_writes)
+            raise  # pragma: no cover - a codec that failed once and not again
 
     def _encoded(
         self,

@@ -758,6 +758,27 @@ class Backend(ABC):
             self.write(batch)
         return len(batch)
 
+    def write_puts(self, keys: Sequence[bytes], values: Iterable[bytes]) -> int:
+        """Store ``values`` at ``keys`` (the i-th value at the i-th key) atomically, like
+        :meth:`write` with puts only; return how many (``len(keys)``).
+
+        ``values`` is an iterator producing the encoded values one at a time (the
+        repository's codec runs as it is consumed): read it exactly once, in step with
+        ``keys``, and do not ask it for more than ``len(keys)`` values. If producing a
+        value raises, nothing is written and that exception propagates unchanged; an
+        engine failure raises a typed :class:`~aurora_storage.errors.StorageError` with
+        nothing written. ``keys`` is never empty; a key listed twice (the caller's items
+        held it twice) ends with its later value, as in :meth:`write`.
+
+        Called by ``put_many`` (``Repository.put_many`` and ``TenantView.put_many``, not
+        the async twin's cancellable path, which uses :meth:`write_iter`). The keys come
+        ready in one list, so an engine with a batch call of its own (RocksDB's
+        WriteBatch, LMDB's ``putmulti``) fills it without a Python frame per item.
+        Default: :meth:`write_iter` over the pairs (which defaults to :meth:`write`).
+        """
+        # Not strict: zip asks ``values`` for nothing past the last key.
+        return self.write_iter(zip(keys, values, strict=False))
+
     def scan_chunks(
         self,
         start: bytes,

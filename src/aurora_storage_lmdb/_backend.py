@@ -33,7 +33,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import islice
+from itertools import islice, tee
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -859,6 +859,43 @@ class LMDBBackend(Backend):
 
         self._write_txn(apply, changes=self._recorder(changes))
         return len(puts)
+
+    def write_puts(self, keys: Sequence[bytes], values: Iterable[bytes]) -> int:
+        """See :meth:`Backend.write_puts`: each value is wrapped in its envelope as it is
+        produced (C-level maps; the codec's buffer is dropped at once, never held in
+        bulk), then one write transaction stores them all with ``putmulti``."""
+        if self._dead:
+            self._check()
+        wrapped = self._wrap_all(keys, values)
+        n = len(keys)
+        # ``keys`` and ``wrapped`` are lists: the transaction is rerun whole after the
+        # map grows.
+
+        def put_all(txn: Any) -> None:
+            consumed, _ = txn.cursor().putmulti(zip(keys, wrapped, strict=True))
+            if consumed != n:  # py-lmdb#140: never let a short write pass
+                raise StorageError(
+                    f"LMDB stored {consumed} of {n} records of a batch; the batch was rolled back",
+                    backend="lmdb",
+                    path=self.path,
+                )
+
+        self._write_txn(
+            put_all,
+            changes=self._recorder([(k, v[:-4]) for k, v in zip(keys, wrapped, strict=True)])
+            if self._recording
+            else None,
+        )
+        return n
+
+    def _wrap_all(self, keys: Sequence[bytes], values: Iterable[bytes]) -> list[bytes]:
+        """The stored forms of ``values`` at ``keys``, each wrapped as it is produced:
+        ``tee`` hands each value to the checksum and to the concatenation with a lag of
+        one item (``islice``: never more than ``len(keys)`` values are asked for)."""
+        for_data, for_sum = tee(islice(values, len(keys)))
+        return list(
+            map(bytes.__add__, for_data, map(_pack, map(_crc, for_sum, map(self._kseed, keys))))
+        )
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`: cursor deletes, in bounded transactions
