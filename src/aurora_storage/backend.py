@@ -660,6 +660,16 @@ class Backend(ABC):
     #: metadata record, and refuses with CorruptionError a store whose marker exists but
     #: whose metadata record is gone, instead of initialising it again.
     marker_path: str | None = None
+    #: The engine's own point read for ``Repository.get``'s fast path, or ``None`` (the
+    #: default: the repository calls :meth:`get`). ``fast_get(key)`` returns what
+    #: :meth:`get` returns, but may raise anything - the engine's exceptions,
+    #: untranslated: the repository then asks :meth:`get` the same question, which
+    #: raises the typed error (or returns the value, if the failure has passed). So an
+    #: engine whose read needs no work of its own (no checksum, no copy) can be called
+    #: without a Python frame in between, and errors are translated only when they
+    #: happen. The repository reads the attribute at every call: an engine that swaps
+    #: its read function (a reopen, a close, a fork) swaps this one with it.
+    fast_get: Callable[[bytes], bytes | None] | None = None
 
     def __init__(self) -> None:
         # Serialises the default read-then-write insert(); engines with a native

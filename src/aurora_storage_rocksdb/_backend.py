@@ -165,6 +165,8 @@ class RocksDBBackend(Backend):
         self._lock = threading.RLock()
         # Bound once: the hot paths call these directly (swapped out on close and fork).
         self._get: Callable[[bytes], bytes | None] = db.get
+        # Backend.fast_get: always the same callable as _get (swapped with it).
+        self.fast_get: Callable[[bytes], bytes | None] | None = db.get
         self._put: Callable[[bytes, bytes], None] = db.put
         _fork.guard(self)
 
@@ -317,7 +319,7 @@ class RocksDBBackend(Backend):
         if self._full or self._closed:
             return
         self._full = True
-        self._get = self._reviving_get
+        self._get = self.fast_get = self._reviving_get
         self._put = self._reviving_put
 
     def _reviving_get(self, key: bytes) -> bytes | None:
@@ -376,7 +378,7 @@ class RocksDBBackend(Backend):
                     ) from exc
                 raise
             self._db = db
-            self._get = db.get
+            self._get = self.fast_get = db.get
             self._put = db.put
             self._full = False
             if recovery is not None:
@@ -392,7 +394,7 @@ class RocksDBBackend(Backend):
         _fork.keep_forever(self._db)
         self._forked = True
         self._closed = True
-        self._get = self._put = _closed_op
+        self._get = self._put = self.fast_get = _closed_op
         self._secondary_tmp = None
 
     # ------------------------------------------------------------------ point ops
@@ -813,7 +815,7 @@ class RocksDBBackend(Backend):
             if self._closed:
                 return
             self._closed = True
-            self._get = self._put = _closed_op
+            self._get = self._put = self.fast_get = _closed_op
             db, self._db = self._db, None
             _fork.release(self)
             if self._feed is not None:
