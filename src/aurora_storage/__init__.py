@@ -14,11 +14,9 @@ Backends are chosen by URL (``memory://``, ``rocksdb:///abs/path``, ``lmdb:///ab
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import errors
-from ._async import AsyncBatch, AsyncRepository, AsyncTenantView
-from ._eventstore import AsyncWatch
 from ._keys import (
     MAX_KEY_SIZE,
     decode_key,
@@ -66,6 +64,12 @@ from .errors import (
     VersionConflictError,
 )
 from .plugins import BackendSpec, installed_schemes, register_backend, register_plugin
+
+if TYPE_CHECKING:
+    # Imported on first use (module __getattr__ below): they load asyncio, which
+    # `import aurora_storage` does not.
+    from ._async import AsyncBatch, AsyncRepository, AsyncTenantView
+    from ._eventstore import AsyncWatch
 
 __all__ = [
     "FORMAT_VERSION",
@@ -247,9 +251,18 @@ def open_async(
 
 
 def __getattr__(name: str) -> Any:
-    # TieredRepository is imported on first use so `import aurora_storage` stays light.
+    # Imported on first use so `import aurora_storage` stays light: TieredRepository,
+    # and the async classes (which load asyncio).
     if name == "TieredRepository":
         from .tiered import TieredRepository
 
         return TieredRepository
+    if name in ("AsyncBatch", "AsyncRepository", "AsyncTenantView"):
+        from . import _async
+
+        return getattr(_async, name)
+    if name == "AsyncWatch":
+        from ._eventstore import AsyncWatch
+
+        return AsyncWatch
     raise AttributeError(f"module 'aurora_storage' has no attribute {name!r}")

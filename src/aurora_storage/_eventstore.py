@@ -6,7 +6,6 @@ I/O-free pieces and the ``watch()`` iterators; :class:`~aurora_storage.Repositor
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +18,8 @@ from .backend import ChangeFeed, ChangeRecord
 from .errors import InvalidKeyError, NotSupportedError, StorageError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._repository import Repository
 
 __all__ = ["AsyncWatch", "Change", "Slot", "Version", "Watch"]
@@ -315,6 +316,8 @@ class AsyncWatch(Generic[K, V]):
         return self._watch.position
 
     def _subscribe(self) -> asyncio.Event:
+        import asyncio  # here, not at the top: `import aurora_storage` loads no asyncio
+
         event = asyncio.Event()
         loop = asyncio.get_running_loop()
 
@@ -351,6 +354,8 @@ class AsyncWatch(Generic[K, V]):
             if left is not None and left <= 0:
                 self._stop()
                 raise StopAsyncIteration
+            import asyncio
+
             try:
                 await asyncio.wait_for(event.wait(), left)
             except TimeoutError:

@@ -1,21 +1,31 @@
-"""The plugin registry: entry points loaded lazily into a pluggy PluginManager."""
+"""The plugin registry: entry points loaded lazily into a pluggy PluginManager.
+
+The plugins aurora-storage ships (:data:`BUILTIN_PLUGINS`) are loaded by module name,
+without scanning the installed distributions' entry points: that scan (``importlib.
+metadata``, about 200 ms on a first open) runs only when a scheme is needed that is not
+built in, a choice of distribution names a built-in scheme, or every plugin is listed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
+import functools
+import importlib
 import os
 import re
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
-from ._hookspecs import PROJECT, BackendSpec, HookSpecs
+from ._backendspec import PROJECT, BackendSpec
 from ._url import SCHEME_RE
 from .errors import BackendNotFoundError, ConfigurationError, PluginConflictError, PluginError
 
 if TYPE_CHECKING:
+    import importlib.metadata
+
+    import pluggy
+
     from .codecs import Codec
 
 # Schemes we know of but do not ship in the base install: the hint names the package to
@@ -26,6 +36,21 @@ KNOWN_PACKAGES: dict[str, str] = {
 
 #: Chooses among distributions that claim one scheme: ``scheme=distribution[,...]``.
 PREFER_ENV = "AURORA_STORAGE_PLUGINS"
+
+#: The distribution that ships the built-in plugins.
+BUILTIN_DISTRIBUTION = "aurora-storage"
+#: The entry points aurora-storage declares (pyproject.toml's ``aurora_storage`` group,
+#: kept equal by a test): scheme -> plugin module. A URL of one of these schemes loads
+#: its module directly, without the entry-point scan, unless a choice of distribution
+#: (:func:`~aurora_storage.plugins.prefer_plugin` or :data:`PREFER_ENV`) names the
+#: scheme: another distribution claiming a built-in scheme serves it only when chosen.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "memory": "aurora_storage.memory._plugin",
+    "rocksdb": "aurora_storage_rocksdb._plugin",
+    "lmdb": "aurora_storage_lmdb._plugin",
+    "tiered": "aurora_storage.tiered._plugin",
+    "nats": "aurora_storage_nats._plugin",
+}
 
 
 def _dist_key(name: str) -> str:
@@ -44,8 +69,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self.pm = pluggy.PluginManager(PROJECT)
-        self.pm.add_hookspecs(HookSpecs)
+        self._pm: pluggy.PluginManager | None = None
         self._specs: dict[str, BackendSpec] = {}
         self._entry_points: dict[str, list[importlib.metadata.EntryPoint]] | None = None
         self._loaded: set[str] = set()
@@ -60,10 +84,30 @@ class Registry:
         #: Entry-point name (or scheme) -> what is wrong with its plugin.
         self.failures: dict[str, PluginError] = {}
 
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The pluggy plugin manager, created with the first plugin (pluggy is not
+        imported by `import aurora_storage`)."""
+        pm = self._pm
+        if pm is None:
+            with self._lock:
+                if self._pm is None:
+                    import pluggy
+
+                    from ._hookspecs import HookSpecs
+
+                    made = pluggy.PluginManager(PROJECT)
+                    made.add_hookspecs(HookSpecs)
+                    self._pm = made
+                pm = self._pm
+        return pm
+
     # -------------------------------------------------------------- entry points
 
     def _eps(self) -> dict[str, list[importlib.metadata.EntryPoint]]:
         if self._entry_points is None:
+            import importlib.metadata  # here: only a scan needs it (see module docstring)
+
             found: dict[str, list[importlib.metadata.EntryPoint]] = {}
             for ep in importlib.metadata.entry_points(group=PROJECT):
                 claims = found.setdefault(ep.name.lower(), [])
@@ -149,12 +193,18 @@ class Registry:
         if name in self._loaded:
             return
         self._loaded.add(name)
-        ep = self._claim(name)
-        if ep is None:
-            return
-        dist = _dist_of(ep)
+        builtin = BUILTIN_PLUGINS.get(name)
+        load: Callable[[], Any]
+        if builtin is not None and self._preferred(name) is None:
+            dist, value = BUILTIN_DISTRIBUTION, builtin
+            load = functools.partial(importlib.import_module, builtin)
+        else:
+            ep = self._claim(name)
+            if ep is None:
+                return
+            dist, value, load = _dist_of(ep), ep.value, ep.load
         try:
-            module = ep.load()
+            module = load()
         except Exception as exc:  # a broken plugin must not break the others
             self._fail(
                 name, dist, f"is installed but failed to load: {type(exc).__name__}: {exc}", exc
@@ -166,7 +216,7 @@ class Registry:
             self._fail(
                 name,
                 dist,
-                f"({ep.value}) implements no aurora_storage hook: define "
+                f"({value}) implements no aurora_storage hook: define "
                 "aurora_storage_backends() (or aurora_storage_codecs()) with @hookimpl",
             )
             return
@@ -182,7 +232,7 @@ class Registry:
             self._fail(
                 name,
                 dist,
-                f"({ep.value}) serves {', '.join(map(repr, schemes))} but not {name!r}: an "
+                f"({value}) serves {', '.join(map(repr, schemes))} but not {name!r}: an "
                 "entry point's name must be the URL scheme its plugin serves; rename the "
                 "entry point or the scheme",
             )

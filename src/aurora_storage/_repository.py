@@ -14,7 +14,6 @@ import orjson
 
 from . import _eventstore
 from ._args import check_scan, key_list, pair, pairs, split_pairs
-from ._async import AsyncRepository
 from ._cancel import Aborted
 from ._element import _POS_HEAD as _POS_HEADS
 from ._element import _SMALL as _SMALL_INT
@@ -62,6 +61,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from ._async import AsyncRepository
     from .config import URL
 
 __all__ = [
@@ -741,6 +741,9 @@ class Repository(TenantKeys, Generic[K, V]):
     def as_async(self) -> AsyncRepository[K, V]:
         """The asynchronous twin over this repository (what :func:`open_async` returns).
         Subclasses with extra operations return their own async class."""
+        # Imported here: `import aurora_storage` loads no asyncio until async is used.
+        from ._async import AsyncRepository
+
         return AsyncRepository(self)
 
     def tenant(self, tenant: str) -> TenantView[K, V]:

@@ -25,9 +25,16 @@ Tests and frozen applications can skip entry points: :func:`register_backend` an
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 # The hook specifications live in their own module, which the registry imports too:
-# this facade imports the registry, never the other way round.
-from ._hookspecs import PROJECT, BackendSpec, hookimpl, hookspec
+# this facade imports the registry, never the other way round. BackendSpec needs no
+# pluggy; hookimpl and hookspec (pluggy's markers) are imported on first use (module
+# __getattr__ below), so `import aurora_storage` does not load pluggy.
+from ._backendspec import PROJECT, BackendSpec
+
+if TYPE_CHECKING:
+    from ._hookspecs import hookimpl, hookspec
 
 __all__ = [
     "PROJECT",
@@ -123,3 +130,11 @@ def refresh_plugins() -> None:
     from ._registry import registry
 
     registry.refresh()
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("hookimpl", "hookspec"):
+        from . import _hookspecs
+
+        return getattr(_hookspecs, name)
+    raise AttributeError(f"module 'aurora_storage.plugins' has no attribute {name!r}")
