@@ -62,8 +62,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -87,41 +86,55 @@ STATE = json.dumps(
 ).encode()
 
 
-@contextmanager
-def _sqlite_synchronous(level: str) -> Iterator[None]:
-    # eventsourcing's SQLite module has no setting for PRAGMA synchronous; set it on
-    # every pooled connection as the connection is created.
-    original = es_sqlite.SQLiteConnectionPool._create_connection
+#: PRAGMA synchronous of the SQLite contender now (set by _open, per mode).
+_SQLITE_LEVEL: str | None = None
+#: What "nofsync" means for SQLite (``--sqlite-nofsync``): OFF (never syncs: the fastest
+#: SQLite setting, and what LMDB sync=false does) or NORMAL (WAL: syncs at checkpoints).
+_SQLITE_NOFSYNC = "OFF"
+_original_create = es_sqlite.SQLiteConnectionPool._create_connection
 
-    def create(self: Any) -> Any:
-        conn = original(self)
-        conn._sqlite_conn.execute(f"PRAGMA synchronous={level}")
-        return conn
 
-    es_sqlite.SQLiteConnectionPool._create_connection = create  # type: ignore[method-assign]  # patched for the run, restored below
-    try:
-        yield
-    finally:
-        es_sqlite.SQLiteConnectionPool._create_connection = original  # type: ignore[method-assign]  # the restore
+def _create_connection(self: Any) -> Any:
+    # eventsourcing's SQLite module has no setting for PRAGMA synchronous: every pooled
+    # connection gets the current contender's level as it is created (for the whole
+    # run, not only at open: a connection the pool makes later is covered too).
+    conn = _original_create(self)
+    if _SQLITE_LEVEL is not None:
+        conn._sqlite_conn.execute(f"PRAGMA synchronous={_SQLITE_LEVEL}")
+    return conn
+
+
+es_sqlite.SQLiteConnectionPool._create_connection = _create_connection  # type: ignore[method-assign]  # patched for the benchmark process
+
+_SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+
+
+def sqlite_settings(recorder: Any) -> tuple[str, str]:
+    """``(journal_mode, synchronous)`` of the SQLite recorder's pooled connection, read
+    back through it: the benchmark checks each run measured the settings it names."""
+    with recorder.datastore.transaction(commit=False) as c:
+        c.execute("PRAGMA journal_mode")
+        mode = str(c.fetchone()[0]).lower()
+        c.execute("PRAGMA synchronous")
+        level = _SYNC_NAMES.get(int(c.fetchone()[0]), "?")
+    return mode, level
 
 
 def _open(name: str, mode: str, directory: str) -> tuple[InfrastructureFactory[Any], Any]:
     """A factory and its application recorder for contender ``name`` in ``mode``."""
     sync = "true" if mode == "fsync" else "false"
     if name == "sqlite":
-        level = "FULL" if mode == "fsync" else "OFF"
-        with _sqlite_synchronous(level):
-            env = Environment(
-                "Bench",
-                {
-                    "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                    "SQLITE_DBNAME": os.path.join(directory, "events.sqlite"),
-                },
-            )
-            factory = InfrastructureFactory.construct(env)
-            recorder = factory.application_recorder()
-            # Create the pool's first connection now, under the pragma.
-            recorder.max_notification_id()
+        global _SQLITE_LEVEL
+        _SQLITE_LEVEL = "FULL" if mode == "fsync" else _SQLITE_NOFSYNC
+        env = Environment(
+            "Bench",
+            {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": os.path.join(directory, "events.sqlite"),
+            },
+        )
+        factory = InfrastructureFactory.construct(env)
+        recorder = factory.application_recorder()
         return factory, recorder
     if name in ("raw-lmdb", "raw-rocksdb"):
         floor = _RawLMDB(directory, mode) if name == "raw-lmdb" else _RawRocksDB(directory, mode)
@@ -271,6 +284,10 @@ def bench(
                         wall, cpu = _run_once(recorder, _workload(calls, batch))
                         rates[name].append(wall)
                         cpu_rates[name].append(cpu)
+                        if name == "sqlite":
+                            # Measured what it says: WAL, and the mode's sync level.
+                            got = sqlite_settings(recorder)
+                            assert got == ("wal", _SQLITE_LEVEL), got
                     finally:
                         factory.close()
                         shutil.rmtree(directory, ignore_errors=True)
@@ -320,7 +337,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _WORKDIR, _CODEC
+    global _WORKDIR, _CODEC, _SQLITE_NOFSYNC
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
     ap.add_argument("--calls", type=int, help="insert_events calls per round (default 2000)")
@@ -333,11 +350,18 @@ def main(argv: list[str] | None = None) -> int:
         help="of sqlite, aurora-lmdb, aurora-rocksdb, raw-lmdb, raw-rocksdb",
     )
     ap.add_argument("--codec", default=_CODEC, help="the aurora stores' codec (raw, msgpack)")
+    ap.add_argument(
+        "--sqlite-nofsync",
+        default=_SQLITE_NOFSYNC,
+        choices=["OFF", "NORMAL"],
+        help="SQLite's PRAGMA synchronous in the nofsync mode (default OFF, its fastest)",
+    )
     ap.add_argument("--dir", help="directory for the stores (default: the temp dir)")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     a = ap.parse_args(argv)
     _WORKDIR = a.dir
     _CODEC = a.codec
+    _SQLITE_NOFSYNC = a.sqlite_nofsync
     calls = a.calls or (20 if a.quick else 2000)
     rounds = a.rounds or (1 if a.quick else 5)
     contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
@@ -348,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = bench(contenders, modes, batches, calls, rounds)
     print(
         f"eventsourcing insert_events, {calls} calls x {rounds} rounds, aurora codec "
-        f"{_CODEC}; Python {platform.python_version()}, {platform.machine()}, "
+        f"{_CODEC}; SQLite WAL, synchronous FULL (fsync) / {_SQLITE_NOFSYNC} (nofsync); "
+        f"Python {platform.python_version()}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the end"
     )
     print(table(rows))

@@ -23,13 +23,27 @@ median CPU time per event of this process is reported:
 ``engine``
     the floor (``_RawLMDB`` / ``_RawRocksDB`` of eventsourcing_bench.py): the same
     records and checks straight on the engine in the fewest Python operations.
+``min``
+    what SQLite does, on the engine, in the fewest Python operations (``_MinLMDB`` /
+    ``_MinRocksDB`` below): the state stored once (under its notification id, not
+    packed), one small index record ``(originator_id, version) -> id`` written
+    create-only, the counter. Not a persistence module (it keeps no topic, and reading
+    an aggregate would take a lookup per event); the floor of *any* layout.
 
-The differences between neighbouring rows are the layers' own costs.
+The differences between neighbouring columns are the layers' own costs.
+
+A second table puts the recorder in its application: ``Application.save()`` of one
+aggregate with ``--batch`` new events (created, then tricks added), on SQLite and on
+aurora, and eventsourcing's own cost inside it that both sides pay alike - ``mapper``:
+``Mapper.to_stored_event`` (the JSON transcoder) of the same events. However fast a
+recorder, a save costs at least the mapper and the rest of ``save()``: the last column
+is the ratio SQLite's save would have against a recorder that cost nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -44,7 +58,85 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import eventsourcing_bench as eb
 
-LAYERS = ("sqlite", "module", "core", "backend", "engine")
+LAYERS = ("sqlite", "module", "core", "backend", "engine", "min")
+APP = ("mapper", "save-sqlite", "save-aurora")
+
+
+class _MinLMDB:
+    """SQLite's work on LMDB (see the module docstring): per event the state once and a
+    create-only index record, the counter, in one write transaction."""
+
+    def __init__(self, directory: str) -> None:
+        import lmdb
+
+        path = os.path.join(directory, "min-lmdb")
+        self.env = lmdb.open(path, map_size=1 << 30, sync=False, metasync=False)
+
+    def insert_events(self, stored_events: list[Any]) -> list[int]:
+        ids = []
+        with self.env.begin(write=True) as txn:
+            put = txn.put
+            raw = txn.get(b"c")
+            n = 0 if raw is None else int.from_bytes(raw, "big")
+            for s in stored_events:
+                n += 1
+                nb = n.to_bytes(8, "big")
+                index = b"e" + eb._hex(s.originator_id).encode()
+                if not put(index + s.originator_version.to_bytes(8, "big"), nb, overwrite=False):
+                    raise eb.IntegrityError("exists")
+                put(b"n" + nb, s.state)
+                ids.append(n)
+            put(b"c", n.to_bytes(8, "big"))
+        return ids
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class _MinRocksDB:
+    """SQLite's work on RocksDB (see :class:`_MinLMDB`): a read of each index key and
+    of the counter, one WriteBatch, under a lock."""
+
+    def __init__(self, directory: str) -> None:
+        import threading
+
+        import rocksdict
+
+        self._rocksdict = rocksdict
+        self.db = rocksdict.Rdict(
+            os.path.join(directory, "min-rocksdb"), options=rocksdict.Options(raw_mode=True)
+        )
+        wo = rocksdict.WriteOptions()
+        wo.sync = False
+        self.db.set_write_options(wo)
+        self.lock = threading.Lock()
+
+    def insert_events(self, stored_events: list[Any]) -> list[int]:
+        ids = []
+        db = self.db
+        with self.lock:
+            raw = db.get(b"c")
+            n = 0 if raw is None else int.from_bytes(raw, "big")
+            wb = self._rocksdict.WriteBatch(raw_mode=True)
+            for s in stored_events:
+                n += 1
+                nb = n.to_bytes(8, "big")
+                k = (
+                    b"e"
+                    + eb._hex(s.originator_id).encode()
+                    + s.originator_version.to_bytes(8, "big")
+                )
+                if db.get(k) is not None:
+                    raise eb.IntegrityError("exists")
+                wb.put(k, nb)
+                wb.put(b"n" + nb, s.state)
+                ids.append(n)
+            wb.put(b"c", n.to_bytes(8, "big"))
+            db.write(wb)
+        return ids
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def _timed(calls: list[Callable[[], Any]]) -> float:
@@ -57,6 +149,13 @@ def _timed(calls: list[Callable[[], Any]]) -> float:
 def _round(engine: str, layer: str, directory: str, calls: int, batch: int) -> float:
     """CPU seconds of this process for ``calls`` saves through ``layer``."""
     work = eb._workload(calls + 1, batch)
+    if layer == "min":
+        floor = _MinLMDB(directory) if engine == "lmdb" else _MinRocksDB(directory)
+        try:
+            floor.insert_events(work[0])
+            return _timed([partial(floor.insert_events, e) for e in work[1:]])
+        finally:
+            floor.close()
     if layer == "sqlite" or layer == "engine":
         name = "sqlite" if layer == "sqlite" else f"raw-{engine}"
         factory, recorder = eb._open(name, "nofsync", directory)
@@ -106,6 +205,73 @@ def _round(engine: str, layer: str, directory: str, calls: int, batch: int) -> f
         factory.close()
 
 
+@functools.cache
+def _dog_app() -> type[Any]:
+    """An eventsourcing application whose aggregate gets ``batch`` events per save."""
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    class Dog(Aggregate):
+        @event("Registered")
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.tricks: list[str] = []
+
+        @event("TrickAdded")
+        def add_trick(self, trick: str) -> None:
+            self.tricks.append(trick)
+
+    class Dogs(Application[Any]):
+        def new_dog(self, batch: int) -> Any:
+            dog = Dog("Fido")
+            for i in range(batch - 1):
+                dog.add_trick(f"trick {i}")
+            return dog
+
+    return Dogs
+
+
+def _app_round(engine: str, kind: str, directory: str, calls: int, batch: int) -> float:
+    """CPU seconds for ``calls`` saves of a new aggregate with ``batch`` events: the
+    whole ``Application.save()`` on SQLite or aurora, or only eventsourcing's mapper."""
+    dogs = _dog_app()
+    if kind == "save-aurora":
+        url = f"{engine}://{directory}/store?codec={eb._CODEC}&sync=false"
+        env = {"PERSISTENCE_MODULE": "aurora_storage.eventsourcing", "AURORA_URL": url}
+    else:
+        eb._SQLITE_LEVEL = eb._SQLITE_NOFSYNC
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": os.path.join(directory, "events.sqlite"),
+        }
+    app = dogs(env=env)
+    try:
+        app.save(app.new_dog(batch))  # warm up
+        if kind == "mapper":
+            pending = [app.new_dog(batch).collect_events() for _ in range(calls)]
+            to_stored = app.mapper.to_stored_event
+            return _timed([partial(lambda es: [to_stored(e) for e in es], es) for es in pending])
+        aggregates = [app.new_dog(batch) for _ in range(calls)]
+        return _timed([partial(app.save, a) for a in aggregates])
+    finally:
+        app.close()
+
+
+def _median_rounds(
+    names: tuple[str, ...], rounds: int, run: Callable[[str, str], float], per: int
+) -> dict[str, float]:
+    """Median CPU us per event of each name, interleaved in rotating order."""
+    got: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            directory = tempfile.mkdtemp(prefix=f"eslayers-{name}-")
+            try:
+                got[name].append(run(name, directory) / per * 1e6)
+            finally:
+                shutil.rmtree(directory, ignore_errors=True)
+    return {n: statistics.median(v) for n, v in got.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engines", default="lmdb,rocksdb")
@@ -117,22 +283,47 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU us per event (median of {a.rounds} interleaved rounds, {a.calls} saves each, "
         f"no fsync, codec {eb._CODEC}); load average {os.getloadavg()[0]:.1f}"
     )
+    engines = [e.strip() for e in a.engines.split(",")]
+    batches = [int(b) for b in a.batches.split(",")]
     print("| engine | events per save | " + " | ".join(LAYERS) + " |")
     print("| --- | ---: |" + " ---: |" * len(LAYERS))
-    for engine in [e.strip() for e in a.engines.split(",")]:
-        for batch in [int(b) for b in a.batches.split(",")]:
-            per: dict[str, list[float]] = {layer: [] for layer in LAYERS}
-            for r in range(a.rounds):
-                order = LAYERS[r % len(LAYERS) :] + LAYERS[: r % len(LAYERS)]
-                for layer in order:
-                    directory = tempfile.mkdtemp(prefix=f"eslayers-{layer}-")
-                    try:
-                        cpu = _round(engine, layer, directory, a.calls, batch)
-                    finally:
-                        shutil.rmtree(directory, ignore_errors=True)
-                    per[layer].append(cpu / (a.calls * batch) * 1e6)
-            cells = " | ".join(f"{statistics.median(per[layer]):.1f}" for layer in LAYERS)
+    sqlite_recorder: dict[int, float] = {}  # SQLite's insert_events, us per event
+    for engine in engines:
+        for batch in batches:
+            med = _median_rounds(
+                LAYERS,
+                a.rounds,
+                lambda layer, d, e=engine, b=batch: _round(e, layer, d, a.calls, b),
+                a.calls * batch,
+            )
+            cells = " | ".join(f"{med[layer]:.1f}" for layer in LAYERS)
             print(f"| {engine} | {batch} | {cells} |")
+            sqlite_recorder.setdefault(batch, med["sqlite"])
+    print()
+    print(
+        "Application.save() of a new aggregate, CPU us per event (mapper: eventsourcing's "
+        "own share, paid by both)"
+    )
+    print(
+        "| engine | events per save | mapper | save, SQLite | save, aurora | aurora vs SQLite "
+        "| SQLite vs a free recorder |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for engine in engines:
+        for batch in batches:
+            med = _median_rounds(
+                APP,
+                a.rounds,
+                lambda kind, d, e=engine, b=batch: _app_round(e, kind, d, a.calls, b),
+                a.calls * batch,
+            )
+            # A recorder that cost nothing: SQLite's save without its recorder's cost.
+            free = med["save-sqlite"] / max(med["save-sqlite"] - sqlite_recorder[batch], 1e-9)
+            print(
+                f"| {engine} | {batch} | {med['mapper']:.1f} | {med['save-sqlite']:.1f} | "
+                f"{med['save-aurora']:.1f} | {med['save-sqlite'] / med['save-aurora']:.2f}x | "
+                f"{free:.2f}x |"
+            )
     return 0
 
 

@@ -91,15 +91,21 @@ def commit(
     - and the general path (:func:`_commit_general`, the conditions read first by
     :func:`plan_commit`) runs in a new one and decides, exactly as if it had run alone.
     """
-    if conditions and all(expected is None for _, expected in conditions):
+    fast = True
+    for _, expected in conditions:
+        if expected is not None:
+            fast = False
+            break
+    if fast:
         for _, v in ops:
             if v is None:
+                fast = False
                 break
-        else:
-            try:
-                return _commit_fast(backend, ops, conditions, appends)
-            except _Occupied:
-                pass
+    if fast:
+        try:
+            return _commit_fast(backend, ops, conditions, appends)
+        except _Occupied:
+            pass
     return _commit_general(backend, ops, conditions, appends)
 
 
