@@ -648,10 +648,11 @@ class RocksDBBackend(Backend):
                 ro.set_iterate_upper_bound(stop)
                 it = self._db.iter(ro)
                 it.seek_for_prev(stop)
-                k: bytes | None = it.key() if it.valid() else None
+                # key() is None where the iterator is not valid (rocksdict).
+                k: bytes | None = it.key()
                 if k is not None and k >= stop:
                     it.prev()
-                    k = it.key() if it.valid() else None
+                    k = it.key()
                 if k is None:
                     it.status()
             except Exception as exc:
