@@ -14,6 +14,12 @@ also returns the decoded key ``(aggregate, version)``, the engine's the key byte
 
 Also ``memory://``: append one key, then read the newest (the case that used to re-sort
 every key).
+
+``--floor`` adds, on LMDB, three stripped-down lookups timed in the same loop, to show
+what Python costs around the seek: ``bare`` (a method with the same keyword arguments,
+the bounds-cache lookup and the one-element result iterator, no engine call),
+``bare+last_key`` (plus ``Backend.last_key``) and ``bare+seek`` (plus the seek pasted
+into the method). None checks its arguments or decodes the key.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ def _stats(xs: list[float]) -> tuple[float, float]:
 def _compare(
     name: str, sides: dict[str, Callable[[list[int]], None]], aggs: int, trials: int
 ) -> None:
+    """Print aurora's side against the raw side (the first two of ``sides``), then any
+    further sides against the raw one."""
     times: dict[str, list[float]] = {s: [] for s in sides}
     names = list(sides)
     for t in range(trials):
@@ -51,11 +59,14 @@ def _compare(
             t0 = time.perf_counter()
             sides[side](sample)
             times[side].append(time.perf_counter() - t0)
-    (a_min, a_p10), (r_min, r_p10) = (_stats(times[s]) for s in names)
+    (a_min, a_p10), (r_min, r_p10) = (_stats(times[s]) for s in names[:2])
     print(
         f"{name:8} aurora {a_min:6.2f} us (p10 {a_p10:6.2f})   raw {r_min:6.2f} us "
         f"(p10 {r_p10:6.2f})   ratio {a_min / r_min:4.2f}x (p10 {a_p10 / r_p10:4.2f}x)"
     )
+    for extra in names[2:]:
+        e_min, e_p10 = _stats(times[extra])
+        print(f"{'':8} {extra:14} {e_min:6.2f} us (p10 {e_p10:6.2f})   {e_min / r_min:4.2f}x raw")
 
 
 def _fill(repo: Any, aggs: int, events: int) -> None:
@@ -109,7 +120,72 @@ def bench_rocksdb(tmp: str, aggs: int, events: int, trials: int) -> None:
     repo.close()
 
 
-def bench_lmdb(tmp: str, aggs: int, events: int, trials: int) -> None:
+def _floor_sides(repo: Any, aggs: int) -> dict[str, Callable[[list[int]], None]]:
+    """The stripped-down lookups of ``--floor`` (see the module docstring)."""
+    prefixes = [(f"agg-{a}",) for a in range(aggs)]
+    cache = {
+        ("bank", p): (repo._prefix("bank") + encode_prefix(p), _bounds(repo, a), p[0])
+        for a, p in enumerate(prefixes)
+    }
+    backend = repo.backend
+    begin = backend._env.begin
+
+    class Bare:
+        def bare(
+            self,
+            tenant: str,
+            *,
+            prefix: Any = None,
+            reverse: bool = False,
+            limit: int | None = None,
+        ) -> Any:
+            _lo, _hi, first = cache[(tenant, prefix)]
+            return iter(((first, 20),))
+
+        def last_key(
+            self,
+            tenant: str,
+            *,
+            prefix: Any = None,
+            reverse: bool = False,
+            limit: int | None = None,
+        ) -> Any:
+            lo, hi, first = cache[(tenant, prefix)]
+            backend.last_key(lo, hi)
+            return iter(((first, 20),))
+
+        def seek(
+            self,
+            tenant: str,
+            *,
+            prefix: Any = None,
+            reverse: bool = False,
+            limit: int | None = None,
+        ) -> Any:
+            _lo, hi, first = cache[(tenant, prefix)]
+            txn = begin()
+            cur = txn.cursor()
+            cur.key() if (cur.prev() if cur.set_range(hi) else cur.last()) else None
+            txn.abort()
+            return iter(((first, 20),))
+
+    bare = Bare()
+
+    def side(method: Callable[..., Any]) -> Callable[[list[int]], None]:
+        def run(sample: list[int]) -> None:
+            for a in sample:
+                (_last,) = method("bank", prefix=prefixes[a], reverse=True, limit=1)
+
+        return run
+
+    return {
+        "bare": side(bare.bare),
+        "bare+last_key": side(bare.last_key),
+        "bare+seek": side(bare.seek),
+    }
+
+
+def bench_lmdb(tmp: str, aggs: int, events: int, trials: int, floor: bool = False) -> None:
     repo = aurora_storage.open(f"lmdb://{tmp}/lmdb")
     _fill(repo, aggs, events)
     backend = repo.backend
@@ -128,7 +204,10 @@ def bench_lmdb(tmp: str, aggs: int, events: int, trials: int) -> None:
                     cur.last()
                 assert cur.key()
 
-    _compare("lmdb", {"aurora": aurora, "raw": raw}, aggs, trials)
+    sides = {"aurora": aurora, "raw": raw}
+    if floor:
+        sides.update(_floor_sides(repo, aggs))
+    _compare("lmdb", sides, aggs, trials)
     repo.close()
 
 
@@ -151,11 +230,12 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=300)
     ap.add_argument("--aggregates", type=int, default=2000)
     ap.add_argument("--events", type=int, default=20)
+    ap.add_argument("--floor", action="store_true", help="also the stripped-down lookups")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="aurora-newest-")
     try:
         bench_rocksdb(tmp, args.aggregates, args.events, args.trials)
-        bench_lmdb(tmp, args.aggregates, args.events, args.trials)
+        bench_lmdb(tmp, args.aggregates, args.events, args.trials, args.floor)
         bench_memory(100_000)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -89,6 +89,11 @@ _BOUNDS_CACHE_MAX = 65_536
 #: Scan bounds of recent ``(tenant, prefix)`` pairs for the newest-key lookup: a pure
 #: function of the two (the key encoding), so one cache serves every repository.
 _BOUNDS_CACHE: dict[tuple[str, Any], tuple[bytes, bytes, int, str | None]] = {}
+#: The stored tail of a key ``(s, n)`` after its ``(s,)`` prefix, for each one-byte
+#: ``n``: POS, size 1, n, END, the tuple's END (see _element) -> n. A fixed table
+#: (255 entries), so the newest-key lookup decodes an aggregate's version with one
+#: dictionary lookup.
+_ONE_BYTE_TAILS: dict[bytes, int] = {bytes((0x13, 1, n, 0, 0)): n for n in range(1, 256)}
 
 
 class Repository(TenantKeys, Generic[K, V]):
@@ -576,9 +581,9 @@ class Repository(TenantKeys, Generic[K, V]):
                 # (see _keys); decoded from those bytes, the first element is the
                 # prefix's own str. Any other key goes to the decoder.
                 i = len(lo)
-                if len(k) == i + 5 and k[i] == 0x13 and k[i + 1] == 1 and k[-2:] == b"\x00\x00":
-                    # n < 256, one byte: most aggregates' versions.
-                    return iter(((first, k[-3]),))  # type: ignore[arg-type]  # K is this tuple key
+                n = _ONE_BYTE_TAILS.get(k[i:])  # n < 256: most aggregates' versions
+                if n is not None:
+                    return iter(((first, n),))  # type: ignore[arg-type]  # K is this tuple key
                 size = len(k) - i - 4
                 if 0 < size <= 8 and k[i] == 0x13 and k[i + 1] == size and k[-2:] == b"\x00\x00":
                     return iter(((first, int.from_bytes(k[i + 2 : -2], "big")),))  # type: ignore[arg-type]  # K is this tuple key
