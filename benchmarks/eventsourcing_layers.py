@@ -170,17 +170,21 @@ def _round(engine: str, layer: str, directory: str, calls: int, batch: int) -> f
         if layer == "module":
             return _timed([partial(recorder.insert_events, e) for e in work[1:]])
         repo, tenant, pack = recorder._repo, recorder._tenant, recorder._pack
-        saves = [
-            [
-                (
-                    ("e", "events", eb._hex(s.originator_id), s.originator_version),
-                    pack([s.topic, s.state]),
-                    pack([eb._hex(s.originator_id), s.originator_version, s.topic, s.state]),
-                )
-                for s in events
-            ]
-            for events in work[1:]
-        ]
+        # As the module builds them: one originator id text per save (a save's events
+        # share it, and the batch reuses the encoding of its key elements).
+        saves = []
+        for events in work[1:]:
+            oid = eb._hex(events[0].originator_id)
+            saves.append(
+                [
+                    (
+                        ("e", "events", oid, s.originator_version),
+                        pack([s.topic, s.state]),
+                        pack([oid, s.originator_version, s.topic, s.state]),
+                    )
+                    for s in events
+                ]
+            )
         if layer == "core":
 
             def save(rows: list[tuple[Any, Any, Any]]) -> None:
