@@ -56,6 +56,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from eventsourcing.persistence import IntegrityError
+
 import eventsourcing_bench as eb
 
 LAYERS = ("sqlite", "module", "core", "backend", "engine", "min")
@@ -83,7 +85,7 @@ class _MinLMDB:
                 nb = n.to_bytes(8, "big")
                 index = b"e" + eb._hex(s.originator_id).encode()
                 if not put(index + s.originator_version.to_bytes(8, "big"), nb, overwrite=False):
-                    raise eb.IntegrityError("exists")
+                    raise IntegrityError("exists")
                 put(b"n" + nb, s.state)
                 ids.append(n)
             put(b"c", n.to_bytes(8, "big"))
@@ -127,7 +129,7 @@ class _MinRocksDB:
                     + s.originator_version.to_bytes(8, "big")
                 )
                 if db.get(k) is not None:
-                    raise eb.IntegrityError("exists")
+                    raise IntegrityError("exists")
                 wb.put(k, nb)
                 wb.put(b"n" + nb, s.state)
                 ids.append(n)
@@ -261,6 +263,14 @@ def _app_round(engine: str, kind: str, directory: str, calls: int, batch: int) -
         app.close()
 
 
+def _layer_round(engine: str, calls: int, batch: int, layer: str, directory: str) -> float:
+    return _round(engine, layer, directory, calls, batch)
+
+
+def _app_kind_round(engine: str, calls: int, batch: int, kind: str, directory: str) -> float:
+    return _app_round(engine, kind, directory, calls, batch)
+
+
 def _median_rounds(
     names: tuple[str, ...], rounds: int, run: Callable[[str, str], float], per: int
 ) -> dict[str, float]:
@@ -295,10 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     for engine in engines:
         for batch in batches:
             med = _median_rounds(
-                LAYERS,
-                a.rounds,
-                lambda layer, d, e=engine, b=batch: _round(e, layer, d, a.calls, b),
-                a.calls * batch,
+                LAYERS, a.rounds, partial(_layer_round, engine, a.calls, batch), a.calls * batch
             )
             cells = " | ".join(f"{med[layer]:.1f}" for layer in LAYERS)
             print(f"| {engine} | {batch} | {cells} |")
@@ -316,10 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     for engine in engines:
         for batch in batches:
             med = _median_rounds(
-                APP,
-                a.rounds,
-                lambda kind, d, e=engine, b=batch: _app_round(e, kind, d, a.calls, b),
-                a.calls * batch,
+                APP, a.rounds, partial(_app_kind_round, engine, a.calls, batch), a.calls * batch
             )
             # A recorder that cost nothing: SQLite's save without its recorder's cost.
             free = med["save-sqlite"] / max(med["save-sqlite"] - sqlite_recorder[batch], 1e-9)
