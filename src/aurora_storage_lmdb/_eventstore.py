@@ -117,7 +117,8 @@ def _commit_fast(
 ) -> list[int]:
     """:func:`commit` of a batch whose conditions are all create-only and whose ops hold
     no delete; raises :class:`_Occupied` (nothing written) when a key it must create is
-    taken.
+    taken, or when a condition's key is not written by the batch (only a read checks
+    that one).
 
     Why it writes exactly what the general path would: with no delete in the batch, a
     key absent before the transaction stays absent until this batch writes it, so a
@@ -135,14 +136,20 @@ def _commit_fast(
         done.clear()  # a retried transaction starts over
         # Read under the write lock, as in the general path.
         recording = backend._recording
+        found = 0
         for k, v in ops:
             if v is None:  # pragma: no cover - commit() sends no deletes here
                 raise _Occupied
             if k in created:
                 if not put(k, v + pack(crc(v, kseed(k))), overwrite=False):
                     raise _Occupied
+                found += 1
             else:
                 put(k, v + pack(crc(v, kseed(k))))
+        if found != len(created):
+            # A condition on a key the batch does not write (Backend.commit allows it):
+            # only a read can check it; the general path does.
+            raise _Occupied
         if recording:
             done.extend(ops)
         firsts: list[int] = []

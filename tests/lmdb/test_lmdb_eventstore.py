@@ -11,7 +11,7 @@ from typing import Any
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 import aurora_storage
 import aurora_storage_lmdb._eventstore as lmdb_eventstore
@@ -78,16 +78,18 @@ def _commit_case(draw: st.DrawFn) -> dict[str, Any]:
     ops = draw(
         st.lists(st.tuples(st.sampled_from(universe), st.one_of(st.none(), values)), max_size=3)
     )
-    # A condition's key is written by the batch (Batch.insert adds the put too).
+    # A condition's key is usually written by the batch (Batch.insert adds the put too);
+    # Backend.commit also takes a condition on a key it does not write ("bare").
     conditioned = draw(st.lists(st.sampled_from(universe), max_size=3))
     kinds = draw(st.lists(st.sampled_from(["absent", "current", "stale"]), min_size=3))
+    bare = draw(st.lists(st.booleans(), min_size=3, max_size=3))
     appends = draw(st.lists(st.lists(values, min_size=1, max_size=3), max_size=2))
     return {
         "state": state,
         "occupied": occupied,
         "counter": counter,
         "ops": ops,
-        "conditioned": list(zip(conditioned, kinds, strict=False)),
+        "conditioned": list(zip(conditioned, kinds, bare, strict=False)),
         "appends": appends,
     }
 
@@ -105,6 +107,16 @@ def two_lmdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, An
 _case_ids = itertools.count()
 
 
+@example(
+    case={
+        "state": {b"k0": b"x"},
+        "occupied": [],
+        "counter": None,
+        "ops": [],
+        "conditioned": [(b"k0", "absent", True)],
+        "appends": [[b"v"]],
+    }
+)  # a condition on an existing key the batch does not write: must fail
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -115,8 +127,9 @@ def test_commit_fast_path_writes_what_the_general_path_writes(
     """LMDB's commit tries no-overwrite puts first and falls back to the general path
     (conditions and slots read first) when one finds its key taken: from any state, for
     any batch, it returns, raises and writes exactly what the general path alone does
-    (including the appends' numbers past occupied slots, and a delete of a conditioned
-    key, which the fast path must not take)."""
+    (including the appends' numbers past occupied slots, a delete of a conditioned key
+    and a condition on a key the batch does not write, which the fast path must not
+    take)."""
     # A fresh namespace per example: examples never see each other's records.
     ns = b"\x01fp%d\x00" % next(_case_ids)
     seq_prefix = ns + b"seq"
@@ -133,7 +146,7 @@ def test_commit_fast_path_writes_what_the_general_path_writes(
         backend.write(setup)
         ops = [(ns + k, v) for k, v in case["ops"]]
         conditions = []
-        for k, kind in case["conditioned"]:
+        for k, kind, bare in case["conditioned"]:
             key = ns + k
             current = backend.get(key)
             if kind == "absent" or current is None:
@@ -143,7 +156,8 @@ def test_commit_fast_path_writes_what_the_general_path_writes(
             else:
                 expected = value_version(current + b"stale")
             conditions.append((key, expected))
-            ops.append((key, b"cond"))
+            if not bare:
+                ops.append((key, b"cond"))
         appends = [
             Append(counter, record, values, (seq_prefix, prefix_successor(seq_prefix)))
             for values in case["appends"]
