@@ -147,7 +147,7 @@ class TestNonInterleavingNotificationIDs(NATSStore, cases.NonInterleavingCases):
     pass
 
 
-class TestInfrastructureFactory(NATSStore, cases.FactoryCases):
+class TestInfrastructureFactory(NATSStore, cases.FactoryCases):  # type: ignore[misc]  # see es_cases.FactoryCases
     pass
 
 
