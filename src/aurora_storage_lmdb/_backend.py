@@ -795,7 +795,47 @@ class LMDBBackend(Backend):
         )
 
     def write(self, ops: Sequence[Op]) -> None:
-        """See :meth:`Backend.write`: every operation in one write transaction."""
+        """See :meth:`Backend.write`: every operation in one write transaction.
+
+        A batch of up to ``_WRAP_SLICE`` operations while nothing records changes (the
+        common small batch: a tiered write, an event) is written inline like
+        :meth:`put`, without write_iter's slicing and the retry loop's frames; a failure
+        there (a full map ...) and everything else go through :meth:`write_iter`, which
+        recovers and retries."""
+        if self._dead:
+            self._check()
+        if len(ops) > _WRAP_SLICE:
+            self.write_iter(ops)
+            return
+        kseed = self._kseed
+        puts = [(k, None if v is None else v + _pack(_crc(v, kseed(k)))) for k, v in ops]
+        if not puts:
+            return
+        with self._wlock:
+            if not self._recording:
+                try:
+                    txn = self._begin(write=True)
+                except lmdb.Error:
+                    pass  # the general path below retries (and recovers) it
+                else:
+                    try:
+                        put, delete = txn.put, txn.delete
+                        for k, v in puts:
+                            if v is None:
+                                delete(k)
+                            else:
+                                put(k, v)
+                    except BaseException as exc:
+                        self._abort_write(txn)
+                        if not isinstance(exc, lmdb.Error):
+                            raise
+                    else:
+                        try:
+                            txn.commit()  # a failed commit aborts inside LMDB
+                        except lmdb.Error:
+                            pass
+                        else:
+                            return
         self.write_iter(ops)
 
     def write_iter(self, ops: Iterable[Op]) -> int:

@@ -456,8 +456,30 @@ class RocksDBBackend(Backend):
             return True
 
     def write(self, ops: Sequence[Op]) -> None:
-        """See :meth:`Backend.write`: one atomic WriteBatch."""
-        self.write_iter(ops)
+        """See :meth:`Backend.write`: one atomic WriteBatch. The errors are translated
+        with an inline ``try`` (not :class:`EngineCall`): batches of one or two records
+        (a tiered write, an event) are a hot path too."""
+        if self._feed is not None:
+            self.write_iter(ops)  # records the changes for the feed
+            return
+        self._check()
+        if not ops:
+            return
+        wb = rocksdict.WriteBatch(raw_mode=True)
+        put, delete = wb.put, wb.delete
+        for k, v in ops:
+            if v is None:
+                delete(k)
+            else:
+                put(k, v)
+        try:
+            with self._insert_lock:
+                self._db.write(wb)
+        except Exception as exc:
+            err = self._error(exc, "write batch")
+            if err is exc:
+                raise
+            raise err from exc
 
     def write_iter(self, ops: Iterable[Op]) -> int:
         """See :meth:`Backend.write_iter`: each operation goes into the WriteBatch as it

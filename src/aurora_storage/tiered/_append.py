@@ -32,7 +32,9 @@ Record = tuple[str, int, bytes, bytes]
 
 def _check_absent(p: Pair, records: list[Record]) -> None:
     if len(records) == 1:
-        existing = [p.cb.get(records[0][2])]
+        if p.cb.get(records[0][2]) is None:
+            return  # the common write: one new record
+        existing: list[bytes | None] = [b""]
     else:
         fulls = [r[2] for r in records]
         if len(set(fulls)) != len(fulls):

@@ -291,12 +291,16 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             ReadOnlyError, RepositoryClosedError: as :meth:`Repository.put`.
         """
         p = self._p
-        full = p.cold._full(tenant, key)
-        data = p.cold._value(value, tenant, key)
+        cold = p.cold
+        full = cold._full(tenant, key)
+        try:
+            data = cold._encode(value)
+        except Exception:  # the typed error, with the value's path (re-encodes once)
+            data = cold._value(value, tenant, key)
         with p.lock:
             self._check_write()
             if p.projection is not None:
-                off = len(p.cold._prefix(tenant))
+                off = len(cold._prefix(tenant))
                 _append.append(p, [(tenant, off, full, data)], _log.one(full))
             else:
                 _cache.put(p, full, data)

@@ -115,7 +115,12 @@ class ProjectionState:
         Raises:
             SerializationError: the hot tier's codec cannot encode ``value``.
         """
-        self._pending[self._hot._full(self.tenant, key)] = self._hot._value(value, self.tenant, key)
+        hot = self._hot
+        try:
+            data = hot._encode(value)
+        except Exception:  # the typed error, with the value's path (re-encodes once)
+            data = hot._value(value, self.tenant, key)
+        self._pending[hot._full(self.tenant, key)] = data
 
     def delete(self, key: Any) -> None:
         """Remove ``key`` from the projection (no error if absent)."""
