@@ -33,6 +33,7 @@ import re
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -294,6 +295,58 @@ def plot(doc: dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
+def run_engine(engine: str, sizes: list[int], trials: int, workdir: str) -> None:
+    """The child process of one engine: grow its store pair through ``sizes``, print
+    each measured step as one ``STEP {json}`` line, remove the stores at the end."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    d = os.path.join(workdir, engine)
+    before = memory()
+    repo, raw = open_pair(engine, d, lmdb_sync=True)
+    rnd = random.Random(7)
+    have = 0
+    try:
+        for size in sizes:
+            t0 = time.perf_counter()
+            build = grow(repo, raw, have, size, rnd)
+            have = size
+            built = time.perf_counter() - t0
+            settled = settle(repo, raw) if engine == "rocksdb" else 0.0
+            results = measure(engine, repo, raw, size, trials)
+            step: dict[str, Any] = {
+                "engine": engine,
+                "records": size,
+                "build": build,
+                "build_s": round(built, 1),
+                "settle_s": round(settled, 1),
+                "load": os.getloadavg()[0],
+                "memory": memory(),
+                "memory_at_start": before,
+                "disk_bytes": {
+                    "aurora": du(os.path.join(d, "aurora")),
+                    "raw": du(os.path.join(d, "raw")),
+                },
+                "ops": {
+                    op: {
+                        "aurora_us": statistics.median(r.aurora_us),
+                        "raw_us": statistics.median(r.raw_us),
+                        "ratio": statistics.median(r.ratios),
+                        "ratio_p10": quantile(r.ratios, 0.1),
+                        "ratio_p90": quantile(r.ratios, 0.9),
+                        "trials": len(r.ratios),
+                        "items_per_trial": r.items_per_trial,
+                    }
+                    for op, r in results.items()
+                },
+            }
+            print("STEP " + json.dumps(step), flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        repo.close()
+        raw.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -302,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         help="store sizes to measure at, ascending (the store grows to each in turn)",
     )
     ap.add_argument("--engines", default=",".join(ENGINES), help="subset of rocksdb,lmdb")
-    ap.add_argument("--trials", type=int, default=21, help="paired trials per operation [21]")
+    ap.add_argument("--trials", type=int, default=41, help="paired trials per operation [41]")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="JSON results directory")
     ap.add_argument("--plot", default=DEFAULT_PLOT, help="PNG to write [docs/img/scaling.png]")
     ap.add_argument("--no-plot", action="store_true", help="write no PNG")
@@ -312,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH",
         help="measure nothing: print the tables of an earlier run's JSON and redraw its plot",
     )
+    ap.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.from_json:
         with open(a.from_json) as f:
@@ -327,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     if not sizes or sizes != sorted(set(sizes)):
         ap.error("--sizes must be distinct and ascending: the store grows from one to the next")
+    if a.child:
+        assert a.workdir is not None
+        run_engine(a.child, sizes, a.trials, a.workdir)
+        return 0
     wanted = {e.strip() for e in a.engines.split(",") if e.strip()}
     for bad in wanted - set(ENGINES):
         ap.error(f"unknown engine {bad!r}")
@@ -352,62 +410,47 @@ def main(argv: list[str] | None = None) -> int:
     path = os.path.join(a.out, f"scaling-{stamp}.json")
     # SIGTERM ends the run like Ctrl-C: the steps measured so far are reported.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    child: subprocess.Popen[str] | None = None
+    failed = False
     try:
         for engine in engines:
-            d = os.path.join(workdir, engine)
-            repo, raw = open_pair(engine, d, lmdb_sync=True)
-            rnd = random.Random(7)
-            have = 0
-            try:
-                for size in sizes:
-                    t0 = time.perf_counter()
-                    build = grow(repo, raw, have, size, rnd)
-                    have = size
-                    built = time.perf_counter() - t0
-                    settled = settle(repo, raw) if engine == "rocksdb" else 0.0
-                    results = measure(engine, repo, raw, size, a.trials)
-                    step: dict[str, Any] = {
-                        "engine": engine,
-                        "records": size,
-                        "build": build,
-                        "build_s": round(built, 1),
-                        "settle_s": round(settled, 1),
-                        "load": os.getloadavg()[0],
-                        "memory": memory(),
-                        "disk_bytes": {
-                            "aurora": du(os.path.join(d, "aurora")),
-                            "raw": du(os.path.join(d, "raw")),
-                        },
-                        "ops": {
-                            op: {
-                                "aurora_us": statistics.median(r.aurora_us),
-                                "raw_us": statistics.median(r.raw_us),
-                                "ratio": statistics.median(r.ratios),
-                                "ratio_p10": quantile(r.ratios, 0.1),
-                                "ratio_p90": quantile(r.ratios, 0.9),
-                                "trials": len(r.ratios),
-                                "items_per_trial": r.items_per_trial,
-                            }
-                            for op, r in results.items()
-                        },
-                    }
-                    doc["steps"].append(step)
-                    with open(path, "w") as f:  # kept current: a long run may be stopped
-                        json.dump(doc | {"partial": True}, f, indent=1)
-                    ops = ", ".join(f"{op} {cell(v)}" for op, v in step["ops"].items())
-                    print(
-                        f"  {engine} {label(size)}: built in {built:.1f} s, compactions "
-                        f"settled in {settled:.1f} s; {ops}; "
-                        f"RSS {step['memory'].get('rss_mib', 0):.0f} MiB; load {step['load']:.1f}",
-                        flush=True,
-                    )
-            finally:
-                repo.close()
-                raw.close()
-                shutil.rmtree(d, ignore_errors=True)
+            # One process per engine: its memory figures are its own, not what the
+            # previous engine's heap left behind.
+            child = subprocess.Popen(
+                [
+                    *(sys.executable, os.path.abspath(__file__), "--child", engine),
+                    *("--sizes", ",".join(map(str, sizes)), "--trials", str(a.trials)),
+                    *("--workdir", workdir),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert child.stdout is not None
+            for line in child.stdout:
+                if not line.startswith("STEP "):
+                    print(line, end="", flush=True)
+                    continue
+                step = json.loads(line[5:])
+                doc["steps"].append(step)
+                with open(path, "w") as f:  # kept current: a long run may be stopped
+                    json.dump(doc | {"partial": True}, f, indent=1)
+                ops = ", ".join(f"{op} {cell(v)}" for op, v in step["ops"].items())
+                print(
+                    f"  {engine} {label(step['records'])}: built in {step['build_s']:.1f} s, "
+                    f"compactions settled in {step['settle_s']:.1f} s; {ops}; "
+                    f"RSS {step['memory'].get('rss_mib', 0):.0f} MiB; load {step['load']:.1f}",
+                    flush=True,
+                )
+            if child.wait() != 0:
+                failed = True
+                print(f"{engine}: the child process failed", file=sys.stderr, flush=True)
+            child = None
     except KeyboardInterrupt:
         doc["interrupted"] = True
         print("interrupted: reporting the steps measured so far", flush=True)
+        if child is not None:
+            child.terminate()
+            child.wait()
     finally:
         if not a.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -430,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(doc["table"])
     print(f"\nresults in {path}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
