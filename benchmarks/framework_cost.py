@@ -6,7 +6,8 @@ what aurora-storage adds: tenant lookup, key encoding/decoding, validation, disp
 
     python benchmarks/framework_cost.py [--n 50000] [--reps 9]
 
-Best of ``--reps`` runs per figure; run it a few times on a busy machine.
+Best of ``--reps`` runs per figure; run it a few times on a busy machine. The disk
+engines' cost, by named workload next to the raw engine, is measured by workloads.py.
 """
 
 from __future__ import annotations

@@ -261,8 +261,9 @@ def plot(doc: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     engines = [e for e in doc["config"]["engines"] if any(s["engine"] == e for s in doc["steps"])]
+    cols = len(OPS) + 1
     fig, axes = plt.subplots(
-        len(engines), len(OPS), figsize=(4 * len(OPS), 3.2 * len(engines)), squeeze=False
+        len(engines), cols, figsize=(3.6 * cols, 3.2 * len(engines)), squeeze=False
     )
     for row, engine in enumerate(engines):
         steps = [s for s in doc["steps"] if s["engine"] == engine]
@@ -283,10 +284,24 @@ def plot(doc: dict[str, Any], path: str) -> None:
             ax.grid(True, alpha=0.3)
             if col == 0:
                 ax.legend(fontsize="small")
+        # The ratios: what carries over from this machine's load to another machine.
+        ax = axes[row][len(OPS)]
+        for op in OPS:
+            ax.plot(xs, [s["ops"][op]["ratio"] for s in steps], "-o", label=op, markersize=4)
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [label(x) for x in xs])
+        ax.minorticks_off()
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{engine}: aurora / raw (median ratio)")
+        ax.set_xlabel("records in the store")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="x-small")
+    loads = [s["load"] for s in doc["steps"]]
     fig.suptitle(
-        f"aurora-storage vs raw engine as the store grows ({doc['started']}, commit "
-        f"{doc['commit']}, load {doc['load_before']:.1f}-{doc['load_after']:.1f} on "
-        f"{os.cpu_count()} cores)",
+        f"aurora-storage (solid) vs the raw engine (dashed) as the store grows: "
+        f"{doc['started']}, commit {doc['commit']}, load average {min(loads):.1f}-"
+        f"{max(loads):.1f} on {doc.get('cores', '?')} cores",
         fontsize="medium",
     )
     fig.tight_layout()
