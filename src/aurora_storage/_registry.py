@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._backendspec import PROJECT, BackendSpec
 from ._url import SCHEME_RE
-from .errors import BackendNotFoundError, ConfigurationError, PluginConflictError, PluginError
+from .errors import (
+    BackendNotFoundError,
+    ConfigurationError,
+    InvalidArgumentError,
+    PluginConflictError,
+    PluginError,
+)
 
 if TYPE_CHECKING:
     import importlib.metadata
@@ -51,6 +57,33 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "tiered": "aurora_storage.tiered._plugin",
     "nats": "aurora_storage_nats._plugin",
 }
+
+
+def _env_choices(text: str) -> dict[str, str]:
+    """The choices of :data:`PREFER_ENV` (``scheme=distribution[,...]``) as a dict.
+
+    Raises:
+        ConfigurationError: an item is not ``scheme=distribution`` or names a scheme
+            twice (a choice the user made must not be dropped or guessed).
+    """
+    choices: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, dist = (part.strip() for part in item.partition("="))
+        if not sep or not SCHEME_RE.match(name) or not dist:
+            raise ConfigurationError(
+                f"{PREFER_ENV}={text!r} is malformed at {item.strip()!r}: write "
+                "scheme=distribution, several separated by commas "
+                "(e.g. mykv=aurora-mykv,otherkv=aurora-other)"
+            )
+        if name.lower() in choices:
+            raise ConfigurationError(
+                f"{PREFER_ENV}={text!r} chooses a distribution for scheme {name!r} twice; "
+                "keep one choice per scheme"
+            )
+        choices[name.lower()] = dist
+    return choices
 
 
 def _dist_key(name: str) -> str:
@@ -136,6 +169,18 @@ class Registry:
     def prefer(self, scheme: str, distribution: str | None) -> None:
         """Choose ``distribution`` for ``scheme`` when several claim it (``None``:
         forget the choice)."""
+        if not isinstance(scheme, str) or not SCHEME_RE.match(scheme):
+            raise InvalidArgumentError(
+                f"prefer_plugin() needs a URL scheme such as 'mykv' (a letter, then letters, "
+                f"digits, '+', '-' or '.'), not {scheme!r}"
+            )
+        if distribution is not None and (
+            not isinstance(distribution, str) or not distribution.strip()
+        ):
+            raise InvalidArgumentError(
+                f"prefer_plugin() needs a distribution name (as pip shows it) or None, not "
+                f"{distribution!r}"
+            )
         scheme = scheme.lower()
         with self._lock:
             if distribution is None:
@@ -150,11 +195,9 @@ class Registry:
         chosen = self._prefer.get(scheme)
         if chosen is not None:
             return chosen, f"prefer_plugin({scheme!r}, {chosen!r})"
-        for item in os.environ.get(PREFER_ENV, "").split(","):
-            name, sep, dist = item.partition("=")
-            if sep and name.strip().lower() == scheme and dist.strip():
-                return dist.strip(), f"{PREFER_ENV}={os.environ[PREFER_ENV]!r}"
-        return None
+        text = os.environ.get(PREFER_ENV, "")
+        chosen = _env_choices(text).get(scheme)
+        return None if chosen is None else (chosen, f"{PREFER_ENV}={text!r}")
 
     def _claim(self, name: str) -> importlib.metadata.EntryPoint | None:
         """The entry point that serves ``name``; a conflict is recorded as a failure."""
@@ -216,8 +259,9 @@ class Registry:
             self._fail(
                 name,
                 dist,
-                f"({value}) implements no aurora_storage hook: define "
+                "implements no aurora_storage hook: define "
                 "aurora_storage_backends() (or aurora_storage_codecs()) with @hookimpl",
+                module=value,
             )
             return
         try:
@@ -226,15 +270,27 @@ class Registry:
             self._fail(name, dist, f"failed in aurora_storage_backends(): {exc}", exc)
             return
         schemes = [spec.scheme for spec in offered]
+        if not offered and not callable(codecs):
+            # The backends hook is there and returned nothing: a forgotten spec (or a
+            # forgotten ``return``), not a codecs-only plugin.
+            self._fail(
+                name,
+                dist,
+                "returned no backend from aurora_storage_backends(); return "
+                f"[BackendSpec(scheme={name!r}, ...)] from it",
+                module=value,
+            )
+            return
         if not offered:
             self._codec_only.add(name)
         elif name not in schemes:
             self._fail(
                 name,
                 dist,
-                f"({value}) serves {', '.join(map(repr, schemes))} but not {name!r}: an "
+                f"serves {', '.join(map(repr, schemes))} but not {name!r}: an "
                 "entry point's name must be the URL scheme its plugin serves; rename the "
                 "entry point or the scheme",
+                module=value,
             )
             return
         try:
@@ -246,9 +302,18 @@ class Registry:
         for scheme in schemes:
             self._dist[scheme] = dist
 
-    def _fail(self, name: str, dist: str, what: str, cause: BaseException | None = None) -> None:
+    def _fail(
+        self,
+        name: str,
+        dist: str,
+        what: str,
+        cause: BaseException | None = None,
+        *,
+        module: str | None = None,
+    ) -> None:
+        where = f"distribution {dist}" + (f", module {module}" if module else "")
         err = PluginError(
-            f"the plugin for scheme {name!r} (distribution {dist}) {what}",
+            f"the plugin for scheme {name!r} ({where}) {what}",
             backend=name,
             distribution=dist,
         )
@@ -258,14 +323,23 @@ class Registry:
     def engine_import_failed(self, scheme: str, spec: BackendSpec, exc: ImportError) -> PluginError:
         """Record (and return, to raise) a plugin failure for an engine import that
         failed inside the scheme's ``open``."""
+        runtime = self._dist.get(scheme) is None and not spec.package
         dist = self._dist.get(scheme) or spec.package or "(registered at run time)"
         missing = f"module {exc.name!r}" if exc.name else "a module"
+        own = (getattr(spec.open, "__module__", None) or "").partition(".")[0]
         hint = KNOWN_PACKAGES.get(scheme)
-        fix = (
-            f"install it with: pip install {hint}"
-            if hint
-            else f"install {dist} again with its dependencies"
-        )
+        if hint:
+            fix = f"install it with: pip install {hint}"
+        elif exc.name and own and exc.name.partition(".")[0] == own:
+            # Not an engine: the plugin's own package lacks the module it imports.
+            fix = (
+                f"{exc.name!r} is part of the plugin's own package {own!r}: a bug in the "
+                "plugin or an incomplete install of it"
+            )
+        elif runtime:
+            fix = "install the package that provides it"
+        else:
+            fix = f"install {dist} again with its dependencies"
         err = PluginError(
             f"the {scheme} backend (distribution {dist}) could not import {missing} its "
             f"engine needs ({type(exc).__name__}: {exc}); {fix}",

@@ -45,6 +45,7 @@ from .backend import (
     Op,
     VerifyProblem,
     VerifyReport,
+    _raise_outside_range,
 )
 from .codecs import Codec, get_codec, locate_unencodable
 from .errors import (
@@ -730,6 +731,10 @@ class Repository(TenantKeys, Generic[K, V]):
             first = self._backend.first_key(lo, NS_DATA_END)
             if first is None:
                 return
+            if not lo <= first < NS_DATA_END:
+                # Looping on it would yield one tenant forever (a plugin whose scans
+                # ignored part of ``start`` did exactly that).
+                _raise_outside_range(self._backend, "first_key", first, lo, NS_DATA_END)
             try:
                 tenant, end = decode_tenant_key(first)
             except ValueError as exc:

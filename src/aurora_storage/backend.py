@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from ._keys import KEY_SPACE_END
 from ._stores import (
@@ -51,6 +51,7 @@ from .errors import (
     NotSupportedError,
     PositionExpiredError,
     RepositoryClosedError,
+    StorageError,
 )
 
 __all__ = [
@@ -614,6 +615,20 @@ def _takes_limit(backend: Backend) -> bool:
     return "limit" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def _raise_outside_range(
+    backend: Backend, method: str, key: bytes, start: bytes, stop: bytes
+) -> NoReturn:
+    """Raise the error for a backend that returned ``key`` outside ``[start, stop)``
+    from ``method``: a broken range contract, which the core refuses to act on."""
+    raise StorageError(
+        f"the {backend.describe()} backend's {method} returned the key {key!r}, outside "
+        f"the range asked for [{start!r}, {stop!r}); the backend breaks the range "
+        "contract of aurora_storage.backend (a plugin bug: run the conformance suite on "
+        "it). Nothing was written.",
+        backend=backend.scheme,
+    )
+
+
 class Backend(ABC):
     """Bytes in, bytes out, ordered scans, atomic batches, close.
 
@@ -907,6 +922,11 @@ class Backend(ABC):
                 if close is not None:
                     close()
             if keys:
+                if not start <= min(keys) or not max(keys) < stop:
+                    # Deleting a key the scan should not have returned would delete
+                    # another tenant's record: refuse, nothing deleted in this batch.
+                    bad = next(k for k in keys if not start <= k < stop)
+                    _raise_outside_range(self, "scan_chunks", bad, start, stop)
                 self.write([(k, None) for k in keys])
                 total += len(keys)
             if len(keys) < _RANGE_CHUNK:

@@ -25,12 +25,21 @@ from plugin_dists import install_dist, on_path
 
 import aurora_storage
 from aurora_storage._registry import KNOWN_PACKAGES
-from aurora_storage.errors import BackendNotFoundError, PluginConflictError, PluginError
+from aurora_storage.errors import (
+    BackendNotFoundError,
+    ConfigurationError,
+    InvalidArgumentError,
+    PluginConflictError,
+    PluginError,
+)
 from aurora_storage.plugins import (
+    BackendSpec,
     installed_schemes,
     plugin_failures,
     prefer_plugin,
     refresh_plugins,
+    register_backend,
+    unregister_backend,
 )
 
 # A plugin module serving ``scheme`` with the memory backend, tagged with ``who`` so a
@@ -77,6 +86,16 @@ def aurora_storage_backends():
     return [BackendSpec(scheme="needsengine", open=_open, package="aurora-needsengine")]
 """
 
+# The hook is there but returns no backend: a forgotten spec, not a codecs-only plugin.
+_EMPTY_HOOK = """
+from aurora_storage.plugins import hookimpl
+
+
+@hookimpl
+def aurora_storage_backends():
+    return []
+"""
+
 _CODECS_ONLY = """
 from aurora_storage.codecs import Codec
 from aurora_storage.plugins import hookimpl
@@ -106,6 +125,7 @@ def site(tmp_path: Path) -> Iterator[Path]:
     _plugin(site, "aurora_named", "named", "plug_named", _SERVES, scheme="other", who="x")
     _plugin(site, "aurora_needsengine", "needsengine", "plug_engine", _ENGINE_MISSING)
     _plugin(site, "aurora_revcodec", "revcodec", "plug_codec", _CODECS_ONLY)
+    _plugin(site, "aurora_emptyhook", "emptyhook", "plug_empty", _EMPTY_HOOK)
     with on_path(site, *_MODULES):
         yield site
     prefer_plugin("dupkv", None)
@@ -160,6 +180,54 @@ def test_an_entry_point_without_a_hook_is_reported(site: Path) -> None:
     assert "distribution aurora-nohook" in plugin_failures()["nohook"]
 
 
+def test_an_entry_point_whose_hook_returns_no_backend_is_reported(site: Path) -> None:
+    # It was taken for a codecs-only plugin: open said "no backend for URL scheme" with
+    # no word of the installed distribution, and plugin_failures() was empty.
+    with pytest.raises(PluginError, match="returned no backend") as info:
+        aurora_storage.open("emptyhook://")
+    assert info.value.distribution == "aurora-emptyhook"
+    assert "aurora-emptyhook" in plugin_failures()["emptyhook"]
+
+
+def test_messages_name_distribution_and_module_once(site: Path) -> None:
+    with pytest.raises(PluginError) as info:
+        aurora_storage.open("named://")
+    assert "(distribution aurora-named, module plug_named)" in str(info.value)
+    assert ") (" not in str(info.value)
+
+
+@pytest.mark.parametrize("scheme", [None, "", "1bad", "has space", 42])
+def test_prefer_plugin_refuses_a_bad_scheme(scheme: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="scheme"):
+        prefer_plugin(scheme, "aurora-kv-a")
+
+
+@pytest.mark.parametrize("dist", ["", "  ", 42])
+def test_prefer_plugin_refuses_a_bad_distribution(dist: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="distribution"):
+        prefer_plugin("dupkv", dist)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("garbage", "scheme=distribution"),
+        ("dupkv=", "scheme=distribution"),
+        ("=aurora-kv-a", "scheme=distribution"),
+        ("dupkv=aurora-kv-a,dupkv=aurora-kv-b", "twice"),
+    ],
+)
+def test_a_malformed_environment_variable_is_an_error(
+    site: Path, monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    # It was ignored (or its first choice silently taken): the user's choice lost.
+    monkeypatch.setenv("AURORA_STORAGE_PLUGINS", value)
+    refresh_plugins()
+    with pytest.raises(ConfigurationError, match=message) as info:
+        aurora_storage.open("dupkv://")
+    assert "AURORA_STORAGE_PLUGINS" in str(info.value)
+
+
 def test_an_entry_point_serving_another_scheme_is_reported(site: Path) -> None:
     with pytest.raises(PluginError, match="serves 'other' but not 'named'") as info:
         aurora_storage.open("named://")
@@ -180,6 +248,22 @@ def test_an_engine_import_failing_inside_open_is_a_plugin_failure(site: Path) ->
     assert "'aurora_no_such_engine_xyz'" in str(err)
     assert "install aurora-needsengine again with its dependencies" in str(err)
     assert "aurora_no_such_engine_xyz" in plugin_failures()["needsengine"]
+
+
+def test_an_engine_missing_for_a_runtime_registration_names_no_distribution() -> None:
+    def _open(url: Any, options: Any) -> Any:
+        import aurora_no_such_engine_xyz  # type: ignore[import-not-found]  # noqa: F401  # the missing engine this test is about
+
+        raise AssertionError("unreachable")
+
+    register_backend(BackendSpec("rtengine", _open, "runtime test backend"))
+    try:
+        with pytest.raises(PluginError) as info:
+            aurora_storage.open("rtengine://")
+        assert "install the package that provides it" in str(info.value)
+        assert "(registered at run time) again" not in str(info.value)
+    finally:
+        unregister_backend("rtengine")
 
 
 def test_a_codecs_only_plugin_is_not_a_scheme_nor_a_failure(site: Path) -> None:

@@ -32,7 +32,7 @@ _chars = st.characters(codec=None, exclude_categories=())
 class _Str(str):
     """A str subclass whose own encode() lies: the stored key must use its value."""
 
-    def encode(self, *args: Any, **kwargs: Any) -> bytes:  # type: ignore[override]
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:
         return b"wrong"
 
 
@@ -87,7 +87,7 @@ def test_bad_keys_and_tenants_raise_the_per_key_errors() -> None:
     with pytest.raises(InvalidTenantError):
         repo.put_many("", [])
     with pytest.raises(InvalidTenantError):
-        repo.put_many(3, [("a", 1)])  # type: ignore[arg-type]
+        repo.put_many(3, [("a", 1)])  # type: ignore[arg-type]  # a wrong tenant type on purpose
     assert repo.count("t") == 0
 
 
@@ -142,7 +142,7 @@ class _Recording(MemoryBackend):
 
 def test_put_many_hands_the_engine_ready_keys_in_one_call() -> None:
     backend = _Recording()
-    repo = aurora_storage.Repository(backend)
+    repo: aurora_storage.Repository[Any, Any] = aurora_storage.Repository(backend)
     assert repo.put_many("t", [("a", 1), (2, "x"), ("c", None)]) == 3
     assert backend.calls == [[encode_stored_key("t", k) for k in ("a", 2, "c")]]
     assert repo.get_many("t", ["a", 2, "c"]) == [1, "x", None]

@@ -4,6 +4,8 @@ when they happen - by asking the backend's ``get`` the same question."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -49,7 +51,7 @@ class _FastRead(MemoryBackend):
 
 def test_get_uses_the_engine_read_and_translates_only_failures() -> None:
     backend = _FastRead()
-    repo = aurora_storage.Repository(backend)
+    repo: aurora_storage.Repository[Any, Any] = aurora_storage.Repository(backend)
     repo.put("t", "k", 1)
     calls = backend.slow_calls
     assert repo.get("t", "k") == 1
@@ -111,6 +113,6 @@ def test_bad_tenants_and_keys_still_raise() -> None:
     with pytest.raises(InvalidTenantError):
         repo.get("", "k")
     with pytest.raises(InvalidTenantError):
-        repo.get(["t"], "k")  # type: ignore[arg-type]
+        repo.get(["t"], "k")  # type: ignore[arg-type]  # a wrong tenant type on purpose
     with pytest.raises(InvalidKeyError):
         repo.get("t", object())

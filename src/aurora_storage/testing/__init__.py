@@ -14,7 +14,7 @@ A backend's test file subclasses :class:`RepositoryTestSuite` and provides one f
 The suite opens (and, for persistence, reopens) the store with
 :func:`aurora_storage.open`. Tests of a capability the backend does not declare in
 :class:`~aurora_storage.Capabilities` (``persistent``, ``atomic_batches``,
-``thread_safe``, ``ordered_scans``, and the event-store primitives'
+``thread_safe``, and the event-store primitives'
 ``conditional_writes``, ``sequences``, ``change_feed``, ``multi_process``) are skipped
 with the reason. The individual mixins
 can be combined instead of the whole suite. Needs ``pytest`` and ``hypothesis``

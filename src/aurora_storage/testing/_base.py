@@ -26,7 +26,6 @@ __all__ = [
     "Boom",
     "Repo",
     "assert_empty",
-    "in_key_order",
 ]
 
 Repo = Repository[Any, Any]
@@ -138,15 +137,6 @@ class Base:
 
 def assert_empty(repo: Repo) -> None:
     assert list(repo.tenants()) == [], "a failed call left data behind"
-
-
-def in_key_order(repo: Repo, keys: Any) -> list[Any]:
-    """``keys`` as a list; sorted into key order if the backend's scans are unordered, so
-    range and prefix tests still check *which* keys a scan returns."""
-    out = list(keys)
-    if not repo.capabilities.ordered_scans:
-        out.sort(key=aurora_storage.encode_key)
-    return out
 
 
 class Boom(Exception):

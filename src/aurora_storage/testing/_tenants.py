@@ -6,7 +6,7 @@ from ._base import (
     Base,
     Repo,
 )
-from ._common import HOSTILE_TENANTS, require, typed_list
+from ._common import HOSTILE_TENANTS, typed_list
 
 __all__ = ["TenantTests"]
 
@@ -31,7 +31,6 @@ class TenantTests(Base):
         assert sorted(repo.tenants()) == sorted(HOSTILE_TENANTS)
 
     def test_tenants_in_order(self, repo: Repo) -> None:
-        require(repo, "ordered_scans", "tenants() lists tenants in order")
         for t in HOSTILE_TENANTS:
             repo.put(t, "k", 0)
         assert list(repo.tenants()) == sorted(HOSTILE_TENANTS)
