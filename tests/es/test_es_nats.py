@@ -82,7 +82,7 @@ class TestApplicationRecorder(NATSStore, cases.ApplicationRecorderCases):
         "while every insert contends for the one notification counter. Passes when run; "
         "the same shape at a smaller size is test_concurrent_inserts_with_readers below"
     )
-    def test_concurrent_no_conflicts(self) -> None:  # type: ignore[override]
+    def test_concurrent_no_conflicts(self) -> None:  # type: ignore[override]  # the base method is untyped in eventsourcing; overridden only to skip it
         super().test_concurrent_no_conflicts()
 
     def test_concurrent_inserts_with_readers(self) -> None:
