@@ -83,18 +83,21 @@ from ._disk import (
     preallocate,
 )
 from ._envelope import (
+    CRC_ENVELOPES,
     ENVELOPE_VERSION,
     INTACT,
     PLUGIN_META_KEY,
     RESIDUE,
     SEEDS,
+    TRAILERS,
     envelope_of_plugin_record,
     new_plugin_record,
     unwrap,
-    wrap,
 )
 from ._envelope import crc as _crc
 from ._envelope import pack as _pack
+from ._envelope import xxh32 as _x32
+from ._envelope import xxh32_digest as _x32d
 from ._errors import RACE_ERRORS, translate
 from ._format import LIB_VERSION, LMDB_DATA_VERSION, precheck, structure_problems, verify_or_raise
 
@@ -107,6 +110,7 @@ _WRAP_SLICE = 1024
 _first = itemgetter(0)
 _second = itemgetter(1)
 _payload = itemgetter(slice(None, -4))
+_trailer = itemgetter(slice(-4, None))
 _RETRIES = 64
 # Maps beyond this are pointless on today's 64-bit systems (47-bit address space).
 _ADDRESS_LIMIT = 1 << 46
@@ -166,6 +170,10 @@ class LMDBBackend(Backend):
         # The envelope of this store (decided by its plugin record) and its CRC seed.
         self._envelope = ENVELOPE_VERSION
         self._kseed: Callable[[bytes], int] = SEEDS[ENVELOPE_VERSION]
+        # The checksum after each value: trailer(value, kseed(key)). The hot paths
+        # branch on _xx (envelope v3, xxHash32) to keep v1/v2's CRC checks inline.
+        self._trailer: Callable[[bytes, int], bytes] = TRAILERS[ENVELOPE_VERSION]
+        self._xx = ENVELOPE_VERSION not in CRC_ENVELOPES
         self._pid = os.getpid()
         self._chunk = config.scan_chunk
         self._data_file = os.path.join(self.path, "data.mdb") if config.subdir else self.path
@@ -441,6 +449,8 @@ class LMDBBackend(Backend):
             return
         self._envelope = envelope_of_plugin_record(raw, self.path)
         self._kseed = SEEDS[self._envelope]
+        self._trailer = TRAILERS[self._envelope]
+        self._xx = self._envelope not in CRC_ENVELOPES
 
     # ------------------------------------------------------------------ state
 
@@ -659,12 +669,12 @@ class LMDBBackend(Backend):
     def _wrap(self, key: bytes, value: bytes) -> bytes:
         """The stored form of ``value`` at ``key``: the value, then the CRC32 of the
         store's envelope (little endian). put() and write_iter() build it inline."""
-        return wrap(value, self._kseed(key))
+        return value + self._trailer(value, self._kseed(key))
 
     def _unwrap(self, key: bytes, raw: bytes) -> bytes:
         """The value inside the stored bytes ``raw`` at ``key``; CorruptionError if its
         checksum fails (see :func:`._envelope.unwrap`)."""
-        return unwrap(raw, self._kseed(key), key=key, path=self.path)
+        return unwrap(raw, self._kseed(key), self._envelope, key=key, path=self.path)
 
     # ------------------------------------------------------------------ point ops
 
@@ -684,6 +694,11 @@ class LMDBBackend(Backend):
             raw = self._get_slow(key, exc)
         if raw is None:
             return None
+        if self._xx:
+            payload: bytes = raw[:-4]
+            if _x32d(payload, _x32(key)) != raw[-4:]:
+                return self._unwrap(key, raw)  # raises CorruptionError
+            return payload
         if _crc(raw, self._kseed(key)) != RESIDUE or len(raw) < 4:
             return self._unwrap(key, raw)
         return raw[:-4]
@@ -725,7 +740,10 @@ class LMDBBackend(Backend):
         """See :meth:`Backend.put`: one write transaction (durable per ``sync``)."""
         if self._dead:
             self._check()
-        data = value + _pack(_crc(value, self._kseed(key)))
+        if self._xx:
+            data = value + _x32d(value, _x32(key))
+        else:
+            data = value + _pack(_crc(value, self._kseed(key)))
         with self._wlock:
             try:
                 txn = self._begin(write=True)
@@ -808,7 +826,10 @@ class LMDBBackend(Backend):
             self.write_iter(ops)
             return
         kseed = self._kseed
-        puts = [(k, None if v is None else v + _pack(_crc(v, kseed(k)))) for k, v in ops]
+        if self._xx:
+            puts = [(k, None if v is None else v + _x32d(v, _x32(k))) for k, v in ops]
+        else:
+            puts = [(k, None if v is None else v + _pack(_crc(v, kseed(k)))) for k, v in ops]
         if not puts:
             return
         with self._wlock:
@@ -854,7 +875,11 @@ class LMDBBackend(Backend):
             try:
                 # All puts (the usual case): envelopes built with C-level maps.
                 seeds = map(self._kseed, keys)
-                wrapped = list(map(bytes.__add__, vals, map(_pack, map(_crc, vals, seeds))))
+                if self._xx:
+                    wrapped = list(map(bytes.__add__, vals, map(_x32d, vals, seeds)))
+                else:
+                    sums = map(_pack, map(_crc, vals, seeds))
+                    wrapped = list(map(bytes.__add__, vals, sums))
             except TypeError:  # a delete (None) among the operations
                 wrap = self._wrap
                 wrapped = [
@@ -933,9 +958,10 @@ class LMDBBackend(Backend):
         ``tee`` hands each value to the checksum and to the concatenation with a lag of
         one item (``islice``: never more than ``len(keys)`` values are asked for)."""
         for_data, for_sum = tee(islice(values, len(keys)))
-        return list(
-            map(bytes.__add__, for_data, map(_pack, map(_crc, for_sum, map(self._kseed, keys))))
-        )
+        seeds = map(self._kseed, keys)
+        if self._xx:
+            return list(map(bytes.__add__, for_data, map(_x32d, for_sum, seeds)))
+        return list(map(bytes.__add__, for_data, map(_pack, map(_crc, for_sum, seeds))))
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`: cursor deletes, in bounded transactions
@@ -1083,15 +1109,20 @@ class LMDBBackend(Backend):
                 raws: list[bytes] = list(map(_second, chunk))
                 del chunk
                 # Checked a chunk at a time with C-level maps (no Python loop per
-                # item): every stored value, trailer included, has the CRC residue.
-                if (
-                    set(map(_crc, raws, map(self._kseed, keys))) != INTACT
-                    or min(map(len, raws)) < 4
-                ):
+                # item): v1/v2 - every stored value, trailer included, has the CRC
+                # residue; v3 - every trailer equals the digest of its payload.
+                payloads = list(map(_payload, raws))
+                if self._xx:
+                    damaged = list(map(_x32d, payloads, map(_x32, keys))) != list(
+                        map(_trailer, raws)
+                    )
+                else:
+                    damaged = set(map(_crc, raws, map(self._kseed, keys))) != INTACT
+                if damaged or min(map(len, raws)) < 4:
                     for k, raw in zip(keys, raws, strict=True):
                         self._unwrap(k, raw)  # raises for the first damaged value
                 after = keys[-1]
-                yield keys, list(map(_payload, raws))
+                yield keys, payloads
             else:
                 keys = chunk
                 after = keys[-1]

@@ -50,8 +50,6 @@ from aurora_storage.errors import (
     RepositoryClosedError,
 )
 
-from ._envelope import crc, pack
-
 if TYPE_CHECKING:
     from ._backend import LMDBBackend
 
@@ -126,7 +124,7 @@ def _commit_fast(
     earlier write of the batch took it - the general path's condition (checked against
     the state before the batch), and its rule for a free slot (not stored, not written
     by the batch; the ops are applied first, as the general path orders them)."""
-    kseed = backend._kseed
+    kseed, trailer = backend._kseed, backend._trailer
     unwrap = backend._unwrap
     created = {key for key, _ in conditions}
     done: list[Op] = []
@@ -141,11 +139,11 @@ def _commit_fast(
             if v is None:  # pragma: no cover - commit() sends no deletes here
                 raise _Occupied
             if k in created:
-                if not put(k, v + pack(crc(v, kseed(k))), overwrite=False):
+                if not put(k, v + trailer(v, kseed(k)), overwrite=False):
                     raise _Occupied
                 found += 1
             else:
-                put(k, v + pack(crc(v, kseed(k))))
+                put(k, v + trailer(v, kseed(k)))
         if found != len(created):
             # A condition on a key the batch does not write (Backend.commit allows it):
             # only a read can check it; the general path does.
@@ -168,14 +166,14 @@ def _commit_fast(
             for v in app.values:
                 n += 1
                 k = record(n)
-                if not put(k, v + pack(crc(v, kseed(k))), overwrite=False):
+                if not put(k, v + trailer(v, kseed(k)), overwrite=False):
                     raise _Occupied
                 if recording:
                     done.append((k, v))
             counters[counter] = n
         for counter, n in counters.items():
             v = encode_counter(n)
-            put(counter, v + pack(crc(v, kseed(counter))))
+            put(counter, v + trailer(v, kseed(counter)))
             if recording:
                 done.append((counter, v))
         return firsts
@@ -192,7 +190,7 @@ def _commit_general(
     """:func:`commit` of any batch: the conditions and slots read first (plan_commit),
     then the writes, in one write transaction. Each value's CRC envelope is built
     inline, and the changes are collected only while a feed records them."""
-    unwrap, kseed = backend._unwrap, backend._kseed
+    unwrap, kseed, trailer = backend._unwrap, backend._kseed, backend._trailer
     done: list[Op] = []
 
     def work(txn: Any) -> list[int]:
@@ -221,14 +219,14 @@ def _commit_general(
                 if v is None:
                     delete(k)
                 else:
-                    put(k, v + pack(crc(v, kseed(k))))
+                    put(k, v + trailer(v, kseed(k)))
             return firsts
         for k, v in final:
             if v is None:
                 if delete(k):
                     done.append((k, None))
             else:
-                put(k, v + pack(crc(v, kseed(k))))
+                put(k, v + trailer(v, kseed(k)))
                 done.append((k, v))
         return firsts
 

@@ -25,6 +25,7 @@ from urllib.parse import quote
 import lmdb
 import orjson
 import pytest
+import xxhash
 
 import aurora_storage
 from aurora_storage import encode_key
@@ -507,11 +508,11 @@ def test_a_store_written_with_envelope_v1_still_reads_and_writes(tmp_path: Path)
         repo.get("t", 33)
 
 
-def test_new_stores_use_envelope_v2_covering_the_key(tmp_path: Path) -> None:
+def test_new_stores_use_envelope_v3_covering_the_key(tmp_path: Path) -> None:
     path = tmp_path / "s"
     with aurora_storage.open(f"lmdb://{path}") as repo:
         repo.put("t", 1, "one")
-        assert repo.stats()["envelope_version"] == 2
+        assert repo.stats()["envelope_version"] == 3
     env = lmdb.open(str(path), lib_version=0)
     key = encode_tenant("t") + encode_key(1)
     with env.begin() as txn:
@@ -519,7 +520,95 @@ def test_new_stores_use_envelope_v2_covering_the_key(tmp_path: Path) -> None:
     env.close()
     assert raw is not None
     assert raw[:-4] == b'"one"'
-    assert zlib.crc32(key + raw[:-4]).to_bytes(4, "little") == raw[-4:]
+    # xxHash32 of the value seeded with xxHash32 of the key, big endian (canonical).
+    assert raw[-4:] == xxhash.xxh32_digest(b'"one"', xxhash.xxh32_intdigest(key))
+
+
+def _v2(key: bytes, value: bytes) -> bytes:
+    return value + zlib.crc32(key + value).to_bytes(4, "little")
+
+
+def test_a_store_written_with_envelope_v2_still_reads_and_writes(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    # The exact bytes the previous release wrote: envelope v2, CRC of key and value.
+    env = lmdb.open(str(path), lib_version=0)
+    prefix = encode_tenant("t")
+    meta, plugin = b"\x00aurora:meta", b"\x00aurora:lmdb"
+    with env.begin(write=True) as txn:
+        txn.put(plugin, _v2(plugin, orjson.dumps({"envelope": 2, "lmdb_format": 1})))
+        txn.put(meta, _v2(meta, orjson.dumps({"format": 1, "codec": "json"})))
+        for i in range(50):
+            k = prefix + encode_key(i)
+            txn.put(k, _v2(k, orjson.dumps({"n": i})))
+    env.close()
+    with aurora_storage.open(f"lmdb://{path}") as repo:
+        assert repo.stats()["envelope_version"] == 2
+        assert repo.get("t", 7) == {"n": 7}
+        assert repo.get_many("t", [1, 2, 99]) == [{"n": 1}, {"n": 2}, None]
+        assert [v["n"] for v in repo.values("t")] == list(range(50))
+        repo.put("t", 50, {"n": 50})
+        repo.put_many("t", {i: {"n": i} for i in range(51, 60)})
+        with repo.batch() as b:
+            b.put("t", 60, {"n": 60})
+        assert repo.verify().ok
+    with aurora_storage.open(f"lmdb://{path}") as repo:
+        assert repo.count("t") == 61
+        assert repo.get("t", 55) == {"n": 55}
+    # The v2 store keeps v2: its new records carry the v2 CRC.
+    env = lmdb.open(str(path), lib_version=0)
+    with env.begin() as txn:
+        raws = {i: txn.get(prefix + encode_key(i)) for i in (50, 55, 60)}
+    env.close()
+    for i, raw in raws.items():
+        assert raw == _v2(prefix + encode_key(i), orjson.dumps({"n": i}))
+    # A flipped value byte in a v2 store is still caught, naming the record.
+    _flip(path, b'{"n":33}')
+    with aurora_storage.open(f"lmdb://{path}?verify=false") as repo:
+        with pytest.raises(CorruptionError) as info:
+            repo.get("t", 33)
+        assert info.value.stored_key == prefix + encode_key(33)
+        assert (info.value.tenant, info.value.key) == ("t", 33)
+
+
+def test_a_flipped_value_byte_in_an_envelope_v3_store_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    with aurora_storage.open(f"lmdb://{path}") as repo:
+        repo.put_many("t", {f"k{i:03}": f"VALUE-{i:03}-" + "v" * 30 for i in range(100)})
+        repo.put("t", "single", "SINGLE-VALUE-" + "s" * 30)
+    _flip(path, b"VALUE-042-")
+    _flip(path, b"SINGLE-VALUE-")
+    with aurora_storage.open(f"lmdb://{path}?verify=false") as repo:
+        assert repo.stats()["envelope_version"] == 3
+        with pytest.raises(CorruptionError, match="checksum") as info:
+            repo.get("t", "k042")
+        assert info.value.stored_key == encode_tenant("t") + encode_key("k042")
+        assert (info.value.tenant, info.value.key) == ("t", "k042")
+        with pytest.raises(CorruptionError) as info:
+            repo.get("t", "single")
+        assert info.value.key == "single"
+        with pytest.raises(CorruptionError):
+            list(repo.values("t"))
+        with pytest.raises(CorruptionError):
+            repo.get_many("t", ["k041", "k042"])
+        assert repo.get("t", "k041") == "VALUE-041-" + "v" * 30
+        report = repo.verify()
+        assert sorted(str(p.key) for p in report.problems) == ["k042", "single"]
+
+
+def test_the_v3_envelope_of_every_value_round_trips_and_catches_one_flip() -> None:
+    # The readable forms agree with the stored layout, for any key and value.
+    from aurora_storage_lmdb._envelope import SEEDS, intact, unwrap, wrap
+
+    key, value = b"\x01t\x00\x20k\x00", b'{"a":1}'
+    stored = wrap(value, SEEDS[3](key), 3)
+    assert stored == value + xxhash.xxh32_digest(value, xxhash.xxh32_intdigest(key))
+    assert unwrap(stored, SEEDS[3](key), 3, key=key, path="p") == value
+    for i in range(len(stored)):
+        damaged = bytearray(stored)
+        damaged[i] ^= 0x40
+        assert not intact(bytes(damaged), SEEDS[3](key), 3)
+    assert not intact(stored, SEEDS[3](key + b"x"), 3)  # another key
+    assert not intact(b"abc", SEEDS[3](key), 3)  # shorter than a trailer
 
 
 # ---------------------------------------------------------------------- verify()
