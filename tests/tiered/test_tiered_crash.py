@@ -131,6 +131,11 @@ def test_sigkill_during_rebuild_serves_old_or_complete_new(tmp_path: Path) -> No
     served = 1
     outcomes = {"old": 0, "new": 0}
     phases: dict[str, int] = {}
+    # How long the child's first rebuild takes on this machine, measured by the first
+    # round (which lets it finish): later kills land anywhere from its start to a little
+    # after its end. A fixed 0.8 s window let every kill land after a fast first rebuild
+    # (20 of 20 on a quiet machine), so the "old projection served" path went untested.
+    window: float | None = None
     for i in range(REBUILD_KILLS):
         version = i + 2
         child = subprocess.Popen(
@@ -143,8 +148,13 @@ def test_sigkill_during_rebuild_serves_old_or_complete_new(tmp_path: Path) -> No
         assert child.stderr is not None
         line = child.stdout.readline()
         assert line == b"ready\n", (line, child.stderr.read())
-        # a rebuild of 3,000 records takes a few tenths of a second: land anywhere in it
-        time.sleep(rnd.uniform(0.0, 0.8))
+        if window is None:
+            began = time.monotonic()
+            line = child.stdout.readline()
+            assert line == b"rebuilt\n", (line, child.stderr.read())
+            window = 1.25 * (time.monotonic() - began)
+        else:
+            time.sleep(rnd.uniform(0.0, window))
         child.send_signal(signal.SIGKILL)
         child.wait()
         child.stdout.close()
