@@ -1,0 +1,464 @@
+"""The LMDB environment's life and its transactions, for :class:`._backend.LMDBBackend`.
+
+What every operation of the backend stands on, kept apart from the operations
+themselves so each module reads in one sitting:
+
+* opening: the path and marker checks, the open record and the structural check at open
+  (``verify=auto``), the lock file's blocks reserved before liblmdb maps it, retries of
+  a map resized by another process or a reader table full of dead readers;
+* state: the one ``_dead`` flag the hot paths test, and what it means (closed,
+  inherited across ``fork()``, or the writer's gate shut);
+* transactions: a write transaction per call under the process write lock, retried as a
+  whole after the map grows; short read transactions; the writer-preferring gate that
+  lets an abort or a remap happen while readers loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import lmdb
+
+from aurora_storage import _fork
+from aurora_storage._stores import check_marker_backend
+from aurora_storage.errors import (
+    ConfigurationError,
+    CorruptionError,
+    RepositoryClosedError,
+    StorageError,
+    StorageFullError,
+    StoreLockedError,
+)
+
+from . import _eventstore
+from ._config import LMDBConfig
+from ._disk import (
+    Created,
+    OpenRecord,
+    check_path,
+    lock_file_exclusive,
+    lock_file_size,
+    os_error,
+    preallocate,
+)
+from ._errors import RACE_ERRORS, translate
+from ._format import LIB_VERSION, precheck, verify_or_raise
+
+__all__ = ["Environment"]
+
+T = TypeVar("T")
+
+_RETRIES = 64
+# Maps beyond this are pointless on today's 64-bit systems (47-bit address space).
+_ADDRESS_LIMIT = 1 << 46
+
+
+class Environment:
+    """The environment half of :class:`._backend.LMDBBackend` (a mixin: the backend's
+    constructor sets every attribute named here)."""
+
+    config: LMDBConfig
+    path: str
+    marker_path: str | None
+    _env: Any
+    _begin: Callable[..., Any]
+    _data_file: str
+    _lock_file: str
+    _grow_lock_file: str
+    _record: OpenRecord
+    _created: Created
+    _verified_at_open: bool
+    _wlock: threading.Lock
+    _gate: threading.Condition
+    _gate_shut: bool
+    _closed: bool
+    _forked: bool
+    _dead: bool
+    _pid: int
+    _log: _eventstore.StoreChangeLog | None
+
+    def _committed(self, tid: int, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """Record a committed transaction's changes (the backend's feed)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ opening
+
+    def _open_env(self) -> Any:
+        cfg = self.config
+        check_path(self.path, subdir=cfg.subdir)
+        exists = os.path.exists(self._data_file)
+        marker = self.marker_path
+        if not exists:
+            check_marker_backend(marker, backend="lmdb", store_path=self.path)
+        if not exists and marker is not None and os.path.exists(marker):
+            raise CorruptionError(
+                f"the LMDB store {self.path} was initialised (it has {marker}) but "
+                f"its data file {self._data_file} is missing; the store is damaged: restore "
+                "it from a backup",
+                backend="lmdb",
+                path=self._data_file,
+            )
+        if not exists and not cfg.create:
+            raise ConfigurationError(
+                f"no LMDB store at {self.path}"
+                + (" (opened read-only, so it is not created)" if cfg.read_only else ""),
+                backend="lmdb",
+                path=self.path,
+            )
+        if cfg.create:
+            self._created.makedirs(self.path if cfg.subdir else os.path.dirname(self.path))
+            self._created.note(
+                self._data_file, self._lock_file, self._grow_lock_file, self._record.record_file
+            )
+        if exists:
+            precheck(self.path, self._data_file)
+        with self._record.entering() as clean:
+            # verify=auto: the structural check runs when the file was not closed
+            # cleanly and no other process has it open (a live writer would make an
+            # outside walk of the file meaningless: liblmdb's own lock on lock.mdb
+            # tells, for processes that do not use this library too). A damaged page
+            # would otherwise kill this process (SIGABRT in an engine assertion) on
+            # the first scan.
+            wanted = cfg.verify is True or (cfg.verify == "auto" and clean is False)
+            if exists and wanted and clean is not None and lock_file_exclusive(self._lock_file):
+                verify_or_raise(self.path, cfg.subdir, self._data_file)
+                self._verified_at_open = True
+            if cfg.lock:
+                self._reserve_lock_file()
+        for attempt in range(_RETRIES):
+            try:
+                return self._open_env_once()
+            except lmdb.MapResizedError as exc:
+                # Another process grew the map between our open and the first read
+                # transaction of py-lmdb's constructor: open again (adopts the size).
+                if attempt == _RETRIES - 1:
+                    raise self._translate(exc, "open") from exc
+            except lmdb.ReadersFullError as exc:
+                # py-lmdb needs a read transaction (a reader slot) to open, so a table
+                # full of dead readers cannot be cleaned from here; live readers may
+                # still finish, so wait a little before giving up.
+                if attempt >= 19:
+                    raise StorageFullError(
+                        f"cannot open the LMDB store at {self.path}: all of its reader "
+                        "slots are taken. Slots of killed processes are reclaimed by any "
+                        "process that has the store open (LMDBRepository.reader_check(), "
+                        "done automatically when a read finds the table full) and when "
+                        "every process has closed it; otherwise raise max_readers",
+                        backend="lmdb",
+                        path=self.path,
+                    ) from exc
+                time.sleep(0.05)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reserve_lock_file(self) -> None:
+        """Give lock.mdb real blocks before liblmdb maps it. liblmdb sizes it with
+        ftruncate (a sparse file) and writes through the map: on a full filesystem
+        that is SIGBUS, not an error. Only a process with exclusive access may size
+        it (others map it at its current size); the others just fill its holes."""
+        size = lock_file_size(self.config.max_readers)
+        if not lock_file_exclusive(self._lock_file):
+            size = 0  # keep the size; only allocate what is there
+        try:
+            preallocate(self._lock_file, size)
+        except StorageError:
+            if not self.config.read_only:
+                raise
+            # Read-only, maybe on a read-only filesystem: liblmdb then runs without
+            # a lock file, or reports its own error.
+
+    def _abandon(self) -> None:
+        """Undo a failed open: close the engine, leave the open record unclean, and
+        remove the files and directories this open created."""
+        env = self.__dict__.get("_env")
+        self._closed = True
+        self._dead = True
+        _fork.release(self)
+        if env is not None:
+            with contextlib.suppress(lmdb.Error):
+                env.close()
+        self._record.leave(clean=False)
+        self._created.remove()
+
+    def _open_env_once(self) -> Any:
+        cfg = self.config
+        try:
+            env = lmdb.open(
+                self.path,
+                map_size=cfg.map_size,
+                subdir=cfg.subdir,
+                readonly=cfg.read_only,
+                metasync=cfg.metasync,
+                sync=cfg.sync,
+                create=cfg.create,
+                readahead=cfg.readahead,
+                lock=cfg.lock,
+                max_readers=cfg.max_readers,
+                max_dbs=0,
+                max_spare_txns=1 if cfg.reader_cache else 0,
+                lib_version=LIB_VERSION,
+            )
+        except lmdb.InvalidError as exc:
+            raise CorruptionError(
+                f"{self._data_file} is not a valid LMDB data file: {exc}",
+                backend="lmdb",
+                path=self.path,
+            ) from exc
+        except (lmdb.ReadersFullError, lmdb.MapResizedError):
+            raise
+        except lmdb.MemoryError as exc:
+            raise ConfigurationError(
+                f"cannot map the LMDB store at {self.path} with map_size={cfg.map_size}: "
+                f"{exc}. This process may not map that much address space (ulimit -v, "
+                "container limits): lower map_size (the map grows on demand)",
+                backend="lmdb",
+                path=self.path,
+            ) from exc
+        except lmdb.VersionMismatchError as exc:
+            raise ConfigurationError(
+                f"the LMDB store at {self.path} (or its lock file) was written by an "
+                f"incompatible LMDB version: {exc}",
+                backend="lmdb",
+                path=self.path,
+            ) from exc
+        except lmdb.Error as exc:
+            if "already open in this process" in str(exc):
+                raise StoreLockedError(
+                    f"the LMDB store at {self.path} is already open in this process; "
+                    "share that repository (it is thread-safe) instead of opening it twice. "
+                    "If this process is the child of a fork() and the parent had it open "
+                    "(with reader_cache=true), open it only after the fork, use the "
+                    "'spawn' start method, or set reader_cache=false",
+                    backend="lmdb",
+                    path=self.path,
+                ) from exc
+            raise self._translate(exc, "open") from exc
+        except OSError as exc:
+            raise os_error(exc, f"cannot open the LMDB store at {self.path}", self.path) from exc
+        try:
+            # Reclaim the reader slots of processes that died without ending their
+            # read transactions (SIGKILL): they would otherwise fill the table.
+            if cfg.lock:
+                env.reader_check()
+        except lmdb.Error:  # pragma: no cover - best effort, never fatal at open
+            pass
+        return env
+
+    # ------------------------------------------------------------------ state
+
+    def _forked_in_child(self) -> None:
+        """See :class:`aurora_storage._fork.ForkAware`."""
+        self._forked = True
+        self._dead = True
+        env = self.__dict__.get("_env")
+        if env is None:
+            return
+        if self._wlock.locked() or self.config.reader_cache:
+            # A parent thread was inside a write transaction, or a cached read
+            # transaction holds one of the parent's reader slots: closing the copy here
+            # would release the parent's writer or reader slot in the shared lock file.
+            # Keep the copy untouched and never deallocated.
+            _fork.keep_forever(env)
+            return
+        try:
+            # Closing the inherited copy frees the path for a fresh open in the child;
+            # liblmdb only clears reader slots owned by the closing (child) pid.
+            env.close()
+        except Exception:  # pragma: no cover - best effort
+            _fork.keep_forever(env)
+
+    def _check(self) -> None:
+        if self._gate_shut:
+            with self._gate:
+                while self._gate_shut:
+                    self._gate.wait()
+        if self._forked:
+            raise _fork.inherited_error(
+                engine="LMDB",
+                scheme="lmdb",
+                path=self.path,
+                opened_pid=self._pid,
+                why="LMDB forbids using an inherited environment",
+            )
+        if self._closed:
+            raise RepositoryClosedError(
+                f"the LMDB store at {self.path} is closed", backend="lmdb", path=self.path
+            )
+        # Otherwise the gate was shut and is open again: the call goes on.
+
+    def _translate(self, exc: Exception, what: str) -> StorageError:
+        """The aurora-storage error for an engine error (the caller chains it)."""
+        if self._dead:
+            try:
+                self._check()
+            except StorageError as err:
+                return err
+        return translate(exc, what, path=self.path, max_readers=self.config.max_readers)
+
+    # ------------------------------------------------------------------ retries
+
+    def _recover(self, exc: Exception, attempt: int, *, writing: bool) -> None:
+        """Make the failed unit of work retryable, or raise the user-facing error.
+
+        Called with no transaction of this call open. ``writing`` tells whether the
+        caller already holds the process write lock.
+        """
+        if self._dead:
+            self._check()
+        if attempt >= _RETRIES:
+            raise self._translate(exc, "retrying") from exc
+        if isinstance(exc, lmdb.MapFullError):
+            self._grow()
+        elif isinstance(exc, lmdb.MapResizedError):
+            # Another process grew the map: adopt its size (needs no write txn here).
+            self._adopt_map_size(writing)
+        elif isinstance(exc, lmdb.ReadersFullError):
+            # Slots of killed processes are reclaimed; live readers just need a moment.
+            self._env.reader_check()
+            time.sleep(min(0.001 * (attempt + 1), 0.05))
+        elif not writing and attempt < 3 and type(exc) in RACE_ERRORS:
+            # A read racing a resize of the map by another thread of this process fails
+            # fast (py-lmdb >= 2.3: "closed/deleted/dropped object", or EINVAL from
+            # mdb_txn_begin). Growth holds the write lock: wait for it, then retry.
+            with self._wlock:
+                pass
+        else:
+            raise self._translate(exc, "operation") from exc
+
+    def _adopt_map_size(self, writing: bool) -> None:
+        if writing:
+            with self._gated():
+                self._env.set_mapsize(0)
+            return
+        with self._wlock:
+            if self._dead:
+                self._check()
+            with self._gated():
+                self._env.set_mapsize(0)
+
+    def _grow(self) -> None:
+        """Grow the map geometrically (the caller holds the write lock; no write
+        transaction is open). Growth is serialised across processes by a lock file."""
+        env = self._env
+        try:
+            fd: int | None = os.open(self._grow_lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            fd = None  # a read-only directory: growth is then only serialised in-process
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            with self._gated():
+                self._grow_locked(env)
+        except lmdb.Error as exc:
+            raise StorageFullError(
+                f"cannot grow the map of the LMDB store at {self.path}: {exc}",
+                backend="lmdb",
+                path=self.path,
+            ) from exc
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _grow_locked(self, env: Any) -> None:
+        """The growth itself: the grow lock is held and the gate is shut."""
+        old = env.info()["map_size"]
+        # Another process may have grown it already: adopt the recorded size first.
+        # (The recorded size only changes at a commit, so it may also be smaller
+        # than ours: a grown but not yet committed map.)
+        env.set_mapsize(0)
+        if env.info()["map_size"] > old:
+            return
+        limit = self.config.max_map_size or _ADDRESS_LIMIT
+        if old >= limit:
+            env.set_mapsize(old)
+            raise StorageFullError(
+                f"the LMDB store at {self.path} is full: its map reached "
+                f"max_map_size ({limit} bytes); raise max_map_size",
+                backend="lmdb",
+                path=self.path,
+            )
+        page = 1 << 20
+        env.set_mapsize(min(limit, -(-int(old * self.config.growth_factor) // page) * page))
+
+    def _write_txn(
+        self,
+        fn: Callable[[Any], T],
+        first: Exception | None = None,
+        *,
+        changes: Callable[[T], Sequence[tuple[bytes, bytes | None]] | None] | None = None,
+    ) -> T:
+        """Run ``fn(txn)`` in one write transaction, retrying the whole unit after the
+        map grows (or adopting another process's growth). Takes the write lock.
+        ``changes(result)`` names the changes the transaction made (for the change log,
+        written in the same transaction, and the in-process feed, recorded after the
+        commit, still under the lock: in commit order)."""
+        attempt = 0
+        with self._wlock:
+            if self._dead:
+                self._check()
+            if first is not None:
+                self._recover(first, attempt, writing=True)
+                attempt += 1
+            while True:
+                try:
+                    txn = self._begin(write=True)
+                    try:
+                        result = fn(txn)
+                        made = changes(result) if changes is not None else None
+                        if made:
+                            if self._log is not None:
+                                self._log.write(txn, made)
+                            tid = txn.id()
+                    except BaseException:
+                        self._abort_write(txn)
+                        raise
+                    txn.commit()  # a failed commit aborts inside LMDB (no wait)
+                    if made:
+                        self._committed(tid, made)
+                    return result
+                except lmdb.Error as exc:
+                    self._recover(exc, attempt, writing=True)
+                    attempt += 1
+
+    @contextlib.contextmanager
+    def _gated(self) -> Iterator[None]:
+        """Shut the gate: calls of other threads of this process wait at their entry
+        (in _check()) until the block ends. The caller holds the write lock."""
+        with self._gate:
+            self._gate_shut = True
+            self._dead = True
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._gate_shut = False
+                self._dead = self._closed or self._forked
+                self._gate.notify_all()
+
+    def _abort_write(self, txn: Any) -> None:
+        """Abort a write transaction behind the gate: py-lmdb's abort waits until no
+        thread is inside an LMDB call, which readers in a loop would otherwise never
+        let happen (finding: one put_many blocked 16.9 s)."""
+        with self._gated():
+            txn.abort()
+
+    def _read_txn(self, fn: Callable[[Any], T], first: Exception | None = None) -> T:
+        """Run ``fn(txn)`` in one read transaction, retrying transient failures."""
+        attempt = 0
+        if first is not None:
+            self._recover(first, attempt, writing=False)
+            attempt += 1
+        while True:
+            if self._dead:
+                self._check()
+            try:
+                with self._begin() as txn:
+                    return fn(txn)
+            except lmdb.Error as exc:
+                self._recover(exc, attempt, writing=False)
+                attempt += 1
