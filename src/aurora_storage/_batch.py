@@ -1,0 +1,273 @@
+"""The atomic batch of :meth:`Repository.batch`: puts, deletes, create-only inserts,
+compare-and-set conditions and sequence appends, committed in one engine step."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from . import _eventstore
+from ._cancel import Aborted
+from ._element import _POS_HEAD as _POS_HEADS
+from ._element import _SMALL as _SMALL_INT
+from ._eventstore import Slot, Version
+from ._keys import MAX_KEY_SIZE
+from .backend import (
+    Append,
+    Condition,
+    Op,
+)
+from .errors import (
+    InvalidArgumentError,
+    StorageError,
+    VersionConflictError,
+)
+
+if TYPE_CHECKING:
+    from ._repository import Repository
+
+__all__ = ["Batch"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Batch(Generic[K, V]):
+    """Writes collected for one atomic commit (see :meth:`Repository.batch`): puts and
+    deletes on any backend; create-only inserts, compare-and-set conditions and
+    sequence appends where the backend declares ``conditional_writes`` / ``sequences``
+    (all evaluated and assigned atomically with the writes, in the engine).
+
+    Keys and values are validated and encoded as they are added, so a bad one raises at
+    the call and the whole batch is discarded when the ``with`` block exits by exception.
+    Reads through the repository do not see a batch's writes before it commits.
+    """
+
+    def __init__(self, repo: Repository[K, V]) -> None:
+        self._repo = repo
+        self._ops: list[Op] = []
+        self._done = False
+        # Conditions (insert, compare_and_set), what each means for the error, the
+        # conditioned writes' values (for the returned versions), and the appends.
+        self._conditions: list[Condition] = []
+        self._kinds: list[tuple[str, Any, Version | None]] = []
+        self._cvalues: list[bytes] = []
+        self._appends: dict[bytes, tuple[Append, list[Slot], list[bytes]]] = {}
+        # The last tuple key ending in a small positive int, for _tuple_full.
+        self._memo: tuple[str, int, tuple[Any, ...], bytes] | None = None
+        # Read once: insert/append test a flag per call, not the capabilities object.
+        caps = repo.capabilities
+        self._conditional = caps.conditional_writes
+        self._sequential = caps.sequences
+
+    def put(self, tenant: str, key: K, value: V) -> None:
+        """Add a put."""
+        self._check()
+        full = self._repo._full(tenant, key)
+        self._ops.append((full, self._repo._value(value, tenant, key, held=True)))
+
+    def delete(self, tenant: str, key: K) -> None:
+        """Add a delete (of a key that may or may not exist)."""
+        self._check()
+        self._ops.append((self._repo._full(tenant, key), None))
+
+    def insert(self, tenant: str, key: K, value: V) -> None:
+        """Add a create-only put: at commit, if the key exists (or the batch inserts it
+        twice), the whole batch fails with :class:`KeyExistsError` naming every such key
+        and nothing is written.
+
+        Raises:
+            NotSupportedError: the backend does not declare ``conditional_writes``.
+            InvalidTenantError, InvalidKeyError, SerializationError (at this call).
+        """
+        self._condition("insert", tenant, key, value, None)
+
+    def compare_and_set(self, tenant: str, key: K, value: V, *, version: Version | None) -> None:
+        """Add a conditional put: at commit, the record must still have ``version``
+        (``None``: be absent), else the whole batch fails with
+        :class:`VersionConflictError` and nothing is written. Conditions are checked
+        against the state before the batch.
+
+        Raises:
+            NotSupportedError: the backend does not declare ``conditional_writes``.
+            InvalidArgumentError: ``version`` is not a :class:`Version` or ``None``.
+            InvalidTenantError, InvalidKeyError, SerializationError (at this call).
+        """
+        if version is not None and not isinstance(version, Version):
+            raise InvalidArgumentError(
+                f"version must be a Version (from get_versioned()) or None, got {version!r}"
+            )
+        self._condition("cas", tenant, key, value, version)
+
+    def _condition(self, kind: str, tenant: str, key: K, value: V, version: Version | None) -> None:
+        if self._done:
+            self._check()
+        repo = self._repo
+        if not self._conditional:
+            _eventstore.require(repo, "conditional_writes", f"Batch.{kind}()")
+        k: Any = key
+        full = self._tuple_full(tenant, k) if type(k) is tuple else repo._full(tenant, key)
+        try:
+            data = repo._encode_held(value)
+        except Exception:  # the typed error, with the value's path (re-encodes once)
+            data = repo._value(value, tenant, key, held=True)
+        self._ops.append((full, data))
+        self._conditions.append((full, None if version is None else version.token))
+        self._kinds.append((kind, (tenant, key), version))
+        self._cvalues.append(data)
+
+    def _tuple_full(self, tenant: str, key: tuple[Any, ...]) -> bytes:
+        """``repo._full(tenant, key)`` for a tuple key, with the encoded head of the
+        batch's last key ``(a, b, ..., n)`` (``n`` a small positive int) remembered:
+        a batch's keys are usually one aggregate's ``(..., version)`` keys, which differ
+        in their last element only. The head is reused when every other element is the
+        *same object* as before (identity, not equality: ``1 == 1.0 == True`` encode
+        differently), and so is the tenant."""
+        memo = self._memo
+        n = key[-1] if key else None
+        if type(n) is not int or not 0 < n < _SMALL_INT:
+            return self._repo._full(tenant, key)
+        nb = (n.bit_length() + 7) >> 3
+        if (
+            memo is not None
+            and tenant is memo[0]
+            and len(key) == memo[1]
+            and all(map(operator.is_, key, memo[2]))
+        ):
+            full = memo[3] + _POS_HEADS[nb] + n.to_bytes(nb, "big") + b"\x00\x00"
+            if len(full) <= MAX_KEY_SIZE:
+                return full
+        full = self._repo._full(tenant, key)
+        # The element of n is POS, nb, n's nb bytes, END; then the tuple's END.
+        self._memo = (tenant, len(key), key[:-1], full[: -(nb + 4)])
+        return full
+
+    def append(self, tenant: str, sequence: str, value: V) -> Slot:
+        """Add a record numbered by the gap-free sequence ``(tenant, sequence)``: it is
+        stored under the key ``(sequence, n)`` with ``n = last + 1`` (the batch's appends
+        to one sequence get consecutive numbers in call order), atomically with the rest
+        of the batch. Read them back in order with ``items(tenant, prefix=(sequence,))``.
+
+        Returns:
+            A :class:`Slot`; its ``number`` is readable after the commit.
+
+        Raises:
+            NotSupportedError: the backend does not declare ``sequences``.
+            InvalidTenantError, InvalidKeyError (``sequence`` not a non-empty str, or too
+            long), SerializationError (at this call).
+        """
+        if self._done:
+            self._check()
+        repo = self._repo
+        if not self._sequential:
+            _eventstore.require(repo, "sequences", "Batch.append()")
+        seq = _eventstore.sequence_keys(repo, tenant, sequence)
+        try:
+            data = repo._encode_held(value)
+        except Exception:  # the typed error, with the value's path (re-encodes once)
+            data = repo._value(value, tenant, (sequence, 0), held=True)
+        entry = self._appends.get(seq.prefix)
+        if entry is None:
+            values: list[bytes] = []
+            entry = self._appends[seq.prefix] = (
+                Append(seq.counter, seq.key, values, seq.span),
+                [],
+                values,
+            )
+        entry[2].append(data)
+        slot = Slot(tenant, sequence)
+        entry[1].append(slot)
+        return slot
+
+    def __len__(self) -> int:
+        return len(self._ops) + sum(len(v) for _, _, v in self._appends.values())
+
+    def _check(self) -> None:
+        if self._done:
+            raise StorageError("this batch was already committed or discarded; start a new one")
+
+    def commit(self) -> None:
+        """Write everything atomically now (the ``with`` block does this for you)."""
+        self._commit(None)
+
+    def _commit(self, abort: Callable[[], bool] | None) -> None:
+        self._check()
+        if abort is not None and abort():
+            # Cancelled (async twin) before the commit point: discard it whole.
+            self.discard()
+            raise Aborted
+        self._done = True
+        if not self._conditions and not self._appends:
+            self._repo._write(self._ops)
+            return
+        self._check_duplicates()
+        appends = list(self._appends.values())
+        firsts = self._repo._commit(
+            self._ops, self._conditions, self._kinds, [a for a, _, _ in appends]
+        )
+        for first, (_, slots, _) in zip(firsts, appends, strict=True):
+            for slot in slots:
+                slot._number = first
+                first += 1
+
+    def _version(self, i: int) -> Version:
+        """The version of the ``i``-th conditioned write after the commit (computed on
+        demand: a batch of inserts never pays for the digests)."""
+        return Version(self._repo._backend.version_of(self._cvalues[i]))
+
+    def _check_duplicates(self) -> None:
+        """A key conditioned twice in one batch cannot satisfy both conditions (they are
+        checked against the state before the batch): fail as the second would."""
+        conditions = self._conditions
+        if len({full for full, _ in conditions}) == len(conditions):
+            return
+        seen: set[bytes] = set()
+        dup_inserts: list[int] = []
+        for i, (full, _) in enumerate(conditions):
+            if full in seen:
+                if self._kinds[i][0] == "insert":
+                    dup_inserts.append(i)
+                else:
+                    _, (tenant, key), expected = self._kinds[i]
+                    raise VersionConflictError(
+                        f"compare_and_set of key {key!r} (tenant {tenant!r}) appears twice "
+                        "in one batch; the second cannot hold once the first is written. "
+                        "Nothing was written",
+                        tenant=tenant,
+                        key=key,
+                        expected=expected,
+                        actual=None,
+                        backend=self._repo._backend.scheme,
+                    )
+            seen.add(full)
+        if dup_inserts:
+            # The batch fails anyway; for a complete error also name the inserted keys
+            # that exist already (a plain read: nothing is written either way).
+            dups = set(dup_inserts)
+            firsts = [
+                i
+                for i, (full, _) in enumerate(conditions)
+                if self._kinds[i][0] == "insert" and i not in dups
+            ]
+            present = self._repo._backend.get_many([conditions[i][0] for i in firsts])
+            failed = [i for i, raw in zip(firsts, present, strict=True) if raw is not None]
+            failed = sorted(failed + dup_inserts)
+            raise self._repo._conflict(self._kinds, [(i, None) for i in failed])
+
+    def discard(self) -> None:
+        """Drop everything collected."""
+        self._done = True
+        self._ops.clear()
+        self._conditions.clear()
+        self._appends.clear()
+
+    def __enter__(self) -> Batch[K, V]:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            if not self._done:
+                self.commit()
+        else:
+            self.discard()
