@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
@@ -305,11 +306,19 @@ class NATSBackend(Backend):
         return self.config.describe()
 
     def close(self) -> None:
-        """Close the connection(s) and release the loop thread. Idempotent."""
+        """Close the connection(s) and release the loop thread. Idempotent.
+
+        In a child process after ``fork()`` it only marks the repository closed: the
+        connection and loop thread belong to the parent (the child has no loop thread
+        to run a close on, and a message on the inherited socket would corrupt the
+        parent's connection), so nothing is sent and nothing raises.
+        """
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
+        if os.getpid() != self._lt.pid:
+            return
         try:
             if self._native is not None:
                 self._native.close_from_thread()

@@ -499,6 +499,14 @@ def _child_uses_inherited(
         q.put("no error")
     except StorageError as exc:
         q.put("refused" if "after fork" in str(exc) else repr(exc))
+    # close() is idempotent and releases nothing of the parent's: in the child it must
+    # neither raise nor touch the parent's connection (the parent checks it still works).
+    try:
+        repo.close()
+        repo.close()
+        q.put("closed")
+    except Exception as exc:
+        q.put(repr(exc))
     with aurora_storage.open(url) as fresh:
         q.put(fresh.get("t", "k"))
 
@@ -513,9 +521,9 @@ def test_fork_child_reopens_instead_of_sharing_the_loop(nats_url: str) -> None:
         q = ctx.Queue()
         p = ctx.Process(target=_child_uses_inherited, args=(repo, nats_url, q))
         p.start()
-        got = [q.get(timeout=30), q.get(timeout=30)]
+        got = [q.get(timeout=30), q.get(timeout=30), q.get(timeout=30)]
         p.join(30)
-        assert got == ["refused", 7]
+        assert got == ["refused", "closed", 7]
         assert repo.get("t", "k") == 7
 
 
