@@ -29,6 +29,7 @@ import binascii
 import functools
 
 from aurora_storage._keys import NS_DATA, TENANT_END, tenant_end
+from aurora_storage._keys import decode_key as decode_key_element
 
 __all__ = ["ALPHABET", "decode_key", "encode_key", "tenant_token", "token_decode", "token_encode"]
 
@@ -131,6 +132,12 @@ def decode_key(kv_key: str) -> bytes:
     full = NS_DATA + tenant + rest
     if tenant_end(full) != len(tenant) + 1:
         raise ValueError(f"{kv_key[:60]!r} is not a canonical aurora-storage key")
+    # A token that decodes is not enough: the bytes must be a key element the key codec
+    # reads back (another application's ``<tenant>.z`` decodes to an empty key, and
+    # ``<tenant>.zZZZZ`` to an unknown type code). Checked here, so that every scan,
+    # count, drop_tenant and watch skips such a key alike instead of one of them
+    # counting it and another raising. (ValueError is all this raises.)
+    decode_key_element(full, len(tenant) + 1)
     return full
 
 

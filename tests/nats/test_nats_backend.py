@@ -157,6 +157,67 @@ def test_decode_refuses_foreign_keys() -> None:
             decode_key(bad)
 
 
+_TOKEN_CHARS = "".join(sorted(KV_KEY_CHARS - {"."}))
+_FOREIGN_TOKEN = st.one_of(
+    st.text(_TOKEN_CHARS, min_size=1, max_size=20),
+    # Tokens shaped like ours (a z/k type letter, then base64 text): the ones that decode.
+    st.builds(lambda c, raw: c + token_encode(raw), st.sampled_from("zk"), st.binary(max_size=14)),
+    st.builds(lambda c, t: c + t, st.sampled_from("zk"), st.text(ALPHABET.decode(), max_size=6)),
+)
+
+
+@given(st.lists(_FOREIGN_TOKEN, min_size=1, max_size=3))
+def test_decode_of_any_key_under_a_tenant_token_is_total(tokens: list[str]) -> None:
+    # Another application's key under a tenant's token either decodes to a stored key
+    # that the key codec reads back (and that encodes to the same KV key), or raises
+    # ValueError - which every scan, count, drop_tenant and watch skips. Never another
+    # exception, and never a key the codec then refuses (found: "<t>.z" raised
+    # IndexError, "<t>.zZZZZ" CorruptionError, and both were counted).
+    from aurora_storage._keys import decode_stored_key, encode_tenant
+
+    p = encode_tenant("acme")
+    token = tenant_token(p, p + b"\xff")
+    kv = ".".join([str(token), *tokens])
+    try:
+        stored = decode_key(kv)
+    except ValueError:
+        return
+    assert decode_stored_key(stored)[0] == "acme"
+    assert encode_key(stored) == kv
+
+
+def test_foreign_keys_under_a_tenant_are_skipped_everywhere(
+    nats_server: Server, bucket: str, nats_url: str
+) -> None:
+    import nats
+
+    from aurora_storage._keys import encode_tenant
+
+    foreign = ["z", "zZZZZ", "kAAAA", "q123", "zAA.zBB", "zAAA", "zAA", "z-.x"]
+    with aurora_storage.open(nats_url) as repo:
+        repo.put("acme", "real", 1)
+        after = repo.last_position()
+        token = str(tenant_token(encode_tenant("acme"), encode_tenant("acme") + b"\xff"))
+
+        async def write_raw() -> None:
+            nc = await nats.connect(f"nats://{nats_server.address}")
+            kv = await nc.jetstream().key_value(bucket)
+            for suffix in foreign:
+                await kv.put(f"{token}.{suffix}", b'"v"')
+            await nc.close()
+
+        asyncio.run(write_raw())
+        repo.put("acme", "later", 2)
+        assert repo.list("acme") == ["later", "real"]
+        assert dict(repo.items("acme")) == {"later": 2, "real": 1}
+        assert repo.list("acme", prefix="r") == ["real"]
+        assert repo.count("acme") == 2
+        with repo.watch("acme", after=after, timeout=0.3) as w:
+            assert [c.key for c in w] == ["later"]
+        assert repo.drop_tenant("acme") == 2
+        assert repo.count("acme") == 0
+
+
 # ---------------------------------------------------------------------------- ordering
 
 
