@@ -55,14 +55,14 @@ def test_four_writer_processes_lose_nothing(tmp_path: Path, options: str) -> Non
     # Follow the writers from this process through the cross-process change feed.
     followed: list[Notification] = []
     subscription = recorder.subscribe(gt=0)
-    stop_following = threading.Event()
 
     def follow() -> None:
+        # Follows until subscription.stop() below, once every acknowledged notification
+        # arrived. (It used to break at the first notification after the writers were
+        # done: when they finished before its first poll, it ended holding only id 1.)
         with subscription:
             for notification in subscription:
                 followed.append(notification)
-                if stop_following.is_set():
-                    break
 
     follower = threading.Thread(target=follow)
     follower.start()
@@ -124,7 +124,6 @@ def test_four_writer_processes_lose_nothing(tmp_path: Path, options: str) -> Non
     assert recorder.max_notification_id() == total
 
     # The follower in this process saw every notification, in order, once.
-    stop_following.set()
     deadline = threading.Event()
     watchdog = threading.Timer(60, subscription.stop)  # a hang guard, not a timed assertion
     watchdog.start()
