@@ -17,6 +17,7 @@ import asyncio
 import functools
 import re
 import ssl
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Collection, Sequence
@@ -62,6 +63,11 @@ _REPLICAS = 10074
 _CONFLICT = 10058
 #: Reads sent together by get_many and conditional commits.
 _IN_FLIGHT = 256
+
+
+#: An open retries the bucket lookup and creation while JetStream is unavailable or
+#: silent (a fresh cluster electing its meta leader) for this many times ``timeout``.
+OPEN_TIMEOUTS = 4
 
 
 async def _quiet(_exc: Exception) -> None:
@@ -325,14 +331,53 @@ class NATSCore:
         for listener in list(self.reconnect_listeners):
             listener.reconnected()
 
+    def _open_failed(self, exc: BaseException, what: str, waited: float) -> NoReturn:
+        """The error for an open whose bucket lookup or creation got no usable answer
+        from JetStream for the whole open deadline (:data:`OPEN_TIMEOUTS` x timeout)."""
+        c = self.config
+        if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError | TimeoutError):
+            raise NATSTimeoutError(
+                f"{what} {c.bucket!r} on {c.describe()}: JetStream did not answer for "
+                f"{waited:.1f} s of retries (the open waits up to {OPEN_TIMEOUTS} x "
+                f"timeout={c.timeout} s for a cluster to elect its meta leader); is "
+                "JetStream enabled, and does the cluster have a quorum of nodes up?",
+                backend="nats",
+            ) from exc
+        raise NATSConnectionError(
+            f"{what} {c.bucket!r} on {c.describe()}: JetStream stayed unavailable for "
+            f"{waited:.1f} s of retries ({type(exc).__name__}: {exc}); is JetStream "
+            "enabled, and does the cluster have a quorum of nodes up?",
+            backend="nats",
+        ) from exc
+
     async def _ensure_bucket(self) -> None:
         c = self.config
-        try:
-            info = await self.js.stream_info(self.stream)
-        except nats.js.errors.NotFoundError:
-            info = None
-        except Exception as exc:
-            self.fail(exc, "opening the bucket")
+        # A fresh cluster answers "JetStream unavailable", or nothing at all, until its
+        # meta leader is elected: the open retries its lookup and creation until a
+        # deadline of OPEN_TIMEOUTS x timeout, each request bounded by a shorter wait
+        # so that a leader elected meanwhile is seen soon.
+        start = time.monotonic()
+        deadline = start + OPEN_TIMEOUTS * c.timeout
+        js = self.nc.jetstream(timeout=min(c.timeout, 1.0)) if self.nc is not None else self.js
+        attempt = 0
+        while True:
+            try:
+                info = await js.stream_info(self.stream)
+                break
+            except nats.js.errors.NotFoundError:
+                info = None
+                break
+            except (
+                nats.js.errors.ServiceUnavailableError,
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+            ) as exc:
+                if time.monotonic() >= deadline:
+                    self._open_failed(exc, "opening the bucket", time.monotonic() - start)
+            except Exception as exc:
+                self.fail(exc, "opening the bucket")
+            attempt += 1
+            await asyncio.sleep(min(0.05 * attempt, 0.5))
         if info is None:
             if not c.create_if_missing or c.read_only:
                 raise ConfigurationError(
@@ -340,7 +385,7 @@ class NATSCore:
                     "(open with create_if_missing=true, the default, and without read_only)",
                     backend="nats",
                 )
-            info = await self._create()
+            info = await self._create(start, deadline)
         cfg = info.config
         if f"{self.pre}>" not in (cfg.subjects or []) or (cfg.max_msgs_per_subject or 0) < 1:
             raise ConfigurationError(
@@ -372,7 +417,7 @@ class NATSCore:
                 backend="nats",
             )
 
-    async def _create(self) -> Any:  # noqa: RET503 - the loop returns or self.fail raises
+    async def _create(self, start: float, deadline: float) -> Any:  # noqa: RET503 - see the loop
         c = self.config
         cfg = api.StreamConfig(
             name=self.stream,
@@ -392,8 +437,12 @@ class NATSCore:
             storage=api.StorageType.FILE if c.storage == "file" else api.StorageType.MEMORY,
         )
         last: Exception | None = None
-        # A cluster electing its meta leader answers "unavailable" for a moment.
-        for attempt in range(20):
+        # A cluster electing its meta leader answers "unavailable" (or nothing) for a
+        # moment: retried until the open's deadline (a create that was applied before
+        # its answer was lost is answered as existing on the retry).
+        attempt = 0
+        while attempt == 0 or time.monotonic() < deadline:
+            attempt += 1
             try:
                 return await self.js.add_stream(cfg)
             except nats.js.errors.APIError as exc:
@@ -412,9 +461,9 @@ class NATSCore:
                     self.fail(exc, f"creating the bucket {c.bucket!r}")
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
                 last = exc
-            await asyncio.sleep(min(0.05 * (attempt + 1), 0.5))
+            await asyncio.sleep(min(0.05 * attempt, 0.5))
         assert last is not None
-        self.fail(last, f"creating the bucket {c.bucket!r}")
+        self._open_failed(last, "creating the bucket", time.monotonic() - start)
 
     async def close(self) -> None:
         """Close the connection (pending publishes are flushed first)."""

@@ -148,3 +148,47 @@ def test_leader_kills_lose_no_acknowledged_batch(tmp_path: Path) -> None:
         repo.close()
         for node in nodes:
             node.stop()
+
+
+def test_open_waits_for_the_meta_leader_of_a_fresh_cluster(tmp_path: Path) -> None:
+    # The open starts while only one node of three is up (no meta leader: JetStream
+    # does not answer); the other two start a moment later. The open must retry the
+    # bucket lookup and creation until the leader is elected (within its documented
+    # deadline of 4 x timeout) instead of failing after the first unanswered request.
+    nodes = cluster(tmp_path)
+    nodes[0].start()
+
+    def start_others() -> None:
+        for node in nodes[1:]:
+            node.start()
+
+    others = threading.Timer(0.5, start_others)
+    others.start()
+    try:
+        url = f"nats://{nodes[0].address}/fresh?timeout=2&connect_timeout=2"
+        with aurora_storage.open(url) as repo:
+            repo.put("t", "k", 1)
+            assert repo.get("t", "k") == 1
+    finally:
+        others.join()
+        for node in nodes:
+            node.stop()
+
+
+def test_open_without_a_meta_leader_says_what_an_open_does(tmp_path: Path) -> None:
+    # One node of three never gets a leader: the open gives up after its deadline with
+    # an error about the open (no "a write may or may not have been applied").
+    from aurora_storage_nats import NATSTimeoutError
+
+    nodes = cluster(tmp_path)
+    nodes[0].start()
+    try:
+        url = f"nats://{nodes[0].address}/lonely?timeout=0.3&connect_timeout=2"
+        with pytest.raises(NATSTimeoutError) as err:
+            aurora_storage.open(url)
+        text = str(err.value)
+        assert "opening the bucket 'lonely'" in text
+        assert "meta leader" in text
+        assert "write" not in text
+    finally:
+        nodes[0].stop()
