@@ -70,12 +70,6 @@ _IN_FLIGHT = 256
 OPEN_TIMEOUTS = 4
 
 
-async def _quiet(_exc: Exception) -> None:
-    # The client reports connection trouble here (and logs a traceback by default);
-    # failures reach the caller as typed errors instead.
-    return None
-
-
 class _Unread(Exception):
     """plan_commit asked for a key the commit has not read from the server yet."""
 
@@ -279,13 +273,29 @@ class NATSCore:
                 cannot be created with these options.
         """
         c = self.config
+        # The client reports a server's refusal (wrong credentials) to error_cb and
+        # then retries the server list until the deadline: remember it, and stop the
+        # connect at once, so the user sees the refusal instead of a timeout.
+        auth_error: list[BaseException] = []
+        auth_failed = asyncio.Event()
+
+        async def refused(exc: Exception) -> None:
+            # (The client would log a traceback for every error by default; failures
+            # reach the caller as typed errors instead.)
+            if (
+                isinstance(exc, nats.errors.AuthorizationError)
+                or "authorization" in str(exc).lower()
+            ):
+                auth_error.append(exc)
+                auth_failed.set()
+
         kwargs: dict[str, Any] = {
             "servers": c.server_urls(),
             "connect_timeout": c.connect_timeout,
             "max_reconnect_attempts": c.max_reconnect_attempts,
             "reconnect_time_wait": c.reconnect_time_wait,
             "allow_reconnect": True,
-            "error_cb": _quiet,
+            "error_cb": refused,
             "reconnected_cb": self._reconnected,
             "name": "aurora-storage",
         }
@@ -301,17 +311,40 @@ class NATSCore:
             if c.tls_cert_file is not None:
                 ctx.load_cert_chain(c.tls_cert_file, c.tls_key_file)
             kwargs["tls"] = ctx
-        # Bound the whole connect: the client would otherwise keep retrying the list.
+        # Bound the whole connect by connect_timeout: the client would otherwise keep
+        # retrying the list (its own connect_timeout bounds each attempt only).
         nc = Client()
+        connecting = asyncio.ensure_future(nc.connect(**kwargs))
+        refusal = asyncio.ensure_future(auth_failed.wait())
         try:
-            await asyncio.wait_for(nc.connect(**kwargs), c.connect_timeout + 0.5)
+            done, _ = await asyncio.wait(
+                {connecting, refusal},
+                timeout=c.connect_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if connecting in done:
+                connecting.result()
+            elif auth_error:
+                raise auth_error[0]
+            else:
+                raise TimeoutError
         except BaseException as exc:
+            for task in (connecting, refusal):
+                task.cancel()
+            await asyncio.gather(connecting, refusal, return_exceptions=True)
             try:
-                await asyncio.wait_for(nc.close(), 1)
+                await asyncio.wait_for(nc.close(), 0.2)
             except BaseException:
                 pass
             if isinstance(exc, asyncio.CancelledError):
                 raise
+            if auth_error:
+                raise NATSConnectionError(
+                    f"the NATS server of {c.describe()} refused the credentials "
+                    f"(authorization violation: wrong user, password, token or "
+                    "credentials file); check them",
+                    backend="nats",
+                ) from exc
             detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else repr(exc)
             raise NATSConnectionError(
                 f"cannot reach any NATS server of {c.describe()} within "

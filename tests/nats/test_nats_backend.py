@@ -623,3 +623,28 @@ def test_open_async_awaits_the_client_without_thread_hops(
 
     asyncio.run(main())
     assert arepo.closed
+
+
+def test_wrong_credentials_are_named_fast_and_secret_free(tmp_path: Path) -> None:
+    # A server with an authorization block: a wrong password is an authorization error
+    # (the server's "Authorization Violation"), raised without waiting out
+    # connect_timeout, with the password hidden; the right one opens.
+    server = Server(tmp_path, "auth")
+    server.conf.write_text(
+        server.conf.read_text() + 'authorization { user: "app", password: "right-pw" }\n'
+    )
+    server.start()
+    try:
+        bucket = "t" + uuid.uuid4().hex[:12]
+        url = f"nats://app:wrong-pw@{server.address}/{bucket}?connect_timeout=20"
+        started = time.monotonic()
+        with pytest.raises(NATSConnectionError, match="(?i)authorization") as err:
+            aurora_storage.open(url)
+        # Functional bound only: far below the 20 s connect_timeout it must not wait out.
+        assert time.monotonic() - started < 15
+        assert "wrong-pw" not in str(err.value)
+        assert "timed out" not in str(err.value)
+        with aurora_storage.open(f"nats://app:right-pw@{server.address}/{bucket}") as repo:
+            repo.put("t", "k", 1)
+    finally:
+        server.stop()
