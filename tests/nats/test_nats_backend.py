@@ -638,7 +638,7 @@ def test_wrong_credentials_are_named_fast_and_secret_free(tmp_path: Path) -> Non
         bucket = "t" + uuid.uuid4().hex[:12]
         url = f"nats://app:wrong-pw@{server.address}/{bucket}?connect_timeout=20"
         started = time.monotonic()
-        with pytest.raises(NATSConnectionError, match="(?i)authorization") as err:
+        with pytest.raises(NATSConnectionError, match=r"(?i)authorization") as err:
             aurora_storage.open(url)
         # Functional bound only: far below the 20 s connect_timeout it must not wait out.
         assert time.monotonic() - started < 15
