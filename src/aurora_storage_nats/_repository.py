@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from typing import Any, TypeVar, cast
 
 from aurora_storage import Repository
+from aurora_storage._eventstore import Watch
 from aurora_storage._keys import NS_DATA, NS_DATA_END, decode_tenant_key
 from aurora_storage.codecs import Codec
-from aurora_storage.errors import ConfigurationError, CorruptionError
+from aurora_storage.errors import ConfigurationError, CorruptionError, NotSupportedError
 
 from ._backend import NATSBackend
 from ._config import NATSConfig
@@ -61,6 +62,37 @@ class NATSRepository(Repository[K, V]):
     @property
     def _nats(self) -> NATSBackend:
         return cast(NATSBackend, self._backend)
+
+    def _require_feed(self) -> None:
+        # The generic refusal would suggest another store; on NATS the cure is the
+        # bucket's history (a feed needs the previous message of each key, see _feed).
+        self._check_open()
+        if not self.capabilities.change_feed:
+            raise NotSupportedError(
+                f"watch() and last_position() need a change feed, and the bucket "
+                f"{self.config.bucket!r} keeps one message per key (history=1), which "
+                "leaves none: open a bucket created with history of 2 or more (the "
+                "default is 16; history applies at creation)",
+                backend="nats",
+            )
+
+    def watch(self, *args: Any, **kwargs: Any) -> Watch[K, V]:
+        """See :meth:`Repository.watch`.
+
+        Raises:
+            NotSupportedError: the bucket keeps ``history=1`` (no change feed).
+        """
+        self._require_feed()
+        return Repository.watch(self, *args, **kwargs)
+
+    def last_position(self) -> int:
+        """See :meth:`Repository.last_position`.
+
+        Raises:
+            NotSupportedError: the bucket keeps ``history=1`` (no change feed).
+        """
+        self._require_feed()
+        return Repository.last_position(self)
 
     def _tenants(self) -> Iterator[str]:
         # One listing of the bucket instead of one per tenant (JetStream cannot seek).
