@@ -68,6 +68,7 @@ __all__ = [
     "encode_str_keys",
     "encode_tenant",
     "in_tenant",
+    "plain_tenant",
     "prefix_successor",
     "tenant_end",
     "tenant_range",
@@ -328,6 +329,20 @@ def encode_str_keys(head: bytes, keys: list[Any]) -> list[bytes] | None:
     return fulls
 
 
+def plain_tenant(tenant: Any, scheme: str | None = None) -> str:
+    """``tenant`` as a plain ``str`` (a subclass's string value, read without calling
+    anything it overrides), for the caches keyed by tenant.
+
+    Raises:
+        InvalidTenantError: ``tenant`` is not a ``str``.
+    """
+    if isinstance(tenant, str):
+        return str.__str__(tenant)
+    raise InvalidTenantError(
+        f"tenant must be a non-empty str, got {type(tenant).__name__}", backend=scheme
+    )
+
+
 class TenantKeys:
     """The stored-key encoder of one repository, with its caches of encoded tenants.
 
@@ -352,6 +367,8 @@ class TenantKeys:
         Raises:
             InvalidTenantError: ``tenant`` is not a non-empty str.
         """
+        if type(tenant) is not str:
+            tenant = plain_tenant(tenant, self._scheme)
         try:
             return self._prefixes[tenant]
         except KeyError:
@@ -386,6 +403,10 @@ class TenantKeys:
             InvalidTenantError, InvalidKeyError, KeyTooLargeError: as
                 :func:`encode_stored_key`.
         """
+        if type(tenant) is not str:
+            # The caches below are dicts: a str subclass lying in __eq__/__hash__ would
+            # match another tenant's entry. They only ever see plain str.
+            tenant = plain_tenant(tenant, self._scheme)
         if type(key) is str:
             try:
                 ps = self._str_prefixes[tenant]
@@ -415,6 +436,8 @@ class TenantKeys:
         Raises:
             InvalidTenantError, InvalidKeyError, KeyTooLargeError: as :meth:`_full`.
         """
+        if type(tenant) is not str:
+            tenant = plain_tenant(tenant, self._scheme)
         try:
             head = self._str_prefixes[tenant]
         except (KeyError, TypeError):

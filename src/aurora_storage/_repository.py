@@ -46,7 +46,7 @@ from .backend import (
     VerifyReport,
     _raise_outside_range,
 )
-from .codecs import Codec, get_codec, locate_unencodable
+from .codecs import JSON, MSGPACK, RAW, Codec, get_codec, locate_unencodable
 from .errors import (
     ConfigurationError,
     CorruptionError,
@@ -85,6 +85,8 @@ FORMAT_VERSION = 1
 #: The reserved record holding the store's format version and codec.
 META_KEY = NS_SYSTEM + b"aurora:meta"
 
+#: The codecs whose encode is known to return bytes (others are checked, see _bytes_out).
+_BUILTIN_CODECS = (JSON, MSGPACK, RAW)
 _BOUNDS_CACHE_MAX = 65_536
 #: Scan bounds of recent ``(tenant, prefix)`` pairs for the newest-key lookup: a pure
 #: function of the two (the key encoding), so one cache serves every repository.
@@ -143,9 +145,16 @@ class Repository(TenantKeys, Generic[K, V]):
         except BaseException:
             backend.close()
             raise
-        self._encode: Callable[[Any], bytes] = self._codec.encode
+        codec_ = self._codec
+        self._encode: Callable[[Any], bytes] = codec_.encode
         # put_many and batches hold every encoded value until one write: see Codec.encode_held.
-        self._encode_held: Callable[[Any], bytes] = self._codec.encode_held or self._codec.encode
+        self._encode_held: Callable[[Any], bytes] = codec_.encode_held or codec_.encode
+        if codec_ not in _BUILTIN_CODECS:
+            # Engines take bytes only: another codec's output is checked (a bytearray or
+            # memoryview is copied to bytes; anything else is a SerializationError
+            # through _value), the same on every write path.
+            self._encode = _bytes_out(self._encode, codec_.name)
+            self._encode_held = _bytes_out(self._encode_held, codec_.name)
         self._decode: Callable[[bytes], V] = self._codec.decode
         # Bound once: the hot paths call these without attribute lookups on the backend.
         self._bget = backend.get
@@ -337,7 +346,7 @@ class Repository(TenantKeys, Generic[K, V]):
             self._check_open()
         # _full's str path inlined (one Python frame fewer on the hottest read); any
         # other key, an uncached tenant, a NUL to escape or a long key go through _full.
-        if type(key) is str:
+        if type(key) is str and type(tenant) is str:
             try:
                 rk = key.encode()  # type: ignore[attr-defined]  # K is str here
                 full = self._str_prefixes[tenant] + rk + _B_END
@@ -567,9 +576,17 @@ class Repository(TenantKeys, Generic[K, V]):
             # whose cost is mostly the calls around the seek).
             if self._closed:
                 self._check_open()
-            try:
-                lo, hi, plen, first = _BOUNDS_CACHE[(tenant, prefix)]
-            except (KeyError, TypeError):  # TypeError: an unhashable prefix (a list)
+            # Cached for plain str tenants and str / (str,) prefixes only: a subclass
+            # lying in __eq__/__hash__ must not match another prefix's bounds.
+            tp = type(prefix)
+            if type(tenant) is str and (
+                tp is str or (tp is tuple and len(prefix) == 1 and type(prefix[0]) is str)
+            ):
+                try:
+                    lo, hi, plen, first = _BOUNDS_CACHE[(tenant, prefix)]
+                except KeyError:
+                    lo, hi, plen, first = self._one_key_bounds(tenant, prefix)
+            else:
                 lo, hi, plen, first = self._one_key_bounds(tenant, prefix)
             backend = self._backend
             k = backend.last_key(lo, hi) if reverse else backend.first_key(lo, hi)
@@ -598,7 +615,9 @@ class Repository(TenantKeys, Generic[K, V]):
         str ``s`` of a ``(s,)`` prefix; cached for ``str`` and ``(str,)`` prefixes."""
         lo, hi, plen = self._bounds(tenant, prefix, None, None)
         t = type(prefix)
-        if t is str or (t is tuple and len(prefix) == 1 and type(prefix[0]) is str):
+        if type(tenant) is str and (
+            t is str or (t is tuple and len(prefix) == 1 and type(prefix[0]) is str)
+        ):
             got = (lo, hi, plen, prefix[0] if t is tuple else None)
             if len(_BOUNDS_CACHE) >= _BOUNDS_CACHE_MAX:
                 _BOUNDS_CACHE.clear()
@@ -1012,6 +1031,25 @@ class Repository(TenantKeys, Generic[K, V]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} {self._describe()} codec={self._codec.name} {state}>"
+
+
+def _bytes_out(encode: Callable[[Any], Any], name: str) -> Callable[[Any], bytes]:
+    """``encode`` made to return ``bytes``: bytes-like results are copied, others refused
+    with a ``TypeError`` naming the codec (which the caller turns into a
+    :class:`SerializationError`)."""
+
+    def checked(value: Any) -> bytes:
+        data = encode(value)
+        if type(data) is bytes:
+            return data
+        if isinstance(data, bytes | bytearray | memoryview):
+            return bytes(data)
+        raise TypeError(
+            f"the codec {name!r} returned {type(data).__name__}, not bytes: a codec's "
+            "encode must return bytes"
+        )
+
+    return checked
 
 
 def _marker_intact(marker: str) -> bool:
