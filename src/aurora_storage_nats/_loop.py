@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from aurora_storage.errors import StorageError
+from aurora_storage.errors import InheritedHandleError, StorageError
 
 __all__ = ["LoopThread", "acquire", "release"]
 
@@ -67,7 +67,9 @@ class LoopThread:
 
         Raises:
             StorageError: called from the loop's own thread (waiting there would
-                deadlock), or from another process than the one that started the loop.
+                deadlock).
+            InheritedHandleError: called from another process than the one that
+                started the loop (a repository inherited across ``fork()``).
         """
         if threading.get_ident() == self.ident:
             coro.close()
@@ -79,7 +81,9 @@ class LoopThread:
             )
         if os.getpid() != self.pid:
             coro.close()
-            raise StorageError(
+            # The same error class as LMDB's and RocksDB's fork guard (a closed-repository
+            # error: nothing of the parent's can be used here).
+            raise InheritedHandleError(
                 f"this NATS repository was opened in process {self.pid} and cannot be used "
                 f"in process {os.getpid()} (after fork); open it again in this process",
                 backend="nats",
