@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -426,6 +427,17 @@ def _stop_later(backend_ref: weakref.ref[NATSBackend], waker: _Waker) -> None:
     fut.add_done_callback(backend._stopping.discard)
 
 
+_TAG_SHIFT = 48
+_SEQ_MASK = (1 << _TAG_SHIFT) - 1
+
+
+def _incarnation_tag(info: Any) -> int:
+    """A 14-bit tag (1..16383) of the stream's creation time: positions stay below
+    2**62, inside the signed 64-bit integers every codec stores."""
+    created = str(getattr(info, "created", "") or "")
+    return zlib.crc32(created.encode()) % 16383 + 1
+
+
 class NATSChangeFeed(ChangeFeed):
     """The change feed of a NATS bucket, or of one watch's subjects (:meth:`scoped`).
 
@@ -444,20 +456,76 @@ class NATSChangeFeed(ChangeFeed):
         """A feed reading only the subjects of ``[start, stop)`` (server-side filter)."""
         return NATSChangeFeed(self._backend, scan_filter(start, stop))
 
+    # Positions are ``(tag << 48) | seq``: the stream sequence with, above it, a tag of
+    # the stream's incarnation (its creation time). A bucket deleted and created again
+    # numbers its changes from 1 again, so a saved position of the old bucket - or of
+    # another bucket - would otherwise be taken as a place in this one and skip every
+    # change up to it without a word; with the tag it raises PositionExpiredError.
+
+    def _tag(self, refresh: bool = False) -> int:
+        tag: int | None = self._backend.__dict__.get("_position_tag")
+        if tag is None or refresh:
+            info = self._backend._run(self._core.stream_state())
+            tag = _incarnation_tag(info)
+            self._backend.__dict__["_position_tag"] = tag
+        return tag
+
+    def _seq(self, position: int) -> int:
+        """The stream sequence of a caller's ``position`` (0: the start)."""
+        if position <= 0:
+            return position
+        tag = self._tag()
+        if position >> _TAG_SHIFT != tag:
+            tag = self._tag(refresh=True)  # the bucket may have been created again
+        if position >> _TAG_SHIFT != tag:
+            raise PositionExpiredError(
+                f"position {position} does not belong to this bucket as it is now: it "
+                "comes from another bucket, or from before the bucket was deleted and "
+                "created again (its changes are numbered anew); re-read the state with "
+                "a scan, then watch from last_position()",
+                position=position,
+                oldest=self.last_position(),
+                backend="nats",
+            )
+        return position & _SEQ_MASK
+
+    def _tagged(self, records: list[ChangeRecord]) -> list[ChangeRecord]:
+        base = self._tag() << _TAG_SHIFT
+        return [(base | pos, key, value) for pos, key, value in records]
+
     def last_position(self) -> int:
-        """The stream's last sequence (every acknowledged write is at or before it)."""
+        """The stream's last sequence (every acknowledged write is at or before it),
+        tagged with the stream's incarnation."""
         info = self._backend._run(self._core.stream_state())
-        return int(info.state.last_seq)
+        tag = _incarnation_tag(info)
+        self._backend.__dict__["_position_tag"] = tag
+        return (tag << _TAG_SHIFT) | int(info.state.last_seq)
+
+    def _expired(self, exc: PositionExpiredError, after: int) -> PositionExpiredError:
+        """``exc`` (raised with stream sequences) in the caller's positions."""
+        exc.position = after
+        exc.oldest = (self._tag() << _TAG_SHIFT) | exc.oldest
+        return exc
 
     def read(self, after: int, limit: int) -> list[ChangeRecord]:
         """See :meth:`ChangeFeed.read` (one batched direct get, see the module)."""
-        return self._backend._run(read(self._core, self._subject, after, limit))
+        seq = self._seq(after)
+        try:
+            got = self._backend._run(read(self._core, self._subject, seq, limit))
+        except PositionExpiredError as exc:
+            raise self._expired(exc, after) from None
+        return self._tagged(got)
 
     async def read_async(self, after: int, limit: int) -> list[ChangeRecord]:
         """:meth:`read` on the caller's loop, through the native-async client of that
         loop (no thread hop, the loop is not held)."""
+        seq = self._seq(after)
         core = await self._backend.native_async()._core()
-        return await read(core, self._subject, after, limit)
+        try:
+            got = await read(core, self._subject, seq, limit)
+        except PositionExpiredError as exc:
+            raise self._expired(exc, after) from None
+        return self._tagged(got)
 
     def _start(self) -> None:
         if self._waker.watchdog is None:
@@ -474,6 +542,7 @@ class NATSChangeFeed(ChangeFeed):
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
+        after = self._seq(after)
         w = self._waker
         with w.lock:
             wakes, arrivals = w.wakes, w.arrivals
