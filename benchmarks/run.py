@@ -712,6 +712,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"elapsed {doc['elapsed_s']} s; results in {os.path.join(a.out, name)}")
     # A backend that is not installed is skipped; one that breaks during the run fails it.
     broken = [n for n, why in doc["skipped"].items() if " failed: " in why]
+    # The memory runs too: a step that fails is a broken benchmark, not a skip (a wrong
+    # assertion in memscan.py's build step went unnoticed while the run exited 0).
+    for name, row in (doc.get("memscan") or {}).items():
+        if isinstance(row, dict) and " failed: " in str(row.get("skipped", "")):
+            broken.append(f"memscan {name}")
     if not a.no_workloads:
         broken += run_workloads(a.quick, engines, a.out)
     if broken:
