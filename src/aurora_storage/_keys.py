@@ -373,11 +373,6 @@ class TenantKeys:
             return self._prefixes[tenant]
         except KeyError:
             pass
-        except TypeError:
-            raise InvalidTenantError(
-                f"tenant must be a non-empty str, got {type(tenant).__name__}",
-                backend=self._scheme,
-            ) from None
         try:
             p = encode_tenant(tenant)
         except InvalidTenantError as exc:
@@ -386,8 +381,7 @@ class TenantKeys:
         if len(self._prefixes) >= _PREFIX_CACHE_MAX:
             self._prefixes.clear()
             self._str_prefixes.clear()
-        # Cached under the plain str: a str subclass is stored as its string value.
-        self._prefixes[str.__str__(tenant)] = p
+        self._prefixes[tenant] = p  # a plain str (see plain_tenant)
         return p
 
     def _full(self, tenant: str, key: Any) -> bytes:
@@ -410,7 +404,7 @@ class TenantKeys:
         if type(key) is str:
             try:
                 ps = self._str_prefixes[tenant]
-            except (KeyError, TypeError):
+            except KeyError:
                 ps = self._str_prefix(tenant, key)
             try:
                 raw = key.encode()
@@ -440,7 +434,7 @@ class TenantKeys:
             tenant = plain_tenant(tenant, self._scheme)
         try:
             head = self._str_prefixes[tenant]
-        except (KeyError, TypeError):
+        except KeyError:
             head = self._str_prefix(tenant, keys[0] if keys else None)
         fulls = encode_str_keys(head, keys)
         if fulls is None:
@@ -455,7 +449,7 @@ class TenantKeys:
         except StorageError as exc:
             add_context(exc, tenant, key, self._scheme)
             raise
-        self._str_prefixes[str.__str__(tenant)] = ps
+        self._str_prefixes[tenant] = ps  # a plain str: callers passed it through plain_tenant
         return ps
 
     def _full_slow(self, tenant: str, key: Any) -> bytes:

@@ -350,7 +350,7 @@ class Repository(TenantKeys, Generic[K, V]):
             try:
                 rk = key.encode()  # type: ignore[attr-defined]  # K is str here
                 full = self._str_prefixes[tenant] + rk + _B_END
-            except (KeyError, TypeError, UnicodeEncodeError):
+            except (KeyError, UnicodeEncodeError):
                 full = self._full(tenant, key)
             else:
                 if 0 in rk or len(full) > MAX_KEY_SIZE:

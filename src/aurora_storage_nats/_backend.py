@@ -104,6 +104,8 @@ class NATSBackend(Backend):
         # Feeds with a consumer to stop at close (scoped feeds live as long as a watch).
         self._feeds: weakref.WeakSet[NATSChangeFeed] = weakref.WeakSet()
         self._feed: NATSChangeFeed | None = None
+        # The stream incarnation's tag in change-feed positions (see _feed), once read.
+        self._position_tag: int | None = None
         # Consumer stops of collected watches, still running on the loop.
         self._stopping: set[Future[None]] = set()
         if self._core.history >= 2:

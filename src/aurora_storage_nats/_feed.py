@@ -463,11 +463,11 @@ class NATSChangeFeed(ChangeFeed):
     # change up to it without a word; with the tag it raises PositionExpiredError.
 
     def _tag(self, refresh: bool = False) -> int:
-        tag: int | None = self._backend.__dict__.get("_position_tag")
+        tag = self._backend._position_tag
         if tag is None or refresh:
             info = self._backend._run(self._core.stream_state())
             tag = _incarnation_tag(info)
-            self._backend.__dict__["_position_tag"] = tag
+            self._backend._position_tag = tag
         return tag
 
     def _seq(self, position: int) -> int:
@@ -498,7 +498,7 @@ class NATSChangeFeed(ChangeFeed):
         tagged with the stream's incarnation."""
         info = self._backend._run(self._core.stream_state())
         tag = _incarnation_tag(info)
-        self._backend.__dict__["_position_tag"] = tag
+        self._backend._position_tag = tag
         return (tag << _TAG_SHIFT) | int(info.state.last_seq)
 
     def _expired(self, exc: PositionExpiredError, after: int) -> PositionExpiredError:
