@@ -15,16 +15,18 @@ poison record is appended and parked behind it: :class:`TenantStoppedError`
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._keys import decode_key_at
 from ..backend import Op
 from ..errors import KeyExistsError
 from . import _recovery
-from ._apply import Applier
+from ._apply import NO_KEY, Applier
 from ._core import Pair
 from ._errors import ProjectionError, TenantStoppedError
-from ._log import POS, log_key, seq_bytes
+from ._log import LOG, POS
 
-__all__ = ["Record", "append"]
+__all__ = ["NO_KEY", "Record", "append"]
 
 #: (tenant, key offset in the full key, full key, encoded value)
 Record = tuple[str, int, bytes, bytes]
@@ -55,9 +57,12 @@ def _check_absent(p: Pair, records: list[Record]) -> None:
             )
 
 
-def append(p: Pair, records: list[Record], entry: bytes) -> None:
+def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> None:
     """Append ``records`` to history (one cold batch with change-log ``entry``) and
     apply them to the projection (one hot batch with the new position).
+
+    ``key``: for one record, its key as read back from history (a ``str`` key: itself),
+    so the projection's record is built without decoding it again.
 
     Raises:
         KeyExistsError: a history key exists; nothing was written.
@@ -66,33 +71,56 @@ def append(p: Pair, records: list[Record], entry: bytes) -> None:
         TenantStoppedError: durable in history; parked behind its tenant's stop.
         DurableWriteError: cold reported an error after committing; durable.
     """
-    _check_absent(p, records)
+    # Required: history is append-only, and an overwritten record would be projected a
+    # second time. One engine read; the pair is the store's only writer (one live handle
+    # per store per process, and every write of the pair holds ``p.lock``), so the key
+    # cannot appear between this read and the cold batch.
+    if len(records) != 1 or p.cb.get(records[0][2]) is not None:
+        _check_absent(p, records)
     seq = p.seq + 1
     cause: BaseException | None = None
-    ap: Applier | None = None
+    # The pair's reusable applier (policy ``reject``), taken out while in use: a write
+    # that fails drops it, and a nested write (a projection that writes to the pair,
+    # which it must not) builds its own.
+    ap: Applier | None = p.writer
+    p.writer = None
     try:
         if not p.pos_known or p.pos < p.seq or p.swap_pending is not None:
             _recovery.catch_up(p, 1)
-        ap = Applier(p, "reject")
-        for tenant, offset, full, data in records:
-            ap.apply(full, data, seq, tenant, offset)
+        if ap is None:
+            ap = Applier(p, "reject")
+        if len(records) == 1:
+            tenant, offset, full, data = records[0]
+            ap.apply(full, data, seq, tenant, offset, key)
+        else:
+            for tenant, offset, full, data in records:
+                ap.apply(full, data, seq, tenant, offset)
     except ProjectionError:
         raise
     except Exception as exc:
         # Hot could not be brought current or read: history is still written; the
         # projection runs at catch-up.
         cause, ap = exc, None
-    ops: list[Op] = [(full, data) for _, _, full, data in records]
-    ops.append((log_key(seq), entry))
-    p.cold_write(ops, seq)
+    position = seq.to_bytes(8, "big")  # seq_bytes(seq); log_key(seq) is LOG + this
+    if len(records) == 1:
+        ops: list[Op] = [(records[0][2], records[0][3]), (LOG + position, entry)]
+    else:
+        ops = [(full, data) for _, _, full, data in records]
+        ops.append((LOG + position, entry))
+    try:  # Pair.cold_write, inline
+        p.cb.write(ops)
+    except BaseException as exc:
+        p.cold_failed(exc, seq)
+    p.seq = seq
     if ap is None:
         assert cause is not None
         raise p.hot_failed(seq, cause) from cause
     hot_ops = ap.ops()
-    hot_ops.append((POS, seq_bytes(seq)))
+    hot_ops.append((POS, position))
     try:
-        p.hot_write(hot_ops)
+        p.hb.write(hot_ops)
     except BaseException as exc:
+        p.pos_known = False  # hot may or may not hold the batch: re-read before applying
         if not isinstance(exc, Exception):
             raise
         raise p.hot_failed(seq, exc) from exc
@@ -100,13 +128,15 @@ def append(p: Pair, records: list[Record], entry: bytes) -> None:
     if seq - p.trimmed >= p.config.trim_every:
         p.trim()
     if ap.held:
-        tenant, key = ap.held[0]
+        tenant, held_key = ap.held[0]
         raise TenantStoppedError(
             f"the write is durable in history (change-log seq {seq}), but tenant "
             f"{tenant!r}'s projection is stopped by an earlier poison record, so record "
-            f"{key!r} is parked behind it; fix the projection, then call retry_parked()",
+            f"{held_key!r} is parked behind it; fix the projection, then call retry_parked()",
             seq=seq,
             tenant=tenant,
-            key=key,
+            key=held_key,
             backend="tiered",
         )
+    ap.clear()
+    p.writer = ap

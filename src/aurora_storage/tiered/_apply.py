@@ -26,13 +26,16 @@ from ..backend import Op
 from ._core import Pair
 from ._errors import ProjectionError
 from ._log import PARKED, STOPPED
-from ._types import HistoryRecord, ProjectionState, _HotReadError
+from ._types import ProjectionState, _HotReadError, new_record
 
-__all__ = ["Applier", "PoisonError"]
+__all__ = ["NO_KEY", "Applier", "PoisonError"]
 
 log = logging.getLogger("aurora_storage.tiered")
 
 Policy = Literal["stop", "park", "reject", "abort", "raise"]
+
+#: ``Applier.apply``'s "no key given": the key is decoded from the full key
+NO_KEY: Any = object()
 
 
 class PoisonError(Exception):
@@ -72,6 +75,7 @@ class Applier:
         self.held: list[tuple[str, Any]] = []
         self.parked = 0
         self.state = ProjectionState(pair.hot, self.overlay, space=space)
+        self.projection = pair.projection
         self._decode = pair.cold.codec.decode
 
     def empty(self) -> bool:
@@ -80,9 +84,27 @@ class Applier:
     def ops(self) -> list[Op]:
         """The hot operations collected so far (in this applier's key space)."""
         sp = self.space
-        out: list[Op] = [(sp + k, v) for k, v in self.overlay.items()]
+        if not sp:  # the live projection (every write): the keys as they are
+            out: list[Op] = list(self.overlay.items())
+            if self.extra:
+                out += self.extra.items()
+            return out
+        out = [(sp + k, v) for k, v in self.overlay.items()]
         out.extend((sp + k, v) for k, v in self.extra.items())
         return out
+
+    def clear(self) -> None:
+        """Forget everything collected (committed, or abandoned after an error), so the
+        applier can serve the next group; the stops it found are not kept. Only for a
+        policy that never stops a tenant (``reject``, ``raise``): their ``new_stopped``
+        stays empty."""
+        self.overlay.clear()
+        if self.extra or self.held or self.new_stopped or self.parked:
+            self.extra.clear()
+            self.new_stopped.clear()
+            self.held.clear()
+            self.parked = 0
+        self.state._pending = {}
 
     def reset(self) -> None:
         """After the collected operations were committed (the new stops now hold)."""
@@ -98,15 +120,20 @@ class Applier:
         seq: int | None,
         tenant: str | None = None,
         offset: int = 0,
+        key: Any = NO_KEY,
     ) -> None:
         """Project one history record (its full key and raw value) into the group.
+
+        ``key``: the record's key as :func:`decode_key_at` would read it back from
+        ``full`` (a caller that holds a ``str`` key passes it: a ``str`` reads back as
+        itself), so it is not decoded again.
 
         Raises:
             ProjectionError: policy ``reject`` (durable=False) or ``abort`` (durable=True).
             PoisonError: policy ``raise``.
             the hot tier's error: a hot read failed (not the record's fault).
         """
-        projection = self.p.projection
+        projection = self.projection
         assert projection is not None
         if tenant is None:
             tenant, offset = self.p.split(full)
@@ -116,14 +143,16 @@ class Applier:
                 self._hold(full, tenant, offset, seq)
                 return
         try:
-            key = decode_key_at(full, offset)
+            if key is NO_KEY:
+                key = decode_key_at(full, offset)
             value = self._decode(raw)
         except Exception as exc:
             self._poison(full, tenant, offset, seq, "undecodable", exc)
             return
-        state = self.state._bind(tenant)
+        state = self.state
+        state.tenant = tenant  # ProjectionState._bind, inline (once per record)
         try:
-            projection(HistoryRecord(tenant, key, value, seq), state)
+            projection(new_record(tenant, key, value, seq), state)
         except _HotReadError as exc:
             state._drop()
             raise exc.cause from exc.cause.__cause__
@@ -131,7 +160,10 @@ class Applier:
             state._drop()
             self._poison(full, tenant, offset, seq, "raised", exc)
             return
-        state._commit()
+        pending = state._pending
+        if pending:  # ProjectionState._commit, inline
+            self.overlay.update(pending)
+            state._pending = {}
 
     def _key(self, full: bytes, offset: int) -> Any:
         try:

@@ -108,6 +108,8 @@ class Pair:
         self.stopped: dict[bytes, bytes] = {}
         self.pair_meta = b""
         self.recovered = 0
+        #: projection mode: the writes' reusable Applier (see _append.append), or None
+        self.writer: Any = None
 
     # ------------------------------------------------------------------ naming
 
@@ -177,22 +179,27 @@ class Pair:
         try:
             self.cb.write(ops)
         except BaseException as exc:
-            # Take the sequence number from the log itself, so the next entry never
-            # overwrites one that exists, and tell the truth about this one.
-            try:
-                self.seq = self.last_seq()
-            except Exception:
-                raise exc from None
-            if self.seq >= seq and isinstance(exc, Exception):
-                raise DurableWriteError(
-                    f"the cold tier {self.cold_name()} reported {type(exc).__name__}: {exc}, "
-                    f"but the write is durable in history (change-log seq {seq}); do not "
-                    "write it again. Hot catches up on the next write, catch_up() or open",
-                    seq=seq,
-                    backend="tiered",
-                ) from exc
-            raise
+            self.cold_failed(exc, seq)
         self.seq = seq
+
+    def cold_failed(self, exc: BaseException, seq: int) -> NoReturn:
+        """Raise the error for cold batch ``seq`` that raised ``exc`` (see
+        :meth:`cold_write`; called from its ``except``)."""
+        # Take the sequence number from the log itself, so the next entry never
+        # overwrites one that exists, and tell the truth about this one.
+        try:
+            self.seq = self.last_seq()
+        except Exception:
+            raise exc from None
+        if self.seq >= seq and isinstance(exc, Exception):
+            raise DurableWriteError(
+                f"the cold tier {self.cold_name()} reported {type(exc).__name__}: {exc}, "
+                f"but the write is durable in history (change-log seq {seq}); do not "
+                "write it again. Hot catches up on the next write, catch_up() or open",
+                seq=seq,
+                backend="tiered",
+            ) from exc
+        raise exc
 
     def hot_failed(self, seq: int, exc: BaseException) -> HotTierError:
         """The error for a write that is in cold but not applied to hot."""

@@ -298,10 +298,18 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         except Exception:  # the typed error, with the value's path (re-encodes once)
             data = cold._value(value, tenant, key)
         with p.lock:
-            self._check_write()
+            if p.closed or p.read_only or p.needs_drop_finish:
+                self._check_write()
             if p.projection is not None:
                 off = len(cold._prefix(tenant))
-                _append.append(p, [(tenant, off, full, data)], _log.one(full))
+                # A str key reads back from history as itself: the projection gets it
+                # without a decode of the stored key.
+                _append.append(
+                    p,
+                    [(tenant, off, full, data)],
+                    b"k" + full,  # _log.one(full), inline
+                    key if type(key) is str else _append.NO_KEY,
+                )
             else:
                 _cache.put(p, full, data)
 

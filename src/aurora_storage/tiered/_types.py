@@ -42,6 +42,27 @@ class HistoryRecord:
     seq: int | None = None
 
 
+_new = object.__new__
+# The slots' member descriptors: setting through them bypasses the frozen __setattr__.
+_slots: Any = HistoryRecord.__dict__
+_set_tenant = _slots["tenant"].__set__
+_set_key = _slots["key"].__set__
+_set_value = _slots["value"].__set__
+_set_seq = _slots["seq"].__set__
+
+
+def new_record(tenant: str, key: Any, value: Any, seq: int | None) -> HistoryRecord:
+    """``HistoryRecord(tenant, key, value, seq)``, built without the frozen dataclass's
+    ``__init__`` (four ``object.__setattr__`` calls; this sets the slots directly, about
+    half the cost, once per projected record). The same object in every respect."""
+    record: HistoryRecord = _new(HistoryRecord)
+    _set_tenant(record, tenant)
+    _set_key(record, key)
+    _set_value(record, value)
+    _set_seq(record, seq)
+    return record
+
+
 class _HotReadError(Exception):
     """A hot-tier read failed while a projection ran (not the projection's fault)."""
 
