@@ -102,8 +102,16 @@ def split_pairs(items: Any, method: str) -> tuple[list[Any], list[Any]]:
     if type(items) is dict:
         return list(items), list(items.values())
     seq = items if type(items) is list else list(pairs(items, method))
-    if not set(map(type, seq)) <= _PAIR_TYPES or not set(map(len, seq)) <= {2}:
-        seq = [pair(item, i, method) for i, item in enumerate(seq)]
+    if set(map(type, seq)) <= _PAIR_TYPES:
+        try:
+            # Unpacking an exact tuple or list checks its length: one pass takes the
+            # keys and proves every item a pair (cheaper than a pass of len() first).
+            keys = [k for k, _ in seq]
+        except ValueError:
+            pass  # an item of another length: named by pair() below
+        else:
+            return keys, list(map(_second, seq))
+    seq = [pair(item, i, method) for i, item in enumerate(seq)]
     return list(map(_first, seq)), list(map(_second, seq))
 
 

@@ -17,7 +17,6 @@ from ._batch import Batch
 from ._cancel import Aborted
 from ._eventstore import Change, Slot, Version, Watch
 from ._keys import (
-    _B_END,
     MAX_KEY_SIZE,
     NS_DATA,
     NS_DATA_END,
@@ -344,16 +343,17 @@ class Repository(TenantKeys, Generic[K, V]):
         """The value under ``(tenant, key)``, or ``default`` when absent."""
         if self._closed:
             self._check_open()
-        # _full's str path inlined (one Python frame fewer on the hottest read); any
-        # other key, an uncached tenant, a NUL to escape or a long key go through _full.
+        # _full's str path inlined (one Python frame fewer on the hottest read), built
+        # from the tenant's text head (see TenantKeys._text_prefixes); any other key,
+        # an uncached tenant or one without a text head, a NUL to escape or a long key
+        # go through _full.
         if type(key) is str and type(tenant) is str:
             try:
-                rk = key.encode()  # type: ignore[attr-defined]  # K is str here
-                full = self._str_prefixes[tenant] + rk + _B_END
+                full = f"{self._text_prefixes[tenant]}{key}\x00".encode()
             except (KeyError, UnicodeEncodeError):
                 full = self._full(tenant, key)
             else:
-                if 0 in rk or len(full) > MAX_KEY_SIZE:
+                if "\x00" in key or len(full) > MAX_KEY_SIZE:  # type: ignore[operator]  # K is str here
                     full = self._full(tenant, key)
         else:
             full = self._full(tenant, key)

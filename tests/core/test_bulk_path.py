@@ -21,7 +21,7 @@ from aurora_storage import (
     encode_stored_key,
 )
 from aurora_storage._args import pair, split_pairs
-from aurora_storage._keys import MAX_KEY_SIZE, encode_str_keys, encode_tenant
+from aurora_storage._keys import _TEXT_HEAD_MIN, MAX_KEY_SIZE, encode_str_keys, encode_tenant
 from aurora_storage.memory import MemoryBackend
 
 PURE = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -62,6 +62,34 @@ def test_batch_keys_equal_the_stored_keys_one_by_one(keys: list[Any], tenant: st
         fast = encode_str_keys(encode_tenant(tenant) + b"\x20", keys)
         # The one-pass encoder either gives the same bytes or declines (None).
         assert fast is None or fast == expected
+
+
+tenants = st.sampled_from(["acme", "a\x00b", "ü", "\ud800", "t:1/é"]) | st.text(
+    _chars, min_size=1, max_size=6
+)
+
+
+@PURE
+@given(st.lists(str_keys, min_size=_TEXT_HEAD_MIN, max_size=40), tenants)
+def test_text_head_batches_give_the_stored_keys_or_decline(keys: list[str], tenant: str) -> None:
+    # Batches long enough for the text form of the head (a tenant's head decoded once,
+    # each key built as text then encoded): byte-identical to encode_stored_key, or
+    # None for what only the key-by-key path does exactly.
+    head = encode_tenant(tenant) + b"\x20"
+    fast = encode_str_keys(head, keys)
+    if fast is None:
+        return
+    assert fast == [encode_stored_key(tenant, k) for k in keys]
+
+
+def test_text_head_batches_of_tenants_without_a_text_form() -> None:
+    keys = [f"k{i}-ü" for i in range(_TEXT_HEAD_MIN + 2)]
+    for tenant in ("a\x00b", "\ud800x", "acme"):
+        head = encode_tenant(tenant) + b"\x20"
+        assert encode_str_keys(head, keys) == [encode_stored_key(tenant, k) for k in keys]
+    head = encode_tenant("acme") + b"\x20"
+    assert encode_str_keys(head, [*keys, "\udc80"]) is None  # a lone surrogate
+    assert encode_str_keys(head, [*keys, "x" * MAX_KEY_SIZE]) is None  # too long
 
 
 def test_one_pass_encoder_declines_what_it_cannot_do_exactly() -> None:

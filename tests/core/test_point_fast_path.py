@@ -108,6 +108,46 @@ def test_get_finds_what_put_stored_for_every_str_key(key: str, tenant: str) -> N
     assert repo.get(tenant, key + "z", "absent") == "absent"
 
 
+class _KeysSeen(MemoryBackend):
+    """A memory backend that records the stored keys its get() is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[bytes] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        self.asked.append(key)
+        return super().get(key)
+
+
+@PURE
+@given(
+    str_keys,
+    st.sampled_from(["acme", "a\x00b", "\ud800", "ü", "t:1/é"])
+    | st.text(st.characters(codec=None, exclude_categories=()), min_size=1, max_size=5),
+)
+def test_get_asks_the_engine_for_the_stored_key_or_raises_the_same_error(
+    key: str, tenant: str
+) -> None:
+    # get() builds a str key from the tenant's text head: it must hand the engine the
+    # very bytes encode_stored_key gives (every tenant and key: escaped NULs, lone
+    # surrogates, non-ASCII), or raise the error encode_stored_key raises - on the
+    # first call (tenant not cached yet) and on the next (cached).
+    backend = _KeysSeen()
+    repo: aurora_storage.Repository[Any, Any] = aurora_storage.Repository(backend)
+    try:
+        expected = encode_stored_key(tenant, key)
+    except KeyTooLargeError:
+        for _ in range(2):
+            with pytest.raises(KeyTooLargeError):
+                repo.get(tenant, key)
+        return
+    for _ in range(2):
+        backend.asked.clear()
+        assert repo.get(tenant, key, "absent") == "absent"
+        assert backend.asked == [expected]
+
+
 def test_bad_tenants_and_keys_still_raise() -> None:
     repo = aurora_storage.open("memory://")
     with pytest.raises(InvalidTenantError):
