@@ -33,7 +33,9 @@ builtin would naturally expect the error, the builtin is mixed in::
     │   ├── HotTierError                          ... but the hot tier failed to apply it
     │   │   └── HotTierFullError   (StorageFullError) ... because hot is full
     │   └── TenantStoppedError                    ... but its tenant's projection is stopped
-    └── ProjectionError                           tiered: the projection raised
+    ├── ProjectionError                           tiered: the projection raised
+    └── ProjectionMisuseError      (RuntimeError) tiered: a projection wrote to its own
+                                                  pair, or used a state after its call
 
 Engine plugins add their own subclasses in their packages, as a third party's would
 (``aurora_storage_nats``: ``NATSConnectionError``, ``NATSTimeoutError``,
@@ -76,6 +78,7 @@ __all__ = [
     "PluginError",
     "PositionExpiredError",
     "ProjectionError",
+    "ProjectionMisuseError",
     "ReadOnlyError",
     "RepositoryClosedError",
     "SeedKeyError",
@@ -407,3 +410,22 @@ class ProjectionError(StorageError):
         super().__init__(message, **context)
         self.durable = durable
         self.seq = seq
+
+
+class ProjectionMisuseError(StorageError, RuntimeError):
+    """A tiered projection broke its contract, in one of two ways:
+
+    - it called a write (or ``catch_up``, ``retry_parked``, ``rebuild``, ``drop_tenant``)
+      on the tiered repository it belongs to while it was being applied: that write
+      would commit in the middle of the one being projected, ahead of it in history and
+      change log;
+    - it used a :class:`~aurora_storage.tiered.ProjectionState` after its own call had
+      returned (a kept handle): its updates would land in whatever record is projected
+      next, possibly another tenant's.
+
+    The call writes nothing. Raised inside a projection, it fails the outer write like
+    any raising projection (:class:`ProjectionError`, nothing written) or meets the
+    ``on_poison`` policy at catch-up. A projection only updates the ``state`` it is
+    given, during its call (recovery and ``rebuild()`` run it again); derive further
+    records outside it, after the write returns.
+    """

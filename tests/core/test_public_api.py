@@ -82,6 +82,7 @@ ERRORS_NOT_AT_TOP = {
     "HotTierError",
     "HotTierFullError",
     "ProjectionError",
+    "ProjectionMisuseError",
     "TenantStoppedError",
 }
 

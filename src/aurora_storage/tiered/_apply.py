@@ -74,7 +74,7 @@ class Applier:
         self.new_stopped: dict[bytes, bytes] = {}
         self.held: list[tuple[str, Any]] = []
         self.parked = 0
-        self.state = ProjectionState(pair.hot, self.overlay, space=space)
+        self._hot = pair.hot
         self.projection = pair.projection
         self._decode = pair.cold.codec.decode
 
@@ -104,7 +104,6 @@ class Applier:
             self.new_stopped.clear()
             self.held.clear()
             self.parked = 0
-        self.state._pending = {}
 
     def reset(self) -> None:
         """After the collected operations were committed (the new stops now hold)."""
@@ -149,21 +148,28 @@ class Applier:
         except Exception as exc:
             self._poison(full, tenant, offset, seq, "undecodable", exc)
             return
-        state = self.state
-        state.tenant = tenant  # ProjectionState._bind, inline (once per record)
+        # A state per call, closed when it returns: a kept handle cannot slip updates
+        # into a later record (the applier serves many records and, on the write path,
+        # many writes).
+        state = ProjectionState._open(self._hot, self.overlay, self.space, tenant)
+        p = self.p
+        # A projection that writes to its own pair would re-enter the write that is
+        # projecting (p.lock is re-entrant) and commit ahead of it under the same
+        # change-log number: the pair's writes refuse while this is set.
+        p.projecting = True
         try:
             projection(new_record(tenant, key, value, seq), state)
         except _HotReadError as exc:
-            state._drop()
             raise exc.cause from exc.cause.__cause__
-        except Exception as exc:
-            state._drop()
+        except Exception as exc:  # its updates are dropped whole (state closed below)
             self._poison(full, tenant, offset, seq, "raised", exc)
             return
-        pending = state._pending
-        if pending:  # ProjectionState._commit, inline
+        finally:
+            p.projecting = False
+            pending = state._pending  # ProjectionState._close, inline
+            state._pending = None
+        if pending:
             self.overlay.update(pending)
-            state._pending = {}
 
     def _key(self, full: bytes, offset: int) -> Any:
         try:

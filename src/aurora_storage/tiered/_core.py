@@ -110,6 +110,9 @@ class Pair:
         self.recovered = 0
         #: projection mode: the writes' reusable Applier (see _append.append), or None
         self.writer: Any = None
+        #: true while the projection runs (Applier.apply): the pair's own writes refuse
+        #: it (read under ``lock``, so only the projecting thread can see it true)
+        self.projecting = False
 
     # ------------------------------------------------------------------ naming
 

@@ -35,6 +35,7 @@ from ..config import URL
 from ..errors import (
     ConfigurationError,
     NotSupportedError,
+    ProjectionMisuseError,
     RepositoryClosedError,
     StorageError,
 )
@@ -259,8 +260,17 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             )
 
     def _check_write(self) -> None:
-        """Open, writable, and no unfinished drop_tenant in cold (finished here)."""
+        """Open, writable, not called from this pair's projection, and no unfinished
+        drop_tenant in cold (finished here). Call it holding ``self._p.lock``."""
         self._check_writable()
+        if self._p.projecting:
+            raise ProjectionMisuseError(
+                f"a projection called a write on its own tiered repository "
+                f"{self._describe()} while it was being applied; nothing was written. "
+                "Projections must be free of side effects (recovery and rebuild() run "
+                "them again): write derived records after the write returns instead",
+                backend="tiered",
+            )
         if self._p.needs_drop_finish:
             _recovery.finish_cold_drops(self._p)
 
@@ -298,7 +308,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         except Exception:  # the typed error, with the value's path (re-encodes once)
             data = cold._value(value, tenant, key)
         with p.lock:
-            if p.closed or p.read_only or p.needs_drop_finish:
+            if p.closed or p.read_only or p.needs_drop_finish or p.projecting:
                 self._check_write()
             if p.projection is not None:
                 off = len(cold._prefix(tenant))

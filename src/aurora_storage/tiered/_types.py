@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from ._errors import HotTierError, ProjectionError
 
@@ -72,12 +72,16 @@ class _HotReadError(Exception):
 
 
 class ProjectionState:
-    """The projection's view of one tenant's hot state while it projects a record.
+    """The projection's view of one tenant's hot state while it projects one record.
 
     Reads see the hot tier plus the updates made earlier in the same group of records
     (so a projection can read-modify-write); writes are collected and committed to hot
     atomically together with the change-log position they correspond to. The updates of
     a record that raises are dropped whole: a record is applied entirely or not at all.
+
+    Each projection call gets its own state, valid only during that call: once the call
+    returns, every method raises :class:`~aurora_storage.errors.ProjectionMisuseError`
+    (a kept handle must not slip updates into a later record, another tenant's maybe).
     """
 
     __slots__ = ("_base", "_hot", "_pending", "_space", "tenant")
@@ -88,33 +92,62 @@ class ProjectionState:
         overlay: dict[bytes, bytes | None],
         *,
         space: bytes = b"",
+        tenant: str = "",
     ) -> None:
         self._hot = hot
         self._base = overlay
-        self._pending: dict[bytes, bytes | None] = {}
+        #: this call's updates; ``None`` once the call returned (see _close)
+        self._pending: dict[bytes, bytes | None] | None = {}
         # b"" for the live projection, the shadow namespace during a rebuild.
         self._space = space
-        self.tenant = ""
-
-    def _bind(self, tenant: str) -> ProjectionState:
-        # ``_pending`` is empty here: _commit() moves it into the group, _drop() clears it.
         self.tenant = tenant
-        return self
 
-    def _drop(self) -> None:
-        """Forget the updates of a record that raised (it is applied whole or not at all)."""
-        self._pending = {}
+    @classmethod
+    def _open(
+        cls,
+        hot: Repository[Any, Any],
+        overlay: dict[bytes, bytes | None],
+        space: bytes,
+        tenant: str,
+    ) -> ProjectionState:
+        """``ProjectionState(hot, overlay, space=space, tenant=tenant)`` without the
+        keyword-argument call (once per projected record)."""
+        state: ProjectionState = _new(cls)
+        state._hot = hot
+        state._base = overlay
+        state._pending = {}
+        state._space = space
+        state.tenant = tenant
+        return state
 
-    def _commit(self) -> None:
-        """Merge the current record's updates into the group's overlay."""
-        if self._pending:
-            self._base.update(self._pending)
-            self._pending = {}
+    def _close(self) -> dict[bytes, bytes | None] | None:
+        """End the call: return its updates (for the group) and make the state unusable."""
+        pending, self._pending = self._pending, None
+        return pending
+
+    def _refuse(self) -> NoReturn:
+        from ..errors import ProjectionMisuseError
+
+        raise ProjectionMisuseError(
+            f"this ProjectionState (tenant {self.tenant!r}) was used after the "
+            "projection call it was passed to had returned; nothing was written. A "
+            "projection updates only the state of its own call (recovery and "
+            "rebuild() run it again): do not keep the handle",
+            tenant=self.tenant,
+            backend="tiered",
+        )
 
     def get(self, key: Any, default: Any = None) -> Any:
-        """The projected value under ``key`` (this tenant), or ``default``."""
+        """The projected value under ``key`` (this tenant), or ``default``.
+
+        Raises:
+            ProjectionMisuseError: the projection call this state was given to returned.
+        """
+        pending = self._pending
+        if pending is None:
+            self._refuse()
         full = self._hot._full(self.tenant, key)
-        raw = self._pending.get(full, _MISSING)
+        raw = pending.get(full, _MISSING)
         if raw is _MISSING:
             raw = self._base.get(full, _MISSING)
         if raw is _MISSING:
@@ -135,17 +168,28 @@ class ProjectionState:
 
         Raises:
             SerializationError: the hot tier's codec cannot encode ``value``.
+            ProjectionMisuseError: the projection call this state was given to returned.
         """
+        pending = self._pending
+        if pending is None:
+            self._refuse()
         hot = self._hot
         try:
             data = hot._encode(value)
         except Exception:  # the typed error, with the value's path (re-encodes once)
             data = hot._value(value, self.tenant, key)
-        self._pending[hot._full(self.tenant, key)] = data
+        pending[hot._full(self.tenant, key)] = data
 
     def delete(self, key: Any) -> None:
-        """Remove ``key`` from the projection (no error if absent)."""
-        self._pending[self._hot._full(self.tenant, key)] = None
+        """Remove ``key`` from the projection (no error if absent).
+
+        Raises:
+            ProjectionMisuseError: the projection call this state was given to returned.
+        """
+        pending = self._pending
+        if pending is None:
+            self._refuse()
+        pending[self._hot._full(self.tenant, key)] = None
 
     def __repr__(self) -> str:
         return f"<ProjectionState tenant={self.tenant!r}>"

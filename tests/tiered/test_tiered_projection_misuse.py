@@ -1,0 +1,232 @@
+"""A projection that breaks its contract is refused, not half-applied: writing to its own
+tiered pair while being applied, or using its ``ProjectionState`` after its call returned.
+
+Projections must be free of side effects (recovery and ``rebuild()`` run them again). A
+projection that nevertheless called ``put()`` (or any other write, or ``catch_up()``) on
+the pair it belongs to used to re-enter the pair's write path under its re-entrant lock:
+the inner write took the same change-log number as the outer one, and the outer write's
+cold batch then overwrote the inner write's change-log entry (and in catch-up, the outer
+hot batch moved the applied position back, so the inner record was applied twice). Now
+the inner call raises :class:`ProjectionMisuseError`, which the outer write reports as the
+projection's failure (policy ``reject``: nothing written) or handles by its poison
+policy at catch-up.
+
+A kept ``state`` handle used to stay usable: since one applier serves many writes, its
+updates were committed with whatever record was projected next, another tenant's too.
+Each call now gets its own state, closed when the call returns.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from tiered_helpers import dump, flaky, flaky_repo
+
+from aurora_storage.errors import ProjectionMisuseError
+from aurora_storage.tiered import (
+    HistoryRecord,
+    ProjectionError,
+    ProjectionState,
+    TieredRepository,
+)
+
+Tiered = TieredRepository[Any, Any]
+
+
+def _batch_put_two(t: Tiered) -> None:
+    with t.batch() as b:
+        b.put("A", "a1", 1)
+        b.put("B", "b1", 2)
+
+
+def _batch_put(t: Tiered) -> None:
+    with t.batch() as b:
+        b.put("acme", "derived", {"n": 1})
+
+
+#: What a misbehaving projection may call on its own pair.
+_CALLS: dict[str, Callable[[Tiered], Any]] = {
+    "put": lambda t: t.put("acme", "derived", {"n": 1}),
+    "insert": lambda t: t.insert("acme", "derived", {"n": 1}),
+    "put_many": lambda t: t.put_many("acme", [("derived", {"n": 1})]),
+    "batch": lambda t: _batch_put(t),
+    "catch_up": lambda t: t.catch_up(),
+    "retry_parked": lambda t: t.retry_parked(),
+    "drop_tenant": lambda t: t.drop_tenant("other"),
+    "rebuild": lambda t: t.rebuild(),
+}
+
+
+def _writing_projection(
+    pair: list[Tiered], call: Callable[[Tiered], Any], caught: list[BaseException]
+) -> Any:
+    def proj(record: HistoryRecord, state: ProjectionState) -> None:
+        if record.key == "trigger":
+            try:
+                call(pair[0])
+            except BaseException as exc:  # recorded, then raised on: the write must fail
+                caught.append(exc)
+                raise
+        state.put(record.key, record.value)
+
+    return proj
+
+
+@pytest.mark.parametrize("name", sorted(_CALLS))
+def test_a_projection_writing_to_its_own_pair_is_refused_and_nothing_is_written(
+    name: str,
+) -> None:
+    pair: list[Tiered] = []
+    caught: list[BaseException] = []
+    t: Tiered = TieredRepository(
+        hot=flaky_repo(),
+        cold=flaky_repo(),
+        projection=_writing_projection(pair, _CALLS[name], caught),
+    )
+    pair.append(t)
+    t.put("acme", "first", {"n": 0})
+    cold_before, hot_before = dump(t.cold), dump(t.hot)
+
+    with pytest.raises(ProjectionError) as info:
+        t.put("acme", "trigger", {"n": 1})
+
+    assert info.value.durable is False
+    (inner,) = caught
+    assert isinstance(inner, ProjectionMisuseError)
+    assert "projection" in str(inner)
+    assert "own tiered repository" in str(inner)
+    # Nothing of the outer write nor of the refused inner one reached either tier.
+    assert dump(t.cold) == cold_before
+    assert dump(t.hot) == hot_before
+    assert t.lag == 0
+    # The pair is not wedged: the next write goes through and is applied once.
+    t.put("acme", "second", {"n": 2})
+    assert t.get("acme", "second") == {"n": 2}
+    assert list(t.history.keys("acme")) == ["first", "second"]
+
+
+def test_a_projection_that_swallows_the_refusal_leaves_one_log_entry_per_record() -> None:
+    # The original failure: the inner write committed "derived" under change-log number
+    # N+1, then the outer write's cold batch overwrote that entry with its own, so the
+    # change log lost a record (a hot tier rebuilt from the log never saw "derived").
+    # A projection that catches the refusal and goes on must leave history and change
+    # log in step, and a new hot tier caught up from the log must equal the live one.
+    pair: list[Tiered] = []
+    refused: list[BaseException] = []
+
+    def proj(record: HistoryRecord, state: ProjectionState) -> None:
+        if record.key == "trigger":
+            try:
+                pair[0].put("acme", "derived", 1)
+            except ProjectionMisuseError as exc:
+                refused.append(exc)
+        state.put(record.key, record.value)
+
+    cold = flaky_repo()
+    t: Tiered = TieredRepository(hot=flaky_repo(), cold=cold, projection=proj)
+    pair.append(t)
+    for i in range(3):
+        t.put("acme", f"k{i}", i)
+    t.put("acme", "trigger", 9)
+
+    assert len(refused) == 1
+    assert sorted(t.history.keys("acme")) == ["k0", "k1", "k2", "trigger"]
+    assert t.stats()["cold_seq"] == 4  # one change-log entry per history record
+    live = dump(t.hot)
+    replayed: Tiered = TieredRepository(
+        hot=flaky_repo(), cold=flaky_repo(flaky(cold).snapshot()), projection=proj
+    )
+    assert dump(replayed.hot) == live
+
+
+def test_reads_from_inside_a_projection_are_still_allowed() -> None:
+    pair: list[Tiered] = []
+
+    def proj(record: HistoryRecord, state: ProjectionState) -> None:
+        # Reading the pair (not writing it) is harmless: hot as committed so far.
+        state.put(record.key, {"seen_before": pair[0].get("acme", "first") is not None})
+
+    t: Tiered = TieredRepository(hot=flaky_repo(), cold=flaky_repo(), projection=proj)
+    pair.append(t)
+    t.put("acme", "first", 1)
+    t.put("acme", "second", 2)
+    assert t.get("acme", "second") == {"seen_before": True}
+
+
+def _keeping(kept: list[ProjectionState], wait_on: str | None = None) -> Any:
+    go, hold = threading.Event(), threading.Event()
+
+    def proj(record: HistoryRecord, state: ProjectionState) -> None:
+        kept.append(state)
+        state.put(record.key, record.value)
+        if record.tenant == wait_on:
+            go.set()
+            assert hold.wait(10)
+
+    proj.go, proj.hold = go, hold  # type: ignore[attr-defined]
+    return proj
+
+
+def test_a_kept_state_refuses_every_use_after_its_call_and_changes_nothing() -> None:
+    kept: list[ProjectionState] = []
+    t: Tiered = TieredRepository(hot=flaky_repo(), cold=flaky_repo(), projection=_keeping(kept))
+    t.put("A", "k1", 1)
+    stale = kept[0]
+    with pytest.raises(ProjectionMisuseError) as info:
+        stale.put("STALE", "late")
+    assert info.value.tenant == "A"
+    with pytest.raises(ProjectionMisuseError):
+        stale.delete("k1")
+    with pytest.raises(ProjectionMisuseError):
+        stale.get("k1")
+    with pytest.raises(ProjectionMisuseError):
+        stale.has("k1")
+    t.put("B", "k2", 2)
+    # Neither A's projection nor B's got the stale updates; hot is what history implies.
+    assert dict(t.items("A")) == {"k1": 1}
+    assert dict(t.items("B")) == {"k2": 2}
+    live = dump(t.hot)
+    t.rebuild()
+    assert dump(t.hot) == live
+
+
+def test_a_kept_state_cannot_reach_another_threads_projection() -> None:
+    # The reviewer's case: the state object was shared by every write of the pair, so a
+    # handle kept from tenant A's write, used while tenant B's projection ran in another
+    # thread, put its update into B's projection.
+    kept: list[ProjectionState] = []
+    proj = _keeping(kept, wait_on="B")
+    t: Tiered = TieredRepository(hot=flaky_repo(), cold=flaky_repo(), projection=proj)
+    t.put("A", "k1", 1)
+    stale = kept[0]
+    writer = threading.Thread(target=t.put, args=("B", "k2", 2))
+    writer.start()
+    try:
+        assert proj.go.wait(10)
+        with pytest.raises(ProjectionMisuseError):
+            stale.put("INJECTED", "via A's state")
+    finally:
+        proj.hold.set()
+        writer.join(10)
+    assert dict(t.items("B")) == {"k2": 2}
+    assert dict(t.items("A")) == {"k1": 1}
+
+
+def test_a_state_kept_from_an_earlier_record_of_the_same_write_rejects_the_write() -> None:
+    kept: list[ProjectionState] = []
+
+    def proj(record: HistoryRecord, state: ProjectionState) -> None:
+        if kept:
+            kept[0].put("leak", record.key)  # the first record's state, its call over
+        kept.append(state)
+        state.put(record.key, record.value)
+
+    t: Tiered = TieredRepository(hot=flaky_repo(), cold=flaky_repo(), projection=proj)
+    with pytest.raises(ProjectionError) as info:
+        _batch_put_two(t)
+    assert isinstance(info.value.__cause__, ProjectionMisuseError)
+    assert dump(t.cold) == {}
+    assert dump(t.hot) == {}
