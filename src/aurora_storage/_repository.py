@@ -162,6 +162,8 @@ class Repository(TenantKeys, Generic[K, V]):
         self._binsert = backend.insert
         self._bcontains = backend.contains
         self._read_only = backend.capabilities.read_only
+        #: why writes are refused when the backend is writable (a tier of a tiered pair)
+        self._read_only_why: str | None = None
         # An older third-party scan_chunks override may not take ``limit``: the
         # repository then cuts the stream itself (see Backend.scan_chunks).
         self._scan_limit = _accepts_limit(backend)
@@ -280,9 +282,16 @@ class Repository(TenantKeys, Generic[K, V]):
         self._check_open()
         if self._read_only:
             raise ReadOnlyError(
-                f"the repository {self._describe()} was opened read-only",
+                self._read_only_why or f"the repository {self._describe()} was opened read-only",
                 backend=self._backend.scheme,
             )
+
+    def _refuse_writes(self, why: str) -> None:
+        """Refuse every write through this repository from now on (``ReadOnlyError``
+        saying ``why``); its backend stays writable for the owner that holds it (a
+        tiered pair writes its tiers through their backends)."""
+        self._read_only = True
+        self._read_only_why = why
 
     def _describe(self) -> str:
         return str(self._url) if self._url is not None else self._backend.describe()

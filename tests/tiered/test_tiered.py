@@ -22,6 +22,7 @@ from tiered_helpers import (
     iter_events,
     orders,
     present,
+    tamper,
 )
 
 import aurora_storage
@@ -417,8 +418,8 @@ def test_rebuild_one_tenant_and_progress() -> None:
     t, hot, _cold = proj_pair(rebuild_chunk=10)
     for tenant, key, ev in iter_events(100, ("acme", "globex", "a:b")):
         t.put(tenant, key, ev)
-    hot.put("acme", "o-1", "tampered")  # a projection gone wrong
-    hot.put("globex", "o-1", "tampered-too")
+    tamper(hot, "acme", {"o-1": "tampered"})  # a projection gone wrong
+    tamper(hot, "globex", {"o-1": "tampered-too"})
     seen: list[RebuildProgress] = []
     assert t.rebuild("acme", progress=seen.append) == 34
     assert seen[-1] == RebuildProgress(34, 34, "acme")
@@ -659,7 +660,7 @@ def test_crash_during_rebuild_is_redone_on_open(tenant: str | None, after: int) 
 def test_crash_during_cache_rebuild_is_redone_on_open(after: int) -> None:
     t, hot, cold = cache_pair(rebuild_chunk=10)
     t.put_many("acme", {i: i for i in range(50)})
-    cold.put_many("acme", {i: -i for i in range(50, 80)})  # history the cache never saw
+    tamper(cold, "acme", {i: -i for i in range(50, 80)})  # history the cache never saw
     flaky(hot).fail("write", after=after)
     with pytest.raises(Crash):
         t.rebuild()

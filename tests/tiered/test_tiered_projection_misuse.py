@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from tiered_helpers import dump, flaky, flaky_repo
 
-from aurora_storage.errors import ProjectionMisuseError
+from aurora_storage.errors import ProjectionMisuseError, ReadOnlyError
 from aurora_storage.tiered import (
     HistoryRecord,
     ProjectionError,
@@ -230,3 +230,80 @@ def test_a_state_kept_from_an_earlier_record_of_the_same_write_rejects_the_write
     assert isinstance(info.value.__cause__, ProjectionMisuseError)
     assert dump(t.cold) == {}
     assert dump(t.hot) == {}
+
+
+_TIER_WRITES: dict[str, Callable[[Any], Any]] = {
+    "put": lambda r: r.put("acme", "sneak", 1),
+    "insert": lambda r: r.insert("acme", "sneak", 1),
+    "put_many": lambda r: r.put_many("acme", [("sneak", 1), ("sneak2", 2)]),
+    "delete": lambda r: r.delete("acme", "first"),
+    "delete_many": lambda r: r.delete_many("acme", ["first"]),
+    "batch": lambda r: _tier_batch(r),
+    "drop_tenant": lambda r: r.drop_tenant("acme"),
+    "tenant view": lambda r: r.tenant("acme").put("sneak", 1),
+}
+
+
+def _tier_batch(r: Any) -> None:
+    with r.batch() as b:
+        b.put("acme", "sneak", 1)
+
+
+@pytest.mark.parametrize("tier", ["hot", "cold", "history"])
+@pytest.mark.parametrize("name", sorted(_TIER_WRITES))
+def test_the_tiers_of_a_pair_refuse_direct_writes_and_stay_readable(tier: str, name: str) -> None:
+    # A write through repo.history (or cold, or hot) bypassed the change log: a history
+    # record no change-log entry announces, or a hot record rebuild() would remove.
+    t: Tiered = TieredRepository(
+        hot=flaky_repo(), cold=flaky_repo(), projection=_writing_projection([], lambda _: None, [])
+    )
+    t.put("acme", "first", {"n": 0})
+    cold_before, hot_before = dump(t.cold), dump(t.hot)
+    with pytest.raises(ReadOnlyError) as info:
+        _TIER_WRITES[name](getattr(t, tier))
+    assert "tier of the tiered repository" in str(info.value)
+    assert dump(t.cold) == cold_before
+    assert dump(t.hot) == hot_before
+    assert getattr(t, tier).get("acme", "first") == {"n": 0}  # reads stay free
+    t.put("acme", "second", {"n": 2})  # the pair itself still writes its tiers
+    assert t.get("acme", "second") == {"n": 2}
+
+
+def test_a_projection_writing_through_history_is_refused() -> None:
+    # The reviewer's case: the projection wrote repo.history.put(...) for one record.
+    pair: list[Tiered] = []
+    t: Tiered = TieredRepository(
+        hot=flaky_repo(),
+        cold=flaky_repo(),
+        projection=_writing_projection(pair, lambda r: r.history.put("acme", "sneak", {}), []),
+    )
+    pair.append(t)
+    t.put("acme", "e0", 0)
+    with pytest.raises(ProjectionError) as info:
+        t.put("acme", "trigger", 1)
+    assert isinstance(info.value.__cause__, ReadOnlyError)
+    assert sorted(t.history.keys("acme")) == ["e0"]
+    assert t.stats()["cold_seq"] == 1
+
+
+def test_close_from_inside_a_projection_is_refused_and_the_pair_stays_open() -> None:
+    pair: list[Tiered] = []
+    caught: list[BaseException] = []
+    t: Tiered = TieredRepository(
+        hot=flaky_repo(),
+        cold=flaky_repo(),
+        projection=_writing_projection(pair, lambda r: r.close(), caught),
+    )
+    pair.append(t)
+    t.put("acme", "first", 0)
+    with pytest.raises(ProjectionError):
+        t.put("acme", "trigger", 1)
+    (inner,) = caught
+    assert isinstance(inner, ProjectionMisuseError)
+    assert not t.closed
+    assert not t.hot.closed
+    assert not t.cold.closed
+    t.put("acme", "second", 2)
+    assert sorted(t.history.keys("acme")) == ["first", "second"]
+    t.close()
+    assert t.closed

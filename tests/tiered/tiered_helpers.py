@@ -341,3 +341,12 @@ def fold_versioned(history: Repository[Any, Any], version: int) -> dict[tuple[st
             out[(tenant, ev["order"])] = {"v": version, "n": cur["n"] + 1}
             out[(tenant, ("r", key))] = {"v": version}
     return out
+
+
+def tamper(repo: Repository[Any, Any], tenant: str, items: dict[Any, Any]) -> None:
+    """Write ``items`` into a tier behind its pair's back, through the tier's backend (the
+    tier repository itself refuses writes while it belongs to a pair): what a bug or an
+    outside writer could leave there, for tests of rebuild and recovery."""
+    repo.backend.write(
+        [(repo._full(tenant, k), repo._value(v, tenant, k)) for k, v in items.items()]
+    )

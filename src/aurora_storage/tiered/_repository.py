@@ -81,7 +81,9 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
 
     Args:
         hot: the fast tier (e.g. ``lmdb://`` or ``memory://``).
-        cold: the durable tier (e.g. ``rocksdb://``).
+        cold: the durable tier (e.g. ``rocksdb://``). Both tier repositories refuse
+            writes of their own once the pair is open (``ReadOnlyError``); the pair owns
+            them, and closes them with itself.
         projection: ``projection(record, state)``, a deterministic function of one
             :class:`HistoryRecord` that updates the :class:`ProjectionState`; ``None``
             for cache mode.
@@ -149,18 +151,29 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         self._codec = cold.codec if projection is None else hot.codec
         self._decode = self._codec.decode
         _recovery.open_pair(self._p)
+        # The pair writes its tiers through their backends, history and change log in one
+        # batch; a write through the tier repositories themselves would bypass the change
+        # log (or the projection), so that hot no longer matches what history implies.
+        for name, tier in (("hot", hot), ("cold", cold)):
+            tier._refuse_writes(
+                f"the repository {tier._describe()} is the {name} tier of the tiered "
+                f"repository {self._describe()}: writing to a tier directly would bypass "
+                "its change log, so hot would no longer match history; write through the "
+                "TieredRepository (read the tiers freely)"
+            )
 
     # ------------------------------------------------------------------ properties
 
     @property
     def hot(self) -> Repository[Any, Any]:
-        """The hot tier (read it freely; writing to it directly breaks the tiering)."""
+        """The hot tier, to read (writes through it raise ``ReadOnlyError``: they would
+        break the tiering)."""
         return self._p.hot
 
     @property
     def cold(self) -> Repository[Any, Any]:
-        """The cold tier (read it freely; writing to it directly bypasses the change log,
-        so only :meth:`rebuild` would see such writes)."""
+        """The cold tier, to read (writes through it raise ``ReadOnlyError``: they would
+        bypass the change log)."""
         return self._p.cold
 
     @property
@@ -553,6 +566,13 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             if p.closed:
                 return
             with p.lock:
+                if p.projecting:
+                    raise ProjectionMisuseError(
+                        f"a projection called close() on its own tiered repository "
+                        f"{self._describe()} while it was being applied; the pair stays "
+                        "open. Close the repository after the write returns",
+                        backend="tiered",
+                    )
                 if not p.read_only and not p.hot.closed and p.pos_known and p.pos == p.seq:
                     try:
                         p.save_pos()
