@@ -23,9 +23,12 @@ and tests that look at the bytes a backend receives.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ._element import (
+    _POS_HEAD,
+    _SMALL,
     END,
     ESCAPE,
     POS,
@@ -92,6 +95,12 @@ _B_END = bytes((END,))
 _B_STR = bytes((STR,))
 _ESCAPED_NUL = bytes((END, ESCAPE))
 _PREFIX_CACHE_MAX = 65_536
+#: The stored tail of a numbered key ``(..., n)`` after ``n``'s predecessors, for each
+#: one-byte ``n`` (index ``n``; index 0 is unused): POS, size 1, ``n``, ``n``'s END, the
+#: tuple's END.
+_NUMBER_TAILS = [b""] + [bytes((POS, 1, n, END, END)) for n in range(1, 256)]
+#: The longest tail of a numbered key below 2**64: POS, size, 8 bytes, END, END.
+_MAX_NUMBER_TAIL = 12
 #: Batches from this many keys on build their stored keys as text (see encode_str_keys):
 #: below it, decoding the head costs more than the text form saves.
 _TEXT_HEAD_MIN = 8
@@ -370,6 +379,8 @@ class TenantKeys:
     _prefixes: dict[str, bytes]
     _str_prefixes: dict[str, bytes]
     _text_prefixes: dict[str, str]
+    _stems: dict[tuple[str, tuple[str, ...]], bytes]
+    _stem_memo: tuple[Any, Any, bytes]
     #: The backend's scheme, for the context of key and tenant errors.
     _scheme: str | None
 
@@ -383,6 +394,10 @@ class TenantKeys:
         # stored form as ``(text + key + "\x00").encode()``, one string build and one
         # encode instead of an encode and two bytes concatenations.
         self._text_prefixes = {}
+        # (tenant, base) -> the stored head of the keys (*base, ...) for a tuple ``base``
+        # of plain str (see _numbered_fulls).
+        self._stems = {}
+        self._stem_memo: tuple[Any, Any, bytes] = (None, None, b"")
 
     def _prefix(self, tenant: str) -> bytes:
         """Encoded, cached prefix of ``tenant`` (validates it).
@@ -405,6 +420,7 @@ class TenantKeys:
             self._prefixes.clear()
             self._str_prefixes.clear()
             self._text_prefixes.clear()
+            self._stems.clear()
         self._prefixes[tenant] = p  # a plain str (see plain_tenant)
         return p
 
@@ -465,6 +481,87 @@ class TenantKeys:
             full = self._full
             fulls = [full(tenant, k) for k in keys]
         return fulls
+
+    def _numbered_fulls(
+        self, tenant: Any, base: tuple[Any, ...], name: Any, numbers: Sequence[Any]
+    ) -> list[bytes] | None:
+        """The stored keys of ``(*base, name, n)`` for each ``n`` of ``numbers``, byte
+        for byte ``[self._full(tenant, (*base, name, n)) for n in numbers]``, or
+        ``None``: then the caller takes that general path (which raises the precise
+        error for a bad tenant, element or size).
+
+        The keys of one aggregate's events, ``("e", purpose, originator_id, version)``:
+        the encoding of ``(tenant, base)`` is cached, ``name`` is encoded once per call,
+        and each key is that head and ``n``'s tail. Returns ``None`` unless ``tenant``
+        is a ``str``, ``base`` a tuple of plain ``str`` (equal ones encode alike, so
+        they can key a cache: not so ``1``, ``1.0`` and ``True``), ``name`` a plain
+        ``str`` and every ``n`` an ``int`` in ``1 .. 2**64 - 1``, with every key
+        within :data:`MAX_KEY_SIZE`. Never raises.
+        """
+        if type(tenant) is not str:
+            if not isinstance(tenant, str):
+                return None
+            tenant = str.__str__(tenant)  # as _full reads it (plain_tenant)
+        if type(name) is not str:
+            return None
+        memo = self._stem_memo
+        if memo[0] is tenant and memo[1] is base:
+            head = memo[2]
+        else:
+            found = self._stem(tenant, base)
+            if found is None:
+                return None
+            head = found
+        try:
+            raw = name.encode()
+        except UnicodeEncodeError:
+            raw = name.encode("utf-8", "surrogatepass")
+        if END in raw:
+            raw = raw.replace(_B_END, _ESCAPED_NUL)
+        head += _B_STR + raw + _B_END
+        tails = _NUMBER_TAILS
+        out: list[bytes] = []
+        add = out.append
+        for n in numbers:
+            if type(n) is not int:
+                return None
+            if 0 < n < 256:
+                add(head + tails[n])
+            elif 0 < n < _SMALL:
+                nb = (n.bit_length() + 7) >> 3
+                add(head + _POS_HEAD[nb] + n.to_bytes(nb, "big") + _B_END + _B_END)
+            else:
+                return None
+        if len(head) + _MAX_NUMBER_TAIL > MAX_KEY_SIZE and any(
+            len(full) > MAX_KEY_SIZE for full in out
+        ):
+            return None
+        return out
+
+    def _stem(self, tenant: str, base: tuple[Any, ...]) -> bytes | None:
+        """:meth:`_numbered_fulls`' head of ``(tenant, base)``, cached (and remembered
+        for the next call with these very objects); ``None`` if ``base`` is not a tuple
+        of plain ``str`` or the tenant is invalid. ``tenant`` is a plain str."""
+        if type(base) is not tuple:
+            return None
+        for e in base:
+            if type(e) is not str:
+                return None
+        # Only plain str here: a dict key that no subclass's __eq__/__hash__ can fake.
+        stem = (tenant, base)
+        head = self._stems.get(stem)
+        if head is None:
+            try:
+                head = self._prefix(tenant) + encode_prefix(base)
+            except StorageError:
+                return None
+            if len(self._stems) >= _PREFIX_CACHE_MAX:
+                self._stems.clear()
+            self._stems[stem] = head
+        # Identity, not equality, decides a hit (see _numbered_fulls); the memo holds
+        # both objects, so their ids cannot be reused while it does.
+        self._stem_memo = (tenant, base, head)
+        return head
 
     def _str_prefix(self, tenant: str, key: Any) -> bytes:
         """:meth:`_full`'s first ``str`` key of a tenant: caches the tenant's head."""

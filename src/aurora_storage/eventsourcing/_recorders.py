@@ -38,6 +38,7 @@ from eventsourcing.persistence import (
 )
 
 from aurora_storage import Repository, encode_key
+from aurora_storage._eventstore import insert_append
 from aurora_storage.errors import PositionExpiredError, StorageError, VersionConflictError
 
 from ._errors import translate
@@ -138,6 +139,9 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
     def __init__(self, datastore: AuroraDatastore, purpose: str = "events") -> None:
         super().__init__(datastore)
         self.purpose = purpose
+        # The events' keys are (*_base, originator id, version); one tuple object, so
+        # the repository's memo of its encoded head hits (see insert_append).
+        self._base: tuple[str, str] = (EVENT, purpose)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -165,6 +169,8 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
             return [] if notify else None
         tenant, purpose = self._tenant, self.purpose
         pack = self._layout.packer()
+        if tracking is None:
+            return self._insert(stored_events, pack, notify)
         # Keys and values are built once, before the batch (a retry reuses them): the
         # event record, and its notification record when notifying. One call's events
         # usually share one aggregate: its key elements are then the same objects, which
@@ -226,6 +232,42 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
                 return [slot.number for slot in slots]
             except StorageError as exc:  # pragma: no cover - committed slots have numbers
                 raise translate(exc, "read notification ids") from exc
+
+    def _insert(
+        self, stored_events: Sequence[StoredEvent], pack: Callable[[list[Any]], Any], notify: bool
+    ) -> list[int] | None:
+        """:meth:`_write` without tracking: one :func:`insert_append` of the events
+        (create-only) and, if ``notify``, their notifications. The events of one
+        aggregate (the usual call) make one run ``(originator id, versions)``, whose key
+        head is encoded once."""
+        base = self._base
+        if base[1] is not self.purpose:
+            base = self._base = (EVENT, self.purpose)
+        runs: list[tuple[str, list[int]]] = []
+        values: list[Any] = []
+        notes: list[Any] | None = [] if notify else None
+        add_value = values.append
+        last_id: Any = None
+        oid = ""
+        versions: list[int] = []
+        add_version = versions.append
+        for s in stored_events:
+            if s.originator_id is not last_id:
+                last_id = s.originator_id
+                oid = id_text(last_id)
+                versions = []
+                add_version = versions.append
+                runs.append((oid, versions))
+            version, topic, state = s.originator_version, s.topic, s.state
+            add_version(version)
+            add_value(pack([topic, state]))
+            if notes is not None:
+                notes.append(pack([oid, version, topic, state]))
+        try:
+            ids = insert_append(self._repo, self._tenant, base, runs, values, SEQUENCE, notes)
+        except StorageError as exc:
+            raise translate(exc, "insert events") from exc
+        return ids if notify else None
 
     def select_events(
         self,
