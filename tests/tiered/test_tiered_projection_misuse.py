@@ -166,7 +166,7 @@ def _keeping(kept: list[ProjectionState], wait_on: str | None = None) -> Any:
             go.set()
             assert hold.wait(10)
 
-    proj.go, proj.hold = go, hold  # type: ignore[attr-defined]
+    proj.go, proj.hold = go, hold  # type: ignore[attr-defined]  # test handles on the function
     return proj
 
 
