@@ -13,10 +13,14 @@ median CPU time per event of this process is reported:
     eventsourcing's own SQLite recorder (the reference of eventsourcing_bench.py).
 ``module``
     ``AuroraApplicationRecorder.insert_events`` (what ``Application.save()`` calls).
+``direct``
+    what the module hands the repository layer: one ``_eventstore.insert_append`` (the
+    direct path: keys of one aggregate from one encoded head, one ``Backend.commit``)
+    with the key parts and packed values made beforehand.
 ``core``
-    the module's batch, built and committed through the repository API
-    (``repo.batch()``, ``Batch.insert`` and ``Batch.append`` per event) with the keys
-    and packed values made beforehand.
+    the same write as a batch through the public repository API (``repo.batch()``,
+    ``Batch.insert`` and ``Batch.append`` per event): what ``insert_append`` stands in
+    for, and what a persistence module of your own would write.
 ``backend``
     ``Backend.commit`` of that batch, encoded beforehand: planning (the conditions and
     slot checks of ``plan_commit``), the checksummed writes and the engine's commit.
@@ -30,7 +34,8 @@ median CPU time per event of this process is reported:
     create-only, the counter. Not a persistence module (it keeps no topic, and reading
     an aggregate would take a lookup per event); the floor of *any* layout.
 
-The differences between neighbouring columns are the layers' own costs.
+The differences between neighbouring columns are the layers' own costs, except
+``direct`` and ``core``: two ways to the same commit, side by side.
 
 A second table puts the recorder in its application: ``Application.save()`` of one
 aggregate with ``--batch`` new events (created, then tricks added), on SQLite and on
@@ -60,7 +65,7 @@ from eventsourcing.persistence import IntegrityError
 
 import eventsourcing_bench as eb
 
-LAYERS = ("sqlite", "module", "core", "backend", "engine", "min")
+LAYERS = ("sqlite", "module", "direct", "core", "backend", "engine", "min")
 APP = ("mapper", "save-sqlite", "save-aurora")
 
 
@@ -187,6 +192,18 @@ def _round(engine: str, layer: str, directory: str, calls: int, batch: int) -> f
                     for s in events
                 ]
             )
+        if layer == "direct":
+            from aurora_storage._eventstore import insert_append
+
+            base = ("e", "events")  # one tuple object, as the module keeps it
+            directs = []
+            for rows in saves:
+                oid = rows[0][0][2]
+                runs = [(oid, [key[3] for key, _, _ in rows])]
+                values = [value for _, value, _ in rows]
+                notes = [note for _, _, note in rows]
+                directs.append(partial(insert_append, repo, tenant, base, runs, values, "n", notes))
+            return _timed(directs)
         if layer == "core":
 
             def save(rows: list[tuple[Any, Any, Any]]) -> None:
