@@ -196,7 +196,7 @@ def _round(engine: str, layer: str, directory: str, calls: int, batch: int) -> f
             from aurora_storage._eventstore import insert_append
 
             base = ("e", "events")  # one tuple object, as the module keeps it
-            directs = []
+            directs: list[Callable[[], Any]] = []
             for rows in saves:
                 oid = rows[0][0][2]
                 runs = [(oid, [key[3] for key, _, _ in rows])]
