@@ -183,10 +183,15 @@ def sequence_keys(repo: Repository[Any, Any], tenant: str, sequence: str) -> Seq
         long that a record key ``(sequence, 2**64 - 1)`` would exceed the key limit.
     """
     cache = repo._sequences
-    try:
-        return cache[(tenant, sequence)]
-    except (KeyError, TypeError):  # TypeError: unhashable; validated below
-        pass
+    # The cache is a dict: a str subclass lying in __eq__/__hash__ would match another
+    # tenant's (or sequence's) entry. It only ever sees plain str; anything else takes
+    # the validating path below (a subclass tenant is read as its str value there, a
+    # subclass sequence name is refused).
+    if type(tenant) is str and type(sequence) is str:
+        try:
+            return cache[(tenant, sequence)]
+        except KeyError:
+            pass
     name = check_sequence(sequence)
     prefix = sequence_prefix(repo._prefix(tenant), name)
     # Sized for the largest number the 64-bit counter can reach (raises KeyTooLargeError).

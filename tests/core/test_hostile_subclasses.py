@@ -120,3 +120,80 @@ def test_a_codec_returning_text_is_a_serialization_error(url: str) -> None:
             write()
     assert r.count("t") == 0
     r.close()
+
+
+# ------------------------------------------------- sequences (Batch.append, insert_append)
+#
+# The sequences' keys are cached per repository by (tenant, sequence). That cache was
+# consulted with the caller's own objects before they were made plain str: a lying
+# tenant appended its numbered records to another tenant's sequence (and a lying
+# sequence name to another sequence).
+
+
+class _LiarN(str):
+    """Equal to everything, hashing like ``"n"`` (a sequence name)."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return hash("n")
+
+
+def test_a_lying_tenant_appends_to_its_own_sequence(repo: Repository[Any, Any]) -> None:
+    with repo.batch() as b:
+        b.append("acme", "n", "a1")
+    bob = _Liar("bob")
+    with repo.batch() as b:
+        slot = b.append(bob, "n", "b1")
+    assert slot.number == 1
+    assert list(repo.items("acme")) == [(("n", 1), "a1")]
+    assert list(repo.items("bob")) == [(("n", 1), "b1")]
+    assert repo.last_sequence("acme", "n") == 1
+    assert repo.last_sequence("bob", "n") == 1
+
+
+def test_a_lying_sequence_name_is_refused(repo: Repository[Any, Any]) -> None:
+    from aurora_storage.errors import InvalidKeyError
+
+    with repo.batch() as b:
+        b.append("acme", "n", "a1")
+    with pytest.raises(InvalidKeyError, match="sequence name"), repo.batch() as b:
+        b.append("acme", _LiarN("m"), "x")
+    assert list(repo.items("acme")) == [(("n", 1), "a1")]
+
+
+def test_a_lying_tenant_through_insert_append(repo: Repository[Any, Any]) -> None:
+    from aurora_storage._eventstore import insert_append
+
+    base = ("e", "events")
+    assert insert_append(repo, "acme", base, [("agg", [1])], ["a"], "n", ["na"]) == [1]
+    bob = _Liar("bob")
+    assert insert_append(repo, bob, base, [("agg", [1])], ["b"], "n", ["nb"]) == [1]
+    assert list(repo.items("acme", prefix=("n",))) == [(("n", 1), "na")]
+    assert list(repo.items("bob")) == [(("e", "events", "agg", 1), "b"), (("n", 1), "nb")]
+
+
+def test_a_lying_tenant_through_the_recorders(repo: Repository[Any, Any]) -> None:
+    pytest.importorskip("eventsourcing")
+    from eventsourcing.persistence import StoredEvent, Tracking
+
+    from aurora_storage.eventsourcing import AuroraDatastore, AuroraProcessRecorder
+    from aurora_storage.eventsourcing._records import value_layout
+
+    def recorder(tenant: str) -> AuroraProcessRecorder:
+        return AuroraProcessRecorder(
+            AuroraDatastore(repo, tenant, "text", value_layout(repo.codec))
+        )
+
+    acme, bob = recorder("acme"), recorder(_Liar("bob"))
+    assert acme.insert_events([StoredEvent("x", 1, "t", b"a")]) == [1]
+    assert bob.insert_events([StoredEvent("x", 1, "t", b"b")]) == [1]
+    assert bob.insert_events([StoredEvent("y", 1, "t", b"b")], tracking=Tracking("up", 1)) == [2]
+    assert [n.state for n in acme.select_notifications(None, 10)] == [b"a"]
+    assert acme.max_tracking_id("up") is None
+    assert [n.state for n in recorder("bob").select_notifications(None, 10)] == [b"b", b"b"]
+    assert recorder("bob").max_tracking_id("up") == 1
