@@ -39,7 +39,13 @@ from eventsourcing.persistence import (
 
 from aurora_storage import Repository, encode_key
 from aurora_storage._eventstore import insert_append
-from aurora_storage.errors import PositionExpiredError, StorageError, VersionConflictError
+from aurora_storage.errors import (
+    InvalidKeyError,
+    PositionExpiredError,
+    SerializationError,
+    StorageError,
+    VersionConflictError,
+)
 
 from ._errors import translate
 from ._records import (
@@ -62,6 +68,50 @@ __all__ = [
     "AuroraTrackingRecorder",
     "ViewState",
 ]
+
+
+#: The fields of a notification record, in its order (see ``_records``), stand-ins that
+#: every layout stores (for finding which field of an event cannot be stored), and what
+#: each field must be.
+_FIELDS = ("originator_id", "originator_version", "topic", "state")
+_STAND_INS: tuple[Any, ...] = ("", 1, "", b"")
+_HINTS = {
+    "originator_id": "an originator id is a UUID or a str without lone surrogates",
+    "originator_version": "a version is an int of at most 64 bits",
+    "topic": "a topic is a str without lone surrogates",
+    "state": "the state is bytes",
+}
+#: The largest notification id (the sequence's counter is 64-bit).
+_MAX_NOTIFICATION_ID = (1 << 64) - 1
+
+
+def _version_error(stored_events: Sequence[StoredEvent], event: StoredEvent) -> InvalidKeyError:
+    """The error for ``event``'s version, which is not an int."""
+    i = next(i for i, s in enumerate(stored_events) if s is event)
+    v = event.originator_version
+    return InvalidKeyError(
+        f"event {i} of the call (originator_id {event.originator_id!r:.80}): "
+        f"originator_version must be an int, got {type(v).__name__} {v!r:.80}; "
+        "eventsourcing numbers an aggregate's events 1, 2, 3, ... (True is no version: "
+        "it would be stored as a second version 1); nothing was written"
+    )
+
+
+def _packing_error(exc: BaseException) -> SerializationError:
+    """A packer's error no single field explains, as a SerializationError."""
+    error = SerializationError(
+        f"the events' records cannot be packed ({type(exc).__name__}: {exc}); nothing was written"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _bound_error(name: str, value: Any) -> InvalidKeyError:
+    """The error for a ``select_events`` bound that is not an int."""
+    return InvalidKeyError(
+        f"select_events({name}=...) must be an int (a version) or None, got "
+        f"{type(value).__name__} {value!r:.80}; versions are ints (not bool, float or str)"
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +155,65 @@ class AuroraRecorder:
         self._pack_int = datastore.layout.pack_int
         self._unpack_int = datastore.layout.unpack_int
         self._read_id = id_reader(datastore.originator_id_type)
+
+    def _tracking_value(self, tracking: Tracking) -> Any:
+        """The stored value of ``tracking``'s notification id.
+
+        Raises:
+            DataError: the id is not an int from 0 to 2**64 - 1 (cause:
+                SerializationError); nothing was written.
+        """
+        nid = tracking.notification_id
+        if type(nid) is not int or not 0 <= nid <= _MAX_NOTIFICATION_ID:
+            exc = SerializationError(
+                f"the tracking record of {tracking.application_name!r:.80}: notification_id "
+                f"must be an int from 0 to 2**64 - 1 (a notification's id), got "
+                f"{type(nid).__name__} {nid!r:.80}; nothing was written"
+            )
+            raise translate(exc, "record tracking") from exc
+        return self._pack_int(nid)
+
+    def _unstorable(
+        self, stored_events: Sequence[StoredEvent], notify: bool
+    ) -> StorageError | None:
+        """The error naming the first field of ``stored_events`` that the layout and the
+        store's codec cannot store, or ``None`` if each field alone can be stored.
+
+        Called only when packing or encoding the records failed: it packs and encodes
+        each field on its own, among stand-ins (events' records hold the topic and the
+        state; notifications the id and the version as well).
+        """
+        encode, pack = self._repo.codec.encode, self._pack
+        codec = self._repo.codec.name
+        how = (
+            "by the raw codec (the module packs records with msgpack)"
+            if self._layout.name == "packed"
+            else f"by the {codec} codec"
+        )
+        first = 0 if notify else 2
+        for i, s in enumerate(stored_events):
+            try:
+                oid = id_text(s.originator_id)
+            except StorageError as exc:  # an id neither UUID nor str
+                return exc
+            record = [oid, s.originator_version, s.topic, s.state]
+            for j in range(first, 4):
+                probe = list(_STAND_INS)
+                probe[j] = record[j]
+                try:
+                    encode(pack(probe[first:]))
+                except Exception as exc:  # any failure: this field cannot be stored
+                    field = _FIELDS[j]
+                    error = SerializationError(
+                        f"event {i} of the call (originator_id {record[0]!r:.80}, "
+                        f"originator_version {s.originator_version!r:.80}): its {field} "
+                        f"{record[j]!r:.80} cannot be stored {how} "
+                        f"({type(exc).__name__}: {exc}); {_HINTS[field]}; nothing was written",
+                        value_path=field,
+                    )
+                    error.__cause__ = exc
+                    return error
+        return None
 
     def _check_tracking(self, tracking: Tracking) -> Any:
         """The version of the tracking record to compare-and-set against; raises
@@ -155,6 +264,11 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
 
         Raises:
             IntegrityError: a version exists already or is repeated; nothing written.
+            DataError: a field the store cannot hold: an ``originator_version`` that is
+                not an int (bool, float, str, None; cause: InvalidKeyError), an
+                originator id neither UUID nor str (InvalidKeyError), or a field the
+                layout and codec cannot store (cause: SerializationError naming the
+                event and the field); nothing written.
             PersistenceError: any other failure of the store (see ``_errors``).
         """
         self._write(stored_events, None, notify=False)
@@ -171,6 +285,7 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         pack = self._layout.packer()
         if tracking is None:
             return self._insert(stored_events, pack, notify)
+        tracking_value = self._tracking_value(tracking)
         # Keys and values are built once, before the batch (a retry reuses them): the
         # event record, and its notification record when notifying. One call's events
         # usually share one aggregate: its key elements are then the same objects, which
@@ -181,18 +296,26 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         add = events.append
         last_id: Any = None
         oid = ""
-        for s in stored_events:
-            if s.originator_id is not last_id:
-                last_id = s.originator_id
-                oid = id_text(last_id)
-            version, topic, state = s.originator_version, s.topic, s.state
-            add(
-                (
-                    (EVENT, purpose, oid, version),
-                    pack([topic, state]),
-                    pack([oid, version, topic, state]) if notify else None,
+        try:
+            for s in stored_events:
+                if s.originator_id is not last_id:
+                    last_id = s.originator_id
+                    oid = id_text(last_id)
+                version, topic, state = s.originator_version, s.topic, s.state
+                if type(version) is not int:
+                    raise _version_error(stored_events, s)
+                add(
+                    (
+                        (EVENT, purpose, oid, version),
+                        pack([topic, state]),
+                        pack([oid, version, topic, state]) if notify else None,
+                    )
                 )
-            )
+        except StorageError as exc:  # an id or a version of the wrong type
+            raise translate(exc, "insert events") from exc
+        except (TypeError, ValueError, OverflowError) as exc:  # a field the packer refused
+            cause = self._unstorable(stored_events, notify) or _packing_error(exc)
+            raise translate(cause, "insert events") from cause
         repo = self._repo
         while True:
             tracking_version: Any = None
@@ -214,7 +337,7 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
                         b.compare_and_set(
                             tenant,
                             (TRACKING, tracking.application_name),
-                            self._pack_int(tracking.notification_id),
+                            tracking_value,
                             version=tracking_version,
                         )
             except VersionConflictError as exc:
@@ -224,6 +347,9 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
                 # batch; nothing was written. Read it again: either it is now at or past
                 # ours (IntegrityError above) or we try once more.
                 continue
+            except SerializationError as exc:  # the codec refused a record's value
+                cause = self._unstorable(stored_events, notify) or exc
+                raise translate(cause, "insert events") from cause
             except StorageError as exc:
                 raise translate(exc, "insert events") from exc
             if not notify:
@@ -251,20 +377,33 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         oid = ""
         versions: list[int] = []
         add_version = versions.append
-        for s in stored_events:
-            if s.originator_id is not last_id:
-                last_id = s.originator_id
-                oid = id_text(last_id)
-                versions = []
-                add_version = versions.append
-                runs.append((oid, versions))
-            version, topic, state = s.originator_version, s.topic, s.state
-            add_version(version)
-            add_value(pack([topic, state]))
-            if notes is not None:
-                notes.append(pack([oid, version, topic, state]))
+        # One try around the loop (free while nothing raises): a field the layout's packer
+        # refuses raises here, before anything is written.
+        try:
+            for s in stored_events:
+                if s.originator_id is not last_id:
+                    last_id = s.originator_id
+                    oid = id_text(last_id)
+                    versions = []
+                    add_version = versions.append
+                    runs.append((oid, versions))
+                version, topic, state = s.originator_version, s.topic, s.state
+                if type(version) is not int:
+                    raise _version_error(stored_events, s)
+                add_version(version)
+                add_value(pack([topic, state]))
+                if notes is not None:
+                    notes.append(pack([oid, version, topic, state]))
+        except StorageError as exc:  # an id or a version of the wrong type
+            raise translate(exc, "insert events") from exc
+        except (TypeError, ValueError, OverflowError) as exc:  # a field the packer refused
+            cause = self._unstorable(stored_events, notify) or _packing_error(exc)
+            raise translate(cause, "insert events") from cause
         try:
             ids = insert_append(self._repo, self._tenant, base, runs, values, SEQUENCE, notes)
+        except SerializationError as exc:  # the codec refused a record's value
+            cause = self._unstorable(stored_events, notify) or exc
+            raise translate(cause, "insert events") from cause
         except StorageError as exc:
             raise translate(exc, "insert events") from exc
         return ids if notify else None
@@ -280,8 +419,20 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
     ) -> Sequence[StoredEvent]:
         """The stored events of one aggregate with ``gt < version <= lte``, ascending
         (descending if ``desc``), at most ``limit``: one ordered scan of the
-        aggregate's key range, with ``reverse`` and ``limit`` handed to the engine."""
-        oid = id_text(originator_id)
+        aggregate's key range, with ``reverse`` and ``limit`` handed to the engine.
+
+        Raises:
+            DataError: ``originator_id`` is neither a UUID nor a str, or ``gt`` or
+                ``lte`` is neither an int nor ``None`` (cause: InvalidKeyError).
+        """
+        try:
+            oid = id_text(originator_id)
+            if gt is not None and type(gt) is not int:
+                raise _bound_error("gt", gt)
+            if lte is not None and type(lte) is not int:
+                raise _bound_error("lte", lte)
+        except StorageError as exc:
+            raise translate(exc, "select events") from exc
         prefix = (EVENT, self.purpose, oid)
         start = None if gt is None else (EVENT, self.purpose, oid, gt + 1)
         stop = None if lte is None else (EVENT, self.purpose, oid, lte + 1)
@@ -332,6 +483,8 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
 
         Raises:
             IntegrityError: a version exists already or is repeated; nothing written.
+            DataError: a field the store cannot hold (see
+                :meth:`AuroraAggregateRecorder.insert_events`); nothing written.
         """
         return self._write(stored_events, None, notify=True)
 
@@ -460,14 +613,16 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
 
         Raises:
             IntegrityError: the record is at or past that id already.
+            DataError: the id is not an int from 0 to 2**64 - 1; nothing written.
         """
+        value = self._tracking_value(tracking)
         while True:
             version = self._check_tracking(tracking)
             try:
                 self._repo.compare_and_set(
                     self._tenant,
                     (TRACKING, tracking.application_name),
-                    self._pack_int(tracking.notification_id),
+                    value,
                     version=version,
                 )
             except VersionConflictError:
@@ -491,8 +646,11 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
             IntegrityError: the tracking record is at or past
                 ``tracking.notification_id`` (that event was processed already);
                 ``update`` was not called.
+            DataError: ``tracking.notification_id`` is not an int from 0 to 2**64 - 1;
+                ``update`` was not called, nothing was written.
             PersistenceError: the store failed; nothing was written.
         """
+        tracking_value = self._tracking_value(tracking)
         while True:
             version = self._check_tracking(tracking)
             state = ViewState(self._repo, self._tenant)
@@ -507,7 +665,7 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
                     b.compare_and_set(
                         self._tenant,
                         (TRACKING, tracking.application_name),
-                        self._pack_int(tracking.notification_id),
+                        tracking_value,
                         version=version,
                     )
             except VersionConflictError:
@@ -605,6 +763,10 @@ class AuroraProcessRecorder(AuroraTrackingRecorder, AuroraApplicationRecorder, P
         Raises:
             IntegrityError: a version exists already, or the tracking record is at or
                 past ``tracking.notification_id``; nothing written.
+            DataError: a field the store cannot hold (see
+                :meth:`AuroraAggregateRecorder.insert_events`), or a
+                ``tracking.notification_id`` that is not an int from 0 to 2**64 - 1;
+                nothing written.
         """
         tracking: Tracking | None = kwargs.get("tracking")
         return self._write(stored_events, tracking, notify=True)

@@ -43,6 +43,7 @@ import msgpack
 from eventsourcing.persistence import DataError
 
 from aurora_storage.codecs import Codec
+from aurora_storage.errors import InvalidKeyError
 
 __all__ = [
     "EVENT",
@@ -64,8 +65,23 @@ OriginatorIdType = Literal["uuid", "text"]
 
 
 def id_text(originator_id: UUID | str) -> str:
-    """The key element of an originator id: a UUID's hex text, or the str itself."""
-    return originator_id.hex if isinstance(originator_id, UUID) else originator_id
+    """The key element of an originator id: a UUID's hex text, or the str itself (a
+    subclass's str value).
+
+    Raises:
+        InvalidKeyError: ``originator_id`` is neither a UUID nor a str.
+    """
+    if isinstance(originator_id, UUID):
+        return originator_id.hex
+    if type(originator_id) is str:
+        return originator_id
+    if isinstance(originator_id, str):
+        return str.__str__(originator_id)
+    raise InvalidKeyError(
+        f"an originator id must be a UUID or a str, got {type(originator_id).__name__} "
+        f"{originator_id!r:.80}; eventsourcing's aggregates have UUID ids (str ids with "
+        "ORIGINATOR_ID_TYPE=text)"
+    )
 
 
 def id_reader(kind: OriginatorIdType) -> Callable[[str], UUID | str]:
