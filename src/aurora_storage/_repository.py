@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import orjson
 
-from . import _eventstore
+from . import _eventstore, _owners
 from ._args import check_scan, key_list, pair, pairs, split_pairs
 from ._batch import Batch
 from ._cancel import Aborted
@@ -162,12 +162,17 @@ class Repository(TenantKeys, Generic[K, V]):
         self._binsert = backend.insert
         self._bcontains = backend.contains
         self._read_only = backend.capabilities.read_only
-        #: why writes are refused when the backend is writable (a tier of a tiered pair)
+        #: why writes are refused when the backend is writable (its store belongs to a
+        #: tiered pair, see _owners)
         self._read_only_why: str | None = None
         # An older third-party scan_chunks override may not take ``limit``: the
         # repository then cuts the stream itself (see Backend.scan_chunks).
         self._scan_limit = _accepts_limit(backend)
         self._ordered = backend.capabilities.ordered_scans
+        #: the live store handle it was opened on (``_backend`` may later be a wrapper,
+        #: see aurora_storage.observability): an owner of the handle refuses its writes
+        self._store = backend
+        _owners.register(self, backend)
 
     @classmethod
     def _from_backend(
@@ -287,11 +292,17 @@ class Repository(TenantKeys, Generic[K, V]):
             )
 
     def _refuse_writes(self, why: str) -> None:
-        """Refuse every write through this repository from now on (``ReadOnlyError``
-        saying ``why``); its backend stays writable for the owner that holds it (a
-        tiered pair writes its tiers through their backends)."""
+        """Refuse every write through this repository until :meth:`_allow_writes`
+        (``ReadOnlyError`` saying ``why``); its backend stays writable for the owner that
+        holds it (a tiered pair writes its tiers through their backends). Called by
+        :mod:`aurora_storage._owners` for every repository over a claimed store."""
         self._read_only = True
         self._read_only_why = why
+
+    def _allow_writes(self) -> None:
+        """Undo :meth:`_refuse_writes`: writable again, unless the store is read-only."""
+        self._read_only = self._store.capabilities.read_only
+        self._read_only_why = None
 
     def _describe(self) -> str:
         return str(self._url) if self._url is not None else self._backend.describe()

@@ -14,6 +14,7 @@ import pytest
 from tiered_helpers import (
     Broken,
     Crash,
+    crashed,
     dump,
     event,
     flaky,
@@ -141,10 +142,14 @@ def test_hot_with_foreign_data_is_refused() -> None:
 
 
 def test_hot_of_another_pair_is_refused() -> None:
+    # The hot store records its pair: after that pair is closed, another cold cannot
+    # adopt it. (While the pair is open, its stores are refused to a second pair first:
+    # StoreLockedError, see test_tiered_store_ownership.py.)
     t1, hot, _ = cache_pair()
     t1.put("acme", "k", 1)
+    t1.close()
     with pytest.raises(ConfigurationError, match="another tiered pair"):
-        TieredRepository(hot=hot, cold=flaky_repo())
+        TieredRepository(hot=flaky_repo(flaky(hot).snapshot()), cold=flaky_repo())
 
 
 def test_every_public_repository_method_is_overridden_or_works() -> None:
@@ -229,6 +234,7 @@ def test_cache_read_falls_back_to_cold_and_fills_hot_by_policy() -> None:
     assert hot.get("acme", "old") == "from-history"  # fill="read"
     assert t.get("acme", "absent", "dflt") == "dflt"
     assert not hot.has("acme", "absent")
+    crashed(t)
     nofill: TieredRepository[Any, Any] = TieredRepository(hot=flaky_repo(), cold=cold, fill="none")
     assert nofill.get("acme", "old") == "from-history"
     assert not nofill.hot.has("acme", "old")
@@ -311,6 +317,7 @@ def test_log_is_trimmed() -> None:
         t.put("acme", i, i)
     assert log_size(cold) <= 11
     # the newest entry is kept: it tells a reopened pair the next sequence number
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(hot=t.hot, cold=cold)
     t2.put("acme", "after", 1)
     assert t2.stats()["cold_seq"] == 96
@@ -451,6 +458,7 @@ def test_crash_in_cold_step_leaves_nothing(mode: str) -> None:
     flaky(cold).fail("write")
     with pytest.raises(Crash):
         t.put("acme", (2, "e"), event("OrderPaid", "o-1"))
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=t.projection)
     # cache mode records hot's position lazily and re-applies (idempotently) the
     # entries after the recorded one: here the first put
@@ -487,6 +495,7 @@ def test_crash_between_cold_and_hot_is_caught_up_on_open(mode: str, op: str) -> 
     flaky(hot).fail_writes()
     with pytest.raises(Crash):
         _write_op(t, op)
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=t.projection)
     # projection: exactly the one entry; cache: every entry after hot's recorded
     # position, re-applied idempotently (20 puts + the crashed one)
@@ -576,6 +585,7 @@ def test_crash_during_catch_up_resumes_exactly_once() -> None:
     flaky(hot).fail("write", after=1)  # die after the first group of entries
     with pytest.raises(Crash):
         t.catch_up()
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=orders)
     assert 0 < t2.recovered_on_open < 601
     assert_projection_consistent(t2)
@@ -599,6 +609,7 @@ def test_crash_inside_drop_tenant(mode: str, fault: tuple[str, str, dict[str, An
     flaky(hot if tier == "hot" else cold).fail(method, **kw)
     with pytest.raises(Crash):
         t.drop_tenant("acme")
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=t.projection)
     assert "acme" not in list(cold.tenants())
     assert "acme" not in list(hot.tenants())
@@ -636,6 +647,7 @@ def test_cold_error_after_apply_does_not_reuse_the_sequence_number() -> None:
     assert isinstance(info.value.__cause__, Broken)
     t.put("acme", 3, 3)  # must get seq 3, not overwrite entry 2
     assert t.stats()["cold_seq"] == 3
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold)
     assert t2.recovered_on_open == 0  # the catch-up inside the write of 3 recorded POS
     assert dump(hot) == dump(cold) == {("acme", 1): 1, ("acme", 2): 2, ("acme", 3): 3}
@@ -650,6 +662,7 @@ def test_crash_during_rebuild_is_redone_on_open(tenant: str | None, after: int) 
     flaky(hot).fail("write", after=after)  # 0: marker; then clearing/chunks
     with pytest.raises(Crash):
         t.rebuild(tenant)
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(
         hot=hot, cold=cold, projection=orders, rebuild_chunk=10
     )
@@ -664,6 +677,7 @@ def test_crash_during_cache_rebuild_is_redone_on_open(after: int) -> None:
     flaky(hot).fail("write", after=after)
     with pytest.raises(Crash):
         t.rebuild()
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, rebuild_chunk=10)
     # The shadow warm-up was dropped: the old cache is served, still exact.
     assert dump(hot) == {("acme", i): i for i in range(50)}
@@ -676,6 +690,7 @@ def test_fresh_hot_is_rebuilt_from_history() -> None:
     t, _hot, cold = proj_pair()
     for tn, key, ev in iter_events(30):
         t.put(tn, key, ev)
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(
         hot=flaky_repo(), cold=cold, projection=orders
     )
@@ -696,6 +711,7 @@ def test_hot_ahead_of_cold_is_rebuilt() -> None:
     old_cold = flaky(cold).snapshot()  # a backup of history taken here
     t.put("acme", (2, "e"), event("OrderPaid", "o-1"))
     restored = flaky_repo(old_cold)
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=restored, projection=orders)
     assert present(t2.get("acme", "o-1"))["status"] == "created"  # never ahead of cold
     assert_projection_consistent(t2)
@@ -707,6 +723,7 @@ def test_hot_behind_the_trimmed_log_is_rebuilt() -> None:
     old_hot = flaky(hot).snapshot()  # a backup of the projection taken here
     for i in range(1, 30):
         t.put("acme", (i, "e"), event("OrderPaid", "o-1", 1))
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(
         hot=flaky_repo(old_hot), cold=cold, projection=orders
     )
@@ -721,6 +738,7 @@ def test_mode_is_recorded_in_the_store() -> None:
     for tn, key, ev in iter_events(10):
         t.put(tn, key, ev)
     before = dump(hot)
+    crashed(t)
     with pytest.raises(ConfigurationError, match="created in projection mode"):
         TieredRepository(hot=hot, cold=cold)
     assert dump(hot) == before  # nothing wiped
@@ -729,6 +747,7 @@ def test_mode_is_recorded_in_the_store() -> None:
     assert_projection_consistent(t2)
     c, chot, ccold = cache_pair()
     c.put("acme", 1, 1)
+    crashed(c)
     with pytest.raises(ConfigurationError, match="created in cache mode"):
         TieredRepository(hot=chot, cold=ccold, projection=orders)
 
@@ -754,6 +773,7 @@ def test_replayed_drop_never_deletes_later_history() -> None:
     flaky(hot).fail("write", exc=Broken)
     with pytest.raises(HotTierError):
         t.put("acme", (2, "e"), event("OrderCreated", "o-2"))
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, projection=orders)
     assert t2.recovered_on_open == 2
     assert cold.list("acme") == [(2, "e")]  # the drop's replay kept the later record
@@ -766,6 +786,7 @@ def test_cache_mode_records_hot_position_lazily() -> None:
     for i in range(25):
         t.put("acme", i, i)
     # a crash now: at most trim_every entries are re-applied, idempotently
+    crashed(t)
     t2: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, trim_every=10)
     assert 0 < t2.recovered_on_open <= 10
     assert dump(hot) == dump(cold)

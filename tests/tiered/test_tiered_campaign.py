@@ -17,7 +17,7 @@ import random
 from typing import Any, Literal
 
 import pytest
-from tiered_helpers import Broken, Counting, dump, faulty_repo, flaky_repo, fold_counting
+from tiered_helpers import Broken, Counting, crashed, dump, faulty_repo, flaky_repo, fold_counting
 
 from aurora_storage.tiered import (
     DurableWriteError,
@@ -143,7 +143,8 @@ def test_fault_campaign(policy: Literal["stop", "park"], seed: int) -> None:
                 )
                 undecodable.add((tenant, (n, "e")))
                 n += 1
-            t = open_pair()  # what a restart does (no close: the process just went away)
+            crashed(t)  # what a restart does (no close: the process just went away)
+            t = open_pair()
             stats["reopen"] += 1
     fb.heal()
     t.catch_up()
@@ -219,6 +220,7 @@ def test_cache_mode_fault_campaign() -> None:
             elif roll < 0.99:
                 t.catch_up()
             else:
+                crashed(t)
                 t = open_pair()
             ops += 1
         except (DurableWriteError, Broken):

@@ -15,6 +15,7 @@ from tiered_helpers import (
     Broken,
     Counting,
     FaultBackend,
+    crashed,
     dump,
     faulty_repo,
     flaky_repo,
@@ -51,6 +52,7 @@ def pair(
 
 
 def reopen(t: TieredRepository[Any, Any], proj: Counting, **kw: Any) -> TieredRepository[Any, Any]:
+    crashed(t)  # what a restart does: the process that held t went away
     return TieredRepository(hot=t.hot, cold=t.cold, projection=proj, **kw)
 
 
@@ -550,6 +552,7 @@ def test_stores_of_the_previous_version_keep_their_mode() -> None:
     t.put("acme", (1, "e"), ev(1))
     meta = orjson.loads(present(cold.backend.get(tlog.COLD_META)))
     cold.backend.put(tlog.COLD_META, orjson.dumps({"id": meta["id"]}))
+    crashed(t)
     with pytest.raises(ConfigurationError, match="created in projection mode"):
         TieredRepository(hot=hot, cold=cold)
     assert orjson.loads(present(cold.backend.get(tlog.COLD_META)))["mode"] == "projection"

@@ -7,11 +7,16 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-from aurora_storage import Repository
+from aurora_storage import Repository, _owners
 from aurora_storage.backend import Backend, Op
 from aurora_storage.errors import StorageError
 from aurora_storage.memory._backend import MemoryBackend
-from aurora_storage.tiered import HistoryRecord, ProjectionState, register_projection
+from aurora_storage.tiered import (
+    HistoryRecord,
+    ProjectionState,
+    TieredRepository,
+    register_projection,
+)
 
 
 class Crash(BaseException):
@@ -350,3 +355,11 @@ def tamper(repo: Repository[Any, Any], tenant: str, items: dict[Any, Any]) -> No
     repo.backend.write(
         [(repo._full(tenant, k), repo._value(v, tenant, k)) for k, v in items.items()]
     )
+
+
+def crashed(repo: TieredRepository[Any, Any]) -> None:
+    """Stand for the death of the process that held the pair ``repo`` (what a ``Crash``
+    inside a backend call simulates): nothing is closed or flushed, and its stores are
+    free for the next pair, as they are for the next process. (Within one process a pair
+    owns its stores until ``close()``: a second pair over them raises StoreLockedError.)"""
+    _owners.release(repo._p)

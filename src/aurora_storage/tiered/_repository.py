@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Self, TypeVar
 
-from .. import _args
+from .. import _args, _owners
 from .._repository import Batch, Repository
 from ..backend import Backend, Capabilities, Op, VerifyReport
 from ..codecs import Codec
@@ -38,6 +38,7 @@ from ..errors import (
     ProjectionMisuseError,
     RepositoryClosedError,
     StorageError,
+    StoreLockedError,
 )
 from . import _append, _cache, _log, _rebuild, _recovery
 from ._async import AsyncTieredRepository
@@ -81,9 +82,11 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
 
     Args:
         hot: the fast tier (e.g. ``lmdb://`` or ``memory://``).
-        cold: the durable tier (e.g. ``rocksdb://``). Both tier repositories refuse
-            writes of their own once the pair is open (``ReadOnlyError``); the pair owns
-            them, and closes them with itself.
+        cold: the durable tier (e.g. ``rocksdb://``). The pair owns both stores from
+            the start of its open until :meth:`close` (which closes the tiers): every
+            repository on either store in this process, these two included, refuses
+            writes (``ReadOnlyError`` naming the pair; reads are free). A failed open
+            gives them back.
         projection: ``projection(record, state)``, a deterministic function of one
             :class:`HistoryRecord` that updates the :class:`ProjectionState`; ``None``
             for cache mode.
@@ -103,6 +106,8 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             names the tier and the capability), the tiers are the same store, cache mode
             with different codecs, the store was created in the other mode, a bad
             option, or the hot store belongs to another pair.
+        StoreLockedError: a tier's store belongs to another open pair of this process
+            (the message names it); nothing was written.
     """
 
     def __init__(
@@ -150,17 +155,12 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         self._close_lock = threading.Lock()
         self._codec = cold.codec if projection is None else hot.codec
         self._decode = self._codec.decode
-        _recovery.open_pair(self._p)
-        # The pair writes its tiers through their backends, history and change log in one
-        # batch; a write through the tier repositories themselves would bypass the change
-        # log (or the projection), so that hot no longer matches what history implies.
-        for name, tier in (("hot", hot), ("cold", cold)):
-            tier._refuse_writes(
-                f"the repository {tier._describe()} is the {name} tier of the tiered "
-                f"repository {self._describe()}: writing to a tier directly would bypass "
-                "its change log, so hot would no longer match history; write through the "
-                "TieredRepository (read the tiers freely)"
-            )
+        _own_stores(self._p, hot, cold)
+        try:
+            _recovery.open_pair(self._p)
+        except BaseException:
+            _owners.release(self._p)  # the user's repositories write again, as before
+            raise
 
     # ------------------------------------------------------------------ properties
 
@@ -579,6 +579,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
                     except StorageError:
                         pass  # hot is failing: the next open catches up from its POS
                 p.closed = True
+                _owners.release(p)
                 try:
                     p.hot.close()
                 finally:
@@ -635,6 +636,50 @@ class _TieredBatch(Batch[K, V]):
         if self._repo.mode == "projection":
             self._repo._p.no_history_deletes()
         super().delete(tenant, key)
+
+
+def _own_stores(p: Pair, hot: Repository[Any, Any], cold: Repository[Any, Any]) -> None:
+    """Make the pair the only writer of its two stores in this process, before it reads
+    or writes them: every repository over either store (its shared live handle, however
+    it was opened) refuses writes from now until the pair closes or its open fails.
+    A read-only pair writes nothing and owns nothing.
+
+    Raises:
+        StoreLockedError: a store already belongs to another open pair; nothing is
+            claimed, nothing written.
+    """
+    if p.read_only:
+        return
+    tiers = (("hot", hot), ("cold", cold))
+    pair = p.describe()
+
+    def why(name: str) -> _owners.Why:
+        # The pair writes its tiers through their backends, history and change log in
+        # one batch; a write through a repository would bypass the change log (or the
+        # projection), so that hot no longer matched what history implies.
+        return lambda repo: (
+            f"the repository {repo._describe()} is the {name} tier of the tiered "
+            f"repository {pair}: writing to it directly would bypass the pair's change "
+            "log, so hot would no longer match history; write through the "
+            "TieredRepository (reads are free); the store is writable again once the "
+            "pair is closed"
+        )
+
+    taken = _owners.claim(p, [(tier._store, why(name)) for name, tier in tiers])
+    if taken is None:
+        return
+    i, other = taken
+    name, tier = tiers[i]
+    owner = other.describe() if isinstance(other, Pair) else repr(other)
+    raise StoreLockedError(
+        f"the {name} tier {tier._describe()} already belongs to the open tiered "
+        f"repository {owner} in this process: a second pair on the same store would keep "
+        "its own change log and position, and the two would overwrite each other's "
+        "entries. Use the open tiered repository (open it once and share it), or close "
+        "it first; nothing was written",
+        backend="tiered",
+        path=store_path(tier),
+    )
 
 
 def _check_tier(name: str, repo: Any) -> None:
