@@ -24,7 +24,10 @@ A backend whose client is asyncio itself (a network engine) offers a native-asyn
 (:meth:`~aurora_storage.backend.Backend.native_async`): point operations, ``put_many``,
 ``get_many``, plain batches and scans then await it directly on the caller's loop (a
 cancelled call is then the engine client's own cancellation); the rest goes through the
-sync backend in a worker thread.
+sync backend in a worker thread. The repository decides whether that form applies
+(``Repository._native_async``): one whose own methods do more than its backend (a tiered
+pair: change log, projection) never gets it, and its reads run in a worker thread when
+they may wait on a network engine (``Repository._blocking_reads``).
 """
 
 from __future__ import annotations
@@ -93,11 +96,18 @@ def _in_thread(fn: Callable[..., R], *args: Any) -> asyncio.Future[R]:
     return loop.run_in_executor(None, functools.partial(ctx.run, fn, *args))
 
 
-async def _stream(it: Iterator[Any]) -> AsyncIterator[Any]:
+async def _stream(it: Iterator[Any], inline: bool = True) -> AsyncIterator[Any]:
+    """``it`` as an async iterator: the first chunk read inline (unless ``inline`` is
+    false: reads that may wait on a network engine), later ones in a worker thread."""
     worker: asyncio.Future[list[Any]] | None = None
     try:
         size = FIRST_CHUNK
-        chunk = _take(it, size)
+        if inline:
+            chunk = _take(it, size)
+        else:
+            worker = _in_thread(_take, it, size)
+            chunk = await asyncio.shield(worker)
+            worker = None
         while True:
             for item in chunk:
                 yield item
@@ -165,8 +175,13 @@ class AsyncRepository(Generic[K, V]):
     def __init__(self, repository: Repository[K, V]) -> None:
         self._repo = repository
         self._offload_writes = repository.capabilities.blocking_writes
-        #: The backend's native-async form, awaited directly when there is one.
-        self._native: AsyncBackend | None = repository.backend.native_async()
+        #: The backend's native-async form, awaited directly when there is one and the
+        #: repository's behaviour is its backend's (not a tiered pair's: it would bypass
+        #: the pair's change log and projection).
+        self._native: AsyncBackend | None = repository._native_async()
+        #: No native form to await, but reads may wait on a network engine: point reads
+        #: and scans run in a worker thread instead of blocking the loop.
+        self._offload_reads = self._native is None and repository._blocking_reads()
         #: Scans await the native form only on an ordered engine; an unordered one is
         #: put in key order by the synchronous repository (aurora_storage._ordering).
         self._native_scans = self._native is not None and repository.capabilities.ordered_scans
@@ -216,6 +231,8 @@ class AsyncRepository(Generic[K, V]):
             repo._check_open()
             raw = await self._native.get(repo._full(tenant, key))
             return default if raw is None else repo._load(raw, tenant, key)
+        if self._offload_reads:
+            return await asyncio.to_thread(self._repo.get, tenant, key, default)
         return self._repo.get(tenant, key, default)
 
     async def has(self, tenant: str, key: K) -> bool:
@@ -223,6 +240,8 @@ class AsyncRepository(Generic[K, V]):
         if self._native is not None:
             self._repo._check_open()
             return await self._native.get(self._repo._full(tenant, key)) is not None
+        if self._offload_reads:
+            return await asyncio.to_thread(self._repo.has, tenant, key)
         return self._repo.has(tenant, key)
 
     async def put(self, tenant: str, key: K, value: V) -> None:
@@ -347,7 +366,8 @@ class AsyncRepository(Generic[K, V]):
         return _stream(
             self._repo.keys(
                 tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
-            )
+            ),
+            not self._offload_reads,
         )
 
     def values(
@@ -366,7 +386,8 @@ class AsyncRepository(Generic[K, V]):
         return _stream(
             self._repo.values(
                 tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
-            )
+            ),
+            not self._offload_reads,
         )
 
     def items(
@@ -385,7 +406,8 @@ class AsyncRepository(Generic[K, V]):
         return _stream(
             self._repo.items(
                 tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
-            )
+            ),
+            not self._offload_reads,
         )
 
     def _native_scan(
@@ -434,7 +456,7 @@ class AsyncRepository(Generic[K, V]):
 
     def tenants(self) -> AsyncIterator[str]:
         """See :meth:`Repository.tenants`."""
-        return _stream(self._repo.tenants())
+        return _stream(self._repo.tenants(), not self._offload_reads)
 
     # event store: point operations inline (like get/put), watch waits without a thread
     async def get_versioned(self, tenant: str, key: K) -> tuple[V | None, Version | None]:

@@ -35,6 +35,7 @@ from ._stores import read_marker, write_marker
 from ._view import TenantView
 from .backend import (
     Append,
+    AsyncBackend,
     Backend,
     Capabilities,
     Chunk,
@@ -794,6 +795,22 @@ class Repository(TenantKeys, Generic[K, V]):
 
         return AsyncRepository(self)
 
+    def _native_async(self) -> AsyncBackend | None:
+        """The native-async form :class:`AsyncRepository` may await *instead of* this
+        repository's methods: its backend's (:meth:`Backend.native_async`), or ``None``
+        (then every call goes through this repository's own methods). A subclass that
+        replaces a method on that path behaves otherwise than its backend (a tiered pair
+        writes a change log and projects), so it never gets it."""
+        if any(map(type(self)._overrides, _NATIVE_PATH)):
+            return None
+        return self._backend.native_async()
+
+    def _blocking_reads(self) -> bool:
+        """Whether this repository's own reads may wait on a network round trip (its
+        backend has a native-async form): :class:`AsyncRepository` then runs them in a
+        worker thread when it does not await that form itself."""
+        return self._backend.native_async() is not None
+
     def tenant(self, tenant: str) -> TenantView[K, V]:
         """A view bound to one tenant: the same methods without the tenant argument.
 
@@ -1051,6 +1068,27 @@ class Repository(TenantKeys, Generic[K, V]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} {self._describe()} codec={self._codec.name} {state}>"
+
+
+#: The Repository methods AsyncRepository does itself when it awaits a native-async
+#: form (so a subclass replacing one of them must not get that form: _native_async).
+_NATIVE_PATH = (
+    "get",
+    "has",
+    "put",
+    "delete",
+    "insert",
+    "put_many",
+    "_put_many",
+    "get_many",
+    "batch",
+    "_write",
+    "keys",
+    "values",
+    "items",
+    "_iter",
+    "_chunks",
+)
 
 
 def _bytes_out(encode: Callable[[Any], Any], name: str) -> Callable[[Any], bytes]:

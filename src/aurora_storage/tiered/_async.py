@@ -21,11 +21,14 @@ V = TypeVar("V")
 class AsyncTieredRepository(AsyncRepository[K, V], Generic[K, V]):
     """:class:`~aurora_storage.AsyncRepository` over a :class:`TieredRepository`, plus
     :meth:`rebuild`, :meth:`catch_up`, :meth:`parked` and :meth:`retry_parked` as
-    coroutines (run in a worker thread). No logic of its own.
+    coroutines (run in a worker thread). No logic of its own: every call goes through
+    the :class:`TieredRepository`'s methods, never a tier's native-async form (it would
+    bypass the change log and the projection; see ``TieredRepository._native_async``).
 
     ``AsyncRepository(tiered)`` also works for the common API; this class adds the
     tiered operations. Point writes run in a worker thread when either tier declares
-    ``blocking_writes``, as for any repository.
+    ``blocking_writes``, as for any repository; reads do too when a tier is a network
+    engine (one with a native-async form, NATS).
     """
 
     def __init__(self, repository: TieredRepository[K, V]) -> None:

@@ -559,6 +559,15 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         """The asynchronous twin, with :meth:`rebuild` and :meth:`catch_up` as coroutines."""
         return AsyncTieredRepository(self)
 
+    def _native_async(self) -> None:
+        # Never the cold backend's native-async form: awaiting it would write and read
+        # cold directly, around the change log, the projection and the hot tier.
+        return None
+
+    def _blocking_reads(self) -> bool:
+        # Reads go to hot, and to cold in cache mode: a network tier makes them wait.
+        return any(t.backend.native_async() is not None for t in (self._p.hot, self._p.cold))
+
     def close(self) -> None:
         """Close both tiers. Idempotent."""
         p = self._p
