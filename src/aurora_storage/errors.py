@@ -415,17 +415,19 @@ class ProjectionError(StorageError):
 class ProjectionMisuseError(StorageError, RuntimeError):
     """A tiered projection broke its contract, in one of two ways:
 
-    - it called a write (or ``catch_up``, ``retry_parked``, ``rebuild``, ``drop_tenant``)
-      on the tiered repository it belongs to while it was being applied: that write
-      would commit in the middle of the one being projected, ahead of it in history and
-      change log;
+    - it called a write (or ``catch_up``, ``retry_parked``, ``rebuild``, ``drop_tenant``,
+      ``close``) on the tiered repository it belongs to while it was being applied: that
+      write would commit in the middle of the one being projected, ahead of it in
+      history and change log. A rebuild's ``progress`` callback is refused the same
+      calls (it runs in the middle of the rebuild); the message names the call;
     - it used a :class:`~aurora_storage.tiered.ProjectionState` after its own call had
       returned (a kept handle): its updates would land in whatever record is projected
       next, possibly another tenant's.
 
     The call writes nothing. Raised inside a projection, it fails the outer write like
     any raising projection (:class:`ProjectionError`, nothing written) or meets the
-    ``on_poison`` policy at catch-up. A projection only updates the ``state`` it is
+    ``on_poison`` policy at catch-up; raised out of ``progress``, it abandons the
+    rebuild. A projection only updates the ``state`` it is
     given, during its call (recovery and ``rebuild()`` run it again); derive further
     records outside it, after the write returns.
     """

@@ -19,17 +19,21 @@ Each call now gets its own state, closed when the call returns.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tiered_helpers import dump, flaky, flaky_repo
 
+import aurora_storage
 from aurora_storage.errors import ProjectionMisuseError, ReadOnlyError
 from aurora_storage.tiered import (
     HistoryRecord,
     ProjectionError,
     ProjectionState,
+    RebuildProgress,
     TieredRepository,
 )
 
@@ -96,8 +100,15 @@ def test_a_projection_writing_to_its_own_pair_is_refused_and_nothing_is_written(
     assert info.value.durable is False
     (inner,) = caught
     assert isinstance(inner, ProjectionMisuseError)
-    assert "projection" in str(inner)
-    assert "own tiered repository" in str(inner)
+    message = str(inner)
+    assert "projection" in message
+    assert "own tiered repository" in message
+    # It names the call and the record being projected, and says how to fix it.
+    called = "a batch's commit" if name == "batch" else f"{name}()"
+    assert f"called {called} on" in message
+    assert "record 'trigger' of tenant 'acme'" in message
+    assert (inner.tenant, inner.key) == ("acme", "trigger")
+    assert "after the write returns" in message
     # Nothing of the outer write nor of the refused inner one reached either tier.
     assert dump(t.cold) == cold_before
     assert dump(t.hot) == hot_before
@@ -300,6 +311,8 @@ def test_close_from_inside_a_projection_is_refused_and_the_pair_stays_open() -> 
         t.put("acme", "trigger", 1)
     (inner,) = caught
     assert isinstance(inner, ProjectionMisuseError)
+    assert "called close() on" in str(inner)
+    assert "the pair stays open" in str(inner)
     assert not t.closed
     assert not t.hot.closed
     assert not t.cold.closed
@@ -307,3 +320,138 @@ def test_close_from_inside_a_projection_is_refused_and_the_pair_stays_open() -> 
     assert sorted(t.history.keys("acme")) == ["first", "second"]
     t.close()
     assert t.closed
+
+
+def _count(record: HistoryRecord, state: ProjectionState) -> None:
+    state.put("n", state.get("n", 0) + 1)
+
+
+def _disk_pair(tmp_path: Path, **options: Any) -> Tiered:
+    return TieredRepository(
+        hot=aurora_storage.open(f"lmdb://{tmp_path}/hot"),
+        cold=aurora_storage.open(f"rocksdb://{tmp_path}/cold"),
+        projection=_count,
+        **options,
+    )
+
+
+#: What a rebuild's progress callback may call on the pair it reports on.
+_PROGRESS_CALLS: dict[str, Callable[[Tiered], Any]] = {**_CALLS, "close": lambda t: t.close()}
+
+
+@pytest.mark.parametrize("name", sorted(_PROGRESS_CALLS))
+def test_a_progress_callback_calling_its_pair_is_refused_and_the_rebuild_completes(
+    name: str,
+) -> None:
+    # The progress callback runs holding the pair's re-entrant lock, in the middle of the
+    # rebuild: a nested rebuild() from it left a wrong projection at lag 0 (3 events
+    # counted of 4, for good), a put() was acknowledged and then not readable, close()
+    # failed the rebuild. Each is refused now, writing nothing; a callback that swallows
+    # the refusal gets a correct rebuild.
+    t: Tiered = TieredRepository(
+        hot=flaky_repo(), cold=flaky_repo(), projection=_count, rebuild_chunk=1
+    )
+    for i in range(4):
+        t.put("acme", f"e{i}", {})
+    cold_before = dump(t.cold)
+    refused: list[BaseException] = []
+
+    def progress(info: RebuildProgress) -> None:
+        try:
+            _PROGRESS_CALLS[name](t)
+        except ProjectionMisuseError as exc:
+            refused.append(exc)
+
+    assert t.rebuild(progress=progress) == 4
+    assert len(refused) == 5  # after each of the 4 chunks, and at the end
+    message = str(refused[0])
+    called = "a batch's commit" if name == "batch" else f"{name}()"
+    assert f"progress callback of a rebuild called {called} on" in message
+    assert "after rebuild() returns" in message
+    assert dump(t.cold) == cold_before
+    assert t.get("acme", "n") == 4
+    assert t.lag == 0
+    assert not t.closed
+    t.put("acme", "e4", {})
+    assert t.get("acme", "n") == 5
+
+
+def test_a_nested_rebuild_from_progress_fails_the_rebuild_cleanly_and_survives_reopen(
+    tmp_path: Path,
+) -> None:
+    # The reviewer's case, with the refusal left to propagate: the error raised inside
+    # progress abandons the rebuild (the old projection stays served) and reaches the
+    # caller; the projection is right, and stays right after reopening.
+    t = _disk_pair(tmp_path, rebuild_chunk=1)
+    for i in range(4):
+        t.put("t", f"e{i}", {})
+    calls: list[RebuildProgress] = []
+
+    def progress(info: RebuildProgress) -> None:
+        calls.append(info)
+        if len(calls) == 1:
+            t.rebuild()
+
+    with pytest.raises(ProjectionMisuseError, match=r"called rebuild\(\) on"):
+        t.rebuild(progress=progress)
+    assert (t.get("t", "n"), t.history.count("t"), t.lag) == (4, 4, 0)
+    t.close()
+    t = _disk_pair(tmp_path)
+    assert (t.get("t", "n"), t.lag) == (4, 0)
+    assert t.rebuild() == 4
+    assert t.get("t", "n") == 4
+    t.close()
+
+
+def test_a_put_from_progress_is_refused_not_acknowledged_and_lost() -> None:
+    t: Tiered = TieredRepository(
+        hot=flaky_repo(), cold=flaky_repo(), projection=_count, rebuild_chunk=1
+    )
+    for i in range(3):
+        t.put("acme", f"e{i}", {})
+
+    def progress(info: RebuildProgress) -> None:
+        t.put("acme", f"late{info.done}", {})
+
+    with pytest.raises(ProjectionMisuseError, match=r"called put\(\) on"):
+        t.rebuild(progress=progress)
+    assert sorted(t.history.keys("acme")) == ["e0", "e1", "e2"]
+    assert (t.get("acme", "n"), t.lag) == (3, 0)
+
+
+def test_close_from_a_projection_while_another_thread_closes_is_refused_not_deadlocked() -> None:
+    # Another thread inside close() holds the close lock while it waits for the pair's
+    # lock, held by the write being projected; the projection's close() waited for the
+    # close lock instead of raising: both threads waited forever.
+    pair: list[Tiered] = []
+    caught: list[BaseException] = []
+    closing = threading.Event()
+
+    def proj(record: HistoryRecord, state: ProjectionState) -> None:
+        state.put(record.key, 1)
+        if record.key == "trigger":
+            closing.set()
+            # Wait (bounded) until the closer holds the close lock and waits for ours.
+            deadline = time.monotonic() + 10
+            while not pair[0]._close_lock.locked() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            try:
+                pair[0].close()
+            except ProjectionMisuseError as exc:
+                caught.append(exc)
+
+    t: Tiered = TieredRepository(hot=flaky_repo(), cold=flaky_repo(), projection=proj)
+    pair.append(t)
+    writer = threading.Thread(target=t.put, args=("acme", "trigger", 0), daemon=True)
+    writer.start()
+    assert closing.wait(10)
+    closer = threading.Thread(target=t.close, daemon=True)
+    closer.start()
+    writer.join(10)
+    closer.join(10)
+    assert not writer.is_alive(), "the projecting writer deadlocked in close()"
+    assert not closer.is_alive()
+    (inner,) = caught
+    assert "called close() on" in str(inner)
+    assert t.closed  # the other thread's close went through once the write was done
+

@@ -153,19 +153,21 @@ class Applier:
         # many writes).
         state = ProjectionState._open(self._hot, self.overlay, self.space, tenant)
         p = self.p
+        record = new_record(tenant, key, value, seq)
         # A projection that writes to its own pair would re-enter the write that is
         # projecting (p.lock is re-entrant) and commit ahead of it under the same
-        # change-log number: the pair's writes refuse while this is set.
-        p.projecting = True
+        # change-log number: the pair's writes, maintenance and close() refuse while
+        # this is set (naming the record).
+        p.projecting = record
         try:
-            projection(new_record(tenant, key, value, seq), state)
+            projection(record, state)
         except _HotReadError as exc:
             raise exc.cause from exc.cause.__cause__
         except Exception as exc:  # its updates are dropped whole (state closed below)
             self._poison(full, tenant, offset, seq, "raised", exc)
             return
         finally:
-            p.projecting = False
+            p.projecting = None
             pending = state._pending  # ProjectionState._close, inline
             state._pending = None
         if pending:

@@ -19,15 +19,18 @@ import orjson
 from .._keys import decode_tenant_key
 from .._repository import Repository
 from ..backend import Backend, Op, chunk_items, chunk_keys
-from ..errors import CorruptionError, StorageError, StorageFullError
+from ..errors import CorruptionError, ProjectionMisuseError, StorageError, StorageFullError
 from ._config import TieredConfig, TieredURL
 from ._errors import DurableWriteError, HotTierError, HotTierFullError
 from ._log import LOG, LOG_END, POS, STOPPED, STOPPED_END, log_key, seq_bytes, seq_of
 
-__all__ = ["Pair", "first", "items", "keys_of", "take"]
+__all__ = ["PROGRESS", "Pair", "first", "items", "keys_of", "take"]
 
 #: keys deleted (or moved) per hot transaction when clearing a range (flat memory)
 CLEAR_CHUNK = 10_000
+
+#: ``Pair.projecting`` while a rebuild's progress callback runs
+PROGRESS = "progress"
 
 
 def first(it: Iterator[Any]) -> Any:
@@ -110,9 +113,12 @@ class Pair:
         self.recovered = 0
         #: projection mode: the writes' reusable Applier (see _append.append), or None
         self.writer: Any = None
-        #: true while the projection runs (Applier.apply): the pair's own writes refuse
-        #: it (read under ``lock``, so only the projecting thread can see it true)
-        self.projecting = False
+        #: who is running user code under ``lock``, which the pair's writes, maintenance
+        #: and close() then refuse (ProjectionMisuseError): the HistoryRecord being
+        #: projected (Applier.apply), PROGRESS during a rebuild's progress callback, or
+        #: None. Set and cleared by the thread holding ``lock``, so only that thread can
+        #: see it set.
+        self.projecting: Any = None
 
     # ------------------------------------------------------------------ naming
 
@@ -251,6 +257,31 @@ class Pair:
             lo = keys[-1] + b"\x00"
 
     # ------------------------------------------------------------------ helpers
+
+    def misuse(self, method: str, outcome: str = "nothing was written") -> ProjectionMisuseError:
+        """The error for ``method`` (``"put()"``) called on this pair by the user code it
+        is running under its lock (``projecting``: a projection, or a rebuild's progress
+        callback). ``outcome``: what the refused call did instead."""
+        who = self.projecting
+        if who is PROGRESS:
+            tenant, key = None, None
+            caller, during = "the progress callback of a rebuild", "the rebuild was running"
+            fix = f"call {method} after rebuild() returns"
+        else:
+            tenant, key = who.tenant, who.key
+            caller = f"a projection, applying the record {key!r} of tenant {tenant!r},"
+            during = "that record was being applied"
+            fix = (
+                "projections must be free of side effects (recovery and rebuild() run "
+                f"them again): call {method} after the write returns"
+            )
+        return ProjectionMisuseError(
+            f"{caller} called {method} on its own tiered repository {self.describe()} "
+            f"while {during}; {outcome}. Fix: {fix}",
+            tenant=tenant,
+            key=key,
+            backend="tiered",
+        )
 
     def split(self, full: bytes) -> tuple[str, int]:
         """(tenant, key offset) of a stored data key."""

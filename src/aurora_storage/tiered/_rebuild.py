@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from .._keys import NS_DATA, NS_DATA_END, TENANT_END, in_tenant
 from ._apply import Applier
-from ._core import CLEAR_CHUNK, Pair, items, take
+from ._core import CLEAR_CHUNK, PROGRESS, Pair, items, take
 from ._log import (
     PAIR,
     PARKED,
@@ -185,10 +185,23 @@ def _replay(
             ap.reset()
             pending = 0
             if progress is not None:
-                progress(RebuildProgress(done, max(total, done), tenant))
+                _report(p, progress, RebuildProgress(done, max(total, done), tenant))
     if not ap.empty():
         p.hot_write(ap.ops())
         ap.reset()
     if progress is not None:
-        progress(RebuildProgress(done, max(total, done), tenant))
+        _report(p, progress, RebuildProgress(done, max(total, done), tenant))
     return done
+
+
+def _report(p: Pair, progress: ProgressCallback, info: RebuildProgress) -> None:
+    """Call the user's ``progress`` under the refusal a projection runs under: it runs
+    holding the pair's (re-entrant) lock in the middle of the rebuild, so a write, a
+    nested rebuild or close() from it would commit under the rebuild's feet (a nested
+    rebuild left a wrong projection at lag 0). They raise ProjectionMisuseError; what
+    ``progress`` raises abandons the rebuild (the old projection stays served)."""
+    p.projecting = PROGRESS
+    try:
+        progress(info)
+    finally:
+        p.projecting = None

@@ -35,7 +35,6 @@ from ..config import URL
 from ..errors import (
     ConfigurationError,
     NotSupportedError,
-    ProjectionMisuseError,
     RepositoryClosedError,
     StorageError,
     StoreLockedError,
@@ -272,18 +271,14 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
                 f"the repository {self._describe()} was opened read-only", backend="tiered"
             )
 
-    def _check_write(self) -> None:
-        """Open, writable, not called from this pair's projection, and no unfinished
-        drop_tenant in cold (finished here). Call it holding ``self._p.lock``."""
+    def _check_write(self, method: str) -> None:
+        """Open, writable, not called by the user code the pair runs under its lock (its
+        projection, a rebuild's progress callback), and no unfinished drop_tenant in
+        cold (finished here). Call it holding ``self._p.lock``; ``method`` names the
+        call in the refusal (``"put()"``)."""
         self._check_writable()
         if self._p.projecting:
-            raise ProjectionMisuseError(
-                f"a projection called a write on its own tiered repository "
-                f"{self._describe()} while it was being applied; nothing was written. "
-                "Projections must be free of side effects (recovery and rebuild() run "
-                "them again): write derived records after the write returns instead",
-                backend="tiered",
-            )
+            raise self._p.misuse(method)
         if self._p.needs_drop_finish:
             _recovery.finish_cold_drops(self._p)
 
@@ -322,7 +317,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             data = cold._value(value, tenant, key)
         with p.lock:
             if p.closed or p.read_only or p.needs_drop_finish or p.projecting:
-                self._check_write()
+                self._check_write("put()")
             if p.projection is not None:
                 off = len(cold._prefix(tenant))
                 # A str key reads back from history as itself: the projection gets it
@@ -346,7 +341,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         full = p.cold._full(tenant, key)
         data = p.cold._value(value, tenant, key)
         with p.lock:
-            self._check_write()
+            self._check_write("insert()")
             if p.projection is not None:
                 off = len(p.cold._prefix(tenant))
                 _append.append(p, [(tenant, off, full, data)], _log.one(full))
@@ -362,7 +357,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         p = self._p
         full = p.cold._full(tenant, key)
         with p.lock:
-            self._check_write()
+            self._check_write("delete()")
             if p.projection is not None:
                 p.no_history_deletes()
             existed = p.cb.get(full) is not None
@@ -395,7 +390,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         wanted = _args.key_list(keys, "delete_many")
         fulls = list(dict.fromkeys(p.cold._full(tenant, k) for k in wanted))
         with p.lock:
-            self._check_write()
+            self._check_write("delete_many()")
             if p.projection is not None:
                 p.no_history_deletes()
             if not fulls:
@@ -421,7 +416,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
     def _write_ops(self, ops: list[Op], tenant: str | None) -> None:
         p = self._p
         with p.lock:
-            self._check_write()
+            self._check_write("put_many()" if tenant is not None else "a batch's commit")
             if p.projection is None:
                 _cache.write(p, ops)
                 return
@@ -442,7 +437,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         p = self._p
         prefix = p.cold._prefix(tenant)
         with p.lock:
-            self._check_write()
+            self._check_write("drop_tenant()")
             return _recovery.drop_tenant(p, prefix)
 
     # ------------------------------------------------------------------ maintenance
@@ -460,7 +455,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
                 is lost, run it again once the tier is repaired.
         """
         with self._p.lock:
-            self._check_write()
+            self._check_write("catch_up()")
             return _recovery.catch_up(self._p)
 
     def parked(self, tenant: str | None = None) -> builtins.list[ParkedRecord]:
@@ -481,7 +476,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         """
         prefix = None if tenant is None else self._prefix(tenant)
         with self._p.lock:
-            self._check_write()
+            self._check_write("retry_parked()")
             if self._p.projection is None:
                 return 0
             return _recovery.retry_parked(self._p, prefix)
@@ -496,17 +491,23 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         projection stays served (after a kill during the swap itself, the next open
         finishes the swap). Streams history in key order (per tenant) in chunks of
         ``rebuild_chunk`` records, each one hot transaction, so memory stays flat.
-        ``progress`` is called after each chunk with a :class:`RebuildProgress`. In
-        cache mode it copies every cold record into hot (a full warm-up).
+        ``progress`` is called after each chunk (and at the end) with a
+        :class:`RebuildProgress`, holding the pair: like a projection, it may not call
+        the pair's writes, maintenance or ``close()`` (they raise
+        ``ProjectionMisuseError`` and do nothing). In cache mode it copies every cold
+        record into hot (a full warm-up).
 
         Raises:
             ProjectionError: (``on_poison="stop"``) the projection failed on a record;
                 ``durable`` is true, the old projection is still served.
             StorageError: a tier failed; the old projection is still served.
+            ProjectionMisuseError: called from the pair's projection or ``progress``.
+            whatever ``progress`` raised: the rebuild is abandoned, the old projection
+                is still served.
         """
         p = self._p
         with p.lock:
-            self._check_write()
+            self._check_write("rebuild()")
             scope = _rebuild.ALL if tenant is None else p.cold._prefix(tenant)
             # A rebuild sets POS to cold's last entry, so everything must be current.
             _recovery.catch_up(p)
@@ -569,19 +570,27 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         return any(t.backend.native_async() is not None for t in (self._p.hot, self._p.cold))
 
     def close(self) -> None:
-        """Close both tiers. Idempotent."""
+        """Close both tiers. Idempotent.
+
+        Raises:
+            ProjectionMisuseError: called from the pair's projection or a rebuild's
+                ``progress`` (the pair stays open), even while another thread closes it.
+        """
         p = self._p
+        # Refused first, before any lock a closer holds: another thread inside close()
+        # holds _close_lock while it waits for the pair's lock, which the caller may
+        # be holding (its projection or progress callback is running). Only the lock's
+        # owner can see ``projecting`` set, and taking a lock one owns never blocks.
+        if p.lock.acquire(blocking=False):
+            try:
+                if p.projecting:
+                    raise p.misuse("close()", "the pair stays open")
+            finally:
+                p.lock.release()
         with self._close_lock:
             if p.closed:
                 return
             with p.lock:
-                if p.projecting:
-                    raise ProjectionMisuseError(
-                        f"a projection called close() on its own tiered repository "
-                        f"{self._describe()} while it was being applied; the pair stays "
-                        "open. Close the repository after the write returns",
-                        backend="tiered",
-                    )
                 if not p.read_only and not p.hot.closed and p.pos_known and p.pos == p.seq:
                     try:
                         p.save_pos()
