@@ -18,6 +18,7 @@ Each call now gets its own state, closed when the call returns.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -455,3 +456,43 @@ def test_close_from_a_projection_while_another_thread_closes_is_refused_not_dead
     assert "called close() on" in str(inner)
     assert t.closed  # the other thread's close went through once the write was done
 
+
+def test_a_kept_state_used_from_another_thread_as_the_call_ends_lands_or_raises() -> None:
+    # ProjectionState.put read its pending updates, encoded, then stored into them: when
+    # the call closed the state in between, the put returned normally and its update was
+    # neither committed nor refused (about half of these writes lost one). A thread that
+    # outlives the call puts increasing values under one key until it is refused: the
+    # last put that returned must be the value committed.
+    threads: list[threading.Thread] = []
+    last: dict[str, int] = {}
+
+    def hammer(state: ProjectionState, late: str) -> None:
+        n = 0
+        while True:
+            try:
+                state.put(late, n)
+            except ProjectionMisuseError:
+                return
+            last[late] = n
+            n += 1
+
+    def proj(record: HistoryRecord, state: ProjectionState) -> None:
+        th = threading.Thread(target=hammer, args=(state, f"{record.key}.late"))
+        threads.append(th)
+        th.start()
+        state.put(record.key, record.value)
+
+    t: Tiered = TieredRepository(hot=flaky_repo(), cold=flaky_repo(), projection=proj)
+    lost: list[str] = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for i in range(100):
+            t.put("acme", f"e{i}", i)
+            threads.pop().join(10)
+            late = f"e{i}.late"
+            if t.get("acme", late) != last.get(late):
+                lost.append(late)
+    finally:
+        sys.setswitchinterval(interval)
+    assert lost == []

@@ -17,6 +17,7 @@ projection raises on it. What happens then depends on who applies it:
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Literal
 
 import orjson
@@ -75,6 +76,8 @@ class Applier:
         self.held: list[tuple[str, Any]] = []
         self.parked = 0
         self._hot = pair.hot
+        #: the projection states' lock (ProjectionState._close)
+        self._lock = threading.Lock()
         self.projection = pair.projection
         self._decode = pair.cold.codec.decode
 
@@ -151,7 +154,8 @@ class Applier:
         # A state per call, closed when it returns: a kept handle cannot slip updates
         # into a later record (the applier serves many records and, on the write path,
         # many writes).
-        state = ProjectionState._open(self._hot, self.overlay, self.space, tenant)
+        lock = self._lock
+        state = ProjectionState._open(self._hot, self.overlay, self.space, tenant, lock)
         p = self.p
         record = new_record(tenant, key, value, seq)
         # A projection that writes to its own pair would re-enter the write that is
@@ -168,8 +172,12 @@ class Applier:
             return
         finally:
             p.projecting = None
-            pending = state._pending  # ProjectionState._close, inline
+            # ProjectionState._close, inline: under the lock its put/delete hold, so a
+            # racing put from another thread lands in ``pending`` or raises.
+            lock.acquire()
+            pending = state._pending
             state._pending = None
+            lock.release()
         if pending:
             self.overlay.update(pending)
 

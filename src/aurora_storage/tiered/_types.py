@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -82,9 +83,11 @@ class ProjectionState:
     Each projection call gets its own state, valid only during that call: once the call
     returns, every method raises :class:`~aurora_storage.errors.ProjectionMisuseError`
     (a kept handle must not slip updates into a later record, another tenant's maybe).
+    A ``put``/``delete`` from another thread as the call ends either lands in the call's
+    updates or raises, never neither.
     """
 
-    __slots__ = ("_base", "_hot", "_pending", "_space", "tenant")
+    __slots__ = ("_base", "_hot", "_lock", "_pending", "_space", "tenant")
 
     def __init__(
         self,
@@ -101,6 +104,8 @@ class ProjectionState:
         # b"" for the live projection, the shadow namespace during a rebuild.
         self._space = space
         self.tenant = tenant
+        #: held by put/delete around check+store and by the close (see _close)
+        self._lock = threading.Lock()
 
     @classmethod
     def _open(
@@ -109,20 +114,28 @@ class ProjectionState:
         overlay: dict[bytes, bytes | None],
         space: bytes,
         tenant: str,
+        lock: threading.Lock,
     ) -> ProjectionState:
         """``ProjectionState(hot, overlay, space=space, tenant=tenant)`` without the
-        keyword-argument call (once per projected record)."""
+        keyword-argument call (once per projected record), sharing ``lock`` (the
+        applier's: its states are closed one after another, by one thread)."""
         state: ProjectionState = _new(cls)
         state._hot = hot
         state._base = overlay
         state._pending = {}
         state._space = space
         state.tenant = tenant
+        state._lock = lock
         return state
 
     def _close(self) -> dict[bytes, bytes | None] | None:
-        """End the call: return its updates (for the group) and make the state unusable."""
-        pending, self._pending = self._pending, None
+        """End the call: return its updates (for the group) and make the state unusable.
+
+        Under the lock that put/delete hold around their check and store: a mutation
+        from another thread (a kept handle) lands in the returned updates or is
+        refused, never stored into them after they were taken."""
+        with self._lock:
+            pending, self._pending = self._pending, None
         return pending
 
     def _refuse(self) -> NoReturn:
@@ -178,7 +191,18 @@ class ProjectionState:
             data = hot._encode(value)
         except Exception:  # the typed error, with the value's path (re-encodes once)
             data = hot._value(value, self.tenant, key)
-        pending[hot._full(self.tenant, key)] = data
+        full = hot._full(self.tenant, key)
+        # Checked again under the lock _close takes: a store after the call ended would
+        # return normally and be neither committed nor refused. (acquire/release: about
+        # half the cost of a with statement, once per projected update.)
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._pending is None:
+                self._refuse()
+            pending[full] = data
+        finally:
+            lock.release()
 
     def delete(self, key: Any) -> None:
         """Remove ``key`` from the projection (no error if absent).
@@ -186,10 +210,18 @@ class ProjectionState:
         Raises:
             ProjectionMisuseError: the projection call this state was given to returned.
         """
-        pending = self._pending
-        if pending is None:
+        if self._pending is None:
             self._refuse()
-        pending[self._hot._full(self.tenant, key)] = None
+        full = self._hot._full(self.tenant, key)
+        lock = self._lock
+        lock.acquire()  # see put
+        try:
+            pending = self._pending
+            if pending is None:
+                self._refuse()
+            pending[full] = None
+        finally:
+            lock.release()
 
     def __repr__(self) -> str:
         return f"<ProjectionState tenant={self.tenant!r}>"
