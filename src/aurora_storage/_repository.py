@@ -188,12 +188,33 @@ class Repository(TenantKeys, Generic[K, V]):
     # ------------------------------------------------------------------ metadata
 
     def _check_metadata(self, codec: str | Codec[Any] | None) -> Codec[Any]:
+        """The store's codec: the one its metadata record names (``codec`` must agree),
+        or, for a new store, ``codec`` (JSON by default), recorded now.
+
+        Several openers may create one new store at once (threads sharing this
+        process's live handle, or other processes on a multi-process engine): the
+        record is created with the backend's atomic :meth:`~Backend.insert`, so exactly
+        one opener's codec is recorded and every other opener then reads that record as
+        for any existing store (the same codec opens it; another raises the usual
+        mismatch error). The marker (see :mod:`aurora_storage._stores`) is looked for
+        *before* the record is read: a marker is written only once its record is
+        durable, so one seen before a read that finds no record proves the record was
+        lost, while one that appears after may be another opener's that has just
+        created the store.
+
+        Raises:
+            CorruptionError: the store has a marker but no metadata record, or a
+                damaged record.
+            ConfigurationError: ``codec`` is not the recorded codec, or the store's
+                format is newer than this library's.
+        """
         backend = self._backend
-        raw = backend.get(META_KEY)
         marker = backend.marker_path
+        initialised = marker is not None and os.path.lexists(marker)
+        raw = backend.get(META_KEY)
         if raw is None:
             # A marker that exists, even damaged, proves the store was initialised.
-            if marker is not None and os.path.lexists(marker):
+            if initialised:
                 # The store was initialised once (the marker is written only after its
                 # metadata record was durable) and its engine now shows nothing: its
                 # files lost data (a truncated MANIFEST, a replaced data file). Writing a
@@ -207,18 +228,26 @@ class Repository(TenantKeys, Generic[K, V]):
                     path=marker,
                 )
             chosen = get_codec(codec if codec is not None else "json")
-            if not backend.capabilities.read_only:
-                backend.put(
-                    META_KEY,
-                    orjson.dumps({"format": FORMAT_VERSION, "codec": chosen.name}),
-                )
+            if backend.capabilities.read_only:
+                return chosen
+            record = orjson.dumps({"format": FORMAT_VERSION, "codec": chosen.name})
+            if backend.insert(META_KEY, record):
                 if marker is not None:
                     # The marker must never exist without a durable metadata record, or
                     # an OS crash right after creation would leave a store that reads as
                     # damaged.
                     backend.flush()
                     write_marker(marker, _marker_info(backend, chosen))
-            return chosen
+                return chosen
+            # Another opener created the store between our read and our insert: its
+            # record decides, as for any existing store.
+            raw = backend.get(META_KEY)
+            if raw is None:
+                raise StorageError(
+                    f"the metadata record of {backend.describe()} was removed while the "
+                    "store was being created; open it again",
+                    backend=backend.scheme,
+                )
         try:
             meta = orjson.loads(raw)
             fmt = int(meta["format"])
@@ -244,8 +273,12 @@ class Repository(TenantKeys, Generic[K, V]):
                 )
         else:
             wanted = get_codec(recorded)
-        # Stores created before markers existed get theirs on the first writable open.
+        # Stores created before markers existed get theirs on the first writable open;
+        # so does a store another opener created a moment ago and has not marked yet
+        # (both write the same facts). Its record may not be durable yet: flush first,
+        # as its creator does.
         if marker is not None and not backend.capabilities.read_only and not _marker_intact(marker):
+            backend.flush()
             write_marker(marker, _marker_info(backend, wanted))
         return wanted
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -263,13 +264,24 @@ def write_marker(path: str, info: Mapping[str, Any]) -> None:
     """Write the marker at ``path`` durably: a temporary file, fsync, rename, fsync of
     the directory - so after a crash it is either absent or whole.
 
+    Safe to call from several threads and processes at once (the first opens of one
+    store): each writer has its own temporary file (process, thread and a random part
+    in its name, created exclusively), so one writer never renames or removes
+    another's, and the rename is atomic: the marker is one writer's whole text. The
+    callers write the same facts (the store's recorded backend, format and codec), so
+    which rename lands last does not matter.
+
+    Args:
+        path: where the marker goes (:func:`marker_path`).
+        info: what it records (a JSON object).
+
     Raises:
         StorageFullError: no space left for it.
         StorageError: another I/O failure.
     """
-    tmp = f"{path}.tmp{os.getpid()}"
+    tmp = f"{path}.tmp{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.write(fd, orjson.dumps(dict(info), option=orjson.OPT_INDENT_2) + b"\n")
             os.fsync(fd)
@@ -350,7 +362,9 @@ def plan_store_dir(path: str, *, backend: str, create: bool = True) -> list[str]
 
 def create_store_dir(path: str, *, backend: str) -> list[str]:
     """Create the store directory ``path`` and any missing ancestors, after the checks
-    of :func:`plan_store_dir`. Returns the directories created, outermost first.
+    of :func:`plan_store_dir`. Returns the directories this call created, outermost
+    first: one that another process created meanwhile (two processes creating one new
+    store at once) is used, not returned.
 
     Raises:
         ConfigurationError: the path cannot be a directory or cannot be created (the
@@ -361,7 +375,14 @@ def create_store_dir(path: str, *, backend: str) -> list[str]:
     created: list[str] = []
     try:
         for d in planned:
-            os.mkdir(d)
+            try:
+                os.mkdir(d)
+            except FileExistsError:
+                if not os.path.isdir(d):
+                    raise
+                # Another opener (a process creating the same store) made it since the
+                # plan: it is theirs, not ours to remove if this open fails.
+                continue
             created.append(d)
     except OSError as exc:
         remove_created(created)
