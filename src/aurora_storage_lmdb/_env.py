@@ -92,11 +92,15 @@ class Environment:
     def _open_env(self) -> Any:
         cfg = self.config
         check_path(self.path, subdir=cfg.subdir)
-        exists = os.path.exists(self._data_file)
         marker = self.marker_path
+        # The marker first: it is written after the data file, so a marker seen before
+        # the data file is found missing is a damaged store, while one seen after may
+        # belong to another process that has just created the store.
+        marked = marker is not None and os.path.exists(marker)
+        exists = os.path.exists(self._data_file)
         if not exists:
             check_marker_backend(marker, backend="lmdb", store_path=self.path)
-        if not exists and marker is not None and os.path.exists(marker):
+        if not exists and marked:
             raise CorruptionError(
                 f"the LMDB store {self.path} was initialised (it has {marker}) but "
                 f"its data file {self._data_file} is missing; the store is damaged: restore "

@@ -255,21 +255,31 @@ def open_change_log(backend: LMDBBackend) -> None:
 
     recorded = backend.get(CHANGELOG_KEY) is not None
     if not recorded and backend.config.change_log:
-        if backend.config.read_only or backend.get(META_KEY) is not None:
-            raise ConfigurationError(
-                f"change_log=true: the LMDB store at {backend.path} was created without a "
-                "change log, and one cannot be added later (a process already writing "
-                "it would not log, and watchers would miss its changes). Create a new "
-                "store with change_log=true and copy the data into it",
-                backend="lmdb",
-                path=backend.path,
-            )
+        too_late = ConfigurationError(
+            f"change_log=true: the LMDB store at {backend.path} was created without a "
+            "change log, and one cannot be added later (a process already writing "
+            "it would not log, and watchers would miss its changes). Create a new "
+            "store with change_log=true and copy the data into it",
+            backend="lmdb",
+            path=backend.path,
+        )
+        if backend.config.read_only:
+            raise too_late
 
-        def enable(txn: Any) -> None:
+        def enable(txn: Any) -> bool:
+            # Decided again inside the write transaction: another process may have
+            # created the store since the read above - with its log (adopt it; writing
+            # a new floor would hide its entries) or without one (too late to add).
+            if txn.get(CHANGELOG_KEY) is not None:
+                return True
+            if txn.get(META_KEY) is not None:
+                return False
             floor = (txn.id() << 32) | 0xFFFFFFFF
             txn.put(CHANGELOG_KEY, backend._wrap(CHANGELOG_KEY, orjson.dumps({"floor": floor})))
+            return True
 
-        backend._write_txn(enable)
+        if not backend._write_txn(enable):
+            raise too_late
         recorded = True
     if recorded:
         backend._log = StoreChangeLog(backend)

@@ -65,6 +65,7 @@ from aurora_storage.errors import (
     RepositoryClosedError,
     StorageError,
     StorageFullError,
+    StoreLockedError,
 )
 
 from . import _eventstore
@@ -201,12 +202,16 @@ class RocksDBBackend(Backend):
             StorageFullError: no space left to create the store.
         """
         path = config.path
+        # The marker first: it is written after CURRENT, so a marker seen before CURRENT
+        # is found missing is a damaged store, while one seen after may belong to
+        # another opener that has just created the store.
+        marked = os.path.exists(os.path.join(path, MARKER_NAME))
         exists = os.path.exists(os.path.join(path, "CURRENT"))
         if not exists:
             check_marker_backend(
                 os.path.join(path, MARKER_NAME), backend="rocksdb", store_path=path
             )
-        if not exists and os.path.exists(os.path.join(path, MARKER_NAME)):
+        if not exists and marked:
             raise CorruptionError(
                 f"the RocksDB store {path} was initialised (it holds {MARKER_NAME}) but its "
                 "CURRENT file is missing; the store is damaged: restore it from a backup",
@@ -247,9 +252,12 @@ class RocksDBBackend(Backend):
             if config.mode == "secondary" and config.secondary_path is None:
                 secondary_tmp = tempfile.mkdtemp(prefix="aurora-rocksdb-secondary-")
             db, recovery = open_db(config, secondary_tmp)
-        except BaseException:
-            # rocksdict creates the directory before RocksDB validates anything.
-            remove_created(created)
+        except BaseException as exc:
+            # rocksdict creates the directory before RocksDB validates anything. A store
+            # locked by another writer is that writer's (another process creating the
+            # same store got the lock first, in the directory this open made): keep it.
+            if not isinstance(exc, StoreLockedError):
+                remove_created(created)
             if secondary_tmp is not None:
                 shutil.rmtree(secondary_tmp, ignore_errors=True)
             raise
