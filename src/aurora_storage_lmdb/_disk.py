@@ -199,6 +199,10 @@ class Created:
         self._paths.extend(new)
         return new
 
+    def forget(self) -> None:
+        """Keep what was noted (another process's store now) and note nothing more."""
+        self._paths.clear()
+
     def remove(self) -> None:
         """Remove what was created, newest first (best effort: a directory someone
         else filled meanwhile stays)."""

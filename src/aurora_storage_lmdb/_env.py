@@ -178,7 +178,8 @@ class Environment:
 
     def _abandon(self) -> None:
         """Undo a failed open: close the engine, leave the open record unclean, and
-        remove the files and directories this open created."""
+        remove the files and directories this open created - unless another process has
+        made them its store meanwhile (it has the store open, or completed it)."""
         env = self.__dict__.get("_env")
         self._closed = True
         self._dead = True
@@ -187,7 +188,19 @@ class Environment:
             with contextlib.suppress(lmdb.Error):
                 env.close()
         self._record.leave(clean=False)
-        self._created.remove()
+        # What this open noted as new may have been made meanwhile by another process
+        # creating the same store (racing openers: one wins, one may be refused, e.g.
+        # for another change_log choice). Then it is that process's store: in use (it
+        # holds the lock file) or finished (it wrote the marker, after its data), and
+        # removing it would lose its data. Remove only a store nobody completed.
+        marker = self.marker_path
+        taken = not lock_file_exclusive(self._lock_file) or (
+            marker is not None and os.path.exists(marker)
+        )
+        if taken:
+            self._created.forget()
+        else:
+            self._created.remove()
 
     def _open_env_once(self) -> Any:
         cfg = self.config

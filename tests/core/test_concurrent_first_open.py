@@ -278,3 +278,34 @@ def test_the_marker_is_whole_whatever_writes_it_at_once(tmp_path: Path) -> None:
         assert orjson.loads(Path(path).read_bytes())["by"] in range(THREADS)
         left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(f"m{r}."))
         assert left == [f"m{r}.json"], "a temporary file was left behind"
+
+
+def test_a_refused_creator_never_removes_a_store_another_process_made(tmp_path: Path) -> None:
+    """An open that fails after noting the store's files as new (they did not exist when
+    it looked) removes what it created - unless another process made and opened them
+    meanwhile: then they are that process's live store, and removing them would lose it.
+    Here openers race on a new LMDB path with and without ``change_log``: the ones the
+    first creator's choice refuses must leave its store whole."""
+    procs = children(PROCESSES)
+    try:
+        for r in range(PROCESS_ROUNDS * 2):
+            store = tmp_path / f"s{r}"
+            urls = [
+                f"lmdb://{store}" + ("?change_log=true" if i % 2 else "") for i in range(PROCESSES)
+            ]
+            got = tell_all(procs, [f"open {u} json" for u in urls])
+            assert any("ok" in a for a in got), f"round {r}: {got}"
+            for a in got:
+                assert "ok" in a or a["error"] == "ConfigurationError", f"round {r}: {got}"
+            tell_all(procs, ["close"] * PROCESSES)
+            # Every acknowledged put is in the store once all have closed.
+            with aurora_storage.open(f"lmdb://{store}") as repo:
+                assert repo.get("t", "k") == "json", f"round {r}: {got}"
+    finally:
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.close()
+        for p in procs:
+            p.wait()
+            assert p.stdout is not None
+            p.stdout.close()
