@@ -193,6 +193,17 @@ def children(n: int) -> list[subprocess.Popen[str]]:
     return procs
 
 
+def stop(procs: list[subprocess.Popen[str]]) -> None:
+    """End the children (end of input) and wait for them."""
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.close()
+    for p in procs:
+        p.wait()
+        assert p.stdout is not None
+        p.stdout.close()
+
+
 def tell_all(procs: list[subprocess.Popen[str]], lines: list[str]) -> list[dict[str, Any]]:
     """Send each child its line (all sent before any answer is read, so the children
     act at once), then read each one's answer."""
@@ -242,13 +253,7 @@ def test_processes_creating_one_store_share_it_or_get_the_typed_error(
                 assert repo.codec.name == won
                 assert repo.get("t", "k") == won
     finally:
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.close()
-        for p in procs:
-            p.wait()
-            assert p.stdout is not None
-            p.stdout.close()
+        stop(procs)
 
 
 def test_the_marker_is_whole_whatever_writes_it_at_once(tmp_path: Path) -> None:
@@ -302,10 +307,4 @@ def test_a_refused_creator_never_removes_a_store_another_process_made(tmp_path: 
             with aurora_storage.open(f"lmdb://{store}") as repo:
                 assert repo.get("t", "k") == "json", f"round {r}: {got}"
     finally:
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.close()
-        for p in procs:
-            p.wait()
-            assert p.stdout is not None
-            p.stdout.close()
+        stop(procs)
