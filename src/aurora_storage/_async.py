@@ -504,6 +504,7 @@ class AsyncRepository(Generic[K, V]):
 
     async def close(self) -> None:
         """See :meth:`Repository.close`."""
+        self._repo._check_closable()  # a tier of an open pair: refused before anything
         if self._native is not None:
             await self._native.aclose()
         await self._run(self._repo.close)

@@ -1,62 +1,153 @@
-"""Which repositories of this process wrap one live store handle, and the owner that
-alone writes through it.
+"""Which repositories of this process are on one store, and the owner that alone writes
+it.
 
-A store has one live handle per process (:data:`~aurora_storage._stores.open_stores`):
-every repository opened on it wraps that same backend. An owner - a tiered pair, whose
-change log and position must be the only writers of its tiers - *claims* the handles it
-writes through their backends. While a handle is claimed, every repository over it
-refuses writes (:meth:`Repository._refuse_writes`, ``ReadOnlyError`` with the owner's
-reason): those open at the claim and those opened later. Reads stay free, and the
-owner's own writes, which go to the backends, are not affected. :func:`release` lifts
-the refusal.
+A store is known by its identity: the live handle for engines that share one handle per
+store in a process (:data:`~aurora_storage._stores.open_stores`: every repository opened
+on it wraps that same backend), or the identity a backend declares
+(:attr:`Backend.store_id <aurora_storage.backend.Backend.store_id>`) for engines whose
+every open makes its own client (a NATS bucket). An owner - a tiered pair, whose change
+log and position must be the only writers of its tiers - *claims* the stores it writes
+through their backends. While a store is claimed, every repository on it refuses writes
+(:meth:`Repository._refuse_writes`, ``ReadOnlyError`` with the owner's reason): those
+open at the claim and those opened later. Reads stay free, and the owner's own writes,
+which go to the backends, are not affected. The owner's own repositories (its tiers)
+also refuse ``close()`` (``StoreLockedError``): closing one would close the store under
+the owner. :func:`release` lifts both.
+
+An owner is an :class:`Owner` token that holds nothing of what owns it: a tiered pair
+dropped without ``close()`` can be garbage-collected, and its finaliser calls
+:func:`release_collected`. That may run inside the garbage collector, at any allocation,
+in any thread - also in one that holds this module's lock - so it never waits for the
+lock: it queues the owner, and whoever holds the lock releases it before letting go.
+Identities are per process: another process is not seen here.
 
 Nothing here runs per write: the refusal is the repository's read-only flag, which its
 write paths test anyway. A repository is registered when it is constructed, a claim costs
-one pass over the repositories of the claimed handles.
+one pass over the repositories of the claimed stores.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._repository import Repository
     from .backend import Backend
 
-__all__ = ["Why", "claim", "register", "release"]
+__all__ = ["Owner", "Why", "claim", "register", "release", "release_collected", "same_store"]
 
 #: the reason a repository refuses writes, given that repository (for its name)
 Why = Callable[["Repository[Any, Any]"], str]
 
 
+class Owner:
+    """Who holds a claim, as messages name it (``name``). Holds nothing else: the
+    object that owns the stores (a tiered pair) may be collected while the claim stands,
+    and then releases it (``weakref.finalize``)."""
+
+    __slots__ = ("__weakref__", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<Owner {self.name}>"
+
+
 class _Entry:
-    """One live handle: its repositories and, while claimed, its owner."""
+    """One store: its repositories and, while claimed, its owner."""
 
     __slots__ = ("owner", "ref", "repos", "why")
 
-    def __init__(self, ref: weakref.ref[Backend]) -> None:
+    def __init__(self, ref: weakref.ref[Backend] | None) -> None:
+        #: the live handle, for a store known by its handle; ``None`` for a declared id
         self.ref = ref
         self.repos: weakref.WeakSet[Repository[Any, Any]] = weakref.WeakSet()
-        self.owner: object | None = None
+        self.owner: Owner | None = None
         self.why: Why | None = None
 
 
 _lock = threading.Lock()
-#: id(backend) -> its entry, for as long as the backend object lives
-_entries: dict[int, _Entry] = {}
+#: ("store", declared id) or ("handle", id(backend)) -> its entry; a handle's entry
+#: lives as long as the backend object, a declared id's while it has repositories or
+#: an owner
+_entries: dict[Hashable, _Entry] = {}
+#: each owner's own repositories (its tiers), whose close() is refused while it owns
+_pinned: dict[Owner, list[Repository[Any, Any]]] = {}
+#: owners whose object was garbage-collected, to release (see release_collected)
+_collected: deque[Owner] = deque()
+
+
+@contextmanager
+def _locked() -> Iterator[None]:
+    """Hold the lock; then release the owners collected meanwhile (by this thread's
+    garbage collection, or by another thread's that found the lock taken)."""
+    with _lock:
+        yield
+    _drain()
+
+
+def _drain() -> None:
+    # A collected owner is queued before its finaliser tries the lock, and the holder
+    # looks at the queue after letting the lock go: one of the two releases it.
+    while _collected and _lock.acquire(blocking=False):
+        try:
+            while _collected:
+                _release(_collected.popleft())
+        finally:
+            _lock.release()
+
+
+def release_collected(owner: Owner) -> None:
+    """:func:`release` for a finaliser: never waits (the caller may be the garbage
+    collector inside a holder of the lock); the release happens now, or when the
+    holder lets the lock go."""
+    _collected.append(owner)
+    _drain()
+
+
+def _declared(backend: Backend) -> Hashable | None:
+    return getattr(backend, "store_id", None)
+
+
+def same_store(a: Backend, b: Backend) -> bool:
+    """Whether two backends reach one store: the same handle, or equal declared
+    identities (see :attr:`Backend.store_id`)."""
+    ident = _declared(a)
+    return a is b or (ident is not None and ident == _declared(b))
+
+
+def _sweep() -> None:
+    """Drop the entries of declared ids nobody uses any more. Call it holding ``_lock``."""
+    for key, entry in list(_entries.items()):
+        unused = entry.ref is None and entry.owner is None and not entry.repos
+        if unused and _entries.get(key) is entry:
+            del _entries[key]
 
 
 def _entry(backend: Backend) -> _Entry:
-    """The entry of ``backend`` (created on first use). Call it holding ``_lock``."""
-    key = id(backend)
+    """The entry of ``backend``'s store (created on first use). Call it holding ``_lock``."""
+    ident = _declared(backend)
+    if ident is not None:
+        key: Hashable = ("store", ident)
+        entry = _entries.get(key)
+        if entry is None:
+            _sweep()
+            entry = _entries[key] = _Entry(None)
+        return entry
+    key = ("handle", id(backend))
     entry = _entries.get(key)
-    if entry is None or entry.ref() is not backend:
+    if entry is None or entry.ref is None or entry.ref() is not backend:
 
         def forget(
-            ref: weakref.ref[Backend], key: int = key, entries: dict[int, _Entry] = _entries
+            ref: weakref.ref[Backend],
+            key: Hashable = key,
+            entries: dict[Hashable, _Entry] = _entries,
         ) -> None:
             # The backend is gone (its id may be reused): drop its entry, not a newer one.
             # (``entries`` is bound here: at interpreter exit the module's globals go.)
@@ -70,27 +161,33 @@ def _entry(backend: Backend) -> _Entry:
 
 
 def register(repo: Repository[Any, Any], backend: Backend) -> None:
-    """Record that ``repo`` wraps ``backend``; refuse its writes now if an owner holds
-    that handle."""
-    with _lock:
+    """Record that ``repo`` is on ``backend``'s store; refuse its writes now if an owner
+    holds that store."""
+    with _locked():
         entry = _entry(backend)
         entry.repos.add(repo)
         if entry.why is not None:
             repo._refuse_writes(entry.why(repo))
 
 
-def claim(owner: object, stores: Sequence[tuple[Backend, Why]]) -> tuple[int, object] | None:
-    """Claim every handle of ``stores`` for ``owner``, or none of them.
+def claim(
+    owner: Owner,
+    stores: Sequence[tuple[Backend, Why]],
+    own: Sequence[tuple[Repository[Any, Any], str]] = (),
+) -> tuple[int, Owner] | None:
+    """Claim every store of ``stores`` for ``owner``, or none of them.
 
     Args:
-        owner: who alone writes them from now on (any object; :func:`release` takes it).
-        stores: each handle with the reason its repositories refuse writes.
+        owner: who alone writes them from now on (:func:`release` takes it).
+        stores: each store's backend with the reason its repositories refuse writes.
+        own: the owner's own repositories, each with the reason its ``close()`` is
+            refused (``StoreLockedError``) until :func:`release`.
 
     Returns:
-        ``None`` when claimed; else ``(index in stores, its owner)`` for the first handle
+        ``None`` when claimed; else ``(index in stores, its owner)`` for the first store
         another owner already holds, and nothing was claimed.
     """
-    with _lock:
+    with _locked():
         entries = [_entry(backend) for backend, _ in stores]
         for i, entry in enumerate(entries):
             if entry.owner is not None and entry.owner is not owner:
@@ -99,15 +196,28 @@ def claim(owner: object, stores: Sequence[tuple[Backend, Why]]) -> tuple[int, ob
             entry.owner, entry.why = owner, why
             for repo in list(entry.repos):
                 repo._refuse_writes(why(repo))
+        pinned = _pinned.setdefault(owner, [])
+        for repo, why_close in own:
+            repo._close_refused = why_close
+            pinned.append(repo)
         return None
 
 
-def release(owner: object) -> None:
-    """Give back every handle ``owner`` holds: their repositories write again (unless
-    their store itself is read-only). Idempotent."""
-    with _lock:
-        for entry in list(_entries.values()):
-            if entry.owner is owner:
-                entry.owner = entry.why = None
-                for repo in list(entry.repos):
-                    repo._allow_writes()
+def release(owner: Owner) -> None:
+    """Give back every store ``owner`` holds: their repositories write again (unless
+    their store itself is read-only), and its own repositories close again.
+    Idempotent."""
+    with _locked():
+        _release(owner)
+
+
+def _release(owner: Owner) -> None:
+    """:func:`release`; call it holding ``_lock``."""
+    for entry in list(_entries.values()):
+        if entry.owner is owner:
+            entry.owner = entry.why = None
+            for repo in list(entry.repos):
+                repo._allow_writes()
+    for repo in _pinned.pop(owner, ()):
+        repo._close_refused = None
+    _sweep()

@@ -57,6 +57,7 @@ from .errors import (
     RepositoryClosedError,
     SerializationError,
     StorageError,
+    StoreLockedError,
     VersionConflictError,
 )
 
@@ -126,6 +127,9 @@ class Repository(TenantKeys, Generic[K, V]):
     _scan_limit = False
     #: Whether the engine returns keys in order (else the repository orders them).
     _ordered = True
+    #: Why :meth:`close` is refused (``StoreLockedError``): set while the repository is
+    #: a tier of an open tiered pair, which closes it (see _owners); ``None`` otherwise.
+    _close_refused: str | None = None
 
     def __init__(
         self,
@@ -1084,12 +1088,26 @@ class Repository(TenantKeys, Generic[K, V]):
 
     def close(self) -> None:
         """Close the repository and its backend. Idempotent; any later use (including
-        iterators created before) raises :class:`RepositoryClosedError`."""
+        iterators created before) raises :class:`RepositoryClosedError`.
+
+        Raises:
+            StoreLockedError: the repository is a tier of an open tiered pair (the
+                message names it): close that pair, which closes its tiers. Nothing
+                changes.
+        """
         with self._close_lock:
             if self._closed:
                 return
+            self._check_closable()
             self._closed = True
             self._backend.close()
+
+    def _check_closable(self) -> None:
+        """Raise ``StoreLockedError`` if :meth:`close` is refused (see
+        ``_close_refused``); an already closed repository may be closed again."""
+        why = self._close_refused
+        if why is not None and not self._closed:
+            raise StoreLockedError(why, backend=self._backend.scheme)
 
     def __enter__(self) -> Self:
         self._check_open()

@@ -30,7 +30,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, NoReturn, Protocol
@@ -685,6 +685,14 @@ class Backend(ABC):
     #: happen. The repository reads the attribute at every call: an engine that swaps
     #: its read function (a reopen, a close, a fork) swaps this one with it.
     fast_get: Callable[[bytes], bytes | None] | None = None
+    #: The identity of the store this instance reaches, for an engine whose separate
+    #: instances in one process can reach one store (a network bucket: every open makes
+    #: its own client), or ``None`` (the default: the instance is its own identity, right
+    #: for engines that share one live handle per store, see :data:`open_stores`). Two
+    #: instances with equal identities are one store to a tiered pair's ownership: while
+    #: a pair owns it, every repository on either refuses writes. Any hashable value;
+    #: leave credentials and client options out of it.
+    store_id: Hashable | None = None
 
     def __init__(self) -> None:
         # Serialises the default read-then-write insert(); engines with a native

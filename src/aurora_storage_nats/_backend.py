@@ -80,6 +80,9 @@ class NATSBackend(Backend):
     def __init__(self, config: NATSConfig) -> None:
         super().__init__()
         self.config = config
+        # Every open makes its own client: the bucket, not this object, is the store a
+        # tiered pair owns (see Backend.store_id).
+        self.store_id = config.store_id
         self.capabilities = Capabilities(
             ordered_scans=True,
             atomic_batches=True,

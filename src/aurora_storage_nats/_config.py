@@ -149,6 +149,16 @@ class NATSConfig:
         )
 
     @property
+    def store_id(self) -> tuple[str, tuple[str, ...], str]:
+        """The bucket's identity in this process (``Backend.store_id``): the servers,
+        each ``host:port`` in lower case, sorted and deduplicated, and the bucket.
+        Credentials, TLS and the client options are left out: every open of the bucket
+        through these servers is the same store, whoever connects. A server spelled
+        otherwise (a hostname and its address, another node of the cluster) is another
+        identity."""
+        return ("nats", tuple(sorted({s.lower() for s in self.servers})), self.bucket)
+
+    @property
     def stream(self) -> str:
         """The bucket's stream name, ``KV_<bucket>``."""
         return f"KV_{self.bucket}"

@@ -64,7 +64,9 @@ def test_cache_mode_on_engines(tmp_path: Path) -> None:
 def test_hot_tier_failing_at_run_time_loses_nothing(tmp_path: Path) -> None:
     repo = pair(tmp_path, projection=orders)
     repo.put("acme", (1, "e"), event("OrderCreated", "o-1", 10))
-    repo.hot.close()  # the projection store goes away under the writer
+    # The projection store goes away under the writer: its engine handle closes (the
+    # pair's tier repositories themselves refuse close() while the pair is open).
+    repo.hot.backend.close()
     with pytest.raises(HotTierError, match="durable in the cold tier") as info:
         repo.put("acme", (2, "e"), event("OrderPaid", "o-1", 5))
     assert info.value.seq == 2

@@ -19,11 +19,22 @@ Now every repository over a store the pair owns refuses writes (``ReadOnlyError`
 the pair; reads stay free), a second pair over such a store raises ``StoreLockedError``
 naming the store and the fix (nothing written), and a failed open or ``close()`` gives
 the stores back. Real LMDB (hot) and RocksDB (cold) stores throughout.
+
+A second review found that ``pair.hot.close()`` (or cold, history; also from a projection
+or a progress callback) closed the shared handle under the open pair, so the next open of
+the path got a new, unclaimed handle and wrote around it: the pair's tiers now refuse
+``close()`` (``StoreLockedError``) while it is open. And a pair dropped without
+``close()`` locked its stores for the life of the process: it now gives them back when it
+is garbage-collected (never waiting on the ownership table's lock, which the collector
+may be running inside). The NATS variant is tests/nats/test_nats_tiered_ownership.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +44,7 @@ import pytest
 from tiered_helpers import dump, event, fold_orders, orders
 
 import aurora_storage
-from aurora_storage import Repository
+from aurora_storage import Repository, _owners
 from aurora_storage.backend import Backend, chunk_items
 from aurora_storage.errors import ConfigurationError, ReadOnlyError, StoreLockedError
 from aurora_storage.tiered import (
@@ -292,7 +303,9 @@ def test_the_tiers_refuse_writes_while_the_pair_opens(tmp_path: Path, how: str) 
     first = _pair(tmp_path)
     _put(first, 2)
     if how == "catch-up":
-        first.hot.close()  # the hot store goes away under the writer: the next open catches up
+        # The hot store goes away under the writer (its engine handle closes; the pair's
+        # tiers themselves refuse close()): the next open catches up.
+        first.hot.backend.close()
         with pytest.raises(aurora_storage.tiered.HotTierError):
             _put(first, 1, start=2)
     first.close()
@@ -332,3 +345,218 @@ def test_a_failed_open_gives_the_stores_back(tmp_path: Path) -> None:
         cold.put("acme", "sneak", 1)
     _assert_replayed(repo)
     repo.close()
+
+
+# ---------------------------------------------------------------------- closing a tier
+
+
+def _count(record: HistoryRecord, state: ProjectionState) -> None:
+    state.put("n", state.get("n", 0) + 1)
+
+
+def _close_directly(tier: Repository[Any, Any]) -> None:
+    tier.close()
+
+
+def _close_by_with(tier: Repository[Any, Any]) -> None:
+    with tier:
+        pass
+
+
+def _close_async(tier: Repository[Any, Any]) -> None:
+    asyncio.run(tier.as_async().close())
+
+
+_CLOSES: dict[str, Callable[[Repository[Any, Any]], None]] = {
+    "close()": _close_directly,
+    "with": _close_by_with,
+    "async close()": _close_async,
+}
+
+
+def _assert_close_refused(
+    info: pytest.ExceptionInfo[StoreLockedError], tmp: Path, tier: str
+) -> None:
+    message = str(info.value)
+    assert "held by the open tiered repository" in message
+    assert str(tmp / "cold") in message  # the pair, by its cold tier
+    assert "close that pair, which closes its tiers" in message  # the fix
+    assert f"{tier} tier" in message
+
+
+@pytest.mark.parametrize("how", sorted(_CLOSES))
+@pytest.mark.parametrize("tier", ["hot", "cold", "history"])
+def test_closing_a_tier_of_an_open_pair_is_refused(tmp_path: Path, tier: str, how: str) -> None:
+    # The reviewer's case: pair.hot.close() closed the shared live handle, the next
+    # open of the path got a new unclaimed handle and wrote around the pair (hot n=101
+    # for 2 history records at lag 0), and the pair's reads said "open it again".
+    repo = _pair(tmp_path, _count)
+    repo.put("t", "e1", {})
+    target = getattr(repo, tier)
+    name = "hot" if tier == "hot" else "cold"
+    hot_before, cold_before = _raw(repo.hot.backend), _raw(repo.cold.backend)
+    with pytest.raises(StoreLockedError) as info:
+        _CLOSES[how](target)
+    _assert_close_refused(info, tmp_path, name)
+    assert not target.closed  # nothing changed
+    url = _hot_url(tmp_path) if name == "hot" else _cold_url(tmp_path)
+    with aurora_storage.open(url) as plain, pytest.raises(ReadOnlyError):
+        plain.put("t", "n", 100)  # still the pair's handle: still refused
+    assert _raw(repo.hot.backend) == hot_before
+    assert _raw(repo.cold.backend) == cold_before
+    repo.put("t", "e2", {})
+    assert repo.get("t", "n") == 2
+    repo.close()  # closes its tiers, as documented
+    assert repo.hot.closed
+    assert repo.cold.closed
+    with _pair(tmp_path, _count) as again:
+        assert (again.get("t", "n"), again.history.count("t"), again.lag) == (2, 2, 0)
+
+
+@pytest.mark.parametrize("where", ["projection", "rebuild progress"])
+@pytest.mark.parametrize("tier", ["hot", "cold"])
+def test_closing_a_tier_from_the_pairs_own_callbacks_is_refused(
+    tmp_path: Path, tier: str, where: str
+) -> None:
+    holder: list[Tiered] = []
+    refused: list[StoreLockedError] = []
+
+    def close_tier() -> None:
+        try:
+            getattr(holder[0], tier).close()
+        except StoreLockedError as exc:
+            refused.append(exc)
+            raise
+
+    def projection(record: HistoryRecord, state: ProjectionState) -> None:
+        if where == "projection" and record.key == "trigger":
+            close_tier()
+        _count(record, state)
+
+    repo = _pair(tmp_path, projection)
+    holder.append(repo)
+    repo.put("t", "e1", {})
+    hot_before, cold_before = _raw(repo.hot.backend), _raw(repo.cold.backend)
+    if where == "projection":
+        with pytest.raises(ProjectionError) as info:
+            repo.put("t", "trigger", {})
+        assert not info.value.durable
+        assert isinstance(info.value.__cause__, StoreLockedError)
+        assert _raw(repo.cold.backend) == cold_before  # rejected: nothing written
+        assert _raw(repo.hot.backend) == hot_before
+    else:
+        with pytest.raises(StoreLockedError):
+            repo.rebuild(progress=lambda _progress: close_tier())
+        assert repo.get("t", "n") == 1  # the old projection is still served
+    (exc,) = refused
+    assert "close that pair, which closes its tiers" in str(exc)
+    assert not repo.hot.closed
+    assert not repo.cold.closed
+    repo.put("t", "e2", {})
+    assert (repo.get("t", "n"), repo.lag) == (2, 0)
+    repo.close()
+
+
+def test_a_read_only_pair_refuses_closing_its_tiers_too(tmp_path: Path) -> None:
+    _pair(tmp_path, _count).close()
+    hot = aurora_storage.open(_hot_url(tmp_path) + "?read_only=true")
+    cold = aurora_storage.open(_cold_url(tmp_path))
+    repo: Tiered = TieredRepository(hot=hot, cold=cold, projection=_count)
+    assert repo.capabilities.read_only
+    for tier in (hot, cold):
+        with pytest.raises(StoreLockedError, match="close that pair"):
+            tier.close()
+    cold.put("scratch", "k", 1)  # a read-only pair owns no store: writes are free
+    assert cold.delete("scratch", "k")
+    assert repo.get("t", "n") is None
+    repo.close()
+    assert hot.closed
+    assert cold.closed
+
+
+# ---------------------------------------------------------------------- dropped pairs
+
+
+def _drop_and_collect(make: Callable[[], None]) -> None:
+    make()
+    gc.collect()
+
+
+@pytest.mark.parametrize("cycle", [False, True], ids=["plain", "projection refers to the pair"])
+def test_a_pair_dropped_without_close_frees_its_stores_when_collected(
+    tmp_path: Path, cycle: bool
+) -> None:
+    # The reviewer's case: _owners kept the pair's state as owner, so after
+    # ``del p; gc.collect()`` the stores stayed locked for the life of the process,
+    # and the messages said "close it first", which was impossible.
+    def make() -> None:
+        holder: list[Tiered] = []
+
+        def projection(record: HistoryRecord, state: ProjectionState) -> None:
+            assert holder or not cycle
+            _count(record, state)
+
+        repo = _pair(tmp_path, projection)
+        if cycle:
+            holder.append(repo)  # repo -> projection -> holder -> repo
+        repo.put("t", "e1", {})
+
+    _drop_and_collect(make)
+    with aurora_storage.open(_cold_url(tmp_path)) as plain:
+        plain.put("scratch", "k", 1)  # writable again
+        assert plain.delete("scratch", "k")
+    with _pair(tmp_path, _count) as again:  # a new pair opens
+        again.put("t", "e2", {})
+        assert (again.get("t", "n"), again.lag) == (2, 0)
+
+
+def test_a_live_pair_keeps_its_stores_through_garbage_collection(tmp_path: Path) -> None:
+    repo = _pair(tmp_path, _count)
+    repo.put("t", "e1", {})
+    for _ in range(3):
+        gc.collect()
+    with aurora_storage.open(_hot_url(tmp_path)) as plain, pytest.raises(ReadOnlyError) as info:
+        plain.put("t", "n", 100)
+    assert "garbage-collected" in str(info.value)
+    with pytest.raises(StoreLockedError, match="until it is garbage-collected"):
+        _pair(tmp_path, _count)
+    with pytest.raises(StoreLockedError, match="close that pair"):
+        repo.hot.close()
+    assert (repo.get("t", "n"), repo.lag) == (1, 0)
+    repo.close()
+
+
+def _drop_a_pair_in_a_cycle(tmp: Path) -> None:
+    holder: list[Tiered] = []
+
+    def projection(record: HistoryRecord, state: ProjectionState) -> None:
+        assert holder
+        _count(record, state)
+
+    repo = _pair(tmp, projection)
+    holder.append(repo)  # only the cycle collector frees it
+    repo.put("t", "e1", {})
+
+
+@pytest.mark.timeout(60)  # the bug was a deadlock: fail rather than hang
+@pytest.mark.parametrize("where", ["this thread", "another thread"])
+def test_a_pair_collected_while_the_ownership_table_is_busy_is_released_after(
+    tmp_path: Path, where: str
+) -> None:
+    # The collector may run the dropped pair's finaliser at any allocation - inside
+    # the ownership table's own lock (a repository being registered, a claim) in this
+    # thread, or in another thread while this one holds it. It must not wait for the
+    # lock (a deadlock in the first case); the stores are given back when the holder
+    # lets the lock go.
+    _drop_a_pair_in_a_cycle(tmp_path)
+    with _owners._locked():
+        if where == "this thread":
+            gc.collect()
+        else:
+            collector = threading.Thread(target=gc.collect)
+            collector.start()
+            collector.join()
+    with aurora_storage.open(_hot_url(tmp_path)) as plain:
+        plain.put("scratch", "k", 1)  # given back
+    with _pair(tmp_path, _count) as again:
+        assert (again.get("t", "n"), again.lag) == (1, 0)

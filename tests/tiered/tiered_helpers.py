@@ -7,7 +7,7 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-from aurora_storage import Repository, _owners
+from aurora_storage import Repository
 from aurora_storage.backend import Backend, Op
 from aurora_storage.errors import StorageError
 from aurora_storage.memory._backend import MemoryBackend
@@ -361,5 +361,6 @@ def crashed(repo: TieredRepository[Any, Any]) -> None:
     """Stand for the death of the process that held the pair ``repo`` (what a ``Crash``
     inside a backend call simulates): nothing is closed or flushed, and its stores are
     free for the next pair, as they are for the next process. (Within one process a pair
-    owns its stores until ``close()``: a second pair over them raises StoreLockedError.)"""
-    _owners.release(repo._p)
+    owns its stores until ``close()``, and its tiers refuse ``close()``: a second pair
+    over them raises StoreLockedError.)"""
+    repo._give_back()  # what a pair's finaliser does when it is garbage-collected

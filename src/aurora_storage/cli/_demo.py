@@ -263,7 +263,9 @@ def run_demo(data_dir: Path, *, events: int = 2000, console: Console | None = No
 
     lost = max(events // 10, 10) if events else 0
     with steps.step(f"4. lose the projection store, write {lost} more events, restart") as note:
-        repo.hot.close()  # the LMDB store goes away under the writer (disk, crash ...)
+        # The LMDB store goes away under the writer (disk, crash ...): its engine handle
+        # closes (the pair's tier repositories refuse close() while the pair is open).
+        repo.hot.backend.close()
         refused = 0
         for tenant, key, ev in _events(lost, start + events, rnd, orders):
             try:

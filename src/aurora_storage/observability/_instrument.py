@@ -84,6 +84,7 @@ class InstrumentedBackend(Backend):
         self.streams_writes = inner.streams_writes
         self.capabilities: Capabilities = inner.capabilities
         self.marker_path = inner.marker_path
+        self.store_id = inner.store_id
         self._inner_limit = _accepts_limit(inner)
         self._attrs = {"db.system.name": telemetry.system, "db.namespace": telemetry.namespace}
 

@@ -24,6 +24,7 @@ import builtins
 import dataclasses
 import inspect
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Self, TypeVar
 
@@ -84,8 +85,10 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         cold: the durable tier (e.g. ``rocksdb://``). The pair owns both stores from
             the start of its open until :meth:`close` (which closes the tiers): every
             repository on either store in this process, these two included, refuses
-            writes (``ReadOnlyError`` naming the pair; reads are free). A failed open
-            gives them back.
+            writes (``ReadOnlyError`` naming the pair; reads are free), and these two
+            refuse ``close()`` (``StoreLockedError``). A failed open gives them back,
+            and so does a pair dropped without :meth:`close` once it is
+            garbage-collected (use ``with``).
         projection: ``projection(record, state)``, a deterministic function of one
             :class:`HistoryRecord` that updates the :class:`ProjectionState`; ``None``
             for cache mode.
@@ -128,6 +131,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         if (
             hot is cold
             or hot.backend is cold.backend
+            or _owners.same_store(hot._store, cold._store)
             or same_store(store_path(hot), store_path(cold))
         ):
             raise ConfigurationError(
@@ -154,12 +158,24 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         self._close_lock = threading.Lock()
         self._codec = cold.codec if projection is None else hot.codec
         self._decode = self._codec.decode
-        _own_stores(self._p, hot, cold)
+        # The claim's holder names the pair and holds nothing of it: a pair dropped
+        # without close() is collected, and this finaliser gives its stores back.
+        owner = _owners.Owner(self._p.describe())
+        self._release = weakref.finalize(self, _owners.release_collected, owner)
+        self._release.atexit = False
+        _own_stores(self._p, owner, hot, cold)
         try:
             _recovery.open_pair(self._p)
         except BaseException:
-            _owners.release(self._p)  # the user's repositories write again, as before
+            self._give_back()  # the user's repositories write and close again, as before
             raise
+
+    def _give_back(self) -> None:
+        """Release the pair's stores now (its close, a failed open); the finaliser,
+        which would release them when the pair is collected, is spent."""
+        info = self._release.detach()
+        if info is not None:
+            _owners.release(*info[2])
 
     # ------------------------------------------------------------------ properties
 
@@ -597,7 +613,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
                     except StorageError:
                         pass  # hot is failing: the next open catches up from its POS
                 p.closed = True
-                _owners.release(p)
+                self._give_back()
                 try:
                     p.hot.close()
                 finally:
@@ -656,20 +672,36 @@ class _TieredBatch(Batch[K, V]):
         super().delete(tenant, key)
 
 
-def _own_stores(p: Pair, hot: Repository[Any, Any], cold: Repository[Any, Any]) -> None:
-    """Make the pair the only writer of its two stores in this process, before it reads
-    or writes them: every repository over either store (its shared live handle, however
-    it was opened) refuses writes from now until the pair closes or its open fails.
-    A read-only pair writes nothing and owns nothing.
+def _own_stores(
+    p: Pair, owner: _owners.Owner, hot: Repository[Any, Any], cold: Repository[Any, Any]
+) -> None:
+    """Make the pair (``owner``) the only writer of its two stores in this process,
+    before it reads or writes them: every repository on either store (its shared live
+    handle, or the store a backend declares, however it was opened) refuses writes from
+    now until the pair closes, its open fails or it is garbage-collected. The pair's own
+    tiers refuse ``close()`` meanwhile: that would close the store under it. A read-only
+    pair writes nothing and owns no store, but its tiers are still its own to close.
 
     Raises:
         StoreLockedError: a store already belongs to another open pair; nothing is
             claimed, nothing written.
     """
-    if p.read_only:
-        return
     tiers = (("hot", hot), ("cold", cold))
     pair = p.describe()
+    own = [
+        (
+            tier,
+            f"the repository {tier._describe()} is held by the open tiered repository "
+            f"{pair} as its {name} tier: closing it would close the store under the pair, "
+            "and a later open of it would write around the pair's change log: close that "
+            "pair, which closes its tiers (a pair dropped without close() holds them "
+            "until it is garbage-collected: use it in a with block); nothing changed",
+        )
+        for name, tier in tiers
+    ]
+    if p.read_only:
+        _owners.claim(owner, [], own)
+        return
 
     def why(name: str) -> _owners.Why:
         # The pair writes its tiers through their backends, history and change log in
@@ -680,21 +712,22 @@ def _own_stores(p: Pair, hot: Repository[Any, Any], cold: Repository[Any, Any]) 
             f"repository {pair}: writing to it directly would bypass the pair's change "
             "log, so hot would no longer match history; write through the "
             "TieredRepository (reads are free); the store is writable again once the "
-            "pair is closed"
+            "pair is closed (a pair dropped without close() holds it until it is "
+            "garbage-collected)"
         )
 
-    taken = _owners.claim(p, [(tier._store, why(name)) for name, tier in tiers])
+    taken = _owners.claim(owner, [(tier._store, why(name)) for name, tier in tiers], own)
     if taken is None:
         return
     i, other = taken
     name, tier = tiers[i]
-    owner = other.describe() if isinstance(other, Pair) else repr(other)
     raise StoreLockedError(
         f"the {name} tier {tier._describe()} already belongs to the open tiered "
-        f"repository {owner} in this process: a second pair on the same store would keep "
-        "its own change log and position, and the two would overwrite each other's "
+        f"repository {other.name} in this process: a second pair on the same store would "
+        "keep its own change log and position, and the two would overwrite each other's "
         "entries. Use the open tiered repository (open it once and share it), or close "
-        "it first; nothing was written",
+        "it first (a pair dropped without close() holds its stores until it is "
+        "garbage-collected: use it in a with block); nothing was written",
         backend="tiered",
         path=store_path(tier),
     )
