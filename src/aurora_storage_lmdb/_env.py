@@ -121,7 +121,7 @@ class Environment:
                 self._data_file, self._lock_file, self._grow_lock_file, self._record.record_file
             )
         if exists:
-            precheck(self.path, self._data_file)
+            precheck(self.path, self._data_file, cfg.subdir)
         with self._record.entering() as clean:
             # verify=auto: the structural check runs when the file was not closed
             # cleanly and no other process has it open (a live writer would make an

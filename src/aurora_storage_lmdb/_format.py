@@ -37,7 +37,7 @@ def _corrupt(message: str, path: str) -> CorruptionError:
     return CorruptionError(message, backend="lmdb", path=path)
 
 
-def precheck(path: str, data_file: str) -> None:
+def precheck(path: str, data_file: str, subdir: bool = True) -> None:
     """Refuse a truncated or foreign data file before liblmdb maps it.
 
     Reading the two meta pages and comparing the file size with the last page in use
@@ -45,9 +45,18 @@ def precheck(path: str, data_file: str) -> None:
     are read before the size so a concurrent writer can only make the file look longer,
     never shorter. An empty file passes (liblmdb initialises it like a new one).
 
+    A file shorter than its last page is not always damaged: liblmdb does not write a
+    *loose* page (allocated at the end of the file, then freed, in one transaction;
+    ``mdb_page_flush`` skips ``P_LOOSE`` pages) although the meta page counts it, so a
+    healthy store can end a page or more short after such a commit (seen after a SIGKILL
+    with nothing lost). Then the structural walk decides: the store is refused as
+    truncated only if a page its trees reach lies beyond the end of the file.
+
     Args:
         path: the store's path (named in errors).
         data_file: its data file.
+        subdir: whether ``path`` is a directory holding the data file (LMDB's
+            ``subdir``), for the structural walk.
 
     Raises:
         CorruptionError: the file is truncated, is not an LMDB data file, or has an
@@ -98,12 +107,15 @@ def precheck(path: str, data_file: str) -> None:
         raise StorageError(f"cannot read {data_file}: {exc}", backend="lmdb", path=path) from exc
     needed = (last_pgno + 1) * psize
     if size < needed:
-        raise _corrupt(
-            f"{data_file} is truncated: {size} bytes, but its meta page says "
-            f"pages up to {last_pgno} ({needed} bytes) are in use. Restore it from a "
-            "backup (repo.copy() makes consistent ones)",
-            path,
-        )
+        problems = structure_problems(path, subdir)
+        if problems:
+            raise _corrupt(
+                f"{data_file} is truncated: {size} bytes, but its meta page says "
+                f"pages up to {last_pgno} ({needed} bytes) are in use, and "
+                f"{'; '.join(problems[:3])}. Restore it from a backup (repo.copy() "
+                "makes consistent ones)",
+                path,
+            )
 
 
 def structure_problems(path: str, subdir: bool) -> list[str]:
