@@ -232,7 +232,7 @@ class AsyncRepository(Generic[K, V]):
             raw = await self._native.get(repo._full(tenant, key))
             return default if raw is None else repo._load(raw, tenant, key)
         if self._offload_reads:
-            return await asyncio.to_thread(self._repo.get, tenant, key, default)
+            return await self._run(self._repo.get, tenant, key, default)
         return self._repo.get(tenant, key, default)
 
     async def has(self, tenant: str, key: K) -> bool:
@@ -241,7 +241,7 @@ class AsyncRepository(Generic[K, V]):
             self._repo._check_open()
             return await self._native.get(self._repo._full(tenant, key)) is not None
         if self._offload_reads:
-            return await asyncio.to_thread(self._repo.has, tenant, key)
+            return await self._run(self._repo.has, tenant, key)
         return self._repo.has(tenant, key)
 
     async def put(self, tenant: str, key: K, value: V) -> None:
