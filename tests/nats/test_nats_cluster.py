@@ -165,7 +165,10 @@ def test_open_waits_for_the_meta_leader_of_a_fresh_cluster(tmp_path: Path) -> No
     others = threading.Timer(0.5, start_others)
     others.start()
     try:
-        url = f"nats://{nodes[0].address}/fresh?timeout=2&connect_timeout=2"
+        # timeout=4: a deadline of 16 s. With 2 s (8 s) a loaded 2-core CI machine once
+        # saw the election take longer; the first request still goes unanswered (one
+        # node only), so the open must retry either way.
+        url = f"nats://{nodes[0].address}/fresh?timeout=4&connect_timeout=2"
         with aurora_storage.open(url) as repo:
             repo.put("t", "k", 1)
             assert repo.get("t", "k") == 1
