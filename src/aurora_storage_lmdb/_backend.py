@@ -273,13 +273,29 @@ class LMDBBackend(Environment, Backend):
         record is itself wrapped in that envelope), or write it for a new store."""
         raw: bytes | None = self._read_txn(lambda txn: txn.get(PLUGIN_META_KEY))
         if raw is None:
-            if not self.config.read_only:
-                self.put(PLUGIN_META_KEY, new_plugin_record(LMDB_DATA_VERSION))
-            return
+            if self.config.read_only:
+                return
+            raw = self._write_txn(self._write_plugin_meta)
+            if raw is None:
+                return
         self._envelope = envelope_of_plugin_record(raw, self.path)
         self._kseed = SEEDS[self._envelope]
         self._trailer = TRAILERS[self._envelope]
         self._xx = self._envelope not in CRC_ENVELOPES
+
+    def _write_plugin_meta(self, txn: Any) -> bytes | None:
+        """The write transaction that settles a new store's shape: its plugin record
+        and, with ``change_log=true``, its change log - together, so the first opener
+        to commit decides for every process (an opener that finds the plugin record
+        finds the change-log choice made with it). Returns the record another opener
+        wrote first, if one did (``None``: this one wrote it)."""
+        raw: bytes | None = txn.get(PLUGIN_META_KEY)
+        if raw is not None:
+            return raw
+        txn.put(PLUGIN_META_KEY, self._wrap(PLUGIN_META_KEY, new_plugin_record(LMDB_DATA_VERSION)))
+        if self.config.change_log:
+            _eventstore.start_change_log(self, txn)
+        return None
 
     # ------------------------------------------------------------------ envelope
 

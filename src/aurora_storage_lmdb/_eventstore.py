@@ -53,7 +53,7 @@ from aurora_storage.errors import (
 if TYPE_CHECKING:
     from ._backend import LMDBBackend
 
-__all__ = ["StoreChangeLog", "commit", "open_change_log", "start_feed"]
+__all__ = ["StoreChangeLog", "commit", "open_change_log", "start_change_log", "start_feed"]
 
 #: The record that says the store keeps a change log (JSON: the trimmed-up-to position).
 CHANGELOG_KEY = b"\x00aurora:lmdb:changelog"
@@ -245,17 +245,35 @@ def start_feed(backend: LMDBBackend) -> RecentChanges:
         return backend._feed
 
 
-def open_change_log(backend: LMDBBackend) -> None:
-    """At open: adopt the store's change log if it has one; create it if
-    ``change_log=true`` and the store is new (its core metadata record is not written
-    yet). Sets the capability ``multi_process_change_feed`` accordingly."""
-    import dataclasses
-
+def start_change_log(backend: LMDBBackend, txn: Any) -> None:
+    """Give a new store its change log, in the write transaction ``txn`` that writes the
+    store's plugin record (so whoever finds that record finds the choice made with it;
+    see ``LMDBBackend._write_plugin_meta``). Not for a store that already holds the
+    core's metadata record without a plugin record (made before the plugin record
+    existed): processes already write it without logging."""
     from aurora_storage._repository import META_KEY
+
+    if txn.get(META_KEY) is not None:
+        return
+    floor = (txn.id() << 32) | 0xFFFFFFFF
+    txn.put(CHANGELOG_KEY, backend._wrap(CHANGELOG_KEY, orjson.dumps({"floor": floor})))
+
+
+def open_change_log(backend: LMDBBackend) -> None:
+    """At open (after the plugin record is read or written): adopt the store's change
+    log if it has one; refuse ``change_log=true`` for a store created without one. Sets
+    the capability ``multi_process_change_feed`` accordingly.
+
+    Whether a store logs is settled once, by the first opener to write its plugin record
+    (:func:`start_change_log` in the same transaction): a ``change_log=false`` opener
+    racing a ``change_log=true`` creator either made the store without a log (the
+    creator is then refused) or finds the log and writes it too - never a store where
+    some processes log and others do not."""
+    import dataclasses
 
     recorded = backend.get(CHANGELOG_KEY) is not None
     if not recorded and backend.config.change_log:
-        too_late = ConfigurationError(
+        raise ConfigurationError(
             f"change_log=true: the LMDB store at {backend.path} was created without a "
             "change log, and one cannot be added later (a process already writing "
             "it would not log, and watchers would miss its changes). Create a new "
@@ -263,24 +281,6 @@ def open_change_log(backend: LMDBBackend) -> None:
             backend="lmdb",
             path=backend.path,
         )
-        if backend.config.read_only:
-            raise too_late
-
-        def enable(txn: Any) -> bool:
-            # Decided again inside the write transaction: another process may have
-            # created the store since the read above - with its log (adopt it; writing
-            # a new floor would hide its entries) or without one (too late to add).
-            if txn.get(CHANGELOG_KEY) is not None:
-                return True
-            if txn.get(META_KEY) is not None:
-                return False
-            floor = (txn.id() << 32) | 0xFFFFFFFF
-            txn.put(CHANGELOG_KEY, backend._wrap(CHANGELOG_KEY, orjson.dumps({"floor": floor})))
-            return True
-
-        if not backend._write_txn(enable):
-            raise too_late
-        recorded = True
     if recorded:
         backend._log = StoreChangeLog(backend)
         backend._recording = True
