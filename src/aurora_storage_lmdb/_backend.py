@@ -172,6 +172,15 @@ class LMDBBackend(Environment, Backend):
         self._lock_file = (
             os.path.join(self.path, "lock.mdb") if config.subdir else self.path + "-lock"
         )
+        # Serialises the creation of the store across processes (see _disk.CreationLock):
+        # beside the other coordination files, never in a directory above the store
+        # (which this process may not be allowed to write).
+        self._create_lock_file = (
+            os.path.join(self.path, "aurora-create.lock")
+            if config.subdir
+            else self.path + "-create"
+        )
+        self._creation = None
         # Who has the store open and whether it was closed cleanly (see _disk.OpenRecord);
         # the growth lock doubles as the store's coordination lock.
         self._record = OpenRecord(
@@ -196,6 +205,10 @@ class LMDBBackend(Environment, Backend):
         except BaseException:
             self._abandon()
             raise
+        finally:
+            # The engine store is made (or what this open made is removed again): the
+            # next process to create or open it may go on.
+            self._creation_done()
 
     @classmethod
     def from_url(cls, url: URL, options: Mapping[str, Any]) -> LMDBBackend:

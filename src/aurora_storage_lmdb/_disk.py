@@ -1,5 +1,5 @@
 """The LMDB store's files around the engine: checks before liblmdb maps anything, the
-clean-close record, and cleaning up after a refused open.
+clean-close record, the creation lock, and cleaning up after a refused open.
 
 liblmdb trusts its files and the disk: it maps ``lock.mdb`` after growing it with
 ``ftruncate`` (a sparse file: on a full filesystem the first touch of a page kills the
@@ -22,6 +22,7 @@ from aurora_storage.errors import ConfigurationError, StorageError, StorageFullE
 
 __all__ = [
     "Created",
+    "CreationLock",
     "OpenRecord",
     "check_path",
     "disk_nearly_full",
@@ -167,7 +168,11 @@ def disk_nearly_full(path: str) -> bool:
 
 class Created:
     """The files and directories one open() created, removed again if it fails (a
-    refused open leaves nothing behind)."""
+    refused open leaves nothing behind).
+
+    Only an open that holds the store's :class:`CreationLock` notes anything: it alone
+    may be creating the store's files, so what did not exist when it looked is its own,
+    and no other process can have started using it before the open ends."""
 
     def __init__(self) -> None:
         self._paths: list[str] = []
@@ -192,16 +197,16 @@ class Created:
         except OSError as exc:
             raise os_error(exc, f"cannot create the directory {d}", path) from exc
 
+    def made(self, path: str) -> None:
+        """Record ``path`` as created by this open (it created the file itself)."""
+        self._paths.append(path)
+
     def note(self, *paths: str) -> list[str]:
         """Of ``paths``, those that do not exist yet; they are removed on failure if
         something creates them meanwhile."""
         new = [p for p in paths if not os.path.lexists(p)]
         self._paths.extend(new)
         return new
-
-    def forget(self) -> None:
-        """Keep what was noted (another process's store now) and note nothing more."""
-        self._paths.clear()
 
     def remove(self) -> None:
         """Remove what was created, newest first (best effort: a directory someone
@@ -213,6 +218,133 @@ class Created:
                 else:
                     os.unlink(p)
         self._paths.clear()
+
+
+# Descriptors of creation locks this process holds (a fork() child closes its copies).
+_HELD: set[int] = set()
+
+
+def _close_inherited_creation_locks() -> None:
+    # The child's copy of a descriptor shares the parent's lock (flock locks belong to
+    # the open file description); closing the copy drops the child's reference without
+    # releasing the parent's lock, so a child that outlives its parent never keeps
+    # other creators waiting.
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_creation_locks)
+
+
+class CreationLock:
+    """The lock that serialises the creation of one store across processes.
+
+    An exclusive ``flock`` on a small file of the store (``aurora-create.lock`` in the
+    store directory, ``<data file>-create`` with ``subdir=false``), taken by an open that
+    finds no marker (the store is new, or not finished) and held from its existence
+    check until the backend is built: the engine's files made and initialised, the
+    plugin's record and the change-log choice written. Another process opening the
+    store meanwhile waits, then finds a finished engine store; an open of a store with
+    a marker never takes it. A read-only open takes it shared (it only waits for a
+    creation in progress).
+
+    The file stays once a store is created (removing a lock file others may be
+    waiting on lets two processes hold "the" lock). An open that fails removes it
+    with the rest of what it created, still holding it; a waiter that then gets the
+    lock of the removed file notices (the path names another file, or none) and
+    starts again. The kernel drops the lock of a killed process: the next creator
+    finds its half-made files and goes on with them (an empty data file is initialised
+    by liblmdb like a missing one).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def take(
+        cls,
+        path: str,
+        *,
+        created: Created | None,
+        directory: str,
+        shared: bool = False,
+    ) -> CreationLock | None:
+        """Wait for and take the creation lock at ``path``.
+
+        Args:
+            path: the lock file.
+            created: where an open that may create the store records what it makes
+                (the directory, the lock file); ``None`` for an open that creates
+                nothing: it uses the lock file only if it exists.
+            directory: the directory holding the lock file (made if ``created``).
+            shared: take it shared (a read-only open) instead of exclusive.
+
+        Returns:
+            The lock, or ``None`` if an open that creates nothing found no lock file
+            (nothing made by this library is being created there).
+
+        Raises:
+            StorageFullError, ConfigurationError, StorageError: the directory or the
+                lock file cannot be created (see :func:`os_error`).
+        """
+        while True:
+            made = False
+            if created is None:
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except OSError:
+                    return None
+            else:
+                created.makedirs(directory)
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                    made = True
+                except FileExistsError:
+                    # (flock needs no write access: another user's lock file will do.)
+                    try:
+                        fd = os.open(path, os.O_RDONLY)
+                    except FileNotFoundError:
+                        continue  # removed meanwhile by a creator that gave up
+                    except OSError as exc:
+                        raise os_error(exc, f"cannot open {path}", path) from exc
+                except OSError as exc:
+                    raise os_error(exc, f"cannot create {path}", path) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                st = os.fstat(fd)
+                try:
+                    now = os.stat(path)
+                except FileNotFoundError:
+                    now = None
+            except BaseException:
+                # (Interrupted while another process holds it: a lock file this open
+                # made is not recorded as its own, so a failed open never removes a
+                # lock file someone else holds.)
+                os.close(fd)
+                raise
+            if now is not None and (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                if made and created is not None:
+                    created.made(path)
+                _HELD.add(fd)
+                return cls(fd)
+            # The file was removed (by the creator that held it and gave up) while this
+            # open waited: its lock guards nothing any more.
+            os.close(fd)
+
+    def release(self) -> None:
+        """Let the next creator (or opener) in. Idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        _HELD.discard(fd)
+        try:
+            # Explicitly: a copy of the descriptor in a child forked meanwhile (by
+            # another thread) must not keep the lock held.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
 
 class OpenRecord:

@@ -3,7 +3,8 @@
 What every operation of the backend stands on, kept apart from the operations
 themselves so each module reads in one sitting:
 
-* opening: the path and marker checks, the open record and the structural check at open
+* opening: the path and marker checks, the creation lock (a store without a marker is
+  created by one process at a time), the open record and the structural check at open
   (``verify=auto``), the lock file's blocks reserved before liblmdb maps it, retries of
   a map resized by another process or a reader table full of dead readers;
 * state: the one ``_dead`` flag the hot paths test, and what it means (closed,
@@ -40,6 +41,7 @@ from . import _eventstore
 from ._config import LMDBConfig
 from ._disk import (
     Created,
+    CreationLock,
     OpenRecord,
     check_path,
     lock_file_exclusive,
@@ -71,8 +73,10 @@ class Environment:
     _data_file: str
     _lock_file: str
     _grow_lock_file: str
+    _create_lock_file: str
     _record: OpenRecord
     _created: Created
+    _creation: CreationLock | None
     _verified_at_open: bool
     _wlock: threading.Lock
     _gate: threading.Condition
@@ -97,6 +101,12 @@ class Environment:
         # the data file is found missing is a damaged store, while one seen after may
         # belong to another process that has just created the store.
         marked = marker is not None and os.path.exists(marker)
+        if not marked:
+            # Not a finished store (the core writes the marker last): it may be being
+            # created right now, by this process or another. Creation is serialised
+            # (see _disk.CreationLock); an open of a finished store skips this.
+            self._take_creation_lock()
+            marked = marker is not None and os.path.exists(marker)
         exists = os.path.exists(self._data_file)
         if not exists:
             check_marker_backend(marker, backend="lmdb", store_path=self.path)
@@ -115,11 +125,21 @@ class Environment:
                 backend="lmdb",
                 path=self.path,
             )
-        if cfg.create:
-            self._created.makedirs(self.path if cfg.subdir else os.path.dirname(self.path))
+        if cfg.create and self._creation is not None and not exists:
+            # This open creates the store, under the creation lock: no other process is
+            # making these files or can use them before it is done, so what is missing
+            # now is its own to remove if it fails. (An open that finds the store made
+            # notes nothing: what it adds is not worth a race with the store's users.)
             self._created.note(
                 self._data_file, self._lock_file, self._grow_lock_file, self._record.record_file
             )
+        # An empty data file in a store without a marker is what a creator killed inside
+        # liblmdb's open leaves (liblmdb creates the file, then writes its meta pages):
+        # liblmdb initialises it like a missing one, and there is nothing to check.
+        empty = False
+        if exists and not marked:
+            with contextlib.suppress(OSError):
+                empty = os.path.getsize(self._data_file) == 0
         if exists:
             precheck(self.path, self._data_file, cfg.subdir)
         with self._record.entering() as clean:
@@ -130,7 +150,13 @@ class Environment:
             # would otherwise kill this process (SIGABRT in an engine assertion) on
             # the first scan.
             wanted = cfg.verify is True or (cfg.verify == "auto" and clean is False)
-            if exists and wanted and clean is not None and lock_file_exclusive(self._lock_file):
+            if (
+                exists
+                and not empty
+                and wanted
+                and clean is not None
+                and lock_file_exclusive(self._lock_file)
+            ):
                 verify_or_raise(self.path, cfg.subdir, self._data_file)
                 self._verified_at_open = True
             if cfg.lock:
@@ -176,10 +202,38 @@ class Environment:
             # Read-only, maybe on a read-only filesystem: liblmdb then runs without
             # a lock file, or reports its own error.
 
+    def _take_creation_lock(self) -> None:
+        """Wait for any creation of this store in progress and, if this open may create
+        it, hold the creation lock until the backend is built (released by
+        :meth:`_creation_done`). An open that creates nothing waits only if the data
+        file exists, and only if the lock file does: a creator makes the lock file
+        before the data file, and removes it (only when it gives up) after the data
+        file, so a data file without a lock file was not made by a creator of this
+        library that is still at work."""
+        cfg = self.config
+        directory = self.path if cfg.subdir else os.path.dirname(self.path)
+        if not cfg.create and not os.path.exists(self._data_file):
+            return  # refused below (no store), nothing to wait for
+        self._creation = CreationLock.take(
+            self._create_lock_file,
+            created=self._created if cfg.create else None,
+            directory=directory,
+            shared=cfg.read_only,
+        )
+
+    def _creation_done(self) -> None:
+        """Release the creation lock (after the backend is built, or after a failed
+        open removed what it created)."""
+        creation, self._creation = self._creation, None
+        if creation is not None:
+            creation.release()
+
     def _abandon(self) -> None:
         """Undo a failed open: close the engine, leave the open record unclean, and
-        remove the files and directories this open created - unless another process has
-        made them its store meanwhile (it has the store open, or completed it)."""
+        remove the files and directories this open created. Only an open holding the
+        creation lock created any (see :class:`._disk.Created`): no other process can
+        have made them its store meanwhile, since every other opener waited for the
+        lock."""
         env = self.__dict__.get("_env")
         self._closed = True
         self._dead = True
@@ -188,19 +242,7 @@ class Environment:
             with contextlib.suppress(lmdb.Error):
                 env.close()
         self._record.leave(clean=False)
-        # What this open noted as new may have been made meanwhile by another process
-        # creating the same store (racing openers: one wins, one may be refused, e.g.
-        # for another change_log choice). Then it is that process's store: in use (it
-        # holds the lock file) or finished (it wrote the marker, after its data), and
-        # removing it would lose its data. Remove only a store nobody completed.
-        marker = self.marker_path
-        taken = not lock_file_exclusive(self._lock_file) or (
-            marker is not None and os.path.exists(marker)
-        )
-        if taken:
-            self._created.forget()
-        else:
-            self._created.remove()
+        self._created.remove()
 
     def _open_env_once(self) -> Any:
         cfg = self.config

@@ -222,32 +222,8 @@ def tell_all(procs: list[subprocess.Popen[str]], lines: list[str]) -> list[dict[
     ("scheme", "query"),
     [
         pytest.param("rocksdb", "", id="rocksdb"),
-        pytest.param(
-            "lmdb",
-            "",
-            id="lmdb",
-            # The same known race as below, seen less often without a change log.
-            marks=pytest.mark.xfail(
-                reason="known race: concurrent creation of an LMDB store by several "
-                "processes can report MDB_INVALID (see CHANGELOG, Fixed)",
-                strict=False,
-            ),
-        ),
-        pytest.param(
-            "lmdb",
-            "?change_log=true",
-            id="lmdb-change-log",
-            # A known open race, not fixed yet: in about 1 run of 10 (12 rounds each),
-            # processes creating one change-log store at once are told the new data file
-            # "is not a valid LMDB data file" (liblmdb's MDB_INVALID while another
-            # process initialises it); without a change log too, less often. The RocksDB case
-            # must pass.
-            marks=pytest.mark.xfail(
-                reason="known race: concurrent creation of a change_log LMDB store can "
-                "report MDB_INVALID (see CHANGELOG, Fixed)",
-                strict=False,
-            ),
-        ),
+        pytest.param("lmdb", "", id="lmdb"),
+        pytest.param("lmdb", "?change_log=true", id="lmdb-change-log"),
     ],
 )
 def test_processes_creating_one_store_share_it_or_get_the_typed_error(
@@ -310,40 +286,3 @@ def test_the_marker_is_whole_whatever_writes_it_at_once(tmp_path: Path) -> None:
         assert orjson.loads(Path(path).read_bytes())["by"] in range(THREADS)
         left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(f"m{r}."))
         assert left == [f"m{r}.json"], "a temporary file was left behind"
-
-
-@pytest.mark.parametrize("holds", [True, False], ids=["creator-holds-it", "creator-closed-it"])
-def test_a_refused_creator_never_removes_a_store_another_process_made(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, holds: bool
-) -> None:
-    """An LMDB open that fails after noting a new store's files (they did not exist when
-    it looked) removes what it created - unless another process made the store in the
-    meantime: then removing the files would lose that process's data. The interleaving
-    is made exact: right after this process notes the files as new, a real child process
-    creates the store without a change log, writes a record and keeps it open (or closes
-    it); this open asked for ``change_log=true`` and is refused."""
-    from aurora_storage_lmdb import _disk
-
-    store = tmp_path / "s"
-    (child,) = children(1)
-    noted = _disk.Created.note
-
-    def note_then_let_the_other_create(self: Any, *paths: str) -> list[str]:
-        new = noted(self, *paths)
-        if any(p.endswith("data.mdb") for p in new):
-            assert tell_all([child], [f"open lmdb://{store} json"]) == [{"ok": "json"}]
-            if not holds:
-                assert tell_all([child], ["close"]) == [{"closed": True}]
-        return new
-
-    monkeypatch.setattr(_disk.Created, "note", note_then_let_the_other_create)
-    try:
-        with pytest.raises(ConfigurationError, match="without a change log"):
-            aurora_storage.open(f"lmdb://{store}?change_log=true", codec="json")
-        monkeypatch.undo()
-        tell_all([child], ["close"])
-        # The other process's acknowledged record is there.
-        with aurora_storage.open(f"lmdb://{store}") as repo:
-            assert repo.get("t", "k") == "json"
-    finally:
-        stop([child])
