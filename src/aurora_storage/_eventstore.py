@@ -492,68 +492,60 @@ class Watch(Generic[K, V]):
 class AsyncWatch(Generic[K, V]):
     """The async iterator :meth:`AsyncRepository.watch` returns: the same changes as
     :class:`Watch`. Waiting never blocks the event loop or holds a thread: the feed
-    wakes the loop (``call_soon_threadsafe``) when changes are committed."""
+    wakes the loop (``call_soon_threadsafe``) when changes are committed.
+
+    It is subscribed to the feed only while a ``__anext__`` reads and waits: a watch
+    left by ``break``, an exception or a cancelled task holds no subscription (which
+    every later commit of the store would call)."""
 
     def __init__(self, watch: Watch[K, V]) -> None:
         self._watch = watch
-        self._event: asyncio.Event | None = None
-        self._unsubscribe: Callable[[], None] | None = None
 
     @property
     def position(self) -> int:
         """See :attr:`Watch.position`."""
         return self._watch.position
 
-    def _subscribe(self) -> asyncio.Event:
-        import asyncio  # here, not at the top: `import aurora_storage` loads no asyncio
-
-        event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-
-        def wake() -> None:
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
-
-        self._unsubscribe = self._watch._feed.subscribe(wake)
-        self._event = event
-        return event
-
     def __aiter__(self) -> AsyncIterator[Change[K, V]]:
         return self
 
     async def __anext__(self) -> Change[K, V]:
+        import asyncio  # here, not at the top: `import aurora_storage` loads no asyncio
+
         w = self._watch
-        event = self._event or self._subscribe()
         deadline = None if w._timeout is None else time.monotonic() + w._timeout
+        event: asyncio.Event | None = None
+        wake: Callable[[], None] | None = None
         while True:
             if w._closed:
-                self._stop()
                 raise StopAsyncIteration
             w._repo._check_open()
             if w._buf:
                 return w._buf.popleft()
-            # Cleared before reading: a commit after the read sets it again, so no
-            # wakeup is lost between the read and the wait.
+            if event is None:
+                event = asyncio.Event()
+                wake = _waker(event, asyncio.get_running_loop())
+            assert wake is not None
+            # Cleared and subscribed before reading: a commit after the read sets it
+            # again, so no wakeup is lost between the read and the wait. Unsubscribed
+            # in the finally, whatever ends the wait (a change, the timeout, close(),
+            # the task's cancellation).
             event.clear()
-            if await w._fill_async():
-                continue
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                self._stop()
-                raise StopAsyncIteration
-            import asyncio
-
+            unsubscribe = w._feed.subscribe(wake)
             try:
-                await asyncio.wait_for(event.wait(), left)
-            except TimeoutError:
-                pass
-
-    def _stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+                if await w._fill_async():
+                    continue
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise StopAsyncIteration
+                if w._closed:  # closed between the check above and the subscription
+                    raise StopAsyncIteration
+                try:
+                    await asyncio.wait_for(event.wait(), left)
+                except TimeoutError:
+                    pass
+            finally:
+                unsubscribe()
 
     async def aclose(self) -> None:
         """Stop the iteration (see :meth:`Watch.close`)."""
@@ -562,7 +554,6 @@ class AsyncWatch(Generic[K, V]):
     def close(self) -> None:
         """Stop the iteration; a pending ``__anext__`` ends with StopAsyncIteration."""
         self._watch.close()
-        self._stop()
 
     async def __aenter__(self) -> Self:
         return self
@@ -572,3 +563,16 @@ class AsyncWatch(Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"<AsyncWatch {self._watch._tenant!r} after {self.position}>"
+
+
+def _waker(event: asyncio.Event, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """The feed's callback for an async watch: sets ``event`` on its loop (from any
+    thread)."""
+
+    def wake() -> None:
+        try:
+            loop.call_soon_threadsafe(event.set)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    return wake
