@@ -6,6 +6,8 @@ I/O-free pieces and the ``watch()`` iterators; :class:`~aurora_storage.Repositor
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -17,7 +19,13 @@ from ._element import _POS_HEAD, _SMALL
 from ._keys import NS_SYSTEM, decode_key_at, encode_key, encode_prefix, prefix_successor
 from .backend import Append, ChangeFeed, ChangeRecord
 from .codecs import RAW
-from .errors import ConditionFailed, InvalidKeyError, NotSupportedError, StorageError
+from .errors import (
+    ConditionFailed,
+    InvalidArgumentError,
+    InvalidKeyError,
+    NotSupportedError,
+    StorageError,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -386,6 +394,49 @@ def _insert_append(
         ("insert", (tenant, (*base, name, n)), None) for name, numbers in runs for n in numbers
     ]
     raise repo._conflict(kinds, failed) from None
+
+
+#: The largest ``watch(after=...)``: positions are unsigned 64-bit on every feed.
+_MAX_POSITION = (1 << 64) - 1
+
+
+def watch_arguments(after: Any, timeout: Any) -> tuple[int | None, float | None]:
+    """``watch()``'s ``after`` and ``timeout``, checked for every backend (sync and
+    async) before a feed sees them.
+
+    ``after``: ``None`` or an ``int`` in ``[0, 2**64 - 1]`` (a ``bool`` is refused).
+    ``timeout``: ``None`` or a real number ``>= 0`` (not NaN, not a ``bool``); ``inf``,
+    and any value past :data:`threading.TIMEOUT_MAX` (about 292 years), means no
+    timeout, as ``None`` does.
+
+    Returns:
+        ``(after, timeout)`` as the watch uses them (``timeout`` a float or ``None``).
+
+    Raises:
+        InvalidArgumentError: either is out of its range or of another type.
+    """
+    if after is not None and (type(after) is not int or not 0 <= after <= _MAX_POSITION):
+        raise InvalidArgumentError(
+            "after must be None or an int from 0 to 2**64 - 1 (a Change.position, "
+            f"Watch.position or last_position() of this store), got {after!r}"
+        )
+    if timeout is None:
+        return after, None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise InvalidArgumentError(
+            f"timeout must be None or a number of seconds >= 0, got {timeout!r}"
+        )
+    if isinstance(timeout, int):
+        seconds = math.inf if timeout > threading.TIMEOUT_MAX else float(int(timeout))
+    else:
+        seconds = float(timeout)
+    if math.isnan(seconds) or seconds < 0:
+        raise InvalidArgumentError(
+            f"timeout must be None or a number of seconds >= 0, got {timeout!r}"
+        )
+    if seconds > threading.TIMEOUT_MAX:  # inf included: no timeout
+        return after, None
+    return after, seconds
 
 
 class Watch(Generic[K, V]):

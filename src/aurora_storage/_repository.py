@@ -50,7 +50,6 @@ from .codecs import JSON, MSGPACK, RAW, Codec, get_codec, locate_unencodable
 from .errors import (
     ConfigurationError,
     CorruptionError,
-    InvalidArgumentError,
     InvalidKeyError,
     KeyExistsError,
     ReadOnlyError,
@@ -945,6 +944,8 @@ class Repository(TenantKeys, Generic[K, V]):
                 :attr:`Watch.position`: nothing missed, nothing repeated).
             timeout: seconds to wait for the next change before the iteration ends
                 (``None``: wait forever; close the watch from another thread to stop).
+                ``float("inf")``, or any value past ``threading.TIMEOUT_MAX`` (about
+                292 years), waits forever too; NaN is refused.
 
         Which changes a feed sees: every change committed through this repository's
         backend; with ``capabilities.multi_process_change_feed`` also those of other
@@ -959,16 +960,7 @@ class Repository(TenantKeys, Generic[K, V]):
         self._check_open()
         _eventstore.require(self, "change_feed", "watch()")
         lo, hi, plen = self._bounds(tenant, prefix, None, None)
-        if after is not None and (type(after) is not int or after < 0):
-            raise InvalidArgumentError(
-                f"after must be a non-negative int (a Change.position) or None, got {after!r}"
-            )
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
-        ):
-            raise InvalidArgumentError(
-                f"timeout must be a non-negative number of seconds or None, got {timeout!r}"
-            )
+        after, timeout = _eventstore.watch_arguments(after, timeout)
         feed = self._backend.change_feed().scoped(lo, hi)
         start = feed.last_position() if after is None else after
         return Watch(self, tenant, lo, hi, plen, feed, start, timeout)

@@ -65,11 +65,15 @@ def test_cancelled_and_broken_async_watches_leave_no_subscription(
                 async for _change in arepo.watch("t", after=p):
                     break
             assert _subscribers(arepo) == 0
+
             # Left by an exception raised in the loop body.
+            async def fail_in_body() -> None:
+                async for _change in arepo.watch("t", after=p):
+                    raise LookupError
+
             for _ in range(20):
                 with pytest.raises(LookupError):
-                    async for _change in arepo.watch("t", after=p):
-                        raise LookupError
+                    await fail_in_body()
             assert _subscribers(arepo) == 0
             # Ended by its timeout.
             async for _change in arepo.watch("t", timeout=0.01):
