@@ -195,8 +195,10 @@ def plan_commit(
     ``read`` reads the current state (inside the lock or transaction). Every condition
     is checked against the state before the commit (all of them, so the error can name
     every conflict); then each :class:`Append` reads its counter and numbers its values,
-    past any record that already occupies a number (written without an append, say by
-    an import): an append never replaces a record.
+    past any record that occupies a number once ``ops`` are applied (written without an
+    append, say by an import, or put by ``ops``): an append never replaces a record,
+    and never skips a number that is free - a key ``ops`` delete (and do not put again)
+    is free, so the numbers stay gap-free.
 
     Whether a number is occupied is read slot by slot, unless the engine passes
     ``last`` (its newest key in ``[start, stop)``, read in the same lock or transaction)
@@ -232,7 +234,10 @@ def plan_commit(
         return out, []
     firsts: list[int] = []
     counters: dict[bytes, int] = {}
-    written = {op[0] for op in ops}
+    # Each key the ops write, and whether a record is there once they are applied (the
+    # last op of a key decides): a key the batch deletes is free for an append, one it
+    # puts is occupied, whatever was stored before.
+    written = {k: v is not None for k, v in ops}
     for app in appends:
         n_last = counters.get(app.counter)
         if n_last is None:
@@ -250,14 +255,17 @@ def plan_commit(
         keys: list[bytes] = []
         while len(keys) < n:
             slot = record(n_last + len(keys) + 1)
-            if slot in written or (not clear and read(slot) is not None):
+            put = written.get(slot)
+            if put is None:
+                put = not clear and read(slot) is not None
+            if put:
                 n_last += len(keys) + 1
                 keys = []
             else:
                 keys.append(slot)
         firsts.append(n_last + 1)
         out += zip(keys, values, strict=True)
-        written.update(keys)
+        written.update(dict.fromkeys(keys, True))
         counters[app.counter] = n_last + n
     out += [(k, encode_counter(n)) for k, n in counters.items()]
     return out, firsts
