@@ -20,6 +20,7 @@ from .backend import (
 )
 from .errors import (
     InvalidArgumentError,
+    KeyExistsError,
     StorageError,
     VersionConflictError,
 )
@@ -155,7 +156,8 @@ class Batch(Generic[K, V]):
         Raises:
             NotSupportedError: the backend does not declare ``sequences``.
             InvalidTenantError, InvalidKeyError (``sequence`` not a non-empty str, or too
-            long), SerializationError (at this call).
+            long; a ``str`` subclass is read as its plain value), SerializationError (at
+            this call, naming the sequence).
         """
         if self._done:
             self._check()
@@ -163,10 +165,12 @@ class Batch(Generic[K, V]):
         if not self._sequential:
             _eventstore.require(repo, "sequences", "Batch.append()")
         seq = _eventstore.sequence_keys(repo, tenant, sequence)
+        if type(sequence) is not str:
+            sequence = _eventstore.check_sequence(sequence)  # its plain str value
         try:
             data = repo._encode_held(value)
-        except Exception:  # the typed error, with the value's path (re-encodes once)
-            data = repo._value(value, tenant, (sequence, 0), held=True)
+        except Exception as exc:  # the typed error, with the value's path
+            raise _eventstore.append_value_error(repo, tenant, sequence, value, exc) from exc
         entry = self._appends.get(seq.prefix)
         if entry is None:
             values: list[bytes] = []
@@ -218,42 +222,68 @@ class Batch(Generic[K, V]):
 
     def _check_duplicates(self) -> None:
         """A key conditioned twice in one batch cannot satisfy both conditions (they are
-        checked against the state before the batch): fail as the second would."""
+        checked against the state before the batch): fail as the second would, saying
+        that the key is repeated (it need not exist)."""
         conditions = self._conditions
         if len({full for full, _ in conditions}) == len(conditions):
             return
-        seen: set[bytes] = set()
-        dup_inserts: list[int] = []
+        kinds = self._kinds
+        first: dict[bytes, int] = {}
+        repeats: list[tuple[int, int]] = []  # (first condition, the repeat) per repeat
         for i, (full, _) in enumerate(conditions):
-            if full in seen:
-                if self._kinds[i][0] == "insert":
-                    dup_inserts.append(i)
-                else:
-                    _, (tenant, key), expected = self._kinds[i]
-                    raise VersionConflictError(
-                        f"compare_and_set of key {key!r} (tenant {tenant!r}) appears twice "
-                        "in one batch; the second cannot hold once the first is written. "
-                        "Nothing was written",
-                        tenant=tenant,
-                        key=key,
-                        expected=expected,
-                        actual=None,
-                        backend=self._repo._backend.scheme,
-                    )
-            seen.add(full)
-        if dup_inserts:
-            # The batch fails anyway; for a complete error also name the inserted keys
-            # that exist already (a plain read: nothing is written either way).
-            dups = set(dup_inserts)
-            firsts = [
-                i
-                for i, (full, _) in enumerate(conditions)
-                if self._kinds[i][0] == "insert" and i not in dups
-            ]
-            present = self._repo._backend.get_many([conditions[i][0] for i in firsts])
-            failed = [i for i, raw in zip(firsts, present, strict=True) if raw is not None]
-            failed = sorted(failed + dup_inserts)
-            raise self._repo._conflict(self._kinds, [(i, None) for i in failed])
+            j = first.setdefault(full, i)
+            if j != i:
+                repeats.append((j, i))
+        scheme = self._repo._backend.scheme
+        for j, i in repeats:
+            if kinds[i][0] != "insert":
+                _, (tenant, key), expected = kinds[i]
+                raise VersionConflictError(
+                    f"key {key!r} (tenant {tenant!r}) is conditioned twice in one batch "
+                    f"({_pair(kinds[j], kinds[i])}); both conditions are checked against "
+                    "the state before the batch, so the second cannot hold once the first "
+                    "is written. Condition each key once per batch; nothing was written",
+                    tenant=tenant,
+                    key=key,
+                    expected=expected,
+                    actual=None,
+                    backend=scheme,
+                )
+        # Every repeat is an insert. The batch fails anyway; for a complete error also
+        # name the inserted keys that exist already (a plain read: nothing is written
+        # either way).
+        repeated = {i for _, i in repeats}
+        firsts = [
+            i for i in range(len(conditions)) if kinds[i][0] == "insert" and i not in repeated
+        ]
+        present = self._repo._backend.get_many([conditions[i][0] for i in firsts])
+        existing = [i for i, raw in zip(firsts, present, strict=True) if raw is not None]
+        named = ", ".join(
+            f"{kinds[i][1][1]!r} (tenant {kinds[i][1][0]!r}, {_pair(kinds[j], kinds[i])})"
+            for j, i in repeats[:5]
+        )
+        more = " ..." if len(repeats) > 5 else ""
+        message = (
+            f"{len(repeats)} key(s) conditioned twice in one batch: {named}{more}; a batch "
+            "checks every condition against the state before it, so the second insert "
+            "cannot succeed once the first is written. Insert each key once per batch"
+        )
+        if existing:
+            message += (
+                f". Also, {len(existing)} key(s) inserted by the batch already exist: "
+                + ", ".join(f"{kinds[i][1][1]!r} (tenant {kinds[i][1][0]!r})" for i in existing[:5])
+                + (" ..." if len(existing) > 5 else "")
+            )
+        failed = sorted(existing + [i for _, i in repeats])
+        keys = [kinds[i][1][1] for i in failed]
+        tenant = kinds[failed[0]][1][0]
+        raise KeyExistsError(
+            message + "; nothing of the batch was written",
+            tenant=tenant,
+            key=keys[0],
+            keys=keys,
+            backend=scheme,
+        )
 
     def discard(self) -> None:
         """Drop everything collected."""
@@ -271,3 +301,18 @@ class Batch(Generic[K, V]):
                 self.commit()
         else:
             self.discard()
+
+
+def _pair(first: tuple[str, Any, Version | None], second: tuple[str, Any, Version | None]) -> str:
+    """How a key was conditioned twice: "inserted twice", "compare_and_set(version=None),
+    then insert", ..."""
+
+    def name(kind: tuple[str, Any, Version | None]) -> str:
+        if kind[0] == "insert":
+            return "insert"
+        return "compare_and_set(version=None)" if kind[2] is None else "compare_and_set"
+
+    a, b = name(first), name(second)
+    if a == b == "insert":
+        return "inserted twice"
+    return f"{a}, then {b}"

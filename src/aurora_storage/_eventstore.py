@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 from ._element import _POS_HEAD, _SMALL
 from ._keys import NS_SYSTEM, decode_key_at, encode_key, encode_prefix, prefix_successor
 from .backend import Append, ChangeFeed, ChangeRecord
-from .codecs import RAW
+from .codecs import RAW, locate_unencodable
 from .errors import (
     ConditionFailed,
     InvalidArgumentError,
     InvalidKeyError,
     NotSupportedError,
+    SerializationError,
     StorageError,
 )
 
@@ -126,12 +127,35 @@ def require(repo: Repository[Any, Any], capability: str, what: str) -> None:
 
 
 def check_sequence(sequence: Any) -> str:
-    """A sequence name is a non-empty ``str``."""
-    if type(sequence) is not str or not sequence:
-        raise InvalidKeyError(
-            f"a sequence name must be a non-empty str, got {sequence!r}",
-        )
-    return sequence
+    """A sequence name is a non-empty ``str``; a ``str`` subclass (a ``(str, Enum)``
+    member, say) is read as its plain string value, without calling anything it
+    overrides - as tenants are (:func:`~aurora_storage._keys.plain_tenant`)."""
+    if type(sequence) is not str:
+        if not isinstance(sequence, str):
+            raise InvalidKeyError(
+                "a sequence name must be a non-empty str, got "
+                f"{type(sequence).__name__} {sequence!r}",
+            )
+        sequence = str.__str__(sequence)
+    if not sequence:
+        raise InvalidKeyError("a sequence name must be a non-empty str, got ''")
+    name: str = sequence
+    return name
+
+
+def append_value_error(
+    repo: Repository[Any, Any], tenant: str, sequence: str, value: Any, exc: BaseException
+) -> SerializationError:
+    """The error for a value :meth:`Batch.append` cannot encode: it names the sequence
+    (the record's number, hence its key, is assigned only at the commit)."""
+    path, reason = locate_unencodable(repo._codec, value, exc)
+    return SerializationError(
+        f"the {repo._codec.name} codec cannot store the record appended to sequence "
+        f"{sequence!r} (tenant {tenant!r}): {path}: {reason}; nothing was written",
+        tenant=tenant,
+        backend=repo._backend.scheme,
+        value_path=path,
+    )
 
 
 def sequence_prefix(tenant_prefix: bytes, sequence: str) -> bytes:
@@ -193,8 +217,8 @@ def sequence_keys(repo: Repository[Any, Any], tenant: str, sequence: str) -> Seq
     cache = repo._sequences
     # The cache is a dict: a str subclass lying in __eq__/__hash__ would match another
     # tenant's (or sequence's) entry. It only ever sees plain str; anything else takes
-    # the validating path below (a subclass tenant is read as its str value there, a
-    # subclass sequence name is refused).
+    # the validating path below (a subclass tenant or sequence name is read as its
+    # plain str value there, and only a plain tenant's entry is stored).
     if type(tenant) is str and type(sequence) is str:
         try:
             return cache[(tenant, sequence)]

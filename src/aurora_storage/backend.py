@@ -348,6 +348,9 @@ class RecentChanges(ChangeFeed):
         self._last = (start << 32) | 0xFFFFFFFF if start else 0
         #: Everything up to this position is gone (or was never recorded).
         self._floor = self._last
+        #: Which limit dropped the change at the floor ("changes", "bytes"), or None:
+        #: nothing dropped yet (the floor is where recording started).
+        self._dropped_by: str | None = None
         self._cond = threading.Condition(threading.Lock())
         self._subscribers: dict[int, Callable[[], None]] = {}
         self._next_id = 0
@@ -374,6 +377,7 @@ class RecentChanges(ChangeFeed):
                 return
             self._last = base + i - 1
             while log and (len(log) > self._max_changes or size > self._max_bytes):
+                self._dropped_by = "changes" if len(log) > self._max_changes else "bytes"
                 pos, k, v = log.popleft()
                 size -= len(k) + (0 if v is None else len(v)) + 64
                 self._floor = pos
@@ -394,10 +398,9 @@ class RecentChanges(ChangeFeed):
                 raise RepositoryClosedError("the change feed's store is closed")
             if after < self._floor:
                 raise PositionExpiredError(
-                    f"the changes after position {after} are no longer retained (this "
-                    f"in-process feed keeps the latest {self._max_changes} changes of this "
-                    f"session, from position {self._floor}); re-read the state with a scan, "
-                    "then watch from last_position()",
+                    f"the changes after position {after} are no longer retained ("
+                    f"{self._retention()}); re-read the state with a scan, then watch from "
+                    "last_position()",
                     position=after,
                     oldest=self._floor,
                 )
@@ -413,6 +416,28 @@ class RecentChanges(ChangeFeed):
                 else:
                     hi = mid
             return [log[j] for j in range(lo, min(lo + limit, len(log)))]
+
+    def _retention(self) -> str:
+        """Why the changes up to the floor are gone: the limit that dropped the last
+        of them, or (nothing dropped) that recording started there."""
+        if self._dropped_by == "bytes":
+            cap = self._max_bytes
+            size = f"{cap >> 20} MiB" if cap >= 1 << 20 and not cap % (1 << 20) else f"{cap} bytes"
+            return (
+                f"this in-process feed keeps at most {size} of changes (keys, values and "
+                f"64 bytes each), and large changes reached that before its "
+                f"{self._max_changes}-change limit; it holds this session's changes from "
+                f"position {self._floor}"
+            )
+        if self._dropped_by == "changes":
+            return (
+                f"this in-process feed keeps the latest {self._max_changes} changes of "
+                f"this session, from position {self._floor}"
+            )
+        return (
+            "this in-process feed holds only the changes committed since it started in "
+            f"this session, from position {self._floor}"
+        )
 
     def wait(self, after: int, timeout: float | None) -> bool:
         """See :meth:`ChangeFeed.wait`."""

@@ -156,14 +156,17 @@ def test_a_lying_tenant_appends_to_its_own_sequence(repo: Repository[Any, Any]) 
     assert repo.last_sequence("bob", "n") == 1
 
 
-def test_a_lying_sequence_name_is_refused(repo: Repository[Any, Any]) -> None:
-    from aurora_storage.errors import InvalidKeyError
-
+def test_a_lying_sequence_name_appends_to_its_own_sequence(repo: Repository[Any, Any]) -> None:
+    # Read as its plain str value (as a tenant is), never matched through its __eq__.
     with repo.batch() as b:
         b.append("acme", "n", "a1")
-    with pytest.raises(InvalidKeyError, match="sequence name"), repo.batch() as b:
-        b.append("acme", _LiarN("m"), "x")
-    assert list(repo.items("acme")) == [(("n", 1), "a1")]
+    with repo.batch() as b:
+        slot = b.append("acme", _LiarN("m"), "x")
+    assert slot.number == 1
+    assert type(slot.sequence) is str
+    assert list(repo.items("acme")) == [(("m", 1), "x"), (("n", 1), "a1")]
+    assert repo.last_sequence("acme", "n") == 1
+    assert repo.last_sequence("acme", _LiarN("m")) == 1
 
 
 def test_a_lying_tenant_through_insert_append(repo: Repository[Any, Any]) -> None:

@@ -41,6 +41,7 @@ from aurora_storage import Repository, encode_key
 from aurora_storage._eventstore import insert_append
 from aurora_storage.errors import (
     InvalidKeyError,
+    KeyExistsError,
     PositionExpiredError,
     SerializationError,
     StorageError,
@@ -94,6 +95,38 @@ def _version_error(stored_events: Sequence[StoredEvent], event: StoredEvent) -> 
         f"originator_version must be an int, got {type(v).__name__} {v!r:.80}; "
         "eventsourcing numbers an aggregate's events 1, 2, 3, ... (True is no version: "
         "it would be stored as a second version 1); nothing was written"
+    )
+
+
+def _exists_error(stored_events: Sequence[StoredEvent], exc: KeyExistsError) -> Exception:
+    """The IntegrityError for the batch's KeyExistsError: when the call itself repeats
+    an ``(originator_id, originator_version)``, it says so (nothing was stored under
+    it); otherwise the translated error (a version that exists already)."""
+    seen: set[tuple[str, int]] = set()
+    repeated: list[StoredEvent] = []
+    try:
+        for s in stored_events:
+            k = (id_text(s.originator_id), s.originator_version)
+            if k in seen:
+                repeated.append(s)
+            seen.add(k)
+    except Exception:  # pragma: no cover - the batch built these keys: they are valid
+        return translate(exc, "insert events")
+    if not repeated:
+        return translate(exc, "insert events")
+    named = ", ".join(
+        f"originator {s.originator_id} version {s.originator_version}" for s in repeated[:5]
+    )
+    more = " ..." if len(repeated) > 5 else ""
+    also = (
+        "; some of the call's other versions also exist already (see the cause)"
+        if len(exc.keys) > len(repeated)
+        else ""
+    )
+    return IntegrityError(
+        f"could not insert events: {named}{more} is repeated in this call (each "
+        "(originator_id, originator_version) may appear once in one insert_events)"
+        f"{also}; nothing was written"
     )
 
 
@@ -350,6 +383,8 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
             except SerializationError as exc:  # the codec refused a record's value
                 cause = self._unstorable(stored_events, notify) or exc
                 raise translate(cause, "insert events") from cause
+            except KeyExistsError as exc:  # an existing version, or one repeated
+                raise _exists_error(stored_events, exc) from exc
             except StorageError as exc:
                 raise translate(exc, "insert events") from exc
             if not notify:
@@ -404,6 +439,8 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         except SerializationError as exc:  # the codec refused a record's value
             cause = self._unstorable(stored_events, notify) or exc
             raise translate(cause, "insert events") from cause
+        except KeyExistsError as exc:  # an existing version, or one repeated
+            raise _exists_error(stored_events, exc) from exc
         except StorageError as exc:
             raise translate(exc, "insert events") from exc
         return ids if notify else None
