@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -23,8 +24,9 @@ def _worked_example() -> str:
 
 def test_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code = _worked_example()
-    assert "lmdb://./data/dogschool" in code
-    code = code.replace("lmdb://./data/dogschool", f"lmdb://{tmp_path / 'dogschool'}")
+    # The example makes its store in a new temporary directory: here, under tmp_path.
+    assert "tempfile.TemporaryDirectory()" in code
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     require_primitives(f"lmdb://{tmp_path / 'probe'}")
     # The example sets these in os.environ; monkeypatch restores them afterwards.
     monkeypatch.delenv("PERSISTENCE_MODULE", raising=False)

@@ -58,6 +58,7 @@ from ._records import (
     ValueLayout,
     id_reader,
     id_text,
+    value_layout,
 )
 
 __all__ = [
@@ -147,12 +148,22 @@ def _bound_error(name: str, value: Any) -> InvalidKeyError:
     )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class AuroraDatastore:
     """What the recorders of one application share: the repository and the tenant.
 
-    Built by :class:`~aurora_storage.eventsourcing.AuroraFactory`; construct one
-    directly to put recorders on a repository you opened yourself.
+    Built by :class:`~aurora_storage.eventsourcing.AuroraFactory` from the environment;
+    to put recorders on a repository you opened yourself, construct one directly::
+
+        repo = aurora_storage.open("lmdb:///var/data/events?codec=msgpack")
+        recorder = AuroraApplicationRecorder(AuroraDatastore(repo, "BankAccounts"))
+
+    Args:
+        repository: see the attribute.
+        tenant: see the attribute.
+        originator_id_type: see the attribute; default ``"uuid"``.
+        layout: see the attribute; default (``None``): the layout the factory picks for
+            the repository's codec, so records written either way read back alike.
 
     Attributes:
         repository: an open :class:`aurora_storage.Repository` whose backend declares
@@ -169,6 +180,20 @@ class AuroraDatastore:
     tenant: str
     originator_id_type: OriginatorIdType
     layout: ValueLayout
+
+    def __init__(
+        self,
+        repository: Repository[Any, Any],
+        tenant: str,
+        originator_id_type: OriginatorIdType = "uuid",
+        layout: ValueLayout | None = None,
+    ) -> None:
+        if layout is None:
+            layout = value_layout(repository.codec)
+        object.__setattr__(self, "repository", repository)
+        object.__setattr__(self, "tenant", tenant)
+        object.__setattr__(self, "originator_id_type", originator_id_type)
+        object.__setattr__(self, "layout", layout)
 
 
 class AuroraRecorder:
