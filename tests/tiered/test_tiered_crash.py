@@ -167,7 +167,7 @@ def test_sigkill_during_rebuild_serves_old_or_complete_new(tmp_path: Path) -> No
         phase = (
             "between rebuilds"
             if marker is None
-            else {b"B": "building", b"C": "swapping", b"M": "swapping"}[marker[:1]]
+            else {b"B": "building", b"S": "switching", b"R": "removing the shadow"}[marker[:1]]
         )
         phases[phase] = phases.get(phase, 0) + 1
         with open_pair(version) as repo:

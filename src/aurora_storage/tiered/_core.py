@@ -24,9 +24,9 @@ from ._config import TieredConfig, TieredURL
 from ._errors import DurableWriteError, HotTierError, HotTierFullError
 from ._log import LOG, LOG_END, POS, STOPPED, STOPPED_END, log_key, seq_bytes, seq_of
 
-__all__ = ["PROGRESS", "Pair", "first", "items", "keys_of", "take"]
+__all__ = ["PROGRESS", "Pair", "batch_limit", "first", "items", "keys_of", "take"]
 
-#: keys deleted (or moved) per hot transaction when clearing a range (flat memory)
+#: keys deleted per hot transaction when clearing a range (flat memory)
 CLEAR_CHUNK = 10_000
 
 #: ``Pair.projecting`` while a rebuild's progress callback runs
@@ -71,6 +71,17 @@ def take(it: Iterator[Any], n: int) -> list[Any]:
     return out
 
 
+def batch_limit(backend: Backend) -> int | None:
+    """The most operations one atomic :meth:`Backend.write` of ``backend`` may hold, if
+    it declares a bound (a NATS bucket's ``max_batch``: JetStream's atomic publish is
+    bounded), else ``None`` (an embedded engine's transaction is not)."""
+    for holder in (backend, getattr(backend, "config", None)):
+        limit = getattr(holder, "max_batch", None)
+        if type(limit) is int and limit > 0:
+            return limit
+    return None
+
+
 class Pair:
     """Two tiers, their config, and where each stands in the change log.
 
@@ -98,6 +109,8 @@ class Pair:
         self.mode = config.mode
         self.url = url
         self.read_only = hot.capabilities.read_only or cold.capabilities.read_only
+        #: the most operations one hot batch may hold (None: no bound); see batch_limit
+        self.hot_batch = batch_limit(self.hb)
         self.lock = threading.RLock()
         self.closed = False
         self.seq = 0
@@ -106,7 +119,8 @@ class Pair:
         self.pos_known = True
         self.trimmed = 0
         self.needs_drop_finish = False
-        #: the REBUILD marker of a swap a hot failure interrupted in this process
+        #: the REBUILD marker of a switch (or its shadow removal) a hot failure
+        #: interrupted in this process: the next write, catch_up() or rebuild finishes it
         self.swap_pending: bytes | None = None
         self.stopped: dict[bytes, bytes] = {}
         self.pair_meta = b""
@@ -245,14 +259,26 @@ class Pair:
             return  # housekeeping only: retried at the next trim
         self.trimmed = upto
 
+    def hot_write_sliced(self, ops: Sequence[Op]) -> None:
+        """Hot batches of at most ``hot_batch`` operations each (one batch when hot
+        declares no bound): for writes whose atomicity nothing relies on (the shadow a
+        rebuild builds, which a failure discards whole; a range being cleared)."""
+        step = self.hot_batch
+        if step is None or len(ops) <= step:
+            self.hot_write(ops)
+            return
+        for i in range(0, len(ops), step):
+            self.hot_write(ops[i : i + step])
+
     def clear_hot(self, lo: bytes, hi: bytes) -> None:
         """Delete a hot key range in bounded transactions."""
+        chunk = min(CLEAR_CHUNK, self.hot_batch or CLEAR_CHUNK)
         while True:
-            keys = take(keys_of(self.hb, lo, hi), CLEAR_CHUNK)
+            keys = take(keys_of(self.hb, lo, hi), chunk)
             if not keys:
                 return
             self.hot_write([(k, None) for k in keys])
-            if len(keys) < CLEAR_CHUNK:
+            if len(keys) < chunk:
                 return
             lo = keys[-1] + b"\x00"
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from .._keys import MAX_KEY_SIZE
+
 LOG = b"\x00tiered:log:"
 LOG_END = b"\x00tiered:log;"
 #: hot: last applied sequence number (8 bytes big-endian)
@@ -36,6 +38,14 @@ STOPPED_END = b"\x00tiered:stopped;"
 #: hot: the shadow namespace a rebuild builds in; ``SHADOW + live hot key``
 SHADOW = b"\x00tiered:shadow:"
 SHADOW_END = b"\x00tiered:shadow;"
+
+#: The longest stored key (encoded tenant + key) a pair writes to hot as a projected or
+#: cached record: a rebuild builds it under SHADOW, and MAX_KEY_SIZE is every engine's
+#: limit (LMDB's). 496.
+HOT_KEY_LIMIT = MAX_KEY_SIZE - len(SHADOW)
+#: The longest history key in projection mode: a record the projection cannot apply is
+#: parked in hot under PARKED + its key, which a rebuild builds under SHADOW too. 481.
+HISTORY_KEY_LIMIT = HOT_KEY_LIMIT - len(PARKED)
 
 #: entry kinds
 ONE = 0x6B  # b"k": one key

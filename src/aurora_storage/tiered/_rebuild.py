@@ -1,20 +1,32 @@
-"""The shadow rebuild: build the new projection aside, switch to it only when complete.
+"""The shadow rebuild: build the new projection aside, switch readers to it at once.
 
 A rebuild streams history (per tenant in key order) into the *shadow* namespace of the
-hot store (``SHADOW + live key``), in chunks of ``rebuild_chunk`` records, each one hot
-transaction, while readers keep seeing the old projection. Only when the shadow is
-complete is it swapped in. A marker in hot, ``REBUILD = phase + target seq + scope``,
-tells recovery where a crash stopped:
+hot store (``SHADOW + live key``), in chunks of ``rebuild_chunk`` records, while readers
+keep seeing the old projection. When the shadow is complete, the *switch* makes the live
+scope equal to it: the difference between the two, walked together in key order (a live
+key the shadow lacks is deleted, a shadow record the live scope lacks or holds with
+another value is put), is committed in ONE hot batch together with the position and the
+next marker. Readers see the old projection before that commit and the new one after it;
+a rebuild whose new projection equals the old writes no live key at all. The shadow is
+then removed in chunks (it is in the system namespace: readers never see it).
+
+A marker in hot, ``REBUILD = phase + target seq + scope``, tells recovery where a crash
+stopped:
 
 - ``B`` (building): the shadow is incomplete. Recovery discards it; the old projection,
   untouched, is served and caught up as usual.
-- ``C`` (clearing the live scope) and ``M`` (moving the shadow in): the new projection
-  is complete in the shadow. Recovery finishes the swap (clearing is idempotent, and a
-  chunk is moved and removed from the shadow in one batch), then sets ``POS`` to the
-  target seq in the batch that removes the marker. If the hot tier fails in the middle
-  of a swap in a running process, the next write, ``catch_up()``, ``rebuild()`` or open
-  finishes it before anything else is applied (reads in between may see the swap half
-  done; they never see it once any write has returned).
+- ``R`` (removing the shadow): the switch is committed, the new projection is served.
+  Recovery removes the rest of the shadow (idempotent).
+- ``S`` (switching in batches): only on a hot tier whose atomic batches are bounded
+  (:func:`~._core.batch_limit`, NATS's ``max_batch``) and a difference larger than one
+  batch. The shadow is complete and stays whole until the switch ends, so recovery
+  computes the (remaining) difference again and commits it; readers may see the switch
+  half done meanwhile. If hot fails in the middle in a running process, the next write,
+  ``catch_up()``, ``rebuild()`` or open finishes it before anything else is applied.
+- ``C`` (clearing the live scope) and ``M`` (moving the shadow in): markers of earlier
+  versions, which swapped by clearing the live scope and moving the shadow in chunk by
+  chunk (each moved chunk removed from the shadow). A store such a version left killed
+  in the middle of its swap is finished the way it was started (:func:`_finish_legacy`).
 - ``F`` (a fresh build straight into an empty or unusable hot): redone from scratch.
 
 Scope ``*`` is every tenant (with the parked and stopped records); otherwise it is one
@@ -23,10 +35,17 @@ tenant's encoded prefix.
 
 from __future__ import annotations
 
-from .._keys import NS_DATA, NS_DATA_END, TENANT_END, in_tenant
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from .._keys import NS_DATA, NS_DATA_END, TENANT_END, decode_key_at, in_tenant
+from ..backend import Op
+from ..errors import KeyTooLargeError
 from ._apply import Applier
 from ._core import CLEAR_CHUNK, PROGRESS, Pair, items, take
 from ._log import (
+    HOT_KEY_LIMIT,
     PAIR,
     PARKED,
     PARKED_END,
@@ -42,13 +61,18 @@ from ._types import ProgressCallback, RebuildProgress
 
 __all__ = ["ALL", "FRESH", "finish_pending", "fresh", "is_marker", "rebuild", "recover"]
 
-BUILD, CLEAR, MOVE, FRESH = b"B", b"C", b"M", b"F"
+log = logging.getLogger("aurora_storage.tiered")
+
+BUILD, SWITCH, REMOVE, FRESH = b"B", b"S", b"R", b"F"
+#: the phases of earlier versions' swap (see _finish_legacy)
+CLEAR, MOVE = b"C", b"M"
 ALL = b"*"
 
 
 def is_marker(marker: bytes) -> bool:
-    """Whether a REBUILD value has this version's layout (older ones are not resumable)."""
-    return len(marker) >= 10 and marker[:1] in (BUILD, CLEAR, MOVE, FRESH)
+    """Whether a REBUILD value has a layout this version recovers (the oldest layout,
+    without a target seq, is not resumable)."""
+    return len(marker) >= 10 and marker[:1] in (BUILD, SWITCH, REMOVE, CLEAR, MOVE, FRESH)
 
 
 def _ranges(scope: bytes) -> list[tuple[bytes, bytes]]:
@@ -66,38 +90,39 @@ def _cold_range(scope: bytes) -> tuple[bytes, bytes]:
     return (NS_DATA, NS_DATA_END) if scope == ALL else (scope, scope + TENANT_END)
 
 
+def _marker(phase: bytes, target: int, scope: bytes) -> bytes:
+    return phase + seq_bytes(target) + scope
+
+
 def rebuild(p: Pair, scope: bytes, tenant: str | None, progress: ProgressCallback | None) -> int:
-    """Recompute hot from cold for ``scope`` aside, then swap; return records applied.
+    """Recompute hot from cold for ``scope`` aside, then switch; return records applied.
 
     Raises:
         ProjectionError: policy ``stop`` and the projection failed on a record (its
             ``durable`` is true); the old projection is still served.
-        the hot or cold tier's error: the old projection is still served.
+        KeyTooLargeError: cache mode, cold holds a key too long for the shadow (written
+            before the pair's limit, or around the pair); the old cache is still served.
+        the hot or cold tier's error: the old projection is still served, unless the
+            switch itself failed on a hot tier with bounded batches (then it is finished
+            first thing by the next write, ``catch_up()`` or open).
     """
     target = p.seq
-    p.hot_write([(REBUILD, BUILD + seq_bytes(target) + scope), (PAIR, p.pair_meta)])
+    p.hot_write([(REBUILD, _marker(BUILD, target, scope)), (PAIR, p.pair_meta)])
     try:
         p.clear_hot(SHADOW, SHADOW_END)  # a shadow left by an earlier failure
         done = _replay(p, scope, SHADOW, tenant, progress)
     except BaseException as exc:
         if isinstance(exc, Exception):
-            try:
-                _discard(p)
-            except Exception:  # hot is failing: the next open discards the shadow
-                pass
+            _abandon(p)
         raise
-    # From here the new projection is complete: a failure no longer abandons it, the
-    # swap is finished first thing by the next write, catch_up() or open.
-    p.swap_pending = CLEAR + seq_bytes(target) + scope
-    p.hot_write([(REBUILD, p.swap_pending)])
-    _finish_swap(p, CLEAR, target, scope)
+    _switch(p, target, scope)
     return done
 
 
 def fresh(p: Pair) -> None:
     """Build the whole projection straight into hot (nothing to keep serving)."""
     target = p.seq
-    p.hot_write([(REBUILD, FRESH + seq_bytes(target) + ALL), (PAIR, p.pair_meta)])
+    p.hot_write([(REBUILD, _marker(FRESH, target, ALL)), (PAIR, p.pair_meta)])
     for lo, hi in _ranges(ALL):
         p.clear_hot(lo, hi)
     p.clear_hot(SHADOW, SHADOW_END)
@@ -113,12 +138,17 @@ def recover(p: Pair, marker: bytes) -> None:
         _discard(p)
     elif phase == FRESH:
         fresh(p)
+    elif phase == SWITCH:
+        _switch(p, target, scope, resume=True)
+    elif phase == REMOVE:
+        _remove_shadow(p)
     else:
-        _finish_swap(p, phase, target, scope)
+        _finish_legacy(p, phase, target, scope)
 
 
 def finish_pending(p: Pair) -> None:
-    """Finish a swap that failed in this process (hot failed in the middle of it)."""
+    """Finish a switch (or a swap of an earlier version's store) that a hot failure
+    interrupted in this process."""
     if p.swap_pending is not None:
         recover(p, p.swap_pending)
 
@@ -128,23 +158,202 @@ def _discard(p: Pair) -> None:
     p.hot_write([(REBUILD, None)])
 
 
-def _finish_swap(p: Pair, phase: bytes, target: int, scope: bytes) -> None:
+def _abandon(p: Pair) -> None:
+    """Drop an incomplete shadow after a failure (the old projection stays served)."""
+    try:
+        _discard(p)
+    except Exception:  # hot is failing: the next open (or rebuild) discards the shadow
+        pass
+
+
+# ---------------------------------------------------------------------- the switch
+
+
+def _merge(
+    live: Iterator[tuple[bytes, bytes]], shadow: Iterator[tuple[bytes, bytes]]
+) -> Iterator[Op]:
+    """The operations that make the live records equal to the shadow's (both in key
+    order; a shadow key is ``SHADOW + live key``), in key order."""
+    cut = len(SHADOW)
+    try:
+        a = next(live, None)
+        b = next(shadow, None)
+        while a is not None or b is not None:
+            if b is None or (a is not None and a[0] < b[0][cut:]):
+                assert a is not None
+                yield (a[0], None)
+                a = next(live, None)
+            elif a is None or b[0][cut:] < a[0]:
+                yield (b[0][cut:], b[1])
+                b = next(shadow, None)
+            else:
+                if a[1] != b[1]:
+                    yield (a[0], b[1])
+                a = next(live, None)
+                b = next(shadow, None)
+    finally:
+        for it in (live, shadow):
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+
+def _diff(p: Pair, lo: bytes, hi: bytes) -> Iterator[Op]:
+    """The switch's operations for the live range ``[lo, hi)``."""
+    return _merge(items(p.hb, lo, hi), items(p.hb, SHADOW + lo, SHADOW + hi))
+
+
+def _switch(p: Pair, target: int, scope: bytes, *, resume: bool = False) -> None:
+    """Make the live scope equal to the complete shadow, set the position, then remove
+    the shadow. One hot batch when hot takes it (readers switch at once); in batches
+    under marker ``S`` on a hot tier with bounded batches (``resume``: recovery of
+    ``S``, the difference left to commit is computed again).
+
+    Raises:
+        the hot tier's error: the switch was not applied (the old projection is served
+            and the shadow is discarded), or, in batches, it is finished first thing by
+            the next write, ``catch_up()`` or open.
+    """
+    removing = _marker(REMOVE, target, scope)
+    final: list[Op] = [(POS, seq_bytes(target)), (REBUILD, removing)]
+    limit = p.hot_batch
+    ops: list[Op] = []
+    fits = not resume
+    if fits:
+        room = None if limit is None else limit - len(final)
+        for lo, hi in _ranges(scope):
+            if room is None:
+                ops.extend(_diff(p, lo, hi))
+            else:
+                ops.extend(take(_diff(p, lo, hi), room + 1 - len(ops)))
+                if len(ops) > room:
+                    fits = False
+                    break
+    if not fits:
+        _switch_in_batches(p, target, scope, limit or CLEAR_CHUNK)
+    else:
+        ops.extend(final)
+        try:
+            p.hot_write(ops)  # THE switch: readers see the old projection, then the new
+        except Exception:
+            # Applied or not (a failure reported after the commit: a lost
+            # acknowledgement)? The marker, written in the same batch, says. Either way
+            # the shadow goes: discarded, or removed after the switch.
+            try:
+                switched = p.hb.get(REBUILD) == removing
+            except Exception:
+                switched = False  # unknown: the old or the new one is served, whole
+            _abandon(p)
+            if not switched:
+                raise
+    p.swap_pending = None
+    p.reload_position()
+    _remove_shadow(p, removing)
+
+
+def _switch_in_batches(p: Pair, target: int, scope: bytes, step: int) -> None:
+    """The switch on a hot tier that cannot take it in one batch: under marker ``S``, the
+    difference in batches of ``step`` (the shadow stays whole, so it can be computed
+    again after any failure), then the position and marker ``R`` together."""
+    marker = _marker(SWITCH, target, scope)
+    p.swap_pending = marker  # until the switch ends, every write finishes it first
+    p.hot_write([(REBUILD, marker)])
+    for lo, hi in _ranges(scope):
+        start = lo
+        while True:
+            ops = take(_diff(p, start, hi), step)
+            if not ops:
+                break
+            p.hot_write(ops)
+            if len(ops) < step:
+                break
+            start = ops[-1][0] + b"\x00"
+    final: list[Op] = [(POS, seq_bytes(target)), (REBUILD, _marker(REMOVE, target, scope))]
+    if step >= len(final):
+        p.hot_write(final)
+    else:  # the position first: under marker S, the switch is still redone after it
+        for op in final:
+            p.hot_write([op])
+
+
+def _remove_shadow(p: Pair, switched: bytes | None = None) -> None:
+    """Remove the shadow of a switched rebuild (marker ``R``), then the marker.
+
+    ``switched``: the marker of the switch this process just committed. A hot failure
+    then does not fail the rebuild (the new projection is served): it is logged, and
+    the next write, ``catch_up()``, rebuild or open removes the rest.
+    """
+    try:
+        p.clear_hot(SHADOW, SHADOW_END)
+        p.hot_write([(REBUILD, None)])
+    except Exception as exc:
+        if switched is None:
+            raise
+        p.swap_pending = switched
+        log.warning(
+            "tiered %s: the rebuild switched to the new projection, but removing its "
+            "shadow copy failed (%s: %s); the next write, catch_up() or open removes it",
+            p.describe(),
+            type(exc).__name__,
+            exc,
+        )
+        return
+    p.swap_pending = None
+
+
+# ---------------------------------------------------------------------- earlier versions
+
+
+def _finish_legacy(p: Pair, phase: bytes, target: int, scope: bytes) -> None:
+    """Finish the swap of an earlier version, killed in its phase ``C`` (clearing the
+    live scope) or ``M`` (moving the shadow in): the shadow is complete in ``C``, and in
+    ``M`` the live scope holds exactly the moved part (each moved chunk was removed from
+    the shadow in the same batch)."""
     if phase == CLEAR:
         for lo, hi in _ranges(scope):
             p.clear_hot(lo, hi)
-        p.hot_write([(REBUILD, MOVE + seq_bytes(target) + scope)])
+        p.hot_write([(REBUILD, _marker(MOVE, target, scope))])
     # Redoing the clear phase after a move started would delete moved keys.
-    p.swap_pending = MOVE + seq_bytes(target) + scope
+    p.swap_pending = _marker(MOVE, target, scope)
+    step = max(1, min(CLEAR_CHUNK, (p.hot_batch or 2 * CLEAR_CHUNK) // 2))
     while True:
-        chunk = take(items(p.hb, SHADOW, SHADOW_END), CLEAR_CHUNK)
+        chunk = take(items(p.hb, SHADOW, SHADOW_END), step)
         if not chunk:
             break
-        ops: list[tuple[bytes, bytes | None]] = [(k[len(SHADOW) :], v) for k, v in chunk]
+        ops: list[Op] = [(k[len(SHADOW) :], v) for k, v in chunk]
         ops.extend((k, None) for k, _ in chunk)
         p.hot_write(ops)
     p.hot_write([(REBUILD, None), (POS, seq_bytes(target))])
     p.swap_pending = None
     p.reload_position()
+
+
+# ---------------------------------------------------------------------- building
+
+
+def _too_long(p: Pair, full: bytes) -> KeyTooLargeError:
+    """The error for a cold key a cache-mode rebuild cannot copy into the shadow."""
+    tenant: str | None = None
+    key: Any = None
+    try:
+        tenant, offset = p.split(full)
+        key = decode_key_at(full, offset)
+    except Exception:  # a damaged key: the message still gives its size
+        pass
+    return KeyTooLargeError(
+        f"the cold tier {p.cold_name()} holds the record {key!r} of tenant {tenant!r}, "
+        f"whose stored key is {len(full)} bytes: a rebuild builds the new copy of each "
+        f"record under a {len(SHADOW)}-byte prefix, so a tiered pair holds keys of at "
+        f"most {HOT_KEY_LIMIT} bytes (it was written before this limit, or around the "
+        "pair). Write it again under a shorter key and delete it (through the pair); "
+        "the rebuild was abandoned and the old cache is still served",
+        size=len(full),
+        limit=HOT_KEY_LIMIT,
+        tenant=tenant,
+        key=key,
+        backend="tiered",
+        stored_key=full,
+    )
 
 
 def _replay(
@@ -172,6 +381,8 @@ def _replay(
     done = pending = 0
     for full, raw in items(p.cb, lo, hi):
         if not projecting:
+            if space and len(full) > HOT_KEY_LIMIT:
+                raise _too_long(p, full)
             ap.overlay[full] = raw
         else:
             if not in_tenant(full, cur_prefix):
@@ -181,13 +392,13 @@ def _replay(
         done += 1
         pending += 1
         if pending >= chunk:
-            p.hot_write(ap.ops())
+            p.hot_write_sliced(ap.ops())
             ap.reset()
             pending = 0
             if progress is not None:
                 _report(p, progress, RebuildProgress(done, max(total, done), tenant))
     if not ap.empty():
-        p.hot_write(ap.ops())
+        p.hot_write_sliced(ap.ops())
         ap.reset()
     if progress is not None:
         _report(p, progress, RebuildProgress(done, max(total, done), tenant))

@@ -3,7 +3,7 @@
 Opening checks what the stores record (the pair's identity and *mode* live in cold, so a
 projection-mode store opened without its projection is refused rather than silently
 turned into a cache), completes what a crash interrupted (a drop_tenant in cold, a
-rebuild's swap), then applies every change-log entry after hot's position, each group of
+rebuild's switch), then applies every change-log entry after hot's position, each group of
 entries in one hot batch together with the new position: each record exactly once.
 """
 
@@ -165,7 +165,7 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
         the hot or cold tier's error: nothing past the last committed group is applied;
             the position is re-read from hot before the next attempt.
     """
-    if p.swap_pending is not None:  # a swap a hot failure interrupted: finish it first
+    if p.swap_pending is not None:  # a switch a hot failure interrupted: finish it first
         _rebuild.finish_pending(p)
     p.ensure_position()
     applied = 0

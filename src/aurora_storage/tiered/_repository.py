@@ -502,11 +502,17 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
     ) -> int:
         """Recompute hot from cold: all tenants, or one; return the records applied.
 
-        The new projection is built aside (in hot's shadow namespace) and swapped in
-        only when complete: if the rebuild fails, or the process is killed, the old
-        projection stays served (after a kill during the swap itself, the next open
-        finishes the swap). Streams history in key order (per tenant) in chunks of
-        ``rebuild_chunk`` records, each one hot transaction, so memory stays flat.
+        The new projection is built aside (in hot's shadow namespace); when it is
+        complete, readers are switched to it in one hot transaction (the difference
+        between the old projection and the new one, with hot's position): they see the
+        old projection or the new one, never a part. If the rebuild fails before the
+        switch, or the process is killed, the old projection stays served; after the
+        switch the new one is. A rebuild with the same function writes no live key. On a
+        hot tier with bounded atomic batches (NATS ``max_batch``) a larger switch goes in
+        batches, and readers may see it half done (a kill in the middle is finished by
+        the next open). Streams history in key order (per tenant) in chunks of
+        ``rebuild_chunk`` records, each one hot transaction, so memory stays flat while
+        building; the switch holds the keys that change.
         ``progress`` is called after each chunk (and at the end) with a
         :class:`RebuildProgress`, holding the pair: like a projection, it may not call
         the pair's writes, maintenance or ``close()`` (they raise
@@ -516,7 +522,9 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         Raises:
             ProjectionError: (``on_poison="stop"``) the projection failed on a record;
                 ``durable`` is true, the old projection is still served.
-            StorageError: a tier failed; the old projection is still served.
+            StorageError: a tier failed; the old projection is still served (on a hot
+                tier with bounded batches, a failure in the middle of the switch is
+                finished first thing by the next write, ``catch_up()`` or open).
             ProjectionMisuseError: called from the pair's projection or ``progress``.
             whatever ``progress`` raised: the rebuild is abandoned, the old projection
                 is still served.
