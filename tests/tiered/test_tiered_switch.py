@@ -211,6 +211,38 @@ def test_a_same_function_rebuild_writes_nothing_to_the_live_projection(
     assert leftovers(hot) == []
 
 
+@pytest.mark.parametrize("tenant", [None, "acme"])
+def test_a_cache_warm_up_keeps_every_hot_record_equal_to_cold_at_every_commit(
+    tenant: str | None,
+) -> None:
+    """Cache mode builds no shadow: the warm-up copies what differs chunk by chunk, and
+    after every hot commit each hot record holds cold's value (readers, who fall back
+    to cold for what hot lacks, see exactly cold)."""
+    hot: Repo = Repository(Observed())
+    cold: Repo = Repository(FlakyBackend())
+    t: TieredRepository[Any, Any] = TieredRepository(hot=hot, cold=cold, rebuild_chunk=7)
+    for i in range(60):
+        t.put(("acme", "globex")[i % 2], i, i)
+    crashed(t)
+    cold.backend.write(  # written around the pair: the cache never saw them
+        [(cold._full("acme", i), cold._value(-i, "acme", i)) for i in range(60, 90)]
+    )
+    t = TieredRepository(hot=hot, cold=cold, rebuild_chunk=7)
+    data = observed(hot)
+    commits: list[State] = []
+    data.on_commit = lambda _ops: commits.append(live(data))
+    assert t.rebuild(tenant) == (90 if tenant is None else 60)
+    data.on_commit = None
+    cold_backend = cold.backend
+    assert isinstance(cold_backend, FlakyBackend)
+    truth = cold_backend.snapshot()
+    assert len(commits) > 1
+    for state in commits:
+        assert all(truth.get(k) == v for k, v in state.items())
+    assert live(data) == {k: v for k, v in truth.items() if NS_DATA <= k < NS_DATA_END}
+    assert leftovers(data) == []
+
+
 def _open_engines(tmp_path: Path, version: int) -> TieredRepository[Any, Any]:
     return TieredRepository(
         hot=aurora_storage.open(f"lmdb://{tmp_path}/hot?sync=false"),

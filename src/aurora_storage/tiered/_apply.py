@@ -22,11 +22,12 @@ from typing import Any, Literal
 
 import orjson
 
-from .._keys import decode_key_at
+from .._keys import MAX_KEY_SIZE, decode_key_at
 from ..backend import Op
+from ..errors import KeyTooLargeError
 from ._core import Pair
 from ._errors import ProjectionError
-from ._log import PARKED, STOPPED
+from ._log import HISTORY_KEY_LIMIT, PARKED, STOPPED
 from ._types import ProjectionState, _HotReadError, new_record
 
 __all__ = ["NO_KEY", "Applier", "PoisonError"]
@@ -187,9 +188,40 @@ class Applier:
         except Exception:
             return None
 
+    def _parked_key(self, full: bytes, tenant: str, offset: int, seq: int | None) -> bytes:
+        """``PARKED + full``, refused when it cannot be stored (in this applier's space).
+
+        Raises:
+            KeyTooLargeError: a history key longer than the pair's limit (written before
+                it, or around the pair), which must be parked: names it and the fix.
+        """
+        pkey = PARKED + full
+        if len(self.space) + len(pkey) <= MAX_KEY_SIZE:
+            return pkey
+        key = self._key(full, offset)
+        where = "" if seq is None else f" (change-log seq {seq})"
+        shadow = f" and a rebuild's {len(self.space)}-byte shadow prefix" if self.space else ""
+        raise KeyTooLargeError(
+            f"the history record {key!r} of tenant {tenant!r}{where} must be parked (the "
+            "projection cannot apply it, or its tenant is stopped), but its stored key is "
+            f"{len(full)} bytes: under the {len(PARKED)}-byte prefix of parked records"
+            f"{shadow} it exceeds the {MAX_KEY_SIZE} bytes every engine takes. It was "
+            "written before the pair limited history keys to "
+            f"{HISTORY_KEY_LIMIT} bytes, or around the pair. Fix the projection so that "
+            "it applies this record (a record that applies is not parked), or remove "
+            "the tenant's history with drop_tenant()",
+            size=len(full),
+            limit=HISTORY_KEY_LIMIT,
+            tenant=tenant,
+            key=key,
+            backend="tiered",
+            stored_key=full,
+        )
+
     def _hold(self, full: bytes, tenant: str, offset: int, seq: int | None) -> None:
         cause = "its tenant's projection is stopped at an earlier record"
-        self.extra[PARKED + full] = orjson.dumps({"seq": seq, "reason": "held", "cause": cause})
+        pkey = self._parked_key(full, tenant, offset, seq)
+        self.extra[pkey] = orjson.dumps({"seq": seq, "reason": "held", "cause": cause})
         self.held.append((tenant, self._key(full, offset)))
 
     def _poison(
@@ -229,7 +261,8 @@ class Applier:
                 key=key,
                 backend="tiered",
             ) from exc
-        self.extra[PARKED + full] = orjson.dumps({"seq": seq, "reason": reason, "cause": cause})
+        pkey = self._parked_key(full, tenant, offset, seq)
+        self.extra[pkey] = orjson.dumps({"seq": seq, "reason": reason, "cause": cause})
         self.parked += 1
         if self.policy == "stop":
             prefix = full[:offset]

@@ -16,13 +16,30 @@ from typing import Any, NoReturn
 
 import orjson
 
-from .._keys import decode_tenant_key
+from .._keys import MAX_KEY_SIZE, decode_key_at, decode_tenant_key
 from .._repository import Repository
 from ..backend import Backend, Op, chunk_items, chunk_keys
-from ..errors import CorruptionError, ProjectionMisuseError, StorageError, StorageFullError
+from ..errors import (
+    CorruptionError,
+    KeyTooLargeError,
+    ProjectionMisuseError,
+    StorageError,
+    StorageFullError,
+)
 from ._config import TieredConfig, TieredURL
 from ._errors import DurableWriteError, HotTierError, HotTierFullError
-from ._log import LOG, LOG_END, POS, STOPPED, STOPPED_END, log_key, seq_bytes, seq_of
+from ._log import (
+    HISTORY_KEY_LIMIT,
+    LOG,
+    LOG_END,
+    POS,
+    STOPPED,
+    STOPPED_END,
+    key_too_long,
+    log_key,
+    seq_bytes,
+    seq_of,
+)
 
 __all__ = ["PROGRESS", "Pair", "batch_limit", "first", "items", "keys_of", "take"]
 
@@ -107,6 +124,9 @@ class Pair:
         self.config = config
         self.projection = config.projection
         self.mode = config.mode
+        #: the longest stored key the pair's writes take: every engine's in cache mode
+        #: (no shadow), less the parked and shadow prefixes for history (see _log)
+        self.key_limit = MAX_KEY_SIZE if self.projection is None else HISTORY_KEY_LIMIT
         self.url = url
         self.read_only = hot.capabilities.read_only or cold.capabilities.read_only
         #: the most operations one hot batch may hold (None: no bound); see batch_limit
@@ -308,6 +328,23 @@ class Pair:
             key=key,
             backend="tiered",
         )
+
+    def key_too_long(self, full: bytes, tenant: str, key: Any) -> KeyTooLargeError:
+        """The error for a history key longer than :attr:`key_limit` (cache mode never
+        gets here: the repository's own check holds its keys to every engine's limit)."""
+        return key_too_long(full, "history", tenant, key)
+
+    def check_keys(self, ops: Sequence[Op]) -> None:
+        """Refuse a write holding a put whose key is longer than :attr:`key_limit`.
+
+        Raises:
+            KeyTooLargeError: names the key and the pair's limit; nothing was written.
+        """
+        limit = self.key_limit
+        for full, data in ops:
+            if data is not None and len(full) > limit:
+                tenant, offset = self.split(full)
+                raise self.key_too_long(full, tenant, decode_key_at(full, offset))
 
     def split(self, full: bytes) -> tuple[str, int]:
         """(tenant, key offset) of a stored data key."""

@@ -15,8 +15,10 @@ read back is the value written.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, Literal
 
 from .._keys import MAX_KEY_SIZE
+from ..errors import KeyTooLargeError
 
 LOG = b"\x00tiered:log:"
 LOG_END = b"\x00tiered:log;"
@@ -39,13 +41,47 @@ STOPPED_END = b"\x00tiered:stopped;"
 SHADOW = b"\x00tiered:shadow:"
 SHADOW_END = b"\x00tiered:shadow;"
 
-#: The longest stored key (encoded tenant + key) a pair writes to hot as a projected or
-#: cached record: a rebuild builds it under SHADOW, and MAX_KEY_SIZE is every engine's
-#: limit (LMDB's). 496.
+#: The longest stored key (encoded tenant + key) a projection puts in hot: a rebuild
+#: builds it under SHADOW, and MAX_KEY_SIZE is every engine's limit (LMDB's). 496. (A
+#: cache-mode pair builds no shadow: its keys are cold's, up to MAX_KEY_SIZE.)
 HOT_KEY_LIMIT = MAX_KEY_SIZE - len(SHADOW)
 #: The longest history key in projection mode: a record the projection cannot apply is
 #: parked in hot under PARKED + its key, which a rebuild builds under SHADOW too. 481.
 HISTORY_KEY_LIMIT = HOT_KEY_LIMIT - len(PARKED)
+
+
+def key_too_long(
+    full: bytes, what: Literal["history", "projection"], tenant: Any, key: Any
+) -> KeyTooLargeError:
+    """The error for a key longer than a projection-mode pair takes: a history key
+    (:data:`HISTORY_KEY_LIMIT`) or a projected key (:data:`HOT_KEY_LIMIT`)."""
+    shadow = (
+        f"a rebuild builds its new projection under a {len(SHADOW)}-byte shadow prefix, "
+        f"within the {MAX_KEY_SIZE} bytes every engine takes"
+    )
+    if what == "history":
+        limit = HISTORY_KEY_LIMIT
+        why = (
+            f"a projection-mode tiered pair takes history keys of at most {limit} bytes: a "
+            f"record its projection cannot apply is parked in hot under a {len(PARKED)}-"
+            f"byte prefix, and {shadow}"
+        )
+    else:
+        limit = HOT_KEY_LIMIT
+        why = f"a tiered pair's projection holds keys of at most {limit} bytes: {shadow}"
+    what_key = f"the projected key {key!r}: " if what == "projection" else ""
+    outcome = "the update was refused" if what == "projection" else "nothing was written"
+    return KeyTooLargeError(
+        f"{what_key}encoded tenant + key is {len(full)} bytes; {why}. Use a shorter key "
+        f"or tenant, or store long identifiers in the value; {outcome}",
+        size=len(full),
+        limit=limit,
+        tenant=tenant,
+        key=key,
+        backend="tiered",
+        stored_key=full,
+    )
+
 
 #: entry kinds
 ONE = 0x6B  # b"k": one key

@@ -36,16 +36,13 @@ tenant's encoded prefix.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator, Iterator
 
-from .._keys import NS_DATA, NS_DATA_END, TENANT_END, decode_key_at, in_tenant
+from .._keys import NS_DATA, NS_DATA_END, TENANT_END, in_tenant
 from ..backend import Op
-from ..errors import KeyTooLargeError
 from ._apply import Applier
 from ._core import CLEAR_CHUNK, PROGRESS, Pair, items, take
 from ._log import (
-    HOT_KEY_LIMIT,
     PAIR,
     PARKED,
     PARKED_END,
@@ -100,12 +97,14 @@ def rebuild(p: Pair, scope: bytes, tenant: str | None, progress: ProgressCallbac
     Raises:
         ProjectionError: policy ``stop`` and the projection failed on a record (its
             ``durable`` is true); the old projection is still served.
-        KeyTooLargeError: cache mode, cold holds a key too long for the shadow (written
-            before the pair's limit, or around the pair); the old cache is still served.
+        KeyTooLargeError: a poison record to park under a history key longer than the
+            pair's limit (written before it); the old projection is still served.
         the hot or cold tier's error: the old projection is still served, unless the
             switch itself failed on a hot tier with bounded batches (then it is finished
             first thing by the next write, ``catch_up()`` or open).
     """
+    if p.projection is None:
+        return _warm(p, scope, tenant, progress)
     target = p.seq
     p.hot_write([(REBUILD, _marker(BUILD, target, scope)), (PAIR, p.pair_meta)])
     try:
@@ -169,38 +168,45 @@ def _abandon(p: Pair) -> None:
 # ---------------------------------------------------------------------- the switch
 
 
-def _merge(
-    live: Iterator[tuple[bytes, bytes]], shadow: Iterator[tuple[bytes, bytes]]
-) -> Iterator[Op]:
-    """The operations that make the live records equal to the shadow's (both in key
-    order; a shadow key is ``SHADOW + live key``), in key order."""
-    cut = len(SHADOW)
+def _walk(
+    live: Iterator[tuple[bytes, bytes]], new: Iterator[tuple[bytes, bytes]], cut: int
+) -> Generator[tuple[bytes, Op | None, bool]]:
+    """Walk the live records and the records they must become (both in key order; a
+    key of ``new`` is ``cut`` bytes of prefix + the live key) together, in key order:
+    ``(live key, the operation that makes it right or None, whether new holds it)``."""
     try:
         a = next(live, None)
-        b = next(shadow, None)
+        b = next(new, None)
         while a is not None or b is not None:
             if b is None or (a is not None and a[0] < b[0][cut:]):
                 assert a is not None
-                yield (a[0], None)
+                yield a[0], (a[0], None), False
                 a = next(live, None)
             elif a is None or b[0][cut:] < a[0]:
-                yield (b[0][cut:], b[1])
-                b = next(shadow, None)
+                key = b[0][cut:]
+                yield key, (key, b[1]), True
+                b = next(new, None)
             else:
-                if a[1] != b[1]:
-                    yield (a[0], b[1])
+                yield a[0], None if a[1] == b[1] else (a[0], b[1]), True
                 a = next(live, None)
-                b = next(shadow, None)
+                b = next(new, None)
     finally:
-        for it in (live, shadow):
+        for it in (live, new):
             close = getattr(it, "close", None)
             if close is not None:
                 close()
 
 
 def _diff(p: Pair, lo: bytes, hi: bytes) -> Iterator[Op]:
-    """The switch's operations for the live range ``[lo, hi)``."""
-    return _merge(items(p.hb, lo, hi), items(p.hb, SHADOW + lo, SHADOW + hi))
+    """The switch's operations for the live range ``[lo, hi)``: make it equal to the
+    shadow."""
+    walk = _walk(items(p.hb, lo, hi), items(p.hb, SHADOW + lo, SHADOW + hi), len(SHADOW))
+    try:
+        for _, op, _ in walk:
+            if op is not None:
+                yield op
+    finally:
+        walk.close()
 
 
 def _switch(p: Pair, target: int, scope: bytes, *, resume: bool = False) -> None:
@@ -331,29 +337,50 @@ def _finish_legacy(p: Pair, phase: bytes, target: int, scope: bytes) -> None:
 # ---------------------------------------------------------------------- building
 
 
-def _too_long(p: Pair, full: bytes) -> KeyTooLargeError:
-    """The error for a cold key a cache-mode rebuild cannot copy into the shadow."""
-    tenant: str | None = None
-    key: Any = None
-    try:
-        tenant, offset = p.split(full)
-        key = decode_key_at(full, offset)
-    except Exception:  # a damaged key: the message still gives its size
-        pass
-    return KeyTooLargeError(
-        f"the cold tier {p.cold_name()} holds the record {key!r} of tenant {tenant!r}, "
-        f"whose stored key is {len(full)} bytes: a rebuild builds the new copy of each "
-        f"record under a {len(SHADOW)}-byte prefix, so a tiered pair holds keys of at "
-        f"most {HOT_KEY_LIMIT} bytes (it was written before this limit, or around the "
-        "pair). Write it again under a shorter key and delete it (through the pair); "
-        "the rebuild was abandoned and the old cache is still served",
-        size=len(full),
-        limit=HOT_KEY_LIMIT,
-        tenant=tenant,
-        key=key,
-        backend="tiered",
-        stored_key=full,
-    )
+def _warm(p: Pair, scope: bytes, tenant: str | None, progress: ProgressCallback | None) -> int:
+    """Cache mode: make hot's records of ``scope`` equal to cold's (a full warm-up);
+    return the cold records walked.
+
+    No shadow: both tiers are walked together in key order and each chunk of the
+    difference is committed as it comes (a cold record hot lacks or holds with another
+    value is copied, a hot record cold lacks is deleted). Every hot record holds cold's
+    value throughout, so a reader (who falls back to cold for what hot lacks) sees
+    exactly what it would see without the warm-up, and a failure or a kill in the middle
+    leaves an exact cache, partly warmed. Hot keys are cold's keys, so any key cold
+    holds fits (no prefix is added).
+    """
+    lo, hi = _cold_range(scope)
+    total = p.cb.count_range(lo, hi) if progress is not None else 0
+    chunk = p.config.rebuild_chunk
+    step = min(chunk, p.hot_batch or chunk)
+    done = 0
+    start = lo
+    while True:
+        ops: list[Op] = []
+        walked = 0
+        last: bytes | None = None
+        walk = _walk(items(p.hb, start, hi), items(p.cb, start, hi), 0)
+        try:
+            for key, op, in_cold in walk:
+                if op is not None:
+                    ops.append(op)
+                walked += in_cold
+                if walked >= chunk or len(ops) >= step:
+                    last = key
+                    break
+        finally:
+            walk.close()
+        if ops:
+            p.hot_write(ops)
+        done += walked
+        if last is None:
+            break
+        if progress is not None and walked >= chunk:
+            _report(p, progress, RebuildProgress(done, max(total, done), tenant))
+        start = last + b"\x00"
+    if progress is not None:
+        _report(p, progress, RebuildProgress(done, max(total, done), tenant))
+    return done
 
 
 def _replay(
@@ -380,9 +407,7 @@ def _replay(
     cur_tenant, offset = "", 0
     done = pending = 0
     for full, raw in items(p.cb, lo, hi):
-        if not projecting:
-            if space and len(full) > HOT_KEY_LIMIT:
-                raise _too_long(p, full)
+        if not projecting:  # cache mode: a fresh build (F) recovered copies cold in
             ap.overlay[full] = raw
         else:
             if not in_tenant(full, cur_prefix):

@@ -321,12 +321,18 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             KeyExistsError: projection mode, the history key exists (append-only).
             ProjectionError: projection mode, the projection raised; nothing written.
             HotTierError, TenantStoppedError, DurableWriteError: durable in history.
-            InvalidTenantError, InvalidKeyError, KeyTooLargeError, SerializationError,
-            ReadOnlyError, RepositoryClosedError: as :meth:`Repository.put`.
+            KeyTooLargeError: the encoded tenant + key is over 511 bytes, or, in
+                projection mode, over the 481 bytes a history key may have (a record the
+                projection cannot apply is parked under a 15-byte prefix, which a
+                rebuild builds under another); nothing written.
+            InvalidTenantError, InvalidKeyError, SerializationError, ReadOnlyError,
+            RepositoryClosedError: as :meth:`Repository.put`.
         """
         p = self._p
         cold = p.cold
         full = cold._full(tenant, key)
+        if len(full) > p.key_limit:
+            raise p.key_too_long(full, tenant, key)
         try:
             data = cold._encode(value)
         except Exception:  # the typed error, with the value's path (re-encodes once)
@@ -355,6 +361,8 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         """
         p = self._p
         full = p.cold._full(tenant, key)
+        if len(full) > p.key_limit:
+            raise p.key_too_long(full, tenant, key)
         data = p.cold._value(value, tenant, key)
         with p.lock:
             self._check_write("insert()")
@@ -431,6 +439,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
 
     def _write_ops(self, ops: list[Op], tenant: str | None) -> None:
         p = self._p
+        p.check_keys(ops)
         with p.lock:
             self._check_write("put_many()" if tenant is not None else "a batch's commit")
             if p.projection is None:

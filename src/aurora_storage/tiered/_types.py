@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from ._errors import HotTierError, ProjectionError
+from ._log import HOT_KEY_LIMIT, key_too_long
 
 if TYPE_CHECKING:
     from .._repository import Repository
@@ -181,6 +182,9 @@ class ProjectionState:
 
         Raises:
             SerializationError: the hot tier's codec cannot encode ``value``.
+            KeyTooLargeError: the stored key (encoded tenant + key) is longer than the
+                496 bytes a tiered pair's projection holds (a rebuild builds it under a
+                15-byte prefix).
             ProjectionMisuseError: the projection call this state was given to returned.
         """
         pending = self._pending
@@ -192,6 +196,8 @@ class ProjectionState:
         except Exception:  # the typed error, with the value's path (re-encodes once)
             data = hot._value(value, self.tenant, key)
         full = hot._full(self.tenant, key)
+        if len(full) > HOT_KEY_LIMIT:  # a rebuild could not hold it in its shadow
+            raise key_too_long(full, "projection", self.tenant, key)
         # Checked again under the lock _close takes: a store after the call ended would
         # return normally and be neither committed nor refused. (acquire/release: about
         # half the cost of a with statement, once per projected update.)
