@@ -10,6 +10,7 @@ function itself.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import re
 import threading
@@ -28,10 +29,12 @@ __all__ = [
     "Policy",
     "TieredConfig",
     "TieredURL",
+    "check_projection",
     "register_projection",
     "resolve_projection",
     "same_store",
     "store_path",
+    "takes_args",
     "unregister_projection",
 ]
 
@@ -63,6 +66,40 @@ def _check_name(name: object) -> str:
     return name
 
 
+def takes_args(fn: Any, n: int) -> bool:
+    """Whether ``fn`` can be called with ``n`` positional arguments (true when its
+    signature cannot be read, e.g. some builtins: the call itself will tell)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    try:
+        sig.bind(*([None] * n))
+    except TypeError:
+        return False
+    return True
+
+
+def check_projection(projection: Any, what: str = "projection") -> None:
+    """Refuse a projection that is not a function of ``(record, state)``.
+
+    Raises:
+        ConfigurationError: not callable, or not callable with two positional
+            arguments (it would fail on every record, as poison).
+    """
+    if not callable(projection):
+        raise ConfigurationError(
+            f"{what} must be callable, got {type(projection).__name__}", backend="tiered"
+        )
+    if not takes_args(projection, 2):
+        raise ConfigurationError(
+            f"{what} must take two positional arguments, projection(record, state), but "
+            f"{getattr(projection, '__qualname__', projection)!r} has the signature "
+            f"{inspect.signature(projection)}",
+            backend="tiered",
+        )
+
+
 def register_projection(name: str, projection: Projection, *, replace: bool = False) -> None:
     """Make ``projection`` available to URLs as ``projection=<name>``.
 
@@ -72,15 +109,11 @@ def register_projection(name: str, projection: Projection, *, replace: bool = Fa
         replace: allow replacing a function registered under the same name.
 
     Raises:
-        ConfigurationError: a bad name, a non-callable, or the name is taken (and
-            ``replace`` is false).
+        ConfigurationError: a bad name, a non-callable (or one that does not take
+            ``(record, state)``), or the name is taken (and ``replace`` is false).
     """
     _check_name(name)
-    if not callable(projection):
-        raise ConfigurationError(
-            f"projection {name!r} must be callable, got {type(projection).__name__}",
-            backend="tiered",
-        )
+    check_projection(projection, f"projection {name!r}")
     with _registry_lock:
         old = _registry.get(name)
         if old is not None and old is not projection and not replace:
@@ -192,11 +225,8 @@ class TieredConfig:
     rebuild_chunk: int = 2000
 
     def __post_init__(self) -> None:
-        if self.projection is not None and not callable(self.projection):
-            raise ConfigurationError(
-                f"projection must be callable, got {type(self.projection).__name__}",
-                backend="tiered",
-            )
+        if self.projection is not None:
+            check_projection(self.projection)
         if self.fill not in ("read", "none"):
             raise ConfigurationError(
                 f"fill must be 'read' or 'none', got {self.fill!r}", backend="tiered"

@@ -54,6 +54,10 @@ def _load_meta(raw: bytes, where: str) -> dict[str, Any]:
 def open_pair(p: Pair) -> None:
     """Check the stores' records and bring hot to exactly what cold implies.
 
+    Every check that can refuse the pair runs before anything is written: a refused open
+    leaves both stores as they were (a new cold store is not stamped with a mode it was
+    never used in).
+
     Raises:
         ConfigurationError: the store was created in the other mode, or hot belongs to
             another pair or holds foreign data.
@@ -63,10 +67,9 @@ def open_pair(p: Pair) -> None:
     hot_meta = None if raw_hot is None else _load_meta(raw_hot, f"the hot tier {p.hot_name()}")
     raw = p.cb.get(COLD_META)
     recorded: Any
+    stamp = False  # cold's record is to be written (new, or an older version's)
     if raw is None:
-        pair_id, recorded = uuid.uuid4().hex, p.mode
-        if not p.read_only:
-            p.cb.put(COLD_META, orjson.dumps({"id": pair_id, "mode": recorded}))
+        pair_id, recorded, stamp = uuid.uuid4().hex, p.mode, True
     else:
         meta = _load_meta(raw, f"the cold tier {p.cold_name()}")
         pair_id, recorded = meta["id"], meta.get("mode")
@@ -74,31 +77,35 @@ def open_pair(p: Pair) -> None:
             # Recorded by an older version, which kept the mode in hot only.
             same = hot_meta is not None and hot_meta["id"] == pair_id
             recorded = str(hot_meta.get("mode", p.mode)) if same and hot_meta else p.mode
-            if not p.read_only:
-                p.cb.put(COLD_META, orjson.dumps({"id": pair_id, "mode": recorded}))
+            stamp = True
     if recorded != p.mode:
         raise ConfigurationError(_mode_message(p, str(recorded)), backend="tiered")
+    if not p.read_only:
+        if hot_meta is None and p.hb.first_key(NS_DATA, NS_DATA_END) is not None:
+            raise ConfigurationError(
+                f"the hot tier {p.hot_name()} holds data that this tiered repository did "
+                "not write; give it an empty store (hot is derived from cold and is "
+                "overwritten); nothing was written",
+                backend="tiered",
+            )
+        if hot_meta is not None and hot_meta["id"] != pair_id:
+            raise ConfigurationError(
+                f"the hot tier {p.hot_name()} belongs to another tiered pair (cold tier "
+                f"{p.cold_name()} is a different history); use an empty hot store; "
+                "nothing was written",
+                backend="tiered",
+            )
+        # Every check passed: from here on the pair writes.
+        if stamp:
+            p.cb.put(COLD_META, orjson.dumps({"id": pair_id, "mode": recorded}))
     p.pair_meta = orjson.dumps({"id": pair_id, "mode": p.mode})
     p.seq = p.last_seq()
     p.reload_position()
     if p.read_only:
         return
     if hot_meta is None:
-        if p.hb.first_key(NS_DATA, NS_DATA_END) is not None:
-            raise ConfigurationError(
-                f"the hot tier {p.hot_name()} holds data that this tiered repository did "
-                "not write; give it an empty store (hot is derived from cold and is "
-                "overwritten)",
-                backend="tiered",
-            )
         reset_hot(p)
         return
-    if hot_meta["id"] != pair_id:
-        raise ConfigurationError(
-            f"the hot tier {p.hot_name()} belongs to another tiered pair (cold tier "
-            f"{p.cold_name()} is a different history); use an empty hot store",
-            backend="tiered",
-        )
     first = p.first_log_seq()
     marker = p.hb.get(REBUILD)
     if (

@@ -35,6 +35,7 @@ from ..codecs import Codec
 from ..config import URL
 from ..errors import (
     ConfigurationError,
+    InvalidArgumentError,
     NotSupportedError,
     RepositoryClosedError,
     StorageError,
@@ -42,7 +43,7 @@ from ..errors import (
 )
 from . import _append, _cache, _log, _rebuild, _recovery
 from ._async import AsyncTieredRepository
-from ._config import Policy, TieredConfig, TieredURL, same_store, store_path
+from ._config import Policy, TieredConfig, TieredURL, same_store, store_path, takes_args
 from ._core import Pair
 from ._reads import TieredReads
 from ._types import ParkedRecord, ProgressCallback, Projection
@@ -214,9 +215,29 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
     @property
     def lag(self) -> int:
         """Change-log entries written to cold and not yet applied to hot (0 normally).
-        After a hot-tier error it is re-read from hot first."""
+        After a hot-tier error it is re-read from hot first.
+
+        On a read-only pair both positions are read from the tiers at each call (the
+        pair writes nothing, so another process may move them), and ``lag`` may be
+        **negative**: hot has applied ``-lag`` entries that this pair's view of history
+        does not show yet. That happens when the tiers are read at different moments:
+        a read-only LMDB hot sees the writer's latest commit, while a read-only RocksDB
+        cold (``mode=read_only``) is a snapshot taken when it was opened; the projection
+        is then ahead of :attr:`history`. It is kept negative because that is what is
+        true. To read a history that matches the projection, open the cold view again,
+        or open it with ``mode=secondary`` and call ``repo.cold.catch_up()``.
+        """
         p = self._p
-        if not p.pos_known and not p.closed:
+        if p.closed:
+            return p.seq - p.pos
+        if p.read_only:
+            with p.lock:
+                try:
+                    p.seq = p.last_seq()
+                    p.reload_position()
+                except Exception:  # a tier unreadable: report what is known
+                    pass
+        elif not p.pos_known:
             with p.lock:
                 try:
                     p.ensure_position()
@@ -535,10 +556,13 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
                 tier with bounded batches, a failure in the middle of the switch is
                 finished first thing by the next write, ``catch_up()`` or open).
             ProjectionMisuseError: called from the pair's projection or ``progress``.
+            InvalidArgumentError: ``progress`` is not a function of one argument;
+                nothing was written.
             whatever ``progress`` raised: the rebuild is abandoned, the old projection
                 is still served.
         """
         p = self._p
+        _check_progress(progress)
         with p.lock:
             self._check_write("rebuild()")
             scope = _rebuild.ALL if tenant is None else p.cold._prefix(tenant)
@@ -553,13 +577,14 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         tiers' stats."""
         self._check_open()
         p = self._p
+        lag = self.lag  # re-reads the positions first where they may have moved
         return {
             "backend": "tiered",
             "mode": p.mode,
             "codec": self._codec.name,
             "cold_seq": p.seq,
             "hot_applied": p.pos,
-            "lag": self.lag,
+            "lag": lag,
             "recovered_on_open": p.recovered,
             "stopped_tenants": len(p.stopped),
             "hot": p.hot.stats(),
@@ -748,6 +773,26 @@ def _own_stores(
         backend="tiered",
         path=store_path(tier),
     )
+
+
+def _check_progress(progress: Any) -> None:
+    """Refuse a ``progress`` that is not a function of one :class:`RebuildProgress`
+    before the rebuild writes anything (it is first called after the first chunk)."""
+    if progress is None:
+        return
+    if not callable(progress):
+        raise InvalidArgumentError(
+            "progress must be a function taking one RebuildProgress (or None), got "
+            f"{type(progress).__name__}; nothing was written",
+            backend="tiered",
+        )
+    if not takes_args(progress, 1):
+        raise InvalidArgumentError(
+            "progress must be a function taking one RebuildProgress, but "
+            f"{getattr(progress, '__qualname__', progress)!r} has the signature "
+            f"{inspect.signature(progress)}; nothing was written",
+            backend="tiered",
+        )
 
 
 def _check_tier(name: str, repo: Any) -> None:
