@@ -1,7 +1,8 @@
 """Tiered overhead and rebuild memory (not a test: run it by hand).
 
     python tests/tiered/bench_tiered.py            # write/read overhead
-    python tests/tiered/bench_tiered.py rebuild    # 250k vs 1M-record rebuild, peak RSS
+    python tests/tiered/bench_tiered.py rebuild    # 250k and 1M records, same function
+                                                   # or every key changed: peak RSS
 
 Write: a tiered write vs the sum of the same write done directly on each tier.
 Read: a tiered read that hits hot vs a direct read of the hot tier. Best of 7 interleaved
@@ -29,6 +30,11 @@ VALUE = {"type": "OrderPaid", "order": "o-123", "amount": 42, "note": "x" * 40}
 
 def latest(record: HistoryRecord, state: ProjectionState) -> None:
     state.put(record.value["order"], record.value)
+
+
+def latest_tagged(record: HistoryRecord, state: ProjectionState) -> None:
+    """``latest`` with another value for every key: a rebuild with it changes them all."""
+    state.put(record.value["order"], {**record.value, "v": 2})
 
 
 def timed(fn: Callable[[int, int], object], base: int, n: int) -> float:
@@ -84,40 +90,62 @@ def overhead(hot_opts: str, n: int) -> None:
             repo.close()
 
 
-def rebuild_child(n: int) -> None:
+def rebuild_setup(d: str, n: int) -> None:
+    """Write ``n`` history records (50,000 projected keys) into ``d`` and build their
+    projection (the pair's first open): run in its own process, so that the measured
+    process's peak RSS is the rebuild's alone."""
+    cold = aurora_storage.open(f"rocksdb://{d}/cold")
+    batch: list[tuple[Any, Any]] = []
+    for i in range(n):
+        batch.append(((i, "e"), {"order": f"o-{i % 50_000}", "n": i}))
+        if len(batch) == 10_000:
+            cold.put_many("acme", batch)
+            batch = []
+    cold.put_many("acme", batch)
+    hot = aurora_storage.open(f"lmdb://{d}/hot?sync=false")
+    TieredRepository(hot=hot, cold=cold, projection=latest).close()
+
+
+def rebuild_child(n: int, changed: bool) -> None:
+    """Rebuild a projection of ``n`` history records (50,000 projected keys) with the
+    same function, or with one that changes every key's value (``changed``: the whole
+    projection is switched in one transaction); time and peak RSS of the rebuild."""
     with tempfile.TemporaryDirectory() as d:
-        cold = aurora_storage.open(f"rocksdb://{d}/cold")
-        batch: list[tuple[Any, Any]] = []
-        for i in range(n):
-            batch.append(((i, "e"), {"order": f"o-{i % 50_000}", "n": i}))
-            if len(batch) == 10_000:
-                cold.put_many("acme", batch)
-                batch = []
-        cold.put_many("acme", batch)
+        subprocess.run(
+            [sys.executable, str(Path(__file__)), "rebuild-setup", d, str(n)], check=True
+        )
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         repo: TieredRepository[Any, Any] = TieredRepository(
-            hot=aurora_storage.open(f"lmdb://{d}/hot?sync=false"), cold=cold, projection=latest
+            hot=aurora_storage.open(f"lmdb://{d}/hot?sync=false"),
+            cold=aurora_storage.open(f"rocksdb://{d}/cold"),
+            projection=latest_tagged if changed else latest,
         )
         t = time.perf_counter()
         done = repo.rebuild()
         dt = time.perf_counter() - t
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        what = "every key changed" if changed else "same function"
         print(
-            f"  {n:>9,} records: rebuild {dt:6.1f} s ({done / dt:,.0f} records/s), peak RSS "
-            f"{peak / 1024:6.1f} MiB (before the rebuild {before / 1024:6.1f} MiB)"
+            f"  {n:>9,} records ({what}): rebuild {dt:6.1f} s ({done / dt:,.0f} records/s), "
+            f"peak RSS {peak / 1024:6.1f} MiB (before the rebuild {before / 1024:6.1f} MiB)"
         )
         repo.close()
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["rebuild-setup"]:
+        rebuild_setup(sys.argv[2], int(sys.argv[3]))
+        return
     if sys.argv[1:2] == ["rebuild-child"]:
-        rebuild_child(int(sys.argv[2]))
+        rebuild_child(int(sys.argv[2]), sys.argv[3:4] == ["changed"])
         return
     if sys.argv[1:2] == ["rebuild"]:
         for n in (250_000, 1_000_000):
-            subprocess.run(
-                [sys.executable, str(Path(__file__)), "rebuild-child", str(n)], check=True
-            )
+            for kind in ("same", "changed"):
+                subprocess.run(
+                    [sys.executable, str(Path(__file__)), "rebuild-child", str(n), kind],
+                    check=True,
+                )
         return
     # sync=true fsyncs every LMDB commit (~1 ms): fewer operations suffice there.
     for opts, n in (("?sync=false", N), ("", N // 20)):
