@@ -424,10 +424,11 @@ class ProjectionMisuseError(StorageError, RuntimeError):
       returned (a kept handle): its updates would land in whatever record is projected
       next, possibly another tenant's.
 
-    The call writes nothing. Raised inside a projection, it fails the outer write like
-    any raising projection (:class:`ProjectionError`, nothing written) or meets the
-    ``on_poison`` policy at catch-up; raised out of ``progress``, it abandons the
-    rebuild. A projection only updates the ``state`` it is
-    given, during its call (recovery and ``rebuild()`` run it again); derive further
-    records outside it, after the write returns.
+    The refused call writes nothing. If the projection lets the error propagate, it
+    fails the outer write like any raising projection (:class:`ProjectionError`,
+    nothing written) or meets the ``on_poison`` policy at catch-up; if it catches it,
+    the outer write goes on without the refused call. Propagated out of ``progress``,
+    it abandons the rebuild. A projection only updates the ``state`` it is given,
+    during its call (recovery and ``rebuild()`` run it again); derive further records
+    outside it, after the write returns.
     """
