@@ -134,9 +134,12 @@ class LMDBBackend(Environment, Backend):
             thread_safe=True,
             blocking_writes=config.sync,
             read_only=config.read_only,
-            # One write transaction each, across processes (see _eventstore).
-            conditional_writes=not config.read_only,
-            sequences=not config.read_only,
+            # One write transaction each, across processes (see _eventstore). Read-only,
+            # versions and sequence numbers are still read (writes raise ReadOnlyError);
+            # its change feed is the store's change log (an in-process feed would never
+            # see a change): open_change_log declares it.
+            conditional_writes=True,
+            sequences=True,
             change_feed=not config.read_only,
         )
         self._wlock = threading.Lock()

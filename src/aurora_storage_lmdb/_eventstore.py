@@ -6,8 +6,12 @@ allows one write transaction at a time per environment, across processes (its ow
 file), so the commit is atomic against every other writer of the store - other threads
 and other processes alike - with no lock file of ours.
 
-Change feeds. Positions are ``(txn_id << 32) + i``: LMDB transaction ids are strictly
-increasing across processes and reopens, so positions never repeat.
+Change feeds. Positions are ``(tid << 32) + i``, ``i`` the change's index in its write
+transaction and ``tid`` that transaction's LMDB id - raised, when needed, above the newest
+log record's: a compacting copy (``repo.copy()``, ``mdb_copy -c``, a restored backup)
+restarts LMDB's ids near zero but keeps the log records, so the id alone would number
+new changes below old ones. The check is one cursor seek in the logging transaction, so
+it holds whatever tool made the copy, and positions never repeat nor go back.
 
 * By default the feed is in-process (:class:`~aurora_storage.backend.RecentChanges`),
   recording from the first ``watch()`` / ``last_position()``: a write pays one flag test
@@ -19,7 +23,19 @@ increasing across processes and reopens, so positions never repeat.
   polling the environment's last transaction id every few milliseconds while someone
   waits (no lock file, no extra process); this process's commits wake waiters at once.
   The log keeps the last ``change_log_retention`` write transactions (trimmed in the
-  writing transaction every 256 transactions).
+  writing transaction every 256 transactions). Its record says up to which position the
+  log begins (``floor``) and up to which one a trim dropped changes (``dropped``; 0:
+  never): a position below the floor but not below ``dropped`` misses nothing (the store
+  was new when its log began), so it is read from the log's start.
+* A writer SIGKILLed inside its commit after writing the meta page, before publishing
+  the new transaction id in the lock file, leaves every reader on the previous snapshot
+  until the next writer takes LMDB's write lock (which repairs the published id). A
+  waiting watcher, the subscription poller and :meth:`StoreChangeLog.last_position`
+  notice that the newest meta page is ahead of the snapshot for longer than a commit
+  takes, and repair it by taking the write lock themselves (a write transaction begun
+  and aborted, in a helper thread, so a waiting watcher is never stuck behind a writer).
+  A read-only process cannot take the write lock: it sees the batch once any writer
+  writes again.
 """
 
 from __future__ import annotations
@@ -30,6 +46,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import lmdb
 import orjson
 
 from aurora_storage.backend import (
@@ -64,6 +81,12 @@ _KLEN = struct.Struct(">H")
 #: Seconds between checks for other processes' commits while someone waits.
 POLL_INTERVAL = 0.002
 _TRIM_EVERY = 256
+#: Polls the snapshot readers get may lag the newest meta page before it is repaired
+#: (a live writer publishes its id microseconds after writing the meta page).
+_GRACE_POLLS = 3
+#: Seconds last_position() waits for the repair (a live writer holding the write lock
+#: has repaired it already; see StoreChangeLog._repair).
+_REPAIR_WAIT = 1.0
 
 
 class _Occupied(Exception):
@@ -256,7 +279,11 @@ def start_change_log(backend: LMDBBackend, txn: Any) -> None:
     if txn.get(META_KEY) is not None:
         return
     floor = (txn.id() << 32) | 0xFFFFFFFF
-    txn.put(CHANGELOG_KEY, backend._wrap(CHANGELOG_KEY, orjson.dumps({"floor": floor})))
+    # "dropped": 0 - nothing was ever dropped (the store is new: nothing came before).
+    txn.put(
+        CHANGELOG_KEY,
+        backend._wrap(CHANGELOG_KEY, orjson.dumps({"floor": floor, "dropped": 0})),
+    )
 
 
 def open_change_log(backend: LMDBBackend) -> None:
@@ -284,8 +311,9 @@ def open_change_log(backend: LMDBBackend) -> None:
     if recorded:
         backend._log = StoreChangeLog(backend)
         backend._recording = True
+        # Also read-only: a follower process is the natural watcher of a change log.
         backend.capabilities = dataclasses.replace(
-            backend.capabilities, multi_process_change_feed=True
+            backend.capabilities, change_feed=True, multi_process_change_feed=True
         )
 
 
@@ -307,33 +335,57 @@ class StoreChangeLog(ChangeFeed):
         self._subscribers: dict[int, Callable[[], None]] = {}
         self._next_id = 0
         self._poller: threading.Thread | None = None
+        self._repairer: threading.Thread | None = None
 
     # ---------------------------------------------------------------- writing
 
     def write(self, txn: Any, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
-        """Store ``changes`` as log records inside the writing transaction ``txn``."""
+        """Store ``changes`` as log records inside the writing transaction ``txn``, at
+        positions above every position the log ever held (see the module docstring)."""
+        logged = [(k, v) for k, v in changes if k[:1] != b"\x00"]  # not the store's own
+        if not logged:
+            return
         wrap = self._backend._wrap
         tid = txn.id()
+        newest = self._newest_tid(txn)
+        if tid <= newest:
+            tid = newest + 1  # the ids restarted below the log (a compacting copy)
         put = txn.put
-        i = 0
-        for k, v in changes:
-            if k[:1] == b"\x00":
-                continue  # the store's own records are not changes
+        for i, (k, v) in enumerate(logged):
             log_key = LOG_PREFIX + _POS.pack(tid, i)
             put(log_key, wrap(log_key, _encode(k, v)))
-            i += 1
         if tid % _TRIM_EVERY == 0 and tid > self._retention:
             self._trim(txn, tid - self._retention)
 
+    def _newest_tid(self, txn: Any) -> int:
+        """The transaction part of the newest position the log holds or held: its newest
+        record's, or the floor's when it holds none."""
+        cur = txn.cursor()
+        found = cur.prev() if cur.set_range(LOG_END) else cur.last()
+        if found:
+            k: bytes = cur.key()
+            if k.startswith(LOG_PREFIX):
+                return int(_POS.unpack(k[len(LOG_PREFIX) :])[0])
+        return self._state(txn)[0] >> 32
+
     def _trim(self, txn: Any, below_tid: int) -> None:
+        floor, known = self._state(txn)
+        # Unknown (an older record): everything before the floor may have been dropped.
+        dropped = floor if known is None else known
         cur = txn.cursor()
         end = LOG_PREFIX + _POS.pack(below_tid, 0)
+        last: bytes | None = None
         if cur.set_range(LOG_PREFIX):
-            while cur.key() and cur.key() < end:
+            while (k := cur.key()) and k < end:
+                last = k
                 if not cur.delete():
                     break
-        floor = (below_tid << 32) - 1
-        txn.put(CHANGELOG_KEY, self._backend._wrap(CHANGELOG_KEY, orjson.dumps({"floor": floor})))
+        if last is not None:
+            tid, i = _POS.unpack(last[len(LOG_PREFIX) :])
+            dropped = max(dropped, (tid << 32) + i)
+        floor = max(floor, (below_tid << 32) - 1)
+        record = orjson.dumps({"floor": floor, "dropped": dropped})
+        txn.put(CHANGELOG_KEY, self._backend._wrap(CHANGELOG_KEY, record))
 
     def notify(self) -> None:
         """This process committed: wake local waiters and subscribers now."""
@@ -345,30 +397,36 @@ class StoreChangeLog(ChangeFeed):
 
     # ---------------------------------------------------------------- reading
 
-    def _floor(self, txn: Any) -> int:
+    def _state(self, txn: Any) -> tuple[int, int | None]:
+        """``(floor, dropped)`` of the log's record: it holds no change at or below
+        ``floor``, and no trim dropped one above ``dropped`` (``None``: unknown - a
+        record written before ``dropped`` was recorded)."""
         raw = txn.get(CHANGELOG_KEY)
         if raw is None:
-            return 0
+            return 0, 0
         data = self._backend._unwrap(CHANGELOG_KEY, raw)
         try:
-            return int(orjson.loads(data)["floor"])
-        except (ValueError, KeyError, TypeError) as exc:
+            record = orjson.loads(data)
+            floor = int(record["floor"])
+            dropped = None if "dropped" not in record else int(record["dropped"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CorruptionError(
                 f"the change-log record of the LMDB store at {self._backend.path} is "
                 f"damaged: {exc}",
                 backend="lmdb",
                 path=self._backend.path,
             ) from exc
+        return floor, dropped
 
     def _check(self) -> None:
         if self._closed:
             raise RepositoryClosedError("the change feed's store is closed", backend="lmdb")
 
-    def last_position(self) -> int:
-        """See :meth:`ChangeFeed.last_position`: the newest log record (or the floor)."""
-        self._check()
+    def _position(self) -> tuple[int, int]:
+        """The newest position (the newest log record's, or the floor) and the id of the
+        snapshot it was read from."""
 
-        def work(txn: Any) -> int:
+        def work(txn: Any) -> tuple[int, int]:
             cur = txn.cursor()
             # The last record below the log's end: prev() of the first key after it.
             found = cur.prev() if cur.set_range(LOG_END) else cur.last()
@@ -376,25 +434,94 @@ class StoreChangeLog(ChangeFeed):
                 k: bytes = cur.key()
                 if k.startswith(LOG_PREFIX):
                     tid, i = _POS.unpack(k[len(LOG_PREFIX) :])
-                    return int((tid << 32) + i)
-            return self._floor(txn)
+                    return int((tid << 32) + i), int(txn.id())
+            return self._state(txn)[0], int(txn.id())
 
         return self._backend._read_txn(work)
 
+    def _newest_meta(self) -> int:
+        """The id of the newest committed transaction, from the meta pages (which a
+        writer killed inside its commit may have written without publishing it)."""
+        try:
+            return int(self._backend._env.info()["last_txnid"])
+        except lmdb.Error as exc:
+            raise self._backend._translate(exc, "info") from exc
+
+    def last_position(self) -> int:
+        """See :meth:`ChangeFeed.last_position`: the newest log record (or the floor).
+
+        If the snapshot readers get stays behind the newest meta page for longer than a
+        commit takes (a writer was killed inside its commit), the write lock is taken
+        once, which makes LMDB publish the newest transaction (waits for that at most
+        :data:`_REPAIR_WAIT` seconds)."""
+        self._check()
+        newest = self._newest_meta()
+        pos, snap = self._position()
+        if snap >= newest or self._backend.config.read_only:
+            return pos
+        for _ in range(_GRACE_POLLS):
+            time.sleep(POLL_INTERVAL)
+            pos, snap = self._position()
+            if snap >= newest:
+                return pos
+        self._repair(_REPAIR_WAIT)
+        return self._position()[0]
+
+    def _repair(self, wait: float) -> None:
+        """Take and release LMDB's write lock in a helper thread (one at a time): a lock
+        whose owner died makes LMDB publish the newest meta page's transaction
+        (``mdb_mutex_failed``); a live owner has published it already. Waits up to
+        ``wait`` seconds for it."""
+        with self._cond:
+            if self._closed:
+                return
+            helper = self._repairer
+            if helper is None or not helper.is_alive():
+                helper = threading.Thread(
+                    target=self._take_write_lock, name="aurora-lmdb-repair", daemon=True
+                )
+                self._repairer = helper
+                helper.start()
+        if wait > 0:
+            helper.join(wait)
+
+    def _take_write_lock(self) -> None:
+        backend = self._backend
+        with backend._wlock:
+            if backend._dead or self._closed:
+                return
+            try:
+                txn = backend._begin(write=True)
+            except lmdb.Error:
+                return  # e.g. another process grew the map: the lock was taken anyway
+            backend._abort_write(txn)
+
     def read(self, after: int, limit: int) -> list[ChangeRecord]:
-        """See :meth:`ChangeFeed.read`."""
+        """See :meth:`ChangeFeed.read`. A position below the log's start misses nothing
+        unless a trim dropped changes after it: then PositionExpiredError."""
         self._check()
         backend = self._backend
         nxt = after + 1
 
         def work(txn: Any) -> list[ChangeRecord]:
-            floor = self._floor(txn)
-            if after < floor:
+            floor, dropped = self._state(txn)
+            if after < floor and (dropped is None or after < dropped):
+                if dropped is None:
+                    why = (
+                        f"may not all be in the change log of {backend.path}: it holds "
+                        f"none at or before position {floor} and was written by an "
+                        "earlier version, which did not record whether it dropped any"
+                    )
+                else:
+                    why = (
+                        f"are no longer all in the change log of {backend.path}: it "
+                        f"dropped those up to position {dropped} and holds none at or "
+                        f"before position {floor}"
+                    )
                 raise PositionExpiredError(
-                    f"the changes after position {after} are no longer in the change log "
-                    f"of {backend.path} (it keeps the last {self._retention} write "
-                    f"transactions, from position {floor}); re-read the state with a scan, "
-                    "then watch from last_position()",
+                    f"the changes after position {after} {why} (it keeps the last "
+                    f"{self._retention} write transactions); re-read the state with a "
+                    "scan, then watch from last_position()",
                     position=after,
                     oldest=floor,
                     backend="lmdb",
@@ -425,14 +552,23 @@ class StoreChangeLog(ChangeFeed):
         with self._cond:
             wakes = self._wakes
         seen = -1
+        behind = 0  # polls the snapshot has lagged the newest meta page
+        repairable = not self._backend.config.read_only
         while True:
             if self._closed:
                 return False
             txnid = env.info()["last_txnid"]
-            if txnid != seen:
+            if txnid != seen or behind:
                 seen = txnid
-                if self.last_position() > after:
+                pos, snap = self._position()
+                if pos > after:
                     return True
+                if snap < txnid and repairable:
+                    behind += 1
+                    if behind >= _GRACE_POLLS:
+                        self._repair(0)  # the next polls see it repaired
+                else:
+                    behind = 0
             left = POLL_INTERVAL
             if deadline is not None:
                 left = min(left, deadline - time.monotonic())
@@ -465,8 +601,12 @@ class StoreChangeLog(ChangeFeed):
         return unsubscribe
 
     def _poll(self) -> None:
+        # Subscribers are called when the newest meta page's id or the snapshot readers
+        # get changes (the latter also when a repair - see wait() - publishes it).
         env = self._backend._env
-        seen = None
+        seen: tuple[int, int] | None = None
+        behind = 0
+        repairable = not self._backend.config.read_only
         while True:
             with self._cond:
                 if self._closed or not self._subscribers:
@@ -475,12 +615,22 @@ class StoreChangeLog(ChangeFeed):
                 subscribers = list(self._subscribers.values())
             try:
                 txnid = env.info()["last_txnid"]
+                if seen is None or txnid != seen[0] or behind:
+                    state = (txnid, self._position()[1])
+                else:
+                    state = seen
             except Exception:  # the environment closed under us: stop quietly
                 return
-            if seen is not None and txnid != seen:
+            if seen is not None and state != seen:
                 for cb in subscribers:
                     cb()
-            seen = txnid
+            seen = state
+            if state[1] < state[0] and repairable:
+                behind += 1
+                if behind >= _GRACE_POLLS:
+                    self._repair(0)
+            else:
+                behind = 0
             time.sleep(POLL_INTERVAL)
 
     def wake(self) -> None:

@@ -145,9 +145,11 @@ class RocksDBBackend(Backend):
             blocking_writes=config.sync,
             read_only=config.mode != "read_write",
             # Atomic under the write lock every write takes (one writer process per
-            # store); see _eventstore.
-            conditional_writes=config.mode == "read_write",
-            sequences=config.mode == "read_write",
+            # store); see _eventstore. read_only / secondary still read versions and
+            # sequence numbers (writes raise ReadOnlyError); their in-process feed would
+            # never see a change (no writes here), so they have none.
+            conditional_writes=True,
+            sequences=True,
             change_feed=config.mode == "read_write",
         )
         # The in-process change feed, created by the first watch() (see _eventstore).
