@@ -152,6 +152,26 @@ async def _write(fn: Callable[..., R], *args: Any) -> R:
         raise
 
 
+class _Awaited:
+    """A native-async write in flight through ``repo``, from before its writability
+    check until the awaited engine call has returned or raised: recorded in
+    ``repo._awaiting`` as the ident of the thread whose event loop awaits it (a claim of
+    the store waits for it, and refuses at once when that loop is its own thread's: the
+    write cannot go on while the claim waits; see Repository._writing and _owners)."""
+
+    __slots__ = ("awaiting", "ident")
+
+    def __init__(self, repo: Repository[Any, Any]) -> None:
+        self.awaiting = repo._awaiting
+        self.ident = threading.get_ident()
+
+    def __enter__(self) -> None:
+        self.awaiting.append(self.ident)
+
+    def __exit__(self, *exc: object) -> None:
+        self.awaiting.remove(self.ident)
+
+
 def _guarded(fn: Callable[..., R]) -> Callable[..., R]:
     """``fn`` with a trailing ``abort`` argument checked once before it starts (for
     writes that are one engine call, so their commit point is their start)."""
@@ -248,9 +268,10 @@ class AsyncRepository(Generic[K, V]):
         """See :meth:`Repository.put`."""
         if self._native is not None:
             repo = self._repo
-            repo._check_writable()
-            full = repo._full(tenant, key)
-            await self._native.put(full, repo._value(value, tenant, key))
+            with _Awaited(repo):
+                repo._check_writable()
+                full = repo._full(tenant, key)
+                await self._native.put(full, repo._value(value, tenant, key))
         elif self._offload_writes:
             await _write(_guarded(self._repo.put), tenant, key, value)
         else:
@@ -259,8 +280,9 @@ class AsyncRepository(Generic[K, V]):
     async def delete(self, tenant: str, key: K) -> bool:
         """See :meth:`Repository.delete`."""
         if self._native is not None:
-            self._repo._check_writable()
-            return await self._native.delete(self._repo._full(tenant, key))
+            with _Awaited(self._repo):
+                self._repo._check_writable()
+                return await self._native.delete(self._repo._full(tenant, key))
         if self._offload_writes:
             return await _write(_guarded(self._repo.delete), tenant, key)
         return self._repo.delete(tenant, key)
@@ -269,9 +291,11 @@ class AsyncRepository(Generic[K, V]):
         """See :meth:`Repository.insert`."""
         if self._native is not None:
             repo = self._repo
-            repo._check_writable()
-            full = repo._full(tenant, key)
-            if not await self._native.insert(full, repo._value(value, tenant, key)):
+            with _Awaited(repo):
+                repo._check_writable()
+                full = repo._full(tenant, key)
+                inserted = await self._native.insert(full, repo._value(value, tenant, key))
+            if not inserted:
                 raise KeyExistsError(
                     f"key {key!r} already exists for tenant {tenant!r}; use put() to overwrite",
                     tenant=tenant,
@@ -289,12 +313,13 @@ class AsyncRepository(Generic[K, V]):
         docs/concepts/async.md)."""
         repo = self._repo
         if self._native is not None and not self._own_put_many:
-            repo._check_writable()
-            repo._prefix(tenant)  # a bad tenant fails even with no items
-            ops: list[tuple[bytes, bytes | None]] = list(
-                repo._encoded(tenant, pairs(items, "put_many"), repo._encode_held)
-            )
-            await self._native.write(ops)
+            with _Awaited(repo):
+                repo._check_writable()
+                repo._prefix(tenant)  # a bad tenant fails even with no items
+                ops: list[tuple[bytes, bytes | None]] = list(
+                    repo._encoded(tenant, pairs(items, "put_many"), repo._encode_held)
+                )
+                await self._native.write(ops)
             return len(ops)
         if not self._own_put_many:
             return await _write(repo._put_many, tenant, items)
@@ -561,9 +586,10 @@ class AsyncBatch(Generic[K, V]):
         if self._native is not None and not b._conditions and not b._appends:
             b._check()
             b._done = True
-            b._repo._check_writable()
-            if b._ops:
-                await self._native.write(b._ops)
+            with _Awaited(b._repo):
+                b._repo._check_writable()
+                if b._ops:
+                    await self._native.write(b._ops)
             return
         await _write(self._batch._commit)
 

@@ -330,7 +330,14 @@ def insert_append(
         InvalidKeyError, KeyTooLargeError, SerializationError: as the batch raises them.
     """
     if _direct(type(repo)):
-        done = _insert_append(repo, tenant, base, runs, values, sequence, notes)
+        # A write in flight from before its check until its commit is done (see
+        # Repository._writing: a claim of the store waits for it).
+        writing = repo._writing
+        writing.append(None)
+        try:
+            done = _insert_append(repo, tenant, base, runs, values, sequence, notes)
+        finally:
+            writing.pop()
         if done is not None:
             return done
     slots: list[Slot] = []
@@ -355,7 +362,8 @@ def _insert_append(
     sequence: str,
     notes: Sequence[Any] | None,
 ) -> list[int] | None:
-    """:func:`insert_append`'s direct path; ``None``: declined, nothing written."""
+    """:func:`insert_append`'s direct path; ``None``: declined, nothing written. Call
+    it with the write recorded in ``repo._writing`` (as insert_append does)."""
     repo._check_writable()  # as repo.batch() does first
     caps = repo.capabilities
     if not caps.conditional_writes or (notes is not None and not caps.sequences):

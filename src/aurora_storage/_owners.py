@@ -14,6 +14,20 @@ which go to the backends, are not affected. The owner's own repositories (its ti
 also refuse ``close()`` (``StoreLockedError``): closing one would close the store under
 the owner. :func:`release` lifts both.
 
+A write checks the refusal when it starts and commits later (a big ``put_many`` encodes
+every value first), so a claim also waits for the writes that had passed the check:
+each repository records its writes in flight (``Repository._writing``, and
+``_awaiting`` for native-async writes), entered *before* the write reads its read-only
+flag and left once its engine call has returned or raised. The claim sets the flags
+first, then waits until no repository of the claimed stores has a write in flight:
+either a write saw the flag, or the claim sees the write (list append and pop are
+atomic, and the two sides do their two steps in opposite order). When :func:`claim`
+returns, every write that passed the check before it has landed or failed, and every
+later one is refused. The wait is bounded (:data:`CLAIM_WAIT`): a write that does not
+finish by then undoes the claim and raises ``StoreLockedError``; so does, at once, a
+native-async write awaited on the claiming thread's own event loop (it cannot go on
+while the claim waits).
+
 An owner is an :class:`Owner` token that holds nothing of what owns it: a tiered pair
 dropped without ``close()`` can be garbage-collected, and its finaliser calls
 :func:`release_collected`. That may run inside the garbage collector, at any allocation,
@@ -21,25 +35,48 @@ in any thread - also in one that holds this module's lock - so it never waits fo
 lock: it queues the owner, and whoever holds the lock releases it before letting go.
 Identities are per process: another process is not seen here.
 
-Nothing here runs per write: the refusal is the repository's read-only flag, which its
-write paths test anyway. A repository is registered when it is constructed, a claim costs
-one pass over the repositories of the claimed stores.
+Nothing of this module runs per write: a write appends to and pops from its
+repository's own list (tens of nanoseconds) and tests the read-only flag, which its
+write paths test anyway. A repository is registered when it is constructed; a claim costs
+one pass over the repositories of the claimed stores, and the wait for their writes.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from .errors import StoreLockedError
 
 if TYPE_CHECKING:
     from ._repository import Repository
     from .backend import Backend
 
-__all__ = ["Owner", "Why", "claim", "register", "release", "release_collected", "same_store"]
+__all__ = [
+    "CLAIM_WAIT",
+    "Owner",
+    "Why",
+    "claim",
+    "register",
+    "release",
+    "release_collected",
+    "same_store",
+]
+
+#: Seconds :func:`claim` waits for the writes in flight through the repositories of the
+#: stores it claims (writes that had passed their check before the claim): a write
+#: still in flight then undoes the claim (``StoreLockedError``: finish or stop those
+#: writes, then open the owner again). Long enough for a big ``put_many`` to commit,
+#: short enough that a write which cannot finish (waiting for the claiming thread)
+#: does not hang the open.
+CLAIM_WAIT = 5.0
+#: The longest pause between two looks at the writes in flight while a claim waits.
+_PAUSE_MAX = 0.02
 
 #: the reason a repository refuses writes, given that repository (for its name)
 Why = Callable[["Repository[Any, Any]"], str]
@@ -184,23 +221,91 @@ def claim(
             refused (``StoreLockedError``) until :func:`release`.
 
     Returns:
-        ``None`` when claimed; else ``(index in stores, its owner)`` for the first store
-        another owner already holds, and nothing was claimed.
+        ``None`` when claimed: every write through a repository of those stores that
+        began before is done (see the module's text), every later one is refused.
+        Else ``(index in stores, its owner)`` for the first store another owner already
+        holds, and nothing was claimed.
+
+    Raises:
+        StoreLockedError: a write through a repository of those stores, begun before
+            the claim, was still in flight after :data:`CLAIM_WAIT` seconds, or is a
+            native-async write awaited on this thread's event loop; the claim is
+            undone (the message names the repository).
     """
     with _locked():
         entries = [_entry(backend) for backend, _ in stores]
         for i, entry in enumerate(entries):
             if entry.owner is not None and entry.owner is not owner:
                 return i, entry.owner
+        writers: list[Repository[Any, Any]] = []
         for entry, (_, why) in zip(entries, stores, strict=True):
             entry.owner, entry.why = owner, why
             for repo in list(entry.repos):
-                repo._refuse_writes(why(repo))
+                repo._refuse_writes(why(repo))  # before its writes in flight are read
+                writers.append(repo)
         pinned = _pinned.setdefault(owner, [])
         for repo, why_close in own:
             repo._close_refused = why_close
             pinned.append(repo)
-        return None
+    # Waited for without the lock: repositories opened meanwhile are refused as they
+    # register, and the writes in flight may open repositories of their own.
+    _settle(owner, writers)
+    return None
+
+
+def _pause(seconds: float) -> None:
+    """One pause of :func:`_settle` (a function of its own: tests release a held write
+    from here, to see that a claim waits for it)."""
+    time.sleep(seconds)
+
+
+def _settle(owner: Owner, writers: Sequence[Repository[Any, Any]]) -> None:
+    """Wait until none of ``writers`` (refusing writes already) has a write in flight;
+    if one is still in flight after :data:`CLAIM_WAIT` seconds, or is awaited on this
+    thread's own event loop, release ``owner`` and raise ``StoreLockedError``."""
+    me = threading.get_ident()
+    deadline = None
+    pause = 0.0005
+    while True:
+        busy = None
+        for repo in writers:
+            if me in repo._awaiting:
+                _refuse_claim(
+                    owner,
+                    repo,
+                    "is awaited on this thread's event loop, which cannot run it while "
+                    "this call waits (it would land after the claim). Await the writes "
+                    "through the repositories on that store before opening",
+                )
+            if busy is None and (repo._writing or repo._awaiting):
+                busy = repo
+        if busy is None:
+            return
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + CLAIM_WAIT
+        elif now >= deadline:
+            _refuse_claim(
+                owner,
+                busy,
+                f"was still in flight after {CLAIM_WAIT:g} s (it would land after the "
+                "claim). Let the writes through the repositories on that store finish "
+                "(or stop them) before opening",
+            )
+        _pause(pause)
+        pause = min(pause * 2, _PAUSE_MAX)
+
+
+def _refuse_claim(owner: Owner, repo: Repository[Any, Any], why: str) -> NoReturn:
+    """Undo ``owner``'s claim and raise the ``StoreLockedError`` saying ``why`` the
+    write through ``repo`` (begun before the claim) keeps the store."""
+    release(owner)
+    raise StoreLockedError(
+        f"cannot claim the store of the repository {repo._describe()} for {owner.name}: "
+        f"a write through that repository began before the claim and {why}, then open "
+        "again; nothing was claimed, nothing written",
+        backend=repo._store.scheme,
+    )
 
 
 def release(owner: Owner) -> None:

@@ -169,6 +169,15 @@ class Repository(TenantKeys, Generic[K, V]):
         #: why writes are refused when the backend is writable (its store belongs to a
         #: tiered pair, see _owners)
         self._read_only_why: str | None = None
+        #: The writes through this repository in flight: one entry from before a write
+        #: reads ``_read_only`` until its engine call has returned or raised (list
+        #: append and pop are atomic). A claim of the store sets ``_read_only`` first and
+        #: then waits until this is empty, so a write that passed the check before the
+        #: claim has landed when the claim returns (see _owners). ``_awaiting``: the
+        #: same for native-async writes, as the ident of the thread whose event loop
+        #: awaits them (AsyncRepository).
+        self._writing: list[None] = []
+        self._awaiting: list[int] = []
         # An older third-party scan_chunks override may not take ``limit``: the
         # repository then cuts the stream itself (see Backend.scan_chunks).
         self._scan_limit = _accepts_limit(backend)
@@ -321,6 +330,11 @@ class Repository(TenantKeys, Generic[K, V]):
             )
 
     def _check_writable(self) -> None:
+        """Raise if writes are refused. A write that goes on to its engine call calls
+        this with the write already recorded in ``_writing`` (or ``_awaiting``), until
+        that call is done: a claim of the store waits for it (see _owners). Called
+        unrecorded only to refuse early (``batch()``, ``compare_and_set()``), before the
+        recorded commit."""
         self._check_open()
         if self._read_only:
             raise ReadOnlyError(
@@ -387,14 +401,19 @@ class Repository(TenantKeys, Generic[K, V]):
             SerializationError: the codec cannot encode ``value``; nothing was written.
             ReadOnlyError, RepositoryClosedError.
         """
-        if self._closed or self._read_only:
-            self._check_writable()
-        full = self._full(tenant, key)
+        writing = self._writing
+        writing.append(None)  # before the check: see _writing
         try:
-            data = self._encode(value)
-        except Exception:
-            data = self._value(value, tenant, key)
-        self._bput(full, data)
+            if self._closed or self._read_only:
+                self._check_writable()
+            full = self._full(tenant, key)
+            try:
+                data = self._encode(value)
+            except Exception:
+                data = self._value(value, tenant, key)
+            self._bput(full, data)
+        finally:
+            writing.pop()
 
     def get(self, tenant: str, key: K, default: V | None = None) -> V | None:
         """The value under ``(tenant, key)``, or ``default`` when absent."""
@@ -459,9 +478,14 @@ class Repository(TenantKeys, Generic[K, V]):
 
     def delete(self, tenant: str, key: K) -> bool:
         """Remove ``(tenant, key)``; return whether it existed."""
-        if self._closed or self._read_only:
-            self._check_writable()
-        return self._bdelete(self._full(tenant, key))
+        writing = self._writing
+        writing.append(None)
+        try:
+            if self._closed or self._read_only:
+                self._check_writable()
+            return self._bdelete(self._full(tenant, key))
+        finally:
+            writing.pop()
 
     def insert(self, tenant: str, key: K, value: V) -> None:
         """Store ``value`` only if ``(tenant, key)`` is absent.
@@ -469,14 +493,20 @@ class Repository(TenantKeys, Generic[K, V]):
         Raises:
             KeyExistsError: the key exists; nothing was written.
         """
-        if self._closed or self._read_only:
-            self._check_writable()
-        full = self._full(tenant, key)
+        writing = self._writing
+        writing.append(None)
         try:
-            data = self._encode(value)
-        except Exception:
-            data = self._value(value, tenant, key)
-        if not self._binsert(full, data):
+            if self._closed or self._read_only:
+                self._check_writable()
+            full = self._full(tenant, key)
+            try:
+                data = self._encode(value)
+            except Exception:
+                data = self._value(value, tenant, key)
+            inserted = self._binsert(full, data)
+        finally:
+            writing.pop()
+        if not inserted:
             raise KeyExistsError(
                 f"key {key!r} already exists for tenant {tenant!r}; use put() to overwrite",
                 tenant=tenant,
@@ -501,33 +531,39 @@ class Repository(TenantKeys, Generic[K, V]):
     ) -> int:
         """put_many; ``abort`` (the async twin's cancellation) is asked before the commit
         point and makes the whole call write nothing (:class:`~aurora_storage._cancel.Aborted`)."""
-        self._check_writable()
-        backend = self._backend
-        enc = self._encode if backend.streams_writes else self._encode_held
-        if abort is not None:
-            # The async twin: item by item, so a cancellation is seen between items.
-            self._prefix(tenant)  # a bad tenant fails even with no items
-            return backend.write_iter(self._encoded(tenant, pairs(items, "put_many"), enc, abort))
-        # The batch path: every key encoded in one pass (validating the tenant even with
-        # no items), then the engine gets the ready keys and the values as they are
-        # encoded (Backend.write_puts), without a Python frame per item.
-        keys, values = split_pairs(items, "put_many")
-        fulls = self._fulls(tenant, keys)
-        if not fulls:
-            return 0
+        writing = self._writing
+        writing.append(None)  # before the check: see _writing
         try:
-            return backend.write_puts(fulls, map(enc, values))
-        except StorageError:
-            raise
-        except Exception:
-            # The codec refused a value (nothing was written): find which, for the
-            # typed error with the value's path.
-            for key, value in zip(keys, values, strict=True):
-                try:
-                    enc(value)
-                except Exception:
-                    self._value(value, tenant, key, held=not backend.streams_writes)
-            raise  # pragma: no cover - a codec that failed once and not again
+            self._check_writable()
+            backend = self._backend
+            enc = self._encode if backend.streams_writes else self._encode_held
+            if abort is not None:
+                # The async twin: item by item, so a cancellation is seen between items.
+                self._prefix(tenant)  # a bad tenant fails even with no items
+                source = self._encoded(tenant, pairs(items, "put_many"), enc, abort)
+                return backend.write_iter(source)
+            # The batch path: every key encoded in one pass (validating the tenant even
+            # with no items), then the engine gets the ready keys and the values as they
+            # are encoded (Backend.write_puts), without a Python frame per item.
+            keys, values = split_pairs(items, "put_many")
+            fulls = self._fulls(tenant, keys)
+            if not fulls:
+                return 0
+            try:
+                return backend.write_puts(fulls, map(enc, values))
+            except StorageError:
+                raise
+            except Exception:
+                # The codec refused a value (nothing was written): find which, for the
+                # typed error with the value's path.
+                for key, value in zip(keys, values, strict=True):
+                    try:
+                        enc(value)
+                    except Exception:
+                        self._value(value, tenant, key, held=not backend.streams_writes)
+                raise  # pragma: no cover - a codec that failed once and not again
+        finally:
+            writing.pop()
 
     def _encoded(
         self,
@@ -574,16 +610,22 @@ class Repository(TenantKeys, Generic[K, V]):
         return self._delete_many(tenant, keys, None)
 
     def _delete_many(self, tenant: str, keys: Iterable[K], abort: Callable[[], bool] | None) -> int:
-        self._check_writable()
-        self._prefix(tenant)  # a bad tenant fails even with no keys
-        fulls = list(dict.fromkeys(self._full(tenant, k) for k in key_list(keys, "delete_many")))
-        if not fulls:
-            return 0
-        present = sum(1 for raw in self._backend.get_many(fulls) if raw is not None)
-        if abort is not None and abort():
-            raise Aborted
-        self._backend.write([(k, None) for k in fulls])
-        return present
+        writing = self._writing
+        writing.append(None)  # before the check: see _writing
+        try:
+            self._check_writable()
+            self._prefix(tenant)  # a bad tenant fails even with no keys
+            wanted = key_list(keys, "delete_many")
+            fulls = list(dict.fromkeys(self._full(tenant, k) for k in wanted))
+            if not fulls:
+                return 0
+            present = sum(1 for raw in self._backend.get_many(fulls) if raw is not None)
+            if abort is not None and abort():
+                raise Aborted
+            self._backend.write([(k, None) for k in fulls])
+            return present
+        finally:
+            writing.pop()
 
     def batch(self) -> Batch[K, V]:
         """A batch of puts and deletes across tenants, committed atomically when the
@@ -597,9 +639,15 @@ class Repository(TenantKeys, Generic[K, V]):
         return Batch(self)
 
     def _write(self, ops: list[Op]) -> None:
-        self._check_writable()
-        if ops:
-            self._backend.write(ops)
+        """A batch's plain commit (see Batch)."""
+        writing = self._writing
+        writing.append(None)  # before the check: see _writing
+        try:
+            self._check_writable()
+            if ops:
+                self._backend.write(ops)
+        finally:
+            writing.pop()
 
     # ------------------------------------------------------------------ scans
 
@@ -819,9 +867,14 @@ class Repository(TenantKeys, Generic[K, V]):
 
     def drop_tenant(self, tenant: str) -> int:
         """Delete every record of ``tenant``; return how many there were."""
-        self._check_writable()
-        p = self._prefix(tenant)
-        return self._backend.delete_range(p, p + TENANT_END)
+        writing = self._writing
+        writing.append(None)  # before the check: see _writing
+        try:
+            self._check_writable()
+            p = self._prefix(tenant)
+            return self._backend.delete_range(p, p + TENANT_END)
+        finally:
+            writing.pop()
 
     def as_async(self) -> AsyncRepository[K, V]:
         """The asynchronous twin over this repository (what :func:`open_async` returns).
@@ -973,14 +1026,18 @@ class Repository(TenantKeys, Generic[K, V]):
         appends: Sequence[Append],
     ) -> Sequence[int]:
         """A conditional commit, with the backend's condition failures translated."""
-        self._check_writable()
+        writing = self._writing
+        writing.append(None)  # before the check: see _writing
         try:
+            self._check_writable()
             return list(self._backend.commit(ops, conditions=conditions, appends=appends))
         except ConditionFailed as exc:
             failed = exc.failed
             # Drop the backend's frames: the user's error must not keep engine objects
             # (and the store) alive for as long as it is held.
             exc.__traceback__ = None
+        finally:
+            writing.pop()
         raise self._conflict(kinds, failed) from None
 
     def _conflict(
