@@ -117,11 +117,24 @@ class Slot:
 def require(repo: Repository[Any, Any], capability: str, what: str) -> None:
     """Raise NotSupportedError unless ``repo`` declares ``capability`` (the repository's
     capabilities: a composition such as the tiered repository declares its own)."""
-    if not getattr(repo.capabilities, capability):
+    caps = repo.capabilities
+    if not getattr(caps, capability):
+        if capability == "change_feed" and caps.read_only:
+            # The embedded engines' in-process feeds record this process's commits: a
+            # read-only one has none to deliver.
+            fix = (
+                "it is read-only, and an in-process change feed only sees the commits of "
+                "its own process. Watch from a writable repository, or open an LMDB "
+                "store with ?change_log=true, whose change log read-only processes follow"
+            )
+        else:
+            fix = (
+                "use memory://, lmdb:// or rocksdb:// (aurora-storage never emulates it "
+                "with a racy check-then-write)"
+            )
         raise NotSupportedError(
             f"{what} needs a repository whose capabilities declare {capability}; "
-            f"{repo._describe()} does not. Use memory://, lmdb:// or rocksdb:// "
-            "(aurora-storage never emulates it with a racy check-then-write)",
+            f"{repo._describe()} does not: {fix}",
             backend=repo.backend.scheme,
         )
 

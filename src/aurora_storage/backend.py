@@ -76,6 +76,7 @@ __all__ = [
     "create_store_dir",
     "decode_counter",
     "encode_counter",
+    "foreign_position",
     "marker_path",
     "open_stores",
     "plan_commit",
@@ -288,7 +289,9 @@ class ChangeFeed(ABC):
         """Up to ``limit`` changes with position > ``after``, in order.
 
         Raises:
-            PositionExpiredError: some change after ``after`` is no longer retained.
+            PositionExpiredError: some change after ``after`` is no longer retained, or
+                ``after`` is past :meth:`last_position` - a position this feed never
+                gave (:func:`foreign_position` words it).
         """
 
     @abstractmethod
@@ -319,6 +322,20 @@ class ChangeFeed(ABC):
         The default is this feed (the watch filters). An engine that filters on the
         server returns a feed reading only that range (NATS: the tenant's subjects)."""
         return self
+
+
+def foreign_position(after: int, last: int, **context: Any) -> PositionExpiredError:
+    """The error for ``read(after)`` with ``after`` past the feed's ``last`` position: a
+    position this feed never gave (feeds share it, so each says it alike)."""
+    return PositionExpiredError(
+        f"position {after} is past the last position of this store's change feed "
+        f"({last}): it was not given by this feed - it comes from another store, or from "
+        "this store before a compacting copy or restore numbered its changes anew; "
+        "re-read the state with a scan, then watch from last_position()",
+        position=after,
+        oldest=last,
+        **context,
+    )
 
 
 class RecentChanges(ChangeFeed):
@@ -404,6 +421,11 @@ class RecentChanges(ChangeFeed):
                     position=after,
                     oldest=self._floor,
                 )
+            if after > self._last:
+                # Never given by this feed: another store's position, or this store's
+                # from before a compacting copy restarted its commit numbers. Taken as
+                # a place here, it would skip every change up to it without a word.
+                raise foreign_position(after, self._last)
             log = self._log
             if not log or log[-1][0] <= after:
                 return []

@@ -215,7 +215,9 @@ class NotSupportedError(StorageError, NotImplementedError):
 class PositionExpiredError(StorageError, LookupError):
     """``watch(after=N)``: the changes after position ``N`` are no longer all retained
     (the change log was trimmed, or ``N`` comes from an earlier session of an in-process
-    feed). Re-read the current state with a scan, then watch from
+    feed), or ``N`` was never given by this store's feed (it is past its last position:
+    another store's, or from before a compacting copy or restore). Re-read the current
+    state with a scan, then watch from
     :meth:`~aurora_storage.Repository.last_position`.
 
     Attributes:

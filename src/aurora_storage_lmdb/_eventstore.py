@@ -58,6 +58,7 @@ from aurora_storage.backend import (
     RecentChanges,
     decode_counter,
     encode_counter,
+    foreign_position,
     plan_commit,
 )
 from aurora_storage.errors import (
@@ -366,7 +367,8 @@ class StoreChangeLog(ChangeFeed):
             k: bytes = cur.key()
             if k.startswith(LOG_PREFIX):
                 return int(_POS.unpack(k[len(LOG_PREFIX) :])[0])
-        return self._state(txn)[0] >> 32
+        floor = self._state(txn)[0]
+        return floor >> 32  # the floor's transaction id (positions are tid << 32 | i)
 
     def _trim(self, txn: Any, below_tid: int) -> None:
         floor, known = self._state(txn)
@@ -530,6 +532,7 @@ class StoreChangeLog(ChangeFeed):
             out: list[ChangeRecord] = []
             cur = txn.cursor()
             if not cur.set_range(LOG_PREFIX + _POS.pack(nxt >> 32, nxt & 0xFFFFFFFF)):
+                _check_given(txn, floor)
                 return out
             for k, raw in cur.iternext():
                 if not k.startswith(LOG_PREFIX) or len(out) >= limit:
@@ -540,7 +543,23 @@ class StoreChangeLog(ChangeFeed):
                 key = data[3 : 3 + klen]
                 value = data[3 + klen :] if data[0] == 1 else None
                 out.append(((tid << 32) + i, key, value))
+            if not out:
+                _check_given(txn, floor)
             return out
+
+        def _check_given(txn: Any, floor: int) -> None:
+            # Nothing after `after`: fine if it is the newest position, but one past it
+            # was never given here (another store's; or from before a compacting copy
+            # that this store's positions have not caught up with): taken, it would
+            # skip every change up to it without a word.
+            cur = txn.cursor()
+            newest = floor
+            found = cur.prev() if cur.set_range(LOG_END) else cur.last()
+            if found and cur.key().startswith(LOG_PREFIX):
+                tid, i = _POS.unpack(cur.key()[len(LOG_PREFIX) :])
+                newest = max(newest, (tid << 32) + i)
+            if after > newest:
+                raise foreign_position(after, newest, backend="lmdb", path=backend.path)
 
         return backend._read_txn(work)
 

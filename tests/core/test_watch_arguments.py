@@ -167,8 +167,10 @@ def test_watch_argument_edges(repo: Repository[Any, Any]) -> None:
     for bad in (-1, 2**64, 10**30, True, 1.0, "0"):
         with pytest.raises(InvalidArgumentError, match="after"):
             repo.watch("t", after=bad)
-    # The largest position is accepted (nothing after it yet).
-    assert list(repo.watch("t", after=2**64 - 1, timeout=0)) == []
+    # The largest position is a valid argument; past the feed's last position, it is
+    # one this feed never gave: refused when read (PositionExpiredError), not skipped to.
+    with pytest.raises(PositionExpiredError, match="not given by this feed"):
+        list(repo.watch("t", after=2**64 - 1, timeout=0))
     assert repo.watch("t", timeout=2.5)._timeout == 2.5
     for forever in (math.inf, 1e308, 10**400, threading.TIMEOUT_MAX * 2):
         assert repo.watch("t", timeout=forever)._timeout is None
