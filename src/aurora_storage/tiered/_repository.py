@@ -110,7 +110,9 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             with different codecs, the store was created in the other mode, a bad
             option, or the hot store belongs to another pair.
         StoreLockedError: a tier's store belongs to another open pair of this process
-            (the message names it); nothing was written.
+            (the message names it), or a write through another repository on a tier's
+            store was still in flight after ``CLAIM_WAIT`` seconds (or is awaited on
+            this thread's own event loop: it could never finish); nothing was written.
     """
 
     def __init__(
@@ -725,8 +727,9 @@ def _own_stores(
     pair writes nothing and owns no store, but its tiers are still its own to close.
 
     Raises:
-        StoreLockedError: a store already belongs to another open pair; nothing is
-            claimed, nothing written.
+        StoreLockedError: a store already belongs to another open pair, or a write
+            through another repository on it did not finish within ``CLAIM_WAIT``
+            seconds; nothing is claimed, nothing written.
     """
     tiers = (("hot", hot), ("cold", cold))
     pair = p.describe()
