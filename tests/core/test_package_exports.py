@@ -126,6 +126,7 @@ PINS: dict[str, set[str]] = {
         "create_store_dir",
         "decode_counter",
         "encode_counter",
+        "foreign_position",
         "marker_path",
         "open_stores",
         "plan_commit",
