@@ -220,22 +220,44 @@ class Created:
         self._paths.clear()
 
 
-# Descriptors of creation locks this process holds (a fork() child closes its copies).
+# Descriptors of the exclusive locks this process holds for a moment (creation, the
+# coordination gate, growth): a fork() child closes its copies.
 _HELD: set[int] = set()
 
 
-def _close_inherited_creation_locks() -> None:
+def _close_inherited_locks() -> None:
     # The child's copy of a descriptor shares the parent's lock (flock locks belong to
-    # the open file description); closing the copy drops the child's reference without
-    # releasing the parent's lock, so a child that outlives its parent never keeps
-    # other creators waiting.
+    # the open file description, and only go when every copy is closed or one unlocks
+    # it); closing the copy drops the child's reference without releasing the parent's
+    # lock, so a child that outlives its parent never keeps other openers waiting.
     for fd in _HELD:
         with contextlib.suppress(OSError):
             os.close(fd)
     _HELD.clear()
 
 
-os.register_at_fork(after_in_child=_close_inherited_creation_locks)
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+@contextlib.contextmanager
+def exclusive(fd: int) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``fd`` for the block (the caller closes ``fd``).
+
+    Fork-safe both ways: the descriptor is noted before the lock is taken, so a child
+    forked meanwhile by another thread closes its copy; and the lock is released with
+    ``LOCK_UN``, not by closing, because a copy left in a child would otherwise keep it
+    held for as long as the child lives (every opener of the store, this process
+    included, then waited for it: found by forking while another thread opened)."""
+    _HELD.add(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):  # (a child that forked inside the block)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        _HELD.discard(fd)
 
 
 class CreationLock:
@@ -347,6 +369,17 @@ class CreationLock:
             os.close(fd)
 
 
+def _unlock_and_close(fd: int) -> None:
+    """Release this process's lock on ``fd`` and close it: explicitly, so a copy of the
+    descriptor in a child forked while the store was open does not keep the record
+    locked (other openers would take the store as in use by someone)."""
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 class OpenRecord:
     """Who has the store open, and whether its last user closed it cleanly.
 
@@ -380,8 +413,8 @@ class OpenRecord:
             yield False  # a read-only directory: no coordination possible
             return
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield True
+            with exclusive(fd):
+                yield True
         finally:
             os.close(fd)
 
@@ -434,7 +467,7 @@ class OpenRecord:
                         os.ftruncate(fd, 0)
                     fcntl.flock(fd, fcntl.LOCK_SH)
             except BaseException:
-                os.close(fd)
+                _unlock_and_close(fd)
                 raise
             self._fd = fd
 
@@ -461,9 +494,13 @@ class OpenRecord:
         except OSError:
             pass  # best effort: without a record the next open checks the file
         finally:
-            os.close(fd)
+            _unlock_and_close(fd)
 
     def abandon_in_child(self) -> None:
-        """Forget the descriptor without closing it (a fork() child: the parent's lock
-        must stay)."""
-        self._fd = None
+        """Close the child's copy of the descriptor without unlocking it (a fork()
+        child: the parent's shared lock stays, as it belongs to the open file
+        description the parent still has; only LOCK_UN would release it)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -17,7 +17,6 @@ themselves so each module reads in one sitting:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import threading
 import time
@@ -44,6 +43,7 @@ from ._disk import (
     CreationLock,
     OpenRecord,
     check_path,
+    exclusive,
     lock_file_exclusive,
     lock_file_size,
     os_error,
@@ -140,6 +140,17 @@ class Environment:
         if exists and not marked:
             with contextlib.suppress(OSError):
                 empty = os.path.getsize(self._data_file) == 0
+        if empty and not cfg.create:
+            # A read-only open cannot initialise it (liblmdb answered EBADF, and left a
+            # lock file behind): there is no store here yet.
+            raise ConfigurationError(
+                f"no LMDB store at {self.path} yet: its data file {self._data_file} is "
+                "empty (a creator stopped before initialising it) and a read-only open "
+                "does not create or initialise a store; open it once without "
+                "read_only=true to finish it",
+                backend="lmdb",
+                path=self.path,
+            )
         if exists:
             precheck(self.path, self._data_file, cfg.subdir)
         with self._record.entering() as clean:
@@ -409,9 +420,7 @@ class Environment:
         except OSError:
             fd = None  # a read-only directory: growth is then only serialised in-process
         try:
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            with self._gated():
+            with exclusive(fd) if fd is not None else contextlib.nullcontext(), self._gated():
                 self._grow_locked(env)
         except lmdb.Error as exc:
             raise StorageFullError(
