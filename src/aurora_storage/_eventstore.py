@@ -441,15 +441,18 @@ def _insert_append(
     raise repo._conflict(kinds, failed) from None
 
 
-#: The largest ``watch(after=...)``: positions are unsigned 64-bit on every feed.
-_MAX_POSITION = (1 << 64) - 1
+#: The largest ``watch(after=...)``. Positions of the embedded engines' feeds are
+#: ``(commit << 32) + i`` with a 64-bit commit number (LMDB's transaction id, RocksDB's
+#: sequence number), so they pass 2**64 once a store has made 2**32 commits (LMDB) or
+#: key writes (RocksDB) - about 9 hours of 127,000 LMDB transactions a second.
+_MAX_POSITION = (1 << 96) - 1
 
 
 def watch_arguments(after: Any, timeout: Any) -> tuple[int | None, float | None]:
     """``watch()``'s ``after`` and ``timeout``, checked for every backend (sync and
     async) before a feed sees them.
 
-    ``after``: ``None`` or an ``int`` in ``[0, 2**64 - 1]`` (a ``bool`` is refused).
+    ``after``: ``None`` or an ``int`` in ``[0, 2**96 - 1]`` (a ``bool`` is refused).
     ``timeout``: ``None`` or a real number ``>= 0`` (not NaN, not a ``bool``); ``inf``,
     and any value past :data:`threading.TIMEOUT_MAX` (about 292 years), means no
     timeout, as ``None`` does.
@@ -462,7 +465,7 @@ def watch_arguments(after: Any, timeout: Any) -> tuple[int | None, float | None]
     """
     if after is not None and (type(after) is not int or not 0 <= after <= _MAX_POSITION):
         raise InvalidArgumentError(
-            "after must be None or an int from 0 to 2**64 - 1 (a Change.position, "
+            "after must be None or an int from 0 to 2**96 - 1 (a Change.position, "
             f"Watch.position or last_position() of this store), got {after!r}"
         )
     if timeout is None:

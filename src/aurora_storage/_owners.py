@@ -290,7 +290,9 @@ def _settle(owner: Owner, writers: Sequence[Repository[Any, Any]]) -> None:
                 busy,
                 f"was still in flight after {CLAIM_WAIT:g} s (it would land after the "
                 "claim). Let the writes through the repositories on that store finish "
-                "(or stop them) before opening",
+                "(or stop them) before opening; if the write is this thread's own (the "
+                "pair is opened from inside a codec or hook of a write), it can never "
+                "finish first: open the pair outside the write",
             )
         _pause(pause)
         pause = min(pause * 2, _PAUSE_MAX)

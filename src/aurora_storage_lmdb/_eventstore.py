@@ -531,7 +531,7 @@ class StoreChangeLog(ChangeFeed):
                 )
             out: list[ChangeRecord] = []
             cur = txn.cursor()
-            if not cur.set_range(LOG_PREFIX + _POS.pack(nxt >> 32, nxt & 0xFFFFFFFF)):
+            if nxt >> 96 or not cur.set_range(LOG_PREFIX + _POS.pack(nxt >> 32, nxt & 0xFFFFFFFF)):
                 _check_given(txn, floor)
                 return out
             for k, raw in cur.iternext():

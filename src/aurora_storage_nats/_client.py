@@ -352,6 +352,10 @@ class NATSCore:
                 "credentials are right",
                 backend="nats",
             ) from exc
+        # Connected: the refusal watcher is not needed any more (left pending, it was
+        # collected later with asyncio's "Task was destroyed but it is pending!").
+        refusal.cancel()
+        await asyncio.gather(refusal, return_exceptions=True)
         self.nc = nc
         self.js = nc.jetstream(timeout=c.timeout)
         try:

@@ -66,8 +66,8 @@ def _check(result: list[Any]) -> None:
 
 numbers = st.one_of(
     st.integers(),
-    st.integers(min_value=2**63, max_value=2**65),
-    st.sampled_from([-1, 0, 2**64 - 1, 2**64, 10**30, -(10**30)]),
+    st.integers(min_value=2**63, max_value=2**97),
+    st.sampled_from([-1, 0, 2**64 - 1, 2**64, 2**96 - 1, 2**96, 10**30, -(10**30)]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -0.0]),
 )
@@ -81,6 +81,8 @@ values = st.one_of(numbers, st.booleans(), st.text(max_size=3), st.none())
 @example(after=10**30)
 @example(after=2**64)
 @example(after=2**64 - 1)
+@example(after=2**96 - 1)
+@example(after=2**96)
 @example(after=True)
 @example(after=-1)
 def test_any_after_works_or_is_refused(repo: Repository[Any, Any], after: Any) -> None:
@@ -164,13 +166,15 @@ def test_watch_argument_edges(repo: Repository[Any, Any]) -> None:
     for bad in (math.nan, -1, -0.5, -math.inf, True, "1", 1j):
         with pytest.raises(InvalidArgumentError, match="timeout"):
             repo.watch("t", timeout=bad)
-    for bad in (-1, 2**64, 10**30, True, 1.0, "0"):
+    for bad in (-1, 2**96, 10**30, True, 1.0, "0"):
         with pytest.raises(InvalidArgumentError, match="after"):
             repo.watch("t", after=bad)
     # The largest position is a valid argument; past the feed's last position, it is
     # one this feed never gave: refused when read (PositionExpiredError), not skipped to.
     with pytest.raises(PositionExpiredError, match="not given by this feed"):
         list(repo.watch("t", after=2**64 - 1, timeout=0))
+    with pytest.raises(PositionExpiredError, match="not given by this feed"):
+        list(repo.watch("t", after=2**96 - 1, timeout=0))
     assert repo.watch("t", timeout=2.5)._timeout == 2.5
     for forever in (math.inf, 1e308, 10**400, threading.TIMEOUT_MAX * 2):
         assert repo.watch("t", timeout=forever)._timeout is None
