@@ -85,6 +85,10 @@ class Applier:
     def empty(self) -> bool:
         return not self.overlay and not self.extra
 
+    def size(self) -> int:
+        """How many hot operations :meth:`ops` would return."""
+        return len(self.overlay) + len(self.extra)
+
     def ops(self) -> list[Op]:
         """The hot operations collected so far (in this applier's key space)."""
         sp = self.space

@@ -168,7 +168,16 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
     ``group`` starts small when a write retries a failed hot tier: a hot tier that is
     still down then costs one entry's work per write, not a whole group's.
 
+    On a hot tier with bounded atomic batches (``p.hot_batch``) a group is committed
+    before it would exceed the bound: the entry that overflows it is applied again at
+    the start of the next group (the group's collected updates are discarded, nothing
+    of them was written, and the entries before it are applied again into a fresh
+    group of exactly that many entries).
+
     Raises:
+        ConfigurationError: one change-log entry alone needs more hot operations than
+            one hot batch may hold with the position (cache mode: than one batch may
+            hold); nothing of it was applied.
         the hot or cold tier's error: nothing past the last committed group is applied;
             the position is re-read from hot before the next attempt.
     """
@@ -177,9 +186,15 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
     p.ensure_position()
     applied = 0
     projecting = p.projection is not None
+    limit = p.hot_batch
+    redo = 0  # > 0: the next group is exactly this many entries (they fit, see below)
     while p.pos < p.seq:
-        entries = take(items(p.cb, log_key(p.pos + 1), LOG_END), group)
-        group = min(group * 4, GROUP)
+        if redo:
+            entries = take(items(p.cb, log_key(p.pos + 1), LOG_END), redo)
+            redo = 0
+        else:
+            entries = take(items(p.cb, log_key(p.pos + 1), LOG_END), group)
+            group = min(group * 4, GROUP)
         if not entries:
             raise CorruptionError(
                 f"the change log of the cold tier {p.cold_name()} ends at {p.pos}, before "
@@ -188,6 +203,7 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
             )
         ap = Applier(p, p.config.on_poison)
         last = p.pos
+        held = 0  # entries collected in ap since the last commit
         for k, entry in entries:
             s = seq_of(k)
             kind = entry[0]
@@ -199,6 +215,7 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
                     p.cb.put(k, _log.drop_done(prefix))
                 _drop_hot(p, prefix, s)
                 last = s
+                held = 0
                 applied += 1
                 continue
             for full in _log.keys_of(entry):
@@ -207,10 +224,43 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
                     ap.overlay[full] = raw
                 elif raw is not None:  # None: the tenant's history was dropped since
                     ap.apply(full, raw, s)
+            if limit is not None and ap.size() >= limit:  # its ops + POS > limit
+                if held:
+                    # Over the bound with this entry: commit the ones before it alone
+                    # (the collected updates cannot be split per entry: built again).
+                    redo = held
+                    applied -= held
+                    break
+                if projecting or ap.size() > limit:
+                    raise _entry_too_large(p, s, ap.size(), limit)
+                # Cache mode: copying cold's values is idempotent, so an entry of exactly
+                # ``limit`` keys (which a live write commits in one batch) goes in one
+                # batch and its position in the next.
+                p.hot_write(ap.ops())
+                ap.reset()
+                _flush(p, ap, s)
+                last = s
+                applied += 1
+                continue
             last = s
+            held += 1
             applied += 1
+        if redo:
+            continue
         _flush(p, ap, last)
     return applied
+
+
+def _entry_too_large(p: Pair, seq: int, size: int, limit: int) -> ConfigurationError:
+    return ConfigurationError(
+        f"change-log entry {seq} of the cold tier {p.cold_name()} needs {size} hot "
+        f"operations plus the position, more than one atomic batch of the hot tier "
+        f"{p.hot_name()} may hold ({limit}, its max_batch): it cannot be applied "
+        "atomically, so hot stays at the entry before it (the entry is durable in cold). "
+        f"Reopen the pair with a hot tier whose max_batch is at least {size + 1} (for "
+        "NATS, raise the server's jetstream.limits.batch.max_msgs with it)",
+        backend="tiered",
+    )
 
 
 def _flush(p: Pair, ap: Applier, last: int) -> None:

@@ -1,0 +1,98 @@
+"""Catch-up over a hot tier with bounded atomic batches, for any lag and any bound.
+
+The hot tier is a real memory engine behind the fault-injecting wrapper, declaring a
+``max_batch`` (as a NATS bucket does) and refusing any batch over it, as NATS does. Hot
+fails every commit while the writes are made (each durable in cold only), then heals:
+catch-up must bring hot exactly to cold (each record applied once) without ever handing
+it a batch over the bound. The same on a real NATS server:
+tests/nats/test_nats_tiered_catchup_bound.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tiered_helpers import Counting, FaultBackend, crashed, dump, flaky_repo, fold_counting
+
+from aurora_storage import Repository
+from aurora_storage.backend import Op
+from aurora_storage.errors import ConfigurationError
+from aurora_storage.memory import MemoryBackend
+from aurora_storage.tiered import HotTierError, TieredRepository
+
+
+class Bounded(FaultBackend):
+    """Atomic batches of at most ``max_batch`` operations (more: refused, nothing
+    written); records the largest batch it was handed."""
+
+    def __init__(self, max_batch: int) -> None:
+        super().__init__(MemoryBackend())
+        self.max_batch = max_batch
+        self.largest = 0
+
+    def write(self, ops: Sequence[Op]) -> None:
+        self.largest = max(self.largest, len(ops))
+        if len(ops) > self.max_batch:
+            raise ValueError(f"a batch of {len(ops)} operations over {self.max_batch}")
+        super().write(ops)
+
+
+def _lagging(
+    bound: int, entries: list[int], projecting: bool
+) -> tuple[TieredRepository[Any, Any], Bounded, Counting]:
+    fb = Bounded(bound)
+    proj = Counting()
+    t: TieredRepository[Any, Any] = TieredRepository(
+        hot=Repository(fb), cold=flaky_repo(), projection=proj if projecting else None
+    )
+    for i, n in enumerate(entries):
+        fb.fail(when="before")  # the write's hot commit (or its catch-up's) fails
+        with pytest.raises(HotTierError):
+            t.put_many("acme", [((i, j), {"i": i, "mark": ""}) for j in range(n)])
+    fb.heal()
+    fb.largest = 0
+    return t, fb, proj
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    bound=st.integers(7, 20),
+    entries=st.lists(st.integers(1, 5), min_size=1, max_size=40),
+    projecting=st.booleans(),
+)
+def test_catch_up_never_exceeds_the_bound(bound: int, entries: list[int], projecting: bool) -> None:
+    # Projection (Counting): an entry of n records is n + 1 hot operations, plus the
+    # position: at most 7, so every entry fits; cache mode: n.
+    t, fb, _ = _lagging(bound, entries, projecting)
+    assert t.catch_up() == len(entries)
+    assert fb.largest <= bound
+    assert t.lag == 0
+    if projecting:
+        assert dump(t.hot) == fold_counting(t.history, set())
+    else:
+        assert dict(t.hot.items("acme")) == dict(t.history.items("acme"))
+
+
+@pytest.mark.parametrize("projecting", [False, True], ids=["cache", "projection"])
+def test_an_entry_over_the_bound_is_refused_and_hot_stays_before_it(projecting: bool) -> None:
+    # Entry 3 holds 8 records: cache 8 operations, projection 9 (+ the position).
+    t, fb, _ = _lagging(7, [1, 2, 8, 1], projecting)
+    with pytest.raises(ConfigurationError, match=r"change-log entry 3 .*max_batch"):
+        t.catch_up()
+    assert fb.largest <= 7
+    assert t.lag == 2  # entries 1 and 2 applied, 3 and 4 wait
+    fb.max_batch = 10  # the pair reopened with a larger bound applies it
+    crashed(t)
+    proj = Counting() if projecting else None
+    again: TieredRepository[Any, Any] = TieredRepository(hot=t.hot, cold=t.cold, projection=proj)
+    with again:
+        assert again.lag == 0
+        assert fb.largest <= 10
+        if projecting:
+            assert dump(again.hot) == fold_counting(again.history, set())
+        else:
+            assert dict(again.hot.items("acme")) == dict(again.history.items("acme"))
