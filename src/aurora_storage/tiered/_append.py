@@ -22,6 +22,7 @@ from ..backend import Op
 from ..errors import KeyExistsError
 from . import _recovery
 from ._apply import NO_KEY, Applier
+from ._cache import over_bound
 from ._core import Pair
 from ._errors import ProjectionError, TenantStoppedError
 from ._log import LOG, POS
@@ -67,6 +68,9 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
     Raises:
         KeyExistsError: a history key exists; nothing was written.
         ProjectionError: the projection raised on a new record; nothing was written.
+        InvalidArgumentError: the projection's updates plus the position are more
+            operations than one hot batch may hold (a bounded hot tier,
+            ``p.hot_batch``); nothing was written.
         HotTierError: durable in history; hot catches up later.
         TenantStoppedError: durable in history; parked behind its tenant's stop.
         DurableWriteError: cold reported an error after committing; durable.
@@ -101,6 +105,14 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         # Hot could not be brought current or read: history is still written; the
         # projection runs at catch-up.
         cause, ap = exc, None
+    limit = p.hot_batch
+    if limit is not None and ap is not None and ap.size() >= limit:  # + POS > limit
+        # Refused before cold: catch-up could never apply this entry atomically with
+        # its position, so every later write and catch-up would stop at it.
+        size = ap.size()
+        ap.clear()
+        p.writer = ap
+        raise over_bound(p, size, limit, with_position=True)
     position = seq.to_bytes(8, "big")  # seq_bytes(seq); log_key(seq) is LOG + this
     if len(records) == 1:
         ops: list[Op] = [(records[0][2], records[0][3]), (LOG + position, entry)]

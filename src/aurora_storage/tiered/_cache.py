@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import Op
-from ..errors import KeyExistsError, StorageError
+from ..errors import InvalidArgumentError, KeyExistsError, StorageError
 from . import _log, _recovery
 from ._core import Pair
 from ._log import LOG
 
-__all__ = ["insert", "miss", "put", "write"]
+__all__ = ["insert", "miss", "over_bound", "put", "write"]
 
 
 def put(p: Pair, full: bytes, data: bytes) -> None:
@@ -56,7 +56,17 @@ def insert(p: Pair, full: bytes, data: bytes, tenant: str, key: Any) -> None:
 
 
 def write(p: Pair, ops: list[Op]) -> None:
-    """Puts and deletes, atomically in each tier (recovery completes a crash between)."""
+    """Puts and deletes, atomically in each tier (recovery completes a crash between).
+
+    Raises:
+        InvalidArgumentError: more operations than one hot batch may hold (a bounded
+            hot tier, ``p.hot_batch``); nothing was written.
+    """
+    limit = p.hot_batch
+    if limit is not None and len(ops) > limit:
+        # Refused before cold: a write cold accepted that hot cannot apply in one batch
+        # would stop every later catch-up at it (the entry cannot be split).
+        raise over_bound(p, len(ops), limit, with_position=False)
     fulls = [k for k, _ in ops]
     entry = _log.one(fulls[0]) if len(fulls) == 1 else _log.many(fulls)
     seq = p.seq + 1
@@ -82,6 +92,21 @@ def write(p: Pair, ops: list[Op]) -> None:
     p.pos = seq
     if seq - p.saved >= p.config.trim_every:
         p.save_pos()
+
+
+def over_bound(p: Pair, size: int, limit: int, *, with_position: bool) -> InvalidArgumentError:
+    """The error for a live write whose hot batch (``size`` operations, plus the
+    position when ``with_position``) is over the hot tier's bound ``limit``."""
+    plus = " plus the position" if with_position else ""
+    need = size + 1 if with_position else size
+    return InvalidArgumentError(
+        f"the write needs {size} hot operations{plus} in one atomic batch, more than the "
+        f"hot tier {p.hot_name()} may hold ({limit}, its max_batch): hot could not apply "
+        "it atomically, so it is refused; nothing was written to either tier. Split the "
+        f"write into smaller ones, or open the pair with a hot max_batch of at least {need} "
+        "(for NATS, raise the server's jetstream.limits.batch.max_msgs with it)",
+        backend="tiered",
+    )
 
 
 def _catch_up_or_raise(p: Pair, seq: int) -> None:

@@ -1,0 +1,125 @@
+"""Live writes through a pair whose hot tier has bounded atomic batches.
+
+A write whose hot batch would exceed the hot tier's ``max_batch`` (cache mode: its keys;
+projection mode: the projection's updates plus the position) used to be committed in
+cold, refused by hot, and then stopped every catch-up at it: the pair was wedged until
+reopened with a larger bound. It is now refused before anything is written
+(InvalidArgumentError), and every write within the bound works. The hot tier is a real
+memory engine behind the fault-injecting wrapper, refusing any batch over its bound as
+NATS does. The same on a real NATS server: tests/nats/test_nats_tiered_live_bound.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tiered_helpers import Counting, FaultBackend, dump, flaky_repo, fold_counting
+
+from aurora_storage import Repository
+from aurora_storage.backend import Op
+from aurora_storage.errors import InvalidArgumentError
+from aurora_storage.memory import MemoryBackend
+from aurora_storage.tiered import TieredRepository
+
+
+class _Bounded(FaultBackend):
+    """Atomic batches of at most ``max_batch`` operations (more: refused, nothing
+    written); records the largest batch it was handed."""
+
+    def __init__(self, max_batch: int) -> None:
+        super().__init__(MemoryBackend())
+        self.max_batch = max_batch
+        self.largest = 0
+
+    def write(self, ops: Sequence[Op]) -> None:
+        self.largest = max(self.largest, len(ops))
+        if len(ops) > self.max_batch:
+            raise ValueError(f"a batch of {len(ops)} operations over {self.max_batch}")
+        super().write(ops)
+
+
+def _pair(bound: int, projecting: bool) -> tuple[TieredRepository[Any, Any], _Bounded]:
+    fb = _Bounded(bound)
+    t: TieredRepository[Any, Any] = TieredRepository(
+        hot=Repository(fb), cold=flaky_repo(), projection=Counting() if projecting else None
+    )
+    return t, fb
+
+
+def _hot_ops(projecting: bool, n: int) -> int:
+    # Counting: a record's "seen" key, the tenant's "n", and the position.
+    return n + 2 if projecting else n
+
+
+def _write(t: TieredRepository[Any, Any], how: str, i: int, n: int) -> None:
+    items = [((i, j), {"i": i, "mark": ""}) for j in range(n)]
+    if how == "put_many":
+        t.put_many("acme", items)
+    elif how == "batch":
+        with t.batch() as b:
+            for k, v in items:
+                b.put("acme", k, v)
+    else:  # delete_many (cache mode): keys that may or may not exist
+        t.delete_many("acme", [(i - 1, j) for j in range(n)])
+
+
+def _state(t: TieredRepository[Any, Any]) -> tuple[int, Any, Any]:
+    return t._p.seq, dump(t.history), dump(t.hot)
+
+
+@pytest.mark.parametrize("projecting", [False, True], ids=["cache", "projection"])
+@pytest.mark.parametrize("how", ["put_many", "batch"])
+def test_a_write_over_the_bound_is_refused_with_nothing_written(projecting: bool, how: str) -> None:
+    t, fb = _pair(4, projecting)
+    with t:
+        t.put("acme", "first", {"i": -1, "mark": ""})
+        before = _state(t)
+        n = 5 if not projecting else 3  # cache: 5 keys; projection: 3 + 1 + POS = 5
+        with pytest.raises(InvalidArgumentError, match=r"needs \d+ hot operations.*max_batch"):
+            _write(t, how, 0, n)
+        assert _state(t) == before  # no change-log entry, nothing in either tier
+        assert fb.largest <= 4
+        # Never wedged: catch-up has nothing to do, the next write works.
+        assert t.catch_up() == 0
+        _write(t, how, 1, n - 1)
+        assert t.lag == 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    bound=st.integers(2, 8),  # a fresh pair writes 2 hot operations at once
+    projecting=st.booleans(),
+    writes=st.lists(
+        st.tuples(st.sampled_from(["put_many", "batch", "delete_many"]), st.integers(1, 10)),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_writes_are_refused_exactly_when_hot_could_not_apply_them(
+    bound: int, projecting: bool, writes: list[tuple[str, int]]
+) -> None:
+    t, fb = _pair(bound, projecting)
+    with t:
+        for i, (how, n) in enumerate(writes):
+            if projecting and how == "delete_many":
+                how = "put_many"  # history is append-only
+            before = _state(t)
+            if _hot_ops(projecting, n) > bound:
+                with pytest.raises(
+                    InvalidArgumentError, match=f"at least {_hot_ops(projecting, n)}"
+                ):
+                    _write(t, how, i, n)
+                assert _state(t) == before
+            else:
+                _write(t, how, i, n)
+            assert t.lag == 0  # never wedged: hot holds every accepted write
+        assert fb.largest <= bound
+        assert t.catch_up() == 0
+        if projecting:
+            assert dump(t.hot) == fold_counting(t.history, set())
+        else:
+            assert dump(t.hot) == dump(t.history)
