@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -744,13 +745,77 @@ def _backup(repo: Any, target: str) -> str:
     )
 
 
+_PARTIAL = ".partial-"
+
+
+def _clean_partials(target: str) -> None:
+    """Remove what killed runs left of a backup into ``target`` (``<target>.partial-<pid>``
+    of a process that no longer runs); a running backup's is left alone."""
+    parent, name = os.path.split(target)
+    prefix = name + _PARTIAL
+    for entry in os.listdir(parent):
+        if not entry.startswith(prefix) or not entry[len(prefix) :].isdigit():
+            continue
+        pid = int(entry[len(prefix) :])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+        except OSError:
+            pass  # (someone else's process: it runs)
+        else:
+            if pid == os.getpid():
+                shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+_ROCKSDB_LIVE_ADVICE = (
+    "Its newest writes are in the writing process's memory and write-ahead log, which "
+    "a backup from outside cannot include. Back it up from inside that process with "
+    "RocksDBRepository.checkpoint(path) (repo.checkpoint(path)), or stop it first and "
+    "run the backup again"
+)
+
+
+def _open_for_backup(url: str) -> Any:
+    """The store to back up. A RocksDB store another process writes is refused (see
+    :data:`_ROCKSDB_LIVE_ADVICE`); one whose killed writer left writes only in its log
+    opens writable (replaying and flushing them), since a read-only open's checkpoint
+    would leave them out. Everything else opens read-only."""
+    from ..config import URL
+    from ._common import held_by_others, rocksdb_needs_recovery, store_path
+
+    parsed = URL.parse(url)
+    path = store_path(parsed)
+    if parsed.scheme != "rocksdb" or path is None:
+        return open_read(url)
+    with held_by_others("rocksdb", path, doing=f"back up {url}", advice=_ROCKSDB_LIVE_ADVICE):
+        needs_recovery = rocksdb_needs_recovery(path)
+    if needs_recovery and "mode" not in parsed.options:
+        try:
+            return open_write(url, create=False)
+        except errors.StoreLockedError as exc:
+            raise errors.StoreLockedError(
+                f"cannot back up {url}: another process opened it for writing just now. "
+                + _ROCKSDB_LIVE_ADVICE,
+                backend="rocksdb",
+                path=path,
+            ) from exc
+    return open_read(url)
+
+
 @cli.command()
 @click.argument("url")
 @click.argument("directory", type=click.Path(file_okay=False))
 @_quiet_option
 def backup(url: str, directory: str, quiet: bool) -> None:
-    """Write a consistent backup of a live store into a new DIRECTORY (a RocksDB
-    checkpoint, an LMDB compacting copy); the backup opens as a store of the same engine.
+    """Write a consistent backup of a store into a new DIRECTORY (a RocksDB checkpoint,
+    an LMDB compacting copy); the backup opens as a store of the same engine.
+
+    LMDB may be backed up while a writer keeps writing. A RocksDB store that another
+    process has open for writing is refused (exit 3): back it up from inside that
+    process (``repo.checkpoint(path)``) or stop it first. The backup is written into
+    DIRECTORY.partial-PID and renamed to DIRECTORY only once complete; the next backup
+    into DIRECTORY removes what a killed run left.
 
     \b
     Example:
@@ -767,11 +832,18 @@ def backup(url: str, directory: str, quiet: bool) -> None:
             f"the folder {parent} that should hold the backup does not exist; create it "
             f"first (mkdir -p {parent})"
         )
-    if os.path.isdir(target):
-        os.rmdir(target)
-    with open_read(url) as repo:
-        done = _backup(repo, target)
-    say(f"backup of {url} written to {done}", quiet=quiet)
+    _clean_partials(target)
+    partial = f"{target}{_PARTIAL}{os.getpid()}"
+    try:
+        with _open_for_backup(url) as repo:
+            _backup(repo, partial)
+        if os.path.isdir(target):
+            os.rmdir(target)  # (empty, checked above)
+        os.rename(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    say(f"backup of {url} written to {target}", quiet=quiet)
 
 
 @cli.command()
@@ -780,15 +852,16 @@ def backup(url: str, directory: str, quiet: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Replace an existing store without asking.")
 @_quiet_option
 def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
-    """Restore a backup DIRECTORY as the store at URL (same engine; the store must not
-    be open anywhere). An existing store at URL is replaced, after confirmation.
+    """Restore a backup DIRECTORY as the store at URL (same engine). An existing store
+    at URL is replaced, after confirmation. A store another process has open is
+    refused (exit 3) and left as it is: stop the application first.
 
     \b
     Example:
       aurora-storage restore /backups/events-2026-12-01 rocksdb:///var/data/events
     """
     from ..config import URL
-    from ._common import engine_at, store_path
+    from ._common import engine_at, held_by_others, store_path
 
     parsed = URL.parse(url)
     path = store_path(parsed)
@@ -803,22 +876,36 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
             f"not a {parsed.scheme} backup",
             path=directory,
         )
+    live = functools.partial(
+        held_by_others,
+        parsed.scheme,
+        path,
+        doing=f"restore over {path}",
+        advice="A process using the store keeps its old files (its writes would be lost, "
+        "or mixed into the restored store): stop it, then restore again. Nothing was "
+        "changed",
+    )
+    # Refused before the confirmation question, and checked again (then held, keeping
+    # new openers out) while the backup is swapped in.
+    with live():
+        pass
     # The backup must open cleanly before anything at the target is touched.
     with open_read(f"{parsed.scheme}://{os.path.abspath(directory)}") as check:
         records = sum(check.count(t) for t in check.tenants())
     if os.path.exists(path) and os.listdir(path):
         _confirm(f"replace the store at {path} with the backup ({records} records)?", yes)
     staging = path + ".restoring"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(directory, staging, ignore=shutil.ignore_patterns("LOCK", "lock.mdb"))
-    if os.path.exists(path):
-        old = path + ".replaced"
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(path, old)
-        os.rename(staging, path)
-        shutil.rmtree(old)
-    else:
-        os.rename(staging, path)
+    with live():
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(directory, staging, ignore=shutil.ignore_patterns("LOCK", "lock.mdb"))
+        if os.path.exists(path):
+            old = path + ".replaced"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(path, old)
+            os.rename(staging, path)
+            shutil.rmtree(old)
+        else:
+            os.rename(staging, path)
     with open_read(url) as repo:
         got = sum(repo.count(t) for t in repo.tenants())
     say(f"restored {got} records into {path}", quiet=quiet)

@@ -7,6 +7,7 @@ import base64
 import binascii
 import contextlib
 import enum
+import fcntl
 import os
 import sys
 from collections.abc import Iterator
@@ -26,11 +27,13 @@ __all__ = [
     "check_engine",
     "engine_at",
     "exit_code_for",
+    "held_by_others",
     "open_read",
     "open_write",
     "parse_key",
     "parse_value",
     "progress",
+    "rocksdb_needs_recovery",
     "say",
     "store_path",
     "write_json",
@@ -146,6 +149,97 @@ def check_engine(url: URL, *, must_exist: bool) -> None:
             backend=url.scheme,
             path=path,
         )
+
+
+def _probe(path: str, how: str) -> int | None:
+    """Open ``path`` and take a non-blocking lock on it: ``"posix"`` a whole-file fcntl
+    lock (RocksDB's ``LOCK``), ``"lmdb"`` liblmdb's fcntl lock on the first byte of
+    ``lock.mdb``, ``"flock"`` an exclusive flock (the library's LMDB open record).
+    Returns the descriptor holding the lock (the caller releases it by closing it), or
+    None when the file does not exist or cannot be opened for the probe.
+
+    Raises:
+        BlockingIOError: another process holds a conflicting lock.
+    """
+    try:
+        # fcntl write locks need a writable descriptor; RocksDB's whole-file write
+        # lock also conflicts with a read lock, which a read-only descriptor can take.
+        fd = os.open(path, os.O_RDONLY if how in ("posix", "flock") else os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        if how == "posix":
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        elif how == "lmdb":
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise BlockingIOError(exc.errno, exc.strerror, path) from exc
+    return fd
+
+
+def _lock_files(engine: str, path: str) -> list[tuple[str, str]]:
+    """The files (and how to probe them) that show another process has the store of
+    ``engine`` at ``path`` open."""
+    if engine == "rocksdb":
+        return [(os.path.join(path, "LOCK"), "posix")]
+    if engine == "lmdb":
+        if os.path.isfile(path):  # subdir=false: <path>-open and <path>-lock beside it
+            return [(path + "-open", "flock"), (path + "-lock", "lmdb")]
+        return [
+            (os.path.join(path, "aurora-open.lock"), "flock"),
+            (os.path.join(path, "lock.mdb"), "lmdb"),
+        ]
+    return []
+
+
+@contextlib.contextmanager
+def held_by_others(engine: str, path: str, *, doing: str, advice: str) -> Iterator[None]:
+    """Refuse, before anything is changed, a store another process has open, and keep
+    new openers out while the body runs (the probe locks are held until it ends).
+
+    RocksDB: another process holds the POSIX lock on ``LOCK`` (a writer; read-only
+    openers take none). LMDB: another process holds the library's open record (every
+    process that opened the store through aurora_storage, reading or writing) or
+    liblmdb's lock on ``lock.mdb`` (any process using the environment). The probe
+    takes a lock of its own and releases it by closing its descriptor; this process
+    must not have the store open itself (closing a descriptor drops all of this
+    process's POSIX locks on that file).
+
+    Raises:
+        StoreLockedError: another process has the store open; ``advice`` says what to do.
+    """
+    held: list[int] = []
+    try:
+        for file, how in _lock_files(engine, path):
+            try:
+                fd = _probe(file, how)
+            except BlockingIOError as exc:
+                raise errors.StoreLockedError(
+                    f"cannot {doing}: another process has the {engine} store at {path} "
+                    f"open ({os.path.basename(file)} is locked). {advice}",
+                    backend=engine,
+                    path=path,
+                ) from exc
+            if fd is not None:
+                held.append(fd)
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def rocksdb_needs_recovery(path: str) -> bool:
+    """Whether a RocksDB store (not open anywhere) has writes only in its write-ahead
+    log (``*.log`` not empty): its writer was killed before flushing them. A read-only
+    open replays them into memory only, and a checkpoint of it leaves them out."""
+    with contextlib.suppress(OSError), os.scandir(path) as it:
+        for entry in it:
+            if entry.name.endswith(".log") and entry.is_file() and entry.stat().st_size:
+                return True
+    return False
 
 
 def open_read(url_text: str) -> Any:
