@@ -123,3 +123,40 @@ def test_writes_are_refused_exactly_when_hot_could_not_apply_them(
             assert dump(t.hot) == fold_counting(t.history, set())
         else:
             assert dump(t.hot) == dump(t.history)
+
+
+def test_retry_parked_refuses_a_record_over_the_bound_and_keeps_it_parked() -> None:
+    """A parked record whose fixed projection writes more than one bounded hot batch can
+    hold is refused by name (ConfigurationError), stays parked and writes nothing; it
+    handed the hot tier an oversized batch (its own engine error) before."""
+    from aurora_storage.errors import ConfigurationError
+
+    stage = {"now": "written"}
+
+    def projection(record: Any, state: Any) -> None:
+        if record.key == "bad":
+            if stage["now"] == "poisoned":  # a rebuild with a broken projection parks it
+                raise ValueError("poison")
+            if stage["now"] == "fixed":
+                for j in range(6):  # six updates: with the unparking, over a bound of 4
+                    state.put(("bad", j), j)
+                return
+        state.put(("seen", record.key), True)
+
+    fb = _Bounded(4)
+    t: TieredRepository[Any, Any] = TieredRepository(
+        hot=Repository(fb), cold=flaky_repo(), projection=projection, on_poison="park"
+    )
+    with t:
+        t.put("acme", "bad", {"i": 0})
+        t.put("acme", "good", {"i": 1})
+        stage["now"] = "poisoned"
+        t.rebuild()
+        assert len(t.parked("acme")) == 1
+        stage["now"] = "fixed"
+        before = dump(t.hot)
+        with pytest.raises(ConfigurationError, match="max_batch of at least 7"):
+            t.retry_parked("acme")
+        assert dump(t.hot) == before
+        assert len(t.parked("acme")) == 1
+        assert fb.largest <= 4

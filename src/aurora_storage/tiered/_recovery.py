@@ -373,6 +373,20 @@ def retry_parked(p: Pair, prefix: bytes | None) -> int:
                 continue
             done = ap.ops()
             done.append((pkey, None))
+            limit = p.hot_batch
+            if limit is not None and len(done) > limit:
+                # One atomic hot batch applies the record and unparks it; a bounded hot
+                # tier would refuse it with its own error.
+                raise ConfigurationError(
+                    f"the parked record {full!r} of the cold tier {p.cold_name()} needs "
+                    f"{len(done) - 1} hot operations plus unparking it, more than one "
+                    f"atomic batch of the hot tier {p.hot_name()} may hold ({limit}, its "
+                    "max_batch): it stays parked, and the records before it were "
+                    f"applied. Reopen the pair with a max_batch of at least {len(done)} "
+                    "(for NATS, raise the server's jetstream.limits.batch.max_msgs with "
+                    "it), then retry_parked() again",
+                    backend="tiered",
+                )
             p.hot_write(done)
             applied += 1
         if not blocked and tprefix in p.stopped:

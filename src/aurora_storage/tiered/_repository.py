@@ -520,6 +520,9 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         parked (under ``stop``, its tenant stays stopped there).
 
         Raises:
+            ConfigurationError: a bounded hot tier (NATS ``max_batch``) cannot hold a
+                record's updates and its unparking in one atomic batch; it stays
+                parked (the message names it and the bound needed).
             StorageError: a tier failed; run it again once it is repaired.
         """
         prefix = None if tenant is None else self._prefix(tenant)
