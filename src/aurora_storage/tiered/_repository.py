@@ -414,7 +414,14 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
     def put_many(self, tenant: str, items: Mapping[K, V] | Iterable[tuple[K, V]]) -> int:
         """Store many records atomically (in each tier; recovery completes a crash
         between them); return how many. Projection mode: append history records, which
-        are projected in the order given."""
+        are projected in the order given.
+
+        Raises:
+            InvalidArgumentError: the hot tier has bounded atomic batches (NATS
+                ``max_batch``) and this write's hot batch would exceed it (cache mode:
+                its keys; projection mode: the projection's updates plus the position);
+                nothing written to either tier: split the write.
+        """
         cold = self._p.cold
         ops: list[Op] = []
         for i, item in enumerate(_args.pairs(items, "put_many")):
@@ -432,6 +439,10 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
 
         Raises:
             ReadOnlyError: projection mode (history is append-only).
+            InvalidArgumentError: the hot tier has bounded atomic batches (NATS
+                ``max_batch``) and this write's hot batch would exceed it (cache mode:
+                its keys; projection mode: the projection's updates plus the position);
+                nothing written to either tier: split the write.
         """
         p = self._p
         wanted = _args.key_list(keys, "delete_many")
@@ -449,7 +460,8 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
     def batch(self) -> Batch[K, V]:
         """Puts (and, in cache mode, deletes) across tenants, committed atomically when
         the ``with`` block ends (each tier in one batch; recovery completes a crash
-        between them)."""
+        between them). Its commit raises like :meth:`put_many` (a hot batch over a
+        bounded hot tier's ``max_batch``: InvalidArgumentError, nothing written)."""
         self._check_writable()
         return _TieredBatch(self)
 
