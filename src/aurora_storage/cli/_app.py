@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -9,7 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -776,31 +777,46 @@ _ROCKSDB_LIVE_ADVICE = (
 )
 
 
-def _open_for_backup(url: str) -> Any:
-    """The store to back up. A RocksDB store another process writes is refused (see
-    :data:`_ROCKSDB_LIVE_ADVICE`); one whose killed writer left writes only in its log
-    opens writable (replaying and flushing them), since a read-only open's checkpoint
-    would leave them out. Everything else opens read-only."""
+@contextlib.contextmanager
+def _open_for_backup(url: str) -> Iterator[Any]:
+    """The store to back up, open for the block. A RocksDB store another process
+    writes is refused (see :data:`_ROCKSDB_LIVE_ADVICE`), and the probe's lock on its
+    ``LOCK`` is held until the backup is done: a writer starting meanwhile is refused
+    (StoreLockedError) instead of acknowledging writes the read-only checkpoint leaves
+    out. A store whose killed writer left writes only in its log opens writable
+    (replaying and flushing them; RocksDB's own lock keeps writers out). Everything
+    else opens read-only."""
     from ..config import URL
     from ._common import held_by_others, rocksdb_needs_recovery, store_path
 
     parsed = URL.parse(url)
     path = store_path(parsed)
+    if parsed.scheme == "lmdb" and path is not None and os.path.isfile(path):
+        raise errors.NotSupportedError(
+            f"backup writes a store directory; the LMDB store {path} is a single file "
+            "(subdir=false): copy it with `aurora-storage copy` to another store instead"
+        )
     if parsed.scheme != "rocksdb" or path is None:
-        return open_read(url)
+        with open_read(url) as repo:
+            yield repo
+        return
     with held_by_others("rocksdb", path, doing=f"back up {url}", advice=_ROCKSDB_LIVE_ADVICE):
-        needs_recovery = rocksdb_needs_recovery(path)
-    if needs_recovery and "mode" not in parsed.options:
-        try:
-            return open_write(url, create=False)
-        except errors.StoreLockedError as exc:
-            raise errors.StoreLockedError(
-                f"cannot back up {url}: another process opened it for writing just now. "
-                + _ROCKSDB_LIVE_ADVICE,
-                backend="rocksdb",
-                path=path,
-            ) from exc
-    return open_read(url)
+        recover = rocksdb_needs_recovery(path) and "mode" not in parsed.options
+        if not recover:
+            with open_read(url) as repo:
+                yield repo
+            return
+    try:
+        repo = open_write(url, create=False)
+    except errors.StoreLockedError as exc:
+        raise errors.StoreLockedError(
+            f"cannot back up {url}: another process opened it for writing just now. "
+            + _ROCKSDB_LIVE_ADVICE,
+            backend="rocksdb",
+            path=path,
+        ) from exc
+    with repo:
+        yield repo
 
 
 @cli.command()
@@ -837,9 +853,15 @@ def backup(url: str, directory: str, quiet: bool) -> None:
     try:
         with _open_for_backup(url) as repo:
             _backup(repo, partial)
-        if os.path.isdir(target):
-            os.rmdir(target)  # (empty, checked above)
-        os.rename(partial, target)
+        try:
+            if os.path.isdir(target):
+                os.rmdir(target)  # (empty, checked above)
+            os.rename(partial, target)
+        except OSError as exc:  # another backup into the same target finished first
+            raise click.UsageError(
+                f"the backup target {target} exists and is not empty (another backup "
+                "wrote it meanwhile); nothing of this backup was kept"
+            ) from exc
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -868,6 +890,12 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
     if path is None:
         raise click.UsageError(
             f"restore writes a store directory; {parsed.scheme}:// has none (use import/copy)"
+        )
+    if os.path.isfile(path):
+        raise errors.NotSupportedError(
+            f"restore writes a store directory; the store at {path} is a single file "
+            "(LMDB subdir=false): restore the backup to a directory, or `aurora-storage "
+            "copy` it into the store"
         )
     engine = engine_at(os.path.abspath(directory))
     if engine != parsed.scheme:
@@ -902,7 +930,20 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
             old = path + ".replaced"
             shutil.rmtree(old, ignore_errors=True)
             os.rename(path, old)
-            os.rename(staging, path)
+            try:
+                os.rename(staging, path)
+            except OSError as exc:
+                # The locks held lie on the files just moved away: a process opening
+                # the path in between made a new store there. Nothing is deleted.
+                raise errors.StoreLockedError(
+                    f"cannot restore over {path}: another process created a new store "
+                    f"there while the backup was being swapped in. The store that was "
+                    f"there is now {old}, the backup {staging}, and the new one {path}; "
+                    f"nothing was deleted. Stop that process, move {old} somewhere safe "
+                    f"before running restore again (it removes a leftover {old}), then "
+                    "decide which to keep",
+                    path=path,
+                ) from exc
             shutil.rmtree(old)
         else:
             os.rename(staging, path)
