@@ -54,7 +54,7 @@ def test_a_writer_starting_during_a_rocksdb_backup_is_refused(
     with aurora_storage.open(f"rocksdb://{store}") as r:
         r.put("t", "k0", 0)
     seen: list[str] = []
-    opened = _app.open_read
+    opened = _app.open_read  # type: ignore[attr-defined]  # the name _app calls (imported from _common)
 
     def late_writer(url: str) -> Any:
         seen.append(_other_process_writes(f"rocksdb://{store}"))
