@@ -10,36 +10,17 @@ tests/nats/test_nats_tiered_catchup_bound.py.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tiered_helpers import Counting, FaultBackend, crashed, dump, flaky_repo, fold_counting
+from tiered_helpers import Bounded, Counting, crashed, dump, flaky_repo, fold_counting
 
 from aurora_storage import Repository
-from aurora_storage.backend import Op
 from aurora_storage.errors import ConfigurationError
-from aurora_storage.memory import MemoryBackend
 from aurora_storage.tiered import HotTierError, TieredRepository
 from aurora_storage.tiered._log import POS
-
-
-class Bounded(FaultBackend):
-    """Atomic batches of at most ``max_batch`` operations (more: refused, nothing
-    written); records the largest batch it was handed."""
-
-    def __init__(self, max_batch: int) -> None:
-        super().__init__(MemoryBackend())
-        self.max_batch = max_batch
-        self.largest = 0
-
-    def write(self, ops: Sequence[Op]) -> None:
-        self.largest = max(self.largest, len(ops))
-        if len(ops) > self.max_batch:
-            raise ValueError(f"a batch of {len(ops)} operations over {self.max_batch}")
-        super().write(ops)
 
 
 def _lagging(

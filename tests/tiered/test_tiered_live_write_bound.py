@@ -11,39 +11,20 @@ NATS does. The same on a real NATS server: tests/nats/test_nats_tiered_live_boun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tiered_helpers import Counting, FaultBackend, dump, flaky_repo, fold_counting
+from tiered_helpers import Bounded, Counting, dump, flaky_repo, fold_counting
 
 from aurora_storage import Repository
-from aurora_storage.backend import Op
 from aurora_storage.errors import InvalidArgumentError
-from aurora_storage.memory import MemoryBackend
 from aurora_storage.tiered import TieredRepository
 
 
-class _Bounded(FaultBackend):
-    """Atomic batches of at most ``max_batch`` operations (more: refused, nothing
-    written); records the largest batch it was handed."""
-
-    def __init__(self, max_batch: int) -> None:
-        super().__init__(MemoryBackend())
-        self.max_batch = max_batch
-        self.largest = 0
-
-    def write(self, ops: Sequence[Op]) -> None:
-        self.largest = max(self.largest, len(ops))
-        if len(ops) > self.max_batch:
-            raise ValueError(f"a batch of {len(ops)} operations over {self.max_batch}")
-        super().write(ops)
-
-
-def _pair(bound: int, projecting: bool) -> tuple[TieredRepository[Any, Any], _Bounded]:
-    fb = _Bounded(bound)
+def _pair(bound: int, projecting: bool) -> tuple[TieredRepository[Any, Any], Bounded]:
+    fb = Bounded(bound)
     t: TieredRepository[Any, Any] = TieredRepository(
         hot=Repository(fb), cold=flaky_repo(), projection=Counting() if projecting else None
     )
@@ -143,7 +124,7 @@ def test_retry_parked_refuses_a_record_over_the_bound_and_keeps_it_parked() -> N
                 return
         state.put(("seen", record.key), True)
 
-    fb = _Bounded(4)
+    fb = Bounded(4)
     t: TieredRepository[Any, Any] = TieredRepository(
         hot=Repository(fb), cold=flaky_repo(), projection=projection, on_poison="park"
     )

@@ -364,3 +364,19 @@ def crashed(repo: TieredRepository[Any, Any]) -> None:
     owns its stores until ``close()``, and its tiers refuse ``close()``: a second pair
     over them raises StoreLockedError.)"""
     repo._give_back()  # what a pair's finaliser does when it is garbage-collected
+
+
+class Bounded(FaultBackend):
+    """Atomic batches of at most ``max_batch`` operations (more: refused, nothing
+    written), as a NATS bucket's ``max_batch``; records the largest batch it was handed."""
+
+    def __init__(self, max_batch: int) -> None:
+        super().__init__(MemoryBackend())
+        self.max_batch = max_batch
+        self.largest = 0
+
+    def write(self, ops: Sequence[Op]) -> None:
+        self.largest = max(self.largest, len(ops))
+        if len(ops) > self.max_batch:
+            raise ValueError(f"a batch of {len(ops)} operations over {self.max_batch}")
+        super().write(ops)
