@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import aurora_storage
-from aurora_storage.cli import _app, run
+from aurora_storage.cli import _backup, run
 
 _LOCKED = 3  # docs/cli.md: locked, read-only or not supported
 _USAGE = 2
@@ -54,13 +54,13 @@ def test_a_writer_starting_during_a_rocksdb_backup_is_refused(
     with aurora_storage.open(f"rocksdb://{store}") as r:
         r.put("t", "k0", 0)
     seen: list[str] = []
-    opened = _app.open_read  # type: ignore[attr-defined]  # the name _app calls (imported from _common)
+    opened = _backup.open_read  # type: ignore[attr-defined]  # the name _backup calls (imported from _common)
 
     def late_writer(url: str) -> Any:
         seen.append(_other_process_writes(f"rocksdb://{store}"))
         return opened(url)
 
-    monkeypatch.setattr(_app, "open_read", late_writer)
+    monkeypatch.setattr(_backup, "open_read", late_writer)
     assert run(["backup", f"rocksdb:{store}", str(bk), "-q"]) == 0
     assert seen == ["StoreLockedError"], "a writer acknowledged writes during the backup"
     assert _count(f"rocksdb://{bk}") == _count(f"rocksdb://{store}") == 1
@@ -101,7 +101,7 @@ def test_two_backups_into_one_directory_end_in_the_documented_error(
     store, bk = tmp_path / "s", tmp_path / "bk"
     with aurora_storage.open(f"lmdb://{store}") as r:
         r.put("t", "k0", 0)
-    backed = _app._backup
+    backed = _backup._backup
 
     def other_backup_finishes_first(repo: Any, target: str) -> str:
         out = backed(repo, target)
@@ -109,7 +109,7 @@ def test_two_backups_into_one_directory_end_in_the_documented_error(
         (bk / "data.mdb").write_bytes(b"the other backup")
         return out
 
-    monkeypatch.setattr(_app, "_backup", other_backup_finishes_first)
+    monkeypatch.setattr(_backup, "_backup", other_backup_finishes_first)
     code = run(["backup", f"lmdb:{store}", str(bk)])
     err = capsys.readouterr().err
     assert code == _USAGE, err

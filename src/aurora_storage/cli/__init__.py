@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import click
 
 from ..errors import StorageError
-from . import _seed  # noqa: F401 - registers the import-seed command on cli
+from . import _backup, _seed  # noqa: F401 - register backup/restore and import-seed on cli
 from ._app import cli
 from ._common import ExitCode, exit_code_for
 
