@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
-
-import orjson
 
 from . import _eventstore, _owners
 from ._args import check_scan, key_list, pair, pairs, split_pairs
@@ -20,18 +16,17 @@ from ._keys import (
     MAX_KEY_SIZE,
     NS_DATA,
     NS_DATA_END,
-    NS_SYSTEM,
     TENANT_END,
     TenantKeys,
     add_context,
-    decode_key,
     decode_key_at,
     decode_keys,
     decode_stored_key,
     decode_tenant_key,
 )
+from ._metadata import FORMAT_VERSION, META_KEY, check_metadata
 from ._ordering import ordered_chunks
-from ._stores import read_marker, write_marker
+from ._verify import verify_store
 from ._view import TenantView
 from .backend import (
     Append,
@@ -42,13 +37,11 @@ from .backend import (
     Condition,
     ConditionFailed,
     Op,
-    VerifyProblem,
     VerifyReport,
     _raise_outside_range,
 )
-from .codecs import JSON, MSGPACK, RAW, Codec, get_codec, locate_unencodable
+from .codecs import JSON, MSGPACK, RAW, Codec, locate_unencodable
 from .errors import (
-    ConfigurationError,
     CorruptionError,
     InvalidKeyError,
     KeyExistsError,
@@ -79,11 +72,6 @@ __all__ = [
 K = TypeVar("K")
 V = TypeVar("V")
 T = TypeVar("T")
-
-#: Version of the on-disk layout (key encoding + metadata). Newer stores are refused.
-FORMAT_VERSION = 1
-#: The reserved record holding the store's format version and codec.
-META_KEY = NS_SYSTEM + b"aurora:meta"
 
 #: The codecs whose encode is known to return bytes (others are checked, see _bytes_out).
 _BUILTIN_CODECS = (JSON, MSGPACK, RAW)
@@ -144,7 +132,7 @@ class Repository(TenantKeys, Generic[K, V]):
         self._init_keys(backend.scheme)
         self._sequences: dict[tuple[str, str], _eventstore.SequenceKeys] = {}
         try:
-            self._codec = self._check_metadata(codec)
+            self._codec = check_metadata(backend, codec)
         except BaseException:
             backend.close()
             raise
@@ -196,103 +184,6 @@ class Repository(TenantKeys, Generic[K, V]):
         repo = cls.__new__(cls)
         Repository.__init__(repo, backend, codec=codec, url=url)
         return repo
-
-    # ------------------------------------------------------------------ metadata
-
-    def _check_metadata(self, codec: str | Codec[Any] | None) -> Codec[Any]:
-        """The store's codec: the one its metadata record names (``codec`` must agree),
-        or, for a new store, ``codec`` (JSON by default), recorded now.
-
-        Several openers may create one new store at once (threads sharing this
-        process's live handle, or other processes on a multi-process engine): the
-        record is created with the backend's atomic :meth:`~Backend.insert`, so exactly
-        one opener's codec is recorded and every other opener then reads that record as
-        for any existing store (the same codec opens it; another raises the usual
-        mismatch error). The marker (see :mod:`aurora_storage._stores`) is looked for
-        *before* the record is read: a marker is written only once its record is
-        durable, so one seen before a read that finds no record proves the record was
-        lost, while one that appears after may be another opener's that has just
-        created the store.
-
-        Raises:
-            CorruptionError: the store has a marker but no metadata record, or a
-                damaged record.
-            ConfigurationError: ``codec`` is not the recorded codec, or the store's
-                format is newer than this library's.
-        """
-        backend = self._backend
-        marker = backend.marker_path
-        initialised = marker is not None and os.path.lexists(marker)
-        raw = backend.get(META_KEY)
-        if raw is None:
-            # A marker that exists, even damaged, proves the store was initialised.
-            if initialised:
-                # The store was initialised once (the marker is written only after its
-                # metadata record was durable) and its engine now shows nothing: its
-                # files lost data (a truncated MANIFEST, a replaced data file). Writing a
-                # fresh metadata record would make the loss permanent.
-                raise CorruptionError(
-                    f"{backend.describe()} was initialised (its marker {marker} exists) but "
-                    "its engine holds no metadata record: the store's files are damaged or "
-                    "were replaced. Restore it from a backup; if you mean to start afresh, "
-                    "delete the whole store directory",
-                    backend=backend.scheme,
-                    path=marker,
-                )
-            chosen = get_codec(codec if codec is not None else "json")
-            if backend.capabilities.read_only:
-                return chosen
-            record = orjson.dumps({"format": FORMAT_VERSION, "codec": chosen.name})
-            if backend.insert(META_KEY, record):
-                if marker is not None:
-                    # The marker must never exist without a durable metadata record, or
-                    # an OS crash right after creation would leave a store that reads as
-                    # damaged.
-                    backend.flush()
-                    write_marker(marker, _marker_info(backend, chosen))
-                return chosen
-            # Another opener created the store between our read and our insert: its
-            # record decides, as for any existing store.
-            raw = backend.get(META_KEY)
-            if raw is None:
-                raise StorageError(
-                    f"the metadata record of {backend.describe()} was removed while the "
-                    "store was being created; open it again",
-                    backend=backend.scheme,
-                )
-        try:
-            meta = orjson.loads(raw)
-            fmt = int(meta["format"])
-            recorded = str(meta["codec"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptionError(
-                f"the metadata record of {self._backend.describe()} is damaged: {exc}",
-                backend=self._backend.scheme,
-            ) from exc
-        if fmt > FORMAT_VERSION:
-            raise ConfigurationError(
-                f"{self._backend.describe()} has format version {fmt}, newer than the "
-                f"{FORMAT_VERSION} this aurora-storage supports; upgrade aurora-storage",
-                backend=self._backend.scheme,
-            )
-        if codec is not None:
-            wanted = get_codec(codec)
-            if wanted.name != recorded:
-                raise ConfigurationError(
-                    f"{self._backend.describe()} was created with codec {recorded!r}, not "
-                    f"{wanted.name!r}; open it without a codec (or with codec={recorded!r})",
-                    backend=self._backend.scheme,
-                )
-        else:
-            wanted = get_codec(recorded)
-        # Stores created before markers existed get theirs on the first writable open;
-        # so does a store another opener created a moment ago and has not marked yet
-        # (both write the same facts). Its record may not be durable yet: flush first,
-        # as its creator does.
-        if marker is not None and not backend.capabilities.read_only and not _marker_intact(marker):
-            backend.flush()
-            write_marker(marker, _marker_info(backend, wanted))
-        return wanted
 
     # ------------------------------------------------------------------ helpers
 
@@ -1104,36 +995,7 @@ class Repository(TenantKeys, Generic[K, V]):
                 the result, not raised.
         """
         self._check_open()
-        decode = self._decode
-        codec = self._codec.name
-        own = 0
-
-        def check(k: bytes, v: bytes) -> str | None:
-            nonlocal own
-            if k[:1] == NS_SYSTEM:
-                own += 1
-                return None  # the store's own records (checked by the backend)
-            if k[:1] != NS_DATA:
-                return f"the stored key {k!r} lies outside aurora-storage's key space"
-            try:
-                _, offset = decode_tenant_key(k)
-                decode_key(k, offset)
-            except ValueError as exc:
-                return f"the stored key {k!r} is not a valid key encoding: {exc}"
-            try:
-                decode(v)
-            except Exception as exc:
-                return f"the stored value cannot be decoded by the {codec} codec: {exc}"
-            return None
-
-        report = self._backend.verify(check=check)
-        # ``records`` counts the user's records: the store's own bookkeeping records are
-        # checked too, but not counted.
-        return dataclasses.replace(
-            report,
-            records=max(0, report.records - own),
-            problems=tuple(map(_locate, report.problems)),
-        )
+        return verify_store(self._backend, self._decode, self._codec.name)
 
     def close(self) -> None:
         """Close the repository and its backend. Idempotent; any later use (including
@@ -1210,28 +1072,6 @@ def _bytes_out(encode: Callable[[Any], Any], name: str) -> Callable[[Any], bytes
     return checked
 
 
-def _marker_intact(marker: str) -> bool:
-    """Whether ``marker`` exists and reads back; a damaged one is rewritten by the caller
-    (the metadata record it vouches for is there)."""
-    try:
-        return read_marker(marker) is not None
-    except CorruptionError:
-        return False
-
-
-def _marker_info(backend: Backend, codec: Codec[Any]) -> dict[str, Any]:
-    import datetime
-
-    return {
-        "what": "aurora-storage store marker: this store was initialised; see "
-        "docs/concepts (a store whose engine lost its metadata record is reported damaged)",
-        "backend": backend.scheme,
-        "format": FORMAT_VERSION,
-        "codec": codec.name,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-
-
 def _accepts_limit(backend: Backend) -> bool:
     import inspect
 
@@ -1240,27 +1080,6 @@ def _accepts_limit(backend: Backend) -> bool:
     except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
         return False
     return "limit" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _locate(problem: VerifyProblem) -> VerifyProblem:
-    """A backend's problem with its stored key replaced by the tenant and key, where
-    they decode."""
-    k = problem.key
-    if k is None and isinstance(problem.after, bytes) and problem.after[:1] == NS_DATA:
-        # Damage at an unknown place: name the tenant and key it follows.
-        after = _locate(dataclasses.replace(problem, key=problem.after))
-        return dataclasses.replace(after, key=None, after=after.key)
-    if not isinstance(k, bytes) or k[:1] != NS_DATA:
-        return problem
-    try:
-        tenant, offset = decode_tenant_key(k)
-    except ValueError:
-        return problem
-    try:
-        key = decode_key(k, offset)
-    except ValueError:
-        key = k
-    return dataclasses.replace(problem, tenant=tenant, key=key)
 
 
 def _locate_error(exc: StorageError, scheme: str, tenant: Any = None, key: Any = None) -> None:

@@ -86,7 +86,7 @@ while line := sys.stdin.readline():
 #: Where a child may be made to pause.
 BEFORE_THE_ENGINE_OPENS = "aurora_storage_lmdb._env:Environment._open_env_once"
 BEFORE_THE_STORE_RECORDS = "aurora_storage_lmdb._backend:LMDBBackend._check_plugin_meta"
-BEFORE_THE_CORE_RECORD = "aurora_storage._repository:Repository._check_metadata"
+BEFORE_THE_CORE_RECORD = "aurora_storage._repository:check_metadata"
 
 #: How long a child may take to reach a step: a guard against a hung test, not a
 #: measurement (a healthy child takes well under a second).

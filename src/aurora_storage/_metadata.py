@@ -1,0 +1,138 @@
+"""The store's metadata record: its format version and codec, created once by the first
+opener, checked by every later one (see :func:`check_metadata`)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any
+
+import orjson
+
+from ._keys import NS_SYSTEM
+from ._stores import read_marker, write_marker
+from .backend import Backend
+from .codecs import Codec, get_codec
+from .errors import ConfigurationError, CorruptionError, StorageError
+
+__all__ = ["FORMAT_VERSION", "META_KEY", "check_metadata"]
+
+#: Version of the on-disk layout (key encoding + metadata). Newer stores are refused.
+FORMAT_VERSION = 1
+#: The reserved record holding the store's format version and codec.
+META_KEY = NS_SYSTEM + b"aurora:meta"
+
+
+def check_metadata(backend: Backend, codec: str | Codec[Any] | None) -> Codec[Any]:
+    """The store's codec: the one its metadata record names (``codec`` must agree),
+    or, for a new store, ``codec`` (JSON by default), recorded now.
+
+    Several openers may create one new store at once (threads sharing this
+    process's live handle, or other processes on a multi-process engine): the
+    record is created with the backend's atomic :meth:`~Backend.insert`, so exactly
+    one opener's codec is recorded and every other opener then reads that record as
+    for any existing store (the same codec opens it; another raises the usual
+    mismatch error). The marker (see :mod:`aurora_storage._stores`) is looked for
+    *before* the record is read: a marker is written only once its record is
+    durable, so one seen before a read that finds no record proves the record was
+    lost, while one that appears after may be another opener's that has just
+    created the store.
+
+    Raises:
+        CorruptionError: the store has a marker but no metadata record, or a
+            damaged record.
+        ConfigurationError: ``codec`` is not the recorded codec, or the store's
+            format is newer than this library's.
+    """
+    marker = backend.marker_path
+    initialised = marker is not None and os.path.lexists(marker)
+    raw = backend.get(META_KEY)
+    if raw is None:
+        # A marker that exists, even damaged, proves the store was initialised.
+        if initialised:
+            # The store was initialised once (the marker is written only after its
+            # metadata record was durable) and its engine now shows nothing: its
+            # files lost data (a truncated MANIFEST, a replaced data file). Writing a
+            # fresh metadata record would make the loss permanent.
+            raise CorruptionError(
+                f"{backend.describe()} was initialised (its marker {marker} exists) but "
+                "its engine holds no metadata record: the store's files are damaged or "
+                "were replaced. Restore it from a backup; if you mean to start afresh, "
+                "delete the whole store directory",
+                backend=backend.scheme,
+                path=marker,
+            )
+        chosen = get_codec(codec if codec is not None else "json")
+        if backend.capabilities.read_only:
+            return chosen
+        record = orjson.dumps({"format": FORMAT_VERSION, "codec": chosen.name})
+        if backend.insert(META_KEY, record):
+            if marker is not None:
+                # The marker must never exist without a durable metadata record, or
+                # an OS crash right after creation would leave a store that reads as
+                # damaged.
+                backend.flush()
+                write_marker(marker, _marker_info(backend, chosen))
+            return chosen
+        # Another opener created the store between our read and our insert: its
+        # record decides, as for any existing store.
+        raw = backend.get(META_KEY)
+        if raw is None:
+            raise StorageError(
+                f"the metadata record of {backend.describe()} was removed while the "
+                "store was being created; open it again",
+                backend=backend.scheme,
+            )
+    try:
+        meta = orjson.loads(raw)
+        fmt = int(meta["format"])
+        recorded = str(meta["codec"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptionError(
+            f"the metadata record of {backend.describe()} is damaged: {exc}",
+            backend=backend.scheme,
+        ) from exc
+    if fmt > FORMAT_VERSION:
+        raise ConfigurationError(
+            f"{backend.describe()} has format version {fmt}, newer than the "
+            f"{FORMAT_VERSION} this aurora-storage supports; upgrade aurora-storage",
+            backend=backend.scheme,
+        )
+    if codec is not None:
+        wanted = get_codec(codec)
+        if wanted.name != recorded:
+            raise ConfigurationError(
+                f"{backend.describe()} was created with codec {recorded!r}, not "
+                f"{wanted.name!r}; open it without a codec (or with codec={recorded!r})",
+                backend=backend.scheme,
+            )
+    else:
+        wanted = get_codec(recorded)
+    # Stores created before markers existed get theirs on the first writable open;
+    # so does a store another opener created a moment ago and has not marked yet
+    # (both write the same facts). Its record may not be durable yet: flush first,
+    # as its creator does.
+    if marker is not None and not backend.capabilities.read_only and not _marker_intact(marker):
+        backend.flush()
+        write_marker(marker, _marker_info(backend, wanted))
+    return wanted
+
+
+def _marker_intact(marker: str) -> bool:
+    """Whether ``marker`` exists and reads back; a damaged one is rewritten by the caller
+    (the metadata record it vouches for is there)."""
+    try:
+        return read_marker(marker) is not None
+    except CorruptionError:
+        return False
+
+
+def _marker_info(backend: Backend, codec: Codec[Any]) -> dict[str, Any]:
+    return {
+        "what": "aurora-storage store marker: this store was initialised; see "
+        "docs/concepts (a store whose engine lost its metadata record is reported damaged)",
+        "backend": backend.scheme,
+        "format": FORMAT_VERSION,
+        "codec": codec.name,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
