@@ -24,17 +24,26 @@ iterators the user still holds: a scan iterator must then raise
 
 from __future__ import annotations
 
-import hashlib
-import struct
 import threading
-import time
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, NoReturn, Protocol
 
+from ._commits import (
+    Append,
+    ChangeFeed,
+    ChangeRecord,
+    Condition,
+    Op,
+    RecentChanges,
+    decode_counter,
+    encode_counter,
+    foreign_position,
+    plan_commit,
+    value_version,
+)
 from ._keys import KEY_SPACE_END
 from ._stores import (
     StoreHandles,
@@ -49,8 +58,6 @@ from .errors import (
     ConditionFailed,
     CorruptionError,
     NotSupportedError,
-    PositionExpiredError,
-    RepositoryClosedError,
     StorageError,
 )
 
@@ -99,17 +106,6 @@ class RecordCheck(Protocol):
     def __call__(self, key: bytes, value: bytes, /) -> str | None: ...
 
 
-#: One write in an atomic batch: ``(key, value)`` puts, ``(key, None)`` deletes.
-Op = tuple[bytes, bytes | None]
-
-#: One condition of a conditional commit: ``(key, version)``; the key must currently have
-#: that version (:meth:`Backend.get_versioned`), or be absent when ``version`` is ``None``.
-Condition = tuple[bytes, bytes | None]
-
-#: One committed change of a change feed: ``(position, key, value)``, ``value`` ``None``
-#: for a delete. Positions are strictly increasing in commit order (not consecutive).
-ChangeRecord = tuple[int, bytes, bytes | None]
-
 #: One piece of a chunked scan: the keys, and the values at the same positions (``None``
 #: for a keys-only scan).
 Chunk = tuple[list[bytes], list[bytes] | None]
@@ -126,386 +122,6 @@ def chunk_keys(chunks: Iterator[Chunk]) -> Iterator[bytes]:
     """The keys of a chunked scan, one at a time (:meth:`Backend.scan_keys` likewise)."""
     for keys, _ in chunks:
         yield from keys
-
-
-def value_version(value: bytes) -> bytes:
-    """The version of a stored value for engines without native revisions: a 128-bit
-    BLAKE2b digest of its bytes. A value that goes A -> B -> A has A's version again
-    (fine for the forward-only records compare-and-set is meant for; a collision of two
-    different values is as likely as guessing a random 128-bit number)."""
-    return hashlib.blake2b(value, digest_size=16).digest()
-
-
-_COUNTER = struct.Struct(">Q")
-
-
-def encode_counter(n: int) -> bytes:
-    """The stored form of a sequence counter (8 bytes, big endian)."""
-    return _COUNTER.pack(n)
-
-
-def decode_counter(raw: bytes | None, key: bytes = b"") -> int:
-    """The value of a stored sequence counter (0 when absent).
-
-    Raises:
-        CorruptionError: the record is not 8 bytes.
-    """
-    if raw is None:
-        return 0
-    if len(raw) != 8:
-        raise CorruptionError(
-            f"the sequence counter record {key!r} is damaged ({len(raw)} bytes, not 8)"
-        )
-    n: int = _COUNTER.unpack(raw)[0]
-    return n
-
-
-@dataclass(frozen=True, slots=True)
-class Append:
-    """Records to number with the next values of one gap-free sequence, inside a
-    :meth:`Backend.commit`.
-
-    Attributes:
-        counter: the key of the sequence's counter record (its last assigned number,
-            :func:`encode_counter`; absent means 0).
-        key: the stored key of record number ``n`` (built by the repository).
-        values: the encoded values; they get numbers ``last + 1, last + 2, ...`` in order.
-        span: ``(start, stop)``, the stored-key range holding every key of the sequence
-            (``key(n)`` for every ``n``, and any other key under the sequence's prefix),
-            or ``None``; lets :func:`plan_commit` prove the slots free with one seek.
-    """
-
-    counter: bytes
-    key: Callable[[int], bytes]
-    values: Sequence[bytes]
-    span: tuple[bytes, bytes] | None = None
-
-
-def plan_commit(
-    read: Callable[[bytes], bytes | None],
-    ops: Sequence[Op],
-    conditions: Sequence[Condition],
-    appends: Sequence[Append],
-    *,
-    version: Callable[[bytes], bytes] = value_version,
-    last: Callable[[bytes, bytes], bytes | None] | None = None,
-) -> tuple[list[Op], list[int]]:
-    """The I/O-free core of a conditional commit, for engines that evaluate it under
-    their own write lock or inside one write transaction.
-
-    ``read`` reads the current state (inside the lock or transaction). Every condition
-    is checked against the state before the commit (all of them, so the error can name
-    every conflict); then each :class:`Append` reads its counter and numbers its values,
-    past any record that occupies a number once ``ops`` are applied (written without an
-    append, say by an import, or put by ``ops``): an append never replaces a record,
-    and never skips a number that is free - a key ``ops`` delete (and do not put again)
-    is free, so the numbers stay gap-free.
-
-    Whether a number is occupied is read slot by slot, unless the engine passes
-    ``last`` (its newest key in ``[start, stop)``, read in the same lock or transaction)
-    and the append of two or more values names its records' key range
-    (:attr:`Append.span`): then one seek proves every slot past the counter free when
-    the sequence's newest key is not past the counter's record (the usual case);
-    otherwise the slots are read as above. (A single value's one slot read is cheaper
-    than a seek on every engine measured.)
-
-    Returns:
-        The operations to apply atomically (``ops``, then the numbered records, then the
-        counter updates), and the first number assigned to each append.
-
-    Raises:
-        ConditionFailed: one or more conditions failed; nothing may be written.
-    """
-    failed: list[tuple[int, bytes | None]] = []
-    for i, (key, expected) in enumerate(conditions):
-        raw = read(key)
-        if raw is None:
-            if expected is not None:
-                failed.append((i, None))
-        elif expected is None:  # create-only: any record fails it (no digest needed)
-            failed.append((i, version(raw)))
-        else:
-            actual = version(raw)
-            if actual != expected:
-                failed.append((i, actual))
-    if failed:
-        raise ConditionFailed(failed)
-    out = list(ops)
-    if not appends:
-        return out, []
-    firsts: list[int] = []
-    counters: dict[bytes, int] = {}
-    # Each key the ops write, and whether a record is there once they are applied (the
-    # last op of a key decides): a key the batch deletes is free for an append, one it
-    # puts is occupied, whatever was stored before.
-    written = {k: v is not None for k, v in ops}
-    for app in appends:
-        n_last = counters.get(app.counter)
-        if n_last is None:
-            n_last = decode_counter(read(app.counter), app.counter)
-        record, values, span = app.key, app.values, app.span
-        # Free past the counter: no stored key of the sequence sorts after its record.
-        n = len(values)
-        clear = False
-        if last is not None and span is not None and n > 1:  # one read beats a seek
-            top = last(span[0], span[1])
-            clear = top is None or top <= record(n_last)
-        # A counter can be behind its records (records written at (sequence, n)
-        # without append: an import, a put): the numbers go past every occupied slot,
-        # so an append never replaces a record and a batch's numbers stay consecutive.
-        keys: list[bytes] = []
-        while len(keys) < n:
-            slot = record(n_last + len(keys) + 1)
-            put = written.get(slot)
-            if put is None:
-                put = not clear and read(slot) is not None
-            if put:
-                n_last += len(keys) + 1
-                keys = []
-            else:
-                keys.append(slot)
-        firsts.append(n_last + 1)
-        out += zip(keys, values, strict=True)
-        written.update(dict.fromkeys(keys, True))
-        counters[app.counter] = n_last + n
-    out += [(k, encode_counter(n)) for k, n in counters.items()]
-    return out, firsts
-
-
-class ChangeFeed(ABC):
-    """The committed changes of a store, in commit order (see :meth:`Backend.change_feed`).
-
-    Positions are ints, strictly increasing in commit order, not consecutive. The
-    repository's ``watch()`` reads through this interface and filters by tenant and prefix.
-    """
-
-    @abstractmethod
-    def last_position(self) -> int:
-        """The position of the newest committed change (a watch started now sees only
-        changes after it)."""
-
-    @abstractmethod
-    def read(self, after: int, limit: int) -> list[ChangeRecord]:
-        """Up to ``limit`` changes with position > ``after``, in order.
-
-        Raises:
-            PositionExpiredError: some change after ``after`` is no longer retained, or
-                ``after`` is past :meth:`last_position` - a position this feed never
-                gave (:func:`foreign_position` words it).
-        """
-
-    @abstractmethod
-    def wait(self, after: int, timeout: float | None) -> bool:
-        """Block until a change with position > ``after`` exists (True), the timeout (in
-        seconds; ``None``: no limit) passes, the feed is closed, or :meth:`wake` is called
-        (False)."""
-
-    @abstractmethod
-    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback()`` (from any thread, quickly, never raising) after new changes
-        are committed; returns the function that unsubscribes it. Async watchers wake up
-        this way instead of blocking a thread."""
-
-    @abstractmethod
-    def wake(self) -> None:
-        """Wake every thread blocked in :meth:`wait` (a watch being closed)."""
-
-    async def read_async(self, after: int, limit: int) -> list[ChangeRecord]:
-        """:meth:`read` for an async watch, awaited on the watch's event loop. The
-        default calls :meth:`read` inline (embedded engines read in microseconds); a
-        network engine overrides it so the loop is not held for a round trip."""
-        return self.read(after, limit)
-
-    def scoped(self, start: bytes, stop: bytes) -> ChangeFeed:
-        """The feed one ``watch()`` reads: one holding at least the changes of the keys
-        in ``[start, stop)`` (one tenant, optionally a prefix), with the same positions.
-        The default is this feed (the watch filters). An engine that filters on the
-        server returns a feed reading only that range (NATS: the tenant's subjects)."""
-        return self
-
-
-def foreign_position(after: int, last: int, **context: Any) -> PositionExpiredError:
-    """The error for ``read(after)`` with ``after`` past the feed's ``last`` position: a
-    position this feed never gave (feeds share it, so each says it alike)."""
-    return PositionExpiredError(
-        f"position {after} is past the last position of this store's change feed "
-        f"({last}): it was not given by this feed - it comes from another store, or from "
-        "this store before a compacting copy or restore numbered its changes anew; "
-        "re-read the state with a scan, then watch from last_position()",
-        position=after,
-        oldest=last,
-        **context,
-    )
-
-
-class RecentChanges(ChangeFeed):
-    """An in-process change feed: the most recent changes in memory.
-
-    The backend calls :meth:`record` under its write lock, in commit order, with a
-    strictly increasing ``commit`` number per commit (an engine sequence number,
-    transaction id, or a counter); the changes of commit ``c`` get positions
-    ``(c << 32) + i``. Only user data (keys from ``0x01``) is recorded; the store's own
-    records (``0x00...``: metadata, counters) are not changes.
-
-    At most ``max_changes`` changes and ``max_bytes`` of keys and values are kept; reading
-    after an older position raises :class:`~aurora_storage.errors.PositionExpiredError`.
-
-    Args:
-        start: the last commit number before recording starts (positions after
-            ``(start << 32) + 0xFFFFFFFF`` are the first ones a watcher can resume from).
-    """
-
-    def __init__(
-        self, *, start: int = 0, max_changes: int = 100_000, max_bytes: int = 64 << 20
-    ) -> None:
-        self._log: deque[ChangeRecord] = deque()
-        self._bytes = 0
-        self._max_changes = max_changes
-        self._max_bytes = max_bytes
-        self._last = (start << 32) | 0xFFFFFFFF if start else 0
-        #: Everything up to this position is gone (or was never recorded).
-        self._floor = self._last
-        #: Which limit dropped the change at the floor ("changes", "bytes"), or None:
-        #: nothing dropped yet (the floor is where recording started).
-        self._dropped_by: str | None = None
-        self._cond = threading.Condition(threading.Lock())
-        self._subscribers: dict[int, Callable[[], None]] = {}
-        self._next_id = 0
-        self._closed = False
-        self._wakes = 0
-
-    def record(self, commit: int, changes: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """Record the changes of one commit (the caller serialises commits)."""
-        base = commit << 32
-        with self._cond:
-            if base <= self._last:
-                # Never reuse a position, whatever the caller's numbering did.
-                base = (self._last | 0xFFFFFFFF) + 1
-            log = self._log
-            i = 0
-            size = self._bytes
-            for k, v in changes:
-                if k[:1] == b"\x00":
-                    continue
-                log.append((base + i, k, v))
-                size += len(k) + (0 if v is None else len(v)) + 64
-                i += 1
-            if not i:
-                return
-            self._last = base + i - 1
-            while log and (len(log) > self._max_changes or size > self._max_bytes):
-                self._dropped_by = "changes" if len(log) > self._max_changes else "bytes"
-                pos, k, v = log.popleft()
-                size -= len(k) + (0 if v is None else len(v)) + 64
-                self._floor = pos
-            self._bytes = size
-            self._cond.notify_all()
-            subscribers = list(self._subscribers.values())
-        for cb in subscribers:
-            cb()
-
-    def last_position(self) -> int:
-        """See :meth:`ChangeFeed.last_position`."""
-        return self._last
-
-    def read(self, after: int, limit: int) -> list[ChangeRecord]:
-        """See :meth:`ChangeFeed.read`."""
-        with self._cond:
-            if self._closed:
-                raise RepositoryClosedError("the change feed's store is closed")
-            if after < self._floor:
-                raise PositionExpiredError(
-                    f"the changes after position {after} are no longer retained ("
-                    f"{self._retention()}); re-read the state with a scan, then watch from "
-                    "last_position()",
-                    position=after,
-                    oldest=self._floor,
-                )
-            if after > self._last:
-                # Never given by this feed: another store's position, or this store's
-                # from before a compacting copy restarted its commit numbers. Taken as
-                # a place here, it would skip every change up to it without a word.
-                raise foreign_position(after, self._last)
-            log = self._log
-            if not log or log[-1][0] <= after:
-                return []
-            # Binary search on the positions (a deque supports indexing).
-            lo, hi = 0, len(log)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if log[mid][0] <= after:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            return [log[j] for j in range(lo, min(lo + limit, len(log)))]
-
-    def _retention(self) -> str:
-        """Why the changes up to the floor are gone: the limit that dropped the last
-        of them, or (nothing dropped) that recording started there."""
-        if self._dropped_by == "bytes":
-            cap = self._max_bytes
-            size = f"{cap >> 20} MiB" if cap >= 1 << 20 and not cap % (1 << 20) else f"{cap} bytes"
-            return (
-                f"this in-process feed keeps at most {size} of changes (keys, values and "
-                f"64 bytes each), and large changes reached that before its "
-                f"{self._max_changes}-change limit; it holds this session's changes from "
-                f"position {self._floor}"
-            )
-        if self._dropped_by == "changes":
-            return (
-                f"this in-process feed keeps the latest {self._max_changes} changes of "
-                f"this session, from position {self._floor}"
-            )
-        return (
-            "this in-process feed holds only the changes committed since it started in "
-            f"this session, from position {self._floor}"
-        )
-
-    def wait(self, after: int, timeout: float | None) -> bool:
-        """See :meth:`ChangeFeed.wait`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            wakes = self._wakes
-            while self._last <= after and not self._closed and self._wakes == wakes:
-                if deadline is None:
-                    self._cond.wait()
-                else:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._cond.wait(left)
-            return self._last > after
-
-    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """See :meth:`ChangeFeed.subscribe`."""
-        with self._cond:
-            token = self._next_id
-            self._next_id += 1
-            self._subscribers[token] = callback
-
-        def unsubscribe() -> None:
-            with self._cond:
-                self._subscribers.pop(token, None)
-
-        return unsubscribe
-
-    def wake(self) -> None:
-        """See :meth:`ChangeFeed.wake`."""
-        with self._cond:
-            self._wakes += 1
-            self._cond.notify_all()
-        for cb in list(self._subscribers.values()):
-            cb()
-
-    def close(self) -> None:
-        """Wake every waiter for good (the store is closing); later reads raise."""
-        with self._cond:
-            self._closed = True
-            self._log.clear()
-            self._cond.notify_all()
-            subscribers = list(self._subscribers.values())
-        for cb in subscribers:
-            cb()
 
 
 @dataclass(frozen=True, slots=True)
