@@ -1,0 +1,461 @@
+"""The connection half of the NATS backend's asyncio core: connecting (TLS,
+credentials, reconnects), finding or creating the key-value bucket and checking its
+configuration, closing, and the translation of client and server errors into
+:mod:`aurora_storage.errors`. :class:`~._client.NATSCore` adds the reads and writes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import time
+import weakref
+from typing import Any, NoReturn
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import api
+
+from aurora_storage.errors import (
+    ConfigurationError,
+    NotSupportedError,
+    StorageError,
+    StorageFullError,
+)
+
+from ._config import NATSConfig
+from ._errors import BatchTooLargeError, NATSConnectionError, NATSTimeoutError, ValueTooLargeError
+
+__all__ = ["NATSConnection"]
+
+# JetStream error codes (server/errors.json).
+_STREAM_NOT_FOUND = 10059
+_MSG_TOO_BIG = 10054
+_BATCH_TOO_LARGE = 10199
+_ATOMIC_DISABLED = (10174,)
+_STORE_FULL = (10027, 10028, 10047, 10048)  # max bytes / msgs exceeded, insufficient resources
+_REPLICAS = 10074
+_CONFLICT = 10058
+#: An open retries the bucket lookup and creation while JetStream is unavailable or
+#: silent (a fresh cluster electing its meta leader) for this many times ``timeout``.
+OPEN_TIMEOUTS = 4
+
+
+def _full_text(description: str) -> bool:
+    """Whether a server's error text says a stream limit is reached. The server sends
+    these with varying codes (a 503 with err_code 10077, "store failed", wrapping
+    "maximum bytes exceeded" or "maximum messages exceeded"), so the text decides."""
+    text = description.lower()
+    return "maximum bytes exceeded" in text or "maximum messages exceeded" in text
+
+
+class NATSConnection:
+    """One client connection to the bucket and its lifecycle; every method is a
+    coroutine on the loop the connection was made on."""
+
+    def __init__(self, config: NATSConfig) -> None:
+        self.config = config
+        self.nc: Client | None = None
+        self.js: Any = None
+        self.pre = f"$KV.{config.bucket}."
+        self.stream = config.stream
+        self._get_pre = f"$JS.API.DIRECT.GET.{self.stream}.{self.pre}"
+        self.atomic = False
+        # Direct gets (any replica answers) for a single replica; a replicated bucket
+        # reads through its leader so a read sees every acknowledged write.
+        self.direct = True
+        self.timeout = config.timeout
+        self.history = 1
+        self.head_expires = False
+        # Told when the client has reconnected (the change feed's consumers, see
+        # _feed._Waker: a restarted server has forgotten them).
+        self.reconnect_listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    # ------------------------------------------------------------------ errors
+
+    def fail(self, exc: BaseException, what: str) -> NoReturn:
+        """Raise the aurora error for a client or server error ``exc`` (chained)."""
+        where = self.config.describe()
+        if isinstance(exc, StorageError):
+            raise exc
+        if isinstance(exc, nats.js.errors.APIError):
+            code = exc.err_code
+            desc = exc.description or str(exc)
+            if code == _STREAM_NOT_FOUND or isinstance(exc, nats.js.errors.NotFoundError):
+                raise ConfigurationError(
+                    f"{what}: the bucket {self.config.bucket!r} does not exist on {where} "
+                    "(was it deleted?); open it again with create_if_missing=true",
+                    backend="nats",
+                ) from exc
+            if code == _MSG_TOO_BIG:
+                raise ValueTooLargeError(
+                    f"{what}: a value is larger than the bucket {self.config.bucket!r} "
+                    f"allows ({desc}); store smaller values or raise max_value_size",
+                    backend="nats",
+                ) from exc
+            if code == _BATCH_TOO_LARGE:
+                raise self.too_large(-1, 0, exc) from exc
+            if code in _ATOMIC_DISABLED:
+                raise NotSupportedError(
+                    f"{what}: atomic batch publish is disabled on the stream {self.stream} "
+                    "(allow_atomic is false, or the server is older than 2.12); nothing "
+                    "was written. Open the bucket writable once so it is enabled, or "
+                    "upgrade the server",
+                    backend="nats",
+                ) from exc
+            if code in _STORE_FULL or _full_text(desc):
+                raise StorageFullError(
+                    f"{what}: the bucket {self.config.bucket!r} is full ({desc}); nothing "
+                    "was written. Raise max_bytes or free space",
+                    backend="nats",
+                ) from exc
+            if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+                raise NATSConnectionError(
+                    f"{what}: JetStream is unavailable on {where} ({desc}): is JetStream "
+                    "enabled, and does the cluster have a leader?",
+                    backend="nats",
+                ) from exc
+            raise StorageError(
+                f"{what}: the JetStream server refused the request on {where}: {desc} "
+                f"(err_code {code})",
+                backend="nats",
+            ) from exc
+        if isinstance(exc, nats.errors.MaxPayloadError):
+            raise ValueTooLargeError(
+                f"{what}: a message is larger than the server's max_payload on {where}; "
+                "store smaller values",
+                backend="nats",
+            ) from exc
+        if isinstance(exc, nats.errors.NoRespondersError | nats.js.errors.NoStreamResponseError):
+            raise NATSConnectionError(
+                f"{what}: no JetStream server answered for the bucket "
+                f"{self.config.bucket!r} on {where} (the bucket was deleted, JetStream is "
+                "off, or the cluster has no leader)",
+                backend="nats",
+            ) from exc
+        if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError | TimeoutError):
+            raise NATSTimeoutError(
+                f"{what}: no answer from {where} within {self.timeout} s (a leader "
+                "election, or an overloaded server); a write may or may not have been "
+                "applied",
+                backend="nats",
+            ) from exc
+        if isinstance(
+            exc,
+            nats.errors.ConnectionClosedError
+            | nats.errors.StaleConnectionError
+            | nats.errors.NoServersError
+            | nats.errors.ConnectionReconnectingError
+            | nats.errors.OutboundBufferLimitError
+            | nats.errors.UnexpectedEOF
+            | OSError,
+        ):
+            raise NATSConnectionError(
+                f"{what}: the connection to {where} is lost ({type(exc).__name__}: {exc}); "
+                "a write may or may not have been applied",
+                backend="nats",
+            ) from exc
+        if isinstance(exc, nats.errors.Error):
+            raise StorageError(f"{what} on {where}: {exc}", backend="nats") from exc
+        raise exc
+
+    def too_large(
+        self, size: int, internal: int, refused: BaseException | None = None
+    ) -> BatchTooLargeError:
+        """The error for an atomic batch of ``size`` caller operations plus ``internal``
+        records the repository adds (sequence counters) that is over ``max_batch``, or
+        that the server ``refused`` (its description names its own limit)."""
+        c = self.config
+        if refused is None:
+            limit = c.max_batch
+            over = f"larger than max_batch={limit} (the most one JetStream atomic publish holds)"
+        else:
+            desc = getattr(refused, "description", None) or str(refused)
+            found = re.search(r"(\d+)\s*$", desc)
+            limit = int(found.group(1)) if found else -1
+            told = f"{limit} messages" if found else "a smaller limit"
+            over = (
+                f"refused by the server, which allows {told} per atomic publish "
+                f"(its jetstream.limits.batch.max_msgs; max_batch={c.max_batch} is above it)"
+            )
+        what = "an atomic batch" if size < 0 else f"an atomic batch of {size} operations"
+        if internal:
+            counters = "counter" if internal == 1 else "counters"
+            what += (
+                f" plus {internal} internal record{'s' if internal > 1 else ''} (the "
+                f"sequence {counters} of its appends, one per sequence)"
+            )
+        room = limit - internal
+        split = (
+            f"Split it into batches of at most {room} operations"
+            if limit > 0 and size >= 0
+            else "Split it"
+        )
+        return BatchTooLargeError(
+            f"{what} is {over}; nothing was written. {split}, or raise the server's "
+            "jetstream.limits.batch.max_msgs and max_batch together",
+            size=size,
+            internal=internal,
+            limit=limit,
+        )
+
+    # ------------------------------------------------------------------ open/close
+
+    async def connect(self) -> None:
+        """Connect, then find (or create) the bucket.
+
+        Raises:
+            NATSConnectionError: no server reachable within ``connect_timeout``.
+            ConfigurationError: the bucket is missing and may not be created, or it
+                cannot be created with these options.
+        """
+        c = self.config
+        # The client reports a server's refusal (wrong credentials) to error_cb and
+        # then retries the server list until the deadline: remember it, and stop the
+        # connect at once, so the user sees the refusal instead of a timeout.
+        auth_error: list[BaseException] = []
+        auth_failed = asyncio.Event()
+
+        async def refused(exc: Exception) -> None:
+            # (The client would log a traceback for every error by default; failures
+            # reach the caller as typed errors instead.)
+            if (
+                isinstance(exc, nats.errors.AuthorizationError)
+                or "authorization" in str(exc).lower()
+            ):
+                auth_error.append(exc)
+                auth_failed.set()
+
+        kwargs: dict[str, Any] = {
+            "servers": c.server_urls(),
+            "connect_timeout": c.connect_timeout,
+            "max_reconnect_attempts": c.max_reconnect_attempts,
+            "reconnect_time_wait": c.reconnect_time_wait,
+            "allow_reconnect": True,
+            "error_cb": refused,
+            "reconnected_cb": self._reconnected,
+            "name": "aurora-storage",
+        }
+        if c.user is not None:
+            kwargs["user"] = c.user
+            kwargs["password"] = c.password or ""
+        if c.token is not None:
+            kwargs["token"] = c.token
+        if c.credentials is not None:
+            kwargs["user_credentials"] = c.credentials
+        if c.use_tls:
+            ctx = ssl.create_default_context(cafile=c.tls_ca_file)
+            if c.tls_cert_file is not None:
+                ctx.load_cert_chain(c.tls_cert_file, c.tls_key_file)
+            kwargs["tls"] = ctx
+        # Bound the whole connect by connect_timeout: the client would otherwise keep
+        # retrying the list (its own connect_timeout bounds each attempt only).
+        nc = Client()
+        connecting = asyncio.ensure_future(nc.connect(**kwargs))
+        refusal = asyncio.ensure_future(auth_failed.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {connecting, refusal},
+                timeout=c.connect_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if connecting in done:
+                connecting.result()
+            elif auth_error:
+                raise auth_error[0]
+            else:
+                raise TimeoutError
+        except BaseException as exc:
+            for task in (connecting, refusal):
+                task.cancel()
+            await asyncio.gather(connecting, refusal, return_exceptions=True)
+            try:
+                await asyncio.wait_for(nc.close(), 0.2)
+            except BaseException:
+                pass
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if auth_error:
+                raise NATSConnectionError(
+                    f"the NATS server of {c.describe()} refused the credentials "
+                    f"(authorization violation: wrong user, password, token or "
+                    "credentials file); check them",
+                    backend="nats",
+                ) from exc
+            detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else repr(exc)
+            raise NATSConnectionError(
+                f"cannot reach any NATS server of {c.describe()} within "
+                f"{c.connect_timeout} s ({detail}); check the servers are running and the "
+                "credentials are right",
+                backend="nats",
+            ) from exc
+        # Connected: the refusal watcher is not needed any more (left pending, it was
+        # collected later with asyncio's "Task was destroyed but it is pending!").
+        refusal.cancel()
+        await asyncio.gather(refusal, return_exceptions=True)
+        self.nc = nc
+        self.js = nc.jetstream(timeout=c.timeout)
+        try:
+            await self._ensure_bucket()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _reconnected(self) -> None:
+        for listener in list(self.reconnect_listeners):
+            listener.reconnected()
+
+    def _open_failed(self, exc: BaseException, what: str, waited: float) -> NoReturn:
+        """The error for an open whose bucket lookup or creation got no usable answer
+        from JetStream for the whole open deadline (:data:`OPEN_TIMEOUTS` x timeout)."""
+        c = self.config
+        if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError | TimeoutError):
+            raise NATSTimeoutError(
+                f"{what} {c.bucket!r} on {c.describe()}: JetStream did not answer for "
+                f"{waited:.1f} s of retries (the open waits up to {OPEN_TIMEOUTS} x "
+                f"timeout={c.timeout} s for a cluster to elect its meta leader); is "
+                "JetStream enabled, and does the cluster have a quorum of nodes up?",
+                backend="nats",
+            ) from exc
+        raise NATSConnectionError(
+            f"{what} {c.bucket!r} on {c.describe()}: JetStream stayed unavailable for "
+            f"{waited:.1f} s of retries ({type(exc).__name__}: {exc}); is JetStream "
+            "enabled, and does the cluster have a quorum of nodes up?",
+            backend="nats",
+        ) from exc
+
+    async def _ensure_bucket(self) -> None:
+        c = self.config
+        # A fresh cluster answers "JetStream unavailable", or nothing at all, until its
+        # meta leader is elected: the open retries its lookup and creation until a
+        # deadline of OPEN_TIMEOUTS x timeout, each request bounded by a shorter wait
+        # so that a leader elected meanwhile is seen soon.
+        start = time.monotonic()
+        deadline = start + OPEN_TIMEOUTS * c.timeout
+        js = self.nc.jetstream(timeout=min(c.timeout, 1.0)) if self.nc is not None else self.js
+        attempt = 0
+        while True:
+            try:
+                info = await js.stream_info(self.stream)
+                break
+            except nats.js.errors.NotFoundError:
+                info = None
+                break
+            except (
+                nats.js.errors.ServiceUnavailableError,
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+            ) as exc:
+                if time.monotonic() >= deadline:
+                    self._open_failed(exc, "opening the bucket", time.monotonic() - start)
+            except Exception as exc:
+                self.fail(exc, "opening the bucket")
+            attempt += 1
+            await asyncio.sleep(min(0.05 * attempt, 0.5))
+        if info is None:
+            if not c.create_if_missing or c.read_only:
+                raise ConfigurationError(
+                    f"the bucket {c.bucket!r} does not exist on {c.describe()}; create it "
+                    "(open with create_if_missing=true, the default, and without read_only)",
+                    backend="nats",
+                )
+            info = await self._create(start, deadline)
+        cfg = info.config
+        if f"{self.pre}>" not in (cfg.subjects or []) or (cfg.max_msgs_per_subject or 0) < 1:
+            raise ConfigurationError(
+                f"the stream {self.stream} on {c.describe()} is not a key-value bucket "
+                f"(subjects {cfg.subjects}); choose another bucket name",
+                backend="nats",
+            )
+        self.atomic = bool(cfg.allow_atomic)
+        if (not self.atomic or not cfg.allow_direct) and not c.read_only:
+            # A bucket made by other tools (nats kv add) may lack atomic publish and
+            # direct gets; allowing them changes nothing else (both are updatable).
+            cfg.allow_atomic = True
+            cfg.allow_direct = True
+            try:
+                info = await self.js.update_stream(cfg)
+                cfg = info.config
+                self.atomic = bool(cfg.allow_atomic)
+            except Exception:
+                self.atomic = False
+        self.direct = (cfg.num_replicas or 1) <= 1
+        # What the change feed needs to know of the stream's retention (see _feed).
+        self.history = int(cfg.max_msgs_per_subject or 1)
+        self.head_expires = bool(cfg.max_age) or cfg.discard == api.DiscardPolicy.OLD
+        if not cfg.allow_direct and self.direct:
+            raise ConfigurationError(
+                f"the bucket {c.bucket!r} on {c.describe()} does not allow direct gets "
+                "(allow_direct), which reads need; open it once without read_only so it "
+                "is enabled",
+                backend="nats",
+            )
+
+    async def _create(self, start: float, deadline: float) -> Any:  # noqa: RET503 - see the loop
+        c = self.config
+        cfg = api.StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.pre}>"],
+            allow_direct=True,
+            allow_rollup_hdrs=True,
+            allow_atomic=True,
+            deny_delete=True,
+            discard=api.DiscardPolicy.NEW,
+            duplicate_window=120.0,
+            max_bytes=c.max_bytes if c.max_bytes is not None else -1,
+            max_consumers=-1,
+            max_msg_size=c.max_value_size if c.max_value_size is not None else -1,
+            max_msgs=-1,
+            max_msgs_per_subject=c.history,
+            num_replicas=c.replicas,
+            storage=api.StorageType.FILE if c.storage == "file" else api.StorageType.MEMORY,
+        )
+        last: Exception | None = None
+        # A cluster electing its meta leader answers "unavailable" (or nothing) for a
+        # moment: retried until the open's deadline (a create that was applied before
+        # its answer was lost is answered as existing on the retry).
+        attempt = 0
+        while attempt == 0 or time.monotonic() < deadline:
+            attempt += 1
+            try:
+                return await self.js.add_stream(cfg)
+            except nats.js.errors.APIError as exc:
+                last = exc
+                if exc.err_code == _CONFLICT:
+                    # Created meanwhile by another process with other options: use it.
+                    return await self.js.stream_info(self.stream)
+                if exc.err_code == _REPLICAS:
+                    raise ConfigurationError(
+                        f"cannot create the bucket {c.bucket!r} with replicas={c.replicas} "
+                        f"on {c.describe()}: {exc.description} (a single server holds one "
+                        "replica; use replicas=1 or a cluster)",
+                        backend="nats",
+                    ) from exc
+                if not isinstance(exc, nats.js.errors.ServiceUnavailableError):
+                    self.fail(exc, f"creating the bucket {c.bucket!r}")
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+                last = exc
+            await asyncio.sleep(min(0.05 * attempt, 0.5))
+        assert last is not None
+        self._open_failed(last, "creating the bucket", time.monotonic() - start)
+
+    async def close(self) -> None:
+        """Close the connection (pending publishes are flushed first)."""
+        nc, self.nc = self.nc, None
+        if nc is not None and not nc.is_closed:
+            try:
+                await asyncio.wait_for(nc.close(), self.timeout)
+            except BaseException:
+                pass
+
+    def _conn(self) -> Client:
+        nc = self.nc
+        if nc is None:
+            from aurora_storage.errors import RepositoryClosedError
+
+            raise RepositoryClosedError(
+                f"the NATS repository {self.config.describe()} is closed", backend="nats"
+            )
+        return nc
