@@ -19,7 +19,7 @@ from typing import Protocol
 
 from .errors import InheritedHandleError
 
-__all__ = ["ForkAware", "guard", "inherited_error", "keep_forever", "release"]
+__all__ = ["ForkAware", "forked_child", "guard", "inherited_error", "keep_forever", "release"]
 
 
 class ForkAware(Protocol):
@@ -58,7 +58,7 @@ def keep_forever(handle: object) -> None:
 
 
 def inherited_error(
-    *, engine: str, scheme: str, path: str, opened_pid: int, why: str
+    *, engine: str, scheme: str, path: str, opened_pid: int, why: str, fix: str | None = None
 ) -> InheritedHandleError:
     """The error a backend raises when used through a handle inherited across fork().
 
@@ -68,18 +68,38 @@ def inherited_error(
         path: the store's path.
         opened_pid: the process that opened the store.
         why: why the engine cannot use an inherited handle.
+        fix: what the child can do instead, where opening the store again in the
+            child would itself be refused; ``None``: open it again in the child.
     """
+    if fix is None:
+        fix = (
+            "Open the store again in the child (after forking), or use the 'spawn' "
+            "multiprocessing start method"
+        )
     return InheritedHandleError(
         f"this {engine} repository ({path}) was opened in process {opened_pid} and "
-        f"inherited through fork() by process {os.getpid()}; {why}. Open the store again "
-        "in the child (after forking), or use the 'spawn' multiprocessing start method",
+        f"inherited through fork() by process {os.getpid()}; {why}. {fix}",
         backend=scheme,
         path=path,
     )
 
 
+def forked_child() -> bool:
+    """Whether this process was forked from one that held an engine handle then (so
+    some store may be held by the parent's handle, inherited here)."""
+    return _FORKED_WITH_HANDLES
+
+
+#: Set in a child forked while some backend held an engine handle (see forked_child).
+_FORKED_WITH_HANDLES = False
+
+
 def _after_fork_in_child() -> None:
-    for backend in list(_LIVE):
+    global _FORKED_WITH_HANDLES
+    live = list(_LIVE)
+    if live:
+        _FORKED_WITH_HANDLES = True
+    for backend in live:
         backend._forked_in_child()
 
 

@@ -83,6 +83,8 @@ class Environment:
     _gate_shut: bool
     _closed: bool
     _forked: bool
+    #: In a forked child: the inherited environment was kept open (see _forked_in_child).
+    _kept_in_child = False
     _dead: bool
     _pid: int
     _log: _eventstore.StoreChangeLog | None
@@ -332,7 +334,9 @@ class Environment:
             # A parent thread was inside a write transaction, or a cached read
             # transaction holds one of the parent's reader slots: closing the copy here
             # would release the parent's writer or reader slot in the shared lock file.
-            # Keep the copy untouched and never deallocated.
+            # Keep the copy untouched and never deallocated (so this process can never
+            # open the store again: _check's message says so).
+            self._kept_in_child = True
             _fork.keep_forever(env)
             return
         try:
@@ -354,6 +358,22 @@ class Environment:
                 path=self.path,
                 opened_pid=self._pid,
                 why="LMDB forbids using an inherited environment",
+                fix=None
+                if not self._kept_in_child
+                else (
+                    "This process cannot open the store again either: the inherited copy "
+                    "stays open here, untouched, because closing it would release the "
+                    "parent's "
+                    + (
+                        "cached reader slot (reader_cache=true)"
+                        if self.config.reader_cache
+                        else "write transaction"
+                    )
+                    + ". Open LMDB stores only after forking, use the 'spawn' "
+                    "multiprocessing start method, or open the store with "
+                    "reader_cache=false in the parent (its copy is then closed in the "
+                    "child, which may open the store again)"
+                ),
             )
         if self._closed:
             raise RepositoryClosedError(

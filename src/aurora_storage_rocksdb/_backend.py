@@ -277,6 +277,10 @@ class RocksDBBackend(Backend):
                 path=self.config.path,
                 opened_pid=self._pid,
                 why="RocksDB handles cannot cross fork() (the child's writes would be lost)",
+                fix="Nor can this process open the store for writing: RocksDB's lock of "
+                "the store, inherited from the parent, stays held here. Open it with "
+                "mode=read_only or mode=secondary in the child, open RocksDB stores only "
+                "after forking, or use the 'spawn' multiprocessing start method",
             )
         return RepositoryClosedError(
             f"the RocksDB store {self.config.path} is closed; open it again",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import rocksdict
 
+from aurora_storage import _fork
 from aurora_storage.errors import (
     CorruptionError,
     ReadOnlyError,
@@ -42,9 +43,20 @@ def translate(exc: BaseException, config: RocksDBConfig, doing: str) -> StorageE
         "/lock" in low
         and ("resource temporarily unavailable" in low or "no locks available" in low)
     ):
+        if "current process" not in low:
+            holder = "another process"
+        elif _fork.forked_child():
+            # RocksDB's table of locked files is process memory, copied by fork(): the
+            # parent's lock stays held in the child, even after the parent closes.
+            holder = (
+                "this process: it was forked from a process that had stores open, and "
+                "RocksDB's lock inherited through fork() stays held in the child, so open "
+                "RocksDB stores only after forking or use the 'spawn' start method"
+            )
+        else:
+            holder = "this process"
         return StoreLockedError(
-            f"the RocksDB store {path} is locked by another writer "
-            f"({'this process' if 'current process' in low else 'another process'}); RocksDB "
+            f"the RocksDB store {path} is locked by another writer ({holder}); RocksDB "
             "allows one writer at a time. Close the other repository, or open this one with "
             "mode=read_only (a view as of open time) or mode=secondary (follows the writer, "
             f"call catch_up()). Engine message: {text}",

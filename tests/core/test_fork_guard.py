@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import aurora_storage
-from aurora_storage.errors import InheritedHandleError, RepositoryClosedError
+from aurora_storage.errors import InheritedHandleError, RepositoryClosedError, StoreLockedError
 
 
 def test_inherited_handle_error_is_in_the_error_tree() -> None:
@@ -64,3 +65,74 @@ def test_an_engine_backend_does_not_import_its_repository(plugin: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def _in_fork_child(report: Callable[[], str]) -> str:
+    """Run ``report`` in a forked child; its result (or its exception) as text."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            out = report()
+        except BaseException as exc:
+            out = f"raised {type(exc).__name__}: {exc}"
+        os.write(write, out.encode())
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as pipe:
+        out = pipe.read().decode()
+    assert os.waitstatus_to_exitcode(status) == 0
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() exists on POSIX only")
+@pytest.mark.parametrize(
+    ("scheme", "options", "reopens", "instead"),
+    [
+        # The parent's RocksDB lock is copied into the child: only a read-only open works.
+        ("rocksdb", "", False, "?mode=read_only"),
+        # reader_cache=true (the default): the inherited copy stays open in the child.
+        ("lmdb", "", False, None),
+        # reader_cache=false: the copy is closed in the child, which may open it again.
+        ("lmdb", "?reader_cache=false", True, None),
+    ],
+)
+def test_the_inherited_handle_error_advises_what_works_in_the_child(
+    tmp_path: Path, scheme: str, options: str, reopens: bool, instead: str | None
+) -> None:
+    """The InheritedHandleError's advice holds: where it says to open the store again in
+    the child, that open works; where it says the child cannot, the open is refused
+    (StoreLockedError) and the alternative it names works."""
+    url = f"{scheme}://{tmp_path / 's'}{options}"
+    with aurora_storage.open(url) as repo:
+        repo.put("t", "k", "from the parent")
+        repo.flush()
+
+        def child() -> str:
+            try:
+                repo.get("t", "k")
+            except InheritedHandleError as exc:
+                advice = str(exc)
+            says_reopen = "Open the store again in the child" in advice
+            try:
+                with aurora_storage.open(url) as mine:
+                    got = f"reopened: {mine.get('t', 'k')}"
+            except StoreLockedError as exc:
+                got = f"refused: {exc}"
+            if instead is not None:
+                assert f"mode={instead.split('=')[1]}" in advice, advice
+                with aurora_storage.open(f"{scheme}://{tmp_path / 's'}{instead}") as other:
+                    got += f" | instead: {other.get('t', 'k')}"
+            return f"{says_reopen}\n{got}\n{advice}"
+
+        says_reopen, got, advice = _in_fork_child(child).split("\n", 2)
+    assert says_reopen == str(reopens), advice
+    if reopens:
+        assert got == "reopened: from the parent", got
+    else:
+        assert got.startswith("refused: "), got
+        assert "fork()" in got, got  # the refusal says why: the store was inherited
+        assert "cannot open the store" in advice or "Nor can this process" in advice
+    if instead is not None:
+        assert got.endswith(" | instead: from the parent"), got
