@@ -17,6 +17,7 @@ Python lock:
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ from eventsourcing.persistence import (
     WaitInterruptedError,
 )
 
-from aurora_storage import Repository, encode_key
+from aurora_storage import Batch, Repository, Version, encode_key
 from aurora_storage._eventstore import insert_append
 from aurora_storage.errors import (
     InvalidKeyError,
@@ -54,6 +55,7 @@ from ._records import (
     SEQUENCE,
     TRACKING,
     VIEW,
+    VIEW_STAMP,
     OriginatorIdType,
     ValueLayout,
     id_reader,
@@ -620,6 +622,8 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
 
 
 _DELETED: Any = object()
+#: The key of a view tenant's stamp (see ViewState._add_to).
+_STAMP = (VIEW_STAMP,)
 
 #: Seconds between re-reads of a tracking record in ``wait()`` (see there).
 _WAIT_SLICE = 0.1
@@ -628,6 +632,9 @@ _WAIT_SLICE = 0.1
 class ViewState:
     """The view records :meth:`AuroraTrackingRecorder.track` reads and writes: reads see
     the store plus this update's own writes; writes are applied when ``track`` commits.
+
+    Every record read from the store is remembered with its version (absent included),
+    so that ``track`` can condition its batch on it: see :meth:`AuroraTrackingRecorder.track`.
 
     Values go through the store's codec as they are (so a ``raw`` store holds bytes
     only); keys are any aurora-storage keys.
@@ -639,24 +646,94 @@ class ViewState:
         # Keyed by the canonical key encoding: equal keys (1 and 1.0, dicts in any
         # order) are one record, and unhashable keys (lists, dicts) work.
         self._pending: dict[bytes, tuple[Any, Any]] = {}
+        # The version each record had when this update first read it from the store
+        # (None: absent).
+        self._read: dict[bytes, Version | None] = {}
+        # The version of the view's stamp, read before the first record (see _add_to).
+        self._stamp_read = False
+        self._stamp: Version | None = None
 
     def get(self, key: Any, default: Any = None) -> Any:
-        """The record's value (as this update left it), or ``default``."""
-        pending = self._pending.get(encode_key(key))
-        if pending is not None:
-            return default if pending[1] is _DELETED else pending[1]
+        """The record's value (as this update left it), or ``default``.
+
+        Raises:
+            DataError: ``key`` is not an aurora-storage key (cause: InvalidKeyError).
+        """
         try:
-            return self._repo.get(self._tenant, (VIEW, key), default)
+            encoded = encode_key(key)
+            pending = self._pending.get(encoded)
+            if pending is not None:
+                return default if pending[1] is _DELETED else pending[1]
+            repo, tenant = self._repo, self._tenant
+            if not self._stamp_read:
+                # Before any record: a commit of another update after this read changes
+                # the stamp, whichever records it wrote.
+                self._stamp = repo.get_versioned(tenant, _STAMP)[1]
+                self._stamp_read = True
+            value, version = repo.get_versioned(tenant, (VIEW, key))
         except StorageError as exc:
             raise translate(exc, "read a view record") from exc
+        # The first read's version: what the update computed may rest on it.
+        self._read.setdefault(encoded, version)
+        return default if version is None else value
 
     def put(self, key: Any, value: Any) -> None:
-        """Set the record ``key`` to ``value`` when the update commits."""
-        self._pending[encode_key(key)] = (key, value)
+        """Set the record ``key`` to ``value`` when the update commits.
+
+        Raises:
+            DataError: ``key`` is not an aurora-storage key (cause: InvalidKeyError).
+        """
+        self._pending[self._encode(key)] = (key, value)
 
     def delete(self, key: Any) -> None:
-        """Remove the record ``key`` (if present) when the update commits."""
-        self._pending[encode_key(key)] = (key, _DELETED)
+        """Remove the record ``key`` (if present) when the update commits.
+
+        Raises:
+            DataError: ``key`` is not an aurora-storage key (cause: InvalidKeyError).
+        """
+        self._pending[self._encode(key)] = (key, _DELETED)
+
+    @staticmethod
+    def _encode(key: Any) -> bytes:
+        try:
+            return encode_key(key)
+        except StorageError as exc:
+            raise translate(exc, "write a view record") from exc
+
+    def _add_to(self, batch: Batch[Any, Any], pack_int: Callable[[int], Any]) -> None:
+        """Add this update's writes to ``batch``, conditioned on everything it read.
+
+        A record read and then put is written with ``compare_and_set`` against the
+        version read (``None``: only if still absent). A record read and not put - only
+        read, or read and deleted - has no condition of its own (a batch conditions a
+        key only by writing it), so the batch is conditioned on the view's stamp
+        instead: a record every batch that writes view records changes, read before the
+        update's first read. Records written without being read need no condition.
+        """
+        tenant, read = self._tenant, self._read
+        on_stamp = False
+        for encoded, (key, value) in self._pending.items():
+            if value is _DELETED:
+                batch.delete(tenant, (VIEW, key))
+                on_stamp = on_stamp or encoded in read
+            elif encoded in read:
+                batch.compare_and_set(tenant, (VIEW, key), value, version=read[encoded])
+            else:
+                batch.put(tenant, (VIEW, key), value)
+        if not on_stamp:
+            pending = self._pending
+            on_stamp = any(encoded not in pending for encoded in read)
+        if on_stamp:
+            # Read with the first record (on_stamp needs a record read).
+            batch.compare_and_set(tenant, _STAMP, _stamp_value(pack_int), version=self._stamp)
+        elif self._pending:
+            batch.put(tenant, _STAMP, _stamp_value(pack_int))
+
+
+def _stamp_value(pack_int: Callable[[int], Any]) -> Any:
+    """A new value of a view's stamp: random (from the OS, so forked processes differ),
+    hence a new version whatever the stamp held (one chance in 2**63 to repeat it)."""
+    return pack_int(secrets.randbits(63))
 
 
 class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
@@ -699,31 +776,43 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
         position can never disagree, even across a crash.
 
         ``update`` receives a :class:`ViewState` to read and write the view's records.
-        The batch is conditional on the tracking record being unchanged since it was
-        read (compare-and-set): if another writer moved it meanwhile, nothing is
-        written and ``update`` runs again on fresh state, so it must only read and
-        write through the :class:`ViewState` (no other side effects).
+        The batch is conditional on everything ``update`` read being unchanged when it
+        commits: the tracking record, and every view record it read through
+        :meth:`ViewState.get` - present or absent (absent must still be absent). If
+        another writer changed any of them meanwhile (another process, or another
+        runner that follows a different upstream application and shares this view's
+        tenant), nothing is written and ``update`` runs again on fresh state, so it must
+        only read and write through the :class:`ViewState` (no other side effects). A
+        read-modify-write such as ``state.put(k, state.get(k, 0) + 1)`` therefore never
+        loses an increment.
+
+        How: a record read and then put is written by ``compare_and_set`` against the
+        version read (``Repository.get_versioned``). A batch conditions a key only by
+        writing it, so a record read and not put (only read, or deleted) is covered by
+        the view's stamp, the record ``("vs",)`` of the tenant, read before the first
+        view record: every ``track()`` that writes view records changes it, and a batch
+        with such reads is conditioned on it unchanged. Records written without being
+        read need no condition.
 
         Raises:
             IntegrityError: the tracking record is at or past
                 ``tracking.notification_id`` (that event was processed already);
                 ``update`` was not called.
             DataError: ``tracking.notification_id`` is not an int from 0 to 2**64 - 1;
-                ``update`` was not called, nothing was written.
+                ``update`` was not called, nothing was written. Or a key ``update``
+                used is not an aurora-storage key, or a value the codec cannot store;
+                nothing was written.
             PersistenceError: the store failed; nothing was written.
         """
         tracking_value = self._tracking_value(tracking)
+        pack_int = self._pack_int
         while True:
             version = self._check_tracking(tracking)
             state = ViewState(self._repo, self._tenant)
             update(state)
             try:
                 with self._repo.batch() as b:
-                    for key, value in state._pending.values():
-                        if value is _DELETED:
-                            b.delete(self._tenant, (VIEW, key))
-                        else:
-                            b.put(self._tenant, (VIEW, key), value)
+                    state._add_to(b, pack_int)
                     b.compare_and_set(
                         self._tenant,
                         (TRACKING, tracking.application_name),
@@ -731,7 +820,11 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
                         version=version,
                     )
             except VersionConflictError:
-                continue  # moved meanwhile: re-read (see AuroraAggregateRecorder._write)
+                # The tracking record, a view record the update read, or the view's
+                # stamp changed since it was read; nothing was written. Read again:
+                # IntegrityError above if the record is now at or past ours, else the
+                # update runs again on fresh state.
+                continue
             except StorageError as exc:
                 raise translate(exc, "record a view update") from exc
             return

@@ -18,6 +18,10 @@ key                                            value
                                                ``application_name`` processed (tracking)
 ``("v", key)``                                 a materialised view's record, written by
                                                ``AuroraTrackingRecorder.track()``
+``("vs",)``                                    the view's stamp: a random number every
+                                               ``track()`` that writes view records
+                                               changes, so that an update can be
+                                               conditioned on records it only read
 =============================================  =========================================
 
 ``originator_id`` is a UUID's 32-digit hex text or the str id itself, as in
@@ -50,6 +54,7 @@ __all__ = [
     "SEQUENCE",
     "TRACKING",
     "VIEW",
+    "VIEW_STAMP",
     "OriginatorIdType",
     "ValueLayout",
     "id_text",
@@ -60,6 +65,7 @@ EVENT = "e"
 SEQUENCE = "n"
 TRACKING = "t"
 VIEW = "v"
+VIEW_STAMP = "vs"
 
 OriginatorIdType = Literal["uuid", "text"]
 
