@@ -49,6 +49,7 @@ from aurora_storage.errors import (
     VersionConflictError,
 )
 
+from ._arguments import check_bound, check_limit, check_topics
 from ._errors import translate
 from ._records import (
     EVENT,
@@ -85,6 +86,8 @@ _HINTS = {
     "topic": "a topic is a str without lone surrogates",
     "state": "the state is bytes",
 }
+#: What a notification id bound is, for check_bound's message.
+_NID = "a notification id"
 #: The largest notification id (the sequence's counter is 64-bit).
 _MAX_NOTIFICATION_ID = (1 << 64) - 1
 
@@ -140,14 +143,6 @@ def _packing_error(exc: BaseException) -> SerializationError:
     )
     error.__cause__ = exc
     return error
-
-
-def _bound_error(name: str, value: Any) -> InvalidKeyError:
-    """The error for a ``select_events`` bound that is not an int."""
-    return InvalidKeyError(
-        f"select_events({name}=...) must be an int (a version) or None, got "
-        f"{type(value).__name__} {value!r:.80}; versions are ints (not bool, float or str)"
-    )
 
 
 @dataclass(frozen=True, eq=False, init=False)
@@ -487,16 +482,18 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
 
         Raises:
             DataError: ``originator_id`` is neither a UUID nor a str, or ``gt`` or
-                ``lte`` is neither an int nor ``None`` (cause: InvalidKeyError).
+                ``lte`` is neither an int nor ``None`` (bool, float and str are refused;
+                cause: InvalidKeyError).
+            ProgrammingError: ``limit`` is neither ``None`` nor an int from 0 up
+                (cause: InvalidArgumentError).
         """
         try:
             oid = id_text(originator_id)
-            if gt is not None and type(gt) is not int:
-                raise _bound_error("gt", gt)
-            if lte is not None and type(lte) is not int:
-                raise _bound_error("lte", lte)
         except StorageError as exc:
             raise translate(exc, "select events") from exc
+        check_bound("select events", "select_events", "gt", gt, "a version")
+        check_bound("select events", "select_events", "lte", lte, "a version")
+        check_limit("select events", "select_events", limit, optional=True)
         prefix = (EVENT, self.purpose, oid)
         start = None if gt is None else (EVENT, self.purpose, oid, gt + 1)
         stop = None if lte is None else (EVENT, self.purpose, oid, lte + 1)
@@ -563,15 +560,27 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
     ) -> Sequence[Notification]:
         """Notifications with ``start <= id`` (``start < id`` unless
         ``inclusive_of_start``) and ``id <= stop``, in id order, at most ``limit``,
-        only of ``topics`` if given."""
+        only of ``topics`` if given.
+
+        Raises:
+            DataError: ``start`` or ``stop`` is neither an int nor ``None`` (bool,
+                float and str are refused; cause: InvalidKeyError).
+            ProgrammingError: ``limit`` is not an int from 0 up, or ``topics`` is not a
+                collection of str (a str is refused: one topic is ``[topic]``; cause:
+                InvalidArgumentError).
+        """
+        doing = "select notifications"
+        check_bound(doing, "select_notifications", "start", start, _NID)
+        check_bound(doing, "select_notifications", "stop", stop, _NID)
+        check_limit(doing, "select_notifications", limit, optional=False)
+        wanted = frozenset(check_topics(doing, "select_notifications", topics))
         first = 1 if start is None else (start if inclusive_of_start else start + 1)
         first = max(first, 1)
         lo = (SEQUENCE, first)
         hi = None if stop is None else (SEQUENCE, stop + 1)
-        wanted = frozenset(topics)
         unpack, read_id = self._unpack, self._read_id
         out: list[Notification] = []
-        if limit <= 0:
+        if limit == 0:
             return out
         try:
             # With topics the scan filters; without, the engine stops at `limit`.
@@ -615,7 +624,13 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
     ) -> Subscription[ApplicationRecorder]:
         """An iterator of the notifications after ``gt`` (all if ``None``) that blocks
         for new ones as they are recorded (woken by the store's change feed); stop it
-        with ``stop()`` or by leaving its ``with`` block."""
+        with ``stop()`` or by leaving its ``with`` block.
+
+        Raises:
+            DataError: ``gt`` is neither an int nor ``None`` (cause: InvalidKeyError).
+            ProgrammingError: ``topics`` is not a collection of str (cause:
+                InvalidArgumentError).
+        """
         from ._subscription import AuroraSubscription
 
         return AuroraSubscription(self, gt=gt, topics=topics)
@@ -858,7 +873,10 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
             WaitInterruptedError: ``interrupt`` was set first.
+            DataError: ``notification_id`` is neither an int nor ``None`` (cause:
+                InvalidKeyError).
         """
+        check_bound("wait for a tracking record", "wait", "notification_id", notification_id, _NID)
         if notification_id is None:
             return
         if not self._repo.capabilities.change_feed:
@@ -890,6 +908,19 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
                     pass  # the feed moved on without us: just read again
                 except StorageError as exc:
                     raise translate(exc, "watch a tracking record") from exc
+
+    def has_tracking_id(self, application_name: str, notification_id: int | None) -> bool:
+        """Whether the tracking record of ``application_name`` is at or past
+        ``notification_id`` (``True`` if it is ``None``).
+
+        Raises:
+            DataError: ``notification_id`` is neither an int nor ``None`` (cause:
+                InvalidKeyError).
+        """
+        check_bound(
+            "read a tracking record", "has_tracking_id", "notification_id", notification_id, _NID
+        )
+        return super().has_tracking_id(application_name, notification_id)
 
     def max_tracking_id(self, application_name: str) -> int | None:
         """The highest notification id of ``application_name`` recorded as processed,

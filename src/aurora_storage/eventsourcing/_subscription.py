@@ -28,6 +28,7 @@ from eventsourcing.persistence import ListenNotifySubscription
 
 from aurora_storage.errors import PositionExpiredError, RepositoryClosedError, StorageError
 
+from ._arguments import check_bound, check_topics
 from ._errors import translate
 from ._records import SEQUENCE
 
@@ -50,6 +51,11 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
         gt: deliver notifications with ids above this (all if ``None``).
         topics: deliver only notifications of these topics (all if empty).
 
+    Raises:
+        DataError: ``gt`` is neither an int nor ``None`` (cause: InvalidKeyError).
+        ProgrammingError: ``topics`` is not a collection of str (cause:
+            InvalidArgumentError).
+
     Raises (from ``__next__``):
         PersistenceError: the store failed while reading or watching; the subscription
             is stopped.
@@ -61,6 +67,9 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
         gt: int | None = None,
         topics: Sequence[str] = (),
     ) -> None:
+        # Checked here, not in the reading thread: the caller gets the error.
+        check_bound("subscribe", "subscribe", "gt", gt, "a notification id")
+        topics = check_topics("subscribe", "subscribe", topics)
         self._repo = recorder.datastore.repository
         self._tenant = recorder.datastore.tenant
         caps = self._repo.capabilities
