@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any, cast
 
 from eventsourcing.persistence import (
@@ -16,8 +14,8 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType, resolve_topic
 
 import aurora_storage
-from aurora_storage import Repository
-from aurora_storage.errors import StorageError
+from aurora_storage import Repository, encode_stored_key
+from aurora_storage.errors import KeyTooLargeError, StorageError
 
 from ._recorders import (
     AuroraAggregateRecorder,
@@ -26,63 +24,18 @@ from ._recorders import (
     AuroraProcessRecorder,
     AuroraTrackingRecorder,
 )
-from ._records import OriginatorIdType, value_layout
+from ._records import EVENT, OriginatorIdType, value_layout
 
 __all__ = ["AuroraFactory"]
 
 #: The tenant used when neither AURORA_TENANT nor an application name is given.
 DEFAULT_TENANT = "eventsourcing"
 
-
-class _SharedStores:
-    """One open repository per persistent store URL per process, shared by the
-    factories that name it.
-
-    Several applications of one process (an eventsourcing ``System``, or two
-    applications sharing a store through tenancy) each build a factory; LMDB refuses a
-    second handle on an environment in one process and RocksDB allows one writer. A
-    factory therefore borrows the repository here and gives it back on ``close()``; the
-    last one closes it. Keyed by process id as well: a child process never reuses its
-    parent's handle.
-    """
-
-    def __init__(self) -> None:
-        # Reentrant: eventsourcing's Application.__del__ closes its factory, which gives
-        # the repository back here - and the garbage collector may run that finaliser
-        # in a thread that already holds this lock (an open() inside borrow allocates).
-        # With a plain Lock the thread waited for itself forever (the suite hung).
-        self._lock = threading.RLock()
-        self._open: dict[tuple[int, str], tuple[Repository[Any, Any], int]] = {}
-
-    def borrow(self, url: str) -> Repository[Any, Any]:
-        key = (os.getpid(), url)
-        with self._lock:
-            found = self._open.get(key)
-            if found is not None and not found[0].closed:
-                self._open[key] = (found[0], found[1] + 1)
-                return found[0]
-            repo = aurora_storage.open(url)
-            if repo.capabilities.persistent:
-                # A non-persistent store (memory://) is a new store at every open, as
-                # eventsourcing's POPO module gives each application its own.
-                self._open[key] = (repo, 1)
-            return repo
-
-    def give_back(self, url: str, repo: Repository[Any, Any]) -> None:
-        key = (os.getpid(), url)
-        with self._lock:
-            found = self._open.get(key)
-            if found is None or found[0] is not repo:
-                repo.close()
-                return
-            if found[1] > 1:
-                self._open[key] = (repo, found[1] - 1)
-                return
-            del self._open[key]
-        repo.close()
-
-
-_stores = _SharedStores()
+#: The largest key the module writes for any application with UUID ids: an event of
+#: the snapshots sequence at the largest 64-bit version. A tenant is refused unless it
+#: fits (then the notifications, tracking records of short names and the sequence's
+#: counter, all shorter, fit too).
+_LARGEST_KEY = (EVENT, "snapshots", "f" * 32, (1 << 64) - 1)
 
 
 class AuroraFactory(InfrastructureFactory[AuroraTrackingRecorder]):
@@ -93,18 +46,26 @@ class AuroraFactory(InfrastructureFactory[AuroraTrackingRecorder]):
     prefixed with the upper-cased application name, ``BANKACCOUNTS_AURORA_URL``):
 
     ``AURORA_URL`` (required)
-        the store, e.g. ``lmdb:///var/data/events?codec=msgpack``. Factories of one
-        process naming the same URL share one open repository.
+        the store, e.g. ``lmdb:///var/data/events?codec=msgpack``. Each factory opens
+        its own repository on it; factories of one process naming the same persistent
+        store share its engine handle (the core's one live handle per store), and
+        :meth:`close` closes this factory's repository only: its recorders then raise
+        ``InterfaceError`` while other factories go on. ``memory://`` is a new, empty
+        store for each factory, as eventsourcing's POPO module gives each application
+        its own.
     ``AURORA_TENANT``
         the tenant holding this application's records; default: the application's
         name (so applications sharing a store are kept apart), or ``eventsourcing``.
+        It must leave room for the module's keys under the key limit (511 bytes
+        encoded, tenant included): at most 448 bytes of UTF-8 (448 ASCII characters).
     ``ORIGINATOR_ID_TYPE``
         ``uuid`` (default) or ``text``: the type of the originator ids read back.
 
     Raises:
         InfrastructureFactoryError: ``AURORA_URL`` is missing, or the store cannot be
             opened (the aurora-storage error is chained), or its backend lacks the
-            event-store primitives.
+            event-store primitives, or the tenant (``AURORA_TENANT`` or the application
+            name) cannot hold the module's records (too long for the key limit).
     """
 
     AURORA_URL = "AURORA_URL"
@@ -130,19 +91,18 @@ class AuroraFactory(InfrastructureFactory[AuroraTrackingRecorder]):
             raise InfrastructureFactoryError(
                 f"invalid {self.ORIGINATOR_ID_TYPE} {id_type!r}: use 'uuid' or 'text'"
             )
-        tenant = self.env.get(self.AURORA_TENANT) or self.env.name or DEFAULT_TENANT
+        tenant = self._tenant()
         try:
-            repo = _stores.borrow(url)
+            repo = aurora_storage.open(url)
         except StorageError as exc:
             raise InfrastructureFactoryError(
                 f"cannot open the aurora-storage store {url!r}: {exc}"
             ) from exc
-        self._url = url
         self._closed = False
         try:
             _check_capabilities(repo)
         except BaseException:
-            _stores.give_back(url, repo)
+            repo.close()
             raise
         self.datastore = AuroraDatastore(
             repository=repo,
@@ -150,6 +110,45 @@ class AuroraFactory(InfrastructureFactory[AuroraTrackingRecorder]):
             originator_id_type=cast(OriginatorIdType, id_type),
             layout=value_layout(repo.codec),
         )
+
+    def _tenant(self) -> str:
+        """The tenant of this application's records, checked to hold them.
+
+        Raises:
+            InfrastructureFactoryError: it cannot (naming the setting, the limit and
+                the fix).
+        """
+        given = self.env.get(self.AURORA_TENANT)
+        if given:
+            tenant = given
+            setting = next(
+                f"The {key} setting"
+                for key in self.env.create_keys(self.AURORA_TENANT)
+                if dict.get(self.env, key) is not None
+            )
+        elif self.env.name:
+            tenant = self.env.name
+            setting = f"The application name (the tenant when {self.AURORA_TENANT} is not set)"
+        else:
+            return DEFAULT_TENANT
+        shown = f"{tenant[:40]!r}{'...' if len(tenant) > 40 else ''}"
+        try:
+            encode_stored_key(tenant, _LARGEST_KEY)
+        except KeyTooLargeError as exc:
+            room = exc.limit - (len(encode_stored_key("x", _LARGEST_KEY)) - 1)
+            raise InfrastructureFactoryError(
+                f"{setting} {shown} ({len(tenant)} characters) cannot be the tenant of "
+                f"this application's records: with it an event's key takes {exc.size} "
+                f"bytes, over the {exc.limit}-byte key limit of every backend. A tenant "
+                f"may take at most {room} bytes of UTF-8 ({room} ASCII characters); set "
+                f"{self.AURORA_TENANT} to a shorter tenant"
+            ) from exc
+        except StorageError as exc:
+            raise InfrastructureFactoryError(
+                f"{setting} {shown} cannot be a tenant: {exc}; set {self.AURORA_TENANT} "
+                "to another tenant"
+            ) from exc
+        return tenant
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         """An aggregate recorder for ``purpose`` (``events`` or ``snapshots``)."""
@@ -188,11 +187,13 @@ class AuroraFactory(InfrastructureFactory[AuroraTrackingRecorder]):
         return cls(self.datastore)
 
     def close(self) -> None:
-        """Give the repository back (the last factory using it closes it). Idempotent."""
+        """Close this factory's repository: its recorders raise ``InterfaceError`` from
+        now on, whatever other factories still hold the store (the store itself closes
+        with the last repository on it). Idempotent."""
         if self._closed:
             return
         self._closed = True
-        _stores.give_back(self._url, self.datastore.repository)
+        self.datastore.repository.close()
 
 
 def _check_subclass(cls: Any, base: type, setting: str) -> None:
