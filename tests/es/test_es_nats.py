@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +16,10 @@ from typing import Any
 
 import es_cases as cases
 import pytest
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import StoredEvent, Tracking
 from eventsourcing.utils import Environment
+
+from aurora_storage.eventsourcing import AuroraTrackingRecorder, ViewState
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "nats"))
 from nats_servers import MAX_BATCH, Server
@@ -153,3 +156,74 @@ class TestInfrastructureFactory(NATSStore, cases.FactoryCases):  # type: ignore[
 
 class TestExampleApplication(NATSStore, cases.ExampleApplicationCases):
     pass
+
+
+class TestViews(NATSStore):
+    """``track()``'s conditions on the view records its update read, on NATS (whose
+    versions are the bucket's revisions): see test_es_view_reads.py."""
+
+    URL = "nats://{address}/{bucket}?codec=msgpack&max_batch=" + str(MAX_BATCH)
+
+    def view(self) -> AuroraTrackingRecorder:
+        recorder = self.factory(AURORA_TENANT="Totals").tracking_recorder()
+        assert isinstance(recorder, AuroraTrackingRecorder)
+        return recorder
+
+    def test_two_upstreams_sharing_a_view_lose_no_increment(self) -> None:
+        view, n = self.view(), 40
+        start = threading.Barrier(2)
+
+        def add_one(state: ViewState) -> None:
+            total = state.get("total", 0)
+            time.sleep(0)  # let the other thread run between the read and the write
+            state.put("total", total + 1)
+
+        def follow(upstream: str) -> None:
+            start.wait()
+            for nid in range(1, n + 1):
+                view.track(Tracking(upstream, nid), add_one)
+
+        threads = [threading.Thread(target=follow, args=(up,)) for up in ("Orders", "Refunds")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert view.get("total") == 2 * n
+
+    @pytest.mark.parametrize(
+        ("program", "expected"),
+        [
+            # only read: "b" is computed from "a", which the other writer changed
+            ("read a, put b", {"a": 10, "b": 11, "c": 20}),
+            # read absent, then put: the other writer created it meanwhile
+            ("read c, put c", {"a": 10, "c": 21}),
+            # read, then delete: the delete must not rest on the value it replaced
+            ("read a, delete a if 1", {"a": 10, "c": 20}),
+        ],
+    )
+    def test_an_overlapping_writer_makes_the_update_run_again(
+        self, program: str, expected: dict[str, int]
+    ) -> None:
+        view = self.view()
+        view.track(Tracking("init", 1), lambda s: s.put("a", 1))
+        runs: list[int] = []
+
+        def update(state: ViewState) -> None:
+            runs.append(1)
+            if program == "read a, put b":
+                state.put("b", state.get("a") + 1)
+            elif program == "read c, put c":
+                state.put("c", state.get("c", 0) + 1)
+            elif state.get("a") == 1:
+                state.delete("a")
+            if len(runs) == 1:  # another upstream commits after this run's reads
+                view.track(Tracking("other", 1), interfere)
+
+        def interfere(state: ViewState) -> None:
+            state.put("a", 10)
+            state.put("c", 20)
+
+        view.track(Tracking("main", 1), update)
+        assert len(runs) == 2
+        got = {k: view.get(k) for k in ("a", "b", "c") if view.get(k) is not None}
+        assert got == expected
