@@ -197,9 +197,12 @@ def test_open_by_url_and_options() -> None:
         assert repo.projection is orders
         repo.put("acme", (1, "e"), event("OrderPaid", "o-9", 3))
         assert present(repo.get("acme", "o-9"))["status"] == "paid"
-    with aurora_storage.open(url, projection=orders, fill="none") as repo:
+    with aurora_storage.open(url, projection=orders, on_poison="park") as repo:
         assert isinstance(repo, TieredRepository)
         assert repo.mode == "projection"
+        assert repo.config.on_poison == "park"
+    with pytest.raises(ConfigurationError, match="fill='none' applies to cache mode only"):
+        aurora_storage.open(url, projection=orders, fill="none")  # a cache-mode option
     with pytest.raises(InvalidURLError, match="valid options: hot, cold"):
         aurora_storage.open(url + "&bogus=1")
     with pytest.raises(InvalidURLError, match="needs option 'cold'"):

@@ -567,7 +567,9 @@ def test_stores_of_the_previous_version_keep_their_mode() -> None:
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"on_poison": "ignore"}, "on_poison must be"),
+        ({"projection": "orders", "on_poison": "ignore"}, "on_poison must be"),
+        ({"on_poison": "park"}, "applies to projection mode only"),
+        ({"projection": "orders", "fill": "none"}, "applies to cache mode only"),
         ({"fill": "always"}, "fill must be"),
         ({"trim_every": "0"}, "trim_every must be a positive int"),
         ({"rebuild_chunk": "many"}, "not an integer"),

@@ -26,6 +26,7 @@ from ._types import Projection
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "MODE_OPTIONS",
     "Policy",
     "TieredConfig",
     "TieredURL",
@@ -202,36 +203,69 @@ class TieredURL(URL):
         return f"URL({self.render()!r})"
 
 
+#: The options that apply to one mode only: option -> (its mode, what it does).
+MODE_OPTIONS: dict[str, tuple[Literal["cache", "projection"], str]] = {
+    "fill": ("cache", "what a cache pair's reads copy from cold into hot"),
+    "on_poison": ("projection", "what a history record the projection cannot apply does"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class TieredConfig:
     """The options of a tiered pair, checked once (frozen).
 
+    An option of the other mode is refused (``ConfigurationError``), not ignored: left
+    out, it is ``None``.
+
     Attributes:
         projection: the projection function, or ``None`` for cache mode.
-        fill: cache mode: ``"read"`` copies a record found only in cold into hot on
-            reads; ``"none"`` never does.
-        on_poison: projection mode: what a history record that cannot be decoded or
-            projected does: ``"stop"`` stops that tenant's projection at it (later
-            records of the tenant wait, parked), ``"park"`` parks it and goes on.
-            Other tenants are never affected.
+        fill: cache mode only: ``"read"`` (default) copies a record found only in cold
+            into hot on reads; ``"none"`` never does. ``None`` in projection mode.
+        on_poison: projection mode only: what a history record that cannot be decoded
+            or projected does: ``"stop"`` (default) stops that tenant's projection at it
+            (later records of the tenant wait, parked), ``"park"`` parks it and goes
+            on. Other tenants are never affected. ``None`` in cache mode.
         trim_every: trim the applied change log every this many writes.
         rebuild_chunk: history records per hot transaction during a rebuild.
     """
 
     projection: Projection | None = None
-    fill: Literal["read", "none"] = "read"
-    on_poison: Policy = "stop"
+    fill: Literal["read", "none"] | None = None
+    on_poison: Policy | None = None
     trim_every: int = 1024
     rebuild_chunk: int = 2000
 
     def __post_init__(self) -> None:
         if self.projection is not None:
             check_projection(self.projection)
-        if self.fill not in ("read", "none"):
+        mode = self.mode
+        for name, (applies, does) in MODE_OPTIONS.items():
+            value = getattr(self, name)
+            if value is not None and applies != mode:
+                fix = (
+                    "give the pair its projection (projection=<function>, or "
+                    "projection=<registered name> in the URL) if it is meant to be a "
+                    "projection-mode pair"
+                    if mode == "cache"
+                    else "leave out projection= if it is meant to be a cache pair"
+                )
+                raise ConfigurationError(
+                    f"option {name}={value!r} applies to {applies} mode only ({does}), "
+                    f"but this pair is in {mode} mode (it has "
+                    f"{'a projection' if mode == 'projection' else 'no projection'}), "
+                    f"where it would have no effect: remove {name} from the URL or the "
+                    f"call, or {fix}",
+                    backend="tiered",
+                )
+        if mode == "cache" and self.fill is None:
+            object.__setattr__(self, "fill", "read")
+        if mode == "projection" and self.on_poison is None:
+            object.__setattr__(self, "on_poison", "stop")
+        if self.fill not in ("read", "none", None):
             raise ConfigurationError(
                 f"fill must be 'read' or 'none', got {self.fill!r}", backend="tiered"
             )
-        if self.on_poison not in ("stop", "park"):
+        if self.on_poison not in ("stop", "park", None):
             raise ConfigurationError(
                 f"on_poison must be 'stop' or 'park', got {self.on_poison!r}", backend="tiered"
             )
@@ -251,7 +285,9 @@ class TieredConfig:
 
         Raises:
             InvalidURLError: a number option that is not an integer.
-            ConfigurationError: an unknown or empty projection name, or a bad value.
+            ConfigurationError: an unknown or empty projection name, a bad value, or an
+                option of the other mode (``fill`` with a projection, ``on_poison``
+                without one).
         """
         projection = options.get("projection")
         if isinstance(projection, str):

@@ -26,7 +26,7 @@ from ..errors import (
     StorageError,
     StorageFullError,
 )
-from ._config import TieredConfig, TieredURL
+from ._config import Policy, TieredConfig, TieredURL
 from ._errors import DurableWriteError, HotTierError, HotTierFullError
 from ._log import (
     HISTORY_KEY_LIMIT,
@@ -124,6 +124,9 @@ class Pair:
         self.config = config
         self.projection = config.projection
         self.mode = config.mode
+        #: the poison policy (projection mode; a cache pair applies no projection, and
+        #: its config has no on_poison: this is then only a placeholder)
+        self.on_poison: Policy = config.on_poison or "stop"
         #: the longest stored key the pair's writes take: every engine's in cache mode
         #: (no shadow), less the parked and shadow prefixes for history (see _log)
         self.key_limit = MAX_KEY_SIZE if self.projection is None else HISTORY_KEY_LIMIT

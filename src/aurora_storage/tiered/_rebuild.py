@@ -396,7 +396,7 @@ def _replay(
     total = p.cb.count_range(lo, hi) if progress is not None else 0
     # Under "stop" a poison record abandons a rebuild (the old projection is kept); a
     # fresh build has nothing to keep, so it stops the tenant like catch-up does.
-    policy = p.config.on_poison
+    policy = p.on_poison
     if policy == "stop" and not fresh_build:
         ap = Applier(p, "abort", space=space, stopped={})
     else:

@@ -201,7 +201,7 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
                 f"its last entry {p.seq}",
                 backend="tiered",
             )
-        ap = Applier(p, p.config.on_poison)
+        ap = Applier(p, p.on_poison)
         last = p.pos
         held = 0  # entries collected in ap since the last commit
         for k, entry in entries:
@@ -363,7 +363,7 @@ def retry_parked(p: Pair, prefix: bytes | None) -> int:
             except PoisonError as exc:
                 meta.update(reason=exc.reason, cause=exc.cause)
                 ops: list[Op] = [(pkey, orjson.dumps(meta))]
-                if p.config.on_poison == "stop":
+                if p.on_poison == "stop":
                     blocked = True
                     stop = p.stop_record(full, meta.get("seq"), exc.cause)
                     ops.append((STOPPED + tprefix, stop))

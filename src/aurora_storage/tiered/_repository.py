@@ -93,11 +93,13 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         projection: ``projection(record, state)``, a deterministic function of one
             :class:`HistoryRecord` that updates the :class:`ProjectionState`; ``None``
             for cache mode.
-        fill: cache mode: ``"read"`` copies a record found only in cold into hot on
-            ``get``/``get_many``; ``"none"`` never does.
-        on_poison: projection mode: ``"stop"`` (default) stops a tenant's projection at
-            a history record that cannot be decoded or projected; ``"park"`` parks the
-            record and goes on. See :meth:`parked` and :meth:`retry_parked`.
+        fill: cache mode only (refused with a projection): ``"read"`` (default) copies
+            a record found only in cold into hot on ``get``/``get_many``; ``"none"``
+            never does.
+        on_poison: projection mode only (refused without a projection): ``"stop"``
+            (default) stops a tenant's projection at a history record that cannot be
+            decoded or projected; ``"park"`` parks the record and goes on. See
+            :meth:`parked` and :meth:`retry_parked`.
         url: the URL it was opened from, for messages (secrets hidden, tiers' included).
         trim_every: trim the applied change log every this many writes.
         rebuild_chunk: history records per hot transaction during a rebuild.
@@ -108,7 +110,8 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         ConfigurationError: a tier lacks atomic batches or ordered scans (the message
             names the tier and the capability), the tiers are the same store, cache mode
             with different codecs, the store was created in the other mode, a bad
-            option, or the hot store belongs to another pair.
+            option or an option of the other mode (``fill`` with a projection,
+            ``on_poison`` without), or the hot store belongs to another pair.
         StoreLockedError: a tier's store belongs to another open pair of this process
             (the message names it), or a write through another repository on a tier's
             store was still in flight after ``CLAIM_WAIT`` seconds (or is awaited on
@@ -121,8 +124,8 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         cold: Repository[Any, Any],
         *,
         projection: Projection | None = None,
-        fill: Literal["read", "none"] = "read",
-        on_poison: Policy = "stop",
+        fill: Literal["read", "none"] | None = None,
+        on_poison: Policy | None = None,
         url: URL | None = None,
         trim_every: int = 1024,
         rebuild_chunk: int = 2000,
