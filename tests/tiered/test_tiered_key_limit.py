@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from tiered_helpers import tamper
 
 import aurora_storage
-from aurora_storage._keys import encode_tenant
+from aurora_storage._keys import MAX_KEY_SIZE, encode_key, encode_tenant
 from aurora_storage.errors import KeyTooLargeError
 from aurora_storage.tiered import (
     HistoryRecord,
@@ -46,12 +46,9 @@ HEAD = len(encode_tenant("acme"))
 
 
 def stored_len(text_len: int) -> int:
-    """The stored key length of tenant "acme" and an ASCII str key of ``text_len``."""
-    repo = aurora_storage.open("memory://")
-    try:
-        return len(repo._full("acme", "x" * text_len))
-    finally:
-        repo.close()
+    """The stored key length of tenant "acme" and an ASCII str key of ``text_len`` (of
+    any length: encoded without the repositories' size check)."""
+    return len(encode_tenant("acme") + encode_key("x" * text_len))
 
 
 def text_for(stored: int) -> str:
@@ -98,8 +95,8 @@ def test_projected_keys_either_are_refused_up_front_or_survive_a_rebuild(
     counter = itertools.count()
     with engines(tmp_path, "p", projection=by_id) as t:
 
-        @settings(max_examples=40, deadline=None)
-        @given(stored=st.integers(HOT_KEY_LIMIT - 12, 511))
+        @settings(max_examples=50, deadline=None)
+        @given(stored=st.integers(HOT_KEY_LIMIT - 12, 511) | st.integers(512, 1500))
         def check(stored: int) -> None:
             i = next(counter)
             ident = text_for(stored)[:-4] + f"{i:04d}"
@@ -134,8 +131,8 @@ def test_history_keys_either_are_refused_up_front_or_survive_a_rebuild(
     counter = itertools.count()
     with engines(tmp_path, "h", projection=by_id, on_poison="park") as t:
 
-        @settings(max_examples=40, deadline=None)
-        @given(stored=st.integers(HISTORY_KEY_LIMIT - 12, 511))
+        @settings(max_examples=50, deadline=None)
+        @given(stored=st.integers(HISTORY_KEY_LIMIT - 12, 511) | st.integers(512, 1500))
         def check(stored: int) -> None:
             key = text_for(stored)[:-4] + f"{next(counter):04d}"
             cold = dict(t.cold.backend.scan(b"\x00", b"\xff"))
@@ -168,18 +165,23 @@ def test_history_keys_either_are_refused_up_front_or_survive_a_rebuild(
         assert shadow_left(t) == []
 
 
-@pytest.mark.parametrize("how", ["insert", "put_many", "batch", "tenant_view"])
+@pytest.mark.parametrize("stored", [HISTORY_KEY_LIMIT + 1, MAX_KEY_SIZE, MAX_KEY_SIZE + 1, 900])
+@pytest.mark.parametrize("how", ["put", "insert", "put_many", "batch", "tenant_view"])
 def test_every_write_path_refuses_a_history_key_over_the_pairs_limit(
-    tmp_path: Path, how: str
+    tmp_path: Path, how: str, stored: int
 ) -> None:
-    key = text_for(HISTORY_KEY_LIMIT + 1)
+    """Every length over the pair's limit, also past the 511 bytes of every engine
+    (which got the repositories' generic error, limit 511, instead of the pair's)."""
+    key = text_for(stored)
     with engines(tmp_path, how, projection=by_id) as t:
         t.put("acme", "ok", {"id": "x"})
         cold = dict(t.cold.backend.scan(b"\x00", b"\xff"))
         hot = dict(t.hot.backend.scan(b"\x00", b"\xff"))
 
         def write() -> None:
-            if how == "insert":
+            if how == "put":
+                t.put("acme", key, {"id": "y"})
+            elif how == "insert":
                 t.insert("acme", key, {"id": "y"})
             elif how == "put_many":
                 t.put_many("acme", [("ok2", {"id": "y"}), (key, {"id": "y"})])
@@ -193,7 +195,9 @@ def test_every_write_path_refuses_a_history_key_over_the_pairs_limit(
         with pytest.raises(KeyTooLargeError) as info:
             write()
         assert info.value.limit == HISTORY_KEY_LIMIT
+        assert info.value.size == stored
         assert info.value.key == key
+        assert "parked" in str(info.value)
         assert dict(t.cold.backend.scan(b"\x00", b"\xff")) == cold
         assert dict(t.hot.backend.scan(b"\x00", b"\xff")) == hot
 
@@ -299,3 +303,92 @@ def test_parking_a_long_history_key_names_it_and_the_fix(tmp_path: Path, stored:
     with engines(tmp_path, "k", projection=proj, on_poison="park") as t:
         assert t.lag == 0
         assert t.get("acme", "n") == 2
+
+
+def _memory_pair(**kw: Any) -> TieredRepository[Any, Any]:
+    return TieredRepository(
+        hot=aurora_storage.open("memory://"), cold=aurora_storage.open("memory://"), **kw
+    )
+
+
+_WRITE_PATHS = ["put", "insert", "put_many", "batch", "tenant_view"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    key=st.one_of(
+        st.text(min_size=440, max_size=1200),
+        st.tuples(st.text(max_size=700), st.integers(1, 255)),
+        st.tuples(st.integers(), st.text(min_size=400, max_size=900), st.floats(0.5, 1e9)),
+        st.lists(st.text(max_size=120), min_size=3, max_size=9).map(tuple),
+    ),
+    how=st.sampled_from(_WRITE_PATHS),
+)
+def test_any_history_key_over_the_limit_gets_the_pairs_error_on_every_write_path(
+    key: Any, how: str
+) -> None:
+    """Keys of any shape and length, through every write path: a history key is taken
+    up to the pair's 481 bytes; every longer one, past the engines' 511 bytes too, is
+    refused with the pair's KeyTooLargeError (limit 481, why, nothing written)."""
+    stored = len(encode_tenant("acme") + encode_key(key))
+
+    def counting(record: HistoryRecord, state: ProjectionState) -> None:
+        state.put("n", state.get("n", 0) + 1)
+
+    with _memory_pair(projection=counting) as t:
+        values = {"id": "x"}
+        before = dict(t.cold.backend.scan(b"\x00", b"\xff"))
+
+        def write() -> None:
+            if how == "put":
+                t.put("acme", key, values)
+            elif how == "insert":
+                t.insert("acme", key, values)
+            elif how == "put_many":
+                t.put_many("acme", [("short", values), (key, values)])
+            elif how == "batch":
+                with t.batch() as b:
+                    b.put("acme", ("short", 1), values)
+                    b.put("acme", key, values)
+            else:
+                t.tenant("acme").put(key, values)
+
+        if stored <= HISTORY_KEY_LIMIT:
+            write()
+            assert t.history.get("acme", key) == values
+            return
+        with pytest.raises(KeyTooLargeError) as info:
+            write()
+        assert info.value.limit == HISTORY_KEY_LIMIT
+        assert info.value.size == stored
+        assert info.value.tenant == "acme"
+        assert "parked" in str(info.value)
+        assert dict(t.cold.backend.scan(b"\x00", b"\xff")) == before
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=st.text(min_size=470, max_size=1500) | st.tuples(st.text(max_size=900), st.integers()))
+def test_any_projected_key_over_the_limit_gets_the_pairs_error(key: Any) -> None:
+    """A projection putting a key of any shape and length over 496 bytes: the write is
+    rejected (ProjectionError, durable=False) with the pair's KeyTooLargeError as its
+    cause (limit 496), also past the engines' 511 bytes (which gave limit 511)."""
+    stored = len(encode_tenant("acme") + encode_key(key))
+
+    def long_key(record: HistoryRecord, state: ProjectionState) -> None:
+        state.put(key, 1)
+
+    with _memory_pair(projection=long_key) as t:
+        if stored <= HOT_KEY_LIMIT:
+            t.put("acme", "e", {})
+            assert t.get("acme", key) == 1
+            return
+        with pytest.raises(ProjectionError) as info:
+            t.put("acme", "e", {})
+        assert info.value.durable is False
+        cause = info.value.__cause__
+        assert isinstance(cause, KeyTooLargeError)
+        assert cause.limit == HOT_KEY_LIMIT
+        assert cause.size == stored
+        assert cause.key == key
+        assert "shadow" in str(cause)
+        assert t.history.count("acme") == 0

@@ -332,6 +332,28 @@ class Pair:
             backend="tiered",
         )
 
+    def history_key(self, tenant: str, key: Any) -> bytes:
+        """The stored key of the record ``(tenant, key)`` a write puts in cold (validated,
+        encoded), held to :attr:`key_limit`.
+
+        Raises:
+            KeyTooLargeError: longer than :attr:`key_limit`: in projection mode the
+                pair's error (its limit and why) for every such key, also one past the
+                511 bytes of every engine, which the repository's own check refuses
+                first with that limit; nothing was written.
+            InvalidTenantError, InvalidKeyError: as :meth:`Repository.put`.
+        """
+        try:
+            full = self.cold._full(tenant, key)
+        except KeyTooLargeError as exc:
+            # stored_key is None when no key could be encoded (a number too large)
+            if self.projection is None or exc.stored_key is None:
+                raise
+            raise self.key_too_long(exc.stored_key, tenant, key) from None
+        if len(full) > self.key_limit:
+            raise self.key_too_long(full, tenant, key)
+        return full
+
     def key_too_long(self, full: bytes, tenant: str, key: Any) -> KeyTooLargeError:
         """The error for a history key longer than :attr:`key_limit` (cache mode never
         gets here: the repository's own check holds its keys to every engine's limit)."""

@@ -36,6 +36,7 @@ from ..config import URL
 from ..errors import (
     ConfigurationError,
     InvalidArgumentError,
+    KeyTooLargeError,
     NotSupportedError,
     RepositoryClosedError,
     StorageError,
@@ -295,7 +296,8 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
     # The Repository hooks that Batch and TenantView call.
 
     def _full(self, tenant: str, key: Any) -> bytes:
-        return self._p.cold._full(tenant, key)
+        # A batch's puts (and cache-mode deletes): history keys get the pair's limit.
+        return self._p.history_key(tenant, key)
 
     def _value(self, value: Any, tenant: str, key: Any, **options: Any) -> bytes:
         # ``options``: whatever the core's Repository._value accepts (e.g. ``held``).
@@ -347,16 +349,21 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             KeyExistsError: projection mode, the history key exists (append-only).
             ProjectionError: projection mode, the projection raised; nothing written.
             HotTierError, TenantStoppedError, DurableWriteError: durable in history.
-            KeyTooLargeError: the encoded tenant + key is over 511 bytes, or, in
-                projection mode, over the 481 bytes a history key may have (a record the
-                projection cannot apply is parked under a 15-byte prefix, which a
-                rebuild builds under another); nothing written.
+            KeyTooLargeError: the encoded tenant + key is over 511 bytes in cache mode;
+                in projection mode, over the 481 bytes a history key may have (a record
+                the projection cannot apply is parked under a 15-byte prefix, which a
+                rebuild builds under another), however long (its ``limit`` is 481);
+                nothing written.
             InvalidTenantError, InvalidKeyError, SerializationError, ReadOnlyError,
             RepositoryClosedError: as :meth:`Repository.put`.
         """
         p = self._p
         cold = p.cold
-        full = cold._full(tenant, key)
+        try:  # p.history_key(tenant, key), inline (the write path)
+            full = cold._full(tenant, key)
+        except KeyTooLargeError:
+            p.history_key(tenant, key)  # the pair's error, in projection mode
+            raise
         if len(full) > p.key_limit:
             raise p.key_too_long(full, tenant, key)
         try:
@@ -386,9 +393,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             KeyExistsError: the key exists; nothing was written.
         """
         p = self._p
-        full = p.cold._full(tenant, key)
-        if len(full) > p.key_limit:
-            raise p.key_too_long(full, tenant, key)
+        full = p.history_key(tenant, key)
         data = p.cold._value(value, tenant, key)
         with p.lock:
             self._check_write("insert()")
@@ -425,11 +430,12 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
                 its keys; projection mode: the projection's updates plus the position);
                 nothing written to either tier: split the write.
         """
-        cold = self._p.cold
+        p = self._p
+        cold = p.cold
         ops: list[Op] = []
         for i, item in enumerate(_args.pairs(items, "put_many")):
             k, v = _args.pair(item, i, "put_many")
-            ops.append((cold._full(tenant, k), cold._value(v, tenant, k, held=True)))
+            ops.append((p.history_key(tenant, k), cold._value(v, tenant, k, held=True)))
         if not ops:
             self._check_writable()
             cold._prefix(tenant)

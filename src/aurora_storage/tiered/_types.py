@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+from ..errors import KeyTooLargeError
 from ._errors import HotTierError, ProjectionError
 from ._log import HOT_KEY_LIMIT, key_too_long
 
@@ -184,7 +185,7 @@ class ProjectionState:
             SerializationError: the hot tier's codec cannot encode ``value``.
             KeyTooLargeError: the stored key (encoded tenant + key) is longer than the
                 496 bytes a tiered pair's projection holds (a rebuild builds it under a
-                15-byte prefix).
+                15-byte prefix), however long (its ``limit`` is 496).
             ProjectionMisuseError: the projection call this state was given to returned.
         """
         pending = self._pending
@@ -195,7 +196,12 @@ class ProjectionState:
             data = hot._encode(value)
         except Exception:  # the typed error, with the value's path (re-encodes once)
             data = hot._value(value, self.tenant, key)
-        full = hot._full(self.tenant, key)
+        try:
+            full = hot._full(self.tenant, key)
+        except KeyTooLargeError as exc:  # past every engine's limit: still the pair's
+            if exc.stored_key is None:  # no key could be encoded (a number too large)
+                raise
+            raise key_too_long(exc.stored_key, "projection", self.tenant, key) from None
         if len(full) > HOT_KEY_LIMIT:  # a rebuild could not hold it in its shadow
             raise key_too_long(full, "projection", self.tenant, key)
         # Checked again under the lock _close takes: a store after the call ended would
