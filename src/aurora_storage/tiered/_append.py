@@ -67,7 +67,9 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
 
     Raises:
         KeyExistsError: a history key exists; nothing was written.
-        ProjectionError: the projection raised on a new record; nothing was written.
+        ProjectionError: the projection raised on a new record (or returned an
+            awaitable, on it or on an earlier record the catch-up before it met);
+            nothing was written.
         InvalidArgumentError: the projection's updates plus the position are more
             operations than one hot batch may hold (a bounded hot tier,
             ``p.hot_batch``); nothing was written.
@@ -99,7 +101,21 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         else:
             for tenant, offset, full, data in records:
                 ap.apply(full, data, seq, tenant, offset)
-    except ProjectionError:
+    except ProjectionError as exc:
+        if exc.durable:
+            # From the catch-up: the projection returned an awaitable instead of
+            # applying an earlier record (see _apply). This event is not written.
+            tenant, offset, full, _ = records[0]
+            raise ProjectionError(
+                "before the new event is projected, hot is brought up to date with "
+                f"history, and that failed: {exc}. The new event "
+                f"{decode_key_at(full, offset)!r} of tenant {tenant!r} was rejected; "
+                "nothing was written",
+                durable=False,
+                tenant=tenant,
+                key=decode_key_at(full, offset),
+                backend="tiered",
+            ) from exc
         raise
     except Exception as exc:
         # Hot could not be brought current or read: history is still written; the

@@ -12,23 +12,33 @@ projection raises on it. What happens then depends on who applies it:
 - a rebuild under ``stop`` (``abort``): the rebuild is abandoned, the old projection
   stays; under ``park`` it parks like catch-up;
 - a retry of parked records (``raise``): reported to the retry, which keeps it parked.
+
+A projection *call* that returns a coroutine, a generator, an async generator or any
+awaitable did not run its body (a wrapper of an ``async def`` function, say, that the
+check at open could not see through): the record is not poison, the projection is
+wrong. Whatever the policy, nothing of that call is kept, what it returned is closed,
+and :class:`ProjectionError` is raised: a write is rejected (``durable=False``);
+catch-up, a rebuild and a retry stop there (``durable=True``), parking nothing, so that
+the records wait, unapplied, for the fixed projection.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, NoReturn
 
 import orjson
 
 from .._keys import MAX_KEY_SIZE, decode_key_at
 from ..backend import Op
-from ..errors import KeyTooLargeError
+from ..errors import ConfigurationError, KeyTooLargeError
+from ._config import PROJECTION_FIX, close_unrun, returned_unrun
 from ._core import Pair
 from ._errors import ProjectionError
 from ._log import HISTORY_KEY_LIMIT, PARKED, STOPPED
-from ._types import ProjectionState, _HotReadError, new_record
+from ._types import HistoryRecord, ProjectionState, _HotReadError, new_record
 
 __all__ = ["NO_KEY", "Applier", "PoisonError"]
 
@@ -79,7 +89,8 @@ class Applier:
         self._hot = pair.hot
         #: the projection states' lock (ProjectionState._close)
         self._lock = threading.Lock()
-        self.projection = pair.projection
+        # Returns None by contract; what a call really returned is checked (apply).
+        self.projection: Callable[[HistoryRecord, ProjectionState], object] | None = pair.projection
         self._decode = pair.cold.codec.decode
 
     def empty(self) -> bool:
@@ -136,7 +147,9 @@ class Applier:
         itself), so it is not decoded again.
 
         Raises:
-            ProjectionError: policy ``reject`` (durable=False) or ``abort`` (durable=True).
+            ProjectionError: policy ``reject`` (durable=False) or ``abort`` (durable=True);
+                under any policy, the projection call returned a coroutine, a generator
+                or another awaitable (durable=False for ``reject``, else True).
             PoisonError: policy ``raise``.
             the hot tier's error: a hot read failed (not the record's fault).
         """
@@ -169,7 +182,7 @@ class Applier:
         # this is set (naming the record).
         p.projecting = record
         try:
-            projection(record, state)
+            result = projection(record, state)
         except _HotReadError as exc:
             raise exc.cause from exc.cause.__cause__
         except Exception as exc:  # its updates are dropped whole (state closed below)
@@ -183,8 +196,60 @@ class Applier:
             pending = state._pending
             state._pending = None
             lock.release()
+        if result is not None:
+            kind = returned_unrun(result)
+            if kind is not None:  # its body did not run: drop the call's updates
+                close_unrun(result)
+                self._unrun(full, tenant, offset, seq, kind)
         if pending:
             self.overlay.update(pending)
+
+    def _unrun(self, full: bytes, tenant: str, offset: int, seq: int | None, kind: str) -> NoReturn:
+        """Raise the error for a projection call that returned ``kind`` (a coroutine, a
+        generator, ...) instead of applying the record: never parked (the projection is
+        wrong, not the record), whatever the policy."""
+        key = self._key(full, offset)
+        name = getattr(self.projection, "__qualname__", None) or repr(self.projection)
+        cause = ConfigurationError(
+            f"the projection {name!r} returned {kind} instead of applying the record: "
+            f"its body did not run (or not all of it). {PROJECTION_FIX[0].upper()}"
+            f"{PROJECTION_FIX[1:]}",
+            backend="tiered",
+        )
+        what = f"the projection returned {kind} instead of applying"
+        if self.policy == "reject":
+            raise ProjectionError(
+                f"{what} the new event {key!r} of tenant {tenant!r}: {PROJECTION_FIX}. "
+                "The event was rejected, nothing was written",
+                durable=False,
+                tenant=tenant,
+                key=key,
+                backend="tiered",
+            ) from cause
+        where = f"history record {key!r} of tenant {tenant!r}" + (
+            "" if seq is None else f" (change-log seq {seq})"
+        )
+        if self.space:  # a rebuild (its shadow)
+            outcome = (
+                "the rebuild was abandoned and the previous projection is still served; "
+                "fix the projection, then rebuild() again"
+            )
+        elif self.policy == "raise":
+            outcome = "it stays parked; fix the projection, then call retry_parked() again"
+        else:
+            outcome = (
+                "nothing of it was applied and it was not parked (the record is not at "
+                "fault): hot stays before it (see lag), history is untouched; fix the "
+                "projection, then call catch_up() or open the pair again"
+            )
+        raise ProjectionError(
+            f"{what} the {where}: {PROJECTION_FIX}. {outcome[0].upper()}{outcome[1:]}",
+            durable=True,
+            seq=seq,
+            tenant=tenant,
+            key=key,
+            backend="tiered",
+        ) from cause
 
     def _key(self, full: bytes, offset: int) -> Any:
         try:

@@ -53,7 +53,12 @@ class AsyncTieredRepository(AsyncRepository[K, V], Generic[K, V]):
         self, tenant: str | None = None, *, progress: ProgressCallback | None = None
     ) -> int:
         """See :meth:`TieredRepository.rebuild` (``progress`` is called from the worker
-        thread)."""
+        thread, and never awaited: like the sync method, this refuses an ``async def``
+        progress, or a generator function, with ``InvalidArgumentError`` before anything
+        is written. The rebuild runs in the worker thread holding the pair, so awaiting
+        a callback on the event loop could deadlock with the very tasks it would await;
+        hand progress over with a plain function, e.g. ``lambda info:
+        loop.call_soon_threadsafe(queue.put_nowait, info)``)."""
         return await asyncio.to_thread(lambda: self._tiered.rebuild(tenant, progress=progress))
 
     async def parked(self, tenant: str | None = None) -> list[ParkedRecord]:

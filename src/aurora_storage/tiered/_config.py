@@ -9,7 +9,9 @@ function itself.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import inspect
 import os
 import re
@@ -27,16 +29,20 @@ from ._types import Projection
 __all__ = [
     "ENTRY_POINT_GROUP",
     "MODE_OPTIONS",
+    "PROJECTION_FIX",
     "Policy",
     "TieredConfig",
     "TieredURL",
     "check_projection",
+    "close_unrun",
     "register_projection",
     "resolve_projection",
+    "returned_unrun",
     "same_store",
     "store_path",
     "takes_args",
     "unregister_projection",
+    "unrunnable",
 ]
 
 #: The entry point group a distribution publishes named projections in.
@@ -81,16 +87,127 @@ def takes_args(fn: Any, n: int) -> bool:
     return True
 
 
+def _target(fn: Any) -> Any:
+    """The function a call of ``fn`` runs: through ``functools.partial``, bound methods
+    and a callable object's ``__call__`` (not through ``__wrapped__``: a plain wrapper
+    may well run what it wraps to completion itself)."""
+    for _ in range(16):  # a partial of an object whose __call__ is a partial ...
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif inspect.ismethod(fn):
+            fn = fn.__func__
+        elif inspect.isroutine(fn) or isinstance(fn, type):
+            return fn
+        else:
+            try:  # a callable object: what its call runs is its type's __call__
+                fn = type(fn).__call__
+            except AttributeError:
+                return fn
+    return fn
+
+
+#: what calling a function of each kind makes instead of running its body
+_MAKES = {
+    "a coroutine function (async def)": "a coroutine",
+    "an async generator function": "an async generator",
+    "a generator function": "a generator",
+}
+
+
+def unrunnable(fn: Any) -> tuple[str, str] | None:
+    """``(what fn is, what calling it makes)`` when calling ``fn`` does not run its body
+    (a coroutine function, an async generator function or a generator function, also as
+    a bound method, a ``functools.partial`` or a callable object's ``__call__``), else
+    ``None``."""
+    target = _target(fn)
+    if inspect.isasyncgenfunction(target):
+        kind = "an async generator function"
+    elif inspect.iscoroutinefunction(target):
+        kind = "a coroutine function (async def)"
+    elif inspect.isgeneratorfunction(target):
+        kind = "a generator function"
+    else:
+        return None
+    return kind, _MAKES[kind]
+
+
+def returned_unrun(result: Any) -> str | None:
+    """What ``result`` is, when a call returned something that still has to be run (a
+    coroutine, a generator, an async generator or any other awaitable: the body of what
+    was called has not run, or not all of it), else ``None``. ``result`` is not None."""
+    if inspect.iscoroutine(result):
+        return "a coroutine"
+    if inspect.isgenerator(result):
+        return "a generator"
+    if inspect.isasyncgen(result):
+        return "an async generator"
+    if inspect.isawaitable(result):
+        return f"an awaitable ({type(result).__name__})"
+    return None
+
+
+def close_unrun(result: Any) -> None:
+    """Close what :func:`returned_unrun` named, so that it never runs (and a coroutine
+    does not warn that it was never awaited). Best effort: never raises."""
+    try:
+        if inspect.isasyncgen(result):
+            closer = result.aclose()
+            try:
+                closer.send(None)  # an async generator not yet started closes at once
+            except StopIteration:
+                pass
+            finally:
+                closer.close()
+        elif isinstance(result, asyncio.Future):  # a Task, maybe running: on its loop
+            result.get_loop().call_soon_threadsafe(result.cancel)
+        else:
+            close = getattr(result, "close", None)  # coroutines, generators
+            if callable(close):
+                close()
+    except Exception:  # the error the caller raises says what went wrong
+        pass
+
+
+def _name(fn: Any) -> str:
+    return repr(getattr(fn, "__qualname__", None) or fn)
+
+
+#: How to write a projection, for the messages that refuse one.
+PROJECTION_FIX = (
+    "a projection must be a plain synchronous function that applies its updates "
+    "through `state` (state.put(), state.delete()) before it returns: define it with "
+    "`def`, without `async` or `yield` (it must be deterministic and free of I/O "
+    "anyway: recovery and rebuild() run it again)"
+)
+
+
 def check_projection(projection: Any, what: str = "projection") -> None:
-    """Refuse a projection that is not a function of ``(record, state)``.
+    """Refuse a projection that is not a function of ``(record, state)``, or whose call
+    would not run its body (:func:`unrunnable`).
 
     Raises:
-        ConfigurationError: not callable, or not callable with two positional
-            arguments (it would fail on every record, as poison).
+        ConfigurationError: not callable, not callable with two positional arguments
+            (it would fail on every record, as poison), or a coroutine, async generator
+            or generator function (calling it would only create a coroutine or a
+            generator: no record would ever be projected, and each would count as
+            applied).
     """
     if not callable(projection):
         raise ConfigurationError(
             f"{what} must be callable, got {type(projection).__name__}", backend="tiered"
+        )
+    kind = unrunnable(projection)
+    if kind is not None:
+        named = (
+            f"{what} {_name(projection)}"
+            if what == "projection"
+            else f"{what} ({_name(projection)})"
+        )
+        raise ConfigurationError(
+            f"{named} is {kind[0]}: calling it only creates "
+            f"{kind[1]}, so its body would never run, and every record would count as "
+            f"applied with nothing projected. Refused: {PROJECTION_FIX}",
+            backend="tiered",
         )
     if not takes_args(projection, 2):
         raise ConfigurationError(

@@ -36,11 +36,13 @@ tenant's encoded prefix.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from .._keys import NS_DATA, NS_DATA_END, TENANT_END, in_tenant
 from ..backend import Op
+from ..errors import InvalidArgumentError
 from ._apply import Applier
+from ._config import close_unrun, returned_unrun
 from ._core import CLEAR_CHUNK, PROGRESS, Pair, items, take
 from ._log import (
     PAIR,
@@ -56,9 +58,26 @@ from ._log import (
 )
 from ._types import ProgressCallback, RebuildProgress
 
-__all__ = ["ALL", "FRESH", "finish_pending", "fresh", "is_marker", "rebuild", "recover"]
+__all__ = [
+    "ALL",
+    "FRESH",
+    "PROGRESS_FIX",
+    "finish_pending",
+    "fresh",
+    "is_marker",
+    "rebuild",
+    "recover",
+]
 
 log = logging.getLogger("aurora_storage.tiered")
+
+#: How to write a progress callback, for the messages that refuse one.
+PROGRESS_FIX = (
+    "Define it with `def`, without `async` or `yield`: the rebuild calls it and does not "
+    "await what it returns (AsyncTieredRepository.rebuild runs the rebuild, and calls "
+    "progress, in a worker thread; to hand progress over to async code, pass a plain "
+    "function such as `lambda info: loop.call_soon_threadsafe(queue.put_nowait, info)`)"
+)
 
 BUILD, SWITCH, REMOVE, FRESH = b"B", b"S", b"R", b"F"
 #: the phases of earlier versions' swap (see _finish_legacy)
@@ -435,9 +454,33 @@ def _report(p: Pair, progress: ProgressCallback, info: RebuildProgress) -> None:
     holding the pair's (re-entrant) lock in the middle of the rebuild, so a write, a
     nested rebuild or close() from it would commit under the rebuild's feet (a nested
     rebuild left a wrong projection at lag 0). They raise ProjectionMisuseError; what
-    ``progress`` raises abandons the rebuild (the old projection stays served)."""
+    ``progress`` raises abandons the rebuild (the old projection stays served).
+
+    Raises:
+        InvalidArgumentError: the call returned a coroutine, a generator or another
+            awaitable (a wrapper the check at the call could not see through): its
+            body did not run; what it returned is closed, and the rebuild abandoned.
+    """
+    # Returns None by contract; what a call really returned is checked below.
+    call: Callable[[RebuildProgress], object] = progress
     p.projecting = PROGRESS
     try:
-        progress(info)
+        result = call(info)
     finally:
         p.projecting = None
+    if result is not None:
+        kind = returned_unrun(result)
+        if kind is not None:
+            close_unrun(result)
+            name = getattr(progress, "__qualname__", None) or repr(progress)
+            kept = (
+                "the previous projection is still served"
+                if p.projection is not None
+                else "hot stays an exact cache, partly warmed"
+            )
+            raise InvalidArgumentError(
+                f"progress must be a plain synchronous function taking one "
+                f"RebuildProgress, but its call ({name!r}) returned {kind}: its body did "
+                f"not run. {PROGRESS_FIX}; the rebuild was abandoned ({kept})",
+                backend="tiered",
+            )

@@ -44,9 +44,18 @@ from ..errors import (
 )
 from . import _append, _cache, _log, _rebuild, _recovery
 from ._async import AsyncTieredRepository
-from ._config import Policy, TieredConfig, TieredURL, same_store, store_path, takes_args
+from ._config import (
+    Policy,
+    TieredConfig,
+    TieredURL,
+    same_store,
+    store_path,
+    takes_args,
+    unrunnable,
+)
 from ._core import Pair
 from ._reads import TieredReads
+from ._rebuild import PROGRESS_FIX
 from ._types import ParkedRecord, ProgressCallback, Projection
 
 __all__ = ["TieredRepository"]
@@ -112,7 +121,14 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             names the tier and the capability), the tiers are the same store, cache mode
             with different codecs, the store was created in the other mode, a bad
             option or an option of the other mode (``fill`` with a projection,
-            ``on_poison`` without), or the hot store belongs to another pair.
+            ``on_poison`` without), a projection that cannot be called as
+            ``projection(record, state)`` or whose call would not run it (a coroutine,
+            async generator or generator function), or the hot store belongs to
+            another pair.
+        ProjectionError: (``durable=True``) the catch-up on open met a record the
+            projection's call did not apply but returned a coroutine, a generator or
+            another awaitable for; nothing of it was applied or parked (fix the
+            projection and open again).
         StoreLockedError: a tier's store belongs to another open pair of this process
             (the message names it), or a write through another repository on a tier's
             store was still in flight after ``CLAIM_WAIT`` seconds (or is awaited on
@@ -347,7 +363,8 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
 
         Raises:
             KeyExistsError: projection mode, the history key exists (append-only).
-            ProjectionError: projection mode, the projection raised; nothing written.
+            ProjectionError: projection mode, the projection raised (or returned an
+                awaitable instead of applying the event); nothing written.
             HotTierError, TenantStoppedError, DurableWriteError: durable in history.
             KeyTooLargeError: the encoded tenant + key is over 511 bytes in cache mode;
                 in projection mode, over the 481 bytes a history key may have (a record
@@ -522,6 +539,10 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         Raises:
             StorageError: a tier failed (``StorageFullError`` for a full disk); nothing
                 is lost, run it again once the tier is repaired.
+            ProjectionError: (``durable=True``) the projection's call returned a
+                coroutine, a generator or another awaitable instead of applying a record:
+                a programming error, not a poison record, so it is not parked; hot stays
+                before that record (fix the projection, then call it again).
         """
         with self._p.lock:
             self._check_write("catch_up()")
@@ -545,6 +566,9 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
                 record's updates and its unparking in one atomic batch; it stays
                 parked (the message names it and the bound needed).
             StorageError: a tier failed; run it again once it is repaired.
+            ProjectionError: (``durable=True``) the projection's call returned a
+                coroutine, a generator or another awaitable instead of applying a parked
+                record; it stays parked (the ones before it were applied).
         """
         prefix = None if tenant is None else self._prefix(tenant)
         with self._p.lock:
@@ -576,14 +600,19 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         record into hot (a full warm-up).
 
         Raises:
-            ProjectionError: (``on_poison="stop"``) the projection failed on a record;
-                ``durable`` is true, the old projection is still served.
+            ProjectionError: (``on_poison="stop"``) the projection failed on a record, or
+                (either policy) its call returned a coroutine, a generator or another
+                awaitable instead of applying one; ``durable`` is true, the old
+                projection is still served.
             StorageError: a tier failed; the old projection is still served (on a hot
                 tier with bounded batches, a failure in the middle of the switch is
                 finished first thing by the next write, ``catch_up()`` or open).
             ProjectionMisuseError: called from the pair's projection or ``progress``.
-            InvalidArgumentError: ``progress`` is not a function of one argument;
-                nothing was written.
+            InvalidArgumentError: ``progress`` is not a plain function of one argument
+                (a coroutine, async generator or generator function is refused too: it
+                is called, never awaited); nothing was written. Or a call of it
+                returned a coroutine, a generator or another awaitable: the rebuild is
+                abandoned, the old projection is still served.
             whatever ``progress`` raised: the rebuild is abandoned, the old projection
                 is still served.
         """
@@ -811,6 +840,15 @@ def _check_progress(progress: Any) -> None:
         raise InvalidArgumentError(
             "progress must be a function taking one RebuildProgress (or None), got "
             f"{type(progress).__name__}; nothing was written",
+            backend="tiered",
+        )
+    kind = unrunnable(progress)
+    if kind is not None:
+        raise InvalidArgumentError(
+            "progress must be a plain synchronous function taking one RebuildProgress, "
+            f"but {getattr(progress, '__qualname__', progress)!r} is {kind[0]}: calling "
+            f"it only creates {kind[1]}, so it would never run. {PROGRESS_FIX}; "
+            "nothing was written",
             backend="tiered",
         )
     if not takes_args(progress, 1):
