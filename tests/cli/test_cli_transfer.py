@@ -65,11 +65,12 @@ def test_export_import_round_trip_of_100000_mixed_records(tmp_path: Path) -> Non
     assert exported.returncode == 0, exported.stderr
     lines = out.read_bytes().splitlines()
     assert orjson.loads(lines[0]) == {
-        "aurora-storage-export": 1,
+        "aurora-storage-export": 2,
         "codec": "msgpack",
         "values": "base64",
     }
-    assert len(lines) == 100_001
+    assert orjson.loads(lines[-1]) == {"aurora-storage-export-end": True, "records": 100_000}
+    assert len(lines) == 100_002
     dst = f"lmdb://{tmp_path / 'dst'}?codec=msgpack"
     imported = run_cli("import", dst, str(out))
     assert imported.returncode == 0, imported.stderr
@@ -91,6 +92,7 @@ def test_export_of_a_json_store_is_readable_and_imports_into_another_codec(
         {"tenant": "acme", "key": {"$int": str(2**70)}, "value": [1, "two"]},
         {"tenant": "acme", "key": {"$bytes": "AHJhdw=="}, "value": "bytes key"},
         {"tenant": "acme", "key": ["order", 1], "value": {"status": "paid", "$weird": 1000.0}},
+        {"aurora-storage-export-end": True, "records": 3},
     ]
     dst = f"rocksdb://{tmp_path / 'dst'}?codec=msgpack"
     imported = run_cli("import", dst, input=exported.stdout)
@@ -100,7 +102,7 @@ def test_export_of_a_json_store_is_readable_and_imports_into_another_codec(
 
 def test_import_names_the_bad_line(tmp_path: Path) -> None:
     url = f"lmdb://{tmp_path / 'dst'}"
-    text = b'{"aurora-storage-export":1,"codec":"json","values":"json"}\n'
+    text = b'{"aurora-storage-export":2,"codec":"json","values":"json"}\n'
     text += b'{"tenant":"a","key":"k","value":1}\nnot json\n'
     result = run_cli("import", url, input=text)
     assert result.returncode == 3

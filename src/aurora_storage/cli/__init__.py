@@ -16,11 +16,14 @@
     aurora-storage tiered status|catch-up|rebuild URL
 
 :func:`main` is the one error boundary: aurora-storage errors become one unwrapped line
-on stderr and a documented exit status (:class:`ExitCode`); a closed pipe ends quietly.
+on stderr and a documented exit status (:class:`ExitCode`); a closed pipe ends quietly; an
+``OSError`` (a full disk, an unreadable file) exits 3 and any other exception, a bug,
+exits 70, each with one line (``-vv`` logs the traceback).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -48,7 +51,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             return exc.exit_code
         except click.ClickException as exc:
             exc.show()
-            return exc.exit_code
+            # Exit status 1 means "not found"; click's own 1 (a file it could not open)
+            # is a usage error.
+            return int(ExitCode.USAGE) if exc.exit_code == 1 else exc.exit_code
         except click.Abort:
             click.echo("aborted", err=True)
             return int(ExitCode.INTERRUPTED)
@@ -59,12 +64,43 @@ def run(argv: Sequence[str] | None = None) -> int:
             # One line, never wrapped: scripts and logs read it whole.
             click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
             return int(exit_code_for(exc))
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            # Not the store's: a file the command reads or writes (a full disk, stdout
+            # on a full device, an I/O error).
+            _failed(exc, f"error: {type(exc).__name__}: {_one_line(exc)}")
+            return int(ExitCode.STORE_ERROR)
+        except Exception as exc:
+            _failed(
+                exc,
+                f"error: internal error: {type(exc).__name__}: {_one_line(exc)} (a bug in "
+                "aurora-storage: please report it; `aurora-storage -vv ...` logs the traceback)",
+            )
+            return int(ExitCode.INTERNAL)
     except BrokenPipeError:
         # The reader went away (`| head`): that is not our failure. Point stdout at
         # devnull so the interpreter's final flush does not complain.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or "(no message)"
+
+
+def _failed(exc: BaseException, message: str) -> None:
+    """Report an unexpected failure: the traceback to the log (``-vv``), one line on
+    stderr; output still buffered for stdout is written, or dropped when stdout itself
+    fails (so the interpreter's final flush does not fail again)."""
+    logging.getLogger("aurora_storage.cli").debug("the command failed", exc_info=exc)
+    try:
+        sys.stdout.flush()
+    except Exception:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    click.echo(message, err=True)
 
 
 def main() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -18,16 +20,17 @@ from ._common import (
     KEY_FORMATS,
     VALUE_FORMATS,
     ExitCode,
+    json_bytes,
     open_read,
     open_write,
     parse_key,
     parse_value,
     progress,
     say,
+    text_bytes,
     write_json,
     write_line,
 )
-from ._tagged import to_tagged
 
 __all__ = ["cli"]
 
@@ -312,11 +315,9 @@ def _scan_args(
 
 
 def _key_text(key: Any) -> bytes:
-    import orjson
-
-    return (
-        key.encode("utf-8", "surrogateescape") if type(key) is str else orjson.dumps(to_tagged(key))
-    )
+    """A key for text output: a str as text (see :func:`text_bytes`), any other key as
+    tagged JSON."""
+    return text_bytes(key) if type(key) is str else json_bytes(key)
 
 
 @cli.command()
@@ -338,12 +339,10 @@ def keys(
       aurora-storage keys rocksdb:///var/data/events acme --prefix order --limit 10
       aurora-storage keys lmdb:///var/data/proj acme --start '["order", 5]' --key-json
     """
-    import orjson
-
     args = _scan_args(_key_format(key_format, key_json), **scan)
     with open_read(url) as repo:
         for key in repo.keys(tenant, **args):
-            write_line(orjson.dumps(to_tagged(key)) if as_json else _key_text(key))
+            write_line(json_bytes(key) if as_json else _key_text(key))
 
 
 @cli.command()
@@ -358,12 +357,10 @@ def items(url: str, tenant: str, key_format: str, key_json: bool, **scan: Any) -
     Example:
       aurora-storage items lmdb:///var/data/proj acme --prefix order --limit 5
     """
-    import orjson
-
     args = _scan_args(_key_format(key_format, key_json), **scan)
     with open_read(url) as repo:
         for key, value in repo.items(tenant, **args):
-            write_line(orjson.dumps({"key": to_tagged(key), "value": to_tagged(value)}))
+            write_line(json_bytes({"key": key, "value": value}))
 
 
 @cli.command()
@@ -508,7 +505,9 @@ def export(url: str, tenant: str | None, output: str, quiet: bool) -> None:
     """Write a store (or one tenant) as JSON Lines, streaming in constant memory.
 
     The first line is a header naming the codec; each record is
-    {"tenant": ..., "key": <tagged JSON>, "value": ...}. See docs/cli.md.
+    {"tenant": ..., "key": <tagged JSON>, "value": ...}; the last line is an end record
+    with the record count, without which import refuses the file. A file is written
+    under a temporary name and renamed once complete. See docs/cli.md.
 
     \b
     Examples:
@@ -537,21 +536,73 @@ def _estimate(repo: Any, tenant: str | None) -> int | None:
 
 
 class _output:
-    """stdout's binary stream or a file opened for writing."""
+    """stdout's binary stream, or a file.
+
+    A file is written as ``FILE.partial-<pid>`` beside it (beside the target of a
+    symbolic link), flushed to disk and renamed to ``FILE`` only when the export is
+    complete: a failed or interrupted export leaves no ``FILE`` (an existing one
+    unchanged) and removes its partial file. A path that exists and is not a regular
+    file (``/dev/null``, a FIFO) is written directly.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.file: IO[bytes] | None = None
+        self.final: str | None = None
+        self.partial: str | None = None
 
     def __enter__(self) -> IO[bytes]:
         if self.name == "-":
             return sys.stdout.buffer
-        self.file = open(self.name, "wb")
+        target = os.path.realpath(self.name)
+        try:
+            try:
+                mode: int | None = os.stat(target).st_mode
+            except FileNotFoundError:
+                mode = None
+            if mode is not None and not stat.S_ISREG(mode):
+                self.file = open(target, "wb")
+                return self.file
+            self.final = target
+            self.partial = f"{target}.partial-{os.getpid()}"
+            self.file = open(self.partial, "wb")
+            if mode is not None:
+                os.chmod(self.partial, stat.S_IMODE(mode))
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot write {self.name}: {exc.strerror or exc}", param_hint="'--output'"
+            ) from exc
         return self.file
 
-    def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
-            self.file.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self.file is None:
+            return
+        try:
+            if exc_type is None and self.partial is not None and self.final is not None:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+                self.file.close()
+                os.replace(self.partial, self.final)
+                self.partial = None
+                _fsync_dir(os.path.dirname(self.final))
+            else:
+                self.file.close()
+        finally:
+            if self.partial is not None:
+                with contextlib.suppress(OSError):
+                    self.file.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(self.partial)
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a rename in ``path`` durable (where the platform allows)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @cli.command("import")
@@ -670,7 +721,7 @@ def verify(url: str, as_json: bool, quiet: bool) -> int:
             if p["tenant"] is not None:
                 where += f" tenant={p['tenant']!r}"
             if p["key"] is not None:
-                where += f" key={_key_text(p['key']).decode('utf-8', 'replace')}"
+                where += f" key={_key_text(p['key']).decode('utf-8', 'surrogateescape')}"
             if p["path"] is not None:
                 where += f" file={p['path']}"
             write_line(f"problem:{where} {p['message']}")

@@ -28,6 +28,7 @@ __all__ = [
     "engine_at",
     "exit_code_for",
     "held_by_others",
+    "json_bytes",
     "open_read",
     "open_write",
     "parse_key",
@@ -36,6 +37,7 @@ __all__ = [
     "rocksdb_needs_recovery",
     "say",
     "store_path",
+    "text_bytes",
     "write_json",
     "write_line",
 ]
@@ -51,6 +53,7 @@ class ExitCode(enum.IntEnum):
     NO_STORE = 4  # no store at the URL, or another engine's store there
     DAMAGED = 5  # verify found damage; copy's verification found a difference
     BROKEN_PLUGIN = 6  # backends: an installed plugin is broken (listed with the reason)
+    INTERNAL = 70  # an unexpected failure: a bug (sysexits' EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -367,22 +370,53 @@ def parse_value(text: str, fmt: str) -> Any:
 # ------------------------------------------------------------------------ output
 
 
-def dumps(obj: Any) -> bytes:
-    """One line of (tagged) JSON."""
-    return orjson.dumps(to_tagged(obj))
+def json_bytes(obj: Any, *, indent: bool = False) -> bytes:
+    """``obj`` as one (tagged) JSON document: every key, tenant and value a repository
+    accepts has a form (a lone surrogate as ``{"$str": ...}``, NaN as
+    ``{"$float": "nan"}`` ...).
+
+    Raises:
+        SerializationError: a value tagged JSON cannot carry (a plugin codec's own
+            object type); export writes such a store's stored bytes instead.
+    """
+    try:
+        doc = to_tagged(obj)
+    except TaggedJSONError as exc:
+        raise errors.SerializationError(
+            f"cannot write {type(obj).__name__} output as JSON: {exc}; `export` writes "
+            "any store (its values as the codec's stored bytes)"
+        ) from exc
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 if indent else 0)
+
+
+def text_bytes(text: str) -> bytes:
+    """``text`` for plain-text output: UTF-8; a lone surrogate from U+DC80 to U+DCFF (as
+    :func:`os.fsdecode` makes of a byte that is not UTF-8) as that byte, and when the
+    text holds any other lone surrogate, every surrogate as ``\\udXXX``. ``--json``
+    output is the exact form."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace")
 
 
 def write_line(data: bytes | str) -> None:
     """Write one line to stdout (bytes-level: no wrapping, no markup)."""
     out = sys.stdout.buffer
-    out.write(data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape"))
+    out.write(data if isinstance(data, bytes) else text_bytes(data))
     out.write(b"\n")
 
 
 def write_json(obj: Any, *, indent: bool = False) -> None:
-    """Write one JSON document (tagged where plain JSON cannot carry a value)."""
-    option = orjson.OPT_INDENT_2 if indent else 0
-    write_line(orjson.dumps(to_tagged(obj), option=option, default=str))
+    """Write one JSON document (tagged where plain JSON cannot carry a value).
+
+    Raises:
+        SerializationError: see :func:`json_bytes`.
+    """
+    write_line(json_bytes(obj, indent=indent))
 
 
 def stderr_is_terminal() -> bool:

@@ -7,13 +7,13 @@ import contextlib
 from typing import IO, TYPE_CHECKING
 
 import click
-import orjson
 
 from ._app import cli
 from ._common import (
     ExitCode,
     NoStoreError,
     check_engine,
+    json_bytes,
     progress,
     say,
     store_path,
@@ -121,7 +121,7 @@ def import_seed_command(
 
                 def on_problem(problem: SeedProblem) -> None:
                     # Streamed: one line per problem, however many there are.
-                    sink.write(orjson.dumps(problem.to_json()) + b"\n")
+                    sink.write(json_bytes(problem.to_json()) + b"\n")
 
             bar = stack.enter_context(progress("import-seed", total=None, quiet=quiet or as_json))
             report = import_seed(

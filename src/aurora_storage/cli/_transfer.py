@@ -4,18 +4,27 @@ Everything here holds at most one chunk of records in memory, whatever the store
 
 **Export format** (JSON Lines, UTF-8). The first line is a header::
 
-    {"aurora-storage-export": 1, "codec": "json", "values": "json"}
+    {"aurora-storage-export": 2, "codec": "json", "values": "json"}
 
 then one record per line, in key order (tenant by tenant)::
 
     {"tenant": "acme", "key": ["order", 7], "value": {"status": "paid"}}
 
-Keys are tagged JSON (see :mod:`._tagged`). With the ``json`` codec a value is the
+and last an end record with the number of records::
+
+    {"aurora-storage-export-end": true, "records": 1}
+
+Keys are tagged JSON (see :mod:`._tagged`); a tenant is a JSON string, or
+``{"$str": ...}`` when it holds a lone surrogate. With the ``json`` codec a value is the
 stored JSON document itself, copied byte for byte. With any other codec
 (``"values": "base64"``) a value is the base64 of the codec's stored bytes, so an
 import into a store with the same codec restores every value exactly (msgpack's bytes
 and maps with non-string keys included); importing into a store with another codec
 decodes and re-encodes it.
+
+An export that stops part-way (an error, a kill, a full disk) has no end record, and
+import refuses it (:class:`IncompleteExportError`); so does a file with records missing
+or added (the count differs) or with anything after the end record.
 """
 
 from __future__ import annotations
@@ -41,11 +50,22 @@ from .._ordering import scan_in_order
 from ..backend import Backend, chunk_items
 from ..codecs import get_codec
 from ._common import StoreDiffersError
-from ._tagged import TaggedJSONError, from_tagged, to_tagged
+from ._tagged import TaggedJSONError, from_tagged, plain_str, tag_tenant, to_tagged
 
-__all__ = ["compare", "copy_store", "export_store", "import_store", "raw_records"]
+__all__ = [
+    "ImportFormatError",
+    "IncompleteExportError",
+    "compare",
+    "copy_store",
+    "export_store",
+    "import_store",
+    "raw_records",
+]
 
-FORMAT = 1
+#: The export format: 2 added the end record (format 1 files had none).
+FORMAT = 2
+#: The name that marks the end record.
+END = "aurora-storage-export-end"
 #: Where the event-store sequence counters live (copied with a whole store).
 _SEQ = NS_SYSTEM + b"aurora:seq:"
 #: Records per chunk: per atomic write of an import or copy, per progress step.
@@ -118,12 +138,13 @@ def export_store(
         enc = repo.codec.encode
         for t in tenants:
             it = iter(repo.items(t))
+            head = b'{"tenant":' + _T(tag_tenant(t)) + b',"key":'
             while chunk := list(itertools.islice(it, CHUNK)):
-                out.write(b"".join(_line(t, k, enc(v), as_json) for k, v in chunk))
+                out.write(b"".join(_line(head, k, enc(v), as_json) for k, v in chunk))
                 n += len(chunk)
                 if advance is not None:
                     advance(len(chunk))
-        return n
+        return _end(out, n)
     loads, dumps, b64 = orjson.loads, orjson.dumps, base64.b64encode
     # Records of one tenant share its encoded prefix: decode it once per run of keys.
     prefix = b"\x00"  # matches no data key
@@ -136,14 +157,14 @@ def export_store(
             if not full.startswith(prefix):
                 t, offset = _split_tenant(full)
                 prefix = full[:offset]
-                head = b'{"tenant":' + dumps(t) + b',"key":'
+                head = b'{"tenant":' + dumps(tag_tenant(t)) + b',"key":'
             try:
                 key = decode_key(full, offset)
             except ValueError as exc:
                 raise errors.CorruptionError(
                     f"the stored key {full!r} is not a valid key encoding: {exc}", tenant=t
                 ) from exc
-            k = dumps(key) if type(key) is str else dumps(to_tagged(key))
+            k = dumps(key) if type(key) is str and plain_str(key) else dumps(to_tagged(key))
             if as_json:
                 try:
                     loads(raw)  # the value goes in verbatim: it must be a JSON document
@@ -160,6 +181,13 @@ def export_store(
         n += len(keys)
         if advance is not None:
             advance(len(keys))
+    return _end(out, n)
+
+
+def _end(out: IO[bytes], n: int) -> int:
+    """Write the end record (only a complete export has one); return ``n``."""
+    out.write(orjson.dumps({END: True, "records": n}) + b"\n")
+    out.flush()
     return n
 
 
@@ -175,13 +203,13 @@ def _split_tenant(full: bytes) -> tuple[str, int]:
 _T = orjson.dumps
 
 
-def _line(tenant: str, key: Any, raw: bytes, as_json: bool) -> bytes:
-    k = key if type(key) is str else to_tagged(key)
+def _line(head: bytes, key: Any, raw: bytes, as_json: bool) -> bytes:
+    """One record; ``head`` is ``{"tenant":<tenant>,"key":``."""
+    k = _T(to_tagged(key))
     if as_json:
         # The stored JSON document goes in as it is: no decode, no re-encode.
-        return b'{"tenant":' + _T(tenant) + b',"key":' + _T(k) + b',"value":' + raw + b"}\n"
-    v = base64.b64encode(raw).decode("ascii")
-    return b'{"tenant":' + _T(tenant) + b',"key":' + _T(k) + b',"value":' + _T(v) + b"}\n"
+        return head + k + b',"value":' + raw + b"}\n"
+    return head + k + b',"value":"' + base64.b64encode(raw) + b'"}\n'
 
 
 # ------------------------------------------------------------------------ import
@@ -189,6 +217,45 @@ def _line(tenant: str, key: Any, raw: bytes, as_json: bool) -> bytes:
 
 class ImportFormatError(errors.SerializationError):
     """An import file that is not an aurora-storage export (names the line)."""
+
+
+class IncompleteExportError(ImportFormatError):
+    """An export without its end record (cut short), or whose record count differs."""
+
+
+#: How much of a file's end is read to find its end record before importing.
+_TAIL = 4096
+
+
+def _check_end_first(lines: IO[bytes]) -> None:
+    """Refuse a seekable file that does not end with an end record, before anything is
+    written (a stream is checked when it ends).
+
+    Raises:
+        IncompleteExportError: the file's last line is not an end record.
+    """
+    try:
+        if not lines.seekable():
+            return
+        start = lines.tell()
+        size = lines.seek(0, 2)
+        lines.seek(max(start, size - _TAIL))
+        tail = lines.read()
+        lines.seek(start)
+    except (OSError, ValueError):  # not a regular file after all: checked at the end
+        return
+    last = tail.rstrip().rsplit(b"\n", 1)[-1]
+    try:
+        rec = orjson.loads(last)
+        ok = isinstance(rec, dict) and rec.get(END) is True
+    except orjson.JSONDecodeError:
+        ok = False
+    if not ok:
+        raise IncompleteExportError(
+            "the export does not end with its end record "
+            f'({{"{END}": true, "records": N}}): it was cut short (an export that failed '
+            "or was killed, a partial copy); nothing was imported. Export the store again"
+        )
 
 
 def import_store(
@@ -200,6 +267,10 @@ def import_store(
 ) -> int:
     """Read an export (see the module docstring) into ``repo``, a chunk per atomic batch.
 
+    A seekable file is checked for its end record before anything is written; a stream
+    (stdin) when it ends, so the chunks read before a stream turns out incomplete are
+    written.
+
     Args:
         tenant: import only this tenant's records.
 
@@ -207,6 +278,8 @@ def import_store(
         How many records were written.
 
     Raises:
+        IncompleteExportError: no end record (the export was cut short), a record count
+            that differs from the end record's, or lines after it.
         ImportFormatError: a line that is not part of an export (its number named);
             the chunks before it are written.
         SerializationError: a value the store's codec refuses.
@@ -214,38 +287,79 @@ def import_store(
     first = lines.readline()
     try:
         header = orjson.loads(first)
-        if not isinstance(header, dict) or header.get("aurora-storage-export") != FORMAT:
+        if not isinstance(header, dict) or "aurora-storage-export" not in header:
             raise ValueError("no export header")
+        version = header["aurora-storage-export"]
         codec_name = header["codec"]
         base64_values = header["values"] == "base64"
     except (ValueError, KeyError, TypeError) as exc:
         raise ImportFormatError(
             f"line 1 is not an aurora-storage export header ({exc}); expected "
-            '{"aurora-storage-export": 1, "codec": ..., "values": ...}'
+            f'{{"aurora-storage-export": {FORMAT}, "codec": ..., "values": ...}}'
         ) from exc
+    if version != FORMAT:
+        raise ImportFormatError(
+            f"line 1: an export of format {version!r}; this version reads format {FORMAT} "
+            "(format 1, from before the end record, cannot be told complete from cut "
+            "short): export the store again with this version"
+        )
     source_codec = get_codec(codec_name)
+    _check_end_first(lines)
     n = 0
     lineno = 1
 
     def records() -> Iterator[tuple[str, Any, Any]]:
         nonlocal lineno
+        seen = 0
+        end: int | None = None
         for line in lines:
             lineno += 1
             if not line.strip():
                 continue
+            if end is not None:
+                raise IncompleteExportError(
+                    f"line {lineno}: data after the end record (line {end}), as in two "
+                    f"exports put together; {n} records of earlier chunks were imported. "
+                    "Import each export on its own"
+                )
             try:
                 rec = orjson.loads(line)
+                if END in rec:
+                    if rec[END] is not True or type(rec["records"]) is not int:
+                        raise ValueError(f'a malformed end record: {{"{END}": true, "records": N}}')
+                    if rec["records"] != seen:
+                        raise IncompleteExportError(
+                            f"line {lineno}: the end record counts {rec['records']} records, "
+                            f"the file holds {seen}: records were lost or added; {n} "
+                            "records of earlier chunks were imported. Export the store again"
+                        )
+                    end = lineno
+                    continue
                 t = rec["tenant"]
+                if type(t) is not str:
+                    t = from_tagged(t)
+                    if type(t) is not str:
+                        raise TypeError(f"a tenant is a string, got {type(t).__name__}")
                 key = from_tagged(rec["key"], as_key=True)
                 value = rec["value"]
                 if base64_values:
                     value = source_codec.decode(base64.b64decode(value, validate=True))
+            except ImportFormatError:
+                raise
             except (ValueError, KeyError, TypeError, TaggedJSONError) as exc:
                 raise ImportFormatError(
                     f"line {lineno} is not an export record ({type(exc).__name__}: {exc})"
                 ) from exc
+            seen += 1
             if tenant is None or t == tenant:
                 yield t, key, value
+        if end is None:
+            raise IncompleteExportError(
+                f"the export ends at line {lineno} without its end record "
+                f'({{"{END}": true, "records": N}}): it was cut short (an export that failed '
+                f"or was killed, a partial copy); {n} records of earlier chunks were "
+                "imported. Export the store again"
+            )
 
     it = records()
     while chunk := list(itertools.islice(it, CHUNK)):
