@@ -51,10 +51,13 @@ class NATSConfig:
         user, password: user/password authentication (also ``nats://user:pw@...``).
             The password is never printed.
         token: token authentication (never printed).
-        credentials: path of a ``.creds`` file (JWT + NKey seed) for decentralised auth.
-        tls: connect with TLS (``tls://``); implied by the ``tls_*`` files.
+        credentials: path of a ``.creds`` file (JWT + NKey seed) for decentralised
+            auth (checked at open).
+        tls: connect with TLS (``tls://``); implied by the ``tls_*`` files. A server
+            that does not offer TLS is refused before anything is sent to it
+            (ConfigurationError).
         tls_ca_file, tls_cert_file, tls_key_file: CA bundle to verify the servers, and
-            a client certificate and key for mutual TLS.
+            a client certificate and key for mutual TLS (PEM files, checked at open).
         replicas: copies of the bucket's stream (1 on a single server; 3 recommended in
             a cluster). Applies when the bucket is created.
         storage: ``file`` (durable, default) or ``memory``. Applies at creation.

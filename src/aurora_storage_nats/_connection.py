@@ -6,6 +6,7 @@ configuration, closing, and the translation of client and server errors into
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import ssl
 import time
@@ -41,6 +42,124 @@ _CONFLICT = 10058
 #: An open retries the bucket lookup and creation while JetStream is unavailable or
 #: silent (a fresh cluster electing its meta leader) for this many times ``timeout``.
 OPEN_TIMEOUTS = 4
+
+
+class TLSNotOfferedError(nats.errors.Error):
+    """A server asked for TLS answered without requiring it (raised by
+    :class:`_TLSClient` before anything is sent to the server)."""
+
+    def __init__(self, server: str) -> None:
+        super().__init__(f"the server {server} does not offer TLS")
+        self.server = server
+
+
+class _TLSClient(Client):
+    """The client, refusing any server that would not be reached over TLS.
+
+    nats-py upgrades a connection to TLS only when the server's INFO says
+    ``tls_required``; otherwise it sends CONNECT - user, password, token, signed nonce -
+    in clear text, whatever TLS options it was given (a server without TLS, or a man in
+    the middle stripping it). This client reads that INFO first (the hook nats-py calls
+    right after parsing it, before any upgrade or CONNECT): a server offering TLS beside
+    plain text (``allow_non_tls``: ``tls_available``) is upgraded, and one that offers no
+    TLS at all is refused before a byte is sent to it. (``tls_handshake_first``, the
+    other way to be sure, needs servers configured with ``handshake_first``: an
+    ordinary TLS server's plain-text INFO breaks that handshake.)"""
+
+    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
+        if initial_connection and not info.get("tls_required"):
+            if not info.get("tls_available"):
+                server = self._current_server
+                raise TLSNotOfferedError(server.uri.netloc if server is not None else "?")
+            info["tls_required"] = True  # nats-py upgrades on this very dict
+        await super()._process_info(info, initial_connection)
+
+
+def _file_problem(option: str, path: str, what: str, fix: str) -> ConfigurationError:
+    return ConfigurationError(f"{option}={path}: {what}; {fix}", backend="nats", path=path)
+
+
+def _read_file(option: str, path: str) -> bytes:
+    """The bytes of the file an option names.
+
+    Raises:
+        ConfigurationError: it is missing, not a file, or unreadable.
+    """
+    if not os.path.exists(path):
+        raise _file_problem(
+            option, path, "the file does not exist", f"give {option} the path of an existing file"
+        )
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise _file_problem(
+            option,
+            path,
+            f"the file cannot be read ({exc.strerror or exc})",
+            "check the path and its permissions",
+        ) from exc
+
+
+def tls_context(config: NATSConfig) -> ssl.SSLContext | None:
+    """The TLS context of ``config`` (None without TLS), each file checked.
+
+    Raises:
+        ConfigurationError: a file option names a missing or unreadable file, or one
+            that is not what the option needs (a PEM CA bundle; a PEM certificate and
+            the private key that matches it).
+    """
+    if not config.use_tls:
+        return None
+    ca, cert, key = config.tls_ca_file, config.tls_cert_file, config.tls_key_file
+    for option, path in (("tls_ca_file", ca), ("tls_cert_file", cert), ("tls_key_file", key)):
+        if path is not None:
+            _read_file(option, path)
+    try:
+        ctx = ssl.create_default_context(cafile=ca)
+    except ssl.SSLError as exc:
+        assert ca is not None
+        raise _file_problem(
+            "tls_ca_file",
+            ca,
+            f"not a PEM bundle of CA certificates ({exc})",
+            "give the CA certificate(s) that signed the servers' certificates, in PEM",
+        ) from exc
+    if cert is not None:
+        assert key is not None
+        try:
+            ctx.load_cert_chain(cert, key)
+        except ssl.SSLError as exc:
+            raise _file_problem(
+                "tls_cert_file",
+                cert,
+                f"with tls_key_file={key}, not a PEM certificate and its matching "
+                f"private key ({exc})",
+                "give the client certificate and its own (unencrypted) key, in PEM",
+            ) from exc
+    return ctx
+
+
+def check_credentials(config: NATSConfig) -> None:
+    """Check the ``credentials`` file (nats-py reads it only when a server asks for it,
+    and loops forever on a file without a JWT).
+
+    Raises:
+        ConfigurationError: missing, unreadable, or not a ``.creds`` file.
+    """
+    path = config.credentials
+    if path is None:
+        return
+    text = _read_file("credentials", path)
+    if b"BEGIN NATS USER JWT" not in text or b"BEGIN USER NKEY SEED" not in text:
+        raise _file_problem(
+            "credentials",
+            path,
+            "not a NATS credentials file (it must hold a user JWT and an NKey seed, "
+            "between -----BEGIN NATS USER JWT----- and -----BEGIN USER NKEY SEED----- "
+            "lines)",
+            "give the .creds file your NATS operator issued (nsc generate creds)",
+        )
 
 
 def _full_text(description: str) -> bool:
@@ -207,26 +326,31 @@ class NATSConnection:
         """Connect, then find (or create) the bucket.
 
         Raises:
-            NATSConnectionError: no server reachable within ``connect_timeout``.
-            ConfigurationError: the bucket is missing and may not be created, or it
-                cannot be created with these options.
+            NATSConnectionError: no server reachable within ``connect_timeout``, or the
+                credentials were refused.
+            ConfigurationError: a file option names a missing or unusable file; TLS is
+                asked for and a server does not offer it; the bucket is missing and may
+                not be created, or it cannot be created with these options.
         """
         c = self.config
-        # The client reports a server's refusal (wrong credentials) to error_cb and
-        # then retries the server list until the deadline: remember it, and stop the
-        # connect at once, so the user sees the refusal instead of a timeout.
-        auth_error: list[BaseException] = []
-        auth_failed = asyncio.Event()
+        tls = tls_context(c)
+        check_credentials(c)
+        # The client reports a refusal (wrong credentials, a server without TLS) to
+        # error_cb and then retries the server list until the deadline: remember it,
+        # and stop the connect at once, so the user sees the refusal, not a timeout.
+        refusals: list[BaseException] = []
+        refused_now = asyncio.Event()
+        nc: Client = _TLSClient() if tls is not None else Client()
 
-        async def refused(exc: Exception) -> None:
+        async def on_error(exc: Exception) -> None:
             # (The client would log a traceback for every error by default; failures
             # reach the caller as typed errors instead.)
-            if (
-                isinstance(exc, nats.errors.AuthorizationError)
+            if not refused_now.is_set() and (
+                isinstance(exc, nats.errors.AuthorizationError | TLSNotOfferedError)
                 or "authorization" in str(exc).lower()
             ):
-                auth_error.append(exc)
-                auth_failed.set()
+                refusals.append(exc)  # (once: after the open, reconnects come here too)
+                refused_now.set()
 
         kwargs: dict[str, Any] = {
             "servers": c.server_urls(),
@@ -234,7 +358,7 @@ class NATSConnection:
             "max_reconnect_attempts": c.max_reconnect_attempts,
             "reconnect_time_wait": c.reconnect_time_wait,
             "allow_reconnect": True,
-            "error_cb": refused,
+            "error_cb": on_error,
             "reconnected_cb": self._reconnected,
             "name": "aurora-storage",
         }
@@ -245,16 +369,12 @@ class NATSConnection:
             kwargs["token"] = c.token
         if c.credentials is not None:
             kwargs["user_credentials"] = c.credentials
-        if c.use_tls:
-            ctx = ssl.create_default_context(cafile=c.tls_ca_file)
-            if c.tls_cert_file is not None:
-                ctx.load_cert_chain(c.tls_cert_file, c.tls_key_file)
-            kwargs["tls"] = ctx
+        if tls is not None:
+            kwargs["tls"] = tls
         # Bound the whole connect by connect_timeout: the client would otherwise keep
         # retrying the list (its own connect_timeout bounds each attempt only).
-        nc = Client()
         connecting = asyncio.ensure_future(nc.connect(**kwargs))
-        refusal = asyncio.ensure_future(auth_failed.wait())
+        refusal = asyncio.ensure_future(refused_now.wait())
         try:
             done, _ = await asyncio.wait(
                 {connecting, refusal},
@@ -263,8 +383,8 @@ class NATSConnection:
             )
             if connecting in done:
                 connecting.result()
-            elif auth_error:
-                raise auth_error[0]
+            elif refusals:
+                raise refusals[0]
             else:
                 raise TimeoutError
         except BaseException as exc:
@@ -277,7 +397,17 @@ class NATSConnection:
                 pass
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            if auth_error:
+            no_tls = [e for e in refusals if isinstance(e, TLSNotOfferedError)]
+            if no_tls:
+                raise ConfigurationError(
+                    f"the NATS server {no_tls[0].server} of {c.describe()} does not offer "
+                    "TLS, which this repository asks for (tls=true, or a tls_* file): it "
+                    "was refused before anything was sent to it, credentials included. "
+                    "Enable TLS on the server (a tls { cert_file, key_file } block), or "
+                    "connect in plain text on purpose (tls=false and no tls_* option)",
+                    backend="nats",
+                ) from exc
+            if refusals:
                 raise NATSConnectionError(
                     f"the NATS server of {c.describe()} refused the credentials "
                     f"(authorization violation: wrong user, password, token or "
