@@ -44,6 +44,19 @@ _CONFLICT = 10058
 OPEN_TIMEOUTS = 4
 
 
+#: What a failed call's ``what`` starts with when the call was writing: only then may
+#: a timeout or a lost connection have left it applied or not.
+_WRITES = ("writing", "deleting", "inserting", "committing")
+
+
+def _unknown_write(what: str) -> str:
+    """The clause a write's timeout or lost connection ends with (nothing for reads,
+    scans, watches and opens, which write nothing)."""
+    if what.startswith(_WRITES):
+        return "; the write may or may not have been applied (read it back, or repeat it)"
+    return ""
+
+
 class TLSNotOfferedError(nats.errors.Error):
     """A server asked for TLS answered without requiring it (raised by
     :class:`_TLSClient` before anything is sent to the server)."""
@@ -254,11 +267,18 @@ class NATSConnection:
                 "off, or the cluster has no leader)",
                 backend="nats",
             ) from exc
+        nc = self.nc
         if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError | TimeoutError):
+            if nc is not None and nc.is_reconnecting:
+                why = (
+                    "the connection was lost and the client is reconnecting; calls "
+                    "succeed again once a server is back"
+                )
+            else:
+                why = "a leader election, or an overloaded server"
             raise NATSTimeoutError(
-                f"{what}: no answer from {where} within {self.timeout} s (a leader "
-                "election, or an overloaded server); a write may or may not have been "
-                "applied",
+                f"{what}: no answer from {where} within {self.timeout} s ({why})"
+                + _unknown_write(what),
                 backend="nats",
             ) from exc
         if isinstance(
@@ -272,8 +292,8 @@ class NATSConnection:
             | OSError,
         ):
             raise NATSConnectionError(
-                f"{what}: the connection to {where} is lost ({type(exc).__name__}: {exc}); "
-                "a write may or may not have been applied",
+                f"{what}: the connection to {where} is lost ({type(exc).__name__}: {exc}; "
+                "the client reconnects by itself)" + _unknown_write(what),
                 backend="nats",
             ) from exc
         if isinstance(exc, nats.errors.Error):

@@ -503,6 +503,7 @@ class NATSChangeFeed(ChangeFeed):
 
     def _expired(self, exc: PositionExpiredError, after: int) -> PositionExpiredError:
         """``exc`` (raised with stream sequences) in the caller's positions."""
+        exc.message = exc.message.replace(f"position {exc.position} ", f"position {after} ", 1)
         exc.position = after
         exc.oldest = (self._tag() << _TAG_SHIFT) | exc.oldest
         return exc

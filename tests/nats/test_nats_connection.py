@@ -20,7 +20,8 @@ import pytest
 from nats_servers import Server, free_port
 
 import aurora_storage
-from aurora_storage.errors import ConfigurationError, StorageError
+from aurora_storage.errors import ConfigurationError, PositionExpiredError, StorageError
+from aurora_storage_nats import NATSConnectionError, NATSTimeoutError
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -273,3 +274,58 @@ def test_a_file_that_is_not_what_the_option_needs_is_named_at_open(
     text = str(err.value)
     assert named in text
     assert str(bad) in text
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+def test_only_the_errors_of_writes_say_a_write_may_have_been_applied(tmp_path: Path) -> None:
+    # Every timeout and lost connection ended with "a write may or may not have been
+    # applied", reads, scans and watches included. Now only writes say it; the others
+    # say the client is reconnecting.
+    server = Server(tmp_path, "away")
+    server.start()
+    url = f"nats://{server.address}/b?timeout=0.5&reconnect_time_wait=0.05"
+    repo = aurora_storage.open(url)
+    try:
+        repo.put("t", "k", 1)
+        pos = repo.last_position()
+        server.kill()
+        reads: dict[str, Any] = {
+            "get": lambda: repo.get("t", "k"),
+            "get_many": lambda: repo.get_many("t", ["k", "j"]),
+            "scan": lambda: repo.list("t"),
+            "count": lambda: repo.count("t"),
+            "watch": lambda: list(repo.watch("t", after=pos, timeout=0.3)),
+            "last_position": repo.last_position,
+        }
+        for name, call in reads.items():
+            with pytest.raises((NATSTimeoutError, NATSConnectionError)) as err:
+                call()
+            assert "write" not in str(err.value), (name, str(err.value))
+            assert "reconnect" in str(err.value), (name, str(err.value))
+        writes: dict[str, Any] = {
+            "put": lambda: repo.put("t", "k", 2),
+            "put_many": lambda: repo.put_many("t", [("a", 1), ("b", 2)]),
+        }
+        for name, call in writes.items():
+            with pytest.raises((NATSTimeoutError, NATSConnectionError)) as err:
+                call()
+            assert "may or may not have been applied" in str(err.value), (name, str(err.value))
+    finally:
+        repo.close()
+        server.stop()
+
+
+def test_position_expired_names_the_callers_position(nats_server: Server, bucket: str) -> None:
+    # The message printed the stream's own sequence (a small number), not the position
+    # the caller passed (its .position was right).
+    with aurora_storage.open(f"nats://{nats_server.address}/{bucket}?history=2") as repo:
+        repo.put("t", "hot", 0)
+        start = repo.last_position()
+        for i in range(1, 4):
+            repo.put("t", "hot", i)
+        with pytest.raises(PositionExpiredError) as err:
+            list(repo.watch("t", after=start, timeout=0.3))
+        assert err.value.position == start
+        assert f"position {start} " in str(err.value)
