@@ -75,7 +75,10 @@ class NATSConfig:
         timeout: seconds to wait for each server answer before
             :class:`~aurora_storage_nats.NATSTimeoutError` (a scan: for the next record).
         max_reconnect_attempts: reconnect attempts per server after the connection is
-            lost (``-1``: forever).
+            lost (``-1``, the default: forever, so the repository recovers whenever a
+            server is back; ``0``: none). Once they are used up the connection is closed
+            for good: every call raises NATSConnectionError saying so, and the
+            repository must be opened again.
         reconnect_time_wait: seconds between reconnect attempts to one server.
         create_if_missing: create the bucket when it does not exist.
         read_only: refuse every write with ReadOnlyError (and never create or change
@@ -100,7 +103,7 @@ class NATSConfig:
     max_batch: int = 1000
     connect_timeout: float = 2.0
     timeout: float = 5.0
-    max_reconnect_attempts: int = 60
+    max_reconnect_attempts: int = -1
     reconnect_time_wait: float = 0.5
     create_if_missing: bool = True
     read_only: bool = False

@@ -201,9 +201,16 @@ class NATSConnection:
         self.timeout = config.timeout
         self.history = 1
         self.head_expires = False
-        # Told when the client has reconnected (the change feed's consumers, see
-        # _feed._Waker: a restarted server has forgotten them).
+        # Told when the client has reconnected (``reconnected()``: the change feed's
+        # consumers, see _feed._Waker - a restarted server has forgotten them), and
+        # woken (``notify()``) when the connection is closed for good, so that a
+        # waiting watch reads again and meets the error instead of waiting forever.
         self.reconnect_listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+        # The client's last error (a failed reconnect: refused, no TLS, unreachable),
+        # and why the connection was closed for good once it was (see _lost).
+        self.last_error: BaseException | None = None
+        self.gone: str | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ errors
 
@@ -268,11 +275,13 @@ class NATSConnection:
                 backend="nats",
             ) from exc
         nc = self.nc
+        if nc is not None and nc.is_closed:
+            raise self.closed_for_good(what) from exc
         if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError | TimeoutError):
             if nc is not None and nc.is_reconnecting:
                 why = (
                     "the connection was lost and the client is reconnecting; calls "
-                    "succeed again once a server is back"
+                    "succeed again once a server is back" + self._last_error("; last error: {}")
                 )
             else:
                 why = "a leader election, or an overloaded server"
@@ -299,6 +308,44 @@ class NATSConnection:
         if isinstance(exc, nats.errors.Error):
             raise StorageError(f"{what} on {where}: {exc}", backend="nats") from exc
         raise exc
+
+    def _last_error(self, form: str) -> str:
+        """``form`` with ``{}`` replaced by the client's last (re)connect error, or ""."""
+        err = self.last_error
+        if err is None:
+            return ""
+        return form.format(f"{type(err).__name__}: {str(err) or 'no detail'}")
+
+    def closed_for_good(self, what: str | None) -> NATSConnectionError:
+        """The error of every call once the client has stopped reconnecting: of a call
+        cut off doing ``what``, or (None) of a call that found it closed and sent
+        nothing."""
+        return NATSConnectionError(
+            ("" if what is None else f"{what}: ")
+            + f"the connection to {self.config.describe()} is closed for good: "
+            f"{self.gone or 'the client closed it'}{self._last_error(' (last error: {})')}"
+            + (" (nothing was sent)" if what is None else "")
+            + ". A closed connection does not come back: close this repository and open "
+            "it again once a server is reachable (with max_reconnect_attempts=-1, the "
+            "default, the client keeps reconnecting for as long as the repository is "
+            "open)" + ("" if what is None else _unknown_write(what)),
+            backend="nats",
+        )
+
+    async def _lost(self, nc: Client) -> None:
+        """The client closed itself (not :meth:`close`): it gave up reconnecting. Every
+        later call raises :meth:`closed_for_good`; waiting watches are woken to see it."""
+        if self.nc is not nc:
+            return  # closed by close(), or a connect that failed
+        n = self.config.max_reconnect_attempts
+        self.gone = (
+            "the connection was lost and max_reconnect_attempts=0 allows no reconnect"
+            if n == 0
+            else f"the client gave up reconnecting after max_reconnect_attempts={n} "
+            "attempts per server"
+        )
+        for listener in list(self.reconnect_listeners):
+            listener.notify()
 
     def too_large(
         self, size: int, internal: int, refused: BaseException | None = None
@@ -365,6 +412,8 @@ class NATSConnection:
         async def on_error(exc: Exception) -> None:
             # (The client would log a traceback for every error by default; failures
             # reach the caller as typed errors instead.)
+            if not nc.is_connected:
+                self.last_error = exc  # why a (re)connect attempt failed
             if not refused_now.is_set() and (
                 isinstance(exc, nats.errors.AuthorizationError | TLSNotOfferedError)
                 or "authorization" in str(exc).lower()
@@ -372,16 +421,31 @@ class NATSConnection:
                 refusals.append(exc)  # (once: after the open, reconnects come here too)
                 refused_now.set()
 
+        async def closed() -> None:
+            await self._lost(nc)
+
         kwargs: dict[str, Any] = {
             "servers": c.server_urls(),
             "connect_timeout": c.connect_timeout,
-            "max_reconnect_attempts": c.max_reconnect_attempts,
+            # nats-py reads 0 as "forever" (it only counts attempts above 0): with 0,
+            # the client is closed instead when the connection is lost (see below).
+            "max_reconnect_attempts": c.max_reconnect_attempts or -1,
             "reconnect_time_wait": c.reconnect_time_wait,
             "allow_reconnect": True,
             "error_cb": on_error,
             "reconnected_cb": self._reconnected,
+            "closed_cb": closed,
             "name": "aurora-storage",
         }
+        if c.max_reconnect_attempts == 0:
+
+            async def disconnected() -> None:
+                if self.nc is nc and not nc.is_closed:
+                    # Not awaited here: this runs inside the client's reconnect task,
+                    # which close() cancels.
+                    self._closing = asyncio.get_running_loop().create_task(nc.close())
+
+            kwargs["disconnected_cb"] = disconnected
         if c.user is not None:
             kwargs["user"] = c.user
             kwargs["password"] = c.password or ""
@@ -454,6 +518,7 @@ class NATSConnection:
             raise
 
     async def _reconnected(self) -> None:
+        self.last_error = None
         for listener in list(self.reconnect_listeners):
             listener.reconnected()
 
@@ -608,4 +673,6 @@ class NATSConnection:
             raise RepositoryClosedError(
                 f"the NATS repository {self.config.describe()} is closed", backend="nats"
             )
+        if nc.is_closed:
+            raise self.closed_for_good(None)
         return nc

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +287,149 @@ def test_a_waiting_watch_whose_consumer_is_lost_without_a_reconnect_recovers(
         assert _consumers(nats_server.address, bucket) == 0
     finally:
         repo.close()
+
+
+# ------------------------------------------------------------------ outages past the bound
+
+
+def _client(repo: Any) -> Any:
+    """The nats-py client of a repository's private loop (read only, to follow its
+    reconnect attempts)."""
+    return repo.backend._core.nc
+
+
+def test_the_default_keeps_reconnecting_through_any_outage(
+    tmp_path: Path, waiting: threading.Event
+) -> None:
+    # nats-py's own default gave up after 60 attempts x 0.5 s: any outage over ~30 s
+    # left the repository dead for good, even after the server was back. By default
+    # the client now keeps reconnecting, and a waiting watch sees the next change.
+    from aurora_storage_nats import NATSConnectionError, NATSTimeoutError
+
+    server = Server(tmp_path, "outage")
+    server.start()
+    repo = aurora_storage.open(f"nats://{server.address}/b?reconnect_time_wait=0.02&timeout=1")
+    try:
+        repo.put("t", "before", 0)
+        w = repo.watch("t", after=repo.last_position(), timeout=None)
+        got: list[Any] = []
+        failed: list[BaseException] = []
+
+        def watch() -> None:
+            try:
+                for change in w:
+                    got.append((change.key, change.value))
+                    if change.key == "after":
+                        return
+            except BaseException as exc:
+                failed.append(exc)
+
+        t = threading.Thread(target=watch)
+        t.start()
+        try:
+            assert waiting.wait(30)
+            server.kill()
+            nc = _client(repo)
+            # Past the old bound: more failed attempts on the server than it allowed
+            # (or the client closed, as it did).
+            _until(
+                "61 reconnect attempts",
+                lambda: nc.is_closed or max(s.reconnects for s in nc._server_pool) > 60,
+                within=120,
+            )
+            assert not nc.is_closed
+            with pytest.raises((NATSTimeoutError, NATSConnectionError)):
+                repo.put("t", "maybe", 1)
+            server.start()
+
+            def write_after() -> bool:
+                repo.put("t", "after", 1)
+                return True
+
+            _until("a write after the restart", write_after)
+            t.join(60)
+        finally:
+            w.close()
+            t.join(60)
+        assert not failed, failed
+        # (The write that timed out was buffered by the client and applied on the
+        # reconnect: "may or may not have been applied".)
+        assert got, "no change"
+        assert got[-1] == ("after", 1), got
+        assert repo.get("t", "after") == 1
+    finally:
+        repo.close()
+        server.stop()
+
+
+@pytest.mark.parametrize(("form", "attempts"), [("sync", 2), ("async", 2), ("sync", 0)])
+def test_a_connection_closed_for_good_wakes_the_watch_and_says_reopen(
+    tmp_path: Path, waiting: threading.Event, form: str, attempts: int
+) -> None:
+    # With a bound, the client gives up and closes. A watch waiting then hung until
+    # close(); every call said "the connection is lost ... a write may or may not have
+    # been applied" forever, even once the server was back. Now the watch is woken with
+    # the error, and every call says the connection is closed for good: reopen. (With
+    # 0, nats-py reconnected forever: it only counts attempts above 0.)
+    from aurora_storage_nats import NATSConnectionError, NATSTimeoutError
+
+    server = Server(tmp_path, "giveup")
+    server.start()
+    url = f"nats://{server.address}/b?max_reconnect_attempts={attempts}&reconnect_time_wait=0.05"
+    repo = aurora_storage.open(url)
+    try:
+        repo.put("t", "k", 1)
+        start = repo.last_position()
+        outcome: list[BaseException | str] = []
+
+        def sync_watch() -> None:
+            try:
+                for _ in repo.watch("t", after=start, timeout=None):
+                    outcome.append("a change")
+                    return
+                outcome.append("ended")
+            except BaseException as exc:
+                outcome.append(exc)
+
+        async def async_watch() -> None:
+            try:
+                async with repo.as_async().watch("t", after=start, timeout=None) as w:
+                    async for _ in w:
+                        outcome.append("a change")
+                        return
+                outcome.append("ended")
+            except BaseException as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(
+            target=sync_watch if form == "sync" else lambda: asyncio.run(async_watch())
+        )
+        t.start()
+        assert waiting.wait(30)
+        server.kill()
+        t.join(60)
+        assert not t.is_alive(), "the waiting watch was never woken"
+        assert len(outcome) == 1, outcome
+        assert isinstance(outcome[0], NATSConnectionError | NATSTimeoutError), outcome
+        _until("the client gave up", lambda: _client(repo).is_closed, within=60)
+        calls: list[Callable[[], object]] = [
+            lambda: repo.get("t", "k"),
+            lambda: repo.put("t", "k", 2),
+        ]
+        for call in calls:
+            with pytest.raises(NATSConnectionError) as err:
+                call()
+            text = str(err.value)
+            assert "closed for good" in text
+            assert f"max_reconnect_attempts={attempts}" in text
+            assert "open it again" in text
+            assert "may or may not" not in text  # nothing was sent
+        # The server back does not bring a closed client back: reopening does.
+        server.start()
+        with pytest.raises(NATSConnectionError, match="closed for good"):
+            repo.get("t", "k")
+        with aurora_storage.open(url) as again:
+            assert again.get("t", "k") == 1
+    finally:
+        repo.close()
+        server.stop()
