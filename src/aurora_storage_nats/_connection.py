@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import nats
 import nats.errors
 import nats.js.errors
+import orjson
 from nats.aio.client import Client
 from nats.js import api
 
@@ -39,6 +40,7 @@ _ATOMIC_DISABLED = (10174,)
 _STORE_FULL = (10027, 10028, 10047, 10048)  # max bytes / msgs exceeded, insufficient resources
 _REPLICAS = 10074
 _CONFLICT = 10058
+_NO_MESSAGE = 10037
 #: An open retries the bucket lookup and creation while JetStream is unavailable or
 #: silent (a fresh cluster electing its meta leader) for this many times ``timeout``.
 OPEN_TIMEOUTS = 4
@@ -530,8 +532,9 @@ class NATSConnection:
             raise NATSTimeoutError(
                 f"{what} {c.bucket!r} on {c.describe()}: JetStream did not answer for "
                 f"{waited:.1f} s of retries (the open waits up to {OPEN_TIMEOUTS} x "
-                f"timeout={c.timeout} s for a cluster to elect its meta leader); is "
-                "JetStream enabled, and does the cluster have a quorum of nodes up?",
+                f"timeout={c.timeout} s for a cluster to elect its meta leader, and a "
+                "new replicated bucket its stream's leader); is JetStream enabled, and "
+                "does the cluster have a quorum of nodes up?",
                 backend="nats",
             ) from exc
         raise NATSConnectionError(
@@ -584,6 +587,8 @@ class NATSConnection:
                 f"(subjects {cfg.subjects}); choose another bucket name",
                 backend="nats",
             )
+        if (cfg.num_replicas or 1) > 1:
+            await self._await_leader(start, deadline)
         self.atomic = bool(cfg.allow_atomic)
         if (not self.atomic or not cfg.allow_direct) and not c.read_only:
             # A bucket made by other tools (nats kv add) may lack atomic publish and
@@ -607,6 +612,36 @@ class NATSConnection:
                 "is enabled",
                 backend="nats",
             )
+
+    async def _await_leader(self, start: float, deadline: float) -> None:
+        """Wait until the replicated stream's leader answers a read, within the open's
+        deadline. A bucket just created (by this process or another one opening it at
+        the same time) elects its stream's leader after the meta leader has answered
+        the creation; until then the reads a replicated bucket makes through its leader
+        (the repository's first one reads its metadata record) get no answer."""
+        c = self.config
+        nc = self._conn()
+        # A key of nobody's (the token "_" is no key encoding): "no message found".
+        req = orjson.dumps({"last_by_subj": self.pre + "_"})
+        attempt = 0
+        while True:
+            last: Exception
+            try:
+                msg = await nc.request(
+                    f"$JS.API.STREAM.MSG.GET.{self.stream}", req, timeout=min(c.timeout, 1.0)
+                )
+                err = orjson.loads(msg.data).get("error") if msg.data else {"code": 503}
+                if not err or err.get("err_code") == _NO_MESSAGE:
+                    return
+                last = nats.js.errors.APIError(**err)
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+                last = exc
+            except Exception as exc:
+                self.fail(exc, "opening the bucket")
+            if time.monotonic() >= deadline:
+                self._open_failed(last, "opening the bucket", time.monotonic() - start)
+            attempt += 1
+            await asyncio.sleep(min(0.05 * attempt, 0.5))
 
     async def _create(self, start: float, deadline: float) -> Any:  # noqa: RET503 - see the loop
         c = self.config
