@@ -394,12 +394,15 @@ class TenantStoppedError(DurableWriteError):
 
 
 class ProjectionError(StorageError):
-    """The user's projection function raised (or could not decode a history record).
+    """The user's projection function raised, returned an awaitable or generator (an
+    ``async def`` or generator function that a wrapper hid: its body never ran), or a
+    history record could not be decoded.
 
     From a write (``durable is False``): the event was rejected, nothing was written to
     either tier. From :meth:`TieredRepository.rebuild` (``durable is True``, the records
     are in history): the rebuild was abandoned and the previous projection is still
-    served.
+    served. From a catch-up (``catch_up()``, or the one an open makes; ``durable is
+    True``): the records from ``seq`` on stay unapplied, and ``lag`` counts them.
 
     Attributes:
         durable: whether the record the projection failed on is in history.
