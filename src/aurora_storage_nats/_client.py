@@ -157,14 +157,22 @@ class NATSCore(NATSConnection):
         ``Nats-Batch-Id`` headers, so the listing recognises a batch it saw only part of,
         finds where that batch ends in the stream (:meth:`_batch_end`), and cuts after
         it - never in the middle of a batch.
+
+        The consumer keeps delivering newer messages until it is stopped, so a subject
+        keeps what it held at the cut next to what came after it: a later message
+        replacing that would make the key vanish from the listing (it is beyond the
+        cut), although it existed at the cut.
         """
         self._conn()
         js = self.js
         pre = self.pre
         plen = len(pre)
         subject = pre + filt
-        # subject -> (stream sequence, data, deleted, batch id, batch commit)
-        latest: dict[str, tuple[int, bytes | None, bool]] = {}
+        # subject -> its messages (stream sequence, data, deleted), oldest first: the
+        # last one at or before `floor`, then those delivered after it
+        latest: dict[str, list[tuple[int, bytes | None, bool]]] = {}
+        # The cut as fixed so far (None: not yet); it only ever moves later.
+        floor: list[int | None] = [None]
         # batch id -> first sequence seen, for batches seen without their commit
         open_batches: dict[str, int] = {}
         progress = asyncio.Event()
@@ -192,7 +200,12 @@ class NATSCore(NATSConnection):
                         open_batches.setdefault(bid, seq)
             elif open_batches:
                 open_batches.clear()
-            latest[msg.subject] = (seq, msg.data if values else None, deleted)
+            entry = (seq, msg.data if values else None, deleted)
+            held = latest.get(msg.subject)
+            if held is None or floor[0] is None or seq <= floor[0]:
+                latest[msg.subject] = [entry]  # (delivered in stream order)
+            else:
+                held.append(entry)  # beyond the cut as fixed so far: it may stay out
             last[0] = seq
             progress.set()
             if meta.num_pending == 0:
@@ -221,13 +234,13 @@ class NATSCore(NATSConnection):
             if info.num_pending == 0 and info.delivered.consumer_seq == 0:
                 caught_up.set()
             await self._wait(caught_up, progress)
-            cut = last[0]
+            cut = floor[0] = last[0]
             while True:
                 pending = [(b, first) for b, first in open_batches.items() if first <= cut]
                 if not pending:
                     break
                 for bid, first in pending:
-                    cut = max(cut, await self._batch_end(bid, first))
+                    cut = floor[0] = max(cut, await self._batch_end(bid, first))
                     # Its end is known (and within the cut) even if that end lies
                     # outside this filter.
                     open_batches.pop(bid, None)
@@ -255,9 +268,12 @@ class NATSCore(NATSConnection):
             except Exception:
                 pass
         out: list[tuple[bytes, bytes | None]] = []
-        for subj, (seq, data, deleted) in latest.items():
-            if deleted or seq > cut:
-                continue
+        for subj, held in latest.items():
+            # What the subject held at the cut: its last message at or before it.
+            at_cut = [e for e in held if e[0] <= cut]
+            if not at_cut or at_cut[-1][2]:
+                continue  # created after the cut, or deleted at it
+            data = at_cut[-1][1]
             try:
                 out.append((decode_key(subj[plen:]), data))
             except ValueError:
