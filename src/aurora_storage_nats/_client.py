@@ -295,7 +295,7 @@ class NATSCore(NATSConnection):
             if not done:
                 raise nats.errors.TimeoutError
 
-    async def _leader_get(self, req: dict[str, Any]) -> Msg | None:
+    async def _leader_get(self, req: dict[str, Any], what: str = "reading") -> Msg | None:
         """A message read through the stream leader (``STREAM.MSG.GET``): what a
         replicated bucket's reads use, since direct gets may be answered by a replica
         that has not applied the latest writes yet. The answer is shaped like a direct
@@ -309,12 +309,12 @@ class NATSCore(NATSConnection):
                 f"$JS.API.STREAM.MSG.GET.{self.stream}", orjson.dumps(req), timeout=self.timeout
             )
         except Exception as exc:
-            self.fail(exc, "reading")
-        resp = self._ack(msg, "reading")
+            self.fail(exc, what)
+        resp = self._ack(msg, what)
         if isinstance(resp, Exception):
             if getattr(resp, "err_code", None) == 10037 or getattr(resp, "code", None) == 404:
                 return None  # no message found
-            self.fail(resp, "reading")
+            self.fail(resp, what)
         m = resp["message"]
         hdrs: dict[str, str] = {}
         raw_hdrs = m.get("hdrs")

@@ -133,15 +133,18 @@ async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[Cha
         last = int((await core.stream_state()).state.last_seq)
         if last > after:
             # Other subjects' changes (other tenants, outside the prefix) lie between:
-            # the server filtered them out, but the position counts them as examined
-            # (the feed's contract). Safe only if nothing of ours came in meanwhile, so
-            # read again now that `last` is known.
-            msgs, pending = await batch_get(core, after + 1, limit, subject)
-            if not msgs and not pending:
+            # the server filtered them out, and the position counts them as examined
+            # (the feed's contract) - but only on the word of a source that holds every
+            # message up to `last`. A direct get is answered by any replica (or mirror),
+            # and one that has not applied the latest writes yet answers "nothing" for
+            # what it lacks. The stream leader holds them all: ask it.
+            mine = await core._leader_get({"seq": after + 1, "next_by_subj": subject}, "watching")
+            if mine is None:
                 # Still judged for loss first: a stream that drops by age or size can
                 # have removed every change of ours after the position.
-                await _check_retained(core, subject, after, msgs, pending)
+                await _check_retained(core, subject, after, [], 0)
                 return [(last, _OUTSIDE, None)]
+            msgs, pending = await _caught_up_read(core, subject, after, limit, mine)
         elif after > last:
             raise PositionExpiredError(
                 f"position {after} is beyond the last change of the bucket "
@@ -156,6 +159,28 @@ async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[Cha
     # later messages) until then and after.
     await _check_retained(core, subject, after, msgs, pending)
     return [_record(core, m) for m in msgs]
+
+
+#: Direct reads tried again (with these pauses, in seconds) when the one that answered
+#: lacked a change the leader holds, before reading from the leader alone.
+_LAG_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+
+
+async def _caught_up_read(
+    core: NATSCore, subject: str, after: int, limit: int, mine: Msg
+) -> tuple[list[Msg], int]:
+    """The direct read of :func:`read` again, once its source lacked ``mine`` (the
+    leader's first change after ``after``): a replica is normally a moment behind, so
+    it is read again until it holds ``mine``. A source that stays behind leaves the
+    leader's ``mine`` alone as the answer, with the count of the changes after it
+    unknown (so the retention check counts them itself)."""
+    first = int((mine.headers or {})["Nats-Sequence"])
+    for pause in _LAG_PAUSES:
+        msgs, pending = await batch_get(core, after + 1, limit, subject)
+        if msgs and int((msgs[0].headers or {})["Nats-Sequence"]) == first:
+            return msgs, pending
+        await asyncio.sleep(pause)
+    return [mine], max(core.history, 1)
 
 
 def _expired(core: NATSCore, after: int, oldest: int, why: str) -> PositionExpiredError:
@@ -533,13 +558,15 @@ class NATSChangeFeed(ChangeFeed):
             self._backend._run(self._waker.start(self._core, self._subject))
 
     def _stored_after(self, after: int) -> bool:
-        msgs, _ = self._backend._run(batch_get(self._core, after + 1, 1, self._subject))
-        return bool(msgs)
+        # Asked of the leader: a replica not yet up to date would say "nothing", and the
+        # consumer (new messages only) would not tell of a change stored before it.
+        req = {"seq": after + 1, "next_by_subj": self._subject}
+        return self._backend._run(self._core._leader_get(req, "watching")) is not None
 
     def wait(self, after: int, timeout: float | None) -> bool:
         """See :meth:`ChangeFeed.wait`: the consumer (started first, so nothing stored
         later is missed) wakes it; a change stored before it started is found by one
-        direct get."""
+        read from the stream leader."""
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
