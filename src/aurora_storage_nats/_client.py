@@ -39,7 +39,7 @@ from aurora_storage.errors import (
 from ._connection import _BATCH_TOO_LARGE, NATSConnection
 from ._subjects import decode_key, encode_key
 
-__all__ = ["Client", "NATSCore"]
+__all__ = ["LAG_PAUSES", "Client", "NATSCore"]
 
 _KV_OP = "KV-Operation"
 _MARKER = "Nats-Marker-Reason"
@@ -52,6 +52,14 @@ UNCHANGED = "Aurora-Unchanged"
 _WRONG_LAST_SEQ = (10071, 10164)
 #: Reads sent together by get_many and conditional commits.
 _IN_FLIGHT = 256
+#: Most subjects one ``multi_last`` direct get may match (the server's limit), and the
+#: most bytes of subjects get_many puts in one request (well below a server's
+#: ``max_payload``).
+_MULTI = 1024
+_MULTI_BYTES = 256 * 1024
+#: Pauses (seconds) before a direct read is tried again because the replica that
+#: answered had not yet applied what the leader holds.
+LAG_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 
 
 class _Unread(Exception):
@@ -86,6 +94,30 @@ def _next_slots(
     except StorageError:
         return []
     return list(dict.fromkeys(out))
+
+
+def _holds(got: dict[str, Msg], proof: tuple[str, int], bound: int | None) -> bool:
+    """Whether a ``multi_last`` answer came from a replica holding the leader's last
+    message ``proof`` (bound to its sequence: that very message)."""
+    msg = got.get(proof[0])
+    seq = -1 if msg is None else int((msg.headers or {}).get("Nats-Sequence", 0))
+    return seq == proof[1] if bound is not None else seq >= proof[1]
+
+
+def _parts(subjects: list[str], most: int) -> list[list[str]]:
+    """``subjects`` in runs of at most ``most`` and :data:`_MULTI_BYTES` bytes."""
+    parts: list[list[str]] = []
+    part: list[str] = []
+    size = 0
+    for s in subjects:
+        if part and (len(part) >= most or size + len(s) + 3 > _MULTI_BYTES):
+            parts.append(part)
+            part, size = [], 0
+        part.append(s)
+        size += len(s) + 3
+    if part:
+        parts.append(part)
+    return parts
 
 
 class NATSCore(NATSConnection):
@@ -137,13 +169,173 @@ class NATSCore(NATSConnection):
         return msg.data, seq
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """Values for ``keys`` in order (up to :data:`_IN_FLIGHT` requests in flight
-        together: a server's API queue drops requests beyond its limit, which then time
-        out)."""
+        """Values for ``keys`` in order, all as of one point in the stream (one
+        consistent cut: never values of two different atomic batches), read with
+        batched direct gets of the subjects' last messages (``multi_last``, nats-server
+        2.11+; reads isolated from writes since 2.12), at most :data:`_MULTI` subjects
+        a request.
+
+        The server reads one request's messages without a write in between (an atomic
+        batch is stored whole before a read sees any of it), so up to :data:`_MULTI`
+        keys take one request at the server's own last sequence. More keys are read at
+        the stream's last message (``up_to_seq``), all parts at once. A replicated
+        bucket's direct gets may be answered by a replica that has not applied the
+        latest writes: there the leader's last message is read first and asked for in
+        each request too, and an answer that lacks it is asked again.
+
+        A bound sequence reads each key's last message at or before it; a key changed
+        more than ``history`` times since has none left there and seems absent. So each
+        key absent from a bounded answer is checked: if the stream holds any message of
+        it now, all is read again at a new point.
+        """
+        if not keys:
+            return []
+        subjects = {k: self.pre + encode_key(k) for k in dict.fromkeys(keys)}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            found = await self._multi_last(list(subjects.values()))
+            if found is not None:
+                break
+            if loop.time() > deadline:
+                # Read again and again at new points, each time missing what changed
+                # meanwhile (or a replica behind): as good as no answer.
+                self.fail(nats.errors.TimeoutError(), "reading")
         out: list[bytes | None] = []
-        for i in range(0, len(keys), _IN_FLIGHT):
-            out += await asyncio.gather(*(self.get(k) for k in keys[i : i + _IN_FLIGHT]))
+        for k in keys:
+            msg = found.get(subjects[k])
+            hdrs = None if msg is None else msg.headers
+            if msg is None or (hdrs is not None and (_KV_OP in hdrs or _MARKER in hdrs)):
+                out.append(None)
+            else:
+                out.append(msg.data)
         return out
+
+    async def _multi_last(self, subjects: list[str]) -> dict[str, Msg] | None:
+        """The last message of each of ``subjects`` (those that have one) at one point
+        of the stream, or None when it must be read again (see :meth:`get_many`)."""
+        parts = _parts(subjects, _MULTI - (not self.direct))
+        # The point: a replicated bucket's, or more keys than one request holds, are
+        # read at the stream's last message (read from the leader); replicas prove they
+        # hold it by answering for it too. Otherwise one request at the server's last
+        # sequence.
+        last: tuple[str, int] | None = None
+        if not self.direct or len(parts) > 1:
+            msg = await self._leader_get({"last_by_subj": self.pre + ">"})
+            if msg is None:
+                return {}  # the stream holds nothing at all
+            hdrs = msg.headers or {}
+            last = (hdrs["Nats-Subject"], int(hdrs["Nats-Sequence"]))
+        proof = None if self.direct else last
+        cut = last[1] if last is not None and len(parts) > 1 else None
+        found: dict[str, Msg] = {}
+        absent: list[str] = []  # missing from a bounded answer: checked below
+        pauses = iter(LAG_PAUSES)
+        while parts:
+            # Every part at once: the sooner they are read, the less changed since.
+            wave, parts = parts, []
+            answers = []
+            for i in range(0, len(wave), _IN_FLIGHT // 16):
+                answers += await asyncio.gather(
+                    *(self._multi_part(p, proof, cut) for p in wave[i : i + _IN_FLIGHT // 16])
+                )
+            lagging = False
+            for part, (got, eob) in zip(wave, answers, strict=True):
+                more = eob is not None and int(eob.get("Nats-Num-Pending", 0)) > 0
+                if proof is not None and not _holds(got, proof, cut):
+                    if more and len(part) > 1:
+                        # The answer stopped at the server's size limit before the
+                        # leader's last message (the last in stream order): in halves,
+                        # both at that message.
+                        half = len(part) // 2
+                        parts += [part[:half], part[half:]]
+                        cut = proof[1]
+                        continue
+                    if not more:
+                        lagging = True  # a replica behind the leader answered
+                        parts.append(part)
+                        continue
+                    # (One key whose value alone filled the answer: taken as it is.)
+                for subj in part:
+                    msg = got.get(subj)
+                    if msg is not None:
+                        found[subj] = msg
+                bound = cut
+                if more:
+                    # The answer stopped at the server's size limit: the rest again,
+                    # bound to the same point.
+                    if cut is None:
+                        cut = int(eob.get("Nats-UpTo-Sequence", 0)) or None
+                    parts.append([s for s in part if s not in found])
+                elif bound is not None:
+                    absent += [s for s in part if s not in found]
+            if lagging:
+                # After a few tries, at a new point: when bound to the leader's last
+                # message, that message may have been replaced since.
+                pause = next(pauses, None)
+                if pause is None:
+                    return None
+                await asyncio.sleep(pause)
+        if absent:
+            # A bounded read misses a key changed more than `history` times since the
+            # point (its messages up to there are gone), and a key created since. Either
+            # way the stream holds a message of it now (and none at the point): read all
+            # again, at a new point.
+            for i in range(0, len(absent), _IN_FLIGHT):
+                part = absent[i : i + _IN_FLIGHT]
+                firsts = await asyncio.gather(*(self._direct(1, s, "reading") for s in part))
+                if any(f is not None for f in firsts):
+                    return None
+        return found
+
+    async def _multi_part(
+        self, part: list[str], proof: tuple[str, int] | None, bound: int | None
+    ) -> tuple[dict[str, Msg], Any]:
+        """One ``multi_last`` request of :meth:`_multi_last` (``part``, and the leader's
+        last message ``proof`` too): the messages by subject and the end-of-batch
+        headers (None: nothing matched)."""
+        req: dict[str, Any] = {"multi_last": part}
+        if proof is not None and proof[0] not in part:
+            req["multi_last"] = [*part, proof[0]]
+        if bound is not None:
+            req["up_to_seq"] = bound
+        msgs, eob = await self._direct_batch(req, "reading")
+        return {(m.headers or {}).get("Nats-Subject", ""): m for m in msgs}, eob
+
+    async def _direct_batch(self, req: dict[str, Any], what: str) -> tuple[list[Msg], Any]:
+        """The messages of one batched direct get (``batch`` or ``multi_last``, sent to
+        any server holding the stream), and the headers of its end-of-batch status
+        (``Nats-Num-Pending``, ``Nats-UpTo-Sequence``) - None when nothing matched."""
+        nc = self._conn()
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def on_msg(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
+        inbox = nc.new_inbox()
+        out: list[Msg] = []
+        try:
+            sub = await nc.subscribe(inbox, cb=on_msg)
+            try:
+                await nc.publish(
+                    f"$JS.API.DIRECT.GET.{self.stream}", orjson.dumps(req), reply=inbox
+                )
+                while True:
+                    msg = await asyncio.wait_for(queue.get(), self.timeout)
+                    hdrs = msg.headers or {}
+                    status = hdrs.get("Status")
+                    if not status:
+                        out.append(msg)
+                        continue
+                    if status == "204":  # end of batch
+                        return out, hdrs
+                    if status == "404":  # nothing (more) stored
+                        return out, None
+                    self.fail(nats.js.errors.APIError.from_msg(msg), what)
+            finally:
+                await sub.unsubscribe()
+        except Exception as exc:
+            self.fail(exc, what)
 
     async def listing(self, filt: str, values: bool) -> list[tuple[bytes, bytes | None]]:
         """Every live ``(key, value)`` under the subject filter ``filt`` (below the
@@ -328,19 +520,22 @@ class NATSCore(NATSConnection):
         data = base64.b64decode(m.get("data") or b"")
         return _Msg(self._conn(), subject=m["subject"], data=data, headers=hdrs)
 
-    async def _direct(self, seq: int, subject: str) -> Msg | None:
+    async def _direct(self, seq: int, subject: str, what: str = "scanning") -> Msg | None:
         """The first stored message with sequence >= ``seq`` on ``subject`` (a
         wildcard), or None."""
         if not self.direct:
-            return await self._leader_get({"seq": seq, "next_by_subj": subject})
+            return await self._leader_get({"seq": seq, "next_by_subj": subject}, what)
         req = orjson.dumps({"seq": seq, "next_by_subj": subject})
-        msg = await self._conn().request(
-            f"$JS.API.DIRECT.GET.{self.stream}", req, timeout=self.timeout
-        )
+        try:
+            msg = await self._conn().request(
+                f"$JS.API.DIRECT.GET.{self.stream}", req, timeout=self.timeout
+            )
+        except Exception as exc:
+            self.fail(exc, what)
         if not msg.data and msg.headers and msg.headers.get("Status"):
             if msg.headers.get("Status") == "404":
                 return None
-            self.fail(nats.js.errors.APIError.from_msg(msg), "scanning")
+            self.fail(nats.js.errors.APIError.from_msg(msg), what)
         return msg
 
     async def _next_seq(self, seq: int, subject: str) -> int | None:

@@ -42,7 +42,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import nats.js.errors
 import orjson
 from nats.aio.msg import Msg
 from nats.js import api
@@ -50,7 +49,7 @@ from nats.js import api
 from aurora_storage.backend import ChangeFeed, ChangeRecord
 from aurora_storage.errors import PositionExpiredError, RepositoryClosedError
 
-from ._client import UNCHANGED
+from ._client import LAG_PAUSES, UNCHANGED
 from ._subjects import decode_key, scan_filter
 
 if TYPE_CHECKING:
@@ -71,35 +70,9 @@ async def batch_get(core: NATSCore, seq: int, batch: int, subject: str) -> tuple
     """Up to ``batch`` stored messages with sequence >= ``seq`` on ``subject`` (a
     wildcard), in order, and how many more such messages the stream holds after them.
     One request (a batched direct get); the answer ends with an end-of-batch status."""
-    nc = core._conn()
-    queue: asyncio.Queue[Msg] = asyncio.Queue()
-
-    async def on_msg(msg: Msg) -> None:
-        queue.put_nowait(msg)
-
-    inbox = nc.new_inbox()
-    req = orjson.dumps({"seq": seq, "batch": batch, "next_by_subj": subject})
-    out: list[Msg] = []
-    try:
-        sub = await nc.subscribe(inbox, cb=on_msg)
-        try:
-            await nc.publish(f"$JS.API.DIRECT.GET.{core.stream}", req, reply=inbox)
-            while True:
-                msg = await asyncio.wait_for(queue.get(), core.timeout)
-                hdrs = msg.headers or {}
-                status = hdrs.get("Status")
-                if not status:
-                    out.append(msg)
-                    continue
-                if status == "204":  # end of batch
-                    return out, int(hdrs.get("Nats-Num-Pending", 0))
-                if status == "404":  # nothing (more) stored
-                    return out, 0
-                core.fail(nats.js.errors.APIError.from_msg(msg), "watching")
-        finally:
-            await sub.unsubscribe()
-    except Exception as exc:
-        core.fail(exc, "watching")
+    req = {"seq": seq, "batch": batch, "next_by_subj": subject}
+    msgs, eob = await core._direct_batch(req, "watching")
+    return msgs, 0 if eob is None else int(eob.get("Nats-Num-Pending", 0))
 
 
 def _record(core: NATSCore, msg: Msg) -> ChangeRecord:
@@ -161,11 +134,6 @@ async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[Cha
     return [_record(core, m) for m in msgs]
 
 
-#: Direct reads tried again (with these pauses, in seconds) when the one that answered
-#: lacked a change the leader holds, before reading from the leader alone.
-_LAG_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
-
-
 async def _caught_up_read(
     core: NATSCore, subject: str, after: int, limit: int, mine: Msg
 ) -> tuple[list[Msg], int]:
@@ -175,7 +143,7 @@ async def _caught_up_read(
     leader's ``mine`` alone as the answer, with the count of the changes after it
     unknown (so the retention check counts them itself)."""
     first = int((mine.headers or {})["Nats-Sequence"])
-    for pause in _LAG_PAUSES:
+    for pause in LAG_PAUSES:
         msgs, pending = await batch_get(core, after + 1, limit, subject)
         if msgs and int((msgs[0].headers or {})["Nats-Sequence"]) == first:
             return msgs, pending

@@ -358,3 +358,83 @@ def test_watches_through_followers_miss_no_batch_they_lack(tmp_path: Path) -> No
         assert keys == written, f"the watch through {node.name} repeated changes"
         positions = [p for p, _ in seen]
         assert positions == sorted(set(positions))
+
+
+_OVERWRITER = textwrap.dedent(
+    """
+    import os, sys, aurora_storage
+    # Overwrites the keys of each size in one batch, round after round, and after each
+    # acknowledgement writes the round to the file <argv[2]>.<size>.
+    sizes = [int(n) for n in sys.argv[3:]]
+    with aurora_storage.open(sys.argv[1]) as repo:
+        i = 0
+        while True:
+            i += 1
+            for n in sizes:
+                repo.put_many("t", [(("k", n, j), i) for j in range(n)])
+                with open(f"{sys.argv[2]}.{n}.tmp", "w") as f:
+                    f.write(str(i))
+                os.replace(f"{sys.argv[2]}.{n}.tmp", f"{sys.argv[2]}.{n}")
+    """
+)
+
+
+def test_get_many_through_followers_is_one_fresh_cut(tmp_path: Path) -> None:
+    # get_many reads with direct gets, which a replica behind the writes may answer:
+    # each answer must prove it holds the leader's last message (else it could miss
+    # batches acknowledged before the call). Through each follower, while another
+    # process overwrites every key in atomic batches: the values of one batch, never
+    # older than the last batch acknowledged before the call. 1,100 keys take two
+    # requests (bound to the leader's last message), 200 keys one.
+    nodes = cluster(tmp_path)
+    for node in nodes:
+        node.start()
+    opts = "timeout=5&connect_timeout=5&max_batch=2000"
+    servers = ",".join(n.address for n in nodes)
+    url = f"nats://{servers}/fresh?replicas=3&{opts}"
+    sizes = (200, 1100)
+    with _retry(lambda: aurora_storage.open(url), seconds=60) as repo:
+        leader = _retry(lambda: repo.stats()["leader"])
+        for n in sizes:
+            repo.put_many("t", [(("k", n, j), 0) for j in range(n)])
+    lead = next(n for n in nodes if n.name == leader)
+    acks = tmp_path / "acked"
+    for n in sizes:
+        Path(f"{acks}.{n}").write_text("0")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _OVERWRITER,
+            f"nats://{lead.address}/fresh?{opts}",
+            str(acks),
+            *map(str, sizes),
+        ],
+        env=env,
+    )
+    readers = [
+        aurora_storage.open(f"nats://{n.address}/fresh?{opts}") for n in nodes if n is not lead
+    ]
+    wrong: list[str] = []
+    try:
+        for i in range(120):
+            for n in sizes if i % 10 == 0 else sizes[:1]:
+                keys = [("k", n, j) for j in range(n)]
+                for reader in readers:
+                    before = int(Path(f"{acks}.{n}").read_text())
+                    got = set(reader.get_many("t", keys))
+                    value = got.pop()
+                    if got:
+                        wrong.append(f"{n} keys: values of batches {got | {value}}")
+                    elif value is None or value < before:
+                        wrong.append(f"{n} keys: batch {value}, {before} acknowledged")
+        assert writer.poll() is None, "the writer stopped"
+        assert not wrong, wrong
+    finally:
+        writer.kill()
+        writer.wait()
+        for r in readers:
+            r.close()
+        for node in nodes:
+            node.stop()

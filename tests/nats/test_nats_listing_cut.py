@@ -15,7 +15,7 @@ from typing import Any
 import aurora_storage
 
 KEYS = 50
-ROUNDS = 5
+ROUNDS = 3
 
 
 @contextmanager
