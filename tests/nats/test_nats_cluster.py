@@ -14,12 +14,13 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from nats_servers import cluster
+from nats_servers import Server, cluster
 
 import aurora_storage
 from aurora_storage.errors import StorageError
@@ -251,6 +252,19 @@ def test_concurrent_opens_of_a_new_replicated_bucket_both_succeed(tmp_path: Path
             node.stop()
 
 
+@contextmanager
+def _running(tmp_path: Path) -> Iterator[list[Server]]:
+    """A started three-node cluster, stopped when the block ends, however it ends."""
+    nodes = cluster(tmp_path)
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
 #: Atomic batches the lagging-replica test writes.
 LAG_ROUNDS = 200
 
@@ -306,58 +320,60 @@ def test_watches_through_followers_miss_no_batch_they_lack(tmp_path: Path) -> No
     # as examined: the batch was skipped for good (its position moved past it, so a
     # saved position resumed after it too). A watcher process on each follower, a
     # writer process on the leader.
-    nodes = cluster(tmp_path)
-    for node in nodes:
-        node.start()
-    opts = "timeout=5&connect_timeout=5"
-    servers = ",".join(n.address for n in nodes)
-    url = f"nats://{servers}/lag?replicas=3&{opts}"
-    with _retry(lambda: aurora_storage.open(url), seconds=60) as repo:
-        start = repo.last_position()
-        leader = _retry(lambda: repo.stats()["leader"])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    followers = [n for n in nodes if n.name != leader]
-    lead = next(n for n in nodes if n.name == leader)
-    watchers = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WATCHER, f"nats://{n.address}/lag?{opts}", str(start)],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for n in followers
-    ]
-    try:
-        for w in watchers:
-            assert w.stdout is not None
-            assert w.stdout.readline().strip() == "ready"
-        subprocess.run(
-            [sys.executable, "-c", _WRITER, f"nats://{lead.address}/lag?{opts}", str(LAG_ROUNDS)],
-            env=env,
-            check=True,
-            timeout=300,
-        )
-        with aurora_storage.open(f"nats://{lead.address}/lag?{opts}") as repo:
-            end = repo.last_position()
-        outs = [w.communicate(f"{end}\n", timeout=120)[0] for w in watchers]
-    finally:
-        for w in watchers:
-            if w.poll() is None:
-                w.kill()
-                w.wait()
-        for node in nodes:
-            node.stop()
-    assert all(w.returncode == 0 for w in watchers)
-    written = _written(LAG_ROUNDS)
-    for node, out in zip(followers, outs, strict=True):
-        seen = json.loads(out.strip().splitlines()[-1])
-        keys = [tuple(k) for _, k in seen]
-        missed = sorted({k[:2] for k in set(written) - set(keys)})
-        assert not missed, f"the watch through {node.name} missed the batches {missed}"
-        assert keys == written, f"the watch through {node.name} repeated changes"
-        positions = [p for p, _ in seen]
-        assert positions == sorted(set(positions))
+    with _running(tmp_path) as nodes:
+        opts = "timeout=5&connect_timeout=5"
+        servers = ",".join(n.address for n in nodes)
+        url = f"nats://{servers}/lag?replicas=3&{opts}"
+        with _retry(lambda: aurora_storage.open(url), seconds=60) as repo:
+            start = repo.last_position()
+            leader = _retry(lambda: repo.stats()["leader"])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        followers = [n for n in nodes if n.name != leader]
+        lead = next(n for n in nodes if n.name == leader)
+        watchers = [
+            subprocess.Popen(
+                [sys.executable, "-c", _WATCHER, f"nats://{n.address}/lag?{opts}", str(start)],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for n in followers
+        ]
+        try:
+            for w in watchers:
+                assert w.stdout is not None
+                assert w.stdout.readline().strip() == "ready"
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    _WRITER,
+                    f"nats://{lead.address}/lag?{opts}",
+                    str(LAG_ROUNDS),
+                ],
+                env=env,
+                check=True,
+                timeout=300,
+            )
+            with aurora_storage.open(f"nats://{lead.address}/lag?{opts}") as repo:
+                end = repo.last_position()
+            outs = [w.communicate(f"{end}\n", timeout=120)[0] for w in watchers]
+        finally:
+            for w in watchers:
+                if w.poll() is None:
+                    w.kill()
+                    w.wait()
+        assert all(w.returncode == 0 for w in watchers)
+        written = _written(LAG_ROUNDS)
+        for node, out in zip(followers, outs, strict=True):
+            seen = json.loads(out.strip().splitlines()[-1])
+            keys = [tuple(k) for _, k in seen]
+            missed = sorted({k[:2] for k in set(written) - set(keys)})
+            assert not missed, f"the watch through {node.name} missed the batches {missed}"
+            assert keys == written, f"the watch through {node.name} repeated changes"
+            positions = [p for p, _ in seen]
+            assert positions == sorted(set(positions))
 
 
 _OVERWRITER = textwrap.dedent(
@@ -386,55 +402,51 @@ def test_get_many_through_followers_is_one_fresh_cut(tmp_path: Path) -> None:
     # process overwrites every key in atomic batches: the values of one batch, never
     # older than the last batch acknowledged before the call. 1,100 keys take two
     # requests (bound to the leader's last message), 200 keys one.
-    nodes = cluster(tmp_path)
-    for node in nodes:
-        node.start()
-    opts = "timeout=5&connect_timeout=5&max_batch=2000"
-    servers = ",".join(n.address for n in nodes)
-    url = f"nats://{servers}/fresh?replicas=3&{opts}"
-    sizes = (200, 1100)
-    with _retry(lambda: aurora_storage.open(url), seconds=60) as repo:
-        leader = _retry(lambda: repo.stats()["leader"])
+    with _running(tmp_path) as nodes:
+        opts = "timeout=5&connect_timeout=5&max_batch=2000"
+        servers = ",".join(n.address for n in nodes)
+        url = f"nats://{servers}/fresh?replicas=3&{opts}"
+        sizes = (200, 1100)
+        with _retry(lambda: aurora_storage.open(url), seconds=60) as repo:
+            leader = _retry(lambda: repo.stats()["leader"])
+            for n in sizes:
+                repo.put_many("t", [(("k", n, j), 0) for j in range(n)])
+        lead = next(n for n in nodes if n.name == leader)
+        acks = tmp_path / "acked"
         for n in sizes:
-            repo.put_many("t", [(("k", n, j), 0) for j in range(n)])
-    lead = next(n for n in nodes if n.name == leader)
-    acks = tmp_path / "acked"
-    for n in sizes:
-        Path(f"{acks}.{n}").write_text("0")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    writer = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _OVERWRITER,
-            f"nats://{lead.address}/fresh?{opts}",
-            str(acks),
-            *map(str, sizes),
-        ],
-        env=env,
-    )
-    readers = [
-        aurora_storage.open(f"nats://{n.address}/fresh?{opts}") for n in nodes if n is not lead
-    ]
-    wrong: list[str] = []
-    try:
-        for i in range(120):
-            for n in sizes if i % 10 == 0 else sizes[:1]:
-                keys = [("k", n, j) for j in range(n)]
-                for reader in readers:
-                    before = int(Path(f"{acks}.{n}").read_text())
-                    got = set(reader.get_many("t", keys))
-                    value = got.pop()
-                    if got:
-                        wrong.append(f"{n} keys: values of batches {got | {value}}")
-                    elif value is None or value < before:
-                        wrong.append(f"{n} keys: batch {value}, {before} acknowledged")
-        assert writer.poll() is None, "the writer stopped"
-        assert not wrong, wrong
-    finally:
-        writer.kill()
-        writer.wait()
-        for r in readers:
-            r.close()
-        for node in nodes:
-            node.stop()
+            Path(f"{acks}.{n}").write_text("0")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        writer = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _OVERWRITER,
+                f"nats://{lead.address}/fresh?{opts}",
+                str(acks),
+                *map(str, sizes),
+            ],
+            env=env,
+        )
+        readers = [
+            aurora_storage.open(f"nats://{n.address}/fresh?{opts}") for n in nodes if n is not lead
+        ]
+        wrong: list[str] = []
+        try:
+            for i in range(120):
+                for n in sizes if i % 10 == 0 else sizes[:1]:
+                    keys = [("k", n, j) for j in range(n)]
+                    for reader in readers:
+                        before = int(Path(f"{acks}.{n}").read_text())
+                        got = set(reader.get_many("t", keys))
+                        value = got.pop()
+                        if got:
+                            wrong.append(f"{n} keys: values of batches {got | {value}}")
+                        elif value is None or value < before:
+                            wrong.append(f"{n} keys: batch {value}, {before} acknowledged")
+            assert writer.poll() is None, "the writer stopped"
+            assert not wrong, wrong
+        finally:
+            writer.kill()
+            writer.wait()
+            for r in readers:
+                r.close()
