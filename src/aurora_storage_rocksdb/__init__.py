@@ -14,16 +14,19 @@ from typing import TYPE_CHECKING, Any
 from aurora_storage.errors import InheritedHandleError
 
 from ._config import RocksDBConfig
+from ._limits import MAX_RECORD_SIZE, ValueTooLargeError
 
 if TYPE_CHECKING:
     from ._backend import RocksDBBackend
     from ._repository import RocksDBRepository, create_rocksdb_repository
 
 __all__ = [
+    "MAX_RECORD_SIZE",
     "InheritedHandleError",
     "RocksDBBackend",
     "RocksDBConfig",
     "RocksDBRepository",
+    "ValueTooLargeError",
     "create_rocksdb_repository",
 ]
 

@@ -18,8 +18,9 @@ Design points (see the project's engine notes for the verified facts behind them
 
 The plugin's other modules: ``_config`` (options), ``_engine`` (opening and closing the
 engine, damage checks), ``_errors`` (engine errors translated), ``_damage`` (log files
-read), ``_eventstore`` (conditional commits, change feed), ``_repository`` (the
-repository class) and ``_plugin`` (the entry point).
+read), ``_limits`` (the largest record, checked before a write), ``_eventstore``
+(conditional commits, change feed), ``_repository`` (the repository class) and
+``_plugin`` (the entry point).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ from aurora_storage.errors import (
     StoreLockedError,
 )
 
-from . import _eventstore
+from . import _eventstore, _limits
 from ._config import RocksDBConfig, config_from_url
 from ._engine import check_raw_mode, close_when_free, open_db
 from ._errors import EngineCall, translate
@@ -84,6 +85,8 @@ __all__ = ["InheritedHandleError", "RocksDBBackend"]
 
 _FIRST_CHUNK = 64
 _MAX_CHUNK = 4096
+#: Records write_puts adds to its batch between two checks of the batch's size.
+_PUT_CHUNK = 512
 
 #: Properties reported by stats(): the figures a user tunes with.
 _INT_PROPERTIES = (
@@ -421,13 +424,21 @@ class RocksDBBackend(Backend):
             raise self._error(exc, "get") from exc
 
     def put(self, key: bytes, value: bytes) -> None:
-        """See :meth:`Backend.put`."""
+        """See :meth:`Backend.put`.
+
+        Raises:
+            ValueTooLargeError: key and value over ``_limits.MAX_RECORD_SIZE``.
+        """
         try:
+            if len(key) + len(value) > _limits.MAX_RECORD_SIZE:
+                raise _limits.too_large(key, value, self.config.path)
             # Under the write lock: a conditional commit reads then writes under it.
             with self._insert_lock:
                 self._put(key, value)
                 if self._feed is not None:
                     _eventstore.record(self, ((key, value),))
+        except StorageError:
+            raise
         except Exception as exc:
             raise self._error(exc, "put") from exc
 
@@ -452,6 +463,8 @@ class RocksDBBackend(Backend):
         lock (one writer process per store), calling the engine directly instead of
         through :meth:`get` and :meth:`put` (two Python frames of a ~5 us operation)."""
         with self._engine("insert"), self._insert_lock:
+            if len(key) + len(value) > _limits.MAX_RECORD_SIZE:
+                raise _limits.too_large(key, value, self.config.path)
             if self._get(key) is not None:
                 return False
             self._put(key, value)
@@ -486,6 +499,11 @@ class RocksDBBackend(Backend):
                 delete(k)
             else:
                 put(k, v)
+        # A record over the engine's limit: the batch holds it, or dropped it without a
+        # word (see _limits). Two calls per batch, nothing per record.
+        lost = wb.len() != len(ops)
+        if lost or wb.size_in_bytes() > _limits.MAX_RECORD_SIZE:
+            _limits.check_batch(ops, self.config.path, lost=lost)
         try:
             with self._insert_lock:
                 self._db.write(wb)
@@ -504,10 +522,17 @@ class RocksDBBackend(Backend):
         # Kept for the change feed only while one is recording.
         changes: list[Op] | None = [] if self._feed is not None else None
         # Outside the engine-error translation: an exception from producing ``ops`` (a
-        # bad key or value) reaches the caller unchanged, and the batch is dropped.
+        # bad key or value) reaches the caller unchanged, and the batch is dropped. A
+        # record over the engine's limit is refused before the batch takes it (the
+        # batch would drop it without a word, see _limits).
+        limit = _limits.MAX_RECORD_SIZE
         for k, v in ops:
             if v is None:
+                if len(k) > limit:
+                    raise _limits.too_large(k, v, self.config.path)
                 delete(k)
+            elif len(k) + len(v) > limit:
+                raise _limits.too_large(k, v, self.config.path)
             else:
                 put(k, v)
             if changes is not None:
@@ -525,15 +550,44 @@ class RocksDBBackend(Backend):
     def write_puts(self, keys: Sequence[bytes], values: Iterable[bytes]) -> int:
         """See :meth:`Backend.write_puts`: the pairs go into one WriteBatch through a
         C-level ``map`` over the batch's ``put`` (no Python frame per item); the batch is
-        written once ``keys`` is exhausted."""
+        written once ``keys`` is exhausted.
+
+        Records over the engine's limit (``_limits.MAX_RECORD_SIZE``) are found by the
+        batch's size and record count, read every ``_PUT_CHUNK`` records (see
+        :func:`._limits.check_batch`): only a chunk that grew the batch by more than the
+        limit, or lost a record (the batch drops a value of 4 GiB or more without a
+        word), has its records measured, so the values of one chunk are kept until it
+        is checked. A value just under 4 GiB is copied into the batch before it is
+        refused; one of 4 GiB or more never is.
+
+        Raises:
+            ValueTooLargeError: a record over the limit; nothing is written.
+        """
         if self._feed is not None:
             # A change feed records each pair: the general path keeps them.
             return self.write_iter(zip(keys, values, strict=False))
         self._check()
+        if type(keys) is not list:
+            keys = list(keys)  # sliced by chunks below
         wb = rocksdict.WriteBatch(raw_mode=True)
+        put, size, count = wb.put, wb.size_in_bytes, wb.len
+        limit = _limits.MAX_RECORD_SIZE
+        source = iter(values)
+        before = size()
         # Outside the engine-error translation, as in write_iter: an exception from
         # producing a value reaches the caller unchanged, and the batch is dropped.
-        _consume(map(wb.put, keys, values), 0)
+        for start in range(0, len(keys), _PUT_CHUNK):
+            chunk_keys = keys[start : start + _PUT_CHUNK]
+            chunk_values = list(islice(source, len(chunk_keys)))
+            _consume(map(put, chunk_keys, chunk_values), 0)
+            now = size()
+            lost = count() != start + len(chunk_values)
+            if lost or now - before > limit:
+                records = zip(chunk_keys, chunk_values, strict=False)
+                _limits.check_batch(records, self.config.path, lost=lost)
+            before = now
+            if len(chunk_values) < len(chunk_keys):
+                break  # values ran out (as map() stops at the shorter)
         with self._engine("write batch"), self._insert_lock:
             self._db.write(wb)
         return len(keys)

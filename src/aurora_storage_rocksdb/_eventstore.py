@@ -21,6 +21,8 @@ import rocksdict
 from aurora_storage.backend import Append, Condition, Op, RecentChanges, plan_commit
 from aurora_storage.errors import StorageError
 
+from . import _limits
+
 if TYPE_CHECKING:
     from ._backend import RocksDBBackend
 
@@ -52,6 +54,11 @@ def commit(
                     wb.delete(k)
                 else:
                     wb.put(k, v)
+            # A record over the engine's limit: the batch holds it, or dropped it
+            # without a word (see _limits).
+            lost = wb.len() != len(final)
+            if lost or wb.size_in_bytes() > _limits.MAX_RECORD_SIZE:
+                _limits.check_batch(final, backend.config.path, lost=lost)
             backend._db.write(wb)
         except StorageError:
             raise  # ConditionFailed, CorruptionError of a counter: already typed

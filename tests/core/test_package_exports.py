@@ -15,9 +15,11 @@ import aurora_storage
 PINS: dict[str, set[str]] = {
     "aurora_storage_rocksdb": {
         "InheritedHandleError",
+        "MAX_RECORD_SIZE",
         "RocksDBBackend",
         "RocksDBConfig",
         "RocksDBRepository",
+        "ValueTooLargeError",
         "create_rocksdb_repository",
     },
     "aurora_storage_lmdb": {
