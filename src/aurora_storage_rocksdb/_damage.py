@@ -12,18 +12,26 @@ never acknowledged) or cut short by damage (acknowledged records are gone):
   copies page by page and stops between pages when the kill arrives), or at a boundary
   between RocksDB's own buffer flushes, which fall between a header and its payload or
   between two fragments.
-* A crash of the OS can leave a zero-filled tail.
+* A crash of the OS can leave a zero-filled tail: a file's new size can reach the disk
+  before its data, on some filesystems. Nothing else puts zeros where a record should
+  be - RocksDB never writes them (its log reader skips them as the preallocated space
+  of the mmap writes of old versions), and a killed process leaves the kernel's copy of
+  what it wrote. So zeros are a crash's tail only in a log last written before the
+  machine booted (:func:`written_before_boot`); elsewhere they are damage, and RocksDB
+  would replay the log up to them without a word.
 
 Anything else - a log ending in the middle of a payload at an unaligned offset, a torn
 record in a log that is not the newest - is damage. A log cut exactly at a record
-boundary cannot be told from a shorter log: that is the limit of any check without an
-out-of-band record of the log's length (documented in docs/backends/rocksdb.md).
+boundary (emptied, in the extreme) cannot be told from a shorter log: that is the limit
+of any check without an out-of-band record of the log's length (documented in
+docs/backends/rocksdb.md).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 
 __all__ = [
@@ -35,6 +43,8 @@ __all__ = [
     "manifest_numbers",
     "scan_log",
     "wal_files",
+    "written_before_boot",
+    "zeros_in_log",
 ]
 
 _BLOCK = 32 * 1024
@@ -59,6 +69,10 @@ class LogTail:
             module docstring); always true when the log ends on a record.
         problem: text for a message when the framing itself is broken (a length that
             runs past its block, an unknown record type), else ``None``.
+        zeros_at: where zeros begin in place of a record (a record header of zeros, or
+            zeros after the last whole fragment), else ``None``.
+        zero_hole: whether something other than zeros follows them (records after a
+            hole: never a crash's tail).
     """
 
     path: str
@@ -66,6 +80,8 @@ class LogTail:
     complete_end: int
     crash_shaped: bool
     problem: str | None = None
+    zeros_at: int | None = None
+    zero_hole: bool = False
 
     @property
     def torn(self) -> bool:
@@ -82,11 +98,34 @@ def scan_log(path: str) -> LogTail:
     """
     with open(path, "rb") as f:
         data = f.read()
+    return _scan(path, data)
+
+
+def zeros_in_log(path: str) -> LogTail | None:
+    """The tail of one log file when zeros stand where a record should be (see
+    :class:`LogTail`'s ``zeros_at``), else ``None``. Cheap for most logs: without a run
+    of seven zero bytes (a record header of zeros) and with a last byte that is not
+    zero there is nothing to walk.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    if b"\x00" * _HEADER not in data and data[-1:] != b"\x00":
+        return None
+    tail = _scan(path, data)
+    return tail if tail.zeros_at is not None else None
+
+
+def _scan(path: str, data: bytes) -> LogTail:
     size = len(data)
     pos = 0
     complete_end = 0  # after the last complete logical record
     phys_end = 0  # after the last complete physical fragment
     in_record = False
+    zeros_at: int | None = None
+    hole = False
     while pos < size:
         left_in_block = _BLOCK - pos % _BLOCK
         if left_in_block < _HEADER:
@@ -101,7 +140,11 @@ def scan_log(path: str) -> LogTail:
         length = data[pos + 4] | (data[pos + 5] << 8)
         rtype = data[pos + 6]
         if rtype == 0 and length == 0:
-            # Zeros: preallocated space (or an OS crash's zero fill); the log ends here.
+            # Zeros where a record should start: an OS crash's zero fill, or damage
+            # (RocksDB skips them silently); the log is read up to here. Records after
+            # them make a hole (the header's checksum may be a torn write's prefix).
+            zeros_at = pos
+            hole = bool(data[pos + 4 :].strip(b"\x00"))
             break
         if rtype not in _KNOWN_TYPES:
             return LogTail(path, size, complete_end, False, f"unknown record type {rtype} at {pos}")
@@ -128,13 +171,51 @@ def scan_log(path: str) -> LogTail:
     if complete_end >= size:
         return LogTail(path, size, size, True)
     tail = data[phys_end:]
+    zero_tail = not tail.strip(b"\x00")
+    if zeros_at is None and zero_tail:
+        zeros_at = phys_end  # zeros after the last whole fragment
     crash_shaped = (
         size % _PAGE == 0
         or size == phys_end
         or size - phys_end in (_HEADER, _RECYCLABLE_HEADER)
-        or not tail.strip(b"\x00")
+        or zero_tail
     )
-    return LogTail(path, size, complete_end, crash_shaped)
+    return LogTail(path, size, complete_end, crash_shaped, None, zeros_at, hole)
+
+
+#: Seconds after the boot during which a file's modification still counts as before it
+#: (the boot time is read to the second, and clocks are set during the boot).
+_BOOT_SLACK = 120.0
+
+
+def boot_time() -> float | None:
+    """When the running kernel booted (seconds since the epoch), or ``None`` where that
+    is not known (then no file is judged by it)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:
+        return None
+    return time.time() - time.clock_gettime(boottime)
+
+
+def written_before_boot(path: str) -> bool:
+    """Whether ``path`` was last modified before the machine booted - so an OS crash
+    may have come between its last write and now, and a zero-filled tail may be that
+    crash's doing. ``True`` where the boot time or the file's time cannot be read (the
+    check then accepts what it accepted before it existed)."""
+    boot = boot_time()
+    if boot is None:
+        return True
+    try:
+        return os.stat(path).st_mtime < boot + _BOOT_SLACK
+    except OSError:
+        return True
 
 
 def wal_files(path: str) -> list[str]:

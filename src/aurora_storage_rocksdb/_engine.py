@@ -1,7 +1,8 @@
 """Opening and closing the RocksDB engine: the damage checks before an open (a MANIFEST
-cut short, a deleted write-ahead log, a store written in rocksdict's pickle mode), strict
-write-ahead log recovery that drops only a crash's torn tail, point-in-time recovery
-when asked, the engine's options, and a close that waits for calls in flight."""
+cut short, a deleted write-ahead log, zeros where log records should be, a store written
+in rocksdict's pickle mode), strict write-ahead log recovery that drops only a crash's
+torn tail, point-in-time recovery when asked, the engine's options, and a close that
+waits for calls in flight."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import logging
 import os
 import re
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import rocksdict
 
@@ -32,6 +33,8 @@ from ._damage import (
     manifest_numbers,
     scan_log,
     wal_files,
+    written_before_boot,
+    zeros_in_log,
 )
 from ._errors import translate
 
@@ -169,9 +172,9 @@ def _open_db_once(
     recovery: dict[str, Any] | None = None
     try:
         if config.mode != "secondary" and os.path.exists(os.path.join(path, "CURRENT")):
-            missing_wal = _check_manifest(config)
+            checks = _check_manifest(config)
         else:
-            missing_wal = None
+            checks = _Checks()
         if config.mode == "read_only":
             access = rocksdict.AccessType.read_only()
         elif config.mode == "secondary":
@@ -209,11 +212,34 @@ def _open_db_once(
                 tail.path,
                 tail.size - tail.complete_end,
             )
+        crash = checks.crash_zeros
+        if crash is not None and recovery is None and config.wal_recovery == "strict":
+            # The engine read the log up to the zeros without a word: say so.
+            dropped_bytes = crash.size - crash.complete_end
+            recovery = {
+                "mode": "strict",
+                "torn_tail": {"file": crash.path, "bytes_dropped": dropped_bytes},
+            }
+            _log.info(
+                "RocksDB store %s: dropped the zero-filled tail of %s (%d bytes: what an "
+                "OS crash leaves of writes whose data had not reached the disk)",
+                path,
+                crash.path,
+                dropped_bytes,
+            )
         if config.wal_recovery == "point_in_time" and config.mode != "secondary":
             dropped = dropped_in_info_log(path)
-            if missing_wal is not None:
-                dropped.insert(
-                    0, (os.path.join(path, f"{missing_wal:06d}.log"), 0, "the log file is missing")
+            if checks.missing_wal is not None:
+                missing = os.path.join(path, f"{checks.missing_wal:06d}.log")
+                dropped.insert(0, (missing, 0, "the log file is missing"))
+            dropped.extend(checks.zeros_dropped)
+            if crash is not None:
+                dropped.append(
+                    (
+                        crash.path,
+                        crash.size - crash.complete_end,
+                        "zero-filled tail (an OS crash's doing)",
+                    )
                 )
             if dropped:
                 recovery = {
@@ -290,16 +316,30 @@ def _crash_torn_tail(path: str) -> LogTail | None:
     return newest
 
 
-def _check_manifest(config: RocksDBConfig) -> int | None:
-    """Refuse a MANIFEST that was cut short: RocksDB would open the state of its last
-    complete record without a word - and then delete the table files the lost records
-    listed (a store of 20,000 records reopened with a fraction of them, or none)."""
+class _Checks(NamedTuple):
+    """What the checks before an open found that the open goes on with."""
+
+    #: the number of the write-ahead log the MANIFEST needs and that is missing
+    #: (``wal_recovery=point_in_time`` only; otherwise it is refused)
+    missing_wal: int | None = None
+    #: the newest log's zero-filled tail that an OS crash may have left
+    crash_zeros: LogTail | None = None
+    #: ``(file, bytes, reason)`` of zeros a ``wal_recovery=point_in_time`` open drops
+    zeros_dropped: tuple[tuple[str, int, str], ...] = ()
+
+
+def _check_manifest(config: RocksDBConfig) -> _Checks:
+    """Refuse a MANIFEST that was cut short or ends in zeros: RocksDB would open the
+    state of its last complete record without a word - and then delete the table files
+    the lost records listed (a store of 20,000 records reopened with a fraction of
+    them, or none). Then check the write-ahead logs (:func:`_check_wal_present`,
+    :func:`_check_wal_zeros`)."""
     path = config.path
     try:
         with open(os.path.join(path, "CURRENT"), encoding="utf-8", errors="replace") as f:
             name = f.read().strip()
     except OSError:
-        return None  # the engine reports a missing or unreadable CURRENT itself
+        return _Checks()  # the engine reports a missing or unreadable CURRENT itself
     if not re.fullmatch(r"MANIFEST-\d+", name):
         raise CorruptionError(
             f"the RocksDB store {path} is damaged: its CURRENT file does not name a "
@@ -320,22 +360,114 @@ def _check_manifest(config: RocksDBConfig) -> int | None:
         try:
             tail = scan_log(manifest)
         except OSError:
-            return None  # the engine reports a missing MANIFEST itself
-        if tail.problem is None and (not tail.torn or tail.crash_shaped):
-            return _check_wal_present(config, manifest)
+            return _Checks()  # the engine reports a missing MANIFEST itself
+        zeros = tail.zeros_at is not None and (tail.zero_hole or not written_before_boot(manifest))
+        if tail.problem is None and (not tail.torn or tail.crash_shaped) and not zeros:
+            missing = _check_wal_present(config, manifest)
+            crash, dropped = _check_wal_zeros(config, manifest)
+            return _Checks(missing, crash, dropped)
         if config.mode != "read_only" or attempt == 2:
             break
         # A read-only open beside a live writer may see its MANIFEST mid-append.
         time.sleep(0.05)
-    what = tail.problem or (
-        f"it ends inside a record ({tail.size} bytes, the last complete record ends at "
-        f"{tail.complete_end}): the file was cut short"
-    )
+    if tail.problem is None and tail.zeros_at is not None:
+        what = _zeros_text(tail, "it") + (
+            ": RocksDB would open the state before them and delete the table files the "
+            "lost records listed"
+        )
+    else:
+        what = tail.problem or (
+            f"it ends inside a record ({tail.size} bytes, the last complete record ends "
+            f"at {tail.complete_end}): the file was cut short"
+        )
     raise CorruptionError(
         f"the RocksDB store {path} is damaged: {manifest}: {what}. Restore the store from a backup",
         backend="rocksdb",
         path=manifest,
     )
+
+
+def _zeros_text(tail: LogTail, subject: str) -> str:
+    """What is wrong with a log (``subject``: its path, or "it") holding zeros where
+    records should be."""
+    assert tail.zeros_at is not None
+    where = (
+        f"zeros from offset {tail.zeros_at:,} with records after them"
+        if tail.zero_hole
+        else f"zeros from offset {tail.zeros_at:,} to its end ({tail.size - tail.zeros_at:,} bytes)"
+    )
+    why = (
+        "records after zeros are no crash's tail"
+        if tail.zero_hole
+        else "an OS crash can leave zeros (a file's new size reaching the disk before its "
+        "data), but the file was last written after this machine booted"
+    )
+    return (
+        f"{subject} holds {where} where records should be. RocksDB never writes zeros into "
+        f"its logs and a killed process cannot leave them; {why}"
+    )
+
+
+def _check_wal_zeros(
+    config: RocksDBConfig, manifest: str
+) -> tuple[LogTail | None, tuple[tuple[str, int, str], ...]]:
+    """Refuse zeros where records should be in a write-ahead log the store still needs:
+    the engine reads a log up to them (or skips them) without a word, so the records
+    that were there - acknowledged writes, when the log was emptied or zeroed by damage
+    rather than by a crash - would be gone. A zero-filled tail of the newest log, last
+    written before this machine booted, is what an OS crash leaves: returned for the
+    recovery report. With ``wal_recovery=point_in_time`` a zero-filled tail of the
+    newest log is opened past and returned as dropped; zeros anywhere else are refused
+    in every mode (the engine would replay the records after them over the hole)."""
+    path = config.path
+    logs = wal_files(path)
+    if not logs:
+        return None, ()
+    number, _ = manifest_numbers(manifest)
+    if number is not None:
+        logs = [f for f in logs if int(os.path.basename(f)[:-4]) >= number]
+    crash: LogTail | None = None
+    dropped: list[tuple[str, int, str]] = []
+    for log in logs:
+        try:
+            tail = zeros_in_log(log)
+        except OSError:
+            continue  # unreadable: the engine reports it at open
+        if tail is None:
+            continue
+        assert tail.zeros_at is not None
+        tail_of_newest = log == logs[-1] and not tail.zero_hole
+        if tail_of_newest and written_before_boot(log):
+            crash = tail
+            continue
+        if (
+            tail_of_newest
+            and config.wal_recovery == "point_in_time"
+            and config.mode == "read_write"
+        ):
+            dropped.append((log, tail.size - tail.zeros_at, f"zeros from offset {tail.zeros_at}"))
+            continue
+        if tail_of_newest and config.mode == "read_write":
+            hint = (
+                "Restore the store from a backup, or open it with "
+                "wal_recovery=point_in_time to keep the records before the zeros (what is "
+                "dropped is logged and reported in stats()['recovery'])"
+            )
+        else:
+            hint = (
+                "Restore the store from a backup. wal_recovery=point_in_time cannot help "
+                "here: the engine would replay the records after the zeros over the hole"
+                if not tail_of_newest
+                else "Restore the store from a backup"
+            )
+        raise CorruptionError(
+            f"the RocksDB store {path} is damaged: its write-ahead log "
+            f"{_zeros_text(tail, log)}. The store would open without the records that "
+            f"were there, and without a word. {hint}",
+            backend="rocksdb",
+            path=log,
+        )
+    return crash, tuple(dropped)
 
 
 def _check_wal_present(config: RocksDBConfig, manifest: str) -> int | None:

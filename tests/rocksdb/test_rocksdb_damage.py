@@ -16,11 +16,19 @@ import pytest
 
 import aurora_storage
 from aurora_storage.errors import CorruptionError
-from aurora_storage_rocksdb._damage import scan_log
+from aurora_storage_rocksdb import _damage
+from aurora_storage_rocksdb._damage import boot_time, scan_log
 
 CHILD = str(Path(__file__).with_name("child_rocksdb.py"))
 
 FLUSHED, IN_WAL = 2000, 3000
+
+
+@pytest.fixture(autouse=True)
+def _no_boot_slack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written by a test count as written since the boot even on a machine booted
+    a moment ago (the check allows two minutes of clock slack after the boot)."""
+    monkeypatch.setattr(_damage, "_BOOT_SLACK", 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +77,14 @@ def _flip(path: str, offset: int) -> None:
         b = f.read(1)
         f.seek(offset)
         f.write(bytes([b[0] ^ 0x40]))
+
+
+def _before_boot(path: str) -> None:
+    """Date the file's last write before this machine booted: what an OS crash (and the
+    reboot after it) leaves, the only state in which zeros in a log are a crash's tail."""
+    boot = boot_time()
+    assert boot is not None
+    os.utime(path, (boot - 3600, boot - 3600))
 
 
 def _all_records(url: str) -> tuple[int, int]:
@@ -187,14 +203,22 @@ def test_crash_torn_tail_still_opens_and_is_reported(store: Path) -> None:
 
 
 def test_zero_filled_tail_is_a_crash_tail(store: Path) -> None:
-    # Zeros after the last record: preallocated space, or an OS crash that extended the
-    # file without its data.
+    # Zeros after the last record: an OS crash that extended the file without its data
+    # (RocksDB's preallocation keeps the file's size) - so the log was last written
+    # before the machine booted. The same zeros written since the boot are damage
+    # (tests/rocksdb/test_rocksdb_zeroed_log.py).
     wal = _wal(store)
+    size = os.path.getsize(wal)
     with open(wal, "ab") as f:
         f.write(b"\0" * 10_000)
     tail = scan_log(wal)
     assert tail.torn
     assert tail.crash_shaped
+    assert tail.zeros_at == size
+    _before_boot(wal)
+    with aurora_storage.open(f"rocksdb://{store}") as repo:
+        rec = repo.stats()["recovery"]
+        assert rec == {"mode": "strict", "torn_tail": {"file": wal, "bytes_dropped": 10_000}}
     assert _all_records(f"rocksdb://{store}") == (FLUSHED + IN_WAL, 60)
 
 
@@ -236,6 +260,51 @@ def test_truncated_manifest_is_reported_and_nothing_is_deleted(
         aurora_storage.open(f"rocksdb://{store}")
     assert info.value.path == manifest
     assert "cut short" in str(info.value)
+    assert sorted(glob.glob(f"{store}/*.sst")) == tables  # no table file deleted
+
+
+def _manifest_records(manifest: str) -> list[int]:
+    """Where each record of a MANIFEST starts (each edit fits one 32 KiB block here)."""
+    data = Path(manifest).read_bytes()
+    pos, starts = 0, []
+    while pos + 7 <= len(data):
+        starts.append(pos)
+        pos += 7 + (data[pos + 4] | data[pos + 5] << 8)
+    assert pos == len(data)
+    return starts
+
+
+@pytest.mark.parametrize("crashed", [False, True], ids=["now", "before-boot"])
+def test_zeroed_manifest_tail_is_reported_and_nothing_is_deleted(
+    many_flushes: Path, tmp_path: Path, crashed: bool
+) -> None:
+    # Zeros from a record boundary on: RocksDB read the MANIFEST up to them, opened with
+    # 9,000 of 20,000 records and deleted 4 of 7 table files, without a word. After an
+    # OS crash (the file last written before the boot) zeros can only stand for the
+    # edit being written, never acknowledged nor acted on: opened then.
+    store = tmp_path / "s"
+    shutil.copytree(many_flushes, store)
+    manifest = _manifest(store)
+    starts = _manifest_records(manifest)
+    tables = sorted(glob.glob(f"{store}/*.sst"))
+    if crashed:
+        cut = starts[-1]  # the last edit, as an OS crash could leave it
+        with open(manifest, "r+b") as f:
+            f.seek(cut)
+            f.write(b"\0" * (os.path.getsize(manifest) - cut))
+        _before_boot(manifest)
+        with aurora_storage.open(f"rocksdb://{store}") as repo:
+            assert repo.count("t") == 20_000
+        return
+    cut = starts[len(starts) // 2]
+    with open(manifest, "r+b") as f:
+        f.seek(cut)
+        f.write(b"\0" * (os.path.getsize(manifest) - cut))
+    with pytest.raises(CorruptionError) as info:
+        aurora_storage.open(f"rocksdb://{store}")
+    assert info.value.path == manifest
+    assert f"holds zeros from offset {cut:,} to its end" in str(info.value)
+    assert "delete the table files" in str(info.value)
     assert sorted(glob.glob(f"{store}/*.sst")) == tables  # no table file deleted
 
 
