@@ -11,6 +11,8 @@ Design choices (each is a reason, see docs/backends/lmdb.md for the user's view)
   instead of returning wrong data. The core's metadata record goes through the same
   envelope.
 * Point reads are one short read transaction on the caller's thread (no thread hop).
+* Values over LMDB's record size (:data:`MAX_VALUE_SIZE`) are refused before the
+  engine, as values (its own refusal cannot tell a value from a key).
 * A write transaction is bound to the OS thread that began it, so every write begins
   and commits inside one call, under a process lock. The lock also guarantees that no
   write transaction of this process is open while the map grows.
@@ -38,7 +40,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from aurora_storage import _fork
+from aurora_storage import MAX_KEY_SIZE, _fork
 from aurora_storage._stores import (
     MARKER_NAME,
     config_signature,
@@ -88,6 +90,7 @@ from ._envelope import crc as _crc
 from ._envelope import pack as _pack
 from ._envelope import xxh32 as _x32
 from ._envelope import xxh32_digest as _x32d
+from ._errors import MAX_RECORD_SIZE, value_too_large
 from ._format import LMDB_DATA_VERSION, structure_problems
 
 __all__ = ["LMDBBackend"]
@@ -103,6 +106,12 @@ _trailer = itemgetter(slice(-4, None))
 _RETRIES = 64
 # Maps beyond this are pointless on today's 64-bit systems (47-bit address space).
 _ADDRESS_LIMIT = 1 << 46
+#: The largest value a store takes (bytes): LMDB's record limit less the 4-byte
+#: envelope and what a change-log record adds to the value (a tag byte, the key's 2-byte
+#: length and the key). Larger values raise InvalidArgumentError before the engine sees
+#: them (LMDB's own refusal, MDB_BAD_VALSIZE, cannot tell a value from a key). Read
+#: when a store is opened.
+MAX_VALUE_SIZE = MAX_RECORD_SIZE - 4 - 3 - MAX_KEY_SIZE
 # Options that matter only while opening: two opens of one store may differ in them.
 _OPEN_ONLY_OPTIONS = ("create", "verify")
 
@@ -168,6 +177,7 @@ class LMDBBackend(Environment, Backend):
         self._xx = ENVELOPE_VERSION not in CRC_ENVELOPES
         self._pid = os.getpid()
         self._chunk = config.scan_chunk
+        self._max_value = MAX_VALUE_SIZE
         self._data_file = os.path.join(self.path, "data.mdb") if config.subdir else self.path
         self._grow_lock_file = (
             os.path.join(self.path, "aurora-grow.lock") if config.subdir else self.path + "-grow"
@@ -389,6 +399,8 @@ class LMDBBackend(Environment, Backend):
         """See :meth:`Backend.put`: one write transaction (durable per ``sync``)."""
         if self._dead:
             self._check()
+        if len(value) > self._max_value:
+            raise value_too_large(key, len(value), self._max_value, self.path)
         if self._xx:
             data = value + _x32d(value, _x32(key))
         else:
@@ -445,6 +457,8 @@ class LMDBBackend(Environment, Backend):
         across processes too."""
         if self._dead:
             self._check()
+        if len(value) > self._max_value:
+            raise value_too_large(key, len(value), self._max_value, self.path)
         data = self._wrap(key, value)
         return bool(
             self._write_txn(
@@ -474,6 +488,7 @@ class LMDBBackend(Environment, Backend):
         if len(ops) > _WRAP_SLICE:
             self.write_iter(ops)
             return
+        self._check_sizes(ops)
         kseed = self._kseed
         if self._xx:
             puts = [(k, None if v is None else v + _x32d(v, _x32(k))) for k, v in ops]
@@ -518,6 +533,7 @@ class LMDBBackend(Environment, Backend):
         puts: list[tuple[bytes, bytes | None]] = []
         only_puts = True
         while part := list(islice(it, _WRAP_SLICE)):
+            self._check_sizes(part)
             keys = list(map(_first, part))
             vals = list(map(_second, part))
             wrapped: list[bytes | None]
@@ -581,6 +597,12 @@ class LMDBBackend(Environment, Backend):
         if self._dead:
             self._check()
         wrapped = self._wrap_all(keys, values)
+        limit = self._max_value
+        if wrapped and max(map(len, wrapped)) > limit + 4:
+            # Checked once wrapped (the values stream in): still before the engine.
+            for k, v in zip(keys, wrapped, strict=True):
+                if len(v) > limit + 4:
+                    raise value_too_large(k, len(v) - 4, limit, self.path)
         n = len(keys)
         # ``keys`` and ``wrapped`` are lists: the transaction is rerun whole after the
         # map grows.
@@ -611,6 +633,16 @@ class LMDBBackend(Environment, Backend):
         if self._xx:
             return list(map(bytes.__add__, for_data, map(_x32d, for_sum, seeds)))
         return list(map(bytes.__add__, for_data, map(_pack, map(_crc, for_sum, seeds))))
+
+    def _check_sizes(self, ops: Iterable[Op]) -> None:
+        """Refuse the first value of ``ops`` over :data:`MAX_VALUE_SIZE` (nothing is
+        written): a C-level pass over the sizes, a Python one only to name it."""
+        limit = self._max_value
+        sizes = list(map(len, filter(None, map(_second, ops))))
+        if sizes and max(sizes) > limit:
+            for k, v in ops:
+                if v is not None and len(v) > limit:
+                    raise value_too_large(k, len(v), limit, self.path)
 
     def delete_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.delete_range`: cursor deletes, in bounded transactions

@@ -9,8 +9,10 @@ import os
 
 import lmdb
 
+from aurora_storage import decode_stored_key
 from aurora_storage.errors import (
     CorruptionError,
+    InvalidArgumentError,
     InvalidKeyError,
     ReadOnlyError,
     StorageError,
@@ -20,10 +22,14 @@ from aurora_storage.errors import (
 
 from ._disk import disk_nearly_full
 
-__all__ = ["RACE_ERRORS", "translate"]
+__all__ = ["MAX_RECORD_SIZE", "RACE_ERRORS", "translate", "value_too_large"]
 
 # liblmdb's text for EIO (it raises a plain lmdb.Error with no errno attached).
 _EIO_TEXT = os.strerror(errno.EIO)
+
+#: The most bytes LMDB stores in one record (MAXDATASIZE in liblmdb's mdb.c: a node
+#: keeps its data size in 32 bits); a larger one fails with MDB_BAD_VALSIZE.
+MAX_RECORD_SIZE = 0xFFFFFFFF
 
 #: Errors a read may see when it races a resize on another thread (retried).
 RACE_ERRORS = (lmdb.Error, lmdb.InvalidParameterError, lmdb.BadTxnError, lmdb.BadRslotError)
@@ -70,3 +76,30 @@ def translate(exc: Exception, what: str, *, path: str, max_readers: int) -> Stor
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
         return StorageFullError(f"{where}: disk full: {exc}", backend="lmdb", path=path)
     return StorageError(f"{where}: {exc}", backend="lmdb", path=path)
+
+
+def value_too_large(key: bytes, size: int, limit: int, path: str) -> InvalidArgumentError:
+    """The error for a value of ``size`` bytes at the stored key ``key``, over the
+    ``limit`` of the LMDB store at ``path`` (refused before the engine, nothing
+    written). Names the user's tenant and key where the stored key decodes."""
+    tenant: str | None = None
+    user_key: object = None
+    where = f"at stored key {key!r}"
+    try:
+        tenant, user_key = decode_stored_key(key)
+    except (InvalidKeyError, ValueError):
+        pass
+    else:
+        where = f"for tenant {tenant!r}, key {user_key!r}"
+    return InvalidArgumentError(
+        f"the value {where} is {size:,} bytes; an LMDB store takes values of at most "
+        f"{limit:,} bytes (LMDB stores at most 4 GiB - 1 byte, {MAX_RECORD_SIZE:,} "
+        "bytes, per record; the plugin adds a 4-byte checksum and keeps room for the "
+        "change log's copy of the key). Nothing was written. Keep large blobs outside "
+        "the store (a file, an object store) and store a reference, or split the value",
+        tenant=tenant,
+        key=user_key,
+        backend="lmdb",
+        path=path,
+        stored_key=key,
+    )

@@ -68,6 +68,8 @@ from aurora_storage.errors import (
     RepositoryClosedError,
 )
 
+from ._errors import value_too_large
+
 if TYPE_CHECKING:
     from ._backend import LMDBBackend
 
@@ -151,6 +153,7 @@ def _commit_fast(
     kseed, trailer = backend._kseed, backend._trailer
     unwrap = backend._unwrap
     created = {key for key, _ in conditions}
+    limit = backend._max_value
     done: list[Op] = []
 
     def work(txn: Any) -> list[int]:
@@ -162,6 +165,8 @@ def _commit_fast(
         for k, v in ops:
             if v is None:  # pragma: no cover - commit() sends no deletes here
                 raise _Occupied
+            if len(v) > limit:  # refused before the engine (the transaction aborts)
+                raise value_too_large(k, len(v), limit, backend.path)
             if k in created:
                 if not put(k, v + trailer(v, kseed(k)), overwrite=False):
                     raise _Occupied
@@ -190,6 +195,8 @@ def _commit_fast(
             for v in app.values:
                 n += 1
                 k = record(n)
+                if len(v) > limit:
+                    raise value_too_large(k, len(v), limit, backend.path)
                 if not put(k, v + trailer(v, kseed(k)), overwrite=False):
                     raise _Occupied
                 if recording:
@@ -234,6 +241,7 @@ def _commit_general(
             return k if k >= start else None
 
         final, firsts = plan_commit(read, ops, conditions, appends, last=last)
+        backend._check_sizes(final)
         put, delete = txn.put, txn.delete
         done.clear()  # a retried transaction starts over
         # Read under the write lock (start_feed sets it there): a commit after the
