@@ -11,6 +11,9 @@ Design choices (each is a reason, see docs/backends/lmdb.md for the user's view)
   instead of returning wrong data. The core's metadata record goes through the same
   envelope.
 * Point reads are one short read transaction on the caller's thread (no thread hop).
+  A read that finds nothing checks the envelopes of the records around the key (see
+  ``_near``): a damaged key that keeps the order is one of them, and a miss must not
+  hide it. Hits pay nothing for it.
 * Values over LMDB's record size (:data:`MAX_VALUE_SIZE`) are refused before the
   engine, as values (its own refusal cannot tell a value from a key).
 * A write transaction is bound to the OS thread that began it, so every write begins
@@ -64,6 +67,7 @@ from aurora_storage.backend import (
 from aurora_storage.config import URL
 from aurora_storage.errors import (
     ConfigurationError,
+    CorruptionError,
     StorageError,
 )
 
@@ -78,6 +82,7 @@ from ._envelope import (
     CRC_ENVELOPES,
     ENVELOPE_VERSION,
     INTACT,
+    KEYED_ENVELOPES,
     PLUGIN_META_KEY,
     RESIDUE,
     SEEDS,
@@ -175,6 +180,9 @@ class LMDBBackend(Environment, Backend):
         # branch on _xx (envelope v3, xxHash32) to keep v1/v2's CRC checks inline.
         self._trailer: Callable[[bytes, int], bytes] = TRAILERS[ENVELOPE_VERSION]
         self._xx = ENVELOPE_VERSION not in CRC_ENVELOPES
+        # Whether the checksum covers the key (not in envelope v1): misses check the
+        # records next to them (see _near).
+        self._keyed = ENVELOPE_VERSION in KEYED_ENVELOPES
         self._pid = os.getpid()
         self._chunk = config.scan_chunk
         self._max_value = MAX_VALUE_SIZE
@@ -308,6 +316,7 @@ class LMDBBackend(Environment, Backend):
         self._kseed = SEEDS[self._envelope]
         self._trailer = TRAILERS[self._envelope]
         self._xx = self._envelope not in CRC_ENVELOPES
+        self._keyed = self._envelope in KEYED_ENVELOPES
 
     def _write_plugin_meta(self, txn: Any) -> bytes | None:
         """The write transaction that settles a new store's shape: its plugin record
@@ -346,13 +355,20 @@ class LMDBBackend(Environment, Backend):
             # Explicit begin/abort: cheaper than the context manager on this hot path.
             txn = self._begin()
             raw: bytes | None = txn.get(key)
+            if raw is None:
+                # A miss: is a record next to it damaged (its key, say)? See _near.
+                bad = self._near(txn, key)
+                txn.abort()
+                if bad is not None:
+                    raise self._near_error(key, bad)
+                return None
             txn.abort()
         except lmdb.Error as exc:
             if txn is not None:
                 txn.abort()
             raw = self._get_slow(key, exc)
-        if raw is None:
-            return None
+            if raw is None:
+                return None
         if self._xx:
             payload: bytes = raw[:-4]
             if _x32d(payload, _x32(key)) != raw[-4:]:
@@ -363,35 +379,134 @@ class LMDBBackend(Environment, Backend):
         return raw[:-4]
 
     def contains(self, key: bytes) -> bool:
-        """See :meth:`Backend.contains`: presence only, so the value's CRC is not checked
-        (nothing is returned that could be wrong)."""
+        """See :meth:`Backend.contains`: presence only, so a found value's checksum is
+        not checked (nothing is returned that could be wrong); a miss is checked like
+        :meth:`get`'s (see :meth:`_near`). One cursor seek answers both: a hit copies
+        no value, and a miss is already placed on the record after the key."""
         if self._dead:
             self._check()
         txn = None
         try:
-            # The same inlined read as get() (a hot path too), minus the CRC check.
+            # Inlined like get() (a hot path too).
             txn = self._begin()
-            raw: bytes | None = txn.get(key)
+            cur = txn.cursor()
+            found = cur.set_range(key)
+            if found and cur.key() == key:
+                txn.abort()
+                return True
+            bad = self._beside(cur, key, found) if self._keyed else None
             txn.abort()
         except lmdb.Error as exc:
             if txn is not None:
                 txn.abort()
-            raw = self._get_slow(key, exc)
-        return raw is not None
+            return self._get_slow(key, exc) is not None
+        if bad is not None:
+            raise self._near_error(key, bad)
+        return False
 
     def _get_slow(self, key: bytes, exc: Exception) -> bytes | None:
-        raw: bytes | None = self._read_txn(lambda txn: txn.get(key), exc)
+        raw: bytes | None = self._read_txn(lambda txn: self._lookup(txn, key), exc)
         return raw
+
+    def _lookup(self, txn: Any, key: bytes) -> bytes | None:
+        """The stored bytes at ``key`` in ``txn``, or ``None`` if the key is absent and
+        no record next to it is damaged (else CorruptionError, see :meth:`_near`)."""
+        raw: bytes | None = txn.get(key)
+        if raw is None:
+            bad = self._near(txn, key)
+            if bad is not None:
+                raise self._near_error(key, bad)
+        return raw
+
+    def _near(self, txn: Any, key: bytes) -> tuple[bytes, bytes] | None:
+        """After a lookup of ``key`` in ``txn`` found nothing: a damaged record that may
+        be the one stored under ``key``, as ``(stored key, stored bytes)``; ``None``
+        when ``key`` is absent for sure.
+
+        A damaged key that keeps the keys in order passes LMDB's structural check, and
+        a lookup of the record's original key then finds nothing. The damaged key lies
+        between the original key's neighbours, so it is the first stored key after
+        ``key`` or the last one before it: one cursor seek (a B-tree descent, like the
+        lookup) and one step check the envelopes of both, which cover the key. A
+        cursor that finds ``key`` itself is returned too: the lookup missed a stored
+        record (a damaged branch page). Envelope v1 covers the value only, so a
+        damaged key cannot be told there: ``None``."""
+        if not self._keyed:
+            return None
+        cur = txn.cursor()
+        return self._beside(cur, key, cur.set_range(key))
+
+    def _beside(self, cur: Any, key: bytes, found: bool) -> tuple[bytes, bytes] | None:
+        """:meth:`_near` from the cursor ``cur`` just placed with ``set_range(key)``
+        (``found``: whether it found a key at or after ``key``). The checks are
+        inlined: every miss pays them."""
+        xx = self._xx
+        if found:
+            k, raw = cur.item()
+            if (
+                k == key
+                or len(raw) < 4
+                or (
+                    _x32d(raw[:-4], _x32(k)) != raw[-4:]
+                    if xx
+                    else _crc(raw, self._kseed(k)) != RESIDUE
+                )
+            ):
+                return k, raw
+            if not cur.prev():
+                return None
+        elif not cur.last():
+            return None
+        k, raw = cur.item()
+        if len(raw) < 4 or (
+            _x32d(raw[:-4], _x32(k)) != raw[-4:] if xx else _crc(raw, self._kseed(k)) != RESIDUE
+        ):
+            return k, raw
+        return None
+
+    def _damaged(self, key: bytes, raw: bytes) -> bool:
+        """Whether the stored bytes ``raw`` fail their checksum at ``key``."""
+        if len(raw) < 4:
+            return True
+        if self._xx:
+            return _x32d(raw[:-4], _x32(key)) != raw[-4:]
+        return _crc(raw, self._kseed(key)) != RESIDUE
+
+    def _near_error(self, key: bytes, bad: tuple[bytes, bytes]) -> CorruptionError:
+        """The CorruptionError of a lookup of ``key`` that found nothing next to the
+        damaged record ``bad`` (see :meth:`_near`)."""
+        stored, raw = bad
+        if stored == key:
+            what = (
+                f"a lookup of key {key!r} in the LMDB store at {self.path} found nothing "
+                "where a cursor finds the record: a branch page of the data file is "
+                "damaged"
+            )
+        else:
+            if not self._damaged(key, raw):
+                # Its checksum holds under the wanted key: it is that record.
+                whose = f"it is the record of key {key!r} with its key damaged"
+            else:
+                whose = f"the record of key {key!r}, not found, may be that one"
+            what = (
+                f"the record stored at key {stored!r} in the LMDB store at {self.path} "
+                f"fails its checksum (its key or value is damaged); {whose}: the data "
+                "file is damaged"
+            )
+        return CorruptionError(
+            f"{what}. Restore it from a backup", backend="lmdb", path=self.path, stored_key=stored
+        )
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """See :meth:`Backend.get_many`: all keys in one read transaction."""
         if self._dead:
             self._check()
         unwrap = self._unwrap
+        lookup = self._lookup
 
         def work(txn: Any) -> list[bytes | None]:
             get = txn.get
-            return [None if (raw := get(k)) is None else unwrap(k, raw) for k in keys]
+            return [lookup(txn, k) if (raw := get(k)) is None else unwrap(k, raw) for k in keys]
 
         return self._read_txn(work)
 
@@ -462,10 +577,58 @@ class LMDBBackend(Environment, Backend):
         data = self._wrap(key, value)
         return bool(
             self._write_txn(
-                lambda txn: txn.put(key, data, overwrite=False),
+                lambda txn: self._create(txn, key, data),
                 changes=self._recorder(((key, value),)),
             )
         )
+
+    def _create(self, txn: Any, key: bytes, data: bytes) -> bool:
+        """Put ``data`` at ``key`` in the write transaction ``txn`` if the key is absent
+        (LMDB's no-overwrite put); return whether it was stored. The records around an
+        absent key are checked first (:meth:`_gap`): a damaged one may be the key's own
+        record, and CorruptionError is raised instead of creating the key again beside
+        it."""
+        if self._gap(txn, key) is None:
+            return False
+        return bool(txn.put(key, data, overwrite=False))
+
+    def _gap(self, txn: Any, key: bytes) -> tuple[bytes | None, bytes | None] | None:
+        """For a key the write transaction ``txn`` is about to create: ``None`` if it
+        is stored; else the stored keys before and after it (``None``: none on that
+        side), once their envelopes pass (CorruptionError if one fails: it may be this
+        key's record, see :meth:`_near`). No record lies between the two: a batch that
+        creates several keys in one gap (an aggregate's events) checks it once."""
+        cur = txn.cursor()
+        keyed, xx = self._keyed, self._xx
+        after = before = None
+        if cur.set_range(key):
+            after, raw = cur.item()
+            if after == key:
+                return None
+            if keyed and (
+                len(raw) < 4
+                or (
+                    _x32d(raw[:-4], _x32(after)) != raw[-4:]
+                    if xx
+                    else _crc(raw, self._kseed(after)) != RESIDUE
+                )
+            ):
+                raise self._near_error(key, (after, raw))
+            found = cur.prev()
+        else:
+            found = cur.last()
+        if found:
+            before, raw = cur.item()
+            if keyed and (
+                len(raw) < 4
+                or (
+                    _x32d(raw[:-4], _x32(before)) != raw[-4:]
+                    if xx
+                    else _crc(raw, self._kseed(before)) != RESIDUE
+                )
+            ):
+                raise self._near_error(key, (before, raw))
+        return before, after
 
     def delete(self, key: bytes) -> bool:
         """See :meth:`Backend.delete`."""

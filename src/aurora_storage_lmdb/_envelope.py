@@ -39,6 +39,7 @@ __all__ = [
     "CRC_ENVELOPES",
     "ENVELOPE_VERSION",
     "INTACT",
+    "KEYED_ENVELOPES",
     "PLUGIN_META_KEY",
     "READABLE_ENVELOPES",
     "RESIDUE",
@@ -62,6 +63,8 @@ ENVELOPE_VERSION = 3
 READABLE_ENVELOPES = (1, 2, 3)
 #: The envelopes whose checksum is a CRC-32 (checked with :data:`RESIDUE`).
 CRC_ENVELOPES = frozenset({1, 2})
+#: The envelopes whose checksum covers the key too (a damaged key fails it).
+KEYED_ENVELOPES = frozenset({2, 3})
 #: The plugin's own record (system namespace), next to the core's metadata record.
 PLUGIN_META_KEY = b"\x00aurora:lmdb"
 #: crc32 of any stored (intact) value, trailer included.

@@ -151,7 +151,7 @@ def _commit_fast(
     the state before the batch), and its rule for a free slot (not stored, not written
     by the batch; the ops are applied first, as the general path orders them)."""
     kseed, trailer = backend._kseed, backend._trailer
-    unwrap = backend._unwrap
+    unwrap, gap_of, lookup = backend._unwrap, backend._gap, backend._lookup
     created = {key for key, _ in conditions}
     limit = backend._max_value
     done: list[Op] = []
@@ -162,12 +162,26 @@ def _commit_fast(
         # Read under the write lock, as in the general path.
         recording = backend._recording
         found = 0
+        # The last gap between stored records found intact (see LMDBBackend._gap): a
+        # key to create inside it needs no second check.
+        lo: bytes | None = None
+        hi: bytes | None = None
+        checked = False
         for k, v in ops:
             if v is None:  # pragma: no cover - commit() sends no deletes here
                 raise _Occupied
             if len(v) > limit:  # refused before the engine (the transaction aborts)
                 raise value_too_large(k, len(v), limit, backend.path)
             if k in created:
+                # The records around the key are checked before its no-overwrite put:
+                # a damaged one may be this key's own (CorruptionError, as the general
+                # path's read of the condition raises it).
+                if not (checked and (lo is None or lo < k) and (hi is None or k < hi)):
+                    gap = gap_of(txn, k)
+                    if gap is None:
+                        raise _Occupied
+                    lo, hi = gap
+                    checked = True
                 if not put(k, v + trailer(v, kseed(k)), overwrite=False):
                     raise _Occupied
                 found += 1
@@ -189,6 +203,8 @@ def _commit_fast(
             n = counters.get(counter)
             if n is None:
                 raw = get(counter)
+                if raw is None:
+                    raw = lookup(txn, counter)  # a new sequence, or a damaged counter
                 n = 0 if raw is None else decode_counter(unwrap(counter, raw), counter)
             firsts.append(n + 1)
             record = app.key
@@ -222,6 +238,12 @@ def _commit_general(
     then the writes, in one write transaction. Each value's CRC envelope is built
     inline, and the changes are collected only while a feed records them."""
     unwrap, kseed, trailer = backend._unwrap, backend._kseed, backend._trailer
+    lookup = backend._lookup
+    # The keys whose misses are checked for a damaged record next to them (see
+    # LMDBBackend._near): the conditions' and the counters', as in _commit_fast. A free
+    # slot past a counter is not: a record is there only if written without an append.
+    checked = {key for key, _ in conditions}
+    checked.update(app.counter for app in appends)
     done: list[Op] = []
 
     def work(txn: Any) -> list[int]:
@@ -229,7 +251,13 @@ def _commit_general(
 
         def read(key: bytes) -> bytes | None:
             raw = get(key)
-            return None if raw is None else unwrap(key, raw)
+            if raw is None:
+                if key not in checked:
+                    return None
+                raw = lookup(txn, key)
+                if raw is None:
+                    return None
+            return unwrap(key, raw)
 
         def last(start: bytes, stop: bytes) -> bytes | None:
             # The sequence's newest key: one cursor seek in this transaction.
