@@ -5,13 +5,15 @@ liblmdb trusts the file: pages past its end fault with SIGBUS and kill the proce
 a damaged page can trip an engine assertion (SIGABRT). :func:`precheck` reads the two
 meta pages itself and refuses a truncated or foreign file before the engine maps it;
 :func:`structure_problems` walks every page in pure Python (py-lmdb's offline
-verifier), so damage is reported, never crashed on.
+verifier, then :func:`separator_problems`), so damage is reported, never crashed on.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterable
+from typing import BinaryIO
 
 from aurora_storage.errors import ConfigurationError, CorruptionError, StorageError
 
@@ -19,6 +21,7 @@ __all__ = [
     "LIB_VERSION",
     "LMDB_DATA_VERSION",
     "precheck",
+    "separator_problems",
     "structure_problems",
     "verify_or_raise",
 ]
@@ -121,14 +124,122 @@ def precheck(path: str, data_file: str, subdir: bool = True) -> None:
 def structure_problems(path: str, subdir: bool) -> list[str]:
     """Problems LMDB's offline structural verifier finds in the store's data file (a
     pure-Python walk of every page: it never hands the file to liblmdb, so damage
-    cannot crash it). An empty list: the structure is sound."""
+    cannot crash it), then - if it finds none - the separator keys of the branch
+    pages that do not bound the pages below them (:func:`separator_problems`). An
+    empty list: the structure is sound."""
     from lmdb import verify as lmdb_verify
 
     try:
         problems = lmdb_verify.verify(path, subdir)  # type: ignore[no-untyped-call]  # py-lmdb's verify module is untyped
     except Exception as exc:
         return [f"cannot be verified: {exc}"]
-    return [str(p) for p in problems]
+    if problems:
+        return [str(p) for p in problems]
+    return separator_problems(os.path.join(path, "data.mdb") if subdir else path)
+
+
+#: Page flags and header layout of LMDB 0.9 (data format v1, 64-bit): ``mp_pgno`` (8
+#: bytes), ``mp_pad`` (2), ``mp_flags`` (2), ``mp_lower`` (2), ``mp_upper`` (2), then
+#: the node offsets; a node is ``mn_lo``, ``mn_hi``, ``mn_flags``, ``mn_ksize`` (2 bytes
+#: each), then its key (a branch node's child page is ``lo | hi << 16 | flags << 32``).
+_P_BRANCH, _P_LEAF, _P_LEAF2 = 0x01, 0x02, 0x20
+_PAGEHDRSZ = 16
+_P_INVALID = (1 << 64) - 1
+_U16 = struct.Struct("<H")
+_NODE = struct.Struct("<HHHH")
+#: A B-tree deeper than this is damage (LMDB's CURSOR_STACK).
+_MAX_DEPTH = 32
+
+
+def separator_problems(data_file: str) -> list[str]:
+    """Branch-page separator keys of the main tree that do not bound their subtrees.
+
+    A branch page routes a lookup by its separators: every key below child ``i``
+    lies in ``[separator i, separator i + 1)``. py-lmdb's verifier checks that the
+    separators of a page and the keys of the leaves are each in order, not that the
+    separators bound the pages below them, so a damaged separator that keeps the
+    order passed it - and sent lookups and the scans that start with one (a tenant's
+    ``items()``, ``count()``) past records that are still there, silently. This
+    walk reads each branch page and the first and last key of each leaf page from
+    the committed meta page's root (the key bytes only: a fraction of the walk
+    above). Call it only on a file that walk found sound; any page it cannot read
+    as expected is reported, never raised."""
+    problems: list[str] = []
+    try:
+        with open(data_file, "rb") as f:
+            psize, root = _committed_root(f)
+            # (page, lower bound, upper bound, depth): a bound of None is open.
+            todo: list[tuple[int, bytes | None, bytes | None, int]] = []
+            if root is not None:
+                todo.append((root, None, None, 1))
+            while todo and len(problems) < 100:
+                pgno, lo, hi, depth = todo.pop()
+                f.seek(pgno * psize)
+                page = f.read(psize)
+                if len(page) < psize or depth > _MAX_DEPTH:
+                    problems.append(f"main DB: page {pgno} cannot be read as a tree page")
+                    continue
+                flags = _U16.unpack_from(page, 10)[0]
+                n = (_U16.unpack_from(page, 12)[0] - _PAGEHDRSZ) >> 1
+                if flags & _P_BRANCH:
+                    nodes = _nodes(page, range(n))
+                    for i, (child, key) in enumerate(nodes):
+                        if i and ((lo is not None and key < lo) or (hi is not None and key >= hi)):
+                            problems.append(
+                                f"main DB: branch page {pgno} node {i}: separator key "
+                                f"{key!r} lies outside the range its parent gives the "
+                                "page (a damaged key: lookups would miss records)"
+                            )
+                        high = nodes[i + 1][1] if i + 1 < n else hi
+                        todo.append((child, key if i else lo, high, depth + 1))
+                elif flags & _P_LEAF and not flags & _P_LEAF2 and n:
+                    (_, first), (_, last) = _nodes(page, (0, n - 1))
+                    if lo is not None and first < lo:
+                        problems.append(
+                            f"main DB: leaf page {pgno} begins with key {first!r}, before "
+                            f"the separator {lo!r} that leads to it (a damaged separator "
+                            "key: lookups and scans would miss records)"
+                        )
+                    if hi is not None and last >= hi:
+                        problems.append(
+                            f"main DB: leaf page {pgno} ends with key {last!r}, not before "
+                            f"the separator {hi!r} of the page after it (a damaged "
+                            "separator key: lookups and scans would miss records)"
+                        )
+    except (OSError, struct.error, IndexError) as exc:
+        problems.append(f"cannot be verified: {exc}")
+    return problems
+
+
+def _committed_root(f: BinaryIO) -> tuple[int, int | None]:
+    """The page size and the main tree's root page (``None``: an empty tree) named by
+    the committed meta page (the one with the higher transaction id) of the data
+    file ``f``. A meta page: its 16-byte page header, then ``mm_magic``,
+    ``mm_version``, ``mm_address``, ``mm_mapsize`` (to offset 40), the free and main
+    trees' records (48 bytes each; the free tree's first field holds the page size, the
+    main tree's root is at 128), ``mm_last_pg`` (136) and ``mm_txnid`` (144)."""
+    meta0 = f.read(160)
+    if len(meta0) < 160:
+        return 0, None
+    psize = _U32.unpack_from(meta0, 40)[0]
+    f.seek(psize)
+    meta1 = f.read(160)
+    meta = meta0
+    if len(meta1) == 160 and _U64.unpack_from(meta1, 144)[0] > _U64.unpack_from(meta0, 144)[0]:
+        meta = meta1
+    root = _U64.unpack_from(meta, 128)[0]
+    return psize, None if root == _P_INVALID else root
+
+
+def _nodes(page: bytes, indices: Iterable[int]) -> list[tuple[int, bytes]]:
+    """``(child page, key)`` of the nodes ``indices`` of a B-tree page (for a leaf
+    node the first number is its data size, unused here)."""
+    out = []
+    for i in indices:
+        off = _U16.unpack_from(page, _PAGEHDRSZ + 2 * i)[0]
+        lo, hi, flags, ksize = _NODE.unpack_from(page, off)
+        out.append((lo | hi << 16 | flags << 32, page[off + 8 : off + 8 + ksize]))
+    return out
 
 
 def verify_or_raise(path: str, subdir: bool, data_file: str) -> None:

@@ -1,10 +1,12 @@
 """A damaged key is never a silent miss (LMDB): point reads of a record whose stored key
-was damaged raise CorruptionError, as scans and verify() do.
+was damaged raise CorruptionError, as scans and verify() do; a damaged separator key
+on a branch page is refused at open.
 
 A flipped byte in a stored key that keeps the keys in order passes LMDB's structural
 check; a lookup of the record's original key then finds nothing. LMDB keeps the keys
 in order, so the damaged record is the missing key's successor or predecessor: a miss
-checks the envelope of both (it covers the key).
+checks the envelope of both (it covers the key). A separator key carries no checksum:
+the structural check compares it with the pages below it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from aurora_storage.errors import CorruptionError, StorageError
 # Enough records for several leaf pages under one branch page.
 KEYS = [f"order-{i:04d}" for i in range(0, 6000, 10)]
 PAGE = 4096
-P_LEAF = 0x02
+P_BRANCH, P_LEAF = 0x01, 0x02
 WANTED = "order-0500"
 STORED = encode_stored_key("acme", WANTED)
 
@@ -38,8 +40,8 @@ def _build(path: Path) -> None:
 
 def _set_byte(path: Path, needle: bytes, offset: int, xor: int) -> bytes:
     """XOR the byte ``offset`` of every copy of ``needle`` on the leaf pages of the data
-    file (a freed page may hold an old one; a copy on a branch page, a separator, is
-    left alone); return the bytes that now stand there."""
+    file (a freed page may hold an old one; a branch page's separator is left alone);
+    return the bytes that now stand there."""
     data = bytearray((path / "data.mdb").read_bytes())
     at = data.find(needle)
     flipped = 0
@@ -51,6 +53,36 @@ def _set_byte(path: Path, needle: bytes, offset: int, xor: int) -> bytes:
     assert flipped
     (path / "data.mdb").write_bytes(bytes(data))
     return bytes(needle[:offset]) + bytes([needle[offset] ^ xor]) + needle[offset + 1 :]
+
+
+def _branch_separators(data: bytes | bytearray) -> list[tuple[int, bytes]]:
+    """(offset, key) of every separator key on the branch pages of an LMDB 0.9 data
+    file (freed ones too): a page header of 16 bytes (flags at 10, lower at 12), then
+    the node offsets; a node is 8 bytes (its key size at 6), then its key."""
+    found = []
+    for start in range(0, len(data) - PAGE + 1, PAGE):
+        if not data[start + 10] & P_BRANCH:
+            continue
+        lower = int.from_bytes(data[start + 12 : start + 14], "little")
+        for i in range((lower - 16) // 2):
+            node = start + int.from_bytes(data[start + 16 + 2 * i : start + 18 + 2 * i], "little")
+            size = int.from_bytes(data[node + 6 : node + 8], "little")
+            if size:
+                found.append((node + 8, bytes(data[node + 8 : node + 8 + size])))
+    return found
+
+
+def _flip_separator(path: Path, index: int, offset: int, xor: int) -> bytes:
+    """XOR the byte ``offset`` of the ``index``-th distinct separator key (every copy);
+    return that separator as it was."""
+    data = bytearray((path / "data.mdb").read_bytes())
+    separators = sorted({key for _, key in _branch_separators(data)})
+    stored = separators[index % len(separators)]
+    for at, key in _branch_separators(data):
+        if key == stored:
+            data[at + offset % len(key)] ^= xor
+    (path / "data.mdb").write_bytes(bytes(data))
+    return stored
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +187,35 @@ def test_a_damaged_sequence_counter_key_is_not_read_as_a_new_sequence(tmp_path: 
         assert repo.get("acme", "plain") == 1
 
 
+def test_a_damaged_separator_key_is_refused_at_open_and_never_a_silent_miss(
+    tmp_path: Path,
+) -> None:
+    # A separator on the branch page raised by one ("order-0980" -> "order-0981"): a
+    # lookup of the first key of the page to its right would descend to the left and
+    # find nothing, while a cursor (and so a scan) still reaches the record.
+    path = tmp_path / "s"
+    _build(path)
+    stored = _flip_separator(path, 0, -2, 0x01)
+    wanted = stored.split(b" ")[1][:-1].decode()
+    with pytest.raises(CorruptionError, match="separator") as info:
+        aurora_storage.open(f"lmdb://{path}")
+    assert "data.mdb" in str(info.value)
+    # Unchecked at open, a lookup that misses a record a cursor finds still raises.
+    with aurora_storage.open(f"lmdb://{path}?verify=false") as repo:
+        with pytest.raises(CorruptionError, match="branch page") as info:
+            repo.get("acme", wanted)
+        assert (info.value.tenant, info.value.key) == ("acme", wanted)
+        with pytest.raises(CorruptionError, match="branch page"):
+            repo.get_many("acme", [wanted])
+        with pytest.raises(CorruptionError, match="branch page"):
+            repo.compare_and_set("acme", wanted, {"n": -1}, version=None)
+        # Presence is answered by a cursor, which finds the record: right, not silent.
+        assert repo.has("acme", wanted)
+        report = repo.verify()
+        assert not report.ok
+        assert "separator" in report.problems[0].message
+
+
 def _reads(
     repo: aurora_storage.Repository[str, object], *, keys: bool
 ) -> Iterator[tuple[str, object, Callable[[], object]]]:
@@ -220,3 +281,19 @@ def test_any_flipped_bit_of_a_stored_key_is_reported_never_a_silent_miss(
     copy = _copy(template, tmp_path)
     _set_byte(copy, encode_stored_key("acme", record), offset, 1 << bit)
     _check_reads(copy, keys=False)
+
+
+@_DAMAGE
+@given(
+    index=st.integers(min_value=0, max_value=100),
+    offset=st.integers(min_value=0, max_value=len(STORED) - 1),
+    bit=st.integers(min_value=0, max_value=7),
+)
+@example(index=0, offset=len(STORED) - 2, bit=0)  # raised: misroutes one key
+@example(index=0, offset=1, bit=0)  # "acme" -> "`cme": misroutes a whole page
+def test_any_flipped_bit_of_a_separator_key_is_refused_or_harmless(
+    template: Path, tmp_path: Path, index: int, offset: int, bit: int
+) -> None:
+    copy = _copy(template, tmp_path)
+    _flip_separator(copy, index, offset, 1 << bit)
+    _check_reads(copy, keys=True)
