@@ -61,6 +61,7 @@ from .errors import (
     StorageError,
     StorageFullError,
     StoreLockedError,
+    ValueTooLargeError,
     VersionConflictError,
 )
 from .plugins import BackendSpec, installed_schemes, register_backend, register_plugin
@@ -109,6 +110,7 @@ __all__ = [
     "StoreLockedError",
     "TenantView",
     "TieredRepository",
+    "ValueTooLargeError",
     "VerifyProblem",
     "VerifyReport",
     "Version",

@@ -9,6 +9,7 @@ builtin would naturally expect the error, the builtin is mixed in::
     │   └── KeyTooLargeError                      encoded key over the size limit
     ├── InvalidTenantError         (ValueError)   tenant not a non-empty str
     ├── InvalidArgumentError (TypeError, ValueError) a str where keys are expected, ...
+    │   └── ValueTooLargeError                    a value over the engine's record size
     ├── KeyExistsError             (KeyError)     insert() on an existing key
     ├── VersionConflictError                      compare-and-set found another version
     ├── ConditionFailed                           backend -> repository only: a
@@ -39,7 +40,7 @@ builtin would naturally expect the error, the builtin is mixed in::
 
 Engine plugins add their own subclasses in their packages, as a third party's would
 (``aurora_storage_nats``: ``NATSConnectionError``, ``NATSTimeoutError``,
-``BatchTooLargeError``, ``ValueTooLargeError``).
+``BatchTooLargeError``; each engine's ``ValueTooLargeError`` subclasses the one here).
 
 Errors carry their context as attributes, so handlers need not parse messages:
 
@@ -88,6 +89,7 @@ __all__ = [
     "StorageFullError",
     "StoreLockedError",
     "TenantStoppedError",
+    "ValueTooLargeError",
     "VersionConflictError",
 ]
 
@@ -158,6 +160,28 @@ class InvalidArgumentError(StorageError, TypeError, ValueError):
     not a bool. It is a ``TypeError`` and a ``ValueError``, so either ``except`` catches
     it; nothing was written.
     """
+
+
+class ValueTooLargeError(InvalidArgumentError):
+    """A value is larger than the engine can store in one record, refused before the
+    engine: nothing of the call was written (a batch is refused as a whole). The limit
+    is the engine's: LMDB stores at most 4 GiB - 1 byte per record (``MAXDATASIZE``),
+    RocksDB 4 GiB - 1 KiB of key and value (32-bit lengths in its write batch and
+    memtable), NATS the bucket's ``max_value_size`` or the server's ``max_payload``
+    (1 MiB by default); each backend's page gives the exact figure. Keep large blobs
+    outside the store (a file, an object store) and store a reference to them.
+
+    Attributes:
+        size: the value's size in bytes, where known (else ``None``).
+        limit: the largest value the engine takes there, in bytes, where known.
+    """
+
+    def __init__(
+        self, message: str, *, size: int | None = None, limit: int | None = None, **context: Any
+    ) -> None:
+        super().__init__(message, **context)
+        self.size = size
+        self.limit = limit
 
 
 class KeyExistsError(StorageError, KeyError):

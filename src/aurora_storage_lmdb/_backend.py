@@ -113,7 +113,7 @@ _RETRIES = 64
 _ADDRESS_LIMIT = 1 << 46
 #: The largest value a store takes (bytes): LMDB's record limit less the 4-byte
 #: envelope and what a change-log record adds to the value (a tag byte, the key's 2-byte
-#: length and the key). Larger values raise InvalidArgumentError before the engine sees
+#: length and the key). Larger values raise ValueTooLargeError before the engine sees
 #: them (LMDB's own refusal, MDB_BAD_VALSIZE, cannot tell a value from a key). Read
 #: when a store is opened.
 MAX_VALUE_SIZE = MAX_RECORD_SIZE - 4 - 3 - MAX_KEY_SIZE

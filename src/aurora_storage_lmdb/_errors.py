@@ -12,12 +12,12 @@ import lmdb
 from aurora_storage import decode_stored_key
 from aurora_storage.errors import (
     CorruptionError,
-    InvalidArgumentError,
     InvalidKeyError,
     ReadOnlyError,
     StorageError,
     StorageFullError,
     StoreLockedError,
+    ValueTooLargeError,
 )
 
 from ._disk import disk_nearly_full
@@ -78,7 +78,7 @@ def translate(exc: Exception, what: str, *, path: str, max_readers: int) -> Stor
     return StorageError(f"{where}: {exc}", backend="lmdb", path=path)
 
 
-def value_too_large(key: bytes, size: int, limit: int, path: str) -> InvalidArgumentError:
+def value_too_large(key: bytes, size: int, limit: int, path: str) -> ValueTooLargeError:
     """The error for a value of ``size`` bytes at the stored key ``key``, over the
     ``limit`` of the LMDB store at ``path`` (refused before the engine, nothing
     written). Names the user's tenant and key where the stored key decodes."""
@@ -91,7 +91,7 @@ def value_too_large(key: bytes, size: int, limit: int, path: str) -> InvalidArgu
         pass
     else:
         where = f"for tenant {tenant!r}, key {user_key!r}"
-    return InvalidArgumentError(
+    return ValueTooLargeError(
         f"the value {where} is {size:,} bytes; an LMDB store takes values of at most "
         f"{limit:,} bytes (LMDB stores at most 4 GiB - 1 byte, {MAX_RECORD_SIZE:,} "
         "bytes, per record; the plugin adds a 4-byte checksum and keeps room for the "
@@ -102,4 +102,6 @@ def value_too_large(key: bytes, size: int, limit: int, path: str) -> InvalidArgu
         backend="lmdb",
         path=path,
         stored_key=key,
+        size=size,
+        limit=limit,
     )

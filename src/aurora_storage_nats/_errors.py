@@ -7,6 +7,7 @@ catch (``ConnectionError``, ``TimeoutError``, ``ValueError``).
 
 from __future__ import annotations
 
+from aurora_storage import errors
 from aurora_storage.errors import StorageError
 
 __all__ = ["BatchTooLargeError", "NATSConnectionError", "NATSTimeoutError", "ValueTooLargeError"]
@@ -53,6 +54,6 @@ class BatchTooLargeError(StorageError, ValueError):
         self.limit = limit
 
 
-class ValueTooLargeError(StorageError, ValueError):
+class ValueTooLargeError(errors.ValueTooLargeError):
     """A value (or a message) is larger than the bucket's ``max_value_size`` or the
     server's ``max_payload`` (1 MiB by default). Nothing was written."""

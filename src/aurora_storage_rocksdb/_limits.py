@@ -28,8 +28,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from aurora_storage import errors
 from aurora_storage._keys import NS_DATA, decode_stored_key
-from aurora_storage.errors import InvalidArgumentError, InvalidKeyError, StorageError
+from aurora_storage.errors import InvalidKeyError, StorageError
 
 __all__ = ["MAX_RECORD_SIZE", "ValueTooLargeError", "check_batch", "check_records", "too_large"]
 
@@ -38,11 +39,12 @@ __all__ = ["MAX_RECORD_SIZE", "ValueTooLargeError", "check_batch", "check_record
 MAX_RECORD_SIZE = 2**32 - 1024
 
 
-class ValueTooLargeError(InvalidArgumentError):
+class ValueTooLargeError(errors.ValueTooLargeError):
     """A value (with its key) is larger than RocksDB can store: a record's key and value
     together may hold at most :data:`MAX_RECORD_SIZE` bytes (4 GiB - 1 KiB). Nothing of
     the call was written (a batch is refused as a whole). It is an
-    :class:`~aurora_storage.errors.InvalidArgumentError`, so also a ``ValueError``.
+    :class:`aurora_storage.errors.ValueTooLargeError` (an ``InvalidArgumentError``, so
+    also a ``ValueError``).
 
     Attributes:
         size: the value's size in bytes (0 for a delete whose key is too large).
@@ -53,10 +55,8 @@ class ValueTooLargeError(InvalidArgumentError):
     def __init__(
         self, message: str, *, size: int, key_size: int, limit: int, **context: Any
     ) -> None:
-        super().__init__(message, **context)
-        self.size = size
+        super().__init__(message, size=size, limit=limit, **context)
         self.key_size = key_size
-        self.limit = limit
 
 
 def too_large(key: bytes, value: bytes | None, path: str) -> ValueTooLargeError:

@@ -53,6 +53,7 @@ AURORA_ALL = {
     "VerifyProblem",
     "VerifyReport",
     "Version",
+    "ValueTooLargeError",
     "VersionConflictError",
     "Watch",
     "__version__",
@@ -107,6 +108,7 @@ ERRORS_ALL = ERRORS_NOT_AT_TOP | {
     "StorageError",
     "StorageFullError",
     "StoreLockedError",
+    "ValueTooLargeError",
     "VersionConflictError",
 }
 
@@ -115,6 +117,7 @@ BUILTIN_MIXINS: dict[str, type[Exception] | tuple[type[Exception], ...]] = {
     "InvalidKeyError": ValueError,
     "InvalidArgumentError": (TypeError, ValueError),
     "KeyTooLargeError": ValueError,
+    "ValueTooLargeError": (TypeError, ValueError),
     "InvalidTenantError": ValueError,
     "KeyExistsError": KeyError,
     "SerializationError": ValueError,
@@ -154,6 +157,13 @@ def test_error_tree() -> None:
         if name in BUILTIN_MIXINS:
             assert issubclass(cls, BUILTIN_MIXINS[name]), name
     assert issubclass(errors.KeyTooLargeError, errors.InvalidKeyError)
+    assert issubclass(errors.ValueTooLargeError, errors.InvalidArgumentError)
+    # Every engine's own value-size error is the core's, so one except catches them all.
+    import aurora_storage_nats
+    import aurora_storage_rocksdb
+
+    assert issubclass(aurora_storage_rocksdb.ValueTooLargeError, errors.ValueTooLargeError)
+    assert issubclass(aurora_storage_nats.ValueTooLargeError, errors.ValueTooLargeError)
     assert issubclass(errors.InvalidURLError, errors.ConfigurationError)
     exc = errors.KeyExistsError("key 'k' exists", tenant="t", key="k")
     assert str(exc) == "key 'k' exists"  # not KeyError's repr-quoted text

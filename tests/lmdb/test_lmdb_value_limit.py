@@ -2,9 +2,9 @@
 
 LMDB stores at most 4 GiB - 1 byte per record (MAXDATASIZE); the engine's own refusal
 (MDB_BAD_VALSIZE) names keys and values alike, so the plugin checks the value's size
-first and raises InvalidArgumentError naming the record, the size and the limit. Most
-tests lower the limit (the module constant, read when a store is opened) so no test
-allocates 4 GiB; the real case runs only where memory allows.
+first and raises ValueTooLargeError (an InvalidArgumentError) naming the record, the
+size and the limit. Most tests lower the limit (the module constant, read when a store
+is opened) so no test allocates 4 GiB; the real case runs only where memory allows.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import aurora_storage
-from aurora_storage.errors import InvalidArgumentError, InvalidKeyError
+from aurora_storage.errors import InvalidKeyError, ValueTooLargeError
 from aurora_storage_lmdb import _backend
 
 LIMIT = 1000
@@ -67,7 +67,7 @@ def test_an_oversized_value_is_refused_as_a_value_naming_the_record(
 ) -> None:
     url = f"lmdb://{tmp_path}/s?codec=raw&change_log={change_log}"
     with aurora_storage.open(url) as repo:
-        with pytest.raises(InvalidArgumentError) as info:
+        with pytest.raises(ValueTooLargeError) as info:
             _WRITES[write](repo, b"\x01" * (LIMIT + 1))
         err = info.value
         assert not isinstance(err, InvalidKeyError)
@@ -78,6 +78,7 @@ def test_an_oversized_value_is_refused_as_a_value_naming_the_record(
         assert f"at most {LIMIT:,} bytes" in text
         assert "4 GiB" in text
         assert "Nothing was written" in text
+        assert (err.size, err.limit) == (LIMIT + 1, LIMIT)
         assert "MDB_BAD_VALSIZE" not in text
         # Nothing of the refused write was stored; a value at the limit is.
         assert repo.count("t") == 0
@@ -134,7 +135,7 @@ def test_a_4_gib_value_is_refused_before_the_engine(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
-    assert out["error"] == "InvalidArgumentError", out
+    assert out["error"] == "ValueTooLargeError", out
     assert out["key"] == ["t", "big"]
     assert "4,294,967,292 bytes" in out["text"]
     assert out["count"] == 0
