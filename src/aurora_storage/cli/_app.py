@@ -16,10 +16,12 @@ from typing import IO, Any, TypeVar
 import click
 
 from .. import errors
+from ..config import URL
 from ._common import (
     KEY_FORMATS,
     VALUE_FORMATS,
     ExitCode,
+    NewStore,
     json_bytes,
     open_read,
     open_write,
@@ -108,7 +110,8 @@ def cli(verbose: int) -> None:
     Read commands (info, tenants, keys, items, get, count, export, verify, backup)
     never create or change a store: RocksDB opens read-only, LMDB read-only, so they
     work beside a live writer. Exit codes: 0 ok, 1 not found, 2 usage, 3 store error,
-    4 no store at the URL, 5 damaged or different, 130 interrupted.
+    4 no store at the URL, 5 damaged or different, 6 a broken plugin (backends),
+    70 internal error (a bug: report it), 130 interrupted.
 
     \b
     Examples:
@@ -350,8 +353,14 @@ def keys(
 @click.argument("tenant")
 @_scan_options
 @_key_options
-def items(url: str, tenant: str, key_format: str, key_json: bool, **scan: Any) -> None:
-    """Stream a tenant's records as JSON Lines: {"key": ..., "value": ...}.
+@click.option(
+    "--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is JSON Lines."
+)
+def items(
+    url: str, tenant: str, key_format: str, key_json: bool, as_json: bool, **scan: Any
+) -> None:
+    """Stream a tenant's records as JSON Lines: {"key": ..., "value": ...} (with or
+    without --json).
 
     \b
     Example:
@@ -613,16 +622,38 @@ def _fsync_dir(path: str) -> None:
 def import_(url: str, source: IO[bytes], tenant: str | None, quiet: bool) -> None:
     """Read an export (a file, or stdin) into a store, one atomic batch per 2000 records.
 
-    Existing keys are overwritten; an interrupted import can simply be run again.
+    Existing keys are overwritten; an interrupted import can simply be run again. A
+    store that does not exist yet is created with the export's codec (unless the URL
+    names one), and removed again when the import fails before writing a record.
 
     \b
     Example:
       aurora-storage import lmdb:///var/data/restored events.jsonl
     """
-    from ._transfer import import_store
+    from ._transfer import import_store, read_header
 
-    with open_write(url, bulk=True) as repo, progress("import", total=None, quiet=quiet) as bar:
-        n = import_store(repo, source, tenant=tenant, advance=bar.advance)
+    header = read_header(source)
+    target = URL.parse(url)
+    new_store = NewStore.at(target)
+    if new_store is not None and "codec" not in target.options:
+        target = target.with_options(codec=header.codec)
+    written = 0
+    try:
+        with (
+            open_write(target, bulk=True) as repo,
+            progress("import", total=None, quiet=quiet) as bar,
+        ):
+
+            def advance(k: int) -> None:
+                nonlocal written
+                written += k
+                bar.advance(k)
+
+            n = import_store(repo, source, tenant=tenant, advance=advance, header=header)
+    except BaseException:
+        if new_store is not None and written == 0:
+            new_store.remove()  # the store this import created holds nothing: gone
+        raise
     say(f"imported {n} records into {url}", quiet=quiet)
 
 

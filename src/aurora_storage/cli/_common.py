@@ -18,7 +18,7 @@ import orjson
 
 from .. import errors
 from ..config import URL, expand_store_path, local_path
-from ._tagged import TaggedJSONError, from_tagged, to_tagged
+from ._tagged import TaggedJSONError, from_tagged, loads_json, to_tagged
 
 __all__ = [
     "ExitCode",
@@ -152,6 +152,52 @@ def check_engine(url: URL, *, must_exist: bool) -> None:
             backend=url.scheme,
             path=path,
         )
+
+
+class NewStore:
+    """The files a command is about to create for a store that does not exist yet, so
+    that a command that fails before writing anything can remove them again.
+
+    Only entries that were not there before are removed: the store's path (or, when it
+    is an existing empty directory, what appeared in it) and siblings named after it
+    (LMDB's ``<path>-lock`` and ``<path>-open`` beside a single-file store).
+    """
+
+    def __init__(self, path: str) -> None:
+        anchor = path
+        while not os.path.isdir(anchor) and os.path.dirname(anchor) != anchor:
+            anchor = os.path.dirname(anchor)
+        self.path = path
+        self._anchor = anchor
+        self._stem = None if anchor == path else os.path.relpath(path, anchor).split(os.sep)[0]
+        self._before = set(os.listdir(anchor))
+
+    @classmethod
+    def at(cls, url: URL) -> NewStore | None:
+        """For a file engine's URL whose path holds no store, else None."""
+        path = store_path(url)
+        if path is None or engine_at(path) is not None:
+            return None
+        with contextlib.suppress(OSError):
+            return cls(path)
+        return None
+
+    def remove(self) -> None:
+        """Remove what appeared since (best effort)."""
+        import shutil
+
+        with contextlib.suppress(OSError):
+            for name in set(os.listdir(self._anchor)) - self._before:
+                if self._stem is not None and not (
+                    name == self._stem or name.startswith(self._stem + "-")
+                ):
+                    continue
+                full = os.path.join(self._anchor, name)
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(full)
 
 
 def _probe(path: str, how: str) -> int | None:
@@ -293,7 +339,7 @@ def _read_only_url(url: URL) -> URL:
 _BULK_OPTIONS = {"rocksdb": (("write_buffer_size", "16MiB"), ("block_cache_size", "8MiB"))}
 
 
-def open_write(url_text: str, *, create: bool = True, bulk: bool = False) -> Any:
+def open_write(url_text: str | URL, *, create: bool = True, bulk: bool = False) -> Any:
     """Open a store for writing (creating it when ``create``); ``bulk`` for import and
     copy targets (see :data:`_BULK_OPTIONS`).
 
@@ -344,7 +390,7 @@ def parse_key(text: str, fmt: str) -> Any:
             raise click.BadParameter(f"key {text!r} is not an integer") from exc
     if fmt == "json":
         try:
-            return from_tagged(orjson.loads(text), as_key=True)
+            return from_tagged(loads_json(text), as_key=True)
         except (orjson.JSONDecodeError, TaggedJSONError) as exc:
             raise click.BadParameter(f"key {text!r} is not (tagged) JSON: {exc}") from exc
     return _decode_bytes(text, fmt, "key")
@@ -361,7 +407,7 @@ def parse_value(text: str, fmt: str) -> Any:
         return text
     if fmt == "json":
         try:
-            return from_tagged(orjson.loads(text))
+            return from_tagged(loads_json(text))
         except (orjson.JSONDecodeError, TaggedJSONError) as exc:
             raise click.BadParameter(f"value {text!r} is not (tagged) JSON: {exc}") from exc
     return _decode_bytes(text, fmt, "value")

@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import re
 from typing import Any
 
+import orjson
 from msgpack import ExtType, Timestamp
 
-__all__ = ["TaggedJSONError", "from_tagged", "to_tagged"]
+__all__ = ["TaggedJSONError", "from_tagged", "loads_json", "to_tagged"]
 
 _INT64 = 1 << 63
 #: The first lone surrogate in a str (no JSON text holds one).
@@ -51,6 +53,76 @@ _ESCAPED = re.compile(r"\\(\\|u[dD][89a-fA-F][0-9a-fA-F]{2})?")
 
 class TaggedJSONError(ValueError):
     """A tagged-JSON document that does not describe a key or value."""
+
+
+#: 19 digits in a row: only where one is can an integer literal be beyond 64 bits
+#: (2**63 has 19 digits; JSON has no leading zeros).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_LONG_DIGITS_STR = re.compile(r"[0-9]{19}")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _holds_float(doc: Any) -> bool:
+    if type(doc) is float:
+        return True
+    if type(doc) is list:
+        return any(_holds_float(d) for d in doc)
+    if type(doc) is dict:
+        return any(_holds_float(d) for d in doc.values())
+    return False
+
+
+def _orjson_would_hold(doc: Any) -> bool:
+    """Whether ``doc`` holds nothing orjson refuses (a lone surrogate, inf)."""
+    if type(doc) is str:
+        return plain_str(doc)
+    if type(doc) is float:
+        return math.isfinite(doc)
+    if type(doc) is list:
+        return all(_orjson_would_hold(d) for d in doc)
+    if type(doc) is dict:
+        return all(plain_str(k) and _orjson_would_hold(v) for k, v in doc.items())
+    return True
+
+
+def loads_json(data: bytes | str) -> Any:
+    """A JSON document, every integer literal read as the exact ``int`` it writes.
+
+    orjson holds ints from -2**63 to 2**64-1; it makes a float of a larger integer
+    literal (``18446744073709551617`` would read as ``2**64``) or refuses it. A
+    document with such a literal (one with 19 digits in a row) is read again with the
+    standard parser, whose ints have any size; float literals stay floats.
+
+    Raises:
+        orjson.JSONDecodeError: not JSON (also a ``ValueError``).
+    """
+    if isinstance(data, str):
+        long_digits = _LONG_DIGITS_STR.search(data) is not None
+    else:
+        long_digits = _LONG_DIGITS.search(data) is not None
+    if not long_digits:
+        return orjson.loads(data)
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        refused: orjson.JSONDecodeError | None = exc
+    else:
+        if not _holds_float(doc):
+            return doc
+        refused = None
+    try:
+        exact = json.loads(data, parse_constant=_refuse_constant)
+    except ValueError as exc:  # not JSON; an int of more digits than Python converts
+        if refused is not None:
+            raise refused from None
+        text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        raise orjson.JSONDecodeError(str(exc), text, 0) from exc
+    if refused is not None and not _orjson_would_hold(exact):
+        raise refused  # what orjson refused was not (only) a big integer
+    return exact
 
 
 def plain_str(s: str) -> bool:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import itertools
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -50,9 +50,17 @@ from .._ordering import scan_in_order
 from ..backend import Backend, chunk_items
 from ..codecs import get_codec
 from ._common import StoreDiffersError
-from ._tagged import TaggedJSONError, from_tagged, plain_str, tag_tenant, to_tagged
+from ._tagged import (
+    TaggedJSONError,
+    from_tagged,
+    loads_json,
+    plain_str,
+    tag_tenant,
+    to_tagged,
+)
 
 __all__ = [
+    "ExportHeader",
     "ImportFormatError",
     "IncompleteExportError",
     "compare",
@@ -60,6 +68,7 @@ __all__ = [
     "export_store",
     "import_store",
     "raw_records",
+    "read_header",
 ]
 
 #: The export format: 2 added the end record (format 1 files had none).
@@ -246,7 +255,7 @@ def _check_end_first(lines: IO[bytes]) -> None:
         return
     last = tail.rstrip().rsplit(b"\n", 1)[-1]
     try:
-        rec = orjson.loads(last)
+        rec = loads_json(last)
         ok = isinstance(rec, dict) and rec.get(END) is True
     except orjson.JSONDecodeError:
         ok = False
@@ -258,12 +267,59 @@ def _check_end_first(lines: IO[bytes]) -> None:
         )
 
 
+class ExportHeader(NamedTuple):
+    """What an export's first line says."""
+
+    codec: str
+    base64_values: bool
+
+
+#: The kinds of value an export's header names.
+_VALUES = ("json", "base64")
+
+
+def read_header(lines: IO[bytes]) -> ExportHeader:
+    """Read and check an export's first line (see the module docstring).
+
+    Raises:
+        ImportFormatError: not an export header, another format, an unknown codec or
+            kind of value.
+    """
+    first = lines.readline()
+    try:
+        header = loads_json(first)
+        if not isinstance(header, dict) or "aurora-storage-export" not in header:
+            raise ValueError("no export header")
+        version = header["aurora-storage-export"]
+        codec_name = header["codec"]
+        values = header["values"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ImportFormatError(
+            f"line 1 is not an aurora-storage export header ({exc}); expected "
+            f'{{"aurora-storage-export": {FORMAT}, "codec": ..., "values": ...}}'
+        ) from exc
+    if type(version) is not int or version != FORMAT:
+        raise ImportFormatError(
+            f"line 1: an export of format {version!r}; this version reads format {FORMAT} "
+            "(format 1, from before the end record, cannot be told complete from cut "
+            "short): export the store again with this version"
+        )
+    if type(codec_name) is not str or values not in _VALUES or type(values) is not str:
+        raise ImportFormatError(
+            f'line 1: the header names codec {codec_name!r} and "values" {values!r}; an '
+            'export names a codec and "values": "json" or "base64"'
+        )
+    get_codec(codec_name)  # an unknown codec is refused before anything is written
+    return ExportHeader(codec_name, values == "base64")
+
+
 def import_store(
     repo: Any,
     lines: IO[bytes],
     *,
     tenant: str | None = None,
     advance: Progress | None = None,
+    header: ExportHeader | None = None,
 ) -> int:
     """Read an export (see the module docstring) into ``repo``, a chunk per atomic batch.
 
@@ -273,36 +329,22 @@ def import_store(
 
     Args:
         tenant: import only this tenant's records.
+        header: the header, when the caller read it (:func:`read_header`) already.
 
     Returns:
         How many records were written.
 
     Raises:
-        IncompleteExportError: no end record (the export was cut short), a record count
-            that differs from the end record's, or lines after it.
+        IncompleteExportError: no end record (the export was cut short, also inside its
+            last line), a record count that differs from the end record's, or lines
+            after it.
         ImportFormatError: a line that is not part of an export (its number named);
             the chunks before it are written.
         SerializationError: a value the store's codec refuses.
     """
-    first = lines.readline()
-    try:
-        header = orjson.loads(first)
-        if not isinstance(header, dict) or "aurora-storage-export" not in header:
-            raise ValueError("no export header")
-        version = header["aurora-storage-export"]
-        codec_name = header["codec"]
-        base64_values = header["values"] == "base64"
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ImportFormatError(
-            f"line 1 is not an aurora-storage export header ({exc}); expected "
-            f'{{"aurora-storage-export": {FORMAT}, "codec": ..., "values": ...}}'
-        ) from exc
-    if version != FORMAT:
-        raise ImportFormatError(
-            f"line 1: an export of format {version!r}; this version reads format {FORMAT} "
-            "(format 1, from before the end record, cannot be told complete from cut "
-            "short): export the store again with this version"
-        )
+    if header is None:
+        header = read_header(lines)
+    codec_name, base64_values = header
     source_codec = get_codec(codec_name)
     _check_end_first(lines)
     n = 0
@@ -323,9 +365,22 @@ def import_store(
                     "Import each export on its own"
                 )
             try:
-                rec = orjson.loads(line)
+                try:
+                    rec = loads_json(line)
+                except ValueError as exc:
+                    if line.endswith(b"\n"):
+                        raise
+                    raise IncompleteExportError(
+                        f"line {lineno}, the last, is cut short (no newline, not JSON: {exc}): "
+                        f"the export was cut short; {n} records of earlier chunks were "
+                        "imported. Export the store again"
+                    ) from exc
                 if END in rec:
-                    if rec[END] is not True or type(rec["records"]) is not int:
+                    if (
+                        rec[END] is not True
+                        or set(rec) != {END, "records"}
+                        or type(rec["records"]) is not int
+                    ):
                         raise ValueError(f'a malformed end record: {{"{END}": true, "records": N}}')
                     if rec["records"] != seen:
                         raise IncompleteExportError(
