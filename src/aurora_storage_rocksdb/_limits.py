@@ -52,6 +52,10 @@ class ValueTooLargeError(errors.ValueTooLargeError):
         limit: the largest value this key may hold (``MAX_RECORD_SIZE - key_size``).
     """
 
+    #: Always known here (the core class allows ``None`` for engines that cannot tell).
+    size: int
+    limit: int
+
     def __init__(
         self, message: str, *, size: int, key_size: int, limit: int, **context: Any
     ) -> None:
