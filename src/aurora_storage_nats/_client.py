@@ -360,6 +360,17 @@ class NATSCore(NATSConnection):
         pre = self.pre
         plen = len(pre)
         subject = pre + filt
+        # A replicated bucket's consumer runs on any replica, and one behind the leader
+        # (a moment after a write, or restarted and still catching up) delivers what it
+        # holds and reports nothing pending: a listing would miss acknowledged writes,
+        # or hold nothing at all. The cut is never before the leader's last message as
+        # the listing starts (every write acknowledged before it is in), and it is kept
+        # only once everything of ours up to it, by the leader's word, was delivered.
+        leader_last = 0
+        if not self.direct:
+            head = await self._leader_get({"last_by_subj": pre + ">"}, "scanning")
+            if head is not None:
+                leader_last = int((head.headers or {})["Nats-Sequence"])
         # subject -> its messages (stream sequence, data, deleted), oldest first: the
         # last one at or before `floor`, then those delivered after it
         latest: dict[str, list[tuple[int, bytes | None, bool]]] = {}
@@ -426,7 +437,10 @@ class NATSCore(NATSConnection):
             if info.num_pending == 0 and info.delivered.consumer_seq == 0:
                 caught_up.set()
             await self._wait(caught_up, progress)
-            cut = floor[0] = last[0]
+            # Until everything of ours up to the leader's last message was delivered, no
+            # cut: each subject keeps just its newest message (delivered in order).
+            await self._delivered(leader_last, subject, last, progress)
+            cut = floor[0] = max(last[0], leader_last)
             while True:
                 pending = [(b, first) for b, first in open_batches.items() if first <= cut]
                 if not pending:
@@ -437,14 +451,7 @@ class NATSCore(NATSConnection):
                     # outside this filter.
                     open_batches.pop(bid, None)
                 # Everything of ours up to the cut is stored: wait until it is delivered.
-                while True:
-                    nxt = await self._next_seq(last[0] + 1, subject)
-                    if nxt is None or nxt > cut:
-                        break
-                    progress.clear()
-                    while last[0] < nxt:
-                        await self._wait(progress, progress)
-                        progress.clear()
+                await self._delivered(cut, subject, last, progress)
                 for b, first in list(open_batches.items()):
                     if first > cut:
                         del open_batches[b]
@@ -471,6 +478,22 @@ class NATSCore(NATSConnection):
             except ValueError:
                 continue  # another application's key in the bucket: not ours to list
         return out
+
+    async def _delivered(
+        self, cut: int, subject: str, last: list[int], progress: asyncio.Event
+    ) -> None:
+        """Wait until a listing's consumer (``last[0]``: the last sequence it delivered)
+        has delivered every message on ``subject`` up to ``cut`` that the stream holds
+        (a replicated bucket's: read from the leader). A consumer whose replica stays
+        behind raises the timeout (no progress), never a short listing."""
+        while True:
+            nxt = await self._next_seq(last[0] + 1, subject)
+            if nxt is None or nxt > cut:
+                return
+            progress.clear()
+            while last[0] < nxt:
+                await self._wait(progress, progress)
+                progress.clear()
 
     async def _wait(self, event: asyncio.Event, progress: asyncio.Event) -> None:
         """Wait for ``event``; the timeout applies to progress (``progress`` set by
