@@ -104,6 +104,11 @@ async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[Cha
         # every new change up to it without a word (as would a position from another
         # bucket).
         last = int((await core.stream_state()).state.last_seq)
+        if after > last:
+            # The answer may come from a server a moment behind the one whose read gave
+            # the position (a replica applies a batch a moment after another does):
+            # asked again before the position is judged foreign.
+            last = await _last_reaching(core, after, last)
         if last > after:
             # Other subjects' changes (other tenants, outside the prefix) lie between:
             # the server filtered them out, and the position counts them as examined
@@ -132,6 +137,24 @@ async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[Cha
     # later messages) until then and after.
     await _check_retained(core, subject, after, msgs, pending)
     return [_record(core, m) for m in msgs]
+
+
+#: Seconds a position beyond the stream's last sequence is asked about again before it
+#: is judged foreign (a replica behind catches up in milliseconds).
+_LAG_WAIT = 1.0
+
+
+async def _last_reaching(core: NATSCore, after: int, last: int) -> int:
+    """The stream's last sequence, asked again (a few times, briefly) while it is
+    before ``after``: a position a read just returned is behind a lagging answer only
+    for a moment, while one from another or a re-created bucket stays beyond."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _LAG_WAIT
+    pauses = iter(LAG_PAUSES)
+    while last < after and loop.time() < deadline:
+        await asyncio.sleep(next(pauses, LAG_PAUSES[-1]))
+        last = int((await core.stream_state()).state.last_seq)
+    return last
 
 
 async def _caught_up_read(

@@ -491,3 +491,60 @@ def test_listing_through_a_replica_rebuilding_its_state_is_complete(tmp_path: Pa
                         if mine != set(range(rnd + 1)):
                             wrong.append(f"round {rnd}: keys('mine') {sorted(mine)}")
             assert not wrong, wrong
+
+
+_BATCHER = textwrap.dedent(
+    """
+    import sys, aurora_storage
+    with aurora_storage.open(sys.argv[1]) as repo:
+        for i in range(int(sys.argv[2])):
+            with repo.batch() as b:
+                for j in range(40):
+                    b.put("a", j, i)
+                b.put("w", ("x", i), i)  # a key apiece: none outlives history
+    """
+)
+
+
+def test_a_watch_through_a_follower_raises_no_false_position_expired(tmp_path: Path) -> None:
+    # A watch's read that found nothing after its position asks the stream for its last
+    # sequence, and a position beyond it is foreign (a re-created bucket): it raises
+    # PositionExpiredError. The position came from a direct get a replica answered, the
+    # last sequence from another server a batch behind it: a healthy cluster raised
+    # "the bucket was deleted and created again". Writers through the leader and a
+    # follower, a watch through the follower following every change to the end.
+    with _running(tmp_path) as nodes:
+        opts = "timeout=5&connect_timeout=5"
+        servers = ",".join(n.address for n in nodes)
+        with _retry(lambda: aurora_storage.open(f"nats://{servers}/fe?replicas=3&{opts}")) as r:
+            leader = _retry(lambda: r.stats()["leader"])
+        lead = next(n for n in nodes if n.name == leader)
+        follower = next(n for n in nodes if n.name != leader)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        rounds = 300
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-c", _BATCHER, f"nats://{n.address}/fe?{opts}", str(rounds)],
+                env=env,
+            )
+            for n in (lead, follower)
+        ]
+        seen = 0
+        try:
+            with aurora_storage.open(f"nats://{follower.address}/fe?{opts}") as repo:
+                position = repo.last_position()
+                while True:
+                    done = all(w.poll() is not None for w in writers)
+                    with repo.watch("w", after=position, timeout=0.5) as changes:
+                        got = [c.position for c in changes]
+                    seen += len(got)
+                    position = got[-1] if got else position
+                    if done and not got:
+                        break
+        finally:
+            for w in writers:
+                if w.poll() is None:
+                    w.kill()
+                w.wait()
+        assert all(w.returncode == 0 for w in writers)
+        assert seen == 2 * rounds

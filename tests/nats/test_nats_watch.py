@@ -488,3 +488,33 @@ def test_concurrent_deletes_and_writes_report_only_changes_that_happened(nats_ur
     finally:
         writer.close()
         repo.close()
+
+
+def test_a_position_just_ahead_of_the_answer_is_not_judged_foreign(nats_url: str) -> None:
+    # A watch's position comes from a read some replica answered; the stream's last
+    # sequence, asked next, may come from a server a batch behind it. A position beyond
+    # that answer raised PositionExpiredError ("the bucket was deleted and created
+    # again") at once, on a healthy cluster. It is asked again now, and judged foreign
+    # only if it stays beyond. Here the position is one change ahead of the stream, and
+    # the change (then another) is written a moment later: the watch follows on.
+    import threading
+
+    repo = _open(nats_url)
+    try:
+        repo.put("w", "x", 0)
+        ahead = repo.last_position() + 1
+
+        def write() -> None:
+            for i in (1, 2):
+                repo.put("w", "x", i)
+
+        writer = threading.Timer(0.2, write)
+        writer.start()
+        try:
+            with repo.watch("w", after=ahead, timeout=5) as changes:
+                change = next(iter(changes))
+        finally:
+            writer.join()
+        assert (change.value, change.position) == (2, ahead + 1)
+    finally:
+        repo.close()
