@@ -417,7 +417,12 @@ class NATSConnection:
             if not nc.is_connected:
                 self.last_error = exc  # why a (re)connect attempt failed
             if not refused_now.is_set() and (
-                isinstance(exc, nats.errors.AuthorizationError | TLSNotOfferedError)
+                isinstance(
+                    exc,
+                    nats.errors.AuthorizationError
+                    | TLSNotOfferedError
+                    | ssl.SSLCertVerificationError,
+                )
                 or "authorization" in str(exc).lower()
             ):
                 refusals.append(exc)  # (once: after the open, reconnects come here too)
@@ -493,6 +498,17 @@ class NATSConnection:
                     "connect in plain text on purpose (tls=false and no tls_* option)",
                     backend="nats",
                 ) from exc
+            bad_cert = [e for e in refusals if isinstance(e, ssl.SSLCertVerificationError)]
+            if bad_cert:
+                why = bad_cert[0].verify_message or bad_cert[0].reason or str(bad_cert[0])
+                raise ConfigurationError(
+                    f"the TLS certificate of the NATS server of {c.describe()} failed "
+                    f"verification ({why}): nothing was sent to it. Give the CA that "
+                    "signed the server's certificate as tls_ca_file (the system's CAs are "
+                    "used without it), and connect by a name or address the certificate "
+                    "holds",
+                    backend="nats",
+                ) from bad_cert[0]
             if refusals:
                 raise NATSConnectionError(
                     f"the NATS server of {c.describe()} refused the credentials "

@@ -329,3 +329,24 @@ def test_position_expired_names_the_callers_position(nats_server: Server, bucket
             list(repo.watch("t", after=start, timeout=0.3))
         assert err.value.position == start
         assert f"position {start} " in str(err.value)
+
+
+def test_a_certificate_that_fails_verification_is_named(
+    tmp_path: Path, certs: dict[str, Path]
+) -> None:
+    # A server whose certificate the client cannot verify (the system's CAs for a
+    # certificate of a private CA, or the wrong tls_ca_file) was reported after
+    # connect_timeout as "cannot reach any NATS server ... timed out; check the servers
+    # are running": the certificate error is named now, with the fix.
+    server, _ = _tls_server(tmp_path, certs)
+    try:
+        for query in ("tls=true", f"tls_ca_file={certs['server.pem']}"):
+            url = f"nats://{server.address}/b?{query}&connect_timeout=30"
+            with pytest.raises(ConfigurationError) as info:
+                aurora_storage.open(url)
+            text = str(info.value)
+            assert "certificate" in text, text
+            assert "tls_ca_file" in text, text
+            assert "timed out" not in text, text
+    finally:
+        server.stop()
