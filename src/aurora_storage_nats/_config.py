@@ -242,7 +242,9 @@ class NATSConfig:
 
 
 def config_from_url(url: URL, options: Mapping[str, Any]) -> NATSConfig:
-    """Parse ``nats://[user:password@]host:port[,host:port...]/<bucket>`` plus options.
+    """Parse ``nats://[user:password@ | token@]host:port[,host:port...]/<bucket>`` plus
+    options (a lone user part is a token, as NATS reads it, unless a ``password`` option
+    is given).
 
     Raises:
         InvalidURLError: no host, no bucket, or a bad option.
@@ -258,7 +260,15 @@ def config_from_url(url: URL, options: Mapping[str, Any]) -> NATSConfig:
         servers = f"[{url.host}]" + ("" if url.port is None else f":{url.port}")
     bucket = url.path.strip("/")
     opts = dict(options)
-    for name, value in (("user", url.username), ("password", url.password)):
+    userinfo: tuple[tuple[str, str | None], ...] = (
+        ("user", url.username),
+        ("password", url.password),
+    )
+    if url.username is not None and url.password is None and "password" not in opts:
+        # nats://TOKEN@host: NATS's own form of token authentication (nats-py and the
+        # nats CLI read a lone user part so); a user name comes with a password.
+        userinfo = (("token", url.username),)
+    for name, value in userinfo:
         if value is not None:
             if name in opts:
                 raise InvalidURLError(

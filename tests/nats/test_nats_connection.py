@@ -350,3 +350,32 @@ def test_a_certificate_that_fails_verification_is_named(
             assert "timed out" not in text, text
     finally:
         server.stop()
+
+
+def test_a_lone_user_part_is_a_token_and_never_printed(tmp_path: Path) -> None:
+    # nats://TOKEN@host is NATS's own form of token authentication (nats-py and the
+    # nats CLI read it so). It was taken as a user name without a password - refused by
+    # a token server - and printed in every error message. It is the token now, and
+    # hidden like one; with a password option it is still the user's name.
+    from aurora_storage.config import URL
+    from aurora_storage_nats._config import config_from_url
+
+    server = Server(tmp_path, "tok")
+    server.conf.write_text(server.conf.read_text() + 'authorization { token: "s3cr%t" }\n')
+    server.start()
+    try:
+        with aurora_storage.open(f"nats://s3cr%25t@{server.address}/b") as repo:
+            repo.put("t", "k", 1)
+            assert repo.get("t", "k") == 1
+        with pytest.raises(NATSConnectionError) as info:
+            aurora_storage.open(f"nats://wr0ngtok@{server.address}/b")
+        assert "wr0ngtok" not in str(info.value)
+        assert "refused the credentials" in str(info.value)
+        cfg = config_from_url(URL.parse(f"nats://wr0ngtok@{server.address}/b"), {})
+        assert (cfg.token, cfg.user) == ("wr0ngtok", None)
+        assert "wr0ngtok" not in cfg.describe()
+        assert "wr0ngtok" not in repr(cfg)
+        cfg = config_from_url(URL.parse(f"nats://alice@{server.address}/b"), {"password": "pw"})
+        assert (cfg.token, cfg.user, cfg.password) == (None, "alice", "pw")
+    finally:
+        server.stop()
