@@ -118,7 +118,10 @@ class URL:
         out = self.scheme + ":"
         netloc = ""
         if self.username is not None:
-            netloc = quote(self.username, safe="")
+            # A user part without a password may be a token (NATS reads
+            # ``nats://TOKEN@host`` so): hidden as a password is.
+            lone = self.password is None and hide_secrets
+            netloc = "***" if lone else quote(self.username, safe="")
             if self.password is not None:
                 netloc += ":" + ("***" if hide_secrets else quote(self.password, safe=""))
             netloc += "@"
@@ -156,6 +159,7 @@ def _is_secret(name: str) -> bool:
 def hide_text(text: str) -> str:
     """Best-effort hiding of secrets in an unparsed URL string (for error messages)."""
     text = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", text)
+    text = re.sub(r"//[^/:@]+@", "//***@", text)  # a lone user part: maybe a token
     return re.sub(
         r"([?&][^=&]*(?:" + "|".join(SECRET_WORDS) + r")[^=&]*=)[^&]*",
         r"\1***",

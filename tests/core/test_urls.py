@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import aurora_storage
 from aurora_storage import URL, BackendSpec, InvalidURLError, register_backend
+from aurora_storage._url import hide_text
 from aurora_storage.config import (
     config_from_options,
     describe_options,
@@ -399,3 +400,17 @@ def test_query_values_are_form_encoded(value: str) -> None:
     assert URL.parse(url.render(hide_secrets=False)).options["token"] == value
     assert "+" not in url.render(hide_secrets=False).partition("?")[2]
     assert URL.parse("x:///p?token=a+b").options["token"] == "a b"
+
+
+@PURE
+@given(urls(), _any_text)
+def test_a_user_part_without_password_is_hidden_when_printed(url: URL, extra: str) -> None:
+    """A lone user part may be a token (``nats://TOKEN@host``, as NATS reads it), so it
+    is hidden like a password: in the URL's text and in an unparsed URL in a message."""
+    token = _MARK + extra
+    url = url.set(username=token, host=url.host or "h", password=None)
+    for shown in (str(url), repr(url), url.render(), f"{url}"):
+        assert _MARK not in shown
+        assert "***@" in shown
+    assert URL.parse(url.render(hide_secrets=False)).username == token
+    assert _MARK not in hide_text(url.render(hide_secrets=False))
