@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import functools
 import math
 import re
 import threading
@@ -90,7 +91,7 @@ _unpackb = msgpack.unpackb
 _ExtType = msgpack.ExtType
 
 
-def _msgpack_default(obj: Any) -> Any:
+def _msgpack_default(converted: list[bool], obj: Any) -> Any:
     """What msgpack packs for an object that is not of an exact type it packs itself.
 
     The packer runs with ``strict_types``: only exact ``dict``, ``list``, ``str``,
@@ -101,6 +102,11 @@ def _msgpack_default(obj: Any) -> Any:
     ``__iter__``, which a subclass may override to say something else than it holds (a
     redacting ``items()`` stored ``"***"``). A tuple (and a named tuple) is packed as a
     list of its items, as before; an ``ExtType`` subclass is refused.
+
+    ``converted[0]`` is set when a ``str``, ``int``, ``float`` or ``bytes`` subclass is
+    packed as its plain form: as a map key it may become equal to another key of its
+    map (a subclass's ``__eq__``/``__hash__`` kept them apart), which
+    :func:`_msgpack_encode` then checks.
 
     Raises:
         TypeError: a type msgpack does not store (a plain ``Enum``, a set, an object).
@@ -115,22 +121,42 @@ def _msgpack_default(obj: Any) -> Any:
     if isinstance(obj, tuple) and not isinstance(obj, _ExtType):
         return list(tuple.__iter__(obj))
     if isinstance(obj, str):
+        converted[0] = True
         return str.__str__(obj)
     if isinstance(obj, int):
         if type(obj) is int:  # came back: beyond what msgpack stores
             raise OverflowError("Integer value out of range")
+        converted[0] = True
         return int.__int__(obj)
     if isinstance(obj, float):
+        converted[0] = True
         return float.__float__(obj)
     if isinstance(obj, bytes):
+        converted[0] = True
         return bytes.__bytes__(obj)
     if isinstance(obj, bytearray):
         return bytearray.copy(obj)
     raise TypeError(f"can not serialize {type(obj).__name__!r} object")
 
 
-def _new_packer() -> msgpack.Packer:
-    return msgpack.Packer(use_bin_type=True, strict_types=True, default=_msgpack_default)
+#: A packer whose output was larger than this is dropped, not kept for the thread's
+#: next value. A ``Packer`` never shrinks its buffer (it grows to twice what it must
+#: hold), so a thread that once packed a 200 MB value kept ~200 MB for its life, and
+#: each thread of a pool its own copy. 256 KiB is the buffer a new packer starts with:
+#: a kept packer holds at most 512 KiB, and a new one (~0.1 us) costs under 0.1 % of
+#: packing and checking a value this large (~240 us).
+_KEEP_PACKER_MAX = 256 * 1024
+
+
+def _new_packer() -> tuple[msgpack.Packer, list[bool]]:
+    """A packer and its flag: whether it packed a scalar subclass as its plain form."""
+    converted = [False]
+    packer = msgpack.Packer(
+        use_bin_type=True,
+        strict_types=True,
+        default=functools.partial(_msgpack_default, converted),
+    )
+    return packer, converted
 
 
 #: Each thread's packer: ``packb`` builds a new ``Packer`` per call, which costs more
@@ -138,23 +164,113 @@ def _new_packer() -> msgpack.Packer:
 _packers = threading.local()
 
 
-def _pack(value: Any) -> bytes:
-    """``value`` packed by this thread's packer (a fresh one for a nested call: a
-    subclass's ``__hash__`` runs while :func:`_msgpack_default` rebuilds a dict, and
-    could store a value itself)."""
-    packer = getattr(_packers, "packer", None)
-    if packer is None:
-        packer = _new_packer()
-    _packers.packer = None
-    try:
-        out: bytes = packer.pack(value)
-    finally:
-        _packers.packer = packer
+def _pack(value: Any) -> tuple[bytes, bool]:
+    """``value`` packed by this thread's packer, and whether a scalar subclass was packed
+    as its plain form (a fresh packer for a nested call: a subclass's ``__hash__`` runs
+    while :func:`_msgpack_default` rebuilds a dict, and could store a value itself).
+
+    A packer that failed (its buffer may have grown before the failure) or made an
+    output over :data:`_KEEP_PACKER_MAX` is dropped, so its buffer is freed.
+    """
+    entry = getattr(_packers, "entry", None)
+    if entry is None:
+        entry = _new_packer()
+    _packers.entry = None
+    packer, converted = entry
+    out: bytes = packer.pack(value)
+    seen = converted[0]
+    if seen:
+        converted[0] = False
+    if len(out) <= _KEEP_PACKER_MAX:
+        _packers.entry = entry
+    return out, seen
+
+
+class _KeysMerged(Exception):
+    """Two keys of one map unpacked as one."""
+
+
+def _unique_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _KeysMerged
     return out
 
 
+def _plain_key(key: Any) -> Any:
+    """The key msgpack packs for ``key`` (a scalar subclass as its plain form)."""
+    if type(key) in (str, int, float, bytes, bool) or key is None:
+        return key
+    if isinstance(key, str):
+        return str.__str__(key)
+    if isinstance(key, int) and not isinstance(key, bool):
+        return int.__int__(key)
+    if isinstance(key, float):
+        return float.__float__(key)
+    if isinstance(key, bytes):
+        return bytes.__bytes__(key)
+    return key
+
+
+def _merged_key_path(value: Any) -> tuple[str, str]:
+    """The path of the first map key that packs as the same key as an earlier one of
+    its map, and the reason; ``("value", ...)`` if none is found that way."""
+    stack: list[tuple[Any, str]] = [(value, "value")]
+    seen_ids: set[int] = set()
+    while stack:
+        v, path = stack.pop()
+        if id(v) in seen_ids:
+            continue
+        seen_ids.add(id(v))
+        if isinstance(v, dict):
+            pairs = list(dict.items(v))
+            first: dict[Any, Any] = {}
+            for k, _ in pairs:
+                try:
+                    plain = _plain_key(k)
+                    earlier = first.setdefault(plain, k)
+                except TypeError:  # unhashable plain form: refused elsewhere
+                    continue
+                if earlier is not k:
+                    return (
+                        path + _step(k),
+                        f"map key {k!r} of type {type(k).__name__} is stored as "
+                        f"{plain!r}, the same key as {earlier!r} of type "
+                        f"{type(earlier).__name__} in this map, so get would return "
+                        "fewer entries; give the keys plain, distinct values",
+                    )
+            stack.extend((x, path + _step(k)) for k, x in reversed(pairs))
+        elif isinstance(v, list | tuple):
+            items = list(list.__iter__(v) if isinstance(v, list) else tuple.__iter__(v))
+            stack.extend((x, f"{path}[{i}]") for i, x in reversed(list(enumerate(items))))
+    return (
+        "value",
+        "two keys of one map are stored as the same key (get would return fewer entries)",
+    )
+
+
+def _check_keys_kept(value: Any, out: bytes) -> None:
+    """Refuse ``value`` if a map of ``out`` unpacks with fewer entries than it packed."""
+    try:
+        _unpackb(out, raw=False, strict_map_key=False, object_pairs_hook=_unique_pairs)
+    except _KeysMerged:
+        path, reason = _merged_key_path(value)
+        raise UnreadableValueError(reason, value_path=path) from None
+
+
 def _msgpack_encode(value: Any) -> bytes:
-    out = _pack(value)
+    # _pack, inlined: this is every msgpack write's path.
+    entry = getattr(_packers, "entry", None)
+    if entry is None:
+        entry = _new_packer()
+    _packers.entry = None
+    out: bytes = entry[0].pack(value)
+    flag = entry[1]
+    converted = flag[0]
+    if converted:
+        flag[0] = False
+    if len(out) <= _KEEP_PACKER_MAX:
+        _packers.entry = entry
     # Round-trip or refuse: msgpack packs values it cannot unpack (a tuple map key packs
     # as an array and unpacks as an unhashable list; an ext type reserved by msgpack may
     # not decode). Unpacking is C code, about as fast as packing, and catches every such
@@ -166,12 +282,18 @@ def _msgpack_encode(value: Any) -> bytes:
         raise UnreadableValueError(
             f"msgpack can write it but not read it back ({reason or exc})", value_path=path
         ) from exc
+    if converted:
+        # A scalar subclass was packed as its plain form: as map keys, two that its
+        # __eq__/__hash__ kept apart may now be one key (get would drop an entry).
+        _check_keys_kept(value, out)
     return out
 
 
 def _msgpack_encode_only(value: Any) -> bytes:
-    out = _pack(value)
+    out, converted = _pack(value)
     _unpackb(out, raw=False, strict_map_key=False)
+    if converted:
+        _check_keys_kept(value, out)
     return out
 
 
