@@ -258,3 +258,133 @@ def test_a_nested_store_from_a_key_hash_uses_its_own_packer(repos: dict[str, Any
     repo.put("t", "outer", value)
     assert repo.get("t", "outer") == {"a": [1, 2], "b": [3, 4]}
     assert repo.get("t", "inner") == {"nested": [1, 2, 3]}
+
+
+# ------------------------------------------------------------- map keys that merge
+# Keys a subclass's __eq__/__hash__ keeps apart, but whose plain forms are equal: two
+# Tag("a") keys, or Same("a") beside a plain "a", were both packed as "a" and get
+# returned one entry ({'a': 2}). Now such a value is refused, or stored exactly.
+
+
+class Tag(str):
+    """Equal only to itself: two Tag("a") are two keys."""
+
+    __slots__ = ()
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+class Same(str):
+    """Equal to everything, with a hash no plain str has: beside "a" it is a second key."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return 7
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+class IdInt(int):
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+class IdBytes(bytes):
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+merging_keys = (
+    st.builds(
+        lambda t, s: t(s), st.sampled_from((str, Tag, Same, MaskedStr)), st.sampled_from("ab")
+    )
+    | st.builds(
+        lambda t, n: t(n), st.sampled_from((int, IdInt, MaskedInt)), st.sampled_from((0, 1))
+    )
+    | st.sampled_from((True, False, 1.0))
+    | st.builds(lambda t, b: t(b), st.sampled_from((bytes, IdBytes)), st.sampled_from((b"a", b"b")))
+)
+
+
+def _merging_maps(inner: Any) -> Any:
+    pairs = st.lists(st.tuples(merging_keys, inner), max_size=5)
+
+    def build(t: type, ps: list[tuple[Any, Any]]) -> Any:
+        d: dict[Any, Any] = {}
+        for k, v in ps:
+            d[k] = v
+        return t(d)
+
+    return st.builds(build, _wrap(DICTS), pairs) | st.builds(
+        lambda t, xs: t(xs), _wrap(LISTS), st.lists(inner, max_size=3)
+    )
+
+
+merging_values = st.recursive(st.integers(0, 3) | st.text(max_size=2), _merging_maps, max_leaves=12)
+
+
+def entries(v: Any) -> int:
+    """How many map entries ``v`` holds, all the way down (through base storage)."""
+    if isinstance(v, dict):
+        return sum(1 + entries(x) for x in dict.values(v))
+    if isinstance(v, list | tuple):
+        items = list.__iter__(v) if isinstance(v, list) else tuple.__iter__(v)
+        return sum(entries(x) for x in items)
+    return 0
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+@settings(max_examples=300, deadline=None)
+@given(value=merging_values)
+def test_keys_that_merge_are_refused_or_stored_exactly(
+    repos: dict[str, Any], codec: str, value: Any
+) -> None:
+    repo = repos[codec]
+    repo.delete("t", "k")
+    try:
+        repo.put("t", "k", value)
+    except SerializationError:
+        assert not repo.has("t", "k")
+        return
+    got = repo.get("t", "k")
+    assert entries(got) == entries(value)
+    assert got == real(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {Tag("a"): 1, Tag("a"): 2},
+        {"a": 1, Same("a"): 2},
+        {"x": [0, MaskedDict({Tag("a"): 1, Tag("a"): 2})]},
+        {IdInt(1): "a", True: "b"},
+        {IdBytes(b"a"): 1, IdBytes(b"a"): 2},
+    ],
+)
+def test_msgpack_refuses_keys_that_would_merge(repos: dict[str, Any], value: Any) -> None:
+    repo = repos["msgpack"]
+    with pytest.raises(SerializationError) as info:
+        repo.put("t", "merged", value)
+    assert not repo.has("t", "merged")
+    assert "same key" in str(info.value)
+    assert info.value.value_path != "value"
+
+
+def test_a_value_with_a_strenum_and_plain_keys_is_still_stored(repos: dict[str, Any]) -> None:
+    # The check runs when a subclass was packed; distinct keys pass it.
+    import enum
+
+    class Colour(enum.StrEnum):
+        RED = "red"
+
+    repo = repos["msgpack"]
+    repo.put("t", "e", {Colour.RED: Colour.RED, "blue": [Tag("b"), 1], Tag("c"): 2})
+    assert repo.get("t", "e") == {"red": "red", "blue": ["b", 1], "c": 2}
