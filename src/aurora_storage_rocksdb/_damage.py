@@ -171,7 +171,9 @@ def _scan(path: str, data: bytes) -> LogTail:
     if complete_end >= size:
         return LogTail(path, size, size, True)
     tail = data[phys_end:]
-    zero_tail = not tail.strip(b"\x00")
+    # Only bytes there can be zeros: a log ending right after a whole fragment (a kill
+    # between two fragments of a record, on a block boundary) holds none.
+    zero_tail = bool(tail) and not tail.strip(b"\x00")
     if zeros_at is None and zero_tail:
         zeros_at = phys_end  # zeros after the last whole fragment
     crash_shaped = (

@@ -216,3 +216,44 @@ def test_zeros_with_records_after_them_are_refused_in_every_mode(
         assert info.value.path == wal
         assert f"zeros from offset {starts[5]:,} with records after them" in str(info.value)
         assert "cannot help" in str(info.value)
+
+
+_BIG_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import aurora_storage
+
+    repo = aurora_storage.open(f"rocksdb://{sys.argv[1]}", codec="raw")
+    repo.put("t", "small", b"a")
+    repo.put("t", "big", b"\\x01" * 100_000)  # four fragments, across 32 KiB blocks
+    print("acked", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3])
+def test_a_log_cut_between_two_fragments_is_a_torn_tail_not_zeros(
+    tmp_path: Path, blocks: int
+) -> None:
+    """A killed writer's log that ends on a 32 KiB block boundary, between two fragments
+    of its last record, holds no zeros: it opens (the documented torn tail between
+    fragments), the records before it intact, instead of being refused as zeroed (a log
+    ending exactly after a whole fragment read as 'zeros from offset N (0 bytes)')."""
+    path = tmp_path / "s"
+    out = subprocess.run(
+        [sys.executable, "-c", _BIG_WRITER, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.stdout.strip() == "acked", out.stderr
+    (log,) = [f for f in glob.glob(f"{path}/*.log") if os.path.getsize(f) > 0]
+    assert os.path.getsize(log) > blocks * 32768
+    os.truncate(log, blocks * 32768)  # where a kill inside the big write() can stop it
+    with aurora_storage.open(f"rocksdb://{path}", codec="raw") as repo:
+        assert repo.get("t", "small") == b"a"
+        assert repo.get("t", "big") is None  # its last fragments never reached the log
+        assert repo.verify().ok
+    with aurora_storage.open(f"rocksdb://{path}?mode=read_only", codec="raw") as repo:
+        assert repo.get("t", "small") == b"a"
