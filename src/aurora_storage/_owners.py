@@ -161,7 +161,10 @@ def same_store(a: Backend, b: Backend) -> bool:
 
 def _sweep() -> None:
     """Drop the entries of declared ids nobody uses any more. Call it holding ``_lock``."""
-    for key, entry in list(_entries.items()):
+    # A copy first: a handle's entry is removed by a weakref callback when the collector
+    # frees its backend, which may happen at any allocation - also while a list of the
+    # table's items is being built (dict.copy() allocates no object per item).
+    for key, entry in list(_entries.copy().items()):
         unused = entry.ref is None and entry.owner is None and not entry.repos
         if unused and _entries.get(key) is entry:
             del _entries[key]
@@ -320,7 +323,7 @@ def release(owner: Owner) -> None:
 
 def _release(owner: Owner) -> None:
     """:func:`release`; call it holding ``_lock``."""
-    for entry in list(_entries.values()):
+    for entry in list(_entries.copy().values()):  # see _sweep
         if entry.owner is owner:
             entry.owner = entry.why = None
             for repo in list(entry.repos):
