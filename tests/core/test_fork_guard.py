@@ -31,23 +31,15 @@ def test_a_forked_child_gets_inherited_handle_error(tmp_path: Path, scheme: str)
     path = str(tmp_path / "s")
     with aurora_storage.open(f"{scheme}://{path}") as repo:
         repo.put("t", "parent", 1)
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child reports through the pipe
-            report = "no error"
+
+        def child() -> str:
             try:
                 repo.get("t", "parent")
             except InheritedHandleError as exc:
-                report = f"{exc.backend}|{exc.path}|{'fork()' in str(exc)}"
-            except BaseException as exc:
-                report = f"other: {type(exc).__name__}: {exc}"
-            os.write(write, report.encode())
-            os._exit(0)
-        os.close(write)
-        _, status = os.waitpid(pid, 0)
-        with os.fdopen(read, "rb") as pipe:
-            report = pipe.read().decode()
-        assert os.waitstatus_to_exitcode(status) == 0
+                return f"{exc.backend}|{exc.path}|{'fork()' in str(exc)}"
+            return "no error"
+
+        report = _in_fork_child(child)
         assert report.split("|")[0] == scheme, report
         assert os.path.samefile(report.split("|")[1], path), report
         assert report.split("|")[2] == "True", report
