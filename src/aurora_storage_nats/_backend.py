@@ -349,6 +349,8 @@ class NATSAsyncBackend(AsyncBackend):
         self._backend = backend
         self._cores: dict[Any, NATSCore] = {}
         self._guards: dict[Any, AsyncGenerator[None, None]] = {}
+        #: per loop: the asyncio lock its first calls take to connect once
+        self._connecting: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
     async def _core(self) -> NATSCore:
@@ -356,7 +358,19 @@ class NATSAsyncBackend(AsyncBackend):
 
         loop = asyncio.get_running_loop()
         core = self._cores.get(loop)
-        if core is None:
+        if core is not None:
+            return core
+        # One connect per loop: the loop's first calls wait for it on an asyncio lock.
+        # (Never wait on a thread lock across an await: a second task of the same loop
+        # would block the loop's own thread on it, and the holder could never resume.)
+        with self._lock:
+            gate = self._connecting.get(loop)
+            if gate is None:
+                gate = self._connecting[loop] = asyncio.Lock()
+        async with gate:
+            core = self._cores.get(loop)
+            if core is not None:
+                return core
             if self._backend._closed:
                 raise RepositoryClosedError(
                     f"the NATS repository {self._backend.config.describe()} is closed",
@@ -365,9 +379,6 @@ class NATSAsyncBackend(AsyncBackend):
             core = NATSCore(self._backend.config)
             await core.connect()
             with self._lock:
-                if loop in self._cores:
-                    await core.close()
-                    return self._cores[loop]
                 self._cores[loop] = core
             # asyncio.run() finalises live async generators before closing its loop:
             # this one closes the connection then, if the repository was not closed.
@@ -429,6 +440,7 @@ class NATSAsyncBackend(AsyncBackend):
         loop = asyncio.get_running_loop()
         core = self._cores.pop(loop, None)
         guard = self._guards.pop(loop, None)
+        self._connecting.pop(loop, None)
         if core is not None:
             await core.close()
         if guard is not None:
@@ -443,6 +455,7 @@ class NATSAsyncBackend(AsyncBackend):
             here = asyncio.get_running_loop()
         except RuntimeError:
             here = None
+        self._connecting.clear()
         for loop, core in list(self._cores.items()):
             self._cores.pop(loop, None)
             self._guards.pop(loop, None)
