@@ -466,7 +466,8 @@ def watch_arguments(after: Any, timeout: Any) -> tuple[int | None, float | None]
     if after is not None and (type(after) is not int or not 0 <= after <= _MAX_POSITION):
         raise InvalidArgumentError(
             "after must be None or an int from 0 to 2**96 - 1 (a Change.position, "
-            f"Watch.position or last_position() of this store), got {after!r}"
+            f"Watch.position or last_position() of this store), got "
+            f"{_shown(after)}"
         )
     if timeout is None:
         return after, None
@@ -485,6 +486,15 @@ def watch_arguments(after: Any, timeout: Any) -> tuple[int | None, float | None]
     if seconds > threading.TIMEOUT_MAX:  # inf included: no timeout
         return after, None
     return after, seconds
+
+
+def _shown(value: object) -> str:
+    """``value`` in a message: its repr, with its type named when the type is not the one
+    its repr suggests (an int subclass shows as a plain number)."""
+    if type(value) in (int, str, float, bool) or value is None:
+        return repr(value)
+    shown = int.__repr__(value) if isinstance(value, int) else repr(value)
+    return f"{shown} (of type {type(value).__qualname__})"
 
 
 class Watch(Generic[K, V]):

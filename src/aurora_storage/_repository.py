@@ -907,7 +907,10 @@ class Repository(TenantKeys, Generic[K, V]):
         after, timeout = _eventstore.watch_arguments(after, timeout)
         feed = self._backend.change_feed().scoped(lo, hi)
         start = feed.last_position() if after is None else after
-        return Watch(self, tenant, lo, hi, plen, feed, start, timeout)
+        # Change.tenant is the plain str value, as tenants() gives it (a str subclass or
+        # enum member passed here is read as its value, never through its own methods).
+        plain = tenant if type(tenant) is str else str.__str__(tenant)
+        return Watch(self, plain, lo, hi, plen, feed, start, timeout)
 
     def _commit(
         self,

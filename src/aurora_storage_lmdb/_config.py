@@ -81,7 +81,9 @@ class LMDBConfig:
             store without a log refuses ``change_log=true``. Costs one extra record per
             changed key.
         change_log_retention: how many write transactions the change log keeps;
-            resuming from an older position raises ``PositionExpiredError``.
+            resuming from an older position raises ``PositionExpiredError``. A setting
+            of this process, not of the store: every process that writes trims the
+            shared log to its own setting, so the smallest among the writers decides.
     """
 
     path: str

@@ -557,9 +557,11 @@ class StoreChangeLog(ChangeFeed):
                         f"before position {floor}"
                     )
                 raise PositionExpiredError(
-                    f"the changes after position {after} {why} (it keeps the last "
-                    f"{self._retention} write transactions); re-read the state with a "
-                    "scan, then watch from last_position()",
+                    f"the changes after position {after} {why} (this handle keeps the "
+                    f"last {self._retention} write transactions, change_log_retention; "
+                    "every writing process trims the shared log to its own setting, so "
+                    "the smallest setting of any writer decides); re-read the state "
+                    "with a scan, then watch from last_position()",
                     position=after,
                     oldest=floor,
                     backend="lmdb",

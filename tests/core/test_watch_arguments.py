@@ -178,3 +178,39 @@ def test_watch_argument_edges(repo: Repository[Any, Any]) -> None:
     assert repo.watch("t", timeout=2.5)._timeout == 2.5
     for forever in (math.inf, 1e308, 10**400, threading.TIMEOUT_MAX * 2):
         assert repo.watch("t", timeout=forever)._timeout is None
+
+
+class _Loud(str):
+    """A str subclass whose own methods would show through if the feed used them."""
+
+    def __str__(self) -> str:
+        return f"<tenant {str.__str__(self)}>"
+
+
+def test_change_tenant_is_the_plain_str(repo: Repository[Any, Any]) -> None:
+    """A str subclass given as the tenant reads back as its plain value, as tenants() and
+    every read do (docs/concepts/keys.md): Change.tenant kept the caller's object, sync
+    and async."""
+    start = repo.last_position()
+    repo.put("acme", "k", 1)
+    got = next(iter(repo.watch(_Loud("acme"), after=start, timeout=1.0)))
+    assert type(got.tenant) is str
+    assert got.tenant == "acme"
+
+    async def first() -> Any:
+        return await repo.as_async().watch(_Loud("acme"), after=start, timeout=1.0).__anext__()
+
+    got_async = asyncio.run(first())
+    assert type(got_async.tenant) is str
+    assert got_async.tenant == "acme"
+
+
+def test_int_subclass_position_names_its_type(repo: Repository[Any, Any]) -> None:
+    """A refused int subclass as ``after`` is shown with its type: the message showed
+    just ``0``, a value that looks valid."""
+
+    class Pos(int):
+        pass
+
+    with pytest.raises(InvalidArgumentError, match=r"got 0 \(of type .*Pos\)"):
+        repo.watch("t", after=Pos(0))

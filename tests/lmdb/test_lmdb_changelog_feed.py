@@ -383,3 +383,30 @@ def test_log_record_without_dropped_position_still_raises_truthfully(tmp_path: P
             next(iter(repo.watch("t", after=0, timeout=0)))
         assert info.value.oldest == floor
         assert _keys(repo.watch("t", after=floor, timeout=0)) == ["a"]
+
+
+def test_another_process_with_a_smaller_retention_trims_and_the_error_says_so(
+    tmp_path: Path,
+) -> None:
+    """change_log_retention is a setting of each process, not of the store: another
+    process writing with retention 1 trims the shared log, and the error of a process
+    with the default setting must not claim its own setting as the reason (it said "it
+    keeps the last 100000 write transactions" after ~600)."""
+    url = f"lmdb://{tmp_path}/s?sync=false&change_log=true"
+    with aurora_storage.open(url) as repo:
+        start = repo.last_position()
+        for i in range(10):
+            repo.put("t", ("a", i), i)
+        done = _run(
+            "import sys, aurora_storage\n"
+            "with aurora_storage.open(sys.argv[1] + '&change_log_retention=1') as r:\n"
+            "    for i in range(600):\n"
+            "        r.put('t', ('b', i), i)\n",
+            url,
+        )
+        assert done.returncode == 0, done.stderr
+        with pytest.raises(PositionExpiredError) as info:
+            next(iter(repo.watch("t", after=start, timeout=0)))
+        message = str(info.value)
+        assert "the smallest setting of any writer decides" in message
+        assert "change_log_retention" in message
