@@ -19,7 +19,7 @@ from typing import Any
 
 from .._keys import decode_key_at
 from ..backend import Op
-from ..errors import KeyExistsError
+from ..errors import ConditionFailed, KeyExistsError
 from . import _recovery
 from ._apply import NO_KEY, Applier
 from ._cache import over_bound
@@ -76,6 +76,9 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         HotTierError: durable in history; hot catches up later.
         TenantStoppedError: durable in history; parked behind its tenant's stop.
         DurableWriteError: cold reported an error after committing; durable.
+        VersionConflictError: change-log entry ``p.seq + 1`` exists already (another
+            process writes the pair, or an earlier write whose answer was lost landed);
+            nothing was written (see :meth:`Pair.cold_write`).
     """
     # Required: history is append-only, and an overwritten record would be projected a
     # second time. One engine read; the pair is the store's only writer (one live handle
@@ -83,6 +86,8 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
     # cannot appear between this read and the cold batch.
     if len(records) != 1 or p.cb.get(records[0][2]) is not None:
         _check_absent(p, records)
+    if not p.seq_known:
+        p.ensure_seq()  # an earlier cold batch's outcome was unknown; nothing written
     seq = p.seq + 1
     cause: BaseException | None = None
     # The pair's reusable applier (policy ``reject``), taken out while in use: a write
@@ -136,9 +141,17 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         ops = [(full, data) for _, _, full, data in records]
         ops.append((LOG + position, entry))
     try:  # Pair.cold_write, inline
-        p.cb.write(ops)
+        if p.create_only:
+            p.cb.commit(ops, conditions=((LOG + position, None),))
+        else:
+            p.cb.write(ops)
+    except ConditionFailed as exc:
+        if ap is not None:
+            ap.clear()
+            p.writer = ap
+        raise p.log_taken(seq) from exc
     except BaseException as exc:
-        p.cold_failed(exc, seq)
+        p.cold_failed(exc, seq, entry)
     p.seq = seq
     if ap is None:
         assert cause is not None

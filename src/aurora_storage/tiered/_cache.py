@@ -22,6 +22,8 @@ __all__ = ["insert", "miss", "over_bound", "put", "write"]
 
 def put(p: Pair, full: bytes, data: bytes) -> None:
     """One record: the hot path (cold batch, then one hot put)."""
+    if not p.seq_known:
+        p.ensure_seq()
     seq = p.seq + 1
     p.cold_write([(full, data), (LOG + seq.to_bytes(8, "big"), b"k" + full)], seq)
     if not p.pos_known or p.pos != seq - 1 or p.swap_pending is not None:
@@ -69,6 +71,8 @@ def write(p: Pair, ops: list[Op]) -> None:
         raise over_bound(p, len(ops), limit, with_position=False)
     fulls = [k for k, _ in ops]
     entry = _log.one(fulls[0]) if len(fulls) == 1 else _log.many(fulls)
+    if not p.seq_known:
+        p.ensure_seq()
     seq = p.seq + 1
     p.cold_write([*ops, (_log.log_key(seq), entry)], seq)
     if not p.pos_known or p.pos != seq - 1 or p.swap_pending is not None:

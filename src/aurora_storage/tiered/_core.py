@@ -20,11 +20,13 @@ from .._keys import MAX_KEY_SIZE, decode_key_at, decode_tenant_key
 from .._repository import Repository
 from ..backend import Backend, Op, chunk_items, chunk_keys
 from ..errors import (
+    ConditionFailed,
     CorruptionError,
     KeyTooLargeError,
     ProjectionMisuseError,
     StorageError,
     StorageFullError,
+    VersionConflictError,
 )
 from ._config import Policy, TieredConfig, TieredURL
 from ._errors import DurableWriteError, HotTierError, HotTierFullError
@@ -103,7 +105,11 @@ class Pair:
     """Two tiers, their config, and where each stands in the change log.
 
     Attributes:
-        seq: the last change-log sequence number in cold.
+        seq: the last change-log sequence number in cold (valid only while
+            ``seq_known``).
+        seq_known: false after a cold batch whose outcome could not be confirmed (its
+            answer was lost and the log could not be read), or whose change-log entry
+            another writer had taken, until :meth:`ensure_seq` re-reads it from cold.
         pos: the last one applied to hot (valid only while ``pos_known``).
         saved: the last one recorded in hot (``POS``); cache mode records it lazily.
         pos_known: false after any hot-tier error, until the position is re-read.
@@ -137,6 +143,13 @@ class Pair:
         self.lock = threading.RLock()
         self.closed = False
         self.seq = 0
+        self.seq_known = True
+        caps = cold.capabilities
+        #: cold may be written by another process, or may apply a batch whose answer was
+        #: lost after the pair re-read its log (a network engine): each change-log entry
+        #: is then written create-only (see cold_write). Off for a single-process cold
+        #: (RocksDB), whose outcome is always known: a plain batch, no condition to check.
+        self.create_only = caps.multi_process and caps.conditional_writes
         self.pos = 0
         self.saved = 0
         self.pos_known = True
@@ -178,6 +191,18 @@ class Pair:
         k = self.cb.last_key(LOG, LOG_END)
         return 0 if k is None else seq_of(k)
 
+    def ensure_seq(self) -> None:
+        """Re-read the last sequence number from cold if a cold batch's outcome was left
+        unknown (see ``seq_known``). Every operation that writes a change-log entry calls
+        this before it takes ``seq + 1``.
+
+        Raises:
+            the cold tier's error: the log could not be read; nothing was written.
+        """
+        if not self.seq_known:
+            self.seq = self.last_seq()
+            self.seq_known = True
+
     def first_log_seq(self) -> int | None:
         k = self.cb.first_key(LOG, LOG_END)
         return None if k is None else seq_of(k)
@@ -215,29 +240,63 @@ class Pair:
             raise
 
     def cold_write(self, ops: Sequence[Op], seq: int) -> None:
-        """Step 1 of a write: one atomic cold batch holding change-log entry ``seq``.
+        """Step 1 of a write: one atomic cold batch holding change-log entry ``seq``
+        (the last operation of ``ops``). Create-only when ``create_only``.
 
         Raises:
             DurableWriteError: cold reported an error but the batch is there (e.g. a
                 failed sync after the commit): the write is durable.
-            the cold tier's error: nothing was written.
+            VersionConflictError: the change-log entry ``seq`` exists already (another
+                process writes this pair, or an earlier write whose answer was lost
+                landed); nothing of this write was written.
+            the cold tier's error: nothing was written, or (when the outcome could not be
+                confirmed) the next write re-reads the log first.
         """
         try:
-            self.cb.write(ops)
+            if self.create_only:
+                self.cb.commit(ops, conditions=((ops[-1][0], None),))
+            else:
+                self.cb.write(ops)
+        except ConditionFailed as exc:
+            raise self.log_taken(seq) from exc
         except BaseException as exc:
-            self.cold_failed(exc, seq)
+            self.cold_failed(exc, seq, ops[-1][1])
         self.seq = seq
 
-    def cold_failed(self, exc: BaseException, seq: int) -> NoReturn:
-        """Raise the error for cold batch ``seq`` that raised ``exc`` (see
-        :meth:`cold_write`; called from its ``except``)."""
+    def log_taken(self, seq: int) -> VersionConflictError:
+        """The error for a create-only cold batch refused because change-log entry
+        ``seq`` exists: nothing was written, and both positions are re-read before the
+        next write (the log and hot moved without this pair)."""
+        self.seq_known = False
+        self.pos_known = False
+        return VersionConflictError(
+            f"change-log entry {seq} of the cold tier {self.cold_name()} already exists: "
+            "another process writes this tiered pair, or an earlier write of this pair "
+            "whose answer was lost landed after all. Nothing of this write was written; "
+            "the pair re-reads the log before its next write, so writing it again is "
+            "safe. Keep one writing process per pair",
+            expected=None,
+            actual=seq,
+            backend="tiered",
+        )
+
+    def cold_failed(self, exc: BaseException, seq: int, entry: bytes | None = None) -> NoReturn:
+        """Raise the error for cold batch ``seq`` (change-log ``entry``) that raised
+        ``exc`` (see :meth:`cold_write`; called from its ``except``)."""
         # Take the sequence number from the log itself, so the next entry never
         # overwrites one that exists, and tell the truth about this one.
         try:
-            self.seq = self.last_seq()
+            got = self.cb.get(log_key(seq)) if entry is not None else None
+            last = self.last_seq()
         except Exception:
+            # The outcome is unknown (the answer was lost and the log cannot be read):
+            # the batch may have committed. The next write re-reads the log first.
+            self.seq_known = False
             raise exc from None
-        if self.seq >= seq and isinstance(exc, Exception):
+        self.seq = last
+        self.seq_known = True
+        ours = got == entry if entry is not None else last >= seq
+        if ours and isinstance(exc, Exception):
             raise DurableWriteError(
                 f"the cold tier {self.cold_name()} reported {type(exc).__name__}: {exc}, "
                 f"but the write is durable in history (change-log seq {seq}); do not "

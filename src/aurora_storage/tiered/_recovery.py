@@ -181,6 +181,7 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
         the hot or cold tier's error: nothing past the last committed group is applied;
             the position is re-read from hot before the next attempt.
     """
+    p.ensure_seq()
     if p.swap_pending is not None:  # a switch a hot failure interrupted: finish it first
         _rebuild.finish_pending(p)
     p.ensure_position()
@@ -289,6 +290,7 @@ def drop_tenant(p: Pair, prefix: bytes) -> int:
     Raises:
         HotTierError: done in cold (durable); hot catches up.
     """
+    p.ensure_seq()
     seq = p.seq + 1
     p.cold_write([(log_key(seq), _log.drop_intent(prefix))], seq)
     try:

@@ -259,8 +259,12 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
                     p.reload_position()
                 except Exception:  # a tier unreadable: report what is known
                     pass
-        elif not p.pos_known:
+        elif not p.pos_known or not p.seq_known:
             with p.lock:
+                try:
+                    p.ensure_seq()
+                except Exception:  # cold unreadable: report what is known
+                    pass
                 try:
                     p.ensure_position()
                 except Exception:  # hot unreadable: report what is known

@@ -1,0 +1,243 @@
+"""Each history record is applied to hot exactly once, whatever fails, with NATS tiers.
+
+A breaker found (2026-12-02, night):
+
+1. A cold commit whose answer is lost (a proxy drops the server's answers; the batch did
+   commit): the pair could not read the log either and kept its sequence number, so the
+   next write reused change-log entry N and overwrote it. That event was never projected
+   (lag 0, and reopen did not repair it); in cache mode the pair served the old value for
+   good. Now the sequence is marked unknown and the next cold write re-reads it; and each
+   change-log entry is written create-only on a cold that other processes (or a late
+   batch) may write, so a late landing or a second writer is a typed error
+   (VersionConflictError), never an overwrite.
+2. The same bucket spelled twice (``localhost`` hot, ``127.0.0.1`` cold) was accepted as
+   a pair, and rebuild() then deleted all history.
+4. The NATS hot bucket deleted and re-created under a running pair: the pair kept its
+   in-memory position (lag 0, events never projected), and reopen blamed foreign data.
+5. Two processes writing one pair (LMDB hot, NATS cold) silently overwrote each other's
+   change-log entries.
+
+Real nats-server, real LMDB stores; answers are lost through a TCP proxy on loopback
+that forwards everything until told to drop the server's answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from nats_servers import MAX_BATCH, Server
+
+import aurora_storage
+from aurora_storage.errors import ConfigurationError, StorageError, VersionConflictError
+from aurora_storage.tiered import HistoryRecord, ProjectionState, TieredRepository
+from aurora_storage.tiered._log import LOG, LOG_END
+
+
+def count(record: HistoryRecord, state: ProjectionState) -> None:
+    """Counts every application: ``n`` in total, ``seen:<key>`` per record."""
+    state.put("n", state.get("n", 0) + 1)
+    k = f"seen:{record.key}"
+    state.put(k, state.get(k, 0) + 1)
+
+
+class AnswerDropper:
+    """A loopback TCP proxy to a nats-server. Armed, it waits for the next atomic batch
+    commit from the client and from then on swallows every byte the server sends, until
+    :meth:`release`: the server did the work, the client never hears of it. Dropped
+    connections are closed on release, so the client reconnects cleanly."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(50)
+        self.port = int(self.srv.getsockname()[1])
+        self.armed = False
+        self.dropping = threading.Event()
+        self.fired = 0
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.conns += [c, s]
+            threading.Thread(target=self._pump, args=(c, s, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(s, c, False), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket, to_server: bool) -> None:
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if to_server and self.armed and b"Nats-Batch-Commit" in data:
+                    self.armed = False
+                    self.fired += 1
+                    self.dropping.set()
+                if not to_server and self.dropping.is_set():
+                    continue
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for x in (a, b):
+                try:
+                    x.close()
+                except OSError:
+                    pass
+
+    def release(self) -> None:
+        """Stop dropping; cut the connections whose answers were dropped (a half-sent
+        message must not reach the client)."""
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for x in conns:
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.dropping.clear()
+
+    def close(self) -> None:
+        self.closed = True
+        self.release()
+        self.srv.close()
+
+
+@pytest.fixture
+def dropper(nats_server: Server) -> Iterator[AnswerDropper]:
+    px = AnswerDropper(nats_server.port)
+    try:
+        yield px
+    finally:
+        px.close()
+
+
+def _log_keys(cold_url: str) -> list[bytes]:
+    """The history keys the change-log entries name, in log order (ONE entries)."""
+    with aurora_storage.open(cold_url) as cold:
+        return [v for _, v in cold.backend.scan(LOG, LOG_END)]
+
+
+def _write_in_other_process(url: str, ops: list[tuple[bytes, bytes]]) -> None:
+    """One atomic batch of raw operations, written by another process."""
+    code = (
+        "import sys, aurora_storage\n"
+        "ops = [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in "
+        "(a.split(':') for a in sys.argv[2:])]\n"
+        "with aurora_storage.open(sys.argv[1]) as r:\n"
+        "    r.backend.write(ops)\n"
+    )
+    args = [f"{k.hex()}:{v.hex()}" for k, v in ops]
+    subprocess.run([sys.executable, "-c", code, url, *args], check=True, timeout=60)
+
+
+def _check_exactly_once(r: TieredRepository[Any, Any], tenant: str) -> None:
+    history = [str(k) for k, _ in r.history.items(tenant)]
+    assert r.lag == 0
+    assert {k: r.get(tenant, f"seen:{k}", 0) for k in history} == dict.fromkeys(history, 1)
+    assert r.get(tenant, "n") == len(history)
+
+
+def test_lost_commit_answer_is_projected_once(
+    dropper: AnswerDropper, bucket: str, tmp_path: Path
+) -> None:
+    hot = f"lmdb://{tmp_path}/hot"
+    cold_px = f"nats://127.0.0.1:{dropper.port}/{bucket}?timeout=1&max_batch={MAX_BATCH}"
+    r = TieredRepository(
+        hot=aurora_storage.open(hot), cold=aurora_storage.open(cold_px), projection=count
+    )
+    try:
+        r.put("acme", "e1", {})
+        dropper.armed = True
+        with pytest.raises(StorageError):
+            r.put("acme", "e2", {})  # committed in cold; the answer is lost
+        assert dropper.fired == 1
+        dropper.release()
+        r.put("acme", "e3", {})
+        assert [k for k, _ in r.history.items("acme")] == ["e1", "e2", "e3"]
+        _check_exactly_once(r, "acme")
+    finally:
+        r.close()
+    r = TieredRepository(
+        hot=aurora_storage.open(hot), cold=aurora_storage.open(cold_px), projection=count
+    )
+    try:
+        _check_exactly_once(r, "acme")
+        r.rebuild()
+        _check_exactly_once(r, "acme")
+    finally:
+        r.close()
+
+
+def test_lost_commit_answer_cache_mode_serves_cold(
+    dropper: AnswerDropper, bucket: str, tmp_path: Path
+) -> None:
+    hot = f"lmdb://{tmp_path}/hot"
+    cold_px = f"nats://127.0.0.1:{dropper.port}/{bucket}?timeout=1&max_batch={MAX_BATCH}"
+    r = TieredRepository(hot=aurora_storage.open(hot), cold=aurora_storage.open(cold_px))
+    try:
+        r.put("acme", "k", "v1")
+        dropper.armed = True
+        with pytest.raises(StorageError):
+            r.put("acme", "k", "v2")
+        dropper.release()
+        r.put("acme", "j", "x")
+        assert r.cold.get("acme", "k") == "v2"
+        assert r.get("acme", "k") == "v2"
+        assert r.lag == 0
+    finally:
+        r.close()
+    r = TieredRepository(hot=aurora_storage.open(hot), cold=aurora_storage.open(cold_px))
+    try:
+        assert r.get("acme", "k") == "v2"
+        assert r.get("acme", "j") == "x"
+    finally:
+        r.close()
+
+
+def test_late_landing_of_a_lost_batch_is_a_typed_error(
+    dropper: AnswerDropper, nats_server: Server, bucket: str, tmp_path: Path
+) -> None:
+    """The kind of 1b: the pair re-read the log while the lost batch had not landed yet
+    (here: another writer takes the entry meanwhile, which is the same to the pair).
+    The next write's create-only entry is refused, nothing written, typed error; the
+    write after it succeeds and every record is projected once."""
+    hot = f"lmdb://{tmp_path}/hot"
+    cold_url = f"nats://{nats_server.address}/{bucket}?max_batch={MAX_BATCH}"
+    r = TieredRepository(
+        hot=aurora_storage.open(hot), cold=aurora_storage.open(cold_url), projection=count
+    )
+    try:
+        r.put("acme", "e1", {})
+        # The entry the pair will take next appears behind its back (a late landing),
+        # written by another process.
+        full = r.cold._full("acme", "late")
+        _write_in_other_process(
+            cold_url, [(full, r.cold._encode({})), (LOG + (2).to_bytes(8, "big"), b"k" + full)]
+        )
+        with pytest.raises(VersionConflictError, match=r"change-log entry 2 .* already exists"):
+            r.put("acme", "e2", {})
+        assert r.history.get("acme", "e2") is None  # nothing of it was written
+        r.put("acme", "e2", {})
+        assert [k for k, _ in r.history.items("acme")] == ["e1", "e2", "late"]
+        _check_exactly_once(r, "acme")
+    finally:
+        r.close()
