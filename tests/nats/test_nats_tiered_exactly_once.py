@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,18 @@ import pytest
 from nats_servers import MAX_BATCH, Server
 
 import aurora_storage
-from aurora_storage.errors import ConfigurationError, StorageError, VersionConflictError
-from aurora_storage.tiered import HistoryRecord, ProjectionState, TieredRepository
+from aurora_storage.errors import (
+    ConfigurationError,
+    HotTierError,
+    StorageError,
+    VersionConflictError,
+)
+from aurora_storage.tiered import (
+    HistoryRecord,
+    ProjectionState,
+    TieredRepository,
+    register_projection,
+)
 from aurora_storage.tiered._log import LOG, LOG_END
 
 
@@ -47,6 +58,9 @@ def count(record: HistoryRecord, state: ProjectionState) -> None:
     state.put("n", state.get("n", 0) + 1)
     k = f"seen:{record.key}"
     state.put(k, state.get(k, 0) + 1)
+
+
+register_projection("exactly_once_count", count)
 
 
 class AnswerDropper:
@@ -115,6 +129,17 @@ class AnswerDropper:
                 pass
         self.dropping.clear()
 
+    def settle(self, repo: Any) -> None:
+        """After :meth:`release`: wait (bounded) until ``repo``'s client reconnected
+        through the proxy and answers again."""
+        for _ in range(100):
+            try:
+                repo.backend.last_key(b"", b"\xff")
+                return
+            except StorageError:
+                time.sleep(0.1)
+        raise AssertionError("the NATS client did not reconnect through the proxy")
+
     def close(self) -> None:
         self.closed = True
         self.release()
@@ -171,6 +196,7 @@ def test_lost_commit_answer_is_projected_once(
             r.put("acme", "e2", {})  # committed in cold; the answer is lost
         assert dropper.fired == 1
         dropper.release()
+        dropper.settle(r.cold)
         r.put("acme", "e3", {})
         assert [k for k, _ in r.history.items("acme")] == ["e1", "e2", "e3"]
         _check_exactly_once(r, "acme")
@@ -199,6 +225,7 @@ def test_lost_commit_answer_cache_mode_serves_cold(
         with pytest.raises(StorageError):
             r.put("acme", "k", "v2")
         dropper.release()
+        dropper.settle(r.cold)
         r.put("acme", "j", "x")
         assert r.cold.get("acme", "k") == "v2"
         assert r.get("acme", "k") == "v2"
@@ -239,5 +266,106 @@ def test_late_landing_of_a_lost_batch_is_a_typed_error(
         r.put("acme", "e2", {})
         assert [k for k, _ in r.history.items("acme")] == ["e1", "e2", "late"]
         _check_exactly_once(r, "acme")
+    finally:
+        r.close()
+
+
+# ---------------------------------------------------------------- one bucket, two names
+
+
+@pytest.mark.parametrize("via", ["constructor", "url"])
+@pytest.mark.parametrize("used", [False, True], ids=["new-bucket", "used-bucket"])
+def test_one_bucket_under_two_names_is_refused(
+    nats_server: Server, bucket: str, tmp_path: Path, via: str, used: bool
+) -> None:
+    port = nats_server.port
+    hot_url = f"nats://localhost:{port}/{bucket}?max_batch={MAX_BATCH}"
+    cold_url = f"nats://127.0.0.1:{port}/{bucket}?max_batch={MAX_BATCH}"
+    if used:  # the bucket is the cold tier of a pair with a hot store of its own
+        r = TieredRepository(
+            hot=aurora_storage.open(f"lmdb://{tmp_path}/hot"),
+            cold=aurora_storage.open(cold_url),
+            projection=count,
+        )
+        r.put("acme", "e1", {})
+        r.close()
+    with aurora_storage.open(cold_url) as raw:
+        before = sorted(raw.backend.scan(b"", b"\xff"))
+    if via == "constructor":
+        hot, cold = aurora_storage.open(hot_url), aurora_storage.open(cold_url)
+        with pytest.raises(ConfigurationError, match="must be two different stores"):
+            TieredRepository(hot=hot, cold=cold, projection=count)
+        hot.close()
+        cold.close()
+    else:
+        url = (
+            f"tiered://?hot={quote(hot_url, safe='')}&cold={quote(cold_url, safe='')}"
+            "&projection=exactly_once_count"
+        )
+        with pytest.raises(ConfigurationError, match="must be two different stores"):
+            aurora_storage.open(url)
+    with aurora_storage.open(cold_url) as raw:
+        assert sorted(raw.backend.scan(b"", b"\xff")) == before  # nothing left written
+    if used:  # the history is whole
+        r = TieredRepository(
+            hot=aurora_storage.open(f"lmdb://{tmp_path}/hot"),
+            cold=aurora_storage.open(cold_url),
+            projection=count,
+        )
+        try:
+            assert [k for k, _ in r.history.items("acme")] == ["e1"]
+            _check_exactly_once(r, "acme")
+        finally:
+            r.close()
+
+
+# ---------------------------------------------------------------- hot lost under the pair
+
+
+def _delete_stream(address: str, bucket: str) -> None:
+    import nats
+
+    async def main() -> None:
+        nc = await nats.connect(f"nats://{address}", connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            await nc.jetstream().delete_stream(f"KV_{bucket}")
+        finally:
+            await nc.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("trim_every", [1, 1024])
+def test_hot_bucket_recreated_under_a_running_pair(
+    nats_server: Server, bucket: str, tmp_path: Path, trim_every: int
+) -> None:
+    hot_url = f"nats://{nats_server.address}/{bucket}?timeout=1&max_batch={MAX_BATCH}"
+    cold_url = f"rocksdb://{tmp_path}/cold"
+
+    def pair() -> TieredRepository[Any, Any]:
+        return TieredRepository(
+            hot=aurora_storage.open(hot_url),
+            cold=aurora_storage.open(cold_url),
+            projection=count,
+            trim_every=trim_every,
+        )
+
+    r = pair()
+    try:
+        for i in range(10):
+            r.put("t", f"a{i:03d}", {})
+        _delete_stream(nats_server.address, bucket)
+        with pytest.raises(HotTierError):
+            r.put("t", "b000", {})  # durable in history; hot is gone
+        aurora_storage.open(hot_url).close()  # someone creates the bucket again, empty
+        r.put("t", "b001", {})
+        r.put("t", "b002", {})
+        assert r.history.count("t") == 13
+        _check_exactly_once(r, "t")
+    finally:
+        r.close()
+    r = pair()
+    try:
+        _check_exactly_once(r, "t")
     finally:
         r.close()

@@ -126,6 +126,7 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         # Hot could not be brought current or read: history is still written; the
         # projection runs at catch-up.
         cause, ap = exc, None
+        p.pos_known = False  # any hot error: what hot holds is re-read before applying
     limit = p.hot_batch
     if limit is not None and ap is not None and ap.size() >= limit:  # + POS > limit
         # Refused before cold: catch-up could never apply this entry atomically with

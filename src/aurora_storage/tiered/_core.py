@@ -34,6 +34,7 @@ from ._log import (
     HISTORY_KEY_LIMIT,
     LOG,
     LOG_END,
+    PAIR,
     POS,
     STOPPED,
     STOPPED_END,
@@ -153,6 +154,9 @@ class Pair:
         self.pos = 0
         self.saved = 0
         self.pos_known = True
+        #: hot lost the pair's record while the pair ran (see ensure_position): the next
+        #: catch_up derives it again from cold
+        self.hot_lost = False
         self.trimmed = 0
         self.needs_drop_finish = False
         #: the REBUILD marker of a switch (or its shadow removal) a hot failure
@@ -224,7 +228,13 @@ class Pair:
         hot's recorded position is saved lazily and would only replay more.
         """
         if not self.pos_known:
-            if self.mode == "cache":
+            if not self.read_only and self.hb.get(PAIR) is None:
+                # Hot lost the pair's record under the running pair (a NATS bucket
+                # deleted and created again): its position says nothing about what it
+                # holds. catch_up derives it from scratch (reset_hot), never from 0
+                # against a trimmed log.
+                self.hot_lost = True
+            if self.mode == "cache" and not self.hot_lost:
                 self.pos_known = True
             else:
                 self.reload_position()

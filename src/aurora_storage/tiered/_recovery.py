@@ -60,12 +60,18 @@ def open_pair(p: Pair) -> None:
 
     Raises:
         ConfigurationError: the store was created in the other mode, or hot belongs to
-            another pair or holds foreign data.
+            another pair or holds foreign data, or hot and cold are one store under two
+            names (each sees the other's record).
         CorruptionError: the tiered metadata is damaged.
     """
     raw_hot = p.hb.get(PAIR)
-    hot_meta = None if raw_hot is None else _load_meta(raw_hot, f"the hot tier {p.hot_name()}")
     raw = p.cb.get(COLD_META)
+    # The same store under two names (one NATS bucket as ``localhost`` and as
+    # ``127.0.0.1``) passes every check of the URLs: then each tier sees the other's
+    # record. A rebuild of such a "pair" would clear hot, i.e. all of history.
+    if p.hb.get(COLD_META) is not None or p.cb.get(PAIR) is not None:
+        raise _same_store(p)
+    hot_meta = None if raw_hot is None else _load_meta(raw_hot, f"the hot tier {p.hot_name()}")
     recorded: Any
     stamp = False  # cold's record is to be written (new, or an older version's)
     if raw is None:
@@ -98,6 +104,10 @@ def open_pair(p: Pair) -> None:
         # Every check passed: from here on the pair writes.
         if stamp:
             p.cb.put(COLD_META, orjson.dumps({"id": pair_id, "mode": recorded}))
+            if raw is None and p.hb.get(COLD_META) is not None:
+                # A new cold's record showed up in hot: one store. Nothing stays written.
+                p.cb.delete(COLD_META)
+                raise _same_store(p)
     p.pair_meta = orjson.dumps({"id": pair_id, "mode": p.mode})
     p.seq = p.last_seq()
     p.reload_position()
@@ -126,6 +136,17 @@ def open_pair(p: Pair) -> None:
         p.trim()
 
 
+def _same_store(p: Pair) -> ConfigurationError:
+    return ConfigurationError(
+        "the hot and cold tiers must be two different stores: the hot tier "
+        f"{p.hot_name()} and the cold tier {p.cold_name()} are the same store (each sees "
+        "the other's tiered record; their identity could not be told from the URLs, e.g. "
+        "one server under two host names). Give hot a store of its own; nothing was "
+        "written",
+        backend="tiered",
+    )
+
+
 def _mode_message(p: Pair, recorded: str) -> str:
     if recorded == "projection":
         return (
@@ -144,11 +165,13 @@ def reset_hot(p: Pair) -> None:
     finish_cold_drops(p)
     if p.mode == "projection":
         _rebuild.fresh(p)
-        return
-    p.hot_write([(REBUILD, _rebuild.FRESH + seq_bytes(p.seq) + _rebuild.ALL), (PAIR, p.pair_meta)])
-    p.clear_hot(NS_DATA, NS_DATA_END)
-    p.hot_write([(REBUILD, None), (POS, seq_bytes(p.seq))])
-    p.reload_position()
+    else:
+        marker = _rebuild.FRESH + seq_bytes(p.seq) + _rebuild.ALL
+        p.hot_write([(REBUILD, marker), (PAIR, p.pair_meta)])
+        p.clear_hot(NS_DATA, NS_DATA_END)
+        p.hot_write([(REBUILD, None), (POS, seq_bytes(p.seq))])
+        p.reload_position()
+    p.hot_lost = False  # only once hot is whole again: a failure above derives it again
 
 
 def finish_cold_drops(p: Pair) -> None:
@@ -182,9 +205,21 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
             the position is re-read from hot before the next attempt.
     """
     p.ensure_seq()
+    try:
+        return _catch_up(p, group)
+    except BaseException:
+        p.pos_known = False  # any hot error: what hot holds is re-read before the next try
+        raise
+
+
+def _catch_up(p: Pair, group: int) -> int:
     if p.swap_pending is not None:  # a switch a hot failure interrupted: finish it first
         _rebuild.finish_pending(p)
     p.ensure_position()
+    if p.hot_lost:
+        before = p.pos
+        reset_hot(p)
+        return p.seq - before
     applied = 0
     projecting = p.projection is not None
     limit = p.hot_batch
