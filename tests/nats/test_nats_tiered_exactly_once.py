@@ -369,3 +369,100 @@ def test_hot_bucket_recreated_under_a_running_pair(
         _check_exactly_once(r, "t")
     finally:
         r.close()
+
+
+# ---------------------------------------------------------------- two writing processes
+
+_WRITER = """
+import sys
+import aurora_storage
+from aurora_storage.tiered import TieredRepository
+
+def count(record, state):
+    state.put("n", state.get("n", 0) + 1)
+    k = f"seen:{record.key}"
+    state.put(k, state.get(k, 0) + 1)
+
+r = TieredRepository(
+    hot=aurora_storage.open(sys.argv[1]), cold=aurora_storage.open(sys.argv[2]),
+    projection=count, trim_every=1_000_000,
+)
+print("ready", flush=True)
+for line in sys.stdin:
+    key = line.strip()
+    try:
+        r.put("t", key, {})
+        print("ok", flush=True)
+    except Exception as exc:
+        print(type(exc).__name__, str(exc).replace("\\n", " "), flush=True)
+r.close()
+"""
+
+
+class Writer:
+    """A pair in another process, writing one event per call."""
+
+    def __init__(self, hot: str, cold: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, hot, cold],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._answer() == "ready"
+
+    def _answer(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def put(self, key: str) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(key + "\n")
+        self.proc.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.close()
+        code = self.proc.wait(timeout=60)
+        self.proc.stdout.close()
+        assert code == 0
+
+
+def test_second_writing_process_gets_a_typed_error(
+    nats_server: Server, bucket: str, tmp_path: Path
+) -> None:
+    """LMDB hot + NATS cold, both shared by two processes. The writes are interleaved
+    one at a time, so only the change log is contended: each process's entry number is
+    stale after the other wrote. The stale write is refused (VersionConflictError,
+    nothing written) instead of overwriting the other's change-log entry; written again,
+    it goes through. Every acknowledged write is in history and named by exactly one
+    change-log entry, and projected once."""
+    hot = f"lmdb://{tmp_path}/hot"
+    cold = f"nats://{nats_server.address}/{bucket}?max_batch={MAX_BATCH}"
+    a, b = Writer(hot, cold), Writer(hot, cold)
+    acked: list[str] = []
+    try:
+        for i in range(4):
+            for w, name in ((a, f"a{i}"), (b, f"b{i}")):
+                answer = w.put(name)
+                if answer != "ok":
+                    assert answer.startswith("VersionConflictError change-log entry")
+                    assert "already exists" in answer
+                    assert w.put(name) == "ok"  # nothing was written: write it again
+                acked.append(name)
+    finally:
+        a.close()
+        b.close()
+    entries = _log_keys(cold)
+    r = TieredRepository(
+        hot=aurora_storage.open(hot), cold=aurora_storage.open(cold), projection=count
+    )
+    try:
+        history = [k for k, _ in r.history.items("t")]
+        assert sorted(history) == sorted(acked)
+        assert sorted(entries) == sorted(b"k" + r.cold._full("t", k) for k in acked)
+        _check_exactly_once(r, "t")
+    finally:
+        r.close()
