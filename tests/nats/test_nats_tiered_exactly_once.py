@@ -50,7 +50,7 @@ from aurora_storage.tiered import (
     TieredRepository,
     register_projection,
 )
-from aurora_storage.tiered._log import LOG, LOG_END
+from aurora_storage.tiered._log import LOG, LOG_END, split
 
 
 def count(record: HistoryRecord, state: ProjectionState) -> None:
@@ -156,9 +156,9 @@ def dropper(nats_server: Server) -> Iterator[AnswerDropper]:
 
 
 def _log_keys(cold_url: str) -> list[bytes]:
-    """The history keys the change-log entries name, in log order (ONE entries)."""
+    """The change-log entries (without their nonces), in log order."""
     with aurora_storage.open(cold_url) as cold:
-        return [v for _, v in cold.backend.scan(LOG, LOG_END)]
+        return [split(v)[1] for _, v in cold.backend.scan(LOG, LOG_END)]
 
 
 def _write_in_other_process(url: str, ops: list[tuple[bytes, bytes]]) -> None:
@@ -186,7 +186,7 @@ def test_lost_commit_answer_is_projected_once(
 ) -> None:
     hot = f"lmdb://{tmp_path}/hot"
     cold_px = f"nats://127.0.0.1:{dropper.port}/{bucket}?timeout=1&max_batch={MAX_BATCH}"
-    r = TieredRepository(
+    r: TieredRepository[Any, Any] = TieredRepository(
         hot=aurora_storage.open(hot), cold=aurora_storage.open(cold_px), projection=count
     )
     try:
@@ -218,7 +218,9 @@ def test_lost_commit_answer_cache_mode_serves_cold(
 ) -> None:
     hot = f"lmdb://{tmp_path}/hot"
     cold_px = f"nats://127.0.0.1:{dropper.port}/{bucket}?timeout=1&max_batch={MAX_BATCH}"
-    r = TieredRepository(hot=aurora_storage.open(hot), cold=aurora_storage.open(cold_px))
+    r: TieredRepository[Any, Any] = TieredRepository(
+        hot=aurora_storage.open(hot), cold=aurora_storage.open(cold_px)
+    )
     try:
         r.put("acme", "k", "v1")
         dropper.armed = True
@@ -249,7 +251,7 @@ def test_late_landing_of_a_lost_batch_is_a_typed_error(
     write after it succeeds and every record is projected once."""
     hot = f"lmdb://{tmp_path}/hot"
     cold_url = f"nats://{nats_server.address}/{bucket}?max_batch={MAX_BATCH}"
-    r = TieredRepository(
+    r: TieredRepository[Any, Any] = TieredRepository(
         hot=aurora_storage.open(hot), cold=aurora_storage.open(cold_url), projection=count
     )
     try:
@@ -282,7 +284,7 @@ def test_one_bucket_under_two_names_is_refused(
     hot_url = f"nats://localhost:{port}/{bucket}?max_batch={MAX_BATCH}"
     cold_url = f"nats://127.0.0.1:{port}/{bucket}?max_batch={MAX_BATCH}"
     if used:  # the bucket is the cold tier of a pair with a hot store of its own
-        r = TieredRepository(
+        r: TieredRepository[Any, Any] = TieredRepository(
             hot=aurora_storage.open(f"lmdb://{tmp_path}/hot"),
             cold=aurora_storage.open(cold_url),
             projection=count,
@@ -456,7 +458,7 @@ def test_second_writing_process_gets_a_typed_error(
         a.close()
         b.close()
     entries = _log_keys(cold)
-    r = TieredRepository(
+    r: TieredRepository[Any, Any] = TieredRepository(
         hot=aurora_storage.open(hot), cold=aurora_storage.open(cold), projection=count
     )
     try:

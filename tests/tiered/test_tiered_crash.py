@@ -39,7 +39,7 @@ def _raw_positions(data: Path) -> tuple[int, int]:
     cold = aurora_storage.open(f"rocksdb://{data}/history")
     try:
         raw = hot.backend.get(POS)
-        pos = int.from_bytes(raw, "big") if raw else 0
+        pos = int.from_bytes(raw[:8], "big") if raw else 0  # + the entry's nonce
         last = next(iter(cold.backend.scan_keys(LOG, LOG_END, reverse=True)), None)
         seq = int.from_bytes(last[len(LOG) :], "big") if last else 0
         return pos, seq

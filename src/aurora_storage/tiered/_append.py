@@ -15,6 +15,7 @@ poison record is appended and parked behind it: :class:`TenantStoppedError`
 
 from __future__ import annotations
 
+from os import urandom
 from typing import Any
 
 from .._keys import decode_key_at
@@ -25,7 +26,7 @@ from ._apply import NO_KEY, Applier
 from ._cache import over_bound
 from ._core import Pair
 from ._errors import ProjectionError, TenantStoppedError
-from ._log import LOG, POS
+from ._log import LOG, NONCE_SIZE, POS
 
 __all__ = ["NO_KEY", "Record", "append"]
 
@@ -136,6 +137,8 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         p.writer = ap
         raise over_bound(p, size, limit, with_position=True)
     position = seq.to_bytes(8, "big")  # seq_bytes(seq); log_key(seq) is LOG + this
+    nonce = urandom(NONCE_SIZE)  # hot records it with the position (see _log.NONCED)
+    entry = b"N" + nonce + entry  # _log.nonced(entry, nonce), inline
     if len(records) == 1:
         ops: list[Op] = [(records[0][2], records[0][3]), (LOG + position, entry)]
     else:
@@ -158,7 +161,7 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         assert cause is not None
         raise p.hot_failed(seq, cause) from cause
     hot_ops = ap.ops()
-    hot_ops.append((POS, position))
+    hot_ops.append((POS, position + nonce))
     try:
         p.hb.write(hot_ops)
     except BaseException as exc:
@@ -167,6 +170,7 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
             raise
         raise p.hot_failed(seq, exc) from exc
     p.pos = p.saved = seq
+    p.pos_nonce = nonce
     if seq - p.trimmed >= p.config.trim_every:
         p.trim()
     if ap.held:

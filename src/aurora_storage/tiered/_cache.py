@@ -9,13 +9,14 @@ applies anything (replaying from there is harmless).
 
 from __future__ import annotations
 
+from os import urandom
 from typing import Any
 
 from ..backend import Op
 from ..errors import InvalidArgumentError, KeyExistsError, StorageError
 from . import _log, _recovery
 from ._core import Pair
-from ._log import LOG
+from ._log import LOG, NONCE_SIZE
 
 __all__ = ["insert", "miss", "over_bound", "put", "write"]
 
@@ -25,7 +26,8 @@ def put(p: Pair, full: bytes, data: bytes) -> None:
     if not p.seq_known:
         p.ensure_seq()
     seq = p.seq + 1
-    p.cold_write([(full, data), (LOG + seq.to_bytes(8, "big"), b"k" + full)], seq)
+    nonce = urandom(NONCE_SIZE)
+    p.cold_write([(full, data), (LOG + seq.to_bytes(8, "big"), b"N" + nonce + b"k" + full)], seq)
     if not p.pos_known or p.pos != seq - 1 or p.swap_pending is not None:
         _catch_up_or_raise(p, seq)
         return
@@ -37,6 +39,7 @@ def put(p: Pair, full: bytes, data: bytes) -> None:
             raise
         raise p.hot_failed(seq, exc) from exc
     p.pos = seq
+    p.pos_nonce = nonce
     if seq - p.saved >= p.config.trim_every:
         p.save_pos()
 
@@ -74,7 +77,8 @@ def write(p: Pair, ops: list[Op]) -> None:
     if not p.seq_known:
         p.ensure_seq()
     seq = p.seq + 1
-    p.cold_write([*ops, (_log.log_key(seq), entry)], seq)
+    nonce = urandom(NONCE_SIZE)
+    p.cold_write([*ops, (_log.log_key(seq), _log.nonced(entry, nonce))], seq)
     if not p.pos_known or p.pos != seq - 1 or p.swap_pending is not None:
         _catch_up_or_raise(p, seq)
         return
@@ -94,6 +98,7 @@ def write(p: Pair, ops: list[Op]) -> None:
             raise
         raise p.hot_failed(seq, exc) from exc
     p.pos = seq
+    p.pos_nonce = nonce
     if seq - p.saved >= p.config.trim_every:
         p.save_pos()
 

@@ -40,8 +40,10 @@ from ._log import (
     STOPPED_END,
     key_too_long,
     log_key,
+    position,
     seq_bytes,
     seq_of,
+    split,
 )
 
 __all__ = ["PROGRESS", "Pair", "batch_limit", "first", "items", "keys_of", "take"]
@@ -152,6 +154,9 @@ class Pair:
         #: (RocksDB), whose outcome is always known: a plain batch, no condition to check.
         self.create_only = caps.multi_process and caps.conditional_writes
         self.pos = 0
+        #: the nonce of change-log entry ``pos`` (b"": not known, or an entry written
+        #: before nonces); recorded in hot with the position (see _log.NONCED)
+        self.pos_nonce = b""
         self.saved = 0
         self.pos_known = True
         #: hot lost the pair's record while the pair ran (see ensure_position): the next
@@ -207,14 +212,21 @@ class Pair:
             self.seq = self.last_seq()
             self.seq_known = True
 
+    def position_of(self, seq: int) -> bytes:
+        """Hot's POS record for position ``seq``: the number and the nonce of cold's
+        change-log entry ``seq`` (read from cold: for rebuilds and resets, never on the
+        write path; no nonce when there is no such entry or it has none)."""
+        raw = self.cb.get(log_key(seq)) if seq > 0 else None
+        return seq_bytes(seq) + (b"" if raw is None else split(raw)[0])
+
     def first_log_seq(self) -> int | None:
         k = self.cb.first_key(LOG, LOG_END)
         return None if k is None else seq_of(k)
 
     def reload_position(self) -> None:
         """Read hot's recorded position and stopped tenants (what hot really holds)."""
-        raw = self.hb.get(POS)
-        self.pos = self.saved = int.from_bytes(raw, "big") if raw is not None else 0
+        self.pos, self.pos_nonce = position(self.hb.get(POS))
+        self.saved = self.pos
         stopped = {k[len(STOPPED) :]: v for k, v in items(self.hb, STOPPED, STOPPED_END)}
         self.stopped.clear()  # in place: appliers hold this dict
         self.stopped.update(stopped)
@@ -333,7 +345,7 @@ class Pair:
         if self.pos == self.saved or not self.pos_known:
             return
         try:
-            self.hot_write([(POS, seq_bytes(self.pos))])
+            self.hot_write([(POS, seq_bytes(self.pos) + self.pos_nonce)])
         except Exception as exc:
             raise self.hot_failed(self.pos, exc) from exc
         self.saved = self.pos

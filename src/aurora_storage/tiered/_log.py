@@ -22,7 +22,8 @@ from ..errors import KeyTooLargeError
 
 LOG = b"\x00tiered:log:"
 LOG_END = b"\x00tiered:log;"
-#: hot: last applied sequence number (8 bytes big-endian)
+#: hot: last applied sequence number (8 bytes big-endian), then the nonce of that
+#: change-log entry (8 bytes; absent in stores written before nonces, see NONCED)
 POS = b"\x00tiered:pos"
 #: hot: which tiered pair (and mode) this hot store belongs to
 PAIR = b"\x00tiered:pair"
@@ -84,10 +85,38 @@ def key_too_long(
 
 
 #: entry kinds
+#: A nonce-carrying entry: ``N`` + 8 random bytes + the entry (one of the kinds below).
+#: Hot records the nonce of the entry at its position (POS), so an open can tell that
+#: cold's entry at that number is the one hot applied, and not another timeline's (cold
+#: restored from an older backup and written on: the numbers restart). Entries of stores
+#: written before have no nonce; they are read as before, without that check.
+NONCED = 0x4E  # b"N"
+NONCE_SIZE = 8
 ONE = 0x6B  # b"k": one key
 MANY = 0x4B  # b"K": several keys, each 2-byte length + key
 DROP_INTENT = 0x44  # b"D": drop_tenant started in cold (prefix follows)
 DROP_DONE = 0x64  # b"d": drop_tenant finished in cold (prefix follows)
+
+
+def nonced(entry: bytes, nonce: bytes) -> bytes:
+    """``entry`` carrying ``nonce`` (:data:`NONCED`)."""
+    return b"N" + nonce + entry
+
+
+def split(entry: bytes) -> tuple[bytes, bytes]:
+    """``(nonce, entry)`` of a stored entry; the nonce is ``b""`` for an entry written
+    before nonces (no check is possible then)."""
+    if entry[0] == NONCED:
+        return entry[1 : 1 + NONCE_SIZE], entry[1 + NONCE_SIZE :]
+    return b"", entry
+
+
+def position(raw: bytes | None) -> tuple[int, bytes]:
+    """``(seq, nonce)`` of hot's POS record (``(0, b"")`` if absent; the nonce is
+    ``b""`` in a record written before nonces: 8 bytes, no check)."""
+    if raw is None:
+        return 0, b""
+    return int.from_bytes(raw[:8], "big"), raw[8:]
 
 
 def seq_bytes(seq: int) -> bytes:

@@ -145,7 +145,7 @@ def fresh(p: Pair) -> None:
         p.clear_hot(lo, hi)
     p.clear_hot(SHADOW, SHADOW_END)
     _replay(p, ALL, b"", None, None, fresh_build=True)
-    p.hot_write([(REBUILD, None), (POS, seq_bytes(target))])
+    p.hot_write([(REBUILD, None), (POS, p.position_of(target))])
     p.reload_position()
 
 
@@ -240,7 +240,7 @@ def _switch(p: Pair, target: int, scope: bytes, *, resume: bool = False) -> None
             the next write, ``catch_up()`` or open.
     """
     removing = _marker(REMOVE, target, scope)
-    final: list[Op] = [(POS, seq_bytes(target)), (REBUILD, removing)]
+    final: list[Op] = [(POS, p.position_of(target)), (REBUILD, removing)]
     limit = p.hot_batch
     ops: list[Op] = []
     fits = not resume
@@ -293,7 +293,7 @@ def _switch_in_batches(p: Pair, target: int, scope: bytes, step: int) -> None:
             if len(ops) < step:
                 break
             start = ops[-1][0] + b"\x00"
-    final: list[Op] = [(POS, seq_bytes(target)), (REBUILD, _marker(REMOVE, target, scope))]
+    final: list[Op] = [(POS, p.position_of(target)), (REBUILD, _marker(REMOVE, target, scope))]
     if step >= len(final):
         p.hot_write(final)
     else:  # the position first: under marker S, the switch is still redone after it
@@ -348,7 +348,7 @@ def _finish_legacy(p: Pair, phase: bytes, target: int, scope: bytes) -> None:
         ops: list[Op] = [(k[len(SHADOW) :], v) for k, v in chunk]
         ops.extend((k, None) for k, _ in chunk)
         p.hot_write(ops)
-    p.hot_write([(REBUILD, None), (POS, seq_bytes(target))])
+    p.hot_write([(REBUILD, None), (POS, p.position_of(target))])
     p.swap_pending = None
     p.reload_position()
 

@@ -9,6 +9,7 @@ entries in one hot batch together with the new position: each record exactly onc
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -120,12 +121,14 @@ def open_pair(p: Pair) -> None:
     marker = p.hb.get(REBUILD)
     if (
         hot_meta.get("mode") != p.mode
+        or not _same_timeline(p)
         or (marker is not None and not _rebuild.is_marker(marker))
         or p.pos > p.seq
         or (first is not None and p.pos < first - 1)
     ):
-        # Hot is ours but cannot be caught up (an interrupted reset, or hot restored from
-        # an older or newer backup): derive it again.
+        # Hot is ours but cannot be caught up (an interrupted reset, hot restored from an
+        # older or newer backup, or hot's position names an entry of another timeline):
+        # derive it again.
         reset_hot(p)
         return
     finish_cold_drops(p)
@@ -134,6 +137,23 @@ def open_pair(p: Pair) -> None:
     p.recovered = catch_up(p)
     if p.seq - p.trimmed >= p.config.trim_every:
         p.trim()
+
+
+def _same_timeline(p: Pair) -> bool:
+    """Whether cold's change-log entry at hot's position is the one hot applied: its
+    nonce is the one hot recorded with the position. Hot restored from an older backup
+    after cold was restored from its own and written on has a matching number but
+    another timeline's entry behind it. Trim keeps the entry at hot's saved position, so
+    a current hot always finds it. True (no check possible) when cold no longer holds
+    the entry, or either side was written before nonces (an 8-byte POS, an entry
+    without nonce)."""
+    if p.pos <= 0 or not p.pos_nonce:
+        return True
+    raw = p.cb.get(log_key(p.pos))
+    if raw is None:
+        return True
+    nonce = _log.split(raw)[0]
+    return not nonce or nonce == p.pos_nonce
 
 
 def _same_store(p: Pair) -> ConfigurationError:
@@ -169,7 +189,7 @@ def reset_hot(p: Pair) -> None:
         marker = _rebuild.FRESH + seq_bytes(p.seq) + _rebuild.ALL
         p.hot_write([(REBUILD, marker), (PAIR, p.pair_meta)])
         p.clear_hot(NS_DATA, NS_DATA_END)
-        p.hot_write([(REBUILD, None), (POS, seq_bytes(p.seq))])
+        p.hot_write([(REBUILD, None), (POS, p.position_of(p.seq))])
         p.reload_position()
     p.hot_lost = False  # only once hot is whole again: a failure above derives it again
 
@@ -177,11 +197,15 @@ def reset_hot(p: Pair) -> None:
 def finish_cold_drops(p: Pair) -> None:
     """Complete in cold every drop_tenant whose intent is logged but not done."""
     start = log_key(p.pos + 1) if p.pos_known else log_key(0)
-    intents = [(k, e) for k, e in items(p.cb, start, LOG_END) if e[0] == _log.DROP_INTENT]
-    for k, entry in intents:
+    intents = []
+    for k, e in items(p.cb, start, LOG_END):
+        nonce, entry = _log.split(e)
+        if entry[0] == _log.DROP_INTENT:
+            intents.append((k, nonce, entry))
+    for k, nonce, entry in intents:
         prefix = entry[1:]
         p.cb.delete_range(prefix, prefix + TENANT_END)
-        p.cb.put(k, _log.drop_done(prefix))
+        p.cb.put(k, _done(prefix, nonce))
     p.needs_drop_finish = False
 
 
@@ -240,17 +264,19 @@ def _catch_up(p: Pair, group: int) -> int:
         ap = Applier(p, p.on_poison)
         last = p.pos
         held = 0  # entries collected in ap since the last commit
-        for k, entry in entries:
+        nonce = p.pos_nonce  # of entry ``last``
+        for k, stored in entries:
             s = seq_of(k)
+            entry_nonce, entry = _log.split(stored)
             kind = entry[0]
             if kind in (_log.DROP_INTENT, _log.DROP_DONE):
-                _flush(p, ap, last)
+                _flush(p, ap, last, nonce)
                 prefix = entry[1:]
                 if kind == _log.DROP_INTENT:
                     p.cb.delete_range(prefix, prefix + TENANT_END)
-                    p.cb.put(k, _log.drop_done(prefix))
-                _drop_hot(p, prefix, s)
-                last = s
+                    p.cb.put(k, _done(prefix, entry_nonce))
+                _drop_hot(p, prefix, s, entry_nonce)
+                last, nonce = s, entry_nonce
                 held = 0
                 applied += 1
                 continue
@@ -274,16 +300,16 @@ def _catch_up(p: Pair, group: int) -> int:
                 # batch and its position in the next.
                 p.hot_write(ap.ops())
                 ap.reset()
-                _flush(p, ap, s)
-                last = s
+                _flush(p, ap, s, entry_nonce)
+                last, nonce = s, entry_nonce
                 applied += 1
                 continue
-            last = s
+            last, nonce = s, entry_nonce
             held += 1
             applied += 1
         if redo:
             continue
-        _flush(p, ap, last)
+        _flush(p, ap, last, nonce)
     return applied
 
 
@@ -299,22 +325,31 @@ def _entry_too_large(p: Pair, seq: int, size: int, limit: int) -> ConfigurationE
     )
 
 
-def _flush(p: Pair, ap: Applier, last: int) -> None:
+def _done(prefix: bytes, nonce: bytes) -> bytes:
+    """The DROP_DONE entry replacing a DROP_INTENT one, with its nonce (if it had one)."""
+    done = _log.drop_done(prefix)
+    return _log.nonced(done, nonce) if nonce else done
+
+
+def _flush(p: Pair, ap: Applier, last: int, nonce: bytes) -> None:
+    """Commit ``ap``'s updates with position ``last`` (whose entry has ``nonce``)."""
     if last == p.pos and ap.empty():
         return
     ops = ap.ops()
-    ops.append((POS, seq_bytes(last)))
+    ops.append((POS, seq_bytes(last) + nonce))
     p.hot_write(ops)
     p.pos = p.saved = last
+    p.pos_nonce = nonce
     ap.reset()
 
 
-def _drop_hot(p: Pair, prefix: bytes, seq: int) -> None:
+def _drop_hot(p: Pair, prefix: bytes, seq: int, nonce: bytes) -> None:
     p.clear_hot(prefix, prefix + TENANT_END)
     p.clear_hot(PARKED + prefix, PARKED + prefix + TENANT_END)
-    p.hot_write([(STOPPED + prefix, None), (POS, seq_bytes(seq))])
+    p.hot_write([(STOPPED + prefix, None), (POS, seq_bytes(seq) + nonce)])
     p.stopped.pop(prefix, None)
     p.pos = p.saved = seq
+    p.pos_nonce = nonce
 
 
 def drop_tenant(p: Pair, prefix: bytes) -> int:
@@ -327,10 +362,11 @@ def drop_tenant(p: Pair, prefix: bytes) -> int:
     """
     p.ensure_seq()
     seq = p.seq + 1
-    p.cold_write([(log_key(seq), _log.drop_intent(prefix))], seq)
+    nonce = os.urandom(_log.NONCE_SIZE)
+    p.cold_write([(log_key(seq), _log.nonced(_log.drop_intent(prefix), nonce))], seq)
     try:
         n = p.cb.delete_range(prefix, prefix + TENANT_END)
-        p.cb.put(log_key(seq), _log.drop_done(prefix))
+        p.cb.put(log_key(seq), _done(prefix, nonce))
     except BaseException:
         p.needs_drop_finish = True  # the next write finishes the drop first
         raise
@@ -339,7 +375,7 @@ def drop_tenant(p: Pair, prefix: bytes) -> int:
         if p.pos != seq - 1 or p.swap_pending is not None:
             catch_up(p, 1)
         else:
-            _drop_hot(p, prefix, seq)
+            _drop_hot(p, prefix, seq, nonce)
     except Exception as exc:
         raise p.hot_failed(seq, exc) from exc
     return n
