@@ -167,6 +167,15 @@ def _element(key: Any) -> bytes:
         return _B_TRUE if key else _B_FALSE
     if t is dict:
         pairs = sorted((_element(k), _element(v)) for k, v in key.items())
+        if any(pairs[i][0] == pairs[i - 1][0] for i in range(1, len(pairs))):
+            # Two entries Python keeps apart (a str subclass with its own __eq__ beside
+            # the plain str) stored as one: the key would decode to fewer entries and
+            # name no record.
+            raise InvalidKeyError(
+                "a dict key has entries whose keys merge into one stored key (a subclass "
+                "stored as its base value next to that value); give each entry a "
+                "distinct plain key"
+            )
         return bytes((_DICT,)) + b"".join([k + v for k, v in pairs]) + _B_END
     # Subclasses (IntEnum, str subclasses, bytearray, memoryview) are normalised once here
     # so the fast checks above stay exact-type checks.
@@ -252,10 +261,13 @@ def encode_prefix(prefix: Any) -> bytes:
         return _B_STR + _esc(_utf8(str.__str__(prefix)))
     if t is bytes or isinstance(prefix, bytes | bytearray | memoryview):
         return _B_BYTES + _esc(bytes(memoryview(prefix)))
-    if t is tuple or t is list or isinstance(prefix, tuple | list):
+    if t is tuple or t is list:
         return bytes((SEQ,)) + b"".join([encode_key(e) for e in prefix])
+    # A tuple/list subclass (a namedtuple) is refused as it is as a key: its own
+    # __iter__ would decide what it matches.
     raise InvalidKeyError(
-        f"a prefix must be a str, bytes or tuple/list, got {t.__name__}",
+        f"a prefix must be a str, bytes or a plain tuple/list, got {t.__name__}"
+        + (" (convert it with tuple(...))" if isinstance(prefix, tuple | list) else ""),
     )
 
 

@@ -502,3 +502,53 @@ def test_chunk_decoding_is_not_fooled_by_zero_bytes_in_other_keys() -> None:
     chunk = ["a", None, None, crafted, "b"]
     fulls = [p + encode_key(k) for k in chunk]
     assert decode_keys(fulls, len(p)) == chunk
+
+
+class _Tag(str):
+    """A str subclass equal only to itself: a dict can hold it next to the plain str of
+    the same text, and both are stored as that plain str."""
+
+    def __hash__(self) -> int:
+        return 12345
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+@given(st.text(max_size=8), st.integers(), st.integers())
+def test_dict_key_whose_entries_merge_is_refused(name: str, a: int, b: int) -> None:
+    """Two entries of a dict key that encode to one stored key would make a key that
+    decodes to a one-entry dict, which then reaches no record (list() gave a key that
+    get/has/delete could not find); refused, like a value map whose keys merge."""
+    key = {_Tag(name): a, name: b}
+    assert len(key) == 2
+    with pytest.raises(InvalidKeyError, match="merge"):
+        encode_key(key)
+    with pytest.raises(InvalidKeyError, match="merge"):
+        encode_key(("order", [key]))
+
+
+def test_merging_dict_key_writes_nothing() -> None:
+    with aurora_storage.open("memory://") as repo:
+        with pytest.raises(InvalidKeyError):
+            repo.put("acme", {_Tag("a"): 0, "a": None}, "v")
+        assert repo.count("acme") == 0
+
+
+def test_container_subclass_is_refused_as_key_and_as_prefix() -> None:
+    """A tuple/list/dict subclass (a namedtuple) was refused as a key and a bound but
+    accepted as a prefix, read through its own __iter__; one rule for all three now."""
+    import collections
+
+    point_type = collections.namedtuple("point_type", "x y")  # the kind users pass
+    point = point_type("x", "y")
+    with pytest.raises(InvalidKeyError):
+        encode_key(point)
+    with pytest.raises(InvalidKeyError, match="point_type"):
+        encode_prefix(point)
+
+    class Items(list[Any]):
+        pass
+
+    with pytest.raises(InvalidKeyError, match="Items"):
+        encode_prefix(Items(["x"]))
