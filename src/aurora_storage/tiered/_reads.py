@@ -151,4 +151,4 @@ class TieredReads(Generic[K, V]):
         """A view bound to one tenant: the same methods without the tenant argument."""
         self._check_open()
         self._prefix(tenant)
-        return TenantView(cast("Repository[K, V]", self), tenant)
+        return TenantView(cast("Repository[K, V]", self), str.__str__(tenant))

@@ -453,10 +453,14 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         """
         p = self._p
         cold = p.cold
-        ops: list[Op] = []
-        for i, item in enumerate(_args.pairs(items, "put_many")):
-            k, v = _args.pair(item, i, "put_many")
-            ops.append((p.history_key(tenant, k), cold._value(v, tenant, k, held=True)))
+        # Every key first, then the values: the order of the core's put_many, so a call
+        # with both a bad key and a bad value raises the same error on every backend.
+        keys, values = _args.split_pairs(items, "put_many")
+        fulls = [p.history_key(tenant, k) for k in keys]
+        ops: list[Op] = [
+            (full, cold._value(v, tenant, k, held=True))
+            for full, k, v in zip(fulls, keys, values, strict=True)
+        ]
         if not ops:
             self._check_writable()
             cold._prefix(tenant)
