@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sys
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
@@ -323,6 +324,13 @@ class NATSBackend(Backend):
                 return
             self._closed = True
         if os.getpid() != self._lt.pid:
+            return
+        if sys.is_finalizing():
+            # Closed from a finaliser at interpreter exit (an object's __del__ run while
+            # the modules are torn down): the loop runs in a daemon thread the
+            # interpreter no longer schedules, so a close submitted to it would wait
+            # forever. The process's exit closes the sockets; the server forgets the
+            # client's consumers on the disconnect.
             return
         try:
             if self._native is not None:
