@@ -37,7 +37,10 @@ _STREAM_NOT_FOUND = 10059
 _MSG_TOO_BIG = 10054
 _BATCH_TOO_LARGE = 10199
 _ATOMIC_DISABLED = (10174,)
-_STORE_FULL = (10027, 10028, 10047, 10048)  # max bytes / msgs exceeded, insufficient resources
+_STORE_FULL = (10027, 10048)  # max bytes / msgs exceeded
+#: The server's (or the account's) JetStream storage is used up: insufficient resources,
+#: insufficient storage / memory resources, account resource limits exceeded.
+_SERVER_FULL = (10023, 10047, 10028, 10002)
 _REPLICAS = 10074
 _CONFLICT = 10058
 _NO_MESSAGE = 10037
@@ -244,6 +247,15 @@ class NATSConnection:
                     "(allow_atomic is false, or the server is older than 2.12); nothing "
                     "was written. Open the bucket writable once so it is enabled, or "
                     "upgrade the server",
+                    backend="nats",
+                ) from exc
+            if code in _SERVER_FULL or "insufficient" in desc.lower():
+                raise StorageFullError(
+                    f"{what}: the JetStream storage of the server(s) of {where} is full "
+                    f"({desc}): the server's max_file_store (max_memory_store for "
+                    "storage=memory), its disk, or the account's JetStream limits are "
+                    "used up; nothing was written. Free space on the server (delete "
+                    "buckets or data), or raise its max_file_store",
                     backend="nats",
                 ) from exc
             if code in _STORE_FULL or _full_text(desc):

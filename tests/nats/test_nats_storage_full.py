@@ -1,0 +1,63 @@
+"""A server whose JetStream storage is used up (``max_file_store``) answers writes with
+"insufficient resources": that is StorageFullError saying the server's JetStream storage
+is full, not NATSConnectionError asking whether JetStream is enabled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nats_servers import Server
+
+import aurora_storage
+from aurora_storage.errors import StorageError, StorageFullError
+
+
+@pytest.fixture
+def small_server(tmp_path: Path) -> Iterator[Server]:
+    """A server with 2 MB of JetStream file storage."""
+    server = Server(tmp_path, "small")
+    server.conf.write_text(
+        server.conf.read_text().replace(
+            "  sync_interval: always", "  sync_interval: always\n  max_file_store: 2MB"
+        )
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _fill(repo: aurora_storage.Repository, write: object) -> StorageError:
+    for i in range(1000):
+        try:
+            write(repo, i)  # type: ignore[operator]  # a callable of the test
+        except StorageError as exc:
+            return exc
+    pytest.fail("2 MB of JetStream storage never filled")
+
+
+def test_puts_on_a_full_server_raise_storage_full(small_server: Server) -> None:
+    url = f"nats://{small_server.address}/full?codec=raw&timeout=3"
+    with aurora_storage.open(url) as repo:
+        exc = _fill(repo, lambda r, i: r.put("t", i, b"x" * 100_000))
+        assert isinstance(exc, StorageFullError), repr(exc)
+        assert "JetStream storage" in str(exc)
+        assert "max_file_store" in str(exc)
+        assert "nothing was written" in str(exc)
+        with pytest.raises(StorageFullError):
+            repo.delete("t", 0)
+
+
+def test_writes_after_a_batch_met_a_full_server_raise_storage_full(small_server: Server) -> None:
+    url = f"nats://{small_server.address}/full?codec=raw&timeout=3&max_batch=1000"
+    with aurora_storage.open(url) as repo:
+        # The batch that meets the limit may get no answer at all (the server keeps part
+        # of it without its commit, see docs/backends/nats.md): any storage error.
+        _fill(repo, lambda r, i: r.put_many("t", {(i, j): b"x" * 10_000 for j in range(20)}))
+        with pytest.raises(StorageFullError, match="JetStream storage"):
+            repo.put("t", "small", b"1")
+        with pytest.raises(StorageFullError):
+            repo.put_many("u", {1: b"1", 2: b"2"})
