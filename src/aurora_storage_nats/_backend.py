@@ -15,7 +15,16 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -33,8 +42,9 @@ from aurora_storage.config import URL
 from aurora_storage.errors import RepositoryClosedError
 
 from . import _loop
-from ._client import NATSCore
+from ._client import WRITE_SENT, NATSCore
 from ._config import NATSConfig, config_from_url
+from ._errors import NATSConnectionError, NATSTimeoutError
 from ._feed import NATSChangeFeed
 from ._subjects import scan_filter
 
@@ -43,6 +53,28 @@ __all__ = ["NATSAsyncBackend", "NATSBackend"]
 T = TypeVar("T")
 
 _CHUNK = 1024
+#: How often (seconds) close() cancels again a call that has not ended yet (nats-py
+#: swallows a cancellation in places, e.g. while it flushes a full buffer).
+_RECUT = 0.1
+
+
+class _Call:
+    """One call in flight on a repository: its task (the loop thread's, or the caller's
+    own on a native-async loop), a future done once it has left the repository's code,
+    and how many times close() cancelled it."""
+
+    __slots__ = ("cuts", "left", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.left: asyncio.Future[None] = task.get_loop().create_future()
+        self.cuts = 0
+
+    def cut(self) -> None:
+        """Cancel the call (on its task's loop) unless it has left."""
+        if not self.left.done() and not self.task.done():
+            self.cuts += 1
+            self.task.cancel()
 
 
 def _select(
@@ -97,6 +129,10 @@ class NATSBackend(Backend):
         )
         self._closed = False
         self._close_lock = threading.Lock()
+        # Calls in flight (every loop's), ended by close(); `_ending` once close began.
+        self._calls: set[_Call] = set()
+        self._calls_lock = threading.Lock()
+        self._ending = False
         self._lt = _loop.acquire()
         self._core = NATSCore(config)
         try:
@@ -136,13 +172,103 @@ class NATSBackend(Backend):
 
     # ------------------------------------------------------------------ plumbing
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _run(self, coro: Coroutine[Any, Any, T], writes: bool = False) -> T:
         if self._closed:
             coro.close()
-            raise RepositoryClosedError(
-                f"the NATS repository {self.config.describe()} is closed", backend="nats"
+            raise self._closed_error()
+        try:
+            fut = self._lt.submit(self._guarded(coro, writes))
+        except BaseException:
+            coro.close()
+            raise
+        return fut.result()
+
+    def _closed_error(self) -> RepositoryClosedError:
+        return RepositoryClosedError(
+            f"the NATS repository {self.config.describe()} is closed", backend="nats"
+        )
+
+    def _cut_error(self, writes: bool, sent: bool) -> RepositoryClosedError:
+        """The error of a call that close() ended while it was in flight."""
+        if not writes:
+            outcome = ""
+        elif sent:
+            outcome = (
+                "; the write may or may not have been applied (open the repository again "
+                "and read it back, or repeat it)"
             )
-        return self._lt.submit(coro).result()
+        else:
+            outcome = "; the write was not sent (a batch: its commit was not): nothing was written"
+        return RepositoryClosedError(
+            f"the NATS repository {self.config.describe()} was closed while this call was "
+            f"in flight (close() ends every call in flight){outcome}",
+            backend="nats",
+        )
+
+    async def _guarded(self, coro: Coroutine[Any, Any, T], writes: bool) -> T:
+        """Await ``coro`` (on the running loop, in the running task) as a call in flight
+        on this repository: close() cancels it, and the cancellation - or the closed
+        connection it meets - is raised as RepositoryClosedError, saying whether a write
+        may have been applied."""
+        task = asyncio.current_task()
+        assert task is not None
+        with self._calls_lock:
+            if self._ending:
+                coro.close()
+                raise self._closed_error()
+            call = _Call(task)
+            self._calls.add(call)
+        sent = [False]
+        token = WRITE_SENT.set(sent)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if not call.cuts:
+                raise
+            for _ in range(call.cuts):
+                task.uncancel()
+            if task.cancelling():
+                raise  # cancelled by its owner too: theirs to see
+            raise self._cut_error(writes, sent[0]) from None
+        except (NATSConnectionError, NATSTimeoutError, RepositoryClosedError) as exc:
+            if self._ending:
+                # The connection closed under the call by close().
+                raise self._cut_error(writes, sent[0]) from exc
+            raise
+        finally:
+            WRITE_SENT.reset(token)
+            with self._calls_lock:
+                self._calls.discard(call)
+            if not call.left.done():
+                call.left.set_result(None)
+
+    async def _cut_calls(self) -> None:
+        """Mark the repository ending and end every call in flight: those of the running
+        loop are cancelled (again while they run on, up to ``timeout``) and waited for;
+        those of other loops are cancelled there."""
+        loop = asyncio.get_running_loop()
+        with self._calls_lock:
+            self._ending = True
+            calls = list(self._calls)
+        here: list[_Call] = []
+        for call in calls:
+            theirs = call.task.get_loop()
+            if theirs is loop:
+                here.append(call)
+            elif not theirs.is_closed():
+                try:
+                    theirs.call_soon_threadsafe(call.cut)
+                except RuntimeError:
+                    pass  # that loop closed meanwhile
+        deadline = loop.time() + self.config.timeout
+        while here:
+            for call in here:
+                call.cut()
+            wait = min(_RECUT, deadline - loop.time())
+            if wait <= 0:
+                break
+            await asyncio.wait([c.left for c in here], timeout=wait)
+            here = [c for c in here if not c.left.done()]
 
     # ------------------------------------------------------------------ required
 
@@ -152,15 +278,15 @@ class NATSBackend(Backend):
 
     def put(self, key: bytes, value: bytes) -> None:
         """See :meth:`Backend.put` (one publish, acknowledged by the stream)."""
-        self._run(self._core.put(key, value))
+        self._run(self._core.put(key, value), writes=True)
 
     def delete(self, key: bytes) -> bool:
         """See :meth:`Backend.delete` (a read, then a delete marker conditional on it)."""
-        return self._run(self._core.delete(key))
+        return self._run(self._core.delete(key), writes=True)
 
     def insert(self, key: bytes, value: bytes) -> bool:
         """See :meth:`Backend.insert`: the server checks the key's last sequence."""
-        return self._run(self._core.insert(key, value))
+        return self._run(self._core.insert(key, value), writes=True)
 
     def write(self, ops: Sequence[Op]) -> None:
         """See :meth:`Backend.write`: one JetStream atomic batch publish.
@@ -170,7 +296,7 @@ class NATSBackend(Backend):
             NotSupportedError: the server or stream has no atomic publish.
         """
         if ops:
-            self._run(self._core.write(ops))
+            self._run(self._core.write(ops), writes=True)
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """See :meth:`Backend.get_many` (the gets in flight together)."""
@@ -240,7 +366,10 @@ class NATSBackend(Backend):
         for i in range(0, len(keys), step):
             # Just listed: not read again one by one (a whole tenant would cost a read
             # per key). A key another writer deletes in between gets a second marker.
-            self._run(self._core.write([(k, None) for k in keys[i : i + step]], present=True))
+            self._run(
+                self._core.write([(k, None) for k in keys[i : i + step]], present=True),
+                writes=True,
+            )
         return len(keys)
 
     def _check_writable(self) -> None:
@@ -264,7 +393,7 @@ class NATSBackend(Backend):
         """See :meth:`Backend.commit`: one atomic batch whose conditioned keys and
         sequence counters carry the subject sequences read before, so the server
         refuses the batch if any changed (checked across processes and servers)."""
-        return self._run(self._core.commit(ops, conditions, appends, value_version))
+        return self._run(self._core.commit(ops, conditions, appends, value_version), writes=True)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -333,6 +462,9 @@ class NATSBackend(Backend):
             # client's consumers on the disconnect.
             return
         try:
+            # The calls in flight end first (RepositoryClosedError), then the
+            # connections close under nothing.
+            self._lt.submit(self._cut_calls()).result()
             if self._native is not None:
                 self._native.close_from_thread()
             self._lt.submit(self._close_feeds()).result()
@@ -395,30 +527,39 @@ class NATSAsyncBackend(AsyncBackend):
             self._guards[loop] = guard
         return core
 
+    async def _call(self, op: Callable[[NATSCore], Awaitable[T]], writes: bool = False) -> T:
+        """``op`` on this loop's client, as a call in flight that close() ends (see
+        :meth:`NATSBackend._guarded`)."""
+
+        async def run() -> T:
+            return await op(await self._core())
+
+        return await self._backend._guarded(run(), writes)
+
     async def get(self, key: bytes) -> bytes | None:
         """See :meth:`Backend.get`."""
-        return await (await self._core()).get(key)
+        return await self._call(lambda c: c.get(key))
 
     async def put(self, key: bytes, value: bytes) -> None:
         """See :meth:`Backend.put`."""
-        await (await self._core()).put(key, value)
+        await self._call(lambda c: c.put(key, value), writes=True)
 
     async def delete(self, key: bytes) -> bool:
         """See :meth:`Backend.delete`."""
-        return await (await self._core()).delete(key)
+        return await self._call(lambda c: c.delete(key), writes=True)
 
     async def insert(self, key: bytes, value: bytes) -> bool:
         """See :meth:`Backend.insert`."""
-        return await (await self._core()).insert(key, value)
+        return await self._call(lambda c: c.insert(key, value), writes=True)
 
     async def write(self, ops: Sequence[Op]) -> None:
         """See :meth:`Backend.write`."""
         if ops:
-            await (await self._core()).write(ops)
+            await self._call(lambda c: c.write(ops), writes=True)
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """See :meth:`Backend.get_many`."""
-        return await (await self._core()).get_many(keys)
+        return await self._call(lambda c: c.get_many(keys))
 
     async def scan_chunks(
         self,
@@ -430,8 +571,7 @@ class NATSAsyncBackend(AsyncBackend):
         limit: int | None = None,
     ) -> AsyncIterator[Chunk]:
         """See :meth:`Backend.scan_chunks`."""
-        core = await self._core()
-        items = await core.listing(scan_filter(start, stop), values)
+        items = await self._call(lambda c: c.listing(scan_filter(start, stop), values))
         for chunk in _chunks(_select(items, start, stop, reverse, limit), values):
             if self._backend._closed:
                 raise RepositoryClosedError(
@@ -445,6 +585,8 @@ class NATSAsyncBackend(AsyncBackend):
         """Close the client of the running loop (the async repository's close)."""
         import asyncio
 
+        # The calls in flight (this loop's, and others') end first: RepositoryClosedError.
+        await self._backend._cut_calls()
         loop = asyncio.get_running_loop()
         core = self._cores.pop(loop, None)
         guard = self._guards.pop(loop, None)

@@ -16,6 +16,7 @@ the bucket's creation and checks, and error translation are the base class's
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -39,7 +40,21 @@ from aurora_storage.errors import (
 from ._connection import _BATCH_TOO_LARGE, NATSConnection
 from ._subjects import decode_key, encode_key
 
-__all__ = ["LAG_PAUSES", "Client", "NATSCore"]
+__all__ = ["LAG_PAUSES", "WRITE_SENT", "Client", "NATSCore"]
+
+#: Per call (set by the backend, see ``NATSBackend._guarded``): a flag the call sets once
+#: it has sent what may apply a write (a publish, a batch's commit) - whether a write cut
+#: off by close() may have been applied.
+WRITE_SENT: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "aurora_nats_write_sent", default=None
+)
+
+
+def _sending() -> None:
+    sent = WRITE_SENT.get()
+    if sent is not None:
+        sent[0] = True
+
 
 _KV_OP = "KV-Operation"
 _MARKER = "Nats-Marker-Reason"
@@ -502,11 +517,15 @@ class NATSCore(NATSConnection):
             progress.clear()
             waiter = asyncio.ensure_future(event.wait())
             ticker = asyncio.ensure_future(progress.wait())
-            done, _ = await asyncio.wait(
-                {waiter, ticker}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            waiter.cancel()
-            ticker.cancel()
+            try:
+                done, _ = await asyncio.wait(
+                    {waiter, ticker}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                # (Also when the listing is cancelled: a waiter left pending is reported
+                # as "Task was destroyed but it is pending!".)
+                waiter.cancel()
+                ticker.cancel()
             if not done:
                 raise nats.errors.TimeoutError
 
@@ -610,10 +629,13 @@ class NATSCore(NATSConnection):
             )
 
     async def _publish(self, kv: str, data: bytes, headers: dict[str, str] | None) -> Any:
+        nc = self._conn()
+        _sending()
         try:
-            msg = await self._conn().request(
-                self.pre + kv, data, timeout=self.timeout, headers=headers
-            )
+            # Bounded as a whole: nats-py's publish inside the request may wait on a full
+            # outgoing buffer without a bound of its own.
+            async with asyncio.timeout(self.timeout):
+                msg = await nc.request(self.pre + kv, data, timeout=self.timeout, headers=headers)
         except Exception as exc:
             self.fail(exc, "writing")
         return self._ack(msg, "writing")
@@ -800,27 +822,41 @@ class NATSCore(NATSConnection):
         bid = uuid.uuid4().hex
         pre = self.pre
         publish = nc.publish
+        loop = asyncio.get_running_loop()
+        timeout = self.timeout
+        committing = False
         try:
-            for i, (k, v) in enumerate(ops, 1):
-                if v is not None and not pending:
-                    # The common case, kept lean: a put with no expected sequence.
-                    h = {"Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(i)}
-                    data = v
-                else:
-                    h = headers(k, v) or {}
-                    h["Nats-Batch-Id"] = bid
-                    h["Nats-Batch-Sequence"] = str(i)
-                    if noop and i - 1 in noop:
-                        h[UNCHANGED] = "1"
-                    data = b"" if v is None else v
-                if i < n:
-                    await publish(pre + encode_key(k), data, headers=h)
-                else:
-                    h["Nats-Batch-Commit"] = "1"
-                    msg = await nc.request(
-                        pre + encode_key(k), data, timeout=self.timeout, headers=h
-                    )
+            # Bounded by progress: nats-py's publish waits on a full outgoing buffer (the
+            # socket drained by its flusher) without a bound of its own; no progress for
+            # `timeout` is a timeout, whatever the batch's size.
+            async with asyncio.timeout_at(loop.time() + timeout) as bound:
+                for i, (k, v) in enumerate(ops, 1):
+                    if not i & 63:
+                        bound.reschedule(loop.time() + timeout)
+                    if v is not None and not pending:
+                        # The common case, kept lean: a put with no expected sequence.
+                        h = {"Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(i)}
+                        data = v
+                    else:
+                        h = headers(k, v) or {}
+                        h["Nats-Batch-Id"] = bid
+                        h["Nats-Batch-Sequence"] = str(i)
+                        if noop and i - 1 in noop:
+                            h[UNCHANGED] = "1"
+                        data = b"" if v is None else v
+                    if i < n:
+                        await publish(pre + encode_key(k), data, headers=h)
+                    else:
+                        h["Nats-Batch-Commit"] = "1"
+                        bound.reschedule(loop.time() + timeout)
+                        committing = True
+                        _sending()
+                        msg = await nc.request(
+                            pre + encode_key(k), data, timeout=timeout, headers=h
+                        )
         except Exception as exc:
+            if not committing:
+                self.fail(exc, "sending a batch (its commit was not sent: nothing was written)")
             self.fail(exc, "committing a batch")
         resp = self._ack(msg, "committing a batch")
         if getattr(resp, "err_code", None) == _BATCH_TOO_LARGE:

@@ -4,8 +4,9 @@ is full, not NATSConnectionError asking whether JetStream is enabled."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats_servers import Server
@@ -30,10 +31,10 @@ def small_server(tmp_path: Path) -> Iterator[Server]:
         server.stop()
 
 
-def _fill(repo: aurora_storage.Repository, write: object) -> StorageError:
+def _fill(repo: Any, write: Callable[[Any, int], object]) -> StorageError:
     for i in range(1000):
         try:
-            write(repo, i)  # type: ignore[operator]  # a callable of the test
+            write(repo, i)
         except StorageError as exc:
             return exc
     pytest.fail("2 MB of JetStream storage never filled")
