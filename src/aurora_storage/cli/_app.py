@@ -76,7 +76,8 @@ def _confirm(question: str, yes: bool) -> None:
     """Ask before a destructive step, unless ``--yes``; refuse when nobody can answer."""
     if yes:
         return
-    if not sys.stdin.isatty():
+    # A closed stdin (`<&-`) leaves sys.stdin None: nobody can answer either.
+    if sys.stdin is None or not sys.stdin.isatty():
         raise click.UsageError(f"{question} - pass --yes to confirm (stdin is not a terminal)")
     if not click.confirm(question, err=True):
         raise click.exceptions.Exit(int(ExitCode.USAGE))

@@ -16,7 +16,7 @@ import click
 
 from .. import errors
 from ._app import _confirm, _quiet_option, cli
-from ._common import NoStoreError, open_read, open_write, say
+from ._common import NoStoreError, engine_at, open_read, open_write, say
 
 __all__ = ["backup", "restore"]
 
@@ -155,6 +155,95 @@ def backup(url: str, directory: str, quiet: bool) -> None:
     say(f"backup of {url} written to {target}", quiet=quiet)
 
 
+class RestoreLeftoverError(errors.StorageError):
+    """A ``<store>.replaced`` left by an earlier restore is still beside the store: a
+    restore never deletes it without being told (it is the store the earlier restore
+    replaced)."""
+
+
+def _refuse_target(scheme: str, path: str) -> str | None:
+    """Refuse a restore target that is not a store of ``scheme`` (or nothing, or an
+    empty directory), before anything is changed: restore deletes what is there. Returns
+    the engine found at ``path`` (``scheme``), or None for a new or empty target.
+
+    Raises:
+        NotSupportedError: an LMDB store in a single file (``subdir=false``).
+        NoStoreError: a file, or a non-empty directory holding no store of ``scheme``
+            (another engine's store, a folder of stores, anything else).
+    """
+    found = engine_at(path)
+    if os.path.isdir(path):
+        if not os.listdir(path):
+            return None
+        if found == scheme:
+            return found
+        what = (
+            f"is a non-empty directory that holds no {scheme} store"
+            if found is None
+            else f"holds a {found} store, not a {scheme} one"
+        )
+        raise NoStoreError(
+            f"cannot restore into {path}: it {what}, and restore replaces everything at "
+            "the target (a mistyped URL, a folder of stores?). Restore into a "
+            f"{scheme} store, a new path or an empty directory; nothing was changed",
+            backend=scheme,
+            path=path,
+        )
+    if not os.path.lexists(path):
+        return None
+    if scheme == "lmdb" and found == "lmdb":
+        raise errors.NotSupportedError(
+            f"restore writes a store directory; the LMDB store at {path} is a single file "
+            "(subdir=false): restore the backup to a directory, or `aurora-storage copy` "
+            "it into the store",
+            backend=scheme,
+            path=path,
+        )
+    what = "an LMDB store in a single file" if found == "lmdb" else "a file"
+    raise NoStoreError(
+        f"cannot restore into {path}: it is {what}, not a {scheme} store directory. "
+        "Restore into a store directory, a new path or an empty directory; nothing was "
+        "changed",
+        backend=scheme,
+        path=path,
+    )
+
+
+def _refuse_leftovers(path: str) -> None:
+    """Refuse a target beside which an earlier restore left ``<path>.replaced`` (the
+    store it replaced, never deleted without a word), or, when the target is missing,
+    both copies of a restore interrupted between its renames.
+
+    Raises:
+        InterruptedRestoreError, RestoreLeftoverError: what is where, how to go on.
+    """
+    from ._common import REPLACED, InterruptedRestoreError, interrupted_restore
+
+    old = path + REPLACED
+    if not os.path.lexists(old):
+        return
+    interrupted = interrupted_restore(path)
+    if interrupted is not None:
+        raise InterruptedRestoreError(interrupted, path=path)
+    raise RestoreLeftoverError(
+        f"cannot restore into {path}: {old} is left from an earlier restore and holds the "
+        f"store {path} held before it (that restore was stopped before deleting it, or "
+        "another process made a new store at the path meanwhile). Check it, then delete "
+        "it or move it away, and run the restore again; nothing was changed",
+        path=path,
+    )
+
+
+def _live_source_advice(scheme: str, source: str) -> str:
+    return (
+        f"{source} is a live store, not a backup: a copy of its files taken while it "
+        f"changes is not consistent. Back it up with `aurora-storage backup "
+        f"{scheme}://{source} DIR` (a RocksDB store being written: "
+        "repo.checkpoint(path) inside the writing process) and restore that backup; "
+        "nothing was changed"
+    )
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.argument("url")
@@ -162,29 +251,34 @@ def backup(url: str, directory: str, quiet: bool) -> None:
 @_quiet_option
 def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
     """Restore a backup DIRECTORY as the store at URL (same engine). An existing store
-    at URL is replaced, after confirmation. A store another process has open is
-    refused (exit 3) and left as it is: stop the application first.
+    at URL is replaced, after confirmation; a path holding anything else (another
+    engine's store, a non-empty folder that is no store) is refused (exit 4). A store
+    another process has open is refused (exit 3) and left as it is: stop the
+    application first. A URL naming a symbolic link restores into the directory it
+    points to.
 
     \b
     Example:
       aurora-storage restore /backups/events-2026-12-01 rocksdb:///var/data/events
     """
     from ..config import URL
-    from ._common import engine_at, held_by_others, store_path
+    from ._common import RESTORING, held_by_others, store_path
 
     parsed = URL.parse(url)
-    path = store_path(parsed)
-    if path is None:
+    given = store_path(parsed)
+    if given is None:
         raise click.UsageError(
             f"restore writes a store directory; {parsed.scheme}:// has none (use import/copy)"
         )
-    if os.path.isfile(path):
-        raise errors.NotSupportedError(
-            f"restore writes a store directory; the store at {path} is a single file "
-            "(LMDB subdir=false): restore the backup to a directory, or `aurora-storage "
-            "copy` it into the store"
-        )
-    engine = engine_at(os.path.abspath(directory))
+    # Every spelling of one directory names one store (docs/concepts/urls.md): a link
+    # is followed, and the directory it points to is replaced; the link stays.
+    path = os.path.realpath(given)
+    source = os.path.realpath(directory)
+    if source == path:
+        raise click.UsageError(f"{directory} is the store at {url} itself; nothing to restore")
+    _refuse_leftovers(path)
+    found = _refuse_target(parsed.scheme, path)
+    engine = engine_at(source)
     if engine != parsed.scheme:
         raise NoStoreError(
             f"{directory} holds {'no store' if engine is None else 'a ' + engine + ' store'}, "
@@ -200,40 +294,71 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
         "or mixed into the restored store): stop it, then restore again. Nothing was "
         "changed",
     )
+    in_use = functools.partial(
+        held_by_others,
+        parsed.scheme,
+        source,
+        doing=f"restore from {directory}",
+        advice=_live_source_advice(parsed.scheme, source),
+    )
     # Refused before the confirmation question, and checked again (then held, keeping
-    # new openers out) while the backup is swapped in.
-    with live():
+    # new openers out) while the backup is copied and swapped in.
+    with in_use(), live():
         pass
     # The backup must open cleanly before anything at the target is touched.
-    with open_read(f"{parsed.scheme}://{os.path.abspath(directory)}") as check:
+    with open_read(f"{parsed.scheme}://{source}") as check:
         records = sum(check.count(t) for t in check.tenants())
-    if os.path.exists(path) and os.listdir(path):
-        _confirm(f"replace the store at {path} with the backup ({records} records)?", yes)
-    staging = path + ".restoring"
-    with live():
+    if found is not None:
+        link = "" if given == path else f" (where {given} points)"
+        _confirm(
+            f"replace the {found} store at {path}{link} with the backup ({records} records)?",
+            yes,
+        )
+    staging = path + RESTORING
+    if os.path.lexists(staging):
+        say(f"removing {staging}, left by an interrupted restore", quiet=quiet)
+    try:
+        with in_use(), live():
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(source, staging, ignore=shutil.ignore_patterns("LOCK", "lock.mdb"))
+            _swap(staging, path, directory)
+    except BaseException:
+        # The copy is of the backup, which is still there: never left behind.
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(directory, staging, ignore=shutil.ignore_patterns("LOCK", "lock.mdb"))
-        if os.path.exists(path):
-            old = path + ".replaced"
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(path, old)
-            try:
-                os.rename(staging, path)
-            except OSError as exc:
-                # The locks held lie on the files just moved away: a process opening
-                # the path in between made a new store there. Nothing is deleted.
-                raise errors.StoreLockedError(
-                    f"cannot restore over {path}: another process created a new store "
-                    f"there while the backup was being swapped in. The store that was "
-                    f"there is now {old}, the backup {staging}, and the new one {path}; "
-                    f"nothing was deleted. Stop that process, move {old} somewhere safe "
-                    f"before running restore again (it removes a leftover {old}), then "
-                    "decide which to keep",
-                    path=path,
-                ) from exc
-            shutil.rmtree(old)
-        else:
-            os.rename(staging, path)
+        raise
     with open_read(url) as repo:
         got = sum(repo.count(t) for t in repo.tenants())
     say(f"restored {got} records into {path}", quiet=quiet)
+
+
+def _swap(staging: str, path: str, directory: str) -> None:
+    """Put the copy of the backup at ``staging`` in the place of ``path`` (two renames:
+    the store aside to ``<path>.replaced``, the copy in), then delete the old store."""
+    from ._common import REPLACED
+
+    if not os.path.exists(path):
+        os.rename(staging, path)
+        return
+    old = path + REPLACED
+    os.rename(path, old)
+    try:
+        os.rename(staging, path)
+    except OSError as exc:
+        # The locks held lie on the files just moved away: a process opening the path
+        # in between made a new store there. Nothing is deleted but the copy of the
+        # backup (the backup itself is unchanged).
+        raise errors.StoreLockedError(
+            f"cannot restore over {path}: another process created a new store there while "
+            f"the backup was being swapped in. The store that was there is now {old}, the "
+            f"new one {path}; the backup {directory} is unchanged, and nothing else was "
+            f"deleted. Stop that process, decide which store to keep, and move {old} away "
+            "before running restore again (restore refuses while it is there)",
+            path=path,
+        ) from exc
+    try:
+        shutil.rmtree(old)
+    except OSError as exc:
+        say(
+            f"warning: the backup is restored, but {old} (the store it replaced) could not "
+            f"be deleted: {exc.strerror or exc}; delete it yourself"
+        )

@@ -22,12 +22,14 @@ from ._tagged import TaggedJSONError, from_tagged, loads_json, to_tagged
 
 __all__ = [
     "ExitCode",
+    "InterruptedRestoreError",
     "NoStoreError",
     "StoreDiffersError",
     "check_engine",
     "engine_at",
     "exit_code_for",
     "held_by_others",
+    "interrupted_restore",
     "json_bytes",
     "open_read",
     "open_write",
@@ -60,6 +62,12 @@ class ExitCode(enum.IntEnum):
 class NoStoreError(errors.StorageError, FileNotFoundError):
     """No store at the URL (a read command never creates one), or a folder holding
     another engine's store."""
+
+
+class InterruptedRestoreError(NoStoreError):
+    """No store at the URL because a ``restore`` into it was interrupted: what it left
+    beside the path (``<path>.replaced``, ``<path>.restoring``) holds the store and the
+    backup; the message says which and how to finish or undo the restore."""
 
 
 class StoreDiffersError(errors.StorageError):
@@ -126,17 +134,60 @@ def store_path(url: URL) -> str | None:
     )
 
 
+#: What ``restore`` leaves beside a store's path while it swaps a backup in: the store
+#: that was there, moved aside, and the copy of the backup being swapped in.
+REPLACED = ".replaced"
+RESTORING = ".restoring"
+
+
+def interrupted_restore(path: str) -> str | None:
+    """Why there is no store at ``path`` when a ``restore`` into it was interrupted
+    (killed, or the machine stopped) and left ``<path>.replaced`` or ``<path>.restoring``
+    beside it, saying which holds what and how to finish or undo it; else None."""
+    if os.path.lexists(path):
+        return None
+    old, new = path + REPLACED, path + RESTORING
+    has_old, has_new = os.path.isdir(old), os.path.isdir(new)
+    if has_old and has_new:
+        return (
+            f"no store at {path}: a restore into it was interrupted between its two "
+            f"renames. {old} holds the store that was there before, {new} the whole "
+            f"copy of the backup. To finish the restore: mv {new} {path} && rm -r {old}; "
+            f"to undo it: mv {old} {path} && rm -r {new}"
+        )
+    if has_old:
+        return (
+            f"no store at {path}: a restore into it was interrupted, and {old} holds the "
+            f"store that was there before it. Put it back (mv {old} {path}), or move it "
+            "away and run the restore again"
+        )
+    if has_new:
+        return (
+            f"no store at {path}: a restore into it was interrupted while it copied the "
+            f"backup; {new} is that copy, maybe incomplete. Run the restore again (it "
+            f"removes {new} first), or delete {new}"
+        )
+    return None
+
+
 def check_engine(url: URL, *, must_exist: bool) -> None:
     """Refuse a file engine's URL whose path holds another engine's store (a command
     must not open, or create files in, a store of another engine), and with
-    ``must_exist`` one whose path holds no store (read commands never create one).
+    ``must_exist`` one whose path holds no store (read commands never create one). A
+    missing path that an interrupted ``restore`` left its store and backup beside is
+    refused by every command (a writing one would create an empty store there).
 
     Raises:
+        InterruptedRestoreError: no store at the path, and what an interrupted restore
+            left beside it (see :func:`interrupted_restore`).
         NoStoreError: another engine's store at the path, or (``must_exist``) none.
     """
     path = store_path(url)
     if path is None:
         return
+    interrupted = interrupted_restore(path)
+    if interrupted is not None:
+        raise InterruptedRestoreError(interrupted, backend=url.scheme, path=path)
     found = engine_at(path)
     if found is not None and found != url.scheme:
         raise NoStoreError(
