@@ -161,3 +161,50 @@ def test_a_killed_backup_leaves_nothing_under_its_name(tmp_path: Path) -> None:
     assert _count(f"lmdb:{bk}") == 40000
     assert sorted(x.name for x in tmp_path.iterdir()) == ["bk", "s"]
     assert os.listdir(bk)
+
+
+# Makes the directory a RocksDB checkpoint is built in (``<dir>.partial-<pid>.tmp``,
+# named after this process), then waits to be killed.
+_CHECKPOINTING = """
+import os, sys, time
+tmp = f"{sys.argv[1]}.partial-{os.getpid()}.tmp"
+os.mkdir(tmp)
+with open(os.path.join(tmp, "000009.sst"), "wb") as f:
+    f.write(os.urandom(1000))
+print("made", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_rocksdb_checkpoints_temporary_directory_is_cleaned(tmp_path: Path) -> None:
+    """RocksDB builds a checkpoint in ``<dir>.tmp`` and renames it: a backup killed
+    inside the checkpoint leaves ``DIR.partial-<pid>.tmp`` (it was never removed)."""
+    store, bk = tmp_path / "s", tmp_path / "bk"
+    out = run_cli("put", "-q", f"rocksdb:{store}", "t", "k", "v")
+    assert out.returncode == 0, out.stderr
+    procs = []
+    for _ in range(2):
+        p = subprocess.Popen(
+            [sys.executable, "-c", _CHECKPOINTING, str(bk)], stdout=subprocess.PIPE
+        )
+        assert p.stdout is not None
+        assert p.stdout.readline().strip() == b"made"
+        procs.append(p)
+    dead, running = procs
+    dead.send_signal(signal.SIGKILL)
+    dead.wait()
+    try:
+        out = run_cli("backup", f"rocksdb:{store}", str(bk))
+        assert out.returncode == 0, out.stderr
+        # The killed run's is gone; a running one's stays.
+        assert sorted(x.name for x in tmp_path.iterdir()) == [
+            "bk",
+            f"bk.partial-{running.pid}.tmp",
+            "s",
+        ]
+    finally:
+        running.kill()
+        running.wait()
+        for p in procs:
+            if p.stdout is not None:
+                p.stdout.close()

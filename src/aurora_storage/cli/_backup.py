@@ -38,13 +38,20 @@ _PARTIAL = ".partial-"
 
 def _clean_partials(target: str) -> None:
     """Remove what killed runs left of a backup into ``target`` (``<target>.partial-<pid>``
-    of a process that no longer runs); a running backup's is left alone."""
+    and ``<target>.partial-<pid>.tmp`` of a process that no longer runs); a running
+    backup's is left alone."""
     parent, name = os.path.split(target)
     prefix = name + _PARTIAL
     for entry in os.listdir(parent):
-        if not entry.startswith(prefix) or not entry[len(prefix) :].isdigit():
+        if not entry.startswith(prefix):
             continue
-        pid = int(entry[len(prefix) :])
+        # <target>.partial-<pid>, and <target>.partial-<pid>.tmp: the directory a
+        # RocksDB checkpoint is built in before RocksDB renames it (a run killed inside
+        # the checkpoint leaves it).
+        rest = entry[len(prefix) :].removesuffix(".tmp")
+        if not rest.isdigit():
+            continue
+        pid = int(rest)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
