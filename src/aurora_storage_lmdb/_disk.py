@@ -22,6 +22,7 @@ from aurora_storage.errors import ConfigurationError, StorageError, StorageFullE
 
 __all__ = [
     "Created",
+    "alone_with",
     "CreationLock",
     "OpenRecord",
     "check_path",
@@ -152,6 +153,40 @@ def lock_file_exclusive(path: str) -> bool:
         # descriptor of this lock file, since the store is not open here.)
         return True
     finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def alone_with(path: str, *, create: bool, unknown: bool) -> Iterator[bool]:
+    """Whether no process has the LMDB environment of lock file ``path`` open, holding
+    the same fcntl lock liblmdb takes on its first byte for the block when so: a
+    process opening the environment meanwhile waits in liblmdb until the block ends
+    (so a check of the data file in the block sees no writer start).
+
+    Args:
+        create: create a missing lock file (as the open does right after), so that it
+            can be held; without it a missing file counts as unused, unheld.
+        unknown: the answer when the lock file cannot be opened (or created) for the
+            probe (no write access: another user's store, a read-only filesystem).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+    except FileNotFoundError:
+        yield True
+        return
+    except OSError:
+        yield unknown
+        return
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        except OSError:
+            yield False
+        else:
+            yield True
+    finally:
+        # (Closing drops the probe lock; this process has no other descriptor of this
+        # lock file, since the store is not open here: see LMDBBackend.open.)
         os.close(fd)
 
 
@@ -405,6 +440,10 @@ class OpenRecord:
         self._flags = os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT
         self._fd: int | None = None
 
+    #: Whether the last :meth:`entering` could coordinate with other users (the gate
+    #: and record files opened).
+    coordinated = False
+
     @contextlib.contextmanager
     def _gate(self) -> Iterator[bool]:
         try:
@@ -437,19 +476,25 @@ class OpenRecord:
     def entering(self) -> Iterator[bool | None]:
         """Register this process as a user of the store. Yields whether the data file
         is known clean: True (closed cleanly, untouched since), False (not known
-        clean, and no other process has the store open, so it may be checked now),
-        or None (another process has it open, or no coordination is possible: it is
-        in use and must not be checked from outside the engine). The body runs the
-        check; if it raises, the registration is undone."""
+        clean, and no other process has the store open through this library, so it
+        may be checked now if none has it open through liblmdb either), or None
+        (another process has it open through this library: it is in use and must not
+        be checked from outside the engine). Without coordination (a read-only open
+        of a store without the record or gate file, such as a backup copy, or files
+        it may not open) the answer is False: not known clean, and whether another
+        process has it open is for liblmdb's lock to tell. The body runs the check;
+        if it raises, the registration is undone."""
+        self.coordinated = False
         with self._gate() as gated:
             if not gated:
-                yield None
+                yield False
                 return
             try:
                 fd = os.open(self.record_file, self._flags, 0o644)
             except OSError:
-                yield None
+                yield False
                 return
+            self.coordinated = True
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -40,6 +40,7 @@ from . import _eventstore
 from ._config import LMDBConfig
 from ._disk import (
     Created,
+    alone_with,
     CreationLock,
     OpenRecord,
     check_path,
@@ -156,22 +157,25 @@ class Environment:
         if exists:
             precheck(self.path, self._data_file, cfg.subdir)
         with self._record.entering() as clean:
-            # verify=auto: the structural check runs when the file was not closed
-            # cleanly and no other process has it open (a live writer would make an
-            # outside walk of the file meaningless: liblmdb's own lock on lock.mdb
-            # tells, for processes that do not use this library too). A damaged page
-            # would otherwise kill this process (SIGABRT in an engine assertion) on
-            # the first scan.
+            # verify=auto: the structural check runs when the file is not known clean
+            # (not closed cleanly by this library, or no record of it: a read-only
+            # open of a copied or restored store) and no other process has it open (a
+            # live writer would make an outside walk of the file meaningless:
+            # liblmdb's own lock on lock.mdb tells, for processes that do not use this
+            # library too, and is held during the walk so none starts meanwhile).
+            # Unchecked, a damaged page kills this process (SIGABRT in an engine
+            # assertion) on the first scan, or - a damaged branch page - makes whole
+            # subtrees unreachable: scans and counts silently miss their records.
             wanted = cfg.verify is True or (cfg.verify == "auto" and clean is False)
-            if (
-                exists
-                and not empty
-                and wanted
-                and clean is not None
-                and lock_file_exclusive(self._lock_file)
-            ):
-                verify_or_raise(self.path, cfg.subdir, self._data_file)
-                self._verified_at_open = True
+            if exists and not empty and wanted and clean is not None:
+                # Without coordination, a lock file this open may not probe says
+                # nothing: the store may be in use (another user's live store).
+                with alone_with(
+                    self._lock_file, create=cfg.lock, unknown=self._record.coordinated
+                ) as alone:
+                    if alone:
+                        verify_or_raise(self.path, cfg.subdir, self._data_file)
+                        self._verified_at_open = True
             if cfg.lock:
                 self._reserve_lock_file()
         for attempt in range(_RETRIES):

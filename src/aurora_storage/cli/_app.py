@@ -727,7 +727,12 @@ def verify(url: str, as_json: bool, quiet: bool) -> int:
     Example:
       aurora-storage verify lmdb:///var/data/proj --json
     """
-    with open_read(url) as repo:
+    target = URL.parse(url)
+    if target.scheme == "lmdb" and "verify" not in target.options:
+        # The command's full check names every problem; a structural check at open
+        # (verify=auto, for a file not known clean) would only raise the first.
+        target = target.with_options(verify="false")
+    with open_read(target.render(hide_secrets=False)) as repo:
         report = _verify(repo, quiet=quiet)
     problems = [
         {
