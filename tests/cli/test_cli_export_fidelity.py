@@ -262,13 +262,44 @@ def test_an_export_with_a_record_missing_or_added_is_refused(piped: bool) -> Non
             import_store(dst, source)
 
 
-def test_lines_after_the_end_record_are_refused() -> None:
+@pytest.mark.parametrize("piped", [False, True], ids=["file", "stream"])
+def test_lines_after_the_end_record_are_refused(piped: bool) -> None:
     data = _export(RECORDS) + b'{"tenant":"acme","key":"x","value":1}\n'
-    with (
-        aurora_storage.open("memory://") as dst,
-        pytest.raises(IncompleteExportError, match="after the end record"),
-    ):
-        import_store(dst, io.BufferedReader(_Stream(data)))
+    source = io.BufferedReader(_Stream(data)) if piped else io.BytesIO(data)
+    with aurora_storage.open("memory://") as dst:
+        # (A file was told it "does not end with its end record".)
+        with pytest.raises(IncompleteExportError, match="line 8: a line follows the end record"):
+            import_store(dst, source)
+        if not piped:
+            assert list(dst.tenants()) == []
+
+
+def test_a_files_record_count_is_checked_before_anything_is_written() -> None:
+    """A record missing from a file of 5,000 was found after 4,000 were written."""
+    lines = _export([("acme", f"k{i:05}", i) for i in range(5000)]).splitlines(keepends=True)
+    del lines[4500]
+    with aurora_storage.open("memory://") as dst:
+        with pytest.raises(IncompleteExportError, match="nothing was imported"):
+            import_store(dst, io.BytesIO(b"".join(lines)))
+        assert list(dst.tenants()) == []
+
+
+def test_a_files_malformed_end_record_is_refused_before_anything_is_written() -> None:
+    lines = _export([("acme", f"k{i:05}", i) for i in range(3000)]).splitlines(keepends=True)
+    lines[-1] = b'{"aurora-storage-export-end": true, "records": "3000"}\n'
+    with aurora_storage.open("memory://") as dst:
+        with pytest.raises(ImportFormatError, match="malformed end record"):
+            import_store(dst, io.BytesIO(b"".join(lines)))
+        assert list(dst.tenants()) == []
+
+
+def test_a_record_holding_the_end_records_name_is_a_record() -> None:
+    records = [("acme", "aurora-storage-export-end", {"aurora-storage-export-end": True})]
+    with aurora_storage.open("memory://") as dst:
+        assert import_store(dst, io.BytesIO(_export(records))) == 1
+        assert dst.get("acme", "aurora-storage-export-end") == {
+            "aurora-storage-export-end": True
+        }
 
 
 def test_a_format_1_export_is_refused_before_anything_is_written() -> None:

@@ -232,38 +232,74 @@ class IncompleteExportError(ImportFormatError):
     """An export without its end record (cut short), or whose record count differs."""
 
 
-#: How much of a file's end is read to find its end record before importing.
-_TAIL = 4096
+_END_BYTES = b'"' + END.encode() + b'"'
 
 
-def _check_end_first(lines: IO[bytes]) -> None:
-    """Refuse a seekable file that does not end with an end record, before anything is
-    written (a stream is checked when it ends).
+def _end_record(line: bytes) -> dict[str, Any] | None:
+    """The end record ``line`` holds, or None: a JSON object with the end record's
+    name at its top level (a record whose key or value holds the name is not one)."""
+    if _END_BYTES not in line:
+        return None
+    try:
+        rec = loads_json(line)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) and END in rec else None
+
+
+def _check_file_first(lines: IO[bytes]) -> None:
+    """Refuse a seekable file that is not a complete export, before anything is
+    written: one pass over the file (reading it, parsing only lines that may be the
+    end record) finds no end record, a line after it, or a record count that differs
+    from the end record's. A stream (stdin) is checked as it is read.
 
     Raises:
-        IncompleteExportError: the file's last line is not an end record.
+        IncompleteExportError: see above; nothing was imported.
     """
     try:
         if not lines.seekable():
             return
         start = lines.tell()
-        size = lines.seek(0, 2)
-        lines.seek(max(start, size - _TAIL))
-        tail = lines.read()
-        lines.seek(start)
-    except (OSError, ValueError):  # not a regular file after all: checked at the end
+    except (OSError, ValueError):  # not a regular file after all: checked as it is read
         return
-    last = tail.rstrip().rsplit(b"\n", 1)[-1]
+    lineno = 1  # (the header, read already)
+    seen = 0
+    end: tuple[int, dict[str, Any]] | None = None
     try:
-        rec = loads_json(last)
-        ok = isinstance(rec, dict) and rec.get(END) is True
-    except orjson.JSONDecodeError:
-        ok = False
-    if not ok:
+        for line in lines:
+            lineno += 1
+            if not line.strip():
+                continue
+            if end is not None:
+                raise IncompleteExportError(
+                    f"line {lineno}: a line follows the end record (line {end[0]}), as "
+                    "in two exports put together or a file appended to; nothing was "
+                    "imported. Import each export on its own"
+                )
+            rec = _end_record(line)
+            if rec is not None:
+                end = (lineno, rec)
+            else:
+                seen += 1
+    finally:
+        lines.seek(start)
+    if end is None:
         raise IncompleteExportError(
             "the export does not end with its end record "
             f'({{"{END}": true, "records": N}}): it was cut short (an export that failed '
             "or was killed, a partial copy); nothing was imported. Export the store again"
+        )
+    at, rec = end
+    count = rec.get("records")
+    if rec[END] is not True or set(rec) != {END, "records"} or type(count) is not int:
+        raise ImportFormatError(
+            f'line {at} is a malformed end record (expected {{"{END}": true, "records": '
+            "N}); nothing was imported"
+        )
+    if count != seen:
+        raise IncompleteExportError(
+            f"line {at}: the end record counts {count} records, the file holds {seen}: "
+            "records were lost or added; nothing was imported. Export the store again"
         )
 
 
@@ -323,9 +359,10 @@ def import_store(
 ) -> int:
     """Read an export (see the module docstring) into ``repo``, a chunk per atomic batch.
 
-    A seekable file is checked for its end record before anything is written; a stream
-    (stdin) when it ends, so the chunks read before a stream turns out incomplete are
-    written.
+    A seekable file is checked whole before anything is written (its end record, no
+    line after it, its record count: :func:`_check_file_first`); a stream (stdin) as
+    it is read, so the chunks read before a stream turns out incomplete are written.
+    Malformed record lines are found as they are read, in a file too.
 
     Args:
         tenant: import only this tenant's records.
@@ -346,7 +383,7 @@ def import_store(
         header = read_header(lines)
     codec_name, base64_values = header
     source_codec = get_codec(codec_name)
-    _check_end_first(lines)
+    _check_file_first(lines)
     n = 0
     lineno = 1
 
@@ -360,9 +397,9 @@ def import_store(
                 continue
             if end is not None:
                 raise IncompleteExportError(
-                    f"line {lineno}: data after the end record (line {end}), as in two "
-                    f"exports put together; {n} records of earlier chunks were imported. "
-                    "Import each export on its own"
+                    f"line {lineno}: a line follows the end record (line {end}), as in "
+                    f"two exports put together; {n} records of earlier chunks were "
+                    "imported. Import each export on its own"
                 )
             try:
                 try:
