@@ -17,6 +17,14 @@ SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "api_key"
 
 SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
 
+#: Characters the URL parser would drop from a URL's text without a word.
+_DROPPED = {
+    "\t": "a tab",
+    "\n": "a line break",
+    "\r": "a carriage return",
+    "#": "'#' (it starts a fragment)",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class URL:
@@ -46,7 +54,8 @@ class URL:
         """Parse ``text`` into a URL.
 
         Raises:
-            InvalidURLError: no scheme, a malformed port or query, or a repeated option.
+            InvalidURLError: no scheme, a malformed port or query, a repeated option, or
+                a tab, line break or '#' not percent-encoded (the parser would drop it).
         """
         if isinstance(text, URL):
             return text
@@ -60,6 +69,15 @@ class URL:
         scheme = text.split(":", 1)[0]
         if not SCHEME_RE.match(scheme):
             raise InvalidURLError(f"{hide_text(text)!r} has an invalid scheme {scheme!r}")
+        # urlsplit drops tabs and line breaks anywhere in the text, and a '#...'
+        # fragment: a store path holding one would silently name another store.
+        for char, name in _DROPPED.items():
+            if char in text:
+                raise InvalidURLError(
+                    f"{hide_text(text)!r} holds {name}, which a URL cannot carry as it is "
+                    f"(it would be dropped); write it percent-encoded as "
+                    f"{quote(char, safe='')} if the name really holds one"
+                )
         try:
             parts = urlsplit(text)
             hosts = parts.netloc.rpartition("@")[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import string
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from aurora_storage._url import hide_text
 from aurora_storage.config import (
     config_from_options,
     describe_options,
+    expand_store_path,
     parse_bool,
     parse_size,
     size_field,
@@ -414,3 +416,41 @@ def test_a_user_part_without_password_is_hidden_when_printed(url: URL, extra: st
         assert "***@" in shown
     assert URL.parse(url.render(hide_secrets=False)).username == token
     assert _MARK not in hide_text(url.render(hide_secrets=False))
+
+
+_DROPPED_CHARS = st.sampled_from(["\t", "\n", "\r", "#"])
+
+
+@PURE
+@given(urls(), _DROPPED_CHARS, st.integers(0, 10**6))
+def test_a_character_the_parser_would_drop_is_refused(url: URL, char: str, at: int) -> None:
+    """A tab, line break or '#' anywhere in a URL's text was dropped without a word (a
+    store path holding one named another store); percent-encoded it is kept."""
+    text = url.render(hide_secrets=False)
+    at = len(url.scheme) + 1 + at % (len(text) - len(url.scheme))  # after "scheme:"
+    with pytest.raises(InvalidURLError, match="percent-encoded"):
+        URL.parse(text[:at] + char + text[at:])
+
+
+@PURE
+@given(_any_text, _DROPPED_CHARS, _any_text)
+def test_a_percent_encoded_dropped_character_stays_in_the_path(
+    head: str, char: str, tail: str
+) -> None:
+    url = URL("rocksdb", "/" + head + char + tail)
+    text = url.render(hide_secrets=False)
+    assert char not in text
+    assert URL.parse(text).path == "/" + head + char + tail
+
+
+@PURE
+@given(_any_text, st.integers(0x80, 0xFF), _any_text, st.sampled_from(["lmdb", "rocksdb"]))
+def test_a_store_path_that_is_not_utf8_is_refused_naming_it(
+    head: str, byte: int, tail: str, backend: str
+) -> None:
+    """A file name in another encoding (a byte that is not UTF-8, as os.fsdecode turns
+    it into a lone surrogate) failed inside the engines with a raw encoding error."""
+    path = "/tmp/" + head.replace("\x00", "") + chr(0xDC00 + byte) + tail.replace("\x00", "")
+    with pytest.raises(InvalidURLError, match="is not valid UTF-8") as info:
+        expand_store_path(path, backend=backend)
+    assert repr(os.fsencode(path)) in str(info.value)
