@@ -81,15 +81,16 @@ def expand_store_path(path: str | os.PathLike[str], *, backend: str) -> str:
       shell): ``rocksdb://~/data``, ``lmdb:~/data`` and ``path="~/data"`` all name
       ``$HOME/data``. A ``~`` anywhere else (``/srv/~/x``, ``data/~``) is an ordinary
       name. Other variables (``$HOME``) are not expanded;
-    * the path must be text without NUL characters, each component at most the
-      filesystem's name limit (255 bytes on common filesystems) and the whole at most
-      4095 bytes.
+    * the path must be UTF-8 text (a name in another encoding is refused) without NUL
+      characters, each component at most the filesystem's name limit (255 bytes on
+      common filesystems) and the whole at most 4095 bytes.
 
     Relative paths stay relative (to the current directory when opened).
 
     Raises:
-        InvalidURLError: a NUL character, an over-long component or path, or a ``~user``
-            whose home directory is unknown. The message says what to change.
+        InvalidURLError: a NUL character, a name that is not UTF-8, an over-long
+            component or path, or a ``~user`` whose home directory is unknown. The
+            message says what to change.
     """
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
@@ -120,6 +121,18 @@ def expand_store_path(path: str | os.PathLike[str], *, backend: str) -> str:
     except UnicodeError as exc:
         raise InvalidURLError(
             f"the {backend} store path {path!r} cannot be encoded as a file name: {exc}",
+            backend=backend,
+        ) from exc
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A file name in another encoding, as os.fsdecode gives it (each byte that is
+        # not UTF-8 as a lone surrogate): neither engine can open it (RocksDB failed
+        # with a raw encoding error, LMDB with an internal one).
+        raise InvalidURLError(
+            f"the {backend} store path {encoded!r} is not valid UTF-8 (a name written in "
+            "another encoding); the engines take UTF-8 paths only: rename it, or name it "
+            "through a symbolic link whose path is UTF-8",
             backend=backend,
         ) from exc
     if len(encoded) > _PATH_MAX:
@@ -361,8 +374,10 @@ def config_from_options(
         fixed: values set by other parts of the URL (e.g. ``path``), not options.
 
     Raises:
-        InvalidURLError: an unknown option (listing the valid ones) or a malformed value.
-        ConfigurationError: the config's own validation failed (conflicting options).
+        InvalidURLError: an unknown option (listing the valid ones), a malformed value,
+            or one the config's own validation refuses (out of range, conflicting).
+        ConfigurationError: another failure the config's validation raises (its own
+            subclass of ConfigurationError).
     """
     fixed = dict(fixed or {})
     hints = _hints(config_cls)
@@ -388,8 +403,15 @@ def config_from_options(
     kwargs.update(fixed)
     try:
         return config_cls(**kwargs)
-    except ConfigurationError:
+    except InvalidURLError:
         raise
+    except ConfigurationError as exc:
+        if type(exc) is not ConfigurationError:
+            raise
+        # An option value the backend's config refuses (out of range, conflicting with
+        # another option) is a bad option, as a malformed one is: InvalidURLError (a
+        # ConfigurationError; the command line's "bad URL or option", exit 2).
+        raise InvalidURLError(str(exc), backend=backend, path=exc.path) from exc
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(
             f"invalid {backend} configuration: {exc}", backend=backend
