@@ -50,11 +50,14 @@ def main(argv: list[str]) -> int:
             records = repo.count("t")
             copy = os.path.join(base, "copy")
             os.mkdir(copy)
-            repo.copy(copy, compact=True)
+            repo.copy(copy, compact=True)  # type: ignore[attr-defined]  # LMDBRepository.copy; open() is typed as Repository
         size = os.path.getsize(os.path.join(path, "data.mdb"))
         gib = size / (1 << 30)
         copy_gib = os.path.getsize(os.path.join(copy, "data.mdb")) / (1 << 30)
-        walk, full, checked_open, plain_open = [], [], [], []
+        walk: list[float] = []
+        full: list[float] = []
+        checked_open: list[float] = []
+        plain_open: list[float] = []
         for _ in range(args.rounds):
             t = time.perf_counter()
             problems = lmdb_verify.verify(path, True)  # type: ignore[no-untyped-call]  # py-lmdb's verify module is untyped

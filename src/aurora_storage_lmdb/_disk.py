@@ -22,9 +22,9 @@ from aurora_storage.errors import ConfigurationError, StorageError, StorageFullE
 
 __all__ = [
     "Created",
-    "alone_with",
     "CreationLock",
     "OpenRecord",
+    "alone_with",
     "check_path",
     "disk_nearly_full",
     "lock_file_size",

@@ -40,9 +40,9 @@ from . import _eventstore
 from ._config import LMDBConfig
 from ._disk import (
     Created,
-    alone_with,
     CreationLock,
     OpenRecord,
+    alone_with,
     check_path,
     exclusive,
     lock_file_exclusive,

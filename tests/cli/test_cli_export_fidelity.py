@@ -297,9 +297,7 @@ def test_a_record_holding_the_end_records_name_is_a_record() -> None:
     records = [("acme", "aurora-storage-export-end", {"aurora-storage-export-end": True})]
     with aurora_storage.open("memory://") as dst:
         assert import_store(dst, io.BytesIO(_export(records))) == 1
-        assert dst.get("acme", "aurora-storage-export-end") == {
-            "aurora-storage-export-end": True
-        }
+        assert dst.get("acme", "aurora-storage-export-end") == {"aurora-storage-export-end": True}
 
 
 def test_a_format_1_export_is_refused_before_anything_is_written() -> None:

@@ -122,7 +122,8 @@ def test_a_file_under_a_rocksdb_url_is_refused_naming_rocksdb(tmp_path: Path) ->
     assert out.returncode == _NO_STORE, out.stderr
     err = out.stderr.decode()
     assert "not a rocksdb store directory" in err
-    assert "LMDB" not in err and "subdir" not in err
+    assert "LMDB" not in err
+    assert "subdir" not in err
     assert f.read_text() == "hi"
 
 
@@ -147,7 +148,8 @@ def test_a_link_to_a_store_is_followed_and_kept(tmp_path: Path, scheme: str) -> 
     for _ in range(2):  # a second restore through the link works the same
         out = run_cli("restore", "-q", str(bk), f"{scheme}:{link}", "--yes")
         assert out.returncode == 0, out.stderr
-        assert link.is_symlink() and link.resolve() == real
+        assert link.is_symlink()
+        assert link.resolve() == real
         assert _get(f"{scheme}:{real}") == _get(f"{scheme}:{link}") == "new"
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
             ["disk2", "events", f"src-{scheme}", f"bk-{scheme}"]
