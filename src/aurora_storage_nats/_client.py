@@ -37,7 +37,7 @@ from aurora_storage.errors import (
     StorageError,
 )
 
-from ._connection import _BATCH_TOO_LARGE, NATSConnection
+from ._connection import _BATCH_TOO_LARGE, NATSConnection, reads, writes
 from ._subjects import decode_key, encode_key
 
 __all__ = ["LAG_PAUSES", "WRITE_SENT", "Client", "NATSCore"]
@@ -162,6 +162,7 @@ class NATSCore(NATSConnection):
                     )
         return msg
 
+    @reads
     async def get(self, key: bytes) -> bytes | None:
         """The value at ``key`` (None if absent or deleted)."""
         msg = await self._last(encode_key(key))
@@ -172,6 +173,7 @@ class NATSCore(NATSConnection):
             return None
         return msg.data
 
+    @reads
     async def read_state(self, key: bytes) -> tuple[bytes | None, int]:
         """``(value or None, last sequence of the key's subject, 0 if none)``."""
         msg = await self._last(encode_key(key))
@@ -183,6 +185,7 @@ class NATSCore(NATSConnection):
             return None, seq
         return msg.data, seq
 
+    @reads
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """Values for ``keys`` in order, all as of one point in the stream (one
         consistent cut: never values of two different atomic batches), read with
@@ -317,6 +320,7 @@ class NATSCore(NATSConnection):
         msgs, eob = await self._direct_batch(req, "reading")
         return {(m.headers or {}).get("Nats-Subject", ""): m for m in msgs}, eob
 
+    @reads
     async def _direct_batch(self, req: dict[str, Any], what: str) -> tuple[list[Msg], Any]:
         """The messages of one batched direct get (``batch`` or ``multi_last``, sent to
         any server holding the stream), and the headers of its end-of-batch status
@@ -352,6 +356,7 @@ class NATSCore(NATSConnection):
         except Exception as exc:
             self.fail(exc, what)
 
+    @reads
     async def listing(self, filt: str, values: bool) -> list[tuple[bytes, bytes | None]]:
         """Every live ``(key, value)`` under the subject filter ``filt`` (below the
         bucket's prefix, see :func:`._subjects.scan_filter`), unordered, as of one
@@ -529,6 +534,7 @@ class NATSCore(NATSConnection):
             if not done:
                 raise nats.errors.TimeoutError
 
+    @reads
     async def _leader_get(self, req: dict[str, Any], what: str = "reading") -> Msg | None:
         """A message read through the stream leader (``STREAM.MSG.GET``): what a
         replicated bucket's reads use, since direct gets may be answered by a replica
@@ -562,6 +568,7 @@ class NATSCore(NATSConnection):
         data = base64.b64decode(m.get("data") or b"")
         return _Msg(self._conn(), subject=m["subject"], data=data, headers=hdrs)
 
+    @reads
     async def _direct(self, seq: int, subject: str, what: str = "scanning") -> Msg | None:
         """The first stored message with sequence >= ``seq`` on ``subject`` (a
         wildcard), or None."""
@@ -612,6 +619,7 @@ class NATSCore(NATSConnection):
                 return mseq
             seq = mseq
 
+    @reads
     async def stream_state(self) -> Any:
         """The stream's info (state, config, cluster)."""
         try:
@@ -660,6 +668,7 @@ class NATSCore(NATSConnection):
             return nats.js.errors.APIError(**err)
         return resp
 
+    @writes
     async def put(self, key: bytes, value: bytes) -> None:
         """Store ``value`` at ``key``."""
         self._writable()
@@ -667,6 +676,7 @@ class NATSCore(NATSConnection):
         if isinstance(resp, Exception):
             self.fail(resp, "writing")
 
+    @writes
     async def delete(self, key: bytes) -> bool:
         """Delete ``key`` (a delete marker); whether it was present. Conditional on the
         revision read, so two concurrent deletes do not both report it present."""
@@ -682,6 +692,7 @@ class NATSCore(NATSConnection):
             if getattr(resp, "err_code", None) not in _WRONG_LAST_SEQ:
                 self.fail(resp, "deleting")
 
+    @writes
     async def insert(self, key: bytes, value: bytes) -> bool:
         """Store ``value`` only if ``key`` is absent (the server checks the subject's last
         sequence, so this holds across processes); whether it was stored."""
@@ -697,6 +708,7 @@ class NATSCore(NATSConnection):
             if getattr(resp, "err_code", None) not in _WRONG_LAST_SEQ:
                 self.fail(resp, "inserting")
 
+    @writes
     async def write(
         self,
         ops: Sequence[Op],
@@ -870,6 +882,7 @@ class NATSCore(NATSConnection):
             self.fail(resp, "writing")
         return int(resp["seq"])
 
+    @writes
     async def commit(
         self,
         ops: Sequence[Op],

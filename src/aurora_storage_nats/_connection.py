@@ -6,12 +6,14 @@ configuration, closing, and the translation of client and server errors into
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import ssl
 import time
 import weakref
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import nats
 import nats.errors
@@ -30,7 +32,11 @@ from aurora_storage.errors import (
 from ._config import NATSConfig
 from ._errors import BatchTooLargeError, NATSConnectionError, NATSTimeoutError, ValueTooLargeError
 
-__all__ = ["NATSConnection"]
+__all__ = ["NATSConnection", "reads", "writes"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_C = TypeVar("_C", bound="NATSConnection")
 
 # JetStream error codes (server/errors.json).
 _STREAM_NOT_FOUND = 10059
@@ -44,6 +50,7 @@ _SERVER_FULL = (10023, 10047, 10028, 10002)
 _REPLICAS = 10074
 _CONFLICT = 10058
 _NO_MESSAGE = 10037
+_CONSUMER_NOT_FOUND = 10014
 #: An open retries the bucket lookup and creation while JetStream is unavailable or
 #: silent (a fresh cluster electing its meta leader) for this many times ``timeout``.
 OPEN_TIMEOUTS = 4
@@ -60,6 +67,24 @@ def _unknown_write(what: str) -> str:
     if what.startswith(_WRITES):
         return "; the write may or may not have been applied (read it back, or repeat it)"
     return ""
+
+
+class _BucketMissing(ConfigurationError):
+    """The server answered "stream not found" for the bucket: not yet a verdict. A
+    server starting (before JetStream recovered its streams) or stopping (JetStream shut
+    down before its clients) answers so for a bucket that exists. :func:`reads` and
+    :func:`writes` confirm it with the server (:meth:`NATSConnection.settle`) before a
+    caller sees it; unconfirmed it is still the :class:`ConfigurationError` it says."""
+
+    def __init__(self, message: str, what: str) -> None:
+        super().__init__(message, backend="nats")
+        self.what = what
+
+
+class _ConsumerLost(NATSConnectionError):
+    """A scan's consumer vanished while it ran (the server restarted, and a restarted
+    server has forgotten its ephemeral consumers): transient, the scan is made again
+    (:func:`reads`)."""
 
 
 class TLSNotOfferedError(nats.errors.Error):
@@ -227,10 +252,19 @@ class NATSConnection:
         if isinstance(exc, nats.js.errors.APIError):
             code = exc.err_code
             desc = exc.description or str(exc)
-            if code == _STREAM_NOT_FOUND or isinstance(exc, nats.js.errors.NotFoundError):
-                raise ConfigurationError(
+            if code == _STREAM_NOT_FOUND or (
+                isinstance(exc, nats.js.errors.NotFoundError) and code is None
+            ):
+                raise _BucketMissing(
                     f"{what}: the bucket {self.config.bucket!r} does not exist on {where} "
                     "(was it deleted?); open it again with create_if_missing=true",
+                    what,
+                ) from exc
+            if code == _CONSUMER_NOT_FOUND:
+                raise _ConsumerLost(
+                    f"{what}: the server no longer knows the consumer this call was "
+                    f"reading through on {where} (the server restarted, or the consumer "
+                    "was removed); repeat the call",
                     backend="nats",
                 ) from exc
             if code == _MSG_TOO_BIG:
@@ -322,6 +356,69 @@ class NATSConnection:
         if isinstance(exc, nats.errors.Error):
             raise StorageError(f"{what} on {where}: {exc}", backend="nats") from exc
         raise exc
+
+    async def _stream_exists(self, deadline: float) -> bool | None:
+        """Ask the server for the bucket's stream until ``deadline``: True once it is
+        found, None if the server does not answer usably (stopping, restarting,
+        JetStream unavailable), False if it answers "stream not found" up to the
+        deadline, every time (a server starting or stopping says so only for a moment:
+        it stops, or recovers its streams)."""
+        loop = asyncio.get_running_loop()
+        subject = f"$JS.API.STREAM.INFO.{self.stream}"
+        attempt = 0
+        while True:
+            try:
+                nc = self._conn()
+                wait = min(1.0, max(deadline - loop.time(), 0.05))
+                msg = await nc.request(subject, b"", timeout=wait)
+                err = orjson.loads(msg.data).get("error") if msg.data else {}
+            except StorageError:
+                raise  # closed: the repository's own error
+            except Exception:
+                return None
+            if err is None:
+                return True
+            if err.get("err_code") != _STREAM_NOT_FOUND:
+                return None
+            if loop.time() >= deadline:
+                return False
+            attempt += 1
+            await asyncio.sleep(min(0.05 * attempt, 0.5))
+
+    async def settle(
+        self, exc: _BucketMissing | _ConsumerLost, deadline: float, read: bool
+    ) -> None:
+        """Judge a call's "bucket missing" or "consumer lost" error ``exc``: return when
+        a read may be made again (the bucket exists, or the server is not answering yet,
+        and ``deadline`` is not passed); raise the error the caller sees otherwise.
+
+        Raises:
+            ConfigurationError: the server still says the stream does not exist after
+                asking it again until ``deadline`` (the bucket was deleted).
+            NATSConnectionError: the bucket exists (or the server stopped answering): it
+                answered while starting or stopping. A write is not repeated (it may or
+                may not have been applied); a read past ``deadline`` is not either.
+        """
+        loop = asyncio.get_running_loop()
+        if isinstance(exc, _ConsumerLost):
+            if read and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+                return
+            raise exc
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        exists = await self._stream_exists(deadline)
+        if exists is False:
+            raise ConfigurationError(str(exc), backend="nats") from cause
+        if read and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            return
+        state = "the bucket exists" if exists else "the server did not answer when asked again"
+        raise NATSConnectionError(
+            f"{exc.what}: the server {self.config.describe()} answered that the bucket "
+            f"{self.config.bucket!r} does not exist while it was starting or stopping "
+            f"({state}); repeat the call once the server is back" + _unknown_write(exc.what),
+            backend="nats",
+        ) from cause
 
     def _last_error(self, form: str) -> str:
         """``form`` with ``{}`` replaced by the client's last (re)connect error, or ""."""
@@ -739,3 +836,43 @@ class NATSConnection:
         if nc.is_closed:
             raise self.closed_for_good(None)
         return nc
+
+
+def reads(
+    fn: Callable[Concatenate[_C, _P], Awaitable[_R]],
+) -> Callable[Concatenate[_C, _P], Coroutine[Any, Any, _R]]:
+    """A read of the bucket, made again while the server answers "stream not found"
+    for a bucket that exists, or loses the read's consumer (a server starting or
+    stopping), within ``timeout`` (see :meth:`NATSConnection.settle`)."""
+
+    @functools.wraps(fn)
+    async def read(self: _C, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        deadline: float | None = None
+        while True:
+            try:
+                return await fn(self, *args, **kwargs)
+            except (_BucketMissing, _ConsumerLost) as exc:
+                if deadline is None:
+                    deadline = asyncio.get_running_loop().time() + self.timeout
+                await self.settle(exc, deadline, read=True)
+
+    return read
+
+
+def writes(
+    fn: Callable[Concatenate[_C, _P], Awaitable[_R]],
+) -> Callable[Concatenate[_C, _P], Coroutine[Any, Any, _R]]:
+    """A write of the bucket: a "stream not found" answer is confirmed with the server
+    before it is reported as a missing bucket, and never repeated (see
+    :meth:`NATSConnection.settle`)."""
+
+    @functools.wraps(fn)
+    async def write(self: _C, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await fn(self, *args, **kwargs)
+        except (_BucketMissing, _ConsumerLost) as exc:
+            deadline = asyncio.get_running_loop().time() + self.timeout
+            await self.settle(exc, deadline, read=False)
+            raise  # (settle raises for a write)
+
+    return write
