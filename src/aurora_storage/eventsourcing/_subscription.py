@@ -16,6 +16,14 @@ nothing). One watch serves the whole subscription: iterating it again after a ti
 resumes after the last change it examined. Backends without a change feed (or whose
 feed does not cover other processes' writes to a multi-process store) are polled every
 ``WAKE_INTERVAL`` seconds instead.
+
+A store that is away for a while (a NATS server restarting, a lost connection: errors
+that are builtin ``ConnectionError`` or ``TimeoutError`` subclasses, as the NATS
+plugin's are) does not end the subscription. The watcher and the reader wait, with a
+backoff from ``RETRY_FIRST`` up to ``RETRY_MAX`` seconds, and try again until the store
+answers or the subscription is stopped: the watcher opens a fresh watch and wakes the
+reader, which reads on from the last notification it delivered (so nothing is skipped
+or repeated). Any other error stops the subscription and is raised by ``__next__``.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import ListenNotifySubscription
+from eventsourcing.persistence import ListenNotifySubscription, PersistenceError
 
 from aurora_storage.errors import PositionExpiredError, RepositoryClosedError, StorageError
 
@@ -35,11 +43,23 @@ from ._records import SEQUENCE
 if TYPE_CHECKING:
     from ._recorders import AuroraApplicationRecorder
 
-__all__ = ["WAKE_INTERVAL", "AuroraSubscription"]
+__all__ = ["RETRY_FIRST", "RETRY_MAX", "WAKE_INTERVAL", "AuroraSubscription"]
 
 #: Seconds a watcher waits for a change before it reopens its watch (and, where the
 #: feed cannot see every writer, polls): also the longest a stop() waits for it.
 WAKE_INTERVAL = 0.2
+#: Seconds before the first retry after the store was unreachable; each further retry
+#: waits twice as long, up to ``RETRY_MAX``.
+RETRY_FIRST = 0.05
+RETRY_MAX = 2.0
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` - an aurora-storage error, or the eventsourcing error it was
+    translated to - says the store could not be reached or did not answer in time (a
+    builtin ``ConnectionError`` or ``TimeoutError``): a condition that passes."""
+    cause = exc if isinstance(exc, StorageError) else exc.__cause__
+    return isinstance(cause, StorageError) and isinstance(cause, (ConnectionError, TimeoutError))
 
 
 class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
@@ -57,8 +77,9 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
             InvalidArgumentError).
 
     Raises (from ``__next__``):
-        PersistenceError: the store failed while reading or watching; the subscription
-            is stopped.
+        PersistenceError: the store failed while reading or watching (other than by
+            being unreachable or slow to answer, which the subscription waits out);
+            the subscription is stopped.
     """
 
     def __init__(
@@ -93,6 +114,33 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
         except StorageError as exc:
             raise translate(exc, "watch the application sequence") from exc
 
+    def _backoff(self, delay: float) -> float:
+        """Wait ``delay`` seconds (less if stopped meanwhile); the next delay."""
+        self._stopped.wait(delay)
+        return min(2 * delay, RETRY_MAX)
+
+    def _rewatch(self, watch: Any) -> Any:
+        """Close ``watch`` and open a new one, retrying while the store is unreachable;
+        then wake the reader, which reads whatever the feed may have missed meanwhile.
+        Returns the new watch (closed already if the subscription was stopped)."""
+        watch.close()
+        delay = RETRY_FIRST
+        while True:
+            if self._stopped.is_set():
+                return watch
+            try:
+                new = self._repo.watch(self._tenant, prefix=(SEQUENCE,), timeout=WAKE_INTERVAL)
+                break
+            except StorageError as exc:
+                if not _unreachable(exc) or self._repo.closed:
+                    raise
+            delay = self._backoff(delay)
+        self._watch = new
+        if self._stopped.is_set():  # stop() may have closed the old one only
+            new.close()
+        self._has_been_notified.set()
+        return new
+
     def _follow(self) -> None:
         watch = self._watch
         try:
@@ -113,11 +161,15 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
                     # The feed dropped changes this watch had not examined yet (it
                     # retains a bounded number). Nothing is lost to the reader, which
                     # reads the sequence itself: watch afresh and pull once more.
-                    watch.close()
-                    watch = self._watch = self._open_watch()
-                    if self._stopped.is_set():  # stop() may have closed the old one
-                        watch.close()
-                    self._has_been_notified.set()
+                    watch = self._rewatch(watch)
+                    continue
+                except StorageError as exc:
+                    if not _unreachable(exc) or self._repo.closed:
+                        raise
+                    # The store is away (a server restarting, a lost connection):
+                    # watch afresh once it answers, and pull once more.
+                    self._stopped.wait(RETRY_FIRST)
+                    watch = self._rewatch(watch)
                     continue
                 if not self._feed_is_complete:
                     self._has_been_notified.set()
@@ -134,6 +186,22 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
                     else exc
                 )
             self.stop()
+
+    def _pull(self) -> None:
+        # eventsourcing's reader (ListenNotifySubscription._pull) moves its position
+        # only past notifications it handed on: after a failed read, pulling again
+        # resumes from the last one delivered.
+        delay = RETRY_FIRST
+        while True:
+            try:
+                super()._pull()
+                return
+            except PersistenceError as exc:
+                if not _unreachable(exc) or self._repo.closed:
+                    raise
+            if self._stopped.is_set():
+                return
+            delay = self._backoff(delay)
 
     def stop(self) -> None:
         """Stop the subscription: iteration ends (after raising the error that stopped
