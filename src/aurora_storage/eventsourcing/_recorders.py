@@ -31,6 +31,7 @@ from eventsourcing.persistence import (
     IntegrityError,
     Notification,
     ProcessRecorder,
+    ProgrammingError,
     StoredEvent,
     Subscription,
     Tracking,
@@ -41,6 +42,7 @@ from eventsourcing.persistence import (
 from aurora_storage import Batch, Repository, Version, encode_key
 from aurora_storage._eventstore import insert_append
 from aurora_storage.errors import (
+    InvalidArgumentError,
     InvalidKeyError,
     KeyExistsError,
     PositionExpiredError,
@@ -133,6 +135,48 @@ def _exists_error(stored_events: Sequence[StoredEvent], exc: KeyExistsError) -> 
         f"could not insert events: {named}{more} is repeated in this call (each "
         "(originator_id, originator_version) may appear once in one insert_events)"
         f"{also}; nothing was written"
+    )
+
+
+def _batch_too_large(
+    exc: StorageError, *, notify: bool, tracking: bool
+) -> ProgrammingError | None:
+    """The ProgrammingError for a batch the backend refuses as larger than one atomic
+    write may ever be (the NATS plugin's ``BatchTooLargeError``: a ``ValueError`` with
+    ``size``, ``limit`` and ``internal``; not imported, the plugin is optional), in
+    events per save; ``None`` for any other error.
+
+    Retrying cannot help (so not OperationalError), and the caller of
+    ``Application.save()`` cannot split the batch: the message says how many events one
+    save may hold and what to change.
+    """
+    limit = getattr(exc, "limit", None)
+    internal = getattr(exc, "internal", None)
+    if (
+        not isinstance(exc, ValueError)
+        or isinstance(exc, InvalidArgumentError)  # ValueTooLargeError: a value, not a batch
+        or type(limit) is not int
+        or type(internal) is not int
+        or type(getattr(exc, "size", None)) is not int
+    ):
+        return None
+    per_event = 2 if notify else 1
+    what = (
+        "each event is 2 operations (the event and its notification) + the counter"
+        if notify
+        else "each event is 1 operation"
+    )
+    if tracking:
+        what += " + the tracking record"
+    room = limit - internal - (1 if tracking else 0)
+    if limit > 0 and room >= 0:
+        most = f"at most {room // per_event} events per save on this bucket"
+    else:
+        most = "fewer events per save on this bucket than this one holds (the server did not say how many)"
+    return ProgrammingError(
+        f"could not insert events: {most} ({what}); raise max_batch and the server's "
+        "jetstream batch limit (jetstream.limits.batch.max_msgs) together, or save fewer "
+        f"events at once; nothing was written ({exc})"
     )
 
 
@@ -324,6 +368,9 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
                 originator id neither UUID nor str (InvalidKeyError), or a field the
                 layout and codec cannot store (cause: SerializationError naming the
                 event and the field); nothing written.
+            ProgrammingError: more events than one atomic batch of the store may hold
+                (NATS: ``max_batch``); the message says how many one call may hold;
+                nothing written.
             PersistenceError: any other failure of the store (see ``_errors``).
         """
         self._write(stored_events, None, notify=False)
@@ -408,7 +455,10 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
             except KeyExistsError as exc:  # an existing version, or one repeated
                 raise _exists_error(stored_events, exc) from exc
             except StorageError as exc:
-                raise translate(exc, "insert events") from exc
+                raise (
+                    _batch_too_large(exc, notify=notify, tracking=True)
+                    or translate(exc, "insert events")
+                ) from exc
             if not notify:
                 return None
             try:
@@ -464,7 +514,10 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         except KeyExistsError as exc:  # an existing version, or one repeated
             raise _exists_error(stored_events, exc) from exc
         except StorageError as exc:
-            raise translate(exc, "insert events") from exc
+            raise (
+                _batch_too_large(exc, notify=notify, tracking=False)
+                or translate(exc, "insert events")
+            ) from exc
         return ids if notify else None
 
     def select_events(
