@@ -28,6 +28,7 @@ from uuid import UUID
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
+    DataError,
     IntegrityError,
     Notification,
     ProcessRecorder,
@@ -92,6 +93,18 @@ _HINTS = {
 _NID = "a notification id"
 #: The largest notification id (the sequence's counter is 64-bit).
 _MAX_NOTIFICATION_ID = (1 << 64) - 1
+
+#: What the module stores under each kind of key, for the error a record of another
+#: shape raises (see AuroraRecorder._foreign).
+_A_NOTIFICATION = (
+    "a notification: the key ('n', id) with an int id, and the value "
+    "[originator_id, version, topic, state] (a str, an int, the topic, the state)"
+)
+_AN_EVENT = (
+    "an aggregate event: the key ('e', purpose, originator_id, version) with an int "
+    "version, and the value [topic, state]"
+)
+_A_TRACKING_RECORD = "a tracking record: a notification id, an int from 0 to 2**64 - 1"
 
 
 def _version_error(stored_events: Sequence[StoredEvent], event: StoredEvent) -> InvalidKeyError:
@@ -255,6 +268,37 @@ class AuroraRecorder:
         self._unpack_int = datastore.layout.unpack_int
         self._read_id = id_reader(datastore.originator_id_type)
 
+    def _foreign(
+        self, doing: str, key: Any, value: Any, expected: str, cause: BaseException | None = None
+    ) -> DataError:
+        """The error for a record of the tenant that is not what the module writes
+        under its key: another tool's, or damaged. The caller raises it ``from cause``."""
+        why = "" if cause is None else f" ({type(cause).__name__}: {cause})"
+        return DataError(
+            f"could not {doing}: the record {key!r:.160} of tenant {self._tenant!r} is not "
+            f"what aurora_storage.eventsourcing writes there: expected {expected} (in "
+            f"the {self._layout.name} layout of the {self._repo.codec.name} codec), found "
+            f"{value!r:.80}{why}. Another tool or application wrote into this "
+            "application's tenant, or the record is damaged: give the application a "
+            "tenant of its own (AURORA_TENANT), or move the record away"
+        )
+
+    def _tracking_id(self, doing: str, application_name: str, value: Any) -> int:
+        """The notification id a tracking record's stored ``value`` holds.
+
+        Raises:
+            DataError: it holds no notification id (see :meth:`_foreign`).
+        """
+        try:
+            nid = self._unpack_int(value)
+        except Exception as exc:  # any failure to decode: not the module's record
+            key = (TRACKING, application_name)
+            raise self._foreign(doing, key, value, _A_TRACKING_RECORD, exc) from exc
+        if not 0 <= nid <= _MAX_NOTIFICATION_ID:
+            key = (TRACKING, application_name)
+            raise self._foreign(doing, key, value, _A_TRACKING_RECORD)
+        return nid
+
     def _tracking_value(self, tracking: Tracking) -> Any:
         """The stored value of ``tracking``'s notification id.
 
@@ -324,7 +368,7 @@ class AuroraRecorder:
         except StorageError as exc:
             raise translate(exc, "read a tracking record") from exc
         if current is not None:
-            current = self._unpack_int(current)
+            current = self._tracking_id("read a tracking record", tracking.application_name, current)
         if current is not None and current >= tracking.notification_id:
             raise IntegrityError(
                 f"tracking record of {tracking.application_name!r} is at notification "
@@ -564,11 +608,17 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         originator_id_read = self._read_id(oid)
         out = []
         for key, value in items:
-            topic, state = unpack(value)
+            try:
+                topic, state = unpack(value)
+            except Exception as exc:  # any failure to decode: not the module's record
+                raise self._foreign("select events", key, value, _AN_EVENT, exc) from exc
+            version = key[3] if len(key) == 4 else None
+            if type(version) is not int:
+                raise self._foreign("select events", key, value, _AN_EVENT)
             out.append(
                 StoredEvent(
                     originator_id=originator_id_read,
-                    originator_version=key[3],
+                    originator_version=version,
                     topic=topic,
                     state=state,
                 )
@@ -645,12 +695,20 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
                 limit=None if wanted else limit,
             )
             for key, value in scan:
-                oid, version, topic, state = unpack(value)
+                try:
+                    oid, version, topic, state = unpack(value)
+                except Exception as exc:  # any failure to decode: not the module's record
+                    raise self._foreign(doing, key, value, _A_NOTIFICATION, exc) from exc
+                nid = key[1] if len(key) == 2 else None
+                # The fields the module checks before writing (the topic and the
+                # state are stored as given, in any type the codec holds).
+                if type(nid) is not int or type(oid) is not str or type(version) is not int:
+                    raise self._foreign(doing, key, value, _A_NOTIFICATION)
                 if wanted and topic not in wanted:
                     continue
                 out.append(
                     Notification(
-                        id=key[1],
+                        id=nid,
                         originator_id=read_id(oid),
                         originator_version=version,
                         topic=topic,
@@ -670,7 +728,13 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
             newest = list(self._repo.keys(self._tenant, prefix=(SEQUENCE,), reverse=True, limit=1))
         except StorageError as exc:
             raise translate(exc, "read the highest notification id") from exc
-        return int(newest[0][1]) if newest else None
+        if not newest:
+            return None
+        key = newest[0]
+        nid = key[1] if len(key) == 2 else None
+        if type(nid) is not int:
+            raise self._foreign("read the highest notification id", key, "...", _A_NOTIFICATION)
+        return nid
 
     def subscribe(
         self, gt: int | None = None, topics: Sequence[str] = ()
@@ -982,7 +1046,9 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
             value = self._repo.get(self._tenant, (TRACKING, application_name))
         except StorageError as exc:
             raise translate(exc, "read a tracking record") from exc
-        return None if value is None else self._unpack_int(value)
+        if value is None:
+            return None
+        return self._tracking_id("read a tracking record", application_name, value)
 
 
 class AuroraProcessRecorder(AuroraTrackingRecorder, AuroraApplicationRecorder, ProcessRecorder):

@@ -169,7 +169,10 @@ def _text_unpack(value: Any) -> list[Any]:
 
 
 def _int(value: Any) -> int:
-    return int(value)
+    # Exactly an int: int() would turn a foreign 2.5, "7" or True into an id.
+    if type(value) is not int:
+        raise TypeError(f"a notification id is an int, not {type(value).__name__}")
+    return value
 
 
 def _int_pack(value: int) -> bytes:
@@ -178,7 +181,7 @@ def _int_pack(value: int) -> bytes:
 
 
 def _int_unpack(data: Any) -> int:
-    return int(msgpack.unpackb(data))
+    return _int(msgpack.unpackb(data))
 
 
 def _native_packer() -> Callable[[list[Any]], Any]:
