@@ -636,6 +636,9 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
 
     def __init__(self, datastore: AuroraDatastore, purpose: str = "events") -> None:
         super().__init__(datastore, purpose)
+        #: Whether notifications are read by id (point reads) rather than by scans:
+        #: on a store whose scans list their whole range whatever the limit.
+        self._point_reads = _scans_list_everything(self._repo)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -681,50 +684,132 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
         first = max(first, 1)
         lo = (SEQUENCE, first)
         hi = None if stop is None else (SEQUENCE, stop + 1)
-        unpack, read_id = self._unpack, self._read_id
         out: list[Notification] = []
         if limit == 0:
             return out
         try:
-            # With topics the scan filters; without, the engine stops at `limit`.
-            scan = self._repo.items(
-                self._tenant,
-                prefix=(SEQUENCE,),
-                start=lo,
-                stop=hi,
-                limit=None if wanted else limit,
-            )
-            for key, value in scan:
-                try:
-                    oid, version, topic, state = unpack(value)
-                except Exception as exc:  # any failure to decode: not the module's record
-                    raise self._foreign(doing, key, value, _A_NOTIFICATION, exc) from exc
-                nid = key[1] if len(key) == 2 else None
-                # The fields the module checks before writing (the topic and the
-                # state are stored as given, in any type the codec holds).
-                if type(nid) is not int or type(oid) is not str or type(version) is not int:
-                    raise self._foreign(doing, key, value, _A_NOTIFICATION)
-                if wanted and topic not in wanted:
-                    continue
-                out.append(
-                    Notification(
-                        id=nid,
-                        originator_id=read_id(oid),
-                        originator_version=version,
-                        topic=topic,
-                        state=state,
-                    )
-                )
-                if len(out) >= limit:
-                    break
+            rest = self._by_id(first, stop, limit, wanted, out)
+            if rest is not None:
+                self._scan(rest, stop, limit, wanted, out)
         except StorageError as exc:
             raise translate(exc, "select notifications") from exc
         return out
 
+    def _notification(self, key: Any, value: Any) -> Notification:
+        """The notification stored as ``value`` under ``key``.
+
+        Raises:
+            DataError: it is not one (another tool's record, or a damaged one).
+        """
+        try:
+            oid, version, topic, state = self._unpack(value)
+        except Exception as exc:  # any failure to decode: not the module's record
+            raise self._foreign("select notifications", key, value, _A_NOTIFICATION, exc) from exc
+        nid = key[1] if len(key) == 2 else None
+        # The fields the module checks before writing (the topic and the state are
+        # stored as given, in any type the codec holds).
+        if type(nid) is not int or type(oid) is not str or type(version) is not int:
+            raise self._foreign("select notifications", key, value, _A_NOTIFICATION)
+        return Notification(
+            id=nid,
+            originator_id=self._read_id(oid),
+            originator_version=version,
+            topic=topic,
+            state=state,
+        )
+
+    def _scan(
+        self,
+        first: int,
+        stop: int | None,
+        limit: int,
+        wanted: frozenset[str],
+        out: list[Notification],
+    ) -> None:
+        """Add to ``out`` the notifications from id ``first`` up to ``stop`` (of
+        ``wanted`` topics, if any) until it holds ``limit``: one scan of the sequence's
+        key range."""
+        hi = None if stop is None else (SEQUENCE, stop + 1)
+        # With topics the scan filters; without, the engine stops at the limit.
+        scan = self._repo.items(
+            self._tenant,
+            prefix=(SEQUENCE,),
+            start=(SEQUENCE, first),
+            stop=hi,
+            limit=None if wanted else limit - len(out),
+        )
+        notification = self._notification
+        for key, value in scan:
+            n = notification(key, value)
+            if wanted and n.topic not in wanted:
+                continue
+            out.append(n)
+            if len(out) >= limit:
+                break
+
+    def _by_id(
+        self,
+        first: int,
+        stop: int | None,
+        limit: int,
+        wanted: frozenset[str],
+        out: list[Notification],
+    ) -> int | None:
+        """What :meth:`_scan` adds, by reading the ids themselves, on a store whose
+        scans list the whole range whatever the limit (see ``_point_reads``): the
+        sequence's counter (one read), then the ids ``first``, ``first + 1``, ... up to
+        it (or ``stop``) in blocks of point reads (``get_many``) until ``out`` holds
+        ``limit``.
+
+        The same notifications as the scan: ids are gap-free and assigned by the
+        counter in the batch that writes the record, and the module never removes a
+        record, so every notification up to the counter is at its id and none is past
+        it. Where a store breaks that - no counter (records written by
+        ``aurora-storage import``, which does not carry counters), an id up to the
+        counter without its record (deleted by hand, a dropped tenant, a batch a NATS
+        reader meets half-stored) - it stops there and the caller scans on from that id.
+        (A record another tool put past the counter is seen by the scan only.)
+
+        Returns:
+            ``None`` if ``out`` is complete, else the id from which the caller must
+            :meth:`_scan` on.
+        """
+        if not self._point_reads:
+            return first
+        repo, tenant = self._repo, self._tenant
+        last = repo.last_sequence(tenant, SEQUENCE)
+        if last == 0:
+            return first  # nothing appended: empty (the scan is as cheap), or imported
+        top = last if stop is None else min(stop, last)
+        block = min(max(limit, _MIN_BLOCK), _MAX_BLOCK)
+        notification = self._notification
+        nid = first
+        while nid <= top:
+            ids = range(nid, min(nid + block - 1, top) + 1)
+            values = repo.get_many(tenant, [(SEQUENCE, i) for i in ids], _ABSENT)
+            for i, value in zip(ids, values, strict=True):
+                if value is _ABSENT:
+                    return i  # a hole: the scan sees the store as one consistent cut
+                n = notification((SEQUENCE, i), value)
+                if wanted and n.topic not in wanted:
+                    continue
+                out.append(n)
+                if len(out) >= limit:
+                    return None
+            nid = ids[-1] + 1
+        return None
+
     def max_notification_id(self) -> int | None:
         """The highest notification id recorded, or ``None``: one reverse seek to the
-        newest key of the sequence."""
+        newest key of the sequence; on a store whose scans list the whole range (see
+        ``_point_reads``), the sequence's counter and the record at it (two point
+        reads), with the seek only if that record is absent (see :meth:`_by_id`)."""
         try:
+            if self._point_reads:
+                repo, tenant = self._repo, self._tenant
+                last = repo.last_sequence(tenant, SEQUENCE)
+                if last and repo.get(tenant, (SEQUENCE, last), _ABSENT) is not _ABSENT:
+                    return last
             newest = list(self._repo.keys(self._tenant, prefix=(SEQUENCE,), reverse=True, limit=1))
         except StorageError as exc:
             raise translate(exc, "read the highest notification id") from exc
@@ -751,6 +836,22 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
         from ._subscription import AuroraSubscription
 
         return AuroraSubscription(self, gt=gt, topics=topics)
+
+
+#: get_many's default: tells an absent record from any stored value.
+_ABSENT: Any = object()
+#: The fewest and most ids one point read of select_notifications asks for.
+_MIN_BLOCK = 64
+_MAX_BLOCK = 1000
+
+
+def _scans_list_everything(repo: Repository[Any, Any]) -> bool:
+    """Whether ``repo``'s scans read their whole key range whatever their ``limit``:
+    an unordered engine (sorted by the repository), and NATS JetStream, which keeps no
+    key order and has no range reads (docs/backends/nats.md, ordering and its cost).
+    Nothing in the capabilities says it: the URL scheme does."""
+    url = repo.url
+    return not repo.capabilities.ordered_scans or (url is not None and url.scheme == "nats")
 
 
 _DELETED: Any = object()
