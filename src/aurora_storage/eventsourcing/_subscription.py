@@ -15,7 +15,9 @@ notification committed in between is both read and reported (and the extra pull 
 nothing). One watch serves the whole subscription: iterating it again after a timeout
 resumes after the last change it examined. Backends without a change feed (or whose
 feed does not cover other processes' writes to a multi-process store) are polled every
-``WAKE_INTERVAL`` seconds instead.
+``WAKE_INTERVAL`` seconds instead; a RocksDB store opened ``mode=secondary`` beside its
+writer process catches up with it before each poll (``RocksDBRepository.catch_up``), and
+one opened ``mode=read_only`` (a view as of open) refuses to subscribe.
 
 A store that is away for a while (a NATS server restarting, a lost connection: errors
 that are builtin ``ConnectionError`` or ``TimeoutError`` subclasses, as the NATS
@@ -32,7 +34,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import ListenNotifySubscription, PersistenceError
+from eventsourcing.persistence import ListenNotifySubscription, NotSupportedError, PersistenceError
 
 from aurora_storage.errors import PositionExpiredError, RepositoryClosedError, StorageError
 
@@ -52,6 +54,17 @@ WAKE_INTERVAL = 0.2
 #: waits twice as long, up to ``RETRY_MAX``.
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
+
+
+def _rocksdb_mode(repo: Any) -> str | None:
+    """The ``mode`` of a RocksDB repository (``read_write``, ``read_only``,
+    ``secondary``), or ``None`` for another backend. Read from the repository's config,
+    without importing the RocksDB plugin."""
+    url = repo.url
+    if url is None or url.scheme != "rocksdb":
+        return None
+    mode = getattr(getattr(repo, "config", None), "mode", None)
+    return mode if isinstance(mode, str) else None
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -75,6 +88,8 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
         DataError: ``gt`` is neither an int nor ``None`` (cause: InvalidKeyError).
         ProgrammingError: ``topics`` is not a collection of str (cause:
             InvalidArgumentError).
+        NotSupportedError: the store cannot see new writes (RocksDB
+            ``mode=read_only``; ``mode=secondary`` can, and is caught up at each poll).
 
     Raises (from ``__next__``):
         PersistenceError: the store failed while reading or watching (other than by
@@ -93,6 +108,19 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
         topics = check_topics("subscribe", "subscribe", topics)
         self._repo = recorder.datastore.repository
         self._tenant = recorder.datastore.tenant
+        mode = _rocksdb_mode(self._repo)
+        if mode == "read_only":
+            raise NotSupportedError(
+                "could not subscribe: this RocksDB store is open with mode=read_only, "
+                "which sees the store as it was when opened and never a write after: a "
+                "subscription would wait forever. To follow a live writer from another "
+                "process open it with mode=secondary (a subscription then catches up "
+                f"with the writer every {WAKE_INTERVAL} s); to read what is there, use "
+                "select_notifications()"
+            )
+        #: A RocksDB secondary sees the primary's writes only after a catch-up: the
+        #: poll does one before every pull.
+        self._catch_up: Any = self._repo.catch_up if mode == "secondary" else None  # type: ignore[attr-defined]  # RocksDBRepository's method; mode says the repository is one
         caps = self._repo.capabilities
         self._feed = caps.change_feed
         # A feed that misses other processes' commits to a store they share is only a
@@ -149,6 +177,8 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
                     # No change feed: poll.
                     if self._stopped.wait(WAKE_INTERVAL):
                         return
+                    if self._catch_up is not None:
+                        self._catch_up()  # a RocksDB secondary: see the primary's writes
                     # The reader's next pull reports a closed repository itself.
                     self._has_been_notified.set()
                     continue
