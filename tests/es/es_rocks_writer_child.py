@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
@@ -19,7 +20,7 @@ from eventsourcing.domain import Aggregate
 def main(url: str) -> int:
     os.environ["PERSISTENCE_MODULE"] = "aurora_storage.eventsourcing"
     os.environ["AURORA_URL"] = url
-    app: Application[object] = Application()
+    app: Application[UUID] = Application()
     try:
         for line in sys.stdin:
             if line.strip() == "save":

@@ -120,17 +120,17 @@ def test_on_nats_notifications_are_read_by_id(reads_server: Server) -> None:
             _fill(recorder, topics[i : i + 500])
         scans, _ = _pair(repo)
         assert recorder.max_notification_id() == 1500 == scans.max_notification_id()
-        for q in [
+        asks: list[dict[str, Any]] = [
             {"start": 1, "limit": 1200},
             {"start": 1400, "limit": 500, "topics": ["b"]},
             {"start": 1, "limit": 3, "topics": ["c"], "stop": 1000},
             {"start": 1500, "limit": 10, "inclusive_of_start": False},
-        ]:
+        ]
+        for q in asks:
             got: list[Notification] = list(recorder.select_notifications(**q))
             assert _tuples(got) == _tuples(scans.select_notifications(**q))
         assert len(recorder.select_notifications(start=1, limit=1200)) == 1200
         repo.delete(TENANT, ("n", 700))  # a hole: the scan takes over from it
-        q = {"start": 650, "limit": 100}
-        assert _tuples(recorder.select_notifications(**q)) == _tuples(
-            scans.select_notifications(**q)
+        assert _tuples(recorder.select_notifications(650, 100)) == _tuples(
+            scans.select_notifications(650, 100)
         )

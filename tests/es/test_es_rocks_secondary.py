@@ -33,13 +33,15 @@ class Writer:
         )
 
     def save(self) -> int:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.write("save\n")
         self.proc.stdin.flush()
         return int(self.proc.stdout.readline())
 
     def close(self) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.close()
         self.proc.wait(LONG)
         self.proc.stdout.close()
@@ -57,7 +59,9 @@ def store(tmp_path: Path) -> Iterator[tuple[str, Writer]]:
 
 
 def _app(url: str) -> Application[Any]:
-    return Application(env={"PERSISTENCE_MODULE": "aurora_storage.eventsourcing", "AURORA_URL": url})
+    return Application(
+        env={"PERSISTENCE_MODULE": "aurora_storage.eventsourcing", "AURORA_URL": url}
+    )
 
 
 def test_a_secondary_subscription_follows_the_writer(store: tuple[str, Writer]) -> None:

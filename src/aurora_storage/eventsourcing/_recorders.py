@@ -151,9 +151,7 @@ def _exists_error(stored_events: Sequence[StoredEvent], exc: KeyExistsError) -> 
     )
 
 
-def _batch_too_large(
-    exc: StorageError, *, notify: bool, tracking: bool
-) -> ProgrammingError | None:
+def _batch_too_large(exc: StorageError, *, notify: bool, tracking: bool) -> ProgrammingError | None:
     """The ProgrammingError for a batch the backend refuses as larger than one atomic
     write may ever be (the NATS plugin's ``BatchTooLargeError``: a ``ValueError`` with
     ``size``, ``limit`` and ``internal``; not imported, the plugin is optional), in
@@ -166,8 +164,8 @@ def _batch_too_large(
     limit = getattr(exc, "limit", None)
     internal = getattr(exc, "internal", None)
     if (
-        not isinstance(exc, ValueError)
-        or isinstance(exc, InvalidArgumentError)  # ValueTooLargeError: a value, not a batch
+        isinstance(exc, InvalidArgumentError)  # ValueTooLargeError: a value, not a batch
+        or not isinstance(exc, ValueError)
         or type(limit) is not int
         or type(internal) is not int
         or type(getattr(exc, "size", None)) is not int
@@ -185,7 +183,10 @@ def _batch_too_large(
     if limit > 0 and room >= 0:
         most = f"at most {room // per_event} events per save on this bucket"
     else:
-        most = "fewer events per save on this bucket than this one holds (the server did not say how many)"
+        most = (
+            "fewer events per save on this bucket than this one holds (the server did "
+            "not say how many)"
+        )
     return ProgrammingError(
         f"could not insert events: {most} ({what}); raise max_batch and the server's "
         "jetstream batch limit (jetstream.limits.batch.max_msgs) together, or save fewer "
@@ -368,7 +369,9 @@ class AuroraRecorder:
         except StorageError as exc:
             raise translate(exc, "read a tracking record") from exc
         if current is not None:
-            current = self._tracking_id("read a tracking record", tracking.application_name, current)
+            current = self._tracking_id(
+                "read a tracking record", tracking.application_name, current
+            )
         if current is not None and current >= tracking.notification_id:
             raise IntegrityError(
                 f"tracking record of {tracking.application_name!r} is at notification "
@@ -682,8 +685,6 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
         wanted = frozenset(check_topics(doing, "select_notifications", topics))
         first = 1 if start is None else (start if inclusive_of_start else start + 1)
         first = max(first, 1)
-        lo = (SEQUENCE, first)
-        hi = None if stop is None else (SEQUENCE, stop + 1)
         out: list[Notification] = []
         if limit == 0:
             return out
