@@ -30,6 +30,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
 
+from aurora_storage._keys import decode_stored_key
 from aurora_storage.backend import Append, Condition, Op, decode_counter, plan_commit
 from aurora_storage.errors import (
     NotSupportedError,
@@ -37,10 +38,19 @@ from aurora_storage.errors import (
     StorageError,
 )
 
-from ._connection import _BATCH_TOO_LARGE, NATSConnection, reads, writes
+from ._connection import _BATCH_TOO_LARGE, _MSG_TOO_BIG, NATSConnection, reads, writes
+from ._errors import ValueTooLargeError
 from ._subjects import decode_key, encode_key
 
-__all__ = ["LAG_PAUSES", "WRITE_SENT", "Client", "NATSCore"]
+__all__ = [
+    "BATCH_CONDITIONAL_OVERHEAD",
+    "BATCH_OVERHEAD",
+    "CONDITIONAL_OVERHEAD",
+    "LAG_PAUSES",
+    "WRITE_SENT",
+    "Client",
+    "NATSCore",
+]
 
 #: Per call (set by the backend, see ``NATSBackend._guarded``): a flag the call sets once
 #: it has sent what may apply a write (a publish, a batch's commit) - whether a write cut
@@ -65,13 +75,47 @@ UNCHANGED = "Aurora-Unchanged"
 #: JetStream's "wrong last sequence" error codes (server/errors.json): a conditional
 #: publish found the subject moved on.
 _WRONG_LAST_SEQ = (10071, 10164)
+#: "atomic publish batch is incomplete": the server dropped a message of the batch
+#: (one over the stream's max_msg_size, for one) and refused its commit.
+_BATCH_INCOMPLETE = 10176
 #: Reads sent together by get_many and conditional commits.
 _IN_FLIGHT = 256
 #: Most subjects one ``multi_last`` direct get may match (the server's limit), and the
-#: most bytes of subjects get_many puts in one request (well below a server's
-#: ``max_payload``).
+#: most bytes of subjects get_many puts in one request (less when the server's
+#: ``max_payload`` is smaller, see :meth:`NATSCore._multi_bytes`).
 _MULTI = 1024
 _MULTI_BYTES = 256 * 1024
+#: Bytes of a ``multi_last`` request besides its subjects' (``{"multi_last":[...]``,
+#: ``,"up_to_seq":<20 digits>}``), with room to spare.
+_MULTI_FRAME = 64
+
+# The server counts a message's headers with its data against its max_payload and the
+# stream's max_msg_size. nats-py frames headers as "NATS/1.0\r\n", one
+# "Name: value\r\n" per header, then "\r\n"; sequence numbers are counted at their
+# widest (20 digits), so a write's limit depends on neither the key's sequence nor the
+# message's place in a batch.
+_HDR_FRAME = 12
+_SEQ_DIGITS = 20
+
+
+def _line(name: str, value_len: int) -> int:
+    return len(name) + 4 + value_len
+
+
+_EXPECT_LINE = _line(_EXPECT, _SEQ_DIGITS)
+#: Header bytes (at most) beside a value: a conditional write alone (insert,
+#: compare_and_set: ``Nats-Expected-Last-Subject-Sequence``), a write in an atomic
+#: batch (put_many, batch, a commit of several records: ``Nats-Batch-Id``, ``-Sequence``,
+#: ``-Commit``), and a conditional write in an atomic batch (both). A plain put carries
+#: none.
+CONDITIONAL_OVERHEAD = _HDR_FRAME + _EXPECT_LINE
+BATCH_OVERHEAD = (
+    _HDR_FRAME
+    + _line("Nats-Batch-Id", 32)
+    + _line("Nats-Batch-Sequence", _SEQ_DIGITS)
+    + _line("Nats-Batch-Commit", 1)
+)
+BATCH_CONDITIONAL_OVERHEAD = BATCH_OVERHEAD + _EXPECT_LINE
 #: Pauses (seconds) before a direct read is tried again because the replica that
 #: answered had not yet applied what the leader holds.
 LAG_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
@@ -119,13 +163,14 @@ def _holds(got: dict[str, Msg], proof: tuple[str, int], bound: int | None) -> bo
     return seq == proof[1] if bound is not None else seq >= proof[1]
 
 
-def _parts(subjects: list[str], most: int) -> list[list[str]]:
-    """``subjects`` in runs of at most ``most`` and :data:`_MULTI_BYTES` bytes."""
+def _parts(subjects: list[str], most: int, room: int = _MULTI_BYTES) -> list[list[str]]:
+    """``subjects`` in runs of at most ``most`` subjects and ``room`` bytes of them (as
+    JSON strings in a list)."""
     parts: list[list[str]] = []
     part: list[str] = []
     size = 0
     for s in subjects:
-        if part and (len(part) >= most or size + len(s) + 3 > _MULTI_BYTES):
+        if part and (len(part) >= most or size + len(s) + 3 > room):
             parts.append(part)
             part, size = [], 0
         part.append(s)
@@ -232,7 +277,9 @@ class NATSCore(NATSConnection):
     async def _multi_last(self, subjects: list[str]) -> dict[str, Msg] | None:
         """The last message of each of ``subjects`` (those that have one) at one point
         of the stream, or None when it must be read again (see :meth:`get_many`)."""
-        parts = _parts(subjects, _MULTI - (not self.direct))
+        most = _MULTI - (not self.direct)
+        room = self._multi_bytes()
+        parts = _parts(subjects, most, room)
         # The point: a replicated bucket's, or more keys than one request holds, are
         # read at the stream's last message (read from the leader); replicas prove they
         # hold it by answering for it too. Otherwise one request at the server's last
@@ -244,6 +291,9 @@ class NATSCore(NATSConnection):
                 return {}  # the stream holds nothing at all
             hdrs = msg.headers or {}
             last = (hdrs["Nats-Subject"], int(hdrs["Nats-Sequence"]))
+            if not self.direct:
+                # Each request asks for the leader's last subject too.
+                parts = _parts(subjects, most, room - len(last[0]) - 3)
         proof = None if self.direct else last
         cut = last[1] if last is not None and len(parts) > 1 else None
         found: dict[str, Msg] = {}
@@ -305,6 +355,13 @@ class NATSCore(NATSConnection):
                 if any(f is not None for f in firsts):
                     return None
         return found
+
+    def _multi_bytes(self) -> int:
+        """The most bytes of subjects one ``multi_last`` request of :meth:`_multi_last`
+        holds: :data:`_MULTI_BYTES`, less on a server whose ``max_payload`` is smaller
+        (the client refuses a request over it), leaving room for the request's frame.
+        (A part holds at least one subject whatever its length.)"""
+        return max(1, min(_MULTI_BYTES, self._conn().max_payload - _MULTI_FRAME))
 
     async def _multi_part(
         self, part: list[str], proof: tuple[str, int] | None, bound: int | None
@@ -636,6 +693,116 @@ class NATSCore(NATSConnection):
                 backend="nats",
             )
 
+    def msg_limit(self) -> tuple[int, bool]:
+        """The most bytes of headers and data one message may hold, and whether the
+        bucket's ``max_value_size`` (the stream's ``max_msg_size``) sets it rather than
+        the server's ``max_payload`` (from the server's INFO: a server of a cluster may
+        have its own)."""
+        payload: int = self._conn().max_payload
+        size = self.max_msg_size
+        if 0 < size <= payload:
+            return size, True
+        return payload, False
+
+    def check_values(
+        self, ops: Sequence[Op], expect: Collection[bytes] | None = None, *, single: bool = False
+    ) -> None:
+        """Refuse, before anything is sent, the first value of ``ops`` whose message
+        (its value and the headers it is sent with) is larger than :meth:`msg_limit`:
+        the server would refuse it, and one over ``max_payload`` makes it close the
+        connection. ``expect``: the keys whose first write carries an expected
+        sequence; ``single``: ``ops`` is one write sent alone (not an atomic batch).
+
+        Raises:
+            ValueTooLargeError: naming the key, the value's size and the limit of
+                such a write; nothing was written.
+        """
+        cap, _ = self.msg_limit()
+        base = 0 if single else BATCH_OVERHEAD
+        room = cap - base - (_HDR_FRAME if single else 0) - _EXPECT_LINE
+        if all(v is None or len(v) <= room for _, v in ops):
+            return  # (the common case: no value near the limit)
+        guarded = set(expect or ())
+        for k, v in ops:
+            cond = k in guarded
+            guarded.discard(k)  # (only the key's first write carries it)
+            if v is None:
+                continue
+            if single:
+                over = CONDITIONAL_OVERHEAD if cond else 0
+            else:
+                over = BATCH_CONDITIONAL_OVERHEAD if cond else BATCH_OVERHEAD
+            if len(v) + over > cap:
+                raise self.value_too_large(k, len(v), over)
+
+    def value_too_large(self, key: bytes, size: int, overhead: int) -> ValueTooLargeError:
+        """The error for a value of ``size`` bytes at the stored key ``key`` sent with
+        up to ``overhead`` bytes of headers, over :meth:`msg_limit`."""
+        cap, bucket = self.msg_limit()
+        limit = max(cap - overhead, 0)
+        tenant: str | None = None
+        user_key: Any = None
+        named = f"the stored key {key[:64]!r}"
+        try:
+            tenant, user_key = decode_stored_key(key)
+        except (StorageError, ValueError):
+            pass  # not a user record's key: named by its bytes
+        else:
+            named = f"key {user_key!r} of tenant {tenant!r}"
+        kind = {
+            0: "a put",
+            CONDITIONAL_OVERHEAD: "an insert or compare-and-set",
+            BATCH_OVERHEAD: "a write in an atomic batch (put_many, a batch, a commit)",
+            BATCH_CONDITIONAL_OVERHEAD: "a conditional write in an atomic batch",
+        }.get(overhead, "this write")
+        source = (
+            "the bucket's max_value_size (the stream's max_msg_size)"
+            if bucket
+            else "the server's max_payload"
+        )
+        return ValueTooLargeError(
+            f"the value for {named} is {size:,} bytes: too large for {kind} on "
+            f"{self.config.describe()}, which takes values of at most {limit:,} bytes "
+            f"(one NATS message holds at most {cap:,} bytes of headers and value "
+            f"together, set by {source}, and such a write's message carries up to "
+            f"{overhead} bytes of headers). Nothing was written. Store smaller values "
+            "(keep large blobs outside the store and store a reference to them), or "
+            f"raise {source}",
+            size=size,
+            limit=limit,
+            tenant=tenant,
+            key=user_key,
+            backend="nats",
+            stored_key=key,
+        )
+
+    async def _refresh_limit(self) -> None:
+        """Read the stream's ``max_msg_size`` again (another process may have changed
+        the bucket's ``max_value_size`` since it was opened)."""
+        try:
+            info = await self.js.stream_info(self.stream)
+        except Exception:
+            return  # the caller reports the server's refusal as it is
+        self.max_msg_size = int(info.config.max_msg_size or -1)
+
+    async def _publish_one(self, key: bytes, value: bytes, headers: dict[str, str] | None) -> Any:
+        """:meth:`_publish` of one write, its size checked first (:meth:`check_values`)
+        and again on a size refusal after the limits were read again (the server's
+        INFO, the stream's ``max_msg_size``)."""
+        ops = ((key, value),)
+        expect = (key,) if headers is not None and _EXPECT in headers else None
+        self.check_values(ops, expect, single=True)
+        try:
+            resp = await self._publish(encode_key(key), value, headers)
+        except ValueTooLargeError:
+            # The client's own max_payload check: the server's INFO changed since.
+            self.check_values(ops, expect, single=True)
+            raise
+        if getattr(resp, "err_code", None) == _MSG_TOO_BIG:
+            await self._refresh_limit()
+            self.check_values(ops, expect, single=True)
+        return resp
+
     async def _publish(self, kv: str, data: bytes, headers: dict[str, str] | None) -> Any:
         nc = self._conn()
         _sending()
@@ -672,7 +839,7 @@ class NATSCore(NATSConnection):
     async def put(self, key: bytes, value: bytes) -> None:
         """Store ``value`` at ``key``."""
         self._writable()
-        resp = await self._publish(encode_key(key), value, None)
+        resp = await self._publish_one(key, value, None)
         if isinstance(resp, Exception):
             self.fail(resp, "writing")
 
@@ -697,12 +864,11 @@ class NATSCore(NATSConnection):
         """Store ``value`` only if ``key`` is absent (the server checks the subject's last
         sequence, so this holds across processes); whether it was stored."""
         self._writable()
-        kv = encode_key(key)
         while True:
             current, seq = await self.read_state(key)
             if current is not None:
                 return False
-            resp = await self._publish(kv, value, {_EXPECT: str(seq)})
+            resp = await self._publish_one(key, value, {_EXPECT: str(seq)})
             if not isinstance(resp, Exception):
                 return True
             if getattr(resp, "err_code", None) not in _WRONG_LAST_SEQ:
@@ -820,7 +986,10 @@ class NATSCore(NATSConnection):
 
         if n == 1:
             k, v = ops[0]
-            resp = await self._publish(encode_key(k), b"" if v is None else v, headers(k, v))
+            if v is None:
+                resp = await self._publish(encode_key(k), b"", headers(k, v))
+            else:
+                resp = await self._publish_one(k, v, headers(k, v))
             return self._written(resp, expect)
         if not self.atomic:
             raise NotSupportedError(
@@ -830,6 +999,7 @@ class NATSCore(NATSConnection):
                 "enabled",
                 backend="nats",
             )
+        self.check_values(ops, expect)
         nc = self._conn()
         bid = uuid.uuid4().hex
         pre = self.pre
@@ -867,10 +1037,18 @@ class NATSCore(NATSConnection):
                             pre + encode_key(k), data, timeout=timeout, headers=h
                         )
         except Exception as exc:
+            if isinstance(exc, nats.errors.MaxPayloadError):
+                # The client's own check: the server's INFO changed since.
+                self.check_values(ops, expect)
             if not committing:
                 self.fail(exc, "sending a batch (its commit was not sent: nothing was written)")
             self.fail(exc, "committing a batch")
         resp = self._ack(msg, "committing a batch")
+        if getattr(resp, "err_code", None) in (_MSG_TOO_BIG, _BATCH_INCOMPLETE):
+            # A message over the stream's max_msg_size (changed since it was read?):
+            # the server dropped it (the batch is incomplete) or refused the commit.
+            await self._refresh_limit()
+            self.check_values(ops, expect)
         if getattr(resp, "err_code", None) == _BATCH_TOO_LARGE:
             raise self.too_large(n - internal, internal, resp) from resp
         return self._written(resp, expect)

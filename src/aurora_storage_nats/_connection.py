@@ -230,6 +230,10 @@ class NATSConnection:
         self.direct = True
         self.timeout = config.timeout
         self.history = 1
+        # The stream's max_msg_size (the bucket's max_value_size; -1: none), which
+        # bounds a message's headers and data together, as the server's max_payload
+        # does (see NATSCore.msg_limit).
+        self.max_msg_size = -1
         self.head_expires = False
         # Told when the client has reconnected (``reconnected()``: the change feed's
         # consumers, see _feed._Waker - a restarted server has forgotten them), and
@@ -449,12 +453,21 @@ class NATSConnection:
         if self.nc is not nc:
             return  # closed by close(), or a connect that failed
         n = self.config.max_reconnect_attempts
-        self.gone = (
-            "the connection was lost and max_reconnect_attempts=0 allows no reconnect"
-            if n == 0
-            else f"the client gave up reconnecting after max_reconnect_attempts={n} "
-            "attempts per server"
-        )
+        err = nc.last_error
+        if type(err) is nats.errors.Error and "maximum payload" in str(err).lower():
+            # (Writes check sizes first: a server whose max_payload is below what its
+            # INFO said, or another client's message on this connection.)
+            self.gone = (
+                f"the server closed it on a message over its max_payload ({err}), "
+                "after which the client does not reconnect"
+            )
+        else:
+            self.gone = (
+                "the connection was lost and max_reconnect_attempts=0 allows no reconnect"
+                if n == 0
+                else f"the client gave up reconnecting after max_reconnect_attempts={n} "
+                "attempts per server"
+            )
         for listener in list(self.reconnect_listeners):
             listener.notify()
 
@@ -729,6 +742,7 @@ class NATSConnection:
         self.direct = (cfg.num_replicas or 1) <= 1
         # What the change feed needs to know of the stream's retention (see _feed).
         self.history = int(cfg.max_msgs_per_subject or 1)
+        self.max_msg_size = int(cfg.max_msg_size or -1)
         self.head_expires = bool(cfg.max_age) or cfg.discard == api.DiscardPolicy.OLD
         if not cfg.allow_direct and self.direct:
             raise ConfigurationError(
