@@ -55,5 +55,14 @@ class BatchTooLargeError(StorageError, ValueError):
 
 
 class ValueTooLargeError(errors.ValueTooLargeError):
-    """A value (or a message) is larger than the bucket's ``max_value_size`` or the
-    server's ``max_payload`` (1 MiB by default). Nothing was written."""
+    """A value is larger than the bucket's ``max_value_size`` or the server's
+    ``max_payload`` (1 MiB by default) allow for the write: the server counts a
+    message's headers with its value, so an insert, a compare-and-set and a write in an
+    atomic batch take a little less than a put (docs/backends/nats.md, "Value sizes").
+    Refused before anything is sent; nothing was written.
+
+    Attributes:
+        size: the stored value's size in bytes.
+        limit: the largest value that write takes.
+        tenant, key: the record's (None for a record of the store's own).
+    """
