@@ -20,6 +20,9 @@ __all__ = ["DEFAULT_PORT", "NATSConfig", "config_from_url"]
 DEFAULT_PORT = 4222
 
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+#: The longest bucket name: its stream is ``KV_<bucket>``, and nats-server refuses a
+#: stream name longer than 255 characters (err_code 10052, "stream name is too long").
+MAX_BUCKET_NAME = 255 - len("KV_")
 _HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$")
 _SECRET = ("password", "token")
 
@@ -47,7 +50,8 @@ class NATSConfig:
     Attributes:
         servers: ``host:port`` of each server to try (from the URL's host list).
         bucket: the JetStream key-value bucket (from the URL's path;
-            ``[A-Za-z0-9_-]+``); its stream is ``KV_<bucket>``.
+            ``[A-Za-z0-9_-]+``, at most 252 characters: its stream is ``KV_<bucket>``,
+            and nats-server takes stream names of at most 255).
         user, password: user/password authentication (also ``nats://user:pw@...``).
             The password is never printed.
         token: token authentication (never printed).
@@ -116,6 +120,12 @@ class NATSConfig:
             problems.append(
                 f"the bucket name {self.bucket!r} must be non-empty and use only "
                 "A-Z a-z 0-9 _ - (it is the URL's path: nats://host:port/<bucket>)"
+            )
+        elif len(self.bucket) > MAX_BUCKET_NAME:
+            problems.append(
+                f"the bucket name is {len(self.bucket)} characters; nats-server takes at "
+                f"most {MAX_BUCKET_NAME} (its stream KV_<bucket> may have 255): use a "
+                "shorter name"
             )
         if not 1 <= self.replicas <= 5:
             problems.append(f"replicas must be 1..5, got {self.replicas}")

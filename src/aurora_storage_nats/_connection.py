@@ -43,7 +43,9 @@ _STREAM_NOT_FOUND = 10059
 _MSG_TOO_BIG = 10054
 _BATCH_TOO_LARGE = 10199
 _ATOMIC_DISABLED = (10174,)
-_STORE_FULL = (10027, 10048)  # max bytes / msgs exceeded
+#: The account may hold no more streams (JSMaximumStreamsLimitErr): each bucket is one,
+#: so creating a bucket is refused.
+_MAX_STREAMS = 10027
 #: The server's (or the account's) JetStream storage is used up: insufficient resources,
 #: insufficient storage / memory resources, account resource limits exceeded.
 _SERVER_FULL = (10023, 10047, 10028, 10002)
@@ -296,7 +298,16 @@ class NATSConnection:
                     "buckets or data), or raise its max_file_store",
                     backend="nats",
                 ) from exc
-            if code in _STORE_FULL or _full_text(desc):
+            if code == _MAX_STREAMS:
+                raise StorageFullError(
+                    f"{what}: the NATS account on {where} may hold no more streams "
+                    f"({desc}); every bucket is one stream (KV_<bucket>), so the bucket "
+                    f"{self.config.bucket!r} cannot be created. Delete buckets the account "
+                    "no longer needs, or raise the account's JetStream max_streams; nothing "
+                    "was written",
+                    backend="nats",
+                ) from exc
+            if _full_text(desc):
                 raise StorageFullError(
                     f"{what}: the bucket {self.config.bucket!r} is full ({desc}); nothing "
                     "was written. Raise max_bytes or free space",

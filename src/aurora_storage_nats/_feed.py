@@ -50,6 +50,7 @@ from aurora_storage.backend import ChangeFeed, ChangeRecord
 from aurora_storage.errors import PositionExpiredError, RepositoryClosedError
 
 from ._client import LAG_PAUSES, UNCHANGED
+from ._connection import reads
 from ._subjects import decode_key, scan_filter
 
 if TYPE_CHECKING:
@@ -90,8 +91,11 @@ def _record(core: NATSCore, msg: Msg) -> ChangeRecord:
     return seq, key, msg.data
 
 
+@reads
 async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[ChangeRecord]:
-    """The changes on ``subject`` after position ``after`` (at most ``limit``).
+    """The changes on ``subject`` after position ``after`` (at most ``limit``); a
+    "stream not found" answer from a server starting or stopping is confirmed and the
+    read made again, as every read of the bucket (:func:`~._connection.reads`).
 
     Raises:
         PositionExpiredError: a change after ``after`` may no longer be retained.
@@ -363,10 +367,7 @@ class _Waker:
         self.starting = asyncio.get_running_loop().create_future()
         try:
             self.core, self.subject = core, subject
-            try:
-                await self._create()
-            except Exception as exc:
-                core.fail(exc, "watching")
+            await _made(core, self)
             if self.watchdog is None:
                 self.kick = asyncio.Event()
                 core.reconnect_listeners.add(self)
@@ -421,6 +422,16 @@ class _Waker:
                 dog.cancel()
                 await asyncio.gather(dog, return_exceptions=True)
         await self._drop()
+
+
+@reads
+async def _made(core: NATSCore, waker: _Waker) -> None:
+    """``waker``'s consumer made on ``core``'s stream; a "stream not found" answer is
+    confirmed before it is reported as a deleted bucket (:func:`~._connection.reads`)."""
+    try:
+        await waker._create()
+    except Exception as exc:
+        core.fail(exc, "watching")
 
 
 async def _quietly(aw: Awaitable[Any]) -> None:

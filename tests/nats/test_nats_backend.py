@@ -46,6 +46,7 @@ from aurora_storage_nats._subjects import (
     token_decode,
     token_encode,
 )
+from conftest import delete_bucket
 
 _STD_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 KV_KEY_CHARS = set("-/_=.ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -323,6 +324,22 @@ def test_url_forms_and_options() -> None:
         config_from_url(URL.parse("nats://u:p@a/b"), {"token": "t"})
     with pytest.raises(InvalidURLError):
         config_from_url(URL.parse("nats:///b"), {})
+
+
+def test_bucket_names_up_to_nats_servers_stream_name_limit(nats_server: Server) -> None:
+    # nats-server refuses a stream name over 255 characters (err_code 10052) and the
+    # stream is KV_<bucket>: 252 characters work, 253 are refused at open, before any
+    # connection (the server here would have answered with a generic refusal).
+    name = uuid.uuid4().hex
+    longest = (name * 20)[:252]
+    try:
+        with aurora_storage.open(f"nats://{nats_server.address}/{longest}") as repo:
+            repo.put("t", "k", 1)
+            assert repo.get("t", "k") == 1
+    finally:
+        delete_bucket(nats_server.address, longest)
+    with pytest.raises(InvalidURLError, match="253 characters; nats-server takes at most 252"):
+        aurora_storage.open(f"nats://{nats_server.address}/{longest}x")
 
 
 # ---------------------------------------------------------------------------- errors

@@ -61,6 +61,18 @@ def test_graceful_restarts_never_report_an_existing_bucket_missing(server: Serve
             except Exception as exc:  # judged below
                 wrong.append(exc)
 
+    # A watch of the tenant "i" the inserts write, resumed from its last position after
+    # each transient error: its reads, its wake-up consumer and its checks meet the
+    # restarts too.
+    seen: list[int] = [0]
+    watched: set[str] = set()
+
+    def watch(n: int) -> None:
+        with repo.watch("i", after=seen[0], timeout=0.2) as changes:
+            for change in changes:
+                seen[0] = change.position
+                watched.add(change.key)
+
     try:
         repo.put_many("t", {f"k{i:03d}": i for i in range(50)})
         threads = [
@@ -77,6 +89,7 @@ def test_graceful_restarts_never_report_an_existing_bucket_missing(server: Serve
                 lambda n: repo.get_many("t", ["k001", "k002"]),
                 lambda n: repo.put("t", "w", n),
                 lambda n: repo.insert("i", f"i{n}", n),
+                watch,
             )
         ]
         for t in threads:
@@ -95,6 +108,11 @@ def test_graceful_restarts_never_report_an_existing_bucket_missing(server: Serve
         assert not wrong, f"{len(wrong)} non-transient error(s), e.g. {wrong[0]!r}"
         # Everything written before the restarts is still there, through the same client.
         assert repo.count("t") == 51
+        # The watch read on through the restarts: resumed from its last position, it
+        # has seen every insert that landed.
+        watch(0)
+        assert watched
+        assert watched == set(repo.keys("i"))
     finally:
         repo.close()
 

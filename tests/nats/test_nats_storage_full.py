@@ -62,3 +62,37 @@ def test_writes_after_a_batch_met_a_full_server_raise_storage_full(small_server:
             repo.put("t", "small", b"1")
         with pytest.raises(StorageFullError):
             repo.put_many("u", {1: b"1", 2: b"2"})
+
+
+def test_an_account_at_its_stream_limit_is_named_when_a_bucket_is_created(
+    tmp_path: Path,
+) -> None:
+    # Every bucket is one JetStream stream; an account whose max_streams is reached
+    # refuses a new one (err_code 10027). That is the account's stream limit, not a full
+    # bucket: the message must not ask to raise max_bytes.
+    server = Server(tmp_path, "streams")
+    server.conf.write_text(
+        server.conf.read_text()
+        + "accounts {\n"
+        + "  A: { jetstream: { max_streams: 1, max_file: 1G, max_mem: 1G },\n"
+        + "       users: [ {user: u, password: p} ] }\n"
+        + "}\n"
+    )
+    server.start()
+    try:
+        with aurora_storage.open(f"nats://u:p@{server.address}/first") as repo:
+            repo.put("t", "k", 1)
+        with pytest.raises(StorageFullError) as info:
+            aurora_storage.open(f"nats://u:p@{server.address}/second")
+        text = str(info.value)
+        assert "may hold no more streams" in text
+        assert "max_streams" in text
+        assert "'second'" in text
+        assert "max_bytes" not in text
+        # Nothing was created: the first bucket still works, the second does not exist.
+        with pytest.raises(StorageError, match="does not exist"):
+            aurora_storage.open(f"nats://u:p@{server.address}/second?create_if_missing=false")
+        with aurora_storage.open(f"nats://u:p@{server.address}/first") as repo:
+            assert repo.get("t", "k") == 1
+    finally:
+        server.stop()
