@@ -50,7 +50,7 @@ from aurora_storage.tiered import (
     TieredRepository,
     register_projection,
 )
-from aurora_storage.tiered._log import LOG, LOG_END, split
+from aurora_storage.tiered._log import HEAD, LOG, LOG_END, split
 
 
 def count(record: HistoryRecord, state: ProjectionState) -> None:
@@ -257,12 +257,19 @@ def test_late_landing_of_a_lost_batch_is_a_typed_error(
     try:
         r.put("acme", "e1", {})
         # The entry the pair will take next appears behind its back (a late landing),
-        # written by another process.
+        # written by another process, as a pair's batch is: the record, the entry and
+        # cold's HEAD (which names the newest entry).
         full = r.cold._full("acme", "late")
+        nonce = bytes(range(8))
         _write_in_other_process(
-            cold_url, [(full, r.cold._encode({})), (LOG + (2).to_bytes(8, "big"), b"k" + full)]
+            cold_url,
+            [
+                (full, r.cold._encode({})),
+                (LOG + (2).to_bytes(8, "big"), b"N" + nonce + b"k" + full),
+                (HEAD, (2).to_bytes(8, "big") + nonce),
+            ],
         )
-        with pytest.raises(VersionConflictError, match=r"change-log entry 2 .* already exists"):
+        with pytest.raises(VersionConflictError, match=r"change-log entry 2 .* already taken"):
             r.put("acme", "e2", {})
         assert r.history.get("acme", "e2") is None  # nothing of it was written
         r.put("acme", "e2", {})
@@ -451,7 +458,7 @@ def test_second_writing_process_gets_a_typed_error(
                 answer = w.put(name)
                 if answer != "ok":
                     assert answer.startswith("VersionConflictError change-log entry")
-                    assert "already exists" in answer
+                    assert "already taken by another writer" in answer
                     assert w.put(name) == "ok"  # nothing was written: write it again
                 acked.append(name)
     finally:

@@ -77,9 +77,9 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         HotTierError: durable in history; hot catches up later.
         TenantStoppedError: durable in history; parked behind its tenant's stop.
         DurableWriteError: cold reported an error after committing; durable.
-        VersionConflictError: change-log entry ``p.seq + 1`` exists already (another
-            process writes the pair, or an earlier write whose answer was lost landed);
-            nothing was written (see :meth:`Pair.cold_write`).
+        VersionConflictError: another writer took change-log entry ``p.seq + 1``
+            (another process writes the pair, or an earlier write whose answer was lost
+            landed); nothing was written (see :meth:`Pair.cold_write`).
     """
     # Required: history is append-only, and an overwritten record would be projected a
     # second time. One engine read; the pair is the store's only writer (one live handle
@@ -146,7 +146,7 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         ops.append((LOG + position, entry))
     try:  # Pair.cold_write, inline
         if p.create_only:
-            p.cb.commit(ops, conditions=((LOG + position, None),))
+            p.cold_batch(ops, seq)
         else:
             p.cb.write(ops)
     except ConditionFailed as exc:

@@ -31,6 +31,7 @@ from ..errors import (
 from ._config import Policy, TieredConfig, TieredURL
 from ._errors import DurableWriteError, HotTierError, HotTierFullError
 from ._log import (
+    HEAD,
     HISTORY_KEY_LIMIT,
     LOG,
     LOG_END,
@@ -153,6 +154,16 @@ class Pair:
         #: is then written create-only (see cold_write). Off for a single-process cold
         #: (RocksDB), whose outcome is always known: a plain batch, no condition to check.
         self.create_only = caps.multi_process and caps.conditional_writes
+        #: create_only: the version of cold's HEAD record this pair last saw (None:
+        #: absent), read with ``seq`` (see read_log) or set by its own cold batch. Every
+        #: create-only batch is conditioned on it and writes HEAD again, so a batch of a
+        #: pair whose ``seq`` is stale is refused even when the entry it would take was
+        #: written by another process and trimmed since (see cold_batch).
+        self.head: bytes | None = None
+        #: create_only: the next batch also checks that its change-log entry is absent
+        #: (HEAD is missing - a store written before HEAD existed - or names another
+        #: entry than the log's last, see read_log)
+        self.check_entry = True
         self.pos = 0
         #: the nonce of change-log entry ``pos`` (b"": not known, or an entry written
         #: before nonces); recorded in hot with the position (see _log.NONCED)
@@ -200,17 +211,41 @@ class Pair:
         k = self.cb.last_key(LOG, LOG_END)
         return 0 if k is None else seq_of(k)
 
+    def read_log(self) -> None:
+        """Read where cold's change log stands: ``seq`` (its last entry) and, when
+        ``create_only``, the HEAD record's version that the next cold batch is
+        conditioned on.
+
+        HEAD is read FIRST: any entry another process writes after that read changes
+        HEAD, so the next batch is refused (a needless refusal at worst, never a reused
+        number) even if ``seq`` was read after that entry was written.
+
+        Raises:
+            the cold tier's error: nothing was changed in the pair.
+        """
+        if not self.create_only:
+            self.seq = self.last_seq()
+            self.seq_known = True
+            return
+        got = self.cb.get_versioned(HEAD)
+        seq = self.last_seq()
+        self.seq, self.seq_known = seq, True
+        if got is None:
+            self.head, self.check_entry = None, True
+        else:
+            self.head = got[1]
+            self.check_entry = got[0][:8] != seq_bytes(seq)
+
     def ensure_seq(self) -> None:
         """Re-read the last sequence number from cold if a cold batch's outcome was left
-        unknown (see ``seq_known``). Every operation that writes a change-log entry calls
-        this before it takes ``seq + 1``.
+        unknown, or another writer took an entry (see ``seq_known``). Every operation that
+        writes a change-log entry calls this before it takes ``seq + 1``.
 
         Raises:
             the cold tier's error: the log could not be read; nothing was written.
         """
         if not self.seq_known:
-            self.seq = self.last_seq()
-            self.seq_known = True
+            self.read_log()
 
     def position_of(self, seq: int) -> bytes:
         """Hot's POS record for position ``seq``: the number and the nonce of cold's
@@ -263,20 +298,21 @@ class Pair:
 
     def cold_write(self, ops: Sequence[Op], seq: int) -> None:
         """Step 1 of a write: one atomic cold batch holding change-log entry ``seq``
-        (the last operation of ``ops``). Create-only when ``create_only``.
+        (the last operation of ``ops``). Guarded when ``create_only`` (see
+        :meth:`cold_batch`).
 
         Raises:
             DurableWriteError: cold reported an error but the batch is there (e.g. a
                 failed sync after the commit): the write is durable.
-            VersionConflictError: the change-log entry ``seq`` exists already (another
+            VersionConflictError: another writer took change-log entry ``seq`` (another
                 process writes this pair, or an earlier write whose answer was lost
-                landed); nothing of this write was written.
+                landed): nothing of this write was written.
             the cold tier's error: nothing was written, or (when the outcome could not be
                 confirmed) the next write re-reads the log first.
         """
         try:
             if self.create_only:
-                self.cb.commit(ops, conditions=((ops[-1][0], None),))
+                self.cold_batch(ops, seq)
             else:
                 self.cb.write(ops)
         except ConditionFailed as exc:
@@ -285,18 +321,54 @@ class Pair:
             self.cold_failed(exc, seq, ops[-1][1])
         self.seq = seq
 
+    def cold_batch(self, ops: Sequence[Op], seq: int) -> None:
+        """The create-only cold batch of change-log entry ``seq`` (the last operation of
+        ``ops``, nonced): ``ops`` plus cold's HEAD record (``seq`` + the entry's nonce),
+        committed only if HEAD is still the version this pair last saw - no other writer
+        wrote an entry since this pair read or wrote the log. A check of the entry's key
+        alone is not enough: a trim deletes applied entries, so the entry a stale pair
+        would take may be absent again although another process wrote it. HEAD lies
+        outside the log range and no trim deletes it. On a store without HEAD (written
+        before it existed) the batch is conditioned on HEAD being absent AND on the
+        entry being absent.
+
+        Cost: one small put in the batch; the condition's read replaces the entry's
+        (LMDB: inside the write transaction; NATS: the one round of reads the
+        conditional commit makes, with the server refusing the batch if HEAD changed).
+
+        Raises:
+            ConditionFailed: HEAD (or the entry) is not as this pair last saw it;
+                nothing was written.
+            the cold tier's error.
+        """
+        entry_key, entry = ops[-1]
+        assert entry is not None
+        head = seq_bytes(seq) + split(entry)[0]
+        if self.check_entry:
+            conditions: tuple[tuple[bytes, bytes | None], ...] = (
+                (HEAD, self.head),
+                (entry_key, None),
+            )
+        else:
+            conditions = ((HEAD, self.head),)
+        self.cb.commit([*ops, (HEAD, head)], conditions=conditions)
+        self.head = self.cb.version_of(head)
+        self.check_entry = False
+
     def log_taken(self, seq: int) -> VersionConflictError:
         """The error for a create-only cold batch refused because change-log entry
-        ``seq`` exists: nothing was written, and both positions are re-read before the
-        next write (the log and hot moved without this pair)."""
+        ``seq`` was taken by another writer (it exists, or cold's HEAD moved past this
+        pair's view: written and maybe trimmed since): nothing was written, and both
+        positions are re-read before the next write (the log and hot moved without this
+        pair)."""
         self.seq_known = False
         self.pos_known = False
         return VersionConflictError(
-            f"change-log entry {seq} of the cold tier {self.cold_name()} already exists: "
-            "another process writes this tiered pair, or an earlier write of this pair "
-            "whose answer was lost landed after all. Nothing of this write was written; "
-            "the pair re-reads the log before its next write, so writing it again is "
-            "safe. Keep one writing process per pair",
+            f"change-log entry {seq} of the cold tier {self.cold_name()} was already taken "
+            "by another writer: another process writes this tiered pair, or an earlier "
+            "write of this pair whose answer was lost landed after all. Nothing of this "
+            "write was written; the pair re-reads the log before its next write, so "
+            "writing it again is safe. Keep one writing process per pair",
             expected=None,
             actual=seq,
             backend="tiered",
@@ -309,14 +381,13 @@ class Pair:
         # overwrites one that exists, and tell the truth about this one.
         try:
             got = self.cb.get(log_key(seq)) if entry is not None else None
-            last = self.last_seq()
+            self.read_log()  # seq, and the HEAD a late landing of this batch would move
         except Exception:
             # The outcome is unknown (the answer was lost and the log cannot be read):
             # the batch may have committed. The next write re-reads the log first.
             self.seq_known = False
             raise exc from None
-        self.seq = last
-        self.seq_known = True
+        last = self.seq
         ours = got == entry if entry is not None else last >= seq
         if ours and isinstance(exc, Exception):
             raise DurableWriteError(

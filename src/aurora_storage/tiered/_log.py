@@ -22,6 +22,12 @@ from ..errors import KeyTooLargeError
 
 LOG = b"\x00tiered:log:"
 LOG_END = b"\x00tiered:log;"
+#: cold: the number (8 bytes big-endian) and nonce of the newest change-log entry,
+#: written in every create-only cold batch, which is conditioned on it (see
+#: Pair.cold_batch). Outside [LOG, LOG_END), so no trim deletes it and no log scan sees
+#: it; it sorts right after the newest entry, so the batch's two writes usually touch one
+#: page of a B-tree engine (LMDB).
+HEAD = LOG_END + b"head"
 #: hot: last applied sequence number (8 bytes big-endian), then the nonce of that
 #: change-log entry (8 bytes; absent in stores written before nonces, see NONCED)
 POS = b"\x00tiered:pos"

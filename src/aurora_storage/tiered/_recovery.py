@@ -110,7 +110,7 @@ def open_pair(p: Pair) -> None:
                 p.cb.delete(COLD_META)
                 raise _same_store(p)
     p.pair_meta = orjson.dumps({"id": pair_id, "mode": p.mode})
-    p.seq = p.last_seq()
+    p.read_log()
     p.reload_position()
     if p.read_only:
         return
