@@ -187,12 +187,12 @@ def run(port: int, storage: str, ops: int, trials: int, scan_n: int) -> None:
         return timed(lambda b: raw(raw_batch([f"r.b{t}-{b}-{i}" for i in range(per)])), nb) / per
 
     rows.append(_paired(f"batch item ({per}/batch)", aur_batch, raw_batch_t, trials))
-    rows += asyncio.run(_async_rows(repo, port, pre, get_pre, value, ops, trials))
-
     scan = _scan(repo, raw, nc, pre, bucket, value, scan_n) if scan_n else None
-    load1 = os.getloadavg()
     raw(nc.close())
-    repo.close()
+    # Last: the async rows end by closing the repository on their loop (an async
+    # repository's close ends the whole repository, sync calls included).
+    rows += asyncio.run(_async_rows(repo, port, pre, get_pre, value, ops, trials))
+    load1 = os.getloadavg()
 
     print(f"storage={storage}, {trials} paired trials of {ops} operations per side")
     print(
@@ -258,7 +258,7 @@ async def _async_rows(
             ys.append(y)
         ratio = statistics.median(x / y for x, y in zip(xs, ys, strict=True))
         rows.append((name, statistics.median(xs), statistics.median(ys), ratio))
-    await repo.backend.native_async().aclose()
+    await arepo.close()
     await anc.close()
     return rows
 

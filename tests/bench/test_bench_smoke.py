@@ -1,4 +1,4 @@
-"""benchmarks/scaling.py and benchmarks/workloads.py run at tiny sizes and report in the
+"""benchmarks/scaling.py, benchmarks/workloads.py and benchmarks/nats_bench.py run at tiny sizes and report in the
 documented shape (tables, JSON, plot). Smoke runs only: no time or ratio is asserted;
 figures of such runs are not reported."""
 
@@ -97,3 +97,15 @@ def test_workloads_smoke_run(tmp_path: Path) -> None:
         # Point workloads run --trials trials; a scan at least 5 (it is one trial each).
         n = 2 if r["workload"] != "scan" else 5
         assert len(r["aurora_us"]) == len(r["raw_us"]) == len(r["ratios"]) == n
+
+
+def test_nats_bench_smoke_run() -> None:
+    # The NATS benchmark starts its own nats-server; at tiny sizes it must run through
+    # and print every row. (It once stopped at its scan: its async rows had closed the
+    # repository the scan then wrote through.)
+    proc = _run(str(BENCHMARKS / "nats_bench.py"), "--quick")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    for op in ("put", "get", r"batch item \(100/batch\)", "async put", "async get"):
+        assert re.search(rf"^\| {op} \| [\d.]+ \| [\d.]+ \| [\d.]+x \|$", text, re.M), op
+    assert re.search(r"^scan of [\d,]+ keys with values: aurora items\(\)", text, re.M)
