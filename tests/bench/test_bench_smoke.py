@@ -1,6 +1,6 @@
-"""benchmarks/scaling.py, benchmarks/workloads.py and benchmarks/nats_bench.py run at tiny sizes and report in the
-documented shape (tables, JSON, plot). Smoke runs only: no time or ratio is asserted;
-figures of such runs are not reported."""
+"""benchmarks/scaling.py, benchmarks/workloads.py and benchmarks/nats_bench.py run at
+tiny sizes and report in the documented shape (tables, JSON, plot). Smoke runs only: no
+time or ratio is asserted; figures of such runs are not reported."""
 
 from __future__ import annotations
 
