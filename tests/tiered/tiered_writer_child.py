@@ -5,12 +5,12 @@ tests/nats/test_nats_tiered_trimmed_log.py).
 Usage: python tiered_writer_child.py HOT_URL COLD_URL MODE TRIM_EVERY
 (MODE: projection | cache). Prints ``ready`` once open, then reads one command a line:
 
-- ``put KEY``: writes record KEY of tenant ``t`` (projection: an empty event, counted by
-  the projection below; cache: the value KEY);
+- ``put KEY [VALUE]``: writes record KEY of tenant ``t`` (projection: an empty event,
+  counted by the projection below; cache: the value VALUE, or KEY);
 - ``drop TENANT``: ``drop_tenant(TENANT)``;
 
 and answers ``ok``, or the error's type name and message on one line. The pair is closed
-when stdin ends.
+when stdin ends (a test may SIGKILL it instead).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ def main() -> None:
     )
     print("ready", flush=True)
     for line in sys.stdin:
-        command, arg = line.split()
+        command, arg, *rest = line.split()
         try:
             if command == "put":
-                r.put("t", arg, {} if mode == "projection" else arg)
+                r.put("t", arg, {} if mode == "projection" else (rest or [arg])[0])
             else:
                 r.drop_tenant(arg)
             print("ok", flush=True)

@@ -46,6 +46,14 @@ class Writer:
     def put(self, key: str) -> str:
         return self.send(f"put {key}")
 
+    def kill(self) -> None:
+        """SIGKILL: the pair is not closed (nothing of a clean close is written)."""
+        self.proc.kill()
+        self.proc.wait(timeout=60)
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                f.close()
+
     def close(self) -> None:
         assert self.proc.stdin is not None
         assert self.proc.stdout is not None

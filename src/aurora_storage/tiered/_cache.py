@@ -5,6 +5,11 @@ puts/deletes in hot. Replaying an entry writes cold's *current* value, so cache 
 are idempotent: hot records its position only every ``trim_every`` writes and at close.
 After a hot-tier error the position is uncertain and is re-read before the next write
 applies anything (replaying from there is harmless).
+
+Hot may therefore hold writes past the position it records. Open marks hot ``RUNNING``
+and a clean close removes the mark with the exact position; an open that finds it prunes
+hot against cold (_recovery.prune_cache), so a cold restored from an older backup after
+a kill leaves no value in hot that cold lacks.
 """
 
 from __future__ import annotations

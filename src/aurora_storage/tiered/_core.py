@@ -37,6 +37,7 @@ from ._log import (
     LOG_END,
     PAIR,
     POS,
+    RUNNING,
     STOPPED,
     STOPPED_END,
     key_too_long,
@@ -411,12 +412,24 @@ class Pair:
             backend="tiered",
         )
 
-    def save_pos(self) -> None:
-        """Cache mode: record hot's position in hot, then trim the log behind it."""
-        if self.pos == self.saved or not self.pos_known:
+    def save_pos(self, *, closing: bool = False) -> None:
+        """Cache mode: record hot's position in hot, then trim the log behind it.
+
+        ``closing``: the clean close of a pair whose hot is current (``pos == seq``):
+        the same hot batch also removes the ``RUNNING`` mark (cache mode), because hot
+        then holds nothing past the position it records; an open that finds the mark
+        prunes hot against cold (see _recovery.prune_cache)."""
+        if not self.pos_known:
+            return
+        ops: list[Op] = []
+        if self.pos != self.saved:
+            ops.append((POS, seq_bytes(self.pos) + self.pos_nonce))
+        if closing and self.mode == "cache":
+            ops.append((RUNNING, None))
+        if not ops:
             return
         try:
-            self.hot_write([(POS, seq_bytes(self.pos) + self.pos_nonce)])
+            self.hot_write(ops)
         except Exception as exc:
             raise self.hot_failed(self.pos, exc) from exc
         self.saved = self.pos

@@ -33,6 +33,11 @@ HEAD = LOG_END + b"head"
 POS = b"\x00tiered:pos"
 #: hot: which tiered pair (and mode) this hot store belongs to
 PAIR = b"\x00tiered:pair"
+#: hot, cache mode: a pair has this hot open for writing (written at open, removed in the
+#: batch that records the exact position at a clean close). Found at open, the last run
+#: ended uncleanly, and hot may hold writes past its lazily recorded POS: see
+#: _recovery.prune_cache
+RUNNING = b"\x00tiered:running"
 #: hot: a rebuild in progress: phase (1 byte) + target seq (8 bytes) + scope (``*`` for
 #: all tenants, else the tenant's encoded prefix); see _rebuild.py
 REBUILD = b"\x00tiered:rebuild"

@@ -20,7 +20,7 @@ from ..backend import Op
 from ..errors import ConfigurationError, CorruptionError
 from . import _log, _rebuild
 from ._apply import Applier, PoisonError
-from ._core import Pair, items, take
+from ._core import CLEAR_CHUNK, Pair, items, take
 from ._log import (
     COLD_META,
     LOG_END,
@@ -29,6 +29,7 @@ from ._log import (
     PARKED_END,
     POS,
     REBUILD,
+    RUNNING,
     STOPPED,
     log_key,
     seq_bytes,
@@ -134,9 +135,53 @@ def open_pair(p: Pair) -> None:
     finish_cold_drops(p)
     if marker is not None:
         _rebuild.recover(p, marker)
+    running = p.mode == "cache" and p.hb.get(RUNNING) is not None
+    if running:
+        # The last run ended uncleanly: hot may hold writes past its recorded position,
+        # which cold may no longer hold (restored from an older backup). Drop them.
+        prune_cache(p)
     p.recovered = catch_up(p)
+    if p.mode == "cache" and not running:
+        p.hot_write([(RUNNING, b"1")])
     if p.seq - p.trimmed >= p.config.trim_every:
         p.trim()
+
+
+def prune_cache(p: Pair) -> int:
+    """Cache mode, at an open that found ``RUNNING`` (the last run ended without a clean
+    close): delete from hot every record whose value cold does not hold; return how
+    many.
+
+    Why: a cache-mode pair records hot's position lazily (every ``trim_every`` writes),
+    so after a kill hot may hold writes past its recorded position. If cold was then
+    restored from an older backup of the same timeline, the entry at that position still
+    carries the nonce hot recorded, and no position check can tell: only the values can.
+    After the walk every hot record equals cold's (the cache's rule), and catching up
+    from the recorded position copies cold's current values again (idempotent). What
+    hot holds stays cached (a crash does not cost a cold cache); the walk reads each hot
+    record and its cold value, in chunks (one ``get_many`` of cold per chunk).
+
+    Raises:
+        the hot or cold tier's error: the open fails; ``RUNNING`` stays, so the next
+            open walks again (what was deleted so far was only what cold lacks).
+    """
+    dropped = 0
+    chunk = min(CLEAR_CHUNK, p.hot_batch or CLEAR_CHUNK)
+    start = NS_DATA
+    while True:
+        got = take(items(p.hb, start, NS_DATA_END), chunk)
+        if not got:
+            return dropped
+        truth = p.cb.get_many([k for k, _ in got])
+        ops: list[Op] = [
+            (k, None) for (k, v), c in zip(got, truth, strict=True) if c is None or c != v
+        ]
+        if ops:
+            p.hot_write(ops)
+            dropped += len(ops)
+        if len(got) < chunk:
+            return dropped
+        start = got[-1][0] + b"\x00"
 
 
 def _same_timeline(p: Pair) -> bool:
@@ -189,7 +234,10 @@ def reset_hot(p: Pair) -> None:
         marker = _rebuild.FRESH + seq_bytes(p.seq) + _rebuild.ALL
         p.hot_write([(REBUILD, marker), (PAIR, p.pair_meta)])
         p.clear_hot(NS_DATA, NS_DATA_END)
-        p.hot_write([(REBUILD, None), (POS, p.position_of(p.seq))])
+        # RUNNING: this pair writes hot from here on (cleared at its clean close). On a
+        # hot of 2-operation batches it goes in a batch of its own, after the position:
+        # a kill between leaves an empty hot at its exact position, which needs no mark.
+        p.hot_write_sliced([(REBUILD, None), (POS, p.position_of(p.seq)), (RUNNING, b"1")])
         p.reload_position()
     p.hot_lost = False  # only once hot is whole again: a failure above derives it again
 

@@ -693,6 +693,11 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
     def close(self) -> None:
         """Close both tiers. Idempotent.
 
+        A cache-mode pair whose hot is current records hot's exact position first and
+        removes hot's ``RUNNING`` mark in the same batch; a pair never closed (killed, or
+        dropped) leaves the mark, and the next open deletes every hot record whose value
+        cold does not hold before it catches up (see docs/tiered.md, Guarantees).
+
         Raises:
             ProjectionMisuseError: called from the pair's projection or a rebuild's
                 ``progress`` (the pair stays open), even while another thread closes it.
@@ -714,7 +719,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             with p.lock:
                 if not p.read_only and not p.hot.closed and p.pos_known and p.pos == p.seq:
                     try:
-                        p.save_pos()
+                        p.save_pos(closing=True)
                     except StorageError:
                         pass  # hot is failing: the next open catches up from its POS
                 p.closed = True
