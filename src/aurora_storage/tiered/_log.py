@@ -43,6 +43,9 @@ RUNNING = b"\x00tiered:running"
 REBUILD = b"\x00tiered:rebuild"
 #: cold: the pair's identity and mode
 COLD_META = b"\x00tiered:meta"
+#: cold, for an instant: a random record an open writes and reads back through hot to
+#: tell one store under two names from two stores (then deleted; see _recovery)
+PROBE = b"\x00tiered:probe"
 #: hot: parked history records, ``PARKED + full history key`` -> JSON (seq, reason, cause)
 PARKED = b"\x00tiered:parked:"
 PARKED_END = b"\x00tiered:parked;"

@@ -28,6 +28,7 @@ from ._log import (
     PARKED,
     PARKED_END,
     POS,
+    PROBE,
     REBUILD,
     RUNNING,
     STOPPED,
@@ -62,17 +63,21 @@ def open_pair(p: Pair) -> None:
 
     Raises:
         ConfigurationError: the store was created in the other mode, or hot belongs to
-            another pair or holds foreign data, or hot and cold are one store under two
-            names (each sees the other's record).
+            another pair or holds foreign data, or hot is a pair's cold tier or cold a
+            pair's hot tier (swapped tiers: said so), or hot and cold are one store under
+            two names (proven by a probe record, see _misplaced).
         CorruptionError: the tiered metadata is damaged.
     """
     raw_hot = p.hb.get(PAIR)
     raw = p.cb.get(COLD_META)
-    # The same store under two names (one NATS bucket as ``localhost`` and as
-    # ``127.0.0.1``) passes every check of the URLs: then each tier sees the other's
-    # record. A rebuild of such a "pair" would clear hot, i.e. all of history.
-    if p.hb.get(COLD_META) is not None or p.cb.get(PAIR) is not None:
-        raise _same_store(p)
+    # A cold record in hot, or a hot record in cold: the tiers are swapped, a tier is
+    # another pair's, or they are one store under two names (one NATS bucket as
+    # ``localhost`` and as ``127.0.0.1``, which passes every check of the URLs). A
+    # rebuild of such a "pair" would clear hot, i.e. a history.
+    hot_cold_meta = p.hb.get(COLD_META)
+    cold_pair = p.cb.get(PAIR)
+    if hot_cold_meta is not None or cold_pair is not None:
+        raise _misplaced(p, hot_cold_meta, cold_pair)
     hot_meta = None if raw_hot is None else _load_meta(raw_hot, f"the hot tier {p.hot_name()}")
     recorded: Any
     stamp = False  # cold's record is to be written (new, or an older version's)
@@ -199,6 +204,62 @@ def _same_timeline(p: Pair) -> bool:
         return True
     nonce = _log.split(raw)[0]
     return not nonce or nonce == p.pos_nonce
+
+
+def _misplaced(p: Pair, hot_cold_meta: bytes | None, cold_pair: bytes | None) -> ConfigurationError:
+    """The error for a hot tier holding a pair's cold record (``hot_cold_meta``) or a
+    cold tier holding a pair's hot record (``cold_pair``): "the same store" only when
+    a probe proves it (a record written in cold is seen in hot, then removed: nothing
+    stays written); else what each tier is (swapped tiers, another pair's tier)."""
+    if _one_store(p):
+        return _same_store(p)
+    hot, cold = p.hot_name(), p.cold_name()
+    if hot_cold_meta is not None and cold_pair is not None:
+        pair_id = _pair_id(hot_cold_meta)
+        same_pair = pair_id is not None and pair_id == _pair_id(cold_pair)
+        what = "that pair's hot tier" if same_pair else "the hot (derived) tier of a tiered pair"
+        message = (
+            f"the hot tier {hot} is the cold (history) tier of a tiered pair, and the cold "
+            f"tier {cold} is {what}: the tiers are given the wrong way round; swap the "
+            "hot and cold URLs (hot=the derived store, cold=the history)"
+        )
+    elif hot_cold_meta is not None:
+        message = (
+            f"the hot tier {hot} is the cold (history) tier of a tiered pair (it holds "
+            "that pair's history and change log; opening it as hot would overwrite it): "
+            "if the URLs are the wrong way round, swap them; otherwise give hot an empty "
+            "store of its own"
+        )
+    else:
+        message = (
+            f"the cold tier {cold} is the hot (derived) tier of a tiered pair (a "
+            "projection or cache that pair overwrites at will, not a history): if the URLs "
+            "are the wrong way round, swap them; otherwise give cold a store of its own"
+        )
+    return ConfigurationError(f"{message}; nothing was written", backend="tiered")
+
+
+def _pair_id(raw: bytes) -> str | None:
+    """The pair id of a tiered record (hot's PAIR or cold's COLD_META), if readable."""
+    try:
+        meta = orjson.loads(raw)
+    except ValueError:
+        return None
+    found = meta.get("id") if isinstance(meta, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def _one_store(p: Pair) -> bool:
+    """Whether hot and cold are one store: a random record written in cold is seen in
+    hot (then removed again). False when cold cannot be written (read-only): no probe."""
+    if p.read_only:
+        return False
+    probe = os.urandom(16)
+    p.cb.put(PROBE, probe)
+    try:
+        return p.hb.get(PROBE) == probe
+    finally:
+        p.cb.delete(PROBE)
 
 
 def _same_store(p: Pair) -> ConfigurationError:
