@@ -23,8 +23,9 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         server.stop()
 
 
-def delete_bucket(address: str, bucket: str) -> None:
-    """Delete a bucket's stream (test cleanup, with the raw client)."""
+def delete_bucket(address: str, bucket: str, *, missing_ok: bool = True) -> None:
+    """Delete a bucket's stream with the raw client (test cleanup; ``missing_ok=False``
+    when the deletion is the test's own step and must happen)."""
     import nats
 
     async def main() -> None:
@@ -34,7 +35,8 @@ def delete_bucket(address: str, bucket: str) -> None:
             try:
                 await js.delete_stream(f"KV_{bucket}")
             except Exception:
-                pass
+                if not missing_ok:
+                    raise
         finally:
             await nc.close()
 

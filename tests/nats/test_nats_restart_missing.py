@@ -8,7 +8,6 @@ Real server processes, restarted on the same port and store directory."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import threading
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from nats_servers import Server
 
 import aurora_storage
 from aurora_storage.errors import ConfigurationError
+from conftest import delete_bucket
 
 #: Graceful restarts in a row, each once the scans run again. Before the fix, 5 runs of
 #: 30 restarts out of 5 failed here (1 to 8 ConfigurationErrors a run, all scans: the
@@ -117,24 +117,11 @@ def test_graceful_restarts_never_report_an_existing_bucket_missing(server: Serve
         repo.close()
 
 
-def _delete_stream(address: str, bucket: str) -> None:
-    import nats
-
-    async def main() -> None:
-        nc = await nats.connect(f"nats://{address}", connect_timeout=2, max_reconnect_attempts=0)
-        try:
-            await nc.jetstream().delete_stream(f"KV_{bucket}")
-        finally:
-            await nc.close()
-
-    asyncio.run(main())
-
-
 def test_a_deleted_bucket_is_still_reported_missing(server: Server) -> None:
     repo = aurora_storage.open(f"nats://{server.address}/gone?timeout=1")
     try:
         repo.put("t", "k", 1)
-        _delete_stream(server.address, "gone")
+        delete_bucket(server.address, "gone", missing_ok=False)
         for call in (lambda: repo.list("t"), lambda: repo.count("t"), repo.stats):
             with pytest.raises(ConfigurationError, match="does not exist") as err:
                 call()
