@@ -87,13 +87,45 @@ class URL:
         except ValueError as exc:
             raise InvalidURLError(f"malformed URL {hide_text(text)!r}: {exc}") from exc
         netloc_host = hosts if "," in hosts else parts.hostname
-        path = unquote(parts.path)
+        # Percent-escapes must spell UTF-8: unquote's default replaces any other bytes
+        # with U+FFFD, so s%FF and s%FE would name one store (and a password or option
+        # value would change unseen).
+        try:
+            path = unquote(parts.path, errors="strict")
+        except UnicodeDecodeError as exc:
+            raise InvalidURLError(
+                f"the path of {hide_text(text)!r} holds a percent-escape that is not UTF-8 "
+                f"({exc.object[exc.start : exc.end]!r}): a store path is UTF-8 text; "
+                "percent-encode the UTF-8 bytes of the name"
+            ) from exc
+        try:
+            username = unquote(parts.username, errors="strict") if parts.username else None
+            password = (
+                unquote(parts.password, errors="strict") if parts.password is not None else None
+            )
+        except UnicodeDecodeError:
+            # (Not chained, and no bytes shown: they are part of a secret.)
+            raise InvalidURLError(
+                f"the user or password of {hide_text(text)!r} holds a percent-escape that "
+                "is not UTF-8; credentials in a URL are UTF-8 text"
+            ) from None
         if parts.netloc in (".", "..", "~"):
             # rocksdb://./data/events: a relative path written with slashes.
             path = parts.netloc + path
             netloc_host = None
         try:
-            pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+            pairs = parse_qsl(
+                parts.query,
+                keep_blank_values=True,
+                strict_parsing=bool(parts.query),
+                errors="strict",
+            )
+        except UnicodeDecodeError as exc:
+            raise InvalidURLError(
+                f"the query string of {hide_text(text)!r} holds a percent-escape that is not "
+                f"UTF-8 ({exc.object[exc.start : exc.end]!r}); option names and values are "
+                "UTF-8 text"
+            ) from exc
         except ValueError as exc:
             raise InvalidURLError(f"malformed query string in {hide_text(text)!r}: {exc}") from exc
         seen: set[str] = set()
@@ -106,8 +138,8 @@ class URL:
             path=path,
             host=netloc_host if netloc_host else None,
             port=port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password is not None else None,
+            username=username,
+            password=password,
             query=tuple(pairs),
         )
 

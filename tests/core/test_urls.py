@@ -454,3 +454,46 @@ def test_a_store_path_that_is_not_utf8_is_refused_naming_it(
     with pytest.raises(InvalidURLError, match="is not valid UTF-8") as info:
         expand_store_path(path, backend=backend)
     assert repr(os.fsencode(path)) in str(info.value)
+
+
+@PURE
+@given(st.binary(min_size=1, max_size=12), st.binary(min_size=1, max_size=12))
+def test_percent_escapes_name_exactly_their_utf8_text(a: bytes, b: bytes) -> None:
+    """Percent-escapes that spell UTF-8 give that text; others are refused. Decoded with
+    replacement (unquote's default), s%FF and s%FE named one store, U+FFFD on disk."""
+    from urllib.parse import quote_from_bytes
+
+    paths = {}
+    for raw in (a, b):
+        text = "rocksdb:/s" + quote_from_bytes(raw, safe="")
+        try:
+            expected = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            with pytest.raises(InvalidURLError, match="not UTF-8"):
+                URL.parse(text)
+            continue
+        paths[raw] = URL.parse(text).path
+        assert paths[raw] == "/s" + expected
+    if len(paths) == 2 and a != b:
+        assert paths[a] != paths[b]
+
+
+@PURE
+@given(st.binary(min_size=1, max_size=8).filter(lambda raw: not _is_utf8(raw)))
+def test_percent_escapes_in_options_and_credentials_must_be_utf8(raw: bytes) -> None:
+    from urllib.parse import quote_from_bytes
+
+    bad = quote_from_bytes(raw, safe="")
+    with pytest.raises(InvalidURLError, match=r"query string .* not UTF-8"):
+        URL.parse(f"lmdb:/x?map_size={bad}")
+    with pytest.raises(InvalidURLError, match=r"user or password .* not UTF-8") as info:
+        URL.parse(f"nats://u:{bad}@h/b")
+    assert bad not in str(info.value)  # a password's bytes are never shown
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
