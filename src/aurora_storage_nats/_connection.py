@@ -315,8 +315,9 @@ class NATSConnection:
                 ) from exc
             if isinstance(exc, nats.js.errors.ServiceUnavailableError):
                 raise NATSConnectionError(
-                    f"{what}: JetStream is unavailable on {where} ({desc}): is JetStream "
-                    "enabled, and does the cluster have a leader?",
+                    f"{what}: JetStream is unavailable on {where} ({desc}): the server "
+                    "may be starting or stopping (repeat the call once it is back); if it "
+                    "stays so, is JetStream enabled, and does the cluster have a leader?",
                     backend="nats",
                 ) from exc
             raise StorageError(
