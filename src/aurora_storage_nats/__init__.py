@@ -14,7 +14,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._config import NATSConfig
-from ._errors import BatchTooLargeError, NATSConnectionError, NATSTimeoutError, ValueTooLargeError
+from ._errors import (
+    BatchTooLargeError,
+    NATSConnectionClosedError,
+    NATSConnectionError,
+    NATSTimeoutError,
+    ValueTooLargeError,
+)
 
 if TYPE_CHECKING:
     from ._backend import NATSAsyncBackend, NATSBackend
@@ -25,6 +31,7 @@ __all__ = [
     "NATSAsyncBackend",
     "NATSBackend",
     "NATSConfig",
+    "NATSConnectionClosedError",
     "NATSConnectionError",
     "NATSRepository",
     "NATSTimeoutError",

@@ -30,7 +30,13 @@ from aurora_storage.errors import (
 )
 
 from ._config import NATSConfig
-from ._errors import BatchTooLargeError, NATSConnectionError, NATSTimeoutError, ValueTooLargeError
+from ._errors import (
+    BatchTooLargeError,
+    NATSConnectionClosedError,
+    NATSConnectionError,
+    NATSTimeoutError,
+    ValueTooLargeError,
+)
 
 __all__ = ["NATSConnection", "reads", "writes"]
 
@@ -443,11 +449,11 @@ class NATSConnection:
             return ""
         return form.format(f"{type(err).__name__}: {str(err) or 'no detail'}")
 
-    def closed_for_good(self, what: str | None) -> NATSConnectionError:
+    def closed_for_good(self, what: str | None) -> NATSConnectionClosedError:
         """The error of every call once the client has stopped reconnecting: of a call
         cut off doing ``what``, or (None) of a call that found it closed and sent
         nothing."""
-        return NATSConnectionError(
+        return NATSConnectionClosedError(
             ("" if what is None else f"{what}: ")
             + f"the connection to {self.config.describe()} is closed for good: "
             f"{self.gone or 'the client closed it'}{self._last_error(' (last error: {})')}"

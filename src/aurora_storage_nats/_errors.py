@@ -10,7 +10,13 @@ from __future__ import annotations
 from aurora_storage import errors
 from aurora_storage.errors import StorageError
 
-__all__ = ["BatchTooLargeError", "NATSConnectionError", "NATSTimeoutError", "ValueTooLargeError"]
+__all__ = [
+    "BatchTooLargeError",
+    "NATSConnectionClosedError",
+    "NATSConnectionError",
+    "NATSTimeoutError",
+    "ValueTooLargeError",
+]
 
 
 class NATSConnectionError(StorageError, ConnectionError):
@@ -19,6 +25,17 @@ class NATSConnectionError(StorageError, ConnectionError):
     JetStream server answered (no responders). The message names the server list
     (passwords hidden). Whether a write that raised this was applied is unknown: read it
     back, or repeat it (puts are idempotent; a compare-and-set reports a conflict)."""
+
+
+class NATSConnectionClosedError(NATSConnectionError, errors.RepositoryClosedError):
+    """The client stopped reconnecting (``max_reconnect_attempts`` used up, or the
+    server closed the connection for a protocol error): the connection is closed for
+    good and does not come back, so the repository can serve nothing more - close it and
+    open it again once a server is reachable. A :class:`NATSConnectionError` (a
+    ``ConnectionError``) and a :class:`~aurora_storage.errors.RepositoryClosedError`
+    both, so that code retrying connection errors (an eventsourcing subscription does)
+    can tell this one does not pass. With ``max_reconnect_attempts=-1`` (the default)
+    it is never raised while the repository is open."""
 
 
 class NATSTimeoutError(StorageError, TimeoutError):

@@ -33,6 +33,7 @@ PINS: dict[str, set[str]] = {
         "NATSAsyncBackend",
         "NATSBackend",
         "NATSConfig",
+        "NATSConnectionClosedError",
         "NATSConnectionError",
         "NATSRepository",
         "NATSTimeoutError",

@@ -137,3 +137,52 @@ def test_a_projection_runner_follows_on_after_an_outage(server: Server) -> None:
         app.save(Aggregate())
         runner.wait(app.recorder.max_notification_id(), timeout=LONG)
         assert runner.view.get("n") == 2
+
+
+def test_a_connection_closed_for_good_ends_the_subscription_with_its_error(
+    server: Server,
+) -> None:
+    # With max_reconnect_attempts=1 the client stops reconnecting once the server is
+    # gone: its connection is closed for good and never comes back. The subscription
+    # must raise that (InterfaceError, from NATSConnectionClosedError) instead of
+    # waiting for a store that cannot return; it waited forever before.
+    from eventsourcing.persistence import InterfaceError
+
+    from aurora_storage_nats import NATSConnectionClosedError
+
+    env = _env(server)
+    env["AURORA_URL"] += "&max_reconnect_attempts=1&reconnect_time_wait=0.2&connect_timeout=0.5"
+    app: Application[Any] = Application(env=env)
+    got: queue.Queue[object] = queue.Queue()
+    try:
+        app.save(Aggregate())
+        sub = app.recorder.subscribe(gt=0)
+
+        def follow() -> None:
+            try:
+                with sub:
+                    for n in sub:
+                        got.put(n.id)
+                got.put("stopped")
+            except BaseException as exc:
+                got.put(exc)
+
+        thread = threading.Thread(target=follow)
+        thread.start()
+        # A hang guard, not a timed assertion: stopping it ends the iteration with
+        # "stopped", which fails the test below.
+        watchdog = threading.Timer(LONG, sub.stop)
+        watchdog.start()
+        try:
+            assert got.get(timeout=LONG) == 1
+            server.kill()
+            end = got.get(timeout=2 * LONG)
+        finally:
+            watchdog.cancel()
+            sub.stop()
+            thread.join(LONG)
+        assert isinstance(end, InterfaceError), end
+        assert isinstance(end.__cause__, NATSConnectionClosedError)
+        assert "closed for good" in str(end)
+    finally:
+        app.close()

@@ -21,7 +21,8 @@ one opened ``mode=read_only`` (a view as of open) refuses to subscribe.
 
 A store that is away for a while (a NATS server restarting, a lost connection: errors
 that are builtin ``ConnectionError`` or ``TimeoutError`` subclasses, as the NATS
-plugin's are) does not end the subscription. The watcher and the reader wait, with a
+plugin's are, but not ``RepositoryClosedError``: a connection closed for good) does not
+end the subscription. The watcher and the reader wait, with a
 backoff from ``RETRY_FIRST`` up to ``RETRY_MAX`` seconds, and try again until the store
 answers or the subscription is stopped: the watcher opens a fresh watch and wakes the
 reader, which reads on from the last notification it delivered (so nothing is skipped
@@ -70,9 +71,15 @@ def _rocksdb_mode(repo: Any) -> str | None:
 def _unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` - an aurora-storage error, or the eventsourcing error it was
     translated to - says the store could not be reached or did not answer in time (a
-    builtin ``ConnectionError`` or ``TimeoutError``): a condition that passes."""
+    builtin ``ConnectionError`` or ``TimeoutError``): a condition that passes. Not when
+    it is also a ``RepositoryClosedError``: a connection closed for good (a NATS client
+    that stopped reconnecting) does not come back, and waiting would hide it forever."""
     cause = exc if isinstance(exc, StorageError) else exc.__cause__
-    return isinstance(cause, StorageError) and isinstance(cause, (ConnectionError, TimeoutError))
+    return (
+        isinstance(cause, StorageError)
+        and isinstance(cause, (ConnectionError, TimeoutError))
+        and not isinstance(cause, RepositoryClosedError)
+    )
 
 
 class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
@@ -210,11 +217,12 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
                     )
         except BaseException as exc:
             if self._thread_error is None:
-                self._thread_error = (
-                    translate(exc, "follow the application sequence")
-                    if isinstance(exc, StorageError)
-                    else exc
-                )
+                if isinstance(exc, StorageError):
+                    err = translate(exc, "follow the application sequence")
+                    err.__cause__ = exc  # raised later, in __next__: chained as if raised here
+                    self._thread_error = err
+                else:
+                    self._thread_error = exc
             self.stop()
 
     def _pull(self) -> None:
