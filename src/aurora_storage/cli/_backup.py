@@ -6,6 +6,8 @@ store that another process has open where the result would not hold what it clai
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import functools
 import os
 import shutil
@@ -260,9 +262,9 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
     """Restore a backup DIRECTORY as the store at URL (same engine). An existing store
     at URL is replaced, after confirmation; a path holding anything else (another
     engine's store, a non-empty folder that is no store) is refused (exit 4). A store
-    another process has open is refused (exit 3) and left as it is: stop the
-    application first. A URL naming a symbolic link restores into the directory it
-    points to.
+    another process has open, or that another restore is restoring into, is refused
+    (exit 3) and left as it is: stop the application first. A URL naming a symbolic
+    link restores into the directory it points to.
 
     \b
     Example:
@@ -283,6 +285,9 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
     source = os.path.realpath(directory)
     if source == path:
         raise click.UsageError(f"{directory} is the store at {url} itself; nothing to restore")
+    staging = path + RESTORING
+    locks = _RestoreLocks(parsed.scheme, path, staging)
+    locks.refuse_running()
     _refuse_leftovers(path)
     found = _refuse_target(parsed.scheme, path)
     engine = engine_at(source)
@@ -297,9 +302,7 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
         parsed.scheme,
         path,
         doing=f"restore over {path}",
-        advice="A process using the store keeps its old files (its writes would be lost, "
-        "or mixed into the restored store): stop it, then restore again. Nothing was "
-        "changed",
+        advice=_LIVE_TARGET_ADVICE,
     )
     in_use = functools.partial(
         held_by_others,
@@ -308,8 +311,9 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
         doing=f"restore from {directory}",
         advice=_live_source_advice(parsed.scheme, source),
     )
-    # Refused before the confirmation question, and checked again (then held, keeping
-    # new openers out) while the backup is copied and swapped in.
+    # Refused before the confirmation question; the source is checked again (then held,
+    # keeping new openers out) while the backup is copied, and the target is locked
+    # from before the copy until the swap is done (see _RestoreLocks).
     with in_use(), live():
         pass
     # The backup must open cleanly before anything at the target is touched.
@@ -321,21 +325,241 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
             f"replace the {found} store at {path}{link} with the backup ({records} records)?",
             yes,
         )
-    staging = path + RESTORING
-    if os.path.lexists(staging):
-        say(f"removing {staging}, left by an interrupted restore", quiet=quiet)
     try:
-        with in_use(), live():
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(source, staging, ignore=shutil.ignore_patterns("LOCK", "lock.mdb"))
+        with in_use():
+            locks.start(lock_target=found is not None, quiet=quiet)
+            _copy_checked(source, staging, path)
             _swap(staging, path, directory)
     except BaseException:
-        # The copy is of the backup, which is still there: never left behind.
-        shutil.rmtree(staging, ignore_errors=True)
+        # The copy is of the backup, which is still there: never left behind (but
+        # another restore's copy is never touched: only one this run made).
+        if locks.made_staging:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        locks.release()
     with open_read(url) as repo:
         got = sum(repo.count(t) for t in repo.tenants())
     say(f"restored {got} records into {path}", quiet=quiet)
+
+
+_LIVE_TARGET_ADVICE = (
+    "A process using the store keeps its old files (its writes would be lost, or mixed "
+    "into the restored store): stop it, then restore again. Nothing was changed"
+)
+
+#: The lock files restore takes in the target store and in its copy of the backup, per
+#: engine, and how: ``posix`` RocksDB's own lock (a whole-file fcntl write lock on
+#: ``LOCK``: a writer's open fails with StoreLockedError), ``flock`` the library's LMDB
+#: open record taken exclusively (an opener waits for it, then finds the restored store
+#: and opens that), ``create`` only created (the LMDB coordination gate: a read-only
+#: opener coordinates only where it exists).
+_RESTORE_LOCKS = {
+    "rocksdb": (("LOCK", "posix"),),
+    "lmdb": (("aurora-open.lock", "flock"), ("aurora-grow.lock", "create")),
+}
+
+
+def _take_lock(file: str, how: str, *, create: bool) -> int | None:
+    """Open ``file`` (creating it when ``create``) and take the lock ``how`` names
+    without waiting (``lmdb``: liblmdb's fcntl lock on the first byte of ``lock.mdb``).
+    Returns the descriptor holding it, or None when the file is missing and not
+    ``create``.
+
+    Raises:
+        BlockingIOError: another process holds a conflicting lock.
+        OSError: the file cannot be opened or created.
+    """
+    try:
+        fd = os.open(file, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+    try:
+        if how == "posix":
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        elif how == "lmdb":
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        elif how == "flock":
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise BlockingIOError(exc.errno, exc.strerror, file) from exc
+    return fd
+
+
+class _RestoreLocks:
+    """What keeps every other process out of a restore's way, from before the copy
+    until the copy of the backup is in place.
+
+    * The target store: the engine's own lock (see :data:`_RESTORE_LOCKS`; created if
+      absent - a restored copy that was only read has none), and for LMDB liblmdb's
+      lock on ``lock.mdb`` when there is one. A writer that would open the old store
+      during the copy and keep it open over the swap (writing into the restored
+      directory at its close, or using the new data file with the old lock files) is
+      refused, or waits and then opens the restored store.
+    * The copy, ``<path>.restoring``: the same lock files, made and locked before
+      anything is copied into it. After the swap they are the restored store's, still
+      held, so nobody opens the restored store before the restore is done; and a
+      ``<path>.restoring`` whose lock is held belongs to a restore that runs: another
+      restore into the same target is refused instead of deleting it as left by an
+      interrupted restore.
+    * The folder holding the target: an exclusive ``flock`` while the copy is checked,
+      removed and made again, so two restores never both take one for a leftover.
+    """
+
+    def __init__(self, scheme: str, path: str, staging: str) -> None:
+        self.scheme = scheme
+        self.path = path
+        self.staging = staging
+        self.made_staging = False
+        self._fds: list[int] = []
+
+    def _running_error(self) -> errors.StoreLockedError:
+        return errors.StoreLockedError(
+            f"cannot restore into {self.path}: another restore into it is running (it "
+            f"holds {self.staging}). Wait for it to finish, check the store it leaves, and "
+            "run this restore again if it is still wanted; nothing was changed",
+            backend=self.scheme,
+            path=self.path,
+        )
+
+    def running(self) -> bool:
+        """Whether a restore that runs holds ``<path>.restoring`` (its lock is held)."""
+        for name, how in _RESTORE_LOCKS[self.scheme]:
+            if how == "create":
+                continue
+            try:
+                fd = _take_lock(os.path.join(self.staging, name), how, create=False)
+            except BlockingIOError:
+                return True
+            except OSError:
+                continue
+            if fd is not None:
+                # (This process holds no lock on that file: closing drops only the
+                # probe's.)
+                os.close(fd)
+        return False
+
+    def refuse_running(self) -> None:
+        """Refuse a target another restore is restoring into.
+
+        Raises:
+            StoreLockedError: it names that restore's copy.
+        """
+        if self.running():
+            raise self._running_error()
+
+    def _hold(self, directory: str, *, target: bool) -> None:
+        names = list(_RESTORE_LOCKS[self.scheme])
+        if self.scheme == "lmdb" and target:
+            names.append(("lock.mdb", "lmdb"))  # a process using liblmdb directly
+        for name, how in names:
+            file = os.path.join(directory, name)
+            try:
+                fd = _take_lock(file, how, create=how != "lmdb")
+            except BlockingIOError as exc:
+                if self.running():
+                    raise self._running_error() from exc
+                raise errors.StoreLockedError(
+                    f"cannot restore over {self.path}: another process has the "
+                    f"{self.scheme} store at {self.path} open ({name} is locked). "
+                    + _LIVE_TARGET_ADVICE,
+                    backend=self.scheme,
+                    path=self.path,
+                ) from exc
+            except OSError as exc:
+                raise errors.StorageError(
+                    f"cannot restore over {self.path}: cannot open {file} to lock the "
+                    f"store: {exc.strerror or exc}; nothing was changed",
+                    backend=self.scheme,
+                    path=self.path,
+                ) from exc
+            if fd is not None:
+                self._fds.append(fd)
+
+    def start(self, *, lock_target: bool, quiet: bool) -> None:
+        """Lock the target store (``lock_target``: there is one), remove a copy an
+        interrupted restore left, and make ``<path>.restoring`` with its locks held.
+
+        Raises:
+            StoreLockedError: another process has the store open, or another restore
+                runs into it; nothing was changed.
+            StorageError: a lock file cannot be made.
+        """
+        parent = os.path.dirname(self.staging)
+        folder = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            self.refuse_running()
+            if lock_target:
+                self._hold(self.path, target=True)
+            if os.path.lexists(self.staging):
+                say(f"removing {self.staging}, left by an interrupted restore", quiet=quiet)
+                shutil.rmtree(self.staging, ignore_errors=True)
+            os.mkdir(self.staging)
+            self.made_staging = True
+            self._hold(self.staging, target=False)
+        finally:
+            os.close(folder)  # (drops the flock)
+
+    def release(self) -> None:
+        """Let other processes in (the restored store is in place, or nothing changed)."""
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            # flock locks: unlocked explicitly, so a child that inherited the
+            # descriptor cannot keep them; fcntl locks go with the close.
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _copy_checked(source: str, staging: str, path: str) -> None:
+    """:func:`_copy`, its failures as typed errors naming the file.
+
+    Raises:
+        StorageFullError: no space left for the copy.
+        StorageError: a file of the backup could not be copied.
+    """
+    try:
+        _copy(source, staging)
+    except shutil.Error as exc:
+        problems = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        what = "; ".join(f"{p[0]}: {p[2]}" for p in problems[:3]) or str(exc)
+        full = any("No space left" in str(p[2]) for p in problems)
+        cls = errors.StorageFullError if full else errors.StorageError
+        raise cls(
+            f"cannot restore {source} into {path}: copying the backup failed ({what}). "
+            f"The store at {path} is unchanged and the partial copy was removed; nothing "
+            "was changed",
+            path=path,
+        ) from exc
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        cls = errors.StorageFullError if full else errors.StorageError
+        raise cls(
+            f"cannot restore {source} into {path}: copying the backup failed "
+            f"({exc.filename or source}: {exc.strerror or exc}). The store at {path} is "
+            "unchanged and the partial copy was removed; nothing was changed",
+            path=path,
+        ) from exc
+
+
+def _copy(source: str, staging: str) -> None:
+    """Copy the backup at ``source`` into ``staging`` (made, holding restore's lock
+    files): the backup's own lock files are not copied."""
+    shutil.copytree(
+        source,
+        staging,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("LOCK", "lock.mdb", *_LMDB_LOCK_FILES),
+    )
+
+
+#: The LMDB library's coordination files: a copy of them is never a store's (the
+#: restore makes its own, see _RESTORE_LOCKS).
+_LMDB_LOCK_FILES = ("aurora-open.lock", "aurora-grow.lock", "aurora-create.lock")
 
 
 def _swap(staging: str, path: str, directory: str) -> None:
