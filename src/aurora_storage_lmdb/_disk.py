@@ -24,12 +24,14 @@ __all__ = [
     "Created",
     "CreationLock",
     "OpenRecord",
+    "StoreMoved",
     "alone_with",
     "check_path",
     "disk_nearly_full",
     "lock_file_size",
     "os_error",
     "preallocate",
+    "same_file",
 ]
 
 # liblmdb 0.9 (x86-64): a lock file is two 64-byte header cache lines plus one 64-byte
@@ -243,6 +245,11 @@ class Created:
         self._paths.extend(new)
         return new
 
+    def forget(self) -> None:
+        """Forget what was noted without removing it (the paths now name another
+        store's files: see :class:`StoreMoved`)."""
+        self._paths.clear()
+
     def remove(self) -> None:
         """Remove what was created, newest first (best effort: a directory someone
         else filled meanwhile stays)."""
@@ -293,6 +300,22 @@ def exclusive(fd: int) -> Iterator[None]:
                 fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         _HELD.discard(fd)
+
+
+class StoreMoved(Exception):
+    """A lock file this open waited for is no longer at its path (a restore moved the
+    store it belonged to away and put another in its place): the open starts again."""
+
+
+def same_file(fd: int, path: str) -> bool:
+    """Whether the open file ``fd`` is still the file at ``path`` (same device and
+    inode: not deleted, renamed away or replaced since it was opened)."""
+    st = os.fstat(fd)
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
 
 
 class CreationLock:
@@ -453,6 +476,8 @@ class OpenRecord:
             return
         try:
             with exclusive(fd):
+                if not same_file(fd, self.gate_file):
+                    raise StoreMoved(self.gate_file)
                 yield True
         finally:
             os.close(fd)
@@ -500,6 +525,16 @@ class OpenRecord:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     fcntl.flock(fd, fcntl.LOCK_SH)  # others have it open: join them
+                    joined = True
+                else:
+                    joined = False
+                # A lock granted after a wait may be on a file that is no longer the
+                # store's: `aurora-storage restore` holds it exclusively while it
+                # copies a backup and swaps the copy in, and the file this open waited
+                # on is then the replaced store's (deleted). Its lock guards nothing.
+                if not same_file(fd, self.record_file):
+                    raise StoreMoved(self.record_file)
+                if joined:
                     yield None
                 else:
                     try:
@@ -536,7 +571,7 @@ class OpenRecord:
                 if identity is not None:
                     os.ftruncate(fd, 0)
                     os.pwrite(fd, orjson.dumps(identity), 0)
-        except OSError:
+        except (OSError, StoreMoved):
             pass  # best effort: without a record the next open checks the file
         finally:
             _unlock_and_close(fd)

@@ -42,6 +42,7 @@ from ._disk import (
     Created,
     CreationLock,
     OpenRecord,
+    StoreMoved,
     alone_with,
     check_path,
     exclusive,
@@ -97,6 +98,33 @@ class Environment:
     # ------------------------------------------------------------------ opening
 
     def _open_env(self) -> Any:
+        """Open the environment (see :meth:`_open_env_here`), again from the start when
+        a lock file it waited for turned out to be another store's: a restore swapped
+        a backup in while this open waited for it (the first opening found the old
+        store's files, which the restore has moved away). Only the files at the path
+        once its locks are granted are opened, so the environment's ``lock.mdb`` and
+        ``data.mdb`` are always those of the store whose open record this process holds.
+
+        Raises:
+            StoreLockedError: the store was replaced again and again meanwhile.
+        """
+        for _ in range(_RETRIES):
+            try:
+                return self._open_env_here()
+            except StoreMoved:
+                # Nothing of the moved store is used again; what this open noted as
+                # created there is gone with it (the paths now name the other store's
+                # files, never to be removed by this open).
+                self._creation_done()
+                self._created.forget()
+        raise StoreLockedError(
+            f"cannot open the LMDB store at {self.path}: it was replaced again and again "
+            "while this open waited (restores into it?); open it again once they are done",
+            backend="lmdb",
+            path=self.path,
+        )
+
+    def _open_env_here(self) -> Any:
         cfg = self.config
         check_path(self.path, subdir=cfg.subdir)
         marker = self.marker_path

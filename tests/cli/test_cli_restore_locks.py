@@ -6,6 +6,9 @@ through ``aurora_storage.cli.run``; the other process is real):
   so far) during the copy got in, stayed open over the swap and wrote its table files
   into the restored directory at close (every later command: CorruptionError); now it
   is refused (StoreLockedError);
+* an LMDB opener during the copy ended up on the new ``data.mdb`` with the old, deleted
+  lock files (two writers without a common lock); now it waits for the restore and
+  opens the restored store, every file of it in the restored directory;
 * a second restore into the same target removed the first one's ``.restoring`` as left
   by an interrupted restore (the old store deleted, a half copy swapped in, a raw
   shutil.Error); now it is refused naming the restore that runs;
@@ -169,6 +172,54 @@ def test_a_rocksdb_writer_opening_during_the_copy_is_refused(
     assert answers[0].get("error") == "StoreLockedError", answers
     assert _contents(url) == {"t": {f"k{i:04d}": "new" for i in range(5)}}
     out = run_cli("verify", f"rocksdb:{store}")
+    assert out.returncode == 0, out.stderr
+
+
+def test_an_lmdb_opener_during_the_copy_waits_and_opens_the_restored_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = _backup_of(tmp_path, "lmdb", "old", "old", 3)
+    new = _backup_of(tmp_path, "lmdb", "new", "new", 5)
+    store = tmp_path / "store"
+    url = f"lmdb://{store}"
+    # A copy of a backup, only read since: it has none of the library's lock files.
+    shutil.copytree(old, store)
+    assert _contents(url) == {"t": {f"k{i:04d}": "old" for i in range(3)}}
+    copied = _backup._copy
+    writers: list[subprocess.Popen[str]] = []
+
+    def copy_while_a_writer_opens(source: str, staging: str) -> None:
+        copied(source, staging)
+        child = _start_writer(url)
+        writers.append(child)
+        # The writer waits for a lock the restore holds (or has already failed).
+        _wait_until(lambda: _blocked(child.pid) or child.poll() is not None, "the writer")
+
+    monkeypatch.setattr(_backup, "_copy", copy_while_a_writer_opens)
+    try:
+        code = run(["restore", str(new), f"lmdb:{store}", "--yes", "-q"])
+        monkeypatch.undo()
+        assert code == 0, capsys.readouterr().err
+        assert len(writers) == 1
+        answer = _answer(writers[0])
+        # It opened the restored store, every file of it in the store's directory.
+        assert "error" not in answer, answer
+        assert answer["records"] == 5
+        assert not [f for f in answer["files"] if "(deleted)" in f or ".replaced" in f], answer
+        assert {os.path.basename(f) for f in answer["files"]} >= {"data.mdb", "lock.mdb"}
+        # Another writer shares its lock files: both write, nothing is lost.
+        _fill(f"lmdb://{store}", "after", 2)
+    finally:
+        for child in writers:
+            child.communicate(timeout=120)
+    got = _contents(url)
+    assert got["w"] == {"marker": "written"}
+    assert got["t"] == {
+        **{f"k{i:04d}": "new" for i in range(5)},
+        "k0000": "after",
+        "k0001": "after",
+    }
+    out = run_cli("verify", f"lmdb:{store}")
     assert out.returncode == 0, out.stderr
 
 
