@@ -15,6 +15,9 @@
   marker exists but whose engine shows no metadata record lost its data (a truncated
   MANIFEST, a deleted data file): the repository reports it as
   :class:`~aurora_storage.errors.CorruptionError` instead of initialising it again.
+* **No store is created beside a restore's copies**: :func:`refuse_beside_a_restore`
+  refuses to create one at a path beside which ``aurora-storage restore`` left (or is
+  writing) ``<path>.replaced`` or ``<path>.restoring``.
 * **Paths that are refused leave nothing behind**: :func:`plan_store_dir` checks a path
   before anything is created and says which directories an open will create, so a failed
   open can remove exactly those (:func:`remove_created`).
@@ -34,7 +37,13 @@ from typing import Any, TypeVar
 
 import orjson
 
-from .errors import ConfigurationError, CorruptionError, StorageError, StorageFullError
+from .errors import (
+    ConfigurationError,
+    CorruptionError,
+    InterruptedRestoreError,
+    StorageError,
+    StorageFullError,
+)
 
 __all__ = [
     "MARKER_NAME",
@@ -46,7 +55,9 @@ __all__ = [
     "open_stores",
     "plan_store_dir",
     "read_marker",
+    "refuse_beside_a_restore",
     "remove_created",
+    "restore_leftovers",
     "store_identity",
     "write_marker",
 ]
@@ -408,3 +419,96 @@ def remove_created(created: Iterable[str]) -> None:
 
     for d in reversed(list(created)):
         shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------------- restores
+
+#: What ``aurora-storage restore`` leaves beside a store's path while it swaps a backup
+#: in: the store that was there, moved aside, and the copy of the backup.
+REPLACED = ".replaced"
+RESTORING = ".restoring"
+#: The lock files a running restore holds in ``<path>.restoring`` (RocksDB's ``LOCK``,
+#: an fcntl lock; the LMDB open record, a flock).
+_RESTORE_HELD = (("LOCK", "fcntl"), ("aurora-open.lock", "flock"))
+
+
+def restore_running(path: str) -> bool:
+    """Whether a restore into ``path`` runs: it holds the lock file in
+    ``<path>.restoring`` (``aurora-storage restore`` makes the copy with it)."""
+    import fcntl
+
+    for name, how in _RESTORE_HELD:
+        try:
+            fd = os.open(os.path.join(path + RESTORING, name), os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            if how == "fcntl":
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            # (Closing drops the probe's lock; this process holds no other lock on a
+            # restore's copy.)
+            os.close(fd)
+    return False
+
+
+def restore_leftovers(path: str) -> str | None:
+    """What a restore into ``path`` left beside it (``<path>.replaced``,
+    ``<path>.restoring``) when there is no store at ``path`` (nothing there, or an
+    empty directory): which holds what, and how to finish or undo the restore, in
+    commands that fail instead of moving a directory into one at ``path``. None when
+    neither is there."""
+    old, new = path + REPLACED, path + RESTORING
+    has_old, has_new = os.path.isdir(old), os.path.isdir(new)
+    if not has_old and not has_new:
+        return None
+    if restore_running(path):
+        return (
+            f"no store at {path} yet: a restore into it is running ({new} is its copy of "
+            "the backup); wait for it to finish"
+        )
+    # `test ! -e` first: `mv DIR PATH` moves DIR into PATH when PATH is a directory.
+    only = f"test ! -e {path} && "
+    empty = (
+        f" ({path} is an empty directory now: remove it first, rmdir {path})"
+        if os.path.isdir(path)
+        else ""
+    )
+    if has_old and has_new:
+        return (
+            f"no store at {path}: a restore into it was interrupted between its two "
+            f"renames. {old} holds the store that was there before, {new} the whole "
+            f"copy of the backup. To finish the restore: {only}mv {new} {path} && rm -r "
+            f"{old}; to undo it: {only}mv {old} {path} && rm -r {new}{empty}"
+        )
+    if has_old:
+        return (
+            f"no store at {path}: a restore into it was interrupted, and {old} holds the "
+            f"store that was there before it. Put it back ({only}mv {old} {path}), or "
+            f"move it away and run the restore again{empty}"
+        )
+    return (
+        f"no store at {path}: a restore into it was interrupted while it copied the "
+        f"backup; {new} is that copy, maybe incomplete. Run the restore again (it "
+        f"removes {new} first), or delete {new}{empty}"
+    )
+
+
+def refuse_beside_a_restore(path: str, *, backend: str) -> None:
+    """Refuse to create a store at ``path`` beside what a restore left (see
+    :func:`restore_leftovers`): an empty store there hides the replaced store and the
+    backup, and finishing the restore afterwards moves the backup into it. Engines call
+    it before creating anything for a store that does not exist.
+
+    Raises:
+        InterruptedRestoreError: what is where, how to go on; nothing was created.
+    """
+    text = restore_leftovers(path)
+    if text is not None:
+        raise InterruptedRestoreError(
+            f"{text}. A new store is not created there", backend=backend, path=path
+        )

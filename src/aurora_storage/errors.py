@@ -26,6 +26,8 @@ builtin would naturally expect the error, the builtin is mixed in::
     │   └── InheritedHandleError                  a handle used in a fork() child
     ├── ReadOnlyError              (PermissionError) write to a read-only repository
     ├── StoreLockedError           (OSError)      another writer holds the store
+    ├── InterruptedRestoreError                   no store at a path a restore left its
+    │                                             copies beside: not created there
     ├── StorageFullError           (OSError)      disk or map full and cannot grow
     ├── CorruptionError                           damaged data detected
     ├── SeedKeyError               (ValueError)   import-seed: a stored key splits only by guessing
@@ -68,6 +70,7 @@ __all__ = [
     "HotTierError",
     "HotTierFullError",
     "InheritedHandleError",
+    "InterruptedRestoreError",
     "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidTenantError",
@@ -336,6 +339,15 @@ class ReadOnlyError(StorageError, PermissionError):
 
 class StoreLockedError(StorageError, OSError):
     """Another writer (this process or another) holds the store's lock."""
+
+
+class InterruptedRestoreError(StorageError):
+    """A file store would be created at a path beside which a restore left (or is
+    writing) ``<path>.replaced`` (the store that was there) or ``<path>.restoring`` (a
+    copy of a backup): an empty store there would hide both, and finishing the restore
+    afterwards would move the backup into it. Nothing is created; the message says which
+    directory holds what and how to finish or undo the restore
+    (``aurora-storage restore``, docs/operations.md)."""
 
 
 class StorageFullError(StorageError, OSError):

@@ -132,6 +132,8 @@ class LMDBBackend(Environment, Backend):
             written by another LMDB data format or another envelope version.
         CorruptionError: the data file is truncated or not an LMDB file.
         StoreLockedError: the environment is already open in this process.
+        InterruptedRestoreError: no store at the path, and a restore left
+            ``<path>.replaced`` or ``<path>.restoring`` beside it (nothing created).
     """
 
     scheme = "lmdb"

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from aurora_storage import _fork
-from aurora_storage._stores import check_marker_backend
+from aurora_storage._stores import check_marker_backend, refuse_beside_a_restore
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
@@ -127,6 +127,10 @@ class Environment:
     def _open_env_here(self) -> Any:
         cfg = self.config
         check_path(self.path, subdir=cfg.subdir)
+        if cfg.create and not os.path.exists(self._data_file):
+            # Never an empty store beside what a restore left (aurora-storage restore):
+            # finishing that restore would then move the backup into it.
+            refuse_beside_a_restore(self.path, backend="lmdb")
         marker = self.marker_path
         # The marker first: it is written after the data file, so a marker seen before
         # the data file is found missing is a damaged store, while one seen after may

@@ -44,6 +44,7 @@ from aurora_storage._stores import (
     config_signature,
     create_store_dir,
     open_stores,
+    refuse_beside_a_restore,
     remove_created,
 )
 from aurora_storage.backend import (
@@ -203,6 +204,8 @@ class RocksDBBackend(Backend):
                 (named in the message), or the store was written by rocksdict in pickle
                 mode.
             StoreLockedError: another writer holds the store.
+            InterruptedRestoreError: no store at the path, and a restore left
+                ``<path>.replaced`` or ``<path>.restoring`` beside it (nothing created).
             CorruptionError: the store's files are damaged (the message names the file).
             StorageFullError: no space left to create the store.
         """
@@ -232,6 +235,10 @@ class RocksDBBackend(Backend):
             raise ConfigurationError(
                 f"no RocksDB store at {path} ({why})", backend="rocksdb", path=path
             )
+        if not exists:
+            # Never an empty store beside what a restore left (aurora-storage restore):
+            # finishing that restore would then move the backup into it.
+            refuse_beside_a_restore(path, backend="rocksdb")
         if exists and config.error_if_exists:
             raise ConfigurationError(
                 f"a RocksDB store already exists at {path} (error_if_exists is true)",

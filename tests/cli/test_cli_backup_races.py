@@ -1,11 +1,12 @@
 """`backup` and `restore` against processes that arrive in the middle of them (each
 window made exact by a wrapper around one step, run in-process through
 ``aurora_storage.cli.run``; the other process is real): a writer starting during a
-RocksDB backup is refused (it acknowledged writes the backup left out), a store made at
-the path in the middle of restore's swap is reported and no store is deleted (a raw
-traceback before), two backups into one directory end in the documented error, and a
-single-file LMDB store is refused with a typed error (raw tracebacks and a misleading
-engine message before)."""
+RocksDB backup is refused (it acknowledged writes the backup left out), a writer in the
+middle of restore's swap is refused (it created an empty store there), files made at
+the path in that instant are reported and no store is deleted (a raw traceback
+before), two backups into one directory end in the documented error, and a single-file
+LMDB store is refused with a typed error (raw tracebacks and a misleading engine message
+before)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,36 @@ def test_a_writer_starting_during_a_rocksdb_backup_is_refused(
     assert _count(f"rocksdb://{bk}") == _count(f"rocksdb://{store}") == 1
 
 
-def test_a_store_made_in_the_middle_of_restores_swap_is_reported_and_nothing_deleted(
+def test_a_writer_in_the_middle_of_restores_swap_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Between the two renames there is no store at the path: the library's open refuses
+    # to create one beside <path>.replaced and <path>.restoring (it made an empty store
+    # there, which the restore then reported as a collision).
+    store, bk = tmp_path / "s", tmp_path / "bk"
+    with aurora_storage.open(f"rocksdb://{store}") as r:
+        r.put("t", "k0", 0)
+    assert run(["backup", f"rocksdb:{store}", str(bk), "-q"]) == 0
+    with aurora_storage.open(f"rocksdb://{store}") as r:
+        r.put("t", "k1", 1)
+    renamed = os.rename
+    seen: list[str] = []
+
+    def rename(a: Any, b: Any) -> None:
+        renamed(a, b)
+        if str(b).endswith(".replaced"):
+            seen.append(_other_process_writes(f"rocksdb://{store}"))
+
+    monkeypatch.setattr(os, "rename", rename)
+    code = run(["restore", str(bk), f"rocksdb:{store}", "--yes", "-q"])
+    monkeypatch.undo()
+    assert code == 0, capsys.readouterr().err
+    assert seen == ["InterruptedRestoreError"]
+    assert _count(f"rocksdb://{store}") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bk", "s"]
+
+
+def test_something_made_in_the_middle_of_restores_swap_is_reported_and_nothing_deleted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store, bk = tmp_path / "s", tmp_path / "bk"
@@ -79,8 +109,8 @@ def test_a_store_made_in_the_middle_of_restores_swap_is_reported_and_nothing_del
 
     def rename(a: Any, b: Any) -> None:
         renamed(a, b)
-        if str(b).endswith(".replaced"):  # another process creates a store at the path
-            assert _other_process_writes(f"rocksdb://{store}") == "acknowledged"
+        if str(b).endswith(".replaced"):  # another program writes files at the path
+            subprocess.run(["sh", "-c", 'mkdir "$1" && echo x > "$1/file"', "sh", str(store)])
 
     monkeypatch.setattr(os, "rename", rename)
     code = run(["restore", str(bk), f"rocksdb:{store}", "--yes", "-q"])
@@ -89,12 +119,12 @@ def test_a_store_made_in_the_middle_of_restores_swap_is_reported_and_nothing_del
     assert err.startswith("error: StoreLockedError:")
     assert "nothing else was deleted" in err
     monkeypatch.undo()
-    # Every store is still there: the replaced one, the backup, the new one; only the
+    # Everything is still there: the replaced store, the backup, the new files; only the
     # copy of the backup is gone (a failed restore leaves no .restoring).
     assert _count(f"rocksdb://{store}.replaced") == 2
     assert not os.path.exists(f"{store}.restoring")
     assert _count(f"rocksdb://{bk}") == 1
-    assert _count(f"rocksdb://{store}") == 100
+    assert (store / "file").read_text() == "x\n"
 
 
 def test_two_backups_into_one_directory_end_in_the_documented_error(

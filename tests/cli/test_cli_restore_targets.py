@@ -282,6 +282,63 @@ def test_a_restore_killed_between_its_renames_is_reported_never_lost(
     assert _get(f"{scheme}:{store}.replaced") == "old"
 
 
+@pytest.mark.parametrize("scheme", ["rocksdb", "lmdb"])
+@pytest.mark.parametrize("tier", ["hot", "cold"])
+def test_tiered_commands_refuse_a_tier_whose_restore_was_interrupted(
+    tmp_path: Path, scheme: str, tier: str
+) -> None:
+    # `tiered status` with a tier at such a path created an empty store there (count
+    # then printed 0), and the printed advice, run literally, moved the backup into it.
+    from urllib.parse import quote
+
+    bk = _backup_of(tmp_path, scheme, "new")
+    store = tmp_path / "store"
+    _store(f"{scheme}://{store}", "old")
+    tail = [f"{scheme}:{store}", "--yes"]
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_BETWEEN_RENAMES, "restore", "-q", str(bk), *tail],
+        capture_output=True,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = sorted(os.listdir(tmp_path))
+    other = f"{'rocksdb' if tier == 'hot' else 'lmdb'}://{tmp_path / 'other'}"
+    tiers = {tier: f"{scheme}://{store}", ("cold" if tier == "hot" else "hot"): other}
+    url = f"tiered://?hot={quote(tiers['hot'], safe='')}&cold={quote(tiers['cold'], safe='')}"
+    for argv in (
+        ["tiered", "status", url],
+        ["tiered", "catch-up", url],
+        ["tiered", "rebuild", url, "--yes"],
+        ["put", url, "t", "k", "v"],
+        ["count", url, "t"],
+    ):
+        out = run_cli(*argv)
+        err = out.stderr.decode()
+        assert out.returncode == _NO_STORE, (argv, err)
+        assert err.startswith("error: InterruptedRestoreError:"), (argv, err)
+        assert f"{store}.restoring" in err
+        assert sorted(os.listdir(tmp_path)) == left, argv
+    # The advice, run literally, finishes the restore.
+    err = run_cli("count", f"{scheme}:{store}", "t").stderr.decode()
+    finish = err.split("To finish the restore: ", 1)[1].split(";", 1)[0]
+    assert finish.startswith(f"test ! -e {store} && mv {store}.restoring {store}")
+    assert os.system(finish) == 0
+    assert _get(f"{scheme}:{store}") == "new"
+
+
+def test_a_leftover_replaced_is_named_with_a_leftover_restoring(tmp_path: Path) -> None:
+    bk = _backup_of(tmp_path, "rocksdb", "new")
+    store = tmp_path / "store"
+    for path in (store, Path(f"{store}.replaced"), Path(f"{store}.restoring")):
+        _store(f"rocksdb://{path}", "old")
+    out = run_cli("restore", str(bk), f"rocksdb:{store}", "--yes")
+    err = out.stderr.decode()
+    assert out.returncode == _STORE_ERROR, err
+    assert err.startswith("error: RestoreLeftoverError:"), err
+    assert f"{store}.replaced is left from an earlier restore" in err
+    assert f"{store}.restoring is there too" in err
+
+
 def test_a_partial_copy_left_by_a_killed_restore_is_removed_by_the_next(tmp_path: Path) -> None:
     bk = _backup_of(tmp_path, "rocksdb", "new")
     store = tmp_path / "store"

@@ -226,7 +226,7 @@ def _refuse_leftovers(path: str) -> None:
     Raises:
         InterruptedRestoreError, RestoreLeftoverError: what is where, how to go on.
     """
-    from ._common import REPLACED, InterruptedRestoreError, interrupted_restore
+    from ._common import REPLACED, RESTORING, InterruptedRestoreError, interrupted_restore
 
     old = path + REPLACED
     if not os.path.lexists(old):
@@ -234,11 +234,19 @@ def _refuse_leftovers(path: str) -> None:
     interrupted = interrupted_restore(path)
     if interrupted is not None:
         raise InterruptedRestoreError(interrupted, path=path)
+    copy = path + RESTORING
+    also = (
+        f" {copy} is there too: a copy of a backup that was not swapped in (maybe "
+        "incomplete); delete it, or check whether it is the store you want."
+        if os.path.lexists(copy)
+        else ""
+    )
     raise RestoreLeftoverError(
         f"cannot restore into {path}: {old} is left from an earlier restore and holds the "
         f"store {path} held before it (that restore was stopped before deleting it, or "
-        "another process made a new store at the path meanwhile). Check it, then delete "
-        "it or move it away, and run the restore again; nothing was changed",
+        "another process made a new store at the path meanwhile)."
+        f"{also} Check it, then delete it or move it away, and run the restore again; "
+        "nothing was changed",
         path=path,
     )
 
@@ -579,11 +587,12 @@ def _swap(staging: str, path: str, directory: str) -> None:
         # in between made a new store there. Nothing is deleted but the copy of the
         # backup (the backup itself is unchanged).
         raise errors.StoreLockedError(
-            f"cannot restore over {path}: another process created a new store there while "
-            f"the backup was being swapped in. The store that was there is now {old}, the "
-            f"new one {path}; the backup {directory} is unchanged, and nothing else was "
-            f"deleted. Stop that process, decide which store to keep, and move {old} away "
-            "before running restore again (restore refuses while it is there)",
+            f"cannot restore over {path}: another process created a new store (or other "
+            "files) there while the backup was being swapped in. The store that was there "
+            f"is now {old}, the new one {path}; the backup {directory} is unchanged, and "
+            "nothing else was deleted. Stop that process, decide which store to keep, and "
+            f"move {old} away before running restore again (restore refuses while it is "
+            "there)",
             path=path,
         ) from exc
     try:

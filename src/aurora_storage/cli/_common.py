@@ -16,7 +16,7 @@ from typing import Any
 import click
 import orjson
 
-from .. import errors
+from .. import _stores, errors
 from ..config import URL, expand_store_path, local_path
 from ._tagged import TaggedJSONError, from_tagged, loads_json, to_tagged
 
@@ -64,10 +64,12 @@ class NoStoreError(errors.StorageError, FileNotFoundError):
     another engine's store."""
 
 
-class InterruptedRestoreError(NoStoreError):
+class InterruptedRestoreError(NoStoreError, errors.InterruptedRestoreError):
     """No store at the URL because a ``restore`` into it was interrupted: what it left
     beside the path (``<path>.replaced``, ``<path>.restoring``) holds the store and the
-    backup; the message says which and how to finish or undo the restore."""
+    backup; the message says which and how to finish or undo the restore. The library's
+    :class:`aurora_storage.errors.InterruptedRestoreError` (an open that would create a
+    store there) exits the same way (4)."""
 
 
 class StoreDiffersError(errors.StorageError):
@@ -76,7 +78,7 @@ class StoreDiffersError(errors.StorageError):
 
 def exit_code_for(exc: errors.StorageError) -> ExitCode:
     """The exit status for an aurora-storage error."""
-    if isinstance(exc, NoStoreError):
+    if isinstance(exc, NoStoreError | errors.InterruptedRestoreError):
         return ExitCode.NO_STORE
     if isinstance(exc, errors.CorruptionError | StoreDiffersError):
         return ExitCode.DAMAGED
@@ -136,38 +138,18 @@ def store_path(url: URL) -> str | None:
 
 #: What ``restore`` leaves beside a store's path while it swaps a backup in: the store
 #: that was there, moved aside, and the copy of the backup being swapped in.
-REPLACED = ".replaced"
-RESTORING = ".restoring"
+REPLACED = _stores.REPLACED
+RESTORING = _stores.RESTORING
 
 
 def interrupted_restore(path: str) -> str | None:
     """Why there is no store at ``path`` when a ``restore`` into it was interrupted
     (killed, or the machine stopped) and left ``<path>.replaced`` or ``<path>.restoring``
-    beside it, saying which holds what and how to finish or undo it; else None."""
+    beside it, saying which holds what and how to finish or undo it (or that a restore
+    into it runs); else None. See :func:`aurora_storage._stores.restore_leftovers`."""
     if os.path.lexists(path):
         return None
-    old, new = path + REPLACED, path + RESTORING
-    has_old, has_new = os.path.isdir(old), os.path.isdir(new)
-    if has_old and has_new:
-        return (
-            f"no store at {path}: a restore into it was interrupted between its two "
-            f"renames. {old} holds the store that was there before, {new} the whole "
-            f"copy of the backup. To finish the restore: mv {new} {path} && rm -r {old}; "
-            f"to undo it: mv {old} {path} && rm -r {new}"
-        )
-    if has_old:
-        return (
-            f"no store at {path}: a restore into it was interrupted, and {old} holds the "
-            f"store that was there before it. Put it back (mv {old} {path}), or move it "
-            "away and run the restore again"
-        )
-    if has_new:
-        return (
-            f"no store at {path}: a restore into it was interrupted while it copied the "
-            f"backup; {new} is that copy, maybe incomplete. Run the restore again (it "
-            f"removes {new} first), or delete {new}"
-        )
-    return None
+    return _stores.restore_leftovers(path)
 
 
 def check_engine(url: URL, *, must_exist: bool) -> None:
@@ -182,6 +164,15 @@ def check_engine(url: URL, *, must_exist: bool) -> None:
             left beside it (see :func:`interrupted_restore`).
         NoStoreError: another engine's store at the path, or (``must_exist``) none.
     """
+    if url.scheme == "tiered":
+        # Each tier's path too: opening the pair creates a missing tier store (an empty
+        # one where a restore into it was interrupted). A tier may be missing (the
+        # pair rebuilds hot), so only what lies at a tier's path is checked.
+        for name in ("hot", "cold"):
+            text = url.options.get(name)
+            if isinstance(text, str) and text:
+                check_engine(URL.parse(text), must_exist=False)
+        return
     path = store_path(url)
     if path is None:
         return
@@ -369,6 +360,9 @@ def _read_only_url(url: URL) -> URL:
         NoStoreError: nothing at a path, or another engine's store.
     """
     if url.scheme == "tiered":
+        # An interrupted restore at either tier's path is named before a tier found
+        # missing (that is what its absence means).
+        check_engine(url, must_exist=False)
         tiers = {}
         for name in ("hot", "cold"):
             text = url.options.get(name)
