@@ -256,3 +256,27 @@ def test_help_lists_every_exit_code_in_the_docs() -> None:
     assert codes == ["0", "1", "2", "3", "4", "5", "6", "70", "130"]
     for code in codes:
         assert f" {code} " in text.split("Exit codes:", 1)[1].split("Examples")[0], code
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        (b'{"tenant":"acme","key":{"$float":"nan"},"value":1}\n', "InvalidKeyError"),
+        (b'{"tenant":"acme","key":"k","value":18446744073709551616}\n', "SerializationError"),
+    ],
+    ids=["nan-key", "int-over-64-bits"],
+)
+def test_a_record_the_store_cannot_hold_names_its_line(
+    tmp_path: Path, record: bytes, why: str
+) -> None:
+    # A NaN key (InvalidKeyError, exit 2) and an integer the codec cannot encode
+    # (SerializationError) were raised by the store without the line that holds them.
+    dst = tmp_path / "dst"
+    end = b'{"aurora-storage-export-end":true,"records":2}\n'
+    text = _HEAD + _REC + record + end
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(text)
+    code, _, err = _run("import", "-q", f"rocksdb://{dst}", str(path))
+    assert code == 3, err
+    assert err.startswith("error: ImportFormatError: line 3"), err
+    assert why in err

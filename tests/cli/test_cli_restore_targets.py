@@ -127,6 +127,18 @@ def test_a_file_under_a_rocksdb_url_is_refused_naming_rocksdb(tmp_path: Path) ->
     assert f.read_text() == "hi"
 
 
+def test_a_symbolic_link_loop_is_named_as_one(tmp_path: Path) -> None:
+    # It was "a file, not a rocksdb store directory".
+    bk = _backup_of(tmp_path, "rocksdb")
+    (tmp_path / "loopA").symlink_to(tmp_path / "loopB")
+    (tmp_path / "loopB").symlink_to(tmp_path / "loopA")
+    out = run_cli("restore", str(bk), f"rocksdb:{tmp_path / 'loopA'}", "--yes")
+    err = out.stderr.decode()
+    assert out.returncode == _NO_STORE, err
+    assert "symbolic link loop" in err, err
+    assert "it is a file" not in err
+
+
 def test_the_question_names_what_is_replaced(tmp_path: Path) -> None:
     bk = _backup_of(tmp_path, "lmdb")
     store = tmp_path / "store"

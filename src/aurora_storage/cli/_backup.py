@@ -209,6 +209,11 @@ def _refuse_target(scheme: str, path: str) -> str | None:
             path=path,
         )
     what = "an LMDB store in a single file" if found == "lmdb" else "a file"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            what = "a symbolic link loop (following it leads back to it)"
     raise NoStoreError(
         f"cannot restore into {path}: it is {what}, not a {scheme} store directory. "
         "Restore into a store directory, a new path or an empty directory; nothing was "

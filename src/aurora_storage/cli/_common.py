@@ -337,7 +337,9 @@ def open_read(url_text: str) -> Any:
     """Open a store for reading: never creates or changes it.
 
     RocksDB opens ``mode=read_only`` (a view as of open time that works beside a live
-    writer in another process, and writes no files) and LMDB ``read_only=true``, unless
+    writer in another process, and writes no data: only rocksdict's side file
+    ``rocksdict-config.json`` is rewritten, with the same content, as at every open -
+    rocksdict's doing, see docs/backends/rocksdb.md) and LMDB ``read_only=true``, unless
     the URL chooses a mode itself (``mode=secondary``).
 
     Raises:

@@ -387,7 +387,7 @@ def import_store(
     n = 0
     lineno = 1
 
-    def records() -> Iterator[tuple[str, Any, Any]]:
+    def records() -> Iterator[tuple[int, str, Any, Any]]:
         nonlocal lineno
         seen = 0
         end: int | None = None
@@ -444,7 +444,7 @@ def import_store(
                 ) from exc
             seen += 1
             if tenant is None or t == tenant:
-                yield t, key, value
+                yield lineno, t, key, value
         if end is None:
             raise IncompleteExportError(
                 f"the export ends at line {lineno} without its end record "
@@ -456,8 +456,24 @@ def import_store(
     it = records()
     while chunk := list(itertools.islice(it, CHUNK)):
         with repo.batch() as b:
-            for t, key, value in chunk:
-                b.put(t, key, value)
+            for at, t, key, value in chunk:
+                try:
+                    b.put(t, key, value)
+                except (
+                    errors.InvalidKeyError,
+                    errors.InvalidTenantError,
+                    errors.InvalidArgumentError,
+                    errors.SerializationError,
+                ) as exc:
+                    # A record that parses but that the store cannot hold (a NaN key,
+                    # an integer the codec cannot encode): a bad record like any other,
+                    # named by its line. Raised inside the batch: its chunk is not
+                    # written.
+                    raise ImportFormatError(
+                        f"line {at}: the store cannot hold this record "
+                        f"({type(exc).__name__}: {exc}); {n} records of earlier chunks "
+                        "were imported"
+                    ) from exc
         n += len(chunk)
         if advance is not None:
             advance(len(chunk))
