@@ -60,6 +60,7 @@ from aurora_storage.backend import (
     encode_counter,
     foreign_position,
     plan_commit,
+    value_version,
 )
 from aurora_storage.errors import (
     ConfigurationError,
@@ -114,7 +115,22 @@ def commit(
     written without an append), that transaction is aborted - nothing of it is written
     - and the general path (:func:`_commit_general`, the conditions read first by
     :func:`plan_commit`) runs in a new one and decides, exactly as if it had run alone.
+
+    A batch whose conditions are all on versions (compare-and-set against a current
+    record: a tiered pair's head and position records), with no append, takes
+    :func:`_commit_versions`: each condition is one read in the write transaction,
+    then the writes, without the planner; a condition that fails aborts it and the
+    general path decides (it names every failed condition).
     """
+    if not appends and conditions:
+        for _, expected in conditions:
+            if expected is None:
+                break
+        else:
+            try:
+                return _commit_versions(backend, ops, conditions)
+            except _Occupied:
+                return _commit_general(backend, ops, conditions, appends)
     fast = True
     for _, expected in conditions:
         if expected is not None:
@@ -224,6 +240,54 @@ def _commit_fast(
             if recording:
                 done.append((counter, v))
         return firsts
+
+    return backend._write_txn(work, changes=lambda _: done)
+
+
+def _commit_versions(
+    backend: LMDBBackend, ops: Sequence[Op], conditions: Sequence[Condition]
+) -> list[int]:
+    """:func:`commit` of a batch without appends whose every condition is on a version;
+    raises :class:`_Occupied` (nothing written) when one does not hold.
+
+    Why it writes exactly what the general path would: the general path reads each
+    condition's key in its write transaction before any write (a miss checked for a
+    damaged record next to it, see LMDBBackend._near), compares :func:`value_version`
+    of the value, and, when all hold and there is no append, applies ``ops`` in order
+    (:func:`plan_commit` returns them unchanged) after checking their sizes. This does
+    the same reads and writes in the same order; a failed condition is handed to the
+    general path, which raises ConditionFailed naming every failed one."""
+    unwrap, kseed, trailer = backend._unwrap, backend._kseed, backend._trailer
+    lookup = backend._lookup
+    done: list[Op] = []
+
+    def work(txn: Any) -> list[int]:
+        get = txn.get
+        for key, expected in conditions:
+            raw = get(key)
+            if raw is None:
+                raw = lookup(txn, key)  # absent (the condition fails) or damaged
+            if raw is None or value_version(unwrap(key, raw)) != expected:
+                raise _Occupied
+        backend._check_sizes(ops)
+        put, delete = txn.put, txn.delete
+        done.clear()  # a retried transaction starts over
+        # Read under the write lock, as in the general path.
+        if not backend._recording:
+            for k, v in ops:
+                if v is None:
+                    delete(k)
+                else:
+                    put(k, v + trailer(v, kseed(k)))
+            return []
+        for k, v in ops:
+            if v is None:
+                if delete(k):
+                    done.append((k, None))
+            else:
+                put(k, v + trailer(v, kseed(k)))
+                done.append((k, v))
+        return []
 
     return backend._write_txn(work, changes=lambda _: done)
 

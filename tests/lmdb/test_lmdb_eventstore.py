@@ -170,3 +170,60 @@ def test_commit_fast_path_writes_what_the_general_path_writes(
         keys += [record(n) for n in range(1, _SLOTS + 10)] + [counter]
         outcomes.append((result, backend.get_many(keys)))
     assert outcomes[0] == outcomes[1]
+
+
+@st.composite
+def _versions_case(draw: st.DrawFn) -> dict[str, Any]:
+    """A store state and a batch without appends whose every condition is on a version
+    (the current one, a stale one, or one of a key that is absent), with puts and
+    deletes over a small key universe (a conditioned key deleted, written twice, or not
+    written at all)."""
+    universe = [b"k%d" % i for i in range(4)]
+    values = st.binary(max_size=3)
+    return {
+        "state": draw(st.dictionaries(st.sampled_from(universe), values, max_size=4)),
+        "ops": draw(
+            st.lists(st.tuples(st.sampled_from(universe), st.one_of(st.none(), values)), max_size=4)
+        ),
+        "conditioned": draw(
+            st.lists(
+                st.tuples(st.sampled_from(universe), st.sampled_from(["current", "stale"])),
+                min_size=1,
+                max_size=3,
+            )
+        ),
+    }
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=_versions_case())
+def test_commit_version_path_writes_what_the_general_path_writes(
+    two_lmdb: tuple[Any, Any], case: dict[str, Any]
+) -> None:
+    """A batch whose conditions are all on versions (no append) takes its own path (one
+    read per condition in the write transaction, no planner): from any state it
+    returns, raises and writes exactly what the general path alone does, including a
+    failed condition (ConditionFailed naming every failed one) and deletes."""
+    ns = b"\x01vp%d\x00" % next(_case_ids)
+    outcomes = []
+    for backend, commit in zip(
+        two_lmdb, (lmdb_eventstore.commit, lmdb_eventstore._commit_general), strict=True
+    ):
+        backend.write([(ns + k, v) for k, v in case["state"].items()])
+        conditions = []
+        for k, kind in case["conditioned"]:
+            current = backend.get(ns + k)
+            base = b"absent" if current is None else current
+            conditions.append(
+                (ns + k, value_version(base if kind == "current" else base + b"stale"))
+            )
+        ops = [(ns + k, v) for k, v in case["ops"]]
+        try:
+            result: Any = commit(backend, ops, conditions, ())
+        except ConditionFailed as exc:
+            result = ("failed", exc.failed)
+        keys = [ns + b"k%d" % i for i in range(4)]
+        outcomes.append((result, backend.get_many(keys)))
+    assert outcomes[0] == outcomes[1]

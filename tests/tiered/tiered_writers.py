@@ -233,3 +233,119 @@ def store_without_head(hot: str, cold: str) -> None:
         head = c.backend.get(HEAD)
         assert head is not None
         assert head[:8] == (4).to_bytes(8, "big")
+
+
+# ---------------------------------------------------------------------- a shared hot
+
+
+def _release(w: Writer) -> None:
+    """Let ``w``'s paused hot write go on; its command must then succeed."""
+    assert w.send("go") == "ok"
+
+
+def live_write_against_catch_up(hot: str, cold: str, mode: str) -> None:
+    """The breaker's case: B, stale, learns of entry 2 (durable in cold, A's write held
+    before its hot batch), reads hot's position (1) and is held there; A applies entry
+    2; B goes on and must not apply entry 2 again (before: it projected it on A's result
+    and committed position 2 again - a count of 2 for one record)."""
+    a = Writer(hot, cold, mode, trim_every=2)
+    b: Writer | None = None
+    acked: list[str] = []
+    try:
+        assert a.put("a0") == "ok"  # entry 1
+        acked.append("a0")
+        b = Writer(hot, cold, mode, trim_every=2)  # current: position 1
+        assert a.send("pause write") == "armed"
+        assert a.put("a1") == "paused"  # entry 2 in cold; hot still at 1
+        acked.append("a1")
+        assert conflicted(b.put("b0"))  # stale: B re-reads both positions next
+        assert b.send("pause pos") == "armed"
+        assert b.send("catchup") == "paused"  # B read seq 2 and hot's position 1
+        _release(a)  # entry 2 applied by A
+        _release(b)  # ... and not again by B
+        assert b.put("b0") == "ok"  # entry 3
+        acked.append("b0")
+        write(a, "put a2")  # stale: refused once, then written
+        acked.append("a2")
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+    check_applied_once(hot, cold, mode, acked)
+
+
+def catch_up_against_catch_up(hot: str, cold: str, mode: str) -> None:
+    """Two stale processes catch up the same entry, both having read hot's position
+    before the entry's writer (held before its hot batch) applied it: the entry is
+    applied once, by its writer."""
+    a = Writer(hot, cold, mode, trim_every=2)
+    b: Writer | None = None
+    c: Writer | None = None
+    acked: list[str] = []
+    try:
+        assert a.put("a0") == "ok"
+        acked.append("a0")
+        b = Writer(hot, cold, mode, trim_every=2)
+        c = Writer(hot, cold, mode, trim_every=2)
+        assert a.send("pause write") == "armed"
+        assert a.put("a1") == "paused"  # entry 2 in cold, held before hot
+        acked.append("a1")
+        for stale in (b, c):
+            assert conflicted(stale.put("x"))
+            assert stale.send("pause pos") == "armed"
+            assert stale.send("catchup") == "paused"  # read hot's position: 1
+        _release(a)  # A applies entry 2
+        _release(c)  # C must not
+        _release(b)  # nor B
+        for w, key in ((b, "b0"), (c, "c0"), (a, "a2")):
+            write(w, f"put {key}")
+            acked.append(key)
+    finally:
+        for left in (a, b, c):
+            if left is not None:
+                left.close()
+    check_applied_once(hot, cold, mode, acked)
+
+
+def cache_write_against_newer(hot: str, cold: str) -> None:
+    """Cache mode: A's write of ``k=v1`` is durable in cold and held before hot; B writes
+    ``k=v2`` after it (cold's value now) and brings hot to it. A's held hot write must
+    not put the older ``v1`` over it (before: hot served v1 while cold held v2, until
+    ``k`` was written again)."""
+    a = Writer(hot, cold, "cache", trim_every=2)
+    b: Writer | None = None
+    try:
+        assert a.put("k0") == "ok"
+        b = Writer(hot, cold, "cache", trim_every=2)
+        assert a.send("pause write") == "armed"
+        assert a.send("put k v1") == "paused"
+        write(b, "put k v2")
+        _release(a)
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+    with aurora_storage.open(cold) as c, aurora_storage.open(hot) as h:
+        assert c.get("t", "k") == "v2"
+        assert dict(h.items("t")) == dict(c.items("t"))
+
+
+def concurrent_bursts(hot: str, cold: str, mode: str, rounds: int, steps: int) -> None:
+    """Three processes write and catch up at the same time (real races, no pauses),
+    ``rounds`` times ``steps`` random steps each: every record is applied exactly once."""
+    writers = [Writer(hot, cold, mode, trim_every=2) for _ in range(3)]
+    acked: list[str] = []
+    try:
+        for r in range(rounds):
+            for i, w in enumerate(writers):
+                assert w.proc.stdin is not None
+                w.proc.stdin.write(f"burst {steps} {r * 3 + i}\n")
+                w.proc.stdin.flush()
+            for w in writers:
+                answer = w._answer().split()
+                assert answer[:1] == ["ok"], answer
+                acked += answer[1:]
+    finally:
+        for w in writers:
+            w.close()
+    check_applied_once(hot, cold, mode, acked)

@@ -162,15 +162,30 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         raise p.hot_failed(seq, cause) from cause
     hot_ops = ap.ops()
     hot_ops.append((POS, position + nonce))
-    try:
-        p.hb.write(hot_ops)
+    try:  # Pair.pos_write, inline
+        if p.guard:
+            p.hb.commit(hot_ops, conditions=((POS, p.pos_version),))
+            p.pos_version = p.hb.version_of(position + nonce)
+        else:
+            p.hb.write(hot_ops)
+    except ConditionFailed:
+        # Another process writing the pair moved hot's position after this pair read it
+        # (it applied this entry from cold, or changed what the projection read):
+        # nothing of the batch was written. The write is durable in cold; hot is caught
+        # up from where it is now.
+        p.pos_known = False
+        try:
+            _recovery.catch_up(p, 1)
+        except Exception as exc:
+            raise p.hot_failed(seq, exc) from exc
     except BaseException as exc:
         p.pos_known = False  # hot may or may not hold the batch: re-read before applying
         if not isinstance(exc, Exception):
             raise
         raise p.hot_failed(seq, exc) from exc
-    p.pos = p.saved = seq
-    p.pos_nonce = nonce
+    else:
+        p.pos = p.saved = seq
+        p.pos_nonce = nonce
     if seq - p.trimmed >= p.config.trim_every:
         p.trim()
     if ap.held:

@@ -6,7 +6,14 @@ are idempotent: hot records its position only every ``trim_every`` writes and at
 After a hot-tier error the position is uncertain and is re-read before the next write
 applies anything (replaying from there is harmless).
 
-Hot may therefore hold writes past the position it records. Open marks hot ``RUNNING``
+On a hot tier other processes may write (``Pair.guard``: LMDB, NATS) every hot write
+carries the position instead, conditioned on it (``Pair.pos_write``): two processes
+writing one pair must not put an older value over a newer one (a write held between its
+cold batch and its hot write while another process wrote the key again and brought hot
+to it), and a refused write catches hot up from cold's current values. A fill (``miss``)
+is conditioned on the position too.
+
+Without the guard, hot may hold writes past the position it records. Open marks hot ``RUNNING``
 and a clean close removes the mark with the exact position; an open that finds it prunes
 hot against cold (_recovery.prune_cache), so a cold restored from an older backup after
 a kill leaves no value in hot that cold lacks.
@@ -20,8 +27,8 @@ from typing import Any
 from ..backend import Op
 from ..errors import InvalidArgumentError, KeyExistsError, StorageError
 from . import _log, _recovery
-from ._core import Pair
-from ._log import LOG, NONCE_SIZE
+from ._core import Pair, PositionMoved
+from ._log import LOG, NONCE_SIZE, POS
 
 __all__ = ["insert", "miss", "over_bound", "put", "write"]
 
@@ -35,6 +42,9 @@ def put(p: Pair, full: bytes, data: bytes) -> None:
     p.cold_write([(full, data), (LOG + seq.to_bytes(8, "big"), b"N" + nonce + b"k" + full)], seq)
     if not p.pos_known or p.pos != seq - 1 or p.swap_pending is not None:
         _catch_up_or_raise(p, seq)
+        return
+    if p.guard:
+        _guarded(p, [(full, data)], seq, nonce)
         return
     try:
         p.hb.put(full, data)
@@ -73,10 +83,11 @@ def write(p: Pair, ops: list[Op]) -> None:
             hot tier, ``p.hot_batch``); nothing was written.
     """
     limit = p.hot_batch
-    if limit is not None and len(ops) > limit:
+    if limit is not None and len(ops) + p.guard > limit:
         # Refused before cold: a write cold accepted that hot cannot apply in one batch
-        # would stop every later catch-up at it (the entry cannot be split).
-        raise over_bound(p, len(ops), limit, with_position=False)
+        # would stop every later catch-up at it (the entry cannot be split). A guarded
+        # hot (NATS) takes the position in the same batch (see Pair.pos_write).
+        raise over_bound(p, len(ops), limit, with_position=p.guard)
     fulls = [k for k, _ in ops]
     entry = _log.one(fulls[0]) if len(fulls) == 1 else _log.many(fulls)
     if not p.seq_known:
@@ -86,6 +97,9 @@ def write(p: Pair, ops: list[Op]) -> None:
     p.cold_write([*ops, (_log.log_key(seq), _log.nonced(entry, nonce))], seq)
     if not p.pos_known or p.pos != seq - 1 or p.swap_pending is not None:
         _catch_up_or_raise(p, seq)
+        return
+    if p.guard:
+        _guarded(p, ops, seq, nonce)
         return
     hb = p.hb
     try:
@@ -106,6 +120,24 @@ def write(p: Pair, ops: list[Op]) -> None:
     p.pos_nonce = nonce
     if seq - p.saved >= p.config.trim_every:
         p.save_pos()
+
+
+def _guarded(p: Pair, ops: list[Op], seq: int, nonce: bytes) -> None:
+    """The hot write of entry ``seq`` with its position, conditioned on hot's position
+    being the one this pair last saw (``Pair.guard``); refused, hot is caught up."""
+    try:
+        p.pos_write([*ops, (POS, _log.seq_bytes(seq) + nonce)])
+    except PositionMoved:
+        _catch_up_or_raise(p, seq)  # another process moved it: copies cold's values
+        return
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            raise
+        raise p.hot_failed(seq, exc) from exc
+    p.pos = p.saved = seq
+    p.pos_nonce = nonce
+    if seq - p.trimmed >= p.config.trim_every:
+        p.trim()
 
 
 def over_bound(p: Pair, size: int, limit: int, *, with_position: bool) -> InvalidArgumentError:
@@ -136,6 +168,8 @@ def miss(p: Pair, full: bytes) -> bytes | None:
     if raw is None or p.config.fill != "read" or p.read_only:
         return raw
     with p.lock:
+        if p.guard and not p.closed:
+            return _guarded_fill(p, full)
         # Re-read under the writers' lock: a write between the two reads must not be
         # overwritten in hot by the older value.
         fresh = p.cb.get(full)
@@ -145,3 +179,21 @@ def miss(p: Pair, full: bytes) -> bytes | None:
             except StorageError:
                 pass  # a fill is an optimisation; the read itself succeeded
         return fresh
+
+
+def _guarded_fill(p: Pair, full: bytes) -> bytes | None:
+    """``miss``'s fill when other processes may write hot: hot's position is read
+    before cold's value, and the fill commits only if the position is unchanged (it is
+    written again, unchanged, because JetStream checks only a condition on a key the
+    batch writes): another process's write of the key after the read moved it."""
+    try:
+        pos = p.hb.get_versioned(POS)
+    except StorageError:
+        pos = None  # hot is failing: no fill
+    fresh = p.cb.get(full)
+    if fresh is not None and pos is not None:
+        try:
+            p.hb.commit([(full, fresh), (POS, pos[0])], conditions=((POS, pos[1]),))
+        except StorageError:
+            pass  # refused (another process wrote) or failing: a fill is an optimisation
+    return fresh

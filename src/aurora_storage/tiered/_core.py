@@ -6,6 +6,15 @@ here: **after any error from the hot tier** - raised before, during or after its
 so hot may or may not hold the batch - ``pos_known`` becomes false, and
 :meth:`Pair.ensure_position` re-reads the position from hot (where it is committed in
 the same batch as the updates) before anything is applied again.
+
+On a hot tier that other processes may write (``multi_process`` and
+``conditional_writes``: LMDB, NATS) a second rule holds: **every hot batch that moves the
+position is conditioned on hot's position record being the version this pair last read
+or wrote** (:meth:`Pair.pos_write`). Two processes writing one pair share its hot store,
+and one that read the position (say 5) and then applied entry 6 would otherwise commit
+it even though the other process had applied entry 6 meanwhile: applied twice. A refused
+batch (:class:`PositionMoved`, nothing of it written) means another process applied
+meanwhile: the pair re-reads the position and goes on from there.
 """
 
 from __future__ import annotations
@@ -48,7 +57,16 @@ from ._log import (
     split,
 )
 
-__all__ = ["PROGRESS", "Pair", "batch_limit", "first", "items", "keys_of", "take"]
+__all__ = [
+    "PROGRESS",
+    "Pair",
+    "PositionMoved",
+    "batch_limit",
+    "first",
+    "items",
+    "keys_of",
+    "take",
+]
 
 #: keys deleted per hot transaction when clearing a range (flat memory)
 CLEAR_CHUNK = 10_000
@@ -106,6 +124,16 @@ def batch_limit(backend: Backend) -> int | None:
     return None
 
 
+class PositionMoved(VersionConflictError):
+    """A guarded hot batch (:meth:`Pair.pos_write`) was refused: hot's position record
+    is not the version this pair last read or wrote, because another process writing the
+    pair applied change-log entries meanwhile. Nothing of the batch was written, and
+    ``pos_known`` is false (the position is re-read before anything is applied again).
+    Internal: the pair's catch-up and writes handle it and go on from hot's position;
+    the message is for the rare path that passes it on (a rebuild's switch that keeps
+    losing to another process is redone, never passed on)."""
+
+
 class Pair:
     """Two tiers, their config, and where each stands in the change log.
 
@@ -118,6 +146,11 @@ class Pair:
         pos: the last one applied to hot (valid only while ``pos_known``).
         saved: the last one recorded in hot (``POS``); cache mode records it lazily.
         pos_known: false after any hot-tier error, until the position is re-read.
+        guard: hot may be written by other processes: every hot batch that moves the
+            position is conditioned on ``pos_version`` (see :meth:`pos_write`), and cache
+            mode records the position with every write (not lazily).
+        pos_version: ``guard``: the version of hot's position record as this pair last
+            read or wrote it (``None``: absent).
         stopped: tenant prefix -> stop record, for tenants stopped by a poison record.
     """
 
@@ -165,6 +198,9 @@ class Pair:
         #: (HEAD is missing - a store written before HEAD existed - or names another
         #: entry than the log's last, see read_log)
         self.check_entry = True
+        hcaps = hot.capabilities
+        self.guard = hcaps.multi_process and hcaps.conditional_writes and not self.read_only
+        self.pos_version: bytes | None = None
         self.pos = 0
         #: the nonce of change-log entry ``pos`` (b"": not known, or an entry written
         #: before nonces); recorded in hot with the position (see _log.NONCED)
@@ -260,8 +296,15 @@ class Pair:
         return None if k is None else seq_of(k)
 
     def reload_position(self) -> None:
-        """Read hot's recorded position and stopped tenants (what hot really holds)."""
-        self.pos, self.pos_nonce = position(self.hb.get(POS))
+        """Read hot's recorded position and stopped tenants (what hot really holds), and,
+        when ``guard``, the position record's version the next position write is
+        conditioned on (read first: a batch applied after this read moves it)."""
+        if self.guard:
+            got = self.hb.get_versioned(POS)
+            raw, self.pos_version = (None, None) if got is None else got
+        else:
+            raw = self.hb.get(POS)
+        self.pos, self.pos_nonce = position(raw)
         self.saved = self.pos
         stopped = {k[len(STOPPED) :]: v for k, v in items(self.hb, STOPPED, STOPPED_END)}
         self.stopped.clear()  # in place: appliers hold this dict
@@ -273,7 +316,9 @@ class Pair:
 
         Cache mode keeps its in-memory position: it is never ahead of what hot holds,
         and replaying a cache entry writes cold's current value (idempotent), whereas
-        hot's recorded position is saved lazily and would only replay more.
+        hot's recorded position is saved lazily and would only replay more. Not when
+        ``guard``: then every cache write records the position (it is exact), and the
+        version read with it is what the next write is conditioned on.
         """
         if not self.pos_known:
             if not self.read_only and self.hb.get(PAIR) is None:
@@ -282,7 +327,7 @@ class Pair:
                 # holds. catch_up derives it from scratch (reset_hot), never from 0
                 # against a trimmed log.
                 self.hot_lost = True
-            if self.mode == "cache" and not self.hot_lost:
+            if self.mode == "cache" and not self.hot_lost and not self.guard:
                 self.pos_known = True
             else:
                 self.reload_position()
@@ -296,6 +341,47 @@ class Pair:
         except BaseException:
             self.pos_known = False
             raise
+
+    def pos_write(self, ops: Sequence[Op]) -> None:
+        """One atomic hot batch whose LAST operation writes the position record ``POS``.
+
+        When ``guard``, it is committed only if ``POS`` is still the version this pair
+        last read or wrote (``pos_version``, then set to the written value's version):
+        a batch projected on what another process has since changed, or applying an
+        entry it has since applied, is refused. Cost: one read of ``POS`` inside the
+        write (LMDB: in its write transaction; NATS: the conditional commit's round of
+        reads).
+
+        Raises:
+            PositionMoved: another process moved the position; nothing was written.
+            the hot tier's error: the position is uncertain (re-read before applying).
+        """
+        try:
+            if self.guard:
+                self.hb.commit(ops, conditions=((POS, self.pos_version),))
+                key, value = ops[-1]
+                assert key == POS  # the convention this method documents
+                assert value is not None
+                self.pos_version = self.hb.version_of(value)
+            else:
+                self.hb.write(ops)
+        except ConditionFailed as exc:
+            self.pos_known = False
+            raise self.position_moved() from exc
+        except BaseException:
+            self.pos_known = False
+            raise
+
+    def position_moved(self) -> PositionMoved:
+        """The refusal of a guarded hot batch (see :meth:`pos_write`)."""
+        return PositionMoved(
+            f"the position of the hot tier {self.hot_name()} was moved by another process "
+            "writing this tiered pair since this process read it: nothing of this hot "
+            "batch was written; the position is re-read before anything is applied "
+            "again (hot is caught up from there)",
+            expected=self.pos_version,
+            backend="tiered",
+        )
 
     def cold_write(self, ops: Sequence[Op], seq: int) -> None:
         """Step 1 of a write: one atomic cold batch holding change-log entry ``seq``
@@ -422,14 +508,20 @@ class Pair:
         if not self.pos_known:
             return
         ops: list[Op] = []
-        if self.pos != self.saved:
-            ops.append((POS, seq_bytes(self.pos) + self.pos_nonce))
         if closing and self.mode == "cache":
             ops.append((RUNNING, None))
+        moved = self.pos != self.saved
+        if moved:
+            ops.append((POS, seq_bytes(self.pos) + self.pos_nonce))  # last: see pos_write
         if not ops:
             return
         try:
-            self.hot_write(ops)
+            if moved:
+                self.pos_write(ops)
+            else:
+                self.hot_write(ops)
+        except PositionMoved:
+            return  # another process recorded a position since: nothing to add (guard)
         except Exception as exc:
             raise self.hot_failed(self.pos, exc) from exc
         self.saved = self.pos

@@ -43,7 +43,7 @@ from ..backend import Op
 from ..errors import InvalidArgumentError
 from ._apply import Applier
 from ._config import close_unrun, returned_unrun
-from ._core import CLEAR_CHUNK, PROGRESS, Pair, items, take
+from ._core import CLEAR_CHUNK, PROGRESS, Pair, PositionMoved, items, take
 from ._log import (
     PAIR,
     PARKED,
@@ -138,15 +138,28 @@ def rebuild(p: Pair, scope: bytes, tenant: str | None, progress: ProgressCallbac
 
 
 def fresh(p: Pair) -> None:
-    """Build the whole projection straight into hot (nothing to keep serving)."""
-    target = p.seq
-    p.hot_write([(REBUILD, _marker(FRESH, target, ALL)), (PAIR, p.pair_meta)])
-    for lo, hi in _ranges(ALL):
-        p.clear_hot(lo, hi)
-    p.clear_hot(SHADOW, SHADOW_END)
-    _replay(p, ALL, b"", None, None, fresh_build=True)
-    p.hot_write([(REBUILD, None), (POS, p.position_of(target))])
-    p.reload_position()
+    """Build the whole projection straight into hot (nothing to keep serving).
+
+    Built again from the start if another process writing the pair (a shared hot,
+    ``Pair.guard``) applied meanwhile: its batch landed in a hot being cleared and
+    rebuilt, so the final position write, conditioned on the position this pair read
+    (see Pair.pos_write), is refused."""
+    while True:
+        target = p.seq
+        p.hot_write([(REBUILD, _marker(FRESH, target, ALL)), (PAIR, p.pair_meta)])
+        for lo, hi in _ranges(ALL):
+            p.clear_hot(lo, hi)
+        p.clear_hot(SHADOW, SHADOW_END)
+        _replay(p, ALL, b"", None, None, fresh_build=True)
+        try:
+            p.pos_write([(REBUILD, None), (POS, p.position_of(target))])
+        except PositionMoved:
+            # Built again to the same target (never a log re-read here: a write may be
+            # catching up before the cold batch of the number it took).
+            p.reload_position()  # the version the next attempt is conditioned on
+            continue
+        p.reload_position()
+        return
 
 
 def recover(p: Pair, marker: bytes) -> None:
@@ -240,7 +253,7 @@ def _switch(p: Pair, target: int, scope: bytes, *, resume: bool = False) -> None
             the next write, ``catch_up()`` or open.
     """
     removing = _marker(REMOVE, target, scope)
-    final: list[Op] = [(POS, p.position_of(target)), (REBUILD, removing)]
+    final: list[Op] = [(REBUILD, removing), (POS, p.position_of(target))]  # POS last
     limit = p.hot_batch
     ops: list[Op] = []
     fits = not resume
@@ -259,7 +272,14 @@ def _switch(p: Pair, target: int, scope: bytes, *, resume: bool = False) -> None
     else:
         ops.extend(final)
         try:
-            p.hot_write(ops)  # THE switch: readers see the old projection, then the new
+            p.pos_write(ops)  # THE switch: readers see the old projection, then the new
+        except PositionMoved:
+            # Another process writing the pair applied since this pair read the position
+            # (guard): the difference may be out of date. Computed again against the
+            # live scope as it is now; the shadow is still the projection at ``target``.
+            p.reload_position()
+            _switch(p, target, scope, resume=resume)
+            return
         except Exception:
             # Applied or not (a failure reported after the commit: a lost
             # acknowledgement)? The marker, written in the same batch, says. Either way
@@ -293,12 +313,18 @@ def _switch_in_batches(p: Pair, target: int, scope: bytes, step: int) -> None:
             if len(ops) < step:
                 break
             start = ops[-1][0] + b"\x00"
-    final: list[Op] = [(POS, p.position_of(target)), (REBUILD, _marker(REMOVE, target, scope))]
-    if step >= len(final):
-        p.hot_write(final)
-    else:  # the position first: under marker S, the switch is still redone after it
-        for op in final:
-            p.hot_write([op])
+    position = (POS, p.position_of(target))
+    removing = (REBUILD, _marker(REMOVE, target, scope))
+    try:
+        if step >= 2:
+            p.pos_write([removing, position])  # POS last (see Pair.pos_write)
+        else:  # the position first: under marker S, the switch is still redone after it
+            p.pos_write([position])
+            p.hot_write([removing])
+    except PositionMoved:
+        # Another process applied meanwhile (guard): the difference is computed again.
+        p.reload_position()
+        _switch_in_batches(p, target, scope, step)
 
 
 def _remove_shadow(p: Pair, switched: bytes | None = None) -> None:
@@ -348,7 +374,12 @@ def _finish_legacy(p: Pair, phase: bytes, target: int, scope: bytes) -> None:
         ops: list[Op] = [(k[len(SHADOW) :], v) for k, v in chunk]
         ops.extend((k, None) for k, _ in chunk)
         p.hot_write(ops)
-    p.hot_write([(REBUILD, None), (POS, p.position_of(target))])
+    try:
+        p.pos_write([(REBUILD, None), (POS, p.position_of(target))])
+    except PositionMoved:
+        # Another process (of this version, guard) wrote a position: it finished the
+        # swap itself when it opened the store; its position stands.
+        p.hot_write([(REBUILD, None)])
     p.swap_pending = None
     p.reload_position()
 

@@ -20,7 +20,7 @@ from ..backend import Op
 from ..errors import ConfigurationError, CorruptionError
 from . import _log, _rebuild
 from ._apply import Applier, PoisonError
-from ._core import CLEAR_CHUNK, Pair, items, take
+from ._core import CLEAR_CHUNK, Pair, PositionMoved, items, take
 from ._log import (
     COLD_META,
     LOG_END,
@@ -116,14 +116,19 @@ def open_pair(p: Pair) -> None:
                 p.cb.delete(COLD_META)
                 raise _same_store(p)
     p.pair_meta = orjson.dumps({"id": pair_id, "mode": p.mode})
-    p.read_log()
+    # In this order, for another process writing the pair meanwhile (a shared hot):
+    # a trim deletes only entries hot's position has passed, and hot's position names
+    # only entries cold holds, so the log's first entry read before the position, and
+    # the position read before the log's last entry, never look like a hot behind the
+    # trimmed log or ahead of cold (which would derive hot again under that process).
+    first = p.first_log_seq()
     p.reload_position()
+    p.read_log()
     if p.read_only:
         return
     if hot_meta is None:
         reset_hot(p)
         return
-    first = p.first_log_seq()
     marker = p.hb.get(REBUILD)
     if (
         hot_meta.get("mode") != p.mode
@@ -298,7 +303,18 @@ def reset_hot(p: Pair) -> None:
         # RUNNING: this pair writes hot from here on (cleared at its clean close). On a
         # hot of 2-operation batches it goes in a batch of its own, after the position:
         # a kill between leaves an empty hot at its exact position, which needs no mark.
-        p.hot_write_sliced([(REBUILD, None), (POS, p.position_of(p.seq)), (RUNNING, b"1")])
+        final: list[Op] = [(REBUILD, None), (RUNNING, b"1"), (POS, p.position_of(p.seq))]
+        try:
+            if p.hot_batch is None or p.hot_batch >= len(final):
+                p.pos_write(final)
+            else:
+                p.pos_write([(REBUILD, None), final[-1]])
+                p.hot_write([(RUNNING, b"1")])
+        except PositionMoved:
+            # Another process writing the pair recorded a position meanwhile (guard):
+            # what hot holds is what it wrote (cache copies of cold at its position;
+            # the clear above only removed records): keep its position.
+            p.hot_write([(REBUILD, None), (RUNNING, b"1")])
         p.reload_position()
     p.hot_lost = False  # only once hot is whole again: a failure above derives it again
 
@@ -330,6 +346,12 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
     of them was written, and the entries before it are applied again into a fresh
     group of exactly that many entries).
 
+    Another process writing the pair (on a hot tier it may write, ``Pair.guard``) may
+    apply entries meanwhile: a group whose hot batch is refused for it
+    (:class:`PositionMoved`, nothing of the group written) is not an error; the position
+    is re-read and the catch-up goes on from there. The count returned is of the
+    entries this call applied.
+
     Raises:
         ConfigurationError: one change-log entry alone needs more hot operations than
             one hot batch may hold with the position (cache mode: than one batch may
@@ -338,14 +360,22 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
             the position is re-read from hot before the next attempt.
     """
     p.ensure_seq()
+    total = 0
     try:
-        return _catch_up(p, group)
+        while True:
+            done = [0]
+            try:
+                return total + _catch_up(p, group, done)
+            except PositionMoved:
+                total += done[0]  # pos_known is false: re-read at the next round
     except BaseException:
         p.pos_known = False  # any hot error: what hot holds is re-read before the next try
         raise
 
 
-def _catch_up(p: Pair, group: int) -> int:
+def _catch_up(p: Pair, group: int, done: list[int]) -> int:
+    """:func:`catch_up`'s work; ``done[0]``: the entries applied in committed batches
+    so far (what counts when a later batch is refused)."""
     if p.swap_pending is not None:  # a switch a hot failure interrupted: finish it first
         _rebuild.finish_pending(p)
     p.ensure_position()
@@ -353,6 +383,13 @@ def _catch_up(p: Pair, group: int) -> int:
         before = p.pos
         reset_hot(p)
         return p.seq - before
+    if p.guard and p.pos > p.seq:
+        # Another process wrote and applied entries this pair has not seen: nothing to
+        # apply. The log is re-read by the next write (ensure_seq), never here: a write
+        # that catches up before its cold batch has taken its entry number, and only
+        # the head read with that number may condition the batch (see Pair.read_log).
+        p.seq_known = False
+        return 0
     applied = 0
     projecting = p.projection is not None
     limit = p.hot_batch
@@ -380,6 +417,7 @@ def _catch_up(p: Pair, group: int) -> int:
             kind = entry[0]
             if kind in (_log.DROP_INTENT, _log.DROP_DONE):
                 _flush(p, ap, last, nonce)
+                done[0] = applied
                 prefix = entry[1:]
                 if kind == _log.DROP_INTENT:
                     p.cb.delete_range(prefix, prefix + TENANT_END)
@@ -388,6 +426,7 @@ def _catch_up(p: Pair, group: int) -> int:
                 last, nonce = s, entry_nonce
                 held = 0
                 applied += 1
+                done[0] = applied
                 continue
             for full in _log.keys_of(entry):
                 raw = p.cb.get(full)
@@ -412,6 +451,7 @@ def _catch_up(p: Pair, group: int) -> int:
                 _flush(p, ap, s, entry_nonce)
                 last, nonce = s, entry_nonce
                 applied += 1
+                done[0] = applied
                 continue
             last, nonce = s, entry_nonce
             held += 1
@@ -419,6 +459,7 @@ def _catch_up(p: Pair, group: int) -> int:
         if redo:
             continue
         _flush(p, ap, last, nonce)
+        done[0] = applied
     return applied
 
 
@@ -446,7 +487,7 @@ def _flush(p: Pair, ap: Applier, last: int, nonce: bytes) -> None:
         return
     ops = ap.ops()
     ops.append((POS, seq_bytes(last) + nonce))
-    p.hot_write(ops)
+    p.pos_write(ops)
     p.pos = p.saved = last
     p.pos_nonce = nonce
     ap.reset()
@@ -455,7 +496,7 @@ def _flush(p: Pair, ap: Applier, last: int, nonce: bytes) -> None:
 def _drop_hot(p: Pair, prefix: bytes, seq: int, nonce: bytes) -> None:
     p.clear_hot(prefix, prefix + TENANT_END)
     p.clear_hot(PARKED + prefix, PARKED + prefix + TENANT_END)
-    p.hot_write([(STOPPED + prefix, None), (POS, seq_bytes(seq) + nonce)])
+    p.pos_write([(STOPPED + prefix, None), (POS, seq_bytes(seq) + nonce)])
     p.stopped.pop(prefix, None)
     p.pos = p.saved = seq
     p.pos_nonce = nonce
@@ -484,7 +525,10 @@ def drop_tenant(p: Pair, prefix: bytes) -> int:
         if p.pos != seq - 1 or p.swap_pending is not None:
             catch_up(p, 1)
         else:
-            _drop_hot(p, prefix, seq, nonce)
+            try:
+                _drop_hot(p, prefix, seq, nonce)
+            except PositionMoved:
+                catch_up(p, 1)  # another process applied meanwhile: go on from there
     except Exception as exc:
         raise p.hot_failed(seq, exc) from exc
     return n
