@@ -98,7 +98,7 @@ def test_cache_delete_many_over_max_batch_is_refused(
         t.put("acme", (1, 0), {"i": 1})
         before = _state(t)
         keys = [(0, j) for j in range(BOUND - 1)] + [(1, 0)]
-        with pytest.raises(InvalidArgumentError, match="plus the position.*at least 5"):
+        with pytest.raises(InvalidArgumentError, match=r"plus the position.*at least 5"):
             t.delete_many("acme", keys)
         assert _state(t) == before
         assert t.delete_many("acme", keys[: BOUND - 1]) == BOUND - 1
