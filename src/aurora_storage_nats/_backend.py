@@ -39,7 +39,7 @@ from aurora_storage.backend import (
     value_version,
 )
 from aurora_storage.config import URL
-from aurora_storage.errors import RepositoryClosedError
+from aurora_storage.errors import RepositoryClosedError, StorageError
 
 from . import _loop
 from ._client import WRITE_SENT, NATSCore
@@ -366,10 +366,22 @@ class NATSBackend(Backend):
         for i in range(0, len(keys), step):
             # Just listed: not read again one by one (a whole tenant would cost a read
             # per key). A key another writer deletes in between gets a second marker.
-            self._run(
-                self._core.write([(k, None) for k in keys[i : i + step]], present=True),
-                writes=True,
-            )
+            try:
+                self._run(
+                    self._core.write([(k, None) for k in keys[i : i + step]], present=True),
+                    writes=True,
+                )
+            except StorageError as exc:
+                if i:
+                    # The error speaks of this batch only ("nothing was written"): say
+                    # that the earlier ones of the same call are committed.
+                    exc.message = (
+                        f"deleting {len(keys)} keys in atomic batches of at most {step}: "
+                        f"the first {i} were deleted (their batches committed); then the "
+                        f"next batch failed: {exc.message}"
+                    )
+                    exc.args = (exc.message,)
+                raise
         return len(keys)
 
     def _check_writable(self) -> None:

@@ -38,7 +38,14 @@ from aurora_storage.errors import (
     StorageError,
 )
 
-from ._connection import _BATCH_TOO_LARGE, _MSG_TOO_BIG, NATSConnection, reads, writes
+from ._connection import (
+    _BATCH_TOO_LARGE,
+    _MSG_TOO_BIG,
+    FLUSH_EVERY,
+    NATSConnection,
+    reads,
+    writes,
+)
 from ._errors import ValueTooLargeError
 from ._subjects import decode_key, encode_key
 
@@ -1004,38 +1011,35 @@ class NATSCore(NATSConnection):
         bid = uuid.uuid4().hex
         pre = self.pre
         publish = nc.publish
-        loop = asyncio.get_running_loop()
         timeout = self.timeout
         committing = False
         try:
-            # Bounded by progress: nats-py's publish waits on a full outgoing buffer (the
-            # socket drained by its flusher) without a bound of its own; no progress for
-            # `timeout` is a timeout, whatever the batch's size.
-            async with asyncio.timeout_at(loop.time() + timeout) as bound:
-                for i, (k, v) in enumerate(ops, 1):
-                    if not i & 63:
-                        bound.reschedule(loop.time() + timeout)
-                    if v is not None and not pending:
-                        # The common case, kept lean: a put with no expected sequence.
-                        h = {"Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(i)}
-                        data = v
-                    else:
-                        h = headers(k, v) or {}
-                        h["Nats-Batch-Id"] = bid
-                        h["Nats-Batch-Sequence"] = str(i)
-                        if noop and i - 1 in noop:
-                            h[UNCHANGED] = "1"
-                        data = b"" if v is None else v
-                    if i < n:
-                        await publish(pre + encode_key(k), data, headers=h)
-                    else:
-                        h["Nats-Batch-Commit"] = "1"
-                        bound.reschedule(loop.time() + timeout)
-                        committing = True
-                        _sending()
-                        msg = await nc.request(
-                            pre + encode_key(k), data, timeout=timeout, headers=h
-                        )
+            for i, (k, v) in enumerate(ops, 1):
+                if v is not None and not pending:
+                    # The common case, kept lean: a put with no expected sequence.
+                    h = {"Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(i)}
+                    data = v
+                else:
+                    h = headers(k, v) or {}
+                    h["Nats-Batch-Id"] = bid
+                    h["Nats-Batch-Sequence"] = str(i)
+                    if noop and i - 1 in noop:
+                        h[UNCHANGED] = "1"
+                    data = b"" if v is None else v
+                if i < n:
+                    if nc.pending_data_size + len(data) > FLUSH_EVERY:
+                        # Bounded by progress: each FLUSH_EVERY bytes must reach the
+                        # server within `timeout` (a PING answered after them), else
+                        # NATSTimeoutError with the commit unsent. nats-py's own wait
+                        # on a full buffer has no bound and swallows a cancellation:
+                        # its buffer (PENDING_SIZE) is never filled (see _connection).
+                        await nc.flush(timeout)  # type: ignore[arg-type]  # nats-py hints int; it passes the seconds to asyncio.wait_for, which takes a float
+                    await publish(pre + encode_key(k), data, headers=h)
+                else:
+                    h["Nats-Batch-Commit"] = "1"
+                    committing = True
+                    _sending()
+                    msg = await nc.request(pre + encode_key(k), data, timeout=timeout, headers=h)
         except Exception as exc:
             if isinstance(exc, nats.errors.MaxPayloadError):
                 # The client's own check: the server's INFO changed since.

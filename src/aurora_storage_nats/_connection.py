@@ -38,7 +38,17 @@ from ._errors import (
     ValueTooLargeError,
 )
 
-__all__ = ["NATSConnection", "reads", "writes"]
+__all__ = ["FLUSH_EVERY", "PENDING_SIZE", "NATSConnection", "reads", "writes"]
+
+#: Bytes a batch hands the client before it waits for them to reach the server (a
+#: flush: PING, then its PONG within ``timeout``); see NATSCore._publish_ops.
+FLUSH_EVERY = 2 * 1024 * 1024
+#: nats-py's outgoing buffer (its ``pending_size``). When a publish would go past it,
+#: nats-py waits for its flusher without a bound, and swallows a cancellation of that
+#: wait (a stalled link hung a batch for ever). So it is made larger than anything a
+#: batch ever buffers - FLUSH_EVERY plus one message of at most the largest
+#: max_payload nats-server allows (64 MiB) - and batches flush on their own first.
+PENDING_SIZE = FLUSH_EVERY + 66 * 1024 * 1024
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -377,7 +387,14 @@ class NATSConnection:
             ) from exc
         if isinstance(exc, nats.errors.Error):
             raise StorageError(f"{what} on {where}: {exc}", backend="nats") from exc
-        raise exc
+        if not isinstance(exc, Exception):
+            raise exc  # a cancellation, an interrupt: not an error of the store
+        # Anything else from the client (or the loop) is still reported as a storage
+        # error, chained: no raw exception reaches the caller.
+        raise StorageError(
+            f"{what} on {where}: unexpected {type(exc).__name__} from the NATS client: {exc}",
+            backend="nats",
+        ) from exc
 
     async def _stream_exists(self, deadline: float) -> bool | None:
         """Ask the server for the bucket's stream until ``deadline``: True once it is
@@ -583,6 +600,7 @@ class NATSConnection:
             "reconnected_cb": self._reconnected,
             "closed_cb": closed,
             "name": "aurora-storage",
+            "pending_size": PENDING_SIZE,
         }
         if c.max_reconnect_attempts == 0:
 

@@ -167,3 +167,52 @@ def test_a_task_cancelled_by_its_owner_still_sees_its_cancellation(filled_url: s
             await ar.close()
 
     asyncio.run(main())
+
+
+def test_a_range_delete_cut_after_its_first_batch_says_what_was_deleted(
+    nats_server: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # drop_tenant of more keys than max_batch commits one atomic batch after another.
+    # close() cutting the second said "nothing was written" although the first batch's
+    # deletes were committed. The second batch is held (a slow link, in effect) by a
+    # wrapper of our own publishing step; the server and client are real.
+    from aurora_storage_nats import _client
+
+    url = f"nats://{nats_server.address}/{bucket}?codec=raw&max_batch=100"
+    other = aurora_storage.open(url)
+    try:
+        for start in range(0, 250, 50):
+            other.put_many("t", [(i, b"v") for i in range(start, start + 50)])
+        original = _client.NATSCore._publish_ops
+        calls = [0]
+        second = threading.Event()
+
+        async def held_second(self: Any, *args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == 2:
+                second.set()
+                await asyncio.sleep(GUARD)  # cut by close() long before
+            return await original(self, *args, **kwargs)
+
+        monkeypatch.setattr(_client.NATSCore, "_publish_ops", held_second)
+        repo = aurora_storage.open(url)
+        out: list[BaseException] = []
+
+        def drop() -> None:
+            try:
+                repo.drop_tenant("t")
+            except BaseException as exc:
+                out.append(exc)
+
+        th = threading.Thread(target=drop, daemon=True)
+        th.start()
+        assert second.wait(GUARD)
+        repo.close()
+        th.join(GUARD)
+        monkeypatch.setattr(_client.NATSCore, "_publish_ops", original)
+        (exc,) = out
+        assert isinstance(exc, RepositoryClosedError), repr(exc)
+        assert "the first 100 were deleted (their batches committed)" in str(exc)
+        assert other.count("t") == 150
+    finally:
+        other.close()
