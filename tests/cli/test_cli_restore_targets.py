@@ -364,3 +364,22 @@ def test_a_partial_copy_left_by_a_killed_restore_is_removed_by_the_next(tmp_path
     assert b"left by an interrupted restore" in out.stderr
     assert _get(f"rocksdb:{store}") == "new"
     assert not (tmp_path / "store.restoring").exists()
+
+
+@pytest.mark.parametrize("name", ["bk%41", "bk#1", "bk?x", "bk 2"])
+def test_a_backup_directory_with_url_characters_in_its_name_is_the_one_checked(
+    tmp_path: Path, name: str
+) -> None:
+    # The backup's path was pasted into a URL: 'bk%41' was decoded to 'bkA' (another
+    # store checked and counted), '#' and '?' refused as a URL the user never wrote.
+    bk = _backup_of(tmp_path, "lmdb", n=1).rename(tmp_path / name)
+    decoy = tmp_path / "bkA"
+    _store(f"lmdb://{decoy}", "decoy", n=5)
+    store = tmp_path / "store"
+    _store(f"lmdb://{store}", "old")
+    asked = run_cli("restore", str(bk), f"lmdb:{store}")
+    assert asked.returncode == _USAGE, asked.stderr
+    assert "with the backup (1 records)?" in asked.stderr.decode()
+    out = run_cli("restore", "--yes", str(bk), f"lmdb:{store}")
+    assert out.returncode == 0, out.stderr
+    assert _get(f"lmdb:{store}") == "backup"

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from .. import errors
+from ..config import URL
 from ._app import _confirm, _quiet_option, cli
 from ._common import NoStoreError, engine_at, open_read, open_write, say
 
@@ -260,7 +261,7 @@ def _live_source_advice(scheme: str, source: str) -> str:
     return (
         f"{source} is a live store, not a backup: a copy of its files taken while it "
         f"changes is not consistent. Back it up with `aurora-storage backup "
-        f"{scheme}://{source} DIR` (a RocksDB store being written: "
+        f"{URL(scheme, source).render(hide_secrets=False)} DIR` (a RocksDB store being written: "
         "repo.checkpoint(path) inside the writing process) and restore that backup; "
         "nothing was changed"
     )
@@ -330,7 +331,9 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
     with in_use(), live():
         pass
     # The backup must open cleanly before anything at the target is touched.
-    with open_read(f"{parsed.scheme}://{source}") as check:
+    # (A URL built from the path quoted: '%', '#', '?' or a tab in a directory's name
+    # would otherwise name another store, or be refused as a URL the user never wrote.)
+    with open_read(URL(parsed.scheme, source).render(hide_secrets=False)) as check:
         records = sum(check.count(t) for t in check.tenants())
     if found is not None:
         link = "" if given == path else f" (where {given} points)"
