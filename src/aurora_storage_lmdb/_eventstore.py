@@ -257,7 +257,7 @@ def _commit_versions(
     (:func:`plan_commit` returns them unchanged) after checking their sizes. This does
     the same reads and writes in the same order; a failed condition is handed to the
     general path, which raises ConditionFailed naming every failed one."""
-    unwrap, kseed, trailer = backend._unwrap, backend._kseed, backend._trailer
+    unwrap = backend._unwrap
     lookup = backend._lookup
     done: list[Op] = []
 
@@ -270,23 +270,7 @@ def _commit_versions(
             if raw is None or value_version(unwrap(key, raw)) != expected:
                 raise _Occupied
         backend._check_sizes(ops)
-        put, delete = txn.put, txn.delete
-        done.clear()  # a retried transaction starts over
-        # Read under the write lock, as in the general path.
-        if not backend._recording:
-            for k, v in ops:
-                if v is None:
-                    delete(k)
-                else:
-                    put(k, v + trailer(v, kseed(k)))
-            return []
-        for k, v in ops:
-            if v is None:
-                if delete(k):
-                    done.append((k, None))
-            else:
-                put(k, v + trailer(v, kseed(k)))
-                done.append((k, v))
+        _write(backend, txn, ops, done)
         return []
 
     return backend._write_txn(work, changes=lambda _: done)
@@ -301,7 +285,7 @@ def _commit_general(
     """:func:`commit` of any batch: the conditions and slots read first (plan_commit),
     then the writes, in one write transaction. Each value's CRC envelope is built
     inline, and the changes are collected only while a feed records them."""
-    unwrap, kseed, trailer = backend._unwrap, backend._kseed, backend._trailer
+    unwrap = backend._unwrap
     lookup = backend._lookup
     # The keys whose misses are checked for a damaged record next to them (see
     # LMDBBackend._near): the conditions' and the counters', as in _commit_fast. A free
@@ -334,27 +318,34 @@ def _commit_general(
 
         final, firsts = plan_commit(read, ops, conditions, appends, last=last)
         backend._check_sizes(final)
-        put, delete = txn.put, txn.delete
-        done.clear()  # a retried transaction starts over
-        # Read under the write lock (start_feed sets it there): a commit after the
-        # feed's start is always recorded.
-        if not backend._recording:
-            for k, v in final:
-                if v is None:
-                    delete(k)
-                else:
-                    put(k, v + trailer(v, kseed(k)))
-            return firsts
-        for k, v in final:
-            if v is None:
-                if delete(k):
-                    done.append((k, None))
-            else:
-                put(k, v + trailer(v, kseed(k)))
-                done.append((k, v))
+        _write(backend, txn, final, done)
         return firsts
 
     return backend._write_txn(work, changes=lambda _: done)
+
+
+def _write(backend: LMDBBackend, txn: Any, ops: Sequence[Op], done: list[Op]) -> None:
+    """Apply ``ops`` in ``txn`` (each value in its CRC envelope); while a feed records,
+    collect into ``done`` the changes made (a delete of an absent key is none)."""
+    trailer, kseed = backend._trailer, backend._kseed
+    put, delete = txn.put, txn.delete
+    done.clear()  # a retried transaction starts over
+    # Read under the write lock (start_feed sets it there): a commit after the feed's
+    # start is always recorded.
+    if not backend._recording:
+        for k, v in ops:
+            if v is None:
+                delete(k)
+            else:
+                put(k, v + trailer(v, kseed(k)))
+        return
+    for k, v in ops:
+        if v is None:
+            if delete(k):
+                done.append((k, None))
+        else:
+            put(k, v + trailer(v, kseed(k)))
+            done.append((k, v))
 
 
 def start_feed(backend: LMDBBackend) -> RecentChanges:
