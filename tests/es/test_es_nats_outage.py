@@ -71,6 +71,24 @@ def _outage(server: Server, app: Application[Any]) -> None:
                 raise
 
 
+def _follow(sub: Any, got: queue.Queue[object]) -> threading.Thread:
+    """A started thread iterating ``sub``: each notification's id into ``got``, then
+    "stopped" when the iteration ends, or the exception that ended it."""
+
+    def follow() -> None:
+        try:
+            with sub:
+                for n in sub:
+                    got.put(n.id)
+            got.put("stopped")
+        except BaseException as exc:
+            got.put(exc)
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    return thread
+
+
 def test_a_subscription_delivers_after_an_outage_longer_than_the_timeout(
     server: Server,
 ) -> None:
@@ -79,18 +97,7 @@ def test_a_subscription_delivers_after_an_outage_longer_than_the_timeout(
     try:
         app.save(Aggregate())
         sub = app.recorder.subscribe(gt=0)
-
-        def follow() -> None:
-            try:
-                with sub:
-                    for n in sub:
-                        got.put(n.id)
-                got.put("stopped")
-            except BaseException as exc:
-                got.put(exc)
-
-        thread = threading.Thread(target=follow)
-        thread.start()
+        thread = _follow(sub, got)
         try:
             assert got.get(timeout=LONG) == 1
             _outage(server, app)
@@ -157,18 +164,7 @@ def test_a_connection_closed_for_good_ends_the_subscription_with_its_error(
     try:
         app.save(Aggregate())
         sub = app.recorder.subscribe(gt=0)
-
-        def follow() -> None:
-            try:
-                with sub:
-                    for n in sub:
-                        got.put(n.id)
-                got.put("stopped")
-            except BaseException as exc:
-                got.put(exc)
-
-        thread = threading.Thread(target=follow)
-        thread.start()
+        thread = _follow(sub, got)
         # A hang guard, not a timed assertion: stopping it ends the iteration with
         # "stopped", which fails the test below.
         watchdog = threading.Timer(LONG, sub.stop)
