@@ -91,6 +91,9 @@ def test_every_core_error_is_defined_in_errors() -> None:
         and cls.__module__ != "aurora_storage.errors"
         and not cls.__module__.startswith(OWN_ERRORS)
         and not cls.__module__.startswith("tests")
+        # A private subclass is internal control flow (the tiered pair's
+        # _PositionMoved): callers meet it, if ever, as its public base.
+        and not cls.__qualname__.startswith("_")
     )
     assert stray == []
 

@@ -27,7 +27,7 @@ from typing import Any
 from ..backend import Op
 from ..errors import InvalidArgumentError, KeyExistsError, StorageError
 from . import _log, _recovery
-from ._core import Pair, PositionMoved
+from ._core import Pair, _PositionMoved
 from ._log import LOG, NONCE_SIZE, POS
 
 __all__ = ["insert", "miss", "over_bound", "put", "write"]
@@ -127,7 +127,7 @@ def _guarded(p: Pair, ops: list[Op], seq: int, nonce: bytes) -> None:
     being the one this pair last saw (``Pair.guard``); refused, hot is caught up."""
     try:
         p.pos_write([*ops, (POS, _log.seq_bytes(seq) + nonce)])
-    except PositionMoved:
+    except _PositionMoved:
         _catch_up_or_raise(p, seq)  # another process moved it: copies cold's values
         return
     except BaseException as exc:

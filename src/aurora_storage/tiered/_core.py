@@ -13,7 +13,7 @@ position is conditioned on hot's position record being the version this pair las
 or wrote** (:meth:`Pair.pos_write`). Two processes writing one pair share its hot store,
 and one that read the position (say 5) and then applied entry 6 would otherwise commit
 it even though the other process had applied entry 6 meanwhile: applied twice. A refused
-batch (:class:`PositionMoved`, nothing of it written) means another process applied
+batch (:class:`_PositionMoved`, nothing of it written) means another process applied
 meanwhile: the pair re-reads the position and goes on from there.
 """
 
@@ -60,7 +60,7 @@ from ._log import (
 __all__ = [
     "PROGRESS",
     "Pair",
-    "PositionMoved",
+    "_PositionMoved",
     "batch_limit",
     "first",
     "items",
@@ -124,7 +124,7 @@ def batch_limit(backend: Backend) -> int | None:
     return None
 
 
-class PositionMoved(VersionConflictError):
+class _PositionMoved(VersionConflictError):
     """A guarded hot batch (:meth:`Pair.pos_write`) was refused: hot's position record
     is not the version this pair last read or wrote, because another process writing the
     pair applied change-log entries meanwhile. Nothing of the batch was written, and
@@ -353,7 +353,7 @@ class Pair:
         reads).
 
         Raises:
-            PositionMoved: another process moved the position; nothing was written.
+            _PositionMoved: another process moved the position; nothing was written.
             the hot tier's error: the position is uncertain (re-read before applying).
         """
         try:
@@ -372,9 +372,9 @@ class Pair:
             self.pos_known = False
             raise
 
-    def position_moved(self) -> PositionMoved:
+    def position_moved(self) -> _PositionMoved:
         """The refusal of a guarded hot batch (see :meth:`pos_write`)."""
-        return PositionMoved(
+        return _PositionMoved(
             f"the position of the hot tier {self.hot_name()} was moved by another process "
             "writing this tiered pair since this process read it: nothing of this hot "
             "batch was written; the position is re-read before anything is applied "
@@ -520,7 +520,7 @@ class Pair:
                 self.pos_write(ops)
             else:
                 self.hot_write(ops)
-        except PositionMoved:
+        except _PositionMoved:
             return  # another process recorded a position since: nothing to add (guard)
         except Exception as exc:
             raise self.hot_failed(self.pos, exc) from exc

@@ -43,7 +43,7 @@ from ..backend import Op
 from ..errors import InvalidArgumentError
 from ._apply import Applier
 from ._config import close_unrun, returned_unrun
-from ._core import CLEAR_CHUNK, PROGRESS, Pair, PositionMoved, items, take
+from ._core import CLEAR_CHUNK, PROGRESS, Pair, _PositionMoved, items, take
 from ._log import (
     PAIR,
     PARKED,
@@ -153,7 +153,7 @@ def fresh(p: Pair) -> None:
         _replay(p, ALL, b"", None, None, fresh_build=True)
         try:
             p.pos_write([(REBUILD, None), (POS, p.position_of(target))])
-        except PositionMoved:
+        except _PositionMoved:
             # Built again to the same target (never a log re-read here: a write may be
             # catching up before the cold batch of the number it took).
             p.reload_position()  # the version the next attempt is conditioned on
@@ -273,7 +273,7 @@ def _switch(p: Pair, target: int, scope: bytes, *, resume: bool = False) -> None
         ops.extend(final)
         try:
             p.pos_write(ops)  # THE switch: readers see the old projection, then the new
-        except PositionMoved:
+        except _PositionMoved:
             # Another process writing the pair applied since this pair read the position
             # (guard): the difference may be out of date. Computed again against the
             # live scope as it is now; the shadow is still the projection at ``target``.
@@ -321,7 +321,7 @@ def _switch_in_batches(p: Pair, target: int, scope: bytes, step: int) -> None:
         else:  # the position first: under marker S, the switch is still redone after it
             p.pos_write([position])
             p.hot_write([removing])
-    except PositionMoved:
+    except _PositionMoved:
         # Another process applied meanwhile (guard): the difference is computed again.
         p.reload_position()
         _switch_in_batches(p, target, scope, step)
@@ -376,7 +376,7 @@ def _finish_legacy(p: Pair, phase: bytes, target: int, scope: bytes) -> None:
         p.hot_write(ops)
     try:
         p.pos_write([(REBUILD, None), (POS, p.position_of(target))])
-    except PositionMoved:
+    except _PositionMoved:
         # Another process (of this version, guard) wrote a position: it finished the
         # swap itself when it opened the store; its position stands.
         p.hot_write([(REBUILD, None)])

@@ -20,7 +20,7 @@ from ..backend import Op
 from ..errors import ConfigurationError, CorruptionError
 from . import _log, _rebuild
 from ._apply import Applier, PoisonError
-from ._core import CLEAR_CHUNK, Pair, PositionMoved, items, take
+from ._core import CLEAR_CHUNK, Pair, _PositionMoved, items, take
 from ._log import (
     COLD_META,
     LOG_END,
@@ -310,7 +310,7 @@ def reset_hot(p: Pair) -> None:
             else:
                 p.pos_write([(REBUILD, None), final[-1]])
                 p.hot_write([(RUNNING, b"1")])
-        except PositionMoved:
+        except _PositionMoved:
             # Another process writing the pair recorded a position meanwhile (guard):
             # what hot holds is what it wrote (cache copies of cold at its position;
             # the clear above only removed records): keep its position.
@@ -348,7 +348,7 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
 
     Another process writing the pair (on a hot tier it may write, ``Pair.guard``) may
     apply entries meanwhile: a group whose hot batch is refused for it
-    (:class:`PositionMoved`, nothing of the group written) is not an error; the position
+    (:class:`_PositionMoved`, nothing of the group written) is not an error; the position
     is re-read and the catch-up goes on from there. The count returned is of the
     entries this call applied.
 
@@ -366,7 +366,7 @@ def catch_up(p: Pair, group: int = GROUP) -> int:
             done = [0]
             try:
                 return total + _catch_up(p, group, done)
-            except PositionMoved:
+            except _PositionMoved:
                 total += done[0]  # pos_known is false: re-read at the next round
     except BaseException:
         p.pos_known = False  # any hot error: what hot holds is re-read before the next try
@@ -527,7 +527,7 @@ def drop_tenant(p: Pair, prefix: bytes) -> int:
         else:
             try:
                 _drop_hot(p, prefix, seq, nonce)
-            except PositionMoved:
+            except _PositionMoved:
                 catch_up(p, 1)  # another process applied meanwhile: go on from there
     except Exception as exc:
         raise p.hot_failed(seq, exc) from exc
