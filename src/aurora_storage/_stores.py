@@ -29,6 +29,7 @@ import dataclasses
 import errno
 import os
 import secrets
+import shlex
 import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -461,7 +462,10 @@ def restore_leftovers(path: str) -> str | None:
     ``<path>.restoring``) when there is no store at ``path`` (nothing there, or an
     empty directory): which holds what, and how to finish or undo the restore, in
     commands that fail instead of moving a directory into one at ``path``. None when
-    neither is there."""
+    neither is there. A symbolic link at ``path`` that points nowhere now stands for
+    its target (a restore through the link swapped the target)."""
+    if os.path.islink(path):
+        path = os.path.realpath(path)
     old, new = path + REPLACED, path + RESTORING
     has_old, has_new = os.path.isdir(old), os.path.isdir(new)
     if not has_old and not has_new:
@@ -472,9 +476,12 @@ def restore_leftovers(path: str) -> str | None:
             "the backup); wait for it to finish"
         )
     # `test ! -e` first: `mv DIR PATH` moves DIR into PATH when PATH is a directory.
-    only = f"test ! -e {path} && "
+    # Every path quoted for the shell (a space, or a name like "x -o y", would change
+    # what the guard tests).
+    path_q, old_q, new_q = shlex.quote(path), shlex.quote(old), shlex.quote(new)
+    only = f"test ! -e {path_q} && "
     empty = (
-        f" ({path} is an empty directory now: remove it first, rmdir {path})"
+        f" ({path} is an empty directory now: remove it first, rmdir {path_q})"
         if os.path.isdir(path)
         else ""
     )
@@ -482,13 +489,13 @@ def restore_leftovers(path: str) -> str | None:
         return (
             f"no store at {path}: a restore into it was interrupted between its two "
             f"renames. {old} holds the store that was there before, {new} the whole "
-            f"copy of the backup. To finish the restore: {only}mv {new} {path} && rm -r "
-            f"{old}; to undo it: {only}mv {old} {path} && rm -r {new}{empty}"
+            f"copy of the backup. To finish the restore: {only}mv {new_q} {path_q} && rm -r "
+            f"{old_q}; to undo it: {only}mv {old_q} {path_q} && rm -r {new_q}{empty}"
         )
     if has_old:
         return (
             f"no store at {path}: a restore into it was interrupted, and {old} holds the "
-            f"store that was there before it. Put it back ({only}mv {old} {path}), or "
+            f"store that was there before it. Put it back ({only}mv {old_q} {path_q}), or "
             f"move it away and run the restore again{empty}"
         )
     return (

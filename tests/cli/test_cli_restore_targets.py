@@ -383,3 +383,17 @@ def test_a_backup_directory_with_url_characters_in_its_name_is_the_one_checked(
     out = run_cli("restore", "--yes", str(bk), f"lmdb:{store}")
     assert out.returncode == 0, out.stderr
     assert _get(f"lmdb:{store}") == "backup"
+
+
+@pytest.mark.parametrize("scheme", ["rocksdb", "lmdb"])
+def test_a_target_inside_the_backup_or_holding_it_is_refused(tmp_path: Path, scheme: str) -> None:
+    # Restoring into bk/inner wrote into the backup (and copied its own partial copy
+    # into the store); restoring into the folder holding the backup would replace it.
+    bk = _backup_of(tmp_path, scheme)
+    before = _tree(bk)
+    for target in (bk / "inner", tmp_path):
+        out = run_cli("restore", "--yes", str(bk), f"{scheme}:{target}")
+        assert out.returncode == _USAGE, out.stderr
+        assert "inside the backup" in out.stderr.decode()
+    assert _tree(bk) == before
+    assert not (bk / "inner").exists()

@@ -82,3 +82,41 @@ def test_the_printed_advice_run_literally_finishes_the_restore(tmp_path: Path) -
     assert sorted(os.listdir(tmp_path)) == ["store"]
     with aurora_storage.open(f"rocksdb://{store}") as r:
         assert r.get("t", "k") == "new"
+
+
+@pytest.mark.parametrize("scheme", _SCHEMES)
+def test_a_link_to_a_path_a_restore_left_is_refused_too(tmp_path: Path, scheme: str) -> None:
+    # A restore through a symbolic link swaps the link's target: killed between its
+    # renames, the link points nowhere. Opening through the link raised a raw
+    # FileExistsError (LMDB) or a misleading ConfigurationError (RocksDB).
+    real = tmp_path / "real"
+    real.mkdir()
+    store = real / "s"
+    for suffix in ("replaced", "restoring"):
+        _fill(f"{scheme}://{store}.{suffix}", suffix)
+    link = tmp_path / "link"
+    link.symlink_to(store)
+    with pytest.raises(InterruptedRestoreError, match=f"no store at {store}"):
+        aurora_storage.open(f"{scheme}://{link}")
+
+
+@pytest.mark.parametrize("name", ["sp ace", "x -o y"])
+def test_the_printed_commands_work_when_run_as_printed(tmp_path: Path, name: str) -> None:
+    # Paths are quoted for the shell: with a space the guard failed ("binary operator
+    # expected"), and a folder named "x -o y" turned `test ! -e` into another test.
+    import subprocess
+
+    folder = tmp_path / name
+    folder.mkdir()
+    store = folder / "s"
+    _fill(f"lmdb://{store}.replaced", "old")
+    _fill(f"lmdb://{store}.restoring", "backup")
+    with pytest.raises(InterruptedRestoreError) as info:
+        aurora_storage.open(f"lmdb://{store}")
+    message = str(info.value)
+    finish = message.split("To finish the restore: ", 1)[1].split("; to undo it", 1)[0]
+    done = subprocess.run(["bash", "-c", finish], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    with aurora_storage.open(f"lmdb://{store}") as repo:
+        assert repo.get("t", "k") == "backup"
+    assert not os.path.exists(f"{store}.replaced")

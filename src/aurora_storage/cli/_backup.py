@@ -299,6 +299,13 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
     source = os.path.realpath(directory)
     if source == path:
         raise click.UsageError(f"{directory} is the store at {url} itself; nothing to restore")
+    if os.path.commonpath([source, path]) == source or os.path.commonpath([source, path]) == path:
+        # Inside the backup, the restore would write into the backup (and copy its own
+        # partial copy); around it, it would replace the folder holding the backup.
+        raise click.UsageError(
+            f"{url} is inside the backup {directory}, or holds it; restore to a path "
+            "outside it; nothing was changed"
+        )
     staging = path + RESTORING
     locks = _RestoreLocks(parsed.scheme, path, staging)
     locks.refuse_running()
@@ -514,7 +521,15 @@ class _RestoreLocks:
             if os.path.lexists(self.staging):
                 say(f"removing {self.staging}, left by an interrupted restore", quiet=quiet)
                 shutil.rmtree(self.staging, ignore_errors=True)
-            os.mkdir(self.staging)
+            try:
+                os.mkdir(self.staging)
+            except OSError as exc:
+                raise errors.StorageError(
+                    f"cannot restore into {self.path}: the copy's folder {self.staging} "
+                    f"cannot be made ({exc.strerror or exc}): the folder holding the "
+                    "target must be writable; nothing was changed",
+                    path=self.path,
+                ) from exc
             self.made_staging = True
             self._hold(self.staging, target=False)
         finally:

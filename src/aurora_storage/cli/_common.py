@@ -147,6 +147,8 @@ def interrupted_restore(path: str) -> str | None:
     (killed, or the machine stopped) and left ``<path>.replaced`` or ``<path>.restoring``
     beside it, saying which holds what and how to finish or undo it (or that a restore
     into it runs); else None. See :func:`aurora_storage._stores.restore_leftovers`."""
+    if os.path.islink(path):
+        path = os.path.realpath(path)  # a link that points nowhere: its target counts
     if os.path.lexists(path):
         return None
     return _stores.restore_leftovers(path)
