@@ -280,3 +280,25 @@ def test_a_bad_view_key_is_a_data_error_and_writes_nothing(
         view.track(Tracking("up", 1), use)
     assert isinstance(info.value.__cause__, errors.InvalidKeyError)
     assert view.max_tracking_id("up") is None
+
+
+def test_an_update_that_only_reads_writes_no_view_record(view: AuroraTrackingRecorder) -> None:
+    """An update that reads view records and writes none moves only its tracking
+    record: nothing it could have computed from a stale read is written, so it needs
+    no condition on those reads. Before, its batch rewrote the view's stamp, and every
+    other update that had read the view meanwhile failed and ran again for nothing."""
+    view.track(Tracking("load", 1), lambda state: (state.put("total", 5), state.put("step", 2)))
+    runs: list[int] = []
+
+    def add_step(state: ViewState) -> None:
+        runs.append(1)
+        total = state.get("total", 0)
+        step = state.get("step")  # read, not written: the batch rests on the stamp
+        if len(runs) == 1:  # a read-only update of another upstream commits meanwhile
+            view.track(Tracking("audit", 1), lambda s: s.get("total"))
+        state.put("total", total + step)
+
+    view.track(Tracking("orders", 1), add_step)
+    assert len(runs) == 1
+    assert view.get("total") == 7
+    assert view.max_tracking_id("audit") == 1

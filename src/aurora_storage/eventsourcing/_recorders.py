@@ -943,7 +943,14 @@ class ViewState:
         key only by writing it), so the batch is conditioned on the view's stamp
         instead: a record every batch that writes view records changes, read before the
         update's first read. Records written without being read need no condition.
+
+        An update that writes no view record (it only read) adds nothing, not even the
+        stamp: nothing of the view could rest on a stale read, so the batch needs no
+        condition on its reads, and rewriting the stamp would only make every other
+        update that read the view meanwhile fail and run again for nothing.
         """
+        if not self._pending:
+            return
         tenant, read = self._tenant, self._read
         on_stamp = False
         for encoded, (key, value) in self._pending.items():
@@ -960,7 +967,7 @@ class ViewState:
         if on_stamp:
             # Read with the first record (on_stamp needs a record read).
             batch.compare_and_set(tenant, _STAMP, _stamp_value(pack_int), version=self._stamp)
-        elif self._pending:
+        else:
             batch.put(tenant, _STAMP, _stamp_value(pack_int))
 
 
@@ -1026,7 +1033,8 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
         the view's stamp, the record ``("vs",)`` of the tenant, read before the first
         view record: every ``track()`` that writes view records changes it, and a batch
         with such reads is conditioned on it unchanged. Records written without being
-        read need no condition.
+        read need no condition, and an update that writes no view record moves only the
+        tracking record (nothing of the view rests on what it read).
 
         Raises:
             IntegrityError: the tracking record is at or past
