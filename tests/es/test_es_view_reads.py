@@ -287,7 +287,12 @@ def test_an_update_that_only_reads_writes_no_view_record(view: AuroraTrackingRec
     record: nothing it could have computed from a stale read is written, so it needs
     no condition on those reads. Before, its batch rewrote the view's stamp, and every
     other update that had read the view meanwhile failed and ran again for nothing."""
-    view.track(Tracking("load", 1), lambda state: (state.put("total", 5), state.put("step", 2)))
+
+    def load(state: ViewState) -> None:
+        state.put("total", 5)
+        state.put("step", 2)
+
+    view.track(Tracking("load", 1), load)
     runs: list[int] = []
 
     def add_step(state: ViewState) -> None:
