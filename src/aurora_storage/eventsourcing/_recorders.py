@@ -17,6 +17,7 @@ Python lock:
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
@@ -41,7 +42,7 @@ from eventsourcing.persistence import (
 )
 
 from aurora_storage import Batch, Repository, Version, encode_key
-from aurora_storage._eventstore import insert_append
+from aurora_storage._eventstore import insert_append, watch_arguments
 from aurora_storage.errors import (
     InvalidArgumentError,
     InvalidKeyError,
@@ -57,13 +58,14 @@ from ._errors import translate
 from ._records import (
     EVENT,
     SEQUENCE,
-    TRACKING,
     VIEW,
     VIEW_STAMP,
     OriginatorIdType,
     ValueLayout,
     id_reader,
     id_text,
+    tracking_key,
+    uuid_id_text,
     value_layout,
 )
 
@@ -268,6 +270,12 @@ class AuroraRecorder:
         self._pack_int = datastore.layout.pack_int
         self._unpack_int = datastore.layout.unpack_int
         self._read_id = id_reader(datastore.originator_id_type)
+        #: The key element of an originator id a write stores (see uuid_id_text).
+        self._write_id: Callable[[Any], str] = (
+            id_text if datastore.originator_id_type == "text" else uuid_id_text
+        )
+        #: Tracking keys by upstream application name (plain str names only).
+        self._tracking_keys: dict[str, tuple[str, Any]] = {}
 
     def _foreign(
         self, doing: str, key: Any, value: Any, expected: str, cause: BaseException | None = None
@@ -284,6 +292,30 @@ class AuroraRecorder:
             "tenant of its own (AURORA_TENANT), or move the record away"
         )
 
+    def _tracking_key(self, doing: str, application_name: str) -> tuple[str, Any]:
+        """The key of ``application_name``'s tracking record (see :func:`tracking_key`).
+
+        Raises:
+            DataError: ``application_name`` is not an aurora-storage key element (cause:
+                InvalidKeyError).
+        """
+        cache = self._tracking_keys
+        # Plain str names only: a str subclass lying in __eq__/__hash__ would match
+        # another name's entry.
+        if type(application_name) is str:
+            key = cache.get(application_name)
+            if key is not None:
+                return key
+        try:
+            key = tracking_key(self._tenant, application_name, self._repo._full)
+        except StorageError as exc:
+            raise translate(exc, doing) from exc
+        if type(application_name) is str:
+            if len(cache) >= _TRACKING_KEYS_MAX:
+                cache.clear()
+            cache[application_name] = key
+        return key
+
     def _tracking_id(self, doing: str, application_name: str, value: Any) -> int:
         """The notification id a tracking record's stored ``value`` holds.
 
@@ -293,10 +325,10 @@ class AuroraRecorder:
         try:
             nid = self._unpack_int(value)
         except Exception as exc:  # any failure to decode: not the module's record
-            key = (TRACKING, application_name)
+            key = self._tracking_key(doing, application_name)
             raise self._foreign(doing, key, value, _A_TRACKING_RECORD, exc) from exc
         if not 0 <= nid <= _MAX_NOTIFICATION_ID:
-            key = (TRACKING, application_name)
+            key = self._tracking_key(doing, application_name)
             raise self._foreign(doing, key, value, _A_TRACKING_RECORD)
         return nid
 
@@ -362,10 +394,9 @@ class AuroraRecorder:
     def _check_tracking(self, tracking: Tracking) -> Any:
         """The version of the tracking record to compare-and-set against; raises
         IntegrityError if the record is at or past ``tracking`` already."""
+        key = self._tracking_key("read a tracking record", tracking.application_name)
         try:
-            current, version = self._repo.get_versioned(
-                self._tenant, (TRACKING, tracking.application_name)
-            )
+            current, version = self._repo.get_versioned(self._tenant, key)
         except StorageError as exc:
             raise translate(exc, "read a tracking record") from exc
         if current is not None:
@@ -445,11 +476,12 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         add = events.append
         last_id: Any = None
         oid = ""
+        write_id = self._write_id
         try:
             for s in stored_events:
                 if s.originator_id is not last_id:
                     last_id = s.originator_id
-                    oid = id_text(last_id)
+                    oid = write_id(last_id)
                 version, topic, state = s.originator_version, s.topic, s.state
                 if type(version) is not int:
                     raise _version_error(stored_events, s)
@@ -485,7 +517,7 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
                     if tracking is not None:
                         b.compare_and_set(
                             tenant,
-                            (TRACKING, tracking.application_name),
+                            self._tracking_key("insert events", tracking.application_name),
                             tracking_value,
                             version=tracking_version,
                         )
@@ -529,6 +561,7 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         add_value = values.append
         last_id: Any = None
         oid = ""
+        write_id = self._write_id
         versions: list[int] = []
         add_version = versions.append
         # One try around the loop (free while nothing raises): a field the layout's packer
@@ -537,7 +570,7 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
             for s in stored_events:
                 if s.originator_id is not last_id:
                     last_id = s.originator_id
-                    oid = id_text(last_id)
+                    oid = write_id(last_id)
                     versions = []
                     add_version = versions.append
                     runs.append((oid, versions))
@@ -861,6 +894,8 @@ _STAMP = (VIEW_STAMP,)
 
 #: Seconds between re-reads of a tracking record in ``wait()`` (see there).
 _WAIT_SLICE = 0.1
+#: Tracking keys a recorder keeps before its cache starts over.
+_TRACKING_KEYS_MAX = 1024
 
 
 class ViewState:
@@ -1001,7 +1036,7 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
             try:
                 self._repo.compare_and_set(
                     self._tenant,
-                    (TRACKING, tracking.application_name),
+                    self._tracking_key("insert a tracking record", tracking.application_name),
                     value,
                     version=version,
                 )
@@ -1057,7 +1092,7 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
                     state._add_to(b, pack_int)
                     b.compare_and_set(
                         self._tenant,
-                        (TRACKING, tracking.application_name),
+                        self._tracking_key("record a view update", tracking.application_name),
                         tracking_value,
                         version=version,
                     )
@@ -1102,18 +1137,35 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
             WaitInterruptedError: ``interrupt`` was set first.
             DataError: ``notification_id`` is neither an int nor ``None`` (cause:
                 InvalidKeyError).
+            ProgrammingError: ``timeout`` is not a number of seconds ``>= 0`` (NaN, a
+                bool, a str; cause: InvalidArgumentError), checked as ``watch()``
+                checks its own; ``None``, ``inf`` or a timeout past
+                :data:`threading.TIMEOUT_MAX` waits without a bound.
         """
         check_bound("wait for a tracking record", "wait", "notification_id", notification_id, _NID)
+        try:
+            # eventsourcing's own wait() computes ``monotonic() + timeout``: NaN never
+            # passes, and None or a str raise a raw TypeError.
+            seconds = watch_arguments(None, timeout)[1]
+        except StorageError as exc:
+            raise translate(exc, "wait for a tracking record") from exc
         if notification_id is None:
             return
         if not self._repo.capabilities.change_feed:
-            super().wait(application_name, notification_id, timeout, interrupt)
+            super().wait(
+                application_name,
+                notification_id,
+                math.inf if seconds is None else seconds,
+                interrupt,
+            )
             return
-        deadline = time.monotonic() + timeout
+        deadline = math.inf if seconds is None else time.monotonic() + seconds
         try:
             # Opened before the first read: a commit after that read wakes the loop.
             watch = self._repo.watch(
-                self._tenant, prefix=(TRACKING, application_name), timeout=_WAIT_SLICE
+                self._tenant,
+                prefix=self._tracking_key("watch a tracking record", application_name),
+                timeout=_WAIT_SLICE,
             )
         except StorageError as exc:
             raise translate(exc, "watch a tracking record") from exc
@@ -1153,7 +1205,9 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
         """The highest notification id of ``application_name`` recorded as processed,
         or ``None``."""
         try:
-            value = self._repo.get(self._tenant, (TRACKING, application_name))
+            value = self._repo.get(
+                self._tenant, self._tracking_key("read a tracking record", application_name)
+            )
         except StorageError as exc:
             raise translate(exc, "read a tracking record") from exc
         if value is None:

@@ -16,6 +16,9 @@ key                                            value
                                                ``Batch.append(tenant, "n", ...)``
 ``("t", application_name)``                    the highest notification id of
                                                ``application_name`` processed (tracking)
+``("th", sha256 digest)``                      the same, for an ``application_name``
+                                               whose plain key would not fit (see
+                                               :func:`tracking_key`)
 ``("v", key)``                                 a materialised view's record, written by
                                                ``AuroraTrackingRecorder.track()``
 ``("vs",)``                                    the view's stamp: a random number every
@@ -27,7 +30,9 @@ key                                            value
 ``originator_id`` is a UUID's 32-digit hex text or the str id itself, as in
 eventsourcing's SQLite and PostgreSQL recorders (so both spellings of one UUID name one
 aggregate), and the ``ORIGINATOR_ID_TYPE`` setting (``uuid``, the default, or ``text``)
-says which type reads return.
+says which type reads return. With ``uuid`` a str id is written only if it is that
+hex text (:func:`uuid_id_text`): any other str could not be read back as a UUID, and
+another spelling of a UUID would name a second aggregate.
 
 Values go through the store's codec. ``state`` is bytes, which not every codec holds:
 :func:`value_layout` probes the codec once and picks the cheapest layout that round-trips
@@ -38,6 +43,7 @@ text codecs: ``state`` as base64 text).
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -46,24 +52,29 @@ from uuid import UUID
 import msgpack
 from eventsourcing.persistence import DataError
 
+from aurora_storage import encode_key, encode_stored_key
 from aurora_storage.codecs import Codec
-from aurora_storage.errors import InvalidKeyError
+from aurora_storage.errors import InvalidKeyError, KeyTooLargeError
 
 __all__ = [
     "EVENT",
     "SEQUENCE",
     "TRACKING",
+    "TRACKING_DIGEST",
     "VIEW",
     "VIEW_STAMP",
     "OriginatorIdType",
     "ValueLayout",
     "id_text",
+    "tracking_key",
+    "uuid_id_text",
     "value_layout",
 ]
 
 EVENT = "e"
 SEQUENCE = "n"
 TRACKING = "t"
+TRACKING_DIGEST = "th"
 VIEW = "v"
 VIEW_STAMP = "vs"
 
@@ -88,6 +99,61 @@ def id_text(originator_id: UUID | str) -> str:
         f"{originator_id!r:.80}; eventsourcing's aggregates have UUID ids (str ids with "
         "ORIGINATOR_ID_TYPE=text)"
     )
+
+
+def uuid_id_text(originator_id: UUID | str) -> str:
+    """:func:`id_text` for a writer whose ids are read back as UUIDs
+    (``ORIGINATOR_ID_TYPE=uuid``): a str id must be a UUID's 32-digit lower-case hex, the
+    spelling :func:`id_text` stores for the UUID itself.
+
+    Raises:
+        InvalidKeyError: ``originator_id`` is a str of any other form (not a UUID: no
+            read could turn it back into one; another spelling of a UUID - with hyphens,
+            braces or upper-case digits - would be a second aggregate beside the
+            UUID's), or neither a UUID nor a str.
+    """
+    text = id_text(originator_id)
+    if type(originator_id) is not UUID and not isinstance(originator_id, UUID):
+        try:
+            canonical = UUID(text).hex == text
+        except ValueError:
+            canonical = False
+        if not canonical:
+            raise InvalidKeyError(
+                f"originator id {text!r:.80} is not a UUID's 32-digit lower-case hex: this "
+                "application reads ids back as UUIDs (ORIGINATOR_ID_TYPE=uuid, the "
+                "default), so it could not read this event back, and another spelling of "
+                "a UUID would name a second aggregate; pass the UUID itself (or its .hex), "
+                "or set ORIGINATOR_ID_TYPE=text for applications whose aggregates have str "
+                "ids"
+            )
+    return text
+
+
+def tracking_key(
+    tenant: str, application_name: Any, full: Callable[[str, Any], bytes] = encode_stored_key
+) -> tuple[str, Any]:
+    """The key of the tracking record of ``application_name`` in ``tenant``:
+    ``("t", application_name)``, or ``("th", <SHA-256 of its key encoding>)`` when that
+    key would not fit the key limit with this tenant. ``full`` encodes a stored key and
+    raises KeyTooLargeError past the limit (the repository's own check: a tiered pair's
+    limit is lower than the engines').
+
+    A follower's tenant is its own name (or ``AURORA_TENANT``), but its tracking keys
+    hold the *upstream* application's name, which nothing bounds: a follower of the
+    longest documented tenant (448 bytes) could record no upstream name longer than a
+    few characters. The digest (32 bytes) fits beside any tenant the factory accepts; a
+    name whose plain key fits keeps it, so records written before read the same.
+
+    Raises:
+        InvalidKeyError: ``application_name`` is not an aurora-storage key element.
+    """
+    key = (TRACKING, application_name)
+    try:
+        full(tenant, key)
+    except KeyTooLargeError:
+        return (TRACKING_DIGEST, hashlib.sha256(encode_key(application_name)).digest())
+    return key
 
 
 def id_reader(kind: OriginatorIdType) -> Callable[[str], UUID | str]:
