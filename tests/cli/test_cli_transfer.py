@@ -256,3 +256,40 @@ def test_backup_then_restore_equal(tmp_path: Path, scheme: str) -> None:
     assert run_cli("restore", str(backup), fresh).returncode == 0
     assert _dump(fresh) == before
     assert not os.path.exists(str(tmp_path / "live") + ".restoring")
+
+
+def test_copy_into_a_new_store_takes_the_source_codec(tmp_path: Path) -> None:
+    """Before, a new target without ``?codec=`` was created with the default codec
+    (json): a msgpack source holding bytes or non-str map keys failed part-way, left the
+    records copied so far in the target, and said "nothing was written"."""
+    src, dst = f"lmdb://{tmp_path / 's'}", f"lmdb://{tmp_path / 'd'}"
+    _fill(src, [("acme", "a", 1), ("globex", "k", {1: b"z"})], codec="msgpack")
+    result = run_cli("copy", src, dst)
+    assert result.returncode == 0, result.stderr
+    with aurora_storage.open(dst) as repo:
+        assert repo.codec.name == "msgpack"
+    assert _dump(dst) == _dump(src)
+
+
+def test_a_copy_failing_part_way_says_what_it_copied(tmp_path: Path) -> None:
+    """A target whose codec cannot hold a later record (the user named it): the chunks
+    before it stay copied, and the error line says so and how to go on."""
+    src, dst = f"lmdb://{tmp_path / 's'}", f"lmdb://{tmp_path / 'd'}?codec=json"
+    _fill(src, [("acme", "a", 1), ("globex", "k", {1: b"z"})], codec="msgpack")
+    result = run_cli("copy", src, dst)
+    assert result.returncode == 3, result.stderr
+    err = result.stderr.decode()
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "SerializationError" in line
+    assert "1 record was copied into" in line
+    assert "--resume" in line
+    assert _dump(dst) == {"acme": [("a", 1)]}
+
+
+def test_a_copy_failing_before_any_record_leaves_no_new_store(tmp_path: Path) -> None:
+    src, dst = f"lmdb://{tmp_path / 's'}", f"lmdb://{tmp_path / 'd'}?codec=json"
+    _fill(src, [("globex", "k", {1: b"z"})], codec="msgpack")
+    result = run_cli("copy", src, dst)
+    assert result.returncode == 3, result.stderr
+    assert "was copied" not in result.stderr.decode()
+    assert not (tmp_path / "d").exists()

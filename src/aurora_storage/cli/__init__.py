@@ -62,7 +62,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             return int(ExitCode.INTERRUPTED)
         except StorageError as exc:
             # One line, never wrapped: scripts and logs read it whole.
-            click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+            # A command's notes (what it did before the error) go on the same line.
+            notes = "".join(f" {note}" for note in getattr(exc, "__notes__", ()))
+            click.echo(f"error: {type(exc).__name__}: {exc}{notes}", err=True)
             return int(exit_code_for(exc))
         except BrokenPipeError:
             raise

@@ -691,25 +691,57 @@ def copy(
     """
     from ._transfer import compare, copy_store
 
-    with open_read(source) as src, open_write(target, bulk=True) as dst:
-        if not resume:
-            scope = [tenant] if tenant is not None else None
-            busy = any(True for t in (scope or dst.tenants()) for _ in dst.keys(t, limit=1))
-            if busy:
-                raise click.UsageError(
-                    f"the target {target} already holds records; pass --resume to continue "
-                    "an interrupted copy into it, or pick an empty target"
+    dest = URL.parse(target)
+    new_store = NewStore.at(dest)
+    written = 0
+    copied = False
+    with open_read(source) as src:
+        if new_store is not None and "codec" not in dest.options:
+            # A new target holds what the source holds: the default codec (json) may
+            # not (bytes, non-str map keys), and would fail part-way through.
+            dest = dest.with_options(codec=src.codec.name)
+        try:
+            with open_write(dest, bulk=True) as dst:
+                if not resume:
+                    scope = [tenant] if tenant is not None else None
+                    busy = any(True for t in (scope or dst.tenants()) for _ in dst.keys(t, limit=1))
+                    if busy:
+                        raise click.UsageError(
+                            f"the target {target} already holds records; pass --resume to "
+                            "continue an interrupted copy into it, or pick an empty target"
+                        )
+                say(f"copying {src.url} -> {dst.url}", quiet=quiet)
+                total = _estimate(src, tenant)
+                with progress("copy", total=total, quiet=quiet) as bar:
+
+                    def advance(k: int) -> None:
+                        nonlocal written
+                        written += k
+                        bar.advance(k)
+
+                    n = copy_store(src, dst, tenant=tenant, resume=resume, advance=advance)
+                dst.flush()
+                copied = True
+                say(f"copied {n} records", quiet=quiet)
+                if verify:
+                    with progress("verify", total=total, quiet=quiet) as bar:
+                        m = compare(src, dst, tenant=tenant, advance=bar.advance)
+                    say(f"verified: the target holds the source's {m} records", quiet=quiet)
+        except BaseException as exc:
+            if copied:
+                raise
+            if new_store is not None and written == 0:
+                new_store.remove()  # the store this copy created holds nothing: gone
+            elif written and isinstance(exc, errors.StorageError):
+                # The failing chunk wrote nothing (its error may say so); the chunks
+                # before it did, and stay.
+                exc.add_note(
+                    f"({written} record{'' if written == 1 else 's'} "
+                    f"{'was' if written == 1 else 'were'} copied into {target} before "
+                    "this error, a chunk per atomic batch; fix the cause and run the copy "
+                    "again with --resume)"
                 )
-        say(f"copying {src.url} -> {dst.url}", quiet=quiet)
-        total = _estimate(src, tenant)
-        with progress("copy", total=total, quiet=quiet) as bar:
-            n = copy_store(src, dst, tenant=tenant, resume=resume, advance=bar.advance)
-        dst.flush()
-        say(f"copied {n} records", quiet=quiet)
-        if verify:
-            with progress("verify", total=total, quiet=quiet) as bar:
-                m = compare(src, dst, tenant=tenant, advance=bar.advance)
-            say(f"verified: the target holds the source's {m} records", quiet=quiet)
+            raise
 
 
 # ---------------------------------------------------------------------- verify
