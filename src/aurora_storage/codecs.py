@@ -331,19 +331,17 @@ def _json_default(obj: Any) -> str:
     raise TypeError  # orjson then raises its own "Type is not JSON serializable: <type>"
 
 
-def _json_refusal(exc: orjson.JSONEncodeError) -> TypeError | orjson.JSONEncodeError:
-    """The error to raise for ``exc``: :func:`_json_default`'s own reason if it gave one."""
-    cause = exc.__cause__
-    if isinstance(cause, TypeError) and cause.args:
-        return TypeError(*cause.args)
-    return exc
-
-
 def _json_encode(value: Any) -> bytes:
     try:
         data = _dumps(value, default=_json_default, option=_PASSTHROUGH_DATETIME)
     except orjson.JSONEncodeError as exc:
-        raise _json_refusal(exc) from exc
+        # _json_default's own reason if it gave one, else orjson's error as it is. No
+        # local may hold the raised error: its traceback holds this frame, and a cycle
+        # would keep the caller's frames alive until a garbage collection.
+        reason = exc.__cause__
+        if isinstance(reason, TypeError) and reason.args:
+            raise TypeError(*reason.args) from exc
+        raise
     # orjson writes NaN and the infinities as null, which reads back as None. None is
     # the only other source of null outside strings, so only an output that holds
     # b"null" needs a look at the value. ``int in bytes`` is a memchr, far cheaper than
@@ -358,7 +356,13 @@ def _json_encode_held(value: Any) -> bytes:
     try:
         data = _dumps(value, default=_json_default, option=_PASSTHROUGH_DATETIME)
     except orjson.JSONEncodeError as exc:
-        raise _json_refusal(exc) from exc
+        # _json_default's own reason if it gave one, else orjson's error as it is. No
+        # local may hold the raised error: its traceback holds this frame, and a cycle
+        # would keep the caller's frames alive until a garbage collection.
+        reason = exc.__cause__
+        if isinstance(reason, TypeError) and reason.args:
+            raise TypeError(*reason.args) from exc
+        raise
     if 0x6E in data and 0x6C in data and _has_null(data) is not None:
         _json_check_finite(value)
     return bytes(memoryview(data))
