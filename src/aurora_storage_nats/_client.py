@@ -87,6 +87,10 @@ _WRONG_LAST_SEQ = (10071, 10164)
 _BATCH_INCOMPLETE = 10176
 #: Reads sent together by get_many and conditional commits.
 _IN_FLIGHT = 256
+#: Most bytes of one batched direct get's answer (``max_bytes``; one message is sent
+#: whatever its size): :meth:`_multi_last` reads ``_IN_FLIGHT // 16`` parts at once,
+#: 32 MiB in all, half the server's default pending limit per client.
+_ANSWER_BYTES = 2 * 1024 * 1024
 #: Most subjects one ``multi_last`` direct get may match (the server's limit), and the
 #: most bytes of subjects get_many puts in one request (less when the server's
 #: ``max_payload`` is smaller, see :meth:`NATSCore._multi_bytes`).
@@ -103,6 +107,34 @@ _MULTI_FRAME = 64
 # message's place in a batch.
 _HDR_FRAME = 12
 _SEQ_DIGITS = 20
+
+
+async def _flushed(nc: Client, timeout: float) -> None:
+    """Wait until everything handed to ``nc`` so far has reached the server (a PING
+    answered after it), for at most ``timeout`` seconds.
+
+    Not nats-py's ``Client.flush(timeout)``: on a timeout - and when its caller is
+    cancelled - that cancels its PING's future, still queued for the PONG; when the
+    PONG then arrives, nats-py's read loop sets a result on the cancelled future
+    (``InvalidStateError``) and stops for good while the connection still counts as
+    connected, so every later call timed out (for minutes, until a stale-ping
+    reconnect). This future is never cancelled: a late PONG resolves it, and a
+    reconnect drops it with nats-py's other pending PINGs.
+
+    Raises:
+        nats.errors.ConnectionClosedError: the connection is closed.
+        nats.errors.FlushTimeoutError: no PONG within ``timeout``.
+    """
+    if nc.is_closed:
+        raise nats.errors.ConnectionClosedError
+    pong: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    await nc._send_ping(pong)  # the PING nats-py's flush() sends, with our future
+    try:
+        # shield: a timeout or a cancellation of this call leaves the PING's future
+        # alone.
+        await asyncio.wait_for(asyncio.shield(pong), timeout)
+    except TimeoutError:
+        raise nats.errors.FlushTimeoutError from None
 
 
 def _line(name: str, value_len: int) -> int:
@@ -390,6 +422,11 @@ class NATSCore(NATSConnection):
         any server holding the stream), and the headers of its end-of-batch status
         (``Nats-Num-Pending``, ``Nats-UpTo-Sequence``) - None when nothing matched."""
         nc = self._conn()
+        # Bounded, the rest read on as an answer the server cut (Nats-Num-Pending): an
+        # answer the server queues for this client at once past its per-client pending
+        # limit (64 MiB by default) gets the client cut off as a slow consumer - and
+        # several are read at once (see _multi_last).
+        req = {**req, "max_bytes": _ANSWER_BYTES}
         queue: asyncio.Queue[Msg] = asyncio.Queue()
 
         async def on_msg(msg: Msg) -> None:
@@ -1033,7 +1070,7 @@ class NATSCore(NATSConnection):
                         # NATSTimeoutError with the commit unsent. nats-py's own wait
                         # on a full buffer has no bound and swallows a cancellation:
                         # its buffer (PENDING_SIZE) is never filled (see _connection).
-                        await nc.flush(timeout)  # type: ignore[arg-type]  # nats-py hints int; it passes the seconds to asyncio.wait_for, which takes a float
+                        await _flushed(nc, timeout)
                     await publish(pre + encode_key(k), data, headers=h)
                 else:
                     h["Nats-Batch-Commit"] = "1"

@@ -135,3 +135,28 @@ def test_a_batch_that_stops_going_out_is_a_typed_timeout(slow: tuple[Server, Thr
     with aurora_storage.open(f"nats://{server.address}/stalled?codec=raw") as direct:
         # The batch's commit was never sent: none of it is stored.
         assert sorted(direct.keys("t")) == ["before"]
+
+
+def test_the_repository_works_again_once_a_stalled_link_moves(
+    slow: tuple[Server, Throttle],
+) -> None:
+    """nats-py's own ``flush(timeout)`` cancels its PING's future when the timeout
+    passes, and when the PONG then arrives its read loop fails on the cancelled future
+    (``InvalidStateError``) and stops, with the connection still counted as connected:
+    every later call of the repository timed out, for minutes, though its writes were
+    applied. The batch's flush now waits on the PING without ever cancelling it."""
+    _server, relay = slow
+    with aurora_storage.open(
+        f"nats://127.0.0.1:{relay.port}/unwedged?codec=raw&timeout=1.5&max_batch=100"
+    ) as repo:
+        repo.put("t", "before", b"1")
+        relay.stalled.set()
+        try:
+            with pytest.raises(NATSTimeoutError):
+                repo.put_many("t", [(i, VALUE) for i in range(100)])
+        finally:
+            relay.stalled.clear()
+        # The late PONG arrives with the buffered bytes; the repository answers again.
+        repo.put("t", "after", b"2")
+        assert repo.get("t", "after") == b"2"
+        assert sorted(repo.keys("t")) == ["after", "before"]
