@@ -649,6 +649,14 @@ class AsyncWatch(Generic[K, V]):
                     raise StopAsyncIteration
                 if w._closed:  # closed between the check above and the subscription
                     raise StopAsyncIteration
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # A cancellation of this task was dropped during the read: on
+                    # Python 3.11 asyncio.wait_for (nats-py's requests use it) returns
+                    # its result when the answer and the cancellation come together.
+                    # Waiting now would wait for a change that may never come, the task
+                    # "cancelling" for ever: deliver it.
+                    raise asyncio.CancelledError
                 try:
                     await asyncio.wait_for(event.wait(), left)
                 except TimeoutError:

@@ -518,3 +518,37 @@ def test_a_position_just_ahead_of_the_answer_is_not_judged_foreign(nats_url: str
         assert (change.value, change.position) == (2, ahead + 1)
     finally:
         repo.close()
+
+
+def test_a_cancelled_async_watch_read_is_never_lost(nats_url: str) -> None:
+    """The breaker's hang: ``asyncio.wait_for(watch.__anext__(), ~1 ms)`` with no change
+    coming never returned. On Python 3.11 ``asyncio.wait_for`` - which nats-py's requests
+    use - returns its result when the answer and a cancellation of its task arrive
+    together, dropping the cancellation; the watch then waited for a change for ever,
+    its task "cancelling" and never cancelled. Each round must end (TimeoutError) once
+    its timeout passes; a round still running 10 s later is the hang."""
+
+    async def main() -> int:
+        arepo = aurora_storage.open_async(nats_url)
+        try:
+            await arepo.put("t", 1, "x")
+            hung = 0
+            for r in range(120):
+                w = arepo.watch("t")  # from now: no change will come
+                step = asyncio.ensure_future(
+                    asyncio.wait_for(w.__anext__(), 0.001 + (r % 40) * 0.0001)
+                )
+                done, _ = await asyncio.wait({step}, timeout=10)
+                if not done:
+                    hung += 1
+                    w.close()
+                    await asyncio.wait({step}, timeout=5)
+                    break
+                if step.exception() is not None:
+                    assert isinstance(step.exception(), TimeoutError)
+                w.close()
+            return hung
+        finally:
+            await arepo.close()
+
+    assert asyncio.run(main()) == 0
