@@ -108,3 +108,22 @@ def test_get_many_does_not_take_a_key_replaced_since_its_point_as_absent(
                 if None in got:
                     wrong.append(f"{got.count(None)} existing keys read as absent")
         assert not wrong, wrong
+
+
+def test_get_many_of_more_than_the_servers_pending_limit(nats_url: str) -> None:
+    """One ``multi_last`` answer of 96 values of 1 MiB: the server queued it all for the
+    client at once, past its per-client pending limit (64 MiB), cut the client off as a
+    slow consumer, and the read raised NATSTimeoutError blaming a leader election. Each
+    answer is now bounded (``max_bytes``) and the rest read on, as a cut answer is."""
+    size = 1024 * 1024 - 200
+    n = 96
+    # In memory: the server sends as fast as the socket takes it.
+    with aurora_storage.open(nats_url + "&codec=raw&timeout=10&storage=memory") as repo:
+        for s in range(0, n, 16):
+            repo.put_many("big", [(i, bytes([i]) * size) for i in range(s, s + 16)])
+        for _ in range(4):
+            got = repo.get_many("big", list(range(n)))
+            assert [(len(v), v[:1]) if v is not None else None for v in got] == [
+                (size, bytes([i])) for i in range(n)
+            ]
+        repo.drop_tenant("big")
