@@ -28,6 +28,27 @@ class PointOpsTests(Base):
         for i, value in enumerate(SAMPLE_VALUES):
             assert repo.get("t", i) == value
 
+    def test_raw_values_read_back_as_bytes(self, store_url: str) -> None:
+        """With the ``raw`` codec a value reaches the user as the backend returns it, so
+        every read must hand back exactly ``bytes`` (the Backend contract): a
+        ``bytearray`` or ``memoryview`` compares equal to ``bytes``, but is mutable or
+        pins the backend's buffer, and is no dict key."""
+        values = [b"", b"\x00\xff", bytes(range(256)) * 8]
+        with aurora_storage.open(store_url, codec="raw") as r:
+            for i, v in enumerate(values):
+                r.put("t", i, v)
+            reads = {
+                "get": [r.get("t", i) for i in range(len(values))],
+                "get_many": list(r.get_many("t", list(range(len(values))))),
+                "items": [v for _, v in r.items("t")],
+                "values": list(r.values("t")),
+            }
+            for how, got in reads.items():
+                assert sorted(got) == sorted(values), how
+                assert [type(v) for v in got] == [bytes] * len(values), (
+                    f"{how} returned {[type(v).__name__ for v in got]}, not bytes"
+                )
+
     def test_get_absent_returns_default(self, repo: Repo) -> None:
         marker = object()
         assert repo.get("t", "missing") is None
