@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import aurora_storage
@@ -37,7 +39,7 @@ class PointOpsTests(Base):
         with aurora_storage.open(store_url, codec="raw") as r:
             for i, v in enumerate(values):
                 r.put("t", i, v)
-            reads = {
+            reads: dict[str, list[Any]] = {
                 "get": [r.get("t", i) for i in range(len(values))],
                 "get_many": list(r.get_many("t", list(range(len(values))))),
                 "items": [v for _, v in r.items("t")],
