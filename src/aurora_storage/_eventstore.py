@@ -542,6 +542,8 @@ class Watch(Generic[K, V]):
         records = self._feed.read(self._after, _READ)
         if not records:
             return False
+        if records[0][0] <= self._after:
+            raise self._not_after(records[0][0])
         self._after = records[-1][0]
         self._buf.extend(self._decode(records))
         return True
@@ -551,9 +553,24 @@ class Watch(Generic[K, V]):
         records = await self._feed.read_async(self._after, _READ)
         if not records:
             return False
+        if records[0][0] <= self._after:
+            raise self._not_after(records[0][0])
         self._after = records[-1][0]
         self._buf.extend(self._decode(records))
         return True
+
+    def _not_after(self, position: int) -> StorageError:
+        """The error for a feed read that answered a position at or before the one
+        asked after: a backend bug (ChangeFeed.read returns positions > ``after``).
+        Taken as it came, a change would be delivered twice - or, outside the watched
+        range, read again and again without an await, holding the event loop."""
+        return StorageError(
+            f"the change feed of the {self._repo._backend.scheme} backend answered "
+            f"position {position} to a read after {self._after}: a bug in the backend "
+            "(ChangeFeed.read must return only positions greater than `after`); the "
+            "watch stops rather than deliver a change twice",
+            backend=self._repo._backend.scheme,
+        )
 
     def _decode(self, records: list[ChangeRecord]) -> Iterator[Change[K, V]]:
         lo, hi, plen, tenant, repo = self._lo, self._hi, self._plen, self._tenant, self._repo
