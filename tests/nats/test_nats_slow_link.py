@@ -16,6 +16,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats_servers import Server, free_port
@@ -95,6 +96,19 @@ class Throttle:
         self.thread.join(10)
 
 
+def _stalled_batch(repo: Any, relay: Throttle) -> None:
+    """Put ``before``, then a batch of 100 values through the stalled link: the
+    client's outgoing buffer fills, then nothing moves - NATSTimeoutError. The link
+    moves again afterwards."""
+    repo.put("t", "before", b"1")
+    relay.stalled.set()
+    try:
+        with pytest.raises(NATSTimeoutError):
+            repo.put_many("t", [(i, VALUE) for i in range(100)])
+    finally:
+        relay.stalled.clear()
+
+
 @pytest.fixture
 def slow(tmp_path: Path) -> Iterator[tuple[Server, Throttle]]:
     server = Server(tmp_path, "slow")
@@ -124,14 +138,7 @@ def test_a_batch_that_stops_going_out_is_a_typed_timeout(slow: tuple[Server, Thr
     with aurora_storage.open(
         f"nats://127.0.0.1:{relay.port}/stalled?codec=raw&timeout=1.5&max_batch=100"
     ) as repo:
-        repo.put("t", "before", b"1")
-        relay.stalled.set()
-        try:
-            # The client's outgoing buffer fills, then nothing moves: NATSTimeoutError.
-            with pytest.raises(NATSTimeoutError):
-                repo.put_many("t", [(i, VALUE) for i in range(100)])
-        finally:
-            relay.stalled.clear()
+        _stalled_batch(repo, relay)
     with aurora_storage.open(f"nats://{server.address}/stalled?codec=raw") as direct:
         # The batch's commit was never sent: none of it is stored.
         assert sorted(direct.keys("t")) == ["before"]
@@ -149,13 +156,7 @@ def test_the_repository_works_again_once_a_stalled_link_moves(
     with aurora_storage.open(
         f"nats://127.0.0.1:{relay.port}/unwedged?codec=raw&timeout=1.5&max_batch=100"
     ) as repo:
-        repo.put("t", "before", b"1")
-        relay.stalled.set()
-        try:
-            with pytest.raises(NATSTimeoutError):
-                repo.put_many("t", [(i, VALUE) for i in range(100)])
-        finally:
-            relay.stalled.clear()
+        _stalled_batch(repo, relay)
         # The late PONG arrives with the buffered bytes; the repository answers again.
         repo.put("t", "after", b"2")
         assert repo.get("t", "after") == b"2"

@@ -113,7 +113,7 @@ def uuid_id_text(originator_id: UUID | str) -> str:
             UUID's), or neither a UUID nor a str.
     """
     text = id_text(originator_id)
-    if type(originator_id) is not UUID and not isinstance(originator_id, UUID):
+    if not isinstance(originator_id, UUID):
         try:
             canonical = UUID(text).hex == text
         except ValueError:
