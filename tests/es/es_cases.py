@@ -139,3 +139,14 @@ class ExampleApplicationCases(AuroraStore, es_app.ExampleApplicationTestCase):
     def _environ(self, monkeypatch: pytest.MonkeyPatch, _aurora_store: None) -> None:
         monkeypatch.setenv("PERSISTENCE_MODULE", MODULE)
         monkeypatch.setenv("AURORA_URL", self.url)
+
+
+def make_factory(
+    made: list[AuroraFactory], url: str, name: str = "", **settings: str
+) -> AuroraFactory:
+    """An :class:`AuroraFactory` of application ``name`` on ``url`` with eventsourcing
+    ``settings`` (``AURORA_TENANT=...``), added to ``made`` (the ``factories`` fixture)
+    to be closed after the test."""
+    f = AuroraFactory(Environment(name, {"AURORA_URL": url, **settings}))
+    made.append(f)
+    return f

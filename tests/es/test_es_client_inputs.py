@@ -29,7 +29,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from es_cases import require_primitives
+from es_cases import make_factory, require_primitives
 from eventsourcing.persistence import (
     DataError,
     IntegrityError,
@@ -37,7 +37,6 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
 )
-from eventsourcing.utils import Environment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -64,16 +63,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def factories() -> Iterator[list[AuroraFactory]]:
+    """Factories the test made, closed afterwards (releasing their stores)."""
     made: list[AuroraFactory] = []
     yield made
     for f in made:
         f.close()
-
-
-def _factory(made: list[AuroraFactory], url: str, **settings: str) -> AuroraFactory:
-    f = AuroraFactory(Environment("", {"AURORA_URL": url, **settings}))
-    made.append(f)
-    return f
 
 
 def _event(oid: UUID | str, version: int = 1) -> StoredEvent:
@@ -87,7 +81,7 @@ def _event(oid: UUID | str, version: int = 1) -> StoredEvent:
 def test_a_follower_of_the_longest_tenant_tracks_upstreams_of_any_name_length(
     url: str, factories: list[AuroraFactory], upstream_length: int
 ) -> None:
-    factory = _factory(factories, url, AURORA_TENANT=LONGEST_TENANT)
+    factory = make_factory(factories, url, AURORA_TENANT=LONGEST_TENANT)
     recorder = factory.process_recorder()
     assert isinstance(recorder, AuroraProcessRecorder)
     name = "L" * (upstream_length - 1) + "1"
@@ -113,7 +107,7 @@ def test_a_follower_of_the_longest_tenant_tracks_upstreams_of_any_name_length(
 
 def test_a_name_whose_key_fits_keeps_its_plain_key(factories: list[AuroraFactory]) -> None:
     """Stores written before the digest form read the same tracking records."""
-    factory = _factory(factories, "memory://", AURORA_TENANT="Follower")
+    factory = make_factory(factories, "memory://", AURORA_TENANT="Follower")
     recorder = factory.tracking_recorder()
     recorder.insert_tracking(Tracking("Leader", 7))
     repo = factory.datastore.repository
@@ -131,7 +125,7 @@ def test_a_name_whose_key_fits_keeps_its_plain_key(factories: list[AuroraFactory
 def test_wait_refuses_a_timeout_that_is_not_seconds(
     url: str, factories: list[AuroraFactory], timeout: Any
 ) -> None:
-    recorder = _factory(factories, url).tracking_recorder()
+    recorder = make_factory(factories, url).tracking_recorder()
     recorder.insert_tracking(Tracking("up", 5))
     with pytest.raises(ProgrammingError, match="timeout") as info:
         recorder.wait("up", 7, timeout=timeout)
@@ -142,7 +136,7 @@ def test_wait_refuses_a_timeout_that_is_not_seconds(
 def test_wait_without_a_bound_returns_when_the_record_arrives(
     url: str, factories: list[AuroraFactory], timeout: Any
 ) -> None:
-    factory = _factory(factories, url)
+    factory = make_factory(factories, url)
     waiter, writer = factory.tracking_recorder(), factory.tracking_recorder()
     timer = threading.Timer(0.2, lambda: writer.insert_tracking(Tracking("up", 7)))
     timer.start()
@@ -159,7 +153,7 @@ def test_wait_without_a_bound_returns_when_the_record_arrives(
 def test_uuid_mode_refuses_a_text_id_it_could_not_read_back(
     url: str, factories: list[AuroraFactory]
 ) -> None:
-    recorder = _factory(factories, url).application_recorder()
+    recorder = make_factory(factories, url).application_recorder()
     with pytest.raises(DataError, match="ORIGINATOR_ID_TYPE=text"):
         recorder.insert_events([_event("order-1")])
     assert recorder.max_notification_id() is None
@@ -172,7 +166,7 @@ def test_uuid_mode_takes_one_spelling_per_aggregate(
 ) -> None:
     """Before, ``str(oid)`` and ``oid.hex.upper()`` were stored apart from ``oid``:
     version 1 of one aggregate could be written three times."""
-    recorder = _factory(factories, url).application_recorder()
+    recorder = make_factory(factories, url).application_recorder()
     oid = uuid4()
     recorder.insert_events([_event(oid)])
     for spelling in (str(oid), oid.hex.upper(), "{" + str(oid) + "}", "urn:uuid:" + str(oid)):
@@ -186,7 +180,9 @@ def test_uuid_mode_takes_one_spelling_per_aggregate(
 
 
 def test_text_mode_keeps_any_str_id(factories: list[AuroraFactory]) -> None:
-    recorder = _factory(factories, "memory://", ORIGINATOR_ID_TYPE="text").application_recorder()
+    recorder = make_factory(
+        factories, "memory://", ORIGINATOR_ID_TYPE="text"
+    ).application_recorder()
     oid = uuid4()
     for spelling in ("order-1", str(oid)):
         recorder.insert_events([_event(spelling)])
@@ -205,7 +201,7 @@ def test_text_mode_keeps_any_str_id(factories: list[AuroraFactory]) -> None:
 )
 def test_uuid_mode_reads_back_every_id_it_takes(factories: list[AuroraFactory], oid: str) -> None:
     if not factories:
-        _factory(factories, "memory://")
+        make_factory(factories, "memory://")
     recorder = factories[0].application_recorder()
     before = recorder.max_notification_id() or 0
     try:

@@ -43,6 +43,7 @@ PERSISTENT = {
 
 @pytest.fixture
 def factories() -> Iterator[list[AuroraFactory]]:
+    """Factories the test made, closed afterwards (releasing their stores)."""
     made: list[AuroraFactory] = []
     yield made
     for f in made:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from uuid import UUID, uuid4
 
 import pytest
-from es_cases import require_primitives
+from es_cases import make_factory, require_primitives
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import (
@@ -84,16 +84,11 @@ def lmdb_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def factories() -> Iterator[list[AuroraFactory]]:
+    """Factories the test made, closed afterwards (releasing their stores)."""
     made: list[AuroraFactory] = []
     yield made
     for f in made:
         f.close()
-
-
-def _factory(made: list[AuroraFactory], url: str, name: str = "", **settings: str) -> AuroraFactory:
-    f = AuroraFactory(Environment(name, {"AURORA_URL": url, **settings}))
-    made.append(f)
-    return f
 
 
 def _event(oid: UUID | str, version: int, state: bytes = b"{}") -> StoredEvent:
@@ -103,7 +98,7 @@ def _event(oid: UUID | str, version: int, state: bytes = b"{}") -> StoredEvent:
 # ---------------------------------------------------------------- selection and tenancy
 
 
-def test_persistence_module_setting_selects_the_factory(lmdb_url: str) -> None:
+def test_persistence_module_setting_selects_themake_factory(lmdb_url: str) -> None:
     env = Environment("DogSchool", {"PERSISTENCE_MODULE": MODULE, "AURORA_URL": lmdb_url})
     factory = InfrastructureFactory.construct(env)
     try:
@@ -141,8 +136,8 @@ def test_applications_share_one_store_each_in_its_own_tenant(lmdb_url: str) -> N
 def test_aurora_tenant_setting_and_application_prefixed_settings(
     lmdb_url: str, factories: list[AuroraFactory]
 ) -> None:
-    a = _factory(factories, lmdb_url, "DogSchool", AURORA_TENANT="school-a")
-    b = _factory(factories, lmdb_url, "DogSchool", DOGSCHOOL_AURORA_TENANT="school-b")
+    a = make_factory(factories, lmdb_url, "DogSchool", AURORA_TENANT="school-a")
+    b = make_factory(factories, lmdb_url, "DogSchool", DOGSCHOOL_AURORA_TENANT="school-b")
     assert (a.datastore.tenant, b.datastore.tenant) == ("school-a", "school-b")
     ra, rb = a.application_recorder(), b.application_recorder()
     oid = uuid4()
@@ -153,7 +148,7 @@ def test_aurora_tenant_setting_and_application_prefixed_settings(
 
 
 def test_default_tenant_without_an_application_name(factories: list[AuroraFactory]) -> None:
-    assert _factory(factories, "memory://").datastore.tenant == "eventsourcing"
+    assert make_factory(factories, "memory://").datastore.tenant == "eventsourcing"
 
 
 # ---------------------------------------------------------------- values and ids
@@ -200,7 +195,7 @@ def test_events_round_trip_exactly_with_every_codec(
 
 
 def test_uuid_and_its_hex_name_one_aggregate(factories: list[AuroraFactory]) -> None:
-    recorder = _factory(factories, "memory://").application_recorder()
+    recorder = make_factory(factories, "memory://").application_recorder()
     oid = uuid4()
     recorder.insert_events([_event(oid, 1)])
     with pytest.raises(IntegrityError):
@@ -211,18 +206,20 @@ def test_uuid_and_its_hex_name_one_aggregate(factories: list[AuroraFactory]) -> 
 
 
 def test_text_ids_need_originator_id_type_text(factories: list[AuroraFactory]) -> None:
-    uuid_mode = _factory(factories, "memory://").application_recorder()
+    uuid_mode = make_factory(factories, "memory://").application_recorder()
     with pytest.raises(DataError, match="ORIGINATOR_ID_TYPE=text"):
         uuid_mode.insert_events([_event("order-1", 1)])  # never read back as a UUID
     assert uuid_mode.max_notification_id() is None
-    text_mode = _factory(factories, "memory://", ORIGINATOR_ID_TYPE="text").application_recorder()
+    text_mode = make_factory(
+        factories, "memory://", ORIGINATOR_ID_TYPE="text"
+    ).application_recorder()
     text_mode.insert_events([_event("order-1", 1)])
     (got,) = text_mode.select_events("order-1")
     assert got.originator_id == "order-1"
 
 
 def test_select_events_bounds_order_and_limit(factories: list[AuroraFactory]) -> None:
-    recorder = _factory(factories, "memory://").aggregate_recorder()
+    recorder = make_factory(factories, "memory://").aggregate_recorder()
     oid, other = uuid4(), uuid4()
     recorder.insert_events([_event(oid, v, str(v).encode()) for v in range(12)])
     recorder.insert_events([_event(other, 5)])
@@ -236,7 +233,7 @@ def test_select_events_bounds_order_and_limit(factories: list[AuroraFactory]) ->
     assert versions(lte=5, desc=True, limit=2) == [5, 4]
     assert versions(gt=11) == []
     # Snapshots are another aggregate sequence in the same tenant.
-    snapshots = _factory(factories, "memory://").aggregate_recorder("snapshots")
+    snapshots = make_factory(factories, "memory://").aggregate_recorder("snapshots")
     assert snapshots.select_events(oid) == []
 
 
@@ -262,7 +259,9 @@ def test_invalid_originator_id_type_is_refused() -> None:
 def test_too_long_originator_id_is_a_data_error_and_writes_nothing(
     factories: list[AuroraFactory],
 ) -> None:
-    recorder = _factory(factories, "memory://", ORIGINATOR_ID_TYPE="text").application_recorder()
+    recorder = make_factory(
+        factories, "memory://", ORIGINATOR_ID_TYPE="text"
+    ).application_recorder()
     ok = uuid4().hex
     with pytest.raises(DataError) as info:
         recorder.insert_events([_event(ok, 1), _event("x" * 600, 1)])
@@ -286,7 +285,7 @@ def test_use_after_close_is_an_interface_error() -> None:
 def test_repeated_version_in_one_call_is_an_integrity_error(
     factories: list[AuroraFactory],
 ) -> None:
-    recorder = _factory(factories, "memory://").application_recorder()
+    recorder = make_factory(factories, "memory://").application_recorder()
     oid = uuid4()
     with pytest.raises(IntegrityError):
         recorder.insert_events([_event(oid, 1), _event(oid, 2), _event(oid, 1)])
@@ -294,7 +293,7 @@ def test_repeated_version_in_one_call_is_an_integrity_error(
 
 
 def test_failed_tracking_writes_no_events(factories: list[AuroraFactory]) -> None:
-    recorder = _factory(factories, "memory://").process_recorder()
+    recorder = make_factory(factories, "memory://").process_recorder()
     assert isinstance(recorder, AuroraProcessRecorder)
     recorder.insert_events([], tracking=Tracking("up", 5))
     oid = uuid4()
@@ -311,7 +310,7 @@ def test_failed_tracking_writes_no_events(factories: list[AuroraFactory]) -> Non
 def test_racing_trackers_each_id_accepted_exactly_once(factories: list[AuroraFactory]) -> None:
     """8 threads insert the same tracking ids: each id is accepted by exactly one of
     them (compare-and-set in the engine, not check-then-write)."""
-    recorder = _factory(factories, "memory://").tracking_recorder()
+    recorder = make_factory(factories, "memory://").tracking_recorder()
     ids = range(1, 151)
     wins: list[int] = []
     lock = threading.Lock()
@@ -340,7 +339,7 @@ def test_racing_trackers_each_id_accepted_exactly_once(factories: list[AuroraFac
 def test_racing_writers_of_one_aggregate(factories: list[AuroraFactory]) -> None:
     """Threads race to append the next version of one aggregate: each version is
     acknowledged to exactly one writer, and the notification ids are gap-free."""
-    recorder = _factory(factories, "memory://").application_recorder()
+    recorder = make_factory(factories, "memory://").application_recorder()
     oid = uuid4()
     acked: list[tuple[int, int, bytes]] = []
     lock = threading.Lock()
@@ -377,7 +376,7 @@ def test_racing_writers_of_one_aggregate(factories: list[AuroraFactory]) -> None
 
 
 def test_subscription_follows_a_writer_thread_in_order(factories: list[AuroraFactory]) -> None:
-    recorder = _factory(factories, "memory://").application_recorder()
+    recorder = make_factory(factories, "memory://").application_recorder()
     assert isinstance(recorder, AuroraApplicationRecorder)
     recorder.insert_events([_event(uuid4(), 1)])  # before the subscription: gt=1 skips it
     total = 300
@@ -402,7 +401,7 @@ def test_subscription_follows_a_writer_thread_in_order(factories: list[AuroraFac
 def test_subscription_topics_and_stop_from_another_thread(
     factories: list[AuroraFactory],
 ) -> None:
-    recorder = _factory(factories, "memory://").application_recorder()
+    recorder = make_factory(factories, "memory://").application_recorder()
     recorder.insert_events(
         [
             StoredEvent(uuid4(), 1, "t:A", b"a"),
@@ -436,7 +435,7 @@ def test_subscription_reports_a_closed_store(factories: list[AuroraFactory]) -> 
 def test_subscription_polls_a_store_without_a_change_feed(
     factories: list[AuroraFactory], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recorder = _factory(factories, "memory://").application_recorder()
+    recorder = make_factory(factories, "memory://").application_recorder()
     assert isinstance(recorder, AuroraApplicationRecorder)
     repo: Any = recorder.datastore.repository
     caps = repo.capabilities
@@ -459,7 +458,7 @@ def test_a_store_without_the_primitives_is_refused_at_construction() -> None:
 
 
 def test_track_writes_view_and_position_together(factories: list[AuroraFactory]) -> None:
-    view = _factory(factories, "memory://", "Counts").tracking_recorder()
+    view = make_factory(factories, "memory://", "Counts").tracking_recorder()
     calls: list[int] = []
 
     def bump(state: ViewState) -> None:
@@ -489,7 +488,7 @@ def test_racing_view_updaters_count_each_notification_once(
     """Four threads process the same 100 notifications into one counter view: each
     notification is counted exactly once (the tracking compare-and-set guards the
     whole batch, and a loser re-runs its update on fresh state)."""
-    view = _factory(factories, "memory://", "Counts").tracking_recorder()
+    view = make_factory(factories, "memory://", "Counts").tracking_recorder()
     start = threading.Barrier(4)
 
     def run() -> None:
@@ -524,7 +523,7 @@ def test_wait_is_woken_by_the_commit(
     monkeypatch.setattr(_recorders, "_WAIT_SLICE", 30.0)
     url = url.format(path=tmp_path / "store")
     require_primitives(url)
-    factory = _factory(factories, url)  # one store (each memory:// open is a new one)
+    factory = make_factory(factories, url)  # one store (each memory:// open is a new one)
     waiter, writer = factory.tracking_recorder(), factory.process_recorder()
     timer = threading.Timer(0.3, lambda: writer.insert_events([], tracking=Tracking("up", 7)))
     timer.start()
@@ -538,7 +537,7 @@ def test_wait_is_woken_by_the_commit(
 def test_wait_without_a_change_feed_polls(
     factories: list[AuroraFactory], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recorder = _factory(factories, "memory://").tracking_recorder()
+    recorder = make_factory(factories, "memory://").tracking_recorder()
     repo: Any = recorder.datastore.repository
     no_feed = dataclasses.replace(repo.capabilities, change_feed=False)
     monkeypatch.setattr(type(repo), "capabilities", property(lambda self: no_feed))
