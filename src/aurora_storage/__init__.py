@@ -14,6 +14,7 @@ Backends are chosen by URL (``memory://``, ``rocksdb:///abs/path``, ``lmdb:///ab
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import errors
@@ -171,7 +172,10 @@ def open(
             lists the valid ones).
         BackendNotFoundError: no installed plugin for the scheme;
             :class:`~aurora_storage.errors.PluginError` (a subclass) when the installed
-            plugin is broken or its engine fails to import, and
+            plugin is broken, its engine fails to import, or its ``open`` raised an
+            error that is not an aurora_storage one (chained; a
+            :class:`~aurora_storage.errors.StorageError` comes out as it is), or the
+            codec is unknown while a codec plugin is broken; and
             :class:`~aurora_storage.errors.PluginConflictError` when two distributions
             claim the scheme.
         ConfigurationError: conflicting options, or a codec/format mismatch with the store.
@@ -193,6 +197,12 @@ def open(
         # dependency): a recorded plugin failure naming the distribution, not a raw
         # ModuleNotFoundError.
         raise _registry.engine_import_failed(parsed.scheme, spec, exc) from exc
+    except errors.StorageError:
+        raise  # typed already (the built-in backends' errors): not wrapped again
+    except Exception as exc:
+        # A plugin that let its engine's error out (a PermissionError, ...) breaks the
+        # contract that only aurora_storage.errors types come out of open().
+        raise _registry.open_failed(parsed.scheme, spec, exc) from exc
     if isinstance(result, Repository):
         if chosen is not None and result.codec.name != get_codec(chosen).name:
             result.close()
@@ -201,8 +211,15 @@ def open(
             )
         return _observed(result, otel)
     if not isinstance(result, Backend):
+        hint = ""
+        if isinstance(result, Coroutine):
+            # An open that hands back a coroutine: close it, or it is left to the garbage
+            # collector ("coroutine ... was never awaited").
+            result.close()
+            hint = " (BackendSpec.open is called synchronously: make it a plain def)"
         raise BackendNotFoundError(
-            f"the plugin for {parsed.scheme!r} returned {type(result).__name__}, not a Backend",
+            f"the plugin for {parsed.scheme!r} returned {type(result).__name__}, not a "
+            f"Backend{hint}",
             backend=parsed.scheme,
         )
     # Backend.repository_class: an engine's own Repository subclass, or None.

@@ -8,13 +8,13 @@ built in, a choice of distribution names a built-in scheme, or every plugin is l
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
+import inspect
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._backendspec import PROJECT, BackendSpec
@@ -114,7 +114,13 @@ class Registry:
         self._codec_only: set[str] = set()
         #: Scheme -> chosen distribution (prefer_plugin), over PREFER_ENV.
         self._prefer: dict[str, str] = {}
-        #: Entry-point name (or scheme) -> what is wrong with its plugin.
+        #: Entry-point name -> the distribution its plugin came from (codec plugins).
+        self._ep_dist: dict[str, str] = {}
+        #: Keys of ``failures`` whose codec hook failed (raised, or returned no list of
+        #: codecs): any codec name may have been theirs (see missing_codec).
+        self._codec_broken: set[str] = set()
+        #: Entry-point name (or scheme, or a runtime plugin's name) -> what is wrong
+        #: with its plugin.
         self.failures: dict[str, PluginError] = {}
 
     @property
@@ -164,6 +170,8 @@ class Registry:
             self._from_ep.clear()
             self._loaded.clear()
             self._codec_only.clear()
+            self._ep_dist.clear()
+            self._codec_broken.clear()
             self.failures.clear()
 
     def prefer(self, scheme: str, distribution: str | None) -> None:
@@ -265,9 +273,9 @@ class Registry:
             )
             return
         try:
-            offered = [_normalized(s) for s in (backends() if callable(backends) else [])]
-        except Exception as exc:
-            self._fail(name, dist, f"failed in aurora_storage_backends(): {exc}", exc)
+            offered = _backend_specs(module)
+        except _HookFailure as failure:
+            self._fail(name, dist, failure.what, failure.__cause__)
             return
         schemes = [spec.scheme for spec in offered]
         if not offered and not callable(codecs):
@@ -298,6 +306,7 @@ class Registry:
         except Exception as exc:
             self._fail(name, dist, f"could not be registered: {exc}", exc)
             return
+        self._ep_dist[name] = dist
         self._from_ep[name] = schemes
         for scheme in schemes:
             self._dist[scheme] = dist
@@ -353,12 +362,47 @@ class Registry:
 
     # -------------------------------------------------------------- registration
 
+    def open_failed(self, scheme: str, spec: BackendSpec, exc: Exception) -> PluginError:
+        """The error (to raise, chained to ``exc``) for a scheme's ``open`` that raised
+        something other than an :class:`~aurora_storage.errors.StorageError`.
+
+        Not recorded in :attr:`failures`: the plugin loaded, this one open failed (the
+        next may not), but it broke the contract that a backend raises only
+        ``aurora_storage.errors`` types, so the caller still gets one.
+        """
+        dist = self._dist.get(scheme) or spec.package or "(registered at run time)"
+        err = PluginError(
+            f"the {scheme} backend (distribution {dist}) raised {type(exc).__name__} from "
+            f"its open(), not an aurora_storage error: {exc}. A backend translates its "
+            "engine's errors into aurora_storage.errors types; report this to the "
+            "plugin's authors (the original error is chained)",
+            backend=scheme,
+            distribution=dist,
+        )
+        err.__cause__ = exc
+        return err
+
+    # -------------------------------------------------------------- registration
+
     def register_plugin(self, plugin: object, *, name: str | None = None) -> None:
+        label = repr(name or getattr(plugin, "__name__", None) or type(plugin).__name__)
+        if not any(callable(getattr(plugin, hook, None)) for hook in _HOOKS):
+            raise ConfigurationError(
+                f"register_plugin() takes a module or object holding aurora_storage hook "
+                f"implementations; {plugin!r} implements no aurora_storage hook: define "
+                "aurora_storage_backends() (or aurora_storage_codecs()) with @hookimpl"
+            )
         with self._lock:
             if self.pm.is_registered(plugin):
                 return
-            caller = getattr(plugin, "aurora_storage_backends", None)
-            specs = [_normalized(s) for s in (caller() if callable(caller) else [])]
+            # Every spec is checked before anything is registered: a plugin with one bad
+            # spec registers none of them (nothing half-registered).
+            try:
+                specs = _backend_specs(plugin)
+            except _HookFailure as failure:
+                raise ConfigurationError(
+                    f"the plugin {label} {failure.what}"
+                ) from failure.__cause__
             for spec in specs:
                 existing = self._specs.get(spec.scheme)
                 if existing is not None and existing != spec:
@@ -366,7 +410,12 @@ class Registry:
                         f"scheme {spec.scheme!r} is already registered "
                         f"(by {existing.package or 'another plugin'}); refusing to replace it"
                     )
-            self.pm.register(plugin, name=name)
+            try:
+                self.pm.register(plugin, name=name)
+            except ValueError as exc:  # pluggy: the name is taken, or a hook is malformed
+                raise ConfigurationError(
+                    f"the plugin {label} could not be registered: {exc}"
+                ) from exc
             for spec in specs:
                 self._specs[spec.scheme] = spec
 
@@ -430,18 +479,167 @@ class Registry:
                 self._load_entry_point(name)
             return dict(self._specs)
 
-    def plugin_codecs(self) -> list[Codec[Any]]:
+    def plugin_codecs(self) -> list[tuple[str, Codec[Any]]]:
+        """Every plugin's codecs as ``(plugin key, codec)``, in pluggy's call order.
+
+        Each plugin's hook is called on its own: one that raises or returns no list of
+        codecs is recorded in :attr:`failures` (see :meth:`missing_codec`) and the others
+        still count, as a broken backend plugin does not break the others.
+        """
+        from .codecs import Codec
+
         with self._lock:
             for name in list(self._eps()):
                 self._load_entry_point(name)
-            out: list[Any] = []
-            for result in self.pm.hook.aurora_storage_codecs():
-                out.extend(result)
+            out: list[tuple[str, Codec[Any]]] = []
+            # pluggy calls the last registered first: the same order as calling the hook.
+            for impl in reversed(self.pm.hook.aurora_storage_codecs.get_hookimpls()):
+                key = impl.plugin_name.removeprefix("entrypoint:")
+                try:
+                    offered = impl.function()
+                except Exception as exc:
+                    what = f"failed in aurora_storage_codecs(): {type(exc).__name__}: {exc}"
+                    self._codec_failed(key, what, exc, broken=True)
+                    continue
+                codecs = _codec_list(offered, Codec)
+                if codecs is None:
+                    shown = type(offered).__name__
+                    if isinstance(offered, list):
+                        shown = "a list holding " + ", ".join(
+                            sorted({type(c).__name__ for c in offered if not _named(c, Codec)})
+                        )
+                    self._codec_failed(
+                        key,
+                        f"returned {shown} from aurora_storage_codecs(), not a list of "
+                        "Codec with non-empty names: return [Codec(name, encode, decode)]",
+                        None,
+                        broken=True,
+                    )
+                    continue
+                if self.failures.get(key) is not None and key in self._codec_broken:
+                    # A hook that failed before and answers now: no longer broken.
+                    self._codec_broken.discard(key)
+                    del self.failures[key]
+                out.extend((key, codec) for codec in codecs)
             return out
+
+    def _codec_failed(
+        self, key: str, what: str, cause: BaseException | None, *, broken: bool
+    ) -> None:
+        """Record a failure of the codec hook of the plugin registered as ``key``."""
+        dist = self._ep_dist.get(key)
+        where = f"distribution {dist}" if dist else "registered at run time"
+        err = PluginError(f"the plugin {key!r} ({where}) {what}", backend=key, distribution=dist)
+        err.__cause__ = cause
+        with self._lock:
+            self.failures[key] = err
+            if broken:
+                self._codec_broken.add(key)
+
+    def codec_clash(self, key: str, name: str, holder: str) -> None:
+        """Record that the plugin ``key`` offers a codec ``name`` already held by
+        ``holder`` (the offered one is ignored: a name is never silently replaced)."""
+        self._codec_failed(
+            key,
+            f"offers a codec named {name!r} from aurora_storage_codecs(), but that name "
+            f"is taken by {holder}; it is ignored (a registered codec is never replaced): "
+            "rename the plugin's codec",
+            None,
+            broken=False,
+        )
+
+    def missing_codec(self, name: str, known: list[str]) -> PluginError | None:
+        """The error for an unknown codec ``name`` when a codec plugin is broken (its
+        hook raised or returned no list of codecs, so it may be the one providing
+        ``name``); ``None`` when none is."""
+        with self._lock:
+            broken = [self.failures[k] for k in sorted(self._codec_broken) if k in self.failures]
+        if not broken:
+            return None
+        plural = "s are" if len(broken) > 1 else " is"
+        err = PluginError(
+            f"unknown codec {name!r}; known codecs: {', '.join(known)}. {len(broken)} codec "
+            f"plugin{plural} broken and may provide it: "
+            + "; ".join(e.message for e in broken)
+            + " (aurora_storage.plugins.plugin_failures() lists them)",
+            backend=broken[0].backend,
+            distribution=broken[0].distribution,
+        )
+        err.__cause__ = broken[0].__cause__
+        return err
+
+
+#: The hooks a plugin may implement (see :class:`~aurora_storage._hookspecs.HookSpecs`).
+_HOOKS = ("aurora_storage_backends", "aurora_storage_codecs")
+
+
+class _HookFailure(Exception):
+    """What is wrong with a plugin's ``aurora_storage_backends()`` (the original error,
+    if any, as ``__cause__``); turned into a recorded failure or a ConfigurationError."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _backend_specs(plugin: object) -> list[BackendSpec]:
+    """The checked specs ``plugin.aurora_storage_backends()`` returns (none without it).
+
+    Raises:
+        _HookFailure: the hook raised, returned no iterable of specs (``None``, a dict,
+            a str), or one item is not a valid spec.
+    """
+    caller = getattr(plugin, "aurora_storage_backends", None)
+    if not callable(caller):
+        return []
+    try:
+        offered = caller()
+        if isinstance(offered, (str, bytes, Mapping)) or not isinstance(offered, Iterable):
+            raise _HookFailure(
+                f"returned {type(offered).__name__} from aurora_storage_backends(), not a "
+                "list of BackendSpec: return [BackendSpec(scheme=..., open=...)]"
+            )
+        items = list(offered)  # a generator runs (and may raise) here
+    except _HookFailure:
+        raise
+    except Exception as exc:
+        raise _HookFailure(
+            f"failed in aurora_storage_backends(): {type(exc).__name__}: {exc}"
+        ) from exc
+    specs: list[BackendSpec] = []
+    for item in items:
+        try:
+            specs.append(_normalized(item))
+        except ConfigurationError as exc:
+            raise _HookFailure(
+                f"returned a bad backend from aurora_storage_backends(): {exc.message}"
+            ) from exc
+    return specs
+
+
+def _named(item: object, codec_type: type[Any]) -> bool:
+    return isinstance(item, codec_type) and isinstance(item.name, str) and bool(item.name)
+
+
+def _codec_list(offered: object, codec_type: type[Any]) -> list[Codec[Any]] | None:
+    """``offered`` if it is a list or tuple of named codecs, else ``None``."""
+    if not isinstance(offered, (list, tuple)):
+        return None
+    if not all(_named(item, codec_type) for item in offered):
+        return None
+    return list(offered)
 
 
 def _normalized(spec: object) -> BackendSpec:
-    """Check a spec and lower-case its scheme (URL schemes are case-insensitive)."""
+    """Check a spec.
+
+    Raises:
+        ConfigurationError: not a BackendSpec; its scheme is not a URL scheme or not in
+            lower case (URLs lower-case their scheme, see ``URL.parse``, so a spec states
+            it the way it is looked up rather than being folded without a word); its
+            ``open`` is not callable or is an ``async def`` (``open`` is called
+            synchronously and must return a Backend).
+    """
     if not isinstance(spec, BackendSpec):
         raise ConfigurationError(f"expected a BackendSpec, got {type(spec).__name__}")
     if not isinstance(spec.scheme, str) or not SCHEME_RE.match(spec.scheme):
@@ -449,10 +647,20 @@ def _normalized(spec: object) -> BackendSpec:
             f"invalid URL scheme {spec.scheme!r} in {spec!r}: letters, digits, '+', '-' "
             "and '.', starting with a letter"
         )
+    if spec.scheme != spec.scheme.lower():
+        raise ConfigurationError(
+            f"URL scheme {spec.scheme!r} is not in lower case: write "
+            f"BackendSpec(scheme={spec.scheme.lower()!r}, ...) (URLs are matched by their "
+            "lower-cased scheme, so 'MyKV://' still opens it)"
+        )
     if not callable(spec.open):
         raise ConfigurationError(f"the open of scheme {spec.scheme!r} is not callable")
-    if spec.scheme != spec.scheme.lower():
-        spec = dataclasses.replace(spec, scheme=spec.scheme.lower())
+    if inspect.iscoroutinefunction(spec.open):
+        raise ConfigurationError(
+            f"the open of scheme {spec.scheme!r} is an async def: BackendSpec.open is "
+            "called synchronously and returns a Backend (aurora_storage.open_async wraps "
+            "the opened repository); make it a plain def"
+        )
     return spec
 
 

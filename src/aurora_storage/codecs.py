@@ -558,7 +558,12 @@ MSGPACK: Codec[Any] = Codec("msgpack", _msgpack_encode, _msgpack_decode)
 RAW: Codec[bytes] = Codec("raw", _raw_encode, _raw_decode)
 
 _lock = threading.Lock()
-_codecs: dict[str, Codec[Any]] = {c.name: c for c in (JSON, MSGPACK, RAW)}
+_BUILTIN: dict[str, Codec[Any]] = {c.name: c for c in (JSON, MSGPACK, RAW)}
+_codecs: dict[str, Codec[Any]] = dict(_BUILTIN)
+#: Codec name -> (the plugin key that provided it, the codec it provided): a plugin
+#: whose hook builds fresh Codec objects on each call offers the same name again, which
+#: is no clash.
+_from_plugin: dict[str, tuple[str, Codec[Any]]] = {}
 
 
 def register_codec(codec: Codec[Any], *, replace: bool = False) -> None:
@@ -582,11 +587,36 @@ def register_codec(codec: Codec[Any], *, replace: bool = False) -> None:
 
 
 def _load_plugin_codecs() -> None:
+    """Add the plugins' codecs (``aurora_storage_codecs``) to the table.
+
+    A failing hook is recorded by the registry (``plugin_failures()``), not raised here.
+    A plugin codec whose name is taken (a built-in, one from :func:`register_codec`,
+    another plugin's) is ignored and recorded as a failure of that plugin: a registered
+    name is never replaced, nor dropped without a word.
+    """
     from ._registry import registry
 
-    for codec in registry.plugin_codecs():
-        with _lock:
-            _codecs.setdefault(codec.name, codec)
+    clashes: list[tuple[str, str, str]] = []
+    offered = registry.plugin_codecs()
+    with _lock:
+        for key, codec in offered:
+            held = _codecs.get(codec.name)
+            if held is None:
+                _codecs[codec.name] = codec
+                _from_plugin[codec.name] = (key, codec)
+                continue
+            owner, provided = _from_plugin.get(codec.name, (None, None))
+            if held is codec or (owner == key and provided is held):
+                continue
+            if _BUILTIN.get(codec.name) is held:
+                holder = f"the built-in codec {codec.name!r}"
+            elif provided is held:
+                holder = f"the codec of the plugin {owner!r}"
+            else:
+                holder = "a codec registered with register_codec()"
+            clashes.append((key, codec.name, holder))
+    for key, name, holder in clashes:
+        registry.codec_clash(key, name, holder)
 
 
 def get_codec(codec: str | Codec[Any]) -> Codec[Any]:
@@ -595,6 +625,9 @@ def get_codec(codec: str | Codec[Any]) -> Codec[Any]:
     Raises:
         ConfigurationError: no codec of that name (listing the known ones), or
             ``codec`` is neither a name nor a :class:`Codec`.
+        PluginError: no codec of that name while a codec plugin is broken (its
+            ``aurora_storage_codecs()`` raised or returned no list of codecs), so the
+            codec may be that plugin's: the message names it, its error is chained.
     """
     if isinstance(codec, Codec):
         return codec
@@ -608,6 +641,11 @@ def get_codec(codec: str | Codec[Any]) -> Codec[Any]:
         _load_plugin_codecs()
         found = _codecs.get(codec)
     if found is None:
+        from ._registry import registry
+
+        broken = registry.missing_codec(codec, sorted(_codecs))
+        if broken is not None:
+            raise broken
         raise ConfigurationError(
             f"unknown codec {codec!r}; known codecs: {', '.join(sorted(_codecs))}"
         )
@@ -615,6 +653,7 @@ def get_codec(codec: str | Codec[Any]) -> Codec[Any]:
 
 
 def available_codecs() -> list[str]:
-    """Names of every registered codec, sorted."""
+    """Names of every registered codec, sorted (a broken codec plugin adds none and is
+    listed by :func:`aurora_storage.plugins.plugin_failures`)."""
     _load_plugin_codecs()
     return sorted(_codecs)

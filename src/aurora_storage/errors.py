@@ -294,8 +294,13 @@ class PluginError(BackendNotFoundError):
     :func:`aurora_storage.plugins.plugin_failures` and listed by ``aurora-storage
     backends``; the original error is chained.
 
+    Also raised, not recorded, when a backend's ``open`` raises an error that is not a
+    :class:`StorageError` (a ``PermissionError`` its engine let out), and by
+    :func:`~aurora_storage.codecs.get_codec` for an unknown codec while a codec plugin
+    is broken (its ``aurora_storage_codecs()`` raised or returned no list of codecs).
+
     Attributes:
-        backend: the scheme (the entry point's name).
+        backend: the scheme (the entry point's name; a codec plugin's name).
         distribution: the installed distribution that provides the plugin, if known.
     """
 

@@ -55,7 +55,9 @@ def register_backend(spec: BackendSpec, *, replace: bool = False) -> None:
     """Register a backend at run time (tests, frozen apps).
 
     Raises:
-        ConfigurationError: the scheme is already registered and ``replace`` is false.
+        ConfigurationError: the scheme is already registered and ``replace`` is false;
+            ``spec`` is not a :class:`BackendSpec`, its scheme is not a lower-case URL
+            scheme, or its ``open`` is not callable or is an ``async def``.
     """
     from ._registry import registry
 
@@ -72,8 +74,22 @@ def unregister_backend(scheme: str) -> None:
 def register_plugin(plugin: object, *, name: str | None = None) -> None:
     """Register a module or object holding hook implementations, as an entry point would.
 
+    Its ``aurora_storage_backends()`` is called now, and every spec checked before
+    anything is registered: on an error nothing of the plugin is registered. Its
+    ``aurora_storage_codecs()`` is called at the next codec lookup; a failure there is
+    recorded (:func:`plugin_failures`), not raised.
+
+    Args:
+        plugin: a module or object with ``@hookimpl`` functions.
+        name: the name pluggy registers it under (default: a module's name); also the
+            key of its codec failures in :func:`plugin_failures`.
+
     Raises:
-        ConfigurationError: one of its schemes is already registered.
+        ConfigurationError: ``plugin`` implements no aurora_storage hook (``None``, a
+            number); its ``aurora_storage_backends()`` raised (chained), returned no list
+            of :class:`BackendSpec` or a bad spec; one of its schemes is already
+            registered; or ``name`` is taken by another plugin. The message names the
+            plugin.
     """
     from ._registry import registry
 
@@ -88,12 +104,15 @@ def installed_schemes() -> list[str]:
 
 
 def plugin_failures() -> dict[str, str]:
-    """Plugins found broken so far: entry-point name (the scheme) -> what is wrong,
-    naming the distribution. A plugin is broken when its module fails to import, it
-    implements no hook, it serves another scheme than its entry point's name, two
-    distributions claim its scheme (:func:`prefer_plugin`), or its engine failed to
-    import when a URL was opened. Plugins are loaded lazily: this lists only what was
-    tried (``aurora-storage backends`` tries every plugin)."""
+    """Plugins found broken so far: entry-point name (the scheme; for a plugin
+    registered with :func:`register_plugin`, its name) -> what is wrong, naming the
+    distribution. A plugin is broken when its module fails to import, it implements no
+    hook, it serves another scheme than its entry point's name, two distributions claim
+    its scheme (:func:`prefer_plugin`), its engine failed to import when a URL was
+    opened, or its ``aurora_storage_codecs()`` raised, returned no list of codecs or
+    offered a codec whose name is taken (a built-in's: the offered one is ignored).
+    Plugins are loaded lazily: this lists only what was tried (``aurora-storage
+    backends`` tries every plugin)."""
     from ._registry import registry
 
     with registry._lock:

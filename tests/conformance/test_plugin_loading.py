@@ -275,6 +275,36 @@ def test_a_codecs_only_plugin_is_not_a_scheme_nor_a_failure(site: Path) -> None:
     assert "revcodec" not in plugin_failures()
 
 
+_CODECS_RAISE = """
+from aurora_storage.plugins import hookimpl
+
+
+@hookimpl
+def aurora_storage_codecs():
+    raise RuntimeError("codec table missing")
+"""
+
+
+def test_a_codecs_entry_point_that_raises_is_reported_and_isolated(tmp_path: Path) -> None:
+    # Its error came out of every codec lookup, and plugin_failures() stayed empty.
+    site = tmp_path / "codecsite"
+    site.mkdir()
+    _plugin(site, "aurora_badcodecs", "badcodecs", "plug_badcodecs", _CODECS_RAISE)
+    _plugin(site, "aurora_revcodec", "revcodec", "plug_codec", _CODECS_ONLY)
+    with on_path(site, *_MODULES):
+        assert "reversed-utf8" in aurora_storage.available_codecs()
+        failure = plugin_failures()["badcodecs"]
+        assert "distribution aurora-badcodecs" in failure
+        assert "RuntimeError: codec table missing" in failure
+        with pytest.raises(PluginError, match="badcodecs") as info:
+            aurora_storage.open("memory://", codec="nosuchcodec")
+        assert isinstance(info.value.__cause__, RuntimeError)
+        with aurora_storage.open("memory://", codec="reversed-utf8") as repo:
+            repo.put("t", "k", "abc")
+            assert repo.get("t", "k") == "abc"
+    assert "badcodecs" not in plugin_failures()
+
+
 def test_other_plugins_still_open(site: Path, tmp_path: Path) -> None:
     for scheme in ["dupkv", "nohook", "named", "needsengine"]:
         with pytest.raises(BackendNotFoundError):

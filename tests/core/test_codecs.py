@@ -3,8 +3,10 @@ extensible at run time and through the plugin hook, and never silently replaces 
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ import aurora_storage
 from aurora_storage import (
     Codec,
     ConfigurationError,
+    PluginError,
     SerializationError,
     available_codecs,
     get_codec,
@@ -22,7 +25,7 @@ from aurora_storage import (
 )
 from aurora_storage import codecs as codecs_module
 from aurora_storage._registry import registry
-from aurora_storage.plugins import hookimpl
+from aurora_storage.plugins import hookimpl, plugin_failures
 
 PURE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -200,8 +203,92 @@ def test_plugin_codec_does_not_override_a_builtin(clean_codecs: None) -> None:
     try:
         available_codecs()
         assert get_codec("json") is codecs_module.JSON
+        assert "is taken by the built-in codec 'json'" in plugin_failures()["test-hostile-codec"]
     finally:
         registry.pm.unregister(plugin)
+        registry.failures.pop("test-hostile-codec", None)
+
+
+@contextlib.contextmanager
+def _codec_plugin(name: str, hook: Callable[[], Any]) -> Iterator[types.ModuleType]:
+    """A runtime plugin module whose ``aurora_storage_codecs`` is ``hook``; removed (and
+    its recorded failure forgotten) afterwards."""
+    module = types.ModuleType(name)
+    module.aurora_storage_codecs = hookimpl(hook)  # type: ignore[attr-defined]  # a module built at run time
+    registry.register_plugin(module)
+    try:
+        yield module
+    finally:
+        registry.pm.unregister(module)
+        registry.failures.pop(name, None)
+
+
+def test_a_raising_codec_hook_is_isolated_and_reported(clean_codecs: None) -> None:
+    # It made available_codecs(), get_codec() and open() raise ZeroDivisionError on
+    # every lookup, and plugin_failures() stayed empty.
+    good = Codec("goodcodec", lambda v: repr(v).encode(), lambda b: b)
+    with (
+        _codec_plugin("test_raising_codecs", lambda: 1 / 0),
+        _codec_plugin("test_good_codecs", lambda: [good]),
+    ):
+        names = available_codecs()
+        assert {"json", "msgpack", "raw", "goodcodec"} <= set(names)
+        assert get_codec("goodcodec") is good
+        assert get_codec("json") is codecs_module.JSON
+        failure = plugin_failures()["test_raising_codecs"]
+        assert "aurora_storage_codecs()" in failure
+        assert "ZeroDivisionError" in failure
+        with pytest.raises(PluginError, match="test_raising_codecs") as info:
+            get_codec("mine")
+        assert "unknown codec 'mine'" in str(info.value)
+        assert isinstance(info.value.__cause__, ZeroDivisionError)
+        with pytest.raises(PluginError, match="test_raising_codecs"):
+            aurora_storage.open("memory://?codec=mine")
+        with aurora_storage.open("memory://", codec="goodcodec") as repo:
+            repo.put("t", "k", 1)
+
+
+@pytest.mark.parametrize(
+    "result",
+    [["json"], None, 5, "json", Codec("solo", repr, repr), [Codec("", repr, repr)]],  # type: ignore[arg-type]  # wrong on purpose
+    ids=["list-of-str", "none", "int", "str", "bare-codec", "empty-name"],
+)
+def test_a_codec_hook_returning_no_list_of_codecs_is_reported(
+    result: Any, clean_codecs: None
+) -> None:
+    # ["json"] gave AttributeError: 'str' object has no attribute 'name' on every lookup.
+    with _codec_plugin("test_malformed_codecs", lambda: result):
+        assert {"json", "msgpack", "raw"} <= set(available_codecs())
+        assert "list of Codec" in plugin_failures()["test_malformed_codecs"]
+        with pytest.raises(PluginError, match="test_malformed_codecs"):
+            get_codec("mine")
+        assert get_codec("raw") is codecs_module.RAW
+
+
+def test_a_plugin_codec_clashing_with_a_builtin_is_reported(clean_codecs: None) -> None:
+    # It was dropped silently: the plugin's author never learnt that "json" was taken.
+    extra = Codec("clashextra", lambda v: repr(v).encode(), lambda b: b)
+    with _codec_plugin("test_clashing_codecs", lambda: [Codec("json", repr, repr), extra]):  # type: ignore[arg-type]  # a stand-in: refused
+        assert get_codec("clashextra") is extra  # its other codecs still load
+        assert get_codec("json") is codecs_module.JSON
+        failure = plugin_failures()["test_clashing_codecs"]
+        assert "'json'" in failure
+        assert "built-in" in failure
+        # A clash says nothing about other names: an unknown one is a plain miss.
+        with pytest.raises(ConfigurationError, match="unknown codec 'mine'") as info:
+            get_codec("mine")
+        assert not isinstance(info.value, PluginError)
+
+
+def test_a_codec_hook_giving_fresh_objects_each_call_is_no_clash(clean_codecs: None) -> None:
+    with _codec_plugin(
+        "test_fresh_codecs", lambda: [Codec("freshcodec", lambda v: b"", lambda b: b)]
+    ):
+        first = get_codec("freshcodec")
+        available_codecs()
+        available_codecs()
+        assert get_codec("freshcodec") is first
+        assert "test_fresh_codecs" not in plugin_failures()
 
 
 @pytest.mark.parametrize("bad", [5, ["json"], None, b"json"])

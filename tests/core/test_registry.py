@@ -9,17 +9,25 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.metadata
+import inspect
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import aurora_storage
-from aurora_storage import BackendNotFoundError, BackendSpec, ConfigurationError
+from aurora_storage import (
+    BackendNotFoundError,
+    BackendSpec,
+    ConfigurationError,
+    InvalidURLError,
+    PluginError,
+)
 from aurora_storage._registry import registry
 from aurora_storage.memory._backend import MemoryBackend
 from aurora_storage.plugins import (
@@ -302,15 +310,129 @@ def test_lazy_top_level_attribute() -> None:
     assert tiered_cls.__name__ == "TieredRepository"
 
 
-def test_schemes_are_normalised_to_lower_case() -> None:
-    register_backend(_spec("MixedKV"))
-    try:
-        assert "mixedkv" in installed_schemes()
-        with aurora_storage.open("mixedkv://") as repo:
-            repo.put("t", "k", 1)
-    finally:
-        unregister_backend("MixedKV")
+def test_upper_case_schemes_are_refused() -> None:
+    # BackendSpec(scheme="MixedKV") was registered as "mixedkv" without a word. URLs
+    # lower-case their scheme, so a spec states it in lower case (the stricter choice).
+    with pytest.raises(ConfigurationError, match="lower case") as info:
+        register_backend(_spec("MixedKV"))
+    assert "'mixedkv'" in str(info.value)
     assert "mixedkv" not in installed_schemes()
+
+    class Plugin:
+        @hookimpl
+        def aurora_storage_backends(self) -> list[BackendSpec]:
+            return [_spec("UPPERKV")]
+
+    with pytest.raises(ConfigurationError, match="lower case"):
+        register_plugin(Plugin())
+    assert "upperkv" not in installed_schemes()
+
+
+def _hook_plugin(name: str, hook: Callable[[], Any]) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.aurora_storage_backends = hookimpl(hook)  # type: ignore[attr-defined]  # a module built at run time
+    return module
+
+
+def _raise() -> Any:
+    return 1 / 0
+
+
+@pytest.mark.parametrize(
+    ("hook", "cause"),
+    [
+        (_raise, ZeroDivisionError),
+        (lambda: None, None),
+        (lambda: {"scheme": "dictkv"}, None),
+        (lambda: "strkv", None),
+        (lambda: [_spec("halfkv"), "not a spec"], None),
+    ],
+    ids=["raises", "none", "dict", "str", "half-good"],
+)
+def test_register_plugin_with_a_failing_backends_hook_is_a_typed_error(
+    hook: Callable[[], Any], cause: type[BaseException] | None
+) -> None:
+    # A raising hook gave a raw ZeroDivisionError, one returning None a raw TypeError.
+    module = _hook_plugin("test_failing_backends", hook)
+    with pytest.raises(ConfigurationError, match="test_failing_backends") as info:
+        register_plugin(module)
+    assert "aurora_storage_backends()" in str(info.value)
+    if cause is not None:
+        assert isinstance(info.value.__cause__, cause)
+    # Nothing half-registered: neither the plugin nor any of its schemes.
+    assert not registry.pm.is_registered(module)
+    assert "halfkv" not in installed_schemes()
+
+
+@pytest.mark.parametrize(
+    "plugin", [None, 42, "memory", object()], ids=["none", "int", "str", "object"]
+)
+def test_register_plugin_refuses_what_is_not_a_plugin(plugin: object) -> None:
+    # register_plugin(None) and register_plugin(42) were accepted without a word.
+    with pytest.raises(ConfigurationError, match="implements no aurora_storage hook"):
+        register_plugin(plugin)
+    assert not registry.pm.is_registered(plugin)
+
+
+def test_an_open_raising_a_foreign_error_is_a_plugin_error() -> None:
+    # A PermissionError from a plugin's open reached the caller of aurora_storage.open raw.
+    def _open(url: Any, options: Any) -> Any:
+        raise PermissionError(13, "permission denied")
+
+    register_backend(BackendSpec("permkv", _open, package="aurora-permkv"))
+    try:
+        with pytest.raises(PluginError, match="permkv") as info:
+            aurora_storage.open("permkv://")
+        assert isinstance(info.value.__cause__, PermissionError)
+        assert info.value.backend == "permkv"
+        assert "PermissionError" in str(info.value)
+        assert "aurora-permkv" in str(info.value)
+    finally:
+        unregister_backend("permkv")
+
+
+def test_an_open_raising_a_storage_error_is_not_rewrapped() -> None:
+    refused = ConfigurationError("mykv needs a path", backend="typedkv")
+
+    def _open(url: Any, options: Any) -> Any:
+        raise refused
+
+    register_backend(BackendSpec("typedkv", _open))
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            aurora_storage.open("typedkv://")
+        assert info.value is refused
+    finally:
+        unregister_backend("typedkv")
+    # A built-in backend's typed error comes out as it is too.
+    with pytest.raises(InvalidURLError) as url_info:
+        aurora_storage.open("memory://?nosuchoption=1")
+    assert not isinstance(url_info.value, PluginError)
+
+
+def test_an_async_open_is_refused_and_its_coroutine_closed() -> None:
+    async def _aopen(url: Any, options: Any) -> Any:
+        return MemoryBackend()
+
+    # Declared async: refused when registered, not at the first open.
+    with pytest.raises(ConfigurationError, match="async def"):
+        register_backend(BackendSpec("asynckv", _aopen))
+    assert "asynckv" not in installed_schemes()
+    # A plain callable that hands back a coroutine: refused at open, the coroutine
+    # closed (it was left for the garbage collector: "coroutine ... was never awaited").
+    made: list[Any] = []
+
+    def _open(url: Any, options: Any) -> Any:
+        made.append(_aopen(url, options))
+        return made[-1]
+
+    register_backend(BackendSpec("corokv", _open))
+    try:
+        with pytest.raises(BackendNotFoundError, match="coroutine"):
+            aurora_storage.open("corokv://")
+        assert inspect.getcoroutinestate(made[0]) == inspect.CORO_CLOSED
+    finally:
+        unregister_backend("corokv")
 
 
 @pytest.mark.parametrize("scheme", ["", "1kv", "my kv", "kv/x", "kv:"])
