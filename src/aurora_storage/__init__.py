@@ -237,7 +237,10 @@ def _observed(repo: Repository[Any, Any], otel: Any) -> Repository[Any, Any]:
         wanted = otel if isinstance(otel, bool) else parse_bool(str(otel))
     except ValueError as exc:
         repo.close()
-        raise InvalidURLError(f"otel: expected true or false, got {otel!r}") from exc
+        raise InvalidURLError(
+            f"otel: expected a boolean - true/false, yes/no, on/off or 1/0 (any case) - "
+            f"got {otel!r}"
+        ) from exc
     if not wanted:
         return repo
     from .observability import instrument

@@ -15,7 +15,14 @@ and the metrics ``db.client.operation.duration``, ``db.client.response.returned_
 database clients (``db.system.name``, ``db.namespace``, ``db.operation.name``,
 ``error.type``). Needs the ``otel`` extra (``pip install 'aurora-storage[otel]'``) for
 spans and metrics; slow-operation warnings need nothing. A repository that is not
-instrumented pays nothing. See docs/observability.md.
+instrumented pays nothing.
+
+A tiered pair is instrumented tier by tier (each span names the engine that did the
+work); an ``AsyncRepository`` through its sync twin. A refused condition (``insert`` of an
+existing key, a stale ``compare_and_set``) and a cancelled write are expected outcomes,
+not errors: no ``error.type``, span status UNSET, ``aurora_storage.outcome`` says which.
+Telemetry that fails (a raising exporter) is logged, never raised: a call's result or
+its own error is what the caller gets. See docs/observability.md.
 """
 
 from __future__ import annotations

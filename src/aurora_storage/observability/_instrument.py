@@ -7,7 +7,9 @@ code it runs without this module (nothing is checked per call), so "off" costs n
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import operator
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from typing import Any, TypeVar
 
 from .._repository import _accepts_limit
 from .._version import __version__
-from ..backend import Backend, Capabilities, Chunk, Op
+from ..backend import Append, Backend, Capabilities, Chunk, Condition, Op
 
 __all__ = ["InstrumentedBackend", "Telemetry", "instrument", "uninstrument"]
 
@@ -68,6 +70,72 @@ def _tenant_of(key: bytes) -> str | None:
         return None
 
 
+#: Span and metric attribute naming an operation's expected outcome other than doing what
+#: it was asked (absent then): :data:`CONDITION_FAILED` or :data:`CANCELLED`. Neither is an
+#: error: the span's status stays UNSET, no ``error.type``, not counted in
+#: ``aurora_storage.client.errors`` (OpenTelemetry's "Recording errors": an instrumentation
+#: with context MAY classify outcomes more precisely than "it raised").
+OUTCOME = "aurora_storage.outcome"
+
+#: A condition refused the operation and nothing was written: ``insert`` of an existing
+#: key, a batch holding one, a stale ``compare_and_set`` (the caller gets
+#: ``KeyExistsError`` / ``VersionConflictError``, the expected answer to a conditional
+#: write).
+CONDITION_FAILED = "condition_failed"
+
+#: The async twin's caller cancelled the write before its commit point, and nothing was
+#: written (the caller gets the cancellation).
+CANCELLED = "cancelled"
+
+
+def _outcome_of(exc: BaseException) -> str | None:
+    """The expected outcome an exception from the engine stands for, or None (an error)."""
+    from .._cancel import Aborted
+    from ..errors import ConditionFailed
+
+    if isinstance(exc, ConditionFailed):
+        return CONDITION_FAILED
+    if isinstance(exc, Aborted | asyncio.CancelledError):
+        return CANCELLED
+    return None
+
+
+def _end_span(span: Any, exc: BaseException, outcome: str | None) -> None:
+    """End the span of a call that raised ``exc``: an error (status ERROR, ``error.type``,
+    the exception recorded), or an expected ``outcome`` (status left UNSET)."""
+    if outcome is None:
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.record_exception(exc)
+        span.set_status(_error_status(str(exc)))
+    else:
+        span.set_attribute(OUTCOME, outcome)
+    span.end()
+
+
+class _Tally:
+    """What a stream of batch operations held, counted as the engine consumes it."""
+
+    __slots__ = ("count", "first", "size")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.size = 0
+        self.first: bytes | None = None
+
+    def ops(self, ops: Iterable[Op]) -> Iterator[Op]:
+        for k, v in ops:
+            if self.first is None:
+                self.first = k
+            self.count += 1
+            self.size += len(k) + (len(v) if v is not None else 0)
+            yield k, v
+
+    def values(self, values: Iterable[bytes]) -> Iterator[bytes]:
+        for v in values:
+            self.size += len(v)
+            yield v
+
+
 class InstrumentedBackend(Backend):
     """A backend that reports each call of the backend it wraps (see module docstring).
 
@@ -87,6 +155,8 @@ class InstrumentedBackend(Backend):
         self.store_id = inner.store_id
         self._inner_limit = _accepts_limit(inner)
         self._attrs = {"db.system.name": telemetry.system, "db.namespace": telemetry.namespace}
+        #: kinds of telemetry failure already logged as a warning (see _telemetry_failed)
+        self._reported: set[tuple[str, type[BaseException]]] = set()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -103,48 +173,89 @@ class InstrumentedBackend(Backend):
         written: int = 0,
         batch: int | None = None,
         measure: Callable[[T], int] | None = None,
+        refused: Callable[[T], bool] | None = None,
+        tally: _Tally | None = None,
     ) -> T:
+        """Run ``fn`` (the engine call), reporting it.
+
+        Args:
+            key: a key of the call (the tenant's, for ``include_tenant``).
+            written: bytes the call writes (counted only if it succeeds).
+            batch: operations in a batch (``db.operation.batch.size``).
+            measure: bytes read, from the result.
+            refused: whether the result says a condition refused the call (an insert of
+                an existing key): then nothing was written (see :data:`CONDITION_FAILED`).
+            tally: filled while ``fn`` consumes a stream of operations; its batch size,
+                bytes and first key replace ``batch``, ``written`` and ``key``.
+
+        Telemetry failures (a span processor or metric instrument that raises) are
+        logged and never change what the caller sees: ``fn``'s result or error.
+        """
         t = self.t
         attrs = dict(self._attrs)
         attrs["db.operation.name"] = op
-        span_attrs: dict[str, Any] = dict(attrs)
-        if batch is not None:
-            span_attrs["db.operation.batch.size"] = batch
-        if t.include_tenant and key is not None:
-            tenant = _tenant_of(key)
-            if tenant is not None:
-                span_attrs["aurora_storage.tenant"] = tenant
         span = None
         if t.tracer is not None:
-            span = t.tracer.start_span(f"{op} {t.namespace}", kind=_CLIENT, attributes=span_attrs)
+            try:
+                span = t.tracer.start_span(
+                    f"{op} {t.namespace}",
+                    kind=_CLIENT,
+                    attributes=self._span_attrs(attrs, key, batch),
+                )
+            except Exception as exc:
+                self._telemetry_failed("starting a span", exc)
         start = time.perf_counter()
         try:
             result = fn()
         except BaseException as exc:
             elapsed = time.perf_counter() - start
-            error = type(exc).__qualname__
-            attrs["error.type"] = error
-            if span is not None:
-                span.set_attribute("error.type", error)
-                span.record_exception(exc)
-                span.set_status(_error_status(str(exc)))
-                span.end()
-            if t.errors is not None:
-                t.errors.add(1, attrs)
-            if t.duration is not None:
-                t.duration.record(elapsed, attrs)
+            outcome = _outcome_of(exc)
+            try:
+                if span is not None:
+                    if tally is not None:
+                        # Not the batch's size: the stream was not consumed to its end.
+                        self._late_span_attrs(span, tally, size=False)
+                    _end_span(span, exc, outcome)
+            except Exception as exc2:
+                self._telemetry_failed("ending a span", exc2)
+            try:
+                if outcome is None:
+                    attrs["error.type"] = type(exc).__qualname__
+                    if t.errors is not None:
+                        t.errors.add(1, attrs)
+                else:
+                    attrs[OUTCOME] = outcome
+                if t.duration is not None:
+                    t.duration.record(elapsed, attrs)
+            except Exception as exc2:
+                self._telemetry_failed("recording a metric", exc2)
             raise
         elapsed = time.perf_counter() - start
-        if t.duration is not None:
-            t.duration.record(elapsed, attrs)
-        if written and t.bytes_written is not None:
-            t.bytes_written.add(written, attrs)
-        if measure is not None:
-            read = measure(result)
-            if read and t.bytes_read is not None:
-                t.bytes_read.add(read, attrs)
+        if refused is not None and refused(result):
+            attrs[OUTCOME] = CONDITION_FAILED
+            written = 0  # refused: nothing was written
+        elif tally is not None:
+            written = tally.size
         if span is not None:
-            span.end()
+            try:
+                if tally is not None:
+                    self._late_span_attrs(span, tally)
+                if OUTCOME in attrs:
+                    span.set_attribute(OUTCOME, attrs[OUTCOME])
+                span.end()
+            except Exception as exc:
+                self._telemetry_failed("ending a span", exc)
+        try:
+            if t.duration is not None:
+                t.duration.record(elapsed, attrs)
+            if written and t.bytes_written is not None:
+                t.bytes_written.add(written, attrs)
+            if measure is not None and t.bytes_read is not None:
+                read = measure(result)
+                if read:
+                    t.bytes_read.add(read, attrs)
+        except Exception as exc:
+            self._telemetry_failed("recording a metric", exc)
         if t.slow_seconds is not None and elapsed > t.slow_seconds:
             logger.warning(
                 "slow %s on %s %s: %.1f ms (threshold %.1f ms)",
@@ -155,6 +266,49 @@ class InstrumentedBackend(Backend):
                 t.slow_seconds * 1000,
             )
         return result
+
+    def _span_attrs(
+        self, attrs: dict[str, Any], key: bytes | None, batch: int | None
+    ) -> dict[str, Any]:
+        span_attrs: dict[str, Any] = dict(attrs)
+        if batch is not None:
+            span_attrs["db.operation.batch.size"] = batch
+        if self.t.include_tenant and key is not None:
+            tenant = _tenant_of(key)
+            if tenant is not None:
+                span_attrs["aurora_storage.tenant"] = tenant
+        return span_attrs
+
+    def _late_span_attrs(self, span: Any, tally: _Tally, *, size: bool = True) -> None:
+        """A streamed batch's size (``size``) and tenant, known once the stream was
+        consumed."""
+        if size:
+            span.set_attribute("db.operation.batch.size", tally.count)
+        if self.t.include_tenant and tally.first is not None:
+            tenant = _tenant_of(tally.first)
+            if tenant is not None:
+                span.set_attribute("aurora_storage.tenant", tenant)
+
+    def _telemetry_failed(self, doing: str, exc: Exception) -> None:
+        """Log a failure of the telemetry itself (never raised: the operation's own
+        outcome is what the caller gets). A WARNING the first time for each kind (what
+        failed, and its exception class) on this repository, DEBUG after that, so a
+        broken exporter does not log once per call."""
+        kind = (doing, type(exc))
+        if kind in self._reported:
+            logger.debug("telemetry failed again %s: %s: %s", doing, type(exc).__name__, exc)
+            return
+        self._reported.add(kind)
+        logger.warning(
+            "telemetry failed %s for %s %s: %s: %s; the operation itself is unaffected "
+            "(its result or its own error reaches the caller); further failures of this "
+            "kind are logged at DEBUG",
+            doing,
+            self.t.system,
+            self.t.namespace,
+            type(exc).__name__,
+            exc,
+        )
 
     # ------------------------------------------------------------------ point ops
 
@@ -175,7 +329,11 @@ class InstrumentedBackend(Backend):
     def insert(self, key: bytes, value: bytes) -> bool:
         """See :meth:`Backend.insert`."""
         return self._call(
-            "insert", lambda: self.inner.insert(key, value), key=key, written=len(key) + len(value)
+            "insert",
+            lambda: self.inner.insert(key, value),
+            key=key,
+            written=len(key) + len(value),
+            refused=operator.not_,
         )
 
     def contains(self, key: bytes) -> bool:
@@ -206,28 +364,51 @@ class InstrumentedBackend(Backend):
         )
 
     def write_iter(self, ops: Iterable[Op]) -> int:
-        """See :meth:`Backend.write_iter` (the operations are counted as they pass)."""
-        counted = [0, 0]
-        first: list[bytes] = []
+        """See :meth:`Backend.write_iter` (the operations are counted as they pass: the
+        span gets the batch's size and tenant when the engine has consumed them)."""
+        tally = _Tally()
+        return self._call("write", lambda: self.inner.write_iter(tally.ops(ops)), tally=tally)
 
-        def tally() -> Iterator[Op]:
-            for k, v in ops:
-                if not first:
-                    first.append(k)
-                counted[0] += 1
-                counted[1] += len(k) + (len(v) if v is not None else 0)
-                yield k, v
+    def write_puts(self, keys: Sequence[bytes], values: Iterable[bytes]) -> int:
+        """See :meth:`Backend.write_puts` (the engine's own batch call; the values'
+        bytes are counted as it consumes them)."""
+        tally = _Tally()
+        tally.count = len(keys)
+        tally.first = keys[0] if keys else None
+        tally.size = sum(map(len, keys))
+        return self._call(
+            "write", lambda: self.inner.write_puts(keys, tally.values(values)), tally=tally
+        )
 
-        n = self._call("write", lambda: self.inner.write_iter(tally()))
-        if self.t.bytes_written is not None and counted[1]:
-            attrs = dict(self._attrs)
-            attrs["db.operation.name"] = "write"
-            self.t.bytes_written.add(counted[1], attrs)
-        return n
-
-    def commit(self, *args: Any, **kwargs: Any) -> Any:
-        """See :meth:`Backend.commit`."""
-        return self._call("commit", lambda: self.inner.commit(*args, **kwargs))
+    def commit(
+        self,
+        ops: Sequence[Op],
+        *,
+        conditions: Sequence[Condition] = (),
+        appends: Sequence[Append] = (),
+    ) -> list[int]:
+        """See :meth:`Backend.commit` (``db.operation.batch.size``: its operations and
+        appended records; a refused condition is :data:`CONDITION_FAILED`, not an
+        error)."""
+        size = sum(len(k) + (len(v) if v is not None else 0) for k, v in ops)
+        records = 0
+        for a in appends:
+            records += len(a.values)
+            size += sum(map(len, a.values))
+        first = ops[0][0] if ops else (appends[0].counter if appends else None)
+        # Only what the caller passed: an engine's override may predate ``appends``.
+        extra: dict[str, Any] = {}
+        if conditions:
+            extra["conditions"] = conditions
+        if appends:
+            extra["appends"] = appends
+        return self._call(
+            "commit",
+            lambda: self.inner.commit(ops, **extra),
+            key=first,
+            written=size,
+            batch=len(ops) + records,
+        )
 
     # ------------------------------------------------------------------ scans
 
@@ -257,14 +438,16 @@ class InstrumentedBackend(Backend):
         t = self.t
         attrs = dict(self._attrs)
         attrs["db.operation.name"] = "scan"
-        span_attrs: dict[str, Any] = dict(attrs)
-        if t.include_tenant:
-            tenant = _tenant_of(start)
-            if tenant is not None:
-                span_attrs["aurora_storage.tenant"] = tenant
         span = None
         if t.tracer is not None:
-            span = t.tracer.start_span(f"scan {t.namespace}", kind=_CLIENT, attributes=span_attrs)
+            try:
+                span = t.tracer.start_span(
+                    f"scan {t.namespace}",
+                    kind=_CLIENT,
+                    attributes=self._span_attrs(attrs, start, None),
+                )
+            except Exception as exc:
+                self._telemetry_failed("starting a span", exc)
         rows = read = 0
         began = time.perf_counter()
         if self._inner_limit:
@@ -286,24 +469,46 @@ class InstrumentedBackend(Backend):
             close = getattr(inner, "close", None)
             if close is not None:
                 close()
-            elapsed = time.perf_counter() - began
+            self._scanned(span, attrs, error, rows, read, time.perf_counter() - began)
+
+    def _scanned(
+        self,
+        span: Any,
+        attrs: dict[str, Any],
+        error: BaseException | None,
+        rows: int,
+        read: int,
+        elapsed: float,
+    ) -> None:
+        """Report a scan that ended (see :meth:`scan_chunks`); telemetry failures are
+        logged, never raised (the scan's own outcome is what the caller gets)."""
+        t = self.t
+        outcome = None if error is None else _outcome_of(error)
+        if span is not None:
+            try:
+                span.set_attribute("db.response.returned_rows", rows)
+                if error is not None:
+                    _end_span(span, error, outcome)
+                else:
+                    span.end()
+            except Exception as exc:
+                self._telemetry_failed("ending a span", exc)
+        try:
             if error is not None:
-                attrs["error.type"] = type(error).__qualname__
-                if t.errors is not None:
-                    t.errors.add(1, attrs)
+                if outcome is None:
+                    attrs["error.type"] = type(error).__qualname__
+                    if t.errors is not None:
+                        t.errors.add(1, attrs)
+                else:
+                    attrs[OUTCOME] = outcome
             if t.duration is not None:
                 t.duration.record(elapsed, attrs)
             if t.rows is not None:
                 t.rows.record(rows, attrs)
             if t.bytes_read is not None and read:
                 t.bytes_read.add(read, attrs)
-            if span is not None:
-                span.set_attribute("db.response.returned_rows", rows)
-                if error is not None:
-                    span.set_attribute("error.type", type(error).__qualname__)
-                    span.record_exception(error)
-                    span.set_status(_error_status(str(error)))
-                span.end()
+        except Exception as exc:
+            self._telemetry_failed("recording a metric", exc)
 
     def count_range(self, start: bytes, stop: bytes) -> int:
         """See :meth:`Backend.count_range`."""
@@ -447,6 +652,32 @@ def _rebind(repo: Any, backend: Backend) -> None:
         setattr(repo, f"_b{name}", getattr(backend, name))
 
 
+def _target(repo: Any, call: str) -> tuple[Any, list[Any]]:
+    """The sync repositories ``call`` works on for ``repo``: ``(repo's sync form, the
+    repositories whose backends are wrapped)`` - a tiered pair's two tiers (the pair's own
+    calls read its tiers' backends on each use, see ``tiered._core.Pair.hb``), a plain
+    repository itself; an :class:`~aurora_storage.AsyncRepository` stands for its sync
+    twin.
+
+    Raises:
+        InvalidArgumentError: ``repo`` is not a repository.
+    """
+    from .._async import AsyncRepository
+    from .._repository import Repository
+    from ..errors import InvalidArgumentError
+
+    sync = repo.sync if isinstance(repo, AsyncRepository) else repo
+    if not isinstance(sync, Repository):
+        raise InvalidArgumentError(
+            f"{call}() takes a Repository or an AsyncRepository (what aurora_storage.open "
+            f"or open_async returns), got {type(repo).__name__}"
+        )
+    tiers = [getattr(sync, n, None) for n in ("hot", "cold")]
+    if all(isinstance(t, Repository) for t in tiers):
+        return sync, tiers
+    return sync, [sync]
+
+
 def instrument(
     repo: T,
     *,
@@ -461,7 +692,11 @@ def instrument(
     warning log for slow calls. Returns ``repo`` itself, instrumented in place.
 
     Args:
-        repo: an open repository (for a tiered one, each tier is instrumented).
+        repo: an open repository. A tiered one is instrumented tier by tier (every
+            operation of the pair on a tier is reported with that tier's engine); an
+            :class:`~aurora_storage.AsyncRepository` by instrumenting its sync twin
+            (``repo.sync``), which every async twin of it then reports through.
+            Instrumenting again replaces the earlier settings (one span per call).
         tracer_provider / meter_provider: OpenTelemetry providers; default: the global
             ones (``opentelemetry.trace.set_tracer_provider`` ...).
         include_tenant: add the tenant to spans as ``aurora_storage.tenant`` (off by
@@ -472,49 +707,37 @@ def instrument(
 
     Raises:
         ConfigurationError: spans or metrics asked for without the ``otel`` extra.
-        TypeError: ``repo`` is not a repository.
+        InvalidArgumentError: ``repo`` is not a repository (also a ``TypeError``).
     """
-    from .._repository import Repository
-
-    tiers = [getattr(repo, n, None) for n in ("hot", "cold")]
-    if all(isinstance(t, Repository) for t in tiers):
-        for tier in tiers:
-            instrument(
-                tier,
-                tracer_provider=tracer_provider,
-                meter_provider=meter_provider,
-                include_tenant=include_tenant,
-                slow_ms=slow_ms,
-                spans=spans,
-                metrics=metrics,
-            )
-        return repo
-    if not isinstance(repo, Repository):
-        raise TypeError(f"instrument() takes a Repository, got {type(repo).__name__}")
-    backend = repo._backend
-    if isinstance(backend, InstrumentedBackend):
-        backend = backend.inner
-    telemetry = _telemetry(
-        backend,
-        repo.url,
-        tracer_provider=tracer_provider,
-        meter_provider=meter_provider,
-        include_tenant=include_tenant,
-        slow_seconds=None if slow_ms is None else slow_ms / 1000.0,
-        spans=spans,
-        metrics=metrics,
-    )
-    _rebind(repo, InstrumentedBackend(backend, telemetry))
+    _, targets = _target(repo, "instrument")
+    for target in targets:
+        backend = target._backend
+        if isinstance(backend, InstrumentedBackend):
+            backend = backend.inner
+        telemetry = _telemetry(
+            backend,
+            target.url,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            include_tenant=include_tenant,
+            slow_seconds=None if slow_ms is None else slow_ms / 1000.0,
+            spans=spans,
+            metrics=metrics,
+        )
+        _rebind(target, InstrumentedBackend(backend, telemetry))
     return repo
 
 
 def uninstrument(repo: T) -> T:
-    """Undo :func:`instrument`: ``repo`` talks to its backend directly again."""
-    from .._repository import Repository
+    """Undo :func:`instrument`: ``repo`` (each tier of a tiered one; the sync twin of an
+    :class:`~aurora_storage.AsyncRepository`) talks to its backend directly again.
+    Returns ``repo``; a repository that is not instrumented is left as it is.
 
-    for tier in (getattr(repo, "hot", None), getattr(repo, "cold", None)):
-        if isinstance(tier, Repository):
-            uninstrument(tier)
-    if isinstance(repo, Repository) and isinstance(repo._backend, InstrumentedBackend):
-        _rebind(repo, repo._backend.inner)
+    Raises:
+        InvalidArgumentError: ``repo`` is not a repository (also a ``TypeError``).
+    """
+    _, targets = _target(repo, "uninstrument")
+    for target in targets:
+        if isinstance(target._backend, InstrumentedBackend):
+            _rebind(target, target._backend.inner)
     return repo

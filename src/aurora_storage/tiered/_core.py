@@ -163,8 +163,6 @@ class Pair:
     ) -> None:
         self.hot = hot
         self.cold = cold
-        self.hb: Backend = hot.backend
-        self.cb: Backend = cold.backend
         self.config = config
         self.projection = config.projection
         self.mode = config.mode
@@ -226,6 +224,21 @@ class Pair:
         #: None. Set and cleared by the thread holding ``lock``, so only that thread can
         #: see it set.
         self.projecting: Any = None
+
+    # ------------------------------------------------------------------ backends
+
+    @property
+    def hb(self) -> Backend:
+        """The hot tier's backend, as the hot repository has it NOW: read on each use,
+        never kept, so :func:`~aurora_storage.observability.instrument` (which puts a
+        wrapper between a repository and its backend after the pair is built) and
+        ``uninstrument`` reach the pair's own calls too."""
+        return self.hot._backend
+
+    @property
+    def cb(self) -> Backend:
+        """The cold tier's backend, as the cold repository has it now (see :attr:`hb`)."""
+        return self.cold._backend
 
     # ------------------------------------------------------------------ naming
 
