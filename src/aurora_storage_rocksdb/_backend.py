@@ -25,6 +25,7 @@ read), ``_limits`` (the largest record, checked before a write), ``_eventstore``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -72,7 +73,14 @@ from aurora_storage.errors import (
 
 from . import _eventstore, _limits
 from ._config import RocksDBConfig, config_from_url
-from ._engine import check_raw_mode, close_when_free, open_db
+from ._engine import (
+    OPEN_MARGIN,
+    check_raw_mode,
+    close_when_free,
+    free_bytes,
+    open_db,
+    open_space,
+)
 from ._errors import EngineCall, translate
 
 if TYPE_CHECKING:
@@ -115,8 +123,6 @@ _INT_PROPERTIES = (
 )
 _LEVELS = 7
 _log = logging.getLogger("aurora_storage.rocksdb")
-#: Free bytes below which a store that hit a full disk does not try to reopen yet.
-_REVIVE_MIN_FREE = 256 * 1024
 #: Options that matter only when a store is opened, not to the live handle: a second
 #: open of a store already open in this process may differ in them.
 _OPEN_ONLY_OPTIONS = ("create_if_missing", "error_if_exists")
@@ -163,6 +169,8 @@ class RocksDBBackend(Backend):
         self._pid = os.getpid()
         self._closed = False
         self._full = False
+        # Free bytes after the last reopen that failed for lack of space (see _revive).
+        self._reopen_failed_free: int | None = None
         self.marker_path = os.path.join(config.path, MARKER_NAME)
         #: What opening recovered from (a crash's torn log tail, or what
         #: ``wal_recovery=point_in_time`` dropped), or ``None``; also in :meth:`stats`.
@@ -349,6 +357,7 @@ class RocksDBBackend(Backend):
     def _reviving_get(self, key: bytes) -> bytes | None:
         self._revive(reading=True)
         if self._full:
+            # _revive returns while full only with an engine to read through.
             # Still full: the broken engine refuses writes only; it reads as before.
             return cast(bytes | None, self._db.get(key))
         return self._get(key)
@@ -358,29 +367,45 @@ class RocksDBBackend(Backend):
         self._put(key, value)
 
     def _revive(self, *, reading: bool = False) -> None:
-        """Reopen the engine after a full disk; StorageFullError while still full -
-        except for a read (``reading``), which goes on through the broken engine: a full
-        disk stops writes, never reads."""
+        """Reopen the engine after a full disk; StorageFullError while too little space
+        is free for the reopen - except for a read (``reading``), which goes on through
+        the broken engine: a full disk stops writes, never reads.
+
+        A reopen writes the write-ahead log out as a table file (about the log's size,
+        less where compression shrinks it: :func:`._engine.open_space`), and the old
+        engine must be closed before it (it holds the LOCK). So it is tried only with at
+        least ``OPEN_MARGIN`` free, never without compression while less than the log's
+        size is free, and - after a reopen failed for lack of space - not again until
+        ``OPEN_MARGIN`` more is free than then. A failed reopen leaves a read-only engine
+        (it replays the log in memory, writing nothing) in the old one's place, so reads
+        go on; retries write nothing to the disk meanwhile.
+        """
         with self._lock:
             if self._closed:
                 raise self._unusable()
             if not self._full:
                 return
             path = self.config.path
-            try:
-                st = os.statvfs(path)
-                free = st.f_bavail * st.f_frsize
-            except OSError:
-                free = _REVIVE_MIN_FREE
-            if free < _REVIVE_MIN_FREE:
+            needed, wal = open_space(path)
+            free = free_bytes(path)
+            failed = self._reopen_failed_free
+            if free is not None and (
+                free < OPEN_MARGIN
+                or (self.config.compression == "none" and free < needed)
+                or (failed is not None and free < failed + OPEN_MARGIN)
+            ):
                 if reading and self._db is not None:
                     return
-                # Reopening needs room (a MANIFEST, a log, the memtable's table file);
-                # trying on a full disk would only litter it with info logs.
+                last = "" if failed is None else f"; a reopen failed with {failed:,} bytes free"
                 raise StorageFullError(
-                    f"no space left for the RocksDB store {path} ({free} bytes free): free "
-                    "some space and retry; the store reopens itself then, with every "
-                    "acknowledged write",
+                    f"no space left for the RocksDB store {path}; the write was not "
+                    "applied. After a full disk RocksDB refuses writes until the store is "
+                    "reopened, and reopening writes the records of its write-ahead log "
+                    f"({wal:,} bytes) out as a table file: it needs up to about "
+                    f"{needed:,} bytes free (less where compression shrinks the "
+                    f"records){last}; {free:,} bytes free now. Free more space and retry: "
+                    "the store reopens itself then, with every acknowledged write. Reads "
+                    "go on meanwhile",
                     backend="rocksdb",
                     path=path,
                 )
@@ -393,21 +418,44 @@ class RocksDBBackend(Backend):
                 del old
             try:
                 db, recovery = open_db(self.config, None)
-            except StorageFullError:
-                raise
             except StorageError as exc:
-                if "no space" in str(exc).lower():
+                self._db = self._read_only_engine()
+                if isinstance(exc, StorageFullError) or "no space" in str(exc).lower():
+                    after = free_bytes(path)
+                    self._reopen_failed_free = free if after is None else after
+                    if reading and self._db is not None:
+                        return  # the read goes on through the read-only engine
                     raise StorageFullError(
-                        str(exc), backend="rocksdb", path=self.config.path
+                        f"no space left for the RocksDB store {path}; the write was not "
+                        f"applied. Reopening the store after its disk filled failed: {exc}"
+                        + (". Reads go on meanwhile" if self._db is not None else ""),
+                        backend="rocksdb",
+                        path=path,
                     ) from exc
                 raise
             self._db = db
             self._get = self.fast_get = db.get
             self._put = db.put
             self._full = False
+            self._reopen_failed_free = None
             if recovery is not None:
                 self.recovery = recovery
             _log.info("RocksDB store %s reopened after its disk was full", self.config.path)
+
+    def _read_only_engine(self) -> Any:
+        """A read-only engine on the store (``None`` if that fails too), for reads while
+        a reopen after a full disk cannot be done: a read-only open replays the
+        write-ahead log in memory and writes no table file."""
+        try:
+            db, _ = open_db(dataclasses.replace(self.config, mode="read_only"), None)
+        except StorageError as exc:
+            _log.warning(
+                "RocksDB store %s: no read-only engine while the disk is full: %s",
+                self.config.path,
+                exc,
+            )
+            return None
+        return db
 
     def _forked_in_child(self) -> None:
         """See :class:`aurora_storage._fork.ForkAware`."""

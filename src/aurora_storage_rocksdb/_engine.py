@@ -21,6 +21,7 @@ from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
     StorageError,
+    StorageFullError,
     StoreLockedError,
 )
 
@@ -38,7 +39,14 @@ from ._damage import (
 )
 from ._errors import translate
 
-__all__ = ["check_raw_mode", "close_when_free", "open_db"]
+__all__ = [
+    "check_raw_mode",
+    "close_when_free",
+    "free_bytes",
+    "open_db",
+    "open_space",
+    "prune_info_logs",
+]
 
 _COMPRESSION = {
     "none": rocksdict.DBCompressionType.none,
@@ -49,6 +57,9 @@ _COMPRESSION = {
 #: Info log files (LOG and LOG.old.*) RocksDB keeps; older ones are deleted at open.
 _KEEP_INFO_LOGS = 3
 _log = logging.getLogger("aurora_storage.rocksdb")
+#: Free bytes an open needs beyond the write-ahead log it writes out: a new MANIFEST,
+#: OPTIONS file, info log and log (measured: about 60 KB; the rest is headroom).
+OPEN_MARGIN = 256 * 1024
 #: Seconds close() waits for calls in flight on other threads before giving up.
 _CLOSE_WAIT = 300.0
 #: Seconds a read_only open beside a live writer keeps trying for a consistent view.
@@ -74,6 +85,82 @@ def close_when_free(db: Any) -> None:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def free_bytes(path: str) -> int | None:
+    """Bytes free for this process on the filesystem of ``path`` (``None``: unknown)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def open_space(path: str) -> tuple[int, int]:
+    """``(needed, wal)``: about how many bytes must be free to open the store at
+    ``path`` read-write, and how many its write-ahead logs hold.
+
+    A read-write open replays the logs into memtables and writes them out as a table
+    file before it returns (RocksDB's default, ``avoid_flush_during_recovery=false``;
+    rocksdict does not expose that option): the table file is about the size of the
+    logs' records, up to ``write_buffer_size`` x ``max_write_buffer_number`` of them.
+    Compression may make it smaller; the estimate does not count on that.
+    """
+    wal = 0
+    for log in wal_files(path):
+        try:
+            wal += os.path.getsize(log)
+        except OSError:
+            pass
+    return wal + wal // 16 + OPEN_MARGIN, wal
+
+
+def prune_info_logs(path: str) -> None:
+    """Delete the oldest ``LOG.old.*`` info logs, keeping ``_KEEP_INFO_LOGS`` info logs
+    with ``LOG`` (as RocksDB's ``keep_log_file_num`` does after an open).
+
+    Every read-write open renames the info log ``LOG`` to ``LOG.old.<time>`` and starts
+    a new one; RocksDB deletes the surplus only after an open succeeds. Opens that fail
+    for lack of space (a service restarting, the backend retrying its reopen) would
+    otherwise leave one more file each on the full disk (32 retries: 724 KB).
+    """
+    try:
+        names = [n for n in os.listdir(path) if n.startswith("LOG.old.")]
+    except OSError:
+        return
+    # The suffix is the rename time in microseconds: numeric order is age order.
+    names.sort(key=lambda n: (len(n), n))
+    for name in names[: max(0, len(names) - (_KEEP_INFO_LOGS - 1))]:
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            pass
+
+
+def _open_full_error(config: RocksDBConfig, exc: BaseException) -> StorageFullError:
+    """The StorageFullError of a read-write open that ran out of space: how much space
+    the open needs, and why."""
+    path = config.path
+    needed, wal = open_space(path)
+    free = free_bytes(path)
+    now = "" if free is None else f"; {free:,} bytes free now"
+    if not os.path.exists(os.path.join(path, "CURRENT")):
+        return StorageFullError(
+            f"no space left to create the RocksDB store {path}: it needs about "
+            f"{needed:,} bytes free{now}. Free space on that filesystem and retry. Engine "
+            f"message: {exc}",
+            backend="rocksdb",
+            path=path,
+        )
+    return StorageFullError(
+        f"no space left to open the RocksDB store {path}: a read-write open writes the "
+        f"records of its write-ahead log ({wal:,} bytes) out as a table file first, so it "
+        f"needs up to about {needed:,} bytes free (less where compression shrinks the "
+        f"records){now}. Free space on that filesystem and open it again: every "
+        f"acknowledged write is in the log, nothing is lost. Engine message: {exc}",
+        backend="rocksdb",
+        path=path,
+    )
 
 
 def open_db(config: RocksDBConfig, secondary_tmp: str | None) -> tuple[Any, dict[str, Any] | None]:
@@ -261,7 +348,11 @@ def _open_db_once(
     except Exception as exc:
         if not isinstance(exc, StorageError) and _is_corruption(exc):
             raise _corruption(exc, config) from exc
-        raise translate(exc, config, "opening") from exc
+        err = translate(exc, config, "opening")
+        if isinstance(err, StorageFullError) and err is not exc and config.mode == "read_write":
+            prune_info_logs(path)
+            err = _open_full_error(config, exc)
+        raise err from exc
     return db, recovery
 
 

@@ -5,6 +5,7 @@ is readable. Uses a small tmpfs mounted in tmp_path (needs root; skipped otherwi
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,3 +141,108 @@ def test_reads_go_on_while_the_disk_is_full(small_fs: Path) -> None:
     repo.put("t", "after", "yes")  # and it writes again once space is free
     assert repo.count("t") == acked + 1
     repo.close()
+
+
+# Breaker finding (full disks, 2026-12-03): after a full disk, the operator freed less
+# space than the write-ahead log holds. The store's self-reopen writes the whole log out
+# as a table file, so it failed - and left the engine closed: every read then raised
+# StorageFullError "(opening)", each retry left a new LOG.old.* info log (32 retries ate
+# 724 KB of the freed 1 MiB), and nothing said how much space the reopen needs.
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def roomy_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 20 MiB tmpfs (root only): room for a filler that, once deleted, frees more
+    than the store's write-ahead log holds."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"a small filesystem needs mount (root): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def _fill_wal_then_free_a_little(mnt: Path) -> tuple[aurora_storage.Repository[Any, Any], int]:
+    """A store whose write-ahead log filled the disk (64 MiB memtables: nothing is
+    flushed), then 1 MiB freed: less than the log holds."""
+    with open(mnt / "filler", "wb") as f:
+        f.write(b"\x5a" * (12 * MiB))
+    with open(mnt / "reserve", "wb") as f:
+        f.write(b"\x5a" * MiB)
+    repo = aurora_storage.open(f"rocksdb://{mnt}/s")
+    acked = 0
+    try:
+        for i in range(1_000_000):
+            repo.put("t", i, os.urandom(1500).hex())
+            acked = i + 1
+    except StorageFullError:
+        pass
+    assert acked < 1_000_000, "the filesystem never filled"
+    os.unlink(mnt / "reserve")
+    return repo, acked
+
+
+def _info_logs(store: Path) -> int:
+    return sum(1 for n in os.listdir(store) if n.startswith("LOG.old"))
+
+
+def _wal_bytes(store: Path) -> int:
+    return sum(os.path.getsize(store / n) for n in os.listdir(store) if n.endswith(".log"))
+
+
+def test_reads_go_on_while_less_is_free_than_the_log_needs(roomy_fs: Path) -> None:
+    repo, acked = _fill_wal_then_free_a_little(roomy_fs)
+    store = roomy_fs / "s"
+    wal = _wal_bytes(store)
+    assert wal > 2 * MiB  # the log holds more than was freed
+    free_after: list[int] = []
+    for _ in range(5):
+        with pytest.raises(StorageFullError) as info:
+            repo.put("t", "after", "x")
+        text = str(info.value)
+        assert "write-ahead log" in text, text
+        assert "bytes free" in text, text
+        assert "(opening)" not in text
+        # Reads go on: a full disk stops writes, never reads.
+        assert repo.get("t", 0) is not None
+        assert repo.count("t") == acked
+        free_after.append(shutil.disk_usage(roomy_fs).free)
+    # At most one reopen was tried (its info log is kept); retries cost no space.
+    assert _info_logs(store) <= 2
+    assert free_after[-1] == free_after[0]
+    # Freeing enough lets the same handle write again, with every acknowledged write.
+    os.unlink(roomy_fs / "filler")
+    repo.put("t", "after", "yes")
+    assert repo.count("t") == acked + 1
+    assert repo.get("t", acked - 1) is not None
+    repo.close()
+
+
+def test_an_open_says_how_much_space_it_needs(roomy_fs: Path) -> None:
+    repo, acked = _fill_wal_then_free_a_little(roomy_fs)
+    store = roomy_fs / "s"
+    try:
+        repo.close()
+    except StorageFullError:
+        pass  # closed anyway: the log holds every acknowledged write
+    logs_before = _info_logs(store)
+    for _ in range(5):
+        with pytest.raises(StorageFullError) as info:
+            aurora_storage.open(f"rocksdb://{store}")
+        text = str(info.value)
+        assert "write-ahead log" in text, text
+        assert "bytes free" in text, text
+        assert "the write was not applied" not in text
+    assert _info_logs(store) <= max(logs_before, 2)  # failed opens leave no pile of LOG.old
+    os.unlink(roomy_fs / "filler")
+    with aurora_storage.open(f"rocksdb://{store}") as again:
+        assert again.count("t") == acked
