@@ -58,7 +58,17 @@ def os_error(exc: OSError, what: str, path: str) -> StorageError:
             backend="lmdb",
             path=path,
         )
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if code == errno.EROFS:
+        # Not "open it with read_only=true" alone: that fixes a read, never a write.
+        return ConfigurationError(
+            f"{what}: it is on a read-only filesystem. To write, choose a path this "
+            "process may write (remount the filesystem read-write, or copy the store to a "
+            "writable place); an existing store can be read where it is with "
+            "read_only=true",
+            backend="lmdb",
+            path=path,
+        )
+    if code in (errno.EACCES, errno.EPERM):
         return ConfigurationError(
             f"{what}: {exc.strerror}; choose a path this process may write, or open the "
             "store with read_only=true",

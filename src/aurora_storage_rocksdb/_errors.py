@@ -12,6 +12,7 @@ import rocksdict
 
 from aurora_storage import _fork
 from aurora_storage.errors import (
+    ConfigurationError,
     CorruptionError,
     ReadOnlyError,
     RepositoryClosedError,
@@ -74,6 +75,20 @@ def translate(exc: BaseException, config: RocksDBConfig, doing: str) -> StorageE
         return StorageFullError(
             f"no space left for the RocksDB store {path} ({doing}); the write was not "
             f"applied: {text}",
+            backend="rocksdb",
+            path=path,
+        )
+    if "read-only file system" in low or "(os error 30)" in low:
+        # EROFS. rocksdict's Rdict() saves its side file rocksdict-config.json into the
+        # store before RocksDB sees the access type, at every open (src/rdict.rs), so
+        # no mode - read_only and secondary included - opens such a store in place.
+        return ConfigurationError(
+            f"the RocksDB store {path} is on a read-only filesystem ({doing}): rocksdict, "
+            "the RocksDB binding, writes its side file rocksdict-config.json into the store "
+            "at every open, mode=read_only and mode=secondary included, so the store cannot "
+            "be opened where it is. To read it (count, verify, export), copy the store to "
+            "a writable place and open the copy; to write to it, remount the filesystem "
+            f"read-write. Engine message: {text}",
             backend="rocksdb",
             path=path,
         )

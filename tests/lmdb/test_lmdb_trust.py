@@ -759,3 +759,20 @@ def test_read_only_opens_create_and_change_no_side_files(tmp_path: Path) -> None
     before.pop("lock.mdb")  # liblmdb's reader table
     after.pop("lock.mdb")
     assert after == before
+
+
+def test_a_write_on_a_read_only_filesystem_is_told_how_to_write(tmp_path: Path) -> None:
+    # Breaker finding: a put on a read-only filesystem was advised to "open the store
+    # with read_only=true", which fixes no write.
+    with small_filesystem(tmp_path / "ro") as mount:
+        with aurora_storage.open(f"lmdb://{mount}/s") as repo:
+            repo.put("t", "k", "v")
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        with pytest.raises(ConfigurationError) as info:
+            aurora_storage.open(f"lmdb://{mount}/s")
+        text = str(info.value)
+        assert "read-only filesystem" in text, text
+        assert "copy the store to a writable place" in text, text
+        assert "read_only=true" in text, text  # reading still works that way
+        with aurora_storage.open(f"lmdb://{mount}/s?read_only=true") as repo:
+            assert repo.get("t", "k") == "v"
