@@ -33,6 +33,7 @@ point).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from bisect import bisect_left
@@ -69,6 +70,7 @@ from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
     StorageError,
+    StorageFullError,
 )
 
 from . import _eventstore
@@ -1107,14 +1109,30 @@ class LMDBBackend(Environment, Backend):
             os.makedirs(target, exist_ok=True)
             self._env.copy(target, compact=compact)
         except lmdb.Error as exc:
-            raise self._translate(exc, f"copy to {target}") from exc
+            err = self._translate(exc, f"copy to {target}")
+            if isinstance(err, StorageFullError):
+                raise self._copy_full(target, exc) from exc
+            raise err from exc
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise self._copy_full(target, exc) from exc
             raise StorageError(
                 f"cannot copy the LMDB store at {self.path} to {target}: {exc}",
                 backend="lmdb",
                 path=target,
             ) from exc
         return target
+
+    def _copy_full(self, target: str, exc: Exception) -> StorageFullError:
+        """The error of a copy to ``target`` that ran out of space: a copy only reads
+        the store, so the space that ran out is the target's."""
+        return StorageFullError(
+            f"no space left at {target} for a copy of the LMDB store at {self.path}: the "
+            "copy was not made; the store itself is unaffected. Free space on that "
+            f"filesystem or copy elsewhere ({exc})",
+            backend="lmdb",
+            path=target,
+        )
 
     def reader_check(self) -> int:
         """Free the reader slots of dead processes now; return how many were freed."""

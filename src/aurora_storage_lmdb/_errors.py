@@ -45,7 +45,16 @@ def translate(exc: Exception, what: str, *, path: str, max_readers: int) -> Stor
     where = f"{what} on the LMDB store at {path}"
     if isinstance(exc, lmdb.ReadonlyError):
         return ReadOnlyError(f"{where}: the store is read-only", backend="lmdb", path=path)
-    if isinstance(exc, lmdb.MapFullError | lmdb.TxnFullError | lmdb.DiskError):
+    if isinstance(exc, lmdb.DiskError):
+        # ENOSPC: the commit's pages could not be written; liblmdb rolled the
+        # transaction back, the store is intact.
+        return StorageFullError(
+            f"{where}: the filesystem is full ({exc}); nothing of this write was stored. "
+            "Free space and retry",
+            backend="lmdb",
+            path=path,
+        )
+    if isinstance(exc, lmdb.MapFullError | lmdb.TxnFullError):
         return StorageFullError(f"{where}: {exc}", backend="lmdb", path=path)
     if _EIO_TEXT in str(exc) and disk_nearly_full(path):
         # liblmdb reports a write cut short (the disk filled during the commit)

@@ -397,15 +397,17 @@ class RocksDBBackend(Backend):
                 if reading and self._db is not None:
                     return
                 last = "" if failed is None else f"; a reopen failed with {failed:,} bytes free"
+                # A read gets here only when no engine is left to read through.
+                refused = "no engine is open to read" if reading else "the write was not applied"
                 raise StorageFullError(
-                    f"no space left for the RocksDB store {path}; the write was not "
-                    "applied. After a full disk RocksDB refuses writes until the store is "
+                    f"no space left for the RocksDB store {path}; {refused}. After a full "
+                    "disk RocksDB refuses writes until the store is "
                     "reopened, and reopening writes the records of its write-ahead log "
                     f"({wal:,} bytes) out as a table file: it needs up to about "
                     f"{needed:,} bytes free (less where compression shrinks the "
                     f"records){last}; {free:,} bytes free now. Free more space and retry: "
-                    "the store reopens itself then, with every acknowledged write. Reads "
-                    "go on meanwhile",
+                    "the store reopens itself then, with every acknowledged write"
+                    + (". Reads go on meanwhile" if self._db is not None else ""),
                     backend="rocksdb",
                     path=path,
                 )
@@ -425,9 +427,12 @@ class RocksDBBackend(Backend):
                     self._reopen_failed_free = free if after is None else after
                     if reading and self._db is not None:
                         return  # the read goes on through the read-only engine
+                    refused = (
+                        "no engine is open to read" if reading else "the write was not applied"
+                    )
                     raise StorageFullError(
-                        f"no space left for the RocksDB store {path}; the write was not "
-                        f"applied. Reopening the store after its disk filled failed: {exc}"
+                        f"no space left for the RocksDB store {path}; {refused}. "
+                        f"Reopening the store after its disk filled failed: {exc}"
                         + (". Reads go on meanwhile" if self._db is not None else ""),
                         backend="rocksdb",
                         path=path,
@@ -878,13 +883,28 @@ class RocksDBBackend(Backend):
                 backend="rocksdb",
                 path=target,
             )
-        with self._engine("checkpoint"):
+        cp = None
+        try:
             cp = rocksdict.Checkpoint(self._db)
-            try:
-                cp.create_checkpoint(target)
-            finally:
-                # A live Checkpoint keeps the database (and its LOCK) alive.
-                del cp
+            cp.create_checkpoint(target)
+        except Exception as exc:
+            text = str(exc)
+            low = text.lower()
+            if ("no space left" in low or "disk full" in low) and target in text:
+                # The target's filesystem is full, not the store's: the store stays as
+                # it was (no reopen cycle), and RocksDB removed its partial checkpoint.
+                raise StorageFullError(
+                    f"no space left at {target} for a checkpoint of the RocksDB store "
+                    f"{self.config.path}: the checkpoint was not made; the store itself "
+                    "is unaffected. Free space on that filesystem or choose a target "
+                    f"elsewhere. Engine message: {text}",
+                    backend="rocksdb",
+                    path=target,
+                ) from exc
+            raise self._error(exc, "checkpoint") from exc
+        finally:
+            # A live Checkpoint keeps the database (and its LOCK) alive.
+            del cp
         return target
 
     def catch_up(self) -> None:

@@ -776,3 +776,20 @@ def test_a_write_on_a_read_only_filesystem_is_told_how_to_write(tmp_path: Path) 
         assert "read_only=true" in text, text  # reading still works that way
         with aurora_storage.open(f"lmdb://{mount}/s?read_only=true") as repo:
             assert repo.get("t", "k") == "v"
+
+
+def test_a_full_disk_at_commit_says_to_free_space_and_retry(tmp_path: Path) -> None:
+    # Breaker finding: liblmdb's ENOSPC at commit (lmdb.DiskError, seen with sync=true
+    # on a filling tmpfs) became "mdb_txn_commit: No space left on device" with no
+    # advice, where the short-write (EIO) kind said to free space and retry.
+    from aurora_storage_lmdb._errors import translate
+
+    err = translate(
+        lmdb.DiskError("mdb_txn_commit: No space left on device"),
+        "put",
+        path=str(tmp_path),
+        max_readers=126,
+    )
+    assert isinstance(err, StorageFullError)
+    assert "Free space and retry" in str(err)
+    assert "No space left on device" in str(err)

@@ -9,7 +9,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -661,6 +661,21 @@ def import_(url: str, source: IO[bytes], tenant: str | None, quiet: bool) -> Non
 # ------------------------------------------------------------------------ copy
 
 
+@contextlib.contextmanager
+def _closing_after_error(repo: Any) -> Iterator[Any]:
+    """``repo``, closed on the way out; after an error, a close that fails too is
+    dropped so the first error is the one reported. On a full disk the close fails as
+    well ("no space left to close ... cleanly; the next open recovers them"), which
+    would hide the write that failed - and talk of a store the command then removes."""
+    try:
+        yield repo
+    except BaseException:
+        with contextlib.suppress(errors.StorageError):
+            repo.close()
+        raise
+    repo.close()
+
+
 @cli.command()
 @click.argument("source")
 @click.argument("target")
@@ -701,7 +716,7 @@ def copy(
             # not (bytes, non-str map keys), and would fail part-way through.
             dest = dest.with_options(codec=src.codec.name)
         try:
-            with open_write(dest, bulk=True) as dst:
+            with _closing_after_error(open_write(dest, bulk=True)) as dst:
                 if not resume:
                     scope = [tenant] if tenant is not None else None
                     busy = any(True for t in (scope or dst.tenants()) for _ in dst.keys(t, limit=1))
@@ -732,6 +747,8 @@ def copy(
                 raise
             if new_store is not None and written == 0:
                 new_store.remove()  # the store this copy created holds nothing: gone
+                if isinstance(exc, errors.StorageError):
+                    exc.add_note(f"({target} was removed: this copy created it, empty)")
             elif written and isinstance(exc, errors.StorageError):
                 # The failing chunk wrote nothing (its error may say so); the chunks
                 # before it did, and stay.

@@ -149,7 +149,19 @@ def backup(url: str, directory: str, quiet: bool) -> None:
     partial = f"{target}{_PARTIAL}{os.getpid()}"
     try:
         with _open_for_backup(url) as repo:
-            _backup(repo, partial)
+            try:
+                _backup(repo, partial)
+            except errors.StorageFullError as exc:
+                if exc.path is None or not exc.path.startswith(partial):
+                    raise  # the source's own disk (a checkpoint flushes it first)
+                # The engines name the partial folder; the user knows the target.
+                raise errors.StorageFullError(
+                    f"no space left for the backup {target}: the backup was not made "
+                    f"(nothing of it is left), and {url} is unaffected. Free space on "
+                    f"that filesystem, or back up elsewhere. Engine error: "
+                    f"{exc.__cause__ or exc}",
+                    path=target,
+                ) from exc
         try:
             if os.path.isdir(target):
                 os.rmdir(target)  # (empty, checked above)
