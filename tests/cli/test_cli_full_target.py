@@ -80,3 +80,34 @@ def test_a_copy_into_a_full_filesystem_does_not_promise_a_removed_store(
     assert "next open" not in err, err
     assert f"{target} was removed" in err, err
     assert os.listdir(full_target) == []
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_export_into_a_full_filesystem_says_nothing_was_exported(
+    sources: dict[str, Path], full_target: Path, existing: bool
+) -> None:
+    # Breaker finding: `export -o` into a full target printed only "OSError: [Errno 28]
+    # No space left on device" - no word of which file, or of what was left.
+    target = full_target / "events.jsonl"
+    if existing:
+        target.write_bytes(b"an earlier export\n")
+    done = run_cli("export", f"lmdb:{sources['lmdb']}", "-o", str(target), "--quiet")
+    err = done.stderr.decode()
+    assert done.returncode == 3, err
+    assert "StorageFullError" in err, err
+    assert f"cannot write the export to {target}" in err, err
+    kept = "left unchanged" if existing else "not created"
+    assert f"nothing was exported ({target} {kept}, its partial file removed)" in err, err
+    assert sorted(os.listdir(full_target)) == (["events.jsonl"] if existing else [])
+    if existing:
+        assert target.read_bytes() == b"an earlier export\n"
+
+
+def test_an_export_to_a_full_device_says_it_stopped_part_way(sources: dict[str, Path]) -> None:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full (Linux), a device whose writes fail with ENOSPC")
+    done = run_cli("export", f"lmdb:{sources['lmdb']}", "-o", "/dev/full", "--quiet")
+    err = done.stderr.decode()
+    assert done.returncode == 3, err
+    assert "cannot write the export to /dev/full" in err, err
+    assert "stopped part-way" in err, err

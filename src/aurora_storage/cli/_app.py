@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import stat
@@ -528,8 +529,30 @@ def export(url: str, tenant: str | None, output: str, quiet: bool) -> None:
 
     with open_read(url) as repo:
         total = _estimate(repo, tenant)
-        with _output(output) as out, progress("export", total=total, quiet=quiet) as bar:
-            n = export_store(repo, out, tenant=tenant, advance=bar.advance)
+        try:
+            with _output(output) as out, progress("export", total=total, quiet=quiet) as bar:
+                n = export_store(repo, out, tenant=tenant, advance=bar.advance)
+        except OSError as exc:
+            if output == "-" or isinstance(exc, (BrokenPipeError, errors.StorageError)):
+                raise  # stdout's own failure, or the store's: words of their own
+            # Writing the file failed (a full disk, an I/O error): _output removed the
+            # partial file, so say that nothing was exported and what to do.
+            try:
+                regular: bool | None = stat.S_ISREG(os.stat(output).st_mode)
+            except OSError:
+                regular = None  # not there: the partial file was never renamed to it
+            if regular is False:  # a device or FIFO, written directly: part may be out
+                done = f"the export to {output} stopped part-way"
+            else:
+                kept = "left unchanged" if regular else "not created"
+                done = f"nothing was exported ({output} {kept}, its partial file removed)"
+            message = (
+                f"cannot write the export to {output}: {exc.strerror or exc}; {done}: free "
+                "space or choose another place, then export again"
+            )
+            if exc.errno == errno.ENOSPC:
+                raise errors.StorageFullError(message, path=output) from exc
+            raise errors.StorageError(message, path=output) from exc
     if output != "-":
         say(f"exported {n} records to {output}", quiet=quiet)
 
