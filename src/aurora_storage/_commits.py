@@ -17,7 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConditionFailed, CorruptionError, PositionExpiredError, RepositoryClosedError
+from .errors import (
+    ConditionFailed,
+    CorruptionError,
+    InvalidKeyError,
+    PositionExpiredError,
+    RepositoryClosedError,
+)
 
 __all__ = [
     "Append",
@@ -89,7 +95,10 @@ class Append:
         values: the encoded values; they get numbers ``last + 1, last + 2, ...`` in order.
         span: ``(start, stop)``, the stored-key range holding every key of the sequence
             (``key(n)`` for every ``n``, and any other key under the sequence's prefix),
-            or ``None``; lets :func:`plan_commit` prove the slots free with one seek.
+            or ``None``; lets :func:`plan_commit` prove the slots free with one seek, and
+            find the newest record when the counter is behind. ``start`` is the
+            sequence's key prefix, ``key(n)`` being ``start`` + the key encoding of
+            ``n`` + the tuple's end.
     """
 
     counter: bytes
@@ -106,25 +115,37 @@ def plan_commit(
     *,
     version: Callable[[bytes], bytes] = value_version,
     last: Callable[[bytes, bytes], bytes | None] | None = None,
+    seek_free: bool = True,
 ) -> tuple[list[Op], list[int]]:
     """The I/O-free core of a conditional commit, for engines that evaluate it under
     their own write lock or inside one write transaction.
 
     ``read`` reads the current state (inside the lock or transaction). Every condition
     is checked against the state before the commit (all of them, so the error can name
-    every conflict); then each :class:`Append` reads its counter and numbers its values,
-    past any record that occupies a number once ``ops`` are applied (written without an
-    append, say by an import, or put by ``ops``): an append never replaces a record,
-    and never skips a number that is free - a key ``ops`` delete (and do not put again)
-    is free, so the numbers stay gap-free.
+    every conflict); then each :class:`Append` reads its counter and numbers its values
+    from the counter's next number when those slots are free once ``ops`` are applied (a
+    key ``ops`` delete, and do not put again, is free). When one of them is occupied -
+    the counter is behind records written at ``(sequence, n)`` without an append (an
+    older ``aurora-storage import``, a ``put``, or ``ops``) - the numbers go past the
+    newest numbered record of the sequence (the highest key exactly ``(sequence, n)``
+    with an int ``n``, once ``ops`` apply; keys of other shapes under the prefix occupy
+    no number), never into a hole below it: an append never replaces a record, and a
+    follower that read up to the newest record misses nothing. A record put past a
+    free number after the counter is not looked for (that would cost every append a
+    seek): the number after the counter is taken.
 
-    Whether a number is occupied is read slot by slot, unless the engine passes
-    ``last`` (its newest key in ``[start, stop)``, read in the same lock or transaction)
-    and the append of two or more values names its records' key range
-    (:attr:`Append.span`): then one seek proves every slot past the counter free when
-    the sequence's newest key is not past the counter's record (the usual case);
-    otherwise the slots are read as above. (A single value's one slot read is cheaper
-    than a seek on every engine measured.)
+    ``last`` is the engine's newest key in ``[start, stop)``, read in the same lock or
+    transaction. It finds the newest numbered record (seeking down past keys of other
+    shapes and keys ``ops`` delete); without it the numbers go past occupied slots one
+    by one, which can fill a hole below a record (the conformance suite's
+    ``test_append_goes_past_the_newest_record_never_into_a_hole`` refuses that). With
+    ``last``, an append of two or more values that names its key range
+    (:attr:`Append.span`) also proves every slot past the counter free with one seek
+    when the sequence's newest key is not past the counter's record (the usual case);
+    otherwise the slots are read. (A single value's one slot read is cheaper than a
+    seek on every engine measured.) An engine whose ``last`` is dear (a listing, not a
+    seek) passes ``seek_free=False``: ``last`` is then called only for a counter
+    behind its records.
 
     Returns:
         The operations to apply atomically (``ops``, then the numbered records, then the
@@ -132,6 +153,8 @@ def plan_commit(
 
     Raises:
         ConditionFailed: one or more conditions failed; nothing may be written.
+        InvalidKeyError: a record put by hand near ``2**64 - 1`` leaves no 64-bit
+            number past the sequence's newest record.
     """
     failed: list[tuple[int, bytes | None]] = []
     for i, (key, expected) in enumerate(conditions):
@@ -161,32 +184,115 @@ def plan_commit(
         if n_last is None:
             n_last = decode_counter(read(app.counter), app.counter)
         record, values, span = app.key, app.values, app.span
-        # Free past the counter: no stored key of the sequence sorts after its record.
         n = len(values)
+        # Free past the counter: no stored key of the sequence sorts after its record.
         clear = False
-        if last is not None and span is not None and n > 1:  # one read beats a seek
+        if seek_free and last is not None and span is not None and n > 1:  # one read beats a seek
             top = last(span[0], span[1])
             clear = top is None or top <= record(n_last)
-        # A counter can be behind its records (records written at (sequence, n)
-        # without append: an import, a put): the numbers go past every occupied slot,
-        # so an append never replaces a record and a batch's numbers stay consecutive.
-        keys: list[bytes] = []
-        while len(keys) < n:
-            slot = record(n_last + len(keys) + 1)
-            put = written.get(slot)
-            if put is None:
-                put = not clear and read(slot) is not None
-            if put:
-                n_last += len(keys) + 1
-                keys = []
-            else:
-                keys.append(slot)
+        if not _free(None if clear else read, written, record, n_last, n):
+            # A counter behind its records (records written at (sequence, n) without
+            # append: an import, a put): the numbers go past the newest numbered
+            # record, never into a hole below it - a follower that read up to that
+            # record never looks below it again.
+            if last is not None and span is not None:
+                n_last = max(n_last, _newest(read, last, written, record, span[0]))
+            # Past the newest, every slot is free; read anyway, so an engine whose
+            # `last` can lag (or none: slot by slot, see above) never replaces a record.
+            while not _free(read, written, record, n_last, n):
+                n_last += 1
+            if n_last + n > _MAX_NUMBER:
+                raise InvalidKeyError(
+                    f"the sequence at {span[0] if span else record(0)!r} cannot number "
+                    f"{n} record(s) past {n_last}: sequence numbers are 64-bit (at most "
+                    f"{_MAX_NUMBER}); a record was put at a number near that limit "
+                    "without an append - delete it, or append to another sequence"
+                )
+        keys = [record(n_last + j) for j in range(1, n + 1)]
         firsts.append(n_last + 1)
         out += zip(keys, values, strict=True)
         written.update(dict.fromkeys(keys, True))
         counters[app.counter] = n_last + n
     out += [(k, encode_counter(n)) for k, n in counters.items()]
     return out, firsts
+
+
+#: The largest sequence number (the counter is 64-bit).
+_MAX_NUMBER = (1 << 64) - 1
+#: The element code of a positive number in a stored key (aurora_storage._element.POS),
+#: then its byte count: ``(sequence, n)`` for ``1 <= n < 2**64`` lies in
+#: ``[prefix + _FIRST, prefix + _PAST)``.
+_FIRST = b"\x13\x01"
+_PAST = b"\x13\x09"
+
+
+def _free(
+    read: Callable[[bytes], bytes | None] | None,
+    written: dict[bytes, bool],
+    record: Callable[[int], bytes],
+    n_last: int,
+    n: int,
+) -> bool:
+    """Whether the ``n`` slots past ``n_last`` are free once the batch's ops apply
+    (``read`` None: the stored state is known to hold none of them)."""
+    for j in range(1, n + 1):
+        slot = record(n_last + j)
+        put = written.get(slot)
+        if put is None:
+            put = read is not None and read(slot) is not None
+        if put:
+            return False
+    return True
+
+
+def _number(key: bytes, prefix: bytes, record: Callable[[int], bytes]) -> int | None:
+    """``n`` when ``key`` sorts among the records ``(sequence, n)`` of ``prefix`` (it
+    may be a longer key under ``(sequence, n)``, or a fraction of ``n``), else None."""
+    head = len(prefix)
+    if not key.startswith(prefix) or key[head : head + 1] != _FIRST[:1]:
+        return None
+    nb = key[head + 1] if len(key) > head + 1 else 0
+    if not 1 <= nb <= 8 or len(key) < head + 2 + nb:
+        return None
+    return int.from_bytes(key[head + 2 : head + 2 + nb], "big")
+
+
+def _newest(
+    read: Callable[[bytes], bytes | None],
+    last: Callable[[bytes, bytes], bytes | None],
+    written: dict[bytes, bool],
+    record: Callable[[int], bytes],
+    prefix: bytes,
+) -> int:
+    """The highest ``n`` with a record at exactly ``(sequence, n)`` once the batch's ops
+    apply (0: none). Seeks down from the top of the numbered range: a key of another
+    shape (``(sequence, n, "x")``, a fraction) sends the search to ``(sequence, n)``
+    itself, and a record the batch deletes is passed over, so each seek rules out at
+    least one number."""
+    best = 0
+    for k, put in written.items():
+        if put:
+            m = _number(k, prefix, record)
+            if m is not None and m > best and record(m) == k:
+                best = m
+    lo, stop = prefix + _FIRST, prefix + _PAST
+    while True:
+        top = last(lo, stop)
+        if top is None:
+            return best
+        m = _number(top, prefix, record)
+        if m is None:  # pragma: no cover - every key in [lo, stop) has a number head
+            stop = top
+            continue
+        if m <= best:
+            return best
+        key = record(m)
+        present = written.get(key)
+        if present is None:
+            present = True if key == top else read(key) is not None
+        if present:
+            return m
+        stop = key
 
 
 class ChangeFeed(ABC):

@@ -16,6 +16,7 @@ the bucket's creation and checks, and error translation are the base class's
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
 import functools
 import uuid
@@ -47,7 +48,7 @@ from ._connection import (
     writes,
 )
 from ._errors import ValueTooLargeError
-from ._subjects import decode_key, encode_key
+from ._subjects import decode_key, encode_key, scan_filter
 
 __all__ = [
     "BATCH_CONDITIONAL_OVERHEAD",
@@ -166,6 +167,26 @@ class _Unread(Exception):
     def __init__(self, key: bytes) -> None:
         super().__init__(key)
         self.key = key
+
+
+class _Unlisted(Exception):
+    """plan_commit asked for the newest key of a range the commit has not listed."""
+
+    def __init__(self, start: bytes, stop: bytes) -> None:
+        super().__init__(start, stop)
+        self.start = start
+        self.stop = stop
+
+
+def _listed_last(
+    listed: dict[tuple[bytes, bytes], list[bytes]], start: bytes, stop: bytes
+) -> bytes | None:
+    """The newest listed key in ``[start, stop)``, from a listing holding that range."""
+    for (lo, hi), keys in listed.items():
+        if lo <= start and stop <= hi:
+            i = bisect.bisect_left(keys, stop)
+            return keys[i - 1] if i > bisect.bisect_left(keys, start) else None
+    raise _Unlisted(start, stop)
 
 
 def _known(state: dict[bytes, tuple[bytes | None, int]], key: bytes) -> bytes | None:
@@ -1141,18 +1162,34 @@ class NATSCore(NATSConnection):
                 part = slots[i : i + _IN_FLIGHT]
                 states = await asyncio.gather(*map(self.read_state, part))
                 state.update(zip(part, states, strict=True))
+            # A counter behind its records (an older import, a put) sends plan_commit
+            # looking for the sequence's newest record: JetStream has no seek, so the
+            # numbered range is listed once (the rare path; every append pays nothing).
+            listed: dict[tuple[bytes, bytes], list[bytes]] = {}
             while True:
                 # plan_commit also reads the slots its appends would take (an append
                 # never replaces a record): a slot not read yet is fetched and the plan
                 # made again. Every key read goes into `expect`, so a slot written
-                # meanwhile makes the server refuse the batch, as a changed counter does.
+                # meanwhile makes the server refuse the batch, as a changed counter does
+                # (a listed key is not: a record put past the listing meanwhile is not
+                # seen, as one put past a free number after the counter is not).
                 try:
                     out, firsts = plan_commit(
-                        functools.partial(_known, state), ops, conditions, appends, version=version
+                        functools.partial(_known, state),
+                        ops,
+                        conditions,
+                        appends,
+                        version=version,
+                        last=functools.partial(_listed_last, listed),
+                        seek_free=False,
                     )
                     break
                 except _Unread as miss:
                     state[miss.key] = await self.read_state(miss.key)
+                except _Unlisted as miss:
+                    lo, hi = miss.start, miss.stop
+                    items = await self.listing(scan_filter(lo, hi), False)
+                    listed[(lo, hi)] = sorted(k for k, _ in items if lo <= k < hi)
             expect = {k: seq for k, (_, seq) in state.items()}
             try:
                 await self.write(out, expect, internal, state=state)

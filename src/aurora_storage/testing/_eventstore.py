@@ -9,6 +9,7 @@ declare a primitive is checked to refuse it with ``NotSupportedError`` instead.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 import aurora_storage
@@ -244,6 +245,9 @@ class ConditionalWriteTests(_Base):
 class SequenceTests(_Base):
     """``Batch.append`` and ``last_sequence``: gap-free numbers assigned at commit."""
 
+    #: Examples of the hypothesis test of appends over records put at random numbers.
+    sequence_hole_examples: ClassVar[int] = 25
+
     def test_undeclared_sequences_are_refused(self, repo: Repo) -> None:
         if repo.capabilities.sequences:
             pytest.skip("the backend declares sequences; tested below")
@@ -303,28 +307,127 @@ class SequenceTests(_Base):
         assert slot.number == 3
 
     def test_append_never_overwrites_existing_records(self, repo: Repo) -> None:
-        # Records at (sequence, n) written without append (an `aurora-storage import`,
-        # a put_many restoring a tenant) leave the counter behind: an append must take
-        # the next free numbers, never replace a record.
+        # Records at (sequence, n) written without append (an `aurora-storage import`
+        # of an older export, a put_many restoring a tenant) leave the counter behind:
+        # an append never replaces a record, and goes past the newest one.
         require(repo, "sequences", "appends need sequences")
-        repo.put_many("t", {("log", 1): "old1", ("log", 2): "old2", ("log", 4): "old4"})
+        repo.put_many("t", {("log", 1): "old1", ("log", 2): "old2"})
         with repo.batch() as b:
             first = b.append("t", "log", "new-a")
         assert first.number == 3
         with repo.batch() as b:
-            b.put("t", ("log", 6), "put-in-batch")
+            b.put("t", ("log", 5), "put-in-batch")
             slots = [b.append("t", "log", v) for v in ("new-b", "new-c")]
-        assert [s.number for s in slots] == [7, 8]
-        assert repo.last_sequence("t", "log") == 8
+        assert [s.number for s in slots] == [6, 7]  # slot 5 is taken: past the newest
+        assert repo.last_sequence("t", "log") == 7
         assert list(repo.items("t", prefix=("log",))) == [
             (("log", 1), "old1"),
             (("log", 2), "old2"),
             (("log", 3), "new-a"),
-            (("log", 4), "old4"),
-            (("log", 6), "put-in-batch"),
-            (("log", 7), "new-b"),
-            (("log", 8), "new-c"),
+            (("log", 5), "put-in-batch"),
+            (("log", 6), "new-b"),
+            (("log", 7), "new-c"),
         ]
+
+    def test_append_goes_past_the_newest_record_never_into_a_hole(self, repo: Repo) -> None:
+        # An exported log whose record 3 was deleted, imported without its counter:
+        # the next append is past record 4, never 3 (a follower that read up to 4 would
+        # never see it, and the newest key would no longer be the last number).
+        require(repo, "sequences", "appends need sequences")
+        repo.put_many("t", {("n", 1): "a", ("n", 2): "b", ("n", 4): "d"})
+        with repo.batch() as b:
+            slot = b.append("t", "n", "new")
+        assert slot.number == 5
+        assert repo.last_sequence("t", "n") == 5
+        assert list(repo.keys("t", prefix=("n",), reverse=True, limit=1)) == [("n", 5)]
+        assert repo.get("t", ("n", 3)) is None
+        # The batch deleting the newest record frees it; keys of other shapes above
+        # the newest record occupy no number.
+        repo.put_many("t", {("n", 6): "f", ("n", 9, "x"): "long", ("n", 8.5): "frac"})
+        with repo.batch() as b:
+            b.delete("t", ("n", 6))
+            b.put("t", ("n", 6, "y"), "long")
+            b.put("t", ("n", 7), "put-in-batch")
+            b.delete("t", ("n", 7))  # the last op of a key decides: free
+            slots = [b.append("t", "n", v) for v in ("x", "y")]
+        assert [s.number for s in slots] == [6, 7]
+        repo.put("t", ("n", 12), "far")
+        with repo.batch() as b:
+            b.delete("t", ("n", 12))
+            b.put("t", ("n", 10), "in-batch")
+            slot = b.append("t", "n", "z")  # slot 8 is free: taken (the counter's next)
+        assert slot.number == 8
+        repo.put("t", ("n", 9), "i")
+        with repo.batch() as b:
+            slot = b.append("t", "n", "w")  # slot 9 taken: past the newest (10)
+        assert slot.number == 11
+        assert repo.last_sequence("t", "n") == 11
+
+    def test_appends_number_past_every_record_when_the_counter_is_behind(self, repo: Repo) -> None:
+        # Records put at random numbers (with keys of other shapes), then batches of
+        # appends: whenever the number after the counter is taken, the batch's numbers
+        # are past every numbered record; always consecutive, past the counter, and no
+        # record is replaced.
+        require(repo, "sequences", "appends need sequences")
+        tenants = itertools.count()
+
+        @settings(
+            max_examples=self.sequence_hole_examples,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
+        @given(
+            numbers=st.sets(st.integers(1, 40), max_size=8),
+            others=st.sets(st.integers(1, 40), max_size=3),
+            first=st.booleans(),
+            batches=st.lists(
+                st.tuples(st.integers(1, 3), st.sets(st.integers(1, 40), max_size=2)),
+                min_size=1,
+                max_size=4,
+            ),
+        )
+        def run(
+            numbers: set[int],
+            others: set[int],
+            first: bool,
+            batches: list[tuple[int, set[int]]],
+        ) -> None:
+            t = f"holes-{next(tenants)}"
+            if first:
+                numbers.add(1)  # an imported log whose first record exists
+            model: dict[int, str] = {m: f"put{m}" for m in numbers}
+            seed: dict[Any, str] = {("s", m): v for m, v in model.items()}
+            seed.update({("s", m, "x"): "other" for m in others})
+            if seed:
+                repo.put_many(t, seed)
+            counter = repo.last_sequence(t, "s")
+            for size, deletes in batches:
+                with repo.batch() as b:
+                    for m in sorted(deletes):
+                        b.delete(t, ("s", m))
+                    slots = [b.append(t, "s", f"a{i}") for i in range(size)]
+                for m in deletes:
+                    model.pop(m, None)
+                got = [s.number for s in slots]
+                start = got[0]
+                assert got == list(range(start, start + size))
+                assert start > counter
+                taken = any(counter + j in model for j in range(1, size + 1))
+                if taken:
+                    assert start > max(model), (got, sorted(model), counter)
+                else:
+                    assert start == counter + 1
+                for m in model:
+                    assert m not in got
+                model.update({m: f"a{i}" for i, m in enumerate(got)})
+                counter = got[-1]
+                assert repo.last_sequence(t, "s") == counter
+                stored = {k[1]: v for k, v in repo.items(t, prefix=("s",)) if len(k) == 2}
+                assert stored == model
+            repo.drop_tenant(t)
+
+        run()
 
     def test_append_numbers_past_other_keys_under_the_sequence(self, repo: Repo) -> None:
         # Keys of other shapes under the sequence's prefix (longer tuples, other element
