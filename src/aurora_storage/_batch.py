@@ -106,7 +106,9 @@ class Batch(Generic[K, V]):
             self._check()
         repo = self._repo
         if not self._conditional:
-            _eventstore.require(repo, "conditional_writes", f"Batch.{kind}()")
+            # "cas" is the condition's kind; the method is compare_and_set.
+            name = "compare_and_set" if kind == "cas" else kind
+            _eventstore.require(repo, "conditional_writes", f"Batch.{name}()")
         k: Any = key
         full = self._tuple_full(tenant, k) if type(k) is tuple else repo._full(tenant, key)
         try:

@@ -129,8 +129,9 @@ def require(repo: Repository[Any, Any], capability: str, what: str) -> None:
             )
         else:
             fix = (
-                "use memory://, lmdb:// or rocksdb:// (aurora-storage never emulates it "
-                "with a racy check-then-write)"
+                "use a repository that declares it - memory://, lmdb://, rocksdb:// or "
+                "nats:// (a tiered pair declares none of the event-store primitives; "
+                "aurora-storage never emulates one with a racy check-then-write)"
             )
         raise NotSupportedError(
             f"{what} needs a repository whose capabilities declare {capability}; "

@@ -117,7 +117,7 @@ def test_plan_commit_seek_agrees_with_reading_every_slot(
     ops: list[tuple[bytes, bytes | None]] = [(_RECORD(n), b"op") for n in sorted(in_batch)]
     appends = [Append(_COUNTER, _RECORD, [b"a%d" % i for i in range(n)], _SPAN) for n in sizes]
     by_seek = plan_commit(state.get, ops, [], appends, last=_last_in(state))
-    numbered = {n for n in range(1, 13) if _RECORD(n) in state} | in_batch
+    numbered = {n for n in range(1, 21) if _RECORD(n) in state} | in_batch
     expected: list[int] = []
     last = counter
     for size in sizes:
@@ -202,6 +202,23 @@ def test_tiered_refuses_instead_of_bypassing_its_tiers() -> None:
         with pytest.raises(NotSupportedError), repo.batch() as b:
             b.append("t", "log", 1)
         assert not repo.has("t", "k")
+    finally:
+        repo.close()
+
+
+def test_a_refused_primitive_is_named_as_called_with_every_backend_that_has_it() -> None:
+    repo = aurora_storage.open("tiered://?hot=memory%3A%2F%2F&cold=memory%3A%2F%2F")
+    try:
+        with pytest.raises(NotSupportedError) as info, repo.batch() as b:
+            b.compare_and_set("t", "k", 1, version=None)
+        message = str(info.value)
+        assert message.startswith("Batch.compare_and_set() needs")
+        assert "cas()" not in message
+        assert "memory://, lmdb://, rocksdb:// or nats://" in message
+        with pytest.raises(NotSupportedError) as info, repo.batch() as b:
+            b.insert("t", "k", 1)
+        assert str(info.value).startswith("Batch.insert() needs")
+        assert "or nats://" in str(info.value)
     finally:
         repo.close()
 

@@ -86,4 +86,4 @@ def test_a_read_only_store_without_a_feed_says_why(tmp_path: Path, query: str) -
     message = str(info.value)
     assert "read-only" in message
     assert "change_log=true" in message
-    assert "use memory://, lmdb:// or rocksdb://" not in message
+    assert "memory://, lmdb://, rocksdb:// or nats://" not in message

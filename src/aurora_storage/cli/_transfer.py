@@ -25,6 +25,19 @@ decodes and re-encodes it.
 An export that stops part-way (an error, a kill, a full disk) has no end record, and
 import refuses it (:class:`IncompleteExportError`); so does a file with records missing
 or added (the count differs) or with anything after the end record.
+
+**Sequence counters** (format 3). A store whose event-store sequences were appended to
+(``Batch.append``) has a counter per ``(tenant, sequence)``; its export is format 3:
+after the records, one line per counter, and the end record counts them too::
+
+    {"tenant": "acme", "sequence": "notifications", "last": 5}
+    {"aurora-storage-export-end": true, "records": 1, "sequences": 1}
+
+An import raises each counter to at least ``last`` (never lowers one), so numbers the
+source used - a deleted record's included - are not given again. An export without
+counters stays format 2 (older versions read it); format 2 files are read, and carry
+no counters (an append then goes past the newest record when the number after the
+counter is taken, see ``docs/eventsourcing.md``).
 """
 
 from __future__ import annotations
@@ -47,7 +60,7 @@ from .._keys import (
     tenant_range,
 )
 from .._ordering import scan_in_order
-from ..backend import Backend, chunk_items
+from ..backend import Backend, chunk_items, decode_counter, encode_counter
 from ..codecs import get_codec
 from ._common import StoreDiffersError
 from ._tagged import (
@@ -71,8 +84,11 @@ __all__ = [
     "read_header",
 ]
 
-#: The export format: 2 added the end record (format 1 files had none).
-FORMAT = 2
+#: The export format: 2 added the end record (format 1 files had none); 3 adds the
+#: sequence counters (written only when the export holds one).
+FORMAT = 3
+#: The formats read.
+_FORMATS = (2, 3)
 #: The name that marks the end record.
 END = "aurora-storage-export-end"
 #: Where the event-store sequence counters live (copied with a whole store).
@@ -134,8 +150,9 @@ def export_store(
     """
     codec = repo.codec.name
     as_json = codec == "json"
+    counters = _counter_range(repo, tenant)
     header = {
-        "aurora-storage-export": FORMAT,
+        "aurora-storage-export": FORMAT if counters is not None else 2,
         "codec": codec,
         "values": "json" if as_json else "base64",
     }
@@ -190,12 +207,56 @@ def export_store(
         n += len(keys)
         if advance is not None:
             advance(len(keys))
-    return _end(out, n)
+    return _end(out, n, _write_counters(repo, out, counters))
 
 
-def _end(out: IO[bytes], n: int) -> int:
+def _counter_range(repo: Any, tenant: str | None) -> tuple[bytes, bytes] | None:
+    """The stored-key range of the sequence counters an export of ``repo`` (one
+    tenant's, or all) carries, or None when it holds none (the export is format 2)."""
+    if not _is_plain(repo):
+        return None  # a composed repository (tiered) has no sequences
+    if tenant is None:
+        lo, hi = _SEQ, prefix_successor(_SEQ)
+    else:
+        t_lo, t_hi = tenant_range(tenant)
+        lo, hi = _SEQ + t_lo, _SEQ + t_hi
+    backend: Backend = repo._backend
+    return (lo, hi) if backend.last_key(lo, hi) is not None else None
+
+
+def _write_counters(repo: Any, out: IO[bytes], span: tuple[bytes, bytes] | None) -> int | None:
+    """Write a line per sequence counter in ``span`` (read after the records, so each
+    is at least the number of every record exported); return how many (None: none)."""
+    if span is None:
+        return None
+    backend: Backend = repo._backend
+    m = 0
+    for keys, vals in scan_in_order(backend, *span):
+        assert vals is not None  # an items scan
+        lines = []
+        for key, raw in zip(keys, vals, strict=True):
+            rest = key[len(_SEQ) :]
+            try:
+                t, offset = decode_tenant_key(rest)
+                (name,) = decode_key(rest + b"\x00", offset)
+            except ValueError as exc:
+                raise errors.CorruptionError(
+                    f"the sequence counter record {key!r} has no valid key: {exc}"
+                ) from exc
+            line = {"tenant": tag_tenant(t), "sequence": tag_tenant(name)}
+            line["last"] = decode_counter(raw, key)
+            lines.append(orjson.dumps(line) + b"\n")
+        out.write(b"".join(lines))
+        m += len(keys)
+    return m
+
+
+def _end(out: IO[bytes], n: int, sequences: int | None = None) -> int:
     """Write the end record (only a complete export has one); return ``n``."""
-    out.write(orjson.dumps({END: True, "records": n}) + b"\n")
+    end: dict[str, Any] = {END: True, "records": n}
+    if sequences is not None:
+        end["sequences"] = sequences
+    out.write(orjson.dumps(end) + b"\n")
     out.flush()
     return n
 
@@ -247,7 +308,15 @@ def _end_record(line: bytes) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) and END in rec else None
 
 
-def _check_file_first(lines: IO[bytes]) -> None:
+def _end_ok(rec: dict[str, Any], version: int) -> bool:
+    """Whether ``rec`` is a well-formed end record of an export of ``version``."""
+    keys = (
+        {END, "records", "sequences"} if version >= 3 and "sequences" in rec else {END, "records"}
+    )
+    return rec[END] is True and set(rec) == keys and all(type(rec[k]) is int for k in keys - {END})
+
+
+def _check_file_first(lines: IO[bytes], version: int = FORMAT) -> None:
     """Refuse a seekable file that is not a complete export, before anything is
     written: one pass over the file (reading it, parsing only lines that may be the
     end record) finds no end record, a line after it, or a record count that differs
@@ -290,12 +359,13 @@ def _check_file_first(lines: IO[bytes]) -> None:
             "or was killed, a partial copy); nothing was imported. Export the store again"
         )
     at, rec = end
-    count = rec.get("records")
-    if rec[END] is not True or set(rec) != {END, "records"} or type(count) is not int:
+    if not _end_ok(rec, version):
         raise ImportFormatError(
             f'line {at} is a malformed end record (expected {{"{END}": true, "records": '
             "N}); nothing was imported"
         )
+    # A format-3 file's sequence counter lines are counted apart ("sequences").
+    count = rec["records"] + rec.get("sequences", 0)
     if count != seen:
         raise IncompleteExportError(
             f"line {at}: the end record counts {count} records, the file holds {seen}: "
@@ -308,6 +378,8 @@ class ExportHeader(NamedTuple):
 
     codec: str
     base64_values: bool
+    #: The format (2: no sequence counters; 3: may carry them).
+    version: int = FORMAT
 
 
 #: The kinds of value an export's header names.
@@ -334,11 +406,11 @@ def read_header(lines: IO[bytes]) -> ExportHeader:
             f"line 1 is not an aurora-storage export header ({exc}); expected "
             f'{{"aurora-storage-export": {FORMAT}, "codec": ..., "values": ...}}'
         ) from exc
-    if type(version) is not int or version != FORMAT:
+    if type(version) is not int or version not in _FORMATS:
         raise ImportFormatError(
-            f"line 1: an export of format {version!r}; this version reads format {FORMAT} "
-            "(format 1, from before the end record, cannot be told complete from cut "
-            "short): export the store again with this version"
+            f"line 1: an export of format {version!r}; this version reads formats 2 and "
+            f"{FORMAT} (format 1, from before the end record, cannot be told complete "
+            "from cut short): export the store again with this version"
         )
     if type(codec_name) is not str or values not in _VALUES or type(values) is not str:
         raise ImportFormatError(
@@ -346,7 +418,7 @@ def read_header(lines: IO[bytes]) -> ExportHeader:
             'export names a codec and "values": "json" or "base64"'
         )
     get_codec(codec_name)  # an unknown codec is refused before anything is written
-    return ExportHeader(codec_name, values == "base64")
+    return ExportHeader(codec_name, values == "base64", version)
 
 
 def import_store(
@@ -381,15 +453,19 @@ def import_store(
     """
     if header is None:
         header = read_header(lines)
-    codec_name, base64_values = header
+    codec_name, base64_values, version = header
     source_codec = get_codec(codec_name)
-    _check_file_first(lines)
+    _check_file_first(lines, version)
     n = 0
     lineno = 1
+    # (line, tenant, sequence, last) of the sequence counter lines (format 3): applied
+    # after the records, so a counter never stands without the records it numbers.
+    sequences: list[tuple[int, str, str, int]] = []
 
     def records() -> Iterator[tuple[int, str, Any, Any]]:
         nonlocal lineno
         seen = 0
+        counted = 0
         end: int | None = None
         for line in lines:
             lineno += 1
@@ -413,25 +489,35 @@ def import_store(
                         "imported. Export the store again"
                     ) from exc
                 if END in rec:
-                    if (
-                        rec[END] is not True
-                        or set(rec) != {END, "records"}
-                        or type(rec["records"]) is not int
-                    ):
+                    if not _end_ok(rec, version):
                         raise ValueError(f'a malformed end record: {{"{END}": true, "records": N}}')
-                    if rec["records"] != seen:
+                    if rec["records"] != seen or rec.get("sequences", 0) != counted:
+                        counts = f"{rec['records']} records, the file holds {seen}"
+                        if "sequences" in rec or counted:
+                            counts = (
+                                f"{rec['records']} records and {rec.get('sequences', 0)} "
+                                f"sequence counters, the file holds {seen} and {counted}"
+                            )
                         raise IncompleteExportError(
-                            f"line {lineno}: the end record counts {rec['records']} records, "
-                            f"the file holds {seen}: records were lost or added; {n} "
-                            "records of earlier chunks were imported. Export the store again"
+                            f"line {lineno}: the end record counts {counts}: lines were "
+                            f"lost or added; {n} records of earlier chunks were imported. "
+                            "Export the store again"
                         )
                     end = lineno
                     continue
-                t = rec["tenant"]
-                if type(t) is not str:
-                    t = from_tagged(t)
-                    if type(t) is not str:
-                        raise TypeError(f"a tenant is a string, got {type(t).__name__}")
+                t = _plain(rec["tenant"], "a tenant")
+                if version >= 3 and "sequence" in rec:
+                    name = _plain(rec["sequence"], "a sequence name")
+                    last = rec["last"]
+                    if type(last) is not int or not 0 <= last < 1 << 64 or len(rec) != 3:
+                        raise ValueError(
+                            'a sequence counter line is {"tenant": ..., "sequence": ..., '
+                            '"last": N} with N from 0 to 2**64 - 1'
+                        )
+                    counted += 1
+                    if tenant is None or t == tenant:
+                        sequences.append((lineno, t, name, last))
+                    continue
                 key = from_tagged(rec["key"], as_key=True)
                 value = rec["value"]
                 if base64_values:
@@ -477,7 +563,53 @@ def import_store(
         n += len(chunk)
         if advance is not None:
             advance(len(chunk))
+    _raise_counters(repo, sequences, n)
     return n
+
+
+def _plain(tagged: Any, what: str) -> str:
+    """A tenant or sequence name of an export line (a JSON string, or tagged)."""
+    if type(tagged) is str:
+        return tagged
+    value = from_tagged(tagged)
+    if type(value) is not str:
+        raise TypeError(f"{what} is a string, got {type(value).__name__}")
+    return value
+
+
+def _raise_counters(repo: Any, sequences: list[tuple[int, str, str, int]], n: int) -> None:
+    """Raise each imported sequence's counter to at least the source's (never lower
+    one): the numbers the source used are not given again. A repository without
+    sequences (a tiered pair) has no counters to set; its appends are refused anyway.
+
+    Raises:
+        ImportFormatError: a tenant or sequence name the store cannot hold (named by
+            its line; the records were imported).
+    """
+    if not sequences or not _is_plain(repo) or not repo.capabilities.sequences:
+        return
+    from .. import _eventstore
+
+    backend: Backend = repo._backend
+    for i in range(0, len(sequences), CHUNK):
+        part = sequences[i : i + CHUNK]
+        keys = []
+        for at, t, name, _ in part:
+            try:
+                keys.append(_eventstore.sequence_keys(repo, t, name).counter)
+            except (errors.InvalidKeyError, errors.InvalidTenantError) as exc:
+                raise ImportFormatError(
+                    f"line {at}: the store cannot hold this sequence counter "
+                    f"({type(exc).__name__}: {exc}); the {n} records were imported"
+                ) from exc
+        current = backend.get_many(keys)
+        raised = [
+            (key, encode_counter(last))
+            for key, raw, (_, _, _, last) in zip(keys, current, part, strict=True)
+            if decode_counter(raw, key) < last
+        ]
+        if raised:
+            backend.write(raised)
 
 
 # -------------------------------------------------------------------------- copy
