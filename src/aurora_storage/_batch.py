@@ -90,6 +90,11 @@ class Batch(Generic[K, V]):
         :class:`VersionConflictError` and nothing is written. Conditions are checked
         against the state before the batch.
 
+        A version is a digest of the stored value only (no key, tenant or store
+        identity): an equal value elsewhere, or the same value again after a change
+        (A -> B -> A, a delete and put), has the same version; keep a counter in the
+        value where that matters (docs/eventsourcing.md).
+
         Raises:
             NotSupportedError: the backend does not declare ``conditional_writes``.
             InvalidArgumentError: ``version`` is not a :class:`Version` or ``None``.
@@ -151,6 +156,13 @@ class Batch(Generic[K, V]):
         stored under the key ``(sequence, n)`` with ``n = last + 1`` (the batch's appends
         to one sequence get consecutive numbers in call order), atomically with the rest
         of the batch. Read them back in order with ``items(tenant, prefix=(sequence,))``.
+
+        Appends are applied after all the batch's puts, deletes and conditional writes,
+        whatever the call order: a put or delete of a key this batch appends acts before
+        the append (a delete of it does not remove the appended record). A number that a
+        record written without an append occupies (a ``put``, an import of an export
+        without counters) sends the numbers past the sequence's newest record, never
+        into a hole below it (docs/eventsourcing.md, "Gap-free sequences").
 
         Returns:
             A :class:`Slot`; its ``number`` is readable after the commit.

@@ -807,6 +807,11 @@ class Repository(TenantKeys, Generic[K, V]):
         """The value under ``(tenant, key)`` and its :class:`Version`, for
         :meth:`compare_and_set`; ``(None, None)`` when absent.
 
+        A version is a digest of the stored value only (no key, tenant or store
+        identity): an equal value elsewhere, or the same value again after a change
+        (A -> B -> A, a delete and put), has the same version; keep a counter in the
+        value where that matters (docs/eventsourcing.md).
+
         Raises:
             NotSupportedError: the backend does not declare ``conditional_writes``
                 (versions exist for compare-and-set).
@@ -824,6 +829,11 @@ class Repository(TenantKeys, Generic[K, V]):
     def compare_and_set(self, tenant: str, key: K, value: V, *, version: Version | None) -> Version:
         """Store ``value`` only if the record's current version is ``version``
         (``None``: only if the key is absent), atomically in the engine.
+
+        A version is a digest of the stored value only (no key, tenant or store
+        identity): an equal value elsewhere, or the same value again after a change
+        (A -> B -> A, a delete and put), has the same version; keep a counter in the
+        value where that matters (docs/eventsourcing.md).
 
         Returns:
             The record's new version (hand it to the next ``compare_and_set``).
@@ -893,7 +903,8 @@ class Repository(TenantKeys, Generic[K, V]):
 
         Which changes a feed sees: every change committed through this repository's
         backend; with ``capabilities.multi_process_change_feed`` also those of other
-        processes.
+        processes. A batch's changes come in the order it applies them: its puts and
+        deletes in call order, then its appends (:meth:`Batch.append`).
 
         Raises:
             NotSupportedError: the backend does not declare ``change_feed``.
