@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from aurora_storage import Repository
@@ -70,10 +71,43 @@ class LMDBRepository(Repository[K, V]):
 
 
 def create_lmdb_repository(
-    path: str | os.PathLike[str], *, codec: str | Codec[Any] | None = None, **options: Any
+    path: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    codec: str | Codec[Any] | None = None,
+    **options: Any,
 ) -> LMDBRepository[Any, Any]:
     """Open (creating if missing) the LMDB repository at ``path``.
 
-    Keyword options are those of :class:`LMDBConfig` (``map_size``, ``sync``, ...).
+    Args:
+        path: the store's path, or a mapping of options with ``"path"`` (the TypeScript
+            package's config object, spelled with this package's option names).
+        codec: the value codec (default: the store's recorded codec, or ``json``).
+        **options: :class:`LMDBConfig` options (``map_size``, ``sync``, ...).
+
+    Raises:
+        ConfigurationError: a mapping without ``"path"``, or both a mapping and options.
+        InvalidURLError: an unknown option (a camelCase TypeScript name is refused with
+            the list of valid ones).
+        InvalidArgumentError: ``path`` is none of the above.
     """
+    from aurora_storage.errors import ConfigurationError, InvalidArgumentError
+
+    if isinstance(path, Mapping):
+        if options:
+            raise ConfigurationError(
+                "pass either a mapping of options or keyword options, not both "
+                f"(got a mapping and {', '.join(sorted(options))})",
+                backend="lmdb",
+            )
+        options = dict(path)
+        if "path" not in options:
+            raise ConfigurationError(
+                "create_lmdb_repository's mapping of options needs 'path'", backend="lmdb"
+            )
+        path = options.pop("path")
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            "create_lmdb_repository takes the store's path or a mapping of options with "
+            f"'path'; got {type(path).__name__}"
+        )
     return LMDBRepository(path, codec=codec, **options)

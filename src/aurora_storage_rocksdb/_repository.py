@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, TypeVar, cast
 
 from aurora_storage import Repository
@@ -104,7 +105,7 @@ class RocksDBRepository(Repository[K, V]):
 
 
 def create_rocksdb_repository(
-    config: RocksDBConfig | None = None,
+    config: RocksDBConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
     *,
     codec: str | Codec[Any] | None = None,
     **options: Any,
@@ -115,13 +116,41 @@ def create_rocksdb_repository(
 
         create_rocksdb_repository(RocksDBConfig(path="/var/data/events", compression="zstd"))
         create_rocksdb_repository(path="./events", sync=True)
+        create_rocksdb_repository({"path": "./events", "compression": True})
+
+    Args:
+        config: a :class:`RocksDBConfig`; a mapping of options with ``"path"`` (the
+            TypeScript package's config object, spelled with this package's option names);
+            the store's path; or ``None`` with ``path=...`` among ``options``.
+        codec: the value codec (default: the store's recorded codec, or ``json``).
+        **options: :class:`RocksDBConfig` options (``compression``, ``sync``, ...).
 
     Raises:
         ConfigurationError: neither a config nor a path, both a config and options, or
             conflicting options.
+        InvalidURLError: an unknown option (a camelCase TypeScript name is refused with
+            the list of valid ones).
+        InvalidArgumentError: ``config`` is none of the above.
     """
-    from aurora_storage.errors import ConfigurationError
+    from aurora_storage.errors import ConfigurationError, InvalidArgumentError
 
+    if isinstance(config, (str, os.PathLike)):
+        options = {**options, "path": config}
+        config = None
+    elif isinstance(config, Mapping):
+        if options:
+            raise ConfigurationError(
+                "pass either a mapping of options or keyword options, not both "
+                f"(got a mapping and {', '.join(sorted(options))})",
+                backend="rocksdb",
+            )
+        options = dict(config)
+        config = None
+    elif config is not None and not isinstance(config, RocksDBConfig):
+        raise InvalidArgumentError(
+            "create_rocksdb_repository takes a RocksDBConfig, a mapping of options with "
+            f"'path', or a path; got {type(config).__name__}"
+        )
     if config is None:
         if "path" not in options:
             raise ConfigurationError(

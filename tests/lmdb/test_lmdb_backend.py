@@ -20,6 +20,7 @@ import aurora_storage
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
+    InvalidArgumentError,
     InvalidURLError,
     ReadOnlyError,
     RepositoryClosedError,
@@ -114,6 +115,25 @@ def test_direct_construction_and_factory(tmp_path: Path) -> None:
     backend.put(b"\x01k", b"v")
     assert backend.get(b"\x01k") == b"v"
     backend.close()
+
+
+def test_the_factory_takes_a_typescript_style_config_object(tmp_path: Path) -> None:
+    # Breaker finding: a TypeScript-style config object ({"path": ..., ...}) raised a raw
+    # TypeError ("expected str, bytes or os.PathLike object, not dict").
+    with create_lmdb_repository({"path": tmp_path / "a", "sync": False}) as repo:
+        assert repo.lmdb_backend.config.sync is False
+        repo.put("t", "k", 1)
+    with create_lmdb_repository(tmp_path / "a") as repo:
+        assert repo.get("t", "k") == 1
+    with pytest.raises(InvalidURLError, match="map_size"):
+        create_lmdb_repository({"path": tmp_path / "c", "mapSize": 1 << 20})
+    with pytest.raises(ConfigurationError, match="not both"):
+        create_lmdb_repository({"path": tmp_path / "c"}, sync=False)
+    with pytest.raises(ConfigurationError, match="needs 'path'"):
+        create_lmdb_repository({"sync": False})
+    with pytest.raises(InvalidArgumentError, match="got int"):
+        create_lmdb_repository(42)  # type: ignore[arg-type]  # wrong on purpose
+    assert not (tmp_path / "c").exists()
 
 
 def test_missing_store_with_create_false_or_read_only(tmp_path: Path) -> None:

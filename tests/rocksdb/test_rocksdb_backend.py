@@ -19,6 +19,7 @@ import aurora_storage
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
+    InvalidArgumentError,
     InvalidURLError,
     KeyExistsError,
     ReadOnlyError,
@@ -193,6 +194,29 @@ def test_direct_construction_and_factory(tmp_path: Path) -> None:
         create_rocksdb_repository()
     with pytest.raises(ConfigurationError):
         create_rocksdb_repository(RocksDBConfig(path="x"), sync=True)
+
+
+def test_the_factory_takes_a_typescript_style_config_object(tmp_path: Path) -> None:
+    # Breaker finding: create_rocksdb_repository({"path": ..., "compression": True}) - the
+    # TypeScript package's createRocksDBRepository({...}) - raised a raw AttributeError
+    # ('dict' object has no attribute 'path'), and so did a path given positionally.
+    with create_rocksdb_repository({"path": tmp_path / "a", "compression": True}) as repo:
+        assert repo.config.compression == "snappy"
+        repo.put("t", 1, "x")
+    with create_rocksdb_repository(str(tmp_path / "a")) as repo:
+        assert repo.get("t", 1) == "x"
+    with create_rocksdb_repository(tmp_path / "a", sync=False) as repo:
+        assert repo.config.sync is False
+    # A TypeScript option name is refused with the valid ones, nothing created.
+    with pytest.raises(InvalidURLError, match="write_buffer_size"):
+        create_rocksdb_repository({"path": tmp_path / "c", "writeBufferSize": 1 << 20})
+    with pytest.raises(ConfigurationError, match="not both"):
+        create_rocksdb_repository({"path": tmp_path / "c"}, sync=True)
+    with pytest.raises(ConfigurationError, match="path"):
+        create_rocksdb_repository({"compression": True})
+    with pytest.raises(InvalidArgumentError, match="got int"):
+        create_rocksdb_repository(42)  # type: ignore[arg-type]  # wrong on purpose
+    assert not (tmp_path / "c").exists()
 
 
 def test_entry_point_module_does_not_import_the_engine() -> None:
