@@ -213,6 +213,7 @@ class LMDBBackend(Environment, Backend):
             self._grow_lock_file,
             self._data_file,
             read_only=config.read_only,
+            lock_file=self._lock_file if config.lock else None,
         )
         self._created = Created()
         self._verified_at_open = False

@@ -437,6 +437,18 @@ class CreationLock:
             os.close(fd)
 
 
+def _recorded_lock(raw: bytes) -> tuple[int, int] | None:
+    """The lock file identity an in-use record holds (see OpenRecord._note_lock_file)."""
+    try:
+        recorded = orjson.loads(raw or b"null")
+    except orjson.JSONDecodeError:
+        return None
+    lock = recorded.get("lock") if isinstance(recorded, dict) else None
+    if isinstance(lock, list) and len(lock) == 2 and all(type(x) is int for x in lock):
+        return (lock[0], lock[1])
+    return None
+
+
 def _unlock_and_close(fd: int) -> None:
     """Release this process's lock on ``fd`` and close it: explicitly, so a copy of the
     descriptor in a child forked while the store was open does not keep the record
@@ -461,11 +473,21 @@ class OpenRecord:
     """
 
     def __init__(
-        self, record_file: str, gate_file: str, data_file: str, *, read_only: bool = False
+        self,
+        record_file: str,
+        gate_file: str,
+        data_file: str,
+        *,
+        read_only: bool = False,
+        lock_file: str | None = None,
     ) -> None:
         self.record_file = record_file
         self.gate_file = gate_file
         self.data_file = data_file
+        # liblmdb's lock file (None: opened with lock=false). While the store is in use
+        # the record holds the identity of the lock file its first (writing) user found,
+        # so a later user can tell that file from one made after it was removed.
+        self.lock_file = lock_file
         # A read-only user changes neither the data file nor these files: it creates
         # none of them (read commands never create or change a store), and leaves the
         # record as it found it (the data file's identity still matches it).
@@ -476,6 +498,10 @@ class OpenRecord:
     #: Whether the last :meth:`entering` could coordinate with other users (the gate
     #: and record files opened).
     coordinated = False
+    #: For an :meth:`entering` that joined other users: the (device, inode) of the lock
+    #: file they use, as the first of them recorded it (None: not recorded, e.g. the
+    #: first was a read-only user, which writes nothing).
+    lock_in_use: tuple[int, int] | None = None
 
     @contextlib.contextmanager
     def _gate(self) -> Iterator[bool]:
@@ -545,6 +571,7 @@ class OpenRecord:
                 if not same_file(fd, self.record_file):
                     raise StoreMoved(self.record_file)
                 if joined:
+                    self.lock_in_use = _recorded_lock(os.pread(fd, 4096, 0))
                     yield None
                 else:
                     try:
@@ -555,11 +582,24 @@ class OpenRecord:
                     if not self.read_only:
                         # In use from now on: a crash must leave no clean record behind.
                         os.ftruncate(fd, 0)
+                        self._note_lock_file(fd)
                     fcntl.flock(fd, fcntl.LOCK_SH)
             except BaseException:
                 _unlock_and_close(fd)
                 raise
             self._fd = fd
+
+    def _note_lock_file(self, fd: int) -> None:
+        """Record the identity of the lock file this first user opens (made by the
+        caller's block if it was missing). Never a clean record: it holds no data file
+        identity."""
+        if self.lock_file is None:
+            return
+        try:
+            st = os.stat(self.lock_file)
+            os.pwrite(fd, orjson.dumps({"lock": [st.st_dev, st.st_ino]}), 0)
+        except OSError:
+            pass  # best effort: later users then only check that the lock file exists
 
     def leave(self, *, clean: bool) -> None:
         """Unregister; if this was the last user and ``clean``, record the data file's

@@ -189,6 +189,9 @@ class Environment:
         if exists:
             precheck(self.path, self._data_file, cfg.subdir)
         with self._record.entering() as clean:
+            if clean is None and cfg.lock:
+                # Others have the store open: they must share one lock file with it.
+                self._refuse_a_removed_lock_file()
             # verify=auto: the structural check runs when the file is not known clean
             # (not closed cleanly by this library, or no record of it: a read-only
             # open of a copied or restored store) and no other process has it open (a
@@ -234,6 +237,43 @@ class Environment:
                     ) from exc
                 time.sleep(0.05)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _refuse_a_removed_lock_file(self) -> None:
+        """Refuse to join processes that use a lock file no longer at its path.
+
+        liblmdb's write lock, reader table and liveness locks all live in the lock file.
+        If it was removed while processes use the store (an operator tidying lock
+        files), they go on with the removed file, and liblmdb would make a new one for
+        this process: two write locks, two writers at once, and the store destroyed
+        (finding: MDB_CORRUPTED within seconds). Called while this process is registered
+        in the open record beside the others and before anything is created.
+
+        Raises:
+            StoreLockedError: the lock file is missing, or is not the one the store's
+                first current user recorded.
+        """
+        try:
+            st = os.stat(self._lock_file)
+        except FileNotFoundError:
+            found = "is missing"
+        except OSError:
+            return  # cannot tell (permissions): liblmdb reports its own error
+        else:
+            held = self._record.lock_in_use
+            if held is None or held == (st.st_dev, st.st_ino):
+                return
+            found = "is not the one they use (it was made anew)"
+        raise StoreLockedError(
+            f"cannot open the LMDB store at {self.path}: other processes have it open, but "
+            f"its lock file {self._lock_file} {found}: it was removed while they use the "
+            "store. They go on with the removed file, and a process opening the store now "
+            "would use another one: two processes could then write at once and destroy "
+            "the store. Nothing was created. Stop every process that uses the store, then "
+            "open it again (LMDB makes a new lock file); never delete the lock file while "
+            "the store is in use",
+            backend="lmdb",
+            path=self.path,
+        )
 
     def _reserve_lock_file(self) -> None:
         """Give lock.mdb real blocks before liblmdb maps it. liblmdb sizes it with
@@ -497,17 +537,50 @@ class Environment:
         env.set_mapsize(0)
         if env.info()["map_size"] > old:
             return
+        if self.config.lock and env.reader_check() > 0:
+            # A read transaction of a killed process (a `verify` stopped by a timeout)
+            # pinned the pages every later commit freed: only an open ran this check,
+            # so a long-lived writer grew its map up to max_map_size and was then
+            # refused (finding). The pages it frees are reusable from the next write
+            # transaction on (liblmdb looks for the oldest reader when it allocates):
+            # the caller retries in a new one before growing. Growth is rare, and the
+            # check a scan of the reader table.
+            env.set_mapsize(old)
+            return
         limit = self.config.max_map_size or _ADDRESS_LIMIT
         if old >= limit:
             env.set_mapsize(old)
             raise StorageFullError(
                 f"the LMDB store at {self.path} is full: its map reached "
-                f"max_map_size ({limit} bytes); raise max_map_size",
+                f"max_map_size ({limit} bytes)" + self._pinned_by_readers(env),
                 backend="lmdb",
                 path=self.path,
             )
         page = 1 << 20
         env.set_mapsize(min(limit, -(-int(old * self.config.growth_factor) // page) * page))
+
+    def _pinned_by_readers(self, env: Any) -> str:
+        """The end of a "map reached max_map_size" message: what to do, naming open read
+        transactions as a likely cause when there are any (liblmdb cannot reuse a page
+        freed after the oldest of them began, so the file grows meanwhile)."""
+        try:
+            table = env.readers()
+        except lmdb.Error:  # pragma: no cover - best effort, the message only
+            table = ""
+        # Rows: "pid thread txnid"; a txnid of "-" is a slot kept for reuse, no snapshot.
+        rows = [line.split() for line in table.splitlines()[1:]]
+        reading = sorted({r[0] for r in rows if len(r) == 3 and r[2] != "-"})
+        if not reading:
+            return "; raise max_map_size"
+        return (
+            f". {len(reading)} process(es) hold read transactions open now "
+            f"(pid {', '.join(reading)}): pages freed since the oldest of them began "
+            "cannot be reused, so the file grows while a long read (a scan, an export, "
+            "`aurora-storage verify`, a copy) runs beside a writer. Let them finish, "
+            "or stop them, then write again (slots of killed processes are cleared "
+            "before this error is raised); raise max_map_size if the live data needs "
+            "the room"
+        )
 
     def _write_txn(
         self,

@@ -7,6 +7,8 @@ Modes:
                                       and put_many batches), tiny map; prints "done".
     wait-read <path> <key>            open, print "ready", wait for a line on stdin, then
                                       print the value of (t, key) as JSON.
+    hold-url <path> <url>             open <url>, read, print "ready", wait for a line on
+                                      stdin, then close and print "closed".
     hold-reader <path>                raw py-lmdb: begin a read transaction, print
                                       "ready", sleep until killed.
     read-only <path>                  open read_only, print the count of tenant t and
@@ -52,6 +54,12 @@ def main() -> None:
             print("ready", flush=True)
             sys.stdin.readline()
             print(json.dumps(repo.get("t", key)), flush=True)
+    elif mode == "hold-url":
+        with aurora_storage.open(sys.argv[3]) as repo:
+            repo.get("t", "warm-up")
+            print("ready", flush=True)
+            sys.stdin.readline()
+        print("closed", flush=True)
     elif mode == "hold-reader":
         import lmdb
 

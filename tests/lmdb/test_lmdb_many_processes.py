@@ -1,0 +1,174 @@
+"""One LMDB store used by many processes: what an operator or a killed process can do to
+the files the processes share (a removed lock file, reader slots of killed processes),
+with real processes killed by SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aurora_storage
+from aurora_storage.errors import StoreLockedError
+
+CHILD = str(Path(__file__).with_name("lmdb_child.py"))
+
+
+def child(*args: str, **kw: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, CHILD, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def _ready(p: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    assert p.stdout is not None
+    line = p.stdout.readline().strip()
+    if line != "ready":
+        p.kill()
+        raise AssertionError(f"child not ready: {line!r} {p.communicate()[1]}")
+    return p
+
+
+def _release(p: subprocess.Popen[str]) -> None:
+    out, err = p.communicate("\n", timeout=30)
+    assert p.returncode == 0, err
+    assert out.strip() == "closed"
+
+
+def _kill(procs: list[subprocess.Popen[str]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+        p.communicate(timeout=30)
+        assert p.returncode == -signal.SIGKILL
+
+
+def _store(tmp_path: Path, subdir: bool) -> tuple[str, str, str]:
+    """A store with one record: (path, url, its lock file)."""
+    path = str(tmp_path / ("s" if subdir else "s.mdb"))
+    url = f"lmdb://{path}" + ("" if subdir else "?subdir=false")
+    with aurora_storage.open(url) as repo:
+        repo.put("t", "k", 1)
+    lock = os.path.join(path, "lock.mdb") if subdir else path + "-lock"
+    assert os.path.exists(lock)
+    return path, url, lock
+
+
+# ------------------------------------------------- lock file removed while the store is used
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("subdir", [True, False], ids=["subdir", "file"])
+@pytest.mark.parametrize("read_only", [False, True], ids=["writer", "reader"])
+def test_an_open_refuses_a_store_whose_lock_file_was_removed_while_in_use(
+    tmp_path: Path, subdir: bool, read_only: bool
+) -> None:
+    # Finding: an operator deleted lock.mdb while a writer ran; a second writer then
+    # opened without error, made a new lock.mdb, and the two wrote at once under two
+    # different write locks (MDB_CORRUPTED, the store destroyed).
+    path, url, lock = _store(tmp_path, subdir)
+    holder = _ready(child("hold-url", path, url))
+    try:
+        os.remove(lock)
+        with pytest.raises(StoreLockedError, match="removed") as info:
+            aurora_storage.open(url, read_only=read_only)
+        assert lock in str(info.value)
+        assert "Stop every process" in str(info.value)
+        assert not os.path.exists(lock)  # nothing created
+    finally:
+        _release(holder)
+    # Once every process has closed it, the store opens (LMDB makes a new lock file).
+    with aurora_storage.open(url) as repo:
+        assert repo.get("t", "k") == 1
+        assert repo.verify().ok
+
+
+@pytest.mark.timeout(60)
+def test_an_open_refuses_a_lock_file_made_anew_while_others_hold_the_removed_one(
+    tmp_path: Path,
+) -> None:
+    path, url, lock = _store(tmp_path, True)
+    holder = _ready(child("hold-url", path, url))
+    try:
+        os.remove(lock)
+        # Something made a fresh lock file meanwhile (a tool, an older library version).
+        with open(lock, "wb"):
+            pass
+        with pytest.raises(StoreLockedError, match="removed"):
+            aurora_storage.open(url)
+        assert os.path.getsize(lock) == 0  # untouched
+    finally:
+        _release(holder)
+
+
+@pytest.mark.timeout(60)
+def test_processes_opening_one_after_another_share_the_lock_file(tmp_path: Path) -> None:
+    # The check never refuses the ordinary case: others hold the store's lock file.
+    path, url, _ = _store(tmp_path, True)
+    holders = [_ready(child("hold-url", path, url)) for _ in range(2)]
+    try:
+        with aurora_storage.open(url) as repo:
+            repo.put("t", "k", 2)
+        with aurora_storage.open(url, read_only=True) as repo:
+            assert repo.get("t", "k") == 2
+    finally:
+        for h in holders:
+            _release(h)
+
+
+# ------------------------------------------- a killed reader pins a snapshot of the writer
+
+
+def _churn(repo: Any, rounds: int) -> None:
+    """Overwrite the same 20 keys of 8 KB: the live data stays ~160 KB, but every
+    round frees the pages of the last, reusable only once no reader still sees them."""
+    for i in range(rounds):
+        repo.put_many("hot", {k: {"i": i, "v": "x" * 8000} for k in range(20)})
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_readers_snapshot_does_not_fill_a_long_lived_writers_map(
+    tmp_path: Path,
+) -> None:
+    # Finding: an `aurora-storage verify` killed by a cron timeout left its reader slot
+    # behind; the long-lived writer's file grew to max_map_size and writes were refused
+    # ("raise max_map_size") until some other process opened the store.
+    path = str(tmp_path / "s")
+    with aurora_storage.open(f"lmdb://{path}?map_size=1MiB&max_map_size=4MiB&sync=false") as repo:
+        _churn(repo, 2)
+        (reader,) = [_ready(child("hold-reader", path))]
+        _kill([reader])
+        assert str(reader.pid) in repo.lmdb_backend._env.readers()  # type: ignore[attr-defined]  # the test looks at the engine's table
+        _churn(repo, 200)  # ~32 MB written through a 4 MiB map
+        assert repo.stats()["map_size"] <= 4 << 20
+        assert str(reader.pid) not in repo.lmdb_backend._env.readers()  # type: ignore[attr-defined]  # as above
+        assert repo.get("hot", 3)["i"] == 199
+
+
+@pytest.mark.timeout(120)
+def test_a_map_full_with_a_live_reader_pinning_pages_says_so(tmp_path: Path) -> None:
+    path = str(tmp_path / "s")
+    with aurora_storage.open(f"lmdb://{path}?map_size=1MiB&max_map_size=4MiB&sync=false") as repo:
+        _churn(repo, 2)
+        reader = _ready(child("hold-reader", path))
+        try:
+            with pytest.raises(aurora_storage.errors.StorageFullError) as info:
+                _churn(repo, 200)
+            message = str(info.value)
+            assert "max_map_size" in message
+            assert "read transaction" in message
+            assert f"pid {reader.pid}" in message
+        finally:
+            _kill([reader])
+        # The reader is gone (killed): the next write reclaims its slot and goes on.
+        _churn(repo, 5)
+        assert repo.get("hot", 0)["i"] == 4
