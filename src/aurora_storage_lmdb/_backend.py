@@ -36,6 +36,7 @@ import contextlib
 import errno
 import os
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice, tee
@@ -526,6 +527,8 @@ class LMDBBackend(Environment, Backend):
         else:
             data = value + _pack(_crc(value, self._kseed(key)))
         with self._wlock:
+            if self._next_reader_check <= time.monotonic():
+                self._clear_dead_readers()  # once a second (see there)
             try:
                 txn = self._begin(write=True)
             except lmdb.Error as exc:
@@ -665,6 +668,8 @@ class LMDBBackend(Environment, Backend):
         if not puts:
             return
         with self._wlock:
+            if self._next_reader_check <= time.monotonic():
+                self._clear_dead_readers()  # once a second (see there)
             if not self._recording:
                 try:
                     txn = self._begin(write=True)

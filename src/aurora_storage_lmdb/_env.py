@@ -90,6 +90,9 @@ class Environment:
     _dead: bool
     _pid: int
     _log: _eventstore.StoreChangeLog | None
+    #: When the next write transaction clears the reader slots of dead processes
+    #: (time.monotonic(); see _clear_dead_readers).
+    _next_reader_check = 0.0
 
     def _committed(self, tid: int, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
         """Record a committed transaction's changes (the backend's feed)."""
@@ -222,16 +225,21 @@ class Environment:
                 if attempt == _RETRIES - 1:
                     raise self._translate(exc, "open") from exc
             except lmdb.ReadersFullError as exc:
-                # py-lmdb needs a read transaction (a reader slot) to open, so a table
-                # full of dead readers cannot be cleaned from here; live readers may
-                # still finish, so wait a little before giving up.
-                if attempt >= 19:
+                # py-lmdb needs a read transaction (a reader slot) to open, and closes
+                # the environment when it gets none, so a table full of dead readers
+                # cannot be cleaned from here. Live readers may still finish, and the
+                # processes that have the store open clear dead slots at their writes
+                # (once a second): wait a few seconds before giving up.
+                if attempt >= 59:
                     raise StorageFullError(
                         f"cannot open the LMDB store at {self.path}: all of its reader "
-                        "slots are taken. Slots of killed processes are reclaimed by any "
-                        "process that has the store open (LMDBRepository.reader_check(), "
-                        "done automatically when a read finds the table full) and when "
-                        "every process has closed it; otherwise raise max_readers",
+                        "slots are taken. A new process cannot clear the slots of killed "
+                        "processes itself (opening needs a free slot); the processes that "
+                        "have the store open clear them at their next write (at most once "
+                        "a second) or with LMDBRepository.reader_check(), and liblmdb "
+                        "resets the table when every process has closed the store. If "
+                        "the slots belong to live readers, raise max_readers (it takes "
+                        "effect when the first process opens the store: stop them all)",
                         backend="lmdb",
                         path=self.path,
                     ) from exc
@@ -598,6 +606,8 @@ class Environment:
         with self._wlock:
             if self._dead:
                 self._check()
+            if self._next_reader_check <= time.monotonic():
+                self._clear_dead_readers()
             if first is not None:
                 self._recover(first, attempt, writing=True)
                 attempt += 1
@@ -621,6 +631,19 @@ class Environment:
                 except lmdb.Error as exc:
                     self._recover(exc, attempt, writing=True)
                     attempt += 1
+
+    def _clear_dead_readers(self) -> None:
+        """Clear the reader slots of dead processes, at most once a second (the caller
+        holds the write lock). A table full of the slots of killed processes otherwise
+        kept every new process out for as long as one process had the store open
+        (finding): a new process cannot clear them (py-lmdb's open needs a free slot
+        before it returns the environment), and the live ones never find the table full
+        (each reuses its own cached slot). A write transaction costs far more than this
+        test of the clock, and the scan of the table runs once a second at most."""
+        self._next_reader_check = time.monotonic() + 1.0
+        if self.config.lock:
+            with contextlib.suppress(lmdb.Error):  # best effort: the write goes on
+                self._env.reader_check()
 
     @contextlib.contextmanager
     def _gated(self) -> Iterator[None]:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,37 @@ def test_a_map_full_with_a_live_reader_pinning_pages_says_so(tmp_path: Path) -> 
         # The reader is gone (killed): the next write reclaims its slot and goes on.
         _churn(repo, 5)
         assert repo.get("hot", 0)["i"] == 4
+
+
+# ------------------------------------------------ a reader table full of killed processes
+
+
+@pytest.mark.timeout(120)
+def test_a_live_writer_clears_the_slots_of_killed_readers_so_new_processes_open(
+    tmp_path: Path,
+) -> None:
+    # Finding: max_readers=4, a live writer (one cached slot) and three readers killed
+    # together (a worker pool killed by its supervisor): every new process (the restarted
+    # pool, `aurora-storage count`) got "all of its reader slots are taken", for as long
+    # as the writer lived; its reads reuse its own slot and never find the table full.
+    # A new process cannot clear the slots itself: py-lmdb's open needs a free slot.
+    path = str(tmp_path / "s")
+    url = f"lmdb://{path}?max_readers=4"
+    with aurora_storage.open(url) as repo:
+        repo.put("t", "k", 0)
+        pool = [_ready(child("hold-url", path, url)) for _ in range(3)]
+        pids = [str(p.pid) for p in pool]
+        _kill(pool)
+        table = repo.lmdb_backend._env.readers  # type: ignore[attr-defined]  # the engine's table
+        assert all(pid in table() for pid in pids)
+        i = 0
+        # The writer goes on writing; its writes clear the slots of dead processes
+        # (at most once a second): a generous bound on the writes until they are gone.
+        while any(pid in table() for pid in pids) and i < 3000:
+            i += 1
+            repo.put("t", "k", i)
+            time.sleep(0.01)
+        assert not any(pid in table() for pid in pids)
+        restarted = _ready(child("hold-url", path, url))
+        _release(restarted)
+        assert repo.get("t", "k") == i
