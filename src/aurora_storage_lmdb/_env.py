@@ -63,6 +63,26 @@ _RETRIES = 64
 _ADDRESS_LIMIT = 1 << 46
 
 
+class _Tries:
+    """The retries of one unit of work, counted per cause (see Environment._recover)."""
+
+    __slots__ = ("counts", "remaps")
+
+    def __init__(self, remaps: int) -> None:
+        self.counts: dict[str, int] = {}
+        #: Environment._remaps when the unit began, or at its last race.
+        self.remaps = remaps
+
+    def count(self, cause: str, exc: Exception, env: Environment) -> int:
+        """Count one more retry for ``cause``; raise the user-facing error once the
+        cause has used up its retries."""
+        n = self.counts.get(cause, 0) + 1
+        self.counts[cause] = n
+        if n > _RETRIES:
+            raise env._translate(exc, "retrying") from exc
+        return n
+
+
 class Environment:
     """The environment half of :class:`._backend.LMDBBackend` (a mixin: the backend's
     constructor sets every attribute named here)."""
@@ -93,6 +113,9 @@ class Environment:
     #: When the next write transaction clears the reader slots of dead processes
     #: (time.monotonic(); see _clear_dead_readers).
     _next_reader_check = 0.0
+    #: How many times the gate was shut (a remap or an abort that invalidates the
+    #: transactions of other threads): tells a read's race with one from a real error.
+    _remaps = 0
 
     def _committed(self, tid: int, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
         """Record a committed transaction's changes (the backend's feed)."""
@@ -476,31 +499,43 @@ class Environment:
 
     # ------------------------------------------------------------------ retries
 
-    def _recover(self, exc: Exception, attempt: int, *, writing: bool) -> None:
+    def _recover(self, exc: Exception, tries: _Tries, *, writing: bool) -> None:
         """Make the failed unit of work retryable, or raise the user-facing error.
 
         Called with no transaction of this call open. ``writing`` tells whether the
-        caller already holds the process write lock.
+        caller already holds the process write lock. ``tries`` counts the unit's retries
+        per cause: one bound shared by all causes let the retries of a full reader table
+        use up those of a read that raced a growth, whose engine error then leaked
+        (finding).
         """
         if self._dead:
             self._check()
-        if attempt >= _RETRIES:
-            raise self._translate(exc, "retrying") from exc
         if isinstance(exc, lmdb.MapFullError):
+            tries.count("full", exc, self)
             self._grow()
         elif isinstance(exc, lmdb.MapResizedError):
             # Another process grew the map: adopt its size (needs no write txn here).
+            tries.count("resized", exc, self)
             self._adopt_map_size(writing)
         elif isinstance(exc, lmdb.ReadersFullError):
             # Slots of killed processes are reclaimed; live readers just need a moment.
+            n = tries.count("readers", exc, self)
             self._env.reader_check()
-            time.sleep(min(0.001 * (attempt + 1), 0.05))
-        elif not writing and attempt < 3 and type(exc) in RACE_ERRORS:
-            # A read racing a resize of the map by another thread of this process fails
-            # fast (py-lmdb >= 2.3: "closed/deleted/dropped object", or EINVAL from
-            # mdb_txn_begin). Growth holds the write lock: wait for it, then retry.
+            time.sleep(min(0.001 * n, 0.05))
+        elif not writing and type(exc) in RACE_ERRORS:
+            # A read racing a resize of the map (or an abort behind the gate) by another
+            # thread of this process fails fast (py-lmdb >= 2.3: "closed/deleted/dropped
+            # object", or EINVAL from mdb_txn_begin). Growth holds the write lock: wait
+            # for it, then retry. A race explained by a remap since the last one is
+            # always retried (each needs a growth: progress); three in a row without
+            # one are a real error.
             with self._wlock:
                 pass
+            remaps = self._remaps
+            if remaps != tries.remaps:
+                tries.remaps = remaps
+            elif tries.count("race", exc, self) > 3:
+                raise self._translate(exc, "operation") from exc
         else:
             raise self._translate(exc, "operation") from exc
 
@@ -602,15 +637,14 @@ class Environment:
         ``changes(result)`` names the changes the transaction made (for the change log,
         written in the same transaction, and the in-process feed, recorded after the
         commit, still under the lock: in commit order)."""
-        attempt = 0
+        tries = _Tries(self._remaps)
         with self._wlock:
             if self._dead:
                 self._check()
             if self._next_reader_check <= time.monotonic():
                 self._clear_dead_readers()
             if first is not None:
-                self._recover(first, attempt, writing=True)
-                attempt += 1
+                self._recover(first, tries, writing=True)
             while True:
                 try:
                     txn = self._begin(write=True)
@@ -629,8 +663,7 @@ class Environment:
                         self._committed(tid, made)
                     return result
                 except lmdb.Error as exc:
-                    self._recover(exc, attempt, writing=True)
-                    attempt += 1
+                    self._recover(exc, tries, writing=True)
 
     def _clear_dead_readers(self) -> None:
         """Clear the reader slots of dead processes, at most once a second (the caller
@@ -652,6 +685,7 @@ class Environment:
         with self._gate:
             self._gate_shut = True
             self._dead = True
+            self._remaps += 1
         try:
             yield
         finally:
@@ -669,10 +703,9 @@ class Environment:
 
     def _read_txn(self, fn: Callable[[Any], T], first: Exception | None = None) -> T:
         """Run ``fn(txn)`` in one read transaction, retrying transient failures."""
-        attempt = 0
+        tries = _Tries(self._remaps)
         if first is not None:
-            self._recover(first, attempt, writing=False)
-            attempt += 1
+            self._recover(first, tries, writing=False)
         while True:
             if self._dead:
                 self._check()
@@ -680,5 +713,4 @@ class Environment:
                 with self._begin() as txn:
                     return fn(txn)
             except lmdb.Error as exc:
-                self._recover(exc, attempt, writing=False)
-                attempt += 1
+                self._recover(exc, tries, writing=False)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ def test_a_killed_readers_snapshot_does_not_fill_a_long_lived_writers_map(
         _churn(repo, 200)  # ~32 MB written through a 4 MiB map
         assert repo.stats()["map_size"] <= 4 << 20
         assert str(reader.pid) not in repo.lmdb_backend._env.readers()  # type: ignore[attr-defined]  # as above
-        assert repo.get("hot", 3)["i"] == 199
+        assert (repo.get("hot", 3) or {}).get("i") == 199
 
 
 @pytest.mark.timeout(120)
@@ -172,7 +173,7 @@ def test_a_map_full_with_a_live_reader_pinning_pages_says_so(tmp_path: Path) -> 
             _kill([reader])
         # The reader is gone (killed): the next write reclaims its slot and goes on.
         _churn(repo, 5)
-        assert repo.get("hot", 0)["i"] == 4
+        assert (repo.get("hot", 0) or {}).get("i") == 4
 
 
 # ------------------------------------------------ a reader table full of killed processes
@@ -207,3 +208,46 @@ def test_a_live_writer_clears_the_slots_of_killed_readers_so_new_processes_open(
         restarted = _ready(child("hold-url", path, url))
         _release(restarted)
         assert repo.get("t", "k") == i
+
+
+# --------------------------------- reads racing map growth while reader slots run short
+
+
+@pytest.mark.timeout(300)
+def test_reads_racing_growth_under_reader_slot_pressure_see_no_engine_error(
+    tmp_path: Path,
+) -> None:
+    # Finding: a read that raced a growth of the map by another thread was retried
+    # only while its attempt counter (shared with the retries of a full reader table)
+    # was below 3, so with 16 reading threads and 4 slots py-lmdb's "Attempt to operate
+    # on closed/deleted/dropped object." leaked as a StorageError with the engine text.
+    with aurora_storage.open(f"lmdb://{tmp_path}/s?max_readers=4&map_size=64KiB") as repo:
+        repo.put_many("t", dict.fromkeys(range(200), "v" * 20000))
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def read(n: int) -> None:
+            while not done.is_set():
+                try:
+                    if n % 2:
+                        repo.get_many("t", range(200))
+                    else:
+                        sum(1 for _ in repo.items("t"))
+                except aurora_storage.errors.StorageFullError as exc:
+                    # More threads reading at once than slots: the documented answer.
+                    if "reader slots are in use" not in str(exc):
+                        errors.append(exc)
+                except BaseException as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=read, args=(n,)) for n in range(16)]
+        for t in threads:
+            t.start()
+        try:
+            for i in range(60):  # the map grows from 64 KiB to ~10 MiB meanwhile
+                repo.put_many("w", {(i, j): "x" * 3000 for j in range(50)})
+        finally:
+            done.set()
+            for t in threads:
+                t.join()
+        assert errors == []
