@@ -178,7 +178,9 @@ def open(
             codec is unknown while a codec plugin is broken; and
             :class:`~aurora_storage.errors.PluginConflictError` when two distributions
             claim the scheme.
-        ConfigurationError: conflicting options, or a codec/format mismatch with the store.
+        ConfigurationError: conflicting options, a codec/format mismatch with the store,
+            an unknown codec, or a :class:`Codec` whose name is empty or not valid UTF-8
+            text (the last two before the backend opens: nothing is created).
     """
     parsed = URL.parse(url)
     spec = _registry.lookup(parsed.scheme)
@@ -188,6 +190,10 @@ def open(
     # ?otel=true (or otel=True): the observability layer, for any scheme.
     otel = opts.pop("otel", None)
     chosen = codec if codec is not None else url_codec
+    if chosen is not None:
+        # An unknown codec, or a Codec whose name no store can record, is refused before
+        # the backend opens: an engine's open creates its store directory.
+        get_codec(chosen)
     if spec.accepts_codec and chosen is not None:
         opts["codec"] = chosen
     try:

@@ -371,11 +371,16 @@ class Registry:
         ``aurora_storage.errors`` types, so the caller still gets one.
         """
         dist = self._dist.get(scheme) or spec.package or "(registered at run time)"
+        if _dist_key(dist) == _dist_key(BUILTIN_DISTRIBUTION):
+            # A backend aurora-storage ships: no third party to send the user to.
+            whose = "this is a bug in aurora-storage: please report it to aurora-storage"
+        else:
+            whose = "report this to the plugin's authors"
         err = PluginError(
             f"the {scheme} backend (distribution {dist}) raised {type(exc).__name__} from "
             f"its open(), not an aurora_storage error: {exc}. A backend translates its "
-            "engine's errors into aurora_storage.errors types; report this to the "
-            "plugin's authors (the original error is chained)",
+            f"engine's errors into aurora_storage.errors types; {whose} (the original "
+            "error is chained)",
             backend=scheme,
             distribution=dist,
         )
@@ -392,6 +397,22 @@ class Registry:
                 f"implementations; {plugin!r} implements no aurora_storage hook: define "
                 "aurora_storage_backends() (or aurora_storage_codecs()) with @hookimpl"
             )
+        if isinstance(plugin, type):
+            needs_self = [
+                hook
+                for hook in _HOOKS
+                if inspect.isfunction(inspect.getattr_static(plugin, hook, None))
+            ]
+            if needs_self:
+                # pluggy takes the class and would call its hooks without an instance:
+                # each call raised "missing 1 required positional argument: 'self'".
+                hooks = " and ".join(needs_self)
+                takes = "take" if len(needs_self) > 1 else "takes"
+                raise ConfigurationError(
+                    f"register_plugin() was given the class {plugin.__name__}, not an "
+                    f"instance, and its {hooks} {takes} self: register an instance, "
+                    f"register_plugin({plugin.__name__}()), or make the hooks staticmethods"
+                )
         with self._lock:
             if self.pm.is_registered(plugin):
                 return
@@ -413,6 +434,16 @@ class Registry:
             try:
                 self.pm.register(plugin, name=name)
             except ValueError as exc:  # pluggy: the name is taken, or a hook is malformed
+                taken = name or self.pm.get_canonical_name(plugin)
+                if self.pm.has_plugin(taken):
+                    # pluggy's text ends with its whole registry (every plugin with its
+                    # file path): name the clash only; its error stays chained.
+                    raise ConfigurationError(
+                        f"the plugin {label} could not be registered: another plugin is "
+                        f"already registered as {taken!r}; unregister that one first, or "
+                        "give this one a distinct name: register_plugin(plugin, "
+                        "name='...')"
+                    ) from exc
                 raise ConfigurationError(
                     f"the plugin {label} could not be registered: {exc}"
                 ) from exc
@@ -486,7 +517,7 @@ class Registry:
         codecs is recorded in :attr:`failures` (see :meth:`missing_codec`) and the others
         still count, as a broken backend plugin does not break the others.
         """
-        from .codecs import Codec
+        from .codecs import Codec, _codec_name_problem
 
         with self._lock:
             for name in list(self._eps()):
@@ -512,6 +543,20 @@ class Registry:
                         key,
                         f"returned {shown} from aurora_storage_codecs(), not a list of "
                         "Codec with non-empty names: return [Codec(name, encode, decode)]",
+                        None,
+                        broken=True,
+                    )
+                    continue
+                # A name no store can record (not valid UTF-8 text) refuses the whole
+                # list, as an empty name does: every open with it would fail.
+                problem = next(
+                    (p for p in map(_codec_name_problem, (c.name for c in codecs)) if p), None
+                )
+                if problem is not None:
+                    self._codec_failed(
+                        key,
+                        "returned a Codec from aurora_storage_codecs() whose name no store "
+                        f"can record, so none of its codecs is used: {problem}",
                         None,
                         broken=True,
                     )

@@ -566,17 +566,41 @@ _codecs: dict[str, Codec[Any]] = dict(_BUILTIN)
 _from_plugin: dict[str, tuple[str, Codec[Any]]] = {}
 
 
+def _codec_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a codec (a sentence for an error message), or ``None``.
+
+    A name is a non-empty ``str`` that is valid UTF-8 text: it is recorded as JSON text
+    in each store's metadata record and marker, which cannot hold a lone surrogate
+    (``"x\\udc80"``, as ``os.fsdecode`` makes of undecodable bytes). Nothing else is
+    refused: case, spaces and any other character are kept as given.
+    """
+    if not isinstance(name, str) or not name:
+        return f"a codec needs a non-empty str name, got {name!r}"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"the codec name {name!r} is not valid UTF-8 text ({exc.reason} at position "
+            f"{exc.start}), so it cannot be recorded in a store's metadata; give the codec "
+            "a name without lone surrogates"
+        )
+    return None
+
+
 def register_codec(codec: Codec[Any], *, replace: bool = False) -> None:
     """Register a codec under ``codec.name``.
 
     Raises:
         ConfigurationError: the name is taken and ``replace`` is false (a registered name
-            is never silently replaced), or ``codec`` is not a named :class:`Codec`.
+            is never silently replaced), ``codec`` is not a :class:`Codec`, or its name
+            is empty, not a ``str`` or not valid UTF-8 text (a lone surrogate: each
+            store records its codec's name as text).
     """
     if not isinstance(codec, Codec):
         raise ConfigurationError(f"register_codec() takes a Codec, got {type(codec).__name__}")
-    if not isinstance(codec.name, str) or not codec.name:
-        raise ConfigurationError(f"a codec needs a non-empty str name, got {codec.name!r}")
+    problem = _codec_name_problem(codec.name)
+    if problem is not None:
+        raise ConfigurationError(problem)
     with _lock:
         if codec.name in _codecs and not replace and _codecs[codec.name] is not codec:
             raise ConfigurationError(
@@ -623,13 +647,19 @@ def get_codec(codec: str | Codec[Any]) -> Codec[Any]:
     """Return the codec registered as ``codec`` (a :class:`Codec` passes through).
 
     Raises:
-        ConfigurationError: no codec of that name (listing the known ones), or
-            ``codec`` is neither a name nor a :class:`Codec`.
+        ConfigurationError: no codec of that name (listing the known ones),
+            ``codec`` is neither a name nor a :class:`Codec`, or it is a :class:`Codec`
+            whose name no store can record (empty, not a ``str``, or not valid UTF-8
+            text; checked here too because :func:`aurora_storage.open` takes an
+            unregistered codec).
         PluginError: no codec of that name while a codec plugin is broken (its
             ``aurora_storage_codecs()`` raised or returned no list of codecs), so the
             codec may be that plugin's: the message names it, its error is chained.
     """
     if isinstance(codec, Codec):
+        problem = _codec_name_problem(codec.name)
+        if problem is not None:
+            raise ConfigurationError(problem)
         return codec
     if not isinstance(codec, str):
         raise ConfigurationError(

@@ -80,16 +80,18 @@ def register_plugin(plugin: object, *, name: str | None = None) -> None:
     recorded (:func:`plugin_failures`), not raised.
 
     Args:
-        plugin: a module or object with ``@hookimpl`` functions.
+        plugin: a module or object with ``@hookimpl`` functions; a class only if its
+            hooks are staticmethods or classmethods (pluggy calls them on the class).
         name: the name pluggy registers it under (default: a module's name); also the
             key of its codec failures in :func:`plugin_failures`.
 
     Raises:
         ConfigurationError: ``plugin`` implements no aurora_storage hook (``None``, a
-            number); its ``aurora_storage_backends()`` raised (chained), returned no list
-            of :class:`BackendSpec` or a bad spec; one of its schemes is already
-            registered; or ``name`` is taken by another plugin. The message names the
-            plugin.
+            number); it is a class whose hooks take ``self`` (register an instance);
+            its ``aurora_storage_backends()`` raised (chained), returned no list of
+            :class:`BackendSpec` or a bad spec; one of its schemes is already
+            registered; or its name (``name``, else a module's ``__name__``) is taken by
+            another plugin (pluggy's error chained). The message names the plugin.
     """
     from ._registry import registry
 

@@ -7,6 +7,7 @@ import contextlib
 import json
 import types
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -315,3 +316,64 @@ def test_json_held_encoding_gives_the_same_bytes_as_encode() -> None:
     value = {"type": "OrderCreated", "items": [1, 2.5, None], "note": "é"}
     assert json.encode_held(value) == json.encode(value)
     assert get_codec("msgpack").encode_held is None  # falls back to encode
+
+
+# A codec name is recorded as text in each store's metadata (and its marker): a name that
+# is not valid UTF-8 text (a lone surrogate) was registered and listed, then every open
+# with it failed: memory:// with a raw TypeError from orjson, lmdb:// and rocksdb:// with
+# a PluginError blaming the built-in backend, lmdb leaving its files behind.
+_utf8_text = st.text(st.characters(codec="utf-8"), max_size=5)
+_surrogate_names = st.builds(
+    lambda a, s, b: a + s + b, _utf8_text, st.characters(categories=["Cs"]), _utf8_text
+)
+
+
+def _named(name: Any) -> Codec[Any]:
+    return Codec(name, lambda v: repr(v).encode(), lambda b: b)
+
+
+@PURE
+@given(_surrogate_names)
+def test_a_codec_name_that_is_not_utf8_text_is_refused(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="not valid UTF-8") as info:
+        get_codec(_named(name))
+    assert "metadata" in str(info.value)
+    before = dict(codecs_module._codecs)
+    with pytest.raises(ConfigurationError, match="not valid UTF-8"):
+        register_codec(_named(name))
+    assert codecs_module._codecs == before
+    assert name not in available_codecs()
+
+
+@PURE
+@given(st.text(st.characters(codec="utf-8"), min_size=1, max_size=10))
+def test_any_nonempty_utf8_codec_name_passes(name: str) -> None:
+    # Case, spaces, "/", "?" and full-width letters stay allowed: only what cannot be
+    # stored is refused.
+    codec = _named(name)
+    assert get_codec(codec) is codec
+
+
+def test_a_plugin_codec_whose_name_is_not_utf8_text_is_reported(clean_codecs: None) -> None:
+    good = Codec("goodsurrogate", lambda v: repr(v).encode(), lambda b: b)
+    with _codec_plugin("test_surrogate_codecs", lambda: [_named("x\udc80"), good]):
+        names = available_codecs()
+        assert "x\udc80" not in names
+        # The whole list is refused, as for an empty name: nothing half-loaded.
+        assert "goodsurrogate" not in names
+        failure = plugin_failures()["test_surrogate_codecs"]
+        assert "not valid UTF-8" in failure
+        assert "'x\\udc80'" in failure
+        with pytest.raises(PluginError, match="test_surrogate_codecs"):
+            get_codec("x\udc80")
+
+
+@pytest.mark.parametrize("scheme", ["memory", "lmdb", "rocksdb"])
+def test_opening_with_a_codec_name_that_is_not_utf8_text_writes_nothing(
+    scheme: str, tmp_path: Path
+) -> None:
+    url = "memory://" if scheme == "memory" else f"{scheme}://{tmp_path}/store"
+    with pytest.raises(ConfigurationError, match="not valid UTF-8") as info:
+        aurora_storage.open(url, codec=_named("x\udc80"))
+    assert not isinstance(info.value, PluginError)
+    assert list(tmp_path.iterdir()) == []

@@ -24,6 +24,7 @@ import aurora_storage
 from aurora_storage import (
     BackendNotFoundError,
     BackendSpec,
+    Codec,
     ConfigurationError,
     InvalidURLError,
     PluginError,
@@ -447,3 +448,75 @@ def test_malformed_specs_are_refused() -> None:
         register_backend("memory")  # type: ignore[arg-type]  # wrong on purpose
     with pytest.raises(ConfigurationError, match="not callable"):
         register_backend(BackendSpec("nocallkv", "open"))  # type: ignore[arg-type]  # wrong on purpose
+
+
+def test_a_second_plugin_under_a_taken_name_gets_a_short_message() -> None:
+    # It said "Plugin name already registered: p=<module 'p'>" followed by pluggy's whole
+    # registry (every plugin module with its file path), twice (message and cause).
+    first = _hook_plugin("test_dupname", lambda: [_spec("dupkv")])
+    second = _hook_plugin("test_dupname", lambda: [_spec("dupkv2")])
+    register_plugin(first)
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            register_plugin(second)
+        message = str(info.value)
+        assert "'test_dupname'" in message
+        assert "already registered" in message
+        assert "name=" in message  # the way out: a distinct name
+        assert "entrypoint:" not in message
+        assert "{" not in message
+        assert isinstance(info.value.__cause__, ValueError)  # pluggy's own, chained
+        assert not registry.pm.is_registered(second)
+        assert "dupkv2" not in installed_schemes()
+        register_plugin(second, name="test_dupname_2")  # a distinct name works
+        registry.pm.unregister(second)
+    finally:
+        registry.pm.unregister(first)
+        unregister_backend("dupkv")
+        unregister_backend("dupkv2")
+
+
+def test_a_plugin_class_with_instance_method_hooks_is_refused() -> None:
+    # Registering the class instead of an instance was accepted; its codec hook then
+    # failed on every lookup ("missing 1 required positional argument: 'self'").
+    codec = Codec("classcodec", lambda v: repr(v).encode(), lambda b: b)
+
+    class Plugin:
+        @hookimpl
+        def aurora_storage_codecs(self) -> list[Codec[Any]]:
+            return [codec]
+
+    with pytest.raises(ConfigurationError, match=r"register_plugin\(Plugin\(\)\)"):
+        register_plugin(Plugin)
+    assert not registry.pm.is_registered(Plugin)
+    assert "Plugin" not in plugin_failures()
+
+
+def test_a_plugin_class_with_static_hooks_works() -> None:
+    # A class is a namespace as a module is: hooks that need no instance work.
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def aurora_storage_backends() -> list[BackendSpec]:
+            return [_spec("statickv")]
+
+    register_plugin(Plugin, name="test-statickv")
+    try:
+        with aurora_storage.open("statickv://") as repo:
+            repo.put("t", "k", 1)
+    finally:
+        registry.pm.unregister(Plugin)
+        unregister_backend("statickv")
+
+
+def test_a_builtin_backend_raising_a_foreign_error_is_called_a_bug_in_aurora_storage() -> None:
+    # It said "report this to the plugin's authors" of lmdb, as if lmdb were a third
+    # party's plugin.
+    registry.lookup("memory")
+    err = registry.open_failed("memory", registry.lookup("memory"), TypeError("boom"))
+    assert "a bug in aurora-storage" in err.message
+    assert "plugin's authors" not in err.message
+    outside = registry.open_failed(
+        "permkv", BackendSpec("permkv", lambda u, o: None, package="aurora-permkv"), OSError()
+    )
+    assert "plugin's authors" in outside.message
