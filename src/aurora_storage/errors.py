@@ -18,7 +18,9 @@ builtin would naturally expect the error, the builtin is mixed in::
     ├── PositionExpiredError       (LookupError)  watch(after=N): N is no longer retained
     ├── SerializationError         (ValueError)   value the codec cannot encode/decode
     ├── ConfigurationError         (ValueError)   bad or conflicting options, codec mismatch
-    │   └── InvalidURLError                       malformed URL, unknown/malformed option
+    │   ├── InvalidURLError                       malformed URL, unknown/malformed option
+    │   └── ForeignStoreError                     the path holds a store aurora-storage
+    │                                             did not write (a TypeScript store)
     ├── BackendNotFoundError       (LookupError)  no plugin for the URL scheme
     │   └── PluginError                           an installed plugin is broken
     │       └── PluginConflictError               two distributions claim one scheme
@@ -67,6 +69,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptionError",
     "DurableWriteError",
+    "ForeignStoreError",
     "HotTierError",
     "HotTierFullError",
     "InheritedHandleError",
@@ -281,6 +284,13 @@ class ConfigurationError(StorageError, ValueError):
 
 class InvalidURLError(ConfigurationError):
     """A malformed URL, or an unknown or malformed option in it."""
+
+
+class ForeignStoreError(ConfigurationError):
+    """The path holds an engine store with records but without aurora-storage's metadata
+    (no ``aurora-store.json`` and no metadata record): a store another program wrote,
+    such as the TypeScript package's RocksDB store. It is refused before anything is
+    written to it; import a TypeScript store with ``aurora-storage import-seed``."""
 
 
 class BackendNotFoundError(StorageError, LookupError):

@@ -82,6 +82,7 @@ from ._engine import (
     open_space,
 )
 from ._errors import EngineCall, translate
+from ._foreign import refuse_foreign
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -211,6 +212,9 @@ class RocksDBBackend(Backend):
                 directory, the store is already open in this process with other options
                 (named in the message), or the store was written by rocksdict in pickle
                 mode.
+            ForeignStoreError: the path holds a RocksDB store with records but no
+                aurora-storage metadata (no marker, no metadata record), such as the
+                TypeScript package's; nothing is written to it (see ``_foreign``).
             StoreLockedError: another writer holds the store.
             InterruptedRestoreError: no store at the path, and a restore left
                 ``<path>.replaced`` or ``<path>.restoring`` beside it (nothing created).
@@ -253,6 +257,11 @@ class RocksDBBackend(Backend):
                 backend="rocksdb",
                 path=path,
             )
+        if exists and not marked:
+            # Not necessarily ours: another program's store (the TypeScript package's,
+            # at the path both READMEs use) is refused before the engine writes to it.
+            check_raw_mode(path)
+            refuse_foreign(path)
         if config.mode != "read_write":
             return cls._open_engine(config)
         return open_stores.acquire(

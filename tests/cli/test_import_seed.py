@@ -80,7 +80,8 @@ GOOD: list[tuple[str, Any, Any]] = [
     ('x:"y', {"k:1": "v:2", "n": [1, {"z": ":"}]}, 3.5),
     ("ünï:cödé", "ключ:1", {"nested": {"deep": [1, "2:3"]}}),
     ("tenant1", {"tenantId": "tenant1", "timestamp": 1700000000000, "sequence": 1}, {}),
-    ("big", 12345678901234567890, "an integer beyond 64 bits as a key"),
+    # Beyond 2**53 (JSON.parse reads every number as a double: this one is one exactly).
+    ("big", 2**60, "an integer beyond JavaScript's safe integers as a key"),
 ]
 
 
@@ -233,7 +234,9 @@ def test_sources_that_are_not_seed_stores(tmp_path: Path) -> None:
 json_values = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers()
+    # JavaScript's integers (beyond, JSON.parse reads the nearest double: see
+    # test_import_seed_recovery).
+    | st.integers(min_value=-(2**53), max_value=2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),

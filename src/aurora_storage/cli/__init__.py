@@ -16,7 +16,8 @@
     aurora-storage tiered status|catch-up|rebuild URL
 
 :func:`main` is the one error boundary: aurora-storage errors become one unwrapped line
-on stderr and a documented exit status (:class:`ExitCode`); a closed pipe ends quietly; an
+on stderr and a documented exit status (:class:`ExitCode`); a closed pipe ends quietly
+(with the status the command decided before its report, 0 if none); an
 ``OSError`` (a full disk, an unreadable file) exits 3 and any other exception, a bug,
 exits 70, each with one line (``-vv`` logs the traceback).
 """
@@ -33,7 +34,7 @@ import click
 from ..errors import StorageError
 from . import _backup, _seed  # noqa: F401 - register backup/restore and import-seed on cli
 from ._app import cli
-from ._common import ExitCode, exit_code_for
+from ._common import ExitCode, decide_status, decided_status, exit_code_for
 
 __all__ = ["ExitCode", "cli", "main", "run"]
 
@@ -41,6 +42,7 @@ __all__ = ["ExitCode", "cli", "main", "run"]
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit
     status instead of exiting. Never raises for a failure a user can cause."""
+    decide_status(None)  # nothing decided by an earlier run in this process
     try:
         try:
             rv = cli.main(args=argv, prog_name="aurora-storage", standalone_mode=False)
@@ -82,10 +84,11 @@ def run(argv: Sequence[str] | None = None) -> int:
             return int(ExitCode.INTERNAL)
     except BrokenPipeError:
         # The reader went away (`| head`): that is not our failure. Point stdout at
-        # devnull so the interpreter's final flush does not complain.
+        # devnull so the interpreter's final flush does not complain. A status the
+        # command decided before its report (import-seed's 5: records left out) stands.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return decided_status()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -23,6 +23,7 @@ from ._common import (
     VALUE_FORMATS,
     ExitCode,
     NewStore,
+    decided_status,
     json_bytes,
     open_read,
     open_write,
@@ -92,10 +93,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except BrokenPipeError:
             # The reader went away: not a failure of ours (click itself would exit 1).
-            # Point stdout at devnull so the interpreter's final flush stays quiet.
+            # Point stdout at devnull so the interpreter's final flush stays quiet. A
+            # status decided before the report (see decide_status) stands.
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-            raise click.exceptions.Exit(0) from None
+            raise click.exceptions.Exit(decided_status()) from None
 
 
 @click.group(

@@ -26,6 +26,7 @@ __all__ = [
     "NoStoreError",
     "StoreDiffersError",
     "check_engine",
+    "decide_status",
     "engine_at",
     "exit_code_for",
     "held_by_others",
@@ -76,9 +77,27 @@ class StoreDiffersError(errors.StorageError):
     """A copy's verification found the target different from the source."""
 
 
+#: The exit status the running command decided before writing its report, if any (see
+#: :func:`decide_status`); one command runs at a time in a process.
+_decided: list[int] = []
+
+
+def decide_status(code: int | None) -> None:
+    """Record the exit status the running command has decided on before it writes its
+    report (``None``: none yet), so a reader that goes away mid-report (``| head``)
+    does not turn a failure into status 0: :func:`aurora_storage.cli.run` exits with
+    this status on a closed pipe."""
+    _decided[:] = [] if code is None else [int(code)]
+
+
+def decided_status() -> int:
+    """The status recorded by :func:`decide_status`, or 0."""
+    return _decided[0] if _decided else 0
+
+
 def exit_code_for(exc: errors.StorageError) -> ExitCode:
     """The exit status for an aurora-storage error."""
-    if isinstance(exc, NoStoreError | errors.InterruptedRestoreError):
+    if isinstance(exc, NoStoreError | errors.InterruptedRestoreError | errors.ForeignStoreError):
         return ExitCode.NO_STORE
     if isinstance(exc, errors.CorruptionError | StoreDiffersError):
         return ExitCode.DAMAGED

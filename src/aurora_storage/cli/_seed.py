@@ -13,6 +13,7 @@ from ._common import (
     ExitCode,
     NoStoreError,
     check_engine,
+    decide_status,
     json_bytes,
     progress,
     say,
@@ -135,6 +136,9 @@ def import_seed_command(
             )
     except SeedSourceError as exc:
         raise NoStoreError(str(exc), path=exc.path) from exc
+    # Decided before the report is written: a reader that stops early (`| head`) must
+    # not turn "records left out" into success.
+    decide_status(ExitCode.OK if report.ok else ExitCode.DAMAGED)
     if as_json:
         out = report.to_json()
         if dry_run:

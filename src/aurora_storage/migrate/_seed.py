@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import decimal
 import hashlib
 import json
 import os
@@ -19,8 +20,9 @@ from typing import Any
 
 from .. import errors
 from .._keys import encode_key, encode_tenant
+from .._metadata import META_KEY
 from ..errors import SeedKeyError, SeedSourceError
-from ._split import SeedSplit, parse_json, split_seed_key
+from ._split import JS_SAFE_INTEGER, SeedSplit, parse_json, split_seed_key
 
 __all__ = ["SeedImportReport", "SeedProblem", "import_seed"]
 
@@ -136,11 +138,18 @@ def _check_source(path: str) -> None:
             "TypeScript package's RocksDBConfig.path named",
             path=path,
         )
-    if os.path.exists(os.path.join(path, _AURORA_MARKER)):
+    marker = os.path.join(path, _AURORA_MARKER)
+    if os.path.exists(marker):
+        scheme = _marker_scheme(marker, path)
         raise SeedSourceError(
             f"{path} is an aurora-storage store, not one written by the TypeScript package; "
-            "copy it with `aurora-storage copy rocksdb://... URL`",
-            backend="rocksdb",
+            f"copy it with `aurora-storage copy {scheme}:{path} URL`. If it holds a "
+            "TypeScript store that an earlier aurora-storage opened and took over "
+            "(`aurora-storage verify` reports its records as outside aurora-storage's key "
+            f"space), move {marker} out of the directory and run import-seed again: the "
+            "TypeScript records are imported, records aurora-storage wrote there are "
+            "reported (see docs/migrating-from-typescript.md)",
+            backend=scheme,
             path=path,
         )
     if not os.path.isfile(os.path.join(path, "CURRENT")):
@@ -149,6 +158,18 @@ def _check_source(path: str) -> None:
             "TypeScript package's RocksDBConfig.path named",
             path=path,
         )
+
+
+def _marker_scheme(marker: str, path: str) -> str:
+    """The engine an aurora-storage store's marker names (``rocksdb`` when it names none
+    or cannot be read: a directory holding ``CURRENT`` is RocksDB's, else LMDB's)."""
+    from .._stores import read_marker
+
+    with contextlib.suppress(errors.StorageError):
+        backend = (read_marker(marker) or {}).get("backend")
+        if isinstance(backend, str) and backend:
+            return backend
+    return "rocksdb" if os.path.exists(os.path.join(path, "CURRENT")) else "lmdb"
 
 
 @contextlib.contextmanager
@@ -197,7 +218,11 @@ def _chunks(db: Any, path: str) -> Iterator[list[tuple[bytes, bytes]]]:
     it.seek_to_first()
     chunk: list[tuple[bytes, bytes]] = []
     while it.valid():
-        chunk.append((bytes(it.key()), bytes(it.value())))
+        key = bytes(it.key())
+        # aurora-storage's metadata record, in a TypeScript store an earlier version took
+        # over (see _check_source): its bookkeeping, not a record of the application.
+        if key != META_KEY:
+            chunk.append((key, bytes(it.value())))
         if len(chunk) >= CHUNK:
             yield chunk
             chunk = []
@@ -226,11 +251,16 @@ def _canonical(value: Any) -> str:
         return "null"
     if value is True or value is False:
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        # aurora keys compare numbers by value: 1.0 is the key 1. Beyond JavaScript's
+        # safe integers, the number is a double (see _split.js_integer): its canonical
+        # text is JSON.stringify's (the shortest digits that give it, then zeros).
+        if -JS_SAFE_INTEGER <= value <= JS_SAFE_INTEGER:
+            return str(int(value))
+        shortest = repr(float(value))
+        return str(int(decimal.Decimal(shortest))) if abs(value) < 1e21 else shortest
     if isinstance(value, float):
-        # aurora keys compare numbers by value: 1.0 is the key 1.
-        return str(int(value)) if value.is_integer() else repr(value)
+        return repr(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
@@ -487,18 +517,57 @@ def _target_dir(target: str) -> str | None:
 
 def foreign_target_message(target: str) -> str | None:
     """Why the directory of ``target`` must not be written, or None when it may be: an
-    existing, non-empty directory without an aurora-storage marker (another
-    application's data, or another TypeScript store that an import would spoil)."""
+    existing, non-empty directory that holds no aurora-storage store (another
+    application's data, or another TypeScript store that an import would spoil).
+
+    A directory without ``aurora-store.json`` is still ours when its engine store holds
+    aurora-storage's metadata record, or no record at all: what an import (or any open)
+    killed between the engine's files and the marker leaves, so running it again
+    resumes (the same rule as opening, see ``aurora_storage_rocksdb._foreign``).
+    """
     where = _target_dir(target)
     if where is None or not os.path.isdir(where) or not os.listdir(where):
         return None
     if os.path.exists(os.path.join(where, _AURORA_MARKER)):
         return None
+    if _unmarked_store_is_ours(where):
+        return None
     return (
         f"{where} is a non-empty directory that holds no aurora-storage store (no "
-        f"{_AURORA_MARKER}); importing would add files beside the ones there - import "
-        "into a new or empty directory, or into an aurora-storage store"
+        f"{_AURORA_MARKER}, and no aurora-storage metadata record in an engine store); "
+        "importing would add files beside the ones there - import into a new or empty "
+        "directory, or into an aurora-storage store"
     )
+
+
+def _unmarked_store_is_ours(where: str) -> bool:
+    """Whether the engine store in directory ``where`` (no marker) holds aurora-storage's
+    metadata record or no record at all; read without writing to it."""
+    if os.path.isfile(os.path.join(where, "CURRENT")):
+        from aurora_storage_rocksdb._foreign import store_contents
+
+        return store_contents(where) in ("aurora", "empty")
+    data = os.path.join(where, "data.mdb")
+    if os.path.isfile(data):
+        if os.path.getsize(data) == 0:
+            return True  # a creator killed inside liblmdb's open: the LMDB open finishes it
+        import lmdb
+
+        try:
+            # Read-only without the lock file: nothing is created or written.
+            env = lmdb.open(where, readonly=True, lock=False, max_dbs=0)
+        except lmdb.Error:
+            return False
+        try:
+            with env.begin() as txn:
+                if txn.get(META_KEY) is not None:
+                    return True
+                return not txn.cursor().first()
+        except lmdb.Error:
+            return False
+        finally:
+            env.close()
+    return False
 
 
 def _known_tenants(given: Iterable[str] | None) -> frozenset[str] | None:

@@ -66,16 +66,56 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: JavaScript's safe integers: every integer of at most this magnitude is a double.
+JS_SAFE_INTEGER = 2**53
+#: Integers that every shipped codec stores exactly (json through orjson, msgpack): a
+#: JavaScript number beyond the safe integers within this range is kept as the exact
+#: integer its double holds, one beyond it as that double (a ``float``).
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def js_integer(text: str) -> int | float:
+    """The number ``JSON.parse`` makes of the JSON integer ``text``: JavaScript reads
+    every number as a double, so an integer beyond +-2**53 becomes the nearest double
+    (``1152921504606847000``, which ``JSON.stringify(2**60)`` writes, is 2**60).
+
+    Returns:
+        the integer itself when it is safe (at most 2**53 in magnitude); else the exact
+        integer value of its double while that fits 64 bits (-2**63 .. 2**64-1, what the
+        codecs store exactly), or the double itself (a ``float``) beyond.
+
+    Raises:
+        ValueError: beyond the largest double (JavaScript reads ``Infinity``, which
+            ``JSON.stringify`` never writes back as a number).
+    """
+    n = int(text)
+    if -JS_SAFE_INTEGER <= n <= JS_SAFE_INTEGER:
+        return n
+    try:
+        double = float(n)  # correctly rounded, as JavaScript rounds the decimal text
+    except OverflowError as exc:
+        raise ValueError(
+            f"the integer {text[:20]}... is beyond the largest JavaScript number "
+            "(JSON.parse reads Infinity)"
+        ) from exc
+    exact = int(double)
+    if _INT_RANGE[0] <= exact <= _INT_RANGE[1]:
+        return exact
+    return double
+
+
 def parse_json(text: str) -> Any:
     """``text`` parsed as one strict JSON text (RFC 8259), as ``JSON.parse`` reads it.
 
-    Integers of any size stay exact (``json``, not orjson's 64-bit limit); ``NaN`` and
-    ``Infinity`` are refused.
+    Numbers are what JavaScript held (see :func:`js_integer`): an integer beyond
+    +-2**53 is the double ``JSON.parse`` made of it, kept as that double's exact integer
+    value within 64 bits and as a ``float`` beyond. ``NaN`` and ``Infinity`` are refused.
+    The rule is documented in docs/migrating-from-typescript.md ("Numbers").
 
     Raises:
         ValueError: ``text`` is not one JSON text.
     """
-    return json.loads(text, parse_constant=_no_constant)
+    return json.loads(text, parse_constant=_no_constant, parse_int=js_integer)
 
 
 def _json_reading(text: str) -> SeedSplit | None:
