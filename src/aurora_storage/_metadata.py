@@ -4,6 +4,7 @@ opener, checked by every later one (see :func:`check_metadata`)."""
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from typing import Any
 
@@ -16,6 +17,8 @@ from .codecs import Codec, get_codec
 from .errors import ConfigurationError, CorruptionError, StorageError
 
 __all__ = ["FORMAT_VERSION", "META_KEY", "check_metadata"]
+
+_log = logging.getLogger("aurora_storage")
 
 #: Version of the on-disk layout (key encoding + metadata). Newer stores are refused.
 FORMAT_VERSION = 1
@@ -112,9 +115,27 @@ def check_metadata(backend: Backend, codec: str | Codec[Any] | None) -> Codec[An
     # so does a store another opener created a moment ago and has not marked yet
     # (both write the same facts). Its record may not be durable yet: flush first,
     # as its creator does.
-    if marker is not None and not backend.capabilities.read_only and not _marker_intact(marker):
+    if marker is not None and not _marker_intact(marker):
+        damaged = os.path.lexists(marker)
+        if backend.capabilities.read_only:
+            if damaged:
+                _log.warning(
+                    "the marker %s of %s is damaged (not the JSON aurora-storage writes); "
+                    "the store's metadata record vouches for the store, and its next open "
+                    "for writing rewrites the marker from that record",
+                    marker,
+                    backend.describe(),
+                )
+            return wanted
         backend.flush()
         write_marker(marker, _marker_info(backend, wanted))
+        if damaged:
+            _log.warning(
+                "the marker %s of %s was damaged (not the JSON aurora-storage writes); it "
+                "was rewritten from the store's metadata record",
+                marker,
+                backend.describe(),
+            )
     return wanted
 
 

@@ -242,7 +242,18 @@ class Created:
             if not os.path.isdir(path):
                 raise
         except OSError as exc:
-            raise os_error(exc, f"cannot create the directory {d}", path) from exc
+            err = os_error(exc, f"cannot create the directory {d}", path)
+            if type(err) is StorageError:
+                # Any other reason a directory cannot be created there (a special
+                # filesystem such as /proc answers ENOENT) is the path's: a
+                # ConfigurationError, as docs/concepts/urls.md says and RocksDB raises.
+                err = ConfigurationError(
+                    f"cannot create the directory {d}: {exc.strerror or exc}; choose a "
+                    "writable location",
+                    backend="lmdb",
+                    path=path,
+                )
+            raise err from exc
 
     def made(self, path: str) -> None:
         """Record ``path`` as created by this open (it created the file itself)."""

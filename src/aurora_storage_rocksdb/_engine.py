@@ -382,8 +382,10 @@ def _corruption(exc: BaseException, config: RocksDBConfig) -> CorruptionError:
             "damage and drop the rest (what is dropped is logged and reported in "
             "stats()['recovery'])"
         )
+    # The engine's message may span lines and end with its own period: one sentence.
+    said = " ".join(text.split()).rstrip(".")
     return CorruptionError(
-        f"the RocksDB store {path} is damaged: {named}: {text}. {hint}",
+        f"the RocksDB store {path} is damaged: {named}: {said}. {hint}",
         backend="rocksdb",
         path=files[0] if len(files) == 1 else path,
     )

@@ -65,8 +65,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         except StorageError as exc:
             # One line, never wrapped: scripts and logs read it whole.
             # A command's notes (what it did before the error) go on the same line.
+            # Engine messages may hold line breaks: collapsed, as for other errors.
             notes = "".join(f" {note}" for note in getattr(exc, "__notes__", ()))
-            click.echo(f"error: {type(exc).__name__}: {exc}{notes}", err=True)
+            click.echo(f"error: {type(exc).__name__}: {_one_line(exc)}{notes}", err=True)
             return int(exit_code_for(exc))
         except BrokenPipeError:
             raise
