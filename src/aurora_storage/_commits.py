@@ -153,8 +153,9 @@ def plan_commit(
 
     Raises:
         ConditionFailed: one or more conditions failed; nothing may be written.
-        InvalidKeyError: a record put by hand near ``2**64 - 1`` leaves no 64-bit
-            number past the sequence's newest record.
+        InvalidKeyError: a record put by hand at or past ``2**64 - 1`` (any int, an
+            integral float) leaves no 64-bit number past the sequence's newest record;
+            the error names the tenant and sequence.
     """
     failed: list[tuple[int, bytes | None]] = []
     for i, (key, expected) in enumerate(conditions):
@@ -197,17 +198,14 @@ def plan_commit(
             # record never looks below it again.
             if last is not None and span is not None:
                 n_last = max(n_last, _newest(read, last, written, record, span[0]))
+            # Checked before any slot past it is built: a record put at 2**2040 leaves
+            # no key for the number after it.
+            _check_room(app, n_last, n)
             # Past the newest, every slot is free; read anyway, so an engine whose
             # `last` can lag (or none: slot by slot, see above) never replaces a record.
             while not _free(read, written, record, n_last, n):
                 n_last += 1
-            if n_last + n > _MAX_NUMBER:
-                raise InvalidKeyError(
-                    f"the sequence at {span[0] if span else record(0)!r} cannot number "
-                    f"{n} record(s) past {n_last}: sequence numbers are 64-bit (at most "
-                    f"{_MAX_NUMBER}); a record was put at a number near that limit "
-                    "without an append - delete it, or append to another sequence"
-                )
+                _check_room(app, n_last, n)
         keys = [record(n_last + j) for j in range(1, n + 1)]
         firsts.append(n_last + 1)
         out += zip(keys, values, strict=True)
@@ -220,10 +218,49 @@ def plan_commit(
 #: The largest sequence number (the counter is 64-bit).
 _MAX_NUMBER = (1 << 64) - 1
 #: The element code of a positive number in a stored key (aurora_storage._element.POS),
-#: then its byte count: ``(sequence, n)`` for ``1 <= n < 2**64`` lies in
-#: ``[prefix + _FIRST, prefix + _PAST)``.
+#: then the byte count of its integer part (1 to 255): ``(sequence, n)`` for every int
+#: ``n >= 1`` (an integral float is the same key) lies in ``[prefix + _FIRST, prefix +
+#: _PAST)``, ``_PAST`` being the code of ``+inf``, the next element type.
 _FIRST = b"\x13\x01"
-_PAST = b"\x13\x09"
+_PAST = b"\x14"
+
+
+def _check_room(app: Append, n_last: int, n: int) -> None:
+    """Refuse numbering ``n`` records past ``n_last`` beyond what the 64-bit counter
+    holds (a record put by hand at or past ``2**64 - 1``).
+
+    Raises:
+        InvalidKeyError: no room; names the tenant and sequence.
+    """
+    if n_last + n <= _MAX_NUMBER:
+        return
+    digits = str(n_last) if n_last < 10**30 else f"a {len(str(n_last))}-digit number"
+    raise InvalidKeyError(
+        f"{_sequence_name(app)} cannot number {n} more record(s): its newest numbered "
+        f"record is at {digits}, and sequence numbers are 64-bit (the counter holds at "
+        f"most 2**64 - 1 = {_MAX_NUMBER}); that record was put at (sequence, n) without "
+        "an append - delete it (or move it under another key), or append to another "
+        "sequence; nothing was written"
+    )
+
+
+def _sequence_name(app: Append) -> str:
+    """``sequence 'name' of tenant 't'`` for an error, read back from the append's
+    counter key (the store's own prefix, then the sequence's key prefix; the raw key
+    when it does not decode)."""
+    from ._keys import decode_key, decode_tenant_key  # the error path only
+
+    head = b"\x00aurora:seq:"
+    if not app.counter.startswith(head):
+        return f"the sequence counted at {app.counter!r}"
+    prefix = app.counter[len(head) :]
+
+    try:
+        tenant, offset = decode_tenant_key(prefix)
+        (name,) = decode_key(prefix + b"\x00", offset)
+    except (ValueError, TypeError):
+        return f"the sequence at {prefix!r}"
+    return f"sequence {name!r} of tenant {tenant!r}"
 
 
 def _free(
@@ -252,7 +289,7 @@ def _number(key: bytes, prefix: bytes, record: Callable[[int], bytes]) -> int | 
     if not key.startswith(prefix) or key[head : head + 1] != _FIRST[:1]:
         return None
     nb = key[head + 1] if len(key) > head + 1 else 0
-    if not 1 <= nb <= 8 or len(key) < head + 2 + nb:
+    if not nb or len(key) < head + 2 + nb:
         return None
     return int.from_bytes(key[head + 2 : head + 2 + nb], "big")
 

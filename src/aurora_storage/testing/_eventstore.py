@@ -24,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 import aurora_storage
 from aurora_storage import Change, Repository, Version
 from aurora_storage.errors import (
+    InvalidKeyError,
     KeyExistsError,
     NotSupportedError,
     RepositoryClosedError,
@@ -425,6 +426,52 @@ class SequenceTests(_Base):
                 assert repo.last_sequence(t, "s") == counter
                 stored = {k[1]: v for k, v in repo.items(t, prefix=("s",)) if len(k) == 2}
                 assert stored == model
+            repo.drop_tenant(t)
+
+        run()
+
+    def test_append_sees_records_numbered_past_64_bits(self, repo: Repo) -> None:
+        # A record put by hand at (sequence, n) with n of any size (2**64, 2**2000, an
+        # integral float such as 1e300, which is the same key as its int) is a numbered
+        # record too: the numbers go past it or, past the largest number a 64-bit
+        # counter holds, the append is refused naming the sequence - never into the
+        # hole below it.
+        require(repo, "sequences", "appends need sequences")
+        tenants = itertools.count()
+
+        @settings(
+            max_examples=self.sequence_hole_examples,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
+        @given(
+            top=st.one_of(
+                st.integers(2, (1 << 64) - 3),
+                st.integers((1 << 64) - 4, (1 << 64) + 4),
+                st.integers(1 << 64, (1 << 2040) - 1),
+                st.sampled_from([(1 << 64) - 2, (1 << 64) - 1, 1 << 64, 1 << 100, 1e19, 1e300]),
+            ),
+            size=st.integers(1, 3),
+        )
+        def run(top: int | float, size: int) -> None:
+            t = f"big-{next(tenants)}"
+            repo.put_many(t, {("s", 1): "first", ("s", top): "by hand"})
+            n = int(top)
+            if n + size <= (1 << 64) - 1:
+                with repo.batch() as b:
+                    slots = [b.append(t, "s", i) for i in range(size)]
+                assert [s.number for s in slots] == list(range(n + 1, n + 1 + size))
+                assert repo.last_sequence(t, "s") == n + size
+            else:
+                with pytest.raises(InvalidKeyError) as info, repo.batch() as b:  # noqa: PT012 - the batch raises at commit
+                    for i in range(size):
+                        b.append(t, "s", i)
+                message = str(info.value)
+                assert repr(t) in message and "'s'" in message, message
+                assert "64-bit" in message and "delete" in message, message
+                assert repo.last_sequence(t, "s") == 0
+                assert repo.get(t, ("s", 2)) is None
             repo.drop_tenant(t)
 
         run()
