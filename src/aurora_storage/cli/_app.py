@@ -32,6 +32,7 @@ from ._common import (
     progress,
     say,
     text_bytes,
+    warn,
     write_json,
     write_line,
 )
@@ -675,7 +676,7 @@ def import_(url: str, source: IO[bytes], tenant: str | None, quiet: bool) -> Non
                 written += k
                 bar.advance(k)
 
-            n = import_store(repo, source, tenant=tenant, advance=advance, header=header)
+            n = import_store(repo, source, tenant=tenant, advance=advance, header=header, warn=warn)
     except BaseException:
         if new_store is not None and written == 0:
             new_store.remove()  # the store this import created holds nothing: gone
@@ -759,7 +760,9 @@ def copy(
                         written += k
                         bar.advance(k)
 
-                    n = copy_store(src, dst, tenant=tenant, resume=resume, advance=advance)
+                    n = copy_store(
+                        src, dst, tenant=tenant, resume=resume, advance=advance, warn=warn
+                    )
                 dst.flush()
                 copied = True
                 say(f"copied {n} records", quiet=quiet)

@@ -587,3 +587,9 @@ def say(message: str, *, quiet: bool = False) -> None:
     """A status line on stderr (what a writing command did or will do)."""
     if not quiet:
         click.echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    """A ``warning:`` line on stderr: something the command did not do that the user
+    must know of (``--quiet`` does not hide it)."""
+    click.echo(f"warning: {message}", err=True)

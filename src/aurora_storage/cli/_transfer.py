@@ -34,17 +34,22 @@ after the records, one line per counter, and the end record counts them too::
     {"aurora-storage-export-end": true, "records": 1, "sequences": 1}
 
 An import raises each counter to at least ``last`` (never lowers one), so numbers the
-source used - a deleted record's included - are not given again. An export without
-counters stays format 2 (older versions read it); format 2 files are read, and carry
-no counters (an append then goes past the newest record when the number after the
-counter is taken, see ``docs/eventsourcing.md``).
+source used - a deleted record's included - are not given again. Each raise is a
+compare-and-set on the counter (:func:`_raise_counters`), so an append committed by
+another process meanwhile is never undone. A file names each counter once (a repeated
+one is refused before anything is written), and only a format-3 file has counter
+lines. An export without counters stays format 2 (older versions read it); format 2
+files are read, and carry no counters (an append then goes past the newest record when
+the number after the counter is taken, see ``docs/eventsourcing.md``). A target without
+sequences (a tiered pair) cannot hold counters: import and copy say how many were not
+carried (the ``warn`` callback).
 """
 
 from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, NamedTuple
 
 import orjson
@@ -60,7 +65,7 @@ from .._keys import (
     tenant_range,
 )
 from .._ordering import scan_in_order
-from ..backend import Backend, chunk_items, decode_counter, encode_counter
+from ..backend import Backend, decode_counter, encode_counter
 from ..codecs import get_codec
 from ._common import StoreDiffersError
 from ._tagged import (
@@ -97,8 +102,13 @@ _SEQ = NS_SYSTEM + b"aurora:seq:"
 CHUNK = 2000
 #: Records per atomic write of a raw copy (each commit may fsync: fewer, larger ones).
 COPY_CHUNK = 10_000
+#: Counters per compare-and-set commit of :func:`_raise_counters` (under NATS's default
+#: ``max_batch`` of 1000 operations).
+COUNTER_CHUNK = 500
 
 Progress = Callable[[int], None]
+#: Told what a command did not carry (sequence counters into a store without them).
+Warn = Callable[[str], None]
 
 
 def _is_plain(repo: Any) -> bool:
@@ -316,14 +326,65 @@ def _end_ok(rec: dict[str, Any], version: int) -> bool:
     return rec[END] is True and set(rec) == keys and all(type(rec[k]) is int for k in keys - {END})
 
 
+def _counter_line(rec: Any, version: int) -> bool:
+    """Whether the parsed line ``rec`` is a sequence counter line: a ``"sequence"`` at
+    its top level (format 3; in format 2, which has none, a line that names a sequence
+    and no key, so that it is named as what it is)."""
+    return isinstance(rec, dict) and "sequence" in rec and (version >= 3 or "key" not in rec)
+
+
+def _not_in_format_2(lineno: int, done: str) -> ImportFormatError:
+    """The error for a counter line in a format-2 file."""
+    return ImportFormatError(
+        f"line {lineno} is a sequence counter line: a format-2 export has none (the "
+        "counters came with format 3, whose header says 3) - the header was edited or "
+        f"the file put together from two exports; {done}. Export the store again"
+    )
+
+
+class _Counters:
+    """The counter lines of a file seen so far: refuses a repeated ``(tenant,
+    sequence)``, which an export never writes (two lines "last": 3 then 1 would leave
+    the counter at 1, and number 3 given again)."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple[str, str], int] = {}
+
+    def see(self, lineno: int, tenant: str, name: str, done: str) -> None:
+        first = self.lines.setdefault((tenant, name), lineno)
+        if first != lineno:
+            raise ImportFormatError(
+                f"line {lineno} repeats the counter of sequence {name!r} of tenant "
+                f"{tenant!r} (line {first}): an export writes one line per counter - the "
+                f"file was edited or put together from two exports; {done}. Keep one "
+                'line per counter (the highest "last") and import again'
+            )
+
+
+def _counts_differ(rec: dict[str, Any], seen: int, counted: int) -> str | None:
+    """What the end record ``rec`` counts against what the file holds (``seen``
+    records, ``counted`` counter lines), worded, or None when they agree."""
+    if rec["records"] == seen and rec.get("sequences", 0) == counted:
+        return None
+    if "sequences" in rec or counted:
+        return (
+            f"{rec['records']} records and {rec.get('sequences', 0)} sequence counters, "
+            f"the file holds {seen} and {counted}"
+        )
+    return f"{rec['records']} records, the file holds {seen}"
+
+
 def _check_file_first(lines: IO[bytes], version: int = FORMAT) -> None:
     """Refuse a seekable file that is not a complete export, before anything is
     written: one pass over the file (reading it, parsing only lines that may be the
-    end record) finds no end record, a line after it, or a record count that differs
-    from the end record's. A stream (stdin) is checked as it is read.
+    end record or a sequence counter line) finds no end record, a line after it, a
+    record or counter count that differs from the end record's, a counter line in a
+    format-2 file, or a counter named twice. A stream (stdin) is checked as it is read.
 
     Raises:
         IncompleteExportError: see above; nothing was imported.
+        ImportFormatError: a counter line in format 2, or a repeated one; nothing was
+            imported.
     """
     try:
         if not lines.seekable():
@@ -333,6 +394,9 @@ def _check_file_first(lines: IO[bytes], version: int = FORMAT) -> None:
         return
     lineno = 1  # (the header, read already)
     seen = 0
+    counted = 0
+    counters = _Counters()
+    nothing = "nothing was imported"
     end: tuple[int, dict[str, Any]] | None = None
     try:
         for line in lines:
@@ -348,8 +412,25 @@ def _check_file_first(lines: IO[bytes], version: int = FORMAT) -> None:
             rec = _end_record(line)
             if rec is not None:
                 end = (lineno, rec)
-            else:
-                seen += 1
+                continue
+            if b'"sequence"' in line:  # only such a line may be a counter line
+                try:
+                    parsed = loads_json(line)
+                except ValueError:
+                    parsed = None  # a malformed line: named as the records are read
+                if _counter_line(parsed, version):
+                    if version < 3:
+                        raise _not_in_format_2(lineno, nothing)
+                    try:
+                        t = _plain(parsed["tenant"], "a tenant")
+                        name = _plain(parsed["sequence"], "a sequence name")
+                    except (ValueError, KeyError, TypeError, TaggedJSONError):
+                        pass  # a malformed counter line: named as the lines are read
+                    else:
+                        counters.see(lineno, t, name, nothing)
+                    counted += 1
+                    continue
+            seen += 1
     finally:
         lines.seek(start)
     if end is None:
@@ -365,11 +446,11 @@ def _check_file_first(lines: IO[bytes], version: int = FORMAT) -> None:
             "N}); nothing was imported"
         )
     # A format-3 file's sequence counter lines are counted apart ("sequences").
-    count = rec["records"] + rec.get("sequences", 0)
-    if count != seen:
+    counts = _counts_differ(rec, seen, counted)
+    if counts is not None:
         raise IncompleteExportError(
-            f"line {at}: the end record counts {count} records, the file holds {seen}: "
-            "records were lost or added; nothing was imported. Export the store again"
+            f"line {at}: the end record counts {counts}: lines were lost or added; "
+            "nothing was imported. Export the store again"
         )
 
 
@@ -428,6 +509,7 @@ def import_store(
     tenant: str | None = None,
     advance: Progress | None = None,
     header: ExportHeader | None = None,
+    warn: Warn | None = None,
 ) -> int:
     """Read an export (see the module docstring) into ``repo``, a chunk per atomic batch.
 
@@ -439,6 +521,8 @@ def import_store(
     Args:
         tenant: import only this tenant's records.
         header: the header, when the caller read it (:func:`read_header`) already.
+        warn: told how many sequence counters were not carried, when ``repo`` has no
+            sequences (a tiered pair).
 
     Returns:
         How many records were written.
@@ -448,7 +532,8 @@ def import_store(
             last line), a record count that differs from the end record's, or lines
             after it.
         ImportFormatError: a line that is not part of an export (its number named);
-            the chunks before it are written.
+            the chunks before it are written. A counter line in a format-2 file, or a
+            counter named twice (refused before writing, for a file).
         SerializationError: a value the store's codec refuses.
     """
     if header is None:
@@ -461,6 +546,7 @@ def import_store(
     # (line, tenant, sequence, last) of the sequence counter lines (format 3): applied
     # after the records, so a counter never stands without the records it numbers.
     sequences: list[tuple[int, str, str, int]] = []
+    counters = _Counters()
 
     def records() -> Iterator[tuple[int, str, Any, Any]]:
         nonlocal lineno
@@ -491,13 +577,8 @@ def import_store(
                 if END in rec:
                     if not _end_ok(rec, version):
                         raise ValueError(f'a malformed end record: {{"{END}": true, "records": N}}')
-                    if rec["records"] != seen or rec.get("sequences", 0) != counted:
-                        counts = f"{rec['records']} records, the file holds {seen}"
-                        if "sequences" in rec or counted:
-                            counts = (
-                                f"{rec['records']} records and {rec.get('sequences', 0)} "
-                                f"sequence counters, the file holds {seen} and {counted}"
-                            )
+                    counts = _counts_differ(rec, seen, counted)
+                    if counts is not None:
                         raise IncompleteExportError(
                             f"line {lineno}: the end record counts {counts}: lines were "
                             f"lost or added; {n} records of earlier chunks were imported. "
@@ -505,6 +586,8 @@ def import_store(
                         )
                     end = lineno
                     continue
+                if _counter_line(rec, version) and version < 3:
+                    raise _not_in_format_2(lineno, f"{n} records of earlier chunks were imported")
                 t = _plain(rec["tenant"], "a tenant")
                 if version >= 3 and "sequence" in rec:
                     name = _plain(rec["sequence"], "a sequence name")
@@ -514,6 +597,13 @@ def import_store(
                             'a sequence counter line is {"tenant": ..., "sequence": ..., '
                             '"last": N} with N from 0 to 2**64 - 1'
                         )
+                    # Before any counter is raised (they are, after the records).
+                    counters.see(
+                        lineno,
+                        t,
+                        name,
+                        f"{n} records of earlier chunks were imported, no sequence counter",
+                    )
                     counted += 1
                     if tenant is None or t == tenant:
                         sequences.append((lineno, t, name, last))
@@ -563,7 +653,7 @@ def import_store(
         n += len(chunk)
         if advance is not None:
             advance(len(chunk))
-    _raise_counters(repo, sequences, n)
+    _raise_counters(repo, sequences, n, warn)
     return n
 
 
@@ -577,39 +667,103 @@ def _plain(tagged: Any, what: str) -> str:
     return value
 
 
-def _raise_counters(repo: Any, sequences: list[tuple[int, str, str, int]], n: int) -> None:
+def _has_sequences(repo: Any) -> bool:
+    """Whether ``repo`` holds sequence counters: a core repository over one backend
+    that declares sequences (a tiered pair has none: its appends are refused)."""
+    return _is_plain(repo) and bool(repo.capabilities.sequences)
+
+
+def _not_carried(repo: Any, k: int, what: str, warn: Warn | None) -> None:
+    """Tell ``warn`` that ``k`` sequence counters of ``what`` were not carried into
+    ``repo``, which has no sequences."""
+    if not k or warn is None:
+        return
+    from ..tiered import TieredRepository
+
+    why = (
+        "a tiered pair has no sequences (Batch.append is refused on it)"
+        if isinstance(repo, TieredRepository)
+        else "the target's backend has no sequences (capabilities.sequences is false)"
+    )
+    warn(
+        f"{k} sequence counter{'' if k == 1 else 's'} "
+        f"{'was' if k == 1 else 'were'} not carried from {what}: {why}. A store opened alone "
+        "later (a tier of the pair) numbers those sequences from its newest record, and "
+        "a source's deleted numbers may be given again; to keep the counters, import or "
+        "copy into a plain store"
+    )
+
+
+def _raise_counters(
+    repo: Any, sequences: list[tuple[int, str, str, int]], n: int, warn: Warn | None = None
+) -> None:
     """Raise each imported sequence's counter to at least the source's (never lower
     one): the numbers the source used are not given again. A repository without
-    sequences (a tiered pair) has no counters to set; its appends are refused anyway.
+    sequences (a tiered pair) has no counters to set (its appends are refused): ``warn``
+    is told how many were not carried.
 
     Raises:
         ImportFormatError: a tenant or sequence name the store cannot hold (named by
             its line; the records were imported).
     """
-    if not sequences or not _is_plain(repo) or not repo.capabilities.sequences:
+    if not sequences:
+        return
+    if not _has_sequences(repo):
+        _not_carried(repo, len(sequences), "the export", warn)
         return
     from .. import _eventstore
 
-    backend: Backend = repo._backend
-    for i in range(0, len(sequences), CHUNK):
-        part = sequences[i : i + CHUNK]
-        keys = []
-        for at, t, name, _ in part:
-            try:
-                keys.append(_eventstore.sequence_keys(repo, t, name).counter)
-            except (errors.InvalidKeyError, errors.InvalidTenantError) as exc:
-                raise ImportFormatError(
-                    f"line {at}: the store cannot hold this sequence counter "
-                    f"({type(exc).__name__}: {exc}); the {n} records were imported"
-                ) from exc
-        current = backend.get_many(keys)
-        raised = [
-            (key, encode_counter(last))
-            for key, raw, (_, _, _, last) in zip(keys, current, part, strict=True)
-            if decode_counter(raw, key) < last
+    raised: list[tuple[bytes, int]] = []
+    for at, t, name, last in sequences:
+        try:
+            raised.append((_eventstore.sequence_keys(repo, t, name).counter, last))
+        except (errors.InvalidKeyError, errors.InvalidTenantError) as exc:
+            raise ImportFormatError(
+                f"line {at}: the store cannot hold this sequence counter "
+                f"({type(exc).__name__}: {exc}); the {n} records were imported"
+            ) from exc
+    raise_counters(repo._backend, raised)
+
+
+def raise_counters(backend: Backend, counters: Iterable[tuple[bytes, int]]) -> None:
+    """Raise each counter record ``key`` to at least ``last`` (never lower one),
+    atomically against concurrent appends: each raise is a commit conditioned on the
+    counter's version as read (absent: create-only); a counter an append moved
+    meanwhile fails its condition and is read again - a read, then a plain write, set a
+    counter back below the records another process had appended meanwhile.
+
+    Raises:
+        StorageError: what the backend raised.
+    """
+    it = iter(counters)
+    while part := list(itertools.islice(it, COUNTER_CHUNK)):
+        wanted = dict(part)  # a key twice (never, from an export): the later wins
+        # Cheap first pass: most counters are at or past the imported ones already.
+        current = backend.get_many(list(wanted))
+        pending = [
+            (k, last)
+            for (k, last), raw in zip(wanted.items(), current, strict=True)
+            if decode_counter(raw, k) < last
         ]
-        if raised:
-            backend.write(raised)
+        while pending:
+            ops: list[tuple[bytes, bytes | None]] = []
+            conditions: list[tuple[bytes, bytes | None]] = []
+            for key, last in pending:
+                got = backend.get_versioned(key)
+                if decode_counter(got[0] if got else None, key) >= last:
+                    continue  # an append passed it meanwhile
+                ops.append((key, encode_counter(last)))
+                conditions.append((key, got[1] if got else None))
+            if not ops:
+                break
+            try:
+                backend.commit(ops, conditions=conditions)
+            except errors.ConditionFailed:
+                # Those counters moved since they were read (an append): read them
+                # again. None of them was written (the commit is atomic).
+                pending = [(k, wanted[k]) for k, _ in ops]
+                continue
+            break
 
 
 # -------------------------------------------------------------------------- copy
@@ -628,9 +782,12 @@ def copy_store(
     tenant: str | None = None,
     resume: bool = False,
     advance: Progress | None = None,
+    warn: Warn | None = None,
 ) -> int:
     """Copy ``src``'s records (one tenant's, or all) into ``dst`` in key order, one
-    atomic batch per chunk.
+    atomic batch per chunk, then its sequence counters (raised, never lowered: see
+    :func:`raise_counters`; ``warn`` is told how many were not carried into a target
+    without sequences).
 
     Resumable without any state file: records are written in key order, so after an
     interruption the target's last key says where to continue (``resume``). Between
@@ -661,11 +818,7 @@ def copy_store(
             n += len(pending)
             if advance is not None:
                 advance(len(pending))
-        if tenant is None:
-            # Event-store sequence counters (last_sequence) live beside the data.
-            seq = chunk_items(src._backend.scan_chunks(_SEQ, prefix_successor(_SEQ)))
-            while part := list(itertools.islice(seq, CHUNK)):
-                target.write(part)
+        _copy_counters(src, dst, tenant, warn)
         return n
     tenants = [tenant] if tenant is not None else list(src.tenants())
     for t in tenants:
@@ -684,7 +837,25 @@ def copy_store(
             n += len(chunk)
             if advance is not None:
                 advance(len(chunk))
+    _copy_counters(src, dst, tenant, warn)
     return n
+
+
+def _copy_counters(src: Any, dst: Any, tenant: str | None, warn: Warn | None) -> None:
+    """Raise ``dst``'s sequence counters to ``src``'s (one tenant's, or all), after the
+    records; the stored counter keys do not depend on the codec."""
+    span = _counter_range(src, tenant)
+    if span is None:
+        return
+    pairs = (
+        (key, decode_counter(raw, key))
+        for keys, vals in scan_in_order(src._backend, *span)
+        for key, raw in zip(keys, vals, strict=True)  # type: ignore[arg-type]  # an items scan has values
+    )
+    if _has_sequences(dst):
+        raise_counters(dst._backend, pairs)
+    else:
+        _not_carried(dst, sum(1 for _ in pairs), "the source", warn)
 
 
 # ----------------------------------------------------------------------- compare
