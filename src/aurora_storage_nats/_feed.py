@@ -20,7 +20,11 @@ pending); fewer than ``history`` proves nothing was lost. Otherwise it counts th
 messages per key - among those it read when it read all of them (a key that lost one
 has all its kept messages there), else with the server's per-subject counts - and for
 each key at the limit asks for its oldest kept message: if that is after ``p`` the read
-raises. That is exact except
+raises. Only keys the feed delivers are judged: the subject filter of a watch's prefix
+is coarser than the prefix (whole 12-byte chunks; a short prefix filters on the whole
+tenant), and a key outside the watched range that lost changes lost nothing the
+watcher would have seen - a hot key elsewhere in the tenant must not expire a prefix
+watch. That is exact except
 for one conservative case: a key changed exactly ``history`` times since ``p`` (nothing
 lost) also raises. A bucket whose stream removes old messages by age or size
 (``max_age``, or ``discard: old``, set by other tools) raises when its first retained
@@ -29,7 +33,10 @@ change of a key removes the previous one, so a watcher that is behind could neve
 
 Deletes are delete markers (``KV-Operation: DEL``/``PURGE``, or a server marker), read
 as deletes. ``drop_tenant`` writes delete markers too (the stream is not purged), so
-watchers see every record of the tenant deleted.
+watchers see every record of the tenant deleted. A purge by another tool (of subjects
+or of the stream) leaves no trace the server reports - no later message of the key, no
+marker - so it is not detected: docs/backends/nats.md tells users to re-read with a
+scan after one.
 """
 
 from __future__ import annotations
@@ -91,11 +98,31 @@ def _record(core: NATSCore, msg: Msg) -> ChangeRecord:
     return seq, key, msg.data
 
 
+#: The stored-key range a feed delivers (``[start, stop)``), or ``None``: every data key.
+KeyRange = tuple[bytes, bytes] | None
+
+
+def _delivered(core: NATSCore, subject: str, keys: KeyRange) -> bool:
+    """Whether the feed delivers the changes of ``subject`` as changes of a key (a key of
+    a tenant, inside ``keys``): only those keys' losses expire its positions."""
+    try:
+        key = decode_key(subject[len(core.pre) :])
+    except ValueError:
+        return False  # another application's subject: never delivered
+    if key[:1] == b"\x00":
+        return False  # the store's own records (sequence counters): positions only
+    return keys is None or keys[0] <= key < keys[1]
+
+
 @reads
-async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[ChangeRecord]:
+async def read(
+    core: NATSCore, subject: str, after: int, limit: int, keys: KeyRange = None
+) -> list[ChangeRecord]:
     """The changes on ``subject`` after position ``after`` (at most ``limit``); a
     "stream not found" answer from a server starting or stopping is confirmed and the
     read made again, as every read of the bucket (:func:`~._connection.reads`).
+    ``keys``: the range of stored keys the caller delivers (a watch's ``[start, stop)``,
+    narrower than ``subject``); only their lost changes expire the position.
 
     Raises:
         PositionExpiredError: a change after ``after`` may no longer be retained.
@@ -124,7 +151,7 @@ async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[Cha
             if mine is None:
                 # Still judged for loss first: a stream that drops by age or size can
                 # have removed every change of ours after the position.
-                await _check_retained(core, subject, after, [], 0)
+                await _check_retained(core, subject, after, [], 0, keys)
                 return [(last, _OUTSIDE, None)]
             msgs, pending = await _caught_up_read(core, subject, after, limit, mine)
         elif after > last:
@@ -139,7 +166,7 @@ async def read(core: NATSCore, subject: str, after: int, limit: int) -> list[Cha
             )
     # Checked after the read: a change removed before it leaves its traces (the key's
     # later messages) until then and after.
-    await _check_retained(core, subject, after, msgs, pending)
+    await _check_retained(core, subject, after, msgs, pending, keys)
     return [_record(core, m) for m in msgs]
 
 
@@ -190,7 +217,7 @@ def _expired(core: NATSCore, after: int, oldest: int, why: str) -> PositionExpir
 
 
 async def _check_retained(
-    core: NATSCore, subject: str, after: int, msgs: list[Msg], pending: int
+    core: NATSCore, subject: str, after: int, msgs: list[Msg], pending: int, keys: KeyRange
 ) -> None:
     # Read the retention now rather than trust what the open saw: another tool (the nats
     # CLI) may have lowered the bucket's history or set max_age since, and a watch
@@ -217,7 +244,9 @@ async def _check_retained(
         counts = Counter((m.headers or {}).get("Nats-Subject", "") for m in msgs)
     else:
         counts = Counter(await _subject_counts(core, subject))
-    full = [s for s, n in counts.items() if n >= history]
+    # Only the keys the feed delivers: a key outside the watched range (inside the
+    # coarser subject filter) changing often loses nothing the watcher would see.
+    full = [s for s, n in counts.items() if n >= history and _delivered(core, s, keys)]
     firsts = await asyncio.gather(*(core._direct(1, s) for s in full))
     worst = 0
     for msg in firsts:
@@ -471,17 +500,19 @@ class NATSChangeFeed(ChangeFeed):
     Thread-safe; the engine calls run on the backend's loop thread.
     """
 
-    def __init__(self, backend: NATSBackend, filt: str = ">") -> None:
+    def __init__(self, backend: NATSBackend, filt: str = ">", keys: KeyRange = None) -> None:
         self._backend = backend
         self._core = backend._core
         self._subject = self._core.pre + filt
+        self._keys = keys
         self._waker = _Waker()
         weakref.finalize(self, _stop_later, weakref.ref(backend), self._waker)
         backend._feeds.add(self)
 
     def scoped(self, start: bytes, stop: bytes) -> NATSChangeFeed:
-        """A feed reading only the subjects of ``[start, stop)`` (server-side filter)."""
-        return NATSChangeFeed(self._backend, scan_filter(start, stop))
+        """A feed reading only the subjects of ``[start, stop)`` (server-side filter),
+        whose positions expire only by lost changes of keys in ``[start, stop)``."""
+        return NATSChangeFeed(self._backend, scan_filter(start, stop), (start, stop))
 
     # Positions are ``(tag << 48) | seq``: the stream sequence with, above it, a tag of
     # the stream's incarnation (its creation time). A bucket deleted and created again
@@ -539,7 +570,7 @@ class NATSChangeFeed(ChangeFeed):
         """See :meth:`ChangeFeed.read` (one batched direct get, see the module)."""
         seq = self._seq(after)
         try:
-            got = self._backend._run(read(self._core, self._subject, seq, limit))
+            got = self._backend._run(read(self._core, self._subject, seq, limit, self._keys))
         except PositionExpiredError as exc:
             raise self._expired(exc, after) from None
         return self._tagged(got)
@@ -550,7 +581,7 @@ class NATSChangeFeed(ChangeFeed):
         seq = self._seq(after)
         core = await self._backend.native_async()._core()
         try:
-            got = await read(core, self._subject, seq, limit)
+            got = await read(core, self._subject, seq, limit, self._keys)
         except PositionExpiredError as exc:
             raise self._expired(exc, after) from None
         return self._tagged(got)

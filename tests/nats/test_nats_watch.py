@@ -552,3 +552,78 @@ def test_a_cancelled_async_watch_read_is_never_lost(nats_url: str) -> None:
             await arepo.close()
 
     assert asyncio.run(main()) == 0
+
+
+@pytest.mark.parametrize("behind", [4, 40])
+def test_a_hot_key_outside_a_prefix_never_expires_the_prefix_watch(
+    nats_server: Server, bucket: str, behind: int
+) -> None:
+    # history=3; the watch's server-side filter for a one-element prefix is the whole
+    # tenant, so a key of the tenant outside the prefix shares its subjects. `behind`
+    # other changes after the position: few (the read holds them all and counts them) or
+    # more than one read returns (the counts come from the server).
+    repo = _open(f"nats://{nats_server.address}/{bucket}?history=3")
+    try:
+        repo.put("t", "warm", 0)
+        start = repo.last_position()
+        with repo.batch() as b:
+            b.append("t", "seq", "event-1")
+        for i in range(behind):
+            repo.put("t", "tracking", i)  # outside the prefix, changed > history times
+        with repo.batch() as b:
+            b.append("t", "seq", "event-2")
+        lo, hi, _ = repo._bounds("t", ("seq",), None, None)
+        feed = repo.backend.change_feed().scoped(lo, hi)
+        # Nothing under the prefix was lost: the watch resumes exactly.
+        got = _changes(repo, "t", start, prefix=("seq",))
+        assert [g[:2] for g in got] == [(("seq", 1), "event-1"), (("seq", 2), "event-2")]
+        # A read of part of what is pending (the per-key counts come from the server
+        # when more is pending than the read returned).
+        first = feed.read(start, 2)
+        assert lo <= first[0][1] < hi  # event-1
+        # A key inside the prefix changed more than history times still expires it.
+        mark = repo.last_position()
+        for i in range(4):
+            repo.put("t", ("seq", "hot"), i)
+        with pytest.raises(PositionExpiredError) as info:
+            _changes(repo, "t", mark, prefix=("seq",))
+        resumed = _changes(repo, "t", info.value.oldest, prefix=("seq",))
+        assert [g[:2] for g in resumed] == [(("seq", "hot"), 2), (("seq", "hot"), 3)]
+        # The whole tenant's watch still sees the loss of "tracking".
+        with pytest.raises(PositionExpiredError):
+            _changes(repo, "t", start)
+    finally:
+        repo.close()
+
+
+def test_a_purge_by_another_tool_is_not_detected_as_documented(nats_url: str) -> None:
+    # Pins what docs/backends/nats.md says of `nats stream purge --subject`: the purged
+    # changes (writes and drop_tenant's deletes) are gone without a trace, and a watcher
+    # behind the purge is not told - it must re-read with a scan.
+    import nats
+
+    from aurora_storage_nats._subjects import encode_key
+
+    repo = _open(nats_url)
+    try:
+        repo.put("acme", "before", 0)
+        pos = repo.last_position()
+        repo.put("acme", "order", 1)
+        repo.drop_tenant("acme")
+        lo, _, _ = repo._bounds("acme", None, None, None)
+        tenant = encode_key(lo + b"\x00").split(".")[0]
+        address, bucket = nats_url.split("//")[1].split("?")[0].split("/")
+
+        async def purge() -> None:
+            nc = await nats.connect(f"nats://{address}")
+            try:
+                js = nc.jetstream()
+                await js.purge_stream(f"KV_{bucket}", subject=f"$KV.{bucket}.{tenant}.>")
+            finally:
+                await nc.close()
+
+        asyncio.run(purge())
+        assert _changes(repo, "acme", pos) == []
+        assert list(repo.keys("acme")) == []
+    finally:
+        repo.close()
