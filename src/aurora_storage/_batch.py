@@ -236,8 +236,10 @@ class Batch(Generic[K, V]):
 
     def _check_duplicates(self) -> None:
         """A key conditioned twice in one batch cannot satisfy both conditions (they are
-        checked against the state before the batch): fail as the second would, saying
-        that the key is repeated (it need not exist)."""
+        checked against the state before the batch): fail saying that the key is
+        repeated (it need not exist). A pair with an insert (in either order) raises
+        ``KeyExistsError``, as docs/eventsourcing.md says; a key given two
+        ``compare_and_set`` raises ``VersionConflictError``, as the second would."""
         conditions = self._conditions
         if len({full for full, _ in conditions}) == len(conditions):
             return
@@ -250,7 +252,7 @@ class Batch(Generic[K, V]):
                 repeats.append((j, i))
         scheme = self._repo._backend.scheme
         for j, i in repeats:
-            if kinds[i][0] != "insert":
+            if kinds[i][0] != "insert" and kinds[j][0] != "insert":
                 _, (tenant, key), expected = kinds[i]
                 raise VersionConflictError(
                     f"key {key!r} (tenant {tenant!r}) is conditioned twice in one batch "
@@ -263,9 +265,9 @@ class Batch(Generic[K, V]):
                     actual=None,
                     backend=scheme,
                 )
-        # Every repeat is an insert. The batch fails anyway; for a complete error also
-        # name the inserted keys that exist already (a plain read: nothing is written
-        # either way).
+        # Every repeat involves an insert. The batch fails anyway; for a complete error
+        # also name the inserted keys that exist already (a plain read: nothing is
+        # written either way).
         repeated = {i for _, i in repeats}
         firsts = [
             i for i in range(len(conditions)) if kinds[i][0] == "insert" and i not in repeated
@@ -277,10 +279,16 @@ class Batch(Generic[K, V]):
             for j, i in repeats[:5]
         )
         more = " ..." if len(repeats) > 5 else ""
+        if all(kinds[j][0] == kinds[i][0] == "insert" for j, i in repeats):
+            why = "the second insert cannot succeed once the first is written. Insert each key"
+        else:
+            why = (
+                "the second condition cannot hold once the first write is applied. "
+                "Condition each key"
+            )
         message = (
             f"{len(repeats)} key(s) conditioned twice in one batch: {named}{more}; a batch "
-            "checks every condition against the state before it, so the second insert "
-            "cannot succeed once the first is written. Insert each key once per batch"
+            f"checks every condition against the state before it, so {why} once per batch"
         )
         if existing:
             message += (
@@ -288,7 +296,11 @@ class Batch(Generic[K, V]):
                 + ", ".join(f"{kinds[i][1][1]!r} (tenant {kinds[i][1][0]!r})" for i in existing[:5])
                 + (" ..." if len(existing) > 5 else "")
             )
-        failed = sorted(existing + [i for _, i in repeats])
+        # A repeated key that also exists is named once (by its first condition).
+        once: dict[bytes, int] = {}
+        for i in sorted(existing + [i for _, i in repeats]):
+            once.setdefault(conditions[i][0], i)
+        failed = list(once.values())
         keys = [kinds[i][1][1] for i in failed]
         tenant = kinds[failed[0]][1][0]
         raise KeyExistsError(

@@ -44,6 +44,7 @@ from aurora_storage.errors import RepositoryClosedError, StorageError
 from . import _loop
 from ._client import WRITE_SENT, NATSCore
 from ._config import NATSConfig, config_from_url
+from ._connection import APPENDS_UNKNOWN
 from ._errors import NATSConnectionError, NATSTimeoutError
 from ._feed import NATSChangeFeed
 from ._subjects import scan_filter
@@ -188,11 +189,16 @@ class NATSBackend(Backend):
             f"the NATS repository {self.config.describe()} is closed", backend="nats"
         )
 
-    def _cut_error(self, writes: bool, sent: bool) -> RepositoryClosedError:
-        """The error of a call that close() ended while it was in flight."""
+    def _cut_error(self, writes: bool, sent: list[bool]) -> RepositoryClosedError:
+        """The error of a call that close() ended while it was in flight (``sent``: the
+        flags of :data:`~._client.WRITE_SENT`)."""
         if not writes:
             outcome = ""
-        elif sent:
+        elif sent[0] and sent[1]:
+            outcome = APPENDS_UNKNOWN.replace(
+                "read it back", "open the repository again and read it back", 1
+            )
+        elif sent[0]:
             outcome = (
                 "; the write may or may not have been applied (open the repository again "
                 "and read it back, or repeat it)"
@@ -218,7 +224,7 @@ class NATSBackend(Backend):
                 raise self._closed_error()
             call = _Call(task)
             self._calls.add(call)
-        sent = [False]
+        sent = [False, False]
         token = WRITE_SENT.set(sent)
         try:
             return await coro
@@ -229,11 +235,11 @@ class NATSBackend(Backend):
                 task.uncancel()
             if task.cancelling():
                 raise  # cancelled by its owner too: theirs to see
-            raise self._cut_error(writes, sent[0]) from None
+            raise self._cut_error(writes, sent) from None
         except (NATSConnectionError, NATSTimeoutError, RepositoryClosedError) as exc:
             if self._ending:
                 # The connection closed under the call by close().
-                raise self._cut_error(writes, sent[0]) from exc
+                raise self._cut_error(writes, sent) from exc
             raise
         finally:
             WRITE_SENT.reset(token)

@@ -42,6 +42,7 @@ from aurora_storage.errors import (
 from ._connection import (
     _BATCH_TOO_LARGE,
     _MSG_TOO_BIG,
+    COMMITTING_APPENDS,
     FLUSH_EVERY,
     NATSConnection,
     reads,
@@ -60,18 +61,20 @@ __all__ = [
     "NATSCore",
 ]
 
-#: Per call (set by the backend, see ``NATSBackend._guarded``): a flag the call sets once
+#: Per call (set by the backend, see ``NATSBackend._guarded``): flags the call sets once
 #: it has sent what may apply a write (a publish, a batch's commit) - whether a write cut
-#: off by close() may have been applied.
+#: off by close() may have been applied - and whether that write holds appends (whose
+#: repeat would store them twice, so the error advises otherwise).
 WRITE_SENT: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
     "aurora_nats_write_sent", default=None
 )
 
 
-def _sending() -> None:
+def _sending(appends: bool = False) -> None:
     sent = WRITE_SENT.get()
     if sent is not None:
         sent[0] = True
+        sent[1] = appends
 
 
 _KV_OP = "KV-Operation"
@@ -145,9 +148,10 @@ def _line(name: str, value_len: int) -> int:
 _EXPECT_LINE = _line(_EXPECT, _SEQ_DIGITS)
 #: Header bytes (at most) beside a value: a conditional write alone (insert,
 #: compare_and_set: ``Nats-Expected-Last-Subject-Sequence``), a write in an atomic
-#: batch (put_many, batch, a commit of several records: ``Nats-Batch-Id``, ``-Sequence``,
-#: ``-Commit``), and a conditional write in an atomic batch (both). A plain put carries
-#: none.
+#: batch (put_many, batch, a put of a commit: ``Nats-Batch-Id``, ``-Sequence``,
+#: ``-Commit``), and a conditional write in an atomic batch (both): a batch's insert or
+#: compare_and_set, and every append's record (the commit expects its slot unchanged
+#: since it was read, see ``commit``). A plain put carries none.
 CONDITIONAL_OVERHEAD = _HDR_FRAME + _EXPECT_LINE
 BATCH_OVERHEAD = (
     _HDR_FRAME
@@ -818,7 +822,10 @@ class NATSCore(NATSConnection):
             0: "a put",
             CONDITIONAL_OVERHEAD: "an insert or compare-and-set",
             BATCH_OVERHEAD: "a write in an atomic batch (put_many, a batch, a commit)",
-            BATCH_CONDITIONAL_OVERHEAD: "a conditional write in an atomic batch",
+            BATCH_CONDITIONAL_OVERHEAD: (
+                "a conditional write in an atomic batch (an insert, a compare-and-set, or "
+                "an append: its record is written only if its number is still free)"
+            ),
         }.get(overhead, "this write")
         source = (
             "the bucket's max_value_size (the stream's max_msg_size)"
@@ -1071,6 +1078,9 @@ class NATSCore(NATSConnection):
         publish = nc.publish
         timeout = self.timeout
         committing = False
+        # Only a commit holding appends adds internal records (their sequence counters);
+        # its unknown outcome gets its own advice (an append repeated is stored twice).
+        what = COMMITTING_APPENDS if internal else "committing a batch"
         try:
             for i, (k, v) in enumerate(ops, 1):
                 if v is not None and not pending:
@@ -1096,7 +1106,7 @@ class NATSCore(NATSConnection):
                 else:
                     h["Nats-Batch-Commit"] = "1"
                     committing = True
-                    _sending()
+                    _sending(appends=internal > 0)
                     msg = await nc.request(pre + encode_key(k), data, timeout=timeout, headers=h)
         except Exception as exc:
             if isinstance(exc, nats.errors.MaxPayloadError):
@@ -1104,8 +1114,8 @@ class NATSCore(NATSConnection):
                 self.check_values(ops, expect)
             if not committing:
                 self.fail(exc, "sending a batch (its commit was not sent: nothing was written)")
-            self.fail(exc, "committing a batch")
-        resp = self._ack(msg, "committing a batch")
+            self.fail(exc, what)
+        resp = self._ack(msg, what)
         if getattr(resp, "err_code", None) in (_MSG_TOO_BIG, _BATCH_INCOMPLETE):
             # A message over the stream's max_msg_size (changed since it was read?):
             # the server dropped it (the batch is incomplete) or refused the commit.

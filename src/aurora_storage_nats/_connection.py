@@ -79,9 +79,27 @@ OPEN_TIMEOUTS = 4
 _WRITES = ("writing", "deleting", "inserting", "committing")
 
 
+#: What ``what`` starts with for a commit holding appends (see :func:`_unknown_write`).
+COMMITTING_APPENDS = "committing a batch with appends"
+
+#: The advice for a commit holding appends whose outcome is unknown. A put repeated
+#: writes the same value again and a conditional write repeated reports the conflict,
+#: but an append repeated takes the next number: the record would be stored twice.
+APPENDS_UNKNOWN = (
+    "; the write may or may not have been applied, and it holds appends: read it back "
+    "before repeating it - an append repeated is stored again under a new number (check "
+    "last_sequence() or the sequence's last records for what you appended), or let the "
+    "batch also insert an idempotency key (b.insert(tenant, ('applied', request_id), "
+    "True)): repeated after it was applied, such a batch raises KeyExistsError and "
+    "writes nothing"
+)
+
+
 def _unknown_write(what: str) -> str:
     """The clause a write's timeout or lost connection ends with (nothing for reads,
     scans, watches and opens, which write nothing)."""
+    if what.startswith(COMMITTING_APPENDS):
+        return APPENDS_UNKNOWN
     if what.startswith(_WRITES):
         return "; the write may or may not have been applied (read it back, or repeat it)"
     return ""

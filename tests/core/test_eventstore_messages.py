@@ -67,16 +67,52 @@ def test_compare_and_set_absent_then_insert_is_named_as_repeated(
     assert "already exist" not in msg
     assert "conditioned twice" in msg
     assert "compare_and_set" in msg
+    # The first condition was a compare_and_set, not an insert: the message said "the
+    # second insert cannot succeed once the first is written".
+    assert "second insert" not in msg
+    assert info.value.keys == ["k"]
     assert repo.get("t", "k") is None
-    # The other order: insert, then compare_and_set.
-    with pytest.raises(VersionConflictError) as conflict:
+    # The other order, insert then compare_and_set, raised VersionConflictError (not a
+    # KeyError) though eventsourcing.md says KeyExistsError for an insert and a
+    # compare_and_set on one key: one error for a key conditioned twice with an insert.
+    with pytest.raises(KeyExistsError) as again:
         _batch(
             repo,
             ("insert", ("t", "k", 1), {}),
             ("compare_and_set", ("t", "k", 2), {"version": None}),
         )
-    assert "conditioned twice" in str(conflict.value)
-    assert "insert" in str(conflict.value)
+    msg = str(again.value)
+    assert "conditioned twice" in msg
+    assert "insert, then compare_and_set(version=None)" in msg
+    assert "second insert" not in msg
+    assert again.value.keys == ["k"]
+    assert repo.get("t", "k") is None
+
+
+def test_a_key_conditioned_twice_and_existing_is_named_once(repo: Repository[Any, Any]) -> None:
+    repo.put("t", "k", 0)
+    for first, second in (("insert", "insert"), ("insert", "compare_and_set")):
+        with pytest.raises(KeyExistsError) as info:
+            _batch(
+                repo,
+                (first, ("t", "k", 1), {} if first == "insert" else {"version": None}),
+                (second, ("t", "k", 2), {} if second == "insert" else {"version": None}),
+            )
+        assert info.value.keys == ["k"], (first, second)
+    assert repo.get("t", "k") == 0
+
+
+def test_compare_and_set_twice_on_one_key_is_a_version_conflict(
+    repo: Repository[Any, Any],
+) -> None:
+    with pytest.raises(VersionConflictError) as info:
+        _batch(
+            repo,
+            ("compare_and_set", ("t", "k", 1), {"version": None}),
+            ("compare_and_set", ("t", "k", 2), {"version": None}),
+        )
+    assert "conditioned twice" in str(info.value)
+    assert repo.get("t", "k") is None
 
 
 def test_a_repeated_key_and_an_existing_one_are_told_apart(repo: Repository[Any, Any]) -> None:

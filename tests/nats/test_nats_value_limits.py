@@ -6,7 +6,8 @@ writes (``Nats-Batch-Id``/``-Sequence``/``-Commit``) and conditional ones
 (``Nats-Expected-Last-Subject-Sequence``) carry headers, a plain put none. So each kind
 of write takes values up to the limit less a fixed header allowance (see
 docs/backends/nats.md): put 0, insert and compare_and_set 71, a write in an atomic
-batch 126, a conditional write in an atomic batch 185. A value at its limit is
+batch 126, a conditional write in an atomic batch (an append included) 185. A value
+at its limit is
 stored; one byte more raises ValueTooLargeError (with size, limit, tenant and key)
 before anything is sent, and the repository stays usable (a value over
 ``max_payload`` once made the server close the connection for good).
@@ -245,3 +246,25 @@ def test_get_many_and_delete_many_of_many_keys_on_a_small_max_payload(
             assert repo.count("t") == 200
     finally:
         delete_bucket(small_server.address, bucket)
+
+
+def test_an_append_takes_the_limit_of_a_conditional_write_in_a_batch(
+    limited: tuple[Any, int],
+) -> None:
+    # docs/backends/nats.md put appends at the limit of a batch's puts (126 bytes of
+    # headers); an append's record is written only if its number is still free, so it
+    # carries the expected sequence too: 185, and the error says it is an append's.
+    repo, cap = limited
+    limit = cap - BATCH_CONDITIONAL
+    with repo.batch() as b:
+        b.append("t", "log", b"a" * limit)
+    assert repo.get("t", ("log", 1)) == b"a" * limit
+    with pytest.raises(ValueTooLargeError) as caught, repo.batch() as b:  # noqa: PT012 - raises at commit
+        b.put("t", "side", b"s")
+        b.append("t", "log", b"o" * (limit + 1))
+    exc = caught.value
+    assert (exc.size, exc.limit, exc.tenant, exc.key) == (limit + 1, limit, "t", ("log", 2))
+    assert "append" in str(exc)
+    assert repo.last_sequence("t", "log") == 1
+    assert repo.get("t", "side") is None
+    _usable(repo)
