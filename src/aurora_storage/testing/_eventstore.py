@@ -838,6 +838,7 @@ class ConditionalWriteStateMachine(RuleBasedStateMachine):
     def conditional_batch(self, ops: list[tuple[str, str, Any, int, bool]]) -> None:
         failed = False
         conditioned: set[tuple[str, Any]] = set()
+        inserted: set[tuple[str, Any]] = set()
         inserted_existing = False
         cas_failed = False
         try:
@@ -849,11 +850,16 @@ class ConditionalWriteStateMachine(RuleBasedStateMachine):
                             inserted_existing = True
                         b.insert(t, k, v)
                         conditioned.add(tk)
+                        inserted.add(tk)
                     elif kind == "cas":
                         current = self._version(tk)
                         expected = None if stale else current
                         if expected != current or tk in conditioned:
                             cas_failed = True
+                        if tk in inserted:
+                            # A key conditioned twice with an insert (either order) is
+                            # a KeyExistsError (docs/eventsourcing.md).
+                            inserted_existing = True
                         b.compare_and_set(t, k, v, version=expected)
                         conditioned.add(tk)
                     elif kind == "put":
