@@ -510,15 +510,21 @@ class Registry:
                 self._load_entry_point(name)
             return dict(self._specs)
 
-    def plugin_codecs(self) -> list[tuple[str, Codec[Any]]]:
+    def plugin_codecs(
+        self,
+        codec_type: type[Codec[Any]],
+        name_problem: Callable[[object], str | None],
+    ) -> list[tuple[str, Codec[Any]]]:
         """Every plugin's codecs as ``(plugin key, codec)``, in pluggy's call order.
 
         Each plugin's hook is called on its own: one that raises or returns no list of
         codecs is recorded in :attr:`failures` (see :meth:`missing_codec`) and the others
         still count, as a broken backend plugin does not break the others.
-        """
-        from .codecs import Codec, _codec_name_problem
 
+        ``codec_type`` (:class:`Codec`) and ``name_problem`` (why a name cannot name a
+        codec, or ``None``) are handed in by :mod:`aurora_storage.codecs`, the only
+        caller: importing them here would make the two modules import each other.
+        """
         with self._lock:
             for name in list(self._eps()):
                 self._load_entry_point(name)
@@ -532,12 +538,12 @@ class Registry:
                     what = f"failed in aurora_storage_codecs(): {type(exc).__name__}: {exc}"
                     self._codec_failed(key, what, exc, broken=True)
                     continue
-                codecs = _codec_list(offered, Codec)
+                codecs = _codec_list(offered, codec_type)
                 if codecs is None:
                     shown = type(offered).__name__
                     if isinstance(offered, list):
                         shown = "a list holding " + ", ".join(
-                            sorted({type(c).__name__ for c in offered if not _named(c, Codec)})
+                            sorted({type(c).__name__ for c in offered if not _named(c, codec_type)})
                         )
                     self._codec_failed(
                         key,
@@ -549,9 +555,7 @@ class Registry:
                     continue
                 # A name no store can record (not valid UTF-8 text) refuses the whole
                 # list, as an empty name does: every open with it would fail.
-                problem = next(
-                    (p for p in map(_codec_name_problem, (c.name for c in codecs)) if p), None
-                )
+                problem = next((p for p in map(name_problem, (c.name for c in codecs)) if p), None)
                 if problem is not None:
                     self._codec_failed(
                         key,

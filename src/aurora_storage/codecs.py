@@ -621,7 +621,7 @@ def _load_plugin_codecs() -> None:
     from ._registry import registry
 
     clashes: list[tuple[str, str, str]] = []
-    offered = registry.plugin_codecs()
+    offered = registry.plugin_codecs(Codec, _codec_name_problem)
     with _lock:
         for key, codec in offered:
             held = _codecs.get(codec.name)
