@@ -82,7 +82,7 @@ from ._engine import (
     open_space,
 )
 from ._errors import EngineCall, translate
-from ._foreign import refuse_foreign
+from ._foreign import SIDE_FILE, check_opened, refuse_foreign
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -257,30 +257,47 @@ class RocksDBBackend(Backend):
                 backend="rocksdb",
                 path=path,
             )
+        check_after = False
         if exists and not marked:
             # Not necessarily ours: another program's store (the TypeScript package's,
-            # at the path both READMEs use) is refused before the engine writes to it.
+            # at the path both READMEs use) is refused before the engine writes to it;
+            # when the look inside is inconclusive, the opened engine is checked.
             check_raw_mode(path)
-            refuse_foreign(path)
+            check_after = refuse_foreign(path, read_write=config.mode == "read_write")
         if config.mode != "read_write":
-            return cls._open_engine(config)
+            return cls._open_engine(config, check_foreign=check_after)
         return open_stores.acquire(
             path,
             config_signature(config, ignore=_OPEN_ONLY_OPTIONS),
-            lambda: cls._open_engine(config),
+            lambda: cls._open_engine(config, check_foreign=check_after),
             backend="rocksdb",
         )
 
     @classmethod
-    def _open_engine(cls, config: RocksDBConfig) -> RocksDBBackend:
+    def _open_engine(cls, config: RocksDBConfig, *, check_foreign: bool = False) -> RocksDBBackend:
+        """Open the engine; with ``check_foreign`` (the look before the open was
+        inconclusive, see ``_foreign``) refuse a store that holds records but no
+        aurora-storage metadata record before anything uses it."""
         path = config.path
         check_raw_mode(path)
+        side_file_existed = os.path.exists(os.path.join(path, SIDE_FILE))
         created = create_store_dir(path, backend="rocksdb") if config.mode == "read_write" else []
         secondary_tmp = None
         try:
             if config.mode == "secondary" and config.secondary_path is None:
                 secondary_tmp = tempfile.mkdtemp(prefix="aurora-rocksdb-secondary-")
             db, recovery = open_db(config, secondary_tmp)
+            if check_foreign:
+                try:
+                    check_opened(
+                        db,
+                        path,
+                        side_file_existed=side_file_existed,
+                        read_write=config.mode == "read_write",
+                    )
+                except BaseException:
+                    close_when_free(db)
+                    raise
         except BaseException as exc:
             # rocksdict creates the directory before RocksDB validates anything. A store
             # locked by another writer is that writer's (another process creating the

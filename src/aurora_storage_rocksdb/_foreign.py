@@ -14,40 +14,111 @@ So :func:`refuse_foreign` looks inside before the engine opens the store for rea
 read-only RocksDB handle on a temporary directory of symbolic links to the store's
 files (as ``import-seed`` reads its source), which writes nothing into the store - not
 even rocksdict's side file or RocksDB's info log.
+
+The view is made in the temporary directory, else beside the store (in its parent
+directory, leaving the store's own directory as it was). A look can fail for two
+reasons, and neither is taken to mean "ours":
+
+* no view can be made (a temporary directory out of inodes, or mounted ``nosymfollow``):
+  a read-write open is refused (:func:`no_view_message`); a read-only or secondary
+  open - which writes no record - is checked after the real open instead
+  (:func:`check_opened`);
+* the engine fails on the view: a live writer's flush deleted files between the
+  listing and the open (or the store is damaged). The look is repeated a few times,
+  then the real open is checked the same way (a read-write open beside a live writer
+  fails on RocksDB's LOCK before writing; one that succeeds is checked before a record
+  of ours is written).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from typing import Literal
+import time
+from typing import Any, Literal
 
 import rocksdict
 
 from aurora_storage._metadata import META_KEY
 from aurora_storage._stores import MARKER_NAME
-from aurora_storage.errors import ForeignStoreError
+from aurora_storage.errors import ConfigurationError, ForeignStoreError
 
-__all__ = ["foreign_store_message", "refuse_foreign", "store_contents"]
+__all__ = [
+    "check_opened",
+    "foreign_store_message",
+    "no_view_message",
+    "refuse_foreign",
+    "store_contents",
+]
 
 #: Files the read-only view must not share with the store: the lock and the info logs
 #: (RocksDB may create or rotate them) and rocksdict's side file (rewritten at open).
 _PRIVATE = ("LOCK", "LOG", "rocksdict-config.json")
 
-Contents = Literal["aurora", "empty", "foreign", "unknown"]
+#: Looks tried before the engine's failure on the view is taken as inconclusive: each
+#: lists the store again, so a live writer's flush between listing and open is missed
+#: by the next look (seen: 41 of 60 single looks failed beside a writer flushing 64 KiB
+#: memtables).
+_ATTEMPTS = 6
+
+SIDE_FILE = "rocksdict-config.json"
+
+Contents = Literal["aurora", "empty", "foreign", "unknown", "no_view"]
 
 
-def store_contents(path: str) -> Contents:
-    """What the RocksDB store at ``path`` holds, read without writing to it:
-    ``"aurora"`` (aurora-storage's metadata record), ``"empty"`` (no record at all),
-    ``"foreign"`` (records, none of them the metadata record) or ``"unknown"`` (the
-    read-only view could not be opened or read: the real open reports why)."""
-    try:
-        with tempfile.TemporaryDirectory(prefix="aurora-rocksdb-probe-") as view:
+class _NoView(Exception):
+    """No directory of links to the store's files could be made and followed."""
+
+
+def _make_view(path: str) -> str:
+    """A new directory of symbolic links to the store's files (not the private ones),
+    in the temporary directory, else in the store's parent directory; checked by
+    following a link. Raises _NoView saying why each place failed."""
+    parent = os.path.dirname(os.path.abspath(path))
+    reasons = []
+    for where in dict.fromkeys((tempfile.gettempdir(), parent)):
+        view = None
+        try:
+            view = tempfile.mkdtemp(prefix=".aurora-rocksdb-probe-", dir=where)
             for name in os.listdir(path):
                 if not name.startswith(_PRIVATE):
                     os.symlink(os.path.join(path, name), os.path.join(view, name))
+            # A filesystem mounted nosymfollow makes the links but refuses to follow them.
+            os.stat(os.path.join(view, "CURRENT"))
+        except OSError as exc:
+            if view is not None:
+                shutil.rmtree(view, ignore_errors=True)
+            reasons.append(f"{where}: {exc.strerror or exc}")
+            continue
+        return view
+    raise _NoView("; ".join(reasons))
+
+
+def _contents_of(db: Any) -> Contents:
+    """What an open engine handle holds: aurora's metadata record, nothing, or records."""
+    if db.get(META_KEY) is not None:
+        return "aurora"
+    it = db.iter(rocksdict.ReadOptions())
+    try:
+        it.seek_to_first()
+        found = it.valid()
+        it.status()
+    finally:
+        del it
+    return "foreign" if found else "empty"
+
+
+def _look(path: str) -> tuple[Contents, str]:
+    """The store's contents and, for ``"no_view"``/``"unknown"``, why the look failed."""
+    why = ""
+    for attempt in range(_ATTEMPTS):
+        try:
+            view = _make_view(path)
+        except _NoView as exc:
+            return "no_view", str(exc)
+        try:
             opts = rocksdict.Options(raw_mode=True)
             opts.create_if_missing(False)
             # A store its writer was killed in has a torn last log record: the real
@@ -55,21 +126,27 @@ def store_contents(path: str) -> Contents:
             opts.set_wal_recovery_mode(rocksdict.DBRecoveryMode.tolerate_corrupted_tail_records())
             db = rocksdict.Rdict(view, options=opts, access_type=rocksdict.AccessType.read_only())
             try:
-                if db.get(META_KEY) is not None:
-                    return "aurora"
-                it = db.iter(rocksdict.ReadOptions())
-                try:
-                    it.seek_to_first()
-                    found = it.valid()
-                    it.status()
-                finally:
-                    del it
-                return "foreign" if found else "empty"
+                return _contents_of(db), ""
             finally:
                 with contextlib.suppress(Exception):
                     db.close()
-    except Exception:  # rocksdict raises plain Exception for engine errors
-        return "unknown"
+        except Exception as exc:  # rocksdict raises plain Exception for engine errors
+            why = str(exc)
+        finally:
+            shutil.rmtree(view, ignore_errors=True)
+        # Let a writer's flush finish before listing again (not a correctness wait:
+        # an inconclusive look is checked after the real open).
+        time.sleep(0.005 * (attempt + 1))
+    return "unknown", why
+
+
+def store_contents(path: str) -> Contents:
+    """What the RocksDB store at ``path`` holds, read without writing to it:
+    ``"aurora"`` (aurora-storage's metadata record), ``"empty"`` (no record at all),
+    ``"foreign"`` (records, none of them the metadata record), ``"no_view"`` (no
+    directory of links could be made: see :func:`no_view_message`) or ``"unknown"``
+    (the engine failed on the view in every try)."""
+    return _look(path)[0]
 
 
 def foreign_store_message(path: str) -> str:
@@ -85,13 +162,62 @@ def foreign_store_message(path: str) -> str:
     )
 
 
-def refuse_foreign(path: str) -> None:
+def no_view_message(path: str, why: str) -> str:
+    """Why a read-write open of the unmarked store at ``path`` is refused when no
+    directory of links for a look inside could be made (``why``: each place's error)."""
+    return (
+        f"cannot tell whether the RocksDB store at {path} (no {MARKER_NAME}) was written "
+        "by aurora-storage: a read-only look inside needs a directory of symbolic links to "
+        "its files, and neither the temporary directory nor the store's parent directory "
+        f"can hold them ({why}). It was not opened and nothing was written to it. Set "
+        "TMPDIR to a directory where symbolic links can be made and followed (a "
+        "filesystem with free inodes, not mounted nosymfollow), or open the store with "
+        "mode=read_only"
+    )
+
+
+def refuse_foreign(path: str, *, read_write: bool) -> bool:
     """Refuse the existing RocksDB store at ``path`` (which has no marker) when it holds
     records but no aurora-storage metadata record; adopt an empty one or one with the
     record (see the module docstring).
 
+    Returns:
+        True when the look was inconclusive: the caller must check the opened engine
+        with :func:`check_opened` before using it.
+
+    Raises:
+        ForeignStoreError: the store holds records and no metadata record.
+        ConfigurationError: ``read_write`` and no directory of links could be made for
+            the look (:func:`no_view_message`); nothing was written.
+    """
+    contents, why = _look(path)
+    if contents == "foreign":
+        raise ForeignStoreError(foreign_store_message(path), backend="rocksdb", path=path)
+    if contents == "no_view" and read_write:
+        raise ConfigurationError(no_view_message(path, why), backend="rocksdb", path=path)
+    return contents in ("no_view", "unknown")
+
+
+def check_opened(db: Any, path: str, *, side_file_existed: bool, read_write: bool) -> None:
+    """Refuse the engine ``db`` just opened on the unmarked store at ``path`` when it
+    holds records but no metadata record (the look before the open was inconclusive).
+    The caller closes ``db`` when this raises. A read-only or secondary open wrote only
+    rocksdict's side file: removed again unless it was there (``side_file_existed``).
+
     Raises:
         ForeignStoreError: the store holds records and no metadata record.
     """
-    if store_contents(path) == "foreign":
-        raise ForeignStoreError(foreign_store_message(path), backend="rocksdb", path=path)
+    if _contents_of(db) != "foreign":
+        return
+    if not side_file_existed and not read_write:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(path, SIDE_FILE))
+    message = foreign_store_message(path)
+    if read_write:
+        # The engine's open already rewrote its own files (no record was written).
+        message = message.replace(
+            "It was not opened and nothing was written to it.",
+            "It was closed again before any record was written (RocksDB's open rewrote "
+            "its own MANIFEST, OPTIONS and log files).",
+        )
+    raise ForeignStoreError(message, backend="rocksdb", path=path)

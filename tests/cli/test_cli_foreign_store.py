@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -128,3 +128,128 @@ def test_an_empty_engine_store_and_one_killed_before_its_marker_are_adopted(
     with aurora_storage.open(f"rocksdb://{ours}") as repo:
         repo.put("t", 1, 1)
     assert (ours / MARKER_NAME).exists()
+
+
+def test_a_typescript_store_being_written_is_refused_by_every_read_only_open(
+    tmp_path: Path,
+) -> None:
+    # Breaker finding: beside a live TypeScript-layout writer that flushes often, the
+    # look through a directory of links raced the flushes (files deleted between the
+    # listing and the open), "unknown" let the open through and `count` printed 0.
+    store = tmp_path / "live"
+    writer = textwrap.dedent(
+        f"""
+        import sys, rocksdict
+        opts = rocksdict.Options(raw_mode=True)
+        opts.set_write_buffer_size(65536)
+        db = rocksdict.Rdict({str(store)!r}, options=opts)
+        db[b'acme:"e0"'] = b'{{}}'
+        db.flush()
+        print("W", flush=True)
+        i = 0
+        while True:  # until killed
+            for j in range(50):
+                db[b'acme:"e%d"' % (i * 50 + j)] = b'{{"x":"' + b"y" * 200 + b'"}}'
+            i += 1
+            if i % 5 == 0:
+                db.flush()
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"W\n"
+        for attempt in range(40):
+            mode = ("read_only", "secondary")[attempt % 2]
+            with pytest.raises(ForeignStoreError):
+                aurora_storage.open(f"rocksdb://{store}?mode={mode}").close()
+            assert not (store / MARKER_NAME).exists()
+        assert proc.poll() is None  # the writer was live throughout
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture
+def small_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A tmpfs mounted with the options ``request.param`` names."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", request.param, "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"a tmpfs mounted with {request.param} needs mount (root): {done.stderr}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+_OPEN_IN_CHILD = textwrap.dedent(
+    """
+    import sys, aurora_storage
+    try:
+        aurora_storage.open(sys.argv[1]).close()
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+    else:
+        print("OPENED")
+    """
+)
+
+
+def _open_with_tmpdir(url: str, tmpdir: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", _OPEN_IN_CHILD, url],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TMPDIR=str(tmpdir)),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("small_mount", ["size=1m,nr_inodes=4"], indirect=True)
+def test_a_temporary_directory_without_room_for_links_still_refuses(
+    tmp_path: Path, small_mount: Path
+) -> None:
+    # Breaker finding: TMPDIR with inodes for the probe's directory but not its links:
+    # the probe failed, the TypeScript store was opened read-write and written into.
+    store = tmp_path / "events"
+    build_ts_store(store, TS_RECORDS)
+    before = fingerprint(store)
+    for mode in ("read_write", "read_only", "secondary"):
+        out = _open_with_tmpdir(f"rocksdb://{store}?mode={mode}", small_mount)
+        assert out.startswith("ForeignStoreError"), (mode, out)
+        assert fingerprint(store) == before, mode
+
+
+@pytest.mark.parametrize("small_mount", ["size=4m,nosymfollow"], indirect=True)
+def test_a_store_no_probe_can_look_into_is_not_written(small_mount: Path) -> None:
+    # The store and TMPDIR both on a filesystem whose symbolic links are not followed:
+    # no directory of links can be used. A read-write open is refused (it would write
+    # before anything could tell); read-only and secondary opens check after opening.
+    store = small_mount / "events"
+    build_ts_store(store, TS_RECORDS)
+    before = fingerprint(store)
+    out = _open_with_tmpdir(f"rocksdb://{store}", small_mount)
+    assert out.startswith("ConfigurationError"), out
+    assert "TMPDIR" in out
+    assert "nothing was written" in out
+    assert fingerprint(store) == before
+    for mode in ("read_only", "secondary"):
+        out = _open_with_tmpdir(f"rocksdb://{store}?mode={mode}", small_mount)
+        assert out.startswith("ForeignStoreError"), (mode, out)
+        assert fingerprint(store) == before, mode
+    # An aurora-storage store there (its marker removed) is still opened.
+    ours = small_mount / "ours"
+    with aurora_storage.open(f"rocksdb://{ours}") as repo:
+        repo.put("t", 1, 1)
+    os.remove(ours / MARKER_NAME)
+    assert _open_with_tmpdir(f"rocksdb://{ours}?mode=read_only", small_mount) == "OPENED"
