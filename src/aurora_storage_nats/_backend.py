@@ -226,14 +226,22 @@ class NATSBackend(Backend):
             self._calls.add(call)
         sent = [False, False]
         token = WRITE_SENT.set(sent)
+        pending = task.cancelling()
         try:
-            return await coro
+            result = await coro
+            if task.cancelling() > pending:
+                # A cancel() of this task came while the call ran and was swallowed on
+                # the way (nats-py drops some, Python 3.11's wait_for drops one that
+                # arrives as its future completes): the call ended normally, but its
+                # caller (or close()) cancelled it, so it ends as cancelled.
+                raise asyncio.CancelledError
+            return result
         except asyncio.CancelledError:
             if not call.cuts:
                 raise
             for _ in range(call.cuts):
                 task.uncancel()
-            if task.cancelling():
+            if task.cancelling() > pending:
                 raise  # cancelled by its owner too: theirs to see
             raise self._cut_error(writes, sent) from None
         except (NATSConnectionError, NATSTimeoutError, RepositoryClosedError) as exc:

@@ -417,7 +417,8 @@ class _Waker:
         assert core is not None
         while True:
             try:
-                await asyncio.wait_for(kick.wait(), HEARTBEAT)
+                async with asyncio.timeout(HEARTBEAT):  # (wait_for may drop a cancel)
+                    await kick.wait()
             except TimeoutError:
                 pass
             nc = core.nc
