@@ -460,6 +460,16 @@ def _recorded_lock(raw: bytes) -> tuple[int, int] | None:
     return None
 
 
+class RecordLost(Exception):
+    """Other processes hold the store's data file open, but its open record is missing
+    or is not the one they hold: the store's lock files were removed while it is in
+    use (see OpenRecord.entering). ``what`` names the evidence."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
 def _unlock_and_close(fd: int) -> None:
     """Release this process's lock on ``fd`` and close it: explicitly, so a copy of the
     descriptor in a child forked while the store was open does not keep the record
@@ -505,6 +515,8 @@ class OpenRecord:
         self.read_only = read_only
         self._flags = os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT
         self._fd: int | None = None
+        # A shared flock on the data file, held while the store is open (see _hold_data).
+        self._data_fd: int | None = None
 
     #: Whether the last :meth:`entering` could coordinate with other users (the gate
     #: and record files opened).
@@ -562,7 +574,19 @@ class OpenRecord:
                 yield False
                 return
             try:
-                fd = os.open(self.record_file, self._flags, 0o644)
+                # (Without O_CREAT first: a missing record is only made once no other
+                # process is found holding the data file; see _hold_data.)
+                fd = os.open(self.record_file, self._flags & ~os.O_CREAT)
+            except FileNotFoundError:
+                if self._hold_data(probe=True):
+                    self._release_data()
+                    raise RecordLost(f"its open record {self.record_file} is missing") from None
+                try:
+                    fd = os.open(self.record_file, self._flags, 0o644)
+                except OSError:
+                    self._release_data()
+                    yield False
+                    return
             except OSError:
                 yield False
                 return
@@ -581,24 +605,117 @@ class OpenRecord:
                 # on is then the replaced store's (deleted). Its lock guards nothing.
                 if not same_file(fd, self.record_file):
                     raise StoreMoved(self.record_file)
+                if joined and not self._hold_data(probe=True):
+                    # Nobody holds the data file: what held the record was no user of
+                    # the store (`aurora-storage restore`, which holds it exclusively
+                    # while it swaps a backup in), and this open may be the first user
+                    # (it was refused for the restored store's missing lock file).
+                    # (A failed upgrade drops the shared lock on Linux: taken again.)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        fcntl.flock(fd, fcntl.LOCK_SH)
+                    else:
+                        joined = False
                 if joined:
                     self.lock_in_use = _recorded_lock(os.pread(fd, 4096, 0))
                     yield None
                 else:
+                    if self._hold_data(probe=True):
+                        # Others hold the data file, yet nobody held this record: it
+                        # was removed (and made anew) while they use the store.
+                        raise RecordLost(
+                            f"its open record {self.record_file} is not the one they hold "
+                            "(it was made anew)"
+                        )
                     try:
                         recorded = orjson.loads(os.pread(fd, 4096, 0) or b"null")
                     except orjson.JSONDecodeError:
                         recorded = None
-                    yield recorded is not None and recorded == self._identity()
+                    known_clean = recorded is not None and recorded == self._identity()
+                    yield known_clean
                     if not self.read_only:
                         # In use from now on: a crash must leave no clean record behind.
                         os.ftruncate(fd, 0)
                         self._note_lock_file(fd)
+                    elif not known_clean:
+                        # A read-only first user: the record is not a clean one (it
+                        # changes nothing the next open concludes), but may name the
+                        # lock file of users long gone (a read-only last closer, a
+                        # SIGKILL, a copy): a writer joining later would compare the
+                        # lock file against it and be refused (finding). Record the
+                        # lock file this user opens, when it may write the record.
+                        self._renote_lock_file()
                     fcntl.flock(fd, fcntl.LOCK_SH)
             except BaseException:
+                self._release_data()
                 _unlock_and_close(fd)
                 raise
             self._fd = fd
+
+    def _hold_data(self, *, probe: bool) -> bool:
+        """Take the shared flock on the data file every user holds while the store is
+        open; with ``probe``, first tell whether other processes hold it.
+
+        The data file cannot be removed without removing the store, unlike the lock
+        files an operator may tidy away: that other processes hold it is what shows a
+        missing or new open record (or lock file) was removed under them (finding:
+        lock.mdb and aurora-open.lock removed beside a writer let a second writer in,
+        and the store was destroyed). flock and liblmdb's fcntl locks are independent
+        on Linux; a separate descriptor, opened at open only. Called under the gate.
+
+        Returns:
+            Whether ``probe`` found the data file held by other processes (False: not
+            probed, or the data file cannot be opened).
+        """
+        if self._data_fd is not None:
+            return False
+        try:
+            dfd = os.open(self.data_file, os.O_RDONLY)
+        except OSError:
+            return False  # not made yet (a creation), or not readable: nothing to hold
+        try:
+            held = False
+            if probe:
+                # (A process leaving releases the data file before the record, so a
+                # record found free with the data file held is no leaving process.)
+                try:
+                    fcntl.flock(dfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    held = True
+            fcntl.flock(dfd, fcntl.LOCK_SH)
+        except BaseException:
+            os.close(dfd)
+            raise
+        self._data_fd = dfd
+        return held
+
+    def hold_data(self) -> None:
+        """Hold the data file from now on if :meth:`entering` could not (it was made
+        by this open's engine after it): call once the environment is open."""
+        if self._fd is not None:
+            self._hold_data(probe=False)
+
+    def _release_data(self) -> None:
+        dfd, self._data_fd = self._data_fd, None
+        if dfd is not None:
+            _unlock_and_close(dfd)
+
+    def _renote_lock_file(self) -> None:
+        """A read-only first user's :meth:`_note_lock_file`: through a writable
+        descriptor of the record if it may have one, else nothing (a read-only
+        filesystem: no writer can join there)."""
+        try:
+            wfd = os.open(self.record_file, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            os.ftruncate(wfd, 0)
+            self._note_lock_file(wfd)
+        except OSError:
+            pass
+        finally:
+            os.close(wfd)
 
     def _note_lock_file(self, fd: int) -> None:
         """Record the identity of the lock file this first user opens (made by the
@@ -615,6 +732,8 @@ class OpenRecord:
     def leave(self, *, clean: bool) -> None:
         """Unregister; if this was the last user and ``clean``, record the data file's
         identity (call after the engine closed it)."""
+        # The data file first: a process found holding it also holds the record.
+        self._release_data()
         fd, self._fd = self._fd, None
         if fd is None:
             return
@@ -641,7 +760,8 @@ class OpenRecord:
         """Close the child's copy of the descriptor without unlocking it (a fork()
         child: the parent's shared lock stays, as it belongs to the open file
         description the parent still has; only LOCK_UN would release it)."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for fd in (self._fd, self._data_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._data_fd = None

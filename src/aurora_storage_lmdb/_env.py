@@ -42,6 +42,7 @@ from ._disk import (
     Created,
     CreationLock,
     OpenRecord,
+    RecordLost,
     StoreMoved,
     alone_with,
     check_path,
@@ -214,34 +215,39 @@ class Environment:
             )
         if exists:
             precheck(self.path, self._data_file, cfg.subdir)
-        with self._record.entering() as clean:
-            if clean is None and cfg.lock:
-                # Others have the store open: they must share one lock file with it.
-                self._refuse_a_removed_lock_file()
-            # verify=auto: the structural check runs when the file is not known clean
-            # (not closed cleanly by this library, or no record of it: a read-only
-            # open of a copied or restored store) and no other process has it open (a
-            # live writer would make an outside walk of the file meaningless:
-            # liblmdb's own lock on lock.mdb tells, for processes that do not use this
-            # library too, and is held during the walk so none starts meanwhile).
-            # Unchecked, a damaged page kills this process (SIGABRT in an engine
-            # assertion) on the first scan, or - a damaged branch page - makes whole
-            # subtrees unreachable: scans and counts silently miss their records.
-            wanted = cfg.verify is True or (cfg.verify == "auto" and clean is False)
-            if exists and not empty and wanted and clean is not None:
-                # Without coordination, a lock file this open may not probe says
-                # nothing: the store may be in use (another user's live store).
-                with alone_with(
-                    self._lock_file, create=cfg.lock, unknown=self._record.coordinated
-                ) as alone:
-                    if alone:
-                        verify_or_raise(self.path, cfg.subdir, self._data_file)
-                        self._verified_at_open = True
-            if cfg.lock:
-                self._reserve_lock_file()
+        try:
+            with self._record.entering() as clean:
+                if clean is None and cfg.lock:
+                    # Others have the store open: they must share one lock file with it.
+                    self._refuse_a_removed_lock_file()
+                # verify=auto: the structural check runs when the file is not known clean
+                # (not closed cleanly by this library, or no record of it: a read-only
+                # open of a copied or restored store) and no other process has it open (a
+                # live writer would make an outside walk of the file meaningless:
+                # liblmdb's own lock on lock.mdb tells, for processes that do not use this
+                # library too, and is held during the walk so none starts meanwhile).
+                # Unchecked, a damaged page kills this process (SIGABRT in an engine
+                # assertion) on the first scan, or - a damaged branch page - makes whole
+                # subtrees unreachable: scans and counts silently miss their records.
+                wanted = cfg.verify is True or (cfg.verify == "auto" and clean is False)
+                if exists and not empty and wanted and clean is not None:
+                    # Without coordination, a lock file this open may not probe says
+                    # nothing: the store may be in use (another user's live store).
+                    with alone_with(
+                        self._lock_file, create=cfg.lock, unknown=self._record.coordinated
+                    ) as alone:
+                        if alone:
+                            verify_or_raise(self.path, cfg.subdir, self._data_file)
+                            self._verified_at_open = True
+                if cfg.lock:
+                    self._reserve_lock_file()
+        except RecordLost as exc:
+            # Other processes hold the data file, but not this record: the store's lock
+            # files were removed under them (see OpenRecord._hold_data).
+            raise self._removed_in_use(exc.what) from None
         for attempt in range(_RETRIES):
             try:
-                return self._open_env_once()
+                env = self._open_env_once()
             except lmdb.MapResizedError as exc:
                 # Another process grew the map between our open and the first read
                 # transaction of py-lmdb's constructor: open again (adopts the size).
@@ -267,6 +273,10 @@ class Environment:
                         path=self.path,
                     ) from exc
                 time.sleep(0.05)
+            else:
+                # A store created by this open: its data file exists only now.
+                self._record.hold_data()
+                return env
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _refuse_a_removed_lock_file(self) -> None:
@@ -286,21 +296,30 @@ class Environment:
         try:
             st = os.stat(self._lock_file)
         except FileNotFoundError:
-            found = "is missing"
+            raise self._removed_in_use(f"its lock file {self._lock_file} is missing") from None
         except OSError:
             return  # cannot tell (permissions): liblmdb reports its own error
-        else:
-            held = self._record.lock_in_use
-            if held is None or held == (st.st_dev, st.st_ino):
-                return
-            found = "is not the one they use (it was made anew)"
-        raise StoreLockedError(
+        held = self._record.lock_in_use
+        if held is None or held == (st.st_dev, st.st_ino):
+            return
+        # The record names the lock file the store's first current user opened (every
+        # first user, read-only ones included, rewrites it when it may; see
+        # OpenRecord.entering), so another file at the path was made after that.
+        raise self._removed_in_use(
+            f"its lock file {self._lock_file} is not the one they opened (the open "
+            f"record names another file: it was made anew since)"
+        )
+
+    def _removed_in_use(self, found: str) -> StoreLockedError:
+        """The error of an open that found the store's lock files removed (or made
+        anew) while other processes use it: ``found`` says what it found."""
+        return StoreLockedError(
             f"cannot open the LMDB store at {self.path}: other processes have it open, but "
-            f"its lock file {self._lock_file} {found}: it was removed while they use the "
-            "store. They go on with the removed file, and a process opening the store now "
-            "would use another one: two processes could then write at once and destroy "
-            "the store. Nothing was created. Stop every process that uses the store, then "
-            "open it again (LMDB makes a new lock file); never delete the lock file while "
+            f"{found}: the lock files were removed while they use the store. They go on "
+            "with the removed files, and a process opening the store now would use other "
+            "ones: two processes could then write at once and destroy the store. Nothing "
+            "was created. Stop every process that uses the store, then open it again "
+            "(LMDB makes a new lock file); never delete lock.mdb or aurora-open.lock while "
             "the store is in use",
             backend="lmdb",
             path=self.path,

@@ -127,6 +127,107 @@ def test_processes_opening_one_after_another_share_the_lock_file(tmp_path: Path)
             _release(h)
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("subdir", [True, False], ids=["subdir", "file"])
+@pytest.mark.parametrize("read_only", [False, True], ids=["writer", "reader"])
+def test_an_open_refuses_a_store_whose_lock_file_and_open_record_were_removed_in_use(
+    tmp_path: Path, subdir: bool, read_only: bool
+) -> None:
+    # Finding: with writer A running, an operator deleted lock.mdb AND aurora-open.lock;
+    # writer B found no open record, took itself for the store's first user, made a new
+    # lock.mdb and wrote beside A under another write lock (verify: "freeDB: record
+    # txnid 67 outside [1, 63]"). Every user holds a shared flock on the data file,
+    # which cannot be removed without removing the store.
+    path, url, lock = _store(tmp_path, subdir)
+    record = os.path.join(path, "aurora-open.lock") if subdir else path + "-open"
+    holder = _ready(child("hold-url", path, url))
+    try:
+        os.remove(lock)
+        os.remove(record)
+        with pytest.raises(StoreLockedError, match="removed") as info:
+            aurora_storage.open(url, read_only=read_only)
+        assert "Stop every process" in str(info.value)
+        assert not os.path.exists(lock)  # nothing created
+        assert not os.path.exists(record)
+    finally:
+        _release(holder)
+    with aurora_storage.open(url) as repo:
+        assert repo.get("t", "k") == 1
+        assert repo.verify().ok
+
+
+@pytest.mark.timeout(60)
+def test_a_process_that_created_the_store_holds_its_data_file(tmp_path: Path) -> None:
+    # The creator's data file is made by liblmdb after the open record was taken: it
+    # is held from the engine's open on, like every other user's.
+    path = str(tmp_path / "s")
+    url = f"lmdb://{path}"
+    holder = _ready(child("hold-url", path, url))
+    try:
+        os.remove(os.path.join(path, "lock.mdb"))
+        os.remove(os.path.join(path, "aurora-open.lock"))
+        with pytest.raises(StoreLockedError, match="removed"):
+            aurora_storage.open(url)
+        assert not os.path.exists(os.path.join(path, "lock.mdb"))
+    finally:
+        _release(holder)
+
+
+@pytest.mark.timeout(60)
+def test_a_killed_user_leaves_no_hold_on_the_data_file(tmp_path: Path) -> None:
+    # The data file's flock goes with the process: a SIGKILLed user never keeps the
+    # next one out, even with the lock files removed after it died.
+    path, url, lock = _store(tmp_path, True)
+    _kill([_ready(child("hold-url", path, url))])
+    os.remove(lock)
+    os.remove(os.path.join(path, "aurora-open.lock"))
+    with aurora_storage.open(url) as repo:
+        repo.put("t", "k", 2)
+    with aurora_storage.open(url, read_only=True) as repo:
+        assert repo.get("t", "k") == 2
+
+
+def _retire(lock: str, tmp_path: Path) -> None:
+    """Remove the lock file while nothing runs, keeping its inode alive (elsewhere) so
+    the next lock file is another file, as after time passed."""
+    os.rename(lock, tmp_path / f"retired-{len(os.listdir(tmp_path))}")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("how", ["cold-copy", "lock-removed-idle", "writer-killed"])
+def test_a_reader_opening_first_leaves_no_stale_lock_record_for_a_writer(
+    tmp_path: Path, how: str
+) -> None:
+    # Finding: the record of the lock file in use, written by a first writer, was left
+    # behind by a read-only last closer or a SIGKILL; a reader opening first later
+    # never rewrote it, and writers were refused ("made anew ... removed while they
+    # use the store") for as long as any reader ran.
+    path, url, lock = _store(tmp_path, True)
+    if how == "writer-killed":
+        _kill([_ready(child("hold-url", path, url))])
+        _retire(lock, tmp_path)
+    else:
+        writer = _ready(child("hold-url", path, url))
+        reader = _ready(child("hold-url", path, url + "?read_only=true"))
+        _release(writer)
+        _release(reader)  # the last closer is read-only: the record stays "in use"
+        if how == "cold-copy":
+            copy = str(tmp_path / "copy")
+            subprocess.run(["cp", "-a", path, copy], check=True)
+            path, url, lock = copy, f"lmdb://{copy}", os.path.join(copy, "lock.mdb")
+        else:
+            _retire(lock, tmp_path)
+    reader = _ready(child("hold-url", path, url + "?read_only=true"))
+    try:
+        with aurora_storage.open(url) as repo:
+            repo.put("t", "k", 3)
+    finally:
+        _release(reader)
+    with aurora_storage.open(url, read_only=True) as repo:
+        assert repo.get("t", "k") == 3
+        assert repo.verify().ok
+
+
 # ------------------------------------------- a killed reader pins a snapshot of the writer
 
 
