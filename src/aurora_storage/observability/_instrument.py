@@ -194,16 +194,7 @@ class InstrumentedBackend(Backend):
         t = self.t
         attrs = dict(self._attrs)
         attrs["db.operation.name"] = op
-        span = None
-        if t.tracer is not None:
-            try:
-                span = t.tracer.start_span(
-                    f"{op} {t.namespace}",
-                    kind=_CLIENT,
-                    attributes=self._span_attrs(attrs, key, batch),
-                )
-            except Exception as exc:
-                self._telemetry_failed("starting a span", exc)
+        span = self._start_span(op, attrs, key, batch)
         start = time.perf_counter()
         try:
             result = fn()
@@ -266,6 +257,22 @@ class InstrumentedBackend(Backend):
                 t.slow_seconds * 1000,
             )
         return result
+
+    def _start_span(
+        self, op: str, attrs: dict[str, Any], key: bytes | None, batch: int | None
+    ) -> Any:
+        """A started client span of ``op``, or ``None``: no tracer, or the tracer failed
+        (logged by :meth:`_telemetry_failed`, never raised)."""
+        t = self.t
+        if t.tracer is None:
+            return None
+        try:
+            return t.tracer.start_span(
+                f"{op} {t.namespace}", kind=_CLIENT, attributes=self._span_attrs(attrs, key, batch)
+            )
+        except Exception as exc:
+            self._telemetry_failed("starting a span", exc)
+            return None
 
     def _span_attrs(
         self, attrs: dict[str, Any], key: bytes | None, batch: int | None
@@ -435,19 +442,9 @@ class InstrumentedBackend(Backend):
     ) -> Iterator[Chunk]:
         """See :meth:`Backend.scan_chunks`: one span for the whole scan, ended when the
         scan ends (exhausted, closed or failed), with the rows it returned."""
-        t = self.t
         attrs = dict(self._attrs)
         attrs["db.operation.name"] = "scan"
-        span = None
-        if t.tracer is not None:
-            try:
-                span = t.tracer.start_span(
-                    f"scan {t.namespace}",
-                    kind=_CLIENT,
-                    attributes=self._span_attrs(attrs, start, None),
-                )
-            except Exception as exc:
-                self._telemetry_failed("starting a span", exc)
+        span = self._start_span("scan", attrs, start, None)
         rows = read = 0
         began = time.perf_counter()
         if self._inner_limit:
