@@ -135,10 +135,8 @@ async def _flushed(nc: Client, timeout: float) -> None:
     await nc._send_ping(pong)  # the PING nats-py's flush() sends, with our future
     try:
         # shield: a timeout or a cancellation of this call leaves the PING's future
-        # alone. asyncio.timeout, not wait_for: Python 3.11's wait_for returns the
-        # result and drops a cancellation that arrives as the awaited future completes.
-        async with asyncio.timeout(timeout):
-            await asyncio.shield(pong)
+        # alone.
+        await asyncio.wait_for(asyncio.shield(pong), timeout)
     except TimeoutError:
         raise nats.errors.FlushTimeoutError from None
 
@@ -468,11 +466,7 @@ class NATSCore(NATSConnection):
                     f"$JS.API.DIRECT.GET.{self.stream}", orjson.dumps(req), reply=inbox
                 )
                 while True:
-                    # asyncio.timeout, not wait_for: Python 3.11's wait_for drops the
-                    # caller's cancellation when it arrives as a message does (the
-                    # cancelled read then returned normally).
-                    async with asyncio.timeout(self.timeout):
-                        msg = await queue.get()
+                    msg = await asyncio.wait_for(queue.get(), self.timeout)
                     hdrs = msg.headers or {}
                     status = hdrs.get("Status")
                     if not status:

@@ -417,8 +417,7 @@ class _Waker:
         assert core is not None
         while True:
             try:
-                async with asyncio.timeout(HEARTBEAT):  # (wait_for may drop a cancel)
-                    await kick.wait()
+                await asyncio.wait_for(kick.wait(), HEARTBEAT)
             except TimeoutError:
                 pass
             nc = core.nc
