@@ -152,30 +152,22 @@ def test_async_call_after_close_raises_closed(nats_url: str) -> None:
 
 def test_a_task_cancelled_by_its_owner_still_sees_its_cancellation(filled_url: str) -> None:
     """The close's cancellation becomes RepositoryClosedError; the caller's own does
-    not (it stays a CancelledError) - every time: the cancellation used to be dropped
-    (the read returned normally) in about 1 round in 20, when it arrived as an answer
-    did. Rounds whose read ended before the cancel() are not counted."""
+    not (it stays a CancelledError; it used to be dropped about 1 time in 20, when it
+    arrived as an answer did: see the next test)."""
 
-    async def main() -> int:
+    async def main() -> None:
         ar = aurora_storage.open_async(filled_url)
-        counted = 0
         try:
-            for _ in range(60):
-                task = asyncio.ensure_future(ar.get_many("t", list(range(10_000))))
-                await asyncio.sleep(0.01)
-                if task.done():
-                    await task
-                    continue
-                task.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await task
-                counted += 1
+            task = asyncio.ensure_future(ar.get_many("t", list(range(10_000))))
+            await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
             assert await ar.get("t", 1) == b"x" * 1000
         finally:
             await ar.close()
-        return counted
 
-    assert asyncio.run(main()) > 0
+    asyncio.run(main())
 
 
 def test_a_cancellation_swallowed_inside_a_call_still_ends_it_cancelled(nats_url: str) -> None:
