@@ -306,18 +306,6 @@ class IncompleteExportError(ImportFormatError):
 _END_BYTES = b'"' + END.encode() + b'"'
 
 
-def _end_record(line: bytes) -> dict[str, Any] | None:
-    """The end record ``line`` holds, or None: a JSON object with the end record's
-    name at its top level (a record whose key or value holds the name is not one)."""
-    if _END_BYTES not in line:
-        return None
-    try:
-        rec = loads_json(line)
-    except ValueError:
-        return None
-    return rec if isinstance(rec, dict) and END in rec else None
-
-
 def _end_ok(rec: dict[str, Any], version: int) -> bool:
     """Whether ``rec`` is a well-formed end record of an export of ``version``."""
     keys = (
@@ -374,17 +362,159 @@ def _counts_differ(rec: dict[str, Any], seen: int, counted: int) -> str | None:
     return f"{rec['records']} records, the file holds {seen}"
 
 
-def _check_file_first(lines: IO[bytes], version: int = FORMAT) -> None:
+#: What a line holds textually when it may be a sequence counter line or the end record:
+#: the key written plainly, or any ``\\u`` escape (a key can be spelled with one,
+#: ``"sequ\\u0065nce"``, and parses the same). A line with none of these is a record
+#: line (well-formed or not): :func:`_check_file_first` need not parse it.
+_MAY_BE_APART = (b'"sequence"', _END_BYTES, b"\\u")
+
+
+def _may_be_apart(line: bytes) -> bool:
+    """Whether ``line`` may be a counter line or the end record (see ``_MAY_BE_APART``)."""
+    return any(mark in line for mark in _MAY_BE_APART)
+
+
+class _Reader:
+    """The one reading of an export's lines after its header, for the file check
+    (:func:`_check_file_first`) and the import (:func:`import_store`) alike: what each
+    line is (a record, a sequence counter line, the end record, blank) and what is wrong
+    with one that is none of them, so that a file and a stream are refused with the
+    same error at the same line.
+
+    Args:
+        header: the export's header.
+        done: what was imported when an error is raised (ends its message).
+        parse_all: False for the file check: a line that cannot be a counter line or
+            the end record (:func:`_may_be_apart`) is counted as a record unparsed;
+            whether it is a well-formed one is found by the import (or by a second,
+            parsing pass of the check, when the check refuses a later line).
+    """
+
+    def __init__(
+        self, header: ExportHeader, done: Callable[[], str], *, parse_all: bool = True
+    ) -> None:
+        self.version = header.version
+        self.base64_values = header.base64_values
+        self.source_codec = get_codec(header.codec)
+        self.done = done
+        self.parse_all = parse_all
+        #: The number of the line read last (1: the header, read already).
+        self.lineno = 1
+        #: (line, tenant, sequence, last) of the counter lines, in file order.
+        self.sequences: list[tuple[int, str, str, int]] = []
+        self._counters = _Counters()
+        self._seen = 0
+        self._end: int | None = None
+
+    def read(
+        self, lines: Iterable[bytes], stop: int | None = None
+    ) -> Iterator[tuple[int, str, Any, Any]]:
+        """Yield ``(line, tenant, key, value)`` of each record line parsed, in file
+        order; a counter line goes to :attr:`sequences`. With ``stop``, the lines
+        before that one only (and no end record required).
+
+        Raises:
+            IncompleteExportError: no end record, a line after it, counts that differ
+                from the end record's, a last line cut short.
+            ImportFormatError: a line that is not part of an export (its number
+                named), a counter line in a format-2 file, a counter named twice.
+        """
+        for line in lines:
+            self.lineno += 1
+            if stop is not None and self.lineno >= stop:
+                return
+            if not line.strip():
+                continue
+            if self._end is not None:
+                raise IncompleteExportError(
+                    f"line {self.lineno}: a line follows the end record (line {self._end}), "
+                    f"as in two exports put together or a file appended to; {self.done()}. "
+                    "Import each export on its own"
+                )
+            if not self.parse_all and not _may_be_apart(line):
+                self._seen += 1
+                continue
+            record = self._line(line)
+            if record is not None:
+                self._seen += 1
+                yield record
+        if stop is None and self._end is None:
+            raise IncompleteExportError(
+                f"the export ends at line {self.lineno} without its end record "
+                f'({{"{END}": true, "records": N}}): it was cut short (an export that failed '
+                f"or was killed, a partial copy); {self.done()}. Export the store again"
+            )
+
+    def _line(self, line: bytes) -> tuple[int, str, Any, Any] | None:
+        """The record ``line`` holds, or None for a counter line or the end record."""
+        lineno = self.lineno
+        try:
+            try:
+                rec = loads_json(line)
+            except ValueError as exc:
+                if line.endswith(b"\n"):
+                    raise
+                raise IncompleteExportError(
+                    f"line {lineno}, the last, is cut short (no newline, not JSON: {exc}): "
+                    f"the export was cut short; {self.done()}. Export the store again"
+                ) from exc
+            if not isinstance(rec, dict):
+                raise TypeError(f"a JSON object, got {type(rec).__name__}")
+            if END in rec:
+                if not _end_ok(rec, self.version):
+                    raise ValueError(f'a malformed end record: {{"{END}": true, "records": N}}')
+                counts = _counts_differ(rec, self._seen, len(self.sequences))
+                if counts is not None:
+                    raise IncompleteExportError(
+                        f"line {lineno}: the end record counts {counts}: lines were lost "
+                        f"or added; {self.done()}. Export the store again"
+                    )
+                self._end = lineno
+                return None
+            if _counter_line(rec, self.version):
+                if self.version < 3:
+                    raise _not_in_format_2(lineno, self.done())
+                t = _plain(rec["tenant"], "a tenant")
+                name = _plain(rec["sequence"], "a sequence name")
+                last = rec["last"]
+                if type(last) is not int or not 0 <= last < 1 << 64 or len(rec) != 3:
+                    raise ValueError(
+                        'a sequence counter line is {"tenant": ..., "sequence": ..., '
+                        '"last": N} with N from 0 to 2**64 - 1'
+                    )
+                self._counters.see(lineno, t, name, self.done())
+                self.sequences.append((lineno, t, name, last))
+                return None
+            t = _plain(rec["tenant"], "a tenant")
+            key = from_tagged(rec["key"], as_key=True)
+            value = rec["value"]
+            if self.base64_values:
+                value = self.source_codec.decode(base64.b64decode(value, validate=True))
+        except ImportFormatError:
+            raise
+        except (ValueError, KeyError, TypeError, TaggedJSONError) as exc:
+            raise ImportFormatError(
+                f"line {lineno} is not an export record ({type(exc).__name__}: {exc}); "
+                f"{self.done()}"
+            ) from exc
+        return lineno, t, key, value
+
+
+def _check_file_first(lines: IO[bytes], header: ExportHeader) -> None:
     """Refuse a seekable file that is not a complete export, before anything is
-    written: one pass over the file (reading it, parsing only lines that may be the
-    end record or a sequence counter line) finds no end record, a line after it, a
-    record or counter count that differs from the end record's, a counter line in a
-    format-2 file, or a counter named twice. A stream (stdin) is checked as it is read.
+    written. One pass over the file with the import's own reading (:class:`_Reader`),
+    parsing only the lines that may be the end record or a sequence counter line,
+    finds no end record, a line after it, a record or counter count that differs from
+    the end record's, a counter line in a format-2 file, a counter named twice, and a
+    malformed line among those it parses. A stream (stdin) is checked as it is read.
+
+    When this pass refuses line N, a second pass parses every line up to N: a
+    malformed record line there is named instead, as the import of the same file from
+    stdin would name it first (same error, same line, by either path).
 
     Raises:
         IncompleteExportError: see above; nothing was imported.
-        ImportFormatError: a counter line in format 2, or a repeated one; nothing was
-            imported.
+        ImportFormatError: see above; nothing was imported.
     """
     try:
         if not lines.seekable():
@@ -392,66 +522,27 @@ def _check_file_first(lines: IO[bytes], version: int = FORMAT) -> None:
         start = lines.tell()
     except (OSError, ValueError):  # not a regular file after all: checked as it is read
         return
-    lineno = 1  # (the header, read already)
-    seen = 0
-    counted = 0
-    counters = _Counters()
-    nothing = "nothing was imported"
-    end: tuple[int, dict[str, Any]] | None = None
+
+    def nothing() -> str:
+        return "nothing was imported"
+
     try:
-        for line in lines:
-            lineno += 1
-            if not line.strip():
-                continue
-            if end is not None:
-                raise IncompleteExportError(
-                    f"line {lineno}: a line follows the end record (line {end[0]}), as "
-                    "in two exports put together or a file appended to; nothing was "
-                    "imported. Import each export on its own"
-                )
-            rec = _end_record(line)
-            if rec is not None:
-                end = (lineno, rec)
-                continue
-            if b'"sequence"' in line:  # only such a line may be a counter line
-                try:
-                    parsed = loads_json(line)
-                except ValueError:
-                    parsed = None  # a malformed line: named as the records are read
-                if _counter_line(parsed, version):
-                    if version < 3:
-                        raise _not_in_format_2(lineno, nothing)
-                    try:
-                        t = _plain(parsed["tenant"], "a tenant")
-                        name = _plain(parsed["sequence"], "a sequence name")
-                    except (ValueError, KeyError, TypeError, TaggedJSONError):
-                        pass  # a malformed counter line: named as the lines are read
-                    else:
-                        counters.see(lineno, t, name, nothing)
-                    counted += 1
-                    continue
-            seen += 1
+        check = _Reader(header, nothing, parse_all=False)
+        try:
+            for _ in check.read(lines):
+                pass
+        except ImportFormatError as exc:
+            refused, at = exc, check.lineno
+        else:
+            return
+        lines.seek(start)
+        # Up to line N included: when N is the last line (no end record after it), it
+        # may be a malformed record, which the import names as such.
+        for _ in _Reader(header, nothing).read(lines, stop=at + 1):
+            pass
+        raise refused
     finally:
         lines.seek(start)
-    if end is None:
-        raise IncompleteExportError(
-            "the export does not end with its end record "
-            f'({{"{END}": true, "records": N}}): it was cut short (an export that failed '
-            "or was killed, a partial copy); nothing was imported. Export the store again"
-        )
-    at, rec = end
-    if not _end_ok(rec, version):
-        raise ImportFormatError(
-            f'line {at} is a malformed end record (expected {{"{END}": true, "records": '
-            "N}); nothing was imported"
-        )
-    # A format-3 file's sequence counter lines are counted apart ("sequences").
-    counts = _counts_differ(rec, seen, counted)
-    if counts is not None:
-        raise IncompleteExportError(
-            f"line {at}: the end record counts {counts}: lines were lost or added; "
-            "nothing was imported. Export the store again"
-        )
 
 
 class ExportHeader(NamedTuple):
@@ -516,7 +607,9 @@ def import_store(
     A seekable file is checked whole before anything is written (its end record, no
     line after it, its record count: :func:`_check_file_first`); a stream (stdin) as
     it is read, so the chunks read before a stream turns out incomplete are written.
-    Malformed record lines are found as they are read, in a file too.
+    Both read the lines alike (:class:`_Reader`): a file and the same bytes on stdin are
+    refused with the same error class at the same line. Malformed record lines are found
+    as they are read, in a file too (unless the check refuses a later line first).
 
     Args:
         tenant: import only this tenant's records.
@@ -538,96 +631,20 @@ def import_store(
     """
     if header is None:
         header = read_header(lines)
-    codec_name, base64_values, version = header
-    source_codec = get_codec(codec_name)
-    _check_file_first(lines, version)
+    _check_file_first(lines, header)
     n = 0
-    lineno = 1
-    # (line, tenant, sequence, last) of the sequence counter lines (format 3): applied
-    # after the records, so a counter never stands without the records it numbers.
-    sequences: list[tuple[int, str, str, int]] = []
-    counters = _Counters()
+
+    def done() -> str:
+        return f"{n} records of earlier chunks were imported"
+
+    # The sequence counter lines (format 3) go to reader.sequences: applied after the
+    # records, so a counter never stands without the records it numbers.
+    reader = _Reader(header, done)
 
     def records() -> Iterator[tuple[int, str, Any, Any]]:
-        nonlocal lineno
-        seen = 0
-        counted = 0
-        end: int | None = None
-        for line in lines:
-            lineno += 1
-            if not line.strip():
-                continue
-            if end is not None:
-                raise IncompleteExportError(
-                    f"line {lineno}: a line follows the end record (line {end}), as in "
-                    f"two exports put together; {n} records of earlier chunks were "
-                    "imported. Import each export on its own"
-                )
-            try:
-                try:
-                    rec = loads_json(line)
-                except ValueError as exc:
-                    if line.endswith(b"\n"):
-                        raise
-                    raise IncompleteExportError(
-                        f"line {lineno}, the last, is cut short (no newline, not JSON: {exc}): "
-                        f"the export was cut short; {n} records of earlier chunks were "
-                        "imported. Export the store again"
-                    ) from exc
-                if END in rec:
-                    if not _end_ok(rec, version):
-                        raise ValueError(f'a malformed end record: {{"{END}": true, "records": N}}')
-                    counts = _counts_differ(rec, seen, counted)
-                    if counts is not None:
-                        raise IncompleteExportError(
-                            f"line {lineno}: the end record counts {counts}: lines were "
-                            f"lost or added; {n} records of earlier chunks were imported. "
-                            "Export the store again"
-                        )
-                    end = lineno
-                    continue
-                if _counter_line(rec, version) and version < 3:
-                    raise _not_in_format_2(lineno, f"{n} records of earlier chunks were imported")
-                t = _plain(rec["tenant"], "a tenant")
-                if version >= 3 and "sequence" in rec:
-                    name = _plain(rec["sequence"], "a sequence name")
-                    last = rec["last"]
-                    if type(last) is not int or not 0 <= last < 1 << 64 or len(rec) != 3:
-                        raise ValueError(
-                            'a sequence counter line is {"tenant": ..., "sequence": ..., '
-                            '"last": N} with N from 0 to 2**64 - 1'
-                        )
-                    # Before any counter is raised (they are, after the records).
-                    counters.see(
-                        lineno,
-                        t,
-                        name,
-                        f"{n} records of earlier chunks were imported, no sequence counter",
-                    )
-                    counted += 1
-                    if tenant is None or t == tenant:
-                        sequences.append((lineno, t, name, last))
-                    continue
-                key = from_tagged(rec["key"], as_key=True)
-                value = rec["value"]
-                if base64_values:
-                    value = source_codec.decode(base64.b64decode(value, validate=True))
-            except ImportFormatError:
-                raise
-            except (ValueError, KeyError, TypeError, TaggedJSONError) as exc:
-                raise ImportFormatError(
-                    f"line {lineno} is not an export record ({type(exc).__name__}: {exc})"
-                ) from exc
-            seen += 1
-            if tenant is None or t == tenant:
-                yield lineno, t, key, value
-        if end is None:
-            raise IncompleteExportError(
-                f"the export ends at line {lineno} without its end record "
-                f'({{"{END}": true, "records": N}}): it was cut short (an export that failed '
-                f"or was killed, a partial copy); {n} records of earlier chunks were "
-                "imported. Export the store again"
-            )
+        for record in reader.read(lines):
+            if tenant is None or record[1] == tenant:
+                yield record
 
     it = records()
     while chunk := list(itertools.islice(it, CHUNK)):
@@ -653,6 +670,7 @@ def import_store(
         n += len(chunk)
         if advance is not None:
             advance(len(chunk))
+    sequences = [c for c in reader.sequences if tenant is None or c[1] == tenant]
     _raise_counters(repo, sequences, n, warn)
     return n
 
