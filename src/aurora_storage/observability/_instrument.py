@@ -572,71 +572,132 @@ except ImportError:  # the otel extra is not installed: no spans are made anyway
     _CLIENT = None
 
 
-def _telemetry(
-    backend: Backend,
-    url: Any,
-    *,
-    tracer_provider: Any,
-    meter_provider: Any,
-    include_tenant: bool,
-    slow_seconds: float | None,
-    spans: bool,
-    metrics: bool,
-) -> Telemetry:
-    tracer = duration = rows = bytes_read = bytes_written = errors = None
-    if spans or metrics:
-        try:
-            from opentelemetry import metrics as otel_metrics
-            from opentelemetry import trace
-        except ImportError as exc:
-            from ..errors import ConfigurationError
+@dataclass(frozen=True, slots=True)
+class _Instruments:
+    """The tracer and metric instruments an :func:`instrument` call made (None: off,
+    or its provider failed)."""
 
-            raise ConfigurationError(
-                "spans and metrics need OpenTelemetry: pip install 'aurora-storage[otel]' "
-                "(or call instrument(repo, spans=False, metrics=False) for slow-operation "
-                "logs only)"
-            ) from exc
-        if spans:
+    tracer: Any = None
+    duration: Any = None
+    rows: Any = None
+    bytes_read: Any = None
+    bytes_written: Any = None
+    errors: Any = None
+
+
+def _make_instruments(
+    *, tracer_provider: Any, meter_provider: Any, spans: bool, metrics: bool, what: str
+) -> _Instruments:
+    """The tracer and metric instruments from the providers (the global ones when None).
+
+    A provider that raises (a broken SDK or exporter setup: ``get_tracer``,
+    ``get_meter``, ``create_histogram`` ...) is a telemetry failure like any other (see
+    :meth:`InstrumentedBackend._telemetry_failed`): logged as a WARNING on
+    ``aurora_storage.observability`` with the provider's error, never raised. That part
+    (spans, or all metrics) is off and the other is kept; ``what`` names the repository
+    in the log.
+
+    Raises:
+        ConfigurationError: spans or metrics asked for without the ``otel`` extra (a
+            setup the caller fixes, not a telemetry failure).
+    """
+    if not (spans or metrics):
+        return _Instruments()
+    try:
+        from opentelemetry import metrics as otel_metrics
+        from opentelemetry import trace
+    except ImportError as exc:
+        from ..errors import ConfigurationError
+
+        raise ConfigurationError(
+            "spans and metrics need OpenTelemetry: pip install 'aurora-storage[otel]' "
+            "(or call instrument(repo, spans=False, metrics=False) for slow-operation "
+            "logs only)"
+        ) from exc
+    tracer = None
+    if spans:
+        try:
             tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
-        if metrics:
-            meter = otel_metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
-            duration = meter.create_histogram(
+        except Exception as exc:
+            _setup_failed("tracer provider", "spans", what, exc)
+    if not metrics:
+        return _Instruments(tracer)
+    try:
+        meter = otel_metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
+        return _Instruments(
+            tracer,
+            duration=meter.create_histogram(
                 "db.client.operation.duration",
                 unit="s",
                 description="Duration of database client operations.",
-            )
-            rows = meter.create_histogram(
+            ),
+            rows=meter.create_histogram(
                 "db.client.response.returned_rows",
                 unit="{row}",
                 description="Rows returned by a scan.",
-            )
-            bytes_read = meter.create_counter(
+            ),
+            bytes_read=meter.create_counter(
                 "aurora_storage.client.bytes_read", unit="By", description="Bytes read."
-            )
-            bytes_written = meter.create_counter(
+            ),
+            bytes_written=meter.create_counter(
                 "aurora_storage.client.bytes_written", unit="By", description="Bytes written."
-            )
-            errors = meter.create_counter(
+            ),
+            errors=meter.create_counter(
                 "aurora_storage.client.errors",
                 unit="{error}",
                 description="Failed operations, by error.type.",
-            )
-    namespace = str(url) if url is not None else backend.describe()
-    path = getattr(getattr(backend, "config", None), "path", None)
-    if isinstance(path, str):
-        namespace = path
+            ),
+        )
+    except Exception as exc:
+        # All metrics or none: a partial set (durations without errors, say) would
+        # read as a healthy store.
+        _setup_failed("meter provider", "metrics", what, exc)
+        return _Instruments(tracer)
+
+
+def _setup_failed(provider: str, part: str, what: str, exc: Exception) -> None:
+    """Log that ``provider`` failed while :func:`instrument` set up ``part``."""
+    logger.warning(
+        "telemetry could not be set up for %s: the OpenTelemetry %s failed (%s: %s); "
+        "the repository works, without %s. Check the OpenTelemetry SDK setup (its "
+        "providers and exporters), then open the repository again (or call instrument())",
+        what,
+        provider,
+        type(exc).__name__,
+        exc,
+        part,
+    )
+
+
+def _telemetry(
+    backend: Backend,
+    url: Any,
+    made: _Instruments,
+    *,
+    include_tenant: bool,
+    slow_seconds: float | None,
+) -> Telemetry:
     return Telemetry(
-        tracer=tracer,
-        duration=duration,
-        rows=rows,
-        bytes_read=bytes_read,
-        bytes_written=bytes_written,
-        errors=errors,
+        tracer=made.tracer,
+        duration=made.duration,
+        rows=made.rows,
+        bytes_read=made.bytes_read,
+        bytes_written=made.bytes_written,
+        errors=made.errors,
         system=backend.scheme,
-        namespace=namespace,
+        namespace=_namespace(backend, url),
         include_tenant=include_tenant,
         slow_seconds=slow_seconds,
     )
+
+
+def _namespace(backend: Backend, url: Any) -> str:
+    """``db.namespace``: the store's path, else its URL (secrets hidden), else the
+    backend's own description."""
+    path = getattr(getattr(backend, "config", None), "path", None)
+    if isinstance(path, str):
+        return path
+    return str(url) if url is not None else backend.describe()
 
 
 _BOUND = ("get", "put", "delete", "insert", "contains")
@@ -702,24 +763,39 @@ def instrument(
             slower than this many milliseconds; None (default): never.
         spans / metrics: turn either off.
 
+    A provider that raises while the tracer or the metric instruments are made (a
+    broken SDK or exporter setup, a ``get_meter`` that fails) is a telemetry failure
+    like any other: logged once as a WARNING on logger ``aurora_storage.observability``
+    with the provider's error, never raised (the project's rule, see
+    docs/observability.md); ``repo`` is returned instrumented with what could be set
+    up (spans without metrics, or the reverse, or slow-operation logs only).
+
     Raises:
         ConfigurationError: spans or metrics asked for without the ``otel`` extra.
         InvalidArgumentError: ``repo`` is not a repository (also a ``TypeError``).
     """
-    _, targets = _target(repo, "instrument")
-    for target in targets:
-        backend = target._backend
-        if isinstance(backend, InstrumentedBackend):
-            backend = backend.inner
+    sync, targets = _target(repo, "instrument")
+    inners = [
+        t._backend.inner if isinstance(t._backend, InstrumentedBackend) else t._backend
+        for t in targets
+    ]
+    # Once for all tiers: one provider call, one log line when it fails.
+    made = _make_instruments(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        spans=spans,
+        metrics=metrics,
+        what=f"{inners[0].scheme} {_namespace(inners[0], sync.url)}"
+        if len(targets) == 1
+        else f"the tiered pair {sync.url or ''}".rstrip(),
+    )
+    for target, backend in zip(targets, inners, strict=True):
         telemetry = _telemetry(
             backend,
             target.url,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
+            made,
             include_tenant=include_tenant,
             slow_seconds=None if slow_ms is None else slow_ms / 1000.0,
-            spans=spans,
-            metrics=metrics,
         )
         _rebind(target, InstrumentedBackend(backend, telemetry))
     return repo
