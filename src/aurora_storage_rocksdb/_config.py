@@ -99,8 +99,11 @@ class RocksDBConfig:
             directory removed at close.
         wal_recovery: what opening does with a damaged write-ahead log. ``strict``
             (default): a log torn by a crash (the record being written when the process
-            died) is dropped as RocksDB always does, and any other damage raises
-            CorruptionError naming the file - never fewer records without an error.
+            died) is dropped as RocksDB always does (logged at WARNING, reported in
+            ``stats()["recovery"]``), and any other damage raises CorruptionError
+            naming the file - never fewer records without an error. ``read_only`` and
+            ``secondary`` opens judge the logs the same way when no writer has the
+            store open (see ``_engine._open_db_once``).
             ``point_in_time``: open anyway with every record before the damage and
             none after it; what was dropped is logged (logger ``aurora_storage.rocksdb``)
             and reported in ``stats()["recovery"]``.

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import rocksdict
 
-from aurora_storage._stores import MARKER_NAME
+from aurora_storage._stores import MARKER_NAME, open_stores
 from aurora_storage.errors import (
     ConfigurationError,
     CorruptionError,
@@ -192,7 +192,7 @@ def open_db(config: RocksDBConfig, secondary_tmp: str | None) -> tuple[Any, dict
         try:
             db, recovery = _open_db_once(config, secondary_tmp)
         except StorageError as exc:
-            if _no_live_writer(path):
+            if _at_rest(path):
                 raise
             last = exc
         else:
@@ -245,6 +245,13 @@ def _no_live_writer(path: str) -> bool:
         os.close(fd)
 
 
+def _at_rest(path: str) -> bool:
+    """Whether no writer has the store open - none in this process (``open_stores``:
+    probing our own ``LOCK`` would release it) and none elsewhere (``LOCK``) - so its
+    write-ahead logs are at rest and a torn record in them is not one being written."""
+    return open_stores.users(path) == 0 and _no_live_writer(path)
+
+
 def _open_db_once(
     config: RocksDBConfig, secondary_tmp: str | None
 ) -> tuple[Any, dict[str, Any] | None]:
@@ -252,16 +259,31 @@ def _open_db_once(
     write-ahead log recovery with a crash's torn tail dropped, or point-in-time recovery
     when asked. Returns the engine and what recovery did (``None``: nothing).
 
+    Every mode judges the logs alike: a ``read_only`` or ``secondary`` open of a store
+    no writer has open (its files at rest) refuses what a read-write open refuses and
+    reports the torn tail it leaves out as a read-write open reports the one it drops
+    (it changes no file: the tail stays for the next read-write open to drop). Beside
+    a live writer the newest record may still be being written: that open tolerates a
+    torn tail, as the writer's own open judged the logs.
+
     Raises:
         CorruptionError: damaged files (named), StoreLockedError, StorageFullError, ...
     """
     path = config.path
     recovery: dict[str, Any] | None = None
+    at_rest = config.mode != "read_write" and _at_rest(path)
     try:
-        if config.mode != "secondary" and os.path.exists(os.path.join(path, "CURRENT")):
+        if (config.mode != "secondary" or at_rest) and os.path.exists(
+            os.path.join(path, "CURRENT")
+        ):
             checks = _check_manifest(config)
         else:
             checks = _Checks()
+        if config.mode == "secondary" and at_rest:
+            # The engine's secondary open recovers to the first torn record without a
+            # word (point-in-time, its only mode that can follow a writer): judge the
+            # framing of the logs here, as the read-write open's engine would.
+            recovery = _judge_logs(config)
         if config.mode == "read_only":
             access = rocksdict.AccessType.read_only()
         elif config.mode == "secondary":
@@ -271,11 +293,14 @@ def _open_db_once(
         else:
             access = rocksdict.AccessType.read_write()
         try:
-            db = rocksdict.Rdict(path, options=_engine_options(config), access_type=access)
+            db = rocksdict.Rdict(
+                path, options=_engine_options(config, at_rest=at_rest), access_type=access
+            )
         except Exception as exc:
             if config.mode == "secondary" or not _is_corruption(exc):
                 raise
-            if config.wal_recovery == "point_in_time" or config.mode == "read_only":
+            strict = config.wal_recovery == "strict" and (config.mode == "read_write" or at_rest)
+            if not strict:
                 raise _corruption(exc, config) from exc
             # Strict: the engine refused any damage in the logs. A crash's torn tail
             # is no damage: drop it (as RocksDB's default mode does) and say so.
@@ -283,39 +308,26 @@ def _open_db_once(
             if tail is None:
                 raise _corruption(exc, config) from exc
             db = rocksdict.Rdict(
-                path, options=_engine_options(config, tolerate_tail=True), access_type=access
-            )
-            recovery = {
-                "mode": "strict",
-                "torn_tail": {
-                    "file": tail.path,
-                    "bytes_dropped": tail.size - tail.complete_end,
-                },
-            }
-            _log.info(
-                "RocksDB store %s: dropped the torn tail of %s (%d bytes: the record "
-                "being written when the process died)",
                 path,
-                tail.path,
-                tail.size - tail.complete_end,
+                options=_engine_options(config, at_rest=at_rest, tolerate_tail=True),
+                access_type=access,
+            )
+            recovery = _torn_tail_report(
+                config, tail, "the record being written when the process died"
             )
         crash = checks.crash_zeros
         if crash is not None and recovery is None and config.wal_recovery == "strict":
             # The engine read the log up to the zeros without a word: say so.
-            dropped_bytes = crash.size - crash.complete_end
-            recovery = {
-                "mode": "strict",
-                "torn_tail": {"file": crash.path, "bytes_dropped": dropped_bytes},
-            }
-            _log.info(
-                "RocksDB store %s: dropped the zero-filled tail of %s (%d bytes: what an "
-                "OS crash leaves of writes whose data had not reached the disk)",
-                path,
-                crash.path,
-                dropped_bytes,
+            recovery = _torn_tail_report(
+                config,
+                crash,
+                "zero-filled: what an OS crash leaves of writes whose data had not "
+                "reached the disk",
             )
-        if config.wal_recovery == "point_in_time" and config.mode != "secondary":
-            dropped = dropped_in_info_log(path)
+        if config.wal_recovery == "point_in_time" and (config.mode == "read_write" or at_rest):
+            # A read-write open's engine logs what it dropped in its info log; a
+            # read-only or secondary one writes no info log: the framing says.
+            dropped = dropped_in_info_log(path) if config.mode == "read_write" else _torn_logs(path)
             if checks.missing_wal is not None:
                 missing = os.path.join(path, f"{checks.missing_wal:06d}.log")
                 dropped.insert(0, (missing, 0, "the log file is missing"))
@@ -335,9 +347,10 @@ def _open_db_once(
                     "bytes_dropped": sum(n for _, n, _ in dropped),
                 }
                 _log.warning(
-                    "RocksDB store %s opened with wal_recovery=point_in_time dropped "
-                    "%d bytes of its write-ahead log: %s",
+                    "RocksDB store %s opened with wal_recovery=point_in_time %s %d bytes "
+                    "of its write-ahead log: %s",
                     path,
+                    "dropped" if config.mode == "read_write" else f"(mode={config.mode}) left out",
                     recovery["bytes_dropped"],
                     "; ".join(f"{f}: {n} bytes ({why})" for f, n, why in dropped),
                 )
@@ -356,6 +369,79 @@ def _open_db_once(
     return db, recovery
 
 
+def _torn_tail_report(config: RocksDBConfig, tail: LogTail, what: str) -> dict[str, Any]:
+    """The ``recovery`` report of an open that drops (read-write) or leaves out
+    (read-only, secondary: the file stays as it is) a crash's torn tail, logged as a
+    warning: the tail cannot be told from the same file cut at that spot by damage
+    (docs/backends/rocksdb.md, "What cannot be told"), so operators are told."""
+    dropped = tail.size - tail.complete_end
+    _log.warning(
+        "RocksDB store %s%s the torn tail of its write-ahead log %s (%d bytes, %s%s). A "
+        "cut of the file at that spot looks the same: if no writer of this store was "
+        "killed and the machine did not crash, records after it are lost; restore the "
+        "store from a backup",
+        config.path,
+        ": dropped" if config.mode == "read_write" else f" (mode={config.mode}): opened without",
+        tail.path,
+        dropped,
+        what,
+        ""
+        if config.mode == "read_write"
+        else "; the file is unchanged: a read-write open drops it",
+    )
+    return {"mode": "strict", "torn_tail": {"file": tail.path, "bytes_dropped": dropped}}
+
+
+def _torn_logs(path: str) -> list[tuple[str, int, str]]:
+    """``(file, bytes, reason)`` for each write-ahead log that ends inside a record or
+    whose framing breaks: what a point-in-time recovery leaves out of it (at least)."""
+    out: list[tuple[str, int, str]] = []
+    for log in wal_files(path):
+        try:
+            tail = scan_log(log)
+        except OSError:
+            continue  # unreadable: the engine reports it
+        if tail.problem is not None or tail.torn:
+            why = tail.problem or f"it ends inside a record that starts at {tail.complete_end}"
+            out.append((log, tail.size - tail.complete_end, why))
+    return out
+
+
+def _judge_logs(config: RocksDBConfig) -> dict[str, Any] | None:
+    """A secondary open at rest: refuse write-ahead logs a read-write open refuses (a
+    record cut where no crash ends a log, a torn log that is not the newest, broken
+    framing); return the report of a crash's torn tail in the newest (``None``: the
+    logs end on whole records). ``wal_recovery=point_in_time`` refuses nothing here
+    (its report is made by the caller).
+
+    Raises:
+        CorruptionError: the logs are damaged (the file named).
+    """
+    if config.wal_recovery != "strict":
+        return None
+    bad = _torn_logs(config.path)
+    if not bad:
+        return None
+    tail = _crash_torn_tail(config.path)
+    if tail is not None:
+        return _torn_tail_report(config, tail, "the record being written when the process died")
+    file, _, why = bad[0]
+    raise CorruptionError(
+        f"the RocksDB store {config.path} is damaged: {file}: {why}, which no crash leaves "
+        f"(the read-write open refuses it too). {_WAL_HINT}",
+        backend="rocksdb",
+        path=file,
+    )
+
+
+#: What to do about a damaged write-ahead log found by an open that does not write.
+_WAL_HINT = (
+    "Restore the store from a backup, or open it read-write with "
+    "wal_recovery=point_in_time to keep every record before the damage and drop the rest "
+    "(what is dropped is logged and reported in stats()['recovery'])"
+)
+
+
 def _is_corruption(exc: BaseException) -> bool:
     low = str(exc).lower()
     return "corruption" in low or "checksum mismatch" in low
@@ -370,7 +456,12 @@ def _corruption(exc: BaseException, config: RocksDBConfig) -> CorruptionError:
     if not files and "CURRENT" in text:
         files = [os.path.join(path, "CURRENT")]
     if not files:
-        files = list(dict.fromkeys(f for f, _, _ in dropped_in_info_log(path)))
+        if config.mode == "read_write":
+            files = list(dict.fromkeys(f for f, _, _ in dropped_in_info_log(path)))
+        else:
+            # A read-only or secondary open writes no info log (the one there is an
+            # earlier open's): the framing names a torn log.
+            files = [f for f, _, _ in _torn_logs(path)]
         wal = bool(files)
     if not files and ("record" in text or "checksum mismatch" in text.lower()):
         files, wal = wal_files(path), True
@@ -382,6 +473,8 @@ def _corruption(exc: BaseException, config: RocksDBConfig) -> CorruptionError:
             "damage and drop the rest (what is dropped is logged and reported in "
             "stats()['recovery'])"
         )
+    elif wal and config.wal_recovery == "strict":
+        hint = _WAL_HINT
     # The engine's message may span lines and end with its own period: one sentence.
     said = " ".join(text.split()).rstrip(".")
     return CorruptionError(
@@ -582,7 +675,7 @@ def _check_wal_present(config: RocksDBConfig, manifest: str) -> int | None:
     # a store that never wrote, or one whose logs were all deleted - not told apart).
     if number == 0 or any(int(os.path.basename(f)[:-4]) >= number for f in logs):
         hole = log_chain_problem(number, last_sequence, logs)
-        if hole is None or not _no_live_writer(config.path):
+        if hole is None or not _at_rest(config.path):
             # A live writer (holding LOCK) creates and deletes logs while we look; its
             # own open checked the chain, and the engine reports the lock.
             return None
@@ -607,7 +700,9 @@ def _check_wal_present(config: RocksDBConfig, manifest: str) -> int | None:
     )
 
 
-def _engine_options(config: RocksDBConfig, *, tolerate_tail: bool = False) -> Any:
+def _engine_options(
+    config: RocksDBConfig, *, at_rest: bool = False, tolerate_tail: bool = False
+) -> Any:
     opts = rocksdict.Options(raw_mode=True)
     opts.create_if_missing(config.create_if_missing)
     if config.error_if_exists:
@@ -626,9 +721,10 @@ def _engine_options(config: RocksDBConfig, *, tolerate_tail: bool = False) -> An
     modes = rocksdict.DBRecoveryMode
     if config.mode == "secondary":
         pass  # a secondary follows the live logs of its primary: the engine's default
-    elif config.mode == "read_only" or tolerate_tail:
-        # A read-only open may run beside a live writer whose newest record is still
-        # being written; damage before the tail is still refused.
+    elif tolerate_tail or (config.mode == "read_only" and not at_rest):
+        # A read-only open beside a live writer, whose newest record may still be being
+        # written; damage before the tail is still refused. (At rest a read-only open
+        # judges the logs as a read-write open does: see _open_db_once.)
         opts.set_wal_recovery_mode(modes.tolerate_corrupted_tail_records())
     elif config.wal_recovery == "point_in_time":
         opts.set_wal_recovery_mode(modes.point_in_time())

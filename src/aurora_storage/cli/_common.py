@@ -8,6 +8,7 @@ import binascii
 import contextlib
 import enum
 import fcntl
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -39,8 +40,10 @@ __all__ = [
     "progress",
     "rocksdb_needs_recovery",
     "say",
+    "show_library_warnings",
     "store_path",
     "text_bytes",
+    "warn",
     "write_json",
     "write_line",
 ]
@@ -593,3 +596,29 @@ def warn(message: str) -> None:
     """A ``warning:`` line on stderr: something the command did not do that the user
     must know of (``--quiet`` does not hide it)."""
     click.echo(f"warning: {message}", err=True)
+
+
+class _WarningLines(logging.Handler):
+    """The library's warnings as ``warning:`` lines on stderr (see
+    :func:`show_library_warnings`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            warn(record.getMessage())
+        except Exception:
+            self.handleError(record)
+
+
+def show_library_warnings(show: bool) -> None:
+    """Show the library's warnings (logger ``aurora_storage``, WARNING and above) as
+    ``warning:`` lines on stderr, or stop (``show`` false: ``-v`` logs them itself).
+
+    What an open did to get a store open is such a warning - a RocksDB open that drops
+    or leaves out a torn write-ahead log tail, or what ``wal_recovery=point_in_time``
+    dropped - and the user of a command must see it without ``-v``
+    (docs/operations.md: watch ``recovery``)."""
+    logger = logging.getLogger("aurora_storage")
+    for handler in [h for h in logger.handlers if isinstance(h, _WarningLines)]:
+        logger.removeHandler(handler)
+    if show:
+        logger.addHandler(_WarningLines(logging.WARNING))
