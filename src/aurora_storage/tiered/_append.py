@@ -27,6 +27,7 @@ from ._cache import over_bound
 from ._core import Pair
 from ._errors import ProjectionError, TenantStoppedError
 from ._log import LOG, NONCE_SIZE, POS
+from ._types import _HotDamage
 
 __all__ = ["NO_KEY", "Record", "append"]
 
@@ -75,7 +76,9 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
             operations than one hot batch may hold (a bounded hot tier,
             ``p.hot_batch``); nothing was written.
         HotTierError: durable in history; hot catches up later.
-        TenantStoppedError: durable in history; parked behind its tenant's stop.
+        TenantStoppedError: durable in history; parked behind its tenant's stop (a
+            poison record, or its projection in hot is damaged: the write that meets
+            the damage stops the tenant).
         DurableWriteError: cold reported an error after committing; durable.
         VersionConflictError: another writer took change-log entry ``p.seq + 1``
             (another process writes the pair, or an earlier write whose answer was lost
@@ -159,6 +162,9 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
     p.seq = seq
     if ap is None:
         assert cause is not None
+        if isinstance(cause, _HotDamage):
+            _stop_damaged(p, seq, records, cause)
+            return  # applied after all (see _stop_damaged)
         raise p.hot_failed(seq, cause) from cause
     hot_ops = ap.ops()
     hot_ops.append((POS, position + nonce))
@@ -190,14 +196,45 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         p.trim()
     if ap.held:
         tenant, held_key = ap.held[0]
-        raise TenantStoppedError(
-            f"the write is durable in history (change-log seq {seq}), but tenant "
-            f"{tenant!r}'s projection is stopped by an earlier poison record, so record "
-            f"{held_key!r} is parked behind it; fix the projection, then call retry_parked()",
-            seq=seq,
-            tenant=tenant,
-            key=held_key,
-            backend="tiered",
-        )
+        raise _stopped(p, seq, tenant, held_key)
     ap.clear()
     p.writer = ap
+
+
+def _stopped(p: Pair, seq: int, tenant: str, key: Any) -> TenantStoppedError:
+    """The error for a write durable in history whose record ``key`` of ``tenant`` is
+    parked behind its tenant's stop (a poison record, or a damaged projection)."""
+    if p.stop_reason(p.cold._prefix(tenant)) == "damaged":
+        why = "is stopped because its projection in the hot tier is damaged"
+        fix = f"rebuild({tenant!r}) derives it again from history and applies the record"
+    else:
+        why = "is stopped by an earlier poison record"
+        fix = "fix the projection, then call retry_parked()"
+    return TenantStoppedError(
+        f"the write is durable in history (change-log seq {seq}), but tenant {tenant!r}'s "
+        f"projection {why}, so record {key!r} is parked behind it; {fix}",
+        seq=seq,
+        tenant=tenant,
+        key=key,
+        backend="tiered",
+    )
+
+
+def _stop_damaged(p: Pair, seq: int, records: list[Record], cause: _HotDamage) -> None:
+    """A new event's projection read a damaged record of its tenant's projection: the
+    event is durable in history (history is never blocked by hot); catch-up applies it
+    now, parking it and stopping its tenant (see Applier._damaged), so that no later
+    write of any other tenant meets it.
+
+    Raises:
+        TenantStoppedError: the tenant is stopped (durable; the engine's error chained).
+        HotTierError: the catch-up failed (durable; hot catches up later).
+    """
+    try:
+        _recovery.catch_up(p, 1)
+    except Exception as exc:
+        raise p.hot_failed(seq, exc) from exc
+    for tenant, offset, full, _ in records:
+        if full[:offset] in p.stopped:
+            raise _stopped(p, seq, tenant, decode_key_at(full, offset)) from cause.cause
+    # Applied after all (a rebuild by another process repaired hot meanwhile): done.

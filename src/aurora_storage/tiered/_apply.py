@@ -33,12 +33,12 @@ import orjson
 
 from .._keys import MAX_KEY_SIZE, decode_key_at
 from ..backend import Op
-from ..errors import ConfigurationError, KeyTooLargeError
+from ..errors import ConfigurationError, CorruptionError, KeyTooLargeError
 from ._config import PROJECTION_FIX, close_unrun, returned_unrun
-from ._core import Pair
+from ._core import Pair, damage_text
 from ._errors import ProjectionError
 from ._log import HISTORY_KEY_LIMIT, PARKED, STOPPED
-from ._types import HistoryRecord, ProjectionState, _HotReadError, new_record
+from ._types import HistoryRecord, ProjectionState, _HotDamage, _HotReadError, new_record
 
 __all__ = ["NO_KEY", "Applier", "PoisonError"]
 
@@ -183,6 +183,9 @@ class Applier:
         p.projecting = record
         try:
             result = projection(record, state)
+        except _HotDamage as exc:
+            self._damaged(full, tenant, offset, seq, exc)
+            return
         except _HotReadError as exc:
             raise exc.cause from exc.cause.__cause__
         except Exception as exc:  # its updates are dropped whole (state closed below)
@@ -203,6 +206,57 @@ class Applier:
                 self._unrun(full, tenant, offset, seq, kind)
         if pending:
             self.overlay.update(pending)
+
+    def _damaged(
+        self, full: bytes, tenant: str, offset: int, seq: int | None, exc: _HotDamage
+    ) -> None:
+        """The projection read a damaged record of its tenant's projection (``exc``):
+        the record cannot be applied on it, and neither can the tenant's later ones,
+        whatever the poison policy (parking them one by one would drop each silently).
+        Catch-up parks the record (reason ``damaged``) and stops the tenant; other
+        tenants go on. The remedy is ``rebuild(tenant)``, which derives the tenant again
+        from history, replacing the damaged records without reading them.
+
+        Raises:
+            _HotDamage: policy ``reject`` (a new write: it goes to history, and the
+                catch-up after it stops the tenant, see _append.append).
+            PoisonError: policy ``raise`` (a retry: the record stays parked).
+            CorruptionError: policy ``abort`` (a rebuild: its projection reads its
+                shadow, so this is not expected there).
+        """
+        cause_exc = exc.cause
+        assert isinstance(cause_exc, CorruptionError)
+        cause = (
+            f"CorruptionError: tenant {tenant!r}'s projection in the hot tier is damaged "
+            f"({damage_text(cause_exc)}); rebuild({tenant!r}) derives it again from "
+            "history (the history is intact)"
+        )
+        if self.policy == "reject":
+            raise exc
+        if self.policy == "raise":
+            raise PoisonError("damaged", cause) from cause_exc
+        if self.policy == "abort":
+            raise cause_exc from cause_exc.__cause__
+        key = self._key(full, offset)
+        where = f"history record {key!r} of tenant {tenant!r}" + (
+            "" if seq is None else f" (change-log seq {seq})"
+        )
+        pkey = self._parked_key(full, tenant, offset, seq)
+        self.extra[pkey] = orjson.dumps({"seq": seq, "reason": "damaged", "cause": cause})
+        self.parked += 1
+        prefix = full[:offset]
+        stop = self.p.stop_record(full, seq, cause, reason="damaged")
+        self.new_stopped[prefix] = stop
+        self.extra[STOPPED + prefix] = stop
+        log.error(
+            "tiered %s: %s cannot be applied: %s. Tenant %r's projection is stopped there "
+            "(other tenants go on); rebuild(%r) derives it again from history",
+            self.p.describe(),
+            where,
+            cause,
+            tenant,
+            tenant,
+        )
 
     def _unrun(self, full: bytes, tenant: str, offset: int, seq: int | None, kind: str) -> NoReturn:
         """Raise the error for a projection call that returned ``kind`` (a coroutine, a

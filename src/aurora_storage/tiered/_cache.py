@@ -21,16 +21,20 @@ a kill leaves no value in hot that cold lacks.
 
 from __future__ import annotations
 
+import logging
 from os import urandom
 from typing import Any
 
+from .._keys import NS_DATA, NS_DATA_END
 from ..backend import Op
-from ..errors import InvalidArgumentError, KeyExistsError, StorageError
+from ..errors import CorruptionError, InvalidArgumentError, KeyExistsError, StorageError
 from . import _log, _recovery
-from ._core import Pair, _PositionMoved
+from ._core import Pair, _PositionMoved, damage_text
 from ._log import LOG, NONCE_SIZE, POS
 
-__all__ = ["insert", "miss", "over_bound", "put", "write"]
+__all__ = ["damaged", "insert", "miss", "over_bound", "put", "read", "write"]
+
+log = logging.getLogger("aurora_storage.tiered")
 
 
 def put(p: Pair, full: bytes, data: bytes) -> None:
@@ -160,6 +164,53 @@ def _catch_up_or_raise(p: Pair, seq: int) -> None:
         _recovery.catch_up(p, 1)
     except Exception as exc:
         raise p.hot_failed(seq, exc) from exc
+
+
+def read(p: Pair, full: bytes) -> bytes | None:
+    """A point read of the cache: hot's value, else cold's (see :func:`miss`). A
+    damaged hot record is read from cold instead, and removed from hot (see
+    :func:`damaged`): hot is a cache of cold, never the only copy."""
+    try:
+        raw = p.hb.get(full)
+    except CorruptionError as exc:
+        damaged(p, full, exc)
+        raw = None
+    if raw is None:
+        return miss(p, full)
+    return raw
+
+
+def damaged(p: Pair, full: bytes, exc: CorruptionError) -> None:
+    """A cache read of ``full`` met a damaged hot record (``exc``: that record, or one
+    beside a missing ``full`` that the engine could not rule out as its record): log a
+    warning and delete the damaged record from hot, under the writers' lock, so that
+    the read (and every later one) goes to cold, which fills hot again with its value
+    (``fill="read"``). Deleting a cache record never serves a stale value, whoever
+    writes meanwhile; a failed delete is only logged (the read still goes to cold). A
+    read-only pair deletes nothing."""
+    stored = full if exc.stored_key is None else exc.stored_key
+    log.warning(
+        "tiered %s: %s in the hot tier (a cache of cold): read from cold instead%s",
+        p.describe(),
+        damage_text(exc),
+        "" if p.read_only else "; the damaged cache record is removed from hot",
+    )
+    if p.read_only or not NS_DATA <= stored < NS_DATA_END:
+        return
+    with p.lock:
+        if p.closed:
+            return
+        try:
+            p.hb.delete(stored)
+        except StorageError as err:
+            log.warning(
+                "tiered %s: removing the damaged cache record %r from hot failed (%s: %s); "
+                "rebuild() replaces it",
+                p.describe(),
+                stored,
+                type(err).__name__,
+                err,
+            )
 
 
 def miss(p: Pair, full: bytes) -> bytes | None:

@@ -19,13 +19,14 @@ meanwhile: the pair re-reads the position and goes on from there.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 import orjson
 
-from .._keys import MAX_KEY_SIZE, decode_key_at, decode_tenant_key
+from .._keys import MAX_KEY_SIZE, NS_DATA, NS_DATA_END, decode_key_at, decode_tenant_key
 from .._repository import Repository
 from ..backend import Backend, Op, chunk_items, chunk_keys
 from ..errors import (
@@ -62,11 +63,16 @@ __all__ = [
     "Pair",
     "_PositionMoved",
     "batch_limit",
+    "checked_items",
+    "damage_text",
+    "damaged_tenant",
     "first",
     "items",
     "keys_of",
     "take",
 ]
+
+log = logging.getLogger("aurora_storage.tiered")
 
 #: keys deleted per hot transaction when clearing a range (flat memory)
 CLEAR_CHUNK = 10_000
@@ -96,6 +102,91 @@ def items(backend: Backend, lo: bytes, hi: bytes) -> Iterator[tuple[bytes, bytes
 def keys_of(backend: Backend, lo: bytes, hi: bytes) -> Iterator[bytes]:
     """The keys of ``[lo, hi)`` in key order (:meth:`Backend.scan_chunks`, keys only)."""
     return chunk_keys(backend.scan_chunks(lo, hi, values=False))
+
+
+def _close(it: Iterator[Any]) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
+
+
+def damage_text(exc: CorruptionError) -> str:
+    """What the engine's ``exc`` says is damaged, without its remedy: the engine advises
+    restoring its store from a backup, while a damaged record of a tiered pair's hot
+    tier is derived again from cold (see :meth:`Pair.damage_error`)."""
+    if exc.stored_key is not None:
+        return f"the record stored at key {exc.stored_key!r} fails its integrity check"
+    text = str(exc)
+    cut = text.find(" Restore it from a backup")
+    return text[:cut] if cut > 0 else text
+
+
+def damaged_tenant(exc: CorruptionError) -> str | None:
+    """The tenant whose stored record ``exc`` names as damaged (its ``stored_key``, a
+    data key), or ``None`` (a system record, or a key that cannot be read)."""
+    stored = exc.stored_key
+    if stored is None or not NS_DATA <= stored < NS_DATA_END:
+        return None
+    try:
+        return decode_tenant_key(stored)[0]
+    except ValueError:
+        return None
+
+
+def checked_items(
+    backend: Backend, lo: bytes, hi: bytes, what: str = ""
+) -> Iterator[tuple[bytes, bytes | None]]:
+    """:func:`items` of a hot range that goes on past damaged records: a record whose
+    stored value fails its integrity check (``CorruptionError`` naming its own key) is
+    yielded with ``None`` as its value - unknown, so it differs from every value - and
+    logged (``what``: what is done with it). For the pair's repairs of its derived tier
+    (a rebuild's switch, a cache warm-up or prune), which replace such a record without
+    needing to read it: before, the first damaged record failed them all, so nothing
+    could repair it. Any other error (a damaged page structure) is raised.
+
+    Cost: nothing while no record is damaged; a failed chunk is read again key by key
+    (a key scan, which reads no values, and one point read per key) up to the damaged
+    record, then the chunked scan goes on after it.
+    """
+    start = lo
+    while True:
+        it = items(backend, start, hi)
+        try:
+            while True:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                except CorruptionError:
+                    break  # the chunk after ``start`` holds a damaged record
+                start = item[0] + b"\x00"
+                yield item
+        finally:
+            _close(it)
+        found = False
+        keys = keys_of(backend, start, hi)
+        try:
+            for k in keys:
+                try:
+                    raw = backend.get(k)
+                except CorruptionError as exc:
+                    if exc.stored_key is not None and exc.stored_key != k:
+                        raise
+                    log.warning(
+                        "%s in the hot tier; hot is derived from cold, so it is %s",
+                        damage_text(exc),
+                        what or "replaced",
+                    )
+                    found = True
+                    start = k + b"\x00"
+                    yield k, None
+                    break
+                if raw is not None:  # None: deleted since the key scan read it
+                    yield k, raw
+        finally:
+            _close(keys)
+        if not found:
+            return
 
 
 def take(it: Iterator[Any], n: int) -> list[Any]:
@@ -297,6 +388,67 @@ class Pair:
         if not self.seq_known:
             self.read_log()
 
+    def hot_get(self, key: bytes) -> bytes | None:
+        """Hot's value of one of the pair's own records (``key``, a system key), read as
+        absent when the lookup of an absent key fails only because a record beside it
+        is damaged (LMDB checks a miss's neighbours, see below).
+
+        Why: LMDB's checksum covers key and value, so a lookup that finds nothing checks
+        the records around the key, since one of them may be the wanted record with its
+        key damaged; when a neighbour fails its check under its own key and under the
+        wanted one too, the engine cannot rule out a record whose key AND value were
+        both damaged, and raises. For a generic store that is right (a silent miss could
+        make a create-only write a second copy). Here the neighbour is a projection or
+        cache record of a tenant (a data key): the pair's record could only be it if
+        damage had moved its key out of the system namespace as well as damaged its
+        value, and the damaged record itself is met, and repaired, where it is read
+        (its tenant is stopped, or read from cold). A damaged record of the pair's own
+        is still raised.
+
+        Raises:
+            CorruptionError: the record itself (or a system record beside it) is
+                damaged.
+        """
+        try:
+            return self.hb.get(key)
+        except CorruptionError as exc:
+            stored = exc.stored_key
+            if stored is None or stored == key or not NS_DATA <= stored < NS_DATA_END:
+                raise
+            log.warning(
+                "tiered %s: the lookup of the pair's record %r found a damaged record "
+                "of a tenant beside it (%s): read as absent",
+                self.describe(),
+                key,
+                damage_text(exc),
+            )
+            return None
+
+    def damage_error(self, exc: CorruptionError, tenant: str | None = None) -> CorruptionError:
+        """The error for a read of the hot tier that met a damaged record (``exc``, the
+        engine's): hot is derived, so the remedy is to derive it again, never to restore
+        it from a backup. ``tenant``: the tenant read, when the engine's error names no
+        tenant's record."""
+        whose = damaged_tenant(exc) or tenant
+        if self.projection is not None:
+            fix = (
+                f"rebuild({whose!r}) re-derives it from history"
+                if whose is not None
+                else "rebuild() re-derives it from history"
+            )
+        else:
+            fix = "rebuild() copies cold into it again"
+        return CorruptionError(
+            f"a record of the hot tier {self.hot_name()} is damaged: {damage_text(exc)}. "
+            "The hot tier "
+            f"is derived from the cold tier {self.cold_name()}, which is intact: {fix} "
+            "(or close the pair, delete the hot store and open the pair again: an empty "
+            "hot is derived from cold at open); the cold tier needs no restore",
+            backend="tiered",
+            tenant=whose,
+            stored_key=exc.stored_key,
+        )
+
     def position_of(self, seq: int) -> bytes:
         """Hot's POS record for position ``seq``: the number and the nonce of cold's
         change-log entry ``seq`` (read from cold: for rebuilds and resets, never on the
@@ -334,7 +486,7 @@ class Pair:
         version read with it is what the next write is conditioned on.
         """
         if not self.pos_known:
-            if not self.read_only and self.hb.get(PAIR) is None:
+            if not self.read_only and self.hot_get(PAIR) is None:
                 # Hot lost the pair's record under the running pair (a NATS bucket
                 # deleted and created again): its position says nothing about what it
                 # holds. catch_up derives it from scratch (reset_hot), never from 0
@@ -657,5 +809,20 @@ class Pair:
             backend="tiered",
         )
 
-    def stop_record(self, key: bytes, seq: int | None, cause: str) -> bytes:
-        return orjson.dumps({"key": key.hex(), "seq": seq, "cause": cause})
+    def stop_record(
+        self, key: bytes, seq: int | None, cause: str, *, reason: str = "poison"
+    ) -> bytes:
+        """The STOPPED record of a tenant stopped at history record ``key``: ``reason``
+        ``poison`` (the projection cannot apply it: fix the projection, retry_parked())
+        or ``damaged`` (its projection in hot is damaged: rebuild(tenant))."""
+        return orjson.dumps({"key": key.hex(), "seq": seq, "cause": cause, "reason": reason})
+
+    def stop_reason(self, prefix: bytes) -> str:
+        """Why the tenant of ``prefix`` is stopped (see :meth:`stop_record`; ``poison``
+        for records written before the reason was recorded)."""
+        raw = self.stopped.get(prefix)
+        try:
+            reason = orjson.loads(raw)["reason"] if raw is not None else "poison"
+        except (ValueError, KeyError, TypeError):
+            return "poison"
+        return reason if isinstance(reason, str) else "poison"

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from .. import _args
 from .._repository import Repository, TenantView
-from ..errors import RepositoryClosedError
+from ..errors import CorruptionError, RepositoryClosedError
 from . import _cache
 from ._core import Pair
 from ._types import _MISSING
@@ -21,6 +21,7 @@ __all__ = ["TieredReads"]
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 
 class TieredReads(Generic[K, V]):
@@ -51,13 +52,14 @@ class TieredReads(Generic[K, V]):
         if p.closed:
             self._check_open()
         if p.projection is not None:
-            return p.hot.get(tenant, key, default)
+            try:
+                return p.hot.get(tenant, key, default)
+            except CorruptionError as exc:
+                raise p.damage_error(exc, tenant) from exc
         full = p.cold._full(tenant, key)
-        raw = p.hb.get(full)
+        raw = _cache.read(p, full)
         if raw is None:
-            raw = _cache.miss(p, full)
-            if raw is None:
-                return default
+            return default
         try:
             return self._decode(raw)
         except Exception:
@@ -68,22 +70,55 @@ class TieredReads(Generic[K, V]):
         self._check_open()
         p = self._p
         if p.projection is not None:
-            return p.hot.has(tenant, key)
-        return p.hot.has(tenant, key) or p.cold.has(tenant, key)
+            try:
+                return p.hot.has(tenant, key)
+            except CorruptionError as exc:
+                raise p.damage_error(exc, tenant) from exc
+        try:
+            if p.hot.has(tenant, key):
+                return True
+        except CorruptionError:
+            pass  # a damaged cache record: cold has the answer
+        return p.cold.has(tenant, key)
 
     def get_many(self, tenant: str, keys: Iterable[K], default: V | None = None) -> list[V | None]:
         """Values for ``keys`` in order; cache mode fills hot with cold hits."""
         self._check_open()
         p = self._p
         if p.projection is not None:
-            return p.hot.get_many(tenant, keys, default)
+            try:
+                return p.hot.get_many(tenant, keys, default)
+            except CorruptionError as exc:
+                raise p.damage_error(exc, tenant) from exc
         key_list = _args.key_list(keys, "get_many")
-        out: list[Any] = p.hot.get_many(tenant, key_list, _MISSING)
+        try:
+            out: list[Any] = p.hot.get_many(tenant, key_list, _MISSING)
+        except CorruptionError:
+            # A damaged cache record among them: each key alone (see _cache.read).
+            out = []
+            for k in key_list:
+                raw = _cache.read(p, p.cold._full(tenant, k))
+                out.append(default if raw is None else p.cold._load(raw, tenant, k))
+            return out
         for i, v in enumerate(out):
             if v is _MISSING:
                 raw = _cache.miss(p, p.cold._full(tenant, key_list[i]))
                 out[i] = default if raw is None else p.cold._load(raw, tenant, key_list[i])
         return out
+
+    def _checked(self, it: Iterator[T], tenant: str) -> Iterator[T]:
+        """``it`` (a scan, already started so that its argument errors are raised
+        now); in projection mode, a damaged hot record it meets raises the pair's
+        ``CorruptionError``, which names the remedy (see :meth:`Pair.damage_error`)."""
+        if self._p.projection is None:
+            return it  # cache mode scans read cold
+        return self._damage_checked(it, tenant)
+
+    def _damage_checked(self, it: Iterator[T], tenant: str) -> Iterator[T]:
+        try:
+            yield from it
+        except CorruptionError as exc:
+            raise self._p.damage_error(exc, tenant) from exc
 
     def _reader(self) -> Repository[Any, Any]:
         self._check_open()
@@ -116,8 +151,11 @@ class TieredReads(Generic[K, V]):
         limit: int | None = None,
     ) -> Iterator[V]:
         """See :meth:`Repository.values`."""
-        return self._reader().values(
-            tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+        return self._checked(
+            self._reader().values(
+                tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+            ),
+            tenant,
         )
 
     def items(
@@ -131,8 +169,11 @@ class TieredReads(Generic[K, V]):
         limit: int | None = None,
     ) -> Iterator[tuple[K, V]]:
         """See :meth:`Repository.items`."""
-        return self._reader().items(
-            tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+        return self._checked(
+            self._reader().items(
+                tenant, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit
+            ),
+            tenant,
         )
 
     def list(self, tenant: str, prefix: Any = None) -> list[K]:

@@ -43,7 +43,7 @@ from ..backend import Op
 from ..errors import InvalidArgumentError
 from ._apply import Applier
 from ._config import close_unrun, returned_unrun
-from ._core import CLEAR_CHUNK, PROGRESS, Pair, _PositionMoved, items, take
+from ._core import CLEAR_CHUNK, PROGRESS, Pair, _PositionMoved, checked_items, items, take
 from ._log import (
     PAIR,
     PARKED,
@@ -201,11 +201,13 @@ def _abandon(p: Pair) -> None:
 
 
 def _walk(
-    live: Iterator[tuple[bytes, bytes]], new: Iterator[tuple[bytes, bytes]], cut: int
+    live: Iterator[tuple[bytes, bytes | None]], new: Iterator[tuple[bytes, bytes]], cut: int
 ) -> Generator[tuple[bytes, Op | None, bool]]:
     """Walk the live records and the records they must become (both in key order; a
     key of ``new`` is ``cut`` bytes of prefix + the live key) together, in key order:
-    ``(live key, the operation that makes it right or None, whether new holds it)``."""
+    ``(live key, the operation that makes it right or None, whether new holds it)``.
+    A live value of ``None`` is a damaged record (see :func:`checked_items`): it
+    differs from every value, so it is overwritten or deleted, never read."""
     try:
         a = next(live, None)
         b = next(new, None)
@@ -232,7 +234,8 @@ def _walk(
 def _diff(p: Pair, lo: bytes, hi: bytes) -> Iterator[Op]:
     """The switch's operations for the live range ``[lo, hi)``: make it equal to the
     shadow."""
-    walk = _walk(items(p.hb, lo, hi), items(p.hb, SHADOW + lo, SHADOW + hi), len(SHADOW))
+    live = checked_items(p.hb, lo, hi, "replaced by the rebuild's switch")
+    walk = _walk(live, items(p.hb, SHADOW + lo, SHADOW + hi), len(SHADOW))
     try:
         for _, op, _ in walk:
             if op is not None:
@@ -409,7 +412,8 @@ def _warm(p: Pair, scope: bytes, tenant: str | None, progress: ProgressCallback 
         ops: list[Op] = []
         walked = 0
         last: bytes | None = None
-        walk = _walk(items(p.hb, start, hi), items(p.cb, start, hi), 0)
+        live = checked_items(p.hb, start, hi, "copied from cold again by the warm-up")
+        walk = _walk(live, items(p.cb, start, hi), 0)
         try:
             for key, op, in_cold in walk:
                 if op is not None:

@@ -20,7 +20,7 @@ from ..backend import Op
 from ..errors import ConfigurationError, CorruptionError
 from . import _log, _rebuild
 from ._apply import Applier, PoisonError
-from ._core import CLEAR_CHUNK, Pair, _PositionMoved, items, take
+from ._core import CLEAR_CHUNK, Pair, _PositionMoved, checked_items, items, take
 from ._log import (
     COLD_META,
     LOG_END,
@@ -68,13 +68,13 @@ def open_pair(p: Pair) -> None:
             two names (proven by a probe record, see _misplaced).
         CorruptionError: the tiered metadata is damaged.
     """
-    raw_hot = p.hb.get(PAIR)
+    raw_hot = p.hot_get(PAIR)
     raw = p.cb.get(COLD_META)
     # A cold record in hot, or a hot record in cold: the tiers are swapped, a tier is
     # another pair's, or they are one store under two names (one NATS bucket as
     # ``localhost`` and as ``127.0.0.1``, which passes every check of the URLs). A
     # rebuild of such a "pair" would clear hot, i.e. a history.
-    hot_cold_meta = p.hb.get(COLD_META)
+    hot_cold_meta = p.hot_get(COLD_META)
     cold_pair = p.cb.get(PAIR)
     if hot_cold_meta is not None or cold_pair is not None:
         raise _misplaced(p, hot_cold_meta, cold_pair)
@@ -111,7 +111,7 @@ def open_pair(p: Pair) -> None:
         # Every check passed: from here on the pair writes.
         if stamp:
             p.cb.put(COLD_META, orjson.dumps({"id": pair_id, "mode": recorded}))
-            if raw is None and p.hb.get(COLD_META) is not None:
+            if raw is None and p.hot_get(COLD_META) is not None:
                 # A new cold's record showed up in hot: one store. Nothing stays written.
                 p.cb.delete(COLD_META)
                 raise _same_store(p)
@@ -129,7 +129,7 @@ def open_pair(p: Pair) -> None:
     if hot_meta is None:
         reset_hot(p)
         return
-    marker = p.hb.get(REBUILD)
+    marker = p.hot_get(REBUILD)
     if (
         hot_meta.get("mode") != p.mode
         or not _same_timeline(p)
@@ -145,7 +145,7 @@ def open_pair(p: Pair) -> None:
     finish_cold_drops(p)
     if marker is not None:
         _rebuild.recover(p, marker)
-    running = p.mode == "cache" and p.hb.get(RUNNING) is not None
+    running = p.mode == "cache" and p.hot_get(RUNNING) is not None
     if running:
         # The last run ended uncleanly: hot may hold writes past its recorded position,
         # which cold may no longer hold (restored from an older backup). Drop them.
@@ -179,7 +179,8 @@ def prune_cache(p: Pair) -> int:
     chunk = min(CLEAR_CHUNK, p.hot_batch or CLEAR_CHUNK)
     start = NS_DATA
     while True:
-        got = take(items(p.hb, start, NS_DATA_END), chunk)
+        # A damaged hot record reads as None: it differs from cold's value, so it goes.
+        got = take(checked_items(p.hb, start, NS_DATA_END, "deleted"), chunk)
         if not got:
             return dropped
         truth = p.cb.get_many([k for k, _ in got])
@@ -262,7 +263,7 @@ def _one_store(p: Pair) -> bool:
     probe = os.urandom(16)
     p.cb.put(PROBE, probe)
     try:
-        return p.hb.get(PROBE) == probe
+        return p.hot_get(PROBE) == probe
     finally:
         p.cb.delete(PROBE)
 
@@ -589,9 +590,11 @@ def retry_parked(p: Pair, prefix: bytes | None) -> int:
             except PoisonError as exc:
                 meta.update(reason=exc.reason, cause=exc.cause)
                 ops: list[Op] = [(pkey, orjson.dumps(meta))]
-                if p.on_poison == "stop":
+                if p.on_poison == "stop" or exc.reason == "damaged":
+                    # A damaged projection stops its tenant under either policy (see
+                    # Applier._damaged): rebuild(tenant) is its remedy.
                     blocked = True
-                    stop = p.stop_record(full, meta.get("seq"), exc.cause)
+                    stop = p.stop_record(full, meta.get("seq"), exc.cause, reason=exc.reason)
                     ops.append((STOPPED + tprefix, stop))
                 p.hot_write(ops)
                 if blocked:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from ..errors import KeyTooLargeError
+from .._keys import NS_DATA, NS_DATA_END
+from ..errors import CorruptionError, KeyTooLargeError
 from ._errors import HotTierError, ProjectionError
 from ._log import HOT_KEY_LIMIT, key_too_long
 
@@ -72,6 +73,39 @@ class _HotReadError(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+class _HotDamage(_HotReadError):
+    """A projection's hot read met a damaged record of its own tenant's projection
+    (the engine's ``CorruptionError``, ``cause``): the tenant cannot be projected on
+    until it is derived again from history (see _apply.Applier.apply)."""
+
+
+def _read_hot(hot: Repository[Any, Any], space: bytes, full: bytes, tenant: str) -> bytes | None:
+    """``hot.backend.get(space + full)`` for a projection's read of ``tenant``.
+
+    Raises:
+        _HotDamage: the record, or another record of the tenant beside it, is damaged
+            (live projection only).
+        _HotReadError: any other failure of the read (a damaged record in a rebuild's
+            shadow, or of the pair's own records, included).
+    """
+    try:
+        return hot.backend.get(space + full)
+    except CorruptionError as exc:
+        stored = exc.stored_key
+        own = space + hot._prefix(tenant)
+        if stored is not None and not stored.startswith(own) and NS_DATA <= stored < NS_DATA_END:
+            # A miss beside another tenant's damaged record (the engine checks a miss's
+            # neighbours, see Pair.hot_get): this tenant's record could only be that one
+            # if damage had changed its tenant as well as its value. Read as absent; the
+            # damaged record stops its own tenant when that one is projected.
+            return None
+        if space or (stored is not None and not stored.startswith(own)):
+            raise _HotReadError(exc) from exc
+        raise _HotDamage(exc) from exc
+    except Exception as exc:
+        raise _HotReadError(exc) from exc
 
 
 class ProjectionState:
@@ -166,10 +200,7 @@ class ProjectionState:
         if raw is _MISSING:
             raw = self._base.get(full, _MISSING)
         if raw is _MISSING:
-            try:
-                raw = self._hot.backend.get(self._space + full)
-            except Exception as exc:
-                raise _HotReadError(exc) from exc
+            raw = _read_hot(self._hot, self._space, full, self.tenant)
         if raw is None:
             return default
         return self._hot._load(raw, self.tenant, key)
