@@ -542,7 +542,9 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         Call it after a :class:`HotTierError` once the hot tier is healthy again (the
         next tiered write does it too). Opening the pair always does it. A record the
         projection cannot apply is handled by the ``on_poison`` policy (it never stops
-        other tenants); see :meth:`parked`.
+        other tenants); see :meth:`parked`. A record whose projection reads a damaged
+        hot record of its tenant stops that tenant only (parked as ``damaged``; see
+        :meth:`rebuild`).
 
         Raises:
             StorageError: a tier failed (``StorageFullError`` for a full disk); nothing
@@ -605,7 +607,9 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         :class:`RebuildProgress`, holding the pair: like a projection, it may not call
         the pair's writes, maintenance or ``close()`` (they raise
         ``ProjectionMisuseError`` and do nothing). In cache mode it copies every cold
-        record into hot (a full warm-up).
+        record into hot (a full warm-up). A damaged hot record (its checksum fails) is
+        replaced without being read, and a tenant stopped by one runs again: this is
+        the remedy for a damaged hot tier (see docs/tiered.md, "A damaged hot tier").
 
         Raises:
             ProjectionError: (``on_poison="stop"``) the projection failed on a record, or

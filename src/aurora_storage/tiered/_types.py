@@ -307,8 +307,10 @@ class ParkedRecord:
         key: its history key, or ``None`` when the key itself cannot be decoded.
         seq: its change-log sequence number, or ``None`` when a rebuild parked it.
         reason: ``"raised"`` (the projection raised), ``"undecodable"`` (the record
-            cannot be decoded) or ``"held"`` (policy ``stop``: it waits behind its
-            tenant's first poison record).
+            cannot be decoded), ``"held"`` (its tenant is stopped: it waits behind the
+            tenant's first poison or damaged record) or ``"damaged"`` (its tenant's
+            projection in the hot tier is damaged: ``rebuild(tenant)`` derives it again
+            from history and applies it).
         cause: the error, as text (``TypeName: message``).
     """
 
