@@ -287,10 +287,12 @@ class InvalidURLError(ConfigurationError):
 
 
 class ForeignStoreError(ConfigurationError):
-    """The path holds an engine store with records but without aurora-storage's metadata
-    (no ``aurora-store.json`` and no metadata record): a store another program wrote,
-    such as the TypeScript package's RocksDB store. It is refused before anything is
-    written to it; import a TypeScript store with ``aurora-storage import-seed``."""
+    """The path holds an engine store without ``aurora-store.json`` that another program
+    wrote: records but no aurora-storage metadata record, or (RocksDB) a column family
+    besides the default one, which aurora-storage never creates - such as the
+    TypeScript package's RocksDB store. It is refused before anything is written to it
+    (``aurora-storage restore`` refuses to replace it); import a TypeScript store with
+    ``aurora-storage import-seed``."""
 
 
 class BackendNotFoundError(StorageError, LookupError):
@@ -398,8 +400,9 @@ class SeedKeyError(StorageError, ValueError):
 class SeedSourceError(StorageError, FileNotFoundError):
     """No RocksDB store in the TypeScript package's layout at the source path of
     :func:`aurora_storage.migrate.import_seed`: the path is missing, holds no RocksDB
-    store, or holds an aurora-storage store (copy that one with ``aurora-storage
-    copy``)."""
+    store, holds an aurora-storage store (copy that one with ``aurora-storage
+    copy``), or holds records in a column family other than RocksDB's default one (the
+    only one the TypeScript package writes and the import reads)."""
 
 
 # --------------------------------------------------------------------------- tiered

@@ -213,7 +213,8 @@ class RocksDBBackend(Backend):
                 (named in the message), or the store was written by rocksdict in pickle
                 mode.
             ForeignStoreError: the path holds a RocksDB store with records but no
-                aurora-storage metadata (no marker, no metadata record), such as the
+                aurora-storage metadata (no marker, no metadata record), or without a
+                marker and with a column family besides the default one, such as the
                 TypeScript package's; nothing is written to it (see ``_foreign``).
             StoreLockedError: another writer holds the store.
             InterruptedRestoreError: no store at the path, and a restore left

@@ -15,6 +15,12 @@ read-only RocksDB handle on a temporary directory of symbolic links to the store
 files (as ``import-seed`` reads its source), which writes nothing into the store - not
 even rocksdict's side file or RocksDB's info log.
 
+A store is ours only where aurora-storage puts records: the default column family.
+aurora-storage never creates another column family, so a store listing one (read from
+its MANIFEST, :func:`other_families`) is another program's whatever the default family
+holds - records kept only in a family ``events`` made the store look empty, and it was
+adopted and written into (breaker finding).
+
 The view is made in the temporary directory, else beside the store (in its parent
 directory, leaving the store's own directory as it was). A look can fail for two
 reasons, and neither is taken to mean "ours":
@@ -46,10 +52,14 @@ from aurora_storage._stores import MARKER_NAME
 from aurora_storage.errors import ConfigurationError, ForeignStoreError
 
 __all__ = [
+    "DEFAULT_FAMILY",
     "check_opened",
+    "family_names",
     "foreign_store_message",
     "no_view_message",
+    "other_families",
     "refuse_foreign",
+    "refuse_replacing",
     "store_contents",
 ]
 
@@ -64,6 +74,12 @@ _PRIVATE = ("LOCK", "LOG", "rocksdict-config.json")
 _ATTEMPTS = 6
 
 SIDE_FILE = "rocksdict-config.json"
+
+#: RocksDB's own column family, always present; the only one aurora-storage uses.
+DEFAULT_FAMILY = "default"
+
+#: Column families named in a message at most (the rest are counted).
+_NAMED = 5
 
 Contents = Literal["aurora", "empty", "foreign", "unknown", "no_view"]
 
@@ -96,6 +112,22 @@ def _make_view(path: str) -> str:
     raise _NoView("; ".join(reasons))
 
 
+def other_families(path: str) -> list[str]:
+    """The column families of the RocksDB store at ``path`` other than the default one,
+    in the store's order; read from its ``CURRENT`` and MANIFEST without opening the
+    store (nothing is written). Raises the engine's ``Exception`` when they cannot be
+    read."""
+    return [name for name in rocksdict.Rdict.list_cf(path) if name != DEFAULT_FAMILY]
+
+
+def family_names(families: list[str]) -> str:
+    """``families`` for a one-line message: quoted (``repr``: a newline in a name stays
+    ``\\n``), the first few named and the rest counted."""
+    named = ", ".join(repr(name) for name in families[:_NAMED])
+    more = len(families) - _NAMED
+    return named + (f" and {more} more" if more > 0 else "")
+
+
 def _contents_of(db: Any) -> Contents:
     """What an open engine handle holds: aurora's metadata record, nothing, or records."""
     if db.get(META_KEY) is not None:
@@ -110,15 +142,20 @@ def _contents_of(db: Any) -> Contents:
     return "foreign" if found else "empty"
 
 
-def _look(path: str) -> tuple[Contents, str]:
-    """The store's contents and, for ``"no_view"``/``"unknown"``, why the look failed."""
+def _look(path: str) -> tuple[Contents, str, list[str]]:
+    """The store's contents, for ``"no_view"``/``"unknown"`` why the look failed, and
+    its column families other than the default one (any makes it ``"foreign"``)."""
     why = ""
     for attempt in range(_ATTEMPTS):
         try:
             view = _make_view(path)
         except _NoView as exc:
-            return "no_view", str(exc)
+            return "no_view", str(exc), []
         try:
+            # Read through the view too: a writer's MANIFEST switch is retried below.
+            families = other_families(view)
+            if families:
+                return "foreign", "", families
             opts = rocksdict.Options(raw_mode=True)
             opts.create_if_missing(False)
             # A store its writer was killed in has a torn last log record: the real
@@ -126,7 +163,7 @@ def _look(path: str) -> tuple[Contents, str]:
             opts.set_wal_recovery_mode(rocksdict.DBRecoveryMode.tolerate_corrupted_tail_records())
             db = rocksdict.Rdict(view, options=opts, access_type=rocksdict.AccessType.read_only())
             try:
-                return _contents_of(db), ""
+                return _contents_of(db), "", []
             finally:
                 with contextlib.suppress(Exception):
                     db.close()
@@ -137,29 +174,77 @@ def _look(path: str) -> tuple[Contents, str]:
         # Let a writer's flush finish before listing again (not a correctness wait:
         # an inconclusive look is checked after the real open).
         time.sleep(0.005 * (attempt + 1))
-    return "unknown", why
+    return "unknown", why, []
 
 
 def store_contents(path: str) -> Contents:
     """What the RocksDB store at ``path`` holds, read without writing to it:
     ``"aurora"`` (aurora-storage's metadata record), ``"empty"`` (no record at all),
-    ``"foreign"`` (records, none of them the metadata record), ``"no_view"`` (no
+    ``"foreign"`` (records, none of them the metadata record, or a column family other
+    than the default one), ``"no_view"`` (no
     directory of links could be made: see :func:`no_view_message`) or ``"unknown"``
     (the engine failed on the view in every try)."""
     return _look(path)[0]
 
 
-def foreign_store_message(path: str) -> str:
-    """Why the store at ``path`` (holding records but no aurora-storage metadata) is
-    refused, and what to do."""
+def _what_is_foreign(families: list[str]) -> str:
+    if families:
+        return (
+            f"it has column families other than RocksDB's default one ({family_names(families)}), "
+            f"which aurora-storage never creates, and no {MARKER_NAME}"
+        )
+    return f"it has records but no {MARKER_NAME} and no aurora-storage metadata record"
+
+
+def foreign_store_message(path: str, families: list[str] | None = None) -> str:
+    """Why the store at ``path`` (holding records but no aurora-storage metadata, or
+    the column families ``families`` besides the default one) is refused, and what to
+    do."""
     return (
-        f"{path} holds a RocksDB store that aurora-storage did not write: it has records "
-        f"but no {MARKER_NAME} and no aurora-storage metadata record (such as a store of "
-        "the TypeScript package @aurora/runtime-storage-rocksdb). It was not opened and "
-        "nothing was written to it. Import a TypeScript store into a new path with "
+        f"{path} holds a RocksDB store that aurora-storage did not write: "
+        f"{_what_is_foreign(families or [])} (such as a store of the TypeScript package "
+        "@aurora/runtime-storage-rocksdb). It was not opened and nothing was written to "
+        "it. Import a TypeScript store into a new path with "
         f"`aurora-storage import-seed {path} rocksdb:NEW_PATH` (see "
         "docs/migrating-from-typescript.md), or open another path"
     )
+
+
+def refuse_replacing(path: str) -> None:
+    """Refuse to replace the unmarked RocksDB store at ``path`` (``aurora-storage
+    restore`` deletes what it replaces) unless a look inside shows it is ours: holding
+    aurora-storage's metadata record or no record at all, and no column family but the
+    default one. Nothing is written.
+
+    Raises:
+        ForeignStoreError: another program's store (records without the metadata
+            record, or another column family).
+        ConfigurationError: no look inside was possible, or the engine failed on every
+            look (a damaged store, or one being written): nothing tells it is ours.
+    """
+    contents, why, families = _look(path)
+    if contents == "foreign":
+        raise ForeignStoreError(
+            f"cannot restore into {path}: it holds a RocksDB store that aurora-storage did "
+            f"not write: {_what_is_foreign(families)} (such as a store of the TypeScript "
+            "package @aurora/runtime-storage-rocksdb), and restore would delete it; "
+            "nothing was changed. Import a TypeScript store with `aurora-storage "
+            f"import-seed {path} rocksdb:NEW_PATH`, restore into another path, or move "
+            "the store away first if it is not needed",
+            backend="rocksdb",
+            path=path,
+        )
+    if contents in ("no_view", "unknown"):
+        raise ConfigurationError(
+            f"cannot restore into {path}: it holds a RocksDB store without {MARKER_NAME}, "
+            "and a read-only look inside, to tell whether aurora-storage wrote it, failed "
+            f"({why}); restore would delete it, so nothing was changed. Stop any program "
+            "writing it and run the restore again (with TMPDIR on a filesystem where "
+            "symbolic links can be made and followed), or move the store away first if it "
+            "is not needed",
+            backend="rocksdb",
+            path=path,
+        )
 
 
 def no_view_message(path: str, why: str) -> str:
@@ -190,9 +275,9 @@ def refuse_foreign(path: str, *, read_write: bool) -> bool:
         ConfigurationError: ``read_write`` and no directory of links could be made for
             the look (:func:`no_view_message`); nothing was written.
     """
-    contents, why = _look(path)
+    contents, why, families = _look(path)
     if contents == "foreign":
-        raise ForeignStoreError(foreign_store_message(path), backend="rocksdb", path=path)
+        raise ForeignStoreError(foreign_store_message(path, families), backend="rocksdb", path=path)
     if contents == "no_view" and read_write:
         raise ConfigurationError(no_view_message(path, why), backend="rocksdb", path=path)
     return contents in ("no_view", "unknown")
@@ -205,14 +290,31 @@ def check_opened(db: Any, path: str, *, side_file_existed: bool, read_write: boo
     rocksdict's side file: removed again unless it was there (``side_file_existed``).
 
     Raises:
-        ForeignStoreError: the store holds records and no metadata record.
+        ForeignStoreError: the store holds records and no metadata record, or a column
+            family other than the default one.
+        ConfigurationError: its column families cannot be read.
     """
-    if _contents_of(db) != "foreign":
+    try:
+        families = other_families(path)
+    except Exception as exc:  # rocksdict raises plain Exception for engine errors
+        families = []
+        unreadable: Exception | None = exc
+    else:
+        unreadable = None
+    if unreadable is None and not families and _contents_of(db) != "foreign":
         return
     if not side_file_existed and not read_write:
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(path, SIDE_FILE))
-    message = foreign_store_message(path)
+    if unreadable is not None:
+        raise ConfigurationError(
+            f"cannot tell whether the RocksDB store at {path} (no {MARKER_NAME}) was "
+            f"written by aurora-storage: its column families cannot be read ({unreadable}). "
+            "It was closed again before any record was written; open it again",
+            backend="rocksdb",
+            path=path,
+        ) from unreadable
+    message = foreign_store_message(path, families)
     if read_write:
         # The engine's open already rewrote its own files (no record was written).
         message = message.replace(

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from .. import errors
+from .._stores import MARKER_NAME
 from ..config import URL
 from ._app import _confirm, _quiet_option, cli
 from ._common import NoStoreError, engine_at, open_read, open_write, say
@@ -192,12 +193,22 @@ def _refuse_target(scheme: str, path: str) -> str | None:
         NotSupportedError: an LMDB store in a single file (``subdir=false``).
         NoStoreError: a file, or a non-empty directory holding no store of ``scheme``
             (another engine's store, a folder of stores, anything else).
+        ForeignStoreError: a RocksDB store another program wrote (the rule every open
+            follows, see ``aurora_storage_rocksdb._foreign``): restore would delete it.
+        ConfigurationError: a RocksDB store without a marker that no look inside could
+            tell is ours.
     """
     found = engine_at(path)
     if os.path.isdir(path):
         if not os.listdir(path):
             return None
         if found == scheme:
+            if scheme == "rocksdb" and not os.path.exists(os.path.join(path, MARKER_NAME)):
+                # Not necessarily ours (the TypeScript package's store at the same path):
+                # an open refuses it, and restore, which deletes it, must too.
+                from aurora_storage_rocksdb._foreign import refuse_replacing
+
+                refuse_replacing(path)
             return found
         what = (
             f"is a non-empty directory that holds no {scheme} store"
@@ -287,7 +298,8 @@ def _live_source_advice(scheme: str, source: str) -> str:
 def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
     """Restore a backup DIRECTORY as the store at URL (same engine). An existing store
     at URL is replaced, after confirmation; a path holding anything else (another
-    engine's store, a non-empty folder that is no store) is refused (exit 4). A store
+    engine's store, a non-empty folder that is no store, a RocksDB store another
+    program wrote) is refused (exit 4), also with --yes. A store
     another process has open, or that another restore is restoring into, is refused
     (exit 3) and left as it is: stop the application first. A URL naming a symbolic
     link restores into the directory it points to.

@@ -197,9 +197,56 @@ def _open_source(path: str) -> Iterator[Any]:
                 path=path,
             ) from exc
         try:
+            _refuse_other_families(db, path)
             yield db
         finally:
             db.close()
+
+
+def _refuse_other_families(db: Any, path: str) -> None:
+    """Refuse a source holding records in a column family other than the default one:
+    the TypeScript package keeps every record in the default family, the only one read
+    here, so importing would leave them out while reporting success (``imported 0 of 0
+    records``, breaker finding). An empty family hides nothing and is let through.
+
+    Raises:
+        SeedSourceError: names the families holding records.
+        CorruptionError: a family cannot be read.
+    """
+    import rocksdict
+
+    from aurora_storage_rocksdb._foreign import family_names, other_families
+
+    try:
+        families = other_families(path)
+        full = []
+        for name in families:
+            family = db.get_column_family(name)
+            it = family.iter(rocksdict.ReadOptions())
+            try:
+                it.seek_to_first()
+                if it.valid():
+                    full.append(name)
+                it.status()
+            finally:
+                del it, family
+    except Exception as exc:  # rocksdict raises plain Exception for engine errors
+        raise errors.CorruptionError(
+            f"the column families of the RocksDB store at {path} cannot be read: {exc}",
+            backend="rocksdb",
+            path=path,
+        ) from exc
+    if full:
+        raise SeedSourceError(
+            f"{path} holds records in column families other than RocksDB's default one "
+            f"({family_names(full)}); import-seed reads the TypeScript package's layout, "
+            "every record in the default column family, so it imported nothing. Such a "
+            "store was written by another program (or another version of it): export "
+            "those records with the program that wrote them, or import a TypeScript "
+            "package's store",
+            backend="rocksdb",
+            path=path,
+        )
 
 
 def _estimate(db: Any) -> int | None:
@@ -442,7 +489,9 @@ def import_seed(
         What was imported and what was not (:class:`SeedImportReport`).
 
     Raises:
-        SeedSourceError: no RocksDB store at ``source``, or an aurora-storage store there.
+        SeedSourceError: no RocksDB store at ``source``, an aurora-storage store there,
+            or records in a column family other than the default one (not the TypeScript
+            package's layout; nothing is imported).
         InvalidArgumentError: ``known_tenants`` is a ``str`` (pass a list) or holds
             something other than non-empty ``str`` tenant ids.
         CorruptionError: the source cannot be opened or read.
@@ -521,7 +570,8 @@ def foreign_target_message(target: str) -> str | None:
     application's data, or another TypeScript store that an import would spoil).
 
     A directory without ``aurora-store.json`` is still ours when its engine store holds
-    aurora-storage's metadata record, or no record at all: what an import (or any open)
+    aurora-storage's metadata record, or no record at all (and, RocksDB, no column
+    family but the default one): what an import (or any open)
     killed between the engine's files and the marker leaves, so running it again
     resumes (the same rule as opening, see ``aurora_storage_rocksdb._foreign``).
     """
