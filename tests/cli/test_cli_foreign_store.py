@@ -253,3 +253,38 @@ def test_a_store_no_probe_can_look_into_is_not_written(small_mount: Path) -> Non
         repo.put("t", 1, 1)
     os.remove(ours / MARKER_NAME)
     assert _open_with_tmpdir(f"rocksdb://{ours}?mode=read_only", small_mount) == "OPENED"
+
+
+@pytest.mark.parametrize("small_mount", ["size=4m,nosymfollow"], indirect=True)
+def test_a_column_family_store_no_probe_can_look_into_is_refused(small_mount: Path) -> None:
+    # Records only in a column family "events" looked like an empty store (breaker
+    # finding). Without a directory of links, read-only and secondary opens check the
+    # opened engine, and that check reads the column families too; restore, which would
+    # delete the store, refuses what it cannot look into.
+    store = small_mount / "events"
+    db = rocksdict.Rdict(str(store), options=rocksdict.Options(raw_mode=True))
+    family = db.create_column_family("events", rocksdict.Options(raw_mode=True))
+    family[b'acme:"event:123"'] = b"{}"
+    del family
+    db.close()
+    os.remove(store / "rocksdict-config.json")
+    before = fingerprint(store)
+    for mode in ("read_only", "secondary"):
+        out = _open_with_tmpdir(f"rocksdb://{store}?mode={mode}", small_mount)
+        assert out.startswith("ForeignStoreError"), (mode, out)
+        assert "'events'" in out
+        assert fingerprint(store) == before, mode
+    ours = small_mount / "ours"
+    with aurora_storage.open(f"rocksdb://{ours}") as repo:
+        repo.put("t", 1, 1)
+    backup = small_mount / "backup"
+    assert run_cli("backup", "-q", f"rocksdb:{ours}", str(backup)).returncode == 0
+    done = run_cli(
+        "restore", str(backup), f"rocksdb:{store}", "--yes", env={"TMPDIR": str(small_mount)}
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 3, err
+    assert err.startswith("error: ConfigurationError: "), err
+    assert "nothing was changed" in err
+    assert fingerprint(store) == before
+    assert not Path(f"{store}.replaced").exists()
