@@ -52,10 +52,15 @@ def _locate(problem: VerifyProblem) -> VerifyProblem:
     """A backend's problem with its stored key replaced by the tenant and key, where
     they decode."""
     k = problem.key
-    if k is None and isinstance(problem.after, bytes) and problem.after[:1] == NS_DATA:
-        # Damage at an unknown place: name the tenant and key it follows.
-        after = _locate(dataclasses.replace(problem, key=problem.after))
-        return dataclasses.replace(after, key=None, after=after.key)
+    if k is None and (problem.after is not None or problem.resume is not None):
+        # Damage at an unknown place: name the tenant and key it follows (else the
+        # tenant of the first key read after it), and that key.
+        after = _locate(VerifyProblem("", key=problem.after))
+        resume = _locate(VerifyProblem("", key=problem.resume))
+        tenant = after.tenant if after.tenant is not None else resume.tenant
+        return dataclasses.replace(
+            problem, tenant=tenant, after=after.key, resume=resume.key, resume_tenant=resume.tenant
+        )
     if not isinstance(k, bytes) or k[:1] != NS_DATA:
         return problem
     try:

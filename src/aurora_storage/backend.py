@@ -88,6 +88,7 @@ __all__ = [
     "open_stores",
     "plan_commit",
     "plan_store_dir",
+    "read_past_damage",
     "remove_created",
     "value_version",
 ]
@@ -139,6 +140,11 @@ class VerifyProblem:
         after: for damage whose key is unknown (the engine only says a read failed),
             the last intact key read before it (stored bytes, or decoded in a
             repository's report).
+        resume: for damage whose key is unknown, the first key read after it (as
+            ``after``); ``None`` when nothing after it could be read. The records
+            between ``after`` and ``resume`` could not be read or checked.
+        resume_tenant: the tenant of ``resume`` (repository reports only; it may
+            differ from ``tenant``, the tenant of ``after``).
     """
 
     message: str
@@ -146,6 +152,8 @@ class VerifyProblem:
     tenant: str | None = None
     path: str | None = None
     after: Any = None
+    resume: Any = None
+    resume_tenant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,17 +166,189 @@ class VerifyReport:
         problem_count: how many problems were found in all.
         structure_checked: whether the engine's own file structure was checked too
             (not only the records read through it).
+        unchecked: how many records lie in damaged regions that could not be read
+            (see :attr:`VerifyProblem.resume`): 0 when every record was reached, an
+            estimate where the engine can make one (RocksDB: from its key-count
+            estimate), ``None`` when records were skipped and their number is unknown.
     """
 
     records: int
     problems: tuple[VerifyProblem, ...] = ()
     problem_count: int = 0
     structure_checked: bool = False
+    unchecked: int | None = 0
 
     @property
     def ok(self) -> bool:
         """Whether nothing was found."""
         return self.problem_count == 0 and not self.problems
+
+
+#: Records read one at a time after a chunk fails before a damaged region is sought by
+#: bisection (a chunk fails as a whole; the damage may lie anywhere in it).
+_STEP_RECORDS = 2 * _SCAN_CHUNK
+#: How deep :func:`read_past_damage` looks for records between damaged regions found
+#: by one seek (each level is one more damaged block between them).
+_MAX_DEPTH = 16
+
+
+def read_past_damage(
+    backend: Backend,
+    start: bytes,
+    stop: bytes,
+    damaged: Callable[[VerifyProblem], None],
+    chunks: Callable[[bytes, bytes], Iterable[Chunk]] | None = None,
+    *,
+    _last: bytes | None = None,
+    _depth: int = 0,
+) -> Iterator[Chunk]:
+    """The ``(keys, values)`` chunks of ``[start, stop)`` that read intact, in order,
+    going on past damage; ``damaged`` is told of each damage as a
+    :class:`VerifyProblem`. Used by :meth:`Backend.verify` and ``aurora-storage export
+    --salvage``.
+
+    A :class:`~aurora_storage.errors.CorruptionError` that names its stored key is one
+    damaged record: the problem has that ``key`` and the read resumes after it. One
+    that names none is a damaged region (RocksDB stops at a table block whose checksum
+    fails, and cannot say which keys the block held): the records after the last
+    intact one are read one by one up to the damage, then the first key whose seek
+    reads again is found by bisection of the key space between there and ``stop``, and
+    the read resumes from it. That problem has ``key=None``, ``after`` (the last key
+    read before it) and ``resume`` (the first key read after it, ``None`` when nothing
+    after it reads); the records between could not be read. A seek that lands between
+    two damaged blocks may take both as one region: what is reported unread is never
+    claimed read. An unordered engine cannot seek: its first keyless damage ends the
+    read.
+
+    Args:
+        backend: the store.
+        start: first key of the range.
+        stop: end of the range (exclusive).
+        damaged: called with each problem.
+        chunks: how to read ``[lo, hi)`` in key order (default: ``backend.scan_chunks``).
+
+    Raises:
+        StorageError: any other failure of the store.
+    """
+    read = chunks if chunks is not None else backend.scan_chunks
+    ordered = backend.capabilities.ordered_scans
+    pos = start  # everything below it has been read, or reported
+    last = _last  # the last key read intact
+    while pos < stop:
+        try:
+            for keys, values in read(pos, stop):
+                yield keys, values
+                last = keys[-1]
+                pos = last + b"\x00"
+            return
+        except CorruptionError as exc:
+            bad = exc.stored_key
+            if bad is None and isinstance(exc.key, bytes):
+                bad = exc.key  # a backend written before stored_key existed
+            if isinstance(bad, bytes) and pos <= bad < stop:
+                # A chunk fails as a whole: read the records before the damaged one
+                # again (a forward scan reports the first damaged key of a chunk).
+                try:
+                    for keys, values in read(pos, bad):
+                        yield keys, values
+                        last = keys[-1]
+                        pos = last + b"\x00"
+                except CorruptionError:
+                    pass  # reported below, as a damaged region, from pos
+                else:
+                    damaged(VerifyProblem(str(exc), key=bad, path=exc.path))
+                    pos = bad + b"\x00"
+                    continue
+            first = exc
+        if not ordered:
+            damaged(VerifyProblem(str(first), path=first.path, after=last))
+            return
+        # Up to the damage one record at a time: the records of the failed chunk
+        # before it still read.
+        stepped = 0
+        while stepped < _STEP_RECORDS:
+            try:
+                k = backend.first_key(pos, stop)
+            except CorruptionError as exc:
+                first = exc
+                break
+            if k is None:
+                return  # nothing after all (the damage was in what a chunk read ahead)
+            try:
+                v = backend.get(k)
+            except CorruptionError as exc:
+                damaged(VerifyProblem(str(exc), key=k, path=exc.path))
+                pos = k + b"\x00"
+                continue
+            if v is not None:
+                yield [k], [v]
+                last = k
+            pos = k + b"\x00"
+            stepped += 1
+        else:
+            continue  # no damage within reach of a seek: read in chunks again
+        resume_at = _seek_past(backend, pos, stop)
+        resume = None
+        if resume_at is not None:
+            try:
+                resume = backend.first_key(resume_at, stop)
+            except CorruptionError:
+                resume = None
+        if resume is None:
+            # Nothing after the damage reads, up to stop (a nested call's stop is the
+            # first key its caller read after it).
+            end = stop if _depth else None
+            damaged(VerifyProblem(str(first), path=first.path, after=last, resume=end))
+            return
+        # The seek may have jumped over records that read between two damaged blocks:
+        # walk down from ``resume`` to the lowest key that reads.
+        low, below = resume, None
+        try:
+            for keys, _ in backend.scan_chunks(pos, resume, reverse=True, values=False):
+                low = keys[-1]
+        except CorruptionError as exc:
+            below = exc
+        if below is not None and str(below) != str(first) and _depth < _MAX_DEPTH:
+            # Other damage lies below them: read [pos, low) the same way (it reports
+            # the damage at pos, and any records that read before the other one).
+            told: list[str] = []
+
+            def tell(problem: VerifyProblem, told: list[str] = told) -> None:
+                told.append(problem.message)
+                damaged(problem)
+
+            for keys, values in read_past_damage(
+                backend, pos, low, tell, chunks, _last=last, _depth=_depth + 1
+            ):
+                yield keys, values
+                last = keys[-1]
+            if str(below) not in told:  # both in one region: name the other file too
+                damaged(VerifyProblem(str(below), path=below.path, after=last, resume=low))
+        else:
+            damaged(VerifyProblem(str(first), path=first.path, after=last, resume=low))
+        pos = low
+
+
+def _seek_past(backend: Backend, bad: bytes, stop: bytes) -> bytes | None:
+    """A key in ``(bad, stop)`` from which a seek reads again (the first such key found
+    by bisection of the byte strings between them), or ``None`` when every seek after
+    ``bad`` fails. ``backend.first_key(bad, stop)`` is known to fail."""
+    # Bytes past the longest key near the damage add nothing but seeks: a stop longer
+    # than that (the key space's end) is cut to a prefix, which sorts before it.
+    width = len(bad) + 16
+    lo = int.from_bytes(bad.ljust(width, b"\x00"), "big")
+    hi = int.from_bytes(stop[:width].ljust(width, b"\x00"), "big")
+    ok: bytes | None = None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        key = mid.to_bytes(width, "big")
+        try:
+            backend.first_key(key, stop)
+        except CorruptionError:
+            lo = mid
+        else:
+            hi, ok = mid, key
+    return ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -731,9 +911,14 @@ class Backend(ABC):
         Optional: the default scans the whole key space through :meth:`scan_chunks`,
         so every integrity check the engine makes on a read runs on every record, and
         calls ``check(key, value)`` on each (the repository passes one that decodes
-        every key and value). A :class:`~aurora_storage.errors.CorruptionError` from the
-        scan becomes a problem, and the scan resumes after the damaged key when the
-        error names it. Engines that can check their file structure offline override
+        every key and value). Each :class:`~aurora_storage.errors.CorruptionError` from
+        the scan becomes a problem and the scan goes on past the damage
+        (:func:`read_past_damage`): after the damaged key when the error names it, else
+        (a damaged region, such as a RocksDB table block) from the first key that reads
+        again, found by seeking; the problem's ``after`` and ``resume`` bound the
+        records that could not be read. ``unchecked`` is 0 when nothing was skipped,
+        else ``None`` (an engine that can estimate the skipped records overrides this
+        and fills it in). Engines that can check their file structure offline override
         this and run that check first (LMDB: its structural verifier).
 
         Returns:
@@ -746,6 +931,7 @@ class Backend(ABC):
         records = 0
         problems: list[VerifyProblem] = []
         count = 0
+        unchecked = 0
 
         def found(problem: VerifyProblem) -> None:
             nonlocal count
@@ -753,46 +939,28 @@ class Backend(ABC):
             if len(problems) < MAX_REPORTED_PROBLEMS:
                 problems.append(problem)
 
-        start = b""  # everything below it has been read and counted
-        last: bytes | None = None  # the last key read intact
+        def damaged(problem: VerifyProblem) -> None:
+            nonlocal records, unchecked
+            if problem.key is not None:
+                records += 1  # the damaged record was reached (and is the problem)
+            else:
+                unchecked = -1  # records were skipped; how many, the engine may estimate
+            found(problem)
 
-        def read(hi: bytes) -> None:
-            # Check the records of [start, hi), moving start along chunk by chunk.
-            nonlocal records, start, last
-            for keys, values in self.scan_chunks(start, hi):
-                assert values is not None
-                records += len(keys)
-                if check is not None:
-                    for k, v in zip(keys, values, strict=True):
-                        message = check(k, v)
-                        if message is not None:
-                            found(VerifyProblem(message, key=k))
-                last = keys[-1]
-                start = last + b"\x00"
-
-        while True:
-            try:
-                read(KEY_SPACE_END)
-                break
-            except CorruptionError as exc:
-                bad = exc.stored_key
-                if bad is None and isinstance(exc.key, bytes):
-                    bad = exc.key  # a backend written before stored_key existed
-                if not isinstance(bad, bytes) or bad < start:
-                    # The damage has no known place: what lies after it is unreachable.
-                    found(VerifyProblem(str(exc), key=bad, path=exc.path, after=last))
-                    break
-                # A chunk fails as a whole: read the records before the damaged one
-                # again (a forward scan reports the first damaged key of a chunk).
-                try:
-                    read(bad)
-                except CorruptionError as again:  # an engine that reports out of order
-                    found(VerifyProblem(str(again), key=again.key, path=again.path))
-                    break
-                found(VerifyProblem(str(exc), key=bad, path=exc.path))
-                records += 1
-                start = bad + b"\x00"
-        return VerifyReport(records=records, problems=tuple(problems), problem_count=count)
+        for keys, values in read_past_damage(self, b"", KEY_SPACE_END, damaged):
+            assert values is not None
+            records += len(keys)
+            if check is not None:
+                for k, v in zip(keys, values, strict=True):
+                    message = check(k, v)
+                    if message is not None:
+                        found(VerifyProblem(message, key=k))
+        return VerifyReport(
+            records=records,
+            problems=tuple(problems),
+            problem_count=count,
+            unchecked=None if unchecked < 0 else 0,
+        )
 
     def describe(self) -> str:
         """Short text naming this store in messages (e.g. its path).

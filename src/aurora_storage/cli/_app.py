@@ -518,14 +518,25 @@ def drop_tenant(url: str, tenant: str, yes: bool) -> None:
 @click.option(
     "--output", "-o", type=click.Path(allow_dash=True), default="-", help="File (default: stdout)."
 )
+@click.option(
+    "--salvage",
+    is_flag=True,
+    help="A damaged store: skip damaged records and regions (each named on stderr), "
+    "export the rest, mark the file as a salvage and exit 5.",
+)
 @_quiet_option
-def export(url: str, tenant: str | None, output: str, quiet: bool) -> None:
+def export(url: str, tenant: str | None, output: str, salvage: bool, quiet: bool) -> int:
     """Write a store (or one tenant) as JSON Lines, streaming in constant memory.
 
     The first line is a header naming the codec; each record is
     {"tenant": ..., "key": <tagged JSON>, "value": ...}; the last line is an end record
     with the record count, without which import refuses the file. A file is written
     under a temporary name and renamed once complete. See docs/cli.md.
+
+    With --salvage (a store that verify reports DAMAGED), what cannot be read is
+    skipped and named on stderr, the end record counts it ("damaged": N) so the file
+    never passes for a complete export, and the exit status is 5 when anything was
+    skipped. Import accepts such a file, with a warning.
 
     \b
     Examples:
@@ -534,11 +545,26 @@ def export(url: str, tenant: str | None, output: str, quiet: bool) -> None:
     """
     from ._transfer import export_store
 
+    skipped: list[str] = []
+
+    def skip(message: str) -> None:
+        skipped.append(message)
+        warn(message)
+
     with open_read(url) as repo:
         total = _estimate(repo, tenant)
         try:
             with _output(output) as out, progress("export", total=total, quiet=quiet) as bar:
-                n = export_store(repo, out, tenant=tenant, advance=bar.advance)
+                n = export_store(
+                    repo, out, tenant=tenant, advance=bar.advance, salvage=skip if salvage else None
+                )
+        except errors.CorruptionError as exc:
+            if not salvage:
+                exc.add_note(
+                    "(nothing was exported; `export --salvage` exports every record that "
+                    "still reads, skipping and naming the damaged ones)"
+                )
+            raise
         except OSError as exc:
             if output == "-" or isinstance(exc, (BrokenPipeError, errors.StorageError)):
                 raise  # stdout's own failure, or the store's: words of their own
@@ -560,8 +586,18 @@ def export(url: str, tenant: str | None, output: str, quiet: bool) -> None:
             if exc.errno == errno.ENOSPC:
                 raise errors.StorageFullError(message, path=output) from exc
             raise errors.StorageError(message, path=output) from exc
+    if skipped:
+        # Said even with --quiet: the file is not the whole store.
+        where = "" if output == "-" else f" to {output}"
+        warn(
+            f"salvaged {n} records{where}, skipping {len(skipped)} damaged records or "
+            'regions (named above); the end record counts them as "damaged", so the '
+            "file is marked as a salvage, not a complete export"
+        )
+        return int(ExitCode.DAMAGED)
     if output != "-":
         say(f"exported {n} records to {output}", quiet=quiet)
+    return 0
 
 
 def _estimate(repo: Any, tenant: str | None) -> int | None:
@@ -822,6 +858,9 @@ def verify(url: str, as_json: bool, quiet: bool) -> int:
             "tenant": p.get("tenant"),
             "key": p.get("key"),
             "path": p.get("path"),
+            "after": p.get("after"),
+            "resume": p.get("resume"),
+            "resume_tenant": p.get("resume_tenant"),
         }
         for p in report["problems"]
     ]
@@ -830,6 +869,7 @@ def verify(url: str, as_json: bool, quiet: bool) -> int:
         "records": report["records"],
         "problem_count": report["problem_count"],
         "structure_checked": report["structure_checked"],
+        "unchecked": report.get("unchecked", 0),
         "problems": problems,
         "recovery": recovery,
     }
@@ -837,20 +877,22 @@ def verify(url: str, as_json: bool, quiet: bool) -> int:
         write_json(doc)
     else:
         for p in problems:
-            where = ""
-            if p["tenant"] is not None:
-                where += f" tenant={p['tenant']!r}"
-            if p["key"] is not None:
-                where += f" key={_key_text(p['key']).decode('utf-8', 'surrogateescape')}"
-            if p["path"] is not None:
-                where += f" file={p['path']}"
-            write_line(f"problem:{where} {p['message']}")
+            write_line(f"problem:{_where(p)} {p['message']}")
         state = "healthy" if doc["ok"] else f"DAMAGED ({doc['problem_count']} problems)"
         if recovery:
             # Not damage that can be proven (a killed writer leaves it), nor plain health
             # (a cut of the log at that spot looks the same): said, exit status as is.
             state += f" apart from {_recovery_text(recovery)}"
         write_line(f"{state}: {doc['records']} records checked")
+        unchecked = doc["unchecked"]
+        if unchecked != 0:
+            # Damaged regions were skipped: say so, so that "N records checked" is
+            # not read as "the store holds N records".
+            many = "an unknown number of" if unchecked is None else f"about {unchecked}"
+            write_line(
+                f"{many} records in the damaged regions above could not be read; "
+                "export --salvage copies every record that still reads"
+            )
     return 0 if doc["ok"] else int(ExitCode.DAMAGED)
 
 
@@ -881,6 +923,30 @@ def _recovery_text(recovery: dict[str, Any]) -> str:
     )
 
 
+def _where(p: dict[str, Any]) -> str:
+    """Where a verify problem lies, as text (`` tenant=... key=... file=...``; for a
+    damaged region, the keys read just before and after it)."""
+
+    def text(key: Any) -> str:
+        return _key_text(key).decode("utf-8", "surrogateescape")
+
+    where = ""
+    if p["tenant"] is not None:
+        where += f" tenant={p['tenant']!r}"
+    if p["key"] is not None:
+        where += f" key={text(p['key'])}"
+    if p["path"] is not None:
+        where += f" file={p['path']}"
+    if p["key"] is None and (p.get("after") is not None or p.get("resume") is not None):
+        # A damaged region: the records between these two keys could not be read.
+        after = "the start" if p.get("after") is None else f"key {text(p['after'])}"
+        resume = "the end" if p.get("resume") is None else f"key {text(p['resume'])}"
+        if p.get("resume_tenant") not in (None, p["tenant"]):
+            resume += f" of tenant {p['resume_tenant']!r}"
+        where += f" (records after {after} up to {resume} could not be read)"
+    return where
+
+
 def _verify(repo: Any, *, quiet: bool) -> dict[str, Any]:
     """The store's own full check (``Repository.verify()``) where there is one, else a
     read of every record through the public API."""
@@ -892,8 +958,17 @@ def _verify(repo: Any, *, quiet: bool) -> dict[str, Any]:
             "records": report.records,
             "problem_count": report.problem_count or len(report.problems),
             "structure_checked": report.structure_checked,
+            "unchecked": report.unchecked,
             "problems": [
-                {"message": p.message, "tenant": p.tenant, "key": p.key, "path": p.path}
+                {
+                    "message": p.message,
+                    "tenant": p.tenant,
+                    "key": p.key,
+                    "path": p.path,
+                    "after": p.after,
+                    "resume": p.resume,
+                    "resume_tenant": p.resume_tenant,
+                }
                 for p in report.problems
             ],
         }

@@ -26,6 +26,15 @@ An export that stops part-way (an error, a kill, a full disk) has no end record,
 import refuses it (:class:`IncompleteExportError`); so does a file with records missing
 or added (the count differs) or with anything after the end record.
 
+**Salvage** (``export --salvage``, a damaged store). Damaged records and regions are
+skipped (each named on stderr) instead of ending the export, and the end record counts
+them, so the file never reads as a complete export::
+
+    {"aurora-storage-export-end": true, "records": 5, "damaged": 2}
+
+Import accepts such a file (it is how what still reads is carried to a new store), and
+warns that it is a salvage missing the damaged records.
+
 **Sequence counters** (format 3). A store whose event-store sequences were appended to
 (``Batch.append``) has a counter per ``(tenant, sequence)``; its export is format 3:
 after the records, one line per counter, and the end record counts them too::
@@ -65,7 +74,13 @@ from .._keys import (
     tenant_range,
 )
 from .._ordering import scan_in_order
-from ..backend import Backend, decode_counter, encode_counter
+from ..backend import (
+    Backend,
+    VerifyProblem,
+    decode_counter,
+    encode_counter,
+    read_past_damage,
+)
 from ..codecs import get_codec
 from ._common import StoreDiffersError
 from ._tagged import (
@@ -147,17 +162,43 @@ def _split(full: bytes) -> tuple[str, Any]:
 
 
 def export_store(
-    repo: Any, out: IO[bytes], *, tenant: str | None = None, advance: Progress | None = None
+    repo: Any,
+    out: IO[bytes],
+    *,
+    tenant: str | None = None,
+    advance: Progress | None = None,
+    salvage: Warn | None = None,
 ) -> int:
     """Write ``repo``'s records (one tenant's, or all) to ``out`` as JSON Lines.
+
+    Args:
+        salvage: a salvage of a damaged store: damaged records and regions are skipped
+            and each is told to ``salvage`` (what, and where), and the end record counts
+            them as ``"damaged"`` (see the module docstring). Needs a plain repository.
 
     Returns:
         How many records were written.
 
     Raises:
-        CorruptionError: a stored key or value cannot be read (the export stops there).
+        CorruptionError: a stored key or value cannot be read (the export stops there;
+            with ``salvage``, only when the damage stops the read of the sequence
+            counters).
+        NotSupportedError: ``salvage`` with a composed repository (tiered).
         StorageError: the store failed.
     """
+    if salvage is not None and not _is_plain(repo):
+        raise errors.NotSupportedError(
+            f"export --salvage reads one store's records past damage; {repo!r} is a "
+            "composed repository: salvage each of its stores (tiers) on its own"
+        )
+    skipped = 0
+
+    def damaged(problem: VerifyProblem) -> None:
+        nonlocal skipped
+        skipped += 1
+        assert salvage is not None
+        salvage(_skipped_text(problem))
+
     codec = repo.codec.name
     as_json = codec == "json"
     counters = _counter_range(repo, tenant)
@@ -187,37 +228,74 @@ def export_store(
     head = b""
     offset = 0
     t = ""
-    for keys, vals in raw_records(repo, tenant=tenant):
+    chunks = (
+        raw_records(repo, tenant=tenant)
+        if salvage is None
+        else _salvaged_records(repo, tenant, damaged)
+    )
+    for keys, vals in chunks:
         lines = []
         for full, raw in zip(keys, vals, strict=True):
-            if not full.startswith(prefix):
-                t, offset = _split_tenant(full)
-                prefix = full[:offset]
-                head = b'{"tenant":' + dumps(tag_tenant(t)) + b',"key":'
             try:
-                key = decode_key(full, offset)
-            except ValueError as exc:
-                raise errors.CorruptionError(
-                    f"the stored key {full!r} is not a valid key encoding: {exc}", tenant=t
-                ) from exc
-            k = dumps(key) if type(key) is str and plain_str(key) else dumps(to_tagged(key))
-            if as_json:
+                if not full.startswith(prefix):
+                    t, offset = _split_tenant(full)
+                    prefix = full[:offset]
+                    head = b'{"tenant":' + dumps(tag_tenant(t)) + b',"key":'
                 try:
-                    loads(raw)  # the value goes in verbatim: it must be a JSON document
-                except orjson.JSONDecodeError as exc:
+                    key = decode_key(full, offset)
+                except ValueError as exc:
                     raise errors.CorruptionError(
-                        f"the stored value of key {key!r} (tenant {t!r}) is not JSON: {exc}",
-                        tenant=t,
-                        key=key,
+                        f"the stored key {full!r} is not a valid key encoding: {exc}", tenant=t
                     ) from exc
-                lines.append(head + k + b',"value":' + raw + b"}\n")
-            else:
-                lines.append(head + k + b',"value":"' + b64(raw) + b'"}\n')
+                k = dumps(key) if type(key) is str and plain_str(key) else dumps(to_tagged(key))
+                if as_json:
+                    try:
+                        loads(raw)  # the value goes in verbatim: it must be a JSON document
+                    except orjson.JSONDecodeError as exc:
+                        raise errors.CorruptionError(
+                            f"the stored value of key {key!r} (tenant {t!r}) is not JSON: {exc}",
+                            tenant=t,
+                            key=key,
+                        ) from exc
+                    lines.append(head + k + b',"value":' + raw + b"}\n")
+                else:
+                    lines.append(head + k + b',"value":"' + b64(raw) + b'"}\n')
+            except errors.CorruptionError as exc:
+                if salvage is None:
+                    raise
+                prefix = b"\x00"  # decode the next key's tenant afresh
+                damaged(VerifyProblem(str(exc), key=full))
         out.write(b"".join(lines))
-        n += len(keys)
+        n += len(lines)
         if advance is not None:
             advance(len(keys))
-    return _end(out, n, _write_counters(repo, out, counters))
+    sequences = _write_counters(repo, out, counters)
+    return _end(out, n, sequences, skipped if salvage is not None else None)
+
+
+def _salvaged_records(
+    repo: Any, tenant: str | None, damaged: Callable[[VerifyProblem], None]
+) -> Iterator[tuple[list[bytes], list[bytes]]]:
+    """:func:`raw_records` going on past damage (:func:`read_past_damage`)."""
+    start, stop = tenant_range(tenant) if tenant is not None else (NS_DATA, NS_DATA_END)
+    backend: Backend = repo._backend
+
+    def chunks(lo: bytes, hi: bytes) -> Iterator[tuple[list[bytes], list[bytes] | None]]:
+        return scan_in_order(backend, lo, hi)
+
+    for keys, values in read_past_damage(backend, start, stop, damaged, chunks):
+        assert values is not None  # an items scan
+        yield keys, values
+
+
+def _skipped_text(problem: VerifyProblem) -> str:
+    """What a salvage skipped, in words (a record, or a region between two keys)."""
+    where = f" (file {problem.path})" if problem.path else ""
+    if problem.key is not None:
+        return f"skipped the damaged record {problem.key!r}{where}: {problem.message}"
+    after = "the start" if problem.after is None else repr(problem.after)
+    resume = "the end" if problem.resume is None else repr(problem.resume)
+    return f"skipped the unreadable records after {after} up to {resume}{where}: {problem.message}"
 
 
 def _counter_range(repo: Any, tenant: str | None) -> tuple[bytes, bytes] | None:
@@ -261,11 +339,14 @@ def _write_counters(repo: Any, out: IO[bytes], span: tuple[bytes, bytes] | None)
     return m
 
 
-def _end(out: IO[bytes], n: int, sequences: int | None = None) -> int:
-    """Write the end record (only a complete export has one); return ``n``."""
+def _end(out: IO[bytes], n: int, sequences: int | None = None, damaged: int | None = None) -> int:
+    """Write the end record (a complete export's, or a salvage's counting what it
+    skipped as ``damaged``); return ``n``."""
     end: dict[str, Any] = {END: True, "records": n}
     if sequences is not None:
         end["sequences"] = sequences
+    if damaged is not None:
+        end["damaged"] = damaged
     out.write(orjson.dumps(end) + b"\n")
     out.flush()
     return n
@@ -311,6 +392,8 @@ def _end_ok(rec: dict[str, Any], version: int) -> bool:
     keys = (
         {END, "records", "sequences"} if version >= 3 and "sequences" in rec else {END, "records"}
     )
+    if "damaged" in rec:
+        keys.add("damaged")  # a salvage (export --salvage)
     return rec[END] is True and set(rec) == keys and all(type(rec[k]) is int for k in keys - {END})
 
 
@@ -405,6 +488,8 @@ class _Reader:
         self._counters = _Counters()
         self._seen = 0
         self._end: int | None = None
+        #: What a salvage's end record counts as skipped (``"damaged"``; 0 otherwise).
+        self.damaged = 0
 
     def read(
         self, lines: Iterable[bytes], stop: int | None = None
@@ -470,6 +555,7 @@ class _Reader:
                         f"or added; {self.done()}. Export the store again"
                     )
                 self._end = lineno
+                self.damaged = rec.get("damaged", 0)
                 return None
             if _counter_line(rec, self.version):
                 if self.version < 3:
@@ -671,6 +757,12 @@ def import_store(
         if advance is not None:
             advance(len(chunk))
     sequences = [c for c in reader.sequences if tenant is None or c[1] == tenant]
+    if reader.damaged and warn is not None:
+        warn(
+            f"this export is a salvage of a damaged store: {reader.damaged} damaged records "
+            "or regions were skipped when it was written (export --salvage named them); "
+            "their records are missing"
+        )
     _raise_counters(repo, sequences, n, warn)
     return n
 
