@@ -184,12 +184,17 @@ class VerifyReport:
         return self.problem_count == 0 and not self.problems
 
 
-#: Records read one at a time after a chunk fails before a damaged region is sought by
-#: bisection (a chunk fails as a whole; the damage may lie anywhere in it).
-_STEP_RECORDS = 2 * _SCAN_CHUNK
+#: Records read one at a time after a chunk fails, looking for the damage, before the
+#: failure is reported as one that did not repeat (a chunk fails as a whole, and the
+#: damage may lie anywhere in it: more than any engine's chunk, RocksDB's are 4096).
+_STEP_RECORDS = _RANGE_CHUNK
 #: How deep :func:`read_past_damage` looks for records between damaged regions found
 #: by one seek (each level is one more damaged block between them).
 _MAX_DEPTH = 16
+_DID_NOT_REPEAT = (
+    "(the records after it then read one by one without this error: a read failure "
+    "that did not repeat; verify again, and check the disk)"
+)
 
 
 def read_past_damage(
@@ -266,6 +271,7 @@ def read_past_damage(
         # Up to the damage one record at a time: the records of the failed chunk
         # before it still read.
         stepped = 0
+        before = last
         while stepped < _STEP_RECORDS:
             try:
                 k = backend.first_key(pos, stop)
@@ -273,7 +279,9 @@ def read_past_damage(
                 first = exc
                 break
             if k is None:
-                return  # nothing after all (the damage was in what a chunk read ahead)
+                # Every record read after all: still a failed read, reported.
+                damaged(VerifyProblem(f"{first} {_DID_NOT_REPEAT}", path=first.path, after=before))
+                return
             try:
                 v = backend.get(k)
             except CorruptionError as exc:
@@ -286,7 +294,10 @@ def read_past_damage(
             pos = k + b"\x00"
             stepped += 1
         else:
-            continue  # no damage within reach of a seek: read in chunks again
+            # No damage within reach of a seek: report the failed read, then read in
+            # chunks again.
+            damaged(VerifyProblem(f"{first} {_DID_NOT_REPEAT}", path=first.path, after=before))
+            continue
         resume_at = _seek_past(backend, pos, stop)
         resume = None
         if resume_at is not None:

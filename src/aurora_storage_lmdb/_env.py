@@ -180,6 +180,20 @@ class Environment:
                 backend="lmdb",
                 path=self._data_file,
             )
+        if exists and marked:
+            with contextlib.suppress(OSError):
+                if os.path.getsize(self._data_file) == 0:
+                    # Checked before liblmdb sees the file: it would initialise an empty
+                    # data file as a new store (a read-write open) or fail with EBADF.
+                    raise CorruptionError(
+                        f"the LMDB store {self.path} was initialised (it has {marker}) but "
+                        f"its data file {self._data_file} is empty (truncated to 0 bytes): "
+                        "every record is gone; nothing was changed. Restore the store from "
+                        "a backup (aurora-storage restore); to start afresh instead, delete "
+                        "the whole store directory",
+                        backend="lmdb",
+                        path=self._data_file,
+                    )
         if not exists and not cfg.create:
             raise ConfigurationError(
                 f"no LMDB store at {self.path}"

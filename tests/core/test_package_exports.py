@@ -134,6 +134,7 @@ PINS: dict[str, set[str]] = {
         "open_stores",
         "plan_commit",
         "plan_store_dir",
+        "read_past_damage",
         "remove_created",
         "value_version",
     },

@@ -120,8 +120,15 @@ def test_tiered_verify_covers_both_tiers() -> None:
     assert report.records >= 20
 
 
-def test_damage_at_an_unknown_place_names_the_key_it_follows() -> None:
+def test_damage_at_an_unknown_place_names_the_keys_around_it() -> None:
+    # Like a RocksDB table block that fails its checksum: every read that reaches one
+    # of the damaged keys fails, and the error does not say which key.
+    damaged_keys = {b"k2", b"k3", b"k4"}
+
     class Unplaced(MemoryBackend):
+        def _bad(self, key: bytes) -> bool:
+            return any(key.endswith(d + b"\x00") for d in damaged_keys)
+
         def scan_chunks(
             self,
             start: bytes,
@@ -131,14 +138,32 @@ def test_damage_at_an_unknown_place_names_the_key_it_follows() -> None:
             values: bool = True,
             limit: int | None = None,
         ) -> Iterator[Chunk]:
-            keys, vals = next(super().scan_chunks(start, stop, values=values))
-            yield keys[:3], None if vals is None else vals[:3]
-            raise CorruptionError("a table block fails its checksum", path="000009.sst")
+            for keys, vals in super().scan_chunks(start, stop, reverse=reverse, values=values):
+                for i, k in enumerate(keys):
+                    if self._bad(k):
+                        if i:
+                            yield keys[:i], None if vals is None else vals[:i]
+                        raise CorruptionError("a table block fails its checksum", path="000009.sst")
+                yield keys, vals
+
+        def first_key(self, start: bytes, stop: bytes) -> bytes | None:
+            k = super().first_key(start, stop)
+            if k is not None and self._bad(k):
+                raise CorruptionError("a table block fails its checksum", path="000009.sst")
+            return k
+
+        def get(self, key: bytes) -> bytes | None:
+            if self._bad(key):
+                raise CorruptionError("a table block fails its checksum", path="000009.sst")
+            return super().get(key)
 
     repo: Repository[Any, Any] = Repository(Unplaced())
     repo.put_many("acme", {f"k{i}": i for i in range(10)})
     report = repo.verify()
     (problem,) = report.problems
-    # The metadata record sorts first, then k0 and k1: the damage follows acme's k1.
+    # The damage follows acme's k1; the read goes on from k5.
     assert (problem.tenant, problem.key, problem.after) == ("acme", None, "k1")
+    assert (problem.resume_tenant, problem.resume) == ("acme", "k5")
     assert problem.path == "000009.sst"
+    assert report.records == 7  # k0, k1, k5 ... k9
+    assert report.unchecked is None  # a memory store cannot estimate the unread records
