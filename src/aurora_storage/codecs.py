@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import enum
 import functools
+import gc
 import math
 import re
 import threading
@@ -331,7 +332,187 @@ def _json_default(obj: Any) -> str:
     raise TypeError  # orjson then raises its own "Type is not JSON serializable: <type>"
 
 
+#: The deepest nesting of containers the json codec stores: orjson's writer refuses a
+#: list, dict or dataclass that sits 255 containers deep (``Recursion limit reached``,
+#: counting every array and object around it, tuples and empty ones included), so 254
+#: levels is what it writes for lists and dicts. Its writer does not check a tuple: a
+#: tuple 255 to 1024 deep was written and read back as lists that could not be written
+#: again, one deeper was written but never read back (its reader stops at 1024), and one
+#: some thousands deep corrupted the heap inside ``orjson.dumps`` (the process aborted).
+#: So the same limit holds for every kind, checked before ``orjson.dumps`` runs.
+_JSON_MAX_DEPTH = 254
+
+_referents = gc.get_referents
+#: Containers with more items than this are checked in slices of it, so the list of
+#: their grandchildren that ``gc.get_referents`` builds stays small.
+_DEPTH_SLICE = 1024
+_PAST_DEPTH = _JSON_MAX_DEPTH + 1
+#: Containers with more items than this are checked with one ``gc.get_referents`` call
+#: (about 0.3-0.45 us: it raises an audit event) rather than a Python loop over their
+#: items (about 0.1 us an item on the machine measured).
+_LOOP_MAX = 4
+#: The types orjson writes as scalars, skipped by the depth walk.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _json_depth_kids(v: Any) -> tuple[bool, Any] | None:
+    """``(whether v is a JSON array or object, the parts orjson writes inside it)``, or
+    ``None`` for a value orjson writes without looking inside (a scalar, a datetime, a
+    UUID) or refuses before looking inside (a tuple subclass, a set, an object).
+
+    Reads containers as orjson does: a dict or list subclass through its base class's
+    own storage, a dataclass through :func:`_dataclass_items`, an enum member through its
+    value (written in its place, so no level of its own).
+    """
+    t = type(v)
+    if t is dict:
+        return True, list(v.values())
+    if t is list or t is tuple:
+        return True, v
+    if t is str or t is int or t is float or t is bool or v is None:
+        return None
+    if isinstance(v, dict):
+        return True, list(dict.values(v))
+    if isinstance(v, list):
+        return True, list(list.__iter__(v))
+    if isinstance(v, enum.Enum):
+        return False, [v.value]
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return True, [x for _, x in _dataclass_items(v)]
+    return None
+
+
+def _json_too_deep(value: Any) -> bool:
+    """Whether ``value`` nests containers deeper than :data:`_JSON_MAX_DEPTH`. No paths.
+
+    Scalars are skipped where they are met, not stacked. A long container none of whose
+    items holds a reference (``gc.get_referents`` of a slice of them, one C call; a call
+    costs about as much as looking at ~4 items here, so short ones are looked at) has
+    only scalars and empty containers inside, and is not walked item by item.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    #: id -> the least depth a container was reached at: a part shared by many others
+    #: (``a = [a, a]`` over and over) is walked once per depth, not once per path.
+    reached: dict[int, int] = {}
+    push = stack.append
+    pop = stack.pop
+    while stack:
+        v, depth = pop()
+        t = type(v)
+        # The plain containers inline (no call); the rest as orjson reads them.
+        if t is dict:
+            kids: Any = v.values()
+            level = True
+        elif t is list or t is tuple:
+            kids = v
+            level = True
+        else:
+            found = _json_depth_kids(v)
+            if found is None:
+                continue
+            level, kids = found
+        key = id(v)
+        if reached.get(key, _PAST_DEPTH) <= depth:
+            continue
+        reached[key] = depth
+        if level:
+            depth += 1
+            if depth > _JSON_MAX_DEPTH:
+                return True
+        if len(kids) > _LOOP_MAX and depth < _JSON_MAX_DEPTH:
+            # An empty container holds no reference but is a level itself, hence only
+            # below the last allowed level.
+            whole = list(kids)
+            for start in range(0, len(whole), _DEPTH_SLICE):
+                part = whole[start : start + _DEPTH_SLICE]
+                if _referents(*part):
+                    push_all = [(x, depth) for x in part if type(x) not in _SCALARS]
+                    stack.extend(push_all)
+            continue
+        for x in kids:
+            tx = type(x)
+            if tx is str or tx is int or tx is float or tx is bool or x is None:
+                continue
+            push((x, depth))
+    return False
+
+
+def _json_depth_path(value: Any) -> str:
+    """The path of the first container that sits deeper than :data:`_JSON_MAX_DEPTH`
+    (only called once :func:`_json_too_deep` said there is one)."""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "value")]
+    reached: dict[int, int] = {}
+    while stack:
+        v, depth, path = stack.pop()
+        found = _json_depth_kids(v)
+        if found is None or reached.get(id(v), _JSON_MAX_DEPTH + 1) <= depth:
+            continue
+        reached[id(v)] = depth
+        level, kids = found
+        if level:
+            depth += 1
+            if depth > _JSON_MAX_DEPTH:
+                return path
+        if isinstance(v, enum.Enum):
+            steps = [".value"]
+        elif isinstance(v, dict):
+            steps = [_step(k) for k in dict.keys(v)]
+        elif isinstance(v, list | tuple):
+            steps = [f"[{i}]" for i in range(len(kids))]
+        else:
+            steps = [f".{n}" for n, _ in _dataclass_items(v)]
+        stack.extend((x, depth, path + s) for s, x in reversed(list(zip(steps, kids, strict=True))))
+    return "value"
+
+
+def _json_check_depth(value: Any) -> None:
+    """Refuse ``value`` if it nests containers deeper than the json codec stores.
+
+    Runs before ``orjson.dumps``: orjson's writer must never see a tuple nested that deep
+    (see :data:`_JSON_MAX_DEPTH`).
+
+    Raises:
+        UnreadableValueError: naming the first container past the limit.
+    """
+    if _json_too_deep(value):
+        raise UnreadableValueError(
+            f"the value nests too deep: the json codec stores lists, tuples, dicts and "
+            f"dataclasses nested at most {_JSON_MAX_DEPTH} levels (orjson refuses deeper "
+            "lists and dicts and cannot read deeper tuples back), and the container at "
+            "this path is one level past it; flatten the value, store the deep part as "
+            "a string, or use the msgpack codec (up to 1024 levels)",
+            value_path=_json_depth_path(value),
+        )
+
+
+def _json_depth_guard(value: Any) -> None:
+    """:func:`_json_check_depth`, skipped for a value that cannot nest: a scalar, or a
+    dict, list or tuple holding only scalars (the common flat value, looked at here in
+    one loop, or for a long one in one ``gc.get_referents`` call)."""
+    t = type(value)
+    if t is dict:
+        items: Any = value.values()
+    elif t is list or t is tuple:
+        items = value
+    elif t is str or t is int or t is float or t is bool or value is None:
+        return
+    else:
+        _json_check_depth(value)
+        return
+    if len(items) > _LOOP_MAX:
+        if len(items) > _DEPTH_SLICE or _referents(*items):
+            _json_check_depth(value)
+        return
+    for x in items:
+        tx = type(x)
+        if tx is str or tx is int or tx is float or tx is bool or x is None:
+            continue
+        _json_check_depth(value)
+        return
+
+
 def _json_encode(value: Any) -> bytes:
+    _json_depth_guard(value)
     try:
         data = _dumps(value, default=_json_default, option=_PASSTHROUGH_DATETIME)
     except orjson.JSONEncodeError as exc:
@@ -353,6 +534,7 @@ def _json_encode(value: Any) -> bytes:
 
 
 def _json_encode_held(value: Any) -> bytes:
+    _json_depth_guard(value)
     try:
         data = _dumps(value, default=_json_default, option=_PASSTHROUGH_DATETIME)
     except orjson.JSONEncodeError as exc:

@@ -68,6 +68,18 @@ class Ratio(float):
     pass
 
 
+class Half(float, enum.Enum):
+    ONE = 2.5
+
+
+class Weight(enum.Enum):
+    LIGHT = 1.5
+
+
+class Corner(enum.Enum):
+    ORIGIN = (0, "o")
+
+
 class Items(list[Any]):
     pass
 
@@ -91,7 +103,8 @@ SAMPLES: dict[str, list[Any]] = {
     "`int` subclass, `IntEnum` member": [Count(5), Level.HIGH],
     "finite `float`": [1.5, -0.0, 1e300, 5e-324],
     "NaN, `inf`, `-inf`": [math.nan, math.inf, -math.inf],
-    "`float` subclass": [Ratio(0.25)],
+    "`float` subclass (not an `Enum` member)": [Ratio(0.25)],
+    "`float`-mixin `Enum` member (`class E(float, Enum)`)": [Half.ONE],
     "`str`": ["", "é\x00😀"],
     "`str` with a lone surrogate": ["a\ud800"],
     "`str` subclass, `StrEnum` member": [Name("n"), Mode.FAST],
@@ -117,6 +130,8 @@ SAMPLES: dict[str, list[Any]] = {
     "dataclass instance": [Point(1, "p")],
     "`enum.Enum` member (str value)": [Color.RED],
     "`enum.Enum` member (int value)": [Rank.FIRST],
+    "`enum.Enum` member (float value)": [Weight.LIGHT],
+    "`enum.Enum` member (tuple value)": [Corner.ORIGIN],
     "`msgpack.ExtType`, `msgpack.Timestamp`": [
         msgpack.ExtType(5, b"x"),
         msgpack.Timestamp(1, 2),
@@ -157,6 +172,8 @@ CONVERTED: dict[str, Any] = {
     "json:dataclass instance": [{"x": 1, "label": "p"}],
     "json:`enum.Enum` member (str value)": ["red"],
     "json:`enum.Enum` member (int value)": [1],
+    "json:`enum.Enum` member (float value)": [1.5],
+    "json:`enum.Enum` member (tuple value)": [[0, "o"]],
 }
 
 
