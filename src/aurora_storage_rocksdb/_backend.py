@@ -11,7 +11,9 @@ Design points (see the project's engine notes for the verified facts behind them
   engine errors, so a chunk that ends short is confirmed with an ``RdictIter`` whose
   ``status()`` raises on corruption: a scan never just stops early.
 * ``ReadOptions.set_iterate_lower_bound`` of rocksdict 0.3.29 sets the *upper* bound, so
-  only the upper bound is used and lower bounds are checked here.
+  only the upper bound is used and lower bounds are checked here. A reverse chunk with
+  values is read with an ``RdictIter`` whose key is checked before its value is read
+  (``_reverse_items``): a scan never copies the value of a key outside its range.
 * A handle inherited across ``fork()`` is poisoned in the child by the core's fork guard
   (:mod:`aurora_storage._fork`): writes through it would be lost silently, and dropping
   it would flush into the parent's files.
@@ -694,6 +696,8 @@ class RocksDBBackend(Backend):
             with self._engine("scan"):
                 ro = rocksdict.ReadOptions()
                 ro.set_iterate_upper_bound(hi)
+                if reverse and values:
+                    return self._reverse_items(db, ro, lo, hi, n)
                 read = db.items if values else db.keys
                 if reverse:
                     src = read(backwards=True, from_key=hi, read_opt=ro)
@@ -717,13 +721,56 @@ class RocksDBBackend(Backend):
                 last = keys[-1]
                 if reverse and last < lo:
                     # No working lower bound in the binding: stop at lo here (keys
-                    # descend, so the ones to keep come first).
+                    # descend, so the ones to keep come first). Keys only: the values
+                    # of a reverse chunk are read by _reverse_items, key checked first.
                     cut = sum(1 for k in keys if k >= lo)
                     return keys[:cut], None if vals is None else vals[:cut], False
                 if len(keys) == n:
                     return keys, vals, True
                 lo2, hi2 = (lo, last) if reverse else (last + b"\x00", hi)
                 return keys, vals, self._more(lo2, hi2, reverse)
+
+    @staticmethod
+    def _reverse_items(
+        db: Any, ro: Any, lo: bytes, hi: bytes, n: int
+    ) -> tuple[list[bytes], list[bytes], bool]:
+        """Up to ``n`` records of ``[lo, hi)`` from the top down, and whether more may
+        follow: an engine iterator whose key is checked before its value is read.
+
+        The binding has no working lower bound and its native iterators read a key and
+        its value together, so a reverse chunk read natively and cut at ``lo``
+        afterwards would copy the values below ``lo`` into Python first: the record
+        stored just before the range - another aggregate's snapshot, another tenant's
+        record - however big. Python steps cost about what the native iterator does
+        here (a reverse step of the engine dominates), and ``status()`` raises the
+        error an iterator stopped on, so no chunk needs confirming."""
+        it = db.iter(ro)
+        try:
+            it.seek_for_prev(hi)
+            key, value, prev = it.key, it.value, it.prev
+            # key() is None where the iterator is not valid (rocksdict).
+            k: bytes | None = key()
+            if k is not None and k >= hi:
+                prev()
+                k = key()
+            keys: list[bytes] = []
+            vals: list[bytes] = []
+            add_key, add_value = keys.append, vals.append
+            while k is not None and k >= lo:
+                add_key(k)
+                add_value(value())
+                if len(keys) == n:
+                    # No step past the chunk (a reverse step is the costly part, and a
+                    # scan with limit=n reads no further): more may follow.
+                    return keys, vals, True
+                prev()
+                k = key()
+            if k is None:
+                it.status()
+            return keys, vals, False
+        finally:
+            # A live iterator keeps the database (and its LOCK) alive.
+            del it
 
     def _more(self, lo: bytes, hi: bytes, reverse: bool) -> bool:
         """Whether ``[lo, hi)`` still holds a key; raises the engine's error if the
