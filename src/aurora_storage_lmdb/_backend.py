@@ -905,40 +905,65 @@ class LMDBBackend(Environment, Backend):
 
     def _chunk_fn(
         self, start: bytes, stop: bytes, reverse: bool, values: bool, after: bytes | None, n: int
-    ) -> Callable[[Any], list[Any]]:
-        # Each chunk is read at C speed (islice over the cursor iterator) and cut at the
-        # bound afterwards with a binary search: the Python loop stays out of the read.
-        def forward(txn: Any) -> list[Any]:
+    ) -> Callable[[Any], Any]:
+        """The read of one chunk in a read transaction: its keys (a list), or with
+        ``values`` its keys and stored values (two lists).
+
+        Keys only are read at C speed (islice over the cursor iterator) and cut at the
+        bound afterwards with a binary search. With values, each key is checked before
+        its value is read (``cur.value()``): the cursor's item iterator copies a key and
+        its value together, so a chunk cut afterwards would copy the value just past
+        the range - another tenant's record, however big. The loop costs about what the
+        item iterator did (no tuple per record)."""
+
+        def place(cur: Any) -> bool:
+            # On the first key of the chunk: at or after start (forward), or the
+            # largest key below the bound (reverse); False if there is none.
+            if not reverse:
+                if not cur.set_range(after if after is not None else start):
+                    return False
+                return not (after is not None and cur.key() == after and not cur.next())
+            if cur.set_range(after if after is not None else stop):
+                return bool(cur.prev())
+            return bool(cur.last())
+
+        def keys_only(txn: Any) -> list[bytes]:
             cur = txn.cursor()
-            if not cur.set_range(after if after is not None else start):
+            if not place(cur):
                 return []
-            if after is not None and cur.key() == after and not cur.next():
-                return []
-            out = list(islice(cur.iternext(keys=True, values=values), n))
-            last = out[-1][0] if values else out[-1]
-            if last >= stop:
-                cut = bisect_left(out, stop, key=_first) if values else bisect_left(out, stop)
-                del out[cut:]
+            if reverse:
+                out: list[bytes] = list(islice(cur.iterprev(keys=True, values=False), n))
+                if out[-1] < start:
+                    # Descending: cut at the first key below ``start``.
+                    del out[bisect_left(out, True, key=lambda k: k < start) :]
+            else:
+                out = list(islice(cur.iternext(keys=True, values=False), n))
+                if out[-1] >= stop:
+                    del out[bisect_left(out, stop) :]
             return out
 
-        def backward(txn: Any) -> list[Any]:
+        def with_values(txn: Any) -> tuple[list[bytes], list[bytes]]:
             cur = txn.cursor()
-            bound = after if after is not None else stop
-            # Position on the largest key < bound.
-            if cur.set_range(bound):
-                if not cur.prev():
-                    return []
-            elif not cur.last():
-                return []
-            out = list(islice(cur.iterprev(keys=True, values=values), n))
-            last = out[-1][0] if values else out[-1]
-            if last < start:
-                # Descending: cut at the first element below ``start``.
-                below = (lambda e: e[0] < start) if values else (lambda k: k < start)
-                del out[bisect_left(out, True, key=below) :]
-            return out
+            keys: list[bytes] = []
+            raws: list[bytes] = []
+            if not place(cur):
+                return keys, raws
+            add_key, add_raw, raw = keys.append, raws.append, cur.value
+            if reverse:
+                for k in islice(cur.iterprev(keys=True, values=False), n):
+                    if k < start:
+                        break
+                    add_key(k)
+                    add_raw(raw())
+            else:
+                for k in islice(cur.iternext(keys=True, values=False), n):
+                    if k >= stop:
+                        break
+                    add_key(k)
+                    add_raw(raw())
+            return keys, raws
 
-        return backward if reverse else forward
+        return with_values if values else keys_only
 
     def _chunks(
         self, start: bytes, stop: bytes, reverse: bool, values: bool, limit: int | None = None
@@ -956,12 +981,10 @@ class LMDBBackend(Environment, Backend):
                 n = min(n, left)
                 left -= n
             chunk = self._read_txn(self._chunk_fn(start, stop, reverse, values, after, n))
-            if not chunk:
-                return
             if values:
-                keys: list[bytes] = list(map(_first, chunk))
-                raws: list[bytes] = list(map(_second, chunk))
-                del chunk
+                keys, raws = chunk
+                if not keys:
+                    return
                 # Checked a chunk at a time with C-level maps (no Python loop per
                 # item): v1/v2 - every stored value, trailer included, has the CRC
                 # residue; v3 - every trailer equals the digest of its payload.
@@ -979,6 +1002,8 @@ class LMDBBackend(Environment, Backend):
                 yield keys, payloads
             else:
                 keys = chunk
+                if not keys:
+                    return
                 after = keys[-1]
                 yield keys, None
             if len(keys) < n:
