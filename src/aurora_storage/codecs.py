@@ -18,7 +18,8 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from itertools import compress
+from typing import Any, Generic, NoReturn, TypeVar
 
 import msgpack
 import orjson
@@ -475,40 +476,117 @@ def _json_check_depth(value: Any) -> None:
         UnreadableValueError: naming the first container past the limit.
     """
     if _json_too_deep(value):
-        raise UnreadableValueError(
-            f"the value nests too deep: the json codec stores lists, tuples, dicts and "
-            f"dataclasses nested at most {_JSON_MAX_DEPTH} levels (orjson refuses deeper "
-            "lists and dicts and cannot read deeper tuples back), and the container at "
-            "this path is one level past it; flatten the value, store the deep part as "
-            "a string, or use the msgpack codec (up to 1024 levels)",
-            value_path=_json_depth_path(value),
-        )
+        _refuse_depth(value)
+
+
+def _refuse_depth(value: Any) -> NoReturn:
+    raise UnreadableValueError(
+        f"the value nests too deep: the json codec stores lists, tuples, dicts and "
+        f"dataclasses nested at most {_JSON_MAX_DEPTH} levels (orjson refuses deeper "
+        "lists and dicts and cannot read deeper tuples back), and the container at "
+        "this path is one level past it; flatten the value, store the deep part as "
+        "a string, or use the msgpack codec (up to 1024 levels)",
+        value_path=_json_depth_path(value),
+    )
+
+
+class _Unsure(Exception):
+    """The quick walks met what they do not read (a subclass, a dataclass, an enum
+    member, an object) or a value sharing its parts: the exact walk decides."""
+
+
+class _Wide(Exception):
+    """:func:`_plain_too_deep` spent its budget: a wide value, walked a level at a
+    time by :func:`_levels_too_deep`."""
+
+
+#: Containers :func:`_plain_too_deep` visits (a Python call each) before a value is
+#: walked a level at a time (a few C calls per level, whatever its width).
+_PLAIN_BUDGET = 48
+#: The most containers one level of :func:`_levels_too_deep` may hold before the exact
+#: walk takes over (it visits a part shared many times over once: ``a = (a, a)`` 300
+#: times over is 2**300 containers a level down).
+_LEVEL_MAX = 200_000
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+_PLAIN_CONTAINERS = frozenset({dict, list, tuple})
+_PLAIN = _PLAIN_SCALARS | _PLAIN_CONTAINERS
+_is_plain_container = _PLAIN_CONTAINERS.__contains__
+
+
+def _plain_too_deep(v: Any, depth: int, budget: list[int]) -> bool:
+    """Whether the plain dict, list or tuple ``v``, a container at level ``depth``,
+    holds a container past :data:`_JSON_MAX_DEPTH`: a recursive call per container.
+
+    A container with more than :data:`_LOOP_MAX` items none of which holds a reference
+    (``gc.get_referents``, one C call) holds only scalars and empty containers, within
+    the limit while ``depth`` is below it.
+
+    Raises:
+        _Unsure: anything but plain containers and scalars met.
+        _Wide: more containers than the budget.
+    """
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Wide
+    kids = v.values() if type(v) is dict else v
+    if len(kids) > _LOOP_MAX and depth < _JSON_MAX_DEPTH and not _referents(*kids):
+        return False
+    for x in kids:
+        t = type(x)
+        if t is str or t is int or t is float or t is bool or x is None:
+            continue
+        if t is dict or t is list or t is tuple:
+            if depth >= _JSON_MAX_DEPTH or _plain_too_deep(x, depth + 1, budget):
+                return True
+            continue
+        raise _Unsure
+    return False
+
+
+def _levels_too_deep(value: Any) -> bool:
+    """:func:`_plain_too_deep` a level at a time: every container of one level handed
+    to one ``gc.get_referents`` call (a plain dict's referents are its keys and values,
+    a list's or tuple's its items), the next level picked out in C.
+
+    Raises:
+        _Unsure: anything but plain containers and scalars met, or a level past
+            :data:`_LEVEL_MAX` containers.
+    """
+    level = [value]
+    depth = 1
+    while True:
+        kids = _referents(*level)
+        types = set(map(type, kids))
+        if not types <= _PLAIN:
+            raise _Unsure
+        if types.isdisjoint(_PLAIN_CONTAINERS):
+            return False
+        if depth >= _JSON_MAX_DEPTH:
+            return True
+        level = list(compress(kids, map(_is_plain_container, map(type, kids))))
+        depth += 1
+        if len(level) > _LEVEL_MAX:
+            raise _Unsure
 
 
 def _json_depth_guard(value: Any) -> None:
-    """:func:`_json_check_depth`, skipped for a value that cannot nest: a scalar, or a
-    dict, list or tuple holding only scalars (the common flat value, looked at here in
-    one loop, or for a long one in one ``gc.get_referents`` call)."""
+    """:func:`_json_check_depth`, by the quick walks for a value of plain containers and
+    scalars (:func:`_plain_too_deep`, then :func:`_levels_too_deep` for a wide one), by
+    the exact walk for anything else. A refusal is confirmed by the exact walk (a dict
+    key is a referent too: a quick walk may count one that orjson refuses anyway)."""
     t = type(value)
-    if t is dict:
-        items: Any = value.values()
-    elif t is list or t is tuple:
-        items = value
-    elif t is str or t is int or t is float or t is bool or value is None:
-        return
-    else:
+    if t is dict or t is list or t is tuple:
+        try:
+            try:
+                too_deep = _plain_too_deep(value, 1, [_PLAIN_BUDGET])
+            except _Wide:
+                too_deep = _levels_too_deep(value)
+        except (_Unsure, RecursionError):
+            too_deep = True
+        if too_deep and _json_too_deep(value):
+            _refuse_depth(value)
+    elif not (t is str or t is int or t is float or t is bool or value is None):
         _json_check_depth(value)
-        return
-    if len(items) > _LOOP_MAX:
-        if len(items) > _DEPTH_SLICE or _referents(*items):
-            _json_check_depth(value)
-        return
-    for x in items:
-        tx = type(x)
-        if tx is str or tx is int or tx is float or tx is bool or x is None:
-            continue
-        _json_check_depth(value)
-        return
 
 
 def _json_encode(value: Any) -> bytes:

@@ -243,3 +243,36 @@ def test_msgpack_stores_1024_levels_and_refuses_deeper(kind: str) -> None:
         with pytest.raises(SerializationError):
             repo.put("t", "j", _nest([kind] * 1025))
         assert not repo.has("t", "j")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kinds=st.lists(st.sampled_from(["tuple", "list", "dict"]), min_size=248, max_size=258),
+    width=st.integers(min_value=0, max_value=120),
+    leaf=st.sampled_from([1, "s", None, [], {}, ()]),
+    at=st.integers(min_value=0, max_value=120),
+)
+def test_the_quick_walks_refuse_exactly_what_the_exact_walk_refuses(
+    kinds: list[str], width: int, leaf: Any, at: int
+) -> None:
+    # A deep chain among `width` shallow records: a value of plain containers is walked
+    # a call per container, a wide one a level at a time (gc.get_referents); both must
+    # agree with the exact walk, whatever the width.
+    rows: list[Any] = [{"a": i, "b": [i, (i,)]} for i in range(width)]
+    rows.insert(min(at, width), _nest(kinds, leaf))
+    deep = codecs._json_too_deep(rows)
+    assert deep == (len(kinds) + 1 + (leaf in ([], {}, ())) > JSON_MAX_DEPTH)
+    codec = codecs.get_codec("json")
+    if deep:
+        with pytest.raises(codecs.UnreadableValueError):
+            codec.encode(rows)
+    else:
+        assert codec.decode(codec.encode(rows)) == _as_json(rows)
+
+
+def _as_json(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _as_json(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_as_json(x) for x in v]
+    return v
