@@ -326,7 +326,10 @@ def plan_store_dir(path: str, *, backend: str, create: bool = True) -> list[str]
     """Check that ``path`` can be (or is) a store directory, before anything is created.
 
     Returns the directories an open would create, outermost first (empty when ``path``
-    exists), so a failed open removes exactly those with :func:`remove_created`.
+    exists), so a failed open removes exactly those with :func:`remove_created`. A
+    relative ``path`` (``mykv:relative/path`` through
+    :func:`~aurora_storage.config.local_path`) is planned relative to the working
+    directory, and the entries returned are relative too, spelled as in ``path``.
 
     Raises:
         ConfigurationError: ``path`` (or an ancestor) is not a directory, or a missing
@@ -338,9 +341,14 @@ def plan_store_dir(path: str, *, backend: str, create: bool = True) -> list[str]
         try:
             st = os.stat(cur)
         except (FileNotFoundError, NotADirectoryError):
-            # Not there (or a file above it): walk up to what exists.
-            missing.append(cur)
-            parent = os.path.dirname(cur)
+            # Not there (or a file above it): walk up to what exists. A spelling that
+            # ends in ".", ".." or "/" names no directory of its own (it is one its
+            # parent chain creates or already has), so it is not planned.
+            if os.path.basename(cur) not in ("", os.curdir, os.pardir):
+                missing.append(cur)
+            # The parent of a relative path's first component is the working directory
+            # ("" is no path: mkdir("") fails, so "mykv:rel" once could not be created).
+            parent = os.path.dirname(cur) or os.curdir
             if parent == cur:
                 break
             cur = parent
