@@ -36,6 +36,18 @@ class BackendSpec:
             which opens other repositories; the RocksDB and LMDB plugins, which wrap
             their backend in their own repository class) set this; ``open`` then
             receives the chosen codec as the ``codec`` option.
+        local_store: whether a URL of this scheme in the local form (``scheme:///abs/path``,
+            ``scheme:relative/path``: no host, port or user; read with
+            :func:`aurora_storage.config.local_path`) names a store on this machine whose
+            backend sets ``marker_path`` to :func:`aurora_storage.backend.marker_path` of
+            that path (the default, what docs/extending/writing-a-backend.md describes).
+            The command line then checks the path before opening it: a read command
+            refuses a path without the store marker (it never creates a store), and
+            every command refuses a path holding another engine's store, before anything
+            is written. ``False`` for a scheme whose URLs name no local files (a network
+            engine that reads ``scheme:///name`` as a name on its default host, an
+            in-memory store) or whose backend writes no marker: the command line then
+            opens its URLs as given.
     """
 
     scheme: str
@@ -43,3 +55,4 @@ class BackendSpec:
     description: str = ""
     package: str | None = None
     accepts_codec: bool = False
+    local_store: bool = True

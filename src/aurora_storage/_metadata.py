@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from ._keys import NS_SYSTEM
-from ._stores import read_marker, write_marker
+from ._stores import MARKER_NAME, check_marker_backend, read_marker, write_marker
 from .backend import Backend
 from .codecs import Codec, get_codec
 from .errors import ConfigurationError, CorruptionError, StorageError
@@ -44,8 +44,9 @@ def check_metadata(backend: Backend, codec: str | Codec[Any] | None) -> Codec[An
     Raises:
         CorruptionError: the store has a marker but no metadata record, or a
             damaged record.
-        ConfigurationError: ``codec`` is not the recorded codec, or the store's
-            format is newer than this library's.
+        ConfigurationError: ``codec`` is not the recorded codec, the store's marker
+            names another engine (a store opened with another engine's URL scheme), or
+            the store's format is newer than this library's.
     """
     marker = backend.marker_path
     initialised = marker is not None and os.path.lexists(marker)
@@ -56,7 +57,11 @@ def check_metadata(backend: Backend, codec: str | Codec[Any] | None) -> Codec[An
             # The store was initialised once (the marker is written only after its
             # metadata record was durable) and its engine now shows nothing: its
             # files lost data (a truncated MANIFEST, a replaced data file). Writing a
-            # fresh metadata record would make the loss permanent.
+            # fresh metadata record would make the loss permanent. Unless the marker
+            # names another engine: then this is a wrong URL scheme (a plugin's engine
+            # opened on a RocksDB store), not damage to restore or delete.
+            if marker is not None:  # (always, when initialised)
+                check_marker_backend(marker, backend=backend.scheme, store_path=_store_of(marker))
             raise CorruptionError(
                 f"{backend.describe()} was initialised (its marker {marker} exists) but "
                 "its engine holds no metadata record: the store's files are damaged or "
@@ -137,6 +142,14 @@ def check_metadata(backend: Backend, codec: str | Codec[Any] | None) -> Codec[An
                 backend.describe(),
             )
     return wanted
+
+
+def _store_of(marker: str) -> str:
+    """The store a marker belongs to (see :func:`aurora_storage._stores.marker_path`):
+    the directory holding it, or the single file it sits beside."""
+    if os.path.basename(marker) == MARKER_NAME:
+        return os.path.dirname(marker) or os.curdir
+    return marker.removesuffix(f"-{MARKER_NAME}")
 
 
 def _marker_intact(marker: str) -> bool:

@@ -42,5 +42,6 @@ def aurora_storage_backends() -> list[BackendSpec]:
             "processes and machines",
             package="aurora-storage[nats]",
             accepts_codec=True,
+            local_store=False,  # a bucket on a server: no files to check
         )
     ]

@@ -77,9 +77,7 @@ def test_create_store_dir_makes_any_relative_path_and_remove_undoes_it(
         # by then, and not returned (as one another process made meanwhile).
         assert set(created) <= set(planned)
         # What it says it created is exactly what appeared.
-        assert {os.path.relpath(os.path.abspath(d), cwd) for d in created} == (
-            _tree(cwd) - before
-        )
+        assert {os.path.relpath(os.path.abspath(d), cwd) for d in created} == (_tree(cwd) - before)
         assert create_store_dir(path, backend="x") == []  # there now: nothing to create
         remove_created(created)
         assert _tree(cwd) == before
@@ -95,7 +93,8 @@ def test_the_documented_relative_url_form_opens_through_the_helper(text: str) ->
         assert path == text
         created = create_store_dir(path, backend="mykv")
         assert os.path.isdir(os.path.join(cwd, text))
-        assert created and not os.path.isabs(created[0])
+        assert created
+        assert not os.path.isabs(created[0])
         with aurora_storage.open(f"rocksdb:{text}rocks") as repo:  # the built-in, alike
             repo.put("t", "k", 1)
         assert os.path.isdir(os.path.join(cwd, f"{text}rocks"))

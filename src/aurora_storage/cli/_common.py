@@ -37,6 +37,7 @@ __all__ = [
     "open_write",
     "parse_key",
     "parse_value",
+    "plugin_store_path",
     "progress",
     "rocksdb_needs_recovery",
     "say",
@@ -199,6 +200,9 @@ def check_engine(url: URL, *, must_exist: bool) -> None:
         return
     path = store_path(url)
     if path is None:
+        plugin_path = plugin_store_path(url)
+        if plugin_path is not None:
+            _check_plugin_store(url.scheme, plugin_path, must_exist=must_exist)
         return
     interrupted = interrupted_restore(path)
     if interrupted is not None:
@@ -216,6 +220,70 @@ def check_engine(url: URL, *, must_exist: bool) -> None:
             f"no {url.scheme} store at {path} (the path {what}); read commands never create "
             "one - check the path, or write to it first (put, import, copy, restore)",
             backend=url.scheme,
+            path=path,
+        )
+
+
+#: Schemes the command line knows to name no local store (or checks on its own).
+_NOT_PLUGIN_PATHS = frozenset({"memory", "nats", "tiered", *_SIGNS})
+
+
+def plugin_store_path(url: URL) -> str | None:
+    """The local store path a plugin scheme's URL names, or None.
+
+    A path for a scheme the command line does not know itself whose
+    :class:`~aurora_storage.plugins.BackendSpec` keeps ``local_store`` (the default)
+    and whose URL has the local form :func:`~aurora_storage.config.local_path` reads
+    (``scheme:///abs/path``, ``scheme:relative/path``). None for any other URL: a
+    scheme that is not installed, a URL with a host - the open then says what is wrong.
+    """
+    if url.scheme in _NOT_PLUGIN_PATHS:
+        return None
+    from .._registry import registry
+
+    try:
+        spec = registry.lookup(url.scheme)
+        path = local_path(url, backend=url.scheme)
+    except errors.StorageError:
+        return None
+    if not spec.local_store:
+        return None
+    return os.path.abspath(path)
+
+
+def _check_plugin_store(scheme: str, path: str, *, must_exist: bool) -> None:
+    """:func:`check_engine` for a plugin's store at ``path``: the marker the repository
+    writes when it initialises a store (:func:`aurora_storage._stores.marker_path`:
+    inside a directory, beside a single file) says a store is there and whose it is.
+
+    Raises:
+        NoStoreError: the marker (or a RocksDB or LMDB store's files) names another
+            engine; or, with ``must_exist``, there is no marker.
+    """
+    marker = _stores.marker_path(path)
+    try:
+        info = _stores.read_marker(marker)
+    except errors.CorruptionError:
+        return  # a damaged marker still says a store was initialised: the open judges it
+    found = info.get("backend") if info is not None else None
+    if not isinstance(found, str) or not found:
+        found = engine_at(path)  # RocksDB and LMDB stores from before markers
+    if found is not None and found != scheme:
+        raise NoStoreError(
+            f"{path} holds a {found} store, not a {scheme} one; use {found}://{path}",
+            backend=scheme,
+            path=path,
+        )
+    if must_exist and info is None and found is None:
+        what = (
+            "does not exist"
+            if not os.path.lexists(path)
+            else f"holds no store: no {_stores.MARKER_NAME} marks one"
+        )
+        raise NoStoreError(
+            f"no {scheme} store at {path} (the path {what}); read commands never create "
+            "one - check the path, or write to it first (put, import, copy)",
+            backend=scheme,
             path=path,
         )
 

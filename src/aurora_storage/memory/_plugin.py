@@ -24,5 +24,6 @@ def aurora_storage_backends() -> list[BackendSpec]:
             open=_open,
             description="process-local, in-memory reference backend (tests, caches)",
             package="aurora-storage",
+            local_store=False,  # a store in this process: no files to check
         )
     ]
