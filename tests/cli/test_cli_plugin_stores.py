@@ -112,6 +112,14 @@ _BACKEND = textwrap.dedent(
                 if not self._closed:
                     self._closed = True
                     self._db.close()
+
+
+    class BareKVBackend(DirKVBackend):
+        """The same store without the marker (a plugin written before markers)."""
+
+        def __init__(self, config, scheme):
+            super().__init__(config, scheme)
+            self.marker_path = None
     '''
 )
 
@@ -126,6 +134,12 @@ _PLUGIN = textwrap.dedent(
         return DirKVBackend.from_url(url, options)
 
 
+    def _open_bare(url, options):
+        from aurora_dirkv._backend import BareKVBackend
+
+        return BareKVBackend.from_url(url, options)
+
+
     @hookimpl
     def aurora_storage_backends():
         return [
@@ -134,6 +148,7 @@ _PLUGIN = textwrap.dedent(
             # line then opens them as they are (what a network engine's plugin says).
             BackendSpec(scheme="dirkvnet", open=_open, package="aurora-dirkv",
                         local_store=False),
+            BackendSpec(scheme="barekv", open=_open_bare, package="aurora-dirkv"),
         ]
     """
 )
@@ -152,6 +167,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aurora-dirkv\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
         "[aurora_storage]\ndirkv = aurora_dirkv._plugin\ndirkvnet = aurora_dirkv._plugin\n"
+        "barekv = aurora_dirkv._plugin\n"
     )
     return site
 
@@ -281,3 +297,20 @@ def test_the_library_names_the_engine_a_marker_records(site: Path, tmp_path: Pat
         refresh_plugins()
     with aurora_storage.open(f"rocksdb://{store}") as repo:
         assert repo.get("t", "k") == "kept"
+
+
+def test_a_store_of_a_backend_that_writes_no_marker_still_opens_for_reads(
+    site: Path, tmp_path: Path
+) -> None:
+    # A plugin written before markers (no marker_path): its store holds only its own
+    # files. Read commands open it (its backend judges the files); a missing path or an
+    # empty directory still holds no store.
+    store = tmp_path / "bare"
+    code, _, err = cli(site, "put", f"barekv://{store}", "t", "k", "v")
+    assert code == 0, err
+    assert not (store / "aurora-store.json").exists()
+    code, out, err = cli(site, "get", f"barekv://{store}", "t", "k")
+    assert (code, out.strip()) == (0, '"v"'), err
+    code, out, err = cli(site, "info", f"barekv://{tmp_path / 'missing'}")
+    assert code == 4, (out, err)
+    assert not (tmp_path / "missing").exists()

@@ -275,11 +275,15 @@ def _check_plugin_store(scheme: str, path: str, *, must_exist: bool) -> None:
             path=path,
         )
     if must_exist and info is None and found is None:
-        what = (
-            "does not exist"
-            if not os.path.lexists(path)
-            else f"holds no store: no {_stores.MARKER_NAME} marks one"
-        )
+        # No marker: a path that is missing, or an empty directory, holds no store. A
+        # path holding files may be the store of a backend that writes no marker (the
+        # docs ask for one, older plugins may not): its backend judges it.
+        if not os.path.lexists(path):
+            what = "does not exist"
+        elif os.path.isdir(path) and not os.listdir(path):
+            what = f"holds no store: it is an empty directory, no {_stores.MARKER_NAME}"
+        else:
+            return
         raise NoStoreError(
             f"no {scheme} store at {path} (the path {what}); read commands never create "
             "one - check the path, or write to it first (put, import, copy)",
