@@ -90,6 +90,53 @@ CASES = {
 """,
         ["test_data_survives_reopen"],
     ),
+    "drop_tenant is not recorded in the change feed": (
+        """
+    def delete_range(self, start, stop):
+        with self._lock:
+            keys = self._range(start, stop)
+            for k in keys:
+                del self._data[k]
+                self._sorted.remove(k)
+            return len(keys)
+""",
+        ["test_every_write_path_is_a_change"],
+    ),
+    "the commit path is not recorded in the change feed": (
+        """
+    def commit(self, ops, *, conditions=(), appends=()):
+        record, self._record = self._record, lambda changes: None
+        try:
+            return super().commit(ops, conditions=conditions, appends=appends)
+        finally:
+            self._record = record
+""",
+        ["test_every_write_path_is_a_change"],
+    ),
+    "close is not idempotent": (
+        """
+    def close(self):
+        if self._closed:
+            raise RuntimeError("already closed")
+        super().close()
+""",
+        ["test_backend_close_is_idempotent"],
+    ),
+    "watch positions start anew at each open of a persistent store": (
+        """
+    capabilities = Capabilities(
+        persistent=True, conditional_writes=True, sequences=True, change_feed=True
+    )
+    _kept = None  # the "files": what every open of the store finds again
+
+    def __init__(self):
+        super().__init__()
+        if type(self)._kept is None:
+            type(self)._kept = (self._data, self._sorted)
+        self._data, self._sorted = type(self)._kept
+""",
+        ["test_positions_keep_increasing_across_reopen"],
+    ),
 }
 
 

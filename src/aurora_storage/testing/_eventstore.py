@@ -27,6 +27,7 @@ from aurora_storage.errors import (
     InvalidKeyError,
     KeyExistsError,
     NotSupportedError,
+    PositionExpiredError,
     RepositoryClosedError,
     StorageError,
     VersionConflictError,
@@ -673,6 +674,105 @@ class ChangeFeedTests(_Base):
         assert [(c.key, c.value, c.deleted) for c in got] == expected
         positions = [c.position for c in got]
         assert positions == sorted(set(positions))
+
+    def test_every_write_path_is_a_change(self, repo: Repo) -> None:
+        """Every write path the backend contract names (put, insert, delete, write,
+        write_iter, write_puts, delete_range, commit) reaches the feed: a backend that
+        records some of them leaves a watcher silently behind the store."""
+        require(repo, "change_feed", "watch() needs a change feed")
+        repo.put_many("t", {"x": 0, "y": 0})
+        # (changes in order, or a set of them in any order: one drop_tenant)
+        expected: list[Any] = []
+        with repo.watch("t", timeout=5) as w:
+            repo.put("t", "put", 1)  # Backend.put
+            expected.append(("put", 1, False))
+            repo.insert("t", "insert", 2)  # Backend.insert
+            expected.append(("insert", 2, False))
+            assert repo.delete("t", "put") is True  # Backend.delete
+            expected.append(("put", None, True))
+            repo.put_many("t", {"pm1": 3, "pm2": 4})  # Backend.write_puts
+            expected += [("pm1", 3, False), ("pm2", 4, False)]
+            with repo.batch() as b:  # Backend.write
+                b.put("t", "batch", 5)
+                b.delete("t", "pm1")
+            expected += [("batch", 5, False), ("pm1", None, True)]
+            assert repo.delete_many("t", ["pm2"]) == 1  # Backend.write
+            expected.append(("pm2", None, True))
+
+            async def put_many_async() -> None:  # Backend.write_iter
+                await repo.as_async().put_many("t", {"async": 6})
+
+            asyncio.run(put_many_async())
+            expected.append(("async", 6, False))
+            if repo.capabilities.conditional_writes:  # Backend.commit
+                repo.compare_and_set("t", "cas", 7, version=None)
+                expected.append(("cas", 7, False))
+                with repo.batch() as b:
+                    b.insert("t", "cond", 8)
+                    b.delete("t", "batch")
+                expected += [("cond", 8, False), ("batch", None, True)]
+            if repo.capabilities.sequences:
+                with repo.batch() as b:
+                    b.append("t", "seq", 9)
+                expected.append((("seq", 1), 9, False))
+            # Backend.delete_range: one deletion per record the tenant held.
+            held = set(repo.keys("t"))
+            assert repo.drop_tenant("t") == len(held)
+            expected.append({(k, None, True) for k in held})
+            repo.put("t", "last", 10)  # the end mark: everything before it was read
+            expected.append(("last", 10, False))
+            n = sum(len(e) if isinstance(e, set) else 1 for e in expected)
+            got = [(c.key, c.value, c.deleted) for c in _collect(w, n)]
+        i = 0
+        for e in expected:
+            if isinstance(e, set):
+                part = got[i : i + len(e)]
+                assert len(part) == len(e) and set(part) == e, (
+                    f"drop_tenant (Backend.delete_range) recorded {part}, expected one "
+                    f"deletion of each record: {sorted(e, key=repr)}"
+                )
+                i += len(e)
+            else:
+                assert got[i : i + 1] == [e], (
+                    f"change {i}: expected {e}, the feed gave "
+                    f"{got[i] if i < len(got) else 'nothing'} (every write path must "
+                    "record its changes)"
+                )
+                i += 1
+        assert i == len(got)
+
+    def test_positions_keep_increasing_across_reopen(self, repo: Repo, store_url: str) -> None:
+        """A persistent store's positions outlive the repository: a watch resumed after
+        a reopen from a position saved before it delivers every later change, or raises
+        PositionExpiredError (an in-process feed that starts anew) - never skips. A feed
+        numbering from the start again at each open would take the saved position as
+        one of the new session's and silently skip the changes up to it."""
+        require(repo, "change_feed", "watch() needs a change feed")
+        require(repo, "persistent", "only a persistent store is reopened with its data")
+        for i in range(3):
+            repo.put("t", ("old", i), i)
+        saved = repo.last_position()
+        repo.close()
+        with aurora_storage.open(store_url) as again:
+            assert again.last_position() >= saved, (
+                f"last_position() after a reopen is {again.last_position()}, below the "
+                f"{saved} of the earlier open: a persistent store's positions must keep "
+                "increasing across reopens (start the feed's numbering from the "
+                "engine's own persistent commit counter)"
+            )
+            new = [("new", i) for i in range(12)]
+            for i, key in enumerate(new):
+                again.put("t", key, i)
+            try:
+                with again.watch("t", after=saved, timeout=0.2) as w:
+                    got = [c for c in w if c.key[0] == "new"]
+            except PositionExpiredError:
+                return  # an in-process feed: it says so, and skips nothing
+            assert [c.key for c in got] == new, (
+                f"a watch resumed from position {saved} (saved before a reopen) "
+                f"delivered {[c.key for c in got]}, not every change made since"
+            )
+            assert all(c.position > saved for c in got)
 
     def test_close_wakes_a_blocked_watch(self, repo: Repo) -> None:
         require(repo, "change_feed", "watch() needs a change feed")

@@ -56,6 +56,21 @@ class LifecycleTests(Base):
         repo.close()
         assert repo.closed
 
+    def test_backend_close_is_idempotent(self, repo: Repo, store_url: str) -> None:
+        """Backend.close() twice is harmless (the contract says idempotent): a failed
+        open, a tiered pair and a repository may each close a backend that is already
+        closed. The second call must neither raise nor release the store twice."""
+        repo.put("t", "k", 1)
+        backend = repo.backend
+        repo.close()
+        backend.close()
+        backend.close()
+        with aurora_storage.open(store_url) as again:
+            again.put("t", "k2", 2)
+            assert again.get("t", "k2") == 2
+            if again.capabilities.persistent:
+                assert again.get("t", "k") == 1
+
     def test_every_operation_refused_after_close(self, repo: Repo) -> None:
         repo.put("t", "k", 1)
         repo.close()
