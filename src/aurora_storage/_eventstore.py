@@ -506,6 +506,11 @@ class Watch(Generic[K, V]):
     change, or after :meth:`close`. :attr:`position` is the feed position up to which
     changes have been examined: resume with ``watch(..., after=w.position)``.
 
+    Several threads may iterate one watch: they take turns, and each change is
+    delivered to exactly one of them (in commit order for each). A thread waiting for
+    its turn counts the wait against ``timeout``. For every thread to see every change,
+    open one watch per thread.
+
     Raises (when advanced):
         PositionExpiredError: the changes after ``after`` are no longer retained.
         RepositoryClosedError: the repository was closed.
@@ -530,6 +535,8 @@ class Watch(Generic[K, V]):
         self._timeout = timeout
         self._buf: deque[Change[K, V]] = deque()
         self._closed = False
+        #: Held by the thread inside ``__next__`` (see there).
+        self._turn = threading.Lock()
 
     @property
     def position(self) -> int:
@@ -587,19 +594,29 @@ class Watch(Generic[K, V]):
         return self
 
     def __next__(self) -> Change[K, V]:
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        while True:
-            if self._closed:
-                raise StopIteration
-            self._repo._check_open()
-            if self._buf:
-                return self._buf.popleft()
-            if self._fill():
-                continue
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise StopIteration
-            self._feed.wait(self._after, left)
+        timeout = self._timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        turn = self._turn
+        # Threads sharing one watch take turns: a read after a position another thread
+        # has already moved past would be answered with changes "at or before" it (and
+        # taken for a backend bug). Uncontended, one lock acquire and release.
+        if not turn.acquire(False) and not turn.acquire(timeout=-1 if timeout is None else timeout):
+            raise StopIteration  # no turn within the timeout: no change for this call
+        try:
+            while True:
+                if self._closed:
+                    raise StopIteration
+                self._repo._check_open()
+                if self._buf:
+                    return self._buf.popleft()
+                if self._fill():
+                    continue
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise StopIteration
+                self._feed.wait(self._after, left)
+        finally:
+            turn.release()
 
     def close(self) -> None:
         """Stop: iteration ends, and a thread blocked in ``next()`` wakes up."""

@@ -251,7 +251,10 @@ class PositionExpiredError(StorageError, LookupError):
     :meth:`~aurora_storage.Repository.last_position`.
 
     Attributes:
-        position: the requested position.
+        position: the position the feed was asked to read after. For a watch, its
+            :attr:`~aurora_storage.Watch.position` when it raised: the ``after`` it was
+            opened with, or a later one once it had examined changes (a watch moves on
+            as it reads, also past changes its tenant or prefix filters out).
         oldest: the oldest position from which the feed can resume.
     """
 
