@@ -55,11 +55,13 @@ def test_two_threads_share_one_watch_without_a_false_backend_error() -> None:
         b.join(10)
         second_done.set()
         a.join(10)
-        assert not a.is_alive() and not b.is_alive()
+        assert not a.is_alive()
+        assert not b.is_alive()
         assert errors == []
         # Every change exactly once, in commit order within each thread.
         assert sorted(got["a"] + got["b"]) == list(range(50))
-        assert got["a"] == sorted(got["a"]) and got["b"] == sorted(got["b"])
+        assert got["a"] == sorted(got["a"])
+        assert got["b"] == sorted(got["b"])
 
 
 def test_threads_taking_turns_deliver_each_change_once() -> None:

@@ -727,7 +727,8 @@ class ChangeFeedTests(_Base):
         for e in expected:
             if isinstance(e, set):
                 part = got[i : i + len(e)]
-                assert len(part) == len(e) and set(part) == e, (
+                assert len(part) == len(e), f"drop_tenant recorded {part}"
+                assert set(part) == e, (
                     f"drop_tenant (Backend.delete_range) recorded {part}, expected one "
                     f"deletion of each record: {sorted(e, key=repr)}"
                 )
