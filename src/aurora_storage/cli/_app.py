@@ -543,7 +543,7 @@ def export(url: str, tenant: str | None, output: str, salvage: bool, quiet: bool
       aurora-storage export rocksdb:///var/data/events -o events.jsonl
       aurora-storage export lmdb:///var/data/proj --tenant acme | gzip > acme.jsonl.gz
     """
-    from ._transfer import export_store
+    from ._transfer import export_store, records_of
 
     skipped: list[str] = []
 
@@ -552,7 +552,7 @@ def export(url: str, tenant: str | None, output: str, salvage: bool, quiet: bool
         warn(message)
 
     with open_read(url) as repo:
-        total = _estimate(repo, tenant)
+        total = _estimate(records_of(repo), tenant)
         try:
             with _output(output) as out, progress("export", total=total, quiet=quiet) as bar:
                 n = export_store(
@@ -705,6 +705,7 @@ def import_(url: str, source: IO[bytes], tenant: str | None, quiet: bool) -> Non
     if new_store is not None and "codec" not in target.options:
         target = target.with_options(codec=header.codec)
     written = 0
+    held = 0  # records a projection-mode pair's history held already (not written)
     try:
         with (
             open_write(target, bulk=True) as repo,
@@ -716,12 +717,26 @@ def import_(url: str, source: IO[bytes], tenant: str | None, quiet: bool) -> Non
                 written += k
                 bar.advance(k)
 
-            n = import_store(repo, source, tenant=tenant, advance=advance, header=header, warn=warn)
+            def skipped(k: int) -> None:
+                nonlocal held
+                held += k
+                bar.advance(k)
+
+            n = import_store(
+                repo,
+                source,
+                tenant=tenant,
+                advance=advance,
+                header=header,
+                warn=warn,
+                skipped=skipped,
+            )
     except BaseException:
         if new_store is not None and written == 0:
             new_store.remove()  # the store this import created holds nothing: gone
         raise
-    say(f"imported {n} records into {url}", quiet=quiet)
+    also = f" ({held} already in its history with the same value, skipped)" if held else ""
+    say(f"imported {n} records into {url}{also}", quiet=quiet)
 
 
 # ------------------------------------------------------------------------ copy
@@ -770,7 +785,7 @@ def copy(
       aurora-storage copy rocksdb:///var/data/events lmdb:///var/data/events-lmdb
       aurora-storage copy rocksdb:///var/data/events lmdb:///var/data/events-lmdb --resume
     """
-    from ._transfer import compare, copy_store
+    from ._transfer import compare, copy_store, records_of
 
     dest = URL.parse(target)
     new_store = NewStore.at(dest)
@@ -784,15 +799,19 @@ def copy(
         try:
             with _closing_after_error(open_write(dest, bulk=True)) as dst:
                 if not resume:
+                    # A projection-mode pair holds what its history holds (records_of).
+                    held = records_of(dst)
                     scope = [tenant] if tenant is not None else None
-                    busy = any(True for t in (scope or dst.tenants()) for _ in dst.keys(t, limit=1))
+                    busy = any(
+                        True for t in (scope or held.tenants()) for _ in held.keys(t, limit=1)
+                    )
                     if busy:
                         raise click.UsageError(
                             f"the target {target} already holds records; pass --resume to "
                             "continue an interrupted copy into it, or pick an empty target"
                         )
                 say(f"copying {src.url} -> {dst.url}", quiet=quiet)
-                total = _estimate(src, tenant)
+                total = _estimate(records_of(src), tenant)
                 with progress("copy", total=total, quiet=quiet) as bar:
 
                     def advance(k: int) -> None:

@@ -52,6 +52,15 @@ files are read, and carry no counters (an append then goes past the newest recor
 the number after the counter is taken, see ``docs/eventsourcing.md``). A target without
 sequences (a tiered pair) cannot hold counters: import and copy say how many were not
 carried (the ``warn`` callback).
+
+**A projection-mode tiered pair is its history** to these commands (:func:`records_of`):
+its records are the events in its cold tier, from which the projection is derived. An
+export writes the history; an import or copy into the pair appends to it through the
+pair (each record projected); the check after a copy compares histories; ``copy
+--resume`` continues after the last key the target's history holds; and a record the
+history already holds with the same value is skipped (:func:`_append_new`), so an
+interrupted import is run again as into a plain store. History is append-only: a
+record it holds with another value is refused (``KeyExistsError``), not overwritten.
 """
 
 from __future__ import annotations
@@ -102,6 +111,7 @@ __all__ = [
     "import_store",
     "raw_records",
     "read_header",
+    "records_of",
 ]
 
 #: The export format: 2 added the end record (format 1 files had none); 3 adds the
@@ -124,6 +134,73 @@ COUNTER_CHUNK = 500
 Progress = Callable[[int], None]
 #: Told what a command did not carry (sequence counters into a store without them).
 Warn = Callable[[str], None]
+
+
+def records_of(repo: Any) -> Any:
+    """What export, import, copy and their checks move of ``repo``: a projection-mode
+    tiered pair's history (its cold tier: the projection is derived from it, and only
+    history can be written back into a pair), every other repository itself."""
+    from ..tiered import TieredRepository
+
+    if isinstance(repo, TieredRepository) and repo.mode == "projection":
+        return repo.history
+    return repo
+
+
+def _is_history_pair(repo: Any) -> bool:
+    """Whether ``repo`` is a projection-mode tiered pair (written as history)."""
+    return records_of(repo) is not repo
+
+
+def _append_new(
+    repo: Any,
+    tenant: str,
+    records: list[tuple[Any, Any]],
+    where: Callable[[int], str],
+    done: str,
+) -> list[int]:
+    """The positions in ``records`` (of ``tenant``) of those the history of the
+    projection-mode pair ``repo`` does not hold yet; the others it holds with the same
+    value (a resumed copy, an import run again: skipped). ``where(i)`` starts the
+    refusal for record ``i`` (its line), ``done`` says what earlier chunks wrote.
+
+    Raises:
+        KeyExistsError: the history holds a record's key with another value: history
+            is append-only, so it cannot be overwritten (nothing of this chunk written).
+    """
+    history = records_of(repo)
+    stored = history.get_many(tenant, [k for k, _ in records], _ABSENT)
+    fresh = []
+    for i, ((key, value), old) in enumerate(zip(records, stored, strict=True)):
+        if old is _ABSENT:
+            fresh.append(i)
+        elif not _same_value(history.codec, old, value):
+            raise errors.KeyExistsError(
+                f"{where(i)}the history of the tiered pair {repo.url} already holds key "
+                f"{key!r} of tenant {tenant!r} with another value: history is append-only "
+                "in projection mode, so it is not overwritten; nothing of this chunk was "
+                f"written{done}. Write into a new pair, or drop the tenant from the pair "
+                "first",
+                tenant=tenant,
+                key=key,
+                backend="tiered",
+            )
+    return fresh
+
+
+#: get_many's marker for a key the history lacks
+_ABSENT = object()
+
+
+def _same_value(codec: Any, stored: Any, value: Any) -> bool:
+    """Whether ``value`` is the value ``stored`` (as read back): equal, or encoding to
+    the same bytes (a tuple read back where the source has a list, or the reverse)."""
+    if stored == value:
+        return True
+    try:
+        return bool(codec.encode(stored) == codec.encode(value))
+    except Exception:  # a value the codec cannot encode is not the stored one
+        return False
 
 
 def _is_plain(repo: Any) -> bool:
@@ -169,7 +246,8 @@ def export_store(
     advance: Progress | None = None,
     salvage: Warn | None = None,
 ) -> int:
-    """Write ``repo``'s records (one tenant's, or all) to ``out`` as JSON Lines.
+    """Write ``repo``'s records (one tenant's, or all) to ``out`` as JSON Lines; a
+    projection-mode tiered pair's records are its history (:func:`records_of`).
 
     Args:
         salvage: a salvage of a damaged store: damaged records and regions are skipped
@@ -183,9 +261,11 @@ def export_store(
         CorruptionError: a stored key or value cannot be read (the export stops there;
             with ``salvage``, only when the damage stops the read of the sequence
             counters).
-        NotSupportedError: ``salvage`` with a composed repository (tiered).
+        NotSupportedError: ``salvage`` with a composed repository (a cache-mode
+            tiered pair; a projection-mode pair's history is one store, salvaged).
         StorageError: the store failed.
     """
+    repo = records_of(repo)
     if salvage is not None and not _is_plain(repo):
         raise errors.NotSupportedError(
             f"export --salvage reads one store's records past damage; {repo!r} is a "
@@ -687,8 +767,13 @@ def import_store(
     advance: Progress | None = None,
     header: ExportHeader | None = None,
     warn: Warn | None = None,
+    skipped: Progress | None = None,
 ) -> int:
     """Read an export (see the module docstring) into ``repo``, a chunk per atomic batch.
+
+    Into a projection-mode tiered pair the records are appended to its history (each
+    projected); a record the history holds already with the same value is skipped
+    (``skipped`` is told how many), so an interrupted import is run again.
 
     A seekable file is checked whole before anything is written (its end record, no
     line after it, its record count: :func:`_check_file_first`); a stream (stdin) as
@@ -702,6 +787,8 @@ def import_store(
         header: the header, when the caller read it (:func:`read_header`) already.
         warn: told how many sequence counters were not carried, when ``repo`` has no
             sequences (a tiered pair).
+        skipped: told how many records a projection-mode pair's history held already
+            with the same value (not written again).
 
     Returns:
         How many records were written.
@@ -714,6 +801,8 @@ def import_store(
             the chunks before it are written. A counter line in a format-2 file, or a
             counter named twice (refused before writing, for a file).
         SerializationError: a value the store's codec refuses.
+        KeyExistsError: a projection-mode pair's history holds a record's key with
+            another value (history is append-only); the chunks before are written.
     """
     if header is None:
         header = read_header(lines)
@@ -733,7 +822,10 @@ def import_store(
                 yield record
 
     it = records()
+    history_pair = _is_history_pair(repo)
     while chunk := list(itertools.islice(it, CHUNK)):
+        if history_pair:
+            chunk = _new_records(repo, chunk, n, skipped)
         with repo.batch() as b:
             for at, t, key, value in chunk:
                 try:
@@ -765,6 +857,35 @@ def import_store(
         )
     _raise_counters(repo, sequences, n, warn)
     return n
+
+
+def _new_records(
+    repo: Any, chunk: list[tuple[int, str, Any, Any]], n: int, skipped: Progress | None
+) -> list[tuple[int, str, Any, Any]]:
+    """The records of an import chunk that the history of the projection-mode pair
+    ``repo`` does not hold yet (see :func:`_append_new`); ``skipped`` is told how many
+    it holds already with the same value.
+
+    Raises:
+        KeyExistsError: the history holds a record's key with another value (named by
+            its line); nothing of the chunk is written.
+    """
+    by_tenant: dict[str, list[int]] = {}
+    for i, rec in enumerate(chunk):
+        by_tenant.setdefault(rec[1], []).append(i)
+    keep: list[int] = []  # positions in chunk of the records to write
+    for t, at in by_tenant.items():
+
+        def where(i: int, at: list[int] = at) -> str:
+            return f"line {chunk[at[i]][0]}: "
+
+        records = [(chunk[i][2], chunk[i][3]) for i in at]
+        done = f", {n} records of earlier chunks were imported"
+        fresh = _append_new(repo, t, records, where, done)
+        keep.extend(at[j] for j in fresh)
+    if skipped is not None and len(keep) < len(chunk):
+        skipped(len(chunk) - len(keep))
+    return [chunk[i] for i in sorted(keep)]
 
 
 def _plain(tagged: Any, what: str) -> str:
@@ -904,13 +1025,21 @@ def copy_store(
     two plain repositories with the same codec the stored bytes are copied as they are
     (no decode, no re-encode); otherwise records go through the public API.
 
+    A projection-mode tiered pair is its history (:func:`records_of`): as the source,
+    its history is copied; as the target, records are appended to its history through
+    the pair (each projected), the target's last history key says where to continue,
+    and a record the history holds already with the same value is skipped.
+
     Returns:
         How many records were written by this run.
 
     Raises:
+        KeyExistsError: a projection-mode target's history holds a record's key with
+            another value (history is append-only); the chunks before are written.
         StorageError: what either store raised.
     """
     n = 0
+    src = records_of(src)
     if _is_plain(src) and _is_plain(dst) and src.codec.name == dst.codec.name:
         after = _last_raw_key(dst, tenant) if resume else None
         target: Backend = dst._backend
@@ -930,18 +1059,23 @@ def copy_store(
                 advance(len(pending))
         _copy_counters(src, dst, tenant, warn)
         return n
+    held = records_of(dst)  # what the target holds: a projection-mode pair's history
+    history_pair = held is not dst
     tenants = [tenant] if tenant is not None else list(src.tenants())
     for t in tenants:
         start = None
         skip = None
         if resume:
-            for last in dst.keys(t, reverse=True, limit=1):
+            for last in held.keys(t, reverse=True, limit=1):
                 start = skip = last
         it = iter(src.items(t, start=start) if start is not None else src.items(t))
         while chunk := list(itertools.islice(it, CHUNK)):
             if skip is not None and chunk[0][0] == skip:
                 chunk = chunk[1:]
                 skip = None
+            if chunk and history_pair:
+                done = f", {n} records were copied before it"
+                chunk = [chunk[i] for i in _append_new(dst, t, chunk, lambda i: "", done)]
             if chunk:
                 dst.put_many(t, chunk)
             n += len(chunk)
@@ -976,12 +1110,16 @@ def compare(
 ) -> int:
     """Check that ``dst`` holds exactly ``src``'s records (one tenant's, or all).
 
+    A projection-mode tiered pair, on either side, is its history
+    (:func:`records_of`): the projection is derived from it.
+
     Returns:
         How many records were compared.
 
     Raises:
         StoreDiffersError: the first difference, named (tenant and key).
     """
+    src, dst = records_of(src), records_of(dst)
     if _is_plain(src) and _is_plain(dst) and src.codec.name == dst.codec.name:
         a: Iterator[tuple[Any, Any]] = (
             p for ks, vs in raw_records(src, tenant=tenant) for p in zip(ks, vs, strict=True)

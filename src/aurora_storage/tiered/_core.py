@@ -430,7 +430,7 @@ class Pair:
         it from a backup. ``tenant``: the tenant read, when the engine's error names no
         tenant's record."""
         whose = damaged_tenant(exc) or tenant
-        if self.projection is not None:
+        if self.mode == "projection":  # (a read-only reader without the projection too)
             fix = (
                 f"rebuild({whose!r}) re-derives it from history"
                 if whose is not None

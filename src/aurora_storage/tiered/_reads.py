@@ -1,8 +1,10 @@
 """The reads of a tiered pair (a mixin of :class:`TieredRepository`).
 
-Projection mode reads the projection (hot). Cache mode reads hot and falls back to cold
-for point reads (filling hot when ``fill="read"``); scans, counts and ``tenants()`` read
-cold, which holds every record.
+Projection mode reads the projection (hot): also a read-only pair opened without the
+projection of a store recorded in projection mode (``Pair.mode`` is the store's, see
+``_recovery.open_pair``; ``Pair.projection`` is then None). Cache mode reads hot and
+falls back to cold for point reads (filling hot when ``fill="read"``); scans, counts and
+``tenants()`` read cold, which holds every record.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class TieredReads(Generic[K, V]):
         p = self._p
         if p.closed:
             self._check_open()
-        if p.projection is not None:
+        if p.mode == "projection":
             try:
                 return p.hot.get(tenant, key, default)
             except CorruptionError as exc:
@@ -69,7 +71,7 @@ class TieredReads(Generic[K, V]):
         """Whether ``(tenant, key)`` holds a value (projection mode: in the projection)."""
         self._check_open()
         p = self._p
-        if p.projection is not None:
+        if p.mode == "projection":
             try:
                 return p.hot.has(tenant, key)
             except CorruptionError as exc:
@@ -85,7 +87,7 @@ class TieredReads(Generic[K, V]):
         """Values for ``keys`` in order; cache mode fills hot with cold hits."""
         self._check_open()
         p = self._p
-        if p.projection is not None:
+        if p.mode == "projection":
             try:
                 return p.hot.get_many(tenant, keys, default)
             except CorruptionError as exc:
@@ -110,7 +112,7 @@ class TieredReads(Generic[K, V]):
         """``it`` (a scan, already started so that its argument errors are raised
         now); in projection mode, a damaged hot record it meets raises the pair's
         ``CorruptionError``, which names the remedy (see :meth:`Pair.damage_error`)."""
-        if self._p.projection is None:
+        if self._p.mode == "cache":
             return it  # cache mode scans read cold
         return self._damage_checked(it, tenant)
 
@@ -123,7 +125,7 @@ class TieredReads(Generic[K, V]):
     def _reader(self) -> Repository[Any, Any]:
         self._check_open()
         # Cache mode: cold holds every record, hot only a subset.
-        return self._p.cold if self._p.projection is None else self._p.hot
+        return self._p.cold if self._p.mode == "cache" else self._p.hot
 
     def keys(
         self,

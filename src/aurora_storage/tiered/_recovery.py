@@ -91,6 +91,11 @@ def open_pair(p: Pair) -> None:
             same = hot_meta is not None and hot_meta["id"] == pair_id
             recorded = str(hot_meta.get("mode", p.mode)) if same and hot_meta else p.mode
             stamp = True
+    if recorded == "projection" and p.mode == "cache" and p.read_only:
+        # A reader of a projection-mode pair: it writes nothing (never catches up,
+        # projects or rebuilds), so nothing is lost without the projection. It reads
+        # the projection (hot) as the pair's records, like a pair opened with it.
+        p.mode = "projection"
     if recorded != p.mode:
         raise ConfigurationError(_mode_message(p, str(recorded)), backend="tiered")
     if not p.read_only:

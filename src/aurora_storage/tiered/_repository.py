@@ -82,7 +82,11 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
     ``tenants()``) reads that projection. :attr:`history` reads the records themselves.
 
     The mode is recorded in the store: opening a projection-mode store without its
-    projection, or a cache-mode store with one, raises ``ConfigurationError``.
+    projection, or a cache-mode store with one, raises ``ConfigurationError``. A
+    read-only pair (either tier read-only) of a projection-mode store needs no
+    projection: it writes nothing, so nothing can be lost; it reads the projection and
+    :attr:`history` like the writer (:attr:`mode` ``"projection"``, :attr:`projection`
+    ``None``).
 
     Errors say whether the event is durable in history: see
     :mod:`aurora_storage.tiered` (``DurableWriteError`` and its subclasses are durable;
@@ -119,7 +123,8 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
     Raises:
         ConfigurationError: a tier lacks atomic batches or ordered scans (the message
             names the tier and the capability), the tiers are the same store, cache mode
-            with different codecs, the store was created in the other mode, a bad
+            with different codecs, the store was created in the other mode (a read-only
+            pair of a projection-mode store needs no projection), a bad
             option or an option of the other mode (``fill`` with a projection,
             ``on_poison`` without), a projection that cannot be called as
             ``projection(record, state)`` or whose call would not run it (a coroutine,
@@ -171,12 +176,12 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
                 rebuild_chunk=rebuild_chunk,
             )
         projection = config.projection
-        if projection is None and hot.codec.name != cold.codec.name:
-            raise ConfigurationError(
-                f"in cache mode both tiers must use the same codec: hot uses "
-                f"{hot.codec.name!r}, cold {cold.codec.name!r}",
-                backend="tiered",
-            )
+        read_only = hot.capabilities.read_only or cold.capabilities.read_only
+        # A read-only pair writes nothing: it may take the mode its store recorded
+        # (projection mode without the projection, see _recovery.open_pair), so its
+        # codec rule is checked once that mode is known, after the open.
+        if projection is None and not read_only:
+            _check_cache_codecs(hot, cold)
         self._p = Pair(hot, cold, config, None if url is None else TieredURL.of(url))
         self._close_lock = threading.Lock()
         self._codec = cold.codec if projection is None else hot.codec
@@ -189,9 +194,16 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         _own_stores(self._p, owner, hot, cold)
         try:
             _recovery.open_pair(self._p)
+            if self._p.mode == "cache" and projection is None and read_only:
+                _check_cache_codecs(hot, cold)
         except BaseException:
             self._give_back()  # the user's repositories write and close again, as before
             raise
+        if self._p.mode == "projection" and projection is None:
+            # A reader of a projection-mode store (read-only, opened without the
+            # projection): its records are the projection, in hot's codec.
+            self._codec = hot.codec
+            self._decode = self._codec.decode
 
     def _give_back(self) -> None:
         """Release the pair's stores now (its close, a failed open); the finaliser,
@@ -231,7 +243,8 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
 
     @property
     def projection(self) -> Projection | None:
-        """The projection function, or ``None`` in cache mode."""
+        """The projection function, or ``None`` in cache mode (and in a read-only pair
+        of a projection-mode store opened without it)."""
         return self._p.projection
 
     @property
@@ -772,6 +785,21 @@ for _name in dir(Repository):
         and callable(getattr(Repository, _name))
     ):
         setattr(TieredRepository, _name, _refuse(_name))
+
+
+def _check_cache_codecs(hot: Repository[Any, Any], cold: Repository[Any, Any]) -> None:
+    """Refuse a cache pair whose tiers use different codecs (records are copied between
+    them as encoded bytes).
+
+    Raises:
+        ConfigurationError: the codecs differ.
+    """
+    if hot.codec.name != cold.codec.name:
+        raise ConfigurationError(
+            f"in cache mode both tiers must use the same codec: hot uses "
+            f"{hot.codec.name!r}, cold {cold.codec.name!r}",
+            backend="tiered",
+        )
 
 
 class _TieredBatch(Batch[K, V]):
