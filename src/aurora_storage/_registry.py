@@ -4,6 +4,18 @@ The plugins aurora-storage ships (:data:`BUILTIN_PLUGINS`) are loaded by module 
 without scanning the installed distributions' entry points: that scan (``importlib.
 metadata``, about 200 ms on a first open) runs only when a scheme is needed that is not
 built in, a choice of distribution names a built-in scheme, or every plugin is listed.
+
+Who serves a scheme is decided from what is declared, never from what happened to be
+imported first in the process: a runtime registration (:func:`~aurora_storage.plugins.
+register_backend`, :func:`~aurora_storage.plugins.register_plugin`), else the built-in
+plugin or the installed distribution whose entry point is named after the scheme (two
+such distributions: a conflict, unless a choice names one for that scheme). A plugin
+serves only schemes its distribution declares as entry points, and loading one entry
+point registers that entry point's scheme only, so a plugin loaded for one scheme never
+takes another (the same module may be named by several entry points). A runtime
+registration of a scheme that a built-in or an installed distribution serves is
+refused without ``replace=True`` whether or not that plugin was loaded yet: the entry
+point is consulted (loaded) at registration time.
 """
 
 from __future__ import annotations
@@ -103,12 +115,16 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._pm: pluggy.PluginManager | None = None
+        #: Scheme -> spec registered at run time (register_backend, register_plugin):
+        #: served before any entry point, kept by refresh.
+        self._runtime: dict[str, BackendSpec] = {}
+        #: Scheme -> spec of the plugin its entry point (or built-in) names, once loaded
+        #: (forgotten on refresh).
         self._specs: dict[str, BackendSpec] = {}
         self._entry_points: dict[str, list[importlib.metadata.EntryPoint]] | None = None
+        #: Entry-point names (schemes) whose plugin was tried, loaded or not.
         self._loaded: set[str] = set()
-        #: Entry-point name -> the schemes its plugin registered (forgotten on refresh).
-        self._from_ep: dict[str, list[str]] = {}
-        #: Scheme -> the distribution that provides it (for messages).
+        #: Scheme -> the distribution whose entry point serves it (for messages).
         self._dist: dict[str, str] = {}
         #: Entry points whose plugin serves codecs only (not URL schemes).
         self._codec_only: set[str] = set()
@@ -160,14 +176,13 @@ class Registry:
         again on the next lookup, failed ones tried again); runtime registrations stay."""
         with self._lock:
             self._entry_points = None
-            for name, schemes in self._from_ep.items():
-                for scheme in schemes:
-                    self._specs.pop(scheme, None)
-                    self._dist.pop(scheme, None)
-                plugin = self.pm.get_plugin(f"entrypoint:{name}")
-                if plugin is not None:
-                    self.pm.unregister(plugin)
-            self._from_ep.clear()
+            if self._pm is not None:
+                for name in self._loaded:
+                    plugin = self._pm.get_plugin(f"entrypoint:{name}")
+                    if plugin is not None:
+                        self._pm.unregister(plugin)
+            self._specs.clear()
+            self._dist.clear()
             self._loaded.clear()
             self._codec_only.clear()
             self._ep_dist.clear()
@@ -241,12 +256,24 @@ class Registry:
         return None
 
     def _load_entry_point(self, name: str) -> None:
+        """Load the plugin that the entry point named ``name`` (or the built-in of that
+        scheme) designates, once, and register its spec for ``name`` only.
+
+        Only ``name`` is registered even when the plugin serves more schemes: each of
+        those is decided by its own entry point when it is looked up (a choice of
+        distribution for one scheme must not hand that distribution another). A plugin
+        that serves a scheme its distribution declares no entry point for is a
+        recorded failure: otherwise who serves that scheme would depend on which plugin
+        the process happened to import first.
+        """
         if name in self._loaded:
             return
+        # Before marking it tried: a malformed PREFER_ENV raises at every lookup.
+        preferred = self._preferred(name)
         self._loaded.add(name)
         builtin = BUILTIN_PLUGINS.get(name)
         load: Callable[[], Any]
-        if builtin is not None and self._preferred(name) is None:
+        if builtin is not None and preferred is None:
             dist, value = BUILTIN_DISTRIBUTION, builtin
             load = functools.partial(importlib.import_module, builtin)
         else:
@@ -289,9 +316,7 @@ class Registry:
                 module=value,
             )
             return
-        if not offered:
-            self._codec_only.add(name)
-        elif name not in schemes:
+        if offered and name not in schemes:
             self._fail(
                 name,
                 dist,
@@ -301,15 +326,39 @@ class Registry:
                 module=value,
             )
             return
-        try:
-            self.register_plugin(module, name=f"entrypoint:{name}")
-        except Exception as exc:
-            self._fail(name, dist, f"could not be registered: {exc}", exc)
+        undeclared = sorted({s for s in schemes if s != name and not self._declares(dist, s)})
+        if undeclared:
+            listed = ", ".join(map(repr, undeclared))
+            self._fail(
+                name,
+                dist,
+                f"also serves {listed}, for which its distribution declares no entry "
+                "point: every scheme a plugin serves must be an entry point of its "
+                "distribution, so that which distribution serves a scheme is known "
+                f'before any plugin is imported; add {undeclared[0]} = "{value}" (and '
+                "so on) to its [project.entry-points.aurora_storage] table",
+                module=value,
+            )
             return
+        if not self.pm.is_registered(module):  # several entry points may name one module
+            try:
+                self.pm.register(module, name=f"entrypoint:{name}")
+            except ValueError as exc:  # pluggy: the name is taken, or a hook is malformed
+                self._fail(name, dist, f"could not be registered: {exc}", exc)
+                return
         self._ep_dist[name] = dist
-        self._from_ep[name] = schemes
-        for scheme in schemes:
-            self._dist[scheme] = dist
+        spec = next((spec for spec in offered if spec.scheme == name), None)
+        if spec is None:
+            self._codec_only.add(name)
+        else:
+            self._specs[name] = spec
+            self._dist[name] = dist
+
+    def _declares(self, dist: str, scheme: str) -> bool:
+        """Whether the distribution ``dist`` declares an entry point named ``scheme``."""
+        if _dist_key(dist) == _dist_key(BUILTIN_DISTRIBUTION) and scheme in BUILTIN_PLUGINS:
+            return True  # BUILTIN_PLUGINS is its entry-point table (no scan needed)
+        return any(_dist_key(_dist_of(ep)) == _dist_key(dist) for ep in self._eps().get(scheme, []))
 
     def _fail(
         self,
@@ -332,8 +381,8 @@ class Registry:
     def engine_import_failed(self, scheme: str, spec: BackendSpec, exc: ImportError) -> PluginError:
         """Record (and return, to raise) a plugin failure for an engine import that
         failed inside the scheme's ``open``."""
-        runtime = self._dist.get(scheme) is None and not spec.package
-        dist = self._dist.get(scheme) or spec.package or "(registered at run time)"
+        runtime = self.distribution(scheme) is None and not spec.package
+        dist = self.distribution(scheme) or spec.package or "(registered at run time)"
         missing = f"module {exc.name!r}" if exc.name else "a module"
         own = (getattr(spec.open, "__module__", None) or "").partition(".")[0]
         hint = KNOWN_PACKAGES.get(scheme)
@@ -370,7 +419,7 @@ class Registry:
         next may not), but it broke the contract that a backend raises only
         ``aurora_storage.errors`` types, so the caller still gets one.
         """
-        dist = self._dist.get(scheme) or spec.package or "(registered at run time)"
+        dist = self.distribution(scheme) or spec.package or "(registered at run time)"
         if _dist_key(dist) == _dist_key(BUILTIN_DISTRIBUTION):
             # A backend aurora-storage ships: no third party to send the user to.
             whose = "this is a bug in aurora-storage: please report it to aurora-storage"
@@ -425,11 +474,12 @@ class Registry:
                     f"the plugin {label} {failure.what}"
                 ) from failure.__cause__
             for spec in specs:
-                existing = self._specs.get(spec.scheme)
-                if existing is not None and existing != spec:
+                holder = self._holder(spec)
+                if holder is not None:
                     raise ConfigurationError(
-                        f"scheme {spec.scheme!r} is already registered "
-                        f"(by {existing.package or 'another plugin'}); refusing to replace it"
+                        f"scheme {spec.scheme!r} of the plugin {label} is already registered "
+                        f"({holder}); refusing to replace it. To replace it on purpose, "
+                        "register that BackendSpec with register_backend(spec, replace=True)"
                     )
             try:
                 self.pm.register(plugin, name=name)
@@ -448,35 +498,70 @@ class Registry:
                     f"the plugin {label} could not be registered: {exc}"
                 ) from exc
             for spec in specs:
-                self._specs[spec.scheme] = spec
+                self._runtime[spec.scheme] = spec
 
     def register_spec(self, spec: BackendSpec, *, replace: bool) -> None:
         spec = _normalized(spec)
         with self._lock:
-            existing = self._specs.get(spec.scheme)
-            if existing is not None and existing != spec and not replace:
+            holder = None if replace else self._holder(spec)
+            if holder is not None:
                 raise ConfigurationError(
-                    f"scheme {spec.scheme!r} is already registered; pass replace=True to replace it"
+                    f"scheme {spec.scheme!r} is already registered ({holder}); pass "
+                    "replace=True to replace it"
                 )
-            self._specs[spec.scheme] = spec
+            if self._runtime.get(spec.scheme) is None and self._specs.get(spec.scheme) == spec:
+                return  # the spec its plugin registered, given again: nothing to replace
+            self._runtime[spec.scheme] = spec
+
+    def _holder(self, spec: BackendSpec) -> str | None:
+        """Who already serves ``spec.scheme`` with another spec (for a message), or
+        ``None`` when a runtime registration of ``spec`` replaces nothing.
+
+        A built-in scheme, and a scheme an installed distribution declares, count
+        whether or not their plugin was loaded: its entry point is loaded now, so that
+        the answer does not depend on what the process opened before (a broken or
+        conflicting claim counts too: the user installed it).
+        """
+        scheme = spec.scheme
+        current = self._runtime.get(scheme)
+        if current is not None:
+            return (
+                None
+                if current == spec
+                else f"at run time, by {current.package or 'another plugin'}"
+            )
+        self._load_entry_point(scheme)
+        loaded = self._specs.get(scheme)
+        if loaded is not None:
+            return None if loaded == spec else f"by {self._dist.get(scheme, BUILTIN_DISTRIBUTION)}"
+        if scheme in self._codec_only:
+            return None  # an entry point of a codecs plugin serves no scheme
+        claims = sorted(_dist_of(ep) for ep in self._eps().get(scheme, []))
+        if scheme in BUILTIN_PLUGINS and self._preferred(scheme) is None:
+            claims = [BUILTIN_DISTRIBUTION]
+        if not claims:
+            return None
+        failure = self.failures.get(scheme)
+        broken = f", whose plugin is broken: {failure.message}" if failure is not None else ""
+        return f"by {', '.join(claims)}{broken}"
 
     def unregister_spec(self, scheme: str) -> None:
+        """Forget a runtime registration; a built-in or installed plugin it replaced
+        serves the scheme again."""
         with self._lock:
-            self._specs.pop(scheme.lower(), None)
+            self._runtime.pop(scheme.lower(), None)
 
     # -------------------------------------------------------------- lookup
 
     def lookup(self, scheme: str) -> BackendSpec:
         scheme = scheme.lower()
         with self._lock:
-            spec = self._specs.get(scheme)
+            # A runtime registration first; else the plugin the scheme's own entry point
+            # names (a plugin serves only schemes declared as its entry points, so no
+            # other plugin needs loading to answer).
+            spec = self._runtime.get(scheme)
             if spec is None:
                 self._load_entry_point(scheme)
-                spec = self._specs.get(scheme)
-            if spec is None:
-                # A plugin may serve a scheme other than its entry-point name.
-                for name in list(self._eps()):
-                    self._load_entry_point(name)
                 spec = self._specs.get(scheme)
         if spec is not None:
             return spec
@@ -497,18 +582,21 @@ class Registry:
 
     def schemes(self) -> list[str]:
         with self._lock:
-            return sorted((set(self._specs) | set(self._eps())) - self._codec_only)
+            declared = (set(self._specs) | set(self._eps())) - self._codec_only
+            return sorted(declared | set(self._runtime))
 
     def distribution(self, scheme: str) -> str | None:
-        """The distribution that provides ``scheme`` (entry points only)."""
+        """The distribution whose entry point serves ``scheme`` (``None`` for a
+        runtime registration, which takes precedence)."""
+        scheme = scheme.lower()
         with self._lock:
-            return self._dist.get(scheme.lower())
+            return None if scheme in self._runtime else self._dist.get(scheme)
 
     def specs(self) -> dict[str, BackendSpec]:
         with self._lock:
             for name in list(self._eps()):
                 self._load_entry_point(name)
-            return dict(self._specs)
+            return {**self._specs, **self._runtime}
 
     def plugin_codecs(
         self,

@@ -19,6 +19,10 @@ it serves, so that nothing is imported until a URL of that scheme is opened::
     def aurora_storage_backends():
         return [BackendSpec(scheme="mykv", open=_open, package="aurora-storage-mykv")]
 
+A plugin serving several schemes declares each as an entry point (they may name the
+same module): loading an entry point registers its own scheme only, so who serves a
+scheme is known from the entry points, not from which plugin was imported first.
+
 Tests and frozen applications can skip entry points: :func:`register_backend` and
 :func:`register_plugin` do the same at run time.
 """
@@ -54,8 +58,14 @@ __all__ = [
 def register_backend(spec: BackendSpec, *, replace: bool = False) -> None:
     """Register a backend at run time (tests, frozen apps).
 
+    A registration serves its scheme before any entry point; ``replace=True`` is needed
+    to take a scheme that is registered already, and a built-in scheme or one an
+    installed distribution declares counts as registered whether or not its plugin was
+    loaded yet (the answer does not depend on what the process opened before).
+
     Raises:
-        ConfigurationError: the scheme is already registered and ``replace`` is false;
+        ConfigurationError: the scheme is already registered (at run time, built in,
+            or declared by an installed distribution) and ``replace`` is false;
             ``spec`` is not a :class:`BackendSpec`, its scheme is not a lower-case URL
             scheme, or its ``open`` is not callable or is an ``async def``.
     """
@@ -65,7 +75,9 @@ def register_backend(spec: BackendSpec, *, replace: bool = False) -> None:
 
 
 def unregister_backend(scheme: str) -> None:
-    """Remove a runtime-registered scheme (no error if absent)."""
+    """Remove a runtime-registered scheme (no error if absent); a built-in or installed
+    plugin it replaced serves the scheme again. Schemes served by entry points are not
+    affected."""
     from ._registry import registry
 
     registry.unregister_spec(scheme)
@@ -90,8 +102,11 @@ def register_plugin(plugin: object, *, name: str | None = None) -> None:
             number); it is a class whose hooks take ``self`` (register an instance);
             its ``aurora_storage_backends()`` raised (chained), returned no list of
             :class:`BackendSpec` or a bad spec; one of its schemes is already
-            registered; or its name (``name``, else a module's ``__name__``) is taken by
-            another plugin (pluggy's error chained). The message names the plugin.
+            registered (as for :func:`register_backend`: built-in and installed
+            schemes count before they are loaded; replace one with
+            ``register_backend(spec, replace=True)``); or its name (``name``, else a
+            module's ``__name__``) is taken by another plugin (pluggy's error
+            chained). The message names the plugin.
     """
     from ._registry import registry
 
@@ -109,10 +124,11 @@ def plugin_failures() -> dict[str, str]:
     """Plugins found broken so far: entry-point name (the scheme; for a plugin
     registered with :func:`register_plugin`, its name) -> what is wrong, naming the
     distribution. A plugin is broken when its module fails to import, it implements no
-    hook, it serves another scheme than its entry point's name, two distributions claim
-    its scheme (:func:`prefer_plugin`), its engine failed to import when a URL was
-    opened, or its ``aurora_storage_codecs()`` raised, returned no list of codecs or
-    offered a codec whose name is taken (a built-in's: the offered one is ignored).
+    hook, it serves another scheme than its entry point's name or a scheme its
+    distribution declares no entry point for, two distributions claim its scheme
+    (:func:`prefer_plugin`), its engine failed to import when a URL was opened, or its
+    ``aurora_storage_codecs()`` raised, returned no list of codecs or offered a codec
+    whose name is taken (a built-in's: the offered one is ignored).
     Plugins are loaded lazily: this lists only what was tried (``aurora-storage
     backends`` tries every plugin)."""
     from ._registry import registry

@@ -176,9 +176,10 @@ def backends(as_json: bool) -> int:
     """List the installed backends, with broken plugins and why they are broken.
 
     Every plugin is loaded. A broken plugin (fails to import, implements no hook, serves
-    another scheme than its entry point's name, or its scheme is claimed by two
-    distributions) is a row with status ``broken`` and the reason naming its
-    distribution. Exit status 0 when every plugin loads, 6 when any is broken.
+    another scheme than its entry point's name or one its distribution declares no entry
+    point for, or its scheme is claimed by two distributions) is a row with status
+    ``broken`` and the reason naming its distribution. Exit status 0 when every plugin
+    loads, 6 when any is broken.
 
     \b
     Example:
