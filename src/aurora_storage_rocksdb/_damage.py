@@ -38,6 +38,7 @@ __all__ = [
     "LogTail",
     "damaged_files",
     "log_chain_problem",
+    "log_damage",
     "log_sequence_span",
     "manifest_log_number",
     "manifest_numbers",
@@ -428,10 +429,11 @@ def log_sequence_span(path: str) -> tuple[int, int] | None:
 
 def log_chain_problem(
     log_number: int, last_sequence: int | None, logs: list[str]
-) -> tuple[str, str] | None:
+) -> tuple[str, str, bool] | None:
     """Whether a write-ahead log between the oldest one the MANIFEST still needs and
-    the newest one on disk is missing: ``(the file to name, what is wrong)``, or
-    ``None`` when nothing is seen missing.
+    the newest one on disk is missing or damaged: ``(the file to name, what is wrong,
+    whether a log is missing rather than damaged)``, or ``None`` when nothing is seen
+    wrong.
 
     ``logs`` are the store's logs, oldest first (``wal_files``); ``log_number`` and
     ``last_sequence`` come from ``manifest_numbers``. Two kinds of hole are seen, both
@@ -443,6 +445,11 @@ def log_chain_problem(
       between are in no table file (the MANIFEST had given them out when it was last
       written) and in no log - the oldest needed log is gone;
     * two logs that remain do not run on from one to the next: a log between is gone.
+
+    Before either conclusion the logs that ARE there before the hole are examined: one
+    cut inside a record, with bytes after its last whole record that are no record
+    (garbage), or with zeros where records should be explains the hole itself - that
+    log is named with what is wrong with it (:func:`log_damage`), not a missing one.
 
     RocksDB replays whatever logs it finds without checking either, so the store would
     open with the writes of the missing log gone and later writes kept. Not seen: the
@@ -461,20 +468,84 @@ def log_chain_problem(
             continue
         if previous is None:
             if last_sequence is not None and span[0] > last_sequence + 1:
+                damaged = _damaged_before(needed, log)
+                if damaged is not None:
+                    return damaged
                 named = os.path.join(os.path.dirname(log), f"{log_number:06d}.log")
                 # log_number 0 (never flushed) names no log: name the one after the hole.
                 missing = named if log_number and named != log else log
-                return missing, (
+                return (
+                    missing,
                     f"the writes with sequence numbers {last_sequence + 1} to "
                     f"{span[0] - 1} are in no table file and no write-ahead log (the "
                     f"oldest log, {os.path.basename(log)}, starts at {span[0]}): the "
-                    "log that held them is missing"
+                    "log that held them is missing",
+                    True,
                 )
         elif span[0] != previous[1]:
-            return log, (
+            damaged = _damaged_before(needed, log, previous[0])
+            if damaged is not None:
+                return damaged
+            return (
+                log,
                 f"the write-ahead logs have a gap: {os.path.basename(previous[0])} ends "
                 f"before sequence number {previous[1]} and {os.path.basename(log)} starts "
-                f"at {span[0]}, so a log between them is missing"
+                f"at {span[0]}, so a log between them is missing",
+                True,
             )
         previous = (log, span[1])
+    return None
+
+
+def log_damage(tail: LogTail) -> str | None:
+    """What is wrong with one log file, in words for a message (the file not named),
+    or ``None`` when it ends on a whole record and its framing holds.
+
+    Used where the log is known to be damaged rather than torn by a crash (an older
+    log, or one whose successor starts after a hole): bytes after the last whole
+    record that are no record (garbage), zeros where records should be, or a cut
+    inside a record."""
+    name = os.path.basename(tail.path)
+    if tail.problem is not None:
+        return (
+            f"{name} has garbage after its last whole record (which ends at offset "
+            f"{tail.complete_end:,}; {tail.problem}): bytes that are no log record were "
+            "appended or written over its records"
+        )
+    if tail.zeros_at is not None:
+        return (
+            f"{name} holds zeros from offset {tail.zeros_at:,} where records should be "
+            "(a zeroed tail, or a hole): the records that were there are gone"
+        )
+    if tail.torn:
+        return (
+            f"{name} is cut inside a record: it ends at {tail.size:,} bytes, inside the "
+            f"record that starts at offset {tail.complete_end:,}, so it lost that record "
+            "and any after it"
+        )
+    return None
+
+
+def _damaged_before(
+    needed: list[str], after: str, start: str | None = None
+) -> tuple[str, str, bool] | None:
+    """The first log of ``needed`` from ``start`` (default: the first) up to, not
+    including, ``after`` that is damaged (:func:`log_damage`): ``(its path, what is
+    wrong, and that the writes after the damage are in no other log, ``False``)``,
+    else ``None``."""
+    begin = needed.index(start) if start is not None else 0
+    for log in needed[begin : needed.index(after)]:
+        try:
+            what = log_damage(scan_log(log))
+        except OSError:
+            continue  # unreadable: the engine reports it at open
+        if what is not None:
+            return (
+                log,
+                f"its write-ahead log {what}; the next log with records, "
+                f"{os.path.basename(after)}, starts after a hole in the sequence numbers, "
+                "so writes acknowledged in the damaged part are in no table file and no "
+                "other log",
+                False,
+            )
     return None

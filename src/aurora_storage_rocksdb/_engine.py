@@ -277,7 +277,8 @@ def _open_db_once(
     reports the torn tail it leaves out as a read-write open reports the one it drops
     (it changes no file: the tail stays for the next read-write open to drop). Beside
     a live writer the newest record may still be being written: that open tolerates a
-    torn tail, as the writer's own open judged the logs.
+    torn tail, as the writer's own open judged the logs - and reports it
+    (:func:`_live_tail_report`): the holder of ``LOCK`` need not be a writer.
 
     Raises:
         CorruptionError: damaged files (named), StoreLockedError, StorageFullError, ...
@@ -337,6 +338,10 @@ def _open_db_once(
                 "zero-filled: what an OS crash leaves of writes whose data had not "
                 "reached the disk",
             )
+        if config.mode != "read_write" and not at_rest and recovery is None:
+            # Beside a LOCK holder the engine read past a torn record without a word:
+            # say so when one is there (a record being written, or damage).
+            recovery = _live_tail_report(config)
         if config.wal_recovery == "point_in_time" and (config.mode == "read_write" or at_rest):
             # A read-write open's engine logs what it dropped in its info log; a
             # read-only or secondary one writes no info log: the framing says.
@@ -403,6 +408,66 @@ def _torn_tail_report(config: RocksDBConfig, tail: LogTail, what: str) -> dict[s
         else "; the file is unchanged: a read-write open drops it",
     )
     return {"mode": "strict", "torn_tail": {"file": tail.path, "bytes_dropped": dropped}}
+
+
+def _live_tail_report(config: RocksDBConfig) -> dict[str, Any] | None:
+    """The ``recovery`` report of a read-only or secondary open made while a process
+    holds the store's ``LOCK``, when a write-ahead log ends inside a record (or its
+    framing breaks): the engine was told to tolerate that (the writer may be appending
+    the newest record) and read the logs up to it without a word. Logged as a warning.
+    ``None`` when every log ends on a whole record, or when the torn newest log grew
+    while we looked (a writer is appending it: the torn record was being written).
+
+    Whether the tail is a record being written or damage cannot be told for sure: a
+    holder of ``LOCK`` need not be a writer, and a writer paused mid-append leaves the
+    same bytes as a cut. The framing gives a hint (``write_shaped``): a write in
+    progress stops where a killed write stops (see _damage.py: a page boundary, or
+    between a header and its payload or two fragments); a log ending inside a record's
+    payload elsewhere is most likely damage."""
+    logs = wal_files(config.path)
+    for log in logs:
+        try:
+            tail = scan_log(log)
+        except OSError:
+            continue  # unreadable, or deleted by the writer while we look
+        if not tail.torn and tail.problem is None:
+            continue
+        if log == logs[-1]:
+            try:
+                grew = os.path.getsize(log) != tail.size
+            except OSError:
+                grew = True  # deleted: the writer moved on
+            if grew:
+                return None
+        dropped = tail.size - tail.complete_end
+        shaped = tail.problem is None and tail.crash_shaped
+        _log.warning(
+            "RocksDB store %s (mode=%s) opened while another process holds its LOCK, "
+            "without the torn tail of its write-ahead log %s (%d bytes from offset %d%s). "
+            "%s If no writer of this store is running, the records after that point are "
+            "lost: restore the store from a backup",
+            config.path,
+            config.mode,
+            log,
+            dropped,
+            tail.complete_end,
+            f"; {tail.problem}" if tail.problem else "",
+            "A record still being written looks like this, and so does a cut of the log "
+            "there; which it is cannot be told while the LOCK is held."
+            if shaped
+            else "It ends where no write in progress stops (inside a record, not at a page "
+            "or fragment boundary): most likely the log is damaged.",
+        )
+        return {
+            "mode": config.wal_recovery,
+            "torn_tail": {
+                "file": log,
+                "bytes_dropped": dropped,
+                "live_writer": True,
+                "write_shaped": shaped,
+            },
+        }
+    return None
 
 
 def _torn_logs(path: str) -> list[tuple[str, int, str]]:
@@ -692,12 +757,20 @@ def _check_wal_present(config: RocksDBConfig, manifest: str) -> int | None:
             # A live writer (holding LOCK) creates and deletes logs while we look; its
             # own open checked the chain, and the engine reports the lock.
             return None
-        file, what = hole
+        file, what, missing = hole
+        if missing:
+            what += (
+                "; the writes acknowledged in the missing log are gone, while later ones are kept"
+            )
+        else:
+            what += (
+                ". The store is refused as it is (no file changed, nothing dropped): "
+                "opened, it would have the damaged log's lost writes gone and later ones kept"
+            )
         raise CorruptionError(
-            f"the RocksDB store {config.path} is damaged: {what}; the writes acknowledged "
-            "in the missing log are gone, while later ones are kept. Restore the store "
-            "from a backup. wal_recovery=point_in_time cannot help here: the engine would "
-            "replay the later logs over the hole instead of stopping at it",
+            f"the RocksDB store {config.path} is damaged: {what}. Restore the store from a "
+            "backup. wal_recovery=point_in_time cannot help here: the engine would replay "
+            "the later logs over the hole instead of stopping at it",
             backend="rocksdb",
             path=file,
         )

@@ -152,7 +152,8 @@ def locked(store: Path) -> Iterator[Path]:
         text=True,
     )
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "locked"
         yield store
     finally:
         assert proc.stdin is not None
@@ -169,7 +170,8 @@ def _cut_newest(store: Path) -> str:
     data = Path(newest).read_bytes()
     last = _record_starts(data)[-2]
     cut = last + 7 + 20
-    assert cut % 4096 and cut % 32768
+    assert cut % 4096
+    assert cut % 32768
     os.truncate(newest, cut)
     return newest
 
@@ -178,9 +180,11 @@ def test_read_only_beside_a_lock_holder_reports_a_cut_newest_log(
     locked: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     newest = _cut_newest(locked)
-    with caplog.at_level(logging.WARNING, logger="aurora_storage"):
-        with aurora_storage.open(f"rocksdb://{locked}?mode=read_only") as repo:
-            recovery = repo.stats()["recovery"]
+    with (
+        caplog.at_level(logging.WARNING, logger="aurora_storage"),
+        aurora_storage.open(f"rocksdb://{locked}?mode=read_only") as repo,
+    ):
+        recovery = repo.stats()["recovery"]
     assert recovery is not None
     torn = recovery["torn_tail"]
     assert torn["file"] == newest

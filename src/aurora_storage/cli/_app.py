@@ -931,6 +931,17 @@ def _recovery_of(repo: Any) -> dict[str, Any] | None:
 def _recovery_text(recovery: dict[str, Any]) -> str:
     """``verify``'s words for a recovery report (see :func:`_recovery_of`)."""
     torn = recovery.get("torn_tail")
+    if isinstance(torn, dict) and torn.get("live_writer"):
+        return (
+            f"a torn write-ahead log tail not read ({torn.get('file')}, "
+            f"{torn.get('bytes_dropped')} bytes) while another process held the store's "
+            "LOCK: "
+            + (
+                "a record being written looks like this, and so does a cut of the log there"
+                if torn.get("write_shaped")
+                else "it ends where no write in progress stops, most likely damage"
+            )
+        )
     if isinstance(torn, dict):
         return (
             f"a torn write-ahead log tail not read ({torn.get('file')}, "
