@@ -52,6 +52,7 @@ from aurora_storage._stores import (
     open_stores,
 )
 from aurora_storage.backend import (
+    MAX_REPORTED_PROBLEMS,
     Append,
     Backend,
     Capabilities,
@@ -99,7 +100,7 @@ from ._envelope import pack as _pack
 from ._envelope import xxh32 as _x32
 from ._envelope import xxh32_digest as _x32d
 from ._errors import MAX_RECORD_SIZE, value_too_large
-from ._format import LMDB_DATA_VERSION, structure_problems
+from ._format import LMDB_DATA_VERSION, free_list_only, structure_problems
 
 __all__ = ["LMDBBackend"]
 
@@ -276,12 +277,42 @@ class LMDBBackend(Environment, Backend):
         assertion), checking every record's envelope (key and value) and ``check``.
         Costs about 20 s per GiB for the walk plus the read (see
         benchmarks/lmdb_verify_cost.py)."""
+        problems = self._structure_problems("verify")
+        structural = tuple(
+            VerifyProblem(f"{self._data_file}: {p}", path=self._data_file)
+            for p in problems[:MAX_REPORTED_PROBLEMS]
+        )
+        if problems and not free_list_only(problems):
+            # The records' own trees are damaged: reading them through the engine
+            # could abort the process, so they are not read (how many, unknown).
+            return VerifyReport(
+                records=0,
+                problems=structural,
+                problem_count=len(problems),
+                structure_checked=True,
+                unchecked=None,
+            )
+        # Sound, or damaged only in the free list, which readers never consult: every
+        # record is read and checked as usual (a writer would allocate from the
+        # damaged free list, hence the store stays reported DAMAGED).
+        report = super().verify(check=check)
+        return VerifyReport(
+            records=report.records,
+            problems=(structural + report.problems)[:MAX_REPORTED_PROBLEMS],
+            problem_count=len(problems) + report.problem_count,
+            structure_checked=True,
+            unchecked=report.unchecked,
+        )
+
+    def _structure_problems(self, op: str) -> list[str]:
+        """:func:`structure_problems` of the data file, walked while a read
+        transaction is held (so the pages it walks cannot be reused by writers)."""
         if self._dead:
             self._check()
         try:
             pin = self._begin()
         except lmdb.Error as exc:
-            raise self._translate(exc, "verify") from exc
+            raise self._translate(exc, op) from exc
         try:
             problems = structure_problems(self.path, self.config.subdir)
             if problems:
@@ -290,23 +321,34 @@ class LMDBBackend(Environment, Backend):
                 problems = structure_problems(self.path, self.config.subdir)
         finally:
             pin.abort()
-        if problems:
-            return VerifyReport(
-                records=0,
-                problems=tuple(
-                    VerifyProblem(f"{self._data_file}: {p}", path=self._data_file)
-                    for p in problems[:1000]
-                ),
-                problem_count=len(problems),
-                structure_checked=True,
+        return problems
+
+    def salvage_check(self) -> list[str]:
+        """The structural damage a salvage (``export --salvage``) reads past: the
+        problems :func:`structure_problems` finds when they lie only in the free list
+        (readers never consult it, so every record still reads), else none.
+
+        Returns:
+            The problems (to be named as skipped damage); empty for a sound file.
+
+        Raises:
+            CorruptionError: the records' own trees are damaged: reading them through
+                the engine could abort the process, so the salvage is refused, naming
+                the damage (restore a backup).
+        """
+        problems = self._structure_problems("export --salvage")
+        if problems and not free_list_only(problems):
+            shown = "; ".join(problems[:5])
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise CorruptionError(
+                f"{self._data_file} failed verification: {shown}{more}; the damage lies "
+                "in the pages that hold the records, which liblmdb cannot read past "
+                "safely (it may abort the process), so nothing can be salvaged through "
+                "it: restore the store from a backup",
+                backend="lmdb",
+                path=self.path,
             )
-        report = super().verify(check=check)
-        return VerifyReport(
-            records=report.records,
-            problems=report.problems,
-            problem_count=report.problem_count,
-            structure_checked=True,
-        )
+        return [f"{self._data_file}: {p}" for p in problems]
 
     def _check_plugin_meta(self) -> None:
         """Read the plugin's record: it decides the store's envelope version (the

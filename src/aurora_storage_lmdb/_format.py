@@ -11,6 +11,7 @@ verifier, then :func:`separator_problems`), so damage is reported, never crashed
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Iterable
 from typing import BinaryIO
@@ -20,6 +21,7 @@ from aurora_storage.errors import ConfigurationError, CorruptionError, StorageEr
 __all__ = [
     "LIB_VERSION",
     "LMDB_DATA_VERSION",
+    "free_list_only",
     "precheck",
     "separator_problems",
     "structure_problems",
@@ -133,9 +135,30 @@ def structure_problems(path: str, subdir: bool) -> list[str]:
         problems = lmdb_verify.verify(path, subdir)  # type: ignore[no-untyped-call]  # py-lmdb's verify module is untyped
     except Exception as exc:
         return [f"cannot be verified: {exc}"]
-    if problems:
-        return [str(p) for p in problems]
-    return separator_problems(os.path.join(path, "data.mdb") if subdir else path)
+    found = [str(p) for p in problems]
+    if found and not free_list_only(found):
+        return found
+    # Sound, or damaged only in the free list (which a reader never consults): the
+    # records' tree is walked for separators too, so that damage to it is never
+    # hidden behind the free list's.
+    return found + separator_problems(os.path.join(path, "data.mdb") if subdir else path)
+
+
+def free_list_only(problems: Iterable[str]) -> bool:
+    """Whether every problem :func:`structure_problems` found lies in the free list
+    (py-lmdb's verifier names them ``freeDB ...``). Readers never consult the free
+    list (only a writer allocates pages from it), so every record of such a file
+    still reads through liblmdb; damage anywhere else may lie on a reader's path."""
+    return all(p.startswith("freeDB") or _FREE_ACCOUNTING.fullmatch(p) for p in problems)
+
+
+#: The verifier's free-list accounting problems (pages both reachable
+#: and listed free, or neither: a writer's concern, never a reader's), e.g. "3 page(s)
+#: are neither reachable nor in the freeDB -- a leak (first: page 9)".
+_FREE_ACCOUNTING = re.compile(
+    r"\d+ page\(s\) are (both reachable and in the freeDB|neither reachable nor in the "
+    r"freeDB -- a leak) \(first: page \d+\)"
+)
 
 
 #: Page flags and header layout of LMDB 0.9 (data format v1, 64-bit): ``mp_pgno`` (8

@@ -552,6 +552,12 @@ def export(url: str, tenant: str | None, output: str, salvage: bool, quiet: bool
         skipped.append(message)
         warn(message)
 
+    target = URL.parse(url)
+    if salvage and target.scheme == "lmdb" and "verify" not in target.options:
+        # The structural check at open (verify=auto, for a file not known clean) would
+        # refuse the store at its first problem; the salvage runs it itself, reading
+        # past damage no reader meets (see export_store).
+        url = target.with_options(verify="false").render(hide_secrets=False)
     with open_read(url) as repo:
         total = _estimate(records_of(repo), tenant)
         try:
@@ -905,7 +911,15 @@ def verify(url: str, as_json: bool, quiet: bool) -> int:
             state += f" apart from {_recovery_text(recovery)}"
         write_line(f"{state}: {doc['records']} records checked")
         unchecked = doc["unchecked"]
-        if unchecked != 0:
+        if unchecked is None and doc["structure_checked"] and not doc["records"]:
+            # The file structure is damaged where the records lie (LMDB's trees): the
+            # engine was not let read them, since it might crash on the damage.
+            write_line(
+                "the records were not read: the damage above lies in the pages that hold "
+                "them, which the engine cannot read past safely (export --salvage refuses "
+                "it too); restore the store from a backup"
+            )
+        elif unchecked != 0:
             # Damaged regions were skipped: say so, so that "N records checked" is
             # not read as "the store holds N records".
             many = "an unknown number of" if unchecked is None else f"about {unchecked}"

@@ -279,6 +279,11 @@ def export_store(
         assert salvage is not None
         salvage(_skipped_text(problem))
 
+    structure = _structural_damage(repo) if salvage is not None else None
+    if structure is not None:
+        assert salvage is not None
+        skipped += 1  # the file is damaged though every record may read: a salvage
+        salvage(structure)
     codec = repo.codec.name
     as_json = codec == "json"
     counters = _counter_range(repo, tenant)
@@ -366,6 +371,32 @@ def _salvaged_records(
     for keys, values in read_past_damage(backend, start, stop, damaged, chunks):
         assert values is not None  # an items scan
         yield keys, values
+
+
+def _structural_damage(repo: Any) -> str | None:
+    """The damage to the store's file structure a salvage reads past, in words, or
+    ``None`` (none found, or an engine without such a check). An engine that checks its
+    structure offline (LMDB) runs the check here, since a salvage opens without it
+    (``verify=false``): damage a reader never meets (LMDB's free list) is named and
+    the records are read; other structural damage raises.
+
+    Raises:
+        CorruptionError: the structure is damaged where reading could crash the
+            process (LMDB: the records' own trees).
+    """
+    check = getattr(repo._backend, "salvage_check", None)
+    if check is None:
+        return None
+    problems: list[str] = check()
+    if not problems:
+        return None
+    shown = "; ".join(problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return (
+        f"the store's file structure is damaged where no record lies ({shown}{more}): "
+        "every record is still read, but do not write to the store again; import this "
+        "salvage into a new store"
+    )
 
 
 def _skipped_text(problem: VerifyProblem) -> str:
