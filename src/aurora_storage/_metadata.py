@@ -50,7 +50,13 @@ def check_metadata(backend: Backend, codec: str | Codec[Any] | None) -> Codec[An
     """
     marker = backend.marker_path
     initialised = marker is not None and os.path.lexists(marker)
-    raw = backend.get(META_KEY)
+    try:
+        raw = backend.get(META_KEY)
+    except CorruptionError as exc:
+        recorded = _codec_of_marker(backend, marker, exc)
+        if recorded is None:
+            raise
+        return _agreed(backend, recorded, codec)
     if raw is None:
         # A marker that exists, even damaged, proves the store was initialised.
         if initialised:
@@ -106,16 +112,7 @@ def check_metadata(backend: Backend, codec: str | Codec[Any] | None) -> Codec[An
             f"{FORMAT_VERSION} this aurora-storage supports; upgrade aurora-storage",
             backend=backend.scheme,
         )
-    if codec is not None:
-        wanted = get_codec(codec)
-        if wanted.name != recorded:
-            raise ConfigurationError(
-                f"{backend.describe()} was created with codec {recorded!r}, not "
-                f"{wanted.name!r}; open it without a codec (or with codec={recorded!r})",
-                backend=backend.scheme,
-            )
-    else:
-        wanted = get_codec(recorded)
+    wanted = _agreed(backend, recorded, codec)
     # Stores created before markers existed get theirs on the first writable open;
     # so does a store another opener created a moment ago and has not marked yet
     # (both write the same facts). Its record may not be durable yet: flush first,
@@ -142,6 +139,62 @@ def check_metadata(backend: Backend, codec: str | Codec[Any] | None) -> Codec[An
                 backend.describe(),
             )
     return wanted
+
+
+def _agreed(backend: Backend, recorded: str, codec: str | Codec[Any] | None) -> Codec[Any]:
+    """The recorded codec, checked against the one the opener asked for.
+
+    Raises:
+        ConfigurationError: ``codec`` is not ``recorded``.
+    """
+    if codec is None:
+        return get_codec(recorded)
+    wanted = get_codec(codec)
+    if wanted.name != recorded:
+        raise ConfigurationError(
+            f"{backend.describe()} was created with codec {recorded!r}, not "
+            f"{wanted.name!r}; open it without a codec (or with codec={recorded!r})",
+            backend=backend.scheme,
+        )
+    return wanted
+
+
+def _codec_of_marker(backend: Backend, marker: str | None, exc: CorruptionError) -> str | None:
+    """The codec a read-only open takes from the store's marker when reading the
+    metadata record failed with damage (``exc``), or ``None`` (the open raises ``exc``).
+
+    A point read of the record consults every overlapping table file (RocksDB: block 0
+    of each L0 file whose key range covers it), so damage to records of users can make
+    it fail although the record itself is intact. The marker is written from the
+    record once it is durable and names the same codec and format (neither ever
+    changes), so a read-only open - verify, export --salvage, reads that then meet the
+    damage themselves - proceeds on it, with a warning. A writable open never does:
+    writing to a damaged store would spread the damage.
+    """
+    if not backend.capabilities.read_only or marker is None:
+        return None
+    try:
+        info = read_marker(marker)
+    except CorruptionError:
+        return None
+    if info is None or info.get("backend") != backend.scheme:
+        return None
+    fmt, recorded = info.get("format"), info.get("codec")
+    if type(fmt) is not int or not isinstance(recorded, str) or fmt > FORMAT_VERSION:
+        return None
+    try:
+        get_codec(recorded)
+    except ConfigurationError:
+        return None
+    _log.warning(
+        "the metadata record of %s could not be read (%s); opened read-only with the "
+        "codec its marker %s names (%r): reads of damaged records fail as they meet them",
+        backend.describe(),
+        exc,
+        marker,
+        recorded,
+    )
+    return recorded
 
 
 def _store_of(marker: str) -> str:

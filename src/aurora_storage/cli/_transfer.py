@@ -286,7 +286,20 @@ def export_store(
         salvage(structure)
     codec = repo.codec.name
     as_json = codec == "json"
-    counters = _counter_range(repo, tenant)
+    try:
+        counters = _counter_range(repo, tenant)
+    except errors.CorruptionError as exc:
+        if salvage is None:
+            raise
+        # A seek for the counters meets damage (RocksDB: it reads the first block of
+        # every L0 table file before their range): the salvage carries no counters.
+        counters = None
+        skipped += 1
+        salvage(
+            f"skipped the sequence counters (whether the store holds any cannot be read: "
+            f"{exc}); an append to an event-store sequence of the imported store starts "
+            "after its newest record"
+        )
     header = {
         "aurora-storage-export": FORMAT if counters is not None else 2,
         "codec": codec,
