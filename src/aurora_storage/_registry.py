@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._backendspec import PROJECT, BackendSpec
+from ._install import extra_hint
 from ._url import SCHEME_RE
 from .errors import (
     BackendNotFoundError,
@@ -46,11 +47,37 @@ if TYPE_CHECKING:
 
     from .codecs import Codec
 
-# Schemes we know of but do not ship in the base install: the hint names the package to
-# install. Only packages that exist are named here (no guessed names).
+# Schemes we know of whose engine is not in the base install: scheme -> the extra of
+# this distribution that brings it. Only extras that exist are named (no guessed names).
 KNOWN_PACKAGES: dict[str, str] = {
-    "nats": "'aurora-storage[nats]'",
+    "nats": "nats",
 }
+
+#: The client library each scheme of an extra needs: scheme -> (module imported, the
+#: distribution that provides it). Without it the plugin loads but cannot open a store:
+#: ``aurora-storage backends`` shows the scheme ``unavailable`` with the install hint.
+OPTIONAL_CLIENTS: dict[str, tuple[str, str]] = {
+    "nats": ("nats", "nats-py"),
+}
+
+
+def missing_client(scheme: str) -> str | None:
+    """Why ``scheme``'s plugin cannot open a store in this environment (its extra's
+    client library is not installed, with the command that installs it), or None."""
+    import importlib.util
+
+    needed = OPTIONAL_CLIENTS.get(scheme)
+    if needed is None:
+        return None
+    module, dist = needed
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses the name (an import hook)
+        found = False
+    if found:
+        return None
+    return f"needs {dist} (not installed): {extra_hint(KNOWN_PACKAGES[scheme])}"
+
 
 #: Chooses among distributions that claim one scheme: ``scheme=distribution[,...]``.
 PREFER_ENV = "AURORA_STORAGE_PLUGINS"
@@ -387,7 +414,7 @@ class Registry:
         own = (getattr(spec.open, "__module__", None) or "").partition(".")[0]
         hint = KNOWN_PACKAGES.get(scheme)
         if hint:
-            fix = f"install it with: pip install {hint}"
+            fix = f"install it with: {extra_hint(hint)}"
         elif exc.name and own and exc.name.partition(".")[0] == own:
             # Not an engine: the plugin's own package lacks the module it imports.
             fix = (
@@ -577,7 +604,7 @@ class Registry:
         msg = f"no backend for URL scheme {scheme!r}. Installed schemes: "
         msg += ", ".join(self.schemes()) or "(none)"
         if scheme in KNOWN_PACKAGES:
-            msg += f". Install it with: pip install {KNOWN_PACKAGES[scheme]}"
+            msg += f". Install it with: {extra_hint(KNOWN_PACKAGES[scheme])}"
         return BackendNotFoundError(msg, backend=scheme)
 
     def schemes(self) -> list[str]:

@@ -5,8 +5,9 @@ machine.
 :class:`NATSRepository` over a JetStream key-value bucket; so do
 ``NATSRepository(servers=..., bucket=...)`` and :func:`create_nats_repository`. It
 registers the ``nats`` URL scheme through the ``aurora_storage`` entry point exactly as
-an outside plugin would; install it with the ``aurora-storage[nats]`` extra. See
-``docs/backends/nats.md`` for the options, key encoding, atomicity limits and durability.
+an outside plugin would; install it with the ``nats`` extra (``pip install '.[nats]'``
+from a clone). See ``docs/backends/nats.md`` for the options, key encoding, atomicity
+limits and durability.
 """
 
 from __future__ import annotations

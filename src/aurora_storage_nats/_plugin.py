@@ -15,11 +15,12 @@ def _open(url: URL, options: Mapping[str, Any]) -> Any:
         from ._backend import NATSBackend
         from ._repository import NATSRepository
     except ImportError as exc:
+        from aurora_storage._install import extra_hint
         from aurora_storage.errors import BackendNotFoundError
 
         raise BackendNotFoundError(
             f"the nats:// backend needs the NATS client (nats-py), which is not installed "
-            f"({exc}); install it with: pip install 'aurora-storage[nats]'",
+            f"({exc}); install it with: {extra_hint('nats')}",
             backend="nats",
         ) from exc
     opts = dict(options)

@@ -46,7 +46,7 @@ def test_testing_without_its_extra_names_the_extra(hidden: str) -> None:
     kind, name, message = out.split("|", 2)
     assert kind == "ImportError"
     assert name == hidden
-    assert "pip install 'aurora-storage[test]'" in message
+    assert "pip install '.[test]' from a clone" in message
     assert f"{hidden!r} is not installed" in message
 
 

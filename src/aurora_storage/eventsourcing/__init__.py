@@ -1,7 +1,7 @@
 """A persistence module for the `eventsourcing <https://eventsourcing.readthedocs.io>`_
 library (9.5.x), on aurora-storage's event-store primitives.
 
-Install with ``pip install "aurora-storage[eventsourcing]"`` and select it as eventsourcing
+Install with ``pip install '.[eventsourcing]'`` (from a clone) and select it as eventsourcing
 selects any persistence module::
 
     import os
@@ -25,9 +25,11 @@ from __future__ import annotations
 try:
     import eventsourcing.persistence  # noqa: F401 - only to give a helpful ImportError
 except ImportError as exc:  # pragma: no cover - the extra is installed in our tests
+    from .._install import extra_hint
+
     raise ImportError(
         "aurora_storage.eventsourcing needs the eventsourcing library: "
-        'pip install "aurora-storage[eventsourcing]"'
+        + extra_hint("eventsourcing")
     ) from exc
 
 from ._factory import AuroraFactory

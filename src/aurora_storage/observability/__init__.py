@@ -13,7 +13,7 @@ and the metrics ``db.client.operation.duration``, ``db.client.response.returned_
 ``aurora_storage.client.bytes_read``/``bytes_written`` and
 ``aurora_storage.client.errors``, following OpenTelemetry's semantic conventions for
 database clients (``db.system.name``, ``db.namespace``, ``db.operation.name``,
-``error.type``). Needs the ``otel`` extra (``pip install 'aurora-storage[otel]'``) for
+``error.type``). Needs the ``otel`` extra (``pip install '.[otel]'`` from a clone) for
 spans and metrics; slow-operation warnings need nothing. A repository that is not
 instrumented pays nothing.
 

@@ -607,10 +607,11 @@ def _make_instruments(
         from opentelemetry import metrics as otel_metrics
         from opentelemetry import trace
     except ImportError as exc:
+        from .._install import extra_hint
         from ..errors import ConfigurationError
 
         raise ConfigurationError(
-            "spans and metrics need OpenTelemetry: pip install 'aurora-storage[otel]' "
+            f"spans and metrics need OpenTelemetry: {extra_hint('otel')} "
             "(or call instrument(repo, spans=False, metrics=False) for slow-operation "
             "logs only)"
         ) from exc

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from .._install import extra_hint
+
 __all__: list[str] = []
 
 #: The modules the suite imports, and the extra that installs them.
@@ -23,7 +25,6 @@ for _name in _NEEDS:
     if _missing(_name):
         raise ImportError(
             f"aurora_storage.testing needs pytest and hypothesis ({_name!r} is not "
-            "installed): install the 'test' extra, pip install 'aurora-storage[test]' "
-            "(from a clone: pip install -e '.[test]')",
+            f"installed): install the 'test' extra, {extra_hint('test')}",
             name=_name,
         )
