@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,9 +30,37 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".aurora-installed"
 
 
+#: Exit status after Ctrl-C (128 + SIGINT), as a shell reports it.
+_INTERRUPTED = 130
+
+
 def _run(*cmd: str | Path, check: bool = True) -> int:
+    """Run ``cmd`` in ROOT and return its exit status.
+
+    Ctrl-C reaches the command itself (it runs in the terminal's process group), which
+    ends as it sees fit (the demo says ``aborted``); this script only notes the signal,
+    waits for the command and then exits 130 without a traceback of its own.
+    """
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    return subprocess.run([str(c) for c in cmd], cwd=ROOT, check=check).returncode
+    interrupted = False
+
+    def _note(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+
+    # A Python handler (not SIG_IGN, which the command would inherit) that does not
+    # raise: the wait for the command goes on (PEP 475 retries it).
+    previous = signal.signal(signal.SIGINT, _note)
+    try:
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT)
+        rc = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted or rc == -signal.SIGINT:
+        sys.exit(_INTERRUPTED)
+    if check and rc != 0:
+        raise subprocess.CalledProcessError(rc, [str(c) for c in cmd])
+    return rc
 
 
 #: What each job installs into .venv. The demo needs only the package and its engines
@@ -167,4 +196,8 @@ def _docs(rest: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        # Ctrl-C between commands (no command running to report it): quietly, as one.
+        sys.exit(_INTERRUPTED)

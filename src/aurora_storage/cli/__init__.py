@@ -51,8 +51,20 @@ def run(argv: Sequence[str] | None = None) -> int:
             return code
         except click.exceptions.Exit as exc:
             return exc.exit_code
+        except click.UsageError as exc:
+            # One line like every other error (click's own report is a usage block and
+            # "Error: ..."): the message, and where the usage is.
+            where = exc.ctx.command_path if exc.ctx is not None else "aurora-storage"
+            message = _one_line_text(exc.format_message())
+            click.echo(
+                f"error: UsageError: {message} (see `{where} --help`)",
+                err=True,
+            )
+            return int(ExitCode.USAGE)
         except click.ClickException as exc:
-            exc.show()
+            click.echo(
+                f"error: {type(exc).__name__}: {_one_line_text(exc.format_message())}", err=True
+            )
             # Exit status 1 means "not found"; click's own 1 (a file it could not open)
             # is a usage error.
             return int(ExitCode.USAGE) if exc.exit_code == 1 else exc.exit_code
@@ -93,7 +105,11 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or "(no message)"
+    return _one_line_text(str(exc))
+
+
+def _one_line_text(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
 
 
 def _failed(exc: BaseException, message: str) -> None:

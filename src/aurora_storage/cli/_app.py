@@ -17,7 +17,6 @@ from typing import IO, Any, TypeVar
 import click
 
 from .. import errors
-from ..config import URL
 from ._common import (
     KEY_FORMATS,
     VALUE_FORMATS,
@@ -28,7 +27,9 @@ from ._common import (
     open_read,
     open_write,
     parse_key,
+    parse_url,
     parse_value,
+    plural,
     progress,
     say,
     show_library_warnings,
@@ -178,14 +179,16 @@ def backends(as_json: bool) -> int:
     Every plugin is loaded. A broken plugin (fails to import, implements no hook, serves
     another scheme than its entry point's name or one its distribution declares no entry
     point for, or its scheme is claimed by two distributions) is a row with status
-    ``broken`` and the reason naming its distribution. Exit status 0 when every plugin
-    loads, 6 when any is broken.
+    ``broken`` and the reason naming its distribution. A plugin that loads but whose
+    optional extra is not installed (``nats`` without nats-py) is ``unavailable``, with
+    the command that installs it: not broken, since the install left it out on purpose.
+    Exit status 0 when every plugin loads, 6 when any is broken.
 
     \b
     Example:
       aurora-storage backends --json
     """
-    from .._registry import registry
+    from .._registry import missing_client, registry
 
     rows: list[dict[str, Any]] = []
     registry.specs()  # loads every plugin, so failures are known
@@ -199,14 +202,16 @@ def backends(as_json: bool) -> int:
         except errors.StorageError as exc:
             rows.append(_broken(scheme, exc))
             continue
-        rows.append(
-            {
-                "scheme": scheme,
-                "status": "ok",
-                "description": spec.description,
-                "package": registry.distribution(scheme) or spec.package or "",
-            }
-        )
+        row = {
+            "scheme": scheme,
+            "status": "ok",
+            "description": spec.description,
+            "package": registry.distribution(scheme) or spec.package or "",
+        }
+        missing = missing_client(scheme)
+        if missing is not None:
+            row.update(status="unavailable", error=missing)
+        rows.append(row)
     listed = {r["scheme"] for r in rows}
     for name, err in registry.failures.items():
         if name not in listed:
@@ -552,7 +557,7 @@ def export(url: str, tenant: str | None, output: str, salvage: bool, quiet: bool
         skipped.append(message)
         warn(message)
 
-    target = URL.parse(url)
+    target = parse_url(url)
     if salvage and target.scheme == "lmdb" and "verify" not in target.options:
         # The structural check at open (verify=auto, for a file not known clean) would
         # refuse the store at its first problem; the salvage runs it itself, reading
@@ -707,7 +712,7 @@ def import_(url: str, source: IO[bytes], tenant: str | None, quiet: bool) -> Non
     from ._transfer import import_store, read_header
 
     header = read_header(source)
-    target = URL.parse(url)
+    target = parse_url(url)
     new_store = NewStore.at(target)
     if new_store is not None and "codec" not in target.options:
         target = target.with_options(codec=header.codec)
@@ -794,7 +799,7 @@ def copy(
     """
     from ._transfer import compare, copy_store, records_of
 
-    dest = URL.parse(target)
+    dest = parse_url(target)
     new_store = NewStore.at(dest)
     written = 0
     copied = False
@@ -870,7 +875,7 @@ def verify(url: str, as_json: bool, quiet: bool) -> int:
     Example:
       aurora-storage verify lmdb:///var/data/proj --json
     """
-    target = URL.parse(url)
+    target = parse_url(url)
     if target.scheme == "lmdb" and "verify" not in target.options:
         # The command's full check names every problem; a structural check at open
         # (verify=auto, for a file not known clean) would only raise the first.
@@ -904,12 +909,12 @@ def verify(url: str, as_json: bool, quiet: bool) -> int:
     else:
         for p in problems:
             write_line(f"problem:{_where(p)} {p['message']}")
-        state = "healthy" if doc["ok"] else f"DAMAGED ({doc['problem_count']} problems)"
+        state = "healthy" if doc["ok"] else f"DAMAGED ({plural(doc['problem_count'], 'problem')})"
         if recovery:
             # Not damage that can be proven (a killed writer leaves it), nor plain health
             # (a cut of the log at that spot looks the same): said, exit status as is.
             state += f" apart from {_recovery_text(recovery)}"
-        write_line(f"{state}: {doc['records']} records checked")
+        write_line(f"{state}: {plural(doc['records'], 'record')} checked")
         unchecked = doc["unchecked"]
         if unchecked is None and doc["structure_checked"] and not doc["records"]:
             # The file structure is damaged where the records lie (LMDB's trees): the

@@ -84,10 +84,9 @@ def _open_for_backup(url: str) -> Iterator[Any]:
     out. A store whose killed writer left writes only in its log opens writable
     (replaying and flushing them; RocksDB's own lock keeps writers out). Everything
     else opens read-only."""
-    from ..config import URL
-    from ._common import held_by_others, rocksdb_needs_recovery, store_path
+    from ._common import held_by_others, parse_url, rocksdb_needs_recovery, store_path
 
-    parsed = URL.parse(url)
+    parsed = parse_url(url)
     path = store_path(parsed)
     if parsed.scheme == "lmdb" and path is not None and os.path.isfile(path):
         raise errors.NotSupportedError(
@@ -308,10 +307,9 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
     Example:
       aurora-storage restore /backups/events-2026-12-01 rocksdb:///var/data/events
     """
-    from ..config import URL
-    from ._common import RESTORING, held_by_others, store_path
+    from ._common import RESTORING, held_by_others, parse_url, store_path
 
-    parsed = URL.parse(url)
+    parsed = parse_url(url)
     given = store_path(parsed)
     if given is None:
         raise click.UsageError(

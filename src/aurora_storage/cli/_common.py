@@ -36,8 +36,10 @@ __all__ = [
     "open_read",
     "open_write",
     "parse_key",
+    "parse_url",
     "parse_value",
     "plugin_store_path",
+    "plural",
     "progress",
     "rocksdb_needs_recovery",
     "say",
@@ -127,6 +129,32 @@ _SIGNS = {
 _READ_ONLY = {"rocksdb": ("mode", "read_only"), "lmdb": ("read_only", "true")}
 
 
+def plural(count: int, word: str) -> str:
+    """``count`` and ``word``, in the plural unless ``count`` is 1 ("1 record", "2 records")."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def parse_url(text: str | URL) -> URL:
+    """:meth:`URL.parse` for a URL given on the command line.
+
+    A plain path (no scheme) that holds a RocksDB or LMDB store gets the URL to use in
+    the error, since that is what a newcomer most often means.
+
+    Raises:
+        InvalidURLError: as :meth:`URL.parse`.
+    """
+    try:
+        return URL.parse(text)
+    except errors.InvalidURLError as exc:
+        found = engine_at(text) if isinstance(text, str) and text and ":" not in text else None
+        if found is None:
+            raise
+        raise errors.InvalidURLError(
+            f"{text!r} is not a URL: the path holds a {found} store, use {found}:{text} "
+            f"(or {found}:///absolute/path)"
+        ) from exc
+
+
 def engine_at(path: str) -> str | None:
     """Which engine's store a directory (or LMDB single file) holds, or None."""
     if os.path.isfile(path):
@@ -196,7 +224,7 @@ def check_engine(url: URL, *, must_exist: bool) -> None:
         for name in ("hot", "cold"):
             text = url.options.get(name)
             if isinstance(text, str) and text:
-                check_engine(URL.parse(text), must_exist=False)
+                check_engine(parse_url(text), must_exist=False)
         return
     path = store_path(url)
     if path is None:
@@ -444,7 +472,7 @@ def open_read(url_text: str) -> Any:
     """
     import aurora_storage
 
-    return aurora_storage.open(_read_only_url(URL.parse(url_text)))
+    return aurora_storage.open(_read_only_url(parse_url(url_text)))
 
 
 def _read_only_url(url: URL) -> URL:
@@ -465,7 +493,7 @@ def _read_only_url(url: URL) -> URL:
         for name in ("hot", "cold"):
             text = url.options.get(name)
             if isinstance(text, str) and text:  # (a missing tier: the backend says so)
-                tiers[name] = _read_only_url(URL.parse(text)).render(hide_secrets=False)
+                tiers[name] = _read_only_url(parse_url(text)).render(hide_secrets=False)
         return url.with_options(**tiers) if tiers else url
     check_engine(url, must_exist=True)
     if url.scheme in _READ_ONLY:
@@ -492,7 +520,7 @@ def open_write(url_text: str | URL, *, create: bool = True, bulk: bool = False) 
     """
     import aurora_storage
 
-    url = URL.parse(url_text)
+    url = parse_url(url_text)
     check_engine(url, must_exist=not create)
     if bulk and url.scheme in _BULK_OPTIONS:
         for name, value in _BULK_OPTIONS[url.scheme]:

@@ -15,6 +15,7 @@ from ._common import (
     check_engine,
     decide_status,
     json_bytes,
+    parse_url,
     progress,
     say,
     store_path,
@@ -97,17 +98,16 @@ def import_seed_command(
       aurora-storage import-seed ./data/events rocksdb:///var/data/events \\
           --tenant-id acme --tenant-id globex --json
     """
-    from ..config import URL
     from ..migrate import SeedSourceError, import_seed
     from ..migrate._seed import foreign_target_message
 
     known = _read_tenants(tenants_file, tenant_ids)
     # The same refusal as put/import/copy for another engine's store, and never into a
     # folder holding something else (such as another TypeScript store).
-    check_engine(URL.parse(target), must_exist=False)
+    check_engine(parse_url(target), must_exist=False)
     foreign = foreign_target_message(target)
     if foreign is not None:
-        raise NoStoreError(foreign, path=store_path(URL.parse(target)))
+        raise NoStoreError(foreign, path=store_path(parse_url(target)))
     try:
         with contextlib.ExitStack() as stack:
             on_problem = None
