@@ -23,6 +23,7 @@ from .errors import (
     InvalidKeyError,
     PositionExpiredError,
     RepositoryClosedError,
+    StorageError,
 )
 
 __all__ = [
@@ -376,6 +377,13 @@ class ChangeFeed(ABC):
         network engine overrides it so the loop is not held for a round trip."""
         return self.read(after, limit)
 
+    def _check_inherited(self) -> None:
+        """Raise the store's InheritedHandleError if this feed belongs to a handle
+        inherited through ``fork()``. A :class:`~aurora_storage._eventstore.Watch` calls
+        it first thing in a process other than the one that made it. The default does
+        nothing: a feed of a backend without a fork guard goes on in the child."""
+        return
+
     def scoped(self, start: bytes, stop: bytes) -> ChangeFeed:
         """The feed one ``watch()`` reads: one holding at least the changes of the keys
         in ``[start, stop)`` (one tenant, optionally a prefix), with the same positions.
@@ -433,6 +441,22 @@ class RecentChanges(ChangeFeed):
         self._next_id = 0
         self._closed = False
         self._wakes = 0
+        #: Set in a fork() child (see refuse): the error every read and wait raises.
+        self._refused: Callable[[], StorageError] | None = None
+
+    def refuse(self, error: Callable[[], StorageError]) -> None:
+        """From now on :meth:`read` and :meth:`wait` raise ``error()``: the backend's
+        handle was inherited through ``fork()``, and nothing in this process records
+        into the feed (a watch would otherwise wait for ever, or end as if nothing
+        changed). Called in the child inside ``os.fork()``: takes no lock (a parent
+        thread may have held this feed's at the fork)."""
+        self._refused = error
+
+    def _check_inherited(self) -> None:
+        """See :meth:`ChangeFeed._check_inherited`."""
+        refused = self._refused
+        if refused is not None:
+            raise refused()
 
     def record(self, commit: int, changes: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Record the changes of one commit (the caller serialises commits)."""
@@ -470,6 +494,8 @@ class RecentChanges(ChangeFeed):
 
     def read(self, after: int, limit: int) -> list[ChangeRecord]:
         """See :meth:`ChangeFeed.read`."""
+        if self._refused is not None:
+            raise self._refused()
         with self._cond:
             if self._closed:
                 raise RepositoryClosedError("the change feed's store is closed")
@@ -523,6 +549,8 @@ class RecentChanges(ChangeFeed):
 
     def wait(self, after: int, timeout: float | None) -> bool:
         """See :meth:`ChangeFeed.wait`."""
+        if self._refused is not None:
+            raise self._refused()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             wakes = self._wakes

@@ -7,6 +7,7 @@ I/O-free pieces and the ``watch()`` iterators; :class:`~aurora_storage.Repositor
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -537,6 +538,8 @@ class Watch(Generic[K, V]):
         self._closed = False
         #: Held by the thread inside ``__next__`` (see there).
         self._turn = threading.Lock()
+        #: The process that made the watch (see _check_process).
+        self._pid = os.getpid()
 
     @property
     def position(self) -> int:
@@ -590,10 +593,23 @@ class Watch(Generic[K, V]):
                 else:
                     yield Change(pos, tenant, key, repo._load(raw, tenant, key), False)
 
+    def _check_process(self) -> None:
+        """In a process other than the one that made this watch (a ``fork()`` child):
+        raise the store's InheritedHandleError if its backend refuses inherited handles,
+        as every other call through the inherited repository does. Otherwise the watch
+        goes on here, with a fresh turn lock (the parent's may have been held by a
+        thread that does not exist in this process)."""
+        self._feed._check_inherited()
+        self._repo._check_open()
+        self._turn = threading.Lock()
+        self._pid = os.getpid()
+
     def __iter__(self) -> Self:
         return self
 
     def __next__(self) -> Change[K, V]:
+        if self._pid != os.getpid():
+            self._check_process()
         timeout = self._timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         turn = self._turn
@@ -657,6 +673,8 @@ class AsyncWatch(Generic[K, V]):
         import asyncio  # here, not at the top: `import aurora_storage` loads no asyncio
 
         w = self._watch
+        if w._pid != os.getpid():
+            w._check_process()
         deadline = None if w._timeout is None else time.monotonic() + w._timeout
         event: asyncio.Event | None = None
         wake: Callable[[], None] | None = None

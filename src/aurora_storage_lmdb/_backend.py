@@ -907,6 +907,8 @@ class LMDBBackend(Environment, Backend):
 
     def change_feed(self) -> ChangeFeed:
         """See :meth:`Backend.change_feed`: in-process, recording from the first call."""
+        if self._dead:
+            self._check()  # closed, or inherited through fork(): refused
         if self._log is not None:
             return self._log
         feed = self._feed
@@ -1122,11 +1124,9 @@ class LMDBBackend(Environment, Backend):
         """Map size, pages used, headroom, entries, reader slots, file size, format."""
         if self._dead:
             self._check()
-        try:
-            info = self._env.info()
-            stat = self._env.stat()
-        except lmdb.Error as exc:
-            raise self._translate(exc, "stats") from exc
+        # Through the growth gate, retried: both race a resize of the map by another
+        # thread (finding: "mdb_env_stat: Invalid argument").
+        info, stat = self._env_read(lambda env: (env.info(), env.stat()))
         psize = stat["psize"]
         used = (info["last_pgno"] + 1) * psize
         try:

@@ -467,6 +467,11 @@ class Environment:
         """See :class:`aurora_storage._fork.ForkAware`."""
         self._forked = True
         self._dead = True
+        feed = self.__dict__.get("_feed")
+        if feed is not None:
+            # A watch inherited from the parent raises there too, instead of waiting
+            # for changes nothing in this process records.
+            feed.refuse(self._inherited_error)
         env = self.__dict__.get("_env")
         if env is None:
             return
@@ -492,34 +497,38 @@ class Environment:
                 while self._gate_shut:
                     self._gate.wait()
         if self._forked:
-            raise _fork.inherited_error(
-                engine="LMDB",
-                scheme="lmdb",
-                path=self.path,
-                opened_pid=self._pid,
-                why="LMDB forbids using an inherited environment",
-                fix=None
-                if not self._kept_in_child
-                else (
-                    "This process cannot open the store again either: the inherited copy "
-                    "stays open here, untouched, because closing it would release the "
-                    "parent's "
-                    + (
-                        "cached reader slot (reader_cache=true)"
-                        if self.config.reader_cache
-                        else "write transaction"
-                    )
-                    + ". Open LMDB stores only after forking, use the 'spawn' "
-                    "multiprocessing start method, or open the store with "
-                    "reader_cache=false in the parent (its copy is then closed in the "
-                    "child, which may open the store again)"
-                ),
-            )
+            raise self._inherited_error()
         if self._closed:
             raise RepositoryClosedError(
                 f"the LMDB store at {self.path} is closed", backend="lmdb", path=self.path
             )
         # Otherwise the gate was shut and is open again: the call goes on.
+
+    def _inherited_error(self) -> StorageError:
+        """The error of every call through an environment inherited across fork()."""
+        return _fork.inherited_error(
+            engine="LMDB",
+            scheme="lmdb",
+            path=self.path,
+            opened_pid=self._pid,
+            why="LMDB forbids using an inherited environment",
+            fix=None
+            if not self._kept_in_child
+            else (
+                "This process cannot open the store again either: the inherited copy "
+                "stays open here, untouched, because closing it would release the "
+                "parent's "
+                + (
+                    "cached reader slot (reader_cache=true)"
+                    if self.config.reader_cache
+                    else "write transaction"
+                )
+                + ". Open LMDB stores only after forking, use the 'spawn' "
+                "multiprocessing start method, or open the store with "
+                "reader_cache=false in the parent (its copy is then closed in the "
+                "child, which may open the store again)"
+            ),
+        )
 
     def _translate(self, exc: Exception, what: str) -> StorageError:
         """The aurora-storage error for an engine error (the caller chains it)."""
@@ -733,6 +742,20 @@ class Environment:
         let happen (finding: one put_many blocked 16.9 s)."""
         with self._gated():
             txn.abort()
+
+    def _env_read(self, fn: Callable[[Any], T]) -> T:
+        """``fn(env)`` for a read of the environment outside a transaction (``info()``,
+        ``stat()``), through the growth gate and retried as :meth:`_read_txn` retries:
+        it races a resize of the map by another thread like a read transaction does
+        (finding: a watch leaked ``mdb_env_info: Invalid argument``)."""
+        tries = _Tries(self._remaps)
+        while True:
+            if self._dead:
+                self._check()
+            try:
+                return fn(self._env)
+            except lmdb.Error as exc:
+                self._recover(exc, tries, writing=False)
 
     def _read_txn(self, fn: Callable[[Any], T], first: Exception | None = None) -> T:
         """Run ``fn(txn)`` in one read transaction, retrying transient failures."""

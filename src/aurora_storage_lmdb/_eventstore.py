@@ -515,6 +515,11 @@ class StoreChangeLog(ChangeFeed):
         if self._closed:
             raise RepositoryClosedError("the change feed's store is closed", backend="lmdb")
 
+    def _check_inherited(self) -> None:
+        """See :meth:`ChangeFeed._check_inherited`."""
+        if self._backend._forked:
+            raise self._backend._inherited_error()
+
     def _position(self) -> tuple[int, int]:
         """The newest position (the newest log record's, or the floor) and the id of the
         snapshot it was read from."""
@@ -535,10 +540,7 @@ class StoreChangeLog(ChangeFeed):
     def _newest_meta(self) -> int:
         """The id of the newest committed transaction, from the meta pages (which a
         writer killed inside its commit may have written without publishing it)."""
-        try:
-            return int(self._backend._env.info()["last_txnid"])
-        except lmdb.Error as exc:
-            raise self._backend._translate(exc, "info") from exc
+        return int(self._backend._env_read(_info)["last_txnid"])
 
     def last_position(self) -> int:
         """See :meth:`ChangeFeed.last_position`: the newest log record (or the floor).
@@ -660,7 +662,6 @@ class StoreChangeLog(ChangeFeed):
         """See :meth:`ChangeFeed.wait`: this process's commits wake at once; other
         processes' are noticed within :data:`POLL_INTERVAL` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        env = self._backend._env
         with self._cond:
             wakes = self._wakes
         seen = -1
@@ -669,7 +670,7 @@ class StoreChangeLog(ChangeFeed):
         while True:
             if self._closed:
                 return False
-            txnid = env.info()["last_txnid"]
+            txnid = self._newest_meta()
             if txnid != seen or behind:
                 seen = txnid
                 pos, snap = self._position()
@@ -715,7 +716,6 @@ class StoreChangeLog(ChangeFeed):
     def _poll(self) -> None:
         # Subscribers are called when the newest meta page's id or the snapshot readers
         # get changes (the latter also when a repair - see wait() - publishes it).
-        env = self._backend._env
         seen: tuple[int, int] | None = None
         behind = 0
         repairable = not self._backend.config.read_only
@@ -726,7 +726,7 @@ class StoreChangeLog(ChangeFeed):
                     return
                 subscribers = list(self._subscribers.values())
             try:
-                txnid = env.info()["last_txnid"]
+                txnid = self._newest_meta()
                 if seen is None or txnid != seen[0] or behind:
                     state = (txnid, self._position()[1])
                 else:
@@ -762,3 +762,9 @@ class StoreChangeLog(ChangeFeed):
             subscribers = list(self._subscribers.values())
         for cb in subscribers:
             cb()
+
+
+def _info(env: Any) -> dict[str, int]:
+    """The environment's info (for :meth:`Environment._env_read`)."""
+    info: dict[str, int] = env.info()
+    return info

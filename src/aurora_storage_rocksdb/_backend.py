@@ -502,6 +502,10 @@ class RocksDBBackend(Backend):
         _fork.keep_forever(self._db)
         self._forked = True
         self._closed = True
+        if self._feed is not None:
+            # A watch inherited from the parent raises there too, instead of waiting
+            # for changes nothing in this process records.
+            self._feed.refuse(self._unusable)
         self._get = self._put = self.fast_get = _closed_op
         self._secondary_tmp = None
 
@@ -920,7 +924,13 @@ class RocksDBBackend(Backend):
     def change_feed(self) -> ChangeFeed:
         """See :meth:`Backend.change_feed`: in-process, recording from the first call."""
         feed = self._feed
-        return feed if feed is not None else _eventstore.start_feed(self)
+        if feed is None:
+            return _eventstore.start_feed(self)
+        if self._closed:
+            # Closed, or inherited through fork(): a watch made now would wait on a
+            # feed nothing records into any more.
+            raise self._unusable()
+        return feed
 
     # ------------------------------------------------------------------ maintenance
 
@@ -1067,7 +1077,12 @@ class RocksDBBackend(Backend):
         open_stores.release(self, self._close_engine)
 
     def _close_engine(self) -> None:
-        with self._lock:
+        # The write lock first (the order every write takes the two in): a write
+        # holding it has written its batch and not yet recorded it in the change feed
+        # (which reads the engine's sequence number). Dropping the engine between the
+        # two made a stored write raise "closed" (finding); now the write ends first,
+        # and a write after this finds the store closed before touching the engine.
+        with self._insert_lock, self._lock:
             if self._closed:
                 return
             self._closed = True

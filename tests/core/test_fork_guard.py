@@ -5,6 +5,7 @@ the parent's handle goes on working."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -128,3 +129,49 @@ def test_the_inherited_handle_error_advises_what_works_in_the_child(
         assert "cannot open the store" in advice or "Nor can this process" in advice
     if instead is not None:
         assert got.endswith(" | instead: from the parent"), got
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() exists on POSIX only")
+@pytest.mark.parametrize("options", ["", "?change_log=true"], ids=["feed", "change_log"])
+@pytest.mark.parametrize("scheme", ["rocksdb", "lmdb"])
+@pytest.mark.parametrize("timeout", [None, 0.2], ids=["no_timeout", "timeout"])
+def test_a_watch_inherited_by_a_forked_child_raises_there(
+    tmp_path: Path, scheme: str, options: str, timeout: float | None
+) -> None:
+    """A watch made in the parent and iterated in a fork() child raises
+    InheritedHandleError there, as every other inherited call does (finding: RocksDB's
+    and LMDB's in-process feeds waited for ever in the child - or, with a timeout, ended
+    as if nothing had changed). A watch made in the child from the inherited repository
+    is refused the same way."""
+    if scheme == "rocksdb" and options:
+        pytest.skip("change_log is an LMDB option")
+    with aurora_storage.open(f"{scheme}://{tmp_path / 's'}{options}") as repo:
+        watch = repo.watch("t", timeout=timeout)
+
+        def iterate(w: object) -> str:
+            # A child stuck in the wait would hang the test: SIGALRM ends it (the
+            # parent then sees a non-zero exit status).
+            signal.alarm(10)
+            try:
+                changes = list(w)  # type: ignore[call-overload]  # a Watch
+            except InheritedHandleError as exc:
+                return f"InheritedHandleError|{exc.backend}|{'fork()' in str(exc)}"
+            return f"no error: {changes!r}"
+
+        assert _in_fork_child(lambda: iterate(watch)) == f"InheritedHandleError|{scheme}|True"
+
+        def new_watch() -> str:
+            signal.alarm(10)
+            try:
+                w = repo.watch("t", timeout=timeout)
+            except InheritedHandleError as exc:
+                return f"InheritedHandleError|{exc.backend}|{'fork()' in str(exc)}"
+            return iterate(w)
+
+        assert _in_fork_child(new_watch) == f"InheritedHandleError|{scheme}|True"
+        # The parent's watch goes on working.
+        before = repo.last_position()
+        repo.put("t", "k", 1)
+        with repo.watch("t", after=before, timeout=0) as again:
+            assert [c.key for c in again] == ["k"]
+        watch.close()
