@@ -58,3 +58,14 @@ def run_and_kill(
         assert line.startswith("ack "), line
         acked.append(int(line[4:]))
     return acked
+
+
+def killed_writer_store(script: str, url: str) -> None:
+    """Run ``script`` (Python source) with ``url`` as its argument: it writes, prints
+    ``acked`` and SIGKILLs itself, leaving the store with its write-ahead logs as a
+    crash does (the stores the log-damage tests copy and cut)."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, url], capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.strip() == "acked", out.stderr
+    assert out.returncode == -9

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crash_writer import killed_writer_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,14 +45,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("rowal") / "base"
-    out = subprocess.run(
-        [sys.executable, "-c", WRITER, f"rocksdb://{path}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.stdout.strip() == "acked", out.stderr
-    assert out.returncode == -9
+    killed_writer_store(WRITER, f"rocksdb://{path}")
     return path
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from crash_writer import killed_writer_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -48,14 +49,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 @pytest.fixture(scope="module")
 def chained_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("walchain") / "s"
-    out = subprocess.run(
-        [sys.executable, "-c", _WRITER, f"rocksdb://{path}?{OPTIONS}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.stdout.strip() == "acked", out.stderr
-    assert out.returncode == -9
+    killed_writer_store(_WRITER, f"rocksdb://{path}?{OPTIONS}")
     return path
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from crash_writer import killed_writer_store
 
 import aurora_storage
 from aurora_storage.errors import CorruptionError
@@ -59,14 +60,7 @@ sys.stdin.read()
 @pytest.fixture(scope="module")
 def chained_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("waldmg") / "s"
-    out = subprocess.run(
-        [sys.executable, "-c", _WRITER, f"rocksdb://{path}?{OPTIONS}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.stdout.strip() == "acked", out.stderr
-    assert out.returncode == -9
+    killed_writer_store(_WRITER, f"rocksdb://{path}?{OPTIONS}")
     return path
 
 
