@@ -28,6 +28,7 @@ from collections.abc import (
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from aurora_storage._keys import decode_stored_key
 from aurora_storage.backend import (
     Append,
     AsyncBackend,
@@ -90,6 +91,41 @@ def _select(
     sel = [kv for kv in items if start <= kv[0] < stop]
     sel.sort(reverse=reverse)
     return sel if limit is None else sel[:limit]
+
+
+def _named(key: bytes) -> str:
+    """A stored key as the caller knows it: ``key 7 of tenant 'acme'`` (or its bytes,
+    for a record of the store's own)."""
+    try:
+        tenant, user_key = decode_stored_key(key)
+    except (StorageError, ValueError):
+        return f"the stored key {key[:64]!r}"
+    shown = repr(user_key)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."  # a long key: its start names it well enough
+    return f"key {shown} of tenant {tenant!r}"
+
+
+def _range_cut(keys: list[bytes], i: int, step: int, failure: str) -> str:
+    """The message of a range delete whose batch starting at ``keys[i]`` failed with
+    ``failure`` (the batch's own error): the keys before it were deleted (their batches
+    committed), those after it were not sent."""
+    n = len(keys)
+    end = min(i + step, n)
+    batch = f"{_named(keys[i])} through {_named(keys[end - 1])}"
+    if i:
+        done = (
+            f"the first {i} in key order, through {_named(keys[i - 1])}, were deleted "
+            f"(their batches committed); the next {end - i}, {batch}, failed: {failure}"
+        )
+    else:
+        done = f"the first {end}, {batch}, failed (no batch was committed before it): {failure}"
+    rest = f"; the other {n - end} were not deleted" if end < n else ""
+    return (
+        f"deleting {n} keys in atomic batches of at most {step} (each batch is atomic, "
+        f"the whole is not): {done}{rest}. Delete the range again (drop_tenant again) to "
+        "delete what is left"
+    )
 
 
 def _chunks(sel: list[tuple[bytes, bytes | None]], values: bool) -> Iterator[Chunk]:
@@ -176,7 +212,7 @@ class NATSBackend(Backend):
     def _run(self, coro: Coroutine[Any, Any, T], writes: bool = False) -> T:
         if self._closed:
             coro.close()
-            raise self._closed_error()
+            raise self._closed_error(writes)
         try:
             fut = self._lt.submit(self._guarded(coro, writes))
         except BaseException:
@@ -184,9 +220,12 @@ class NATSBackend(Backend):
             raise
         return fut.result()
 
-    def _closed_error(self) -> RepositoryClosedError:
+    def _closed_error(self, writes: bool = False) -> RepositoryClosedError:
+        """The error of a call made once the repository is closed (or closing): for a
+        write, it says nothing was sent (a range delete's later batch quotes it)."""
+        outcome = "; the write was not sent: nothing was written" if writes else ""
         return RepositoryClosedError(
-            f"the NATS repository {self.config.describe()} is closed", backend="nats"
+            f"the NATS repository {self.config.describe()} is closed{outcome}", backend="nats"
         )
 
     def _cut_error(self, writes: bool, sent: list[bool]) -> RepositoryClosedError:
@@ -221,7 +260,7 @@ class NATSBackend(Backend):
         with self._calls_lock:
             if self._ending:
                 coro.close()
-                raise self._closed_error()
+                raise self._closed_error(writes)
             call = _Call(task)
             self._calls.add(call)
         sent = [False, False]
@@ -371,7 +410,19 @@ class NATSBackend(Backend):
         """See :meth:`Backend.delete_range`: delete markers in atomic batches of
         ``max_batch`` (a whole tenant too: the stream is not purged, so watchers see
         every delete; the values leave the stream as later changes push them out of the
-        per-key history)."""
+        per-key history).
+
+        The one call of this backend made of several atomic batches (``put_many`` and
+        ``delete_many`` are one batch, refused whole above ``max_batch``), in key order.
+
+        Raises:
+            StorageError: a batch failed (its own type: RepositoryClosedError when
+                close() cut it, NATSConnectionError or NATSTimeoutError when the
+                connection was lost, ...). When the range took more than one batch, the
+                message says which keys the committed batches deleted, which batch
+                failed (and whether it may have been applied) and how many keys were
+                not reached (a call writes nothing unless its error says so).
+        """
         self._check_writable()
         keys = self.list_keys(start, stop)
         if not keys:
@@ -386,14 +437,10 @@ class NATSBackend(Backend):
                     writes=True,
                 )
             except StorageError as exc:
-                if i:
-                    # The error speaks of this batch only ("nothing was written"): say
-                    # that the earlier ones of the same call are committed.
-                    exc.message = (
-                        f"deleting {len(keys)} keys in atomic batches of at most {step}: "
-                        f"the first {i} were deleted (their batches committed); then the "
-                        f"next batch failed: {exc.message}"
-                    )
+                if len(keys) > step:
+                    # The error speaks of its own batch only ("nothing was written", "may
+                    # or may not have been applied"): say what the call did as a whole.
+                    exc.message = _range_cut(keys, i, step, exc.message)
                     exc.args = (exc.message,)
                 raise
         return len(keys)

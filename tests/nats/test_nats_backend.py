@@ -393,8 +393,24 @@ def test_batch_larger_than_max_batch_writes_nothing(nats_server: Server, bucket:
         with pytest.raises(BatchTooLargeError) as info:
             b.commit()
         assert (info.value.size, info.value.internal, info.value.limit) == (6, 0, 5)
+        # put_many and delete_many are one atomic batch whatever their size: never split
+        # into several (a cut between two would leave part of the call written).
+        with pytest.raises(BatchTooLargeError):
+            repo.delete_many("t", range(6))
         assert repo.list("t") == [0, 1, 2, 3, 4]
         assert list(repo.tenants()) == ["t"]
+
+    async def native() -> None:
+        async with aurora_storage.open_async(
+            f"nats://{nats_server.address}/{bucket}?max_batch=5"
+        ) as ar:
+            with pytest.raises(BatchTooLargeError):
+                await ar.put_many("t", [(i, -i) for i in range(10, 16)])
+            with pytest.raises(BatchTooLargeError):
+                await ar.delete_many("t", range(6))
+            assert await ar.list("t") == [0, 1, 2, 3, 4]
+
+    asyncio.run(native())
 
 
 def test_batch_too_large_names_the_callers_operations_and_the_sequence_counters(
