@@ -49,7 +49,9 @@ import rocksdict
 
 from aurora_storage._metadata import META_KEY
 from aurora_storage._stores import MARKER_NAME
-from aurora_storage.errors import ConfigurationError, ForeignStoreError
+from aurora_storage.errors import ConfigurationError, CorruptionError, ForeignStoreError
+
+from ._damage import damaged_files
 
 __all__ = [
     "DEFAULT_FAMILY",
@@ -261,6 +263,38 @@ def no_view_message(path: str, why: str) -> str:
     )
 
 
+def _unreadable_contents(
+    path: str, exc: Exception, *, read_write: bool
+) -> CorruptionError | ConfigurationError:
+    """The error for an unmarked store whose metadata record (or first record) the
+    engine could not read: damage (its block fails its checksum) or another failure."""
+    text = " ".join(str(exc).split()).rstrip(".")
+    low = text.lower()
+    rewrote = (
+        " (RocksDB's open rewrote its own MANIFEST, OPTIONS and log files)" if read_write else ""
+    )
+    if "corruption" in low or "checksum mismatch" in low:
+        files = damaged_files(text)
+        return CorruptionError(
+            f"the RocksDB store {path} is damaged where its first records lie "
+            f"({', '.join(files) or 'the engine named no file'}: {text}), and it has no "
+            f"{MARKER_NAME} (a checkpoint or `aurora-storage backup` has none): nothing "
+            "else tells that aurora-storage wrote it or which codec its values use, so it "
+            f"cannot be opened; no record was written{rewrote}. Restore an earlier "
+            "backup, or export what still reads from the store it was copied from "
+            "(`aurora-storage export --salvage`)",
+            backend="rocksdb",
+            path=files[0] if len(files) == 1 else path,
+        )
+    return ConfigurationError(
+        f"cannot tell whether the RocksDB store at {path} (no {MARKER_NAME}) was written "
+        f"by aurora-storage: its first records cannot be read ({text}). It was closed "
+        f"again before any record was written{rewrote}; open it again",
+        backend="rocksdb",
+        path=path,
+    )
+
+
 def refuse_foreign(path: str, *, read_write: bool) -> bool:
     """Refuse the existing RocksDB store at ``path`` (which has no marker) when it holds
     records but no aurora-storage metadata record; adopt an empty one or one with the
@@ -292,7 +326,10 @@ def check_opened(db: Any, path: str, *, side_file_existed: bool, read_write: boo
     Raises:
         ForeignStoreError: the store holds records and no metadata record, or a column
             family other than the default one.
-        ConfigurationError: its column families cannot be read.
+        CorruptionError: the block holding the metadata record (or the first record)
+            is damaged: without the marker nothing else tells the store ours (a
+            checkpoint, which ``aurora-storage backup`` writes, has no marker).
+        ConfigurationError: its column families or first records cannot be read.
     """
     try:
         families = other_families(path)
@@ -301,11 +338,20 @@ def check_opened(db: Any, path: str, *, side_file_existed: bool, read_write: boo
         unreadable: Exception | None = exc
     else:
         unreadable = None
-    if unreadable is None and not families and _contents_of(db) != "foreign":
-        return
+    unread: Exception | None = None
+    if unreadable is None and not families:
+        try:
+            if _contents_of(db) != "foreign":
+                return
+        except Exception as exc:  # rocksdict raises plain Exception for engine errors
+            # Escaped as the engine's plain Exception before (a PluginError, "a bug"):
+            # a damaged backup's open, where the look before it failed on the damage.
+            unread = exc
     if not side_file_existed and not read_write:
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(path, SIDE_FILE))
+    if unread is not None:
+        raise _unreadable_contents(path, unread, read_write=read_write) from unread
     if unreadable is not None:
         raise ConfigurationError(
             f"cannot tell whether the RocksDB store at {path} (no {MARKER_NAME}) was "
