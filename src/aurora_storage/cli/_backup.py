@@ -1,6 +1,11 @@
 """``aurora-storage backup`` and ``restore``: a consistent copy of a store into a new
 directory, and a backup swapped in for a store - refusing, before anything changes, a
 store that another process has open where the result would not hold what it claims.
+
+A backup is read back before it gets its name (every record, checksums on: the check
+``verify`` makes): a RocksDB checkpoint hard-links the store's table files and an LMDB
+copy copies its pages as they are, so a damaged store's damage lands in the backup, and
+without the check the operator learnt of it only when the backup was needed.
 """
 
 from __future__ import annotations
@@ -19,8 +24,17 @@ import click
 from .. import errors
 from .._stores import MARKER_NAME
 from ..config import URL
-from ._app import _confirm, _quiet_option, cli
-from ._common import NoStoreError, engine_at, open_read, open_write, say
+from ._app import _confirm, _quiet_option, _verify, _where, cli
+from ._common import (
+    NoStoreError,
+    engine_at,
+    open_read,
+    open_write,
+    parse_url,
+    plural,
+    say,
+    warn,
+)
 
 __all__ = ["backup", "restore"]
 
@@ -84,7 +98,7 @@ def _open_for_backup(url: str) -> Iterator[Any]:
     out. A store whose killed writer left writes only in its log opens writable
     (replaying and flushing them; RocksDB's own lock keeps writers out). Everything
     else opens read-only."""
-    from ._common import held_by_others, parse_url, rocksdb_needs_recovery, store_path
+    from ._common import held_by_others, rocksdb_needs_recovery, store_path
 
     parsed = parse_url(url)
     path = store_path(parsed)
@@ -116,11 +130,109 @@ def _open_for_backup(url: str) -> Iterator[Any]:
         yield repo
 
 
+#: How a backup is opened to be checked, per engine: LMDB without the structural walk
+#: at open (``verify()`` walks the file itself first, as the ``verify`` command does)
+#: and without liblmdb's lock file (it would be left in the backup; nothing else opens
+#: the partial directory, which is this process's); RocksDB with a small block cache
+#: (one pass over every block fills a cache for nothing, as in a copy's verify).
+_CHECK_OPTIONS: dict[str, dict[str, str]] = {
+    "lmdb": {"verify": "false", "lock": "false"},
+    "rocksdb": {"block_cache_size": "8MiB"},
+}
+
+
+def _check_backup(scheme: str, partial: str, *, quiet: bool) -> dict[str, Any]:
+    """Read the backup at ``partial`` back: ``Repository.verify()`` of it (every record,
+    the engine's checksums on - RocksDB's block checksums, the LMDB plugin's record
+    envelopes - after LMDB's structural walk). Returns ``verify``'s report (see
+    :func:`aurora_storage.cli._app._verify`); damage that keeps the backup from opening
+    at all is reported as its one problem.
+
+    Raises:
+        StorageError: the backup could not be read for another reason than damage.
+    """
+    url = URL(scheme, partial).with_options(**_CHECK_OPTIONS.get(scheme, {}))
+    try:
+        with open_read(url.render(hide_secrets=False)) as repo:
+            return _verify(repo, quiet=quiet)
+    except errors.CorruptionError as exc:
+        return {
+            "ok": False,
+            "opened": False,
+            "records": 0,
+            "problem_count": 1,
+            "unchecked": None,
+            "problems": [
+                {"message": str(exc), "tenant": exc.tenant, "key": None, "path": exc.path}
+            ],
+        }
+
+
+def _damage_error(
+    url: str, scheme: str, target: str, partial: str, report: dict[str, Any]
+) -> errors.CorruptionError:
+    """Name each problem :func:`_check_backup` found in the backup (now at ``target``)
+    on a ``warning:`` line, and return the error that ends the command: which files
+    hold the damage, that the backup was kept and holds it, and what to do."""
+
+    def here(text: str) -> str:
+        # The engines name the partial directory the backup was checked in.
+        return text.replace(partial, target)
+
+    files: list[str] = []
+    for p in report["problems"]:
+        path = here(p["path"]) if isinstance(p.get("path"), str) else None
+        if path == target and scheme == "lmdb":
+            path = os.path.join(target, "data.mdb")  # (its one data file)
+        p = {**p, "path": path, "message": here(str(p["message"]))}
+        warn(f"damaged in the backup:{_where(p)} {p['message']}")
+        if path is not None and path not in files:
+            files.append(path)
+    named = ", ".join(files[:5]) or target
+    if len(files) > 5:
+        named += f" and {len(files) - 5} more files"
+    unchecked = report.get("unchecked")
+    unread = (
+        ""
+        if unchecked == 0
+        else "; an unknown number of records could not be read"
+        if unchecked is None
+        else f"; about {plural(unchecked, 'record')} could not be read"
+    )
+    count = report.get("problem_count") or len(report["problems"])
+    # Salvaged from the backup (a copy nobody writes) where it opens; one too damaged
+    # to open (a RocksDB backup has no marker to fall back on) from the store.
+    salvage = f"{scheme}:{target}" if report.get("opened", True) else url
+    found = (
+        f"{plural(count, 'damaged record or region')} in {named}{unread}"
+        if report.get("opened", True)
+        else f"damage in {named} that keeps it from opening"
+    )
+    return errors.CorruptionError(
+        f"the backup {target} was written, but reading it back found {found}. The "
+        "backup holds the damage, so it is not a good backup: keep your earlier ones. "
+        f"The damage is most likely {url}'s own (the backup copies its files as they "
+        f"are): check it with `aurora-storage verify {url}`. Save what still reads with "
+        f"`aurora-storage export --salvage {salvage} -o FILE` and import that file into "
+        'a new store, or restore an earlier backup (docs/operations.md, "Backup and '
+        'restore")',
+        backend=scheme,
+        path=files[0] if files else target,
+    )
+
+
 @cli.command()
 @click.argument("url")
 @click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Read every record of the backup back, checksums on, before it gets its name "
+    "(exit 5 on damage).",
+)
 @_quiet_option
-def backup(url: str, directory: str, quiet: bool) -> None:
+def backup(url: str, directory: str, verify: bool, quiet: bool) -> None:
     """Write a consistent backup of a store into a new DIRECTORY (a RocksDB checkpoint,
     an LMDB compacting copy); the backup opens as a store of the same engine.
 
@@ -129,6 +241,11 @@ def backup(url: str, directory: str, quiet: bool) -> None:
     process (``repo.checkpoint(path)``) or stop it first. The backup is written into
     DIRECTORY.partial-PID and renamed to DIRECTORY only once complete; the next backup
     into DIRECTORY removes what a killed run left.
+
+    The backup is then read back (every record, checksums on, as `verify` does). A
+    damaged store's backup holds its damage: it is kept, the damaged records and files
+    are named and the exit status is 5. --no-verify skips the check (it reads the whole
+    backup; see docs/operations.md for its cost).
 
     \b
     Example:
@@ -147,6 +264,7 @@ def backup(url: str, directory: str, quiet: bool) -> None:
         )
     _clean_partials(target)
     partial = f"{target}{_PARTIAL}{os.getpid()}"
+    scheme = parse_url(url).scheme
     try:
         with _open_for_backup(url) as repo:
             try:
@@ -162,6 +280,16 @@ def backup(url: str, directory: str, quiet: bool) -> None:
                     f"{exc.__cause__ or exc}",
                     path=target,
                 ) from exc
+        # Checked once the store is closed (a RocksDB store's LOCK, held until then,
+        # keeps its writers out no longer than the copy takes), and before the backup
+        # gets its name (a run killed while checking leaves no DIRECTORY).
+        report = None
+        if verify:
+            try:
+                report = _check_backup(scheme, partial, quiet=quiet)
+            except errors.StorageError as exc:
+                exc.add_note(f"(reading the backup back failed: nothing of {target} was kept)")
+                raise
         try:
             if os.path.isdir(target):
                 os.rmdir(target)  # (empty, checked above)
@@ -174,7 +302,16 @@ def backup(url: str, directory: str, quiet: bool) -> None:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    say(f"backup of {url} written to {target}", quiet=quiet)
+    if report is None:
+        say(f"backup of {url} written to {target} (not checked: --no-verify)", quiet=quiet)
+        return
+    if not report["ok"]:
+        # Kept, not removed: it is a consistent copy of the damaged store to salvage
+        # from (``export --salvage``), which a store still in use may not be; the
+        # error says it holds the damage (exit 5, as verify's).
+        raise _damage_error(url, scheme, target, partial, report)
+    checked = plural(report["records"], "record")
+    say(f"backup of {url} written to {target} ({checked} checked)", quiet=quiet)
 
 
 class RestoreLeftoverError(errors.StorageError):
@@ -307,7 +444,7 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
     Example:
       aurora-storage restore /backups/events-2026-12-01 rocksdb:///var/data/events
     """
-    from ._common import RESTORING, held_by_others, parse_url, store_path
+    from ._common import RESTORING, held_by_others, store_path
 
     parsed = parse_url(url)
     given = store_path(parsed)
