@@ -39,7 +39,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._args import check_scan, key_list, pairs
+from ._args import check_scan, key_list
 from ._cancel import Aborted
 from ._eventstore import AsyncWatch, Slot, Version
 from ._keys import decode_keys
@@ -315,9 +315,8 @@ class AsyncRepository(Generic[K, V]):
         if self._native is not None and not self._own_put_many:
             with _Awaited(repo):
                 repo._check_writable()
-                repo._prefix(tenant)  # a bad tenant fails even with no items
                 ops: list[tuple[bytes, bytes | None]] = list(
-                    repo._encoded(tenant, pairs(items, "put_many"), repo._encode_held)
+                    repo._encoded(tenant, items, repo._encode_held)
                 )
                 await self._native.write(ops)
             return len(ops)

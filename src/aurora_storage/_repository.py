@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from . import _eventstore, _owners
-from ._args import check_scan, key_list, pair, pairs, split_pairs
+from ._args import check_scan, key_list, split_pairs
 from ._batch import Batch
 from ._cancel import Aborted
 from ._eventstore import Change, Slot, Version, Watch
@@ -410,7 +410,20 @@ class Repository(TenantKeys, Generic[K, V]):
     def put_many(self, tenant: str, items: Mapping[K, V] | Iterable[tuple[K, V]]) -> int:
         """Store many values atomically (all or nothing); return how many.
 
-        A bad key or value anywhere in ``items`` raises before anything is written.
+        Args:
+            tenant: the tenant.
+            items: a mapping, or an iterable of ``(key, value)`` pairs.
+
+        Returns:
+            The number of items stored.
+
+        Raises:
+            InvalidArgumentError: an item is not a pair. InvalidTenantError,
+            InvalidKeyError, KeyTooLargeError: a key (or the tenant) the store cannot
+            hold. SerializationError: a value the codec cannot store. Nothing is written.
+            With several faults, the first check that fails decides the error, in this
+            order on every path (sync, async): every item a pair, then every key, then
+            the values.
         """
         return self._put_many(tenant, items, None)
 
@@ -429,10 +442,9 @@ class Repository(TenantKeys, Generic[K, V]):
             backend = self._backend
             enc = self._encode if backend.streams_writes else self._encode_held
             if abort is not None:
-                # The async twin: item by item, so a cancellation is seen between items.
-                self._prefix(tenant)  # a bad tenant fails even with no items
-                source = self._encoded(tenant, pairs(items, "put_many"), enc, abort)
-                return backend.write_iter(source)
+                # The async twin: values encoded item by item, so a cancellation is seen
+                # between items (the pairs and keys are checked first, as below).
+                return backend.write_iter(self._encoded(tenant, items, enc, abort))
             # The batch path: every key encoded in one pass (validating the tenant even
             # with no items), then the engine gets the ready keys and the values as they
             # are encoded (Backend.write_puts), without a Python frame per item.
@@ -459,17 +471,22 @@ class Repository(TenantKeys, Generic[K, V]):
     def _encoded(
         self,
         tenant: str,
-        source: Iterable[Any],
+        items: Mapping[K, V] | Iterable[tuple[K, V]],
         enc: Callable[[Any], bytes],
         abort: Callable[[], bool] | None = None,
     ) -> Iterator[tuple[bytes, bytes]]:
-        full = self._full
-        for i, item in enumerate(source):
-            if type(item) is tuple and len(item) == 2:
-                key, value = item
-            else:
-                key, value = pair(item, i, "put_many")
-            k = full(tenant, key)
+        """``put_many``'s stored pairs, each value encoded as it is taken. The items are
+        checked in the order the batch path checks them - every item a pair, then every
+        key (and the tenant, even with no items), then the values - so a call holding
+        several faults raises the same error on every path (sync, async, native async).
+
+        Raises (when first advanced):
+            InvalidArgumentError, InvalidTenantError, InvalidKeyError, KeyTooLargeError,
+            SerializationError: as :meth:`put_many`.
+        """
+        keys, values = split_pairs(items, "put_many")
+        fulls = self._fulls(tenant, keys)
+        for k, key, value in zip(fulls, keys, values, strict=True):
             try:
                 v = enc(value)
             except Exception:
