@@ -7,6 +7,7 @@ waits for calls in flight."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -48,6 +49,7 @@ __all__ = [
     "open_db",
     "open_space",
     "prune_info_logs",
+    "store_at_rest",
 ]
 
 _COMPRESSION = {
@@ -165,9 +167,23 @@ def _open_full_error(config: RocksDBConfig, exc: BaseException) -> StorageFullEr
     )
 
 
-def open_db(config: RocksDBConfig, secondary_tmp: str | None) -> tuple[Any, dict[str, Any] | None]:
+def open_db(
+    config: RocksDBConfig,
+    secondary_tmp: str | None,
+    *,
+    engine_path: str | None = None,
+    wal_hint: str | None = None,
+) -> tuple[Any, dict[str, Any] | None]:
     """Open the engine (see ``_open_db_once``); a ``read_only`` open beside a live writer
     is repeated until it is a consistent view.
+
+    ``engine_path``: the directory the engine opens instead of ``config.path``, a
+    directory of symbolic links to its files (``import-seed`` reads a store it must not
+    write to through one: rocksdict writes its side file at every open). The logs, the
+    MANIFEST and the lock are judged in ``config.path``, and every message names the
+    files there, never the links. ``wal_hint``: what to do about a damaged write-ahead
+    log, replacing :data:`_WAL_HINT` (whose advice, a read-write open, does not apply
+    to a store aurora-storage may not write).
 
     RocksDB's read-only open reads the MANIFEST, then lists and replays the write-ahead
     logs it names. A live writer that finishes a flush in between records the flushed
@@ -183,8 +199,11 @@ def open_db(config: RocksDBConfig, secondary_tmp: str | None) -> tuple[Any, dict
             for a consistent view within ``_READ_ONLY_PATIENCE`` seconds (use
             ``mode=secondary``, built to follow a live writer).
     """
+    opening = functools.partial(
+        _open_db_once, engine_path=engine_path or config.path, wal_hint=wal_hint or _WAL_HINT
+    )
     if config.mode != "read_only":
-        return _open_db_once(config, secondary_tmp)
+        return opening(config, secondary_tmp)
     path = config.path
     deadline = time.monotonic() + _READ_ONLY_PATIENCE
     attempt = 0
@@ -192,9 +211,9 @@ def open_db(config: RocksDBConfig, secondary_tmp: str | None) -> tuple[Any, dict
     while True:
         before = _manifest_state(path)
         try:
-            db, recovery = _open_db_once(config, secondary_tmp)
+            db, recovery = opening(config, secondary_tmp)
         except StorageError as exc:
-            if _at_rest(path):
+            if store_at_rest(path):
                 raise
             last = exc
         else:
@@ -258,7 +277,7 @@ def _no_live_writer(path: str) -> bool:
 _GETLK_LAYOUT = "hhqqi4x" if sys.platform == "linux" and sys.maxsize > 2**32 else None
 
 
-def _at_rest(path: str) -> bool:
+def store_at_rest(path: str) -> bool:
     """Whether no writer has the store open - none in this process (``open_stores``:
     probing our own ``LOCK`` would release it) and none elsewhere (``LOCK``) - so its
     write-ahead logs are at rest and a torn record in them is not one being written."""
@@ -266,11 +285,12 @@ def _at_rest(path: str) -> bool:
 
 
 def _open_db_once(
-    config: RocksDBConfig, secondary_tmp: str | None
+    config: RocksDBConfig, secondary_tmp: str | None, *, engine_path: str, wal_hint: str
 ) -> tuple[Any, dict[str, Any] | None]:
-    """Open the engine on ``config.path`` (which exists): the damage checks, strict
-    write-ahead log recovery with a crash's torn tail dropped, or point-in-time recovery
-    when asked. Returns the engine and what recovery did (``None``: nothing).
+    """Open the engine on ``config.path`` (which exists; the engine itself on
+    ``engine_path``, see :func:`open_db`): the damage checks, strict write-ahead log
+    recovery with a crash's torn tail dropped, or point-in-time recovery when asked.
+    Returns the engine and what recovery did (``None``: nothing).
 
     Every mode judges the logs alike: a ``read_only`` or ``secondary`` open of a store
     no writer has open (its files at rest) refuses what a read-write open refuses and
@@ -285,7 +305,7 @@ def _open_db_once(
     """
     path = config.path
     recovery: dict[str, Any] | None = None
-    at_rest = config.mode != "read_write" and _at_rest(path)
+    at_rest = config.mode != "read_write" and store_at_rest(path)
     try:
         if (config.mode != "secondary" or at_rest) and os.path.exists(
             os.path.join(path, "CURRENT")
@@ -297,7 +317,7 @@ def _open_db_once(
             # The engine's secondary open recovers to the first torn record without a
             # word (point-in-time, its only mode that can follow a writer): judge the
             # framing of the logs here, as the read-write open's engine would.
-            recovery = _judge_logs(config)
+            recovery = _judge_logs(config, wal_hint)
         if config.mode == "read_only":
             access = rocksdict.AccessType.read_only()
         elif config.mode == "secondary":
@@ -307,24 +327,23 @@ def _open_db_once(
         else:
             access = rocksdict.AccessType.read_write()
         try:
-            db = rocksdict.Rdict(
-                path, options=_engine_options(config, at_rest=at_rest), access_type=access
-            )
+            db = _engine_open(path, engine_path, _engine_options(config, at_rest=at_rest), access)
         except Exception as exc:
             if config.mode == "secondary" or not _is_corruption(exc):
                 raise
             strict = config.wal_recovery == "strict" and (config.mode == "read_write" or at_rest)
             if not strict:
-                raise _corruption(exc, config) from exc
+                raise _corruption(exc, config, wal_hint) from exc
             # Strict: the engine refused any damage in the logs. A crash's torn tail
             # is no damage: drop it (as RocksDB's default mode does) and say so.
             tail = None if damaged_files(str(exc)) else _crash_torn_tail(path)
             if tail is None:
-                raise _corruption(exc, config) from exc
-            db = rocksdict.Rdict(
+                raise _corruption(exc, config, wal_hint) from exc
+            db = _engine_open(
                 path,
-                options=_engine_options(config, at_rest=at_rest, tolerate_tail=True),
-                access_type=access,
+                engine_path,
+                _engine_options(config, at_rest=at_rest, tolerate_tail=True),
+                access,
             )
             recovery = _torn_tail_report(
                 config, tail, "the record being written when the process died"
@@ -378,13 +397,28 @@ def _open_db_once(
             db.set_write_options(wo)
     except Exception as exc:
         if not isinstance(exc, StorageError) and _is_corruption(exc):
-            raise _corruption(exc, config) from exc
+            raise _corruption(exc, config, wal_hint) from exc
         err = translate(exc, config, "opening")
         if isinstance(err, StorageFullError) and err is not exc and config.mode == "read_write":
             prune_info_logs(path)
             err = _open_full_error(config, exc)
         raise err from exc
     return db, recovery
+
+
+def _engine_open(path: str, engine_path: str, options: Any, access: Any) -> Any:
+    """The engine opened on ``engine_path``; when that is a directory of links to the
+    files of ``path`` (see :func:`open_db`), an engine error names the files of
+    ``path``: the user's files, not the links of a temporary directory that is gone by
+    the time the message is read."""
+    try:
+        return rocksdict.Rdict(engine_path, options=options, access_type=access)
+    except Exception as exc:
+        if engine_path == path:
+            raise
+        # rocksdict raises plain Exception for engine errors: the same, in the store's
+        # own names (damaged_files and the messages read the text).
+        raise Exception(str(exc).replace(engine_path, path)) from exc
 
 
 def _torn_tail_report(config: RocksDBConfig, tail: LogTail, what: str) -> dict[str, Any]:
@@ -485,7 +519,7 @@ def _torn_logs(path: str) -> list[tuple[str, int, str]]:
     return out
 
 
-def _judge_logs(config: RocksDBConfig) -> dict[str, Any] | None:
+def _judge_logs(config: RocksDBConfig, wal_hint: str) -> dict[str, Any] | None:
     """A secondary open at rest: refuse write-ahead logs a read-write open refuses (a
     record cut where no crash ends a log, a torn log that is not the newest, broken
     framing); return the report of a crash's torn tail in the newest (``None``: the
@@ -506,7 +540,7 @@ def _judge_logs(config: RocksDBConfig) -> dict[str, Any] | None:
     file, _, why = bad[0]
     raise CorruptionError(
         f"the RocksDB store {config.path} is damaged: {file}: {why}, which no crash leaves "
-        f"(the read-write open refuses it too). {_WAL_HINT}",
+        f"(the read-write open refuses it too). {wal_hint}",
         backend="rocksdb",
         path=file,
     )
@@ -525,8 +559,12 @@ def _is_corruption(exc: BaseException) -> bool:
     return "corruption" in low or "checksum mismatch" in low
 
 
-def _corruption(exc: BaseException, config: RocksDBConfig) -> CorruptionError:
-    """The CorruptionError of a refused open, naming the damaged file(s)."""
+def _corruption(
+    exc: BaseException, config: RocksDBConfig, wal_hint: str = _WAL_HINT
+) -> CorruptionError:
+    """The CorruptionError of a refused open, naming the damaged file(s); ``wal_hint``
+    says what to do about a damaged write-ahead log found by an open that does not
+    write (see :func:`open_db`)."""
     path = config.path
     text = str(exc)
     files = damaged_files(text)
@@ -552,7 +590,7 @@ def _corruption(exc: BaseException, config: RocksDBConfig) -> CorruptionError:
             "stats()['recovery'])"
         )
     elif wal and config.wal_recovery == "strict":
-        hint = _WAL_HINT
+        hint = wal_hint
     # The engine's message may span lines and end with its own period: one sentence.
     said = " ".join(text.split()).rstrip(".")
     return CorruptionError(
@@ -753,7 +791,7 @@ def _check_wal_present(config: RocksDBConfig, manifest: str) -> int | None:
     # a store that never wrote, or one whose logs were all deleted - not told apart).
     if number == 0 or any(int(os.path.basename(f)[:-4]) >= number for f in logs):
         hole = log_chain_problem(number, last_sequence, logs)
-        if hole is None or not _at_rest(config.path):
+        if hole is None or not store_at_rest(config.path):
             # A live writer (holding LOCK) creates and deletes logs while we look; its
             # own open checked the chain, and the engine reports the lock.
             return None

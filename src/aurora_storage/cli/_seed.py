@@ -91,6 +91,9 @@ def import_seed_command(
     be split without guessing, values that are not JSON and keys the target refuses are
     reported and not imported (exit 5); everything else is imported, one atomic batch
     per 2000 records, overwriting existing keys, so the command can be run again.
+    Stop the application first: a SOURCE another process has open is refused (exit 3;
+    --dry-run reads it). A damaged SOURCE is refused (exit 5, the file named); the torn
+    write-ahead log tail a killed application leaves is read past, with a warning.
 
     \b
     Examples:
@@ -127,7 +130,7 @@ def import_seed_command(
             bar = stack.enter_context(progress("import-seed", total=None, quiet=quiet or as_json))
             report = import_seed(
                 source,
-                None if dry_run else target,
+                target,
                 known_tenants=known,
                 dry_run=dry_run,
                 progress=bar.advance,
@@ -140,13 +143,10 @@ def import_seed_command(
     # not turn "records left out" into success.
     decide_status(ExitCode.OK if report.ok else ExitCode.DAMAGED)
     if as_json:
-        out = report.to_json()
-        if dry_run:
-            out["target"] = target
-        write_json(out)
+        write_json(report.to_json())
     else:
         verb = "would import" if dry_run else "imported"
-        where = f"into {report.target}" if report.target else f"(dry run, {target} untouched)"
+        where = f"(dry run, {report.target} untouched)" if dry_run else f"into {report.target}"
         say(
             f"{verb} {report.imported} of {report.records} records {where}: "
             + (", ".join(f"{t}={n}" for t, n in report.tenants.items()) or "no tenants"),

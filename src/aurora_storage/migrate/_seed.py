@@ -2,7 +2,11 @@
 
 The source is read, never written: RocksDB is opened read-only on a directory of
 symbolic links to the store's files (the binding would otherwise add its own side file
-to the store), so a store on a read-only mount or in a backup imports as well.
+to the store), so a store on a read-only mount or in a backup imports as well. The open
+judges the store's files as every read-only open of the RocksDB plugin does
+(``aurora_storage_rocksdb._engine.open_db``: a write-ahead log damaged or cut where no
+crash ends one is refused, a crash's torn tail is read past and reported), and a store
+another process has open (its application still running) is refused.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import dataclasses
 import decimal
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections import Counter
@@ -21,7 +26,7 @@ from typing import Any
 from .. import errors
 from .._keys import encode_key, encode_tenant
 from .._metadata import META_KEY
-from ..errors import SeedKeyError, SeedSourceError
+from ..errors import SeedKeyError, SeedSourceError, StorageError
 from ._split import JS_SAFE_INTEGER, SeedSplit, parse_json, split_seed_key
 
 __all__ = ["SeedImportReport", "SeedProblem", "import_seed"]
@@ -35,6 +40,15 @@ MAX_PROBLEMS = 1000
 _PRIVATE = ("LOCK", "LOG", "rocksdict-config.json")
 #: The marker of an aurora-storage store (see aurora_storage._stores).
 _AURORA_MARKER = "aurora-store.json"
+_log = logging.getLogger("aurora_storage.migrate")
+#: What to do about a source whose write-ahead log is damaged (instead of the RocksDB
+#: plugin's advice, a read-write open of the store, which import-seed never makes).
+_SEED_WAL_HINT = (
+    "Restore the TypeScript store from a backup and import that; or, to import the "
+    "records before the damage (those after it are lost), open a copy of the store once "
+    "read-write with RocksDB's point-in-time recovery and import the copy (see "
+    'docs/migrating-from-typescript.md, "A damaged source")'
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +101,10 @@ class SeedImportReport:
         problem_count: records not imported, by reason.
         problems: the first :data:`MAX_PROBLEMS` problems, in source key order (all of
             them go to ``on_problem`` of :func:`import_seed`).
+        recovery: what the read-only open of the source left out, as the RocksDB
+            plugin's ``stats()["recovery"]`` reports it (``{"mode": ..., "torn_tail":
+            {"file", "bytes_dropped"}}``: the torn tail of the source's write-ahead log
+            that a killed writer left, logged as a warning too), or ``None``.
     """
 
     source: str
@@ -98,6 +116,7 @@ class SeedImportReport:
     text_keys: int
     problem_count: dict[str, int]
     problems: tuple[SeedProblem, ...]
+    recovery: dict[str, Any] | None = None
 
     @property
     def problems_truncated(self) -> bool:
@@ -124,6 +143,7 @@ class SeedImportReport:
             "problems": [p.to_json() for p in self.problems],
             # Whether "problems" lists fewer than all (not_imported counts them all).
             "problems_truncated": self.problems_truncated,
+            "recovery": self.recovery,
         }
 
 
@@ -172,38 +192,102 @@ def _marker_scheme(marker: str, path: str) -> str:
     return "rocksdb" if os.path.exists(os.path.join(path, "CURRENT")) else "lmdb"
 
 
+class _SourceError(errors.CorruptionError):
+    """The source store cannot be opened or read; :func:`import_seed` raises it as a
+    :class:`~aurora_storage.errors.CorruptionError` saying what was written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """The source store opened read-only.
+
+    Attributes:
+        db: the rocksdict handle (raw bytes).
+        path: the store's directory.
+        view: the directory of symbolic links the engine opened.
+        recovery: what the open left out (see :attr:`SeedImportReport.recovery`).
+    """
+
+    db: Any
+    path: str
+    view: str
+    recovery: dict[str, Any] | None
+
+    def named(self, text: str) -> str:
+        """An engine message naming the store's own files, not the view's links (a
+        temporary directory that is gone by the time the message is read)."""
+        return text.replace(self.view, self.path)
+
+
+def _refuse_live(path: str, *, dry_run: bool) -> None:
+    """Refuse a source another process has open - the application still running, its
+    RocksDB ``LOCK`` held: the import reads the store as of its open, so what the
+    application writes afterwards would be missing from the target at cut-over. A dry
+    run writes nothing: it reads the store as of now, with a warning.
+
+    Raises:
+        StoreLockedError: another process holds the store's ``LOCK`` (not a dry run).
+    """
+    from aurora_storage_rocksdb._engine import store_at_rest
+
+    if store_at_rest(path):
+        return
+    if not dry_run:
+        raise errors.StoreLockedError(
+            f"the TypeScript store {path} is open in another process (its RocksDB LOCK is "
+            "held): the application is still running, and what it writes after the import "
+            "reads the store would be missing from the target at cut-over. Stop the "
+            "application (and keep it stopped until it runs on aurora-storage), then run "
+            "import-seed again; a dry run (--dry-run) may read a live store. Nothing was "
+            "written",
+            backend="rocksdb",
+            path=path,
+        )
+    _log.warning(
+        "the TypeScript store %s is open in another process (its RocksDB LOCK is held): "
+        "the dry run reads it as of now; stop the application before the import itself, "
+        "which refuses a live store",
+        path,
+    )
+
+
 @contextlib.contextmanager
-def _open_source(path: str) -> Iterator[Any]:
-    """A read-only rocksdict handle (raw bytes) on the store at ``path``, which is never
-    written: the handle's directory is a temporary one of symbolic links to the store's
-    files."""
-    import rocksdict
+def _open_source(path: str, *, dry_run: bool) -> Iterator[_Source]:
+    """The store at ``path`` opened read-only, never written: the engine's directory is
+    a temporary one of symbolic links to the store's files. The open judges the files
+    as every read-only open of the RocksDB plugin does (``open_db``, which names the
+    store's own files in its messages).
+
+    Raises:
+        SeedSourceError: no TypeScript store at ``path`` (see :func:`_check_source`), or
+            records in other column families.
+        StoreLockedError: another process has the store open (see :func:`_refuse_live`).
+        _SourceError: the store is damaged (the file named).
+    """
+    from aurora_storage_rocksdb._config import RocksDBConfig
+    from aurora_storage_rocksdb._engine import open_db
 
     _check_source(path)
+    _refuse_live(path, dry_run=dry_run)
     with tempfile.TemporaryDirectory(prefix="aurora-seed-view-") as view:
         for name in os.listdir(path):
             if name.startswith(_PRIVATE):
                 continue
             os.symlink(os.path.join(path, name), os.path.join(view, name))
-        opts = rocksdict.Options(raw_mode=True)
-        opts.create_if_missing(False)
-        opts.set_paranoid_checks(True)
+        config = RocksDBConfig(path=path, mode="read_only", create_if_missing=False)
         try:
-            db = rocksdict.Rdict(view, options=opts, access_type=rocksdict.AccessType.read_only())
-        except Exception as exc:  # rocksdict raises plain Exception for engine errors
-            raise errors.CorruptionError(
-                f"the RocksDB store at {path} cannot be opened read-only: {exc}",
-                backend="rocksdb",
-                path=path,
-            ) from exc
+            db, recovery = open_db(config, None, engine_path=view, wal_hint=_SEED_WAL_HINT)
+        except errors.CorruptionError as exc:
+            raise _SourceError(exc.message, backend="rocksdb", path=exc.path) from exc
+        source = _Source(db, path, view, recovery)
         try:
-            _refuse_other_families(db, path)
-            yield db
+            _refuse_other_families(source)
+            yield source
         finally:
             db.close()
 
 
-def _refuse_other_families(db: Any, path: str) -> None:
+def _refuse_other_families(source: _Source) -> None:
     """Refuse a source holding records in a column family other than the default one:
     the TypeScript package keeps every record in the default family, the only one read
     here, so importing would leave them out while reporting success (``imported 0 of 0
@@ -211,17 +295,18 @@ def _refuse_other_families(db: Any, path: str) -> None:
 
     Raises:
         SeedSourceError: names the families holding records.
-        CorruptionError: a family cannot be read.
+        _SourceError: a family cannot be read.
     """
     import rocksdict
 
     from aurora_storage_rocksdb._foreign import family_names, other_families
 
+    path = source.path
     try:
         families = other_families(path)
         full = []
         for name in families:
-            family = db.get_column_family(name)
+            family = source.db.get_column_family(name)
             it = family.iter(rocksdict.ReadOptions())
             try:
                 it.seek_to_first()
@@ -231,8 +316,9 @@ def _refuse_other_families(db: Any, path: str) -> None:
             finally:
                 del it, family
     except Exception as exc:  # rocksdict raises plain Exception for engine errors
-        raise errors.CorruptionError(
-            f"the column families of the RocksDB store at {path} cannot be read: {exc}",
+        raise _SourceError(
+            f"the column families of the RocksDB store {path} cannot be read: "
+            f"{source.named(str(exc))}",
             backend="rocksdb",
             path=path,
         ) from exc
@@ -256,12 +342,14 @@ def _estimate(db: Any) -> int | None:
     return None
 
 
-def _chunks(db: Any, path: str) -> Iterator[list[tuple[bytes, bytes]]]:
+def _chunks(source: _Source) -> Iterator[list[tuple[bytes, bytes]]]:
     """The stored records in key order, :data:`CHUNK` at a time; a read error is a
-    :class:`CorruptionError`, never a shortened scan."""
+    :class:`_SourceError` (naming the damaged file), never a shortened scan."""
     import rocksdict
 
-    it = db.iter(rocksdict.ReadOptions())
+    from aurora_storage_rocksdb._damage import damaged_files
+
+    it = source.db.iter(rocksdict.ReadOptions())
     it.seek_to_first()
     chunk: list[tuple[bytes, bytes]] = []
     while it.valid():
@@ -277,11 +365,13 @@ def _chunks(db: Any, path: str) -> Iterator[list[tuple[bytes, bytes]]]:
     try:
         it.status()
     except Exception as exc:  # rocksdict raises plain Exception for engine errors
-        raise errors.CorruptionError(
-            f"reading the RocksDB store at {path} failed after {len(chunk)} records of the "
-            f"last chunk: {exc}",
+        text = " ".join(source.named(str(exc)).split()).rstrip(".")
+        files = damaged_files(text)
+        raise _SourceError(
+            f"the RocksDB store {source.path} is damaged: reading it failed: {text}. "
+            "Restore the TypeScript store from a backup and import that",
             backend="rocksdb",
-            path=path,
+            path=files[0] if len(files) == 1 else source.path,
         ) from exc
     if chunk:
         yield chunk
@@ -360,6 +450,16 @@ def _convert(
     except SeedKeyError as exc:
         tally.problem(text, exc.reason, str(exc), exc.candidates)
         return None
+    if not split.tenant:
+        tally.problem(
+            text,
+            "refused",
+            f"{text!r} has an empty tenant id (the stored key starts with ':'), and an "
+            "aurora-storage tenant id is a non-empty text. If the record is needed, put it "
+            "under a tenant id of your choice: aurora-storage put URL TENANT KEY VALUE "
+            "--key-json --value-json, with the key and the value as stored",
+        )
+        return None
     for what, part in (("tenant", split.tenant), ("key", _canonical(split.key))):
         try:
             part.encode("utf-8")
@@ -387,23 +487,52 @@ def _convert(
     return split, value
 
 
-def _collision(db: Any, text: str, split: SeedSplit, tally: _Tally) -> tuple[bytes, str | None]:
-    """Whether the record stored under ``text`` maps to the aurora key of another record:
-    ``(digest, that record's stored key or None)``; an empty digest when ``text`` is in
-    canonical form (:func:`_canonical`).
+def _importable(
+    raw_key: bytes, raw_value: bytes, known: frozenset[str] | None, checker: Any
+) -> bool:
+    """Whether the stored record ``raw_key`` -> ``raw_value`` is imported when its turn
+    comes: it converts (:func:`_convert`) and ``checker`` (a scratch repository with the
+    target's codec) takes it. Nothing is recorded."""
+    converted = _convert(raw_key, raw_value, known, _Tally())
+    if converted is None:
+        return False
+    split, value = converted
+    try:
+        checker.put(split.tenant, split.key, value)
+    except (errors.InvalidKeyError, errors.InvalidTenantError, errors.SerializationError):
+        return False
+    checker.delete(split.tenant, split.key)
+    return True
+
+
+def _collision(
+    db: Any,
+    text: str,
+    split: SeedSplit,
+    tally: _Tally,
+    known: frozenset[str] | None,
+    checker: Any,
+) -> tuple[bytes, str | None]:
+    """Whether the record stored under ``text`` maps to the aurora key of another record
+    that is imported: ``(digest, that record's stored key or None)``; an empty digest
+    when ``text`` is in canonical form (:func:`_canonical`).
 
     Of the stored keys sharing one aurora key at most one is canonical: a non-canonical
-    key looks that one up in the source (which always wins, whatever the key order), and
-    otherwise the non-canonical keys already imported (remembered by digest, so memory
-    grows only with keys written in a non-canonical form, such as objects whose members
-    are not in sorted order).
+    key looks that one up in the source - it wins, whatever the key order, when it is
+    imported itself (:func:`_importable`: a twin whose value the target's codec refuses,
+    or that is no JSON, leaves the aurora key to the others) - and otherwise the
+    non-canonical keys already imported (remembered by digest, so memory grows only
+    with keys written in a non-canonical form, such as objects whose members are not in
+    sorted order).
     """
     canonical = _canonical(split.key)
     if not split.text_key and text[len(split.tenant) + 1 :] == canonical:
         return b"", None
     twin = f"{split.tenant}:{canonical}"
     with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate: no such stored key
-        if db.get(twin.encode("utf-8")) is not None:
+        raw_twin = twin.encode("utf-8")
+        stored = db.get(raw_twin)
+        if stored is not None and _importable(raw_twin, bytes(stored), known, checker):
             return b"", twin
     digest = hashlib.blake2b(
         encode_tenant(split.tenant) + encode_key(split.key), digest_size=16
@@ -412,14 +541,19 @@ def _collision(db: Any, text: str, split: SeedSplit, tally: _Tally) -> tuple[byt
 
 
 def _write_chunk(
-    db: Any, repo: Any, records: list[tuple[str, SeedSplit, Any]], tally: _Tally
+    db: Any,
+    repo: Any,
+    records: list[tuple[str, SeedSplit, Any]],
+    tally: _Tally,
+    known: frozenset[str] | None,
+    checker: Any,
 ) -> None:
     """Write ``records`` to ``repo`` in one atomic batch, recording each record the
     repository refuses, or that would overwrite another record, as a problem."""
     with repo.batch() as batch:
         for text, split, value in records:
             try:
-                digest, earlier = _collision(db, text, split, tally)
+                digest, earlier = _collision(db, text, split, tally, known, checker)
                 if earlier is not None:
                     # Writing it would overwrite the other record (or be overwritten).
                     tally.problem(
@@ -468,17 +602,25 @@ def import_seed(
     :data:`CHUNK` records. Existing keys of the target are overwritten, so an import can
     be run again (for example with more known tenants).
 
+    The source's files are judged as every read-only open of the RocksDB plugin judges
+    them: a write-ahead log damaged in the middle, or cut where no crash ends one, is
+    refused (nothing is written); the torn tail a killed writer leaves is read past,
+    logged as a warning and reported in :attr:`SeedImportReport.recovery`.
+
     Args:
         source: the directory of the TypeScript package's store (``RocksDBConfig.path``).
-            It is only read (see the module docstring); stop the application writing it
-            first, or import from a copy.
+            It is only read (see the module docstring). The application writing it must
+            be stopped first: a store another process has open is refused.
         target: an aurora-storage URL (opened, and closed afterwards), or an open
             repository (left open). May be ``None`` for a dry run.
         known_tenants: the application's tenant ids; when given, each key must split
             into one of them (see :func:`~aurora_storage.migrate.split_seed_key`).
-        dry_run: read and check everything, write nothing. Records are checked against
-            a ``memory://`` repository with the default ``json`` codec (the target is not
-            opened).
+        dry_run: read and check everything, write nothing (the target is not opened).
+            Records are checked against a ``memory://`` repository with the target's
+            codec: an open repository's, else the one the URL names (``?codec=``), else
+            the one an existing store at the URL's path recorded, else ``json`` (a new
+            store's). A dry run may read a store another process has open (a warning is
+            logged).
         progress: called with the number of records read after each chunk.
         total: called once with the source's estimated record count (``None`` when
             unknown), for a progress bar.
@@ -492,12 +634,18 @@ def import_seed(
         SeedSourceError: no RocksDB store at ``source``, an aurora-storage store there,
             or records in a column family other than the default one (not the TypeScript
             package's layout; nothing is imported).
+        StoreLockedError: another process has the source open (its RocksDB ``LOCK`` is
+            held: the application is still running); nothing is written. Not raised for
+            a dry run.
         InvalidArgumentError: ``known_tenants`` is a ``str`` (pass a list) or holds
             something other than non-empty ``str`` tenant ids.
-        CorruptionError: the source cannot be opened or read.
+        CorruptionError: the source cannot be opened or read: its message names the
+            damaged file and says how many records were written to the target before
+            (none when the open failed).
         ConfigurationError: ``target`` names the source directory itself, or a
             non-empty directory holding no aurora-storage store (nothing is written).
-        StorageError: what opening or writing the target raised.
+        StorageError: what opening or writing the target raised (its message says how
+            many records were written before, when some were).
     """
     import aurora_storage
 
@@ -505,40 +653,61 @@ def import_seed(
     known = _known_tenants(known_tenants)
     if isinstance(target, str):
         _refuse_target(path, target)
-    tally = _Tally(on_problem=on_problem)
-    with _open_source(path) as db, contextlib.ExitStack() as stack:
-        if total is not None:
-            total(_estimate(db))
-        repo: Any = None
-        if not dry_run:
-            if target is None:
-                raise errors.ConfigurationError("import_seed needs a target unless dry_run")
-            if isinstance(target, str):
-                repo = stack.enter_context(aurora_storage.open(target))
-            else:
-                repo = target
-        for chunk in _chunks(db, path):
-            tally.records += len(chunk)
-            records: list[tuple[str, SeedSplit, Any]] = []
-            for raw_key, raw_value in chunk:
-                converted = _convert(raw_key, raw_value, known, tally)
-                if converted is not None:
-                    records.append((raw_key.decode("utf-8"), *converted))
-            if dry_run:
-                # The same checks as a real write, against a scratch store.
-                with aurora_storage.open("memory://") as scratch:
-                    _write_chunk(db, scratch, records, tally)
-            else:
-                _write_chunk(db, repo, records, tally)
-            if progress is not None:
-                progress(len(chunk))
-        if repo is not None and hasattr(repo, "flush"):
-            repo.flush()
     shown = None
     if isinstance(target, str):
         shown = aurora_storage.URL.parse(target).render()
     elif target is not None:
         shown = str(getattr(target, "url", None) or type(target).__name__)
+    tally = _Tally(on_problem=on_problem)
+    recovery = None
+    opened = False
+    try:
+        with _open_source(path, dry_run=dry_run) as src, contextlib.ExitStack() as stack:
+            recovery = src.recovery
+            if total is not None:
+                total(_estimate(src.db))
+            repo: Any = None
+            if not dry_run:
+                if target is None:
+                    raise errors.ConfigurationError("import_seed needs a target unless dry_run")
+                if isinstance(target, str):
+                    repo = stack.enter_context(aurora_storage.open(target))
+                else:
+                    repo = target
+                opened = True
+            codec = _target_codec(target, repo)
+            # Tells whether a record is imported before its turn (see _collision).
+            checker = stack.enter_context(aurora_storage.open("memory://", codec=codec))
+            for chunk in _chunks(src):
+                tally.records += len(chunk)
+                records: list[tuple[str, SeedSplit, Any]] = []
+                for raw_key, raw_value in chunk:
+                    converted = _convert(raw_key, raw_value, known, tally)
+                    if converted is not None:
+                        records.append((raw_key.decode("utf-8"), *converted))
+                if dry_run:
+                    # The same checks as a real write, against a scratch store with the
+                    # target's codec (a new one per chunk: memory stays bounded).
+                    with aurora_storage.open("memory://", codec=codec) as scratch:
+                        _write_chunk(src.db, scratch, records, tally, known, checker)
+                else:
+                    _write_chunk(src.db, repo, records, tally, known, checker)
+                if progress is not None:
+                    progress(len(chunk))
+            if repo is not None and hasattr(repo, "flush"):
+                repo.flush()
+    except _SourceError as exc:
+        note = _written(tally.imported, shown, dry_run=dry_run, opened=opened)
+        raise errors.CorruptionError(
+            f"{exc.message.rstrip('.')}. {note}", backend="rocksdb", path=exc.path
+        ) from (exc.__cause__ or exc)
+    except StorageError as exc:
+        if tally.imported and not dry_run:
+            # The target failed part way: say what the batches before it wrote.
+            note = _written(tally.imported, shown, opened=True)
+            exc.message = f"{exc.message.rstrip('.')}. {note}"
+            exc.args = (exc.message,)
+        raise
     return SeedImportReport(
         source=path,
         target=shown,
@@ -549,7 +718,50 @@ def import_seed(
         text_keys=tally.text_keys,
         problem_count=dict(sorted(tally.reasons.items())),
         problems=tuple(tally.problems),
+        recovery=recovery,
     )
+
+
+def _written(imported: int, shown: str | None, *, dry_run: bool = False, opened: bool) -> str:
+    """What an import that failed part way wrote to the target, and what to do."""
+    if dry_run:
+        return "Nothing was written (a dry run)"
+    if not opened:
+        return f"Nothing was written to {shown}"
+    if not imported:
+        return f"No record was written to {shown}"
+    return (
+        f"{imported} records were written to {shown} before this (one atomic batch per "
+        f"{CHUNK} records): run import-seed again into the same target once the source "
+        "reads (it overwrites what this run wrote and adds the rest), or delete the "
+        "target to start over"
+    )
+
+
+def _target_codec(target: str | Any | None, repo: Any) -> Any:
+    """The codec the target stores values with (what a dry run checks values with): an
+    open repository's; for a URL that is not opened, the codec it names (``?codec=``),
+    else the one an existing store at its path recorded in its marker, else ``json``
+    (what a new store gets)."""
+    from .._stores import marker_path, read_marker
+    from ..codecs import get_codec
+    from ..config import URL
+
+    held = repo if repo is not None else target
+    if held is not None and not isinstance(held, str):
+        codec = getattr(held, "codec", None)
+        return codec if codec is not None else get_codec("json")
+    if held is None:
+        return get_codec("json")
+    named = URL.parse(held).options.get("codec")
+    if named:
+        return get_codec(named)
+    where = _target_dir(held)
+    if where is not None and os.path.exists(where):
+        marker = read_marker(marker_path(where)) or {}
+        if isinstance(marker.get("codec"), str):
+            return get_codec(marker["codec"])
+    return get_codec("json")
 
 
 def _target_dir(target: str) -> str | None:

@@ -5,9 +5,13 @@ UTF-8 bytes of ``tenantId + ":" + JSON.stringify(key)``. A tenant may contain ``
 may a JSON key, so neither the first nor the last ``:`` is the separator in general
 (``a:b:"c:d"`` is tenant ``a:b``, key ``"c:d"``).
 
-**The rule.** The separator is the ``:`` whose remainder is one JSON text. At most one
-``:`` of a key has that property, whatever the tenant: let ``S[p+1:]`` be a JSON text and
-``q > p`` another ``:``. That ``:`` lies inside the JSON text, so it is either
+**The rule.** The separator is the ``:`` whose remainder is one JSON text, read as
+``JSON.parse`` reads it (whitespace around the value allowed: space, tab, line feed,
+carriage return; the package's ``JSON.stringify`` writes none, but the application's
+``list()`` reads a key stored with some, and its values are read the same way). At most
+one ``:`` of a key has that property, whatever the tenant: let ``S[p+1:]`` be a JSON text
+and ``q > p`` another ``:``. That ``:`` is no whitespace, so it lies inside the JSON
+value, and it is either
 
 * an object's name separator: the text after it closes at least one bracket it did not
   open, so it is not a JSON text; or
@@ -41,7 +45,6 @@ __all__ = ["SeedSplit", "parse_json", "split_seed_key"]
 
 #: The separator between tenant id and JSON key in the TypeScript package's layout.
 SEPARATOR = ":"
-_WHITESPACE = " \t\n\r"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,16 +126,17 @@ def _json_reading(text: str) -> SeedSplit | None:
     docstring for why there is at most one), or ``None``."""
     at = text.find(SEPARATOR)
     while at >= 0:
-        rest = text[at + 1 :]
-        # JSON.stringify writes no surrounding whitespace; a remainder with some is not
-        # the package's (and its JSON.stringify(key) would not give these bytes).
-        if rest and rest[0] not in _WHITESPACE and rest[-1] not in _WHITESPACE:
-            try:
-                key = parse_json(rest)
-            except (ValueError, RecursionError):
-                pass
-            else:
-                return SeedSplit(text[:at], key)
+        # A JSON text as JSON.parse reads it - values too (parse_json): whitespace
+        # around it is allowed (JSON's four: space, tab, line feed, carriage return).
+        # JSON.stringify writes none, but the application's list() reads such a key
+        # with JSON.parse; a stored key with some is not in canonical form, so it
+        # never silently shares an aurora key with another (see _seed._collision).
+        try:
+            key = parse_json(text[at + 1 :])
+        except (ValueError, RecursionError):
+            pass
+        else:
+            return SeedSplit(text[:at], key)
         at = text.find(SEPARATOR, at + 1)
     return None
 
