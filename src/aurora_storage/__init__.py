@@ -43,6 +43,7 @@ from .codecs import Codec, available_codecs, get_codec, register_codec
 from .config import URL
 from .errors import (
     BackendNotFoundError,
+    BatchTooLargeError,
     ConfigurationError,
     CorruptionError,
     ForeignStoreError,
@@ -87,6 +88,7 @@ __all__ = [
     "BackendNotFoundError",
     "BackendSpec",
     "Batch",
+    "BatchTooLargeError",
     "Capabilities",
     "Change",
     "Codec",

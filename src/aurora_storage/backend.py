@@ -57,6 +57,7 @@ from ._stores import (
 from .errors import (
     ConditionFailed,
     CorruptionError,
+    InvalidArgumentError,
     NotSupportedError,
     StorageError,
 )
@@ -385,6 +386,16 @@ class Capabilities:
             this instance (in-process).
         multi_process_change_feed: the change feed also delivers the changes other
             processes commit to the same store.
+        max_batch_ops: the most records one atomic batch (:meth:`Backend.write`,
+            :meth:`Backend.commit`) may write - its operations, appended records and one
+            counter record per sequence appended to - or ``None`` when the engine has no
+            bound (the embedded engines: a transaction holds any number). A larger batch
+            raises :class:`~aurora_storage.errors.BatchTooLargeError` with nothing
+            written. NATS states its ``max_batch`` (JetStream's atomic publish is
+            bounded). Writers of many records (the command line's import and copy, the
+            default :meth:`Backend.delete_range`, a tiered pair's rebuild and catch-up)
+            write batches of at most this many; the conformance suite checks that a
+            batch of exactly this size commits and one more is refused.
     """
 
     ordered_scans: bool = True
@@ -398,6 +409,15 @@ class Capabilities:
     sequences: bool = False
     change_feed: bool = False
     multi_process_change_feed: bool = False
+    max_batch_ops: int | None = None
+
+    def __post_init__(self) -> None:
+        bound = self.max_batch_ops
+        if bound is not None and (type(bound) is not int or bound < 1):
+            raise InvalidArgumentError(
+                f"Capabilities.max_batch_ops must be None (no bound) or an int of at least "
+                f"1, got {bound!r}: it is the most records one atomic batch may write"
+            )
 
 
 class AsyncBackend(ABC):
@@ -774,17 +794,19 @@ class Backend(ABC):
 
         Called by ``Repository.drop_tenant`` (and ``TenantView.drop``). The default
         reads the keys through :meth:`scan_chunks` and deletes them with :meth:`write`
-        in batches of 10,000, so memory stays flat however large the range (it is
-        therefore not one atomic batch). After each batch an ordered engine re-seeks
-        after the batch's last key; an unordered one (``ordered_scans=False``) scans the
-        range again from ``start``, since its batch's keys are in no order and the
-        deleted ones are gone (``ceil(N / 10,000)`` scans of what is left)."""
+        in batches of 10,000 (or ``capabilities.max_batch_ops``, if smaller), so memory
+        stays flat however large the range (it is therefore not one atomic batch). After
+        each batch an ordered engine re-seeks after the batch's last key; an unordered
+        one (``ordered_scans=False``) scans the range again from ``start``, since its
+        batch's keys are in no order and the deleted ones are gone (``ceil(N / 10,000)``
+        scans of what is left)."""
         total, lo = 0, start
         ordered = self.capabilities.ordered_scans
+        step = min(_RANGE_CHUNK, self.capabilities.max_batch_ops or _RANGE_CHUNK)
         while True:
             scan = self._keys(lo, stop)
             try:
-                keys = list(islice(scan, _RANGE_CHUNK))
+                keys = list(islice(scan, step))
             finally:
                 # Released before writing: some engines refuse writes under a live
                 # iterator, and a dict-backed one would see its size change.
@@ -799,7 +821,7 @@ class Backend(ABC):
                     _raise_outside_range(self, "scan_chunks", bad, start, stop)
                 self.write([(k, None) for k in keys])
                 total += len(keys)
-            if len(keys) < _RANGE_CHUNK:
+            if len(keys) < step:
                 return total
             if ordered:
                 lo = keys[-1] + b"\x00"

@@ -9,7 +9,8 @@ builtin would naturally expect the error, the builtin is mixed in::
     │   └── KeyTooLargeError                      encoded key over the size limit
     ├── InvalidTenantError         (ValueError)   tenant not a non-empty str
     ├── InvalidArgumentError (TypeError, ValueError) a str where keys are expected, ...
-    │   └── ValueTooLargeError                    a value over the engine's record size
+    │   ├── ValueTooLargeError                    a value over the engine's record size
+    │   └── BatchTooLargeError                    an atomic batch over the engine's bound
     ├── KeyExistsError             (KeyError)     insert() on an existing key
     ├── VersionConflictError                      compare-and-set found another version
     ├── ConditionFailed                           backend -> repository only: a
@@ -44,7 +45,8 @@ builtin would naturally expect the error, the builtin is mixed in::
 
 Engine plugins add their own subclasses in their packages, as a third party's would
 (``aurora_storage_nats``: ``NATSConnectionError``, ``NATSTimeoutError``,
-``BatchTooLargeError``; each engine's ``ValueTooLargeError`` subclasses the one here).
+``BatchTooLargeError``; each engine's ``ValueTooLargeError`` and ``BatchTooLargeError``
+subclass the ones here).
 
 Errors carry their context as attributes, so handlers need not parse messages:
 
@@ -65,6 +67,7 @@ from typing import Any
 
 __all__ = [
     "BackendNotFoundError",
+    "BatchTooLargeError",
     "ConditionFailed",
     "ConfigurationError",
     "CorruptionError",
@@ -187,6 +190,32 @@ class ValueTooLargeError(InvalidArgumentError):
     ) -> None:
         super().__init__(message, **context)
         self.size = size
+        self.limit = limit
+
+
+class BatchTooLargeError(InvalidArgumentError):
+    """An atomic batch holds more records than the engine writes in one atomic batch
+    (the backend's ``Capabilities.max_batch_ops``: NATS's ``max_batch``, 1,000 by
+    default; a tiered pair's is what both tiers take, see ``docs/tiered.md``). Nothing
+    of the batch was written. Split it into batches of at most ``limit - internal``
+    operations (each then atomic on its own), or raise the engine's bound; the
+    embedded engines (RocksDB, LMDB, memory) have none.
+
+    Attributes:
+        size: the caller's operations in the batch (puts, deletes, inserts,
+            compare-and-sets, appended records); -1 where not known.
+        internal: records the repository adds to them (one sequence counter per
+            sequence a ``Batch.append`` writes to), which count against ``limit`` too.
+        limit: the most records one atomic batch may write; -1 where not known (a
+            server that refused the batch without saying its own limit).
+    """
+
+    def __init__(
+        self, message: str, *, size: int, limit: int, internal: int = 0, **context: Any
+    ) -> None:
+        super().__init__(message, **context)
+        self.size = size
+        self.internal = internal
         self.limit = limit
 
 

@@ -163,6 +163,9 @@ class NATSBackend(Backend):
             read_only=config.read_only,
             conditional_writes=True,
             sequences=True,
+            # JetStream's atomic publish is bounded; the server's own limit
+            # (jetstream.limits.batch.max_msgs) must be at least this (docs/backends/nats.md).
+            max_batch_ops=config.max_batch,
         )
         self._closed = False
         self._close_lock = threading.Lock()

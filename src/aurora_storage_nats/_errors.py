@@ -44,10 +44,13 @@ class NATSTimeoutError(StorageError, TimeoutError):
     was applied is unknown (see :class:`NATSConnectionError`)."""
 
 
-class BatchTooLargeError(StorageError, ValueError):
+class BatchTooLargeError(errors.BatchTooLargeError):
     """An atomic batch holds more operations than one JetStream atomic publish allows
     (``max_batch``, the server's ``jetstream.limits.batch.max_msgs``, 1000 by default).
-    Nothing was written; split the batch, or raise both limits together.
+    Nothing was written; split the batch, or raise both limits together. The core's
+    :class:`~aurora_storage.errors.BatchTooLargeError` (so ``except`` of that, of
+    ``InvalidArgumentError`` or of ``ValueError`` catches it); the bucket states its
+    bound as ``capabilities.max_batch_ops``.
 
     A batch with appends (``Batch.append``, the event store) also writes one internal
     record per sequence it appends to (the sequence's counter): those count against
@@ -65,10 +68,7 @@ class BatchTooLargeError(StorageError, ValueError):
     def __init__(
         self, message: str, *, size: int, limit: int, internal: int = 0, backend: str = "nats"
     ) -> None:
-        super().__init__(message, backend=backend)
-        self.size = size
-        self.internal = internal
-        self.limit = limit
+        super().__init__(message, size=size, limit=limit, internal=internal, backend=backend)
 
 
 class ValueTooLargeError(errors.ValueTooLargeError):

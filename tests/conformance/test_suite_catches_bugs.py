@@ -90,6 +90,26 @@ CASES = {
 """,
         ["test_data_survives_reopen"],
     ),
+    "states a batch bound it does not enforce": (
+        """
+    capabilities = Capabilities(max_batch_ops=50)
+""",
+        ["test_batch_of_max_batch_ops_commits_and_one_more_is_refused"],
+    ),
+    "refuses a batch of exactly its stated bound": (
+        """
+    capabilities = Capabilities(max_batch_ops=50)
+
+    def write(self, ops):
+        from aurora_storage.errors import BatchTooLargeError
+
+        ops = list(ops)
+        if len(ops) >= 50:
+            raise BatchTooLargeError("one too many", size=len(ops), limit=50)
+        super().write(ops)
+""",
+        ["test_batch_of_max_batch_ops_commits_and_one_more_is_refused"],
+    ),
     "drop_tenant is not recorded in the change feed": (
         """
     def delete_range(self, start, stop):

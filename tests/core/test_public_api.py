@@ -24,6 +24,7 @@ AURORA_ALL = {
     "BackendNotFoundError",
     "BackendSpec",
     "Batch",
+    "BatchTooLargeError",
     "Capabilities",
     "Change",
     "Codec",
@@ -91,6 +92,7 @@ ERRORS_NOT_AT_TOP = {
 
 ERRORS_ALL = ERRORS_NOT_AT_TOP | {
     "BackendNotFoundError",
+    "BatchTooLargeError",
     "ConfigurationError",
     "CorruptionError",
     "ForeignStoreError",
@@ -122,6 +124,7 @@ BUILTIN_MIXINS: dict[str, type[Exception] | tuple[type[Exception], ...]] = {
     "InvalidArgumentError": (TypeError, ValueError),
     "KeyTooLargeError": ValueError,
     "ValueTooLargeError": (TypeError, ValueError),
+    "BatchTooLargeError": (TypeError, ValueError),
     "InvalidTenantError": ValueError,
     "KeyExistsError": KeyError,
     "SerializationError": ValueError,
@@ -163,12 +166,15 @@ def test_error_tree() -> None:
             assert issubclass(cls, BUILTIN_MIXINS[name]), name
     assert issubclass(errors.KeyTooLargeError, errors.InvalidKeyError)
     assert issubclass(errors.ValueTooLargeError, errors.InvalidArgumentError)
+    assert issubclass(errors.BatchTooLargeError, errors.InvalidArgumentError)
     # Every engine's own value-size error is the core's, so one except catches them all.
     import aurora_storage_nats
     import aurora_storage_rocksdb
 
     assert issubclass(aurora_storage_rocksdb.ValueTooLargeError, errors.ValueTooLargeError)
     assert issubclass(aurora_storage_nats.ValueTooLargeError, errors.ValueTooLargeError)
+    # NATS's batch bound is the core's, which the conformance suite and tiered raise too.
+    assert issubclass(aurora_storage_nats.BatchTooLargeError, errors.BatchTooLargeError)
     assert issubclass(errors.InvalidURLError, errors.ConfigurationError)
     exc = errors.KeyExistsError("key 'k' exists", tenant="t", key="k")
     assert str(exc) == "key 'k' exists"  # not KeyError's repr-quoted text

@@ -4,9 +4,10 @@ A write whose hot batch would exceed the hot tier's ``max_batch`` (cache mode: i
 projection mode: the projection's updates plus the position) used to be committed in
 cold, refused by hot, and then stopped every catch-up at it: the pair was wedged until
 reopened with a larger bound. It is now refused before anything is written
-(InvalidArgumentError), and every write within the bound works. The hot tier is a real
-memory engine behind the fault-injecting wrapper, refusing any batch over its bound as
-NATS does. The same on a real NATS server: tests/nats/test_nats_tiered_live_bound.py.
+(BatchTooLargeError, an InvalidArgumentError), and every write within the bound works.
+The hot tier is a real memory engine behind the fault-injecting wrapper, refusing any
+batch over its bound as NATS does. The same on a real NATS server:
+tests/nats/test_nats_tiered_live_bound.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from tiered_helpers import Bounded, Counting, dump, flaky_repo, fold_counting
 
 from aurora_storage import Repository
-from aurora_storage.errors import InvalidArgumentError
+from aurora_storage.errors import BatchTooLargeError, InvalidArgumentError
 from aurora_storage.tiered import TieredRepository
 
 
@@ -68,6 +69,26 @@ def test_a_write_over_the_bound_is_refused_with_nothing_written(projecting: bool
         assert t.catch_up() == 0
         _write(t, how, 1, n - 1)
         assert t.lag == 0
+
+
+@pytest.mark.parametrize("projecting", [False, True], ids=["cache", "projection"])
+def test_the_pair_states_its_bound_and_refuses_one_more(projecting: bool) -> None:
+    # capabilities.max_batch_ops: what the command line's import and copy size their
+    # batches by. Cache mode: hot's bound (the position is not in the batch of an
+    # unguarded hot); projection mode: less the position, one update per record assumed.
+    t, fb = _pair(4, projecting)
+    with t:
+        bound = t.capabilities.max_batch_ops
+        assert bound == (3 if projecting else 4)
+        if not projecting:
+            _write(t, "put_many", 0, bound)  # exactly the bound: written
+            assert t.count("acme") == bound
+        with pytest.raises(BatchTooLargeError) as info:
+            _write(t, "batch", 1, bound + 1)
+        assert isinstance(info.value, InvalidArgumentError)  # the type it had before
+        assert info.value.limit == 4
+        assert info.value.size + info.value.internal > 4
+        assert fb.largest <= 4
 
 
 @settings(max_examples=80, deadline=None)

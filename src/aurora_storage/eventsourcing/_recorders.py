@@ -44,7 +44,7 @@ from eventsourcing.persistence import (
 from aurora_storage import Batch, Repository, Version, encode_key
 from aurora_storage._eventstore import insert_append, watch_arguments
 from aurora_storage.errors import (
-    InvalidArgumentError,
+    BatchTooLargeError,
     InvalidKeyError,
     KeyExistsError,
     PositionExpiredError,
@@ -155,9 +155,9 @@ def _exists_error(stored_events: Sequence[StoredEvent], exc: KeyExistsError) -> 
 
 def _batch_too_large(exc: StorageError, *, notify: bool, tracking: bool) -> ProgrammingError | None:
     """The ProgrammingError for a batch the backend refuses as larger than one atomic
-    write may ever be (the NATS plugin's ``BatchTooLargeError``: a ``ValueError`` with
-    ``size``, ``limit`` and ``internal``; not imported, the plugin is optional), in
-    events per save; ``None`` for any other error.
+    write may ever be (:class:`~aurora_storage.errors.BatchTooLargeError`, with ``size``,
+    ``limit`` and ``internal``; the NATS plugin's subclasses it), in events per save;
+    ``None`` for any other error.
 
     Retrying cannot help (so not OperationalError), and the caller of
     ``Application.save()`` cannot split the batch: the message says how many events one
@@ -166,8 +166,7 @@ def _batch_too_large(exc: StorageError, *, notify: bool, tracking: bool) -> Prog
     limit = getattr(exc, "limit", None)
     internal = getattr(exc, "internal", None)
     if (
-        isinstance(exc, InvalidArgumentError)  # ValueTooLargeError: a value, not a batch
-        or not isinstance(exc, ValueError)
+        not isinstance(exc, BatchTooLargeError)  # ValueTooLargeError: a value, not a batch
         or type(limit) is not int
         or type(internal) is not int
         or type(getattr(exc, "size", None)) is not int

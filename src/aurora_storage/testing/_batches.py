@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from aurora_storage.errors import (
+    BatchTooLargeError,
     InvalidKeyError,
     InvalidTenantError,
     KeyTooLargeError,
@@ -21,6 +22,7 @@ from ._base import (
     Repo,
     assert_empty,
 )
+from ._common import require
 
 __all__ = ["BatchTests"]
 
@@ -145,3 +147,35 @@ class BatchTests(Base):
                 b.put(f"t{i % 3}", i, {"i": i})
         assert repo.count("t0") + repo.count("t1") + repo.count("t2") == 2000
         assert repo.get("t2", 1997) == {"i": 1997}
+
+    #: The largest ``capabilities.max_batch_ops`` checked by writing a batch of that
+    #: size (a larger bound is skipped, with the reason: the check would take long).
+    max_batch_checked = 100_000
+
+    def test_batch_of_max_batch_ops_commits_and_one_more_is_refused(self, repo: Repo) -> None:
+        require(repo, "max_batch_ops", "its atomic batches are unbounded")
+        bound = repo.capabilities.max_batch_ops
+        assert type(bound) is int, bound
+        assert bound >= 1, bound
+        if bound > self.max_batch_checked:
+            pytest.skip(
+                f"capabilities.max_batch_ops is {bound}, over max_batch_checked="
+                f"{self.max_batch_checked}: a batch that large is not written here"
+            )
+        with repo.batch() as b:
+            for i in range(bound):
+                b.put("full", i, i)
+        assert repo.count("full") == bound
+
+        def one_more() -> None:
+            with repo.batch() as b:
+                for i in range(bound + 1):
+                    b.put("over", i, i)
+
+        with pytest.raises(BatchTooLargeError):
+            one_more()
+        with pytest.raises(BatchTooLargeError):
+            repo.put_many("over", ((i, i) for i in range(bound + 1)))
+        assert repo.count("over") == 0, "a refused batch wrote records"
+        assert list(repo.tenants()) == ["full"]
+        assert repo.get("full", bound - 1) == bound - 1

@@ -72,7 +72,7 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         ProjectionError: the projection raised on a new record (or returned an
             awaitable, on it or on an earlier record the catch-up before it met);
             nothing was written.
-        InvalidArgumentError: the projection's updates plus the position are more
+        BatchTooLargeError: the projection's updates plus the position are more
             operations than one hot batch may hold (a bounded hot tier,
             ``p.hot_batch``); nothing was written.
         HotTierError: durable in history; hot catches up later.

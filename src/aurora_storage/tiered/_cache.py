@@ -27,7 +27,7 @@ from typing import Any
 
 from .._keys import NS_DATA, NS_DATA_END
 from ..backend import Op
-from ..errors import CorruptionError, InvalidArgumentError, KeyExistsError, StorageError
+from ..errors import BatchTooLargeError, CorruptionError, KeyExistsError, StorageError
 from . import _log, _recovery
 from ._core import Pair, _PositionMoved, damage_text
 from ._log import LOG, NONCE_SIZE, POS
@@ -83,7 +83,7 @@ def write(p: Pair, ops: list[Op]) -> None:
     """Puts and deletes, atomically in each tier (recovery completes a crash between).
 
     Raises:
-        InvalidArgumentError: more operations than one hot batch may hold (a bounded
+        BatchTooLargeError: more operations than one hot batch may hold (a bounded
             hot tier, ``p.hot_batch``); nothing was written.
     """
     limit = p.hot_batch
@@ -144,17 +144,22 @@ def _guarded(p: Pair, ops: list[Op], seq: int, nonce: bytes) -> None:
         p.trim()
 
 
-def over_bound(p: Pair, size: int, limit: int, *, with_position: bool) -> InvalidArgumentError:
+def over_bound(p: Pair, size: int, limit: int, *, with_position: bool) -> BatchTooLargeError:
     """The error for a live write whose hot batch (``size`` operations, plus the
-    position when ``with_position``) is over the hot tier's bound ``limit``."""
+    position when ``with_position``) is over the hot tier's bound ``limit``: the core's
+    BatchTooLargeError (an InvalidArgumentError), the type every engine refuses a batch
+    over its bound with, which the pair states as ``capabilities.max_batch_ops``."""
     plus = " plus the position" if with_position else ""
     need = size + 1 if with_position else size
-    return InvalidArgumentError(
+    return BatchTooLargeError(
         f"the write needs {size} hot operations{plus} in one atomic batch, more than the "
         f"hot tier {p.hot_name()} may hold ({limit}, its max_batch): hot could not apply "
         "it atomically, so it is refused; nothing was written to either tier. Split the "
         f"write into smaller ones, or open the pair with a hot max_batch of at least {need} "
         "(for NATS, raise the server's jetstream.limits.batch.max_msgs with it)",
+        size=size,
+        internal=int(with_position),
+        limit=limit,
         backend="tiered",
     )
 

@@ -206,8 +206,13 @@ def take(it: Iterator[Any], n: int) -> list[Any]:
 
 def batch_limit(backend: Backend) -> int | None:
     """The most operations one atomic :meth:`Backend.write` of ``backend`` may hold, if
-    it declares a bound (a NATS bucket's ``max_batch``: JetStream's atomic publish is
-    bounded), else ``None`` (an embedded engine's transaction is not)."""
+    it declares a bound (``capabilities.max_batch_ops``: a NATS bucket's ``max_batch``,
+    JetStream's atomic publish is bounded), else ``None`` (an embedded engine's
+    transaction is not). A backend written before that capability existed may still
+    state it as a ``max_batch`` attribute (of itself or of its ``config``)."""
+    declared = backend.capabilities.max_batch_ops
+    if declared is not None:
+        return declared
     for holder in (backend, getattr(backend, "config", None)):
         limit = getattr(holder, "max_batch", None)
         if type(limit) is int and limit > 0:
@@ -703,6 +708,28 @@ class Pair:
         except StorageError:
             return  # housekeeping only: retried at the next trim
         self.trimmed = upto
+
+    def max_batch_ops(self) -> int | None:
+        """The most records one write of the pair may hold (its
+        ``capabilities.max_batch_ops``), or ``None`` when neither tier is bounded.
+
+        Cold's bound less what the pair adds to the cold batch: the change-log entry,
+        and HEAD when ``create_only`` (see :meth:`cold_batch`). Hot's bound less the
+        position: cache mode adds it to the hot batch when ``guard`` (see
+        :func:`._cache.write`); projection mode always, and counts one hot update per
+        record - a projection that writes more per record can still exceed hot's bound,
+        which refuses that write (BatchTooLargeError, nothing written).
+        """
+        bounds = []
+        cold = batch_limit(self.cb)
+        if cold is not None:
+            bounds.append(cold - 1 - int(self.create_only))
+        if self.hot_batch is not None:
+            added = 1 if self.projection is not None else int(self.guard)
+            bounds.append(self.hot_batch - added)
+        # At least 1 (the capability's floor): a tier bounded at 1 or 2 cannot take even
+        # one record with what the pair adds, and refuses that write itself.
+        return max(1, min(bounds)) if bounds else None
 
     def hot_write_sliced(self, ops: Sequence[Op]) -> None:
         """Hot batches of at most ``hot_batch`` operations each (one batch when hot

@@ -292,7 +292,8 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
     @property
     def capabilities(self) -> Capabilities:
         """Ordered scans and atomic batches (each tier's step is atomic and recovery
-        completes the other); durable as the cold tier is."""
+        completes the other); durable as the cold tier is; ``max_batch_ops`` what both
+        tiers take in one write (see :meth:`Pair.max_batch_ops`)."""
         hc, cc = self._p.hot.capabilities, self._p.cold.capabilities
         return Capabilities(
             ordered_scans=True,
@@ -302,6 +303,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             thread_safe=hc.thread_safe and cc.thread_safe,
             blocking_writes=hc.blocking_writes or cc.blocking_writes,
             read_only=self._p.read_only,
+            max_batch_ops=self._p.max_batch_ops(),
         )
 
     @property
@@ -459,10 +461,12 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         are projected in the order given.
 
         Raises:
-            InvalidArgumentError: the hot tier has bounded atomic batches (NATS
+            BatchTooLargeError: the hot tier has bounded atomic batches (NATS
                 ``max_batch``) and this write's hot batch would exceed it (cache mode:
                 its keys; projection mode: the projection's updates plus the position);
-                nothing written to either tier: split the write.
+                nothing written to either tier: split the write (``capabilities.
+                max_batch_ops`` says how many records one write may hold). An
+                InvalidArgumentError, as before it had a type of its own.
         """
         p = self._p
         cold = p.cold
@@ -486,10 +490,12 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
 
         Raises:
             ReadOnlyError: projection mode (history is append-only).
-            InvalidArgumentError: the hot tier has bounded atomic batches (NATS
+            BatchTooLargeError: the hot tier has bounded atomic batches (NATS
                 ``max_batch``) and this write's hot batch would exceed it (cache mode:
                 its keys; projection mode: the projection's updates plus the position);
-                nothing written to either tier: split the write.
+                nothing written to either tier: split the write (``capabilities.
+                max_batch_ops`` says how many records one write may hold). An
+                InvalidArgumentError, as before it had a type of its own.
         """
         p = self._p
         wanted = _args.key_list(keys, "delete_many")
@@ -508,7 +514,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         """Puts (and, in cache mode, deletes) across tenants, committed atomically when
         the ``with`` block ends (each tier in one batch; recovery completes a crash
         between them). Its commit raises like :meth:`put_many` (a hot batch over a
-        bounded hot tier's ``max_batch``: InvalidArgumentError, nothing written)."""
+        bounded hot tier's ``max_batch``: BatchTooLargeError, nothing written)."""
         self._check_writable()
         return _TieredBatch(self)
 
