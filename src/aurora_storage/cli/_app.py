@@ -699,7 +699,8 @@ def _fsync_dir(path: str) -> None:
 @click.option("--tenant", "-t", default=None, help="Only this tenant's records.")
 @_quiet_option
 def import_(url: str, source: IO[bytes], tenant: str | None, quiet: bool) -> None:
-    """Read an export (a file, or stdin) into a store, one atomic batch per 2000 records.
+    """Read an export (a file, or stdin) into a store, one atomic batch per 2000 records
+    (fewer where the store bounds its batches: NATS's max_batch).
 
     Existing keys are overwritten; an interrupted import can simply be run again. A
     store that does not exist yet is created with the export's codec (unless the URL
@@ -788,8 +789,9 @@ def copy(
 ) -> None:
     """Copy every record (or one tenant's) from SOURCE to TARGET, any two URLs.
 
-    Records go in key order, a chunk per atomic batch, so an interrupted copy (even
-    killed) continues where it stopped with --resume. A non-empty target is refused
+    Records go in key order, a chunk per atomic batch (at most what the target takes
+    in one: NATS's max_batch), so an interrupted copy (even killed) continues where it
+    stopped with --resume. A non-empty target is refused
     without --resume. Then the target is compared with the source.
 
     \b

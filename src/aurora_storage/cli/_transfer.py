@@ -66,6 +66,7 @@ record it holds with another value is refused (``KeyExistsError``), not overwrit
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, NamedTuple
@@ -123,17 +124,27 @@ _FORMATS = (2, 3)
 END = "aurora-storage-export-end"
 #: Where the event-store sequence counters live (copied with a whole store).
 _SEQ = NS_SYSTEM + b"aurora:seq:"
-#: Records per chunk: per atomic write of an import or copy, per progress step.
+#: Records per chunk: per atomic write of an import or copy, per progress step. Every
+#: atomic write here is also at most the target's ``capabilities.max_batch_ops`` (see
+#: :func:`_batch_size`): NATS refuses a batch over its ``max_batch`` (1000 by default).
 CHUNK = 2000
 #: Records per atomic write of a raw copy (each commit may fsync: fewer, larger ones).
 COPY_CHUNK = 10_000
-#: Counters per compare-and-set commit of :func:`_raise_counters` (under NATS's default
-#: ``max_batch`` of 1000 operations).
+#: Counters per compare-and-set commit of :func:`_raise_counters`.
 COUNTER_CHUNK = 500
 
 Progress = Callable[[int], None]
 #: Told what a command did not carry (sequence counters into a store without them).
 Warn = Callable[[str], None]
+
+
+def _batch_size(target: Any, chunk: int) -> int:
+    """The records per atomic write into ``target`` (a repository or a backend): ``chunk``,
+    or the target's ``capabilities.max_batch_ops`` if smaller - a batch over it is
+    refused whole (NATS's ``max_batch``; a tiered pair states what both its tiers take
+    with what the pair adds to each batch)."""
+    bound = target.capabilities.max_batch_ops
+    return chunk if bound is None else min(chunk, bound)
 
 
 def records_of(repo: Any) -> Any:
@@ -847,6 +858,9 @@ def import_store(
         SerializationError: a value the store's codec refuses.
         KeyExistsError: a projection-mode pair's history holds a record's key with
             another value (history is append-only); the chunks before are written.
+        StorageError: what the store raised writing a chunk; when chunks before it
+            were written, a note says how many records they imported, and that the
+            import may be run again.
     """
     if header is None:
         header = read_header(lines)
@@ -867,10 +881,11 @@ def import_store(
 
     it = records()
     history_pair = _is_history_pair(repo)
-    while chunk := list(itertools.islice(it, CHUNK)):
+    step = _batch_size(repo, CHUNK)
+    while chunk := list(itertools.islice(it, step)):
         if history_pair:
             chunk = _new_records(repo, chunk, n, skipped)
-        with repo.batch() as b:
+        with _told_done(repo, n, step, history_pair), repo.batch() as b:
             for at, t, key, value in chunk:
                 try:
                     b.put(t, key, value)
@@ -901,6 +916,31 @@ def import_store(
         )
     _raise_counters(repo, sequences, n, warn)
     return n
+
+
+@contextlib.contextmanager
+def _told_done(repo: Any, n: int, step: int, history_pair: bool) -> Iterator[None]:
+    """Around the atomic batch of one import chunk: a store error (a lost connection, a
+    full store) gets a note of the ``n`` records the batches before it imported, which
+    stay, and that the import may be run again. Not the import's own refusals
+    (:class:`ImportFormatError`), whose messages say it already."""
+    try:
+        yield
+    except errors.StorageError as exc:
+        if n and not isinstance(exc, ImportFormatError):
+            again = (
+                "the records the pair's history holds with the same value are skipped"
+                if history_pair
+                else "it overwrites existing keys, so the records already imported are "
+                "written again with the same values"
+            )
+            exc.add_note(
+                f"({n} record{'' if n == 1 else 's'} {'was' if n == 1 else 'were'} imported "
+                f"into {repo.url} before this error, in atomic batches of {step}; the "
+                "failing batch wrote nothing unless the error says it may have. Fix the "
+                f"cause and run the import again: it is safe, {again})"
+            )
+        raise
 
 
 def _new_records(
@@ -1011,7 +1051,8 @@ def raise_counters(backend: Backend, counters: Iterable[tuple[bytes, int]]) -> N
         StorageError: what the backend raised.
     """
     it = iter(counters)
-    while part := list(itertools.islice(it, COUNTER_CHUNK)):
+    step = _batch_size(backend, COUNTER_CHUNK)
+    while part := list(itertools.islice(it, step)):
         wanted = dict(part)  # a key twice (never, from an export): the later wins
         # Cheap first pass: most counters are at or past the imported ones already.
         current = backend.get_many(list(wanted))
@@ -1087,15 +1128,16 @@ def copy_store(
     if _is_plain(src) and _is_plain(dst) and src.codec.name == dst.codec.name:
         after = _last_raw_key(dst, tenant) if resume else None
         target: Backend = dst._backend
+        step = _batch_size(target, COPY_CHUNK)
         pending: list[tuple[bytes, bytes | None]] = []
         for keys, vals in raw_records(src, tenant=tenant, after=after):
             pending.extend(zip(keys, vals, strict=True))
-            if len(pending) >= COPY_CHUNK:
-                target.write(pending)
-                n += len(pending)
+            while len(pending) >= step:
+                target.write(pending[:step])
+                n += step
                 if advance is not None:
-                    advance(len(pending))
-                pending = []
+                    advance(step)
+                del pending[:step]
         if pending:
             target.write(pending)
             n += len(pending)
@@ -1105,6 +1147,7 @@ def copy_store(
         return n
     held = records_of(dst)  # what the target holds: a projection-mode pair's history
     history_pair = held is not dst
+    step = _batch_size(dst, CHUNK)  # a pair's: the records go through it
     tenants = [tenant] if tenant is not None else list(src.tenants())
     for t in tenants:
         start = None
@@ -1113,7 +1156,7 @@ def copy_store(
             for last in held.keys(t, reverse=True, limit=1):
                 start = skip = last
         it = iter(src.items(t, start=start) if start is not None else src.items(t))
-        while chunk := list(itertools.islice(it, CHUNK)):
+        while chunk := list(itertools.islice(it, step)):
             if skip is not None and chunk[0][0] == skip:
                 chunk = chunk[1:]
                 skip = None
