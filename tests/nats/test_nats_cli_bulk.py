@@ -191,3 +191,50 @@ def test_an_import_cut_by_a_full_bucket_says_what_earlier_batches_imported(
         "batches of 1000" in err
     ), err
     assert "run the import again: it is safe" in err, err
+
+
+def test_import_seed_of_5000_records_into_a_default_bucket(
+    nats_server: Server, bucket: str, tmp_path: Path
+) -> None:
+    # A TypeScript store (``tenant:JSON(key)`` -> JSON(value), as the package writes it;
+    # see tests/cli/test_import_seed.py) imported straight into a default bucket: the
+    # import wrote 2,000 records per atomic batch, which the bucket refused whole.
+    seed, expected = _seed_store(tmp_path, lambda i: {"i": i})
+    url = _default_url(nats_server, bucket)
+    done = run_cli("import-seed", str(seed), url)
+    assert done.returncode == 0, done.stderr.decode()
+    assert _dump(url) == expected
+
+
+def test_an_import_seed_cut_by_a_full_bucket_counts_only_committed_batches(
+    nats_server: Server, bucket: str, tmp_path: Path
+) -> None:
+    # The note of a failed import-seed counted the records of the batch that failed
+    # (counted as they were added to it, before its commit) as written.
+    seed, _ = _seed_store(tmp_path, lambda i: "v" * 2000)
+    target = _default_url(nats_server, bucket, max_bytes="3MiB")
+    done = run_cli("import-seed", str(seed), target)
+    err = done.stderr.decode()
+    assert done.returncode != 0, err
+    with aurora_storage.open(target) as repo:
+        held = sum(repo.count(t) for t in repo.tenants())
+    assert held > 0, err
+    assert f"{held} records were written to " in err, (held, err)
+
+
+def _seed_store(tmp_path: Path, value: Any) -> tuple[Path, dict[str, dict[Any, Any]]]:
+    """A TypeScript store of RECORDS records over two tenants (``tenant:JSON(key)`` ->
+    ``JSON(value(i))``, as the package writes them) and the records it holds."""
+    import rocksdict
+
+    seed = tmp_path / "seed"
+    db = rocksdict.Rdict(str(seed), options=rocksdict.Options(raw_mode=True))
+    expected: dict[str, dict[Any, Any]] = {"acme": {}, "globex": {}}
+    for i in range(RECORDS):
+        tenant = "acme" if i % 2 else "globex"
+        key = f"k{i:05d}"
+        db[f"{tenant}:{orjson.dumps(key).decode()}".encode()] = orjson.dumps(value(i))
+        expected[tenant][key] = value(i)
+    db.close()
+    os.remove(seed / "rocksdict-config.json")  # the package's binding writes none
+    return seed, expected

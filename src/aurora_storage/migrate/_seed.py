@@ -549,7 +549,11 @@ def _write_chunk(
     checker: Any,
 ) -> None:
     """Write ``records`` to ``repo`` in one atomic batch, recording each record the
-    repository refuses, or that would overwrite another record, as a problem."""
+    repository refuses, or that would overwrite another record, as a problem. The
+    tally counts the records as imported once the batch has committed (a batch that
+    raises wrote nothing: an error's note must not count it)."""
+    imported = text_keys = 0
+    tenants: Counter[str] = Counter()
     with repo.batch() as batch:
         for text, split, value in records:
             try:
@@ -574,9 +578,12 @@ def _write_chunk(
                 continue
             if digest:
                 tally.seen[digest] = text
-            tally.imported += 1
-            tally.text_keys += split.text_key
-            tally.tenants[split.tenant] += 1
+            imported += 1
+            text_keys += split.text_key
+            tenants[split.tenant] += 1
+    tally.imported += imported
+    tally.text_keys += text_keys
+    tally.tenants.update(tenants)
 
 
 # ------------------------------------------------------------------------ the import
@@ -691,7 +698,12 @@ def import_seed(
                     with aurora_storage.open("memory://", codec=codec) as scratch:
                         _write_chunk(src.db, scratch, records, tally, known, checker)
                 else:
-                    _write_chunk(src.db, repo, records, tally, known, checker)
+                    # At most what one atomic batch of the target holds (a NATS bucket:
+                    # max_batch, 1,000 by default; Capabilities.max_batch_ops).
+                    step = min(CHUNK, repo.capabilities.max_batch_ops or CHUNK)
+                    for i in range(0, len(records), step):
+                        part = records[i : i + step]
+                        _write_chunk(src.db, repo, part, tally, known, checker)
                 if progress is not None:
                     progress(len(chunk))
             if repo is not None and hasattr(repo, "flush"):
@@ -731,8 +743,8 @@ def _written(imported: int, shown: str | None, *, dry_run: bool = False, opened:
     if not imported:
         return f"No record was written to {shown}"
     return (
-        f"{imported} records were written to {shown} before this (one atomic batch per "
-        f"{CHUNK} records): run import-seed again into the same target once the source "
+        f"{imported} records were written to {shown} before this (atomic batches of up "
+        f"to {CHUNK} records): run import-seed again into the same target once the source "
         "reads (it overwrites what this run wrote and adds the rest), or delete the "
         "target to start over"
     )
