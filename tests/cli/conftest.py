@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
 import sys
@@ -53,3 +54,18 @@ def listing(path: Path) -> dict[str, Any]:
             st = os.stat(p)
             out[os.path.relpath(p, path)] = (st.st_size, st.st_mtime_ns)
     return out
+
+
+def flip(path: str, offset: int, mask: int = 0x10) -> None:
+    """Damage ``path`` in place: the byte at ``offset`` XOR ``mask``."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ mask]))
+
+
+def tables(store: Path) -> list[str]:
+    """A RocksDB store's table files, oldest first: the first also holds the store's
+    metadata record."""
+    return sorted(glob.glob(f"{store}/*.sst"), key=lambda p: int(os.path.basename(p)[:-4]))

@@ -6,7 +6,6 @@ their files after a flush or close."""
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shutil
@@ -19,24 +18,13 @@ from hypothesis import strategies as st
 
 import aurora_storage
 
+from .conftest import flip as _flip
 from .conftest import listing, run_cli
+from .conftest import tables as _tables
 
 _DAMAGED = 5  # docs/cli.md, "Exit codes"
 TENANTS = ("acme", "globex", "initech")
 PER_TENANT = 2000
-
-
-def _flip(path: str, offset: int, mask: int = 0x10) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ mask]))
-
-
-def _tables(store: Path) -> list[str]:
-    # Oldest first: the first table also holds the store's metadata record.
-    return sorted(glob.glob(f"{store}/*.sst"), key=lambda p: int(os.path.basename(p)[:-4]))
 
 
 @pytest.fixture(scope="module")

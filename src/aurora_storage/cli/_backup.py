@@ -15,8 +15,9 @@ import errno
 import fcntl
 import functools
 import os
+import shlex
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -141,56 +142,70 @@ _CHECK_OPTIONS: dict[str, dict[str, str]] = {
 }
 
 
-def _check_backup(scheme: str, partial: str, *, quiet: bool) -> dict[str, Any]:
-    """Read the backup at ``partial`` back: ``Repository.verify()`` of it (every record,
+def _check_backup(scheme: str, path: str, *, quiet: bool, own: bool = True) -> dict[str, Any]:
+    """Read the backup at ``path`` back: ``Repository.verify()`` of it (every record,
     the engine's checksums on - RocksDB's block checksums, the LMDB plugin's record
-    envelopes - after LMDB's structural walk). Returns ``verify``'s report (see
+    envelopes - after LMDB's structural walk). ``own``: the directory is this
+    process's (a backup being written, under its partial name), which LMDB opens without
+    liblmdb's lock file; a backup being restored is opened with it, as before the check
+    (another process may open it meanwhile). Returns ``verify``'s report (see
     :func:`aurora_storage.cli._app._verify`); damage that keeps the backup from opening
     at all is reported as its one problem.
 
     Raises:
         StorageError: the backup could not be read for another reason than damage.
     """
-    url = URL(scheme, partial).with_options(**_CHECK_OPTIONS.get(scheme, {}))
+    options = dict(_CHECK_OPTIONS.get(scheme, {}))
+    if not own:
+        options.pop("lock", None)
+    url = URL(scheme, path).with_options(**options)
     try:
         with open_read(url.render(hide_secrets=False)) as repo:
             return _verify(repo, quiet=quiet)
     except errors.CorruptionError as exc:
-        return {
-            "ok": False,
-            "opened": False,
-            "records": 0,
-            "problem_count": 1,
-            "unchecked": None,
-            "problems": [
-                {"message": str(exc), "tenant": exc.tenant, "key": None, "path": exc.path}
-            ],
-        }
+        return _unopened(exc)
 
 
-def _damage_error(
-    url: str, scheme: str, target: str, partial: str, report: dict[str, Any]
-) -> errors.CorruptionError:
-    """Name each problem :func:`_check_backup` found in the backup (now at ``target``)
-    on a ``warning:`` line, and return the error that ends the command: which files
-    hold the damage, that the backup was kept and holds it, and what to do."""
+def _unopened(exc: errors.CorruptionError) -> dict[str, Any]:
+    """A check's report for a store whose damage keeps it from opening at all (a RocksDB
+    backup damaged where its metadata record lies: a checkpoint has no marker to fall
+    back on): the open's error is its one problem."""
+    return {
+        "ok": False,
+        "opened": False,
+        "records": 0,
+        "problem_count": 1,
+        "unchecked": None,
+        "problems": [{"message": str(exc), "tenant": exc.tenant, "key": None, "path": exc.path}],
+    }
+
+
+def _name_damage(
+    scheme: str, backup: str, report: dict[str, Any], rename: Callable[[str], str] | None = None
+) -> tuple[list[str], str]:
+    """Name each problem of a check of the backup at ``backup`` on a ``warning:`` line
+    (``rename`` rewrites the paths the engines named, as the partial directory of a
+    backup being written). Returns the damaged files and what was found, as a phrase
+    (``3 damaged records or regions in FILE, ...`` or ``damage in FILE that keeps it
+    from opening``)."""
 
     def here(text: str) -> str:
-        # The engines name the partial directory the backup was checked in.
-        return text.replace(partial, target)
+        return text if rename is None else rename(text)
 
     files: list[str] = []
     for p in report["problems"]:
         path = here(p["path"]) if isinstance(p.get("path"), str) else None
-        if path == target and scheme == "lmdb":
-            path = os.path.join(target, "data.mdb")  # (its one data file)
+        if path == backup and scheme == "lmdb":
+            path = os.path.join(backup, "data.mdb")  # (its one data file)
         p = {**p, "path": path, "message": here(str(p["message"]))}
         warn(f"damaged in the backup:{_where(p)} {p['message']}")
         if path is not None and path not in files:
             files.append(path)
-    named = ", ".join(files[:5]) or target
+    named = ", ".join(files[:5]) or backup
     if len(files) > 5:
         named += f" and {len(files) - 5} more files"
+    if not report.get("opened", True):
+        return files, f"damage in {named} that keeps it from opening"
     unchecked = report.get("unchecked")
     unread = (
         ""
@@ -200,14 +215,20 @@ def _damage_error(
         else f"; about {plural(unchecked, 'record')} could not be read"
     )
     count = report.get("problem_count") or len(report["problems"])
+    return files, f"{plural(count, 'damaged record or region')} in {named}{unread}"
+
+
+def _damage_error(
+    url: str, scheme: str, target: str, partial: str, report: dict[str, Any]
+) -> errors.CorruptionError:
+    """Name each problem :func:`_check_backup` found in the backup (now at ``target``)
+    on a ``warning:`` line, and return the error that ends the command: which files
+    hold the damage, that the backup was kept and holds it, and what to do."""
+    # The engines name the partial directory the backup was checked in.
+    files, found = _name_damage(scheme, target, report, lambda t: t.replace(partial, target))
     # Salvaged from the backup (a copy nobody writes) where it opens; one too damaged
     # to open (a RocksDB backup has no marker to fall back on) from the store.
     salvage = f"{scheme}:{target}" if report.get("opened", True) else url
-    found = (
-        f"{plural(count, 'damaged record or region')} in {named}{unread}"
-        if report.get("opened", True)
-        else f"damage in {named} that keeps it from opening"
-    )
     return errors.CorruptionError(
         f"the backup {target} was written, but reading it back found {found}. The "
         "backup holds the damage, so it is not a good backup: keep your earlier ones. "
@@ -426,12 +447,87 @@ def _live_source_advice(scheme: str, source: str) -> str:
     )
 
 
+def _restore_damage_error(
+    scheme: str, source: str, path: str, report: dict[str, Any], *, again: str, found: bool
+) -> errors.CorruptionError:
+    """Name each problem found in the backup at ``source`` on a ``warning:`` line, and
+    return the error that ends a restore into ``path`` (``found``: a store is there)
+    before anything there changed: which files of the backup hold the damage, and what
+    to do instead (``again``: the restore's arguments, for ``--no-verify``)."""
+    files, what_found = _name_damage(scheme, source, report)
+    if report.get("opened", True):
+        todo = (
+            "Restore an earlier backup; or save what still reads from this one with "
+            f"`aurora-storage export --salvage {scheme}:{source} -o FILE` and import that "
+            "file into a new store; or, knowing that it is damaged, restore it anyway "
+            f"with `aurora-storage restore --no-verify {again}`"
+        )
+        what = f"reading the backup {source} back (every record, checksums on) found {what_found}"
+    else:
+        # Neither a salvage of it nor --no-verify helps: nothing reads it.
+        todo = (
+            "Restore an earlier backup, or save what still reads from the store the "
+            "backup was made from with `aurora-storage export --salvage URL -o FILE` and "
+            "import that file into a new store"
+        )
+        what = f"the backup {source} cannot be opened ({what_found})"
+    kept = f"The store at {path} is unchanged" if found else f"Nothing was written at {path}"
+    return errors.CorruptionError(
+        f'nothing was restored: {what}. {kept}. {todo} (docs/operations.md, "Backup and restore")',
+        backend=scheme,
+        path=files[0] if files else source,
+    )
+
+
+def _count_unchecked(scheme: str, source: str, path: str, *, again: str, found: bool) -> int | None:
+    """``restore --no-verify``: the backup at ``source`` must open, as before the check
+    existed; its records are counted for the question. Returns the count, or None when
+    counting met damage (said on a ``warning:`` line: restored anyway, as asked).
+
+    Raises:
+        CorruptionError: the backup is too damaged to open; nothing was restored.
+    """
+    try:
+        repo = open_read(URL(scheme, source).render(hide_secrets=False))
+    except errors.CorruptionError as exc:
+        raise _restore_damage_error(
+            scheme, source, path, _unopened(exc), again=again, found=found
+        ) from exc
+    with repo:
+        try:
+            return int(sum(repo.count(t) for t in repo.tenants()))
+        except errors.CorruptionError as exc:
+            warn(f"the backup {source} is damaged ({exc}); restoring it anyway (--no-verify)")
+            return None
+
+
+def _count_restored(url: str) -> int | None:
+    """The records of the store restored at ``url``; None when a backup restored with
+    ``--no-verify`` brought damage that counting met (said on a ``warning:`` line)."""
+    try:
+        with open_read(url) as repo:
+            return int(sum(repo.count(t) for t in repo.tenants()))
+    except errors.CorruptionError as exc:
+        warn(
+            f"the restored store is damaged, as the backup was ({exc}); check it with "
+            f"`aurora-storage verify {url}`"
+        )
+        return None
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.argument("url")
 @click.option("--yes", "-y", is_flag=True, help="Replace an existing store without asking.")
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Read every record of the backup, checksums on, before anything at URL is "
+    "touched (exit 5 on damage, nothing restored).",
+)
 @_quiet_option
-def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
+def restore(directory: str, url: str, yes: bool, verify: bool, quiet: bool) -> None:
     """Restore a backup DIRECTORY as the store at URL (same engine). An existing store
     at URL is replaced, after confirmation; a path holding anything else (another
     engine's store, a non-empty folder that is no store, a RocksDB store another
@@ -439,6 +535,12 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
     another process has open, or that another restore is restoring into, is refused
     (exit 3) and left as it is: stop the application first. A URL naming a symbolic
     link restores into the directory it points to.
+
+    The backup is read first (every record, checksums on, as `verify` does), before
+    anything at URL is touched: a damaged backup is refused (exit 5), its damaged
+    records and files named, and the store at URL left as it was. --no-verify restores
+    it without the check (it reads the whole backup; see docs/operations.md for its
+    cost).
 
     \b
     Example:
@@ -496,17 +598,28 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
     # from before the copy until the swap is done (see _RestoreLocks).
     with in_use(), live():
         pass
-    # The backup must open cleanly before anything at the target is touched.
-    # (A URL built from the path quoted: '%', '#', '?' or a tab in a directory's name
-    # would otherwise name another store, or be refused as a URL the user never wrote.)
-    with open_read(URL(parsed.scheme, source).render(hide_secrets=False)) as check:
-        records = sum(check.count(t) for t in check.tenants())
+    # The backup is read before anything at the target is touched, and before the
+    # question: a damaged backup would replace a store that may be intact with its
+    # damage. (A URL built from the path quoted: '%', '#', '?' or a tab in a directory's
+    # name would otherwise name another store, or be refused as a URL the user never
+    # wrote.)
+    records: int | None
+    again = f"{shlex.quote(directory)} {shlex.quote(url)}"
+    if verify:
+        report = _check_backup(parsed.scheme, source, quiet=quiet, own=False)
+        if not report["ok"]:
+            raise _restore_damage_error(
+                parsed.scheme, source, path, report, again=again, found=found is not None
+            )
+        records = report["records"]
+    else:
+        records = _count_unchecked(
+            parsed.scheme, source, path, again=again, found=found is not None
+        )
     if found is not None:
         link = "" if given == path else f" (where {given} points)"
-        _confirm(
-            f"replace the {found} store at {path}{link} with the backup ({records} records)?",
-            yes,
-        )
+        held = "its records not counted: it is damaged" if records is None else f"{records} records"
+        _confirm(f"replace the {found} store at {path}{link} with the backup ({held})?", yes)
     try:
         with in_use():
             locks.start(lock_target=found is not None, quiet=quiet)
@@ -520,9 +633,10 @@ def restore(directory: str, url: str, yes: bool, quiet: bool) -> None:
         raise
     finally:
         locks.release()
-    with open_read(url) as repo:
-        got = sum(repo.count(t) for t in repo.tenants())
-    say(f"restored {got} records into {path}", quiet=quiet)
+    got = _count_restored(url)
+    what = "the backup" if got is None else f"{got} records"
+    checked = "backup checked" if verify else "backup not checked: --no-verify"
+    say(f"restored {what} into {path} ({checked})", quiet=quiet)
 
 
 _LIVE_TARGET_ADVICE = (
