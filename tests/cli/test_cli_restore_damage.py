@@ -130,7 +130,7 @@ def test_restore_of_a_rocksdb_backup_with_a_damaged_block_exits_5_and_changes_no
         last, warnings = _refused(out)
         assert f"{bk}/{bad}" in last
         assert "earlier backup" in last
-        assert f"export --salvage rocksdb:{bk}" in last
+        assert f"export --salvage rocksdb://{bk}" in last
         assert "--no-verify" in last
         assert f"{target} is unchanged" in last
         assert any("tenant='globex'" in w and f"{bk}/{bad}" in w for w in warnings), warnings
@@ -151,7 +151,7 @@ def test_restore_of_an_lmdb_backup_with_a_damaged_record_exits_5_and_changes_not
     out = run_cli("restore", str(bk), f"lmdb:{target}", "--yes")
     last, warnings = _refused(out)
     assert f"{bk}/data.mdb" in last
-    assert f"export --salvage lmdb:{bk}" in last
+    assert f"export --salvage lmdb://{bk}" in last
     assert "--no-verify" in last
     assert any("1500" in w for w in warnings), warnings
     assert _hashes(target) == before
@@ -181,7 +181,7 @@ def test_restore_of_a_rocksdb_backup_damaged_in_its_metadata_block_exits_5(
     assert "cannot be opened" in last
     assert "keeps it from opening" in last
     # Nothing to salvage from a backup that does not open, nor to restore anyway.
-    assert f"export --salvage rocksdb:{bk}" not in last
+    assert "--salvage rocksdb:" not in last
     assert "--no-verify" not in last
     assert "earlier backup" in last
     assert _hashes(target) == before

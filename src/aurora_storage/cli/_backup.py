@@ -5,7 +5,10 @@ store that another process has open where the result would not hold what it clai
 A backup is read back before it gets its name (every record, checksums on: the check
 ``verify`` makes): a RocksDB checkpoint hard-links the store's table files and an LMDB
 copy copies its pages as they are, so a damaged store's damage lands in the backup, and
-without the check the operator learnt of it only when the backup was needed.
+without the check the operator learnt of it only when the backup was needed. A backup
+is read the same way before ``restore`` touches the target: one written without the
+check (``--no-verify``, older versions, a library checkpoint) or damaged since would
+otherwise replace a store that may be intact with its damage.
 """
 
 from __future__ import annotations
@@ -456,9 +459,11 @@ def _restore_damage_error(
     to do instead (``again``: the restore's arguments, for ``--no-verify``)."""
     files, what_found = _name_damage(scheme, source, report)
     if report.get("opened", True):
+        # (Quoted as a URL and for the shell: the path may hold '%', '#' or spaces.)
+        backup = shlex.quote(URL(scheme, source).render(hide_secrets=False))
         todo = (
             "Restore an earlier backup; or save what still reads from this one with "
-            f"`aurora-storage export --salvage {scheme}:{source} -o FILE` and import that "
+            f"`aurora-storage export --salvage {backup} -o FILE` and import that "
             "file into a new store; or, knowing that it is damaged, restore it anyway "
             f"with `aurora-storage restore --no-verify {again}`"
         )
@@ -501,16 +506,18 @@ def _count_unchecked(scheme: str, source: str, path: str, *, again: str, found: 
             return None
 
 
-def _count_restored(url: str) -> int | None:
-    """The records of the store restored at ``url``; None when a backup restored with
-    ``--no-verify`` brought damage that counting met (said on a ``warning:`` line)."""
+def _count_restored(url: str, *, verified: bool) -> int | None:
+    """The records of the store restored at ``url``; None when counting met damage (a
+    backup restored with ``--no-verify`` brought it), said on a ``warning:`` line: the
+    restore is done, as asked."""
     try:
         with open_read(url) as repo:
             return int(sum(repo.count(t) for t in repo.tenants()))
     except errors.CorruptionError as exc:
+        was = "" if verified else ", as the backup was"
         warn(
-            f"the restored store is damaged, as the backup was ({exc}); check it with "
-            f"`aurora-storage verify {url}`"
+            f"the restored store is damaged{was} ({exc}); check it with "
+            f"`aurora-storage verify {shlex.quote(url)}`"
         )
         return None
 
@@ -538,9 +545,8 @@ def restore(directory: str, url: str, yes: bool, verify: bool, quiet: bool) -> N
 
     The backup is read first (every record, checksums on, as `verify` does), before
     anything at URL is touched: a damaged backup is refused (exit 5), its damaged
-    records and files named, and the store at URL left as it was. --no-verify restores
-    it without the check (it reads the whole backup; see docs/operations.md for its
-    cost).
+    records and files named, and the store at URL left as it was. --no-verify skips
+    the check, which reads the whole backup (see docs/operations.md for its cost).
 
     \b
     Example:
@@ -633,7 +639,7 @@ def restore(directory: str, url: str, yes: bool, verify: bool, quiet: bool) -> N
         raise
     finally:
         locks.release()
-    got = _count_restored(url)
+    got = _count_restored(url, verified=verify)
     what = "the backup" if got is None else f"{got} records"
     checked = "backup checked" if verify else "backup not checked: --no-verify"
     say(f"restored {what} into {path} ({checked})", quiet=quiet)
