@@ -13,7 +13,9 @@ and the test learns from a ``threading.Event`` when that happened (no sleeps).
   server has handled the request by then.
 * :meth:`Relay.release` lets everything held go on; :meth:`Relay.cut` drops every
   connection instead (what is held is lost, as with a server gone away) and refuses new
-  ones.
+  ones (until :meth:`Relay.reopen`: as with a server gone and back, its clients'
+  connections are refused meanwhile); :meth:`Relay.drop` drops every connection too (a
+  broken link) but relays the client's new ones (its reconnects) afresh.
 """
 
 from __future__ import annotations
@@ -53,10 +55,12 @@ class Relay:
         self._marker = b""
         self._answer = b""
         self._cut = False
+        #: Bumped by drop(): a connection relayed under an older generation is dropped.
+        self._generation = 0
+        #: Counts the arms: bytes passed on before the latest one never match its marker.
+        self._arms = 0
         self._writers: set[asyncio.StreamWriter] = set()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock = self._listening(0)
         self.port: int = self._sock.getsockname()[1]
         self.rcvbuf: int = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         self.loop = asyncio.new_event_loop()
@@ -64,6 +68,16 @@ class Relay:
         self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
         self.thread.start()
         assert ready.wait(10), "the relay did not start"
+
+    @staticmethod
+    def _listening(port: int) -> socket.socket:
+        """A socket bound to ``127.0.0.1:port`` (0: any free port) to listen on; its
+        address reusable at once, for :meth:`reopen`."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.bind(("127.0.0.1", port))
+        return sock
 
     def in_flight_bound(self) -> int:
         """The most bytes a client can have sent past a stall: its socket's send buffer,
@@ -105,6 +119,33 @@ class Relay:
         self.loop.call_soon_threadsafe(cut)
         assert done.wait(10), "the relay did not cut its connections"
 
+    def reopen(self) -> None:
+        """After :meth:`cut`: accept connections on the same port again (new ones only:
+        what cut() dropped stays dropped); returns once listening."""
+
+        async def reopen() -> None:
+            self._generation += 1  # the connections cut() dropped stay dropped
+            self._cut = False
+            self.server = await asyncio.start_server(self._conn, sock=self._listening(self.port))
+
+        asyncio.run_coroutine_threadsafe(reopen(), self.loop).result(10)
+
+    def drop(self) -> None:
+        """Drop every connection (what is held is lost, as with a broken link), disarm,
+        and go on relaying new connections; returns once done."""
+        done = threading.Event()
+
+        def drop() -> None:
+            self._generation += 1
+            self._mode = None
+            for w in list(self._writers):
+                w.transport.abort()
+            self._open_gates()  # what waits there drops its bytes (see _conn)
+            done.set()
+
+        self.loop.call_soon_threadsafe(drop)
+        assert done.wait(10), "the relay did not drop its connections"
+
     def close(self) -> None:
         """Stop the relay (its connections dropped) and its thread."""
 
@@ -117,18 +158,20 @@ class Relay:
             try:
                 self.loop.call_soon_threadsafe(stop)
             except RuntimeError:
-                pass  # stopping already (cut() closed its server)
+                pass  # the loop is closed already
             self.thread.join(10)
 
     # ------------------------------------------------------------------ relay side
 
     def _arm(self, mode: str, marker: bytes, answer: bytes) -> None:
         self._mode, self._marker, self._answer = mode, marker, answer
+        self._arms += 1
 
-    def _dropping(self) -> bool:
-        """Whether cut() dropped the connections (asked again after every wait: it
-        happens while a pipe waits at a gate)."""
-        return self._cut
+    def _dropping(self, generation: int) -> bool:
+        """Whether cut(), or drop() since the connection of ``generation`` was made,
+        dropped it (asked again after every wait: it happens while a pipe waits at a
+        gate)."""
+        return self._cut or generation != self._generation
 
     def _open_gates(self) -> None:
         self._up.set()
@@ -143,7 +186,8 @@ class Relay:
             self._open_gates()
             self.server = await asyncio.start_server(self._conn, sock=self._sock)
             ready.set()
-            await self.server.serve_forever()
+            # Until close() cancels it: cut() closes the server only (see reopen).
+            await asyncio.Event().wait()
 
         try:
             self.loop.run_until_complete(main())
@@ -155,6 +199,7 @@ class Relay:
         self.loop.close()
 
     async def _conn(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        generation = self._generation
         try:
             sr, sw = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
@@ -164,11 +209,16 @@ class Relay:
 
         async def up() -> None:  # client -> server
             tail = b""
+            arms = self._arms
             try:
                 while data := await cr.read(65536):
                     await self._up.wait()
-                    if self._dropping():
+                    if self._dropping(generation):
                         break
+                    if arms != self._arms:
+                        # Armed since the last chunk: the tail kept for a marker split
+                        # between two chunks was passed on before, and must not match.
+                        arms, tail = self._arms, b""
                     seen = tail + data
                     tail = seen[-64:]
                     if self._mode is not None and self._marker in seen:
@@ -177,7 +227,7 @@ class Relay:
                             self._up.clear()
                             self.stalled.set()
                             await self._up.wait()
-                            if self._dropping():
+                            if self._dropping(generation):
                                 break
                         else:
                             # Closed before the marker goes on: the server's answer to
@@ -198,7 +248,7 @@ class Relay:
                         if self._answer in data:
                             self.answered.set()
                         await self._down.wait()
-                    if self._dropping():
+                    if self._dropping(generation):
                         break
                     cw.write(data)
                     await cw.drain()
