@@ -13,6 +13,20 @@ Python lock:
   or not at all;
 * a tracking record moves forward only, by ``compare_and_set`` against the version read
   with it (``version=None``: "only if absent"), in the same batch as a process's events.
+
+A store that is away (a NATS server restarting: an error :func:`unreachable` holds
+for) does not stop a runner. The calls a runner's thread makes (see
+:func:`runner_stop`: a ``ProjectionRunner``'s view, an ``EventSourcedProjectionRunner``'s
+or a system follower's process recorder, the leader's notifications it reads) wait for
+it with the subscriptions' rule (:func:`retry_while_away`): a read is made again; a
+commit that moves a tracking record - ``track()``, ``insert_tracking()``, a process's
+``insert_events(tracking=...)`` - may have landed or not when the store went away, so
+the tracking record decides (:meth:`AuroraRecorder._check_tracking`, read back after
+the failure): at this call's notification id, the commit landed and the call returns
+as if it had answered; below it, nothing landed (the batch is atomic) and the call runs
+again from its first read (``track()``'s update on a fresh :class:`ViewState`). Calls
+made on any other thread do not wait: they raise after the repository's ``timeout``,
+and a commit whose outcome is unknown is read back once to say which.
 """
 
 from __future__ import annotations
@@ -23,15 +37,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
+    DatabaseError,
     DataError,
     IntegrityError,
     Notification,
+    PersistenceError,
     ProcessRecorder,
     ProgrammingError,
     StoredEvent,
@@ -68,6 +84,7 @@ from ._records import (
     uuid_id_text,
     value_layout,
 )
+from ._subscription import RETRY_FIRST, RETRY_MAX, retry_while_away, runner_stop, unreachable
 
 __all__ = [
     "AuroraAggregateRecorder",
@@ -202,6 +219,58 @@ def _packing_error(exc: BaseException) -> SerializationError:
     )
     error.__cause__ = exc
     return error
+
+
+_T = TypeVar("_T")
+
+#: What _check_tracking returns when a commit of the call whose outcome was unknown is
+#: found to have landed.
+_LANDED: Any = object()
+
+
+def _patience(exc: BaseException, repo: Repository[Any, Any]) -> threading.Event | None:
+    """The stop event of the runner whose thread this is (:func:`runner_stop`) when
+    ``exc`` says the store is away and ``repo`` is open: the call waits for the store.
+    ``None`` - the call raises - for any other error, and on any other thread."""
+    if not unreachable(exc) or repo.closed:
+        return None
+    return runner_stop()
+
+
+def _gave_up(exc: StorageError, doing: str, repo: Repository[Any, Any]) -> PersistenceError:
+    """``exc`` as eventsourcing's error, saying why a runner's call stopped waiting for
+    the store when that is why it raises."""
+    err = translate(exc, doing)
+    if not unreachable(exc):
+        return err
+    if repo.closed:
+        why = "the repository was closed while the call waited for the store to answer"
+    else:
+        why = "the runner stopped while the call waited for the store to answer"
+    return type(err)(
+        f"{err}; {why}: the call did not complete (a runner started again resumes from "
+        "its tracking record)"
+    )
+
+
+def _again(
+    exc: StorageError, repo: Repository[Any, Any], doing: str, attempt: Callable[[], _T]
+) -> _T:
+    """After the read ``attempt`` raised ``exc``: on a runner's thread, while the store is
+    away, the read made again until the store answers (:func:`retry_while_away`);
+    anywhere else, and for any other error, ``exc`` raised as eventsourcing's error.
+
+    Raises:
+        PersistenceError: ``exc`` translated (see ``_errors``); or the last error of the
+            waiting, once the runner stopped or the repository was closed (saying so).
+    """
+    stop = _patience(exc, repo)
+    if stop is None:
+        raise translate(exc, doing) from exc
+    try:
+        return retry_while_away(attempt, stop, repo)
+    except StorageError as last:
+        raise _gave_up(last, doing, repo) from last
 
 
 @dataclass(frozen=True, eq=False, init=False)
@@ -390,25 +459,97 @@ class AuroraRecorder:
                     return error
         return None
 
-    def _check_tracking(self, tracking: Tracking) -> Any:
+    def _check_tracking(
+        self, tracking: Tracking, doubt: StorageError | None = None, doing: str = ""
+    ) -> Any:
         """The version of the tracking record to compare-and-set against; raises
-        IntegrityError if the record is at or past ``tracking`` already."""
-        key = self._tracking_key("read a tracking record", tracking.application_name)
+        IntegrityError if the record is at or past ``tracking`` already. On a runner's
+        thread the read waits for a store that is away (see the module docstring).
+
+        Args:
+            tracking: where the caller's commit moves the record.
+            doubt: the error of a commit of this call that moved the record to
+                ``tracking`` and failed because the store was away, so it may or may
+                not have landed (``None``: no such commit). The record decides: at
+                ``tracking.notification_id`` exactly, it landed (returns ``_LANDED``);
+                below it, nothing landed - a commit is atomic - and the version is
+                returned for the commit to run again on a runner's thread. A caller on
+                any other thread is not run again: it gets OperationalError saying
+                nothing was written, or, if the record cannot be read either, the doubt
+                and how to settle it (``has_tracking_id``).
+            doing: what the caller does, for those errors (``"record a view update"``).
+
+        Raises:
+            IntegrityError: the record is at or past ``tracking`` (with ``doubt``: past
+                it).
+            OperationalError: with ``doubt``, off a runner's thread, as said above.
+        """
+        name, nid = tracking.application_name, tracking.notification_id
+        key = self._tracking_key("read a tracking record", name)
+        repo, tenant = self._repo, self._tenant
         try:
-            current, version = self._repo.get_versioned(self._tenant, key)
+            current, version = repo.get_versioned(tenant, key)
         except StorageError as exc:
-            raise translate(exc, "read a tracking record") from exc
+            if doubt is not None and _patience(exc, repo) is None:
+                raise self._unsettled(doubt, tracking, doing, exc) from doubt
+            current, version = _again(
+                exc, repo, "read a tracking record", lambda: repo.get_versioned(tenant, key)
+            )
         if current is not None:
-            current = self._tracking_id(
-                "read a tracking record", tracking.application_name, current
+            current = self._tracking_id("read a tracking record", name, current)
+        if doubt is not None and current == nid:
+            return _LANDED
+        if current is not None and current >= nid:
+            lost = (
+                " (a commit of this call, whose answer was lost, may have been one of them)"
+                if doubt is not None
+                else ""
             )
-        if current is not None and current >= tracking.notification_id:
             raise IntegrityError(
-                f"tracking record of {tracking.application_name!r} is at notification "
-                f"{current}, not below {tracking.notification_id}: that notification was "
-                "processed already"
+                f"tracking record of {name!r} is at notification {current}, not below "
+                f"{nid}: that notification was processed already{lost}"
             )
+        if doubt is not None and runner_stop() is None:
+            err = translate(doubt, doing)
+            where = "absent" if current is None else f"at notification {current}"
+            raise type(err)(
+                f"{err}; read back, the tracking record of {name!r} is {where}, below "
+                f"{nid}: the commit did not land and nothing was written - call again"
+            ) from doubt
         return version
+
+    def _unsettled(
+        self, doubt: StorageError, tracking: Tracking, doing: str, exc: StorageError
+    ) -> PersistenceError:
+        """The error for a commit whose outcome is unknown (``doubt``) when reading the
+        tracking record back failed too (``exc``): how to settle it."""
+        err = translate(doubt, doing)
+        name, nid = tracking.application_name, tracking.notification_id
+        return type(err)(
+            f"{err}; reading the tracking record back failed too ({exc}). The tracking "
+            f"record decides: has_tracking_id({name!r}, {nid}) is True once the commit "
+            "landed (read it when the store answers again). Calling again is safe either "
+            "way: if it landed, IntegrityError says that notification was processed already"
+        )
+
+    def _commit_failed(self, exc: StorageError, doing: str, delay: float) -> float:
+        """After a commit that moves a tracking record raised ``exc``: raises it, as
+        eventsourcing's error, unless it says the store is away; on a runner's thread
+        first waits ``delay`` seconds (raising if the runner stopped meanwhile). The
+        caller then reads the tracking record back (:meth:`_check_tracking` with
+        ``doubt=exc``), which says whether the commit landed.
+
+        Returns:
+            The wait after the next failure (twice ``delay``, at most ``RETRY_MAX``).
+        """
+        if not unreachable(exc) or self._repo.closed:
+            raise translate(exc, doing) from exc
+        stop = runner_stop()
+        if stop is None:
+            return delay
+        if stop.wait(delay):
+            raise _gave_up(exc, doing, self._repo) from exc
+        return min(2 * delay, RETRY_MAX)
 
 
 class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
@@ -497,10 +638,14 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
             cause = self._unstorable(stored_events, notify) or _packing_error(exc)
             raise translate(cause, "insert events") from cause
         repo = self._repo
+        doubt: StorageError | None = None
+        delay = RETRY_FIRST
         while True:
             tracking_version: Any = None
             if tracking is not None:
-                tracking_version = self._check_tracking(tracking)
+                tracking_version = self._check_tracking(tracking, doubt, "insert events")
+                if tracking_version is _LANDED:
+                    return self._landed(events, tracking, notify)
             slots = []
             try:
                 with repo.batch() as b:
@@ -533,16 +678,103 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
             except KeyExistsError as exc:  # an existing version, or one repeated
                 raise _exists_error(stored_events, exc) from exc
             except StorageError as exc:
-                raise (
-                    _batch_too_large(exc, notify=notify, tracking=True)
-                    or translate(exc, "insert events")
-                ) from exc
+                too_large = _batch_too_large(exc, notify=notify, tracking=True)
+                if too_large is not None:
+                    raise too_large from exc
+                # The store is away (else this raises): the commit, with its tracking
+                # record, landed or not; the record, read back, says (on a runner's
+                # thread the batch runs again if not; elsewhere the call raises).
+                delay = self._commit_failed(exc, "insert events", delay)
+                doubt = exc
+                continue
             if not notify:
                 return None
             try:
                 return [slot.number for slot in slots]
             except StorageError as exc:  # pragma: no cover - committed slots have numbers
                 raise translate(exc, "read notification ids") from exc
+
+    def _landed(
+        self,
+        events: list[tuple[tuple[str, str, str, int], Any, Any]],
+        tracking: Tracking,
+        notify: bool,
+    ) -> list[int] | None:
+        """What :meth:`_write` returns for its batch, found landed after its answer was
+        lost (the tracking record is at ``tracking``, see :meth:`_check_tracking`): the
+        ids of its notifications if ``notify``.
+
+        The tracking record says that notification was processed; the batch's first
+        event, create-only, says it was processed by this batch - holding what this call
+        wrote - and not by another writer's.
+
+        Raises:
+            IntegrityError: another writer's batch processed it (this one's first event
+                is absent, or holds other data); nothing of this call was written.
+        """
+        if not events:
+            return [] if notify else None
+        repo, tenant = self._repo, self._tenant
+        key, value, _ = events[0]
+        try:
+            stored = repo.get(tenant, key, _ABSENT)
+        except StorageError as exc:
+            stored = _again(exc, repo, "insert events", lambda: repo.get(tenant, key, _ABSENT))
+        if stored != value:
+            raise IntegrityError(
+                f"could not insert events: the tracking record of "
+                f"{tracking.application_name!r} is at notification "
+                f"{tracking.notification_id} and this call's commit, whose answer was "
+                f"lost, did not land (its first event, {key[2:]!r}, "
+                f"{'is absent' if stored is _ABSENT else 'holds other data'}): that "
+                "notification was processed already, by another writer; nothing of this "
+                "call was written"
+            )
+        if not notify:
+            return None
+        try:
+            return self._find_notes(key[2], key[3], len(events))
+        except StorageError as exc:
+            return _again(
+                exc,
+                repo,
+                "read notification ids",
+                lambda: self._find_notes(key[2], key[3], len(events)),
+            )
+
+    def _find_notes(self, oid: str, version: int, count: int) -> list[int]:
+        """The ids of the ``count`` notifications of a batch that landed, whose first
+        records ``(oid, version)``: the batch appended them in one run (consecutive
+        ids), and each ``(oid, version)`` is in one notification only (events are
+        create-only). Read down from the sequence's counter, in blocks of point reads:
+        the batch is recent, so only what was appended since is read.
+
+        Raises:
+            DatabaseError: no notification records it (the sequence was changed by
+                hand since).
+        """
+        repo, tenant, unpack = self._repo, self._tenant, self._unpack
+        top = repo.last_sequence(tenant, SEQUENCE)
+        block = _MIN_BLOCK
+        while top >= 1:
+            ids = range(max(1, top - block + 1), top + 1)
+            values = repo.get_many(tenant, [(SEQUENCE, i) for i in ids], _ABSENT)
+            for i, value in zip(reversed(ids), reversed(values), strict=True):
+                if value is _ABSENT:
+                    continue
+                try:
+                    note = unpack(value)
+                except Exception:  # not the module's record: not ours either
+                    continue
+                if isinstance(note, list) and note[:2] == [oid, version]:
+                    return list(range(i, i + count))
+            top = ids[0] - 1
+            block = min(2 * block, _MAX_BLOCK)
+        raise DatabaseError(
+            f"could not insert events: the batch of this call landed (its answer was "
+            f"lost), but no notification of tenant {tenant!r} records its first event "
+            f"({oid!r}, version {version}): the application sequence was changed by hand"
+        )
 
     def _insert(
         self, stored_events: Sequence[StoredEvent], pack: Callable[[list[Any]], Any], notify: bool
@@ -630,14 +862,17 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
         start = None if gt is None else (EVENT, self.purpose, oid, gt + 1)
         stop = None if lte is None else (EVENT, self.purpose, oid, lte + 1)
         unpack = self._unpack
-        try:
-            items = list(
-                self._repo.items(
-                    self._tenant, prefix=prefix, start=start, stop=stop, reverse=desc, limit=limit
-                )
+        repo, tenant = self._repo, self._tenant
+
+        def read() -> list[tuple[Any, Any]]:
+            return list(
+                repo.items(tenant, prefix=prefix, start=start, stop=stop, reverse=desc, limit=limit)
             )
+
+        try:
+            items = read()
         except StorageError as exc:
-            raise translate(exc, "select events") from exc
+            items = _again(exc, repo, "select events", read)
         if not items:
             return []
         originator_id_read = self._read_id(oid)
@@ -717,16 +952,22 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
         wanted = frozenset(check_topics(doing, "select_notifications", topics))
         first = 1 if start is None else (start if inclusive_of_start else start + 1)
         first = max(first, 1)
-        out: list[Notification] = []
         if limit == 0:
-            return out
-        try:
+            return []
+
+        def read() -> list[Notification]:
+            out: list[Notification] = []
             rest = self._by_id(first, stop, limit, wanted, out)
             if rest is not None:
                 self._scan(rest, stop, limit, wanted, out)
+            return out
+
+        try:
+            return read()
         except StorageError as exc:
-            raise translate(exc, "select notifications") from exc
-        return out
+            # On a runner's thread (a system follower reading its leader), a store that
+            # is away is waited for, and the page read again from the start.
+            return _again(exc, self._repo, "select notifications", read)
 
     def _notification(self, key: Any, value: Any) -> Notification:
         """The notification stored as ``value`` under ``key``.
@@ -837,18 +1078,23 @@ class AuroraApplicationRecorder(AuroraAggregateRecorder, ApplicationRecorder):
         newest key of the sequence; on a store whose scans list the whole range (see
         ``_point_reads``), the sequence's counter and the record at it (two point
         reads), with the seek only if that record is absent (see :meth:`_by_id`)."""
-        try:
+        repo, tenant = self._repo, self._tenant
+
+        def read() -> Any:
             if self._point_reads:
-                repo, tenant = self._repo, self._tenant
                 last = repo.last_sequence(tenant, SEQUENCE)
                 if last and repo.get(tenant, (SEQUENCE, last), _ABSENT) is not _ABSENT:
                     return last
-            newest = list(self._repo.keys(self._tenant, prefix=(SEQUENCE,), reverse=True, limit=1))
+            newest = list(repo.keys(tenant, prefix=(SEQUENCE,), reverse=True, limit=1))
+            return newest[0] if newest else None
+
+        try:
+            found = read()
         except StorageError as exc:
-            raise translate(exc, "read the highest notification id") from exc
-        if not newest:
-            return None
-        key = newest[0]
+            found = _again(exc, repo, "read the highest notification id", read)
+        if found is None or type(found) is int:
+            return found
+        key = found
         nid = key[1] if len(key) == 2 else None
         if type(nid) is not int:
             raise self._foreign("read the highest notification id", key, "...", _A_NOTIFICATION)
@@ -922,28 +1168,41 @@ class ViewState:
         self._stamp: Version | None = None
 
     def get(self, key: Any, default: Any = None) -> Any:
-        """The record's value (as this update left it), or ``default``.
+        """The record's value (as this update left it), or ``default``. On a runner's
+        thread a store that is away is waited for (see the module docstring).
 
         Raises:
             DataError: ``key`` is not an aurora-storage key (cause: InvalidKeyError).
         """
         try:
             encoded = encode_key(key)
-            pending = self._pending.get(encoded)
-            if pending is not None:
-                return default if pending[1] is _DELETED else pending[1]
-            repo, tenant = self._repo, self._tenant
-            if not self._stamp_read:
-                # Before any record: a commit of another update after this read changes
-                # the stamp, whichever records it wrote.
-                self._stamp = repo.get_versioned(tenant, _STAMP)[1]
-                self._stamp_read = True
-            value, version = repo.get_versioned(tenant, (VIEW, key))
         except StorageError as exc:
             raise translate(exc, "read a view record") from exc
+        pending = self._pending.get(encoded)
+        if pending is not None:
+            return default if pending[1] is _DELETED else pending[1]
+        try:
+            value, version = self._read_store(key)
+        except StorageError as exc:
+            # On a runner's thread, a store that is away is waited for (the stamp, once
+            # read, is not read again: it still comes before this record).
+            value, version = _again(
+                exc, self._repo, "read a view record", lambda: self._read_store(key)
+            )
         # The first read's version: what the update computed may rest on it.
         self._read.setdefault(encoded, version)
         return default if version is None else value
+
+    def _read_store(self, key: Any) -> tuple[Any, Version | None]:
+        """The record ``key`` and its version as stored; the view's stamp first, before
+        the update's first record."""
+        repo, tenant = self._repo, self._tenant
+        if not self._stamp_read:
+            # Before any record: a commit of another update after this read changes
+            # the stamp, whichever records it wrote.
+            self._stamp = repo.get_versioned(tenant, _STAMP)[1]
+            self._stamp_read = True
+        return repo.get_versioned(tenant, (VIEW, key))
 
     def put(self, key: Any, value: Any) -> None:
         """Set the record ``key`` to ``value`` when the update commits.
@@ -1025,24 +1284,37 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
         """Move the tracking record of ``tracking.application_name`` to
         ``tracking.notification_id``.
 
+        On a runner's thread it waits for a store that is away, and a write whose
+        outcome the outage left unknown is settled by the tracking record (see the
+        module docstring).
+
         Raises:
             IntegrityError: the record is at or past that id already.
             DataError: the id is not an int from 0 to 2**64 - 1; nothing written.
+            OperationalError: the store failed (off a runner's thread: also when it is
+                away; the message says whether the write landed, or how to tell).
         """
+        doing = "insert a tracking record"
         value = self._tracking_value(tracking)
+        doubt: StorageError | None = None
+        delay = RETRY_FIRST
         while True:
-            version = self._check_tracking(tracking)
+            version = self._check_tracking(tracking, doubt, doing)
+            if version is _LANDED:
+                return
             try:
                 self._repo.compare_and_set(
                     self._tenant,
-                    self._tracking_key("insert a tracking record", tracking.application_name),
+                    self._tracking_key(doing, tracking.application_name),
                     value,
                     version=version,
                 )
             except VersionConflictError:
                 continue  # moved meanwhile: re-read (see AuroraAggregateRecorder._write)
             except StorageError as exc:
-                raise translate(exc, "insert a tracking record") from exc
+                delay = self._commit_failed(exc, doing, delay)
+                doubt = exc  # landed or not: the tracking record, read back, says
+                continue
             return
 
     def track(self, tracking: Tracking, update: Callable[[ViewState], None]) -> None:
@@ -1070,6 +1342,13 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
         read need no condition, and an update that writes no view record moves only the
         tracking record (nothing of the view rests on what it read).
 
+        On a runner's thread (a ``ProjectionRunner``'s) a store that is away is waited
+        for: its reads are made again, and a commit the outage may or may not have
+        applied is settled by the tracking record - at ``tracking`` it landed and
+        ``track`` returns; below, nothing landed and ``update`` runs again on fresh
+        state, so a view update is applied once. Elsewhere ``track`` raises after the
+        repository's ``timeout`` (see the module docstring).
+
         Raises:
             IntegrityError: the tracking record is at or past
                 ``tracking.notification_id`` (that event was processed already);
@@ -1078,12 +1357,21 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
                 ``update`` was not called, nothing was written. Or a key ``update``
                 used is not an aurora-storage key, or a value the codec cannot store;
                 nothing was written.
-            PersistenceError: the store failed; nothing was written.
+            PersistenceError: the store failed; nothing was written unless the message
+                says the outcome is unknown (a store that went away off a runner's
+                thread), and then how to tell.
         """
+        doing = "record a view update"
         tracking_value = self._tracking_value(tracking)
         pack_int = self._pack_int
+        doubt: StorageError | None = None
+        delay = RETRY_FIRST
         while True:
-            version = self._check_tracking(tracking)
+            version = self._check_tracking(tracking, doubt, doing)
+            if version is _LANDED:
+                return
+            # A fresh state each time: a run after a conflict or a commit that did not
+            # land reads the view again.
             state = ViewState(self._repo, self._tenant)
             update(state)
             try:
@@ -1091,7 +1379,7 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
                     state._add_to(b, pack_int)
                     b.compare_and_set(
                         self._tenant,
-                        self._tracking_key("record a view update", tracking.application_name),
+                        self._tracking_key(doing, tracking.application_name),
                         tracking_value,
                         version=version,
                     )
@@ -1102,19 +1390,25 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
                 # update runs again on fresh state.
                 continue
             except StorageError as exc:
-                raise translate(exc, "record a view update") from exc
+                delay = self._commit_failed(exc, doing, delay)
+                doubt = exc  # landed or not: the tracking record, read back, says
+                continue
             return
 
     def get(self, key: Any, default: Any = None) -> Any:
-        """A view record written through :meth:`track`, or ``default``.
+        """A view record written through :meth:`track`, or ``default``. On a runner's
+        thread a store that is away is waited for (see the module docstring).
 
         Args:
             key: any aurora-storage key (str, int, tuples of these, ...).
         """
+        repo, tenant = self._repo, self._tenant
         try:
-            return self._repo.get(self._tenant, (VIEW, key), default)
+            return repo.get(tenant, (VIEW, key), default)
         except StorageError as exc:
-            raise translate(exc, "read a view record") from exc
+            return _again(
+                exc, repo, "read a view record", lambda: repo.get(tenant, (VIEW, key), default)
+            )
 
     def wait(
         self,
@@ -1202,13 +1496,14 @@ class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):
 
     def max_tracking_id(self, application_name: str) -> int | None:
         """The highest notification id of ``application_name`` recorded as processed,
-        or ``None``."""
+        or ``None``. On a runner's thread a store that is away is waited for (see the
+        module docstring)."""
+        repo, tenant = self._repo, self._tenant
+        key = self._tracking_key("read a tracking record", application_name)
         try:
-            value = self._repo.get(
-                self._tenant, self._tracking_key("read a tracking record", application_name)
-            )
+            value = repo.get(tenant, key)
         except StorageError as exc:
-            raise translate(exc, "read a tracking record") from exc
+            value = _again(exc, repo, "read a tracking record", lambda: repo.get(tenant, key))
         if value is None:
             return None
         return self._tracking_id("read a tracking record", application_name, value)
@@ -1227,6 +1522,13 @@ class AuroraProcessRecorder(AuroraTrackingRecorder, AuroraApplicationRecorder, P
     ) -> Sequence[int] | None:
         """Write ``stored_events``, their notifications and, if ``tracking=`` is
         given, the tracking record, in one atomic batch.
+
+        With ``tracking``, on a runner's thread (a system follower's, an
+        ``EventSourcedProjectionRunner``'s) a store that is away is waited for, and a
+        batch the outage may or may not have applied is settled by the tracking record:
+        landed, the call returns its notification ids (read back); not, it runs again.
+        Elsewhere the call raises, saying whether it landed or how to tell (see the
+        module docstring).
 
         Raises:
             IntegrityError: a version exists already, or the tracking record is at or

@@ -27,15 +27,30 @@ backoff from ``RETRY_FIRST`` up to ``RETRY_MAX`` seconds, and try again until th
 answers or the subscription is stopped: the watcher opens a fresh watch and wakes the
 reader, which reads on from the last notification it delivered (so nothing is skipped
 or repeated). Any other error stops the subscription and is raised by ``__next__``.
+
+The same rule (:func:`retry_while_away`) serves the calls a runner makes while it
+processes what the subscription delivered: the thread that iterates a subscription is
+remembered as driven by it (:func:`runner_stop`), and the recorders' reads and commits
+made on that thread - a ``ProjectionRunner``'s view, an ``EventSourcedProjectionRunner``'s
+process recorder - wait for a store that is away until it answers or the subscription
+is stopped (see ``_recorders``). So do those made on the threads of eventsourcing's
+multi-threaded system runners, until the thread is stopped.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from eventsourcing.persistence import ListenNotifySubscription, NotSupportedError, PersistenceError
+from eventsourcing.persistence import (
+    ListenNotifySubscription,
+    Notification,
+    NotSupportedError,
+    PersistenceError,
+)
 
 from aurora_storage.errors import PositionExpiredError, RepositoryClosedError, StorageError
 
@@ -46,7 +61,17 @@ from ._records import SEQUENCE
 if TYPE_CHECKING:
     from ._recorders import AuroraApplicationRecorder
 
-__all__ = ["RETRY_FIRST", "RETRY_MAX", "WAKE_INTERVAL", "AuroraSubscription"]
+__all__ = [
+    "RETRY_FIRST",
+    "RETRY_MAX",
+    "WAKE_INTERVAL",
+    "AuroraSubscription",
+    "retry_while_away",
+    "runner_stop",
+    "unreachable",
+]
+
+_T = TypeVar("_T")
 
 #: Seconds a watcher waits for a change before it reopens its watch (and, where the
 #: feed cannot see every writer, polls): also the longest a stop() waits for it.
@@ -68,7 +93,7 @@ def _rocksdb_mode(repo: Any) -> str | None:
     return mode if isinstance(mode, str) else None
 
 
-def _unreachable(exc: BaseException) -> bool:
+def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` - an aurora-storage error, or the eventsourcing error it was
     translated to - says the store could not be reached or did not answer in time (a
     builtin ``ConnectionError`` or ``TimeoutError``): a condition that passes. Not when
@@ -80,6 +105,78 @@ def _unreachable(exc: BaseException) -> bool:
         and isinstance(cause, (ConnectionError, TimeoutError))
         and not isinstance(cause, RepositoryClosedError)
     )
+
+
+def retry_while_away(attempt: Callable[[], _T], stopped: threading.Event, repo: Any) -> _T:
+    """``attempt()``, made again while it fails because the store is away.
+
+    The wait rule of subscriptions and runners: an error for which :func:`unreachable`
+    holds is followed by a wait - ``RETRY_FIRST`` seconds, twice as long after each
+    further failure, at most ``RETRY_MAX`` - and another attempt, until one succeeds.
+    Each attempt is bounded by the repository's own per-call ``timeout``; the waiting
+    as a whole is not (a bound would stop a runner for good after a long outage, the
+    failure this rule exists to prevent).
+
+    Args:
+        attempt: the call; it must be safe to repeat after it failed (a read, or a
+            write whose outcome the caller settles first).
+        stopped: ends the waiting: set, the last error is raised (at once, if it was
+            set before).
+        repo: the repository ``attempt`` uses; once it is closed, the last error is
+            raised (a closed repository never answers again).
+
+    Raises:
+        Exception: ``attempt``'s error, at once when it does not say the store is away,
+            or when ``stopped`` is set or ``repo`` closed.
+    """
+    delay = RETRY_FIRST
+    while True:
+        try:
+            return attempt()
+        except Exception as exc:
+            if not unreachable(exc) or repo.closed or stopped.is_set():
+                raise
+        stopped.wait(delay)
+        delay = min(2 * delay, RETRY_MAX)
+
+
+#: The subscription the current thread iterates (a weak reference), if any: set by
+#: AuroraSubscription.__next__, read by runner_stop().
+_driver = threading.local()
+
+
+@functools.cache
+def _runner_threads() -> tuple[type[threading.Thread], ...]:
+    """eventsourcing's system runner threads that call recorders, each with its
+    ``is_stopping`` event: a ``MultiThreadedRunner``'s follower thread, a
+    ``NewMultiThreadedRunner``'s pulling and processing threads."""
+    from eventsourcing.system import MultiThreadedRunnerThread, ProcessingThread, PullingThread
+
+    return (MultiThreadedRunnerThread, PullingThread, ProcessingThread)
+
+
+def runner_stop() -> threading.Event | None:
+    """The event that stops the runner whose thread this is, or ``None``.
+
+    A thread that iterates an :class:`AuroraSubscription` (a ``ProjectionRunner``'s or
+    an ``EventSourcedProjectionRunner``'s processing thread, or a user's own loop over a
+    subscription) is driven by it while it is not stopped: the subscription's stop
+    event. A thread of eventsourcing's multi-threaded system runners: its
+    ``is_stopping`` event. Any other thread - the user's own calls, a
+    ``SingleThreadedRunner``'s followers, which run in the thread that saved - is no
+    runner's: ``None``, and its calls do not wait for a store that is away.
+    """
+    ref = getattr(_driver, "subscription", None)
+    sub = ref() if ref is not None else None
+    if sub is not None and not sub._stopped.is_set():
+        stopped: threading.Event = sub._stopped
+        return stopped
+    thread = threading.current_thread()
+    if isinstance(thread, _runner_threads()):
+        event = getattr(thread, "is_stopping", None)
+        if isinstance(event, threading.Event):
+            return event
+    return None
 
 
 class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
@@ -149,27 +246,23 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
         except StorageError as exc:
             raise translate(exc, "watch the application sequence") from exc
 
-    def _backoff(self, delay: float) -> float:
-        """Wait ``delay`` seconds (less if stopped meanwhile); the next delay."""
-        self._stopped.wait(delay)
-        return min(2 * delay, RETRY_MAX)
-
     def _rewatch(self, watch: Any) -> Any:
         """Close ``watch`` and open a new one, retrying while the store is unreachable;
         then wake the reader, which reads whatever the feed may have missed meanwhile.
         Returns the new watch (closed already if the subscription was stopped)."""
         watch.close()
-        delay = RETRY_FIRST
-        while True:
-            if self._stopped.is_set():
-                return watch
-            try:
-                new = self._repo.watch(self._tenant, prefix=(SEQUENCE,), timeout=WAKE_INTERVAL)
-                break
-            except StorageError as exc:
-                if not _unreachable(exc) or self._repo.closed:
-                    raise
-            delay = self._backoff(delay)
+        if self._stopped.is_set():
+            return watch
+        try:
+            new = retry_while_away(
+                lambda: self._repo.watch(self._tenant, prefix=(SEQUENCE,), timeout=WAKE_INTERVAL),
+                self._stopped,
+                self._repo,
+            )
+        except StorageError as exc:
+            if self._stopped.is_set() and unreachable(exc) and not self._repo.closed:
+                return watch  # stopped while the store was away
+            raise
         self._watch = new
         if self._stopped.is_set():  # stop() may have closed the old one only
             new.close()
@@ -201,7 +294,7 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
                     watch = self._rewatch(watch)
                     continue
                 except StorageError as exc:
-                    if not _unreachable(exc) or self._repo.closed:
+                    if not unreachable(exc) or self._repo.closed:
                         raise
                     # The store is away (a server restarting, a lost connection):
                     # watch afresh once it answers, and pull once more.
@@ -229,17 +322,20 @@ class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
         # eventsourcing's reader (ListenNotifySubscription._pull) moves its position
         # only past notifications it handed on: after a failed read, pulling again
         # resumes from the last one delivered.
-        delay = RETRY_FIRST
-        while True:
-            try:
-                super()._pull()
-                return
-            except PersistenceError as exc:
-                if not _unreachable(exc) or self._repo.closed:
-                    raise
-            if self._stopped.is_set():
-                return
-            delay = self._backoff(delay)
+        try:
+            retry_while_away(super()._pull, self._stopped, self._repo)
+        except PersistenceError as exc:
+            if self._stopped.is_set() and unreachable(exc) and not self._repo.closed:
+                return  # stopped while the store was away
+            raise
+
+    def __next__(self) -> Notification:
+        # The thread iterating this subscription processes what it hands out: its
+        # recorder calls wait for a store that is away while this subscription runs
+        # (runner_stop). A weak reference: a thread outliving its subscription does
+        # not keep it alive.
+        _driver.subscription = weakref.ref(self)
+        return super().__next__()
 
     def stop(self) -> None:
         """Stop the subscription: iteration ends (after raising the error that stopped
