@@ -193,6 +193,15 @@ def _listed_last(
     raise _Unlisted(start, stop)
 
 
+#: What a commit is doing when it lists a sequence's numbered records (see commit): its
+#: errors name it, not "scanning". It does not start with a word of ``_connection._WRITES``:
+#: nothing was sent yet, so nothing may have been applied.
+_NUMBERING = (
+    "finding the newest record of a sequence whose counter is behind its records, to "
+    "number the commit's appends past it (nothing was written)"
+)
+
+
 def _known(state: dict[bytes, tuple[bytes | None, int]], key: bytes) -> bytes | None:
     try:
         return state[key][0]
@@ -483,10 +492,13 @@ class NATSCore(NATSConnection):
             self.fail(exc, what)
 
     @reads
-    async def listing(self, filt: str, values: bool) -> list[tuple[bytes, bytes | None]]:
+    async def listing(
+        self, filt: str, values: bool, what: str = "scanning"
+    ) -> list[tuple[bytes, bytes | None]]:
         """Every live ``(key, value)`` under the subject filter ``filt`` (below the
         bucket's prefix, see :func:`._subjects.scan_filter`), unordered, as of one
-        consistent cut of the stream.
+        consistent cut of the stream. ``what`` names the call's step in its errors (a
+        commit lists a sequence's records before it writes: not a scan of the caller's).
 
         An ordered consumer delivers the last message per subject under a server-side
         subject filter (headers only unless ``values``), then new messages in stream
@@ -514,7 +526,7 @@ class NATSCore(NATSConnection):
         # only once everything of ours up to it, by the leader's word, was delivered.
         leader_last = 0
         if not self.direct:
-            head = await self._leader_get({"last_by_subj": pre + ">"}, "scanning")
+            head = await self._leader_get({"last_by_subj": pre + ">"}, what)
             if head is not None:
                 leader_last = int((head.headers or {})["Nats-Sequence"])
         # subject -> its messages (stream sequence, data, deleted), oldest first: the
@@ -573,7 +585,7 @@ class NATSCore(NATSConnection):
                 inactive_threshold=5.0,
             )
         except Exception as exc:
-            self.fail(exc, "scanning")
+            self.fail(exc, what)
         name: str | None = None
         try:
             info = await sub.consumer_info()
@@ -585,24 +597,24 @@ class NATSCore(NATSConnection):
             await self._wait(caught_up, progress)
             # Until everything of ours up to the leader's last message was delivered, no
             # cut: each subject keeps just its newest message (delivered in order).
-            await self._delivered(leader_last, subject, last, progress)
+            await self._delivered(leader_last, subject, last, progress, what)
             cut = floor[0] = max(last[0], leader_last)
             while True:
                 pending = [(b, first) for b, first in open_batches.items() if first <= cut]
                 if not pending:
                     break
                 for bid, first in pending:
-                    cut = floor[0] = max(cut, await self._batch_end(bid, first))
+                    cut = floor[0] = max(cut, await self._batch_end(bid, first, what))
                     # Its end is known (and within the cut) even if that end lies
                     # outside this filter.
                     open_batches.pop(bid, None)
                 # Everything of ours up to the cut is stored: wait until it is delivered.
-                await self._delivered(cut, subject, last, progress)
+                await self._delivered(cut, subject, last, progress, what)
                 for b, first in list(open_batches.items()):
                     if first > cut:
                         del open_batches[b]
         except Exception as exc:
-            self.fail(exc, "scanning")
+            self.fail(exc, what)
         finally:
             try:
                 await sub.unsubscribe()
@@ -626,14 +638,19 @@ class NATSCore(NATSConnection):
         return out
 
     async def _delivered(
-        self, cut: int, subject: str, last: list[int], progress: asyncio.Event
+        self,
+        cut: int,
+        subject: str,
+        last: list[int],
+        progress: asyncio.Event,
+        what: str = "scanning",
     ) -> None:
         """Wait until a listing's consumer (``last[0]``: the last sequence it delivered)
         has delivered every message on ``subject`` up to ``cut`` that the stream holds
         (a replicated bucket's: read from the leader). A consumer whose replica stays
         behind raises the timeout (no progress), never a short listing."""
         while True:
-            nxt = await self._next_seq(last[0] + 1, subject)
+            nxt = await self._next_seq(last[0] + 1, subject, what)
             if nxt is None or nxt > cut:
                 return
             progress.clear()
@@ -713,11 +730,11 @@ class NATSCore(NATSConnection):
             self.fail(nats.js.errors.APIError.from_msg(msg), what)
         return msg
 
-    async def _next_seq(self, seq: int, subject: str) -> int | None:
-        msg = await self._direct(seq, subject)
+    async def _next_seq(self, seq: int, subject: str, what: str = "scanning") -> int | None:
+        msg = await self._direct(seq, subject, what)
         return None if msg is None else int((msg.headers or {}).get("Nats-Sequence", 0))
 
-    async def _batch_end(self, bid: str, first: int) -> int:
+    async def _batch_end(self, bid: str, first: int, what: str = "scanning") -> int:
         """A stream sequence at or after the end of the batch ``bid`` (holding message
         ``first``): its commit, or (if that was overwritten since) just before the first
         later message of something else. Waits while the batch is still being stored."""
@@ -725,7 +742,7 @@ class NATSCore(NATSConnection):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         while True:
-            msg = await self._direct(seq + 1, f"{self.pre}>")
+            msg = await self._direct(seq + 1, f"{self.pre}>", what)
             if msg is None:
                 # Nothing stored after: either the rest of the batch is being stored,
                 # or it was stored and removed since (overwritten, or its tenant
@@ -1198,7 +1215,7 @@ class NATSCore(NATSConnection):
                     state[miss.key] = await self.read_state(miss.key)
                 except _Unlisted as miss:
                     lo, hi = miss.start, miss.stop
-                    items = await self.listing(scan_filter(lo, hi), False)
+                    items = await self.listing(scan_filter(lo, hi), False, _NUMBERING)
                     listed[(lo, hi)] = sorted(k for k, _ in items if lo <= k < hi)
             expect = {k: seq for k, (_, seq) in state.items()}
             try:
