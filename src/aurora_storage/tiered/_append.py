@@ -72,9 +72,11 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
         ProjectionError: the projection raised on a new record (or returned an
             awaitable, on it or on an earlier record the catch-up before it met);
             nothing was written.
-        BatchTooLargeError: the projection's updates plus the position are more
-            operations than one hot batch may hold (a bounded hot tier,
-            ``p.hot_batch``); nothing was written.
+        BatchTooLargeError: more records than the pair's bound (its
+            ``capabilities.max_batch_ops``, see Pair.check_batch), or the projection's
+            updates plus the position are more operations than one hot batch may hold
+            (a bounded hot tier, ``p.hot_batch``: a projection writing more than one
+            update per record); nothing was written.
         HotTierError: durable in history; hot catches up later.
         TenantStoppedError: durable in history; parked behind its tenant's stop (a
             poison record, or its projection in hot is damaged: the write that meets
@@ -84,6 +86,8 @@ def append(p: Pair, records: list[Record], entry: bytes, key: Any = NO_KEY) -> N
             (another process writes the pair, or an earlier write whose answer was lost
             landed); nothing was written (see :meth:`Pair.cold_write`).
     """
+    if p.batch_bound is not None:
+        p.check_batch(len(records))  # before anything is read, projected or written
     # Required: history is append-only, and an overwritten record would be projected a
     # second time. One engine read; the pair is the store's only writer (one live handle
     # per store per process, and every write of the pair holds ``p.lock``), so the key

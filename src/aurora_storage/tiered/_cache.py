@@ -83,15 +83,14 @@ def write(p: Pair, ops: list[Op]) -> None:
     """Puts and deletes, atomically in each tier (recovery completes a crash between).
 
     Raises:
-        BatchTooLargeError: more operations than one hot batch may hold (a bounded
-            hot tier, ``p.hot_batch``); nothing was written.
+        BatchTooLargeError: more operations than the pair's bound (its
+            ``capabilities.max_batch_ops``: what one batch of each bounded tier takes
+            with the records the pair adds, see Pair.check_batch); nothing was written.
     """
-    limit = p.hot_batch
-    if limit is not None and len(ops) + p.guard > limit:
-        # Refused before cold: a write cold accepted that hot cannot apply in one batch
-        # would stop every later catch-up at it (the entry cannot be split). A guarded
-        # hot (NATS) takes the position in the same batch (see Pair.pos_write).
-        raise over_bound(p, len(ops), limit, with_position=p.guard)
+    if p.batch_bound is not None:
+        # Before cold: neither tier is handed a batch it cannot take (a guarded hot,
+        # NATS, takes the position in the same batch, see Pair.pos_write).
+        p.check_batch(len(ops))
     fulls = [k for k, _ in ops]
     entry = _log.one(fulls[0]) if len(fulls) == 1 else _log.many(fulls)
     if not p.seq_known:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
@@ -30,7 +30,9 @@ from .._keys import MAX_KEY_SIZE, NS_DATA, NS_DATA_END, decode_key_at, decode_te
 from .._repository import Repository
 from ..backend import Backend, Op, chunk_items, chunk_keys
 from ..errors import (
+    BatchTooLargeError,
     ConditionFailed,
+    ConfigurationError,
     CorruptionError,
     KeyTooLargeError,
     ProjectionMisuseError,
@@ -61,6 +63,7 @@ from ._log import (
 __all__ = [
     "PROGRESS",
     "Pair",
+    "TierBound",
     "_PositionMoved",
     "batch_limit",
     "checked_items",
@@ -220,6 +223,24 @@ def batch_limit(backend: Backend) -> int | None:
     return None
 
 
+class TierBound(NamedTuple):
+    """One bounded tier's share of a pair's bound on a write (see
+    :meth:`Pair.max_batch_ops`): its ``limit`` (``max_batch``) less the ``added``
+    records the pair writes in the same batch as a write's records (``what``), and the
+    ``least`` limit the pair works with at all."""
+
+    tier: str  # "cold" or "hot"
+    limit: int
+    added: int
+    what: str
+    least: int
+
+    @property
+    def room(self) -> int:
+        """The most records of a write this tier's batch takes."""
+        return self.limit - self.added
+
+
 class _PositionMoved(VersionConflictError):
     """A guarded hot batch (:meth:`Pair.pos_write`) was refused: hot's position record
     is not the version this pair last read or wrote, because another process writing the
@@ -294,6 +315,11 @@ class Pair:
         self.check_entry = True
         hcaps = hot.capabilities
         self.guard = hcaps.multi_process and hcaps.conditional_writes and not self.read_only
+        #: the bounded tiers' shares of the bound on a write (see max_batch_ops), and
+        #: that bound (None: neither tier is bounded); a writable pair whose bound is
+        #: below 1 is refused at open (check_bounds)
+        self.tier_bounds = self._tier_bounds()
+        self.batch_bound = min((b.room for b in self.tier_bounds), default=None)
         self.pos_version: bytes | None = None
         self.pos = 0
         #: the nonce of change-log entry ``pos`` (b"": not known, or an entry written
@@ -709,6 +735,25 @@ class Pair:
             return  # housekeeping only: retried at the next trim
         self.trimmed = upto
 
+    def _tier_bounds(self) -> list[TierBound]:
+        """The bounded tiers' shares of the pair's bound (see :meth:`max_batch_ops`),
+        cold first: the tier named when both bound a write alike."""
+        bounds = []
+        cold = batch_limit(self.cb)
+        if cold is not None:
+            if self.create_only:  # see cold_batch
+                bounds.append(TierBound("cold", cold, 2, "its change-log entry and HEAD record", 3))
+            else:
+                bounds.append(TierBound("cold", cold, 1, "its change-log entry", 2))
+        if self.hot_batch is not None:
+            # The position: projection mode always writes it with the updates; cache mode
+            # when guard (see _cache.write). The least is 2 in every mode: the pair's own
+            # hot batches hold two records (a rebuild's marker with the pair's record or
+            # with the position; the position with a stopped tenant's record).
+            added = 1 if self.projection is not None else int(self.guard)
+            bounds.append(TierBound("hot", self.hot_batch, added, "the position", 2))
+        return bounds
+
     def max_batch_ops(self) -> int | None:
         """The most records one write of the pair may hold (its
         ``capabilities.max_batch_ops``), or ``None`` when neither tier is bounded.
@@ -718,18 +763,107 @@ class Pair:
         position: cache mode adds it to the hot batch when ``guard`` (see
         :func:`._cache.write`); projection mode always, and counts one hot update per
         record - a projection that writes more per record can still exceed hot's bound,
-        which refuses that write (BatchTooLargeError, nothing written).
+        which refuses that write (BatchTooLargeError, nothing written). A write of more
+        records is refused by the pair itself (:meth:`check_batch`).
         """
-        bounds = []
-        cold = batch_limit(self.cb)
-        if cold is not None:
-            bounds.append(cold - 1 - int(self.create_only))
-        if self.hot_batch is not None:
-            added = 1 if self.projection is not None else int(self.guard)
-            bounds.append(self.hot_batch - added)
-        # At least 1 (the capability's floor): a tier bounded at 1 or 2 cannot take even
-        # one record with what the pair adds, and refuses that write itself.
-        return max(1, min(bounds)) if bounds else None
+        bound = self.batch_bound
+        if bound is None:
+            return None
+        # A writable pair's bound is at least 1 (check_bounds refuses it at open). A
+        # read-only pair writes nothing and is not refused for a tier too small to write
+        # through; it states the capability's floor.
+        return max(1, bound)
+
+    def check_bounds(self) -> None:
+        """Refuse to open a writable pair with a tier too small for it: a cold
+        ``max_batch`` that takes no record beside what the pair adds to each write, or a
+        hot one below the two records the pair writes in one hot batch itself (see
+        :meth:`_tier_bounds`). Such a pair would state a bound (at least 1, the
+        capability's floor) that it then refuses, breaking the rule that a batch of
+        exactly ``max_batch_ops`` commits.
+
+        Raises:
+            ConfigurationError: names each tier too small, its ``max_batch``, why, and
+                the least that works; nothing was written (called before the pair
+                claims or writes either store).
+        """
+        if self.read_only:
+            return
+        small = [b for b in self.tier_bounds if b.limit < b.least]
+        if not small:
+            return
+        parts = []
+        for b in small:
+            name = self.cold_name() if b.tier == "cold" else self.hot_name()
+            if b.tier == "cold":
+                why = (
+                    f"each write adds {b.what} to its records there, so not even one "
+                    "record would fit"
+                )
+            else:
+                why = (
+                    "the pair writes two records in one hot batch itself (a rebuild's "
+                    "marker with the pair's record, the position with a record)"
+                )
+            ops = "operation" if b.limit == 1 else "operations"
+            parts.append(
+                f"the {b.tier} tier {name} takes at most {b.limit} {ops} in one atomic "
+                f"batch (max_batch={b.limit}), but {why}"
+            )
+        fixes = " and ".join(f"a {b.tier} max_batch of at least {b.least}" for b in small)
+        raise ConfigurationError(
+            f"the tiered pair {self.describe()} cannot write through its tiers: "
+            f"{'; '.join(parts)}. Open the pair with {fixes} (for NATS, the max_batch "
+            "option of the bucket's URL; the server's jetstream.limits.batch.max_msgs "
+            "must allow it too); nothing was written",
+            backend="tiered",
+        )
+
+    def check_batch(self, size: int) -> None:
+        """Refuse a write of ``size`` records over the pair's bound (:meth:`max_batch_ops`)
+        before either tier is written. Refused before cold, because a write cold took
+        that hot cannot apply in one batch would stop every later catch-up at it (the
+        entry cannot be split); and by the pair, because a tier's own refusal counts the
+        records the pair adds into its ``size`` and advises the tier's bound, which the
+        pair's writes cannot reach.
+
+        Raises:
+            BatchTooLargeError: ``size`` the write's records, ``limit`` the bounding
+                tier's ``max_batch`` and ``internal`` the records the pair adds to that
+                tier's batch (``limit - internal`` is the pair's bound); the message
+                advises writes of at most the pair's bound, or the least ``max_batch``
+                of each tier the write is over. Nothing was written.
+        """
+        bound = self.batch_bound
+        if bound is not None and size > bound:
+            raise self.too_large(size, bound)
+
+    def too_large(self, size: int, bound: int) -> BatchTooLargeError:
+        """The error for a write of ``size`` records over the pair's ``bound`` (see
+        :meth:`check_batch`)."""
+        over = [b for b in self.tier_bounds if size > b.room]
+        first = min(over, key=lambda b: b.room)  # the bound the pair states (cold first)
+        name = self.cold_name() if first.tier == "cold" else self.hot_name()
+        plus = f" plus {first.what}" if first.added else ""
+        fixes = " and ".join(f"a {b.tier} max_batch of at least {size + b.added}" for b in over)
+        more = (
+            " (more if the projection writes more than one update per record)"
+            if self.projection is not None and any(b.tier == "hot" for b in over)
+            else ""
+        )
+        return BatchTooLargeError(
+            f"the write needs {size} {first.tier} operations{plus} in one atomic batch, "
+            f"more than the {first.tier} tier {name} may hold ({first.limit}, its "
+            f"max_batch): this tiered pair takes at most {bound} records in one write "
+            "(its capabilities.max_batch_ops), so the write is refused; nothing was "
+            f"written to either tier. Split it into writes of at most {bound} records, or "
+            f"open the pair with {fixes}{more} (for NATS, raise the server's "
+            "jetstream.limits.batch.max_msgs with it)",
+            size=size,
+            internal=first.added,
+            limit=first.limit,
+            backend="tiered",
+        )
 
     def hot_write_sliced(self, ops: Sequence[Op]) -> None:
         """Hot batches of at most ``hot_batch`` operations each (one batch when hot

@@ -128,8 +128,11 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
             option or an option of the other mode (``fill`` with a projection,
             ``on_poison`` without), a projection that cannot be called as
             ``projection(record, state)`` or whose call would not run it (a coroutine,
-            async generator or generator function), or the hot store belongs to
-            another pair.
+            async generator or generator function), the hot store belongs to
+            another pair, or a tier of a writable pair bounds its atomic batches so
+            tightly that no record fits beside what the pair adds (cold ``max_batch``
+            below 2, or 3 on a cold tier other processes may write, NATS; hot below 2:
+            the message names the tier and the least that works).
         ProjectionError: (``durable=True``) the catch-up on open met a record the
             projection's call did not apply but returned a coroutine, a generator or
             another awaitable for; nothing of it was applied or parked (fix the
@@ -183,6 +186,7 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         if projection is None and not read_only:
             _check_cache_codecs(hot, cold)
         self._p = Pair(hot, cold, config, None if url is None else TieredURL.of(url))
+        self._p.check_bounds()  # before the stores are claimed or anything written
         self._close_lock = threading.Lock()
         self._codec = cold.codec if projection is None else hot.codec
         self._decode = self._codec.decode
@@ -461,12 +465,14 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
         are projected in the order given.
 
         Raises:
-            BatchTooLargeError: the hot tier has bounded atomic batches (NATS
-                ``max_batch``) and this write's hot batch would exceed it (cache mode:
-                its keys; projection mode: the projection's updates plus the position);
-                nothing written to either tier: split the write (``capabilities.
-                max_batch_ops`` says how many records one write may hold). An
-                InvalidArgumentError, as before it had a type of its own.
+            BatchTooLargeError: more records than the pair takes in one write (its
+                ``capabilities.max_batch_ops``: what a bounded tier's batch - NATS
+                ``max_batch`` - takes with the records the pair adds), or, in
+                projection mode, the projection's updates plus the position are more
+                than hot's bound; refused by the pair, nothing written to either tier:
+                split the write (``size``: its records; ``limit - internal``: the
+                pair's bound). An InvalidArgumentError, as before it had a type of its
+                own.
         """
         p = self._p
         cold = p.cold
@@ -490,12 +496,14 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
 
         Raises:
             ReadOnlyError: projection mode (history is append-only).
-            BatchTooLargeError: the hot tier has bounded atomic batches (NATS
-                ``max_batch``) and this write's hot batch would exceed it (cache mode:
-                its keys; projection mode: the projection's updates plus the position);
-                nothing written to either tier: split the write (``capabilities.
-                max_batch_ops`` says how many records one write may hold). An
-                InvalidArgumentError, as before it had a type of its own.
+            BatchTooLargeError: more records than the pair takes in one write (its
+                ``capabilities.max_batch_ops``: what a bounded tier's batch - NATS
+                ``max_batch`` - takes with the records the pair adds), or, in
+                projection mode, the projection's updates plus the position are more
+                than hot's bound; refused by the pair, nothing written to either tier:
+                split the write (``size``: its records; ``limit - internal``: the
+                pair's bound). An InvalidArgumentError, as before it had a type of its
+                own.
         """
         p = self._p
         wanted = _args.key_list(keys, "delete_many")
@@ -513,8 +521,8 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
     def batch(self) -> Batch[K, V]:
         """Puts (and, in cache mode, deletes) across tenants, committed atomically when
         the ``with`` block ends (each tier in one batch; recovery completes a crash
-        between them). Its commit raises like :meth:`put_many` (a hot batch over a
-        bounded hot tier's ``max_batch``: BatchTooLargeError, nothing written)."""
+        between them). Its commit raises like :meth:`put_many` (more records than
+        ``capabilities.max_batch_ops``: BatchTooLargeError, nothing written)."""
         self._check_writable()
         return _TieredBatch(self)
 
