@@ -483,3 +483,16 @@ def test_known_tenants_are_checked(tmp_path: Path) -> None:
     done = run_cli("import-seed", str(src), target, "--tenants-file", str(bom), "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["tenants"] == {"acme": 1}
+
+
+def test_help_and_docstring_say_batches_follow_the_targets_bound() -> None:
+    # Both said "one atomic batch per 2000 records", though a target that bounds its
+    # atomic batches (Capabilities.max_batch_ops, a NATS bucket's max_batch) gets fewer.
+    done = run_cli("import-seed", "--help")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.decode().split())
+    assert "per 2000 records" not in text, text
+    assert "max_batch" in text, text
+    doc = " ".join((import_seed.__doc__ or "").split())
+    assert "one atomic batch per :data:`CHUNK` records" not in doc
+    assert "max_batch_ops" in doc

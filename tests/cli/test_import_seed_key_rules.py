@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -131,6 +132,43 @@ def test_the_dry_run_checks_with_the_targets_codec(tmp_path: Path) -> None:
     with aurora_storage.open("memory://", codec="msgpack") as repo:
         assert import_seed(src, repo, dry_run=True).ok
         assert repo.count("acme") == 0
+
+
+def _pair(tmp_path: Path, name: str) -> str:
+    hot = quote(f"lmdb:{tmp_path}/{name}-hot", safe="")
+    cold = quote(f"lmdb:{tmp_path}/{name}-cold", safe="")
+    return f"tiered://?hot={hot}&cold={cold}"
+
+
+def _state(tmp_path: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of the pair's data files and markers."""
+    files = [*tmp_path.glob("mp-*/data.mdb"), *tmp_path.glob("mp-*/aurora-store.json")]
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
+
+
+def test_the_dry_run_checks_with_an_existing_tiered_pairs_codec(tmp_path: Path) -> None:
+    # A pair has no path of its own whose marker names its codec: the dry run checked
+    # with json, and reported as refused the records the import then stored.
+    src = tmp_path / "ts"
+    build_seed_store(src, [(b'acme:"deep"', DEEP), (b'acme:"inf"', b"1e400"), (b'acme:"ok"', b"1")])
+    pair = _pair(tmp_path, "mp")
+    with aurora_storage.open(pair, codec="msgpack") as repo:
+        repo.put("x", "y", 1)
+    before = _state(tmp_path)
+    dry = run_cli("import-seed", str(src), pair, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    assert report["imported"] == 3, report["problems"]
+    assert report["codec"] == "msgpack"
+    # Nothing of the pair was written (its tiers were opened read-only, if at all).
+    assert _state(tmp_path) == before
+    real = run_cli("import-seed", str(src), pair, "--json")
+    assert real.returncode == 0, real.stderr
+    assert report | {"dry_run": False} == json.loads(real.stdout)
+    # A new pair: json, and nothing is created.
+    new = import_seed(src, _pair(tmp_path, "new"), dry_run=True)
+    assert (new.codec, new.problem_count) == ("json", {"refused": 2})
+    assert not list(tmp_path.glob("new-*"))
 
 
 # --------------------------------------------------- whitespace (finding 6)

@@ -190,6 +190,64 @@ def test_a_source_the_application_still_has_open_is_refused(
     assert not target.exists()
 
 
+#: The application (re)started while an import runs: opens the store read-write and
+#: writes a record, or prints why its open failed.
+_STARTING_APP = """
+import sys
+import rocksdict
+try:
+    db = rocksdict.Rdict(sys.argv[1], options=rocksdict.Options(raw_mode=True))
+except Exception as exc:
+    print("refused:", exc, flush=True)
+    sys.exit(0)
+db[b'acme:"written-during-import"'] = b'{"late":true}'
+db.close()
+print("opened", flush=True)
+"""
+
+
+def _start_app(path: Path) -> str:
+    """Start the application on ``path`` in another process: ``opened`` (it wrote its
+    record) or ``refused: <the engine's error>``."""
+    out = subprocess.run(
+        [sys.executable, "-c", _STARTING_APP, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_an_application_started_during_the_import_is_refused_until_it_ends(
+    tmp_path: Path,
+) -> None:
+    # The import checked the source's LOCK at its start only: an application started
+    # meanwhile opened the store and wrote a record the import never read (exit 0, the
+    # record missing at cut-over). The import now holds the LOCK until it ends.
+    src = tmp_path / "ts"
+    _sst_store(src, 5000)  # three chunks: the application starts after each
+    seen: list[str] = []
+    report = import_seed(
+        src, f"lmdb://{tmp_path}/out", progress=lambda n: seen.append(_start_app(src))
+    )
+    assert len(seen) == 3
+    for result in seen:
+        assert result.startswith("refused:"), seen
+        # RocksDB's own words for a LOCK another process holds.
+        assert "LOCK" in result, result
+        assert "Resource temporarily unavailable" in result, result
+    assert report.imported == 5000
+    # Once the import has ended the application starts.
+    assert _start_app(src) == "opened"
+    # A dry run writes nothing and keeps no application out (it reads the store as of
+    # its open, as it may read a live one).
+    started: list[str] = []
+    dry = import_seed(src, None, dry_run=True, progress=lambda n: started.append(_start_app(src)))
+    assert started[0] == "opened"
+    assert dry.records == 5001
+
+
 # --------------------------------------------------------- damaged table files
 
 
@@ -224,6 +282,9 @@ def test_a_damaged_table_file_names_the_users_file_and_what_was_written(tmp_path
     assert 0 < written < n
     assert f"{written} records were written to" in err, err
     assert "run import-seed again" in err, err
+    # The batch size the import wrote (an LMDB target bounds none: 2,000 records each).
+    assert "atomic batches of up to 2000 records" in err, err
+    assert "the source or the target" in err, err
     # Through the API, the same error.
     with pytest.raises(errors.CorruptionError) as info:
         import_seed(src, f"lmdb://{tmp_path}/out2")

@@ -89,11 +89,15 @@ def import_seed_command(
     SOURCE is the store's directory (RocksDBConfig.path); it is only read. Keys are
     tenantId:JSON(key), split at the one ':' followed by a JSON text; keys that cannot
     be split without guessing, values that are not JSON and keys the target refuses are
-    reported and not imported (exit 5); everything else is imported, one atomic batch
-    per 2000 records, overwriting existing keys, so the command can be run again.
+    reported and not imported (exit 5); everything else is imported in atomic batches
+    of up to 2000 records (fewer into a target that bounds its batches, such as a NATS
+    bucket's max_batch), overwriting existing keys, so the command can be run again.
     Stop the application first: a SOURCE another process has open is refused (exit 3;
-    --dry-run reads it). A damaged SOURCE is refused (exit 5, the file named); the torn
-    write-ahead log tail a killed application leaves is read past, with a warning.
+    --dry-run reads it), and an application started during the import fails to open
+    SOURCE until it ends (RocksDB: "Resource temporarily unavailable"). A damaged SOURCE
+    is refused (exit 5, the file named); the torn write-ahead log tail a killed
+    application leaves is read past, with a warning. --dry-run checks values with the
+    codec the import would write with (the URL's, or the existing target's).
 
     \b
     Examples:
@@ -146,7 +150,11 @@ def import_seed_command(
         write_json(report.to_json())
     else:
         verb = "would import" if dry_run else "imported"
-        where = f"(dry run, {report.target} untouched)" if dry_run else f"into {report.target}"
+        where = (
+            f"(dry run, {report.target} untouched; values checked with the {report.codec} codec)"
+            if dry_run
+            else f"into {report.target}"
+        )
         say(
             f"{verb} {report.imported} of {report.records} records {where}: "
             + (", ".join(f"{t}={n}" for t, n in report.tenants.items()) or "no tenants"),

@@ -6,7 +6,9 @@ to the store), so a store on a read-only mount or in a backup imports as well. T
 judges the store's files as every read-only open of the RocksDB plugin does
 (``aurora_storage_rocksdb._engine.open_db``: a write-ahead log damaged or cut where no
 crash ends one is refused, a crash's torn tail is read past and reported), and a store
-another process has open (its application still running) is refused.
+another process has open (its application still running) is refused. While an import
+(not a dry run) reads it, a shared lock on the store's RocksDB ``LOCK`` file keeps
+other processes from opening it for writing (see :func:`_keep_writers_out`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import decimal
+import fcntl
 import hashlib
 import json
 import logging
@@ -21,7 +24,7 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from .._keys import encode_key, encode_tenant
@@ -29,9 +32,14 @@ from .._metadata import META_KEY
 from ..errors import SeedKeyError, SeedSourceError, StorageError
 from ._split import JS_SAFE_INTEGER, SeedSplit, parse_json, split_seed_key
 
+if TYPE_CHECKING:
+    from ..codecs import Codec
+    from ..config import URL
+
 __all__ = ["SeedImportReport", "SeedProblem", "import_seed"]
 
-#: Records per atomic batch written to the target (and per progress step).
+#: Records read per chunk (and per progress step), and per atomic batch written to a
+#: target that does not bound its atomic batches lower (Capabilities.max_batch_ops).
 CHUNK = 2000
 #: Problems kept in a report (all are counted).
 MAX_PROBLEMS = 1000
@@ -105,6 +113,8 @@ class SeedImportReport:
             plugin's ``stats()["recovery"]`` reports it (``{"mode": ..., "torn_tail":
             {"file", "bytes_dropped"}}``: the torn tail of the source's write-ahead log
             that a killed writer left, logged as a warning too), or ``None``.
+        codec: the name of the codec values were written with (in a dry run: checked
+            with, see ``dry_run`` of :func:`import_seed`).
     """
 
     source: str
@@ -117,6 +127,7 @@ class SeedImportReport:
     problem_count: dict[str, int]
     problems: tuple[SeedProblem, ...]
     recovery: dict[str, Any] | None = None
+    codec: str | None = None
 
     @property
     def problems_truncated(self) -> bool:
@@ -144,6 +155,7 @@ class SeedImportReport:
             # Whether "problems" lists fewer than all (not_imported counts them all).
             "problems_truncated": self.problems_truncated,
             "recovery": self.recovery,
+            "codec": self.codec,
         }
 
 
@@ -219,6 +231,27 @@ class _Source:
         return text.replace(self.view, self.path)
 
 
+def _store_files(path: str) -> list[str]:
+    """The names of the store's files the read-only view links to (all but
+    :data:`_PRIVATE`), sorted: every read-write open of the store changes them (a new
+    MANIFEST and write-ahead log), read-only opens do not."""
+    return sorted(name for name in os.listdir(path) if not name.startswith(_PRIVATE))
+
+
+def _live_error(path: str) -> errors.StoreLockedError:
+    """The refusal of a source another process has open (see :func:`_refuse_live`)."""
+    return errors.StoreLockedError(
+        f"the TypeScript store {path} is open in another process (its RocksDB LOCK is "
+        "held): the application is still running, and what it writes after the import "
+        "reads the store would be missing from the target at cut-over. Stop the "
+        "application (and keep it stopped until it runs on aurora-storage), then run "
+        "import-seed again; a dry run (--dry-run) may read a live store. Nothing was "
+        "written",
+        backend="rocksdb",
+        path=path,
+    )
+
+
 def _refuse_live(path: str, *, dry_run: bool) -> None:
     """Refuse a source another process has open - the application still running, its
     RocksDB ``LOCK`` held: the import reads the store as of its open, so what the
@@ -233,16 +266,7 @@ def _refuse_live(path: str, *, dry_run: bool) -> None:
     if store_at_rest(path):
         return
     if not dry_run:
-        raise errors.StoreLockedError(
-            f"the TypeScript store {path} is open in another process (its RocksDB LOCK is "
-            "held): the application is still running, and what it writes after the import "
-            "reads the store would be missing from the target at cut-over. Stop the "
-            "application (and keep it stopped until it runs on aurora-storage), then run "
-            "import-seed again; a dry run (--dry-run) may read a live store. Nothing was "
-            "written",
-            backend="rocksdb",
-            path=path,
-        )
+        raise _live_error(path)
     _log.warning(
         "the TypeScript store %s is open in another process (its RocksDB LOCK is held): "
         "the dry run reads it as of now; stop the application before the import itself, "
@@ -251,17 +275,52 @@ def _refuse_live(path: str, *, dry_run: bool) -> None:
     )
 
 
+def _keep_writers_out(path: str) -> int | None:
+    """Take a shared lock on the store's RocksDB ``LOCK`` file and return the descriptor
+    holding it (closing it releases the lock), or ``None`` when the store has no
+    ``LOCK`` file (a checkpoint copy: nothing runs on it) or it cannot be opened.
+
+    RocksDB's own lock is a whole-file fcntl write lock on ``LOCK``, taken without
+    waiting: while this shared lock is held, an application (re)started on the store
+    fails to open it (RocksDB's ``IO error: While lock file: <path>/LOCK: Resource
+    temporarily unavailable``) instead of writing records the import, which reads the
+    store as of its open, would leave out. ``backup`` keeps writers out of a store it
+    backs up the same way (``aurora_storage.cli._common.held_by_others``). Read-only
+    openers take no lock and are not kept out. POSIX locks belong to the process: this
+    keeps other processes out, and must be taken after this process's last open or
+    probe of the same ``LOCK`` file (closing any descriptor of it drops the lock), so
+    :func:`_open_source` takes it once the source is open.
+
+    Raises:
+        StoreLockedError: another process holds the lock (it opened the store since
+            :func:`_refuse_live` looked).
+    """
+    try:
+        fd = os.open(os.path.join(path, "LOCK"), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise _live_error(path) from exc
+    return fd
+
+
 @contextlib.contextmanager
 def _open_source(path: str, *, dry_run: bool) -> Iterator[_Source]:
     """The store at ``path`` opened read-only, never written: the engine's directory is
     a temporary one of symbolic links to the store's files. The open judges the files
     as every read-only open of the RocksDB plugin does (``open_db``, which names the
-    store's own files in its messages).
+    store's own files in its messages). Unless ``dry_run``, other processes are kept
+    from opening the store for writing until the block ends
+    (:func:`_keep_writers_out`); a dry run keeps no application from starting.
 
     Raises:
         SeedSourceError: no TypeScript store at ``path`` (see :func:`_check_source`), or
             records in other column families.
-        StoreLockedError: another process has the store open (see :func:`_refuse_live`).
+        StoreLockedError: another process has the store open (see :func:`_refuse_live`
+            and :func:`_keep_writers_out`).
         _SourceError: the store is damaged (the file named).
     """
     from aurora_storage_rocksdb._config import RocksDBConfig
@@ -270,9 +329,8 @@ def _open_source(path: str, *, dry_run: bool) -> Iterator[_Source]:
     _check_source(path)
     _refuse_live(path, dry_run=dry_run)
     with tempfile.TemporaryDirectory(prefix="aurora-seed-view-") as view:
-        for name in os.listdir(path):
-            if name.startswith(_PRIVATE):
-                continue
+        names = _store_files(path)
+        for name in names:
             os.symlink(os.path.join(path, name), os.path.join(view, name))
         config = RocksDBConfig(path=path, mode="read_only", create_if_missing=False)
         try:
@@ -280,11 +338,23 @@ def _open_source(path: str, *, dry_run: bool) -> Iterator[_Source]:
         except errors.CorruptionError as exc:
             raise _SourceError(exc.message, backend="rocksdb", path=exc.path) from exc
         source = _Source(db, path, view, recovery)
+        held = None
         try:
             _refuse_other_families(source)
+            if not dry_run:
+                # Taken after open_db, whose probe of LOCK (closing its descriptor)
+                # would drop a lock this process held already.
+                held = _keep_writers_out(path)
+                # A writer that opened the store (and closed it again) between the
+                # check above and the lock left a new MANIFEST and log behind: what it
+                # wrote may be missing from the view, so the import is refused.
+                if _store_files(path) != names:
+                    raise _live_error(path)
             yield source
         finally:
             db.close()
+            if held is not None:
+                os.close(held)
 
 
 def _refuse_other_families(source: _Source) -> None:
@@ -605,9 +675,11 @@ def import_seed(
     Each stored key is split by :func:`~aurora_storage.migrate.split_seed_key`; its JSON
     key becomes the Python key (arrays are lists, objects dicts) and its JSON value the
     value. Records that cannot be imported exactly are reported in the returned report,
-    never guessed or silently dropped; the others are written, one atomic batch per
-    :data:`CHUNK` records. Existing keys of the target are overwritten, so an import can
-    be run again (for example with more known tenants).
+    never guessed or silently dropped; the others are written in atomic batches of up
+    to :data:`CHUNK` records, or of up to the target's ``capabilities.max_batch_ops``
+    when it bounds its atomic batches (a NATS bucket's ``max_batch``). Existing keys of
+    the target are overwritten, so an import can be run again (for example with more
+    known tenants, or after fixing what stopped it).
 
     The source's files are judged as every read-only open of the RocksDB plugin judges
     them: a write-ahead log damaged in the middle, or cut where no crash ends one, is
@@ -617,18 +689,27 @@ def import_seed(
     Args:
         source: the directory of the TypeScript package's store (``RocksDBConfig.path``).
             It is only read (see the module docstring). The application writing it must
-            be stopped first: a store another process has open is refused.
+            be stopped first: a store another process has open is refused, and while
+            the import runs (not a dry run) it holds a shared lock on the store's
+            RocksDB ``LOCK`` file, so an application started meanwhile in another
+            process fails to open it (RocksDB: ``IO error: While lock file:
+            <path>/LOCK: Resource temporarily unavailable``) instead of writing records
+            the import would leave out.
         target: an aurora-storage URL (opened, and closed afterwards), or an open
             repository (left open). May be ``None`` for a dry run.
         known_tenants: the application's tenant ids; when given, each key must split
             into one of them (see :func:`~aurora_storage.migrate.split_seed_key`).
-        dry_run: read and check everything, write nothing (the target is not opened).
-            Records are checked against a ``memory://`` repository with the target's
-            codec: an open repository's, else the one the URL names (``?codec=``), else
-            the one an existing store at the URL's path recorded, else ``json`` (a new
-            store's). A dry run may read a store another process has open (a warning is
-            logged).
-        progress: called with the number of records read after each chunk.
+        dry_run: read and check everything, write nothing (the target is not written).
+            Records are checked against a ``memory://`` repository with the codec the
+            import would write with (:attr:`SeedImportReport.codec`): an open
+            repository's, else the one the URL names (``?codec=``), else the one the
+            existing target recorded - a ``rocksdb``/``lmdb`` store's marker at the
+            URL's path, a NATS bucket's (opened read-only, never created), a
+            ``tiered`` pair's tiers' (each by the same rules) - else ``json`` (a new
+            store's). A dry run may read a store another process has open (a warning
+            is logged), and keeps no application from starting.
+        progress: called with the number of records read after each chunk (of up to
+            :data:`CHUNK` records, once they are written).
         total: called once with the source's estimated record count (``None`` when
             unknown), for a progress bar.
         on_problem: called with every problem as it is found, in source key order (the
@@ -652,7 +733,8 @@ def import_seed(
         ConfigurationError: ``target`` names the source directory itself, or a
             non-empty directory holding no aurora-storage store (nothing is written).
         StorageError: what opening or writing the target raised (its message says how
-            many records were written before, when some were).
+            many records were written before, when some were, in batches of how many,
+            and to run the import again once its cause is fixed).
     """
     import aurora_storage
 
@@ -668,6 +750,9 @@ def import_seed(
     tally = _Tally(on_problem=on_problem)
     recovery = None
     opened = False
+    # Records per atomic batch: at most what one atomic batch of the target holds (a
+    # NATS bucket: max_batch, 1,000 by default; Capabilities.max_batch_ops).
+    step = CHUNK
     try:
         with _open_source(path, dry_run=dry_run) as src, contextlib.ExitStack() as stack:
             recovery = src.recovery
@@ -682,6 +767,7 @@ def import_seed(
                 else:
                     repo = target
                 opened = True
+                step = min(CHUNK, repo.capabilities.max_batch_ops or CHUNK)
             codec = _target_codec(target, repo)
             # Tells whether a record is imported before its turn (see _collision).
             checker = stack.enter_context(aurora_storage.open("memory://", codec=codec))
@@ -698,9 +784,6 @@ def import_seed(
                     with aurora_storage.open("memory://", codec=codec) as scratch:
                         _write_chunk(src.db, scratch, records, tally, known, checker)
                 else:
-                    # At most what one atomic batch of the target holds (a NATS bucket:
-                    # max_batch, 1,000 by default; Capabilities.max_batch_ops).
-                    step = min(CHUNK, repo.capabilities.max_batch_ops or CHUNK)
                     for i in range(0, len(records), step):
                         part = records[i : i + step]
                         _write_chunk(src.db, repo, part, tally, known, checker)
@@ -709,14 +792,14 @@ def import_seed(
             if repo is not None and hasattr(repo, "flush"):
                 repo.flush()
     except _SourceError as exc:
-        note = _written(tally.imported, shown, dry_run=dry_run, opened=opened)
+        note = _written(tally.imported, shown, dry_run=dry_run, opened=opened, batch=step)
         raise errors.CorruptionError(
             f"{exc.message.rstrip('.')}. {note}", backend="rocksdb", path=exc.path
         ) from (exc.__cause__ or exc)
     except StorageError as exc:
         if tally.imported and not dry_run:
             # The target failed part way: say what the batches before it wrote.
-            note = _written(tally.imported, shown, opened=True)
+            note = _written(tally.imported, shown, opened=True, batch=step)
             exc.message = f"{exc.message.rstrip('.')}. {note}"
             exc.args = (exc.message,)
         raise
@@ -731,11 +814,16 @@ def import_seed(
         problem_count=dict(sorted(tally.reasons.items())),
         problems=tuple(tally.problems),
         recovery=recovery,
+        codec=codec.name,
     )
 
 
-def _written(imported: int, shown: str | None, *, dry_run: bool = False, opened: bool) -> str:
-    """What an import that failed part way wrote to the target, and what to do."""
+def _written(
+    imported: int, shown: str | None, *, dry_run: bool = False, opened: bool, batch: int
+) -> str:
+    """What an import that failed part way wrote to the target, in atomic batches of
+    ``batch`` records, and what to do. The failure may be the source's (damage found
+    part way) or the target's (a full bucket, a lost connection): the advice names both."""
     if dry_run:
         return "Nothing was written (a dry run)"
     if not opened:
@@ -743,19 +831,18 @@ def _written(imported: int, shown: str | None, *, dry_run: bool = False, opened:
     if not imported:
         return f"No record was written to {shown}"
     return (
-        f"{imported} records were written to {shown} before this (atomic batches of up "
-        f"to {CHUNK} records): run import-seed again into the same target once the source "
-        "reads (it overwrites what this run wrote and adds the rest), or delete the "
-        "target to start over"
+        f"{imported} records were written to {shown} before this, in atomic batches of "
+        f"up to {batch} records (the failing batch wrote nothing unless the error says "
+        "it may have). Fix the cause - the source or the target - and run import-seed "
+        "again into the same target (it overwrites what this run wrote and adds the "
+        "rest), or delete the target to start over"
     )
 
 
-def _target_codec(target: str | Any | None, repo: Any) -> Any:
+def _target_codec(target: str | Any | None, repo: Any) -> Codec[Any]:
     """The codec the target stores values with (what a dry run checks values with): an
-    open repository's; for a URL that is not opened, the codec it names (``?codec=``),
-    else the one an existing store at its path recorded in its marker, else ``json``
-    (what a new store gets)."""
-    from .._stores import marker_path, read_marker
+    open repository's; for a URL that is not opened (a dry run), the one a real open of
+    it would give - see :func:`_url_codec` - else ``json`` (what a new store gets)."""
     from ..codecs import get_codec
     from ..config import URL
 
@@ -765,15 +852,79 @@ def _target_codec(target: str | Any | None, repo: Any) -> Any:
         return codec if codec is not None else get_codec("json")
     if held is None:
         return get_codec("json")
-    named = URL.parse(held).options.get("codec")
+    found = _url_codec(URL.parse(held))
+    return found if found is not None else get_codec("json")
+
+
+def _url_codec(url: URL) -> Codec[Any] | None:
+    """The codec a store opened from ``url`` would store values with, found without
+    writing anything, or ``None`` for a new store (``json``, unless a tier says else):
+
+    * the codec the URL names (``?codec=``; a real open refuses a store recorded with
+      another);
+    * ``rocksdb``/``lmdb``: the one an existing store at the URL's path recorded in its
+      marker (nothing is opened);
+    * ``nats``: the one an existing bucket recorded, read through a read-only open that
+      never creates the bucket (a bucket that cannot be opened so is taken as new, with
+      a warning unless it does not exist);
+    * ``tiered``: its tiers' (each found by these rules): cold's in cache mode, hot's in
+      projection mode (a ``projection`` option, or tiers that differ: cache mode keeps
+      one codec in both), as :attr:`TieredRepository.codec` is;
+    * any other scheme: ``None`` (``memory://`` is always new).
+    """
+    from .._stores import marker_path, read_marker
+    from ..codecs import get_codec
+    from ..config import URL
+
+    named = url.options.get("codec")
     if named:
         return get_codec(named)
-    where = _target_dir(held)
-    if where is not None and os.path.exists(where):
-        marker = read_marker(marker_path(where)) or {}
-        if isinstance(marker.get("codec"), str):
-            return get_codec(marker["codec"])
-    return get_codec("json")
+    if url.scheme in ("rocksdb", "lmdb"):
+        where = _target_dir(url.render(hide_secrets=False))
+        if where is not None and os.path.exists(where):
+            marker = read_marker(marker_path(where)) or {}
+            if isinstance(marker.get("codec"), str):
+                return get_codec(marker["codec"])
+        return None
+    if url.scheme == "nats":
+        return _bucket_codec(url)
+    if url.scheme == "tiered":
+        tiers = {}
+        for name in ("hot", "cold"):
+            text = url.options.get(name)
+            tiers[name] = _url_codec(URL.parse(text)) if isinstance(text, str) and text else None
+        hot, cold = tiers["hot"], tiers["cold"]
+        if url.options.get("projection") or (
+            hot is not None and cold is not None and hot.name != cold.name
+        ):
+            return hot
+        return cold if cold is not None else hot
+    return None
+
+
+def _bucket_codec(url: URL) -> Codec[Any] | None:
+    """The codec an existing NATS bucket recorded, read through a read-only open that
+    neither creates nor changes the bucket; ``None`` when there is no such bucket, or
+    (with a warning saying why) when it cannot be opened."""
+    import aurora_storage
+
+    shown = url.render()
+    try:
+        with aurora_storage.open(
+            url.with_options(read_only="true", create_if_missing="false")
+        ) as repo:
+            return repo.codec
+    except errors.StorageError as exc:
+        # A missing bucket is a new store (the import creates it): nothing to say.
+        if isinstance(exc, errors.ConfigurationError) and "does not exist" in str(exc):
+            return None
+        _log.warning(
+            "could not read the codec of %s (%s): the dry run checks values with json, "
+            "what a new bucket gets; the import itself uses the codec the bucket recorded",
+            shown,
+            exc,
+        )
+        return None
 
 
 def _target_dir(target: str) -> str | None:
