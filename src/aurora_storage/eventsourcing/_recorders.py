@@ -24,7 +24,11 @@ commit that moves a tracking record - ``track()``, ``insert_tracking()``, a proc
 the tracking record decides (:meth:`AuroraRecorder._check_tracking`, read back after
 the failure): at this call's notification id, the commit landed and the call returns
 as if it had answered; below it, nothing landed (the batch is atomic) and the call runs
-again from its first read (``track()``'s update on a fresh :class:`ViewState`). Calls
+again from its first read (``track()``'s update on a fresh :class:`ViewState`). That
+re-run is conditional like the first (events create-only, the record compared and
+set), so a first commit that lands after the read-back (still in flight then) makes it
+fail on a conflict rather than apply twice; the record, read once more, then shows this
+call's id and the call returns as if the first had answered. Calls
 made on any other thread do not wait: they raise after the repository's ``timeout``,
 and a commit whose outcome is unknown is read back once to say which.
 """
@@ -472,8 +476,10 @@ class AuroraRecorder:
                 ``tracking`` and failed because the store was away, so it may or may
                 not have landed (``None``: no such commit). The record decides: at
                 ``tracking.notification_id`` exactly, it landed (returns ``_LANDED``);
-                below it, nothing landed - a commit is atomic - and the version is
-                returned for the commit to run again on a runner's thread. A caller on
+                below it, nothing had landed when read - a commit is atomic - and the
+                version is returned for the commit to run again on a runner's thread
+                (if that re-run meets a conflict, the caller asks again with the same
+                ``doubt``: the first commit may have landed late, still in flight). A caller on
                 any other thread is not run again: it gets OperationalError saying
                 nothing was written, or, if the record cannot be read either, the doubt
                 and how to settle it (``has_tracking_id``).
@@ -676,6 +682,16 @@ class AuroraAggregateRecorder(AuroraRecorder, AggregateRecorder):
                 cause = self._unstorable(stored_events, notify) or exc
                 raise translate(cause, "insert events") from cause
             except KeyExistsError as exc:  # an existing version, or one repeated
+                # A re-run after a commit in doubt: that commit may have landed after
+                # the read-back said it had not (still in flight then: queued in the
+                # server, or finished by a server shutting down), and this batch met
+                # its events. The tracking record, read again, decides.
+                if (
+                    doubt is not None
+                    and tracking is not None
+                    and self._check_tracking(tracking, doubt, "insert events") is _LANDED
+                ):
+                    return self._landed(events, tracking, notify)
                 raise _exists_error(stored_events, exc) from exc
             except StorageError as exc:
                 too_large = _batch_too_large(exc, notify=notify, tracking=True)
@@ -1526,7 +1542,9 @@ class AuroraProcessRecorder(AuroraTrackingRecorder, AuroraApplicationRecorder, P
         With ``tracking``, on a runner's thread (a system follower's, an
         ``EventSourcedProjectionRunner``'s) a store that is away is waited for, and a
         batch the outage may or may not have applied is settled by the tracking record:
-        landed, the call returns its notification ids (read back); not, it runs again.
+        landed, the call returns its notification ids (read back); not, it runs again,
+        and a re-run that finds its own events stored (the first batch landed after the
+        read-back) reads the record once more and returns them likewise.
         Elsewhere the call raises, saying whether it landed or how to tell (see the
         module docstring).
 
