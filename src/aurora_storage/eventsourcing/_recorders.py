@@ -520,7 +520,9 @@ class AuroraRecorder:
             where = "absent" if current is None else f"at notification {current}"
             raise type(err)(
                 f"{err}; read back, the tracking record of {name!r} is {where}, below "
-                f"{nid}: the commit did not land and nothing was written - call again"
+                f"{nid}: the commit had not landed when read back (a commit still in "
+                "flight in the server may land later) - call again: the repeat is safe, "
+                "it raises IntegrityError ('processed already') if the first one landed"
             ) from doubt
         return version
 
