@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import re
 import ssl
@@ -39,6 +40,8 @@ from ._errors import (
 )
 
 __all__ = ["FLUSH_EVERY", "PENDING_SIZE", "NATSConnection", "reads", "writes"]
+
+_log = logging.getLogger("aurora_storage.nats")
 
 #: Bytes a batch hands the client before it waits for them to reach the server (a
 #: flush: PING, then its PONG within ``timeout``); see NATSCore._publish_ops.
@@ -132,7 +135,57 @@ class TLSNotOfferedError(nats.errors.Error):
         self.server = server
 
 
-class _TLSClient(Client):
+class _Client(Client):
+    """nats-py's client, with what the plugin needs of it beside.
+
+    * Its close, once the connection is lost, drops the bytes still in its buffer
+      (publishes made while it was reconnecting, or behind a flusher blocked on a full
+      socket) instead of writing them to the lost connection: nats-py writes them and
+      waits for them to drain, which raises ``ConnectionResetError`` there and ends the
+      close before its cleanup and its closed callback (the plugin learns from that
+      callback why the connection is closed for good, and wakes waiting watches). A
+      client closed while reconnecting never reconnects, so those bytes were never going
+      to be sent; a close of a connected client still flushes them first.
+    * Each connect attempt closes the connection of the attempt before it. nats-py
+      keeps one transport and replaces its stream writer on each attempt without
+      closing the old one: an attempt that reached something listening (a TCP proxy or
+      load balancer before a server that is down) and then failed left its socket open
+      until the garbage collector found it - one per attempt, every
+      ``reconnect_time_wait`` for as long as the outage lasted, each reported as
+      "ResourceWarning: unclosed <StreamWriter ...>".
+    * ``clustered``: whether the server it (re)connected to last is a node of a cluster
+      (its INFO names the cluster), so that a timeout mentions a leader election only
+      where there can be one.
+    """
+
+    clustered = False
+
+    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
+        if initial_connection:
+            self.clustered = bool(info.get("cluster"))
+        await super()._process_info(info, initial_connection)
+
+    async def _connect_to_server(self, s: Any) -> None:
+        if self._transport is not None:
+            self._transport.close()  # type: ignore[no-untyped-call]  # nats-py: unannotated
+        await super()._connect_to_server(s)
+
+    async def _close(self, status: int, do_cbs: bool = True) -> None:
+        if not self.is_connected and not self.is_closed:
+            self._pending = []
+            self._pending_data_size = 0
+        await super()._close(status, do_cbs)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Done callback of a close the plugin starts and nobody awaits: read its outcome
+    (asyncio prints "Task exception was never retrieved" for an exception nobody read);
+    the close is best effort, so what it raised is only logged, at debug level."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        _log.debug("closing a NATS client whose connection was lost raised %r", exc)
+
+
+class _TLSClient(_Client):
     """The client, refusing any server that would not be reached over TLS.
 
     nats-py upgrades a connection to TLS only when the server's INFO says
@@ -255,7 +308,7 @@ class NATSConnection:
 
     def __init__(self, config: NATSConfig) -> None:
         self.config = config
-        self.nc: Client | None = None
+        self.nc: _Client | None = None
         self.js: Any = None
         self.pre = f"$KV.{config.bucket}."
         self.stream = config.stream
@@ -280,6 +333,10 @@ class NATSConnection:
         # and why the connection was closed for good once it was (see _lost).
         self.last_error: BaseException | None = None
         self.gone: str | None = None
+        # When (time.monotonic()) the connection was last lost or made again (None: not
+        # since the open). A call that timed out within ``timeout`` of it waited across
+        # it (see _why_silent).
+        self.shaken: float | None = None
         self._closing: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ errors
@@ -376,15 +433,8 @@ class NATSConnection:
         if nc is not None and nc.is_closed:
             raise self.closed_for_good(what) from exc
         if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError | TimeoutError):
-            if nc is not None and nc.is_reconnecting:
-                why = (
-                    "the connection was lost and the client is reconnecting; calls "
-                    "succeed again once a server is back" + self._last_error("; last error: {}")
-                )
-            else:
-                why = "a leader election, or an overloaded server"
             raise NATSTimeoutError(
-                f"{what}: no answer from {where} within {self.timeout} s ({why})"
+                f"{what}: no answer from {where} within {self.timeout} s ({self._why_silent()})"
                 + _unknown_write(what),
                 backend="nats",
             ) from exc
@@ -477,6 +527,35 @@ class NATSConnection:
             backend="nats",
         ) from cause
 
+    def _why_silent(self) -> str:
+        """Why a request may have gone unanswered, from what the client knows when its
+        timeout fires: the connection is down (reconnecting), it was lost and made
+        again while the request waited (its request or answer went with the lost
+        connection; a restarted server may also still be recovering JetStream), or it
+        stayed up - then a cluster may be electing a leader (only a server in a
+        cluster: a single server elects none), or the server is overloaded."""
+        nc = self.nc
+        if nc is not None and (nc.is_reconnecting or nc.is_connecting):
+            return (
+                "the connection was lost and the client is reconnecting; calls succeed "
+                "again once a server is back" + self._last_error("; last error: {}")
+            )
+        shaken = self.shaken
+        if shaken is not None and time.monotonic() - shaken <= self.timeout:
+            return (
+                "the connection was lost while the call waited, and the client has "
+                "reconnected since - to a restarted server, or another one of the list"
+            )
+        if nc is not None and nc.clustered:
+            return (
+                "the connection stayed up: a leader election in the cluster, or an "
+                "overloaded server"
+            )
+        return (
+            "the connection stayed up: an overloaded or stalled server - a slow disk, a "
+            "paused process - or a slow link"
+        )
+
     def _last_error(self, form: str) -> str:
         """``form`` with ``{}`` replaced by the client's last (re)connect error, or ""."""
         err = self.last_error
@@ -500,7 +579,7 @@ class NATSConnection:
             backend="nats",
         )
 
-    async def _lost(self, nc: Client) -> None:
+    async def _lost(self, nc: _Client) -> None:
         """The client closed itself (not :meth:`close`): it gave up reconnecting. Every
         later call raises :meth:`closed_for_good`; waiting watches are woken to see it."""
         if self.nc is not nc:
@@ -584,7 +663,7 @@ class NATSConnection:
         # and stop the connect at once, so the user sees the refusal, not a timeout.
         refusals: list[BaseException] = []
         refused_now = asyncio.Event()
-        nc: Client = _TLSClient() if tls is not None else Client()
+        nc: _Client = _TLSClient() if tls is not None else _Client()
 
         async def on_error(exc: Exception) -> None:
             # (The client would log a traceback for every error by default; failures
@@ -606,6 +685,16 @@ class NATSConnection:
         async def closed() -> None:
             await self._lost(nc)
 
+        async def disconnected() -> None:
+            if self.nc is not nc or nc.is_closed:
+                return  # closed by close(), or a connect that failed
+            self.shaken = time.monotonic()
+            if c.max_reconnect_attempts == 0:
+                # Not awaited here: this runs inside the client's reconnect task, which
+                # the close cancels. Awaited by close(); its outcome is read either way.
+                self._closing = asyncio.get_running_loop().create_task(nc.close())
+                self._closing.add_done_callback(_retrieve)
+
         kwargs: dict[str, Any] = {
             "servers": c.server_urls(),
             "connect_timeout": c.connect_timeout,
@@ -616,19 +705,11 @@ class NATSConnection:
             "allow_reconnect": True,
             "error_cb": on_error,
             "reconnected_cb": self._reconnected,
+            "disconnected_cb": disconnected,
             "closed_cb": closed,
             "name": "aurora-storage",
             "pending_size": PENDING_SIZE,
         }
-        if c.max_reconnect_attempts == 0:
-
-            async def disconnected() -> None:
-                if self.nc is nc and not nc.is_closed:
-                    # Not awaited here: this runs inside the client's reconnect task,
-                    # which close() cancels.
-                    self._closing = asyncio.get_running_loop().create_task(nc.close())
-
-            kwargs["disconnected_cb"] = disconnected
         if c.user is not None:
             kwargs["user"] = c.user
             kwargs["password"] = c.password or ""
@@ -713,6 +794,7 @@ class NATSConnection:
 
     async def _reconnected(self) -> None:
         self.last_error = None
+        self.shaken = time.monotonic()
         for listener in list(self.reconnect_listeners):
             listener.reconnected()
 
@@ -885,15 +967,21 @@ class NATSConnection:
         self._open_failed(last, "creating the bucket", time.monotonic() - start)
 
     async def close(self) -> None:
-        """Close the connection (pending publishes are flushed first)."""
+        """Close the connection (pending publishes are flushed first), or let the close
+        the client's lost connection started end (``max_reconnect_attempts=0``), so
+        that nothing of it is left running on the loop."""
         nc, self.nc = self.nc, None
         if nc is not None and not nc.is_closed:
             try:
                 await asyncio.wait_for(nc.close(), self.timeout)
             except BaseException:
                 pass
+        closing = self._closing
+        if closing is not None and not closing.done():
+            # (asyncio.wait raises nothing of the task's; _retrieve reads its outcome.)
+            await asyncio.wait({closing}, timeout=self.timeout)
 
-    def _conn(self) -> Client:
+    def _conn(self) -> _Client:
         nc = self.nc
         if nc is None:
             from aurora_storage.errors import RepositoryClosedError

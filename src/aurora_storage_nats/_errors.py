@@ -39,9 +39,11 @@ class NATSConnectionClosedError(NATSConnectionError, errors.RepositoryClosedErro
 
 
 class NATSTimeoutError(StorageError, TimeoutError):
-    """A request to the JetStream server got no answer within ``timeout`` seconds (a
-    leader election in a cluster, an overloaded server). Whether a write that raised this
-    was applied is unknown (see :class:`NATSConnectionError`)."""
+    """A request to the JetStream server got no answer within ``timeout`` seconds. The
+    message says what the client saw meanwhile: the connection lost (the client
+    reconnecting, or reconnected since), or up all along (a leader election in a
+    cluster, an overloaded server). Whether a write that raised this was applied is
+    unknown (see :class:`NATSConnectionError`)."""
 
 
 class BatchTooLargeError(errors.BatchTooLargeError):
