@@ -59,6 +59,9 @@ class Relay:
         self._generation = 0
         #: Counts the arms: bytes passed on before the latest one never match its marker.
         self._arms = 0
+        #: Connections accepted so far (a client's reconnect attempts reach the relay
+        #: even while its server is down: each is closed then).
+        self.accepted = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._sock = self._listening(0)
         self.port: int = self._sock.getsockname()[1]
@@ -200,6 +203,7 @@ class Relay:
 
     async def _conn(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
         generation = self._generation
+        self.accepted += 1
         try:
             sr, sw = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
