@@ -139,6 +139,31 @@ class StorageError(Exception):
         # KeyError's default __str__ repr-quotes the message; keep messages readable.
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle (and ``copy``) support for every class of the tree: the error is
+        rebuilt without calling its constructor, then given its ``args`` and its
+        attributes back (see :func:`_rebuilt`).
+
+        Exception's own ``__reduce__`` calls ``type(error)(*error.args)`` when
+        unpickling, which a constructor with required keyword-only arguments
+        (``KeyTooLargeError(message, size=, limit=)``) or another first argument
+        (``ConditionFailed(failed)``) refuses or misreads: the error pickled, but the
+        receiving process (multiprocessing, ``concurrent.futures``) failed with a
+        ``TypeError``. As for any exception, ``__cause__``, ``__context__`` and the
+        traceback are not pickled (an engine's exception may not pickle at all);
+        ``add_note`` notes are kept.
+        """
+        return (_rebuilt, (type(self), self.args), dict(self.__dict__))
+
+
+def _rebuilt(cls: type[StorageError], args: tuple[Any, ...]) -> StorageError:
+    """An instance of ``cls`` holding ``args``, its constructor not called: pickle then
+    restores its attributes (``BaseException.__setstate__``). See
+    :meth:`StorageError.__reduce__`."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
+
 
 class InvalidKeyError(StorageError, ValueError):
     """A key of an unsupported type or value (NaN, a set, an object, ...)."""
