@@ -424,10 +424,22 @@ class NATSBackend(Backend):
                 connection was lost, ...). When the range took more than one batch, the
                 message says which keys the committed batches deleted, which batch
                 failed (and whether it may have been applied) and how many keys were
-                not reached (a call writes nothing unless its error says so).
+                not reached (a call writes nothing unless its error says so); when the
+                listing of the keys to delete failed, that nothing was deleted.
         """
         self._check_writable()
-        keys = self.list_keys(start, stop)
+        try:
+            keys = self.list_keys(start, stop)
+        except StorageError as exc:
+            # A read's error ("was closed while this call was in flight") says nothing
+            # of writes: say that none was made, as a cut between batches says which.
+            exc.message = (
+                f"{exc.message}; the range delete (drop_tenant) stopped while it listed "
+                "the keys to delete, before its first batch: nothing was deleted. Delete "
+                "the range again (drop_tenant again)"
+            )
+            exc.args = (exc.message,)
+            raise
         if not keys:
             return 0
         step = self.config.max_batch

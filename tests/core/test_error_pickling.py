@@ -32,7 +32,12 @@ from aurora_storage import errors
 from aurora_storage.errors import BatchTooLargeError, KeyTooLargeError, StorageError
 
 #: The packages whose errors are walked: the core and the engine plugins it ships.
-PACKAGES = ("aurora_storage", "aurora_storage_rocksdb", "aurora_storage_lmdb", "aurora_storage_nats")
+PACKAGES = (
+    "aurora_storage",
+    "aurora_storage_rocksdb",
+    "aurora_storage_lmdb",
+    "aurora_storage_nats",
+)
 
 
 def _import_all() -> None:
@@ -213,7 +218,8 @@ def test_a_raised_error_with_a_chained_cause_and_notes_pickles() -> None:
     except KeyTooLargeError as exc:
         exc.add_note("(a note)")
         error = exc
-    assert error.__cause__ is not None and error.__traceback__ is not None
+    assert error.__cause__ is not None
+    assert error.__traceback__ is not None
     back = pickle.loads(pickle.dumps(error))
     assert type(back) is KeyTooLargeError
     assert (str(back), back.size, back.limit, back.tenant) == ("too large", 9, 8, "acme")

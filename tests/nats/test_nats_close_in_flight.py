@@ -493,3 +493,39 @@ def test_a_range_delete_cut_in_its_first_batch_says_the_rest_was_not_deleted(
     assert "may or may not have been applied" in text
     assert "the other 150 were not deleted" in text
     assert _count(nats_server, bucket, "t") == KEYS - STEP
+
+
+def test_a_range_delete_cut_while_listing_its_keys_says_nothing_was_deleted(
+    nats_server: Server, bucket: str, relay: Relay
+) -> None:
+    # Cut before its first batch, while it lists the keys to delete: the error said only
+    # "was closed while this call was in flight", although every key was still there.
+    _fill(nats_server, bucket)
+    repo = aurora_storage.open(_via(relay, bucket, STEP))
+    relay.hold_after(b"$JS.API.")  # the listing's first request: its answer held
+    exc = _close_at(repo, lambda r: r.drop_tenant("t"), relay.held, relay.release)
+    assert isinstance(exc, RepositoryClosedError), repr(exc)
+    text = str(exc)
+    assert "was closed while this call was in flight" in text
+    assert "nothing was deleted" in text
+    assert "while it listed the keys to delete" in text
+    assert "drop_tenant again" in text
+    assert "were deleted" not in text
+    assert _count(nats_server, bucket, "t") == KEYS
+
+
+def test_an_async_range_delete_cut_while_listing_its_keys_says_nothing_was_deleted(
+    nats_server: Server, bucket: str, relay: Relay
+) -> None:
+    _fill(nats_server, bucket)
+
+    async def main() -> BaseException:
+        ar = aurora_storage.open_async(_via(relay, bucket, STEP))
+        await ar.get("t", 1)  # connected on this loop
+        relay.hold_after(b"$JS.API.")
+        return await _aclose_at(ar, lambda: ar.drop_tenant("t"), relay.held, relay.release)
+
+    exc = asyncio.run(main())
+    assert isinstance(exc, RepositoryClosedError), repr(exc)
+    assert "nothing was deleted" in str(exc)
+    assert _count(nats_server, bucket, "t") == KEYS
