@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -207,7 +208,7 @@ def foreign_store_message(path: str, families: list[str] | None = None) -> str:
         f"{_what_is_foreign(families or [])} (such as a store of the TypeScript package "
         "@aurora/runtime-storage-rocksdb). It was not opened and nothing was written to "
         "it. Import a TypeScript store into a new path with "
-        f"`aurora-storage import-seed {path} rocksdb:NEW_PATH` (see "
+        f"`aurora-storage import-seed {shlex.quote(path)} rocksdb:NEW_PATH` (see "
         "docs/migrating-from-typescript.md), or open another path"
     )
 
@@ -231,8 +232,8 @@ def refuse_replacing(path: str) -> None:
             f"not write: {_what_is_foreign(families)} (such as a store of the TypeScript "
             "package @aurora/runtime-storage-rocksdb), and restore would delete it; "
             "nothing was changed. Import a TypeScript store with `aurora-storage "
-            f"import-seed {path} rocksdb:NEW_PATH`, restore into another path, or move "
-            "the store away first if it is not needed",
+            f"import-seed {shlex.quote(path)} rocksdb:NEW_PATH`, restore into another "
+            "path, or move the store away first if it is not needed",
             backend="rocksdb",
             path=path,
         )

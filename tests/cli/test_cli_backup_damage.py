@@ -63,7 +63,7 @@ def test_backup_of_a_rocksdb_store_with_a_damaged_block_exits_5(
     assert last.startswith("error: CorruptionError:"), err
     assert f"{target}/{bad}" in last
     assert "holds the damage" in last
-    assert f"export --salvage rocksdb:{target}" in last
+    assert f"export --salvage rocksdb://{target}" in last
     assert "docs/operations.md" in last
     # Each damaged region on a warning line of its own (tenant, file), like verify's.
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
@@ -183,7 +183,7 @@ def test_backup_of_an_lmdb_store_with_a_damaged_record_exits_5(
     assert last.startswith("error: CorruptionError:"), err
     assert f"{target}/data.mdb" in last
     assert "holds the damage" in last
-    assert f"export --salvage lmdb:{target}" in last
+    assert f"export --salvage lmdb://{target}" in last
     assert any("warning:" in line and "1500" in line for line in err.splitlines()), err
     assert ".partial-" not in err
     assert sorted(os.listdir(tmp_path)) == ["bk", "l"]

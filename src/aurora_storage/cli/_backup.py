@@ -37,6 +37,7 @@ from ._common import (
     parse_url,
     plural,
     say,
+    shell_url,
     warn,
 )
 
@@ -230,14 +231,15 @@ def _damage_error(
     # The engines name the partial directory the backup was checked in.
     files, found = _name_damage(scheme, target, report, lambda t: t.replace(partial, target))
     # Salvaged from the backup (a copy nobody writes) where it opens; one too damaged
-    # to open (a RocksDB backup has no marker to fall back on) from the store.
-    salvage = f"{scheme}:{target}" if report.get("opened", True) else url
+    # to open (a RocksDB backup has no marker to fall back on) from the store. (Both
+    # quoted for the shell, the backup's as a URL: see shell_url.)
+    salvage = shell_url(scheme, target) if report.get("opened", True) else shlex.quote(url)
     return errors.CorruptionError(
         f"the backup {target} was written, but reading it back found {found}. The "
         "backup holds the damage, so it is not a good backup: keep your earlier ones. "
         f"The damage is most likely {url}'s own (the backup copies its files as they "
-        f"are): check it with `aurora-storage verify {url}`. Save what still reads with "
-        f"`aurora-storage export --salvage {salvage} -o FILE` and import that file into "
+        f"are): check it with `aurora-storage verify {shlex.quote(url)}`. Save what still "
+        f"reads with `aurora-storage export --salvage {salvage} -o FILE` and import that file into "
         'a new store, or restore an earlier backup (docs/operations.md, "Backup and '
         'restore")',
         backend=scheme,
@@ -284,7 +286,7 @@ def backup(url: str, directory: str, verify: bool, quiet: bool) -> None:
         # missing parent was a raw "IO error: ... While mkdir".
         raise click.UsageError(
             f"the folder {parent} that should hold the backup does not exist; create it "
-            f"first (mkdir -p {parent})"
+            f"first (mkdir -p {shlex.quote(parent)})"
         )
     _clean_partials(target)
     partial = f"{target}{_PARTIAL}{os.getpid()}"
@@ -444,7 +446,7 @@ def _live_source_advice(scheme: str, source: str) -> str:
     return (
         f"{source} is a live store, not a backup: a copy of its files taken while it "
         f"changes is not consistent. Back it up with `aurora-storage backup "
-        f"{URL(scheme, source).render(hide_secrets=False)} DIR` (a RocksDB store being written: "
+        f"{shell_url(scheme, source)} DIR` (a RocksDB store being written: "
         "repo.checkpoint(path) inside the writing process) and restore that backup; "
         "nothing was changed"
     )
@@ -460,7 +462,7 @@ def _restore_damage_error(
     files, what_found = _name_damage(scheme, source, report)
     if report.get("opened", True):
         # (Quoted as a URL and for the shell: the path may hold '%', '#' or spaces.)
-        backup = shlex.quote(URL(scheme, source).render(hide_secrets=False))
+        backup = shell_url(scheme, source)
         todo = (
             "Restore an earlier backup; or save what still reads from this one with "
             f"`aurora-storage export --salvage {backup} -o FILE` and import that "

@@ -10,6 +10,7 @@ import enum
 import fcntl
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -134,6 +135,16 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def shell_url(scheme: str, path: str) -> str:
+    """The store at ``path`` as an argument of a command line the CLI prints in its
+    advice: its URL, percent-encoded as a URL (a ``%``, ``#``, ``?`` or space in a
+    name), then quoted for the shell - pasted, it names that store, and nothing of it is
+    run or expanded by the shell (``&``, ``;``, ``$``, quotes). Every command line the
+    CLI prints names a store this way, a plain path with :func:`shlex.quote`, and a URL
+    the user typed as typed, quoted."""
+    return shlex.quote(URL(scheme, path).render(hide_secrets=False))
+
+
 def parse_url(text: str | URL) -> URL:
     """:meth:`URL.parse` for a URL given on the command line.
 
@@ -150,8 +161,8 @@ def parse_url(text: str | URL) -> URL:
         if found is None:
             raise
         raise errors.InvalidURLError(
-            f"{text!r} is not a URL: the path holds a {found} store, use {found}:{text} "
-            f"(or {found}:///absolute/path)"
+            f"{text!r} is not a URL: the path holds a {found} store, use "
+            f"{shell_url(found, text)} (or {found}:///absolute/path)"
         ) from exc
 
 
