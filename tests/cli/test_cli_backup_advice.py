@@ -71,7 +71,7 @@ def _undecodable(store: Path) -> None:
         repo.put_many("acme", {("k", i): i for i in range(10)})
     db = rocksdict.Rdict(str(store), options=rocksdict.Options(raw_mode=True))
     try:
-        key = next(k for k in db.keys() if b"acme" in k)  # noqa: SIM118  # Rdict iterates no keys
+        key = next(k for k in db.keys() if isinstance(k, bytes) and b"acme" in k)  # noqa: SIM118  # Rdict iterates no keys
         db[key] = b"\x00not json"
     finally:
         db.close()

@@ -57,7 +57,7 @@ def _subclasses(cls: type[BaseException]) -> set[type[BaseException]]:
 
 def _classes() -> list[type[BaseException]]:
     _import_all()
-    found = {StorageError, *_subclasses(StorageError)}
+    found: set[type[BaseException]] = {StorageError, *_subclasses(StorageError)}
     return sorted(
         (
             c

@@ -18,8 +18,10 @@ import errno
 import fcntl
 import functools
 import os
+import re
 import shlex
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,32 +60,141 @@ def _backup(repo: Any, target: str) -> str:
 
 _PARTIAL = ".partial-"
 
+#: The name of a partial backup (``<name>.partial-<pid>``), and of the directory a RocksDB
+#: checkpoint is built in before RocksDB renames it (``<name>.partial-<pid>.tmp``: a run
+#: killed inside the checkpoint leaves it).
+_PARTIAL_NAME = re.compile(r"(?P<name>.+)\.partial-(?P<pid>[1-9][0-9]{0,6})(?:\.tmp)?")
 
-def _clean_partials(target: str) -> None:
-    """Remove what killed runs left of a backup into ``target`` (``<target>.partial-<pid>``
-    and ``<target>.partial-<pid>.tmp`` of a process that no longer runs); a running
-    backup's is left alone."""
-    parent, name = os.path.split(target)
-    prefix = name + _PARTIAL
-    for entry in os.listdir(parent):
-        if not entry.startswith(prefix):
-            continue
-        # <target>.partial-<pid>, and <target>.partial-<pid>.tmp: the directory a
-        # RocksDB checkpoint is built in before RocksDB renames it (a run killed inside
-        # the checkpoint leaves it).
-        rest = entry[len(prefix) :].removesuffix(".tmp")
-        if not rest.isdigit():
-            continue
-        pid = int(rest)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
-        except OSError:
-            pass  # (someone else's process: it runs)
+
+@contextlib.contextmanager
+def _backup_folder(target: str, *, quiet: bool) -> Iterator[None]:
+    """Deal with what killed backups left beside ``target`` (:func:`_clean_partials`),
+    then hold a shared ``flock`` on the folder for the block (the whole backup): another
+    backup then knows that one runs there, whatever machine or container it runs in
+    (a process id tells only on this machine). The leftovers are removed only when no
+    other backup holds the lock - an exclusive one is free - and this one keeps it
+    exclusive while it removes them: another backup starting meanwhile waits, and makes
+    its partial directory only once it holds its shared lock. A filesystem that takes
+    no lock on a folder (some network filesystems) is told apart (see
+    :func:`_clean_partials`)."""
+    parent = os.path.dirname(target)
+    try:
+        fd: int | None = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        fd = None
+    try:
+        if fd is None:
+            _clean_partials(target, alone=None, quiet=quiet)
         else:
-            if pid == os.getpid():
-                shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+            alone: bool | None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alone = True
+            except BlockingIOError:
+                alone = False
+                # Waits while another backup removes leftovers (it holds the lock
+                # exclusive meanwhile): what it removed is not reported.
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except OSError:
+                alone = None
+            _clean_partials(target, alone=alone, quiet=quiet)
+            if alone:
+                fcntl.flock(fd, fcntl.LOCK_SH)  # (from exclusive: another may start now)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # (drops the lock)
+
+
+def _size_text(path: str) -> str:
+    """The size of the files under ``path`` (links not followed), for a person."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    if total < 1000:
+        return f"{total} bytes"
+    for unit, size in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        if total < size * 1000 or unit == "GB":
+            return f"{total / size:.1f} {unit}"
+    raise AssertionError  # pragma: no cover - the loop returns
+
+
+def _leftover(parent: str, entry: str) -> tuple[str, int] | None:
+    """The backup target's name and the process id in ``entry``'s name when ``entry``
+    (in ``parent``) is what a killed backup leaves - a directory (not a link) named as
+    :data:`_PARTIAL_NAME`, owned by this user, holding only files - and that process no
+    longer runs on this machine; else None (a running backup's, or anything else:
+    never touched)."""
+    m = _PARTIAL_NAME.fullmatch(entry)
+    if m is None:
+        return None
+    pid = int(m["pid"])
+    path = os.path.join(parent, entry)
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return None
+        with os.scandir(path) as inside:
+            if any(not e.is_file(follow_symlinks=False) for e in inside):
+                return None  # (a backup's partial copy holds files only)
+    except OSError:
+        return None
+    if pid == os.getpid():
+        return m["name"], pid  # (an earlier process's with this one's id: not running)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return m["name"], pid
+    except (OSError, OverflowError):
+        pass  # (someone else's process: it runs)
+    return None
+
+
+def _clean_partials(target: str, *, alone: bool | None, quiet: bool) -> None:
+    """Deal with what killed backups left in the folder of ``target`` (see
+    :func:`_leftover`). Each is removed, and said (path, size), when no other backup
+    writes into the folder (``alone``, see :func:`_backup_folder`). While one does
+    (``alone`` False), a process id may be another machine's or container's, so a
+    leftover is reported on a ``warning:`` line instead (path, size, how to delete it)
+    and left for a later backup. On a filesystem without folder locks (``alone`` None)
+    only ``target``'s own leftovers are removed (what backup always did) and the
+    others reported."""
+    parent, name = os.path.split(target)
+    try:
+        entries = sorted(os.listdir(parent))
+    except OSError:
+        return
+    for entry in entries:
+        found = _leftover(parent, entry)
+        if found is None:
+            continue
+        path = os.path.join(parent, entry)
+        size = _size_text(path)
+        why = f"left by a backup that was killed (its process {found[1]} no longer runs)"
+        delete = f"delete it yourself (rm -r {shlex.quote(path)})"
+        if alone or (alone is None and found[0] == name):
+            try:
+                shutil.rmtree(path)
+            except OSError as exc:
+                warn(
+                    f"{path} ({size}) is {why}, but it could not be removed "
+                    f"({exc.strerror or exc}): {delete}"
+                )
+            else:
+                say(f"removed {path} ({size}), {why}", quiet=quiet)
+            continue
+        busy = (
+            f"another backup is writing into {parent} now, so it was not removed"
+            if alone is False
+            else f"{parent} takes no lock that tells whether another backup runs there, "
+            "so it was not removed"
+        )
+        warn(
+            f"{path} ({size}) is {why}; {busy}: the next backup into {parent} removes it "
+            f"once none runs there, or {delete}"
+        )
 
 
 _ROCKSDB_LIVE_ADVICE = (
@@ -247,6 +358,57 @@ def _damage_error(
     )
 
 
+def _write_backup(
+    url: str, scheme: str, target: str, partial: str, *, verify: bool, quiet: bool
+) -> dict[str, Any] | None:
+    """Write the backup of ``url`` into ``partial``, read it back (``verify``), and
+    rename it to ``target``. Returns the check's report (None: not checked).
+
+    Raises:
+        StorageFullError: no space left for the backup; nothing of it is left.
+        click.UsageError: another backup wrote ``target`` meanwhile.
+        StorageError: what the store's open, the backup or its check raised.
+    """
+    try:
+        with _open_for_backup(url) as repo:
+            try:
+                _backup(repo, partial)
+            except errors.StorageFullError as exc:
+                if exc.path is None or not exc.path.startswith(partial):
+                    raise  # the source's own disk (a checkpoint flushes it first)
+                # The engines name the partial folder; the user knows the target.
+                raise errors.StorageFullError(
+                    f"no space left for the backup {target}: the backup was not made "
+                    f"(nothing of it is left), and {url} is unaffected. Free space on "
+                    f"that filesystem, or back up elsewhere. Engine error: "
+                    f"{exc.__cause__ or exc}",
+                    path=target,
+                ) from exc
+        # Checked once the store is closed (a RocksDB store's LOCK, held until then,
+        # keeps its writers out no longer than the copy takes), and before the backup
+        # gets its name (a run killed while checking leaves no DIRECTORY).
+        report = None
+        if verify:
+            try:
+                report = _check_backup(scheme, partial, quiet=quiet)
+            except errors.StorageError as exc:
+                exc.add_note(f"(reading the backup back failed: nothing of {target} was kept)")
+                raise
+        try:
+            if os.path.isdir(target):
+                os.rmdir(target)  # (empty, checked above)
+            os.rename(partial, target)
+        except OSError as exc:  # another backup into the same target finished first
+            raise click.UsageError(
+                f"the backup target {target} exists and is not empty (another backup "
+                "wrote it meanwhile); nothing of this backup was kept"
+            ) from exc
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return report
+
+
 @cli.command()
 @click.argument("url")
 @click.argument("directory", type=click.Path(file_okay=False))
@@ -288,46 +450,10 @@ def backup(url: str, directory: str, verify: bool, quiet: bool) -> None:
             f"the folder {parent} that should hold the backup does not exist; create it "
             f"first (mkdir -p {shlex.quote(parent)})"
         )
-    _clean_partials(target)
-    partial = f"{target}{_PARTIAL}{os.getpid()}"
     scheme = parse_url(url).scheme
-    try:
-        with _open_for_backup(url) as repo:
-            try:
-                _backup(repo, partial)
-            except errors.StorageFullError as exc:
-                if exc.path is None or not exc.path.startswith(partial):
-                    raise  # the source's own disk (a checkpoint flushes it first)
-                # The engines name the partial folder; the user knows the target.
-                raise errors.StorageFullError(
-                    f"no space left for the backup {target}: the backup was not made "
-                    f"(nothing of it is left), and {url} is unaffected. Free space on "
-                    f"that filesystem, or back up elsewhere. Engine error: "
-                    f"{exc.__cause__ or exc}",
-                    path=target,
-                ) from exc
-        # Checked once the store is closed (a RocksDB store's LOCK, held until then,
-        # keeps its writers out no longer than the copy takes), and before the backup
-        # gets its name (a run killed while checking leaves no DIRECTORY).
-        report = None
-        if verify:
-            try:
-                report = _check_backup(scheme, partial, quiet=quiet)
-            except errors.StorageError as exc:
-                exc.add_note(f"(reading the backup back failed: nothing of {target} was kept)")
-                raise
-        try:
-            if os.path.isdir(target):
-                os.rmdir(target)  # (empty, checked above)
-            os.rename(partial, target)
-        except OSError as exc:  # another backup into the same target finished first
-            raise click.UsageError(
-                f"the backup target {target} exists and is not empty (another backup "
-                "wrote it meanwhile); nothing of this backup was kept"
-            ) from exc
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    partial = f"{target}{_PARTIAL}{os.getpid()}"
+    with _backup_folder(target, quiet=quiet):
+        report = _write_backup(url, scheme, target, partial, verify=verify, quiet=quiet)
     if report is None:
         say(f"backup of {url} written to {target} (not checked: --no-verify)", quiet=quiet)
         return

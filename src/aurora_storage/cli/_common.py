@@ -157,7 +157,9 @@ def parse_url(text: str | URL) -> URL:
     try:
         return URL.parse(text)
     except errors.InvalidURLError as exc:
-        found = engine_at(text) if isinstance(text, str) and text and ":" not in text else None
+        if not isinstance(text, str) or not text or ":" in text:
+            raise
+        found = engine_at(text)
         if found is None:
             raise
         raise errors.InvalidURLError(
