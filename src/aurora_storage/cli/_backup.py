@@ -9,6 +9,14 @@ without the check the operator learnt of it only when the backup was needed. A b
 is read the same way before ``restore`` touches the target: one written without the
 check (``--no-verify``, older versions, a library checkpoint) or damaged since would
 otherwise replace a store that may be intact with its damage.
+
+Neither needs the store's codec: a store whose codec only the application registered
+opens with a stand-in that leaves values undecoded (:func:`_opened`), and the check
+then reads every record with the engine's checksums only.
+
+A killed backup leaves ``DIR.partial-<pid>``: the next backup into the same folder
+removes it, or reports it while another backup writes there (:func:`_backup_folder`).
+The commands printed in advice paste into a shell as printed (``shell_url``).
 """
 
 from __future__ import annotations
@@ -197,6 +205,122 @@ def _clean_partials(target: str, *, alone: bool | None, quiet: bool) -> None:
         )
 
 
+# ------------------------------------------------------------------ a codec the CLI lacks
+
+
+def _undecoded(data: bytes) -> bytes:
+    return data
+
+
+def _unwritable(value: Any) -> bytes:
+    raise TypeError("the command line writes no value with a codec it does not know")
+
+
+def _stood_in(repo: Any) -> bool:
+    """Whether ``repo`` was opened with :func:`_opened`'s stand-in for its codec."""
+    return getattr(getattr(repo, "codec", None), "decode", None) is _undecoded
+
+
+#: How to make a codec known to the command line (an application's ``register_codec``
+#: runs in the application's process only).
+_CODEC_PLUGIN = (
+    "make the codec known to the command line as a codec plugin: a module in the "
+    "aurora_storage entry-point group whose aurora_storage_codecs() returns it "
+    "(docs/concepts/plugins.md)"
+)
+
+#: The engines whose store backup and restore handle, by scheme: the backend class that
+#: reads a store's metadata record without a repository (without its codec).
+_BACKENDS = {
+    "rocksdb": ("aurora_storage_rocksdb._backend", "RocksDBBackend"),
+    "lmdb": ("aurora_storage_lmdb._backend", "LMDBBackend"),
+}
+
+
+def _recorded_codec(url_text: str) -> str | None:
+    """The name of the codec the store at ``url_text`` (RocksDB or LMDB) recorded: its
+    marker's (``aurora-store.json``), else - a backup has no marker - its metadata
+    record's, read through the engine's backend opened read-only (no repository, so no
+    codec needed). None when neither can be read."""
+    import importlib
+
+    import orjson
+
+    from .._metadata import META_KEY
+    from .._stores import marker_path, read_marker
+    from ._common import _read_only_url, store_path
+
+    parsed = parse_url(url_text)
+    path = store_path(parsed)
+    if path is None or parsed.scheme not in _BACKENDS:
+        return None
+    with contextlib.suppress(errors.StorageError):
+        info = read_marker(marker_path(path))
+        if info is not None and info.get("backend") == parsed.scheme:
+            name = info.get("codec")
+            if isinstance(name, str):
+                return name
+    module, cls_name = _BACKENDS[parsed.scheme]
+    try:
+        url = _read_only_url(parsed)
+        options = {k: v for k, v in url.options.items() if k not in ("codec", "otel")}
+        backend = getattr(importlib.import_module(module), cls_name).from_url(url, options)
+        try:
+            raw = backend.get(META_KEY)
+        finally:
+            backend.close()
+        name = orjson.loads(raw)["codec"] if raw is not None else None
+    except (errors.StorageError, ValueError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
+def _opened(open_store: Callable[..., Any], url_text: str, *, tell: bool, **kwargs: Any) -> Any:
+    """``open_store(url_text, **kwargs)`` (:func:`open_read`, :func:`open_write`). A store
+    whose codec the command line does not know - one the application registered with
+    ``register_codec`` - opens with a stand-in under the codec's name that returns the
+    stored bytes undecoded and encodes nothing: backup and restore copy files as they are
+    and their check reads every record with the engine's checksums, which needs no codec
+    (only the check that each value decodes is left out). ``tell``: say so on a
+    ``warning:`` line (once per command, where it checks records).
+
+    Raises:
+        StorageError: what the open raised; for a codec the command line does not know
+            and whose name the store does not tell, with a note on how to make it known.
+    """
+    from ..codecs import Codec, get_codec
+
+    try:
+        return open_store(url_text, **kwargs)
+    except (errors.ConfigurationError, errors.PluginError) as exc:
+        if isinstance(exc, (errors.ForeignStoreError, errors.InvalidURLError)):
+            raise
+        name = _recorded_codec(url_text)
+        try:
+            if name is None:
+                raise LookupError(url_text)
+            get_codec(name)
+        except (errors.ConfigurationError, errors.PluginError, LookupError):
+            pass  # (not known here: the stand-in below)
+        else:
+            raise  # a known codec: the open failed for another reason
+        if name is None:
+            if str(exc).startswith("unknown codec"):
+                exc.add_note(f"(to back up or restore this store, {_CODEC_PLUGIN})")
+            raise
+    stand_in: Codec[bytes] = Codec(name, encode=_unwritable, decode=_undecoded)
+    repo = open_store(url_text, codec=stand_in, **kwargs)
+    if tell:
+        warn(
+            f"the store's codec {name!r} is not known to the command line (registered in "
+            "the application only?). Backup and restore need none - they copy files as "
+            "they are, and read every record with the engine's checksums - but they do "
+            f"not decode the values, so a value the codec cannot read is not found; to "
+            f"have them decoded, {_CODEC_PLUGIN}"
+        )
+    return repo
+
+
 _ROCKSDB_LIVE_ADVICE = (
     "Its newest writes are in the writing process's memory and write-ahead log, which "
     "a backup from outside cannot include. Back it up from inside that process with "
@@ -206,14 +330,14 @@ _ROCKSDB_LIVE_ADVICE = (
 
 
 @contextlib.contextmanager
-def _open_for_backup(url: str) -> Iterator[Any]:
+def _open_for_backup(url: str, *, tell: bool = True) -> Iterator[Any]:
     """The store to back up, open for the block. A RocksDB store another process
     writes is refused (see :data:`_ROCKSDB_LIVE_ADVICE`), and the probe's lock on its
     ``LOCK`` is held until the backup is done: a writer starting meanwhile is refused
     (StoreLockedError) instead of acknowledging writes the read-only checkpoint leaves
     out. A store whose killed writer left writes only in its log opens writable
     (replaying and flushing them; RocksDB's own lock keeps writers out). Everything
-    else opens read-only."""
+    else opens read-only. ``tell``: see :func:`_opened`."""
     from ._common import held_by_others, rocksdb_needs_recovery, store_path
 
     parsed = parse_url(url)
@@ -224,17 +348,17 @@ def _open_for_backup(url: str) -> Iterator[Any]:
             "(subdir=false): copy it with `aurora-storage copy` to another store instead"
         )
     if parsed.scheme != "rocksdb" or path is None:
-        with open_read(url) as repo:
+        with _opened(open_read, url, tell=tell) as repo:
             yield repo
         return
     with held_by_others("rocksdb", path, doing=f"back up {url}", advice=_ROCKSDB_LIVE_ADVICE):
         recover = rocksdb_needs_recovery(path) and "mode" not in parsed.options
         if not recover:
-            with open_read(url) as repo:
+            with _opened(open_read, url, tell=tell) as repo:
                 yield repo
             return
     try:
-        repo = open_write(url, create=False)
+        repo = _opened(open_write, url, tell=tell, create=False)
     except errors.StoreLockedError as exc:
         raise errors.StoreLockedError(
             f"cannot back up {url}: another process opened it for writing just now. "
@@ -264,8 +388,9 @@ def _check_backup(scheme: str, path: str, *, quiet: bool, own: bool = True) -> d
     process's (a backup being written, under its partial name), which LMDB opens without
     liblmdb's lock file; a backup being restored is opened with it, as before the check
     (another process may open it meanwhile). Returns ``verify``'s report (see
-    :func:`aurora_storage.cli._app._verify`); damage that keeps the backup from opening
-    at all is reported as its one problem.
+    :func:`aurora_storage.cli._app._verify`), with ``decoded`` False when the store's
+    codec is not known here (see :func:`_opened`); damage that keeps the backup from
+    opening at all is reported as its one problem.
 
     Raises:
         StorageError: the backup could not be read for another reason than damage.
@@ -275,8 +400,10 @@ def _check_backup(scheme: str, path: str, *, quiet: bool, own: bool = True) -> d
         options.pop("lock", None)
     url = URL(scheme, path).with_options(**options)
     try:
-        with open_read(url.render(hide_secrets=False)) as repo:
-            return _verify(repo, quiet=quiet)
+        with _opened(open_read, url.render(hide_secrets=False), tell=not own) as repo:
+            report = _verify(repo, quiet=quiet)
+            report["decoded"] = not _stood_in(repo)
+            return report
     except errors.CorruptionError as exc:
         return _unopened(exc)
 
@@ -370,7 +497,9 @@ def _write_backup(
         StorageError: what the store's open, the backup or its check raised.
     """
     try:
-        with _open_for_backup(url) as repo:
+        # (The codec stand-in is said only when the backup is checked: without the
+        # check, nothing would be decoded anyway.)
+        with _open_for_backup(url, tell=verify) as repo:
             try:
                 _backup(repo, partial)
             except errors.StorageFullError as exc:
@@ -463,7 +592,11 @@ def backup(url: str, directory: str, verify: bool, quiet: bool) -> None:
         # error says it holds the damage (exit 5, as verify's).
         raise _damage_error(url, scheme, target, partial, report)
     checked = plural(report["records"], "record")
-    say(f"backup of {url} written to {target} ({checked} checked)", quiet=quiet)
+    if report.get("decoded") is False:
+        checked += " checked, values not decoded"
+    else:
+        checked += " checked"
+    say(f"backup of {url} written to {target} ({checked})", quiet=quiet)
 
 
 class RestoreLeftoverError(errors.StorageError):
@@ -621,7 +754,7 @@ def _count_unchecked(scheme: str, source: str, path: str, *, again: str, found: 
         CorruptionError: the backup is too damaged to open; nothing was restored.
     """
     try:
-        repo = open_read(URL(scheme, source).render(hide_secrets=False))
+        repo = _opened(open_read, URL(scheme, source).render(hide_secrets=False), tell=False)
     except errors.CorruptionError as exc:
         raise _restore_damage_error(
             scheme, source, path, _unopened(exc), again=again, found=found
@@ -639,7 +772,7 @@ def _count_restored(url: str, *, verified: bool) -> int | None:
     backup restored with ``--no-verify`` brought it), said on a ``warning:`` line: the
     restore is done, as asked."""
     try:
-        with open_read(url) as repo:
+        with _opened(open_read, url, tell=False) as repo:
             return int(sum(repo.count(t) for t in repo.tenants()))
     except errors.CorruptionError as exc:
         was = "" if verified else ", as the backup was"
@@ -738,6 +871,7 @@ def restore(directory: str, url: str, yes: bool, verify: bool, quiet: bool) -> N
     # name would otherwise name another store, or be refused as a URL the user never
     # wrote.)
     records: int | None
+    decoded = True
     again = f"{shlex.quote(directory)} {shlex.quote(url)}"
     if verify:
         report = _check_backup(parsed.scheme, source, quiet=quiet, own=False)
@@ -746,6 +880,7 @@ def restore(directory: str, url: str, yes: bool, verify: bool, quiet: bool) -> N
                 parsed.scheme, source, path, report, again=again, found=found is not None
             )
         records = report["records"]
+        decoded = report.get("decoded") is not False
     else:
         records = _count_unchecked(
             parsed.scheme, source, path, again=again, found=found is not None
@@ -770,6 +905,8 @@ def restore(directory: str, url: str, yes: bool, verify: bool, quiet: bool) -> N
     got = _count_restored(url, verified=verify)
     what = "the backup" if got is None else f"{got} records"
     checked = "backup checked" if verify else "backup not checked: --no-verify"
+    if verify and not decoded:
+        checked += ", its values not decoded"
     say(f"restored {what} into {path} ({checked})", quiet=quiet)
 
 

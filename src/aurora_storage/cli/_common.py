@@ -470,8 +470,9 @@ def rocksdb_needs_recovery(path: str) -> bool:
     return False
 
 
-def open_read(url_text: str) -> Any:
-    """Open a store for reading: never creates or changes it.
+def open_read(url_text: str, *, codec: Any = None) -> Any:
+    """Open a store for reading: never creates or changes it (``codec``: as
+    :func:`aurora_storage.open`'s).
 
     RocksDB opens ``mode=read_only`` (a view as of open time that works beside a live
     writer in another process, and writes no data: only rocksdict's side file
@@ -485,7 +486,7 @@ def open_read(url_text: str) -> Any:
     """
     import aurora_storage
 
-    return aurora_storage.open(_read_only_url(parse_url(url_text)))
+    return aurora_storage.open(_read_only_url(parse_url(url_text)), codec=codec)
 
 
 def _read_only_url(url: URL) -> URL:
@@ -523,9 +524,11 @@ def _read_only_url(url: URL) -> URL:
 _BULK_OPTIONS = {"rocksdb": (("write_buffer_size", "16MiB"), ("block_cache_size", "8MiB"))}
 
 
-def open_write(url_text: str | URL, *, create: bool = True, bulk: bool = False) -> Any:
+def open_write(
+    url_text: str | URL, *, create: bool = True, bulk: bool = False, codec: Any = None
+) -> Any:
     """Open a store for writing (creating it when ``create``); ``bulk`` for import and
-    copy targets (see :data:`_BULK_OPTIONS`).
+    copy targets (see :data:`_BULK_OPTIONS`); ``codec`` as :func:`aurora_storage.open`'s.
 
     Raises:
         NoStoreError: another engine's store at the path, or none while not ``create``.
@@ -539,7 +542,7 @@ def open_write(url_text: str | URL, *, create: bool = True, bulk: bool = False) 
         for name, value in _BULK_OPTIONS[url.scheme]:
             if name not in url.options:
                 url = url.with_options(**{name: value})
-    return aurora_storage.open(url)
+    return aurora_storage.open(url, codec=codec)
 
 
 # ------------------------------------------------------------------ keys and values
