@@ -204,3 +204,21 @@ def test_the_import_seed_advice_for_a_foreign_store_names_it_for_the_shell(
             c for c in _advice(out.stderr.decode()) if c.startswith("aurora-storage import-seed ")
         )
         assert shlex.split(seed)[2:] == [str(store), "rocksdb:NEW_PATH"], seed
+
+
+def test_the_copy_advice_of_import_seed_for_an_aurora_store_runs_as_pasted(
+    tmp_path: Path,
+) -> None:
+    # import-seed of an aurora-storage store (not a TypeScript one) advises
+    # `aurora-storage copy SCHEME:PATH URL`; the path was printed raw.
+    store = tmp_path / "dir a" / "it's&events"
+    with aurora_storage.open(URL("rocksdb", str(store)).render(hide_secrets=False)) as repo:
+        repo.put("acme", "k", 1)
+    out = run_cli("import-seed", str(store), f"rocksdb:{tmp_path / 'target'}")
+    assert out.returncode != 0, out.stderr
+    (copy,) = (c for c in _advice(out.stderr.decode()) if c.startswith("aurora-storage copy "))
+    target = tmp_path / "copied"
+    pasted = _paste(copy.replace(" URL", " " + shlex.quote(f"rocksdb:{target}")), tmp_path)
+    assert pasted.returncode == 0, pasted.stderr
+    with aurora_storage.open(f"rocksdb:{target}") as repo:
+        assert dict(repo.items("acme")) == {"k": 1}

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from .._keys import encode_key, encode_tenant
 from .._metadata import META_KEY
+from ..config import URL
 from ..errors import SeedKeyError, SeedSourceError, StorageError
 from ._split import JS_SAFE_INTEGER, SeedSplit, parse_json, split_seed_key
 
@@ -162,6 +164,13 @@ class SeedImportReport:
 # ----------------------------------------------------------------------- the source
 
 
+def _shell_url(scheme: str, path: str) -> str:
+    """The store at ``path`` as a command-line argument in advice: its URL,
+    percent-encoded, quoted for the shell (as the CLI's ``shell_url`` writes it; the
+    migration module does not import the CLI)."""
+    return shlex.quote(URL(scheme, path).render(hide_secrets=False))
+
+
 def _check_source(path: str) -> None:
     if not os.path.isdir(path):
         what = "does not exist" if not os.path.exists(path) else "is not a directory"
@@ -175,7 +184,8 @@ def _check_source(path: str) -> None:
         scheme = _marker_scheme(marker, path)
         raise SeedSourceError(
             f"{path} is an aurora-storage store, not one written by the TypeScript package; "
-            f"copy it with `aurora-storage copy {scheme}:{path} URL`. If it holds a "
+            f"copy it with `aurora-storage copy {_shell_url(scheme, path)} URL`. If it "
+            "holds a "
             "TypeScript store that an earlier aurora-storage opened and took over "
             "(`aurora-storage verify` reports its records as outside aurora-storage's key "
             f"space), move {marker} out of the directory and run import-seed again: the "
