@@ -496,14 +496,9 @@ class TieredRepository(TieredReads[K, V], Repository[K, V]):
 
         Raises:
             ReadOnlyError: projection mode (history is append-only).
-            BatchTooLargeError: more records than the pair takes in one write (its
-                ``capabilities.max_batch_ops``: what a bounded tier's batch - NATS
-                ``max_batch`` - takes with the records the pair adds), or, in
-                projection mode, the projection's updates plus the position are more
-                than hot's bound; refused by the pair, nothing written to either tier:
-                split the write (``size``: its records; ``limit - internal``: the
-                pair's bound). An InvalidArgumentError, as before it had a type of its
-                own.
+            BatchTooLargeError: more keys than the pair takes in one write (its
+                ``capabilities.max_batch_ops``, as for :meth:`put_many`); nothing
+                written to either tier: split the write.
         """
         p = self._p
         wanted = _args.key_list(keys, "delete_many")
