@@ -40,9 +40,9 @@ from ._recorders import (
     AuroraProcessRecorder,
     AuroraRecorder,
     AuroraTrackingRecorder,
-    ViewState,
 )
 from ._subscription import AuroraSubscription
+from ._view import ViewState
 
 #: The name eventsourcing's own persistence modules give their factory.
 Factory = AuroraFactory

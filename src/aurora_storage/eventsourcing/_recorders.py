@@ -36,12 +36,11 @@ and a commit whose outcome is unknown is read back once to say which.
 from __future__ import annotations
 
 import math
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import (
@@ -53,7 +52,6 @@ from eventsourcing.persistence import (
     Notification,
     PersistenceError,
     ProcessRecorder,
-    ProgrammingError,
     StoredEvent,
     Subscription,
     Tracking,
@@ -61,11 +59,9 @@ from eventsourcing.persistence import (
     WaitInterruptedError,
 )
 
-from aurora_storage import Batch, Repository, Version, encode_key
+from aurora_storage import Repository
 from aurora_storage._eventstore import insert_append, watch_arguments
 from aurora_storage.errors import (
-    BatchTooLargeError,
-    InvalidKeyError,
     KeyExistsError,
     PositionExpiredError,
     SerializationError,
@@ -74,12 +70,11 @@ from aurora_storage.errors import (
 )
 
 from ._arguments import check_bound, check_limit, check_topics
-from ._errors import translate
+from ._errors import _batch_too_large, _exists_error, _packing_error, _version_error, translate
 from ._records import (
     EVENT,
     SEQUENCE,
     VIEW,
-    VIEW_STAMP,
     OriginatorIdType,
     ValueLayout,
     id_reader,
@@ -88,7 +83,16 @@ from ._records import (
     uuid_id_text,
     value_layout,
 )
-from ._subscription import RETRY_FIRST, RETRY_MAX, retry_while_away, runner_stop, unreachable
+from ._subscription import (
+    RETRY_FIRST,
+    RETRY_MAX,
+    _again,
+    _gave_up,
+    _patience,
+    runner_stop,
+    unreachable,
+)
+from ._view import ViewState
 
 __all__ = [
     "AuroraAggregateRecorder",
@@ -97,7 +101,6 @@ __all__ = [
     "AuroraProcessRecorder",
     "AuroraRecorder",
     "AuroraTrackingRecorder",
-    "ViewState",
 ]
 
 
@@ -130,151 +133,9 @@ _AN_EVENT = (
 _A_TRACKING_RECORD = "a tracking record: a notification id, an int from 0 to 2**64 - 1"
 
 
-def _version_error(stored_events: Sequence[StoredEvent], event: StoredEvent) -> InvalidKeyError:
-    """The error for ``event``'s version, which is not an int."""
-    i = next(i for i, s in enumerate(stored_events) if s is event)
-    v = event.originator_version
-    return InvalidKeyError(
-        f"event {i} of the call (originator_id {event.originator_id!r:.80}): "
-        f"originator_version must be an int, got {type(v).__name__} {v!r:.80}; "
-        "eventsourcing numbers an aggregate's events 1, 2, 3, ... (True is no version: "
-        "it would be stored as a second version 1); nothing was written"
-    )
-
-
-def _exists_error(stored_events: Sequence[StoredEvent], exc: KeyExistsError) -> Exception:
-    """The IntegrityError for the batch's KeyExistsError: when the call itself repeats
-    an ``(originator_id, originator_version)``, it says so (nothing was stored under
-    it); otherwise the translated error (a version that exists already)."""
-    seen: set[tuple[str, int]] = set()
-    repeated: list[StoredEvent] = []
-    try:
-        for s in stored_events:
-            k = (id_text(s.originator_id), s.originator_version)
-            if k in seen:
-                repeated.append(s)
-            seen.add(k)
-    except Exception:  # pragma: no cover - the batch built these keys: they are valid
-        return translate(exc, "insert events")
-    if not repeated:
-        return translate(exc, "insert events")
-    named = ", ".join(
-        f"originator {s.originator_id} version {s.originator_version}" for s in repeated[:5]
-    )
-    more = " ..." if len(repeated) > 5 else ""
-    also = (
-        "; some of the call's other versions also exist already (see the cause)"
-        if len(exc.keys) > len(repeated)
-        else ""
-    )
-    return IntegrityError(
-        f"could not insert events: {named}{more} is repeated in this call (each "
-        "(originator_id, originator_version) may appear once in one insert_events)"
-        f"{also}; nothing was written"
-    )
-
-
-def _batch_too_large(exc: StorageError, *, notify: bool, tracking: bool) -> ProgrammingError | None:
-    """The ProgrammingError for a batch the backend refuses as larger than one atomic
-    write may ever be (:class:`~aurora_storage.errors.BatchTooLargeError`, with ``size``,
-    ``limit`` and ``internal``; the NATS plugin's subclasses it), in events per save;
-    ``None`` for any other error.
-
-    Retrying cannot help (so not OperationalError), and the caller of
-    ``Application.save()`` cannot split the batch: the message says how many events one
-    save may hold and what to change.
-    """
-    limit = getattr(exc, "limit", None)
-    internal = getattr(exc, "internal", None)
-    if (
-        not isinstance(exc, BatchTooLargeError)  # ValueTooLargeError: a value, not a batch
-        or type(limit) is not int
-        or type(internal) is not int
-        or type(getattr(exc, "size", None)) is not int
-    ):
-        return None
-    per_event = 2 if notify else 1
-    what = (
-        "each event is 2 operations (the event and its notification) + the counter"
-        if notify
-        else "each event is 1 operation"
-    )
-    if tracking:
-        what += " + the tracking record"
-    room = limit - internal - (1 if tracking else 0)
-    if limit > 0 and room >= 0:
-        most = f"at most {room // per_event} events per save on this bucket"
-    else:
-        most = (
-            "fewer events per save on this bucket than this one holds (the server did "
-            "not say how many)"
-        )
-    return ProgrammingError(
-        f"could not insert events: {most} ({what}); raise max_batch and the server's "
-        "jetstream batch limit (jetstream.limits.batch.max_msgs) together, or save fewer "
-        f"events at once; nothing was written ({exc})"
-    )
-
-
-def _packing_error(exc: BaseException) -> SerializationError:
-    """A packer's error no single field explains, as a SerializationError."""
-    error = SerializationError(
-        f"the events' records cannot be packed ({type(exc).__name__}: {exc}); nothing was written"
-    )
-    error.__cause__ = exc
-    return error
-
-
-_T = TypeVar("_T")
-
 #: What _check_tracking returns when a commit of the call whose outcome was unknown is
 #: found to have landed.
 _LANDED: Any = object()
-
-
-def _patience(exc: BaseException, repo: Repository[Any, Any]) -> threading.Event | None:
-    """The stop event of the runner whose thread this is (:func:`runner_stop`) when
-    ``exc`` says the store is away and ``repo`` is open: the call waits for the store.
-    ``None`` - the call raises - for any other error, and on any other thread."""
-    if not unreachable(exc) or repo.closed:
-        return None
-    return runner_stop()
-
-
-def _gave_up(exc: StorageError, doing: str, repo: Repository[Any, Any]) -> PersistenceError:
-    """``exc`` as eventsourcing's error, saying why a runner's call stopped waiting for
-    the store when that is why it raises."""
-    err = translate(exc, doing)
-    if not unreachable(exc):
-        return err
-    if repo.closed:
-        why = "the repository was closed while the call waited for the store to answer"
-    else:
-        why = "the runner stopped while the call waited for the store to answer"
-    return type(err)(
-        f"{err}; {why}: the call did not complete (a runner started again resumes from "
-        "its tracking record)"
-    )
-
-
-def _again(
-    exc: StorageError, repo: Repository[Any, Any], doing: str, attempt: Callable[[], _T]
-) -> _T:
-    """After the read ``attempt`` raised ``exc``: on a runner's thread, while the store is
-    away, the read made again until the store answers (:func:`retry_while_away`);
-    anywhere else, and for any other error, ``exc`` raised as eventsourcing's error.
-
-    Raises:
-        PersistenceError: ``exc`` translated (see ``_errors``); or the last error of the
-            waiting, once the runner stopped or the repository was closed (saying so).
-    """
-    stop = _patience(exc, repo)
-    if stop is None:
-        raise translate(exc, doing) from exc
-    try:
-        return retry_while_away(attempt, stop, repo)
-    except StorageError as last:
-        raise _gave_up(last, doing, repo) from last
 
 
 @dataclass(frozen=True, eq=False, init=False)
@@ -1151,141 +1012,10 @@ def _scans_list_everything(repo: Repository[Any, Any]) -> bool:
     return not repo.capabilities.ordered_scans or (url is not None and url.scheme == "nats")
 
 
-_DELETED: Any = object()
-#: The key of a view tenant's stamp (see ViewState._add_to).
-_STAMP = (VIEW_STAMP,)
-
 #: Seconds between re-reads of a tracking record in ``wait()`` (see there).
 _WAIT_SLICE = 0.1
 #: Tracking keys a recorder keeps before its cache starts over.
 _TRACKING_KEYS_MAX = 1024
-
-
-class ViewState:
-    """The view records :meth:`AuroraTrackingRecorder.track` reads and writes: reads see
-    the store plus this update's own writes; writes are applied when ``track`` commits.
-
-    Every record read from the store is remembered with its version (absent included),
-    so that ``track`` can condition its batch on it: see :meth:`AuroraTrackingRecorder.track`.
-
-    Values go through the store's codec as they are (so a ``raw`` store holds bytes
-    only); keys are any aurora-storage keys.
-    """
-
-    def __init__(self, repository: Repository[Any, Any], tenant: str) -> None:
-        self._repo = repository
-        self._tenant = tenant
-        # Keyed by the canonical key encoding: equal keys (1 and 1.0, dicts in any
-        # order) are one record, and unhashable keys (lists, dicts) work.
-        self._pending: dict[bytes, tuple[Any, Any]] = {}
-        # The version each record had when this update first read it from the store
-        # (None: absent).
-        self._read: dict[bytes, Version | None] = {}
-        # The version of the view's stamp, read before the first record (see _add_to).
-        self._stamp_read = False
-        self._stamp: Version | None = None
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        """The record's value (as this update left it), or ``default``. On a runner's
-        thread a store that is away is waited for (see the module docstring).
-
-        Raises:
-            DataError: ``key`` is not an aurora-storage key (cause: InvalidKeyError).
-        """
-        try:
-            encoded = encode_key(key)
-        except StorageError as exc:
-            raise translate(exc, "read a view record") from exc
-        pending = self._pending.get(encoded)
-        if pending is not None:
-            return default if pending[1] is _DELETED else pending[1]
-        try:
-            value, version = self._read_store(key)
-        except StorageError as exc:
-            # On a runner's thread, a store that is away is waited for (the stamp, once
-            # read, is not read again: it still comes before this record).
-            value, version = _again(
-                exc, self._repo, "read a view record", lambda: self._read_store(key)
-            )
-        # The first read's version: what the update computed may rest on it.
-        self._read.setdefault(encoded, version)
-        return default if version is None else value
-
-    def _read_store(self, key: Any) -> tuple[Any, Version | None]:
-        """The record ``key`` and its version as stored; the view's stamp first, before
-        the update's first record."""
-        repo, tenant = self._repo, self._tenant
-        if not self._stamp_read:
-            # Before any record: a commit of another update after this read changes
-            # the stamp, whichever records it wrote.
-            self._stamp = repo.get_versioned(tenant, _STAMP)[1]
-            self._stamp_read = True
-        return repo.get_versioned(tenant, (VIEW, key))
-
-    def put(self, key: Any, value: Any) -> None:
-        """Set the record ``key`` to ``value`` when the update commits.
-
-        Raises:
-            DataError: ``key`` is not an aurora-storage key (cause: InvalidKeyError).
-        """
-        self._pending[self._encode(key)] = (key, value)
-
-    def delete(self, key: Any) -> None:
-        """Remove the record ``key`` (if present) when the update commits.
-
-        Raises:
-            DataError: ``key`` is not an aurora-storage key (cause: InvalidKeyError).
-        """
-        self._pending[self._encode(key)] = (key, _DELETED)
-
-    @staticmethod
-    def _encode(key: Any) -> bytes:
-        try:
-            return encode_key(key)
-        except StorageError as exc:
-            raise translate(exc, "write a view record") from exc
-
-    def _add_to(self, batch: Batch[Any, Any], pack_int: Callable[[int], Any]) -> None:
-        """Add this update's writes to ``batch``, conditioned on everything it read.
-
-        A record read and then put is written with ``compare_and_set`` against the
-        version read (``None``: only if still absent). A record read and not put - only
-        read, or read and deleted - has no condition of its own (a batch conditions a
-        key only by writing it), so the batch is conditioned on the view's stamp
-        instead: a record every batch that writes view records changes, read before the
-        update's first read. Records written without being read need no condition.
-
-        An update that writes no view record (it only read) adds nothing, not even the
-        stamp: nothing of the view could rest on a stale read, so the batch needs no
-        condition on its reads, and rewriting the stamp would only make every other
-        update that read the view meanwhile fail and run again for nothing.
-        """
-        if not self._pending:
-            return
-        tenant, read = self._tenant, self._read
-        on_stamp = False
-        for encoded, (key, value) in self._pending.items():
-            if value is _DELETED:
-                batch.delete(tenant, (VIEW, key))
-                on_stamp = on_stamp or encoded in read
-            elif encoded in read:
-                batch.compare_and_set(tenant, (VIEW, key), value, version=read[encoded])
-            else:
-                batch.put(tenant, (VIEW, key), value)
-        if not on_stamp:
-            pending = self._pending
-            on_stamp = any(encoded not in pending for encoded in read)
-        if on_stamp:
-            # Read with the first record (on_stamp needs a record read).
-            batch.compare_and_set(tenant, _STAMP, _stamp_value(pack_int), version=self._stamp)
-        else:
-            batch.put(tenant, _STAMP, _stamp_value(pack_int))
-
-
-def _stamp_value(pack_int: Callable[[int], Any]) -> Any:
-    """A new value of a view's stamp: random (from the OS, so forked processes differ),
-    hence a new version whatever the stamp held (one chance in 2**63 to repeat it)."""
-    return pack_int(secrets.randbits(63))
 
 
 class AuroraTrackingRecorder(AuroraRecorder, TrackingRecorder):

@@ -59,6 +59,8 @@ from ._errors import translate
 from ._records import SEQUENCE
 
 if TYPE_CHECKING:
+    from aurora_storage import Repository
+
     from ._recorders import AuroraApplicationRecorder
 
 __all__ = [
@@ -177,6 +179,55 @@ def runner_stop() -> threading.Event | None:
         if isinstance(event, threading.Event):
             return event
     return None
+
+
+# The recorders' side of the rule (for _recorders and _view): whether a call waits,
+# the read made again while it does, and the error once it stops waiting.
+
+
+def _patience(exc: BaseException, repo: Repository[Any, Any]) -> threading.Event | None:
+    """The stop event of the runner whose thread this is (:func:`runner_stop`) when
+    ``exc`` says the store is away and ``repo`` is open: the call waits for the store.
+    ``None`` - the call raises - for any other error, and on any other thread."""
+    if not unreachable(exc) or repo.closed:
+        return None
+    return runner_stop()
+
+
+def _gave_up(exc: StorageError, doing: str, repo: Repository[Any, Any]) -> PersistenceError:
+    """``exc`` as eventsourcing's error, saying why a runner's call stopped waiting for
+    the store when that is why it raises."""
+    err = translate(exc, doing)
+    if not unreachable(exc):
+        return err
+    if repo.closed:
+        why = "the repository was closed while the call waited for the store to answer"
+    else:
+        why = "the runner stopped while the call waited for the store to answer"
+    return type(err)(
+        f"{err}; {why}: the call did not complete (a runner started again resumes from "
+        "its tracking record)"
+    )
+
+
+def _again(
+    exc: StorageError, repo: Repository[Any, Any], doing: str, attempt: Callable[[], _T]
+) -> _T:
+    """After the read ``attempt`` raised ``exc``: on a runner's thread, while the store is
+    away, the read made again until the store answers (:func:`retry_while_away`);
+    anywhere else, and for any other error, ``exc`` raised as eventsourcing's error.
+
+    Raises:
+        PersistenceError: ``exc`` translated (see ``_errors``); or the last error of the
+            waiting, once the runner stopped or the repository was closed (saying so).
+    """
+    stop = _patience(exc, repo)
+    if stop is None:
+        raise translate(exc, doing) from exc
+    try:
+        return retry_while_away(attempt, stop, repo)
+    except StorageError as last:
+        raise _gave_up(last, doing, repo) from last
 
 
 class AuroraSubscription(ListenNotifySubscription["AuroraApplicationRecorder"]):
