@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 import aurora_storage
-from aurora_storage.cli import _backup, run
+from aurora_storage.cli import _restore, run
 
 from .conftest import run_cli
 
@@ -150,7 +150,7 @@ def test_a_rocksdb_writer_opening_during_the_copy_is_refused(
     shutil.copytree(old, store)
     assert not (store / "LOCK").exists()
     assert _contents(url) == {"t": {f"k{i:04d}": "old" for i in range(3)}}
-    copied = _backup._copy
+    copied = _restore._copy
     writers: list[subprocess.Popen[str]] = []
     answers: list[dict[str, Any]] = []
 
@@ -160,7 +160,7 @@ def test_a_rocksdb_writer_opening_during_the_copy_is_refused(
         writers.append(child)
         answers.append(_answer(child))
 
-    monkeypatch.setattr(_backup, "_copy", copy_while_a_writer_opens)
+    monkeypatch.setattr(_restore, "_copy", copy_while_a_writer_opens)
     try:
         code = run(["restore", str(new), f"rocksdb:{store}", "--yes", "-q"])
     finally:
@@ -185,7 +185,7 @@ def test_an_lmdb_opener_during_the_copy_waits_and_opens_the_restored_store(
     # A copy of a backup, only read since: it has none of the library's lock files.
     shutil.copytree(old, store)
     assert _contents(url) == {"t": {f"k{i:04d}": "old" for i in range(3)}}
-    copied = _backup._copy
+    copied = _restore._copy
     writers: list[subprocess.Popen[str]] = []
 
     def copy_while_a_writer_opens(source: str, staging: str) -> None:
@@ -195,7 +195,7 @@ def test_an_lmdb_opener_during_the_copy_waits_and_opens_the_restored_store(
         # The writer waits for a lock the restore holds (or has already failed).
         _wait_until(lambda: _blocked(child.pid) or child.poll() is not None, "the writer")
 
-    monkeypatch.setattr(_backup, "_copy", copy_while_a_writer_opens)
+    monkeypatch.setattr(_restore, "_copy", copy_while_a_writer_opens)
     try:
         code = run(["restore", str(new), f"lmdb:{store}", "--yes", "-q"])
         monkeypatch.undo()
@@ -239,7 +239,7 @@ def test_a_second_restore_into_the_same_target_is_refused(
     store = tmp_path / "store"
     if existing:
         _fill(f"{scheme}://{store}", "old", 1)
-    original = getattr(_backup, step)
+    original = getattr(_restore, step)
     others: list[subprocess.CompletedProcess[bytes]] = []
 
     def with_a_second_restore(*args: Any) -> None:
@@ -251,7 +251,7 @@ def test_a_second_restore_into_the_same_target_is_refused(
             others.append(run_cli("restore", str(second), f"{scheme}:{store}", "--yes"))
             assert os.path.isdir(f"{store}.restoring")
 
-    monkeypatch.setattr(_backup, step, with_a_second_restore)
+    monkeypatch.setattr(_restore, step, with_a_second_restore)
     code = run(["restore", str(first), f"{scheme}:{store}", "--yes", "-q"])
     monkeypatch.undo()
     assert code == 0, capsys.readouterr().err

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import click
 
 from ..errors import StorageError
-from . import _backup, _seed  # noqa: F401 - register backup/restore and import-seed on cli
+from . import _backup, _restore, _seed  # noqa: F401 - register backup, restore and import-seed on cli
 from ._app import cli
 from ._common import ExitCode, decide_status, decided_status, exit_code_for
 
