@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 import aurora_storage
 from aurora_storage._stores import MARKER_NAME
+from aurora_storage.config import URL
 from aurora_storage.migrate import SeedSourceError, import_seed
 from aurora_storage.migrate._split import parse_json
 
@@ -73,7 +75,9 @@ def test_an_aurora_store_as_the_source_is_named_with_its_engine(tmp_path: Path) 
         with pytest.raises(SeedSourceError) as info:
             import_seed(tmp_path / scheme, "memory://")
         message = str(info.value)
-        assert f"aurora-storage copy {scheme}:{tmp_path}/{scheme} URL" in message
+        # Named by its URL, quoted for the shell (runs as pasted: test_cli_backup_advice).
+        named = shlex.quote(URL(scheme, f"{tmp_path}/{scheme}").render(hide_secrets=False))
+        assert f"aurora-storage copy {named} URL" in message
         other = "lmdb" if scheme == "rocksdb" else "rocksdb"
         assert f"copy {other}:" not in message
         # What to do when a TypeScript store was taken over by an older aurora-storage.
